@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install the Debian packages Sluice needs to build, test, demo and benchmark.
+# Idempotent: when everything is present it prints one line and does nothing.
+set -euo pipefail
+
+PKGS=(
+  build-essential clang llvm libclang-rt-14-dev   # compilers, libFuzzer runtime
+  libyaml-dev libjansson-dev libcmocka-dev         # config, JSON, unit tests
+  python3 python3-pytest python3-requests          # integration tests
+  curl wrk netcat-openbsd iproute2 procps          # real clients and tools
+  nginx-light haproxy                              # benchmark anchors
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "deps: missing packages: ${missing[*]}" >&2
+    echo "deps: run as root (or install sudo) so they can be installed" >&2
+    exit 1
+  fi
+else
+  SUDO=
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Debian starts nginx/haproxy services on install; Sluice's tests start their own.
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"

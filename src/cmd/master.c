@@ -1,0 +1,535 @@
+/* The master process of `sluice proxy`.
+ *
+ * It owns everything that must outlive a worker: the listening sockets, the
+ * shared region, the admin API and the active health checker. Workers are
+ * forked from it and supervised: one that dies unexpectedly is replaced in
+ * the same slot, on the same sockets, and the reason is logged.
+ *
+ * A "generation" is one configuration with its shared region, sockets and
+ * workers. SIGHUP loads the file again; if it is valid a new generation
+ * starts, and the old one is told to drain (SIGTERM) and freed when its last
+ * worker has exited. Sockets whose listener is unchanged are handed over
+ * (dup), so no queued connection is lost across a reload.
+ */
+#include "cmd/master.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/admin.h"
+#include "core/evloop.h"
+#include "core/health.h"
+#include "core/log.h"
+#include "core/shared.h"
+#include "proxy/worker.h"
+
+#define MAX_GENERATIONS 8
+#define STOP_TIMEOUT_MS 35000
+
+struct generation {
+    struct sl_config *cfg;
+    struct shared_state *sh;
+    uint32_t n_workers;
+    int *fds;                /* [listener * n_workers + slot] */
+    pid_t *pids;             /* [slot], 0 = not running */
+    uint64_t *last_start;    /* [slot] ms, for crash-loop back-off */
+    uint32_t *quick_deaths;  /* [slot] */
+    bool retiring;
+};
+
+struct master {
+    const char *config_path;
+    uint32_t workers_override;
+    struct ev_loop *loop;
+    struct generation *gens[MAX_GENERATIONS]; /* gens[0] is current */
+    size_t n_gens;
+    int signal_fd;
+    struct ev_io signal_io;
+    struct ev_timer restart_timer;
+    struct ev_timer stop_timer;
+    struct admin_server *admin;
+    struct admin_view view;
+    struct health_checker *health;
+    bool stopping;
+    uint64_t restarts;
+};
+
+static struct generation *current(struct master *m) { return m->gens[0]; }
+
+/* ---------- sockets ---------- */
+
+static int open_listener_socket(const struct cfg_listener *l, char *err, size_t errlen)
+{
+    int type = l->proto == PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
+    int fd = socket(l->addr.ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (l->addr.ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&l->addr.ss, l->addr.len) < 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", l->addr.text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (type == SOCK_STREAM && listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", l->addr.text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static const struct cfg_listener *find_listener(const struct generation *g, const struct cfg_listener *l,
+                                                size_t *index)
+{
+    if (!g)
+        return NULL;
+    for (size_t i = 0; i < g->cfg->n_listeners; i++) {
+        const struct cfg_listener *o = &g->cfg->listeners[i];
+        bool same_kind = (o->proto == PROTO_UDP) == (l->proto == PROTO_UDP);
+        if (same_kind && addr_equal(&o->addr, &l->addr)) {
+            *index = i;
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* One socket per listener per worker slot; reuse the previous
+ * generation's sockets where the listener is unchanged. */
+static int open_generation_sockets(struct generation *g, const struct generation *prev)
+{
+    size_t nl = g->cfg->n_listeners;
+    for (size_t i = 0; i < nl * g->n_workers; i++)
+        g->fds[i] = -1;
+    for (size_t i = 0; i < nl; i++) {
+        const struct cfg_listener *l = &g->cfg->listeners[i];
+        size_t pi;
+        const struct cfg_listener *old = find_listener(prev, l, &pi);
+        for (uint32_t s = 0; s < g->n_workers; s++) {
+            int fd = -1;
+            if (old && s < prev->n_workers)
+                fd = fcntl(prev->fds[pi * prev->n_workers + s], F_DUPFD_CLOEXEC, 3);
+            if (fd < 0) {
+                char err[256];
+                fd = open_listener_socket(l, err, sizeof err);
+                if (fd < 0) {
+                    log_error("%s: listeners[%zu] (%s): %s", g->cfg->path, i, l->name, err);
+                    return -1;
+                }
+            }
+            g->fds[i * g->n_workers + s] = fd;
+        }
+    }
+    return 0;
+}
+
+/* ---------- generations ---------- */
+
+static void generation_free(struct generation *g)
+{
+    if (!g)
+        return;
+    if (g->fds && g->cfg)
+        for (size_t i = 0; i < g->cfg->n_listeners * g->n_workers; i++)
+            if (g->fds[i] >= 0)
+                close(g->fds[i]);
+    free(g->fds);
+    free(g->pids);
+    free(g->last_start);
+    free(g->quick_deaths);
+    shared_destroy(g->sh);
+    config_free(g->cfg);
+    free(g);
+}
+
+static uint32_t worker_count(const struct master *m, const struct sl_config *cfg)
+{
+    if (m->workers_override)
+        return m->workers_override;
+    if (cfg->workers)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+static struct generation *generation_new(struct master *m, struct sl_config *cfg, const struct generation *prev)
+{
+    struct generation *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->cfg = cfg;
+    g->n_workers = worker_count(m, cfg);
+    g->fds = calloc(cfg->n_listeners * g->n_workers + 1, sizeof *g->fds);
+    g->pids = calloc(g->n_workers, sizeof *g->pids);
+    g->last_start = calloc(g->n_workers, sizeof *g->last_start);
+    g->quick_deaths = calloc(g->n_workers, sizeof *g->quick_deaths);
+    g->sh = shared_create(cfg, g->n_workers);
+    if (!g->fds || !g->pids || !g->last_start || !g->quick_deaths || !g->sh) {
+        log_error("out of memory creating the worker generation");
+        generation_free(g);
+        return NULL;
+    }
+    if (prev)
+        shared_carry_over(g->sh, cfg, prev->sh, prev->cfg);
+    if (open_generation_sockets(g, prev) < 0) {
+        g->cfg = NULL; /* the caller still owns cfg on failure */
+        generation_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* ---------- workers ---------- */
+
+/* In the child: close every descriptor the worker does not need (the
+ * master's epoll, signalfd, admin and health sockets, other slots). */
+static void close_inherited_fds(const int *keep, size_t n_keep, int log_fd_keep)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return;
+    int dfd = dirfd(d);
+    int to_close[1024];
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 1024) {
+        int fd = atoi(e->d_name);
+        if (fd <= 2 || fd == dfd || fd == log_fd_keep || e->d_name[0] == '.')
+            continue;
+        bool kept = false;
+        for (size_t i = 0; i < n_keep; i++)
+            kept |= keep[i] == fd;
+        if (!kept)
+            to_close[n++] = fd;
+    }
+    closedir(d);
+    for (size_t i = 0; i < n; i++)
+        close(to_close[i]);
+}
+
+static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
+{
+    size_t nl = g->cfg->n_listeners;
+    int *fds = calloc(nl + 1, sizeof *fds);
+    if (!fds)
+        return -1;
+    for (size_t i = 0; i < nl; i++)
+        fds[i] = g->fds[i * g->n_workers + slot];
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork: %s", strerror(errno));
+        free(fds);
+        return -1;
+    }
+    if (pid == 0) {
+        close_inherited_fds(fds, nl, log_fd());
+        int rc = worker_main(g->cfg, g->sh, slot, fds);
+        _exit(rc);
+    }
+    free(fds);
+    g->pids[slot] = pid;
+    g->last_start[slot] = ev_clock_ms();
+    atomic_store(&g->sh->workers[slot].pid, (int32_t)pid);
+    log_info("worker %u started (pid %d)", slot, (int)pid);
+    return 0;
+}
+
+static void update_view(struct master *m)
+{
+    struct generation *g = current(m);
+    m->view.cfg = g->cfg;
+    m->view.sh = g->sh;
+    m->view.n_workers = g->n_workers;
+    m->view.worker_pids = g->pids;
+    m->view.worker_restarts = m->restarts;
+}
+
+static void restart_pending(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct master *m = t->data;
+    struct generation *g = current(m);
+    if (m->stopping)
+        return;
+    for (uint32_t s = 0; s < g->n_workers; s++)
+        if (!g->pids[s])
+            spawn_worker(m, g, s);
+}
+
+static const char *describe_exit(int status, char *buf, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "was killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(buf, cap, "stopped (status 0x%x)", status);
+    return buf;
+}
+
+static bool all_workers_gone(const struct master *m)
+{
+    for (size_t i = 0; i < m->n_gens; i++)
+        for (uint32_t s = 0; s < m->gens[i]->n_workers; s++)
+            if (m->gens[i]->pids[s])
+                return false;
+    return true;
+}
+
+static void reap_children(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (size_t gi = 0; gi < m->n_gens; gi++) {
+            struct generation *g = m->gens[gi];
+            for (uint32_t s = 0; s < g->n_workers; s++) {
+                if (g->pids[s] != pid)
+                    continue;
+                g->pids[s] = 0;
+                char why[128];
+                describe_exit(status, why, sizeof why);
+                if (g->retiring || m->stopping) {
+                    log_info("worker %u (pid %d) %s", s, (int)pid, why);
+                    continue;
+                }
+                /* Unexpected: replace it, backing off if it keeps dying. */
+                m->restarts++;
+                atomic_fetch_add(&g->sh->workers[s].restarts, 1);
+                uint64_t now = ev_clock_ms();
+                g->quick_deaths[s] = now - g->last_start[s] < 2000 ? g->quick_deaths[s] + 1 : 0;
+                log_error("worker %u (pid %d) %s; restarting it", s, (int)pid, why);
+                if (g->quick_deaths[s] >= 3)
+                    ev_timer_start(m->loop, &m->restart_timer, 1000);
+                else
+                    spawn_worker(m, g, s);
+            }
+        }
+    }
+    /* Free retired generations whose workers are all gone. */
+    for (size_t gi = 1; gi < m->n_gens;) {
+        struct generation *g = m->gens[gi];
+        bool alive = false;
+        for (uint32_t s = 0; s < g->n_workers; s++)
+            alive |= g->pids[s] != 0;
+        if (alive) {
+            gi++;
+            continue;
+        }
+        generation_free(g);
+        memmove(&m->gens[gi], &m->gens[gi + 1], (m->n_gens - gi - 1) * sizeof m->gens[0]);
+        m->n_gens--;
+        log_info("previous configuration retired");
+    }
+    update_view(m);
+    if (m->stopping && all_workers_gone(m))
+        ev_break(m->loop);
+}
+
+static void signal_generation(struct generation *g, int sig)
+{
+    for (uint32_t s = 0; s < g->n_workers; s++)
+        if (g->pids[s])
+            kill(g->pids[s], sig);
+}
+
+/* ---------- reload and stop ---------- */
+
+static void reload(struct master *m)
+{
+    log_info("reloading %s", m->config_path);
+    if (m->n_gens == MAX_GENERATIONS) {
+        log_error("reload refused: %d configurations are still draining", MAX_GENERATIONS - 1);
+        return;
+    }
+    struct config_errors errs = {0};
+    struct sl_config *cfg = config_load(m->config_path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("%s", errs.lines[i]);
+        log_error("reload aborted: the configuration has %zu error(s); still running the previous one", errs.n);
+        config_errors_free(&errs);
+        return;
+    }
+    struct generation *old = current(m);
+    struct generation *g = generation_new(m, cfg, old);
+    if (!g) {
+        config_free(cfg);
+        log_error("reload aborted: still running the previous configuration");
+        return;
+    }
+    for (uint32_t s = 0; s < g->n_workers; s++)
+        spawn_worker(m, g, s);
+    old->retiring = true;
+    signal_generation(old, SIGTERM);
+    memmove(&m->gens[1], &m->gens[0], m->n_gens * sizeof m->gens[0]);
+    m->gens[0] = g;
+    m->n_gens++;
+    health_stop(m->health);
+    m->health = health_start(m->loop, g->cfg, g->sh);
+    m->view.reloads++;
+    update_view(m);
+    log_info("reload done: %u workers on the new configuration", g->n_workers);
+}
+
+static void stop_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct master *m = t->data;
+    log_warn("workers did not finish in time; killing them");
+    for (size_t i = 0; i < m->n_gens; i++)
+        signal_generation(m->gens[i], SIGKILL);
+}
+
+static void begin_stop(struct master *m, int sig)
+{
+    if (m->stopping && sig != SIGQUIT)
+        return;
+    m->stopping = true;
+    log_info("%s: stopping %s", strsignal(sig), sig == SIGQUIT ? "now" : "after in-flight requests");
+    for (size_t i = 0; i < m->n_gens; i++)
+        signal_generation(m->gens[i], sig == SIGQUIT ? SIGQUIT : SIGTERM);
+    health_stop(m->health);
+    m->health = NULL;
+    ev_timer_start(m->loop, &m->stop_timer, STOP_TIMEOUT_MS);
+    if (all_workers_gone(m))
+        ev_break(m->loop);
+}
+
+static void master_signal(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    struct master *m = io->data;
+    struct signalfd_siginfo si;
+    while (read(m->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            reap_children(m);
+            break;
+        case SIGHUP:
+            if (!m->stopping)
+                reload(m);
+            break;
+        case SIGTERM:
+        case SIGINT:
+        case SIGQUIT:
+            begin_stop(m, (int)si.ssi_signo);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int master_run(const struct master_options *opt)
+{
+    struct config_errors errs = {0};
+    struct sl_config *cfg = config_load(opt->config_path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.lines[i]);
+        fprintf(stderr, "sluice: %zu error(s) in %s; not started\n", errs.n, opt->config_path);
+        config_errors_free(&errs);
+        return 1;
+    }
+    log_setup(cfg->log_level, cfg->log_file, "master");
+    raise_fd_limit();
+
+    struct master m = {0};
+    m.config_path = opt->config_path;
+    m.workers_override = opt->workers;
+    m.loop = ev_loop_new();
+    if (!m.loop) {
+        log_error("cannot create the event loop: %s", strerror(errno));
+        config_free(cfg);
+        return 1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaddset(&set, sigs[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    m.signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    ev_io_init(&m.signal_io, m.signal_fd, master_signal, &m);
+    ev_io_set(m.loop, &m.signal_io, EPOLLIN);
+    ev_timer_init(&m.restart_timer, restart_pending, &m);
+    ev_timer_init(&m.stop_timer, stop_timeout, &m);
+
+    struct generation *g = generation_new(&m, cfg, NULL);
+    if (!g) {
+        config_free(cfg);
+        ev_loop_free(m.loop);
+        return 1;
+    }
+    m.gens[0] = g;
+    m.n_gens = 1;
+
+    m.view.started_ms = ev_clock_ms();
+    m.view.version = SLUICE_VERSION;
+    update_view(&m);
+    if (cfg->admin_enabled) {
+        char err[256];
+        m.admin = admin_start(m.loop, &cfg->admin_addr, &m.view, err, sizeof err);
+        if (!m.admin) {
+            log_error("%s: admin.listen: %s", cfg->path, err);
+            generation_free(g);
+            ev_loop_free(m.loop);
+            return 1;
+        }
+    }
+    if (opt->pid_file) {
+        FILE *f = fopen(opt->pid_file, "w");
+        if (f) {
+            fprintf(f, "%d\n", (int)getpid());
+            fclose(f);
+        }
+    }
+    for (uint32_t s = 0; s < g->n_workers; s++)
+        spawn_worker(&m, g, s);
+    m.health = health_start(m.loop, g->cfg, g->sh);
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        log_info("listening on %s (%s, %s)", cfg->listeners[i].addr.text, cfg->listeners[i].name,
+                 cfg->listeners[i].proto == PROTO_HTTP ? "http" : cfg->listeners[i].proto == PROTO_TCP ? "tcp" : "udp");
+    if (m.admin)
+        log_info("admin API on %s", cfg->admin_addr.text);
+    log_info("sluice %s started with %u workers", SLUICE_VERSION, g->n_workers);
+
+    ev_run(m.loop);
+
+    health_stop(m.health);
+    admin_stop(m.admin);
+    for (size_t i = 0; i < m.n_gens; i++)
+        generation_free(m.gens[i]);
+    close(m.signal_fd);
+    ev_loop_free(m.loop);
+    if (opt->pid_file)
+        unlink(opt->pid_file);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,20 @@
+/* The master process of `sluice proxy`: supervision, reload, admin API. */
+#ifndef SLUICE_CMD_MASTER_H
+#define SLUICE_CMD_MASTER_H
+
+#include <stdint.h>
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.1.0"
+#endif
+
+struct master_options {
+    const char *config_path;
+    uint32_t workers;     /* 0 = from the config */
+    const char *pid_file; /* NULL = none */
+};
+
+/* Runs until SIGTERM/SIGINT/SIGQUIT; returns the process exit code. */
+int master_run(const struct master_options *opt);
+
+#endif

@@ -1,0 +1,160 @@
+/* Sluice configuration: the parsed, validated form of the YAML file.
+ *
+ * config_load() reads a YAML file with libyaml and checks it against the
+ * schema below. Every problem is reported as "FILE:LINE: key.path: reason",
+ * and all problems are collected, not just the first, so `sluice check`
+ * can show them in one go. The structs are plain data, owned by a
+ * struct sl_config and freed with config_free().
+ */
+#ifndef SLUICE_CORE_CONFIG_H
+#define SLUICE_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/addr.h"
+
+enum lb_algorithm {
+    LB_ROUND_ROBIN,   /* smooth weighted round-robin ("round_robin") */
+    LB_LEAST_CONN,    /* least active connections, weighted ("least_conn") */
+    LB_P2C,           /* power of two random choices on outstanding requests ("p2c") */
+    LB_HASH,          /* consistent hash on a key, weighted Maglev ("hash") */
+};
+
+enum hash_key_kind {
+    HASH_KEY_CLIENT_IP, /* "client_ip" */
+    HASH_KEY_HEADER,    /* "header:NAME" */
+    HASH_KEY_COOKIE,    /* "cookie:NAME" */
+    HASH_KEY_URI,       /* "uri" */
+};
+
+enum health_type { HEALTH_NONE, HEALTH_TCP, HEALTH_HTTP };
+
+enum listener_proto { PROTO_HTTP, PROTO_TCP, PROTO_UDP };
+
+enum log_format { ACCESS_LOG_COMBINED, ACCESS_LOG_JSON };
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+struct cfg_backend {
+    struct sl_addr addr;   /* "address: 127.0.0.1:9001" */
+    uint32_t weight;       /* default 1, 0..1000000; 0 means drained */
+    int line;
+};
+
+struct cfg_health {
+    enum health_type type; /* "type: tcp|http|none", default none */
+    uint32_t interval_ms;  /* default 2000 */
+    uint32_t timeout_ms;   /* default 1000 */
+    uint32_t rise;         /* default 2 */
+    uint32_t fall;         /* default 3 */
+    char *http_path;       /* "path", default "/" */
+    char *http_host;       /* "host", default: backend address */
+    uint16_t status_min;   /* "expect_status: 200-399" (default) or "200" */
+    uint16_t status_max;
+};
+
+struct cfg_passive {
+    uint32_t max_fails;    /* consecutive connect failures or 5xx; default 3, 0 = off */
+    uint32_t eject_ms;     /* first ejection, doubled on each repeat; default 10s */
+    uint32_t max_eject_ms; /* back-off ceiling; default 300s */
+};
+
+struct cfg_pool {
+    char *name;
+    enum lb_algorithm algorithm; /* default round_robin */
+    enum hash_key_kind hash_key; /* for LB_HASH; default client_ip */
+    char *hash_key_name;         /* header or cookie name for header:/cookie: keys */
+    char *sticky_cookie;         /* "sticky_cookie: NAME": cookie session stickiness, NULL = off */
+    uint32_t retries;            /* default 2 */
+    uint32_t keepalive;          /* idle upstream connections kept per backend per worker; default 32 */
+    uint32_t slow_start_ms;      /* weight ramp after a backend comes back; default 0 = off */
+    struct cfg_health health;
+    struct cfg_passive passive;
+    struct cfg_backend *backends;
+    size_t n_backends;
+    int line;
+};
+
+struct cfg_route {
+    char *host;          /* NULL = any host; "*.example.com" matches subdomains */
+    char *path_prefix;   /* default "/" */
+    size_t pool;         /* index into sl_config.pools */
+    int line;
+};
+
+struct cfg_timeouts {
+    uint32_t connect_ms;           /* default 3s */
+    uint32_t client_header_ms;     /* default 10s: whole request head must arrive */
+    uint32_t idle_ms;              /* default 60s: keep-alive idle and stream/tcp idle */
+    uint32_t upstream_response_ms; /* default 30s: between request sent and response head / body reads */
+    uint32_t udp_session_ms;       /* default 30s: UDP session idle */
+};
+
+struct cfg_limits {
+    uint32_t max_request_line;   /* default 8192, 414 past it */
+    uint32_t max_header_size;    /* default 32768 (whole head), 431 past it */
+    uint32_t max_headers;        /* default 100, 431 past it */
+    uint32_t buffer_size;        /* per direction per connection; default 16384 */
+    uint32_t max_connections;    /* per worker; default 10000 */
+};
+
+struct cfg_listener {
+    char *name;
+    struct sl_addr addr;
+    enum listener_proto proto;   /* default http */
+    struct cfg_route *routes;    /* http only */
+    size_t n_routes;
+    bool has_default_pool;
+    size_t default_pool;         /* "pool:" — tcp/udp target, http fallback route */
+    struct cfg_timeouts timeouts;
+    struct cfg_limits limits;
+    char *access_log;            /* path, "stdout", or NULL (= off) */
+    enum log_format access_log_format;
+    bool splice;                 /* tcp: use splice(2); default true */
+    int line;
+};
+
+struct sl_config {
+    char *path;
+    uint32_t workers;            /* 0 = one per core */
+    enum log_level log_level;    /* default info */
+    char *log_file;              /* NULL = stderr */
+    struct sl_addr admin_addr;   /* default 127.0.0.1:9900 */
+    bool admin_enabled;
+    struct cfg_pool *pools;
+    size_t n_pools;
+    struct cfg_listener *listeners;
+    size_t n_listeners;
+};
+
+/* One error line, "FILE:LINE: key.path: reason". */
+struct config_errors {
+    char **lines;
+    size_t n;
+};
+
+/* Load and validate. Returns NULL and fills errs (at least one line) on
+ * failure. On success errs is empty. */
+struct sl_config *config_load(const char *path, struct config_errors *errs);
+
+/* Same, from a string in memory; `name` is used as FILE in errors. */
+struct sl_config *config_load_string(const char *name, const char *text, size_t len,
+                                     struct config_errors *errs);
+
+void config_free(struct sl_config *cfg);
+void config_errors_free(struct config_errors *errs);
+
+/* Lookups used after loading. */
+int config_pool_index(const struct sl_config *cfg, const char *name);
+
+const char *lb_algorithm_name(enum lb_algorithm a);
+const char *log_level_name(enum log_level l);
+
+/* Value parsers shared with the admin API: "10s", "500ms", "2m", "1h" or a
+ * bare number of milliseconds; "16k", "1m", "512" bytes. Return 0 on success. */
+int parse_duration_ms(const char *s, uint32_t *out);
+int parse_size(const char *s, uint32_t *out);
+
+#endif

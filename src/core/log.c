@@ -1,0 +1,76 @@
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level current_level = LOG_INFO;
+static int log_fd_value = 2;
+static char log_role[16] = "main";
+
+void log_setup(enum log_level level, const char *file, const char *role)
+{
+    current_level = level;
+    if (role)
+        log_set_role(role);
+    if (file && *file && strcmp(file, "stderr") != 0) {
+        int fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            if (log_fd_value > 2)
+                close(log_fd_value);
+            log_fd_value = fd;
+        } else {
+            log_msg(LOG_ERROR, "cannot open log file %s: %s; logging to stderr", file, strerror(errno));
+        }
+    }
+}
+
+void log_set_role(const char *role)
+{
+    snprintf(log_role, sizeof log_role, "%s", role);
+}
+
+enum log_level log_get_level(void) { return current_level; }
+
+int log_fd(void) { return log_fd_value; }
+
+int log_parse_level(const char *s, enum log_level *out)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    return -1;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    if (level < current_level)
+        return;
+    static const char *tags[] = {"debug", "info", "warn", "error"};
+    char line[2048];
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s [%s %d] ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(tv.tv_usec / 1000), tags[level], log_role, (int)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t total = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (total > sizeof line - 2)
+        total = sizeof line - 2;
+    line[total++] = '\n';
+    ssize_t w = write(log_fd_value, line, total);
+    (void)w;
+}

@@ -1,0 +1,186 @@
+#include "core/shared.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/evloop.h"
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+struct shared_state *shared_create(const struct sl_config *cfg, uint32_t n_workers)
+{
+    size_t n_backends = 0;
+    for (size_t p = 0; p < cfg->n_pools; p++)
+        n_backends += cfg->pools[p].n_backends;
+    size_t nw = n_workers ? n_workers : 1;
+
+    size_t off_first = align64(sizeof(struct shared_state));
+    size_t off_back = off_first + align64((cfg->n_pools + 1) * sizeof(size_t));
+    size_t off_bctr = off_back + align64(n_backends * sizeof(struct shared_backend));
+    size_t off_lctr = off_bctr + align64(nw * n_backends * sizeof(struct backend_counters));
+    size_t off_work = off_lctr + align64(nw * cfg->n_listeners * sizeof(struct listener_counters));
+    size_t size = off_work + align64(nw * sizeof(struct shared_worker));
+
+    char *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    struct shared_state *sh = (struct shared_state *)base;
+    sh->size = size;
+    sh->n_workers = (uint32_t)nw;
+    sh->n_backends = n_backends;
+    sh->n_listeners = cfg->n_listeners;
+    sh->pool_first = (size_t *)(base + off_first);
+    sh->backends = (struct shared_backend *)(base + off_back);
+    sh->bctr = (struct backend_counters *)(base + off_bctr);
+    sh->lctr = (struct listener_counters *)(base + off_lctr);
+    sh->workers = (struct shared_worker *)(base + off_work);
+
+    uint64_t now = ev_clock_ms();
+    size_t i = 0;
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        sh->pool_first[p] = i;
+        for (size_t b = 0; b < cfg->pools[p].n_backends; b++, i++) {
+            struct shared_backend *sb = &sh->backends[i];
+            atomic_store(&sb->weight, cfg->pools[p].backends[b].weight);
+            atomic_store(&sb->admin, BACKEND_ENABLED);
+            atomic_store(&sb->health, HEALTH_UP);
+            /* A fresh start is not a recovery: no slow start. */
+            atomic_store(&sb->up_since_ms, now > 86400000u ? now - 86400000u : 0);
+            strcpy(sb->last_check, "not checked yet");
+        }
+    }
+    sh->pool_first[cfg->n_pools] = i;
+    return sh;
+}
+
+void shared_destroy(struct shared_state *sh)
+{
+    if (sh)
+        munmap(sh, sh->size);
+}
+
+static void add_backend_counters(struct backend_counters *dst, const struct backend_counters *src)
+{
+    atomic_fetch_add(&dst->requests, atomic_load(&src->requests));
+    for (int k = 0; k < 6; k++)
+        atomic_fetch_add(&dst->responses[k], atomic_load(&src->responses[k]));
+    atomic_fetch_add(&dst->connect_failures, atomic_load(&src->connect_failures));
+    atomic_fetch_add(&dst->upstream_errors, atomic_load(&src->upstream_errors));
+    atomic_fetch_add(&dst->retries, atomic_load(&src->retries));
+    atomic_fetch_add(&dst->bytes_in, atomic_load(&src->bytes_in));
+    atomic_fetch_add(&dst->bytes_out, atomic_load(&src->bytes_out));
+    atomic_fetch_add(&dst->active, atomic_load(&src->active));
+    atomic_fetch_add(&dst->idle, atomic_load(&src->idle));
+}
+
+void shared_sum_backend(const struct shared_state *sh, size_t backend, struct backend_counters *out)
+{
+    memset(out, 0, sizeof *out);
+    for (uint32_t w = 0; w < sh->n_workers; w++)
+        add_backend_counters(out, &sh->bctr[(size_t)w * sh->n_backends + backend]);
+}
+
+void shared_sum_listener(const struct shared_state *sh, size_t listener, struct listener_counters *out)
+{
+    memset(out, 0, sizeof *out);
+    for (uint32_t w = 0; w < sh->n_workers; w++) {
+        const struct listener_counters *c = &sh->lctr[(size_t)w * sh->n_listeners + listener];
+        atomic_fetch_add(&out->connections, atomic_load(&c->connections));
+        atomic_fetch_add(&out->requests, atomic_load(&c->requests));
+        for (int k = 0; k < 6; k++)
+            atomic_fetch_add(&out->responses[k], atomic_load(&c->responses[k]));
+        atomic_fetch_add(&out->rejected, atomic_load(&c->rejected));
+        atomic_fetch_add(&out->no_backend, atomic_load(&c->no_backend));
+        atomic_fetch_add(&out->timeouts, atomic_load(&c->timeouts));
+        atomic_fetch_add(&out->active, atomic_load(&c->active));
+    }
+}
+
+void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg,
+                       const struct shared_state *src, const struct sl_config *src_cfg)
+{
+    for (size_t p = 0; p < dst_cfg->n_pools; p++) {
+        int sp = config_pool_index(src_cfg, dst_cfg->pools[p].name);
+        if (sp < 0)
+            continue;
+        const struct cfg_pool *spool = &src_cfg->pools[sp];
+        for (size_t b = 0; b < dst_cfg->pools[p].n_backends; b++) {
+            for (size_t k = 0; k < spool->n_backends; k++) {
+                if (!addr_equal(&dst_cfg->pools[p].backends[b].addr, &spool->backends[k].addr))
+                    continue;
+                struct shared_backend *d = &dst->backends[shared_backend_index(dst, p, b)];
+                const struct shared_backend *s = &src->backends[shared_backend_index(src, (size_t)sp, k)];
+                /* An API weight change survives a reload only if the file
+                 * still says what it said before; a new value in the file wins. */
+                if (dst_cfg->pools[p].backends[b].weight == spool->backends[k].weight)
+                    atomic_store(&d->weight, atomic_load(&s->weight));
+                atomic_store(&d->admin, atomic_load(&s->admin));
+                atomic_store(&d->health, atomic_load(&s->health));
+                atomic_store(&d->up_since_ms, atomic_load(&s->up_since_ms));
+                atomic_store(&d->consecutive_fails, atomic_load(&s->consecutive_fails));
+                atomic_store(&d->eject_count, atomic_load(&s->eject_count));
+                atomic_store(&d->ejected_until_ms, atomic_load(&s->ejected_until_ms));
+                d->check_rise = s->check_rise;
+                d->check_fall = s->check_fall;
+                d->checks_ok = s->checks_ok;
+                d->checks_failed = s->checks_failed;
+                memcpy(d->last_check, s->last_check, sizeof d->last_check);
+                /* Totals go into worker 0's row; gauges start from zero. */
+                struct backend_counters sum;
+                shared_sum_backend(src, shared_backend_index(src, (size_t)sp, k), &sum);
+                atomic_store(&sum.active, 0);
+                atomic_store(&sum.idle, 0);
+                add_backend_counters(shared_bctr(dst, 0, shared_backend_index(dst, p, b)), &sum);
+                break;
+            }
+        }
+    }
+}
+
+uint32_t shared_effective_weight(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms)
+{
+    if (atomic_load_explicit(&b->admin, memory_order_relaxed) != BACKEND_ENABLED)
+        return 0;
+    if (atomic_load_explicit(&b->health, memory_order_relaxed) != HEALTH_UP)
+        return 0;
+    uint64_t ejected_until = atomic_load_explicit(&b->ejected_until_ms, memory_order_relaxed);
+    if (ejected_until > now_ms)
+        return 0;
+    uint32_t w = atomic_load_explicit(&b->weight, memory_order_relaxed);
+    if (w && slow_start_ms) {
+        uint64_t since = atomic_load_explicit(&b->up_since_ms, memory_order_relaxed);
+        if (ejected_until > since)
+            since = ejected_until;
+        if (now_ms < since + slow_start_ms) {
+            uint64_t ramp = (uint64_t)w * (now_ms - since) / slow_start_ms;
+            w = ramp ? (uint32_t)ramp : 1;
+        }
+    }
+    return w;
+}
+
+const char *backend_admin_name(uint32_t a)
+{
+    switch (a) {
+    case BACKEND_DRAINING: return "draining";
+    case BACKEND_DISABLED: return "disabled";
+    default: return "enabled";
+    }
+}
+
+const char *backend_state_name(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms)
+{
+    uint32_t admin = atomic_load(&b->admin);
+    if (admin == BACKEND_DISABLED)
+        return "disabled";
+    if (atomic_load(&b->health) != HEALTH_UP)
+        return "down";
+    if (atomic_load(&b->ejected_until_ms) > now_ms)
+        return "ejected";
+    if (admin == BACKEND_DRAINING)
+        return "draining";
+    uint32_t w = atomic_load(&b->weight);
+    if (slow_start_ms && w > 1 && shared_effective_weight(b, slow_start_ms, now_ms) < w)
+        return "slow-start";
+    return "up";
+}

@@ -1,0 +1,123 @@
+/* State shared between the master and its workers, in one MAP_SHARED
+ * anonymous mapping made before the workers are forked.
+ *
+ * The master owns the control fields (admin weight and state, active health
+ * result) and workers only read them; each worker owns its own row of
+ * counters and the master only reads them. The one place where several
+ * writers meet is passive health (consecutive failures, ejection), which
+ * uses atomics. No locks anywhere: a worker polls the control fields on its
+ * 100 ms tick and rebuilds its balancing tables when they changed.
+ *
+ * A reload builds a new region for the new configuration; backend state
+ * (health, admin changes, ejection, counters) carries over by pool name and
+ * backend address.
+ */
+#ifndef SLUICE_CORE_SHARED_H
+#define SLUICE_CORE_SHARED_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+
+enum backend_admin { BACKEND_ENABLED = 0, BACKEND_DRAINING = 1, BACKEND_DISABLED = 2 };
+enum backend_health { HEALTH_UP = 0, HEALTH_DOWN = 1 };
+
+/* Control and passive-health state of one backend. */
+struct shared_backend {
+    _Atomic uint32_t weight;          /* admin weight (config, then API) */
+    _Atomic uint32_t admin;           /* enum backend_admin */
+    _Atomic uint32_t health;          /* enum backend_health, from active checks */
+    _Atomic uint64_t up_since_ms;     /* monotonic ms when it last came up (slow start) */
+    _Atomic uint32_t consecutive_fails;
+    _Atomic uint32_t eject_count;     /* ejections in a row, for back-off */
+    _Atomic uint64_t ejected_until_ms;
+    /* master-only bookkeeping of the active checker, shown by the API */
+    uint32_t check_rise, check_fall;  /* current streaks */
+    uint64_t checks_ok, checks_failed;
+    char last_check[96];              /* last result in words */
+};
+
+/* One worker's counters for one backend. Written by that worker only. */
+struct backend_counters {
+    _Atomic uint64_t requests;        /* requests sent (or TCP/UDP sessions opened) */
+    _Atomic uint64_t responses[6];    /* by class: [1]=1xx .. [5]=5xx, [0]=other */
+    _Atomic uint64_t connect_failures;
+    _Atomic uint64_t upstream_errors; /* resets, timeouts, bad responses */
+    _Atomic uint64_t retries;
+    _Atomic uint64_t bytes_in;        /* from the backend */
+    _Atomic uint64_t bytes_out;       /* to the backend */
+    _Atomic uint32_t active;          /* connections in use now (gauge) */
+    _Atomic uint32_t idle;            /* pooled idle connections now (gauge) */
+};
+
+/* One worker's counters for one listener. */
+struct listener_counters {
+    _Atomic uint64_t connections;     /* accepted */
+    _Atomic uint64_t requests;
+    _Atomic uint64_t responses[6];
+    _Atomic uint64_t rejected;        /* 4xx produced by Sluice for bad input */
+    _Atomic uint64_t no_backend;      /* 503: nothing available */
+    _Atomic uint64_t timeouts;
+    _Atomic uint32_t active;          /* open client connections (gauge) */
+};
+
+struct shared_worker {
+    _Atomic int32_t pid;
+    _Atomic uint64_t heartbeat_ms;    /* last tick */
+    _Atomic uint64_t restarts;
+};
+
+struct shared_state {
+    size_t size;                      /* bytes mapped */
+    uint32_t n_workers;
+    size_t n_backends;                /* across all pools, in config order */
+    size_t n_listeners;
+    size_t *pool_first;               /* pool p's backends are [pool_first[p], pool_first[p+1]) */
+    struct shared_backend *backends;  /* [n_backends] */
+    struct backend_counters *bctr;    /* [n_workers][n_backends] */
+    struct listener_counters *lctr;   /* [n_workers][n_listeners] */
+    struct shared_worker *workers;    /* [n_workers] */
+    _Atomic uint64_t generation;      /* bumped by the master on every control change */
+};
+
+/* Map a region sized for cfg and n_workers, initialised from cfg. */
+struct shared_state *shared_create(const struct sl_config *cfg, uint32_t n_workers);
+void shared_destroy(struct shared_state *sh);
+
+/* Copy health, admin state, ejection and counter totals from an older
+ * region for backends that exist in both (same pool name and address). */
+void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg,
+                       const struct shared_state *src, const struct sl_config *src_cfg);
+
+static inline struct backend_counters *shared_bctr(struct shared_state *sh, uint32_t worker, size_t backend)
+{
+    return &sh->bctr[(size_t)worker * sh->n_backends + backend];
+}
+
+static inline struct listener_counters *shared_lctr(struct shared_state *sh, uint32_t worker, size_t listener)
+{
+    return &sh->lctr[(size_t)worker * sh->n_listeners + listener];
+}
+
+/* Sums over workers, for the API and /metrics. */
+void shared_sum_backend(const struct shared_state *sh, size_t backend, struct backend_counters *out);
+void shared_sum_listener(const struct shared_state *sh, size_t listener, struct listener_counters *out);
+
+/* Global index of backend b of pool p. */
+static inline size_t shared_backend_index(const struct shared_state *sh, size_t pool, size_t b)
+{
+    return sh->pool_first[pool] + b;
+}
+
+/* Effective weight now: 0 when disabled, draining, down or ejected; ramped
+ * during slow start. Used by workers for balancing and by the API. */
+uint32_t shared_effective_weight(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms);
+
+const char *backend_admin_name(uint32_t a);
+/* "up", "down", "ejected", "draining", "disabled", "slow-start" */
+const char *backend_state_name(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms);
+
+#endif

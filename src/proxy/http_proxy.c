@@ -1,0 +1,1566 @@
+/* HTTP/1.1 reverse proxy.
+ *
+ * One client connection (struct http_conn) handles one request at a time;
+ * pipelined requests wait in its input buffer and are answered in order.
+ * For each request it borrows an upstream connection (struct upstream_conn)
+ * from the backend's keep-alive pool or opens one, sends a rewritten head
+ * (hop-by-hop headers dropped, X-Forwarded-For/-Proto set), then streams the
+ * body through bounded buffers; the response comes back the same way.
+ *
+ * Buffers and backpressure: a side is read only while the buffer it fills
+ * has room, and bytes leave a buffer only when the other socket accepts
+ * them, so memory per connection is fixed whatever the body size.
+ *
+ * Retries: the raw request stays at the front of the client buffer until
+ * the response starts, so a connect failure or a reset before the first
+ * response byte can replay it on another backend, as long as no body byte
+ * had to be dropped to make room (then the request is no longer
+ * replayable) and the method is idempotent or nothing was sent.
+ */
+#include "proxy/http_proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/buffer.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "proxy/access_log.h"
+#include "proxy/http1.h"
+
+#define LINGER_MS 2000
+#define UPSTREAM_IDLE_MS 60000
+#define DRAIN_IDLE_GRACE_MS 1000
+#define HEAD_SLACK 2048 /* room for the headers the proxy adds */
+
+enum cstate { C_READ_HEAD, C_FORWARD, C_TUNNEL, C_LINGER };
+
+struct upstream_conn {
+    int fd;
+    struct ev_io io;
+    struct worker *w;
+    struct pool_rt *pool;
+    struct backend_rt *b;
+    struct http_conn *c;          /* attached client, NULL while pooled */
+    struct upstream_conn *next_idle, *prev_idle;
+    uint64_t idle_since;
+    bool connecting;
+    bool reused;
+    bool eof;
+    struct buf in;                /* response bytes */
+};
+
+struct request_log {
+    char line[512];
+    char referer[256];
+    char user_agent[256];
+    char host[128];
+};
+
+struct http_conn {
+    struct worker *w;
+    struct listener_rt *l;
+    int fd;
+    struct ev_io io;
+    struct ev_timer timer;
+    enum cstate state;
+    char peer_ip[48];
+    struct buf in;                /* bytes from the client */
+    struct buf out;               /* bytes the proxy generates for the client */
+    struct buf fwd;               /* the rewritten request head */
+    size_t fwd_sent;
+    bool client_eof;
+    bool close_after;             /* no keep-alive after this response */
+    struct http_conn *idle_prev, *idle_next;
+    bool on_idle_list;
+    uint64_t idle_since;
+    uint64_t head_deadline;       /* client_header timeout for the request being read */
+
+    /* the request in flight */
+    enum http1_method method;
+    bool http10;
+    bool want_upgrade;
+    size_t head_len;              /* raw head at the front of `in` */
+    size_t pos;                   /* next body byte to send, as an offset into `in` */
+    size_t req_ready;             /* validated body bytes at `pos` not yet sent */
+    enum http1_body req_body;
+    uint64_t req_left;            /* Content-Length bytes not yet validated */
+    struct http1_chunked req_chunk;
+    bool req_done;                /* the whole body went upstream */
+    bool replayable;              /* `in` still holds everything sent */
+    bool req_sent_any;
+    uint32_t tries;
+    uint8_t *tried;               /* per backend of the pool, for retries */
+    struct pool_rt *pool;
+    struct upstream_conn *up;
+    bool set_sticky;              /* add Set-Cookie for the chosen backend */
+    int sticky_idx;               /* backend named by the client's cookie, or -1 */
+    uint64_t key_hash;
+    uint64_t started_us;
+
+    /* the response in flight */
+    bool resp_started;            /* a response byte arrived */
+    bool resp_head_done;
+    enum http1_body resp_body;
+    uint64_t resp_left;
+    struct http1_chunked resp_chunk;
+    size_t resp_ready;            /* validated body bytes at the front of up->in */
+    bool resp_done;
+    int status;
+    uint64_t resp_bytes;
+    bool resp_keep_upstream;
+    bool tunnel_up_eof, tunnel_client_eof;
+
+    struct request_log *log;      /* only when an access log is on */
+};
+
+static void conn_progress(struct http_conn *c);
+static void conn_close(struct http_conn *c);
+static void upstream_close(struct upstream_conn *u);
+static void request_start_upstream(struct http_conn *c);
+static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static size_t in_cap(const struct cfg_listener *cfg)
+{
+    return cfg->limits.buffer_size > cfg->limits.max_header_size ? cfg->limits.buffer_size
+                                                                  : cfg->limits.max_header_size;
+}
+
+static struct http1_limits limits_of(const struct cfg_listener *cfg)
+{
+    return (struct http1_limits){
+        .max_request_line = cfg->limits.max_request_line,
+        .max_head = cfg->limits.max_header_size,
+        .max_headers = cfg->limits.max_headers,
+    };
+}
+
+/* ---------- idle list: keep-alive clients waiting for a request ---------- */
+
+static void idle_remove(struct http_conn *c)
+{
+    struct worker *w = c->w;
+    if (!c->on_idle_list)
+        return;
+    if (c->idle_prev)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        w->idle_head = c->idle_next;
+    if (c->idle_next)
+        c->idle_next->idle_prev = c->idle_prev;
+    else
+        w->idle_tail = c->idle_prev;
+    c->idle_prev = c->idle_next = NULL;
+    c->on_idle_list = false;
+}
+
+static void idle_add(struct http_conn *c)
+{
+    struct worker *w = c->w;
+    if (c->on_idle_list)
+        return;
+    c->idle_prev = w->idle_tail;
+    c->idle_next = NULL;
+    if (w->idle_tail)
+        w->idle_tail->idle_next = c;
+    else
+        w->idle_head = c;
+    w->idle_tail = c;
+    c->on_idle_list = true;
+    c->idle_since = ev_now(w->loop);
+}
+
+int http_evict_idle(struct worker *w)
+{
+    struct http_conn *c = w->idle_head;
+    if (!c)
+        return 0;
+    conn_close(c);
+    return 1;
+}
+
+/* ---------- small helpers ---------- */
+
+static void count_response(struct http_conn *c, int status)
+{
+    int cls = status / 100;
+    if (cls < 1 || cls > 5)
+        cls = 0;
+    atomic_fetch_add_explicit(&c->l->ctr->responses[cls], 1, memory_order_relaxed);
+}
+
+static void set_timer(struct http_conn *c, uint64_t ms)
+{
+    ev_timer_start(c->w->loop, &c->timer, ms);
+}
+
+static void copy_slice(char *dst, size_t cap, struct http1_slice s)
+{
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+    memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
+static void capture_log_fields(struct http_conn *c, const struct http1_message *m, const char *raw)
+{
+    if (!c->l->alog)
+        return;
+    if (!c->log && !(c->log = malloc(sizeof *c->log)))
+        return;
+    const char *eol = memchr(raw, '\r', m->head_len);
+    copy_slice(c->log->line, sizeof c->log->line,
+               (struct http1_slice){raw, eol ? (size_t)(eol - raw) : 0});
+    const struct http1_header *h = http1_find_header(m, "Referer");
+    copy_slice(c->log->referer, sizeof c->log->referer, h ? h->value : (struct http1_slice){"", 0});
+    h = http1_find_header(m, "User-Agent");
+    copy_slice(c->log->user_agent, sizeof c->log->user_agent, h ? h->value : (struct http1_slice){"", 0});
+    copy_slice(c->log->host, sizeof c->log->host, m->host);
+}
+
+static void write_access_log(struct http_conn *c)
+{
+    if (!c->l->alog)
+        return;
+    struct access_entry e = {
+        .client_ip = c->peer_ip,
+        .request_line = c->log ? c->log->line : NULL,
+        .referer = c->log ? c->log->referer : NULL,
+        .user_agent = c->log ? c->log->user_agent : NULL,
+        .host = c->log ? c->log->host : NULL,
+        .upstream = c->up ? c->up->b->cfg->addr.text : NULL,
+        .listener = c->l->cfg->name,
+        .status = c->status,
+        .bytes_sent = c->resp_bytes,
+        .duration_us = now_us() - c->started_us,
+    };
+    access_log_write(c->l->alog, &e);
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* Answer with an error of our own and close once it is sent. */
+static void send_error(struct http_conn *c, int status, const char *reason)
+{
+    if (buf_alloc(&c->out, c->l->cfg->limits.max_header_size + HEAD_SLACK) < 0) {
+        conn_close(c);
+        return;
+    }
+    char body[256];
+    int blen = snprintf(body, sizeof body, "%d %s: %s\n", status, status_text(status), reason);
+    char head[256];
+    int hlen = snprintf(head, sizeof head,
+                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                        "Connection: close\r\nServer: sluice\r\n\r\n",
+                        status, status_text(status), blen);
+    c->out.start = c->out.end = 0; /* nothing else is owed to the client */
+    buf_append(&c->out, head, (size_t)hlen);
+    if (c->method != HTTP1_M_HEAD)
+        buf_append(&c->out, body, (size_t)blen);
+    c->status = status;
+    c->resp_bytes = (uint64_t)blen;
+    count_response(c, status);
+    if (status >= 400 && status < 500)
+        atomic_fetch_add_explicit(&c->l->ctr->rejected, 1, memory_order_relaxed);
+    write_access_log(c);
+    c->close_after = true;
+    c->state = C_LINGER;
+    /* Whatever else the client sent is not a request we will read. */
+    c->in.start = c->in.end = 0;
+    set_timer(c, LINGER_MS);
+}
+
+/* ---------- upstream connections ---------- */
+
+static void upstream_pool_remove(struct upstream_conn *u)
+{
+    struct backend_rt *b = u->b;
+    if (u->prev_idle)
+        u->prev_idle->next_idle = u->next_idle;
+    else if (b->idle == u)
+        b->idle = u->next_idle;
+    if (u->next_idle)
+        u->next_idle->prev_idle = u->prev_idle;
+    u->next_idle = u->prev_idle = NULL;
+    b->n_idle--;
+    atomic_fetch_sub_explicit(&b->ctr->idle, 1, memory_order_relaxed);
+}
+
+static void upstream_free(void *p)
+{
+    struct upstream_conn *u = p;
+    buf_release(&u->in);
+    free(u);
+}
+
+static void upstream_close(struct upstream_conn *u)
+{
+    if (!u->c)
+        upstream_pool_remove(u);
+    else
+        atomic_fetch_sub_explicit(&u->b->ctr->active, 1, memory_order_relaxed);
+    ev_io_stop(u->w->loop, &u->io);
+    close(u->fd);
+    u->fd = -1;
+    ev_defer_free(u->w->loop, u, upstream_free);
+}
+
+/* The response is complete and the connection clean: keep it for reuse. */
+static void upstream_release(struct upstream_conn *u)
+{
+    struct backend_rt *b = u->b;
+    atomic_fetch_sub_explicit(&b->ctr->active, 1, memory_order_relaxed);
+    u->c = NULL;
+    if (b->n_idle >= u->pool->cfg->keepalive || u->w->draining || buf_len(&u->in)) {
+        ev_io_stop(u->w->loop, &u->io);
+        close(u->fd);
+        ev_defer_free(u->w->loop, u, upstream_free);
+        return;
+    }
+    buf_release(&u->in);
+    u->idle_since = ev_now(u->w->loop);
+    u->prev_idle = NULL;
+    u->next_idle = b->idle;
+    if (b->idle)
+        b->idle->prev_idle = u;
+    b->idle = u;
+    b->n_idle++;
+    atomic_fetch_add_explicit(&b->ctr->idle, 1, memory_order_relaxed);
+    /* Watch for the server closing it while idle. */
+    ev_io_set(u->w->loop, &u->io, EPOLLIN);
+}
+
+static struct upstream_conn *upstream_get(struct http_conn *c, struct pool_rt *p, struct backend_rt *b)
+{
+    struct upstream_conn *u = b->idle;
+    if (u) {
+        upstream_pool_remove(u);
+        u->reused = true;
+    } else {
+        int fd = upstream_socket_connect(&b->cfg->addr, SOCK_STREAM);
+        if (fd < 0)
+            return NULL;
+        u = calloc(1, sizeof *u);
+        if (!u) {
+            close(fd);
+            errno = ENOMEM;
+            return NULL;
+        }
+        u->fd = fd;
+        u->w = c->w;
+        u->pool = p;
+        u->b = b;
+        u->connecting = true;
+        ev_io_init(&u->io, fd, upstream_event, u);
+    }
+    u->c = c;
+    u->eof = false;
+    atomic_fetch_add_explicit(&b->ctr->active, 1, memory_order_relaxed);
+    return u;
+}
+
+/* ---------- building the upstream request head ---------- */
+
+static int fwd_put(struct buf *b, const char *p, size_t n)
+{
+    return buf_append(b, p, n);
+}
+
+static int fwd_puts(struct buf *b, const char *s) { return fwd_put(b, s, strlen(s)); }
+
+static bool name_is(struct http1_slice n, const char *lit)
+{
+    return n.len == strlen(lit) && strncasecmp(n.p, lit, n.len) == 0;
+}
+
+static int build_request_head(struct http_conn *c, const struct http1_message *m)
+{
+    struct buf *f = &c->fwd;
+    if (buf_alloc(f, c->l->cfg->limits.max_header_size + HEAD_SLACK) < 0)
+        return -1;
+    f->start = f->end = 0;
+    int rc = 0;
+    rc |= fwd_put(f, m->method_str.p, m->method_str.len);
+    rc |= fwd_puts(f, " ");
+    rc |= fwd_put(f, m->target.p, m->target.len);
+    rc |= fwd_puts(f, c->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+    const struct http1_header *xff = NULL;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (http1_is_hop_by_hop(m, h->name))
+            continue;
+        if (name_is(h->name, "X-Forwarded-For")) {
+            xff = h; /* merged below, with the client's address last */
+            continue;
+        }
+        if (name_is(h->name, "X-Forwarded-Proto"))
+            continue; /* ours, not the client's, is the truth */
+        rc |= fwd_put(f, h->name.p, h->name.len);
+        rc |= fwd_puts(f, ": ");
+        rc |= fwd_put(f, h->value.p, h->value.len);
+        rc |= fwd_puts(f, "\r\n");
+    }
+    rc |= fwd_puts(f, "X-Forwarded-For: ");
+    if (xff) {
+        /* Every X-Forwarded-For line, in order, joined by commas. */
+        for (size_t i = 0; i < m->n_headers; i++) {
+            const struct http1_header *h = &m->headers[i];
+            if (name_is(h->name, "X-Forwarded-For") && h->value.len) {
+                rc |= fwd_put(f, h->value.p, h->value.len);
+                rc |= fwd_puts(f, ", ");
+            }
+        }
+    }
+    rc |= fwd_puts(f, c->peer_ip);
+    rc |= fwd_puts(f, "\r\nX-Forwarded-Proto: http\r\n");
+    if (m->body == HTTP1_BODY_CHUNKED)
+        rc |= fwd_puts(f, "Transfer-Encoding: chunked\r\n");
+    if (c->want_upgrade) {
+        const struct http1_header *up = http1_find_header(m, "Upgrade");
+        rc |= fwd_puts(f, "Connection: upgrade\r\nUpgrade: ");
+        rc |= fwd_put(f, up->value.p, up->value.len);
+        rc |= fwd_puts(f, "\r\n");
+    } else if (c->http10) {
+        rc |= fwd_puts(f, "Connection: keep-alive\r\n");
+    }
+    rc |= fwd_puts(f, "\r\n");
+    return rc ? -1 : 0;
+}
+
+/* ---------- routing ---------- */
+
+static bool host_matches(const char *pattern, struct http1_slice host)
+{
+    /* Compare without the port. */
+    size_t len = host.len;
+    if (len && host.p[0] != '[') {
+        const char *colon = memchr(host.p, ':', host.len);
+        if (colon)
+            len = (size_t)(colon - host.p);
+    }
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        size_t sl = strlen(pattern + 1); /* ".example.com" */
+        return len > sl && strncasecmp(host.p + len - sl, pattern + 1, sl) == 0;
+    }
+    return strlen(pattern) == len && strncasecmp(pattern, host.p, len) == 0;
+}
+
+/* Most specific host first (exact, then wildcard, then any), then the
+ * longest path prefix; config order breaks ties. */
+static int route_request(const struct cfg_listener *l, const struct http1_message *m)
+{
+    int best = -1, best_host = -1;
+    size_t best_len = 0;
+    for (size_t i = 0; i < l->n_routes; i++) {
+        const struct cfg_route *r = &l->routes[i];
+        int host_score = 0;
+        if (r->host) {
+            if (!host_matches(r->host, m->host))
+                continue;
+            host_score = r->host[0] == '*' ? 1 : 2;
+        }
+        size_t pl = strlen(r->path_prefix);
+        if (m->target.len < pl || memcmp(m->target.p, r->path_prefix, pl) != 0)
+            continue;
+        if (host_score > best_host || (host_score == best_host && pl > best_len)) {
+            best = (int)r->pool;
+            best_host = host_score;
+            best_len = pl;
+        }
+    }
+    if (best < 0 && l->has_default_pool)
+        best = (int)l->default_pool;
+    return best;
+}
+
+/* ---------- keys for hashing and stickiness ---------- */
+
+static bool find_cookie(const struct http1_message *m, const char *name, struct http1_slice *out)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < m->n_headers; i++) {
+        if (!name_is(m->headers[i].name, "Cookie"))
+            continue;
+        const char *p = m->headers[i].value.p, *end = p + m->headers[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *eq = memchr(p, '=', (size_t)(end - p));
+            if (!eq)
+                break;
+            const char *semi = memchr(eq, ';', (size_t)(end - eq));
+            if (!semi)
+                semi = end;
+            if ((size_t)(eq - p) == nl && memcmp(p, name, nl) == 0) {
+                *out = (struct http1_slice){eq + 1, (size_t)(semi - eq - 1)};
+                return true;
+            }
+            p = semi;
+        }
+    }
+    return false;
+}
+
+static uint64_t request_key_hash(struct http_conn *c, const struct cfg_pool *pc, const struct http1_message *m)
+{
+    struct http1_slice key = {c->peer_ip, strlen(c->peer_ip)};
+    const struct http1_header *h;
+    struct http1_slice v;
+    switch (pc->hash_key) {
+    case HASH_KEY_URI:
+        key = m->target;
+        break;
+    case HASH_KEY_HEADER:
+        if ((h = http1_find_header(m, pc->hash_key_name)))
+            key = h->value;
+        break;
+    case HASH_KEY_COOKIE:
+        if (find_cookie(m, pc->hash_key_name, &v))
+            key = v;
+        break;
+    case HASH_KEY_CLIENT_IP:
+        break;
+    }
+    return sl_hash64(key.p, key.len, 0);
+}
+
+/* A sticky cookie naming a backend that can still take the session. */
+static int sticky_backend(struct worker *w, struct pool_rt *p, const struct http1_message *m)
+{
+    struct http1_slice v;
+    if (!find_cookie(m, p->cfg->sticky_cookie, &v) || v.len != 16)
+        return -1;
+    for (size_t i = 0; i < p->n; i++) {
+        if (memcmp(p->b[i].sticky_token, v.p, 16) != 0)
+            continue;
+        /* Draining keeps its sessions; down, disabled or ejected does not. */
+        struct shared_backend *sb = p->b[i].sh;
+        if (p->weights[i] ||
+            (atomic_load(&sb->admin) == BACKEND_DRAINING && atomic_load(&sb->health) == HEALTH_UP &&
+             atomic_load(&sb->ejected_until_ms) <= ev_now(w->loop)))
+            return (int)i;
+        return -1;
+    }
+    return -1;
+}
+
+/* ---------- request handling ---------- */
+
+static void request_reset(struct http_conn *c)
+{
+    c->head_len = c->pos = c->req_ready = 0;
+    c->req_left = 0;
+    c->req_done = false;
+    c->replayable = true;
+    c->req_sent_any = false;
+    c->tries = 0;
+    c->pool = NULL;
+    c->set_sticky = false;
+    c->resp_started = c->resp_head_done = c->resp_done = false;
+    c->resp_ready = 0;
+    c->resp_left = 0;
+    c->status = 0;
+    c->resp_bytes = 0;
+    c->want_upgrade = false;
+    c->fwd_sent = 0;
+}
+
+static void handle_request(struct http_conn *c, struct http1_message *m)
+{
+    struct worker *w = c->w;
+    atomic_fetch_add_explicit(&c->l->ctr->requests, 1, memory_order_relaxed);
+    c->started_us = now_us();
+    c->method = m->method;
+    c->http10 = m->version_minor == 0;
+    c->head_len = m->head_len;
+    c->pos = m->head_len;
+    c->req_body = m->body;
+    c->req_left = m->body == HTTP1_BODY_LENGTH ? m->content_length : 0;
+    if (m->body == HTTP1_BODY_CHUNKED)
+        http1_chunked_init(&c->req_chunk);
+    c->req_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
+    c->want_upgrade = m->upgrade && http1_find_header(m, "Upgrade") != NULL;
+    c->close_after = !m->keep_alive || w->draining;
+    capture_log_fields(c, m, buf_head(&c->in));
+
+    if (m->method == HTTP1_M_CONNECT) {
+        send_error(c, 501, "CONNECT is not supported");
+        return;
+    }
+    int pool = route_request(c->l->cfg, m);
+    if (pool < 0) {
+        send_error(c, 404, "no route for this host and path");
+        return;
+    }
+    struct pool_rt *p = &w->pools[pool];
+    c->pool = p;
+    if (build_request_head(c, m) < 0) {
+        send_error(c, 431, "request head too large after rewriting");
+        return;
+    }
+    c->key_hash = p->cfg->algorithm == LB_HASH ? request_key_hash(c, p->cfg, m) : 0;
+    free(c->tried);
+    c->tried = calloc(p->n, 1);
+    if (!c->tried) {
+        send_error(c, 503, "out of memory");
+        return;
+    }
+    c->sticky_idx = p->cfg->sticky_cookie ? sticky_backend(w, p, m) : -1;
+    c->state = C_FORWARD;
+    request_start_upstream(c);
+}
+
+/* Pick a backend that has not been tried for this request: the sticky
+ * one first if the client has a valid cookie. */
+static int request_pick(struct http_conn *c)
+{
+    if (c->tries == 0 && c->sticky_idx >= 0)
+        return c->sticky_idx;
+    return pool_pick(c->w, c->pool, c->key_hash, c->tried);
+}
+
+static void request_fail(struct http_conn *c, int status, const char *why)
+{
+    if (status == 503)
+        atomic_fetch_add_explicit(&c->l->ctr->no_backend, 1, memory_order_relaxed);
+    send_error(c, status, why);
+}
+
+static void request_start_upstream(struct http_conn *c)
+{
+    struct pool_rt *p = c->pool;
+    for (;;) {
+        if (c->tries > p->cfg->retries) {
+            request_fail(c, 502, "no backend answered");
+            return;
+        }
+        int idx = request_pick(c);
+        if (idx < 0) {
+            request_fail(c, c->tries ? 502 : 503,
+                         c->tries ? "every backend tried failed" : "no backend is available");
+            return;
+        }
+        struct backend_rt *b = &p->b[idx];
+        c->tried[idx] = 1;
+        c->tries++;
+        if (c->tries > 1)
+            atomic_fetch_add_explicit(&b->ctr->retries, 1, memory_order_relaxed);
+        c->set_sticky = p->cfg->sticky_cookie && idx != c->sticky_idx;
+        struct upstream_conn *u = upstream_get(c, p, b);
+        if (!u) {
+            atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
+            backend_report(c->w, p, b, false);
+            continue;
+        }
+        c->up = u;
+        p->outstanding[idx]++;
+        p->active[idx]++;
+        atomic_fetch_add_explicit(&b->ctr->requests, 1, memory_order_relaxed);
+        c->fwd_sent = 0;
+        set_timer(c, u->connecting ? c->l->cfg->timeouts.connect_ms : c->l->cfg->timeouts.upstream_response_ms);
+        return;
+    }
+}
+
+/* Detach the upstream from the request: keep it pooled or close it. */
+static void request_detach_upstream(struct http_conn *c, bool reusable)
+{
+    struct upstream_conn *u = c->up;
+    if (!u)
+        return;
+    struct pool_rt *p = c->pool;
+    size_t idx = u->b->index;
+    if (p->outstanding[idx])
+        p->outstanding[idx]--;
+    if (p->active[idx])
+        p->active[idx]--;
+    c->up = NULL;
+    if (reusable)
+        upstream_release(u);
+    else
+        upstream_close(u);
+}
+
+/* The upstream failed before any response byte: retry or give up. */
+static void upstream_failed(struct http_conn *c, bool connect_failure, const char *why)
+{
+    struct upstream_conn *u = c->up;
+    struct backend_rt *b = u->b;
+    bool was_reused = u->reused;
+    if (connect_failure)
+        atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&b->ctr->upstream_errors, 1, memory_order_relaxed);
+    /* A pooled connection the server had already closed says nothing
+     * about the backend's health. */
+    if (!was_reused)
+        backend_report(c->w, c->pool, b, false);
+    request_detach_upstream(c, false);
+    bool never_sent = connect_failure || !c->req_sent_any;
+    bool may_retry = c->replayable && !c->resp_started &&
+                     (never_sent || http1_method_idempotent(c->method));
+    if (!may_retry) {
+        log_debug("upstream %s failed (%s), request not retryable", b->cfg->addr.text, why);
+        request_fail(c, 502, why);
+        return;
+    }
+    if (was_reused) {
+        c->tries--; /* a stale pooled connection does not use up a try... */
+        c->tried[b->index] = 0; /* ...nor rule out its backend */
+    }
+    /* Replay from the start of the body. */
+    c->pos = c->head_len;
+    c->req_ready = 0;
+    c->req_sent_any = false;
+    c->req_done = c->req_body == HTTP1_BODY_NONE;
+    if (c->req_body == HTTP1_BODY_LENGTH) {
+        /* recompute from the parsed length: what remains is everything */
+        const char *raw = buf_head(&c->in);
+        struct http1_limits lim = limits_of(c->l->cfg);
+        struct http1_message *m = c->w->scratch;
+        if (http1_parse_request(raw, c->head_len, &lim, m) == HTTP1_DONE)
+            c->req_left = m->content_length;
+        c->req_done = c->req_left == 0;
+    } else if (c->req_body == HTTP1_BODY_CHUNKED) {
+        http1_chunked_init(&c->req_chunk);
+    }
+    request_start_upstream(c);
+}
+
+/* ---------- moving bytes ---------- */
+
+static ssize_t read_into(int fd, struct buf *b)
+{
+    size_t room;
+    char *tail = buf_tail(b, &room);
+    if (!room)
+        return -2;
+    ssize_t n;
+    do
+        n = recv(fd, tail, room, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        b->end += (size_t)n;
+    return n;
+}
+
+/* Send up to len bytes; returns bytes sent, 0 if it would block, -1 on error. */
+static ssize_t send_some(int fd, const char *p, size_t len)
+{
+    ssize_t n;
+    do
+        n = send(fd, p, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -1;
+    return n;
+}
+
+/* Validate newly arrived request body bytes so they may be sent. */
+static int request_body_validate(struct http_conn *c)
+{
+    size_t avail = buf_len(&c->in) - c->pos - c->req_ready;
+    if (!avail || c->req_done)
+        return 0;
+    const char *p = buf_head(&c->in) + c->pos + c->req_ready;
+    if (c->req_body == HTTP1_BODY_LENGTH) {
+        size_t take = avail < c->req_left ? avail : (size_t)c->req_left;
+        c->req_ready += take;
+        c->req_left -= take;
+    } else if (c->req_body == HTTP1_BODY_CHUNKED && !c->req_chunk.done) {
+        ssize_t n = http1_chunked_feed(&c->req_chunk, p, avail);
+        if (n < 0)
+            return -1;
+        c->req_ready += (size_t)n;
+    }
+    return 0;
+}
+
+static bool request_body_complete(const struct http_conn *c)
+{
+    if (c->req_body == HTTP1_BODY_NONE)
+        return true;
+    if (c->req_ready)
+        return false;
+    if (c->req_body == HTTP1_BODY_LENGTH)
+        return c->req_left == 0;
+    return c->req_chunk.done;
+}
+
+/* Send the rewritten head, then body bytes, to the upstream. */
+static int upstream_send(struct http_conn *c)
+{
+    struct upstream_conn *u = c->up;
+    if (!u || u->connecting)
+        return 0;
+    if (c->fwd_sent < buf_len(&c->fwd)) {
+        /* Head and the first body bytes in one system call. */
+        struct iovec iov[2] = {
+            {buf_head(&c->fwd) + c->fwd_sent, buf_len(&c->fwd) - c->fwd_sent},
+            {buf_head(&c->in) + c->pos, c->req_ready},
+        };
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = c->req_ready ? 2 : 1};
+        ssize_t n;
+        do
+            n = sendmsg(u->fd, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return errno == EAGAIN ? 0 : -1;
+        c->req_sent_any = true;
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_out, (uint64_t)n, memory_order_relaxed);
+        size_t head_left = buf_len(&c->fwd) - c->fwd_sent;
+        if ((size_t)n <= head_left) {
+            c->fwd_sent += (size_t)n;
+            return 0;
+        }
+        c->fwd_sent += head_left;
+        c->pos += (size_t)n - head_left;
+        c->req_ready -= (size_t)n - head_left;
+    }
+    while (c->req_ready) {
+        ssize_t n = send_some(u->fd, buf_head(&c->in) + c->pos, c->req_ready);
+        if (n <= 0)
+            return (int)n;
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_out, (uint64_t)n, memory_order_relaxed);
+        c->pos += (size_t)n;
+        c->req_ready -= (size_t)n;
+    }
+    if (!c->req_done && request_body_complete(c))
+        c->req_done = true;
+    return 0;
+}
+
+/* Make room in the client buffer for more body: drop what was sent. */
+static void request_compact(struct http_conn *c)
+{
+    if (c->state != C_FORWARD && c->state != C_TUNNEL)
+        return;
+    if (!buf_full(&c->in) || c->pos == 0)
+        return;
+    buf_consume(&c->in, c->pos);
+    c->pos = 0;
+    c->head_len = 0;
+    c->replayable = false;
+}
+
+/* ---------- the response ---------- */
+
+static int put_head_line(struct buf *o, struct http1_slice name, struct http1_slice value)
+{
+    int rc = buf_append(o, name.p, name.len);
+    rc |= buf_append(o, ": ", 2);
+    rc |= buf_append(o, value.p, value.len);
+    rc |= buf_append(o, "\r\n", 2);
+    return rc;
+}
+
+static int build_response_head(struct http_conn *c, const struct http1_message *m)
+{
+    struct buf *o = &c->out;
+    if (buf_alloc(o, c->l->cfg->limits.max_header_size + HEAD_SLACK) < 0)
+        return -1;
+    char line[64];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", m->status);
+    int rc = buf_append(o, line, (size_t)n);
+    rc |= buf_append(o, m->reason.p, m->reason.len);
+    rc |= buf_append(o, "\r\n", 2);
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (http1_is_hop_by_hop(m, h->name))
+            continue;
+        rc |= put_head_line(o, h->name, h->value);
+    }
+    if (m->status == 101) {
+        const struct http1_header *up = http1_find_header(m, "Upgrade");
+        rc |= buf_append(o, "Connection: upgrade\r\n", 21);
+        if (up)
+            rc |= put_head_line(o, (struct http1_slice){"Upgrade", 7}, up->value);
+    } else if (m->status >= 200) {
+        if (m->body == HTTP1_BODY_CHUNKED)
+            rc |= buf_append(o, "Transfer-Encoding: chunked\r\n", 28);
+        if (c->close_after)
+            rc |= buf_append(o, "Connection: close\r\n", 19);
+        else if (c->http10)
+            rc |= buf_append(o, "Connection: keep-alive\r\n", 24);
+        if (c->set_sticky && c->up) {
+            char cookie[160];
+            int cn = snprintf(cookie, sizeof cookie, "Set-Cookie: %s=%s; Path=/; HttpOnly\r\n",
+                              c->pool->cfg->sticky_cookie, c->up->b->sticky_token);
+            rc |= buf_append(o, cookie, (size_t)cn);
+        }
+    }
+    rc |= buf_append(o, "\r\n", 2);
+    return rc ? -1 : 0;
+}
+
+/* Parse the response head in up->in. Returns 0 (parsed or need more), -1 on a bad response. */
+static int response_parse_head(struct http_conn *c)
+{
+    struct upstream_conn *u = c->up;
+    struct cfg_listener const *lc = c->l->cfg;
+    struct http1_limits lim = limits_of(lc);
+    struct http1_message *m = c->w->scratch;
+    enum http1_result r = http1_parse_response(buf_head(&u->in), buf_len(&u->in), &lim, c->method, m);
+    if (r == HTTP1_INCOMPLETE)
+        return buf_full(&u->in) ? -1 : 0;
+    if (r == HTTP1_ERROR) {
+        log_warn("bad response from %s: %s", u->b->cfg->addr.text, m->error_reason);
+        return -1;
+    }
+    if (m->status == 101 && !c->want_upgrade)
+        return -1;
+    if (m->body == HTTP1_BODY_CHUNKED && c->http10)
+        return -1; /* an HTTP/1.0 client cannot read chunked framing */
+    if (m->status >= 100 && m->status < 200 && m->status != 101) {
+        /* Interim response (100 Continue): pass it on, wait for the final one. */
+        if (buf_alloc(&c->out, lc->limits.max_header_size + HEAD_SLACK) < 0)
+            return -1;
+        if (!c->http10) {
+            char line[64];
+            int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", m->status);
+            buf_append(&c->out, line, (size_t)n);
+            buf_append(&c->out, m->reason.p, m->reason.len);
+            buf_append(&c->out, "\r\n\r\n", 4);
+        }
+        buf_consume(&u->in, m->head_len);
+        return 0;
+    }
+    c->status = m->status;
+    if (m->body == HTTP1_BODY_UNTIL_CLOSE || !c->req_done)
+        c->close_after = true;
+    c->resp_keep_upstream = m->keep_alive && m->body != HTTP1_BODY_UNTIL_CLOSE && m->status != 101;
+    if (build_response_head(c, m) < 0)
+        return -1;
+    buf_consume(&u->in, m->head_len);
+    c->resp_head_done = true;
+    c->resp_body = m->body;
+    c->resp_left = m->body == HTTP1_BODY_LENGTH ? m->content_length : 0;
+    if (m->body == HTTP1_BODY_CHUNKED)
+        http1_chunked_init(&c->resp_chunk);
+    c->resp_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
+    count_response(c, m->status);
+    int cls = m->status / 100;
+    atomic_fetch_add_explicit(&u->b->ctr->responses[cls >= 1 && cls <= 5 ? cls : 0], 1, memory_order_relaxed);
+    backend_report(c->w, c->pool, u->b, m->status < 500);
+    if (m->status == 101) {
+        c->state = C_TUNNEL;
+        c->resp_done = true;
+        set_timer(c, lc->timeouts.idle_ms);
+    }
+    return 0;
+}
+
+static int response_body_validate(struct http_conn *c)
+{
+    struct upstream_conn *u = c->up;
+    size_t avail = buf_len(&u->in) - c->resp_ready;
+    if (!avail || c->resp_done)
+        return 0;
+    const char *p = buf_head(&u->in) + c->resp_ready;
+    switch (c->resp_body) {
+    case HTTP1_BODY_LENGTH: {
+        size_t take = avail < c->resp_left ? avail : (size_t)c->resp_left;
+        c->resp_ready += take;
+        c->resp_left -= take;
+        if (!c->resp_left)
+            c->resp_done = true;
+        break;
+    }
+    case HTTP1_BODY_CHUNKED: {
+        ssize_t n = http1_chunked_feed(&c->resp_chunk, p, avail);
+        if (n < 0)
+            return -1;
+        c->resp_ready += (size_t)n;
+        if (c->resp_chunk.done)
+            c->resp_done = true;
+        break;
+    }
+    case HTTP1_BODY_UNTIL_CLOSE:
+        c->resp_ready += avail;
+        break;
+    case HTTP1_BODY_NONE:
+        break;
+    }
+    return 0;
+}
+
+/* Write c->out, then response body bytes, to the client. */
+static int client_send(struct http_conn *c)
+{
+    if (buf_len(&c->out)) {
+        struct upstream_conn *u = c->up;
+        size_t body = u && c->resp_head_done ? c->resp_ready : 0;
+        struct iovec iov[2] = {{buf_head(&c->out), buf_len(&c->out)}, {u ? buf_head(&u->in) : NULL, body}};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = body ? 2 : 1};
+        ssize_t n;
+        do
+            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return errno == EAGAIN ? 0 : -1;
+        size_t out_len = buf_len(&c->out);
+        if ((size_t)n < out_len) {
+            buf_consume(&c->out, (size_t)n);
+            return 0;
+        }
+        buf_consume(&c->out, out_len);
+        size_t b = (size_t)n - out_len;
+        if (b) {
+            buf_consume(&u->in, b);
+            c->resp_ready -= b;
+            c->resp_bytes += b;
+            atomic_fetch_add_explicit(&u->b->ctr->bytes_in, b, memory_order_relaxed);
+        }
+    }
+    struct upstream_conn *u = c->up;
+    while (u && c->resp_head_done && c->resp_ready) {
+        ssize_t n = send_some(c->fd, buf_head(&u->in), c->resp_ready);
+        if (n <= 0)
+            return (int)n;
+        buf_consume(&u->in, (size_t)n);
+        c->resp_ready -= (size_t)n;
+        c->resp_bytes += (size_t)n;
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_in, (uint64_t)n, memory_order_relaxed);
+    }
+    return 0;
+}
+
+/* ---------- the tunnel (after 101 Switching Protocols) ---------- */
+
+static int tunnel_pump(struct http_conn *c)
+{
+    struct upstream_conn *u = c->up;
+    /* client -> upstream: everything after the request head */
+    size_t pending = buf_len(&c->in) - c->pos;
+    while (pending) {
+        ssize_t n = send_some(u->fd, buf_head(&c->in) + c->pos, pending);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        c->pos += (size_t)n;
+        pending -= (size_t)n;
+    }
+    if (c->pos == buf_len(&c->in)) {
+        c->in.start = c->in.end = 0;
+        c->pos = 0;
+        if (c->client_eof && !c->tunnel_client_eof) {
+            shutdown(u->fd, SHUT_WR);
+            c->tunnel_client_eof = true;
+        }
+    } else {
+        request_compact(c);
+    }
+    /* upstream -> client */
+    c->resp_ready = buf_len(&u->in);
+    if (client_send(c) < 0)
+        return -1;
+    if (!buf_len(&u->in) && !buf_len(&c->out) && u->eof && !c->tunnel_up_eof) {
+        shutdown(c->fd, SHUT_WR);
+        c->tunnel_up_eof = true;
+    }
+    if (c->tunnel_up_eof && c->tunnel_client_eof)
+        return -1; /* both directions finished */
+    return 0;
+}
+
+/* ---------- connection lifecycle ---------- */
+
+static void conn_free(void *p)
+{
+    struct http_conn *c = p;
+    buf_release(&c->in);
+    buf_release(&c->out);
+    buf_release(&c->fwd);
+    free(c->tried);
+    free(c->log);
+    free(c);
+}
+
+static void conn_close(struct http_conn *c)
+{
+    if (c->fd < 0)
+        return;
+    if (c->up)
+        request_detach_upstream(c, false);
+    idle_remove(c);
+    ev_timer_stop(c->w->loop, &c->timer);
+    ev_io_stop(c->w->loop, &c->io);
+    close(c->fd);
+    c->fd = -1;
+    worker_conn_closed(c->w, c->l);
+    ev_defer_free(c->w->loop, c, conn_free);
+}
+
+/* After a final response with Connection: close: stop sending, read and
+ * discard until the client closes, so unread input does not turn our
+ * close into a reset that could destroy the response in flight. */
+static void conn_start_linger(struct http_conn *c)
+{
+    shutdown(c->fd, SHUT_WR);
+    c->state = C_LINGER;
+    c->in.start = c->in.end = 0;
+    set_timer(c, LINGER_MS);
+}
+
+/* The response is fully written: log, release, and go on with the next request. */
+static void request_finish(struct http_conn *c)
+{
+    write_access_log(c);
+    bool reusable = c->resp_keep_upstream && c->req_done && c->up && !c->up->eof &&
+                    buf_len(&c->up->in) == 0;
+    request_detach_upstream(c, reusable);
+    if (c->close_after || c->client_eof) {
+        conn_start_linger(c);
+        return;
+    }
+    buf_consume(&c->in, c->pos);
+    request_reset(c);
+    c->state = C_READ_HEAD;
+    c->head_deadline = 0;
+}
+
+static void conn_set_interest(struct http_conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+    uint32_t cev = 0, uev = 0;
+    struct upstream_conn *u = c->up;
+    switch (c->state) {
+    case C_READ_HEAD:
+        if (!c->client_eof && !buf_full(&c->in))
+            cev |= EPOLLIN;
+        if (buf_len(&c->out))
+            cev |= EPOLLOUT;
+        break;
+    case C_FORWARD:
+        /* Read the request body while there is room; pipelined requests
+         * wait in the kernel once the buffer is full. */
+        if (!c->client_eof && !buf_full(&c->in))
+            cev |= EPOLLIN;
+        if (buf_len(&c->out) || (c->resp_head_done && c->resp_ready))
+            cev |= EPOLLOUT;
+        if (u) {
+            if (u->connecting || c->fwd_sent < buf_len(&c->fwd) || c->req_ready)
+                uev |= EPOLLOUT;
+            if (!u->connecting && !u->eof && (!u->in.data || !buf_full(&u->in)))
+                uev |= EPOLLIN;
+        }
+        break;
+    case C_TUNNEL:
+        if (!c->client_eof && !buf_full(&c->in))
+            cev |= EPOLLIN;
+        if (buf_len(&c->out) || (u && buf_len(&u->in)))
+            cev |= EPOLLOUT;
+        if (u) {
+            if (buf_len(&c->in) > c->pos)
+                uev |= EPOLLOUT;
+            if (!u->eof && (!u->in.data || !buf_full(&u->in)))
+                uev |= EPOLLIN;
+        }
+        break;
+    case C_LINGER:
+        cev = EPOLLIN;
+        if (buf_len(&c->out))
+            cev |= EPOLLOUT;
+        break;
+    }
+    ev_io_set(loop, &c->io, cev);
+    if (u)
+        ev_io_set(loop, &u->io, uev);
+}
+
+/* READ_HEAD: parse what has arrived. Returns true if a request was taken. */
+static bool conn_try_parse(struct http_conn *c)
+{
+    if (!buf_len(&c->in))
+        return false;
+    idle_remove(c);
+    struct http1_limits lim = limits_of(c->l->cfg);
+    struct http1_message *m = c->w->scratch;
+    enum http1_result r = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &lim, m);
+    if (r == HTTP1_INCOMPLETE) {
+        if (!c->head_deadline) {
+            c->head_deadline = ev_now(c->w->loop) + c->l->cfg->timeouts.client_header_ms;
+            set_timer(c, c->l->cfg->timeouts.client_header_ms);
+        }
+        if (buf_full(&c->in))
+            send_error(c, 431, "request head too large");
+        return false;
+    }
+    if (r == HTTP1_ERROR) {
+        c->method = HTTP1_M_OTHER;
+        send_error(c, m->error_status ? m->error_status : 400, m->error_reason ? m->error_reason : "bad request");
+        return false;
+    }
+    handle_request(c, m);
+    return true;
+}
+
+static void conn_progress(struct http_conn *c)
+{
+    for (int guard = 0; guard < 64 && c->fd >= 0; guard++) {
+        enum cstate before = c->state;
+        switch (c->state) {
+        case C_READ_HEAD:
+            if (c->client_eof && !buf_len(&c->in)) {
+                conn_close(c);
+                return;
+            }
+            if (!conn_try_parse(c)) {
+                if (c->state == C_READ_HEAD && c->client_eof) {
+                    conn_close(c); /* half a head, then EOF */
+                    return;
+                }
+                if (c->state == C_READ_HEAD && !buf_len(&c->in)) {
+                    idle_add(c);
+                    if (!ev_timer_active(&c->timer) || c->head_deadline) {
+                        c->head_deadline = 0;
+                        set_timer(c, c->l->cfg->timeouts.idle_ms);
+                    }
+                    if (c->w->draining && ev_now(c->w->loop) - c->idle_since >= DRAIN_IDLE_GRACE_MS) {
+                        conn_close(c);
+                        return;
+                    }
+                }
+            }
+            break;
+        case C_FORWARD: {
+            if (request_body_validate(c) < 0) {
+                log_debug("client %s: invalid chunked body: %s", c->peer_ip, c->req_chunk.error_reason);
+                if (!c->resp_head_done) {
+                    request_detach_upstream(c, false);
+                    send_error(c, 400, c->req_chunk.error_reason ? c->req_chunk.error_reason : "invalid chunked body");
+                } else {
+                    conn_close(c);
+                    return;
+                }
+                break;
+            }
+            if (upstream_send(c) < 0) {
+                if (!c->resp_started) {
+                    upstream_failed(c, false, "upstream closed while the request was sent");
+                    break;
+                }
+                c->req_ready = 0; /* the response is coming anyway; stop sending */
+            }
+            request_compact(c);
+            struct upstream_conn *u = c->up;
+            if (!u)
+                break;
+            if (!c->resp_head_done && buf_len(&u->in)) {
+                if (response_parse_head(c) < 0) {
+                    atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
+                    backend_report(c->w, c->pool, u->b, false);
+                    request_detach_upstream(c, false);
+                    request_fail(c, 502, "invalid response from the backend");
+                    break;
+                }
+                if (c->state == C_TUNNEL)
+                    break;
+            }
+            if (c->resp_head_done && response_body_validate(c) < 0) {
+                log_warn("bad chunked response body from %s: %s", u->b->cfg->addr.text, c->resp_chunk.error_reason);
+                atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
+                conn_close(c); /* the head is gone already: cut the connection */
+                return;
+            }
+            if (client_send(c) < 0) {
+                conn_close(c);
+                return;
+            }
+            if (u->eof && c->resp_head_done && c->resp_body == HTTP1_BODY_UNTIL_CLOSE && !buf_len(&u->in))
+                c->resp_done = true;
+            if (u->eof && !c->resp_done && !buf_len(&u->in) && c->resp_head_done) {
+                atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
+                conn_close(c); /* truncated response */
+                return;
+            }
+            if (u->eof && !c->resp_head_done) {
+                if (!c->resp_started) {
+                    upstream_failed(c, false, "upstream closed the connection before answering");
+                } else {
+                    request_detach_upstream(c, false);
+                    request_fail(c, 502, "upstream closed in the middle of the response head");
+                }
+                break;
+            }
+            if (c->resp_done && c->resp_head_done && !c->resp_ready && !buf_len(&c->out)) {
+                if (!c->req_done) {
+                    /* The backend answered before the body was all in
+                     * (e.g. 413): the rest of the body is not worth reading. */
+                    c->close_after = true;
+                }
+                request_finish(c);
+            }
+            break;
+        }
+        case C_TUNNEL:
+            if (tunnel_pump(c) < 0) {
+                conn_close(c);
+                return;
+            }
+            break;
+        case C_LINGER:
+            if (buf_len(&c->out)) {
+                if (client_send(c) < 0) {
+                    conn_close(c);
+                    return;
+                }
+                if (!buf_len(&c->out))
+                    shutdown(c->fd, SHUT_WR);
+            }
+            if (c->client_eof && !buf_len(&c->out)) {
+                conn_close(c);
+                return;
+            }
+            break;
+        }
+        if (c->fd < 0)
+            return;
+        if (c->state == before)
+            break;
+    }
+    if (c->fd >= 0)
+        conn_set_interest(c);
+}
+
+/* ---------- events ---------- */
+
+static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    struct http_conn *c = io->data;
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (c->state == C_LINGER) {
+            char sink[4096];
+            ssize_t n;
+            while ((n = recv(c->fd, sink, sizeof sink, 0)) > 0)
+                ;
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                c->client_eof = true;
+        } else if (!c->client_eof) {
+            if (buf_alloc(&c->in, in_cap(c->l->cfg)) < 0) {
+                conn_close(c);
+                return;
+            }
+            ssize_t n = read_into(c->fd, &c->in);
+            if (n == 0) {
+                c->client_eof = true;
+            } else if (n == -1 && errno != EAGAIN) {
+                conn_close(c);
+                return;
+            }
+            if (n > 0 && (c->state == C_FORWARD || c->state == C_TUNNEL) && c->up && !c->up->connecting)
+                set_timer(c, c->state == C_TUNNEL ? c->l->cfg->timeouts.idle_ms
+                                                  : c->l->cfg->timeouts.upstream_response_ms);
+        }
+    }
+    conn_progress(c);
+}
+
+static void upstream_idle_event(struct upstream_conn *u)
+{
+    /* A pooled connection spoke or closed: it is no longer reusable. */
+    upstream_close(u);
+}
+
+static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    struct upstream_conn *u = io->data;
+    struct http_conn *c = u->c;
+    if (!c) {
+        upstream_idle_event(u);
+        return;
+    }
+    if (u->connecting) {
+        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || (ev & EPOLLERR)) {
+            upstream_failed(c, true, err ? strerror(err) : "connect failed");
+            conn_progress(c);
+            return;
+        }
+        u->connecting = false;
+        set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
+    }
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (buf_alloc(&u->in, in_cap(c->l->cfg)) < 0) {
+            conn_close(c);
+            return;
+        }
+        ssize_t n = read_into(u->fd, &u->in);
+        if (n > 0) {
+            c->resp_started = true;
+            if (c->state != C_TUNNEL)
+                set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
+            else
+                set_timer(c, c->l->cfg->timeouts.idle_ms);
+        } else if (n == 0) {
+            u->eof = true;
+        } else if (n == -1 && errno != EAGAIN) {
+            u->eof = true;
+            if (!c->resp_started && c->state == C_FORWARD) {
+                upstream_failed(c, false, strerror(errno));
+                conn_progress(c);
+                return;
+            }
+        }
+    }
+    conn_progress(c);
+}
+
+static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct http_conn *c = t->data;
+    struct listener_counters *lc = c->l->ctr;
+    switch (c->state) {
+    case C_READ_HEAD:
+        if (buf_len(&c->in)) {
+            atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
+            send_error(c, 408, "the request head did not arrive in time");
+            conn_set_interest(c);
+        } else {
+            conn_close(c);
+        }
+        return;
+    case C_FORWARD:
+        atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
+        if (c->up && c->up->connecting) {
+            upstream_failed(c, true, "connect timed out");
+            conn_progress(c);
+            return;
+        }
+        if (c->up && !c->resp_started) {
+            atomic_fetch_add_explicit(&c->up->b->ctr->upstream_errors, 1, memory_order_relaxed);
+            backend_report(c->w, c->pool, c->up->b, false);
+            request_detach_upstream(c, false);
+            request_fail(c, 504, "the backend did not answer in time");
+            conn_set_interest(c);
+            return;
+        }
+        conn_close(c);
+        return;
+    case C_TUNNEL:
+    case C_LINGER:
+        conn_close(c);
+        return;
+    }
+}
+
+void http_accept(struct listener_rt *l)
+{
+    struct worker *w = l->w;
+    for (int i = 0; i < 64; i++) {
+        if (worker_at_limit(w, l) && !http_evict_idle(w))
+            return;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                log_warn("accept on %s: %s", l->cfg->name, strerror(errno));
+            return;
+        }
+        struct http_conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            return;
+        }
+        c->w = w;
+        c->l = l;
+        c->fd = fd;
+        c->state = C_READ_HEAD;
+        addr_ip_string((struct sockaddr *)&ss, c->peer_ip, sizeof c->peer_ip);
+        if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
+            memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
+        request_reset(c);
+        ev_io_init(&c->io, fd, client_event, c);
+        ev_timer_init(&c->timer, conn_timeout, c);
+        worker_conn_opened(w, l);
+        atomic_fetch_add_explicit(&l->ctr->connections, 1, memory_order_relaxed);
+        c->head_deadline = ev_now(w->loop) + l->cfg->timeouts.client_header_ms;
+        set_timer(c, l->cfg->timeouts.client_header_ms);
+        ev_io_set(w->loop, &c->io, EPOLLIN);
+    }
+}
+
+/* ---------- worker-wide housekeeping ---------- */
+
+static void sweep_upstream_pools(struct worker *w)
+{
+    uint64_t now = ev_now(w->loop);
+    for (size_t p = 0; p < w->n_pools; p++) {
+        struct pool_rt *pool = &w->pools[p];
+        for (size_t i = 0; i < pool->n; i++) {
+            struct upstream_conn *u = pool->b[i].idle;
+            while (u) {
+                struct upstream_conn *next = u->next_idle;
+                if (w->draining || now - u->idle_since >= UPSTREAM_IDLE_MS)
+                    upstream_close(u);
+                u = next;
+            }
+        }
+    }
+}
+
+void http_tick(struct worker *w)
+{
+    static unsigned ticks;
+    if (++ticks % 10 == 0 || w->draining)
+        sweep_upstream_pools(w);
+    if (w->draining) {
+        uint64_t now = ev_now(w->loop);
+        while (w->idle_head && now - w->idle_head->idle_since >= DRAIN_IDLE_GRACE_MS)
+            conn_close(w->idle_head);
+    }
+    for (size_t i = 0; i < w->n_listeners; i++)
+        if (w->listeners[i].alog)
+            access_log_flush(w->listeners[i].alog);
+}
+
+size_t http_drain(struct worker *w)
+{
+    http_tick(w);
+    return w->n_conns;
+}
+
+void http_shutdown(struct worker *w)
+{
+    while (w->idle_head)
+        conn_close(w->idle_head);
+    sweep_upstream_pools(w);
+}

@@ -1,0 +1,103 @@
+/* Backend selection and passive health, shared by the HTTP and stream
+ * proxies of a worker. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/balance.h"
+#include "core/log.h"
+#include "proxy/worker.h"
+
+uint32_t worker_random(struct worker *w)
+{
+    /* xorshift64*: plenty for jitter and tie-breaking. */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+void pool_refresh(struct worker *w, struct pool_rt *p)
+{
+    uint64_t now = ev_now(w->loop);
+    uint32_t available = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        p->weights[i] = shared_effective_weight(p->b[i].sh, p->cfg->slow_start_ms, now);
+        if (p->weights[i])
+            available++;
+    }
+    p->available = available;
+    if (lb_set_weights(p->lb, p->weights, p->keys) < 0)
+        log_error("pool %s: out of memory rebuilding the balancing table", p->cfg->name);
+}
+
+int pool_pick(struct worker *w, struct pool_rt *p, uint64_t key_hash, const uint8_t *exclude)
+{
+    const uint32_t *load = NULL;
+    if (p->cfg->algorithm == LB_LEAST_CONN)
+        load = p->active;
+    else if (p->cfg->algorithm == LB_P2C)
+        load = p->outstanding;
+    return lb_pick(p->lb, load, key_hash, exclude);
+}
+
+void backend_report(struct worker *w, struct pool_rt *p, struct backend_rt *b, bool ok)
+{
+    struct shared_backend *sb = b->sh;
+    const struct cfg_passive *pc = &p->cfg->passive;
+    if (ok) {
+        /* Read before writing: a healthy backend is the common case and
+         * its cache line should stay shared between workers. */
+        if (atomic_load_explicit(&sb->consecutive_fails, memory_order_relaxed))
+            atomic_store_explicit(&sb->consecutive_fails, 0, memory_order_relaxed);
+        if (atomic_load_explicit(&sb->eject_count, memory_order_relaxed) &&
+            atomic_load_explicit(&sb->ejected_until_ms, memory_order_relaxed) <= ev_now(w->loop))
+            atomic_store_explicit(&sb->eject_count, 0, memory_order_relaxed);
+        return;
+    }
+    if (!pc->max_fails)
+        return;
+    uint32_t fails = atomic_fetch_add(&sb->consecutive_fails, 1) + 1;
+    if (fails < pc->max_fails)
+        return;
+    uint64_t now = ev_now(w->loop);
+    uint64_t until = atomic_load(&sb->ejected_until_ms);
+    if (until > now)
+        return; /* another worker already ejected it */
+    uint32_t n = atomic_fetch_add(&sb->eject_count, 1);
+    uint64_t dur = pc->eject_ms;
+    for (uint32_t i = 0; i < n && dur < pc->max_eject_ms; i++)
+        dur *= 2;
+    if (dur > pc->max_eject_ms)
+        dur = pc->max_eject_ms;
+    if (atomic_compare_exchange_strong(&sb->ejected_until_ms, &until, now + dur)) {
+        atomic_store(&sb->consecutive_fails, 0);
+        log_warn("backend %s in pool %s ejected for %llu ms after %u consecutive failures",
+                 b->cfg->addr.text, p->cfg->name, (unsigned long long)dur, fails);
+    }
+    pool_refresh(w, p);
+}
+
+int upstream_socket_connect(const struct sl_addr *addr, int type)
+{
+    int fd = socket(addr->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (type == SOCK_STREAM) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}

@@ -1,0 +1,288 @@
+/* Worker process: sets up per-pool balancing state, serves its listeners,
+ * polls the shared region on a 100 ms tick, drains on SIGTERM. */
+#include "proxy/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/balance.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "proxy/access_log.h"
+#include "proxy/http1.h"
+#include "proxy/http_proxy.h"
+#include "proxy/stream.h"
+
+#define TICK_MS 100
+#define DRAIN_TIMEOUT_MS 30000
+
+static void listener_set_accepting(struct worker *w, bool on)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct listener_rt *l = &w->listeners[i];
+        if (l->cfg->proto == PROTO_UDP || l->fd < 0)
+            continue;
+        ev_io_set(w->loop, &l->io, on ? EPOLLIN : 0);
+    }
+}
+
+bool worker_at_limit(struct worker *w, struct listener_rt *l)
+{
+    return atomic_load_explicit(&l->ctr->active, memory_order_relaxed) >= l->cfg->limits.max_connections;
+}
+
+void worker_conn_opened(struct worker *w, struct listener_rt *l)
+{
+    w->n_conns++;
+    atomic_fetch_add_explicit(&l->ctr->active, 1, memory_order_relaxed);
+}
+
+void worker_conn_closed(struct worker *w, struct listener_rt *l)
+{
+    w->n_conns--;
+    atomic_fetch_sub_explicit(&l->ctr->active, 1, memory_order_relaxed);
+    if (w->accept_paused && !w->draining && !worker_at_limit(w, l)) {
+        w->accept_paused = false;
+        listener_set_accepting(w, true);
+    }
+}
+
+static void listener_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    struct listener_rt *l = io->data;
+    struct worker *w = l->w;
+    if (l->cfg->proto == PROTO_HTTP)
+        http_accept(l);
+    else
+        stream_tcp_accept(l);
+    /* Still at the limit with connections waiting: stop polling the
+     * listener until one closes, instead of spinning on it. */
+    if (worker_at_limit(w, l) && !w->accept_paused) {
+        w->accept_paused = true;
+        listener_set_accepting(w, false);
+    }
+}
+
+static size_t open_work(struct worker *w)
+{
+    return w->n_conns;
+}
+
+static void begin_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    w->drain_deadline = ev_now(w->loop) + DRAIN_TIMEOUT_MS;
+    log_info("worker %u draining: %zu connections open", w->id, open_work(w));
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct listener_rt *l = &w->listeners[i];
+        if (l->fd < 0 || l->cfg->proto == PROTO_UDP)
+            continue;
+        /* The master keeps its copy of the socket: queued connections
+         * stay for the worker that replaces this one. */
+        ev_io_stop(w->loop, &l->io);
+        close(l->fd);
+        l->fd = -1;
+    }
+    http_drain(w);
+    stream_drain(w);
+}
+
+static void tick(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct worker *w = t->data;
+    atomic_store_explicit(&w->sh->workers[w->id].heartbeat_ms, ev_now(loop), memory_order_relaxed);
+    for (size_t p = 0; p < w->n_pools; p++)
+        pool_refresh(w, &w->pools[p]);
+    http_tick(w);
+    stream_tick(w);
+    if (w->draining) {
+        size_t open = http_drain(w) ;
+        stream_drain(w);
+        open = open_work(w);
+        if (open == 0 || ev_now(loop) >= w->drain_deadline) {
+            if (open)
+                log_warn("worker %u: drain timeout, closing %zu connections", w->id, open);
+            ev_break(loop);
+            return;
+        }
+    }
+    ev_timer_start(loop, t, TICK_MS);
+}
+
+static void signal_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    struct worker *w = io->data;
+    struct signalfd_siginfo si;
+    while (read(w->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            begin_drain(w);
+            break;
+        case SIGQUIT:
+            log_info("worker %u: quit", w->id);
+            ev_break(loop);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static int setup_pools(struct worker *w)
+{
+    const struct sl_config *cfg = w->cfg;
+    w->n_pools = cfg->n_pools;
+    w->pools = calloc(cfg->n_pools ? cfg->n_pools : 1, sizeof *w->pools);
+    if (!w->pools)
+        return -1;
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        struct pool_rt *pr = &w->pools[p];
+        const struct cfg_pool *pc = &cfg->pools[p];
+        size_t n = pc->n_backends;
+        pr->cfg = pc;
+        pr->index = p;
+        pr->n = n;
+        pr->b = calloc(n, sizeof *pr->b);
+        pr->weights = calloc(n, sizeof *pr->weights);
+        pr->active = calloc(n, sizeof *pr->active);
+        pr->outstanding = calloc(n, sizeof *pr->outstanding);
+        pr->keys = calloc(n, sizeof *pr->keys);
+        pr->lb = lb_create(pc->algorithm, n);
+        if (!pr->b || !pr->weights || !pr->active || !pr->outstanding || !pr->keys || !pr->lb)
+            return -1;
+        for (size_t i = 0; i < n; i++) {
+            struct backend_rt *b = &pr->b[i];
+            b->index = i;
+            b->gidx = shared_backend_index(w->sh, p, i);
+            b->cfg = &pc->backends[i];
+            b->sh = &w->sh->backends[b->gidx];
+            b->ctr = shared_bctr(w->sh, w->id, b->gidx);
+            /* Gauges of a crashed predecessor in this slot are stale. */
+            atomic_store(&b->ctr->active, 0);
+            atomic_store(&b->ctr->idle, 0);
+            pr->keys[i] = b->cfg->addr.text;
+            snprintf(b->sticky_token, sizeof b->sticky_token, "%016llx",
+                     (unsigned long long)sl_hash64(b->cfg->addr.text, strlen(b->cfg->addr.text), 0x571c4eULL));
+        }
+        pool_refresh(w, pr);
+    }
+    return 0;
+}
+
+static int setup_listeners(struct worker *w, const int *listen_fds)
+{
+    const struct sl_config *cfg = w->cfg;
+    w->n_listeners = cfg->n_listeners;
+    w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof *w->listeners);
+    if (!w->listeners)
+        return -1;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct listener_rt *l = &w->listeners[i];
+        l->w = w;
+        l->cfg = &cfg->listeners[i];
+        l->index = i;
+        l->fd = listen_fds[i];
+        l->ctr = shared_lctr(w->sh, w->id, i);
+        atomic_store(&l->ctr->active, 0);
+        if (l->cfg->access_log)
+            l->alog = access_log_open(l->cfg->access_log, l->cfg->access_log_format);
+        ev_io_init(&l->io, l->fd, listener_event, l);
+        if (l->cfg->proto == PROTO_UDP) {
+            if (stream_udp_init(l) < 0)
+                return -1;
+        } else {
+            ev_io_set(w->loop, &l->io, EPOLLIN);
+        }
+    }
+    return 0;
+}
+
+static int setup_signals(struct worker *w)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    w->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (w->signal_fd < 0)
+        return -1;
+    ev_io_init(&w->signal_io, w->signal_fd, signal_event, w);
+    ev_io_set(w->loop, &w->signal_io, EPOLLIN);
+    return 0;
+}
+
+static void worker_free(struct worker *w)
+{
+    for (size_t p = 0; p < w->n_pools; p++) {
+        struct pool_rt *pr = &w->pools[p];
+        lb_free(pr->lb);
+        free(pr->b);
+        free(pr->weights);
+        free(pr->active);
+        free(pr->outstanding);
+        free(pr->keys);
+    }
+    free(w->pools);
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        access_log_close(w->listeners[i].alog);
+        if (w->listeners[i].fd >= 0)
+            close(w->listeners[i].fd);
+    }
+    free(w->listeners);
+    free(w->scratch);
+    if (w->signal_fd >= 0)
+        close(w->signal_fd);
+    ev_loop_free(w->loop);
+}
+
+int worker_main(const struct sl_config *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds)
+{
+    /* Die with the master rather than serve a stale configuration alone. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1)
+        return 1;
+    char role[16];
+    snprintf(role, sizeof role, "worker/%u", id);
+    log_set_role(role);
+
+    struct worker w = {0};
+    w.id = id;
+    w.cfg = cfg;
+    w.sh = sh;
+    w.signal_fd = -1;
+    w.rng = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ULL;
+    w.loop = ev_loop_new();
+    w.scratch = malloc(sizeof *w.scratch);
+    int rc = 1;
+    if (!w.loop || !w.scratch || setup_signals(&w) < 0 || setup_pools(&w) < 0 ||
+        setup_listeners(&w, listen_fds) < 0) {
+        log_error("worker %u: setup failed: %s", id, strerror(errno));
+        goto out;
+    }
+    atomic_store(&sh->workers[id].pid, (int32_t)getpid());
+    ev_timer_init(&w.tick, tick, &w);
+    ev_timer_start(w.loop, &w.tick, TICK_MS);
+    log_debug("worker %u serving %zu listeners", id, w.n_listeners);
+    rc = ev_run(w.loop) < 0 ? 1 : 0;
+    http_shutdown(&w);
+    stream_shutdown(&w);
+out:
+    worker_free(&w);
+    return rc;
+}

@@ -1,0 +1,102 @@
+/* A proxy worker: one process, one event loop, shared nothing with the
+ * other workers except the read-mostly shared region (core/shared.h).
+ *
+ * The master creates the listening sockets (one SO_REUSEPORT socket per
+ * listener per worker slot) and keeps them open across reloads and worker
+ * restarts, so a connection waiting in an accept queue is never lost: the
+ * worker that replaces another accepts from the very same socket.
+ */
+#ifndef SLUICE_PROXY_WORKER_H
+#define SLUICE_PROXY_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/evloop.h"
+#include "core/shared.h"
+
+struct worker;
+struct upstream_conn;
+
+struct backend_rt {
+    size_t index;                     /* in its pool */
+    size_t gidx;                      /* in the shared region */
+    const struct cfg_backend *cfg;
+    struct shared_backend *sh;
+    struct backend_counters *ctr;     /* this worker's row */
+    struct upstream_conn *idle;       /* pooled keep-alive connections (LIFO) */
+    uint32_t n_idle;
+    char sticky_token[17];            /* cookie value that names this backend */
+};
+
+struct pool_rt {
+    const struct cfg_pool *cfg;
+    size_t index;
+    struct backend_rt *b;
+    size_t n;
+    struct lb_state *lb;
+    uint32_t *weights;                /* effective weights, refreshed on the tick */
+    uint32_t *active;                 /* connections in use, per backend (least_conn) */
+    uint32_t *outstanding;            /* requests in flight, per backend (p2c) */
+    const char **keys;                /* backend "ip:port", Maglev identity */
+    uint32_t available;               /* backends with weight > 0 */
+};
+
+struct listener_rt {
+    struct worker *w;
+    const struct cfg_listener *cfg;
+    size_t index;
+    int fd;
+    struct ev_io io;
+    struct listener_counters *ctr;    /* this worker's row */
+    void *udp;                        /* UDP session table (proxy/stream.c) */
+    struct access_log *alog;
+};
+
+struct worker {
+    uint32_t id;
+    struct ev_loop *loop;
+    const struct sl_config *cfg;
+    struct shared_state *sh;
+    struct pool_rt *pools;
+    size_t n_pools;
+    struct listener_rt *listeners;
+    size_t n_listeners;
+    struct ev_timer tick;
+    struct ev_io signal_io;
+    int signal_fd;
+    bool draining;                    /* SIGTERM: finish in-flight work, then exit */
+    uint64_t drain_deadline;
+    uint32_t n_conns;                 /* client connections, all protocols */
+    bool accept_paused;
+    uint64_t rng;
+    struct http_conn *idle_head, *idle_tail; /* idle keep-alive clients, oldest first */
+    struct http1_message *scratch;    /* parse target, reused for every message */
+};
+
+/* Run a worker until it has drained after SIGTERM. listen_fds[i] is the
+ * socket of cfg->listeners[i] for this worker's slot. Returns the exit code. */
+int worker_main(const struct sl_config *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds);
+
+/* Bookkeeping for every client connection, whatever its protocol: counts
+ * it against limits.max_connections and pauses/resumes accepting. */
+void worker_conn_opened(struct worker *w, struct listener_rt *l);
+void worker_conn_closed(struct worker *w, struct listener_rt *l);
+/* True when a listener may not take one more connection right now. */
+bool worker_at_limit(struct worker *w, struct listener_rt *l);
+
+/* ---- upstream selection (proxy/upstream.c) ---- */
+
+/* Recompute effective weights from the shared region (cheap if unchanged). */
+void pool_refresh(struct worker *w, struct pool_rt *p);
+/* Pick a backend: -1 when none is available. */
+int pool_pick(struct worker *w, struct pool_rt *p, uint64_t key_hash, const uint8_t *exclude);
+/* Passive health: a connect failure / 5xx (ok=false) or a good answer (ok=true). */
+void backend_report(struct worker *w, struct pool_rt *p, struct backend_rt *b, bool ok);
+/* Non-blocking socket + connect to addr. Returns fd (connect may be in
+ * progress) or -1 with errno set. */
+int upstream_socket_connect(const struct sl_addr *addr, int type);
+uint32_t worker_random(struct worker *w);
+
+#endif

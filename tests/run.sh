@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs the test phases and ends with one line "N passed, N failed".
+#   tests/run.sh                 unit + integration + fuzz smoke
+#   tests/run.sh unit|integration|fuzz
+# FUZZ_SECONDS (default 10) is the time given to each fuzz target.
+set -u
+cd "$(dirname "$0")/.."
+
+phases=("$@")
+[ ${#phases[@]} -eq 0 ] && phases=(unit integration fuzz)
+PYTHON=${PYTHON:-/usr/bin/python3}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+passed=0
+failed=0
+failures=()
+log_dir=build/test-logs
+mkdir -p "$log_dir"
+
+run_unit() {
+  local t out p f
+  for t in build/tests/test_*; do
+    [ -x "$t" ] || continue
+    echo "== unit: $(basename "$t")"
+    out=$(ASAN_OPTIONS=detect_leaks=1 "$t" 2>&1)
+    local rc=$?
+    echo "$out" | grep -E '^\[  (FAILED|ERROR)|^\[  PASSED' || true
+    p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END{print s+0}')
+    f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END{print s+0}')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+      f=1
+      echo "$out" | tail -30
+    fi
+    [ "$f" -gt 0 ] && failures+=("unit $(basename "$t")") && echo "$out" | grep -B2 -A8 -E 'FAIL|ERROR' | head -60
+    passed=$((passed + p)); failed=$((failed + f))
+  done
+}
+
+run_integration() {
+  echo "== integration (pytest)"
+  local out="$log_dir/pytest.log"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "note: not root; tests that need network namespaces will skip"
+  fi
+  "$PYTHON" -m pytest -q -rs tests/integration -p no:cacheprovider 2>&1 | tee "$out"
+  local line p f e
+  line=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error|skipped)|no tests ran' "$out" | tail -1)
+  p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+  f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
+  e=$(echo "$line" | grep -oE '[0-9]+ error' | grep -oE '[0-9]+' || echo 0)
+  p=${p:-0}; f=${f:-0}; e=${e:-0}
+  [ $((f + e)) -gt 0 ] && failures+=("integration")
+  passed=$((passed + p)); failed=$((failed + f + e))
+}
+
+run_fuzz() {
+  local t name corpus work
+  for t in build/fuzz/fuzz_*; do
+    [ -x "$t" ] || continue
+    name=${t##*/fuzz_}
+    corpus=tests/fuzz/corpus/$name
+    work=$(mktemp -d)
+    [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+    echo "== fuzz: $name for ${FUZZ_SECONDS}s"
+    if "$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -artifact_prefix="$log_dir/$name-" "$work" >"$log_dir/fuzz-$name.log" 2>&1; then
+      grep -E 'stat::number_of_executed_units' "$log_dir/fuzz-$name.log" | sed 's/^/   /'
+      passed=$((passed + 1))
+    else
+      tail -40 "$log_dir/fuzz-$name.log"
+      failed=$((failed + 1)); failures+=("fuzz $name")
+    fi
+    rm -rf "$work"
+  done
+}
+
+for ph in "${phases[@]}"; do
+  case "$ph" in
+    unit) run_unit ;;
+    integration) run_integration ;;
+    fuzz) run_fuzz ;;
+    *) echo "unknown phase $ph" >&2; exit 2 ;;
+  esac
+done
+
+if [ ${#failures[@]} -gt 0 ]; then
+  echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
