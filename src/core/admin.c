@@ -21,6 +21,8 @@
 #define ACCEPT_PAUSE_MS 100     /* back-off after EMFILE, so the loop does not spin */
 #define IN_INITIAL 4096
 #define IN_MAX (ADMIN_MAX_HEAD + ADMIN_MAX_BODY)
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (1u << 20)
 
 /* ------------------------------------------------------------------ */
 /* A growing string; on out of memory it stops growing and remembers. */
@@ -413,7 +415,7 @@ static int parse_patch(const char *body, size_t len, bool weight_only, struct ba
 {
     memset(pt, 0, sizeof *pt);
     json_error_t je;
-    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root) {
         snprintf(err, errlen, "invalid JSON: %s at line %d, column %d (position %d)", je.text, je.line,
                  je.column, je.position);
@@ -903,6 +905,8 @@ struct admin_conn {
     char *out;
     size_t out_len, out_off;
     bool closing;                /* close once out is flushed */
+    bool lingering;              /* answered and shut down: discarding input until EOF */
+    size_t discarded;
     bool peer_eof;
     bool continue_sent;
 };
@@ -1136,6 +1140,44 @@ static int conn_next_request(struct admin_conn *c)
     return conn_answer(c, total) < 0 ? -1 : 1;
 }
 
+/* Closing right after an error answer while the client is still sending
+ * (a 413 for a big body, say) would make the kernel reset the connection,
+ * and the reset can destroy the answer before the client reads it. So shut
+ * down our side and read and drop whatever still comes, for a short while. */
+static void conn_linger(struct admin_conn *c)
+{
+    if (c->peer_eof || shutdown(c->io.fd, SHUT_WR) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = true;
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    ev_timer_start(c->srv->loop, &c->timer, LINGER_MS);
+    ev_io_set(c->srv->loop, &c->io, EPOLLIN);
+}
+
+static void linger_read(struct admin_conn *c)
+{
+    char scratch[4096];
+    for (;;) {
+        ssize_t n = recv(c->io.fd, scratch, sizeof scratch, 0);
+        if (n > 0) {
+            c->discarded += (size_t)n;
+            if (c->discarded > LINGER_MAX_BYTES)
+                break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        break;           /* EOF or error */
+    }
+    conn_close(c);
+}
+
 /* Answer what can be answered, write, and decide what to wait for. */
 static void conn_step(struct admin_conn *c)
 {
@@ -1151,7 +1193,7 @@ static void conn_step(struct admin_conn *c)
             }
         }
         if (c->closing) {
-            conn_close(c);
+            conn_linger(c);
             return;
         }
         int r = conn_next_request(c);
@@ -1173,6 +1215,10 @@ static void conn_step(struct admin_conn *c)
 static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct admin_conn *c = io->data;
+    if (c->lingering) {
+        linger_read(c);
+        return;
+    }
     if (!out_pending(c) && !c->closing && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
         if (conn_read(c) < 0) {
             conn_close(c);

@@ -64,14 +64,13 @@ static void set_text(struct ynode *n, const unsigned char *s, size_t len)
     n->len = len;
 }
 
-/* Make room for one more item or pair in a container. */
-static void reserve_one(struct ynode *c, size_t elem_size, void **array)
+/* Capacity for one more element in an array that holds `used` of `cap`. */
+static void *grow(void *array, size_t used, size_t *cap, size_t elem_size)
 {
-    size_t used = c->kind == YNODE_SEQ ? c->n_items : c->n_pairs;
-    if (used < c->cap)
-        return;
-    c->cap = c->cap ? c->cap * 2 : 4;
-    *array = xrealloc(*array, c->cap * elem_size);
+    if (used < *cap)
+        return array;
+    *cap = *cap ? *cap * 2 : 4;
+    return xrealloc(array, *cap * elem_size);
 }
 
 /* Hang n under the innermost open container: as the next sequence item,
@@ -84,12 +83,12 @@ static void attach(struct builder *b, struct ynode *n)
     }
     struct ynode *top = b->stack[b->depth - 1];
     if (top->kind == YNODE_SEQ) {
-        reserve_one(top, sizeof *top->items, (void **)&top->items);
+        top->items = grow(top->items, top->n_items, &top->cap, sizeof *top->items);
         top->items[top->n_items++] = n;
     } else if (top->n_pairs > 0 && !top->pairs[top->n_pairs - 1].value) {
         top->pairs[top->n_pairs - 1].value = n;
     } else {
-        reserve_one(top, sizeof *top->pairs, (void **)&top->pairs);
+        top->pairs = grow(top->pairs, top->n_pairs, &top->cap, sizeof *top->pairs);
         top->pairs[top->n_pairs].key = n;
         top->pairs[top->n_pairs].value = NULL;
         top->n_pairs++;

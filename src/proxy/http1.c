@@ -138,14 +138,14 @@ static int version_of(const char *s, size_t n)
 
 static enum http1_method method_of(const char *s, size_t n)
 {
-    static const struct { const char *name; enum http1_method m; } known[] = {
-        { "GET", HTTP1_M_GET },         { "HEAD", HTTP1_M_HEAD },       { "POST", HTTP1_M_POST },
-        { "PUT", HTTP1_M_PUT },         { "DELETE", HTTP1_M_DELETE },   { "OPTIONS", HTTP1_M_OPTIONS },
-        { "TRACE", HTTP1_M_TRACE },     { "CONNECT", HTTP1_M_CONNECT }, { "PATCH", HTTP1_M_PATCH },
+    static const struct { const char *name; size_t len; enum http1_method m; } known[] = {
+        { "GET", 3, HTTP1_M_GET },         { "HEAD", 4, HTTP1_M_HEAD },       { "POST", 4, HTTP1_M_POST },
+        { "PUT", 3, HTTP1_M_PUT },         { "DELETE", 6, HTTP1_M_DELETE },   { "OPTIONS", 7, HTTP1_M_OPTIONS },
+        { "TRACE", 5, HTTP1_M_TRACE },     { "CONNECT", 7, HTTP1_M_CONNECT }, { "PATCH", 5, HTTP1_M_PATCH },
     };
     /* Methods are case-sensitive (RFC 9110 §9.1): "get" is some other method. */
     for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-        if (strlen(known[k].name) == n && memcmp(known[k].name, s, n) == 0)
+        if (known[k].len == n && memcmp(known[k].name, s, n) == 0)
             return known[k].m;
     return HTTP1_M_OTHER;
 }

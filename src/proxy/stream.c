@@ -21,6 +21,11 @@
 #define DEFAULT_BUFFER 16384
 #define DEFAULT_UDP_SESSION_MS 30000
 #define UDP_MIN_BUCKETS 64
+/* Idle time after which a session ends while the worker drains. Draining
+ * stops reading the listener, so a session can only still receive late
+ * replies; waiting the full udp_session_ms for them would hold up every
+ * reload and shutdown. */
+#define UDP_DRAIN_IDLE_MS 2000
 
 /* Fixed, so that every worker (and every restart) maps a client IP to the
  * same point of the Maglev table: affinity must not depend on which worker
@@ -90,16 +95,17 @@ static void backend_release(struct pool_rt *p, struct backend_rt *b)
     gauge_dec(&b->ctr->active);
 }
 
+/* worker_conn_opened/closed keep the listener's active gauge (the limit
+ * is checked against it); only the running totals are ours. */
 static void client_opened(struct listener_rt *l)
 {
     worker_conn_opened(l->w, l);
     ctr_add(&l->ctr->connections, 1);
-    gauge_inc(&l->ctr->active);
+    ctr_add(&l->ctr->requests, 1); /* a stream "request" is the whole session */
 }
 
 static void client_closed(struct listener_rt *l)
 {
-    gauge_dec(&l->ctr->active);
     worker_conn_closed(l->w, l);
 }
 
@@ -159,6 +165,7 @@ struct tcp_conn {
     bool closed;
     bool client_hup, backend_hup;  /* the socket reported EPOLLHUP (permanent) */
     uint32_t attempts;
+    struct backend_rt *failed;     /* the backend the next attempt retries away from */
     uint8_t *exclude;              /* backends that failed this connection; lazily allocated */
     uint64_t key_hash;
     uint64_t last_active;
@@ -252,6 +259,7 @@ static bool tcp_attempt_failed(struct tcp_conn *c, struct backend_rt *b, int err
 {
     ctr_add(&b->ctr->connect_failures, 1);
     backend_report(c->w, c->p, b, false);
+    c->failed = b;
     log_debug("tcp %s: connect to %s failed: %s", c->l->cfg->name, b->cfg->addr.text, strerror(err));
     if (!c->exclude)
         c->exclude = calloc(c->p->n, 1);
@@ -276,8 +284,11 @@ static void tcp_connect_next(struct tcp_conn *c)
             break;
         }
         struct backend_rt *b = &p->b[i];
-        if (c->attempts++ > 0)
-            ctr_add(&b->ctr->retries, 1);
+        /* "retries" belongs to the backend that failed, not the one retried on. */
+        if (c->failed)
+            ctr_add(&c->failed->ctr->retries, 1);
+        c->failed = NULL;
+        c->attempts++;
         int fd = upstream_socket_connect(&b->cfg->addr, SOCK_STREAM);
         if (fd < 0) {
             int err = errno;
@@ -1052,6 +1063,8 @@ static void udp_expire(struct udp_table *t, uint64_t now)
     uint64_t ttl = t->l->cfg->timeouts.udp_session_ms;
     if (!ttl)
         ttl = DEFAULT_UDP_SESSION_MS;
+    if (t->l->w->draining && ttl > UDP_DRAIN_IDLE_MS)
+        ttl = UDP_DRAIN_IDLE_MS;
     while (t->oldest && now - t->oldest->last_active >= ttl)
         udp_session_close(t, t->oldest);
 }

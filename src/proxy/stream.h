@@ -14,8 +14,10 @@
  * nothing is queued.
  *
  * Counters: backend requests (= sessions opened), bytes_in/bytes_out,
- * connect_failures, retries, upstream_errors and the active gauge; listener
- * connections, active, no_backend and timeouts (idle TCP closes).
+ * connect_failures, retries (on the backend that failed), upstream_errors
+ * and the active gauge; listener connections and requests (both = sessions),
+ * no_backend and timeouts (idle TCP closes). The listener's active gauge is
+ * kept by worker_conn_opened/closed.
  */
 #ifndef SLUICE_PROXY_STREAM_H
 #define SLUICE_PROXY_STREAM_H

@@ -43,6 +43,10 @@ class HttpBackend:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One segment per response: a buffered writer flushed after each
+            # request, and no Nagle delay waiting on the proxy's delayed ACK.
+            wbufsize = 1 << 16
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass

@@ -1,0 +1,852 @@
+/* Unit tests for core/admin: /metrics rendering, PATCH body validation,
+ * routing through admin_handle (no network), and the HTTP server itself on
+ * 127.0.0.1:0 driven by the test's event loop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/admin.h"
+#include "core/log.h"
+
+#define WEIRD_POOL "we\"ird\\pool\nname"
+
+/* ------------------------------------------------------------------ */
+/* A configuration built by hand: pool "app" with two backends, a pool
+ * whose name needs escaping, one listener. */
+
+struct fixture {
+    struct cfg_backend app_b[2];
+    struct cfg_backend weird_b[1];
+    struct cfg_pool pools[2];
+    struct cfg_listener listener;
+    struct sl_config cfg;
+    struct shared_state *sh;
+    int pids[2];
+    struct admin_view view;
+};
+
+static void set_addr(struct sl_addr *a, const char *text)
+{
+    const char *why = NULL;
+    assert_int_equal(addr_parse(text, a, &why), 0);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    set_addr(&f->app_b[0].addr, "127.0.0.1:9001");
+    f->app_b[0].weight = 1;
+    set_addr(&f->app_b[1].addr, "[::1]:9002");
+    f->app_b[1].weight = 3;
+    set_addr(&f->weird_b[0].addr, "10.0.0.1:80");
+    f->weird_b[0].weight = 2;
+    f->pools[0] = (struct cfg_pool){.name = "app", .algorithm = LB_ROUND_ROBIN, .backends = f->app_b, .n_backends = 2};
+    f->pools[1] = (struct cfg_pool){.name = WEIRD_POOL, .algorithm = LB_LEAST_CONN, .backends = f->weird_b,
+                                    .n_backends = 1};
+    f->listener.name = "web";
+    f->cfg.path = "/etc/sluice/test.yaml";
+    f->cfg.pools = f->pools;
+    f->cfg.n_pools = 2;
+    f->cfg.listeners = &f->listener;
+    f->cfg.n_listeners = 1;
+    f->sh = shared_create(&f->cfg, 2);
+    if (!f->sh)
+        return -1;
+    f->pids[0] = 4242;
+    f->pids[1] = 4343;
+    f->view = (struct admin_view){.cfg = &f->cfg, .sh = f->sh, .started_ms = ev_clock_ms(), .reloads = 1,
+                                  .worker_restarts = 5, .worker_pids = f->pids, .n_workers = 2,
+                                  .version = "9.9.9-test"};
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    shared_destroy(f->sh);
+    free(f);
+    return 0;
+}
+
+static struct shared_backend *backend(struct fixture *f, size_t g) { return &f->sh->backends[g]; }
+
+/* ------------------------------------------------------------------ */
+/* /metrics */
+
+/* Check the exposition format line by line: HELP then TYPE for each
+ * family, each family once, every sample belongs to the family just
+ * declared, and every sample line is `name{labels} value` with an integer
+ * or decimal value. */
+static void check_exposition(const char *text)
+{
+    char family[128] = "";
+    char seen[8192] = " ";
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        char line[1024];
+        size_t n = (size_t)(nl - p);
+        assert_true(n < sizeof line);
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p = nl + 1;
+        if (strncmp(line, "# HELP ", 7) == 0) {
+            assert_int_equal(sscanf(line + 7, "%127s", family), 1);
+            char key[140];
+            snprintf(key, sizeof key, " %s ", family);
+            assert_null(strstr(seen, key));       /* each family once */
+            assert_true(strlen(seen) + strlen(key) < sizeof seen);
+            strcat(seen, key + 1);
+            continue;
+        }
+        if (strncmp(line, "# TYPE ", 7) == 0) {
+            char name[128], type[16];
+            assert_int_equal(sscanf(line + 7, "%127s %15s", name, type), 2);
+            assert_string_equal(name, family);
+            assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0);
+            continue;
+        }
+        size_t fl = strlen(family);
+        assert_true(fl > 0);
+        assert_true(strncmp(line, family, fl) == 0);
+        assert_true(line[fl] == '{' || line[fl] == ' ');
+        const char *value = strrchr(line, ' ');
+        assert_non_null(value);
+        char *end;
+        strtod(value + 1, &end);
+        assert_true(*end == '\0' && end != value + 1);
+    }
+}
+
+static void test_metrics_render(void **state)
+{
+    struct fixture *f = *state;
+    atomic_store(&shared_bctr(f->sh, 0, 0)->requests, 5);
+    atomic_store(&shared_bctr(f->sh, 1, 0)->requests, 2);
+    atomic_store(&shared_bctr(f->sh, 0, 0)->responses[2], 4);
+    atomic_store(&shared_bctr(f->sh, 1, 0)->responses[5], 1);
+    atomic_store(&shared_bctr(f->sh, 1, 0)->bytes_in, 1000);
+    atomic_store(&shared_bctr(f->sh, 1, 0)->active, 3);
+    atomic_store(&shared_lctr(f->sh, 0, 0)->connections, 3);
+    atomic_store(&shared_lctr(f->sh, 1, 0)->connections, 4);
+    atomic_store(&shared_lctr(f->sh, 1, 0)->responses[4], 9);
+    atomic_store(&backend(f, 1)->health, HEALTH_DOWN);
+    backend(f, 0)->checks_ok = 11;
+    backend(f, 0)->checks_failed = 2;
+
+    size_t len = 0;
+    char *m = admin_render_metrics(&f->view, &len);
+    assert_non_null(m);
+    assert_int_equal(len, strlen(m));
+    check_exposition(m);
+
+    static const char *const want[] = {
+        "# TYPE sluice_backend_requests_total counter\n",
+        "\nsluice_backend_requests_total{pool=\"app\",backend=\"127.0.0.1:9001\"} 7\n",
+        "\nsluice_backend_responses_total{pool=\"app\",backend=\"127.0.0.1:9001\",code=\"2xx\"} 4\n",
+        "\nsluice_backend_responses_total{pool=\"app\",backend=\"127.0.0.1:9001\",code=\"5xx\"} 1\n",
+        "\nsluice_backend_bytes_in_total{pool=\"app\",backend=\"127.0.0.1:9001\"} 1000\n",
+        "\nsluice_backend_active_connections{pool=\"app\",backend=\"127.0.0.1:9001\"} 3\n",
+        "# TYPE sluice_backend_active_connections gauge\n",
+        "\nsluice_backend_up{pool=\"app\",backend=\"127.0.0.1:9001\"} 1\n",
+        "\nsluice_backend_up{pool=\"app\",backend=\"[::1]:9002\"} 0\n",
+        "\nsluice_backend_effective_weight{pool=\"app\",backend=\"[::1]:9002\"} 0\n",
+        "\nsluice_backend_weight{pool=\"app\",backend=\"[::1]:9002\"} 3\n",
+        "\nsluice_backend_effective_weight{pool=\"we\\\"ird\\\\pool\\nname\",backend=\"10.0.0.1:80\"} 2\n",
+        "\nsluice_backend_health_checks_total{pool=\"app\",backend=\"127.0.0.1:9001\",result=\"ok\"} 11\n",
+        "\nsluice_backend_health_checks_total{pool=\"app\",backend=\"127.0.0.1:9001\",result=\"failed\"} 2\n",
+        "\nsluice_listener_connections_total{listener=\"web\"} 7\n",
+        "\nsluice_listener_responses_total{listener=\"web\",code=\"4xx\"} 9\n",
+        "# TYPE sluice_listener_active_connections gauge\n",
+        "\nsluice_workers 2\n",
+        "\nsluice_worker_restarts_total 5\n",
+        "\nsluice_reloads_total 1\n",
+        "\nsluice_uptime_seconds ",
+        "sluice_info{version=\"9.9.9-test\"} 1\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        if (!strstr(m, want[i]))
+            fail_msg("metrics lack %s\n%s", want[i], m);
+    }
+    free(m);
+}
+
+/* A view whose cfg and shared region disagree still renders (process
+ * metrics only) instead of reading out of bounds. */
+static void test_metrics_inconsistent_view(void **state)
+{
+    struct fixture *f = *state;
+    struct admin_view v = f->view;
+    struct sl_config bigger = f->cfg;
+    bigger.n_pools = 1;
+    v.cfg = &bigger;
+    char *m = admin_render_metrics(&v, NULL);
+    assert_non_null(m);
+    check_exposition(m);
+    assert_null(strstr(m, "sluice_backend_requests_total{"));
+    free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* PATCH bodies */
+
+static int patch(struct fixture *f, size_t g, const char *body, char *err, size_t errlen)
+{
+    return admin_apply_backend_patch(f->sh, g, body, strlen(body), err, errlen);
+}
+
+static void test_patch_valid(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    uint64_t gen = atomic_load(&f->sh->generation);
+
+    assert_int_equal(patch(f, 0, "{\"weight\": 5}", err, sizeof err), 0);
+    assert_int_equal(atomic_load(&backend(f, 0)->weight), 5);
+    assert_true(atomic_load(&f->sh->generation) > gen);
+
+    assert_int_equal(patch(f, 0, "{\"admin\": \"draining\"}", err, sizeof err), 0);
+    assert_int_equal(atomic_load(&backend(f, 0)->admin), BACKEND_DRAINING);
+    assert_int_equal(shared_effective_weight(backend(f, 0), 0, ev_clock_ms()), 0);
+
+    assert_int_equal(patch(f, 1, "{\"weight\": 0, \"admin\": \"disabled\"}", err, sizeof err), 0);
+    assert_int_equal(atomic_load(&backend(f, 1)->weight), 0);
+    assert_int_equal(atomic_load(&backend(f, 1)->admin), BACKEND_DISABLED);
+
+    assert_int_equal(patch(f, 1, "{\"weight\": 1000000}", err, sizeof err), 0);
+    assert_int_equal(atomic_load(&backend(f, 1)->weight), 1000000);
+
+    /* "enabled" also forgives a passive ejection. */
+    atomic_store(&backend(f, 0)->ejected_until_ms, ev_clock_ms() + 60000);
+    atomic_store(&backend(f, 0)->consecutive_fails, 7);
+    assert_int_equal(patch(f, 0, "{\"admin\":\"enabled\"}", err, sizeof err), 0);
+    assert_int_equal(atomic_load(&backend(f, 0)->admin), BACKEND_ENABLED);
+    assert_int_equal(atomic_load(&backend(f, 0)->ejected_until_ms), 0);
+    assert_int_equal(atomic_load(&backend(f, 0)->consecutive_fails), 0);
+    assert_int_equal(shared_effective_weight(backend(f, 0), 0, ev_clock_ms()), 5);
+}
+
+static void test_patch_invalid(void **state)
+{
+    struct fixture *f = *state;
+    static const struct { const char *body; const char *why; } cases[] = {
+        {"", "invalid JSON"},
+        {"{\"weight\": 5", "line 1"},
+        {"{\"weight\": 5} x", "invalid JSON"},
+        {"[1]", "JSON object"},
+        {"5", "JSON object"},
+        {"{\"weight\": \"5\"}", "must be an integer"},
+        {"{\"weight\": 1.5}", "must be an integer"},
+        {"{\"weight\": true}", "must be an integer"},
+        {"{\"weight\": null}", "must be an integer"},
+        {"{\"weight\": -1}", "from 0 to 1000000"},
+        {"{\"weight\": 1000001}", "from 0 to 1000000"},
+        {"{\"weight\": 99999999999999999999999}", "invalid JSON"},
+        {"{\"weight\": 5, \"weight\": 6}", "invalid JSON"},
+        {"{\"admin\": 3}", "must be a string"},
+        {"{\"admin\": \"paused\"}", "unknown admin state"},
+        {"{\"admin\": \"Enabled\"}", "unknown admin state"},
+        {"{\"colour\": 1}", "unknown field \"colour\""},
+        {"{}", "nothing to change"},
+        /* validated as a whole: the good half is not applied either */
+        {"{\"weight\": 9, \"admin\": \"bogus\"}", "unknown admin state"},
+        {"{\"admin\": \"disabled\", \"weight\": -4}", "from 0 to 1000000"},
+    };
+    uint64_t gen = atomic_load(&f->sh->generation);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256] = "";
+        if (patch(f, 0, cases[i].body, err, sizeof err) != -1)
+            fail_msg("accepted %s", cases[i].body);
+        if (!strstr(err, cases[i].why))
+            fail_msg("%s: error \"%s\" lacks \"%s\"", cases[i].body, err, cases[i].why);
+    }
+    char err[256];
+    /* embedded NUL and out-of-range index */
+    assert_int_equal(admin_apply_backend_patch(f->sh, 0, "{\"weight\":5}\0", 13, err, sizeof err), -1);
+    assert_int_equal(admin_apply_backend_patch(f->sh, 3, "{\"weight\":5}", 12, err, sizeof err), -1);
+    assert_int_equal(admin_apply_backend_patch(f->sh, 0, NULL, 0, err, sizeof err), -1);
+    assert_int_equal(atomic_load(&backend(f, 0)->weight), 1);
+    assert_int_equal(atomic_load(&backend(f, 0)->admin), BACKEND_ENABLED);
+    assert_int_equal(atomic_load(&f->sh->generation), gen);
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing, without sockets */
+
+struct answer {
+    int status;
+    const char *allow;
+    const char *ctype;
+    json_t *json;                /* parsed body when JSON */
+    char *text;
+};
+
+static void answer_free(struct answer *a)
+{
+    json_decref(a->json);
+    free(a->text);
+    memset(a, 0, sizeof *a);
+}
+
+static struct answer call(struct fixture *f, const char *method, const char *target, const char *body)
+{
+    struct admin_reply r;
+    admin_handle(&f->view, method, strlen(method), target, strlen(target), body, body ? strlen(body) : 0, &r);
+    struct answer a = {.status = r.status, .allow = r.allow, .ctype = r.content_type};
+    assert_non_null(r.body);
+    a.text = strndup(r.body, r.body_len);
+    if (strcmp(r.content_type, "application/json") == 0) {
+        json_error_t je;
+        a.json = json_loadb(r.body, r.body_len, 0, &je);
+        if (!a.json)
+            fail_msg("%s %s: reply is not JSON: %s", method, target, je.text);
+    }
+    free(r.body);
+    /* Every error is {"error": "..."}. */
+    if (a.status >= 400) {
+        assert_non_null(a.json);
+        assert_true(json_is_string(json_object_get(a.json, "error")));
+    }
+    return a;
+}
+
+static void expect_status(struct fixture *f, const char *method, const char *target, const char *body, int status)
+{
+    struct answer a = call(f, method, target, body);
+    if (a.status != status)
+        fail_msg("%s %s: got %d, want %d: %s", method, target, a.status, status, a.text);
+    answer_free(&a);
+}
+
+static void test_handle_pools(void **state)
+{
+    struct fixture *f = *state;
+    atomic_store(&shared_bctr(f->sh, 1, 1)->responses[2], 6);
+    struct answer a = call(f, "GET", "/api/pools", NULL);
+    assert_int_equal(a.status, 200);
+    assert_true(json_is_array(a.json));
+    assert_int_equal(json_array_size(a.json), 2);
+    json_t *app = json_array_get(a.json, 0);
+    assert_string_equal(json_string_value(json_object_get(app, "name")), "app");
+    assert_string_equal(json_string_value(json_object_get(app, "algorithm")), "round_robin");
+    json_t *b1 = json_array_get(json_object_get(app, "backends"), 1);
+    assert_string_equal(json_string_value(json_object_get(b1, "address")), "[::1]:9002");
+    assert_int_equal(json_integer_value(json_object_get(b1, "weight")), 3);
+    assert_int_equal(json_integer_value(json_object_get(b1, "effective_weight")), 3);
+    assert_string_equal(json_string_value(json_object_get(b1, "admin")), "enabled");
+    assert_string_equal(json_string_value(json_object_get(b1, "state")), "up");
+    assert_int_equal(json_integer_value(json_object_get(b1, "ejected_until_ms")), 0);
+    json_t *health = json_object_get(b1, "health");
+    assert_string_equal(json_string_value(json_object_get(health, "last_check")), "not checked yet");
+    assert_true(json_is_integer(json_object_get(health, "checks_ok")));
+    json_t *ctr = json_object_get(b1, "counters");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(ctr, "responses"), "2xx")), 6);
+    for (const char *const *k = (const char *const[]){"requests", "connect_failures", "upstream_errors", "retries",
+                                                      "bytes_in", "bytes_out", "active", "idle", NULL};
+         *k; k++)
+        assert_true(json_is_integer(json_object_get(ctr, *k)));
+    answer_free(&a);
+
+    a = call(f, "GET", "/api/pools/app", NULL);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(json_string_value(json_object_get(a.json, "name")), "app");
+    answer_free(&a);
+
+    /* query strings and a trailing slash are fine; percent-encoded names too */
+    expect_status(f, "GET", "/api/pools/?pretty=1", NULL, 200);
+    expect_status(f, "GET", "/api/pools/we%22ird%5Cpool%0Aname", NULL, 200);
+    expect_status(f, "HEAD", "/api/pools/app", NULL, 200);
+
+    a = call(f, "GET", "/api/pools/nope", NULL);
+    assert_int_equal(a.status, 404);
+    assert_non_null(strstr(json_string_value(json_object_get(a.json, "error")), "nope"));
+    answer_free(&a);
+
+    /* an unknown pool named with bytes that are not UTF-8 still yields valid JSON */
+    expect_status(f, "GET", "/api/pools/%FF%FE", NULL, 404);
+}
+
+static void test_handle_backend_changes(void **state)
+{
+    struct fixture *f = *state;
+    const char *b6 = "/api/pools/app/backends/%5B%3A%3A1%5D%3A9002";
+    struct answer a = call(f, "GET", b6, NULL);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(json_string_value(json_object_get(a.json, "address")), "[::1]:9002");
+    answer_free(&a);
+    expect_status(f, "GET", "/api/pools/app/backends/[::1]:9002", NULL, 200);
+    expect_status(f, "GET", "/api/pools/app/backends/localhost:9001", NULL, 200);
+
+    a = call(f, "PATCH", b6, "{\"weight\": 7}");
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(a.json, "weight")), 7);
+    assert_int_equal(atomic_load(&backend(f, 1)->weight), 7);
+    answer_free(&a);
+
+    a = call(f, "POST", "/api/pools/app/backends/127.0.0.1:9001/drain", NULL);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(json_string_value(json_object_get(a.json, "admin")), "draining");
+    assert_string_equal(json_string_value(json_object_get(a.json, "state")), "draining");
+    assert_int_equal(json_integer_value(json_object_get(a.json, "effective_weight")), 0);
+    answer_free(&a);
+
+    a = call(f, "POST", "/api/pools/app/backends/127.0.0.1:9001/disable", "ignored");
+    assert_int_equal(a.status, 200);
+    assert_int_equal(atomic_load(&backend(f, 0)->admin), BACKEND_DISABLED);
+    answer_free(&a);
+
+    atomic_store(&backend(f, 0)->ejected_until_ms, ev_clock_ms() + 60000);
+    a = call(f, "POST", "/api/pools/app/backends/127.0.0.1:9001/enable", NULL);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(json_string_value(json_object_get(a.json, "state")), "up");
+    assert_int_equal(atomic_load(&backend(f, 0)->ejected_until_ms), 0);
+    answer_free(&a);
+
+    a = call(f, "PUT", "/api/pools/app/backends/127.0.0.1:9001/weight", "{\"weight\": 4}");
+    assert_int_equal(a.status, 200);
+    assert_int_equal(atomic_load(&backend(f, 0)->weight), 4);
+    answer_free(&a);
+    expect_status(f, "PUT", "/api/pools/app/backends/127.0.0.1:9001/weight", "{\"admin\": \"enabled\"}", 400);
+    expect_status(f, "PUT", "/api/pools/app/backends/127.0.0.1:9001/weight", "{}", 400);
+
+    a = call(f, "PATCH", b6, "{\"weight\": 7");
+    assert_int_equal(a.status, 400);
+    assert_non_null(strstr(json_string_value(json_object_get(a.json, "error")), "invalid JSON"));
+    answer_free(&a);
+}
+
+static void test_handle_errors(void **state)
+{
+    struct fixture *f = *state;
+    struct answer a = call(f, "DELETE", "/api/pools", NULL);
+    assert_int_equal(a.status, 405);
+    assert_string_equal(a.allow, "GET, HEAD");
+    answer_free(&a);
+    a = call(f, "GET", "/api/pools/app/backends/127.0.0.1:9001/drain", NULL);
+    assert_int_equal(a.status, 405);
+    assert_string_equal(a.allow, "POST");
+    answer_free(&a);
+    a = call(f, "POST", "/api/pools/app/backends/127.0.0.1:9001", "{}");
+    assert_int_equal(a.status, 405);
+    assert_string_equal(a.allow, "GET, HEAD, PATCH");
+    answer_free(&a);
+    expect_status(f, "GET", "/api/pools/app/backends/127.0.0.1:9001/weight", NULL, 405);
+    expect_status(f, "POST", "/metrics", NULL, 405);
+
+    expect_status(f, "GET", "/", NULL, 404);
+    expect_status(f, "GET", "/nope", NULL, 404);
+    expect_status(f, "GET", "/api", NULL, 404);
+    expect_status(f, "GET", "/api/pools/app/backends/1.2.3.4:1", NULL, 404);
+    expect_status(f, "GET", "/api/pools/app/backends/garbage", NULL, 404);
+    expect_status(f, "POST", "/api/pools/app/backends/127.0.0.1:9001/explode", NULL, 404);
+    expect_status(f, "GET", "/api/pools/app/nope", NULL, 404);
+    expect_status(f, "GET", "/api//pools", NULL, 404);
+    expect_status(f, "GET", "/a/b/c/d/e/f/g/h/i/j", NULL, 404);
+    expect_status(f, "GET", "*", NULL, 404);
+    expect_status(f, "GET", "http://x/metrics", NULL, 404);
+    expect_status(f, "GET", "/api/pools/%zz", NULL, 400);
+    expect_status(f, "GET", "/api/pools/%00", NULL, 400);
+    expect_status(f, "GET", "/api/pools/%4", NULL, 400);
+    expect_status(f, "VERYLONGMETHODNAMEHERE", "/metrics", NULL, 501);
+    /* nothing changed along the way */
+    assert_int_equal(atomic_load(&backend(f, 0)->admin), BACKEND_ENABLED);
+}
+
+static void test_handle_status_and_metrics(void **state)
+{
+    struct fixture *f = *state;
+    struct answer a = call(f, "GET", "/api/status", NULL);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(json_string_value(json_object_get(a.json, "version")), "9.9.9-test");
+    assert_int_equal(json_integer_value(json_object_get(a.json, "pid")), getpid());
+    assert_true(json_is_integer(json_object_get(a.json, "uptime_s")));
+    assert_int_equal(json_integer_value(json_object_get(a.json, "reloads")), 1);
+    assert_int_equal(json_integer_value(json_object_get(a.json, "worker_restarts")), 5);
+    assert_string_equal(json_string_value(json_object_get(a.json, "config")), "/etc/sluice/test.yaml");
+    json_t *w = json_object_get(a.json, "workers");
+    assert_int_equal(json_array_size(w), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(w, 1), "id")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(w, 1), "pid")), 4343);
+    answer_free(&a);
+
+    a = call(f, "GET", "/metrics", NULL);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.ctype, "text/plain; version=0.0.4");
+    assert_non_null(strstr(a.text, "sluice_workers 2\n"));
+    answer_free(&a);
+}
+
+/* ------------------------------------------------------------------ */
+/* The server on a real socket */
+
+struct client {
+    struct ev_loop *loop;
+    struct ev_io io;
+    char *out;
+    size_t out_len, out_off;
+    char in[1 << 18];
+    size_t in_len;
+    int want;                    /* responses to wait for */
+    bool eof;
+};
+
+/* Number of complete responses at the start of c->in (a 1xx has no body). */
+static int count_responses(const struct client *c)
+{
+    int n = 0;
+    size_t off = 0;
+    for (;;) {
+        const char *head = c->in + off;
+        const char *end = memmem(head, c->in_len - off, "\r\n\r\n", 4);
+        if (!end)
+            return n;
+        size_t head_len = (size_t)(end - head) + 4;
+        size_t body = 0;
+        const char *cl = memmem(head, head_len, "\r\nContent-Length: ", 18);
+        if (cl && strncmp(head, "HTTP/1.1 1", 10) != 0)
+            body = strtoul(cl + 18, NULL, 10);
+        if (off + head_len + body > c->in_len)
+            return n;
+        off += head_len + body;
+        n++;
+    }
+}
+
+static void client_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
+{
+    struct client *c = io->data;
+    if (c->out_off < c->out_len) {
+        ssize_t n = send(io->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0)
+            c->out_off += (size_t)n;
+        else if (n < 0 && errno != EAGAIN)
+            c->out_off = c->out_len;     /* server hung up; stop writing */
+    }
+    if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        ssize_t n = recv(io->fd, c->in + c->in_len, sizeof c->in - 1 - c->in_len, 0);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            c->in[c->in_len] = '\0';
+        } else if (n == 0 || errno != EAGAIN) {
+            c->eof = true;
+        }
+    }
+    if (c->eof || count_responses(c) >= c->want) {
+        ev_break(loop);
+        return;
+    }
+    ev_io_set(loop, io, EPOLLIN | (c->out_off < c->out_len ? EPOLLOUT : 0));
+}
+
+static int connect_to(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    /* The listen backlog completes the handshake before the loop runs. */
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    return fd;
+}
+
+static struct client *client_new(struct ev_loop *loop, uint16_t port)
+{
+    struct client *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->loop = loop;
+    ev_io_init(&c->io, connect_to(port), client_cb, c);
+    return c;
+}
+
+/* Forget the client but keep its connection open; returns the fd. */
+static int client_detach(struct client *c)
+{
+    int fd = c->io.fd;
+    ev_io_stop(c->loop, &c->io);
+    free(c->out);
+    free(c);
+    return fd;
+}
+
+static void client_free(struct client *c)
+{
+    ev_io_stop(c->loop, &c->io);
+    close(c->io.fd);
+    free(c->out);
+    free(c);
+}
+
+static void deadline_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    *(bool *)t->data = true;
+    ev_break(loop);
+}
+
+/* Queue bytes, then run the loop until `want` responses (counted from the
+ * start of the connection) or EOF; 5 s at most. */
+static void client_exchange(struct client *c, const char *data, size_t len, int want)
+{
+    c->out = realloc(c->out, c->out_len + len);
+    assert_non_null(c->out);
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    c->want = want;
+    bool timed_out = false;
+    struct ev_timer deadline;
+    ev_timer_init(&deadline, deadline_cb, &timed_out);
+    ev_now_update(c->loop);
+    ev_timer_start(c->loop, &deadline, 5000);
+    ev_io_set(c->loop, &c->io, EPOLLIN | EPOLLOUT);
+    if (count_responses(c) < want && !c->eof)
+        ev_run(c->loop);
+    ev_timer_stop(c->loop, &deadline);
+    assert_false(timed_out);
+}
+
+/* Wait for the server to hang up. */
+static void client_wait_eof(struct client *c)
+{
+    c->want = 1 << 30;
+    bool timed_out = false;
+    struct ev_timer deadline;
+    ev_timer_init(&deadline, deadline_cb, &timed_out);
+    ev_now_update(c->loop);
+    ev_timer_start(c->loop, &deadline, 5000);
+    ev_io_set(c->loop, &c->io, EPOLLIN);
+    while (!c->eof && !timed_out)
+        ev_run(c->loop);
+    ev_timer_stop(c->loop, &deadline);
+    assert_true(c->eof);
+}
+
+/* The status of the n-th (0-based) response. */
+static int nth_status(const struct client *c, int n)
+{
+    const char *p = c->in;
+    for (int i = 0; p && i <= n; i++) {
+        if (i == n)
+            return strncmp(p, "HTTP/1.1 ", 9) == 0 ? atoi(p + 9) : -1;
+        const char *end = strstr(p, "\r\n\r\n");
+        if (!end)
+            return -1;
+        const char *cl = strstr(p, "\r\nContent-Length: ");
+        size_t body = cl && cl < end && strncmp(p, "HTTP/1.1 1", 10) != 0 ? strtoul(cl + 18, NULL, 10) : 0;
+        p = end + 4 + body;
+    }
+    return -1;
+}
+
+struct server_fixture {
+    struct fixture *f;
+    struct ev_loop *loop;
+    struct admin_server *srv;
+    uint16_t port;
+};
+
+static void server_up(struct fixture *f, struct server_fixture *s)
+{
+    s->f = f;
+    s->loop = ev_loop_new();
+    assert_non_null(s->loop);
+    struct sl_addr a;
+    set_addr(&a, "127.0.0.1:0");
+    char err[256];
+    s->srv = admin_start(s->loop, &a, &f->view, err, sizeof err);
+    if (!s->srv)
+        fail_msg("admin_start: %s", err);
+    s->port = admin_port(s->srv);
+    assert_true(s->port != 0);
+}
+
+static void server_down(struct server_fixture *s)
+{
+    admin_stop(s->srv);
+    ev_loop_free(s->loop);
+}
+
+#define S(lit) lit, sizeof lit - 1
+
+static void test_server_keepalive_and_pipelining(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+    struct client *c = client_new(s.loop, s.port);
+
+    client_exchange(c, S("GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n"), 1);
+    assert_int_equal(nth_status(c, 0), 200);
+    assert_non_null(strstr(c->in, "Content-Type: application/json\r\n"));
+    assert_non_null(strstr(c->in, "\"version\": \"9.9.9-test\""));
+
+    /* three pipelined requests on the same connection, answered in order */
+    client_exchange(c,
+                    S("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "PATCH /api/pools/app/backends/127.0.0.1:9001 HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Length: 14\r\n\r\n{\"weight\": 42}"
+                      "GET /api/pools/nope HTTP/1.1\r\nHost: x\r\n\r\n"),
+                    4);
+    assert_int_equal(nth_status(c, 1), 200);
+    assert_int_equal(nth_status(c, 2), 200);
+    assert_int_equal(nth_status(c, 3), 404);
+    assert_non_null(strstr(c->in, "Content-Type: text/plain; version=0.0.4\r\n"));
+    assert_int_equal(atomic_load(&backend(f, 0)->weight), 42);
+    assert_false(c->eof);
+
+    /* a body announced with Expect: 100-continue gets the interim answer first */
+    client_exchange(c,
+                    S("PUT /api/pools/app/backends/127.0.0.1:9001/weight HTTP/1.1\r\nHost: x\r\n"
+                      "Expect: 100-continue\r\nContent-Length: 13\r\n\r\n"),
+                    5);
+    assert_int_equal(nth_status(c, 4), 100);
+    client_exchange(c, S("{\"weight\": 8}"), 6);
+    assert_int_equal(nth_status(c, 5), 200);
+    assert_int_equal(atomic_load(&backend(f, 0)->weight), 8);
+
+    /* HTTP/1.1 "Connection: close" is honoured */
+    client_exchange(c, S("GET /api/pools HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 7);
+    assert_int_equal(nth_status(c, 6), 200);
+    client_wait_eof(c);
+    client_free(c);
+    server_down(&s);
+}
+
+/* One bad request on a fresh connection: its status, and whether the
+ * server hangs up afterwards. */
+static void bad_request(struct server_fixture *s, const char *req, size_t len, int status, bool closes)
+{
+    struct client *c = client_new(s->loop, s->port);
+    client_exchange(c, req, len, 1);
+    if (nth_status(c, 0) != status)
+        fail_msg("got %d, want %d for %.60s\n%s", nth_status(c, 0), status, req, c->in);
+    const char *body = strstr(c->in, "\r\n\r\n");
+    assert_non_null(body);
+    json_error_t je;
+    json_t *j = json_loads(body + 4, 0, &je);
+    if (!j || !json_is_string(json_object_get(j, "error")))
+        fail_msg("error body is not {\"error\":...}: %s", body + 4);
+    json_decref(j);
+    if (closes) {
+        assert_non_null(strstr(c->in, "Connection: close\r\n"));
+        client_wait_eof(c);
+    }
+    client_free(c);
+}
+
+static void test_server_bad_requests(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+
+    bad_request(&s, S("PATCH /api/pools/app/backends/127.0.0.1:9001 HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Length: 6\r\n\r\n{\"w\":}"), 400, false);
+    bad_request(&s, S("PATCH /api/pools/app/backends/127.0.0.1:9001 HTTP/1.1\r\nHost: x\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n0\r\n\r\n"), 411, true);
+    bad_request(&s, S("PATCH /api/pools/app/backends/127.0.0.1:9001 HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Length: 70000\r\n\r\n{"), 413, true);
+    bad_request(&s, S("HELLO\r\n\r\n"), 400, true);
+    bad_request(&s, S("GET /metrics HTTP/1.1\nHost: x\n\n"), 400, true);
+    bad_request(&s, S("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400,
+                true);
+    bad_request(&s, S("DELETE /api/pools HTTP/1.1\r\nHost: x\r\n\r\n"), 405, false);
+
+    /* a head past 16 KiB: 431 */
+    size_t big = 20000;
+    char *req = malloc(big + 64);
+    assert_non_null(req);
+    int n = snprintf(req, 64, "GET /metrics HTTP/1.1\r\nX-Big: ");
+    memset(req + n, 'a', big);
+    memcpy(req + n + big, "\r\n\r\n", 4);
+    bad_request(&s, req, (size_t)n + big + 4, 431, true);
+    free(req);
+
+    /* the server survived all of that */
+    struct client *c = client_new(s.loop, s.port);
+    client_exchange(c, S("GET /api/status HTTP/1.0\r\n\r\n"), 1);
+    assert_int_equal(nth_status(c, 0), 200);
+    client_wait_eof(c);     /* HTTP/1.0 without keep-alive */
+    client_free(c);
+    server_down(&s);
+}
+
+/* Past ADMIN_MAX_CONNS connections the next one gets a 503 and is closed. */
+static void test_server_connection_limit(void **state)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 2 * ADMIN_MAX_CONNS + 64)
+        skip();
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+    /* Each one answered once, so all of them are accepted before the next
+     * connects (the listen backlog is smaller than the limit). */
+    int fds[ADMIN_MAX_CONNS];
+    for (int i = 0; i < ADMIN_MAX_CONNS; i++) {
+        struct client *c = client_new(s.loop, s.port);
+        client_exchange(c, S("GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n"), 1);
+        assert_int_equal(nth_status(c, 0), 200);
+        fds[i] = client_detach(c);
+    }
+    struct client *extra = client_new(s.loop, s.port);
+    client_exchange(extra, S("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), 1);
+    assert_int_equal(nth_status(extra, 0), 503);
+    client_wait_eof(extra);
+    client_free(extra);
+    for (int i = 0; i < ADMIN_MAX_CONNS; i++)
+        close(fds[i]);
+    /* admin_stop with many connections still open: nothing leaks */
+    server_down(&s);
+}
+
+static void test_server_bind_error(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+    struct sl_addr a;
+    char text[32], err[256] = "";
+    snprintf(text, sizeof text, "127.0.0.1:%u", s.port);
+    set_addr(&a, text);
+    assert_null(admin_start(s.loop, &a, &f->view, err, sizeof err));
+    assert_non_null(strstr(err, text));
+    server_down(&s);
+}
+
+int main(void)
+{
+    log_setup(LOG_WARN, NULL, "test");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_metrics_render, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_inconsistent_view, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patch_valid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patch_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handle_pools, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handle_backend_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handle_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handle_status_and_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_keepalive_and_pipelining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_connection_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_bind_error, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
