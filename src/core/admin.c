@@ -985,7 +985,9 @@ static int conn_queue(struct admin_conn *c, const char *p, size_t n)
     return 0;
 }
 
-static int conn_queue_reply(struct admin_conn *c, const struct admin_reply *r, bool head_only)
+/* head_only for HEAD requests; keep_alive_10 when an HTTP/1.0 client asked
+ * for keep-alive, which it only gets if the answer says so. */
+static int conn_queue_reply(struct admin_conn *c, const struct admin_reply *r, bool head_only, bool keep_alive_10)
 {
     char head[512];
     int n = snprintf(head, sizeof head,
@@ -993,7 +995,7 @@ static int conn_queue_reply(struct admin_conn *c, const struct admin_reply *r, b
                      "%s%s%s%s\r\n",
                      r->status, status_reason(r->status), r->content_type ? r->content_type : CT_JSON, r->body_len,
                      r->allow ? "Allow: " : "", r->allow ? r->allow : "", r->allow ? "\r\n" : "",
-                     c->closing ? "Connection: close\r\n" : "");
+                     c->closing ? "Connection: close\r\n" : keep_alive_10 ? "Connection: keep-alive\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head)
         return -1;
     if (conn_queue(c, head, (size_t)n) < 0)
@@ -1009,7 +1011,7 @@ static int conn_fail(struct admin_conn *c, int status, const char *reason)
     struct admin_reply r = {0};
     reply_error(&r, status, "%s", reason);
     c->closing = true;
-    int rc = conn_queue_reply(c, &r, false);
+    int rc = conn_queue_reply(c, &r, false, false);
     free(r.body);
     return rc;
 }
@@ -1092,7 +1094,7 @@ static int conn_answer(struct admin_conn *c, size_t total)
                  total - m->head_len, &r);
     if (!m->keep_alive)
         c->closing = true;
-    int rc = conn_queue_reply(c, &r, m->method == HTTP1_M_HEAD);
+    int rc = conn_queue_reply(c, &r, m->method == HTTP1_M_HEAD, m->version_minor == 0 && m->keep_alive);
     free(r.body);
     conn_consume(c, total);
     return rc;
@@ -1335,7 +1337,10 @@ struct admin_server *admin_start(struct ev_loop *loop, const struct sl_addr *add
     ev_io_init(&srv->io, fd, accept_cb, srv);
     ev_timer_init(&srv->pause, resume_accept, srv);
     ev_io_set(loop, &srv->io, EPOLLIN);
-    log_info("admin API listening on %s", addr->text);
+    /* The caller logs the configured address; only it cannot know a
+     * kernel-chosen port. */
+    if (addr_port(addr) == 0)
+        log_info("admin API listening on %s (port %u)", addr->text, srv->port);
     return srv;
 }
 

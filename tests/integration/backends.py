@@ -38,6 +38,11 @@ class HttpBackend:
         with self.lock:
             return len(self.requests)
 
+    def client_ports(self):
+        """Distinct source ports seen: one per TCP connection the proxy opened."""
+        with self.lock:
+            return {r["port"] for r in self.requests}
+
     def _handler(self):
         backend = self
 
@@ -88,6 +93,7 @@ class HttpBackend:
                         "method": self.command, "path": self.path,
                         "headers": {k: v for k, v in self.headers.items()},
                         "client": self.client_address[0], "body_len": n,
+                        "port": self.client_address[1],
                     })
                 if backend.delay:
                     time.sleep(backend.delay)

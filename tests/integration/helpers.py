@@ -80,3 +80,34 @@ def wait_for(predicate, timeout=10.0, interval=0.05):
             return v
         time.sleep(interval)
     return predicate()
+
+
+def admin_json(port, method, path, body=None, timeout=5.0):
+    """admin() with the body parsed as JSON (None when it is not JSON)."""
+    status, raw = admin(port, method, path, body, timeout=timeout)
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, None
+
+
+def pool_backends(admin_port, pool):
+    """{address: backend object} of one pool from GET /api/pools/POOL."""
+    status, doc = admin_json(admin_port, "GET", "/api/pools/" + pool)
+    assert status == 200, (status, doc)
+    return {b["address"]: b for b in doc["backends"]}
+
+
+def fresh_get(port, path="/", headers=None, timeout=5.0, source_ip=None, method="GET", body=None):
+    """One request on a new connection: (status, headers with lower-case
+    names, body). source_ip binds the client side (e.g. "127.0.0.2")."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source_ip, 0) if source_ip else None)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        conn.close()

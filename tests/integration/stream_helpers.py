@@ -86,7 +86,9 @@ class TcpBackend:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
-        conn.settimeout(20)
+        # Longer than any client-side wait: a backend giving up must never
+        # be what ends a connection a test is waiting on.
+        conn.settimeout(60)
         try:
             if self.mode == "echo":
                 while True:
@@ -233,10 +235,12 @@ class StreamProxy:
         return [b for b in bad if b in text]
 
 
-def tcp_roundtrip(port, payload, timeout=20.0, half_close=True):
+def tcp_roundtrip(port, payload, timeout=10.0, half_close=True):
     """Send payload through the proxy while reading concurrently (bounded
     buffers on every hop would deadlock a send-then-read client), then
-    shut down the write side and read until EOF. Returns what came back."""
+    shut down the write side and read until EOF. Returns what came back;
+    raises TimeoutError if EOF does not arrive within timeout."""
+    deadline = time.monotonic() + timeout
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.settimeout(timeout)
     errors = []
@@ -252,10 +256,17 @@ def tcp_roundtrip(port, payload, timeout=20.0, half_close=True):
     t = threading.Thread(target=send, daemon=True)
     t.start()
     chunks = []
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            data = s.recv(1 << 16)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no EOF within %.1fs (%d bytes received)"
+                                   % (timeout, sum(map(len, chunks))))
+            s.settimeout(left)
+            try:
+                data = s.recv(1 << 16)
+            except socket.timeout:
+                continue
             if not data:
                 break
             chunks.append(data)

@@ -1,0 +1,441 @@
+#!/usr/bin/env bash
+# bench/l7.sh: Sluice vs nginx vs HAProxy as HTTP/1.1 reverse proxies, one
+# worker each, in front of the same nginx backend. `make bench-l7` runs it.
+#
+#   bash bench/l7.sh             measure (rounds of wrk against each proxy)
+#   bash bench/l7.sh --profile   profile Sluice's worker under load
+#
+# Everything listens on 127.0.0.1 and runs from a mktemp -d directory under
+# /tmp; everything the script starts is stopped on exit. Root is not needed.
+#
+# Environment (defaults in brackets):
+#   DURATION [10]      seconds per wrk run
+#   CONNECTIONS [64]   wrk connections (-c)
+#   THREADS [1]        wrk threads (-t)
+#   ROUNDS [3]         rounds; each round runs sluice, nginx, haproxy in turn
+#   WARMUP [2]         seconds of unrecorded load per proxy before round 1
+#   TASKSET []         CPU list to pin the proxies to (taskset -c), e.g. 0
+#   BACKEND_TASKSET [] CPU list for the backend nginx
+#   WRK_TASKSET []     CPU list for wrk
+#   BASE_PORT [18080]  sluice BASE, backend BASE+1, nginx BASE+2, haproxy BASE+3
+#   ADMIN_PORT [19900] Sluice admin API
+#   PROXIES [sluice nginx haproxy]  which proxies to run, in round order
+#   SLUICE [build/sluice]
+#   PROFILER []        --profile only: perf or callgrind (default: perf when
+#                      `perf stat -e instructions` counts, else callgrind)
+#   PROFILE_DURATION [10 for perf, 5 for callgrind]
+#   PROFILE_TOP [25]   how many functions to print
+#   KEEP_TMP [0]       1 keeps the temp dir (configs, logs, raw wrk output)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+MODE=measure
+case "${1:-}" in
+  "") ;;
+  --profile) MODE=profile ;;
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "l7.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+esac
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2}
+TASKSET=${TASKSET:-}
+BACKEND_TASKSET=${BACKEND_TASKSET:-}
+WRK_TASKSET=${WRK_TASKSET:-}
+BASE_PORT=${BASE_PORT:-18080}
+ADMIN_PORT=${ADMIN_PORT:-19900}
+PROXIES=${PROXIES:-sluice nginx haproxy}
+SLUICE=${SLUICE:-build/sluice}
+PROFILE_TOP=${PROFILE_TOP:-25}
+KEEP_TMP=${KEEP_TMP:-0}
+
+SLUICE_PORT=$BASE_PORT
+BACKEND_PORT=$((BASE_PORT + 1))
+NGINX_PORT=$((BASE_PORT + 2))
+HAPROXY_PORT=$((BASE_PORT + 3))
+HZ=$(getconf CLK_TCK)
+
+die() { echo "l7.sh: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+for tool in wrk curl nginx haproxy taskset; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool not found"
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+[ -x "$SLUICE" ] || die "$SLUICE not found; run 'make' first (or 'make bench-l7')"
+SLUICE=$(realpath "$SLUICE")
+
+DIR=$(mktemp -d /tmp/sluice-bench-l7.XXXXXX)
+STARTED=()   # pids of everything we started (each is the top process of its tree)
+
+stop_pid() {  # stop_pid PID: TERM, wait up to 5s, then KILL the pid and its children
+  local pid=$1 i kids
+  kill -0 "$pid" 2>/dev/null || return 0
+  kids=$(pgrep -P "$pid" 2>/dev/null || true)
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "l7.sh: pid $pid did not stop on SIGTERM, sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? i
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop_pid "${STARTED[i]}"; done
+  if [ "$KEEP_TMP" = 1 ] || [ "$rc" != 0 ]; then
+    echo "l7.sh: temp dir kept: $DIR" >&2
+  else
+    rm -rf "$DIR"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for port in "$SLUICE_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$ADMIN_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is already in use on 127.0.0.1; stop it or set BASE_PORT/ADMIN_PORT"
+  fi
+done
+
+pin() {  # pin CPUS: print the command prefix (as an array literal) for taskset
+  [ -n "$1" ] && printf 'taskset -c %s' "$1"
+  return 0
+}
+read -r -a PROXY_PIN <<<"$(pin "$TASKSET")"
+read -r -a BACKEND_PIN <<<"$(pin "$BACKEND_TASKSET")"
+read -r -a WRK_PIN <<<"$(pin "$WRK_TASKSET")"
+
+USER_LINE=""
+[ "$(id -u)" = 0 ] && USER_LINE="user root;"   # workers need the 0700 temp dir
+
+render() {  # render TEMPLATE OUT PORT
+  sed -e "s|@DIR@|$DIR|g" -e "s|@USER_LINE@|$USER_LINE|g" \
+      -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
+      -e "s|@PORT@|$3|g" "$REPO/bench/l7/$1" >"$DIR/$2"
+}
+
+# wait_200 NAME PORT: poll until the proxy answers 200 with the backend's body.
+wait_200() {
+  local name=$1 port=$2 i code=""
+  for ((i = 0; i < 100; i++)); do
+    code=$(curl -s -o "$DIR/$name.curl" -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/" || true)
+    [ "$code" = 200 ] && break
+    sleep 0.1
+  done
+  [ "$code" = 200 ] || die "$name on 127.0.0.1:$port does not answer 200 (last status '${code:-none}'); see $DIR/$name.*log"
+  if [ "$name" != backend ] && ! cmp -s "$DIR/$name.curl" "$DIR/backend.curl"; then
+    die "$name answered 200 but not with the backend's body: $(head -c 200 "$DIR/$name.curl")"
+  fi
+  log "$name on 127.0.0.1:$port answers 200: $(tr -d '\n' <"$DIR/$name.curl")"
+}
+
+start_backend() {
+  mkdir -p "$DIR/backend-tmp"
+  render backend-nginx.conf.in backend-nginx.conf "$BACKEND_PORT"
+  "${BACKEND_PIN[@]}" "$NGINX" -p "$DIR" -e "$DIR/backend-nginx.error.log" \
+    -c "$DIR/backend-nginx.conf" -g 'daemon off;' >"$DIR/backend.log" 2>&1 &
+  BACKEND_PID=$!
+  STARTED+=("$BACKEND_PID")
+  wait_200 backend "$BACKEND_PORT"
+}
+
+declare -A PID PORT
+PORT[sluice]=$SLUICE_PORT
+PORT[nginx]=$NGINX_PORT
+PORT[haproxy]=$HAPROXY_PORT
+
+start_proxy() {  # start_proxy NAME [wrapper...]
+  local name=$1; shift
+  case $name in
+    sluice)
+      render sluice.yaml.in sluice.yaml "$SLUICE_PORT"
+      "$SLUICE" check -c "$DIR/sluice.yaml" >"$DIR/sluice-check.log" 2>&1 ||
+        die "sluice check rejects the bench config: $(cat "$DIR/sluice-check.log")"
+      "${PROXY_PIN[@]}" "$@" "$SLUICE" proxy -c "$DIR/sluice.yaml" --workers 1 >"$DIR/sluice.log" 2>&1 &
+      ;;
+    nginx)
+      mkdir -p "$DIR/proxy-tmp"
+      render proxy-nginx.conf.in proxy-nginx.conf "$NGINX_PORT"
+      "${PROXY_PIN[@]}" "$NGINX" -p "$DIR" -e "$DIR/proxy-nginx.error.log" \
+        -c "$DIR/proxy-nginx.conf" -g 'daemon off;' >"$DIR/nginx.log" 2>&1 &
+      ;;
+    haproxy)
+      render haproxy.cfg.in haproxy.cfg "$HAPROXY_PORT"
+      "$HAPROXY" -c -q -f "$DIR/haproxy.cfg" >"$DIR/haproxy-check.log" 2>&1 ||
+        die "haproxy rejects the bench config: $(cat "$DIR/haproxy-check.log")"
+      "${PROXY_PIN[@]}" "$HAPROXY" -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
+      ;;
+    *) die "unknown proxy '$name' (PROXIES may hold sluice, nginx, haproxy)" ;;
+  esac
+  PID[$name]=$!
+  STARTED+=("${PID[$name]}")
+  wait_200 "$name" "${PORT[$name]}"
+}
+
+# The processes whose CPU counts for a proxy: its top process and its
+# children (Sluice and nginx: master + one worker; HAProxy: one process).
+proc_tree() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
+
+# cpu_ticks PID...: utime+stime summed over the pids, in clock ticks.
+# Fields 14 and 15 of /proc/PID/stat; comm (field 2) may hold spaces, so cut
+# after its closing parenthesis first: field 3 (state) is then $1.
+cpu_ticks() {
+  local p s u y usr=0 sys=0
+  for p in "$@"; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    s=${s##*) }
+    read -r u y <<<"$(awk '{print $12, $13}' <<<"$s")"
+    usr=$((usr + u)); sys=$((sys + y))
+  done
+  echo "$usr $sys"
+}
+
+# upstream_conns PID...: established connections from these pids to the backend.
+upstream_conns() {
+  local re
+  re=$(printf 'pid=%s,|' "$@"); re=${re%|}
+  ss -Htnp state established "( dport = :$BACKEND_PORT )" 2>/dev/null | grep -cE "$re" || true
+}
+
+to_ms() {  # wrk latency ("812.00us", "1.23ms", "1.01s", "2.00m") -> ms
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+    printf "%.3f", n }'
+}
+
+run_wrk() {  # run_wrk PORT SECONDS CONNS OUTFILE
+  "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$3" -d"$2"s --latency "http://127.0.0.1:$1/" >"$4" 2>&1
+}
+
+# --------------------------------------------------------------- profile ---
+if [ "$MODE" = profile ]; then
+  PROFILER=${PROFILER:-}
+  if [ -z "$PROFILER" ]; then
+    # `perf stat` exits 0 even when the counter is "<not supported>" (common
+    # in VMs), so look at the value it printed.
+    if command -v perf >/dev/null 2>&1 &&
+       perf stat -x, -e instructions true 2>&1 >/dev/null | grep -Eq '^[0-9]+,'; then
+      PROFILER=perf
+    else
+      PROFILER=callgrind
+    fi
+  fi
+  case $PROFILER in
+    perf) PROFILE_DURATION=${PROFILE_DURATION:-$DURATION} ;;
+    callgrind)
+      command -v valgrind >/dev/null 2>&1 || die "valgrind not found"
+      PROFILE_DURATION=${PROFILE_DURATION:-5} ;;
+    *) die "PROFILER must be perf or callgrind, not '$PROFILER'" ;;
+  esac
+  log "profiling Sluice with $PROFILER, wrk -t$THREADS -c$CONNECTIONS -d${PROFILE_DURATION}s"
+  start_backend
+  if [ "$PROFILER" = callgrind ]; then
+    # valgrind follows fork(), so the worker is traced too: one file per pid.
+    start_proxy sluice valgrind --tool=callgrind --quiet \
+      --callgrind-out-file="$DIR/callgrind.out.%p" --log-file="$DIR/valgrind.%p.log"
+  else
+    start_proxy sluice
+  fi
+  master=${PID[sluice]}
+  worker=$(pgrep -P "$master" | head -n1 || true)
+  [ -n "$worker" ] || die "no Sluice worker under master $master"
+  log "Sluice master $master, worker $worker"
+  run_wrk "$SLUICE_PORT" 2 "$CONNECTIONS" "$DIR/profile-warmup.wrk" || true
+  if [ "$PROFILER" = perf ]; then
+    perf record -g -o "$DIR/perf.data" -p "$worker" -- sleep "$((PROFILE_DURATION + 1))" \
+      >"$DIR/perf-record.log" 2>&1 &
+    perf_pid=$!
+    STARTED+=("$perf_pid")
+    sleep 0.5
+  fi
+  wrk_rc=0
+  run_wrk "$SLUICE_PORT" "$PROFILE_DURATION" "$CONNECTIONS" "$DIR/profile.wrk" || wrk_rc=$?
+  kill -0 "$master" 2>/dev/null || die "Sluice master exited during the profile run; see $DIR/sluice.log"
+  kill -0 "$worker" 2>/dev/null || die "Sluice worker $worker died during the profile run; see $DIR/sluice.log"
+  echo
+  echo "wrk (under $PROFILER):"
+  sed 's/^/  /' "$DIR/profile.wrk"
+  [ "$wrk_rc" = 0 ] || die "wrk failed (exit $wrk_rc)"
+  echo
+  if [ "$PROFILER" = perf ]; then
+    wait "$perf_pid" || true
+    echo "perf record: $(grep -m1 -E 'samples|Captured' "$DIR/perf-record.log" || true)"
+    event=$(perf evlist -i "$DIR/perf.data" 2>/dev/null | head -n1 || true)
+    echo "event: ${event:-?} (without hardware counters perf samples cpu-clock; kernel time is included)"
+    pr() { perf report -i "$DIR/perf.data" --stdio -g none "$@" 2>/dev/null |
+             grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//' || true; }
+    echo
+    echo "Share of samples by object (kernel vs Sluice vs libc):"
+    pr --no-children --sort dso | head -n 6
+    echo
+    echo "Top $PROFILE_TOP functions of the Sluice worker by self time (perf report --no-children):"
+    pr --no-children --sort dso,symbol --percent-limit 0.3 | head -n "$PROFILE_TOP"
+    echo
+    echo "Top $PROFILE_TOP by inclusive time (perf report --children):"
+    pr --children --sort symbol --percent-limit 1 | head -n "$PROFILE_TOP"
+  else
+    stop_pid "$master"   # SIGTERM: the worker drains and exits, callgrind writes its file
+    out="$DIR/callgrind.out.$worker"
+    [ -s "$out" ] || die "no callgrind output for worker $worker (files: $(ls "$DIR" | tr '\n' ' '))"
+    echo "callgrind counts user-space instructions only (Ir); time spent in the kernel"
+    echo "(socket syscalls) does not appear here. The split of real CPU time between"
+    echo "user and kernel is in the usr/sys columns of the normal run."
+    echo
+    nreq=$(awk '/requests in/ {n += $1} END {print n + 0}' "$DIR/profile-warmup.wrk" "$DIR/profile.wrk")
+    total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' || true)
+    echo "Worker total: $total instructions for $nreq requests (warm-up included)," \
+      "about $(awk -v t="$total" -v n="$nreq" 'BEGIN {if (n) printf "%.0f", t / n; else print "?"}') per request."
+    # Function lines only, without the long file paths of libc.
+    cg_top() {
+      callgrind_annotate --inclusive="$1" "$out" 2>/dev/null |
+        awk '/file:function/ {on = 1; next} on && /^ *[0-9,]+ \(/' |
+        grep -vE '%\)  (/|\?\?\?|libc-start|libc_start_call_main)' |
+        sed -E 's| \[/usr/lib/[^]]*/([^]/]+)\]$| [\1]| ; s| \[[^]]*/build/sluice\]$||; s|\./[^ :]*/||' |
+        head -n "$PROFILE_TOP" || true
+    }
+    echo
+    echo "Top $PROFILE_TOP functions of the Sluice worker by self instructions (Ir):"
+    cg_top no
+    echo
+    echo "Top $PROFILE_TOP by inclusive instructions:"
+    cg_top yes
+  fi
+  exit 0
+fi
+
+# --------------------------------------------------------------- measure ---
+read -r -a PROXY_LIST <<<"$PROXIES"
+echo "l7 bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds of: ${PROXY_LIST[*]}"
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
+echo "pinning: proxies=${TASKSET:-none} backend=${BACKEND_TASKSET:-none} wrk=${WRK_TASKSET:-none}"
+echo "temp dir: $DIR"
+
+start_backend
+for p in "${PROXY_LIST[@]}"; do start_proxy "$p"; done
+
+if [ "$WARMUP" -gt 0 ]; then
+  for p in "${PROXY_LIST[@]}"; do
+    log "warm-up: $p ${WARMUP}s"
+    run_wrk "${PORT[$p]}" "$WARMUP" "$CONNECTIONS" "$DIR/warmup-$p.wrk" || die "wrk warm-up against $p failed: $(cat "$DIR/warmup-$p.wrk")"
+  done
+fi
+
+RESULTS=$DIR/results.tsv
+printf 'round\tproxy\treq_s\tp50_ms\tp99_ms\tcpu_us_req\tusr_us_req\tsys_us_req\tbackend_us_req\tupstream_conns\terrors\n' >"$RESULTS"
+
+echo
+printf '%-5s %-8s %10s %9s %9s %11s %8s %8s %11s %7s  %s\n' \
+  round proxy 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req' 'usr' 'sys' 'backend us' 'upconns' errors
+failed=0
+for ((r = 1; r <= ROUNDS; r++)); do
+  for p in "${PROXY_LIST[@]}"; do
+    top=${PID[$p]}
+    kill -0 "$top" 2>/dev/null || die "$p (pid $top) is no longer running before round $r; see $DIR/$p.log"
+    read -r -a procs <<<"$(proc_tree "$top")"
+    read -r u0 s0 <<<"$(cpu_ticks "${procs[@]}")"
+    read -r bu0 bs0 <<<"$(cpu_ticks $(proc_tree "$BACKEND_PID"))"
+    out="$DIR/r$r-$p.wrk"
+    run_wrk "${PORT[$p]}" "$DURATION" "$CONNECTIONS" "$out" &
+    wrk_pid=$!
+    # Mid-run: how many connections does the proxy hold to the backend
+    # (upstream reuse check: should stay near CONNECTIONS, not churn)?
+    sleep "$(awk -v d="$DURATION" 'BEGIN {print d / 2}')"
+    upconn=$(upstream_conns "${procs[@]}")
+    wrk_rc=0
+    wait "$wrk_pid" || wrk_rc=$?
+    read -r u1 s1 <<<"$(cpu_ticks "${procs[@]}")"
+    read -r bu1 bs1 <<<"$(cpu_ticks $(proc_tree "$BACKEND_PID"))"
+    errors=""
+    [ "$wrk_rc" = 0 ] || errors+="wrk-exit-$wrk_rc "
+    if ! kill -0 "$top" 2>/dev/null; then errors+="PROXY-EXITED "; fi
+    read -r -a procs_after <<<"$(proc_tree "$top")"
+    [ "${procs[*]}" = "${procs_after[*]}" ] || errors+="PROCS-CHANGED(${procs[*]}->${procs_after[*]}) "
+    reqs=$(awk '/requests in/ {print $1; exit}' "$out")
+    rps=$(awk '/^Requests\/sec:/ {print $2; exit}' "$out")
+    p50=$(awk '$1 == "50%" {print $2; exit}' "$out")
+    p99=$(awk '$1 == "99%" {print $2; exit}' "$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    sockerr=$(sed -n 's/^ *Socket errors: *//p' "$out")
+    [ -z "$non2xx" ] || errors+="non-2xx=$non2xx "
+    [ -z "$sockerr" ] || errors+="socket-errors($sockerr) "
+    if [ -z "$reqs" ] || [ -z "$rps" ] || [ -z "$p50" ] || [ "$reqs" = 0 ]; then
+      echo "l7.sh: wrk produced no result against $p in round $r:" >&2
+      sed 's/^/  /' "$out" >&2
+      errors+="no-result "
+      reqs=0 rps=0 p50=0 p99=0
+    fi
+    [ -z "$errors" ] || failed=1
+    p50=$(to_ms "$p50"); p99=$(to_ms "$p99")
+    read -r cpu usr sys bcpu < <(awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$HZ" \
+      -v n="$reqs" -v b="$((bu1 - bu0 + bs1 - bs0))" 'BEGIN {
+        if (n == 0) { print "0 0 0 0"; exit }
+        k = 1e6 / hz / n
+        printf "%.2f %.2f %.2f %.2f\n", (u + s) * k, u * k, s * k, b * k }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$p" "$rps" "$p50" "$p99" \
+      "$cpu" "$usr" "$sys" "$bcpu" "$upconn" "${errors:-none}" >>"$RESULTS"
+    printf '%-5s %-8s %10.0f %9.3f %9.3f %11.2f %8.2f %8.2f %11.2f %7s  %s\n' \
+      "$r" "$p" "$rps" "$p50" "$p99" "$cpu" "$usr" "$sys" "$bcpu" "$upconn" "${errors:-}"
+    if [[ $errors == *PROXY-EXITED* ]]; then
+      echo "l7.sh: $p exited during round $r. Last lines of its log:" >&2
+      tail -n 20 "$DIR/$p.log" >&2
+      die "$p crashed under load (wrk output: $out)"
+    fi
+  done
+done
+
+# Medians per proxy over the rounds.
+median() {  # median PROXY COLUMN
+  awk -F'\t' -v p="$1" -v c="$2" 'NR > 1 && $2 == p {print $c}' "$RESULTS" | sort -g |
+    awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2];
+         else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+declare -A M
+for p in "${PROXY_LIST[@]}"; do
+  for c in 3 4 5 6 7 8 9; do M[$p,$c]=$(median "$p" "$c"); done
+done
+
+echo
+echo "Median over $ROUNDS rounds (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; CPU = utime+stime of the proxy's processes):"
+echo
+echo "| proxy | req/s | p50 ms | p99 ms | CPU µs/req | usr µs/req | sys µs/req | backend CPU µs/req |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for p in "${PROXY_LIST[@]}"; do
+  printf '| %s | %.0f | %.3f | %.3f | %.2f | %.2f | %.2f | %.2f |\n' "$p" \
+    "${M[$p,3]}" "${M[$p,4]}" "${M[$p,5]}" "${M[$p,6]}" "${M[$p,7]}" "${M[$p,8]}" "${M[$p,9]}"
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "n/a"; else printf "%.3f", a / b}'; }
+have() { [[ " ${PROXY_LIST[*]} " == *" $1 "* ]]; }
+if have sluice; then
+  echo
+  echo "Ratios (medians):"
+  for o in nginx haproxy; do
+    have "$o" || continue
+    printf '  Sluice req/s   / %-7s req/s   = %s   (> 1: Sluice serves more)\n' "$o" "$(ratio "${M[sluice,3]}" "${M[$o,3]}")"
+  done
+  for o in nginx haproxy; do
+    have "$o" || continue
+    printf '  Sluice CPU/req / %-7s CPU/req = %s   (< 1: Sluice uses less CPU per request)\n' "$o" "$(ratio "${M[sluice,6]}" "${M[$o,6]}")"
+  done
+fi
+echo
+echo "Raw results: $RESULTS$([ "$KEEP_TMP" = 1 ] || echo ' (removed on exit; KEEP_TMP=1 keeps it)')"
+if [ "$failed" = 1 ]; then
+  echo "l7.sh: some runs had errors (see the errors column)" >&2
+  KEEP_TMP=1
+  exit 1
+fi
