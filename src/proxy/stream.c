@@ -277,12 +277,14 @@ static void tcp_connect_next(struct tcp_conn *c)
 
     while (c->attempts < max_attempts) {
         int i = pool_pick(c->w, p, c->key_hash, c->exclude);
-        if (i < 0) {
+        if (i < 0 && c->attempts == 0) {
             ctr_add(&c->l->ctr->no_backend, 1);
             if (warn_allowed(&warn_nobackend_at, ev_now(loop)))
                 log_warn("tcp %s: no backend available in pool %s", c->l->cfg->name, p->cfg->name);
             break;
         }
+        if (i < 0)
+            break; /* every backend still available has failed this client */
         struct backend_rt *b = &p->b[i];
         /* "retries" belongs to the backend that failed, not the one retried on. */
         if (c->failed)
