@@ -323,6 +323,7 @@ echo "l7 bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
 echo "pinning: proxies=${TASKSET:-none} backend=${BACKEND_TASKSET:-none} wrk=${WRK_TASKSET:-none}"
 echo "temp dir: $DIR"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 start_backend
 for p in "${PROXY_LIST[@]}"; do start_proxy "$p"; done
@@ -433,6 +434,7 @@ if have sluice; then
   done
 fi
 echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "Raw results: $RESULTS$([ "$KEEP_TMP" = 1 ] || echo ' (removed on exit; KEEP_TMP=1 keeps it)')"
 if [ "$failed" = 1 ]; then
   echo "l7.sh: some runs had errors (see the errors column)" >&2

@@ -36,12 +36,14 @@
 
 #define MAX_GENERATIONS 8
 #define STOP_TIMEOUT_MS 35000
+#define RESTART_BACKOFF_MS 1000 /* before restarting a worker that keeps dying */
 
 struct generation {
     struct sl_config *cfg;
     struct shared_state *sh;
     uint32_t n_workers;
-    int *fds;                /* [listener * n_workers + slot] */
+    int *fds;                /* [listener * n_workers + slot], -1 = closed */
+    size_t n_fds;
     pid_t *pids;             /* [slot], 0 = not running */
     uint64_t *last_start;    /* [slot] ms, for crash-loop back-off */
     uint32_t *quick_deaths;  /* [slot] */
@@ -116,8 +118,6 @@ static const struct cfg_listener *find_listener(const struct generation *g, cons
 static int open_generation_sockets(struct generation *g, const struct generation *prev)
 {
     size_t nl = g->cfg->n_listeners;
-    for (size_t i = 0; i < nl * g->n_workers; i++)
-        g->fds[i] = -1;
     for (size_t i = 0; i < nl; i++) {
         const struct cfg_listener *l = &g->cfg->listeners[i];
         size_t pi;
@@ -142,14 +142,25 @@ static int open_generation_sockets(struct generation *g, const struct generation
 
 /* ---------- generations ---------- */
 
+/* Close the generation's copies of its listening sockets. Workers keep
+ * their own copies; once those are closed too the kernel stops queueing
+ * connections for the socket. */
+static void generation_close_sockets(struct generation *g)
+{
+    if (!g->fds)
+        return;
+    for (size_t i = 0; i < g->n_fds; i++) {
+        if (g->fds[i] >= 0)
+            close(g->fds[i]);
+        g->fds[i] = -1;
+    }
+}
+
 static void generation_free(struct generation *g)
 {
     if (!g)
         return;
-    if (g->fds && g->cfg)
-        for (size_t i = 0; i < g->cfg->n_listeners * g->n_workers; i++)
-            if (g->fds[i] >= 0)
-                close(g->fds[i]);
+    generation_close_sockets(g);
     free(g->fds);
     free(g->pids);
     free(g->last_start);
@@ -176,7 +187,12 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
         return NULL;
     g->cfg = cfg;
     g->n_workers = worker_count(m, cfg);
-    g->fds = calloc(cfg->n_listeners * g->n_workers + 1, sizeof *g->fds);
+    g->n_fds = cfg->n_listeners * g->n_workers;
+    g->fds = malloc((g->n_fds + 1) * sizeof *g->fds);
+    /* -1 before anything can fail: generation_free must never close
+     * descriptors (0, 1, ...) this generation does not own. */
+    for (size_t i = 0; g->fds && i < g->n_fds; i++)
+        g->fds[i] = -1;
     g->pids = calloc(g->n_workers, sizeof *g->pids);
     g->last_start = calloc(g->n_workers, sizeof *g->last_start);
     g->quick_deaths = calloc(g->n_workers, sizeof *g->quick_deaths);
@@ -189,7 +205,10 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     if (prev)
         shared_carry_over(g->sh, cfg, prev->sh, prev->cfg);
     if (open_generation_sockets(g, prev) < 0) {
-        g->cfg = NULL; /* the caller still owns cfg on failure */
+        /* Close what was opened (or dup'ed) before the failure, then
+         * leave cfg to the caller, who still owns it on failure. */
+        generation_close_sockets(g);
+        g->cfg = NULL;
         generation_free(g);
         return NULL;
     }
@@ -234,8 +253,12 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
         fds[i] = g->fds[i * g->n_workers + slot];
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("fork: %s", strerror(errno));
+        log_error("cannot start worker %u: fork: %s; trying again in %d ms", slot, strerror(errno),
+                  RESTART_BACKOFF_MS);
         free(fds);
+        /* Nothing else would ever fill the slot again. */
+        if (!g->retiring)
+            ev_timer_start(m->loop, &m->restart_timer, RESTART_BACKOFF_MS);
         return -1;
     }
     if (pid == 0) {
@@ -317,7 +340,7 @@ static void reap_children(struct master *m)
                 g->quick_deaths[s] = now - g->last_start[s] < 2000 ? g->quick_deaths[s] + 1 : 0;
                 log_error("worker %u (pid %d) %s; restarting it", s, (int)pid, why);
                 if (g->quick_deaths[s] >= 3)
-                    ev_timer_start(m->loop, &m->restart_timer, 1000);
+                    ev_timer_start(m->loop, &m->restart_timer, RESTART_BACKOFF_MS);
                 else
                     spawn_worker(m, g, s);
             }
@@ -378,6 +401,11 @@ static void reload(struct master *m)
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(m, g, s);
     old->retiring = true;
+    /* The new generation holds dups of every socket it kept; the old
+     * copies only matter for listeners that were removed (or worker slots
+     * that went away), and those must stop queueing connections that no
+     * worker will ever accept. The old workers close theirs on SIGTERM. */
+    generation_close_sockets(old);
     signal_generation(old, SIGTERM);
     memmove(&m->gens[1], &m->gens[0], m->n_gens * sizeof m->gens[0]);
     m->gens[0] = g;
@@ -403,8 +431,14 @@ static void begin_stop(struct master *m, int sig)
         return;
     m->stopping = true;
     log_info("%s: stopping %s", strsignal(sig), sig == SIGQUIT ? "now" : "after in-flight requests");
-    for (size_t i = 0; i < m->n_gens; i++)
+    for (size_t i = 0; i < m->n_gens; i++) {
+        /* Our copies of the listening sockets would keep them open (and
+         * the kernel completing handshakes nobody will answer) until the
+         * last worker is done: close them so new clients are refused at
+         * once; workers close theirs when they get the signal. */
+        generation_close_sockets(m->gens[i]);
         signal_generation(m->gens[i], sig == SIGQUIT ? SIGQUIT : SIGTERM);
+    }
     health_stop(m->health);
     m->health = NULL;
     ev_timer_start(m->loop, &m->stop_timer, STOP_TIMEOUT_MS);

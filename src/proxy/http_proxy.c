@@ -83,6 +83,7 @@ struct http_conn {
     bool close_after;             /* no keep-alive after this response */
     struct http_conn *idle_prev, *idle_next;
     bool on_idle_list;
+    struct http_conn *all_prev, *all_next; /* every open connection, for http_shutdown() */
     uint64_t idle_since;
     uint64_t head_deadline;       /* client_header timeout for the request being read */
 
@@ -94,6 +95,7 @@ struct http_conn {
     size_t pos;                   /* next body byte to send, as an offset into `in` */
     size_t req_ready;             /* validated body bytes at `pos` not yet sent */
     enum http1_body req_body;
+    uint64_t req_length;          /* the request's Content-Length, for a replay */
     uint64_t req_left;            /* Content-Length bytes not yet validated */
     struct http1_chunked req_chunk;
     bool req_done;                /* the whole body went upstream */
@@ -110,6 +112,8 @@ struct http_conn {
 
     /* the response in flight */
     bool resp_started;            /* a response byte arrived */
+    bool resp_sent;               /* a byte of the final response reached the client */
+    bool connect_timed_out;       /* the last upstream attempt failed by timing out */
     bool resp_head_done;
     enum http1_body resp_body;
     uint64_t resp_left;
@@ -150,6 +154,33 @@ static struct http1_limits limits_of(const struct cfg_listener *cfg)
         .max_head = cfg->limits.max_header_size,
         .max_headers = cfg->limits.max_headers,
     };
+}
+
+/* ---------- every connection: so exit can close busy ones too ---------- */
+
+/* A worker is one process with one event loop, so a file-level list is a
+ * per-worker list. http_shutdown() walks it: connections still busy when
+ * the drain deadline passes are closed and freed rather than leaked. */
+static struct http_conn *all_conns;
+
+static void all_add(struct http_conn *c)
+{
+    c->all_prev = NULL;
+    c->all_next = all_conns;
+    if (all_conns)
+        all_conns->all_prev = c;
+    all_conns = c;
+}
+
+static void all_remove(struct http_conn *c)
+{
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        all_conns = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    c->all_prev = c->all_next = NULL;
 }
 
 /* ---------- idle list: keep-alive clients waiting for a request ---------- */
@@ -274,6 +305,13 @@ static const char *status_text(int status)
 /* Answer with an error of our own and close once it is sent. */
 static void send_error(struct http_conn *c, int status, const char *reason)
 {
+    /* Part of a response already reached the client (the final head, or
+     * some of an interim one): an error message now would be read as the
+     * rest of it. Closing is the only unambiguous signal left. */
+    if (c->resp_sent || c->out.start) {
+        conn_close(c);
+        return;
+    }
     if (buf_alloc(&c->out, c->l->cfg->limits.max_header_size + HEAD_SLACK) < 0) {
         conn_close(c);
         return;
@@ -589,6 +627,9 @@ static void request_reset(struct http_conn *c)
     c->pool = NULL;
     c->set_sticky = false;
     c->resp_started = c->resp_head_done = c->resp_done = false;
+    c->resp_sent = false;
+    c->connect_timed_out = false;
+    c->req_length = 0;
     c->resp_ready = 0;
     c->resp_left = 0;
     c->status = 0;
@@ -608,6 +649,7 @@ static void handle_request(struct http_conn *c, struct http1_message *m)
     c->pos = m->head_len;
     c->req_body = m->body;
     c->req_left = m->body == HTTP1_BODY_LENGTH ? m->content_length : 0;
+    c->req_length = c->req_left;
     if (m->body == HTTP1_BODY_CHUNKED)
         http1_chunked_init(&c->req_chunk);
     c->req_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
@@ -663,13 +705,19 @@ static void request_start_upstream(struct http_conn *c)
     struct pool_rt *p = c->pool;
     for (;;) {
         if (c->tries > p->cfg->retries) {
-            request_fail(c, 502, "no backend answered");
+            if (c->connect_timed_out)
+                request_fail(c, 504, "no backend accepted the connection in time");
+            else
+                request_fail(c, 502, "no backend answered");
             return;
         }
         int idx = request_pick(c);
         if (idx < 0) {
-            request_fail(c, c->tries ? 502 : 503,
-                         c->tries ? "every backend tried failed" : "no backend is available");
+            if (c->connect_timed_out)
+                request_fail(c, 504, "no backend accepted the connection in time");
+            else
+                request_fail(c, c->tries ? 502 : 503,
+                             c->tries ? "every backend tried failed" : "no backend is available");
             return;
         }
         struct backend_rt *b = &p->b[idx];
@@ -717,6 +765,8 @@ static void request_detach_upstream(struct http_conn *c, bool reusable)
 static void upstream_failed(struct http_conn *c, bool connect_failure, const char *why)
 {
     struct upstream_conn *u = c->up;
+    if (!strstr(why, "timed out"))
+        c->connect_timed_out = false; /* the latest failure decides 502 vs 504 */
     struct backend_rt *b = u->b;
     bool was_reused = u->reused;
     if (connect_failure)
@@ -746,12 +796,10 @@ static void upstream_failed(struct http_conn *c, bool connect_failure, const cha
     c->req_sent_any = false;
     c->req_done = c->req_body == HTTP1_BODY_NONE;
     if (c->req_body == HTTP1_BODY_LENGTH) {
-        /* recompute from the parsed length: what remains is everything */
-        const char *raw = buf_head(&c->in);
-        struct http1_limits lim = limits_of(c->l->cfg);
-        struct http1_message *m = c->w->scratch;
-        if (http1_parse_request(raw, c->head_len, &lim, m) == HTTP1_DONE)
-            c->req_left = m->content_length;
+        /* Still replayable, so every body byte is in the buffer again:
+         * none of it has been validated for this attempt. (The raw head
+         * may be gone, see request_compact(), so not re-parsed.) */
+        c->req_left = c->req_length;
         c->req_done = c->req_left == 0;
     } else if (c->req_body == HTTP1_BODY_CHUNKED) {
         http1_chunked_init(&c->req_chunk);
@@ -869,10 +917,13 @@ static void request_compact(struct http_conn *c)
         return;
     if (!buf_full(&c->in) || c->pos == 0)
         return;
+    /* Dropping the raw head costs nothing (the rewritten one is in fwd);
+     * dropping body bytes means a retry could not send them again. */
+    if (c->pos > c->head_len)
+        c->replayable = false;
     buf_consume(&c->in, c->pos);
     c->pos = 0;
     c->head_len = 0;
-    c->replayable = false;
 }
 
 /* ---------- the response ---------- */
@@ -1116,6 +1167,7 @@ static void conn_close(struct http_conn *c)
     if (c->up)
         request_detach_upstream(c, false);
     idle_remove(c);
+    all_remove(c);
     ev_timer_stop(c->w->loop, &c->timer);
     ev_io_stop(c->w->loop, &c->io);
     close(c->fd);
@@ -1460,6 +1512,7 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
     case C_FORWARD:
         atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
         if (c->up && c->up->connecting) {
+            c->connect_timed_out = true;
             upstream_failed(c, true, "connect timed out");
             conn_progress(c);
             return;
@@ -1508,6 +1561,7 @@ void http_accept(struct listener_rt *l)
         if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
             memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
         request_reset(c);
+        all_add(c);
         ev_io_init(&c->io, fd, client_event, c);
         ev_timer_init(&c->timer, conn_timeout, c);
         worker_conn_opened(w, l);
@@ -1560,7 +1614,7 @@ size_t http_drain(struct worker *w)
 
 void http_shutdown(struct worker *w)
 {
-    while (w->idle_head)
-        conn_close(w->idle_head);
+    while (all_conns)
+        conn_close(all_conns);   /* idle or not: the worker is exiting */
     sweep_upstream_pools(w);
 }

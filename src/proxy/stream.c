@@ -8,11 +8,15 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/addr.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "proxy/access_log.h"
 
 #define ACCEPT_BATCH 64       /* accepts per readiness event, so one busy listener cannot starve the loop */
 #define UDP_BATCH 64          /* datagrams per readiness event, same reason */
@@ -109,6 +113,34 @@ static void client_closed(struct listener_rt *l)
     worker_conn_closed(l->w, l);
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* One access-log line per TCP connection or UDP session (see stream.h for
+ * what the status means). */
+static void log_stream(struct listener_rt *l, const struct sockaddr_storage *client, const char *what,
+                       const struct backend_rt *b, int status, uint64_t to_client, uint64_t started_us)
+{
+    if (!l->alog)
+        return;
+    char ip[INET6_ADDRSTRLEN];
+    addr_ip_string((const struct sockaddr *)client, ip, sizeof ip);
+    struct access_entry e = {
+        .client_ip = ip,
+        .request_line = what,
+        .upstream = b ? b->cfg->addr.text : NULL,
+        .listener = l->cfg->name,
+        .status = status,
+        .bytes_sent = to_client,
+        .duration_us = now_us() - started_us,
+    };
+    access_log_write(l->alog, &e);
+}
+
 static void set_nodelay(int fd)
 {
     int one = 1;
@@ -170,6 +202,9 @@ struct tcp_conn {
     uint64_t key_hash;
     uint64_t last_active;
     uint32_t cap;                  /* bytes per direction */
+    uint64_t to_client;            /* bytes relayed to the client, for the access log */
+    uint64_t started_us;
+    struct sockaddr_storage peer;  /* the client */
     char *bufmem;                  /* both directions' buffers, one allocation */
     struct relay_dir up;           /* client -> backend */
     struct relay_dir down;         /* backend -> client */
@@ -212,6 +247,19 @@ static void tcp_unlink(struct tcp_conn *c)
     c->prev = c->next = NULL;
 }
 
+static int tcp_log_status(const struct tcp_conn *c, enum close_why why)
+{
+    switch (why) {
+    case CLOSE_DONE: return 200;
+    case CLOSE_CLIENT_ERR: return 499;
+    case CLOSE_BACKEND_ERR: return 502;
+    case CLOSE_IDLE: return 504;
+    case CLOSE_NO_BACKEND: return c->attempts ? 502 : 503;
+    case CLOSE_SHUTDOWN: return c->state == TCP_RELAYING ? 200 : 503;
+    }
+    return 0;
+}
+
 static void tcp_close(struct tcp_conn *c, enum close_why why)
 {
     if (c->closed)
@@ -240,6 +288,8 @@ static void tcp_close(struct tcp_conn *c, enum close_why why)
     }
     if (why == CLOSE_IDLE)
         ctr_add(&c->l->ctr->timeouts, 1);
+    log_stream(c->l, &c->peer, "TCP", c->b ? c->b : c->failed, tcp_log_status(c, why), c->to_client,
+               c->started_us);
     dir_release(&c->up);
     dir_release(&c->down);
     free(c->bufmem);
@@ -372,9 +422,10 @@ static bool tcp_relay_setup(struct tcp_conn *c)
             c->splice = true;
             return true;
         }
+        int err = errno;
         dir_release(&c->up);
         dir_release(&c->down);
-        log_debug("tcp %s: no pipes (%s), relaying through buffers", c->l->cfg->name, strerror(errno));
+        log_debug("tcp %s: no pipes (%s), relaying through buffers", c->l->cfg->name, strerror(err));
     }
     c->bufmem = malloc((size_t)c->cap * 2);
     if (!c->bufmem)
@@ -521,7 +572,9 @@ static enum pump_res dir_pump(struct tcp_conn *c, struct relay_dir *d, int src, 
             ssize_t n = dir_flush(d, dst);
             if (n > 0) {
                 progress = true;
-                if (!from_backend)
+                if (from_backend)
+                    c->to_client += (uint64_t)n;
+                else
                     ctr_add(&bc->bytes_out, (uint64_t)n);
             } else if (n < 0 && !transient(errno)) {
                 return PUMP_DST_ERR;
@@ -659,6 +712,8 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     c->state = TCP_CONNECTING;
     c->cap = l->cfg->limits.buffer_size ? l->cfg->limits.buffer_size : DEFAULT_BUFFER;
     c->key_hash = pick_key(c->p, ss);
+    c->started_us = now_us();
+    c->peer = *ss;
     dir_init(&c->up);
     dir_init(&c->down);
     ev_io_init(&c->cio, fd, tcp_client_cb, c);
@@ -754,6 +809,8 @@ struct udp_session {
     int fd;                             /* connected to b */
     struct ev_io io;
     uint64_t last_active;
+    uint64_t to_client;                 /* for the access log */
+    uint64_t started_us;
 };
 
 struct udp_table {
@@ -873,6 +930,7 @@ static void udp_session_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
 static void udp_session_close(struct udp_table *t, struct udp_session *s)
 {
     struct ev_loop *loop = t->l->w->loop;
+    log_stream(t->l, &s->client, "UDP", s->b, 200, s->to_client, s->started_us);
     udp_remove(t, s);
     ev_io_stop(loop, &s->io);
     close(s->fd);
@@ -927,6 +985,7 @@ static struct udp_session *udp_session_new(struct udp_table *t, const struct soc
     s->client_len = len;
     s->b = b;
     s->last_active = ev_now(w->loop);
+    s->started_us = now_us();
     ev_io_init(&s->io, s->fd, udp_session_cb, s);
     ev_io_set(w->loop, &s->io, EPOLLIN);
     udp_insert(t, s);
@@ -1056,6 +1115,8 @@ static void udp_session_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         ctr_add(&s->b->ctr->bytes_in, (uint64_t)n);
         if (sendto(l->fd, t->buf, (size_t)n, MSG_DONTWAIT, (const struct sockaddr *)&s->client, s->client_len) < 0)
             ctr_add(&s->b->ctr->upstream_errors, 1); /* client side full: dropped */
+        else
+            s->to_client += (uint64_t)n;
     }
     if (got_reply) {
         backend_report(l->w, t->p, s->b, true);

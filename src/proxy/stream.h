@@ -18,6 +18,12 @@
  * and the active gauge; listener connections and requests (both = sessions),
  * no_backend and timeouts (idle TCP closes). The listener's active gauge is
  * kept by worker_conn_opened/closed.
+ *
+ * Access log (listener access_log): one line per TCP connection ("TCP") or
+ * UDP session ("UDP") when it ends, with the bytes sent to the client, the
+ * backend and the duration. TCP status: 200 ended normally, 499 client
+ * reset, 502 backend failed (connect attempts exhausted, or reset), 503 no
+ * backend available, 504 idle timeout. UDP sessions always log 200.
  */
 #ifndef SLUICE_PROXY_STREAM_H
 #define SLUICE_PROXY_STREAM_H

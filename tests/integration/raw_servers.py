@@ -340,31 +340,35 @@ def scripted_handler(responses, close_after=False, read_body=True):
 
 
 def upgrade_echo_handler(conn, srv):
-    """101 Switching Protocols to an Upgrade request, then echo every byte;
-    a request without Upgrade gets a plain 200."""
-    head = conn.read_head()
-    if head is None:
-        return
-    (_, target, _), hdr = parse_head(head)
-    with srv.lock:
-        srv.log.append({"head": head})
-    if "upgrade" not in hdr or target.startswith("/refuse"):
-        body = b"no upgrade here\n"
-        conn.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        # Stay a normal keep-alive server for the next request.
-        return scripted_handler([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnext\n"])(conn, srv)
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n"
-                 % hdr["upgrade"][0].encode())
-    if conn.buf:
-        conn.sendall(bytes(conn.buf))
-        conn.buf.clear()
+    """101 Switching Protocols to an Upgrade request, then echo every byte.
+    An Upgrade request for /refuse... gets a normal 426, a request without
+    Upgrade a normal 200 "plain", and the connection stays plain HTTP."""
     while True:
-        b = conn.sock.recv(65536)
-        if not b:
-            conn.sock.shutdown(socket.SHUT_WR)
+        head = conn.read_head()
+        if head is None:
             return
-        conn.rec.note(b)
-        conn.sendall(b)
+        (_, target, _), hdr = parse_head(head)
+        with srv.lock:
+            srv.log.append({"head": head})
+        if "upgrade" not in hdr:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nplain\n")
+            continue
+        if target.startswith("/refuse"):
+            body = b"no upgrade here\n"
+            conn.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            continue
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n"
+                     % hdr["upgrade"][0].encode())
+        if conn.buf:
+            conn.sendall(bytes(conn.buf))
+            conn.buf.clear()
+        while True:
+            b = conn.sock.recv(65536)
+            if not b:
+                conn.sock.shutdown(socket.SHUT_WR)
+                return
+            conn.rec.note(b)
+            conn.sendall(b)
 
 
 def silent_handler(conn, srv):

@@ -5,6 +5,7 @@ One proxy serves all tests of this module; each test talks to its own
 listener (and pool) so the tests do not disturb each other's balancing.
 """
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -64,17 +65,21 @@ def env():
     config += pool_yaml("udown", [dead_udp, e.ulive.addr])
     config += "listeners:\n"
     config += listener_yaml("tcp-splice", p["splice"], "tcp", "echo", "    splice: true\n")
-    config += listener_yaml("tcp-copy", p["copy"], "tcp", "echo", "    splice: false\n")
+    config += listener_yaml("tcp-copy", p["copy"], "tcp", "echo",
+                            "    splice: false\n    access_log: __ACCESS_LOG__\n    access_log_format: json\n")
     config += listener_yaml("tcp-down", p["down"], "tcp", "withdown")
     config += listener_yaml("tcp-dead", p["dead"], "tcp", "alldead")
     config += listener_yaml("tcp-half-splice", p["half_splice"], "tcp", "digest", "    splice: true\n")
     config += listener_yaml("tcp-half-copy", p["half_copy"], "tcp", "digest", "    splice: false\n")
     config += listener_yaml("udp-in", p["udp"], "udp", "uecho", "    timeouts: { udp_session: 10s }\n")
     config += listener_yaml("udp-short", p["udp_short"], "udp", "uecho",
-                            "    timeouts: { udp_session: %dms }\n" % int(SHORT_SESSION_S * 1000))
+                            "    timeouts: { udp_session: %dms }\n" % int(SHORT_SESSION_S * 1000)
+                            + "    access_log: __ACCESS_LOG__\n    access_log_format: json\n")
     config += listener_yaml("udp-down", p["udp_down"], "udp", "udown", "    timeouts: { udp_session: 10s }\n")
 
     tmp = tempfile.TemporaryDirectory(prefix="sluice-stream-")
+    e.access_log = os.path.join(tmp.name, "stream-access.log")
+    config = config.replace("__ACCESS_LOG__", e.access_log)
     e.proxy = StreamProxy(tmp.name, config)
     try:
         e.proxy.start(tcp_ports=[p["splice"], p["copy"]])
@@ -89,6 +94,14 @@ def env():
         tmp.cleanup()
         assert was_alive, "sluice died during the stream tests:\n" + log[-4000:]
         assert not reports, "sanitizer report in sluice log:\n" + log[-4000:]
+
+
+def access_entries(env):
+    try:
+        with open(env.access_log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 @pytest.fixture(autouse=True)
@@ -130,6 +143,21 @@ def test_tcp_round_robin_spreads_over_three_backends(env):
     assert wait_for(lambda: sum(b.count() for b in env.echo) - sum(before) == 9)
     delta = [b.count() - n for b, n in zip(env.echo, before)]
     assert delta == [3, 3, 3]
+
+
+def test_tcp_access_log_line_per_connection(env):
+    msg = os.urandom(12345)
+    assert tcp_roundtrip(env.ports["copy"], msg) == msg
+
+    def mine():
+        return [e for e in access_entries(env)
+                if e.get("listener") == "tcp-copy" and e.get("bytes_sent") == len(msg)]
+    # lines are buffered and flushed on the worker's tick
+    entries = wait_for(mine, timeout=5)
+    assert len(entries) == 1, access_entries(env)
+    e = entries[0]
+    assert e["request"] == "TCP" and e["status"] == 200 and e["client"] == "127.0.0.1"
+    assert e["upstream"] in [b.addr for b in env.echo]
 
 
 def test_tcp_down_backend_is_skipped_by_retry(env):
@@ -236,6 +264,11 @@ def test_udp_session_expires_after_idle(env):
         assert third is not None
         # a new session: a new socket (and, round robin, another backend)
         assert parse_udp_reply(third)[:2] != parse_udp_reply(second)[:2]
+        # the expired session left its access-log line
+        sent = len(first) + len(second)
+        assert wait_for(lambda: [e for e in access_entries(env) if e.get("listener") == "udp-short"
+                                 and e.get("request") == "UDP" and e.get("bytes_sent") == sent],
+                        timeout=5), access_entries(env)
     finally:
         c.close()
 
