@@ -17,7 +17,8 @@ LIBS    := -lyaml -ljansson -lm
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-ALL_SRC := $(shell find src -name '*.c' -not -path 'src/l4/bpf/*' | sort)
+# src/l4 (the XDP forwarder) is built by its own rules in src/l4/l4.mk.
+ALL_SRC := $(shell find src -name '*.c' -not -path 'src/l4/*' | sort)
 LIB_SRC := $(filter-out src/cmd/main.c,$(ALL_SRC))
 HDRS    := $(shell find src -name '*.h' | sort)
 
@@ -86,3 +87,5 @@ bench-l7: deps build/sluice
 
 clean:
 	rm -rf build
+
+-include src/l4/l4.mk

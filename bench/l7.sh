@@ -210,6 +210,13 @@ upstream_conns() {
   ss -Htnp state established "( dport = :$BACKEND_PORT )" 2>/dev/null | grep -cE "$re" || true
 }
 
+# Machine-wide busy ticks (user+nice+system+irq+softirq of /proc/stat) and the
+# ticks of this shell's reaped children (wrk): with the proxy's and the
+# backend's own ticks, what is left is CPU used by something else -- other
+# work on the machine, plus kernel time not charged to any process (softirq).
+machine_busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
+children_ticks() { local s; s=$(cat "/proc/$BASHPID/stat"); s=${s##*) }; awk '{print $14 + $15}' <<<"$s"; }
+
 to_ms() {  # wrk latency ("812.00us", "1.23ms", "1.01s", "2.00m") -> ms
   awk -v v="$1" 'BEGIN {
     n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
@@ -336,17 +343,18 @@ if [ "$WARMUP" -gt 0 ]; then
 fi
 
 RESULTS=$DIR/results.tsv
-printf 'round\tproxy\treq_s\tp50_ms\tp99_ms\tcpu_us_req\tusr_us_req\tsys_us_req\tbackend_us_req\tupstream_conns\terrors\n' >"$RESULTS"
+printf 'round\tproxy\treq_s\tp50_ms\tp99_ms\tcpu_us_req\tusr_us_req\tsys_us_req\tbackend_us_req\tupstream_conns\twrk_cpu_pct\tother_cpu_pct\terrors\n' >"$RESULTS"
 
 echo
-printf '%-5s %-8s %10s %9s %9s %11s %8s %8s %11s %7s  %s\n' \
-  round proxy 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req' 'usr' 'sys' 'backend us' 'upconns' errors
+printf '%-5s %-8s %10s %9s %9s %11s %8s %8s %11s %7s %6s %6s  %s\n' \
+  round proxy 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req' 'usr' 'sys' 'backend us' 'upconns' 'wrk' 'other' errors
 failed=0
 for ((r = 1; r <= ROUNDS; r++)); do
   for p in "${PROXY_LIST[@]}"; do
     top=${PID[$p]}
     kill -0 "$top" 2>/dev/null || die "$p (pid $top) is no longer running before round $r; see $DIR/$p.log"
     read -r -a procs <<<"$(proc_tree "$top")"
+    m0=$(machine_busy); c0=$(children_ticks); t0=$(date +%s%N)
     read -r u0 s0 <<<"$(cpu_ticks "${procs[@]}")"
     read -r bu0 bs0 <<<"$(cpu_ticks $(proc_tree "$BACKEND_PID"))"
     out="$DIR/r$r-$p.wrk"
@@ -359,6 +367,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     wrk_rc=0
     wait "$wrk_pid" || wrk_rc=$?
     read -r u1 s1 <<<"$(cpu_ticks "${procs[@]}")"
+    m1=$(machine_busy); c1=$(children_ticks); t1=$(date +%s%N)
     read -r bu1 bs1 <<<"$(cpu_ticks $(proc_tree "$BACKEND_PID"))"
     errors=""
     [ "$wrk_rc" = 0 ] || errors+="wrk-exit-$wrk_rc "
@@ -381,15 +390,18 @@ for ((r = 1; r <= ROUNDS; r++)); do
     fi
     [ -z "$errors" ] || failed=1
     p50=$(to_ms "$p50"); p99=$(to_ms "$p99")
-    read -r cpu usr sys bcpu < <(awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$HZ" \
-      -v n="$reqs" -v b="$((bu1 - bu0 + bs1 - bs0))" 'BEGIN {
-        if (n == 0) { print "0 0 0 0"; exit }
+    read -r cpu usr sys bcpu wrkpct otherpct < <(awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$HZ" \
+      -v n="$reqs" -v b="$((bu1 - bu0 + bs1 - bs0))" -v w="$((c1 - c0))" -v m="$((m1 - m0))" \
+      -v ns="$((t1 - t0))" 'BEGIN {
+        wall = ns / 1e9 * hz                      # ticks of one CPU over the run
+        o = m - (u + s) - b - w; if (o < 0) o = 0
+        if (n == 0) { printf "0 0 0 0 %.0f %.0f\n", 100 * w / wall, 100 * o / wall; exit }
         k = 1e6 / hz / n
-        printf "%.2f %.2f %.2f %.2f\n", (u + s) * k, u * k, s * k, b * k }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$p" "$rps" "$p50" "$p99" \
-      "$cpu" "$usr" "$sys" "$bcpu" "$upconn" "${errors:-none}" >>"$RESULTS"
-    printf '%-5s %-8s %10.0f %9.3f %9.3f %11.2f %8.2f %8.2f %11.2f %7s  %s\n' \
-      "$r" "$p" "$rps" "$p50" "$p99" "$cpu" "$usr" "$sys" "$bcpu" "$upconn" "${errors:-}"
+        printf "%.2f %.2f %.2f %.2f %.0f %.0f\n", (u + s) * k, u * k, s * k, b * k, 100 * w / wall, 100 * o / wall }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$p" "$rps" "$p50" "$p99" \
+      "$cpu" "$usr" "$sys" "$bcpu" "$upconn" "$wrkpct" "$otherpct" "${errors:-none}" >>"$RESULTS"
+    printf '%-5s %-8s %10.0f %9.3f %9.3f %11.2f %8.2f %8.2f %11.2f %7s %5s%% %5s%%  %s\n' \
+      "$r" "$p" "$rps" "$p50" "$p99" "$cpu" "$usr" "$sys" "$bcpu" "$upconn" "$wrkpct" "$otherpct" "${errors:-}"
     if [[ $errors == *PROXY-EXITED* ]]; then
       echo "l7.sh: $p exited during round $r. Last lines of its log:" >&2
       tail -n 20 "$DIR/$p.log" >&2

@@ -129,6 +129,7 @@ struct http_conn {
 };
 
 static void conn_progress(struct http_conn *c);
+static const char connect_timeout_reason[] = "connect timed out";
 static void conn_close(struct http_conn *c);
 static void upstream_close(struct upstream_conn *u);
 static void request_start_upstream(struct http_conn *c);
@@ -728,6 +729,7 @@ static void request_start_upstream(struct http_conn *c)
         c->set_sticky = p->cfg->sticky_cookie && idx != c->sticky_idx;
         struct upstream_conn *u = upstream_get(c, p, b);
         if (!u) {
+            c->connect_timed_out = false;
             atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
             backend_report(c->w, p, b, false);
             continue;
@@ -764,9 +766,9 @@ static void request_detach_upstream(struct http_conn *c, bool reusable)
 /* The upstream failed before any response byte: retry or give up. */
 static void upstream_failed(struct http_conn *c, bool connect_failure, const char *why)
 {
+    /* The latest failure decides between 502 and 504 if nothing is left to try. */
+    c->connect_timed_out = why == connect_timeout_reason;
     struct upstream_conn *u = c->up;
-    if (!strstr(why, "timed out"))
-        c->connect_timed_out = false; /* the latest failure decides 502 vs 504 */
     struct backend_rt *b = u->b;
     bool was_reused = u->reused;
     if (connect_failure)
@@ -937,11 +939,10 @@ static int put_head_line(struct buf *o, struct http1_slice name, struct http1_sl
     return rc;
 }
 
-static int build_response_head(struct http_conn *c, const struct http1_message *m)
+/* Status line and end-to-end header fields of a response, without the
+ * final empty line. */
+static int put_status_and_headers(struct buf *o, const struct http1_message *m)
 {
-    struct buf *o = &c->out;
-    if (buf_alloc(o, c->l->cfg->limits.max_header_size + HEAD_SLACK) < 0)
-        return -1;
     char line[64];
     int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", m->status);
     int rc = buf_append(o, line, (size_t)n);
@@ -953,6 +954,15 @@ static int build_response_head(struct http_conn *c, const struct http1_message *
             continue;
         rc |= put_head_line(o, h->name, h->value);
     }
+    return rc;
+}
+
+static int build_response_head(struct http_conn *c, const struct http1_message *m)
+{
+    struct buf *o = &c->out;
+    if (buf_alloc(o, c->l->cfg->limits.max_header_size + HEAD_SLACK) < 0)
+        return -1;
+    int rc = put_status_and_headers(o, m);
     if (m->status == 101) {
         const struct http1_header *up = http1_find_header(m, "Upgrade");
         rc |= buf_append(o, "Connection: upgrade\r\n", 21);
@@ -976,7 +986,10 @@ static int build_response_head(struct http_conn *c, const struct http1_message *
     return rc ? -1 : 0;
 }
 
-/* Parse the response head in up->in. Returns 0 (parsed or need more), -1 on a bad response. */
+/* Parse the response head in up->in. Returns 0 (parsed, or need more bytes
+ * or more room), -1 on a bad response. An interim (1xx) response is relayed
+ * and consumed, leaving resp_head_done false: call again while that makes
+ * progress, since the final head may already be in the buffer behind it. */
 static int response_parse_head(struct http_conn *c)
 {
     struct upstream_conn *u = c->up;
@@ -995,15 +1008,20 @@ static int response_parse_head(struct http_conn *c)
     if (m->body == HTTP1_BODY_CHUNKED && c->http10)
         return -1; /* an HTTP/1.0 client cannot read chunked framing */
     if (m->status >= 100 && m->status < 200 && m->status != 101) {
-        /* Interim response (100 Continue): pass it on, wait for the final one. */
+        /* Interim response (100 Continue, 103 Early Hints): pass it on with
+         * its end-to-end fields (RFC 9110 §15.2), wait for the final one.
+         * HTTP/1.0 clients do not expect 1xx: drop it. */
         if (buf_alloc(&c->out, lc->limits.max_header_size + HEAD_SLACK) < 0)
             return -1;
         if (!c->http10) {
-            char line[64];
-            int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", m->status);
-            buf_append(&c->out, line, (size_t)n);
-            buf_append(&c->out, m->reason.p, m->reason.len);
-            buf_append(&c->out, "\r\n\r\n", 4);
+            /* A backend streaming 1xx faster than the client reads waits
+             * for room (no progress now; the client's EPOLLOUT resumes). */
+            if (buf_room(&c->out) < m->head_len + m->n_headers + 64)
+                return 0;
+            /* The rewrite adds at most one byte per field (": " after a bare
+             * ':'), so with the room checked above this cannot fail half-way. */
+            if (put_status_and_headers(&c->out, m) || buf_append(&c->out, "\r\n", 2))
+                return -1;
         }
         buf_consume(&u->in, m->head_len);
         return 0;
@@ -1194,7 +1212,9 @@ static void request_finish(struct http_conn *c)
     bool reusable = c->resp_keep_upstream && c->req_done && c->up && !c->up->eof &&
                     buf_len(&c->up->in) == 0;
     request_detach_upstream(c, reusable);
-    if (c->close_after || c->client_eof) {
+    /* A client that half-closed after pipelining still gets an answer to
+     * every complete request it sent: linger only when nothing is left. */
+    if (c->close_after || (c->client_eof && buf_len(&c->in) == c->pos)) {
         conn_start_linger(c);
         return;
     }
@@ -1206,6 +1226,8 @@ static void request_finish(struct http_conn *c)
 
 static void conn_set_interest(struct http_conn *c)
 {
+    if (c->fd < 0)
+        return; /* closed: its ev_io must not be queued again */
     struct ev_loop *loop = c->w->loop;
     uint32_t cev = 0, uev = 0;
     struct upstream_conn *u = c->up;
@@ -1296,8 +1318,11 @@ static void conn_progress(struct http_conn *c)
                     return;
                 }
                 if (c->state == C_READ_HEAD && !buf_len(&c->in)) {
-                    idle_add(c);
-                    if (!ev_timer_active(&c->timer) || c->head_deadline) {
+                    /* Becoming idle (first time since the last request):
+                     * the idle timeout replaces whatever timer ran for
+                     * the request, e.g. upstream_response. */
+                    if (!c->on_idle_list) {
+                        idle_add(c);
                         c->head_deadline = 0;
                         set_timer(c, c->l->cfg->timeouts.idle_ms);
                     }
@@ -1512,8 +1537,7 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
     case C_FORWARD:
         atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
         if (c->up && c->up->connecting) {
-            c->connect_timed_out = true;
-            upstream_failed(c, true, "connect timed out");
+            upstream_failed(c, true, connect_timeout_reason);
             conn_progress(c);
             return;
         }
