@@ -215,7 +215,7 @@ upstream_conns() {
 # backend's own ticks, what is left is CPU used by something else -- other
 # work on the machine, plus kernel time not charged to any process (softirq).
 machine_busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
-children_ticks() { local s; s=$(cat "/proc/$BASHPID/stat"); s=${s##*) }; awk '{print $14 + $15}' <<<"$s"; }
+children_ticks() { local s; s=$(cat "/proc/$$/stat"); s=${s##*) }; awk '{print $14 + $15}' <<<"$s"; }
 
 to_ms() {  # wrk latency ("812.00us", "1.23ms", "1.01s", "2.00m") -> ms
   awk -v v="$1" 'BEGIN {
@@ -418,17 +418,17 @@ median() {  # median PROXY COLUMN
 }
 declare -A M
 for p in "${PROXY_LIST[@]}"; do
-  for c in 3 4 5 6 7 8 9; do M[$p,$c]=$(median "$p" "$c"); done
+  for c in 3 4 5 6 7 8 9 12; do M[$p,$c]=$(median "$p" "$c"); done
 done
 
 echo
 echo "Median over $ROUNDS rounds (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; CPU = utime+stime of the proxy's processes):"
 echo
-echo "| proxy | req/s | p50 ms | p99 ms | CPU µs/req | usr µs/req | sys µs/req | backend CPU µs/req |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| proxy | req/s | p50 ms | p99 ms | CPU µs/req | usr µs/req | sys µs/req | backend CPU µs/req | other CPU % |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for p in "${PROXY_LIST[@]}"; do
-  printf '| %s | %.0f | %.3f | %.3f | %.2f | %.2f | %.2f | %.2f |\n' "$p" \
-    "${M[$p,3]}" "${M[$p,4]}" "${M[$p,5]}" "${M[$p,6]}" "${M[$p,7]}" "${M[$p,8]}" "${M[$p,9]}"
+  printf '| %s | %.0f | %.3f | %.3f | %.2f | %.2f | %.2f | %.2f | %.0f |\n' "$p" \
+    "${M[$p,3]}" "${M[$p,4]}" "${M[$p,5]}" "${M[$p,6]}" "${M[$p,7]}" "${M[$p,8]}" "${M[$p,9]}" "${M[$p,12]}"
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "n/a"; else printf "%.3f", a / b}'; }
@@ -444,6 +444,12 @@ if have sluice; then
     have "$o" || continue
     printf '  Sluice CPU/req / %-7s CPU/req = %s   (< 1: Sluice uses less CPU per request)\n' "$o" "$(ratio "${M[sluice,6]}" "${M[$o,6]}")"
   done
+fi
+noisy=$(awk -F'\t' 'NR > 1 && $12 > 10' "$RESULTS" | wc -l)
+if [ "$noisy" -gt 0 ]; then
+  echo
+  echo "Note: in $noisy of $((ROUNDS * ${#PROXY_LIST[@]})) runs more than 10% of a CPU went to something other than"
+  echo "wrk, the proxy and the backend (column 'other'): the machine was not idle, so those runs are disturbed."
 fi
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

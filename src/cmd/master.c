@@ -218,29 +218,38 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
 /* ---------- workers ---------- */
 
 /* In the child: close every descriptor the worker does not need (the
- * master's epoll, signalfd, admin and health sockets, other slots). */
+ * master's epoll, signalfd, admin and health sockets, other slots). The
+ * directory is not read while descriptors are being closed, so it is read
+ * in passes of up to 1024 until a pass finds nothing left to close (a
+ * master with many listeners and admin clients has more than that). */
 static void close_inherited_fds(const int *keep, size_t n_keep, int log_fd_keep)
 {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return;
-    int dfd = dirfd(d);
-    int to_close[1024];
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 1024) {
-        int fd = atoi(e->d_name);
-        if (fd <= 2 || fd == dfd || fd == log_fd_keep || e->d_name[0] == '.')
-            continue;
-        bool kept = false;
-        for (size_t i = 0; i < n_keep; i++)
-            kept |= keep[i] == fd;
-        if (!kept)
-            to_close[n++] = fd;
+    for (;;) {
+        DIR *d = opendir("/proc/self/fd");
+        if (!d)
+            return;
+        int dfd = dirfd(d);
+        int to_close[1024];
+        size_t n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) && n < 1024) {
+            if (e->d_name[0] == '.')
+                continue;
+            int fd = atoi(e->d_name);
+            if (fd <= 2 || fd == dfd || fd == log_fd_keep)
+                continue;
+            bool kept = false;
+            for (size_t i = 0; i < n_keep; i++)
+                kept |= keep[i] == fd;
+            if (!kept)
+                to_close[n++] = fd;
+        }
+        closedir(d);
+        for (size_t i = 0; i < n; i++)
+            close(to_close[i]);
+        if (n < 1024)
+            return;
     }
-    closedir(d);
-    for (size_t i = 0; i < n; i++)
-        close(to_close[i]);
 }
 
 static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
@@ -398,6 +407,16 @@ static void reload(struct master *m)
         log_error("reload aborted: still running the previous configuration");
         return;
     }
+    /* The admin server is bound once, at start; say so rather than
+     * silently keep the old address. */
+    const struct sl_config *oc = old->cfg;
+    if (cfg->admin_enabled != oc->admin_enabled ||
+        (cfg->admin_enabled && !addr_equal(&cfg->admin_addr, &oc->admin_addr)))
+        log_warn("%s: admin.listen changed; the admin API stays %s%s until a restart", cfg->path,
+                 m->admin ? "on " : "off", m->admin ? oc->admin_addr.text : "");
+    /* log.level applies at once; log.file is reopened (which also picks up
+     * a rotated file). New workers inherit the new descriptor. */
+    log_setup(cfg->log_level, cfg->log_file, NULL);
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(m, g, s);
     old->retiring = true;

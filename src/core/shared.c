@@ -96,6 +96,31 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
     }
 }
 
+/* Listener totals carry over by listener name, like backend totals, so a
+ * reload does not make the API's and /metrics' counters go backwards. */
+static void carry_over_listeners(struct shared_state *dst, const struct sl_config *dst_cfg,
+                                 const struct shared_state *src, const struct sl_config *src_cfg)
+{
+    for (size_t l = 0; l < dst_cfg->n_listeners && l < dst->n_listeners; l++) {
+        for (size_t k = 0; k < src_cfg->n_listeners && k < src->n_listeners; k++) {
+            if (strcmp(dst_cfg->listeners[l].name, src_cfg->listeners[k].name) != 0)
+                continue;
+            struct listener_counters sum;
+            shared_sum_listener(src, k, &sum);
+            struct listener_counters *d = shared_lctr(dst, 0, l);
+            atomic_fetch_add(&d->connections, atomic_load(&sum.connections));
+            atomic_fetch_add(&d->requests, atomic_load(&sum.requests));
+            for (int c = 0; c < 6; c++)
+                atomic_fetch_add(&d->responses[c], atomic_load(&sum.responses[c]));
+            atomic_fetch_add(&d->rejected, atomic_load(&sum.rejected));
+            atomic_fetch_add(&d->no_backend, atomic_load(&sum.no_backend));
+            atomic_fetch_add(&d->timeouts, atomic_load(&sum.timeouts));
+            /* active is a gauge: the new workers count their own. */
+            break;
+        }
+    }
+}
+
 void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg,
                        const struct shared_state *src, const struct sl_config *src_cfg)
 {
@@ -135,6 +160,7 @@ void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg
             }
         }
     }
+    carry_over_listeners(dst, dst_cfg, src, src_cfg);
 }
 
 uint32_t shared_effective_weight(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms)

@@ -99,6 +99,7 @@ struct http_conn {
     uint64_t req_left;            /* Content-Length bytes not yet validated */
     struct http1_chunked req_chunk;
     bool req_done;                /* the whole body went upstream */
+    bool req_abandoned;           /* the backend stopped taking the body */
     bool replayable;              /* `in` still holds everything sent */
     bool req_sent_any;
     uint32_t tries;
@@ -444,6 +445,25 @@ static bool name_is(struct http1_slice n, const char *lit)
     return n.len == strlen(lit) && strncasecmp(n.p, lit, n.len) == 0;
 }
 
+/* The host a request is for: the authority of an absolute-form target
+ * wins over the Host header (RFC 9112 §3.2.2), as it does at the backend,
+ * so that routing and the backend never disagree about it. */
+static struct http1_slice request_host(const struct http1_message *m)
+{
+    return m->authority.len && m->method != HTTP1_M_CONNECT ? m->authority : m->host;
+}
+
+/* The origin-form part of the target: the path and query of an
+ * absolute-form target (possibly empty), else the target itself. */
+static struct http1_slice request_path(const struct http1_message *m)
+{
+    struct http1_slice t = m->target;
+    if (!m->authority.len || m->method == HTTP1_M_CONNECT)
+        return t;
+    size_t skip = (size_t)(m->authority.p + m->authority.len - t.p);
+    return (struct http1_slice){t.p + skip, t.len - skip};
+}
+
 static int build_request_head(struct http_conn *c, const struct http1_message *m)
 {
     struct buf *f = &c->fwd;
@@ -453,13 +473,28 @@ static int build_request_head(struct http_conn *c, const struct http1_message *m
     int rc = 0;
     rc |= fwd_put(f, m->method_str.p, m->method_str.len);
     rc |= fwd_puts(f, " ");
-    rc |= fwd_put(f, m->target.p, m->target.len);
+    /* An absolute-form target goes upstream in origin form with its
+     * authority as the Host, which is how it was routed. */
+    bool absolute = m->authority.len && m->method != HTTP1_M_CONNECT;
+    struct http1_slice path = request_path(m);
+    if (absolute && (!path.len || path.p[0] != '/'))
+        rc |= fwd_puts(f, "/");
+    rc |= fwd_put(f, path.p, path.len);
     rc |= fwd_puts(f, c->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+    if (absolute) {
+        rc |= fwd_puts(f, "Host: ");
+        rc |= fwd_put(f, m->authority.p, m->authority.len);
+        rc |= fwd_puts(f, "\r\n");
+    }
     const struct http1_header *xff = NULL;
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct http1_header *h = &m->headers[i];
         if (http1_is_hop_by_hop(m, h->name))
             continue;
+        if (absolute && name_is(h->name, "Host"))
+            continue; /* replaced by the target's authority above */
+        if (name_is(h->name, "Content-Length"))
+            continue; /* sent once, normalized, below */
         if (name_is(h->name, "X-Forwarded-For")) {
             xff = h; /* merged below, with the client's address last */
             continue;
@@ -484,6 +519,14 @@ static int build_request_head(struct http_conn *c, const struct http1_message *m
     }
     rc |= fwd_puts(f, c->peer_ip);
     rc |= fwd_puts(f, "\r\nX-Forwarded-Proto: http\r\n");
+    /* The parser accepted "5, 5" or two equal Content-Length fields (RFC
+     * 9110 §8.6); the backend gets exactly one plain value, so it cannot
+     * frame the body differently. */
+    if (m->body == HTTP1_BODY_LENGTH) {
+        char cl[48];
+        int n = snprintf(cl, sizeof cl, "Content-Length: %llu\r\n", (unsigned long long)m->content_length);
+        rc |= fwd_put(f, cl, (size_t)n);
+    }
     if (m->body == HTTP1_BODY_CHUNKED)
         rc |= fwd_puts(f, "Transfer-Encoding: chunked\r\n");
     if (c->want_upgrade) {
@@ -522,16 +565,20 @@ static int route_request(const struct cfg_listener *l, const struct http1_messag
 {
     int best = -1, best_host = -1;
     size_t best_len = 0;
+    struct http1_slice host = request_host(m), path = request_path(m);
     for (size_t i = 0; i < l->n_routes; i++) {
         const struct cfg_route *r = &l->routes[i];
         int host_score = 0;
         if (r->host) {
-            if (!host_matches(r->host, m->host))
+            if (!host_matches(r->host, host))
                 continue;
             host_score = r->host[0] == '*' ? 1 : 2;
         }
         size_t pl = strlen(r->path_prefix);
-        if (m->target.len < pl || memcmp(m->target.p, r->path_prefix, pl) != 0)
+        /* An absolute-form target without a path ("http://h" or
+         * "http://h?q") has the path "/" (RFC 9112 §3.2.2). */
+        bool root = pl == 1 && path.p != m->target.p && (!path.len || path.p[0] != '/');
+        if (!root && (path.len < pl || memcmp(path.p, r->path_prefix, pl) != 0))
             continue;
         if (host_score > best_host || (host_score == best_host && pl > best_len)) {
             best = (int)r->pool;
@@ -622,6 +669,7 @@ static void request_reset(struct http_conn *c)
     c->head_len = c->pos = c->req_ready = 0;
     c->req_left = 0;
     c->req_done = false;
+    c->req_abandoned = false;
     c->replayable = true;
     c->req_sent_any = false;
     c->tries = 0;
@@ -654,7 +702,11 @@ static void handle_request(struct http_conn *c, struct http1_message *m)
     if (m->body == HTTP1_BODY_CHUNKED)
         http1_chunked_init(&c->req_chunk);
     c->req_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
-    c->want_upgrade = m->upgrade && http1_find_header(m, "Upgrade") != NULL;
+    /* Not h2c: a cleartext HTTP/2 connection to the backend would carry
+     * requests this proxy never sees or routes. Without want_upgrade the
+     * Upgrade header (hop-by-hop) is dropped and the request is plain. */
+    const struct http1_header *upg = http1_find_header(m, "Upgrade");
+    c->want_upgrade = m->upgrade && upg && !http1_has_token(upg->value, "h2c");
     c->close_after = !m->keep_alive || w->draining;
     capture_log_fields(c, m, buf_head(&c->in));
 
@@ -842,7 +894,7 @@ static ssize_t send_some(int fd, const char *p, size_t len)
 static int request_body_validate(struct http_conn *c)
 {
     size_t avail = buf_len(&c->in) - c->pos - c->req_ready;
-    if (!avail || c->req_done)
+    if (!avail || c->req_done || c->req_abandoned)
         return 0;
     const char *p = buf_head(&c->in) + c->pos + c->req_ready;
     if (c->req_body == HTTP1_BODY_LENGTH) {
@@ -869,11 +921,19 @@ static bool request_body_complete(const struct http_conn *c)
     return c->req_chunk.done;
 }
 
+/* The client closed its side before the body was complete, and every body
+ * byte it did send has gone upstream: the request can never complete. */
+static bool request_body_truncated(const struct http_conn *c)
+{
+    return c->client_eof && !c->req_done && !c->req_abandoned && !c->resp_started && !c->req_ready &&
+           c->pos == buf_len(&c->in) && !request_body_complete(c);
+}
+
 /* Send the rewritten head, then body bytes, to the upstream. */
 static int upstream_send(struct http_conn *c)
 {
     struct upstream_conn *u = c->up;
-    if (!u || u->connecting)
+    if (!u || u->connecting || c->req_abandoned)
         return 0;
     if (c->fwd_sent < buf_len(&c->fwd)) {
         /* Head and the first body bytes in one system call. */
@@ -948,11 +1008,24 @@ static int put_status_and_headers(struct buf *o, const struct http1_message *m)
     int rc = buf_append(o, line, (size_t)n);
     rc |= buf_append(o, m->reason.p, m->reason.len);
     rc |= buf_append(o, "\r\n", 2);
+    bool has_cl = false;
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct http1_header *h = &m->headers[i];
         if (http1_is_hop_by_hop(m, h->name))
             continue;
+        if (name_is(h->name, "Content-Length")) {
+            has_cl = true; /* sent once, normalized, below */
+            continue;
+        }
         rc |= put_head_line(o, h->name, h->value);
+    }
+    /* One plain value even if the backend sent "5, 5" or the field twice,
+     * so the client cannot frame the body differently than we did. (Kept
+     * on bodiless responses too: there it describes the selected resource.) */
+    if (has_cl) {
+        char cl[48];
+        int cn = snprintf(cl, sizeof cl, "Content-Length: %llu\r\n", (unsigned long long)m->content_length);
+        rc |= buf_append(o, cl, (size_t)cn);
     }
     return rc;
 }
@@ -1051,6 +1124,21 @@ static int response_parse_head(struct http_conn *c)
     return 0;
 }
 
+/* Parse response heads while that makes progress: interim responses and
+ * the final head may arrive in one read. Returns -1 on a bad response. */
+static int response_read_heads(struct http_conn *c)
+{
+    struct upstream_conn *u = c->up;
+    while (!c->resp_head_done && buf_len(&u->in)) {
+        size_t had = buf_len(&u->in);
+        if (response_parse_head(c) < 0)
+            return -1;
+        if (buf_len(&u->in) == had)
+            break; /* incomplete, or waiting for room in c->out */
+    }
+    return 0;
+}
+
 static int response_body_validate(struct http_conn *c)
 {
     struct upstream_conn *u = c->up;
@@ -1099,6 +1187,8 @@ static int client_send(struct http_conn *c)
         while (n < 0 && errno == EINTR);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
+        if (n > 0 && c->resp_head_done)
+            c->resp_sent = true;
         size_t out_len = buf_len(&c->out);
         if ((size_t)n < out_len) {
             buf_consume(&c->out, (size_t)n);
@@ -1270,9 +1360,21 @@ static void conn_set_interest(struct http_conn *c)
             cev |= EPOLLOUT;
         break;
     }
-    ev_io_set(loop, &c->io, cev);
-    if (u)
-        ev_io_set(loop, &u->io, uev);
+    /* epoll reports an error or hang-up even with no events asked for, and
+     * keeps reporting it (level-triggered): a reset socket we are not
+     * reading, e.g. because the buffer it fills is full, would spin the
+     * loop. A socket with nothing to do leaves epoll until it has again;
+     * its error is then seen by the next read or write. */
+    if (cev)
+        ev_io_set(loop, &c->io, cev);
+    else
+        ev_io_stop(loop, &c->io);
+    if (u) {
+        if (uev)
+            ev_io_set(loop, &u->io, uev);
+        else
+            ev_io_stop(loop, &u->io);
+    }
 }
 
 /* READ_HEAD: parse what has arrived. Returns true if a request was taken. */
@@ -1336,13 +1438,11 @@ static void conn_progress(struct http_conn *c)
         case C_FORWARD: {
             if (request_body_validate(c) < 0) {
                 log_debug("client %s: invalid chunked body: %s", c->peer_ip, c->req_chunk.error_reason);
-                if (!c->resp_head_done) {
-                    request_detach_upstream(c, false);
-                    send_error(c, 400, c->req_chunk.error_reason ? c->req_chunk.error_reason : "invalid chunked body");
-                } else {
-                    conn_close(c);
-                    return;
-                }
+                /* The invalid bytes never reach the backend. The client gets
+                 * a 400 unless a response is already under way (then
+                 * send_error closes the connection). */
+                request_detach_upstream(c, false);
+                send_error(c, 400, c->req_chunk.error_reason ? c->req_chunk.error_reason : "invalid chunked body");
                 break;
             }
             if (upstream_send(c) < 0) {
@@ -1350,28 +1450,43 @@ static void conn_progress(struct http_conn *c)
                     upstream_failed(c, false, "upstream closed while the request was sent");
                     break;
                 }
-                c->req_ready = 0; /* the response is coming anyway; stop sending */
+                /* The backend answered and stopped reading (e.g. 413): send
+                 * no more body, deliver the response, then close, since the
+                 * rest of the body is still on its way to us. */
+                c->req_abandoned = true;
+                c->req_ready = 0;
+                c->close_after = true;
             }
             request_compact(c);
             struct upstream_conn *u = c->up;
             if (!u)
                 break;
-            if (!c->resp_head_done && buf_len(&u->in)) {
-                if (response_parse_head(c) < 0) {
-                    atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
-                    backend_report(c->w, c->pool, u->b, false);
-                    request_detach_upstream(c, false);
-                    request_fail(c, 502, "invalid response from the backend");
-                    break;
-                }
-                if (c->state == C_TUNNEL)
-                    break;
+            if (request_body_truncated(c)) {
+                /* The client half-closed in the middle of the body: the
+                 * request can never be completed, so do not wait for the
+                 * backend's timeout. */
+                request_detach_upstream(c, false);
+                send_error(c, 400, "request body ended early");
+                break;
             }
+            if (response_read_heads(c) < 0) {
+                atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
+                backend_report(c->w, c->pool, u->b, false);
+                request_detach_upstream(c, false);
+                request_fail(c, 502, "invalid response from the backend");
+                break;
+            }
+            if (c->state == C_TUNNEL)
+                break;
             if (c->resp_head_done && response_body_validate(c) < 0) {
                 log_warn("bad chunked response body from %s: %s", u->b->cfg->addr.text, c->resp_chunk.error_reason);
                 atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
-                conn_close(c); /* the head is gone already: cut the connection */
-                return;
+                backend_report(c->w, c->pool, u->b, false);
+                request_detach_upstream(c, false);
+                /* A 502 if the head has not left yet, else a cut connection:
+                 * the invalid bytes are never forwarded either way. */
+                request_fail(c, 502, "invalid response body from the backend");
+                break;
             }
             if (client_send(c) < 0) {
                 conn_close(c);
@@ -1381,8 +1496,9 @@ static void conn_progress(struct http_conn *c)
                 c->resp_done = true;
             if (u->eof && !c->resp_done && !buf_len(&u->in) && c->resp_head_done) {
                 atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
-                conn_close(c); /* truncated response */
-                return;
+                request_detach_upstream(c, false);
+                request_fail(c, 502, "the backend closed the connection in the middle of the response");
+                break;
             }
             if (u->eof && !c->resp_head_done) {
                 if (!c->resp_started) {
@@ -1494,7 +1610,7 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         u->connecting = false;
         set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
     }
-    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !u->eof) {
         if (buf_alloc(&u->in, in_cap(c->l->cfg)) < 0) {
             conn_close(c);
             return;

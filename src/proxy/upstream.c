@@ -70,13 +70,18 @@ void backend_report(struct worker *w, struct pool_rt *p, struct backend_rt *b, b
     uint64_t until = atomic_load(&sb->ejected_until_ms);
     if (until > now)
         return; /* another worker already ejected it */
-    uint32_t n = atomic_fetch_add(&sb->eject_count, 1);
+    /* Back-off from the ejections in a row so far. Only the worker whose
+     * compare-and-swap wins counts this ejection: when several workers see
+     * the failures at once, the back-off must still double once, not once
+     * per worker. */
+    uint32_t n = atomic_load(&sb->eject_count);
     uint64_t dur = pc->eject_ms;
     for (uint32_t i = 0; i < n && dur < pc->max_eject_ms; i++)
         dur *= 2;
     if (dur > pc->max_eject_ms)
         dur = pc->max_eject_ms;
     if (atomic_compare_exchange_strong(&sb->ejected_until_ms, &until, now + dur)) {
+        atomic_fetch_add(&sb->eject_count, 1);
         atomic_store(&sb->consecutive_fails, 0);
         log_warn("backend %s in pool %s ejected for %llu ms after %u consecutive failures",
                  b->cfg->addr.text, p->cfg->name, (unsigned long long)dur, fails);

@@ -23,14 +23,53 @@
 #define TICK_MS 100
 #define DRAIN_TIMEOUT_MS 30000
 
-static void listener_set_accepting(struct worker *w, bool on)
+/* Accepting is paused per listener: limits.max_connections belongs to one
+ * listener, and a listener at its limit must not stop the others. The
+ * listener's own io interest says whether it is paused. */
+static bool listener_pausable(const struct listener_rt *l)
 {
+    return l->cfg->proto != PROTO_UDP && l->fd >= 0;
+}
+
+static bool listener_paused(const struct listener_rt *l)
+{
+    return listener_pausable(l) && !(l->io.want & EPOLLIN);
+}
+
+/* Worth polling: below the limit, or (http) an idle keep-alive client can
+ * be evicted to make room for a new one. */
+static bool listener_can_take(struct worker *w, struct listener_rt *l)
+{
+    return !worker_at_limit(w, l) || (l->cfg->proto == PROTO_HTTP && w->idle_head);
+}
+
+static void listener_set_paused(struct worker *w, struct listener_rt *l, bool paused)
+{
+    if (!listener_pausable(l) || listener_paused(l) == paused)
+        return;
+    ev_io_set(w->loop, &l->io, paused ? 0 : EPOLLIN);
+    /* accept_paused: some listener is paused (checked before looking
+     * at every listener). */
+    if (paused)
+        w->accept_paused = true;
+}
+
+/* Resume every paused listener that may take a connection again. */
+static void listeners_resume(struct worker *w)
+{
+    if (!w->accept_paused || w->draining)
+        return;
+    bool still = false;
     for (size_t i = 0; i < w->n_listeners; i++) {
         struct listener_rt *l = &w->listeners[i];
-        if (l->cfg->proto == PROTO_UDP || l->fd < 0)
+        if (!listener_paused(l))
             continue;
-        ev_io_set(w->loop, &l->io, on ? EPOLLIN : 0);
+        if (listener_can_take(w, l))
+            listener_set_paused(w, l, false);
+        else
+            still = true;
     }
+    w->accept_paused = still;
 }
 
 bool worker_at_limit(struct worker *w, struct listener_rt *l)
@@ -48,10 +87,8 @@ void worker_conn_closed(struct worker *w, struct listener_rt *l)
 {
     w->n_conns--;
     atomic_fetch_sub_explicit(&l->ctr->active, 1, memory_order_relaxed);
-    if (w->accept_paused && !w->draining && !worker_at_limit(w, l)) {
-        w->accept_paused = false;
-        listener_set_accepting(w, true);
-    }
+    if (w->accept_paused && !w->draining && listener_paused(l) && !worker_at_limit(w, l))
+        listener_set_paused(w, l, false); /* accept_paused is tidied on the tick */
 }
 
 static void listener_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
@@ -62,12 +99,12 @@ static void listener_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         http_accept(l);
     else
         stream_tcp_accept(l);
-    /* Still at the limit with connections waiting: stop polling the
-     * listener until one closes, instead of spinning on it. */
-    if (worker_at_limit(w, l) && !w->accept_paused) {
-        w->accept_paused = true;
-        listener_set_accepting(w, false);
-    }
+    /* Still at the limit with connections waiting: stop polling this
+     * listener until one closes, instead of spinning on it. An http
+     * listener with idle keep-alive clients keeps polling: the accept
+     * evicts one of them for each newcomer. */
+    if (l->fd >= 0 && !listener_can_take(w, l))
+        listener_set_paused(w, l, true);
 }
 
 static size_t open_work(struct worker *w)
@@ -104,10 +141,13 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
         pool_refresh(w, &w->pools[p]);
     http_tick(w);
     stream_tick(w);
+    /* A paused listener may take connections again without one of its own
+     * closing (a client became idle and can be evicted). */
+    listeners_resume(w);
     if (w->draining) {
-        size_t open = http_drain(w) ;
+        http_drain(w);
         stream_drain(w);
-        open = open_work(w);
+        size_t open = open_work(w);
         if (open == 0 || ev_now(loop) >= w->drain_deadline) {
             if (open)
                 log_warn("worker %u: drain timeout, closing %zu connections", w->id, open);

@@ -718,3 +718,140 @@ def test_client_abort_mid_upload_and_mid_download(sluice, raw_servers):
     with HttpClient(proxy.port) as c:
         c.send(b"PUT /ok HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
         assert c.read_response().status == 200
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_no_busy_loop_after_upstream_reset_with_slow_client(sluice, raw_servers):
+    """The backend resets the connection while the client is not reading: the
+    worker must wait for the client quietly, not spin on the hang-up."""
+    def handler(conn, srv):
+        conn.read_head()
+        conn.sock.settimeout(0.5)
+        try:
+            conn.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"z" * (32 * MIB))
+        except (socket.timeout, OSError):
+            pass
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    srv = raw_servers(handler)
+    proxy = start_proxy(sluice, {"a": [srv.addr]}, timeouts={"upstream_response": "10s"})
+    worker, = child_pids(proxy.proc.pid)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(get("/"))
+        time.sleep(1.0)               # the backend has sent what fits, then reset
+        before = cpu_seconds(worker)
+        time.sleep(1.0)
+        used = cpu_seconds(worker) - before
+        # Drain: the client gets what the proxy had, then a close (the body was cut short).
+        data = recv_until_close(s, timeout=10, limit=1 << 30)
+    assert used < 0.2, "worker used %.2f s of CPU in 1 s while waiting" % used
+    assert data.startswith(b"HTTP/1.1 200 ") and len(data) < 100000000
+
+
+def test_absolute_form_target_routes_by_its_authority(sluice, backends):
+    """The backend reads the authority of an absolute-form target, not Host
+    (RFC 9112 §3.2.2): the proxy must route on it too, or the two disagree."""
+    api, public = backends(2)
+    proxy = start_proxy(sluice, {"api": [api.address], "public": [public.address]},
+                        routes=[("api.example.com", "/v1", "api"), ("public.test", None, "public")])
+    with HttpClient(proxy.port) as c:
+        c.send(b"GET http://api.example.com/v1/x?q=1 HTTP/1.1\r\nHost: public.test\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.header("x-backend") == "b1"
+        c.send(b"GET http://public.test HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.header("x-backend") == "b2"
+        c.send(b"GET http://api.example.com/v2 HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        assert c.read_response().status == 404
+    # Upstream, the target is in origin form and Host is the authority.
+    assert api.requests[0]["path"] == "/v1/x?q=1" and api.requests[0]["headers"]["Host"] == "api.example.com"
+    assert public.requests[0]["path"] == "/" and public.requests[0]["headers"]["Host"] == "public.test"
+
+
+def test_retry_after_connect_timeout_replays_large_body(sluice, backends):
+    """While the first backend does not accept, the client fills the proxy's
+    buffer; the body must still be replayed in full on the next backend."""
+    hole = Blackhole()
+    try:
+        if not hole.reliable:
+            pytest.skip("could not fill the accept queue of a loopback listener")
+        b, = backends(1)
+        proxy = start_proxy(sluice, {"app": [hole.addr, b.address]}, retries=1,
+                            timeouts={"connect": "300ms"})
+        body = os.urandom(2 * MIB)
+        for i in range(2):   # round robin: one of the two starts with the black hole
+            with HttpClient(proxy.port) as c:
+                c.send(b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body))
+                c.send(body)
+                r = c.read_response()
+                assert r.status == 200, r.raw_head
+                assert r.body == backend_body("b1", "POST", "/big", body)
+    finally:
+        hole.close()
+
+
+def test_client_connection_close_honoured(sluice, backends):
+    b, = backends(1)
+    proxy = start_proxy(sluice, {"app": [b.address]})
+    with HttpClient(proxy.port) as c:
+        c.send(get("/bye", extra=b"Connection: close\r\n"))
+        r = c.read_response()
+        assert r.status == 200 and r.header("connection") == "close"
+        assert is_closed(c.sock, 3)
+    # The upstream connection is still pooled: the client's close is hop-by-hop.
+    with HttpClient(proxy.port) as c:
+        c.send(get("/again"))
+        assert c.read_response().status == 200
+    assert len(b.client_ports()) == 1
+
+
+def test_backend_connection_close_not_reused(sluice, raw_servers):
+    srv = raw_servers(scripted_handler([b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye"],
+                                       close_after=True))
+    proxy = start_proxy(sluice, {"a": [srv.addr]})
+    with HttpClient(proxy.port) as c:
+        for _ in range(3):
+            c.send(get("/"))
+            r = c.read_response()
+            # The client's connection stays open: Connection is hop-by-hop.
+            assert r.status == 200 and r.body == b"bye" and "connection" not in r.headers
+    assert srv.connections() == 3
+
+
+def test_response_delimited_by_close(sluice, raw_servers):
+    body = os.urandom(300000)
+    srv = raw_servers(scripted_handler([b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n" + body], close_after=True))
+    proxy = start_proxy(sluice, {"a": [srv.addr]})
+    with HttpClient(proxy.port) as c:
+        c.send(get("/"))
+        r = c.read_response()
+        assert r.status == 200 and r.header("connection") == "close" and r.body == body
+
+
+def test_equal_content_lengths_forwarded_as_one(sluice, raw_servers):
+    srv = raw_servers(scripted_handler([b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok"]))
+    proxy = start_proxy(sluice, {"a": [srv.addr]})
+    with HttpClient(proxy.port) as c:
+        c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\nabc")
+        r = c.read_response()
+    assert r.status == 200 and r.body == b"ok"
+    assert r.raw_head.lower().count(b"content-length") == 1 and r.headers["content-length"] == ["2"]
+    _, fh = parse_head(srv.log[0]["head"])
+    assert fh["content-length"] == ["3"]
+
+
+def test_h2c_upgrade_is_not_tunnelled(sluice, raw_servers):
+    """A cleartext HTTP/2 tunnel would carry requests the proxy never routes."""
+    srv = raw_servers(upgrade_echo_handler)
+    proxy = start_proxy(sluice, {"ws": [srv.addr]})
+    with HttpClient(proxy.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+               b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"plain\n"
+    _, fh = parse_head(srv.log[0]["head"])
+    assert "upgrade" not in fh and "http2-settings" not in fh

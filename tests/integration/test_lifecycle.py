@@ -422,6 +422,7 @@ def test_idle_flood_is_bounded(sluice, backends):
         first = time.time() - t0
         for _ in range(5):
             assert fresh_get(port, timeout=15)[0] == 200
+        print("fresh client served after %.2fs" % first)
         assert first < 10, first
         assert s.proc.poll() is None
 
@@ -448,3 +449,150 @@ def test_idle_flood_is_bounded(sluice, backends):
             c.close()
     assert fresh_get(port)[0] == 200
     assert "AddressSanitizer" not in s.read_log()
+
+
+def two_listener_config(port_a, port_b, aport, backend, limit_a):
+    return ("admin: { listen: 127.0.0.1:%d }\n"
+            "pools:\n  - name: app\n    backends: [%s]\n"
+            "listeners:\n"
+            "  - name: small\n    listen: 127.0.0.1:%d\n    pool: app\n"
+            "    limits: { max_connections: %d }\n"
+            "  - name: big\n    listen: 127.0.0.1:%d\n    pool: app\n"
+            % (aport, backend, port_a, limit_a, port_b))
+
+
+def test_connection_limit_is_per_listener(sluice, backends):
+    """One listener at its limit must not stop the others from accepting."""
+    bs = backends(1)
+    pa, pb, aport = free_port(), free_port(), free_port()
+    sluice(two_listener_config(pa, pb, aport, bs[0].address, 5), wait_ports=[pb, aport])
+    held = [socket.create_connection(("127.0.0.1", pa), timeout=5) for _ in range(5)]
+    try:
+        time.sleep(0.3)
+        waiting = socket.create_connection(("127.0.0.1", pa), timeout=5)   # queued by the kernel
+        t0 = time.time()
+        for _ in range(3):
+            assert fresh_get(pb, timeout=5)[0] == 200
+        assert time.time() - t0 < 2
+        # When a held connection goes away, the queued one is served.
+        held.pop().close()
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        waiting.settimeout(5)
+        assert waiting.recv(100).startswith(b"HTTP/1.1 200")
+        waiting.close()
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_idle_keepalive_clients_evicted_at_limit(sluice, backends):
+    """At the limit, an idle keep-alive client makes room for a new one."""
+    import http.client
+    bs = backends(1)
+    pa, pb, aport = free_port(), free_port(), free_port()
+    sluice(two_listener_config(pa, pb, aport, bs[0].address, 4), wait_ports=[pb, aport])
+    idle = []
+    for _ in range(4):
+        c = http.client.HTTPConnection("127.0.0.1", pa, timeout=5)
+        c.request("GET", "/")
+        assert c.getresponse().read()
+        idle.append(c)
+    try:
+        time.sleep(0.3)
+        t0 = time.time()
+        for _ in range(3):
+            assert fresh_get(pa, timeout=5)[0] == 200
+        assert time.time() - t0 < 3
+    finally:
+        for c in idle:
+            c.close()
+
+
+def metric(aport, name, **labels):
+    from helpers import admin
+    st, raw = admin(aport, "GET", "/metrics")
+    assert st == 200
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in raw.decode().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            lab = line[len(name):].split(" ")[0].strip("{}")
+            if all(('%s="%s"' % kv) in lab for kv in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no %s{%s} in /metrics" % (name, want))
+
+
+def test_reload_keeps_runtime_state(sluice, backends):
+    bs = backends(2)
+    dead = "127.0.0.1:%d" % free_port()
+    port, aport = free_port(), free_port()
+    hc = "health_check: { type: tcp, interval: 100ms, timeout: 100ms, rise: 2, fall: 1 }"
+    text = make_config(port, aport, [(bs[0].address, 1), (bs[1].address, 1), (dead, 1)], extra_pool=hc)
+    s = sluice(text, wait_ports=[port, aport], workers=2)
+    assert wait_for(lambda: pool_backends(aport, "app")[dead]["state"] == "down", timeout=3)
+    assert admin_json(aport, "PATCH", "/api/pools/app/backends/%s" % bs[0].address, {"weight": 4})[0] == 200
+    assert admin_json(aport, "POST", "/api/pools/app/backends/%s/disable" % bs[1].address)[0] == 200
+    time.sleep(0.5)
+    assert all(fresh_get(port)[1]["x-backend"] == "b1" for _ in range(10))
+    requests_before = pool_backends(aport, "app")[bs[0].address]["counters"]["requests"]
+    listener_before = metric(aport, "sluice_listener_requests_total", listener="web")
+    assert listener_before >= 10
+
+    s.reload(text)   # the same file
+    assert wait_for(lambda: status(aport)["reloads"] == 1, timeout=5)
+    info = pool_backends(aport, "app")
+    assert info[bs[0].address]["weight"] == 4            # API change kept: the file did not change it
+    assert info[bs[1].address]["admin"] == "disabled"
+    assert info[dead]["state"] == "down"                 # no traffic to it while checks restart
+    assert info[bs[0].address]["counters"]["requests"] >= requests_before
+    assert metric(aport, "sluice_listener_requests_total", listener="web") >= listener_before
+    assert all(fresh_get(port)[1]["x-backend"] == "b1" for _ in range(10))
+    assert pool_backends(aport, "app")[dead]["counters"]["connect_failures"] == 0
+
+    # A new weight in the file wins over the API's.
+    s.reload(make_config(port, aport, [(bs[0].address, 7), (bs[1].address, 1), (dead, 1)], extra_pool=hc))
+    assert wait_for(lambda: pool_backends(aport, "app")[bs[0].address]["weight"] == 7, timeout=5)
+
+
+def test_reload_removes_and_adds_listeners(sluice, backends):
+    bs = backends(1)
+    bs[0].delay = 0.0
+    port, gone, added, aport = free_port(), free_port(), free_port(), free_port()
+    base = make_config(port, aport, [(bs[0].address, 1)])
+    s = sluice(base + "  - name: gone\n    listen: 127.0.0.1:%d\n    pool: app\n" % gone,
+               wait_ports=[port, gone, aport], workers=2)
+    # A slow request keeps the old generation draining for a while.
+    bs[0].delay = 2.0
+    result = []
+    t = threading.Thread(target=lambda: result.append(fresh_get(port, "/slow", timeout=10)))
+    t.start()
+    assert wait_for(lambda: bs[0].count() == 1, timeout=3)
+    s.reload(base + "  - name: added\n    listen: 127.0.0.1:%d\n    pool: app\n" % added)
+    assert wait_for(lambda: status(aport)["reloads"] == 1, timeout=5)
+    bs[0].delay = 0.0
+
+    def refused(p):
+        try:
+            socket.create_connection(("127.0.0.1", p), timeout=0.5).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    # The removed listener refuses at once, although old workers still run.
+    assert wait_for(lambda: refused(gone), timeout=1.0)
+    assert fresh_get(added)[0] == 200
+    assert fresh_get(port)[0] == 200
+    t.join(5)
+    assert result and result[0][0] == 200
+
+
+def test_pid_file_and_sigint(sluice, backends, tmp_path):
+    bs = backends(1)
+    port, aport = free_port(), free_port()
+    pid_file = tmp_path / "sluice.pid"
+    s = sluice(make_config(port, aport, [(bs[0].address, 1)]), wait_ports=[port, aport],
+               extra_args=["--pid-file", str(pid_file)])
+    assert int(pid_file.read_text()) == s.proc.pid
+    s.proc.send_signal(signal.SIGINT)
+    assert s.proc.wait(timeout=10) == 0
+    assert not pid_file.exists()

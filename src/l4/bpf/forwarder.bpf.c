@@ -1,0 +1,869 @@
+/* Sluice L4 forwarder: the XDP data plane.
+ *
+ * Packet walk (docs/l4-dataplane.md has the long form):
+ *   Ethernet [+ one 802.1Q/802.1ad tag] -> IPv4 (IHL 5, unfragmented) or
+ *   IPv6 (no extension headers) -> TCP/UDP ports, or ICMP
+ *   -> VIP lookup {dst, dport, proto}
+ *   -> connection table (per-CPU LRU) -> on a miss, Maglev by flow hash
+ *   -> DR (MAC rewrite) or TUN (IPIP / IP6IP6 encapsulation), XDP_TX or
+ *      bpf_redirect().
+ * ICMP echo requests to a VIP are answered here; ICMP frag-needed and ICMPv6
+ * packet-too-big are sent to the real that owns the flow in their inner
+ * header.
+ *
+ * Policy: a packet is only rewritten when every header it depends on has been
+ * read and checked. What is not ours, or not understood (non-IP, IP options,
+ * fragments, IPv6 extension headers, other protocols), goes to the kernel
+ * stack untouched. What is broken (a header cut short by the frame, lengths
+ * that contradict each other) is dropped: the stack would drop it as well,
+ * so dropping here changes nothing but the cost. Every packet counts in
+ * exactly one disposition reason (enum l4_reason).
+ *
+ * Loops: none. Every header has a fixed size once options are excluded, so
+ * all offsets are one of a few constants and each access is preceded by an
+ * explicit bounds check against data_end.
+ */
+#include "vmlinux.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "l4/bpf/l4_hash.h"
+#include "l4/bpf/l4_maps.h"
+
+/* Not in vmlinux.h (they are #defines in the uapi headers). */
+#define ETH_P_IP      0x0800
+#define ETH_P_IPV6    0x86DD
+#define ETH_P_8021Q   0x8100
+#define ETH_P_8021AD  0x88A8
+#define IP_MF         0x2000
+#define IP_DF         0x4000
+#define IP_OFFSET     0x1FFF
+#define PROTO_ICMP    1
+#define PROTO_IPIP    4
+#define PROTO_TCP     6
+#define PROTO_UDP     17
+#define PROTO_IPV6    41
+#define PROTO_ICMPV6  58
+#define ICMP_ECHOREPLY      0
+#define ICMP_DEST_UNREACH   3
+#define ICMP_FRAG_NEEDED    4
+#define ICMP_ECHO           8
+#define ICMPV6_PKT_TOOBIG   2
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY   129
+#define NSEC_PER_SEC  1000000000ULL
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* ---- load-time settings (.rodata: fixed once loaded, so the verifier and
+ * the JIT see them as constants) ---- */
+
+const volatile __u32 maglev_m = L4_MAGLEV_DEFAULT_M;            /* prime */
+const volatile __u32 maglev_tables = L4_MAGLEV_DEFAULT_TABLES;
+const volatile __u32 flow_seed = L4_DEFAULT_FLOW_SEED;
+
+/* ---- maps (struct layouts in l4_maps.h) ---- */
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, L4_MAX_VIPS);
+    __type(key, struct l4_vip_key);
+    __type(value, struct l4_vip_meta);
+} vips SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, L4_MAX_REALS);
+    __type(key, __u32);
+    __type(value, struct l4_real);
+} reals SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, L4_MAGLEV_DEFAULT_TABLES * L4_MAGLEV_DEFAULT_M);
+    __type(key, __u32);
+    __type(value, __u32);
+} maglev SEC(".maps");
+
+/* Per-CPU LRU with per-CPU LRU lists: no lock shared between CPUs on the
+ * insert path. DR and TUN flows stay on the CPU RSS chose for them. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+    __uint(map_flags, BPF_F_NO_COMMON_LRU);
+    __uint(max_entries, L4_CONN_ENTRIES);
+    __type(key, struct l4_flow_key);
+    __type(value, struct l4_conn);
+} conn SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct l4_cfg);
+} l4_config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct l4_flood);
+} flood SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, L4_MAX_SERVICES);
+    __type(key, __u32);
+    __type(value, struct l4_counter);
+} vip_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, L4_MAX_REALS);
+    __type(key, __u32);
+    __type(value, struct l4_counter);
+} real_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, L4_R__COUNT);
+    __type(key, __u32);
+    __type(value, struct l4_counter);
+} reasons SEC(".maps");
+
+/* ---- counters ---- */
+
+static __always_inline void count_in(void *map, __u32 idx, __u64 bytes)
+{
+    struct l4_counter *c = bpf_map_lookup_elem(map, &idx);
+
+    if (c) {
+        c->packets++;
+        c->bytes += bytes;
+    }
+}
+
+/* Count a pass or drop disposition and return its verdict. */
+static __always_inline int finish(enum l4_reason r, __u64 bytes)
+{
+    count_in(&reasons, r, bytes);
+    return r >= L4_R_DROP_TRUNCATED ? XDP_DROP : XDP_PASS;
+}
+
+/* ---- checksums (RFC 1071 sums over native 16-bit words; the one's
+ * complement sum does not depend on byte order as long as every word is
+ * read the same way) ---- */
+
+static __always_inline __u16 csum_fold(__u32 s)
+{
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return (__u16)~s;
+}
+
+/* RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). Never produces the 0x0000 vs
+ * 0xffff ambiguity of eqn. 2. */
+static __always_inline void csum_replace16(__u16 *sum, __u16 old, __u16 new)
+{
+    __u32 s = (__u16)~*sum;
+
+    s += (__u16)~old;
+    s += new;
+    *sum = csum_fold(s);
+}
+
+static __always_inline __u16 ip4_hdr_csum(const struct iphdr *ip)
+{
+    const __u16 *w = (const __u16 *)ip;
+    __u32 s = 0;
+
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(*ip) / 2); i++)
+        s += w[i];
+    return csum_fold(s);
+}
+
+/* ---- parsing ---- */
+
+struct pkt {
+    __u32 l3_off;       /* 14, or 18 behind one VLAN tag */
+    __u32 l4_off;       /* l3_off + 20 or + 40 (no options, no ext headers) */
+    __u32 ip_len;       /* IP total length (header + payload) */
+    __be16 vlan_tpid;   /* 0 when untagged */
+    __be16 vlan_tci;
+    __u8 v6;
+    __u8 tos;           /* IPv4 TOS / IPv6 traffic class: copied outward */
+    __u8 pad[2];
+    struct l4_flow_key key;
+};
+
+/* Offsets read back from struct pkt can reach the verifier as unbounded
+ * scalars (narrow stack slots are not always tracked), and a packet pointer
+ * plus an unbounded scalar cannot be range-checked. These re-bound them to
+ * what parse() can produce before any pointer arithmetic. */
+#define L3_OFF_MAX (14 + 4)
+#define L4_OFF_MAX (L3_OFF_MAX + 40)
+
+/* Internal parse results beyond enum l4_reason. */
+#define PARSE_L4   (L4_R__COUNT + 1)  /* TCP or UDP: key is filled */
+#define PARSE_ICMP (L4_R__COUNT + 2)  /* ICMP / ICMPv6 header present */
+
+static __always_inline void v4_mapped(__be32 out[4], __be32 a)
+{
+    out[0] = 0;
+    out[1] = 0;
+    out[2] = bpf_htonl(0xffff);
+    out[3] = a;
+}
+
+static __always_inline int parse_ipv4(void *data, void *data_end, struct pkt *p)
+{
+    struct iphdr *ip = data + p->l3_off;
+    __u64 frame = data_end - data;
+    __u8 vihl;
+    __u32 tot;
+
+    if ((void *)(ip + 1) > data_end)
+        return L4_R_DROP_TRUNCATED;
+    vihl = *(__u8 *)ip;
+    if ((vihl >> 4) != 4 || (vihl & 0xf) < 5)
+        return L4_R_DROP_BAD_L3;
+    tot = bpf_ntohs(ip->tot_len);
+    if (tot < (__u32)(vihl & 0xf) * 4)
+        return L4_R_DROP_BAD_L3;
+    if (p->l3_off + tot > frame)
+        return L4_R_DROP_TRUNCATED;
+    /* Options change the L4 offset and may carry source routes: the stack
+     * handles them (rare in practice; counted). */
+    if ((vihl & 0xf) != 5)
+        return L4_R_PASS_IP_OPTIONS;
+    /* Every fragment, first or not: forwarding the first by its ports while
+     * the rest (which have none) go elsewhere would split the datagram. */
+    if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+        return L4_R_PASS_FRAGMENT;
+
+    p->ip_len = tot;
+    p->tos = ip->tos;
+    p->l4_off = p->l3_off + sizeof(*ip);
+    v4_mapped(p->key.src, ip->saddr);
+    v4_mapped(p->key.dst, ip->daddr);
+    p->key.proto = ip->protocol;
+    if (ip->protocol == PROTO_ICMPV6)  /* ICMPv6 inside IPv4: not ours */
+        return L4_R_PASS_OTHER_L4;
+    return 0;
+}
+
+static __always_inline int parse_ipv6(void *data, void *data_end, struct pkt *p)
+{
+    struct ipv6hdr *ip6 = data + p->l3_off;
+    __u64 frame = data_end - data;
+    __u32 w0, plen;
+    __u8 nh;
+
+    if ((void *)(ip6 + 1) > data_end)
+        return L4_R_DROP_TRUNCATED;
+    w0 = bpf_ntohl(*(__be32 *)ip6);
+    if ((w0 >> 28) != 6)
+        return L4_R_DROP_BAD_L3;
+    plen = bpf_ntohs(ip6->payload_len);
+    if (p->l3_off + sizeof(*ip6) + plen > frame)
+        return L4_R_DROP_TRUNCATED;
+
+    nh = ip6->nexthdr;
+    switch (nh) {
+    case PROTO_TCP:
+    case PROTO_UDP:
+    case PROTO_ICMPV6:
+        break;
+    case 44: /* fragment header */
+        return L4_R_PASS_FRAGMENT;
+    case 0:   /* hop-by-hop (also jumbograms, payload_len 0) */
+    case 43:  /* routing */
+    case 50:  /* ESP */
+    case 51:  /* AH */
+    case 60:  /* destination options */
+    case 135: /* mobility */
+    case 139: /* HIP */
+    case 140: /* shim6 */
+    case 253: /* experimental */
+    case 254:
+        return L4_R_PASS_IPV6_EXT;
+    default:
+        return L4_R_PASS_OTHER_L4;
+    }
+
+    p->v6 = 1;
+    p->ip_len = sizeof(*ip6) + plen;
+    p->tos = (w0 >> 20) & 0xff;
+    p->l4_off = p->l3_off + sizeof(*ip6);
+    __builtin_memcpy(p->key.src, &ip6->saddr, 16);
+    __builtin_memcpy(p->key.dst, &ip6->daddr, 16);
+    p->key.proto = nh;
+    return 0;
+}
+
+/* Ports (TCP/UDP) after checking the L4 header against both the frame and
+ * the IP length. */
+static __always_inline int parse_l4(void *data, void *data_end, struct pkt *p)
+{
+    __u32 ip_end = p->l3_off + p->ip_len;
+    void *l4 = data + p->l4_off;
+
+    switch (p->key.proto) {
+    case PROTO_TCP: {
+        struct tcphdr *th = l4;
+        __u32 doff;
+
+        if (p->l4_off + sizeof(*th) > ip_end)
+            return L4_R_DROP_BAD_L4;
+        if ((void *)(th + 1) > data_end)
+            return L4_R_DROP_TRUNCATED;
+        doff = (((__u8 *)th)[12] >> 4) * 4;
+        if (doff < sizeof(*th) || p->l4_off + doff > ip_end)
+            return L4_R_DROP_BAD_L4;
+        p->key.sport = th->source;
+        p->key.dport = th->dest;
+        return PARSE_L4;
+    }
+    case PROTO_UDP: {
+        struct udphdr *uh = l4;
+        __u32 ulen;
+
+        if (p->l4_off + sizeof(*uh) > ip_end)
+            return L4_R_DROP_BAD_L4;
+        if ((void *)(uh + 1) > data_end)
+            return L4_R_DROP_TRUNCATED;
+        ulen = bpf_ntohs(uh->len);
+        if (ulen < sizeof(*uh) || p->l4_off + ulen > ip_end)
+            return L4_R_DROP_BAD_L4;
+        p->key.sport = uh->source;
+        p->key.dport = uh->dest;
+        return PARSE_L4;
+    }
+    case PROTO_ICMP:
+    case PROTO_ICMPV6:
+        /* 8 bytes: type, code, checksum and the 4-byte rest of header. */
+        if (p->l4_off + 8 > ip_end)
+            return L4_R_DROP_BAD_L4;
+        if (l4 + 8 > data_end)
+            return L4_R_DROP_TRUNCATED;
+        return PARSE_ICMP;
+    default:
+        return L4_R_PASS_OTHER_L4;
+    }
+}
+
+static __always_inline int parse(void *data, void *data_end, struct pkt *p)
+{
+    struct ethhdr *eth = data;
+    __be16 proto;
+    int rc;
+
+    if ((void *)(eth + 1) > data_end)
+        return L4_R_DROP_TRUNCATED;
+    proto = eth->h_proto;
+    p->l3_off = sizeof(*eth);
+    if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+        struct vlan_hdr *vh = data + sizeof(*eth);
+
+        if ((void *)(vh + 1) > data_end)
+            return L4_R_DROP_TRUNCATED;
+        p->vlan_tpid = proto;
+        p->vlan_tci = vh->h_vlan_TCI;
+        proto = vh->h_vlan_encapsulated_proto;
+        p->l3_off += sizeof(*vh);
+    }
+
+    /* A second tag (QinQ) lands here as "not IP": one tag is the limit. */
+    if (proto == bpf_htons(ETH_P_IP))
+        rc = parse_ipv4(data, data_end, p);
+    else if (proto == bpf_htons(ETH_P_IPV6))
+        rc = parse_ipv6(data, data_end, p);
+    else
+        return L4_R_PASS_NOT_IP;
+    if (rc)
+        return rc;
+    return parse_l4(data, data_end, p);
+}
+
+/* ---- real selection ---- */
+
+/* The SYN guard: may this CPU insert one more connection entry in the
+ * current one-second window? Over the cap, flows are still forwarded (by
+ * Maglev, which needs no state) but not remembered, so a flood of new
+ * 5-tuples cannot push established flows out of the LRU. */
+static __always_inline bool flood_allow(const struct l4_cfg *cfg)
+{
+    __u32 zero = 0;
+    struct l4_flood *f;
+    __u64 now;
+
+    if (!cfg->new_flow_cap)
+        return true;
+    f = bpf_map_lookup_elem(&flood, &zero);
+    if (!f)
+        return true;
+    now = bpf_ktime_get_ns();
+    if (now - f->window_start >= NSEC_PER_SEC) {
+        f->window_start = now;
+        f->inserted = 0;
+    }
+    if (f->inserted >= cfg->new_flow_cap)
+        return false;
+    f->inserted++;
+    return true;
+}
+
+static __always_inline struct l4_real *active_real(__u32 idx)
+{
+    struct l4_real *r;
+
+    if (!idx)
+        return NULL;
+    r = bpf_map_lookup_elem(&reals, &idx);
+    if (!r || !(r->flags & L4_REAL_F_ACTIVE))
+        return NULL;
+    return r;
+}
+
+/* The real for a flow: the connection table first, then Maglev. `track`
+ * is false for ICMP errors, which must not create state or count as flows.
+ * An entry whose real has gone inactive is treated as a miss, so a removed
+ * real's flows move to the Maglev choice. */
+static __always_inline struct l4_real *pick_real(const struct pkt *p, const struct l4_vip_meta *vip,
+                                                 const struct l4_cfg *cfg, bool track,
+                                                 __u32 *real_idx, __u32 *hash)
+{
+    bool use_ct = !(vip->flags & L4_VIP_F_NO_CT);
+    struct l4_real *r;
+    __u32 slot, h, idx, *m;
+
+    if (use_ct) {
+        struct l4_conn *c = bpf_map_lookup_elem(&conn, &p->key);
+
+        if (c) {
+            r = active_real(c->real);
+            if (r) {
+                if (track)
+                    count_in(&reasons, L4_R_CT_HIT, 0);
+                *real_idx = c->real;
+                *hash = c->hash;
+                return r;
+            }
+        }
+        if (track)
+            count_in(&reasons, L4_R_CT_MISS, 0);
+    }
+
+    h = l4_flow_hash(&p->key, flow_seed);
+    /* A table id past the configured count would index another service's
+     * table (table * M wraps nothing, but would land in someone else's
+     * slots): refuse it. */
+    if (vip->table >= maglev_tables)
+        return NULL;
+    slot = vip->table * maglev_m + l4_maglev_slot(h, maglev_m);
+    m = bpf_map_lookup_elem(&maglev, &slot);
+    if (!m)
+        return NULL;
+    idx = *m;
+    r = active_real(idx);
+    if (!r)
+        return NULL;
+
+    if (track && use_ct) {
+        if (flood_allow(cfg)) {
+            struct l4_conn v = { .real = idx, .hash = h };
+
+            bpf_map_update_elem(&conn, &p->key, &v, BPF_ANY);
+        } else {
+            count_in(&reasons, L4_R_CT_GUARD_SKIP, 0);
+        }
+    }
+    *real_idx = idx;
+    *hash = h;
+    return r;
+}
+
+/* ---- forwarding ---- */
+
+static __always_inline int tx_verdict(const struct l4_cfg *cfg)
+{
+    if (cfg->tx_ifindex)
+        return bpf_redirect(cfg->tx_ifindex, 0);
+    return XDP_TX;
+}
+
+/* DR: the real holds the VIP on a loopback, so only the Ethernet header
+ * changes; IP and L4 bytes (and their checksums) stay as the client sent
+ * them. */
+static __always_inline int fwd_dr(struct xdp_md *ctx, const struct l4_real *r, const struct l4_cfg *cfg)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct ethhdr *eth = data;
+
+    if ((void *)(eth + 1) > data_end)
+        return L4_R_DROP_TRUNCATED;
+    __builtin_memcpy(eth->h_dest, r->mac, 6);
+    __builtin_memcpy(eth->h_source, cfg->src_mac, 6);
+    return L4_R_FWD_DR;
+}
+
+/* TUN outer IPv4 source: the configured prefix with its host bits taken
+ * from the flow hash. A flow always gets the same source; different flows
+ * get different ones, so the real's NIC spreads them over its queues by
+ * RSS on the outer header. */
+static __always_inline __be32 tun_src4(const struct l4_cfg *cfg, __u32 hash)
+{
+    __u32 plen = cfg->tun_src4_plen;
+    __u32 host = plen >= 32 ? 0 : 0xffffffffu >> plen;
+
+    return bpf_htonl((bpf_ntohl(cfg->tun_src4) & ~host) | (hash & host));
+}
+
+/* IPv6: the hash fills at most the last 32 host bits; the rest of the
+ * address is the prefix as configured. */
+static __always_inline void tun_src6(const struct l4_cfg *cfg, __u32 hash, struct in6_addr *out)
+{
+    __u32 plen = cfg->tun_src6_plen;
+    __u32 host;
+
+    if (plen >= 128)
+        host = 0;
+    else if (plen <= 96)
+        host = 0xffffffffu;
+    else
+        host = 0xffffffffu >> (plen - 96);
+    __builtin_memcpy(out, cfg->tun_src6, 16);
+    out->in6_u.u6_addr32[3] = bpf_htonl((bpf_ntohl(cfg->tun_src6[3]) & ~host) | (hash & host));
+}
+
+/* TUN: put an outer IPv4 (IPIP, or 6in4) or IPv6 (IP6IP6, or 4in6) header
+ * between the L2 header and the packet, chosen by the real's family. The
+ * L2 header is rebuilt in front (the old one is partly overwritten), with
+ * the VLAN tag kept and the ethertype of the outer family. */
+static __always_inline int fwd_tun(struct xdp_md *ctx, const struct pkt *p, const struct l4_real *r,
+                                   __u32 hash, const struct l4_cfg *cfg)
+{
+    bool outer6 = r->flags & L4_REAL_F_V6;
+    int hdr = outer6 ? (int)sizeof(struct ipv6hdr) : (int)sizeof(struct iphdr);
+    __be16 eproto = bpf_htons(outer6 ? ETH_P_IPV6 : ETH_P_IP);
+    __u8 inner_proto = p->v6 ? PROTO_IPV6 : PROTO_IPIP;
+    __u32 l3_off = p->l3_off;
+    void *data, *data_end;
+    struct ethhdr *eth;
+
+    if (l3_off > L3_OFF_MAX)
+        return L4_R_DROP_NO_ROOM;
+    if (cfg->tun_mtu && p->ip_len + hdr > cfg->tun_mtu)
+        return L4_R_DROP_TOO_BIG;
+    if (bpf_xdp_adjust_head(ctx, -hdr))
+        return L4_R_DROP_NO_ROOM;
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+
+    eth = data;
+    if ((void *)(eth + 1) > data_end)
+        return L4_R_DROP_NO_ROOM;
+    __builtin_memcpy(eth->h_dest, r->mac, 6);
+    __builtin_memcpy(eth->h_source, cfg->src_mac, 6);
+    if (p->vlan_tpid) {
+        struct vlan_hdr *vh = (void *)(eth + 1);
+
+        if ((void *)(vh + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        eth->h_proto = p->vlan_tpid;
+        vh->h_vlan_TCI = p->vlan_tci;
+        vh->h_vlan_encapsulated_proto = eproto;
+    } else {
+        eth->h_proto = eproto;
+    }
+
+    if (outer6) {
+        struct ipv6hdr *o = data + l3_off;
+        struct ipv6hdr h = {};
+
+        if ((void *)(o + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        /* Flow label from the hash too: ECMP routers between us and the
+         * real hash on it (RFC 6438). */
+        *(__be32 *)&h = bpf_htonl((6u << 28) | ((__u32)p->tos << 20) | (hash & 0xfffff));
+        h.payload_len = bpf_htons(p->ip_len);
+        h.nexthdr = inner_proto;
+        h.hop_limit = L4_TUN_TTL;
+        tun_src6(cfg, hash, &h.saddr);
+        __builtin_memcpy(&h.daddr, r->addr, 16);
+        *o = h;
+    } else {
+        struct iphdr *o = data + l3_off;
+        struct iphdr h = {};
+
+        if ((void *)(o + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        *(__u8 *)&h = 0x45;
+        h.tos = p->tos;
+        h.tot_len = bpf_htons(p->ip_len + sizeof(h));
+        /* DF: the LB never fragments; an oversized packet is a
+         * configuration error that cfg.tun_mtu catches. With DF set the
+         * IP ID carries no meaning (RFC 6864), so it stays 0. */
+        h.frag_off = bpf_htons(IP_DF);
+        h.ttl = L4_TUN_TTL;
+        h.protocol = inner_proto;
+        h.saddr = tun_src4(cfg, hash);
+        h.daddr = r->addr[3];
+        h.check = ip4_hdr_csum(&h);
+        *o = h;
+    }
+    return L4_R_FWD_TUN;
+}
+
+/* Send a packet of a flow to its real in the service's mode; count it. */
+static __always_inline int forward(struct xdp_md *ctx, const struct pkt *p, const struct l4_vip_meta *vip,
+                                   const struct l4_real *r, __u32 real_idx, __u32 hash,
+                                   const struct l4_cfg *cfg, bool icmp_err, __u64 bytes)
+{
+    int rc;
+
+    if (vip->mode == L4_MODE_DR)
+        rc = fwd_dr(ctx, r, cfg);
+    else
+        rc = fwd_tun(ctx, p, r, hash, cfg);
+    if (rc != L4_R_FWD_DR && rc != L4_R_FWD_TUN)
+        return finish(rc, bytes);
+
+    count_in(&reasons, rc, bytes);
+    if (icmp_err)
+        count_in(&reasons, L4_R_ICMP_ERR_ROUTED, bytes);
+    count_in(&vip_stats, vip->svc, bytes);
+    count_in(&real_stats, real_idx, bytes);
+    return tx_verdict(cfg);
+}
+
+static __always_inline bool mode_supported(__u8 mode)
+{
+    return mode == L4_MODE_DR || mode == L4_MODE_TUN;
+}
+
+/* ---- ICMP ---- */
+
+static __always_inline bool is_vip_addr(const __be32 addr[4], __u8 proto)
+{
+    struct l4_vip_key k = {};
+
+    __builtin_memcpy(k.addr, addr, 16);
+    k.proto = proto;
+    return bpf_map_lookup_elem(&vips, &k) != NULL;
+}
+
+static __always_inline void swap_macs(struct ethhdr *eth)
+{
+    __u8 tmp[6];
+
+    __builtin_memcpy(tmp, eth->h_source, 6);
+    __builtin_memcpy(eth->h_source, eth->h_dest, 6);
+    __builtin_memcpy(eth->h_dest, tmp, 6);
+}
+
+/* Echo reply in place: swap MACs and addresses, set TTL, flip the type.
+ * Swapping addresses changes neither the IPv4 header checksum nor the
+ * ICMPv6 pseudo-header sum; the TTL and type changes are patched in
+ * incrementally. The reply leaves by the interface it came in on. */
+static __always_inline int echo_reply(void *data, void *data_end, const struct pkt *p, __u64 bytes)
+{
+    __u32 l3_off = p->l3_off, l4_off = p->l4_off;
+    struct ethhdr *eth = data;
+    __u16 old, *icmp;
+
+    if (l3_off > L3_OFF_MAX || l4_off > L4_OFF_MAX)
+        return finish(L4_R_DROP_TRUNCATED, bytes);
+    icmp = data + l4_off;
+    if ((void *)(eth + 1) > data_end || (void *)(icmp + 4) > data_end)
+        return finish(L4_R_DROP_TRUNCATED, bytes);
+
+    if (!p->v6) {
+        struct iphdr *ip = data + l3_off;
+        __be32 a;
+
+        if ((void *)(ip + 1) > data_end)
+            return finish(L4_R_DROP_TRUNCATED, bytes);
+        a = ip->saddr;
+        ip->saddr = ip->daddr;
+        ip->daddr = a;
+        old = *(__u16 *)&ip->ttl; /* TTL and protocol share a word */
+        ip->ttl = L4_ECHO_TTL;
+        csum_replace16(&ip->check, old, *(__u16 *)&ip->ttl);
+        old = icmp[0];
+        ((__u8 *)icmp)[0] = ICMP_ECHOREPLY;
+    } else {
+        struct ipv6hdr *ip6 = data + l3_off;
+        struct in6_addr a;
+
+        if ((void *)(ip6 + 1) > data_end)
+            return finish(L4_R_DROP_TRUNCATED, bytes);
+        a = ip6->saddr;
+        ip6->saddr = ip6->daddr;
+        ip6->daddr = a;
+        ip6->hop_limit = L4_ECHO_TTL;
+        old = icmp[0];
+        ((__u8 *)icmp)[0] = ICMPV6_ECHO_REPLY;
+    }
+    csum_replace16(&icmp[1], old, icmp[0]);
+    swap_macs(eth);
+    count_in(&reasons, L4_R_ICMP_ECHO_REPLY, bytes);
+    return XDP_TX;
+}
+
+/* (No memcmp in BPF: clang leaves it as a call to an extern.) */
+static __always_inline bool addr6_eq(const __be32 *a, const __be32 *b)
+{
+    return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0;
+}
+
+/* Fill p->key with the flow an ICMP error is about. The error quotes the
+ * packet the real sent to the client (src VIP:vport, dst client:cport), so
+ * the flow as the client sends it is that one reversed. Returns 0, or a
+ * pass reason when the quote is not something we can route by. */
+static __always_inline int icmp_inner_flow(void *data, void *data_end, struct pkt *p)
+{
+    /* Quoted header + the first 4 bytes of its L4 (the ports), all inside
+     * the outer IP length. */
+    __u32 l4_off = p->l4_off, ip_end = p->l3_off + p->ip_len;
+    void *inner;
+    __be16 *ports;
+    __u8 proto;
+
+    if (l4_off > L4_OFF_MAX)
+        return L4_R_PASS_ICMP;
+    inner = data + l4_off + 8;
+
+    if (!p->v6) {
+        struct iphdr *ip = inner;
+
+        if (l4_off + 8 + sizeof(*ip) + 4 > ip_end)
+            return L4_R_PASS_ICMP;
+        if ((void *)(ip + 1) + 4 > data_end)
+            return L4_R_PASS_ICMP;
+        if (*(__u8 *)ip != 0x45) /* IPv4, no options */
+            return L4_R_PASS_ICMP;
+        proto = ip->protocol;
+        ports = (void *)(ip + 1);
+        /* The error must be addressed to the quoted packet's source: a
+         * router sends it there. Anything else is not about our flow. */
+        if (ip->saddr != p->key.dst[3])
+            return L4_R_PASS_ICMP;
+        v4_mapped(p->key.src, ip->daddr);
+        v4_mapped(p->key.dst, ip->saddr);
+    } else {
+        struct ipv6hdr *ip6 = inner;
+
+        if (l4_off + 8 + sizeof(*ip6) + 4 > ip_end)
+            return L4_R_PASS_ICMP;
+        if ((void *)(ip6 + 1) + 4 > data_end)
+            return L4_R_PASS_ICMP;
+        if ((*(__u8 *)ip6 >> 4) != 6)
+            return L4_R_PASS_ICMP;
+        proto = ip6->nexthdr;
+        ports = (void *)(ip6 + 1);
+        if (!addr6_eq(ip6->saddr.in6_u.u6_addr32, p->key.dst))
+            return L4_R_PASS_ICMP;
+        __builtin_memcpy(p->key.src, &ip6->daddr, 16);
+        __builtin_memcpy(p->key.dst, &ip6->saddr, 16);
+    }
+    if (proto != PROTO_TCP && proto != PROTO_UDP)
+        return L4_R_PASS_ICMP;
+    p->key.proto = proto;
+    p->key.sport = ports[1];
+    p->key.dport = ports[0];
+    return 0;
+}
+
+static __always_inline int handle_icmp(struct xdp_md *ctx, struct pkt *p, const struct l4_cfg *cfg,
+                                       __u64 bytes)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u32 l4_off = p->l4_off;
+    struct l4_vip_key vk = {};
+    struct l4_vip_meta *vip;
+    struct l4_real *r;
+    __u32 real_idx, hash;
+    __u8 type, code, *icmp;
+    int rc;
+
+    if (l4_off > L4_OFF_MAX)
+        return finish(L4_R_DROP_TRUNCATED, bytes);
+    icmp = data + l4_off;
+    if ((void *)(icmp + 8) > data_end)
+        return finish(L4_R_DROP_TRUNCATED, bytes);
+    type = icmp[0];
+    code = icmp[1];
+
+    if ((!p->v6 && type == ICMP_ECHO) || (p->v6 && type == ICMPV6_ECHO_REQUEST)) {
+        if (code != 0)
+            return finish(L4_R_PASS_ICMP, bytes);
+        if (!is_vip_addr(p->key.dst, p->key.proto))
+            return finish(L4_R_PASS_NOT_VIP, bytes);
+        return echo_reply(data, data_end, p, bytes);
+    }
+
+    if (!((!p->v6 && type == ICMP_DEST_UNREACH && code == ICMP_FRAG_NEEDED) ||
+          (p->v6 && type == ICMPV6_PKT_TOOBIG && code == 0)))
+        return finish(L4_R_PASS_ICMP, bytes);
+
+    rc = icmp_inner_flow(data, data_end, p);
+    if (rc)
+        return finish(rc, bytes);
+    __builtin_memcpy(vk.addr, p->key.dst, 16);
+    vk.port = p->key.dport;
+    vk.proto = p->key.proto;
+    vip = bpf_map_lookup_elem(&vips, &vk);
+    if (!vip)
+        return finish(L4_R_PASS_NOT_VIP, bytes);
+    if (!mode_supported(vip->mode))
+        return finish(L4_R_PASS_MODE, bytes);
+    r = pick_real(p, vip, cfg, false, &real_idx, &hash);
+    if (!r)
+        return finish(L4_R_DROP_NO_REAL, bytes);
+    return forward(ctx, p, vip, r, real_idx, hash, cfg, true, bytes);
+}
+
+/* ---- entry point ---- */
+
+SEC("xdp")
+int sluice_l4_fwd(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u64 bytes = data_end - data;
+    struct pkt p = {};
+    struct l4_vip_key vk = {};
+    struct l4_vip_meta *vip;
+    struct l4_cfg *cfg;
+    struct l4_real *r;
+    __u32 zero = 0, real_idx, hash;
+    int rc;
+
+    cfg = bpf_map_lookup_elem(&l4_config, &zero);
+    if (!cfg) /* cannot happen for an array; keeps the verifier content */
+        return XDP_PASS;
+
+    rc = parse(data, data_end, &p);
+    if (rc == PARSE_ICMP)
+        return handle_icmp(ctx, &p, cfg, bytes);
+    if (rc != PARSE_L4)
+        return finish(rc, bytes);
+
+    __builtin_memcpy(vk.addr, p.key.dst, 16);
+    vk.port = p.key.dport;
+    vk.proto = p.key.proto;
+    vip = bpf_map_lookup_elem(&vips, &vk);
+    if (!vip)
+        return finish(L4_R_PASS_NOT_VIP, bytes);
+    if (!mode_supported(vip->mode))
+        return finish(L4_R_PASS_MODE, bytes);
+
+    r = pick_real(&p, vip, cfg, true, &real_idx, &hash);
+    if (!r)
+        return finish(L4_R_DROP_NO_REAL, bytes);
+    return forward(ctx, &p, vip, r, real_idx, hash, cfg, false, bytes);
+}
