@@ -18,7 +18,12 @@ void log_setup(enum log_level level, const char *file, const char *role)
     current_level = level;
     if (role)
         log_set_role(role);
-    if (file && *file && strcmp(file, "stderr") != 0) {
+    if (!file || !*file || strcmp(file, "stderr") == 0) {
+        /* Back to stderr (a reload may drop log.file). */
+        if (log_fd_value > 2)
+            close(log_fd_value);
+        log_fd_value = 2;
+    } else {
         int fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd >= 0) {
             if (log_fd_value > 2)

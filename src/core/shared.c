@@ -206,6 +206,8 @@ const char *backend_state_name(const struct shared_backend *b, uint32_t slow_sta
     if (admin == BACKEND_DRAINING)
         return "draining";
     uint32_t w = atomic_load(&b->weight);
+    if (w == 0)
+        return "drained"; /* weight 0: healthy, but takes no new traffic */
     if (slow_start_ms && w > 1 && shared_effective_weight(b, slow_start_ms, now_ms) < w)
         return "slow-start";
     return "up";
