@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/ctl.h"
 #include "cmd/master.h"
 #include "core/config.h"
 
@@ -16,6 +17,10 @@ static const char *usage_main =
     "Commands:\n"
     "  proxy -c FILE    run the L7 proxy (HTTP/1.1, TCP and UDP) described by FILE\n"
     "  check -c FILE    validate a configuration file and print every error\n"
+    "  status           show a running proxy's master, workers and reloads\n"
+    "  pools [POOL]     show pools and backends: state, weights, counters\n"
+    "  backend POOL ADDRESS weight N|drain|disable|enable\n"
+    "                   change a backend at run time through the admin API\n"
     "  version          print the version\n"
     "  help [COMMAND]   show help for a command\n"
     "\n"
@@ -147,6 +152,8 @@ int main(int argc, char **argv)
             fputs(usage_proxy, stdout);
         else if (argc > 2 && !strcmp(argv[2], "check"))
             fputs(usage_check, stdout);
+        else if (argc > 2 && (!strcmp(argv[2], "status") || !strcmp(argv[2], "pools") || !strcmp(argv[2], "backend")))
+            ctl_usage(stdout);
         else
             fputs(usage_main, stdout);
         return 0;
@@ -159,6 +166,8 @@ int main(int argc, char **argv)
         return cmd_proxy(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "pools") || !strcmp(cmd, "backend"))
+        return ctl_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command \"%s\"\n\n%s", cmd, usage_main);
     return 2;
 }
