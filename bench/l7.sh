@@ -328,6 +328,8 @@ fi
 read -r -a PROXY_LIST <<<"$PROXIES"
 echo "l7 bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds of: ${PROXY_LIST[*]}"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
+echo "sluice: $SLUICE, sha1 $(sha1sum "$SLUICE" | cut -c1-12), built $(date -u -r "$SLUICE" '+%F %T UTC'), tree $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+echo "versions: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), HAProxy $("$HAPROXY" -v | awk 'NR == 1 {print $3}'), $(wrk -v 2>&1 | awk 'NR == 1 {print "wrk", $2}')"
 echo "pinning: proxies=${TASKSET:-none} backend=${BACKEND_TASKSET:-none} wrk=${WRK_TASKSET:-none}"
 echo "temp dir: $DIR"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -450,6 +452,22 @@ if [ "$noisy" -gt 0 ]; then
   echo
   echo "Note: in $noisy of $((ROUNDS * ${#PROXY_LIST[@]})) runs more than 10% of a CPU went to something other than"
   echo "wrk, the proxy and the backend (column 'other'): the machine was not idle, so those runs are disturbed."
+  echo "Medians over the undisturbed runs only (other <= 10%):"
+  echo
+  echo "| proxy | quiet runs | req/s | p50 ms | p99 ms | CPU µs/req |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  for p in "${PROXY_LIST[@]}"; do
+    awk -F'\t' -v p="$p" 'NR > 1 && $2 == p && $12 <= 10' "$RESULTS" >"$DIR/quiet.tsv"
+    n=$(wc -l <"$DIR/quiet.tsv")
+    if [ "$n" = 0 ]; then echo "| $p | 0 | - | - | - | - |"; continue; fi
+    row="| $p | $n"
+    for c in 3 4 5 6; do
+      row+=" | $(cut -f"$c" "$DIR/quiet.tsv" | sort -g | awk '{v[NR] = $1} END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf (m >= 1000 ? "%.0f" : (m >= 10 ? "%.2f" : "%.3f")), m }')"
+    done
+    echo "$row |"
+  done
 fi
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -130,11 +130,14 @@ struct http_conn {
 };
 
 static void conn_progress(struct http_conn *c);
-static const char connect_timeout_reason[] = "connect timed out";
 static void conn_close(struct http_conn *c);
 static void upstream_close(struct upstream_conn *u);
 static void request_start_upstream(struct http_conn *c);
 static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
+
+/* upstream_failed() reason of a connect timeout, recognised by address:
+ * if it is the last failure, the client gets 504 rather than 502. */
+static const char connect_timeout_reason[] = "connect timed out";
 
 static uint64_t now_us(void)
 {
@@ -1657,10 +1660,20 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
             conn_progress(c);
             return;
         }
-        if (c->up && !c->resp_started) {
+        if (c->up && !c->resp_started && !c->req_done && !c->req_ready) {
+            /* Everything the client sent is upstream and the backend waits
+             * for the rest of the body: the client is the slow one. */
+            request_detach_upstream(c, false);
+            send_error(c, 408, "the request body did not arrive in time");
+            conn_set_interest(c);
+            return;
+        }
+        if (c->up) {
             atomic_fetch_add_explicit(&c->up->b->ctr->upstream_errors, 1, memory_order_relaxed);
             backend_report(c->w, c->pool, c->up->b, false);
             request_detach_upstream(c, false);
+            /* A 504 unless part of the response already reached the client
+             * (the head, then a stalled body): then send_error closes. */
             request_fail(c, 504, "the backend did not answer in time");
             conn_set_interest(c);
             return;

@@ -349,13 +349,15 @@ int tl_set_real(struct tl_env *e, uint32_t idx, const char *addr, const uint8_t 
 {
     struct tl_addr a;
     struct tl_real *tr;
+    char name[sizeof(tr->name)];
 
     if (idx == 0 || idx >= TL_MAX_REALS || tl_addr_parse(addr, &a) != 0)
         return -EINVAL;
+    snprintf(name, sizeof(name), "%s", addr); /* addr may be tr->name itself */
     tr = &e->reals[idx];
     memset(tr, 0, sizeof(*tr));
     tr->used = true;
-    snprintf(tr->name, sizeof(tr->name), "%s", addr);
+    memcpy(tr->name, name, sizeof(name));
     memcpy(tr->r.addr, a.a, 16);
     memcpy(tr->r.mac, mac, 6);
     tr->r.flags = (uint16_t)((active ? L4_REAL_F_ACTIVE : 0) | (a.v6 ? L4_REAL_F_V6 : 0));

@@ -61,6 +61,14 @@ def start_proxy(sluice, pools, **kw):
     return proxy
 
 
+def worker_pids(proxy, n=1):
+    """The worker processes (children of the master). The master listens
+    before it forks them, so a reachable port does not mean they exist yet."""
+    pids = wait_for(lambda: len(child_pids(proxy.proc.pid)) >= n and child_pids(proxy.proc.pid), timeout=10)
+    assert pids and len(pids) == n, "workers not found: %r" % pids
+    return pids
+
+
 def backend_body(name, method, path, body=b""):
     """What backends.HttpBackend answers to a plain request."""
     return ("%s %s %s body=%d sha256=%s\n" % (name, method, path, len(body),
@@ -131,8 +139,7 @@ def test_wrk_load_keeps_upstream_connections_pooled(sluice, backends):
 def test_upload_1gib_content_length_bounded_memory(release_sluice, raw_servers):
     srv = raw_servers(sink_source_handler, keep_bytes=False)
     proxy = start_proxy(release_sluice, {"sink": [srv.addr]}, timeouts={"upstream_response": "30s"})
-    workers = child_pids(proxy.proc.pid)
-    assert workers, "no worker process found"
+    workers = worker_pids(proxy)
     t0 = time.monotonic()
     with HttpClient(proxy.port, timeout=60) as c, RssSampler(workers) as rss:
         c.send(b"PUT /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % GIB)
@@ -154,8 +161,7 @@ def test_upload_1gib_content_length_bounded_memory(release_sluice, raw_servers):
 def test_download_1gib_content_length_bounded_memory(release_sluice, raw_servers):
     srv = raw_servers(sink_source_handler, keep_bytes=False)
     proxy = start_proxy(release_sluice, {"src": [srv.addr]}, timeouts={"upstream_response": "30s"})
-    workers = child_pids(proxy.proc.pid)
-    assert workers
+    workers = worker_pids(proxy)
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s, RssSampler(workers) as rss:
         s.sendall(get("/download/%d" % GIB))
@@ -739,7 +745,7 @@ def test_no_busy_loop_after_upstream_reset_with_slow_client(sluice, raw_servers)
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     srv = raw_servers(handler)
     proxy = start_proxy(sluice, {"a": [srv.addr]}, timeouts={"upstream_response": "10s"})
-    worker, = child_pids(proxy.proc.pid)
+    worker, = worker_pids(proxy)
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         s.sendall(get("/"))
         time.sleep(1.0)               # the backend has sent what fits, then reset
@@ -855,3 +861,97 @@ def test_h2c_upgrade_is_not_tunnelled(sluice, raw_servers):
         assert r.status == 200 and r.body == b"plain\n"
     _, fh = parse_head(srv.log[0]["head"])
     assert "upgrade" not in fh and "http2-settings" not in fh
+
+
+def test_stalled_request_body_is_408(sluice, raw_servers):
+    srv = raw_servers(sink_source_handler, keep_bytes=False)
+    proxy = start_proxy(sluice, {"a": [srv.addr]}, timeouts={"upstream_response": "500ms"})
+    with HttpClient(proxy.port) as c:
+        t0 = time.monotonic()
+        c.send(b"PUT /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        r = c.read_response()
+        took = time.monotonic() - t0
+        assert r.status == 408 and r.header("connection") == "close"
+        assert is_closed(c.sock, 3)
+    assert 0.4 < took < 2.0, took
+
+
+def test_stalled_response_body_cuts_the_connection(sluice, raw_servers):
+    def handler(conn, srv):
+        conn.read_head()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes.")
+        while conn._fill():   # then say nothing more
+            pass
+    srv = raw_servers(handler)
+    proxy = start_proxy(sluice, {"a": [srv.addr]}, timeouts={"upstream_response": "500ms"})
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        t0 = time.monotonic()
+        s.sendall(get("/"))
+        data = recv_until_close(s, timeout=5)
+        took = time.monotonic() - t0
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nten bytes.")
+    assert 0.4 < took < 2.0, took
+
+
+def test_random_garbage_does_not_hurt(sluice, backends):
+    """Mutated requests: whatever the proxy makes of them, it stays up, answers
+    each connection or closes it in time, and ASan stays quiet (checked at teardown)."""
+    import random
+    from test_strict import HEAD_CASES
+    b, = backends(1)
+    proxy = start_proxy(sluice, {"app": [b.address]}, timeouts={"upstream_response": "2s"})
+    rnd = random.Random(1234)
+    seeds = [c[1] for c in HEAD_CASES if len(c[1]) < 2000] + [
+        b"GET /sanity HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /chunked/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"]
+    deadline = time.monotonic() + 8
+    n = 0
+    while time.monotonic() < deadline and n < 150:
+        data = bytearray(rnd.choice(seeds))
+        for _ in range(rnd.randint(1, 4)):
+            op = rnd.randrange(3)
+            i = rnd.randrange(len(data) + 1)
+            if op == 0 and data:
+                data[min(i, len(data) - 1)] = rnd.randrange(256)
+            elif op == 1:
+                data[i:i] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8)))
+            elif data:
+                del data[i:i + rnd.randint(1, 8)]
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.sendall(bytes(data))
+            s.shutdown(socket.SHUT_WR)   # so incomplete input ends instead of waiting for client_header
+            got = recv_until_close(s, timeout=5)
+        assert got == b"" or got.startswith(b"HTTP/1.1 "), got[:100]
+        n += 1
+    assert n >= 50
+    with HttpClient(proxy.port) as c:
+        c.send(get("/sanity"))
+        assert c.read_response().status == 200
+    assert proxy.proc.poll() is None
+
+
+def test_early_response_while_uploading(sluice, raw_servers):
+    """The backend refuses a large upload before reading it (413) and closes:
+    the client still gets the 413, then the connection closes."""
+    def handler(conn, srv):
+        conn.read_head()
+        conn.sendall(b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbig!")
+        conn.sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)
+    srv = raw_servers(handler)
+    proxy = start_proxy(sluice, {"a": [srv.addr]})
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (20 * MIB))
+
+        def sender():
+            try:
+                for _ in range(20):
+                    s.sendall(b"u" * MIB)
+            except OSError:
+                pass
+        t = threading.Thread(target=sender)
+        t.start()
+        data = recv_until_close(s, timeout=10)
+        t.join(timeout=10)
+    assert data.startswith(b"HTTP/1.1 413 ") and data.endswith(b"\r\n\r\nbig!")
+    assert b"connection: close" in data.lower()

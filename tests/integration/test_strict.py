@@ -286,3 +286,17 @@ def test_invalid_response_refused(env, name):
     # The proxy is fine afterwards.
     got, _ = exchange(env.port, b"GET /resp/ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert status_of(got) == 200
+
+
+def test_request_one_byte_at_a_time(env):
+    """Every split point of a head and a chunked body: same result as one write."""
+    body = b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n"
+    raw = b"POST /chunked/bytewise HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    conns_before = env.chunked.connections()
+    with socket.create_connection(("127.0.0.1", env.port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(raw)):
+            s.sendall(raw[i:i + 1])
+            time.sleep(0.002)
+        assert wait_for(lambda: chunked_forwarded(env, conns_before).endswith(b"\r\n\r\n" + body), 3)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")

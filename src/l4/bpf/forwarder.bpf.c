@@ -708,6 +708,13 @@ static __always_inline int echo_reply(void *data, void *data_end, const struct p
         ((__u8 *)icmp)[0] = ICMPV6_ECHO_REPLY;
     }
     csum_replace16(&icmp[1], old, icmp[0]);
+    /* An ICMPv4 message has no pseudo-header, so a reply that is all zeros
+     * (id 0, seq 0, no data) sums to +0, whose only valid checksum is
+     * 0xffff; the incremental update yields 0x0000 there. 0xffff is valid
+     * for every message whose correct checksum is 0x0000, so never emit
+     * 0x0000. (ICMPv6 sums nonzero addresses: it cannot reach +0.) */
+    if (!p->v6 && icmp[1] == 0)
+        icmp[1] = 0xffff;
     swap_macs(eth);
     count_in(&reasons, L4_R_ICMP_ECHO_REPLY, bytes);
     return XDP_TX;
