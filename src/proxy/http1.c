@@ -943,6 +943,7 @@ void http1_chunked_init(struct http1_chunked *c)
     c->state = CS_SIZE_FIRST;
     c->remaining = 0;
     c->line_len = 0;
+    c->trailer_len = 0;
     c->done = false;
     c->error_reason = NULL;
 }
@@ -1138,6 +1139,13 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len)
          * extension or trailer through us. */
         if (ch != '\r' && ch != '\n' && ++c->line_len > HTTP1_CHUNK_LINE_MAX) {
             chunk_fail(c, "chunk line too long");
+            return -1;
+        }
+        /* ...and the trailer section as a whole: many short lines are as
+         * unbounded as one long one. */
+        if (c->state >= CS_TRAILER_FIRST && c->state <= CS_TRAILER_LF && ch != '\r' && ch != '\n' &&
+            ++c->trailer_len > HTTP1_TRAILERS_MAX) {
+            chunk_fail(c, "trailer section too long");
             return -1;
         }
         if (!chunk_line_byte(c, ch))

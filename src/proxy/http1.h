@@ -24,6 +24,7 @@
 
 #define HTTP1_MAX_HEADERS_CAP 128   /* array capacity; the configured limit may be lower */
 #define HTTP1_CHUNK_LINE_MAX 4096   /* longest chunk-size/extension or trailer line, CRLF excluded */
+#define HTTP1_TRAILERS_MAX 16384    /* whole trailer section, CRLFs excluded */
 
 enum http1_result { HTTP1_DONE = 0, HTTP1_INCOMPLETE = 1, HTTP1_ERROR = 2 };
 
@@ -106,6 +107,7 @@ struct http1_chunked {
     int state;             /* private */
     uint64_t remaining;    /* private: bytes left in the current chunk's data */
     size_t line_len;       /* private: guards chunk-size/extension/trailer line length */
+    size_t trailer_len;    /* private: guards the trailer section's total length */
     bool done;             /* set once the last-chunk, trailers and final CRLF are consumed */
     const char *error_reason;
 };

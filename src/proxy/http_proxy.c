@@ -192,40 +192,44 @@ static void all_remove(struct http_conn *c)
 
 static void idle_remove(struct http_conn *c)
 {
-    struct worker *w = c->w;
+    struct listener_rt *l = c->l;
     if (!c->on_idle_list)
         return;
     if (c->idle_prev)
         c->idle_prev->idle_next = c->idle_next;
     else
-        w->idle_head = c->idle_next;
+        l->idle_head = c->idle_next;
     if (c->idle_next)
         c->idle_next->idle_prev = c->idle_prev;
     else
-        w->idle_tail = c->idle_prev;
+        l->idle_tail = c->idle_prev;
     c->idle_prev = c->idle_next = NULL;
     c->on_idle_list = false;
 }
 
+/* Idle means waiting for the first byte of a request: a keep-alive client
+ * between requests, or a new connection that has not spoken yet. Both are
+ * what a flood of silent connections looks like, and both are the first to
+ * go when the listener is full. */
 static void idle_add(struct http_conn *c)
 {
-    struct worker *w = c->w;
+    struct listener_rt *l = c->l;
     if (c->on_idle_list)
         return;
-    c->idle_prev = w->idle_tail;
+    c->idle_prev = l->idle_tail;
     c->idle_next = NULL;
-    if (w->idle_tail)
-        w->idle_tail->idle_next = c;
+    if (l->idle_tail)
+        l->idle_tail->idle_next = c;
     else
-        w->idle_head = c;
-    w->idle_tail = c;
+        l->idle_head = c;
+    l->idle_tail = c;
     c->on_idle_list = true;
-    c->idle_since = ev_now(w->loop);
+    c->idle_since = ev_now(c->w->loop);
 }
 
-int http_evict_idle(struct worker *w)
+int http_evict_idle(struct listener_rt *l)
 {
-    struct http_conn *c = w->idle_head;
+    struct http_conn *c = l->idle_head;
     if (!c)
         return 0;
     conn_close(c);
@@ -1691,16 +1695,23 @@ void http_accept(struct listener_rt *l)
 {
     struct worker *w = l->w;
     for (int i = 0; i < 64; i++) {
-        if (worker_at_limit(w, l) && !http_evict_idle(w))
+        /* At the limit, take the new connection only if an idle one can
+         * make room for it, and evict only once a connection was really
+         * waiting. */
+        bool full = worker_at_limit(w, l);
+        if (full && !l->idle_head)
             return;
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                log_warn("accept on %s: %s", l->cfg->name, strerror(errno));
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            worker_accept_failed(l, errno);
             return;
         }
+        if (full)
+            http_evict_idle(l);
         struct http_conn *c = calloc(1, sizeof *c);
         if (!c) {
             close(fd);
@@ -1721,6 +1732,7 @@ void http_accept(struct listener_rt *l)
         atomic_fetch_add_explicit(&l->ctr->connections, 1, memory_order_relaxed);
         c->head_deadline = ev_now(w->loop) + l->cfg->timeouts.client_header_ms;
         set_timer(c, l->cfg->timeouts.client_header_ms);
+        idle_add(c);
         ev_io_set(w->loop, &c->io, EPOLLIN);
     }
 }
@@ -1751,8 +1763,11 @@ void http_tick(struct worker *w)
         sweep_upstream_pools(w);
     if (w->draining) {
         uint64_t now = ev_now(w->loop);
-        while (w->idle_head && now - w->idle_head->idle_since >= DRAIN_IDLE_GRACE_MS)
-            conn_close(w->idle_head);
+        for (size_t i = 0; i < w->n_listeners; i++) {
+            struct listener_rt *l = &w->listeners[i];
+            while (l->idle_head && now - l->idle_head->idle_since >= DRAIN_IDLE_GRACE_MS)
+                conn_close(l->idle_head);
+        }
     }
     for (size_t i = 0; i < w->n_listeners; i++)
         if (w->listeners[i].alog)

@@ -15,8 +15,8 @@ void http_tick(struct worker *w);
 size_t http_drain(struct worker *w);
 /* Close everything (drain deadline passed, or exit). */
 void http_shutdown(struct worker *w);
-/* Close the oldest idle keep-alive client connection, if any, to make
+/* Close the listener's oldest idle client connection, if any, to make
  * room for a new one. Returns 1 if one was closed. */
-int http_evict_idle(struct worker *w);
+int http_evict_idle(struct listener_rt *l);
 
 #endif

@@ -733,36 +733,11 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     tcp_connect_next(c);
 }
 
-/* One descriptor held in reserve. Out of descriptors, accept() fails while
- * the connection stays queued, and the level-triggered listener would wake
- * the loop again at once: a busy spin. Giving the reserve up lets us take
- * the connection and close it, so the queue drains instead. */
-static int reserve_fd = -1;
-
-static void reserve_take(void)
-{
-    if (reserve_fd < 0)
-        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-static void shed_one(struct listener_rt *l)
-{
-    if (reserve_fd < 0)
-        return;
-    close(reserve_fd);
-    reserve_fd = -1;
-    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd >= 0)
-        close(fd);
-    reserve_take();
-}
-
 void stream_tcp_accept(struct listener_rt *l)
 {
     struct worker *w = l->w;
     if (!l->cfg->has_default_pool)
         return;
-    reserve_take();
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (w->draining || worker_at_limit(w, l))
             return;
@@ -773,10 +748,10 @@ void stream_tcp_accept(struct listener_rt *l)
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
                 continue;
             int err = errno;
-            if (!transient(err) && warn_allowed(&warn_accept_at, ev_now(w->loop)))
-                log_warn("tcp %s: accept: %s", l->cfg->name, strerror(err));
             if (err == EMFILE || err == ENFILE)
-                shed_one(l);
+                worker_accept_failed(l, err);
+            else if (!transient(err) && warn_allowed(&warn_accept_at, ev_now(w->loop)))
+                log_warn("tcp %s: accept: %s", l->cfg->name, strerror(err));
             return;
         }
         tcp_conn_start(l, fd, &ss);
@@ -1198,10 +1173,6 @@ size_t stream_drain(struct worker *w)
 
 void stream_shutdown(struct worker *w)
 {
-    if (reserve_fd >= 0) {
-        close(reserve_fd);
-        reserve_fd = -1;
-    }
     struct tcp_conn *c = tcp_conns;
     while (c) {
         struct tcp_conn *next = c->next;

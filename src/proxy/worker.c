@@ -3,6 +3,7 @@
 #include "proxy/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,7 @@ static bool listener_paused(const struct listener_rt *l)
  * be evicted to make room for a new one. */
 static bool listener_can_take(struct worker *w, struct listener_rt *l)
 {
-    return !worker_at_limit(w, l) || (l->cfg->proto == PROTO_HTTP && w->idle_head);
+    return !worker_at_limit(w, l) || (l->cfg->proto == PROTO_HTTP && l->idle_head);
 }
 
 static void listener_set_paused(struct worker *w, struct listener_rt *l, bool paused)
@@ -89,6 +90,33 @@ void worker_conn_closed(struct worker *w, struct listener_rt *l)
     atomic_fetch_sub_explicit(&l->ctr->active, 1, memory_order_relaxed);
     if (w->accept_paused && !w->draining && listener_paused(l) && !worker_at_limit(w, l))
         listener_set_paused(w, l, false); /* accept_paused is tidied on the tick */
+}
+
+static void reserve_take(struct worker *w)
+{
+    if (w->reserve_fd < 0)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void worker_accept_failed(struct listener_rt *l, int err)
+{
+    struct worker *w = l->w;
+    if (err != EMFILE && err != ENFILE)
+        return; /* EAGAIN, or a connection that died in the queue */
+    uint64_t now = ev_now(w->loop);
+    if (now - w->last_fd_warning >= 1000) {
+        log_warn("listener %s: out of file descriptors (%s); shedding new connections", l->cfg->name,
+                 strerror(err));
+        w->last_fd_warning = now;
+    }
+    if (w->reserve_fd < 0)
+        return;
+    close(w->reserve_fd);
+    w->reserve_fd = -1;
+    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    reserve_take(w);
 }
 
 static void listener_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
@@ -288,6 +316,8 @@ static void worker_free(struct worker *w)
     free(w->scratch);
     if (w->signal_fd >= 0)
         close(w->signal_fd);
+    if (w->reserve_fd >= 0)
+        close(w->reserve_fd);
     ev_loop_free(w->loop);
 }
 
@@ -306,6 +336,8 @@ int worker_main(const struct sl_config *cfg, struct shared_state *sh, uint32_t i
     w.cfg = cfg;
     w.sh = sh;
     w.signal_fd = -1;
+    w.reserve_fd = -1;
+    reserve_take(&w);
     w.rng = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ULL;
     w.loop = ev_loop_new();
     w.scratch = malloc(sizeof *w.scratch);

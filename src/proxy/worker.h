@@ -52,6 +52,7 @@ struct listener_rt {
     struct listener_counters *ctr;    /* this worker's row */
     void *udp;                        /* UDP session table (proxy/stream.c) */
     struct access_log *alog;
+    struct http_conn *idle_head, *idle_tail; /* idle http clients, oldest first */
 };
 
 struct worker {
@@ -70,8 +71,9 @@ struct worker {
     uint64_t drain_deadline;
     uint32_t n_conns;                 /* client connections, all protocols */
     bool accept_paused;
+    uint64_t last_fd_warning;         /* rate limit for the out-of-descriptors warning */
     uint64_t rng;
-    struct http_conn *idle_head, *idle_tail; /* idle keep-alive clients, oldest first */
+    int reserve_fd;                   /* spare descriptor, see worker_accept_failed */
     struct http1_message *scratch;    /* parse target, reused for every message */
 };
 
@@ -85,6 +87,11 @@ void worker_conn_opened(struct worker *w, struct listener_rt *l);
 void worker_conn_closed(struct worker *w, struct listener_rt *l);
 /* True when a listener may not take one more connection right now. */
 bool worker_at_limit(struct worker *w, struct listener_rt *l);
+/* accept() failed with errno err. Out of descriptors, the connection
+ * stays queued and the level-triggered listener would wake the loop at
+ * once, forever: give up the spare descriptor, take the connection and
+ * close it, so the queue drains instead of spinning. */
+void worker_accept_failed(struct listener_rt *l, int err);
 
 /* ---- upstream selection (proxy/upstream.c) ---- */
 

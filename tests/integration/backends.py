@@ -53,6 +53,13 @@ class HttpBackend:
             wbufsize = 1 << 16
             disable_nagle_algorithm = True
 
+            def handle_expect_100(self):
+                # The buffered writer would hold "100 Continue" back until the
+                # final response, and the client would wait for it in vain.
+                ok = super().handle_expect_100()
+                self.wfile.flush()
+                return ok
+
             def log_message(self, *a):
                 pass
 

@@ -1049,9 +1049,34 @@ static void test_request_then_chunked_body(void **state)
     assert_slice(msg.target, "/next");
 }
 
+
+/* Many short trailer lines are bounded as a whole, not only line by line. */
+static void test_chunked_trailer_section_bounded(void **state)
+{
+    (void)state;
+    struct http1_chunked c;
+    http1_chunked_init(&c);
+    assert_int_equal(http1_chunked_feed(&c, "0\r\n", 3), 3);
+    const char *line = "X-T: 0123456789abcdef0123456789abcdef\r\n";
+    size_t n = strlen(line);
+    ssize_t r = 0;
+    for (int i = 0; i < 2000 && r >= 0; i++)
+        r = http1_chunked_feed(&c, line, n);
+    assert_int_equal(r, -1);
+    assert_non_null(c.error_reason);
+    assert_false(c.done);
+
+    /* A modest trailer section still passes. */
+    http1_chunked_init(&c);
+    const char *ok = "0\r\nX-Checksum: abc\r\nX-Other: d\r\n\r\n";
+    assert_int_equal(http1_chunked_feed(&c, ok, strlen(ok)), (ssize_t)strlen(ok));
+    assert_true(c.done);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chunked_trailer_section_bounded),
         cmocka_unit_test(test_request_basic),
         cmocka_unit_test(test_request_methods),
         cmocka_unit_test(test_line_endings),
