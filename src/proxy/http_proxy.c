@@ -86,6 +86,7 @@ struct http_conn {
     struct http_conn *all_prev, *all_next; /* every open connection, for http_shutdown() */
     uint64_t idle_since;
     uint64_t head_deadline;       /* client_header timeout for the request being read */
+    size_t head_scanned;          /* bytes of an incomplete head already parsed */
 
     /* the request in flight */
     enum http1_method method;
@@ -1392,7 +1393,13 @@ static bool conn_try_parse(struct http_conn *c)
     idle_remove(c);
     struct http1_limits lim = limits_of(c->l->cfg);
     struct http1_message *m = c->w->scratch;
-    enum http1_result r = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &lim, m);
+    /* The parser starts over on every call; a client sending its head a
+     * few bytes at a time would cost quadratic time. Parse again only when
+     * the new bytes could finish the head or break a rule. */
+    enum http1_result r = HTTP1_INCOMPLETE;
+    if (!c->head_scanned || http1_head_ready(buf_head(&c->in), buf_len(&c->in), c->head_scanned, &lim))
+        r = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &lim, m);
+    c->head_scanned = r == HTTP1_INCOMPLETE ? buf_len(&c->in) : 0;
     if (r == HTTP1_INCOMPLETE) {
         if (!c->head_deadline) {
             c->head_deadline = ev_now(c->w->loop) + c->l->cfg->timeouts.client_header_ms;

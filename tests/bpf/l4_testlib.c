@@ -583,6 +583,18 @@ int tl_conn_del(struct tl_env *e, const struct l4_flow_key *k)
     return bpf_map_delete_elem(e->fd_conn, k);
 }
 
+int tl_conn_clear(struct tl_env *e)
+{
+    struct l4_flow_key k;
+
+    /* Deleting the key just read, then asking for the first key again,
+     * never skips one (unlike walking with a key that is gone). */
+    while (bpf_map_get_next_key(e->fd_conn, NULL, &k) == 0)
+        if (bpf_map_delete_elem(e->fd_conn, &k) != 0)
+            return -errno;
+    return 0;
+}
+
 int tl_flood_reset(struct tl_env *e)
 {
     struct l4_flood *all = calloc((size_t)e->ncpus, sizeof(*all));

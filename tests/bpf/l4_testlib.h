@@ -146,6 +146,7 @@ int tl_counter(int fd, uint32_t idx, struct l4_counter *sum);
 int tl_conn_get(struct tl_env *e, const struct l4_flow_key *k, struct l4_conn *v);
 int tl_conn_set(struct tl_env *e, const struct l4_flow_key *k, const struct l4_conn *v);
 int tl_conn_del(struct tl_env *e, const struct l4_flow_key *k);
+int tl_conn_clear(struct tl_env *e);
 int tl_flood_reset(struct tl_env *e);
 
 const char *tl_verdict_name(uint32_t v);

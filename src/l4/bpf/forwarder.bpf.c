@@ -403,7 +403,9 @@ static __always_inline bool flood_allow(const struct l4_cfg *cfg)
     f = bpf_map_lookup_elem(&flood, &zero);
     if (!f)
         return true;
-    now = bpf_ktime_get_ns();
+    /* The coarse clock (tick resolution) is plenty for a one-second
+     * window and cheaper than reading the TSC on every miss. */
+    now = bpf_ktime_get_coarse_ns();
     if (now - f->window_start >= NSEC_PER_SEC) {
         f->window_start = now;
         f->inserted = 0;
@@ -456,9 +458,8 @@ static __always_inline struct l4_real *pick_real(const struct pkt *p, const stru
     }
 
     h = l4_flow_hash(&p->key, flow_seed);
-    /* A table id past the configured count would index another service's
-     * table (table * M wraps nothing, but would land in someone else's
-     * slots): refuse it. */
+    /* A table id past the configured count could make table * M wrap
+     * around into another service's slots: refuse it. */
     if (vip->table >= maglev_tables)
         return NULL;
     slot = vip->table * maglev_m + l4_maglev_slot(h, maglev_m);

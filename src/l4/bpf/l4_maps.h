@@ -125,7 +125,8 @@ struct l4_cfg {
 
 /* flood (BPF_MAP_TYPE_PERCPU_ARRAY, one entry): the SYN guard's window. */
 struct l4_flood {
-    __u64 window_start;  /* bpf_ktime_get_ns() when this 1 s window began */
+    __u64 window_start;  /* bpf_ktime_get_coarse_ns() when this 1 s window
+                          * began */
     __u64 inserted;      /* connection entries inserted in the window */
 };
 
