@@ -70,6 +70,12 @@ HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 [ -x "$SLUICE" ] || die "$SLUICE not found; run 'make' first (or 'make bench-l7')"
 SLUICE=$(realpath "$SLUICE")
 
+for port in "$SLUICE_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$ADMIN_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is already in use on 127.0.0.1; stop it or set BASE_PORT/ADMIN_PORT"
+  fi
+done
+
 DIR=$(mktemp -d /tmp/sluice-bench-l7.XXXXXX)
 STARTED=()   # pids of everything we started (each is the top process of its tree)
 
@@ -83,10 +89,11 @@ stop_pid() {  # stop_pid PID: TERM, wait up to 5s, then KILL the pid and its chi
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
+    # A master that ignores SIGTERM: kill it and the workers it had.
     echo "l7.sh: pid $pid did not stop on SIGTERM, sending SIGKILL" >&2
     kill -KILL "$pid" 2>/dev/null || true
+    for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
   fi
-  for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
   wait "$pid" 2>/dev/null || true
 }
 
@@ -103,12 +110,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-for port in "$SLUICE_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$ADMIN_PORT"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port is already in use on 127.0.0.1; stop it or set BASE_PORT/ADMIN_PORT"
-  fi
-done
 
 pin() {  # pin CPUS: print the command prefix (as an array literal) for taskset
   [ -n "$1" ] && printf 'taskset -c %s' "$1"
@@ -187,6 +188,7 @@ start_proxy() {  # start_proxy NAME [wrapper...]
 
 # The processes whose CPU counts for a proxy: its top process and its
 # children (Sluice and nginx: master + one worker; HAProxy: one process).
+# shellcheck disable=SC2046  # word splitting of pid lists is intended here
 proc_tree() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
 
 # cpu_ticks PID...: utime+stime summed over the pids, in clock ticks.
@@ -228,6 +230,10 @@ run_wrk() {  # run_wrk PORT SECONDS CONNS OUTFILE
   "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$3" -d"$2"s --latency "http://127.0.0.1:$1/" >"$4" 2>&1
 }
 
+sluice_identity() {
+  echo "sluice: $SLUICE, sha1 $(sha1sum "$SLUICE" | cut -c1-12), built $(date -u -r "$SLUICE" '+%F %T UTC'), tree $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+}
+
 # --------------------------------------------------------------- profile ---
 if [ "$MODE" = profile ]; then
   PROFILER=${PROFILER:-}
@@ -249,6 +255,7 @@ if [ "$MODE" = profile ]; then
     *) die "PROFILER must be perf or callgrind, not '$PROFILER'" ;;
   esac
   log "profiling Sluice with $PROFILER, wrk -t$THREADS -c$CONNECTIONS -d${PROFILE_DURATION}s"
+  sluice_identity
   start_backend
   if [ "$PROFILER" = callgrind ]; then
     # valgrind follows fork(), so the worker is traced too: one file per pid.
@@ -328,7 +335,7 @@ fi
 read -r -a PROXY_LIST <<<"$PROXIES"
 echo "l7 bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds of: ${PROXY_LIST[*]}"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
-echo "sluice: $SLUICE, sha1 $(sha1sum "$SLUICE" | cut -c1-12), built $(date -u -r "$SLUICE" '+%F %T UTC'), tree $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+sluice_identity
 echo "versions: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), HAProxy $("$HAPROXY" -v | awk 'NR == 1 {print $3}'), $(wrk -v 2>&1 | awk 'NR == 1 {print "wrk", $2}')"
 echo "pinning: proxies=${TASKSET:-none} backend=${BACKEND_TASKSET:-none} wrk=${WRK_TASKSET:-none}"
 echo "temp dir: $DIR"
@@ -358,7 +365,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     read -r -a procs <<<"$(proc_tree "$top")"
     m0=$(machine_busy); c0=$(children_ticks); t0=$(date +%s%N)
     read -r u0 s0 <<<"$(cpu_ticks "${procs[@]}")"
-    read -r bu0 bs0 <<<"$(cpu_ticks $(proc_tree "$BACKEND_PID"))"
+    read -r -a bprocs <<<"$(proc_tree "$BACKEND_PID")"
+    read -r bu0 bs0 <<<"$(cpu_ticks "${bprocs[@]}")"
     out="$DIR/r$r-$p.wrk"
     run_wrk "${PORT[$p]}" "$DURATION" "$CONNECTIONS" "$out" &
     wrk_pid=$!
@@ -370,7 +378,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     wait "$wrk_pid" || wrk_rc=$?
     read -r u1 s1 <<<"$(cpu_ticks "${procs[@]}")"
     m1=$(machine_busy); c1=$(children_ticks); t1=$(date +%s%N)
-    read -r bu1 bs1 <<<"$(cpu_ticks $(proc_tree "$BACKEND_PID"))"
+    read -r bu1 bs1 <<<"$(cpu_ticks "${bprocs[@]}")"
     errors=""
     [ "$wrk_rc" = 0 ] || errors+="wrk-exit-$wrk_rc "
     if ! kill -0 "$top" 2>/dev/null; then errors+="PROXY-EXITED "; fi
