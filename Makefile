@@ -5,6 +5,7 @@
 #   make demo       the L7 proxy demo (no root needed)
 #   make fuzz       longer fuzz runs (FUZZ_SECONDS each, default 60)
 #   make bench-l7   bench/l7.sh: Sluice vs nginx vs HAProxy
+#   make test-bpf   XDP forwarder packet fixtures (src/l4/l4.mk)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -20,7 +21,7 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 # src/l4 (the XDP forwarder) is built by its own rules in src/l4/l4.mk.
 ALL_SRC := $(shell find src -name '*.c' -not -path 'src/l4/*' | sort)
 LIB_SRC := $(filter-out src/cmd/main.c,$(ALL_SRC))
-HDRS    := $(shell find src -name '*.h' | sort)
+HDRS    := $(shell find src -name '*.h' -not -path 'src/l4/*' | sort)
 
 OBJ      := $(ALL_SRC:%.c=build/obj/%.o)
 ASAN_OBJ := $(ALL_SRC:%.c=build/asan/%.o)
@@ -64,7 +65,7 @@ deps:
 	@bash scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN)
+	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder
 	@bash tests/run.sh
 
 unit: $(UNIT_BIN)

@@ -9,6 +9,7 @@ PKGS=(
   python3 python3-pytest python3-requests          # integration tests
   curl wrk netcat-openbsd iproute2 procps          # real clients and tools
   nginx-light haproxy                              # benchmark anchors
+  libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config   # the XDP forwarder
 )
 
 missing=()

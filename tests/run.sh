@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 
 phases=("$@")
-[ ${#phases[@]} -eq 0 ] && phases=(unit integration fuzz)
+[ ${#phases[@]} -eq 0 ] && phases=(unit bpf integration fuzz)
 PYTHON=${PYTHON:-/usr/bin/python3}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 passed=0
@@ -33,6 +33,21 @@ run_unit() {
     [ "$f" -gt 0 ] && failures+=("unit $(basename "$t")") && echo "$out" | grep -B2 -A8 -E 'FAIL|ERROR' | head -60
     passed=$((passed + p)); failed=$((failed + f))
   done
+}
+
+run_bpf() {
+  local t=build/l4/test_forwarder out p f
+  [ -x "$t" ] || { echo "== bpf: $t not built"; failed=$((failed + 1)); failures+=("bpf (not built)"); return; }
+  echo "== bpf: XDP forwarder fixtures (BPF_PROG_TEST_RUN)"
+  out=$("$t" 2>&1)
+  local rc=$?
+  echo "$out" | grep -vE '^ok ' | tail -20
+  p=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' | tail -1)
+  f=$(echo "$out" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' | tail -1)
+  p=${p:-0}; f=${f:-0}
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  [ "$f" -gt 0 ] && failures+=("bpf")
+  passed=$((passed + p)); failed=$((failed + f))
 }
 
 run_integration() {
@@ -75,6 +90,7 @@ run_fuzz() {
 for ph in "${phases[@]}"; do
   case "$ph" in
     unit) run_unit ;;
+    bpf) run_bpf ;;
     integration) run_integration ;;
     fuzz) run_fuzz ;;
     *) echo "unknown phase $ph" >&2; exit 2 ;;

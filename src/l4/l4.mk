@@ -23,7 +23,7 @@ L4_SKELS    := $(L4_BPF_SRC:src/l4/bpf/%.bpf.c=$(L4_OUT)/%.skel.h)
 # control plane uses.
 L4_USER_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -I$(L4_OUT) -Itests/bpf \
                   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -g -O2
-L4_USER_LIBS   := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz
+L4_USER_LIBS    = $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz
 L4_CORE_SRC    := src/core/maglev.c src/core/hash.c
 L4_TESTLIB     := tests/bpf/l4_testlib.c
 L4_TESTLIB_HDR := tests/bpf/l4_testlib.h

@@ -216,6 +216,11 @@ static __always_inline void v4_mapped(__be32 out[4], __be32 a)
     out[3] = a;
 }
 
+static __always_inline bool is_v4_mapped(const __be32 a[4])
+{
+    return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
 static __always_inline int parse_ipv4(void *data, void *data_end, struct pkt *p)
 {
     struct iphdr *ip = data + p->l3_off;
@@ -291,6 +296,16 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct pkt *p)
     default:
         return L4_R_PASS_OTHER_L4;
     }
+
+    /* v4-mapped addresses have no business in IPv6 headers
+     * (draft-itojun-v6ops-v4mapped-harmful). A v4-mapped destination would
+     * alias our IPv4 VIP keys: it is not a VIP. A v4-mapped source is a
+     * client the real could only answer over IPv4 (its socket maps the
+     * address back), and Linux refuses TCP connections from one: drop. */
+    if (is_v4_mapped(ip6->saddr.in6_u.u6_addr32))
+        return L4_R_DROP_BAD_L3;
+    if (is_v4_mapped(ip6->daddr.in6_u.u6_addr32))
+        return L4_R_PASS_NOT_VIP;
 
     p->v6 = 1;
     p->ip_len = sizeof(*ip6) + plen;

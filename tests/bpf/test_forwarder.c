@@ -1,0 +1,1493 @@
+/* Packet fixtures for the XDP forwarder, run through BPF_PROG_TEST_RUN.
+ *
+ * Each fixture builds an input frame in C, runs it once through the loaded
+ * program, and checks the verdict, the output bytes (against a frame the
+ * test builds on its own, not by replaying the program's logic), the
+ * checksums (with tl_verify_csums(), which sums bytes differently from the
+ * BPF code) and the counters: exactly one disposition reason per packet,
+ * plus the events (connection-table hit/miss, SYN-guard skip) expected.
+ *
+ * Needs root (CAP_BPF + CAP_NET_ADMIN); as non-root it says so and exits 0.
+ * The last line is always "N passed, N failed".
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "core/maglev.h"
+#include "l4/bpf/l4_hash.h"
+#include "l4/bpf/l4_maps.h"
+#include "l4_testlib.h"
+
+/* ---- the test world ---- */
+
+static const uint8_t LB_MAC[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x01 };
+static const uint8_t GW_MAC[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0xfe };
+
+#define CLIENT4 "198.51.100.7"
+#define CLIENT6 "2001:db8:c::7"
+#define ROUTER4 "198.51.100.254"
+#define ROUTER6 "2001:db8:c::fe"
+#define VIP_DR4 "192.0.2.10"
+#define VIP_DR6 "2001:db8::10"
+#define VIP_TUN4 "192.0.2.20"
+#define VIP_TUN6 "2001:db8::20"
+#define VIP_4IN6 "192.0.2.50"
+#define VIP_6IN4 "2001:db8::50"
+#define VIP_NAT "192.0.2.30"
+#define VIP_DEAD "192.0.2.40"
+#define VIP_NOCT "192.0.2.60"
+
+enum {
+    S_DR4_TCP, S_DR4_UDP, S_DR6_TCP, S_DR6_UDP,
+    S_TUN4_TCP, S_TUN4_UDP, S_TUN6_TCP, S_TUN6_UDP,
+    S_4IN6, S_6IN4, S_NAT, S_DEAD, S_NOCT,
+    S__COUNT
+};
+#define T_SPARE 13 /* a free Maglev table id for the swap test */
+
+static const uint32_t REALS4[] = { 1, 2, 3 };
+static const uint32_t REALS6[] = { 4, 5, 6 };
+static const uint32_t EQUAL[] = { 1, 1, 1 };
+static const uint32_t WEIGHTED[] = { 1, 2, 3 };
+
+static struct tl_env env;
+static uint16_t port_seq = 20000;
+
+static uint16_t next_port(void)
+{
+    return port_seq++;
+}
+
+static void real_mac(uint32_t idx, uint8_t mac[6])
+{
+    const uint8_t base[6] = { 0x02, 0x00, 0x00, 0x00, 0x01, 0x00 };
+
+    memcpy(mac, base, 6);
+    mac[5] = (uint8_t)idx;
+}
+
+/* ---- reporting ---- */
+
+static char fail_msg[512];
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            snprintf(fail_msg, sizeof(fail_msg), __VA_ARGS__);                                     \
+            fprintf(stderr, "    at %s:%d: %s\n", __FILE__, __LINE__, fail_msg);                   \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* ---- frames ---- */
+
+static struct tl_frame frame(const char *src, const char *dst, uint8_t proto, uint16_t sport, uint16_t dport)
+{
+    struct tl_frame f;
+
+    memset(&f, 0, sizeof(f));
+    memcpy(f.dmac, LB_MAC, 6);
+    memcpy(f.smac, GW_MAC, 6);
+    if (tl_addr_parse(src, &f.src) || tl_addr_parse(dst, &f.dst)) {
+        fprintf(stderr, "bad address in fixture: %s or %s\n", src, dst);
+        exit(2);
+    }
+    f.proto = proto;
+    f.sport = sport;
+    f.dport = dport;
+    f.tos = 0x28; /* a DSCP, so TUN's copy of it shows */
+    f.payload_len = 32;
+    return f;
+}
+
+/* The frame a client sends to a service. */
+static struct tl_frame to_svc(int svc, bool vlan)
+{
+    const struct tl_svc *s = &env.svcs[svc];
+    char vip[INET6_ADDRSTRLEN];
+    bool v6 = !(s->key.addr[0] == 0 && s->key.addr[1] == 0 && s->key.addr[2] == htonl(0xffff));
+    struct tl_frame f;
+
+    if (v6)
+        inet_ntop(AF_INET6, s->key.addr, vip, sizeof(vip));
+    else
+        inet_ntop(AF_INET, &s->key.addr[3], vip, sizeof(vip));
+    f = frame(v6 ? CLIENT6 : CLIENT4, vip, s->key.proto, next_port(), ntohs(s->key.port));
+    f.vlan = vlan;
+    f.vlan_tci = vlan ? 100 : 0;
+    return f;
+}
+
+/* What DR sends: the same frame, MACs rewritten. Built from the fixture's
+ * description, not from the input bytes. */
+static void expect_dr(struct pkt *exp, const struct tl_frame *f, uint32_t real)
+{
+    struct tl_frame g = *f;
+
+    memcpy(g.dmac, env.reals[real].r.mac, 6);
+    memcpy(g.smac, LB_MAC, 6);
+    tl_build(exp, &g);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = v >> 8;
+    p[1] = v & 0xff;
+}
+
+/* What TUN sends: Ethernet (+ the same VLAN tag) to the real's next hop,
+ * an outer header built here field by field, then the input from its IP
+ * header on (Ethernet padding included: it stays at the end). */
+static void expect_tun(struct pkt *exp, const struct pkt *in, size_t l3, uint32_t real, uint32_t hash)
+{
+    const struct l4_real *r = &env.reals[real].r;
+    const struct l4_cfg *cfg = &env.cfg;
+    bool outer6 = r->flags & L4_REAL_F_V6;
+    const uint8_t *iip = in->b + l3;
+    bool inner6 = (iip[0] >> 4) == 6;
+    size_t inner_len = inner6 ? 40u + (size_t)(iip[4] << 8 | iip[5]) : (size_t)(iip[2] << 8 | iip[3]);
+    uint8_t tos = inner6 ? (uint8_t)((iip[0] & 0xf) << 4 | iip[1] >> 4) : iip[1];
+    size_t ohl = outer6 ? 40 : 20;
+    uint8_t *b = exp->b, *o;
+
+    memset(exp, 0, sizeof(*exp));
+    memcpy(b, r->mac, 6);
+    memcpy(b + 6, LB_MAC, 6);
+    if (l3 == 18) {
+        memcpy(b + 12, in->b + 12, 4); /* TPID and TCI as received */
+        put16(b + 16, outer6 ? 0x86dd : 0x0800);
+    } else {
+        put16(b + 12, outer6 ? 0x86dd : 0x0800);
+    }
+    o = b + l3;
+    if (!outer6) {
+        uint32_t plen = cfg->tun_src4_plen, host = plen >= 32 ? 0 : 0xffffffffu >> plen;
+        uint32_t src = (ntohl(cfg->tun_src4) & ~host) | (hash & host);
+
+        o[0] = 0x45;
+        o[1] = tos;
+        put16(o + 2, (uint16_t)(inner_len + 20));
+        put16(o + 6, 0x4000);
+        o[8] = L4_TUN_TTL;
+        o[9] = inner6 ? 41 : 4;
+        src = htonl(src);
+        memcpy(o + 12, &src, 4);
+        memcpy(o + 16, &r->addr[3], 4);
+        put16(o + 10, tl_fold(tl_sum(o, 20, 0)));
+    } else {
+        uint32_t plen = cfg->tun_src6_plen;
+        uint32_t host = plen >= 128 ? 0 : plen <= 96 ? 0xffffffffu : 0xffffffffu >> (plen - 96);
+        uint32_t w0 = (6u << 28) | ((uint32_t)tos << 20) | (hash & 0xfffff), last;
+
+        w0 = htonl(w0);
+        memcpy(o, &w0, 4);
+        put16(o + 4, (uint16_t)inner_len);
+        o[6] = inner6 ? 41 : 4;
+        o[7] = L4_TUN_TTL;
+        memcpy(o + 8, cfg->tun_src6, 16);
+        last = htonl((ntohl(cfg->tun_src6[3]) & ~host) | (hash & host));
+        memcpy(o + 20, &last, 4);
+        memcpy(o + 24, r->addr, 16);
+    }
+    memcpy(o + ohl, in->b + l3, in->len - l3);
+    exp->len = in->len + ohl;
+}
+
+/* ---- running one packet ---- */
+
+static uint64_t delta[L4_R__COUNT];
+static struct pkt out;
+
+static bool is_forward(uint32_t v)
+{
+    return v == XDP_TX || v == XDP_REDIRECT;
+}
+
+/* Run `in`; check the verdict, the output (if `want` is given; for PASS and
+ * DROP the output must equal the input whatever `want` says), checksums of
+ * anything sent, and that exactly `reason` counted as the disposition.
+ * Leaves the counter deltas in delta[]. */
+static int run_expect(const struct pkt *in, uint32_t verdict, const struct pkt *want, enum l4_reason reason)
+{
+    uint64_t before[L4_R__COUNT], after[L4_R__COUNT], disp = 0;
+    uint32_t got;
+    int err;
+
+    CHECK(tl_reasons(&env, before) == 0, "reading counters");
+    err = tl_run(env.prog_fd, in, &out, &got);
+    CHECK(err == 0, "BPF_PROG_TEST_RUN: %s", strerror(-err));
+    CHECK(tl_reasons(&env, after) == 0, "reading counters");
+    for (int r = 0; r < L4_R__COUNT; r++) {
+        delta[r] = after[r] - before[r];
+        if (r < L4_R__DISPOSITIONS)
+            disp += delta[r];
+    }
+    if (got != verdict) {
+        tl_hexdump("input", in->b, in->len);
+        tl_hexdump("output", out.b, out.len);
+    }
+    CHECK(got == verdict, "verdict %s, want %s", tl_verdict_name(got), tl_verdict_name(verdict));
+    if (!is_forward(verdict))
+        want = in; /* never rewritten */
+    if (want && (out.len != want->len || memcmp(out.b, want->b, want->len) != 0)) {
+        size_t i = 0;
+
+        while (i < out.len && i < want->len && out.b[i] == want->b[i])
+            i++;
+        tl_hexdump("expected", want->b, want->len);
+        tl_hexdump("got", out.b, out.len);
+        CHECK(0, "output differs at byte %zu (len %zu, want %zu)", i, out.len, want->len);
+    }
+    if (is_forward(got)) {
+        uint16_t et = (uint16_t)(out.b[12] << 8 | out.b[13]);
+        size_t l3 = (et == 0x8100 || et == 0x88a8) ? 18 : 14;
+
+        CHECK(tl_verify_csums(out.b, out.len, l3) == 0, "bad checksum in output");
+    }
+    CHECK(disp == 1, "%llu disposition counts for one packet", (unsigned long long)disp);
+    CHECK(delta[reason] == 1, "disposition is not %s", l4_reason_names[reason]);
+    return 0;
+}
+
+static int counter_delta(int fd, uint32_t idx, struct l4_counter *before, uint64_t pkts, uint64_t bytes)
+{
+    struct l4_counter now;
+
+    CHECK(tl_counter(fd, idx, &now) == 0, "reading stats %u", idx);
+    CHECK(now.packets - before->packets == pkts && now.bytes - before->bytes == bytes,
+          "stats[%u]: +%llu packets +%llu bytes, want +%llu +%llu", idx,
+          (unsigned long long)(now.packets - before->packets),
+          (unsigned long long)(now.bytes - before->bytes), (unsigned long long)pkts,
+          (unsigned long long)bytes);
+    return 0;
+}
+
+/* ---- forwarding matrix (table-driven) ---- */
+
+static const struct fwd_case {
+    const char *name;
+    int svc;
+    bool vlan;
+} fwd_cases[] = {
+    { "DR  IPv4 TCP", S_DR4_TCP, false },
+    { "DR  IPv4 UDP (weighted)", S_DR4_UDP, false },
+    { "DR  IPv6 TCP", S_DR6_TCP, false },
+    { "DR  IPv6 UDP", S_DR6_UDP, false },
+    { "DR  IPv4 TCP, VLAN tag", S_DR4_TCP, true },
+    { "DR  IPv6 UDP, VLAN tag", S_DR6_UDP, true },
+    { "TUN IPIP    TCP", S_TUN4_TCP, false },
+    { "TUN IPIP    UDP", S_TUN4_UDP, false },
+    { "TUN IP6IP6  TCP", S_TUN6_TCP, false },
+    { "TUN IP6IP6  UDP", S_TUN6_UDP, false },
+    { "TUN IPIP    TCP, VLAN tag", S_TUN4_TCP, true },
+    { "TUN IP6IP6  UDP, VLAN tag", S_TUN6_UDP, true },
+    { "TUN 4in6    TCP (IPv4 VIP, IPv6 real)", S_4IN6, false },
+    { "TUN 6in4    TCP (IPv6 VIP, IPv4 real)", S_6IN4, false },
+    { "DR  stateless VIP (no conn table)", S_NOCT, false },
+};
+
+static int run_fwd_case(const struct fwd_case *c)
+{
+    struct tl_frame f = to_svc(c->svc, c->vlan);
+    const struct tl_svc *s = &env.svcs[c->svc];
+    struct l4_counter vs, rs;
+    struct l4_flow_key k;
+    struct l4_conn conn;
+    struct pkt in, exp;
+    uint32_t real = tl_maglev_real(&env, c->svc, &f), hash = tl_flow_hash(&env, &f);
+    bool tun = s->meta.mode == L4_MODE_TUN, noct = s->meta.flags & L4_VIP_F_NO_CT;
+
+    CHECK(real != 0, "no real in the user-space table");
+    tl_build(&in, &f);
+    if (tun)
+        expect_tun(&exp, &in, tl_l3_off(&f), real, hash);
+    else
+        expect_dr(&exp, &f, real);
+    CHECK(tl_counter(env.fd_vip_stats, s->meta.svc, &vs) == 0, "vip stats");
+    CHECK(tl_counter(env.fd_real_stats, real, &rs) == 0, "real stats");
+
+    if (run_expect(&in, XDP_TX, &exp, tun ? L4_R_FWD_TUN : L4_R_FWD_DR))
+        return -1;
+    CHECK(delta[L4_R_CT_MISS] == (noct ? 0u : 1u), "ct_miss +%llu", (unsigned long long)delta[L4_R_CT_MISS]);
+    CHECK(delta[L4_R_CT_HIT] == 0, "ct_hit on a new flow");
+    if (counter_delta(env.fd_vip_stats, s->meta.svc, &vs, 1, in.len) ||
+        counter_delta(env.fd_real_stats, real, &rs, 1, in.len))
+        return -1;
+    tl_flow_key(&f, &k);
+    if (noct) {
+        CHECK(tl_conn_get(&env, &k, &conn) != 0, "stateless VIP created a conn entry");
+    } else {
+        CHECK(tl_conn_get(&env, &k, &conn) == 0, "no conn entry after a miss");
+        CHECK(conn.real == real, "conn entry says real %u, want %u", conn.real, real);
+        CHECK(conn.hash == hash, "BPF flow hash %#x, user space %#x", conn.hash, hash);
+    }
+
+    /* The same flow again: a hit (or Maglev again), byte-identical output. */
+    if (run_expect(&in, XDP_TX, &exp, tun ? L4_R_FWD_TUN : L4_R_FWD_DR))
+        return -1;
+    CHECK(delta[L4_R_CT_HIT] == (noct ? 0u : 1u), "second packet: ct_hit +%llu",
+          (unsigned long long)delta[L4_R_CT_HIT]);
+    return 0;
+}
+
+/* ---- malformed, foreign and unsupported packets (table-driven) ---- */
+
+struct bad_case {
+    const char *name;
+    void (*make)(struct pkt *p);
+    uint32_t verdict;
+    enum l4_reason reason;
+};
+
+static struct tl_frame base4(void)
+{
+    return frame(CLIENT4, VIP_DR4, 6, next_port(), 80);
+}
+
+static struct tl_frame base6(void)
+{
+    return frame(CLIENT6, VIP_DR6, 17, next_port(), 53);
+}
+
+/* Recompute an IPv4 header checksum after a deliberate edit, so that the
+ * packet is wrong only in the way the fixture means. */
+static void fix_ip4(struct pkt *p, size_t l3)
+{
+    size_t hl = (size_t)(p->b[l3] & 0xf) * 4;
+
+    if (hl < 20)
+        hl = 20;
+    p->b[l3 + 10] = p->b[l3 + 11] = 0;
+    put16(p->b + l3 + 10, tl_fold(tl_sum(p->b + l3, hl, 0)));
+}
+
+static void mk_bad_version4(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    tl_build(p, &f);
+    p->b[14] = 0x65;
+    fix_ip4(p, 14);
+}
+static void mk_ihl4(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    tl_build(p, &f);
+    p->b[14] = 0x44;
+    fix_ip4(p, 14);
+}
+static void mk_ihl15_short(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    tl_build(p, &f);
+    p->b[14] = 0x4f; /* claims 60 bytes of header... */
+    put16(p->b + 16, 40); /* ...in a 40-byte datagram */
+    fix_ip4(p, 14);
+}
+static void mk_ip_options(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    f.ip_opts = 4;
+    tl_build(p, &f);
+}
+static void mk_ip_options_max(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    f.ip_opts = 40;
+    tl_build(p, &f);
+}
+static void mk_totlen_long(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    tl_build(p, &f);
+    put16(p->b + 16, (uint16_t)(p->len - 14 + 1));
+    fix_ip4(p, 14);
+}
+static void mk_totlen_max(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    tl_build(p, &f);
+    put16(p->b + 16, 0xffff);
+    fix_ip4(p, 14);
+}
+static void mk_totlen_tiny(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    tl_build(p, &f);
+    put16(p->b + 16, 19);
+    fix_ip4(p, 14);
+}
+static void mk_tcp_past_iplen(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    f.pad_to = 100;
+    tl_build(p, &f);
+    put16(p->b + 16, 20 + 10); /* TCP header needs 20; 10 left */
+    fix_ip4(p, 14);
+}
+static void mk_tcp_doff4(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    tl_build(p, &f);
+    p->b[34 + 12] = 4 << 4;
+}
+static void mk_tcp_doff15(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    f.payload_len = 20; /* 40 bytes of TCP, doff says 60 */
+    tl_build(p, &f);
+    p->b[34 + 12] = 15 << 4;
+}
+static void mk_udp_len7(struct pkt *p)
+{
+    struct tl_frame f = base6();
+    tl_build(p, &f);
+    put16(p->b + 54 + 4, 7);
+}
+static void mk_udp_len_long(struct pkt *p)
+{
+    struct tl_frame f = base6();
+    tl_build(p, &f);
+    put16(p->b + 54 + 4, (uint16_t)(8 + f.payload_len + 1));
+}
+static void mk_frag_first(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    f.frag_off = 0x2000; /* MF */
+    tl_build(p, &f);
+}
+static void mk_frag_later(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    f.frag_off = 185; /* offset 1480 */
+    tl_build(p, &f);
+}
+static void mk_frag_last(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    f.frag_off = 0x4000 | 1; /* DF with an offset: still a fragment */
+    tl_build(p, &f);
+}
+static void mk_frag6(struct pkt *p)
+{
+    struct tl_frame f = base6();
+    tl_build(p, &f);
+    p->b[14 + 6] = 44;
+}
+static void mk_hbh6(struct pkt *p)
+{
+    struct tl_frame f = base6();
+    tl_build(p, &f);
+    p->b[14 + 6] = 0;
+}
+static void mk_v6_plen_long(struct pkt *p)
+{
+    struct tl_frame f = base6();
+    tl_build(p, &f);
+    put16(p->b + 14 + 4, (uint16_t)(p->len - 54 + 1));
+}
+static void mk_v6_bad_version(struct pkt *p)
+{
+    struct tl_frame f = base6();
+    tl_build(p, &f);
+    p->b[14] = (uint8_t)(0x40 | (p->b[14] & 0x0f));
+}
+static void mk_v6_mapped_src(struct pkt *p)
+{
+    struct tl_frame f = base6();
+    tl_build(p, &f);
+    memset(p->b + 22, 0, 10);
+    p->b[32] = p->b[33] = 0xff; /* source ::ffff:... */
+}
+static void mk_v6_mapped_dst(struct pkt *p)
+{
+    /* an IPv6 header whose destination aliases the IPv4 VIP 192.0.2.10 */
+    struct tl_frame f = frame(CLIENT6, "::ffff:192.0.2.10", 6, next_port(), 80);
+    f.dst.v6 = true;
+    tl_build(p, &f);
+}
+static void mk_gre4(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DR4, 47, 0, 0);
+    tl_build(p, &f);
+}
+static void mk_sctp6(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT6, VIP_DR6, 132, 0, 0);
+    tl_build(p, &f);
+}
+static void mk_icmp6_in_v4(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DR4, 58, 0, 0);
+    f.icmp_type = 128;
+    tl_build(p, &f);
+}
+static void mk_arp(struct pkt *p)
+{
+    memset(p, 0, sizeof(*p));
+    memset(p->b, 0xff, 6);
+    memcpy(p->b + 6, GW_MAC, 6);
+    put16(p->b + 12, 0x0806);
+    put16(p->b + 14, 1);
+    put16(p->b + 16, 0x0800);
+    p->b[18] = 6;
+    p->b[19] = 4;
+    put16(p->b + 20, 1);
+    p->len = 42;
+}
+static void mk_qinq(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    struct pkt q;
+
+    f.vlan = true;
+    f.vlan_tpid = 0x88a8;
+    f.vlan_tci = 10;
+    tl_build(&q, &f);
+    /* insert a second (inner) tag after the outer one */
+    memset(p, 0, sizeof(*p));
+    memcpy(p->b, q.b, 16);
+    put16(p->b + 16, 0x8100);
+    put16(p->b + 18, 20);
+    memcpy(p->b + 20, q.b + 16, q.len - 16);
+    p->len = q.len + 4;
+}
+static void mk_vlan_short(struct pkt *p)
+{
+    struct tl_frame f = base4();
+    f.vlan = true;
+    tl_build(p, &f);
+    p->len = 16; /* the tag is cut in half */
+}
+static void mk_not_vip_addr(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, "192.0.2.99", 6, next_port(), 80);
+    tl_build(p, &f);
+}
+static void mk_not_vip_port(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DR4, 6, next_port(), 81);
+    tl_build(p, &f);
+}
+static void mk_not_vip_proto(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DR4, 17, next_port(), 80);
+    tl_build(p, &f);
+}
+static void mk_not_vip6(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT6, "2001:db8::99", 6, next_port(), 80);
+    tl_build(p, &f);
+}
+static void mk_nat_mode(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_NAT, 6, next_port(), 80);
+    tl_build(p, &f);
+}
+static void mk_dead_real(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DEAD, 6, next_port(), 80);
+    tl_build(p, &f);
+}
+static void mk_icmp_timestamp(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DR4, 1, 0, 0);
+    f.icmp_type = 13;
+    tl_build(p, &f);
+}
+static void mk_icmp_echo_code1(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DR4, 1, 0, 0);
+    f.icmp_type = 8;
+    f.icmp_code = 1;
+    tl_build(p, &f);
+}
+static void mk_icmp_echo_not_vip(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, "192.0.2.99", 1, 0, 0);
+    f.icmp_type = 8;
+    tl_build(p, &f);
+}
+static void mk_icmp_echo_other_vip(struct pkt *p)
+{
+    /* 192.0.2.40 serves TCP but has no ICMP address entry */
+    struct tl_frame f = frame(CLIENT4, VIP_DEAD, 1, 0, 0);
+    f.icmp_type = 8;
+    tl_build(p, &f);
+}
+static void mk_icmp_short(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DR4, 1, 0, 0);
+    f.icmp_type = 8;
+    f.payload_len = 0;
+    tl_build(p, &f);
+    put16(p->b + 16, 20 + 4); /* 4 bytes of ICMP */
+    fix_ip4(p, 14);
+}
+
+/* An ICMP error from a router about a packet the real sent from `vip`:`vport`
+ * to `client`:`cport`, quoting `quote` bytes of it. */
+static void icmp_err(struct pkt *p, bool v6, const char *vip, uint16_t vport, const char *client,
+                     uint16_t cport, uint8_t proto, size_t quote)
+{
+    struct tl_frame inner = frame(vip, client, proto, vport, cport);
+    struct tl_frame f;
+    struct pkt q;
+
+    inner.payload_len = 64;
+    tl_build(&q, &inner);
+    if (quote > q.len - 14)
+        quote = q.len - 14;
+    f = frame(v6 ? ROUTER6 : ROUTER4, vip, v6 ? 58 : 1, 0, 0);
+    f.icmp_type = v6 ? 2 : 3;
+    f.icmp_code = v6 ? 0 : 4;
+    f.icmp_id = 0;
+    f.icmp_seq = 1400; /* the next-hop MTU lives in the low 16 bits */
+    f.payload = q.b + 14;
+    f.payload_len = quote;
+    f.tos = 0xc0;
+    tl_build(p, &f);
+}
+
+static void mk_frag_needed_not_vip(struct pkt *p)
+{
+    icmp_err(p, false, VIP_DR4, 81, CLIENT4, 40000, 6, 28);
+}
+static void mk_frag_needed_short_quote(struct pkt *p)
+{
+    icmp_err(p, false, VIP_DR4, 80, CLIENT4, 40000, 6, 22); /* no room for both ports */
+}
+static void mk_frag_needed_inner_opts(struct pkt *p)
+{
+    icmp_err(p, false, VIP_DR4, 80, CLIENT4, 40000, 6, 28);
+    p->b[14 + 20 + 8] = 0x46; /* quoted header claims options */
+    /* ICMP checksum no longer matters: this must not be forwarded at all */
+}
+static void mk_frag_needed_wrong_dst(struct pkt *p)
+{
+    /* addressed to one VIP, quoting a packet from another */
+    icmp_err(p, false, VIP_DR4, 80, CLIENT4, 40000, 6, 28);
+    memcpy(p->b + 14 + 16, (uint8_t[]){ 192, 0, 2, 20 }, 4);
+    fix_ip4(p, 14);
+}
+static void mk_frag_needed_icmp_inner(struct pkt *p)
+{
+    icmp_err(p, false, VIP_DR4, 0, CLIENT4, 0, 1, 28); /* quoted packet is ICMP */
+}
+static void mk_ptb_other_code(struct pkt *p)
+{
+    icmp_err(p, true, VIP_DR6, 53, CLIENT6, 40000, 17, 48);
+    p->b[54 + 1] = 1;
+}
+
+static const struct bad_case bad_cases[] = {
+    { "IPv4 version 6 in an IPv4 frame", mk_bad_version4, XDP_DROP, L4_R_DROP_BAD_L3 },
+    { "IPv4 IHL 4", mk_ihl4, XDP_DROP, L4_R_DROP_BAD_L3 },
+    { "IPv4 IHL 15, total length 40", mk_ihl15_short, XDP_DROP, L4_R_DROP_BAD_L3 },
+    { "IPv4 total length 19", mk_totlen_tiny, XDP_DROP, L4_R_DROP_BAD_L3 },
+    { "IPv4 total length past the frame by 1", mk_totlen_long, XDP_DROP, L4_R_DROP_TRUNCATED },
+    { "IPv4 total length 65535", mk_totlen_max, XDP_DROP, L4_R_DROP_TRUNCATED },
+    { "IPv4 options (IHL 6) to a VIP", mk_ip_options, XDP_PASS, L4_R_PASS_IP_OPTIONS },
+    { "IPv4 options (IHL 15) to a VIP", mk_ip_options_max, XDP_PASS, L4_R_PASS_IP_OPTIONS },
+    { "IPv4 first fragment (MF)", mk_frag_first, XDP_PASS, L4_R_PASS_FRAGMENT },
+    { "IPv4 middle fragment (offset)", mk_frag_later, XDP_PASS, L4_R_PASS_FRAGMENT },
+    { "IPv4 last fragment (DF + offset)", mk_frag_last, XDP_PASS, L4_R_PASS_FRAGMENT },
+    { "TCP header past the IP length", mk_tcp_past_iplen, XDP_DROP, L4_R_DROP_BAD_L4 },
+    { "TCP data offset 4", mk_tcp_doff4, XDP_DROP, L4_R_DROP_BAD_L4 },
+    { "TCP data offset 15 past the datagram", mk_tcp_doff15, XDP_DROP, L4_R_DROP_BAD_L4 },
+    { "UDP length 7", mk_udp_len7, XDP_DROP, L4_R_DROP_BAD_L4 },
+    { "UDP length past the datagram", mk_udp_len_long, XDP_DROP, L4_R_DROP_BAD_L4 },
+    { "IPv6 version 4 in an IPv6 frame", mk_v6_bad_version, XDP_DROP, L4_R_DROP_BAD_L3 },
+    { "IPv6 payload length past the frame", mk_v6_plen_long, XDP_DROP, L4_R_DROP_TRUNCATED },
+    { "IPv6 with a v4-mapped source", mk_v6_mapped_src, XDP_DROP, L4_R_DROP_BAD_L3 },
+    { "IPv6 to a v4-mapped VIP address", mk_v6_mapped_dst, XDP_PASS, L4_R_PASS_NOT_VIP },
+    { "IPv6 fragment header", mk_frag6, XDP_PASS, L4_R_PASS_FRAGMENT },
+    { "IPv6 hop-by-hop header", mk_hbh6, XDP_PASS, L4_R_PASS_IPV6_EXT },
+    { "GRE to an IPv4 VIP", mk_gre4, XDP_PASS, L4_R_PASS_OTHER_L4 },
+    { "SCTP to an IPv6 VIP", mk_sctp6, XDP_PASS, L4_R_PASS_OTHER_L4 },
+    { "ICMPv6 inside IPv4", mk_icmp6_in_v4, XDP_PASS, L4_R_PASS_OTHER_L4 },
+    { "ARP", mk_arp, XDP_PASS, L4_R_PASS_NOT_IP },
+    { "QinQ (two tags)", mk_qinq, XDP_PASS, L4_R_PASS_NOT_IP },
+    { "VLAN tag cut short", mk_vlan_short, XDP_DROP, L4_R_DROP_TRUNCATED },
+    { "non-VIP address", mk_not_vip_addr, XDP_PASS, L4_R_PASS_NOT_VIP },
+    { "VIP address, other port", mk_not_vip_port, XDP_PASS, L4_R_PASS_NOT_VIP },
+    { "VIP address and port, other protocol", mk_not_vip_proto, XDP_PASS, L4_R_PASS_NOT_VIP },
+    { "non-VIP IPv6 address", mk_not_vip6, XDP_PASS, L4_R_PASS_NOT_VIP },
+    { "NAT service (not in the data plane yet)", mk_nat_mode, XDP_PASS, L4_R_PASS_MODE },
+    { "service whose only real is inactive", mk_dead_real, XDP_DROP, L4_R_DROP_NO_REAL },
+    { "ICMP timestamp to a VIP", mk_icmp_timestamp, XDP_PASS, L4_R_PASS_ICMP },
+    { "ICMP echo with code 1", mk_icmp_echo_code1, XDP_PASS, L4_R_PASS_ICMP },
+    { "ICMP echo to a non-VIP", mk_icmp_echo_not_vip, XDP_PASS, L4_R_PASS_NOT_VIP },
+    { "ICMP echo to a VIP without ICMP entry", mk_icmp_echo_other_vip, XDP_PASS, L4_R_PASS_NOT_VIP },
+    { "ICMP of 4 bytes", mk_icmp_short, XDP_DROP, L4_R_DROP_BAD_L4 },
+    { "frag-needed about a non-service port", mk_frag_needed_not_vip, XDP_PASS, L4_R_PASS_NOT_VIP },
+    { "frag-needed quoting 22 bytes", mk_frag_needed_short_quote, XDP_PASS, L4_R_PASS_ICMP },
+    { "frag-needed quoting a header with options", mk_frag_needed_inner_opts, XDP_PASS, L4_R_PASS_ICMP },
+    { "frag-needed sent to another VIP", mk_frag_needed_wrong_dst, XDP_PASS, L4_R_PASS_ICMP },
+    { "frag-needed quoting ICMP", mk_frag_needed_icmp_inner, XDP_PASS, L4_R_PASS_ICMP },
+    { "ICMPv6 packet-too-big with code 1", mk_ptb_other_code, XDP_PASS, L4_R_PASS_ICMP },
+};
+
+/* ---- single fixtures ---- */
+
+/* Echo replies, built from scratch: addresses swapped, TTL 64, type 0/129,
+ * checksums computed over the whole reply. The forwarder patches them
+ * incrementally; both must agree byte for byte. */
+static int t_echo(bool v6, bool vlan)
+{
+    struct tl_frame f = frame(v6 ? CLIENT6 : CLIENT4, v6 ? VIP_DR6 : VIP_DR4, v6 ? 58 : 1, 0, 0);
+    struct tl_frame r;
+    struct pkt in, exp;
+
+    f.icmp_type = v6 ? 128 : 8;
+    f.icmp_id = 0x1234;
+    f.icmp_seq = 7;
+    f.ttl = 57;
+    f.ip_id = 0xbeef;
+    f.payload_len = 56;
+    f.vlan = vlan;
+    f.vlan_tci = 5;
+    tl_build(&in, &f);
+    r = f;
+    memcpy(r.dmac, GW_MAC, 6);
+    memcpy(r.smac, LB_MAC, 6);
+    r.src = f.dst;
+    r.dst = f.src;
+    r.ttl = L4_ECHO_TTL;
+    r.icmp_type = v6 ? 129 : 0;
+    tl_build(&exp, &r);
+    return run_expect(&in, XDP_TX, &exp, L4_R_ICMP_ECHO_REPLY);
+}
+
+static int t_echo4(void) { return t_echo(false, false); }
+static int t_echo6(void) { return t_echo(true, false); }
+static int t_echo4_vlan(void) { return t_echo(false, true); }
+
+/* Odd-length echo payloads and many ids: incremental update must match a
+ * from-scratch checksum for every one (the 0x0000/0xffff corner included). */
+static int t_echo_sweep(void)
+{
+    for (uint32_t i = 0; i < 600; i++) {
+        struct tl_frame f = frame(CLIENT4, VIP_DR4, 1, 0, 0), r;
+        struct pkt in, exp;
+
+        f.icmp_type = 8;
+        f.icmp_id = (uint16_t)(i * 977);
+        f.icmp_seq = (uint16_t)i;
+        f.payload_len = i % 67;
+        f.ttl = (uint8_t)(1 + i % 255);
+        tl_build(&in, &f);
+        r = f;
+        memcpy(r.dmac, GW_MAC, 6);
+        memcpy(r.smac, LB_MAC, 6);
+        r.src = f.dst;
+        r.dst = f.src;
+        r.ttl = L4_ECHO_TTL;
+        r.icmp_type = 0;
+        tl_build(&exp, &r);
+        /* The full computation gives 0x0000 where the data sums to -0; the
+         * forwarder writes the equally valid 0xffff there (see echo_reply;
+         * with all-zero data 0xffff is the only valid value). */
+        if (exp.b[36] == 0 && exp.b[37] == 0)
+            exp.b[36] = exp.b[37] = 0xff;
+        if (run_expect(&in, XDP_TX, &exp, L4_R_ICMP_ECHO_REPLY)) {
+            fprintf(stderr, "    (echo %u)\n", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ICMP errors: the packet goes unchanged (DR) or encapsulated (TUN) to the
+ * real that owns the quoted flow, taken from the connection table when the
+ * flow is in it. */
+static int icmp_err_case(bool v6, int svc, bool via_ct)
+{
+    const struct tl_svc *s = &env.svcs[svc];
+    struct tl_frame fl = to_svc(svc, false);
+    char vip[INET6_ADDRSTRLEN], client[INET6_ADDRSTRLEN];
+    struct l4_flow_key k;
+    struct pkt in, exp, flow;
+    uint32_t real = tl_maglev_real(&env, svc, &fl), hash = tl_flow_hash(&env, &fl);
+    bool tun = s->meta.mode == L4_MODE_TUN;
+
+    if (v6) {
+        inet_ntop(AF_INET6, fl.dst.a, vip, sizeof(vip));
+        inet_ntop(AF_INET6, fl.src.a, client, sizeof(client));
+    } else {
+        inet_ntop(AF_INET, tl_addr_v4(&fl.dst), vip, sizeof(vip));
+        inet_ntop(AF_INET, tl_addr_v4(&fl.src), client, sizeof(client));
+    }
+    if (via_ct) {
+        /* Establish the flow, then point its entry at another real: the
+         * error must follow the table, not Maglev. */
+        tl_build(&flow, &fl);
+        if (run_expect(&flow, XDP_TX, NULL, tun ? L4_R_FWD_TUN : L4_R_FWD_DR))
+            return -1;
+        tl_flow_key(&fl, &k);
+        real = s->reals[(real == s->reals[0]) ? 1 : 0];
+        CHECK(tl_conn_set(&env, &k, &(struct l4_conn){ .real = real, .hash = hash }) == 0, "conn set");
+    }
+    icmp_err(&in, v6, vip, fl.dport, client, fl.sport, fl.proto, v6 ? 48 + 20 : 20 + 20);
+    if (tun) {
+        expect_tun(&exp, &in, 14, real, hash);
+    } else {
+        exp = in;
+        memcpy(exp.b, env.reals[real].r.mac, 6);
+        memcpy(exp.b + 6, LB_MAC, 6);
+    }
+    if (run_expect(&in, XDP_TX, &exp, tun ? L4_R_FWD_TUN : L4_R_FWD_DR))
+        return -1;
+    CHECK(delta[L4_R_ICMP_ERR_ROUTED] == 1, "icmp_err_routed not counted");
+    CHECK(delta[L4_R_CT_MISS] == 0 && delta[L4_R_CT_HIT] == 0, "ICMP error counted as a flow");
+    if (!via_ct) {
+        tl_flow_key(&fl, &k);
+        struct l4_conn c;
+        CHECK(tl_conn_get(&env, &k, &c) != 0 || c.real == 0, "ICMP error created a conn entry");
+    }
+    return 0;
+}
+
+static int t_frag_needed_maglev(void) { return icmp_err_case(false, S_DR4_TCP, false); }
+static int t_frag_needed_ct(void) { return icmp_err_case(false, S_DR4_TCP, true); }
+static int t_frag_needed_udp(void) { return icmp_err_case(false, S_DR4_UDP, false); }
+static int t_frag_needed_tun(void) { return icmp_err_case(false, S_TUN4_TCP, true); }
+static int t_ptb6_maglev(void) { return icmp_err_case(true, S_DR6_UDP, false); }
+static int t_ptb6_ct(void) { return icmp_err_case(true, S_DR6_TCP, true); }
+static int t_ptb6_tun(void) { return icmp_err_case(true, S_TUN6_TCP, false); }
+
+/* Maglev consistency: for many flows, the real the kernel picks is the one
+ * maglev_lookup() gives for the flow hash computed in user space. */
+static int maglev_consistency(int svc, int n)
+{
+    const struct tl_svc *s = &env.svcs[svc];
+    uint32_t counts[TL_MAX_REALS] = { 0 };
+
+    for (int i = 0; i < n; i++) {
+        struct tl_frame f = to_svc(svc, false);
+        struct pkt in, exp;
+        uint32_t real;
+
+        /* vary the client address too, not just the port */
+        f.src.a[15] = (uint8_t)(i * 7);
+        f.src.a[14] = (uint8_t)(i >> 3);
+        real = tl_maglev_real(&env, svc, &f);
+        tl_build(&in, &f);
+        if (s->meta.mode == L4_MODE_TUN)
+            expect_tun(&exp, &in, 14, real, tl_flow_hash(&env, &f));
+        else
+            expect_dr(&exp, &f, real);
+        if (run_expect(&in, XDP_TX, &exp, s->meta.mode == L4_MODE_TUN ? L4_R_FWD_TUN : L4_R_FWD_DR)) {
+            fprintf(stderr, "    (flow %d)\n", i);
+            return -1;
+        }
+        counts[real]++;
+    }
+    /* Every real got some flows (3 reals, weights >= 1, n >= 300). */
+    for (size_t i = 0; i < s->n; i++)
+        CHECK(counts[s->reals[i]] > 0, "real %u got no flows out of %d", s->reals[i], n);
+    return 0;
+}
+
+static int t_maglev_dr4(void) { return maglev_consistency(S_DR4_TCP, 400); }
+static int t_maglev_dr4_weighted(void) { return maglev_consistency(S_DR4_UDP, 400); }
+static int t_maglev_dr6(void) { return maglev_consistency(S_DR6_TCP, 300); }
+static int t_maglev_tun6(void) { return maglev_consistency(S_TUN6_UDP, 300); }
+
+/* The connection table holds a flow on its real when the Maglev table moves
+ * it; deleting the entry lets the new table decide. */
+static int t_ct_survives_table_change(void)
+{
+    struct tl_frame f = to_svc(S_DR4_TCP, false);
+    struct pkt in, exp;
+    uint32_t first = tl_maglev_real(&env, S_DR4_TCP, &f), other[2], n = 0, w[2] = { 1, 1 };
+    struct l4_flow_key k;
+    int rc = -1;
+
+    tl_build(&in, &f);
+    expect_dr(&exp, &f, first);
+    if (run_expect(&in, XDP_TX, &exp, L4_R_FWD_DR))
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (REALS4[i] != first)
+            other[n++] = REALS4[i];
+    /* the first real leaves the table (e.g. drained to weight 0) */
+    CHECK(tl_build_table(&env, S_DR4_TCP, S_DR4_TCP, other, w, 2) == 0, "table rebuild");
+    if (run_expect(&in, XDP_TX, &exp, L4_R_FWD_DR))
+        goto out;
+    if (delta[L4_R_CT_HIT] != 1) {
+        fprintf(stderr, "    established flow did not hit the table\n");
+        goto out;
+    }
+    tl_flow_key(&f, &k);
+    if (tl_conn_del(&env, &k) != 0) {
+        fprintf(stderr, "    conn delete failed\n");
+        goto out;
+    }
+    expect_dr(&exp, &f, tl_maglev_real(&env, S_DR4_TCP, &f));
+    if (exp.b[5] == (uint8_t)first) {
+        fprintf(stderr, "    new table still picks the old real\n");
+        goto out;
+    }
+    if (run_expect(&in, XDP_TX, &exp, L4_R_FWD_DR))
+        goto out;
+    rc = 0;
+out:
+    CHECK(tl_build_table(&env, S_DR4_TCP, S_DR4_TCP, REALS4, EQUAL, 3) == 0, "table restore");
+    return rc;
+}
+
+/* A real that goes inactive loses its flows at once: the entry is treated
+ * as a miss and rewritten with Maglev's choice. */
+static int t_ct_inactive_real(void)
+{
+    struct tl_frame f = to_svc(S_DR4_TCP, false);
+    struct pkt in, exp;
+    uint32_t first = tl_maglev_real(&env, S_DR4_TCP, &f), other[2], n = 0, w[2] = { 1, 1 }, now;
+    struct l4_flow_key k;
+    struct l4_conn c;
+    uint8_t mac[6];
+    int rc = -1;
+
+    tl_build(&in, &f);
+    expect_dr(&exp, &f, first);
+    if (run_expect(&in, XDP_TX, &exp, L4_R_FWD_DR))
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (REALS4[i] != first)
+            other[n++] = REALS4[i];
+    real_mac(first, mac);
+    CHECK(tl_set_real(&env, first, env.reals[first].name, mac, false) == 0, "deactivate");
+    CHECK(tl_build_table(&env, S_DR4_TCP, S_DR4_TCP, other, w, 2) == 0, "table rebuild");
+    now = tl_maglev_real(&env, S_DR4_TCP, &f);
+    expect_dr(&exp, &f, now);
+    if (run_expect(&in, XDP_TX, &exp, L4_R_FWD_DR))
+        goto out;
+    if (delta[L4_R_CT_MISS] != 1) {
+        fprintf(stderr, "    entry to an inactive real was not a miss\n");
+        goto out;
+    }
+    tl_flow_key(&f, &k);
+    if (tl_conn_get(&env, &k, &c) != 0 || c.real != now) {
+        fprintf(stderr, "    entry not rewritten to the new real\n");
+        goto out;
+    }
+    rc = 0;
+out:
+    CHECK(tl_set_real(&env, first, env.reals[first].name, mac, true) == 0, "reactivate");
+    CHECK(tl_build_table(&env, S_DR4_TCP, S_DR4_TCP, REALS4, EQUAL, 3) == 0, "table restore");
+    return rc;
+}
+
+/* Atomic swap: a service's table id flips to a table prepared beside it. */
+static int t_table_swap(void)
+{
+    const uint32_t only[1] = { 8 }, w[1] = { 1 };
+    struct tl_frame f = to_svc(S_DR4_UDP, false);
+    struct pkt in, exp;
+    int rc;
+
+    CHECK(tl_build_table(&env, S_DR4_UDP, T_SPARE, only, w, 1) == 0, "spare table");
+    CHECK(tl_set_vip_table(&env, S_DR4_UDP, T_SPARE) == 0, "flip");
+    tl_build(&in, &f);
+    expect_dr(&exp, &f, 8);
+    rc = run_expect(&in, XDP_TX, &exp, L4_R_FWD_DR);
+    CHECK(tl_build_table(&env, S_DR4_UDP, S_DR4_UDP, REALS4, WEIGHTED, 3) == 0, "rebuild");
+    CHECK(tl_set_vip_table(&env, S_DR4_UDP, S_DR4_UDP) == 0, "flip back");
+    return rc;
+}
+
+/* A table id past maglev_tables must not index someone else's slots. */
+static int t_table_id_out_of_range(void)
+{
+    struct tl_frame f = to_svc(S_DR4_UDP, false);
+    struct pkt in;
+    int rc;
+
+    CHECK(tl_set_vip_table(&env, S_DR4_UDP, env.tables) == 0, "flip");
+    tl_build(&in, &f);
+    rc = run_expect(&in, XDP_DROP, NULL, L4_R_DROP_NO_REAL);
+    CHECK(tl_set_vip_table(&env, S_DR4_UDP, S_DR4_UDP) == 0, "flip back");
+    return rc;
+}
+
+/* SYN guard: with a cap of 3 new entries per second, 5 new flows are all
+ * forwarded to their Maglev real, only the first 3 are remembered. */
+static int t_syn_guard(void)
+{
+    struct l4_cfg saved = env.cfg, cfg = env.cfg;
+    struct tl_frame f[5];
+    struct pkt in, exp;
+    int rc = -1, i;
+
+    cfg.new_flow_cap = 3;
+    CHECK(tl_set_cfg(&env, &cfg) == 0 && tl_flood_reset(&env) == 0, "config");
+    for (i = 0; i < 5; i++) {
+        struct l4_flow_key k;
+        struct l4_conn c;
+
+        f[i] = to_svc(S_DR4_TCP, false);
+        tl_build(&in, &f[i]);
+        expect_dr(&exp, &f[i], tl_maglev_real(&env, S_DR4_TCP, &f[i]));
+        if (run_expect(&in, XDP_TX, &exp, L4_R_FWD_DR))
+            goto out;
+        if (delta[L4_R_CT_GUARD_SKIP] != (i < 3 ? 0u : 1u)) {
+            fprintf(stderr, "    flow %d: guard skip +%llu\n", i, (unsigned long long)delta[L4_R_CT_GUARD_SKIP]);
+            goto out;
+        }
+        tl_flow_key(&f[i], &k);
+        if ((tl_conn_get(&env, &k, &c) == 0 && c.real != 0) != (i < 3)) {
+            fprintf(stderr, "    flow %d: entry %s\n", i, i < 3 ? "missing" : "inserted over the cap");
+            goto out;
+        }
+    }
+    /* Flows over the cap keep working, statelessly: misses, same real. */
+    tl_build(&in, &f[4]);
+    expect_dr(&exp, &f[4], tl_maglev_real(&env, S_DR4_TCP, &f[4]));
+    if (run_expect(&in, XDP_TX, &exp, L4_R_FWD_DR))
+        goto out;
+    if (delta[L4_R_CT_MISS] != 1 || delta[L4_R_CT_GUARD_SKIP] != 1) {
+        fprintf(stderr, "    flow over the cap was not a guarded miss\n");
+        goto out;
+    }
+    rc = 0;
+out:
+    CHECK(tl_set_cfg(&env, &saved) == 0, "config");
+    return rc;
+}
+
+/* Two-arm setups: bpf_redirect() to the configured interface instead of
+ * XDP_TX; the bytes are the same. */
+static int t_redirect(void)
+{
+    struct l4_cfg saved = env.cfg, cfg = env.cfg;
+    struct tl_frame f = to_svc(S_DR6_TCP, false);
+    struct pkt in, exp;
+    int rc;
+
+    cfg.tx_ifindex = 1;
+    CHECK(tl_set_cfg(&env, &cfg) == 0, "config");
+    tl_build(&in, &f);
+    expect_dr(&exp, &f, tl_maglev_real(&env, S_DR6_TCP, &f));
+    rc = run_expect(&in, XDP_REDIRECT, &exp, L4_R_FWD_DR);
+    CHECK(tl_set_cfg(&env, &saved) == 0, "config");
+    return rc;
+}
+
+/* TUN MTU: a packet that would not fit is dropped before any change. */
+static int t_tun_too_big(void)
+{
+    struct l4_cfg saved = env.cfg, cfg = env.cfg;
+    struct tl_frame f = to_svc(S_TUN4_TCP, false);
+    struct pkt in, exp;
+    int rc;
+
+    f.payload_len = 1441; /* 1481-byte datagram: 1501 with the outer header */
+    cfg.tun_mtu = 1500;
+    CHECK(tl_set_cfg(&env, &cfg) == 0, "config");
+    tl_build(&in, &f);
+    rc = run_expect(&in, XDP_DROP, NULL, L4_R_DROP_TOO_BIG);
+    if (!rc) {
+        f = to_svc(S_TUN4_TCP, false);
+        f.payload_len = 1440; /* exactly 1500 outer: fits */
+        tl_build(&in, &f);
+        expect_tun(&exp, &in, 14, tl_maglev_real(&env, S_TUN4_TCP, &f), tl_flow_hash(&env, &f));
+        rc = run_expect(&in, XDP_TX, &exp, L4_R_FWD_TUN);
+    }
+    CHECK(tl_set_cfg(&env, &saved) == 0, "config");
+    return rc;
+}
+
+/* TUN with Ethernet padding: the outer length comes from the IP header, not
+ * the frame, and the padding stays behind the datagram. */
+static int t_tun_padding(void)
+{
+    struct tl_frame f = to_svc(S_TUN4_UDP, false);
+    struct pkt in, exp;
+
+    f.payload_len = 2;
+    f.pad_to = 60;
+    tl_build(&in, &f);
+    expect_tun(&exp, &in, 14, tl_maglev_real(&env, S_TUN4_UDP, &f), tl_flow_hash(&env, &f));
+    return run_expect(&in, XDP_TX, &exp, L4_R_FWD_TUN);
+}
+
+/* Other tunnel source prefixes: a /32 (one fixed source) and an IPv6 /120
+ * (only the last 8 bits vary). */
+static int t_tun_prefixes(void)
+{
+    struct l4_cfg saved = env.cfg, cfg = env.cfg;
+    struct tl_frame f;
+    struct pkt in, exp;
+    int rc;
+
+    cfg.tun_src4_plen = 32;
+    cfg.tun_src6_plen = 120;
+    CHECK(tl_set_cfg(&env, &cfg) == 0, "config");
+    f = to_svc(S_TUN4_TCP, false);
+    tl_build(&in, &f);
+    expect_tun(&exp, &in, 14, tl_maglev_real(&env, S_TUN4_TCP, &f), tl_flow_hash(&env, &f));
+    rc = run_expect(&in, XDP_TX, &exp, L4_R_FWD_TUN);
+    if (!rc && memcmp(out.b + 14 + 12, &cfg.tun_src4, 4) != 0) {
+        fprintf(stderr, "    /32 prefix: source is not the prefix itself\n");
+        rc = -1;
+    }
+    if (!rc) {
+        f = to_svc(S_TUN6_TCP, false);
+        tl_build(&in, &f);
+        expect_tun(&exp, &in, 14, tl_maglev_real(&env, S_TUN6_TCP, &f), tl_flow_hash(&env, &f));
+        rc = run_expect(&in, XDP_TX, &exp, L4_R_FWD_TUN);
+    }
+    CHECK(tl_set_cfg(&env, &saved) == 0, "config");
+    return rc;
+}
+
+/* Every truncation of a valid packet passes or drops, untouched. */
+static int sweep(const struct pkt *full, const char *what)
+{
+    for (size_t len = 0; len < full->len; len++) {
+        struct pkt in = *full;
+        uint64_t before[L4_R__COUNT], after[L4_R__COUNT], disp = 0;
+        uint32_t v;
+        int err;
+
+        in.len = len;
+        CHECK(tl_reasons(&env, before) == 0, "counters");
+        err = tl_run(env.prog_fd, &in, &out, &v);
+        if (err == -EINVAL && len < 14)
+            continue; /* the kernel refuses frames shorter than Ethernet */
+        CHECK(err == 0, "%s cut to %zu: test run: %s", what, len, strerror(-err));
+        CHECK(v == XDP_PASS || v == XDP_DROP, "%s cut to %zu: %s", what, len, tl_verdict_name(v));
+        CHECK(out.len == in.len && memcmp(out.b, in.b, in.len) == 0, "%s cut to %zu: rewritten", what, len);
+        CHECK(tl_reasons(&env, after) == 0, "counters");
+        for (int r = 0; r < L4_R__DISPOSITIONS; r++)
+            disp += after[r] - before[r];
+        CHECK(disp == 1, "%s cut to %zu: %llu dispositions", what, len, (unsigned long long)disp);
+    }
+    return 0;
+}
+
+static int sweep_frame(struct tl_frame f, const char *what)
+{
+    struct pkt p;
+
+    tl_build(&p, &f);
+    return sweep(&p, what);
+}
+
+static int t_trunc_dr4_tcp(void) { return sweep_frame(to_svc(S_DR4_TCP, false), "DR IPv4 TCP"); }
+static int t_trunc_dr4_vlan(void) { return sweep_frame(to_svc(S_DR4_UDP, true), "DR IPv4 UDP VLAN"); }
+static int t_trunc_dr6_udp(void) { return sweep_frame(to_svc(S_DR6_UDP, false), "DR IPv6 UDP"); }
+static int t_trunc_tun4(void) { return sweep_frame(to_svc(S_TUN4_TCP, false), "TUN IPv4 TCP"); }
+static int t_trunc_tun6(void) { return sweep_frame(to_svc(S_TUN6_UDP, true), "TUN IPv6 UDP VLAN"); }
+static int t_trunc_echo(void)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_DR4, 1, 0, 0);
+
+    f.icmp_type = 8;
+    return sweep_frame(f, "ICMP echo");
+}
+static int t_trunc_echo6(void)
+{
+    struct tl_frame f = frame(CLIENT6, VIP_DR6, 58, 0, 0);
+
+    f.icmp_type = 128;
+    return sweep_frame(f, "ICMPv6 echo");
+}
+static int t_trunc_frag_needed(void)
+{
+    struct pkt p;
+
+    icmp_err(&p, false, VIP_DR4, 80, CLIENT4, 40000, 6, 48);
+    return sweep(&p, "frag-needed");
+}
+static int t_trunc_ptb6(void)
+{
+    struct pkt p;
+
+    icmp_err(&p, true, VIP_DR6, 53, CLIENT6, 40000, 17, 80);
+    return sweep(&p, "packet-too-big");
+}
+
+/* Random corruption of valid packets: whatever comes out of PASS or DROP is
+ * the input; whatever is forwarded has the input's L3 bytes intact behind a
+ * rewritten L2 header (DR) or a new outer header (TUN). */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)rng_state;
+}
+
+static int t_mutations(void)
+{
+    struct pkt bases[6];
+    int nb = 0, forwarded = 0, iterations = 6000;
+    const char *env_n = getenv("L4_MUTATIONS"); /* longer runs by hand */
+
+    if (env_n && atoi(env_n) > 0)
+        iterations = atoi(env_n);
+
+    {
+        struct tl_frame f = to_svc(S_DR4_TCP, false);
+        tl_build(&bases[nb++], &f);
+        f = to_svc(S_DR6_UDP, true);
+        tl_build(&bases[nb++], &f);
+        f = to_svc(S_TUN4_UDP, false);
+        tl_build(&bases[nb++], &f);
+        f = to_svc(S_TUN6_TCP, false);
+        tl_build(&bases[nb++], &f);
+        icmp_err(&bases[nb++], false, VIP_DR4, 80, CLIENT4, 40000, 6, 48);
+        f = frame(CLIENT6, VIP_DR6, 58, 0, 0);
+        f.icmp_type = 128;
+        tl_build(&bases[nb++], &f);
+    }
+    for (int it = 0; it < iterations; it++) {
+        struct pkt in = bases[it % nb];
+        uint64_t before[L4_R__COUNT], after[L4_R__COUNT], disp = 0;
+        int flips = 1 + (int)(rng() % 3);
+        uint32_t v;
+
+        for (int j = 0; j < flips; j++) {
+            /* bias toward the headers, where the parser looks */
+            size_t pos = (rng() & 1) ? rng() % 60 : rng() % in.len;
+            if (pos < in.len)
+                in.b[pos] = (uint8_t)rng();
+        }
+        if (rng() % 8 == 0)
+            in.len = 14 + rng() % (in.len - 14);
+        CHECK(tl_reasons(&env, before) == 0, "counters");
+        CHECK(tl_run(env.prog_fd, &in, &out, &v) == 0, "test run");
+        CHECK(tl_reasons(&env, after) == 0, "counters");
+        for (int r = 0; r < L4_R__DISPOSITIONS; r++)
+            disp += after[r] - before[r];
+        CHECK(disp == 1, "mutation %d: %llu dispositions", it, (unsigned long long)disp);
+        if (v == XDP_PASS || v == XDP_DROP) {
+            CHECK(out.len == in.len && memcmp(out.b, in.b, in.len) == 0, "mutation %d: %s but rewritten", it,
+                  tl_verdict_name(v));
+            continue;
+        }
+        CHECK(v == XDP_TX, "mutation %d: verdict %s", it, tl_verdict_name(v));
+        forwarded++;
+        if (after[L4_R_FWD_DR] != before[L4_R_FWD_DR]) {
+            CHECK(out.len == in.len && memcmp(out.b + 12, in.b + 12, in.len - 12) == 0,
+                  "mutation %d: DR changed more than MACs", it);
+        } else if (after[L4_R_FWD_TUN] != before[L4_R_FWD_TUN]) {
+            uint16_t et = (uint16_t)(in.b[12] << 8 | in.b[13]);
+            size_t l3 = (et == 0x8100 || et == 0x88a8) ? 18 : 14;
+            size_t ohl = out.len - in.len;
+
+            CHECK(ohl == 20 || ohl == 40, "mutation %d: TUN added %zu bytes", it, ohl);
+            CHECK(memcmp(out.b + l3 + ohl, in.b + l3, in.len - l3) == 0, "mutation %d: TUN changed the inner packet", it);
+            if (ohl == 20)
+                CHECK(tl_fold(tl_sum(out.b + l3, 20, 0)) == 0, "mutation %d: outer checksum", it);
+        } else {
+            CHECK(after[L4_R_ICMP_ECHO_REPLY] != before[L4_R_ICMP_ECHO_REPLY], "mutation %d: TX for what?", it);
+            CHECK(out.len == in.len, "mutation %d: echo reply length", it);
+        }
+    }
+    CHECK(forwarded > 100, "only %d of the mutated packets were still forwardable", forwarded);
+    return 0;
+}
+
+/* A second load with a small prime M (configurable at load time): the
+ * kernel's slot is still the user space's. */
+static int t_small_m(void)
+{
+    struct tl_env saved = env;
+    const uint32_t w[3] = { 5, 1, 1 };
+    uint8_t mac[6];
+    int rc = -1, err;
+
+    err = tl_env_open(&env, 251, 2, 0x12345678);
+    if (err) {
+        env = saved;
+        CHECK(0, "second load: %s", strerror(-err));
+    }
+    for (uint32_t i = 1; i <= 3; i++) {
+        real_mac(i, mac);
+        if (tl_set_real(&env, i, saved.reals[i].name, mac, true))
+            goto out;
+    }
+    if (tl_set_cfg(&env, &saved.cfg) ||
+        tl_add_service(&env, 0, 1, VIP_DR4, 80, 6, L4_MODE_DR, 0, REALS4, w, 3))
+        goto out;
+    rc = maglev_consistency(0, 300);
+out:
+    tl_env_close(&env);
+    env = saved;
+    return rc;
+}
+
+/* Counters: a disposition per packet, per-VIP and per-real bytes. Checked
+ * in every fixture; this one checks the reason names are all set. */
+static int t_reason_names(void)
+{
+    for (int r = 0; r < L4_R__COUNT; r++)
+        CHECK(l4_reason_names[r] != NULL, "reason %d has no name", r);
+    return 0;
+}
+
+/* ---- setup and main ---- */
+
+static int setup(void)
+{
+    static const char *const addrs[] = {
+        NULL, "10.1.0.1", "10.1.0.2", "10.1.0.3", "fd00:1::1", "fd00:1::2", "fd00:1::3",
+        "10.1.0.7", "10.1.0.8",
+    };
+    struct l4_cfg cfg = { 0 };
+    uint8_t mac[6];
+    int err;
+
+    for (uint32_t i = 1; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        real_mac(i, mac);
+        if ((err = tl_set_real(&env, i, addrs[i], mac, i != 7)))
+            return err;
+    }
+    memcpy(cfg.src_mac, LB_MAC, 6);
+    inet_pton(AF_INET, "172.16.0.0", &cfg.tun_src4);
+    cfg.tun_src4_plen = 16;
+    inet_pton(AF_INET6, "fd00:5::", cfg.tun_src6);
+    cfg.tun_src6_plen = 64;
+    if ((err = tl_set_cfg(&env, &cfg)))
+        return err;
+
+#define SVC(id, vip, port, proto, mode, flags, reals, weights)                                     \
+    if ((err = tl_add_service(&env, id, id, vip, port, proto, mode, flags, reals, weights, 3)))     \
+        return err;
+    SVC(S_DR4_TCP, VIP_DR4, 80, 6, L4_MODE_DR, 0, REALS4, EQUAL);
+    SVC(S_DR4_UDP, VIP_DR4, 53, 17, L4_MODE_DR, 0, REALS4, WEIGHTED);
+    SVC(S_DR6_TCP, VIP_DR6, 80, 6, L4_MODE_DR, 0, REALS6, EQUAL);
+    SVC(S_DR6_UDP, VIP_DR6, 53, 17, L4_MODE_DR, 0, REALS6, EQUAL);
+    SVC(S_TUN4_TCP, VIP_TUN4, 80, 6, L4_MODE_TUN, 0, REALS4, EQUAL);
+    SVC(S_TUN4_UDP, VIP_TUN4, 53, 17, L4_MODE_TUN, 0, REALS4, EQUAL);
+    SVC(S_TUN6_TCP, VIP_TUN6, 80, 6, L4_MODE_TUN, 0, REALS6, EQUAL);
+    SVC(S_TUN6_UDP, VIP_TUN6, 53, 17, L4_MODE_TUN, 0, REALS6, WEIGHTED);
+    SVC(S_4IN6, VIP_4IN6, 443, 6, L4_MODE_TUN, 0, REALS6, EQUAL);
+    SVC(S_6IN4, VIP_6IN4, 443, 6, L4_MODE_TUN, 0, REALS4, EQUAL);
+    SVC(S_NAT, VIP_NAT, 80, 6, L4_MODE_NAT, 0, REALS4, EQUAL);
+    SVC(S_NOCT, VIP_NOCT, 80, 6, L4_MODE_DR, L4_VIP_F_NO_CT, REALS4, EQUAL);
+#undef SVC
+    {
+        const uint32_t dead[1] = { 7 }, w[1] = { 1 };
+        if ((err = tl_add_service(&env, S_DEAD, S_DEAD, VIP_DEAD, 80, 6, L4_MODE_DR, 0, dead, w, 1)))
+            return err;
+    }
+    if ((err = tl_add_icmp_vip(&env, VIP_DR4)) || (err = tl_add_icmp_vip(&env, VIP_DR6)) ||
+        (err = tl_add_icmp_vip(&env, VIP_TUN4)))
+        return err;
+    return 0;
+}
+
+struct test {
+    const char *name;
+    int (*fn)(void);
+};
+
+static const struct test tests[] = {
+    { "ICMP echo IPv4", t_echo4 },
+    { "ICMP echo IPv4, VLAN tag", t_echo4_vlan },
+    { "ICMPv6 echo", t_echo6 },
+    { "ICMP echo: 600 payloads/ids/TTLs, incremental = full checksum", t_echo_sweep },
+    { "frag-needed routed by inner flow (Maglev)", t_frag_needed_maglev },
+    { "frag-needed routed by inner flow (conn table)", t_frag_needed_ct },
+    { "frag-needed about a UDP flow", t_frag_needed_udp },
+    { "frag-needed to a TUN service (encapsulated)", t_frag_needed_tun },
+    { "ICMPv6 packet-too-big routed by inner flow (Maglev)", t_ptb6_maglev },
+    { "ICMPv6 packet-too-big routed by inner flow (conn table)", t_ptb6_ct },
+    { "ICMPv6 packet-too-big to a TUN service", t_ptb6_tun },
+    { "Maglev consistency: DR IPv4, 400 flows", t_maglev_dr4 },
+    { "Maglev consistency: DR IPv4 weighted 1:2:3, 400 flows", t_maglev_dr4_weighted },
+    { "Maglev consistency: DR IPv6, 300 flows", t_maglev_dr6 },
+    { "Maglev consistency: TUN IPv6, 300 flows", t_maglev_tun6 },
+    { "Maglev consistency: M = 251 set at load time", t_small_m },
+    { "conn table keeps a flow when the Maglev table moves it", t_ct_survives_table_change },
+    { "conn table entry to an inactive real is re-picked", t_ct_inactive_real },
+    { "Maglev table swap by table id", t_table_swap },
+    { "table id past maglev_tables is refused", t_table_id_out_of_range },
+    { "SYN guard: cap 3, 5 new flows", t_syn_guard },
+    { "bpf_redirect when tx_ifindex is set", t_redirect },
+    { "TUN: over tun_mtu dropped, exactly at it sent", t_tun_too_big },
+    { "TUN: Ethernet padding stays behind the datagram", t_tun_padding },
+    { "TUN: /32 and IPv6 /120 source prefixes", t_tun_prefixes },
+    { "truncations: DR IPv4 TCP", t_trunc_dr4_tcp },
+    { "truncations: DR IPv4 UDP, VLAN", t_trunc_dr4_vlan },
+    { "truncations: DR IPv6 UDP", t_trunc_dr6_udp },
+    { "truncations: TUN IPv4 TCP", t_trunc_tun4 },
+    { "truncations: TUN IPv6 UDP, VLAN", t_trunc_tun6 },
+    { "truncations: ICMP echo", t_trunc_echo },
+    { "truncations: ICMPv6 echo", t_trunc_echo6 },
+    { "truncations: frag-needed", t_trunc_frag_needed },
+    { "truncations: packet-too-big", t_trunc_ptb6 },
+    { "random corruption: 6000 mutated packets (L4_MUTATIONS=n for more)", t_mutations },
+    { "every reason has a metrics name", t_reason_names },
+};
+
+int main(void)
+{
+    int passed = 0, failed = 0, err;
+    size_t i;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (geteuid() != 0) {
+        printf("skip: BPF fixture tests need root (CAP_BPF and CAP_NET_ADMIN for BPF_PROG_TEST_RUN)\n");
+        printf("0 passed, 0 failed\n");
+        return 0;
+    }
+    if (tl_pin_cpu() < 0) {
+        printf("error: cannot pin to a CPU: %s\n0 passed, 1 failed\n", strerror(errno));
+        return 1;
+    }
+    err = tl_env_open(&env, L4_MAGLEV_DEFAULT_M, L4_MAGLEV_DEFAULT_TABLES, L4_DEFAULT_FLOW_SEED);
+    if (err == -EPERM) {
+        printf("skip: loading BPF programs is not permitted here (%s)\n", strerror(-err));
+        printf("0 passed, 0 failed\n");
+        return 0;
+    }
+    if (err || (err = setup())) {
+        printf("error: loading the forwarder or filling its maps: %s\n0 passed, 1 failed\n", strerror(-err));
+        return 1;
+    }
+    printf("forwarder loaded: M=%u, %u tables, seed %#x, CPU %d of %d\n", env.m, env.tables, env.seed, env.cpu,
+           env.ncpus);
+
+#define REPORT(ok, ...)                                                                            \
+    do {                                                                                           \
+        printf("%s ", (ok) ? "ok  " : "FAIL");                                                     \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        if (ok)                                                                                    \
+            passed++;                                                                              \
+        else                                                                                       \
+            failed++;                                                                              \
+    } while (0)
+
+    for (i = 0; i < sizeof(fwd_cases) / sizeof(fwd_cases[0]); i++)
+        REPORT(run_fwd_case(&fwd_cases[i]) == 0, "forward: %s", fwd_cases[i].name);
+    for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        struct pkt in;
+
+        bad_cases[i].make(&in);
+        REPORT(run_expect(&in, bad_cases[i].verdict, NULL, bad_cases[i].reason) == 0, "%s: %s (%s)",
+               bad_cases[i].verdict == XDP_PASS ? "pass" : "drop", bad_cases[i].name,
+               l4_reason_names[bad_cases[i].reason]);
+    }
+    for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+        REPORT(tests[i].fn() == 0, "%s", tests[i].name);
+
+    tl_env_close(&env);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
