@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1719,6 +1720,10 @@ void http_accept(struct listener_rt *l)
         }
         if (full)
             http_evict_idle(l);
+        /* A response that leaves in two writes (head, then body once the
+         * backend sends it) must not wait for the client's delayed ACK. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         struct http_conn *c = calloc(1, sizeof *c);
         if (!c) {
             close(fd);
