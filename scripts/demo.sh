@@ -68,6 +68,9 @@ for i in 1 2 3; do
   "$PY" tests/integration/backends.py --port 900$i --name backend-$i &
   PIDS+=($!)
 done
+for i in 1 2 3; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/900$i) 2>/dev/null && break; sleep 0.05; done
+done
 
 say "starting: $SLUICE proxy -c examples/demo.yaml"
 "$SLUICE" proxy -c examples/demo.yaml >"$WORKDIR/sluice.log" 2>&1 &
@@ -82,6 +85,7 @@ sed 's/^/   /' "$WORKDIR/sluice.log"
 say "300 requests through 127.0.0.1:8080 (round robin over three backends)"
 spread 300
 
+sleep 0.6   # one health-check interval, so every backend has been checked
 say "backend states from the admin API (GET /api/pools/demo)"
 states
 
@@ -100,7 +104,7 @@ say "300 more requests: the two healthy backends share the load"
 spread 300
 
 say "metrics excerpt (GET /metrics)"
-curl -s http://127.0.0.1:9900/metrics | grep -E '^sluice_backend_(up|requests_total)' | sed 's/^/   /'
+curl -s http://127.0.0.1:9900/metrics | grep -E '^sluice_backend_(up|requests_total)\{' | sed 's/^/   /'
 
 say "stopping Sluice (SIGTERM drains in-flight requests) and the backends"
 kill -TERM "$SLUICE_PID"
