@@ -1770,7 +1770,7 @@ static void sweep_upstream_pools(struct worker *w)
 
 void http_tick(struct worker *w)
 {
-    static unsigned ticks;
+    static unsigned ticks; /* one worker per process */
     if (++ticks % 10 == 0 || w->draining)
         sweep_upstream_pools(w);
     if (w->draining) {
@@ -1788,7 +1788,9 @@ void http_tick(struct worker *w)
 
 size_t http_drain(struct worker *w)
 {
-    http_tick(w);
+    /* Pooled upstream connections go now; idle clients get a short grace
+     * (http_tick) since a keep-alive client may be sending right now. */
+    sweep_upstream_pools(w);
     return w->n_conns;
 }
 

@@ -135,10 +135,6 @@ static void listener_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         listener_set_paused(w, l, true);
 }
 
-static size_t open_work(struct worker *w)
-{
-    return w->n_conns;
-}
 
 static void begin_drain(struct worker *w)
 {
@@ -146,7 +142,7 @@ static void begin_drain(struct worker *w)
         return;
     w->draining = true;
     w->drain_deadline = ev_now(w->loop) + DRAIN_TIMEOUT_MS;
-    log_info("worker %u draining: %zu connections open", w->id, open_work(w));
+    log_info("worker %u draining: %u connections open", w->id, w->n_conns);
     for (size_t i = 0; i < w->n_listeners; i++) {
         struct listener_rt *l = &w->listeners[i];
         if (l->fd < 0 || l->cfg->proto == PROTO_UDP)
@@ -173,9 +169,8 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
      * closing (a client became idle and can be evicted). */
     listeners_resume(w);
     if (w->draining) {
-        http_drain(w);
         stream_drain(w);
-        size_t open = open_work(w);
+        size_t open = w->n_conns; /* every protocol's connections and sessions */
         if (open == 0 || ev_now(loop) >= w->drain_deadline) {
             if (open)
                 log_warn("worker %u: drain timeout, closing %zu connections", w->id, open);
