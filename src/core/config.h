@@ -116,6 +116,53 @@ struct cfg_listener {
     int line;
 };
 
+/* ---- the `l4:` section: the XDP forwarder's control plane (sluice l4) ---- */
+
+enum l4_fwd_mode { L4_FWD_DR, L4_FWD_TUN, L4_FWD_NAT, L4_FWD_FULLNAT };
+
+/* Every scheduler builds a weighted Maglev table (the data plane has one
+ * lookup); the names exist so configs written for IPVS read naturally. */
+enum l4_scheduler { L4_SCHED_MAGLEV, L4_SCHED_SOURCE_HASH, L4_SCHED_WRR, L4_SCHED_RR };
+
+/* An IP prefix; addr holds AF_INET's 4 or AF_INET6's 16 bytes. */
+struct cfg_prefix {
+    int family;            /* 0 = unset */
+    uint8_t addr[16];
+    uint8_t plen;
+};
+
+struct cfg_l4_real {
+    struct sl_addr addr;   /* "10.0.0.11:80"; port defaults to the VIP's */
+    uint32_t weight;       /* default 1, 0..1000000; 0 means drained */
+    int line;
+};
+
+struct cfg_l4_service {
+    struct sl_addr vip;    /* "10.0.0.100:80" or "[2001:db8::1]:80" */
+    enum listener_proto proto;   /* PROTO_TCP (default) or PROTO_UDP */
+    enum l4_fwd_mode mode;       /* default dr */
+    enum l4_scheduler scheduler; /* default maglev */
+    struct cfg_health health;    /* same keys and defaults as a pool's */
+    struct sl_addr *local_addrs; /* fullnat only: IPs (port 0) */
+    size_t n_local_addrs;
+    struct cfg_l4_real *reals;
+    size_t n_reals;
+    int line;
+};
+
+struct cfg_l4 {
+    bool present;          /* the file has an l4: section */
+    char **interfaces;     /* XDP attach points, at least one */
+    size_t n_interfaces;
+    bool xdp_generic;      /* "xdp_mode: generic"; default native */
+    uint32_t seed;         /* default L4_DEFAULT_FLOW_SEED (0x5eed1a4b) */
+    uint32_t syn_cap;      /* new conn entries per CPU per second; 0 = no cap */
+    struct cfg_prefix tun_src4, tun_src6;
+    struct cfg_l4_service *services;
+    size_t n_services;
+    int line;
+};
+
 struct sl_config {
     char *path;
     uint32_t workers;            /* 0 = one per core */
@@ -127,6 +174,7 @@ struct sl_config {
     size_t n_pools;
     struct cfg_listener *listeners;
     size_t n_listeners;
+    struct cfg_l4 l4;
 };
 
 /* One error line, "FILE:LINE: key.path: reason". */
@@ -151,6 +199,8 @@ int config_pool_index(const struct sl_config *cfg, const char *name);
 
 const char *lb_algorithm_name(enum lb_algorithm a);
 const char *log_level_name(enum log_level l);
+const char *l4_fwd_mode_name(enum l4_fwd_mode m);
+const char *l4_scheduler_name(enum l4_scheduler s);
 
 /* Value parsers shared with the admin API: "10s", "500ms", "2m", "1h" or a
  * bare number of milliseconds; "16k", "1m", "512" bytes. Return 0 on success. */
