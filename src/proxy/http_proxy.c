@@ -34,10 +34,10 @@
 #include <unistd.h>
 
 #include "core/buffer.h"
-#include "core/hash.h"
 #include "core/log.h"
 #include "proxy/access_log.h"
 #include "proxy/http1.h"
+#include "proxy/http_route.h"
 
 #define LINGER_MS 2000
 #define UPSTREAM_IDLE_MS 60000
@@ -454,25 +454,6 @@ static bool name_is(struct http1_slice n, const char *lit)
     return n.len == strlen(lit) && strncasecmp(n.p, lit, n.len) == 0;
 }
 
-/* The host a request is for: the authority of an absolute-form target
- * wins over the Host header (RFC 9112 §3.2.2), as it does at the backend,
- * so that routing and the backend never disagree about it. */
-static struct http1_slice request_host(const struct http1_message *m)
-{
-    return m->authority.len && m->method != HTTP1_M_CONNECT ? m->authority : m->host;
-}
-
-/* The origin-form part of the target: the path and query of an
- * absolute-form target (possibly empty), else the target itself. */
-static struct http1_slice request_path(const struct http1_message *m)
-{
-    struct http1_slice t = m->target;
-    if (!m->authority.len || m->method == HTTP1_M_CONNECT)
-        return t;
-    size_t skip = (size_t)(m->authority.p + m->authority.len - t.p);
-    return (struct http1_slice){t.p + skip, t.len - skip};
-}
-
 static int build_request_head(struct http_conn *c, const struct http1_message *m)
 {
     struct buf *f = &c->fwd;
@@ -485,7 +466,7 @@ static int build_request_head(struct http_conn *c, const struct http1_message *m
     /* An absolute-form target goes upstream in origin form with its
      * authority as the Host, which is how it was routed. */
     bool absolute = m->authority.len && m->method != HTTP1_M_CONNECT;
-    struct http1_slice path = request_path(m);
+    struct http1_slice path = http_request_path(m);
     if (absolute && (!path.len || path.p[0] != '/'))
         rc |= fwd_puts(f, "/");
     rc |= fwd_put(f, path.p, path.len);
@@ -550,112 +531,11 @@ static int build_request_head(struct http_conn *c, const struct http1_message *m
     return rc ? -1 : 0;
 }
 
-/* ---------- routing ---------- */
-
-static bool host_matches(const char *pattern, struct http1_slice host)
-{
-    /* Compare without the port. */
-    size_t len = host.len;
-    if (len && host.p[0] != '[') {
-        const char *colon = memchr(host.p, ':', host.len);
-        if (colon)
-            len = (size_t)(colon - host.p);
-    }
-    if (pattern[0] == '*' && pattern[1] == '.') {
-        size_t sl = strlen(pattern + 1); /* ".example.com" */
-        return len > sl && strncasecmp(host.p + len - sl, pattern + 1, sl) == 0;
-    }
-    return strlen(pattern) == len && strncasecmp(pattern, host.p, len) == 0;
-}
-
-/* Most specific host first (exact, then wildcard, then any), then the
- * longest path prefix; config order breaks ties. */
-static int route_request(const struct cfg_listener *l, const struct http1_message *m)
-{
-    int best = -1, best_host = -1;
-    size_t best_len = 0;
-    struct http1_slice host = request_host(m), path = request_path(m);
-    for (size_t i = 0; i < l->n_routes; i++) {
-        const struct cfg_route *r = &l->routes[i];
-        int host_score = 0;
-        if (r->host) {
-            if (!host_matches(r->host, host))
-                continue;
-            host_score = r->host[0] == '*' ? 1 : 2;
-        }
-        size_t pl = strlen(r->path_prefix);
-        /* An absolute-form target without a path ("http://h" or
-         * "http://h?q") has the path "/" (RFC 9112 §3.2.2). */
-        bool root = pl == 1 && path.p != m->target.p && (!path.len || path.p[0] != '/');
-        if (!root && (path.len < pl || memcmp(path.p, r->path_prefix, pl) != 0))
-            continue;
-        if (host_score > best_host || (host_score == best_host && pl > best_len)) {
-            best = (int)r->pool;
-            best_host = host_score;
-            best_len = pl;
-        }
-    }
-    if (best < 0 && l->has_default_pool)
-        best = (int)l->default_pool;
-    return best;
-}
-
-/* ---------- keys for hashing and stickiness ---------- */
-
-static bool find_cookie(const struct http1_message *m, const char *name, struct http1_slice *out)
-{
-    size_t nl = strlen(name);
-    for (size_t i = 0; i < m->n_headers; i++) {
-        if (!name_is(m->headers[i].name, "Cookie"))
-            continue;
-        const char *p = m->headers[i].value.p, *end = p + m->headers[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *eq = memchr(p, '=', (size_t)(end - p));
-            if (!eq)
-                break;
-            const char *semi = memchr(eq, ';', (size_t)(end - eq));
-            if (!semi)
-                semi = end;
-            if ((size_t)(eq - p) == nl && memcmp(p, name, nl) == 0) {
-                *out = (struct http1_slice){eq + 1, (size_t)(semi - eq - 1)};
-                return true;
-            }
-            p = semi;
-        }
-    }
-    return false;
-}
-
-static uint64_t request_key_hash(struct http_conn *c, const struct cfg_pool *pc, const struct http1_message *m)
-{
-    struct http1_slice key = {c->peer_ip, strlen(c->peer_ip)};
-    const struct http1_header *h;
-    struct http1_slice v;
-    switch (pc->hash_key) {
-    case HASH_KEY_URI:
-        key = m->target;
-        break;
-    case HASH_KEY_HEADER:
-        if ((h = http1_find_header(m, pc->hash_key_name)))
-            key = h->value;
-        break;
-    case HASH_KEY_COOKIE:
-        if (find_cookie(m, pc->hash_key_name, &v))
-            key = v;
-        break;
-    case HASH_KEY_CLIENT_IP:
-        break;
-    }
-    return sl_hash64(key.p, key.len, 0);
-}
-
 /* A sticky cookie naming a backend that can still take the session. */
 static int sticky_backend(struct worker *w, struct pool_rt *p, const struct http1_message *m)
 {
     struct http1_slice v;
-    if (!find_cookie(m, p->cfg->sticky_cookie, &v) || v.len != 16)
+    if (!http_find_cookie(m, p->cfg->sticky_cookie, &v) || v.len != 16)
         return -1;
     for (size_t i = 0; i < p->n; i++) {
         if (memcmp(p->b[i].sticky_token, v.p, 16) != 0)
@@ -723,7 +603,7 @@ static void handle_request(struct http_conn *c, struct http1_message *m)
         send_error(c, 501, "CONNECT is not supported");
         return;
     }
-    int pool = route_request(c->l->cfg, m);
+    int pool = http_route(c->l->cfg, m);
     if (pool < 0) {
         send_error(c, 404, "no route for this host and path");
         return;
@@ -734,7 +614,7 @@ static void handle_request(struct http_conn *c, struct http1_message *m)
         send_error(c, 431, "request head too large after rewriting");
         return;
     }
-    c->key_hash = p->cfg->algorithm == LB_HASH ? request_key_hash(c, p->cfg, m) : 0;
+    c->key_hash = p->cfg->algorithm == LB_HASH ? http_key_hash(p->cfg, m, c->peer_ip) : 0;
     free(c->tried);
     c->tried = calloc(p->n, 1);
     if (!c->tried) {
