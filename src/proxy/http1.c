@@ -82,7 +82,7 @@ static bool iequal(const char *a, const char *b, size_t n)
     return true;
 }
 
-static bool slice_ieq(struct http1_slice s, const char *lower)
+static inline __attribute__((always_inline)) bool slice_ieq(struct http1_slice s, const char *lower)
 {
     size_t n = strlen(lower);
     return s.len == n && iequal(s.p, lower, n);
@@ -877,20 +877,57 @@ bool http1_has_token(struct http1_slice value, const char *token)
     return has_token_n(value, token, strlen(token));
 }
 
-bool http1_is_hop_by_hop(const struct http1_message *msg, struct http1_slice name)
+/* The hop-by-hop fields every proxy drops, found by length first: this runs
+ * once per header of every proxied message. */
+static bool fixed_hop_by_hop(struct http1_slice n)
 {
-    static const char *const fixed[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-    };
-    for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
-        if (slice_ieq(name, fixed[k]))
-            return true;
+    switch (n.len) {
+    case 2: return slice_ieq(n, "te");
+    case 7: return slice_ieq(n, "trailer") || slice_ieq(n, "upgrade");
+    case 10: return slice_ieq(n, "connection") || slice_ieq(n, "keep-alive");
+    case 16: return slice_ieq(n, "proxy-connection");
+    case 17: return slice_ieq(n, "transfer-encoding");
+    default: return false;
+    }
+}
+
+static bool named_by_connection(const struct http1_message *msg, struct http1_slice name)
+{
     for (size_t i = 0; i < msg->n_headers; i++) {
         const struct http1_header *h = &msg->headers[i];
-        if (slice_ieq(h->name, "connection") && has_token_n(h->value, name.p, name.len))
+        if (h->name.len == 10 && slice_ieq(h->name, "connection") && has_token_n(h->value, name.p, name.len))
             return true;
     }
     return false;
+}
+
+bool http1_is_hop_by_hop(const struct http1_message *msg, struct http1_slice name)
+{
+    return fixed_hop_by_hop(name) || named_by_connection(msg, name);
+}
+
+void http1_mark_hop_by_hop(const struct http1_message *msg, uint8_t *skip)
+{
+    for (size_t i = 0; i < msg->n_headers; i++)
+        skip[i] = fixed_hop_by_hop(msg->headers[i].name);
+    /* Then the fields a Connection header names. Its usual tokens (close,
+     * keep-alive, upgrade) name fields dropped already, so the common
+     * message costs one pass and no name comparisons beyond it. */
+    for (size_t c = 0; c < msg->n_headers; c++) {
+        const struct http1_header *conn = &msg->headers[c];
+        if (conn->name.len != 10 || !slice_ieq(conn->name, "connection"))
+            continue;
+        struct http1_slice tok;
+        size_t pos = 0;
+        while (next_element(conn->value, &pos, &tok)) {
+            if (fixed_hop_by_hop(tok) || (tok.len == 5 && iequal(tok.p, "close", 5)))
+                continue;
+            for (size_t i = 0; i < msg->n_headers; i++)
+                if (!skip[i] && msg->headers[i].name.len == tok.len &&
+                    iequal(msg->headers[i].name.p, tok.p, tok.len))
+                    skip[i] = 1;
+        }
+    }
 }
 
 bool http1_method_idempotent(enum http1_method m)

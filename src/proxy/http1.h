@@ -99,6 +99,11 @@ bool http1_has_token(struct http1_slice value, const char *token);
  * TE, Trailer, Transfer-Encoding, Upgrade) or named in the message's Connection header? */
 bool http1_is_hop_by_hop(const struct http1_message *msg, struct http1_slice name);
 
+/* The same for every header of msg at once, in one pass for the common
+ * message: skip[i] (msg->n_headers entries) is set to 1 for each header a
+ * proxy must not forward, 0 otherwise. */
+void http1_mark_hop_by_hop(const struct http1_message *msg, uint8_t *skip);
+
 bool http1_method_idempotent(enum http1_method m);   /* GET HEAD PUT DELETE OPTIONS TRACE */
 
 /* Chunked transfer-coding framing validator. The proxy forwards chunked bodies byte-for-byte; this

@@ -454,6 +454,18 @@ static bool name_is(struct http1_slice n, const char *lit)
     return n.len == strlen(lit) && strncasecmp(n.p, lit, n.len) == 0;
 }
 
+/* Decimal digits of v (the hot path has no use for printf's generality). */
+static int put_uint(struct buf *o, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return buf_append(o, digits + sizeof digits - n, n);
+}
+
 static int build_request_head(struct http_conn *c, const struct http1_message *m)
 {
     struct buf *f = &c->fwd;
@@ -477,9 +489,11 @@ static int build_request_head(struct http_conn *c, const struct http1_message *m
         rc |= fwd_puts(f, "\r\n");
     }
     const struct http1_header *xff = NULL;
+    uint8_t hop[HTTP1_MAX_HEADERS_CAP];
+    http1_mark_hop_by_hop(m, hop);
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct http1_header *h = &m->headers[i];
-        if (http1_is_hop_by_hop(m, h->name))
+        if (hop[i])
             continue;
         if (absolute && name_is(h->name, "Host"))
             continue; /* replaced by the target's authority above */
@@ -513,9 +527,9 @@ static int build_request_head(struct http_conn *c, const struct http1_message *m
      * 9110 §8.6); the backend gets exactly one plain value, so it cannot
      * frame the body differently. */
     if (m->body == HTTP1_BODY_LENGTH) {
-        char cl[48];
-        int n = snprintf(cl, sizeof cl, "Content-Length: %llu\r\n", (unsigned long long)m->content_length);
-        rc |= fwd_put(f, cl, (size_t)n);
+        rc |= fwd_puts(f, "Content-Length: ");
+        rc |= put_uint(f, m->content_length);
+        rc |= fwd_puts(f, "\r\n");
     }
     if (m->body == HTTP1_BODY_CHUNKED)
         rc |= fwd_puts(f, "Transfer-Encoding: chunked\r\n");
@@ -892,15 +906,19 @@ static int put_head_line(struct buf *o, struct http1_slice name, struct http1_sl
  * final empty line. */
 static int put_status_and_headers(struct buf *o, const struct http1_message *m)
 {
-    char line[64];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", m->status);
-    int rc = buf_append(o, line, (size_t)n);
+    char line[16] = "HTTP/1.1 000 ";
+    line[9] = (char)('0' + m->status / 100);
+    line[10] = (char)('0' + m->status / 10 % 10);
+    line[11] = (char)('0' + m->status % 10);
+    int rc = buf_append(o, line, 13);
     rc |= buf_append(o, m->reason.p, m->reason.len);
     rc |= buf_append(o, "\r\n", 2);
     bool has_cl = false;
+    uint8_t hop[HTTP1_MAX_HEADERS_CAP];
+    http1_mark_hop_by_hop(m, hop);
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct http1_header *h = &m->headers[i];
-        if (http1_is_hop_by_hop(m, h->name))
+        if (hop[i])
             continue;
         if (name_is(h->name, "Content-Length")) {
             has_cl = true; /* sent once, normalized, below */
@@ -912,9 +930,9 @@ static int put_status_and_headers(struct buf *o, const struct http1_message *m)
      * so the client cannot frame the body differently than we did. (Kept
      * on bodiless responses too: there it describes the selected resource.) */
     if (has_cl) {
-        char cl[48];
-        int cn = snprintf(cl, sizeof cl, "Content-Length: %llu\r\n", (unsigned long long)m->content_length);
-        rc |= buf_append(o, cl, (size_t)cn);
+        rc |= buf_append(o, "Content-Length: ", 16);
+        rc |= put_uint(o, m->content_length);
+        rc |= buf_append(o, "\r\n", 2);
     }
     return rc;
 }

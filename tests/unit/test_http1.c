@@ -771,6 +771,19 @@ static void test_hop_by_hop(void **state)
         assert_true(http1_is_hop_by_hop(&msg, (struct http1_slice){ hop[i], strlen(hop[i]) }));
     for (size_t i = 0; i < sizeof end / sizeof end[0]; i++)
         assert_false(http1_is_hop_by_hop(&msg, (struct http1_slice){ end[i], strlen(end[i]) }));
+    /* The one-pass marking agrees with the per-name answer. */
+    uint8_t skip[HTTP1_MAX_HEADERS_CAP];
+    http1_mark_hop_by_hop(&msg, skip);
+    for (size_t i = 0; i < msg.n_headers; i++)
+        assert_int_equal(skip[i], http1_is_hop_by_hop(&msg, msg.headers[i].name));
+    assert_int_equal(skip[0], 0); /* Host */
+    assert_int_equal(skip[1], 1); /* Connection */
+    assert_int_equal(skip[3], 1); /* X-Secret, named by Connection */
+    req_ok("GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nX-Secret: 1\r\n\r\n");
+    http1_mark_hop_by_hop(&msg, skip);
+    assert_int_equal(skip[0], 0);
+    assert_int_equal(skip[1], 1);
+    assert_int_equal(skip[2], 0); /* no Connection field names it here */
 }
 
 static void test_method_idempotent(void **state)
