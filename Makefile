@@ -18,7 +18,8 @@ LIBS    := -lyaml -ljansson -lm
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-# src/l4 (the XDP forwarder) is built by its own rules in src/l4/l4.mk.
+# src/l4 (the XDP forwarder) is built by its own rules in src/l4/l4.mk, which
+# also links the `sluice l4` control plane (src/l4/*.c) into build/sluice.
 ALL_SRC := $(shell find src -name '*.c' -not -path 'src/l4/*' | sort)
 LIB_SRC := $(filter-out src/cmd/main.c,$(ALL_SRC))
 HDRS    := $(shell find src -name '*.h' -not -path 'src/l4/*' | sort)

@@ -7,6 +7,7 @@
 #include "cmd/ctl.h"
 #include "cmd/master.h"
 #include "core/config.h"
+#include "l4/l4.h"
 
 static const char *usage_main =
     "Usage: sluice COMMAND [OPTIONS]\n"
@@ -21,11 +22,13 @@ static const char *usage_main =
     "  pools [POOL]     show pools and backends: state, weights, counters\n"
     "  backend POOL ADDRESS weight N|drain|disable|enable\n"
     "                   change a backend at run time through the admin API\n"
+    "  l4 -c FILE       run the L4 forwarder (XDP: DR, TUN) described by FILE's l4:\n"
+    "  l4 list          show L4 services and reals: state, weight, packets, bytes\n"
     "  version          print the version\n"
     "  help [COMMAND]   show help for a command\n"
     "\n"
     "Run 'sluice COMMAND --help' for a command's options.\n"
-    "Docs: README.md, docs/configuration.md, docs/admin-api.md\n";
+    "Docs: README.md, docs/configuration.md, docs/admin-api.md, docs/l4.md\n";
 
 static const char *usage_proxy =
     "Usage: sluice proxy -c FILE [--workers N] [--pid-file PATH]\n"
@@ -152,6 +155,8 @@ int main(int argc, char **argv)
             fputs(usage_proxy, stdout);
         else if (argc > 2 && !strcmp(argv[2], "check"))
             fputs(usage_check, stdout);
+        else if (argc > 2 && !strcmp(argv[2], "l4"))
+            l4_usage(stdout);
         else if (argc > 2 && (!strcmp(argv[2], "status") || !strcmp(argv[2], "pools") || !strcmp(argv[2], "backend")))
             ctl_usage(stdout);
         else
@@ -166,6 +171,8 @@ int main(int argc, char **argv)
         return cmd_proxy(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "l4"))
+        return l4_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "status") || !strcmp(cmd, "pools") || !strcmp(cmd, "backend"))
         return ctl_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command \"%s\"\n\n%s", cmd, usage_main);

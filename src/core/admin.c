@@ -343,6 +343,13 @@ char *admin_render_metrics(const struct admin_view *view, size_t *len)
         free(lrows);
         free(brows);
     }
+    if (view && view->extra_metrics) {
+        size_t n = 0;
+        char *extra = view->extra_metrics(view->extra_arg, &n);
+        if (extra)
+            sb_put(&s, extra, n);
+        free(extra);
+    }
     if (s.oom || !s.p) {
         free(s.p);
         return NULL;

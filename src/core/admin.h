@@ -38,6 +38,10 @@ struct admin_view {
     int *worker_pids;
     uint32_t n_workers;
     const char *version;
+    /* Optional: more metric families appended to /metrics (sluice l4 adds
+     * its XDP counters). Returns a malloc'd text, NULL for none. */
+    char *(*extra_metrics)(void *arg, size_t *len);
+    void *extra_arg;
 };
 
 struct admin_server;

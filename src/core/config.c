@@ -12,7 +12,9 @@
  */
 #include "core/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1628,11 +1630,480 @@ static void parse_listeners(struct ctx *c, const struct ynode *v)
 }
 
 /* ------------------------------------------------------------------------
+ * l4: the XDP forwarder (sluice l4)
+ */
+
+static const char *const l4_mode_names[] = { "dr", "tun", "nat", "fullnat", NULL };
+static const char *const l4_sched_names[] = { "maglev", "source-hash", "wrr", "rr", NULL };
+static const char *const xdp_mode_names[] = { "native", "generic", NULL };
+static const char *const l4_proto_names[] = { "tcp", "udp", NULL };
+
+const char *l4_fwd_mode_name(enum l4_fwd_mode m)
+{
+    return (unsigned)m <= L4_FWD_FULLNAT ? l4_mode_names[m] : "unknown";
+}
+
+const char *l4_scheduler_name(enum l4_scheduler s)
+{
+    return (unsigned)s <= L4_SCHED_RR ? l4_sched_names[s] : "unknown";
+}
+
+/* A bare IP (no port), IPv4 or IPv6, into an sl_addr with port 0. */
+static bool get_ip(struct ctx *c, const struct ynode *v, struct sl_addr *out)
+{
+    const char *s = scalar(c, v, "an IP address");
+    if (!s)
+        return false;
+    struct sl_addr a = { 0 };
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&a.ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&a.ss;
+    if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        a.len = sizeof *v4;
+        snprintf(a.text, sizeof a.text, "%s", s);
+    } else if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        a.len = sizeof *v6;
+        addr_ip_string((const struct sockaddr *)&a.ss, a.text, sizeof a.text);
+    } else {
+        err_at(c, v->line, "expected an IPv4 or IPv6 address without a port, got \"%s\"", shown_str(c, s));
+        return false;
+    }
+    *out = a;
+    return true;
+}
+
+/* "10.99.0.0/24" (family 4) or "fd00:99::/96" (family 6). */
+static bool get_prefix(struct ctx *c, const struct ynode *v, int family, struct cfg_prefix *out)
+{
+    const char *want = family == AF_INET ? "an IPv4 prefix like 10.99.0.0/24" : "an IPv6 prefix like fd00:99::/96";
+    const char *s = scalar(c, v, want);
+    if (!s)
+        return false;
+    const char *slash = strchr(s, '/');
+    char host[INET6_ADDRSTRLEN + 1];
+    uint32_t plen;
+    unsigned max = family == AF_INET ? 32 : 128;
+    size_t hlen = slash ? (size_t)(slash - s) : 0;
+    struct cfg_prefix p = { .family = family };
+    if (!slash || hlen == 0 || hlen >= sizeof host || parse_u32(slash + 1, &plen) < 0 || plen > max) {
+        err_at(c, v->line, "expected %s (length 0 to %u), got \"%s\"", want, max, shown_str(c, s));
+        return false;
+    }
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    if (inet_pton(family, host, p.addr) != 1) {
+        err_at(c, v->line, "expected %s, got \"%s\"", want, shown_str(c, s));
+        return false;
+    }
+    p.plen = (uint8_t)plen;
+    *out = p;
+    return true;
+}
+
+static int sl_family(const struct sl_addr *a)
+{
+    return a->ss.ss_family;
+}
+
+/* l4.services[].reals[] */
+
+enum { RK_ADDRESS, RK_WEIGHT };
+static const char *const l4_real_keys[] = { "address", "weight", NULL };
+
+static void l4_real_address(struct ctx *c, const struct ynode *v, struct cfg_l4_real *r)
+{
+    /* "10.0.0.11:80", "[2001:db8::11]:80", or a bare IP (port = VIP's,
+     * filled in by the service once its VIP is known). */
+    const char *s = scalar(c, v, "an address like 10.0.0.11:80");
+    const char *why = NULL;
+    if (!s)
+        return;
+    struct sl_addr a;
+    if (addr_parse(s, &a, &why) == 0) {
+        r->addr = a;
+        return;
+    }
+    struct in6_addr tmp;
+    if (inet_pton(AF_INET, s, &tmp) == 1 || inet_pton(AF_INET6, s, &tmp) == 1) {
+        get_ip(c, v, &r->addr);
+        return;
+    }
+    err_at(c, v->line, "%s", why ? why : "invalid address");
+}
+
+static void l4_real_field(struct ctx *c, int key, const struct ynode *v, void *obj)
+{
+    struct cfg_l4_real *r = obj;
+    switch (key) {
+    case RK_ADDRESS:
+        l4_real_address(c, v, r);
+        break;
+    case RK_WEIGHT:
+        get_uint(c, v, 0, 1000000, &r->weight);
+        break;
+    }
+}
+
+static void parse_l4_real(struct ctx *c, const struct ynode *v, struct cfg_l4_real *r)
+{
+    r->weight = 1;
+    r->line = v->line;
+    if (v->kind == YNODE_SCALAR && !ynode_is_null(v)) {
+        size_t mark = path_push(c, ".address");
+        l4_real_address(c, v, r);
+        path_pop(c, mark);
+        return;
+    }
+    if (v->kind != YNODE_MAP) {
+        type_error(c, v, "an address or a mapping with \"address\"");
+        return;
+    }
+    walk_map(c, v, l4_real_keys, l4_real_field, r);
+    if (!map_has_key(v, "address"))
+        missing_key(c, v, "address");
+}
+
+/* l4.services[] */
+
+struct l4_service_state {
+    struct cfg_l4_service *s;
+    int mode_line, local_line, reals_line;
+};
+
+enum { SK_VIP, SK_PROTOCOL, SK_MODE, SK_SCHEDULER, SK_HEALTH_CHECK, SK_LOCAL_ADDRESSES, SK_REALS };
+static const char *const l4_service_keys[] = {
+    "vip", "protocol", "mode", "scheduler", "health_check", "local_addresses", "reals", NULL,
+};
+
+static void parse_l4_local_addrs(struct ctx *c, const struct ynode *v, struct cfg_l4_service *s)
+{
+    if (!expect_seq(c, v))
+        return;
+    s->local_addrs = xcalloc(v->n_items ? v->n_items : 1, sizeof *s->local_addrs);
+    for (size_t i = 0; i < v->n_items; i++) {
+        size_t mark = path_push(c, "[%zu]", i);
+        if (get_ip(c, v->items[i], &s->local_addrs[s->n_local_addrs]))
+            s->n_local_addrs++;
+        path_pop(c, mark);
+    }
+}
+
+static void parse_l4_reals(struct ctx *c, const struct ynode *v, struct cfg_l4_service *s)
+{
+    if (!expect_seq(c, v))
+        return;
+    if (v->n_items == 0) {
+        err_at(c, v->line, "at least one real server is required");
+        return;
+    }
+    s->reals = xcalloc(v->n_items, sizeof *s->reals);
+    s->n_reals = v->n_items;
+    for (size_t i = 0; i < v->n_items; i++) {
+        size_t mark = path_push(c, "[%zu]", i);
+        parse_l4_real(c, v->items[i], &s->reals[i]);
+        path_pop(c, mark);
+    }
+}
+
+static void l4_service_field(struct ctx *c, int key, const struct ynode *v, void *obj)
+{
+    struct l4_service_state *st = obj;
+    struct cfg_l4_service *s = st->s;
+    int e;
+    switch (key) {
+    case SK_VIP:
+        if (get_addr(c, v, &s->vip) && addr_port(&s->vip) == 0) {
+            err_at(c, v->line, "port must be a number from 1 to 65535 for a VIP");
+            s->vip.len = 0;
+        }
+        break;
+    case SK_PROTOCOL:
+        if (get_enum(c, v, l4_proto_names, &e))
+            s->proto = e == 0 ? PROTO_TCP : PROTO_UDP;
+        break;
+    case SK_MODE:
+        if (get_enum(c, v, l4_mode_names, &e))
+            s->mode = (enum l4_fwd_mode)e;
+        st->mode_line = v->line;
+        break;
+    case SK_SCHEDULER:
+        if (get_enum(c, v, l4_sched_names, &e))
+            s->scheduler = (enum l4_scheduler)e;
+        break;
+    case SK_HEALTH_CHECK:
+        parse_health(c, v, &s->health);
+        break;
+    case SK_LOCAL_ADDRESSES:
+        st->local_line = c->key_line;
+        parse_l4_local_addrs(c, v, s);
+        break;
+    case SK_REALS:
+        st->reals_line = c->key_line;
+        parse_l4_reals(c, v, s);
+        break;
+    }
+}
+
+/* Cross-field rules once a service's keys are all read. */
+static void check_l4_service(struct ctx *c, const struct l4_service_state *st)
+{
+    const struct cfg_l4_service *s = st->s;
+    bool have_vip = s->vip.len != 0;
+    if (s->mode == L4_FWD_FULLNAT && s->n_local_addrs == 0 && !st->local_line)
+        err_at(c, st->mode_line, "mode fullnat needs local_addresses (the SNAT pool)");
+    if (s->mode != L4_FWD_FULLNAT && st->local_line)
+        err_in(c, st->local_line, "local_addresses", "only used with mode: fullnat (mode is %s)",
+               l4_mode_names[s->mode]);
+    if (st->local_line && s->mode == L4_FWD_FULLNAT && s->n_local_addrs == 0)
+        err_in(c, st->local_line, "local_addresses", "at least one address is required");
+    for (size_t i = 0; i < s->n_reals; i++) {
+        const struct cfg_l4_real *r = &s->reals[i];
+        if (!r->addr.len || !have_vip)
+            continue;
+        size_t mark = path_push(c, ".reals[%zu].address", i);
+        /* DR only rewrites the MAC and TUN only wraps the packet: the
+         * real receives the VIP's own port and, in DR, its family. */
+        if ((s->mode == L4_FWD_DR || s->mode == L4_FWD_TUN) && addr_port(&r->addr) &&
+            addr_port(&r->addr) != addr_port(&s->vip))
+            err_at(c, r->line, "mode %s cannot change the port: use the VIP's port %u or none",
+                   l4_mode_names[s->mode], addr_port(&s->vip));
+        else if (s->mode != L4_FWD_TUN && sl_family(&r->addr) != sl_family(&s->vip))
+            err_at(c, r->line, "mode %s needs a real of the VIP's address family (%s)", l4_mode_names[s->mode],
+                   sl_family(&s->vip) == AF_INET ? "IPv4" : "IPv6");
+        path_pop(c, mark);
+    }
+    for (size_t i = 0; i < s->n_local_addrs; i++) {
+        if (have_vip && sl_family(&s->local_addrs[i]) != sl_family(&s->vip)) {
+            size_t mark = path_push(c, ".local_addresses[%zu]", i);
+            err_at(c, st->local_line, "a local address must be of the VIP's address family");
+            path_pop(c, mark);
+        }
+    }
+}
+
+/* A real given without a port, or with port 0, takes the VIP's; the real's
+ * text then names the full address, as everywhere else. */
+static void fill_real_ports(struct cfg_l4_service *s)
+{
+    for (size_t i = 0; i < s->n_reals; i++) {
+        struct sl_addr *a = &s->reals[i].addr;
+        if (!a->len || addr_port(a) || !s->vip.len)
+            continue;
+        char ip[INET6_ADDRSTRLEN];
+        uint16_t port = addr_port(&s->vip);
+        if (a->ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+        else
+            ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+        addr_ip_string((const struct sockaddr *)&a->ss, ip, sizeof ip);
+        if (a->ss.ss_family == AF_INET6)
+            snprintf(a->text, sizeof a->text, "[%s]:%u", ip, port);
+        else
+            snprintf(a->text, sizeof a->text, "%s:%u", ip, port);
+    }
+}
+
+static void check_duplicate_reals(struct ctx *c, const struct cfg_l4_service *s)
+{
+    const char **keys = xcalloc(s->n_reals ? s->n_reals : 1, sizeof *keys);
+    for (size_t i = 0; i < s->n_reals; i++)
+        keys[i] = s->reals[i].addr.len ? s->reals[i].addr.text : NULL;
+    size_t *first = first_same(keys, s->n_reals);
+    for (size_t i = 0; i < s->n_reals; i++) {
+        if (first[i] == i)
+            continue;
+        size_t mark = path_push(c, ".reals[%zu]", i);
+        err_at(c, s->reals[i].line, "duplicate real %s (first listed on line %d)", keys[i],
+               s->reals[first[i]].line);
+        path_pop(c, mark);
+    }
+    free(first);
+    free(keys);
+}
+
+static void parse_l4_service(struct ctx *c, const struct ynode *v, struct cfg_l4_service *s)
+{
+    struct l4_service_state st = { .s = s };
+    struct cfg_pool defaults;
+    pool_defaults(&defaults);
+    s->health = defaults.health;
+    s->proto = PROTO_TCP;
+    s->mode = L4_FWD_DR;
+    s->scheduler = L4_SCHED_MAGLEV;
+    s->line = v->line;
+    st.mode_line = v->line;
+    if (!walk_map(c, v, l4_service_keys, l4_service_field, &st))
+        return;
+    if (!map_has_key(v, "vip"))
+        missing_key(c, v, "vip");
+    if (!map_has_key(v, "reals"))
+        missing_key(c, v, "reals");
+    fill_real_ports(s);
+    check_l4_service(c, &st);
+    check_duplicate_reals(c, s);
+}
+
+/* Two services on the same {VIP, port, protocol} would fight over one
+ * vips map entry. */
+static void check_duplicate_services(struct ctx *c, const struct cfg_l4 *l4)
+{
+    const char **keys = xcalloc(l4->n_services ? l4->n_services : 1, sizeof *keys);
+    char (*text)[80] = xcalloc(l4->n_services ? l4->n_services : 1, sizeof *text);
+    for (size_t i = 0; i < l4->n_services; i++) {
+        const struct cfg_l4_service *s = &l4->services[i];
+        if (!s->vip.len)
+            continue;
+        snprintf(text[i], sizeof text[i], "%s/%s", s->vip.text, s->proto == PROTO_UDP ? "udp" : "tcp");
+        keys[i] = text[i];
+    }
+    size_t *first = first_same(keys, l4->n_services);
+    for (size_t i = 0; i < l4->n_services; i++) {
+        if (first[i] == i)
+            continue;
+        size_t mark = path_push(c, "[%zu]", i);
+        err_at(c, l4->services[i].line, "duplicate service %s (first listed on line %d)", keys[i],
+               l4->services[first[i]].line);
+        path_pop(c, mark);
+    }
+    free(first);
+    free(text);
+    free(keys);
+}
+
+static void parse_l4_services(struct ctx *c, const struct ynode *v, struct cfg_l4 *l4)
+{
+    if (!expect_seq(c, v))
+        return;
+    l4->services = xcalloc(v->n_items ? v->n_items : 1, sizeof *l4->services);
+    l4->n_services = v->n_items;
+    for (size_t i = 0; i < v->n_items; i++) {
+        size_t mark = path_push(c, "[%zu]", i);
+        parse_l4_service(c, v->items[i], &l4->services[i]);
+        path_pop(c, mark);
+    }
+    check_duplicate_services(c, l4);
+}
+
+/* A Linux interface name: 1..15 bytes, no '/', no whitespace. */
+static void parse_l4_interfaces(struct ctx *c, const struct ynode *v, struct cfg_l4 *l4)
+{
+    if (!expect_seq(c, v))
+        return;
+    if (v->n_items == 0) {
+        err_at(c, v->line, "at least one interface is required");
+        return;
+    }
+    l4->interfaces = xcalloc(v->n_items, sizeof *l4->interfaces);
+    for (size_t i = 0; i < v->n_items; i++) {
+        size_t mark = path_push(c, "[%zu]", i);
+        const char *s = scalar(c, v->items[i], "an interface name");
+        bool ok = s && *s && strlen(s) < 16 && is_visible(s) && !strchr(s, '/');
+        if (s && !ok)
+            err_at(c, v->items[i]->line, "expected an interface name (1 to 15 characters, no \"/\" or spaces), got \"%s\"",
+                   shown_str(c, s));
+        for (size_t j = 0; ok && j < l4->n_interfaces; j++) {
+            if (strcmp(l4->interfaces[j], s) == 0) {
+                err_at(c, v->items[i]->line, "duplicate interface \"%s\"", shown_str(c, s));
+                ok = false;
+            }
+        }
+        if (ok)
+            l4->interfaces[l4->n_interfaces++] = xstrdup(s);
+        path_pop(c, mark);
+    }
+}
+
+/* "0x5eed1a4b" or a decimal number, 32 bits. */
+static void parse_l4_seed(struct ctx *c, const struct ynode *v, uint32_t *out)
+{
+    const char *want = "a 32-bit number like 0x5eed1a4b";
+    const char *s = scalar(c, v, want);
+    if (!s)
+        return;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = 0;
+    bool ok = *s && *s != '-' && *s != '+' && *s != ' ';
+    if (ok) {
+        n = strtoull(s, &end, 0);
+        ok = errno == 0 && end && *end == '\0' && n <= UINT32_MAX;
+    }
+    if (!ok) {
+        err_at(c, v->line, "expected %s, got \"%s\"", want, shown_str(c, s));
+        return;
+    }
+    *out = (uint32_t)n;
+}
+
+enum { L4K_INTERFACES, L4K_XDP_MODE, L4K_SEED, L4K_SYN_CAP, L4K_TUN_SRC4, L4K_TUN_SRC6, L4K_SERVICES };
+static const char *const l4_keys[] = {
+    "interfaces", "xdp_mode", "seed", "syn_cap", "tun_source_prefix", "tun_source_prefix6", "services", NULL,
+};
+
+static void l4_field(struct ctx *c, int key, const struct ynode *v, void *obj)
+{
+    struct cfg_l4 *l4 = obj;
+    int e;
+    switch (key) {
+    case L4K_INTERFACES:
+        parse_l4_interfaces(c, v, l4);
+        break;
+    case L4K_XDP_MODE:
+        if (get_enum(c, v, xdp_mode_names, &e))
+            l4->xdp_generic = e == 1;
+        break;
+    case L4K_SEED:
+        parse_l4_seed(c, v, &l4->seed);
+        break;
+    case L4K_SYN_CAP:
+        get_uint(c, v, 0, 100000000, &l4->syn_cap);
+        break;
+    case L4K_TUN_SRC4:
+        get_prefix(c, v, AF_INET, &l4->tun_src4);
+        break;
+    case L4K_TUN_SRC6:
+        get_prefix(c, v, AF_INET6, &l4->tun_src6);
+        break;
+    case L4K_SERVICES:
+        parse_l4_services(c, v, l4);
+        break;
+    }
+}
+
+static void parse_l4(struct ctx *c, const struct ynode *v)
+{
+    struct cfg_l4 *l4 = &c->cfg->l4;
+    l4->present = true;
+    l4->line = c->key_line;
+    l4->seed = 0x5eed1a4bu; /* L4_DEFAULT_FLOW_SEED in src/l4/bpf/l4_maps.h */
+    l4->syn_cap = 100000;
+    if (!walk_map(c, v, l4_keys, l4_field, l4))
+        return;
+    if (!map_has_key(v, "interfaces"))
+        missing_key(c, v, "interfaces");
+    bool tun4 = false, tun6 = false;
+    for (size_t i = 0; i < l4->n_services; i++) {
+        const struct cfg_l4_service *s = &l4->services[i];
+        for (size_t j = 0; s->mode == L4_FWD_TUN && j < s->n_reals; j++) {
+            tun4 |= s->reals[j].addr.len && s->reals[j].addr.ss.ss_family == AF_INET;
+            tun6 |= s->reals[j].addr.len && s->reals[j].addr.ss.ss_family == AF_INET6;
+        }
+    }
+    /* TUN's outer source comes from these prefixes; without one the
+     * forwarder would send from 0.0.0.0. */
+    if (tun4 && !l4->tun_src4.family)
+        err_at(c, l4->line, "a tun service with IPv4 reals needs l4.tun_source_prefix");
+    if (tun6 && !l4->tun_src6.family)
+        err_at(c, l4->line, "a tun service with IPv6 reals needs l4.tun_source_prefix6");
+}
+
+/* ------------------------------------------------------------------------
  * The document root.
  */
 
-enum { ROOT_WORKERS, ROOT_LOG, ROOT_ADMIN, ROOT_POOLS, ROOT_LISTENERS };
-static const char *const root_keys[] = { "workers", "log", "admin", "pools", "listeners", NULL };
+enum { ROOT_WORKERS, ROOT_LOG, ROOT_ADMIN, ROOT_POOLS, ROOT_LISTENERS, ROOT_L4 };
+static const char *const root_keys[] = { "workers", "log", "admin", "pools", "listeners", "l4", NULL };
 
 static void root_field(struct ctx *c, int key, const struct ynode *v, void *obj)
 {
@@ -1653,6 +2124,9 @@ static void root_field(struct ctx *c, int key, const struct ynode *v, void *obj)
     case ROOT_LISTENERS:
         st->listeners = v;
         st->listeners_line = c->key_line;
+        break;
+    case ROOT_L4:
+        parse_l4(c, v);
         break;
     }
 }
@@ -1814,10 +2288,26 @@ static void free_listener(struct cfg_listener *l)
     free(l->access_log);
 }
 
+static void free_l4(struct cfg_l4 *l4)
+{
+    for (size_t i = 0; i < l4->n_interfaces; i++)
+        free(l4->interfaces[i]);
+    free(l4->interfaces);
+    for (size_t i = 0; i < l4->n_services; i++) {
+        struct cfg_l4_service *s = &l4->services[i];
+        free(s->health.http_path);
+        free(s->health.http_host);
+        free(s->local_addrs);
+        free(s->reals);
+    }
+    free(l4->services);
+}
+
 void config_free(struct sl_config *cfg)
 {
     if (!cfg)
         return;
+    free_l4(&cfg->l4);
     for (size_t i = 0; i < cfg->n_pools; i++)
         free_pool(&cfg->pools[i]);
     for (size_t i = 0; i < cfg->n_listeners; i++)

@@ -60,3 +60,22 @@ test-bpf: $(L4_OUT)/test_forwarder
 
 bench-l4-floor: $(L4_OUT)/l4_bench
 	@$(L4_OUT)/l4_bench
+
+# ---- the control plane: `sluice l4` ----
+# src/l4/*.c (not bpf/) is linked into build/sluice and build/sluice-asan
+# only: the top-level Makefile leaves src/l4 out of ALL_SRC, so unit tests
+# and fuzzers, which link every other src object, do not need libbpf or the
+# skeleton. These extra prerequisites join the binaries' link lines ($^).
+L4_CP_SRC      := $(wildcard src/l4/*.c)
+L4_CP_HDRS     := $(wildcard src/l4/*.h) $(L4_BPF_HDRS)
+L4_CP_OBJ      := $(L4_CP_SRC:%.c=build/obj/%.o)
+L4_CP_ASAN_OBJ := $(L4_CP_SRC:%.c=build/asan/%.o)
+
+build/sluice: $(L4_CP_OBJ)
+build/sluice-asan: $(L4_CP_ASAN_OBJ)
+$(L4_CP_OBJ) $(L4_CP_ASAN_OBJ): BASEFLAGS += -I$(L4_OUT)
+$(L4_CP_OBJ) $(L4_CP_ASAN_OBJ): $(L4_CP_HDRS) $(L4_OUT)/forwarder.skel.h
+build/obj/src/cmd/main.o build/asan/src/cmd/main.o: src/l4/l4.h
+
+# Recipes expand LIBS when they run, after this line has been read.
+LIBS += $(L4_USER_LIBS)

@@ -103,11 +103,11 @@ size_t tl_l3_off(const struct tl_frame *f)
     return f->vlan ? 18 : 14;
 }
 
-static size_t l4_hdr_len(uint8_t proto)
+static size_t l4_hdr_len(const struct tl_frame *f)
 {
-    switch (proto) {
+    switch (f->proto) {
     case 6:
-        return 20;
+        return 20 + f->tcp_opt_len;
     case 17:
         return 8;
     case 1:
@@ -136,7 +136,7 @@ size_t tl_build(struct pkt *p, const struct tl_frame *f)
         put16(b + 12, v6 ? 0x86dd : 0x0800);
     }
 
-    l4len = l4_hdr_len(f->proto) + f->payload_len;
+    l4len = l4_hdr_len(f) + f->payload_len;
     if (!v6) {
         hl = 20 + f->ip_opts;
         b[l3] = 0x40 | (uint8_t)(hl / 4);
@@ -169,7 +169,8 @@ size_t tl_build(struct pkt *p, const struct tl_frame *f)
         put16(l4p + 2, f->dport);
         put16(l4p + 4, 0x0102); /* seq */
         put16(l4p + 6, 0x0304);
-        l4p[12] = 5 << 4;
+        l4p[12] = (uint8_t)((5 + f->tcp_opt_len / 4) << 4);
+        memcpy(l4p + 20, f->tcp_opt, f->tcp_opt_len);
         l4p[13] = f->tcp_flags ? f->tcp_flags : 0x02;
         put16(l4p + 14, 0xffff); /* window */
         break;
@@ -187,7 +188,7 @@ size_t tl_build(struct pkt *p, const struct tl_frame *f)
         break;
     }
     for (i = 0; i < f->payload_len; i++)
-        b[l4 + l4_hdr_len(f->proto) + i] = f->payload ? f->payload[i] : (uint8_t)(i % 251);
+        b[l4 + l4_hdr_len(f) + i] = f->payload ? f->payload[i] : (uint8_t)(i % 251);
 
     if (f->proto == 6 || f->proto == 17 || f->proto == 58 || f->proto == 1) {
         uint32_t s = 0;
@@ -321,6 +322,8 @@ int tl_env_open(struct tl_env *e, uint32_t m, uint32_t tables, uint32_t seed)
     e->fd_vip_stats = bpf_map__fd(e->skel->maps.vip_stats);
     e->fd_real_stats = bpf_map__fd(e->skel->maps.real_stats);
     e->fd_reasons = bpf_map__fd(e->skel->maps.reasons);
+    e->fd_nat = bpf_map__fd(e->skel->maps.nat);
+    e->fd_pools = bpf_map__fd(e->skel->maps.nat_pools);
     return 0;
 fail:
     forwarder__destroy(e->skel);
@@ -362,6 +365,33 @@ int tl_set_real(struct tl_env *e, uint32_t idx, const char *addr, const uint8_t 
     memcpy(tr->r.mac, mac, 6);
     tr->r.flags = (uint16_t)((active ? L4_REAL_F_ACTIVE : 0) | (a.v6 ? L4_REAL_F_V6 : 0));
     return bpf_map_update_elem(e->fd_reals, &idx, &tr->r, BPF_ANY);
+}
+
+int tl_set_real_port(struct tl_env *e, uint32_t idx, uint16_t port)
+{
+    if (idx == 0 || idx >= TL_MAX_REALS || !e->reals[idx].used)
+        return -EINVAL;
+    e->reals[idx].r.port = htons(port);
+    return bpf_map_update_elem(e->fd_reals, &idx, &e->reals[idx].r, BPF_ANY);
+}
+
+int tl_set_pool(struct tl_env *e, uint32_t svc, const char *const *addrs, size_t n, uint16_t pmin, uint16_t pmax)
+{
+    struct l4_nat_pool pool;
+    struct tl_addr a;
+
+    if (n > L4_POOL_ADDRS)
+        return -EINVAL;
+    memset(&pool, 0, sizeof(pool));
+    for (size_t i = 0; i < n; i++) {
+        if (tl_addr_parse(addrs[i], &a) != 0)
+            return -EINVAL;
+        memcpy(pool.addr[i], a.a, 16);
+    }
+    pool.naddrs = (uint32_t)n;
+    pool.port_min = pmin;
+    pool.port_max = pmax;
+    return bpf_map_update_elem(e->fd_pools, &svc, &pool, BPF_ANY);
 }
 
 int tl_build_table(struct tl_env *e, uint32_t svc, uint32_t table, const uint32_t *reals,
@@ -535,6 +565,35 @@ int tl_counter(int fd, uint32_t idx, struct l4_counter *sum)
     }
     free(v);
     return err;
+}
+
+int tl_counter_cpu(int fd, uint32_t idx, int cpu, struct l4_counter *c)
+{
+    int n = libbpf_num_possible_cpus();
+    struct l4_counter *v;
+    int err;
+
+    if (cpu < 0 || cpu >= n)
+        return -EINVAL;
+    v = calloc((size_t)n, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    err = bpf_map_lookup_elem(fd, &idx, v);
+    if (!err)
+        *c = v[cpu];
+    free(v);
+    return err;
+}
+
+int tl_run_on_cpu(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        return -errno;
+    return sched_getcpu() == cpu ? 0 : -EAGAIN;
 }
 
 int tl_reasons(struct tl_env *e, uint64_t pkts[L4_R__COUNT])

@@ -45,6 +45,8 @@ struct tl_frame {
     uint8_t proto;           /* 6, 17, 1, 58, or anything else */
     uint16_t sport, dport;   /* TCP/UDP */
     uint8_t tcp_flags;       /* default SYN */
+    const uint8_t *tcp_opt;  /* TCP options after the 20-byte header ... */
+    size_t tcp_opt_len;      /* ... a multiple of 4, at most 40 */
     uint8_t tos;
     uint8_t ttl;             /* default 64 */
     uint16_t ip_id;
@@ -97,6 +99,7 @@ struct tl_env {
     int prog_fd;
     int fd_vips, fd_reals, fd_maglev, fd_conn, fd_cfg, fd_flood;
     int fd_vip_stats, fd_real_stats, fd_reasons;
+    int fd_nat, fd_pools;
     uint32_t m, tables, seed;
     int ncpus, cpu;          /* possible CPUs; the CPU we are pinned to */
     struct l4_cfg cfg;
@@ -114,6 +117,10 @@ void tl_env_close(struct tl_env *e);
 
 int tl_set_cfg(struct tl_env *e, const struct l4_cfg *cfg);
 int tl_set_real(struct tl_env *e, uint32_t idx, const char *addr, const uint8_t mac[6], bool active);
+/* NAT: the real's port (host order; 0 = the VIP's). */
+int tl_set_real_port(struct tl_env *e, uint32_t idx, uint16_t port);
+/* FullNAT: the local-address pool of service slot svc. */
+int tl_set_pool(struct tl_env *e, uint32_t svc, const char *const *addrs, size_t n, uint16_t pmin, uint16_t pmax);
 
 /* A service at slot `svc` with table id `table`: VIP key, meta, and a
  * Maglev table built by src/core/maglev.c over reals[]/weights[]. */
@@ -142,6 +149,11 @@ int tl_run_repeat(int prog_fd, const struct pkt *in, uint32_t repeat, uint32_t *
 /* Counters summed over CPUs. */
 int tl_reasons(struct tl_env *e, uint64_t pkts[L4_R__COUNT]);
 int tl_counter(int fd, uint32_t idx, struct l4_counter *sum);
+/* One CPU's value of a per-CPU counter. */
+int tl_counter_cpu(int fd, uint32_t idx, int cpu, struct l4_counter *c);
+/* Run the calling thread on `cpu` (BPF_PROG_TEST_RUN runs on the caller's
+ * CPU, so this picks the CPU a test packet is processed on). */
+int tl_run_on_cpu(int cpu);
 /* Connection table: this CPU's value (real 0 if none), or -1 if no key. */
 int tl_conn_get(struct tl_env *e, const struct l4_flow_key *k, struct l4_conn *v);
 int tl_conn_set(struct tl_env *e, const struct l4_flow_key *k, const struct l4_conn *v);

@@ -42,22 +42,37 @@ static const uint8_t GW_MAC[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0xfe };
 #define VIP_TUN6 "2001:db8::20"
 #define VIP_4IN6 "192.0.2.50"
 #define VIP_6IN4 "2001:db8::50"
-#define VIP_NAT "192.0.2.30"
+#define VIP_BADMODE "192.0.2.30"
+#define VIP_NAT4 "192.0.2.70"
+#define VIP_NAT6 "2001:db8::70"
+#define VIP_FNAT4 "192.0.2.80"
+#define VIP_FNAT6 "2001:db8::80"
+#define VIP_FNAT_TINY "192.0.2.81"
+#define VIP_FNAT_SMALL "192.0.2.82"
 #define VIP_DEAD "192.0.2.40"
 #define VIP_NOCT "192.0.2.60"
 
 enum {
     S_DR4_TCP, S_DR4_UDP, S_DR6_TCP, S_DR6_UDP,
     S_TUN4_TCP, S_TUN4_UDP, S_TUN6_TCP, S_TUN6_UDP,
-    S_4IN6, S_6IN4, S_NAT, S_DEAD, S_NOCT,
+    S_4IN6, S_6IN4, S_BADMODE, S_DEAD, S_NOCT,
+    S_NAT4_TCP, S_NAT4_UDP, S_NAT6_TCP, S_NAT6_UDP,
+    S_FNAT4_TCP, S_FNAT4_UDP, S_FNAT6_TCP, S_FNAT6_UDP,
+    S_FNAT_TINY, S_FNAT_SMALL,
     S__COUNT
 };
-#define T_SPARE 13 /* a free Maglev table id for the swap test */
+#define N_TABLES 32 /* > S__COUNT: one table per service, plus a spare */
+#define T_SPARE 31  /* a free Maglev table id for the swap test */
+#define MODE_UNKNOWN 9
 
 static const uint32_t REALS4[] = { 1, 2, 3 };
 static const uint32_t REALS6[] = { 4, 5, 6 };
 static const uint32_t EQUAL[] = { 1, 1, 1 };
 static const uint32_t WEIGHTED[] = { 1, 2, 3 };
+static const uint32_t NAT_REALS4[] = { 9, 10, 11 };
+static const uint32_t NAT_REALS6[] = { 12, 13, 14 };
+static const uint32_t FNAT_REALS4[] = { 15, 16, 17 };
+#define NAT_RPORT 8080
 
 static struct tl_env env;
 static uint16_t port_seq = 20000;
@@ -587,9 +602,34 @@ static void mk_not_vip6(struct pkt *p)
     struct tl_frame f = frame(CLIENT6, "2001:db8::99", 6, next_port(), 80);
     tl_build(p, &f);
 }
-static void mk_nat_mode(struct pkt *p)
+static void mk_bad_mode(struct pkt *p)
 {
-    struct tl_frame f = frame(CLIENT4, VIP_NAT, 6, next_port(), 80);
+    struct tl_frame f = frame(CLIENT4, VIP_BADMODE, 6, next_port(), 80);
+    tl_build(p, &f);
+}
+static void mk_nat_doff15(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_NAT4, 6, next_port(), 80);
+    f.payload_len = 20;
+    tl_build(p, &f);
+    p->b[34 + 12] = 15 << 4;
+}
+static void mk_fnat_udp_long(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT6, VIP_FNAT6, 17, next_port(), 53);
+    tl_build(p, &f);
+    put16(p->b + 54 + 4, (uint16_t)(8 + f.payload_len + 2));
+}
+static void mk_fnat_ip_options(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_FNAT4, 6, next_port(), 80);
+    f.ip_opts = 8;
+    tl_build(p, &f);
+}
+static void mk_nat_frag(struct pkt *p)
+{
+    struct tl_frame f = frame(CLIENT4, VIP_NAT4, 17, next_port(), 53);
+    f.frag_off = 0x2000;
     tl_build(p, &f);
 }
 static void mk_dead_real(struct pkt *p)
@@ -721,7 +761,11 @@ static const struct bad_case bad_cases[] = {
     { "VIP address, other port", mk_not_vip_port, XDP_PASS, L4_R_PASS_NOT_VIP },
     { "VIP address and port, other protocol", mk_not_vip_proto, XDP_PASS, L4_R_PASS_NOT_VIP },
     { "non-VIP IPv6 address", mk_not_vip6, XDP_PASS, L4_R_PASS_NOT_VIP },
-    { "NAT service (not in the data plane yet)", mk_nat_mode, XDP_PASS, L4_R_PASS_MODE },
+    { "service with an unknown mode", mk_bad_mode, XDP_PASS, L4_R_PASS_MODE },
+    { "NAT: TCP data offset past the datagram", mk_nat_doff15, XDP_DROP, L4_R_DROP_BAD_L4 },
+    { "FullNAT: UDP length past the datagram", mk_fnat_udp_long, XDP_DROP, L4_R_DROP_BAD_L4 },
+    { "FullNAT: IPv4 options", mk_fnat_ip_options, XDP_PASS, L4_R_PASS_IP_OPTIONS },
+    { "NAT: first fragment", mk_nat_frag, XDP_PASS, L4_R_PASS_FRAGMENT },
     { "service whose only real is inactive", mk_dead_real, XDP_DROP, L4_R_DROP_NO_REAL },
     { "ICMP timestamp to a VIP", mk_icmp_timestamp, XDP_PASS, L4_R_PASS_ICMP },
     { "ICMP echo with code 1", mk_icmp_echo_code1, XDP_PASS, L4_R_PASS_ICMP },
@@ -1346,7 +1390,12 @@ static int setup(void)
     static const char *const addrs[] = {
         NULL, "10.1.0.1", "10.1.0.2", "10.1.0.3", "fd00:1::1", "fd00:1::2", "fd00:1::3",
         "10.1.0.7", "10.1.0.8",
+        /* 9..14: NAT reals on port 8080; 15..17: FullNAT reals on the VIP's port */
+        "10.2.0.1", "10.2.0.2", "10.2.0.3", "fd00:2::1", "fd00:2::2", "fd00:2::3",
+        "10.3.0.1", "10.3.0.2", "10.3.0.3",
     };
+    static const char *const pool4[] = { "10.9.0.1", "10.9.0.2" }, *const pool6[] = { "fd00:9::1" };
+    static const char *const tiny[] = { "10.9.1.1" }, *const small[] = { "10.9.2.1" };
     struct l4_cfg cfg = { 0 };
     uint8_t mac[6];
     int err;
@@ -1355,12 +1404,15 @@ static int setup(void)
         real_mac(i, mac);
         if ((err = tl_set_real(&env, i, addrs[i], mac, i != 7)))
             return err;
+        if (i >= 9 && i <= 14 && (err = tl_set_real_port(&env, i, NAT_RPORT)))
+            return err;
     }
     memcpy(cfg.src_mac, LB_MAC, 6);
     inet_pton(AF_INET, "172.16.0.0", &cfg.tun_src4);
     cfg.tun_src4_plen = 16;
     inet_pton(AF_INET6, "fd00:5::", cfg.tun_src6);
     cfg.tun_src6_plen = 64;
+    cfg.flags = L4_CFG_F_NAT_REPLIES;
     if ((err = tl_set_cfg(&env, &cfg)))
         return err;
 
@@ -1377,7 +1429,17 @@ static int setup(void)
     SVC(S_TUN6_UDP, VIP_TUN6, 53, 17, L4_MODE_TUN, 0, REALS6, WEIGHTED);
     SVC(S_4IN6, VIP_4IN6, 443, 6, L4_MODE_TUN, 0, REALS6, EQUAL);
     SVC(S_6IN4, VIP_6IN4, 443, 6, L4_MODE_TUN, 0, REALS4, EQUAL);
-    SVC(S_NAT, VIP_NAT, 80, 6, L4_MODE_NAT, 0, REALS4, EQUAL);
+    SVC(S_BADMODE, VIP_BADMODE, 80, 6, MODE_UNKNOWN, 0, REALS4, EQUAL);
+    SVC(S_NAT4_TCP, VIP_NAT4, 80, 6, L4_MODE_NAT, 0, NAT_REALS4, EQUAL);
+    SVC(S_NAT4_UDP, VIP_NAT4, 53, 17, L4_MODE_NAT, 0, NAT_REALS4, WEIGHTED);
+    SVC(S_NAT6_TCP, VIP_NAT6, 80, 6, L4_MODE_NAT, 0, NAT_REALS6, EQUAL);
+    SVC(S_NAT6_UDP, VIP_NAT6, 53, 17, L4_MODE_NAT, 0, NAT_REALS6, EQUAL);
+    SVC(S_FNAT4_TCP, VIP_FNAT4, 80, 6, L4_MODE_FULLNAT, 0, FNAT_REALS4, EQUAL);
+    SVC(S_FNAT4_UDP, VIP_FNAT4, 53, 17, L4_MODE_FULLNAT, 0, FNAT_REALS4, EQUAL);
+    SVC(S_FNAT6_TCP, VIP_FNAT6, 80, 6, L4_MODE_FULLNAT, 0, NAT_REALS6, EQUAL);
+    SVC(S_FNAT6_UDP, VIP_FNAT6, 53, 17, L4_MODE_FULLNAT, 0, NAT_REALS6, WEIGHTED);
+    SVC(S_FNAT_TINY, VIP_FNAT_TINY, 80, 6, L4_MODE_FULLNAT, 0, FNAT_REALS4, EQUAL);
+    SVC(S_FNAT_SMALL, VIP_FNAT_SMALL, 80, 6, L4_MODE_FULLNAT, 0, FNAT_REALS4, EQUAL);
     SVC(S_NOCT, VIP_NOCT, 80, 6, L4_MODE_DR, L4_VIP_F_NO_CT, REALS4, EQUAL);
 #undef SVC
     {
@@ -1385,6 +1447,13 @@ static int setup(void)
         if ((err = tl_add_service(&env, S_DEAD, S_DEAD, VIP_DEAD, 80, 6, L4_MODE_DR, 0, dead, w, 1)))
             return err;
     }
+    if ((err = tl_set_pool(&env, S_FNAT4_TCP, pool4, 2, 0, 0)) ||
+        (err = tl_set_pool(&env, S_FNAT4_UDP, pool4, 2, 0, 0)) ||
+        (err = tl_set_pool(&env, S_FNAT6_TCP, pool6, 1, 20000, 29999)) ||
+        (err = tl_set_pool(&env, S_FNAT6_UDP, pool6, 1, 20000, 29999)) ||
+        (err = tl_set_pool(&env, S_FNAT_TINY, tiny, 1, 40000, 40000)) ||
+        (err = tl_set_pool(&env, S_FNAT_SMALL, small, 1, 50000, 50063)))
+        return err;
     if ((err = tl_add_icmp_vip(&env, VIP_DR4)) || (err = tl_add_icmp_vip(&env, VIP_DR6)) ||
         (err = tl_add_icmp_vip(&env, VIP_TUN4)))
         return err;
@@ -1450,7 +1519,7 @@ int main(void)
         printf("error: cannot pin to a CPU: %s\n0 passed, 1 failed\n", strerror(errno));
         return 1;
     }
-    err = tl_env_open(&env, L4_MAGLEV_DEFAULT_M, L4_MAGLEV_DEFAULT_TABLES, L4_DEFAULT_FLOW_SEED);
+    err = tl_env_open(&env, L4_MAGLEV_DEFAULT_M, N_TABLES, L4_DEFAULT_FLOW_SEED);
     if (err == -EPERM) {
         printf("skip: loading BPF programs is not permitted here (%s)\n", strerror(-err));
         printf("0 passed, 0 failed\n");

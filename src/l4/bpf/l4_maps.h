@@ -24,6 +24,8 @@
 #define L4_MAX_SERVICES     1024   /* vip_stats slots (vip_meta.svc) */
 #define L4_MAX_REALS        4096   /* reals array; index 0 is never used */
 #define L4_CONN_ENTRIES     262144 /* connection table (per-CPU LRU) */
+#define L4_NAT_ENTRIES      524288 /* NAT state (shared LRU): two entries a flow */
+#define L4_TOA_ENTRIES      65536  /* real-server side: accepted flows remembered */
 
 /* Maglev: M must be prime. 65537 is the paper's and Katran's size; the
  * control plane picks a larger prime when 100 x reals exceeds it
@@ -44,14 +46,17 @@
 enum l4_mode {
     L4_MODE_DR = 0,      /* rewrite the destination MAC (direct routing) */
     L4_MODE_TUN = 1,     /* IPIP / IP6IP6 (or 4in6, 6in4) encapsulation */
-    L4_MODE_NAT = 2,     /* not in the data plane yet: passed to the stack */
-    L4_MODE_FULLNAT = 3, /* not in the data plane yet: passed to the stack */
+    L4_MODE_NAT = 2,     /* DNAT to the real; replies come back through us */
+    L4_MODE_FULLNAT = 3, /* DNAT + SNAT to a local address and port; TOA */
 };
 
 /* vip_meta.flags */
 #define L4_VIP_F_NO_CT   0x0001 /* stateless: always Maglev, never touch the
                                  * connection table (hashing is consistent,
                                  * so flows only move when the table does) */
+
+/* (vip_meta.reserved is still unused: NAT needed no per-service field but
+ * the local-address pool, which is keyed by vip_meta.svc in nat_pools.) */
 
 /* real.flags */
 #define L4_REAL_F_ACTIVE 0x0001 /* address and next-hop MAC are valid */
@@ -85,6 +90,9 @@ struct l4_real {
     __be32 addr[4];   /* v4-mapped unless L4_REAL_F_V6; TUN's outer dst */
     __u8 mac[6];      /* next hop: the real itself in DR, a router in TUN */
     __u16 flags;      /* L4_REAL_F_* */
+    /* Added for NAT (the fields above are unchanged): */
+    __be16 port;      /* NAT/FullNAT: the real's port; 0 = the VIP's port */
+    __u16 pad2;       /* always 0 */
 };
 
 /* maglev (BPF_MAP_TYPE_ARRAY of __u32): maglev_tables * M slots, each a
@@ -108,7 +116,8 @@ struct l4_conn {
 };
 
 /* l4_config (BPF_MAP_TYPE_ARRAY, one entry): run-time settings the control
- * plane may change at any moment. */
+ * plane may change at any moment. The NAT fields were appended after
+ * tun_src6; a zeroed tail keeps the old behaviour (no reply lookups). */
 struct l4_cfg {
     __u8 src_mac[6];     /* our interface's MAC: source of what we send */
     __u16 tun_mtu;       /* max outer IP length in TUN mode; 0 = no check */
@@ -121,6 +130,109 @@ struct l4_cfg {
     __u8 tun_src6_plen;  /* TUN outer IPv6 source prefix length (0..128) */
     __u8 pad[2];
     __be32 tun_src6[4];  /* TUN outer IPv6 source prefix */
+    /* NAT and FullNAT (appended; see struct l4_nat) */
+    __u32 flags;         /* L4_CFG_F_* */
+    __u32 nat_tcp_timeout;  /* s: idle TCP flow; 0 = L4_NAT_TCP_TIMEOUT */
+    __u32 nat_fin_timeout;  /* s: TCP flow after FIN or RST; 0 = default */
+    __u32 nat_udp_timeout;  /* s: idle UDP flow; 0 = L4_NAT_UDP_TIMEOUT */
+};
+
+/* l4_cfg.flags */
+#define L4_CFG_F_NAT_REPLIES 0x0001 /* look up packets that are not to a VIP
+                                     * as NAT/FullNAT replies; set it while
+                                     * any NAT or FullNAT service exists, so
+                                     * plain traffic skips the lookup
+                                     * otherwise */
+
+#define L4_NAT_TCP_TIMEOUT 900 /* s, as LVS */
+#define L4_NAT_FIN_TIMEOUT 10  /* s */
+#define L4_NAT_UDP_TIMEOUT 300 /* s */
+
+/* nat (BPF_MAP_TYPE_LRU_HASH, common LRU, shared by all CPUs): NAT and
+ * FullNAT state, two entries a flow, inserted together on its first packet:
+ *
+ *   IN  {client, VIP, cport, vport, proto}           -> rewrite to
+ *       {src: client (NAT) or local (FullNAT), dst: real, sport, dport}
+ *   OUT {real, client or local, rport, cport or lport} -> rewrite to
+ *       {src: VIP, dst: client, sport: vport, dport: cport}
+ *
+ * The key is the packet's own 5-tuple as it arrives, so whichever CPU RSS
+ * hands a reply to finds the entry. A value says what the packet becomes.
+ * The OUT entry of a FullNAT flow is what holds its local address and port:
+ * the data plane only hands out a (local, lport) whose OUT key is absent or
+ * expired, so a port is free again once its OUT entry is evicted or idle
+ * past its timeout. */
+struct l4_nat_key {
+    __be32 src[4];
+    __be32 dst[4];
+    __be16 sport;
+    __be16 dport;
+    __u8 proto;
+    __u8 dir;         /* L4_NAT_IN or L4_NAT_OUT */
+    __u8 pad[2];      /* always 0 */
+};
+
+#define L4_NAT_IN  1
+#define L4_NAT_OUT 2
+
+struct l4_nat {
+    __be32 saddr[4];  /* the packet's new source */
+    __be32 daddr[4];  /* the packet's new destination */
+    __be16 sport;
+    __be16 dport;
+    __u8 mac[6];      /* OUT: next hop towards the client (the source MAC
+                       * of the client's first packet); IN: unused, the
+                       * real's MAC is read from reals on every packet */
+    __u8 mode;        /* L4_MODE_NAT or L4_MODE_FULLNAT */
+    __u8 state;       /* L4_NAT_S_* */
+    __u32 real;       /* real index */
+    __u32 svc;        /* vip_meta.svc, for vip_stats */
+    __u32 ifindex;    /* OUT: interface the client's packets came in on */
+    __u32 pad;
+    __u64 last_seen;  /* bpf_ktime_get_coarse_ns(), refreshed at most once a
+                       * second (the line is shared between CPUs) */
+};
+
+#define L4_NAT_S_CLOSING 0x01 /* FIN or RST seen: the short timeout applies */
+
+/* nat_pools (BPF_MAP_TYPE_ARRAY, L4_MAX_SERVICES): FullNAT local addresses
+ * of a service, indexed by vip_meta.svc. Addresses are of the service's
+ * family (v4-mapped for IPv4). Ports [port_min, port_max], host order. */
+#define L4_POOL_ADDRS 8
+#define L4_NAT_PORT_TRIES 16  /* probes for a free local port per new flow */
+
+struct l4_nat_pool {
+    __be32 addr[L4_POOL_ADDRS][4];
+    __u32 naddrs;     /* 0: no pool, FullNAT flows are dropped */
+    __u16 port_min;   /* host order; 0 = 1024 */
+    __u16 port_max;   /* host order; 0 = 65535 */
+};
+
+/* TOA: the client's address in a TCP option of the SYN (FullNAT). The
+ * classic LVS TOA kind 200, no magic: length 8 (kind, len, port, IPv4
+ * address) or 20 (kind, len, port, IPv6 address); the length tells the
+ * family. The option follows whatever options the client sent. */
+#define L4_TOA_KIND    200
+#define L4_TOA_LEN_V4  8
+#define L4_TOA_LEN_V6  20
+
+/* The real-server side (toa.bpf.c): toa_map (BPF_MAP_TYPE_LRU_HASH, pinned
+ * as "sluice_toa"), keyed by an accepted connection as the real server's
+ * socket sees it (local = its own address, remote = the LB's local address),
+ * v4-mapped for IPv4. */
+struct l4_toa_key {
+    __be32 laddr[4];
+    __be32 raddr[4];
+    __be16 lport;
+    __be16 rport;
+};
+
+struct l4_toa_val {
+    __be32 addr[4];   /* the client, v4-mapped for IPv4 */
+    __be16 port;
+    __u16 pad;
+    __u32 pad2;
+    __u64 seen_ns;    /* bpf_ktime_get_ns() of the SYN */
 };
 
 /* flood (BPF_MAP_TYPE_PERCPU_ARRAY, one entry): the SYN guard's window. */
@@ -161,12 +273,26 @@ enum l4_reason {
     L4_R_DROP_NO_REAL,       /* empty Maglev slot or inactive real */
     L4_R_DROP_TOO_BIG,       /* TUN: would exceed cfg.tun_mtu */
     L4_R_DROP_NO_ROOM,       /* bpf_xdp_adjust_head() refused */
+    /* Added with NAT. (Appending here renumbers the events below: user
+     * space must index by the enum, never by a stored number.) */
+    L4_R_FWD_NAT,            /* client -> real, DNAT */
+    L4_R_FWD_FULLNAT,        /* client -> real, DNAT + SNAT */
+    L4_R_FWD_NAT_REPLY,      /* real -> client, translated back (both modes) */
+    L4_R_DROP_NAT_NO_PORT,   /* FullNAT: no free local port in
+                              * L4_NAT_PORT_TRIES probes (or no pool) */
+    L4_R_DROP_NAT_GUARD,     /* NAT: SYN guard over the cap (NAT cannot
+                              * forward without state) */
+    L4_R_DROP_BAD_CSUM,      /* NAT: IPv6 UDP with checksum 0 (invalid) */
     L4_R__DISPOSITIONS,      /* marker: count of disposition reasons */
     /* events */
     L4_R_CT_HIT = L4_R__DISPOSITIONS,
     L4_R_CT_MISS,
     L4_R_CT_GUARD_SKIP,      /* SYN guard: over the cap, not inserted */
     L4_R_ICMP_ERR_ROUTED,    /* frag-needed / packet-too-big sent to a real */
+    L4_R_NAT_STALE,          /* NAT entry expired, inconsistent or to an
+                              * inactive real: replaced */
+    L4_R_TOA_ADDED,          /* FullNAT SYN got the client-address option */
+    L4_R_TOA_NO_ROOM,        /* ... or had no option space left for it */
     L4_R__COUNT,
 };
 
@@ -190,10 +316,19 @@ static const char *const l4_reason_names[L4_R__COUNT] = {
     [L4_R_DROP_NO_REAL] = "drop_no_real",
     [L4_R_DROP_TOO_BIG] = "drop_too_big",
     [L4_R_DROP_NO_ROOM] = "drop_no_room",
+    [L4_R_FWD_NAT] = "fwd_nat",
+    [L4_R_FWD_FULLNAT] = "fwd_fullnat",
+    [L4_R_FWD_NAT_REPLY] = "fwd_nat_reply",
+    [L4_R_DROP_NAT_NO_PORT] = "drop_nat_no_port",
+    [L4_R_DROP_NAT_GUARD] = "drop_nat_guard",
+    [L4_R_DROP_BAD_CSUM] = "drop_bad_csum",
     [L4_R_CT_HIT] = "ct_hit",
     [L4_R_CT_MISS] = "ct_miss",
     [L4_R_CT_GUARD_SKIP] = "ct_guard_skip",
     [L4_R_ICMP_ERR_ROUTED] = "icmp_err_routed",
+    [L4_R_NAT_STALE] = "nat_stale",
+    [L4_R_TOA_ADDED] = "toa_added",
+    [L4_R_TOA_NO_ROOM] = "toa_no_room",
 };
 #endif
 
