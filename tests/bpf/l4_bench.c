@@ -38,10 +38,10 @@ static const uint8_t GW_MAC[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0xfe };
 
 static struct tl_env env;
 
-enum { S_DR, S_NOCT, S_TUN };
+enum { S_DR, S_NOCT, S_TUN, S_NAT, S_FNAT };
 
 /* A 64-byte IPv4/TCP frame (14 + 20 + 20 + 10) from a client to a VIP. */
-static void frame64(struct pkt *p, const char *vip, uint32_t client, uint16_t sport)
+static void frame64f(struct pkt *p, const char *vip, uint32_t client, uint16_t sport, uint8_t tcp_flags)
 {
     struct tl_frame f;
     char src[INET_ADDRSTRLEN];
@@ -57,7 +57,31 @@ static void frame64(struct pkt *p, const char *vip, uint32_t client, uint16_t sp
     f.sport = sport;
     f.dport = 80;
     f.payload_len = 10;
+    f.tcp_flags = tcp_flags;
     tl_build(p, &f);
+}
+
+static void frame64(struct pkt *p, const char *vip, uint32_t client, uint16_t sport)
+{
+    frame64f(p, vip, client, sport, 0); /* a SYN */
+}
+
+/* The real's answer to a translated packet: MACs, addresses and ports
+ * swapped (which keeps every checksum right). */
+static void reply_of(struct pkt *r, const struct pkt *fwd)
+{
+    uint8_t t[6];
+
+    *r = *fwd;
+    memcpy(t, r->b, 6);
+    memcpy(r->b, r->b + 6, 6);
+    memcpy(r->b + 6, t, 6);
+    memcpy(t, r->b + 26, 4);
+    memcpy(r->b + 26, r->b + 30, 4);
+    memcpy(r->b + 30, t, 4);
+    memcpy(t, r->b + 34, 2);
+    memcpy(r->b + 34, r->b + 36, 2);
+    memcpy(r->b + 36, t, 2);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -119,7 +143,10 @@ int main(int argc, char **argv)
     struct l4_cfg cfg = { 0 };
     double floor_r[3], hit_r[3], miss_r[3], noct_r[3];
     double floor_s[3], hot_s[3], tunhot_s[3], hit_s[3], ins_s[3];
-    struct pkt tun1;
+    double nat_s[3], natrep_s[3], fnat_s[3], fsyn_s[3];
+    struct pkt tun1, nat1, fnat1, fsyn1, nrep1, o;
+    static const char *const pool[1] = { "10.9.0.1" };
+    uint32_t v;
     int floor_fd, opt, err, cpu;
     uint8_t mac[6] = { 0x02, 0, 0, 0, 0x01, 0 };
 
@@ -145,7 +172,7 @@ int main(int argc, char **argv)
 
     /* The forwarder: three IPv4 reals, a DR service, a stateless DR
      * service and a TUN service, default Maglev size. */
-    err = tl_env_open(&env, L4_MAGLEV_DEFAULT_M, 4, L4_DEFAULT_FLOW_SEED);
+    err = tl_env_open(&env, L4_MAGLEV_DEFAULT_M, 8, L4_DEFAULT_FLOW_SEED);
     if (err)
         return die("loading the forwarder", err);
     for (uint32_t i = 1; i <= 3; i++) {
@@ -159,7 +186,11 @@ int main(int argc, char **argv)
     memcpy(cfg.src_mac, LB_MAC, 6);
     inet_pton(AF_INET, "172.16.0.0", &cfg.tun_src4);
     cfg.tun_src4_plen = 16;
+    cfg.flags = L4_CFG_F_NAT_REPLIES;
     if ((err = tl_set_cfg(&env, &cfg)) ||
+        (err = tl_add_service(&env, S_NAT, S_NAT, "192.0.2.30", 80, 6, L4_MODE_NAT, 0, reals, w, 3)) ||
+        (err = tl_add_service(&env, S_FNAT, S_FNAT, "192.0.2.40", 80, 6, L4_MODE_FULLNAT, 0, reals, w, 3)) ||
+        (err = tl_set_pool(&env, S_FNAT, pool, 1, 0, 0)) ||
         (err = tl_add_service(&env, S_DR, S_DR, "192.0.2.10", 80, 6, L4_MODE_DR, 0, reals, w, 3)) ||
         (err = tl_add_service(&env, S_NOCT, S_NOCT, "192.0.2.60", 80, 6, L4_MODE_DR, L4_VIP_F_NO_CT, reals,
                               w, 3)) ||
@@ -176,6 +207,16 @@ int main(int argc, char **argv)
     frame64(&prime, "192.0.2.10", 0xc6336403, 1000);
     frame64(&noct, "192.0.2.60", 0xc6336404, 1000);
     frame64(&tun1, "192.0.2.20", 0xc6336405, 1000);
+    /* NAT: established flows (ACKs), their entries made by a first run;
+     * a FullNAT SYN (TOA added each time); a NAT reply. NAT rewrites the
+     * frame in place, so these are measured in single runs. */
+    frame64f(&nat1, "192.0.2.30", 0xc6336406, 1000, 0x10);
+    frame64f(&fnat1, "192.0.2.40", 0xc6336407, 1000, 0x10);
+    frame64f(&fsyn1, "192.0.2.40", 0xc6336408, 1000, 0x02);
+    if (tl_run(env.prog_fd, &fnat1, &o, &v) || v != XDP_TX || tl_run(env.prog_fd, &fsyn1, &o, &v) ||
+        v != XDP_TX || tl_run(env.prog_fd, &nat1, &o, &v) || v != XDP_TX)
+        return die("NAT flows", EIO);
+    reply_of(&nrep1, &o);
     flows = calloc((size_t)k, sizeof(*flows));
     if (!flows)
         return die("memory", ENOMEM);
@@ -209,7 +250,11 @@ int main(int argc, char **argv)
         if ((floor_s[round] = single_ns(floor_fd, &hit, 1, k, XDP_TX)) < 0 ||
             (hot_s[round] = single_ns(env.prog_fd, &hit, 1, k, XDP_TX)) < 0 ||
             single_ns(env.prog_fd, &tun1, 1, 1, XDP_TX) < 0 ||
-            (tunhot_s[round] = single_ns(env.prog_fd, &tun1, 1, k, XDP_TX)) < 0)
+            (tunhot_s[round] = single_ns(env.prog_fd, &tun1, 1, k, XDP_TX)) < 0 ||
+            (nat_s[round] = single_ns(env.prog_fd, &nat1, 1, k, XDP_TX)) < 0 ||
+            (natrep_s[round] = single_ns(env.prog_fd, &nrep1, 1, k, XDP_TX)) < 0 ||
+            (fnat_s[round] = single_ns(env.prog_fd, &fnat1, 1, k, XDP_TX)) < 0 ||
+            (fsyn_s[round] = single_ns(env.prog_fd, &fsyn1, 1, k, XDP_TX)) < 0)
             return 1;
         for (uint32_t i = 0; i < k; i++)
             frame64(&flows[i], "192.0.2.10", 0x0a800000u + (uint32_t)round * k + i, (uint16_t)(1024 + i % 60000));
@@ -237,6 +282,7 @@ int main(int argc, char **argv)
         double h = median3(hit_r), m = median3(miss_r), n = median3(noct_r);
         double fs1 = median3(floor_s), hot = median3(hot_s), tun = median3(tunhot_s);
         double hs = median3(hit_s), is = median3(ins_s);
+        double nat = median3(nat_s), nrep = median3(natrep_s), fnat = median3(fnat_s), fsyn = median3(fsyn_s);
 
         printf("L4 forwarder, BPF_PROG_TEST_RUN, 64-byte IPv4/TCP frames, CPU %d, median of 3\n", cpu);
         printf("repeat mode (%u runs per call, caches hot):\n", repeat);
@@ -249,6 +295,10 @@ int main(int argc, char **argv)
         printf("  %-46s %7.1f ns/packet\n", "floor: MAC swap + XDP_TX", fs1);
         printf("  %-46s %7.1f ns/packet  %5.1fx floor\n", "DR, conn-table hit, one flow", hot, hot / fs1);
         printf("  %-46s %7.1f ns/packet  %5.1fx floor\n", "TUN (IPIP), conn-table hit, one flow", tun, tun / fs1);
+        printf("  %-46s %7.1f ns/packet  %5.1fx floor\n", "NAT, table hit, one flow", nat, nat / fs1);
+        printf("  %-46s %7.1f ns/packet  %5.1fx floor\n", "NAT reply, one flow", nrep, nrep / fs1);
+        printf("  %-46s %7.1f ns/packet  %5.1fx floor\n", "FullNAT, table hit, one flow", fnat, fnat / fs1);
+        printf("  %-46s %7.1f ns/packet  %5.1fx floor\n", "FullNAT SYN + TOA option, one flow", fsyn, fsyn / fs1);
         printf("  %-46s %7.1f ns/packet  %5.1fx floor\n", "DR, miss + insert, each of k new flows", is, is / fs1);
         printf("  %-46s %7.1f ns/packet  %5.1fx floor\n", "DR, conn-table hit, the same k flows", hs, hs / fs1);
     }

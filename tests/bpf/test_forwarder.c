@@ -18,12 +18,17 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "core/maglev.h"
 #include "l4/bpf/l4_hash.h"
+#include "l4/toa_lookup.h"
+#include "toa.skel.h"
 #include "l4/bpf/l4_maps.h"
 #include "l4_testlib.h"
 
@@ -1261,6 +1266,874 @@ static int t_trunc_ptb6(void)
     return sweep(&p, "packet-too-big");
 }
 
+/* ---- NAT and FullNAT ---- */
+
+/* What a NAT translation did to a flow, read from the forwarded packet and
+ * checked against the configuration (the real Maglev picks, a pool address
+ * and port). */
+struct nat_res {
+    uint32_t real;
+    struct tl_addr local;   /* FullNAT: the local address; NAT: the client */
+    uint16_t lport;         /* FullNAT: the local port; NAT: the client port */
+};
+
+static bool svc_full(int svc)
+{
+    return env.svcs[svc].meta.mode == L4_MODE_FULLNAT;
+}
+
+static uint16_t real_port(uint32_t real, uint16_t vport)
+{
+    uint16_t p = ntohs(env.reals[real].r.port);
+
+    return p ? p : vport;
+}
+
+static void real_addr(uint32_t real, struct tl_addr *a)
+{
+    memset(a, 0, sizeof(*a));
+    memcpy(a->a, env.reals[real].r.addr, 16);
+    a->v6 = env.reals[real].r.flags & L4_REAL_F_V6;
+}
+
+static int other_cpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (n < 2)
+        return env.cpu;
+    return env.cpu == 0 ? 1 : 0;
+}
+
+/* The pool of each FullNAT service, as setup() configured it. */
+static bool in_pool(int svc, const struct tl_addr *a, uint16_t port)
+{
+    struct l4_nat_pool pool;
+    uint32_t key = (uint32_t)svc;
+    uint16_t lo, hi;
+
+    if (bpf_map_lookup_elem(env.fd_pools, &key, &pool) != 0)
+        return false;
+    lo = pool.port_min ? pool.port_min : 1024;
+    hi = pool.port_max ? pool.port_max : 65535;
+    if (port < lo || port > hi)
+        return false;
+    for (uint32_t i = 0; i < pool.naddrs; i++)
+        if (memcmp(pool.addr[i], a->a, 16) == 0)
+            return true;
+    return false;
+}
+
+static bool same(const struct pkt *a, const struct pkt *b)
+{
+    if (a->len == b->len && memcmp(a->b, b->b, a->len) == 0)
+        return true;
+    tl_hexdump("expected", b->b, b->len);
+    tl_hexdump("got", a->b, a->len);
+    return false;
+}
+
+/* The TOA option a FullNAT SYN must carry: kind 200, length 8 or 20, the
+ * client's port and address. Built from the fixture's client. */
+static size_t toa_bytes(const struct tl_frame *f, uint8_t opt[20])
+{
+    opt[0] = L4_TOA_KIND;
+    put16(opt + 2, f->sport);
+    if (f->src.v6) {
+        opt[1] = L4_TOA_LEN_V6;
+        memcpy(opt + 4, f->src.a, 16);
+        return L4_TOA_LEN_V6;
+    }
+    opt[1] = L4_TOA_LEN_V4;
+    memcpy(opt + 4, tl_addr_v4(&f->src), 4);
+    return L4_TOA_LEN_V4;
+}
+
+/* A client packet of flow f to a NAT/FullNAT service: forwarded, and the
+ * output equal to a frame built here from the flow, the real and the local
+ * address and port (which are read from the output, then checked to be in
+ * the pool). `toa`: the SYN must carry the TOA option (appended after the
+ * client's own options, `keep_opts`). */
+static int nat_forward(int svc, const struct tl_frame *f, bool toa, struct nat_res *res)
+{
+    bool full = svc_full(svc);
+    size_t l3 = tl_l3_off(f);
+    struct tl_frame g = *f;
+    struct pkt in, exp;
+    uint8_t opts[60], topt[20];
+    size_t tl = 0;
+
+    res->real = tl_maglev_real(&env, svc, f);
+    CHECK(res->real != 0, "no real in the user-space table");
+    tl_build(&in, f);
+    if (run_expect(&in, XDP_TX, NULL, full ? L4_R_FWD_FULLNAT : L4_R_FWD_NAT))
+        return -1;
+    if (full) {
+        const uint8_t *ip = out.b + l3;
+
+        memset(&res->local, 0, sizeof(res->local));
+        res->local.v6 = f->src.v6;
+        if (f->src.v6) {
+            memcpy(res->local.a, ip + 8, 16);
+            res->lport = (uint16_t)(ip[40] << 8 | ip[41]);
+        } else {
+            res->local.a[10] = res->local.a[11] = 0xff;
+            memcpy(res->local.a + 12, ip + 12, 4);
+            res->lport = (uint16_t)(ip[20] << 8 | ip[21]);
+        }
+        CHECK(in_pool(svc, &res->local, res->lport), "local address/port %u not from the pool", res->lport);
+    } else {
+        res->local = f->src;
+        res->lport = f->sport;
+    }
+
+    memcpy(g.dmac, env.reals[res->real].r.mac, 6);
+    memcpy(g.smac, LB_MAC, 6);
+    real_addr(res->real, &g.dst);
+    g.dport = real_port(res->real, f->dport);
+    g.src = res->local;
+    g.sport = res->lport;
+    if (toa) {
+        tl = toa_bytes(f, topt);
+        memcpy(opts, f->tcp_opt, f->tcp_opt_len);
+        memcpy(opts + f->tcp_opt_len, topt, tl);
+        g.tcp_opt = opts;
+        g.tcp_opt_len = f->tcp_opt_len + tl;
+    }
+    tl_build(&exp, &g);
+    CHECK(same(&out, &exp), "translated packet differs");
+    CHECK(delta[L4_R_TOA_ADDED] == (toa ? 1u : 0u), "toa_added +%llu", (unsigned long long)delta[L4_R_TOA_ADDED]);
+    return 0;
+}
+
+/* The real's reply to flow f, run on `cpu`: translated back to VIP ->
+ * client, sent to the MAC the client's packets came from, and counted on
+ * that CPU. */
+static int nat_reply(int svc, const struct tl_frame *f, const struct nat_res *res, int cpu)
+{
+    struct tl_frame r, e;
+    struct l4_counter before, after;
+    struct pkt in, exp;
+    int rc, err;
+
+    memset(&r, 0, sizeof(r));
+    memcpy(r.dmac, LB_MAC, 6);
+    memcpy(r.smac, env.reals[res->real].r.mac, 6);
+    r.vlan = f->vlan;
+    r.vlan_tci = f->vlan_tci;
+    real_addr(res->real, &r.src);
+    r.dst = res->local;
+    r.proto = f->proto;
+    r.sport = real_port(res->real, f->dport);
+    r.dport = res->lport;
+    r.tcp_flags = 0x12; /* SYN+ACK */
+    r.tos = 0x10;
+    r.ttl = 63;
+    r.payload_len = 40;
+    tl_build(&in, &r);
+
+    e = r;
+    memcpy(e.dmac, f->smac, 6);
+    memcpy(e.smac, LB_MAC, 6);
+    e.src = f->dst;
+    e.sport = f->dport;
+    e.dst = f->src;
+    e.dport = f->sport;
+    tl_build(&exp, &e);
+
+    CHECK(tl_counter_cpu(env.fd_reasons, L4_R_FWD_NAT_REPLY, cpu, &before) == 0, "per-CPU counter");
+    err = tl_run_on_cpu(cpu);
+    CHECK(err == 0, "cannot run on CPU %d: %s", cpu, strerror(-err));
+    rc = run_expect(&in, XDP_TX, &exp, L4_R_FWD_NAT_REPLY);
+    err = tl_run_on_cpu(env.cpu);
+    CHECK(err == 0, "cannot return to CPU %d", env.cpu);
+    if (rc)
+        return rc;
+    CHECK(tl_counter_cpu(env.fd_reasons, L4_R_FWD_NAT_REPLY, cpu, &after) == 0, "per-CPU counter");
+    CHECK(after.packets == before.packets + 1, "reply not processed on CPU %d", cpu);
+    return 0;
+}
+
+static const struct nat_case {
+    const char *name;
+    int svc;
+    bool vlan;
+} nat_cases[] = {
+    { "NAT     IPv4 TCP", S_NAT4_TCP, false },
+    { "NAT     IPv4 UDP", S_NAT4_UDP, false },
+    { "NAT     IPv6 TCP", S_NAT6_TCP, false },
+    { "NAT     IPv6 UDP", S_NAT6_UDP, false },
+    { "FullNAT IPv4 TCP (TOA on the SYN)", S_FNAT4_TCP, false },
+    { "FullNAT IPv4 UDP", S_FNAT4_UDP, false },
+    { "FullNAT IPv6 TCP (TOA on the SYN)", S_FNAT6_TCP, false },
+    { "FullNAT IPv6 UDP", S_FNAT6_UDP, false },
+    { "NAT     IPv4 TCP, VLAN tag", S_NAT4_TCP, true },
+    { "FullNAT IPv6 TCP, VLAN tag", S_FNAT6_TCP, true },
+};
+
+/* First packet (a miss: Maglev, entries inserted, TOA on a FullNAT SYN),
+ * the reply on the other CPU, then the client's next packet (a hit on the
+ * same translation, no TOA) and a second reply on this CPU. */
+static int run_nat_case(const struct nat_case *c)
+{
+    struct tl_frame f = to_svc(c->svc, c->vlan);
+    bool tcp = f.proto == 6, full = svc_full(c->svc);
+    struct nat_res res, res2;
+    struct l4_counter vs, rs;
+
+    if (nat_forward(c->svc, &f, full && tcp, &res))
+        return -1;
+    CHECK(delta[L4_R_CT_MISS] == 1 && delta[L4_R_CT_HIT] == 0, "first packet is not a miss");
+    if (nat_reply(c->svc, &f, &res, other_cpu()))
+        return -1;
+    CHECK(tl_counter(env.fd_vip_stats, env.svcs[c->svc].meta.svc, &vs) == 0, "vip stats");
+    CHECK(tl_counter(env.fd_real_stats, res.real, &rs) == 0, "real stats");
+    f.tcp_flags = 0x10; /* ACK */
+    if (nat_forward(c->svc, &f, false, &res2))
+        return -1;
+    CHECK(delta[L4_R_CT_HIT] == 1 && delta[L4_R_CT_MISS] == 0, "second packet is not a hit");
+    CHECK(res2.real == res.real && res2.lport == res.lport && memcmp(res2.local.a, res.local.a, 16) == 0,
+          "second packet translated differently");
+    if (counter_delta(env.fd_vip_stats, env.svcs[c->svc].meta.svc, &vs, 1, out.len) ||
+        counter_delta(env.fd_real_stats, res.real, &rs, 1, out.len))
+        return -1;
+    return nat_reply(c->svc, &f, &res, env.cpu);
+}
+
+/* Many FullNAT flows, over three reals: every one gets its own local
+ * address and port (per protocol, as sockets have them). */
+static int t_fnat_unique_ports(void)
+{
+    enum { N = 3000 };
+    static uint8_t used[2][2][65536];
+    int per_addr[2] = { 0, 0 };
+
+    memset(used, 0, sizeof(used));
+    for (int i = 0; i < N; i++) {
+        struct tl_frame f = to_svc(i % 2 ? S_FNAT4_UDP : S_FNAT4_TCP, false);
+        struct nat_res res;
+        int a;
+
+        f.src.a[15] = (uint8_t)(i * 13);
+        f.src.a[14] = (uint8_t)(i >> 4);
+        f.sport = (uint16_t)(1024 + i * 7);
+        if (nat_forward(i % 2 ? S_FNAT4_UDP : S_FNAT4_TCP, &f, i % 2 == 0, &res)) {
+            fprintf(stderr, "    (flow %d)\n", i);
+            return -1;
+        }
+        a = res.local.a[15] == 1 ? 0 : 1;
+        CHECK(!used[i % 2][a][res.lport], "flow %d: local port %u on address %d handed out twice", i, res.lport, a);
+        used[i % 2][a][res.lport] = 1;
+        per_addr[a]++;
+    }
+    CHECK(per_addr[0] > N / 4 && per_addr[1] > N / 4, "local addresses used unevenly: %d / %d", per_addr[0],
+          per_addr[1]);
+    return 0;
+}
+
+/* A pool of 64 ports and 150 new flows: every flow that gets through has
+ * a port of its own, the rest are dropped and counted, and nothing else
+ * happens to them. */
+static int t_fnat_exhaustion(void)
+{
+    uint8_t used[64] = { 0 };
+    int ok = 0, dropped = 0;
+
+    for (int i = 0; i < 150; i++) {
+        struct tl_frame f = to_svc(S_FNAT_SMALL, false);
+        struct nat_res res;
+        struct pkt in;
+        uint32_t v;
+
+        f.src.a[15] = (uint8_t)(100 + i);
+        tl_build(&in, &f);
+        CHECK(tl_run(env.prog_fd, &in, &out, &v) == 0, "test run");
+        if (v == XDP_DROP) {
+            CHECK(out.len == in.len && memcmp(out.b, in.b, in.len) == 0, "dropped packet rewritten");
+            dropped++;
+            continue;
+        }
+        CHECK(v == XDP_TX, "flow %d: %s", i, tl_verdict_name(v));
+        res.lport = (uint16_t)(out.b[34] << 8 | out.b[35]);
+        CHECK(res.lport >= 50000 && res.lport <= 50063, "port %u outside the pool", res.lport);
+        CHECK(!used[res.lport - 50000], "port %u handed out twice", res.lport);
+        used[res.lport - 50000] = 1;
+        CHECK(tl_verify_csums(out.b, out.len, 14) == 0, "bad checksum");
+        ok++;
+    }
+    CHECK(ok <= 64 && ok >= 48, "%d flows got a port out of 64", ok);
+    {
+        struct l4_counter c;
+        static uint64_t seen;
+        CHECK(tl_counter(env.fd_reasons, L4_R_DROP_NAT_NO_PORT, &c) == 0, "counter");
+        CHECK(c.packets - seen == (uint64_t)dropped, "drop_nat_no_port +%llu, %d dropped",
+              (unsigned long long)(c.packets - seen), dropped);
+        seen = c.packets;
+    }
+    return 0;
+}
+
+/* The LOCAL entry of a FullNAT flow: its claim on the local address and
+ * port, looked up by replies. */
+static void out_key(const struct tl_frame *f, const struct nat_res *res, struct l4_nat_key *k)
+{
+    memset(k, 0, sizeof(*k));
+    memcpy(k->dst, res->local.a, 16);
+    k->dport = htons(res->lport);
+    k->proto = f->proto;
+    k->dir = L4_NAT_LOCAL;
+}
+
+static uint64_t mono_coarse_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Make a flow look idle for `secs` seconds. */
+static int age_out_entry(const struct tl_frame *f, const struct nat_res *res, uint64_t secs, uint8_t *state)
+{
+    struct l4_nat_key k;
+    struct l4_nat v;
+
+    out_key(f, res, &k);
+    CHECK(bpf_map_lookup_elem(env.fd_nat, &k, &v) == 0, "no OUT entry for the flow");
+    if (state)
+        *state = v.state;
+    v.last_seen = mono_coarse_ns() - secs * 1000000000ull;
+    CHECK(bpf_map_update_elem(env.fd_nat, &k, &v, BPF_EXIST) == 0, "OUT entry update");
+    return 0;
+}
+
+/* A pool of one port: a second flow has to wait until the first one's
+ * entry expires: 900 s idle for TCP, 10 s after a FIN. Then the port is
+ * the second flow's, and the first flow's entry is stale. */
+static int t_fnat_port_reuse(void)
+{
+    struct tl_frame a = to_svc(S_FNAT_TINY, false), b = to_svc(S_FNAT_TINY, false);
+    struct nat_res ra, rb;
+    struct pkt in;
+    uint8_t st;
+
+    b.src.a[15] = 99;
+    if (nat_forward(S_FNAT_TINY, &a, true, &ra))
+        return -1;
+    CHECK(ra.lport == 40000, "port %u", ra.lport);
+    tl_build(&in, &b);
+    if (run_expect(&in, XDP_DROP, NULL, L4_R_DROP_NAT_NO_PORT))
+        return -1;
+    /* idle 11 s: still alive (TCP timeout 900 s) */
+    if (age_out_entry(&a, &ra, 11, &st))
+        return -1;
+    CHECK(!(st & L4_NAT_S_CLOSING), "closing before any FIN");
+    if (run_expect(&in, XDP_DROP, NULL, L4_R_DROP_NAT_NO_PORT))
+        return -1;
+    /* the client closes: FIN refreshes the entry and marks it closing */
+    a.tcp_flags = 0x11;
+    if (nat_forward(S_FNAT_TINY, &a, false, &ra))
+        return -1;
+    if (age_out_entry(&a, &ra, 9, &st))
+        return -1;
+    CHECK(st & L4_NAT_S_CLOSING, "FIN did not mark the entry closing");
+    if (run_expect(&in, XDP_DROP, NULL, L4_R_DROP_NAT_NO_PORT))
+        return -1;
+    if (age_out_entry(&a, &ra, 11, NULL))
+        return -1;
+    /* 11 s after the FIN: the port is free for b */
+    if (nat_forward(S_FNAT_TINY, &b, true, &rb))
+        return -1;
+    CHECK(rb.lport == 40000, "port %u", rb.lport);
+    /* a's next packet finds its entry taken over: stale, no port left */
+    a.tcp_flags = 0x10;
+    tl_build(&in, &a);
+    if (run_expect(&in, XDP_DROP, NULL, L4_R_DROP_NAT_NO_PORT))
+        return -1;
+    CHECK(delta[L4_R_NAT_STALE] == 1, "stale entry not counted");
+    /* b's replies still go to b */
+    if (nat_reply(S_FNAT_TINY, &b, &rb, other_cpu()))
+        return -1;
+    /* b ends with a RST and 11 s pass: the port is a's again */
+    b.tcp_flags = 0x04;
+    if (nat_forward(S_FNAT_TINY, &b, false, &rb) || age_out_entry(&b, &rb, 11, NULL))
+        return -1;
+    a.tcp_flags = 0x02;
+    if (nat_forward(S_FNAT_TINY, &a, true, &ra))
+        return -1;
+    return age_out_entry(&a, &ra, 3600, NULL); /* leave the port free */
+}
+
+/* TOA after the client's own options (MSS, SACK-permitted, timestamps,
+ * window scale: 20 bytes), and exactly at the 40-byte limit in IPv6. */
+static int t_toa_after_options(void)
+{
+    static const uint8_t syn_opts[20] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7 };
+    struct tl_frame f = to_svc(S_FNAT4_TCP, false);
+    struct nat_res res;
+
+    f.tcp_opt = syn_opts;
+    f.tcp_opt_len = sizeof(syn_opts);
+    if (nat_forward(S_FNAT4_TCP, &f, true, &res))
+        return -1;
+    f = to_svc(S_FNAT6_TCP, false); /* 20 + 20 = 40: fits exactly */
+    f.tcp_opt = syn_opts;
+    f.tcp_opt_len = sizeof(syn_opts);
+    return nat_forward(S_FNAT6_TCP, &f, true, &res);
+}
+
+/* No room: 36 bytes of options in IPv4 (+8 > 40), 24 in IPv6 (+20 > 40).
+ * The SYN is translated and sent without the option, and counted. */
+static int t_toa_no_room(void)
+{
+    uint8_t nops[36];
+    struct tl_frame f = to_svc(S_FNAT4_TCP, false);
+    struct nat_res res;
+
+    memset(nops, 1, sizeof(nops));
+    f.tcp_opt = nops;
+    f.tcp_opt_len = 36;
+    if (nat_forward(S_FNAT4_TCP, &f, false, &res))
+        return -1;
+    CHECK(delta[L4_R_TOA_NO_ROOM] == 1, "toa_no_room not counted");
+    f = to_svc(S_FNAT6_TCP, true);
+    f.tcp_opt = nops;
+    f.tcp_opt_len = 24;
+    if (nat_forward(S_FNAT6_TCP, &f, false, &res))
+        return -1;
+    CHECK(delta[L4_R_TOA_NO_ROOM] == 1, "toa_no_room not counted");
+    return 0;
+}
+
+/* Only a SYN without ACK gets the option: not a SYN+ACK, not data, not in
+ * plain NAT. */
+static int t_toa_only_syn(void)
+{
+    struct tl_frame f = to_svc(S_FNAT4_TCP, false);
+    struct nat_res res;
+
+    f.tcp_flags = 0x12;
+    if (nat_forward(S_FNAT4_TCP, &f, false, &res))
+        return -1;
+    f = to_svc(S_FNAT4_TCP, false);
+    f.tcp_flags = 0x18; /* PSH+ACK */
+    if (nat_forward(S_FNAT4_TCP, &f, false, &res))
+        return -1;
+    f = to_svc(S_NAT4_TCP, false); /* a SYN, but NAT */
+    return nat_forward(S_NAT4_TCP, &f, false, &res);
+}
+
+/* UDP checksum 0: "none" in IPv4, kept 0 through the translation both
+ * ways; invalid in IPv6, dropped. */
+static int t_nat_udp_zero_csum(void)
+{
+    struct tl_frame f = to_svc(S_FNAT4_UDP, false), g;
+    struct nat_res res;
+    struct pkt in, exp;
+
+    uint32_t v;
+
+    tl_build(&in, &f);
+    in.b[40] = in.b[41] = 0;
+    /* (not run_expect(): its checksum check would call 0 wrong) */
+    CHECK(tl_run(env.prog_fd, &in, &out, &v) == 0 && v == XDP_TX, "not forwarded");
+    res.real = tl_maglev_real(&env, S_FNAT4_UDP, &f);
+    g = f;
+    memcpy(g.dmac, env.reals[res.real].r.mac, 6);
+    memcpy(g.smac, LB_MAC, 6);
+    real_addr(res.real, &g.dst);
+    g.dport = real_port(res.real, f.dport);
+    memset(&g.src, 0, sizeof(g.src));
+    g.src.a[10] = g.src.a[11] = 0xff;
+    memcpy(g.src.a + 12, out.b + 26, 4);
+    g.sport = (uint16_t)(out.b[34] << 8 | out.b[35]);
+    tl_build(&exp, &g);
+    exp.b[40] = exp.b[41] = 0;
+    CHECK(same(&out, &exp), "zero checksum not kept");
+
+    f = to_svc(S_NAT6_UDP, false);
+    tl_build(&in, &f);
+    in.b[60] = in.b[61] = 0;
+    return run_expect(&in, XDP_DROP, NULL, L4_R_DROP_BAD_CSUM);
+}
+
+/* Packets that are not to a VIP and match no entry pass untouched; with
+ * reply lookups off, even a matching reply passes. */
+static int t_nat_reply_miss(void)
+{
+    struct l4_cfg saved = env.cfg, cfg = env.cfg;
+    struct tl_frame f = to_svc(S_NAT4_TCP, false), r;
+    struct nat_res res;
+    struct pkt in;
+    int rc;
+
+    if (nat_forward(S_NAT4_TCP, &f, false, &res))
+        return -1;
+    r = frame("10.2.0.1", CLIENT4, 6, NAT_RPORT, (uint16_t)(f.sport + 1)); /* wrong port */
+    tl_build(&in, &r);
+    if (run_expect(&in, XDP_PASS, NULL, L4_R_PASS_NOT_VIP))
+        return -1;
+    real_addr(res.real, &r.src);
+    r.dport = f.sport; /* the right one, but lookups are off */
+    cfg.flags = 0;
+    CHECK(tl_set_cfg(&env, &cfg) == 0, "config");
+    tl_build(&in, &r);
+    rc = run_expect(&in, XDP_PASS, NULL, L4_R_PASS_NOT_VIP);
+    CHECK(tl_set_cfg(&env, &saved) == 0, "config");
+    if (rc)
+        return rc;
+
+    /* FullNAT: to the flow's local address and port, but from another
+     * real, or from the right real's other port: not the flow's reply. */
+    f = to_svc(S_FNAT4_UDP, false);
+    if (nat_forward(S_FNAT4_UDP, &f, false, &res))
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        memset(&r, 0, sizeof(r));
+        memcpy(r.dmac, LB_MAC, 6);
+        real_addr(i == 0 ? (res.real == 15 ? 16 : 15) : res.real, &r.src);
+        r.dst = res.local;
+        r.proto = 17;
+        r.sport = (uint16_t)(i == 0 ? f.dport : f.dport + 1);
+        r.dport = res.lport;
+        r.payload_len = 8;
+        tl_build(&in, &r);
+        if (run_expect(&in, XDP_PASS, NULL, L4_R_PASS_NOT_VIP))
+            return -1;
+    }
+    return nat_reply(S_FNAT4_UDP, &f, &res, env.cpu);
+}
+
+/* NAT cannot forward without state: over the SYN guard's cap, new flows
+ * are dropped, established ones keep going. */
+static int t_nat_guard(void)
+{
+    struct l4_cfg saved = env.cfg, cfg = env.cfg;
+    struct tl_frame f = to_svc(S_NAT6_TCP, false), g = to_svc(S_NAT6_TCP, false);
+    struct nat_res res;
+    struct pkt in;
+    int rc = -1;
+
+    cfg.new_flow_cap = 1;
+    CHECK(tl_set_cfg(&env, &cfg) == 0 && tl_flood_reset(&env) == 0, "config");
+    if (nat_forward(S_NAT6_TCP, &f, false, &res))
+        goto out;
+    tl_build(&in, &g);
+    if (run_expect(&in, XDP_DROP, NULL, L4_R_DROP_NAT_GUARD) || delta[L4_R_CT_GUARD_SKIP] != 1)
+        goto out;
+    f.tcp_flags = 0x10;
+    rc = nat_forward(S_NAT6_TCP, &f, false, &res);
+out:
+    CHECK(tl_set_cfg(&env, &saved) == 0, "config");
+    return rc;
+}
+
+/* A NAT flow whose real goes inactive is moved (as DR/TUN flows are): the
+ * entry is stale and Maglev picks again. */
+static int t_nat_inactive_real(void)
+{
+    struct tl_frame f = to_svc(S_NAT4_TCP, false);
+    struct nat_res res, res2;
+    uint32_t other[2], n = 0, w[2] = { 1, 1 };
+    uint8_t mac[6];
+    int rc = -1;
+
+    if (nat_forward(S_NAT4_TCP, &f, false, &res))
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (NAT_REALS4[i] != res.real)
+            other[n++] = NAT_REALS4[i];
+    real_mac(res.real, mac);
+    CHECK(tl_set_real(&env, res.real, env.reals[res.real].name, mac, false) == 0 &&
+              tl_set_real_port(&env, res.real, NAT_RPORT) == 0,
+          "deactivate");
+    CHECK(tl_build_table(&env, S_NAT4_TCP, S_NAT4_TCP, other, w, 2) == 0, "table rebuild");
+    f.tcp_flags = 0x10;
+    if (nat_forward(S_NAT4_TCP, &f, false, &res2))
+        goto out;
+    if (res2.real == res.real || delta[L4_R_NAT_STALE] != 1) {
+        fprintf(stderr, "    flow stayed on the inactive real\n");
+        goto out;
+    }
+    rc = 0;
+out:
+    CHECK(tl_set_real(&env, res.real, env.reals[res.real].name, mac, true) == 0 &&
+              tl_set_real_port(&env, res.real, NAT_RPORT) == 0,
+          "reactivate");
+    CHECK(tl_build_table(&env, S_NAT4_TCP, S_NAT4_TCP, NAT_REALS4, EQUAL, 3) == 0, "table restore");
+    return rc;
+}
+
+/* Truncations of NAT packets (forward, SYN with TOA, and replies whose
+ * entries exist): never sent, never rewritten. */
+static int t_trunc_nat(void)
+{
+    struct tl_frame f = to_svc(S_NAT4_TCP, false), r;
+    struct nat_res res;
+    struct pkt p;
+
+    if (sweep_frame(to_svc(S_FNAT4_TCP, false), "FullNAT IPv4 SYN") ||
+        sweep_frame(to_svc(S_FNAT6_UDP, true), "FullNAT IPv6 UDP VLAN") ||
+        sweep_frame(to_svc(S_NAT6_TCP, false), "NAT IPv6 TCP"))
+        return -1;
+    if (nat_forward(S_NAT4_TCP, &f, false, &res))
+        return -1;
+    memset(&r, 0, sizeof(r));
+    memcpy(r.dmac, LB_MAC, 6);
+    real_addr(res.real, &r.src);
+    r.dst = f.src;
+    r.proto = 6;
+    r.sport = NAT_RPORT;
+    r.dport = f.sport;
+    r.payload_len = 20;
+    tl_build(&p, &r);
+    return sweep(&p, "NAT IPv4 reply");
+}
+
+/* The forwarder's checksums match a from-scratch computation for many
+ * addresses and ports, both ways (the 0x0000/0xffff corner included). */
+static int t_nat_csum_sweep(void)
+{
+    for (int i = 0; i < 400; i++) {
+        int svc = (int[]){ S_NAT4_UDP, S_FNAT4_UDP, S_NAT6_UDP, S_FNAT6_TCP }[i % 4];
+        struct tl_frame f = to_svc(svc, false);
+        struct nat_res res;
+
+        f.src.a[15] = (uint8_t)(i * 31);
+        f.src.a[13] = (uint8_t)(i * 7);
+        f.sport = (uint16_t)(i * 2654435761u >> 16);
+        f.payload_len = (size_t)(i % 37);
+        f.tcp_flags = 0x10;
+        if (nat_forward(svc, &f, false, &res) || nat_reply(svc, &f, &res, env.cpu)) {
+            fprintf(stderr, "    (flow %d)\n", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- the real-server side of TOA (toa.bpf.c, toa_lookup.c) ---- */
+
+static struct toa *toa_skel;
+static char toa_pin_dir[64], toa_pin[96];
+
+static void toa_close(void)
+{
+    if (toa_skel)
+        toa__destroy(toa_skel);
+    toa_skel = NULL;
+    if (toa_pin[0])
+        unlink(toa_pin);
+    if (toa_pin_dir[0])
+        rmdir(toa_pin_dir);
+    toa_pin[0] = toa_pin_dir[0] = 0;
+}
+
+/* Load toa.bpf.c with its map pinned in a private directory of bpffs, as
+ * a real server would under /sys/fs/bpf. */
+static int toa_open(void)
+{
+    LIBBPF_OPTS(bpf_object_open_opts, o);
+    int err;
+
+    if (toa_skel)
+        return 0;
+    snprintf(toa_pin_dir, sizeof(toa_pin_dir), "/sys/fs/bpf/sluice-test-%d", (int)getpid());
+    snprintf(toa_pin, sizeof(toa_pin), "%s/sluice_toa", toa_pin_dir);
+    if (mkdir(toa_pin_dir, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    o.pin_root_path = toa_pin_dir;
+    toa_skel = toa__open_opts(&o);
+    if (!toa_skel)
+        return -errno;
+    err = toa__load(toa_skel);
+    if (err) {
+        toa_close();
+        return err;
+    }
+    return 0;
+}
+
+static int toa_run(const struct pkt *in)
+{
+    uint32_t v;
+    struct pkt o;
+
+    CHECK(tl_run(bpf_program__fd(toa_skel->progs.sluice_toa_ingress), in, &o, &v) == 0, "toa test run");
+    CHECK(v == 0, "toa program returned %u, not TC_ACT_OK", v);
+    CHECK(o.len == in->len && memcmp(o.b, in->b, in->len) == 0, "toa program changed the packet");
+    return 0;
+}
+
+static void to_sockaddr(const struct tl_addr *a, uint16_t port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (a->v6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, a->a, 16);
+        s6->sin6_port = htons(port);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, tl_addr_v4(a), 4);
+        s4->sin_port = htons(port);
+    }
+}
+
+/* Compare what the lookup returned with the fixture's client. */
+static int check_client(const struct sockaddr_storage *got, const struct tl_addr *want, uint16_t port)
+{
+    struct sockaddr_storage w;
+
+    to_sockaddr(want, port, &w);
+    CHECK(got->ss_family == w.ss_family, "client family %d, want %d", got->ss_family, w.ss_family);
+    CHECK(memcmp(got, &w, got->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) == 0,
+          "client address or port differs");
+    return 0;
+}
+
+/* End to end at the packet level: a client's SYN through the FullNAT
+ * forwarder, the output into the real server's TOA reader, then the lookup
+ * helper asked as the real's accepting socket would ask (local = the real,
+ * peer = the LB's local address and port). The following ACK adds nothing. */
+static int toa_e2e(int svc)
+{
+    struct tl_frame f = to_svc(svc, false);
+    struct sockaddr_storage local, peer, client;
+    struct nat_res res;
+    struct tl_addr raddr;
+    struct pkt syn;
+    int fd, err;
+
+    CHECK((err = toa_open()) == 0, "loading toa.bpf.c: %s", strerror(-err));
+    if (nat_forward(svc, &f, true, &res))
+        return -1;
+    syn = out;
+    if (toa_run(&syn))
+        return -1;
+    fd = sluice_toa_open(toa_pin);
+    CHECK(fd >= 0, "sluice_toa_open: %s", strerror(-fd));
+    real_addr(res.real, &raddr);
+    to_sockaddr(&raddr, real_port(res.real, f.dport), &local);
+    to_sockaddr(&res.local, res.lport, &peer);
+    err = sluice_toa_lookup(fd, (struct sockaddr *)&local, (struct sockaddr *)&peer, &client);
+    if (err == 0)
+        err = check_client(&client, &f.src, f.sport);
+    else
+        fprintf(stderr, "    lookup: %s\n", strerror(-err));
+    /* another peer port: not found */
+    if (!err) {
+        to_sockaddr(&res.local, (uint16_t)(res.lport + 1), &peer);
+        if (sluice_toa_lookup(fd, (struct sockaddr *)&local, (struct sockaddr *)&peer, &client) != -ENOENT) {
+            fprintf(stderr, "    lookup of another connection found something\n");
+            err = -1;
+        }
+    }
+    close(fd);
+    return err ? -1 : 0;
+}
+
+static int t_toa_e2e4(void) { return toa_e2e(S_FNAT4_TCP); }
+static int t_toa_e2e6(void) { return toa_e2e(S_FNAT6_TCP); }
+
+/* SYNs without the option, a SYN+ACK carrying one, a TOA of the wrong
+ * length, an option list that runs past the header: nothing recorded,
+ * counted, the packet never changed. */
+static int t_toa_reader_ignores(void)
+{
+    static const uint8_t toa4[8] = { L4_TOA_KIND, 8, 0x12, 0x34, 203, 0, 113, 9 };
+    static const uint8_t toa_bad_len[12] = { L4_TOA_KIND, 12, 0x12, 0x34, 203, 0, 113, 9, 0, 0, 0, 0 };
+    static const uint8_t runaway[8] = { 1, 1, 2, 4, 5, 0xb4, 8, 10 }; /* TS option cut short */
+    struct { const uint8_t *opt; size_t len; uint8_t flags; } cases[] = {
+        { NULL, 0, 0x02 }, { toa4, 8, 0x12 }, { toa4, 8, 0x10 }, { toa_bad_len, 12, 0x02 }, { runaway, 8, 0x02 },
+    };
+    int fd, err;
+
+    CHECK((err = toa_open()) == 0, "loading toa.bpf.c: %s", strerror(-err));
+    fd = sluice_toa_open(toa_pin);
+    CHECK(fd >= 0, "sluice_toa_open: %s", strerror(-fd));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tl_frame f = frame("10.9.5.5", "10.2.0.1", 6, (uint16_t)(30000 + i), 8080);
+        struct sockaddr_storage local, peer, client;
+        struct pkt p;
+
+        f.tcp_opt = cases[i].opt;
+        f.tcp_opt_len = cases[i].len;
+        f.tcp_flags = cases[i].flags;
+        tl_build(&p, &f);
+        if (toa_run(&p)) {
+            close(fd);
+            return -1;
+        }
+        to_sockaddr(&f.dst, f.dport, &local);
+        to_sockaddr(&f.src, f.sport, &peer);
+        if (sluice_toa_lookup(fd, (struct sockaddr *)&local, (struct sockaddr *)&peer, &client) != -ENOENT) {
+            close(fd);
+            CHECK(0, "case %zu recorded a client", i);
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+/* The helper on real sockets: a TCP connection over loopback, the SYN the
+ * LB would have sent for it (same 4-tuple, TOA 203.0.113.9:4242) through
+ * the reader, then sluice_toa_lookup_sock() on the accepted socket. */
+static int t_toa_lookup_sock(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in cl, sv;
+    socklen_t len = sizeof(a);
+    static const uint8_t toa4[8] = { L4_TOA_KIND, 8, 0x10, 0x92, 203, 0, 113, 9 };
+    struct sockaddr_storage client;
+    struct tl_addr want;
+    int ls = -1, cs = -1, as = -1, fd = -1, rc = -1, err;
+    struct tl_frame f;
+    struct pkt p;
+
+    CHECK((err = toa_open()) == 0, "loading toa.bpf.c: %s", strerror(-err));
+    ls = socket(AF_INET, SOCK_STREAM, 0);
+    cs = socket(AF_INET, SOCK_STREAM, 0);
+    if (ls < 0 || cs < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(ls, 1) != 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &len) != 0 || connect(cs, (struct sockaddr *)&a, sizeof(a)) != 0)
+        goto out;
+    as = accept(ls, NULL, NULL);
+    len = sizeof(cl);
+    if (as < 0 || getsockname(cs, (struct sockaddr *)&cl, &len) != 0)
+        goto out;
+    len = sizeof(sv);
+    if (getsockname(as, (struct sockaddr *)&sv, &len) != 0)
+        goto out;
+    f = frame("127.0.0.1", "127.0.0.1", 6, ntohs(cl.sin_port), ntohs(sv.sin_port));
+    f.tcp_opt = toa4;
+    f.tcp_opt_len = sizeof(toa4);
+    tl_build(&p, &f);
+    if (toa_run(&p))
+        goto out;
+    fd = sluice_toa_open(toa_pin);
+    if (fd < 0) {
+        fprintf(stderr, "    sluice_toa_open: %s\n", strerror(-fd));
+        goto out;
+    }
+    err = sluice_toa_lookup_sock(fd, as, &client);
+    if (err) {
+        fprintf(stderr, "    sluice_toa_lookup_sock: %s\n", strerror(-err));
+        goto out;
+    }
+    tl_addr_parse("203.0.113.9", &want);
+    rc = check_client(&client, &want, 4242);
+out:
+    if (rc && errno)
+        fprintf(stderr, "    socket setup: %s\n", strerror(errno));
+    for (int *s = (int[]){ ls, cs, as, fd }, i = 0; i < 4; i++)
+        if (s[i] >= 0)
+            close(s[i]);
+    return rc;
+}
+
 /* Random corruption of valid packets: whatever comes out of PASS or DROP is
  * the input; whatever is forwarded has the input's L3 bytes intact behind a
  * rewritten L2 header (DR) or a new outer header (TUN). */
@@ -1276,7 +2149,7 @@ static uint32_t rng(void)
 
 static int t_mutations(void)
 {
-    struct pkt bases[6];
+    struct pkt bases[9];
     int nb = 0, forwarded = 0, iterations = 6000;
     const char *env_n = getenv("L4_MUTATIONS"); /* longer runs by hand */
 
@@ -1296,6 +2169,26 @@ static int t_mutations(void)
         f = frame(CLIENT6, VIP_DR6, 58, 0, 0);
         f.icmp_type = 128;
         tl_build(&bases[nb++], &f);
+        /* NAT: a FullNAT SYN (TOA), a NAT IPv6 UDP packet, a NAT reply */
+        f = to_svc(S_FNAT4_TCP, false);
+        tl_build(&bases[nb++], &f);
+        f = to_svc(S_NAT6_UDP, false);
+        tl_build(&bases[nb++], &f);
+        f = to_svc(S_NAT4_UDP, false);
+        f.src.a[15] = 250;
+        f.sport = 777;
+        {
+            struct nat_res res;
+            struct tl_frame r = f;
+
+            if (nat_forward(S_NAT4_UDP, &f, false, &res))
+                return -1;
+            real_addr(res.real, &r.src);
+            r.sport = NAT_RPORT;
+            r.dst = f.src;
+            r.dport = f.sport;
+            tl_build(&bases[nb++], &r);
+        }
     }
     for (int it = 0; it < iterations; it++) {
         struct pkt in = bases[it % nb];
@@ -1336,6 +2229,18 @@ static int t_mutations(void)
             CHECK(memcmp(out.b + l3 + ohl, in.b + l3, in.len - l3) == 0, "mutation %d: TUN changed the inner packet", it);
             if (ohl == 20)
                 CHECK(tl_fold(tl_sum(out.b + l3, 20, 0)) == 0, "mutation %d: outer checksum", it);
+        } else if (after[L4_R_FWD_NAT] != before[L4_R_FWD_NAT] ||
+                   after[L4_R_FWD_FULLNAT] != before[L4_R_FWD_FULLNAT] ||
+                   after[L4_R_FWD_NAT_REPLY] != before[L4_R_FWD_NAT_REPLY]) {
+            uint16_t et = (uint16_t)(in.b[12] << 8 | in.b[13]);
+            size_t l3 = (et == 0x8100 || et == 0x88a8) ? 18 : 14, grow = out.len - in.len;
+
+            CHECK(grow == 0 || grow == L4_TOA_LEN_V4 || grow == L4_TOA_LEN_V6, "mutation %d: NAT grew %zu", it,
+                  grow);
+            /* The translation keeps a right checksum right (and cannot
+             * make a wrong one right, which the receiver will catch). */
+            if (tl_verify_csums(in.b, in.len, l3) == 0)
+                CHECK(tl_verify_csums(out.b, out.len, l3) == 0, "mutation %d: NAT broke a checksum", it);
         } else {
             CHECK(after[L4_R_ICMP_ECHO_REPLY] != before[L4_R_ICMP_ECHO_REPLY], "mutation %d: TX for what?", it);
             CHECK(out.len == in.len, "mutation %d: echo reply length", it);
@@ -1502,6 +2407,22 @@ static const struct test tests[] = {
     { "truncations: packet-too-big", t_trunc_ptb6 },
     { "random corruption: 6000 mutated packets (L4_MUTATIONS=n for more)", t_mutations },
     { "every reason has a metrics name", t_reason_names },
+    { "FullNAT: 3000 flows, no local address and port handed out twice", t_fnat_unique_ports },
+    { "FullNAT: 64-port pool, 150 flows: exhaustion dropped and counted", t_fnat_exhaustion },
+    { "FullNAT: a port comes back after the idle / FIN / RST timeouts", t_fnat_port_reuse },
+    { "TOA after the client's options; exactly 40 bytes in IPv6", t_toa_after_options },
+    { "TOA: no option space left, sent without it, counted", t_toa_no_room },
+    { "TOA only on a FullNAT SYN (not SYN+ACK, data, or NAT)", t_toa_only_syn },
+    { "NAT UDP checksum 0: kept in IPv4, dropped in IPv6", t_nat_udp_zero_csum },
+    { "NAT replies: no entry, lookups off, FullNAT from the wrong real or port: pass", t_nat_reply_miss },
+    { "NAT SYN guard: over the cap dropped, established flows go on", t_nat_guard },
+    { "NAT flow to an inactive real is re-picked", t_nat_inactive_real },
+    { "NAT checksums: 400 flows both ways vs from-scratch", t_nat_csum_sweep },
+    { "truncations: NAT and FullNAT, forward and reply", t_trunc_nat },
+    { "TOA reader: IPv4 FullNAT SYN -> toa.bpf.c -> sluice_toa_lookup()", t_toa_e2e4 },
+    { "TOA reader: IPv6 FullNAT SYN -> toa.bpf.c -> sluice_toa_lookup()", t_toa_e2e6 },
+    { "TOA reader: no option, SYN+ACK, ACK, bad length, runaway list: nothing", t_toa_reader_ignores },
+    { "TOA reader: sluice_toa_lookup_sock() on an accepted loopback socket", t_toa_lookup_sock },
 };
 
 int main(void)
@@ -1532,12 +2453,14 @@ int main(void)
     printf("forwarder loaded: M=%u, %u tables, seed %#x, CPU %d of %d\n", env.m, env.tables, env.seed, env.cpu,
            env.ncpus);
 
-#define REPORT(ok, ...)                                                                            \
+/* `cond` runs the fixture: evaluate it exactly once. */
+#define REPORT(cond, ...)                                                                          \
     do {                                                                                           \
-        printf("%s ", (ok) ? "ok  " : "FAIL");                                                     \
+        bool ok_ = (cond);                                                                         \
+        printf("%s ", ok_ ? "ok  " : "FAIL");                                                      \
         printf(__VA_ARGS__);                                                                       \
         printf("\n");                                                                              \
-        if (ok)                                                                                    \
+        if (ok_)                                                                                   \
             passed++;                                                                              \
         else                                                                                       \
             failed++;                                                                              \
@@ -1545,6 +2468,9 @@ int main(void)
 
     for (i = 0; i < sizeof(fwd_cases) / sizeof(fwd_cases[0]); i++)
         REPORT(run_fwd_case(&fwd_cases[i]) == 0, "forward: %s", fwd_cases[i].name);
+    for (i = 0; i < sizeof(nat_cases) / sizeof(nat_cases[0]); i++)
+        REPORT(run_nat_case(&nat_cases[i]) == 0, "forward + reply on CPU %d and %d: %s", other_cpu(), env.cpu,
+               nat_cases[i].name);
     for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
         struct pkt in;
 
@@ -1556,6 +2482,7 @@ int main(void)
     for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
         REPORT(tests[i].fn() == 0, "%s", tests[i].name);
 
+    toa_close();
     tl_env_close(&env);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

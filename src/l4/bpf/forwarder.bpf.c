@@ -960,16 +960,23 @@ static __always_inline void nat_touch(struct l4_nat *e, const struct pkt *p, __u
         e->last_seen = now;
 }
 
-/* The OUT key of a flow from its IN value: the real's packet as it comes
- * back, i.e. the translated packet reversed. */
+/* The reply-side key of a flow from its IN value: NAT, the real's packet
+ * as it comes back (the translated packet reversed); FullNAT, only its
+ * destination, the local address and port, which that key claims. */
 static __always_inline void nat_out_key(const struct l4_nat *in, __u8 proto, struct l4_nat_key *ok)
 {
-    __builtin_memcpy(ok->src, in->daddr, 16);
+    if (in->mode == L4_MODE_FULLNAT) {
+        __builtin_memset(ok->src, 0, 16);
+        ok->sport = 0;
+        ok->dir = L4_NAT_LOCAL;
+    } else {
+        __builtin_memcpy(ok->src, in->daddr, 16);
+        ok->sport = in->dport;
+        ok->dir = L4_NAT_OUT;
+    }
     __builtin_memcpy(ok->dst, in->saddr, 16);
-    ok->sport = in->dport;
     ok->dport = in->sport;
     ok->proto = proto;
-    ok->dir = L4_NAT_OUT;
 }
 
 /* Does an OUT entry translate back to this client flow? */
@@ -986,25 +993,32 @@ static __always_inline bool nat_out_is(const struct l4_nat *o, const struct l4_f
 static __always_inline int nat_rewrite(void *data, void *data_end, const struct pkt *p, const struct l4_nat *v)
 {
     __u32 l3_off = p->l3_off, l4_off = p->l4_off, acc = 0, i;
-    __u16 *l4;
+    bool tcp = p->key.proto == PROTO_TCP;
+    struct tcphdr *th;
+    struct udphdr *uh;
+    __u16 *ports;
 
+    /* Bounds first, so that nothing is written unless all of it can be:
+     * the IP header lies before the L4 header, so once the L4 header is
+     * inside the frame the checks further down cannot fail (parse() has
+     * checked all of this; the verifier needs to see it here). */
     if (l3_off > L3_OFF_MAX || l4_off > L4_OFF_MAX)
         return L4_R_DROP_TRUNCATED;
-    l4 = data + l4_off;
-    if ((void *)(l4 + 10) > data_end) /* 20 bytes: TCP; UDP is 8 */
-        if (p->key.proto == PROTO_TCP || (void *)(l4 + 4) > data_end)
-            return L4_R_DROP_TRUNCATED;
+    th = data + l4_off;
+    uh = data + l4_off;
+    if ((void *)(uh + 1) > data_end || (tcp && (void *)(th + 1) > data_end))
+        return L4_R_DROP_TRUNCATED;
+    ports = (__u16 *)uh;
 
     if (!p->v6) {
         struct iphdr *ip = data + l3_off;
-        __u32 ip_acc;
 
         if ((void *)(ip + 1) > data_end)
             return L4_R_DROP_TRUNCATED;
         acc = csum_acc32(acc, ip->saddr, v->saddr[3]);
         acc = csum_acc32(acc, ip->daddr, v->daddr[3]);
-        ip_acc = acc;
-        csum_apply(&ip->check, ip_acc);
+        /* The IPv4 header sums the same two addresses. */
+        csum_apply(&ip->check, acc);
         ip->saddr = v->saddr[3];
         ip->daddr = v->daddr[3];
     } else {
@@ -1020,27 +1034,19 @@ static __always_inline int nat_rewrite(void *data, void *data_end, const struct 
         __builtin_memcpy(&ip6->saddr, v->saddr, 16);
         __builtin_memcpy(&ip6->daddr, v->daddr, 16);
     }
-    acc = csum_acc16(acc, l4[0], v->sport);
-    acc = csum_acc16(acc, l4[1], v->dport);
-    l4[0] = v->sport;
-    l4[1] = v->dport;
+    acc = csum_acc16(acc, ports[0], v->sport);
+    acc = csum_acc16(acc, ports[1], v->dport);
+    ports[0] = v->sport;
+    ports[1] = v->dport;
 
-    if (p->key.proto == PROTO_TCP) {
-        struct tcphdr *th = (void *)l4;
-
-        if ((void *)(th + 1) > data_end)
+    if (tcp) {
+        if ((void *)(th + 1) > data_end) /* (checked above; for the verifier) */
             return L4_R_DROP_TRUNCATED;
         csum_apply(&th->check, acc);
-    } else {
-        struct udphdr *uh = (void *)l4;
-
-        if ((void *)(uh + 1) > data_end)
-            return L4_R_DROP_TRUNCATED;
-        if (uh->check) {
-            csum_apply(&uh->check, acc);
-            if (!uh->check)
-                uh->check = 0xffff;
-        }
+    } else if (uh->check) { /* IPv4 UDP without a checksum stays without */
+        csum_apply(&uh->check, acc);
+        if (!uh->check)
+            uh->check = 0xffff;
     }
     return 0;
 }
@@ -1300,7 +1306,7 @@ static __noinline int nat_in(struct xdp_md *ctx, struct pkt *p, const struct l4_
     in->sport = p->key.sport;
     __builtin_memcpy(in->daddr, r->addr, 16);
     in->dport = r->port ? r->port : p->key.dport;
-    in->mode = vip->mode;
+    in->mode = vip->mode; /* before nat_out_key() */
     in->real = idx;
     in->svc = vip->svc;
     in->last_seen = now;
@@ -1316,6 +1322,8 @@ static __noinline int nat_in(struct xdp_md *ctx, struct pkt *p, const struct l4_
     out->svc = vip->svc;
     out->ifindex = ctx->ingress_ifindex;
     out->last_seen = now;
+    __builtin_memcpy(out->peer, in->daddr, 16);
+    out->peer_port = in->dport;
     nat_touch(out, p, now);
 
     if (full) {
@@ -1359,7 +1367,9 @@ static __noinline int nat_out(struct xdp_md *ctx, struct pkt *p, const struct l4
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     struct l4_nat_key ok = {};
-    struct l4_nat *o, v;
+    struct nat_scratch *sc;
+    struct l4_nat *o, *v;
+    __u32 zero = 0;
     __u64 now;
     int rc;
 
@@ -1370,8 +1380,15 @@ static __noinline int nat_out(struct xdp_md *ctx, struct pkt *p, const struct l4
     ok.proto = p->key.proto;
     ok.dir = L4_NAT_OUT;
     o = bpf_map_lookup_elem(&nat, &ok);
-    if (!o)
-        return -1;
+    if (!o) {
+        /* FullNAT: by the local address and port, from the right real. */
+        __builtin_memset(ok.src, 0, 16);
+        ok.sport = 0;
+        ok.dir = L4_NAT_LOCAL;
+        o = bpf_map_lookup_elem(&nat, &ok);
+        if (!o || !addr6_eq(o->peer, p->key.src) || o->peer_port != p->key.sport)
+            return -1;
+    }
     if (p->v6 && p->key.proto == PROTO_UDP) {
         __u32 l4_off = p->l4_off;
         struct udphdr *uh;
@@ -1388,18 +1405,23 @@ static __noinline int nat_out(struct xdp_md *ctx, struct pkt *p, const struct l4
      * key, or it would not be here); the reply revives it. */
     now = bpf_ktime_get_coarse_ns();
     nat_touch(o, p, now);
-    v = *o;
-    rc = nat_rewrite(data, data_end, p, &v);
+    /* A private copy: another CPU may rewrite the entry meanwhile. */
+    sc = bpf_map_lookup_elem(&scratch, &zero);
+    if (!sc)
+        return finish(L4_R_DROP_NO_ROOM, bytes);
+    v = &sc->out;
+    *v = *o;
+    rc = nat_rewrite(data, data_end, p, v);
     if (rc)
         return finish(rc, bytes);
-    if (nat_tx(ctx, v.mac, cfg))
+    if (nat_tx(ctx, v->mac, cfg))
         return finish(L4_R_DROP_NO_ROOM, bytes);
     count_in(&reasons, L4_R_FWD_NAT_REPLY, bytes);
-    count_in(&vip_stats, v.svc, bytes);
-    count_in(&real_stats, v.real, bytes);
+    count_in(&vip_stats, v->svc, bytes);
+    count_in(&real_stats, v->real, bytes);
     /* Back out of the interface the client's packets came in on. */
-    if (v.ifindex && v.ifindex != ctx->ingress_ifindex)
-        return bpf_redirect(v.ifindex, 0);
+    if (v->ifindex && v->ifindex != ctx->ingress_ifindex)
+        return bpf_redirect(v->ifindex, 0);
     return XDP_TX;
 }
 

@@ -151,17 +151,21 @@ struct l4_cfg {
 /* nat (BPF_MAP_TYPE_LRU_HASH, common LRU, shared by all CPUs): NAT and
  * FullNAT state, two entries a flow, inserted together on its first packet:
  *
- *   IN  {client, VIP, cport, vport, proto}           -> rewrite to
- *       {src: client (NAT) or local (FullNAT), dst: real, sport, dport}
- *   OUT {real, client or local, rport, cport or lport} -> rewrite to
- *       {src: VIP, dst: client, sport: vport, dport: cport}
+ *   IN    {client, VIP, cport, vport, proto}  -> rewrite to
+ *         {src: client (NAT) or local (FullNAT), dst: real, sport, dport}
+ *   OUT   {real, client, rport, cport, proto} (NAT)        -> rewrite to
+ *   LOCAL {0, local, 0, lport, proto}         (FullNAT)    -> rewrite to
+ *         {src: VIP, dst: client, sport: vport, dport: cport}
  *
- * The key is the packet's own 5-tuple as it arrives, so whichever CPU RSS
- * hands a reply to finds the entry. A value says what the packet becomes.
- * The OUT entry of a FullNAT flow is what holds its local address and port:
- * the data plane only hands out a (local, lport) whose OUT key is absent or
- * expired, so a port is free again once its OUT entry is evicted or idle
- * past its timeout. */
+ * The keys hold nothing a CPU owns, so whichever CPU RSS hands a reply to
+ * finds the entry. A value says what the packet becomes. A FullNAT reply is
+ * looked up by its destination (local address and port) alone, and checked
+ * against the value's peer (the real's address and port): so the LOCAL
+ * entry is the claim on a local address and port, at most one live flow
+ * per (local address, port, protocol) whatever real it goes to. The data
+ * plane only hands out a (local, lport) whose LOCAL key is absent or idle
+ * past its timeout, so a port is free again once its entry is evicted or
+ * expires. The OUT/LOCAL entry carries the flow's clock and TCP state. */
 struct l4_nat_key {
     __be32 src[4];
     __be32 dst[4];
@@ -172,25 +176,33 @@ struct l4_nat_key {
     __u8 pad[2];      /* always 0 */
 };
 
-#define L4_NAT_IN  1
-#define L4_NAT_OUT 2
+#define L4_NAT_IN    1
+#define L4_NAT_OUT   2  /* NAT reply */
+#define L4_NAT_LOCAL 3  /* FullNAT reply (and the local port's claim) */
 
 struct l4_nat {
     __be32 saddr[4];  /* the packet's new source */
     __be32 daddr[4];  /* the packet's new destination */
     __be16 sport;
     __be16 dport;
-    __u8 mac[6];      /* OUT: next hop towards the client (the source MAC
+    __u8 mac[6];      /* OUT/LOCAL: next hop towards the client (the source MAC
                        * of the client's first packet); IN: unused, the
                        * real's MAC is read from reals on every packet */
     __u8 mode;        /* L4_MODE_NAT or L4_MODE_FULLNAT */
-    __u8 state;       /* L4_NAT_S_* */
+    __u8 state;       /* L4_NAT_S_* (OUT/LOCAL) */
     __u32 real;       /* real index */
     __u32 svc;        /* vip_meta.svc, for vip_stats */
-    __u32 ifindex;    /* OUT: interface the client's packets came in on */
+    __u32 ifindex;    /* OUT/LOCAL: interface the client's packets came in on */
     __u32 pad;
-    __u64 last_seen;  /* bpf_ktime_get_coarse_ns(), refreshed at most once a
-                       * second (the line is shared between CPUs) */
+    __u64 last_seen;  /* OUT/LOCAL: bpf_ktime_get_coarse_ns() of the flow's
+                       * last packet either way, rewritten at most once a
+                       * second (the line is shared between CPUs); IN: when
+                       * it was made (an IN entry is judged by its OUT or
+                       * LOCAL entry) */
+    __be32 peer[4];   /* LOCAL: the real's address ... */
+    __be16 peer_port; /* ... and port: a reply must come from them */
+    __u16 pad2;
+    __u32 pad3;
 };
 
 #define L4_NAT_S_CLOSING 0x01 /* FIN or RST seen: the short timeout applies */
@@ -265,7 +277,8 @@ enum l4_reason {
     L4_R_PASS_OTHER_L4,      /* not TCP, UDP or ICMP */
     L4_R_PASS_ICMP,          /* ICMP we do not handle (other types, inner
                               * header we cannot route by) */
-    L4_R_PASS_MODE,          /* service mode not in the data plane yet */
+    L4_R_PASS_MODE,          /* mode not handled: an unknown mode, or an
+                              * ICMP error about a NAT/FullNAT flow */
     /* dropped */
     L4_R_DROP_TRUNCATED,     /* a header or the IP length runs past the frame */
     L4_R_DROP_BAD_L3,        /* IP version, IHL < 5, total length < header */
