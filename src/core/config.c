@@ -1769,6 +1769,7 @@ static void parse_l4_real(struct ctx *c, const struct ynode *v, struct cfg_l4_re
 struct l4_service_state {
     struct cfg_l4_service *s;
     int mode_line, local_line, reals_line;
+    size_t local_items;  /* as written, valid or not */
 };
 
 enum { SK_VIP, SK_PROTOCOL, SK_MODE, SK_SCHEDULER, SK_HEALTH_CHECK, SK_LOCAL_ADDRESSES, SK_REALS };
@@ -1836,6 +1837,7 @@ static void l4_service_field(struct ctx *c, int key, const struct ynode *v, void
         break;
     case SK_LOCAL_ADDRESSES:
         st->local_line = c->key_line;
+        st->local_items = v->kind == YNODE_SEQ ? v->n_items : 1;
         parse_l4_local_addrs(c, v, s);
         break;
     case SK_REALS:
@@ -1855,7 +1857,7 @@ static void check_l4_service(struct ctx *c, const struct l4_service_state *st)
     if (s->mode != L4_FWD_FULLNAT && st->local_line)
         err_in(c, st->local_line, "local_addresses", "only used with mode: fullnat (mode is %s)",
                l4_mode_names[s->mode]);
-    if (st->local_line && s->mode == L4_FWD_FULLNAT && s->n_local_addrs == 0)
+    if (st->local_line && s->mode == L4_FWD_FULLNAT && st->local_items == 0)
         err_in(c, st->local_line, "local_addresses", "at least one address is required");
     for (size_t i = 0; i < s->n_reals; i++) {
         const struct cfg_l4_real *r = &s->reals[i];

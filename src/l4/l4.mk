@@ -47,9 +47,10 @@ $(L4_OUT)/%.skel.h: $(L4_OUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $(subst .bpf.o,,$(notdir $<)) > $@.tmp
 	@mv $@.tmp $@
 
+# (src/l4/toa_lookup.c: the TOA fixtures test the lookup helper too.)
 $(L4_OUT)/test_forwarder: tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
-                          $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS)
-	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_CORE_SRC) $(L4_USER_LIBS)
+                          $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/l4/toa_lookup.c src/l4/toa_lookup.h
+	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_CORE_SRC) src/l4/toa_lookup.c $(L4_USER_LIBS)
 
 $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
                     $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS)
@@ -79,3 +80,8 @@ build/obj/src/cmd/main.o build/asan/src/cmd/main.o: src/l4/l4.h
 
 # Recipes expand LIBS when they run, after this line has been read.
 LIBS += $(L4_USER_LIBS)
+
+# `make demo-l4` (root): sluice l4 in DR mode between network namespaces.
+.PHONY: demo-l4
+demo-l4: build/sluice
+	@bash scripts/demo-l4.sh

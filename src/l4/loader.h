@@ -1,0 +1,63 @@
+/* Loading the XDP forwarder: open the generated skeleton, set its load-time
+ * constants, reuse or create the maps pinned under a bpffs directory, load,
+ * attach to interfaces and detach.
+ *
+ * Pinning is what lets `sluice l4` restart without breaking established
+ * flows: the connection table (and the counters) live in pinned maps, so a
+ * new process picks them up where the old one left them.
+ */
+#ifndef SLUICE_L4_LOADER_H
+#define SLUICE_L4_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define L4_PIN_DIR "/sys/fs/bpf/sluice"
+#define L4_MAX_IFACES 16
+
+struct forwarder;
+
+struct l4_iface {
+    char name[16];
+    int ifindex;
+    uint8_t mac[6];
+    uint32_t flags;        /* XDP_FLAGS_* used to attach; 0 = not attached */
+};
+
+struct l4_loader {
+    struct forwarder *skel;
+    uint32_t maglev_m, maglev_tables, seed;
+    struct l4_iface ifaces[L4_MAX_IFACES];
+    size_t n_ifaces;
+    int prog_fd;
+    /* map fds, owned by the skeleton */
+    int fd_vips, fd_reals, fd_maglev, fd_conn, fd_cfg, fd_vip_stats, fd_real_stats, fd_reasons;
+    size_t n_reused;       /* maps taken over from an earlier run */
+};
+
+/* Open, size and load the program with pinned maps in pin_dir (created if
+ * needed). A pinned map whose shape no longer fits (e.g. a larger Maglev
+ * table) is replaced and named in `notes` (one line each, may be NULL).
+ * Returns 0, or -1 with a reason in err. */
+int l4_loader_open(struct l4_loader *ld, const char *pin_dir, uint32_t maglev_m, uint32_t maglev_tables,
+                   uint32_t seed, void (*note)(const char *msg), char *err, size_t errlen);
+
+/* Attach to interface `name`. generic_ok: the config asked for generic
+ * (SKB) mode; otherwise only native (driver) mode is accepted. Returns 0,
+ * or -1 with a reason in err. */
+int l4_loader_attach(struct l4_loader *ld, const char *name, bool generic, char *err, size_t errlen);
+
+/* Detach from every interface this loader attached to (only if our program
+ * is still the one attached) and free the skeleton; pinned maps stay. */
+void l4_loader_close(struct l4_loader *ld);
+
+/* 1 if the BPF JIT is off (/proc/sys/net/core/bpf_jit_enable is 0), 0 if
+ * on, -1 if unknown. */
+int l4_jit_disabled(void);
+
+/* Open one pinned map of pin_dir by name (for `sluice l4 list`); -1 with
+ * errno when it is not there. */
+int l4_open_pinned(const char *pin_dir, const char *name);
+
+#endif

@@ -1,0 +1,391 @@
+/* See stats.h. */
+#include "l4/stats.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "l4/tables.h"
+
+uint32_t l4_table_count(size_t n_services)
+{
+    size_t t = 2 * n_services;
+    return t < L4_MAGLEV_DEFAULT_TABLES ? L4_MAGLEV_DEFAULT_TABLES : (uint32_t)t;
+}
+
+int l4_percpu_sum(int fd, uint32_t key, struct l4_sum *out)
+{
+    int ncpu = libbpf_num_possible_cpus();
+    memset(out, 0, sizeof *out);
+    if (ncpu <= 0)
+        return -1;
+    struct l4_counter *v = calloc((size_t)ncpu, sizeof *v); /* 16 bytes: already 8-aligned per CPU */
+    if (!v)
+        return -1;
+    int rc = bpf_map_lookup_elem(fd, &key, v);
+    if (rc == 0) {
+        for (int i = 0; i < ncpu; i++) {
+            out->packets += v[i].packets;
+            out->bytes += v[i].bytes;
+        }
+    }
+    free(v);
+    return rc;
+}
+
+/* Read slots [base, base + m) of the maglev array: in batches when the
+ * kernel can (a batch continues after the key given as in_batch), else
+ * one lookup per slot. */
+static int read_table(int fd, uint32_t base, uint32_t m, __u32 *vals)
+{
+    __u32 *keys = malloc((size_t)m * sizeof *keys);
+    if (!keys)
+        return -1;
+    uint32_t done = 0;
+    while (done < m) {
+        __u32 prev = base + done - 1, next;
+        __u32 count = m - done;
+        int rc = bpf_map_lookup_batch(fd, base + done ? &prev : NULL, &next, keys + done, vals + done, &count,
+                                      NULL);
+        if ((rc < 0 && errno != ENOENT) || count == 0)
+            break;
+        done += count;
+    }
+    int rc = 0;
+    for (uint32_t i = done; i < m && rc == 0; i++) {
+        keys[i] = base + i;
+        rc = bpf_map_lookup_elem(fd, &keys[i], &vals[i]);
+    }
+    free(keys);
+    return rc;
+}
+
+static uint32_t map_max_entries(int fd)
+{
+    struct bpf_map_info info = { 0 };
+    __u32 len = sizeof info;
+    return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.max_entries : 0;
+}
+
+static const char *mode_name(unsigned m)
+{
+    static const char *const names[] = { "dr", "tun", "nat", "fullnat" };
+    return m < 4 ? names[m] : "?";
+}
+
+static void fmt_vip(char *buf, size_t cap, const __be32 addr[4], __be16 port)
+{
+    char ip[64];
+    l4_addr16_string(addr, ip, sizeof ip);
+    bool v6 = !(addr[0] == 0 && addr[1] == 0 && addr[2] == htonl(0xffff));
+    snprintf(buf, cap, v6 ? "[%s]:%u" : "%s:%u", ip, ntohs(port));
+}
+
+static const char *real_state(const struct l4_real *r, uint32_t slots, int64_t weight)
+{
+    if (!(r->flags & L4_REAL_F_ACTIVE))
+        return "down";
+    if (slots)
+        return "up";
+    return weight == 0 ? "drained" : "down";
+}
+
+static int add_real(struct l4_row_svc *s, uint32_t index)
+{
+    struct l4_row_real *grown = realloc(s->reals, (s->n_reals + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    s->reals = grown;
+    memset(&s->reals[s->n_reals], 0, sizeof *grown);
+    s->reals[s->n_reals].index = index;
+    s->reals[s->n_reals].weight = -1;
+    s->n_reals++;
+    return 0;
+}
+
+static int cmp_svc(const void *a, const void *b)
+{
+    const struct l4_row_svc *x = a, *y = b;
+    return x->svc < y->svc ? -1 : x->svc > y->svc;
+}
+
+/* Services from the vips map alone (no config at hand). */
+static int svcs_from_map(struct l4_snapshot *snap, const struct l4_fds *fds)
+{
+    struct l4_vip_key key, prev;
+    const void *pp = NULL;
+    while (bpf_map_get_next_key(fds->vips, pp, &key) == 0) {
+        prev = key;
+        pp = &prev;
+        if (key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP)
+            continue;
+        struct l4_vip_meta meta;
+        if (bpf_map_lookup_elem(fds->vips, &key, &meta) < 0)
+            continue;
+        struct l4_row_svc *grown = realloc(snap->svcs, (snap->n_svcs + 1) * sizeof *grown);
+        if (!grown)
+            return -1;
+        snap->svcs = grown;
+        struct l4_row_svc *s = &snap->svcs[snap->n_svcs++];
+        memset(s, 0, sizeof *s);
+        fmt_vip(s->vip, sizeof s->vip, key.addr, key.port);
+        s->proto = key.proto == IPPROTO_TCP ? "TCP" : "UDP";
+        s->mode = mode_name(meta.mode);
+        s->scheduler = "maglev";
+        s->svc = meta.svc;
+        s->table = meta.table;
+        s->vip_port = ntohs(key.port);
+        s->loaded = 1;
+    }
+    qsort(snap->svcs, snap->n_svcs, sizeof *snap->svcs, cmp_svc);
+    return 0;
+}
+
+static int svcs_from_config(struct l4_snapshot *snap, const struct cfg_l4 *l4, const struct l4_fds *fds)
+{
+    snap->svcs = calloc(l4->n_services ? l4->n_services : 1, sizeof *snap->svcs);
+    if (!snap->svcs)
+        return -1;
+    snap->n_svcs = l4->n_services;
+    uint32_t index = 1;
+    for (size_t i = 0; i < l4->n_services; i++) {
+        const struct cfg_l4_service *cs = &l4->services[i];
+        struct l4_row_svc *s = &snap->svcs[i];
+        snprintf(s->vip, sizeof s->vip, "%s", cs->vip.text);
+        s->proto = cs->proto == PROTO_UDP ? "UDP" : "TCP";
+        s->mode = l4_fwd_mode_name(cs->mode);
+        s->scheduler = l4_scheduler_name(cs->scheduler);
+        s->svc = (uint32_t)i;
+        struct l4_vip_key key;
+        struct l4_vip_meta meta;
+        l4_vip_key_of(&key, cs);
+        if (bpf_map_lookup_elem(fds->vips, &key, &meta) == 0) {
+            s->loaded = 1;
+            s->table = meta.table;
+        }
+        for (size_t r = 0; r < cs->n_reals; r++, index++) {
+            if (add_real(s, index) < 0)
+                return -1;
+            snprintf(s->reals[r].addr, sizeof s->reals[r].addr, "%s", cs->reals[r].addr.text);
+            s->reals[r].weight = cs->reals[r].weight;
+        }
+    }
+    return 0;
+}
+
+int l4_snapshot_build(struct l4_snapshot *snap, const struct cfg_l4 *l4, const struct l4_fds *fds, uint32_t m,
+                      char *err, size_t errlen)
+{
+    memset(snap, 0, sizeof *snap);
+    int rc = l4 ? svcs_from_config(snap, l4, fds) : svcs_from_map(snap, fds);
+    if (rc < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!m) {
+        /* `sluice l4` sizes maglev as l4_table_count(services) x M. */
+        uint32_t tables = l4_table_count(snap->n_svcs);
+        m = map_max_entries(fds->maglev) / tables;
+    }
+    snap->m = m;
+    __u32 *slots = m ? malloc((size_t)m * sizeof *slots) : NULL;
+    for (size_t i = 0; i < snap->n_svcs; i++) {
+        struct l4_row_svc *s = &snap->svcs[i];
+        l4_percpu_sum(fds->vip_stats, s->svc, &s->c);
+        if (!s->loaded || !slots || read_table(fds->maglev, s->table * m, m, slots) < 0)
+            continue;
+        for (uint32_t k = 0; k < m; k++) {
+            if (!slots[k])
+                continue;
+            size_t r = 0;
+            while (r < s->n_reals && s->reals[r].index != slots[k])
+                r++;
+            if (r == s->n_reals) {
+                if (l4) /* a slot that is not this service's: stale, skip */
+                    continue;
+                if (add_real(s, slots[k]) < 0)
+                    break;
+            }
+            s->reals[r].slots++;
+        }
+    }
+    free(slots);
+    for (size_t i = 0; i < snap->n_svcs; i++) {
+        struct l4_row_svc *s = &snap->svcs[i];
+        for (size_t r = 0; r < s->n_reals; r++) {
+            struct l4_row_real *rr = &s->reals[r];
+            struct l4_real real;
+            memset(&real, 0, sizeof real);
+            bpf_map_lookup_elem(fds->reals, &rr->index, &real);
+            if (!rr->addr[0]) {
+                /* No config: DR and TUN keep the VIP's port, so show it. */
+                char ip[64];
+                l4_addr16_string(real.addr, ip, sizeof ip);
+                bool v6 = real.flags & L4_REAL_F_V6;
+                if (s->vip_port && (!strcmp(s->mode, "dr") || !strcmp(s->mode, "tun")))
+                    snprintf(rr->addr, sizeof rr->addr, v6 ? "[%s]:%u" : "%s:%u", ip, s->vip_port);
+                else
+                    snprintf(rr->addr, sizeof rr->addr, "%s", ip);
+            }
+            rr->state = real_state(&real, rr->slots, rr->weight);
+            l4_percpu_sum(fds->real_stats, rr->index, &rr->c);
+        }
+    }
+    for (uint32_t k = 0; k < L4_R__COUNT; k++)
+        l4_percpu_sum(fds->reasons, k, &snap->reasons[k]);
+    return 0;
+}
+
+void l4_snapshot_free(struct l4_snapshot *snap)
+{
+    for (size_t i = 0; i < snap->n_svcs; i++)
+        free(snap->svcs[i].reals);
+    free(snap->svcs);
+    memset(snap, 0, sizeof *snap);
+}
+
+/* A growing string. */
+struct text {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void tx_printf(struct text *t, const char *fmt, ...)
+{
+    if (t->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->oom = true;
+            return;
+        }
+        if (t->p && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->oom = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+}
+
+static char *tx_finish(struct text *t, size_t *len)
+{
+    if (t->oom) {
+        free(t->p);
+        return NULL;
+    }
+    if (!t->p)
+        tx_printf(t, "%s", "");
+    if (len)
+        *len = t->len;
+    return t->p;
+}
+
+char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_dir)
+{
+    struct text t = { 0 };
+    tx_printf(&t, "Sluice L4 (XDP) forwarder: maps in %s, Maglev table size %" PRIu32 "\n", pin_dir, snap->m);
+    tx_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %12s %14s\n", "Prot", "LocalAddress:Port", "Scheduler", "Mode", "",
+              "", "InPkts", "InBytes");
+    tx_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %12s %14s\n", "RemoteAddress:Port", "State", "", "Weight", "Share",
+              "InPkts", "InBytes");
+    for (size_t i = 0; i < snap->n_svcs; i++) {
+        const struct l4_row_svc *s = &snap->svcs[i];
+        tx_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %12" PRIu64 " %14" PRIu64 "%s\n", s->proto, s->vip,
+                  s->scheduler, s->mode, "", "", s->c.packets, s->c.bytes, s->loaded ? "" : "  (not loaded)");
+        for (size_t r = 0; r < s->n_reals; r++) {
+            const struct l4_row_real *rr = &s->reals[r];
+            char w[24], share[16];
+            if (rr->weight >= 0)
+                snprintf(w, sizeof w, "%" PRId64, rr->weight);
+            else
+                snprintf(w, sizeof w, "-");
+            snprintf(share, sizeof share, "%.0f%%", snap->m ? 100.0 * rr->slots / snap->m : 0.0);
+            tx_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %12" PRIu64 " %14" PRIu64 "\n", rr->addr, rr->state, "", w,
+                      share, rr->c.packets, rr->c.bytes);
+        }
+    }
+    tx_printf(&t, "\nPackets by disposition and event (non-zero):\n");
+    for (uint32_t k = 0; k < L4_R__COUNT; k++) {
+        if (snap->reasons[k].packets)
+            tx_printf(&t, "  %-20s %12" PRIu64 " pkts %14" PRIu64 " bytes\n", l4_reason_names[k],
+                      snap->reasons[k].packets, snap->reasons[k].bytes);
+    }
+    return tx_finish(&t, NULL);
+}
+
+static void metric_header(struct text *t, const char *name, const char *type, const char *help)
+{
+    tx_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
+{
+    struct text t = { 0 };
+    /* Addresses contain no quote or backslash: no label escaping needed. */
+    static const struct { const char *name, *help; int bytes; } vip_fams[] = {
+        { "sluice_l4_vip_packets_total", "Packets to the service forwarded by XDP.", 0 },
+        { "sluice_l4_vip_bytes_total", "Bytes (frames as received) to the service forwarded by XDP.", 1 },
+    };
+    for (size_t f = 0; f < 2; f++) {
+        metric_header(&t, vip_fams[f].name, "counter", vip_fams[f].help);
+        for (size_t i = 0; i < snap->n_svcs; i++) {
+            const struct l4_row_svc *s = &snap->svcs[i];
+            tx_printf(&t, "%s{vip=\"%s\",proto=\"%s\",mode=\"%s\"} %" PRIu64 "\n", vip_fams[f].name, s->vip,
+                      s->proto[0] == 'T' ? "tcp" : "udp", s->mode, vip_fams[f].bytes ? s->c.bytes : s->c.packets);
+        }
+    }
+    static const struct { const char *name, *type, *help; int what; } real_fams[] = {
+        { "sluice_l4_real_packets_total", "counter", "Packets sent to the real server.", 0 },
+        { "sluice_l4_real_bytes_total", "counter", "Bytes sent to the real server.", 1 },
+        { "sluice_l4_real_up", "gauge", "1 when the real takes new flows (in the Maglev table).", 2 },
+        { "sluice_l4_real_maglev_slots", "gauge", "Slots of the service's live Maglev table held by the real.", 3 },
+    };
+    for (size_t f = 0; f < 4; f++) {
+        metric_header(&t, real_fams[f].name, real_fams[f].type, real_fams[f].help);
+        for (size_t i = 0; i < snap->n_svcs; i++) {
+            const struct l4_row_svc *s = &snap->svcs[i];
+            for (size_t r = 0; r < s->n_reals; r++) {
+                const struct l4_row_real *rr = &s->reals[r];
+                uint64_t v = real_fams[f].what == 0 ? rr->c.packets
+                           : real_fams[f].what == 1 ? rr->c.bytes
+                           : real_fams[f].what == 2 ? (uint64_t)(rr->slots > 0)
+                                                    : rr->slots;
+                tx_printf(&t, "%s{vip=\"%s\",proto=\"%s\",real=\"%s\"} %" PRIu64 "\n", real_fams[f].name, s->vip,
+                          s->proto[0] == 'T' ? "tcp" : "udp", rr->addr, v);
+            }
+        }
+    }
+    metric_header(&t, "sluice_l4_packets_total", "counter",
+                  "Packets seen by the XDP forwarder by reason: fwd_*, pass_* and drop_* are dispositions "
+                  "(each packet in exactly one), ct_* and icmp_err_routed are events.");
+    for (uint32_t k = 0; k < L4_R__COUNT; k++)
+        tx_printf(&t, "sluice_l4_packets_total{reason=\"%s\"} %" PRIu64 "\n", l4_reason_names[k],
+                  snap->reasons[k].packets);
+    metric_header(&t, "sluice_l4_bytes_total", "counter", "Bytes seen by the XDP forwarder by reason.");
+    for (uint32_t k = 0; k < L4_R__COUNT; k++)
+        tx_printf(&t, "sluice_l4_bytes_total{reason=\"%s\"} %" PRIu64 "\n", l4_reason_names[k],
+                  snap->reasons[k].bytes);
+    return tx_finish(&t, len);
+}

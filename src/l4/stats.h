@@ -1,0 +1,72 @@
+/* Reading the forwarder's state and counters back from its maps, for
+ * `sluice l4 list` and /metrics: per-CPU counters summed over CPUs, and
+ * each service's live Maglev table counted into slots per real. */
+#ifndef SLUICE_L4_STATS_H
+#define SLUICE_L4_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "l4/bpf/l4_maps.h"
+
+/* Summed counters (uint64_t, unlike the kernel's __u64, for printf). */
+struct l4_sum {
+    uint64_t packets, bytes;
+};
+
+struct l4_fds {
+    int vips, reals, maglev, vip_stats, real_stats, reasons;
+};
+
+struct l4_row_real {
+    uint32_t index;          /* reals map index */
+    char addr[72];           /* "10.0.0.11:80", or the bare IP when unknown */
+    int64_t weight;          /* configured weight, -1 when not known */
+    const char *state;       /* up, drained, down, no-nexthop */
+    uint32_t slots;          /* Maglev slots in the live table */
+    struct l4_sum c;
+};
+
+struct l4_row_svc {
+    char vip[72];            /* "10.0.0.100:80" / "[2001:db8::1]:80" */
+    const char *proto;       /* "TCP" / "UDP" */
+    const char *mode;        /* dr, tun, nat, fullnat */
+    const char *scheduler;   /* from the config, or "maglev" */
+    uint32_t svc, table;
+    uint16_t vip_port;
+    int loaded;              /* the service is in the vips map */
+    struct l4_sum c;
+    struct l4_row_real *reals;
+    size_t n_reals;
+};
+
+struct l4_snapshot {
+    uint32_t m;              /* Maglev table size */
+    struct l4_row_svc *svcs;
+    size_t n_svcs;
+    struct l4_sum reasons[L4_R__COUNT];
+};
+
+/* Sum a per-CPU array's entry over every possible CPU. */
+int l4_percpu_sum(int fd, uint32_t key, struct l4_sum *out);
+
+/* Build a snapshot. With l4 (the config), services and reals are the
+ * config's, real indexes numbered as `sluice l4` numbers them (1, 2, ... in
+ * config order). Without it, services come from the vips map and reals from
+ * the live Maglev tables (drained and down reals are then not shown).
+ * m = 0: infer it from the maglev map's size. Returns 0 or -1 with err. */
+int l4_snapshot_build(struct l4_snapshot *snap, const struct cfg_l4 *l4, const struct l4_fds *fds, uint32_t m,
+                      char *err, size_t errlen);
+void l4_snapshot_free(struct l4_snapshot *snap);
+
+/* The ipvsadm -Ln --stats style table. malloc'd text. */
+char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_dir);
+/* Prometheus text: sluice_l4_* families. malloc'd text, *len set. */
+char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len);
+
+/* Tables per service pair and the table count `sluice l4` uses for n
+ * services: two per service, at least L4_MAGLEV_DEFAULT_TABLES. */
+uint32_t l4_table_count(size_t n_services);
+
+#endif

@@ -1,0 +1,190 @@
+/* See tables.h. */
+#include "l4/tables.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/bpf.h>
+
+#include "core/maglev.h"
+
+void l4_addr16(__be32 out[4], const struct sockaddr *sa)
+{
+    memset(out, 0, 16);
+    if (sa->sa_family == AF_INET) {
+        out[2] = htonl(0xffff);
+        memcpy(&out[3], &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+}
+
+const char *l4_addr16_string(const __be32 a[4], char *buf, size_t cap)
+{
+    if (a[0] == 0 && a[1] == 0 && a[2] == htonl(0xffff))
+        return inet_ntop(AF_INET, &a[3], buf, (socklen_t)cap);
+    return inet_ntop(AF_INET6, a, buf, (socklen_t)cap);
+}
+
+void l4_vip_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s)
+{
+    memset(k, 0, sizeof *k);
+    l4_addr16(k->addr, (const struct sockaddr *)&s->vip.ss);
+    k->port = htons(addr_port(&s->vip));
+    k->proto = s->proto == PROTO_UDP ? IPPROTO_UDP : IPPROTO_TCP;
+}
+
+void l4_icmp_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s)
+{
+    memset(k, 0, sizeof *k);
+    l4_addr16(k->addr, (const struct sockaddr *)&s->vip.ss);
+    k->proto = s->vip.ss.ss_family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+}
+
+int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], char *err, size_t errlen)
+{
+    struct l4_cfg c;
+    memset(&c, 0, sizeof c);
+    memcpy(c.src_mac, src_mac, 6);
+    c.new_flow_cap = l4->syn_cap;
+    if (l4->tun_src4.family) {
+        memcpy(&c.tun_src4, l4->tun_src4.addr, 4);
+        c.tun_src4_plen = l4->tun_src4.plen;
+    }
+    if (l4->tun_src6.family) {
+        memcpy(c.tun_src6, l4->tun_src6.addr, 16);
+        c.tun_src6_plen = l4->tun_src6.plen;
+    }
+    __u32 key = 0;
+    if (bpf_map_update_elem(fd_cfg, &key, &c, BPF_ANY) < 0) {
+        snprintf(err, errlen, "l4_config map: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int l4_write_real(int fd_reals, uint32_t index, const struct sockaddr *addr, const uint8_t mac[6], bool active,
+                  char *err, size_t errlen)
+{
+    struct l4_real r;
+    memset(&r, 0, sizeof r);
+    l4_addr16(r.addr, addr);
+    if (mac)
+        memcpy(r.mac, mac, 6);
+    r.flags = (__u16)((active ? L4_REAL_F_ACTIVE : 0) | (addr->sa_family == AF_INET6 ? L4_REAL_F_V6 : 0));
+    if (bpf_map_update_elem(fd_reals, &index, &r, BPF_ANY) < 0) {
+        snprintf(err, errlen, "reals map, index %u: %s", index, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int l4_read_real(int fd_reals, uint32_t index, struct l4_real *out)
+{
+    return bpf_map_lookup_elem(fd_reals, &index, out);
+}
+
+/* Batch update when the kernel has it (one syscall per chunk instead of
+ * one per slot: 65537 slots take ~1 ms instead of ~30). */
+static int write_slots(int fd, uint32_t base, const __u32 *vals, uint32_t n)
+{
+    __u32 *keys = malloc((size_t)n * sizeof *keys);
+    if (!keys)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        keys[i] = base + i;
+    __u32 count = n;
+    int rc = bpf_map_update_batch(fd, keys, vals, &count, NULL);
+    if (rc < 0) {
+        rc = 0;
+        for (uint32_t i = 0; i < n && rc == 0; i++)
+            rc = bpf_map_update_elem(fd, &keys[i], &vals[i], BPF_ANY) < 0 ? -errno : 0;
+    }
+    free(keys);
+    return rc;
+}
+
+int l4_write_maglev(int fd_maglev, uint32_t m, uint32_t table, const struct cfg_l4_service *s,
+                    const uint32_t *weights, uint32_t first_index, uint64_t seed, char *err, size_t errlen)
+{
+    int32_t *t = malloc((size_t)m * sizeof *t);
+    __u32 *vals = malloc((size_t)m * sizeof *vals);
+    const char **keys = calloc(s->n_reals ? s->n_reals : 1, sizeof *keys);
+    int rc = -1;
+    if (!t || !vals || !keys) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < s->n_reals; i++)
+        keys[i] = s->reals[i].addr.text;
+    if (maglev_build(t, m, keys, weights, s->n_reals, seed) < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "maglev build: %s", strerror(errno));
+        goto out;
+    }
+    /* ENOENT (every weight 0) leaves -1 everywhere: slots of 0, so the
+     * forwarder drops new flows (drop_no_real) rather than guess. */
+    for (uint32_t i = 0; i < m; i++)
+        vals[i] = t[i] < 0 ? 0 : first_index + (uint32_t)t[i];
+    int e = write_slots(fd_maglev, table * m, vals, m);
+    if (e < 0) {
+        snprintf(err, errlen, "maglev map, table %u: %s", table, strerror(-e));
+        goto out;
+    }
+    rc = 0;
+out:
+    free(t);
+    free(vals);
+    free(keys);
+    return rc;
+}
+
+int l4_write_vip(int fd_vips, const struct l4_vip_key *k, uint32_t svc, uint32_t table, enum l4_fwd_mode mode,
+                 char *err, size_t errlen)
+{
+    struct l4_vip_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.svc = svc;
+    meta.table = table;
+    /* enum l4_fwd_mode follows enum l4_mode's order (dr, tun, nat, fullnat). */
+    meta.mode = (__u8)mode;
+    if (bpf_map_update_elem(fd_vips, k, &meta, BPF_ANY) < 0) {
+        snprintf(err, errlen, "vips map: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int l4_prune_vips(int fd_vips, const struct l4_vip_key *keep, size_t n, char *err, size_t errlen)
+{
+    struct l4_vip_key cur, next;
+    struct l4_vip_key *stale = NULL;
+    size_t n_stale = 0;
+    const void *prev = NULL;
+    while (bpf_map_get_next_key(fd_vips, prev, &next) == 0) {
+        bool wanted = false;
+        for (size_t i = 0; i < n && !wanted; i++)
+            wanted = memcmp(&keep[i], &next, sizeof next) == 0;
+        if (!wanted) {
+            struct l4_vip_key *grown = realloc(stale, (n_stale + 1) * sizeof *stale);
+            if (!grown) {
+                free(stale);
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            stale = grown;
+            stale[n_stale++] = next;
+        }
+        cur = next;
+        prev = &cur;
+    }
+    /* Deleted after the walk: deleting while walking a hash map can
+     * restart the walk. */
+    for (size_t i = 0; i < n_stale; i++)
+        bpf_map_delete_elem(fd_vips, &stale[i]);
+    free(stale);
+    return 0;
+}
