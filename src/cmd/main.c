@@ -95,9 +95,12 @@ static int cmd_check(int argc, char **argv)
         size_t backends = 0;
         for (size_t i = 0; i < cfg->n_pools; i++)
             backends += cfg->pools[i].n_backends;
-        printf("%s: ok (%zu listener%s, %zu pool%s, %zu backend%s)\n", path, cfg->n_listeners,
+        printf("%s: ok (%zu listener%s, %zu pool%s, %zu backend%s", path, cfg->n_listeners,
                cfg->n_listeners == 1 ? "" : "s", cfg->n_pools, cfg->n_pools == 1 ? "" : "s", backends,
                backends == 1 ? "" : "s");
+        if (cfg->l4.present)
+            printf(", %zu L4 service%s", cfg->l4.n_services, cfg->l4.n_services == 1 ? "" : "s");
+        printf(")\n");
     }
     config_free(cfg);
     return 0;
