@@ -1473,8 +1473,9 @@ struct listener_state {
 
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
-    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_COUNT,
+    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_COUNT,
 };
+static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_NAME] = "name",
     [LK_LISTEN] = "listen",
@@ -1486,6 +1487,8 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_ACCESS_LOG] = "access_log",
     [LK_ACCESS_LOG_FORMAT] = "access_log_format",
     [LK_SPLICE] = "splice",
+    [LK_CLIENT_ADDRESS] = "client_address",
+    [LK_TOA_MAP] = "toa_map",
 };
 
 static void listener_field(struct ctx *c, int key, const struct ynode *v, void *obj)
@@ -1531,6 +1534,13 @@ static void listener_field(struct ctx *c, int key, const struct ynode *v, void *
     case LK_SPLICE:
         get_bool(c, v, &l->splice);
         break;
+    case LK_CLIENT_ADDRESS:
+        if (get_enum(c, v, client_address_names, &e))
+            l->client_toa = e == 1;
+        break;
+    case LK_TOA_MAP:
+        get_text(c, v, "the path of the pinned TOA map", &l->toa_map);
+        break;
     }
 }
 
@@ -1556,6 +1566,9 @@ static void check_listener(struct ctx *c, const struct ynode *v, struct listener
                proto_names[l->proto]);
     if (l->proto == PROTO_HTTP && !map_has_key(v, "pool") && l->n_routes == 0)
         err_at(c, v->line, "an http listener needs a pool or at least one route");
+    if (l->client_toa && l->proto != PROTO_HTTP)
+        err_at(c, v->line, "client_address: toa is only for http listeners (protocol is %s)",
+               proto_names[l->proto]);
     if (st->listen_line && cfg->admin_enabled && l->proto != PROTO_UDP && addr_equal(&l->addr, &cfg->admin_addr))
         err_in(c, st->listen_line, "listen", "address %s is already used by the admin API (admin.listen)",
                l->addr.text);
@@ -2288,6 +2301,7 @@ static void free_listener(struct cfg_listener *l)
     }
     free(l->routes);
     free(l->access_log);
+    free(l->toa_map);
 }
 
 static void free_l4(struct cfg_l4 *l4)

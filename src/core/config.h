@@ -113,6 +113,8 @@ struct cfg_listener {
     char *access_log;            /* path, "stdout", or NULL (= off) */
     enum log_format access_log_format;
     bool splice;                 /* tcp: use splice(2); default true */
+    bool client_toa;             /* http: "client_address: toa" (FullNAT's TOA map) */
+    char *toa_map;               /* pinned TOA map; NULL = /sys/fs/bpf/sluice_toa */
     int line;
 };
 

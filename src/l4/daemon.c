@@ -16,6 +16,12 @@
  *     established flows keep their connection-table entries (drain: weight
  *     0 keeps the real ACTIVE, so its flows stay).
  *
+ * NAT and FullNAT need three things more, written at start: the real's
+ * port in each of their reals, the FullNAT local addresses in nat_pools,
+ * and L4_CFG_F_NAT_REPLIES in l4_config while such a service exists (the
+ * forwarder then takes the replies; their next hop is recorded per flow by
+ * the data plane, see docs/l4-dataplane.md).
+ *
  * Real index numbering is stable for a given config: 1, 2, ... in config
  * order, so a restart with the same file finds the connection table's
  * entries pointing at the same reals.
@@ -168,6 +174,12 @@ static const struct sl_addr *real_addr(const struct l4d *d, size_t g)
     return NULL;
 }
 
+static bool real_nat(const struct l4d *d, size_t g)
+{
+    enum l4_fwd_mode m = svc_of(d, real_pool(d, g))->mode;
+    return m == L4_FWD_NAT || m == L4_FWD_FULLNAT;
+}
+
 static void refresh_nexthop(struct l4d *d, size_t g, uint64_t now)
 {
     struct real_rt *r = &d->rr[g];
@@ -196,8 +208,8 @@ static void refresh_nexthop(struct l4d *d, size_t g, uint64_t now)
             r->have_mac = true;
             /* A real in use gets the new MAC at once. */
             if (r->active_written)
-                l4_write_real(d->fds.reals, (uint32_t)g + 1, (const struct sockaddr *)&a->ss, r->mac, true, err,
-                              sizeof err);
+                l4_write_real(d->fds.reals, (uint32_t)g + 1, (const struct sockaddr *)&a->ss, r->mac, true,
+                              real_nat(d, g), err, sizeof err);
         }
     } else if (res == NEXTHOP_PENDING) {
         r->next_lookup_ms = now + NEXTHOP_RETRY_MS;
@@ -220,8 +232,8 @@ static void write_active(struct l4d *d, size_t g, bool active)
 {
     const struct sl_addr *a = real_addr(d, g);
     char err[160];
-    if (l4_write_real(d->fds.reals, (uint32_t)g + 1, (const struct sockaddr *)&a->ss, d->rr[g].mac, active, err,
-                      sizeof err) < 0) {
+    if (l4_write_real(d->fds.reals, (uint32_t)g + 1, (const struct sockaddr *)&a->ss, d->rr[g].mac, active,
+                      real_nat(d, g), err, sizeof err) < 0) {
         log_error("real %s: %s", a->text, err);
         return;
     }
@@ -327,7 +339,7 @@ static void adopt_pinned_state(struct l4d *d)
         struct l4_real old;
         if (l4_read_real(d->fds.reals, i, &old) == 0 && old.flags) {
             struct sockaddr_in6 none = { .sin6_family = AF_INET6 };
-            l4_write_real(d->fds.reals, i, (const struct sockaddr *)&none, NULL, false, err, sizeof err);
+            l4_write_real(d->fds.reals, i, (const struct sockaddr *)&none, NULL, false, false, err, sizeof err);
         }
     }
     for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
@@ -435,10 +447,11 @@ static int check_limits(const struct cfg_l4 *l4, char *err, size_t errlen)
     size_t reals = 0;
     for (size_t s = 0; s < l4->n_services; s++) {
         reals += l4->services[s].n_reals;
-        if (l4->services[s].mode == L4_FWD_NAT || l4->services[s].mode == L4_FWD_FULLNAT)
-            log_warn("service %s: mode %s needs a data plane with NAT support; a forwarder without it "
-                     "passes these packets to the kernel (pass_mode)",
-                     l4->services[s].vip.text, l4_fwd_mode_name(l4->services[s].mode));
+        if (l4->services[s].n_local_addrs > L4_POOL_ADDRS) {
+            snprintf(err, errlen, "service %s: %zu local_addresses, the forwarder takes at most %d",
+                     l4->services[s].vip.text, l4->services[s].n_local_addrs, L4_POOL_ADDRS);
+            return -1;
+        }
     }
     if (reals >= L4_MAX_REALS || l4->n_services > L4_MAX_SERVICES || 2 * l4->n_services > L4_MAX_VIPS) {
         snprintf(err, errlen, "too many services or reals for the forwarder's maps (%zu services, %zu reals; "
@@ -522,6 +535,16 @@ int l4_daemon_run(const struct l4_run_options *o)
     if (l4_write_config(d.ld.fd_cfg, l4, d.ld.ifaces[0].mac, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
+    }
+    for (size_t s = 0; s < l4->n_services; s++) {
+        if (l4_write_nat_pool(d.ld.fd_nat_pools, (uint32_t)s, &l4->services[s], err, sizeof err) < 0) {
+            log_error("%s", err);
+            goto out;
+        }
+        if (l4->services[s].mode == L4_FWD_FULLNAT)
+            log_info("service %s: FullNAT through %zu local address%s, ports 1024-65535",
+                     l4->services[s].vip.text, l4->services[s].n_local_addrs,
+                     l4->services[s].n_local_addrs == 1 ? "" : "es");
     }
     adopt_pinned_state(&d);
     if (write_vip_addresses(&d, err, sizeof err) < 0) {

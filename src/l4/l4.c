@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "l4/daemon.h"
+#include "l4/decap.h"
 #include "l4/loader.h"
 #include "l4/stats.h"
 
@@ -16,6 +17,7 @@ void l4_usage(FILE *out)
 {
     fputs("Usage: sluice l4 -c FILE [--pin-dir DIR]\n"
           "       sluice l4 list [-c FILE] [--pin-dir DIR]\n"
+          "       sluice l4 decap --interface IF [--detach]   (real servers: TUN decap; see --help)\n"
           "\n"
           "Run the L4 forwarder (XDP) described by the l4: section of FILE: load it,\n"
           "attach it in native XDP mode to l4.interfaces, keep its maps pinned in DIR\n"
@@ -96,6 +98,7 @@ int l4_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "decap") == 0) return l4_decap_main(argc - 1, argv + 1); /* l4/decap.h */
     bool list = argc > 1 && strcmp(argv[1], "list") == 0;
     if (list) {
         argc--;

@@ -85,3 +85,6 @@ LIBS += $(L4_USER_LIBS)
 .PHONY: demo-l4
 demo-l4: build/sluice
 	@bash scripts/demo-l4.sh
+
+# `sluice l4 decap` (src/l4/decap.c) includes the decap program's skeleton.
+build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h

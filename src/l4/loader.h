@@ -32,7 +32,7 @@ struct l4_loader {
     size_t n_ifaces;
     int prog_fd;
     /* map fds, owned by the skeleton */
-    int fd_vips, fd_reals, fd_maglev, fd_conn, fd_cfg, fd_vip_stats, fd_real_stats, fd_reasons;
+    int fd_vips, fd_reals, fd_maglev, fd_conn, fd_cfg, fd_vip_stats, fd_real_stats, fd_reasons, fd_nat_pools;
     size_t n_reused;       /* maps taken over from an earlier run */
 };
 

@@ -50,6 +50,11 @@ int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6
     struct l4_cfg c;
     memset(&c, 0, sizeof c);
     memcpy(c.src_mac, src_mac, 6);
+    /* Replies of NAT and FullNAT flows are looked up only while such a
+     * service exists: plain traffic through the interface skips it. */
+    for (size_t s = 0; s < l4->n_services; s++)
+        if (l4->services[s].mode == L4_FWD_NAT || l4->services[s].mode == L4_FWD_FULLNAT)
+            c.flags |= L4_CFG_F_NAT_REPLIES;
     c.new_flow_cap = l4->syn_cap;
     if (l4->tun_src4.family) {
         memcpy(&c.tun_src4, l4->tun_src4.addr, 4);
@@ -68,16 +73,45 @@ int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6
 }
 
 int l4_write_real(int fd_reals, uint32_t index, const struct sockaddr *addr, const uint8_t mac[6], bool active,
-                  char *err, size_t errlen)
+                  bool nat, char *err, size_t errlen)
 {
     struct l4_real r;
     memset(&r, 0, sizeof r);
     l4_addr16(r.addr, addr);
+    /* NAT/FullNAT rewrite the destination port to the real's; DR and TUN
+     * leave it alone (0). */
+    if (nat)
+        r.port = addr->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)addr)->sin6_port
+                                             : ((const struct sockaddr_in *)addr)->sin_port;
     if (mac)
         memcpy(r.mac, mac, 6);
     r.flags = (__u16)((active ? L4_REAL_F_ACTIVE : 0) | (addr->sa_family == AF_INET6 ? L4_REAL_F_V6 : 0));
     if (bpf_map_update_elem(fd_reals, &index, &r, BPF_ANY) < 0) {
         snprintf(err, errlen, "reals map, index %u: %s", index, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int l4_write_nat_pool(int fd_pools, uint32_t svc, const struct cfg_l4_service *s, char *err, size_t errlen)
+{
+    struct l4_nat_pool p;
+    memset(&p, 0, sizeof p);
+    if (s->mode == L4_FWD_FULLNAT) {
+        if (s->n_local_addrs > L4_POOL_ADDRS) {
+            snprintf(err, errlen, "service %s: %zu local addresses, the forwarder takes at most %d", s->vip.text,
+                     s->n_local_addrs, L4_POOL_ADDRS);
+            return -1;
+        }
+        for (size_t i = 0; i < s->n_local_addrs; i++)
+            l4_addr16(p.addr[i], (const struct sockaddr *)&s->local_addrs[i].ss);
+        p.naddrs = (__u32)s->n_local_addrs;
+        /* port_min/max 0: the data plane's default, 1024..65535. */
+    }
+    /* Other modes: an empty pool (naddrs 0), so a stale one from an
+     * earlier run with another service at this index is not used. */
+    if (bpf_map_update_elem(fd_pools, &svc, &p, BPF_ANY) < 0) {
+        snprintf(err, errlen, "nat_pools map, service %u: %s", svc, strerror(errno));
         return -1;
     }
     return 0;

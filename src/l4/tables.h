@@ -21,11 +21,17 @@ void l4_vip_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s);
 /* The {VIP, 0, ICMP or ICMPv6} entry that makes the VIP answer pings. */
 void l4_icmp_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s);
 
+/* l4_config: source MAC, SYN cap, TUN prefixes, and L4_CFG_F_NAT_REPLIES
+ * while any service is NAT or FullNAT. */
 int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], char *err, size_t errlen);
 
-/* reals[index] = {addr, mac, flags}; active sets L4_REAL_F_ACTIVE. */
+/* reals[index] = {addr, mac, flags, port}; active sets L4_REAL_F_ACTIVE;
+ * nat (the real belongs to a NAT or FullNAT service) sets port to addr's. */
 int l4_write_real(int fd_reals, uint32_t index, const struct sockaddr *addr, const uint8_t mac[6], bool active,
-                  char *err, size_t errlen);
+                  bool nat, char *err, size_t errlen);
+/* nat_pools[svc] from a FullNAT service's local_addresses and port range
+ * (an empty pool for other modes). */
+int l4_write_nat_pool(int fd_pools, uint32_t svc, const struct cfg_l4_service *s, char *err, size_t errlen);
 int l4_read_real(int fd_reals, uint32_t index, struct l4_real *out);
 
 /* Build service s's weighted Maglev table (seed, keys = the reals'

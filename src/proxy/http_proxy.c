@@ -35,6 +35,7 @@
 
 #include "core/buffer.h"
 #include "core/log.h"
+#include "l4/toa_lookup.h"
 #include "proxy/access_log.h"
 #include "proxy/http1.h"
 #include "proxy/http_route.h"
@@ -1549,6 +1550,60 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
     conn_progress(c);
 }
 
+
+/* "client_address: toa": the client that an L4 FullNAT put in the SYN's
+ * TOA option, as toa.bpf.c recorded it for this connection (see
+ * docs/l4-dataplane.md). The map is opened on first use, once per path per
+ * process (workers are processes); while it cannot be opened, or has no
+ * entry for the connection, the peer address stays. Weak references: the
+ * unit tests and fuzzers link this file without src/l4. */
+#pragma weak sluice_toa_open
+#pragma weak sluice_toa_lookup_sock
+static bool toa_client_of(const struct cfg_listener *cfg, int fd, struct sockaddr_storage *out)
+{
+    static struct {
+        const char *path;
+        int fd;
+    } maps[8];
+    static size_t n_maps;
+    static uint64_t warned_ms;
+    if (!sluice_toa_open || !sluice_toa_lookup_sock)
+        return false;
+    const char *path = cfg->toa_map ? cfg->toa_map : SLUICE_TOA_PIN_DEFAULT;
+    int map = -1;
+    for (size_t i = 0; i < n_maps && map < 0; i++)
+        if (strcmp(maps[i].path, path) == 0)
+            map = maps[i].fd;
+    if (map < 0) {
+        map = sluice_toa_open(path);
+        if (map < 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+            if (!warned_ms || now - warned_ms > 60000) {
+                log_warn("listener %s: client_address toa: cannot open the TOA map %s: %s; using the peer "
+                         "address", cfg->name, path, strerror(-map));
+                warned_ms = now;
+            }
+            return false;
+        }
+        /* A copy: a reload may free the config the path came from. */
+        char *copy = n_maps < sizeof maps / sizeof maps[0] ? strdup(path) : NULL;
+        if (copy) {
+            maps[n_maps].path = copy;
+            maps[n_maps++].fd = map;
+        }
+    }
+    int rc = sluice_toa_lookup_sock(map, fd, out) == 0;
+    /* An fd we could not keep (more than 8 paths) is not leaked. */
+    bool kept = false;
+    for (size_t i = 0; i < n_maps && !kept; i++)
+        kept = maps[i].fd == map;
+    if (!kept)
+        close(map);
+    return rc;
+}
+
 static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
 {
     struct http_conn *c = t->data;
@@ -1631,6 +1686,9 @@ void http_accept(struct listener_rt *l)
         c->l = l;
         c->fd = fd;
         c->state = C_READ_HEAD;
+        struct sockaddr_storage toa_client;
+        if (l->cfg->client_toa && toa_client_of(l->cfg, fd, &toa_client))
+            ss = toa_client;
         addr_ip_string((struct sockaddr *)&ss, c->peer_ip, sizeof c->peer_ip);
         if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
             memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);

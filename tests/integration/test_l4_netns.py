@@ -39,6 +39,9 @@ NS_SW, NS_C, NS_LB = TAG + "sw", TAG + "c", TAG + "lb"
 REALS = [("r1", "10.0.0.11"), ("r2", "10.0.0.12"), ("r3", "10.0.0.13")]
 VIP = "10.0.0.100"
 VIP6 = "fd00::100"
+NAT_CLIENT = "10.9.0.2"      # the client's address in the NAT test (off the reals' subnet)
+LOCAL_ADDR = "10.0.0.50"     # the LB's FullNAT local address
+NAT_CLIENT6, LOCAL_ADDR6 = "fd09::2", "fd00::50"
 ADMIN_PORT = 9931
 
 SERVER = r'''
@@ -49,7 +52,8 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         client = self.client_address[0]
         client = client[7:] if client.startswith("::ffff:") else client
-        body = ("%s %s\n" % (name, client)).encode()
+        xff = self.headers.get("X-Forwarded-For")
+        body = ("%s %s%s\n" % (name, client, " " + xff if xff else "")).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -63,7 +67,7 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     def server_bind(self):
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)   # IPv4 too
         super().server_bind()
-S(("::", 80), H).serve_forever()
+S(("::", int(sys.argv[2]) if len(sys.argv) > 2 else 80), H).serve_forever()
 '''
 
 # A keep-alive client: one TCP connection to the VIP; each line "go" on
@@ -122,6 +126,43 @@ def pin_xdp_pass(path):
     os.close(fd)
     if rc < 0:
         raise OSError(ctypes.get_errno(), "BPF_OBJ_PIN")
+
+
+TOA_LOADER = r'''
+import ctypes, sys
+obj_path, map_pin, prog_pin = (a.encode() for a in sys.argv[1:4])
+lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+P = ctypes.c_void_p
+for fn, res, args in (("bpf_object__open_file", P, [ctypes.c_char_p, P]),
+                      ("bpf_object__find_map_by_name", P, [P, ctypes.c_char_p]),
+                      ("bpf_map__set_pin_path", ctypes.c_int, [P, ctypes.c_char_p]),
+                      ("bpf_object__load", ctypes.c_int, [P]),
+                      ("bpf_object__find_program_by_name", P, [P, ctypes.c_char_p]),
+                      ("bpf_program__fd", ctypes.c_int, [P]),
+                      ("bpf_obj_pin", ctypes.c_int, [ctypes.c_int, ctypes.c_char_p])):
+    getattr(lib, fn).restype, getattr(lib, fn).argtypes = res, args
+obj = lib.bpf_object__open_file(obj_path, None)
+assert obj, "open " + obj_path.decode()
+assert lib.bpf_map__set_pin_path(lib.bpf_object__find_map_by_name(obj, b"sluice_toa"), map_pin) == 0
+rc = lib.bpf_object__load(obj)
+assert rc == 0, "load: %d" % rc
+fd = lib.bpf_program__fd(lib.bpf_object__find_program_by_name(obj, b"sluice_toa_ingress"))
+assert fd >= 0 and lib.bpf_obj_pin(fd, prog_pin) == 0, "pin"
+'''
+
+
+def load_toa(topo, reals):
+    """The real-server side of TOA: toa.bpf.c loaded once (through libbpf,
+    its map pinned on the test's bpffs), attached with tc on the ingress of
+    each real's veth."""
+    obj = os.path.join(ROOT, "build", "l4", "toa.bpf.o")
+    map_pin, prog_pin = topo.bpffs + "/sluice_toa", topo.bpffs + "/toa_ingress"
+    sh(sys.executable, "-c", TOA_LOADER, obj, map_pin, prog_pin)
+    for name in reals:
+        nsexec(TAG + name, "tc", "qdisc", "add", "dev", "eth0", "clsact")
+        nsexec(TAG + name, "tc", "filter", "add", "dev", "eth0", "ingress", "bpf", "direct-action",
+               "object-pinned", prog_pin)
+    return map_pin
 
 
 def have_tools():
@@ -201,10 +242,39 @@ class Topology:
         pin_xdp_pass(self.bpffs + "/xdp_pass")
         nsexec(NS_SW, "ip", "link", "set", "dev", self.lb_peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
 
-    def start_servers(self):
+    def start_servers(self, port=80):
         self.servers = {}
         for name, _ in REALS:
-            self.servers[name] = self.spawn(TAG + name, sys.executable, "-c", SERVER, name)
+            self.servers[name] = self.spawn(TAG + name, sys.executable, "-c", SERVER, name, str(port))
+
+    def nat_routes(self):
+        """NAT: the client gets an address off the reals' subnet (10.9.0.2,
+        routed to the VIP through the LB), the reals a default route via the
+        LB, so their replies cross the LB to be translated back. The reals'
+        veths checksum in software, as the client's do: the LB rewrites
+        their replies with XDP."""
+        nsexec(NS_C, "ip", "addr", "add", NAT_CLIENT + "/32", "dev", "eth0")
+        nsexec(NS_C, "ip", "route", "add", VIP + "/32", "dev", "eth0", "src", NAT_CLIENT)
+        for name, _ in REALS:
+            nsexec(TAG + name, "ip", "route", "add", "default", "via", "10.0.0.5")
+            ethtool_set(TAG + name, "eth0", ETHTOOL_STXCSUM, 0)
+
+    def nat_routes6(self):
+        """The same for IPv6; the LB needs a route to the client's prefix
+        to answer its neighbour solicitations for the VIP."""
+        nsexec(NS_C, "ip", "-6", "addr", "add", NAT_CLIENT6 + "/128", "dev", "eth0", "nodad")
+        nsexec(NS_C, "ip", "-6", "route", "add", VIP6 + "/128", "dev", "eth0", "src", NAT_CLIENT6)
+        nsexec(NS_LB, "ip", "-6", "route", "add", "fd09::/64", "dev", "lb0")
+        for name, _ in REALS:
+            nsexec(TAG + name, "ip", "-6", "route", "add", "default", "via", "fd00::5")
+            ethtool_set(TAG + name, "eth0", ETHTOOL_STXCSUM, 0)
+
+    def fullnat_routes(self):
+        """FullNAT: the LB answers ARP for its local address (on its
+        loopback); replies to it come back to the LB by plain routing."""
+        nsexec(NS_LB, "ip", "addr", "add", LOCAL_ADDR + "/32", "dev", "lo")
+        for name, _ in REALS:
+            ethtool_set(TAG + name, "eth0", ETHTOOL_STXCSUM, 0)
 
     def spawn(self, ns, *args, **kw):
         p = subprocess.Popen(["ip", "netns", "exec", ns] + list(args), **kw)
@@ -229,7 +299,7 @@ class Topology:
 class L4:
     """`sluice l4 -c` in the LB namespace."""
 
-    def __init__(self, topo, v6=False):
+    def __init__(self, topo, v6=False, mode="dr", real_port=80, local=None):
         self.topo = topo
         self.conf = topo.tmp / "l4.yaml"
         vip = "[%s]" % VIP6 if v6 else VIP
@@ -245,11 +315,12 @@ l4:
   services:
     - vip: "%s:80"
       protocol: tcp
-      mode: dr
+      mode: %s
       scheduler: maglev
       health_check: { type: tcp, interval: 300ms, timeout: 200ms, rise: 2, fall: 2 }
-      reals:
-%s""" % (ADMIN_PORT, vip, "".join("        - { address: \"%s:80\", weight: 1 }\n" % a for a in reals)))
+%s      reals:
+%s""" % (ADMIN_PORT, vip, mode, "      local_addresses: [%s]\n" % ", ".join('"%s"' % a for a in local) if local else "",
+         "".join("        - { address: \"%s:%d\", weight: 1 }\n" % (a, real_port) for a in reals)))
         self.proc = None
 
     def start(self, ready=r"weights (\S+=1 ?){3}$"):
@@ -437,4 +508,141 @@ def test_l4_dr_ipv6(topo):
     assert all(b.split()[1] == "fd00::2" for b in bodies), bodies
     listing = l4.list()
     assert "TCP  [fd00::100]:80" in listing and listing.count(" up ") == 3, listing
+    assert l4.stop() == 0
+
+
+def test_l4_nat_end_to_end(topo):
+    """NAT: DNAT to the reals' port 8080 on the way in; the reals route
+    their replies through the LB (default route), which turns them back
+    into VIP:80. The real sees the client's own address."""
+    topo.nat_routes()
+    for p in topo.servers.values():
+        p.kill()
+    topo.start_servers(port=8080)
+    l4 = L4(topo, mode="nat", real_port=8080).start()
+    bodies = get(30)
+    assert len(bodies) == 30 and not any(b.startswith("ERR") for b in bodies), (bodies, l4.read_log())
+    assert {real_of(b) for b in bodies} == {"r1", "r2", "r3"}, bodies
+    assert all(b.split()[1] == NAT_CLIENT for b in bodies), bodies
+    metrics = l4.metrics()
+    assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat"\} [1-9]', metrics), metrics
+    assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat_reply"\} [1-9]', metrics), metrics
+    # A keep-alive connection keeps its real through a restart (the shared
+    # NAT table is pinned).
+    c = KeepAlive(topo)
+    first = c.ask()
+    assert not first.startswith("ERR"), first
+    assert l4.stop() == 0
+    l4.start()
+    assert c.ask() == first
+    assert l4.stop() == 0
+
+
+PROXY_CONF = """\
+workers: 1
+admin:
+  listen: 127.0.0.1:9932
+pools:
+  - name: app
+    backends: [127.0.0.1:8080]
+listeners:
+  - name: web
+    listen: 0.0.0.0:80
+    protocol: http
+    pool: app
+    client_address: toa
+    toa_map: %s
+    access_log: stdout
+"""
+
+
+def test_l4_fullnat_end_to_end(topo):
+    """FullNAT: the reals see the LB's local address as the peer (and
+    reply to it by plain routing). Then, with the TOA reader on each real
+    and `sluice proxy` (client_address: toa) in front of each real's
+    server, the server sees the client's real address in X-Forwarded-For."""
+    topo.fullnat_routes()
+    l4 = L4(topo, mode="fullnat", local=[LOCAL_ADDR]).start()
+    bodies = get(30)
+    assert len(bodies) == 30 and not any(b.startswith("ERR") for b in bodies), (bodies, l4.read_log())
+    assert {real_of(b) for b in bodies} == {"r1", "r2", "r3"}, bodies
+    assert all(b.split()[1] == LOCAL_ADDR for b in bodies), bodies
+    metrics = l4.metrics()
+    assert re.search(r'sluice_l4_packets_total\{reason="fwd_fullnat"\} [1-9]', metrics), metrics
+    assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat_reply"\} [1-9]', metrics), metrics
+    # An established FullNAT flow survives a restart (its local port and
+    # both NAT entries are in the pinned map).
+    c = KeepAlive(topo)
+    first = c.ask()
+    assert first == "%s %s" % (real_of(first), LOCAL_ADDR), first
+    assert l4.stop() == 0
+    l4.start()
+    assert c.ask() == first
+    c.p.kill()
+    assert l4.stop() == 0
+
+    # The reals' servers move to 8080, behind `sluice proxy` on 80.
+    map_pin = load_toa(topo, [name for name, _ in REALS])
+    for p in topo.servers.values():
+        p.kill()
+        p.wait(timeout=5)
+    topo.start_servers(port=8080)
+    conf = topo.tmp / "proxy.yaml"
+    conf.write_text(PROXY_CONF % map_pin)
+    proxies = []
+    for name, _ in REALS:
+        log = open(topo.tmp / ("proxy-%s.log" % name), "wb")
+        proxies.append(topo.spawn(TAG + name, SLUICE_BIN, "proxy", "-c", str(conf), stdout=log,
+                                  stderr=subprocess.STDOUT))
+    try:
+        l4.start()   # ready once all three reals pass their checks on port 80
+        bodies = get(30)
+        logs = "".join((topo.tmp / ("proxy-%s.log" % n)).read_text(errors="replace") for n, _ in REALS)
+        assert len(bodies) == 30 and not any(b.startswith("ERR") for b in bodies), (bodies, logs)
+        assert {real_of(b) for b in bodies} == {"r1", "r2", "r3"}, bodies
+        # "NAME PEER X-FORWARDED-FOR": the proxy's peer is the local
+        # address; TOA gives it the client's.
+        assert all(b.split()[1] == "127.0.0.1" and b.split()[2] == "10.0.0.2" for b in bodies), (bodies, logs)
+        # The access log names the client too (written per request, read
+        # back within a bounded wait).
+        def logged():
+            text = "".join((topo.tmp / ("proxy-%s.log" % n)).read_text(errors="replace") for n, _ in REALS)
+            lines = [ln for ln in text.splitlines() if '"GET / HTTP/1.1"' in ln]
+            return len(lines) >= 30 and all(ln.startswith("10.0.0.2 ") for ln in lines)
+        assert wait_for(logged, 5), logs
+        assert l4.stop() == 0
+    finally:
+        for p in proxies:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in proxies:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_l4_nat_and_fullnat_ipv6(topo):
+    """NAT, then FullNAT (a restart with the mode changed), over IPv6:
+    VIP [fd00::100]:80 to the reals' port 8080."""
+    topo.nat_routes6()
+    for p in topo.servers.values():
+        p.kill()
+        p.wait(timeout=5)
+    topo.start_servers(port=8080)
+    l4 = L4(topo, v6=True, mode="nat", real_port=8080).start()
+    bodies = get(30, vip=VIP6)
+    assert len(bodies) == 30 and not any(b.startswith("ERR") for b in bodies), (bodies, l4.read_log())
+    assert {real_of(b) for b in bodies} == {"r1", "r2", "r3"}, bodies
+    assert all(b.split()[1] == NAT_CLIENT6 for b in bodies), bodies
+    assert l4.stop() == 0
+
+    # FullNAT: the LB holds its local address on the veth (deprecated,
+    # like VIP6), so it answers the reals' solicitations for it.
+    nsexec(NS_LB, "ip", "-6", "addr", "add", LOCAL_ADDR6 + "/128", "dev", "lb0", "nodad", "preferred_lft", "0")
+    l4 = L4(topo, v6=True, mode="fullnat", real_port=8080, local=[LOCAL_ADDR6]).start()
+    bodies = get(30, vip=VIP6)
+    assert len(bodies) == 30 and not any(b.startswith("ERR") for b in bodies), (bodies, l4.read_log())
+    assert {real_of(b) for b in bodies} == {"r1", "r2", "r3"}, bodies
+    assert all(b.split()[1] == LOCAL_ADDR6 for b in bodies), bodies
     assert l4.stop() == 0

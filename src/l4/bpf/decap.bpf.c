@@ -1,0 +1,268 @@
+/* Sluice TUN decapsulation: the real-server side of TUN mode.
+ *
+ * The forwarder sends a TUN service's packets to the real inside an outer
+ * IPv4 header (protocol 4 for IPv4 inside, 41 for IPv6) or IPv6 header
+ * (next header 41 or 4). A kernel with the ipip / ip6_tunnel modules
+ * decapsulates them itself; on one without (`sluice l4 decap` is for those),
+ * this XDP program does: an IP-in-IP packet whose outer destination is one
+ * of the addresses in decap_addrs loses its outer header (the Ethernet
+ * header, and a VLAN tag if there is one, is moved up and gets the inner
+ * ethertype) and goes up the stack (XDP_PASS) as if the inner packet, to the
+ * VIP the real holds on its loopback, had arrived plain.
+ *
+ * Policy: the packet is only changed when the outer header and the inner
+ * one's fixed part have been read and checked (outer IPv4: version, IHL 5,
+ * not a fragment, lengths, header checksum; outer IPv6: no extension
+ * headers, lengths; inner: the version the outer protocol announces, its
+ * length within the outer payload). Anything else goes to the stack
+ * untouched and is counted: what is not IP-in-IP, IP-in-IP to another
+ * address, outer IPv4 options or fragments or IPv6 extension headers
+ * (unsupported), and malformed packets (the stack drops those, or answers
+ * with an ICMP protocol-unreachable for a tunnel it cannot terminate).
+ * ECN follows RFC 6040: an outer CE mark is copied to an ECN-capable inner
+ * packet (IPv4 header checksum updated); a CE-marked packet whose inner
+ * packet is not ECN-capable is dropped. TTL and hop limit of the inner
+ * packet are kept (the packet is delivered here, not forwarded).
+ */
+#include "vmlinux.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "l4/decap.h"
+
+#define ETH_P_IP     0x0800
+#define ETH_P_IPV6   0x86DD
+#define ETH_P_8021Q  0x8100
+#define ETH_P_8021AD 0x88A8
+#define IP_MF        0x2000
+#define IP_OFFSET    0x1FFF
+#define PROTO_IPIP   4
+#define PROTO_IPV6   41
+#define ECN_MASK     3
+#define ECN_CE       3
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct decap_key {
+    __u8 a[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, DECAP_MAX_ADDRS);
+    __type(key, struct decap_key);
+    __type(value, __u8);
+} decap_addrs SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, DECAP_N_REASONS);
+    __type(key, __u32);
+    __type(value, struct decap_count);
+} decap_stats SEC(".maps");
+
+static __always_inline int count(__u32 reason, __u64 bytes, int verdict)
+{
+    struct decap_count *c = bpf_map_lookup_elem(&decap_stats, &reason);
+
+    if (c) {
+        c->packets++;
+        c->bytes += bytes;
+    }
+    return verdict;
+}
+
+static __always_inline __u16 csum_fold(__u32 s)
+{
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return (__u16)~s;
+}
+
+/* The outer IPv4 header's checksum (IHL 5) is right when the one's
+ * complement sum of its ten words, checksum included, is 0xffff. */
+static __always_inline bool ip4_csum_ok(const struct iphdr *ip)
+{
+    const __u16 *w = (const __u16 *)ip;
+    __u32 s = 0;
+
+#pragma unroll
+    for (int i = 0; i < 10; i++)
+        s += w[i];
+    return csum_fold(s) == 0;
+}
+
+static __always_inline bool is_ours(const struct decap_key *k)
+{
+    return bpf_map_lookup_elem(&decap_addrs, k) != NULL;
+}
+
+/* Check the inner packet at `in` (inner_len bytes available inside the
+ * outer datagram) and apply the outer ECN mark. Returns 0 to go on, or a
+ * reason to stop with (pass untouched, or DECAP_DROP_ECN). */
+static __always_inline int inner_ok(void *in, void *data_end, __u32 avail, bool inner6, __u8 outer_ecn)
+{
+    if (inner6) {
+        struct ipv6hdr *ip6 = in;
+        __u8 *b = in;
+
+        if ((void *)(ip6 + 1) > data_end || avail < sizeof(*ip6))
+            return DECAP_PASS_BAD;
+        if (ip6->version != 6 || sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > avail)
+            return DECAP_PASS_BAD;
+        if (outer_ecn == ECN_CE) {
+            /* Traffic class: low nibble of byte 0, high nibble of byte 1;
+             * ECN is its low two bits, bits 4-5 of byte 1. */
+            if (((b[1] >> 4) & ECN_MASK) == 0)
+                return DECAP_DROP_ECN;
+            b[1] |= ECN_CE << 4;
+        }
+        return 0;
+    }
+
+    struct iphdr *ip = in;
+
+    if ((void *)(ip + 1) > data_end || avail < sizeof(*ip))
+        return DECAP_PASS_BAD;
+    if (ip->version != 4 || ip->ihl < 5 || bpf_ntohs(ip->tot_len) > avail ||
+        bpf_ntohs(ip->tot_len) < ip->ihl * 4)
+        return DECAP_PASS_BAD;
+    if (outer_ecn == ECN_CE) {
+        __u8 ecn = ip->tos & ECN_MASK;
+
+        if (ecn == 0)
+            return DECAP_DROP_ECN;
+        if (ecn != ECN_CE) {
+            /* The first word holds version/IHL and TOS: RFC 1624 update,
+             * on the words' values (network order read by hand). */
+            __u8 *b = in;
+            __u8 tos = b[1] | ECN_CE;
+            __u32 old = ((__u32)b[0] << 8) | b[1];
+            __u32 neww = ((__u32)b[0] << 8) | tos;
+            __u32 s = (__u16)~bpf_ntohs(ip->check) + (__u16)~old + neww;
+
+            b[1] = tos;
+            ip->check = bpf_htons(csum_fold(s));
+        }
+    }
+    return 0;
+}
+
+SEC("xdp")
+int sluice_decap(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u64 bytes = data_end - data;
+    struct ethhdr *eth = data;
+    struct ethhdr eth_copy;
+    struct vlan_hdr vlan_copy = {};
+    struct decap_key k = {};
+    __u32 l3 = sizeof(*eth), hdr, avail;
+    __be16 proto;
+    bool vlan = false, inner6;
+    __u8 ecn;
+    int rc;
+
+    if ((void *)(eth + 1) > data_end)
+        return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
+    proto = eth->h_proto;
+    if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+        struct vlan_hdr *vh = (void *)(eth + 1);
+
+        if ((void *)(vh + 1) > data_end)
+            return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
+        vlan_copy = *vh;
+        proto = vh->h_vlan_encapsulated_proto;
+        l3 += sizeof(*vh);
+        vlan = true;
+    }
+
+    if (proto == bpf_htons(ETH_P_IP)) {
+        struct iphdr *ip = data + l3;
+        __u32 tot;
+
+        if ((void *)(ip + 1) > data_end)
+            return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+        if (ip->protocol != PROTO_IPIP && ip->protocol != PROTO_IPV6)
+            return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
+        if (ip->version != 4 || ip->ihl < 5)
+            return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+        if (ip->ihl != 5 || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+            return count(DECAP_PASS_UNSUPP, bytes, XDP_PASS);
+        k.a[10] = 0xff;
+        k.a[11] = 0xff;
+        __builtin_memcpy(&k.a[12], &ip->daddr, 4);
+        if (!is_ours(&k))
+            return count(DECAP_PASS_NOT_OURS, bytes, XDP_PASS);
+        tot = bpf_ntohs(ip->tot_len);
+        if (tot < sizeof(*ip) || (void *)ip + tot > data_end || !ip4_csum_ok(ip))
+            return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+        hdr = sizeof(*ip);
+        avail = tot - hdr;
+        inner6 = ip->protocol == PROTO_IPV6;
+        ecn = ip->tos & ECN_MASK;
+    } else if (proto == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = data + l3;
+        __u8 *b = (__u8 *)ip6;
+
+        if ((void *)(ip6 + 1) > data_end)
+            return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+        if (ip6->nexthdr != PROTO_IPIP && ip6->nexthdr != PROTO_IPV6) {
+            /* A hop-by-hop, routing, fragment or destination-options
+             * header may lead to one: not handled here. */
+            __u8 nh = ip6->nexthdr;
+
+            if (nh == 0 || nh == 43 || nh == 44 || nh == 60)
+                return count(DECAP_PASS_UNSUPP, bytes, XDP_PASS);
+            return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
+        }
+        if (ip6->version != 6)
+            return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+        __builtin_memcpy(k.a, &ip6->daddr, 16);
+        if (!is_ours(&k))
+            return count(DECAP_PASS_NOT_OURS, bytes, XDP_PASS);
+        avail = bpf_ntohs(ip6->payload_len);
+        if ((void *)(ip6 + 1) + avail > data_end)
+            return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+        hdr = sizeof(*ip6);
+        inner6 = ip6->nexthdr == PROTO_IPV6;
+        ecn = (b[1] >> 4) & ECN_MASK;
+    } else {
+        return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
+    }
+
+    rc = inner_ok(data + l3 + hdr, data_end, avail, inner6, ecn);
+    if (rc == DECAP_DROP_ECN)
+        return count(rc, bytes, XDP_DROP);
+    if (rc)
+        return count(rc, bytes, XDP_PASS);
+
+    /* Move the L2 header up over the outer IP header: keep a copy, move
+     * the start of the frame by the outer header's size, write it back with
+     * the inner ethertype. */
+    __builtin_memcpy(&eth_copy, eth, sizeof(eth_copy));
+    if (bpf_xdp_adjust_head(ctx, (int)hdr))
+        return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+    eth = data;
+    if ((void *)(eth + 1) > data_end)
+        return XDP_DROP; /* cannot happen: the inner header was checked */
+    proto = bpf_htons(inner6 ? ETH_P_IPV6 : ETH_P_IP);
+    __builtin_memcpy(eth, &eth_copy, sizeof(*eth));
+    if (vlan) {
+        struct vlan_hdr *vh = (void *)(eth + 1);
+
+        if ((void *)(vh + 1) > data_end)
+            return XDP_DROP;
+        vh->h_vlan_TCI = vlan_copy.h_vlan_TCI;
+        vh->h_vlan_encapsulated_proto = proto;
+    } else {
+        eth->h_proto = proto;
+    }
+    if (hdr == sizeof(struct iphdr))
+        return count(inner6 ? DECAP_6IN4 : DECAP_IPIP, bytes, XDP_PASS);
+    return count(inner6 ? DECAP_IP6IP6 : DECAP_4IN6, bytes, XDP_PASS);
+}

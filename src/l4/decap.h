@@ -1,0 +1,50 @@
+/* `sluice l4 decap`: the real-server side of TUN mode, for kernels without
+ * the ipip / ip6_tunnel modules (docs/l4.md, "TUN mode and sluice l4
+ * decap").
+ *
+ * The first part is the contract between the XDP program
+ * (src/l4/bpf/decap.bpf.c) and user space: the counters. Included by BPF
+ * code (types from vmlinux.h) and by C in user space.
+ */
+#ifndef SLUICE_L4_DECAP_H
+#define SLUICE_L4_DECAP_H
+
+#ifndef __bpf__
+#include <linux/types.h>
+#endif
+
+/* Tunnel endpoint addresses the program decapsulates for (the keys of the
+ * decap_addrs hash): 16 bytes, IPv4 v4-mapped (::ffff:a.b.c.d), network
+ * byte order, as in l4_maps.h. */
+#define DECAP_MAX_ADDRS 256
+
+/* decap_stats[reason]: per-CPU {packets, bytes}; every packet the program
+ * sees counts in exactly one. */
+enum decap_reason {
+    DECAP_IPIP = 0,     /* IPv4 in IPv4: outer header removed */
+    DECAP_6IN4,         /* IPv6 in IPv4 */
+    DECAP_IP6IP6,       /* IPv6 in IPv6 */
+    DECAP_4IN6,         /* IPv4 in IPv6 */
+    DECAP_PASS_OTHER,   /* not IP-in-IP (or not IP): untouched */
+    DECAP_PASS_NOT_OURS,/* IP-in-IP to an address not in decap_addrs */
+    DECAP_PASS_UNSUPP,  /* IPv4 options or fragment, IPv6 extension headers */
+    DECAP_PASS_BAD,     /* malformed: truncated, bad lengths, bad outer
+                           checksum, inner version not the announced one */
+    DECAP_DROP_ECN,     /* outer CE, inner not ECN-capable (RFC 6040) */
+    DECAP_N_REASONS,
+};
+
+struct decap_count {
+    __u64 packets;
+    __u64 bytes;
+};
+
+#ifndef __bpf__
+#include <stdio.h>
+
+/* argv[0] is "decap". Returns the process exit code. */
+int l4_decap_main(int argc, char **argv);
+void l4_decap_usage(FILE *out);
+#endif
+
+#endif
