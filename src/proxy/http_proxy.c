@@ -35,7 +35,7 @@
 
 #include "core/buffer.h"
 #include "core/log.h"
-#include "l4/toa_lookup.h"
+#include "core/toa_lookup.h"
 #include "proxy/access_log.h"
 #include "proxy/http1.h"
 #include "proxy/http_route.h"
@@ -1555,10 +1555,7 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
  * TOA option, as toa.bpf.c recorded it for this connection (see
  * docs/l4-dataplane.md). The map is opened on first use, once per path per
  * process (workers are processes); while it cannot be opened, or has no
- * entry for the connection, the peer address stays. Weak references: the
- * unit tests and fuzzers link this file without src/l4. */
-#pragma weak sluice_toa_open
-#pragma weak sluice_toa_lookup_sock
+ * entry for the connection, the peer address stays. */
 static bool toa_client_of(const struct cfg_listener *cfg, int fd, struct sockaddr_storage *out)
 {
     static struct {
@@ -1567,8 +1564,6 @@ static bool toa_client_of(const struct cfg_listener *cfg, int fd, struct sockadd
     } maps[8];
     static size_t n_maps;
     static uint64_t warned_ms;
-    if (!sluice_toa_open || !sluice_toa_lookup_sock)
-        return false;
     const char *path = cfg->toa_map ? cfg->toa_map : SLUICE_TOA_PIN_DEFAULT;
     int map = -1;
     for (size_t i = 0; i < n_maps && map < 0; i++)

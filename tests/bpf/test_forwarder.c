@@ -27,7 +27,7 @@
 
 #include "core/maglev.h"
 #include "l4/bpf/l4_hash.h"
-#include "l4/toa_lookup.h"
+#include "core/toa_lookup.h"
 #include "toa.skel.h"
 #include "l4/bpf/l4_maps.h"
 #include "l4_testlib.h"
