@@ -6,6 +6,7 @@
 #   make fuzz       longer fuzz runs (FUZZ_SECONDS each, default 60)
 #   make bench-l7   bench/l7.sh: Sluice vs nginx vs HAProxy
 #   make test-bpf   XDP forwarder packet fixtures (src/l4/l4.mk)
+#   make bench-l4   bench/l4.sh: XDP forwarder vs nftables DNAT (root)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -34,7 +35,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 clean asan
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 clean asan
 
 all: build/sluice
 
@@ -86,6 +87,9 @@ demo: deps build/sluice
 
 bench-l7: deps build/sluice
 	@bash bench/l7.sh
+
+bench-l4: deps build/sluice build/l4/l4_bench
+	@bash bench/l4.sh
 
 clean:
 	rm -rf build

@@ -10,6 +10,7 @@ PKGS=(
   curl wrk netcat-openbsd iproute2 procps          # real clients and tools
   nginx-light haproxy                              # benchmark anchors
   libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config   # the XDP forwarder
+  netsniff-ng nftables jq                          # bench/l4.sh (trafgen, the DNAT anchor)
 )
 
 missing=()
