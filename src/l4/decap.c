@@ -9,6 +9,7 @@
  *   - `--foreground`: attach, stay, and detach on SIGTERM / SIGINT.
  */
 #include "l4/decap.h"
+#include "l4/loader.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,9 +22,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -62,43 +61,6 @@ void l4_decap_usage(FILE *out)
           "  -h, --help          show this help\n"
           "Docs: docs/l4.md (TUN mode and sluice l4 decap)\n",
           out);
-}
-
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-    if (level == LIBBPF_DEBUG || level == LIBBPF_INFO)
-        return 0;
-    return vfprintf(stderr, fmt, ap);
-}
-
-#ifndef BPF_FS_MAGIC
-#define BPF_FS_MAGIC 0xcafe4a11
-#endif
-
-/* As in loader.c: a fresh `ip netns exec` has no bpffs on /sys/fs/bpf. */
-static int ensure_bpffs(const char *pin_dir)
-{
-    struct statfs st;
-    if (strncmp(pin_dir, "/sys/fs/bpf/", 12) != 0)
-        return 0;
-    if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == BPF_FS_MAGIC)
-        return 0;
-    return mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700");
-}
-
-static int mkdir_p(const char *dir)
-{
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 static const char *const reason_names[DECAP_N_REASONS] = {
@@ -330,10 +292,10 @@ int l4_decap_main(int argc, char **argv)
         fprintf(stderr, "sluice l4 decap: --detach and --stats take only --interface and --pin-dir\n");
         return 2;
     }
-    libbpf_set_print(libbpf_print);
+    libbpf_set_print(l4_libbpf_print);
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", pin_root, ifname);
-    if (!foreground && ensure_bpffs(pin_root) < 0) {
+    if (!foreground && l4_ensure_bpffs(pin_root) < 0) {
         fprintf(stderr, "sluice l4 decap: no bpffs on /sys/fs/bpf and cannot mount one: %s\n", strerror(errno));
         return 1;
     }
@@ -385,7 +347,7 @@ int l4_decap_main(int argc, char **argv)
         goto out;
     }
 
-    if (mkdir_p(dir) < 0) {
+    if (l4_mkdir_p(dir) < 0) {
         fprintf(stderr, "sluice l4 decap: cannot create %s: %s\n", dir, strerror(errno));
         goto out;
     }

@@ -21,16 +21,16 @@
 
 /* libbpf prints its own diagnostics to stderr by default; keep the
  * warnings (they explain verifier failures) and drop the debug chatter. */
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+int l4_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
     if (level == LIBBPF_DEBUG || level == LIBBPF_INFO)
         return 0;
     return vfprintf(stderr, fmt, ap);
 }
 
-static int mkdir_p(const char *dir)
+int l4_mkdir_p(const char *dir)
 {
-    char tmp[256];
+    char tmp[512];
     snprintf(tmp, sizeof tmp, "%s", dir);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
@@ -68,7 +68,7 @@ static bool pin_fits(const char *path, const struct bpf_map *map)
  * the pin directory is under it. Such a mount lives and dies with the
  * mount namespace: use --pin-dir on a bpffs of your own to keep pins
  * across `ip netns exec` runs (docs/l4.md). */
-static int ensure_bpffs(const char *pin_dir)
+int l4_ensure_bpffs(const char *pin_dir)
 {
     struct statfs st;
     if (strncmp(pin_dir, "/sys/fs/bpf/", 12) != 0)
@@ -86,13 +86,13 @@ int l4_loader_open(struct l4_loader *ld, const char *pin_dir, uint32_t maglev_m,
     ld->maglev_m = maglev_m;
     ld->maglev_tables = maglev_tables;
     ld->seed = seed;
-    libbpf_set_print(libbpf_print);
+    libbpf_set_print(l4_libbpf_print);
 
-    if (ensure_bpffs(pin_dir) < 0) {
+    if (l4_ensure_bpffs(pin_dir) < 0) {
         snprintf(err, errlen, "no bpffs on /sys/fs/bpf and cannot mount one: %s", strerror(errno));
         return -1;
     }
-    if (mkdir_p(pin_dir) < 0) {
+    if (l4_mkdir_p(pin_dir) < 0) {
         snprintf(err, errlen, "cannot create %s: %s (is bpffs mounted on /sys/fs/bpf?)", pin_dir, strerror(errno));
         return -1;
     }

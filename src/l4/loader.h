@@ -9,9 +9,12 @@
 #ifndef SLUICE_L4_LOADER_H
 #define SLUICE_L4_LOADER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <bpf/libbpf.h>
 
 #define L4_PIN_DIR "/sys/fs/bpf/sluice"
 #define L4_MAX_IFACES 16
@@ -55,6 +58,16 @@ void l4_loader_close(struct l4_loader *ld);
 /* 1 if the BPF JIT is off (/proc/sys/net/core/bpf_jit_enable is 0), 0 if
  * on, -1 if unknown. */
 int l4_jit_disabled(void);
+
+/* Helpers shared by the forwarder's and the decap program's loaders. */
+/* libbpf's print callback: its warnings (they explain verifier failures)
+ * to stderr, its debug chatter nowhere. */
+int l4_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap);
+/* mkdir -p with mode 0700. */
+int l4_mkdir_p(const char *dir);
+/* Mount a bpffs on /sys/fs/bpf if pin_dir is under it and none is there
+ * (a fresh `ip netns exec` remounts /sys without one). */
+int l4_ensure_bpffs(const char *pin_dir);
 
 /* Open one pinned map of pin_dir by name (for `sluice l4 list`); -1 with
  * errno when it is not there. */
