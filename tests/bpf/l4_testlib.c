@@ -637,9 +637,14 @@ int tl_conn_set(struct tl_env *e, const struct l4_flow_key *k, const struct l4_c
     return err;
 }
 
+/* Forget a flow: in the per-CPU table and in the shared fallback one. */
 int tl_conn_del(struct tl_env *e, const struct l4_flow_key *k)
 {
-    return bpf_map_delete_elem(e->fd_conn, k);
+    int rc = bpf_map_delete_elem(e->fd_conn, k);
+    int shared = bpf_map__fd(e->skel->maps.conn_shared);
+    if (bpf_map_delete_elem(shared, k) != 0 && errno != ENOENT)
+        return -1;
+    return rc;
 }
 
 int tl_conn_clear(struct tl_env *e)
@@ -650,6 +655,10 @@ int tl_conn_clear(struct tl_env *e)
      * never skips one (unlike walking with a key that is gone). */
     while (bpf_map_get_next_key(e->fd_conn, NULL, &k) == 0)
         if (bpf_map_delete_elem(e->fd_conn, &k) != 0)
+            return -errno;
+    int shared = bpf_map__fd(e->skel->maps.conn_shared);
+    while (bpf_map_get_next_key(shared, NULL, &k) == 0)
+        if (bpf_map_delete_elem(shared, &k) != 0)
             return -errno;
     return 0;
 }

@@ -100,6 +100,19 @@ struct {
     __type(value, struct l4_conn);
 } conn SEC(".maps");
 
+/* The same flows in one table shared by every CPU, consulted only when the
+ * per-CPU table misses. A flow does not always stay on one CPU: RSS can be
+ * re-programmed, and on veth XDP runs on the sending task's CPU, which the
+ * scheduler moves. Without this, such a packet would fall back to Maglev,
+ * and after a table change (a real removed, a weight changed) Maglev may
+ * name another real for an established flow. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, L4_CONN_ENTRIES);
+    __type(key, struct l4_flow_key);
+    __type(value, struct l4_conn);
+} conn_shared SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
@@ -510,6 +523,22 @@ static __always_inline struct l4_real *pick_real(const struct pkt *p, const stru
                 return r;
             }
         }
+        /* Not on this CPU: another CPU may have seen the flow first. */
+        c = bpf_map_lookup_elem(&conn_shared, &p->key);
+        if (c) {
+            struct l4_conn v = *c;
+
+            r = active_real(v.real);
+            if (r) {
+                if (track) {
+                    count_in(&reasons, L4_R_CT_HIT, 0);
+                    bpf_map_update_elem(&conn, &p->key, &v, BPF_ANY);
+                }
+                *real_idx = v.real;
+                *hash = v.hash;
+                return r;
+            }
+        }
         if (track)
             count_in(&reasons, L4_R_CT_MISS, 0);
     }
@@ -533,6 +562,7 @@ static __always_inline struct l4_real *pick_real(const struct pkt *p, const stru
             struct l4_conn v = { .real = idx, .hash = h };
 
             bpf_map_update_elem(&conn, &p->key, &v, BPF_ANY);
+            bpf_map_update_elem(&conn_shared, &p->key, &v, BPF_ANY);
         } else {
             count_in(&reasons, L4_R_CT_GUARD_SKIP, 0);
         }
