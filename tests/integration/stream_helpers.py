@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 
+from helpers import free_port, wait_for  # noqa: F401  (shared with the other tests)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -25,28 +27,6 @@ def sluice_binary():
     if os.access(asan, os.X_OK):
         return asan
     return os.path.join(ROOT, "build", "sluice")
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    """A port nobody listens on right now (for the proxy's own listeners,
-    which must be written into the config before it starts, and for
-    deliberately dead backends)."""
-    s = socket.socket(socket.AF_INET, kind)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
-def wait_for(predicate, timeout=5.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = predicate()
-        if v:
-            return v
-        time.sleep(interval)
-    return predicate()
 
 
 class TcpBackend:
