@@ -84,21 +84,8 @@ def counter(stats, name):
     return int(m.group(1)) if m else -1
 
 
-@pytest.fixture
-def topo(tmp_path):
-    why = dr.have_tools()
-    if why:
-        pytest.skip(why)
-    t = dr.Topology(tmp_path)
-    try:
-        try:
-            t.build()
-        except subprocess.CalledProcessError as e:
-            pytest.skip("cannot build the namespace topology: %s %s" % (e.cmd, e.stderr))
-        t.start_servers()
-        yield t
-    finally:
-        t.destroy()
+# The same namespace topology as the DR tests (reals, switch, LB, client).
+topo = dr.topo
 
 
 @pytest.mark.parametrize("vip_fam,real_fam,kind", CASES, ids=[c[2][len("decap_"):] for c in CASES])
