@@ -54,6 +54,15 @@ enum l4_mode {
 #define L4_VIP_F_NO_CT   0x0001 /* stateless: always Maglev, never touch the
                                  * connection table (hashing is consistent,
                                  * so flows only move when the table does) */
+#define L4_VIP_F_SRC_HASH 0x0002 /* scheduler source-hash: the Maglev slot is
+                                  * picked by a hash of the client's address
+                                  * alone (every port of a client goes to one
+                                  * real) */
+#define L4_VIP_F_RR      0x0004 /* schedulers rr and wrr: a new flow takes the
+                                 * next non-empty slot of the live table from
+                                 * a per-CPU cursor (wrr: the table holds
+                                 * each real in proportion to its weight; rr:
+                                 * built with equal weights) */
 
 /* (vip_meta.reserved is still unused: NAT needed no per-service field but
  * the local-address pool, which is keyed by vip_meta.svc in nat_pools.) */
@@ -92,7 +101,10 @@ struct l4_real {
     __u16 flags;      /* L4_REAL_F_* */
     /* Added for NAT (the fields above are unchanged): */
     __be16 port;      /* NAT/FullNAT: the real's port; 0 = the VIP's port */
-    __u16 pad2;       /* always 0 */
+    __u16 owner;      /* control plane only: the owning service's
+                       * vip_meta.svc + 1 (0 = free slot); a restart uses it
+                       * to give every real back its index. The data plane
+                       * ignores it. */
 };
 
 /* maglev (BPF_MAP_TYPE_ARRAY of __u32): maglev_tables * M slots, each a
@@ -135,6 +147,10 @@ struct l4_cfg {
     __u32 nat_tcp_timeout;  /* s: idle TCP flow; 0 = L4_NAT_TCP_TIMEOUT */
     __u32 nat_fin_timeout;  /* s: TCP flow after FIN or RST; 0 = default */
     __u32 nat_udp_timeout;  /* s: idle UDP flow; 0 = L4_NAT_UDP_TIMEOUT */
+    /* Written by the control plane for readers of the pinned maps
+     * (`sluice l4 list`); the data plane reads maglev_m from .rodata. */
+    __u32 maglev_m;      /* Maglev table size M */
+    __u32 maglev_tables; /* tables in the maglev map */
 };
 
 /* l4_cfg.flags */
