@@ -2051,9 +2051,11 @@ static void parse_l4_seed(struct ctx *c, const struct ynode *v, uint32_t *out)
     *out = (uint32_t)n;
 }
 
-enum { L4K_INTERFACES, L4K_XDP_MODE, L4K_SEED, L4K_SYN_CAP, L4K_TUN_SRC4, L4K_TUN_SRC6, L4K_SERVICES };
+enum { L4K_INTERFACES, L4K_XDP_MODE, L4K_SEED, L4K_SYN_CAP, L4K_TUN_SRC4, L4K_TUN_SRC6, L4K_TUN_MTU,
+       L4K_MAX_SERVICES, L4K_SERVICES };
 static const char *const l4_keys[] = {
-    "interfaces", "xdp_mode", "seed", "syn_cap", "tun_source_prefix", "tun_source_prefix6", "services", NULL,
+    "interfaces", "xdp_mode", "seed", "syn_cap", "tun_source_prefix", "tun_source_prefix6", "tun_mtu",
+    "max_services", "services", NULL,
 };
 
 static void l4_field(struct ctx *c, int key, const struct ynode *v, void *obj)
@@ -2080,6 +2082,15 @@ static void l4_field(struct ctx *c, int key, const struct ynode *v, void *obj)
     case L4K_TUN_SRC6:
         get_prefix(c, v, AF_INET6, &l4->tun_src6);
         break;
+    case L4K_TUN_MTU:
+        /* 0 = no check; otherwise at least IPv6's minimum link MTU. */
+        get_uint(c, v, 0, 65535, &l4->tun_mtu);
+        if (l4->tun_mtu && l4->tun_mtu < 1280)
+            err_at(c, v->line, "must be 0 (no check) or 1280..65535, got %u", l4->tun_mtu);
+        break;
+    case L4K_MAX_SERVICES:
+        get_uint(c, v, 1, 1024, &l4->max_services);
+        break;
     case L4K_SERVICES:
         parse_l4_services(c, v, l4);
         break;
@@ -2093,10 +2104,13 @@ static void parse_l4(struct ctx *c, const struct ynode *v)
     l4->line = c->key_line;
     l4->seed = 0x5eed1a4bu; /* L4_DEFAULT_FLOW_SEED in src/l4/bpf/l4_maps.h */
     l4->syn_cap = 100000;
+    l4->max_services = 16;
     if (!walk_map(c, v, l4_keys, l4_field, l4))
         return;
     if (!map_has_key(v, "interfaces"))
         missing_key(c, v, "interfaces");
+    if (l4->max_services < l4->n_services)
+        l4->max_services = (uint32_t)l4->n_services;
     bool tun4 = false, tun6 = false;
     for (size_t i = 0; i < l4->n_services; i++) {
         const struct cfg_l4_service *s = &l4->services[i];

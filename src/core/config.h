@@ -160,6 +160,10 @@ struct cfg_l4 {
     uint32_t seed;         /* default L4_DEFAULT_FLOW_SEED (0x5eed1a4b) */
     uint32_t syn_cap;      /* new conn entries per CPU per second; 0 = no cap */
     struct cfg_prefix tun_src4, tun_src6;
+    uint32_t tun_mtu;      /* TUN: max outer packet; bigger ones get an ICMP
+                            * frag-needed / packet-too-big; 0 = no check */
+    uint32_t max_services; /* room in the maps for services added at run
+                            * time; default 16, raised to the file's count */
     struct cfg_l4_service *services;
     size_t n_services;
     int line;

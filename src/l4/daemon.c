@@ -511,7 +511,7 @@ int l4_daemon_run(const struct l4_run_options *o)
     }
 
     uint32_t m = maglev_table_size(max_reals(l4));
-    if (l4_loader_open(&d.ld, d.pin_dir, m, l4_table_count(l4->n_services), l4->seed, note, err, sizeof err) < 0) {
+    if (l4_loader_open(&d.ld, d.pin_dir, m, l4_table_count(l4->max_services), l4->seed, note, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
     }
@@ -532,7 +532,7 @@ int l4_daemon_run(const struct l4_run_options *o)
         log_info("attached to %s in %s XDP mode", l4->interfaces[i],
                  l4->xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)");
     }
-    if (l4_write_config(d.ld.fd_cfg, l4, d.ld.ifaces[0].mac, err, sizeof err) < 0) {
+    if (l4_write_config(d.ld.fd_cfg, l4, d.ld.ifaces[0].mac, d.ld.maglev_m, d.ld.maglev_tables, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
     }

@@ -45,7 +45,8 @@ void l4_icmp_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s)
     k->proto = s->vip.ss.ss_family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
 }
 
-int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], char *err, size_t errlen)
+int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], uint32_t maglev_m,
+                    uint32_t maglev_tables, char *err, size_t errlen)
 {
     struct l4_cfg c;
     memset(&c, 0, sizeof c);
@@ -56,6 +57,9 @@ int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6
         if (l4->services[s].mode == L4_FWD_NAT || l4->services[s].mode == L4_FWD_FULLNAT)
             c.flags |= L4_CFG_F_NAT_REPLIES;
     c.new_flow_cap = l4->syn_cap;
+    c.tun_mtu = (__u16)l4->tun_mtu;
+    c.maglev_m = maglev_m;
+    c.maglev_tables = maglev_tables;
     if (l4->tun_src4.family) {
         memcpy(&c.tun_src4, l4->tun_src4.addr, 4);
         c.tun_src4_plen = l4->tun_src4.plen;
