@@ -104,6 +104,9 @@ int l4_loader_open(struct l4_loader *ld, const char *pin_dir, uint32_t maglev_m,
     ld->skel->rodata->maglev_m = maglev_m;
     ld->skel->rodata->maglev_tables = maglev_tables;
     ld->skel->rodata->flow_seed = seed;
+    /* Spreads the rr cursors' starting points over the table. */
+    int ncpus = libbpf_num_possible_cpus();
+    ld->skel->rodata->nr_cpus = ncpus > 0 ? (uint32_t)ncpus : 1;
     int rc = bpf_map__set_max_entries(ld->skel->maps.maglev, maglev_m * maglev_tables);
     if (rc) {
         snprintf(err, errlen, "cannot size the maglev map: %s", strerror(-rc));

@@ -305,6 +305,7 @@ int tl_env_open(struct tl_env *e, uint32_t m, uint32_t tables, uint32_t seed)
     e->skel->rodata->maglev_m = m;
     e->skel->rodata->maglev_tables = tables;
     e->skel->rodata->flow_seed = seed;
+    e->skel->rodata->nr_cpus = (uint32_t)e->ncpus;
     err = bpf_map__set_max_entries(e->skel->maps.maglev, m * tables);
     if (err)
         goto fail;
@@ -324,6 +325,8 @@ int tl_env_open(struct tl_env *e, uint32_t m, uint32_t tables, uint32_t seed)
     e->fd_reasons = bpf_map__fd(e->skel->maps.reasons);
     e->fd_nat = bpf_map__fd(e->skel->maps.nat);
     e->fd_pools = bpf_map__fd(e->skel->maps.nat_pools);
+    e->fd_conn_shared = bpf_map__fd(e->skel->maps.conn_shared);
+    e->fd_rr = bpf_map__fd(e->skel->maps.rr_cursor);
     return 0;
 fail:
     forwarder__destroy(e->skel);
@@ -513,6 +516,17 @@ uint32_t tl_maglev_real(const struct tl_env *e, uint32_t svc, const struct tl_fr
     const struct tl_svc *s = &e->svcs[svc];
     int32_t pos = maglev_lookup(s->table, e->m, tl_flow_hash(e, f));
 
+    return pos < 0 ? 0 : s->reals[pos];
+}
+
+uint32_t tl_src_hash_real(const struct tl_env *e, uint32_t svc, const struct tl_addr *client)
+{
+    const struct tl_svc *s = &e->svcs[svc];
+    __be32 src[4];
+    int32_t pos;
+
+    memcpy(src, client->a, 16);
+    pos = maglev_lookup(s->table, e->m, l4_src_hash(src, e->seed));
     return pos < 0 ? 0 : s->reals[pos];
 }
 

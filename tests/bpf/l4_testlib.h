@@ -100,6 +100,7 @@ struct tl_env {
     int fd_vips, fd_reals, fd_maglev, fd_conn, fd_cfg, fd_flood;
     int fd_vip_stats, fd_real_stats, fd_reasons;
     int fd_nat, fd_pools;
+    int fd_conn_shared, fd_rr;
     uint32_t m, tables, seed;
     int ncpus, cpu;          /* possible CPUs; the CPU we are pinned to */
     struct l4_cfg cfg;
@@ -140,6 +141,9 @@ uint32_t tl_flow_hash(const struct tl_env *e, const struct tl_frame *f);
 /* The real the Maglev table of svc picks for a flow (what maglev_lookup()
  * gives for the flow hash). */
 uint32_t tl_maglev_real(const struct tl_env *e, uint32_t svc, const struct tl_frame *f);
+/* The real the source-hash scheduler picks for a client: the Maglev slot
+ * of l4_src_hash() of its address. */
+uint32_t tl_src_hash_real(const struct tl_env *e, uint32_t svc, const struct tl_addr *client);
 
 /* BPF_PROG_TEST_RUN, once. Returns 0 or -errno; *verdict, out filled. */
 int tl_run(int prog_fd, const struct pkt *in, struct pkt *out, uint32_t *verdict);

@@ -66,6 +66,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 maglev_m = L4_MAGLEV_DEFAULT_M;            /* prime */
 const volatile __u32 maglev_tables = L4_MAGLEV_DEFAULT_TABLES;
 const volatile __u32 flow_seed = L4_DEFAULT_FLOW_SEED;
+/* Possible CPUs, for spreading the rr cursors' starting points. */
+const volatile __u32 nr_cpus = 1;
 
 /* ---- maps (struct layouts in l4_maps.h) ---- */
 
@@ -161,6 +163,15 @@ struct {
     __type(key, __u32);
     __type(value, struct l4_flood);
 } flood SEC(".maps");
+
+/* rr and wrr: per-CPU, so taking the next slot needs no atomic and no
+ * shared cache line; each CPU walks the table on its own. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, L4_MAX_SERVICES);
+    __type(key, __u32);
+    __type(value, struct l4_rr_cursor);
+} rr_cursor SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -498,6 +509,78 @@ static __always_inline struct l4_real *active_real(__u32 idx)
     return r;
 }
 
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* Does this packet open a flow? A TCP SYN without ACK, or any UDP packet
+ * (UDP has no handshake). A TCP packet that is not a SYN and has no entry
+ * belongs to a flow whose entry is gone (evicted, or never made because
+ * the SYN guard held it back): it is not a new flow. */
+static __always_inline bool opens_flow(const struct pkt *p)
+{
+    return p->key.proto != PROTO_TCP || (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+static __always_inline __u32 maglev_real_at(__u32 table, __u32 slot)
+{
+    __u32 k = table * maglev_m + slot, *m = bpf_map_lookup_elem(&maglev, &k);
+
+    return m ? *m : 0;
+}
+
+/* rr / wrr: the next slot of the live table, from this CPU's cursor, whose
+ * real is set and active; at most L4_RR_PROBES tries. The control plane
+ * builds the table with the reals' weights (wrr) or equal weights (rr), so
+ * in slot order every real appears in proportion to its weight. Returns the
+ * real index, 0 for none. */
+static __always_inline __u32 rr_next(const struct l4_vip_meta *vip)
+{
+    __u32 svc = vip->svc, m = maglev_m, cur, idx, i;
+    struct l4_rr_cursor *c = bpf_map_lookup_elem(&rr_cursor, &svc);
+
+    if (!c)
+        return 0;
+    if (!c->started) {
+        __u32 n = nr_cpus ? nr_cpus : 1;
+
+        c->next = (__u32)(((__u64)(bpf_get_smp_processor_id() % n) * m) / n);
+        c->started = 1;
+    }
+    cur = c->next < m ? c->next : 0;
+    for (i = 0; i < L4_RR_PROBES; i++) {
+        idx = maglev_real_at(vip->table, cur);
+        cur = cur + 1 < m ? cur + 1 : 0;
+        if (active_real(idx)) {
+            c->next = cur;
+            return idx;
+        }
+    }
+    c->next = cur;
+    return 0;
+}
+
+/* The scheduler's choice for a flow without an entry (vip_meta.flags):
+ *   L4_VIP_F_RR        the next slot from the cursor, for a packet that
+ *                      opens a flow and will be remembered (`sched_rr`);
+ *   L4_VIP_F_SRC_HASH  the slot of the client's address hash;
+ *   neither            the slot of the flow hash `h` (Maglev).
+ * An rr service's packet that cannot be remembered (SYN guard over the cap,
+ * no connection table) or does not open a flow (an ICMP error, a TCP
+ * segment whose entry is gone) falls back to the flow hash: stateless and
+ * the same for every packet of the flow, where the cursor would pick a new
+ * real each time. */
+static __always_inline __u32 sched_pick(const struct pkt *p, const struct l4_vip_meta *vip, __u32 h,
+                                        bool sched_rr)
+{
+    if ((vip->flags & L4_VIP_F_RR) && sched_rr && opens_flow(p))
+        return rr_next(vip);
+    if (vip->flags & L4_VIP_F_SRC_HASH)
+        h = l4_src_hash(p->key.src, flow_seed);
+    return maglev_real_at(vip->table, l4_maglev_slot(h, maglev_m));
+}
+
 /* The real for a flow: the connection table first, then Maglev. `track`
  * is false for ICMP errors, which must not create state or count as flows.
  * An entry whose real has gone inactive is treated as a miss, so a removed
@@ -506,9 +589,9 @@ static __always_inline struct l4_real *pick_real(const struct pkt *p, const stru
                                                  const struct l4_cfg *cfg, bool track,
                                                  __u32 *real_idx, __u32 *hash)
 {
-    bool use_ct = !(vip->flags & L4_VIP_F_NO_CT);
+    bool use_ct = !(vip->flags & L4_VIP_F_NO_CT), insert;
     struct l4_real *r;
-    __u32 slot, h, idx, *m;
+    __u32 h, idx;
 
     if (use_ct) {
         struct l4_conn *c = bpf_map_lookup_elem(&conn, &p->key);
@@ -543,22 +626,23 @@ static __always_inline struct l4_real *pick_real(const struct pkt *p, const stru
             count_in(&reasons, L4_R_CT_MISS, 0);
     }
 
+    /* The flow hash is cached in the entry whatever the scheduler: TUN
+     * takes the outer source and flow label from it. */
     h = l4_flow_hash(&p->key, flow_seed);
     /* A table id past the configured count could make table * M wrap
      * around into another service's slots: refuse it. */
     if (vip->table >= maglev_tables)
         return NULL;
-    slot = vip->table * maglev_m + l4_maglev_slot(h, maglev_m);
-    m = bpf_map_lookup_elem(&maglev, &slot);
-    if (!m)
-        return NULL;
-    idx = *m;
+    /* Ask the SYN guard first: rr may only advance its cursor for a flow
+     * that will be remembered. */
+    insert = track && use_ct && flood_allow(cfg);
+    idx = sched_pick(p, vip, h, insert);
     r = active_real(idx);
     if (!r)
         return NULL;
 
     if (track && use_ct) {
-        if (flood_allow(cfg)) {
+        if (insert) {
             struct l4_conn v = { .real = idx, .hash = h };
 
             bpf_map_update_elem(&conn, &p->key, &v, BPF_ANY);
@@ -924,11 +1008,6 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct pkt *p, const 
 
 /* ---- NAT and FullNAT ---- */
 
-#define TCP_FIN 0x01
-#define TCP_SYN 0x02
-#define TCP_RST 0x04
-#define TCP_ACK 0x10
-
 /* One's complement arithmetic for incremental updates: `acc` collects
  * ~old + new for every 16-bit word that changes (RFC 1624 eqn. 3), and
  * csum_apply() folds it into a checksum field. A u32 holds the sum of the
@@ -1250,7 +1329,7 @@ static __noinline int nat_in(struct xdp_md *ctx, struct pkt *p, const struct l4_
     struct l4_real *r = NULL;
     struct ethhdr *eth = data;
     __u64 now = bpf_ktime_get_coarse_ns();
-    __u32 idx = 0, h, slot, *m, zero = 0;
+    __u32 idx = 0, h, zero = 0;
     bool full = vip->mode == L4_MODE_FULLNAT;
     int rc;
 
@@ -1314,20 +1393,18 @@ static __noinline int nat_in(struct xdp_md *ctx, struct pkt *p, const struct l4_
     h = l4_flow_hash(&p->key, flow_seed);
     if (vip->table >= maglev_tables)
         return finish(L4_R_DROP_NO_REAL, bytes);
-    slot = vip->table * maglev_m + l4_maglev_slot(h, maglev_m);
-    m = bpf_map_lookup_elem(&maglev, &slot);
-    if (!m)
-        return finish(L4_R_DROP_NO_REAL, bytes);
-    idx = *m;
-    r = active_real(idx);
-    /* No family translation: the real must be of the client's family. */
-    if (!r || (bool)(r->flags & L4_REAL_F_V6) != (bool)p->v6)
-        return finish(L4_R_DROP_NO_REAL, bytes);
-    /* Without state no reply can be translated: over the cap, drop. */
+    /* Without state no reply can be translated: over the cap, drop. (The
+     * guard is asked before the scheduler, so a dropped flow does not move
+     * an rr cursor.) */
     if (!flood_allow(cfg)) {
         count_in(&reasons, L4_R_CT_GUARD_SKIP, 0);
         return finish(L4_R_DROP_NAT_GUARD, bytes);
     }
+    idx = sched_pick(p, vip, h, true);
+    r = active_real(idx);
+    /* No family translation: the real must be of the client's family. */
+    if (!r || (bool)(r->flags & L4_REAL_F_V6) != (bool)p->v6)
+        return finish(L4_R_DROP_NO_REAL, bytes);
 
     /* The IN value: what the client's packets become. */
     __builtin_memset(in, 0, sizeof(*in));

@@ -67,6 +67,21 @@ L4_INLINE __u32 l4_flow_hash(const struct l4_flow_key *k, __u32 seed)
     return l4_hash_final(h);
 }
 
+/* The source-hash scheduler's hash: the client's address alone, so every
+ * connection of one client (any port, any protocol) lands on one Maglev
+ * slot. Same seed and merge steps as l4_flow_hash(); the domain separator
+ * (16, the address length) keeps it from equalling a flow hash. */
+L4_INLINE __u32 l4_src_hash(const __be32 src[4], __u32 seed)
+{
+    __u32 h = seed ^ 16u;
+
+    h = l4_hash_merge(h, src[0]);
+    h = l4_hash_merge(h, src[1]);
+    h = l4_hash_merge(h, src[2]);
+    h = l4_hash_merge(h, src[3]);
+    return l4_hash_final(h);
+}
+
 /* The Maglev slot of a hash within one table of m slots. User space gets
  * the same answer from maglev_lookup(table, m, hash) in src/core/maglev.h. */
 L4_INLINE __u32 l4_maglev_slot(__u32 hash, __u32 m)

@@ -365,4 +365,19 @@ static const char *const l4_reason_names[L4_R__COUNT] = {
 #define L4_TUN_TTL   64  /* outer TTL / hop limit */
 #define L4_ECHO_TTL  64  /* TTL / hop limit of echo replies */
 
+/* ---- schedulers (appended) ---- */
+
+/* rr_cursor (BPF_MAP_TYPE_PERCPU_ARRAY, L4_MAX_SERVICES): for services with
+ * L4_VIP_F_RR, each CPU's position in the service's live Maglev table,
+ * indexed by vip_meta.svc. A new flow takes the first slot from `next` on
+ * whose real is set and active, at most L4_RR_PROBES slots, and `next` moves
+ * past it. On a CPU's first use `next` starts at cpu * M / nr_cpus, so the
+ * CPUs do not all begin with the same real. */
+struct l4_rr_cursor {
+    __u32 next;       /* slot within the table, 0..M-1 */
+    __u32 started;    /* 0 until this CPU first used the cursor */
+};
+
+#define L4_RR_PROBES 8  /* slots tried per new flow before drop_no_real */
+
 #endif
