@@ -47,10 +47,13 @@ $(L4_OUT)/%.skel.h: $(L4_OUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $(subst .bpf.o,,$(notdir $<)) > $@.tmp
 	@mv $@.tmp $@
 
-# (src/core/toa_lookup.c: the TOA fixtures test the lookup helper too.)
+# (src/core/toa_lookup.c: the TOA fixtures test the lookup helper too;
+# src/l4/conns.c: and the connection counts.)
 $(L4_OUT)/test_forwarder: tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
-                          $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/core/toa_lookup.c src/core/toa_lookup.h
-	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_CORE_SRC) src/core/toa_lookup.c $(L4_USER_LIBS)
+                          $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/core/toa_lookup.c src/core/toa_lookup.h \
+                          src/l4/conns.c src/l4/conns.h
+	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_CORE_SRC) src/core/toa_lookup.c \
+	      src/l4/conns.c $(L4_USER_LIBS)
 
 $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
                     $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS)

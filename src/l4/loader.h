@@ -36,6 +36,8 @@ struct l4_loader {
     int prog_fd;
     /* map fds, owned by the skeleton */
     int fd_vips, fd_reals, fd_maglev, fd_conn, fd_cfg, fd_vip_stats, fd_real_stats, fd_reasons, fd_nat_pools;
+    /* the state tables l4_count_conns() (conns.h) reads */
+    int fd_conn_shared, fd_nat;
     size_t n_reused;       /* maps taken over from an earlier run */
 };
 

@@ -581,6 +581,31 @@ static __always_inline __u32 sched_pick(const struct pkt *p, const struct l4_vip
     return maglev_real_at(vip->table, l4_maglev_slot(h, maglev_m));
 }
 
+/* Note a packet on a connection entry: its second and whether TCP is
+ * closing, for the connection counts of `sluice l4 list`. Only what
+ * changed is written, so a busy flow costs a clock read and two compares;
+ * the per-CPU entry's line is this CPU's own anyway. */
+static __always_inline void conn_touch(struct l4_conn *c, const struct pkt *p, __u32 now)
+{
+    __u8 fl = c->flags;
+
+    if (p->key.proto == PROTO_TCP) {
+        if (p->tcp_flags & (TCP_FIN | TCP_RST))
+            fl |= L4_CONN_F_CLOSING;
+        else if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+            fl &= ~L4_CONN_F_CLOSING; /* the client reuses its tuple */
+    }
+    if (fl != c->flags)
+        c->flags = fl;
+    if (c->seen != now)
+        c->seen = now;
+}
+
+static __always_inline __u32 now_secs(void)
+{
+    return (__u32)(bpf_ktime_get_coarse_ns() / NSEC_PER_SEC);
+}
+
 /* The real for a flow: the connection table first, then Maglev. `track`
  * is false for ICMP errors, which must not create state or count as flows.
  * An entry whose real has gone inactive is treated as a miss, so a removed
@@ -599,8 +624,10 @@ static __always_inline struct l4_real *pick_real(const struct pkt *p, const stru
         if (c) {
             r = active_real(c->real);
             if (r) {
-                if (track)
+                if (track) {
                     count_in(&reasons, L4_R_CT_HIT, 0);
+                    conn_touch(c, p, now_secs());
+                }
                 *real_idx = c->real;
                 *hash = c->hash;
                 return r;
@@ -615,6 +642,10 @@ static __always_inline struct l4_real *pick_real(const struct pkt *p, const stru
             if (r) {
                 if (track) {
                     count_in(&reasons, L4_R_CT_HIT, 0);
+                    /* (A shared line, but this path is rare: a flow that
+                     * changed CPU.) */
+                    conn_touch(c, p, now_secs());
+                    v = *c;
                     bpf_map_update_elem(&conn, &p->key, &v, BPF_ANY);
                 }
                 *real_idx = v.real;
@@ -645,6 +676,7 @@ static __always_inline struct l4_real *pick_real(const struct pkt *p, const stru
         if (insert) {
             struct l4_conn v = { .real = idx, .hash = h };
 
+            conn_touch(&v, p, now_secs());
             bpf_map_update_elem(&conn, &p->key, &v, BPF_ANY);
             bpf_map_update_elem(&conn_shared, &p->key, &v, BPF_ANY);
         } else {

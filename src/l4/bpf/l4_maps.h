@@ -125,7 +125,18 @@ struct l4_flow_key {
 struct l4_conn {
     __u32 real;       /* real index; 0 = no entry on this CPU */
     __u32 hash;       /* the flow hash, cached: TUN needs it per packet */
+    /* Appended for connection counts (`sluice l4 list`, src/l4/conns.h);
+     * 8 -> 16 bytes, so a pinned table of the old shape is replaced. */
+    __u32 seen;       /* bpf_ktime_get_coarse_ns() / 1e9 (CLOCK_MONOTONIC
+                       * seconds) of the flow's last packet through this
+                       * copy; written only when the second changes */
+    __u8 flags;       /* L4_CONN_F_* */
+    __u8 pad[3];      /* always 0 */
 };
+
+/* l4_conn.flags */
+#define L4_CONN_F_CLOSING 0x01 /* TCP FIN or RST seen (a SYN without ACK on
+                                * the same tuple clears it) */
 
 /* l4_config (BPF_MAP_TYPE_ARRAY, one entry): run-time settings the control
  * plane may change at any moment. The NAT fields were appended after
