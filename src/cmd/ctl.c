@@ -14,6 +14,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +46,15 @@ static int send_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* One request to the admin API. Returns 0 with *r filled, or -1 with a message printed. */
-static int admin_call(const struct sl_addr *admin, const char *method, const char *path, const char *body,
-                      struct reply *r)
+/* One request to the admin API. Returns 0 with *r filled, or -1 with a
+ * message printed (quiet: not when nothing listens there). */
+static int admin_call_q(const struct sl_addr *admin, const char *method, const char *path, const char *body,
+                        struct reply *r, bool quiet)
 {
     int fd = socket(admin->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (const struct sockaddr *)&admin->ss, admin->len) < 0) {
-        fprintf(stderr, "sluice: cannot reach the admin API at %s: %s\n", admin->text, strerror(errno));
+        if (!quiet)
+            fprintf(stderr, "sluice: cannot reach the admin API at %s: %s\n", admin->text, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -108,6 +111,24 @@ static int admin_call(const struct sl_addr *admin, const char *method, const cha
     size_t off = (size_t)(sep + 4 - buf);
     memmove(buf, buf + off, len - off + 1);
     r->len = len - off;
+    return 0;
+}
+
+static int admin_call(const struct sl_addr *admin, const char *method, const char *path, const char *body,
+                      struct reply *r)
+{
+    return admin_call_q(admin, method, path, body, r, false);
+}
+
+int ctl_request(const struct sl_addr *admin, const char *method, const char *path, const char *body, bool quiet,
+                int *status, char **reply_body, size_t *reply_len)
+{
+    struct reply r = {0};
+    if (admin_call_q(admin, method, path, body, &r, quiet) < 0)
+        return -1;
+    *status = r.status;
+    *reply_body = r.body;
+    *reply_len = r.len;
     return 0;
 }
 

@@ -624,6 +624,31 @@ static void reply_method_not_allowed(struct admin_reply *r, const char *allow)
     r->allow = allow;
 }
 
+void admin_reply_json(struct admin_reply *r, int status, json_t *doc)
+{
+    reply_json(r, status, doc);
+}
+
+void admin_reply_error(struct admin_reply *r, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    reply_error(r, status, "%s", msg);
+}
+
+void admin_reply_text(struct admin_reply *r, int status, char *text, size_t len)
+{
+    reply_set(r, status, "text/plain; charset=utf-8", text, len);
+}
+
+void admin_reply_method_not_allowed(struct admin_reply *r, const char *allow)
+{
+    reply_method_not_allowed(r, allow);
+}
+
 /* ------------------------------------------------------------------ */
 /* Routing */
 
@@ -861,6 +886,16 @@ static void route_request(struct request *rq, const struct route *rt, struct adm
             reply_method_not_allowed(r, "GET, HEAD");
         else
             reply_json(r, 200, status_json(rq->v));
+        return;
+    }
+    if (rt->n >= 2 && seg_is(rt, 0, "api") && rq->v->ext_prefix && seg_is(rt, 1, rq->v->ext_prefix) &&
+        rq->v->ext_handler) {
+        if (!view_consistent(rq->v)) {
+            reply_error(r, 503, "configuration is being replaced; try again");
+            return;
+        }
+        rq->v->ext_handler(rq->v->ext_arg, rq->method, (const char *const *)rt->seg + 2, rt->n - 2, rq->body,
+                           rq->body_len, r);
         return;
     }
     if (rt->n >= 2 && seg_is(rt, 0, "api") && seg_is(rt, 1, "pools")) {

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/addr.h"
 #include "core/config.h"
 #include "core/evloop.h"
@@ -28,6 +30,8 @@
 #define ADMIN_MAX_HEAD 16384
 #define ADMIN_MAX_BODY 65536
 #define ADMIN_MAX_WEIGHT 1000000
+
+struct admin_reply;
 
 struct admin_view {
     const struct sl_config *cfg;      /* current config (replaced on reload) */
@@ -42,6 +46,13 @@ struct admin_view {
      * its XDP counters). Returns a malloc'd text, NULL for none. */
     char *(*extra_metrics)(void *arg, size_t *len);
     void *extra_arg;
+    /* Optional: every request under /api/<ext_prefix>/ goes to ext_handler
+     * with the path segments after it (decoded), e.g. sluice l4's
+     * /api/l4/services/... It must fill reply (admin_reply_* below). */
+    const char *ext_prefix;
+    void (*ext_handler)(void *arg, const char *method, const char *const *seg, size_t n_seg, const char *body,
+                        size_t body_len, struct admin_reply *reply);
+    void *ext_arg;
 };
 
 struct admin_server;
@@ -78,6 +89,13 @@ struct admin_reply {
     char *body;                       /* malloc'd */
     size_t body_len;
 };
+
+/* For ext_handler: fill a reply. admin_reply_json takes the reference to
+ * doc; admin_reply_text takes the malloc'd text. */
+void admin_reply_json(struct admin_reply *r, int status, json_t *doc);
+__attribute__((format(printf, 3, 4))) void admin_reply_error(struct admin_reply *r, int status, const char *fmt, ...);
+void admin_reply_text(struct admin_reply *r, int status, char *text, size_t len);
+void admin_reply_method_not_allowed(struct admin_reply *r, const char *allow);
 
 /* Route and answer one request (no I/O): method as sent ("GET"...), target
  * as in the request line (path and optional query). Always fills reply,

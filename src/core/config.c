@@ -2318,18 +2318,41 @@ static void free_listener(struct cfg_listener *l)
     free(l->toa_map);
 }
 
+void config_l4_service_free(struct cfg_l4_service *s)
+{
+    free(s->health.http_path);
+    free(s->health.http_host);
+    free(s->local_addrs);
+    free(s->reals);
+    memset(s, 0, sizeof *s);
+}
+
+int config_l4_service_copy(struct cfg_l4_service *dst, const struct cfg_l4_service *src)
+{
+    *dst = *src;
+    dst->health.http_path = src->health.http_path ? strdup(src->health.http_path) : NULL;
+    dst->health.http_host = src->health.http_host ? strdup(src->health.http_host) : NULL;
+    dst->local_addrs = malloc((src->n_local_addrs ? src->n_local_addrs : 1) * sizeof *dst->local_addrs);
+    dst->reals = malloc((src->n_reals ? src->n_reals : 1) * sizeof *dst->reals);
+    if ((src->health.http_path && !dst->health.http_path) || (src->health.http_host && !dst->health.http_host) ||
+        !dst->local_addrs || !dst->reals) {
+        config_l4_service_free(dst);
+        return -1;
+    }
+    if (src->n_local_addrs)
+        memcpy(dst->local_addrs, src->local_addrs, src->n_local_addrs * sizeof *dst->local_addrs);
+    if (src->n_reals)
+        memcpy(dst->reals, src->reals, src->n_reals * sizeof *dst->reals);
+    return 0;
+}
+
 static void free_l4(struct cfg_l4 *l4)
 {
     for (size_t i = 0; i < l4->n_interfaces; i++)
         free(l4->interfaces[i]);
     free(l4->interfaces);
-    for (size_t i = 0; i < l4->n_services; i++) {
-        struct cfg_l4_service *s = &l4->services[i];
-        free(s->health.http_path);
-        free(s->health.http_host);
-        free(s->local_addrs);
-        free(s->reals);
-    }
+    for (size_t i = 0; i < l4->n_services; i++)
+        config_l4_service_free(&l4->services[i]);
     free(l4->services);
 }
 

@@ -198,6 +198,12 @@ struct sl_config *config_load_string(const char *name, const char *text, size_t 
                                      struct config_errors *errs);
 
 void config_free(struct sl_config *cfg);
+
+/* Deep copy and release of one l4 service (sluice l4 edits its list of
+ * services at run time). copy returns 0 or -1 (out of memory, dst left
+ * empty). */
+int config_l4_service_copy(struct cfg_l4_service *dst, const struct cfg_l4_service *src);
+void config_l4_service_free(struct cfg_l4_service *s);
 void config_errors_free(struct config_errors *errs);
 
 /* Lookups used after loading. */

@@ -16,15 +16,19 @@
  *     established flows keep their connection-table entries (drain: weight
  *     0 keeps the real ACTIVE, so its flows stay).
  *
- * NAT and FullNAT need three things more, written at start: the real's
- * port in each of their reals, the FullNAT local addresses in nat_pools,
- * and L4_CFG_F_NAT_REPLIES in l4_config while such a service exists (the
- * forwarder then takes the replies; their next hop is recorded per flow by
- * the data plane, see docs/l4-dataplane.md).
+ * Services and reals can be added and removed while it runs (the admin
+ * API, src/l4/api.c) and the file reloaded (SIGHUP). Both go through one
+ * path: prepare() builds the next model beside the running one (slots and
+ * indexes kept for what stays, see daemon_priv.h), commit() switches to it
+ * and brings the maps in line in an order that never lets a VIP point at a
+ * table that names a real not yet written, nor a real be cleared while a
+ * live table still names it.
  *
- * Real index numbering is stable for a given config: 1, 2, ... in config
- * order, so a restart with the same file finds the connection table's
- * entries pointing at the same reals.
+ * NAT and FullNAT need three things more: the real's port in each of their
+ * reals, the FullNAT local addresses in nat_pools, and L4_CFG_F_NAT_REPLIES
+ * in l4_config while such a service exists (the forwarder then takes the
+ * replies; their next hop is recorded per flow by the data plane, see
+ * docs/l4-dataplane.md).
  */
 #include "l4/daemon.h"
 
@@ -40,6 +44,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include "cmd/master.h"
 #include "core/admin.h"
@@ -49,6 +54,7 @@
 #include "core/log.h"
 #include "core/maglev.h"
 #include "core/shared.h"
+#include "l4/daemon_priv.h"
 #include "l4/loader.h"
 #include "l4/nexthop.h"
 #include "l4/stats.h"
@@ -59,40 +65,6 @@
 #define NEXTHOP_RETRY_MS 200      /* while ARP/ND is in progress */
 #define NEXTHOP_ERROR_MS 2000     /* no route */
 
-struct real_rt {
-    bool have_mac;
-    uint8_t mac[6];
-    int ifindex;
-    bool active_written;     /* what the reals map says */
-    uint64_t next_lookup_ms;
-    int last_result;         /* enum nexthop_result, to log changes only */
-};
-
-struct svc_rt {
-    uint32_t live_table;     /* 2s or 2s + 1 */
-    uint32_t *weights;       /* effective weights the live table was built from */
-    bool built;
-};
-
-struct l4d {
-    struct sl_config *cfg;   /* the file */
-    struct sl_config *pcfg;  /* one pool per service, for health and admin */
-    struct shared_state *sh;
-    struct l4_loader ld;
-    const char *pin_dir;
-    struct ev_loop *loop;
-    struct ev_timer tick;
-    struct ev_io sig_io;
-    int sig_fd;
-    struct health_checker *hc;
-    struct admin_server *admin;
-    struct admin_view view;
-    struct real_rt *rr;      /* [sh->n_backends], global order */
-    struct svc_rt *sr;       /* [n_services] */
-    struct l4_fds fds;
-    uint64_t seed;
-};
-
 static const struct cfg_l4_service *svc_of(const struct l4d *d, size_t s) { return &d->cfg->l4.services[s]; }
 
 /* ---- the pools that stand for the services ---- */
@@ -102,16 +74,21 @@ static char *xstrdup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static struct sl_config *pools_from_services(const struct sl_config *cfg)
+/* "tcp:10.0.0.100:80": the admin API's pool name of a service. */
+static void service_name(const struct cfg_l4_service *s, char *buf, size_t cap)
 {
-    const struct cfg_l4 *l4 = &cfg->l4;
+    snprintf(buf, cap, "%s:%s", s->proto == PROTO_UDP ? "udp" : "tcp", s->vip.text);
+}
+
+static struct sl_config *pools_from_services(const struct cfg_l4 *l4, const struct sl_config *base)
+{
     struct sl_config *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    p->path = strdup(cfg->path ? cfg->path : "");
-    p->admin_addr = cfg->admin_addr;
-    p->admin_enabled = cfg->admin_enabled;
-    p->log_level = cfg->log_level;
+    p->path = strdup(base->path ? base->path : "");
+    p->admin_addr = base->admin_addr;
+    p->admin_enabled = base->admin_enabled;
+    p->log_level = base->log_level;
     p->workers = 1;
     p->pools = calloc(l4->n_services ? l4->n_services : 1, sizeof *p->pools);
     if (!p->pools) {
@@ -123,8 +100,7 @@ static struct sl_config *pools_from_services(const struct sl_config *cfg)
         const struct cfg_l4_service *s = &l4->services[i];
         struct cfg_pool *pool = &p->pools[i];
         char name[96];
-        /* "tcp:10.0.0.100:80": the admin API's pool name. */
-        snprintf(name, sizeof name, "%s:%s", s->proto == PROTO_UDP ? "udp" : "tcp", s->vip.text);
+        service_name(s, name, sizeof name);
         pool->name = strdup(name);
         pool->algorithm = LB_HASH;
         pool->health = s->health;
@@ -168,16 +144,20 @@ static size_t real_pool(const struct l4d *d, size_t g)
 static const struct sl_addr *real_addr(const struct l4d *d, size_t g)
 {
     /* Pool backends mirror the service's reals, in the same order. */
-    for (size_t p = 0; p < d->pcfg->n_pools; p++)
-        if (g < d->sh->pool_first[p + 1])
-            return &d->pcfg->pools[p].backends[g - d->sh->pool_first[p]].addr;
-    return NULL;
+    size_t p = real_pool(d, g);
+    return &d->pcfg->pools[p].backends[g - d->sh->pool_first[p]].addr;
 }
 
-static bool real_nat(const struct l4d *d, size_t g)
+static bool mode_nat(enum l4_fwd_mode m)
 {
-    enum l4_fwd_mode m = svc_of(d, real_pool(d, g))->mode;
     return m == L4_FWD_NAT || m == L4_FWD_FULLNAT;
+}
+
+static int write_real(struct l4d *d, size_t g, bool active, char *err, size_t errlen)
+{
+    size_t p = real_pool(d, g);
+    return l4_write_real(d->fds.reals, d->rr[g].index, (const struct sockaddr *)&real_addr(d, g)->ss, d->rr[g].mac,
+                         active, mode_nat(svc_of(d, p)->mode), (uint16_t)(d->sr[p].slot + 1), err, errlen);
 }
 
 static void refresh_nexthop(struct l4d *d, size_t g, uint64_t now)
@@ -208,8 +188,7 @@ static void refresh_nexthop(struct l4d *d, size_t g, uint64_t now)
             r->have_mac = true;
             /* A real in use gets the new MAC at once. */
             if (r->active_written)
-                l4_write_real(d->fds.reals, (uint32_t)g + 1, (const struct sockaddr *)&a->ss, r->mac, true,
-                              real_nat(d, g), err, sizeof err);
+                write_real(d, g, true, err, sizeof err);
         }
     } else if (res == NEXTHOP_PENDING) {
         r->next_lookup_ms = now + NEXTHOP_RETRY_MS;
@@ -230,56 +209,65 @@ static bool real_usable(const struct l4d *d, size_t g)
 
 static void write_active(struct l4d *d, size_t g, bool active)
 {
-    const struct sl_addr *a = real_addr(d, g);
     char err[160];
-    if (l4_write_real(d->fds.reals, (uint32_t)g + 1, (const struct sockaddr *)&a->ss, d->rr[g].mac, active,
-                      real_nat(d, g), err, sizeof err) < 0) {
-        log_error("real %s: %s", a->text, err);
+    if (write_real(d, g, active, err, sizeof err) < 0) {
+        log_error("real %s: %s", real_addr(d, g)->text, err);
         return;
     }
     d->rr[g].active_written = active;
-    log_info("real %s: %s", a->text, active ? "active" : "inactive (health check failing or no next hop)");
+    log_info("real %s: %s", real_addr(d, g)->text,
+             active ? "active" : "inactive (health check failing or no next hop)");
 }
 
-static int l4_write_vip_for(struct l4d *d, size_t s, uint32_t table, char *err, size_t errlen)
+static int write_vip_for(struct l4d *d, size_t s, uint32_t table, char *err, size_t errlen)
 {
     struct l4_vip_key k;
-    l4_vip_key_of(&k, svc_of(d, s));
-    return l4_write_vip(d->fds.vips, &k, (uint32_t)s, table, svc_of(d, s)->mode, err, errlen);
+    const struct cfg_l4_service *svc = svc_of(d, s);
+    l4_vip_key_of(&k, svc);
+    return l4_write_vip(d->fds.vips, &k, d->sr[s].slot, table, svc->mode, l4_scheduler_flags(svc->scheduler), err,
+                        errlen);
 }
 
 static void rebuild_service(struct l4d *d, size_t s, const uint32_t *w)
 {
     const struct cfg_l4_service *svc = svc_of(d, s);
     struct svc_rt *sr = &d->sr[s];
-    uint32_t idle = sr->live_table ^ 1;   /* the pair is {2s, 2s + 1} */
-    uint32_t first = (uint32_t)d->sh->pool_first[s] + 1;
+    uint32_t idle = sr->live_table ^ 1;   /* the pair is {2*slot, 2*slot + 1} */
+    size_t n = svc->n_reals;
+    uint32_t idx[n ? n : 1], tw[n ? n : 1];
+    for (size_t r = 0; r < n; r++) {
+        idx[r] = d->rr[d->sh->pool_first[s] + r].index;
+        /* rr: every real that takes flows holds an equal share of the
+         * table the data plane walks; wrr and the hashes: by weight. */
+        tw[r] = svc->scheduler == L4_SCHED_RR && w[r] ? 1 : w[r];
+    }
     char err[160];
-    if (l4_write_maglev(d->fds.maglev, d->ld.maglev_m, idle, svc, w, first, d->seed, err, sizeof err) < 0 ||
-        l4_write_vip_for(d, s, idle, err, sizeof err) < 0) {
+    if (l4_write_maglev(d->fds.maglev, d->ld.maglev_m, idle, svc, tw, idx, d->seed, err, sizeof err) < 0 ||
+        write_vip_for(d, s, idle, err, sizeof err) < 0) {
         log_error("service %s: %s", svc->vip.text, err);
         return;
     }
     sr->live_table = idle;
-    memcpy(sr->weights, w, svc->n_reals * sizeof *w);
+    memcpy(sr->weights, w, n * sizeof *w);
     sr->built = true;
     char list[512];
     size_t o = 0;
     list[0] = '\0';
-    for (size_t r = 0; r < svc->n_reals && o < sizeof list; r++) {
-        int n = snprintf(list + o, sizeof list - o, "%s%s=%" PRIu32, r ? " " : "", svc->reals[r].addr.text, w[r]);
-        if (n < 0)
+    for (size_t r = 0; r < n && o < sizeof list; r++) {
+        int k = snprintf(list + o, sizeof list - o, "%s%s=%" PRIu32, r ? " " : "", svc->reals[r].addr.text, w[r]);
+        if (k < 0)
             break;
-        o += (size_t)n;
+        o += (size_t)k;
     }
     log_info("service %s/%s: Maglev table %" PRIu32 " live, weights %s", svc->vip.text,
              svc->proto == PROTO_UDP ? "udp" : "tcp", idle, list);
 }
 
-static void tick(struct ev_loop *loop, struct ev_timer *t)
+/* Bring the maps in line with the model: the periodic work of the tick,
+ * and the second half of every change. */
+static void sync_maps(struct l4d *d)
 {
-    struct l4d *d = t->data;
-    uint64_t now = ev_now(loop);
+    uint64_t now = ev_now(d->loop);
     size_t n = d->sh->n_backends;
     for (size_t g = 0; g < n; g++)
         refresh_nexthop(d, g, now);
@@ -303,58 +291,16 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
     for (size_t g = 0; g < n; g++)
         if (!real_usable(d, g) && d->rr[g].active_written)
             write_active(d, g, false);
+}
+
+static void tick(struct ev_loop *loop, struct ev_timer *t)
+{
+    sync_maps(t->data);
     ev_timer_start(loop, t, TICK_MS);
 }
 
-/* ---- start-up ---- */
-
-/* Take over what an earlier run left in the pinned maps: MACs of reals
- * that are still the same address (so established flows keep flowing
- * while the first lookups run), and which table of each pair is live (so
- * the first rebuild writes the idle one). Stale reals past ours are
- * cleared. */
-static void adopt_pinned_state(struct l4d *d)
-{
-    size_t n = d->sh->n_backends;
-    for (size_t g = 0; g < n; g++) {
-        struct l4_real old;
-        __be32 want[4];
-        const struct sl_addr *a = real_addr(d, g);
-        l4_addr16(want, (const struct sockaddr *)&a->ss);
-        if (l4_read_real(d->fds.reals, (uint32_t)g + 1, &old) < 0 || memcmp(old.addr, want, sizeof want) != 0)
-            continue;
-        if (old.flags & L4_REAL_F_ACTIVE) {
-            memcpy(d->rr[g].mac, old.mac, 6);
-            d->rr[g].have_mac = true;
-            d->rr[g].active_written = true;
-        } else if (d->pcfg->pools[real_pool(d, g)].health.type != HEALTH_NONE) {
-            /* The earlier run had taken it out: keep it out until its
-             * checks pass `rise` times, rather than send it new flows
-             * for `fall` intervals. */
-            atomic_store(&d->sh->backends[g].health, HEALTH_DOWN);
-        }
-    }
-    char err[160];
-    for (uint32_t i = (uint32_t)n + 1; i < L4_MAX_REALS; i++) {
-        struct l4_real old;
-        if (l4_read_real(d->fds.reals, i, &old) == 0 && old.flags) {
-            struct sockaddr_in6 none = { .sin6_family = AF_INET6 };
-            l4_write_real(d->fds.reals, i, (const struct sockaddr *)&none, NULL, false, false, err, sizeof err);
-        }
-    }
-    for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
-        struct l4_vip_key k;
-        struct l4_vip_meta meta;
-        uint32_t base = 2 * (uint32_t)s;
-        l4_vip_key_of(&k, svc_of(d, s));
-        d->sr[s].live_table = base + 1; /* first build goes to 2s */
-        if (bpf_map_lookup_elem(d->fds.vips, &k, &meta) == 0 && (meta.table == base || meta.table == base + 1))
-            d->sr[s].live_table = meta.table;
-    }
-}
-
-/* The ICMP entries (ping the VIP) and the removal of services an earlier
- * run had that this config has not. */
+/* The ICMP entries (ping the VIP) and the removal of services that are no
+ * longer in the model. */
 static int write_vip_addresses(struct l4d *d, char *err, size_t errlen)
 {
     size_t n = d->cfg->l4.n_services;
@@ -375,13 +321,415 @@ static int write_vip_addresses(struct l4d *d, char *err, size_t errlen)
         if (seen)
             continue;
         keep[k++] = icmp;
-        rc = l4_write_vip(d->fds.vips, &icmp, (uint32_t)s, d->sr[s].live_table, svc_of(d, s)->mode, err, errlen);
+        rc = l4_write_vip(d->fds.vips, &icmp, d->sr[s].slot, d->sr[s].live_table, svc_of(d, s)->mode, 0, err,
+                          errlen);
     }
     if (rc == 0)
         rc = l4_prune_vips(d->fds.vips, keep, k, err, errlen);
     free(keep);
     return rc;
 }
+
+/* Zero one entry of a per-CPU counter array (a slot or index that starts a
+ * new life must not show its predecessor's counts). */
+static void zero_percpu(int fd, uint32_t key)
+{
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0)
+        return;
+    struct l4_counter *z = calloc((size_t)ncpu, sizeof *z);
+    if (z)
+        bpf_map_update_elem(fd, &key, z, BPF_ANY);
+    free(z);
+}
+
+/* ---- changing the model: prepare, then commit ---- */
+
+struct plan {
+    struct sl_config *pcfg;
+    struct shared_state *sh;
+    struct real_rt *rr;
+    struct svc_rt *sr;
+    size_t n_svcs;
+    uint32_t *new_slots;     /* slots that start a new life (counters zeroed) */
+    size_t n_new_slots;
+    uint32_t *new_indexes;   /* likewise for real indexes */
+    size_t n_new_indexes;
+};
+
+static void plan_free(struct plan *p)
+{
+    for (size_t s = 0; p->sr && s < p->n_svcs; s++)
+        free(p->sr[s].weights);
+    free(p->sr);
+    free(p->rr);
+    if (p->sh)
+        shared_destroy(p->sh);
+    config_free(p->pcfg);
+    free(p->new_slots);
+    free(p->new_indexes);
+    memset(p, 0, sizeof *p);
+}
+
+static bool same_service(const struct cfg_l4_service *a, const struct cfg_l4_service *b)
+{
+    return a->proto == b->proto && addr_equal(&a->vip, &b->vip);
+}
+
+static int find_service(const struct cfg_l4 *l4, const struct cfg_l4_service *s)
+{
+    for (size_t i = 0; l4 && i < l4->n_services; i++)
+        if (same_service(&l4->services[i], s))
+            return (int)i;
+    return -1;
+}
+
+static int check_limits(const struct cfg_l4 *l4, uint32_t n_slots, char *err, size_t errlen)
+{
+    size_t reals = 0;
+    for (size_t s = 0; s < l4->n_services; s++) {
+        reals += l4->services[s].n_reals;
+        if (l4->services[s].n_local_addrs > L4_POOL_ADDRS) {
+            snprintf(err, errlen, "service %s: %zu local_addresses, the forwarder takes at most %d",
+                     l4->services[s].vip.text, l4->services[s].n_local_addrs, L4_POOL_ADDRS);
+            return 400;
+        }
+    }
+    if (l4->n_services > n_slots) {
+        snprintf(err, errlen, "%zu services: the maps have room for %" PRIu32 " (l4.max_services; raise it and "
+                 "restart sluice l4)", l4->n_services, n_slots);
+        return 507;
+    }
+    if (reals >= L4_MAX_REALS) {
+        snprintf(err, errlen, "%zu reals: the forwarder takes at most %d", reals, L4_MAX_REALS - 1);
+        return 507;
+    }
+    return 0;
+}
+
+static bool real_matches(const struct l4_real *pinned, const struct sl_addr *a, bool nat)
+{
+    __be32 want[4];
+    l4_addr16(want, (const struct sockaddr *)&a->ss);
+    if (memcmp(pinned->addr, want, sizeof want) != 0)
+        return false;
+    return !nat || pinned->port == htons(addr_port(a));
+}
+
+static int push_u32(uint32_t **v, size_t *n, uint32_t x)
+{
+    uint32_t *g = realloc(*v, (*n + 1) * sizeof *g);
+    if (!g)
+        return -1;
+    g[(*n)++] = x;
+    *v = g;
+    return 0;
+}
+
+/* Build the next model for nl4 beside the running one. What stays keeps
+ * its slot, indexes, tables, MACs, health and API changes; what is new
+ * takes its slot and indexes back from the pinned maps when an earlier run
+ * left them there (a restart), else free ones. Touches no map. */
+static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    int rc = check_limits(nl4, d->n_slots, err, errlen);
+    if (rc)
+        return rc;
+    for (size_t s = 0; s < nl4->n_services; s++)
+        if (nl4->services[s].n_reals * 100 > d->ld.maglev_m)
+            log_warn("service %s: %zu reals; the Maglev table size %" PRIu32 " is below 100 x reals, so shares "
+                     "are less even (restart sluice l4 to resize)", nl4->services[s].vip.text,
+                     nl4->services[s].n_reals, d->ld.maglev_m);
+    const struct cfg_l4 *ol4 = d->sh ? &d->cfg->l4 : NULL;  /* NULL: first start */
+    bool *slot_used = calloc(d->n_slots + 1, sizeof *slot_used);
+    bool *index_used = calloc(L4_MAX_REALS, sizeof *index_used);
+    struct l4_real *pinned = calloc(L4_MAX_REALS, sizeof *pinned);
+    p->n_svcs = nl4->n_services;
+    p->pcfg = pools_from_services(nl4, d->cfg);
+    p->sh = p->pcfg ? shared_create(p->pcfg, 1) : NULL;
+    p->sr = calloc(p->n_svcs + 1, sizeof *p->sr);
+    p->rr = calloc(p->sh ? p->sh->n_backends + 1 : 1, sizeof *p->rr);
+    rc = 500;
+    snprintf(err, errlen, "out of memory");
+    if (!slot_used || !index_used || !pinned || !p->sh || !p->sr || !p->rr)
+        goto out;
+    for (size_t s = 0; s < p->n_svcs; s++) {
+        p->sr[s].weights = calloc(nl4->services[s].n_reals + 1, sizeof *p->sr[s].weights);
+        if (!p->sr[s].weights)
+            goto out;
+    }
+    if (d->sh)
+        shared_carry_over(p->sh, p->pcfg, d->sh, d->pcfg);
+    /* Nothing of the running model is handed out again in this change: a
+     * slot or index it frees keeps its meaning until commit() is done. */
+    for (size_t s = 0; ol4 && s < ol4->n_services; s++)
+        slot_used[d->sr[s].slot] = true;
+    for (size_t g = 0; ol4 && g < d->sh->n_backends; g++)
+        index_used[d->rr[g].index] = true;
+    index_used[0] = true;
+    for (uint32_t i = 1; i < L4_MAX_REALS; i++)
+        if (bpf_map_lookup_elem(d->fds.reals, &i, &pinned[i]) < 0)
+            memset(&pinned[i], 0, sizeof pinned[i]);
+
+    /* Services and reals that stay. */
+    for (size_t s = 0; s < p->n_svcs; s++) {
+        const struct cfg_l4_service *ns = &nl4->services[s];
+        int os = ol4 ? find_service(ol4, ns) : -1;
+        if (os < 0)
+            continue;
+        const struct cfg_l4_service *olds = &ol4->services[os];
+        struct svc_rt *sr = &p->sr[s];
+        sr->slot = d->sr[os].slot;
+        sr->live_table = d->sr[os].live_table;
+        bool same = ns->mode == olds->mode && ns->scheduler == olds->scheduler && ns->n_reals == olds->n_reals;
+        for (size_t r = 0; same && r < ns->n_reals; r++)
+            same = addr_equal(&ns->reals[r].addr, &olds->reals[r].addr);
+        if (same && d->sr[os].built) {
+            memcpy(sr->weights, d->sr[os].weights, ns->n_reals * sizeof *sr->weights);
+            sr->built = true;
+        }
+        for (size_t r = 0; r < ns->n_reals; r++) {
+            for (size_t k = 0; k < olds->n_reals; k++) {
+                if (!addr_equal(&ns->reals[r].addr, &olds->reals[k].addr))
+                    continue;
+                struct real_rt *nr = &p->rr[p->sh->pool_first[s] + r];
+                *nr = d->rr[d->sh->pool_first[os] + k];
+                /* A mode change (port or not) rewrites the entry. */
+                if (ns->mode != olds->mode)
+                    nr->active_written = false;
+                break;
+            }
+        }
+    }
+    /* New services: the slot an earlier run gave them, else a free one. */
+    for (size_t s = 0; s < p->n_svcs; s++) {
+        const struct cfg_l4_service *ns = &nl4->services[s];
+        if (ol4 && find_service(ol4, ns) >= 0)
+            continue;
+        struct l4_vip_key k;
+        struct l4_vip_meta meta;
+        uint32_t slot = UINT32_MAX;
+        l4_vip_key_of(&k, ns);
+        if (bpf_map_lookup_elem(d->fds.vips, &k, &meta) < 0)
+            memset(&meta, 0xff, sizeof meta);  /* svc and table: none */
+        if (meta.svc < d->n_slots && !slot_used[meta.svc])
+            slot = meta.svc;
+        for (uint32_t i = 0; slot == UINT32_MAX && i < d->n_slots; i++)
+            if (!slot_used[i])
+                slot = i;
+        slot_used[slot] = true;  /* check_limits() made sure there is one */
+        p->sr[s].slot = slot;
+        p->sr[s].live_table = 2 * slot + 1; /* the first build goes to 2*slot */
+        if (slot == meta.svc && (meta.table == 2 * slot || meta.table == 2 * slot + 1))
+            p->sr[s].live_table = meta.table;
+        else if (push_u32(&p->new_slots, &p->n_new_slots, slot) < 0)
+            goto out;
+    }
+    /* New reals: the index an earlier run gave them, else a free one. */
+    for (size_t s = 0; s < p->n_svcs; s++) {
+        const struct cfg_l4_service *ns = &nl4->services[s];
+        bool nat = mode_nat(ns->mode);
+        for (size_t r = 0; r < ns->n_reals; r++) {
+            size_t g = p->sh->pool_first[s] + r;
+            struct real_rt *nr = &p->rr[g];
+            if (nr->index)
+                continue;
+            const struct sl_addr *a = &ns->reals[r].addr;
+            uint32_t idx = 0;
+            for (uint32_t i = 1; i < L4_MAX_REALS && !idx; i++)
+                if (!index_used[i] && pinned[i].owner == p->sr[s].slot + 1 && real_matches(&pinned[i], a, nat))
+                    idx = i;
+            /* Maps of a run before l4_real.owner: index = position + 1. */
+            if (!idx && !ol4 && g + 1 < L4_MAX_REALS && !index_used[g + 1] && !pinned[g + 1].owner &&
+                real_matches(&pinned[g + 1], a, nat))
+                idx = (uint32_t)g + 1;
+            if (idx) {
+                if (pinned[idx].flags & L4_REAL_F_ACTIVE) {
+                    memcpy(nr->mac, pinned[idx].mac, 6);
+                    nr->have_mac = true;
+                    nr->active_written = true;
+                } else if (ns->health.type != HEALTH_NONE) {
+                    /* The earlier run had taken it out: keep it out until
+                     * its checks pass `rise` times, rather than send it new
+                     * flows for `fall` intervals. */
+                    atomic_store(&p->sh->backends[g].health, HEALTH_DOWN);
+                }
+            } else {
+                /* Round the index space rather than take the lowest free:
+                 * an index freed a moment ago may still be named by
+                 * connection-table entries, which age out meanwhile. */
+                for (uint32_t tries = 0; tries < L4_MAX_REALS && !idx; tries++) {
+                    uint32_t i = 1 + (d->next_index + tries) % (L4_MAX_REALS - 1);
+                    if (!index_used[i] && !pinned[i].owner && !(pinned[i].flags & L4_REAL_F_ACTIVE))
+                        idx = i;
+                }
+                for (uint32_t tries = 0; tries < L4_MAX_REALS && !idx; tries++) {
+                    uint32_t i = 1 + (d->next_index + tries) % (L4_MAX_REALS - 1);
+                    if (!index_used[i])
+                        idx = i;
+                }
+                if (!idx || push_u32(&p->new_indexes, &p->n_new_indexes, idx) < 0)
+                    goto out;
+                d->next_index = idx;  /* the next search starts after it */
+            }
+            index_used[idx] = true;
+            nr->index = idx;
+        }
+    }
+    rc = 0;
+    err[0] = '\0';
+out:
+    if (rc)
+        plan_free(p);
+    free(slot_used);
+    free(index_used);
+    free(pinned);
+    return rc;
+}
+
+/* Switch to the model p built for the services now in d->cfg and bring the
+ * maps in line: config and pools first, then reals and tables (sync_maps,
+ * which writes a real before a table names it), then the VIP list (new ICMP
+ * entries, removed services), and last the reals nothing names any more. */
+static void commit(struct l4d *d, struct plan *p)
+{
+    struct plan old = { .pcfg = d->pcfg, .sh = d->sh, .rr = d->rr, .sr = d->sr, .n_svcs = 0 };
+    old.n_svcs = d->pcfg ? d->pcfg->n_pools : 0;
+    d->pcfg = p->pcfg;
+    d->sh = p->sh;
+    d->rr = p->rr;
+    d->sr = p->sr;
+    d->view.cfg = d->pcfg;
+    d->view.sh = d->sh;
+    if (d->hc)
+        health_stop(d->hc);
+    d->hc = d->loop_running ? health_start(d->loop, d->pcfg, d->sh) : NULL;
+
+    char err[256];
+    const struct cfg_l4 *l4 = &d->cfg->l4;
+    if (l4_write_config(d->ld.fd_cfg, l4, d->ld.ifaces[0].mac, d->ld.maglev_m, d->ld.maglev_tables, err,
+                        sizeof err) < 0)
+        log_error("%s", err);
+    for (size_t i = 0; i < p->n_new_slots; i++)
+        zero_percpu(d->fds.vip_stats, p->new_slots[i]);
+    for (size_t i = 0; i < p->n_new_indexes; i++)
+        zero_percpu(d->fds.real_stats, p->new_indexes[i]);
+    for (size_t s = 0; s < l4->n_services; s++)
+        if (l4_write_nat_pool(d->ld.fd_nat_pools, d->sr[s].slot, &l4->services[s], err, sizeof err) < 0)
+            log_error("%s", err);
+    /* Every real's entry names its owner from the start (a restart finds
+     * it by that), also while it waits for its next hop. */
+    for (size_t g = 0; g < d->sh->n_backends; g++)
+        if (!d->rr[g].active_written && write_real(d, g, false, err, sizeof err) < 0)
+            log_error("real %s: %s", real_addr(d, g)->text, err);
+    sync_maps(d);
+    if (write_vip_addresses(d, err, sizeof err) < 0)
+        log_error("%s", err);
+    bool *used = calloc(L4_MAX_REALS, sizeof *used);
+    for (size_t g = 0; used && g < d->sh->n_backends; g++)
+        used[d->rr[g].index] = true;
+    for (uint32_t i = 1; used && i < L4_MAX_REALS; i++) {
+        struct l4_real r;
+        if (used[i] || l4_read_real(d->fds.reals, i, &r) < 0 || (!r.flags && !r.owner))
+            continue;
+        struct sockaddr_in6 none = { .sin6_family = AF_INET6 };
+        l4_write_real(d->fds.reals, i, (const struct sockaddr *)&none, NULL, false, false, 0, err, sizeof err);
+    }
+    free(used);
+    free(p->new_slots);
+    free(p->new_indexes);
+    plan_free(&old);
+}
+
+int l4d_replace_services(struct l4d *d, struct cfg_l4_service *svcs, size_t n, char *err, size_t errlen)
+{
+    struct cfg_l4 next = d->cfg->l4;
+    next.services = svcs;
+    next.n_services = n;
+    struct plan p;
+    int rc = prepare(d, &next, &p, err, errlen);
+    if (rc) {
+        for (size_t i = 0; i < n; i++)
+            config_l4_service_free(&svcs[i]);
+        free(svcs);
+        return rc;
+    }
+    struct cfg_l4_service *old = d->cfg->l4.services;
+    size_t old_n = d->cfg->l4.n_services;
+    d->cfg->l4.services = svcs;
+    d->cfg->l4.n_services = n;
+    commit(d, &p);
+    for (size_t i = 0; i < old_n; i++)
+        config_l4_service_free(&old[i]);
+    free(old);
+    return 0;
+}
+
+/* ---- reload ---- */
+
+static bool same_strings(char **a, size_t na, char **b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
+/* SIGHUP: read the file again and apply it like an API change. The
+ * services become the file's (API changes to the list are dropped; weight
+ * and drain changes stay where the file says what it said before, as in
+ * the proxy). What the loaded program fixes needs a restart. */
+static void reload(struct l4d *d)
+{
+    struct config_errors errs = { 0 };
+    struct sl_config *cfg = config_load(d->config_path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("%s", errs.lines[i]);
+        config_errors_free(&errs);
+        log_error("reload: %s has errors; still running the previous configuration", d->config_path);
+        return;
+    }
+    struct cfg_l4 *nl4 = &cfg->l4, *ol4 = &d->cfg->l4;
+    if (!nl4->present) {
+        log_error("reload: %s has no l4: section; still running the previous configuration", d->config_path);
+        config_free(cfg);
+        return;
+    }
+    if (!same_strings(nl4->interfaces, nl4->n_interfaces, ol4->interfaces, ol4->n_interfaces) ||
+        nl4->xdp_generic != ol4->xdp_generic)
+        log_warn("reload: l4.interfaces and l4.xdp_mode take effect at the next restart");
+    if (nl4->seed != d->seed) {
+        log_warn("reload: l4.seed takes effect at the next restart (it is compiled into the loaded program); "
+                 "keeping 0x%08" PRIx32, d->seed);
+        nl4->seed = d->seed;
+    }
+    if (nl4->max_services != ol4->max_services)
+        log_warn("reload: l4.max_services takes effect at the next restart (room now: %" PRIu32 ")", d->n_slots);
+    if (!addr_equal(&cfg->admin_addr, &d->cfg->admin_addr) || cfg->admin_enabled != d->cfg->admin_enabled)
+        log_warn("reload: admin.listen takes effect at the next restart");
+    cfg->admin_addr = d->cfg->admin_addr;
+    cfg->admin_enabled = d->cfg->admin_enabled;
+    struct plan p;
+    char err[512];
+    if (prepare(d, nl4, &p, err, sizeof err)) {
+        log_error("reload: %s; still running the previous configuration", err);
+        config_free(cfg);
+        return;
+    }
+    struct sl_config *old = d->cfg;
+    d->cfg = cfg;
+    commit(d, &p);
+    config_free(old);
+    d->view.reloads++;
+    log_info("reloaded %s: %zu service%s, %zu real%s", d->config_path, nl4->n_services,
+             nl4->n_services == 1 ? "" : "s", d->sh->n_backends, d->sh->n_backends == 1 ? "" : "s");
+}
+
+/* ---- start-up ---- */
 
 /* Give ARP/ND up to a second before the first tables, so that a fresh
  * start does not begin with empty tables (and drop new flows) while the
@@ -402,12 +750,41 @@ static void wait_nexthops(struct l4d *d)
     }
 }
 
+int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errlen)
+{
+    size_t n = d->cfg->l4.n_services;
+    struct l4_model_svc *m = calloc(n ? n : 1, sizeof *m);
+    struct l4_model_real *mr = calloc(d->sh->n_backends + 1, sizeof *mr);
+    int rc = -1;
+    if (!m || !mr) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    uint64_t now = ev_clock_ms();
+    for (size_t s = 0; s < n; s++) {
+        m[s].cs = svc_of(d, s);
+        m[s].slot = d->sr[s].slot;
+        m[s].reals = &mr[d->sh->pool_first[s]];
+    }
+    for (size_t g = 0; g < d->sh->n_backends; g++) {
+        const struct shared_backend *b = &d->sh->backends[g];
+        mr[g].index = d->rr[g].index;
+        mr[g].weight = atomic_load(&b->weight);
+        mr[g].state = d->rr[g].have_mac ? backend_state_name(b, 0, now) : "no-nexthop";
+    }
+    rc = l4_snapshot_build(snap, m, n, &d->fds, d->ld.maglev_m, err, errlen);
+out:
+    free(m);
+    free(mr);
+    return rc;
+}
+
 static char *l4_metrics(void *arg, size_t *len)
 {
     struct l4d *d = arg;
     struct l4_snapshot snap;
     char err[160];
-    if (l4_snapshot_build(&snap, &d->cfg->l4, &d->fds, d->ld.maglev_m, err, sizeof err) < 0)
+    if (l4d_snapshot(d, &snap, err, sizeof err) < 0)
         return NULL;
     char *text = l4_snapshot_render_metrics(&snap, len);
     l4_snapshot_free(&snap);
@@ -420,7 +797,8 @@ static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
     struct signalfd_siginfo si;
     while (read(d->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGHUP) {
-            log_warn("SIGHUP: reloading is not supported by sluice l4 yet; restart it (flows survive a restart)");
+            log_info("SIGHUP: reloading %s", d->config_path);
+            reload(d);
             continue;
         }
         log_info("signal %s: stopping", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
@@ -442,29 +820,10 @@ static void note(const char *msg)
     log_warn("%s", msg);
 }
 
-static int check_limits(const struct cfg_l4 *l4, char *err, size_t errlen)
-{
-    size_t reals = 0;
-    for (size_t s = 0; s < l4->n_services; s++) {
-        reals += l4->services[s].n_reals;
-        if (l4->services[s].n_local_addrs > L4_POOL_ADDRS) {
-            snprintf(err, errlen, "service %s: %zu local_addresses, the forwarder takes at most %d",
-                     l4->services[s].vip.text, l4->services[s].n_local_addrs, L4_POOL_ADDRS);
-            return -1;
-        }
-    }
-    if (reals >= L4_MAX_REALS || l4->n_services > L4_MAX_SERVICES || 2 * l4->n_services > L4_MAX_VIPS) {
-        snprintf(err, errlen, "too many services or reals for the forwarder's maps (%zu services, %zu reals; "
-                 "at most %d services and %d reals)", l4->n_services, reals, L4_MAX_SERVICES, L4_MAX_REALS - 1);
-        return -1;
-    }
-    return 0;
-}
-
 int l4_daemon_run(const struct l4_run_options *o)
 {
     struct config_errors errs = { 0 };
-    struct l4d d = { .pin_dir = o->pin_dir ? o->pin_dir : L4_PIN_DIR, .sig_fd = -1 };
+    struct l4d d = { .pin_dir = o->pin_dir ? o->pin_dir : L4_PIN_DIR, .sig_fd = -1, .config_path = o->config_path };
     char err[512];
     int rc = 1;
 
@@ -482,47 +841,34 @@ int l4_daemon_run(const struct l4_run_options *o)
         return 1;
     }
     log_setup(d.cfg->log_level, d.cfg->log_file, "l4");
-    if (check_limits(l4, err, sizeof err) < 0) {
-        log_error("%s", err);
-        config_free(d.cfg);
-        return 1;
-    }
     d.seed = l4->seed;
     int jit = l4_jit_disabled();
     if (jit == 1)
         log_warn("the BPF JIT is off (/proc/sys/net/core/bpf_jit_enable is 0): the forwarder runs interpreted, "
                  "several times slower; enable it with sysctl net.core.bpf_jit_enable=1");
-
-    d.pcfg = pools_from_services(d.cfg);
-    d.sh = d.pcfg ? shared_create(d.pcfg, 1) : NULL;
     d.loop = ev_loop_new();
-    d.rr = calloc(d.sh ? d.sh->n_backends + 1 : 1, sizeof *d.rr);
-    d.sr = calloc(l4->n_services + 1, sizeof *d.sr);
-    if (!d.pcfg || !d.sh || !d.loop || !d.rr || !d.sr) {
+    if (!d.loop) {
         log_error("out of memory");
         goto out;
     }
-    for (size_t s = 0; s < l4->n_services; s++) {
-        d.sr[s].weights = calloc(l4->services[s].n_reals + 1, sizeof *d.sr[s].weights);
-        if (!d.sr[s].weights) {
-            log_error("out of memory");
-            goto out;
-        }
-    }
 
     uint32_t m = maglev_table_size(max_reals(l4));
-    if (l4_loader_open(&d.ld, d.pin_dir, m, l4_table_count(l4->max_services), l4->seed, note, err, sizeof err) < 0) {
+    uint32_t tables = l4_table_count(l4->max_services);
+    if (l4_loader_open(&d.ld, d.pin_dir, m, tables, l4->seed, note, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
     }
+    d.n_slots = d.ld.maglev_tables / 2;
+    if (d.n_slots > L4_MAX_SERVICES)
+        d.n_slots = L4_MAX_SERVICES;
     d.fds = (struct l4_fds){ d.ld.fd_vips, d.ld.fd_reals, d.ld.fd_maglev, d.ld.fd_vip_stats, d.ld.fd_real_stats,
-                             d.ld.fd_reasons };
+                             d.ld.fd_reasons, d.ld.fd_cfg, d.ld.fd_conn, d.ld.fd_conn_shared, d.ld.fd_nat };
     if (d.ld.n_reused)
         log_info("reusing %zu maps pinned in %s by an earlier run (connection table kept)", d.ld.n_reused, d.pin_dir);
     else
         log_info("maps pinned in %s", d.pin_dir);
-    log_info("forwarder loaded: Maglev table size %" PRIu32 ", %" PRIu32 " tables, seed 0x%08" PRIx32, m,
-             d.ld.maglev_tables, l4->seed);
+    log_info("forwarder loaded: Maglev table size %" PRIu32 ", room for %" PRIu32 " services, seed 0x%08" PRIx32,
+             m, d.n_slots, l4->seed);
 
     for (size_t i = 0; i < l4->n_interfaces; i++) {
         if (l4_loader_attach(&d.ld, l4->interfaces[i], l4->xdp_generic, err, sizeof err) < 0) {
@@ -532,25 +878,29 @@ int l4_daemon_run(const struct l4_run_options *o)
         log_info("attached to %s in %s XDP mode", l4->interfaces[i],
                  l4->xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)");
     }
-    if (l4_write_config(d.ld.fd_cfg, l4, d.ld.ifaces[0].mac, d.ld.maglev_m, d.ld.maglev_tables, err, sizeof err) < 0) {
+    struct plan p;
+    int prc = prepare(&d, l4, &p, err, sizeof err);
+    if (prc) {
         log_error("%s", err);
         goto out;
     }
-    for (size_t s = 0; s < l4->n_services; s++) {
-        if (l4_write_nat_pool(d.ld.fd_nat_pools, (uint32_t)s, &l4->services[s], err, sizeof err) < 0) {
-            log_error("%s", err);
-            goto out;
-        }
+    /* The first model: no tables yet, and health checks start with the
+     * loop below; give ARP/ND a moment first. */
+    d.pcfg = p.pcfg;
+    d.sh = p.sh;
+    d.rr = p.rr;
+    d.sr = p.sr;
+    wait_nexthops(&d);
+    d.pcfg = NULL;
+    d.sh = NULL;
+    d.rr = NULL;
+    d.sr = NULL;
+    commit(&d, &p);
+    for (size_t s = 0; s < l4->n_services; s++)
         if (l4->services[s].mode == L4_FWD_FULLNAT)
             log_info("service %s: FullNAT through %zu local address%s, ports 1024-65535",
                      l4->services[s].vip.text, l4->services[s].n_local_addrs,
                      l4->services[s].n_local_addrs == 1 ? "" : "es");
-    }
-    adopt_pinned_state(&d);
-    if (write_vip_addresses(&d, err, sizeof err) < 0) {
-        log_error("%s", err);
-        goto out;
-    }
 
     sigset_t set;
     sigemptyset(&set);
@@ -568,19 +918,21 @@ int l4_daemon_run(const struct l4_run_options *o)
     ev_io_set(d.loop, &d.sig_io, EPOLLIN);
 
     d.view = (struct admin_view){ .cfg = d.pcfg, .sh = d.sh, .started_ms = ev_clock_ms(), .n_workers = 0,
-                                  .version = SLUICE_VERSION, .extra_metrics = l4_metrics, .extra_arg = &d };
+                                  .version = SLUICE_VERSION, .extra_metrics = l4_metrics, .extra_arg = &d,
+                                  .ext_prefix = "l4", .ext_handler = l4_api_handle, .ext_arg = &d };
     if (d.cfg->admin_enabled) {
         d.admin = admin_start(d.loop, &d.cfg->admin_addr, &d.view, err, sizeof err);
         if (!d.admin) {
             log_error("admin API: %s", err);
             goto out;
         }
-        log_info("admin API on %s (services are pools named PROTO:VIP)", d.cfg->admin_addr.text);
+        log_info("admin API on %s (services are pools named PROTO:VIP; changes under /api/l4/)",
+                 d.cfg->admin_addr.text);
     }
+    d.loop_running = true;
     d.hc = health_start(d.loop, d.pcfg, d.sh);
-    wait_nexthops(&d);
     ev_timer_init(&d.tick, tick, &d);
-    tick(d.loop, &d.tick); /* first tables now, not in 100 ms */
+    ev_timer_start(d.loop, &d.tick, TICK_MS);
     log_info("sluice l4 running: %zu service%s, %zu real%s", l4->n_services, l4->n_services == 1 ? "" : "s",
              d.sh->n_backends, d.sh->n_backends == 1 ? "" : "s");
     rc = ev_run(d.loop) < 0 ? 1 : 0;
@@ -603,13 +955,8 @@ out:
     }
     if (d.sig_fd >= 0)
         close(d.sig_fd);
-    for (size_t s = 0; d.sr && s < l4->n_services; s++)
-        free(d.sr[s].weights);
-    free(d.sr);
-    free(d.rr);
-    if (d.sh)
-        shared_destroy(d.sh);
-    config_free(d.pcfg);
+    struct plan last = { .pcfg = d.pcfg, .sh = d.sh, .rr = d.rr, .sr = d.sr, .n_svcs = d.pcfg ? d.pcfg->n_pools : 0 };
+    plan_free(&last);
     config_free(d.cfg);
     return rc;
 }

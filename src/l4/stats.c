@@ -14,6 +14,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "l4/conns.h"
 #include "l4/tables.h"
 
 uint32_t l4_table_count(size_t n_services)
@@ -150,21 +151,21 @@ static int svcs_from_map(struct l4_snapshot *snap, const struct l4_fds *fds)
     return 0;
 }
 
-static int svcs_from_config(struct l4_snapshot *snap, const struct cfg_l4 *l4, const struct l4_fds *fds)
+static int svcs_from_model(struct l4_snapshot *snap, const struct l4_model_svc *svcs, size_t n,
+                           const struct l4_fds *fds)
 {
-    snap->svcs = calloc(l4->n_services ? l4->n_services : 1, sizeof *snap->svcs);
+    snap->svcs = calloc(n ? n : 1, sizeof *snap->svcs);
     if (!snap->svcs)
         return -1;
-    snap->n_svcs = l4->n_services;
-    uint32_t index = 1;
-    for (size_t i = 0; i < l4->n_services; i++) {
-        const struct cfg_l4_service *cs = &l4->services[i];
+    snap->n_svcs = n;
+    for (size_t i = 0; i < n; i++) {
+        const struct cfg_l4_service *cs = svcs[i].cs;
         struct l4_row_svc *s = &snap->svcs[i];
         snprintf(s->vip, sizeof s->vip, "%s", cs->vip.text);
         s->proto = cs->proto == PROTO_UDP ? "UDP" : "TCP";
         s->mode = l4_fwd_mode_name(cs->mode);
         s->scheduler = l4_scheduler_name(cs->scheduler);
-        s->svc = (uint32_t)i;
+        s->svc = svcs[i].slot;
         struct l4_vip_key key;
         struct l4_vip_meta meta;
         l4_vip_key_of(&key, cs);
@@ -172,30 +173,56 @@ static int svcs_from_config(struct l4_snapshot *snap, const struct cfg_l4 *l4, c
             s->loaded = 1;
             s->table = meta.table;
         }
-        for (size_t r = 0; r < cs->n_reals; r++, index++) {
-            if (add_real(s, index) < 0)
+        for (size_t r = 0; r < cs->n_reals; r++) {
+            if (add_real(s, svcs[i].reals[r].index) < 0)
                 return -1;
             snprintf(s->reals[r].addr, sizeof s->reals[r].addr, "%s", cs->reals[r].addr.text);
-            s->reals[r].weight = cs->reals[r].weight;
+            s->reals[r].weight = svcs[i].reals[r].weight;
+            s->reals[r].state = svcs[i].reals[r].state;
         }
     }
     return 0;
 }
 
-int l4_snapshot_build(struct l4_snapshot *snap, const struct cfg_l4 *l4, const struct l4_fds *fds, uint32_t m,
-                      char *err, size_t errlen)
+/* Without a model: the reals a service owns (l4_real.owner), so drained
+ * and down reals show too. */
+static int reals_from_map(struct l4_snapshot *snap, const struct l4_fds *fds)
+{
+    for (uint32_t i = 1; i < L4_MAX_REALS; i++) {
+        struct l4_real real;
+        if (bpf_map_lookup_elem(fds->reals, &i, &real) < 0 || !real.owner)
+            continue;
+        for (size_t k = 0; k < snap->n_svcs; k++)
+            if (snap->svcs[k].svc + 1 == real.owner && add_real(&snap->svcs[k], i) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+static uint32_t m_from_config_map(const struct l4_fds *fds)
+{
+    struct l4_cfg c;
+    __u32 key = 0;
+    memset(&c, 0, sizeof c);
+    if (fds->cfg >= 0 && bpf_map_lookup_elem(fds->cfg, &key, &c) == 0 && c.maglev_m)
+        return c.maglev_m;
+    /* Maps of an older run without the field: 2 tables x 8 services. */
+    return map_max_entries(fds->maglev) / L4_MAGLEV_DEFAULT_TABLES;
+}
+
+int l4_snapshot_build(struct l4_snapshot *snap, const struct l4_model_svc *svcs, size_t n_svcs,
+                      const struct l4_fds *fds, uint32_t m, char *err, size_t errlen)
 {
     memset(snap, 0, sizeof *snap);
-    int rc = l4 ? svcs_from_config(snap, l4, fds) : svcs_from_map(snap, fds);
+    int rc = svcs ? svcs_from_model(snap, svcs, n_svcs, fds) : svcs_from_map(snap, fds);
+    if (rc == 0 && !svcs)
+        rc = reals_from_map(snap, fds);
     if (rc < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (!m) {
-        /* `sluice l4` sizes maglev as l4_table_count(services) x M. */
-        uint32_t tables = l4_table_count(snap->n_svcs);
-        m = map_max_entries(fds->maglev) / tables;
-    }
+    if (!m)
+        m = m_from_config_map(fds);
     snap->m = m;
     __u32 *slots = m ? malloc((size_t)m * sizeof *slots) : NULL;
     for (size_t i = 0; i < snap->n_svcs; i++) {
@@ -210,7 +237,7 @@ int l4_snapshot_build(struct l4_snapshot *snap, const struct cfg_l4 *l4, const s
             while (r < s->n_reals && s->reals[r].index != slots[k])
                 r++;
             if (r == s->n_reals) {
-                if (l4) /* a slot that is not this service's: stale, skip */
+                if (svcs) /* a slot that is not this service's: stale, skip */
                     continue;
                 if (add_real(s, slots[k]) < 0)
                     break;
@@ -236,12 +263,30 @@ int l4_snapshot_build(struct l4_snapshot *snap, const struct cfg_l4 *l4, const s
                 else
                     snprintf(rr->addr, sizeof rr->addr, "%s", ip);
             }
-            rr->state = real_state(&real, rr->slots, rr->weight);
+            if (!rr->state)
+                rr->state = real_state(&real, rr->slots, rr->weight);
             l4_percpu_sum(fds->real_stats, rr->index, &rr->c);
         }
     }
     for (uint32_t k = 0; k < L4_R__COUNT; k++)
         l4_percpu_sum(fds->reasons, k, &snap->reasons[k]);
+    if (fds->conn >= 0 || fds->conn_shared >= 0 || fds->nat >= 0) {
+        struct l4_conn_count *cc = calloc(L4_MAX_REALS, sizeof *cc);
+        char cerr[160];
+        if (cc && l4_count_conns(fds->conn, fds->conn_shared, fds->nat, l4_conns_now_ns(), cc, L4_MAX_REALS, cerr,
+                                 sizeof cerr) == 0) {
+            for (size_t i = 0; i < snap->n_svcs; i++) {
+                for (size_t r = 0; r < snap->svcs[i].n_reals; r++) {
+                    struct l4_row_real *rr = &snap->svcs[i].reals[r];
+                    if (rr->index < L4_MAX_REALS) {
+                        rr->active = cc[rr->index].active;
+                        rr->inactive = cc[rr->index].inactive;
+                    }
+                }
+            }
+        }
+        free(cc);
+    }
     return 0;
 }
 
@@ -306,14 +351,20 @@ char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_di
 {
     struct text t = { 0 };
     tx_printf(&t, "Sluice L4 (XDP) forwarder: maps in %s, Maglev table size %" PRIu32 "\n", pin_dir, snap->m);
-    tx_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %12s %14s\n", "Prot", "LocalAddress:Port", "Scheduler", "Mode", "",
-              "", "InPkts", "InBytes");
-    tx_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %12s %14s\n", "RemoteAddress:Port", "State", "", "Weight", "Share",
-              "InPkts", "InBytes");
+    tx_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %8s %9s %12s %14s\n", "Prot", "LocalAddress:Port", "Scheduler",
+              "Mode", "", "", "ActConn", "InActConn", "InPkts", "InBytes");
+    tx_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %8s %9s %12s %14s\n", "RemoteAddress:Port", "State", "", "Weight",
+              "Share", "ActConn", "InActConn", "InPkts", "InBytes");
     for (size_t i = 0; i < snap->n_svcs; i++) {
         const struct l4_row_svc *s = &snap->svcs[i];
-        tx_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %12" PRIu64 " %14" PRIu64 "%s\n", s->proto, s->vip,
-                  s->scheduler, s->mode, "", "", s->c.packets, s->c.bytes, s->loaded ? "" : "  (not loaded)");
+        uint64_t act = 0, inact = 0;
+        for (size_t r = 0; r < s->n_reals; r++) {
+            act += s->reals[r].active;
+            inact += s->reals[r].inactive;
+        }
+        tx_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %8" PRIu64 " %9" PRIu64 " %12" PRIu64 " %14" PRIu64 "%s\n",
+                  s->proto, s->vip, s->scheduler, s->mode, "", "", act, inact, s->c.packets, s->c.bytes,
+                  s->loaded ? "" : "  (not loaded)");
         for (size_t r = 0; r < s->n_reals; r++) {
             const struct l4_row_real *rr = &s->reals[r];
             char w[24], share[16];
@@ -322,8 +373,8 @@ char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_di
             else
                 snprintf(w, sizeof w, "-");
             snprintf(share, sizeof share, "%.0f%%", snap->m ? 100.0 * rr->slots / snap->m : 0.0);
-            tx_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %12" PRIu64 " %14" PRIu64 "\n", rr->addr, rr->state, "", w,
-                      share, rr->c.packets, rr->c.bytes);
+            tx_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %8" PRIu64 " %9" PRIu64 " %12" PRIu64 " %14" PRIu64 "\n",
+                      rr->addr, rr->state, "", w, share, rr->active, rr->inactive, rr->c.packets, rr->c.bytes);
         }
     }
     tx_printf(&t, "\nPackets by disposition and event (non-zero):\n");
@@ -361,8 +412,12 @@ char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
         { "sluice_l4_real_bytes_total", "counter", "Bytes sent to the real server.", 1 },
         { "sluice_l4_real_up", "gauge", "1 when the real takes new flows (in the Maglev table).", 2 },
         { "sluice_l4_real_maglev_slots", "gauge", "Slots of the service's live Maglev table held by the real.", 3 },
+        { "sluice_l4_real_active_connections", "gauge",
+          "Flows of the real seen in the last 60 s and not closing (ipvsadm ActiveConn).", 4 },
+        { "sluice_l4_real_inactive_connections", "gauge",
+          "Flows of the real idle or closing, seen in the last 300 s (ipvsadm InActConn).", 5 },
     };
-    for (size_t f = 0; f < 4; f++) {
+    for (size_t f = 0; f < sizeof real_fams / sizeof *real_fams; f++) {
         metric_header(&t, real_fams[f].name, real_fams[f].type, real_fams[f].help);
         for (size_t i = 0; i < snap->n_svcs; i++) {
             const struct l4_row_svc *s = &snap->svcs[i];
@@ -371,7 +426,9 @@ char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
                 uint64_t v = real_fams[f].what == 0 ? rr->c.packets
                            : real_fams[f].what == 1 ? rr->c.bytes
                            : real_fams[f].what == 2 ? (uint64_t)(rr->slots > 0)
-                                                    : rr->slots;
+                           : real_fams[f].what == 3 ? rr->slots
+                           : real_fams[f].what == 4 ? rr->active
+                                                    : rr->inactive;
                 tx_printf(&t, "%s{vip=\"%s\",proto=\"%s\",real=\"%s\"} %" PRIu64 "\n", real_fams[f].name, s->vip,
                           s->proto[0] == 'T' ? "tcp" : "udp", rr->addr, v);
             }

@@ -17,6 +17,8 @@ struct l4_sum {
 
 struct l4_fds {
     int vips, reals, maglev, vip_stats, real_stats, reasons;
+    int cfg;                 /* l4_config: M for readers without a model; -1 if not open */
+    int conn, conn_shared, nat; /* connection counts; -1 to skip */
 };
 
 struct l4_row_real {
@@ -25,6 +27,7 @@ struct l4_row_real {
     int64_t weight;          /* configured weight, -1 when not known */
     const char *state;       /* up, drained, down, no-nexthop */
     uint32_t slots;          /* Maglev slots in the live table */
+    uint64_t active, inactive;  /* connections (see src/l4/conns.h) */
     struct l4_sum c;
 };
 
@@ -51,13 +54,27 @@ struct l4_snapshot {
 /* Sum a per-CPU array's entry over every possible CPU. */
 int l4_percpu_sum(int fd, uint32_t key, struct l4_sum *out);
 
-/* Build a snapshot. With l4 (the config), services and reals are the
- * config's, real indexes numbered as `sluice l4` numbers them (1, 2, ... in
- * config order). Without it, services come from the vips map and reals from
- * the live Maglev tables (drained and down reals are then not shown).
- * m = 0: infer it from the maglev map's size. Returns 0 or -1 with err. */
-int l4_snapshot_build(struct l4_snapshot *snap, const struct cfg_l4 *l4, const struct l4_fds *fds, uint32_t m,
-                      char *err, size_t errlen);
+/* What the running daemon knows of a service: its config, its slot
+ * (vip_meta.svc) and, per real in config order, the reals map index, the
+ * current weight and state. */
+struct l4_model_real {
+    uint32_t index;
+    int64_t weight;          /* admin weight now (config or API) */
+    const char *state;       /* up, down, draining, disabled, drained, no-nexthop */
+};
+struct l4_model_svc {
+    const struct cfg_l4_service *cs;
+    uint32_t slot;
+    const struct l4_model_real *reals;   /* [cs->n_reals] */
+};
+
+/* Build a snapshot. With a model (the daemon's), services and reals are
+ * the model's. Without one (svcs NULL), services come from the vips map
+ * and reals from the reals map (those the service owns) and the live
+ * Maglev tables; weights are then unknown. m = 0: read it from l4_config.
+ * Returns 0 or -1 with err. */
+int l4_snapshot_build(struct l4_snapshot *snap, const struct l4_model_svc *svcs, size_t n_svcs,
+                      const struct l4_fds *fds, uint32_t m, char *err, size_t errlen);
 void l4_snapshot_free(struct l4_snapshot *snap);
 
 /* The ipvsadm -Ln --stats style table. malloc'd text. */

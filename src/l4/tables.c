@@ -77,7 +77,7 @@ int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6
 }
 
 int l4_write_real(int fd_reals, uint32_t index, const struct sockaddr *addr, const uint8_t mac[6], bool active,
-                  bool nat, char *err, size_t errlen)
+                  bool nat, uint16_t owner, char *err, size_t errlen)
 {
     struct l4_real r;
     memset(&r, 0, sizeof r);
@@ -90,6 +90,7 @@ int l4_write_real(int fd_reals, uint32_t index, const struct sockaddr *addr, con
     if (mac)
         memcpy(r.mac, mac, 6);
     r.flags = (__u16)((active ? L4_REAL_F_ACTIVE : 0) | (addr->sa_family == AF_INET6 ? L4_REAL_F_V6 : 0));
+    r.owner = owner;
     if (bpf_map_update_elem(fd_reals, &index, &r, BPF_ANY) < 0) {
         snprintf(err, errlen, "reals map, index %u: %s", index, strerror(errno));
         return -1;
@@ -121,6 +122,16 @@ int l4_write_nat_pool(int fd_pools, uint32_t svc, const struct cfg_l4_service *s
     return 0;
 }
 
+uint16_t l4_scheduler_flags(enum l4_scheduler s)
+{
+    switch (s) {
+    case L4_SCHED_SOURCE_HASH: return L4_VIP_F_SRC_HASH;
+    case L4_SCHED_WRR:
+    case L4_SCHED_RR: return L4_VIP_F_RR;
+    default: return 0;
+    }
+}
+
 int l4_read_real(int fd_reals, uint32_t index, struct l4_real *out)
 {
     return bpf_map_lookup_elem(fd_reals, &index, out);
@@ -147,7 +158,7 @@ static int write_slots(int fd, uint32_t base, const __u32 *vals, uint32_t n)
 }
 
 int l4_write_maglev(int fd_maglev, uint32_t m, uint32_t table, const struct cfg_l4_service *s,
-                    const uint32_t *weights, uint32_t first_index, uint64_t seed, char *err, size_t errlen)
+                    const uint32_t *weights, const uint32_t *indexes, uint64_t seed, char *err, size_t errlen)
 {
     int32_t *t = malloc((size_t)m * sizeof *t);
     __u32 *vals = malloc((size_t)m * sizeof *vals);
@@ -166,7 +177,7 @@ int l4_write_maglev(int fd_maglev, uint32_t m, uint32_t table, const struct cfg_
     /* ENOENT (every weight 0) leaves -1 everywhere: slots of 0, so the
      * forwarder drops new flows (drop_no_real) rather than guess. */
     for (uint32_t i = 0; i < m; i++)
-        vals[i] = t[i] < 0 ? 0 : first_index + (uint32_t)t[i];
+        vals[i] = t[i] < 0 ? 0 : indexes[t[i]];
     int e = write_slots(fd_maglev, table * m, vals, m);
     if (e < 0) {
         snprintf(err, errlen, "maglev map, table %u: %s", table, strerror(-e));
@@ -181,7 +192,7 @@ out:
 }
 
 int l4_write_vip(int fd_vips, const struct l4_vip_key *k, uint32_t svc, uint32_t table, enum l4_fwd_mode mode,
-                 char *err, size_t errlen)
+                 uint16_t flags, char *err, size_t errlen)
 {
     struct l4_vip_meta meta;
     memset(&meta, 0, sizeof meta);
@@ -189,6 +200,7 @@ int l4_write_vip(int fd_vips, const struct l4_vip_key *k, uint32_t svc, uint32_t
     meta.table = table;
     /* enum l4_fwd_mode follows enum l4_mode's order (dr, tun, nat, fullnat). */
     meta.mode = (__u8)mode;
+    meta.flags = flags;
     if (bpf_map_update_elem(fd_vips, k, &meta, BPF_ANY) < 0) {
         snprintf(err, errlen, "vips map: %s", strerror(errno));
         return -1;

@@ -26,10 +26,10 @@ void l4_icmp_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s);
 int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], uint32_t maglev_m,
                     uint32_t maglev_tables, char *err, size_t errlen);
 
-/* reals[index] = {addr, mac, flags, port}; active sets L4_REAL_F_ACTIVE;
+/* reals[index] = {addr, mac, flags, port, owner}; active sets L4_REAL_F_ACTIVE;
  * nat (the real belongs to a NAT or FullNAT service) sets port to addr's. */
 int l4_write_real(int fd_reals, uint32_t index, const struct sockaddr *addr, const uint8_t mac[6], bool active,
-                  bool nat, char *err, size_t errlen);
+                  bool nat, uint16_t owner, char *err, size_t errlen);
 /* nat_pools[svc] from a FullNAT service's local_addresses and port range
  * (an empty pool for other modes). */
 int l4_write_nat_pool(int fd_pools, uint32_t svc, const struct cfg_l4_service *s, char *err, size_t errlen);
@@ -37,14 +37,16 @@ int l4_read_real(int fd_reals, uint32_t index, struct l4_real *out);
 
 /* Build service s's weighted Maglev table (seed, keys = the reals'
  * addresses) from weights[] and write it into table id `table`: slot i
- * gets first_index + (the real's position), or 0 where no real has weight.
+ * gets indexes[the real's position], or 0 where no real has weight.
  * m is the table size. */
 int l4_write_maglev(int fd_maglev, uint32_t m, uint32_t table, const struct cfg_l4_service *s,
-                    const uint32_t *weights, uint32_t first_index, uint64_t seed, char *err, size_t errlen);
+                    const uint32_t *weights, const uint32_t *indexes, uint64_t seed, char *err, size_t errlen);
 
 /* Point the VIP at its table (and create the entry): the atomic flip. */
 int l4_write_vip(int fd_vips, const struct l4_vip_key *k, uint32_t svc, uint32_t table, enum l4_fwd_mode mode,
-                 char *err, size_t errlen);
+                 uint16_t flags, char *err, size_t errlen);
+/* vip_meta.flags for a scheduler (L4_VIP_F_SRC_HASH, L4_VIP_F_RR or 0). */
+uint16_t l4_scheduler_flags(enum l4_scheduler s);
 
 /* Delete every vips entry that is not one of keep[0..n). */
 int l4_prune_vips(int fd_vips, const struct l4_vip_key *keep, size_t n, char *err, size_t errlen);

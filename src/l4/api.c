@@ -1,0 +1,496 @@
+/* The /api/l4/ routes of `sluice l4`'s admin API: look at the services,
+ * add and remove services and reals while the forwarder runs.
+ *
+ *   GET    /api/l4/services                       every service with its reals
+ *   POST   /api/l4/services                       add one (body: a service, as in l4.services)
+ *   GET    /api/l4/services/{name}                one service ({name} = tcp:VIP:PORT)
+ *   DELETE /api/l4/services/{name}                remove it
+ *   POST   /api/l4/services/{name}/reals          add a real (body: a real, as in reals:)
+ *   GET    /api/l4/services/{name}/reals/{addr}   one real
+ *   PATCH  /api/l4/services/{name}/reals/{addr}   {"weight": N} and/or {"admin": ...}
+ *   DELETE /api/l4/services/{name}/reals/{addr}   remove it
+ *   GET    /api/l4/list                           the `sluice l4 list` table, as text
+ *
+ * A body is checked by the configuration's own parser (the same keys,
+ * defaults and errors as the file), so the API cannot accept what the file
+ * would refuse. Every change goes through l4d_replace_services(): one
+ * model switch, tables swapped atomically, flows on reals that stay keep
+ * their real.
+ */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/admin.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "l4/daemon_priv.h"
+#include "l4/stats.h"
+
+static const char *proto_name(const struct cfg_l4_service *s)
+{
+    return s->proto == PROTO_UDP ? "udp" : "tcp";
+}
+
+static int find_by_name(const struct l4d *d, const char *name)
+{
+    for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
+        const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+        char n[96];
+        snprintf(n, sizeof n, "%s:%s", proto_name(svc), svc->vip.text);
+        if (strcmp(n, name) == 0)
+            return (int)s;
+    }
+    return -1;
+}
+
+static int find_real(const struct cfg_l4_service *s, const char *addr)
+{
+    for (size_t r = 0; r < s->n_reals; r++)
+        if (strcmp(s->reals[r].addr.text, addr) == 0)
+            return (int)r;
+    return -1;
+}
+
+/* ---- JSON out ---- */
+
+static json_t *real_json(struct l4d *d, size_t s, size_t r, const struct l4_row_real *row, uint32_t m)
+{
+    size_t g = d->sh->pool_first[s] + r;
+    const struct shared_backend *b = &d->sh->backends[g];
+    uint64_t now = ev_clock_ms();
+    return json_pack("{s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:I, s:I}, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
+                     "address", d->cfg->l4.services[s].reals[r].addr.text,
+                     "weight", (json_int_t)atomic_load(&b->weight),
+                     "effective_weight", (json_int_t)shared_effective_weight(b, 0, now),
+                     "admin", backend_admin_name(atomic_load(&b->admin)),
+                     "state", row ? row->state : "?",
+                     "health", "status", atomic_load(&b->health) == HEALTH_UP ? "up" : "down",
+                     "last_check", b->last_check, "checks_ok", (json_int_t)b->checks_ok,
+                     "checks_failed", (json_int_t)b->checks_failed,
+                     "index", (json_int_t)d->rr[g].index,
+                     "maglev_slots", (json_int_t)(row ? row->slots : 0),
+                     "share", row && m ? (double)row->slots / m : 0.0,
+                     "active_conns", (json_int_t)(row ? row->active : 0),
+                     "inactive_conns", (json_int_t)(row ? row->inactive : 0),
+                     "packets", (json_int_t)(row ? row->c.packets : 0),
+                     "bytes", (json_int_t)(row ? row->c.bytes : 0));
+}
+
+static json_t *service_json(struct l4d *d, size_t s, const struct l4_snapshot *snap)
+{
+    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    const struct l4_row_svc *row = snap && s < snap->n_svcs ? &snap->svcs[s] : NULL;
+    char name[96];
+    snprintf(name, sizeof name, "%s:%s", proto_name(svc), svc->vip.text);
+    json_t *locals = json_array(), *reals = json_array();
+    for (size_t i = 0; i < svc->n_local_addrs; i++)
+        json_array_append_new(locals, json_string(svc->local_addrs[i].text));
+    for (size_t r = 0; r < svc->n_reals; r++)
+        json_array_append_new(reals, real_json(d, s, r, row && r < row->n_reals ? &row->reals[r] : NULL,
+                                               snap ? snap->m : 0));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:o, s:o}", "name", name, "vip", svc->vip.text,
+                     "protocol", proto_name(svc), "mode", l4_fwd_mode_name(svc->mode), "scheduler",
+                     l4_scheduler_name(svc->scheduler), "slot", (json_int_t)d->sr[s].slot, "loaded",
+                     row ? row->loaded : 0, "packets", (json_int_t)(row ? row->c.packets : 0), "bytes",
+                     (json_int_t)(row ? row->c.bytes : 0), "local_addresses", locals, "reals", reals);
+}
+
+static bool take_snapshot(struct l4d *d, struct l4_snapshot *snap, struct admin_reply *r)
+{
+    char err[160];
+    if (l4d_snapshot(d, snap, err, sizeof err) < 0) {
+        admin_reply_error(r, 500, "%s", err);
+        return false;
+    }
+    return true;
+}
+
+static void reply_service(struct l4d *d, int status, size_t s, struct admin_reply *r)
+{
+    struct l4_snapshot snap;
+    if (!take_snapshot(d, &snap, r))
+        return;
+    admin_reply_json(r, status, service_json(d, s, &snap));
+    l4_snapshot_free(&snap);
+}
+
+static void reply_services(struct l4d *d, struct admin_reply *r)
+{
+    struct l4_snapshot snap;
+    if (!take_snapshot(d, &snap, r))
+        return;
+    json_t *arr = json_array();
+    for (size_t s = 0; s < d->cfg->l4.n_services; s++)
+        json_array_append_new(arr, service_json(d, s, &snap));
+    l4_snapshot_free(&snap);
+    admin_reply_json(r, 200, json_pack("{s:o}", "services", arr));
+}
+
+/* ---- bodies in: through the configuration parser ---- */
+
+static void prefix_text(const struct cfg_prefix *p, char *buf, size_t cap)
+{
+    char ip[64];
+    inet_ntop(p->family, p->addr, ip, sizeof ip);
+    snprintf(buf, cap, "%s/%u", ip, p->plen);
+}
+
+/* "api:1: l4.services[0].reals[0].weight: reason" -> "reals[0].weight:
+ * reason" (the path inside the body). */
+static void body_error(const char *line, char *err, size_t errlen)
+{
+    const char *p = strstr(line, ": ");
+    p = p ? p + 2 : line;
+    static const char svc0[] = "l4.services[0]";
+    if (strncmp(p, svc0, sizeof svc0 - 1) == 0) {
+        p += sizeof svc0 - 1;
+        if (*p == '.')
+            p++;
+        else if (*p == ':')
+            p = p[1] == ' ' ? p + 2 : p + 1;
+    } else if (strncmp(p, "l4: ", 4) == 0) {
+        p += 4;
+    }
+    snprintf(err, errlen, "%s", p);
+}
+
+/* Parse `body` (a JSON object) as one service, in the context of the
+ * running l4 settings (TUN prefixes). The service is moved into *out. */
+static int parse_service(const struct l4d *d, const char *body, size_t len, struct cfg_l4_service *out, char *err,
+                         size_t errlen)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, 0, &jerr);
+    if (!j || !json_is_object(j)) {
+        snprintf(err, errlen, j ? "the body must be a JSON object" : "the body is not JSON: %s", jerr.text);
+        json_decref(j);
+        return -1;
+    }
+    /* Re-serialised by jansson: one well-formed object, whatever was sent. */
+    char *obj = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    const struct cfg_l4 *l4 = &d->cfg->l4;
+    char p4[80] = "", p6[80] = "";
+    if (l4->tun_src4.family)
+        prefix_text(&l4->tun_src4, p4, sizeof p4);
+    if (l4->tun_src6.family)
+        prefix_text(&l4->tun_src6, p6, sizeof p6);
+    char *doc = NULL;
+    int n = obj ? asprintf(&doc, "{\"l4\": {\"interfaces\": [\"api\"]%s%s%s%s%s%s, \"services\": [%s]}}",
+                           p4[0] ? ", \"tun_source_prefix\": \"" : "", p4, p4[0] ? "\"" : "",
+                           p6[0] ? ", \"tun_source_prefix6\": \"" : "", p6, p6[0] ? "\"" : "", obj)
+                    : -1;
+    free(obj);
+    if (n < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    struct config_errors errs = { 0 };
+    struct sl_config *cfg = config_load_string("api", doc, (size_t)n, &errs);
+    free(doc);
+    if (!cfg) {
+        body_error(errs.n ? errs.lines[0] : "invalid service", err, errlen);
+        config_errors_free(&errs);
+        return -1;
+    }
+    int rc = -1;
+    if (cfg->l4.n_services == 1) {
+        *out = cfg->l4.services[0];
+        memset(&cfg->l4.services[0], 0, sizeof cfg->l4.services[0]);
+        rc = 0;
+    } else {
+        snprintf(err, errlen, "the body must be one service");
+    }
+    config_free(cfg);
+    return rc;
+}
+
+/* A real in the context of service svc: its body goes into a copy of the
+ * service's head (vip, protocol, mode, local addresses), which the parser
+ * checks as a whole (address family, default port, weight range). */
+static int parse_real(const struct l4d *d, const struct cfg_l4_service *svc, const char *body, size_t len,
+                      struct cfg_l4_real *out, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+    if (!j || !(json_is_object(j) || json_is_string(j))) {
+        snprintf(err, errlen, j ? "the body must be a JSON object ({\"address\": ..., \"weight\": ...})"
+                                : "the body is not JSON: %s", jerr.text);
+        json_decref(j);
+        return -1;
+    }
+    json_t *head = json_pack("{s:s, s:s, s:s, s:[o]}", "vip", svc->vip.text, "protocol", proto_name(svc), "mode",
+                             l4_fwd_mode_name(svc->mode), "reals", j);
+    if (head && svc->n_local_addrs) {
+        json_t *locals = json_array();
+        for (size_t i = 0; i < svc->n_local_addrs; i++)
+            json_array_append_new(locals, json_string(svc->local_addrs[i].text));
+        json_object_set_new(head, "local_addresses", locals);
+    }
+    char *text = head ? json_dumps(head, JSON_COMPACT) : NULL;
+    json_decref(head);
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    struct cfg_l4_service parsed;
+    int rc = parse_service(d, text, strlen(text), &parsed, err, errlen);
+    free(text);
+    if (rc < 0)
+        return -1;
+    if (parsed.n_reals != 1) {
+        snprintf(err, errlen, "the body must be one real");
+        config_l4_service_free(&parsed);
+        return -1;
+    }
+    *out = parsed.reals[0];
+    config_l4_service_free(&parsed);
+    return 0;
+}
+
+/* ---- changes ---- */
+
+/* A copy of the running list of services, for an edit. */
+static struct cfg_l4_service *copy_services(const struct l4d *d, size_t extra)
+{
+    size_t n = d->cfg->l4.n_services;
+    struct cfg_l4_service *v = calloc(n + extra + 1, sizeof *v);
+    for (size_t i = 0; v && i < n; i++) {
+        if (config_l4_service_copy(&v[i], &d->cfg->l4.services[i]) < 0) {
+            for (size_t k = 0; k < i; k++)
+                config_l4_service_free(&v[k]);
+            free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static bool apply(struct l4d *d, struct cfg_l4_service *v, size_t n, struct admin_reply *r)
+{
+    char err[512];
+    int rc = l4d_replace_services(d, v, n, err, sizeof err);
+    if (rc) {
+        admin_reply_error(r, rc, "%s", err);
+        return false;
+    }
+    return true;
+}
+
+static void add_service(struct l4d *d, const char *body, size_t len, struct admin_reply *r)
+{
+    char err[512];
+    struct cfg_l4_service svc;
+    if (parse_service(d, body, len, &svc, err, sizeof err) < 0) {
+        admin_reply_error(r, 400, "%s", err);
+        return;
+    }
+    char name[96];
+    snprintf(name, sizeof name, "%s:%s", proto_name(&svc), svc.vip.text);
+    for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
+        const struct cfg_l4_service *o = &d->cfg->l4.services[s];
+        if (o->proto == svc.proto && addr_equal(&o->vip, &svc.vip)) {
+            admin_reply_error(r, 409, "service %s exists; remove it first, or change its reals", name);
+            config_l4_service_free(&svc);
+            return;
+        }
+    }
+    size_t n = d->cfg->l4.n_services;
+    struct cfg_l4_service *v = copy_services(d, 1);
+    if (!v) {
+        config_l4_service_free(&svc);
+        admin_reply_error(r, 500, "out of memory");
+        return;
+    }
+    v[n] = svc;
+    if (!apply(d, v, n + 1, r))
+        return;
+    log_info("admin API: service %s added (%s, %s, %zu real%s)", name, l4_fwd_mode_name(svc.mode),
+             l4_scheduler_name(svc.scheduler), svc.n_reals, svc.n_reals == 1 ? "" : "s");
+    int s = find_by_name(d, name);
+    if (s >= 0)
+        reply_service(d, 201, (size_t)s, r);
+}
+
+static void remove_service(struct l4d *d, size_t s, struct admin_reply *r)
+{
+    char name[96];
+    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    snprintf(name, sizeof name, "%s:%s", proto_name(svc), svc->vip.text);
+    size_t n = d->cfg->l4.n_services;
+    struct cfg_l4_service *v = copy_services(d, 0);
+    if (!v) {
+        admin_reply_error(r, 500, "out of memory");
+        return;
+    }
+    config_l4_service_free(&v[s]);
+    memmove(&v[s], &v[s + 1], (n - s - 1) * sizeof *v);
+    if (!apply(d, v, n - 1, r))
+        return;
+    log_info("admin API: service %s removed", name);
+    admin_reply_json(r, 200, json_pack("{s:s}", "removed", name));
+}
+
+static void add_real(struct l4d *d, size_t s, const char *body, size_t len, struct admin_reply *r)
+{
+    char err[512];
+    struct cfg_l4_real real;
+    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    if (parse_real(d, svc, body, len, &real, err, sizeof err) < 0) {
+        admin_reply_error(r, 400, "%s", err);
+        return;
+    }
+    for (size_t k = 0; k < svc->n_reals; k++) {
+        if (addr_equal(&svc->reals[k].addr, &real.addr)) {
+            admin_reply_error(r, 409, "service %s already has real %s; PATCH it to change its weight",
+                              svc->vip.text, real.addr.text);
+            return;
+        }
+    }
+    size_t n = d->cfg->l4.n_services;
+    struct cfg_l4_service *v = copy_services(d, 0);
+    struct cfg_l4_real *grown = v ? realloc(v[s].reals, (v[s].n_reals + 1) * sizeof *grown) : NULL;
+    if (!grown) {
+        for (size_t i = 0; v && i < n; i++)
+            config_l4_service_free(&v[i]);
+        free(v);
+        admin_reply_error(r, 500, "out of memory");
+        return;
+    }
+    v[s].reals = grown;
+    grown[v[s].n_reals++] = real;
+    char name[96];
+    snprintf(name, sizeof name, "%s:%s", proto_name(svc), svc->vip.text);
+    if (!apply(d, v, n, r))
+        return;
+    log_info("admin API: service %s: real %s added, weight %" PRIu32, name, real.addr.text, real.weight);
+    int si = find_by_name(d, name);
+    if (si >= 0)
+        reply_service(d, 201, (size_t)si, r);
+}
+
+static void remove_real(struct l4d *d, size_t s, size_t ri, struct admin_reply *r)
+{
+    size_t n = d->cfg->l4.n_services;
+    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    char name[96], addr[72];
+    snprintf(name, sizeof name, "%s:%s", proto_name(svc), svc->vip.text);
+    snprintf(addr, sizeof addr, "%s", svc->reals[ri].addr.text);
+    struct cfg_l4_service *v = copy_services(d, 0);
+    if (!v) {
+        admin_reply_error(r, 500, "out of memory");
+        return;
+    }
+    memmove(&v[s].reals[ri], &v[s].reals[ri + 1], (v[s].n_reals - ri - 1) * sizeof *v[s].reals);
+    v[s].n_reals--;
+    if (!apply(d, v, n, r))
+        return;
+    log_info("admin API: service %s: real %s removed", name, addr);
+    admin_reply_json(r, 200, json_pack("{s:s, s:s}", "service", name, "removed", addr));
+}
+
+static void real_route(struct l4d *d, size_t s, const char *method, const char *addr, const char *body,
+                       size_t len, struct admin_reply *r)
+{
+    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    int ri = find_real(svc, addr);
+    if (ri < 0) {
+        admin_reply_error(r, 404, "service %s:%s has no real \"%s\"", proto_name(svc), svc->vip.text, addr);
+        return;
+    }
+    if (!strcmp(method, "DELETE")) {
+        remove_real(d, s, (size_t)ri, r);
+        return;
+    }
+    if (!strcmp(method, "PATCH")) {
+        char err[512];
+        size_t g = d->sh->pool_first[s] + (size_t)ri;
+        if (admin_apply_backend_patch(d->sh, g, body, len, err, sizeof err) < 0) {
+            admin_reply_error(r, 400, "%s", err);
+            return;
+        }
+        log_info("admin API: service %s:%s real %s: weight %" PRIu32 ", admin %s", proto_name(svc), svc->vip.text,
+                 addr, atomic_load(&d->sh->backends[g].weight),
+                 backend_admin_name(atomic_load(&d->sh->backends[g].admin)));
+    } else if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        admin_reply_method_not_allowed(r, "GET, HEAD, PATCH, DELETE");
+        return;
+    }
+    struct l4_snapshot snap;
+    if (!take_snapshot(d, &snap, r))
+        return;
+    const struct l4_row_real *row = s < snap.n_svcs && (size_t)ri < snap.svcs[s].n_reals ? &snap.svcs[s].reals[ri]
+                                                                                          : NULL;
+    admin_reply_json(r, 200, real_json(d, s, (size_t)ri, row, snap.m));
+    l4_snapshot_free(&snap);
+}
+
+void l4_api_handle(void *arg, const char *method, const char *const *seg, size_t n, const char *body,
+                   size_t len, struct admin_reply *r)
+{
+    struct l4d *d = arg;
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    if (n == 1 && !strcmp(seg[0], "list")) {
+        if (!get) {
+            admin_reply_method_not_allowed(r, "GET, HEAD");
+            return;
+        }
+        struct l4_snapshot snap;
+        if (!take_snapshot(d, &snap, r))
+            return;
+        char *text = l4_snapshot_render_list(&snap, d->pin_dir);
+        l4_snapshot_free(&snap);
+        if (text)
+            admin_reply_text(r, 200, text, strlen(text));
+        else
+            admin_reply_error(r, 500, "out of memory");
+        return;
+    }
+    if (n == 0 || strcmp(seg[0], "services") != 0) {
+        admin_reply_error(r, 404, "no such path (see docs/l4.md: /api/l4/services, /api/l4/list)");
+        return;
+    }
+    if (n == 1) {
+        if (get)
+            reply_services(d, r);
+        else if (!strcmp(method, "POST"))
+            add_service(d, body, len, r);
+        else
+            admin_reply_method_not_allowed(r, "GET, HEAD, POST");
+        return;
+    }
+    int s = find_by_name(d, seg[1]);
+    if (s < 0) {
+        admin_reply_error(r, 404, "no service named \"%s\" (names are PROTO:VIP:PORT, e.g. tcp:10.0.0.100:80)",
+                          seg[1]);
+        return;
+    }
+    if (n == 2) {
+        if (get)
+            reply_service(d, 200, (size_t)s, r);
+        else if (!strcmp(method, "DELETE"))
+            remove_service(d, (size_t)s, r);
+        else
+            admin_reply_method_not_allowed(r, "GET, HEAD, DELETE");
+        return;
+    }
+    if (strcmp(seg[2], "reals") != 0 || n > 4) {
+        admin_reply_error(r, 404, "no such path");
+        return;
+    }
+    if (n == 3) {
+        if (get)
+            reply_service(d, 200, (size_t)s, r);
+        else if (!strcmp(method, "POST"))
+            add_real(d, (size_t)s, body, len, r);
+        else
+            admin_reply_method_not_allowed(r, "GET, HEAD, POST");
+        return;
+    }
+    real_route(d, (size_t)s, method, seg[3], body, len, r);
+}
