@@ -216,6 +216,13 @@ def test_l4_restart_after_api_changes_keeps_indexes(topo):
     assert {r["address"]: r["index"] for r in doc["reals"]} == idx, doc
     assert [c.ask() for c in conns] == first
     assert l4.stop() == 0
+    # Stopped: `sluice l4 list` without -c reads the pinned maps; the reals
+    # come from their owner field (weights unknown), with their connections.
+    out = nsexec(NS_LB, SLUICE_BIN, "l4", "list", "--pin-dir", topo.bpffs + "/sluice").stdout
+    assert "TCP  10.0.0.100:80" in out, out
+    rows = re.findall(r"^  -> (10\.0\.0\.1[123]:80) +(\w+) +- +\d+% +(\d+) +(\d+)", out, re.M)
+    assert sorted(r[0] for r in rows) == ["10.0.0.11:80", "10.0.0.12:80", "10.0.0.13:80"], out
+    assert sum(int(r[2]) for r in rows) >= len(conns), out
 
 
 def test_l4_schedulers(topo):
