@@ -2718,6 +2718,92 @@ static int t_conn_counts_nat(void)
     return 0;
 }
 
+/* ---- ICMP errors about NAT and FullNAT flows ---- */
+
+static void addr_text(const struct tl_addr *a, char *buf, size_t len)
+{
+    if (a->v6)
+        inet_ntop(AF_INET6, a->a, buf, (socklen_t)len);
+    else
+        inet_ntop(AF_INET, tl_addr_v4(a), buf, (socklen_t)len);
+}
+
+/* A router on the client side sends frag-needed / packet-too-big to the
+ * VIP about a reply of an established NAT/FullNAT flow, quoting `quote`
+ * bytes of it. The real must get it as if it were about the packet it sent
+ * itself: built here from scratch, the quote from the real's own packet
+ * (src real:rport, dst client:cport or local:lport, same payload), the
+ * outer destination the real, the outer source the router (NAT) or the
+ * local address (FullNAT), every checksum computed over the whole. */
+static int nat_icmp_case(int svc, size_t quote)
+{
+    struct tl_frame f = to_svc(svc, false), inner, outer;
+    bool full = svc_full(svc), v6 = f.src.v6;
+    char vip[INET6_ADDRSTRLEN], client[INET6_ADDRSTRLEN];
+    struct l4_counter rs;
+    struct nat_res res;
+    struct pkt in, exp, q;
+
+    if (nat_forward(svc, &f, full && f.proto == 6, &res))
+        return -1;
+    addr_text(&f.dst, vip, sizeof(vip));
+    addr_text(&f.src, client, sizeof(client));
+    icmp_err(&in, v6, vip, f.dport, client, f.sport, f.proto, quote);
+
+    inner = frame(vip, client, f.proto, f.dport, f.sport);
+    real_addr(res.real, &inner.src);
+    inner.sport = real_port(res.real, f.dport);
+    inner.dst = res.local;
+    inner.dport = res.lport;
+    inner.payload_len = 64;
+    tl_build(&q, &inner);
+    if (quote > q.len - 14)
+        quote = q.len - 14;
+    outer = frame(v6 ? ROUTER6 : ROUTER4, vip, v6 ? 58 : 1, 0, 0);
+    outer.icmp_type = v6 ? 2 : 3;
+    outer.icmp_code = v6 ? 0 : 4;
+    outer.icmp_seq = 1400;
+    outer.payload = q.b + 14;
+    outer.payload_len = quote;
+    outer.tos = 0xc0;
+    real_addr(res.real, &outer.dst);
+    if (full)
+        outer.src = res.local;
+    memcpy(outer.dmac, env.reals[res.real].r.mac, 6);
+    memcpy(outer.smac, LB_MAC, 6);
+    tl_build(&exp, &outer);
+
+    CHECK(tl_counter(env.fd_real_stats, res.real, &rs) == 0, "real stats");
+    if (run_expect(&in, XDP_TX, &exp, full ? L4_R_FWD_FULLNAT : L4_R_FWD_NAT))
+        return -1;
+    CHECK(delta[L4_R_ICMP_ERR_ROUTED] == 1, "icmp_err_routed not counted");
+    CHECK(delta[L4_R_CT_HIT] == 0 && delta[L4_R_CT_MISS] == 0, "ICMP error counted as a flow");
+    return counter_delta(env.fd_real_stats, res.real, &rs, 1, in.len);
+}
+
+/* IPv4 quotes of 28 bytes hold the UDP checksum but not TCP's. */
+static int t_nat_icmp4_tcp_short(void) { return nat_icmp_case(S_NAT4_TCP, 28); }
+static int t_nat_icmp4_udp(void) { return nat_icmp_case(S_NAT4_UDP, 548); }
+static int t_fnat_icmp4_tcp(void) { return nat_icmp_case(S_FNAT4_TCP, 548); }
+static int t_fnat_icmp4_udp_short(void) { return nat_icmp_case(S_FNAT4_UDP, 28); }
+static int t_nat_icmp6_tcp(void) { return nat_icmp_case(S_NAT6_TCP, 1232); }
+static int t_nat_icmp6_udp_short(void) { return nat_icmp_case(S_NAT6_UDP, 48); }
+static int t_fnat_icmp6_tcp(void) { return nat_icmp_case(S_FNAT6_TCP, 1232); }
+static int t_fnat_icmp6_udp(void) { return nat_icmp_case(S_FNAT6_UDP, 1232); }
+
+/* An error about a NAT flow we hold no state for cannot be routed. */
+static int t_nat_icmp_no_state(void)
+{
+    struct tl_frame f = to_svc(S_FNAT4_TCP, false);
+    char vip[INET6_ADDRSTRLEN], client[INET6_ADDRSTRLEN];
+    struct pkt in;
+
+    addr_text(&f.dst, vip, sizeof(vip));
+    addr_text(&f.src, client, sizeof(client));
+    icmp_err(&in, false, vip, f.dport, client, f.sport, f.proto, 548);
+    return run_expect(&in, XDP_PASS, NULL, L4_R_PASS_ICMP);
+}
+
 /* ---- setup and main ---- */
 
 static int setup(void)
@@ -2827,6 +2913,15 @@ static const struct test tests[] = {
     { "rr IPv6 UDP: 60 new flows take the table in slot order", t_rr6 },
     { "rr skips an inactive real's slots; none active: dropped after the probes", t_rr_skips_inactive },
     { "connection counts, DR: once per flow over CPUs and tables, FIN, idle, reuse", t_conn_counts_dr },
+    { "frag-needed about a NAT TCP flow, 28-byte quote -> real", t_nat_icmp4_tcp_short },
+    { "frag-needed about a NAT UDP flow, whole quote -> real", t_nat_icmp4_udp },
+    { "frag-needed about a FullNAT TCP flow -> real, from the local address", t_fnat_icmp4_tcp },
+    { "frag-needed about a FullNAT UDP flow, 28-byte quote", t_fnat_icmp4_udp_short },
+    { "packet-too-big about a NAT TCP flow -> real", t_nat_icmp6_tcp },
+    { "packet-too-big about a NAT UDP flow, 48-byte quote", t_nat_icmp6_udp_short },
+    { "packet-too-big about a FullNAT TCP flow -> real", t_fnat_icmp6_tcp },
+    { "packet-too-big about a FullNAT UDP flow -> real", t_fnat_icmp6_udp },
+    { "frag-needed about a NAT flow without state: pass", t_nat_icmp_no_state },
     { "connection counts, NAT and FullNAT: one per flow, FIN closes", t_conn_counts_nat },
     { "conn table keeps a flow when the Maglev table moves it", t_ct_survives_table_change },
     { "conn table entry to an inactive real is re-picked", t_ct_inactive_real },

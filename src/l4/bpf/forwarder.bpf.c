@@ -988,6 +988,9 @@ static __always_inline int icmp_inner_flow(void *data, void *data_end, struct pk
     return 0;
 }
 
+static int nat_icmp_err(struct xdp_md *ctx, struct pkt *p, const struct l4_vip_meta *vip, const struct l4_cfg *cfg,
+                        __u64 bytes);
+
 static __always_inline int handle_icmp(struct xdp_md *ctx, struct pkt *p, const struct l4_cfg *cfg,
                                        __u64 bytes)
 {
@@ -1030,6 +1033,8 @@ static __always_inline int handle_icmp(struct xdp_md *ctx, struct pkt *p, const 
     vip = bpf_map_lookup_elem(&vips, &vk);
     if (!vip)
         return finish(L4_R_PASS_NOT_VIP, bytes);
+    if (vip->mode == L4_MODE_NAT || vip->mode == L4_MODE_FULLNAT)
+        return nat_icmp_err(ctx, p, vip, cfg, bytes);
     if (!mode_supported(vip->mode))
         return finish(L4_R_PASS_MODE, bytes);
     r = pick_real(p, vip, cfg, false, &real_idx, &hash);
@@ -1562,6 +1567,163 @@ static __noinline int nat_out(struct xdp_md *ctx, struct pkt *p, const struct l4
     if (v->ifindex && v->ifindex != ctx->ingress_ifindex)
         return bpf_redirect(v->ifindex, 0);
     return XDP_TX;
+}
+
+/* ICMP frag-needed / packet-too-big from the client side about a NAT or
+ * FullNAT flow: a router between us and the client could not take a reply
+ * we sent (VIP:vport -> client:cport). It belongs to the real, which must
+ * lower its PMTU, so it goes there looking as if it were about the packet
+ * the real sent:
+ *   inner  src VIP:vport     -> real:rport
+ *          dst client:cport  -> NAT: unchanged; FullNAT: local:lport
+ *   outer  dst VIP           -> the real
+ *          src               -> NAT: unchanged (the router; the real routes
+ *                               client-side addresses through us anyway);
+ *                               FullNAT: the local address, since a FullNAT
+ *                               real needs no route to client-side networks
+ *                               and reverse-path filtering would drop it.
+ * p->key holds the flow as the client sends it (icmp_inner_flow). The flow
+ * is found as the client's packets find it (its IN entry) and must be
+ * confirmed by its reply-side entry, as on the forward path; nothing is
+ * created or refreshed. Checksums are patched incrementally: the quoted
+ * IPv4 header's, the quoted TCP/UDP checksum when the quote holds it, the
+ * ICMP checksum over every word changed in the message (and, for ICMPv6,
+ * the pseudo-header's addresses), and the outer IPv4 header's. A subprogram
+ * (own stack frame), like nat_in(). */
+static __noinline int nat_icmp_err(struct xdp_md *ctx, struct pkt *p, const struct l4_vip_meta *vip,
+                                   const struct l4_cfg *cfg, __u64 bytes)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u32 l3_off = p->l3_off, l4_off = p->l4_off, ip_end = p->l3_off + p->ip_len;
+    __u32 il3_off, il4_off, sum_off, zero = 0, acc_l4 = 0, acc_icmp = 0, i;
+    bool full = vip->mode == L4_MODE_FULLNAT, tcp = p->key.proto == PROTO_TCP, has_sum;
+    struct nat_scratch *sc;
+    struct l4_nat *e, *o, *in;
+    struct l4_nat_key *ik, *ok;
+    struct l4_real *r;
+    __u16 *icmp, *ports, *l4sum, old;
+
+    sc = bpf_map_lookup_elem(&scratch, &zero);
+    if (!sc)
+        return finish(L4_R_DROP_NO_ROOM, bytes);
+    in = &sc->in;
+    ik = &sc->ik;
+    ok = &sc->ok;
+    __builtin_memset(ik, 0, sizeof(*ik));
+    __builtin_memset(ok, 0, sizeof(*ok));
+    __builtin_memcpy(ik->src, p->key.src, 16);
+    __builtin_memcpy(ik->dst, p->key.dst, 16);
+    ik->sport = p->key.sport;
+    ik->dport = p->key.dport;
+    ik->proto = p->key.proto;
+    ik->dir = L4_NAT_IN;
+    e = bpf_map_lookup_elem(&nat, ik);
+    if (!e)
+        return finish(L4_R_PASS_ICMP, bytes); /* no state: cannot route it */
+    *in = *e;
+    nat_out_key(in, p->key.proto, ok);
+    o = bpf_map_lookup_elem(&nat, ok);
+    if (!o || !nat_out_is(o, &p->key))
+        return finish(L4_R_PASS_ICMP, bytes); /* stale: not this flow's */
+    r = active_real(in->real);
+    if (!r)
+        return finish(L4_R_DROP_NO_REAL, bytes);
+
+    /* Bounds first: nothing is written unless all of it can be. */
+    if (l3_off > L3_OFF_MAX || l4_off > L4_OFF_MAX)
+        return finish(L4_R_DROP_TRUNCATED, bytes);
+    il3_off = l4_off + 8;
+    il4_off = il3_off + (p->v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
+    icmp = data + l4_off;
+    ports = data + il4_off;
+    if ((void *)(icmp + 4) > data_end || (void *)(ports + 2) > data_end)
+        return finish(L4_R_DROP_TRUNCATED, bytes);
+    /* The quoted L4 checksum only if the quote (inside the outer IP
+     * length) reaches it: an IPv4 error may quote only 8 bytes of L4. */
+    sum_off = il4_off + (tcp ? 16 : 6);
+    has_sum = sum_off + 2 <= ip_end;
+
+    if (!p->v6) {
+        struct iphdr *oip = data + l3_off, *iip = data + il3_off;
+        __u32 acc_ip = 0;
+
+        if ((void *)(oip + 1) > data_end || (void *)(iip + 1) > data_end)
+            return finish(L4_R_DROP_TRUNCATED, bytes);
+        acc_ip = csum_acc32(acc_ip, iip->saddr, in->daddr[3]);
+        acc_ip = csum_acc32(acc_ip, iip->daddr, in->saddr[3]);
+        acc_l4 = acc_ip; /* the quoted L4 checksum's pseudo-header */
+        acc_icmp = acc_ip;
+        old = iip->check;
+        csum_apply(&iip->check, acc_ip);
+        acc_icmp = csum_acc16(acc_icmp, old, iip->check);
+        iip->saddr = in->daddr[3];
+        iip->daddr = in->saddr[3];
+
+        acc_ip = csum_acc32(0, oip->daddr, in->daddr[3]);
+        oip->daddr = in->daddr[3];
+        if (full) {
+            acc_ip = csum_acc32(acc_ip, oip->saddr, in->saddr[3]);
+            oip->saddr = in->saddr[3];
+        }
+        csum_apply(&oip->check, acc_ip);
+    } else {
+        struct ipv6hdr *oip = data + l3_off, *iip = data + il3_off;
+
+        if ((void *)(oip + 1) > data_end || (void *)(iip + 1) > data_end)
+            return finish(L4_R_DROP_TRUNCATED, bytes);
+#pragma unroll
+        for (i = 0; i < 4; i++) {
+            acc_l4 = csum_acc32(acc_l4, iip->saddr.in6_u.u6_addr32[i], in->daddr[i]);
+            acc_l4 = csum_acc32(acc_l4, iip->daddr.in6_u.u6_addr32[i], in->saddr[i]);
+            /* ICMPv6 sums the outer addresses in its pseudo-header. */
+            acc_icmp = csum_acc32(acc_icmp, oip->daddr.in6_u.u6_addr32[i], in->daddr[i]);
+            if (full)
+                acc_icmp = csum_acc32(acc_icmp, oip->saddr.in6_u.u6_addr32[i], in->saddr[i]);
+        }
+        acc_icmp += acc_l4; /* the quoted addresses are ICMPv6 data too */
+        __builtin_memcpy(&iip->saddr, in->daddr, 16);
+        __builtin_memcpy(&iip->daddr, in->saddr, 16);
+        __builtin_memcpy(&oip->daddr, in->daddr, 16);
+        if (full)
+            __builtin_memcpy(&oip->saddr, in->saddr, 16);
+    }
+
+    /* Quoted ports: the source was vport, the destination cport. */
+    old = ports[0];
+    ports[0] = in->dport;
+    acc_l4 = csum_acc16(acc_l4, old, ports[0]);
+    acc_icmp = csum_acc16(acc_icmp, old, ports[0]);
+    old = ports[1];
+    ports[1] = in->sport;
+    acc_l4 = csum_acc16(acc_l4, old, ports[1]);
+    acc_icmp = csum_acc16(acc_icmp, old, ports[1]);
+
+    /* (The second test always holds; it bounds sum_off for the verifier:
+     * ICMP header, quoted IPv6 header, TCP checksum offset.) */
+    if (has_sum && sum_off <= L4_OFF_MAX + 8 + 40 + 16) {
+        l4sum = data + sum_off;
+        if ((void *)(l4sum + 1) > data_end)
+            return finish(L4_R_DROP_TRUNCATED, bytes);
+        old = *l4sum;
+        /* IPv4 UDP without a checksum stays without; a computed 0 is sent
+         * as 0xffff, as nat_rewrite() does. */
+        if (tcp || old) {
+            csum_apply(l4sum, acc_l4);
+            if (!tcp && !*l4sum)
+                *l4sum = 0xffff;
+        }
+        acc_icmp = csum_acc16(acc_icmp, old, *l4sum);
+    }
+    csum_apply(&icmp[1], acc_icmp);
+
+    if (nat_tx(ctx, r->mac, cfg))
+        return finish(L4_R_DROP_NO_ROOM, bytes);
+    count_in(&reasons, full ? L4_R_FWD_FULLNAT : L4_R_FWD_NAT, bytes);
+    count_in(&reasons, L4_R_ICMP_ERR_ROUTED, bytes);
+    count_in(&vip_stats, vip->svc, bytes);
+    count_in(&real_stats, in->real, bytes);
+    return tx_verdict(cfg);
 }
 
 /* ---- entry point ---- */
