@@ -2052,10 +2052,10 @@ static void parse_l4_seed(struct ctx *c, const struct ynode *v, uint32_t *out)
 }
 
 enum { L4K_INTERFACES, L4K_XDP_MODE, L4K_SEED, L4K_SYN_CAP, L4K_TUN_SRC4, L4K_TUN_SRC6, L4K_TUN_MTU,
-       L4K_MAX_SERVICES, L4K_SERVICES };
+       L4K_MAX_SERVICES, L4K_TX_INTERFACE, L4K_SERVICES };
 static const char *const l4_keys[] = {
     "interfaces", "xdp_mode", "seed", "syn_cap", "tun_source_prefix", "tun_source_prefix6", "tun_mtu",
-    "max_services", "services", NULL,
+    "max_services", "tx_interface", "services", NULL,
 };
 
 static void l4_field(struct ctx *c, int key, const struct ynode *v, void *obj)
@@ -2091,6 +2091,14 @@ static void l4_field(struct ctx *c, int key, const struct ynode *v, void *obj)
     case L4K_MAX_SERVICES:
         get_uint(c, v, 1, 1024, &l4->max_services);
         break;
+    case L4K_TX_INTERFACE: {
+        const char *s = scalar(c, v, "an interface name");
+        if (s) {
+            set_str(&l4->tx_interface, s);
+            l4->tx_interface_line = v->line;
+        }
+        break;
+    }
     case L4K_SERVICES:
         parse_l4_services(c, v, l4);
         break;
@@ -2111,6 +2119,19 @@ static void parse_l4(struct ctx *c, const struct ynode *v)
         missing_key(c, v, "interfaces");
     if (l4->max_services < l4->n_services)
         l4->max_services = (uint32_t)l4->n_services;
+    if (l4->tx_interface) {
+        bool listed = false;
+        for (size_t i = 0; i < l4->n_interfaces; i++)
+            listed |= strcmp(l4->interfaces[i], l4->tx_interface) == 0;
+        /* Drivers transmit XDP frames only on a device that has an XDP
+         * program of its own (they set up their XDP send rings then). */
+        if (!listed) {
+            size_t mark = path_push(c, ".tx_interface");
+            err_at(c, l4->tx_interface_line, "\"%s\" must be one of l4.interfaces (the forwarder must be attached "
+                   "to the interface it sends on)", shown_str(c, l4->tx_interface));
+            path_pop(c, mark);
+        }
+    }
     bool tun4 = false, tun6 = false;
     for (size_t i = 0; i < l4->n_services; i++) {
         const struct cfg_l4_service *s = &l4->services[i];
@@ -2351,6 +2372,7 @@ static void free_l4(struct cfg_l4 *l4)
     for (size_t i = 0; i < l4->n_interfaces; i++)
         free(l4->interfaces[i]);
     free(l4->interfaces);
+    free(l4->tx_interface);
     for (size_t i = 0; i < l4->n_services; i++)
         config_l4_service_free(&l4->services[i]);
     free(l4->services);

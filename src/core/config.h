@@ -162,6 +162,10 @@ struct cfg_l4 {
     struct cfg_prefix tun_src4, tun_src6;
     uint32_t tun_mtu;      /* TUN: max outer packet; bigger ones get an ICMP
                             * frag-needed / packet-too-big; 0 = no check */
+    char *tx_interface;    /* two-arm LB: forwarded packets leave here
+                            * (bpf_redirect) instead of where they came in;
+                            * one of interfaces; NULL = same interface */
+    int tx_interface_line;
     uint32_t max_services; /* room in the maps for services added at run
                             * time; default 16, raised to the file's count */
     struct cfg_l4_service *services;

@@ -148,6 +148,17 @@ static const struct sl_addr *real_addr(const struct l4d *d, size_t g)
     return &d->pcfg->pools[p].backends[g - d->sh->pool_first[p]].addr;
 }
 
+/* l4.tx_interface (two-arm LB), among the interfaces attached at start;
+ * NULL: packets leave where they came in. */
+static const struct l4_iface *tx_iface(const struct l4d *d)
+{
+    const char *name = d->cfg->l4.tx_interface;
+    for (size_t i = 0; name && i < d->ld.n_ifaces; i++)
+        if (strcmp(d->ld.ifaces[i].name, name) == 0)
+            return &d->ld.ifaces[i];
+    return NULL;
+}
+
 static bool mode_nat(enum l4_fwd_mode m)
 {
     return m == L4_FWD_NAT || m == L4_FWD_FULLNAT;
@@ -176,12 +187,16 @@ static void refresh_nexthop(struct l4d *d, size_t g, uint64_t now)
         if (!r->have_mac || memcmp(r->mac, m, 6) != 0 || (r->ifindex && r->ifindex != ifindex)) {
             if_indextoname((unsigned)ifindex, ifname);
             log_info("real %s: next hop %s on %s", a->text, fmt_mac(m, mac, sizeof mac), ifname);
+            const struct l4_iface *tx = tx_iface(d);
             bool known = false;
             for (size_t i = 0; i < d->ld.n_ifaces; i++)
                 known |= d->ld.ifaces[i].ifindex == ifindex;
-            if (!known)
+            if (tx && tx->ifindex != ifindex)
+                log_warn("real %s: its route leaves through %s, not l4.tx_interface %s, where XDP sends it",
+                         a->text, ifname, tx->name);
+            else if (!tx && !known)
                 log_warn("real %s: its route leaves through %s, where the forwarder is not attached; "
-                         "XDP sends it out of the interface the packet came in on",
+                         "XDP sends it out of the interface the packet came in on (see l4.tx_interface)",
                          a->text, ifname);
             memcpy(r->mac, m, 6);
             r->ifindex = ifindex;
@@ -608,8 +623,9 @@ static void commit(struct l4d *d, struct plan *p)
 
     char err[256];
     const struct cfg_l4 *l4 = &d->cfg->l4;
-    if (l4_write_config(d->ld.fd_cfg, l4, d->ld.ifaces[0].mac, d->ld.maglev_m, d->ld.maglev_tables, err,
-                        sizeof err) < 0)
+    const struct l4_iface *tx = tx_iface(d);
+    if (l4_write_config(d->ld.fd_cfg, l4, tx ? tx->mac : d->ld.ifaces[0].mac, tx ? (uint32_t)tx->ifindex : 0,
+                        d->ld.maglev_m, d->ld.maglev_tables, err, sizeof err) < 0)
         log_error("%s", err);
     for (size_t i = 0; i < p->n_new_slots; i++)
         zero_percpu(d->fds.vip_stats, p->new_slots[i]);
@@ -702,6 +718,15 @@ static void reload(struct l4d *d)
     if (!same_strings(nl4->interfaces, nl4->n_interfaces, ol4->interfaces, ol4->n_interfaces) ||
         nl4->xdp_generic != ol4->xdp_generic)
         log_warn("reload: l4.interfaces and l4.xdp_mode take effect at the next restart");
+    bool tx_known = !nl4->tx_interface;
+    for (size_t i = 0; nl4->tx_interface && i < d->ld.n_ifaces; i++)
+        tx_known |= strcmp(d->ld.ifaces[i].name, nl4->tx_interface) == 0;
+    if (!tx_known) {
+        log_error("reload: l4.tx_interface %s is not attached (a new interface needs a restart); still running "
+                  "the previous configuration", nl4->tx_interface);
+        config_free(cfg);
+        return;
+    }
     if (nl4->seed != d->seed) {
         log_warn("reload: l4.seed takes effect at the next restart (it is compiled into the loaded program); "
                  "keeping 0x%08" PRIx32, d->seed);
@@ -878,6 +903,8 @@ int l4_daemon_run(const struct l4_run_options *o)
         log_info("attached to %s in %s XDP mode", l4->interfaces[i],
                  l4->xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)");
     }
+    if (tx_iface(&d))
+        log_info("forwarded packets leave through %s (l4.tx_interface)", tx_iface(&d)->name);
     struct plan p;
     int prc = prepare(&d, l4, &p, err, sizeof err);
     if (prc) {

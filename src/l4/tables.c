@@ -45,8 +45,8 @@ void l4_icmp_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s)
     k->proto = s->vip.ss.ss_family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
 }
 
-int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], uint32_t maglev_m,
-                    uint32_t maglev_tables, char *err, size_t errlen)
+int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], uint32_t tx_ifindex,
+                    uint32_t maglev_m, uint32_t maglev_tables, char *err, size_t errlen)
 {
     struct l4_cfg c;
     memset(&c, 0, sizeof c);
@@ -59,6 +59,7 @@ int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6
     c.new_flow_cap = l4->syn_cap;
     c.tun_mtu = (__u16)l4->tun_mtu;
     c.maglev_m = maglev_m;
+    c.tx_ifindex = tx_ifindex;
     c.maglev_tables = maglev_tables;
     if (l4->tun_src4.family) {
         memcpy(&c.tun_src4, l4->tun_src4.addr, 4);

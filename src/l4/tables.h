@@ -21,10 +21,11 @@ void l4_vip_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s);
 /* The {VIP, 0, ICMP or ICMPv6} entry that makes the VIP answer pings. */
 void l4_icmp_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s);
 
-/* l4_config: source MAC, SYN cap, TUN prefixes and MTU, M and table count, and L4_CFG_F_NAT_REPLIES
+/* l4_config: source MAC, egress interface (0: the ingress one), SYN cap,
+ * TUN prefixes and MTU, M and table count, and L4_CFG_F_NAT_REPLIES
  * while any service is NAT or FullNAT. */
-int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], uint32_t maglev_m,
-                    uint32_t maglev_tables, char *err, size_t errlen);
+int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], uint32_t tx_ifindex,
+                    uint32_t maglev_m, uint32_t maglev_tables, char *err, size_t errlen);
 
 /* reals[index] = {addr, mac, flags, port, owner}; active sets L4_REAL_F_ACTIVE;
  * nat (the real belongs to a NAT or FullNAT service) sets port to addr's. */

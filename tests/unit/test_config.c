@@ -853,6 +853,17 @@ static void test_l4_defaults(void **state)
     assert_int_equal(cfg->l4.services[0].mode, L4_FWD_DR);
     assert_int_equal(cfg->l4.services[0].scheduler, L4_SCHED_MAGLEV);
     assert_int_equal(cfg->l4.services[0].health.type, HEALTH_NONE);
+    assert_int_equal(cfg->l4.max_services, 16);
+    assert_int_equal(cfg->l4.tun_mtu, 0);
+    assert_null(cfg->l4.tx_interface);
+    config_free(cfg);
+
+    cfg = load_ok("l4:\n  interfaces: [lb0, lb1]\n  tx_interface: lb1\n  tun_mtu: 1500\n  max_services: 2\n"
+                  "  services:\n    - { vip: 10.0.0.1:80, reals: [10.0.0.2] }\n    - { vip: 10.0.0.1:81, reals: [10.0.0.2] }\n"
+                  "    - { vip: 10.0.0.1:82, reals: [10.0.0.2] }\n");
+    assert_string_equal(cfg->l4.tx_interface, "lb1");
+    assert_int_equal(cfg->l4.tun_mtu, 1500);
+    assert_int_equal(cfg->l4.max_services, 3); /* raised to the file's count */
     config_free(cfg);
 
     /* Without an l4: section nothing changes for the proxy. */
@@ -868,6 +879,13 @@ static void test_l4_errors(void **state)
 {
     (void)state;
     expect_error("l4:\n  services: []\n", "t.yaml:2: l4: missing required key \"interfaces\"");
+    expect_error("l4:\n  interfaces: [lb0]\n  tx_interface: lb1\n",
+                 "t.yaml:3: l4.tx_interface: \"lb1\" must be one of l4.interfaces (the forwarder must be attached to "
+                 "the interface it sends on)");
+    expect_error("l4:\n  interfaces: [lb0]\n  tun_mtu: 576\n",
+                 "t.yaml:3: l4.tun_mtu: must be 0 (no check) or 1280..65535, got 576");
+    expect_error("l4:\n  interfaces: [lb0]\n  max_services: 0\n",
+                 "t.yaml:3: l4.max_services: expected an integer from 1 to 1024, got \"0\"");
     expect_error("l4:\n  interfaces: []\n", "t.yaml:2: l4.interfaces: at least one interface is required");
     expect_error("l4:\n  interfaces: [a/b]\n",
                  "t.yaml:2: l4.interfaces[0]: expected an interface name (1 to 15 characters, no \"/\" or spaces), "
