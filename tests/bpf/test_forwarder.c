@@ -1137,7 +1137,8 @@ static int t_redirect(void)
     return rc;
 }
 
-/* TUN MTU: a packet that would not fit is dropped before any change. */
+/* TUN MTU: a packet that would not fit and may be fragmented (IPv4
+ * without DF) is dropped before any change (XDP cannot fragment). */
 static int t_tun_too_big(void)
 {
     struct l4_cfg saved = env.cfg, cfg = env.cfg;
@@ -2804,6 +2805,99 @@ static int t_nat_icmp_no_state(void)
     return run_expect(&in, XDP_PASS, NULL, L4_R_PASS_ICMP);
 }
 
+/* ---- TUN: packet too big -> frag-needed / packet-too-big ---- */
+
+/* Flow f is too big for the tunnel at tun_mtu: the client gets an error
+ * from the VIP, built here from scratch: MACs swapped, the VLAN tag kept,
+ * IPv4 TOS 0xc0 / DF / TTL 64 or IPv6 hop limit 64, type 3 code 4 with
+ * the next-hop MTU or type 2 with the MTU, and the original IP packet
+ * quoted up to 548 (IPv4) or 1232 (IPv6) bytes; checksums by tl_build. */
+static int ptb_case(struct tl_frame f, int svc, uint16_t tun_mtu, uint32_t want_mtu)
+{
+    struct l4_cfg saved = env.cfg, cfg = env.cfg;
+    size_t l3 = tl_l3_off(&f), ip_len, quote, cap;
+    bool v6 = f.dst.v6;
+    struct l4_counter rs;
+    struct tl_frame e;
+    struct pkt in, exp;
+    uint32_t real = tl_maglev_real(&env, svc, &f);
+    int rc;
+
+    tl_build(&in, &f);
+    ip_len = v6 ? 40u + (size_t)(in.b[l3 + 4] << 8 | in.b[l3 + 5]) : (size_t)(in.b[l3 + 2] << 8 | in.b[l3 + 3]);
+    cap = v6 ? 1280 - 48 : 576 - 28;
+    quote = ip_len < cap ? ip_len : cap;
+    memset(&e, 0, sizeof(e));
+    memcpy(e.dmac, f.smac, 6);
+    memcpy(e.smac, f.dmac, 6);
+    e.vlan = f.vlan;
+    e.vlan_tpid = f.vlan_tpid;
+    e.vlan_tci = f.vlan_tci;
+    e.src = f.dst;
+    e.dst = f.src;
+    e.proto = v6 ? 58 : 1;
+    e.icmp_type = v6 ? 2 : 3;
+    e.icmp_code = v6 ? 0 : 4;
+    e.icmp_id = (uint16_t)(want_mtu >> 16); /* IPv4: unused, 0 */
+    e.icmp_seq = (uint16_t)want_mtu;
+    e.tos = v6 ? 0 : 0xc0;
+    e.ttl = 64;
+    e.frag_off = v6 ? 0 : 0x4000;
+    e.payload = in.b + l3;
+    e.payload_len = quote;
+    tl_build(&exp, &e);
+
+    cfg.tun_mtu = tun_mtu;
+    CHECK(tl_set_cfg(&env, &cfg) == 0, "config");
+    CHECK(tl_counter(env.fd_real_stats, real, &rs) == 0, "real stats");
+    rc = run_expect(&in, XDP_TX, &exp, L4_R_ICMP_PTB_SENT);
+    CHECK(tl_set_cfg(&env, &saved) == 0, "config");
+    if (rc)
+        return rc;
+    return counter_delta(env.fd_real_stats, real, &rs, 0, 0);
+}
+
+static struct tl_frame df_frame(int svc, bool vlan, size_t payload)
+{
+    struct tl_frame f = to_svc(svc, vlan);
+
+    f.payload_len = payload;
+    if (!f.dst.v6)
+        f.frag_off = 0x4000;
+    return f;
+}
+
+/* IPIP, 1481-byte datagram, tunnel 1500: MTU 1480, 548 bytes quoted. */
+static int t_ptb4(void) { return ptb_case(df_frame(S_TUN4_TCP, false, 1441), S_TUN4_TCP, 1500, 1480); }
+/* A small tunnel MTU: the whole 251-byte datagram quoted (odd length). */
+static int t_ptb4_small(void) { return ptb_case(df_frame(S_TUN4_UDP, true, 223), S_TUN4_UDP, 200, 180); }
+/* 4in6: 40 bytes of overhead, an IPv4 error. */
+static int t_ptb_4in6(void) { return ptb_case(df_frame(S_4IN6, false, 1300), S_4IN6, 1300, 1260); }
+/* IP6IP6, 1480-byte packet, tunnel 1500: MTU 1460, 1232 bytes quoted. */
+static int t_ptb6(void) { return ptb_case(df_frame(S_TUN6_TCP, false, 1420), S_TUN6_TCP, 1500, 1460); }
+/* 1300 - 40 is below IPv6's minimum: 1280 is reported. */
+static int t_ptb6_min(void) { return ptb_case(df_frame(S_TUN6_UDP, true, 1253), S_TUN6_UDP, 1300, 1280); }
+/* 6in4 with a tiny tunnel: 1280, the whole 161-byte packet quoted. */
+static int t_ptb_6in4_small(void) { return ptb_case(df_frame(S_6IN4, false, 101), S_6IN4, 150, 1280); }
+
+/* No error about an ICMP error: a frag-needed routed to a TUN real that
+ * does not fit is dropped, DF or not. */
+static int t_ptb_not_for_icmp(void)
+{
+    struct l4_cfg saved = env.cfg, cfg = env.cfg;
+    struct pkt in;
+    int rc;
+
+    icmp_err(&in, false, VIP_TUN4, 80, CLIENT4, next_port(), 6, 548);
+    in.b[14 + 6] = 0x40; /* DF */
+    fix_ip4(&in, 14);
+    cfg.tun_mtu = 100;
+    CHECK(tl_set_cfg(&env, &cfg) == 0, "config");
+    rc = run_expect(&in, XDP_DROP, NULL, L4_R_DROP_TOO_BIG);
+    CHECK(tl_set_cfg(&env, &saved) == 0, "config");
+    return rc;
+}
+
 /* ---- setup and main ---- */
 
 static int setup(void)
@@ -2929,7 +3023,14 @@ static const struct test tests[] = {
     { "table id past maglev_tables is refused", t_table_id_out_of_range },
     { "SYN guard: cap 3, 5 new flows", t_syn_guard },
     { "bpf_redirect when tx_ifindex is set", t_redirect },
-    { "TUN: over tun_mtu dropped, exactly at it sent", t_tun_too_big },
+    { "TUN: over tun_mtu without DF dropped, exactly at it sent", t_tun_too_big },
+    { "TUN PTB: IPIP, DF, 1481 > 1500 - 20: frag-needed MTU 1480 to the client", t_ptb4 },
+    { "TUN PTB: IPIP, VLAN, UDP, tunnel 200: whole odd-length datagram quoted", t_ptb4_small },
+    { "TUN PTB: 4in6, tunnel 1300: frag-needed MTU 1260", t_ptb_4in6 },
+    { "TUN PTB: IP6IP6, 1480 > 1500 - 40: packet-too-big MTU 1460", t_ptb6 },
+    { "TUN PTB: IP6IP6, VLAN, tunnel 1300: MTU not below 1280", t_ptb6_min },
+    { "TUN PTB: 6in4, tunnel 150: MTU 1280, whole packet quoted", t_ptb_6in4_small },
+    { "TUN PTB: never about an ICMP error (dropped)", t_ptb_not_for_icmp },
     { "TUN: Ethernet padding stays behind the datagram", t_tun_padding },
     { "TUN: /32 and IPv6 /120 source prefixes", t_tun_prefixes },
     { "truncations: DR IPv4 TCP", t_trunc_dr4_tcp },

@@ -746,8 +746,10 @@ static __always_inline void tun_src6(const struct l4_cfg *cfg, __u32 hash, struc
  * between the L2 header and the packet, chosen by the real's family. The
  * L2 header is rebuilt in front (the old one is partly overwritten), with
  * the VLAN tag kept and the ethertype of the outer family. */
+static int tun_ptb(struct xdp_md *ctx, const struct pkt *p, const struct l4_cfg *cfg, __u32 overhead);
+
 static __always_inline int fwd_tun(struct xdp_md *ctx, const struct pkt *p, const struct l4_real *r,
-                                   __u32 hash, const struct l4_cfg *cfg)
+                                   __u32 hash, const struct l4_cfg *cfg, bool icmp_err)
 {
     bool outer6 = r->flags & L4_REAL_F_V6;
     int hdr = outer6 ? (int)sizeof(struct ipv6hdr) : (int)sizeof(struct iphdr);
@@ -759,8 +761,11 @@ static __always_inline int fwd_tun(struct xdp_md *ctx, const struct pkt *p, cons
 
     if (l3_off > L3_OFF_MAX)
         return L4_R_DROP_NO_ROOM;
+    /* Too big once encapsulated: tell the client, unless the packet is
+     * an ICMP error itself (never an error about an error, RFC 1122
+     * 3.2.2). */
     if (cfg->tun_mtu && p->ip_len + hdr > cfg->tun_mtu)
-        return L4_R_DROP_TOO_BIG;
+        return icmp_err ? L4_R_DROP_TOO_BIG : tun_ptb(ctx, p, cfg, hdr);
     if (bpf_xdp_adjust_head(ctx, -hdr))
         return L4_R_DROP_NO_ROOM;
     data = (void *)(long)ctx->data;
@@ -821,6 +826,191 @@ static __always_inline int fwd_tun(struct xdp_md *ctx, const struct pkt *p, cons
     return L4_R_FWD_TUN;
 }
 
+/* ---- packet too big (TUN) ---- */
+
+/* How much of the offending packet an error quotes: IPv4, as much as keeps
+ * the whole error within 576 bytes (RFC 1812 4.3.2.3; RFC 792's minimum is
+ * the IP header + 8 bytes); IPv6, as much as keeps it within the minimum
+ * MTU of 1280 (RFC 4443 2.4 (c)). */
+#define PTB_QUOTE4 (576 - 20 - 8)
+#define PTB_QUOTE6 (1280 - 40 - 8)
+#define PTB_WORDS_MAX ((8 + PTB_QUOTE6) / 4)
+#define IPV6_MIN_MTU 1280
+#define IPV4_MIN_MTU 68
+
+static __always_inline __u32 fold64(__u64 s)
+{
+    s = (s & 0xffffffff) + (s >> 32);
+    s = (s & 0xffffffff) + (s >> 32);
+    return (__u32)s;
+}
+
+/* A TUN packet that would exceed l4_config.tun_mtu once encapsulated
+ * (`overhead` bytes): answer the client so that it lowers its path MTU,
+ * instead of dropping the packet in silence. The packet becomes the error
+ * in place: the frame grows at the front by the new IP and ICMP headers,
+ * the original IP packet stays where it is as the quote and is cut at the
+ * back to the quote's length (Ethernet padding goes with it); MACs are
+ * swapped and the VLAN tag kept. The error comes from the VIP. IPv4
+ * without DF is still dropped: the sender allows fragmentation, which XDP
+ * cannot do, and a frag-needed would be wrong. Returns L4_R_ICMP_PTB_SENT,
+ * or a drop reason. A subprogram: the checksum loop stays out of the
+ * forwarding path's code. */
+static __noinline int tun_ptb(struct xdp_md *ctx, const struct pkt *p, const struct l4_cfg *cfg, __u32 overhead)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u32 l3_off = p->l3_off, iphl = p->v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+    __u32 grow = iphl + 8, cap = p->v6 ? PTB_QUOTE6 : PTB_QUOTE4, quote, mtu, msg_len, icmp_off, off;
+    __u32 frame_len, want, nw, i;
+    __be16 eproto = bpf_htons(p->v6 ? ETH_P_IPV6 : ETH_P_IP);
+    struct ethhdr *eth = data;
+    __u8 smac[6], dmac[6], *ic;
+    __u64 sum = 0;
+
+    if (l3_off > L3_OFF_MAX)
+        return L4_R_DROP_TRUNCATED;
+    if ((void *)(eth + 1) > data_end)
+        return L4_R_DROP_TRUNCATED;
+    if (!p->v6) {
+        struct iphdr *ip = data + l3_off;
+
+        if ((void *)(ip + 1) > data_end)
+            return L4_R_DROP_TRUNCATED;
+        if (!(ip->frag_off & bpf_htons(IP_DF)))
+            return L4_R_DROP_TOO_BIG;
+        mtu = cfg->tun_mtu > overhead + IPV4_MIN_MTU ? cfg->tun_mtu - overhead : IPV4_MIN_MTU;
+    } else {
+        /* Below 1280 an IPv6 node need not go (RFC 8200 5); with a tunnel
+         * MTU that small, packets of 1280 still do not fit. */
+        mtu = cfg->tun_mtu > overhead + IPV6_MIN_MTU ? cfg->tun_mtu - overhead : IPV6_MIN_MTU;
+    }
+    __builtin_memcpy(dmac, eth->h_source, 6);
+    __builtin_memcpy(smac, eth->h_dest, 6);
+    quote = p->ip_len < cap ? p->ip_len : cap;
+    msg_len = 8 + quote;
+    /* The frame once grown, and what it must shrink to. */
+    frame_len = (__u32)(data_end - data) + grow;
+    want = l3_off + grow + quote;
+    if (want > frame_len)
+        return L4_R_DROP_TRUNCATED; /* (cannot happen: the quote is in the frame) */
+
+    /* (One reload of data/data_end after both adjustments: reloading in
+     * between lets clang merge the loads into a form the verifier
+     * refuses.) */
+    if (bpf_xdp_adjust_head(ctx, -(int)grow))
+        return L4_R_DROP_NO_ROOM;
+    if (bpf_xdp_adjust_tail(ctx, -(int)(frame_len - want)))
+        return L4_R_DROP_NO_ROOM;
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+
+    eth = data;
+    if ((void *)(eth + 1) > data_end)
+        return L4_R_DROP_NO_ROOM;
+    __builtin_memcpy(eth->h_dest, dmac, 6);
+    __builtin_memcpy(eth->h_source, smac, 6);
+    if (p->vlan_tpid) {
+        struct vlan_hdr *vh = (void *)(eth + 1);
+
+        if ((void *)(vh + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        eth->h_proto = p->vlan_tpid;
+        vh->h_vlan_TCI = p->vlan_tci;
+        vh->h_vlan_encapsulated_proto = eproto;
+    } else {
+        eth->h_proto = eproto;
+    }
+
+    icmp_off = l3_off + iphl;
+    if (icmp_off > L3_OFF_MAX + 40)
+        return L4_R_DROP_NO_ROOM;
+    ic = data + icmp_off;
+    if ((void *)(ic + 8) > data_end)
+        return L4_R_DROP_NO_ROOM;
+    if (!p->v6) {
+        struct iphdr *ip = data + l3_off;
+        struct iphdr h = {};
+
+        if ((void *)(ip + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        *(__u8 *)&h = 0x45;
+        h.tos = 0xc0; /* internetwork control, as RFC 1812 4.3.2.5 asks of errors */
+        h.tot_len = bpf_htons(sizeof(h) + msg_len);
+        h.frag_off = bpf_htons(IP_DF); /* ID 0: an atomic datagram (RFC 6864) */
+        h.ttl = L4_ECHO_TTL;
+        h.protocol = PROTO_ICMP;
+        h.saddr = p->key.dst[3];
+        h.daddr = p->key.src[3];
+        h.check = ip4_hdr_csum(&h);
+        *ip = h;
+        ic[0] = ICMP_DEST_UNREACH;
+        ic[1] = ICMP_FRAG_NEEDED;
+        *(__u16 *)(ic + 2) = 0;
+        *(__u16 *)(ic + 4) = 0;  /* unused */
+        *(__be16 *)(ic + 6) = bpf_htons(mtu); /* next-hop MTU (RFC 1191) */
+    } else {
+        struct ipv6hdr *ip6 = data + l3_off;
+        struct ipv6hdr h = {};
+
+        if ((void *)(ip6 + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        *(__be32 *)&h = bpf_htonl(6u << 28);
+        h.payload_len = bpf_htons(msg_len);
+        h.nexthdr = PROTO_ICMPV6;
+        h.hop_limit = L4_ECHO_TTL;
+        __builtin_memcpy(&h.saddr, p->key.dst, 16);
+        __builtin_memcpy(&h.daddr, p->key.src, 16);
+        *ip6 = h;
+        ic[0] = ICMPV6_PKT_TOOBIG;
+        ic[1] = 0;
+        *(__u16 *)(ic + 2) = 0;
+        *(__be32 *)(ic + 4) = bpf_htonl(mtu);
+        /* The pseudo-header: addresses, upper-layer length, next header. */
+#pragma unroll
+        for (i = 0; i < 4; i++)
+            sum += (__u64)p->key.src[i] + p->key.dst[i];
+        sum += bpf_htonl(msg_len);
+        sum += bpf_htonl(PROTO_ICMPV6);
+    }
+
+    /* The message, from scratch: 32-bit native words summed into 64 bits
+     * and folded (RFC 1071's deferred carries), then the 0..3 odd bytes. */
+    nw = msg_len / 4;
+    for (i = 0; i < PTB_WORDS_MAX; i++) {
+        __u32 *w;
+
+        if (i >= nw)
+            break;
+        w = data + icmp_off + i * 4;
+        if ((void *)(w + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        sum += *w;
+    }
+    off = icmp_off + nw * 4;
+    if (off > L3_OFF_MAX + 40 + 8 + PTB_QUOTE6)
+        return L4_R_DROP_NO_ROOM;
+    if (msg_len & 2) {
+        __u16 *t = data + off;
+
+        if ((void *)(t + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        sum += *t;
+        off += 2;
+    }
+    if (msg_len & 1) {
+        __u8 *t = data + off;
+        __u16 last = 0;
+
+        if ((void *)(t + 1) > data_end)
+            return L4_R_DROP_NO_ROOM;
+        *(__u8 *)&last = *t; /* the odd byte, padded with a zero byte */
+        sum += last;
+    }
+    *(__u16 *)(ic + 2) = csum_fold(fold64(sum));
+    return L4_R_ICMP_PTB_SENT;
+}
+
 /* Send a packet of a flow to its real in the service's mode; count it. */
 static __always_inline int forward(struct xdp_md *ctx, const struct pkt *p, const struct l4_vip_meta *vip,
                                    const struct l4_real *r, __u32 real_idx, __u32 hash,
@@ -831,7 +1021,12 @@ static __always_inline int forward(struct xdp_md *ctx, const struct pkt *p, cons
     if (vip->mode == L4_MODE_DR)
         rc = fwd_dr(ctx, r, cfg);
     else
-        rc = fwd_tun(ctx, p, r, hash, cfg);
+        rc = fwd_tun(ctx, p, r, hash, cfg, icmp_err);
+    if (rc == L4_R_ICMP_PTB_SENT) {
+        /* Back to the client the way it came, like an echo reply. */
+        count_in(&reasons, rc, bytes);
+        return XDP_TX;
+    }
     if (rc != L4_R_FWD_DR && rc != L4_R_FWD_TUN)
         return finish(rc, bytes);
 

@@ -323,6 +323,10 @@ enum l4_reason {
     L4_R_DROP_NAT_GUARD,     /* NAT: SYN guard over the cap (NAT cannot
                               * forward without state) */
     L4_R_DROP_BAD_CSUM,      /* NAT: IPv6 UDP with checksum 0 (invalid) */
+    /* Added with PTB generation (renumbers the events, as above). */
+    L4_R_ICMP_PTB_SENT,      /* TUN: too big for cfg.tun_mtu; answered with
+                              * frag-needed (IPv4 with DF) or ICMPv6
+                              * packet-too-big, XDP_TX back to the client */
     L4_R__DISPOSITIONS,      /* marker: count of disposition reasons */
     /* events */
     L4_R_CT_HIT = L4_R__DISPOSITIONS,
@@ -362,6 +366,7 @@ static const char *const l4_reason_names[L4_R__COUNT] = {
     [L4_R_DROP_NAT_NO_PORT] = "drop_nat_no_port",
     [L4_R_DROP_NAT_GUARD] = "drop_nat_guard",
     [L4_R_DROP_BAD_CSUM] = "drop_bad_csum",
+    [L4_R_ICMP_PTB_SENT] = "icmp_ptb_sent",
     [L4_R_CT_HIT] = "ct_hit",
     [L4_R_CT_MISS] = "ct_miss",
     [L4_R_CT_GUARD_SKIP] = "ct_guard_skip",
