@@ -304,8 +304,7 @@ enum l4_reason {
     L4_R_PASS_OTHER_L4,      /* not TCP, UDP or ICMP */
     L4_R_PASS_ICMP,          /* ICMP we do not handle (other types, inner
                               * header we cannot route by) */
-    L4_R_PASS_MODE,          /* mode not handled: an unknown mode, or an
-                              * ICMP error about a NAT/FullNAT flow */
+    L4_R_PASS_MODE,          /* mode not handled: an unknown mode */
     /* dropped */
     L4_R_DROP_TRUNCATED,     /* a header or the IP length runs past the frame */
     L4_R_DROP_BAD_L3,        /* IP version, IHL < 5, total length < header */
