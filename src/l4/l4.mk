@@ -84,7 +84,8 @@ build/obj/src/cmd/main.o build/asan/src/cmd/main.o: src/l4/l4.h
 # Recipes expand LIBS when they run, after this line has been read.
 LIBS += $(L4_USER_LIBS)
 
-# `make demo-l4` (root): sluice l4 in DR mode between network namespaces.
+# `make demo-l4` (root): sluice l4 in each mode (DR, TUN, NAT, FullNAT) between
+# network namespaces.
 .PHONY: demo-l4
 demo-l4: build/sluice
 	@bash scripts/demo-l4.sh
