@@ -1781,14 +1781,15 @@ static void parse_l4_real(struct ctx *c, const struct ynode *v, struct cfg_l4_re
 
 struct l4_service_state {
     struct cfg_l4_service *s;
-    int mode_line, local_line, reals_line;
+    int mode_line, local_line, reals_line, encap_line;
     size_t local_items;  /* as written, valid or not */
 };
 
-enum { SK_VIP, SK_PROTOCOL, SK_MODE, SK_SCHEDULER, SK_HEALTH_CHECK, SK_LOCAL_ADDRESSES, SK_REALS };
+enum { SK_VIP, SK_PROTOCOL, SK_MODE, SK_SCHEDULER, SK_HEALTH_CHECK, SK_LOCAL_ADDRESSES, SK_REALS, SK_ENCAP };
 static const char *const l4_service_keys[] = {
-    "vip", "protocol", "mode", "scheduler", "health_check", "local_addresses", "reals", NULL,
+    "vip", "protocol", "mode", "scheduler", "health_check", "local_addresses", "reals", "encapsulation", NULL,
 };
+static const char *const l4_encap_names[] = { "ipip", "gue", NULL };
 
 static void parse_l4_local_addrs(struct ctx *c, const struct ynode *v, struct cfg_l4_service *s)
 {
@@ -1857,6 +1858,11 @@ static void l4_service_field(struct ctx *c, int key, const struct ynode *v, void
         st->reals_line = c->key_line;
         parse_l4_reals(c, v, s);
         break;
+    case SK_ENCAP:
+        if (get_enum(c, v, l4_encap_names, &e))
+            s->gue = e == 1;
+        st->encap_line = c->key_line;
+        break;
     }
 }
 
@@ -1870,6 +1876,8 @@ static void check_l4_service(struct ctx *c, const struct l4_service_state *st)
     if (s->mode != L4_FWD_FULLNAT && st->local_line)
         err_in(c, st->local_line, "local_addresses", "only used with mode: fullnat (mode is %s)",
                l4_mode_names[s->mode]);
+    if (st->encap_line && s->mode != L4_FWD_TUN)
+        err_in(c, st->encap_line, "encapsulation", "only used with mode: tun (mode is %s)", l4_mode_names[s->mode]);
     if (st->local_line && s->mode == L4_FWD_FULLNAT && st->local_items == 0)
         err_in(c, st->local_line, "local_addresses", "at least one address is required");
     for (size_t i = 0; i < s->n_reals; i++) {
@@ -2052,10 +2060,10 @@ static void parse_l4_seed(struct ctx *c, const struct ynode *v, uint32_t *out)
 }
 
 enum { L4K_INTERFACES, L4K_XDP_MODE, L4K_SEED, L4K_SYN_CAP, L4K_TUN_SRC4, L4K_TUN_SRC6, L4K_TUN_MTU,
-       L4K_MAX_SERVICES, L4K_TX_INTERFACE, L4K_SERVICES };
+       L4K_MAX_SERVICES, L4K_TX_INTERFACE, L4K_GUE_PORT, L4K_SERVICES };
 static const char *const l4_keys[] = {
     "interfaces", "xdp_mode", "seed", "syn_cap", "tun_source_prefix", "tun_source_prefix6", "tun_mtu",
-    "max_services", "tx_interface", "services", NULL,
+    "max_services", "tx_interface", "gue_port", "services", NULL,
 };
 
 static void l4_field(struct ctx *c, int key, const struct ynode *v, void *obj)
@@ -2091,6 +2099,9 @@ static void l4_field(struct ctx *c, int key, const struct ynode *v, void *obj)
     case L4K_MAX_SERVICES:
         get_uint(c, v, 1, 1024, &l4->max_services);
         break;
+    case L4K_GUE_PORT:
+        get_uint(c, v, 1, 65535, &l4->gue_port);
+        break;
     case L4K_TX_INTERFACE: {
         const char *s = scalar(c, v, "an interface name");
         if (s) {
@@ -2113,6 +2124,7 @@ static void parse_l4(struct ctx *c, const struct ynode *v)
     l4->seed = 0x5eed1a4bu; /* L4_DEFAULT_FLOW_SEED in src/l4/bpf/l4_maps.h */
     l4->syn_cap = 100000;
     l4->max_services = 16;
+    l4->gue_port = 6080; /* L4_GUE_DEFAULT_PORT */
     if (!walk_map(c, v, l4_keys, l4_field, l4))
         return;
     if (!map_has_key(v, "interfaces"))

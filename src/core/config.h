@@ -145,6 +145,7 @@ struct cfg_l4_service {
     enum l4_fwd_mode mode;       /* default dr */
     enum l4_scheduler scheduler; /* default maglev */
     struct cfg_health health;    /* same keys and defaults as a pool's */
+    bool gue;                    /* tun: "encapsulation: gue" (default ipip) */
     struct sl_addr *local_addrs; /* fullnat only: IPs (port 0) */
     size_t n_local_addrs;
     struct cfg_l4_real *reals;
@@ -166,6 +167,7 @@ struct cfg_l4 {
                             * (bpf_redirect) instead of where they came in;
                             * one of interfaces; NULL = same interface */
     int tx_interface_line;
+    uint32_t gue_port;     /* TUN with GUE: outer UDP destination port (6080) */
     uint32_t max_services; /* room in the maps for services added at run
                             * time; default 16, raised to the file's count */
     struct cfg_l4_service *services;

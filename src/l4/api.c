@@ -93,11 +93,15 @@ static json_t *service_json(struct l4d *d, size_t s, const struct l4_snapshot *s
     for (size_t r = 0; r < svc->n_reals; r++)
         json_array_append_new(reals, real_json(d, s, r, row && r < row->n_reals ? &row->reals[r] : NULL,
                                                snap ? snap->m : 0));
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:o, s:o}", "name", name, "vip", svc->vip.text,
-                     "protocol", proto_name(svc), "mode", l4_fwd_mode_name(svc->mode), "scheduler",
-                     l4_scheduler_name(svc->scheduler), "slot", (json_int_t)d->sr[s].slot, "loaded",
-                     row ? row->loaded : 0, "packets", (json_int_t)(row ? row->c.packets : 0), "bytes",
-                     (json_int_t)(row ? row->c.bytes : 0), "local_addresses", locals, "reals", reals);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:o, s:o}", "name", name, "vip",
+                            svc->vip.text, "protocol", proto_name(svc), "mode", l4_fwd_mode_name(svc->mode),
+                            "scheduler", l4_scheduler_name(svc->scheduler), "slot", (json_int_t)d->sr[s].slot,
+                            "loaded", row ? row->loaded : 0, "packets", (json_int_t)(row ? row->c.packets : 0),
+                            "bytes", (json_int_t)(row ? row->c.bytes : 0), "local_addresses", locals, "reals",
+                            reals);
+    if (doc && svc->mode == L4_FWD_TUN)
+        json_object_set_new(doc, "encapsulation", json_string(svc->gue ? "gue" : "ipip"));
+    return doc;
 }
 
 static bool take_snapshot(struct l4d *d, struct l4_snapshot *snap, struct admin_reply *r)

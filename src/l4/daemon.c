@@ -239,7 +239,7 @@ static int write_vip_for(struct l4d *d, size_t s, uint32_t table, char *err, siz
     struct l4_vip_key k;
     const struct cfg_l4_service *svc = svc_of(d, s);
     l4_vip_key_of(&k, svc);
-    return l4_write_vip(d->fds.vips, &k, d->sr[s].slot, table, svc->mode, l4_scheduler_flags(svc->scheduler), err,
+    return l4_write_vip(d->fds.vips, &k, d->sr[s].slot, table, svc->mode, l4_service_flags(svc), err,
                         errlen);
 }
 
@@ -497,7 +497,8 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
         struct svc_rt *sr = &p->sr[s];
         sr->slot = d->sr[os].slot;
         sr->live_table = d->sr[os].live_table;
-        bool same = ns->mode == olds->mode && ns->scheduler == olds->scheduler && ns->n_reals == olds->n_reals;
+        bool same = ns->mode == olds->mode && ns->scheduler == olds->scheduler && ns->gue == olds->gue &&
+                    ns->n_reals == olds->n_reals;
         for (size_t r = 0; same && r < ns->n_reals; r++)
             same = addr_equal(&ns->reals[r].addr, &olds->reals[r].addr);
         if (same && d->sr[os].built) {

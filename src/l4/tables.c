@@ -60,6 +60,7 @@ int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6
     c.tun_mtu = (__u16)l4->tun_mtu;
     c.maglev_m = maglev_m;
     c.tx_ifindex = tx_ifindex;
+    c.gue_port = htons((uint16_t)l4->gue_port);
     c.maglev_tables = maglev_tables;
     if (l4->tun_src4.family) {
         memcpy(&c.tun_src4, l4->tun_src4.addr, 4);
@@ -121,6 +122,14 @@ int l4_write_nat_pool(int fd_pools, uint32_t svc, const struct cfg_l4_service *s
         return -1;
     }
     return 0;
+}
+
+uint16_t l4_service_flags(const struct cfg_l4_service *svc)
+{
+    uint16_t f = l4_scheduler_flags(svc->scheduler);
+    if (svc->mode == L4_FWD_TUN && svc->gue)
+        f |= L4_VIP_F_GUE;
+    return f;
 }
 
 uint16_t l4_scheduler_flags(enum l4_scheduler s)

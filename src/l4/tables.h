@@ -48,6 +48,8 @@ int l4_write_vip(int fd_vips, const struct l4_vip_key *k, uint32_t svc, uint32_t
                  uint16_t flags, char *err, size_t errlen);
 /* vip_meta.flags for a scheduler (L4_VIP_F_SRC_HASH, L4_VIP_F_RR or 0). */
 uint16_t l4_scheduler_flags(enum l4_scheduler s);
+/* All of a service's vip_meta.flags: the scheduler's, and GUE for TUN. */
+uint16_t l4_service_flags(const struct cfg_l4_service *svc);
 
 /* Delete every vips entry that is not one of keep[0..n). */
 int l4_prune_vips(int fd_vips, const struct l4_vip_key *keep, size_t n, char *err, size_t errlen);

@@ -58,6 +58,9 @@ enum l4_mode {
                                   * picked by a hash of the client's address
                                   * alone (every port of a client goes to one
                                   * real) */
+#define L4_VIP_F_GUE     0x0008 /* TUN: encapsulate in GUE variant 1 (the
+                                 * IP packet directly in UDP, to
+                                 * l4_cfg.gue_port) instead of IPIP/IP6IP6 */
 #define L4_VIP_F_RR      0x0004 /* schedulers rr and wrr: a new flow takes the
                                  * next non-empty slot of the live table from
                                  * a per-CPU cursor (wrr: the table holds
@@ -162,7 +165,12 @@ struct l4_cfg {
      * (`sluice l4 list`); the data plane reads maglev_m from .rodata. */
     __u32 maglev_m;      /* Maglev table size M */
     __u32 maglev_tables; /* tables in the maglev map */
+    __be16 gue_port;     /* TUN with L4_VIP_F_GUE: outer UDP destination
+                          * port; 0 = L4_GUE_DEFAULT_PORT */
+    __u16 pad3;
 };
+
+#define L4_GUE_DEFAULT_PORT 6080
 
 /* l4_cfg.flags */
 #define L4_CFG_F_NAT_REPLIES 0x0001 /* look up packets that are not to a VIP
