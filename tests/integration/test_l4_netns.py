@@ -431,6 +431,39 @@ def wait_for(pred, timeout, step=0.1):
     return False
 
 
+def kill_one_drain_another(topo, l4, seen_as, real_port):
+    """Item 14 of the L4 issue for any mode: with long-lived connections on
+    the reals, a real killed mid-test stops getting new flows while the
+    others keep theirs; a drained real keeps its established connections
+    while new flows go elsewhere. seen_as: the client address the reals
+    see in this mode."""
+    conns = [KeepAlive(topo) for _ in range(9)]
+    by_real = {}
+    for c in conns:
+        b = c.ask()
+        assert b.split()[1:2] == [seen_as], b
+        by_real.setdefault(real_of(b), []).append(c)
+    topo.servers["r2"].kill()
+    topo.servers["r2"].wait(timeout=5)
+    assert wait_for(lambda: "real 10.0.0.12:%d: inactive" % real_port in l4.new_log(), 10), l4.new_log()
+    bodies = get(20)
+    assert bodies and {real_of(b) for b in bodies} <= {"r1", "r3"}, bodies
+    for name in ("r1", "r3"):
+        for c in by_real.get(name, []):
+            assert c.ask() == "%s %s" % (name, seen_as)
+    out = nsexec(NS_LB, SLUICE_BIN, "backend", "-c", str(l4.conf), "tcp:%s:80" % VIP, "10.0.0.13:%d" % real_port,
+                 "drain")
+    assert out.returncode == 0, out
+    assert wait_for(lambda: re.search(r"10.0.0.13:%d=0$" % real_port, l4.new_log(), re.M), 5), l4.new_log()
+    bodies = get(10)
+    assert bodies and all(real_of(b) == "r1" for b in bodies), bodies
+    for name in ("r1", "r3"):
+        for c in by_real.get(name, []):
+            assert c.ask() == "%s %s" % (name, seen_as)
+    for c in conns:
+        c.p.kill()
+
+
 def test_l4_dr_end_to_end(topo):
     l4 = L4(topo).start()
     log = l4.read_log()
@@ -537,6 +570,7 @@ def test_l4_nat_end_to_end(topo):
     assert l4.stop() == 0
     l4.start()
     assert c.ask() == first
+    kill_one_drain_another(topo, l4, NAT_CLIENT, 8080)
     assert l4.stop() == 0
 
 
@@ -581,7 +615,9 @@ def test_l4_fullnat_end_to_end(topo):
     l4.start()
     assert c.ask() == first
     c.p.kill()
+    kill_one_drain_another(topo, l4, LOCAL_ADDR, 80)
     assert l4.stop() == 0
+    topo.servers["r2"] = topo.spawn(TAG + "r2", sys.executable, "-c", SERVER, "r2", "80")
 
     # The reals' servers move to 8080, behind `sluice proxy` on 80.
     map_pin = load_toa(topo, [name for name, _ in REALS])
