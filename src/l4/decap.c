@@ -35,14 +35,17 @@
 
 void l4_decap_usage(FILE *out)
 {
-    fputs("Usage: sluice l4 decap --interface IF [--generic] [--address ADDR]... [--pin-dir DIR]\n"
-          "       sluice l4 decap --interface IF --foreground [--generic] [--address ADDR]...\n"
+    fputs("Usage: sluice l4 decap --interface IF [--gue-port N] [--generic] [--address ADDR]... [--pin-dir DIR]\n"
+          "       sluice l4 decap --interface IF --foreground [--gue-port N] [--generic] [--address ADDR]...\n"
           "       sluice l4 decap --interface IF --detach|--stats [--pin-dir DIR]\n"
           "\n"
           "The real-server side of TUN services, for kernels without the ipip module:\n"
           "an XDP program on IF strips the outer IPv4/IPv6 header of IP-in-IP packets\n"
           "(IPIP, IP6IP6, 4in6, 6in4) addressed to this host and passes the inner\n"
-          "packet up the stack. The real holds the VIP on lo, as in DR mode.\n"
+          "packet up the stack. With --gue-port it also strips the outer IP and UDP\n"
+          "headers of GUE packets (variant 1: the IP packet directly in UDP, as\n"
+          "services with 'encapsulation: gue' send them) to UDP port N and this host.\n"
+          "The real holds the VIP on lo, as in DR mode.\n"
           "\n"
           "By default the program is attached through a BPF link pinned in DIR/IF\n"
           "(default " DECAP_PIN_DIR ") and the command exits: it stays attached until\n"
@@ -53,6 +56,9 @@ void l4_decap_usage(FILE *out)
           "  -i, --interface IF  the interface the tunnelled packets arrive on\n"
           "  -a, --address ADDR  decapsulate packets to ADDR (repeatable; default: the\n"
           "                      addresses IF has now)\n"
+          "  -u, --gue-port N    also decapsulate GUE to UDP port N (1..65535; the LB's\n"
+          "                      l4.gue_port, default there 6080); without it UDP is\n"
+          "                      left alone\n"
           "  -g, --generic       generic (SKB) XDP mode; default native (driver) mode\n"
           "  -f, --foreground    stay attached until SIGTERM/SIGINT; pin nothing\n"
           "  -d, --detach        detach the pinned program from IF and remove its pins\n"
@@ -68,7 +74,9 @@ static const char *const reason_names[DECAP_N_REASONS] = {
     [DECAP_IP6IP6] = "decap_ip6ip6",      [DECAP_4IN6] = "decap_4in6",
     [DECAP_PASS_OTHER] = "pass_other",    [DECAP_PASS_NOT_OURS] = "pass_not_ours",
     [DECAP_PASS_UNSUPP] = "pass_unsupported", [DECAP_PASS_BAD] = "pass_malformed",
-    [DECAP_DROP_ECN] = "drop_ecn",
+    [DECAP_DROP_ECN] = "drop_ecn",        [DECAP_GUE_4IN4] = "decap_gue_4in4",
+    [DECAP_GUE_6IN4] = "decap_gue_6in4",  [DECAP_GUE_6IN6] = "decap_gue_6in6",
+    [DECAP_GUE_4IN6] = "decap_gue_4in6",
 };
 
 static void print_stats(int fd)
@@ -252,14 +260,16 @@ int l4_decap_main(int argc, char **argv)
         {"generic", no_argument, NULL, 'g'},         {"foreground", no_argument, NULL, 'f'},
         {"detach", no_argument, NULL, 'd'},          {"stats", no_argument, NULL, 's'},
         {"pin-dir", required_argument, NULL, 'P'},   {"help", no_argument, NULL, 'h'},
+        {"gue-port", required_argument, NULL, 'u'},
         {0, 0, 0, 0},
     };
     const char *ifname = NULL, *pin_root = DECAP_PIN_DIR;
     char *addrs[MAX_ADDR_ARGS];
     int n_addrs = 0, c;
+    long gue_port = 0;
     bool generic = false, foreground = false, detach = false, stats = false;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "i:a:gfdsP:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:a:u:gfdsP:h", opts, NULL)) != -1) {
         switch (c) {
         case 'i': ifname = optarg; break;
         case 'a':
@@ -269,6 +279,16 @@ int l4_decap_main(int argc, char **argv)
             }
             addrs[n_addrs++] = optarg;
             break;
+        case 'u': {
+            char *end;
+            errno = 0;
+            gue_port = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || gue_port < 1 || gue_port > 65535) {
+                fprintf(stderr, "sluice l4 decap: --gue-port %s: expected a UDP port, 1 to 65535\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'g': generic = true; break;
         case 'f': foreground = true; break;
         case 'd': detach = true; break;
@@ -288,7 +308,7 @@ int l4_decap_main(int argc, char **argv)
         l4_decap_usage(stderr);
         return 2;
     }
-    if ((detach || stats) && (foreground || n_addrs)) {
+    if ((detach || stats) && (foreground || n_addrs || gue_port)) {
         fprintf(stderr, "sluice l4 decap: --detach and --stats take only --interface and --pin-dir\n");
         return 2;
     }
@@ -322,6 +342,18 @@ int l4_decap_main(int argc, char **argv)
         fprintf(stderr, "sluice l4 decap: %s has no IP address; give the tunnel address with --address\n", ifname);
         goto out;
     }
+    /* Before attaching: GUE to the port from the first packet on (0, the
+     * map's initial value, leaves UDP alone). */
+    struct decap_cfg dcfg = { .gue_port = htons((uint16_t)gue_port) };
+    __u32 zero = 0;
+    if (bpf_map_update_elem(bpf_map__fd(skel->maps.decap_config), &zero, &dcfg, BPF_ANY) < 0) {
+        fprintf(stderr, "sluice l4 decap: cannot write the GUE port: %s\n", strerror(errno));
+        goto out;
+    }
+    /* What the messages say it decapsulates. */
+    char what[64] = "IP-in-IP";
+    if (gue_port)
+        snprintf(what, sizeof what, "IP-in-IP and GUE (UDP port %ld)", gue_port);
     int prog_fd = bpf_program__fd(skel->progs.sluice_decap);
     const char *mode = generic ? "generic (SKB)" : "native (driver)";
 
@@ -334,8 +366,8 @@ int l4_decap_main(int argc, char **argv)
         link_fd = attach_link(prog_fd, ifindex, ifname, generic);
         if (link_fd < 0)
             goto out;
-        printf("sluice l4 decap: attached to %s in %s XDP mode, decapsulating IP-in-IP to %s; "
-               "SIGTERM or SIGINT detaches\n", ifname, mode, names);
+        printf("sluice l4 decap: attached to %s in %s XDP mode, decapsulating %s to %s; "
+               "SIGTERM or SIGINT detaches\n", ifname, mode, what, names);
         fflush(stdout);
         int sig = 0;
         sigwait(&set, &sig);
@@ -381,10 +413,10 @@ int l4_decap_main(int argc, char **argv)
         goto out;
     if (replaced)
         printf("sluice l4 decap: replaced the program on %s (link %s/link, mode unchanged), decapsulating "
-               "IP-in-IP to %s\n", ifname, dir, names);
+               "%s to %s\n", ifname, dir, what, names);
     else
-        printf("sluice l4 decap: attached to %s in %s XDP mode, decapsulating IP-in-IP to %s; link pinned at "
-               "%s/link ('sluice l4 decap -i %s --detach' removes it)\n", ifname, mode, names, dir, ifname);
+        printf("sluice l4 decap: attached to %s in %s XDP mode, decapsulating %s to %s; link pinned at "
+               "%s/link ('sluice l4 decap -i %s --detach' removes it)\n", ifname, mode, what, names, dir, ifname);
     rc = 0;
 out:
     if (link_fd >= 0)

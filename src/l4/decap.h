@@ -19,7 +19,9 @@
 #define DECAP_MAX_ADDRS 256
 
 /* decap_stats[reason]: per-CPU {packets, bytes}; every packet the program
- * sees counts in exactly one. */
+ * sees counts in exactly one. (For UDP that is not to the GUE port, the
+ * "not IP-in-IP" of DECAP_PASS_OTHER; the other pass reasons count GUE
+ * packets as they count IP-in-IP.) */
 enum decap_reason {
     DECAP_IPIP = 0,     /* IPv4 in IPv4: outer header removed */
     DECAP_6IN4,         /* IPv6 in IPv4 */
@@ -31,7 +33,21 @@ enum decap_reason {
     DECAP_PASS_BAD,     /* malformed: truncated, bad lengths, bad outer
                            checksum, inner version not the announced one */
     DECAP_DROP_ECN,     /* outer CE, inner not ECN-capable (RFC 6040) */
+    /* GUE variant 1 (the IP packet directly in UDP to decap_config's
+     * port; appended, so the numbers above stay): outer UDP header and
+     * outer IP header removed. */
+    DECAP_GUE_4IN4,     /* IPv4 in UDP in IPv4 */
+    DECAP_GUE_6IN4,     /* IPv6 in UDP in IPv4 */
+    DECAP_GUE_6IN6,     /* IPv6 in UDP in IPv6 */
+    DECAP_GUE_4IN6,     /* IPv4 in UDP in IPv6 */
     DECAP_N_REASONS,
+};
+
+/* decap_config (BPF_MAP_TYPE_ARRAY, one entry), written before attaching. */
+struct decap_cfg {
+    __be16 gue_port;    /* GUE: UDP destination port, network order;
+                           0 = GUE is not decapsulated (the default) */
+    __u16 pad;
 };
 
 struct decap_count {

@@ -210,6 +210,8 @@ size_t tl_build(struct pkt *p, const struct tl_frame *f)
     return p->len;
 }
 
+uint16_t tl_gue_port;
+
 int tl_verify_csums(const uint8_t *frame, size_t len, size_t l3)
 {
     const uint8_t *ip = frame + l3;
@@ -244,8 +246,21 @@ int tl_verify_csums(const uint8_t *frame, size_t len, size_t l3)
         return tl_verify_csums(frame, l3 + tot, l3 + hl);
     case 1:
         return tl_fold(tl_sum(ip + hl, l4len, 0)) == 0 ? 0 : -3;
-    case 6:
     case 17:
+        if (l4len < 8)
+            return -1;
+        if (get16(ip + hl + 6) == 0)
+            return v6 ? -3 : 0; /* none: allowed over IPv4 only */
+        if (tl_gue_port && get16(ip + hl + 2) == tl_gue_port && l4len > 8 &&
+            ((ip[hl + 8] >> 4) == 4 || (ip[hl + 8] >> 4) == 6)) {
+            int r = tl_verify_csums(frame, l3 + hl + l4len, l3 + hl + 8);
+
+            if (r)
+                return r;
+        }
+        /* then the outer UDP checksum, as for TCP */
+        /* fall through */
+    case 6:
     case 58:
         if (tl_fold(tl_sum(ip + hl, l4len,
                            pseudo_sum(v6, v6 ? ip + 8 : ip + 12, v6 ? ip + 24 : ip + 16, proto,

@@ -13,7 +13,7 @@
 
 #define PKT_MAX 2048
 #define TL_MAX_REALS 32
-#define TL_MAX_SVC 32
+#define TL_MAX_SVC 48
 #define TL_SVC_MAX_REALS 16
 
 struct forwarder; /* the generated skeleton */
@@ -71,8 +71,11 @@ uint16_t tl_fold(uint32_t sum);
 
 /* Checksum verification of a frame at l3 (IPv4 header, then TCP/UDP/ICMP
  * or ICMPv6 over its IP payload). Returns 0 when every checksum is right;
- * recurses into IPIP / IP6IP6 / 4in6 / 6in4 payloads. */
+ * recurses into IPIP / IP6IP6 / 4in6 / 6in4 payloads, and into GUE (UDP to
+ * tl_gue_port whose payload starts with IP version 4 or 6). A UDP
+ * checksum of 0 is right over IPv4 (none) and wrong over IPv6. */
 int tl_verify_csums(const uint8_t *frame, size_t len, size_t l3);
+extern uint16_t tl_gue_port; /* host order; 0: no GUE recursion */
 
 void tl_hexdump(const char *title, const uint8_t *b, size_t n);
 

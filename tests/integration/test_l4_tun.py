@@ -13,6 +13,10 @@ lo and the real answers the client directly from the VIP. Each real's HTTP
 server answers "NAME CLIENT-IP": requests spread over the three reals, and
 each sees the client's own address.
 
+The GUE cases run the same with `encapsulation: gue` (the IP packet inside
+UDP to l4.gue_port: the default 6080, and 7777 set in the config) and
+`sluice l4 decap --gue-port` on the reals.
+
 Needs root, `ip`, native XDP on veth; skips otherwise. Every wait is bounded;
 teardown removes every namespace and mount.
 """
@@ -29,12 +33,19 @@ import test_l4_netns as dr  # noqa: E402  (topology helpers; its tests are colle
 TUN_SRC4 = "10.99.0.0/24"
 TUN_SRC6 = "fd00:99::/96"
 
-# (VIP family, real family, decap counter): the four encapsulations.
+# (VIP family, real family, decap counter, GUE port or None): the four
+# IP-in-IP encapsulations, and the four in GUE: 4in4 on the default port,
+# the others on a port set in the config (over IPv6 with the UDP checksum
+# IPv6 requires).
 CASES = [
-    (4, 4, "decap_ipip"),
-    (6, 6, "decap_ip6ip6"),
-    (4, 6, "decap_4in6"),
-    (6, 4, "decap_6in4"),
+    (4, 4, "decap_ipip", None),
+    (6, 6, "decap_ip6ip6", None),
+    (4, 6, "decap_4in6", None),
+    (6, 4, "decap_6in4", None),
+    (4, 4, "decap_gue_4in4", 6080),
+    (6, 6, "decap_gue_6in6", 7777),
+    (4, 6, "decap_gue_4in6", 7777),
+    (6, 4, "decap_gue_6in4", 7777),
 ]
 
 
@@ -45,7 +56,7 @@ def real_addr(addr4, fam):
 class TunL4(dr.L4):
     """`sluice l4 -c` in the LB namespace, with one `mode: tun` service."""
 
-    def __init__(self, topo, vip_fam, real_fam):
+    def __init__(self, topo, vip_fam, real_fam, gue_port=None):
         self.topo = topo
         self.conf = topo.tmp / "l4.yaml"
         self.log_path = topo.tmp / "l4.log"
@@ -53,6 +64,10 @@ class TunL4(dr.L4):
         vip = dr.VIP if vip_fam == 4 else "[%s]" % dr.VIP6
         reals = "".join("        - { address: \"%s:80\", weight: 1 }\n" % real_addr(a, real_fam)
                         for _, a in dr.REALS)
+        # GUE: the service says so; a port other than the default is set
+        # in l4.gue_port (the default is left implicit).
+        port = "  gue_port: %d\n" % gue_port if gue_port not in (None, 6080) else ""
+        encap = "      encapsulation: gue\n" if gue_port else ""
         self.conf.write_text("""\
 admin:
   listen: 127.0.0.1:%d
@@ -62,14 +77,14 @@ l4:
   seed: 0x5eed1a4b
   tun_source_prefix: %s
   tun_source_prefix6: %s
-  services:
+%s  services:
     - vip: "%s:80"
       protocol: tcp
       mode: tun
-      scheduler: maglev
+%s      scheduler: maglev
       health_check: { type: tcp, interval: 300ms, timeout: 200ms, rise: 2, fall: 2 }
       reals:
-%s""" % (dr.ADMIN_PORT, TUN_SRC4, TUN_SRC6, vip, reals))
+%s""" % (dr.ADMIN_PORT, TUN_SRC4, TUN_SRC6, port, vip, encap, reals))
 
 
 def decap(topo, name, *args):
@@ -88,13 +103,15 @@ def counter(stats, name):
 topo = dr.topo
 
 
-@pytest.mark.parametrize("vip_fam,real_fam,kind", CASES, ids=[c[2][len("decap_"):] for c in CASES])
-def test_l4_tun_end_to_end(topo, vip_fam, real_fam, kind):
+@pytest.mark.parametrize("vip_fam,real_fam,kind,gue_port", CASES, ids=[c[2][len("decap_"):] for c in CASES])
+def test_l4_tun_end_to_end(topo, vip_fam, real_fam, kind, gue_port):
     for name, _ in dr.REALS:
-        out = decap(topo, name)
+        out = decap(topo, name, *(["--gue-port", str(gue_port)] if gue_port else []))
         assert out.returncode == 0, out.stderr
         assert "attached to eth0 in native (driver) XDP mode" in out.stdout, out.stdout
-    l4 = TunL4(topo, vip_fam, real_fam).start()
+        if gue_port:
+            assert "IP-in-IP and GUE (UDP port %d)" % gue_port in out.stdout, out.stdout
+    l4 = TunL4(topo, vip_fam, real_fam, gue_port).start()
     try:
         vip = dr.VIP if vip_fam == 4 else dr.VIP6
         client = "10.0.0.2" if vip_fam == 4 else "fd00::2"
@@ -149,7 +166,8 @@ import struct  # noqa: E402
 
 DECAP_OBJ = os.path.join(dr.ROOT, "build", "l4", "decap.bpf.o")
 REASONS = ["decap_ipip", "decap_6in4", "decap_ip6ip6", "decap_4in6", "pass_other", "pass_not_ours",
-           "pass_unsupported", "pass_malformed", "drop_ecn"]
+           "pass_unsupported", "pass_malformed", "drop_ecn",
+           "decap_gue_4in4", "decap_gue_6in4", "decap_gue_6in6", "decap_gue_4in6"]
 XDP_DROP, XDP_PASS = 1, 2
 ME4, ME6, OTHER4 = "10.0.0.11", "fd00::11", "10.0.0.12"
 
@@ -283,6 +301,10 @@ def decap_cases():
         ("ipip outer CE, inner not-ECT", eth(0x0800, outer4(INNER4, tos=3)), XDP_DROP, b"", "drop_ecn"),
         ("ip6ip6 outer CE, inner not-ECT", eth(0x86DD, outer6(INNER6, tc=3)), XDP_DROP, b"", "drop_ecn"),
         ("plain tcp", eth(0x0800, INNER4), XDP_PASS, None, "pass_other"),
+        # GUE is off unless --gue-port says otherwise (this program has no
+        # port set): UDP carrying an IP packet to 6080 is left alone.
+        ("gue, not enabled", eth(0x0800, outer4(struct.pack("!HHHH", 50000, 6080, 8 + len(INNER4), 0) + INNER4,
+                                                proto=17)), XDP_PASS, None, "pass_other"),
         ("plain tcp6", eth(0x86DD, INNER6), XDP_PASS, None, "pass_other"),
         ("arp", eth(0x0806, b"\0" * 28), XDP_PASS, None, "pass_other"),
         # (BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.)

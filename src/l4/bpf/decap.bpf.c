@@ -10,11 +10,21 @@
  * ethertype) and goes up the stack (XDP_PASS) as if the inner packet, to the
  * VIP the real holds on its loopback, had arrived plain.
  *
+ * GUE variant 1 (draft-ietf-intarea-gue section 5: the IP packet directly
+ * after a UDP header, its first nibble telling IPv4 from IPv6), which the
+ * forwarder sends for services with `encapsulation: gue`, is taken off the
+ * same way when decap_config names the UDP port (`--gue-port`): UDP to
+ * that port and to one of our addresses loses its outer IP and UDP
+ * headers. The UDP checksum is verified when there is one; 0 ("none") is
+ * accepted over IPv4 (RFC 768) and refused over IPv6 (RFC 8200 8.1; the
+ * forwarder always computes it there).
+ *
  * Policy: the packet is only changed when the outer header and the inner
  * one's fixed part have been read and checked (outer IPv4: version, IHL 5,
  * not a fragment, lengths, header checksum; outer IPv6: no extension
  * headers, lengths; inner: the version the outer protocol announces, its
- * length within the outer payload). Anything else goes to the stack
+ * length within the outer payload; GUE: the UDP length and checksum).
+ * Anything else goes to the stack
  * untouched and is counted: what is not IP-in-IP, IP-in-IP to another
  * address, outer IPv4 options or fragments or IPv6 extension headers
  * (unsupported), and malformed packets (the stack drops those, or answers
@@ -38,6 +48,7 @@
 #define IP_MF        0x2000
 #define IP_OFFSET    0x1FFF
 #define PROTO_IPIP   4
+#define PROTO_UDP    17
 #define PROTO_IPV6   41
 #define ECN_MASK     3
 #define ECN_CE       3
@@ -62,6 +73,28 @@ struct {
     __type(value, struct decap_count);
 } decap_stats SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct decap_cfg);
+} decap_config SEC(".maps");
+
+/* The last 1..511 bytes of a GUE datagram are copied here to be summed
+ * (decap_sum_bytes()). One word more than 512 bytes: the verifier bounds
+ * "(len + 3) & ~3" for len <= 511 by 514, not 512. */
+#define CSUM_CHUNK 512  /* bpf_csum_diff() sums at most 512 bytes a call */
+struct csum_tail {
+    __u32 w[CSUM_CHUNK / 4 + 1];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct csum_tail);
+} csum_scratch SEC(".maps");
+
 static __always_inline int count(__u32 reason, __u64 bytes, int verdict)
 {
     struct decap_count *c = bpf_map_lookup_elem(&decap_stats, &reason);
@@ -78,6 +111,66 @@ static __always_inline __u16 csum_fold(__u32 s)
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     return (__u16)~s;
+}
+
+static __always_inline __u32 fold64(__u64 s)
+{
+    s = (s & 0xffffffff) + (s >> 32);
+    s = (s & 0xffffffff) + (s >> 32);
+    return (__u32)s;
+}
+
+/* The one's complement sum (RFC 1071, native words) of `len` bytes of the
+ * packet from offset `off`, folded to 16 bits, not inverted; -1 if they are
+ * not all in the frame. The same as the forwarder's l4_sum_bytes() (this
+ * program is built on its own): whole 512-byte chunks summed in place by
+ * bpf_csum_diff(), the 1..511 bytes left copied by bpf_xdp_load_bytes()
+ * into a zero-padded buffer, since a packet pointer cannot be handed over
+ * with a length the verifier only knows as "at most 511". A global
+ * function, so the verifier checks its loop once. 64-bit arguments: a
+ * bounds check on a 32-bit one is made on a zero-extended copy and leaves
+ * the argument unbounded for the verifier. */
+__noinline int decap_sum_bytes(struct xdp_md *ctx, __u64 off, __u64 len)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct csum_tail *t;
+    __u32 zero = 0, i;
+    __u64 sum = 0;
+
+    /* An offset below 256 keeps the end of chunk 127 (at most
+     * 255 + 127 * 512) within the 64 KiB the verifier lets a packet
+     * pointer move; 127 chunks and a tail cover 65535 bytes. */
+    if (off > 255 || len > 0xffff)
+        return -1;
+    for (i = 0; i < 127; i++) {
+        __be32 *p = data + off;
+
+        if (len < CSUM_CHUNK)
+            break;
+        if ((void *)p + CSUM_CHUNK > data_end)
+            return -1;
+        sum += (__u32)bpf_csum_diff(NULL, 0, p, CSUM_CHUNK, 0);
+        off += CSUM_CHUNK;
+        len -= CSUM_CHUNK;
+    }
+    if (len >= CSUM_CHUNK)
+        return -1;
+    if (len) {
+        t = bpf_map_lookup_elem(&csum_scratch, &zero);
+        if (!t)
+            return -1;
+        /* The bytes between len and the next multiple of 4 must add
+         * nothing: zero the last word, then copy over its front. */
+        t->w[(len - 1) / 4] = 0;
+        if (bpf_xdp_load_bytes(ctx, off, t->w, len))
+            return -1;
+        sum += (__u32)bpf_csum_diff(NULL, 0, t->w, (len + 3) & ~3u, 0);
+    }
+    sum = fold64(sum);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return (int)sum;
 }
 
 /* The outer IPv4 header's checksum (IHL 5) is right when the one's
@@ -149,6 +242,68 @@ static __always_inline int inner_ok(void *in, void *data_end, __u32 avail, bool 
     return 0;
 }
 
+/* GUE: the UDP header at `udp_off` (`avail` bytes of outer payload behind
+ * it, `psum` the pseudo-header's sum without the length) to our port and
+ * address. Check its length and checksum and read the inner version from
+ * the first nibble after it. Returns 0 with *inner6 and *inner_avail set,
+ * or a reason to pass with. */
+static __always_inline int gue_check(struct xdp_md *ctx, __u32 udp_off, __u32 avail, __u64 psum, bool outer6,
+                                     bool *inner6, __u32 *inner_avail)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct udphdr *uh;
+    __u32 ulen;
+    __u8 *first;
+    int s;
+
+    if (udp_off > 18 + 40)
+        return DECAP_PASS_BAD;
+    uh = data + udp_off;
+    first = (__u8 *)(uh + 1);
+    if ((void *)(first + 1) > data_end)
+        return DECAP_PASS_BAD;
+    /* The datagram must hold at least the inner packet's first byte and
+     * lie within the IP payload; bytes of IP payload past it are ignored,
+     * as the stack ignores them. */
+    ulen = bpf_ntohs(uh->len);
+    if (ulen < sizeof(*uh) + 1 || ulen > avail)
+        return DECAP_PASS_BAD;
+    switch (*first >> 4) {
+    case 4:
+        *inner6 = false;
+        break;
+    case 6:
+        *inner6 = true;
+        break;
+    default:
+        /* Variant 0 (first two bits 00) has a GUE header first: not
+         * ours to parse. Anything else is not GUE. */
+        return (*first >> 6) == 0 ? DECAP_PASS_UNSUPP : DECAP_PASS_BAD;
+    }
+    if (uh->check == 0) {
+        if (outer6)
+            return DECAP_PASS_BAD; /* no checksum: invalid over IPv6 */
+    } else {
+        /* Pseudo-header length (IPv4: in the word with the protocol,
+         * which the caller left out; IPv6: a word of its own), then the
+         * datagram, checksum field included: all of it sums to 0xffff. */
+        if (outer6) {
+            /* Two additions into 64 bits: the two words' own sum can
+             * carry out of 32. */
+            psum += bpf_htonl(ulen);
+            psum += bpf_htonl(PROTO_UDP);
+        } else {
+            psum += bpf_htonl((PROTO_UDP << 16) | ulen);
+        }
+        s = decap_sum_bytes(ctx, udp_off, ulen);
+        if (s < 0 || csum_fold(fold64(psum + (__u32)s)) != 0)
+            return DECAP_PASS_BAD;
+    }
+    *inner_avail = ulen - sizeof(*uh);
+    return 0;
+}
+
 SEC("xdp")
 int sluice_decap(struct xdp_md *ctx)
 {
@@ -159,12 +314,17 @@ int sluice_decap(struct xdp_md *ctx)
     struct ethhdr eth_copy;
     struct vlan_hdr vlan_copy = {};
     struct decap_key k = {};
-    __u32 l3 = sizeof(*eth), hdr, avail;
-    __be16 proto;
-    bool vlan = false, inner6;
+    struct decap_cfg *cfg;
+    __u32 l3 = sizeof(*eth), hdr, avail, zero = 0;
+    __be16 proto, gue_port = 0;
+    bool vlan = false, inner6 = false, gue;
+    __u64 psum = 0;
     __u8 ecn;
     int rc;
 
+    cfg = bpf_map_lookup_elem(&decap_config, &zero);
+    if (cfg)
+        gue_port = cfg->gue_port;
     if ((void *)(eth + 1) > data_end)
         return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
     proto = eth->h_proto;
@@ -185,10 +345,24 @@ int sluice_decap(struct xdp_md *ctx)
 
         if ((void *)(ip + 1) > data_end)
             return count(DECAP_PASS_BAD, bytes, XDP_PASS);
-        if (ip->protocol != PROTO_IPIP && ip->protocol != PROTO_IPV6)
+        gue = gue_port && ip->protocol == PROTO_UDP;
+        if (!gue && ip->protocol != PROTO_IPIP && ip->protocol != PROTO_IPV6)
             return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
         if (ip->version != 4 || ip->ihl < 5)
             return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+        if (gue) {
+            /* UDP is GUE only to the port: look at it where the header
+             * says (after any options). A later fragment has no UDP
+             * header to look at. */
+            struct udphdr *uh = (void *)ip + ip->ihl * 4;
+
+            if (ip->frag_off & bpf_htons(IP_OFFSET))
+                return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
+            if ((void *)(uh + 1) > data_end)
+                return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+            if (uh->dest != gue_port)
+                return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
+        }
         if (ip->ihl != 5 || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
             return count(DECAP_PASS_UNSUPP, bytes, XDP_PASS);
         k.a[10] = 0xff;
@@ -203,13 +377,16 @@ int sluice_decap(struct xdp_md *ctx)
         avail = tot - hdr;
         inner6 = ip->protocol == PROTO_IPV6;
         ecn = ip->tos & ECN_MASK;
+        if (gue)
+            psum = (__u64)ip->saddr + ip->daddr;
     } else if (proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = data + l3;
         __u8 *b = (__u8 *)ip6;
 
         if ((void *)(ip6 + 1) > data_end)
             return count(DECAP_PASS_BAD, bytes, XDP_PASS);
-        if (ip6->nexthdr != PROTO_IPIP && ip6->nexthdr != PROTO_IPV6) {
+        gue = gue_port && ip6->nexthdr == PROTO_UDP;
+        if (!gue && ip6->nexthdr != PROTO_IPIP && ip6->nexthdr != PROTO_IPV6) {
             /* A hop-by-hop, routing, fragment or destination-options
              * header may lead to one: not handled here. */
             __u8 nh = ip6->nexthdr;
@@ -220,6 +397,14 @@ int sluice_decap(struct xdp_md *ctx)
         }
         if (ip6->version != 6)
             return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+        if (gue) {
+            struct udphdr *uh = (void *)(ip6 + 1);
+
+            if ((void *)(uh + 1) > data_end)
+                return count(DECAP_PASS_BAD, bytes, XDP_PASS);
+            if (uh->dest != gue_port)
+                return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
+        }
         __builtin_memcpy(k.a, &ip6->daddr, 16);
         if (!is_ours(&k))
             return count(DECAP_PASS_NOT_OURS, bytes, XDP_PASS);
@@ -229,9 +414,27 @@ int sluice_decap(struct xdp_md *ctx)
         hdr = sizeof(*ip6);
         inner6 = ip6->nexthdr == PROTO_IPV6;
         ecn = (b[1] >> 4) & ECN_MASK;
+        if (gue) {
+            const __u32 *a = (const __u32 *)&ip6->saddr; /* saddr, then daddr */
+
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                psum += a[i];
+        }
     } else {
         return count(DECAP_PASS_OTHER, bytes, XDP_PASS);
     }
+
+    if (gue) {
+        rc = gue_check(ctx, l3 + hdr, avail, psum, hdr == sizeof(struct ipv6hdr), &inner6, &avail);
+        if (rc)
+            return count(rc, bytes, XDP_PASS);
+        /* (The packet pointers stay valid: the checksum changes no
+         * packet data, and the verifier knows it of a global function.) */
+        hdr += sizeof(struct udphdr);
+    }
+    if (l3 > 18 || hdr > 48)
+        return count(DECAP_PASS_BAD, bytes, XDP_PASS); /* (bounds for the verifier) */
 
     rc = inner_ok(data + l3 + hdr, data_end, avail, inner6, ecn);
     if (rc == DECAP_DROP_ECN)
@@ -239,9 +442,9 @@ int sluice_decap(struct xdp_md *ctx)
     if (rc)
         return count(rc, bytes, XDP_PASS);
 
-    /* Move the L2 header up over the outer IP header: keep a copy, move
-     * the start of the frame by the outer header's size, write it back with
-     * the inner ethertype. */
+    /* Move the L2 header up over the outer headers: keep a copy, move the
+     * start of the frame by their size, write it back with the inner
+     * ethertype. */
     __builtin_memcpy(&eth_copy, eth, sizeof(eth_copy));
     if (bpf_xdp_adjust_head(ctx, (int)hdr))
         return count(DECAP_PASS_BAD, bytes, XDP_PASS);
@@ -261,6 +464,11 @@ int sluice_decap(struct xdp_md *ctx)
         vh->h_vlan_encapsulated_proto = proto;
     } else {
         eth->h_proto = proto;
+    }
+    if (gue) {
+        if (hdr == sizeof(struct iphdr) + sizeof(struct udphdr))
+            return count(inner6 ? DECAP_GUE_6IN4 : DECAP_GUE_4IN4, bytes, XDP_PASS);
+        return count(inner6 ? DECAP_GUE_6IN6 : DECAP_GUE_4IN6, bytes, XDP_PASS);
     }
     if (hdr == sizeof(struct iphdr))
         return count(inner6 ? DECAP_6IN4 : DECAP_IPIP, bytes, XDP_PASS);

@@ -5,8 +5,8 @@
  *   IPv6 (no extension headers) -> TCP/UDP ports, or ICMP
  *   -> VIP lookup {dst, dport, proto}
  *   -> connection table (per-CPU LRU) -> on a miss, Maglev by flow hash
- *   -> DR (MAC rewrite) or TUN (IPIP / IP6IP6 encapsulation), XDP_TX or
- *      bpf_redirect().
+ *   -> DR (MAC rewrite) or TUN (IPIP / IP6IP6 encapsulation, or GUE: the
+ *      IP packet in UDP), XDP_TX or bpf_redirect().
  * NAT and FullNAT services take their own branch after the VIP lookup: a
  * shared LRU table of translations (struct l4_nat), DNAT (+ SNAT to a local
  * address and port, + the TOA option on SYNs, in FullNAT) on the way in, and
@@ -164,6 +164,22 @@ struct {
     __type(value, struct l4_flood);
 } flood SEC(".maps");
 
+/* GUE over IPv6: the last 1..511 bytes of the UDP datagram are copied here
+ * to be summed (see l4_sum_bytes()). */
+#define CSUM_CHUNK 512  /* bpf_csum_diff() sums at most 512 bytes a call */
+struct csum_tail {
+    /* One word more than 512 bytes: the verifier bounds "(len + 3) & ~3"
+     * for len <= 511 by 514, not 512. */
+    __u32 w[CSUM_CHUNK / 4 + 1];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct csum_tail);
+} csum_scratch SEC(".maps");
+
 /* rr and wrr: per-CPU, so taking the next slot needs no atomic and no
  * shared cache line; each CPU walks the table on its own. */
 struct {
@@ -233,6 +249,14 @@ static __always_inline void csum_replace16(__u16 *sum, __u16 old, __u16 new)
     s += (__u16)~old;
     s += new;
     *sum = csum_fold(s);
+}
+
+/* 64-bit sum of 32-bit words -> 32 bits, end-around carries kept. */
+static __always_inline __u32 fold64(__u64 s)
+{
+    s = (s & 0xffffffff) + (s >> 32);
+    s = (s & 0xffffffff) + (s >> 32);
+    return (__u32)s;
 }
 
 static __always_inline __u16 ip4_hdr_csum(const struct iphdr *ip)
@@ -742,29 +766,104 @@ static __always_inline void tun_src6(const struct l4_cfg *cfg, __u32 hash, struc
     out->in6_u.u6_addr32[3] = bpf_htonl((bpf_ntohl(cfg->tun_src6[3]) & ~host) | (hash & host));
 }
 
+/* GUE variant 1 (draft-ietf-intarea-gue, section 5): the IP packet directly
+ * after a UDP header, no GUE header; the receiver tells IPv4 from IPv6 by the
+ * first nibble of what follows the UDP header. The UDP source port carries
+ * the flow hash, in the dynamic range 49152..65535 (as RFC 8086 asks of
+ * GRE-in-UDP), so receivers that spread UDP by its ports (RSS, ECMP) keep
+ * a flow together and spread the flows; the high half of the hash is folded
+ * in, since the low bits already went into the outer source address. */
+static __always_inline __be16 gue_sport(__u32 hash)
+{
+    return bpf_htons(0xc000 | ((hash ^ (hash >> 16)) & 0x3fff));
+}
+
+/* The one's complement sum of `len` bytes of the packet from offset `off`
+ * (RFC 1071, native words as everywhere here), folded to 16 bits but not
+ * inverted; -1 if the bytes are not all in the frame. For the UDP checksum
+ * of GUE over IPv6, which covers the whole inner packet.
+ *
+ * Whole 512-byte chunks are summed in place by bpf_csum_diff() (which takes
+ * at most 512 bytes and a multiple of 4); the rest (1..511 bytes) is copied
+ * with bpf_xdp_load_bytes() into a zeroed word-padded buffer and summed
+ * there, since a packet pointer cannot be handed over with a length the
+ * verifier only knows to be "at most 511". A global function: the verifier
+ * checks it once, not once per call site, and its loop (up to 127 chunks:
+ * any IP packet) stays out of the forwarding path's states. */
+__noinline int l4_sum_bytes(struct xdp_md *ctx, __u64 off, __u64 len)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct csum_tail *t;
+    __u32 zero = 0, i;
+    __u64 sum = 0;
+
+    /* An offset below 256 keeps the end of chunk 127 (at most
+     * 255 + 127 * 512) within the 64 KiB the verifier lets a packet
+     * pointer move; 127 chunks and a tail cover 65535 bytes. (The
+     * arguments are 64-bit: clang checks a 32-bit one on a zero-extended
+     * copy, which leaves the argument itself unbounded for the verifier.) */
+    if (off > 255 || len > 0xffff)
+        return -1;
+    for (i = 0; i < 127; i++) {
+        __be32 *p = data + off;
+
+        if (len < CSUM_CHUNK)
+            break;
+        if ((void *)p + CSUM_CHUNK > data_end)
+            return -1;
+        sum += (__u32)bpf_csum_diff(NULL, 0, p, CSUM_CHUNK, 0);
+        off += CSUM_CHUNK;
+        len -= CSUM_CHUNK;
+    }
+    if (len >= CSUM_CHUNK)
+        return -1; /* (cannot happen: see above) */
+    if (len) {
+        t = bpf_map_lookup_elem(&csum_scratch, &zero);
+        if (!t)
+            return -1;
+        /* The bytes between len and the next multiple of 4 must add
+         * nothing: zero the last word, then copy over its front. */
+        t->w[(len - 1) / 4] = 0;
+        if (bpf_xdp_load_bytes(ctx, off, t->w, len))
+            return -1;
+        sum += (__u32)bpf_csum_diff(NULL, 0, t->w, (len + 3) & ~3u, 0);
+    }
+    sum = fold64(sum);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return (int)sum;
+}
+
 /* TUN: put an outer IPv4 (IPIP, or 6in4) or IPv6 (IP6IP6, or 4in6) header
- * between the L2 header and the packet, chosen by the real's family. The
- * L2 header is rebuilt in front (the old one is partly overwritten), with
- * the VLAN tag kept and the ethertype of the outer family. */
+ * between the L2 header and the packet, chosen by the real's family, and
+ * with `gue` a UDP header after it (GUE variant 1). The L2 header is
+ * rebuilt in front (the old one is partly overwritten), with the VLAN tag
+ * kept and the ethertype of the outer family. */
 static int tun_ptb(struct xdp_md *ctx, const struct pkt *p, const struct l4_cfg *cfg, __u32 overhead);
 
 static __always_inline int fwd_tun(struct xdp_md *ctx, const struct pkt *p, const struct l4_real *r,
-                                   __u32 hash, const struct l4_cfg *cfg, bool icmp_err)
+                                   __u32 hash, const struct l4_cfg *cfg, bool gue, bool icmp_err)
 {
     bool outer6 = r->flags & L4_REAL_F_V6;
-    int hdr = outer6 ? (int)sizeof(struct ipv6hdr) : (int)sizeof(struct iphdr);
+    int iphl = outer6 ? (int)sizeof(struct ipv6hdr) : (int)sizeof(struct iphdr);
+    int hdr = iphl + (gue ? (int)sizeof(struct udphdr) : 0);
     __be16 eproto = bpf_htons(outer6 ? ETH_P_IPV6 : ETH_P_IP);
-    __u8 inner_proto = p->v6 ? PROTO_IPV6 : PROTO_IPIP;
-    __u32 l3_off = p->l3_off;
+    __u8 next = gue ? PROTO_UDP : p->v6 ? PROTO_IPV6 : PROTO_IPIP;
+    __u32 l3_off = p->l3_off, ip_len = p->ip_len;
+    __be16 gue_port = cfg->gue_port ? cfg->gue_port : bpf_htons(L4_GUE_DEFAULT_PORT);
     void *data, *data_end;
     struct ethhdr *eth;
+    struct udphdr *udp;
+    __u64 sum = 0;
+    int s;
 
     if (l3_off > L3_OFF_MAX)
         return L4_R_DROP_NO_ROOM;
-    /* Too big once encapsulated: tell the client, unless the packet is
-     * an ICMP error itself (never an error about an error, RFC 1122
-     * 3.2.2). */
-    if (cfg->tun_mtu && p->ip_len + hdr > cfg->tun_mtu)
+    /* Too big once encapsulated (GUE: 8 more bytes): tell the client,
+     * unless the packet is an ICMP error itself (never an error about an
+     * error, RFC 1122 3.2.2). */
+    if (cfg->tun_mtu && ip_len + hdr > cfg->tun_mtu)
         return icmp_err ? L4_R_DROP_TOO_BIG : tun_ptb(ctx, p, cfg, hdr);
     if (bpf_xdp_adjust_head(ctx, -hdr))
         return L4_R_DROP_NO_ROOM;
@@ -797,12 +896,21 @@ static __always_inline int fwd_tun(struct xdp_md *ctx, const struct pkt *p, cons
         /* Flow label from the hash too: ECMP routers between us and the
          * real hash on it (RFC 6438). */
         *(__be32 *)&h = bpf_htonl((6u << 28) | ((__u32)p->tos << 20) | (hash & 0xfffff));
-        h.payload_len = bpf_htons(p->ip_len);
-        h.nexthdr = inner_proto;
+        h.payload_len = bpf_htons(ip_len + hdr - iphl);
+        h.nexthdr = next;
         h.hop_limit = L4_TUN_TTL;
         tun_src6(cfg, hash, &h.saddr);
         __builtin_memcpy(&h.daddr, r->addr, 16);
         *o = h;
+        if (gue) {
+            /* The UDP checksum's pseudo-header (RFC 8200 8.1): both
+             * addresses, the upper-layer length, the next header. */
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                sum += (__u64)h.saddr.in6_u.u6_addr32[i] + r->addr[i];
+            sum += bpf_htonl(ip_len + sizeof(*udp));
+            sum += bpf_htonl(PROTO_UDP);
+        }
     } else {
         struct iphdr *o = data + l3_off;
         struct iphdr h = {};
@@ -811,18 +919,52 @@ static __always_inline int fwd_tun(struct xdp_md *ctx, const struct pkt *p, cons
             return L4_R_DROP_NO_ROOM;
         *(__u8 *)&h = 0x45;
         h.tos = p->tos;
-        h.tot_len = bpf_htons(p->ip_len + sizeof(h));
+        h.tot_len = bpf_htons(ip_len + hdr);
         /* DF: the LB never fragments; an oversized packet is a
          * configuration error that cfg.tun_mtu catches. With DF set the
          * IP ID carries no meaning (RFC 6864), so it stays 0. */
         h.frag_off = bpf_htons(IP_DF);
         h.ttl = L4_TUN_TTL;
-        h.protocol = inner_proto;
+        h.protocol = next;
         h.saddr = tun_src4(cfg, hash);
         h.daddr = r->addr[3];
         h.check = ip4_hdr_csum(&h);
         *o = h;
     }
+    if (!gue)
+        return L4_R_FWD_TUN;
+
+    udp = data + l3_off + iphl;
+    if ((void *)(udp + 1) > data_end)
+        return L4_R_DROP_NO_ROOM;
+    udp->source = gue_sport(hash);
+    udp->dest = gue_port;
+    udp->len = bpf_htons(ip_len + sizeof(*udp));
+    udp->check = 0;
+    /* Outer IPv4: no UDP checksum (0, RFC 768). The inner packet carries
+     * its own checksums and the outer IPv4 header has one, so 0 loses
+     * nothing, and it is what tunnels over UDP usually send (RFC 8086
+     * 3.2.1). Outer IPv6: it must be computed (RFC 8200 8.1; the zero
+     * checksum of RFC 6935/6936 needs the receiver's consent for the
+     * port, which a plain Linux UDP socket and our decap do not give),
+     * over the whole inner packet: one pass over the packet, paid only
+     * by GUE over IPv6. */
+    if (!outer6)
+        return L4_R_FWD_TUN;
+    s = l4_sum_bytes(ctx, l3_off + iphl, ip_len + sizeof(*udp));
+    if (s < 0)
+        return L4_R_DROP_NO_ROOM; /* (cannot happen: all of it is in the frame) */
+    sum += (__u32)s;
+    /* Packet pointers re-derived after the call: two loads, and no
+     * reliance on the verifier keeping them across it. */
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+    udp = data + l3_off + sizeof(struct ipv6hdr);
+    if ((void *)(udp + 1) > data_end)
+        return L4_R_DROP_NO_ROOM;
+    udp->check = csum_fold(fold64(sum));
+    if (!udp->check)
+        udp->check = 0xffff; /* a computed 0 is sent as 0xffff: 0 is "none" */
     return L4_R_FWD_TUN;
 }
 
@@ -837,13 +979,6 @@ static __always_inline int fwd_tun(struct xdp_md *ctx, const struct pkt *p, cons
 #define PTB_WORDS_MAX ((8 + PTB_QUOTE6) / 4)
 #define IPV6_MIN_MTU 1280
 #define IPV4_MIN_MTU 68
-
-static __always_inline __u32 fold64(__u64 s)
-{
-    s = (s & 0xffffffff) + (s >> 32);
-    s = (s & 0xffffffff) + (s >> 32);
-    return (__u32)s;
-}
 
 /* A TUN packet that would exceed l4_config.tun_mtu once encapsulated
  * (`overhead` bytes): answer the client so that it lowers its path MTU,
@@ -1021,7 +1156,7 @@ static __always_inline int forward(struct xdp_md *ctx, const struct pkt *p, cons
     if (vip->mode == L4_MODE_DR)
         rc = fwd_dr(ctx, r, cfg);
     else
-        rc = fwd_tun(ctx, p, r, hash, cfg, icmp_err);
+        rc = fwd_tun(ctx, p, r, hash, cfg, vip->flags & L4_VIP_F_GUE, icmp_err);
     if (rc == L4_R_ICMP_PTB_SENT) {
         /* Back to the client the way it came, like an echo reply. */
         count_in(&reasons, rc, bytes);
