@@ -407,13 +407,28 @@ static void reload(struct master *m)
         log_error("reload aborted: still running the previous configuration");
         return;
     }
-    /* The admin server is bound once, at start; say so rather than
-     * silently keep the old address. */
+    /* admin.listen changed: bind the new address before letting go of the
+     * old one, so a bad address leaves the API where it was. */
     const struct sl_config *oc = old->cfg;
     if (cfg->admin_enabled != oc->admin_enabled ||
-        (cfg->admin_enabled && !addr_equal(&cfg->admin_addr, &oc->admin_addr)))
-        log_warn("%s: admin.listen changed; the admin API stays %s%s until a restart", cfg->path,
-                 m->admin ? "on " : "off", m->admin ? oc->admin_addr.text : "");
+        (cfg->admin_enabled && !addr_equal(&cfg->admin_addr, &oc->admin_addr))) {
+        char err[256];
+        struct admin_server *next = NULL;
+        if (cfg->admin_enabled)
+            next = admin_start(m->loop, &cfg->admin_addr, &m->view, err, sizeof err);
+        if (cfg->admin_enabled && !next) {
+            log_error("%s: admin.listen %s: %s; the admin API stays %s%s", cfg->path, cfg->admin_addr.text, err,
+                      m->admin ? "on " : "off", m->admin ? oc->admin_addr.text : "");
+        } else {
+            if (m->admin)
+                admin_stop(m->admin);
+            m->admin = next;
+            if (next)
+                log_info("admin API moved to %s", cfg->admin_addr.text);
+            else
+                log_info("admin API off (admin.listen: off)");
+        }
+    }
     /* log.level applies at once; log.file is reopened (which also picks up
      * a rotated file). New workers inherit the new descriptor. */
     log_setup(cfg->log_level, cfg->log_file, NULL);

@@ -817,6 +817,7 @@ static struct sl_config *config_new(const char *path)
     cfg->workers = 0;
     cfg->log_level = LOG_INFO;
     cfg->admin_enabled = true;
+    cfg->drain_timeout_ms = 30000;
     addr_parse("127.0.0.1:9900", &cfg->admin_addr, &why);
     return cfg;
 }
@@ -2164,8 +2165,9 @@ static void parse_l4(struct ctx *c, const struct ynode *v)
  * The document root.
  */
 
-enum { ROOT_WORKERS, ROOT_LOG, ROOT_ADMIN, ROOT_POOLS, ROOT_LISTENERS, ROOT_L4 };
-static const char *const root_keys[] = { "workers", "log", "admin", "pools", "listeners", "l4", NULL };
+enum { ROOT_WORKERS, ROOT_LOG, ROOT_ADMIN, ROOT_POOLS, ROOT_LISTENERS, ROOT_L4, ROOT_DRAIN_TIMEOUT };
+static const char *const root_keys[] = { "workers", "log", "admin", "pools", "listeners", "l4", "drain_timeout",
+                                         NULL };
 
 static void root_field(struct ctx *c, int key, const struct ynode *v, void *obj)
 {
@@ -2189,6 +2191,9 @@ static void root_field(struct ctx *c, int key, const struct ynode *v, void *obj)
         break;
     case ROOT_L4:
         parse_l4(c, v);
+        break;
+    case ROOT_DRAIN_TIMEOUT:
+        get_duration(c, v, 0, 24 * HOUR, &c->cfg->drain_timeout_ms);
         break;
     }
 }

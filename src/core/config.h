@@ -182,6 +182,10 @@ struct sl_config {
     char *log_file;              /* NULL = stderr */
     struct sl_addr admin_addr;   /* default 127.0.0.1:9900 */
     bool admin_enabled;
+    uint32_t drain_timeout_ms;   /* "drain_timeout": how long a draining worker
+                                  * (SIGTERM, or the old configuration after a
+                                  * reload) waits for open connections and
+                                  * tunnels; default 30s */
     struct cfg_pool *pools;
     size_t n_pools;
     struct cfg_listener *listeners;

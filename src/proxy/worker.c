@@ -22,7 +22,6 @@
 #include "proxy/stream.h"
 
 #define TICK_MS 100
-#define DRAIN_TIMEOUT_MS 30000
 
 /* Accepting is paused per listener: limits.max_connections belongs to one
  * listener, and a listener at its limit must not stop the others. The
@@ -141,7 +140,7 @@ static void begin_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
-    w->drain_deadline = ev_now(w->loop) + DRAIN_TIMEOUT_MS;
+    w->drain_deadline = ev_now(w->loop) + w->cfg->drain_timeout_ms;
     log_info("worker %u draining: %u connections open", w->id, w->n_conns);
     for (size_t i = 0; i < w->n_listeners; i++) {
         struct listener_rt *l = &w->listeners[i];

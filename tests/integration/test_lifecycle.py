@@ -596,3 +596,55 @@ def test_pid_file_and_sigint(sluice, backends, tmp_path):
     s.proc.send_signal(signal.SIGINT)
     assert s.proc.wait(timeout=10) == 0
     assert not pid_file.exists()
+
+
+def test_drain_timeout_bounds_a_held_connection(sluice, backends):
+    """drain_timeout: a request still in flight when it runs out is closed
+    and the process exits (the default would hold it for 30 s)."""
+    bs = backends(1)
+    bs[0].delay = 20
+    port, aport = free_port(), free_port()
+    s = sluice(make_config(port, aport, [(bs[0].address, 1)], extra_top="drain_timeout: 1s\n"),
+               wait_ports=[port, aport])
+    result = []
+
+    def slow():
+        try:
+            result.append(fresh_get(port, "/slow", timeout=25))
+        except OSError as e:     # the expected end: closed without an answer
+            result.append(e)
+    t = threading.Thread(target=slow)
+    t.start()
+    assert wait_for(lambda: bs[0].count() == 1, timeout=3)
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=15) == 0
+    assert "drain timeout, closing 1 connection" in s.read_log(), s.read_log()
+    t.join(25)
+    assert result and isinstance(result[0], OSError), result
+
+
+def test_reload_moves_admin_listen(sluice, backends):
+    bs = backends(1)
+    port, aport, aport2 = free_port(), free_port(), free_port()
+    s = sluice(make_config(port, aport, [(bs[0].address, 1)]), wait_ports=[port, aport])
+    s.reload(make_config(port, aport2, [(bs[0].address, 1)]))
+
+    def answers(p):
+        try:
+            return admin_json(p, "GET", "/api/status")[0] == 200
+        except OSError:
+            return False
+    assert wait_for(lambda: answers(aport2), timeout=5), s.read_log()
+    assert wait_for(lambda: not answers(aport), timeout=5)
+    assert "admin API moved to 127.0.0.1:%d" % aport2 in s.read_log()
+    # An address that cannot be bound: logged, and the API stays where it is.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    try:
+        s.reload(make_config(port, taken, [(bs[0].address, 1)]))
+        assert wait_for(lambda: "admin.listen 127.0.0.1:%d" % taken in s.read_log(), timeout=5), s.read_log()
+        assert answers(aport2)
+    finally:
+        holder.close()
