@@ -360,3 +360,35 @@ def test_decap_fixtures():
         assert prog.stats() == want
     finally:
         prog.close()
+
+
+BIG_GET = r'''
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10)
+c.request("GET", "/", headers={"X-Pad": "a" * 6000})
+print(c.getresponse().read().decode().strip())
+'''
+
+
+def test_l4_tun_pmtu_kill_and_drain(topo):
+    """IPIP with l4.tun_mtu set to the link's 1500: a request whose
+    segments no longer fit once wrapped gets frag-needed back from the LB,
+    the client's TCP lowers its segment size and the request goes through
+    (path MTU discovery). Then the kill-a-real and drain checks of the
+    other modes, in TUN mode."""
+    for name, _ in dr.REALS:
+        assert decap(topo, name).returncode == 0
+    l4 = TunL4(topo, 4, 4)
+    l4.conf.write_text(l4.conf.read_text().replace("  services:", "  tun_mtu: 1500\n  services:"))
+    l4.start()
+    try:
+        out = dr.nsexec(dr.NS_C, sys.executable, "-c", BIG_GET, dr.VIP, check=False, timeout=30)
+        assert out.returncode == 0 and out.stdout.split()[1:2] == ["10.0.0.2"], (out.stdout, out.stderr)
+        listing = l4.list()
+        m = re.search(r"icmp_ptb_sent +(\d+) pkts", listing)
+        assert m and int(m.group(1)) >= 1, listing
+        route = dr.nsexec(dr.NS_C, "ip", "route", "get", dr.VIP).stdout
+        assert "mtu 1480" in route, route
+        dr.kill_one_drain_another(topo, l4, "10.0.0.2", 80)
+    finally:
+        assert l4.stop() == 0
