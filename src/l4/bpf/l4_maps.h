@@ -45,7 +45,8 @@
 
 enum l4_mode {
     L4_MODE_DR = 0,      /* rewrite the destination MAC (direct routing) */
-    L4_MODE_TUN = 1,     /* IPIP / IP6IP6 (or 4in6, 6in4) encapsulation */
+    L4_MODE_TUN = 1,     /* IPIP / IP6IP6 (or 4in6, 6in4) encapsulation,
+                          * or GUE with L4_VIP_F_GUE */
     L4_MODE_NAT = 2,     /* DNAT to the real; replies come back through us */
     L4_MODE_FULLNAT = 3, /* DNAT + SNAT to a local address and port; TOA */
 };
