@@ -365,8 +365,50 @@ run_drop() {   # T
     nsx "${NSL[$1]}" ip link set dev "${LBIN[$1]}" xdpdrv off
 }
 
+# (c) The XDP program's own time on the real path: with
+# kernel.bpf_stats_enabled the kernel times every run of the program at the
+# LB's input interface (run_time_ns / run_cnt). Unlike the whole-machine
+# figures of (b) this does not move with background work; it includes the
+# stats' own clock reads (the same for each program; the drop program,
+# which does almost nothing, shows their size). PROG_STATS=0 skips it.
+prog_run_ns() {   # T variant: one DURATION of traffic; prints "T variant ns/run runs"
+    local t=$1 variant=$2 id a0 a1 n0 n1
+    id=$(nsx "${NSL[$t]}" ip -j link show dev "${LBIN[$t]}" | jq -r '.[0].xdp.prog.id // empty')
+    [ -n "$id" ] || die "no XDP program on ${LBIN[$t]} ($t, $variant)"
+    timeout -s INT $((WARMUP + DURATION + 3)) ip netns exec "${NSG[$t]}" \
+        trafgen --dev eth0 --conf "$WORK/$t/gen.cfg" --cpus "$TRAFGEN_CPUS" >"$WORK/trafgen.log" 2>&1 &
+    TG_PID=$!
+    sleep "$WARMUP"
+    read -r a0 n0 < <(bpftool prog show id "$id" -j | jq -r '"\(.run_time_ns // 0) \(.run_cnt // 0)"')
+    sleep "$DURATION"
+    read -r a1 n1 < <(bpftool prog show id "$id" -j | jq -r '"\(.run_time_ns // 0) \(.run_cnt // 0)"')
+    kill -INT "$TG_PID" 2>/dev/null || true
+    wait "$TG_PID" 2>/dev/null || true
+    TG_PID=""
+    [ $((n1 - n0)) -gt 0 ] || die "no runs of the program ($t, $variant)"
+    echo "$t $variant $(python3 -c "print('%.1f' % (($a1-$a0)/($n1-$n0)))") $((n1 - n0))"
+}
+prog_stats() {
+    local t v was
+    was=$(sysctl -n kernel.bpf_stats_enabled)
+    sysctl -q -w kernel.bpf_stats_enabled=1
+    say "(c) the program's own ns per run at the LB's input (kernel.bpf_stats_enabled), $DURATION s each"
+    for t in $TOPOS; do
+        start_sluice "$t"; prog_run_ns "$t" sluice >> "$WORK/progstats"; stop_sluice
+        nsx "${NSL[$t]}" ip link set dev "${LBIN[$t]}" xdpdrv pinned "$BPFFS/$t/fwd"
+        prog_run_ns "$t" floor >> "$WORK/progstats"
+        nsx "${NSL[$t]}" ip link set dev "${LBIN[$t]}" xdpdrv pinned "$BPFFS/$t/drop" 2>/dev/null ||
+            { nsx "${NSL[$t]}" ip link set dev "${LBIN[$t]}" xdpdrv off;
+              nsx "${NSL[$t]}" ip link set dev "${LBIN[$t]}" xdpdrv pinned "$BPFFS/$t/drop"; }
+        prog_run_ns "$t" drop >> "$WORK/progstats"
+        nsx "${NSL[$t]}" ip link set dev "${LBIN[$t]}" xdpdrv off
+    done
+    sysctl -q -w kernel.bpf_stats_enabled="$was"
+}
+
 RESULTS=$WORK/results
 : > "$RESULTS"
+: > "$WORK/progstats"
 T0=$(date +%s)
 say "per measurement: round topology variant packets seconds busy-CPU-s kernel-CPU-s other-user-CPU-s trafgen's-CPU-busy-s"
 say "rounds: $ROUNDS x (per topology [$TOPOS]: sluice, nft, drop, fwd; then idle), $DURATION s each, trafgen on $TRAFGEN_CPUS CPU, $FLOWS flows"
@@ -387,6 +429,7 @@ for r in $(seq "$ROUNDS"); do
     say "  round $r: $line"
 done
 say "(b) took $(( $(date +%s) - T0 )) s"
+[ "${PROG_STATS:-1}" = 0 ] || prog_stats
 echo
 python3 - "$RESULTS" "$TOPOS" "$TRAFGEN_CPUS" <<'EOF'
 import statistics as st, sys
@@ -496,3 +539,10 @@ for t, d in summary:
 print("(Sluice, nft, floor: whole-machine marginal ns/packet; the three ratios: whole machine, kernel time only,\n"
       " trafgen's CPU only; MET/NOT MET is judged on the whole-machine ratio)")
 EOF
+if [ -s "$WORK/progstats" ]; then
+    echo
+    echo "== (c) the XDP program's own time per packet at the LB's input, on the real path (bpf_stats; each figure"
+    echo "   includes the stats' clock reads, which the drop program's figure shows)"
+    printf '%-9s %-8s %10s %10s\n' topology program "ns/run" runs
+    while read -r t v ns n; do printf '%-9s %-8s %10s %10s\n' "$t" "$v" "$ns" "$n"; done < "$WORK/progstats"
+fi
