@@ -41,7 +41,7 @@ static int find_by_name(const struct l4d *d, const char *name)
     for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
         const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
         char n[96];
-        snprintf(n, sizeof n, "%s:%s", proto_name(svc), svc->vip.text);
+        l4_service_name(svc, n, sizeof n);
         if (strcmp(n, name) == 0)
             return (int)s;
     }
@@ -86,7 +86,7 @@ static json_t *service_json(struct l4d *d, size_t s, const struct l4_snapshot *s
     const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
     const struct l4_row_svc *row = snap && s < snap->n_svcs ? &snap->svcs[s] : NULL;
     char name[96];
-    snprintf(name, sizeof name, "%s:%s", proto_name(svc), svc->vip.text);
+    l4_service_name(svc, name, sizeof name);
     json_t *locals = json_array(), *reals = json_array();
     for (size_t i = 0; i < svc->n_local_addrs; i++)
         json_array_append_new(locals, json_string(svc->local_addrs[i].text));
@@ -295,7 +295,7 @@ static void add_service(struct l4d *d, const char *body, size_t len, struct admi
         return;
     }
     char name[96];
-    snprintf(name, sizeof name, "%s:%s", proto_name(&svc), svc.vip.text);
+    l4_service_name(&svc, name, sizeof name);
     for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
         const struct cfg_l4_service *o = &d->cfg->l4.services[s];
         if (o->proto == svc.proto && addr_equal(&o->vip, &svc.vip)) {
@@ -325,7 +325,7 @@ static void remove_service(struct l4d *d, size_t s, struct admin_reply *r)
 {
     char name[96];
     const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
-    snprintf(name, sizeof name, "%s:%s", proto_name(svc), svc->vip.text);
+    l4_service_name(svc, name, sizeof name);
     size_t n = d->cfg->l4.n_services;
     struct cfg_l4_service *v = copy_services(d, 0);
     if (!v) {
@@ -369,7 +369,7 @@ static void add_real(struct l4d *d, size_t s, const char *body, size_t len, stru
     v[s].reals = grown;
     grown[v[s].n_reals++] = real;
     char name[96];
-    snprintf(name, sizeof name, "%s:%s", proto_name(svc), svc->vip.text);
+    l4_service_name(svc, name, sizeof name);
     if (!apply(d, v, n, r))
         return;
     log_info("admin API: service %s: real %s added, weight %" PRIu32, name, real.addr.text, real.weight);
@@ -383,7 +383,7 @@ static void remove_real(struct l4d *d, size_t s, size_t ri, struct admin_reply *
     size_t n = d->cfg->l4.n_services;
     const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
     char name[96], addr[72];
-    snprintf(name, sizeof name, "%s:%s", proto_name(svc), svc->vip.text);
+    l4_service_name(svc, name, sizeof name);
     snprintf(addr, sizeof addr, "%s", svc->reals[ri].addr.text);
     struct cfg_l4_service *v = copy_services(d, 0);
     if (!v) {

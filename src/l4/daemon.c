@@ -74,8 +74,7 @@ static char *xstrdup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* "tcp:10.0.0.100:80": the admin API's pool name of a service. */
-static void service_name(const struct cfg_l4_service *s, char *buf, size_t cap)
+void l4_service_name(const struct cfg_l4_service *s, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s:%s", s->proto == PROTO_UDP ? "udp" : "tcp", s->vip.text);
 }
@@ -100,7 +99,7 @@ static struct sl_config *pools_from_services(const struct cfg_l4 *l4, const stru
         const struct cfg_l4_service *s = &l4->services[i];
         struct cfg_pool *pool = &p->pools[i];
         char name[96];
-        service_name(s, name, sizeof name);
+        l4_service_name(s, name, sizeof name);
         pool->name = strdup(name);
         pool->algorithm = LB_HASH;
         pool->health = s->health;

@@ -70,6 +70,9 @@ struct l4d {
  * on failure nothing changed. */
 int l4d_replace_services(struct l4d *d, struct cfg_l4_service *svcs, size_t n, char *err, size_t errlen);
 
+/* "tcp:10.0.0.100:80": a service's name in the admin API (its pool's). */
+void l4_service_name(const struct cfg_l4_service *s, char *buf, size_t cap);
+
 /* Snapshot of the live state (model + maps), for the list and the API. */
 int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errlen);
 
