@@ -162,8 +162,20 @@ def demo_dr(topo):
     print("\n".join("  " + ln for ln in l4.metrics().splitlines()
                     if ln.startswith(("sluice_l4_vip", "sluice_l4_real_packets", 'sluice_l4_packets_total{reason="fwd_dr'))))
     keep.p.kill()
+    say("change it while it runs (admin API): sluice l4 remove-real, then add-real with weight 2")
+    svc = "tcp:%s:80" % t.VIP
+    out = t.nsexec(t.NS_LB, t.SLUICE_BIN, "l4", "remove-real", "-c", str(l4.conf), svc, "10.0.0.12:80")
+    print("  $ sluice l4 remove-real -c l4.yaml %s 10.0.0.12:80\n  %s" % (svc, out.stdout.strip()))
+    check(out.returncode == 0, "remove-real failed: %s" % out.stderr)
+    restart_servers(topo, 80)   # r2's server back
+    out = t.nsexec(t.NS_LB, t.SLUICE_BIN, "l4", "add-real", "-c", str(l4.conf), svc, "10.0.0.12:80", "2")
+    print("  $ sluice l4 add-real -c l4.yaml %s 10.0.0.12:80 2\n  %s" % (svc, out.stdout.strip()))
+    check(out.returncode == 0, "add-real failed: %s" % out.stderr)
+    check(t.wait_for(lambda: re.search(r"10.0.0.12:80=2$", l4.new_log(), re.M), 10), "r2 did not come back")
+    c = spread(40, CLIENT)
+    check(set(c) == {"r1", "r2", "r3"}, "not every real takes flows: %s" % sorted(c))
+    show_list(l4)
     stop_l4(topo, l4)
-    restart_servers(topo, 80)   # r2 back
 
 
 def demo_tun(topo):
