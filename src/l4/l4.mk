@@ -92,3 +92,17 @@ demo-l4: build/sluice
 
 # `sluice l4 decap` (src/l4/decap.c) includes the decap program's skeleton.
 build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h
+
+# ---- libFuzzer targets on the real BPF programs (BPF_PROG_TEST_RUN) ----
+# tests/fuzz/fuzz_l4_*.c are in the top-level FUZZ_BIN (make fuzz, make
+# fuzz-smoke, the fuzz phase of make test) like the other targets, but they
+# link libbpf, the skeletons and the fixtures' helpers instead of src/: this
+# static pattern rule takes them out of the generic build/fuzz/% rule. As
+# non-root they print "skip: ..." and exit 0 (tests/run.sh counts a skip).
+L4_FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c))
+
+$(L4_FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) $(L4_CORE_SRC) $(L4_BPF_HDRS) \
+                $(L4_SKELS) src/l4/decap.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BASEFLAGS) -Wno-unknown-warning-option -I$(L4_OUT) -Itests/bpf -O1 \
+	      -fsanitize=fuzzer,address,undefined -o $@ $< $(L4_TESTLIB) $(L4_CORE_SRC) $(L4_USER_LIBS)

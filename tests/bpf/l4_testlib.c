@@ -272,6 +272,92 @@ int tl_verify_csums(const uint8_t *frame, size_t len, size_t l3)
     }
 }
 
+int tl_fix_csums(uint8_t *frame, size_t len, size_t l3)
+{
+    uint8_t *ip = frame + l3, *l4p;
+    size_t hl, tot, l4len, off;
+    uint8_t proto;
+    uint16_t c;
+    bool v6;
+
+    if (l3 + 20 > len)
+        return -1;
+    v6 = (ip[0] >> 4) == 6;
+    if (!v6) {
+        if ((ip[0] >> 4) != 4)
+            return -1;
+        hl = (size_t)(ip[0] & 0xf) * 4;
+        tot = get16(ip + 2);
+        if (hl < 20 || tot < hl || l3 + tot > len)
+            return -1;
+        proto = ip[9];
+    } else {
+        if (l3 + 40 > len)
+            return -1;
+        hl = 40;
+        tot = 40 + get16(ip + 4);
+        if (l3 + tot > len)
+            return -1;
+        proto = ip[6];
+    }
+    l4len = tot - hl;
+    l4p = ip + hl;
+    off = 0;
+    switch (proto) {
+    case 4:
+    case 41:
+        tl_fix_csums(frame, l3 + tot, l3 + hl);
+        break;
+    case 17:
+        if (l4len < 8 || (!v6 && get16(l4p + 6) == 0))
+            break;
+        if (tl_gue_port && get16(l4p + 2) == tl_gue_port && l4len > 8 && ((l4p[8] >> 4) == 4 || (l4p[8] >> 4) == 6))
+            tl_fix_csums(frame, l3 + tot, l3 + hl + 8);
+        off = 6;
+        break;
+    case 6:
+        off = l4len >= 20 ? 16 : 0;
+        break;
+    case 1:
+    case 58:
+        off = l4len >= 4 ? 2 : 0;
+        break;
+    }
+    if (off) {
+        uint32_t s = proto == 1 ? 0
+                                : pseudo_sum(v6, v6 ? ip + 8 : ip + 12, v6 ? ip + 24 : ip + 16, proto,
+                                             (uint32_t)l4len);
+
+        put16(l4p + off, 0);
+        c = tl_fold(tl_sum(l4p, l4len, s));
+        if (proto == 17 && c == 0)
+            c = 0xffff;
+        put16(l4p + off, c);
+    }
+    if (!v6) {
+        put16(ip + 10, 0);
+        put16(ip + 10, tl_fold(tl_sum(ip, hl, 0)));
+    }
+    return 0;
+}
+
+int tl_frame_l3(const uint8_t *frame, size_t len, size_t *l3)
+{
+    uint16_t et;
+
+    if (len < 14)
+        return -1;
+    *l3 = 14;
+    et = get16(frame + 12);
+    if (et == 0x8100 || et == 0x88a8) {
+        if (len < 18)
+            return -1;
+        *l3 = 18;
+        et = get16(frame + 16);
+    }
+    return et == 0x0800 || et == 0x86dd ? et : -1;
+}
+
 void tl_hexdump(const char *title, const uint8_t *b, size_t n)
 {
     size_t i;

@@ -77,6 +77,16 @@ uint16_t tl_fold(uint32_t sum);
 int tl_verify_csums(const uint8_t *frame, size_t len, size_t l3);
 extern uint16_t tl_gue_port; /* host order; 0: no GUE recursion */
 
+/* The reverse: make every checksum tl_verify_csums() checks right, inner
+ * packets (IPIP, GUE) first. Only what lies within the frame and the IP
+ * lengths is touched; an IPv4 UDP checksum of 0 ("none") stays 0. Returns
+ * 0, or -1 if the IP header at l3 does not hold together (nothing done). */
+int tl_fix_csums(uint8_t *frame, size_t len, size_t l3);
+
+/* The L3 offset of a frame (14, or 18 behind one 802.1Q / 802.1ad tag) and
+ * its ethertype (0x0800 or 0x86dd); -1 if it is not IPv4 or IPv6. */
+int tl_frame_l3(const uint8_t *frame, size_t len, size_t *l3);
+
 void tl_hexdump(const char *title, const uint8_t *b, size_t n);
 
 /* ---- environment: the forwarder loaded, maps filled ---- */
