@@ -39,6 +39,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "l4/bpf/l4_csum.h"
 #include "l4/decap.h"
 
 #define ETH_P_IP     0x0800
@@ -80,20 +81,6 @@ struct {
     __type(value, struct decap_cfg);
 } decap_config SEC(".maps");
 
-/* The last 1..511 bytes of a GUE datagram are copied here to be summed
- * (decap_sum_bytes()). One word more than 512 bytes: the verifier bounds
- * "(len + 3) & ~3" for len <= 511 by 514, not 512. */
-#define CSUM_CHUNK 512  /* bpf_csum_diff() sums at most 512 bytes a call */
-struct csum_tail {
-    __u32 w[CSUM_CHUNK / 4 + 1];
-};
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct csum_tail);
-} csum_scratch SEC(".maps");
 
 static __always_inline int count(__u32 reason, __u64 bytes, int verdict)
 {
@@ -111,66 +98,6 @@ static __always_inline __u16 csum_fold(__u32 s)
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     return (__u16)~s;
-}
-
-static __always_inline __u32 fold64(__u64 s)
-{
-    s = (s & 0xffffffff) + (s >> 32);
-    s = (s & 0xffffffff) + (s >> 32);
-    return (__u32)s;
-}
-
-/* The one's complement sum (RFC 1071, native words) of `len` bytes of the
- * packet from offset `off`, folded to 16 bits, not inverted; -1 if they are
- * not all in the frame. The same as the forwarder's l4_sum_bytes() (this
- * program is built on its own): whole 512-byte chunks summed in place by
- * bpf_csum_diff(), the 1..511 bytes left copied by bpf_xdp_load_bytes()
- * into a zero-padded buffer, since a packet pointer cannot be handed over
- * with a length the verifier only knows as "at most 511". A global
- * function, so the verifier checks its loop once. 64-bit arguments: a
- * bounds check on a 32-bit one is made on a zero-extended copy and leaves
- * the argument unbounded for the verifier. */
-__noinline int decap_sum_bytes(struct xdp_md *ctx, __u64 off, __u64 len)
-{
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    struct csum_tail *t;
-    __u32 zero = 0, i;
-    __u64 sum = 0;
-
-    /* An offset below 256 keeps the end of chunk 127 (at most
-     * 255 + 127 * 512) within the 64 KiB the verifier lets a packet
-     * pointer move; 127 chunks and a tail cover 65535 bytes. */
-    if (off > 255 || len > 0xffff)
-        return -1;
-    for (i = 0; i < 127; i++) {
-        __be32 *p = data + off;
-
-        if (len < CSUM_CHUNK)
-            break;
-        if ((void *)p + CSUM_CHUNK > data_end)
-            return -1;
-        sum += (__u32)bpf_csum_diff(NULL, 0, p, CSUM_CHUNK, 0);
-        off += CSUM_CHUNK;
-        len -= CSUM_CHUNK;
-    }
-    if (len >= CSUM_CHUNK)
-        return -1;
-    if (len) {
-        t = bpf_map_lookup_elem(&csum_scratch, &zero);
-        if (!t)
-            return -1;
-        /* The bytes between len and the next multiple of 4 must add
-         * nothing: zero the last word, then copy over its front. */
-        t->w[(len - 1) / 4] = 0;
-        if (bpf_xdp_load_bytes(ctx, off, t->w, len))
-            return -1;
-        sum += (__u32)bpf_csum_diff(NULL, 0, t->w, (len + 3) & ~3u, 0);
-    }
-    sum = fold64(sum);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    return (int)sum;
 }
 
 /* The outer IPv4 header's checksum (IHL 5) is right when the one's
@@ -296,7 +223,7 @@ static __always_inline int gue_check(struct xdp_md *ctx, __u32 udp_off, __u32 av
         } else {
             psum += bpf_htonl((PROTO_UDP << 16) | ulen);
         }
-        s = decap_sum_bytes(ctx, udp_off, ulen);
+        s = l4_sum_bytes(ctx, udp_off, ulen);
         if (s < 0 || csum_fold(fold64(psum + (__u32)s)) != 0)
             return DECAP_PASS_BAD;
     }
