@@ -102,7 +102,7 @@ build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h
 L4_FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c))
 
 $(L4_FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) $(L4_CORE_SRC) $(L4_BPF_HDRS) \
-                $(L4_SKELS) src/l4/decap.h
+                $(L4_SKELS) src/l4/decap.h tests/fuzz/l4_fuzz_report.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(BASEFLAGS) -Wno-unknown-warning-option -I$(L4_OUT) -Itests/bpf -O1 \
 	      -fsanitize=fuzzer,address,undefined -o $@ $< $(L4_TESTLIB) $(L4_CORE_SRC) $(L4_USER_LIBS)

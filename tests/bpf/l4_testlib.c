@@ -212,6 +212,31 @@ size_t tl_build(struct pkt *p, const struct tl_frame *f)
 
 uint16_t tl_gue_port;
 
+/* The IP header at frame + l3: IPv6 when its version says 6, else read as
+ * IPv4. Fills the header length, the total length and the next protocol;
+ * -1 when they do not fit in the frame. */
+static int ip_bounds(const uint8_t *frame, size_t len, size_t l3, bool *v6, size_t *hl, size_t *tot,
+                     uint8_t *proto)
+{
+    const uint8_t *ip = frame + l3;
+
+    if (l3 + 20 > len)
+        return -1;
+    *v6 = (ip[0] >> 4) == 6;
+    if (!*v6) {
+        *hl = (size_t)(ip[0] & 0xf) * 4;
+        *tot = get16(ip + 2);
+        *proto = ip[9];
+        return *hl < 20 || *tot < *hl || l3 + *tot > len ? -1 : 0;
+    }
+    if (l3 + 40 > len)
+        return -1;
+    *hl = 40;
+    *tot = 40 + get16(ip + 4);
+    *proto = ip[6];
+    return l3 + *tot > len ? -1 : 0;
+}
+
 int tl_verify_csums(const uint8_t *frame, size_t len, size_t l3)
 {
     const uint8_t *ip = frame + l3;
@@ -219,26 +244,10 @@ int tl_verify_csums(const uint8_t *frame, size_t len, size_t l3)
     uint8_t proto;
     bool v6;
 
-    if (l3 + 20 > len)
+    if (ip_bounds(frame, len, l3, &v6, &hl, &tot, &proto) < 0)
         return -1;
-    v6 = (ip[0] >> 4) == 6;
-    if (!v6) {
-        hl = (size_t)(ip[0] & 0xf) * 4;
-        tot = get16(ip + 2);
-        if (hl < 20 || l3 + tot > len || tot < hl)
-            return -1;
-        if (tl_fold(tl_sum(ip, hl, 0)) != 0)
-            return -2;
-        proto = ip[9];
-    } else {
-        if (l3 + 40 > len)
-            return -1;
-        hl = 40;
-        tot = 40 + get16(ip + 4);
-        if (l3 + tot > len)
-            return -1;
-        proto = ip[6];
-    }
+    if (!v6 && tl_fold(tl_sum(ip, hl, 0)) != 0)
+        return -2;
     l4len = tot - hl;
     switch (proto) {
     case 4:
@@ -280,26 +289,8 @@ int tl_fix_csums(uint8_t *frame, size_t len, size_t l3)
     uint16_t c;
     bool v6;
 
-    if (l3 + 20 > len)
+    if (ip_bounds(frame, len, l3, &v6, &hl, &tot, &proto) < 0 || (!v6 && (ip[0] >> 4) != 4))
         return -1;
-    v6 = (ip[0] >> 4) == 6;
-    if (!v6) {
-        if ((ip[0] >> 4) != 4)
-            return -1;
-        hl = (size_t)(ip[0] & 0xf) * 4;
-        tot = get16(ip + 2);
-        if (hl < 20 || tot < hl || l3 + tot > len)
-            return -1;
-        proto = ip[9];
-    } else {
-        if (l3 + 40 > len)
-            return -1;
-        hl = 40;
-        tot = 40 + get16(ip + 4);
-        if (l3 + tot > len)
-            return -1;
-        proto = ip[6];
-    }
     l4len = tot - hl;
     l4p = ip + hl;
     off = 0;

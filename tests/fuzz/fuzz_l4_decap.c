@@ -71,35 +71,18 @@ static struct tl_addr ours[N_OURS];
 
 /* ---- reporting ---- */
 
-static const uint8_t *cur_in;
-static size_t cur_in_len;
-static const struct pkt *cur_out;
-static uint32_t cur_verdict;
-static int cur_reason = -1;
+#define FUZZ_NAME "fuzz_l4_decap"
+#include "l4_fuzz_report.h"
 
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            fail(__LINE__, #x);                                                                    \
-    } while (0)
-
-static void fail(int line, const char *what)
+/* The decap reasons by number (enum decap_reason in src/l4/decap.h). */
+static const char *reason_name(int reason)
 {
-    fprintf(stderr, "fuzz_l4_decap: invariant failed at line %d: %s\n", line, what);
-    fprintf(stderr, "    verdict %s, reason %d\n", tl_verdict_name(cur_verdict), cur_reason);
-    if (cur_in)
-        tl_hexdump("input", cur_in, cur_in_len);
-    if (cur_out)
-        tl_hexdump("output", cur_out->b, cur_out->len);
-    __builtin_trap();
+    static char buf[16];
+
+    snprintf(buf, sizeof buf, "%d", reason);
+    return buf;
 }
 
-static void skip(const char *why)
-{
-    printf("skip: fuzz_l4_decap: %s\n", why);
-    fflush(stdout);
-    exit(0);
-}
 
 static void read_reasons(uint64_t out[DECAP_N_REASONS])
 {

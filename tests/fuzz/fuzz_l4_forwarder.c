@@ -112,29 +112,14 @@ static struct tl_addr real_addr[N_REALS];
 
 /* ---- reporting ---- */
 
-static const uint8_t *cur_in;
-static size_t cur_in_len;
-static const struct pkt *cur_out;
-static uint32_t cur_verdict;
-static int cur_reason = -1;
+#define FUZZ_NAME "fuzz_l4_forwarder"
+#include "l4_fuzz_report.h"
 
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x))                                                                                  \
-            fail(__LINE__, #x);                                                                    \
-    } while (0)
-
-static void fail(int line, const char *what)
+static const char *reason_name(int reason)
 {
-    fprintf(stderr, "fuzz_l4_forwarder: invariant failed at line %d: %s\n", line, what);
-    fprintf(stderr, "    verdict %s, reason %s\n", tl_verdict_name(cur_verdict),
-            cur_reason >= 0 && cur_reason < L4_R__COUNT ? l4_reason_names[cur_reason] : "?");
-    if (cur_in)
-        tl_hexdump("input", cur_in, cur_in_len);
-    if (cur_out)
-        tl_hexdump("output", cur_out->b, cur_out->len);
-    __builtin_trap();
+    return reason >= 0 && reason < L4_R__COUNT ? l4_reason_names[reason] : "?";
 }
+
 
 /* ---- setup ---- */
 
@@ -224,13 +209,6 @@ static int setup(void)
         (err = tl_add_icmp_vip(&env, "2001:db8::80")))
         return err;
     return 0;
-}
-
-static void skip(const char *why)
-{
-    printf("skip: fuzz_l4_forwarder: %s\n", why);
-    fflush(stdout);
-    exit(0);
 }
 
 /* The reason counters, summed over CPUs: one batch lookup. */
