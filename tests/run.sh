@@ -99,6 +99,13 @@ run_fuzz() {
   done
 }
 
+# What the host looks like before: compared with after the phases below.
+# Only as root, where tests change host-wide state at all.
+host_before=
+if [ "$(id -u)" -eq 0 ]; then
+  host_before=$(bash tests/host_state.sh)
+fi
+
 for ph in "${phases[@]}"; do
   case "$ph" in
     unit) run_unit ;;
@@ -108,6 +115,20 @@ for ph in "${phases[@]}"; do
     *) echo "unknown phase $ph" >&2; exit 2 ;;
   esac
 done
+
+# Every test leaves the host as it found it: a mount, namespace, interface,
+# XDP program, sysctl or process left behind is a failure of the run.
+if [ -n "$host_before" ]; then
+  host_after=$(bash tests/host_state.sh)
+  if [ "$host_before" != "$host_after" ]; then
+    echo "== host state: the tests left the host changed (- before, + after):"
+    diff <(echo "$host_before") <(echo "$host_after") | grep -E '^[<>]' | sed 's/^</-/; s/^>/+/'
+    failed=$((failed + 1)); failures+=("host state")
+  else
+    echo "== host state: as found"
+    passed=$((passed + 1))
+  fi
+fi
 
 if [ ${#failures[@]} -gt 0 ]; then
   echo "failed: ${failures[*]}"

@@ -19,8 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -2005,6 +2009,31 @@ static void toa_close(void)
     toa_pin[0] = toa_pin_dir[0] = 0;
 }
 
+/* A bpffs of the test's own on /sys/fs/bpf, in a mount namespace of the
+ * test's own: the host may have no bpffs there (a freshly booted machine
+ * has none) and must not get one from us. The namespace, and with it the
+ * mount and every pin on it, dies with this process however it ends.
+ * Returns 0 or -errno. */
+static int private_bpffs(void)
+{
+    static int done;
+    struct statfs st;
+
+    if (done)
+        return 0;
+    if (unshare(CLONE_NEWNS) != 0)
+        return -errno;
+    /* Without this, a shared / would carry our mount back to the host. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return -errno;
+    if (statfs("/sys/fs/bpf", &st) != 0 || st.f_type != BPF_FS_MAGIC) {
+        if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") != 0)
+            return -errno;
+    }
+    done = 1;
+    return 0;
+}
+
 /* Load toa.bpf.c with its map pinned in a private directory of bpffs, as
  * a real server would under /sys/fs/bpf. */
 static int toa_open(void)
@@ -2014,6 +2043,9 @@ static int toa_open(void)
 
     if (toa_skel)
         return 0;
+    err = private_bpffs();
+    if (err)
+        return err;
     snprintf(toa_pin_dir, sizeof(toa_pin_dir), "/sys/fs/bpf/sluice-test-%d", (int)getpid());
     snprintf(toa_pin, sizeof(toa_pin), "%s/sluice_toa", toa_pin_dir);
     if (mkdir(toa_pin_dir, 0700) != 0 && errno != EEXIST)
@@ -2595,11 +2627,24 @@ static void count_totals(const struct l4_conn_count by[TL_MAX_REALS], uint64_t *
     }
 }
 
-/* Make a DR/TUN flow look last seen `secs` ago, in every copy. */
-static int age_conn(const struct tl_frame *f, uint32_t secs)
+/* The clock the aging steps count with: at least 1000 s. Entries carry
+ * CLOCK_MONOTONIC seconds, which on a freshly booted machine are fewer than
+ * the 400 s idle a fixture wants to show; counting "now" that early would
+ * put the aged entry in the future, where it counts as just seen. Fixtures
+ * that count with this clock age every flow they look at with age_conn(). */
+static uint32_t aging_clock(void)
+{
+    uint32_t now = (uint32_t)(mono_coarse_ns() / 1000000000ull);
+
+    return now < 1000 ? 1000 : now;
+}
+
+/* Make a DR/TUN flow look last seen `secs` before `now` (seconds of the
+ * clock the count will use), in every copy. */
+static int age_conn(const struct tl_frame *f, uint32_t now, uint32_t secs)
 {
     struct l4_conn *all = calloc((size_t)env.ncpus, sizeof(*all)), one;
-    uint32_t then = (uint32_t)(mono_coarse_ns() / 1000000000ull) - secs;
+    uint32_t then = now - secs;
     struct l4_flow_key k;
     int rc = -1;
 
@@ -2693,15 +2738,24 @@ static int t_conn_counts_dr(void)
     CHECK(act == 1 && inact == 1 && by[ra].inactive == 1, "after a FIN: %llu/%llu, real %u inactive %llu",
           (unsigned long long)act, (unsigned long long)inact, ra, (unsigned long long)by[ra].inactive);
 
-    if (age_conn(&b, 100) || count_conns(by, true, false, mono_coarse_ns()))
+    /* a closed a moment ago; b idle for 100 s, then 400 s. */
+    uint32_t clk = aging_clock();
+    uint64_t clk_ns = (uint64_t)clk * 1000000000ull;
+
+    if (age_conn(&a, clk, 1) || age_conn(&b, clk, 100) || count_conns(by, true, false, clk_ns))
         return -1;
     count_totals(by, &act, &inact);
     CHECK(act == 0 && inact == 2 && by[rb].inactive >= 1, "idle 100 s: %llu/%llu", (unsigned long long)act,
           (unsigned long long)inact);
-    if (age_conn(&b, 400) || count_conns(by, true, false, mono_coarse_ns()))
+    if (age_conn(&b, clk, 400) || count_conns(by, true, false, clk_ns))
         return -1;
     count_totals(by, &act, &inact);
     CHECK(act == 0 && inact == 1, "idle 400 s: %llu/%llu", (unsigned long long)act, (unsigned long long)inact);
+    /* b is gone for good: its entries, aged on the aging clock, may lie in
+     * the real clock's future, where the next counts would see them. */
+    tl_flow_key(&b, &k);
+    bpf_map_delete_elem(env.fd_conn, &k);
+    bpf_map_delete_elem(env.fd_conn_shared, &k);
 
     a.tcp_flags = 0x02; /* the client reuses the tuple */
     if (dr_packet_on(&a, env.cpu) || count_conns(by, true, false, mono_coarse_ns()))
