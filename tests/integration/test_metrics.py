@@ -5,9 +5,11 @@ Real binary, real sockets, loopback only."""
 import re
 import socket
 
+import pytest
+
 from helpers import admin, free_port, wait_for
 from metrics_doc import documented_families, families, l4_md_families, value
-from raw_servers import HttpClient, RawServer, parse_head, scripted_handler, upgrade_echo_handler
+from raw_servers import Blackhole, HttpClient, RawServer, is_closed, scripted_handler, upgrade_echo_handler
 from stream_helpers import TcpBackend, UdpBackend, new_udp_client, tcp_roundtrip, udp_ask
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\nthe response body...\n"
@@ -22,8 +24,9 @@ def metrics_text(aport):
     return raw.decode()
 
 
-def config(aport, pools, listeners):
-    """pools: {name: [addr]}; listeners: [(name, port, protocol, pool)]."""
+def config(aport, pools, listeners, timeouts=None):
+    """pools: {name: [addr]}; listeners: [(name, port, protocol, pool)];
+    timeouts: {key: value} for every listener."""
     y = "workers: 1\nadmin: { listen: 127.0.0.1:%d }\nlog: { level: warn }\npools:\n" % aport
     for name, addrs in pools.items():
         y += ("  - name: %s\n    algorithm: round_robin\n    retries: 1\n    passive: { max_fails: 0 }\n"
@@ -31,6 +34,8 @@ def config(aport, pools, listeners):
     y += "listeners:\n"
     for name, port, proto, pool in listeners:
         y += "  - name: %s\n    listen: 127.0.0.1:%d\n    protocol: %s\n    pool: %s\n" % (name, port, proto, pool)
+        if timeouts:
+            y += "    timeouts: { %s }\n" % ", ".join("%s: %s" % kv for kv in timeouts.items())
     return y
 
 
@@ -209,3 +214,55 @@ def test_documented_families_parse():
     documented = documented_families()
     assert len(documented) >= 30
     assert "sluice_listener_connections_total" in documented and "connections_total" not in documented
+
+
+def test_connect_timeouts_are_timeouts_and_send_no_request(sluice):
+    """A backend that never accepts: the HTTP request and the TCP
+    connection each end in a connect timeout, counted as a timeout of the
+    listener (TCP as HTTP), as a connect failure of the backend, and not as
+    a request sent to it (nothing was)."""
+    hole = Blackhole()
+    try:
+        if not hole.reliable:
+            pytest.skip("could not fill the accept queue of a loopback listener")
+        port, tport, aport = free_port(), free_port(), free_port()
+        sluice(config(aport, {"hole": [hole.addr]}, [("web", port, "http", "hole"), ("tcp-in", tport, "tcp", "hole")],
+                      timeouts={"connect": "300ms"}),
+               wait_ports=[port, aport])  # not tport: a probe would be one more TCP connection to time out
+        with HttpClient(port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert c.read_response().status == 504
+        with socket.create_connection(("127.0.0.1", tport)) as t:
+            assert is_closed(t, timeout=5)
+
+        def counts():
+            text = metrics_text(aport)
+            return (value(text, "sluice_listener_timeouts_total", listener="web"),
+                    value(text, "sluice_listener_timeouts_total", listener="tcp-in"),
+                    value(text, "sluice_backend_connect_failures_total", pool="hole", backend=hole.addr),
+                    value(text, "sluice_backend_requests_total", pool="hole", backend=hole.addr))
+        wait_for(lambda: counts() == (1, 1, 2, 0), timeout=5)
+        assert counts() == (1, 1, 2, 0)
+    finally:
+        hole.close()
+
+
+def test_idle_tunnel_timeout_is_a_timeout(sluice):
+    """An upgraded connection closed by timeouts.idle counts like a TCP
+    relay closed by it."""
+    backend = RawServer(upgrade_echo_handler)
+    try:
+        port, aport = free_port(), free_port()
+        sluice(config(aport, {"ws": [backend.addr]}, [("web", port, "http", "ws")], timeouts={"idle": "300ms"}),
+               wait_ports=[port, aport])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET /chat HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += c.recv(65536)
+            assert got.startswith(b"HTTP/1.1 101 ")
+            assert is_closed(c, timeout=5)  # idle: Sluice closes it
+        assert wait_for(lambda: value(metrics_text(aport), "sluice_listener_timeouts_total", listener="web") == 1,
+                        timeout=5)
+    finally:
+        backend.stop()
