@@ -46,7 +46,7 @@ static const char *usage_proxy =
     "Options:\n"
     "  -c, --config FILE   configuration file (YAML), required\n"
     "  -w, --workers N     number of worker processes, overrides the file\n"
-    "  -p, --pid-file PATH write the master's pid to PATH\n"
+    "  -p, --pid-file PATH write the master's pid to PATH (not started if it cannot)\n"
     "  -h, --help          show this help\n"
     "\n"
     "Signals to the master:\n"
@@ -59,6 +59,8 @@ static const char *usage_check =
     "\n"
     "Validate a configuration file, like 'nginx -t'. Prints every error as\n"
     "FILE:LINE: key.path: reason and exits 1, or prints a summary and exits 0.\n"
+    "log.file and access logs are opened as the daemon would open them (a file\n"
+    "that did not exist is removed again; nothing is truncated).\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE   configuration file (YAML), required\n"
@@ -89,6 +91,12 @@ static int cmd_check(int argc, char **argv)
     }
     struct config_errors errs = {0};
     struct sl_config *cfg = config_load(path, &errs);
+    /* A valid file must also name files the daemon can open; check opens
+     * them as the daemon would and leaves nothing behind. */
+    if (cfg && config_check_files(cfg, CONFIG_FILES_ALL, &errs)) {
+        config_free(cfg);
+        cfg = NULL;
+    }
     if (!cfg) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.lines[i]);

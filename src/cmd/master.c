@@ -393,6 +393,10 @@ static void reload(struct master *m)
     }
     struct config_errors errs = {0};
     struct sl_config *cfg = config_load(m->config_path, &errs);
+    if (cfg && config_check_files(cfg, CONFIG_FILES_ALL, &errs)) {
+        config_free(cfg);
+        cfg = NULL;
+    }
     if (!cfg) {
         for (size_t i = 0; i < errs.n; i++)
             log_error("%s", errs.lines[i]);
@@ -513,10 +517,32 @@ static void raise_fd_limit(void)
     }
 }
 
+static int write_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%d\n", (int)getpid());
+    if (fclose(f) != 0) {
+        int err = errno;
+        unlink(path);
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
 int master_run(const struct master_options *opt)
 {
     struct config_errors errs = {0};
     struct sl_config *cfg = config_load(opt->config_path, &errs);
+    /* Files the configuration names must open now: later, log_setup()
+     * would fall back to stderr and a worker would run without its
+     * access log. */
+    if (cfg && config_check_files(cfg, CONFIG_FILES_ALL, &errs)) {
+        config_free(cfg);
+        cfg = NULL;
+    }
     if (!cfg) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.lines[i]);
@@ -571,12 +597,15 @@ int master_run(const struct master_options *opt)
             return 1;
         }
     }
-    if (opt->pid_file) {
-        FILE *f = fopen(opt->pid_file, "w");
-        if (f) {
-            fprintf(f, "%d\n", (int)getpid());
-            fclose(f);
-        }
+    if (opt->pid_file && write_pid_file(opt->pid_file) < 0) {
+        /* A supervisor that reads the pid file would lose track of us:
+         * better not to start than to run without it. */
+        log_error("--pid-file %s: cannot write: %s; not started", opt->pid_file, strerror(errno));
+        admin_stop(m.admin);
+        generation_free(g);
+        close(m.signal_fd);
+        ev_loop_free(m.loop);
+        return 1;
     }
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(&m, g, s);

@@ -129,12 +129,12 @@ static uint64_t uptime_ms(const struct admin_view *v)
 struct brow {
     const char *pool, *addr;
     uint64_t requests, responses[6], connect_failures, upstream_errors, retries;
-    uint64_t bytes_in, bytes_out, active, idle, up, eff_weight, weight, checks[2];
+    uint64_t bytes_sent, bytes_received, active, idle, up, eff_weight, weight, checks[2];
 };
 
 struct lrow {
     const char *name;
-    uint64_t connections, requests, responses[6], rejected, no_backend, timeouts, active;
+    uint64_t connections, requests, responses[6], rejected, no_backend, timeouts, bytes_received, bytes_sent, active;
 };
 
 struct label_set {
@@ -152,22 +152,38 @@ struct family {
     const struct label_set *extra;
 };
 
+/* Bytes convention (see docs/admin-api.md): bytes as Sluice's own sockets
+ * send and receive them, in each direction separately, heads and bodies
+ * alike: what was written to or read from the peer the family is about. */
 static const struct family backend_families[] = {
-    {"sluice_backend_requests_total", "counter", "Requests sent to the backend (TCP/UDP: sessions opened).",
+    {"sluice_backend_requests_total", "counter",
+     "Requests sent to the backend, counted when their first byte goes out; a retry counts again on the backend "
+     "it goes to (TCP: connections established; UDP: sessions opened).",
      offsetof(struct brow, requests), NULL},
-    {"sluice_backend_responses_total", "counter", "Responses received from the backend, by status class.",
+    {"sluice_backend_responses_total", "counter",
+     "Final HTTP response heads received from the backend, by status class (interim 1xx are not counted, 101 is).",
      offsetof(struct brow, responses), &code_labels},
-    {"sluice_backend_connect_failures_total", "counter", "Failed connection attempts to the backend.",
+    {"sluice_backend_connect_failures_total", "counter",
+     "Connection attempts to the backend that failed: refused, unreachable or timed out "
+     "(UDP: ICMP port unreachable).",
      offsetof(struct brow, connect_failures), NULL},
-    {"sluice_backend_upstream_errors_total", "counter", "Resets, timeouts and malformed responses from the backend.",
+    {"sluice_backend_upstream_errors_total", "counter",
+     "Failures after the connection was made: resets, early closes, response timeouts and invalid responses "
+     "(UDP: datagrams dropped, too large or a full socket buffer).",
      offsetof(struct brow, upstream_errors), NULL},
-    {"sluice_backend_retries_total", "counter", "Requests retried on another backend after failing on this one.",
+    {"sluice_backend_retries_total", "counter",
+     "Requests (TCP: connections) that failed on this backend and were then tried on another one.",
      offsetof(struct brow, retries), NULL},
-    {"sluice_backend_bytes_in_total", "counter", "Bytes received from the backend.", offsetof(struct brow, bytes_in),
-     NULL},
-    {"sluice_backend_bytes_out_total", "counter", "Bytes sent to the backend.", offsetof(struct brow, bytes_out),
-     NULL},
-    {"sluice_backend_active_connections", "gauge", "Backend connections in use.", offsetof(struct brow, active),
+    {"sluice_backend_bytes_sent_total", "counter",
+     "Bytes Sluice sent to the backend: request heads (as rewritten) and bodies, tunnelled bytes "
+     "(TCP: the stream; UDP: datagram payloads).",
+     offsetof(struct brow, bytes_sent), NULL},
+    {"sluice_backend_bytes_received_total", "counter",
+     "Bytes Sluice received from the backend: response heads and bodies, tunnelled bytes "
+     "(TCP: the stream; UDP: datagram payloads).",
+     offsetof(struct brow, bytes_received), NULL},
+    {"sluice_backend_active_connections", "gauge",
+     "Connections to the backend in use, connecting ones included (UDP: sessions).", offsetof(struct brow, active),
      NULL},
     {"sluice_backend_idle_connections", "gauge", "Idle pooled keep-alive connections to the backend.",
      offsetof(struct brow, idle), NULL},
@@ -184,20 +200,36 @@ static const struct family backend_families[] = {
 };
 
 static const struct family listener_families[] = {
-    {"sluice_listener_connections_total", "counter", "Client connections accepted.",
+    {"sluice_listener_connections_total", "counter", "Client connections accepted (UDP: sessions opened).",
      offsetof(struct lrow, connections), NULL},
-    {"sluice_listener_requests_total", "counter", "Client requests received (TCP/UDP: sessions).",
+    {"sluice_listener_requests_total", "counter",
+     "Client requests with a well-formed head (TCP: connections; UDP: sessions).",
      offsetof(struct lrow, requests), NULL},
-    {"sluice_listener_responses_total", "counter", "Responses sent to clients, by status class.",
+    {"sluice_listener_responses_total", "counter",
+     "Final HTTP responses to clients, Sluice's own error responses included, by status class "
+     "(interim 1xx are not counted, 101 is).",
      offsetof(struct lrow, responses), &code_labels},
-    {"sluice_listener_rejected_total", "counter", "Requests rejected by Sluice for bad input (4xx).",
+    {"sluice_listener_rejected_total", "counter",
+     "Requests that Sluice answered itself with a 4xx: malformed or too large, no route, client too slow (408).",
      offsetof(struct lrow, rejected), NULL},
-    {"sluice_listener_no_backend_total", "counter", "Requests answered 503 because no backend was available.",
+    {"sluice_listener_no_backend_total", "counter",
+     "Requests turned away because no backend of the pool was available: HTTP answers 503 "
+     "(TCP: connections closed; UDP: datagrams dropped).",
      offsetof(struct lrow, no_backend), NULL},
-    {"sluice_listener_timeouts_total", "counter", "Client or upstream timeouts.", offsetof(struct lrow, timeouts),
-     NULL},
-    {"sluice_listener_active_connections", "gauge", "Open client connections.", offsetof(struct lrow, active),
-     NULL},
+    {"sluice_listener_timeouts_total", "counter",
+     "Timeouts that ran out on a request or connection in progress: client_header (part of a head received), "
+     "request body, connect, upstream_response, idle of a tunnel or TCP connection.",
+     offsetof(struct lrow, timeouts), NULL},
+    {"sluice_listener_bytes_received_total", "counter",
+     "Bytes Sluice received from clients: request heads and bodies, tunnelled bytes "
+     "(TCP: the stream; UDP: datagram payloads).",
+     offsetof(struct lrow, bytes_received), NULL},
+    {"sluice_listener_bytes_sent_total", "counter",
+     "Bytes Sluice sent to clients: response heads (as rewritten) and bodies, Sluice's own error responses, "
+     "tunnelled bytes (TCP: the stream; UDP: datagram payloads).",
+     offsetof(struct lrow, bytes_sent), NULL},
+    {"sluice_listener_active_connections", "gauge", "Open client connections (UDP: sessions).",
+     offsetof(struct lrow, active), NULL},
 };
 
 /* counters index responses as [0]=other, [1..5]=1xx..5xx; rows use label order. */
@@ -223,8 +255,8 @@ static void fill_brow(const struct admin_view *v, size_t p, size_t b, uint64_t n
     r->connect_failures = atomic_load(&c.connect_failures);
     r->upstream_errors = atomic_load(&c.upstream_errors);
     r->retries = atomic_load(&c.retries);
-    r->bytes_in = atomic_load(&c.bytes_in);
-    r->bytes_out = atomic_load(&c.bytes_out);
+    r->bytes_sent = atomic_load(&c.bytes_sent);
+    r->bytes_received = atomic_load(&c.bytes_received);
     r->active = atomic_load(&c.active);
     r->idle = atomic_load(&c.idle);
     r->up = atomic_load(&sb->health) == HEALTH_UP && atomic_load(&sb->ejected_until_ms) <= now;
@@ -246,6 +278,8 @@ static void fill_lrow(const struct admin_view *v, size_t l, struct lrow *r)
     r->rejected = atomic_load(&c.rejected);
     r->no_backend = atomic_load(&c.no_backend);
     r->timeouts = atomic_load(&c.timeouts);
+    r->bytes_received = atomic_load(&c.bytes_received);
+    r->bytes_sent = atomic_load(&c.bytes_sent);
     r->active = atomic_load(&c.active);
 }
 
@@ -521,8 +555,8 @@ static json_t *backend_json(const struct admin_view *v, size_t p, size_t b, uint
                      "connect_failures", (json_int_t)atomic_load(&c.connect_failures),
                      "upstream_errors", (json_int_t)atomic_load(&c.upstream_errors),
                      "retries", (json_int_t)atomic_load(&c.retries),
-                     "bytes_in", (json_int_t)atomic_load(&c.bytes_in),
-                     "bytes_out", (json_int_t)atomic_load(&c.bytes_out),
+                     "bytes_sent", (json_int_t)atomic_load(&c.bytes_sent),
+                     "bytes_received", (json_int_t)atomic_load(&c.bytes_received),
                      "active", (json_int_t)atomic_load(&c.active),
                      "idle", (json_int_t)atomic_load(&c.idle));
 }

@@ -841,6 +841,7 @@ static void log_field(struct ctx *c, int key, const struct ynode *v, void *obj)
     case LOGK_FILE:
         if (get_text(c, v, "a file path or \"stderr\"", &cfg->log_file) && strcmp(cfg->log_file, "stderr") == 0)
             set_str(&cfg->log_file, NULL);
+        cfg->log_file_line = v->line;
         break;
     }
 }
@@ -1527,6 +1528,7 @@ static void listener_field(struct ctx *c, int key, const struct ynode *v, void *
         if (get_text(c, v, "a file path, \"stdout\" or \"off\"", &l->access_log) &&
             strcmp(l->access_log, "off") == 0)
             set_str(&l->access_log, NULL);
+        l->access_log_line = v->line;
         break;
     case LK_ACCESS_LOG_FORMAT:
         if (get_enum(c, v, format_names, &e))

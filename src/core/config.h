@@ -111,6 +111,7 @@ struct cfg_listener {
     struct cfg_timeouts timeouts;
     struct cfg_limits limits;
     char *access_log;            /* path, "stdout", or NULL (= off) */
+    int access_log_line;
     enum log_format access_log_format;
     bool splice;                 /* tcp: use splice(2); default true */
     bool client_toa;             /* http: "client_address: toa" (FullNAT's TOA map) */
@@ -180,6 +181,7 @@ struct sl_config {
     uint32_t workers;            /* 0 = one per core */
     enum log_level log_level;    /* default info */
     char *log_file;              /* NULL = stderr */
+    int log_file_line;
     struct sl_addr admin_addr;   /* default 127.0.0.1:9900 */
     bool admin_enabled;
     uint32_t drain_timeout_ms;   /* "drain_timeout": how long a draining worker
@@ -215,6 +217,24 @@ void config_free(struct sl_config *cfg);
 int config_l4_service_copy(struct cfg_l4_service *dst, const struct cfg_l4_service *src);
 void config_l4_service_free(struct cfg_l4_service *s);
 void config_errors_free(struct config_errors *errs);
+
+/* The files a valid configuration makes the daemon write: log.file and,
+ * for `sluice proxy`, every listener's access_log. */
+enum config_files {
+    CONFIG_FILES_LOG = 1,
+    CONFIG_FILES_ACCESS_LOGS = 2,
+    CONFIG_FILES_ALL = CONFIG_FILES_LOG | CONFIG_FILES_ACCESS_LOGS,
+};
+
+/* Open each of those files the way the daemon will (write, append, create
+ * if missing; never truncate), so that one it could not open is an error
+ * "FILE:LINE: key.path: cannot open PATH: reason" appended to errs, found
+ * before anything starts. A file this had to create is removed again:
+ * `sluice check` leaves nothing behind, and neither does a start or reload
+ * that is refused for another file (the daemon creates its files itself
+ * once it goes ahead). Returns the number of errors added.
+ * src/core/config_files.c */
+size_t config_check_files(const struct sl_config *cfg, unsigned which, struct config_errors *errs);
 
 /* Lookups used after loading. */
 int config_pool_index(const struct sl_config *cfg, const char *name);

@@ -30,7 +30,10 @@ void log_setup(enum log_level level, const char *file, const char *role)
                 close(log_fd_value);
             log_fd_value = fd;
         } else {
-            log_msg(LOG_ERROR, "cannot open log file %s: %s; logging to stderr", file, strerror(errno));
+            /* config_check_files() refused such a file before; this is a
+             * race (the directory went away since). The log stays where
+             * it was: stderr at start, the previous file on a reload. */
+            log_msg(LOG_ERROR, "cannot open log file %s: %s; the log stays where it was", file, strerror(errno));
         }
     }
 }

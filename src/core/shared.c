@@ -67,8 +67,8 @@ static void add_backend_counters(struct backend_counters *dst, const struct back
     atomic_fetch_add(&dst->connect_failures, atomic_load(&src->connect_failures));
     atomic_fetch_add(&dst->upstream_errors, atomic_load(&src->upstream_errors));
     atomic_fetch_add(&dst->retries, atomic_load(&src->retries));
-    atomic_fetch_add(&dst->bytes_in, atomic_load(&src->bytes_in));
-    atomic_fetch_add(&dst->bytes_out, atomic_load(&src->bytes_out));
+    atomic_fetch_add(&dst->bytes_sent, atomic_load(&src->bytes_sent));
+    atomic_fetch_add(&dst->bytes_received, atomic_load(&src->bytes_received));
     atomic_fetch_add(&dst->active, atomic_load(&src->active));
     atomic_fetch_add(&dst->idle, atomic_load(&src->idle));
 }
@@ -92,6 +92,8 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
         atomic_fetch_add(&out->rejected, atomic_load(&c->rejected));
         atomic_fetch_add(&out->no_backend, atomic_load(&c->no_backend));
         atomic_fetch_add(&out->timeouts, atomic_load(&c->timeouts));
+        atomic_fetch_add(&out->bytes_received, atomic_load(&c->bytes_received));
+        atomic_fetch_add(&out->bytes_sent, atomic_load(&c->bytes_sent));
         atomic_fetch_add(&out->active, atomic_load(&c->active));
     }
 }
@@ -115,6 +117,8 @@ static void carry_over_listeners(struct shared_state *dst, const struct sl_confi
             atomic_fetch_add(&d->rejected, atomic_load(&sum.rejected));
             atomic_fetch_add(&d->no_backend, atomic_load(&sum.no_backend));
             atomic_fetch_add(&d->timeouts, atomic_load(&sum.timeouts));
+            atomic_fetch_add(&d->bytes_received, atomic_load(&sum.bytes_received));
+            atomic_fetch_add(&d->bytes_sent, atomic_load(&sum.bytes_sent));
             /* active is a gauge: the new workers count their own. */
             break;
         }

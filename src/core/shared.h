@@ -47,8 +47,10 @@ struct backend_counters {
     _Atomic uint64_t connect_failures;
     _Atomic uint64_t upstream_errors; /* resets, timeouts, bad responses */
     _Atomic uint64_t retries;
-    _Atomic uint64_t bytes_in;        /* from the backend */
-    _Atomic uint64_t bytes_out;       /* to the backend */
+    /* Bytes on the wire as Sluice's sockets see them (heads, bodies,
+     * tunnelled bytes; UDP payloads): written to / read from the backend. */
+    _Atomic uint64_t bytes_sent;
+    _Atomic uint64_t bytes_received;
     _Atomic uint32_t active;          /* connections in use now (gauge) */
     _Atomic uint32_t idle;            /* pooled idle connections now (gauge) */
 };
@@ -61,6 +63,9 @@ struct listener_counters {
     _Atomic uint64_t rejected;        /* 4xx produced by Sluice for bad input */
     _Atomic uint64_t no_backend;      /* 503: nothing available */
     _Atomic uint64_t timeouts;
+    /* Bytes on the wire, as for a backend: read from / written to clients. */
+    _Atomic uint64_t bytes_received;
+    _Atomic uint64_t bytes_sent;
     _Atomic uint32_t active;          /* open client connections (gauge) */
 };
 

@@ -853,6 +853,11 @@ int l4_daemon_run(const struct l4_run_options *o)
     int rc = 1;
 
     d.cfg = config_load(o->config_path, &errs);
+    /* sluice l4 writes log.file (listeners and their access logs are the proxy's). */
+    if (d.cfg && config_check_files(d.cfg, CONFIG_FILES_LOG, &errs)) {
+        config_free(d.cfg);
+        d.cfg = NULL;
+    }
     if (!d.cfg) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.lines[i]);

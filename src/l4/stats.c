@@ -396,8 +396,11 @@ char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
     struct text t = { 0 };
     /* Addresses contain no quote or backslash: no label escaping needed. */
     static const struct { const char *name, *help; int bytes; } vip_fams[] = {
-        { "sluice_l4_vip_packets_total", "Packets to the service forwarded by XDP.", 0 },
-        { "sluice_l4_vip_bytes_total", "Bytes (frames as received) to the service forwarded by XDP.", 1 },
+        { "sluice_l4_vip_packets_total",
+          "Packets of the service forwarded by XDP: client to real (NAT, FullNAT: and the replies back).", 0 },
+        { "sluice_l4_vip_bytes_total",
+          "Bytes (frames as received) of the service forwarded by XDP: client to real (NAT, FullNAT: and the "
+          "replies back).", 1 },
     };
     for (size_t f = 0; f < 2; f++) {
         metric_header(&t, vip_fams[f].name, "counter", vip_fams[f].help);
@@ -408,8 +411,11 @@ char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
         }
     }
     static const struct { const char *name, *type, *help; int what; } real_fams[] = {
-        { "sluice_l4_real_packets_total", "counter", "Packets sent to the real server.", 0 },
-        { "sluice_l4_real_bytes_total", "counter", "Bytes sent to the real server.", 1 },
+        { "sluice_l4_real_packets_total", "counter",
+          "Packets forwarded to the real server (NAT, FullNAT: and its replies forwarded to clients).", 0 },
+        { "sluice_l4_real_bytes_total", "counter",
+          "Bytes (frames as received) forwarded to the real server (NAT, FullNAT: and its replies forwarded "
+          "to clients).", 1 },
         { "sluice_l4_real_up", "gauge", "1 when the real takes new flows (in the Maglev table).", 2 },
         { "sluice_l4_real_maglev_slots", "gauge", "Slots of the service's live Maglev table held by the real.", 3 },
         { "sluice_l4_real_active_connections", "gauge",
@@ -435,12 +441,15 @@ char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
         }
     }
     metric_header(&t, "sluice_l4_packets_total", "counter",
-                  "Packets seen by the XDP forwarder by reason: fwd_*, pass_* and drop_* are dispositions "
-                  "(each packet in exactly one), ct_* and icmp_err_routed are events.");
+                  "Packets seen by the XDP forwarder by reason: fwd_*, pass_*, drop_*, icmp_echo_reply and "
+                  "icmp_ptb_sent are dispositions (each packet in exactly one); ct_*, icmp_err_routed, nat_stale "
+                  "and toa_* are events.");
     for (uint32_t k = 0; k < L4_R__COUNT; k++)
         tx_printf(&t, "sluice_l4_packets_total{reason=\"%s\"} %" PRIu64 "\n", l4_reason_names[k],
                   snap->reasons[k].packets);
-    metric_header(&t, "sluice_l4_bytes_total", "counter", "Bytes seen by the XDP forwarder by reason.");
+    metric_header(&t, "sluice_l4_bytes_total", "counter",
+                  "Bytes (frames as received) seen by the XDP forwarder by reason; events other than "
+                  "icmp_err_routed count no bytes.");
     for (uint32_t k = 0; k < L4_R__COUNT; k++)
         tx_printf(&t, "sluice_l4_bytes_total{reason=\"%s\"} %" PRIu64 "\n", l4_reason_names[k],
                   snap->reasons[k].bytes);

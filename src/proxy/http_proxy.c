@@ -107,6 +107,7 @@ struct http_conn {
     bool req_sent_any;
     uint32_t tries;
     uint8_t *tried;               /* per backend of the pool, for retries */
+    struct backend_rt *retry_from; /* failed the last try: the next one counts its retry */
     struct pool_rt *pool;
     struct upstream_conn *up;
     bool set_sticky;              /* add Set-Cookie for the chosen backend */
@@ -577,6 +578,7 @@ static void request_reset(struct http_conn *c)
     c->replayable = true;
     c->req_sent_any = false;
     c->tries = 0;
+    c->retry_from = NULL;
     c->pool = NULL;
     c->set_sticky = false;
     c->resp_started = c->resp_head_done = c->resp_done = false;
@@ -680,20 +682,21 @@ static void request_start_upstream(struct http_conn *c)
         struct backend_rt *b = &p->b[idx];
         c->tried[idx] = 1;
         c->tries++;
-        if (c->tries > 1)
-            atomic_fetch_add_explicit(&b->ctr->retries, 1, memory_order_relaxed);
+        if (c->retry_from) /* counted on the backend that failed, as the help text says */
+            atomic_fetch_add_explicit(&c->retry_from->ctr->retries, 1, memory_order_relaxed);
+        c->retry_from = NULL;
         c->set_sticky = p->cfg->sticky_cookie && idx != c->sticky_idx;
         struct upstream_conn *u = upstream_get(c, p, b);
         if (!u) {
             c->connect_timed_out = false;
             atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
             backend_report(c->w, p, b, false);
+            c->retry_from = b;
             continue;
         }
         c->up = u;
         p->outstanding[idx]++;
         p->active[idx]++;
-        atomic_fetch_add_explicit(&b->ctr->requests, 1, memory_order_relaxed);
         c->fwd_sent = 0;
         set_timer(c, u->connecting ? c->l->cfg->timeouts.connect_ms : c->l->cfg->timeouts.upstream_response_ms);
         return;
@@ -747,6 +750,8 @@ static void upstream_failed(struct http_conn *c, bool connect_failure, const cha
     if (was_reused) {
         c->tries--; /* a stale pooled connection does not use up a try... */
         c->tried[b->index] = 0; /* ...nor rule out its backend */
+    } else {
+        c->retry_from = b;
     }
     /* Replay from the start of the body. */
     c->pos = c->head_len;
@@ -852,8 +857,10 @@ static int upstream_send(struct http_conn *c)
         while (n < 0 && errno == EINTR);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
+        if (!c->req_sent_any)
+            atomic_fetch_add_explicit(&u->b->ctr->requests, 1, memory_order_relaxed);
         c->req_sent_any = true;
-        atomic_fetch_add_explicit(&u->b->ctr->bytes_out, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
         size_t head_left = buf_len(&c->fwd) - c->fwd_sent;
         if ((size_t)n <= head_left) {
             c->fwd_sent += (size_t)n;
@@ -867,7 +874,7 @@ static int upstream_send(struct http_conn *c)
         ssize_t n = send_some(u->fd, buf_head(&c->in) + c->pos, c->req_ready);
         if (n <= 0)
             return (int)n;
-        atomic_fetch_add_explicit(&u->b->ctr->bytes_out, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
         c->pos += (size_t)n;
         c->req_ready -= (size_t)n;
     }
@@ -1095,6 +1102,7 @@ static int client_send(struct http_conn *c)
         while (n < 0 && errno == EINTR);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
+        atomic_fetch_add_explicit(&c->l->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
         if (n > 0 && c->resp_head_done)
             c->resp_sent = true;
         size_t out_len = buf_len(&c->out);
@@ -1108,7 +1116,6 @@ static int client_send(struct http_conn *c)
             buf_consume(&u->in, b);
             c->resp_ready -= b;
             c->resp_bytes += b;
-            atomic_fetch_add_explicit(&u->b->ctr->bytes_in, b, memory_order_relaxed);
         }
     }
     struct upstream_conn *u = c->up;
@@ -1119,7 +1126,7 @@ static int client_send(struct http_conn *c)
         buf_consume(&u->in, (size_t)n);
         c->resp_ready -= (size_t)n;
         c->resp_bytes += (size_t)n;
-        atomic_fetch_add_explicit(&u->b->ctr->bytes_in, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->l->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
     }
     return 0;
 }
@@ -1137,6 +1144,7 @@ static int tunnel_pump(struct http_conn *c)
             return -1;
         if (n == 0)
             break;
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
         c->pos += (size_t)n;
         pending -= (size_t)n;
     }
@@ -1473,7 +1481,7 @@ static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
             char sink[4096];
             ssize_t n;
             while ((n = recv(c->fd, sink, sizeof sink, 0)) > 0)
-                ;
+                atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
                 c->client_eof = true;
         } else if (!c->client_eof) {
@@ -1482,6 +1490,8 @@ static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
                 return;
             }
             ssize_t n = read_into(c->fd, &c->in);
+            if (n > 0)
+                atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
             if (n == 0) {
                 c->client_eof = true;
             } else if (n == -1 && errno != EAGAIN) {
@@ -1531,6 +1541,7 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         }
         ssize_t n = read_into(u->fd, &u->in);
         if (n > 0) {
+            atomic_fetch_add_explicit(&u->b->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
             c->resp_started = true;
             if (c->state != C_TUNNEL)
                 set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
@@ -1641,6 +1652,9 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
         conn_close(c);
         return;
     case C_TUNNEL:
+        atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed); /* idle, as a TCP relay counts it */
+        conn_close(c);
+        return;
     case C_LINGER:
         conn_close(c);
         return;

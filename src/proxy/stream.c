@@ -551,6 +551,7 @@ static enum pump_res dir_pump(struct tcp_conn *c, struct relay_dir *d, int src, 
 {
     bool from_backend = d == &c->down;
     struct backend_counters *bc = c->b->ctr;
+    struct listener_counters *lc = c->l->ctr;
 
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         bool progress = false;
@@ -558,8 +559,7 @@ static enum pump_res dir_pump(struct tcp_conn *c, struct relay_dir *d, int src, 
             ssize_t n = dir_fill(c, d, src);
             if (n > 0) {
                 progress = true;
-                if (from_backend)
-                    ctr_add(&bc->bytes_in, (uint64_t)n);
+                ctr_add(from_backend ? &bc->bytes_received : &lc->bytes_received, (uint64_t)n);
             } else if (n == 0) {
                 d->eof = true;
             } else if (!transient(errno)) {
@@ -574,8 +574,7 @@ static enum pump_res dir_pump(struct tcp_conn *c, struct relay_dir *d, int src, 
                 progress = true;
                 if (from_backend)
                     c->to_client += (uint64_t)n;
-                else
-                    ctr_add(&bc->bytes_out, (uint64_t)n);
+                ctr_add(from_backend ? &lc->bytes_sent : &bc->bytes_sent, (uint64_t)n);
             } else if (n < 0 && !transient(errno)) {
                 return PUMP_DST_ERR;
             }
@@ -680,6 +679,7 @@ static void tcp_timer_cb(struct ev_loop *loop, struct ev_timer *t)
 {
     struct tcp_conn *c = t->data;
     if (c->state == TCP_CONNECTING) {
+        ctr_add(&c->l->ctr->timeouts, 1); /* as HTTP counts its connect timeouts */
         tcp_connect_failed(c, ETIMEDOUT);
         return;
     }
@@ -1031,7 +1031,7 @@ static void udp_from_client(struct udp_table *t, const struct sockaddr_storage *
     udp_touch(t, s);
     ssize_t sent = send(s->fd, t->buf, n, MSG_DONTWAIT);
     if (sent >= 0) {
-        ctr_add(&s->b->ctr->bytes_out, (uint64_t)sent);
+        ctr_add(&s->b->ctr->bytes_sent, (uint64_t)sent);
         return;
     }
     /* Dropped: a full socket buffer, or a pending ICMP error reported
@@ -1058,6 +1058,7 @@ static void udp_listener_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
                 return;
             continue; /* a queued error was reported (and cleared); go on */
         }
+        ctr_add(&l->ctr->bytes_received, (uint64_t)n);
         if ((size_t)n > sizeof t->buf)
             continue;
         udp_from_client(t, &ss, len, (size_t)n);
@@ -1082,16 +1083,18 @@ static void udp_session_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
                 continue;
             break;
         }
+        ctr_add(&s->b->ctr->bytes_received, (uint64_t)n);
         if ((size_t)n > sizeof t->buf) {
             ctr_add(&s->b->ctr->upstream_errors, 1);
             continue;
         }
         got_reply = true;
-        ctr_add(&s->b->ctr->bytes_in, (uint64_t)n);
-        if (sendto(l->fd, t->buf, (size_t)n, MSG_DONTWAIT, (const struct sockaddr *)&s->client, s->client_len) < 0)
+        if (sendto(l->fd, t->buf, (size_t)n, MSG_DONTWAIT, (const struct sockaddr *)&s->client, s->client_len) < 0) {
             ctr_add(&s->b->ctr->upstream_errors, 1); /* client side full: dropped */
-        else
+        } else {
             s->to_client += (uint64_t)n;
+            ctr_add(&l->ctr->bytes_sent, (uint64_t)n);
+        }
     }
     if (got_reply) {
         backend_report(l->w, t->p, s->b, true);

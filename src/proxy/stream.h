@@ -13,10 +13,10 @@
  * right now are dropped (and counted as upstream_errors of the backend):
  * nothing is queued.
  *
- * Counters: backend requests (= sessions opened), bytes_in/bytes_out,
+ * Counters: backend requests (= sessions opened), bytes_sent/bytes_received,
  * connect_failures, retries (on the backend that failed), upstream_errors
  * and the active gauge; listener connections and requests (both = sessions),
- * no_backend and timeouts (idle TCP closes). The listener's active gauge is
+ * bytes_received/bytes_sent, no_backend and timeouts (TCP connect and idle). The listener's active gauge is
  * kept by worker_conn_opened/closed.
  *
  * Access log (listener access_log): one line per TCP connection ("TCP") or

@@ -29,6 +29,8 @@ import time
 
 import pytest
 
+import metrics_doc
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # XDP needs root and the release binary is what operators run; ASan would
 # also work but is slow to start.
@@ -483,6 +485,10 @@ def test_l4_dr_end_to_end(topo):
     assert re.search(r'sluice_l4_vip_packets_total\{vip="10.0.0.100:80",proto="tcp",mode="dr"\} [1-9]',
                      metrics), metrics
     assert 'sluice_l4_packets_total{reason="fwd_dr"}' in metrics
+    # Every family `sluice l4` serves is in docs/admin-api.md, and every
+    # documented one is served (the proxy's side: test_metrics.py).
+    served = {name: t for name, (t, _) in metrics_doc.families(metrics).items()}
+    assert served == metrics_doc.documented_families()
 
     # Long-lived flows, one per real if the hash allows: open a few.
     conns = [KeepAlive(topo) for _ in range(9)]

@@ -143,7 +143,11 @@ static void test_metrics_render(void **state)
     atomic_store(&shared_bctr(f->sh, 1, 0)->requests, 2);
     atomic_store(&shared_bctr(f->sh, 0, 0)->responses[2], 4);
     atomic_store(&shared_bctr(f->sh, 1, 0)->responses[5], 1);
-    atomic_store(&shared_bctr(f->sh, 1, 0)->bytes_in, 1000);
+    atomic_store(&shared_bctr(f->sh, 1, 0)->bytes_received, 1000);
+    atomic_store(&shared_bctr(f->sh, 0, 0)->bytes_sent, 300);
+    atomic_store(&shared_lctr(f->sh, 0, 0)->bytes_received, 40);
+    atomic_store(&shared_lctr(f->sh, 1, 0)->bytes_received, 2);
+    atomic_store(&shared_lctr(f->sh, 1, 0)->bytes_sent, 77);
     atomic_store(&shared_bctr(f->sh, 1, 0)->active, 3);
     atomic_store(&shared_lctr(f->sh, 0, 0)->connections, 3);
     atomic_store(&shared_lctr(f->sh, 1, 0)->connections, 4);
@@ -163,7 +167,10 @@ static void test_metrics_render(void **state)
         "\nsluice_backend_requests_total{pool=\"app\",backend=\"127.0.0.1:9001\"} 7\n",
         "\nsluice_backend_responses_total{pool=\"app\",backend=\"127.0.0.1:9001\",code=\"2xx\"} 4\n",
         "\nsluice_backend_responses_total{pool=\"app\",backend=\"127.0.0.1:9001\",code=\"5xx\"} 1\n",
-        "\nsluice_backend_bytes_in_total{pool=\"app\",backend=\"127.0.0.1:9001\"} 1000\n",
+        "\nsluice_backend_bytes_received_total{pool=\"app\",backend=\"127.0.0.1:9001\"} 1000\n",
+        "\nsluice_backend_bytes_sent_total{pool=\"app\",backend=\"127.0.0.1:9001\"} 300\n",
+        "\nsluice_listener_bytes_received_total{listener=\"web\"} 42\n",
+        "\nsluice_listener_bytes_sent_total{listener=\"web\"} 77\n",
         "\nsluice_backend_active_connections{pool=\"app\",backend=\"127.0.0.1:9001\"} 3\n",
         "# TYPE sluice_backend_active_connections gauge\n",
         "\nsluice_backend_up{pool=\"app\",backend=\"127.0.0.1:9001\"} 1\n",
@@ -391,7 +398,7 @@ static void test_handle_pools(void **state)
     json_t *ctr = json_object_get(b1, "counters");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(ctr, "responses"), "2xx")), 6);
     for (const char *const *k = (const char *const[]){"requests", "connect_failures", "upstream_errors", "retries",
-                                                      "bytes_in", "bytes_out", "active", "idle", NULL};
+                                                      "bytes_sent", "bytes_received", "active", "idle", NULL};
          *k; k++)
         assert_true(json_is_integer(json_object_get(ctr, *k)));
     answer_free(&a);
