@@ -93,6 +93,9 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
         atomic_fetch_add(&out->no_backend, atomic_load(&c->no_backend));
         atomic_fetch_add(&out->timeouts, atomic_load(&c->timeouts));
         atomic_fetch_add(&out->active, atomic_load(&c->active));
+        for (int k = 0; k < 2; k++)
+            atomic_fetch_add(&out->underscore_dropped[k], atomic_load(&c->underscore_dropped[k]));
+        atomic_fetch_add(&out->body_timeouts, atomic_load(&c->body_timeouts));
     }
 }
 
@@ -115,6 +118,9 @@ static void carry_over_listeners(struct shared_state *dst, const struct sl_confi
             atomic_fetch_add(&d->rejected, atomic_load(&sum.rejected));
             atomic_fetch_add(&d->no_backend, atomic_load(&sum.no_backend));
             atomic_fetch_add(&d->timeouts, atomic_load(&sum.timeouts));
+            for (int dir = 0; dir < 2; dir++)
+                atomic_fetch_add(&d->underscore_dropped[dir], atomic_load(&sum.underscore_dropped[dir]));
+            atomic_fetch_add(&d->body_timeouts, atomic_load(&sum.body_timeouts));
             /* active is a gauge: the new workers count their own. */
             break;
         }

@@ -62,6 +62,9 @@ struct listener_counters {
     _Atomic uint64_t no_backend;      /* 503: nothing available */
     _Atomic uint64_t timeouts;
     _Atomic uint32_t active;          /* open client connections (gauge) */
+    _Atomic uint64_t underscore_dropped[2]; /* header fields dropped for a '_' in the name:
+                                             * [0] request, [1] response (framing look-alikes) */
+    _Atomic uint64_t body_timeouts;   /* request bodies cut by timeouts.client_body */
 };
 
 struct shared_worker {
