@@ -155,7 +155,9 @@ static const char *fmt_ms(char *buf, size_t cap, uint32_t ms)
 
 static const char *fmt_size(char *buf, size_t cap, uint32_t n)
 {
-    if (n && n % MIB == 0)
+    if (n && n % (1024u * MIB) == 0)
+        snprintf(buf, cap, "%" PRIu32 "g", n / (1024u * MIB));
+    else if (n && n % MIB == 0)
         snprintf(buf, cap, "%" PRIu32 "m", n / MIB);
     else if (n && n % KIB == 0)
         snprintf(buf, cap, "%" PRIu32 "k", n / KIB);

@@ -576,7 +576,7 @@ static const struct {
     { MIN_POOLS MIN_LISTENERS "    timeouts: {client_body: 25h}\n",
       "t.yaml:8: listeners[0].timeouts.client_body: must be from 1ms to 24h, got \"25h\"" },
     { MIN_POOLS MIN_LISTENERS "    limits: {min_body_rate: 2g}\n",
-      "t.yaml:8: listeners[0].limits.min_body_rate: must be from 0 to 1024m, got \"2g\"" },
+      "t.yaml:8: listeners[0].limits.min_body_rate: must be from 0 to 1g, got \"2g\"" },
     { MIN_POOLS MIN_LISTENERS "    limits: {min_body_rate: fast}\n",
       "t.yaml:8: listeners[0].limits.min_body_rate: expected a size like \"512\", \"16k\" or \"1m\", got \"fast\"" },
     { MIN_POOLS MIN_LISTENERS "    allow_underscores_in_headers: on\n",
