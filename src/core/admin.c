@@ -135,6 +135,7 @@ struct brow {
 struct lrow {
     const char *name;
     uint64_t connections, requests, responses[6], rejected, no_backend, timeouts, bytes_received, bytes_sent, active;
+    uint64_t underscore_dropped[2], body_timeouts;
 };
 
 struct label_set {
@@ -145,6 +146,7 @@ struct label_set {
 
 static const struct label_set code_labels = {"code", {"1xx", "2xx", "3xx", "4xx", "5xx", "other"}, 6};
 static const struct label_set result_labels = {"result", {"ok", "failed"}, 2};
+static const struct label_set direction_labels = {"direction", {"request", "response"}, 2};
 
 struct family {
     const char *name, *type, *help;
@@ -230,6 +232,14 @@ static const struct family listener_families[] = {
      offsetof(struct lrow, bytes_sent), NULL},
     {"sluice_listener_active_connections", "gauge", "Open client connections (UDP: sessions).",
      offsetof(struct lrow, active), NULL},
+    {"sluice_listener_underscore_headers_dropped_total", "counter",
+     "Header fields dropped because their name contains '_' (request: all of them unless "
+     "allow_underscores_in_headers; response: look-alikes of framing headers).",
+     offsetof(struct lrow, underscore_dropped), &direction_labels},
+    {"sluice_listener_client_body_timeouts_total", "counter",
+     "Requests cut because their body did not arrive within timeouts.client_body (plus the "
+     "limits.min_body_rate allowance).",
+     offsetof(struct lrow, body_timeouts), NULL},
 };
 
 /* counters index responses as [0]=other, [1..5]=1xx..5xx; rows use label order. */
@@ -281,6 +291,9 @@ static void fill_lrow(const struct admin_view *v, size_t l, struct lrow *r)
     r->bytes_received = atomic_load(&c.bytes_received);
     r->bytes_sent = atomic_load(&c.bytes_sent);
     r->active = atomic_load(&c.active);
+    for (int k = 0; k < 2; k++)
+        r->underscore_dropped[k] = atomic_load(&c.underscore_dropped[k]);
+    r->body_timeouts = atomic_load(&c.body_timeouts);
 }
 
 static void emit_header(struct sbuf *s, const char *name, const char *type, const char *help)

@@ -155,7 +155,9 @@ static const char *fmt_ms(char *buf, size_t cap, uint32_t ms)
 
 static const char *fmt_size(char *buf, size_t cap, uint32_t n)
 {
-    if (n && n % MIB == 0)
+    if (n && n % (1024u * MIB) == 0)
+        snprintf(buf, cap, "%" PRIu32 "g", n / (1024u * MIB));
+    else if (n && n % MIB == 0)
         snprintf(buf, cap, "%" PRIu32 "m", n / MIB);
     else if (n && n % KIB == 0)
         snprintf(buf, cap, "%" PRIu32 "k", n / KIB);
@@ -796,6 +798,7 @@ static void listener_defaults(struct cfg_listener *l)
         .idle_ms = 60 * SECOND,
         .upstream_response_ms = 30 * SECOND,
         .udp_session_ms = 30 * SECOND,
+        .client_body_ms = 60 * SECOND,
     };
     l->limits = (struct cfg_limits){
         .max_request_line = 8 * KIB,
@@ -803,6 +806,7 @@ static void listener_defaults(struct cfg_listener *l)
         .max_headers = 100,
         .buffer_size = 16 * KIB,
         .max_connections = 10000,
+        .min_body_rate = 1 * KIB,
     };
     l->access_log = NULL;
     l->access_log_format = ACCESS_LOG_COMBINED;
@@ -1401,7 +1405,7 @@ static void parse_routes(struct ctx *c, const struct ynode *v, struct cfg_listen
  */
 
 static const char *const timeout_keys[] = {
-    "connect", "client_header", "idle", "upstream_response", "udp_session", NULL,
+    "connect", "client_header", "idle", "upstream_response", "udp_session", "client_body", NULL,
 };
 
 static void timeout_field(struct ctx *c, int key, const struct ynode *v, void *obj)
@@ -1409,6 +1413,7 @@ static void timeout_field(struct ctx *c, int key, const struct ynode *v, void *o
     struct cfg_timeouts *t = obj;
     uint32_t *fields[] = {
         &t->connect_ms, &t->client_header_ms, &t->idle_ms, &t->upstream_response_ms, &t->udp_session_ms,
+        &t->client_body_ms,
     };
     get_duration(c, v, 1, 24 * HOUR, fields[key]);
 }
@@ -1418,9 +1423,12 @@ struct limits_state {
     int request_line_line, header_size_line;
 };
 
-enum { LIM_MAX_REQUEST_LINE, LIM_MAX_HEADER_SIZE, LIM_MAX_HEADERS, LIM_BUFFER_SIZE, LIM_MAX_CONNECTIONS };
+enum {
+    LIM_MAX_REQUEST_LINE, LIM_MAX_HEADER_SIZE, LIM_MAX_HEADERS, LIM_BUFFER_SIZE, LIM_MAX_CONNECTIONS,
+    LIM_MIN_BODY_RATE,
+};
 static const char *const limit_keys[] = {
-    "max_request_line", "max_header_size", "max_headers", "buffer_size", "max_connections", NULL,
+    "max_request_line", "max_header_size", "max_headers", "buffer_size", "max_connections", "min_body_rate", NULL,
 };
 
 static void limit_field(struct ctx *c, int key, const struct ynode *v, void *obj)
@@ -1444,6 +1452,9 @@ static void limit_field(struct ctx *c, int key, const struct ynode *v, void *obj
         break;
     case LIM_MAX_CONNECTIONS:
         get_uint(c, v, 1, 1000000, &lim->max_connections);
+        break;
+    case LIM_MIN_BODY_RATE:
+        get_size(c, v, 0, 1024u * MIB, &lim->min_body_rate);
         break;
     }
 }
@@ -1469,13 +1480,13 @@ static void parse_limits(struct ctx *c, const struct ynode *v, struct cfg_limits
 
 struct listener_state {
     struct cfg_listener *l;
-    int name_line, listen_line, routes_line;
+    int name_line, listen_line, routes_line, underscores_line;
     const struct ynode *routes; /* parsed once the protocol is known */
 };
 
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
-    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_COUNT,
+    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -1491,6 +1502,7 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_SPLICE] = "splice",
     [LK_CLIENT_ADDRESS] = "client_address",
     [LK_TOA_MAP] = "toa_map",
+    [LK_ALLOW_UNDERSCORES] = "allow_underscores_in_headers",
 };
 
 static void listener_field(struct ctx *c, int key, const struct ynode *v, void *obj)
@@ -1544,6 +1556,10 @@ static void listener_field(struct ctx *c, int key, const struct ynode *v, void *
     case LK_TOA_MAP:
         get_text(c, v, "the path of the pinned TOA map", &l->toa_map);
         break;
+    case LK_ALLOW_UNDERSCORES:
+        if (get_bool(c, v, &l->allow_underscores))
+            st->underscores_line = c->key_line;
+        break;
     }
 }
 
@@ -1572,6 +1588,9 @@ static void check_listener(struct ctx *c, const struct ynode *v, struct listener
     if (l->client_toa && l->proto != PROTO_HTTP)
         err_at(c, v->line, "client_address: toa is only for http listeners (protocol is %s)",
                proto_names[l->proto]);
+    if (st->underscores_line && l->proto != PROTO_HTTP)
+        err_in(c, st->underscores_line, "allow_underscores_in_headers",
+               "only for http listeners (protocol is %s)", proto_names[l->proto]);
     if (st->listen_line && cfg->admin_enabled && l->proto != PROTO_UDP && addr_equal(&l->addr, &cfg->admin_addr))
         err_in(c, st->listen_line, "listen", "address %s is already used by the admin API (admin.listen)",
                l->addr.text);

@@ -90,6 +90,8 @@ struct cfg_timeouts {
     uint32_t idle_ms;              /* default 60s: keep-alive idle and stream/tcp idle */
     uint32_t upstream_response_ms; /* default 30s: between request sent and response head / body reads */
     uint32_t udp_session_ms;       /* default 30s: UDP session idle */
+    uint32_t client_body_ms;       /* default 60s: the request body must arrive within this (see
+                                    * cfg_limits.min_body_rate), counted from the end of the head */
 };
 
 struct cfg_limits {
@@ -98,6 +100,8 @@ struct cfg_limits {
     uint32_t max_headers;        /* default 100, 431 past it */
     uint32_t buffer_size;        /* per direction per connection; default 16384 */
     uint32_t max_connections;    /* per worker; default 10000 */
+    uint32_t min_body_rate;      /* bytes/s: each one received extends timeouts.client_body by
+                                  * 1/rate s; default 1024, 0 = no extension */
 };
 
 struct cfg_listener {
@@ -116,6 +120,8 @@ struct cfg_listener {
     bool splice;                 /* tcp: use splice(2); default true */
     bool client_toa;             /* http: "client_address: toa" (FullNAT's TOA map) */
     char *toa_map;               /* pinned TOA map; NULL = /sys/fs/bpf/sluice_toa */
+    bool allow_underscores;      /* http: "allow_underscores_in_headers"; default false: request
+                                  * header fields whose name has '_' are dropped */
     int line;
 };
 

@@ -95,6 +95,9 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
         atomic_fetch_add(&out->bytes_received, atomic_load(&c->bytes_received));
         atomic_fetch_add(&out->bytes_sent, atomic_load(&c->bytes_sent));
         atomic_fetch_add(&out->active, atomic_load(&c->active));
+        for (int k = 0; k < 2; k++)
+            atomic_fetch_add(&out->underscore_dropped[k], atomic_load(&c->underscore_dropped[k]));
+        atomic_fetch_add(&out->body_timeouts, atomic_load(&c->body_timeouts));
     }
 }
 
@@ -119,6 +122,9 @@ static void carry_over_listeners(struct shared_state *dst, const struct sl_confi
             atomic_fetch_add(&d->timeouts, atomic_load(&sum.timeouts));
             atomic_fetch_add(&d->bytes_received, atomic_load(&sum.bytes_received));
             atomic_fetch_add(&d->bytes_sent, atomic_load(&sum.bytes_sent));
+            for (int dir = 0; dir < 2; dir++)
+                atomic_fetch_add(&d->underscore_dropped[dir], atomic_load(&sum.underscore_dropped[dir]));
+            atomic_fetch_add(&d->body_timeouts, atomic_load(&sum.body_timeouts));
             /* active is a gauge: the new workers count their own. */
             break;
         }

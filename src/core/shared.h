@@ -67,6 +67,9 @@ struct listener_counters {
     _Atomic uint64_t bytes_received;
     _Atomic uint64_t bytes_sent;
     _Atomic uint32_t active;          /* open client connections (gauge) */
+    _Atomic uint64_t underscore_dropped[2]; /* header fields dropped for a '_' in the name:
+                                             * [0] request, [1] response (framing look-alikes) */
+    _Atomic uint64_t body_timeouts;   /* request bodies cut by timeouts.client_body */
 };
 
 struct shared_worker {

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,15 @@
 
 #include "core/log.h"
 
-#define ACCESS_LOG_BUFFER 32768
-#define ACCESS_LOG_LINE 4096
+#define ACCESS_LOG_BUFFER (4 * ACCESS_LOG_LINE)
+
+/* The most bytes of one text field a JSON line takes. With every byte
+ * escaped to six characters ("\ufffd", "\u0001"), the eight text fields
+ * still fit ACCESS_LOG_LINE: (512 + 256 + 256 + 128 + 4 * 128) * 6 < 10 KiB.
+ * The proxy's own captures are shorter (see struct request_log). */
+#define JSON_REQUEST_MAX 512
+#define JSON_HEADER_MAX 256
+#define JSON_SHORT_MAX 128
 
 struct access_log {
     int fd;
@@ -66,13 +74,15 @@ void access_log_close(struct access_log *al)
     free(al);
 }
 
+/* ---------- combined ---------- */
+
 /* Quote for the combined format: escape '"', '\\' and non-printable bytes
  * the way nginx does (\xHH) so a hostile User-Agent cannot forge lines. */
-static size_t put_escaped(char *out, size_t cap, const char *s, bool json)
+static size_t put_escaped(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
     if (!s || !*s) {
-        if (!json && cap > 1)
+        if (cap > 1)
             out[n++] = '-';
         out[n] = '\0';
         return n;
@@ -83,7 +93,7 @@ static size_t put_escaped(char *out, size_t cap, const char *s, bool json)
             out[n++] = '\\';
             out[n++] = (char)ch;
         } else if (ch < 0x20 || ch >= 0x7f) {
-            n += (size_t)snprintf(out + n, cap - n, json ? "\\u%04x" : "\\x%02X", ch);
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02X", ch);
         } else {
             out[n++] = (char)ch;
         }
@@ -92,34 +102,145 @@ static size_t put_escaped(char *out, size_t cap, const char *s, bool json)
     return n;
 }
 
+static int format_combined(const struct access_entry *e, const struct tm *tm, char *out, size_t cap)
+{
+    char req[1024], ref[512], ua[512], ts[64];
+    put_escaped(req, sizeof req, e->request_line);
+    put_escaped(ref, sizeof ref, e->referer);
+    put_escaped(ua, sizeof ua, e->user_agent);
+    strftime(ts, sizeof ts, "%d/%b/%Y:%H:%M:%S +0000", tm);
+    return snprintf(out, cap, "%s - - [%s] \"%s\" %d %llu \"%s\" \"%s\"\n", e->client_ip, ts, req, e->status,
+                    (unsigned long long)e->bytes_sent, ref, ua);
+}
+
+/* ---------- JSON ---------- */
+
+/* The well-formed UTF-8 sequences (Unicode Table 3-7): how many bytes the
+ * one starting at s[0] needs (*need), and how many of s[0..n) match it.
+ * A lead byte that starts no sequence needs 1 and matches 0. */
+static size_t utf8_match(const unsigned char *s, size_t n, size_t *need)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+    if (c < 0x80) {
+        *need = 1;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        *need = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        *need = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;   /* no overlong forms */
+        hi = c == 0xed ? 0x9f : 0xbf;   /* no surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        *need = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;   /* no overlong forms */
+        hi = c == 0xf4 ? 0x8f : 0xbf;   /* nothing past U+10FFFF */
+    } else {
+        *need = 1;
+        return 0;
+    }
+    size_t i = 1;
+    for (; i < *need && i < n; i++) {
+        unsigned char x = s[i];
+        if (x < (i == 1 ? lo : 0x80) || x > (i == 1 ? hi : 0xbf))
+            break;
+    }
+    return i;
+}
+
+/* Copy at most max bytes of s into out (room for 3 * max bytes) as valid
+ * UTF-8: each maximal ill-formed subsequence becomes U+FFFD. A character
+ * that the limit cuts is left out rather than replaced. Returns the length. */
+static size_t utf8_sanitize(const char *s, size_t max, char *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strnlen(s, max + 1), truncated = len > max, o = 0;
+    if (truncated)
+        len = max;
+    for (size_t i = 0; i < len;) {
+        size_t need, ok = utf8_match(p + i, len - i, &need);
+        if (ok == need) {
+            memcpy(out + o, p + i, need);
+            o += need;
+            i += need;
+        } else if (truncated && i + ok == len) {
+            break;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i += ok ? ok : 1;
+        }
+    }
+    return o;
+}
+
+static void set_text(json_t *obj, const char *key, const char *s, size_t max)
+{
+    char buf[3 * JSON_REQUEST_MAX];
+    size_t n = s ? utf8_sanitize(s, max < JSON_REQUEST_MAX ? max : JSON_REQUEST_MAX, buf) : 0;
+    json_t *v = json_stringn(buf, n);
+    json_object_set_new(obj, key, v ? v : json_string(""));
+}
+
+static void set_uint(json_t *obj, const char *key, uint64_t v)
+{
+    json_object_set_new(obj, key, json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v));
+}
+
+/* With `wire` false, the fields a client controls are left empty: the
+ * fallback should a line not fit. */
+static json_t *entry_json(const struct access_entry *e, const char *ts, bool wire)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    set_text(o, "time", ts, JSON_SHORT_MAX);
+    set_text(o, "client", e->client_ip, JSON_SHORT_MAX);
+    set_text(o, "listener", e->listener, JSON_SHORT_MAX);
+    set_text(o, "host", wire ? e->host : NULL, JSON_HEADER_MAX);
+    set_text(o, "request", wire ? e->request_line : NULL, JSON_REQUEST_MAX);
+    json_object_set_new(o, "status", json_integer(e->status));
+    set_uint(o, "bytes_sent", e->bytes_sent);
+    set_text(o, "referer", wire ? e->referer : NULL, JSON_HEADER_MAX);
+    set_text(o, "user_agent", wire ? e->user_agent : NULL, JSON_HEADER_MAX);
+    set_text(o, "upstream", e->upstream, JSON_SHORT_MAX);
+    set_uint(o, "duration_us", e->duration_us);
+    set_text(o, "reason", e->reason, JSON_SHORT_MAX);
+    return o;
+}
+
+/* Dump o and a newline into out; 0 if it does not fit (or o is NULL). */
+static size_t dump_line(json_t *o, char *out, size_t cap)
+{
+    size_t n = o ? json_dumpb(o, out, cap, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : 0;
+    json_decref(o);
+    if (n == 0 || n + 2 > cap)
+        return 0;
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    return n + 1;
+}
+
+static size_t format_json(const struct access_entry *e, const struct tm *tm, char *out, size_t cap)
+{
+    char ts[64];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", tm);
+    size_t n = dump_line(entry_json(e, ts, true), out, cap);
+    if (!n)
+        n = dump_line(entry_json(e, ts, false), out, cap);
+    if (!n)
+        n = (size_t)snprintf(out, cap, "{\"time\":\"%s\",\"status\":%d}\n", ts, e->status); /* out of memory */
+    return n;
+}
+
 size_t access_log_format(enum log_format format, const struct access_entry *e, time_t now,
                          char *out, size_t cap)
 {
-    char req[1024], ref[512], ua[512], host[256];
-    bool json = format == ACCESS_LOG_JSON;
-    put_escaped(req, sizeof req, e->request_line, json);
-    put_escaped(ref, sizeof ref, e->referer, json);
-    put_escaped(ua, sizeof ua, e->user_agent, json);
-    put_escaped(host, sizeof host, e->host, json);
     struct tm tm;
     gmtime_r(&now, &tm);
-    int n;
-    if (!json) {
-        char ts[64];
-        strftime(ts, sizeof ts, "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        n = snprintf(out, cap, "%s - - [%s] \"%s\" %d %llu \"%s\" \"%s\"\n", e->client_ip, ts, req,
-                     e->status, (unsigned long long)e->bytes_sent, ref, ua);
-    } else {
-        char ts[64];
-        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        n = snprintf(out, cap,
-                     "{\"time\":\"%s\",\"client\":\"%s\",\"listener\":\"%s\",\"host\":\"%s\","
-                     "\"request\":\"%s\",\"status\":%d,\"bytes_sent\":%llu,\"referer\":\"%s\","
-                     "\"user_agent\":\"%s\",\"upstream\":\"%s\",\"duration_us\":%llu}\n",
-                     ts, e->client_ip, e->listener ? e->listener : "", host, req, e->status,
-                     (unsigned long long)e->bytes_sent, ref, ua, e->upstream ? e->upstream : "",
-                     (unsigned long long)e->duration_us);
-    }
+    if (format == ACCESS_LOG_JSON)
+        return format_json(e, &tm, out, cap);
+    int n = format_combined(e, &tm, out, cap);
     if (n < 0)
         n = 0;
     if ((size_t)n >= cap) {

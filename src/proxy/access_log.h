@@ -1,7 +1,13 @@
 /* Access logs: one line per request in the combined format (the default,
  * what nginx and Apache write) or as one JSON object per line. Lines are
  * gathered in a buffer and written when it fills or on the worker's tick,
- * so logging costs a memcpy per request, not a syscall. */
+ * so logging costs a memcpy per request, not a syscall.
+ *
+ * JSON lines are written by jansson, ASCII only (JSON_ENSURE_ASCII), and
+ * always parse. Text from the wire is read as UTF-8: valid characters
+ * round-trip ("é" is written \u00e9 and reads back as é), and each
+ * maximal ill-formed subsequence (Unicode's "substitution of maximal
+ * subparts") becomes U+FFFD. */
 #ifndef SLUICE_PROXY_ACCESS_LOG_H
 #define SLUICE_PROXY_ACCESS_LOG_H
 
@@ -12,6 +18,8 @@
 
 struct access_log;
 
+#define ACCESS_LOG_LINE 16384   /* room for one line, whatever its fields hold */
+
 struct access_entry {
     const char *client_ip;
     const char *request_line;   /* "GET /x HTTP/1.1"; may be NULL */
@@ -20,9 +28,10 @@ struct access_entry {
     const char *host;           /* may be NULL */
     const char *upstream;       /* backend "ip:port" or NULL */
     const char *listener;
+    const char *reason;         /* why Sluice answered itself (an error it produced), or NULL */
     int status;
     uint64_t bytes_sent;        /* response body bytes sent to the client */
-    uint64_t duration_us;
+    uint64_t duration_us;       /* from the first byte of the request to the end of the response */
 };
 
 struct access_log *access_log_open(const char *path, enum log_format format);
@@ -30,8 +39,9 @@ void access_log_close(struct access_log *al);
 void access_log_write(struct access_log *al, const struct access_entry *e);
 void access_log_flush(struct access_log *al);
 
-/* Render one entry into out (always NUL-terminated); returns its length.
- * Exposed for tests. */
+/* Render one entry into out (always NUL-terminated, ends with '\n');
+ * returns its length. cap must be at least ACCESS_LOG_LINE. Exposed for
+ * tests. */
 size_t access_log_format(enum log_format format, const struct access_entry *e, time_t now,
                          char *out, size_t cap);
 

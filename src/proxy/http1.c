@@ -930,6 +930,40 @@ void http1_mark_hop_by_hop(const struct http1_message *msg, uint8_t *skip)
     }
 }
 
+bool http1_name_has_underscore(struct http1_slice name)
+{
+    return name.len && memchr(name.p, '_', name.len) != NULL;
+}
+
+/* name equals lower (lower case, with '-'), case-insensitively and with '_' matching '-'. */
+static bool equal_folding_underscore(struct http1_slice name, const char *lower)
+{
+    size_t n = strlen(lower);
+    if (name.len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)name.p[i];
+        if (x >= 'A' && x <= 'Z')
+            x |= 0x20;
+        if (x != (unsigned char)lower[i] && !(x == '_' && lower[i] == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool http1_is_framing_lookalike(struct http1_slice name)
+{
+    /* Only names with a '-' have a '_' twin: TE, Trailer, Upgrade and
+     * Connection have none. */
+    static const char *const framing[] = { "content-length", "transfer-encoding", "keep-alive", "proxy-connection" };
+    if (!http1_name_has_underscore(name))
+        return false;
+    for (size_t i = 0; i < sizeof framing / sizeof framing[0]; i++)
+        if (equal_folding_underscore(name, framing[i]))
+            return true;
+    return false;
+}
+
 bool http1_method_idempotent(enum http1_method m)
 {
     switch (m) {

@@ -104,6 +104,17 @@ bool http1_is_hop_by_hop(const struct http1_message *msg, struct http1_slice nam
  * proxy must not forward, 0 otherwise. */
 void http1_mark_hop_by_hop(const struct http1_message *msg, uint8_t *skip);
 
+/* Does a field name contain '_'? '_' is a valid name character, but gateways that turn header
+ * names into variables (CGI, WSGI, PHP, Rack: "HTTP_" + upper case, '-' -> '_') make
+ * "Transfer_Encoding" and "Transfer-Encoding" the same variable, so a field the proxy passes as
+ * opaque can reach the application as one the proxy never saw, e.g. a framing header. */
+bool http1_name_has_underscore(struct http1_slice name);
+
+/* Is name, read with '_' as '-', one of the framing and connection fields a proxy rewrites
+ * (Content-Length, Transfer-Encoding, Keep-Alive, Proxy-Connection), while not being it? Such a
+ * field has no legitimate use; a peer that folds '_' into '-' would frame the message by it. */
+bool http1_is_framing_lookalike(struct http1_slice name);
+
 bool http1_method_idempotent(enum http1_method m);   /* GET HEAD PUT DELETE OPTIONS TRACE */
 
 /* Chunked transfer-coding framing validator. The proxy forwards chunked bodies byte-for-byte; this

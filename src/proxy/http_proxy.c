@@ -113,7 +113,16 @@ struct http_conn {
     bool set_sticky;              /* add Set-Cookie for the chosen backend */
     int sticky_idx;               /* backend named by the client's cookie, or -1 */
     uint64_t key_hash;
-    uint64_t started_us;
+    uint64_t started_us;          /* first byte of the request head arrived; 0 = none yet */
+
+    /* the request body deadline (timeouts.client_body), see body_deadline() */
+    struct ev_timer body_timer;
+    bool body_clock;              /* running: a body is still on its way */
+    bool body_paused;             /* our buffer is full: the client cannot send now */
+    uint64_t body_since;          /* ev_now() when the head was complete */
+    uint64_t body_paused_at;
+    uint64_t body_paused_ms;      /* earlier pauses, in total */
+    uint64_t body_rcvd;           /* bytes read from the client since the head */
 
     /* the response in flight */
     bool resp_started;            /* a response byte arrived */
@@ -135,6 +144,10 @@ struct http_conn {
 
 static void conn_progress(struct http_conn *c);
 static void conn_close(struct http_conn *c);
+static void body_clock_start(struct http_conn *c);
+static void body_clock_update(struct http_conn *c);
+static void body_clock_stop(struct http_conn *c);
+static void body_timeout(struct ev_loop *loop, struct ev_timer *t);
 static void upstream_close(struct upstream_conn *u);
 static void request_start_upstream(struct http_conn *c);
 static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
@@ -278,7 +291,26 @@ static void capture_log_fields(struct http_conn *c, const struct http1_message *
     copy_slice(c->log->host, sizeof c->log->host, m->host);
 }
 
-static void write_access_log(struct http_conn *c)
+/* A request refused before it was parsed (400, 414, 431, or 408 for a
+ * head that did not arrive): log its first line as far as it came, so the
+ * access log shows what was refused. */
+static void capture_rejected_line(struct http_conn *c)
+{
+    if (!c->l->alog)
+        return;
+    if (!c->log && !(c->log = calloc(1, sizeof *c->log)))
+        return;
+    const char *raw = buf_len(&c->in) ? buf_head(&c->in) : "";
+    size_t n = 0, len = buf_len(&c->in);
+    while (n < len && raw[n] != '\r' && raw[n] != '\n')
+        n++;
+    copy_slice(c->log->line, sizeof c->log->line, (struct http1_slice){raw, n});
+    c->log->referer[0] = c->log->user_agent[0] = c->log->host[0] = '\0';
+}
+
+/* reason: why Sluice answered itself (send_error), NULL for a response
+ * from the backend. */
+static void write_access_log(struct http_conn *c, const char *reason)
 {
     if (!c->l->alog)
         return;
@@ -290,9 +322,10 @@ static void write_access_log(struct http_conn *c)
         .host = c->log ? c->log->host : NULL,
         .upstream = c->up ? c->up->b->cfg->addr.text : NULL,
         .listener = c->l->cfg->name,
+        .reason = reason,
         .status = c->status,
         .bytes_sent = c->resp_bytes,
-        .duration_us = now_us() - c->started_us,
+        .duration_us = c->started_us ? now_us() - c->started_us : 0,
     };
     access_log_write(c->l->alog, &e);
 }
@@ -318,6 +351,8 @@ static const char *status_text(int status)
 /* Answer with an error of our own and close once it is sent. */
 static void send_error(struct http_conn *c, int status, const char *reason)
 {
+    log_debug("client %s: %d %s: %s", c->peer_ip, status, status_text(status), reason);
+    body_clock_stop(c);
     /* Part of a response already reached the client (the final head, or
      * some of an interim one): an error message now would be read as the
      * rest of it. Closing is the only unambiguous signal left. */
@@ -345,7 +380,9 @@ static void send_error(struct http_conn *c, int status, const char *reason)
     count_response(c, status);
     if (status >= 400 && status < 500)
         atomic_fetch_add_explicit(&c->l->ctr->rejected, 1, memory_order_relaxed);
-    write_access_log(c);
+    if (!c->log || !c->log->line[0])
+        capture_rejected_line(c); /* refused before handle_request() took its fields */
+    write_access_log(c, reason);
     c->close_after = true;
     c->state = C_LINGER;
     /* Whatever else the client sent is not a request we will read. */
@@ -493,8 +530,20 @@ static int build_request_head(struct http_conn *c, const struct http1_message *m
     const struct http1_header *xff = NULL;
     uint8_t hop[HTTP1_MAX_HEADERS_CAP];
     http1_mark_hop_by_hop(m, hop);
+    bool drop_underscores = !c->l->cfg->allow_underscores;
+    uint64_t dropped = 0;
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct http1_header *h = &m->headers[i];
+        if (drop_underscores && http1_name_has_underscore(h->name)) {
+            /* What nginx does by default: "X_Forwarded_For" or
+             * "Transfer_Encoding" would reach a CGI/WSGI/PHP application
+             * as the field whose '-' it replaces, one we rewrote or framed
+             * the request by (see http1_name_has_underscore). */
+            dropped++;
+            log_debug("client %s: dropped request header field \"%.*s\" (its name has '_')", c->peer_ip,
+                      (int)h->name.len, h->name.p);
+            continue;
+        }
         if (hop[i])
             continue;
         if (absolute && name_is(h->name, "Host"))
@@ -544,6 +593,8 @@ static int build_request_head(struct http_conn *c, const struct http1_message *m
         rc |= fwd_puts(f, "Connection: keep-alive\r\n");
     }
     rc |= fwd_puts(f, "\r\n");
+    if (dropped)
+        atomic_fetch_add_explicit(&c->l->ctr->underscore_dropped[0], dropped, memory_order_relaxed);
     return rc ? -1 : 0;
 }
 
@@ -591,13 +642,18 @@ static void request_reset(struct http_conn *c)
     c->resp_bytes = 0;
     c->want_upgrade = false;
     c->fwd_sent = 0;
+    c->started_us = 0;
+    body_clock_stop(c);
+    /* A request refused before parsing must not be logged with the fields
+     * of the one before it on this connection. */
+    if (c->log)
+        c->log->line[0] = c->log->referer[0] = c->log->user_agent[0] = c->log->host[0] = '\0';
 }
 
 static void handle_request(struct http_conn *c, struct http1_message *m)
 {
     struct worker *w = c->w;
     atomic_fetch_add_explicit(&c->l->ctr->requests, 1, memory_order_relaxed);
-    c->started_us = now_us();
     c->method = m->method;
     c->http10 = m->version_minor == 0;
     c->head_len = m->head_len;
@@ -640,6 +696,8 @@ static void handle_request(struct http_conn *c, struct http1_message *m)
     }
     c->sticky_idx = p->cfg->sticky_cookie ? sticky_backend(w, p, m) : -1;
     c->state = C_FORWARD;
+    if (!c->req_done)
+        body_clock_start(c);
     request_start_upstream(c);
 }
 
@@ -912,7 +970,7 @@ static int put_head_line(struct buf *o, struct http1_slice name, struct http1_sl
 
 /* Status line and end-to-end header fields of a response, without the
  * final empty line. */
-static int put_status_and_headers(struct buf *o, const struct http1_message *m)
+static int put_status_and_headers(struct buf *o, const struct http1_message *m, struct listener_rt *l)
 {
     char line[16] = "HTTP/1.1 000 ";
     line[9] = (char)('0' + m->status / 100);
@@ -928,6 +986,15 @@ static int put_status_and_headers(struct buf *o, const struct http1_message *m)
         const struct http1_header *h = &m->headers[i];
         if (hop[i])
             continue;
+        if (http1_is_framing_lookalike(h->name)) {
+            /* "Transfer_Encoding: chunked" beside the Content-Length we
+             * set: harmless to a client that reads names as they are,
+             * a second framing to one that folds '_' into '-'. It has no
+             * legitimate use, so it goes whatever the listener allows in
+             * requests; other '_' names in responses pass. */
+            atomic_fetch_add_explicit(&l->ctr->underscore_dropped[1], 1, memory_order_relaxed);
+            continue;
+        }
         if (name_is(h->name, "Content-Length")) {
             has_cl = true; /* sent once, normalized, below */
             continue;
@@ -950,7 +1017,7 @@ static int build_response_head(struct http_conn *c, const struct http1_message *
     struct buf *o = &c->out;
     if (buf_alloc(o, c->l->cfg->limits.max_header_size + HEAD_SLACK) < 0)
         return -1;
-    int rc = put_status_and_headers(o, m);
+    int rc = put_status_and_headers(o, m, c->l);
     if (m->status == 101) {
         const struct http1_header *up = http1_find_header(m, "Upgrade");
         rc |= buf_append(o, "Connection: upgrade\r\n", 21);
@@ -1008,7 +1075,7 @@ static int response_parse_head(struct http_conn *c)
                 return 0;
             /* The rewrite adds at most one byte per field (": " after a bare
              * ':'), so with the room checked above this cannot fail half-way. */
-            if (put_status_and_headers(&c->out, m) || buf_append(&c->out, "\r\n", 2))
+            if (put_status_and_headers(&c->out, m, c->l) || buf_append(&c->out, "\r\n", 2))
                 return -1;
         }
         buf_consume(&u->in, m->head_len);
@@ -1193,6 +1260,7 @@ static void conn_close(struct http_conn *c)
     idle_remove(c);
     all_remove(c);
     ev_timer_stop(c->w->loop, &c->timer);
+    body_clock_stop(c);
     ev_io_stop(c->w->loop, &c->io);
     close(c->fd);
     c->fd = -1;
@@ -1205,6 +1273,7 @@ static void conn_close(struct http_conn *c)
  * close into a reset that could destroy the response in flight. */
 static void conn_start_linger(struct http_conn *c)
 {
+    body_clock_stop(c);
     shutdown(c->fd, SHUT_WR);
     c->state = C_LINGER;
     c->in.start = c->in.end = 0;
@@ -1214,7 +1283,7 @@ static void conn_start_linger(struct http_conn *c)
 /* The response is fully written: log, release, and go on with the next request. */
 static void request_finish(struct http_conn *c)
 {
-    write_access_log(c);
+    write_access_log(c, NULL);
     bool reusable = c->resp_keep_upstream && c->req_done && c->up && !c->up->eof &&
                     buf_len(&c->up->in) == 0;
     request_detach_upstream(c, reusable);
@@ -1237,6 +1306,8 @@ static void conn_set_interest(struct http_conn *c)
     struct ev_loop *loop = c->w->loop;
     uint32_t cev = 0, uev = 0;
     struct upstream_conn *u = c->up;
+    if (c->body_clock)
+        body_clock_update(c);
     switch (c->state) {
     case C_READ_HEAD:
         if (!c->client_eof && !buf_full(&c->in))
@@ -1299,6 +1370,9 @@ static bool conn_try_parse(struct http_conn *c)
     if (!buf_len(&c->in))
         return false;
     idle_remove(c);
+    /* Durations in the access log count from the first byte of the request. */
+    if (!c->started_us)
+        c->started_us = now_us();
     struct http1_limits lim = limits_of(c->l->cfg);
     struct http1_message *m = c->w->scratch;
     /* The parser starts over on every call; a client sending its head a
@@ -1490,8 +1564,11 @@ static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
                 return;
             }
             ssize_t n = read_into(c->fd, &c->in);
-            if (n > 0)
+            if (n > 0) {
                 atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
+                if (c->body_clock)
+                    c->body_rcvd += (uint64_t)n;
+            }
             if (n == 0) {
                 c->client_eof = true;
             } else if (n == -1 && errno != EAGAIN) {
@@ -1610,6 +1687,99 @@ static bool toa_client_of(const struct cfg_listener *cfg, int fd, struct sockadd
     return rc;
 }
 
+/* ---------- the request body deadline ---------- */
+
+/* The body must be in within timeouts.client_body of the end of the head,
+ * plus 1/limits.min_body_rate s for every byte received (a big body on a
+ * slow link goes on as long as it keeps that average), plus the time the
+ * client could not send because our buffer was full: the backend not
+ * taking the body is no fault of the client's. Unlike the connection's
+ * timer, which every byte pushes back, nothing resets this one, so a
+ * client dripping a body holds its connection and a backend connection
+ * for a bounded time. */
+static uint64_t body_deadline(const struct http_conn *c, uint64_t now)
+{
+    const struct cfg_listener *cfg = c->l->cfg;
+    uint64_t due = c->body_since + cfg->timeouts.client_body_ms + c->body_paused_ms;
+    if (c->body_paused)
+        due += now - c->body_paused_at;
+    if (cfg->limits.min_body_rate)
+        due += c->body_rcvd * 1000 / cfg->limits.min_body_rate;
+    return due;
+}
+
+static void body_clock_start(struct http_conn *c)
+{
+    c->body_clock = true;
+    c->body_paused = false;
+    c->body_paused_ms = 0;
+    c->body_since = ev_now(c->w->loop);
+    /* Body bytes that came with the head count as received. */
+    c->body_rcvd = buf_len(&c->in) - c->head_len;
+    ev_timer_start(c->w->loop, &c->body_timer, c->l->cfg->timeouts.client_body_ms);
+}
+
+static void body_clock_stop(struct http_conn *c)
+{
+    c->body_clock = false;
+    ev_timer_stop(c->w->loop, &c->body_timer);
+}
+
+/* Every byte of the body is in (validated), or no longer wanted. */
+static bool request_body_received(const struct http_conn *c)
+{
+    switch (c->req_body) {
+    case HTTP1_BODY_LENGTH:
+        return c->req_left == 0;
+    case HTTP1_BODY_CHUNKED:
+        return c->req_chunk.done;
+    default:
+        return true;
+    }
+}
+
+/* After every step of a connection: stop the clock once the body is in,
+ * and keep track of the time the client was held up by our full buffer. */
+static void body_clock_update(struct http_conn *c)
+{
+    if (c->state != C_FORWARD || c->req_abandoned || c->req_done || request_body_received(c)) {
+        body_clock_stop(c);
+        return;
+    }
+    bool held_up = buf_full(&c->in);
+    uint64_t now = ev_now(c->w->loop);
+    if (held_up && !c->body_paused) {
+        c->body_paused = true;
+        c->body_paused_at = now;
+    } else if (!held_up && c->body_paused) {
+        c->body_paused = false;
+        c->body_paused_ms += now - c->body_paused_at;
+    }
+}
+
+static void body_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct http_conn *c = t->data;
+    if (!c->body_clock)
+        return;
+    uint64_t now = ev_now(loop), due = body_deadline(c, now);
+    if (now < due) {
+        /* Bytes arrived, or the client was held up, since it was set. */
+        ev_timer_start(loop, t, due - now);
+        return;
+    }
+    body_clock_stop(c);
+    struct listener_counters *lc = c->l->ctr;
+    atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&lc->body_timeouts, 1, memory_order_relaxed);
+    /* The backend has half a request it will never see the end of: close
+     * that connection rather than pool it. */
+    request_detach_upstream(c, false);
+    /* 408 if no response has started, else send_error closes. */
+    send_error(c, 408, "the request body did not arrive in time (timeouts.client_body)");
+    conn_set_interest(c);
+}
+
 static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
 {
     struct http_conn *c = t->data;
@@ -1701,10 +1871,11 @@ void http_accept(struct listener_rt *l)
         addr_ip_string((struct sockaddr *)&ss, c->peer_ip, sizeof c->peer_ip);
         if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
             memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
+        ev_timer_init(&c->timer, conn_timeout, c);
+        ev_timer_init(&c->body_timer, body_timeout, c);
         request_reset(c);
         all_add(c);
         ev_io_init(&c->io, fd, client_event, c);
-        ev_timer_init(&c->timer, conn_timeout, c);
         worker_conn_opened(w, l);
         atomic_fetch_add_explicit(&l->ctr->connections, 1, memory_order_relaxed);
         c->head_deadline = ev_now(w->loop) + l->cfg->timeouts.client_header_ms;

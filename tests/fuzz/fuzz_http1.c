@@ -79,6 +79,12 @@ static void check_message(const struct setup *s, const char *buf, size_t len, en
         CHECK(memchr(h->value.p, '\r', h->value.len) == NULL && memchr(h->value.p, '\n', h->value.len) == NULL);
         (void)http1_is_hop_by_hop(m, h->name);
         (void)http1_has_token(h->value, "close");
+        /* A framing look-alike has a '_', and is never the real (hop-by-hop
+         * or Content-Length) name. */
+        bool underscore = http1_name_has_underscore(h->name);
+        CHECK(underscore == (memchr(h->name.p, '_', h->name.len) != NULL));
+        if (http1_is_framing_lookalike(h->name))
+            CHECK(underscore && !http1_is_hop_by_hop(m, h->name));
     }
     if (s->mode == MODE_REQUEST) {
         CHECK(m->method_str.len > 0 && m->target.len > 0);

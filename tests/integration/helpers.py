@@ -111,3 +111,17 @@ def fresh_get(port, path="/", headers=None, timeout=5.0, source_ip=None, method=
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
     finally:
         conn.close()
+
+
+def metric(admin_port, name, **labels):
+    """The value of one sample on /metrics (0 when absent), its labels matched
+    exactly (label values here hold no commas)."""
+    status, raw = admin(admin_port, "GET", "/metrics")
+    assert status == 200, (status, raw[:200])
+    want = sorted('%s="%s"' % kv for kv in labels.items())
+    for line in raw.decode().splitlines():
+        key, _, value = line.rpartition(" ")
+        sample, _, label_text = key.partition("{")
+        if sample == name and sorted(p for p in label_text.rstrip("}").split(",") if p) == want:
+            return float(value)
+    return 0.0

@@ -632,12 +632,16 @@ class RssSampler:
 # ---------------------------------------------------------------- config
 
 def http_config(port, pools, routes=None, default_pool=None, timeouts=None, limits=None,
-                retries=0, keepalive=None, workers=1):
+                retries=0, keepalive=None, workers=1, admin_port=None, listener_extra=None,
+                log_level="warn"):
     """YAML for one http listener on 127.0.0.1:port.
 
     pools: {name: [addr, ...]}; routes: [(host or None, path_prefix or None, pool)];
-    timeouts/limits: {key: value} written as given ("500ms", "16k")."""
-    y = "workers: %d\nadmin: { listen: off }\nlog: { level: warn }\npools:\n" % workers
+    timeouts/limits: {key: value} written as given ("500ms", "16k");
+    admin_port: serve the admin API (and /metrics) there; listener_extra:
+    {key: value} lines added to the listener as given."""
+    admin_listen = "127.0.0.1:%d" % admin_port if admin_port else "off"
+    y = "workers: %d\nadmin: { listen: %s }\nlog: { level: %s }\npools:\n" % (workers, admin_listen, log_level)
     for name, addrs in pools.items():
         y += "  - name: %s\n    retries: %d\n    passive: { max_fails: 0 }\n" % (name, retries)
         if keepalive is not None:
@@ -658,4 +662,6 @@ def http_config(port, pools, routes=None, default_pool=None, timeouts=None, limi
         y += "    timeouts: { %s }\n" % ", ".join("%s: %s" % kv for kv in timeouts.items())
     if limits:
         y += "    limits: { %s }\n" % ", ".join("%s: %s" % kv for kv in limits.items())
+    for key, value in (listener_extra or {}).items():
+        y += "    %s: %s\n" % (key, value)
     return y

@@ -123,12 +123,14 @@ static const char full_yaml[] =
     "        pool: api\n"
     "      - host: \"*.example.com\"\n"
     "        pool: app\n"
-    "    timeouts: { connect: 2s, client_header: 5s, idle: 2m, upstream_response: 1h, udp_session: 45s }\n"
+    "    timeouts: { connect: 2s, client_header: 5s, idle: 2m, upstream_response: 1h, udp_session: 45s,"
+    " client_body: 90s }\n"
     "    limits: { max_request_line: 4k, max_header_size: 64k, max_headers: 50, buffer_size: 32k,"
-    " max_connections: 500 }\n"
+    " max_connections: 500, min_body_rate: 4k }\n"
     "    access_log: stdout\n"
     "    access_log_format: json\n"
     "    splice: false\n"
+    "    allow_underscores_in_headers: true\n"
     "  - name: dns\n"
     "    listen: 0.0.0.0:8080\n"
     "    protocol: udp\n"
@@ -201,11 +203,14 @@ static void test_full_config(void **state)
     assert_int_equal(l->timeouts.idle_ms, 120000);
     assert_int_equal(l->timeouts.upstream_response_ms, 3600000);
     assert_int_equal(l->timeouts.udp_session_ms, 45000);
+    assert_int_equal(l->timeouts.client_body_ms, 90000);
     assert_int_equal(l->limits.max_request_line, 4096);
     assert_int_equal(l->limits.max_header_size, 65536);
     assert_int_equal(l->limits.max_headers, 50);
     assert_int_equal(l->limits.buffer_size, 32768);
     assert_int_equal(l->limits.max_connections, 500);
+    assert_int_equal(l->limits.min_body_rate, 4096);
+    assert_true(l->allow_underscores);
     assert_string_equal(l->access_log, "stdout");
     assert_int_equal(l->access_log_format, ACCESS_LOG_JSON);
     assert_false(l->splice);
@@ -260,11 +265,15 @@ static void test_defaults(void **state)
     assert_int_equal(l->timeouts.idle_ms, 60000);
     assert_int_equal(l->timeouts.upstream_response_ms, 30000);
     assert_int_equal(l->timeouts.udp_session_ms, 30000);
+    /* A body dripped a byte at a time is cut after a minute. */
+    assert_int_equal(l->timeouts.client_body_ms, 60000);
     assert_int_equal(l->limits.max_request_line, 8192);
     assert_int_equal(l->limits.max_header_size, 32768);
     assert_int_equal(l->limits.max_headers, 100);
     assert_int_equal(l->limits.buffer_size, 16384);
     assert_int_equal(l->limits.max_connections, 10000);
+    assert_int_equal(l->limits.min_body_rate, 1024);
+    assert_false(l->allow_underscores);
     assert_null(l->access_log);
     assert_int_equal(l->access_log_format, ACCESS_LOG_COMBINED);
     assert_true(l->splice);
@@ -564,6 +573,17 @@ static const struct {
     { MIN_POOLS MIN_LISTENERS "    limits:\n      max_request_line: 64k\n",
       "t.yaml:9: listeners[0].limits.max_request_line: must not be larger than max_header_size (32k)" },
     { MIN_POOLS MIN_LISTENERS "    splice: yes\n", "t.yaml:8: listeners[0].splice: expected true or false, got \"yes\"" },
+    { MIN_POOLS MIN_LISTENERS "    timeouts: {client_body: 25h}\n",
+      "t.yaml:8: listeners[0].timeouts.client_body: must be from 1ms to 24h, got \"25h\"" },
+    { MIN_POOLS MIN_LISTENERS "    limits: {min_body_rate: 2g}\n",
+      "t.yaml:8: listeners[0].limits.min_body_rate: must be from 0 to 1g, got \"2g\"" },
+    { MIN_POOLS MIN_LISTENERS "    limits: {min_body_rate: fast}\n",
+      "t.yaml:8: listeners[0].limits.min_body_rate: expected a size like \"512\", \"16k\" or \"1m\", got \"fast\"" },
+    { MIN_POOLS MIN_LISTENERS "    allow_underscores_in_headers: on\n",
+      "t.yaml:8: listeners[0].allow_underscores_in_headers: expected true or false, got \"on\"" },
+    { MIN_POOLS "listeners:\n  - {name: t, listen: 1.2.3.4:80, protocol: tcp, pool: app,\n"
+      "     allow_underscores_in_headers: true}\n",
+      "t.yaml:6: listeners[0].allow_underscores_in_headers: only for http listeners (protocol is tcp)" },
     { MIN_POOLS MIN_LISTENERS "    access_log_format: xml\n",
       "t.yaml:8: listeners[0].access_log_format: expected combined or json, got \"xml\"" },
     { "listeners: []\npools: []\nlisteners: []\n", "t.yaml:3: listeners: duplicate key (first set on line 1)" },

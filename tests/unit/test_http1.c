@@ -786,6 +786,46 @@ static void test_hop_by_hop(void **state)
     assert_int_equal(skip[2], 0); /* no Connection field names it here */
 }
 
+static bool name_has_underscore(const char *n)
+{
+    return http1_name_has_underscore((struct http1_slice){ n, strlen(n) });
+}
+
+static bool framing_lookalike(const char *n)
+{
+    return http1_is_framing_lookalike((struct http1_slice){ n, strlen(n) });
+}
+
+/* Underscore names are valid tokens (the parser keeps them); the proxy
+ * decides what to forward with these two helpers. */
+static void test_underscore_names(void **state)
+{
+    req_ok("GET / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent-Length: 0\r\nX_Y: 1\r\n\r\n");
+    assert_int_equal(msg.body, HTTP1_BODY_LENGTH);
+    assert_int_equal(msg.n_headers, 4);
+    assert_true(http1_name_has_underscore(msg.headers[1].name));
+    assert_false(http1_name_has_underscore(msg.headers[2].name));
+    assert_true(http1_name_has_underscore(msg.headers[3].name));
+    assert_true(name_has_underscore("_"));
+    assert_true(name_has_underscore("a_"));
+    assert_false(name_has_underscore("X-Forwarded-For"));
+    assert_false(http1_name_has_underscore((struct http1_slice){ "x_", 0 }));
+
+    static const char *twins[] = {
+        "Transfer_Encoding", "TRANSFER_ENCODING", "transfer_encoding", "Content_Length", "content_length",
+        "Keep_Alive", "Proxy_Connection", "proxy_connection",
+    };
+    static const char *others[] = {
+        "Transfer-Encoding", "Content-Length", "Keep-Alive", "Proxy-Connection", "Connection", "TE",
+        "Transfer_Encodings", "Transfer__Encoding", "X_Transfer_Encoding", "Content_Type", "X_Forwarded_For",
+        "Transfer_Encodin", "_ransfer-Encoding",
+    };
+    for (size_t i = 0; i < sizeof twins / sizeof twins[0]; i++)
+        assert_true(framing_lookalike(twins[i]));
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        assert_false(framing_lookalike(others[i]));
+}
+
 static void test_method_idempotent(void **state)
 {
     assert_true(http1_method_idempotent(HTTP1_M_GET));
@@ -1116,6 +1156,7 @@ int main(void)
         cmocka_unit_test(test_response_errors),
         cmocka_unit_test(test_find_header_and_tokens),
         cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_underscore_names),
         cmocka_unit_test(test_method_idempotent),
         cmocka_unit_test(test_chunked_valid),
         cmocka_unit_test(test_chunked_incomplete),
