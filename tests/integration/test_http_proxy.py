@@ -443,7 +443,7 @@ def test_connect_timeout(sluice):
             r = c.read_response()
             took = time.monotonic() - t0
         assert r.status in (502, 504), r.raw_head
-        assert 0.25 < took < 2.5, took
+        assert 0.25 < took < 8, took   # fired, and not the 30 s of any other timer
     finally:
         hole.close()
 
@@ -477,7 +477,7 @@ def test_client_header_timeout_slowloris(sluice, backends):
         got += recv_until_close(s, timeout=3)
     assert got.startswith(b"HTTP/1.1 408 "), got
     assert b"Connection: close" in got
-    assert 0.4 < took < 2.0, took
+    assert 0.4 < took < 8, took   # fired, and not the 60 s idle timer
     assert b.count() == 0
 
 
@@ -490,9 +490,9 @@ def test_idle_keepalive_timeout(sluice, backends):
         assert c.read_response().status == 200
         t0 = time.monotonic()
         assert not is_closed(c.sock, 0.3)      # not before the idle time...
-        assert is_closed(c.sock, 3)            # ...but soon after it
+        assert is_closed(c.sock, 8)            # ...but after it, not after another timer
         took = time.monotonic() - t0
-    assert 0.4 < took < 1.5, took
+    assert 0.4 < took < 8, took
 
 
 def test_idle_timeout_before_first_request(sluice, backends):
@@ -500,8 +500,8 @@ def test_idle_timeout_before_first_request(sluice, backends):
     proxy = start_proxy(sluice, {"app": [b.address]}, timeouts={"idle": "500ms", "client_header": "800ms"})
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         t0 = time.monotonic()
-        assert is_closed(s, 4)
-        assert time.monotonic() - t0 < 1.5
+        assert is_closed(s, 8)
+        assert 0.4 < time.monotonic() - t0 < 8   # a short timer fired, not the defaults' 10 s or 60 s
 
 
 def test_upstream_response_timeout(sluice, raw_servers):
@@ -513,7 +513,7 @@ def test_upstream_response_timeout(sluice, raw_servers):
         r = c.read_response()
         took = time.monotonic() - t0
     assert r.status == 504
-    assert 0.4 < took < 2.0, took
+    assert 0.4 < took < 8, took   # the 500 ms timer fired (no other timer in play is under 10 s)
     assert srv.connections() == 1   # GET is idempotent, but a timeout is not retried
 
 
@@ -873,7 +873,7 @@ def test_stalled_request_body_is_408(sluice, raw_servers):
         took = time.monotonic() - t0
         assert r.status == 408 and r.header("connection") == "close"
         assert is_closed(c.sock, 3)
-    assert 0.4 < took < 2.0, took
+    assert 0.4 < took < 8, took   # the 500 ms timer fired (no other timer in play is under 10 s)
 
 
 def test_stalled_response_body_cuts_the_connection(sluice, raw_servers):
@@ -890,7 +890,7 @@ def test_stalled_response_body_cuts_the_connection(sluice, raw_servers):
         data = recv_until_close(s, timeout=5)
         took = time.monotonic() - t0
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nten bytes.")
-    assert 0.4 < took < 2.0, took
+    assert 0.4 < took < 8, took   # the 500 ms timer fired (no other timer in play is under 10 s)
 
 
 def test_random_garbage_does_not_hurt(sluice, backends):
