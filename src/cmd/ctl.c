@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/addr.h"
+#include "lib/addr.h"
 #include "core/config.h"
 
 #define REPLY_MAX (8u << 20)

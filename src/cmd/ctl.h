@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "core/addr.h"
+#include "lib/addr.h"
 
 /* verb is "status", "pools" or "backend"; argv[0] is the verb. */
 int ctl_main(const char *verb, int argc, char **argv);

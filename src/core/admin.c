@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "proxy/http1.h"
+#include "lib/http1.h"
 
 #define CT_JSON "application/json"
 #define CT_METRICS "text/plain; version=0.0.4"

@@ -20,7 +20,7 @@
 
 #include <jansson.h>
 
-#include "core/addr.h"
+#include "lib/addr.h"
 #include "core/config.h"
 #include "core/evloop.h"
 #include "core/shared.h"

@@ -737,11 +737,6 @@ static bool resolve_pool(struct ctx *c, const struct ynode *v, size_t *out)
  * Enum spellings, indexed by the enum values.
  */
 
-static const char *const algorithm_names[] = {
-    [LB_ROUND_ROBIN] = "round_robin", [LB_LEAST_CONN] = "least_conn",
-    [LB_P2C] = "p2c",                 [LB_HASH] = "hash",
-    NULL,
-};
 static const char *const level_names[] = {
     [LOG_DEBUG] = "debug", [LOG_INFO] = "info", [LOG_WARN] = "warn", [LOG_ERROR] = "error", NULL,
 };
@@ -754,11 +749,6 @@ static const char *const proto_names[] = {
 static const char *const format_names[] = {
     [ACCESS_LOG_COMBINED] = "combined", [ACCESS_LOG_JSON] = "json", NULL,
 };
-
-const char *lb_algorithm_name(enum lb_algorithm a)
-{
-    return (unsigned)a <= LB_HASH ? algorithm_names[a] : "unknown";
-}
 
 const char *log_level_name(enum log_level l)
 {
@@ -1195,7 +1185,7 @@ static void pool_field(struct ctx *c, int key, const struct ynode *v, void *obj)
             st->name_line = v->line;
         break;
     case POK_ALGORITHM:
-        if (get_enum(c, v, algorithm_names, &alg))
+        if (get_enum(c, v, lb_algorithm_names, &alg))
             p->algorithm = (enum lb_algorithm)alg;
         break;
     case POK_HASH_KEY:

@@ -13,14 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/addr.h"
-
-enum lb_algorithm {
-    LB_ROUND_ROBIN,   /* smooth weighted round-robin ("round_robin") */
-    LB_LEAST_CONN,    /* least active connections, weighted ("least_conn") */
-    LB_P2C,           /* power of two random choices on outstanding requests ("p2c") */
-    LB_HASH,          /* consistent hash on a key, weighted Maglev ("hash") */
-};
+#include "lib/addr.h"
+#include "lib/balance.h"
 
 enum hash_key_kind {
     HASH_KEY_CLIENT_IP, /* "client_ip" */
@@ -245,7 +239,6 @@ size_t config_check_files(const struct sl_config *cfg, unsigned which, struct co
 /* Lookups used after loading. */
 int config_pool_index(const struct sl_config *cfg, const char *name);
 
-const char *lb_algorithm_name(enum lb_algorithm a);
 const char *log_level_name(enum log_level l);
 const char *l4_fwd_mode_name(enum l4_fwd_mode m);
 const char *l4_scheduler_name(enum l4_scheduler s);

@@ -52,7 +52,7 @@
 #include "core/evloop.h"
 #include "core/health.h"
 #include "core/log.h"
-#include "core/maglev.h"
+#include "lib/maglev.h"
 #include "core/shared.h"
 #include "l4/daemon_priv.h"
 #include "l4/loader.h"

@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "cmd/ctl.h"
-#include "core/addr.h"
+#include "lib/addr.h"
 #include "core/config.h"
 #include "l4/daemon.h"
 #include "l4/decap.h"

@@ -24,7 +24,7 @@ L4_SKELS    := $(L4_BPF_SRC:src/l4/bpf/%.bpf.c=$(L4_OUT)/%.skel.h)
 L4_USER_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -I$(L4_OUT) -Itests/bpf \
                   -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -g -O2
 L4_USER_LIBS    = $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz
-L4_CORE_SRC    := src/core/maglev.c src/core/hash.c
+L4_LIB_SRC    := src/lib/maglev.c src/lib/hash.c
 L4_TESTLIB     := tests/bpf/l4_testlib.c
 L4_TESTLIB_HDR := tests/bpf/l4_testlib.h
 
@@ -47,17 +47,17 @@ $(L4_OUT)/%.skel.h: $(L4_OUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $(subst .bpf.o,,$(notdir $<)) > $@.tmp
 	@mv $@.tmp $@
 
-# (src/core/toa_lookup.c: the TOA fixtures test the lookup helper too;
+# (src/proxy/toa_lookup.c: the TOA fixtures test the lookup helper too;
 # src/l4/conns.c: and the connection counts.)
 $(L4_OUT)/test_forwarder: tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
-                          $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/core/toa_lookup.c src/core/toa_lookup.h \
+                          $(L4_LIB_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/proxy/toa_lookup.c src/proxy/toa_lookup.h \
                           src/l4/conns.c src/l4/conns.h
-	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_CORE_SRC) src/core/toa_lookup.c \
+	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_LIB_SRC) src/proxy/toa_lookup.c \
 	      src/l4/conns.c $(L4_USER_LIBS)
 
 $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
-                    $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS)
-	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_CORE_SRC) $(L4_USER_LIBS)
+                    $(L4_LIB_SRC) $(L4_BPF_HDRS) $(L4_SKELS)
+	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_LIB_SRC) $(L4_USER_LIBS)
 
 test-bpf: $(L4_OUT)/test_forwarder
 	@$(L4_OUT)/test_forwarder
@@ -101,8 +101,8 @@ build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h
 # non-root they print "skip: ..." and exit 0 (tests/run.sh counts a skip).
 L4_FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c))
 
-$(L4_FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) $(L4_CORE_SRC) $(L4_BPF_HDRS) \
+$(L4_FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) $(L4_LIB_SRC) $(L4_BPF_HDRS) \
                 $(L4_SKELS) src/l4/decap.h tests/fuzz/l4_fuzz_report.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(BASEFLAGS) -Wno-unknown-warning-option -I$(L4_OUT) -Itests/bpf -O1 \
-	      -fsanitize=fuzzer,address,undefined -o $@ $< $(L4_TESTLIB) $(L4_CORE_SRC) $(L4_USER_LIBS)
+	      -fsanitize=fuzzer,address,undefined -o $@ $< $(L4_TESTLIB) $(L4_LIB_SRC) $(L4_USER_LIBS)

@@ -10,7 +10,7 @@
 
 #include <bpf/bpf.h>
 
-#include "core/maglev.h"
+#include "lib/maglev.h"
 
 void l4_addr16(__be32 out[4], const struct sockaddr *sa)
 {

@@ -33,11 +33,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/buffer.h"
+#include "lib/buffer.h"
 #include "core/log.h"
-#include "core/toa_lookup.h"
+#include "proxy/toa_lookup.h"
 #include "proxy/access_log.h"
-#include "proxy/http1.h"
+#include "lib/http1.h"
 #include "proxy/http_route.h"
 
 #define LINGER_MS 2000

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/hash.h"
+#include "lib/hash.h"
 
 static bool name_is(struct http1_slice n, const char *lit)
 {

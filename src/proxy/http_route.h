@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
-#include "proxy/http1.h"
+#include "lib/http1.h"
 
 /* The host a request is for: the authority of an absolute-form target
  * wins over the Host header (RFC 9112 §3.2.2), as it does at the backend,

@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/addr.h"
-#include "core/hash.h"
+#include "lib/addr.h"
+#include "lib/hash.h"
 #include "core/log.h"
 #include "proxy/access_log.h"
 

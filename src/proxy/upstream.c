@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/balance.h"
+#include "lib/balance.h"
 #include "core/log.h"
 #include "proxy/worker.h"
 

@@ -13,11 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/balance.h"
-#include "core/hash.h"
+#include "lib/balance.h"
+#include "lib/hash.h"
 #include "core/log.h"
 #include "proxy/access_log.h"
-#include "proxy/http1.h"
+#include "lib/http1.h"
 #include "proxy/http_proxy.h"
 #include "proxy/stream.h"
 

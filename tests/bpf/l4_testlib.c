@@ -11,7 +11,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "core/maglev.h"
+#include "lib/maglev.h"
 #include "forwarder.skel.h"
 #include "l4/bpf/l4_hash.h"
 

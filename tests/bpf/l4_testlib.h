@@ -137,7 +137,7 @@ int tl_set_real_port(struct tl_env *e, uint32_t idx, uint16_t port);
 int tl_set_pool(struct tl_env *e, uint32_t svc, const char *const *addrs, size_t n, uint16_t pmin, uint16_t pmax);
 
 /* A service at slot `svc` with table id `table`: VIP key, meta, and a
- * Maglev table built by src/core/maglev.c over reals[]/weights[]. */
+ * Maglev table built by src/lib/maglev.c over reals[]/weights[]. */
 int tl_add_service(struct tl_env *e, uint32_t svc, uint32_t table, const char *vip, uint16_t port,
                    uint8_t proto, uint8_t mode, uint16_t flags, const uint32_t *reals,
                    const uint32_t *weights, size_t n);

@@ -29,9 +29,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "core/maglev.h"
+#include "lib/maglev.h"
 #include "l4/bpf/l4_hash.h"
-#include "core/toa_lookup.h"
+#include "proxy/toa_lookup.h"
 #include "toa.skel.h"
 #include "decap.skel.h"
 #include "l4/bpf/l4_maps.h"

@@ -1,4 +1,4 @@
-/* libFuzzer target for proxy/http1.
+/* libFuzzer target for lib/http1.
  *
  * Input: byte 0 picks the parser (% 3: request, response, chunked), byte 1
  * picks limits (< 0x40: tiny ones so 414/431 are reachable; else defaults)
@@ -10,7 +10,7 @@
  * buffer is sound), the http1_head_ready() shortcut never hides a complete
  * head, and the chunked validator gives the same answer however its input is
  * split. Prefixes are parsed from exact-size copies so ASan sees over-reads. */
-#include "proxy/http1.h"
+#include "lib/http1.h"
 
 #include <stdio.h>
 #include <stdlib.h>

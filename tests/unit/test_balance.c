@@ -1,4 +1,4 @@
-/* Unit tests for core/balance: weight shares over 10^6 picks for every
+/* Unit tests for lib/balance: weight shares over 10^6 picks for every
  * algorithm (idle and under a simulated load), exclusion, weight 0, SWRR
  * ordering and state retention. */
 #include <setjmp.h>
@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/balance.h"
-#include "core/hash.h"
-#include "core/maglev.h"
+#include "lib/balance.h"
+#include "lib/hash.h"
+#include "lib/maglev.h"
 
 #define PICKS 1000000u
 #define SHARE_TOLERANCE 0.01

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/buffer.h"
+#include "lib/buffer.h"
 #include "core/evloop.h"
 
 static int fired[16];

@@ -1,4 +1,4 @@
-/* Unit tests for proxy/http1: the request/response head parsers and the
+/* Unit tests for lib/http1: the request/response head parsers and the
  * chunked framing validator. Each strictness rule has accept and reject
  * cases; incremental feeding is checked by parsing exact-size copies of every
  * prefix (the parser is stateless, so a split at byte k is the prefix k). */
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/http1.h"
+#include "lib/http1.h"
 
 static struct http1_message msg;   /* 4 KiB of headers: keep it off the stack */
 

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "core/hash.h"
+#include "lib/hash.h"
 #include "proxy/http_route.h"
 
 static struct http1_message msg;

@@ -1,6 +1,6 @@
-/* Unit tests for core/maglev (table size, determinism, order independence,
+/* Unit tests for lib/maglev (table size, determinism, order independence,
  * disruption on removal and addition, weighted shares, build time) and for
- * the core/hash primitives it is built on. */
+ * the lib/hash primitives it is built on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/hash.h"
-#include "core/maglev.h"
+#include "lib/hash.h"
+#include "lib/maglev.h"
 
 #define MAX_BACKENDS 128
 #define SHARE_TOLERANCE 0.01

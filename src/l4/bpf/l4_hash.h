@@ -83,7 +83,7 @@ L4_INLINE __u32 l4_src_hash(const __be32 src[4], __u32 seed)
 }
 
 /* The Maglev slot of a hash within one table of m slots. User space gets
- * the same answer from maglev_lookup(table, m, hash) in src/core/maglev.h. */
+ * the same answer from maglev_lookup(table, m, hash) in src/lib/maglev.h. */
 L4_INLINE __u32 l4_maglev_slot(__u32 hash, __u32 m)
 {
     return hash % m;

@@ -29,7 +29,7 @@
 
 /* Maglev: M must be prime. 65537 is the paper's and Katran's size; the
  * control plane picks a larger prime when 100 x reals exceeds it
- * (maglev_table_size() in src/core/maglev.h) and sets maglev_m in .rodata
+ * (maglev_table_size() in src/lib/maglev.h) and sets maglev_m in .rodata
  * and the maglev map's size to maglev_tables * M before loading. */
 #define L4_MAGLEV_DEFAULT_M      65537u
 /* Two tables per service: the control plane fills the idle one and then

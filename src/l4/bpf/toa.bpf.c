@@ -10,7 +10,7 @@
  *
  * in the pinned LRU hash `sluice_toa`, keyed the way the accepting socket
  * sees its connection (getsockname / getpeername), so user space can ask
- * "who is the real client of this accepted socket" (src/core/toa_lookup.h).
+ * "who is the real client of this accepted socket" (src/proxy/toa_lookup.h).
  *
  * Why tc ingress and not sockops: the option is only on the SYN, and a
  * sockops program only sees a SYN's options when the listener saves SYNs

@@ -1,6 +1,6 @@
 /* Socket addresses: parse "host:port" / "[v6]:port", format, compare. */
-#ifndef SLUICE_CORE_ADDR_H
-#define SLUICE_CORE_ADDR_H
+#ifndef SLUICE_LIB_ADDR_H
+#define SLUICE_LIB_ADDR_H
 
 #include <stdbool.h>
 #include <stdint.h>

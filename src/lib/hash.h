@@ -8,8 +8,8 @@
  * where that matters. The output is stable across runs and machines for the
  * same (data, len, seed), which Maglev relies on.
  */
-#ifndef SLUICE_CORE_HASH_H
-#define SLUICE_CORE_HASH_H
+#ifndef SLUICE_LIB_HASH_H
+#define SLUICE_LIB_HASH_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* See hash.h. Little-endian reads are used on every host so the hash value of
  * a given byte string is the same everywhere (Maglev tables must agree
  * between nodes). */
-#include "core/hash.h"
+#include "lib/hash.h"
 
 #include <string.h>
 

@@ -6,13 +6,25 @@
  * backend array. The caller owns health, draining and ejection and expresses
  * them as effective weights through lb_set_weights() (0 = unavailable).
  */
-#ifndef SLUICE_CORE_BALANCE_H
-#define SLUICE_CORE_BALANCE_H
+#ifndef SLUICE_LIB_BALANCE_H
+#define SLUICE_LIB_BALANCE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+enum lb_algorithm {
+    LB_ROUND_ROBIN,   /* smooth weighted round-robin ("round_robin") */
+    LB_LEAST_CONN,    /* least active connections, weighted ("least_conn") */
+    LB_P2C,           /* power of two random choices on outstanding requests ("p2c") */
+    LB_HASH,          /* consistent hash on a key, weighted Maglev ("hash") */
+};
+
+/* The names above, indexed by the enum, NULL-terminated (what a config
+ * file spells). */
+extern const char *const lb_algorithm_names[];
+
+/* "round_robin" .. "hash", or "unknown". */
+const char *lb_algorithm_name(enum lb_algorithm a);
 
 struct lb_state;
 

@@ -1,5 +1,5 @@
 /* See toa_lookup.h. */
-#include "core/toa_lookup.h"
+#include "proxy/toa_lookup.h"
 
 #include <errno.h>
 #include <linux/bpf.h>

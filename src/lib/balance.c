@@ -1,7 +1,7 @@
 /* See balance.h. All picks are O(n) or better over the pool's backends with
  * no allocation; everything that can be precomputed (prefix sums, the
  * Maglev table) is done in lb_set_weights(), which runs only on changes. */
-#include "core/balance.h"
+#include "lib/balance.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -9,8 +9,19 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/hash.h"
-#include "core/maglev.h"
+#include "lib/hash.h"
+#include "lib/maglev.h"
+
+const char *const lb_algorithm_names[] = {
+    [LB_ROUND_ROBIN] = "round_robin", [LB_LEAST_CONN] = "least_conn",
+    [LB_P2C] = "p2c",                 [LB_HASH] = "hash",
+    NULL,
+};
+
+const char *lb_algorithm_name(enum lb_algorithm a)
+{
+    return (unsigned)a <= LB_HASH ? lb_algorithm_names[a] : "unknown";
+}
 
 struct lb_state {
     enum lb_algorithm alg;

@@ -2,8 +2,8 @@
  * Reads append at end; consumers advance start; compaction moves the data
  * to the front only when the tail has no room, so steady streaming copies
  * nothing. The capacity never grows: a full buffer is backpressure. */
-#ifndef SLUICE_CORE_BUFFER_H
-#define SLUICE_CORE_BUFFER_H
+#ifndef SLUICE_LIB_BUFFER_H
+#define SLUICE_LIB_BUFFER_H
 
 #include <stddef.h>
 #include <stdlib.h>

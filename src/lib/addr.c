@@ -1,4 +1,4 @@
-#include "core/addr.h"
+#include "lib/addr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -7,8 +7,8 @@
  * libbpf. Reading the map needs CAP_BPF (or root), or a pin whose mode and
  * the kernel's unprivileged-BPF setting allow it.
  */
-#ifndef SLUICE_L4_TOA_LOOKUP_H
-#define SLUICE_L4_TOA_LOOKUP_H
+#ifndef SLUICE_PROXY_TOA_LOOKUP_H
+#define SLUICE_PROXY_TOA_LOOKUP_H
 
 #include <sys/socket.h>
 

@@ -8,7 +8,7 @@
  * head that fits). The request-line limit (414) is likewise a decision about
  * a byte position, taken before reading that position. So a prefix of the
  * input can only give HTTP1_INCOMPLETE or the final answer. */
-#include "proxy/http1.h"
+#include "lib/http1.h"
 
 #include <limits.h>
 #include <string.h>

@@ -14,8 +14,8 @@
  * the same as the result for the whole input, so a caller may simply call
  * again whenever more bytes arrive; http1_head_ready() tells when that is
  * worth doing so slow senders do not cost quadratic time. */
-#ifndef SLUICE_PROXY_HTTP1_H
-#define SLUICE_PROXY_HTTP1_H
+#ifndef SLUICE_LIB_HTTP1_H
+#define SLUICE_LIB_HTTP1_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,12 +1,12 @@
 /* See maglev.h for the algorithm and its guarantees. */
-#include "core/maglev.h"
+#include "lib/maglev.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/hash.h"
+#include "lib/hash.h"
 
 #define MAGLEV_MIN_SIZE 65537u
 #define MAGLEV_SLOTS_PER_BACKEND 100u

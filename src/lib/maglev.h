@@ -16,8 +16,8 @@
  * This module is independent of balance.c: the L4 XDP control plane uses it
  * to fill a BPF map.
  */
-#ifndef SLUICE_CORE_MAGLEV_H
-#define SLUICE_CORE_MAGLEV_H
+#ifndef SLUICE_LIB_MAGLEV_H
+#define SLUICE_LIB_MAGLEV_H
 
 #include <stddef.h>
 #include <stdint.h>
