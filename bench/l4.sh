@@ -129,6 +129,9 @@ cleanup() {
         kill "$p" 2>/dev/null && { for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done; kill -9 "$p" 2>/dev/null; }
     done
     wait 2>/dev/null
+    # the forwarder a stopped sluice l4 left attached (deleting the
+    # namespace would take it off too, with its interface)
+    [ -z "$SLUICE_T" ] || nsx "${NSL[$SLUICE_T]}" "$SLUICE" l4 detach --pin-dir "$BPFFS/$SLUICE_T/sluice" >/dev/null
     for (( i=${#NAMESPACES[@]}-1; i>=0; i-- )); do ip netns del "${NAMESPACES[i]}" 2>/dev/null; done
     [ "$MOUNTED" = 1 ] && umount "$BPFFS" 2>/dev/null
     rm -rf "$WORK"
@@ -270,15 +273,17 @@ utime() {   # user jiffies of processes (gone ones count 0)
     echo "$t"
 }
 
-SLUICE_PID=""
+SLUICE_PID="" SLUICE_T=""
 start_sluice() {   # T
     local log=$WORK/$1/sluice.log
     : > "$log"
+    SLUICE_T=$1
     ip netns exec "${NSL[$1]}" "$SLUICE" l4 -c "$WORK/$1/sluice.yaml" --pin-dir "$BPFFS/$1/sluice" >"$log" 2>&1 &
     SLUICE_PID=$!
     for _ in $(seq 100); do
         kill -0 "$SLUICE_PID" 2>/dev/null || { cat "$log" >&2; die "sluice l4 exited ($1)"; }
-        if grep -q "weights .*=1" "$log"; then
+        # the tables filled, then attached ("running" comes last)
+        if grep -q "weights .*=1" "$log" && grep -q "sluice l4 running" "$log"; then
             # a real whose next hop is not where the frames are sent is a
             # setup error here, not a figure
             ! grep -qi "warn" "$log" || { cat "$log" >&2; die "sluice l4 warned ($1)"; }
@@ -290,12 +295,19 @@ start_sluice() {   # T
     done
     cat "$log" >&2; die "sluice l4 did not become ready in 10 s ($1)"
 }
+# sluice l4 leaves the forwarder attached when it exits (a pinned link, so
+# that restarts keep flows); the other variants attach their own programs
+# to the same interface, so take it off. The maps stay pinned for the next
+# round.
 stop_sluice() {
     kill -TERM "$SLUICE_PID"
     for _ in $(seq 50); do kill -0 "$SLUICE_PID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$SLUICE_PID" 2>/dev/null || true
     wait "$SLUICE_PID" 2>/dev/null || true
     SLUICE_PID=""
+    nsx "${NSL[$SLUICE_T]}" "$SLUICE" l4 detach --pin-dir "$BPFFS/$SLUICE_T/sluice" >/dev/null ||
+        die "sluice l4 detach failed ($SLUICE_T)"
+    SLUICE_T=""
 }
 
 # One measurement: trafgen runs WARMUP + DURATION (+ slack, bounded by

@@ -106,10 +106,14 @@ def restart_servers(topo, port):
 
 
 def stop_l4(topo, l4):
-    """Stop sluice l4 and remove its pinned maps: each mode starts afresh."""
+    """Stop sluice l4, which leaves the forwarder attached, then take it
+    off and remove its pinned maps: each mode starts afresh."""
     if l4 and l4.proc and l4.proc.poll() is None:
         l4.stop()
-    shutil.rmtree(topo.bpffs + "/sluice", ignore_errors=True)
+    out = l4.detach("--remove-maps")
+    print("  $ sluice l4 detach --pin-dir %s --remove-maps" % l4.pin_dir)
+    print("".join("  " + ln for ln in out.stdout.splitlines(True)), end="")
+    check(out.returncode == 0, "sluice l4 detach failed: %s" % out.stderr)
 
 
 # ---------------------------------------------------------------- modes ----
@@ -151,10 +155,15 @@ def demo_dr(topo):
     answer = keep.ask()
     print("  the established connection still answers:", answer)
     check(answer == answers[i], "the established connection broke: %s" % answer)
-    say("restart sluice l4: the pinned maps keep the connection table")
+    say("restart sluice l4: the forwarder stays attached while it is down, the pinned maps keep the flows")
     l4.stop()
+    log_lines(l4, "stays attached")
+    answer = keep.ask()
+    print("  while no sluice l4 runs, the established connection says:", answer)
+    check(answer == answers[i], "the connection broke while sluice l4 was down: %s" % answer)
+    spread(10, CLIENT)
     l4.start(ready=r"weights .*$")
-    log_lines(l4, "reusing")
+    log_lines(l4, "reusing", "swapped")
     answer = keep.ask()
     print("  after the restart the established connection says:", answer)
     check(answer == answers[i], "the connection did not survive the restart: %s" % answer)

@@ -29,6 +29,11 @@
  * in l4_config while such a service exists (the forwarder then takes the
  * replies; their next hop is recorded per flow by the data plane, see
  * docs/l4-dataplane.md).
+ *
+ * Start-up fills the maps first and attaches last (links.h): during a
+ * restart the earlier run's program goes on forwarding from the same
+ * pinned maps until the new one is swapped into its links. On exit the
+ * program stays attached; `sluice l4 detach` takes it off.
  */
 #include "l4/daemon.h"
 
@@ -845,6 +850,63 @@ static void note(const char *msg)
     log_warn("%s", msg);
 }
 
+static void gone_iface(const char *ifname)
+{
+    log_info("detached from %s: it is no longer in l4.interfaces (its link is removed)", ifname);
+}
+
+/* How an interface got the forwarder in this run (links.h). */
+static void log_attached(const struct l4d *d, const struct l4_iface *f)
+{
+    const char *mode = d->cfg->l4.xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)";
+    switch (f->how) {
+    case L4_ATTACH_NEW:
+        log_info("attached to %s in %s XDP mode (link %" PRIu32 ", pinned in %s/" L4_LINKS_SUBDIR ")", f->name,
+                 mode, f->link_id, d->pin_dir);
+        break;
+    case L4_ATTACH_REPLACED:
+        log_info("attached to %s in %s XDP mode: swapped into the pinned link %" PRIu32 " in place (program %" PRIu32
+                 " replaced, no moment without a forwarder)", f->name, mode, f->link_id, f->old_prog_id);
+        break;
+    case L4_ATTACH_UPGRADED:
+        log_warn("attached to %s in %s XDP mode (link %" PRIu32 "): took off the forwarder an earlier Sluice had "
+                 "attached without a link (program %" PRIu32 ") first, a moment without a forwarder; from now on "
+                 "restarts swap the program in place", f->name, mode, f->link_id, f->old_prog_id);
+        break;
+    case L4_ATTACH_FORCED:
+        log_warn("attached to %s in %s XDP mode (link %" PRIu32 "): --force took XDP program %s (id %" PRIu32
+                 ") off first", f->name, mode, f->link_id, f->old_prog_name, f->old_prog_id);
+        break;
+    case L4_ATTACH_REMODE:
+        log_warn("attached to %s in %s XDP mode (link %" PRIu32 "): l4.xdp_mode changed, so the earlier link "
+                 "(program %" PRIu32 ") was detached first, a moment without a forwarder (the kernel allows one "
+                 "mode at a time)", f->name, mode, f->link_id, f->old_prog_id);
+        break;
+    }
+}
+
+/* On exit: what stays attached (and how to take it off). */
+static void log_staying(const struct l4d *d)
+{
+    char names[L4_MAX_IFACES * 18] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < d->ld.n_ifaces; i++) {
+        if (d->ld.ifaces[i].link_fd < 0)
+            continue;
+        int w = snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "", d->ld.ifaces[i].name);
+        if (w > 0 && (size_t)w < sizeof names - used)
+            used += (size_t)w;
+    }
+    if (!used)
+        return;
+    if (d->ld.mounted_bpffs)
+        log_info("stopped; the forwarder detaches from %s as this process's bpffs goes away", names);
+    else
+        log_info("stopped; the forwarder stays attached to %s (links pinned in %s/" L4_LINKS_SUBDIR ") and forwards "
+                 "from the pinned maps, without health checks, until the next sluice l4 takes over; "
+                 "'sluice l4 detach --pin-dir %s' takes it off", names, d->pin_dir, d->pin_dir);
+}
+
 int l4_daemon_run(const struct l4_run_options *o)
 {
     struct config_errors errs = { 0 };
@@ -893,6 +955,10 @@ int l4_daemon_run(const struct l4_run_options *o)
         d.n_slots = L4_MAX_SERVICES;
     d.fds = (struct l4_fds){ d.ld.fd_vips, d.ld.fd_reals, d.ld.fd_maglev, d.ld.fd_vip_stats, d.ld.fd_real_stats,
                              d.ld.fd_reasons, d.ld.fd_cfg, d.ld.fd_conn, d.ld.fd_conn_shared, d.ld.fd_nat };
+    if (d.ld.mounted_bpffs)
+        log_warn("no bpffs was mounted on /sys/fs/bpf (a fresh 'ip netns exec'?): mounted one that lives only as "
+                 "long as this process, so the forwarder detaches when it exits and the next run starts afresh; "
+                 "give --pin-dir a bpffs that outlives it to keep flows across restarts");
     if (d.ld.n_reused)
         log_info("reusing %zu maps pinned in %s by an earlier run (connection table kept)", d.ld.n_reused, d.pin_dir);
     else
@@ -900,16 +966,14 @@ int l4_daemon_run(const struct l4_run_options *o)
     log_info("forwarder loaded: Maglev table size %" PRIu32 ", room for %" PRIu32 " services, seed 0x%08" PRIx32,
              m, d.n_slots, l4->seed);
 
+    /* The interfaces are attached last, once the maps are filled: until
+     * then the program of the earlier run (if any) goes on forwarding. */
     for (size_t i = 0; i < l4->n_interfaces; i++) {
-        if (l4_loader_attach(&d.ld, l4->interfaces[i], l4->xdp_generic, err, sizeof err) < 0) {
+        if (l4_loader_add_iface(&d.ld, l4->interfaces[i], err, sizeof err) < 0) {
             log_error("%s", err);
             goto out;
         }
-        log_info("attached to %s in %s XDP mode", l4->interfaces[i],
-                 l4->xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)");
     }
-    if (tx_iface(&d))
-        log_info("forwarded packets leave through %s (l4.tx_interface)", tx_iface(&d)->name);
     struct plan p;
     int prc = prepare(&d, l4, &p, err, sizeof err);
     if (prc) {
@@ -961,6 +1025,15 @@ int l4_daemon_run(const struct l4_run_options *o)
         log_info("admin API on %s (services are pools named PROTO:VIP; changes under /api/l4/)",
                  d.cfg->admin_addr.text);
     }
+    if (l4_links_attach(d.pin_dir, d.ld.prog_fd, d.ld.ifaces, d.ld.n_ifaces, l4->xdp_generic, o->force,
+                        gone_iface, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    for (size_t i = 0; i < d.ld.n_ifaces; i++)
+        log_attached(&d, &d.ld.ifaces[i]);
+    if (tx_iface(&d))
+        log_info("forwarded packets leave through %s (l4.tx_interface)", tx_iface(&d)->name);
     d.loop_running = true;
     d.hc = health_start(d.loop, d.pcfg, d.sh);
     ev_timer_init(&d.tick, tick, &d);
@@ -974,10 +1047,7 @@ out:
         health_stop(d.hc);
     if (d.admin)
         admin_stop(d.admin);
-    if (d.ld.n_ifaces) {
-        for (size_t i = 0; i < d.ld.n_ifaces; i++)
-            log_info("detached from %s; maps stay pinned in %s", d.ld.ifaces[i].name, d.pin_dir);
-    }
+    log_staying(&d);
     l4_loader_close(&d.ld);
     if (d.loop) {
         ev_timer_stop(d.loop, &d.tick);

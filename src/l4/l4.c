@@ -20,7 +20,8 @@
 
 void l4_usage(FILE *out)
 {
-    fputs("Usage: sluice l4 -c FILE [--pin-dir DIR]\n"
+    fputs("Usage: sluice l4 -c FILE [--pin-dir DIR] [--force]\n"
+          "       sluice l4 detach [--pin-dir DIR] [--remove-maps]\n"
           "       sluice l4 list [-c FILE | --admin ADDR] [--pin-dir DIR]\n"
           "       sluice l4 add-service [-c FILE | --admin ADDR] JSON\n"
           "       sluice l4 remove-service [-c FILE | --admin ADDR] NAME\n"
@@ -29,9 +30,21 @@ void l4_usage(FILE *out)
           "       sluice l4 decap --interface IF [--detach]   (real servers: TUN decap; see --help)\n"
           "\n"
           "Run the L4 forwarder (XDP) described by the l4: section of FILE: load it,\n"
-          "attach it in native XDP mode to l4.interfaces, keep its maps pinned in DIR\n"
-          "(default " L4_PIN_DIR ") so that a restart keeps established flows,\n"
+          "fill its maps, pinned in DIR (default " L4_PIN_DIR "), attach it in native\n"
+          "XDP mode to l4.interfaces through BPF links pinned in DIR/links,\n"
           "health-check the reals and serve the admin API. Needs root.\n"
+          "\n"
+          "The forwarder stays attached when sluice l4 exits: established flows go on\n"
+          "from the pinned maps while no daemon runs (no health checks then), and the\n"
+          "next run swaps its program into the same links, with no moment without a\n"
+          "forwarder. Interfaces that left l4.interfaces are detached then. An\n"
+          "interface with another XDP program is refused unless --force (which takes\n"
+          "that program off first).\n"
+          "\n"
+          "'detach' takes the forwarder off every interface whose link is pinned in\n"
+          "DIR/links and removes those pins (stop sluice l4 first; it refuses while one\n"
+          "runs with DIR). The maps stay, so a later start still keeps the flows it\n"
+          "can; --remove-maps also removes them (a fresh start).\n"
           "\n"
           "'list' prints the services and reals with state, weight, share of the\n"
           "Maglev table, active and inactive connections, packets and bytes (like\n"
@@ -49,12 +62,15 @@ void l4_usage(FILE *out)
           "  -c, --config FILE   configuration file (YAML)\n"
           "  -a, --admin ADDR    admin API of the running sluice l4 (default: admin.listen\n"
           "                      of -c FILE)\n"
-          "  -P, --pin-dir DIR   bpffs directory of the pinned maps\n"
+          "  -P, --pin-dir DIR   bpffs directory of the pinned maps and links\n"
+          "  -f, --force         replace an XDP program on l4.interfaces that is not\n"
+          "                      this forwarder (or one attached from another DIR)\n"
+          "  -R, --remove-maps   detach: also remove the pinned maps\n"
           "  -h, --help          show this help\n"
           "\n"
           "Signals: SIGHUP reloads FILE (services and reals as the file says; flows on\n"
-          "reals that stay keep their real); SIGTERM, SIGINT detach and exit (maps stay\n"
-          "pinned).\n"
+          "reals that stay keep their real); SIGTERM, SIGINT exit and leave the\n"
+          "forwarder attached ('sluice l4 detach' takes it off).\n"
           "Docs: docs/l4.md\n",
           out);
 }
@@ -121,6 +137,12 @@ static int list_from_maps(const char *pin_dir)
     if (text)
         fputs(text, stdout);
     free(text);
+    char links[1024];
+    l4_links_describe(pin_dir, links, sizeof links);
+    if (links[0])
+        printf("\nAttached to %s (links pinned in %s/" L4_LINKS_SUBDIR ")\n", links, pin_dir);
+    else
+        printf("\nNot attached: no links pinned in %s/" L4_LINKS_SUBDIR "\n", pin_dir);
     l4_snapshot_free(&snap);
     rc = text ? 0 : 1;
 out:
@@ -150,6 +172,49 @@ static int cmd_list(const char *admin_text, const char *config_path, const char 
                 pin_dir);
     }
     return list_from_maps(pin_dir);
+}
+
+static void say_line(const char *line)
+{
+    printf("sluice l4 detach: %s\n", line);
+}
+
+/* `sluice l4 detach`: the links off (and their pins), the maps too if
+ * asked. Refused while a sluice l4 runs with the same pin directory. */
+static int cmd_detach(const char *pin_dir, bool remove_maps)
+{
+    char err[600];
+    int mounted = l4_ensure_bpffs(pin_dir);
+    if (mounted < 0) {
+        fprintf(stderr, "sluice l4 detach: no bpffs on /sys/fs/bpf and cannot mount one: %s\n", strerror(errno));
+        return 1;
+    }
+    if (mounted == 1 || access(pin_dir, F_OK) < 0) {
+        fprintf(stderr, "sluice l4 detach: nothing pinned in %s (has sluice l4 run with this --pin-dir?)\n", pin_dir);
+        return 1;
+    }
+    int lock = l4_pin_dir_lock(pin_dir, 0, err, sizeof err);
+    if (lock < 0) {
+        fprintf(stderr, "sluice l4 detach: %s; stop it first (SIGTERM), then detach\n", err);
+        return 1;
+    }
+    libbpf_set_print(l4_libbpf_print);
+    int rc = 0;
+    int n = l4_links_detach_all(pin_dir, say_line, err, sizeof err);
+    if (n < 0) {
+        fprintf(stderr, "sluice l4 detach: %s\n", err);
+        rc = 1;
+    } else if (n == 0) {
+        printf("sluice l4 detach: not attached (no links pinned in %s/" L4_LINKS_SUBDIR ")\n", pin_dir);
+    }
+    if (rc == 0 && remove_maps && l4_remove_pinned_maps(pin_dir, say_line, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice l4 detach: %s\n", err);
+        rc = 1;
+    } else if (rc == 0 && !remove_maps) {
+        printf("sluice l4 detach: the maps stay pinned in %s (--remove-maps removes them)\n", pin_dir);
+    }
+    close(lock);
+    return rc;
 }
 
 /* add-service, remove-service, add-real, remove-real. */
@@ -243,11 +308,14 @@ int l4_main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"admin", required_argument, NULL, 'a'},
         {"pin-dir", required_argument, NULL, 'P'},
+        {"force", no_argument, NULL, 'f'},
+        {"remove-maps", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
     if (argc > 1 && strcmp(argv[1], "decap") == 0) return l4_decap_main(argc - 1, argv + 1); /* l4/decap.h */
-    static const char *const verbs[] = { "list", "add-service", "remove-service", "add-real", "remove-real" };
+    static const char *const verbs[] = { "list", "detach", "add-service", "remove-service", "add-real",
+                                         "remove-real" };
     const char *verb = NULL;
     for (size_t i = 0; argc > 1 && i < sizeof verbs / sizeof *verbs; i++)
         if (!strcmp(argv[1], verbs[i]))
@@ -257,24 +325,43 @@ int l4_main(int argc, char **argv)
         argv++;
     }
     const char *path = NULL, *pin_dir = L4_PIN_DIR, *admin = NULL;
+    bool force = false, remove_maps = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:a:P:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:a:P:fRh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
         case 'a': admin = optarg; break;
         case 'P': pin_dir = optarg; break;
+        case 'f': force = true; break;
+        case 'R': remove_maps = true; break;
         case 'h': l4_usage(stdout); return 0;
         default: l4_usage(stderr); return 2;
         }
     }
-    if (verb && strcmp(verb, "list") != 0)
+    bool detach = verb && !strcmp(verb, "detach");
+    if (force && verb) {
+        fprintf(stderr, "sluice l4 %s: --force is for starting the forwarder (sluice l4 -c FILE --force)\n", verb);
+        return 2;
+    }
+    if (remove_maps && !detach) {
+        fprintf(stderr, "sluice l4: --remove-maps goes with detach (sluice l4 detach --pin-dir DIR --remove-maps)\n");
+        return 2;
+    }
+    if (detach && (path || admin)) {
+        fprintf(stderr, "sluice l4 detach: takes --pin-dir DIR (the one sluice l4 ran with, default " L4_PIN_DIR
+                        ") and --remove-maps, not -c or --admin\n");
+        return 2;
+    }
+    if (verb && strcmp(verb, "list") != 0 && !detach)
         return cmd_change(verb, admin, path, argc - optind, argv + optind);
     if (optind < argc) {
         fprintf(stderr, "sluice l4: unexpected argument \"%s\"\n\n", argv[optind]);
         l4_usage(stderr);
         return 2;
     }
+    if (detach)
+        return cmd_detach(pin_dir, remove_maps);
     if (verb)
         return cmd_list(admin, path, pin_dir);
     if (!path) {
@@ -282,6 +369,6 @@ int l4_main(int argc, char **argv)
         l4_usage(stderr);
         return 2;
     }
-    struct l4_run_options o = { .config_path = path, .pin_dir = pin_dir };
+    struct l4_run_options o = { .config_path = path, .pin_dir = pin_dir, .force = force };
     return l4_daemon_run(&o);
 }

@@ -1,7 +1,9 @@
 /* `sluice l4`: the control plane of the XDP forwarder.
  *
- *   sluice l4 -c FILE          load, attach, fill the maps, health-check the
- *                              reals, serve the admin API; detach on SIGTERM
+ *   sluice l4 -c FILE          load, fill the maps, attach (pinned links),
+ *                              health-check the reals, serve the admin API;
+ *                              exit on SIGTERM with the forwarder attached
+ *   sluice l4 detach           take the pinned links (and maps) off
  *   sluice l4 list [-c FILE]   services and reals with counters, from the
  *                              pinned maps
  */

@@ -1,12 +1,13 @@
 /* See loader.h. */
 #include "l4/loader.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/if_link.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/mount.h>
@@ -75,7 +76,30 @@ int l4_ensure_bpffs(const char *pin_dir)
         return 0;
     if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == BPF_FS_MAGIC)
         return 0;
-    return mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700");
+    return mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") < 0 ? -1 : 1;
+}
+
+int l4_pin_dir_lock(const char *pin_dir, int wait_ms, char *err, size_t errlen)
+{
+    int fd = open(pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", pin_dir, strerror(errno));
+        return -1;
+    }
+    for (int waited = 0;; waited += 100) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        if (errno != EWOULDBLOCK || waited >= wait_ms)
+            break;
+        usleep(100 * 1000);
+    }
+    if (errno == EWOULDBLOCK)
+        snprintf(err, errlen, "a sluice l4 is running with its pins in %s (it holds the directory's lock)%s", pin_dir,
+                 wait_ms ? " and did not exit within the wait" : "");
+    else
+        snprintf(err, errlen, "cannot lock %s: %s", pin_dir, strerror(errno));
+    close(fd);
+    return -1;
 }
 
 int l4_loader_open(struct l4_loader *ld, const char *pin_dir, uint32_t maglev_m, uint32_t maglev_tables,
@@ -83,19 +107,26 @@ int l4_loader_open(struct l4_loader *ld, const char *pin_dir, uint32_t maglev_m,
 {
     memset(ld, 0, sizeof *ld);
     ld->prog_fd = -1;
+    ld->lock_fd = -1;
     ld->maglev_m = maglev_m;
     ld->maglev_tables = maglev_tables;
     ld->seed = seed;
     libbpf_set_print(l4_libbpf_print);
 
-    if (l4_ensure_bpffs(pin_dir) < 0) {
+    int mounted = l4_ensure_bpffs(pin_dir);
+    if (mounted < 0) {
         snprintf(err, errlen, "no bpffs on /sys/fs/bpf and cannot mount one: %s", strerror(errno));
         return -1;
     }
+    ld->mounted_bpffs = mounted == 1;
     if (l4_mkdir_p(pin_dir) < 0) {
         snprintf(err, errlen, "cannot create %s: %s (is bpffs mounted on /sys/fs/bpf?)", pin_dir, strerror(errno));
         return -1;
     }
+    /* A restart that does not wait for the old run to exit gets 5 s. */
+    ld->lock_fd = l4_pin_dir_lock(pin_dir, 5000, err, errlen);
+    if (ld->lock_fd < 0)
+        return -1;
     ld->skel = forwarder__open();
     if (!ld->skel) {
         snprintf(err, errlen, "cannot open the forwarder object: %s", strerror(errno));
@@ -160,6 +191,8 @@ int l4_loader_open(struct l4_loader *ld, const char *pin_dir, uint32_t maglev_m,
 fail:
     forwarder__destroy(ld->skel);
     ld->skel = NULL;
+    close(ld->lock_fd);
+    ld->lock_fd = -1;
     return -1;
 }
 
@@ -178,7 +211,7 @@ static int iface_mac(const char *name, uint8_t mac[6])
     return 0;
 }
 
-int l4_loader_attach(struct l4_loader *ld, const char *name, bool generic, char *err, size_t errlen)
+int l4_loader_add_iface(struct l4_loader *ld, const char *name, char *err, size_t errlen)
 {
     if (ld->n_ifaces == L4_MAX_IFACES) {
         snprintf(err, errlen, "%s: at most %d interfaces", name, L4_MAX_IFACES);
@@ -186,6 +219,7 @@ int l4_loader_attach(struct l4_loader *ld, const char *name, bool generic, char 
     }
     struct l4_iface *f = &ld->ifaces[ld->n_ifaces];
     memset(f, 0, sizeof *f);
+    f->link_fd = -1;
     snprintf(f->name, sizeof f->name, "%s", name);
     f->ifindex = (int)if_nametoindex(name);
     if (!f->ifindex) {
@@ -196,51 +230,61 @@ int l4_loader_attach(struct l4_loader *ld, const char *name, bool generic, char 
         snprintf(err, errlen, "interface %s: cannot read its MAC address: %s", name, strerror(errno));
         return -1;
     }
-    /* No XDP_FLAGS_UPDATE_IF_NOEXIST: a program left by a run that died
-     * without detaching is replaced in one step, with no gap. */
-    uint32_t flags = generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
-    int rc = bpf_xdp_attach(f->ifindex, ld->prog_fd, flags, NULL);
-    if (rc < 0 && !generic) {
-        /* Tell "this driver has no native XDP" apart from other failures
-         * by trying generic mode and taking it straight off again. */
-        bool generic_works = bpf_xdp_attach(f->ifindex, ld->prog_fd, XDP_FLAGS_SKB_MODE, NULL) == 0;
-        if (generic_works)
-            bpf_xdp_detach(f->ifindex, XDP_FLAGS_SKB_MODE, NULL);
-        if (generic_works)
-            snprintf(err, errlen,
-                     "interface %s: native XDP is not possible (%s), only generic mode is; generic mode runs "
-                     "after the kernel has built an skb and is much slower, so it is used only when asked "
-                     "for (l4.xdp_mode: generic)",
-                     name, strerror(-rc));
-        else
-            snprintf(err, errlen, "interface %s: cannot attach XDP: %s", name, strerror(-rc));
-        return -1;
-    }
-    if (rc < 0) {
-        snprintf(err, errlen, "interface %s: cannot attach XDP in generic mode: %s", name, strerror(-rc));
-        return -1;
-    }
-    f->flags = flags;
     ld->n_ifaces++;
     return 0;
 }
 
 void l4_loader_close(struct l4_loader *ld)
 {
+    /* Closing a pinned link's fd leaves it attached: the pin holds it. */
     for (size_t i = 0; i < ld->n_ifaces; i++) {
-        struct l4_iface *f = &ld->ifaces[i];
-        if (!f->flags)
-            continue;
-        /* Replace-with-nothing only if ours is still attached: a newer
-         * `sluice l4` may already have taken the interface over. */
-        LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = ld->prog_fd);
-        bpf_xdp_detach(f->ifindex, f->flags | XDP_FLAGS_REPLACE, &opts);
-        f->flags = 0;
+        if (ld->ifaces[i].link_fd >= 0)
+            close(ld->ifaces[i].link_fd);
+        ld->ifaces[i].link_fd = -1;
     }
     ld->n_ifaces = 0;
     if (ld->skel)
         forwarder__destroy(ld->skel);
     ld->skel = NULL;
+    if (ld->lock_fd >= 0)
+        close(ld->lock_fd);
+    ld->lock_fd = -1;
+}
+
+int l4_remove_pinned_maps(const char *pin_dir, void (*say)(const char *line), char *err, size_t errlen)
+{
+    /* The names come from the program itself (opened, not loaded), so
+     * nothing else in the directory is touched. */
+    struct forwarder *skel = forwarder__open();
+    if (!skel) {
+        snprintf(err, errlen, "cannot open the forwarder object: %s", strerror(errno));
+        return -1;
+    }
+    int n = 0;
+    struct bpf_map *map;
+    bpf_object__for_each_map(map, skel->obj) {
+        if (bpf_map__is_internal(map))
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", pin_dir, bpf_map__name(map));
+        if (unlink(path) == 0) {
+            n++;
+        } else if (errno != ENOENT) {
+            snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+            forwarder__destroy(skel);
+            return -1;
+        }
+    }
+    forwarder__destroy(skel);
+    char line[600];
+    if (n == 0 && access(pin_dir, F_OK) < 0)
+        snprintf(line, sizeof line, "no maps pinned in %s", pin_dir);
+    else if (rmdir(pin_dir) == 0)
+        snprintf(line, sizeof line, "removed %d pinned maps and %s", n, pin_dir);
+    else
+        snprintf(line, sizeof line, "removed %d pinned maps from %s (other entries stay)", n, pin_dir);
+    say(line);
+    return n;
 }
 
 int l4_jit_disabled(void)

@@ -69,3 +69,24 @@ def test_errors_are_clear(sluice, backends):
     assert rc == 1 and "cannot reach the admin API" in err
     rc, out, err = run("pools", "--help")
     assert rc == 0 and "sluice backend" in out
+
+
+def test_l4_detach_and_force_arguments(tmp_path):
+    """`sluice l4 detach` and `--force` / `--remove-maps`: wrong
+    combinations are refused with a reason (exit 2); a pin directory with
+    nothing in it is said so (exit 1)."""
+    conf = tmp_path / "l4.yaml"
+    conf.write_text("l4:\n  interfaces: [lo]\n  services: []\n")
+    for args, why in (
+            (["l4", "detach", "-c", str(conf)], "takes --pin-dir DIR"),
+            (["l4", "detach", "--admin", "127.0.0.1:1"], "takes --pin-dir DIR"),
+            (["l4", "list", "--force"], "--force is for starting the forwarder"),
+            (["l4", "detach", "--force"], "--force is for starting the forwarder"),
+            (["l4", "-c", str(conf), "--remove-maps"], "--remove-maps goes with detach"),
+            (["l4", "detach", "extra"], "unexpected argument \"extra\"")):
+        rc, out, err = run(*args)
+        assert rc == 2 and why in err, (args, rc, out, err)
+    rc, out, err = run("l4", "detach", "--pin-dir", str(tmp_path / "none"))
+    assert rc == 1 and "nothing pinned in %s" % (tmp_path / "none") in err, (rc, out, err)
+    rc, out, err = run("l4", "--help")
+    assert rc == 0 and "sluice l4 detach [--pin-dir DIR] [--remove-maps]" in out and "--force" in out, out

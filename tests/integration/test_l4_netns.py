@@ -17,6 +17,8 @@ Needs root, `ip`, and a kernel with native XDP on veth; skips otherwise.
 Every wait is bounded; every namespace and mount is removed at teardown.
 """
 import ctypes
+import glob
+import json
 import os
 import re
 import select
@@ -83,6 +85,48 @@ for line in sys.stdin:
         print(c.getresponse().read().decode().strip(), flush=True)
     except Exception as e:
         print("ERR %r" % (e,), flush=True)
+'''
+
+
+# Long-lived connections for a restart under traffic: argv VIP, N, BOUND.
+# Opens N keep-alive connections to VIP:80, asks once on each and prints
+# "READY body|body|...". Then sends one request on every connection per
+# round ("ROUND r" after each), until a line "stop" on stdin or BOUND
+# seconds, and prints "DONE rounds=R" and one "ERR ..." line per failure: a
+# request not answered, or answered by another real than the first time. A
+# connection that failed is not used again and never reopened (a reset
+# must show).
+RESTART_PROBE = r'''
+import re, select, socket, sys, time
+vip, n, bound = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+def ask(s):
+    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf or len(buf.partition(b"\r\n\r\n")[2]) < int(
+            re.search(rb"Content-Length: (\d+)", buf).group(1)):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise EOFError("connection closed by the peer")
+        buf += chunk
+    return buf.partition(b"\r\n\r\n")[2].decode().strip()
+conns = [socket.create_connection((vip, 80), timeout=5) for _ in range(n)]
+first = [ask(s) for s in conns]
+print("READY " + "|".join(first), flush=True)
+errors, alive, rounds, end = [], set(range(n)), 0, time.time() + bound
+while time.time() < end and not select.select([sys.stdin], [], [], 0.02)[0]:
+    for i in sorted(alive):
+        try:
+            body = ask(conns[i])
+            if body != first[i]:
+                errors.append("connection %d, round %d: answered %r, first %r" % (i, rounds, body, first[i]))
+        except Exception as e:
+            errors.append("connection %d, round %d: %r" % (i, rounds, e))
+            alive.discard(i)
+    rounds += 1
+    print("ROUND %d" % rounds, flush=True)
+print("DONE rounds=%d" % rounds, flush=True)
+for e in errors:
+    print("ERR " + e, flush=True)
 '''
 
 
@@ -284,6 +328,18 @@ class Topology:
         return p
 
     # -- teardown --
+    def detach_all(self):
+        """The forwarder's and the decap program's links outlive the
+        processes that made them: take them off, and their pins, as an
+        operator would."""
+        if os.path.isdir(self.bpffs + "/sluice"):
+            nsexec(NS_LB, SLUICE_BIN, "l4", "detach", "--pin-dir", self.bpffs + "/sluice", "--remove-maps",
+                   check=False)
+        for path in sorted(glob.glob(self.bpffs + "/decap-*/*")):
+            real, ifname = path.split("/")[-2][len("decap-"):], path.split("/")[-1]
+            nsexec(TAG + real, SLUICE_BIN, "l4", "decap", "--interface", ifname, "--pin-dir",
+                   os.path.dirname(path), "--detach", check=False)
+
     def destroy(self):
         for p in self.procs:
             if p.poll() is None:
@@ -292,6 +348,8 @@ class Topology:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+        if self.mounted:
+            self.detach_all()
         for ns in reversed(self.namespaces):
             sh("ip", "netns", "del", ns, check=False)
         if self.mounted:
@@ -325,21 +383,40 @@ l4:
          "".join("        - { address: \"%s:%d\", weight: 1 }\n" % (a, real_port) for a in reals)))
         self.proc = None
 
-    def start(self, ready=r"weights (\S+=1 ?){3}$"):
+    def start(self, ready=r"weights (\S+=1 ?){3}$", args=()):
         """Start and wait until a Maglev table line matches `ready` (by
         default: all three reals in the table)."""
         self.offset = len(self.read_log())
         self.log = open(self.log_path, "ab")
         self.proc = self.topo.spawn(NS_LB, SLUICE_BIN, "l4", "-c", str(self.conf), "--pin-dir",
-                                    self.topo.bpffs + "/sluice", stdout=self.log, stderr=subprocess.STDOUT)
+                                    self.topo.bpffs + "/sluice", *args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("sluice l4 exited %s:\n%s" % (self.proc.returncode, self.read_log()))
-            if re.search(ready, self.new_log(), re.M):
+            # Ready: the tables as asked, and attached ("running" comes
+            # after the attach, which comes after the tables).
+            log = self.new_log()
+            if re.search(ready, log, re.M) and "sluice l4 running" in log:
                 return self
             time.sleep(0.1)
         raise RuntimeError("sluice l4 did not become ready:\n" + self.read_log())
+
+    def start_fails(self, args=()):
+        """A start that must fail: (exit code, its log)."""
+        self.offset = len(self.read_log())
+        with open(self.log_path, "ab") as log:
+            p = self.topo.spawn(NS_LB, SLUICE_BIN, "l4", "-c", str(self.conf), "--pin-dir", self.pin_dir, *args,
+                                stdout=log, stderr=subprocess.STDOUT)
+            try:
+                rc = p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGTERM)
+                rc = "still running after 20 s"
+        return rc, self.new_log()
+
+    def detach(self, *args):
+        return nsexec(NS_LB, SLUICE_BIN, "l4", "detach", "--pin-dir", self.pin_dir, *args, check=False)
 
     def new_log(self):
         """The log of this run only (restarts append to the same file)."""
@@ -356,6 +433,21 @@ l4:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    @property
+    def pin_dir(self):
+        return self.topo.bpffs + "/sluice"
+
+    def link_info(self, ifname="lb0"):
+        """The pinned XDP link of ifname ({"id", "prog_id", "ifindex"}), or
+        None when there is none."""
+        out = sh("bpftool", "-j", "link", "show", "pinned", "%s/links/%s" % (self.pin_dir, ifname), check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def xdp_prog_id(self, ifname="lb0", ns=None):
+        """The id of the XDP program attached to ifname, or None."""
+        out = nsexec(ns or NS_LB, "ip", "-j", "link", "show", "dev", ifname).stdout
+        return json.loads(out)[0].get("xdp", {}).get("prog", {}).get("id")
 
     def list(self):
         return nsexec(NS_LB, SLUICE_BIN, "l4", "list", "-c", str(self.conf), "--pin-dir",
@@ -399,6 +491,76 @@ class KeepAlive:
         if not r:
             return "ERR timeout"
         return self.p.stdout.readline().strip()
+
+
+class RestartProbe:
+    """Keep-alive connections to the VIP with requests on every one of
+    them in a loop (RESTART_PROBE), to run across a restart of sluice l4."""
+
+    def __init__(self, topo, vip=VIP, n=4, bound=60):
+        self.p = topo.spawn(NS_C, sys.executable, "-c", RESTART_PROBE, vip, str(n), str(bound),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.buf = b""
+        self.rounds = 0
+        line = self._line(15)
+        assert line.startswith("READY "), line
+        self.first = line[len("READY "):].split("|")
+
+    def _line(self, timeout):
+        """The next line of output (read unbuffered, so select() tells)."""
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            r, _, _ = select.select([self.p.stdout], [], [], max(0, deadline - time.time()))
+            chunk = os.read(self.p.stdout.fileno(), 4096) if r else b""
+            if not chunk:
+                return "(no output)"
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode().strip()
+
+    def wait_rounds(self, k, timeout=15):
+        """Until k more rounds (a request on every connection) are done."""
+        want, deadline = self.rounds + k, time.time() + timeout
+        while self.rounds < want and time.time() < deadline:
+            m = re.match(r"ROUND (\d+)$", self._line(deadline - time.time()))
+            if not m:
+                break
+            self.rounds = int(m.group(1))
+        return self.rounds >= want
+
+    def finish(self):
+        """Stop the loop: (rounds, [error lines])."""
+        out, _ = self.p.communicate(b"stop\n", timeout=30)
+        out = (self.buf + out).decode(errors="replace")
+        m = re.search(r"^DONE rounds=(\d+)$", out, re.M)
+        assert m, out
+        return int(m.group(1)), [ln for ln in out.splitlines() if ln.startswith("ERR ")]
+
+
+def restart_under_traffic(topo, l4, vip=VIP, ready=r"weights (\S+=1 ?){3}$"):
+    """Item 7 of the L4 review: SIGTERM sluice l4 and start it again while
+    requests flow on long-lived connections. No request may go unanswered
+    or be reset: the forwarder stays attached while no daemon runs, and the
+    next run swaps its program into the same pinned link (same link id,
+    new program id), never detaching."""
+    probe = RestartProbe(topo, vip)
+    before = l4.link_info()
+    assert probe.wait_rounds(3), "no traffic before the restart"
+    assert l4.stop() == 0
+    attached = l4.xdp_prog_id()
+    # While no daemon runs, every connection is asked a few times ...
+    down = probe.wait_rounds(5)
+    # ... and the loop goes on through the next run's start.
+    l4.start(ready=ready)
+    assert probe.wait_rounds(5), "no traffic after the restart"
+    rounds, errors = probe.finish()
+    assert down and not errors, (rounds, errors, l4.read_log())
+    after = l4.link_info()
+    assert before and after, (before, after)
+    assert attached == before["prog_id"], "the forwarder did not stay attached while no daemon ran"
+    assert after["id"] == before["id"] and after["prog_id"] != before["prog_id"], (before, after)
+    assert l4.xdp_prog_id() == after["prog_id"]
+    return probe.first
 
 
 @pytest.fixture
@@ -512,14 +674,14 @@ def test_l4_dr_end_to_end(topo):
         for c in cs:
             assert c.ask() == "%s 10.0.0.2" % name
 
-    # Restart sluice l4: established flows survive (pinned connection
-    # table, same Maglev tables).
+    # Restart sluice l4 with requests flowing: established flows survive
+    # (the forwarder stays attached, pinned connection table, same Maglev
+    # tables), idle ones too. The new run keeps the dead real out from the
+    # start.
     survivors = [(name, c) for name, cs in by_real.items() if name != victim for c in cs]
     assert survivors
-    assert l4.stop() == 0
-    assert "detached from lb0" in l4.read_log()
-    # The new run keeps the dead real out from the start.
-    l4.start(ready=r"weights 10.0.0.11:80=1 10.0.0.12:80=0 10.0.0.13:80=1$")
+    restart_under_traffic(topo, l4, ready=r"weights 10.0.0.11:80=1 10.0.0.12:80=0 10.0.0.13:80=1$")
+    assert "stays attached to lb0" in l4.read_log(), l4.read_log()
     assert "reusing" in l4.new_log(), l4.new_log()
     for name, c in survivors:
         assert c.ask() == "%s 10.0.0.2" % name
@@ -549,7 +711,80 @@ def test_l4_dr_ipv6(topo):
     assert all(b.split()[1] == "fd00::2" for b in bodies), bodies
     listing = l4.list()
     assert "TCP  [fd00::100]:80" in listing and listing.count(" up ") == 3, listing
+    restart_under_traffic(topo, l4, vip=VIP6)
     assert l4.stop() == 0
+
+
+def test_l4_stays_attached_detach_and_other_programs(topo):
+    """Item 7 of the L4 review, the operator's side. After SIGTERM the
+    forwarder stays attached and forwards, new flows too, from the pinned
+    maps. `sluice l4 detach` is refused while sluice l4 runs; once it
+    stopped it takes the forwarder off (the maps stay, unless
+    --remove-maps). Another XDP program on the interface is refused unless
+    --force; the forwarder attached without a link (as Sluice did before
+    links) is taken over; a change of l4.xdp_mode re-attaches in that mode."""
+    l4 = L4(topo).start()
+    assert l4.stop() == 0
+    assert "stays attached to lb0" in l4.read_log(), l4.read_log()
+    link = l4.link_info()
+    assert link and l4.xdp_prog_id() == link["prog_id"], link
+    # Without the forwarder these would reach the LB's own stack, which
+    # holds the VIP and refuses port 80.
+    bodies = get(6)
+    assert len(bodies) == 6 and all(real_of(b) in ("r1", "r2", "r3") for b in bodies), bodies
+    listing = l4.list()
+    assert "Attached to lb0 (link %d, program %d, native)" % (link["id"], link["prog_id"]) in listing, listing
+
+    l4.start()
+    out = l4.detach()
+    assert out.returncode == 1 and "sluice l4 is running" in out.stderr, (out.stdout, out.stderr)
+    assert l4.xdp_prog_id() is not None
+    assert l4.stop() == 0
+    out = l4.detach()
+    assert out.returncode == 0 and "detached from lb0" in out.stdout, (out.stdout, out.stderr)
+    assert "maps stay pinned" in out.stdout, out.stdout
+    assert l4.xdp_prog_id() is None and l4.link_info() is None
+    assert os.path.exists(l4.pin_dir + "/vips") and not os.path.exists(l4.pin_dir + "/links")
+    bodies = get(2, timeout=2)
+    assert len(bodies) == 2 and all(b.startswith("ERR") for b in bodies), bodies
+    out = l4.detach()
+    assert out.returncode == 0 and "not attached" in out.stdout, (out.stdout, out.stderr)
+
+    # A program that is not the forwarder: refused, and left alone ...
+    nsexec(NS_LB, "ip", "link", "set", "dev", "lb0", "xdpdrv", "pinned", topo.bpffs + "/xdp_pass")
+    other = l4.xdp_prog_id()
+    rc, log = l4.start_fails()
+    assert rc == 1 and "lb0 already has an XDP program that is not the Sluice forwarder" in log, log
+    assert l4.xdp_prog_id() == other
+    # ... unless --force.
+    l4.start(args=["--force"])
+    assert "--force took XDP program (no name) (id %d) off first" % other in l4.new_log(), l4.new_log()
+    assert l4.xdp_prog_id() == l4.link_info()["prog_id"]
+    assert l4.stop() == 0
+    assert l4.detach().returncode == 0
+
+    # The forwarder attached without a link, as by a Sluice before links
+    # that was killed before it could detach: taken over.
+    sh("bpftool", "prog", "load", os.path.join(ROOT, "build", "l4", "forwarder.bpf.o"), topo.bpffs + "/old_fwd",
+       "type", "xdp")
+    nsexec(NS_LB, "ip", "link", "set", "dev", "lb0", "xdpdrv", "pinned", topo.bpffs + "/old_fwd")
+    old = l4.xdp_prog_id()
+    l4.start()
+    assert "took off the forwarder an earlier Sluice had attached without a link (program %d)" % old \
+        in l4.new_log(), l4.new_log()
+    link = l4.link_info()
+    assert link and l4.xdp_prog_id() == link["prog_id"] != old
+    assert l4.stop() == 0
+
+    # l4.xdp_mode changed: the next run detaches and attaches in the new mode.
+    l4.conf.write_text(l4.conf.read_text().replace("xdp_mode: native", "xdp_mode: generic"))
+    l4.start()
+    assert "l4.xdp_mode changed, so the earlier link" in l4.new_log(), l4.new_log()
+    assert "xdpgeneric" in nsexec(NS_LB, "ip", "-d", "link", "show", "dev", "lb0").stdout
+    assert l4.link_info()["id"] != link["id"]
+    assert l4.stop() == 0
+    out = l4.detach("--remove-maps")
+    assert out.returncode == 0 and "removed" in out.stdout and not os.path.exists(l4.pin_dir), out.stdout
 
 
 def test_l4_nat_end_to_end(topo):
@@ -568,13 +803,13 @@ def test_l4_nat_end_to_end(topo):
     metrics = l4.metrics()
     assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat"\} [1-9]', metrics), metrics
     assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat_reply"\} [1-9]', metrics), metrics
-    # A keep-alive connection keeps its real through a restart (the shared
-    # NAT table is pinned).
+    # Keep-alive connections keep their real through a restart, busy or
+    # idle (the forwarder stays attached; the shared NAT table is pinned).
     c = KeepAlive(topo)
     first = c.ask()
     assert not first.startswith("ERR"), first
-    assert l4.stop() == 0
-    l4.start()
+    seen = restart_under_traffic(topo, l4)
+    assert all(b.split()[1:] == [NAT_CLIENT] for b in seen), seen
     assert c.ask() == first
     kill_one_drain_another(topo, l4, NAT_CLIENT, 8080)
     assert l4.stop() == 0
@@ -617,8 +852,8 @@ def test_l4_fullnat_end_to_end(topo):
     c = KeepAlive(topo)
     first = c.ask()
     assert first == "%s %s" % (real_of(first), LOCAL_ADDR), first
-    assert l4.stop() == 0
-    l4.start()
+    seen = restart_under_traffic(topo, l4)
+    assert all(b.split()[1:] == [LOCAL_ADDR] for b in seen), seen
     assert c.ask() == first
     c.p.kill()
     kill_one_drain_another(topo, l4, LOCAL_ADDR, 80)
@@ -679,6 +914,7 @@ def test_l4_nat_and_fullnat_ipv6(topo):
     assert len(bodies) == 30 and not any(b.startswith("ERR") for b in bodies), (bodies, l4.read_log())
     assert {real_of(b) for b in bodies} == {"r1", "r2", "r3"}, bodies
     assert all(b.split()[1] == NAT_CLIENT6 for b in bodies), bodies
+    restart_under_traffic(topo, l4, vip=VIP6)
     assert l4.stop() == 0
 
     # FullNAT: the LB holds its local address on the veth (deprecated,
@@ -689,4 +925,5 @@ def test_l4_nat_and_fullnat_ipv6(topo):
     assert len(bodies) == 30 and not any(b.startswith("ERR") for b in bodies), (bodies, l4.read_log())
     assert {real_of(b) for b in bodies} == {"r1", "r2", "r3"}, bodies
     assert all(b.split()[1] == LOCAL_ADDR6 for b in bodies), bodies
+    restart_under_traffic(topo, l4, vip=VIP6)
     assert l4.stop() == 0

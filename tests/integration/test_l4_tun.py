@@ -126,6 +126,10 @@ def test_l4_tun_end_to_end(topo, vip_fam, real_fam, kind, gue_port):
             assert out.returncode == 0, out.stderr
             assert counter(out.stdout, kind) > 0, out.stdout
             assert counter(out.stdout, "pass_malformed") == 0, out.stdout
+        # Requests on long-lived connections all through a restart (once
+        # per VIP family; the restart does not depend on the encapsulation).
+        if kind in ("decap_ipip", "decap_ip6ip6"):
+            dr.restart_under_traffic(topo, l4, vip=vip)
     finally:
         assert l4.stop() == 0
     # --detach takes the program off and removes the pins.

@@ -56,3 +56,14 @@ def test_l4_two_arm_dr(topo):
     m = re.search(r"fwd_dr +(\d+) pkts", listing)
     assert m and int(m.group(1)) >= 30 * 3, listing
     assert l4.stop() == 0
+
+    # A run with lb1 gone from l4.interfaces detaches it and swaps the
+    # program of lb0's link in place.
+    lb0 = l4.link_info("lb0")
+    assert l4.link_info("lb1") and l4.xdp_prog_id("lb1")
+    l4.conf.write_text(l4.conf.read_text().replace("interfaces: [lb1, lb0]\n  tx_interface: lb0", "interfaces: [lb0]"))
+    l4.start()
+    assert "detached from lb1: it is no longer in l4.interfaces" in l4.new_log(), l4.new_log()
+    assert l4.link_info("lb1") is None and l4.xdp_prog_id("lb1") is None
+    assert l4.link_info("lb0")["id"] == lb0["id"] and l4.xdp_prog_id("lb0") != lb0["prog_id"]
+    assert l4.stop() == 0
