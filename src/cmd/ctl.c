@@ -22,119 +22,24 @@
 #include <unistd.h>
 
 #include "lib/addr.h"
+#include "core/admin_client.h"
 #include "core/config.h"
 
-#define REPLY_MAX (8u << 20)
-
-struct reply {
-    int status;
-    char *body;
-    size_t len;
-};
-
-static int send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* One request to the admin API. Returns 0 with *r filled, or -1 with a
- * message printed (quiet: not when nothing listens there). */
-static int admin_call_q(const struct sl_addr *admin, const char *method, const char *path, const char *body,
-                        struct reply *r, bool quiet)
-{
-    int fd = socket(admin->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (const struct sockaddr *)&admin->ss, admin->len) < 0) {
-        if (!quiet)
-            fprintf(stderr, "sluice: cannot reach the admin API at %s: %s\n", admin->text, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    char head[1024];
-    size_t blen = body ? strlen(body) : 0;
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-cli\r\nConnection: close\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, admin->text, blen);
-    if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
-        (blen && send_all(fd, body, blen) < 0)) {
-        fprintf(stderr, "sluice: sending to %s failed\n", admin->text);
-        close(fd);
-        return -1;
-    }
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap + 1);
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (!buf || poll(&pfd, 1, 10000) <= 0) {
-            fprintf(stderr, "sluice: no answer from %s\n", admin->text);
-            free(buf);
-            close(fd);
-            return -1;
-        }
-        if (len == cap) {
-            if (cap >= REPLY_MAX)
-                break;
-            cap *= 2;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb)
-                break;
-            buf = nb;
-        }
-        ssize_t got = recv(fd, buf + len, cap - len, 0);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        len += (size_t)got;
-    }
-    close(fd);
-    buf[len] = '\0';
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1) {
-        fprintf(stderr, "sluice: unreadable answer from %s\n", admin->text);
-        free(buf);
-        return -1;
-    }
-    r->body = buf;
-    r->len = len;
-    /* Keep only the body, in place. */
-    size_t off = (size_t)(sep + 4 - buf);
-    memmove(buf, buf + off, len - off + 1);
-    r->len = len - off;
-    return 0;
-}
-
 static int admin_call(const struct sl_addr *admin, const char *method, const char *path, const char *body,
-                      struct reply *r)
+                      struct admin_reply *r)
 {
-    return admin_call_q(admin, method, path, body, r, false);
-}
+    char err[512];
 
-int ctl_request(const struct sl_addr *admin, const char *method, const char *path, const char *body, bool quiet,
-                int *status, char **reply_body, size_t *reply_len)
-{
-    struct reply r = {0};
-    if (admin_call_q(admin, method, path, body, &r, quiet) < 0)
+    if (admin_client_request(admin, method, path, body, r, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice: %s\n", err);
         return -1;
-    *status = r.status;
-    *reply_body = r.body;
-    *reply_len = r.len;
+    }
     return 0;
 }
 
 static json_t *admin_json(const struct sl_addr *admin, const char *method, const char *path, const char *body)
 {
-    struct reply r = {0};
+    struct admin_reply r = {0};
     if (admin_call(admin, method, path, body, &r) < 0)
         return NULL;
     json_error_t err;

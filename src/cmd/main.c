@@ -6,6 +6,7 @@
 
 #include "cmd/ctl.h"
 #include "cmd/master.h"
+#include "core/version.h"
 #include "core/config.h"
 #include "l4/l4.h"
 

@@ -12,6 +12,7 @@
  * (dup), so no queued connection is lost across a reload.
  */
 #include "cmd/master.h"
+#include "core/version.h"
 
 #include <dirent.h>
 #include <errno.h>

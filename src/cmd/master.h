@@ -4,9 +4,6 @@
 
 #include <stdint.h>
 
-#ifndef SLUICE_VERSION
-#define SLUICE_VERSION "0.1.0"
-#endif
 
 struct master_options {
     const char *config_path;

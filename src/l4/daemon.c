@@ -51,7 +51,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "cmd/master.h"
+#include "core/version.h"
 #include "core/admin.h"
 #include "core/config.h"
 #include "core/evloop.h"

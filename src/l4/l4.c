@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "cmd/ctl.h"
+#include "core/admin_client.h"
 #include "lib/addr.h"
 #include "core/config.h"
 #include "l4/daemon.h"
@@ -159,15 +159,14 @@ static int cmd_list(const char *admin_text, const char *config_path, const char 
     if (admin_of(admin_text, config_path, &admin, &have) < 0)
         return 1;
     if (have) {
-        int status = 0;
-        char *body = NULL;
-        size_t len = 0;
-        if (ctl_request(&admin, "GET", "/api/l4/list", NULL, true, &status, &body, &len) == 0 && status == 200) {
-            fwrite(body, 1, len, stdout);
-            free(body);
+        struct admin_reply r = {0};
+        char err[512];
+        if (admin_client_request(&admin, "GET", "/api/l4/list", NULL, &r, err, sizeof err) == 0 && r.status == 200) {
+            fwrite(r.body, 1, r.len, stdout);
+            free(r.body);
             return 0;
         }
-        free(body);
+        free(r.body);
         fprintf(stderr, "sluice l4 list: no sluice l4 answers at %s; reading the pinned maps in %s\n", admin.text,
                 pin_dir);
     }
@@ -276,16 +275,18 @@ static int cmd_change(const char *verb, const char *admin_text, const char *conf
         l4_usage(stderr);
         return 2;
     }
-    int status = 0;
-    char *reply = NULL;
-    size_t len = 0;
-    int rc = ctl_request(&admin, method, path, send, false, &status, &reply, &len);
+    struct admin_reply r = {0};
+    char err[512];
+    int rc = admin_client_request(&admin, method, path, send, &r, err, sizeof err);
     free(json_body);
-    if (rc < 0)
+    if (rc < 0) {
+        fprintf(stderr, "sluice l4 %s: %s\n", verb, err);
         return 1;
+    }
     json_error_t jerr;
-    json_t *j = json_loadb(reply, len, 0, &jerr);
-    free(reply);
+    json_t *j = json_loadb(r.body, r.len, 0, &jerr);
+    free(r.body);
+    int status = r.status;
     if (status >= 300) {
         const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
         fprintf(stderr, "sluice l4 %s: %d %s\n", verb, status, e ? e : "(no reason given)");

@@ -1,0 +1,103 @@
+#include "core/admin_client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define REPLY_MAX (8u << 20)
+#define ANSWER_WAIT_MS 10000
+
+static int send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads until the peer closes (Connection: close), REPLY_MAX, or
+ * ANSWER_WAIT_MS of silence. Returns the bytes (NUL-terminated) or NULL. */
+static char *read_reply(int fd, size_t *out_len)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap + 1);
+
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (!buf || poll(&pfd, 1, ANSWER_WAIT_MS) <= 0) {
+            free(buf);
+            return NULL;
+        }
+        if (len == cap) {
+            if (cap >= REPLY_MAX)
+                break;
+            cap *= 2;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb)
+                break;
+            buf = nb;
+        }
+        ssize_t got = recv(fd, buf + len, cap - len, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    buf[len] = '\0';
+    *out_len = len;
+    return buf;
+}
+
+int admin_client_request(const struct sl_addr *admin, const char *method, const char *path, const char *body,
+                         struct admin_reply *r, char *err, size_t errlen)
+{
+    int fd = socket(admin->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (const struct sockaddr *)&admin->ss, admin->len) < 0) {
+        snprintf(err, errlen, "cannot reach the admin API at %s: %s", admin->text, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return ADMIN_CLIENT_UNREACHABLE;
+    }
+    char head[1024];
+    size_t blen = body ? strlen(body) : 0;
+    int n = snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-cli\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     method, path, admin->text, blen);
+    if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
+        (blen && send_all(fd, body, blen) < 0)) {
+        snprintf(err, errlen, "sending to %s failed", admin->text);
+        close(fd);
+        return ADMIN_CLIENT_FAILED;
+    }
+    size_t len = 0;
+    char *buf = read_reply(fd, &len);
+    close(fd);
+    if (!buf) {
+        snprintf(err, errlen, "no answer from %s", admin->text);
+        return ADMIN_CLIENT_FAILED;
+    }
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1) {
+        snprintf(err, errlen, "unreadable answer from %s", admin->text);
+        free(buf);
+        return ADMIN_CLIENT_FAILED;
+    }
+    /* Keep only the body, in place. */
+    size_t off = (size_t)(sep + 4 - buf);
+    memmove(buf, buf + off, len - off + 1);
+    r->body = buf;
+    r->len = len - off;
+    return 0;
+}

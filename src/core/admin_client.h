@@ -1,0 +1,30 @@
+/* A tiny blocking HTTP/1.1 client for the admin API of a running Sluice
+ * (`sluice status`, `sluice pools`, `sluice l4 add-real`, ...): one request,
+ * Connection: close, a bounded reply (8 MiB), 10 s without an answer is a
+ * failure. Nothing here prints; failures come back as a reason.
+ */
+#ifndef SLUICE_CORE_ADMIN_CLIENT_H
+#define SLUICE_CORE_ADMIN_CLIENT_H
+
+#include <stddef.h>
+
+#include "lib/addr.h"
+
+struct admin_reply {
+    int status;   /* the HTTP status */
+    char *body;   /* NUL-terminated, malloc'd: the caller frees it */
+    size_t len;   /* body bytes, without the NUL */
+};
+
+enum admin_client_error {
+    ADMIN_CLIENT_UNREACHABLE = -1, /* nothing accepted the connection */
+    ADMIN_CLIENT_FAILED = -2,      /* it did, but the exchange failed */
+};
+
+/* Send METHOD PATH with an optional JSON body to the admin API at `admin`.
+ * Returns 0 with *r filled, or one of admin_client_error with a reason in
+ * err ("cannot reach the admin API at 127.0.0.1:9900: Connection refused"). */
+int admin_client_request(const struct sl_addr *admin, const char *method, const char *path, const char *body,
+                         struct admin_reply *r, char *err, size_t errlen);
+
+#endif
