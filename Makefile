@@ -13,21 +13,49 @@ CLANG   ?= clang
 PYTHON  ?= /usr/bin/python3
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) -g
+# -MMD -MP: each object records the headers it read (build/**/*.d), so a
+# header change rebuilds only what includes it.
+BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) -g -MMD -MP
 CFLAGS  ?= -O2
 LIBS    := -lyaml -ljansson -lm
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-# src/l4 (the XDP forwarder) is built by its own rules in src/l4/l4.mk, which
-# also links the `sluice l4` control plane (src/l4/*.c) into build/sluice.
-ALL_SRC := $(shell find src -name '*.c' -not -path 'src/l4/*' | sort)
-LIB_SRC := $(filter-out src/cmd/main.c,$(ALL_SRC))
-HDRS    := $(shell find src -name '*.h' -not -path 'src/l4/*' | sort)
+# The layers (docs/architecture.md): lib <- core <- tiers <- cmd. Each of
+# lib, core and every tier is a static library, build/obj/libsluice-X.a
+# (release) and build/asan/libsluice-X.a (sanitizers); the binary and the
+# unit tests link the ones they need, tiers first. A tier's folder may add
+# its own rules in src/TIER/TIER.mk (included below) and append itself to
+# TIERS there; src/l4 does, because it needs the BPF toolchain.
+TIERS   := proxy
+layer_src = $(sort $(wildcard src/$(1)/*.c))
+layer_lib = build/$(2)/libsluice-$(1).a
 
-OBJ      := $(ALL_SRC:%.c=build/obj/%.o)
-ASAN_OBJ := $(ALL_SRC:%.c=build/asan/%.o)
-ASAN_LIB_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
+CMD_SRC := $(call layer_src,cmd)
+CMD_OBJ := $(CMD_SRC:%.c=build/obj/%.o)
+CMD_ASAN_OBJ := $(CMD_SRC:%.c=build/asan/%.o)
+
+# One archive per layer, in both builds.
+define layer_rules
+$(call layer_lib,$(1),obj): $$(patsubst %.c,build/obj/%.o,$$(call layer_src,$(1)))
+$(call layer_lib,$(1),asan): $$(patsubst %.c,build/asan/%.o,$$(call layer_src,$(1)))
+endef
+$(foreach l,lib core $(TIERS),$(eval $(call layer_rules,$(l))))
+
+%.a:
+	@rm -f $@
+	ar rcs $@ $^
+
+# Link order: tiers, then core, then lib (each may use only those after it).
+# Expanded when the recipe runs, so tiers added by a TIER.mk are in it.
+link_libs = $(foreach l,$(TIERS) core lib,$(call layer_lib,$(l),$(1)))
+
+# Fuzz targets are built by clang with libFuzzer from the sources of lib,
+# core and the proxy tier (not from the gcc archives), in one command, so
+# without dependency files: they depend on every header of those layers.
+FUZZ_CFLAGS = $(filter-out -MMD -MP,$(BASEFLAGS)) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined
+LIB_SRC := $(foreach l,lib core proxy,$(call layer_src,$(l)))
+FUZZ_HDRS := $(wildcard $(foreach l,lib core proxy,src/$(l)/*.h))
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
@@ -35,33 +63,41 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 clean asan
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 clean asan layers
 
 all: build/sluice
 
-build/sluice: $(OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+build/sluice: $(CMD_OBJ) $(call link_libs,obj)
+	$(CC) $(CFLAGS) -o $@ $(CMD_OBJ) $(call link_libs,obj) $(LIBS)
 
-build/obj/%.o: %.c $(HDRS)
+build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -c -o $@ $<
 
 # The sanitizer build of the binary: integration tests run this one.
 asan: build/sluice-asan
-build/sluice-asan: $(ASAN_OBJ)
-	$(CC) $(SAN) -o $@ $^ $(LIBS)
+build/sluice-asan: $(CMD_ASAN_OBJ) $(call link_libs,asan)
+	$(CC) $(SAN) -o $@ $(CMD_ASAN_OBJ) $(call link_libs,asan) $(LIBS)
 
-build/asan/%.o: %.c $(HDRS)
+build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) -c -o $@ $<
 
-build/tests/%: tests/unit/%.c $(ASAN_LIB_OBJ) $(HDRS)
+# Unit tests link the proxy, core and lib archives (the linker takes only
+# the objects a test uses); src/l4's unit tests are built by l4.mk.
+UNIT_LIBS = $(foreach l,proxy core lib,$(call layer_lib,$(l),asan))
+build/tests/%: tests/unit/%.c $(foreach l,proxy core lib,$(call layer_lib,$(l),asan))
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) -O1 $(SAN) -Itests/unit -o $@ $< $(ASAN_LIB_OBJ) $(LIBS) -lcmocka
+	$(CC) $(BASEFLAGS) -O1 $(SAN) -Itests/unit -o $@ $< $(UNIT_LIBS) $(LIBS) -lcmocka
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HDRS)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(FUZZ_HDRS)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(BASEFLAGS) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
+
+# The include rule of the layers, and a check of the checker.
+layers:
+	@bash scripts/check-layers.sh
+	@bash scripts/check-layers.sh --self-test
 
 deps:
 	@bash scripts/deps.sh
@@ -95,3 +131,6 @@ clean:
 	rm -rf build
 
 -include src/l4/l4.mk
+
+# Headers each object read last time it was built (see -MMD above).
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -66,20 +66,23 @@ bench-l4-floor: $(L4_OUT)/l4_bench
 	@$(L4_OUT)/l4_bench
 
 # ---- the control plane: `sluice l4` ----
-# src/l4/*.c (not bpf/) is linked into build/sluice and build/sluice-asan
-# only: the top-level Makefile leaves src/l4 out of ALL_SRC, so unit tests
-# and fuzzers, which link every other src object, do not need libbpf or the
-# skeleton. These extra prerequisites join the binaries' link lines ($^).
-L4_CP_SRC      := $(wildcard src/l4/*.c)
-L4_CP_HDRS     := $(wildcard src/l4/*.h) $(L4_BPF_HDRS)
+# src/l4/*.c (not bpf/) is the l4 tier's library, libsluice-l4.a, linked
+# into build/sluice and build/sluice-asan. The unit tests and fuzzers of
+# the top-level Makefile do not link it, so they need no libbpf or
+# skeleton; the l4 tier's own unit tests are built below.
+TIERS += l4
+$(eval $(call layer_rules,l4))
+L4_CP_SRC      := $(call layer_src,l4)
 L4_CP_OBJ      := $(L4_CP_SRC:%.c=build/obj/%.o)
 L4_CP_ASAN_OBJ := $(L4_CP_SRC:%.c=build/asan/%.o)
 
-build/sluice: $(L4_CP_OBJ)
-build/sluice-asan: $(L4_CP_ASAN_OBJ)
+build/sluice: $(call layer_lib,l4,obj)
+build/sluice-asan: $(call layer_lib,l4,asan)
 $(L4_CP_OBJ) $(L4_CP_ASAN_OBJ): BASEFLAGS += -I$(L4_OUT)
-$(L4_CP_OBJ) $(L4_CP_ASAN_OBJ): $(L4_CP_HDRS) $(L4_OUT)/forwarder.skel.h
-build/obj/src/cmd/main.o build/asan/src/cmd/main.o: src/l4/l4.h
+# Generated headers must exist before the first compile (later, -MMD's
+# dependency files name them).
+$(L4_CP_OBJ) $(L4_CP_ASAN_OBJ): $(L4_OUT)/forwarder.skel.h
+build/obj/src/cmd/main.o build/asan/src/cmd/main.o: BASEFLAGS += -I$(L4_OUT)
 
 # Recipes expand LIBS when they run, after this line has been read.
 LIBS += $(L4_USER_LIBS)
@@ -104,5 +107,4 @@ L4_FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz
 $(L4_FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) $(L4_LIB_SRC) $(L4_BPF_HDRS) \
                 $(L4_SKELS) src/l4/decap.h tests/fuzz/l4_fuzz_report.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(BASEFLAGS) -Wno-unknown-warning-option -I$(L4_OUT) -Itests/bpf -O1 \
-	      -fsanitize=fuzzer,address,undefined -o $@ $< $(L4_TESTLIB) $(L4_LIB_SRC) $(L4_USER_LIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -I$(L4_OUT) -Itests/bpf -o $@ $< $(L4_TESTLIB) $(L4_LIB_SRC) $(L4_USER_LIBS)
