@@ -15,6 +15,10 @@ L4_BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -I$(L4_OUT) -Isrc -Wall 
 
 L4_BPF_SRC  := $(wildcard src/l4/bpf/*.bpf.c)
 L4_BPF_HDRS := $(wildcard src/l4/bpf/*.h)
+# The published map contracts (l4_abi_common.h, forwarder_abi.h, toa_abi.h,
+# decap_abi.h): included by user space too. The other headers in
+# src/l4/bpf are the forwarder's own, split by concern.
+L4_ABI_HDRS := $(wildcard src/l4/bpf/*_abi*.h)
 L4_BPF_OBJ  := $(L4_BPF_SRC:src/l4/bpf/%.bpf.c=$(L4_OUT)/%.bpf.o)
 L4_SKELS    := $(L4_BPF_SRC:src/l4/bpf/%.bpf.c=$(L4_OUT)/%.skel.h)
 
@@ -64,6 +68,13 @@ test-bpf: $(L4_OUT)/test_forwarder
 
 bench-l4-floor: $(L4_OUT)/l4_bench
 	@$(L4_OUT)/l4_bench
+
+# src/core includes two of the contracts (config.c: the data plane's
+# defaults; toa_lookup.c: the TOA map). The top-level HDRS leave src/l4 out,
+# so the objects and the fuzzers that compile src/ name them here.
+build/obj/src/core/config.o build/asan/src/core/config.o \
+build/obj/src/core/toa_lookup.o build/asan/src/core/toa_lookup.o: $(L4_ABI_HDRS)
+$(filter-out $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c)),$(FUZZ_BIN)): $(L4_ABI_HDRS)
 
 # ---- the control plane: `sluice l4` ----
 # src/l4/*.c (not bpf/) is linked into build/sluice and build/sluice-asan

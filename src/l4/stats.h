@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
 
 /* Summed counters (uint64_t, unlike the kernel's __u64, for printf). */
 struct l4_sum {

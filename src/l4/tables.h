@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 
 #include "core/config.h"
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
 
 /* Addresses in the maps' 16-byte form (IPv4 v4-mapped). */
 void l4_addr16(__be32 out[4], const struct sockaddr *sa);

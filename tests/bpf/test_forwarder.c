@@ -34,8 +34,9 @@
 #include "core/toa_lookup.h"
 #include "toa.skel.h"
 #include "decap.skel.h"
-#include "l4/bpf/l4_maps.h"
-#include "l4/decap.h"
+#include "l4/bpf/forwarder_abi.h"
+#include "l4/bpf/toa_abi.h"
+#include "l4/bpf/decap_abi.h"
 #include "l4/conns.h"
 #include "l4_testlib.h"
 

@@ -40,7 +40,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "l4/bpf/l4_csum.h"
-#include "l4/decap.h"
+#include "l4/bpf/decap_abi.h"
 
 #define ETH_P_IP     0x0800
 #define ETH_P_IPV6   0x86DD

@@ -34,7 +34,8 @@
 
 #include "l4/bpf/l4_csum.h"
 #include "l4/bpf/l4_hash.h"
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
+#include "l4/bpf/toa_abi.h"
 
 /* Not in vmlinux.h (they are #defines in the uapi headers). */
 #define ETH_P_IP      0x0800
@@ -70,7 +71,7 @@ const volatile __u32 flow_seed = L4_DEFAULT_FLOW_SEED;
 /* Possible CPUs, for spreading the rr cursors' starting points. */
 const volatile __u32 nr_cpus = 1;
 
-/* ---- maps (struct layouts in l4_maps.h) ---- */
+/* ---- maps (struct layouts in forwarder_abi.h) ---- */
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
