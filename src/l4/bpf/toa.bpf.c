@@ -31,18 +31,10 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "l4/bpf/consts.h"
 #include "l4/bpf/toa_abi.h"
 
-#define ETH_P_IP     0x0800
-#define ETH_P_IPV6   0x86DD
-#define ETH_P_8021Q  0x8100
-#define ETH_P_8021AD 0x88A8
-#define IP_MF        0x2000
-#define IP_OFFSET    0x1FFF
-#define PROTO_TCP    6
 #define TC_ACT_OK    0
-#define TCP_SYN      0x02
-#define TCP_ACK      0x10
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
