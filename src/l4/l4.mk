@@ -2,7 +2,8 @@
 #
 #   make l4-bpf          BPF objects and libbpf skeletons in build/l4/
 #   make test-bpf        packet-fixture tests through BPF_PROG_TEST_RUN (root;
-#                        as non-root they skip and exit 0)
+#                        as non-root they skip and exit 0); SUITES="nat toa"
+#                        runs only those suites (tests/bpf/test_*.c)
 #   make bench-l4-floor  ns/packet: table hit, miss, and the MAC-swap floor
 #
 # vmlinux.h and the skeletons are generated here at build time and never
@@ -51,12 +52,17 @@ $(L4_OUT)/%.skel.h: $(L4_OUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $(subst .bpf.o,,$(notdir $<)) > $@.tmp
 	@mv $@.tmp $@
 
-# (src/core/toa_lookup.c: the TOA fixtures test the lookup helper too;
-# src/l4/conns.c: and the connection counts.)
-$(L4_OUT)/test_forwarder: tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
+# The fixtures: one runner (tests/bpf/test_forwarder.c) over the world they
+# share (tests/bpf/fixtures.[ch]) and one suite per feature file
+# (tests/bpf/test_*.c). src/core/toa_lookup.c: the TOA fixtures test the
+# lookup helper too; src/l4/conns.c: and the connection counts.
+L4_FIXTURE_SRC := $(sort tests/bpf/fixtures.c $(wildcard tests/bpf/test_*.c))
+L4_FIXTURE_HDR := tests/bpf/fixtures.h
+
+$(L4_OUT)/test_forwarder: $(L4_FIXTURE_SRC) $(L4_FIXTURE_HDR) $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
                           $(L4_CORE_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/core/toa_lookup.c src/core/toa_lookup.h \
                           src/l4/conns.c src/l4/conns.h
-	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_CORE_SRC) src/core/toa_lookup.c \
+	$(CC) $(L4_USER_CFLAGS) -o $@ $(L4_FIXTURE_SRC) $(L4_TESTLIB) $(L4_CORE_SRC) src/core/toa_lookup.c \
 	      src/l4/conns.c $(L4_USER_LIBS)
 
 $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
@@ -64,7 +70,7 @@ $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
 	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_CORE_SRC) $(L4_USER_LIBS)
 
 test-bpf: $(L4_OUT)/test_forwarder
-	@$(L4_OUT)/test_forwarder
+	@$(L4_OUT)/test_forwarder $(SUITES)
 
 bench-l4-floor: $(L4_OUT)/l4_bench
 	@$(L4_OUT)/l4_bench
