@@ -110,10 +110,10 @@ demo-l4: build/sluice
 # ---- unit tests of the control plane's pure parts (no kernel, no root) ----
 # tests/unit/test_l4_*.c are in the top-level UNIT_BIN (make unit, the unit
 # phase of make test) like the other unit tests; this static pattern rule
-# also links the parts of src/l4 that do no map I/O (tables.c: the map I/O
-# is in tables_maps.c), and leaves libbpf out.
+# also links the parts of src/l4 that do no map I/O (tables.c, stats.c:
+# the map I/O is in tables_maps.c and stats_maps.c), and leaves libbpf out.
 L4_UNIT_BIN      := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_l4_*.c))
-L4_PURE_ASAN_OBJ := build/asan/src/l4/tables.o
+L4_PURE_ASAN_OBJ := build/asan/src/l4/tables.o build/asan/src/l4/stats.o
 
 $(L4_UNIT_BIN): build/tests/%: tests/unit/%.c $(ASAN_LIB_OBJ) $(HDRS) $(L4_PURE_ASAN_OBJ) $(L4_CP_HDRS)
 	@mkdir -p $(dir $@)
