@@ -77,10 +77,9 @@ bench-l4-floor: $(L4_OUT)/l4_bench
 
 # src/core includes two of the contracts (config.c: the data plane's
 # defaults; toa_lookup.c: the TOA map). The top-level HDRS leave src/l4 out,
-# so the objects and the fuzzers that compile src/ name them here.
+# so the objects name them here (and the fuzzers that compile src/, below).
 build/obj/src/core/config.o build/asan/src/core/config.o \
 build/obj/src/core/toa_lookup.o build/asan/src/core/toa_lookup.o: $(L4_ABI_HDRS)
-$(filter-out $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c)),$(FUZZ_BIN)): $(L4_ABI_HDRS)
 
 # ---- the control plane: `sluice l4` ----
 # src/l4/*.c (not bpf/) is linked into build/sluice and build/sluice-asan
@@ -132,7 +131,10 @@ build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h
 L4_FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c))
 
 $(L4_FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) $(L4_CORE_SRC) $(L4_BPF_HDRS) \
-                $(L4_SKELS) src/l4/decap.h tests/fuzz/l4_fuzz_report.h
+                $(L4_SKELS) tests/fuzz/l4_fuzz_report.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(BASEFLAGS) -Wno-unknown-warning-option -I$(L4_OUT) -Itests/bpf -O1 \
 	      -fsanitize=fuzzer,address,undefined -o $@ $< $(L4_TESTLIB) $(L4_CORE_SRC) $(L4_USER_LIBS)
+
+# The other fuzzers compile src/core/config.c and toa_lookup.c (see above).
+$(filter-out $(L4_FUZZ_BIN),$(FUZZ_BIN)): $(L4_ABI_HDRS)
