@@ -352,7 +352,7 @@ int other_cpu(void)
     return env.cpu == 0 ? 1 : 0;
 }
 
-/* The pool of each FullNAT service, as setup() configured it. */
+/* The pool of each FullNAT service, as setup_world() configured it. */
 bool in_pool(int svc, const struct tl_addr *a, uint16_t port)
 {
     struct l4_nat_pool pool;
