@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/yaml_tree.h"
+#include "l4/bpf/forwarder_abi.h" /* the data plane's defaults: flow seed, GUE port */
 
 #define CONFIG_MAX_BYTES (16u << 20)
 #define MAX_ERRORS 100   /* past this the rest is noise; also bounds the work */
@@ -2133,10 +2134,10 @@ static void parse_l4(struct ctx *c, const struct ynode *v)
     struct cfg_l4 *l4 = &c->cfg->l4;
     l4->present = true;
     l4->line = c->key_line;
-    l4->seed = 0x5eed1a4bu; /* L4_DEFAULT_FLOW_SEED in src/l4/bpf/l4_maps.h */
+    l4->seed = L4_DEFAULT_FLOW_SEED;
     l4->syn_cap = 100000;
     l4->max_services = 16;
-    l4->gue_port = 6080; /* L4_GUE_DEFAULT_PORT */
+    l4->gue_port = L4_GUE_DEFAULT_PORT;
     if (!walk_map(c, v, l4_keys, l4_field, l4))
         return;
     if (!map_has_key(v, "interfaces"))

@@ -12,7 +12,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
 
 #define NSEC_PER_SEC 1000000000ull
 #define KEY_LEN 40

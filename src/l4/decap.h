@@ -2,65 +2,18 @@
  * the ipip / ip6_tunnel modules (docs/l4.md, "TUN mode and sluice l4
  * decap").
  *
- * The first part is the contract between the XDP program
- * (src/l4/bpf/decap.bpf.c) and user space: the counters. Included by BPF
- * code (types from vmlinux.h) and by C in user space.
+ * The contract with the XDP program (src/l4/bpf/decap.bpf.c), its maps
+ * and counters, is src/l4/bpf/decap_abi.h.
  */
 #ifndef SLUICE_L4_DECAP_H
 #define SLUICE_L4_DECAP_H
 
-#ifndef __bpf__
-#include <linux/types.h>
-#endif
-
-/* Tunnel endpoint addresses the program decapsulates for (the keys of the
- * decap_addrs hash): 16 bytes, IPv4 v4-mapped (::ffff:a.b.c.d), network
- * byte order, as in l4_maps.h. */
-#define DECAP_MAX_ADDRS 256
-
-/* decap_stats[reason]: per-CPU {packets, bytes}; every packet the program
- * sees counts in exactly one. (For UDP that is not to the GUE port, the
- * "not IP-in-IP" of DECAP_PASS_OTHER; the other pass reasons count GUE
- * packets as they count IP-in-IP.) */
-enum decap_reason {
-    DECAP_IPIP = 0,     /* IPv4 in IPv4: outer header removed */
-    DECAP_6IN4,         /* IPv6 in IPv4 */
-    DECAP_IP6IP6,       /* IPv6 in IPv6 */
-    DECAP_4IN6,         /* IPv4 in IPv6 */
-    DECAP_PASS_OTHER,   /* not IP-in-IP (or not IP): untouched */
-    DECAP_PASS_NOT_OURS,/* IP-in-IP to an address not in decap_addrs */
-    DECAP_PASS_UNSUPP,  /* IPv4 options or fragment, IPv6 extension headers */
-    DECAP_PASS_BAD,     /* malformed: truncated, bad lengths, bad outer
-                           checksum, inner version not the announced one */
-    DECAP_DROP_ECN,     /* outer CE, inner not ECN-capable (RFC 6040) */
-    /* GUE variant 1 (the IP packet directly in UDP to decap_config's
-     * port; appended, so the numbers above stay): outer UDP header and
-     * outer IP header removed. */
-    DECAP_GUE_4IN4,     /* IPv4 in UDP in IPv4 */
-    DECAP_GUE_6IN4,     /* IPv6 in UDP in IPv4 */
-    DECAP_GUE_6IN6,     /* IPv6 in UDP in IPv6 */
-    DECAP_GUE_4IN6,     /* IPv4 in UDP in IPv6 */
-    DECAP_N_REASONS,
-};
-
-/* decap_config (BPF_MAP_TYPE_ARRAY, one entry), written before attaching. */
-struct decap_cfg {
-    __be16 gue_port;    /* GUE: UDP destination port, network order;
-                           0 = GUE is not decapsulated (the default) */
-    __u16 pad;
-};
-
-struct decap_count {
-    __u64 packets;
-    __u64 bytes;
-};
-
-#ifndef __bpf__
 #include <stdio.h>
+
+#include "l4/bpf/decap_abi.h"
 
 /* argv[0] is "decap". Returns the process exit code. */
 int l4_decap_main(int argc, char **argv);
 void l4_decap_usage(FILE *out);
-#endif
 
 #endif

@@ -2,7 +2,8 @@
 #
 #   make l4-bpf          BPF objects and libbpf skeletons in build/l4/
 #   make test-bpf        packet-fixture tests through BPF_PROG_TEST_RUN (root;
-#                        as non-root they skip and exit 0)
+#                        as non-root they skip and exit 0); SUITES="nat toa"
+#                        runs only those suites (tests/bpf/test_*.c)
 #   make bench-l4-floor  ns/packet: table hit, miss, and the MAC-swap floor
 #
 # vmlinux.h and the skeletons are generated here at build time and never
@@ -15,6 +16,10 @@ L4_BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -I$(L4_OUT) -Isrc -Wall 
 
 L4_BPF_SRC  := $(wildcard src/l4/bpf/*.bpf.c)
 L4_BPF_HDRS := $(wildcard src/l4/bpf/*.h)
+# The published map contracts (l4_abi_common.h, forwarder_abi.h, toa_abi.h,
+# decap_abi.h): included by user space too. The other headers in
+# src/l4/bpf are the forwarder's own, split by concern.
+L4_ABI_HDRS := $(wildcard src/l4/bpf/*_abi*.h)
 L4_BPF_OBJ  := $(L4_BPF_SRC:src/l4/bpf/%.bpf.c=$(L4_OUT)/%.bpf.o)
 L4_SKELS    := $(L4_BPF_SRC:src/l4/bpf/%.bpf.c=$(L4_OUT)/%.skel.h)
 
@@ -47,12 +52,17 @@ $(L4_OUT)/%.skel.h: $(L4_OUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $(subst .bpf.o,,$(notdir $<)) > $@.tmp
 	@mv $@.tmp $@
 
-# (src/proxy/toa_lookup.c: the TOA fixtures test the lookup helper too;
-# src/l4/conns.c: and the connection counts.)
-$(L4_OUT)/test_forwarder: tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
+# The fixtures: one runner (tests/bpf/test_forwarder.c) over the world they
+# share (tests/bpf/fixtures.[ch]) and one suite per feature file
+# (tests/bpf/test_*.c). src/proxy/toa_lookup.c: the TOA fixtures test the
+# lookup helper too; src/l4/conns.c: and the connection counts.
+L4_FIXTURE_SRC := $(sort tests/bpf/fixtures.c $(wildcard tests/bpf/test_*.c))
+L4_FIXTURE_HDR := tests/bpf/fixtures.h
+
+$(L4_OUT)/test_forwarder: $(L4_FIXTURE_SRC) $(L4_FIXTURE_HDR) $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
                           $(L4_LIB_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/proxy/toa_lookup.c src/proxy/toa_lookup.h \
                           src/l4/conns.c src/l4/conns.h
-	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/test_forwarder.c $(L4_TESTLIB) $(L4_LIB_SRC) src/proxy/toa_lookup.c \
+	$(CC) $(L4_USER_CFLAGS) -o $@ $(L4_FIXTURE_SRC) $(L4_TESTLIB) $(L4_LIB_SRC) src/proxy/toa_lookup.c \
 	      src/l4/conns.c $(L4_USER_LIBS)
 
 $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
@@ -60,7 +70,7 @@ $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
 	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_LIB_SRC) $(L4_USER_LIBS)
 
 test-bpf: $(L4_OUT)/test_forwarder
-	@$(L4_OUT)/test_forwarder
+	@$(L4_OUT)/test_forwarder $(SUITES)
 
 bench-l4-floor: $(L4_OUT)/l4_bench
 	@$(L4_OUT)/l4_bench
@@ -93,6 +103,19 @@ LIBS += $(L4_USER_LIBS)
 demo-l4: build/sluice
 	@bash scripts/demo-l4.sh
 
+# ---- unit tests of the control plane's pure parts (no kernel, no root) ----
+# tests/unit/test_l4_*.c are in the top-level UNIT_BIN (make unit, the unit
+# phase of make test) like the other unit tests; this static pattern rule
+# also links the parts of src/l4 that do no map I/O (tables.c, stats.c:
+# the map I/O is in tables_maps.c and stats_maps.c), and leaves libbpf out.
+L4_UNIT_BIN      := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_l4_*.c))
+L4_PURE_ASAN_OBJ := build/asan/src/l4/tables.o build/asan/src/l4/stats.o
+
+$(L4_UNIT_BIN): build/tests/%: tests/unit/%.c $(L4_PURE_ASAN_OBJ) $(UNIT_LIBS) $(L4_OUT)/forwarder.skel.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) -I$(L4_OUT) -O1 $(SAN) -Itests/unit -o $@ $< $(L4_PURE_ASAN_OBJ) $(UNIT_LIBS) \
+	      $(filter-out $(L4_USER_LIBS),$(LIBS)) -lcmocka
+
 # `sluice l4 decap` (src/l4/decap.c) includes the decap program's skeleton.
 build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h
 
@@ -105,6 +128,9 @@ build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h
 L4_FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c))
 
 $(L4_FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) $(L4_LIB_SRC) $(L4_BPF_HDRS) \
-                $(L4_SKELS) src/l4/decap.h tests/fuzz/l4_fuzz_report.h
+                $(L4_SKELS) tests/fuzz/l4_fuzz_report.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -I$(L4_OUT) -Itests/bpf -o $@ $< $(L4_TESTLIB) $(L4_LIB_SRC) $(L4_USER_LIBS)
+
+# The other fuzzers compile src/core/config.c and src/proxy/toa_lookup.c (see above).
+$(filter-out $(L4_FUZZ_BIN),$(FUZZ_BIN)): $(L4_ABI_HDRS)

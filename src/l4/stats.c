@@ -1,8 +1,10 @@
-/* See stats.h. */
+/* See stats.h: the snapshot's rows, filled from what was read, and the two
+ * renderings (`sluice l4 list`, /metrics). Nothing here reads a map
+ * (stats_maps.c does), so this part is unit-tested without a kernel
+ * (tests/unit/test_l4_stats.c). */
 #include "l4/stats.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <inttypes.h>
@@ -11,70 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
-
-#include "l4/conns.h"
 #include "l4/tables.h"
 
 uint32_t l4_table_count(size_t n_services)
 {
     size_t t = 2 * n_services;
     return t < L4_MAGLEV_DEFAULT_TABLES ? L4_MAGLEV_DEFAULT_TABLES : (uint32_t)t;
-}
-
-int l4_percpu_sum(int fd, uint32_t key, struct l4_sum *out)
-{
-    int ncpu = libbpf_num_possible_cpus();
-    memset(out, 0, sizeof *out);
-    if (ncpu <= 0)
-        return -1;
-    struct l4_counter *v = calloc((size_t)ncpu, sizeof *v); /* 16 bytes: already 8-aligned per CPU */
-    if (!v)
-        return -1;
-    int rc = bpf_map_lookup_elem(fd, &key, v);
-    if (rc == 0) {
-        for (int i = 0; i < ncpu; i++) {
-            out->packets += v[i].packets;
-            out->bytes += v[i].bytes;
-        }
-    }
-    free(v);
-    return rc;
-}
-
-/* Read slots [base, base + m) of the maglev array: in batches when the
- * kernel can (a batch continues after the key given as in_batch), else
- * one lookup per slot. */
-static int read_table(int fd, uint32_t base, uint32_t m, __u32 *vals)
-{
-    __u32 *keys = malloc((size_t)m * sizeof *keys);
-    if (!keys)
-        return -1;
-    uint32_t done = 0;
-    while (done < m) {
-        __u32 prev = base + done - 1, next;
-        __u32 count = m - done;
-        int rc = bpf_map_lookup_batch(fd, base + done ? &prev : NULL, &next, keys + done, vals + done, &count,
-                                      NULL);
-        if ((rc < 0 && errno != ENOENT) || count == 0)
-            break;
-        done += count;
-    }
-    int rc = 0;
-    for (uint32_t i = done; i < m && rc == 0; i++) {
-        keys[i] = base + i;
-        rc = bpf_map_lookup_elem(fd, &keys[i], &vals[i]);
-    }
-    free(keys);
-    return rc;
-}
-
-static uint32_t map_max_entries(int fd)
-{
-    struct bpf_map_info info = { 0 };
-    __u32 len = sizeof info;
-    return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.max_entries : 0;
 }
 
 static const char *mode_name(unsigned m)
@@ -100,7 +44,7 @@ static const char *real_state(const struct l4_real *r, uint32_t slots, int64_t w
     return weight == 0 ? "drained" : "down";
 }
 
-static int add_real(struct l4_row_svc *s, uint32_t index)
+int l4_row_add_real(struct l4_row_svc *s, uint32_t index)
 {
     struct l4_row_real *grown = realloc(s->reals, (s->n_reals + 1) * sizeof *grown);
     if (!grown)
@@ -119,40 +63,31 @@ static int cmp_svc(const void *a, const void *b)
     return x->svc < y->svc ? -1 : x->svc > y->svc;
 }
 
-/* Services from the vips map alone (no config at hand). */
-static int svcs_from_map(struct l4_snapshot *snap, const struct l4_fds *fds)
+int l4_snapshot_add_vip(struct l4_snapshot *snap, const struct l4_vip_key *key, const struct l4_vip_meta *meta)
 {
-    struct l4_vip_key key, prev;
-    const void *pp = NULL;
-    while (bpf_map_get_next_key(fds->vips, pp, &key) == 0) {
-        prev = key;
-        pp = &prev;
-        if (key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP)
-            continue;
-        struct l4_vip_meta meta;
-        if (bpf_map_lookup_elem(fds->vips, &key, &meta) < 0)
-            continue;
-        struct l4_row_svc *grown = realloc(snap->svcs, (snap->n_svcs + 1) * sizeof *grown);
-        if (!grown)
-            return -1;
-        snap->svcs = grown;
-        struct l4_row_svc *s = &snap->svcs[snap->n_svcs++];
-        memset(s, 0, sizeof *s);
-        fmt_vip(s->vip, sizeof s->vip, key.addr, key.port);
-        s->proto = key.proto == IPPROTO_TCP ? "TCP" : "UDP";
-        s->mode = mode_name(meta.mode);
-        s->scheduler = "maglev";
-        s->svc = meta.svc;
-        s->table = meta.table;
-        s->vip_port = ntohs(key.port);
-        s->loaded = 1;
-    }
-    qsort(snap->svcs, snap->n_svcs, sizeof *snap->svcs, cmp_svc);
+    struct l4_row_svc *grown = realloc(snap->svcs, (snap->n_svcs + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    snap->svcs = grown;
+    struct l4_row_svc *s = &snap->svcs[snap->n_svcs++];
+    memset(s, 0, sizeof *s);
+    fmt_vip(s->vip, sizeof s->vip, key->addr, key->port);
+    s->proto = key->proto == IPPROTO_TCP ? "TCP" : "UDP";
+    s->mode = mode_name(meta->mode);
+    s->scheduler = "maglev";
+    s->svc = meta->svc;
+    s->table = meta->table;
+    s->vip_port = ntohs(key->port);
+    s->loaded = 1;
     return 0;
 }
 
-static int svcs_from_model(struct l4_snapshot *snap, const struct l4_model_svc *svcs, size_t n,
-                           const struct l4_fds *fds)
+void l4_snapshot_sort(struct l4_snapshot *snap)
+{
+    qsort(snap->svcs, snap->n_svcs, sizeof *snap->svcs, cmp_svc);
+}
+
+int l4_snapshot_from_model(struct l4_snapshot *snap, const struct l4_model_svc *svcs, size_t n)
 {
     snap->svcs = calloc(n ? n : 1, sizeof *snap->svcs);
     if (!snap->svcs)
@@ -166,15 +101,8 @@ static int svcs_from_model(struct l4_snapshot *snap, const struct l4_model_svc *
         s->mode = l4_fwd_mode_name(cs->mode);
         s->scheduler = l4_scheduler_name(cs->scheduler);
         s->svc = svcs[i].slot;
-        struct l4_vip_key key;
-        struct l4_vip_meta meta;
-        l4_vip_key_of(&key, cs);
-        if (bpf_map_lookup_elem(fds->vips, &key, &meta) == 0) {
-            s->loaded = 1;
-            s->table = meta.table;
-        }
         for (size_t r = 0; r < cs->n_reals; r++) {
-            if (add_real(s, svcs[i].reals[r].index) < 0)
+            if (l4_row_add_real(s, svcs[i].reals[r].index) < 0)
                 return -1;
             snprintf(s->reals[r].addr, sizeof s->reals[r].addr, "%s", cs->reals[r].addr.text);
             s->reals[r].weight = svcs[i].reals[r].weight;
@@ -184,110 +112,51 @@ static int svcs_from_model(struct l4_snapshot *snap, const struct l4_model_svc *
     return 0;
 }
 
-/* Without a model: the reals a service owns (l4_real.owner), so drained
- * and down reals show too. */
-static int reals_from_map(struct l4_snapshot *snap, const struct l4_fds *fds)
+void l4_row_count_slots(struct l4_row_svc *s, const __u32 *slots, uint32_t m, bool known_reals)
 {
-    for (uint32_t i = 1; i < L4_MAX_REALS; i++) {
-        struct l4_real real;
-        if (bpf_map_lookup_elem(fds->reals, &i, &real) < 0 || !real.owner)
+    for (uint32_t k = 0; k < m; k++) {
+        if (!slots[k])
             continue;
-        for (size_t k = 0; k < snap->n_svcs; k++)
-            if (snap->svcs[k].svc + 1 == real.owner && add_real(&snap->svcs[k], i) < 0)
-                return -1;
-    }
-    return 0;
-}
-
-static uint32_t m_from_config_map(const struct l4_fds *fds)
-{
-    struct l4_cfg c;
-    __u32 key = 0;
-    memset(&c, 0, sizeof c);
-    if (fds->cfg >= 0 && bpf_map_lookup_elem(fds->cfg, &key, &c) == 0 && c.maglev_m)
-        return c.maglev_m;
-    /* Maps of an older run without the field: 2 tables x 8 services. */
-    return map_max_entries(fds->maglev) / L4_MAGLEV_DEFAULT_TABLES;
-}
-
-int l4_snapshot_build(struct l4_snapshot *snap, const struct l4_model_svc *svcs, size_t n_svcs,
-                      const struct l4_fds *fds, uint32_t m, char *err, size_t errlen)
-{
-    memset(snap, 0, sizeof *snap);
-    int rc = svcs ? svcs_from_model(snap, svcs, n_svcs, fds) : svcs_from_map(snap, fds);
-    if (rc == 0 && !svcs)
-        rc = reals_from_map(snap, fds);
-    if (rc < 0) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (!m)
-        m = m_from_config_map(fds);
-    snap->m = m;
-    __u32 *slots = m ? malloc((size_t)m * sizeof *slots) : NULL;
-    for (size_t i = 0; i < snap->n_svcs; i++) {
-        struct l4_row_svc *s = &snap->svcs[i];
-        l4_percpu_sum(fds->vip_stats, s->svc, &s->c);
-        if (!s->loaded || !slots || read_table(fds->maglev, s->table * m, m, slots) < 0)
-            continue;
-        for (uint32_t k = 0; k < m; k++) {
-            if (!slots[k])
+        size_t r = 0;
+        while (r < s->n_reals && s->reals[r].index != slots[k])
+            r++;
+        if (r == s->n_reals) {
+            if (known_reals) /* a slot that is not this service's: stale, skip */
                 continue;
-            size_t r = 0;
-            while (r < s->n_reals && s->reals[r].index != slots[k])
-                r++;
-            if (r == s->n_reals) {
-                if (svcs) /* a slot that is not this service's: stale, skip */
-                    continue;
-                if (add_real(s, slots[k]) < 0)
-                    break;
-            }
-            s->reals[r].slots++;
+            if (l4_row_add_real(s, slots[k]) < 0)
+                break;
         }
+        s->reals[r].slots++;
     }
-    free(slots);
+}
+
+void l4_row_real_describe(struct l4_row_real *rr, const struct l4_row_svc *s, const struct l4_real *real)
+{
+    if (!rr->addr[0]) {
+        /* No config: DR and TUN keep the VIP's port, so show it. */
+        char ip[64];
+        l4_addr16_string(real->addr, ip, sizeof ip);
+        bool v6 = real->flags & L4_REAL_F_V6;
+        if (s->vip_port && (!strcmp(s->mode, "dr") || !strcmp(s->mode, "tun")))
+            snprintf(rr->addr, sizeof rr->addr, v6 ? "[%s]:%u" : "%s:%u", ip, s->vip_port);
+        else
+            snprintf(rr->addr, sizeof rr->addr, "%s", ip);
+    }
+    if (!rr->state)
+        rr->state = real_state(real, rr->slots, rr->weight);
+}
+
+void l4_snapshot_set_conns(struct l4_snapshot *snap, const struct l4_conn_count *by_real, size_t n_reals)
+{
     for (size_t i = 0; i < snap->n_svcs; i++) {
-        struct l4_row_svc *s = &snap->svcs[i];
-        for (size_t r = 0; r < s->n_reals; r++) {
-            struct l4_row_real *rr = &s->reals[r];
-            struct l4_real real;
-            memset(&real, 0, sizeof real);
-            bpf_map_lookup_elem(fds->reals, &rr->index, &real);
-            if (!rr->addr[0]) {
-                /* No config: DR and TUN keep the VIP's port, so show it. */
-                char ip[64];
-                l4_addr16_string(real.addr, ip, sizeof ip);
-                bool v6 = real.flags & L4_REAL_F_V6;
-                if (s->vip_port && (!strcmp(s->mode, "dr") || !strcmp(s->mode, "tun")))
-                    snprintf(rr->addr, sizeof rr->addr, v6 ? "[%s]:%u" : "%s:%u", ip, s->vip_port);
-                else
-                    snprintf(rr->addr, sizeof rr->addr, "%s", ip);
-            }
-            if (!rr->state)
-                rr->state = real_state(&real, rr->slots, rr->weight);
-            l4_percpu_sum(fds->real_stats, rr->index, &rr->c);
-        }
-    }
-    for (uint32_t k = 0; k < L4_R__COUNT; k++)
-        l4_percpu_sum(fds->reasons, k, &snap->reasons[k]);
-    if (fds->conn >= 0 || fds->conn_shared >= 0 || fds->nat >= 0) {
-        struct l4_conn_count *cc = calloc(L4_MAX_REALS, sizeof *cc);
-        char cerr[160];
-        if (cc && l4_count_conns(fds->conn, fds->conn_shared, fds->nat, l4_conns_now_ns(), cc, L4_MAX_REALS, cerr,
-                                 sizeof cerr) == 0) {
-            for (size_t i = 0; i < snap->n_svcs; i++) {
-                for (size_t r = 0; r < snap->svcs[i].n_reals; r++) {
-                    struct l4_row_real *rr = &snap->svcs[i].reals[r];
-                    if (rr->index < L4_MAX_REALS) {
-                        rr->active = cc[rr->index].active;
-                        rr->inactive = cc[rr->index].inactive;
-                    }
-                }
+        for (size_t r = 0; r < snap->svcs[i].n_reals; r++) {
+            struct l4_row_real *rr = &snap->svcs[i].reals[r];
+            if (rr->index < n_reals) {
+                rr->active = by_real[rr->index].active;
+                rr->inactive = by_real[rr->index].inactive;
             }
         }
-        free(cc);
     }
-    return 0;
 }
 
 void l4_snapshot_free(struct l4_snapshot *snap)

@@ -1,14 +1,20 @@
 /* Reading the forwarder's state and counters back from its maps, for
  * `sluice l4 list` and /metrics: per-CPU counters summed over CPUs, and
- * each service's live Maglev table counted into slots per real. */
+ * each service's live Maglev table counted into slots per real.
+ *
+ * Two halves: stats_maps.c reads the maps (l4_percpu_sum(),
+ * l4_snapshot_build()); stats.c fills the snapshot's rows from what was
+ * read and renders them, with no map I/O (unit-tested without a kernel). */
 #ifndef SLUICE_L4_STATS_H
 #define SLUICE_L4_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/config.h"
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
+#include "l4/conns.h"
 
 /* Summed counters (uint64_t, unlike the kernel's __u64, for printf). */
 struct l4_sum {
@@ -51,9 +57,6 @@ struct l4_snapshot {
     struct l4_sum reasons[L4_R__COUNT];
 };
 
-/* Sum a per-CPU array's entry over every possible CPU. */
-int l4_percpu_sum(int fd, uint32_t key, struct l4_sum *out);
-
 /* What the running daemon knows of a service: its config, its slot
  * (vip_meta.svc) and, per real in config order, the reals map index, the
  * current weight and state. */
@@ -68,6 +71,11 @@ struct l4_model_svc {
     const struct l4_model_real *reals;   /* [cs->n_reals] */
 };
 
+/* ---- reading the maps (stats_maps.c) ---- */
+
+/* Sum a per-CPU array's entry over every possible CPU. */
+int l4_percpu_sum(int fd, uint32_t key, struct l4_sum *out);
+
 /* Build a snapshot. With a model (the daemon's), services and reals are
  * the model's. Without one (svcs NULL), services come from the vips map
  * and reals from the reals map (those the service owns) and the live
@@ -75,7 +83,30 @@ struct l4_model_svc {
  * Returns 0 or -1 with err. */
 int l4_snapshot_build(struct l4_snapshot *snap, const struct l4_model_svc *svcs, size_t n_svcs,
                       const struct l4_fds *fds, uint32_t m, char *err, size_t errlen);
+
+/* ---- the rows and their rendering (stats.c) ---- */
+
 void l4_snapshot_free(struct l4_snapshot *snap);
+
+/* A service row from a vips entry (no config: scheduler "maglev", loaded),
+ * appended to snap->svcs; l4_snapshot_sort() orders them by slot. */
+int l4_snapshot_add_vip(struct l4_snapshot *snap, const struct l4_vip_key *key, const struct l4_vip_meta *meta);
+void l4_snapshot_sort(struct l4_snapshot *snap);
+/* One row per model service, with its reals (address, weight, state) in
+ * config order; not yet loaded (the caller looks the VIP up). */
+int l4_snapshot_from_model(struct l4_snapshot *snap, const struct l4_model_svc *svcs, size_t n);
+/* Append a real (reals map index) to a row: weight -1 (unknown). */
+int l4_row_add_real(struct l4_row_svc *s, uint32_t index);
+/* Count the m slots of a service's live Maglev table into its reals. A
+ * real that is not in the row is added, unless known_reals (a model gave
+ * the row its reals: such a slot is stale and skipped). */
+void l4_row_count_slots(struct l4_row_svc *s, const __u32 *slots, uint32_t m, bool known_reals);
+/* What the reals map says of a real: its address when the row has none
+ * (with the VIP's port for DR and TUN), and its state when the model gave
+ * none: down (inactive), up (has slots), drained (weight 0) or down. */
+void l4_row_real_describe(struct l4_row_real *rr, const struct l4_row_svc *s, const struct l4_real *real);
+/* Connection counts by reals map index (by_real[0..n_reals)) into the rows. */
+void l4_snapshot_set_conns(struct l4_snapshot *snap, const struct l4_conn_count *by_real, size_t n_reals);
 
 /* The ipvsadm -Ln --stats style table. malloc'd text. */
 char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_dir);

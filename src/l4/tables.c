@@ -1,4 +1,6 @@
-/* See tables.h. */
+/* See tables.h: the values the forwarder's control maps hold, built from
+ * the configuration. Nothing here touches a map (tables_maps.c does), so
+ * this part is unit-tested without a kernel (tests/unit/test_l4_tables.c). */
 #include "l4/tables.h"
 
 #include <arpa/inet.h>
@@ -7,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <bpf/bpf.h>
 
 #include "lib/maglev.h"
 
@@ -45,65 +45,51 @@ void l4_icmp_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s)
     k->proto = s->vip.ss.ss_family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
 }
 
-int l4_write_config(int fd_cfg, const struct cfg_l4 *l4, const uint8_t src_mac[6], uint32_t tx_ifindex,
-                    uint32_t maglev_m, uint32_t maglev_tables, char *err, size_t errlen)
+void l4_config_of(struct l4_cfg *c, const struct cfg_l4 *l4, const uint8_t src_mac[6], uint32_t tx_ifindex,
+                  uint32_t maglev_m, uint32_t maglev_tables)
 {
-    struct l4_cfg c;
-    memset(&c, 0, sizeof c);
-    memcpy(c.src_mac, src_mac, 6);
+    memset(c, 0, sizeof *c);
+    memcpy(c->src_mac, src_mac, 6);
     /* Replies of NAT and FullNAT flows are looked up only while such a
      * service exists: plain traffic through the interface skips it. */
     for (size_t s = 0; s < l4->n_services; s++)
         if (l4->services[s].mode == L4_FWD_NAT || l4->services[s].mode == L4_FWD_FULLNAT)
-            c.flags |= L4_CFG_F_NAT_REPLIES;
-    c.new_flow_cap = l4->syn_cap;
-    c.tun_mtu = (__u16)l4->tun_mtu;
-    c.maglev_m = maglev_m;
-    c.tx_ifindex = tx_ifindex;
-    c.gue_port = htons((uint16_t)l4->gue_port);
-    c.maglev_tables = maglev_tables;
+            c->flags |= L4_CFG_F_NAT_REPLIES;
+    c->new_flow_cap = l4->syn_cap;
+    c->tun_mtu = (__u16)l4->tun_mtu;
+    c->maglev_m = maglev_m;
+    c->tx_ifindex = tx_ifindex;
+    c->gue_port = htons((uint16_t)l4->gue_port);
+    c->maglev_tables = maglev_tables;
     if (l4->tun_src4.family) {
-        memcpy(&c.tun_src4, l4->tun_src4.addr, 4);
-        c.tun_src4_plen = l4->tun_src4.plen;
+        memcpy(&c->tun_src4, l4->tun_src4.addr, 4);
+        c->tun_src4_plen = l4->tun_src4.plen;
     }
     if (l4->tun_src6.family) {
-        memcpy(c.tun_src6, l4->tun_src6.addr, 16);
-        c.tun_src6_plen = l4->tun_src6.plen;
+        memcpy(c->tun_src6, l4->tun_src6.addr, 16);
+        c->tun_src6_plen = l4->tun_src6.plen;
     }
-    __u32 key = 0;
-    if (bpf_map_update_elem(fd_cfg, &key, &c, BPF_ANY) < 0) {
-        snprintf(err, errlen, "l4_config map: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
 }
 
-int l4_write_real(int fd_reals, uint32_t index, const struct sockaddr *addr, const uint8_t mac[6], bool active,
-                  bool nat, uint16_t owner, char *err, size_t errlen)
+void l4_real_of(struct l4_real *r, const struct sockaddr *addr, const uint8_t mac[6], bool active, bool nat,
+                uint16_t owner)
 {
-    struct l4_real r;
-    memset(&r, 0, sizeof r);
-    l4_addr16(r.addr, addr);
+    memset(r, 0, sizeof *r);
+    l4_addr16(r->addr, addr);
     /* NAT/FullNAT rewrite the destination port to the real's; DR and TUN
      * leave it alone (0). */
     if (nat)
-        r.port = addr->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)addr)->sin6_port
-                                             : ((const struct sockaddr_in *)addr)->sin_port;
+        r->port = addr->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)addr)->sin6_port
+                                              : ((const struct sockaddr_in *)addr)->sin_port;
     if (mac)
-        memcpy(r.mac, mac, 6);
-    r.flags = (__u16)((active ? L4_REAL_F_ACTIVE : 0) | (addr->sa_family == AF_INET6 ? L4_REAL_F_V6 : 0));
-    r.owner = owner;
-    if (bpf_map_update_elem(fd_reals, &index, &r, BPF_ANY) < 0) {
-        snprintf(err, errlen, "reals map, index %u: %s", index, strerror(errno));
-        return -1;
-    }
-    return 0;
+        memcpy(r->mac, mac, 6);
+    r->flags = (__u16)((active ? L4_REAL_F_ACTIVE : 0) | (addr->sa_family == AF_INET6 ? L4_REAL_F_V6 : 0));
+    r->owner = owner;
 }
 
-int l4_write_nat_pool(int fd_pools, uint32_t svc, const struct cfg_l4_service *s, char *err, size_t errlen)
+int l4_nat_pool_of(struct l4_nat_pool *p, const struct cfg_l4_service *s, char *err, size_t errlen)
 {
-    struct l4_nat_pool p;
-    memset(&p, 0, sizeof p);
+    memset(p, 0, sizeof *p);
     if (s->mode == L4_FWD_FULLNAT) {
         if (s->n_local_addrs > L4_POOL_ADDRS) {
             snprintf(err, errlen, "service %s: %zu local addresses, the forwarder takes at most %d", s->vip.text,
@@ -111,16 +97,12 @@ int l4_write_nat_pool(int fd_pools, uint32_t svc, const struct cfg_l4_service *s
             return -1;
         }
         for (size_t i = 0; i < s->n_local_addrs; i++)
-            l4_addr16(p.addr[i], (const struct sockaddr *)&s->local_addrs[i].ss);
-        p.naddrs = (__u32)s->n_local_addrs;
+            l4_addr16(p->addr[i], (const struct sockaddr *)&s->local_addrs[i].ss);
+        p->naddrs = (__u32)s->n_local_addrs;
         /* port_min/max 0: the data plane's default, 1024..65535. */
     }
     /* Other modes: an empty pool (naddrs 0), so a stale one from an
      * earlier run with another service at this index is not used. */
-    if (bpf_map_update_elem(fd_pools, &svc, &p, BPF_ANY) < 0) {
-        snprintf(err, errlen, "nat_pools map, service %u: %s", svc, strerror(errno));
-        return -1;
-    }
     return 0;
 }
 
@@ -142,39 +124,13 @@ uint16_t l4_scheduler_flags(enum l4_scheduler s)
     }
 }
 
-int l4_read_real(int fd_reals, uint32_t index, struct l4_real *out)
-{
-    return bpf_map_lookup_elem(fd_reals, &index, out);
-}
-
-/* Batch update when the kernel has it (one syscall per chunk instead of
- * one per slot: 65537 slots take ~1 ms instead of ~30). */
-static int write_slots(int fd, uint32_t base, const __u32 *vals, uint32_t n)
-{
-    __u32 *keys = malloc((size_t)n * sizeof *keys);
-    if (!keys)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < n; i++)
-        keys[i] = base + i;
-    __u32 count = n;
-    int rc = bpf_map_update_batch(fd, keys, vals, &count, NULL);
-    if (rc < 0) {
-        rc = 0;
-        for (uint32_t i = 0; i < n && rc == 0; i++)
-            rc = bpf_map_update_elem(fd, &keys[i], &vals[i], BPF_ANY) < 0 ? -errno : 0;
-    }
-    free(keys);
-    return rc;
-}
-
-int l4_write_maglev(int fd_maglev, uint32_t m, uint32_t table, const struct cfg_l4_service *s,
-                    const uint32_t *weights, const uint32_t *indexes, uint64_t seed, char *err, size_t errlen)
+int l4_maglev_slots(__u32 *vals, uint32_t m, const struct cfg_l4_service *s, const uint32_t *weights,
+                    const uint32_t *indexes, uint64_t seed, char *err, size_t errlen)
 {
     int32_t *t = malloc((size_t)m * sizeof *t);
-    __u32 *vals = malloc((size_t)m * sizeof *vals);
     const char **keys = calloc(s->n_reals ? s->n_reals : 1, sizeof *keys);
     int rc = -1;
-    if (!t || !vals || !keys) {
+    if (!t || !keys) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -188,63 +144,27 @@ int l4_write_maglev(int fd_maglev, uint32_t m, uint32_t table, const struct cfg_
      * forwarder drops new flows (drop_no_real) rather than guess. */
     for (uint32_t i = 0; i < m; i++)
         vals[i] = t[i] < 0 ? 0 : indexes[t[i]];
-    int e = write_slots(fd_maglev, table * m, vals, m);
-    if (e < 0) {
-        snprintf(err, errlen, "maglev map, table %u: %s", table, strerror(-e));
-        goto out;
-    }
     rc = 0;
 out:
     free(t);
-    free(vals);
     free(keys);
     return rc;
 }
 
-int l4_write_vip(int fd_vips, const struct l4_vip_key *k, uint32_t svc, uint32_t table, enum l4_fwd_mode mode,
-                 uint16_t flags, char *err, size_t errlen)
+void l4_vip_meta_of(struct l4_vip_meta *meta, uint32_t svc, uint32_t table, enum l4_fwd_mode mode, uint16_t flags)
 {
-    struct l4_vip_meta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.svc = svc;
-    meta.table = table;
+    memset(meta, 0, sizeof *meta);
+    meta->svc = svc;
+    meta->table = table;
     /* enum l4_fwd_mode follows enum l4_mode's order (dr, tun, nat, fullnat). */
-    meta.mode = (__u8)mode;
-    meta.flags = flags;
-    if (bpf_map_update_elem(fd_vips, k, &meta, BPF_ANY) < 0) {
-        snprintf(err, errlen, "vips map: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    meta->mode = (__u8)mode;
+    meta->flags = flags;
 }
 
-int l4_prune_vips(int fd_vips, const struct l4_vip_key *keep, size_t n, char *err, size_t errlen)
+bool l4_vip_key_kept(const struct l4_vip_key *keep, size_t n, const struct l4_vip_key *k)
 {
-    struct l4_vip_key cur, next;
-    struct l4_vip_key *stale = NULL;
-    size_t n_stale = 0;
-    const void *prev = NULL;
-    while (bpf_map_get_next_key(fd_vips, prev, &next) == 0) {
-        bool wanted = false;
-        for (size_t i = 0; i < n && !wanted; i++)
-            wanted = memcmp(&keep[i], &next, sizeof next) == 0;
-        if (!wanted) {
-            struct l4_vip_key *grown = realloc(stale, (n_stale + 1) * sizeof *stale);
-            if (!grown) {
-                free(stale);
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-            stale = grown;
-            stale[n_stale++] = next;
-        }
-        cur = next;
-        prev = &cur;
-    }
-    /* Deleted after the walk: deleting while walking a hash map can
-     * restart the walk. */
-    for (size_t i = 0; i < n_stale; i++)
-        bpf_map_delete_elem(fd_vips, &stale[i]);
-    free(stale);
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&keep[i], k, sizeof *k) == 0)
+            return true;
+    return false;
 }

@@ -9,7 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/toa_abi.h"
 
 static long sys_bpf(int cmd, union bpf_attr *attr)
 {

@@ -29,7 +29,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
 #include "l4_testlib.h"
 #include "xdp_floor.skel.h"
 

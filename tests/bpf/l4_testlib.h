@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
 
 #define PKT_MAX 2048
 #define TL_MAX_REALS 32

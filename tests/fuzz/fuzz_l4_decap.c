@@ -48,7 +48,7 @@
 #include <bpf/libbpf.h>
 
 #include "decap.skel.h"
-#include "l4/decap.h"
+#include "l4/bpf/decap_abi.h"
 #include "l4_testlib.h"
 
 #define FRAME_MAX 1600
@@ -74,7 +74,7 @@ static struct tl_addr ours[N_OURS];
 #define FUZZ_NAME "fuzz_l4_decap"
 #include "l4_fuzz_report.h"
 
-/* The decap reasons by number (enum decap_reason in src/l4/decap.h). */
+/* The decap reasons by number (enum decap_reason in src/l4/bpf/decap_abi.h). */
 static const char *reason_name(int reason)
 {
     static char buf[16];

@@ -66,7 +66,7 @@
 #include <bpf/libbpf.h>
 
 #include "forwarder.skel.h"
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
 #include "l4_testlib.h"
 
 #define FRAME_MAX 1600

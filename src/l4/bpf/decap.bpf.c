@@ -39,18 +39,10 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#include "l4/bpf/l4_csum.h"
-#include "l4/decap.h"
+#include "l4/bpf/consts.h"
+#include "l4/bpf/csum.h"
+#include "l4/bpf/decap_abi.h"
 
-#define ETH_P_IP     0x0800
-#define ETH_P_IPV6   0x86DD
-#define ETH_P_8021Q  0x8100
-#define ETH_P_8021AD 0x88A8
-#define IP_MF        0x2000
-#define IP_OFFSET    0x1FFF
-#define PROTO_IPIP   4
-#define PROTO_UDP    17
-#define PROTO_IPV6   41
 #define ECN_MASK     3
 #define ECN_CE       3
 
@@ -91,26 +83,6 @@ static __always_inline int count(__u32 reason, __u64 bytes, int verdict)
         c->bytes += bytes;
     }
     return verdict;
-}
-
-static __always_inline __u16 csum_fold(__u32 s)
-{
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    return (__u16)~s;
-}
-
-/* The outer IPv4 header's checksum (IHL 5) is right when the one's
- * complement sum of its ten words, checksum included, is 0xffff. */
-static __always_inline bool ip4_csum_ok(const struct iphdr *ip)
-{
-    const __u16 *w = (const __u16 *)ip;
-    __u32 s = 0;
-
-#pragma unroll
-    for (int i = 0; i < 10; i++)
-        s += w[i];
-    return csum_fold(s) == 0;
 }
 
 static __always_inline bool is_ours(const struct decap_key *k)
@@ -298,7 +270,7 @@ int sluice_decap(struct xdp_md *ctx)
         if (!is_ours(&k))
             return count(DECAP_PASS_NOT_OURS, bytes, XDP_PASS);
         tot = bpf_ntohs(ip->tot_len);
-        if (tot < sizeof(*ip) || (void *)ip + tot > data_end || !ip4_csum_ok(ip))
+        if (tot < sizeof(*ip) || (void *)ip + tot > data_end || ip4_hdr_csum(ip) != 0)
             return count(DECAP_PASS_BAD, bytes, XDP_PASS);
         hdr = sizeof(*ip);
         avail = tot - hdr;

@@ -19,7 +19,7 @@
 #ifndef SLUICE_L4_HASH_H
 #define SLUICE_L4_HASH_H
 
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/forwarder_abi.h"
 
 #ifdef __bpf__
 #define L4_INLINE static __always_inline

@@ -3,7 +3,7 @@
  * In FullNAT the real server sees connections from the LB's local address,
  * not from the client. The forwarder puts the client's address and port in
  * a TCP option of the SYN (kind 200, length 8 for IPv4 or 20 for IPv6; see
- * l4_maps.h). This program runs on the real server's ingress (tc / tcx),
+ * toa_abi.h). This program runs on the real server's ingress (tc / tcx),
  * finds that option on SYNs and records
  *
  *   {local addr, remote addr, local port, remote port} -> client
@@ -31,18 +31,10 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#include "l4/bpf/l4_maps.h"
+#include "l4/bpf/consts.h"
+#include "l4/bpf/toa_abi.h"
 
-#define ETH_P_IP     0x0800
-#define ETH_P_IPV6   0x86DD
-#define ETH_P_8021Q  0x8100
-#define ETH_P_8021AD 0x88A8
-#define IP_MF        0x2000
-#define IP_OFFSET    0x1FFF
-#define PROTO_TCP    6
 #define TC_ACT_OK    0
-#define TCP_SYN      0x02
-#define TCP_ACK      0x10
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -57,14 +49,7 @@ struct {
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_toa SEC(".maps");
 
-/* toa_stats[enum]: per-CPU packet counts. */
-enum toa_stat {
-    TOA_RECORDED = 0,  /* SYN with a TOA option: entry written */
-    TOA_SYN_WITHOUT,   /* SYN without one (not through a FullNAT LB) */
-    TOA_BAD_OPTION,    /* option list malformed, or TOA of the wrong length */
-    TOA_STATS,
-};
-
+/* toa_stats[enum toa_stat]: per-CPU packet counts (toa_abi.h). */
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, TOA_STATS);

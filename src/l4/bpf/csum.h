@@ -1,10 +1,19 @@
-/* Summing a span of the packet for a checksum, shared by the forwarder
- * (the UDP checksum of GUE over IPv6) and the decap program (checking it).
- * Each BPF object that includes this gets its own scratch map and its own
- * copy of the function; include it once, after vmlinux.h and
- * bpf_helpers.h. */
-#ifndef SLUICE_L4_CSUM_H
-#define SLUICE_L4_CSUM_H
+/* Internet checksums (RFC 1071, RFC 1624) for the L4 BPF programs, one copy
+ * for all of them: the forwarder (IPv4 headers it builds, incremental
+ * updates when it rewrites addresses and ports, ICMP errors it writes, the
+ * UDP checksum of GUE over IPv6) and the decap program (checking the outer
+ * IPv4 header and a GUE datagram's UDP checksum).
+ *
+ * Sums are over native 16-bit (or 32-bit) words: the one's complement sum
+ * does not depend on byte order as long as every word is read the same way,
+ * so nothing here swaps bytes.
+ *
+ * Assumes vmlinux.h and bpf_helpers.h are included. Every object that
+ * includes it gets its own scratch map (csum_scratch) and its own copy of
+ * the global function l4_sum_bytes(): include it once per program.
+ */
+#ifndef SLUICE_L4_BPF_CSUM_H
+#define SLUICE_L4_BPF_CSUM_H
 
 #define CSUM_CHUNK 512  /* bpf_csum_diff() sums at most 512 bytes a call */
 
@@ -84,6 +93,62 @@ __noinline int l4_sum_bytes(struct xdp_md *ctx, __u64 off, __u64 len)
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     return (int)sum;
+}
+
+/* ---- folding and whole-header sums ---- */
+
+static __always_inline __u16 csum_fold(__u32 s)
+{
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return (__u16)~s;
+}
+
+/* The checksum field of an IPv4 header without options (IHL 5): computed
+ * over a header whose check field is 0, it is the value to store; over a
+ * header with its checksum in place, it is 0 when that checksum is right. */
+static __always_inline __u16 ip4_hdr_csum(const struct iphdr *ip)
+{
+    const __u16 *w = (const __u16 *)ip;
+    __u32 s = 0;
+
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(*ip) / 2); i++)
+        s += w[i];
+    return csum_fold(s);
+}
+
+/* ---- incremental updates ---- */
+
+/* RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). Never produces the 0x0000 vs
+ * 0xffff ambiguity of eqn. 2. */
+static __always_inline void csum_replace16(__u16 *sum, __u16 old, __u16 new)
+{
+    __u32 s = (__u16)~*sum;
+
+    s += (__u16)~old;
+    s += new;
+    *sum = csum_fold(s);
+}
+
+/* One's complement arithmetic for incremental updates: `acc` collects
+ * ~old + new for every 16-bit word that changes (RFC 1624 eqn. 3), and
+ * csum_apply() folds it into a checksum field. A u32 holds the sum of the
+ * at most 22 words a translation touches without overflow. */
+static __always_inline __u32 csum_acc16(__u32 acc, __u16 old, __u16 new)
+{
+    return acc + (__u16)~old + new;
+}
+
+static __always_inline __u32 csum_acc32(__u32 acc, __u32 old, __u32 new)
+{
+    acc = csum_acc16(acc, (__u16)old, (__u16)new);
+    return csum_acc16(acc, (__u16)(old >> 16), (__u16)(new >> 16));
+}
+
+static __always_inline void csum_apply(__u16 *sum, __u32 acc)
+{
+    *sum = csum_fold((__u16)~*sum + acc);
 }
 
 #endif

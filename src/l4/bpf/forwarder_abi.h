@@ -1,22 +1,15 @@
-/* The contract between the XDP forwarder (forwarder.bpf.c) and user space:
- * map keys and values, modes, flags, counters and default sizes.
+/* The contract between the XDP forwarder (forwarder.bpf.c) and user space
+ * (the control plane in src/l4, `sluice l4 list`, the fixtures): map keys
+ * and values, modes, flags, reasons, default sizes and the defaults the
+ * data plane applies to a zero field.
  *
- * Included by BPF code (types from vmlinux.h) and by C in user space (types
- * from <linux/types.h>). Every struct here is laid out by hand with explicit
- * padding fields: map keys are hashed byte for byte, so a compiler-inserted
- * hole would make the kernel's and user space's keys differ.
- *
- * Addresses: one 16-byte form for both families. An IPv4 address is stored
- * v4-mapped (::ffff:a.b.c.d, RFC 4291 2.5.5.2), so a single VIP map and a
- * single flow key serve IPv4 and IPv6 alike. Words are in network byte
- * order, as they sit in the packet.
+ * Layout and address rules: l4_abi_common.h. The TOA option the forwarder
+ * writes into FullNAT SYNs is specified in toa_abi.h, with its reader.
  */
-#ifndef SLUICE_L4_MAPS_H
-#define SLUICE_L4_MAPS_H
+#ifndef SLUICE_L4_FORWARDER_ABI_H
+#define SLUICE_L4_FORWARDER_ABI_H
 
-#ifndef __bpf__
-#include <linux/types.h>
-#endif
+#include "l4/bpf/l4_abi_common.h"
 
 /* ---- sizes (map max_entries; user space may raise them before load) ---- */
 
@@ -25,7 +18,6 @@
 #define L4_MAX_REALS        4096   /* reals array; index 0 is never used */
 #define L4_CONN_ENTRIES     262144 /* connection table (per-CPU LRU) */
 #define L4_NAT_ENTRIES      524288 /* NAT state (shared LRU): two entries a flow */
-#define L4_TOA_ENTRIES      65536  /* real-server side: accepted flows remembered */
 
 /* Maglev: M must be prime. 65537 is the paper's and Katran's size; the
  * control plane picks a larger prime when 100 x reals exceeds it
@@ -254,33 +246,6 @@ struct l4_nat_pool {
     __u32 naddrs;     /* 0: no pool, FullNAT flows are dropped */
     __u16 port_min;   /* host order; 0 = 1024 */
     __u16 port_max;   /* host order; 0 = 65535 */
-};
-
-/* TOA: the client's address in a TCP option of the SYN (FullNAT). The
- * classic LVS TOA kind 200, no magic: length 8 (kind, len, port, IPv4
- * address) or 20 (kind, len, port, IPv6 address); the length tells the
- * family. The option follows whatever options the client sent. */
-#define L4_TOA_KIND    200
-#define L4_TOA_LEN_V4  8
-#define L4_TOA_LEN_V6  20
-
-/* The real-server side (toa.bpf.c): toa_map (BPF_MAP_TYPE_LRU_HASH, pinned
- * as "sluice_toa"), keyed by an accepted connection as the real server's
- * socket sees it (local = its own address, remote = the LB's local address),
- * v4-mapped for IPv4. */
-struct l4_toa_key {
-    __be32 laddr[4];
-    __be32 raddr[4];
-    __be16 lport;
-    __be16 rport;
-};
-
-struct l4_toa_val {
-    __be32 addr[4];   /* the client, v4-mapped for IPv4 */
-    __be16 port;
-    __u16 pad;
-    __u32 pad2;
-    __u64 seen_ns;    /* bpf_ktime_get_ns() of the SYN */
 };
 
 /* flood (BPF_MAP_TYPE_PERCPU_ARRAY, one entry): the SYN guard's window. */
