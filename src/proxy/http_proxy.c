@@ -39,6 +39,7 @@
 #include "proxy/access_log.h"
 #include "lib/http1.h"
 #include "proxy/http_route.h"
+#include "proxy/pool.h"
 
 #define LINGER_MS 2000
 #define UPSTREAM_IDLE_MS 60000

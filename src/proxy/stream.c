@@ -17,6 +17,7 @@
 #include "lib/hash.h"
 #include "core/log.h"
 #include "proxy/access_log.h"
+#include "proxy/pool.h"
 
 #define ACCEPT_BATCH 64       /* accepts per readiness event, so one busy listener cannot starve the loop */
 #define UDP_BATCH 64          /* datagrams per readiness event, same reason */

@@ -19,6 +19,7 @@
 #include "proxy/access_log.h"
 #include "lib/http1.h"
 #include "proxy/http_proxy.h"
+#include "proxy/pool.h"
 #include "proxy/stream.h"
 
 #define TICK_MS 100
@@ -90,6 +91,18 @@ void worker_conn_closed(struct worker *w, struct listener_rt *l)
     if (w->accept_paused && !w->draining && listener_paused(l) && !worker_at_limit(w, l))
         listener_set_paused(w, l, false); /* accept_paused is tidied on the tick */
 }
+
+uint32_t worker_random(struct worker *w)
+{
+    /* xorshift64*: plenty for jitter and tie-breaking. */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
 
 static void reserve_take(struct worker *w)
 {

@@ -93,17 +93,7 @@ bool worker_at_limit(struct worker *w, struct listener_rt *l);
  * close it, so the queue drains instead of spinning. */
 void worker_accept_failed(struct listener_rt *l, int err);
 
-/* ---- upstream selection (proxy/upstream.c) ---- */
-
-/* Recompute effective weights from the shared region (cheap if unchanged). */
-void pool_refresh(struct worker *w, struct pool_rt *p);
-/* Pick a backend: -1 when none is available. */
-int pool_pick(struct worker *w, struct pool_rt *p, uint64_t key_hash, const uint8_t *exclude);
-/* Passive health: a connect failure / 5xx (ok=false) or a good answer (ok=true). */
-void backend_report(struct worker *w, struct pool_rt *p, struct backend_rt *b, bool ok);
-/* Non-blocking socket + connect to addr. Returns fd (connect may be in
- * progress) or -1 with errno set. */
-int upstream_socket_connect(const struct sl_addr *addr, int type);
+/* xorshift64*: jitter, tie-breaking, seeds (not for secrets). */
 uint32_t worker_random(struct worker *w);
 
 #endif

@@ -1,5 +1,6 @@
-/* Backend selection and passive health, shared by the HTTP and stream
- * proxies of a worker. */
+/* See pool.h. */
+#include "proxy/pool.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -10,18 +11,6 @@
 
 #include "lib/balance.h"
 #include "core/log.h"
-#include "proxy/worker.h"
-
-uint32_t worker_random(struct worker *w)
-{
-    /* xorshift64*: plenty for jitter and tie-breaking. */
-    uint64_t x = w->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    w->rng = x;
-    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
-}
 
 void pool_refresh(struct worker *w, struct pool_rt *p)
 {
