@@ -42,26 +42,10 @@
 #include "proxy/pool.h"
 
 #define LINGER_MS 2000
-#define UPSTREAM_IDLE_MS 60000
 #define DRAIN_IDLE_GRACE_MS 1000
 #define HEAD_SLACK 2048 /* room for the headers the proxy adds */
 
 enum cstate { C_READ_HEAD, C_FORWARD, C_TUNNEL, C_LINGER };
-
-struct upstream_conn {
-    int fd;
-    struct ev_io io;
-    struct worker *w;
-    struct pool_rt *pool;
-    struct backend_rt *b;
-    struct http_conn *c;          /* attached client, NULL while pooled */
-    struct upstream_conn *next_idle, *prev_idle;
-    uint64_t idle_since;
-    bool connecting;
-    bool reused;
-    bool eof;
-    struct buf in;                /* response bytes */
-};
 
 struct request_log {
     char line[512];
@@ -149,7 +133,6 @@ static void body_clock_start(struct http_conn *c);
 static void body_clock_update(struct http_conn *c);
 static void body_clock_stop(struct http_conn *c);
 static void body_timeout(struct ev_loop *loop, struct ev_timer *t);
-static void upstream_close(struct upstream_conn *u);
 static void request_start_upstream(struct http_conn *c);
 static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
 
@@ -389,95 +372,6 @@ static void send_error(struct http_conn *c, int status, const char *reason)
     /* Whatever else the client sent is not a request we will read. */
     c->in.start = c->in.end = 0;
     set_timer(c, LINGER_MS);
-}
-
-/* ---------- upstream connections ---------- */
-
-static void upstream_pool_remove(struct upstream_conn *u)
-{
-    struct backend_rt *b = u->b;
-    if (u->prev_idle)
-        u->prev_idle->next_idle = u->next_idle;
-    else if (b->idle == u)
-        b->idle = u->next_idle;
-    if (u->next_idle)
-        u->next_idle->prev_idle = u->prev_idle;
-    u->next_idle = u->prev_idle = NULL;
-    b->n_idle--;
-    atomic_fetch_sub_explicit(&b->ctr->idle, 1, memory_order_relaxed);
-}
-
-static void upstream_free(void *p)
-{
-    struct upstream_conn *u = p;
-    buf_release(&u->in);
-    free(u);
-}
-
-static void upstream_close(struct upstream_conn *u)
-{
-    if (!u->c)
-        upstream_pool_remove(u);
-    else
-        atomic_fetch_sub_explicit(&u->b->ctr->active, 1, memory_order_relaxed);
-    ev_io_stop(u->w->loop, &u->io);
-    close(u->fd);
-    u->fd = -1;
-    ev_defer_free(u->w->loop, u, upstream_free);
-}
-
-/* The response is complete and the connection clean: keep it for reuse. */
-static void upstream_release(struct upstream_conn *u)
-{
-    struct backend_rt *b = u->b;
-    atomic_fetch_sub_explicit(&b->ctr->active, 1, memory_order_relaxed);
-    u->c = NULL;
-    if (b->n_idle >= u->pool->cfg->keepalive || u->w->draining || buf_len(&u->in)) {
-        ev_io_stop(u->w->loop, &u->io);
-        close(u->fd);
-        ev_defer_free(u->w->loop, u, upstream_free);
-        return;
-    }
-    buf_release(&u->in);
-    u->idle_since = ev_now(u->w->loop);
-    u->prev_idle = NULL;
-    u->next_idle = b->idle;
-    if (b->idle)
-        b->idle->prev_idle = u;
-    b->idle = u;
-    b->n_idle++;
-    atomic_fetch_add_explicit(&b->ctr->idle, 1, memory_order_relaxed);
-    /* Watch for the server closing it while idle. */
-    ev_io_set(u->w->loop, &u->io, EPOLLIN);
-}
-
-static struct upstream_conn *upstream_get(struct http_conn *c, struct pool_rt *p, struct backend_rt *b)
-{
-    struct upstream_conn *u = b->idle;
-    if (u) {
-        upstream_pool_remove(u);
-        u->reused = true;
-    } else {
-        int fd = upstream_socket_connect(&b->cfg->addr, SOCK_STREAM);
-        if (fd < 0)
-            return NULL;
-        u = calloc(1, sizeof *u);
-        if (!u) {
-            close(fd);
-            errno = ENOMEM;
-            return NULL;
-        }
-        u->fd = fd;
-        u->w = c->w;
-        u->pool = p;
-        u->b = b;
-        u->connecting = true;
-        ev_io_init(&u->io, fd, upstream_event, u);
-    }
-    u->c = c;
-    u->eof = false;
-    atomic_fetch_add_explicit(&b->ctr->active, 1, memory_order_relaxed);
-    return u;
 }
 
 /* ---------- building the upstream request head ---------- */
@@ -745,7 +639,7 @@ static void request_start_upstream(struct http_conn *c)
             atomic_fetch_add_explicit(&c->retry_from->ctr->retries, 1, memory_order_relaxed);
         c->retry_from = NULL;
         c->set_sticky = p->cfg->sticky_cookie && idx != c->sticky_idx;
-        struct upstream_conn *u = upstream_get(c, p, b);
+        struct upstream_conn *u = upstream_get(c->w, p, b, upstream_event, c);
         if (!u) {
             c->connect_timed_out = false;
             atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
@@ -1584,20 +1478,10 @@ static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
     conn_progress(c);
 }
 
-static void upstream_idle_event(struct upstream_conn *u)
-{
-    /* A pooled connection spoke or closed: it is no longer reusable. */
-    upstream_close(u);
-}
-
 static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct upstream_conn *u = io->data;
-    struct http_conn *c = u->c;
-    if (!c) {
-        upstream_idle_event(u);
-        return;
-    }
+    struct http_conn *c = u->owner;
     if (u->connecting) {
         if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
@@ -1888,28 +1772,11 @@ void http_accept(struct listener_rt *l)
 
 /* ---------- worker-wide housekeeping ---------- */
 
-static void sweep_upstream_pools(struct worker *w)
-{
-    uint64_t now = ev_now(w->loop);
-    for (size_t p = 0; p < w->n_pools; p++) {
-        struct pool_rt *pool = &w->pools[p];
-        for (size_t i = 0; i < pool->n; i++) {
-            struct upstream_conn *u = pool->b[i].idle;
-            while (u) {
-                struct upstream_conn *next = u->next_idle;
-                if (w->draining || now - u->idle_since >= UPSTREAM_IDLE_MS)
-                    upstream_close(u);
-                u = next;
-            }
-        }
-    }
-}
-
 void http_tick(struct worker *w)
 {
     static unsigned ticks; /* one worker per process */
     if (++ticks % 10 == 0 || w->draining)
-        sweep_upstream_pools(w);
+        pool_sweep_idle(w);
     if (w->draining) {
         uint64_t now = ev_now(w->loop);
         for (size_t i = 0; i < w->n_listeners; i++) {
@@ -1927,7 +1794,7 @@ size_t http_drain(struct worker *w)
 {
     /* Pooled upstream connections go now; idle clients get a short grace
      * (http_tick) since a keep-alive client may be sending right now. */
-    sweep_upstream_pools(w);
+    pool_sweep_idle(w);
     return w->n_conns;
 }
 
@@ -1935,5 +1802,5 @@ void http_shutdown(struct worker *w)
 {
     while (all_conns)
         conn_close(all_conns);   /* idle or not: the worker is exiting */
-    sweep_upstream_pools(w);
+    pool_sweep_idle(w);
 }
