@@ -17,7 +17,7 @@
  * had to be dropped to make room (then the request is no longer
  * replayable) and the method is idempotent or nothing was sent.
  */
-#include "proxy/http_proxy.h"
+#include "proxy/worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,6 +40,7 @@
 #include "lib/http1.h"
 #include "proxy/http_route.h"
 #include "proxy/pool.h"
+#include "proxy/proto.h"
 
 #define LINGER_MS 2000
 #define DRAIN_IDLE_GRACE_MS 1000
@@ -70,7 +71,7 @@ struct http_conn {
     bool close_after;             /* no keep-alive after this response */
     struct http_conn *idle_prev, *idle_next;
     bool on_idle_list;
-    struct http_conn *all_prev, *all_next; /* every open connection, for http_shutdown() */
+    struct http_conn *all_prev, *all_next; /* every open connection of the listener, for http_shutdown() */
     uint64_t idle_since;
     uint64_t head_deadline;       /* client_header timeout for the request being read */
     size_t head_scanned;          /* bytes of an incomplete head already parsed */
@@ -162,48 +163,59 @@ static struct http1_limits limits_of(const struct cfg_listener *cfg)
     };
 }
 
-/* ---------- every connection: so exit can close busy ones too ---------- */
+/* ---------- per listener: every connection, and the idle ones ---------- */
 
-/* A worker is one process with one event loop, so a file-level list is a
- * per-worker list. http_shutdown() walks it: connections still busy when
- * the drain deadline passes are closed and freed rather than leaked. */
-static struct http_conn *all_conns;
+/* l->proto_state of an http listener. */
+struct http_listener {
+    /* Every open connection: http_shutdown() closes the ones still busy
+     * when the drain deadline passes rather than leak them. */
+    struct http_conn *all;
+    /* Idle connections, oldest first (see idle_add). */
+    struct http_conn *idle_head, *idle_tail;
+    /* The parse target, reused for every message of the listener. */
+    struct http1_message scratch;
+};
+
+static struct http_listener *listener_state(const struct listener_rt *l)
+{
+    return l->proto_state;
+}
 
 static void all_add(struct http_conn *c)
 {
+    struct http_listener *hl = listener_state(c->l);
     c->all_prev = NULL;
-    c->all_next = all_conns;
-    if (all_conns)
-        all_conns->all_prev = c;
-    all_conns = c;
+    c->all_next = hl->all;
+    if (hl->all)
+        hl->all->all_prev = c;
+    hl->all = c;
 }
 
 static void all_remove(struct http_conn *c)
 {
+    struct http_listener *hl = listener_state(c->l);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
-        all_conns = c->all_next;
+        hl->all = c->all_next;
     if (c->all_next)
         c->all_next->all_prev = c->all_prev;
     c->all_prev = c->all_next = NULL;
 }
 
-/* ---------- idle list: keep-alive clients waiting for a request ---------- */
-
 static void idle_remove(struct http_conn *c)
 {
-    struct listener_rt *l = c->l;
+    struct http_listener *hl = listener_state(c->l);
     if (!c->on_idle_list)
         return;
     if (c->idle_prev)
         c->idle_prev->idle_next = c->idle_next;
     else
-        l->idle_head = c->idle_next;
+        hl->idle_head = c->idle_next;
     if (c->idle_next)
         c->idle_next->idle_prev = c->idle_prev;
     else
-        l->idle_tail = c->idle_prev;
+        hl->idle_tail = c->idle_prev;
     c->idle_prev = c->idle_next = NULL;
     c->on_idle_list = false;
 }
@@ -214,23 +226,25 @@ static void idle_remove(struct http_conn *c)
  * go when the listener is full. */
 static void idle_add(struct http_conn *c)
 {
-    struct listener_rt *l = c->l;
+    struct http_listener *hl = listener_state(c->l);
     if (c->on_idle_list)
         return;
-    c->idle_prev = l->idle_tail;
+    c->idle_prev = hl->idle_tail;
     c->idle_next = NULL;
-    if (l->idle_tail)
-        l->idle_tail->idle_next = c;
+    if (hl->idle_tail)
+        hl->idle_tail->idle_next = c;
     else
-        l->idle_head = c;
-    l->idle_tail = c;
+        hl->idle_head = c;
+    hl->idle_tail = c;
     c->on_idle_list = true;
     c->idle_since = ev_now(c->w->loop);
 }
 
-int http_evict_idle(struct listener_rt *l)
+/* Close the listener's oldest idle client connection, if any, to make
+ * room for a new one. Returns 1 if one was closed. */
+static int http_evict_idle(struct listener_rt *l)
 {
-    struct http_conn *c = l->idle_head;
+    struct http_conn *c = listener_state(l)->idle_head;
     if (!c)
         return 0;
     conn_close(c);
@@ -945,7 +959,7 @@ static int response_parse_head(struct http_conn *c)
     struct upstream_conn *u = c->up;
     struct cfg_listener const *lc = c->l->cfg;
     struct http1_limits lim = limits_of(lc);
-    struct http1_message *m = c->w->scratch;
+    struct http1_message *m = &listener_state(c->l)->scratch;
     enum http1_result r = http1_parse_response(buf_head(&u->in), buf_len(&u->in), &lim, c->method, m);
     if (r == HTTP1_INCOMPLETE)
         return buf_full(&u->in) ? -1 : 0;
@@ -1269,7 +1283,7 @@ static bool conn_try_parse(struct http_conn *c)
     if (!c->started_us)
         c->started_us = now_us();
     struct http1_limits lim = limits_of(c->l->cfg);
-    struct http1_message *m = c->w->scratch;
+    struct http1_message *m = &listener_state(c->l)->scratch;
     /* The parser starts over on every call; a client sending its head a
      * few bytes at a time would cost quadratic time. Parse again only when
      * the new bytes could finish the head or break a rule. */
@@ -1716,7 +1730,7 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
     }
 }
 
-void http_accept(struct listener_rt *l)
+static void http_accept(struct listener_rt *l)
 {
     struct worker *w = l->w;
     for (int i = 0; i < 64; i++) {
@@ -1724,7 +1738,7 @@ void http_accept(struct listener_rt *l)
          * make room for it, and evict only once a connection was really
          * waiting. */
         bool full = worker_at_limit(w, l);
-        if (full && !l->idle_head)
+        if (full && !listener_state(l)->idle_head)
             return;
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -1770,37 +1784,55 @@ void http_accept(struct listener_rt *l)
     }
 }
 
-/* ---------- worker-wide housekeeping ---------- */
+/* ---------- the listener's operations (proxy/proto.h) ---------- */
 
-void http_tick(struct worker *w)
+static int http_listener_init(struct listener_rt *l, char *err, size_t errlen)
 {
-    static unsigned ticks; /* one worker per process */
-    if (++ticks % 10 == 0 || w->draining)
-        pool_sweep_idle(w);
-    if (w->draining) {
-        uint64_t now = ev_now(w->loop);
-        for (size_t i = 0; i < w->n_listeners; i++) {
-            struct listener_rt *l = &w->listeners[i];
-            while (l->idle_head && now - l->idle_head->idle_since >= DRAIN_IDLE_GRACE_MS)
-                conn_close(l->idle_head);
-        }
+    l->proto_state = calloc(1, sizeof(struct http_listener));
+    if (!l->proto_state) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    for (size_t i = 0; i < w->n_listeners; i++)
-        if (w->listeners[i].alog)
-            access_log_flush(w->listeners[i].alog);
+    return 0;
 }
 
-size_t http_drain(struct worker *w)
+static bool http_can_make_room(const struct listener_rt *l)
 {
-    /* Pooled upstream connections go now; idle clients get a short grace
-     * (http_tick) since a keep-alive client may be sending right now. */
-    pool_sweep_idle(w);
-    return w->n_conns;
+    return listener_state(l)->idle_head != NULL;
 }
 
-void http_shutdown(struct worker *w)
+/* While draining, idle clients get a short grace, since a keep-alive
+ * client may be sending a request right now, then they are closed. */
+static void http_tick(struct listener_rt *l)
 {
-    while (all_conns)
-        conn_close(all_conns);   /* idle or not: the worker is exiting */
-    pool_sweep_idle(w);
+    struct worker *w = l->w;
+    if (!w->draining)
+        return;
+    uint64_t now = ev_now(w->loop);
+    struct http_listener *hl = listener_state(l);
+    while (hl->idle_head && now - hl->idle_head->idle_since >= DRAIN_IDLE_GRACE_MS)
+        conn_close(hl->idle_head);
 }
+
+static void http_shutdown(struct listener_rt *l)
+{
+    struct http_listener *hl = listener_state(l);
+    while (hl->all)
+        conn_close(hl->all);
+}
+
+static void http_listener_fini(struct listener_rt *l)
+{
+    free(l->proto_state);
+    l->proto_state = NULL;
+}
+
+const struct proxy_proto_ops http_proto_ops = {
+    .name = "http",
+    .init = http_listener_init,
+    .accept = http_accept,
+    .can_make_room = http_can_make_room,
+    .tick = http_tick,
+    .shutdown = http_shutdown,
+    .fini = http_listener_fini,
+};

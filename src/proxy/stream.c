@@ -1,5 +1,6 @@
 /* See stream.h. */
 #include "proxy/stream.h"
+#include <stdio.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include "core/log.h"
 #include "proxy/access_log.h"
 #include "proxy/pool.h"
+#include "proxy/proto.h"
 
 #define ACCEPT_BATCH 64       /* accepts per readiness event, so one busy listener cannot starve the loop */
 #define UDP_BATCH 64          /* datagrams per readiness event, same reason */
@@ -211,10 +213,16 @@ struct tcp_conn {
     struct relay_dir down;         /* backend -> client */
 };
 
-/* Process-wide list; each entry names its worker, so stream_drain() and
- * stream_shutdown() stay correct even with several workers in one process
- * (unit tests). */
-static struct tcp_conn *tcp_conns;
+/* l->proto_state of a TCP listener: its open connections, closed by
+ * tcp_shutdown(). */
+struct tcp_listener {
+    struct tcp_conn *conns;
+};
+
+static struct tcp_listener *tcp_listener_state(const struct listener_rt *l)
+{
+    return l->proto_state;
+}
 static uint64_t warn_accept_at, warn_nobackend_at, warn_local_at;
 
 static void tcp_client_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
@@ -242,7 +250,7 @@ static void tcp_unlink(struct tcp_conn *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        tcp_conns = c->next;
+        tcp_listener_state(c->l)->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
@@ -722,10 +730,11 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     ev_timer_init(&c->timer, tcp_timer_cb, c);
     set_nodelay(fd);
 
-    c->next = tcp_conns;
-    if (tcp_conns)
-        tcp_conns->prev = c;
-    tcp_conns = c;
+    struct tcp_listener *tl = tcp_listener_state(l);
+    c->next = tl->conns;
+    if (tl->conns)
+        tl->conns->prev = c;
+    tl->conns = c;
     client_opened(l);
 
     /* Registered with no interest: only a hang-up is reported while the
@@ -734,7 +743,7 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     tcp_connect_next(c);
 }
 
-void stream_tcp_accept(struct listener_rt *l)
+static void tcp_accept(struct listener_rt *l)
 {
     struct worker *w = l->w;
     if (!l->cfg->has_default_pool)
@@ -1046,7 +1055,7 @@ static void udp_from_client(struct udp_table *t, const struct sockaddr_storage *
 static void udp_listener_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct listener_rt *l = io->data;
-    struct udp_table *t = l->udp;
+    struct udp_table *t = l->proto_state;
     if (!t)
         return;
     for (int i = 0; i < UDP_BATCH; i++) {
@@ -1103,26 +1112,31 @@ static void udp_session_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
     }
 }
 
-int stream_udp_init(struct listener_rt *l)
+/* Set up a UDP listener: l->fd is a bound non-blocking UDP socket. Creates
+ * the session table in l->proto_state and registers l->io. */
+static int udp_init(struct listener_rt *l, char *err, size_t errlen)
 {
     struct worker *w = l->w;
     if (!l->cfg->has_default_pool) {
-        log_error("udp %s: no pool", l->cfg->name);
+        snprintf(err, errlen, "no pool");
         return -1;
     }
     struct udp_table *t = calloc(1, sizeof *t);
-    if (!t)
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
         return -1;
+    }
     t->n_buckets = UDP_MIN_BUCKETS;
     t->buckets = calloc(t->n_buckets, sizeof *t->buckets);
     if (!t->buckets) {
         free(t);
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     t->l = l;
     t->p = &w->pools[l->cfg->default_pool];
     t->seed = ((uint64_t)worker_random(w) << 32) | worker_random(w);
-    l->udp = t;
+    l->proto_state = t;
     ev_io_init(&l->io, l->fd, udp_listener_cb, l);
     ev_io_set(w->loop, &l->io, EPOLLIN);
     return 0;
@@ -1140,60 +1154,83 @@ static void udp_expire(struct udp_table *t, uint64_t now)
 }
 
 /* ======================================================================
- * Worker hooks
+ * The listeners' operations (proxy/proto.h)
  * ====================================================================== */
 
-static bool is_stream(const struct listener_rt *l)
+static int tcp_init(struct listener_rt *l, char *err, size_t errlen)
 {
-    return l->cfg->proto == PROTO_TCP || l->cfg->proto == PROTO_UDP;
+    l->proto_state = calloc(1, sizeof(struct tcp_listener));
+    if (!l->proto_state) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
-void stream_tick(struct worker *w)
+static void tcp_shutdown(struct listener_rt *l)
 {
-    uint64_t now = ev_now(w->loop);
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        struct listener_rt *l = &w->listeners[i];
-        if (l->cfg->proto == PROTO_UDP && l->udp)
-            udp_expire(l->udp, now);
-    }
+    struct tcp_listener *tl = tcp_listener_state(l);
+    while (tl->conns)
+        tcp_close(tl->conns, CLOSE_SHUTDOWN);
 }
 
-size_t stream_drain(struct worker *w)
+static void tcp_fini(struct listener_rt *l)
 {
-    size_t open = 0;
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        struct listener_rt *l = &w->listeners[i];
-        if (!is_stream(l))
-            continue;
-        ev_io_stop(w->loop, &l->io);
-        if (l->cfg->proto == PROTO_UDP && l->udp)
-            open += ((struct udp_table *)l->udp)->n;
-    }
-    for (struct tcp_conn *c = tcp_conns; c; c = c->next)
-        if (c->w == w)
-            open++;
-    return open;
+    free(l->proto_state);
+    l->proto_state = NULL;
 }
 
-void stream_shutdown(struct worker *w)
+/* Draining stops accepting (the worker closes the listening socket); open
+ * connections run to their end. */
+const struct proxy_proto_ops tcp_proto_ops = {
+    .name = "tcp",
+    .init = tcp_init,
+    .accept = tcp_accept,
+    .shutdown = tcp_shutdown,
+    .fini = tcp_fini,
+};
+
+/* The worker's 100 ms tick: expires idle UDP sessions. */
+static void udp_tick(struct listener_rt *l)
 {
-    struct tcp_conn *c = tcp_conns;
-    while (c) {
-        struct tcp_conn *next = c->next;
-        if (c->w == w)
-            tcp_close(c, CLOSE_SHUTDOWN);
-        c = next;
-    }
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        struct listener_rt *l = &w->listeners[i];
-        if (l->cfg->proto != PROTO_UDP || !l->udp)
-            continue;
-        struct udp_table *t = l->udp;
-        ev_io_stop(w->loop, &l->io);
-        while (t->oldest)
-            udp_session_close(t, t->oldest);
-        l->udp = NULL;
-        free(t->buckets);
-        free(t);
-    }
+    if (l->proto_state)
+        udp_expire(l->proto_state, ev_now(l->w->loop));
 }
+
+/* SIGTERM: stop reading the listener (a replacement worker shares the
+ * socket and takes the new traffic); sessions still deliver replies until
+ * they go idle. */
+static void udp_drain(struct listener_rt *l)
+{
+    ev_io_stop(l->w->loop, &l->io);
+}
+
+static void udp_shutdown(struct listener_rt *l)
+{
+    struct udp_table *t = l->proto_state;
+    if (!t)
+        return;
+    ev_io_stop(l->w->loop, &l->io);
+    while (t->oldest)
+        udp_session_close(t, t->oldest);
+}
+
+static void udp_fini(struct listener_rt *l)
+{
+    struct udp_table *t = l->proto_state;
+    if (!t)
+        return;
+    l->proto_state = NULL;
+    free(t->buckets);
+    free(t);
+}
+
+/* No accept: the protocol reads its listening socket itself. */
+const struct proxy_proto_ops udp_proto_ops = {
+    .name = "udp",
+    .init = udp_init,
+    .tick = udp_tick,
+    .drain = udp_drain,
+    .shutdown = udp_shutdown,
+    .fini = udp_fini,
+};

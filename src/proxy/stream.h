@@ -32,28 +32,6 @@
 
 #include "proxy/worker.h"
 
-/* A TCP listener's socket is readable: accept as many as the limits allow
- * and start relaying each to a backend of the listener's pool. */
-void stream_tcp_accept(struct listener_rt *l);
-
-/* Set up a UDP listener: l->fd is a bound non-blocking UDP socket. Creates
- * the session table in l->udp and registers l->io. Returns 0, or -1 (out of
- * memory, or the listener has no pool). */
-int stream_udp_init(struct listener_rt *l);
-
-/* The worker's 100 ms tick: expires idle UDP sessions. */
-void stream_tick(struct worker *w);
-
-/* SIGTERM: stop accepting TCP clients and stop reading the UDP listeners
- * (a replacement worker shares those sockets and takes the new traffic);
- * open TCP connections run to their end and UDP sessions still deliver
- * replies until they go idle. Returns how many are still open; cheap enough
- * to call on every tick. */
-size_t stream_drain(struct worker *w);
-
-/* Close every stream connection and session of the worker and free the UDP
- * tables. Memory that events may still reference is released through
- * ev_defer_free(), i.e. on the next loop iteration or ev_loop_free(). */
-void stream_shutdown(struct worker *w);
+/* The protocols' operations are tcp_proto_ops and udp_proto_ops (proxy/proto.h). */
 
 #endif
