@@ -28,10 +28,43 @@
 #ifndef SLUICE_PROXY_STREAM_H
 #define SLUICE_PROXY_STREAM_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include "proxy/worker.h"
 
-/* The protocols' operations are tcp_proto_ops and udp_proto_ops (proxy/proto.h). */
+/* The protocols' operations are tcp_proto_ops (stream_tcp.c) and
+ * udp_proto_ops (stream_udp.c), see proxy/proto.h. What follows is what
+ * the two share (stream.c). */
+
+static inline void ctr_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+/* At most one warning per second per call site: conditions like fd
+ * exhaustion or an empty pool recur on every event and would flood the log. */
+bool stream_warn_allowed(uint64_t *last, uint64_t now);
+/* Failures that say nothing about the backend: this process ran out of
+ * something. They must not count against the backend's health. */
+bool stream_local_error(int err);
+/* The balancing key of a client: its IP for a hash pool, else 0. */
+uint64_t stream_pick_key(const struct pool_rt *p, const struct sockaddr_storage *ss);
+/* A connection or session holds its backend from the connect attempt on,
+ * so least_conn sees connects in flight too. */
+void stream_backend_acquire(struct pool_rt *p, struct backend_rt *b);
+void stream_backend_release(struct pool_rt *p, struct backend_rt *b);
+/* A TCP connection or UDP session opened or closed: the listener's
+ * counters and the worker's connection count. */
+void stream_client_opened(struct listener_rt *l);
+void stream_client_closed(struct listener_rt *l);
+uint64_t stream_now_us(void);
+/* One access-log line per TCP connection or UDP session (see above for
+ * what the status means). */
+void stream_log(struct listener_rt *l, const struct sockaddr_storage *client, const char *what,
+                const struct backend_rt *b, int status, uint64_t to_client, uint64_t started_us);
 
 #endif
