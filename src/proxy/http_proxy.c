@@ -41,6 +41,7 @@
 #include "proxy/http_route.h"
 #include "proxy/pool.h"
 #include "proxy/proto.h"
+#include "proxy/transport.h"
 
 #define LINGER_MS 2000
 #define DRAIN_IDLE_GRACE_MS 1000
@@ -58,7 +59,7 @@ struct request_log {
 struct http_conn {
     struct worker *w;
     struct listener_rt *l;
-    int fd;
+    struct transport tr;          /* the client's socket */
     struct ev_io io;
     struct ev_timer timer;
     enum cstate state;
@@ -739,28 +740,22 @@ static void upstream_failed(struct http_conn *c, bool connect_failure, const cha
 
 /* ---------- moving bytes ---------- */
 
-static ssize_t read_into(int fd, struct buf *b)
+static ssize_t read_into(struct transport *t, struct buf *b)
 {
     size_t room;
     char *tail = buf_tail(b, &room);
     if (!room)
         return -2;
-    ssize_t n;
-    do
-        n = recv(fd, tail, room, 0);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = transport_recv(t, tail, room);
     if (n > 0)
         b->end += (size_t)n;
     return n;
 }
 
 /* Send up to len bytes; returns bytes sent, 0 if it would block, -1 on error. */
-static ssize_t send_some(int fd, const char *p, size_t len)
+static ssize_t send_some(struct transport *t, const char *p, size_t len)
 {
-    ssize_t n;
-    do
-        n = send(fd, p, len, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = transport_send1(t, p, len);
     if (n < 0)
         return errno == EAGAIN ? 0 : -1;
     return n;
@@ -817,11 +812,7 @@ static int upstream_send(struct http_conn *c)
             {buf_head(&c->fwd) + c->fwd_sent, buf_len(&c->fwd) - c->fwd_sent},
             {buf_head(&c->in) + c->pos, c->req_ready},
         };
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = c->req_ready ? 2 : 1};
-        ssize_t n;
-        do
-            n = sendmsg(u->fd, &mh, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = transport_send(&u->tr, iov, c->req_ready ? 2 : 1);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
         if (!c->req_sent_any)
@@ -838,7 +829,7 @@ static int upstream_send(struct http_conn *c)
         c->req_ready -= (size_t)n - head_left;
     }
     while (c->req_ready) {
-        ssize_t n = send_some(u->fd, buf_head(&c->in) + c->pos, c->req_ready);
+        ssize_t n = send_some(&u->tr, buf_head(&c->in) + c->pos, c->req_ready);
         if (n <= 0)
             return (int)n;
         atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
@@ -1071,11 +1062,7 @@ static int client_send(struct http_conn *c)
         struct upstream_conn *u = c->up;
         size_t body = u && c->resp_head_done ? c->resp_ready : 0;
         struct iovec iov[2] = {{buf_head(&c->out), buf_len(&c->out)}, {u ? buf_head(&u->in) : NULL, body}};
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = body ? 2 : 1};
-        ssize_t n;
-        do
-            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = transport_send(&c->tr, iov, body ? 2 : 1);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
         atomic_fetch_add_explicit(&c->l->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
@@ -1096,7 +1083,7 @@ static int client_send(struct http_conn *c)
     }
     struct upstream_conn *u = c->up;
     while (u && c->resp_head_done && c->resp_ready) {
-        ssize_t n = send_some(c->fd, buf_head(&u->in), c->resp_ready);
+        ssize_t n = send_some(&c->tr, buf_head(&u->in), c->resp_ready);
         if (n <= 0)
             return (int)n;
         buf_consume(&u->in, (size_t)n);
@@ -1115,7 +1102,7 @@ static int tunnel_pump(struct http_conn *c)
     /* client -> upstream: everything after the request head */
     size_t pending = buf_len(&c->in) - c->pos;
     while (pending) {
-        ssize_t n = send_some(u->fd, buf_head(&c->in) + c->pos, pending);
+        ssize_t n = send_some(&u->tr, buf_head(&c->in) + c->pos, pending);
         if (n < 0)
             return -1;
         if (n == 0)
@@ -1128,7 +1115,7 @@ static int tunnel_pump(struct http_conn *c)
         c->in.start = c->in.end = 0;
         c->pos = 0;
         if (c->client_eof && !c->tunnel_client_eof) {
-            shutdown(u->fd, SHUT_WR);
+            transport_shutdown(&u->tr);
             c->tunnel_client_eof = true;
         }
     } else {
@@ -1139,7 +1126,7 @@ static int tunnel_pump(struct http_conn *c)
     if (client_send(c) < 0)
         return -1;
     if (!buf_len(&u->in) && !buf_len(&c->out) && u->eof && !c->tunnel_up_eof) {
-        shutdown(c->fd, SHUT_WR);
+        transport_shutdown(&c->tr);
         c->tunnel_up_eof = true;
     }
     if (c->tunnel_up_eof && c->tunnel_client_eof)
@@ -1162,7 +1149,7 @@ static void conn_free(void *p)
 
 static void conn_close(struct http_conn *c)
 {
-    if (c->fd < 0)
+    if (!transport_open(&c->tr))
         return;
     if (c->up)
         request_detach_upstream(c, false);
@@ -1171,8 +1158,7 @@ static void conn_close(struct http_conn *c)
     ev_timer_stop(c->w->loop, &c->timer);
     body_clock_stop(c);
     ev_io_stop(c->w->loop, &c->io);
-    close(c->fd);
-    c->fd = -1;
+    transport_close(&c->tr, false);
     worker_conn_closed(c->w, c->l);
     ev_defer_free(c->w->loop, c, conn_free);
 }
@@ -1183,7 +1169,7 @@ static void conn_close(struct http_conn *c)
 static void conn_start_linger(struct http_conn *c)
 {
     body_clock_stop(c);
-    shutdown(c->fd, SHUT_WR);
+    transport_shutdown(&c->tr);
     c->state = C_LINGER;
     c->in.start = c->in.end = 0;
     set_timer(c, LINGER_MS);
@@ -1210,7 +1196,7 @@ static void request_finish(struct http_conn *c)
 
 static void conn_set_interest(struct http_conn *c)
 {
-    if (c->fd < 0)
+    if (!transport_open(&c->tr))
         return; /* closed: its ev_io must not be queued again */
     struct ev_loop *loop = c->w->loop;
     uint32_t cev = 0, uev = 0;
@@ -1261,11 +1247,13 @@ static void conn_set_interest(struct http_conn *c)
      * reading, e.g. because the buffer it fills is full, would spin the
      * loop. A socket with nothing to do leaves epoll until it has again;
      * its error is then seen by the next read or write. */
+    cev = transport_events(&c->tr, cev);
     if (cev)
         ev_io_set(loop, &c->io, cev);
     else
         ev_io_stop(loop, &c->io);
     if (u) {
+        uev = transport_events(&u->tr, uev);
         if (uev)
             ev_io_set(loop, &u->io, uev);
         else
@@ -1311,7 +1299,7 @@ static bool conn_try_parse(struct http_conn *c)
 
 static void conn_progress(struct http_conn *c)
 {
-    for (int guard = 0; guard < 64 && c->fd >= 0; guard++) {
+    for (int guard = 0; guard < 64 && transport_open(&c->tr); guard++) {
         enum cstate before = c->state;
         switch (c->state) {
         case C_READ_HEAD:
@@ -1437,7 +1425,7 @@ static void conn_progress(struct http_conn *c)
                     return;
                 }
                 if (!buf_len(&c->out))
-                    shutdown(c->fd, SHUT_WR);
+                    transport_shutdown(&c->tr);
             }
             if (c->client_eof && !buf_len(&c->out)) {
                 conn_close(c);
@@ -1445,12 +1433,12 @@ static void conn_progress(struct http_conn *c)
             }
             break;
         }
-        if (c->fd < 0)
+        if (!transport_open(&c->tr))
             return;
         if (c->state == before)
             break;
     }
-    if (c->fd >= 0)
+    if (transport_open(&c->tr))
         conn_set_interest(c);
 }
 
@@ -1459,11 +1447,12 @@ static void conn_progress(struct http_conn *c)
 static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct http_conn *c = io->data;
+    ev = transport_ready(&c->tr, ev);
     if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (c->state == C_LINGER) {
             char sink[4096];
             ssize_t n;
-            while ((n = recv(c->fd, sink, sizeof sink, 0)) > 0)
+            while ((n = transport_recv(&c->tr, sink, sizeof sink)) > 0)
                 atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
                 c->client_eof = true;
@@ -1472,7 +1461,7 @@ static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
                 conn_close(c);
                 return;
             }
-            ssize_t n = read_into(c->fd, &c->in);
+            ssize_t n = read_into(&c->tr, &c->in);
             if (n > 0) {
                 atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
                 if (c->body_clock)
@@ -1501,7 +1490,7 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
             return;
         int err = 0;
         socklen_t len = sizeof err;
-        getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        getsockopt(u->tr.fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err || (ev & EPOLLERR)) {
             upstream_failed(c, true, err ? strerror(err) : "connect failed");
             conn_progress(c);
@@ -1510,12 +1499,13 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         u->connecting = false;
         set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
     }
+    ev = transport_ready(&u->tr, ev);
     if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !u->eof) {
         if (buf_alloc(&u->in, in_cap(c->l->cfg)) < 0) {
             conn_close(c);
             return;
         }
-        ssize_t n = read_into(u->fd, &u->in);
+        ssize_t n = read_into(&u->tr, &u->in);
         if (n > 0) {
             atomic_fetch_add_explicit(&u->b->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
             c->resp_started = true;
@@ -1762,7 +1752,7 @@ static void http_accept(struct listener_rt *l)
         }
         c->w = w;
         c->l = l;
-        c->fd = fd;
+        transport_plain(&c->tr, fd);
         c->state = C_READ_HEAD;
         struct sockaddr_storage toa_client;
         if (l->cfg->client_toa && toa_client_of(l->cfg, fd, &toa_client))

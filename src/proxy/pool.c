@@ -135,8 +135,7 @@ void upstream_close(struct upstream_conn *u)
     else
         atomic_fetch_sub_explicit(&u->b->ctr->active, 1, memory_order_relaxed);
     ev_io_stop(u->w->loop, &u->io);
-    close(u->fd);
-    u->fd = -1;
+    transport_close(&u->tr, false);
     ev_defer_free(u->w->loop, u, upstream_free);
 }
 
@@ -148,7 +147,7 @@ void upstream_release(struct upstream_conn *u)
     u->owner = NULL;
     if (b->n_idle >= u->pool->cfg->keepalive || u->w->draining || buf_len(&u->in)) {
         ev_io_stop(u->w->loop, &u->io);
-        close(u->fd);
+        transport_close(&u->tr, false);
         ev_defer_free(u->w->loop, u, upstream_free);
         return;
     }
@@ -183,7 +182,7 @@ struct upstream_conn *upstream_get(struct worker *w, struct pool_rt *p, struct b
             errno = ENOMEM;
             return NULL;
         }
-        u->fd = fd;
+        transport_plain(&u->tr, fd);
         u->w = w;
         u->pool = p;
         u->b = b;

@@ -15,6 +15,7 @@
 #include "core/evloop.h"
 #include "lib/addr.h"
 #include "lib/buffer.h"
+#include "proxy/transport.h"
 #include "proxy/worker.h"
 
 /* Recompute effective weights from the shared region (cheap if unchanged). */
@@ -39,7 +40,7 @@ int upstream_socket_connect(const struct sl_addr *addr, int type);
  * Gauges: the backend's `active` counts lent connections, `idle` pooled
  * ones. */
 struct upstream_conn {
-    int fd;
+    struct transport tr;          /* the backend's socket */
     struct ev_io io;
     struct worker *w;
     struct pool_rt *pool;

@@ -13,6 +13,7 @@
 #include "proxy/pool.h"
 #include "proxy/proto.h"
 #include "proxy/stream.h"
+#include "proxy/transport.h"
 
 #define ACCEPT_BATCH 64       /* accepts per readiness event, so one busy listener cannot starve the loop */
 #define PUMP_ROUNDS 8         /* read/write rounds per direction per event */
@@ -22,15 +23,6 @@ static void set_nodelay(int fd)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-/* Close with a reset instead of a FIN, so that the peer of a connection
- * that broke on the other side learns that its stream was cut short. */
-static void close_reset(int fd)
-{
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
 }
 
 enum tcp_state { TCP_CONNECTING, TCP_RELAYING };
@@ -64,7 +56,8 @@ struct tcp_conn {
     struct tcp_conn *prev, *next;  /* all stream connections of the process */
     struct ev_io cio, uio;
     struct ev_timer timer;         /* connect timeout, then idle timeout */
-    int cfd, ufd;
+    struct transport client;       /* the client's socket */
+    struct transport backend;      /* the backend's; closed (fd -1) between connect attempts */
     enum tcp_state state;
     bool splice;
     bool closed;
@@ -148,17 +141,13 @@ static void tcp_close(struct tcp_conn *c, enum close_why why)
     bool reset = why == CLOSE_CLIENT_ERR || why == CLOSE_BACKEND_ERR;
 
     ev_timer_stop(loop, &c->timer);
+    /* A connection that broke on one side is reset on both, so that each
+     * peer learns that its stream was cut short. */
     ev_io_stop(loop, &c->cio);
-    if (reset)
-        close_reset(c->cfd);
-    else
-        close(c->cfd);
-    if (c->ufd >= 0) {
+    transport_close(&c->client, reset);
+    if (transport_open(&c->backend)) {
         ev_io_stop(loop, &c->uio);
-        if (reset)
-            close_reset(c->ufd);
-        else
-            close(c->ufd);
+        transport_close(&c->backend, reset);
     }
     if (c->b) {
         if (why == CLOSE_BACKEND_ERR)
@@ -234,7 +223,7 @@ static void tcp_connect_next(struct tcp_conn *c)
             continue;
         }
         c->b = b;
-        c->ufd = fd;
+        transport_plain(&c->backend, fd);
         stream_backend_acquire(p, b);
         ev_io_init(&c->uio, fd, tcp_backend_cb, c);
         ev_io_set(loop, &c->uio, EPOLLOUT);
@@ -253,8 +242,7 @@ static void tcp_connect_failed(struct tcp_conn *c, int err)
 
     ev_timer_stop(loop, &c->timer);
     ev_io_stop(loop, &c->uio);
-    close(c->ufd);
-    c->ufd = -1;
+    transport_close(&c->backend, false);
     stream_backend_release(c->p, b);
     c->b = NULL;
     if (!tcp_attempt_failed(c, b, err)) {
@@ -292,11 +280,13 @@ static bool pipe_open(struct relay_dir *d, uint32_t want)
 }
 
 /* Set up the relay storage: pipes for splice(2) when asked and possible,
- * else user-space buffers. Pipes cost two fds per direction, so under fd
- * pressure falling back keeps the connection alive. */
+ * else user-space buffers. Splicing moves bytes socket to socket past the
+ * transports, so both must be ones that add nothing to the stream (plain,
+ * not TLS). Pipes cost two fds per direction, so under fd pressure falling
+ * back keeps the connection alive. */
 static bool tcp_relay_setup(struct tcp_conn *c)
 {
-    if (c->l->cfg->splice) {
+    if (c->l->cfg->splice && transport_can_splice(&c->client) && transport_can_splice(&c->backend)) {
         if (pipe_open(&c->up, c->cap) && pipe_open(&c->down, c->cap)) {
             c->splice = true;
             return true;
@@ -341,7 +331,7 @@ static void tcp_connect_event(struct tcp_conn *c, uint32_t ev)
 {
     int err = 0;
     socklen_t len = sizeof err;
-    if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    if (getsockopt(c->backend.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
     if (!err && !(ev & EPOLLOUT))
         err = ECONNRESET; /* hung up without ever becoming writable */
@@ -369,11 +359,11 @@ static bool dir_can_read(const struct tcp_conn *c, const struct relay_dir *d)
 }
 
 /* Read from src into d: >0 bytes, 0 at EOF, -1 with errno. */
-static ssize_t dir_fill(struct tcp_conn *c, struct relay_dir *d, int src)
+static ssize_t dir_fill(struct tcp_conn *c, struct relay_dir *d, struct transport *src)
 {
     ssize_t n;
     if (d->pipe_rd >= 0) {
-        n = splice(src, NULL, d->pipe_wr, NULL, d->pipe_cap - d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        n = splice(src->fd, NULL, d->pipe_wr, NULL, d->pipe_cap - d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0)
             d->in_pipe += (uint32_t)n;
         else if (n < 0 && errno == EAGAIN && d->in_pipe > 0)
@@ -391,25 +381,25 @@ static ssize_t dir_fill(struct tcp_conn *c, struct relay_dir *d, int src)
         d->len -= d->off;
         d->off = 0;
     }
-    n = recv(src, d->buf + d->len, c->cap - d->len, 0);
+    n = transport_recv(src, d->buf + d->len, c->cap - d->len);
     if (n > 0)
         d->len += (uint32_t)n;
     return n;
 }
 
 /* Write what d holds to dst: >0 bytes, -1 with errno. */
-static ssize_t dir_flush(struct relay_dir *d, int dst)
+static ssize_t dir_flush(struct relay_dir *d, struct transport *dst)
 {
     ssize_t n;
     if (d->pipe_rd >= 0) {
-        n = splice(d->pipe_rd, NULL, dst, NULL, d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        n = splice(d->pipe_rd, NULL, dst->fd, NULL, d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
             d->in_pipe -= (uint32_t)n;
             d->pipe_full = false;
         }
         return n;
     }
-    n = send(dst, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+    n = transport_send1(dst, d->buf + d->off, d->len - d->off);
     if (n > 0)
         d->off += (uint32_t)n;
     return n;
@@ -426,7 +416,8 @@ enum pump_res { PUMP_OK, PUMP_SRC_ERR, PUMP_DST_ERR };
  * rounds passed, for fairness). Reads only when try_read (the source was
  * reported readable); writes are optimistic. Passes EOF on once all bytes
  * before it are out. */
-static enum pump_res dir_pump(struct tcp_conn *c, struct relay_dir *d, int src, int dst, bool try_read)
+static enum pump_res dir_pump(struct tcp_conn *c, struct relay_dir *d, struct transport *src, struct transport *dst,
+                              bool try_read)
 {
     bool from_backend = d == &c->down;
     struct backend_counters *bc = c->b->ctr;
@@ -463,7 +454,7 @@ static enum pump_res dir_pump(struct tcp_conn *c, struct relay_dir *d, int src, 
         c->last_active = ev_now(c->w->loop);
     }
     if (d->eof && !d->shut && !dir_pending(d)) {
-        shutdown(dst, SHUT_WR); /* may fail if dst is already gone: the next write tells */
+        transport_shutdown(dst); /* may fail if dst is already gone: the next write tells */
         d->shut = true;
     }
     return PUMP_OK;
@@ -485,8 +476,8 @@ static void tcp_update_interest(struct tcp_conn *c)
     struct ev_loop *loop = c->w->loop;
     uint32_t cw = (dir_can_read(c, &c->up) ? EPOLLIN : 0) | (dir_pending(&c->down) ? EPOLLOUT : 0);
     uint32_t uw = (dir_can_read(c, &c->down) ? EPOLLIN : 0) | (dir_pending(&c->up) ? EPOLLOUT : 0);
-    set_interest(loop, &c->cio, cw, c->client_hup);
-    set_interest(loop, &c->uio, uw, c->backend_hup);
+    set_interest(loop, &c->cio, transport_events(&c->client, cw), c->client_hup);
+    set_interest(loop, &c->uio, transport_events(&c->backend, uw), c->backend_hup);
 }
 
 /* An event on one side of an established connection. */
@@ -507,8 +498,8 @@ static void tcp_relay_event(struct tcp_conn *c, uint32_t ev, bool on_client)
     bool readable = ev & (EPOLLIN | EPOLLHUP);
     struct relay_dir *in = on_client ? &c->up : &c->down;
     struct relay_dir *out = on_client ? &c->down : &c->up;
-    int self = on_client ? c->cfd : c->ufd;
-    int other = on_client ? c->ufd : c->cfd;
+    struct transport *self = on_client ? &c->client : &c->backend;
+    struct transport *other = on_client ? &c->backend : &c->client;
     enum close_why self_err = on_client ? CLOSE_CLIENT_ERR : CLOSE_BACKEND_ERR;
     enum close_why other_err = on_client ? CLOSE_BACKEND_ERR : CLOSE_CLIENT_ERR;
 
@@ -542,7 +533,7 @@ static void tcp_client_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
             tcp_close(c, CLOSE_CLIENT_ERR);
         return;
     }
-    tcp_relay_event(c, ev, true);
+    tcp_relay_event(c, transport_ready(&c->client, ev), true);
 }
 
 static void tcp_backend_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
@@ -551,7 +542,7 @@ static void tcp_backend_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
     if (c->state == TCP_CONNECTING)
         tcp_connect_event(c, ev);
     else
-        tcp_relay_event(c, ev, false);
+        tcp_relay_event(c, transport_ready(&c->backend, ev), false);
 }
 
 static void tcp_timer_cb(struct ev_loop *loop, struct ev_timer *t)
@@ -586,8 +577,8 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     c->w = w;
     c->l = l;
     c->p = &w->pools[l->cfg->default_pool];
-    c->cfd = fd;
-    c->ufd = -1;
+    transport_plain(&c->client, fd);
+    transport_plain(&c->backend, -1);
     c->state = TCP_CONNECTING;
     c->cap = l->cfg->limits.buffer_size ? l->cfg->limits.buffer_size : DEFAULT_BUFFER;
     c->key_hash = stream_pick_key(c->p, ss);
