@@ -2,9 +2,11 @@
  *
  * TCP: every accepted client gets one backend connection, chosen from the
  * listener's pool (retrying on other backends while nothing has been sent),
- * and bytes are relayed both ways through bounded per-direction buffers, or
- * through a pipe with splice(2) when the listener has `splice: true`. Half
- * closes are propagated; an error or reset on either side closes both.
+ * and bytes are relayed both ways through bounded per-direction buffers by
+ * the two sides' transports (proxy/transport.h), or through a pipe with
+ * splice(2) when the listener has `splice: true` and both transports can
+ * splice (plain ones can; splicing bypasses them). Half closes are
+ * propagated; an error or reset on either side closes both.
  *
  * UDP: one session per client address, each with its own connected socket
  * to the chosen backend, so replies find their way back to the client and

@@ -102,7 +102,6 @@ uint32_t worker_random(struct worker *w)
     return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-
 static void reserve_take(struct worker *w)
 {
     if (w->reserve_fd < 0)

@@ -71,7 +71,7 @@ struct worker {
     bool draining;                    /* SIGTERM: finish in-flight work, then exit */
     uint64_t drain_deadline;
     uint32_t n_conns;                 /* client connections and sessions, all protocols */
-    uint64_t ticks;
+    uint64_t ticks;                   /* 100 ms ticks so far */
     bool accept_paused;
     uint64_t last_fd_warning;         /* rate limit for the out-of-descriptors warning */
     uint64_t rng;
