@@ -2,9 +2,11 @@
  *
  * TCP: every accepted client gets one backend connection, chosen from the
  * listener's pool (retrying on other backends while nothing has been sent),
- * and bytes are relayed both ways through bounded per-direction buffers, or
- * through a pipe with splice(2) when the listener has `splice: true`. Half
- * closes are propagated; an error or reset on either side closes both.
+ * and bytes are relayed both ways through bounded per-direction buffers by
+ * the two sides' transports (proxy/transport.h), or through a pipe with
+ * splice(2) when the listener has `splice: true` and both transports can
+ * splice (plain ones can; splicing bypasses them). Half closes are
+ * propagated; an error or reset on either side closes both.
  *
  * UDP: one session per client address, each with its own connected socket
  * to the chosen backend, so replies find their way back to the client and
@@ -28,32 +30,43 @@
 #ifndef SLUICE_PROXY_STREAM_H
 #define SLUICE_PROXY_STREAM_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include "proxy/worker.h"
 
-/* A TCP listener's socket is readable: accept as many as the limits allow
- * and start relaying each to a backend of the listener's pool. */
-void stream_tcp_accept(struct listener_rt *l);
+/* The protocols' operations are tcp_proto_ops (stream_tcp.c) and
+ * udp_proto_ops (stream_udp.c), see proxy/proto.h. What follows is what
+ * the two share (stream.c). */
 
-/* Set up a UDP listener: l->fd is a bound non-blocking UDP socket. Creates
- * the session table in l->udp and registers l->io. Returns 0, or -1 (out of
- * memory, or the listener has no pool). */
-int stream_udp_init(struct listener_rt *l);
+static inline void ctr_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
 
-/* The worker's 100 ms tick: expires idle UDP sessions. */
-void stream_tick(struct worker *w);
-
-/* SIGTERM: stop accepting TCP clients and stop reading the UDP listeners
- * (a replacement worker shares those sockets and takes the new traffic);
- * open TCP connections run to their end and UDP sessions still deliver
- * replies until they go idle. Returns how many are still open; cheap enough
- * to call on every tick. */
-size_t stream_drain(struct worker *w);
-
-/* Close every stream connection and session of the worker and free the UDP
- * tables. Memory that events may still reference is released through
- * ev_defer_free(), i.e. on the next loop iteration or ev_loop_free(). */
-void stream_shutdown(struct worker *w);
+/* At most one warning per second per call site: conditions like fd
+ * exhaustion or an empty pool recur on every event and would flood the log. */
+bool stream_warn_allowed(uint64_t *last, uint64_t now);
+/* Failures that say nothing about the backend: this process ran out of
+ * something. They must not count against the backend's health. */
+bool stream_local_error(int err);
+/* The balancing key of a client: its IP for a hash pool, else 0. */
+uint64_t stream_pick_key(const struct pool_rt *p, const struct sockaddr_storage *ss);
+/* A connection or session holds its backend from the connect attempt on,
+ * so least_conn sees connects in flight too. */
+void stream_backend_acquire(struct pool_rt *p, struct backend_rt *b);
+void stream_backend_release(struct pool_rt *p, struct backend_rt *b);
+/* A TCP connection or UDP session opened or closed: the listener's
+ * counters and the worker's connection count. */
+void stream_client_opened(struct listener_rt *l);
+void stream_client_closed(struct listener_rt *l);
+uint64_t stream_now_us(void);
+/* One access-log line per TCP connection or UDP session (see above for
+ * what the status means). */
+void stream_log(struct listener_rt *l, const struct sockaddr_storage *client, const char *what,
+                const struct backend_rt *b, int status, uint64_t to_client, uint64_t started_us);
 
 #endif

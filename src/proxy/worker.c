@@ -17,18 +17,18 @@
 #include "lib/hash.h"
 #include "core/log.h"
 #include "proxy/access_log.h"
-#include "lib/http1.h"
-#include "proxy/http_proxy.h"
-#include "proxy/stream.h"
+#include "proxy/pool.h"
+#include "proxy/proto.h"
 
 #define TICK_MS 100
 
 /* Accepting is paused per listener: limits.max_connections belongs to one
  * listener, and a listener at its limit must not stop the others. The
- * listener's own io interest says whether it is paused. */
+ * listener's own io interest says whether it is paused. A listener whose
+ * protocol reads the socket itself (UDP: no accept) is never paused. */
 static bool listener_pausable(const struct listener_rt *l)
 {
-    return l->cfg->proto != PROTO_UDP && l->fd >= 0;
+    return l->ops->accept && l->fd >= 0;
 }
 
 static bool listener_paused(const struct listener_rt *l)
@@ -40,7 +40,7 @@ static bool listener_paused(const struct listener_rt *l)
  * be evicted to make room for a new one. */
 static bool listener_can_take(struct worker *w, struct listener_rt *l)
 {
-    return !worker_at_limit(w, l) || (l->cfg->proto == PROTO_HTTP && l->idle_head);
+    return !worker_at_limit(w, l) || (l->ops->can_make_room && l->ops->can_make_room(l));
 }
 
 static void listener_set_paused(struct worker *w, struct listener_rt *l, bool paused)
@@ -91,6 +91,17 @@ void worker_conn_closed(struct worker *w, struct listener_rt *l)
         listener_set_paused(w, l, false); /* accept_paused is tidied on the tick */
 }
 
+uint32_t worker_random(struct worker *w)
+{
+    /* xorshift64*: plenty for jitter and tie-breaking. */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
 static void reserve_take(struct worker *w)
 {
     if (w->reserve_fd < 0)
@@ -122,10 +133,7 @@ static void listener_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct listener_rt *l = io->data;
     struct worker *w = l->w;
-    if (l->cfg->proto == PROTO_HTTP)
-        http_accept(l);
-    else
-        stream_tcp_accept(l);
+    l->ops->accept(l);
     /* Still at the limit with connections waiting: stop polling this
      * listener until one closes, instead of spinning on it. An http
      * listener with idle keep-alive clients keeps polling: the accept
@@ -144,16 +152,20 @@ static void begin_drain(struct worker *w)
     log_info("worker %u draining: %u connections open", w->id, w->n_conns);
     for (size_t i = 0; i < w->n_listeners; i++) {
         struct listener_rt *l = &w->listeners[i];
-        if (l->fd < 0 || l->cfg->proto == PROTO_UDP)
-            continue;
-        /* The master keeps its copy of the socket: queued connections
-         * stay for the worker that replaces this one. */
-        ev_io_stop(w->loop, &l->io);
-        close(l->fd);
-        l->fd = -1;
+        if (l->fd >= 0 && l->ops->accept) {
+            /* The master keeps its copy of the socket: queued connections
+             * stay for the worker that replaces this one. */
+            ev_io_stop(w->loop, &l->io);
+            close(l->fd);
+            l->fd = -1;
+        }
+        if (l->ops->drain)
+            l->ops->drain(l);
     }
-    http_drain(w);
-    stream_drain(w);
+    /* Pooled upstream connections go now; idle clients get a short grace
+     * (their protocol's tick) since a keep-alive client may be sending
+     * right now. */
+    pool_sweep_idle(w);
 }
 
 static void tick(struct ev_loop *loop, struct ev_timer *t)
@@ -162,13 +174,19 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
     atomic_store_explicit(&w->sh->workers[w->id].heartbeat_ms, ev_now(loop), memory_order_relaxed);
     for (size_t p = 0; p < w->n_pools; p++)
         pool_refresh(w, &w->pools[p]);
-    http_tick(w);
-    stream_tick(w);
+    if (++w->ticks % 10 == 0 || w->draining)
+        pool_sweep_idle(w);
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct listener_rt *l = &w->listeners[i];
+        if (l->ops->tick)
+            l->ops->tick(l);
+        if (l->alog)
+            access_log_flush(l->alog);
+    }
     /* A paused listener may take connections again without one of its own
      * closing (a client became idle and can be evicted). */
     listeners_resume(w);
     if (w->draining) {
-        stream_drain(w);
         size_t open = w->n_conns; /* every protocol's connections and sessions */
         if (open == 0 || ev_now(loop) >= w->drain_deadline) {
             if (open)
@@ -258,13 +276,15 @@ static int setup_listeners(struct worker *w, const int *listen_fds)
         atomic_store(&l->ctr->active, 0);
         if (l->cfg->access_log)
             l->alog = access_log_open(l->cfg->access_log, l->cfg->access_log_format);
+        l->ops = proxy_proto_of(l->cfg->proto);
         ev_io_init(&l->io, l->fd, listener_event, l);
-        if (l->cfg->proto == PROTO_UDP) {
-            if (stream_udp_init(l) < 0)
-                return -1;
-        } else {
-            ev_io_set(w->loop, &l->io, EPOLLIN);
+        char err[256];
+        if (l->ops->init && l->ops->init(l, err, sizeof err) < 0) {
+            log_error("worker %u: %s listener %s: %s", w->id, l->ops->name, l->cfg->name, err);
+            return -1;
         }
+        if (l->ops->accept)
+            ev_io_set(w->loop, &l->io, EPOLLIN);
     }
     return 0;
 }
@@ -302,12 +322,14 @@ static void worker_free(struct worker *w)
     }
     free(w->pools);
     for (size_t i = 0; i < w->n_listeners; i++) {
+        struct listener_rt *l = &w->listeners[i];
+        if (l->ops && l->ops->fini)
+            l->ops->fini(l);
         access_log_close(w->listeners[i].alog);
         if (w->listeners[i].fd >= 0)
             close(w->listeners[i].fd);
     }
     free(w->listeners);
-    free(w->scratch);
     if (w->signal_fd >= 0)
         close(w->signal_fd);
     if (w->reserve_fd >= 0)
@@ -334,9 +356,8 @@ int worker_main(const struct sl_config *cfg, struct shared_state *sh, uint32_t i
     reserve_take(&w);
     w.rng = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ULL;
     w.loop = ev_loop_new();
-    w.scratch = malloc(sizeof *w.scratch);
     int rc = 1;
-    if (!w.loop || !w.scratch || setup_signals(&w) < 0 || setup_pools(&w) < 0 ||
+    if (!w.loop || setup_signals(&w) < 0 || setup_pools(&w) < 0 ||
         setup_listeners(&w, listen_fds) < 0) {
         log_error("worker %u: setup failed: %s", id, strerror(errno));
         goto out;
@@ -346,8 +367,12 @@ int worker_main(const struct sl_config *cfg, struct shared_state *sh, uint32_t i
     ev_timer_start(w.loop, &w.tick, TICK_MS);
     log_debug("worker %u serving %zu listeners", id, w.n_listeners);
     rc = ev_run(w.loop) < 0 ? 1 : 0;
-    http_shutdown(&w);
-    stream_shutdown(&w);
+    for (size_t i = 0; i < w.n_listeners; i++) {
+        struct listener_rt *l = &w.listeners[i];
+        if (l->ops->shutdown)
+            l->ops->shutdown(l); /* idle or not: the worker is exiting */
+    }
+    pool_sweep_idle(&w);
 out:
     worker_free(&w);
     return rc;

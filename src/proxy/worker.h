@@ -18,6 +18,7 @@
 
 struct worker;
 struct upstream_conn;
+struct proxy_proto_ops;
 
 struct backend_rt {
     size_t index;                     /* in its pool */
@@ -50,9 +51,9 @@ struct listener_rt {
     int fd;
     struct ev_io io;
     struct listener_counters *ctr;    /* this worker's row */
-    void *udp;                        /* UDP session table (proxy/stream.c) */
     struct access_log *alog;
-    struct http_conn *idle_head, *idle_tail; /* idle http clients, oldest first */
+    const struct proxy_proto_ops *ops; /* its protocol (proxy/proto.h), set once */
+    void *proto_state;                /* the protocol's own, from ops->init to ops->fini */
 };
 
 struct worker {
@@ -69,12 +70,12 @@ struct worker {
     int signal_fd;
     bool draining;                    /* SIGTERM: finish in-flight work, then exit */
     uint64_t drain_deadline;
-    uint32_t n_conns;                 /* client connections, all protocols */
+    uint32_t n_conns;                 /* client connections and sessions, all protocols */
+    uint64_t ticks;                   /* 100 ms ticks so far */
     bool accept_paused;
     uint64_t last_fd_warning;         /* rate limit for the out-of-descriptors warning */
     uint64_t rng;
     int reserve_fd;                   /* spare descriptor, see worker_accept_failed */
-    struct http1_message *scratch;    /* parse target, reused for every message */
 };
 
 /* Run a worker until it has drained after SIGTERM. listen_fds[i] is the
@@ -93,17 +94,7 @@ bool worker_at_limit(struct worker *w, struct listener_rt *l);
  * close it, so the queue drains instead of spinning. */
 void worker_accept_failed(struct listener_rt *l, int err);
 
-/* ---- upstream selection (proxy/upstream.c) ---- */
-
-/* Recompute effective weights from the shared region (cheap if unchanged). */
-void pool_refresh(struct worker *w, struct pool_rt *p);
-/* Pick a backend: -1 when none is available. */
-int pool_pick(struct worker *w, struct pool_rt *p, uint64_t key_hash, const uint8_t *exclude);
-/* Passive health: a connect failure / 5xx (ok=false) or a good answer (ok=true). */
-void backend_report(struct worker *w, struct pool_rt *p, struct backend_rt *b, bool ok);
-/* Non-blocking socket + connect to addr. Returns fd (connect may be in
- * progress) or -1 with errno set. */
-int upstream_socket_connect(const struct sl_addr *addr, int type);
+/* xorshift64*: jitter, tie-breaking, seeds (not for secrets). */
 uint32_t worker_random(struct worker *w);
 
 #endif

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 reverse proxy (src/proxy/http_proxy.c) end to end, with real
+"""The HTTP/1.1 reverse proxy (src/proxy/http_conn.c, http_txn.c) end to end, with real
 clients (raw sockets, curl, wrk) and real backends on loopback.
 
 The 1 GiB tests run the release binary (build/sluice): AddressSanitizer's

@@ -1,4 +1,4 @@
-"""The TCP and UDP stream proxy (src/proxy/stream.c) end to end: the real
+"""The TCP and UDP stream proxy (src/proxy/stream_tcp.c, stream_udp.c) end to end: the real
 binary, Python backends, loopback only.
 
 One proxy serves all tests of this module; each test talks to its own

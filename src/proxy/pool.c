@@ -1,27 +1,17 @@
-/* Backend selection and passive health, shared by the HTTP and stream
- * proxies of a worker. */
+/* See pool.h. */
+#include "proxy/pool.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "lib/balance.h"
 #include "core/log.h"
-#include "proxy/worker.h"
-
-uint32_t worker_random(struct worker *w)
-{
-    /* xorshift64*: plenty for jitter and tie-breaking. */
-    uint64_t x = w->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    w->rng = x;
-    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
-}
 
 void pool_refresh(struct worker *w, struct pool_rt *p)
 {
@@ -106,3 +96,120 @@ int upstream_socket_connect(const struct sl_addr *addr, int type)
     }
     return fd;
 }
+
+/* ---- keep-alive connections to backends ---- */
+
+#define UPSTREAM_IDLE_MS 60000
+
+static void upstream_pool_remove(struct upstream_conn *u)
+{
+    struct backend_rt *b = u->b;
+    if (u->prev_idle)
+        u->prev_idle->next_idle = u->next_idle;
+    else if (b->idle == u)
+        b->idle = u->next_idle;
+    if (u->next_idle)
+        u->next_idle->prev_idle = u->prev_idle;
+    u->next_idle = u->prev_idle = NULL;
+    b->n_idle--;
+    atomic_fetch_sub_explicit(&b->ctr->idle, 1, memory_order_relaxed);
+}
+
+/* A pooled connection spoke or closed: it is no longer reusable. */
+static void upstream_idle_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    upstream_close(io->data);
+}
+
+static void upstream_free(void *p)
+{
+    struct upstream_conn *u = p;
+    buf_release(&u->in);
+    free(u);
+}
+
+void upstream_close(struct upstream_conn *u)
+{
+    if (!u->owner)
+        upstream_pool_remove(u);
+    else
+        atomic_fetch_sub_explicit(&u->b->ctr->active, 1, memory_order_relaxed);
+    ev_io_stop(u->w->loop, &u->io);
+    transport_close(&u->tr, false);
+    ev_defer_free(u->w->loop, u, upstream_free);
+}
+
+/* The response is complete and the connection clean: keep it for reuse. */
+void upstream_release(struct upstream_conn *u)
+{
+    struct backend_rt *b = u->b;
+    atomic_fetch_sub_explicit(&b->ctr->active, 1, memory_order_relaxed);
+    u->owner = NULL;
+    if (b->n_idle >= u->pool->cfg->keepalive || u->w->draining || buf_len(&u->in)) {
+        ev_io_stop(u->w->loop, &u->io);
+        transport_close(&u->tr, false);
+        ev_defer_free(u->w->loop, u, upstream_free);
+        return;
+    }
+    buf_release(&u->in);
+    u->idle_since = ev_now(u->w->loop);
+    u->prev_idle = NULL;
+    u->next_idle = b->idle;
+    if (b->idle)
+        b->idle->prev_idle = u;
+    b->idle = u;
+    b->n_idle++;
+    atomic_fetch_add_explicit(&b->ctr->idle, 1, memory_order_relaxed);
+    /* Watch for the server closing it while idle. */
+    u->io.cb = upstream_idle_event;
+    ev_io_set(u->w->loop, &u->io, EPOLLIN);
+}
+
+struct upstream_conn *upstream_get(struct worker *w, struct pool_rt *p, struct backend_rt *b, ev_io_cb cb,
+                                   void *owner)
+{
+    struct upstream_conn *u = b->idle;
+    if (u) {
+        upstream_pool_remove(u);
+        u->reused = true;
+    } else {
+        int fd = upstream_socket_connect(&b->cfg->addr, SOCK_STREAM);
+        if (fd < 0)
+            return NULL;
+        u = calloc(1, sizeof *u);
+        if (!u) {
+            close(fd);
+            errno = ENOMEM;
+            return NULL;
+        }
+        transport_plain(&u->tr, fd);
+        u->w = w;
+        u->pool = p;
+        u->b = b;
+        u->connecting = true;
+        ev_io_init(&u->io, fd, cb, u);
+    }
+    u->io.cb = cb;
+    u->owner = owner;
+    u->eof = false;
+    atomic_fetch_add_explicit(&b->ctr->active, 1, memory_order_relaxed);
+    return u;
+}
+
+void pool_sweep_idle(struct worker *w)
+{
+    uint64_t now = ev_now(w->loop);
+    for (size_t p = 0; p < w->n_pools; p++) {
+        struct pool_rt *pool = &w->pools[p];
+        for (size_t i = 0; i < pool->n; i++) {
+            struct upstream_conn *u = pool->b[i].idle;
+            while (u) {
+                struct upstream_conn *next = u->next_idle;
+                if (w->draining || now - u->idle_since >= UPSTREAM_IDLE_MS)
+                    upstream_close(u);
+                u = next;
+            }
+        }
+    }
+}
+

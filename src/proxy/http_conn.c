@@ -1,0 +1,672 @@
+/* The HTTP/1.1 client connection: see http_conn.h. */
+#include "proxy/http_conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "lib/addr.h"
+#include "proxy/proto.h"
+#include "proxy/toa_lookup.h"
+
+#define LINGER_MS 2000
+#define DRAIN_IDLE_GRACE_MS 1000
+
+/* ---------- per listener: every connection, and the idle ones ---------- */
+
+static void all_add(struct http_conn *c)
+{
+    struct http_listener *hl = http_listener_of(c->l);
+    c->all_prev = NULL;
+    c->all_next = hl->all;
+    if (hl->all)
+        hl->all->all_prev = c;
+    hl->all = c;
+}
+
+static void all_remove(struct http_conn *c)
+{
+    struct http_listener *hl = http_listener_of(c->l);
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        hl->all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    c->all_prev = c->all_next = NULL;
+}
+
+static void idle_remove(struct http_conn *c)
+{
+    struct http_listener *hl = http_listener_of(c->l);
+    if (!c->on_idle_list)
+        return;
+    if (c->idle_prev)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        hl->idle_head = c->idle_next;
+    if (c->idle_next)
+        c->idle_next->idle_prev = c->idle_prev;
+    else
+        hl->idle_tail = c->idle_prev;
+    c->idle_prev = c->idle_next = NULL;
+    c->on_idle_list = false;
+}
+
+/* Idle means waiting for the first byte of a request: a keep-alive client
+ * between requests, or a new connection that has not spoken yet. Both are
+ * what a flood of silent connections looks like, and both are the first to
+ * go when the listener is full. */
+static void idle_add(struct http_conn *c)
+{
+    struct http_listener *hl = http_listener_of(c->l);
+    if (c->on_idle_list)
+        return;
+    c->idle_prev = hl->idle_tail;
+    c->idle_next = NULL;
+    if (hl->idle_tail)
+        hl->idle_tail->idle_next = c;
+    else
+        hl->idle_head = c;
+    hl->idle_tail = c;
+    c->on_idle_list = true;
+    c->idle_since = ev_now(c->w->loop);
+}
+
+/* Close the listener's oldest idle client connection, if any, to make
+ * room for a new one. Returns 1 if one was closed. */
+static int http_evict_idle(struct listener_rt *l)
+{
+    struct http_conn *c = http_listener_of(l)->idle_head;
+    if (!c)
+        return 0;
+    http_conn_close(c);
+    return 1;
+}
+
+/* ---------- answers of our own ---------- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+void http_conn_send_error(struct http_conn *c, int status, const char *reason)
+{
+    log_debug("client %s: %d %s: %s", c->peer_ip, status, status_text(status), reason);
+    http_txn_body_clock_stop(&c->txn);
+    /* Part of a response already reached the client (the final head, or
+     * some of an interim one): an error message now would be read as the
+     * rest of it. Closing is the only unambiguous signal left. */
+    if (c->txn.resp_sent || c->out.start) {
+        http_conn_close(c);
+        return;
+    }
+    if (buf_alloc(&c->out, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0) {
+        http_conn_close(c);
+        return;
+    }
+    char body[256];
+    int blen = snprintf(body, sizeof body, "%d %s: %s\n", status, status_text(status), reason);
+    char head[256];
+    int hlen = snprintf(head, sizeof head,
+                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                        "Connection: close\r\nServer: sluice\r\n\r\n",
+                        status, status_text(status), blen);
+    c->out.start = c->out.end = 0; /* nothing else is owed to the client */
+    buf_append(&c->out, head, (size_t)hlen);
+    if (c->txn.method != HTTP1_M_HEAD)
+        buf_append(&c->out, body, (size_t)blen);
+    c->txn.status = status;
+    c->txn.resp_bytes = (uint64_t)blen;
+    http_count_response(c->l, status);
+    if (status >= 400 && status < 500)
+        atomic_fetch_add_explicit(&c->l->ctr->rejected, 1, memory_order_relaxed);
+    http_txn_log_refused(&c->txn, reason);
+    c->close_after = true;
+    c->state = C_LINGER;
+    /* Whatever else the client sent is not a request we will read. */
+    c->in.start = c->in.end = 0;
+    http_conn_set_timer(c, LINGER_MS);
+}
+
+/* ---------- writing to the client ---------- */
+
+int http_conn_send(struct http_conn *c)
+{
+    if (buf_len(&c->out)) {
+        struct upstream_conn *u = c->txn.up;
+        size_t body = u && c->txn.resp_head_done ? c->txn.resp_ready : 0;
+        struct iovec iov[2] = {{buf_head(&c->out), buf_len(&c->out)}, {u ? buf_head(&u->in) : NULL, body}};
+        ssize_t n = transport_send(&c->tr, iov, body ? 2 : 1);
+        if (n < 0)
+            return errno == EAGAIN ? 0 : -1;
+        atomic_fetch_add_explicit(&c->l->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
+        if (n > 0 && c->txn.resp_head_done)
+            c->txn.resp_sent = true;
+        size_t out_len = buf_len(&c->out);
+        if ((size_t)n < out_len) {
+            buf_consume(&c->out, (size_t)n);
+            return 0;
+        }
+        buf_consume(&c->out, out_len);
+        size_t b = (size_t)n - out_len;
+        if (b) {
+            buf_consume(&u->in, b);
+            c->txn.resp_ready -= b;
+            c->txn.resp_bytes += b;
+        }
+    }
+    struct upstream_conn *u = c->txn.up;
+    while (u && c->txn.resp_head_done && c->txn.resp_ready) {
+        ssize_t n = http_send_some(&c->tr, buf_head(&u->in), c->txn.resp_ready);
+        if (n <= 0)
+            return (int)n;
+        buf_consume(&u->in, (size_t)n);
+        c->txn.resp_ready -= (size_t)n;
+        c->txn.resp_bytes += (size_t)n;
+        atomic_fetch_add_explicit(&c->l->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
+    }
+    return 0;
+}
+
+/* ---------- the tunnel (after 101 Switching Protocols) ---------- */
+
+static int tunnel_pump(struct http_conn *c)
+{
+    struct upstream_conn *u = c->txn.up;
+    /* client -> upstream: everything after the request head */
+    size_t pending = buf_len(&c->in) - c->txn.pos;
+    while (pending) {
+        ssize_t n = http_send_some(&u->tr, buf_head(&c->in) + c->txn.pos, pending);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
+        c->txn.pos += (size_t)n;
+        pending -= (size_t)n;
+    }
+    if (c->txn.pos == buf_len(&c->in)) {
+        c->in.start = c->in.end = 0;
+        c->txn.pos = 0;
+        if (c->client_eof && !c->tunnel_client_eof) {
+            transport_shutdown(&u->tr);
+            c->tunnel_client_eof = true;
+        }
+    } else {
+        http_txn_compact(&c->txn);
+    }
+    /* upstream -> client */
+    c->txn.resp_ready = buf_len(&u->in);
+    if (http_conn_send(c) < 0)
+        return -1;
+    if (!buf_len(&u->in) && !buf_len(&c->out) && u->eof && !c->tunnel_up_eof) {
+        transport_shutdown(&c->tr);
+        c->tunnel_up_eof = true;
+    }
+    if (c->tunnel_up_eof && c->tunnel_client_eof)
+        return -1; /* both directions finished */
+    return 0;
+}
+
+/* ---------- connection lifecycle ---------- */
+
+static void conn_free(void *p)
+{
+    struct http_conn *c = p;
+    buf_release(&c->in);
+    buf_release(&c->out);
+    http_txn_free(&c->txn);
+    free(c);
+}
+
+void http_conn_close(struct http_conn *c)
+{
+    if (!transport_open(&c->tr))
+        return;
+    if (c->txn.up)
+        http_txn_detach_upstream(&c->txn, false);
+    idle_remove(c);
+    all_remove(c);
+    ev_timer_stop(c->w->loop, &c->timer);
+    http_txn_body_clock_stop(&c->txn);
+    ev_io_stop(c->w->loop, &c->io);
+    transport_close(&c->tr, false);
+    worker_conn_closed(c->w, c->l);
+    ev_defer_free(c->w->loop, c, conn_free);
+}
+
+/* After a final response with Connection: close: stop sending, read and
+ * discard until the client closes, so unread input does not turn our
+ * close into a reset that could destroy the response in flight. */
+static void conn_start_linger(struct http_conn *c)
+{
+    http_txn_body_clock_stop(&c->txn);
+    transport_shutdown(&c->tr);
+    c->state = C_LINGER;
+    c->in.start = c->in.end = 0;
+    http_conn_set_timer(c, LINGER_MS);
+}
+
+void http_conn_request_done(struct http_conn *c)
+{
+    /* A client that half-closed after pipelining still gets an answer to
+     * every complete request it sent: linger only when nothing is left. */
+    if (c->close_after || (c->client_eof && buf_len(&c->in) == c->txn.pos)) {
+        conn_start_linger(c);
+        return;
+    }
+    buf_consume(&c->in, c->txn.pos);
+    http_txn_reset(&c->txn);
+    c->state = C_READ_HEAD;
+    c->head_deadline = 0;
+}
+
+void http_conn_set_interest(struct http_conn *c)
+{
+    if (!transport_open(&c->tr))
+        return; /* closed: its ev_io must not be queued again */
+    struct ev_loop *loop = c->w->loop;
+    uint32_t cev = 0, uev = 0;
+    struct upstream_conn *u = c->txn.up;
+    if (c->txn.body_clock)
+        http_txn_body_clock_update(&c->txn);
+    switch (c->state) {
+    case C_READ_HEAD:
+        if (!c->client_eof && !buf_full(&c->in))
+            cev |= EPOLLIN;
+        if (buf_len(&c->out))
+            cev |= EPOLLOUT;
+        break;
+    case C_FORWARD:
+        /* Read the request body while there is room; pipelined requests
+         * wait in the kernel once the buffer is full. */
+        if (!c->client_eof && !buf_full(&c->in))
+            cev |= EPOLLIN;
+        if (buf_len(&c->out) || (c->txn.resp_head_done && c->txn.resp_ready))
+            cev |= EPOLLOUT;
+        if (u)
+            uev = http_txn_upstream_events(&c->txn);
+        break;
+    case C_TUNNEL:
+        if (!c->client_eof && !buf_full(&c->in))
+            cev |= EPOLLIN;
+        if (buf_len(&c->out) || (u && buf_len(&u->in)))
+            cev |= EPOLLOUT;
+        if (u) {
+            if (buf_len(&c->in) > c->txn.pos)
+                uev |= EPOLLOUT;
+            if (!u->eof && (!u->in.data || !buf_full(&u->in)))
+                uev |= EPOLLIN;
+        }
+        break;
+    case C_LINGER:
+        cev = EPOLLIN;
+        if (buf_len(&c->out))
+            cev |= EPOLLOUT;
+        break;
+    }
+    /* epoll reports an error or hang-up even with no events asked for, and
+     * keeps reporting it (level-triggered): a reset socket we are not
+     * reading, e.g. because the buffer it fills is full, would spin the
+     * loop. A socket with nothing to do leaves epoll until it has again;
+     * its error is then seen by the next read or write. */
+    cev = transport_events(&c->tr, cev);
+    if (cev)
+        ev_io_set(loop, &c->io, cev);
+    else
+        ev_io_stop(loop, &c->io);
+    if (u) {
+        uev = transport_events(&u->tr, uev);
+        if (uev)
+            ev_io_set(loop, &u->io, uev);
+        else
+            ev_io_stop(loop, &u->io);
+    }
+}
+
+/* READ_HEAD: parse what has arrived. Returns true if a request was taken. */
+static bool conn_try_parse(struct http_conn *c)
+{
+    if (!buf_len(&c->in))
+        return false;
+    idle_remove(c);
+    /* Durations in the access log count from the first byte of the request. */
+    http_txn_begin(&c->txn);
+    struct http1_limits lim = http_limits_of(c->l->cfg);
+    struct http1_message *m = &http_listener_of(c->l)->scratch;
+    /* The parser starts over on every call; a client sending its head a
+     * few bytes at a time would cost quadratic time. Parse again only when
+     * the new bytes could finish the head or break a rule. */
+    enum http1_result r = HTTP1_INCOMPLETE;
+    if (!c->head_scanned || http1_head_ready(buf_head(&c->in), buf_len(&c->in), c->head_scanned, &lim))
+        r = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &lim, m);
+    c->head_scanned = r == HTTP1_INCOMPLETE ? buf_len(&c->in) : 0;
+    if (r == HTTP1_INCOMPLETE) {
+        if (!c->head_deadline) {
+            c->head_deadline = ev_now(c->w->loop) + c->l->cfg->timeouts.client_header_ms;
+            http_conn_set_timer(c, c->l->cfg->timeouts.client_header_ms);
+        }
+        if (buf_full(&c->in))
+            http_conn_send_error(c, 431, "request head too large");
+        return false;
+    }
+    if (r == HTTP1_ERROR) {
+        c->txn.method = HTTP1_M_OTHER;
+        http_conn_send_error(c, m->error_status ? m->error_status : 400,
+                             m->error_reason ? m->error_reason : "bad request");
+        return false;
+    }
+    atomic_fetch_add_explicit(&c->l->ctr->requests, 1, memory_order_relaxed);
+    c->close_after = !m->keep_alive || c->w->draining;
+    http_txn_start(&c->txn, m);
+    return true;
+}
+
+void http_conn_progress(struct http_conn *c)
+{
+    for (int guard = 0; guard < 64 && transport_open(&c->tr); guard++) {
+        enum http_conn_state before = c->state;
+        switch (c->state) {
+        case C_READ_HEAD:
+            if (c->client_eof && !buf_len(&c->in)) {
+                http_conn_close(c);
+                return;
+            }
+            if (!conn_try_parse(c)) {
+                if (c->state == C_READ_HEAD && c->client_eof) {
+                    http_conn_close(c); /* half a head, then EOF */
+                    return;
+                }
+                if (c->state == C_READ_HEAD && !buf_len(&c->in)) {
+                    /* Becoming idle (first time since the last request):
+                     * the idle timeout replaces whatever timer ran for
+                     * the request, e.g. upstream_response. */
+                    if (!c->on_idle_list) {
+                        idle_add(c);
+                        c->head_deadline = 0;
+                        http_conn_set_timer(c, c->l->cfg->timeouts.idle_ms);
+                    }
+                    if (c->w->draining && ev_now(c->w->loop) - c->idle_since >= DRAIN_IDLE_GRACE_MS) {
+                        http_conn_close(c);
+                        return;
+                    }
+                }
+            }
+            break;
+        case C_FORWARD:
+            http_txn_progress(&c->txn);
+            break;
+        case C_TUNNEL:
+            if (tunnel_pump(c) < 0) {
+                http_conn_close(c);
+                return;
+            }
+            break;
+        case C_LINGER:
+            if (buf_len(&c->out)) {
+                if (http_conn_send(c) < 0) {
+                    http_conn_close(c);
+                    return;
+                }
+                if (!buf_len(&c->out))
+                    transport_shutdown(&c->tr);
+            }
+            if (c->client_eof && !buf_len(&c->out)) {
+                http_conn_close(c);
+                return;
+            }
+            break;
+        }
+        if (!transport_open(&c->tr))
+            return;
+        if (c->state == before)
+            break;
+    }
+    if (transport_open(&c->tr))
+        http_conn_set_interest(c);
+}
+
+/* ---------- events ---------- */
+
+static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    struct http_conn *c = io->data;
+    ev = transport_ready(&c->tr, ev);
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (c->state == C_LINGER) {
+            char sink[4096];
+            ssize_t n;
+            while ((n = transport_recv(&c->tr, sink, sizeof sink)) > 0)
+                atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                c->client_eof = true;
+        } else if (!c->client_eof) {
+            if (buf_alloc(&c->in, http_in_cap(c->l->cfg)) < 0) {
+                http_conn_close(c);
+                return;
+            }
+            ssize_t n = http_read_into(&c->tr, &c->in);
+            if (n > 0) {
+                atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
+                if (c->txn.body_clock)
+                    c->txn.body_rcvd += (uint64_t)n;
+            }
+            if (n == 0) {
+                c->client_eof = true;
+            } else if (n == -1 && errno != EAGAIN) {
+                http_conn_close(c);
+                return;
+            }
+            if (n > 0 && (c->state == C_FORWARD || c->state == C_TUNNEL) && c->txn.up && !c->txn.up->connecting)
+                http_conn_set_timer(c, c->state == C_TUNNEL ? c->l->cfg->timeouts.idle_ms
+                                                            : c->l->cfg->timeouts.upstream_response_ms);
+        }
+    }
+    http_conn_progress(c);
+}
+
+/* "client_address: toa": the client that an L4 FullNAT put in the SYN's
+ * TOA option, as toa.bpf.c recorded it for this connection (see
+ * docs/l4-dataplane.md). The map is opened on first use, once per path per
+ * process (workers are processes); while it cannot be opened, or has no
+ * entry for the connection, the peer address stays. */
+static bool toa_client_of(const struct cfg_listener *cfg, int fd, struct sockaddr_storage *out)
+{
+    static struct {
+        const char *path;
+        int fd;
+    } maps[8];
+    static size_t n_maps;
+    static uint64_t warned_ms;
+    const char *path = cfg->toa_map ? cfg->toa_map : SLUICE_TOA_PIN_DEFAULT;
+    int map = -1;
+    for (size_t i = 0; i < n_maps && map < 0; i++)
+        if (strcmp(maps[i].path, path) == 0)
+            map = maps[i].fd;
+    if (map < 0) {
+        map = sluice_toa_open(path);
+        if (map < 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+            if (!warned_ms || now - warned_ms > 60000) {
+                log_warn("listener %s: client_address toa: cannot open the TOA map %s: %s; using the peer "
+                         "address", cfg->name, path, strerror(-map));
+                warned_ms = now;
+            }
+            return false;
+        }
+        /* A copy: a reload may free the config the path came from. */
+        char *copy = n_maps < sizeof maps / sizeof maps[0] ? strdup(path) : NULL;
+        if (copy) {
+            maps[n_maps].path = copy;
+            maps[n_maps++].fd = map;
+        }
+    }
+    int rc = sluice_toa_lookup_sock(map, fd, out) == 0;
+    /* An fd we could not keep (more than 8 paths) is not leaked. */
+    bool kept = false;
+    for (size_t i = 0; i < n_maps && !kept; i++)
+        kept = maps[i].fd == map;
+    if (!kept)
+        close(map);
+    return rc;
+}
+
+static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct http_conn *c = t->data;
+    struct listener_counters *lc = c->l->ctr;
+    switch (c->state) {
+    case C_READ_HEAD:
+        if (buf_len(&c->in)) {
+            atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
+            http_conn_send_error(c, 408, "the request head did not arrive in time");
+            http_conn_set_interest(c);
+        } else {
+            http_conn_close(c);
+        }
+        return;
+    case C_FORWARD:
+        http_txn_timeout(&c->txn);
+        return;
+    case C_TUNNEL:
+        atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed); /* idle, as a TCP relay counts it */
+        http_conn_close(c);
+        return;
+    case C_LINGER:
+        http_conn_close(c);
+        return;
+    }
+}
+
+static void http_accept(struct listener_rt *l)
+{
+    struct worker *w = l->w;
+    for (int i = 0; i < 64; i++) {
+        /* At the limit, take the new connection only if an idle one can
+         * make room for it, and evict only once a connection was really
+         * waiting. */
+        bool full = worker_at_limit(w, l);
+        if (full && !http_listener_of(l)->idle_head)
+            return;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            worker_accept_failed(l, errno);
+            return;
+        }
+        if (full)
+            http_evict_idle(l);
+        /* A response that leaves in two writes (head, then body once the
+         * backend sends it) must not wait for the client's delayed ACK. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct http_conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            return;
+        }
+        c->w = w;
+        c->l = l;
+        transport_plain(&c->tr, fd);
+        c->state = C_READ_HEAD;
+        struct sockaddr_storage toa_client;
+        if (l->cfg->client_toa && toa_client_of(l->cfg, fd, &toa_client))
+            ss = toa_client;
+        addr_ip_string((struct sockaddr *)&ss, c->peer_ip, sizeof c->peer_ip);
+        if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
+            memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
+        ev_timer_init(&c->timer, conn_timeout, c);
+        http_txn_init(&c->txn, c);
+        all_add(c);
+        ev_io_init(&c->io, fd, client_event, c);
+        worker_conn_opened(w, l);
+        atomic_fetch_add_explicit(&l->ctr->connections, 1, memory_order_relaxed);
+        c->head_deadline = ev_now(w->loop) + l->cfg->timeouts.client_header_ms;
+        http_conn_set_timer(c, l->cfg->timeouts.client_header_ms);
+        idle_add(c);
+        ev_io_set(w->loop, &c->io, EPOLLIN);
+    }
+}
+
+/* ---------- the listener's operations (proxy/proto.h) ---------- */
+
+static int http_listener_init(struct listener_rt *l, char *err, size_t errlen)
+{
+    l->proto_state = calloc(1, sizeof(struct http_listener));
+    if (!l->proto_state) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static bool http_can_make_room(const struct listener_rt *l)
+{
+    return http_listener_of(l)->idle_head != NULL;
+}
+
+/* While draining, idle clients get a short grace, since a keep-alive
+ * client may be sending a request right now, then they are closed. */
+static void http_tick(struct listener_rt *l)
+{
+    struct worker *w = l->w;
+    if (!w->draining)
+        return;
+    uint64_t now = ev_now(w->loop);
+    struct http_listener *hl = http_listener_of(l);
+    while (hl->idle_head && now - hl->idle_head->idle_since >= DRAIN_IDLE_GRACE_MS)
+        http_conn_close(hl->idle_head);
+}
+
+static void http_shutdown(struct listener_rt *l)
+{
+    struct http_listener *hl = http_listener_of(l);
+    while (hl->all)
+        http_conn_close(hl->all);
+}
+
+static void http_listener_fini(struct listener_rt *l)
+{
+    free(l->proto_state);
+    l->proto_state = NULL;
+}
+
+const struct proxy_proto_ops http_proto_ops = {
+    .name = "http",
+    .init = http_listener_init,
+    .accept = http_accept,
+    .can_make_room = http_can_make_room,
+    .tick = http_tick,
+    .shutdown = http_shutdown,
+    .fini = http_listener_fini,
+};

@@ -1,0 +1,1064 @@
+/* An HTTP transaction: see http_txn.h. */
+#include "proxy/http_txn.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "lib/balance.h"
+#include "proxy/access_log.h"
+#include "proxy/http_conn.h"
+#include "proxy/http_route.h"
+#include "proxy/pool.h"
+
+static void body_clock_start(struct http_txn *t);
+static void body_timeout(struct ev_loop *loop, struct ev_timer *timer);
+static void request_start_upstream(struct http_txn *t);
+static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
+
+/* upstream_failed() reason of a connect timeout, recognised by address:
+ * if it is the last failure, the client gets 504 rather than 502. */
+static const char connect_timeout_reason[] = "connect timed out";
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---------- the access-log record ---------- */
+
+static void copy_slice(char *dst, size_t cap, struct http1_slice s)
+{
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+    memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
+static void capture_log_fields(struct http_txn *t, const struct http1_message *m, const char *raw)
+{
+    struct http_conn *c = t->c;
+    if (!c->l->alog)
+        return;
+    if (!t->log && !(t->log = malloc(sizeof *t->log)))
+        return;
+    const char *eol = memchr(raw, '\r', m->head_len);
+    copy_slice(t->log->line, sizeof t->log->line,
+               (struct http1_slice){raw, eol ? (size_t)(eol - raw) : 0});
+    const struct http1_header *h = http1_find_header(m, "Referer");
+    copy_slice(t->log->referer, sizeof t->log->referer, h ? h->value : (struct http1_slice){"", 0});
+    h = http1_find_header(m, "User-Agent");
+    copy_slice(t->log->user_agent, sizeof t->log->user_agent, h ? h->value : (struct http1_slice){"", 0});
+    copy_slice(t->log->host, sizeof t->log->host, m->host);
+}
+
+/* A request refused before it was parsed (400, 414, 431, or 408 for a
+ * head that did not arrive): log its first line as far as it came, so the
+ * access log shows what was refused. */
+static void capture_rejected_line(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    if (!c->l->alog)
+        return;
+    if (!t->log && !(t->log = calloc(1, sizeof *t->log)))
+        return;
+    const char *raw = buf_len(&c->in) ? buf_head(&c->in) : "";
+    size_t n = 0, len = buf_len(&c->in);
+    while (n < len && raw[n] != '\r' && raw[n] != '\n')
+        n++;
+    copy_slice(t->log->line, sizeof t->log->line, (struct http1_slice){raw, n});
+    t->log->referer[0] = t->log->user_agent[0] = t->log->host[0] = '\0';
+}
+
+/* reason: why Sluice answered itself (http_conn_send_error), NULL for a
+ * response from the backend. */
+static void write_access_log(struct http_txn *t, const char *reason)
+{
+    struct http_conn *c = t->c;
+    if (!c->l->alog)
+        return;
+    struct access_entry e = {
+        .client_ip = c->peer_ip,
+        .request_line = t->log ? t->log->line : NULL,
+        .referer = t->log ? t->log->referer : NULL,
+        .user_agent = t->log ? t->log->user_agent : NULL,
+        .host = t->log ? t->log->host : NULL,
+        .upstream = t->up ? t->up->b->cfg->addr.text : NULL,
+        .listener = c->l->cfg->name,
+        .reason = reason,
+        .status = t->status,
+        .bytes_sent = t->resp_bytes,
+        .duration_us = t->started_us ? now_us() - t->started_us : 0,
+    };
+    access_log_write(c->l->alog, &e);
+}
+
+/* ---------- building the upstream request head ---------- */
+
+static int fwd_put(struct buf *b, const char *p, size_t n)
+{
+    return buf_append(b, p, n);
+}
+
+static int fwd_puts(struct buf *b, const char *s) { return fwd_put(b, s, strlen(s)); }
+
+static bool name_is(struct http1_slice n, const char *lit)
+{
+    return n.len == strlen(lit) && strncasecmp(n.p, lit, n.len) == 0;
+}
+
+/* Decimal digits of v (the hot path has no use for printf's generality). */
+static int put_uint(struct buf *o, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return buf_append(o, digits + sizeof digits - n, n);
+}
+
+static int build_request_head(struct http_txn *t, const struct http1_message *m)
+{
+    struct http_conn *c = t->c;
+    struct buf *f = &t->fwd;
+    if (buf_alloc(f, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
+        return -1;
+    f->start = f->end = 0;
+    int rc = 0;
+    rc |= fwd_put(f, m->method_str.p, m->method_str.len);
+    rc |= fwd_puts(f, " ");
+    /* An absolute-form target goes upstream in origin form with its
+     * authority as the Host, which is how it was routed. */
+    bool absolute = m->authority.len && m->method != HTTP1_M_CONNECT;
+    struct http1_slice path = http_request_path(m);
+    if (absolute && (!path.len || path.p[0] != '/'))
+        rc |= fwd_puts(f, "/");
+    rc |= fwd_put(f, path.p, path.len);
+    rc |= fwd_puts(f, t->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+    if (absolute) {
+        rc |= fwd_puts(f, "Host: ");
+        rc |= fwd_put(f, m->authority.p, m->authority.len);
+        rc |= fwd_puts(f, "\r\n");
+    }
+    const struct http1_header *xff = NULL;
+    uint8_t hop[HTTP1_MAX_HEADERS_CAP];
+    http1_mark_hop_by_hop(m, hop);
+    bool drop_underscores = !c->l->cfg->allow_underscores;
+    uint64_t dropped = 0;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (drop_underscores && http1_name_has_underscore(h->name)) {
+            /* What nginx does by default: "X_Forwarded_For" or
+             * "Transfer_Encoding" would reach a CGI/WSGI/PHP application
+             * as the field whose '-' it replaces, one we rewrote or framed
+             * the request by (see http1_name_has_underscore). */
+            dropped++;
+            log_debug("client %s: dropped request header field \"%.*s\" (its name has '_')", c->peer_ip,
+                      (int)h->name.len, h->name.p);
+            continue;
+        }
+        if (hop[i])
+            continue;
+        if (absolute && name_is(h->name, "Host"))
+            continue; /* replaced by the target's authority above */
+        if (name_is(h->name, "Content-Length"))
+            continue; /* sent once, normalized, below */
+        if (name_is(h->name, "X-Forwarded-For")) {
+            xff = h; /* merged below, with the client's address last */
+            continue;
+        }
+        if (name_is(h->name, "X-Forwarded-Proto"))
+            continue; /* ours, not the client's, is the truth */
+        rc |= fwd_put(f, h->name.p, h->name.len);
+        rc |= fwd_puts(f, ": ");
+        rc |= fwd_put(f, h->value.p, h->value.len);
+        rc |= fwd_puts(f, "\r\n");
+    }
+    rc |= fwd_puts(f, "X-Forwarded-For: ");
+    if (xff) {
+        /* Every X-Forwarded-For line, in order, joined by commas. */
+        for (size_t i = 0; i < m->n_headers; i++) {
+            const struct http1_header *h = &m->headers[i];
+            if (name_is(h->name, "X-Forwarded-For") && h->value.len) {
+                rc |= fwd_put(f, h->value.p, h->value.len);
+                rc |= fwd_puts(f, ", ");
+            }
+        }
+    }
+    rc |= fwd_puts(f, c->peer_ip);
+    rc |= fwd_puts(f, "\r\nX-Forwarded-Proto: http\r\n");
+    /* The parser accepted "5, 5" or two equal Content-Length fields (RFC
+     * 9110 §8.6); the backend gets exactly one plain value, so it cannot
+     * frame the body differently. */
+    if (m->body == HTTP1_BODY_LENGTH) {
+        rc |= fwd_puts(f, "Content-Length: ");
+        rc |= put_uint(f, m->content_length);
+        rc |= fwd_puts(f, "\r\n");
+    }
+    if (m->body == HTTP1_BODY_CHUNKED)
+        rc |= fwd_puts(f, "Transfer-Encoding: chunked\r\n");
+    if (t->want_upgrade) {
+        const struct http1_header *up = http1_find_header(m, "Upgrade");
+        rc |= fwd_puts(f, "Connection: upgrade\r\nUpgrade: ");
+        rc |= fwd_put(f, up->value.p, up->value.len);
+        rc |= fwd_puts(f, "\r\n");
+    } else if (t->http10) {
+        rc |= fwd_puts(f, "Connection: keep-alive\r\n");
+    }
+    rc |= fwd_puts(f, "\r\n");
+    if (dropped)
+        atomic_fetch_add_explicit(&c->l->ctr->underscore_dropped[0], dropped, memory_order_relaxed);
+    return rc ? -1 : 0;
+}
+
+/* A sticky cookie naming a backend that can still take the session. */
+static int sticky_backend(struct worker *w, struct pool_rt *p, const struct http1_message *m)
+{
+    struct http1_slice v;
+    if (!http_find_cookie(m, p->cfg->sticky_cookie, &v) || v.len != 16)
+        return -1;
+    for (size_t i = 0; i < p->n; i++) {
+        if (memcmp(p->b[i].sticky_token, v.p, 16) != 0)
+            continue;
+        /* Draining keeps its sessions; down, disabled or ejected does not. */
+        struct shared_backend *sb = p->b[i].sh;
+        if (p->weights[i] ||
+            (atomic_load(&sb->admin) == BACKEND_DRAINING && atomic_load(&sb->health) == HEALTH_UP &&
+             atomic_load(&sb->ejected_until_ms) <= ev_now(w->loop)))
+            return (int)i;
+        return -1;
+    }
+    return -1;
+}
+
+/* ---------- the transaction ---------- */
+
+void http_txn_reset(struct http_txn *t)
+{
+    t->head_len = t->pos = t->req_ready = 0;
+    t->req_left = 0;
+    t->req_done = false;
+    t->req_abandoned = false;
+    t->replayable = true;
+    t->req_sent_any = false;
+    t->tries = 0;
+    t->retry_from = NULL;
+    t->pool = NULL;
+    t->set_sticky = false;
+    t->resp_started = t->resp_head_done = t->resp_done = false;
+    t->resp_sent = false;
+    t->connect_timed_out = false;
+    t->req_length = 0;
+    t->resp_ready = 0;
+    t->resp_left = 0;
+    t->status = 0;
+    t->resp_bytes = 0;
+    t->want_upgrade = false;
+    t->fwd_sent = 0;
+    t->started_us = 0;
+    http_txn_body_clock_stop(t);
+    /* A request refused before parsing must not be logged with the fields
+     * of the one before it on this connection. */
+    if (t->log)
+        t->log->line[0] = t->log->referer[0] = t->log->user_agent[0] = t->log->host[0] = '\0';
+}
+
+/* See http_txn.h. The connection counted the request and decided on
+ * keep-alive (c->close_after) before this. */
+void http_txn_start(struct http_txn *t, struct http1_message *m)
+{
+    struct http_conn *c = t->c;
+    struct worker *w = c->w;
+    t->method = m->method;
+    t->http10 = m->version_minor == 0;
+    t->head_len = m->head_len;
+    t->pos = m->head_len;
+    t->req_body = m->body;
+    t->req_left = m->body == HTTP1_BODY_LENGTH ? m->content_length : 0;
+    t->req_length = t->req_left;
+    if (m->body == HTTP1_BODY_CHUNKED)
+        http1_chunked_init(&t->req_chunk);
+    t->req_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
+    /* Not h2c: a cleartext HTTP/2 connection to the backend would carry
+     * requests this proxy never sees or routes. Without want_upgrade the
+     * Upgrade header (hop-by-hop) is dropped and the request is plain. */
+    const struct http1_header *upg = http1_find_header(m, "Upgrade");
+    t->want_upgrade = m->upgrade && upg && !http1_has_token(upg->value, "h2c");
+    capture_log_fields(t, m, buf_head(&c->in));
+
+    if (m->method == HTTP1_M_CONNECT) {
+        http_conn_send_error(c, 501, "CONNECT is not supported");
+        return;
+    }
+    int pool = http_route(c->l->cfg, m);
+    if (pool < 0) {
+        http_conn_send_error(c, 404, "no route for this host and path");
+        return;
+    }
+    struct pool_rt *p = &w->pools[pool];
+    t->pool = p;
+    if (build_request_head(t, m) < 0) {
+        http_conn_send_error(c, 431, "request head too large after rewriting");
+        return;
+    }
+    t->key_hash = p->cfg->algorithm == LB_HASH ? http_key_hash(p->cfg, m, c->peer_ip) : 0;
+    free(t->tried);
+    t->tried = calloc(p->n, 1);
+    if (!t->tried) {
+        http_conn_send_error(c, 503, "out of memory");
+        return;
+    }
+    t->sticky_idx = p->cfg->sticky_cookie ? sticky_backend(w, p, m) : -1;
+    c->state = C_FORWARD;
+    if (!t->req_done)
+        body_clock_start(t);
+    request_start_upstream(t);
+}
+
+/* Pick a backend that has not been tried for this request: the sticky
+ * one first if the client has a valid cookie. */
+static int request_pick(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    if (t->tries == 0 && t->sticky_idx >= 0)
+        return t->sticky_idx;
+    return pool_pick(c->w, t->pool, t->key_hash, t->tried);
+}
+
+static void request_fail(struct http_txn *t, int status, const char *why)
+{
+    struct http_conn *c = t->c;
+    if (status == 503)
+        atomic_fetch_add_explicit(&c->l->ctr->no_backend, 1, memory_order_relaxed);
+    http_conn_send_error(c, status, why);
+}
+
+static void request_start_upstream(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    struct pool_rt *p = t->pool;
+    for (;;) {
+        if (t->tries > p->cfg->retries) {
+            if (t->connect_timed_out)
+                request_fail(t, 504, "no backend accepted the connection in time");
+            else
+                request_fail(t, 502, "no backend answered");
+            return;
+        }
+        int idx = request_pick(t);
+        if (idx < 0) {
+            if (t->connect_timed_out)
+                request_fail(t, 504, "no backend accepted the connection in time");
+            else
+                request_fail(t, t->tries ? 502 : 503,
+                             t->tries ? "every backend tried failed" : "no backend is available");
+            return;
+        }
+        struct backend_rt *b = &p->b[idx];
+        t->tried[idx] = 1;
+        t->tries++;
+        if (t->retry_from) /* counted on the backend that failed, as the help text says */
+            atomic_fetch_add_explicit(&t->retry_from->ctr->retries, 1, memory_order_relaxed);
+        t->retry_from = NULL;
+        t->set_sticky = p->cfg->sticky_cookie && idx != t->sticky_idx;
+        struct upstream_conn *u = upstream_get(c->w, p, b, upstream_event, t);
+        if (!u) {
+            t->connect_timed_out = false;
+            atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
+            backend_report(c->w, p, b, false);
+            t->retry_from = b;
+            continue;
+        }
+        t->up = u;
+        p->outstanding[idx]++;
+        p->active[idx]++;
+        t->fwd_sent = 0;
+        http_conn_set_timer(c, u->connecting ? c->l->cfg->timeouts.connect_ms
+                                             : c->l->cfg->timeouts.upstream_response_ms);
+        return;
+    }
+}
+
+void http_txn_detach_upstream(struct http_txn *t, bool reusable)
+{
+    struct upstream_conn *u = t->up;
+    if (!u)
+        return;
+    struct pool_rt *p = t->pool;
+    size_t idx = u->b->index;
+    if (p->outstanding[idx])
+        p->outstanding[idx]--;
+    if (p->active[idx])
+        p->active[idx]--;
+    t->up = NULL;
+    if (reusable)
+        upstream_release(u);
+    else
+        upstream_close(u);
+}
+
+/* The upstream failed before any response byte: retry or give up. */
+static void upstream_failed(struct http_txn *t, bool connect_failure, const char *why)
+{
+    struct http_conn *c = t->c;
+    /* The latest failure decides between 502 and 504 if nothing is left to try. */
+    t->connect_timed_out = why == connect_timeout_reason;
+    struct upstream_conn *u = t->up;
+    struct backend_rt *b = u->b;
+    bool was_reused = u->reused;
+    if (connect_failure)
+        atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&b->ctr->upstream_errors, 1, memory_order_relaxed);
+    /* A pooled connection the server had already closed says nothing
+     * about the backend's health. */
+    if (!was_reused)
+        backend_report(c->w, t->pool, b, false);
+    http_txn_detach_upstream(t, false);
+    bool never_sent = connect_failure || !t->req_sent_any;
+    bool may_retry = t->replayable && !t->resp_started &&
+                     (never_sent || http1_method_idempotent(t->method));
+    if (!may_retry) {
+        log_debug("upstream %s failed (%s), request not retryable", b->cfg->addr.text, why);
+        request_fail(t, 502, why);
+        return;
+    }
+    if (was_reused) {
+        t->tries--; /* a stale pooled connection does not use up a try... */
+        t->tried[b->index] = 0; /* ...nor rule out its backend */
+    } else {
+        t->retry_from = b;
+    }
+    /* Replay from the start of the body. */
+    t->pos = t->head_len;
+    t->req_ready = 0;
+    t->req_sent_any = false;
+    t->req_done = t->req_body == HTTP1_BODY_NONE;
+    if (t->req_body == HTTP1_BODY_LENGTH) {
+        /* Still replayable, so every body byte is in the buffer again:
+         * none of it has been validated for this attempt. (The raw head
+         * may be gone, see http_txn_compact(), so not re-parsed.) */
+        t->req_left = t->req_length;
+        t->req_done = t->req_left == 0;
+    } else if (t->req_body == HTTP1_BODY_CHUNKED) {
+        http1_chunked_init(&t->req_chunk);
+    }
+    request_start_upstream(t);
+}
+
+/* ---------- moving the request ---------- */
+
+/* Validate newly arrived request body bytes so they may be sent. */
+static int request_body_validate(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    size_t avail = buf_len(&c->in) - t->pos - t->req_ready;
+    if (!avail || t->req_done || t->req_abandoned)
+        return 0;
+    const char *p = buf_head(&c->in) + t->pos + t->req_ready;
+    if (t->req_body == HTTP1_BODY_LENGTH) {
+        size_t take = avail < t->req_left ? avail : (size_t)t->req_left;
+        t->req_ready += take;
+        t->req_left -= take;
+    } else if (t->req_body == HTTP1_BODY_CHUNKED && !t->req_chunk.done) {
+        ssize_t n = http1_chunked_feed(&t->req_chunk, p, avail);
+        if (n < 0)
+            return -1;
+        t->req_ready += (size_t)n;
+    }
+    return 0;
+}
+
+static bool request_body_complete(const struct http_txn *t)
+{
+    if (t->req_body == HTTP1_BODY_NONE)
+        return true;
+    if (t->req_ready)
+        return false;
+    if (t->req_body == HTTP1_BODY_LENGTH)
+        return t->req_left == 0;
+    return t->req_chunk.done;
+}
+
+/* The client closed its side before the body was complete, and every body
+ * byte it did send has gone upstream: the request can never complete. */
+static bool request_body_truncated(const struct http_txn *t)
+{
+    const struct http_conn *c = t->c;
+    return c->client_eof && !t->req_done && !t->req_abandoned && !t->resp_started && !t->req_ready &&
+           t->pos == buf_len(&c->in) && !request_body_complete(t);
+}
+
+/* Send the rewritten head, then body bytes, to the upstream. */
+static int upstream_send(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    struct upstream_conn *u = t->up;
+    if (!u || u->connecting || t->req_abandoned)
+        return 0;
+    if (t->fwd_sent < buf_len(&t->fwd)) {
+        /* Head and the first body bytes in one system call. */
+        struct iovec iov[2] = {
+            {buf_head(&t->fwd) + t->fwd_sent, buf_len(&t->fwd) - t->fwd_sent},
+            {buf_head(&c->in) + t->pos, t->req_ready},
+        };
+        ssize_t n = transport_send(&u->tr, iov, t->req_ready ? 2 : 1);
+        if (n < 0)
+            return errno == EAGAIN ? 0 : -1;
+        if (!t->req_sent_any)
+            atomic_fetch_add_explicit(&u->b->ctr->requests, 1, memory_order_relaxed);
+        t->req_sent_any = true;
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
+        size_t head_left = buf_len(&t->fwd) - t->fwd_sent;
+        if ((size_t)n <= head_left) {
+            t->fwd_sent += (size_t)n;
+            return 0;
+        }
+        t->fwd_sent += head_left;
+        t->pos += (size_t)n - head_left;
+        t->req_ready -= (size_t)n - head_left;
+    }
+    while (t->req_ready) {
+        ssize_t n = http_send_some(&u->tr, buf_head(&c->in) + t->pos, t->req_ready);
+        if (n <= 0)
+            return (int)n;
+        atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
+        t->pos += (size_t)n;
+        t->req_ready -= (size_t)n;
+    }
+    if (!t->req_done && request_body_complete(t))
+        t->req_done = true;
+    return 0;
+}
+
+void http_txn_compact(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    if (c->state != C_FORWARD && c->state != C_TUNNEL)
+        return;
+    if (!buf_full(&c->in) || t->pos == 0)
+        return;
+    /* Dropping the raw head costs nothing (the rewritten one is in fwd);
+     * dropping body bytes means a retry could not send them again. */
+    if (t->pos > t->head_len)
+        t->replayable = false;
+    buf_consume(&c->in, t->pos);
+    t->pos = 0;
+    t->head_len = 0;
+}
+
+/* ---------- the response ---------- */
+
+static int put_head_line(struct buf *o, struct http1_slice name, struct http1_slice value)
+{
+    int rc = buf_append(o, name.p, name.len);
+    rc |= buf_append(o, ": ", 2);
+    rc |= buf_append(o, value.p, value.len);
+    rc |= buf_append(o, "\r\n", 2);
+    return rc;
+}
+
+/* Status line and end-to-end header fields of a response, without the
+ * final empty line. */
+static int put_status_and_headers(struct buf *o, const struct http1_message *m, struct listener_rt *l)
+{
+    char line[16] = "HTTP/1.1 000 ";
+    line[9] = (char)('0' + m->status / 100);
+    line[10] = (char)('0' + m->status / 10 % 10);
+    line[11] = (char)('0' + m->status % 10);
+    int rc = buf_append(o, line, 13);
+    rc |= buf_append(o, m->reason.p, m->reason.len);
+    rc |= buf_append(o, "\r\n", 2);
+    bool has_cl = false;
+    uint8_t hop[HTTP1_MAX_HEADERS_CAP];
+    http1_mark_hop_by_hop(m, hop);
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (hop[i])
+            continue;
+        if (http1_is_framing_lookalike(h->name)) {
+            /* "Transfer_Encoding: chunked" beside the Content-Length we
+             * set: harmless to a client that reads names as they are,
+             * a second framing to one that folds '_' into '-'. It has no
+             * legitimate use, so it goes whatever the listener allows in
+             * requests; other '_' names in responses pass. */
+            atomic_fetch_add_explicit(&l->ctr->underscore_dropped[1], 1, memory_order_relaxed);
+            continue;
+        }
+        if (name_is(h->name, "Content-Length")) {
+            has_cl = true; /* sent once, normalized, below */
+            continue;
+        }
+        rc |= put_head_line(o, h->name, h->value);
+    }
+    /* One plain value even if the backend sent "5, 5" or the field twice,
+     * so the client cannot frame the body differently than we did. (Kept
+     * on bodiless responses too: there it describes the selected resource.) */
+    if (has_cl) {
+        rc |= buf_append(o, "Content-Length: ", 16);
+        rc |= put_uint(o, m->content_length);
+        rc |= buf_append(o, "\r\n", 2);
+    }
+    return rc;
+}
+
+static int build_response_head(struct http_txn *t, const struct http1_message *m)
+{
+    struct http_conn *c = t->c;
+    struct buf *o = &c->out;
+    if (buf_alloc(o, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
+        return -1;
+    int rc = put_status_and_headers(o, m, c->l);
+    if (m->status == 101) {
+        const struct http1_header *up = http1_find_header(m, "Upgrade");
+        rc |= buf_append(o, "Connection: upgrade\r\n", 21);
+        if (up)
+            rc |= put_head_line(o, (struct http1_slice){"Upgrade", 7}, up->value);
+    } else if (m->status >= 200) {
+        if (m->body == HTTP1_BODY_CHUNKED)
+            rc |= buf_append(o, "Transfer-Encoding: chunked\r\n", 28);
+        if (c->close_after)
+            rc |= buf_append(o, "Connection: close\r\n", 19);
+        else if (t->http10)
+            rc |= buf_append(o, "Connection: keep-alive\r\n", 24);
+        if (t->set_sticky && t->up) {
+            char cookie[160];
+            int cn = snprintf(cookie, sizeof cookie, "Set-Cookie: %s=%s; Path=/; HttpOnly\r\n",
+                              t->pool->cfg->sticky_cookie, t->up->b->sticky_token);
+            rc |= buf_append(o, cookie, (size_t)cn);
+        }
+    }
+    rc |= buf_append(o, "\r\n", 2);
+    return rc ? -1 : 0;
+}
+
+/* Parse the response head in up->in. Returns 0 (parsed, or need more bytes
+ * or more room), -1 on a bad response. An interim (1xx) response is relayed
+ * and consumed, leaving resp_head_done false: call again while that makes
+ * progress, since the final head may already be in the buffer behind it. */
+static int response_parse_head(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    struct upstream_conn *u = t->up;
+    struct cfg_listener const *lc = c->l->cfg;
+    struct http1_limits lim = http_limits_of(lc);
+    struct http1_message *m = &http_listener_of(c->l)->scratch;
+    enum http1_result r = http1_parse_response(buf_head(&u->in), buf_len(&u->in), &lim, t->method, m);
+    if (r == HTTP1_INCOMPLETE)
+        return buf_full(&u->in) ? -1 : 0;
+    if (r == HTTP1_ERROR) {
+        log_warn("bad response from %s: %s", u->b->cfg->addr.text, m->error_reason);
+        return -1;
+    }
+    if (m->status == 101 && !t->want_upgrade)
+        return -1;
+    if (m->body == HTTP1_BODY_CHUNKED && t->http10)
+        return -1; /* an HTTP/1.0 client cannot read chunked framing */
+    if (m->status >= 100 && m->status < 200 && m->status != 101) {
+        /* Interim response (100 Continue, 103 Early Hints): pass it on with
+         * its end-to-end fields (RFC 9110 §15.2), wait for the final one.
+         * HTTP/1.0 clients do not expect 1xx: drop it. */
+        if (buf_alloc(&c->out, lc->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
+            return -1;
+        if (!t->http10) {
+            /* A backend streaming 1xx faster than the client reads waits
+             * for room (no progress now; the client's EPOLLOUT resumes). */
+            if (buf_room(&c->out) < m->head_len + m->n_headers + 64)
+                return 0;
+            /* The rewrite adds at most one byte per field (": " after a bare
+             * ':'), so with the room checked above this cannot fail half-way. */
+            if (put_status_and_headers(&c->out, m, c->l) || buf_append(&c->out, "\r\n", 2))
+                return -1;
+        }
+        buf_consume(&u->in, m->head_len);
+        return 0;
+    }
+    t->status = m->status;
+    if (m->body == HTTP1_BODY_UNTIL_CLOSE || !t->req_done)
+        c->close_after = true;
+    t->resp_keep_upstream = m->keep_alive && m->body != HTTP1_BODY_UNTIL_CLOSE && m->status != 101;
+    if (build_response_head(t, m) < 0)
+        return -1;
+    buf_consume(&u->in, m->head_len);
+    t->resp_head_done = true;
+    t->resp_body = m->body;
+    t->resp_left = m->body == HTTP1_BODY_LENGTH ? m->content_length : 0;
+    if (m->body == HTTP1_BODY_CHUNKED)
+        http1_chunked_init(&t->resp_chunk);
+    t->resp_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
+    http_count_response(c->l, m->status);
+    int cls = m->status / 100;
+    atomic_fetch_add_explicit(&u->b->ctr->responses[cls >= 1 && cls <= 5 ? cls : 0], 1, memory_order_relaxed);
+    backend_report(c->w, t->pool, u->b, m->status < 500);
+    if (m->status == 101) {
+        c->state = C_TUNNEL;
+        t->resp_done = true;
+        http_conn_set_timer(c, lc->timeouts.idle_ms);
+    }
+    return 0;
+}
+
+/* Parse response heads while that makes progress: interim responses and
+ * the final head may arrive in one read. Returns -1 on a bad response. */
+static int response_read_heads(struct http_txn *t)
+{
+    struct upstream_conn *u = t->up;
+    while (!t->resp_head_done && buf_len(&u->in)) {
+        size_t had = buf_len(&u->in);
+        if (response_parse_head(t) < 0)
+            return -1;
+        if (buf_len(&u->in) == had)
+            break; /* incomplete, or waiting for room in c->out */
+    }
+    return 0;
+}
+
+static int response_body_validate(struct http_txn *t)
+{
+    struct upstream_conn *u = t->up;
+    size_t avail = buf_len(&u->in) - t->resp_ready;
+    if (!avail || t->resp_done)
+        return 0;
+    const char *p = buf_head(&u->in) + t->resp_ready;
+    switch (t->resp_body) {
+    case HTTP1_BODY_LENGTH: {
+        size_t take = avail < t->resp_left ? avail : (size_t)t->resp_left;
+        t->resp_ready += take;
+        t->resp_left -= take;
+        if (!t->resp_left)
+            t->resp_done = true;
+        break;
+    }
+    case HTTP1_BODY_CHUNKED: {
+        ssize_t n = http1_chunked_feed(&t->resp_chunk, p, avail);
+        if (n < 0)
+            return -1;
+        t->resp_ready += (size_t)n;
+        if (t->resp_chunk.done)
+            t->resp_done = true;
+        break;
+    }
+    case HTTP1_BODY_UNTIL_CLOSE:
+        t->resp_ready += avail;
+        break;
+    case HTTP1_BODY_NONE:
+        break;
+    }
+    return 0;
+}
+
+/* ---------- the end of the exchange ---------- */
+
+/* The response is fully written: log, release, and go on with the next request. */
+static void request_finish(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    write_access_log(t, NULL);
+    bool reusable = t->resp_keep_upstream && t->req_done && t->up && !t->up->eof &&
+                    buf_len(&t->up->in) == 0;
+    http_txn_detach_upstream(t, reusable);
+    http_conn_request_done(c);
+}
+
+/* An event on the upstream's socket (lent to this transaction: see pool.h). */
+static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    struct upstream_conn *u = io->data;
+    struct http_txn *t = u->owner;
+    struct http_conn *c = t->c;
+    if (u->connecting) {
+        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(u->tr.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || (ev & EPOLLERR)) {
+            upstream_failed(t, true, err ? strerror(err) : "connect failed");
+            http_conn_progress(c);
+            return;
+        }
+        u->connecting = false;
+        http_conn_set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
+    }
+    ev = transport_ready(&u->tr, ev);
+    if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !u->eof) {
+        if (buf_alloc(&u->in, http_in_cap(c->l->cfg)) < 0) {
+            http_conn_close(c);
+            return;
+        }
+        ssize_t n = http_read_into(&u->tr, &u->in);
+        if (n > 0) {
+            atomic_fetch_add_explicit(&u->b->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
+            t->resp_started = true;
+            if (c->state != C_TUNNEL)
+                http_conn_set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
+            else
+                http_conn_set_timer(c, c->l->cfg->timeouts.idle_ms);
+        } else if (n == 0) {
+            u->eof = true;
+        } else if (n == -1 && errno != EAGAIN) {
+            u->eof = true;
+            if (!t->resp_started && c->state == C_FORWARD) {
+                upstream_failed(t, false, strerror(errno));
+                http_conn_progress(c);
+                return;
+            }
+        }
+    }
+    http_conn_progress(c);
+}
+
+/* ---------- the request body deadline ---------- */
+
+/* The body must be in within timeouts.client_body of the end of the head,
+ * plus 1/limits.min_body_rate s for every byte received (a big body on a
+ * slow link goes on as long as it keeps that average), plus the time the
+ * client could not send because our buffer was full: the backend not
+ * taking the body is no fault of the client's. Unlike the connection's
+ * timer, which every byte pushes back, nothing resets this one, so a
+ * client dripping a body holds its connection and a backend connection
+ * for a bounded time. */
+static uint64_t body_deadline(const struct http_txn *t, uint64_t now)
+{
+    const struct http_conn *c = t->c;
+    const struct cfg_listener *cfg = c->l->cfg;
+    uint64_t due = t->body_since + cfg->timeouts.client_body_ms + t->body_paused_ms;
+    if (t->body_paused)
+        due += now - t->body_paused_at;
+    if (cfg->limits.min_body_rate)
+        due += t->body_rcvd * 1000 / cfg->limits.min_body_rate;
+    return due;
+}
+
+static void body_clock_start(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    t->body_clock = true;
+    t->body_paused = false;
+    t->body_paused_ms = 0;
+    t->body_since = ev_now(c->w->loop);
+    /* Body bytes that came with the head count as received. */
+    t->body_rcvd = buf_len(&c->in) - t->head_len;
+    ev_timer_start(c->w->loop, &t->body_timer, c->l->cfg->timeouts.client_body_ms);
+}
+
+void http_txn_body_clock_stop(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    t->body_clock = false;
+    ev_timer_stop(c->w->loop, &t->body_timer);
+}
+
+/* Every byte of the body is in (validated), or no longer wanted. */
+static bool request_body_received(const struct http_txn *t)
+{
+    switch (t->req_body) {
+    case HTTP1_BODY_LENGTH:
+        return t->req_left == 0;
+    case HTTP1_BODY_CHUNKED:
+        return t->req_chunk.done;
+    default:
+        return true;
+    }
+}
+
+/* After every step of a connection: stop the clock once the body is in,
+ * and keep track of the time the client was held up by our full buffer. */
+void http_txn_body_clock_update(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    if (c->state != C_FORWARD || t->req_abandoned || t->req_done || request_body_received(t)) {
+        http_txn_body_clock_stop(t);
+        return;
+    }
+    bool held_up = buf_full(&c->in);
+    uint64_t now = ev_now(c->w->loop);
+    if (held_up && !t->body_paused) {
+        t->body_paused = true;
+        t->body_paused_at = now;
+    } else if (!held_up && t->body_paused) {
+        t->body_paused = false;
+        t->body_paused_ms += now - t->body_paused_at;
+    }
+}
+
+static void body_timeout(struct ev_loop *loop, struct ev_timer *timer)
+{
+    struct http_txn *t = timer->data;
+    struct http_conn *c = t->c;
+    if (!t->body_clock)
+        return;
+    uint64_t now = ev_now(loop), due = body_deadline(t, now);
+    if (now < due) {
+        /* Bytes arrived, or the client was held up, since it was set. */
+        ev_timer_start(loop, timer, due - now);
+        return;
+    }
+    http_txn_body_clock_stop(t);
+    struct listener_counters *lc = c->l->ctr;
+    atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&lc->body_timeouts, 1, memory_order_relaxed);
+    /* The backend has half a request it will never see the end of: close
+     * that connection rather than pool it. */
+    http_txn_detach_upstream(t, false);
+    /* 408 if no response has started, else http_conn_send_error closes. */
+    http_conn_send_error(c, 408, "the request body did not arrive in time (timeouts.client_body)");
+    http_conn_set_interest(c);
+}
+
+/* ---------- what the connection calls ---------- */
+
+void http_txn_init(struct http_txn *t, struct http_conn *c)
+{
+    t->c = c;
+    ev_timer_init(&t->body_timer, body_timeout, t);
+    http_txn_reset(t);
+}
+
+void http_txn_free(struct http_txn *t)
+{
+    buf_release(&t->fwd);
+    free(t->tried);
+    free(t->log);
+}
+
+void http_txn_begin(struct http_txn *t)
+{
+    if (!t->started_us)
+        t->started_us = now_us();
+}
+
+void http_txn_log_refused(struct http_txn *t, const char *reason)
+{
+    if (!t->log || !t->log->line[0])
+        capture_rejected_line(t); /* refused before http_txn_start() took its fields */
+    write_access_log(t, reason);
+}
+
+/* One step of the exchange; see http_txn.h. */
+void http_txn_progress(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    if (request_body_validate(t) < 0) {
+        log_debug("client %s: invalid chunked body: %s", c->peer_ip, t->req_chunk.error_reason);
+        /* The invalid bytes never reach the backend. The client gets
+         * a 400 unless a response is already under way (then
+         * http_conn_send_error closes the connection). */
+        http_txn_detach_upstream(t, false);
+        http_conn_send_error(c, 400,
+                             t->req_chunk.error_reason ? t->req_chunk.error_reason : "invalid chunked body");
+        return;
+    }
+    if (upstream_send(t) < 0) {
+        if (!t->resp_started) {
+            upstream_failed(t, false, "upstream closed while the request was sent");
+            return;
+        }
+        /* The backend answered and stopped reading (e.g. 413): send
+         * no more body, deliver the response, then close, since the
+         * rest of the body is still on its way to us. */
+        t->req_abandoned = true;
+        t->req_ready = 0;
+        c->close_after = true;
+    }
+    http_txn_compact(t);
+    struct upstream_conn *u = t->up;
+    if (!u)
+        return;
+    if (request_body_truncated(t)) {
+        /* The client half-closed in the middle of the body: the
+         * request can never be completed, so do not wait for the
+         * backend's timeout. */
+        http_txn_detach_upstream(t, false);
+        http_conn_send_error(c, 400, "request body ended early");
+        return;
+    }
+    if (response_read_heads(t) < 0) {
+        atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
+        backend_report(c->w, t->pool, u->b, false);
+        http_txn_detach_upstream(t, false);
+        request_fail(t, 502, "invalid response from the backend");
+        return;
+    }
+    if (c->state == C_TUNNEL)
+        return;
+    if (t->resp_head_done && response_body_validate(t) < 0) {
+        log_warn("bad chunked response body from %s: %s", u->b->cfg->addr.text, t->resp_chunk.error_reason);
+        atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
+        backend_report(c->w, t->pool, u->b, false);
+        http_txn_detach_upstream(t, false);
+        /* A 502 if the head has not left yet, else a cut connection:
+         * the invalid bytes are never forwarded either way. */
+        request_fail(t, 502, "invalid response body from the backend");
+        return;
+    }
+    if (http_conn_send(c) < 0) {
+        http_conn_close(c);
+        return;
+    }
+    if (u->eof && t->resp_head_done && t->resp_body == HTTP1_BODY_UNTIL_CLOSE && !buf_len(&u->in))
+        t->resp_done = true;
+    if (u->eof && !t->resp_done && !buf_len(&u->in) && t->resp_head_done) {
+        atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
+        http_txn_detach_upstream(t, false);
+        request_fail(t, 502, "the backend closed the connection in the middle of the response");
+        return;
+    }
+    if (u->eof && !t->resp_head_done) {
+        if (!t->resp_started) {
+            upstream_failed(t, false, "upstream closed the connection before answering");
+        } else {
+            http_txn_detach_upstream(t, false);
+            request_fail(t, 502, "upstream closed in the middle of the response head");
+        }
+        return;
+    }
+    if (t->resp_done && t->resp_head_done && !t->resp_ready && !buf_len(&c->out)) {
+        if (!t->req_done) {
+            /* The backend answered before the body was all in
+             * (e.g. 413): the rest of the body is not worth reading. */
+            c->close_after = true;
+        }
+        request_finish(t);
+    }
+}
+
+void http_txn_timeout(struct http_txn *t)
+{
+    struct http_conn *c = t->c;
+    struct listener_counters *lc = c->l->ctr;
+    atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
+    if (t->up && t->up->connecting) {
+        upstream_failed(t, true, connect_timeout_reason);
+        http_conn_progress(c);
+        return;
+    }
+    if (t->up && !t->resp_started && !t->req_done && !t->req_ready) {
+        /* Everything the client sent is upstream and the backend waits
+         * for the rest of the body: the client is the slow one. */
+        http_txn_detach_upstream(t, false);
+        http_conn_send_error(c, 408, "the request body did not arrive in time");
+        http_conn_set_interest(c);
+        return;
+    }
+    if (t->up) {
+        atomic_fetch_add_explicit(&t->up->b->ctr->upstream_errors, 1, memory_order_relaxed);
+        backend_report(c->w, t->pool, t->up->b, false);
+        http_txn_detach_upstream(t, false);
+        /* A 504 unless part of the response already reached the client
+         * (the head, then a stalled body): then http_conn_send_error closes. */
+        request_fail(t, 504, "the backend did not answer in time");
+        http_conn_set_interest(c);
+        return;
+    }
+    http_conn_close(c);
+}

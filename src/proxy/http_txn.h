@@ -1,0 +1,154 @@
+/* An HTTP transaction: one request of a client and its response, from a
+ * complete request head to the last byte of the response.
+ *
+ * The transaction routes the request (http_route), picks a backend of the
+ * pool (pool_pick, sticky cookie, retries on other backends), borrows an
+ * upstream connection from the keep-alive pool or opens one, sends the
+ * rewritten head and the body, reads and checks the response, relays it,
+ * and writes the access-log record. The client connection that carries it
+ * (http_conn.h) owns the socket, reads and parses request heads, decides
+ * keep-alive and writes to the client.
+ *
+ * Today an HTTP/1 connection carries one transaction at a time, embedded
+ * in it (struct http_conn.txn). What the transaction uses of its
+ * connection is the client-side window of an HTTP/1 exchange: the
+ * request bytes at the front of c->in (head_len, then body bytes from
+ * pos), c->out for response heads, http_conn_send() for the response
+ * body, c->client_eof, c->close_after, the connection's state and timer,
+ * and http_conn_send_error/close/progress. An HTTP/2 connection would own
+ * many transactions and give each its own window through the same few
+ * calls.
+ *
+ * Retries: the raw request stays at the front of the client buffer until
+ * the response starts, so a connect failure or a reset before the first
+ * response byte can replay it on another backend, as long as no body byte
+ * had to be dropped to make room (then the request is no longer
+ * replayable) and the method is idempotent or nothing was sent.
+ */
+#ifndef SLUICE_PROXY_HTTP_TXN_H
+#define SLUICE_PROXY_HTTP_TXN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/evloop.h"
+#include "lib/buffer.h"
+#include "lib/http1.h"
+#include "proxy/pool.h"
+
+struct http_conn;
+
+/* Fields of the access-log line, taken from the request head (whose
+ * bytes do not outlive the request in the connection's buffer). */
+struct request_log {
+    char line[512];
+    char referer[256];
+    char user_agent[256];
+    char host[128];
+};
+
+struct http_txn {
+    struct http_conn *c;          /* the client connection that carries it */
+
+    /* the request */
+    enum http1_method method;
+    bool http10;
+    bool want_upgrade;
+    size_t head_len;              /* raw head at the front of c->in */
+    size_t pos;                   /* next body byte to send, as an offset into c->in */
+    size_t req_ready;             /* validated body bytes at `pos` not yet sent */
+    enum http1_body req_body;
+    uint64_t req_length;          /* the request's Content-Length, for a replay */
+    uint64_t req_left;            /* Content-Length bytes not yet validated */
+    struct http1_chunked req_chunk;
+    bool req_done;                /* the whole body went upstream */
+    bool req_abandoned;           /* the backend stopped taking the body */
+    bool replayable;              /* c->in still holds everything sent */
+    bool req_sent_any;
+    struct buf fwd;               /* the rewritten request head */
+    size_t fwd_sent;
+
+    /* routing and the upstream */
+    uint32_t tries;
+    uint8_t *tried;               /* per backend of the pool, for retries */
+    struct backend_rt *retry_from; /* failed the last try: the next one counts its retry */
+    struct pool_rt *pool;
+    struct upstream_conn *up;
+    bool set_sticky;              /* add Set-Cookie for the chosen backend */
+    int sticky_idx;               /* backend named by the client's cookie, or -1 */
+    uint64_t key_hash;
+    uint64_t started_us;          /* first byte of the request head arrived; 0 = none yet */
+
+    /* the request body deadline (timeouts.client_body), see body_deadline() */
+    struct ev_timer body_timer;
+    bool body_clock;              /* running: a body is still on its way */
+    bool body_paused;             /* our buffer is full: the client cannot send now */
+    uint64_t body_since;          /* ev_now() when the head was complete */
+    uint64_t body_paused_at;
+    uint64_t body_paused_ms;      /* earlier pauses, in total */
+    uint64_t body_rcvd;           /* bytes read from the client since the head */
+
+    /* the response */
+    bool resp_started;            /* a response byte arrived */
+    bool resp_sent;               /* a byte of the final response reached the client */
+    bool connect_timed_out;       /* the last upstream attempt failed by timing out */
+    bool resp_head_done;
+    enum http1_body resp_body;
+    uint64_t resp_left;
+    struct http1_chunked resp_chunk;
+    size_t resp_ready;            /* validated body bytes at the front of up->in */
+    bool resp_done;
+    int status;
+    uint64_t resp_bytes;
+    bool resp_keep_upstream;
+
+    struct request_log *log;      /* only when an access log is on */
+};
+
+/* Set up the transaction of a new connection c (no request yet). */
+void http_txn_init(struct http_txn *t, struct http_conn *c);
+/* Release what it holds (the connection is being freed). */
+void http_txn_free(struct http_txn *t);
+/* Forget the request: ready for the next one on the connection. */
+void http_txn_reset(struct http_txn *t);
+
+/* The first byte of a request head arrived (durations count from here). */
+void http_txn_begin(struct http_txn *t);
+/* A complete, valid request head m (at the front of c->in): route it and
+ * start the upstream exchange, or answer with an error of our own. */
+void http_txn_start(struct http_txn *t, struct http1_message *m);
+/* One step of the exchange (the connection is in C_FORWARD): validate and
+ * send request bytes, read and relay the response; on the last byte, log
+ * and hand the connection back (http_conn_request_done). */
+void http_txn_progress(struct http_txn *t);
+/* The connection's timer fired in C_FORWARD: connect or response timeout,
+ * or a client too slow with its body. */
+void http_txn_timeout(struct http_txn *t);
+
+/* Give the upstream connection back: to the keep-alive pool if reusable,
+ * else closed. Nothing happens without one. */
+void http_txn_detach_upstream(struct http_txn *t, bool reusable);
+/* Make room in the client buffer for more body: drop what was sent. */
+void http_txn_compact(struct http_txn *t);
+/* The access-log record of an answer of our own (reason: why). */
+void http_txn_log_refused(struct http_txn *t, const char *reason);
+
+/* The request body deadline: stop it, or bring it up to date after a
+ * step of the connection (see http_txn.c). */
+void http_txn_body_clock_stop(struct http_txn *t);
+void http_txn_body_clock_update(struct http_txn *t);
+
+/* The events the upstream socket needs during the exchange. */
+static inline uint32_t http_txn_upstream_events(const struct http_txn *t)
+{
+    const struct upstream_conn *u = t->up;
+    uint32_t ev = 0;
+    if (u->connecting || t->fwd_sent < buf_len(&t->fwd) || t->req_ready)
+        ev |= EPOLLOUT;
+    if (!u->connecting && !u->eof && (!u->in.data || !buf_full(&u->in)))
+        ev |= EPOLLIN;
+    return ev;
+}
+
+#endif
