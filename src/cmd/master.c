@@ -62,7 +62,9 @@ struct master {
     struct ev_timer restart_timer;
     struct ev_timer stop_timer;
     struct admin_server *admin;
-    struct admin_view view;
+    struct admin_site site;      /* what the admin API serves */
+    struct shared_view pools;    /* the current generation, as /api/pools shows it */
+    struct pool_view pool_view;
     struct health_checker *health;
     bool stopping;
     uint64_t restarts;
@@ -287,11 +289,12 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
 static void update_view(struct master *m)
 {
     struct generation *g = current(m);
-    m->view.cfg = g->cfg;
-    m->view.sh = g->sh;
-    m->view.n_workers = g->n_workers;
-    m->view.worker_pids = g->pids;
-    m->view.worker_restarts = m->restarts;
+    m->pools.cfg = g->cfg;
+    m->pools.sh = g->sh;
+    m->site.status.config_path = g->cfg->path;
+    m->site.status.n_workers = g->n_workers;
+    m->site.status.worker_pids = g->pids;
+    m->site.status.worker_restarts = m->restarts;
 }
 
 static void restart_pending(struct ev_loop *loop, struct ev_timer *t)
@@ -420,7 +423,7 @@ static void reload(struct master *m)
         char err[256];
         struct admin_server *next = NULL;
         if (cfg->admin_enabled)
-            next = admin_start(m->loop, &cfg->admin_addr, &m->view, err, sizeof err);
+            next = admin_start(m->loop, &cfg->admin_addr, &m->site, err, sizeof err);
         if (cfg->admin_enabled && !next) {
             log_error("%s: admin.listen %s: %s; the admin API stays %s%s", cfg->path, cfg->admin_addr.text, err,
                       m->admin ? "on " : "off", m->admin ? oc->admin_addr.text : "");
@@ -451,7 +454,7 @@ static void reload(struct master *m)
     m->n_gens++;
     health_stop(m->health);
     m->health = health_start(m->loop, g->cfg, g->sh);
-    m->view.reloads++;
+    m->site.status.reloads++;
     update_view(m);
     log_info("reload done: %u workers on the new configuration", g->n_workers);
 }
@@ -585,12 +588,14 @@ int master_run(const struct master_options *opt)
     m.gens[0] = g;
     m.n_gens = 1;
 
-    m.view.started_ms = ev_clock_ms();
-    m.view.version = SLUICE_VERSION;
+    m.site.status.started_ms = ev_clock_ms();
+    m.site.status.version = SLUICE_VERSION;
+    m.pool_view = (struct pool_view){ &shared_pool_view_ops, &m.pools };
+    pool_view_mount(&m.site, &m.pool_view);
     update_view(&m);
     if (cfg->admin_enabled) {
         char err[256];
-        m.admin = admin_start(m.loop, &cfg->admin_addr, &m.view, err, sizeof err);
+        m.admin = admin_start(m.loop, &cfg->admin_addr, &m.site, err, sizeof err);
         if (!m.admin) {
             log_error("%s: admin.listen: %s", cfg->path, err);
             generation_free(g);

@@ -21,8 +21,8 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/pool_view.h"
 
-enum backend_admin { BACKEND_ENABLED = 0, BACKEND_DRAINING = 1, BACKEND_DISABLED = 2 };
 enum backend_health { HEALTH_UP = 0, HEALTH_DOWN = 1 };
 
 /* Control and passive-health state of one backend. */
@@ -120,12 +120,26 @@ static inline size_t shared_backend_index(const struct shared_state *sh, size_t 
     return sh->pool_first[pool] + b;
 }
 
-/* Effective weight now: 0 when disabled, draining, down or ejected; ramped
- * during slow start. Used by workers for balancing and by the API. */
+/* The backend's control values now (relaxed loads). */
+void shared_backend_ctl(const struct shared_backend *b, struct backend_ctl *out);
+
+/* backend_effective_weight() of them: used by workers for balancing. */
 uint32_t shared_effective_weight(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms);
 
-const char *backend_admin_name(uint32_t a);
-/* "up", "down", "ejected", "draining", "disabled", "slow-start" */
-const char *backend_state_name(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms);
+/* The pools view (core/pool_view.h) of a configuration and its shared
+ * region; cfg and sh are swapped together on reload. */
+struct shared_view {
+    const struct sl_config *cfg;
+    struct shared_state *sh;
+};
+extern const struct pool_view_ops shared_pool_view_ops;
+
+/* Validate a PATCH body (backend_patch_parse) and apply it to backend gidx
+ * of sh: all of the body is checked before anything is stored, so a
+ * rejected body changes nothing. "admin": "enabled" also clears a passive
+ * ejection. Returns 0, or -1 with a reason in err. */
+int shared_apply_backend_patch(struct shared_state *sh, size_t gidx, const char *body, size_t len, char *err,
+                               size_t errlen);
+void shared_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt);
 
 #endif

@@ -63,10 +63,12 @@ static json_t *real_json(struct l4d *d, size_t s, size_t r, const struct l4_row_
     size_t g = d->sh->pool_first[s] + r;
     const struct shared_backend *b = &d->sh->backends[g];
     uint64_t now = ev_clock_ms();
+    struct backend_ctl ctl;
+    shared_backend_ctl(b, &ctl);
     return json_pack("{s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:I, s:I}, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
                      "address", d->cfg->l4.services[s].reals[r].addr.text,
                      "weight", (json_int_t)atomic_load(&b->weight),
-                     "effective_weight", (json_int_t)shared_effective_weight(b, 0, now),
+                     "effective_weight", (json_int_t)backend_effective_weight(&ctl, 0, now),
                      "admin", backend_admin_name(atomic_load(&b->admin)),
                      "state", row ? row->state : "?",
                      "health", "status", atomic_load(&b->health) == HEALTH_UP ? "up" : "down",
@@ -414,7 +416,7 @@ static void real_route(struct l4d *d, size_t s, const char *method, const char *
     if (!strcmp(method, "PATCH")) {
         char err[512];
         size_t g = d->sh->pool_first[s] + (size_t)ri;
-        if (admin_apply_backend_patch(d->sh, g, body, len, err, sizeof err) < 0) {
+        if (shared_apply_backend_patch(d->sh, g, body, len, err, sizeof err) < 0) {
             admin_reply_error(r, 400, "%s", err);
             return;
         }
@@ -434,10 +436,12 @@ static void real_route(struct l4d *d, size_t s, const char *method, const char *
     l4_snapshot_free(&snap);
 }
 
-void l4_api_handle(void *arg, const char *method, const char *const *seg, size_t n, const char *body,
-                   size_t len, struct admin_reply *r)
+void l4_api_handle(void *arg, const struct admin_request *rq, struct admin_reply *r)
 {
     struct l4d *d = arg;
+    const char *method = rq->method, *body = rq->body;
+    const char *const *seg = rq->seg;
+    size_t n = rq->n_seg, len = rq->body_len;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if (n == 1 && !strcmp(seg[0], "list")) {
         if (!get) {

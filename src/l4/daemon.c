@@ -620,8 +620,8 @@ static void commit(struct l4d *d, struct plan *p)
     d->sh = p->sh;
     d->rr = p->rr;
     d->sr = p->sr;
-    d->view.cfg = d->pcfg;
-    d->view.sh = d->sh;
+    d->pools.cfg = d->pcfg;
+    d->pools.sh = d->sh;
     if (d->hc)
         health_stop(d->hc);
     d->hc = d->loop_running ? health_start(d->loop, d->pcfg, d->sh) : NULL;
@@ -754,7 +754,7 @@ static void reload(struct l4d *d)
     d->cfg = cfg;
     commit(d, &p);
     config_free(old);
-    d->view.reloads++;
+    d->site.status.reloads++;
     log_info("reloaded %s: %zu service%s, %zu real%s", d->config_path, nl4->n_services,
              nl4->n_services == 1 ? "" : "s", d->sh->n_backends, d->sh->n_backends == 1 ? "" : "s");
 }
@@ -800,7 +800,9 @@ int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errl
         const struct shared_backend *b = &d->sh->backends[g];
         mr[g].index = d->rr[g].index;
         mr[g].weight = atomic_load(&b->weight);
-        mr[g].state = d->rr[g].have_mac ? backend_state_name(b, 0, now) : "no-nexthop";
+        struct backend_ctl ctl;
+        shared_backend_ctl(b, &ctl);
+        mr[g].state = d->rr[g].have_mac ? backend_state_name(&ctl, 0, now) : "no-nexthop";
     }
     rc = l4_snapshot_build(snap, m, n, &d->fds, d->ld.maglev_m, err, errlen);
 out:
@@ -809,16 +811,16 @@ out:
     return rc;
 }
 
-static char *l4_metrics(void *arg, size_t *len)
+/* The sluice_l4_* families of /metrics; none when the maps cannot be read. */
+static void l4_metrics(void *arg, struct strbuf *out)
 {
     struct l4d *d = arg;
     struct l4_snapshot snap;
     char err[160];
     if (l4d_snapshot(d, &snap, err, sizeof err) < 0)
-        return NULL;
-    char *text = l4_snapshot_render_metrics(&snap, len);
+        return;
+    l4_snapshot_metrics(&snap, out);
     l4_snapshot_free(&snap);
-    return text;
 }
 
 static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
@@ -1013,11 +1015,15 @@ int l4_daemon_run(const struct l4_run_options *o)
     ev_io_init(&d.sig_io, d.sig_fd, on_signal, &d);
     ev_io_set(d.loop, &d.sig_io, EPOLLIN);
 
-    d.view = (struct admin_view){ .cfg = d.pcfg, .sh = d.sh, .started_ms = ev_clock_ms(), .n_workers = 0,
-                                  .version = SLUICE_VERSION, .extra_metrics = l4_metrics, .extra_arg = &d,
-                                  .ext_prefix = "l4", .ext_handler = l4_api_handle, .ext_arg = &d };
+    d.site.status = (struct admin_status){ .version = SLUICE_VERSION, .config_path = d.config_path,
+                                           .started_ms = ev_clock_ms() };
+    d.pools = (struct shared_view){ .cfg = d.pcfg, .sh = d.sh };
+    d.pool_view = (struct pool_view){ &shared_pool_view_ops, &d.pools };
+    pool_view_mount(&d.site, &d.pool_view);
+    metrics_register(&d.site.metrics, l4_metrics, &d);
+    admin_mount(&d.site, NULL, "/api/l4", l4_api_handle, &d);
     if (d.cfg->admin_enabled) {
-        d.admin = admin_start(d.loop, &d.cfg->admin_addr, &d.view, err, sizeof err);
+        d.admin = admin_start(d.loop, &d.cfg->admin_addr, &d.site, err, sizeof err);
         if (!d.admin) {
             log_error("admin API: %s", err);
             goto out;

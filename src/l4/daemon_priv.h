@@ -54,7 +54,9 @@ struct l4d {
     int sig_fd;
     struct health_checker *hc;
     struct admin_server *admin;
-    struct admin_view view;
+    struct admin_site site;  /* what the admin API serves */
+    struct shared_view pools;   /* the pools view: one pool per service */
+    struct pool_view pool_view;
     struct real_rt *rr;      /* [sh->n_backends], global order */
     struct svc_rt *sr;       /* [n_services] */
     struct l4_fds fds;
@@ -77,7 +79,6 @@ void l4_service_name(const struct cfg_l4_service *s, char *buf, size_t cap);
 int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errlen);
 
 /* The admin API's /api/l4/ routes (api.c). */
-void l4_api_handle(void *arg, const char *method, const char *const *seg, size_t n_seg, const char *body,
-                   size_t body_len, struct admin_reply *reply);
+void l4_api_handle(void *arg, const struct admin_request *rq, struct admin_reply *reply);
 
 #endif

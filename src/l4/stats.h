@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "lib/strbuf.h"
 #include "l4/bpf/l4_maps.h"
 
 /* Summed counters (uint64_t, unlike the kernel's __u64, for printf). */
@@ -79,8 +80,8 @@ void l4_snapshot_free(struct l4_snapshot *snap);
 
 /* The ipvsadm -Ln --stats style table. malloc'd text. */
 char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_dir);
-/* Prometheus text: sluice_l4_* families. malloc'd text, *len set. */
-char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len);
+/* The sluice_l4_* families of /metrics, written into out. */
+void l4_snapshot_metrics(const struct l4_snapshot *snap, struct strbuf *out);
 
 /* Tables per service pair and the table count `sluice l4` uses for n
  * services: two per service, at least L4_MAGLEV_DEFAULT_TABLES. */
