@@ -30,7 +30,7 @@
 
 #include "core/admin.h"
 #include "core/evloop.h"
-#include "core/health.h"
+#include "proxy/proxy_health.h"
 #include "core/log.h"
 #include "core/shared.h"
 #include "proxy/worker.h"
@@ -65,7 +65,7 @@ struct master {
     struct admin_site site;      /* what the admin API serves */
     struct shared_view pools;    /* the current generation, as /api/pools shows it */
     struct pool_view pool_view;
-    struct health_checker *health;
+    struct proxy_health *health;
     bool stopping;
     uint64_t restarts;
 };
@@ -452,8 +452,8 @@ static void reload(struct master *m)
     memmove(&m->gens[1], &m->gens[0], m->n_gens * sizeof m->gens[0]);
     m->gens[0] = g;
     m->n_gens++;
-    health_stop(m->health);
-    m->health = health_start(m->loop, g->cfg, g->sh);
+    proxy_health_stop(m->health);
+    m->health = proxy_health_start(m->loop, g->cfg, g->sh);
     m->site.status.reloads++;
     update_view(m);
     log_info("reload done: %u workers on the new configuration", g->n_workers);
@@ -481,7 +481,7 @@ static void begin_stop(struct master *m, int sig)
         generation_close_sockets(m->gens[i]);
         signal_generation(m->gens[i], sig == SIGQUIT ? SIGQUIT : SIGTERM);
     }
-    health_stop(m->health);
+    proxy_health_stop(m->health);
     m->health = NULL;
     ev_timer_start(m->loop, &m->stop_timer, STOP_TIMEOUT_MS);
     if (all_workers_gone(m))
@@ -615,7 +615,7 @@ int master_run(const struct master_options *opt)
     }
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(&m, g, s);
-    m.health = health_start(m.loop, g->cfg, g->sh);
+    m.health = proxy_health_start(m.loop, g->cfg, g->sh);
     for (size_t i = 0; i < cfg->n_listeners; i++)
         log_info("listening on %s (%s, %s)", cfg->listeners[i].addr.text, cfg->listeners[i].name,
                  cfg->listeners[i].proto == PROTO_HTTP ? "http" : cfg->listeners[i].proto == PROTO_TCP ? "tcp" : "udp");
@@ -625,7 +625,7 @@ int master_run(const struct master_options *opt)
 
     ev_run(m.loop);
 
-    health_stop(m.health);
+    proxy_health_stop(m.health);
     admin_stop(m.admin);
     for (size_t i = 0; i < m.n_gens; i++)
         generation_free(m.gens[i]);

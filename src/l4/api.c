@@ -60,20 +60,21 @@ static int find_real(const struct cfg_l4_service *s, const char *addr)
 
 static json_t *real_json(struct l4d *d, size_t s, size_t r, const struct l4_row_real *row, uint32_t m)
 {
-    size_t g = d->sh->pool_first[s] + r;
-    const struct shared_backend *b = &d->sh->backends[g];
+    size_t g = d->sr[s].first + r;
     uint64_t now = ev_clock_ms();
     struct backend_ctl ctl;
-    shared_backend_ctl(b, &ctl);
+    l4d_real_ctl(d, g, &ctl);
+    const struct hc_status *h = l4d_real_health(d, g);
     return json_pack("{s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:I, s:I}, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
                      "address", d->cfg->l4.services[s].reals[r].addr.text,
-                     "weight", (json_int_t)atomic_load(&b->weight),
+                     "weight", (json_int_t)ctl.weight,
                      "effective_weight", (json_int_t)backend_effective_weight(&ctl, 0, now),
-                     "admin", backend_admin_name(atomic_load(&b->admin)),
+                     "admin", backend_admin_name(ctl.admin),
                      "state", row ? row->state : "?",
-                     "health", "status", atomic_load(&b->health) == HEALTH_UP ? "up" : "down",
-                     "last_check", b->last_check, "checks_ok", (json_int_t)b->checks_ok,
-                     "checks_failed", (json_int_t)b->checks_failed,
+                     "health", "status", ctl.up ? "up" : "down",
+                     "last_check", h ? h->last_check : "not checked yet",
+                     "checks_ok", (json_int_t)(h ? h->checks_ok : 0),
+                     "checks_failed", (json_int_t)(h ? h->checks_failed : 0),
                      "index", (json_int_t)d->rr[g].index,
                      "maglev_slots", (json_int_t)(row ? row->slots : 0),
                      "share", row && m ? (double)row->slots / m : 0.0,
@@ -415,14 +416,15 @@ static void real_route(struct l4d *d, size_t s, const char *method, const char *
     }
     if (!strcmp(method, "PATCH")) {
         char err[512];
-        size_t g = d->sh->pool_first[s] + (size_t)ri;
-        if (shared_apply_backend_patch(d->sh, g, body, len, err, sizeof err) < 0) {
+        size_t g = d->sr[s].first + (size_t)ri;
+        struct backend_patch pt;
+        if (backend_patch_parse(body, len, false, &pt, err, sizeof err) < 0) {
             admin_reply_error(r, 400, "%s", err);
             return;
         }
+        l4d_real_change(d, g, &pt);
         log_info("admin API: service %s:%s real %s: weight %" PRIu32 ", admin %s", proto_name(svc), svc->vip.text,
-                 addr, atomic_load(&d->sh->backends[g].weight),
-                 backend_admin_name(atomic_load(&d->sh->backends[g].admin)));
+                 addr, d->rr[g].weight, backend_admin_name(d->rr[g].admin));
     } else if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
         admin_reply_method_not_allowed(r, "GET, HEAD, PATCH, DELETE");
         return;

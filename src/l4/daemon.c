@@ -1,10 +1,10 @@
 /* `sluice l4 -c FILE`: one process, one event loop.
  *
- * The reals are modelled as the backends of one pool per service in a
- * shared region (src/core/shared.h), which lets the L7 proxy's health
- * checker and admin API work on them unchanged: the checker flips a real's
- * health, the API changes its weight or drains it, and a 100 ms tick turns
- * whatever changed into map updates:
+ * Each real is a target of a health-check set (core/health.h) and has an
+ * admin weight and state that the admin API changes (pools.c shows each
+ * service as a pool, api.c has the /api/l4/ routes). The checker flips a
+ * real's health, the API changes its weight or drains it, and a 100 ms
+ * tick turns whatever changed into map updates:
  *
  *   - a real is ACTIVE in the reals map while its next-hop MAC is known and
  *     its health check passes (a real that is down has its existing flows
@@ -58,7 +58,6 @@
 #include "core/health.h"
 #include "core/log.h"
 #include "lib/maglev.h"
-#include "core/shared.h"
 #include "l4/daemon_priv.h"
 #include "l4/loader.h"
 #include "l4/nexthop.h"
@@ -72,61 +71,33 @@
 
 static const struct cfg_l4_service *svc_of(const struct l4d *d, size_t s) { return &d->cfg->l4.services[s]; }
 
-/* ---- the pools that stand for the services ---- */
-
-static char *xstrdup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
+/* ---- the model ---- */
 
 void l4_service_name(const struct cfg_l4_service *s, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s:%s", s->proto == PROTO_UDP ? "udp" : "tcp", s->vip.text);
 }
 
-static struct sl_config *pools_from_services(const struct cfg_l4 *l4, const struct sl_config *base)
+void l4d_real_ctl(const struct l4d *d, size_t g, struct backend_ctl *out)
 {
-    struct sl_config *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
-    p->path = strdup(base->path ? base->path : "");
-    p->admin_addr = base->admin_addr;
-    p->admin_enabled = base->admin_enabled;
-    p->log_level = base->log_level;
-    p->workers = 1;
-    p->pools = calloc(l4->n_services ? l4->n_services : 1, sizeof *p->pools);
-    if (!p->pools) {
-        config_free(p);
-        return NULL;
-    }
-    p->n_pools = l4->n_services;
-    for (size_t i = 0; i < l4->n_services; i++) {
-        const struct cfg_l4_service *s = &l4->services[i];
-        struct cfg_pool *pool = &p->pools[i];
-        char name[96];
-        l4_service_name(s, name, sizeof name);
-        pool->name = strdup(name);
-        pool->algorithm = LB_HASH;
-        pool->health = s->health;
-        pool->health.http_path = xstrdup_or_null(s->health.http_path);
-        pool->health.http_host = xstrdup_or_null(s->health.http_host);
-        pool->passive.max_fails = 0; /* XDP sees no connect failures */
-        pool->passive.eject_ms = 10000;
-        pool->passive.max_eject_ms = 300000;
-        pool->line = s->line;
-        pool->backends = calloc(s->n_reals ? s->n_reals : 1, sizeof *pool->backends);
-        if (!pool->name || !pool->backends) {
-            config_free(p);
-            return NULL;
-        }
-        pool->n_backends = s->n_reals;
-        for (size_t r = 0; r < s->n_reals; r++) {
-            pool->backends[r].addr = s->reals[r].addr;
-            pool->backends[r].weight = s->reals[r].weight;
-            pool->backends[r].line = s->reals[r].line;
-        }
-    }
-    return p;
+    const struct real_rt *r = &d->rr[g];
+    const struct hc_status *h = l4d_real_health(d, g);
+    *out = (struct backend_ctl){ .weight = r->weight, .admin = r->admin, .up = h ? h->up : !r->start_down,
+                                 .up_since_ms = h ? h->up_since_ms : 0 };
+}
+
+const struct hc_status *l4d_real_health(const struct l4d *d, size_t g)
+{
+    return d->rr[g].target ? hc_target_status(d->rr[g].target) : NULL;
+}
+
+void l4d_real_change(struct l4d *d, size_t g, const struct backend_patch *pt)
+{
+    struct real_rt *r = &d->rr[g];
+    if (pt->has_weight)
+        r->weight = pt->weight;
+    if (pt->has_admin)
+        r->admin = pt->admin;
 }
 
 /* ---- map updates ---- */
@@ -137,19 +108,19 @@ static const char *fmt_mac(const uint8_t m[6], char *buf, size_t cap)
     return buf;
 }
 
-static size_t real_pool(const struct l4d *d, size_t g)
+/* The service of real g. */
+static size_t real_service(const struct l4d *d, size_t g)
 {
-    size_t p = 0;
-    while (p + 1 < d->pcfg->n_pools && g >= d->sh->pool_first[p + 1])
-        p++;
-    return p;
+    size_t s = 0, n = d->cfg->l4.n_services;
+    while (s + 1 < n && g >= d->sr[s + 1].first)
+        s++;
+    return s;
 }
 
 static const struct sl_addr *real_addr(const struct l4d *d, size_t g)
 {
-    /* Pool backends mirror the service's reals, in the same order. */
-    size_t p = real_pool(d, g);
-    return &d->pcfg->pools[p].backends[g - d->sh->pool_first[p]].addr;
+    size_t s = real_service(d, g);
+    return &svc_of(d, s)->reals[g - d->sr[s].first].addr;
 }
 
 /* l4.tx_interface (two-arm LB), among the interfaces attached at start;
@@ -170,7 +141,7 @@ static bool mode_nat(enum l4_fwd_mode m)
 
 static int write_real(struct l4d *d, size_t g, bool active, char *err, size_t errlen)
 {
-    size_t p = real_pool(d, g);
+    size_t p = real_service(d, g);
     return l4_write_real(d->fds.reals, d->rr[g].index, (const struct sockaddr *)&real_addr(d, g)->ss, d->rr[g].mac,
                          active, mode_nat(svc_of(d, p)->mode), (uint16_t)(d->sr[p].slot + 1), err, errlen);
 }
@@ -223,7 +194,9 @@ static void refresh_nexthop(struct l4d *d, size_t g, uint64_t now)
 
 static bool real_usable(const struct l4d *d, size_t g)
 {
-    return d->rr[g].have_mac && atomic_load(&d->sh->backends[g].health) == HEALTH_UP;
+    struct backend_ctl ctl;
+    l4d_real_ctl(d, g, &ctl);
+    return d->rr[g].have_mac && ctl.up;
 }
 
 static void write_active(struct l4d *d, size_t g, bool active)
@@ -255,7 +228,7 @@ static void rebuild_service(struct l4d *d, size_t s, const uint32_t *w)
     size_t n = svc->n_reals;
     uint32_t idx[n ? n : 1], tw[n ? n : 1];
     for (size_t r = 0; r < n; r++) {
-        idx[r] = d->rr[d->sh->pool_first[s] + r].index;
+        idx[r] = d->rr[d->sr[s].first + r].index;
         /* rr: every real that takes flows holds an equal share of the
          * table the data plane walks; wrr and the hashes: by weight. */
         tw[r] = svc->scheduler == L4_SCHED_RR && w[r] ? 1 : w[r];
@@ -287,7 +260,7 @@ static void rebuild_service(struct l4d *d, size_t s, const uint32_t *w)
 static void sync_maps(struct l4d *d)
 {
     uint64_t now = ev_now(d->loop);
-    size_t n = d->sh->n_backends;
+    size_t n = d->n_reals;
     for (size_t g = 0; g < n; g++)
         refresh_nexthop(d, g, now);
     /* Make reals usable before a table points at them ... */
@@ -299,8 +272,10 @@ static void sync_maps(struct l4d *d)
         uint32_t w[svc->n_reals ? svc->n_reals : 1];
         bool changed = !d->sr[s].built;
         for (size_t r = 0; r < svc->n_reals; r++) {
-            size_t g = d->sh->pool_first[s] + r;
-            w[r] = real_usable(d, g) ? shared_effective_weight(&d->sh->backends[g], 0, now) : 0;
+            size_t g = d->sr[s].first + r;
+            struct backend_ctl ctl;
+            l4d_real_ctl(d, g, &ctl);
+            w[r] = real_usable(d, g) ? backend_effective_weight(&ctl, 0, now) : 0;
             changed |= w[r] != d->sr[s].weights[r];
         }
         if (changed)
@@ -365,11 +340,11 @@ static void zero_percpu(int fd, uint32_t key)
 /* ---- changing the model: prepare, then commit ---- */
 
 struct plan {
-    struct sl_config *pcfg;
-    struct shared_state *sh;
     struct real_rt *rr;
+    size_t n_reals;
     struct svc_rt *sr;
     size_t n_svcs;
+    bool *old_kept;          /* [the running model's n_reals]: stays, with its target */
     uint32_t *new_slots;     /* slots that start a new life (counters zeroed) */
     size_t n_new_slots;
     uint32_t *new_indexes;   /* likewise for real indexes */
@@ -382,9 +357,7 @@ static void plan_free(struct plan *p)
         free(p->sr[s].weights);
     free(p->sr);
     free(p->rr);
-    if (p->sh)
-        shared_destroy(p->sh);
-    config_free(p->pcfg);
+    free(p->old_kept);
     free(p->new_slots);
     free(p->new_indexes);
     memset(p, 0, sizeof *p);
@@ -460,31 +433,38 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
             log_warn("service %s: %zu reals; the Maglev table size %" PRIu32 " is below 100 x reals, so shares "
                      "are less even (restart sluice l4 to resize)", nl4->services[s].vip.text,
                      nl4->services[s].n_reals, d->ld.maglev_m);
-    const struct cfg_l4 *ol4 = d->sh ? &d->cfg->l4 : NULL;  /* NULL: first start */
+    const struct cfg_l4 *ol4 = d->sr ? &d->cfg->l4 : NULL;  /* NULL: first start */
     bool *slot_used = calloc(d->n_slots + 1, sizeof *slot_used);
     bool *index_used = calloc(L4_MAX_REALS, sizeof *index_used);
     struct l4_real *pinned = calloc(L4_MAX_REALS, sizeof *pinned);
     p->n_svcs = nl4->n_services;
-    p->pcfg = pools_from_services(nl4, d->cfg);
-    p->sh = p->pcfg ? shared_create(p->pcfg, 1) : NULL;
+    for (size_t s = 0; s < p->n_svcs; s++)
+        p->n_reals += nl4->services[s].n_reals;
     p->sr = calloc(p->n_svcs + 1, sizeof *p->sr);
-    p->rr = calloc(p->sh ? p->sh->n_backends + 1 : 1, sizeof *p->rr);
+    p->rr = calloc(p->n_reals + 1, sizeof *p->rr);
+    p->old_kept = calloc(d->n_reals + 1, sizeof *p->old_kept);
     rc = 500;
     snprintf(err, errlen, "out of memory");
-    if (!slot_used || !index_used || !pinned || !p->sh || !p->sr || !p->rr)
+    if (!slot_used || !index_used || !pinned || !p->sr || !p->rr || !p->old_kept)
         goto out;
+    size_t first = 0;
     for (size_t s = 0; s < p->n_svcs; s++) {
-        p->sr[s].weights = calloc(nl4->services[s].n_reals + 1, sizeof *p->sr[s].weights);
+        const struct cfg_l4_service *ns = &nl4->services[s];
+        p->sr[s].weights = calloc(ns->n_reals + 1, sizeof *p->sr[s].weights);
         if (!p->sr[s].weights)
             goto out;
+        p->sr[s].first = first;
+        l4_service_name(ns, p->sr[s].name, sizeof p->sr[s].name);
+        /* A real is new until found below: the file's weight, enabled. */
+        for (size_t r = 0; r < ns->n_reals; r++)
+            p->rr[first + r] = (struct real_rt){ .weight = ns->reals[r].weight, .admin = BACKEND_ENABLED };
+        first += ns->n_reals;
     }
-    if (d->sh)
-        shared_carry_over(p->sh, p->pcfg, d->sh, d->pcfg);
     /* Nothing of the running model is handed out again in this change: a
      * slot or index it frees keeps its meaning until commit() is done. */
     for (size_t s = 0; ol4 && s < ol4->n_services; s++)
         slot_used[d->sr[s].slot] = true;
-    for (size_t g = 0; ol4 && g < d->sh->n_backends; g++)
+    for (size_t g = 0; ol4 && g < d->n_reals; g++)
         index_used[d->rr[g].index] = true;
     index_used[0] = true;
     for (uint32_t i = 1; i < L4_MAX_REALS; i++)
@@ -513,8 +493,16 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
             for (size_t k = 0; k < olds->n_reals; k++) {
                 if (!addr_equal(&ns->reals[r].addr, &olds->reals[k].addr))
                     continue;
-                struct real_rt *nr = &p->rr[p->sh->pool_first[s] + r];
-                *nr = d->rr[d->sh->pool_first[os] + k];
+                size_t og = d->sr[os].first + k;
+                struct real_rt *nr = &p->rr[p->sr[s].first + r];
+                /* It keeps its index, MAC, health target and admin state;
+                 * an API weight survives only while the file still says
+                 * what it said before (a new value in the file wins). */
+                *nr = d->rr[og];
+                if (ns->reals[r].weight != olds->reals[k].weight)
+                    nr->weight = ns->reals[r].weight;
+                nr->recheck = !hc_check_equal(&ns->health, &olds->health);
+                p->old_kept[og] = true;
                 /* A mode change (port or not) rewrites the entry. */
                 if (ns->mode != olds->mode)
                     nr->active_written = false;
@@ -551,7 +539,7 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
         const struct cfg_l4_service *ns = &nl4->services[s];
         bool nat = mode_nat(ns->mode);
         for (size_t r = 0; r < ns->n_reals; r++) {
-            size_t g = p->sh->pool_first[s] + r;
+            size_t g = p->sr[s].first + r;
             struct real_rt *nr = &p->rr[g];
             if (nr->index)
                 continue;
@@ -573,7 +561,7 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
                     /* The earlier run had taken it out: keep it out until
                      * its checks pass `rise` times, rather than send it new
                      * flows for `fall` intervals. */
-                    atomic_store(&p->sh->backends[g].health, HEALTH_DOWN);
+                    nr->start_down = true;
                 }
             } else {
                 /* Round the index space rather than take the lowest free:
@@ -608,23 +596,54 @@ out:
     return rc;
 }
 
+/* Give every real without one a health-check target (a new real, one whose
+ * service's health_check changed: with what its old target found), once
+ * the loop runs: during start-up checks would only be late. */
+static void start_targets(struct l4d *d)
+{
+    if (!d->loop_running)
+        return;
+    for (size_t s = 0; s < d->n_svcs; s++) {
+        const struct cfg_l4_service *svc = svc_of(d, s);
+        for (size_t r = 0; r < svc->n_reals; r++) {
+            struct real_rt *rt = &d->rr[d->sr[s].first + r];
+            struct hc_target_spec spec = { .addr = svc->reals[r].addr, .check = &svc->health,
+                                           .group = d->sr[s].name };
+            if (rt->target && !rt->recheck)
+                continue;
+            if (rt->target) {
+                spec.initial = *hc_target_status(rt->target);
+                hc_remove(d->hc, rt->target);
+            } else {
+                hc_status_fresh(&spec.initial, ev_clock_ms());
+                spec.initial.up = !rt->start_down;
+            }
+            rt->recheck = false;
+            rt->target = hc_add(d->hc, &spec);
+            if (!rt->target) {
+                log_error("real %s: its health checks cannot start: out of memory", svc->reals[r].addr.text);
+                rt->start_down = !spec.initial.up;
+            }
+        }
+    }
+}
+
 /* Switch to the model p built for the services now in d->cfg and bring the
  * maps in line: config and pools first, then reals and tables (sync_maps,
  * which writes a real before a table names it), then the VIP list (new ICMP
  * entries, removed services), and last the reals nothing names any more. */
 static void commit(struct l4d *d, struct plan *p)
 {
-    struct plan old = { .pcfg = d->pcfg, .sh = d->sh, .rr = d->rr, .sr = d->sr, .n_svcs = 0 };
-    old.n_svcs = d->pcfg ? d->pcfg->n_pools : 0;
-    d->pcfg = p->pcfg;
-    d->sh = p->sh;
+    struct plan old = { .rr = d->rr, .n_reals = d->n_reals, .sr = d->sr, .n_svcs = d->n_svcs };
+    /* Reals that leave stop being checked; the others keep their targets. */
+    for (size_t g = 0; g < old.n_reals; g++)
+        if (old.rr[g].target && !p->old_kept[g])
+            hc_remove(d->hc, old.rr[g].target);
     d->rr = p->rr;
+    d->n_reals = p->n_reals;
     d->sr = p->sr;
-    d->pools.cfg = d->pcfg;
-    d->pools.sh = d->sh;
-    if (d->hc)
-        health_stop(d->hc);
-    d->hc = d->loop_running ? health_start(d->loop, d->pcfg, d->sh) : NULL;
+    d->n_svcs = p->n_svcs;
+    start_targets(d);
 
     char err[256];
     const struct cfg_l4 *l4 = &d->cfg->l4;
@@ -641,14 +660,14 @@ static void commit(struct l4d *d, struct plan *p)
             log_error("%s", err);
     /* Every real's entry names its owner from the start (a restart finds
      * it by that), also while it waits for its next hop. */
-    for (size_t g = 0; g < d->sh->n_backends; g++)
+    for (size_t g = 0; g < d->n_reals; g++)
         if (!d->rr[g].active_written && write_real(d, g, false, err, sizeof err) < 0)
             log_error("real %s: %s", real_addr(d, g)->text, err);
     sync_maps(d);
     if (write_vip_addresses(d, err, sizeof err) < 0)
         log_error("%s", err);
     bool *used = calloc(L4_MAX_REALS, sizeof *used);
-    for (size_t g = 0; used && g < d->sh->n_backends; g++)
+    for (size_t g = 0; used && g < d->n_reals; g++)
         used[d->rr[g].index] = true;
     for (uint32_t i = 1; used && i < L4_MAX_REALS; i++) {
         struct l4_real r;
@@ -756,7 +775,7 @@ static void reload(struct l4d *d)
     config_free(old);
     d->site.status.reloads++;
     log_info("reloaded %s: %zu service%s, %zu real%s", d->config_path, nl4->n_services,
-             nl4->n_services == 1 ? "" : "s", d->sh->n_backends, d->sh->n_backends == 1 ? "" : "s");
+             nl4->n_services == 1 ? "" : "s", d->n_reals, d->n_reals == 1 ? "" : "s");
 }
 
 /* ---- start-up ---- */
@@ -769,7 +788,7 @@ static void wait_nexthops(struct l4d *d)
     uint64_t start = ev_clock_ms();
     for (;;) {
         bool all = true;
-        for (size_t g = 0; g < d->sh->n_backends; g++) {
+        for (size_t g = 0; g < d->n_reals; g++) {
             d->rr[g].next_lookup_ms = 0;
             refresh_nexthop(d, g, ev_clock_ms());
             all &= d->rr[g].have_mac || d->rr[g].last_result == NEXTHOP_ERROR;
@@ -784,7 +803,7 @@ int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errl
 {
     size_t n = d->cfg->l4.n_services;
     struct l4_model_svc *m = calloc(n ? n : 1, sizeof *m);
-    struct l4_model_real *mr = calloc(d->sh->n_backends + 1, sizeof *mr);
+    struct l4_model_real *mr = calloc(d->n_reals + 1, sizeof *mr);
     int rc = -1;
     if (!m || !mr) {
         snprintf(err, errlen, "out of memory");
@@ -794,14 +813,13 @@ int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errl
     for (size_t s = 0; s < n; s++) {
         m[s].cs = svc_of(d, s);
         m[s].slot = d->sr[s].slot;
-        m[s].reals = &mr[d->sh->pool_first[s]];
+        m[s].reals = &mr[d->sr[s].first];
     }
-    for (size_t g = 0; g < d->sh->n_backends; g++) {
-        const struct shared_backend *b = &d->sh->backends[g];
-        mr[g].index = d->rr[g].index;
-        mr[g].weight = atomic_load(&b->weight);
+    for (size_t g = 0; g < d->n_reals; g++) {
         struct backend_ctl ctl;
-        shared_backend_ctl(b, &ctl);
+        l4d_real_ctl(d, g, &ctl);
+        mr[g].index = d->rr[g].index;
+        mr[g].weight = ctl.weight;
         mr[g].state = d->rr[g].have_mac ? backend_state_name(&ctl, 0, now) : "no-nexthop";
     }
     rc = l4_snapshot_build(snap, m, n, &d->fds, d->ld.maglev_m, err, errlen);
@@ -941,7 +959,8 @@ int l4_daemon_run(const struct l4_run_options *o)
         log_warn("the BPF JIT is off (/proc/sys/net/core/bpf_jit_enable is 0): the forwarder runs interpreted, "
                  "several times slower; enable it with sysctl net.core.bpf_jit_enable=1");
     d.loop = ev_loop_new();
-    if (!d.loop) {
+    d.hc = d.loop ? hc_set_new(d.loop) : NULL;
+    if (!d.loop || !d.hc) {
         log_error("out of memory");
         goto out;
     }
@@ -984,15 +1003,15 @@ int l4_daemon_run(const struct l4_run_options *o)
     }
     /* The first model: no tables yet, and health checks start with the
      * loop below; give ARP/ND a moment first. */
-    d.pcfg = p.pcfg;
-    d.sh = p.sh;
     d.rr = p.rr;
+    d.n_reals = p.n_reals;
     d.sr = p.sr;
+    d.n_svcs = p.n_svcs;
     wait_nexthops(&d);
-    d.pcfg = NULL;
-    d.sh = NULL;
     d.rr = NULL;
+    d.n_reals = 0;
     d.sr = NULL;
+    d.n_svcs = 0;
     commit(&d, &p);
     for (size_t s = 0; s < l4->n_services; s++)
         if (l4->services[s].mode == L4_FWD_FULLNAT)
@@ -1017,8 +1036,7 @@ int l4_daemon_run(const struct l4_run_options *o)
 
     d.site.status = (struct admin_status){ .version = SLUICE_VERSION, .config_path = d.config_path,
                                            .started_ms = ev_clock_ms() };
-    d.pools = (struct shared_view){ .cfg = d.pcfg, .sh = d.sh };
-    d.pool_view = (struct pool_view){ &shared_pool_view_ops, &d.pools };
+    d.pool_view = (struct pool_view){ &l4_pool_view_ops, &d };
     pool_view_mount(&d.site, &d.pool_view);
     metrics_register(&d.site.metrics, l4_metrics, &d);
     admin_mount(&d.site, NULL, "/api/l4", l4_api_handle, &d);
@@ -1041,16 +1059,15 @@ int l4_daemon_run(const struct l4_run_options *o)
     if (tx_iface(&d))
         log_info("forwarded packets leave through %s (l4.tx_interface)", tx_iface(&d)->name);
     d.loop_running = true;
-    d.hc = health_start(d.loop, d.pcfg, d.sh);
+    start_targets(&d);
     ev_timer_init(&d.tick, tick, &d);
     ev_timer_start(d.loop, &d.tick, TICK_MS);
     log_info("sluice l4 running: %zu service%s, %zu real%s", l4->n_services, l4->n_services == 1 ? "" : "s",
-             d.sh->n_backends, d.sh->n_backends == 1 ? "" : "s");
+             d.n_reals, d.n_reals == 1 ? "" : "s");
     rc = ev_run(d.loop) < 0 ? 1 : 0;
 
 out:
-    if (d.hc)
-        health_stop(d.hc);
+    hc_set_free(d.hc);
     if (d.admin)
         admin_stop(d.admin);
     log_staying(&d);
@@ -1063,7 +1080,7 @@ out:
     }
     if (d.sig_fd >= 0)
         close(d.sig_fd);
-    struct plan last = { .pcfg = d.pcfg, .sh = d.sh, .rr = d.rr, .sr = d.sr, .n_svcs = d.pcfg ? d.pcfg->n_pools : 0 };
+    struct plan last = { .rr = d.rr, .n_reals = d.n_reals, .sr = d.sr, .n_svcs = d.n_svcs };
     plan_free(&last);
     config_free(d.cfg);
     return rc;
