@@ -9,6 +9,8 @@
 #include "core/version.h"
 #include "core/config.h"
 #include "l4/l4.h"
+#include "l4/l4_conf.h"
+#include "proxy/proxy_conf.h"
 
 static const char *usage_main =
     "Usage: sluice COMMAND [OPTIONS]\n"
@@ -108,14 +110,16 @@ static int cmd_check(int argc, char **argv)
         return 1;
     }
     if (!quiet) {
+        const struct proxy_conf *pc = proxy_conf(cfg);
+        const struct cfg_l4 *l4 = l4_conf(cfg);
         size_t backends = 0;
-        for (size_t i = 0; i < cfg->n_pools; i++)
-            backends += cfg->pools[i].n_backends;
-        printf("%s: ok (%zu listener%s, %zu pool%s, %zu backend%s", path, cfg->n_listeners,
-               cfg->n_listeners == 1 ? "" : "s", cfg->n_pools, cfg->n_pools == 1 ? "" : "s", backends,
+        for (size_t i = 0; i < pc->n_pools; i++)
+            backends += pc->pools[i].n_backends;
+        printf("%s: ok (%zu listener%s, %zu pool%s, %zu backend%s", path, pc->n_listeners,
+               pc->n_listeners == 1 ? "" : "s", pc->n_pools, pc->n_pools == 1 ? "" : "s", backends,
                backends == 1 ? "" : "s");
-        if (cfg->l4.present)
-            printf(", %zu L4 service%s", cfg->l4.n_services, cfg->l4.n_services == 1 ? "" : "s");
+        if (l4->present)
+            printf(", %zu L4 service%s", l4->n_services, l4->n_services == 1 ? "" : "s");
         printf(")\n");
     }
     config_free(cfg);
@@ -164,6 +168,8 @@ int main(int argc, char **argv)
         fputs(usage_main, stderr);
         return 2;
     }
+    config_register_section(&proxy_conf_section);
+    config_register_section(&l4_conf_section);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
         fputs(usage_main, stdout);

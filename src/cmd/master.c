@@ -32,7 +32,8 @@
 #include "core/evloop.h"
 #include "proxy/proxy_health.h"
 #include "core/log.h"
-#include "core/shared.h"
+#include "proxy/proxy_admin.h"
+#include "proxy/shared.h"
 #include "proxy/worker.h"
 
 #define MAX_GENERATIONS 8
@@ -41,6 +42,7 @@
 
 struct generation {
     struct sl_config *cfg;
+    const struct proxy_conf *pc;   /* the proxy's part of cfg */
     struct shared_state *sh;
     uint32_t n_workers;
     int *fds;                /* [listener * n_workers + slot], -1 = closed */
@@ -63,8 +65,7 @@ struct master {
     struct ev_timer stop_timer;
     struct admin_server *admin;
     struct admin_site site;      /* what the admin API serves */
-    struct shared_view pools;    /* the current generation, as /api/pools shows it */
-    struct pool_view pool_view;
+    struct proxy_admin pools;    /* the current generation, as /api/pools shows it */
     struct proxy_health *health;
     bool stopping;
     uint64_t restarts;
@@ -105,8 +106,8 @@ static const struct cfg_listener *find_listener(const struct generation *g, cons
 {
     if (!g)
         return NULL;
-    for (size_t i = 0; i < g->cfg->n_listeners; i++) {
-        const struct cfg_listener *o = &g->cfg->listeners[i];
+    for (size_t i = 0; i < g->pc->n_listeners; i++) {
+        const struct cfg_listener *o = &g->pc->listeners[i];
         bool same_kind = (o->proto == PROTO_UDP) == (l->proto == PROTO_UDP);
         if (same_kind && addr_equal(&o->addr, &l->addr)) {
             *index = i;
@@ -120,9 +121,9 @@ static const struct cfg_listener *find_listener(const struct generation *g, cons
  * generation's sockets where the listener is unchanged. */
 static int open_generation_sockets(struct generation *g, const struct generation *prev)
 {
-    size_t nl = g->cfg->n_listeners;
+    size_t nl = g->pc->n_listeners;
     for (size_t i = 0; i < nl; i++) {
-        const struct cfg_listener *l = &g->cfg->listeners[i];
+        const struct cfg_listener *l = &g->pc->listeners[i];
         size_t pi;
         const struct cfg_listener *old = find_listener(prev, l, &pi);
         for (uint32_t s = 0; s < g->n_workers; s++) {
@@ -173,7 +174,7 @@ static void generation_free(struct generation *g)
     free(g);
 }
 
-static uint32_t worker_count(const struct master *m, const struct sl_config *cfg)
+static uint32_t worker_count(const struct master *m, const struct proxy_conf *cfg)
 {
     if (m->workers_override)
         return m->workers_override;
@@ -189,8 +190,9 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     if (!g)
         return NULL;
     g->cfg = cfg;
-    g->n_workers = worker_count(m, cfg);
-    g->n_fds = cfg->n_listeners * g->n_workers;
+    g->pc = proxy_conf(cfg);
+    g->n_workers = worker_count(m, g->pc);
+    g->n_fds = g->pc->n_listeners * g->n_workers;
     g->fds = malloc((g->n_fds + 1) * sizeof *g->fds);
     /* -1 before anything can fail: generation_free must never close
      * descriptors (0, 1, ...) this generation does not own. */
@@ -199,14 +201,14 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     g->pids = calloc(g->n_workers, sizeof *g->pids);
     g->last_start = calloc(g->n_workers, sizeof *g->last_start);
     g->quick_deaths = calloc(g->n_workers, sizeof *g->quick_deaths);
-    g->sh = shared_create(cfg, g->n_workers);
+    g->sh = shared_create(g->pc, g->n_workers);
     if (!g->fds || !g->pids || !g->last_start || !g->quick_deaths || !g->sh) {
         log_error("out of memory creating the worker generation");
         generation_free(g);
         return NULL;
     }
     if (prev)
-        shared_carry_over(g->sh, cfg, prev->sh, prev->cfg);
+        shared_carry_over(g->sh, g->pc, prev->sh, prev->pc);
     if (open_generation_sockets(g, prev) < 0) {
         /* Close what was opened (or dup'ed) before the failure, then
          * leave cfg to the caller, who still owns it on failure. */
@@ -257,7 +259,7 @@ static void close_inherited_fds(const int *keep, size_t n_keep, int log_fd_keep)
 
 static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
 {
-    size_t nl = g->cfg->n_listeners;
+    size_t nl = g->pc->n_listeners;
     int *fds = calloc(nl + 1, sizeof *fds);
     if (!fds)
         return -1;
@@ -275,7 +277,7 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
     }
     if (pid == 0) {
         close_inherited_fds(fds, nl, log_fd());
-        int rc = worker_main(g->cfg, g->sh, slot, fds);
+        int rc = worker_main(g->pc, g->sh, slot, fds);
         _exit(rc);
     }
     free(fds);
@@ -289,7 +291,7 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
 static void update_view(struct master *m)
 {
     struct generation *g = current(m);
-    m->pools.cfg = g->cfg;
+    m->pools.cfg = g->pc;
     m->pools.sh = g->sh;
     m->site.status.config_path = g->cfg->path;
     m->site.status.n_workers = g->n_workers;
@@ -453,7 +455,7 @@ static void reload(struct master *m)
     m->gens[0] = g;
     m->n_gens++;
     proxy_health_stop(m->health);
-    m->health = proxy_health_start(m->loop, g->cfg, g->sh);
+    m->health = proxy_health_start(m->loop, g->pc, g->sh);
     m->site.status.reloads++;
     update_view(m);
     log_info("reload done: %u workers on the new configuration", g->n_workers);
@@ -590,8 +592,7 @@ int master_run(const struct master_options *opt)
 
     m.site.status.started_ms = ev_clock_ms();
     m.site.status.version = SLUICE_VERSION;
-    m.pool_view = (struct pool_view){ &shared_pool_view_ops, &m.pools };
-    pool_view_mount(&m.site, &m.pool_view);
+    proxy_admin_mount(&m.site, &m.pools);
     update_view(&m);
     if (cfg->admin_enabled) {
         char err[256];
@@ -615,10 +616,12 @@ int master_run(const struct master_options *opt)
     }
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(&m, g, s);
-    m.health = proxy_health_start(m.loop, g->cfg, g->sh);
-    for (size_t i = 0; i < cfg->n_listeners; i++)
-        log_info("listening on %s (%s, %s)", cfg->listeners[i].addr.text, cfg->listeners[i].name,
-                 cfg->listeners[i].proto == PROTO_HTTP ? "http" : cfg->listeners[i].proto == PROTO_TCP ? "tcp" : "udp");
+    m.health = proxy_health_start(m.loop, g->pc, g->sh);
+    for (size_t i = 0; i < g->pc->n_listeners; i++) {
+        const struct cfg_listener *l = &g->pc->listeners[i];
+        log_info("listening on %s (%s, %s)", l->addr.text, l->name,
+                 l->proto == PROTO_HTTP ? "http" : l->proto == PROTO_TCP ? "tcp" : "udp");
+    }
     if (m.admin)
         log_info("admin API on %s", cfg->admin_addr.text);
     log_info("sluice %s started with %u workers", SLUICE_VERSION, g->n_workers);

@@ -57,19 +57,6 @@ void hc_status_fresh(struct hc_status *st, uint64_t now_ms)
     snprintf(st->last_check, sizeof st->last_check, "not checked yet");
 }
 
-static bool same_text(const char *a, const char *b)
-{
-    return strcmp(a ? a : "", b ? b : "") == 0;
-}
-
-bool hc_check_equal(const struct cfg_health *a, const struct cfg_health *b)
-{
-    return a->type == b->type && a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms &&
-           a->rise == b->rise && a->fall == b->fall && a->status_min == b->status_min &&
-           a->status_max == b->status_max && same_text(a->http_path, b->http_path) &&
-           same_text(a->http_host, b->http_host);
-}
-
 /* ------------------------------------------------------------------ */
 /* Results */
 

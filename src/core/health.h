@@ -1,7 +1,7 @@
 /* Active health checks over a set of targets, run on one event loop.
  *
- * A target is an address, the check to run against it (struct cfg_health:
- * tcp or http, interval, timeout, rise, fall) and the names its log lines
+ * A target is an address, the check to run against it (struct cfg_health,
+ * core/health_conf.h: tcp or http, interval, timeout, rise, fall) and the names its log lines
  * use. Targets are added and removed one at a time while the others keep
  * their schedule, so a tier can follow a model that changes often (sluice
  * l4's reals as the API edits them, a registry's thousands of instances)
@@ -35,7 +35,7 @@
 #include <stdint.h>
 
 #include "lib/addr.h"
-#include "core/config.h"
+#include "core/health_conf.h"
 #include "core/evloop.h"
 
 #define HEALTH_READ_MAX 4096
@@ -82,10 +82,6 @@ void hc_remove(struct hc_set *set, struct hc_target *t);
 
 const struct hc_status *hc_target_status(const struct hc_target *t);
 size_t hc_set_size(const struct hc_set *set);
-
-/* Whether two checks are the same (a target keeps running only if its
- * check did not change). */
-bool hc_check_equal(const struct cfg_health *a, const struct cfg_health *b);
 
 /* A status for a target nobody checked yet: up, "not checked yet", up
  * since long enough ago that a fresh start is no recovery (no slow start). */

@@ -53,7 +53,7 @@
 
 #include "core/version.h"
 #include "core/admin.h"
-#include "core/config.h"
+#include "l4/l4_conf.h"
 #include "core/evloop.h"
 #include "core/health.h"
 #include "core/log.h"
@@ -69,13 +69,13 @@
 #define NEXTHOP_RETRY_MS 200      /* while ARP/ND is in progress */
 #define NEXTHOP_ERROR_MS 2000     /* no route */
 
-static const struct cfg_l4_service *svc_of(const struct l4d *d, size_t s) { return &d->cfg->l4.services[s]; }
+static const struct cfg_l4_service *svc_of(const struct l4d *d, size_t s) { return &l4_conf(d->cfg)->services[s]; }
 
 /* ---- the model ---- */
 
 void l4_service_name(const struct cfg_l4_service *s, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s:%s", s->proto == PROTO_UDP ? "udp" : "tcp", s->vip.text);
+    snprintf(buf, cap, "%s:%s", s->proto == L4_PROTO_UDP ? "udp" : "tcp", s->vip.text);
 }
 
 void l4d_real_ctl(const struct l4d *d, size_t g, struct backend_ctl *out)
@@ -111,7 +111,7 @@ static const char *fmt_mac(const uint8_t m[6], char *buf, size_t cap)
 /* The service of real g. */
 static size_t real_service(const struct l4d *d, size_t g)
 {
-    size_t s = 0, n = d->cfg->l4.n_services;
+    size_t s = 0, n = l4_conf(d->cfg)->n_services;
     while (s + 1 < n && g >= d->sr[s + 1].first)
         s++;
     return s;
@@ -127,7 +127,7 @@ static const struct sl_addr *real_addr(const struct l4d *d, size_t g)
  * NULL: packets leave where they came in. */
 static const struct l4_iface *tx_iface(const struct l4d *d)
 {
-    const char *name = d->cfg->l4.tx_interface;
+    const char *name = l4_conf(d->cfg)->tx_interface;
     for (size_t i = 0; name && i < d->ld.n_ifaces; i++)
         if (strcmp(d->ld.ifaces[i].name, name) == 0)
             return &d->ld.ifaces[i];
@@ -252,7 +252,7 @@ static void rebuild_service(struct l4d *d, size_t s, const uint32_t *w)
         o += (size_t)k;
     }
     log_info("service %s/%s: Maglev table %" PRIu32 " live, weights %s", svc->vip.text,
-             svc->proto == PROTO_UDP ? "udp" : "tcp", idle, list);
+             svc->proto == L4_PROTO_UDP ? "udp" : "tcp", idle, list);
 }
 
 /* Bring the maps in line with the model: the periodic work of the tick,
@@ -267,7 +267,7 @@ static void sync_maps(struct l4d *d)
     for (size_t g = 0; g < n; g++)
         if (real_usable(d, g) && !d->rr[g].active_written)
             write_active(d, g, true);
-    for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
+    for (size_t s = 0; s < l4_conf(d->cfg)->n_services; s++) {
         const struct cfg_l4_service *svc = svc_of(d, s);
         uint32_t w[svc->n_reals ? svc->n_reals : 1];
         bool changed = !d->sr[s].built;
@@ -297,7 +297,7 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
  * longer in the model. */
 static int write_vip_addresses(struct l4d *d, char *err, size_t errlen)
 {
-    size_t n = d->cfg->l4.n_services;
+    size_t n = l4_conf(d->cfg)->n_services;
     struct l4_vip_key *keep = calloc(2 * n + 1, sizeof *keep);
     size_t k = 0;
     if (!keep) {
@@ -433,7 +433,7 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
             log_warn("service %s: %zu reals; the Maglev table size %" PRIu32 " is below 100 x reals, so shares "
                      "are less even (restart sluice l4 to resize)", nl4->services[s].vip.text,
                      nl4->services[s].n_reals, d->ld.maglev_m);
-    const struct cfg_l4 *ol4 = d->sr ? &d->cfg->l4 : NULL;  /* NULL: first start */
+    const struct cfg_l4 *ol4 = d->sr ? l4_conf(d->cfg) : NULL;  /* NULL: first start */
     bool *slot_used = calloc(d->n_slots + 1, sizeof *slot_used);
     bool *index_used = calloc(L4_MAX_REALS, sizeof *index_used);
     struct l4_real *pinned = calloc(L4_MAX_REALS, sizeof *pinned);
@@ -501,7 +501,7 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
                 *nr = d->rr[og];
                 if (ns->reals[r].weight != olds->reals[k].weight)
                     nr->weight = ns->reals[r].weight;
-                nr->recheck = !hc_check_equal(&ns->health, &olds->health);
+                nr->recheck = !hc_conf_equal(&ns->health, &olds->health);
                 p->old_kept[og] = true;
                 /* A mode change (port or not) rewrites the entry. */
                 if (ns->mode != olds->mode)
@@ -646,7 +646,7 @@ static void commit(struct l4d *d, struct plan *p)
     start_targets(d);
 
     char err[256];
-    const struct cfg_l4 *l4 = &d->cfg->l4;
+    const struct cfg_l4 *l4 = l4_conf(d->cfg);
     const struct l4_iface *tx = tx_iface(d);
     if (l4_write_config(d->ld.fd_cfg, l4, tx ? tx->mac : d->ld.ifaces[0].mac, tx ? (uint32_t)tx->ifindex : 0,
                         d->ld.maglev_m, d->ld.maglev_tables, err, sizeof err) < 0)
@@ -684,24 +684,24 @@ static void commit(struct l4d *d, struct plan *p)
 
 int l4d_replace_services(struct l4d *d, struct cfg_l4_service *svcs, size_t n, char *err, size_t errlen)
 {
-    struct cfg_l4 next = d->cfg->l4;
+    struct cfg_l4 next = *l4_conf(d->cfg);
     next.services = svcs;
     next.n_services = n;
     struct plan p;
     int rc = prepare(d, &next, &p, err, errlen);
     if (rc) {
         for (size_t i = 0; i < n; i++)
-            config_l4_service_free(&svcs[i]);
+            l4_conf_service_free(&svcs[i]);
         free(svcs);
         return rc;
     }
-    struct cfg_l4_service *old = d->cfg->l4.services;
-    size_t old_n = d->cfg->l4.n_services;
-    d->cfg->l4.services = svcs;
-    d->cfg->l4.n_services = n;
+    struct cfg_l4_service *old = l4_conf(d->cfg)->services;
+    size_t old_n = l4_conf(d->cfg)->n_services;
+    l4_conf(d->cfg)->services = svcs;
+    l4_conf(d->cfg)->n_services = n;
     commit(d, &p);
     for (size_t i = 0; i < old_n; i++)
-        config_l4_service_free(&old[i]);
+        l4_conf_service_free(&old[i]);
     free(old);
     return 0;
 }
@@ -733,7 +733,7 @@ static void reload(struct l4d *d)
         log_error("reload: %s has errors; still running the previous configuration", d->config_path);
         return;
     }
-    struct cfg_l4 *nl4 = &cfg->l4, *ol4 = &d->cfg->l4;
+    struct cfg_l4 *nl4 = l4_conf(cfg), *ol4 = l4_conf(d->cfg);
     if (!nl4->present) {
         log_error("reload: %s has no l4: section; still running the previous configuration", d->config_path);
         config_free(cfg);
@@ -801,7 +801,7 @@ static void wait_nexthops(struct l4d *d)
 
 int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errlen)
 {
-    size_t n = d->cfg->l4.n_services;
+    size_t n = l4_conf(d->cfg)->n_services;
     struct l4_model_svc *m = calloc(n ? n : 1, sizeof *m);
     struct l4_model_real *mr = calloc(d->n_reals + 1, sizeof *mr);
     int rc = -1;
@@ -878,7 +878,7 @@ static void gone_iface(const char *ifname)
 /* How an interface got the forwarder in this run (links.h). */
 static void log_attached(const struct l4d *d, const struct l4_iface *f)
 {
-    const char *mode = d->cfg->l4.xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)";
+    const char *mode = l4_conf(d->cfg)->xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)";
     switch (f->how) {
     case L4_ATTACH_NEW:
         log_info("attached to %s in %s XDP mode (link %" PRIu32 ", pinned in %s/" L4_LINKS_SUBDIR ")", f->name,
@@ -946,7 +946,7 @@ int l4_daemon_run(const struct l4_run_options *o)
         config_errors_free(&errs);
         return 1;
     }
-    const struct cfg_l4 *l4 = &d.cfg->l4;
+    const struct cfg_l4 *l4 = l4_conf(d.cfg);
     if (!l4->present) {
         fprintf(stderr, "sluice l4: %s has no l4: section (see docs/l4.md)\n", o->config_path);
         config_free(d.cfg);

@@ -2,7 +2,7 @@
  * reload), api.c (the /api/l4/ admin routes) and pools.c (the services as
  * pools of the admin API). Nothing else includes it.
  *
- * The services are d->cfg->l4.services: the file's, then edited by the
+ * The services are l4_conf(d->cfg)->services: the file's, then edited by the
  * API. Each service has a slot (vip_meta.svc: its vip_stats entry, its
  * nat_pools entry and its two Maglev tables 2*slot and 2*slot+1) and each
  * real a reals map index. Both stay with the service or real for as long
@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "core/admin.h"
-#include "core/config.h"
+#include "l4/l4_conf.h"
 #include "core/evloop.h"
 #include "core/health.h"
 #include "core/pool_view.h"

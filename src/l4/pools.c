@@ -42,13 +42,13 @@ static const char *pool_algorithm(void *arg, size_t p)
 static size_t n_backends(void *arg, size_t p)
 {
     const struct l4d *d = arg;
-    return d->cfg->l4.services[p].n_reals;
+    return l4_conf(d->cfg)->services[p].n_reals;
 }
 
 static const struct sl_addr *backend_addr(void *arg, size_t p, size_t b)
 {
     const struct l4d *d = arg;
-    return &d->cfg->l4.services[p].reals[b].addr;
+    return &l4_conf(d->cfg)->services[p].reals[b].addr;
 }
 
 static void backend(void *arg, size_t p, size_t b, uint64_t now, struct pool_backend_info *out)

@@ -163,7 +163,7 @@ static int svcs_from_model(struct l4_snapshot *snap, const struct l4_model_svc *
         const struct cfg_l4_service *cs = svcs[i].cs;
         struct l4_row_svc *s = &snap->svcs[i];
         snprintf(s->vip, sizeof s->vip, "%s", cs->vip.text);
-        s->proto = cs->proto == PROTO_UDP ? "UDP" : "TCP";
+        s->proto = cs->proto == L4_PROTO_UDP ? "UDP" : "TCP";
         s->mode = l4_fwd_mode_name(cs->mode);
         s->scheduler = l4_scheduler_name(cs->scheduler);
         s->svc = svcs[i].slot;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "l4/l4_conf.h"
 #include "lib/strbuf.h"
 #include "l4/bpf/l4_maps.h"
 

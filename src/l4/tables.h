@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "core/config.h"
+#include "l4/l4_conf.h"
 #include "l4/bpf/l4_maps.h"
 
 /* Addresses in the maps' 16-byte form (IPv4 v4-mapped). */

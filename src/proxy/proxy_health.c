@@ -58,7 +58,7 @@ static void proxy_health_free(void *p)
     free(ph);
 }
 
-struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct sl_config *cfg, struct shared_state *sh)
+struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct proxy_conf *cfg, struct shared_state *sh)
 {
     struct proxy_health *ph = calloc(1, sizeof *ph);
     if (!ph)

@@ -12,15 +12,14 @@
 #ifndef SLUICE_PROXY_PROXY_HEALTH_H
 #define SLUICE_PROXY_PROXY_HEALTH_H
 
-#include "core/config.h"
 #include "core/evloop.h"
-#include "core/shared.h"
+#include "proxy/shared.h"
 
 struct proxy_health;
 
 /* Start checking every backend of cfg. cfg and sh must outlive it. NULL
  * on out of memory. */
-struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct sl_config *cfg, struct shared_state *sh);
+struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct proxy_conf *cfg, struct shared_state *sh);
 
 /* Cancel in-flight checks, close their sockets and free it. Safe from any
  * callback of the same loop (the memory goes after the current batch). */

@@ -1,4 +1,5 @@
-/* Unit tests for core/admin: /metrics rendering, PATCH body validation,
+/* Unit tests for core/admin with the proxy's mount (proxy/proxy_admin.c,
+ * core/pool_view.c): /metrics rendering, PATCH body validation,
  * routing through admin_handle (no network), and the HTTP server itself on
  * 127.0.0.1:0 driven by the test's event loop. */
 #include <setjmp.h>
@@ -22,7 +23,9 @@
 #include "core/admin.h"
 #include "core/log.h"
 #include "core/pool_view.h"
-#include "core/shared.h"
+#include "proxy/proxy_admin.h"
+#include "proxy/proxy_conf.h"
+#include "proxy/shared.h"
 
 #define WEIRD_POOL "we\"ird\\pool\nname"
 
@@ -35,11 +38,10 @@ struct fixture {
     struct cfg_backend weird_b[1];
     struct cfg_pool pools[2];
     struct cfg_listener listener;
-    struct sl_config cfg;
+    struct proxy_conf cfg;
     struct shared_state *sh;
     int pids[2];
-    struct shared_view shv;
-    struct pool_view pool_view;
+    struct proxy_admin pa;
     struct admin_site site;
 };
 
@@ -64,7 +66,6 @@ static int setup(void **state)
     f->pools[1] = (struct cfg_pool){.name = WEIRD_POOL, .algorithm = LB_LEAST_CONN, .backends = f->weird_b,
                                     .n_backends = 1};
     f->listener.name = "web";
-    f->cfg.path = "/etc/sluice/test.yaml";
     f->cfg.pools = f->pools;
     f->cfg.n_pools = 2;
     f->cfg.listeners = &f->listener;
@@ -76,10 +77,9 @@ static int setup(void **state)
     f->pids[1] = 4343;
     f->site.status = (struct admin_status){.started_ms = ev_clock_ms(), .reloads = 1, .worker_restarts = 5,
                                            .worker_pids = f->pids, .n_workers = 2, .version = "9.9.9-test",
-                                           .config_path = f->cfg.path};
-    f->shv = (struct shared_view){.cfg = &f->cfg, .sh = f->sh};
-    f->pool_view = (struct pool_view){&shared_pool_view_ops, &f->shv};
-    if (pool_view_mount(&f->site, &f->pool_view) < 0)
+                                           .config_path = "/etc/sluice/test.yaml"};
+    f->pa = (struct proxy_admin){.cfg = &f->cfg, .sh = f->sh};
+    if (proxy_admin_mount(&f->site, &f->pa) < 0)
         return -1;
     *state = f;
     return 0;
@@ -215,16 +215,16 @@ static void test_metrics_from_yaml(void **state)
                                "listeners:\n"
                                "  - {name: front, listen: 127.0.0.1:7080, pool: api}\n";
     struct config_errors errs = {0};
+    config_register_section(&proxy_conf_section);
     struct sl_config *cfg = config_load_string("inline.yaml", yaml, sizeof yaml - 1, &errs);
     if (!cfg)
         fail_msg("config: %s", errs.n ? errs.lines[0] : "?");
-    struct shared_state *sh = shared_create(cfg, 1);
+    struct shared_state *sh = shared_create(proxy_conf(cfg), 1);
     assert_non_null(sh);
     atomic_store(&shared_lctr(sh, 0, 0)->active, 2);
-    struct shared_view pools = {.cfg = cfg, .sh = sh};
-    struct pool_view pv = {&shared_pool_view_ops, &pools};
+    struct proxy_admin pa = {.cfg = proxy_conf(cfg), .sh = sh};
     struct admin_site site = {.status = {.started_ms = ev_clock_ms(), .n_workers = 1}};
-    assert_int_equal(pool_view_mount(&site, &pv), 0);
+    assert_int_equal(proxy_admin_mount(&site, &pa), 0);
     char *m = admin_render_metrics(&site, NULL);
     assert_non_null(m);
     check_exposition(m);
@@ -243,12 +243,11 @@ static void test_metrics_from_yaml(void **state)
 static void test_metrics_inconsistent_view(void **state)
 {
     struct fixture *f = *state;
-    struct sl_config bigger = f->cfg;
+    struct proxy_conf bigger = f->cfg;
     bigger.n_pools = 1;
-    struct shared_view pools = {.cfg = &bigger, .sh = f->sh};
-    struct pool_view pv = {&shared_pool_view_ops, &pools};
+    struct proxy_admin pa = {.cfg = &bigger, .sh = f->sh};
     struct admin_site site = {.status = f->site.status};
-    assert_int_equal(pool_view_mount(&site, &pv), 0);
+    assert_int_equal(proxy_admin_mount(&site, &pa), 0);
     char *m = admin_render_metrics(&site, NULL);
     assert_non_null(m);
     check_exposition(m);
@@ -261,7 +260,7 @@ static void test_metrics_inconsistent_view(void **state)
 
 static int patch(struct fixture *f, size_t g, const char *body, char *err, size_t errlen)
 {
-    return shared_apply_backend_patch(f->sh, g, body, strlen(body), err, errlen);
+    return proxy_admin_apply_backend_patch(f->sh, g, body, strlen(body), err, errlen);
 }
 
 static void test_patch_valid(void **state)
@@ -331,9 +330,9 @@ static void test_patch_invalid(void **state)
     }
     char err[256];
     /* embedded NUL and out-of-range index */
-    assert_int_equal(shared_apply_backend_patch(f->sh, 0, "{\"weight\":5}\0", 13, err, sizeof err), -1);
-    assert_int_equal(shared_apply_backend_patch(f->sh, 3, "{\"weight\":5}", 12, err, sizeof err), -1);
-    assert_int_equal(shared_apply_backend_patch(f->sh, 0, NULL, 0, err, sizeof err), -1);
+    assert_int_equal(proxy_admin_apply_backend_patch(f->sh, 0, "{\"weight\":5}\0", 13, err, sizeof err), -1);
+    assert_int_equal(proxy_admin_apply_backend_patch(f->sh, 3, "{\"weight\":5}", 12, err, sizeof err), -1);
+    assert_int_equal(proxy_admin_apply_backend_patch(f->sh, 0, NULL, 0, err, sizeof err), -1);
     assert_int_equal(atomic_load(&backend(f, 0)->weight), 1);
     assert_int_equal(atomic_load(&backend(f, 0)->admin), BACKEND_ENABLED);
     assert_int_equal(atomic_load(&f->sh->generation), gen);
@@ -1022,7 +1021,7 @@ static void test_server_bind_error(void **state)
 
 int main(void)
 {
-    log_setup(LOG_WARN, NULL, "test");
+    log_setup(LOG_LEVEL_WARN, NULL, "test");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_metrics_render, setup, teardown),
         cmocka_unit_test(test_metrics_from_yaml),

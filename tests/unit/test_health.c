@@ -143,7 +143,7 @@ struct fixture {
     struct ev_loop *loop;
     struct cfg_backend backend;
     struct cfg_pool pool;
-    struct sl_config cfg;
+    struct proxy_conf cfg;
     struct shared_state *sh;
     struct test_server srv;
 };

@@ -12,16 +12,16 @@
  * (health, admin changes, ejection, counters) carries over by pool name and
  * backend address.
  */
-#ifndef SLUICE_CORE_SHARED_H
-#define SLUICE_CORE_SHARED_H
+#ifndef SLUICE_PROXY_SHARED_H
+#define SLUICE_PROXY_SHARED_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
 #include "core/pool_view.h"
+#include "proxy/proxy_conf.h"
 
 enum backend_health { HEALTH_UP = 0, HEALTH_DOWN = 1 };
 
@@ -92,13 +92,13 @@ struct shared_state {
 };
 
 /* Map a region sized for cfg and n_workers, initialised from cfg. */
-struct shared_state *shared_create(const struct sl_config *cfg, uint32_t n_workers);
+struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_workers);
 void shared_destroy(struct shared_state *sh);
 
 /* Copy health, admin state, ejection and counter totals from an older
  * region for backends that exist in both (same pool name and address). */
-void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg,
-                       const struct shared_state *src, const struct sl_config *src_cfg);
+void shared_carry_over(struct shared_state *dst, const struct proxy_conf *dst_cfg,
+                       const struct shared_state *src, const struct proxy_conf *src_cfg);
 
 static inline struct backend_counters *shared_bctr(struct shared_state *sh, uint32_t worker, size_t backend)
 {
@@ -125,21 +125,5 @@ void shared_backend_ctl(const struct shared_backend *b, struct backend_ctl *out)
 
 /* backend_effective_weight() of them: used by workers for balancing. */
 uint32_t shared_effective_weight(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms);
-
-/* The pools view (core/pool_view.h) of a configuration and its shared
- * region; cfg and sh are swapped together on reload. */
-struct shared_view {
-    const struct sl_config *cfg;
-    struct shared_state *sh;
-};
-extern const struct pool_view_ops shared_pool_view_ops;
-
-/* Validate a PATCH body (backend_patch_parse) and apply it to backend gidx
- * of sh: all of the body is checked before anything is stored, so a
- * rejected body changes nothing. "admin": "enabled" also clears a passive
- * ejection. Returns 0, or -1 with a reason in err. */
-int shared_apply_backend_patch(struct shared_state *sh, size_t gidx, const char *body, size_t len, char *err,
-                               size_t errlen);
-void shared_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt);
 
 #endif

@@ -1,12 +1,10 @@
-/* The pools view (core/pool_view.h) of a configuration and its shared
- * region: what the admin API and /metrics show of the proxy's listeners,
- * pools and backends, and where the API's changes go. */
-#include "core/shared.h"
+/* See proxy_admin.h. */
+#include "proxy/proxy_admin.h"
 
 #include <stdio.h>
 #include <string.h>
 
-void shared_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt)
+void proxy_admin_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt)
 {
     struct shared_backend *sb = &sh->backends[gidx];
     if (pt->has_weight)
@@ -23,7 +21,7 @@ void shared_apply_patch(struct shared_state *sh, size_t gidx, const struct backe
     atomic_fetch_add(&sh->generation, 1);
 }
 
-int shared_apply_backend_patch(struct shared_state *sh, size_t gidx, const char *body, size_t len, char *err,
+int proxy_admin_apply_backend_patch(struct shared_state *sh, size_t gidx, const char *body, size_t len, char *err,
                                size_t errlen)
 {
     if (!sh || gidx >= sh->n_backends) {
@@ -33,7 +31,7 @@ int shared_apply_backend_patch(struct shared_state *sh, size_t gidx, const char 
     struct backend_patch pt;
     if (backend_patch_parse(body, len, false, &pt, err, errlen) < 0)
         return -1;
-    shared_apply_patch(sh, gidx, &pt);
+    proxy_admin_apply_patch(sh, gidx, &pt);
     return 0;
 }
 
@@ -41,7 +39,7 @@ int shared_apply_backend_patch(struct shared_state *sh, size_t gidx, const char 
  * turn into an out-of-bounds read. */
 static bool view_consistent(void *arg)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     if (!v || !v->cfg || !v->sh)
         return false;
     size_t n = 0;
@@ -52,7 +50,7 @@ static bool view_consistent(void *arg)
 
 static size_t view_n_listeners(void *arg)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     return v->cfg->n_listeners;
 }
 
@@ -67,7 +65,7 @@ static void responses_in_label_order(uint64_t out[6], const _Atomic uint64_t in[
 
 static void view_listener(void *arg, size_t l, struct pool_listener_info *r)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     struct listener_counters c;
     shared_sum_listener(v->sh, l, &c);
     memset(r, 0, sizeof *r);
@@ -88,37 +86,37 @@ static void view_listener(void *arg, size_t l, struct pool_listener_info *r)
 
 static size_t view_n_pools(void *arg)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     return v->cfg->n_pools;
 }
 
 static const char *view_pool_name(void *arg, size_t p)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     return v->cfg->pools[p].name;
 }
 
 static const char *view_pool_algorithm(void *arg, size_t p)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     return lb_algorithm_name(v->cfg->pools[p].algorithm);
 }
 
 static size_t view_n_backends(void *arg, size_t p)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     return v->cfg->pools[p].n_backends;
 }
 
 static const struct sl_addr *view_backend_addr(void *arg, size_t p, size_t b)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     return &v->cfg->pools[p].backends[b].addr;
 }
 
 static void view_backend(void *arg, size_t p, size_t b, uint64_t now, struct pool_backend_info *r)
 {
-    const struct shared_view *v = arg;
+    const struct proxy_admin *v = arg;
     const struct cfg_pool *pool = &v->cfg->pools[p];
     size_t g = shared_backend_index(v->sh, p, b);
     const struct shared_backend *sb = &v->sh->backends[g];
@@ -147,11 +145,11 @@ static void view_backend(void *arg, size_t p, size_t b, uint64_t now, struct poo
 
 static void view_change(void *arg, size_t p, size_t b, const struct backend_patch *pt)
 {
-    const struct shared_view *v = arg;
-    shared_apply_patch(v->sh, shared_backend_index(v->sh, p, b), pt);
+    const struct proxy_admin *v = arg;
+    proxy_admin_apply_patch(v->sh, shared_backend_index(v->sh, p, b), pt);
 }
 
-const struct pool_view_ops shared_pool_view_ops = {
+static const struct pool_view_ops proxy_pool_view_ops = {
     .consistent = view_consistent,
     .n_listeners = view_n_listeners,
     .listener = view_listener,
@@ -163,3 +161,9 @@ const struct pool_view_ops shared_pool_view_ops = {
     .backend = view_backend,
     .change = view_change,
 };
+
+int proxy_admin_mount(struct admin_site *site, struct proxy_admin *pa)
+{
+    pa->view = (struct pool_view){ &proxy_pool_view_ops, pa };
+    return pool_view_mount(site, &pa->view);
+}

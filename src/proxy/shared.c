@@ -1,4 +1,4 @@
-#include "core/shared.h"
+#include "proxy/shared.h"
 
 #include <string.h>
 #include <sys/mman.h>
@@ -7,7 +7,7 @@
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-struct shared_state *shared_create(const struct sl_config *cfg, uint32_t n_workers)
+struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_workers)
 {
     size_t n_backends = 0;
     for (size_t p = 0; p < cfg->n_pools; p++)
@@ -103,8 +103,8 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
 
 /* Listener totals carry over by listener name, like backend totals, so a
  * reload does not make the API's and /metrics' counters go backwards. */
-static void carry_over_listeners(struct shared_state *dst, const struct sl_config *dst_cfg,
-                                 const struct shared_state *src, const struct sl_config *src_cfg)
+static void carry_over_listeners(struct shared_state *dst, const struct proxy_conf *dst_cfg,
+                                 const struct shared_state *src, const struct proxy_conf *src_cfg)
 {
     for (size_t l = 0; l < dst_cfg->n_listeners && l < dst->n_listeners; l++) {
         for (size_t k = 0; k < src_cfg->n_listeners && k < src->n_listeners; k++) {
@@ -131,11 +131,11 @@ static void carry_over_listeners(struct shared_state *dst, const struct sl_confi
     }
 }
 
-void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg,
-                       const struct shared_state *src, const struct sl_config *src_cfg)
+void shared_carry_over(struct shared_state *dst, const struct proxy_conf *dst_cfg,
+                       const struct shared_state *src, const struct proxy_conf *src_cfg)
 {
     for (size_t p = 0; p < dst_cfg->n_pools; p++) {
-        int sp = config_pool_index(src_cfg, dst_cfg->pools[p].name);
+        int sp = proxy_conf_pool_index(src_cfg, dst_cfg->pools[p].name);
         if (sp < 0)
             continue;
         const struct cfg_pool *spool = &src_cfg->pools[sp];
