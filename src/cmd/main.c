@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cmd/ctl.h"
-#include "cmd/master.h"
+#include "proxy/master.h"
 #include "core/version.h"
 #include "core/config.h"
 #include "l4/l4.h"

@@ -45,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -773,7 +772,7 @@ static void reload(struct l4d *d)
     d->cfg = cfg;
     commit(d, &p);
     config_free(old);
-    d->site.status.reloads++;
+    d->dmn.site.status.reloads++;
     log_info("reloaded %s: %zu service%s, %zu real%s", d->config_path, nl4->n_services,
              nl4->n_services == 1 ? "" : "s", d->n_reals, d->n_reals == 1 ? "" : "s");
 }
@@ -841,20 +840,23 @@ static void l4_metrics(void *arg, struct strbuf *out)
     l4_snapshot_free(&snap);
 }
 
-static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
+/* The daemon skeleton's signals: SIGHUP reloads, SIGTERM and SIGINT stop
+ * at once (the forwarder stays attached). */
+static void on_reload(void *arg)
 {
-    struct l4d *d = io->data;
-    struct signalfd_siginfo si;
-    while (read(d->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-        if (si.ssi_signo == SIGHUP) {
-            log_info("SIGHUP: reloading %s", d->config_path);
-            reload(d);
-            continue;
-        }
-        log_info("signal %s: stopping", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-        ev_break(loop);
-    }
+    struct l4d *d = arg;
+    log_info("SIGHUP: reloading %s", d->config_path);
+    reload(d);
 }
+
+static void on_stop(void *arg, int sig)
+{
+    struct l4d *d = arg;
+    log_info("signal %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    daemon_stopped(&d->dmn);
+}
+
+static const struct daemon_ops l4_daemon_ops = { .reload = on_reload, .stop = on_stop };
 
 static uint32_t max_reals(const struct cfg_l4 *l4)
 {
@@ -930,16 +932,12 @@ static void log_staying(const struct l4d *d)
 int l4_daemon_run(const struct l4_run_options *o)
 {
     struct config_errors errs = { 0 };
-    struct l4d d = { .pin_dir = o->pin_dir ? o->pin_dir : L4_PIN_DIR, .sig_fd = -1, .config_path = o->config_path };
+    struct l4d d = { .pin_dir = o->pin_dir ? o->pin_dir : L4_PIN_DIR, .config_path = o->config_path };
     char err[512];
     int rc = 1;
 
-    d.cfg = config_load(o->config_path, &errs);
     /* sluice l4 writes log.file (listeners and their access logs are the proxy's). */
-    if (d.cfg && config_check_files(d.cfg, CONFIG_FILES_LOG, &errs)) {
-        config_free(d.cfg);
-        d.cfg = NULL;
-    }
+    d.cfg = daemon_load_config(o->config_path, CONFIG_FILES_LOG, &errs);
     if (!d.cfg) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.lines[i]);
@@ -952,15 +950,19 @@ int l4_daemon_run(const struct l4_run_options *o)
         config_free(d.cfg);
         return 1;
     }
-    log_setup(d.cfg->log_level, d.cfg->log_file, "l4");
+    const struct daemon_spec spec = { .role = "l4", .ops = &l4_daemon_ops, .arg = &d };
+    if (daemon_init(&d.dmn, &spec, d.cfg, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    d.loop = d.dmn.loop;
     d.seed = l4->seed;
     int jit = l4_jit_disabled();
     if (jit == 1)
         log_warn("the BPF JIT is off (/proc/sys/net/core/bpf_jit_enable is 0): the forwarder runs interpreted, "
                  "several times slower; enable it with sysctl net.core.bpf_jit_enable=1");
-    d.loop = ev_loop_new();
-    d.hc = d.loop ? hc_set_new(d.loop) : NULL;
-    if (!d.loop || !d.hc) {
+    d.hc = hc_set_new(d.loop);
+    if (!d.hc) {
         log_error("out of memory");
         goto out;
     }
@@ -1019,36 +1021,24 @@ int l4_daemon_run(const struct l4_run_options *o)
                      l4->services[s].vip.text, l4->services[s].n_local_addrs,
                      l4->services[s].n_local_addrs == 1 ? "" : "es");
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    d.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (d.sig_fd < 0) {
-        log_error("signalfd: %s", strerror(errno));
+    /* Signals from now on: a stop before this leaves nothing half done. */
+    if (daemon_catch_signals(&d.dmn, err, sizeof err) < 0) {
+        log_error("%s", err);
         goto out;
     }
-    ev_io_init(&d.sig_io, d.sig_fd, on_signal, &d);
-    ev_io_set(d.loop, &d.sig_io, EPOLLIN);
-
-    d.site.status = (struct admin_status){ .version = SLUICE_VERSION, .config_path = d.config_path,
-                                           .started_ms = ev_clock_ms() };
+    d.dmn.site.status = (struct admin_status){ .version = SLUICE_VERSION, .config_path = d.config_path,
+                                               .started_ms = ev_clock_ms() };
     d.pool_view = (struct pool_view){ &l4_pool_view_ops, &d };
-    pool_view_mount(&d.site, &d.pool_view);
-    metrics_register(&d.site.metrics, l4_metrics, &d);
-    admin_mount(&d.site, NULL, "/api/l4", l4_api_handle, &d);
-    if (d.cfg->admin_enabled) {
-        d.admin = admin_start(d.loop, &d.cfg->admin_addr, &d.site, err, sizeof err);
-        if (!d.admin) {
-            log_error("admin API: %s", err);
-            goto out;
-        }
+    pool_view_mount(&d.dmn.site, &d.pool_view);
+    metrics_register(&d.dmn.site.metrics, l4_metrics, &d);
+    admin_mount(&d.dmn.site, NULL, "/api/l4", l4_api_handle, &d);
+    if (daemon_admin_start(&d.dmn, d.cfg, err, sizeof err) < 0) {
+        log_error("admin API: %s", err);
+        goto out;
+    }
+    if (d.dmn.admin)
         log_info("admin API on %s (services are pools named PROTO:VIP; changes under /api/l4/)",
                  d.cfg->admin_addr.text);
-    }
     if (l4_links_attach(d.pin_dir, d.ld.prog_fd, d.ld.ifaces, d.ld.n_ifaces, l4->xdp_generic, o->force,
                         gone_iface, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -1064,22 +1054,17 @@ int l4_daemon_run(const struct l4_run_options *o)
     ev_timer_start(d.loop, &d.tick, TICK_MS);
     log_info("sluice l4 running: %zu service%s, %zu real%s", l4->n_services, l4->n_services == 1 ? "" : "s",
              d.n_reals, d.n_reals == 1 ? "" : "s");
-    rc = ev_run(d.loop) < 0 ? 1 : 0;
+    rc = daemon_run(&d.dmn) < 0 ? 1 : 0;
 
 out:
     hc_set_free(d.hc);
-    if (d.admin)
-        admin_stop(d.admin);
+    admin_stop(d.dmn.admin);
+    d.dmn.admin = NULL;
     log_staying(&d);
     l4_loader_close(&d.ld);
-    if (d.loop) {
+    if (d.loop)
         ev_timer_stop(d.loop, &d.tick);
-        if (d.sig_fd >= 0)
-            ev_io_stop(d.loop, &d.sig_io);
-        ev_loop_free(d.loop);
-    }
-    if (d.sig_fd >= 0)
-        close(d.sig_fd);
+    daemon_fini(&d.dmn);
     struct plan last = { .rr = d.rr, .n_reals = d.n_reals, .sr = d.sr, .n_svcs = d.n_svcs };
     plan_free(&last);
     config_free(d.cfg);

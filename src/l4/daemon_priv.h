@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "core/admin.h"
+#include "core/daemon.h"
 #include "l4/l4_conf.h"
 #include "core/evloop.h"
 #include "core/health.h"
@@ -62,13 +63,10 @@ struct l4d {
     const char *config_path;
     struct l4_loader ld;
     const char *pin_dir;
-    struct ev_loop *loop;
+    struct daemon dmn;       /* loop, signals, admin API (core/daemon.h) */
+    struct ev_loop *loop;    /* dmn.loop */
     struct ev_timer tick;
-    struct ev_io sig_io;
-    int sig_fd;
     struct hc_set *hc;       /* the reals' health checks */
-    struct admin_server *admin;
-    struct admin_site site;  /* what the admin API serves */
     struct pool_view pool_view; /* the services as pools (pools.c) */
     struct real_rt *rr;      /* [n_reals], in service order */
     size_t n_reals;

@@ -1,6 +1,6 @@
 /* The master process of `sluice proxy`: supervision, reload, admin API. */
-#ifndef SLUICE_CMD_MASTER_H
-#define SLUICE_CMD_MASTER_H
+#ifndef SLUICE_PROXY_MASTER_H
+#define SLUICE_PROXY_MASTER_H
 
 #include <stdint.h>
 
