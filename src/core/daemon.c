@@ -46,6 +46,10 @@ int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct s
         snprintf(err, errlen, "cannot create the event loop: %s", strerror(errno));
         return -1;
     }
+    if (spec->module && spec->module->admin && spec->module->admin(&d->site, spec->arg) < 0) {
+        snprintf(err, errlen, "%s: its admin routes do not fit the admin site", spec->module->name);
+        return -1;
+    }
     return 0;
 }
 

@@ -18,8 +18,9 @@
  *   daemon_run           the loop, until daemon_stopped()
  *   daemon_fini          stop the API, remove the pid file, free the loop
  *
- * The admin site is the daemon's: the tier mounts its routes and metric
- * families on d->site and keeps d->site.status current.
+ * The admin site is the daemon's: the module's admin hook mounts the
+ * tier's routes and metric families on d->site, and the tier keeps
+ * d->site.status current.
  */
 #ifndef SLUICE_CORE_DAEMON_H
 #define SLUICE_CORE_DAEMON_H
@@ -31,6 +32,7 @@
 #include "core/admin.h"
 #include "core/config.h"
 #include "core/evloop.h"
+#include "core/module.h"
 
 #define DAEMON_MAX_SIGNALS 8
 
@@ -47,6 +49,7 @@ struct daemon_ops {
 
 struct daemon_spec {
     const char *role;                 /* in every log line: "master", "l4" */
+    const struct sl_module *module;   /* its admin routes and families are mounted by daemon_init; may be NULL */
     const int *stop_signals;          /* besides SIGTERM and SIGINT, 0-terminated; may be NULL */
     const int *other_signals;         /* handled by ops->signal, 0-terminated; may be NULL */
     const struct daemon_ops *ops;
@@ -69,8 +72,9 @@ struct daemon {
 struct sl_config *daemon_load_config(const char *path, unsigned files, struct config_errors *errs);
 
 /* Logging as cfg says, for `role`; the descriptor limit raised to its
- * hard limit (many clients, many backends); the event loop. Returns 0, or
- * -1 with a reason in err. */
+ * hard limit (many clients, many backends); the event loop; the module's
+ * admin routes and metric families mounted on d->site (spec->arg is
+ * handed to module->admin). Returns 0, or -1 with a reason in err. */
 int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct sl_config *cfg, char *err,
                 size_t errlen);
 

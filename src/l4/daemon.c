@@ -58,6 +58,7 @@
 #include "core/log.h"
 #include "lib/maglev.h"
 #include "l4/daemon_priv.h"
+#include "l4/l4_module.h"
 #include "l4/loader.h"
 #include "l4/nexthop.h"
 #include "l4/stats.h"
@@ -840,6 +841,15 @@ static void l4_metrics(void *arg, struct strbuf *out)
     l4_snapshot_free(&snap);
 }
 
+int l4_daemon_admin(struct admin_site *site, void *arg)
+{
+    struct l4d *d = arg;
+    d->pool_view = (struct pool_view){ &l4_pool_view_ops, d };
+    if (pool_view_mount(site, &d->pool_view) < 0 || metrics_register(&site->metrics, l4_metrics, d) < 0)
+        return -1;
+    return admin_mount(site, NULL, "/api/l4", l4_api_handle, d);
+}
+
 /* The daemon skeleton's signals: SIGHUP reloads, SIGTERM and SIGINT stop
  * at once (the forwarder stays attached). */
 static void on_reload(void *arg)
@@ -950,7 +960,7 @@ int l4_daemon_run(const struct l4_run_options *o)
         config_free(d.cfg);
         return 1;
     }
-    const struct daemon_spec spec = { .role = "l4", .ops = &l4_daemon_ops, .arg = &d };
+    const struct daemon_spec spec = { .role = "l4", .module = &l4_module, .ops = &l4_daemon_ops, .arg = &d };
     if (daemon_init(&d.dmn, &spec, d.cfg, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
@@ -1028,10 +1038,6 @@ int l4_daemon_run(const struct l4_run_options *o)
     }
     d.dmn.site.status = (struct admin_status){ .version = SLUICE_VERSION, .config_path = d.config_path,
                                                .started_ms = ev_clock_ms() };
-    d.pool_view = (struct pool_view){ &l4_pool_view_ops, &d };
-    pool_view_mount(&d.dmn.site, &d.pool_view);
-    metrics_register(&d.dmn.site.metrics, l4_metrics, &d);
-    admin_mount(&d.dmn.site, NULL, "/api/l4", l4_api_handle, &d);
     if (daemon_admin_start(&d.dmn, d.cfg, err, sizeof err) < 0) {
         log_error("admin API: %s", err);
         goto out;

@@ -32,6 +32,7 @@
 #include "core/version.h"
 #include "proxy/proxy_admin.h"
 #include "proxy/proxy_health.h"
+#include "proxy/proxy_module.h"
 #include "proxy/shared.h"
 #include "proxy/worker.h"
 
@@ -486,6 +487,12 @@ static const int stop_signals[] = { SIGQUIT, 0 };
 /* SIGUSR1 is only blocked (nothing to do yet; the default would kill). */
 static const int other_signals[] = { SIGCHLD, SIGUSR1, 0 };
 
+int master_admin(struct admin_site *site, void *arg)
+{
+    struct master *m = arg;
+    return proxy_admin_mount(site, &m->pools);
+}
+
 /* Undo a start that went wrong half way. */
 static int fail_start(struct master *m, struct sl_config *cfg)
 {
@@ -511,7 +518,7 @@ int master_run(const struct master_options *opt)
     struct master m = {0};
     m.config_path = opt->config_path;
     m.workers_override = opt->workers;
-    const struct daemon_spec spec = { .role = "master", .stop_signals = stop_signals,
+    const struct daemon_spec spec = { .role = "master", .module = &proxy_module, .stop_signals = stop_signals,
                                       .other_signals = other_signals, .ops = &master_ops, .arg = &m };
     char err[256];
     if (daemon_init(&m.d, &spec, cfg, err, sizeof err) < 0 || daemon_catch_signals(&m.d, err, sizeof err) < 0) {
@@ -530,7 +537,6 @@ int master_run(const struct master_options *opt)
 
     m.d.site.status.started_ms = ev_clock_ms();
     m.d.site.status.version = SLUICE_VERSION;
-    proxy_admin_mount(&m.d.site, &m.pools);
     update_view(&m);
     if (daemon_admin_start(&m.d, cfg, err, sizeof err) < 0) {
         log_error("%s: admin.listen: %s", cfg->path, err);

@@ -14,4 +14,10 @@ struct master_options {
 /* Runs until SIGTERM/SIGINT/SIGQUIT; returns the process exit code. */
 int master_run(const struct master_options *opt);
 
+struct admin_site;
+/* The proxy module's admin hook (core/module.h): mounts /api/pools with
+ * the listener and backend families for the master `arg`'s current
+ * generation. */
+int master_admin(struct admin_site *site, void *arg);
+
 #endif
