@@ -10,11 +10,6 @@ const char *const hc_type_names[] = {
     [HEALTH_NONE] = "none", [HEALTH_TCP] = "tcp", [HEALTH_HTTP] = "http", NULL,
 };
 
-const char *hc_type_name(enum health_type t)
-{
-    return (unsigned)t <= HEALTH_HTTP ? hc_type_names[t] : "unknown";
-}
-
 void hc_conf_defaults(struct cfg_health *h)
 {
     *h = (struct cfg_health){

@@ -38,7 +38,6 @@ struct cfg_health {
 
 /* "none", "tcp", "http", indexed by the enum, NULL-terminated. */
 extern const char *const hc_type_names[];
-const char *hc_type_name(enum health_type t);
 
 /* The defaults above (http_path is allocated). */
 void hc_conf_defaults(struct cfg_health *h);

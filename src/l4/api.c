@@ -33,7 +33,7 @@
 
 static const char *proto_name(const struct cfg_l4_service *s)
 {
-    return s->proto == L4_PROTO_UDP ? "udp" : "tcp";
+    return l4_proto_name(s->proto);
 }
 
 static int find_by_name(const struct l4d *d, const char *name)

@@ -75,7 +75,7 @@ static const struct cfg_l4_service *svc_of(const struct l4d *d, size_t s) { retu
 
 void l4_service_name(const struct cfg_l4_service *s, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s:%s", s->proto == L4_PROTO_UDP ? "udp" : "tcp", s->vip.text);
+    snprintf(buf, cap, "%s:%s", l4_proto_name(s->proto), s->vip.text);
 }
 
 void l4d_real_ctl(const struct l4d *d, size_t g, struct backend_ctl *out)
