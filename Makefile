@@ -51,11 +51,14 @@ $(foreach l,lib core $(TIERS),$(eval $(call layer_rules,$(l))))
 link_libs = $(foreach l,$(TIERS) core lib,$(call layer_lib,$(l),$(1)))
 
 # Fuzz targets are built by clang with libFuzzer from the sources of lib,
-# core and the proxy tier (not from the gcc archives), in one command, so
-# without dependency files: they depend on every header of those layers.
+# core and the proxy tier (not from the gcc archives), plus every tier's
+# config section (src/TIER/TIER_conf.c: pure code, so fuzz_config reads
+# whole files), in one command, so without dependency files: they depend
+# on every header of those layers.
 FUZZ_CFLAGS = $(filter-out -MMD -MP,$(BASEFLAGS)) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined
-LIB_SRC := $(foreach l,lib core proxy,$(call layer_src,$(l)))
-FUZZ_HDRS := $(wildcard $(foreach l,lib core proxy,src/$(l)/*.h))
+SECTION_SRC := $(filter-out $(foreach l,lib core proxy cmd,src/$(l)/%),$(wildcard src/*/*_conf.c))
+LIB_SRC := $(foreach l,lib core proxy,$(call layer_src,$(l))) $(SECTION_SRC)
+FUZZ_HDRS := $(wildcard $(foreach l,lib core proxy,src/$(l)/*.h)) $(SECTION_SRC:.c=.h)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)

@@ -1,14 +1,31 @@
-/* sluice: one executable, several subcommands. */
+/* sluice: one executable, several subcommands.
+ *
+ * The tiers are modules (core/module.h), listed here by hand: each brings
+ * its config sections (registered before any file is read), its verbs
+ * (`sluice proxy`, `sluice l4`) and its part of `sluice check`'s summary.
+ * The verbs of the executable itself are check, version, help and the
+ * admin API clients status, pools and backend (cmd/ctl.c), which speak to
+ * whichever daemon answers.
+ */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd/ctl.h"
-#include "cmd/master.h"
-#include "core/version.h"
 #include "core/config.h"
-#include "l4/l4.h"
+#include "core/module.h"
+#include "core/version.h"
+#include "l4/l4_module.h"
+#include "lib/strbuf.h"
+#include "proxy/proxy_module.h"
+
+static const struct sl_module *const modules[] = {
+    &proxy_module,
+    &l4_module,
+    NULL,
+};
 
 static const char *usage_main =
     "Usage: sluice COMMAND [OPTIONS]\n"
@@ -37,25 +54,6 @@ static const char *usage_main =
     "\n"
     "Run 'sluice COMMAND --help' for a command's options.\n"
     "Docs: README.md, docs/configuration.md, docs/admin-api.md, docs/l4.md\n";
-
-static const char *usage_proxy =
-    "Usage: sluice proxy -c FILE [--workers N] [--pid-file PATH]\n"
-    "\n"
-    "Run the L7 proxy: a master process that supervises N worker processes\n"
-    "(default: one per core, or 'workers' in FILE). Each worker accepts on its\n"
-    "own SO_REUSEPORT socket. The admin API (default 127.0.0.1:9900) serves\n"
-    "/metrics and /api/.\n"
-    "\n"
-    "Options:\n"
-    "  -c, --config FILE   configuration file (YAML), required\n"
-    "  -w, --workers N     number of worker processes, overrides the file\n"
-    "  -p, --pid-file PATH write the master's pid to PATH (not started if it cannot)\n"
-    "  -h, --help          show this help\n"
-    "\n"
-    "Signals to the master:\n"
-    "  SIGHUP            reload FILE; on error keep running the old configuration\n"
-    "  SIGTERM, SIGINT   stop accepting, finish in-flight requests, exit\n"
-    "  SIGQUIT           exit now\n";
 
 static const char *usage_check =
     "Usage: sluice check -c FILE\n"
@@ -108,54 +106,53 @@ static int cmd_check(int argc, char **argv)
         return 1;
     }
     if (!quiet) {
-        size_t backends = 0;
-        for (size_t i = 0; i < cfg->n_pools; i++)
-            backends += cfg->pools[i].n_backends;
-        printf("%s: ok (%zu listener%s, %zu pool%s, %zu backend%s", path, cfg->n_listeners,
-               cfg->n_listeners == 1 ? "" : "s", cfg->n_pools, cfg->n_pools == 1 ? "" : "s", backends,
-               backends == 1 ? "" : "s");
-        if (cfg->l4.present)
-            printf(", %zu L4 service%s", cfg->l4.n_services, cfg->l4.n_services == 1 ? "" : "s");
-        printf(")\n");
+        /* "FILE: ok (2 listeners, 1 pool, 3 backends, 1 L4 service)": each
+         * module's part, those with something to say. */
+        struct strbuf parts = { 0 };
+        for (size_t m = 0; modules[m]; m++) {
+            if (!modules[m]->check_summary)
+                continue;
+            struct strbuf one = { 0 };
+            modules[m]->check_summary(cfg, &one);
+            if (one.len)
+                strbuf_printf(&parts, "%s%s", parts.len ? ", " : "", one.p);
+            strbuf_free(&one);
+        }
+        char *summary = strbuf_finish(&parts, NULL);
+        printf("%s: ok (%s)\n", path, summary ? summary : "");
+        free(summary);
     }
     config_free(cfg);
     return 0;
 }
 
-static int cmd_proxy(int argc, char **argv)
+/* The module verb called `name`, or NULL. */
+static const struct sl_verb *find_verb(const char *name)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"workers", required_argument, NULL, 'w'},
-        {"pid-file", required_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0},
-    };
-    struct master_options mo = {0};
-    int c;
-    while ((c = getopt_long(argc, argv, "c:w:p:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': mo.config_path = optarg; break;
-        case 'w': {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || n < 1 || n > 256) {
-                fprintf(stderr, "sluice proxy: --workers must be an integer from 1 to 256, got \"%s\"\n", optarg);
-                return 2;
+    for (size_t m = 0; modules[m]; m++)
+        for (const struct sl_verb *v = modules[m]->verbs; v && v->name; v++)
+            if (strcmp(v->name, name) == 0)
+                return v;
+    return NULL;
+}
+
+static bool is_ctl_verb(const char *name)
+{
+    return !strcmp(name, "status") || !strcmp(name, "pools") || !strcmp(name, "backend");
+}
+
+/* Every module's config sections, before any file is read. */
+static void register_sections(void)
+{
+    for (size_t m = 0; modules[m]; m++) {
+        for (size_t i = 0; modules[m]->sections && modules[m]->sections[i]; i++) {
+            if (config_register_section(modules[m]->sections[i]) < 0) {
+                fprintf(stderr, "sluice: module %s: config section %s clashes with another\n", modules[m]->name,
+                        modules[m]->sections[i]->name);
+                exit(70);
             }
-            mo.workers = (uint32_t)n;
-            break;
-        }
-        case 'p': mo.pid_file = optarg; break;
-        case 'h': fputs(usage_proxy, stdout); return 0;
-        default: fputs(usage_proxy, stderr); return 2;
         }
     }
-    if (!mo.config_path) {
-        fprintf(stderr, "sluice proxy: -c FILE is required\n\n%s", usage_proxy);
-        return 2;
-    }
-    return master_run(&mo);
 }
 
 int main(int argc, char **argv)
@@ -164,19 +161,19 @@ int main(int argc, char **argv)
         fputs(usage_main, stderr);
         return 2;
     }
+    register_sections();
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
         fputs(usage_main, stdout);
         return 0;
     }
     if (!strcmp(cmd, "help")) {
-        if (argc > 2 && !strcmp(argv[2], "proxy"))
-            fputs(usage_proxy, stdout);
+        const struct sl_verb *v = argc > 2 ? find_verb(argv[2]) : NULL;
+        if (v)
+            v->usage(stdout);
         else if (argc > 2 && !strcmp(argv[2], "check"))
             fputs(usage_check, stdout);
-        else if (argc > 2 && !strcmp(argv[2], "l4"))
-            l4_usage(stdout);
-        else if (argc > 2 && (!strcmp(argv[2], "status") || !strcmp(argv[2], "pools") || !strcmp(argv[2], "backend")))
+        else if (argc > 2 && is_ctl_verb(argv[2]))
             ctl_usage(stdout);
         else
             fputs(usage_main, stdout);
@@ -186,14 +183,13 @@ int main(int argc, char **argv)
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;
     }
-    if (!strcmp(cmd, "proxy"))
-        return cmd_proxy(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
-    if (!strcmp(cmd, "l4"))
-        return l4_main(argc - 1, argv + 1);
-    if (!strcmp(cmd, "status") || !strcmp(cmd, "pools") || !strcmp(cmd, "backend"))
+    if (is_ctl_verb(cmd))
         return ctl_main(cmd, argc - 1, argv + 1);
+    const struct sl_verb *v = find_verb(cmd);
+    if (v)
+        return v->run(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command \"%s\"\n\n%s", cmd, usage_main);
     return 2;
 }

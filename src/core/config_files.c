@@ -20,7 +20,7 @@
 /* 0 when path can be opened for appending, else an errno. An existing
  * file is opened, not created or truncated; a missing one is created
  * (O_EXCL: only ever one this call made) and removed again. */
-static int probe_append(const char *path)
+int config_probe_append(const char *path)
 {
     int fd = open(path, PROBE_FLAGS);
     if (fd < 0 && errno == ENOENT) {
@@ -41,8 +41,8 @@ static int probe_append(const char *path)
     return 0;
 }
 
-static void add_error(struct config_errors *errs, const struct sl_config *cfg, int line, const char *key,
-                      const char *path, int err)
+void config_file_error(struct config_errors *errs, const struct sl_config *cfg, int line, const char *key,
+                       const char *path, int err)
 {
     char *text = NULL;
     if (asprintf(&text, "%s:%d: %s: cannot open %s: %s", cfg->path ? cfg->path : "(config)", line, key, path,
@@ -61,20 +61,12 @@ size_t config_check_files(const struct sl_config *cfg, unsigned which, struct co
 {
     size_t before = errs->n;
     if ((which & CONFIG_FILES_LOG) && cfg->log_file) {
-        int err = probe_append(cfg->log_file);
+        int err = config_probe_append(cfg->log_file);
         if (err)
-            add_error(errs, cfg, cfg->log_file_line, "log.file", cfg->log_file, err);
+            config_file_error(errs, cfg, cfg->log_file_line, "log.file", cfg->log_file, err);
     }
-    for (size_t i = 0; (which & CONFIG_FILES_ACCESS_LOGS) && i < cfg->n_listeners; i++) {
-        const struct cfg_listener *l = &cfg->listeners[i];
-        if (!l->access_log || strcmp(l->access_log, "stdout") == 0)
-            continue;
-        int err = probe_append(l->access_log);
-        if (err) {
-            char key[48];
-            snprintf(key, sizeof key, "listeners[%zu].access_log", i);
-            add_error(errs, cfg, l->access_log_line, key, l->access_log, err);
-        }
-    }
+    for (size_t s = 0; (which & CONFIG_FILES_SECTIONS) && s < cfg->n_sections; s++)
+        if (cfg->sections[s].section->check_files)
+            cfg->sections[s].section->check_files(cfg, cfg->sections[s].data, errs);
     return errs->n - before;
 }

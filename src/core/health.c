@@ -1,3 +1,4 @@
+/* See health.h. */
 #include "core/health.h"
 
 #include <ctype.h>
@@ -13,13 +14,21 @@
 
 enum hc_phase { HC_WAIT, HC_CONNECT, HC_SEND, HC_READ };
 
-/* One backend under check. The timer is the wait before the next check in
- * HC_WAIT and the check's deadline in the other phases. */
+/* One target under check. The timer is the wait before the next check in
+ * HC_WAIT and the check's deadline in the other phases. What the check is
+ * was copied at hc_add, so the owner's configuration may come and go. */
 struct hc_target {
-    struct health_checker *hc;
-    const struct cfg_pool *pool;
-    const struct cfg_backend *be;
-    struct shared_backend *sb;
+    struct hc_set *set;
+    struct hc_target *prev, *next;
+    struct sl_addr addr;
+    enum health_type type;
+    uint32_t interval_ms, timeout_ms, rise, fall;
+    uint16_t status_min, status_max;
+    char *group;
+    hc_result_fn *on_result;
+    void *arg;
+    struct hc_status st;
+    bool removed;                /* hc_remove ran (maybe from its own callback) */
     enum hc_phase phase;
     struct ev_io io;             /* fd -1 between checks */
     struct ev_timer timer;
@@ -30,62 +39,79 @@ struct hc_target {
     char buf[HEALTH_READ_MAX];
 };
 
-struct health_checker {
+struct hc_set {
     struct ev_loop *loop;
-    struct shared_state *sh;
-    struct hc_target *t;
+    struct hc_target *head;
     size_t n;
+    uint64_t seed;               /* spreads first checks */
 };
 
 static uint32_t at_least_1(uint32_t v) { return v ? v : 1; }
 
+void hc_status_fresh(struct hc_status *st, uint64_t now_ms)
+{
+    memset(st, 0, sizeof *st);
+    st->up = true;
+    /* A fresh start is not a recovery: no slow start. */
+    st->up_since_ms = now_ms > 86400000u ? now_ms - 86400000u : 0;
+    snprintf(st->last_check, sizeof st->last_check, "not checked yet");
+}
+
 /* ------------------------------------------------------------------ */
 /* Results */
 
+static void tell(struct hc_target *t, bool changed)
+{
+    if (t->on_result)
+        t->on_result(t->arg, &t->st, changed);
+}
+
 static void mark_up(struct hc_target *t)
 {
-    /* up_since_ms starts the slow-start ramp in the workers. */
-    atomic_store(&t->sb->up_since_ms, ev_now(t->hc->loop));
-    atomic_store(&t->sb->health, HEALTH_UP);
-    atomic_fetch_add(&t->hc->sh->generation, 1);
-    log_info("backend %s in pool %s is UP after %u passed checks", t->be->addr.text, t->pool->name,
-             t->sb->check_rise);
+    /* up_since_ms starts the slow-start ramp. */
+    t->st.up_since_ms = ev_now(t->set->loop);
+    t->st.up = true;
+    log_info("backend %s in pool %s is UP after %u passed checks", t->addr.text, t->group, t->st.rise);
 }
 
 static void mark_down(struct hc_target *t, const char *reason)
 {
-    atomic_store(&t->sb->health, HEALTH_DOWN);
-    atomic_fetch_add(&t->hc->sh->generation, 1);
-    log_warn("backend %s in pool %s is DOWN after %u failed checks: %s", t->be->addr.text, t->pool->name,
-             t->sb->check_fall, reason);
+    t->st.up = false;
+    log_warn("backend %s in pool %s is DOWN after %u failed checks: %s", t->addr.text, t->group, t->st.fall,
+             reason);
 }
 
 static void record(struct hc_target *t, bool ok, const char *reason)
 {
-    struct shared_backend *sb = t->sb;
-    const struct cfg_health *h = &t->pool->health;
-    snprintf(sb->last_check, sizeof sb->last_check, "%s: %s", ok ? "ok" : "failed", reason);
+    struct hc_status *st = &t->st;
+    bool changed = false;
+    snprintf(st->last_check, sizeof st->last_check, "%s: %s", ok ? "ok" : "failed", reason);
     if (ok) {
-        sb->checks_ok++;
-        sb->check_rise++;
-        sb->check_fall = 0;
-        if (atomic_load(&sb->health) != HEALTH_UP && sb->check_rise >= at_least_1(h->rise))
+        st->checks_ok++;
+        st->rise++;
+        st->fall = 0;
+        if (!st->up && st->rise >= at_least_1(t->rise)) {
             mark_up(t);
+            changed = true;
+        }
     } else {
-        sb->checks_failed++;
-        sb->check_fall++;
-        sb->check_rise = 0;
-        log_debug("health check of %s in pool %s failed: %s", t->be->addr.text, t->pool->name, reason);
-        if (atomic_load(&sb->health) == HEALTH_UP && sb->check_fall >= at_least_1(h->fall))
+        st->checks_failed++;
+        st->fall++;
+        st->rise = 0;
+        log_debug("health check of %s in pool %s failed: %s", t->addr.text, t->group, reason);
+        if (st->up && st->fall >= at_least_1(t->fall)) {
             mark_down(t, reason);
+            changed = true;
+        }
     }
+    tell(t, changed);
 }
 
 static void close_socket(struct hc_target *t)
 {
     if (t->io.fd < 0)
         return;
-    ev_io_stop(t->hc->loop, &t->io);
+    ev_io_stop(t->set->loop, &t->io);
     close(t->io.fd);
     t->io.fd = -1;
 }
@@ -99,10 +125,12 @@ __attribute__((format(printf, 3, 4))) static void finish(struct hc_target *t, bo
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    struct ev_loop *loop = t->hc->loop;
+    struct ev_loop *loop = t->set->loop;
     close_socket(t);
     record(t, ok, reason);
-    uint64_t next = t->started + at_least_1(t->pool->health.interval_ms);
+    if (t->removed)          /* its owner let it go from the callback */
+        return;
+    uint64_t next = t->started + at_least_1(t->interval_ms);
     uint64_t now = ev_now(loop);
     t->phase = HC_WAIT;
     ev_timer_start(loop, &t->timer, next > now ? next - now : 1);
@@ -117,7 +145,7 @@ static void fail_errno(struct hc_target *t, int err)
     finish(t, false, "%s", msg);
 }
 
-static uint64_t elapsed(const struct hc_target *t) { return ev_now(t->hc->loop) - t->started; }
+static uint64_t elapsed(const struct hc_target *t) { return ev_now(t->set->loop) - t->started; }
 
 /* ------------------------------------------------------------------ */
 /* HTTP */
@@ -137,14 +165,13 @@ static int parse_status_line(const char *p, size_t n)
 
 static void judge_status_line(struct hc_target *t, size_t line_len)
 {
-    const struct cfg_health *h = &t->pool->health;
     int st = parse_status_line(t->buf, line_len);
     if (st < 0)
         finish(t, false, "invalid HTTP status line");
-    else if (st >= h->status_min && st <= h->status_max)
+    else if (st >= t->status_min && st <= t->status_max)
         finish(t, true, "HTTP %d in %llu ms", st, (unsigned long long)elapsed(t));
     else
-        finish(t, false, "HTTP status %d (expected %u-%u)", st, h->status_min, h->status_max);
+        finish(t, false, "HTTP status %d (expected %u-%u)", st, t->status_min, t->status_max);
 }
 
 static void http_read(struct hc_target *t)
@@ -188,14 +215,14 @@ static void http_send(struct hc_target *t)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_set(t->hc->loop, &t->io, EPOLLOUT);
+            ev_io_set(t->set->loop, &t->io, EPOLLOUT);
             return;
         }
         fail_errno(t, n < 0 ? errno : EPIPE);
         return;
     }
     t->phase = HC_READ;
-    ev_io_set(t->hc->loop, &t->io, EPOLLIN);
+    ev_io_set(t->set->loop, &t->io, EPOLLIN);
 }
 
 /* ------------------------------------------------------------------ */
@@ -203,7 +230,7 @@ static void http_send(struct hc_target *t)
 
 static void connected(struct hc_target *t)
 {
-    if (t->pool->health.type == HEALTH_TCP) {
+    if (t->type == HEALTH_TCP) {
         finish(t, true, "TCP connect in %llu ms", (unsigned long long)elapsed(t));
         return;
     }
@@ -241,10 +268,10 @@ static void io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 
 static void start_check(struct hc_target *t)
 {
-    struct ev_loop *loop = t->hc->loop;
-    const struct sl_addr *a = &t->be->addr;
+    struct ev_loop *loop = t->set->loop;
+    const struct sl_addr *a = &t->addr;
     t->started = ev_now(loop);
-    ev_timer_start(loop, &t->timer, at_least_1(t->pool->health.timeout_ms));
+    ev_timer_start(loop, &t->timer, at_least_1(t->timeout_ms));
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         fail_errno(t, errno);
@@ -267,17 +294,16 @@ static void timer_cb(struct ev_loop *loop, struct ev_timer *timer)
     if (t->phase == HC_WAIT)
         start_check(t);
     else
-        finish(t, false, "timed out after %u ms", at_least_1(t->pool->health.timeout_ms));
+        finish(t, false, "timed out after %u ms", at_least_1(t->timeout_ms));
 }
 
 /* ------------------------------------------------------------------ */
-/* Setup */
+/* The set */
 
-static char *build_request(const struct cfg_pool *pool, const struct cfg_backend *be, size_t *len)
+static char *build_request(const struct cfg_health *h, const struct sl_addr *addr, size_t *len)
 {
-    const struct cfg_health *h = &pool->health;
     const char *path = h->http_path && *h->http_path ? h->http_path : "/";
-    const char *host = h->http_host && *h->http_host ? h->http_host : be->addr.text;
+    const char *host = h->http_host && *h->http_host ? h->http_host : addr->text;
     static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-health/1\r\nConnection: close\r\n\r\n";
     int n = snprintf(NULL, 0, fmt, path, host);
     if (n < 0)
@@ -289,25 +315,6 @@ static char *build_request(const struct cfg_pool *pool, const struct cfg_backend
     return req;
 }
 
-/* Without active checks nothing would bring a DOWN backend (carried over
- * from a configuration that had checks) back: consider it up. */
-static void release_unchecked(struct health_checker *hc, const struct sl_config *cfg, size_t p, uint64_t now)
-{
-    const struct cfg_pool *pool = &cfg->pools[p];
-    for (size_t b = 0; b < pool->n_backends; b++) {
-        struct shared_backend *sb = &hc->sh->backends[shared_backend_index(hc->sh, p, b)];
-        sb->check_rise = sb->check_fall = 0;
-        snprintf(sb->last_check, sizeof sb->last_check, "no active health check");
-        if (atomic_load(&sb->health) != HEALTH_UP) {
-            atomic_store(&sb->up_since_ms, now);
-            atomic_store(&sb->health, HEALTH_UP);
-            atomic_fetch_add(&hc->sh->generation, 1);
-            log_info("backend %s in pool %s is UP: pool has no active health check", pool->backends[b].addr.text,
-                     pool->name);
-        }
-    }
-}
-
 static uint64_t next_random(uint64_t *s)
 {
     /* splitmix64: only used to spread start times */
@@ -317,68 +324,110 @@ static uint64_t next_random(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static void checker_free(void *p)
+struct hc_set *hc_set_new(struct ev_loop *loop)
 {
-    struct health_checker *hc = p;
-    for (size_t i = 0; i < hc->n; i++)
-        free(hc->t[i].req);
-    free(hc->t);
-    free(hc);
+    struct hc_set *set = calloc(1, sizeof *set);
+    if (!set)
+        return NULL;
+    set->loop = loop;
+    set->seed = ev_clock_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)set;
+    return set;
 }
 
-struct health_checker *health_start(struct ev_loop *loop, const struct sl_config *cfg, struct shared_state *sh)
+static void target_free(void *p)
 {
-    struct health_checker *hc = calloc(1, sizeof *hc);
-    if (!hc)
-        return NULL;
-    hc->loop = loop;
-    hc->sh = sh;
-    size_t n = 0;
-    for (size_t p = 0; p < cfg->n_pools; p++)
-        if (cfg->pools[p].health.type != HEALTH_NONE)
-            n += cfg->pools[p].n_backends;
-    hc->t = calloc(n ? n : 1, sizeof *hc->t);
-    if (!hc->t) {
-        free(hc);
-        return NULL;
-    }
-    uint64_t now = ev_now(loop);
-    uint64_t seed = ev_clock_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)hc;
-    for (size_t p = 0; p < cfg->n_pools; p++) {
-        const struct cfg_pool *pool = &cfg->pools[p];
-        if (pool->health.type == HEALTH_NONE) {
-            release_unchecked(hc, cfg, p, now);
-            continue;
-        }
-        for (size_t b = 0; b < pool->n_backends; b++) {
-            struct hc_target *t = &hc->t[hc->n];
-            t->hc = hc;
-            t->pool = pool;
-            t->be = &pool->backends[b];
-            t->sb = &sh->backends[shared_backend_index(sh, p, b)];
-            t->io.fd = -1;
-            if (pool->health.type == HEALTH_HTTP && !(t->req = build_request(pool, t->be, &t->req_len))) {
-                checker_free(hc);
-                return NULL;
-            }
-            ev_timer_init(&t->timer, timer_cb, t);
-            hc->n++;
-        }
-    }
-    /* Armed only once nothing can fail any more. */
-    for (size_t i = 0; i < hc->n; i++)
-        ev_timer_start(loop, &hc->t[i].timer, next_random(&seed) % at_least_1(hc->t[i].pool->health.interval_ms));
-    return hc;
+    struct hc_target *t = p;
+    free(t->req);
+    free(t->group);
+    free(t);
 }
 
-void health_stop(struct health_checker *hc)
+/* Without active checks nothing would bring a DOWN target (carried over
+ * from a configuration that had checks) back: consider it up. */
+static void release_unchecked(struct hc_target *t)
 {
-    if (!hc)
+    struct hc_status *st = &t->st;
+    bool was_down = !st->up;
+    st->rise = st->fall = 0;
+    snprintf(st->last_check, sizeof st->last_check, "no active health check");
+    if (was_down) {
+        st->up_since_ms = ev_now(t->set->loop);
+        st->up = true;
+        log_info("backend %s in pool %s is UP: pool has no active health check", t->addr.text, t->group);
+    }
+    tell(t, was_down);
+}
+
+struct hc_target *hc_add(struct hc_set *set, const struct hc_target_spec *spec)
+{
+    const struct cfg_health *h = spec->check;
+    struct hc_target *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->set = set;
+    t->addr = spec->addr;
+    t->type = h->type;
+    t->interval_ms = h->interval_ms;
+    t->timeout_ms = h->timeout_ms;
+    t->rise = h->rise;
+    t->fall = h->fall;
+    t->status_min = h->status_min;
+    t->status_max = h->status_max;
+    t->group = strdup(spec->group ? spec->group : "");
+    t->on_result = spec->on_result;
+    t->arg = spec->arg;
+    t->st = spec->initial;
+    t->io.fd = -1;
+    if (!t->group || (t->type == HEALTH_HTTP && !(t->req = build_request(h, &t->addr, &t->req_len)))) {
+        target_free(t);
+        return NULL;
+    }
+    ev_timer_init(&t->timer, timer_cb, t);
+    t->next = set->head;
+    if (set->head)
+        set->head->prev = t;
+    set->head = t;
+    set->n++;
+    if (t->type == HEALTH_NONE)
+        release_unchecked(t);
+    else
+        ev_timer_start(set->loop, &t->timer, next_random(&set->seed) % at_least_1(t->interval_ms));
+    return t;
+}
+
+void hc_remove(struct hc_set *set, struct hc_target *t)
+{
+    if (!t || t->removed)
         return;
-    for (size_t i = 0; i < hc->n; i++) {
-        close_socket(&hc->t[i]);
-        ev_timer_stop(hc->loop, &hc->t[i].timer);
-    }
-    /* An event for one of these sockets may still be queued in this batch. */
-    ev_defer_free(hc->loop, hc, checker_free);
+    t->removed = true;
+    close_socket(t);
+    ev_timer_stop(set->loop, &t->timer);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        set->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    set->n--;
+    /* An event for its socket may still be queued in this batch. */
+    ev_defer_free(set->loop, t, target_free);
+}
+
+const struct hc_status *hc_target_status(const struct hc_target *t)
+{
+    return &t->st;
+}
+
+size_t hc_set_size(const struct hc_set *set)
+{
+    return set->n;
+}
+
+void hc_set_free(struct hc_set *set)
+{
+    if (!set)
+        return;
+    while (set->head)
+        hc_remove(set, set->head);
+    ev_defer_free(set->loop, set, free);
 }

@@ -1,46 +1,90 @@
-/* Active health checks, run by the master on its event loop.
+/* Active health checks over a set of targets, run on one event loop.
  *
- * For every pool whose health.type is tcp or http, each backend is checked
- * every interval_ms (first checks spread over one interval with random
- * jitter, so a large pool is not probed in lock-step), each check bounded
- * by timeout_ms. Nothing blocks: connects are non-blocking and every socket
- * is an ev_io of the loop.
+ * A target is an address, the check to run against it (struct cfg_health,
+ * core/health_conf.h: tcp or http, interval, timeout, rise, fall) and the names its log lines
+ * use. Targets are added and removed one at a time while the others keep
+ * their schedule, so a tier can follow a model that changes often (sluice
+ * l4's reals as the API edits them, a registry's thousands of instances)
+ * without restarting every check. The set knows no tier: it tells the
+ * target's owner every result through a callback, and the owner decides
+ * what it means (the proxy mirrors it into its shared region, sluice l4
+ * takes a real in or out of its Maglev tables).
+ *
+ * Each target is checked every interval_ms (the first check at a random
+ * point of the first interval, so a large set is not probed in lock-step),
+ * each check bounded by timeout_ms. Nothing blocks: connects are
+ * non-blocking and every socket is an ev_io of the loop.
  *
  *   tcp   the connect succeeds
  *   http  connect, send "GET <path>" with Host and Connection: close, read
  *         the status line (at most 4 KiB), pass if the status is within
  *         [status_min, status_max]
+ *   none  no checks: the target is up ("no active health check"), and one
+ *         that was down (carried over from checks turned off since) comes
+ *         up at once
  *
- * `rise` consecutive passes turn a DOWN backend UP (up_since_ms = now, for
- * slow start), `fall` consecutive failures turn an UP backend DOWN; both
- * transitions are logged and bump sh->generation. Streaks and totals go to
- * the backend's shared_backend (check_rise, check_fall, checks_ok,
- * checks_failed, last_check). Disabled and draining backends are checked
- * too, so their state is known when they are enabled again.
- *
- * Pools without active checks get their backends marked UP at start: after
- * a reload that turned checks off, nothing else would ever bring a DOWN
- * backend back.
+ * `rise` consecutive passes turn a DOWN target UP (up_since_ms = now, for
+ * slow start), `fall` consecutive failures turn an UP target DOWN; both
+ * transitions are logged as "backend ADDR in pool GROUP is UP/DOWN ...".
  */
 #ifndef SLUICE_CORE_HEALTH_H
 #define SLUICE_CORE_HEALTH_H
 
-#include "core/config.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/addr.h"
+#include "core/health_conf.h"
 #include "core/evloop.h"
-#include "core/shared.h"
 
 #define HEALTH_READ_MAX 4096
 
-struct health_checker;
+/* What the checks of one target have found. */
+struct hc_status {
+    bool up;
+    uint64_t up_since_ms;             /* ev_now() when it last came up */
+    uint32_t rise, fall;              /* current streaks of passes and failures */
+    uint64_t checks_ok, checks_failed;
+    char last_check[96];              /* the last result in words */
+};
 
-/* Start checking every backend of cfg. cfg and sh must outlive the
- * checker (on reload: health_stop the old one, health_start a new one with
- * the new cfg and region). NULL on out of memory. */
-struct health_checker *health_start(struct ev_loop *loop, const struct sl_config *cfg, struct shared_state *sh);
+/* Called after every result of the target (and once when a target without
+ * checks comes up at hc_add): st is its new status; changed when it just
+ * turned up or down. */
+typedef void hc_result_fn(void *arg, const struct hc_status *st, bool changed);
 
-/* Cancel in-flight checks, close their sockets and free the checker. Safe
- * to call from any callback of the same loop; the memory is released once
- * the current batch of events is done (or by ev_loop_free). */
-void health_stop(struct health_checker *hc);
+struct hc_target_spec {
+    struct sl_addr addr;
+    const struct cfg_health *check;   /* copied: it need not outlive the call */
+    const char *group;                /* the pool (service) in log lines; copied */
+    struct hc_status initial;         /* a fresh one, or what an earlier target found */
+    hc_result_fn *on_result;          /* may be NULL */
+    void *arg;
+};
+
+struct hc_set;
+struct hc_target;
+
+/* An empty set on loop. NULL on out of memory. */
+struct hc_set *hc_set_new(struct ev_loop *loop);
+/* Cancel every check, close their sockets and free the set and its
+ * targets. Safe from any callback of the same loop; the memory goes once
+ * the current batch of events is done (or with ev_loop_free). */
+void hc_set_free(struct hc_set *set);
+
+/* Start checking a target (its first check within one interval). NULL on
+ * out of memory. */
+struct hc_target *hc_add(struct hc_set *set, const struct hc_target_spec *spec);
+/* Stop checking it: an in-flight check is cancelled, its socket closed,
+ * its callback never called again. Safe from any callback of the loop. */
+void hc_remove(struct hc_set *set, struct hc_target *t);
+
+const struct hc_status *hc_target_status(const struct hc_target *t);
+size_t hc_set_size(const struct hc_set *set);
+
+/* A status for a target nobody checked yet: up, "not checked yet", up
+ * since long enough ago that a fresh start is no recovery (no slow start). */
+void hc_status_fresh(struct hc_status *st, uint64_t now_ms);
 
 #endif

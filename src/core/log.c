@@ -9,7 +9,17 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level current_level = LOG_INFO;
+const char *const log_level_names[] = {
+    [LOG_LEVEL_DEBUG] = "debug", [LOG_LEVEL_INFO] = "info", [LOG_LEVEL_WARN] = "warn", [LOG_LEVEL_ERROR] = "error",
+    NULL,
+};
+
+const char *log_level_name(enum log_level l)
+{
+    return (unsigned)l <= LOG_LEVEL_ERROR ? log_level_names[l] : "unknown";
+}
+
+static enum log_level current_level = LOG_LEVEL_INFO;
 static int log_fd_value = 2;
 static char log_role[16] = "main";
 
@@ -33,7 +43,7 @@ void log_setup(enum log_level level, const char *file, const char *role)
             /* config_check_files() refused such a file before; this is a
              * race (the directory went away since). The log stays where
              * it was: stderr at start, the previous file on a reload. */
-            log_msg(LOG_ERROR, "cannot open log file %s: %s; the log stays where it was", file, strerror(errno));
+            log_msg(LOG_LEVEL_ERROR, "cannot open log file %s: %s; the log stays where it was", file, strerror(errno));
         }
     }
 }
@@ -49,9 +59,8 @@ int log_fd(void) { return log_fd_value; }
 
 int log_parse_level(const char *s, enum log_level *out)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, names[i]) == 0) {
+    for (int i = 0; log_level_names[i]; i++)
+        if (strcmp(s, log_level_names[i]) == 0) {
             *out = (enum log_level)i;
             return 0;
         }
@@ -62,7 +71,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (level < current_level)
         return;
-    static const char *tags[] = {"debug", "info", "warn", "error"};
     char line[2048];
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -70,7 +78,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     gmtime_r(&tv.tv_sec, &tm);
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s [%s %d] ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), tags[level], log_role, (int)getpid());
+                     tm.tm_sec, (int)(tv.tv_usec / 1000), log_level_names[level], log_role, (int)getpid());
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

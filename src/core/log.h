@@ -4,7 +4,15 @@
 #ifndef SLUICE_CORE_LOG_H
 #define SLUICE_CORE_LOG_H
 
-#include "core/config.h"
+/* Levels in increasing severity. Not LOG_DEBUG and friends: those are
+ * <syslog.h>'s macros. */
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+
+/* "debug", "info", "warn", "error", indexed by the enum, NULL-terminated
+ * (what log.level spells). */
+extern const char *const log_level_names[];
+/* One of those, or "unknown". */
+const char *log_level_name(enum log_level l);
 
 void log_setup(enum log_level level, const char *file, const char *role);
 void log_set_role(const char *role);
@@ -15,9 +23,9 @@ int log_parse_level(const char *s, enum log_level *out);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_debug(...) do { if (log_get_level() <= LOG_DEBUG) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_debug(...) do { if (log_get_level() <= LOG_LEVEL_DEBUG) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 
 #endif

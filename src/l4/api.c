@@ -11,9 +11,9 @@
  *   DELETE /api/l4/services/{name}/reals/{addr}   remove it
  *   GET    /api/l4/list                           the `sluice l4 list` table, as text
  *
- * A body is checked by the configuration's own parser (the same keys,
- * defaults and errors as the file), so the API cannot accept what the file
- * would refuse. Every change goes through l4d_replace_services(): one
+ * A body is read by the l4 section's own parser (l4_conf_parse_service,
+ * l4_conf_parse_real: the same keys, defaults and errors as the file), so
+ * the API cannot accept what the file would refuse. Every change goes through l4d_replace_services(): one
  * model switch, tables swapped atomically, flows on reals that stay keep
  * their real.
  */
@@ -26,20 +26,20 @@
 #include <jansson.h>
 
 #include "core/admin.h"
-#include "core/config.h"
+#include "l4/l4_conf.h"
 #include "core/log.h"
 #include "l4/daemon_priv.h"
 #include "l4/stats.h"
 
 static const char *proto_name(const struct cfg_l4_service *s)
 {
-    return s->proto == PROTO_UDP ? "udp" : "tcp";
+    return l4_proto_name(s->proto);
 }
 
 static int find_by_name(const struct l4d *d, const char *name)
 {
-    for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
-        const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    for (size_t s = 0; s < l4_conf(d->cfg)->n_services; s++) {
+        const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
         char n[96];
         l4_service_name(svc, n, sizeof n);
         if (strcmp(n, name) == 0)
@@ -60,18 +60,21 @@ static int find_real(const struct cfg_l4_service *s, const char *addr)
 
 static json_t *real_json(struct l4d *d, size_t s, size_t r, const struct l4_row_real *row, uint32_t m)
 {
-    size_t g = d->sh->pool_first[s] + r;
-    const struct shared_backend *b = &d->sh->backends[g];
+    size_t g = d->sr[s].first + r;
     uint64_t now = ev_clock_ms();
+    struct backend_ctl ctl;
+    l4d_real_ctl(d, g, &ctl);
+    const struct hc_status *h = l4d_real_health(d, g);
     return json_pack("{s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:I, s:I}, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
-                     "address", d->cfg->l4.services[s].reals[r].addr.text,
-                     "weight", (json_int_t)atomic_load(&b->weight),
-                     "effective_weight", (json_int_t)shared_effective_weight(b, 0, now),
-                     "admin", backend_admin_name(atomic_load(&b->admin)),
+                     "address", l4_conf(d->cfg)->services[s].reals[r].addr.text,
+                     "weight", (json_int_t)ctl.weight,
+                     "effective_weight", (json_int_t)backend_effective_weight(&ctl, 0, now),
+                     "admin", backend_admin_name(ctl.admin),
                      "state", row ? row->state : "?",
-                     "health", "status", atomic_load(&b->health) == HEALTH_UP ? "up" : "down",
-                     "last_check", b->last_check, "checks_ok", (json_int_t)b->checks_ok,
-                     "checks_failed", (json_int_t)b->checks_failed,
+                     "health", "status", ctl.up ? "up" : "down",
+                     "last_check", h ? h->last_check : "not checked yet",
+                     "checks_ok", (json_int_t)(h ? h->checks_ok : 0),
+                     "checks_failed", (json_int_t)(h ? h->checks_failed : 0),
                      "index", (json_int_t)d->rr[g].index,
                      "maglev_slots", (json_int_t)(row ? row->slots : 0),
                      "share", row && m ? (double)row->slots / m : 0.0,
@@ -83,7 +86,7 @@ static json_t *real_json(struct l4d *d, size_t s, size_t r, const struct l4_row_
 
 static json_t *service_json(struct l4d *d, size_t s, const struct l4_snapshot *snap)
 {
-    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
     const struct l4_row_svc *row = snap && s < snap->n_svcs ? &snap->svcs[s] : NULL;
     char name[96];
     l4_service_name(svc, name, sizeof name);
@@ -129,42 +132,27 @@ static void reply_services(struct l4d *d, struct admin_reply *r)
     if (!take_snapshot(d, &snap, r))
         return;
     json_t *arr = json_array();
-    for (size_t s = 0; s < d->cfg->l4.n_services; s++)
+    for (size_t s = 0; s < l4_conf(d->cfg)->n_services; s++)
         json_array_append_new(arr, service_json(d, s, &snap));
     l4_snapshot_free(&snap);
     admin_reply_json(r, 200, json_pack("{s:o}", "services", arr));
 }
 
-/* ---- bodies in: through the configuration parser ---- */
+/* ---- bodies in: through the l4 section's own parser ---- */
 
-static void prefix_text(const struct cfg_prefix *p, char *buf, size_t cap)
+/* A JSON body as one well-formed JSON text, whatever was sent (jansson
+ * re-serialises it), which the section's parser then reads: JSON is YAML. */
+static char *body_text(json_t *j, char *err, size_t errlen)
 {
-    char ip[64];
-    inet_ntop(p->family, p->addr, ip, sizeof ip);
-    snprintf(buf, cap, "%s/%u", ip, p->plen);
-}
-
-/* "api:1: l4.services[0].reals[0].weight: reason" -> "reals[0].weight:
- * reason" (the path inside the body). */
-static void body_error(const char *line, char *err, size_t errlen)
-{
-    const char *p = strstr(line, ": ");
-    p = p ? p + 2 : line;
-    static const char svc0[] = "l4.services[0]";
-    if (strncmp(p, svc0, sizeof svc0 - 1) == 0) {
-        p += sizeof svc0 - 1;
-        if (*p == '.')
-            p++;
-        else if (*p == ':')
-            p = p[1] == ' ' ? p + 2 : p + 1;
-    } else if (strncmp(p, "l4: ", 4) == 0) {
-        p += 4;
-    }
-    snprintf(err, errlen, "%s", p);
+    char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    if (!text)
+        snprintf(err, errlen, "out of memory");
+    return text;
 }
 
 /* Parse `body` (a JSON object) as one service, in the context of the
- * running l4 settings (TUN prefixes). The service is moved into *out. */
+ * running l4 settings (TUN prefixes). */
 static int parse_service(const struct l4d *d, const char *body, size_t len, struct cfg_l4_service *out, char *err,
                          size_t errlen)
 {
@@ -175,48 +163,16 @@ static int parse_service(const struct l4d *d, const char *body, size_t len, stru
         json_decref(j);
         return -1;
     }
-    /* Re-serialised by jansson: one well-formed object, whatever was sent. */
-    char *obj = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    const struct cfg_l4 *l4 = &d->cfg->l4;
-    char p4[80] = "", p6[80] = "";
-    if (l4->tun_src4.family)
-        prefix_text(&l4->tun_src4, p4, sizeof p4);
-    if (l4->tun_src6.family)
-        prefix_text(&l4->tun_src6, p6, sizeof p6);
-    char *doc = NULL;
-    int n = obj ? asprintf(&doc, "{\"l4\": {\"interfaces\": [\"api\"]%s%s%s%s%s%s, \"services\": [%s]}}",
-                           p4[0] ? ", \"tun_source_prefix\": \"" : "", p4, p4[0] ? "\"" : "",
-                           p6[0] ? ", \"tun_source_prefix6\": \"" : "", p6, p6[0] ? "\"" : "", obj)
-                    : -1;
-    free(obj);
-    if (n < 0) {
-        snprintf(err, errlen, "out of memory");
+    char *text = body_text(j, err, errlen);
+    if (!text)
         return -1;
-    }
-    struct config_errors errs = { 0 };
-    struct sl_config *cfg = config_load_string("api", doc, (size_t)n, &errs);
-    free(doc);
-    if (!cfg) {
-        body_error(errs.n ? errs.lines[0] : "invalid service", err, errlen);
-        config_errors_free(&errs);
-        return -1;
-    }
-    int rc = -1;
-    if (cfg->l4.n_services == 1) {
-        *out = cfg->l4.services[0];
-        memset(&cfg->l4.services[0], 0, sizeof cfg->l4.services[0]);
-        rc = 0;
-    } else {
-        snprintf(err, errlen, "the body must be one service");
-    }
-    config_free(cfg);
+    int rc = l4_conf_parse_service(l4_conf(d->cfg), text, strlen(text), out, err, errlen);
+    free(text);
     return rc;
 }
 
-/* A real in the context of service svc: its body goes into a copy of the
- * service's head (vip, protocol, mode, local addresses), which the parser
- * checks as a whole (address family, default port, weight range). */
+/* A real of service svc: checked as the file checks a real of that
+ * service (address family, default port, weight range, TUN prefix). */
 static int parse_real(const struct l4d *d, const struct cfg_l4_service *svc, const char *body, size_t len,
                       struct cfg_l4_real *out, char *err, size_t errlen)
 {
@@ -228,33 +184,12 @@ static int parse_real(const struct l4d *d, const struct cfg_l4_service *svc, con
         json_decref(j);
         return -1;
     }
-    json_t *head = json_pack("{s:s, s:s, s:s, s:[o]}", "vip", svc->vip.text, "protocol", proto_name(svc), "mode",
-                             l4_fwd_mode_name(svc->mode), "reals", j);
-    if (head && svc->n_local_addrs) {
-        json_t *locals = json_array();
-        for (size_t i = 0; i < svc->n_local_addrs; i++)
-            json_array_append_new(locals, json_string(svc->local_addrs[i].text));
-        json_object_set_new(head, "local_addresses", locals);
-    }
-    char *text = head ? json_dumps(head, JSON_COMPACT) : NULL;
-    json_decref(head);
-    if (!text) {
-        snprintf(err, errlen, "out of memory");
+    char *text = body_text(j, err, errlen);
+    if (!text)
         return -1;
-    }
-    struct cfg_l4_service parsed;
-    int rc = parse_service(d, text, strlen(text), &parsed, err, errlen);
+    int rc = l4_conf_parse_real(l4_conf(d->cfg), svc, text, strlen(text), out, err, errlen);
     free(text);
-    if (rc < 0)
-        return -1;
-    if (parsed.n_reals != 1) {
-        snprintf(err, errlen, "the body must be one real");
-        config_l4_service_free(&parsed);
-        return -1;
-    }
-    *out = parsed.reals[0];
-    config_l4_service_free(&parsed);
-    return 0;
+    return rc;
 }
 
 /* ---- changes ---- */
@@ -262,12 +197,12 @@ static int parse_real(const struct l4d *d, const struct cfg_l4_service *svc, con
 /* A copy of the running list of services, for an edit. */
 static struct cfg_l4_service *copy_services(const struct l4d *d, size_t extra)
 {
-    size_t n = d->cfg->l4.n_services;
+    size_t n = l4_conf(d->cfg)->n_services;
     struct cfg_l4_service *v = calloc(n + extra + 1, sizeof *v);
     for (size_t i = 0; v && i < n; i++) {
-        if (config_l4_service_copy(&v[i], &d->cfg->l4.services[i]) < 0) {
+        if (l4_conf_service_copy(&v[i], &l4_conf(d->cfg)->services[i]) < 0) {
             for (size_t k = 0; k < i; k++)
-                config_l4_service_free(&v[k]);
+                l4_conf_service_free(&v[k]);
             free(v);
             return NULL;
         }
@@ -296,18 +231,18 @@ static void add_service(struct l4d *d, const char *body, size_t len, struct admi
     }
     char name[96];
     l4_service_name(&svc, name, sizeof name);
-    for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
-        const struct cfg_l4_service *o = &d->cfg->l4.services[s];
+    for (size_t s = 0; s < l4_conf(d->cfg)->n_services; s++) {
+        const struct cfg_l4_service *o = &l4_conf(d->cfg)->services[s];
         if (o->proto == svc.proto && addr_equal(&o->vip, &svc.vip)) {
             admin_reply_error(r, 409, "service %s exists; remove it first, or change its reals", name);
-            config_l4_service_free(&svc);
+            l4_conf_service_free(&svc);
             return;
         }
     }
-    size_t n = d->cfg->l4.n_services;
+    size_t n = l4_conf(d->cfg)->n_services;
     struct cfg_l4_service *v = copy_services(d, 1);
     if (!v) {
-        config_l4_service_free(&svc);
+        l4_conf_service_free(&svc);
         admin_reply_error(r, 500, "out of memory");
         return;
     }
@@ -324,15 +259,15 @@ static void add_service(struct l4d *d, const char *body, size_t len, struct admi
 static void remove_service(struct l4d *d, size_t s, struct admin_reply *r)
 {
     char name[96];
-    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
     l4_service_name(svc, name, sizeof name);
-    size_t n = d->cfg->l4.n_services;
+    size_t n = l4_conf(d->cfg)->n_services;
     struct cfg_l4_service *v = copy_services(d, 0);
     if (!v) {
         admin_reply_error(r, 500, "out of memory");
         return;
     }
-    config_l4_service_free(&v[s]);
+    l4_conf_service_free(&v[s]);
     memmove(&v[s], &v[s + 1], (n - s - 1) * sizeof *v);
     if (!apply(d, v, n - 1, r))
         return;
@@ -344,7 +279,7 @@ static void add_real(struct l4d *d, size_t s, const char *body, size_t len, stru
 {
     char err[512];
     struct cfg_l4_real real;
-    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
     if (parse_real(d, svc, body, len, &real, err, sizeof err) < 0) {
         admin_reply_error(r, 400, "%s", err);
         return;
@@ -356,12 +291,12 @@ static void add_real(struct l4d *d, size_t s, const char *body, size_t len, stru
             return;
         }
     }
-    size_t n = d->cfg->l4.n_services;
+    size_t n = l4_conf(d->cfg)->n_services;
     struct cfg_l4_service *v = copy_services(d, 0);
     struct cfg_l4_real *grown = v ? realloc(v[s].reals, (v[s].n_reals + 1) * sizeof *grown) : NULL;
     if (!grown) {
         for (size_t i = 0; v && i < n; i++)
-            config_l4_service_free(&v[i]);
+            l4_conf_service_free(&v[i]);
         free(v);
         admin_reply_error(r, 500, "out of memory");
         return;
@@ -380,8 +315,8 @@ static void add_real(struct l4d *d, size_t s, const char *body, size_t len, stru
 
 static void remove_real(struct l4d *d, size_t s, size_t ri, struct admin_reply *r)
 {
-    size_t n = d->cfg->l4.n_services;
-    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    size_t n = l4_conf(d->cfg)->n_services;
+    const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
     char name[96], addr[72];
     l4_service_name(svc, name, sizeof name);
     snprintf(addr, sizeof addr, "%s", svc->reals[ri].addr.text);
@@ -401,7 +336,7 @@ static void remove_real(struct l4d *d, size_t s, size_t ri, struct admin_reply *
 static void real_route(struct l4d *d, size_t s, const char *method, const char *addr, const char *body,
                        size_t len, struct admin_reply *r)
 {
-    const struct cfg_l4_service *svc = &d->cfg->l4.services[s];
+    const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
     int ri = find_real(svc, addr);
     if (ri < 0) {
         admin_reply_error(r, 404, "service %s:%s has no real \"%s\"", proto_name(svc), svc->vip.text, addr);
@@ -413,14 +348,15 @@ static void real_route(struct l4d *d, size_t s, const char *method, const char *
     }
     if (!strcmp(method, "PATCH")) {
         char err[512];
-        size_t g = d->sh->pool_first[s] + (size_t)ri;
-        if (admin_apply_backend_patch(d->sh, g, body, len, err, sizeof err) < 0) {
+        size_t g = d->sr[s].first + (size_t)ri;
+        struct backend_patch pt;
+        if (backend_patch_parse(body, len, false, &pt, err, sizeof err) < 0) {
             admin_reply_error(r, 400, "%s", err);
             return;
         }
+        l4d_real_change(d, g, &pt);
         log_info("admin API: service %s:%s real %s: weight %" PRIu32 ", admin %s", proto_name(svc), svc->vip.text,
-                 addr, atomic_load(&d->sh->backends[g].weight),
-                 backend_admin_name(atomic_load(&d->sh->backends[g].admin)));
+                 addr, d->rr[g].weight, backend_admin_name(d->rr[g].admin));
     } else if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
         admin_reply_method_not_allowed(r, "GET, HEAD, PATCH, DELETE");
         return;
@@ -434,10 +370,12 @@ static void real_route(struct l4d *d, size_t s, const char *method, const char *
     l4_snapshot_free(&snap);
 }
 
-void l4_api_handle(void *arg, const char *method, const char *const *seg, size_t n, const char *body,
-                   size_t len, struct admin_reply *r)
+void l4_api_handle(void *arg, const struct admin_request *rq, struct admin_reply *r)
 {
     struct l4d *d = arg;
+    const char *method = rq->method, *body = rq->body;
+    const char *const *seg = rq->seg;
+    size_t n = rq->n_seg, len = rq->body_len;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if (n == 1 && !strcmp(seg[0], "list")) {
         if (!get) {

@@ -1,10 +1,10 @@
 /* `sluice l4 -c FILE`: one process, one event loop.
  *
- * The reals are modelled as the backends of one pool per service in a
- * shared region (src/core/shared.h), which lets the L7 proxy's health
- * checker and admin API work on them unchanged: the checker flips a real's
- * health, the API changes its weight or drains it, and a 100 ms tick turns
- * whatever changed into map updates:
+ * Each real is a target of a health-check set (core/health.h) and has an
+ * admin weight and state that the admin API changes (pools.c shows each
+ * service as a pool, api.c has the /api/l4/ routes). The checker flips a
+ * real's health, the API changes its weight or drains it, and a 100 ms
+ * tick turns whatever changed into map updates:
  *
  *   - a real is ACTIVE in the reals map while its next-hop MAC is known and
  *     its health check passes (a real that is down has its existing flows
@@ -45,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -53,13 +52,13 @@
 
 #include "core/version.h"
 #include "core/admin.h"
-#include "core/config.h"
+#include "l4/l4_conf.h"
 #include "core/evloop.h"
 #include "core/health.h"
 #include "core/log.h"
 #include "lib/maglev.h"
-#include "core/shared.h"
 #include "l4/daemon_priv.h"
+#include "l4/l4_module.h"
 #include "l4/loader.h"
 #include "l4/nexthop.h"
 #include "l4/stats.h"
@@ -70,63 +69,35 @@
 #define NEXTHOP_RETRY_MS 200      /* while ARP/ND is in progress */
 #define NEXTHOP_ERROR_MS 2000     /* no route */
 
-static const struct cfg_l4_service *svc_of(const struct l4d *d, size_t s) { return &d->cfg->l4.services[s]; }
+static const struct cfg_l4_service *svc_of(const struct l4d *d, size_t s) { return &l4_conf(d->cfg)->services[s]; }
 
-/* ---- the pools that stand for the services ---- */
-
-static char *xstrdup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
+/* ---- the model ---- */
 
 void l4_service_name(const struct cfg_l4_service *s, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s:%s", s->proto == PROTO_UDP ? "udp" : "tcp", s->vip.text);
+    snprintf(buf, cap, "%s:%s", l4_proto_name(s->proto), s->vip.text);
 }
 
-static struct sl_config *pools_from_services(const struct cfg_l4 *l4, const struct sl_config *base)
+void l4d_real_ctl(const struct l4d *d, size_t g, struct backend_ctl *out)
 {
-    struct sl_config *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
-    p->path = strdup(base->path ? base->path : "");
-    p->admin_addr = base->admin_addr;
-    p->admin_enabled = base->admin_enabled;
-    p->log_level = base->log_level;
-    p->workers = 1;
-    p->pools = calloc(l4->n_services ? l4->n_services : 1, sizeof *p->pools);
-    if (!p->pools) {
-        config_free(p);
-        return NULL;
-    }
-    p->n_pools = l4->n_services;
-    for (size_t i = 0; i < l4->n_services; i++) {
-        const struct cfg_l4_service *s = &l4->services[i];
-        struct cfg_pool *pool = &p->pools[i];
-        char name[96];
-        l4_service_name(s, name, sizeof name);
-        pool->name = strdup(name);
-        pool->algorithm = LB_HASH;
-        pool->health = s->health;
-        pool->health.http_path = xstrdup_or_null(s->health.http_path);
-        pool->health.http_host = xstrdup_or_null(s->health.http_host);
-        pool->passive.max_fails = 0; /* XDP sees no connect failures */
-        pool->passive.eject_ms = 10000;
-        pool->passive.max_eject_ms = 300000;
-        pool->line = s->line;
-        pool->backends = calloc(s->n_reals ? s->n_reals : 1, sizeof *pool->backends);
-        if (!pool->name || !pool->backends) {
-            config_free(p);
-            return NULL;
-        }
-        pool->n_backends = s->n_reals;
-        for (size_t r = 0; r < s->n_reals; r++) {
-            pool->backends[r].addr = s->reals[r].addr;
-            pool->backends[r].weight = s->reals[r].weight;
-            pool->backends[r].line = s->reals[r].line;
-        }
-    }
-    return p;
+    const struct real_rt *r = &d->rr[g];
+    const struct hc_status *h = l4d_real_health(d, g);
+    *out = (struct backend_ctl){ .weight = r->weight, .admin = r->admin, .up = h ? h->up : !r->start_down,
+                                 .up_since_ms = h ? h->up_since_ms : 0 };
+}
+
+const struct hc_status *l4d_real_health(const struct l4d *d, size_t g)
+{
+    return d->rr[g].target ? hc_target_status(d->rr[g].target) : NULL;
+}
+
+void l4d_real_change(struct l4d *d, size_t g, const struct backend_patch *pt)
+{
+    struct real_rt *r = &d->rr[g];
+    if (pt->has_weight)
+        r->weight = pt->weight;
+    if (pt->has_admin)
+        r->admin = pt->admin;
 }
 
 /* ---- map updates ---- */
@@ -137,26 +108,26 @@ static const char *fmt_mac(const uint8_t m[6], char *buf, size_t cap)
     return buf;
 }
 
-static size_t real_pool(const struct l4d *d, size_t g)
+/* The service of real g. */
+static size_t real_service(const struct l4d *d, size_t g)
 {
-    size_t p = 0;
-    while (p + 1 < d->pcfg->n_pools && g >= d->sh->pool_first[p + 1])
-        p++;
-    return p;
+    size_t s = 0, n = l4_conf(d->cfg)->n_services;
+    while (s + 1 < n && g >= d->sr[s + 1].first)
+        s++;
+    return s;
 }
 
 static const struct sl_addr *real_addr(const struct l4d *d, size_t g)
 {
-    /* Pool backends mirror the service's reals, in the same order. */
-    size_t p = real_pool(d, g);
-    return &d->pcfg->pools[p].backends[g - d->sh->pool_first[p]].addr;
+    size_t s = real_service(d, g);
+    return &svc_of(d, s)->reals[g - d->sr[s].first].addr;
 }
 
 /* l4.tx_interface (two-arm LB), among the interfaces attached at start;
  * NULL: packets leave where they came in. */
 static const struct l4_iface *tx_iface(const struct l4d *d)
 {
-    const char *name = d->cfg->l4.tx_interface;
+    const char *name = l4_conf(d->cfg)->tx_interface;
     for (size_t i = 0; name && i < d->ld.n_ifaces; i++)
         if (strcmp(d->ld.ifaces[i].name, name) == 0)
             return &d->ld.ifaces[i];
@@ -170,7 +141,7 @@ static bool mode_nat(enum l4_fwd_mode m)
 
 static int write_real(struct l4d *d, size_t g, bool active, char *err, size_t errlen)
 {
-    size_t p = real_pool(d, g);
+    size_t p = real_service(d, g);
     return l4_write_real(d->fds.reals, d->rr[g].index, (const struct sockaddr *)&real_addr(d, g)->ss, d->rr[g].mac,
                          active, mode_nat(svc_of(d, p)->mode), (uint16_t)(d->sr[p].slot + 1), err, errlen);
 }
@@ -223,7 +194,9 @@ static void refresh_nexthop(struct l4d *d, size_t g, uint64_t now)
 
 static bool real_usable(const struct l4d *d, size_t g)
 {
-    return d->rr[g].have_mac && atomic_load(&d->sh->backends[g].health) == HEALTH_UP;
+    struct backend_ctl ctl;
+    l4d_real_ctl(d, g, &ctl);
+    return d->rr[g].have_mac && ctl.up;
 }
 
 static void write_active(struct l4d *d, size_t g, bool active)
@@ -255,7 +228,7 @@ static void rebuild_service(struct l4d *d, size_t s, const uint32_t *w)
     size_t n = svc->n_reals;
     uint32_t idx[n ? n : 1], tw[n ? n : 1];
     for (size_t r = 0; r < n; r++) {
-        idx[r] = d->rr[d->sh->pool_first[s] + r].index;
+        idx[r] = d->rr[d->sr[s].first + r].index;
         /* rr: every real that takes flows holds an equal share of the
          * table the data plane walks; wrr and the hashes: by weight. */
         tw[r] = svc->scheduler == L4_SCHED_RR && w[r] ? 1 : w[r];
@@ -279,7 +252,7 @@ static void rebuild_service(struct l4d *d, size_t s, const uint32_t *w)
         o += (size_t)k;
     }
     log_info("service %s/%s: Maglev table %" PRIu32 " live, weights %s", svc->vip.text,
-             svc->proto == PROTO_UDP ? "udp" : "tcp", idle, list);
+             svc->proto == L4_PROTO_UDP ? "udp" : "tcp", idle, list);
 }
 
 /* Bring the maps in line with the model: the periodic work of the tick,
@@ -287,20 +260,22 @@ static void rebuild_service(struct l4d *d, size_t s, const uint32_t *w)
 static void sync_maps(struct l4d *d)
 {
     uint64_t now = ev_now(d->loop);
-    size_t n = d->sh->n_backends;
+    size_t n = d->n_reals;
     for (size_t g = 0; g < n; g++)
         refresh_nexthop(d, g, now);
     /* Make reals usable before a table points at them ... */
     for (size_t g = 0; g < n; g++)
         if (real_usable(d, g) && !d->rr[g].active_written)
             write_active(d, g, true);
-    for (size_t s = 0; s < d->cfg->l4.n_services; s++) {
+    for (size_t s = 0; s < l4_conf(d->cfg)->n_services; s++) {
         const struct cfg_l4_service *svc = svc_of(d, s);
         uint32_t w[svc->n_reals ? svc->n_reals : 1];
         bool changed = !d->sr[s].built;
         for (size_t r = 0; r < svc->n_reals; r++) {
-            size_t g = d->sh->pool_first[s] + r;
-            w[r] = real_usable(d, g) ? shared_effective_weight(&d->sh->backends[g], 0, now) : 0;
+            size_t g = d->sr[s].first + r;
+            struct backend_ctl ctl;
+            l4d_real_ctl(d, g, &ctl);
+            w[r] = real_usable(d, g) ? backend_effective_weight(&ctl, 0, now) : 0;
             changed |= w[r] != d->sr[s].weights[r];
         }
         if (changed)
@@ -322,7 +297,7 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
  * longer in the model. */
 static int write_vip_addresses(struct l4d *d, char *err, size_t errlen)
 {
-    size_t n = d->cfg->l4.n_services;
+    size_t n = l4_conf(d->cfg)->n_services;
     struct l4_vip_key *keep = calloc(2 * n + 1, sizeof *keep);
     size_t k = 0;
     if (!keep) {
@@ -365,11 +340,11 @@ static void zero_percpu(int fd, uint32_t key)
 /* ---- changing the model: prepare, then commit ---- */
 
 struct plan {
-    struct sl_config *pcfg;
-    struct shared_state *sh;
     struct real_rt *rr;
+    size_t n_reals;
     struct svc_rt *sr;
     size_t n_svcs;
+    bool *old_kept;          /* [the running model's n_reals]: stays, with its target */
     uint32_t *new_slots;     /* slots that start a new life (counters zeroed) */
     size_t n_new_slots;
     uint32_t *new_indexes;   /* likewise for real indexes */
@@ -382,9 +357,7 @@ static void plan_free(struct plan *p)
         free(p->sr[s].weights);
     free(p->sr);
     free(p->rr);
-    if (p->sh)
-        shared_destroy(p->sh);
-    config_free(p->pcfg);
+    free(p->old_kept);
     free(p->new_slots);
     free(p->new_indexes);
     memset(p, 0, sizeof *p);
@@ -460,31 +433,38 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
             log_warn("service %s: %zu reals; the Maglev table size %" PRIu32 " is below 100 x reals, so shares "
                      "are less even (restart sluice l4 to resize)", nl4->services[s].vip.text,
                      nl4->services[s].n_reals, d->ld.maglev_m);
-    const struct cfg_l4 *ol4 = d->sh ? &d->cfg->l4 : NULL;  /* NULL: first start */
+    const struct cfg_l4 *ol4 = d->sr ? l4_conf(d->cfg) : NULL;  /* NULL: first start */
     bool *slot_used = calloc(d->n_slots + 1, sizeof *slot_used);
     bool *index_used = calloc(L4_MAX_REALS, sizeof *index_used);
     struct l4_real *pinned = calloc(L4_MAX_REALS, sizeof *pinned);
     p->n_svcs = nl4->n_services;
-    p->pcfg = pools_from_services(nl4, d->cfg);
-    p->sh = p->pcfg ? shared_create(p->pcfg, 1) : NULL;
+    for (size_t s = 0; s < p->n_svcs; s++)
+        p->n_reals += nl4->services[s].n_reals;
     p->sr = calloc(p->n_svcs + 1, sizeof *p->sr);
-    p->rr = calloc(p->sh ? p->sh->n_backends + 1 : 1, sizeof *p->rr);
+    p->rr = calloc(p->n_reals + 1, sizeof *p->rr);
+    p->old_kept = calloc(d->n_reals + 1, sizeof *p->old_kept);
     rc = 500;
     snprintf(err, errlen, "out of memory");
-    if (!slot_used || !index_used || !pinned || !p->sh || !p->sr || !p->rr)
+    if (!slot_used || !index_used || !pinned || !p->sr || !p->rr || !p->old_kept)
         goto out;
+    size_t first = 0;
     for (size_t s = 0; s < p->n_svcs; s++) {
-        p->sr[s].weights = calloc(nl4->services[s].n_reals + 1, sizeof *p->sr[s].weights);
+        const struct cfg_l4_service *ns = &nl4->services[s];
+        p->sr[s].weights = calloc(ns->n_reals + 1, sizeof *p->sr[s].weights);
         if (!p->sr[s].weights)
             goto out;
+        p->sr[s].first = first;
+        l4_service_name(ns, p->sr[s].name, sizeof p->sr[s].name);
+        /* A real is new until found below: the file's weight, enabled. */
+        for (size_t r = 0; r < ns->n_reals; r++)
+            p->rr[first + r] = (struct real_rt){ .weight = ns->reals[r].weight, .admin = BACKEND_ENABLED };
+        first += ns->n_reals;
     }
-    if (d->sh)
-        shared_carry_over(p->sh, p->pcfg, d->sh, d->pcfg);
     /* Nothing of the running model is handed out again in this change: a
      * slot or index it frees keeps its meaning until commit() is done. */
     for (size_t s = 0; ol4 && s < ol4->n_services; s++)
         slot_used[d->sr[s].slot] = true;
-    for (size_t g = 0; ol4 && g < d->sh->n_backends; g++)
+    for (size_t g = 0; ol4 && g < d->n_reals; g++)
         index_used[d->rr[g].index] = true;
     index_used[0] = true;
     for (uint32_t i = 1; i < L4_MAX_REALS; i++)
@@ -513,8 +493,16 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
             for (size_t k = 0; k < olds->n_reals; k++) {
                 if (!addr_equal(&ns->reals[r].addr, &olds->reals[k].addr))
                     continue;
-                struct real_rt *nr = &p->rr[p->sh->pool_first[s] + r];
-                *nr = d->rr[d->sh->pool_first[os] + k];
+                size_t og = d->sr[os].first + k;
+                struct real_rt *nr = &p->rr[p->sr[s].first + r];
+                /* It keeps its index, MAC, health target and admin state;
+                 * an API weight survives only while the file still says
+                 * what it said before (a new value in the file wins). */
+                *nr = d->rr[og];
+                if (ns->reals[r].weight != olds->reals[k].weight)
+                    nr->weight = ns->reals[r].weight;
+                nr->recheck = !hc_conf_equal(&ns->health, &olds->health);
+                p->old_kept[og] = true;
                 /* A mode change (port or not) rewrites the entry. */
                 if (ns->mode != olds->mode)
                     nr->active_written = false;
@@ -551,7 +539,7 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
         const struct cfg_l4_service *ns = &nl4->services[s];
         bool nat = mode_nat(ns->mode);
         for (size_t r = 0; r < ns->n_reals; r++) {
-            size_t g = p->sh->pool_first[s] + r;
+            size_t g = p->sr[s].first + r;
             struct real_rt *nr = &p->rr[g];
             if (nr->index)
                 continue;
@@ -573,7 +561,7 @@ static int prepare(struct l4d *d, const struct cfg_l4 *nl4, struct plan *p, char
                     /* The earlier run had taken it out: keep it out until
                      * its checks pass `rise` times, rather than send it new
                      * flows for `fall` intervals. */
-                    atomic_store(&p->sh->backends[g].health, HEALTH_DOWN);
+                    nr->start_down = true;
                 }
             } else {
                 /* Round the index space rather than take the lowest free:
@@ -608,26 +596,57 @@ out:
     return rc;
 }
 
+/* Give every real without one a health-check target (a new real, one whose
+ * service's health_check changed: with what its old target found), once
+ * the loop runs: during start-up checks would only be late. */
+static void start_targets(struct l4d *d)
+{
+    if (!d->loop_running)
+        return;
+    for (size_t s = 0; s < d->n_svcs; s++) {
+        const struct cfg_l4_service *svc = svc_of(d, s);
+        for (size_t r = 0; r < svc->n_reals; r++) {
+            struct real_rt *rt = &d->rr[d->sr[s].first + r];
+            struct hc_target_spec spec = { .addr = svc->reals[r].addr, .check = &svc->health,
+                                           .group = d->sr[s].name };
+            if (rt->target && !rt->recheck)
+                continue;
+            if (rt->target) {
+                spec.initial = *hc_target_status(rt->target);
+                hc_remove(d->hc, rt->target);
+            } else {
+                hc_status_fresh(&spec.initial, ev_clock_ms());
+                spec.initial.up = !rt->start_down;
+            }
+            rt->recheck = false;
+            rt->target = hc_add(d->hc, &spec);
+            if (!rt->target) {
+                log_error("real %s: its health checks cannot start: out of memory", svc->reals[r].addr.text);
+                rt->start_down = !spec.initial.up;
+            }
+        }
+    }
+}
+
 /* Switch to the model p built for the services now in d->cfg and bring the
  * maps in line: config and pools first, then reals and tables (sync_maps,
  * which writes a real before a table names it), then the VIP list (new ICMP
  * entries, removed services), and last the reals nothing names any more. */
 static void commit(struct l4d *d, struct plan *p)
 {
-    struct plan old = { .pcfg = d->pcfg, .sh = d->sh, .rr = d->rr, .sr = d->sr, .n_svcs = 0 };
-    old.n_svcs = d->pcfg ? d->pcfg->n_pools : 0;
-    d->pcfg = p->pcfg;
-    d->sh = p->sh;
+    struct plan old = { .rr = d->rr, .n_reals = d->n_reals, .sr = d->sr, .n_svcs = d->n_svcs };
+    /* Reals that leave stop being checked; the others keep their targets. */
+    for (size_t g = 0; g < old.n_reals; g++)
+        if (old.rr[g].target && !p->old_kept[g])
+            hc_remove(d->hc, old.rr[g].target);
     d->rr = p->rr;
+    d->n_reals = p->n_reals;
     d->sr = p->sr;
-    d->view.cfg = d->pcfg;
-    d->view.sh = d->sh;
-    if (d->hc)
-        health_stop(d->hc);
-    d->hc = d->loop_running ? health_start(d->loop, d->pcfg, d->sh) : NULL;
+    d->n_svcs = p->n_svcs;
+    start_targets(d);
 
     char err[256];
-    const struct cfg_l4 *l4 = &d->cfg->l4;
+    const struct cfg_l4 *l4 = l4_conf(d->cfg);
     const struct l4_iface *tx = tx_iface(d);
     if (l4_write_config(d->ld.fd_cfg, l4, tx ? tx->mac : d->ld.ifaces[0].mac, tx ? (uint32_t)tx->ifindex : 0,
                         d->ld.maglev_m, d->ld.maglev_tables, err, sizeof err) < 0)
@@ -641,14 +660,14 @@ static void commit(struct l4d *d, struct plan *p)
             log_error("%s", err);
     /* Every real's entry names its owner from the start (a restart finds
      * it by that), also while it waits for its next hop. */
-    for (size_t g = 0; g < d->sh->n_backends; g++)
+    for (size_t g = 0; g < d->n_reals; g++)
         if (!d->rr[g].active_written && write_real(d, g, false, err, sizeof err) < 0)
             log_error("real %s: %s", real_addr(d, g)->text, err);
     sync_maps(d);
     if (write_vip_addresses(d, err, sizeof err) < 0)
         log_error("%s", err);
     bool *used = calloc(L4_MAX_REALS, sizeof *used);
-    for (size_t g = 0; used && g < d->sh->n_backends; g++)
+    for (size_t g = 0; used && g < d->n_reals; g++)
         used[d->rr[g].index] = true;
     for (uint32_t i = 1; used && i < L4_MAX_REALS; i++) {
         struct l4_real r;
@@ -665,24 +684,24 @@ static void commit(struct l4d *d, struct plan *p)
 
 int l4d_replace_services(struct l4d *d, struct cfg_l4_service *svcs, size_t n, char *err, size_t errlen)
 {
-    struct cfg_l4 next = d->cfg->l4;
+    struct cfg_l4 next = *l4_conf(d->cfg);
     next.services = svcs;
     next.n_services = n;
     struct plan p;
     int rc = prepare(d, &next, &p, err, errlen);
     if (rc) {
         for (size_t i = 0; i < n; i++)
-            config_l4_service_free(&svcs[i]);
+            l4_conf_service_free(&svcs[i]);
         free(svcs);
         return rc;
     }
-    struct cfg_l4_service *old = d->cfg->l4.services;
-    size_t old_n = d->cfg->l4.n_services;
-    d->cfg->l4.services = svcs;
-    d->cfg->l4.n_services = n;
+    struct cfg_l4_service *old = l4_conf(d->cfg)->services;
+    size_t old_n = l4_conf(d->cfg)->n_services;
+    l4_conf(d->cfg)->services = svcs;
+    l4_conf(d->cfg)->n_services = n;
     commit(d, &p);
     for (size_t i = 0; i < old_n; i++)
-        config_l4_service_free(&old[i]);
+        l4_conf_service_free(&old[i]);
     free(old);
     return 0;
 }
@@ -714,7 +733,7 @@ static void reload(struct l4d *d)
         log_error("reload: %s has errors; still running the previous configuration", d->config_path);
         return;
     }
-    struct cfg_l4 *nl4 = &cfg->l4, *ol4 = &d->cfg->l4;
+    struct cfg_l4 *nl4 = l4_conf(cfg), *ol4 = l4_conf(d->cfg);
     if (!nl4->present) {
         log_error("reload: %s has no l4: section; still running the previous configuration", d->config_path);
         config_free(cfg);
@@ -754,9 +773,9 @@ static void reload(struct l4d *d)
     d->cfg = cfg;
     commit(d, &p);
     config_free(old);
-    d->view.reloads++;
+    d->dmn.site.status.reloads++;
     log_info("reloaded %s: %zu service%s, %zu real%s", d->config_path, nl4->n_services,
-             nl4->n_services == 1 ? "" : "s", d->sh->n_backends, d->sh->n_backends == 1 ? "" : "s");
+             nl4->n_services == 1 ? "" : "s", d->n_reals, d->n_reals == 1 ? "" : "s");
 }
 
 /* ---- start-up ---- */
@@ -769,7 +788,7 @@ static void wait_nexthops(struct l4d *d)
     uint64_t start = ev_clock_ms();
     for (;;) {
         bool all = true;
-        for (size_t g = 0; g < d->sh->n_backends; g++) {
+        for (size_t g = 0; g < d->n_reals; g++) {
             d->rr[g].next_lookup_ms = 0;
             refresh_nexthop(d, g, ev_clock_ms());
             all &= d->rr[g].have_mac || d->rr[g].last_result == NEXTHOP_ERROR;
@@ -782,9 +801,9 @@ static void wait_nexthops(struct l4d *d)
 
 int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errlen)
 {
-    size_t n = d->cfg->l4.n_services;
+    size_t n = l4_conf(d->cfg)->n_services;
     struct l4_model_svc *m = calloc(n ? n : 1, sizeof *m);
-    struct l4_model_real *mr = calloc(d->sh->n_backends + 1, sizeof *mr);
+    struct l4_model_real *mr = calloc(d->n_reals + 1, sizeof *mr);
     int rc = -1;
     if (!m || !mr) {
         snprintf(err, errlen, "out of memory");
@@ -794,13 +813,14 @@ int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errl
     for (size_t s = 0; s < n; s++) {
         m[s].cs = svc_of(d, s);
         m[s].slot = d->sr[s].slot;
-        m[s].reals = &mr[d->sh->pool_first[s]];
+        m[s].reals = &mr[d->sr[s].first];
     }
-    for (size_t g = 0; g < d->sh->n_backends; g++) {
-        const struct shared_backend *b = &d->sh->backends[g];
+    for (size_t g = 0; g < d->n_reals; g++) {
+        struct backend_ctl ctl;
+        l4d_real_ctl(d, g, &ctl);
         mr[g].index = d->rr[g].index;
-        mr[g].weight = atomic_load(&b->weight);
-        mr[g].state = d->rr[g].have_mac ? backend_state_name(b, 0, now) : "no-nexthop";
+        mr[g].weight = ctl.weight;
+        mr[g].state = d->rr[g].have_mac ? backend_state_name(&ctl, 0, now) : "no-nexthop";
     }
     rc = l4_snapshot_build(snap, m, n, &d->fds, d->ld.maglev_m, err, errlen);
 out:
@@ -809,32 +829,44 @@ out:
     return rc;
 }
 
-static char *l4_metrics(void *arg, size_t *len)
+/* The sluice_l4_* families of /metrics; none when the maps cannot be read. */
+static void l4_metrics(void *arg, struct strbuf *out)
 {
     struct l4d *d = arg;
     struct l4_snapshot snap;
     char err[160];
     if (l4d_snapshot(d, &snap, err, sizeof err) < 0)
-        return NULL;
-    char *text = l4_snapshot_render_metrics(&snap, len);
+        return;
+    l4_snapshot_metrics(&snap, out);
     l4_snapshot_free(&snap);
-    return text;
 }
 
-static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
+int l4_daemon_admin(struct admin_site *site, void *arg)
 {
-    struct l4d *d = io->data;
-    struct signalfd_siginfo si;
-    while (read(d->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-        if (si.ssi_signo == SIGHUP) {
-            log_info("SIGHUP: reloading %s", d->config_path);
-            reload(d);
-            continue;
-        }
-        log_info("signal %s: stopping", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-        ev_break(loop);
-    }
+    struct l4d *d = arg;
+    d->pool_view = (struct pool_view){ &l4_pool_view_ops, d };
+    if (pool_view_mount(site, &d->pool_view) < 0 || metrics_register(&site->metrics, l4_metrics, d) < 0)
+        return -1;
+    return admin_mount(site, NULL, "/api/l4", l4_api_handle, d);
 }
+
+/* The daemon skeleton's signals: SIGHUP reloads, SIGTERM and SIGINT stop
+ * at once (the forwarder stays attached). */
+static void on_reload(void *arg)
+{
+    struct l4d *d = arg;
+    log_info("SIGHUP: reloading %s", d->config_path);
+    reload(d);
+}
+
+static void on_stop(void *arg, int sig)
+{
+    struct l4d *d = arg;
+    log_info("signal %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    daemon_stopped(&d->dmn);
+}
+
+static const struct daemon_ops l4_daemon_ops = { .reload = on_reload, .stop = on_stop };
 
 static uint32_t max_reals(const struct cfg_l4 *l4)
 {
@@ -858,7 +890,7 @@ static void gone_iface(const char *ifname)
 /* How an interface got the forwarder in this run (links.h). */
 static void log_attached(const struct l4d *d, const struct l4_iface *f)
 {
-    const char *mode = d->cfg->l4.xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)";
+    const char *mode = l4_conf(d->cfg)->xdp_generic ? "generic (skb; as l4.xdp_mode asks)" : "native (driver)";
     switch (f->how) {
     case L4_ATTACH_NEW:
         log_info("attached to %s in %s XDP mode (link %" PRIu32 ", pinned in %s/" L4_LINKS_SUBDIR ")", f->name,
@@ -910,36 +942,37 @@ static void log_staying(const struct l4d *d)
 int l4_daemon_run(const struct l4_run_options *o)
 {
     struct config_errors errs = { 0 };
-    struct l4d d = { .pin_dir = o->pin_dir ? o->pin_dir : L4_PIN_DIR, .sig_fd = -1, .config_path = o->config_path };
+    struct l4d d = { .pin_dir = o->pin_dir ? o->pin_dir : L4_PIN_DIR, .config_path = o->config_path };
     char err[512];
     int rc = 1;
 
-    d.cfg = config_load(o->config_path, &errs);
     /* sluice l4 writes log.file (listeners and their access logs are the proxy's). */
-    if (d.cfg && config_check_files(d.cfg, CONFIG_FILES_LOG, &errs)) {
-        config_free(d.cfg);
-        d.cfg = NULL;
-    }
+    d.cfg = daemon_load_config(o->config_path, CONFIG_FILES_LOG, &errs);
     if (!d.cfg) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.lines[i]);
         config_errors_free(&errs);
         return 1;
     }
-    const struct cfg_l4 *l4 = &d.cfg->l4;
+    const struct cfg_l4 *l4 = l4_conf(d.cfg);
     if (!l4->present) {
         fprintf(stderr, "sluice l4: %s has no l4: section (see docs/l4.md)\n", o->config_path);
         config_free(d.cfg);
         return 1;
     }
-    log_setup(d.cfg->log_level, d.cfg->log_file, "l4");
+    const struct daemon_spec spec = { .role = "l4", .module = &l4_module, .ops = &l4_daemon_ops, .arg = &d };
+    if (daemon_init(&d.dmn, &spec, d.cfg, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    d.loop = d.dmn.loop;
     d.seed = l4->seed;
     int jit = l4_jit_disabled();
     if (jit == 1)
         log_warn("the BPF JIT is off (/proc/sys/net/core/bpf_jit_enable is 0): the forwarder runs interpreted, "
                  "several times slower; enable it with sysctl net.core.bpf_jit_enable=1");
-    d.loop = ev_loop_new();
-    if (!d.loop) {
+    d.hc = hc_set_new(d.loop);
+    if (!d.hc) {
         log_error("out of memory");
         goto out;
     }
@@ -982,15 +1015,15 @@ int l4_daemon_run(const struct l4_run_options *o)
     }
     /* The first model: no tables yet, and health checks start with the
      * loop below; give ARP/ND a moment first. */
-    d.pcfg = p.pcfg;
-    d.sh = p.sh;
     d.rr = p.rr;
+    d.n_reals = p.n_reals;
     d.sr = p.sr;
+    d.n_svcs = p.n_svcs;
     wait_nexthops(&d);
-    d.pcfg = NULL;
-    d.sh = NULL;
     d.rr = NULL;
+    d.n_reals = 0;
     d.sr = NULL;
+    d.n_svcs = 0;
     commit(&d, &p);
     for (size_t s = 0; s < l4->n_services; s++)
         if (l4->services[s].mode == L4_FWD_FULLNAT)
@@ -998,33 +1031,20 @@ int l4_daemon_run(const struct l4_run_options *o)
                      l4->services[s].vip.text, l4->services[s].n_local_addrs,
                      l4->services[s].n_local_addrs == 1 ? "" : "es");
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    d.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (d.sig_fd < 0) {
-        log_error("signalfd: %s", strerror(errno));
+    /* Signals from now on: a stop before this leaves nothing half done. */
+    if (daemon_catch_signals(&d.dmn, err, sizeof err) < 0) {
+        log_error("%s", err);
         goto out;
     }
-    ev_io_init(&d.sig_io, d.sig_fd, on_signal, &d);
-    ev_io_set(d.loop, &d.sig_io, EPOLLIN);
-
-    d.view = (struct admin_view){ .cfg = d.pcfg, .sh = d.sh, .started_ms = ev_clock_ms(), .n_workers = 0,
-                                  .version = SLUICE_VERSION, .extra_metrics = l4_metrics, .extra_arg = &d,
-                                  .ext_prefix = "l4", .ext_handler = l4_api_handle, .ext_arg = &d };
-    if (d.cfg->admin_enabled) {
-        d.admin = admin_start(d.loop, &d.cfg->admin_addr, &d.view, err, sizeof err);
-        if (!d.admin) {
-            log_error("admin API: %s", err);
-            goto out;
-        }
+    d.dmn.site.status = (struct admin_status){ .version = SLUICE_VERSION, .config_path = d.config_path,
+                                               .started_ms = ev_clock_ms() };
+    if (daemon_admin_start(&d.dmn, d.cfg, err, sizeof err) < 0) {
+        log_error("admin API: %s", err);
+        goto out;
+    }
+    if (d.dmn.admin)
         log_info("admin API on %s (services are pools named PROTO:VIP; changes under /api/l4/)",
                  d.cfg->admin_addr.text);
-    }
     if (l4_links_attach(d.pin_dir, d.ld.prog_fd, d.ld.ifaces, d.ld.n_ifaces, l4->xdp_generic, o->force,
                         gone_iface, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -1035,29 +1055,23 @@ int l4_daemon_run(const struct l4_run_options *o)
     if (tx_iface(&d))
         log_info("forwarded packets leave through %s (l4.tx_interface)", tx_iface(&d)->name);
     d.loop_running = true;
-    d.hc = health_start(d.loop, d.pcfg, d.sh);
+    start_targets(&d);
     ev_timer_init(&d.tick, tick, &d);
     ev_timer_start(d.loop, &d.tick, TICK_MS);
     log_info("sluice l4 running: %zu service%s, %zu real%s", l4->n_services, l4->n_services == 1 ? "" : "s",
-             d.sh->n_backends, d.sh->n_backends == 1 ? "" : "s");
-    rc = ev_run(d.loop) < 0 ? 1 : 0;
+             d.n_reals, d.n_reals == 1 ? "" : "s");
+    rc = daemon_run(&d.dmn) < 0 ? 1 : 0;
 
 out:
-    if (d.hc)
-        health_stop(d.hc);
-    if (d.admin)
-        admin_stop(d.admin);
+    hc_set_free(d.hc);
+    admin_stop(d.dmn.admin);
+    d.dmn.admin = NULL;
     log_staying(&d);
     l4_loader_close(&d.ld);
-    if (d.loop) {
+    if (d.loop)
         ev_timer_stop(d.loop, &d.tick);
-        if (d.sig_fd >= 0)
-            ev_io_stop(d.loop, &d.sig_io);
-        ev_loop_free(d.loop);
-    }
-    if (d.sig_fd >= 0)
-        close(d.sig_fd);
-    struct plan last = { .pcfg = d.pcfg, .sh = d.sh, .rr = d.rr, .sr = d.sr, .n_svcs = d.pcfg ? d.pcfg->n_pools : 0 };
+    daemon_fini(&d.dmn);
+    struct plan last = { .rr = d.rr, .n_reals = d.n_reals, .sr = d.sr, .n_svcs = d.n_svcs };
     plan_free(&last);
     config_free(d.cfg);
     return rc;

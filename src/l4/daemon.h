@@ -14,4 +14,10 @@ struct l4_run_options {
  * (links.h). Returns the exit code. */
 int l4_daemon_run(const struct l4_run_options *o);
 
+struct admin_site;
+/* The l4 module's admin hook (core/module.h): the services as pools
+ * (/api/pools, sluice_backend_*), the sluice_l4_* families and /api/l4
+ * for the running daemon `arg`. */
+int l4_daemon_admin(struct admin_site *site, void *arg);
+
 #endif

@@ -1,13 +1,20 @@
 /* The running `sluice l4`'s model, shared by daemon.c (maps, health,
- * reload) and api.c (the /api/l4/ admin routes). Nothing else includes it.
+ * reload), api.c (the /api/l4/ admin routes) and pools.c (the services as
+ * pools of the admin API). Nothing else includes it.
  *
- * The services are d->cfg->l4.services: the file's, then edited by the
+ * The services are l4_conf(d->cfg)->services: the file's, then edited by the
  * API. Each service has a slot (vip_meta.svc: its vip_stats entry, its
  * nat_pools entry and its two Maglev tables 2*slot and 2*slot+1) and each
  * real a reals map index. Both stay with the service or real for as long
  * as it exists, across API changes, reloads and restarts (a restart finds
  * them again in the pinned maps: vip_meta.svc and l4_real.owner), because
  * the connection table stores real indexes.
+ *
+ * The reals of every service, in service order, are d->rr[0..n_reals);
+ * service s's are d->rr[sr[s].first ..]. Each real has its admin weight
+ * and state (the file's, then the API's) and a target in the health-check
+ * set d->hc, which stays with the real across changes (its checks go on
+ * undisturbed) unless its service's health_check changes.
  */
 #ifndef SLUICE_L4_DAEMON_PRIV_H
 #define SLUICE_L4_DAEMON_PRIV_H
@@ -17,10 +24,11 @@
 #include <stdint.h>
 
 #include "core/admin.h"
-#include "core/config.h"
+#include "core/daemon.h"
+#include "l4/l4_conf.h"
 #include "core/evloop.h"
 #include "core/health.h"
-#include "core/shared.h"
+#include "core/pool_view.h"
 #include "l4/loader.h"
 #include "l4/stats.h"
 
@@ -32,6 +40,13 @@ struct real_rt {
     bool active_written;     /* what the reals map says */
     uint64_t next_lookup_ms;
     int last_result;         /* enum nexthop_result, to log changes only */
+    uint32_t weight;         /* admin weight: the file's, or the API's */
+    uint32_t admin;          /* enum backend_admin */
+    struct hc_target *target;   /* its checks in d->hc; NULL until the loop runs */
+    bool start_down;         /* without a target yet: down (an earlier run had
+                              * taken it out), until its checks pass */
+    bool recheck;            /* its service's health_check changed: commit()
+                              * gives it a new target with the old results */
 };
 
 struct svc_rt {
@@ -39,24 +54,24 @@ struct svc_rt {
     uint32_t live_table;     /* 2*slot or 2*slot + 1 */
     uint32_t *weights;       /* effective weights the live table was built from */
     bool built;
+    size_t first;            /* its first real in rr */
+    char name[96];           /* "tcp:10.0.0.100:80": its pool's name */
 };
 
 struct l4d {
     struct sl_config *cfg;   /* the file, services as edited by the API */
     const char *config_path;
-    struct sl_config *pcfg;  /* one pool per service, for health and admin */
-    struct shared_state *sh;
     struct l4_loader ld;
     const char *pin_dir;
-    struct ev_loop *loop;
+    struct daemon dmn;       /* loop, signals, admin API (core/daemon.h) */
+    struct ev_loop *loop;    /* dmn.loop */
     struct ev_timer tick;
-    struct ev_io sig_io;
-    int sig_fd;
-    struct health_checker *hc;
-    struct admin_server *admin;
-    struct admin_view view;
-    struct real_rt *rr;      /* [sh->n_backends], global order */
-    struct svc_rt *sr;       /* [n_services] */
+    struct hc_set *hc;       /* the reals' health checks */
+    struct pool_view pool_view; /* the services as pools (pools.c) */
+    struct real_rt *rr;      /* [n_reals], in service order */
+    size_t n_reals;
+    struct svc_rt *sr;       /* [n_svcs] */
+    size_t n_svcs;           /* the services the model was built for */
     struct l4_fds fds;
     uint32_t seed;
     uint32_t n_slots;        /* services the maps have room for */
@@ -76,8 +91,19 @@ void l4_service_name(const struct cfg_l4_service *s, char *buf, size_t cap);
 /* Snapshot of the live state (model + maps), for the list and the API. */
 int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errlen);
 
+/* Real g's control values: weight, admin, health. */
+void l4d_real_ctl(const struct l4d *d, size_t g, struct backend_ctl *out);
+/* What its checks found; NULL while it has no target (start-up). */
+const struct hc_status *l4d_real_health(const struct l4d *d, size_t g);
+/* Apply an admin change to real g (the tick rebuilds the tables). */
+void l4d_real_change(struct l4d *d, size_t g, const struct backend_patch *pt);
+
 /* The admin API's /api/l4/ routes (api.c). */
-void l4_api_handle(void *arg, const char *method, const char *const *seg, size_t n_seg, const char *body,
-                   size_t body_len, struct admin_reply *reply);
+void l4_api_handle(void *arg, const struct admin_request *rq, struct admin_reply *reply);
+
+/* The services as pools (pools.c): `sluice pools`, /api/pools and the
+ * sluice_backend_* families show a service as the pool PROTO:VIP whose
+ * backends are its reals. */
+extern const struct pool_view_ops l4_pool_view_ops;
 
 #endif

@@ -13,6 +13,7 @@
 #include "core/admin_client.h"
 #include "lib/addr.h"
 #include "core/config.h"
+#include "l4/l4_conf.h"
 #include "l4/daemon.h"
 #include "l4/decap.h"
 #include "l4/loader.h"
@@ -98,7 +99,7 @@ static int admin_of(const char *admin_text, const char *config_path, struct sl_a
         config_errors_free(&errs);
         return -1;
     }
-    if (!cfg->l4.present) {
+    if (!l4_conf(cfg)->present) {
         fprintf(stderr, "sluice l4: %s has no l4: section\n", config_path);
         config_free(cfg);
         return -1;

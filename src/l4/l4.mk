@@ -97,24 +97,32 @@ build/obj/src/cmd/main.o build/asan/src/cmd/main.o: BASEFLAGS += -I$(L4_OUT)
 # Recipes expand LIBS when they run, after this line has been read.
 LIBS += $(L4_USER_LIBS)
 
+# The l4 tier's unit tests (tests/unit/test_l4_*.c) link its archive before
+# the others'; this static pattern rule takes them out of the generic
+# build/tests/% rule.
+L4_UNIT_BIN := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_l4_*.c))
+$(L4_UNIT_BIN): build/tests/%: tests/unit/%.c $(call layer_lib,l4,asan) $(foreach l,proxy core lib,$(call layer_lib,$(l),asan))
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) -O1 $(SAN) -Itests/unit -I$(L4_OUT) -o $@ $< $(call layer_lib,l4,asan) $(UNIT_LIBS) $(LIBS) -lcmocka
+
 # `make demo-l4` (root): sluice l4 in each mode (DR, TUN, NAT, FullNAT) between
 # network namespaces.
 .PHONY: demo-l4
 demo-l4: build/sluice
 	@bash scripts/demo-l4.sh
 
-# ---- unit tests of the control plane's pure parts (no kernel, no root) ----
+# ---- unit tests of the l4 tier (no kernel, no root) ----
 # tests/unit/test_l4_*.c are in the top-level UNIT_BIN (make unit, the unit
 # phase of make test) like the other unit tests; this static pattern rule
-# also links the parts of src/l4 that do no map I/O (tables.c, stats.c:
-# the map I/O is in tables_maps.c and stats_maps.c), and leaves libbpf out.
-L4_UNIT_BIN      := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_l4_*.c))
-L4_PURE_ASAN_OBJ := build/asan/src/l4/tables.o build/asan/src/l4/stats.o
+# links them with the l4 tier's archive before the others. The linker takes
+# only the objects a test uses: the pure parts (tables.c, stats.c,
+# l4_conf.c) do no map I/O, which is in tables_maps.c and stats_maps.c.
+L4_UNIT_BIN := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_l4_*.c))
 
-$(L4_UNIT_BIN): build/tests/%: tests/unit/%.c $(L4_PURE_ASAN_OBJ) $(UNIT_LIBS) $(L4_OUT)/forwarder.skel.h
+$(L4_UNIT_BIN): build/tests/%: tests/unit/%.c $(call layer_lib,l4,asan) $(UNIT_LIBS) $(L4_OUT)/forwarder.skel.h
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) -I$(L4_OUT) -O1 $(SAN) -Itests/unit -o $@ $< $(L4_PURE_ASAN_OBJ) $(UNIT_LIBS) \
-	      $(filter-out $(L4_USER_LIBS),$(LIBS)) -lcmocka
+	$(CC) $(BASEFLAGS) -I$(L4_OUT) -O1 $(SAN) -Itests/unit -o $@ $< $(call layer_lib,l4,asan) $(UNIT_LIBS) \
+	      $(LIBS) -lcmocka
 
 # `sluice l4 decap` (src/l4/decap.c) includes the decap program's skeleton.
 build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h

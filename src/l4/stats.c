@@ -8,11 +8,13 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/metrics.h"
+#include "lib/strbuf.h"
+#include "l4/conns.h"
 #include "l4/tables.h"
 
 uint32_t l4_table_count(size_t n_services)
@@ -97,7 +99,7 @@ int l4_snapshot_from_model(struct l4_snapshot *snap, const struct l4_model_svc *
         const struct cfg_l4_service *cs = svcs[i].cs;
         struct l4_row_svc *s = &snap->svcs[i];
         snprintf(s->vip, sizeof s->vip, "%s", cs->vip.text);
-        s->proto = cs->proto == PROTO_UDP ? "UDP" : "TCP";
+        s->proto = cs->proto == L4_PROTO_UDP ? "UDP" : "TCP";
         s->mode = l4_fwd_mode_name(cs->mode);
         s->scheduler = l4_scheduler_name(cs->scheduler);
         s->svc = svcs[i].slot;
@@ -167,62 +169,13 @@ void l4_snapshot_free(struct l4_snapshot *snap)
     memset(snap, 0, sizeof *snap);
 }
 
-/* A growing string. */
-struct text {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-__attribute__((format(printf, 2, 3)))
-static void tx_printf(struct text *t, const char *fmt, ...)
-{
-    if (t->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->oom = true;
-            return;
-        }
-        if (t->p && t->len + (size_t)n < t->cap) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
-        char *p = realloc(t->p, cap);
-        if (!p) {
-            t->oom = true;
-            return;
-        }
-        t->p = p;
-        t->cap = cap;
-    }
-}
-
-static char *tx_finish(struct text *t, size_t *len)
-{
-    if (t->oom) {
-        free(t->p);
-        return NULL;
-    }
-    if (!t->p)
-        tx_printf(t, "%s", "");
-    if (len)
-        *len = t->len;
-    return t->p;
-}
-
 char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_dir)
 {
-    struct text t = { 0 };
-    tx_printf(&t, "Sluice L4 (XDP) forwarder: maps in %s, Maglev table size %" PRIu32 "\n", pin_dir, snap->m);
-    tx_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %8s %9s %12s %14s\n", "Prot", "LocalAddress:Port", "Scheduler",
+    struct strbuf t = { 0 };
+    strbuf_printf(&t, "Sluice L4 (XDP) forwarder: maps in %s, Maglev table size %" PRIu32 "\n", pin_dir, snap->m);
+    strbuf_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %8s %9s %12s %14s\n", "Prot", "LocalAddress:Port", "Scheduler",
               "Mode", "", "", "ActConn", "InActConn", "InPkts", "InBytes");
-    tx_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %8s %9s %12s %14s\n", "RemoteAddress:Port", "State", "", "Weight",
+    strbuf_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %8s %9s %12s %14s\n", "RemoteAddress:Port", "State", "", "Weight",
               "Share", "ActConn", "InActConn", "InPkts", "InBytes");
     for (size_t i = 0; i < snap->n_svcs; i++) {
         const struct l4_row_svc *s = &snap->svcs[i];
@@ -231,7 +184,7 @@ char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_di
             act += s->reals[r].active;
             inact += s->reals[r].inactive;
         }
-        tx_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %8" PRIu64 " %9" PRIu64 " %12" PRIu64 " %14" PRIu64 "%s\n",
+        strbuf_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %8" PRIu64 " %9" PRIu64 " %12" PRIu64 " %14" PRIu64 "%s\n",
                   s->proto, s->vip, s->scheduler, s->mode, "", "", act, inact, s->c.packets, s->c.bytes,
                   s->loaded ? "" : "  (not loaded)");
         for (size_t r = 0; r < s->n_reals; r++) {
@@ -242,28 +195,21 @@ char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_di
             else
                 snprintf(w, sizeof w, "-");
             snprintf(share, sizeof share, "%.0f%%", snap->m ? 100.0 * rr->slots / snap->m : 0.0);
-            tx_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %8" PRIu64 " %9" PRIu64 " %12" PRIu64 " %14" PRIu64 "\n",
+            strbuf_printf(&t, "  -> %-33s %-12s %-8s %6s %6s %8" PRIu64 " %9" PRIu64 " %12" PRIu64 " %14" PRIu64 "\n",
                       rr->addr, rr->state, "", w, share, rr->active, rr->inactive, rr->c.packets, rr->c.bytes);
         }
     }
-    tx_printf(&t, "\nPackets by disposition and event (non-zero):\n");
+    strbuf_printf(&t, "\nPackets by disposition and event (non-zero):\n");
     for (uint32_t k = 0; k < L4_R__COUNT; k++) {
         if (snap->reasons[k].packets)
-            tx_printf(&t, "  %-20s %12" PRIu64 " pkts %14" PRIu64 " bytes\n", l4_reason_names[k],
+            strbuf_printf(&t, "  %-20s %12" PRIu64 " pkts %14" PRIu64 " bytes\n", l4_reason_names[k],
                       snap->reasons[k].packets, snap->reasons[k].bytes);
     }
-    return tx_finish(&t, NULL);
+    return strbuf_finish(&t, NULL);
 }
 
-static void metric_header(struct text *t, const char *name, const char *type, const char *help)
+void l4_snapshot_metrics(const struct l4_snapshot *snap, struct strbuf *out)
 {
-    tx_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
-{
-    struct text t = { 0 };
-    /* Addresses contain no quote or backslash: no label escaping needed. */
     static const struct { const char *name, *help; int bytes; } vip_fams[] = {
         { "sluice_l4_vip_packets_total",
           "Packets of the service forwarded by XDP: client to real (NAT, FullNAT: and the replies back).", 0 },
@@ -272,11 +218,13 @@ char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
           "replies back).", 1 },
     };
     for (size_t f = 0; f < 2; f++) {
-        metric_header(&t, vip_fams[f].name, "counter", vip_fams[f].help);
+        metrics_family(out, vip_fams[f].name, "counter", vip_fams[f].help);
         for (size_t i = 0; i < snap->n_svcs; i++) {
             const struct l4_row_svc *s = &snap->svcs[i];
-            tx_printf(&t, "%s{vip=\"%s\",proto=\"%s\",mode=\"%s\"} %" PRIu64 "\n", vip_fams[f].name, s->vip,
-                      s->proto[0] == 'T' ? "tcp" : "udp", s->mode, vip_fams[f].bytes ? s->c.bytes : s->c.packets);
+            const struct metric_label labels[] = {
+                { "vip", s->vip }, { "proto", s->proto[0] == 'T' ? "tcp" : "udp" }, { "mode", s->mode },
+            };
+            metrics_sample(out, vip_fams[f].name, labels, 3, vip_fams[f].bytes ? s->c.bytes : s->c.packets);
         }
     }
     static const struct { const char *name, *type, *help; int what; } real_fams[] = {
@@ -293,7 +241,7 @@ char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
           "Flows of the real idle or closing, seen in the last 300 s (ipvsadm InActConn).", 5 },
     };
     for (size_t f = 0; f < sizeof real_fams / sizeof *real_fams; f++) {
-        metric_header(&t, real_fams[f].name, real_fams[f].type, real_fams[f].help);
+        metrics_family(out, real_fams[f].name, real_fams[f].type, real_fams[f].help);
         for (size_t i = 0; i < snap->n_svcs; i++) {
             const struct l4_row_svc *s = &snap->svcs[i];
             for (size_t r = 0; r < s->n_reals; r++) {
@@ -304,23 +252,24 @@ char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len)
                            : real_fams[f].what == 3 ? rr->slots
                            : real_fams[f].what == 4 ? rr->active
                                                     : rr->inactive;
-                tx_printf(&t, "%s{vip=\"%s\",proto=\"%s\",real=\"%s\"} %" PRIu64 "\n", real_fams[f].name, s->vip,
-                          s->proto[0] == 'T' ? "tcp" : "udp", rr->addr, v);
+                const struct metric_label labels[] = {
+                    { "vip", s->vip }, { "proto", s->proto[0] == 'T' ? "tcp" : "udp" }, { "real", rr->addr },
+                };
+                metrics_sample(out, real_fams[f].name, labels, 3, v);
             }
         }
     }
-    metric_header(&t, "sluice_l4_packets_total", "counter",
-                  "Packets seen by the XDP forwarder by reason: fwd_*, pass_*, drop_*, icmp_echo_reply and "
-                  "icmp_ptb_sent are dispositions (each packet in exactly one); ct_*, icmp_err_routed, nat_stale "
-                  "and toa_* are events.");
+    metrics_family(out, "sluice_l4_packets_total", "counter",
+                   "Packets seen by the XDP forwarder by reason: fwd_*, pass_*, drop_*, icmp_echo_reply and "
+                   "icmp_ptb_sent are dispositions (each packet in exactly one); ct_*, icmp_err_routed, nat_stale "
+                   "and toa_* are events.");
     for (uint32_t k = 0; k < L4_R__COUNT; k++)
-        tx_printf(&t, "sluice_l4_packets_total{reason=\"%s\"} %" PRIu64 "\n", l4_reason_names[k],
-                  snap->reasons[k].packets);
-    metric_header(&t, "sluice_l4_bytes_total", "counter",
-                  "Bytes (frames as received) seen by the XDP forwarder by reason; events other than "
-                  "icmp_err_routed count no bytes.");
+        metrics_sample(out, "sluice_l4_packets_total", &(struct metric_label){ "reason", l4_reason_names[k] }, 1,
+                       snap->reasons[k].packets);
+    metrics_family(out, "sluice_l4_bytes_total", "counter",
+                   "Bytes (frames as received) seen by the XDP forwarder by reason; events other than "
+                   "icmp_err_routed count no bytes.");
     for (uint32_t k = 0; k < L4_R__COUNT; k++)
-        tx_printf(&t, "sluice_l4_bytes_total{reason=\"%s\"} %" PRIu64 "\n", l4_reason_names[k],
-                  snap->reasons[k].bytes);
-    return tx_finish(&t, len);
+        metrics_sample(out, "sluice_l4_bytes_total", &(struct metric_label){ "reason", l4_reason_names[k] }, 1,
+                       snap->reasons[k].bytes);
 }

@@ -12,7 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "l4/l4_conf.h"
+#include "lib/strbuf.h"
 #include "l4/bpf/forwarder_abi.h"
 #include "l4/conns.h"
 
@@ -110,8 +111,8 @@ void l4_snapshot_set_conns(struct l4_snapshot *snap, const struct l4_conn_count 
 
 /* The ipvsadm -Ln --stats style table. malloc'd text. */
 char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_dir);
-/* Prometheus text: sluice_l4_* families. malloc'd text, *len set. */
-char *l4_snapshot_render_metrics(const struct l4_snapshot *snap, size_t *len);
+/* The sluice_l4_* families of /metrics, written into out. */
+void l4_snapshot_metrics(const struct l4_snapshot *snap, struct strbuf *out);
 
 /* Tables per service pair and the table count `sluice l4` uses for n
  * services: two per service, at least L4_MAGLEV_DEFAULT_TABLES. */

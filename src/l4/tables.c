@@ -35,7 +35,7 @@ void l4_vip_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s)
     memset(k, 0, sizeof *k);
     l4_addr16(k->addr, (const struct sockaddr *)&s->vip.ss);
     k->port = htons(addr_port(&s->vip));
-    k->proto = s->proto == PROTO_UDP ? IPPROTO_UDP : IPPROTO_TCP;
+    k->proto = s->proto == L4_PROTO_UDP ? IPPROTO_UDP : IPPROTO_TCP;
 }
 
 void l4_icmp_key_of(struct l4_vip_key *k, const struct cfg_l4_service *s)

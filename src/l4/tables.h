@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "core/config.h"
+#include "l4/l4_conf.h"
 #include "l4/bpf/forwarder_abi.h"
 
 /* ---- values (tables.c) ---- */

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "proxy/proxy_conf.h"
 
 struct access_log;
 

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "proxy/proxy_conf.h"
 #include "lib/http1.h"
 
 /* The host a request is for: the authority of an absolute-form target

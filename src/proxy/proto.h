@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/config.h"
+#include "proxy/proxy_conf.h"
 
 struct listener_rt;
 

@@ -220,7 +220,7 @@ static void signal_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 
 static int setup_pools(struct worker *w)
 {
-    const struct sl_config *cfg = w->cfg;
+    const struct proxy_conf *cfg = w->cfg;
     w->n_pools = cfg->n_pools;
     w->pools = calloc(cfg->n_pools ? cfg->n_pools : 1, sizeof *w->pools);
     if (!w->pools)
@@ -261,7 +261,7 @@ static int setup_pools(struct worker *w)
 
 static int setup_listeners(struct worker *w, const int *listen_fds)
 {
-    const struct sl_config *cfg = w->cfg;
+    const struct proxy_conf *cfg = w->cfg;
     w->n_listeners = cfg->n_listeners;
     w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof *w->listeners);
     if (!w->listeners)
@@ -337,7 +337,7 @@ static void worker_free(struct worker *w)
     ev_loop_free(w->loop);
 }
 
-int worker_main(const struct sl_config *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds)
+int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds)
 {
     /* Die with the master rather than serve a stale configuration alone. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);

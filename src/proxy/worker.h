@@ -1,5 +1,5 @@
 /* A proxy worker: one process, one event loop, shared nothing with the
- * other workers except the read-mostly shared region (core/shared.h).
+ * other workers except the read-mostly shared region (proxy/shared.h).
  *
  * The master creates the listening sockets (one SO_REUSEPORT socket per
  * listener per worker slot) and keeps them open across reloads and worker
@@ -12,9 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/config.h"
 #include "core/evloop.h"
-#include "core/shared.h"
+#include "proxy/proxy_conf.h"
+#include "proxy/shared.h"
 
 struct worker;
 struct upstream_conn;
@@ -59,7 +59,7 @@ struct listener_rt {
 struct worker {
     uint32_t id;
     struct ev_loop *loop;
-    const struct sl_config *cfg;
+    const struct proxy_conf *cfg;     /* the proxy part of its configuration */
     struct shared_state *sh;
     struct pool_rt *pools;
     size_t n_pools;
@@ -80,7 +80,7 @@ struct worker {
 
 /* Run a worker until it has drained after SIGTERM. listen_fds[i] is the
  * socket of cfg->listeners[i] for this worker's slot. Returns the exit code. */
-int worker_main(const struct sl_config *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds);
+int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds);
 
 /* Bookkeeping for every client connection, whatever its protocol: counts
  * it against limits.max_connections and pauses/resumes accepting. */

@@ -1,15 +1,22 @@
-/* libFuzzer target: config_load_string() on arbitrary bytes.
+/* libFuzzer target: config_load_string() on arbitrary bytes, with every
+ * tier's section registered (the proxy's and sluice l4's), as `sluice`
+ * loads files; and the same bytes as an admin API body for sluice l4's
+ * service and real parsers.
  *
  * Beyond "no crash, no leak" (ASan), check the loader's contract: it
  * returns a config with no errors, or NULL with at least one error, and
- * every error is a single "fuzz.yaml:LINE: path: reason" line. The value
- * parsers get the same bytes as a C string.
+ * every error is a single "fuzz.yaml:LINE: path: reason" line. The body
+ * parsers return 0, or -1 with a one-line reason. The value parsers get
+ * the same bytes as a C string.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/config.h"
+#include "core/config_walk.h"
+#include "l4/l4_conf.h"
+#include "proxy/proxy_conf.h"
 
 static void check_error_line(const char *line)
 {
@@ -27,8 +34,40 @@ static void check_error_line(const char *line)
         abort();
 }
 
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    if (config_register_section(&proxy_conf_section) < 0 || config_register_section(&l4_conf_section) < 0)
+        abort();
+    return 0;
+}
+
+/* A service and a real as the l4 admin API reads them. */
+static void check_bodies(const uint8_t *data, size_t size)
+{
+    static const char yaml[] = "l4:\n  interfaces: [lb0]\n  tun_source_prefix: 10.99.0.0/24\n"
+                               "  services: [{vip: 10.0.0.1:80, mode: tun, reals: [10.0.0.2]}]\n";
+    struct sl_config *running = config_load_string("running.yaml", yaml, sizeof yaml - 1, NULL);
+    if (!running)
+        abort();
+    const struct cfg_l4 *l4 = l4_conf(running);
+    char err[512];
+    struct cfg_l4_service svc;
+    struct cfg_l4_real real;
+    err[0] = '\0';
+    if (l4_conf_parse_service(l4, (const char *)data, size, &svc, err, sizeof err) == 0)
+        l4_conf_service_free(&svc);
+    else if (!err[0] || strchr(err, '\n'))
+        abort();
+    err[0] = '\0';
+    if (l4_conf_parse_real(l4, &l4->services[0], (const char *)data, size, &real, err, sizeof err) < 0 &&
+        (!err[0] || strchr(err, '\n')))
+        abort();
+    config_free(running);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_bodies(data, size);
     struct config_errors errs = { 0 };
     struct sl_config *cfg = config_load_string("fuzz.yaml", (const char *)data, size, &errs);
     if (cfg ? errs.n != 0 : errs.n == 0)
@@ -44,8 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(s, data, size);
     s[size] = '\0';
     uint32_t v;
-    parse_duration_ms(s, &v);
-    parse_size(s, &v);
+    config_parse_duration_ms(s, &v);
+    config_parse_size(s, &v);
     free(s);
     return 0;
 }

@@ -1,4 +1,5 @@
-/* Unit tests for core/admin: /metrics rendering, PATCH body validation,
+/* Unit tests for core/admin with the proxy's mount (proxy/proxy_admin.c,
+ * core/pool_view.c): /metrics rendering, PATCH body validation,
  * routing through admin_handle (no network), and the HTTP server itself on
  * 127.0.0.1:0 driven by the test's event loop. */
 #include <setjmp.h>
@@ -21,6 +22,10 @@
 
 #include "core/admin.h"
 #include "core/log.h"
+#include "core/pool_view.h"
+#include "proxy/proxy_admin.h"
+#include "proxy/proxy_conf.h"
+#include "proxy/shared.h"
 
 #define WEIRD_POOL "we\"ird\\pool\nname"
 
@@ -33,10 +38,11 @@ struct fixture {
     struct cfg_backend weird_b[1];
     struct cfg_pool pools[2];
     struct cfg_listener listener;
-    struct sl_config cfg;
+    struct proxy_conf cfg;
     struct shared_state *sh;
     int pids[2];
-    struct admin_view view;
+    struct proxy_admin pa;
+    struct admin_site site;
 };
 
 static void set_addr(struct sl_addr *a, const char *text)
@@ -60,7 +66,6 @@ static int setup(void **state)
     f->pools[1] = (struct cfg_pool){.name = WEIRD_POOL, .algorithm = LB_LEAST_CONN, .backends = f->weird_b,
                                     .n_backends = 1};
     f->listener.name = "web";
-    f->cfg.path = "/etc/sluice/test.yaml";
     f->cfg.pools = f->pools;
     f->cfg.n_pools = 2;
     f->cfg.listeners = &f->listener;
@@ -70,9 +75,12 @@ static int setup(void **state)
         return -1;
     f->pids[0] = 4242;
     f->pids[1] = 4343;
-    f->view = (struct admin_view){.cfg = &f->cfg, .sh = f->sh, .started_ms = ev_clock_ms(), .reloads = 1,
-                                  .worker_restarts = 5, .worker_pids = f->pids, .n_workers = 2,
-                                  .version = "9.9.9-test"};
+    f->site.status = (struct admin_status){.started_ms = ev_clock_ms(), .reloads = 1, .worker_restarts = 5,
+                                           .worker_pids = f->pids, .n_workers = 2, .version = "9.9.9-test",
+                                           .config_path = "/etc/sluice/test.yaml"};
+    f->pa = (struct proxy_admin){.cfg = &f->cfg, .sh = f->sh};
+    if (proxy_admin_mount(&f->site, &f->pa) < 0)
+        return -1;
     *state = f;
     return 0;
 }
@@ -157,7 +165,7 @@ static void test_metrics_render(void **state)
     backend(f, 0)->checks_failed = 2;
 
     size_t len = 0;
-    char *m = admin_render_metrics(&f->view, &len);
+    char *m = admin_render_metrics(&f->site, &len);
     assert_non_null(m);
     assert_int_equal(len, strlen(m));
     check_exposition(m);
@@ -207,14 +215,17 @@ static void test_metrics_from_yaml(void **state)
                                "listeners:\n"
                                "  - {name: front, listen: 127.0.0.1:7080, pool: api}\n";
     struct config_errors errs = {0};
+    config_register_section(&proxy_conf_section);
     struct sl_config *cfg = config_load_string("inline.yaml", yaml, sizeof yaml - 1, &errs);
     if (!cfg)
         fail_msg("config: %s", errs.n ? errs.lines[0] : "?");
-    struct shared_state *sh = shared_create(cfg, 1);
+    struct shared_state *sh = shared_create(proxy_conf(cfg), 1);
     assert_non_null(sh);
     atomic_store(&shared_lctr(sh, 0, 0)->active, 2);
-    struct admin_view v = {.cfg = cfg, .sh = sh, .started_ms = ev_clock_ms(), .n_workers = 1};
-    char *m = admin_render_metrics(&v, NULL);
+    struct proxy_admin pa = {.cfg = proxy_conf(cfg), .sh = sh};
+    struct admin_site site = {.status = {.started_ms = ev_clock_ms(), .n_workers = 1}};
+    assert_int_equal(proxy_admin_mount(&site, &pa), 0);
+    char *m = admin_render_metrics(&site, NULL);
     assert_non_null(m);
     check_exposition(m);
     assert_non_null(strstr(m, "\nsluice_backend_weight{pool=\"api\",backend=\"127.0.0.1:7001\"} 4\n"));
@@ -232,11 +243,12 @@ static void test_metrics_from_yaml(void **state)
 static void test_metrics_inconsistent_view(void **state)
 {
     struct fixture *f = *state;
-    struct admin_view v = f->view;
-    struct sl_config bigger = f->cfg;
+    struct proxy_conf bigger = f->cfg;
     bigger.n_pools = 1;
-    v.cfg = &bigger;
-    char *m = admin_render_metrics(&v, NULL);
+    struct proxy_admin pa = {.cfg = &bigger, .sh = f->sh};
+    struct admin_site site = {.status = f->site.status};
+    assert_int_equal(proxy_admin_mount(&site, &pa), 0);
+    char *m = admin_render_metrics(&site, NULL);
     assert_non_null(m);
     check_exposition(m);
     assert_null(strstr(m, "sluice_backend_requests_total{"));
@@ -248,7 +260,7 @@ static void test_metrics_inconsistent_view(void **state)
 
 static int patch(struct fixture *f, size_t g, const char *body, char *err, size_t errlen)
 {
-    return admin_apply_backend_patch(f->sh, g, body, strlen(body), err, errlen);
+    return proxy_admin_apply_backend_patch(f->sh, g, body, strlen(body), err, errlen);
 }
 
 static void test_patch_valid(void **state)
@@ -318,9 +330,9 @@ static void test_patch_invalid(void **state)
     }
     char err[256];
     /* embedded NUL and out-of-range index */
-    assert_int_equal(admin_apply_backend_patch(f->sh, 0, "{\"weight\":5}\0", 13, err, sizeof err), -1);
-    assert_int_equal(admin_apply_backend_patch(f->sh, 3, "{\"weight\":5}", 12, err, sizeof err), -1);
-    assert_int_equal(admin_apply_backend_patch(f->sh, 0, NULL, 0, err, sizeof err), -1);
+    assert_int_equal(proxy_admin_apply_backend_patch(f->sh, 0, "{\"weight\":5}\0", 13, err, sizeof err), -1);
+    assert_int_equal(proxy_admin_apply_backend_patch(f->sh, 3, "{\"weight\":5}", 12, err, sizeof err), -1);
+    assert_int_equal(proxy_admin_apply_backend_patch(f->sh, 0, NULL, 0, err, sizeof err), -1);
     assert_int_equal(atomic_load(&backend(f, 0)->weight), 1);
     assert_int_equal(atomic_load(&backend(f, 0)->admin), BACKEND_ENABLED);
     assert_int_equal(atomic_load(&f->sh->generation), gen);
@@ -347,7 +359,7 @@ static void answer_free(struct answer *a)
 static struct answer call(struct fixture *f, const char *method, const char *target, const char *body)
 {
     struct admin_reply r;
-    admin_handle(&f->view, method, strlen(method), target, strlen(target), body, body ? strlen(body) : 0, &r);
+    admin_handle(&f->site, method, strlen(method), target, strlen(target), body, body ? strlen(body) : 0, &r);
     struct answer a = {.status = r.status, .allow = r.allow, .ctype = r.content_type};
     assert_non_null(r.body);
     a.text = strndup(r.body, r.body_len);
@@ -533,6 +545,133 @@ static void test_handle_status_and_metrics(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* The mount table and /api/status parts */
+
+struct seen {
+    const char *who;
+    char method[16];
+    char segs[128];              /* "a|b|c" */
+    size_t calls;
+};
+
+static void record(void *arg, const struct admin_request *rq, struct admin_reply *r)
+{
+    struct seen *s = arg;
+    s->calls++;
+    snprintf(s->method, sizeof s->method, "%s", rq->method);
+    s->segs[0] = '\0';
+    for (size_t i = 0; i < rq->n_seg; i++) {
+        strncat(s->segs, i ? "|" : "", sizeof s->segs - strlen(s->segs) - 1);
+        strncat(s->segs, rq->seg[i], sizeof s->segs - strlen(s->segs) - 1);
+    }
+    admin_reply_json(r, 200, json_pack("{s:s}", "who", s->who));
+}
+
+static struct answer call_site(struct admin_site *site, const char *method, const char *target)
+{
+    struct admin_reply r;
+    admin_handle(site, method, strlen(method), target, strlen(target), NULL, 0, &r);
+    struct answer a = {.status = r.status, .allow = r.allow, .ctype = r.content_type};
+    a.text = strndup(r.body, r.body_len);
+    json_error_t je;
+    a.json = json_loadb(r.body, r.body_len, 0, &je);
+    free(r.body);
+    return a;
+}
+
+static void expect_site_status(struct admin_site *site, const char *method, const char *target, int status)
+{
+    struct answer a = call_site(site, method, target);
+    if (a.status != status)
+        fail_msg("%s %s: got %d, want %d: %s", method, target, a.status, status, a.text);
+    answer_free(&a);
+}
+
+static void test_mounts(void **state)
+{
+    struct admin_site site = {.status = {.version = "1"}};
+    struct seen get = {.who = "get"}, post = {.who = "post"}, any = {.who = "any"}, later = {.who = "later"};
+    assert_int_equal(admin_mount(&site, "GET", "/api/things", record, &get), 0);
+    assert_int_equal(admin_mount(&site, "POST", "/api/things", record, &post), 0);
+    assert_int_equal(admin_mount(&site, NULL, "/api/x/y", record, &any), 0);
+    assert_int_equal(admin_mount(&site, NULL, "/api/x/y", record, &later), 0);
+
+    /* methods pick the mount; HEAD goes where GET goes */
+    struct answer a = call_site(&site, "GET", "/api/things/one/two");
+    assert_int_equal(a.status, 200);
+    assert_string_equal(get.segs, "one|two");
+    answer_free(&a);
+    a = call_site(&site, "HEAD", "/api/things");
+    assert_int_equal(a.status, 200);
+    assert_int_equal(get.calls, 2);
+    assert_string_equal(get.segs, "");
+    answer_free(&a);
+    a = call_site(&site, "POST", "/api/things/%2F");
+    assert_int_equal(a.status, 200);
+    assert_string_equal(post.segs, "/");
+    answer_free(&a);
+    /* a path that is mounted, with a method no mount takes: 405 naming them */
+    a = call_site(&site, "DELETE", "/api/things/one");
+    assert_int_equal(a.status, 405);
+    assert_string_equal(a.allow, "GET, POST");
+    answer_free(&a);
+
+    /* any method; the first mount of a prefix wins; segments after it */
+    a = call_site(&site, "PUT", "/api/x/y/z");
+    assert_int_equal(a.status, 200);
+    assert_string_equal(json_string_value(json_object_get(a.json, "who")), "any");
+    assert_string_equal(any.method, "PUT");
+    assert_string_equal(any.segs, "z");
+    assert_int_equal(later.calls, 0);
+    answer_free(&a);
+
+    /* prefixes match whole segments only */
+    expect_site_status(&site, "GET", "/api/x", 404);
+    expect_site_status(&site, "GET", "/api/xy/y", 404);
+    expect_site_status(&site, "GET", "/api/thing", 404);
+    expect_site_status(&site, "GET", "/api", 404);
+    /* the core's own paths come first */
+    expect_site_status(&site, "GET", "/api/status", 200);
+    expect_site_status(&site, "GET", "/metrics", 200);
+    assert_int_equal(get.calls + post.calls + any.calls + later.calls, 4);
+
+    /* malformed prefixes and a full table are refused */
+    assert_int_equal(admin_mount(&site, NULL, "", record, &any), -1);
+    assert_int_equal(admin_mount(&site, NULL, "api", record, &any), -1);
+    assert_int_equal(admin_mount(&site, NULL, "/", record, &any), -1);
+    assert_int_equal(admin_mount(&site, NULL, "/a//b", record, &any), -1);
+    assert_int_equal(admin_mount(&site, NULL, "/a/b/c/d/e", record, &any), -1);
+    assert_int_equal(admin_mount(&site, NULL, "/ok", NULL, &any), -1);
+    while (site.n_mounts < ADMIN_MAX_MOUNTS)
+        assert_int_equal(admin_mount(&site, NULL, "/filler", record, &any), 0);
+    assert_int_equal(admin_mount(&site, NULL, "/one/more", record, &any), -1);
+}
+
+static void add_colour(void *arg, json_t *status)
+{
+    json_object_set_new(status, "colour", json_string(arg));
+}
+
+static void test_status_parts(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(admin_status_part(&f->site, add_colour, "green"), 0);
+    struct answer a = call(f, "GET", "/api/status", NULL);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(json_string_value(json_object_get(a.json, "colour")), "green");
+    assert_string_equal(json_string_value(json_object_get(a.json, "version")), "9.9.9-test");
+    /* the tier's keys come after the core's */
+    const char *colour = strstr(a.text, "\"colour\""), *config = strstr(a.text, "\"config\"");
+    assert_non_null(colour);
+    assert_non_null(config);
+    assert_true(config < colour);
+    answer_free(&a);
+    while (f->site.n_status_parts < ADMIN_MAX_STATUS_PARTS)
+        assert_int_equal(admin_status_part(&f->site, add_colour, "x"), 0);
+    assert_int_equal(admin_status_part(&f->site, add_colour, "y"), -1);
+}
+
+/* ------------------------------------------------------------------ */
 /* The server on a real socket */
 
 struct client {
@@ -708,7 +847,7 @@ static void server_up(struct fixture *f, struct server_fixture *s)
     struct sl_addr a;
     set_addr(&a, "127.0.0.1:0");
     char err[256];
-    s->srv = admin_start(s->loop, &a, &f->view, err, sizeof err);
+    s->srv = admin_start(s->loop, &a, &f->site, err, sizeof err);
     if (!s->srv)
         fail_msg("admin_start: %s", err);
     s->port = admin_port(s->srv);
@@ -875,14 +1014,14 @@ static void test_server_bind_error(void **state)
     char text[32], err[256] = "";
     snprintf(text, sizeof text, "127.0.0.1:%u", s.port);
     set_addr(&a, text);
-    assert_null(admin_start(s.loop, &a, &f->view, err, sizeof err));
+    assert_null(admin_start(s.loop, &a, &f->site, err, sizeof err));
     assert_non_null(strstr(err, text));
     server_down(&s);
 }
 
 int main(void)
 {
-    log_setup(LOG_WARN, NULL, "test");
+    log_setup(LOG_LEVEL_WARN, NULL, "test");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_metrics_render, setup, teardown),
         cmocka_unit_test(test_metrics_from_yaml),
@@ -893,6 +1032,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handle_backend_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handle_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handle_status_and_metrics, setup, teardown),
+        cmocka_unit_test(test_mounts),
+        cmocka_unit_test_setup_teardown(test_status_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_keepalive_and_pipelining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_connection_limit, setup, teardown),

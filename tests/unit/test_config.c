@@ -1,4 +1,6 @@
-/* Unit tests for the configuration loader (src/core/config.c). */
+/* Unit tests for the configuration loader (src/core/config.c, the walker in
+ * config_walk.c) and the proxy's section (src/proxy/proxy_conf.c). sluice
+ * l4's section: test_l4_conf.c; the section table: test_config_sections.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,65 +15,14 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/config_walk.h"
+#include "core/log.h"
+#include "proxy/proxy_conf.h"
 
-static struct sl_config *load(const char *yaml, struct config_errors *errs)
-{
-    return config_load_string("t.yaml", yaml, strlen(yaml), errs);
-}
+#include "config_expect.h"
 
-static void dump_errors(const struct config_errors *errs)
-{
-    for (size_t i = 0; i < errs->n; i++)
-        print_message("  error: %s\n", errs->lines[i]);
-}
-
-/* Loading must succeed with no errors. Caller frees. */
-static struct sl_config *load_ok(const char *yaml)
-{
-    struct config_errors errs = { 0 };
-    struct sl_config *cfg = load(yaml, &errs);
-    if (!cfg || errs.n)
-        dump_errors(&errs);
-    assert_non_null(cfg);
-    assert_int_equal(errs.n, 0);
-    config_errors_free(&errs);
-    return cfg;
-}
-
-/* Loading must fail with exactly the given error lines, in order. */
-static void expect_errors(const char *yaml, const char *const *want, size_t n_want)
-{
-    struct config_errors errs = { 0 };
-    struct sl_config *cfg = load(yaml, &errs);
-    bool same = errs.n == n_want;
-    for (size_t i = 0; same && i < n_want; i++)
-        same = strcmp(errs.lines[i], want[i]) == 0;
-    if (!same) {
-        print_message("for YAML:\n%s\n", yaml);
-        dump_errors(&errs);
-    }
-    assert_null(cfg);
-    assert_int_equal(errs.n, n_want);
-    for (size_t i = 0; i < n_want; i++)
-        assert_string_equal(errs.lines[i], want[i]);
-    config_errors_free(&errs);
-}
-
-static void expect_error(const char *yaml, const char *want)
-{
-    expect_errors(yaml, &want, 1);
-}
-
-/* A small valid config; tests append to it or edit copies of it. */
-#define MIN_POOLS                                                                                    \
-    "pools:\n"                        /* 1 */                                                        \
-    "  - name: app\n"                 /* 2 */                                                        \
-    "    backends: [127.0.0.1:9001]\n" /* 3 */
-#define MIN_LISTENERS                                                                                \
-    "listeners:\n"                    /* 4 */                                                        \
-    "  - name: web\n"                 /* 5 */                                                        \
-    "    listen: 127.0.0.1:8080\n"    /* 6 */                                                        \
-    "    pool: app\n"                 /* 7 */
+/* The proxy's part of a loaded configuration. */
+#define P(cfg) proxy_conf(cfg)
 
 /* ------------------------------------------------------------------------ */
 
@@ -141,14 +92,14 @@ static void test_full_config(void **state)
     struct sl_config *cfg = load_ok(full_yaml);
 
     assert_string_equal(cfg->path, "t.yaml");
-    assert_int_equal(cfg->workers, 4);
-    assert_int_equal(cfg->log_level, LOG_WARN);
+    assert_int_equal(P(cfg)->workers, 4);
+    assert_int_equal(cfg->log_level, LOG_LEVEL_WARN);
     assert_string_equal(cfg->log_file, "/var/log/sluice.log");
     assert_true(cfg->admin_enabled);
     assert_string_equal(cfg->admin_addr.text, "127.0.0.1:9999");
 
-    assert_int_equal(cfg->n_pools, 2);
-    const struct cfg_pool *p = &cfg->pools[0];
+    assert_int_equal(P(cfg)->n_pools, 2);
+    const struct cfg_pool *p = &P(cfg)->pools[0];
     assert_string_equal(p->name, "app");
     assert_int_equal(p->line, 8);
     assert_int_equal(p->algorithm, LB_HASH);
@@ -179,11 +130,11 @@ static void test_full_config(void **state)
     assert_int_equal(p->backends[1].line, 31);
     assert_string_equal(p->backends[2].addr.text, "[::1]:9003");
     assert_int_equal(p->backends[2].weight, 0);
-    assert_int_equal(cfg->pools[1].algorithm, LB_LEAST_CONN);
-    assert_int_equal(cfg->pools[1].n_backends, 1);
+    assert_int_equal(P(cfg)->pools[1].algorithm, LB_LEAST_CONN);
+    assert_int_equal(P(cfg)->pools[1].n_backends, 1);
 
-    assert_int_equal(cfg->n_listeners, 2);
-    const struct cfg_listener *l = &cfg->listeners[0];
+    assert_int_equal(P(cfg)->n_listeners, 2);
+    const struct cfg_listener *l = &P(cfg)->listeners[0];
     assert_string_equal(l->name, "web");
     assert_int_equal(l->line, 38);
     assert_string_equal(l->addr.text, "0.0.0.0:8080");
@@ -216,7 +167,7 @@ static void test_full_config(void **state)
     assert_false(l->splice);
 
     /* Same address as "web" is fine: UDP is a different socket kind. */
-    const struct cfg_listener *u = &cfg->listeners[1];
+    const struct cfg_listener *u = &P(cfg)->listeners[1];
     assert_int_equal(u->proto, PROTO_UDP);
     assert_int_equal(u->default_pool, 1);
     assert_int_equal(u->n_routes, 0);
@@ -228,13 +179,13 @@ static void test_defaults(void **state)
 {
     struct sl_config *cfg = load_ok(MIN_POOLS MIN_LISTENERS);
 
-    assert_int_equal(cfg->workers, 0);
-    assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_int_equal(P(cfg)->workers, 0);
+    assert_int_equal(cfg->log_level, LOG_LEVEL_INFO);
     assert_null(cfg->log_file);
     assert_true(cfg->admin_enabled);
     assert_string_equal(cfg->admin_addr.text, "127.0.0.1:9900");
 
-    const struct cfg_pool *p = &cfg->pools[0];
+    const struct cfg_pool *p = &P(cfg)->pools[0];
     assert_int_equal(p->algorithm, LB_ROUND_ROBIN);
     assert_int_equal(p->hash_key, HASH_KEY_CLIENT_IP);
     assert_null(p->hash_key_name);
@@ -256,7 +207,7 @@ static void test_defaults(void **state)
     assert_int_equal(p->passive.max_eject_ms, 300000);
     assert_int_equal(p->backends[0].weight, 1);
 
-    const struct cfg_listener *l = &cfg->listeners[0];
+    const struct cfg_listener *l = &P(cfg)->listeners[0];
     assert_int_equal(l->proto, PROTO_HTTP);
     assert_int_equal(l->n_routes, 0);
     assert_true(l->has_default_pool);
@@ -286,10 +237,10 @@ static void test_empty_sections(void **state)
 {
     struct sl_config *cfg = load_ok("log:\nadmin: {}\npools:\n  - name: a\n    health_check:\n"
                                     "    passive: ~\n    backends: [1.2.3.4:5]\n");
-    assert_int_equal(cfg->log_level, LOG_INFO);
-    assert_int_equal(cfg->pools[0].health.rise, 2);
-    assert_int_equal(cfg->pools[0].passive.max_fails, 3);
-    assert_int_equal(cfg->n_listeners, 0);
+    assert_int_equal(cfg->log_level, LOG_LEVEL_INFO);
+    assert_int_equal(P(cfg)->pools[0].health.rise, 2);
+    assert_int_equal(P(cfg)->pools[0].passive.max_fails, 3);
+    assert_int_equal(P(cfg)->n_listeners, 0);
     config_free(cfg);
 }
 
@@ -297,21 +248,21 @@ static void test_small_values(void **state)
 {
     struct sl_config *cfg = load_ok("workers: auto\nlog: {level: debug, file: stderr}\n"
                                     "admin: {listen: off}\n");
-    assert_int_equal(cfg->workers, 0);
-    assert_int_equal(cfg->log_level, LOG_DEBUG);
+    assert_int_equal(P(cfg)->workers, 0);
+    assert_int_equal(cfg->log_level, LOG_LEVEL_DEBUG);
     assert_null(cfg->log_file);
     assert_false(cfg->admin_enabled);
     config_free(cfg);
 
     cfg = load_ok("workers: 256\n");
-    assert_int_equal(cfg->workers, 256);
+    assert_int_equal(P(cfg)->workers, 256);
     config_free(cfg);
 
     cfg = load_ok(MIN_POOLS "listeners:\n  - {name: t, listen: 1.2.3.4:80, protocol: tcp, pool: app,"
                             " access_log: \"off\", splice: True}\n");
-    assert_int_equal(cfg->listeners[0].proto, PROTO_TCP);
-    assert_null(cfg->listeners[0].access_log);
-    assert_true(cfg->listeners[0].splice);
+    assert_int_equal(P(cfg)->listeners[0].proto, PROTO_TCP);
+    assert_null(P(cfg)->listeners[0].access_log);
+    assert_true(P(cfg)->listeners[0].splice);
     config_free(cfg);
 }
 
@@ -323,15 +274,15 @@ static void test_hash_keys_and_status(void **state)
                                     "  - {name: c, hash_key: client_ip, backends: [1.1.1.1:1],\n"
                                     "     health_check: {type: http, expect_status: 204}}\n"
                                     "  - {name: d.e_f-9, backends: [1.1.1.1:1], health_check: {type: tcp}}\n");
-    assert_int_equal(cfg->pools[0].hash_key, HASH_KEY_URI);
-    assert_int_equal(cfg->pools[1].hash_key, HASH_KEY_COOKIE);
-    assert_string_equal(cfg->pools[1].hash_key_name, "sid");
-    assert_int_equal(cfg->pools[2].hash_key, HASH_KEY_CLIENT_IP);
-    assert_int_equal(cfg->pools[2].health.status_min, 204);
-    assert_int_equal(cfg->pools[2].health.status_max, 204);
-    assert_int_equal(cfg->pools[3].health.type, HEALTH_TCP);
-    assert_int_equal(config_pool_index(cfg, "d.e_f-9"), 3);
-    assert_int_equal(config_pool_index(cfg, "zzz"), -1);
+    assert_int_equal(P(cfg)->pools[0].hash_key, HASH_KEY_URI);
+    assert_int_equal(P(cfg)->pools[1].hash_key, HASH_KEY_COOKIE);
+    assert_string_equal(P(cfg)->pools[1].hash_key_name, "sid");
+    assert_int_equal(P(cfg)->pools[2].hash_key, HASH_KEY_CLIENT_IP);
+    assert_int_equal(P(cfg)->pools[2].health.status_min, 204);
+    assert_int_equal(P(cfg)->pools[2].health.status_max, 204);
+    assert_int_equal(P(cfg)->pools[3].health.type, HEALTH_TCP);
+    assert_int_equal(proxy_conf_pool_index(P(cfg), "d.e_f-9"), 3);
+    assert_int_equal(proxy_conf_pool_index(P(cfg), "zzz"), -1);
     config_free(cfg);
 }
 
@@ -341,8 +292,8 @@ static void test_names(void **state)
     assert_string_equal(lb_algorithm_name(LB_LEAST_CONN), "least_conn");
     assert_string_equal(lb_algorithm_name(LB_P2C), "p2c");
     assert_string_equal(lb_algorithm_name(LB_HASH), "hash");
-    assert_string_equal(log_level_name(LOG_DEBUG), "debug");
-    assert_string_equal(log_level_name(LOG_ERROR), "error");
+    assert_string_equal(log_level_name(LOG_LEVEL_DEBUG), "debug");
+    assert_string_equal(log_level_name(LOG_LEVEL_ERROR), "error");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -364,17 +315,17 @@ static void test_parse_duration(void **state)
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         uint32_t v = 12345;
-        assert_int_equal(parse_duration_ms(good[i].in, &v), 0);
+        assert_int_equal(config_parse_duration_ms(good[i].in, &v), 0);
         assert_int_equal(v, good[i].ms);
     }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint32_t v = 12345;
-        if (parse_duration_ms(bad[i], &v) == 0)
+        if (config_parse_duration_ms(bad[i], &v) == 0)
             fail_msg("parse_duration_ms accepted \"%s\"", bad[i]);
         assert_int_equal(v, 12345); /* untouched on failure */
     }
     uint32_t v;
-    assert_int_not_equal(parse_duration_ms(NULL, &v), 0);
+    assert_int_not_equal(config_parse_duration_ms(NULL, &v), 0);
 }
 
 static void test_parse_size(void **state)
@@ -393,17 +344,17 @@ static void test_parse_size(void **state)
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         uint32_t v = 7;
-        assert_int_equal(parse_size(good[i].in, &v), 0);
+        assert_int_equal(config_parse_size(good[i].in, &v), 0);
         assert_int_equal(v, good[i].n);
     }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint32_t v = 7;
-        if (parse_size(bad[i], &v) == 0)
+        if (config_parse_size(bad[i], &v) == 0)
             fail_msg("parse_size accepted \"%s\"", bad[i]);
         assert_int_equal(v, 7);
     }
     uint32_t v;
-    assert_int_not_equal(parse_size(NULL, &v), 0);
+    assert_int_not_equal(config_parse_size(NULL, &v), 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -628,7 +579,7 @@ static void test_multiple_errors_collected(void **state)
 static void test_listeners_before_pools(void **state)
 {
     struct sl_config *cfg = load_ok(MIN_LISTENERS MIN_POOLS);
-    assert_int_equal(cfg->listeners[0].default_pool, 0);
+    assert_int_equal(P(cfg)->listeners[0].default_pool, 0);
     config_free(cfg);
 }
 
@@ -717,7 +668,7 @@ static void test_load_file(void **state)
     assert_non_null(cfg);
     assert_int_equal(errs.n, 0);
     assert_string_equal(cfg->path, path);
-    assert_int_equal(cfg->n_listeners, 2);
+    assert_int_equal(P(cfg)->n_listeners, 2);
     config_free(cfg);
 
     /* Errors name the file as given. */
@@ -767,218 +718,14 @@ static void test_length_respected(void **state)
     static const char text[] = "workers: 3\nbogus: 1\n";
     struct sl_config *cfg = config_load_string("t.yaml", text, 11, NULL);
     assert_non_null(cfg);
-    assert_int_equal(cfg->workers, 3);
+    assert_int_equal(P(cfg)->workers, 3);
     config_free(cfg);
 }
 
-
-/* ------------------------------------------------------------------------
- * l4: (sluice l4)
- */
-
-static const char l4_yaml[] =
-    "l4:\n"                                             /* 1 */
-    "  interfaces: [veth-lb0, eth1]\n"                  /* 2 */
-    "  xdp_mode: generic\n"                             /* 3 */
-    "  seed: 0x12345678\n"                              /* 4 */
-    "  syn_cap: 5000\n"                                 /* 5 */
-    "  tun_source_prefix: 10.99.0.0/24\n"               /* 6 */
-    "  tun_source_prefix6: fd00:99::/96\n"              /* 7 */
-    "  services:\n"                                     /* 8 */
-    "    - vip: 10.0.0.100:80\n"                        /* 9 */
-    "      protocol: tcp\n"                             /* 10 */
-    "      mode: dr\n"                                  /* 11 */
-    "      scheduler: wrr\n"                            /* 12 */
-    "      health_check: { type: tcp, interval: 1s, rise: 2, fall: 2 }\n" /* 13 */
-    "      reals:\n"                                    /* 14 */
-    "        - { address: 10.0.0.11:80, weight: 3 }\n"  /* 15 */
-    "        - 10.0.0.12\n"                             /* 16 */
-    "    - vip: \"[2001:db8::100]:53\"\n"               /* 17 */
-    "      protocol: udp\n"                             /* 18 */
-    "      mode: tun\n"                                 /* 19 */
-    "      reals: [\"[2001:db8::11]:53\", 10.0.0.21:53]\n" /* 20 */
-    "    - vip: \"[2001:db8::100]:443\"\n"              /* 21 */
-    "      mode: fullnat\n"                             /* 22 */
-    "      scheduler: source-hash\n"                    /* 23 */
-    "      local_addresses: [\"2001:db8::10\", \"2001:db8::11\"]\n" /* 24 */
-    "      reals: [\"[2001:db8::21]:8443\"]\n";         /* 25 */
-
-static void test_l4_full(void **state)
-{
-    (void)state;
-    struct sl_config *cfg = load_ok(l4_yaml);
-    const struct cfg_l4 *l4 = &cfg->l4;
-    assert_true(l4->present);
-    assert_int_equal(l4->n_interfaces, 2);
-    assert_string_equal(l4->interfaces[1], "eth1");
-    assert_true(l4->xdp_generic);
-    assert_int_equal(l4->seed, 0x12345678u);
-    assert_int_equal(l4->syn_cap, 5000);
-    assert_int_equal(l4->tun_src4.family, AF_INET);
-    assert_int_equal(l4->tun_src4.plen, 24);
-    assert_int_equal(l4->tun_src4.addr[1], 99);
-    assert_int_equal(l4->tun_src6.family, AF_INET6);
-    assert_int_equal(l4->tun_src6.plen, 96);
-    assert_int_equal(l4->n_services, 3);
-
-    const struct cfg_l4_service *s = &l4->services[0];
-    assert_string_equal(s->vip.text, "10.0.0.100:80");
-    assert_int_equal(s->proto, PROTO_TCP);
-    assert_int_equal(s->mode, L4_FWD_DR);
-    assert_int_equal(s->scheduler, L4_SCHED_WRR);
-    assert_int_equal(s->health.type, HEALTH_TCP);
-    assert_int_equal(s->health.interval_ms, 1000);
-    assert_int_equal(s->health.fall, 2);
-    assert_int_equal(s->n_reals, 2);
-    assert_int_equal(s->reals[0].weight, 3);
-    assert_int_equal(s->reals[0].line, 15);
-    /* A bare IP takes the VIP's port. */
-    assert_string_equal(s->reals[1].addr.text, "10.0.0.12:80");
-    assert_int_equal(s->reals[1].weight, 1);
-
-    s = &l4->services[1];
-    assert_string_equal(s->vip.text, "[2001:db8::100]:53");
-    assert_int_equal(s->proto, PROTO_UDP);
-    assert_int_equal(s->mode, L4_FWD_TUN);
-    assert_int_equal(s->scheduler, L4_SCHED_MAGLEV);
-    assert_int_equal(s->health.type, HEALTH_NONE);
-    /* TUN may cross families (6in4, 4in6). */
-    assert_string_equal(s->reals[1].addr.text, "10.0.0.21:53");
-
-    s = &l4->services[2];
-    assert_int_equal(s->mode, L4_FWD_FULLNAT);
-    assert_int_equal(s->scheduler, L4_SCHED_SOURCE_HASH);
-    assert_int_equal(s->n_local_addrs, 2);
-    assert_string_equal(s->local_addrs[1].text, "2001:db8::11");
-    assert_string_equal(s->reals[0].addr.text, "[2001:db8::21]:8443");
-    assert_string_equal(l4_fwd_mode_name(s->mode), "fullnat");
-    assert_string_equal(l4_scheduler_name(s->scheduler), "source-hash");
-    config_free(cfg);
-}
-
-static void test_l4_defaults(void **state)
-{
-    (void)state;
-    struct sl_config *cfg = load_ok("l4:\n"
-                                    "  interfaces: [lb0]\n"
-                                    "  services:\n"
-                                    "    - vip: 10.0.0.1:80\n"
-                                    "      reals: [10.0.0.2:80]\n");
-    assert_true(cfg->l4.present);
-    assert_false(cfg->l4.xdp_generic);
-    assert_int_equal(cfg->l4.seed, 0x5eed1a4bu);
-    assert_int_equal(cfg->l4.syn_cap, 100000);
-    assert_int_equal(cfg->l4.tun_src4.family, 0);
-    assert_int_equal(cfg->l4.services[0].proto, PROTO_TCP);
-    assert_int_equal(cfg->l4.services[0].mode, L4_FWD_DR);
-    assert_int_equal(cfg->l4.services[0].scheduler, L4_SCHED_MAGLEV);
-    assert_int_equal(cfg->l4.services[0].health.type, HEALTH_NONE);
-    assert_int_equal(cfg->l4.max_services, 16);
-    assert_int_equal(cfg->l4.tun_mtu, 0);
-    assert_null(cfg->l4.tx_interface);
-    config_free(cfg);
-
-    cfg = load_ok("l4:\n  interfaces: [lb0, lb1]\n  tx_interface: lb1\n  tun_mtu: 1500\n  max_services: 2\n"
-                  "  services:\n    - { vip: 10.0.0.1:80, reals: [10.0.0.2] }\n    - { vip: 10.0.0.1:81, reals: [10.0.0.2] }\n"
-                  "    - { vip: 10.0.0.1:82, reals: [10.0.0.2] }\n");
-    assert_string_equal(cfg->l4.tx_interface, "lb1");
-    assert_int_equal(cfg->l4.tun_mtu, 1500);
-    assert_int_equal(cfg->l4.max_services, 3); /* raised to the file's count */
-    config_free(cfg);
-
-    /* Without an l4: section nothing changes for the proxy. */
-    cfg = load_ok(MIN_POOLS MIN_LISTENERS);
-    assert_false(cfg->l4.present);
-    assert_int_equal(cfg->l4.n_services, 0);
-    config_free(cfg);
-}
-
-#define L4_HEAD "l4:\n  interfaces: [lb0]\n  services:\n" /* lines 1-3 */
-
-static void test_l4_errors(void **state)
-{
-    (void)state;
-    expect_error("l4:\n  services: []\n", "t.yaml:2: l4: missing required key \"interfaces\"");
-    expect_error("l4:\n  interfaces: [lb0]\n  tx_interface: lb1\n",
-                 "t.yaml:3: l4.tx_interface: \"lb1\" must be one of l4.interfaces (the forwarder must be attached to "
-                 "the interface it sends on)");
-    expect_error("l4:\n  interfaces: [lb0]\n  tun_mtu: 576\n",
-                 "t.yaml:3: l4.tun_mtu: must be 0 (no check) or 1280..65535, got 576");
-    expect_error("l4:\n  interfaces: [lb0]\n  max_services: 0\n",
-                 "t.yaml:3: l4.max_services: expected an integer from 1 to 1024, got \"0\"");
-    expect_error("l4:\n  interfaces: []\n", "t.yaml:2: l4.interfaces: at least one interface is required");
-    expect_error("l4:\n  interfaces: [a/b]\n",
-                 "t.yaml:2: l4.interfaces[0]: expected an interface name (1 to 15 characters, no \"/\" or spaces), "
-                 "got \"a/b\"");
-    expect_error("l4:\n  interfaces: [lb0, lb0]\n", "t.yaml:2: l4.interfaces[1]: duplicate interface \"lb0\"");
-    expect_error("l4:\n  interfaces: [lb0]\n  xdp_mode: nativ\n",
-                 "t.yaml:3: l4.xdp_mode: expected native or generic, got \"nativ\" (did you mean \"native\"?)");
-    expect_error("l4:\n  interfaces: [lb0]\n  seed: 0x100000000\n",
-                 "t.yaml:3: l4.seed: expected a 32-bit number like 0x5eed1a4b, got \"0x100000000\"");
-    expect_error("l4:\n  interfaces: [lb0]\n  syn_cap: -1\n",
-                 "t.yaml:3: l4.syn_cap: expected an integer from 0 to 100000000, got \"-1\"");
-    expect_error("l4:\n  interfaces: [lb0]\n  tun_source_prefix: 10.99.0.0/33\n",
-                 "t.yaml:3: l4.tun_source_prefix: expected an IPv4 prefix like 10.99.0.0/24 (length 0 to 32), got "
-                 "\"10.99.0.0/33\"");
-    expect_error("l4:\n  interfaces: [lb0]\n  tun_source_prefix6: 10.0.0.0/8\n",
-                 "t.yaml:3: l4.tun_source_prefix6: expected an IPv6 prefix like fd00:99::/96, got \"10.0.0.0/8\"");
-    expect_error("l4:\n  interfaces: [lb0]\n  bogus: 1\n", "t.yaml:3: l4.bogus: unknown key");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1\n      reals: [10.0.0.2:80]\n",
-                 "t.yaml:4: l4.services[0].vip: expected HOST:PORT");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:0\n      reals: [10.0.0.2:80]\n",
-                 "t.yaml:4: l4.services[0].vip: port must be a number from 1 to 65535 for a VIP");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      protocol: sctp\n      reals: [10.0.0.2:80]\n",
-                 "t.yaml:5: l4.services[0].protocol: expected tcp or udp, got \"sctp\"");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      mode: snat\n      reals: [10.0.0.2:80]\n",
-                 "t.yaml:5: l4.services[0].mode: expected dr, tun, nat or fullnat, got \"snat\" (did you mean "
-                 "\"nat\"?)");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      scheduler: lc\n      reals: [10.0.0.2:80]\n",
-                 "t.yaml:5: l4.services[0].scheduler: expected maglev, source-hash, wrr or rr, got \"lc\"");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n",
-                 "t.yaml:4: l4.services[0]: missing required key \"reals\"");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: []\n",
-                 "t.yaml:5: l4.services[0].reals: at least one real server is required");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: [{address: 10.0.0.2:80, weight: x}]\n",
-                 "t.yaml:5: l4.services[0].reals[0].weight: expected an integer from 0 to 1000000, got \"x\"");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: [foo]\n",
-                 "t.yaml:5: l4.services[0].reals[0].address: expected HOST:PORT");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: [10.0.0.2:8080]\n",
-                 "t.yaml:5: l4.services[0].reals[0].address: mode dr cannot change the port: use the VIP's port 80 "
-                 "or none");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: [\"[2001:db8::2]:80\"]\n",
-                 "t.yaml:5: l4.services[0].reals[0].address: mode dr needs a real of the VIP's address family "
-                 "(IPv4)");
-    expect_error(L4_HEAD "    - vip: \"[2001:db8::1]:80\"\n      mode: nat\n      reals: [10.0.0.2:80]\n",
-                 "t.yaml:6: l4.services[0].reals[0].address: mode nat needs a real of the VIP's address family "
-                 "(IPv6)");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: [10.0.0.2, 10.0.0.2:80]\n",
-                 "t.yaml:5: l4.services[0].reals[1]: duplicate real 10.0.0.2:80 (first listed on line 5)");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      mode: fullnat\n      reals: [10.0.0.2:80]\n",
-                 "t.yaml:5: l4.services[0]: mode fullnat needs local_addresses (the SNAT pool)");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      local_addresses: [10.0.0.9]\n      reals: [10.0.0.2:80]\n",
-                 "t.yaml:5: l4.services[0].local_addresses: only used with mode: fullnat (mode is dr)");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      mode: fullnat\n      local_addresses: [10.0.0.9:1]\n"
-                 "      reals: [10.0.0.2:80]\n",
-                 "t.yaml:6: l4.services[0].local_addresses[0]: expected an IPv4 or IPv6 address without a port, "
-                 "got \"10.0.0.9:1\"");
-    expect_error(L4_HEAD "    - vip: \"[2001:db8::1]:80\"\n      mode: fullnat\n      local_addresses: [10.0.0.9]\n"
-                 "      reals: [\"[2001:db8::2]:80\"]\n",
-                 "t.yaml:6: l4.services[0].local_addresses[0]: a local address must be of the VIP's address family");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      mode: tun\n      reals: [10.0.0.2]\n",
-                 "t.yaml:1: l4: a tun service with IPv4 reals needs l4.tun_source_prefix");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      health_check: { type: ping }\n      reals: [10.0.0.2]\n",
-                 "t.yaml:5: l4.services[0].health_check.type: expected none, tcp or http, got \"ping\"");
-    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: [10.0.0.2]\n"
-                 "    - vip: 10.0.0.1:80\n      reals: [10.0.0.3]\n",
-                 "t.yaml:6: l4.services[1]: duplicate service 10.0.0.1:80/tcp (first listed on line 4)");
-    /* Same VIP and port over UDP is another service. */
-    struct sl_config *cfg = load_ok(L4_HEAD "    - vip: 10.0.0.1:53\n      reals: [10.0.0.2]\n"
-                                            "    - vip: 10.0.0.1:53\n      protocol: udp\n      reals: [10.0.0.2]\n");
-    config_free(cfg);
-}
 
 int main(void)
 {
+    config_register_section(&proxy_conf_section);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults),
@@ -1001,9 +748,6 @@ int main(void)
         cmocka_unit_test(test_cannot_open),
         cmocka_unit_test(test_optional_arguments),
         cmocka_unit_test(test_length_respected),
-        cmocka_unit_test(test_l4_full),
-        cmocka_unit_test(test_l4_defaults),
-        cmocka_unit_test(test_l4_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* Unit tests for core/health: real sockets on 127.0.0.1, served from the
+/* Unit tests for core/health (target sets) and the proxy's use of it
+ * (proxy/proxy_health.c, results mirrored into the shared region): real sockets on 127.0.0.1, served from the
  * test's own event loop, checked every 20 ms. Every wait is bounded (a few
  * seconds at most) and the assertions are about order, not timing: a
  * transition must happen, and never before `rise`/`fall` results. */
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/health.h"
+#include "proxy/proxy_health.h"
 
 #define WAIT_MS 5000
 #define POLL_MS 2
@@ -141,7 +143,7 @@ struct fixture {
     struct ev_loop *loop;
     struct cfg_backend backend;
     struct cfg_pool pool;
-    struct sl_config cfg;
+    struct proxy_conf cfg;
     struct shared_state *sh;
     struct test_server srv;
 };
@@ -252,7 +254,7 @@ static void test_tcp_up_then_down(void **state)
     uint64_t gen0 = atomic_load(&f->sh->generation);
     uint64_t before = ev_clock_ms();
 
-    struct health_checker *hc = health_start(f->loop, &f->cfg, f->sh);
+    struct proxy_health *hc = proxy_health_start(f->loop, &f->cfg, f->sh);
     assert_non_null(hc);
     assert_true(wait_for(f, HEALTH_UP));
     assert_true(sb->checks_ok >= RISE);
@@ -267,7 +269,7 @@ static void test_tcp_up_then_down(void **state)
     assert_true(sb->checks_failed >= FALL);
     assert_true(atomic_load(&f->sh->generation) > gen1);
     assert_non_null(strstr(sb->last_check, "connection refused"));
-    health_stop(hc);
+    proxy_health_stop(hc);
 }
 
 static void test_http_status_and_request(void **state)
@@ -278,7 +280,7 @@ static void test_http_status_and_request(void **state)
     struct shared_backend *sb = &f->sh->backends[0];
     atomic_store(&sb->health, HEALTH_DOWN);
 
-    struct health_checker *hc = health_start(f->loop, &f->cfg, f->sh);
+    struct proxy_health *hc = proxy_health_start(f->loop, &f->cfg, f->sh);
     assert_non_null(hc);
     assert_true(wait_for(f, HEALTH_UP));
     char host[64];
@@ -298,7 +300,7 @@ static void test_http_status_and_request(void **state)
     assert_true(wait_for(f, HEALTH_UP));
     assert_true(atomic_load(&sb->up_since_ms) >= before);
     assert_non_null(strstr(sb->last_check, "HTTP 204"));
-    health_stop(hc);
+    proxy_health_stop(hc);
 }
 
 static void test_http_host_override(void **state)
@@ -309,17 +311,17 @@ static void test_http_host_override(void **state)
     f->pool.health.http_host = "app.internal";
     struct shared_backend *sb = &f->sh->backends[0];
 
-    struct health_checker *hc = health_start(f->loop, &f->cfg, f->sh);
+    struct proxy_health *hc = proxy_health_start(f->loop, &f->cfg, f->sh);
     assert_non_null(hc);
     for (int i = 0; i < 100 && sb->checks_ok == 0; i++)
         run_for(f->loop, 20);
     assert_true(sb->checks_ok > 0);
     assert_non_null(strstr(f->srv.last_request, "\r\nHost: app.internal\r\n"));
-    health_stop(hc);
+    proxy_health_stop(hc);
 }
 
 /* Connects succeed (backlog) but no byte ever comes back: the timeout
- * fails the check; health_stop then cancels one in flight. */
+ * fails the check; proxy_health_stop then cancels one in flight. */
 static void test_http_timeout(void **state)
 {
     struct fixture *f = *state;
@@ -329,13 +331,13 @@ static void test_http_timeout(void **state)
     f->pool.health.interval_ms = 40;
     struct shared_backend *sb = &f->sh->backends[0];
 
-    struct health_checker *hc = health_start(f->loop, &f->cfg, f->sh);
+    struct proxy_health *hc = proxy_health_start(f->loop, &f->cfg, f->sh);
     assert_non_null(hc);
     assert_true(wait_for(f, HEALTH_DOWN));
     assert_non_null(strstr(sb->last_check, "timed out after 30 ms"));
     assert_int_equal(sb->checks_ok, 0);
     run_for(f->loop, 10);
-    health_stop(hc);
+    proxy_health_stop(hc);
     run_for(f->loop, 5);     /* nothing of the checker may run any more */
 }
 
@@ -347,13 +349,13 @@ static void test_no_checks_marks_up(void **state)
     struct shared_backend *sb = &f->sh->backends[0];
     atomic_store(&sb->health, HEALTH_DOWN);
     uint64_t gen0 = atomic_load(&f->sh->generation);
-    struct health_checker *hc = health_start(f->loop, &f->cfg, f->sh);
+    struct proxy_health *hc = proxy_health_start(f->loop, &f->cfg, f->sh);
     assert_non_null(hc);
     assert_int_equal(atomic_load(&sb->health), HEALTH_UP);
     assert_true(atomic_load(&f->sh->generation) > gen0);
     run_for(f->loop, 30);
     assert_int_equal(sb->checks_ok + sb->checks_failed, 0);
-    health_stop(hc);
+    proxy_health_stop(hc);
 }
 
 /* Disabled backends are still checked. */
@@ -365,10 +367,198 @@ static void test_disabled_still_checked(void **state)
     struct shared_backend *sb = &f->sh->backends[0];
     atomic_store(&sb->admin, BACKEND_DISABLED);
     atomic_store(&sb->health, HEALTH_DOWN);
-    struct health_checker *hc = health_start(f->loop, &f->cfg, f->sh);
+    struct proxy_health *hc = proxy_health_start(f->loop, &f->cfg, f->sh);
     assert_true(wait_for(f, HEALTH_UP));
     assert_int_equal(atomic_load(&sb->admin), BACKEND_DISABLED);
-    health_stop(hc);
+    proxy_health_stop(hc);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Target sets: added and removed one at a time while checks run. */
+
+struct seen_results {
+    struct hc_set *set;
+    struct hc_target *t;
+    bool gone;                   /* removed: no result may come any more */
+    bool late;                   /* one came anyway */
+    bool remove_on_first;        /* the callback removes its own target */
+    unsigned results, changes;
+    bool last_up;
+};
+
+static void count_result(void *arg, const struct hc_status *st, bool changed)
+{
+    struct seen_results *r = arg;
+    if (r->gone)
+        r->late = true;
+    r->results++;
+    r->changes += changed;
+    r->last_up = st->up;
+    if (r->remove_on_first) {
+        r->gone = true;
+        hc_remove(r->set, r->t);
+    }
+}
+
+static void spec_for(struct hc_target_spec *spec, const struct cfg_health *h, uint16_t port, struct seen_results *r,
+                     struct ev_loop *loop)
+{
+    char addr[32];
+    const char *why = NULL;
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+    memset(spec, 0, sizeof *spec);
+    assert_int_equal(addr_parse(addr, &spec->addr, &why), 0);
+    spec->check = h;
+    spec->group = "churn";
+    spec->on_result = count_result;
+    spec->arg = r;
+    hc_status_fresh(&spec->initial, ev_now(loop));
+}
+
+#define CHURN 64
+
+/* Targets come and go while others are being checked: the ones that stay
+ * keep getting results, the removed ones never report again (even with a
+ * check in flight when they went), and the set's size follows. */
+static void test_targets_added_and_removed_while_running(void **state)
+{
+    struct fixture *f = *state;
+    struct test_server hang;
+    server_open(&f->srv, f->loop, false, true);
+    server_open(&hang, f->loop, true, false);   /* http checks hang until their timeout */
+    struct cfg_health tcp = {.type = HEALTH_TCP, .interval_ms = 20, .timeout_ms = 20, .rise = 1, .fall = 1},
+                      slow = {.type = HEALTH_HTTP, .interval_ms = 60, .timeout_ms = 50, .rise = 1, .fall = 1,
+                              .http_path = "/", .status_min = 200, .status_max = 399};
+    struct hc_set *set = hc_set_new(f->loop);
+    assert_non_null(set);
+    struct seen_results *r = calloc(CHURN, sizeof *r);
+    assert_non_null(r);
+    struct hc_target_spec spec;
+    for (size_t i = 0; i < CHURN; i++) {
+        r[i].set = set;
+        spec_for(&spec, i % 2 ? &slow : &tcp, i % 2 ? hang.port : f->srv.port, &r[i], f->loop);
+        r[i].t = hc_add(set, &spec);
+        assert_non_null(r[i].t);
+        assert_int_equal(hc_set_size(set), i + 1);
+    }
+    /* Let every tcp target report, and the http ones start their checks. */
+    for (int round = 0; round < 200; round++) {
+        bool all = true;
+        for (size_t i = 0; i < CHURN; i += 2)
+            all &= r[i].results >= 2;
+        if (all)
+            break;
+        run_for(f->loop, 10);
+    }
+    for (size_t i = 0; i < CHURN; i += 2)
+        assert_true(r[i].results >= 2 && r[i].last_up);
+    /* Remove every other target of each kind, one at a time. */
+    for (size_t i = 0; i < CHURN; i += 4) {
+        hc_remove(set, r[i].t);
+        r[i].gone = true;
+        hc_remove(set, r[i + 1].t);
+        r[i + 1].gone = true;
+    }
+    assert_int_equal(hc_set_size(set), CHURN / 2);
+    unsigned before[CHURN];
+    for (size_t i = 0; i < CHURN; i++)
+        before[i] = r[i].results;
+    /* Add some back while the rest keep running. */
+    struct seen_results extra[4] = {{0}};
+    for (size_t i = 0; i < 4; i++) {
+        extra[i].set = set;
+        spec_for(&spec, &tcp, f->srv.port, &extra[i], f->loop);
+        extra[i].t = hc_add(set, &spec);
+        assert_non_null(extra[i].t);
+    }
+    assert_int_equal(hc_set_size(set), CHURN / 2 + 4);
+    for (int round = 0; round < 200; round++) {
+        bool all = extra[0].results && extra[1].results && extra[2].results && extra[3].results;
+        for (size_t i = 2; i < CHURN; i += 4)
+            all &= r[i].results > before[i];
+        for (size_t i = 3; i < CHURN; i += 4)
+            all &= r[i].results > before[i];   /* the slow ones: their timeouts */
+        if (all)
+            break;
+        run_for(f->loop, 10);
+    }
+    for (size_t i = 0; i < CHURN; i++) {
+        assert_false(r[i].late);
+        if (r[i].gone)
+            assert_int_equal(r[i].results, before[i]);
+        else
+            assert_true(r[i].results > before[i]);
+    }
+    for (size_t i = 0; i < 4; i++)
+        assert_true(extra[i].results > 0);
+    /* The slow ones failed on their timeout: down, each change reported once. */
+    assert_false(r[3].last_up);
+    assert_int_equal(r[3].changes, 1);
+    hc_set_free(set);
+    run_for(f->loop, 5);
+    server_close(&hang);
+    free(r);
+}
+
+/* A target's owner may let it go from its own callback. */
+static void test_remove_from_callback(void **state)
+{
+    struct fixture *f = *state;
+    server_open(&f->srv, f->loop, false, true);
+    struct cfg_health tcp = {.type = HEALTH_TCP, .interval_ms = 10, .timeout_ms = 10, .rise = 1, .fall = 1};
+    struct hc_set *set = hc_set_new(f->loop);
+    struct seen_results r = {.set = set, .remove_on_first = true};
+    struct hc_target_spec spec;
+    spec_for(&spec, &tcp, f->srv.port, &r, f->loop);
+    r.t = hc_add(set, &spec);
+    assert_non_null(r.t);
+    for (int i = 0; i < 100 && !r.results; i++)
+        run_for(f->loop, 10);
+    run_for(f->loop, 50);
+    assert_int_equal(r.results, 1);
+    assert_false(r.late);
+    assert_int_equal(hc_set_size(set), 0);
+    hc_set_free(set);
+    run_for(f->loop, 5);
+}
+
+/* Without checks a target is up at once (and says why); a target started
+ * from an earlier one's results goes on from them. */
+static void test_unchecked_and_carried_status(void **state)
+{
+    struct fixture *f = *state;
+    server_open(&f->srv, f->loop, false, true);
+    struct cfg_health none = {.type = HEALTH_NONE}, tcp = {.type = HEALTH_TCP, .interval_ms = 10,
+                                                            .timeout_ms = 10, .rise = RISE, .fall = FALL};
+    struct hc_set *set = hc_set_new(f->loop);
+    struct seen_results a = {.set = set}, b = {.set = set};
+    struct hc_target_spec spec;
+    spec_for(&spec, &none, 9, &a, f->loop);
+    spec.initial.up = false;
+    struct hc_target *ta = hc_add(set, &spec);
+    assert_non_null(ta);
+    assert_true(hc_target_status(ta)->up);
+    assert_string_equal(hc_target_status(ta)->last_check, "no active health check");
+    assert_int_equal(a.results, 1);
+    assert_int_equal(a.changes, 1);
+
+    spec_for(&spec, &tcp, f->srv.port, &b, f->loop);
+    spec.initial.up = false;
+    spec.initial.rise = RISE - 1;
+    spec.initial.checks_ok = 41;
+    struct hc_target *tb = hc_add(set, &spec);
+    assert_non_null(tb);
+    for (int i = 0; i < 100 && !b.results; i++)
+        run_for(f->loop, 10);
+    /* one more pass completes the carried streak */
+    assert_int_equal(b.changes, 1);
+    assert_true(hc_target_status(tb)->up);
+    assert_true(hc_target_status(tb)->checks_ok >= 42);
+    run_for(f->loop, 30);
+    assert_int_equal(a.results, 1);       /* no checks: nothing more */
+    hc_set_free(set);
+    run_for(f->loop, 5);
 }
 
 int main(void)
@@ -380,6 +570,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_checks_marks_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabled_still_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_targets_added_and_removed_while_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_from_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unchecked_and_carried_status, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

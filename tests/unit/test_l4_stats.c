@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "l4/l4_conf.h"
+#include "proxy/proxy_conf.h"
 #include "l4/stats.h"
 #include "l4/tables.h"
 
@@ -214,8 +216,8 @@ static struct sl_config *model_snapshot(struct l4_snapshot *snap)
     static const struct l4_model_real reals1[] = { { 3, 1, "up" } };
     struct sl_config *cfg = load(model_yaml);
     const struct l4_model_svc model[] = {
-        { &cfg->l4.services[0], 0, reals0 },
-        { &cfg->l4.services[1], 5, reals1 },
+        { &l4_conf(cfg)->services[0], 0, reals0 },
+        { &l4_conf(cfg)->services[1], 5, reals1 },
     };
     const __u32 slots[] = { 1, 1, 1, 2, 0, 1, 1, 1, 1, 1, 1, 1, 0 };
     struct l4_conn_count by[4] = { { 0, 0 }, { 7, 2 }, { 1, 0 }, { 0, 4 } };
@@ -359,7 +361,9 @@ static void test_render_metrics(void **state)
     struct l4_snapshot snap;
     struct sl_config *cfg = model_snapshot(&snap);
     size_t len = 0;
-    char *text = l4_snapshot_render_metrics(&snap, &len), line[160];
+    struct strbuf out = { 0 };
+    l4_snapshot_metrics(&snap, &out);
+    char *text = strbuf_finish(&out, &len), line[160];
 
     assert_non_null(text);
     assert_int_equal(len, strlen(text));
@@ -414,7 +418,9 @@ static void test_render_empty(void **state)
     assert_non_null(strstr(list, "Maglev table size 0\n"));
     assert_non_null(strstr(list, "Packets by disposition and event (non-zero):\n"));
     free(list);
-    metrics = l4_snapshot_render_metrics(&snap, &len);
+    struct strbuf out = { 0 };
+    l4_snapshot_metrics(&snap, &out);
+    metrics = strbuf_finish(&out, &len);
     assert_non_null(metrics);
     assert_int_equal(count_of(metrics, "sluice_l4_packets_total{reason="), L4_R__COUNT);
     free(metrics);
@@ -432,5 +438,7 @@ int main(void)
         cmocka_unit_test(test_render_metrics),
         cmocka_unit_test(test_render_empty),
     };
+    config_register_section(&proxy_conf_section);
+    config_register_section(&l4_conf_section);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "l4/l4_conf.h"
+#include "proxy/proxy_conf.h"
 #include "lib/maglev.h"
 #include "l4/tables.h"
 
@@ -96,7 +98,7 @@ static void test_vip_keys(void **state)
 {
     (void)state;
     struct sl_config *cfg = load(services_yaml);
-    const struct cfg_l4_service *s = cfg->l4.services;
+    const struct cfg_l4_service *s = l4_conf(cfg)->services;
     struct l4_vip_key k;
 
     memset(&k, 0xaa, sizeof k); /* every byte, padding included, is set */
@@ -134,7 +136,7 @@ static void test_config_value(void **state)
     uint8_t want4[4] = { 10, 99, 0, 0 }, want6[16] = { 0xfd, 0x00, 0x00, 0x99 };
 
     memset(&c, 0xaa, sizeof c);
-    l4_config_of(&c, &cfg->l4, MAC, 7, 65537, 32);
+    l4_config_of(&c, l4_conf(cfg), MAC, 7, 65537, 32);
     assert_memory_equal(c.src_mac, MAC, 6);
     assert_int_equal(c.tx_ifindex, 7);
     assert_int_equal(c.new_flow_cap, 5000);
@@ -160,7 +162,7 @@ static void test_config_value(void **state)
      * the TUN sources stay zero. */
     cfg = load("l4:\n  interfaces: [lb0]\n  gue_port: 5555\n  services:\n"
                "    - { vip: 10.0.0.1:80, reals: [10.0.0.2] }\n");
-    l4_config_of(&c, &cfg->l4, MAC, 0, 251, 16);
+    l4_config_of(&c, l4_conf(cfg), MAC, 0, 251, 16);
     assert_int_equal(c.flags, 0);
     assert_int_equal(c.tx_ifindex, 0);
     assert_int_equal(c.gue_port, htons(5555));
@@ -208,7 +210,7 @@ static void test_nat_pool_value(void **state)
 {
     (void)state;
     struct sl_config *cfg = load(services_yaml);
-    const struct cfg_l4_service *s = cfg->l4.services;
+    const struct cfg_l4_service *s = l4_conf(cfg)->services;
     struct l4_nat_pool p;
     char err[160] = "";
     uint8_t want[16] = { 0x20, 0x01, 0x0d, 0xb8 };
@@ -239,7 +241,7 @@ static void test_nat_pool_value(void **state)
                "      local_addresses: [10.9.0.1, 10.9.0.2, 10.9.0.3, 10.9.0.4, 10.9.0.5, 10.9.0.6, 10.9.0.7,"
                " 10.9.0.8, 10.9.0.9]\n"
                "      reals: [10.0.0.2]\n");
-    assert_int_equal(l4_nat_pool_of(&p, &cfg->l4.services[0], err, sizeof err), -1);
+    assert_int_equal(l4_nat_pool_of(&p, &l4_conf(cfg)->services[0], err, sizeof err), -1);
     assert_string_equal(err, "service 10.0.0.1:80: 9 local addresses, the forwarder takes at most 8");
     config_free(cfg);
 }
@@ -270,7 +272,7 @@ static void test_flags(void **state)
 {
     (void)state;
     struct sl_config *cfg = load(services_yaml);
-    const struct cfg_l4_service *s = cfg->l4.services;
+    const struct cfg_l4_service *s = l4_conf(cfg)->services;
 
     assert_int_equal(l4_scheduler_flags(L4_SCHED_MAGLEV), 0);
     assert_int_equal(l4_scheduler_flags(L4_SCHED_SOURCE_HASH), L4_VIP_F_SRC_HASH);
@@ -293,7 +295,7 @@ static void test_maglev_slots(void **state)
     (void)state;
     enum { M = 251 };
     struct sl_config *cfg = load(services_yaml);
-    const struct cfg_l4_service *s = &cfg->l4.services[0];
+    const struct cfg_l4_service *s = &l4_conf(cfg)->services[0];
     const uint32_t indexes[3] = { 7, 8, 9 }, weights[3] = { 3, 1, 1 };
     const char *keys[3] = { s->reals[0].addr.text, s->reals[1].addr.text, s->reals[2].addr.text };
     uint32_t w[3], count[10] = { 0 };
@@ -301,8 +303,8 @@ static void test_maglev_slots(void **state)
     int32_t table[M];
     char err[160] = "";
 
-    assert_int_equal(maglev_build(table, M, keys, weights, 3, cfg->l4.seed), 0);
-    assert_int_equal(l4_maglev_slots(vals, M, s, weights, indexes, cfg->l4.seed, err, sizeof err), 0);
+    assert_int_equal(maglev_build(table, M, keys, weights, 3, l4_conf(cfg)->seed), 0);
+    assert_int_equal(l4_maglev_slots(vals, M, s, weights, indexes, l4_conf(cfg)->seed, err, sizeof err), 0);
     for (uint32_t i = 0; i < M; i++) {
         assert_int_equal(vals[i], indexes[table[i]]);
         count[vals[i]]++;
@@ -313,17 +315,17 @@ static void test_maglev_slots(void **state)
 
     memcpy(w, weights, sizeof w);
     w[1] = 0;
-    assert_int_equal(l4_maglev_slots(vals, M, s, w, indexes, cfg->l4.seed, err, sizeof err), 0);
+    assert_int_equal(l4_maglev_slots(vals, M, s, w, indexes, l4_conf(cfg)->seed, err, sizeof err), 0);
     for (uint32_t i = 0; i < M; i++)
         assert_true(vals[i] == 7 || vals[i] == 9);
 
     memset(w, 0, sizeof w);
-    assert_int_equal(l4_maglev_slots(vals, M, s, w, indexes, cfg->l4.seed, err, sizeof err), 0);
+    assert_int_equal(l4_maglev_slots(vals, M, s, w, indexes, l4_conf(cfg)->seed, err, sizeof err), 0);
     for (uint32_t i = 0; i < M; i++)
         assert_int_equal(vals[i], 0);
 
     /* Another seed: another table (the seed is every node's shared secret). */
-    assert_int_equal(l4_maglev_slots(vals, M, s, weights, indexes, cfg->l4.seed + 1, err, sizeof err), 0);
+    assert_int_equal(l4_maglev_slots(vals, M, s, weights, indexes, l4_conf(cfg)->seed + 1, err, sizeof err), 0);
     {
         uint32_t differ = 0;
         for (uint32_t i = 0; i < M; i++)
@@ -339,11 +341,11 @@ static void test_vip_key_kept(void **state)
     struct sl_config *cfg = load(services_yaml);
     struct l4_vip_key keep[2], other;
 
-    l4_vip_key_of(&keep[0], &cfg->l4.services[0]);
-    l4_icmp_key_of(&keep[1], &cfg->l4.services[0]);
+    l4_vip_key_of(&keep[0], &l4_conf(cfg)->services[0]);
+    l4_icmp_key_of(&keep[1], &l4_conf(cfg)->services[0]);
     assert_true(l4_vip_key_kept(keep, 2, &keep[0]));
     assert_true(l4_vip_key_kept(keep, 2, &keep[1]));
-    l4_vip_key_of(&other, &cfg->l4.services[4]); /* same address, port 8080 */
+    l4_vip_key_of(&other, &l4_conf(cfg)->services[4]); /* same address, port 8080 */
     assert_false(l4_vip_key_kept(keep, 2, &other));
     assert_false(l4_vip_key_kept(keep, 0, &keep[0]));
     config_free(cfg);
@@ -362,5 +364,7 @@ int main(void)
         cmocka_unit_test(test_maglev_slots),
         cmocka_unit_test(test_vip_key_kept),
     };
+    config_register_section(&proxy_conf_section);
+    config_register_section(&l4_conf_section);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

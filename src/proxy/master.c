@@ -11,8 +11,7 @@
  * worker has exited. Sockets whose listener is unchanged are handed over
  * (dup), so no queued connection is lost across a reload.
  */
-#include "cmd/master.h"
-#include "core/version.h"
+#include "proxy/master.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,17 +21,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/admin.h"
+#include "core/daemon.h"
 #include "core/evloop.h"
-#include "core/health.h"
 #include "core/log.h"
-#include "core/shared.h"
+#include "core/version.h"
+#include "proxy/proxy_admin.h"
+#include "proxy/proxy_health.h"
+#include "proxy/proxy_module.h"
+#include "proxy/shared.h"
 #include "proxy/worker.h"
 
 #define MAX_GENERATIONS 8
@@ -41,6 +42,7 @@
 
 struct generation {
     struct sl_config *cfg;
+    const struct proxy_conf *pc;   /* the proxy's part of cfg */
     struct shared_state *sh;
     uint32_t n_workers;
     int *fds;                /* [listener * n_workers + slot], -1 = closed */
@@ -54,16 +56,14 @@ struct generation {
 struct master {
     const char *config_path;
     uint32_t workers_override;
-    struct ev_loop *loop;
+    struct daemon d;             /* loop, signals, admin API, pid file */
+    struct ev_loop *loop;        /* d.loop */
     struct generation *gens[MAX_GENERATIONS]; /* gens[0] is current */
     size_t n_gens;
-    int signal_fd;
-    struct ev_io signal_io;
     struct ev_timer restart_timer;
     struct ev_timer stop_timer;
-    struct admin_server *admin;
-    struct admin_view view;
-    struct health_checker *health;
+    struct proxy_admin pools;    /* the current generation, as /api/pools shows it */
+    struct proxy_health *health;
     bool stopping;
     uint64_t restarts;
 };
@@ -103,8 +103,8 @@ static const struct cfg_listener *find_listener(const struct generation *g, cons
 {
     if (!g)
         return NULL;
-    for (size_t i = 0; i < g->cfg->n_listeners; i++) {
-        const struct cfg_listener *o = &g->cfg->listeners[i];
+    for (size_t i = 0; i < g->pc->n_listeners; i++) {
+        const struct cfg_listener *o = &g->pc->listeners[i];
         bool same_kind = (o->proto == PROTO_UDP) == (l->proto == PROTO_UDP);
         if (same_kind && addr_equal(&o->addr, &l->addr)) {
             *index = i;
@@ -118,9 +118,9 @@ static const struct cfg_listener *find_listener(const struct generation *g, cons
  * generation's sockets where the listener is unchanged. */
 static int open_generation_sockets(struct generation *g, const struct generation *prev)
 {
-    size_t nl = g->cfg->n_listeners;
+    size_t nl = g->pc->n_listeners;
     for (size_t i = 0; i < nl; i++) {
-        const struct cfg_listener *l = &g->cfg->listeners[i];
+        const struct cfg_listener *l = &g->pc->listeners[i];
         size_t pi;
         const struct cfg_listener *old = find_listener(prev, l, &pi);
         for (uint32_t s = 0; s < g->n_workers; s++) {
@@ -171,7 +171,7 @@ static void generation_free(struct generation *g)
     free(g);
 }
 
-static uint32_t worker_count(const struct master *m, const struct sl_config *cfg)
+static uint32_t worker_count(const struct master *m, const struct proxy_conf *cfg)
 {
     if (m->workers_override)
         return m->workers_override;
@@ -187,8 +187,9 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     if (!g)
         return NULL;
     g->cfg = cfg;
-    g->n_workers = worker_count(m, cfg);
-    g->n_fds = cfg->n_listeners * g->n_workers;
+    g->pc = proxy_conf(cfg);
+    g->n_workers = worker_count(m, g->pc);
+    g->n_fds = g->pc->n_listeners * g->n_workers;
     g->fds = malloc((g->n_fds + 1) * sizeof *g->fds);
     /* -1 before anything can fail: generation_free must never close
      * descriptors (0, 1, ...) this generation does not own. */
@@ -197,14 +198,14 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     g->pids = calloc(g->n_workers, sizeof *g->pids);
     g->last_start = calloc(g->n_workers, sizeof *g->last_start);
     g->quick_deaths = calloc(g->n_workers, sizeof *g->quick_deaths);
-    g->sh = shared_create(cfg, g->n_workers);
+    g->sh = shared_create(g->pc, g->n_workers);
     if (!g->fds || !g->pids || !g->last_start || !g->quick_deaths || !g->sh) {
         log_error("out of memory creating the worker generation");
         generation_free(g);
         return NULL;
     }
     if (prev)
-        shared_carry_over(g->sh, cfg, prev->sh, prev->cfg);
+        shared_carry_over(g->sh, g->pc, prev->sh, prev->pc);
     if (open_generation_sockets(g, prev) < 0) {
         /* Close what was opened (or dup'ed) before the failure, then
          * leave cfg to the caller, who still owns it on failure. */
@@ -255,7 +256,7 @@ static void close_inherited_fds(const int *keep, size_t n_keep, int log_fd_keep)
 
 static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
 {
-    size_t nl = g->cfg->n_listeners;
+    size_t nl = g->pc->n_listeners;
     int *fds = calloc(nl + 1, sizeof *fds);
     if (!fds)
         return -1;
@@ -273,7 +274,7 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
     }
     if (pid == 0) {
         close_inherited_fds(fds, nl, log_fd());
-        int rc = worker_main(g->cfg, g->sh, slot, fds);
+        int rc = worker_main(g->pc, g->sh, slot, fds);
         _exit(rc);
     }
     free(fds);
@@ -287,11 +288,12 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
 static void update_view(struct master *m)
 {
     struct generation *g = current(m);
-    m->view.cfg = g->cfg;
-    m->view.sh = g->sh;
-    m->view.n_workers = g->n_workers;
-    m->view.worker_pids = g->pids;
-    m->view.worker_restarts = m->restarts;
+    m->pools.cfg = g->pc;
+    m->pools.sh = g->sh;
+    m->d.site.status.config_path = g->cfg->path;
+    m->d.site.status.n_workers = g->n_workers;
+    m->d.site.status.worker_pids = g->pids;
+    m->d.site.status.worker_restarts = m->restarts;
 }
 
 static void restart_pending(struct ev_loop *loop, struct ev_timer *t)
@@ -373,7 +375,7 @@ static void reap_children(struct master *m)
     }
     update_view(m);
     if (m->stopping && all_workers_gone(m))
-        ev_break(m->loop);
+        daemon_stopped(&m->d);
 }
 
 static void signal_generation(struct generation *g, int sig)
@@ -393,11 +395,7 @@ static void reload(struct master *m)
         return;
     }
     struct config_errors errs = {0};
-    struct sl_config *cfg = config_load(m->config_path, &errs);
-    if (cfg && config_check_files(cfg, CONFIG_FILES_ALL, &errs)) {
-        config_free(cfg);
-        cfg = NULL;
-    }
+    struct sl_config *cfg = daemon_load_config(m->config_path, CONFIG_FILES_ALL, &errs);
     if (!cfg) {
         for (size_t i = 0; i < errs.n; i++)
             log_error("%s", errs.lines[i]);
@@ -412,28 +410,8 @@ static void reload(struct master *m)
         log_error("reload aborted: still running the previous configuration");
         return;
     }
-    /* admin.listen changed: bind the new address before letting go of the
-     * old one, so a bad address leaves the API where it was. */
-    const struct sl_config *oc = old->cfg;
-    if (cfg->admin_enabled != oc->admin_enabled ||
-        (cfg->admin_enabled && !addr_equal(&cfg->admin_addr, &oc->admin_addr))) {
-        char err[256];
-        struct admin_server *next = NULL;
-        if (cfg->admin_enabled)
-            next = admin_start(m->loop, &cfg->admin_addr, &m->view, err, sizeof err);
-        if (cfg->admin_enabled && !next) {
-            log_error("%s: admin.listen %s: %s; the admin API stays %s%s", cfg->path, cfg->admin_addr.text, err,
-                      m->admin ? "on " : "off", m->admin ? oc->admin_addr.text : "");
-        } else {
-            if (m->admin)
-                admin_stop(m->admin);
-            m->admin = next;
-            if (next)
-                log_info("admin API moved to %s", cfg->admin_addr.text);
-            else
-                log_info("admin API off (admin.listen: off)");
-        }
-    }
+    /* admin.listen changed: the API moves (or stays where it was). */
+    daemon_admin_follow(&m->d, cfg);
     /* log.level applies at once; log.file is reopened (which also picks up
      * a rotated file). New workers inherit the new descriptor. */
     log_setup(cfg->log_level, cfg->log_file, NULL);
@@ -449,9 +427,9 @@ static void reload(struct master *m)
     memmove(&m->gens[1], &m->gens[0], m->n_gens * sizeof m->gens[0]);
     m->gens[0] = g;
     m->n_gens++;
-    health_stop(m->health);
-    m->health = health_start(m->loop, g->cfg, g->sh);
-    m->view.reloads++;
+    proxy_health_stop(m->health);
+    m->health = proxy_health_start(m->loop, g->pc, g->sh);
+    m->d.site.status.reloads++;
     update_view(m);
     log_info("reload done: %u workers on the new configuration", g->n_workers);
 }
@@ -478,72 +456,58 @@ static void begin_stop(struct master *m, int sig)
         generation_close_sockets(m->gens[i]);
         signal_generation(m->gens[i], sig == SIGQUIT ? SIGQUIT : SIGTERM);
     }
-    health_stop(m->health);
+    proxy_health_stop(m->health);
     m->health = NULL;
     ev_timer_start(m->loop, &m->stop_timer, STOP_TIMEOUT_MS);
     if (all_workers_gone(m))
-        ev_break(m->loop);
+        daemon_stopped(&m->d);
 }
 
-static void master_signal(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+/* The daemon skeleton's signals: SIGHUP, SIGTERM/SIGINT/SIGQUIT, SIGCHLD. */
+static void on_reload(void *arg)
 {
-    struct master *m = io->data;
-    struct signalfd_siginfo si;
-    while (read(m->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-        switch (si.ssi_signo) {
-        case SIGCHLD:
-            reap_children(m);
-            break;
-        case SIGHUP:
-            if (!m->stopping)
-                reload(m);
-            break;
-        case SIGTERM:
-        case SIGINT:
-        case SIGQUIT:
-            begin_stop(m, (int)si.ssi_signo);
-            break;
-        default:
-            break;
-        }
-    }
+    struct master *m = arg;
+    if (!m->stopping)
+        reload(m);
 }
 
-static void raise_fd_limit(void)
+static void on_stop(void *arg, int sig)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    begin_stop(arg, sig);
 }
 
-static int write_pid_file(const char *path)
+static void on_signal(void *arg, int sig)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%d\n", (int)getpid());
-    if (fclose(f) != 0) {
-        int err = errno;
-        unlink(path);
-        errno = err;
-        return -1;
-    }
-    return 0;
+    if (sig == SIGCHLD)
+        reap_children(arg);
+}
+
+static const struct daemon_ops master_ops = { .reload = on_reload, .stop = on_stop, .signal = on_signal };
+static const int stop_signals[] = { SIGQUIT, 0 };
+/* SIGUSR1 is only blocked (nothing to do yet; the default would kill). */
+static const int other_signals[] = { SIGCHLD, SIGUSR1, 0 };
+
+int master_admin(struct admin_site *site, void *arg)
+{
+    struct master *m = arg;
+    return proxy_admin_mount(site, &m->pools);
+}
+
+/* Undo a start that went wrong half way. */
+static int fail_start(struct master *m, struct sl_config *cfg)
+{
+    for (size_t i = 0; i < m->n_gens; i++)
+        generation_free(m->gens[i]);
+    if (!m->n_gens)
+        config_free(cfg);
+    daemon_fini(&m->d);
+    return 1;
 }
 
 int master_run(const struct master_options *opt)
 {
     struct config_errors errs = {0};
-    struct sl_config *cfg = config_load(opt->config_path, &errs);
-    /* Files the configuration names must open now: later, log_setup()
-     * would fall back to stderr and a worker would run without its
-     * access log. */
-    if (cfg && config_check_files(cfg, CONFIG_FILES_ALL, &errs)) {
-        config_free(cfg);
-        cfg = NULL;
-    }
+    struct sl_config *cfg = daemon_load_config(opt->config_path, CONFIG_FILES_ALL, &errs);
     if (!cfg) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.lines[i]);
@@ -551,83 +515,57 @@ int master_run(const struct master_options *opt)
         config_errors_free(&errs);
         return 1;
     }
-    log_setup(cfg->log_level, cfg->log_file, "master");
-    raise_fd_limit();
-
     struct master m = {0};
     m.config_path = opt->config_path;
     m.workers_override = opt->workers;
-    m.loop = ev_loop_new();
-    if (!m.loop) {
-        log_error("cannot create the event loop: %s", strerror(errno));
-        config_free(cfg);
-        return 1;
+    const struct daemon_spec spec = { .role = "master", .module = &proxy_module, .stop_signals = stop_signals,
+                                      .other_signals = other_signals, .ops = &master_ops, .arg = &m };
+    char err[256];
+    if (daemon_init(&m.d, &spec, cfg, err, sizeof err) < 0 || daemon_catch_signals(&m.d, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return fail_start(&m, cfg);
     }
-    sigset_t set;
-    sigemptyset(&set);
-    int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigaddset(&set, sigs[i]);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    m.signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    ev_io_init(&m.signal_io, m.signal_fd, master_signal, &m);
-    ev_io_set(m.loop, &m.signal_io, EPOLLIN);
+    m.loop = m.d.loop;
     ev_timer_init(&m.restart_timer, restart_pending, &m);
     ev_timer_init(&m.stop_timer, stop_timeout, &m);
 
     struct generation *g = generation_new(&m, cfg, NULL);
-    if (!g) {
-        config_free(cfg);
-        ev_loop_free(m.loop);
-        return 1;
-    }
+    if (!g)
+        return fail_start(&m, cfg);
     m.gens[0] = g;
     m.n_gens = 1;
 
-    m.view.started_ms = ev_clock_ms();
-    m.view.version = SLUICE_VERSION;
+    m.d.site.status.started_ms = ev_clock_ms();
+    m.d.site.status.version = SLUICE_VERSION;
     update_view(&m);
-    if (cfg->admin_enabled) {
-        char err[256];
-        m.admin = admin_start(m.loop, &cfg->admin_addr, &m.view, err, sizeof err);
-        if (!m.admin) {
-            log_error("%s: admin.listen: %s", cfg->path, err);
-            generation_free(g);
-            ev_loop_free(m.loop);
-            return 1;
-        }
+    if (daemon_admin_start(&m.d, cfg, err, sizeof err) < 0) {
+        log_error("%s: admin.listen: %s", cfg->path, err);
+        return fail_start(&m, cfg);
     }
-    if (opt->pid_file && write_pid_file(opt->pid_file) < 0) {
+    if (opt->pid_file && daemon_write_pid_file(&m.d, opt->pid_file) < 0) {
         /* A supervisor that reads the pid file would lose track of us:
          * better not to start than to run without it. */
         log_error("--pid-file %s: cannot write: %s; not started", opt->pid_file, strerror(errno));
-        admin_stop(m.admin);
-        generation_free(g);
-        close(m.signal_fd);
-        ev_loop_free(m.loop);
-        return 1;
+        return fail_start(&m, cfg);
     }
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(&m, g, s);
-    m.health = health_start(m.loop, g->cfg, g->sh);
-    for (size_t i = 0; i < cfg->n_listeners; i++)
-        log_info("listening on %s (%s, %s)", cfg->listeners[i].addr.text, cfg->listeners[i].name,
-                 cfg->listeners[i].proto == PROTO_HTTP ? "http" : cfg->listeners[i].proto == PROTO_TCP ? "tcp" : "udp");
-    if (m.admin)
+    m.health = proxy_health_start(m.loop, g->pc, g->sh);
+    for (size_t i = 0; i < g->pc->n_listeners; i++) {
+        const struct cfg_listener *l = &g->pc->listeners[i];
+        log_info("listening on %s (%s, %s)", l->addr.text, l->name,
+                 l->proto == PROTO_HTTP ? "http" : l->proto == PROTO_TCP ? "tcp" : "udp");
+    }
+    if (m.d.admin)
         log_info("admin API on %s", cfg->admin_addr.text);
     log_info("sluice %s started with %u workers", SLUICE_VERSION, g->n_workers);
 
-    ev_run(m.loop);
+    daemon_run(&m.d);
 
-    health_stop(m.health);
-    admin_stop(m.admin);
+    proxy_health_stop(m.health);
     for (size_t i = 0; i < m.n_gens; i++)
         generation_free(m.gens[i]);
-    close(m.signal_fd);
-    ev_loop_free(m.loop);
-    if (opt->pid_file)
-        unlink(opt->pid_file);
+    daemon_fini(&m.d);
     log_info("stopped");
     return 0;
 }

@@ -12,17 +12,17 @@
  * (health, admin changes, ejection, counters) carries over by pool name and
  * backend address.
  */
-#ifndef SLUICE_CORE_SHARED_H
-#define SLUICE_CORE_SHARED_H
+#ifndef SLUICE_PROXY_SHARED_H
+#define SLUICE_PROXY_SHARED_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "core/pool_view.h"
+#include "proxy/proxy_conf.h"
 
-enum backend_admin { BACKEND_ENABLED = 0, BACKEND_DRAINING = 1, BACKEND_DISABLED = 2 };
 enum backend_health { HEALTH_UP = 0, HEALTH_DOWN = 1 };
 
 /* Control and passive-health state of one backend. */
@@ -92,13 +92,13 @@ struct shared_state {
 };
 
 /* Map a region sized for cfg and n_workers, initialised from cfg. */
-struct shared_state *shared_create(const struct sl_config *cfg, uint32_t n_workers);
+struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_workers);
 void shared_destroy(struct shared_state *sh);
 
 /* Copy health, admin state, ejection and counter totals from an older
  * region for backends that exist in both (same pool name and address). */
-void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg,
-                       const struct shared_state *src, const struct sl_config *src_cfg);
+void shared_carry_over(struct shared_state *dst, const struct proxy_conf *dst_cfg,
+                       const struct shared_state *src, const struct proxy_conf *src_cfg);
 
 static inline struct backend_counters *shared_bctr(struct shared_state *sh, uint32_t worker, size_t backend)
 {
@@ -120,12 +120,10 @@ static inline size_t shared_backend_index(const struct shared_state *sh, size_t 
     return sh->pool_first[pool] + b;
 }
 
-/* Effective weight now: 0 when disabled, draining, down or ejected; ramped
- * during slow start. Used by workers for balancing and by the API. */
-uint32_t shared_effective_weight(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms);
+/* The backend's control values now (relaxed loads). */
+void shared_backend_ctl(const struct shared_backend *b, struct backend_ctl *out);
 
-const char *backend_admin_name(uint32_t a);
-/* "up", "down", "ejected", "draining", "disabled", "slow-start" */
-const char *backend_state_name(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms);
+/* backend_effective_weight() of them: used by workers for balancing. */
+uint32_t shared_effective_weight(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms);
 
 #endif

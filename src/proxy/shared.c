@@ -1,4 +1,4 @@
-#include "core/shared.h"
+#include "proxy/shared.h"
 
 #include <string.h>
 #include <sys/mman.h>
@@ -7,7 +7,7 @@
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-struct shared_state *shared_create(const struct sl_config *cfg, uint32_t n_workers)
+struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_workers)
 {
     size_t n_backends = 0;
     for (size_t p = 0; p < cfg->n_pools; p++)
@@ -103,8 +103,8 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
 
 /* Listener totals carry over by listener name, like backend totals, so a
  * reload does not make the API's and /metrics' counters go backwards. */
-static void carry_over_listeners(struct shared_state *dst, const struct sl_config *dst_cfg,
-                                 const struct shared_state *src, const struct sl_config *src_cfg)
+static void carry_over_listeners(struct shared_state *dst, const struct proxy_conf *dst_cfg,
+                                 const struct shared_state *src, const struct proxy_conf *src_cfg)
 {
     for (size_t l = 0; l < dst_cfg->n_listeners && l < dst->n_listeners; l++) {
         for (size_t k = 0; k < src_cfg->n_listeners && k < src->n_listeners; k++) {
@@ -131,11 +131,11 @@ static void carry_over_listeners(struct shared_state *dst, const struct sl_confi
     }
 }
 
-void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg,
-                       const struct shared_state *src, const struct sl_config *src_cfg)
+void shared_carry_over(struct shared_state *dst, const struct proxy_conf *dst_cfg,
+                       const struct shared_state *src, const struct proxy_conf *src_cfg)
 {
     for (size_t p = 0; p < dst_cfg->n_pools; p++) {
-        int sp = config_pool_index(src_cfg, dst_cfg->pools[p].name);
+        int sp = proxy_conf_pool_index(src_cfg, dst_cfg->pools[p].name);
         if (sp < 0)
             continue;
         const struct cfg_pool *spool = &src_cfg->pools[sp];
@@ -173,52 +173,18 @@ void shared_carry_over(struct shared_state *dst, const struct sl_config *dst_cfg
     carry_over_listeners(dst, dst_cfg, src, src_cfg);
 }
 
+void shared_backend_ctl(const struct shared_backend *b, struct backend_ctl *out)
+{
+    out->weight = atomic_load_explicit(&b->weight, memory_order_relaxed);
+    out->admin = atomic_load_explicit(&b->admin, memory_order_relaxed);
+    out->up = atomic_load_explicit(&b->health, memory_order_relaxed) == HEALTH_UP;
+    out->up_since_ms = atomic_load_explicit(&b->up_since_ms, memory_order_relaxed);
+    out->ejected_until_ms = atomic_load_explicit(&b->ejected_until_ms, memory_order_relaxed);
+}
+
 uint32_t shared_effective_weight(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms)
 {
-    if (atomic_load_explicit(&b->admin, memory_order_relaxed) != BACKEND_ENABLED)
-        return 0;
-    if (atomic_load_explicit(&b->health, memory_order_relaxed) != HEALTH_UP)
-        return 0;
-    uint64_t ejected_until = atomic_load_explicit(&b->ejected_until_ms, memory_order_relaxed);
-    if (ejected_until > now_ms)
-        return 0;
-    uint32_t w = atomic_load_explicit(&b->weight, memory_order_relaxed);
-    if (w && slow_start_ms) {
-        uint64_t since = atomic_load_explicit(&b->up_since_ms, memory_order_relaxed);
-        if (ejected_until > since)
-            since = ejected_until;
-        if (now_ms < since + slow_start_ms) {
-            uint64_t ramp = (uint64_t)w * (now_ms - since) / slow_start_ms;
-            w = ramp ? (uint32_t)ramp : 1;
-        }
-    }
-    return w;
-}
-
-const char *backend_admin_name(uint32_t a)
-{
-    switch (a) {
-    case BACKEND_DRAINING: return "draining";
-    case BACKEND_DISABLED: return "disabled";
-    default: return "enabled";
-    }
-}
-
-const char *backend_state_name(const struct shared_backend *b, uint32_t slow_start_ms, uint64_t now_ms)
-{
-    uint32_t admin = atomic_load(&b->admin);
-    if (admin == BACKEND_DISABLED)
-        return "disabled";
-    if (atomic_load(&b->health) != HEALTH_UP)
-        return "down";
-    if (atomic_load(&b->ejected_until_ms) > now_ms)
-        return "ejected";
-    if (admin == BACKEND_DRAINING)
-        return "draining";
-    uint32_t w = atomic_load(&b->weight);
-    if (w == 0)
-        return "drained"; /* weight 0: healthy, but takes no new traffic */
-    if (slow_start_ms && w > 1 && shared_effective_weight(b, slow_start_ms, now_ms) < w)
-        return "slow-start";
-    return "up";
+    struct backend_ctl ctl;
+    shared_backend_ctl(b, &ctl);
+    return backend_effective_weight(&ctl, slow_start_ms, now_ms);
 }

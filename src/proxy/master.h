@@ -1,6 +1,6 @@
 /* The master process of `sluice proxy`: supervision, reload, admin API. */
-#ifndef SLUICE_CMD_MASTER_H
-#define SLUICE_CMD_MASTER_H
+#ifndef SLUICE_PROXY_MASTER_H
+#define SLUICE_PROXY_MASTER_H
 
 #include <stdint.h>
 
@@ -13,5 +13,11 @@ struct master_options {
 
 /* Runs until SIGTERM/SIGINT/SIGQUIT; returns the process exit code. */
 int master_run(const struct master_options *opt);
+
+struct admin_site;
+/* The proxy module's admin hook (core/module.h): mounts /api/pools with
+ * the listener and backend families for the master `arg`'s current
+ * generation. */
+int master_admin(struct admin_site *site, void *arg);
 
 #endif

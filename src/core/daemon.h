@@ -1,0 +1,104 @@
+/* The skeleton every Sluice daemon shares (`sluice proxy`'s master,
+ * `sluice l4`, the tiers to come): logging as the file says, an event
+ * loop, signals read from a signalfd on that loop, the admin API server,
+ * the pid file, and what happens on SIGHUP (reload) and SIGTERM/SIGINT
+ * (stop). Written once here; a tier supplies what is its own through
+ * struct daemon_ops and calls the steps in the order it needs (sluice l4,
+ * say, catches signals only once its maps are filled).
+ *
+ *   daemon_load_config   load and validate, the named files opened as the
+ *                        daemon will (nothing started yet)
+ *   daemon_init          log.level/log.file for `role`, raise the
+ *                        descriptor limit, create the loop
+ *   daemon_catch_signals block SIGHUP, SIGTERM, SIGINT and the tier's own,
+ *                        read them on the loop; SIGPIPE ignored
+ *   daemon_admin_start   serve d->site on admin.listen (unless "off")
+ *   daemon_admin_follow  on reload: move the API to the new admin.listen
+ *   daemon_write_pid_file
+ *   daemon_run           the loop, until daemon_stopped()
+ *   daemon_fini          stop the API, remove the pid file, free the loop
+ *
+ * The admin site is the daemon's: the module's admin hook mounts the
+ * tier's routes and metric families on d->site, and the tier keeps
+ * d->site.status current.
+ */
+#ifndef SLUICE_CORE_DAEMON_H
+#define SLUICE_CORE_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/addr.h"
+#include "core/admin.h"
+#include "core/config.h"
+#include "core/evloop.h"
+#include "core/module.h"
+
+#define DAEMON_MAX_SIGNALS 8
+
+struct daemon_ops {
+    /* SIGHUP: read the file again and apply it. NULL: ignored. */
+    void (*reload)(void *arg);
+    /* SIGTERM, SIGINT or one of spec->stop_signals: begin to stop, and
+     * call daemon_stopped() once done (at once, or when the last worker
+     * has gone). NULL: daemon_stopped() at once. */
+    void (*stop)(void *arg, int sig);
+    /* One of spec->other_signals (SIGCHLD for a master). */
+    void (*signal)(void *arg, int sig);
+};
+
+struct daemon_spec {
+    const char *role;                 /* in every log line: "master", "l4" */
+    const struct sl_module *module;   /* its admin routes and families are mounted by daemon_init; may be NULL */
+    const int *stop_signals;          /* besides SIGTERM and SIGINT, 0-terminated; may be NULL */
+    const int *other_signals;         /* handled by ops->signal, 0-terminated; may be NULL */
+    const struct daemon_ops *ops;
+    void *arg;
+};
+
+struct daemon {
+    struct daemon_spec spec;
+    struct ev_loop *loop;
+    struct admin_site site;           /* what the admin API serves */
+    struct admin_server *admin;       /* NULL while admin.listen is off */
+    struct sl_addr admin_addr;        /* where it listens */
+    const char *pid_file;             /* written by us: removed by daemon_fini */
+    int sig_fd;
+    struct ev_io sig_io;
+};
+
+/* config_load() and config_check_files(cfg, files): NULL with every
+ * problem in errs. */
+struct sl_config *daemon_load_config(const char *path, unsigned files, struct config_errors *errs);
+
+/* Logging as cfg says, for `role`; the descriptor limit raised to its
+ * hard limit (many clients, many backends); the event loop; the module's
+ * admin routes and metric families mounted on d->site (spec->arg is
+ * handed to module->admin). Returns 0, or -1 with a reason in err. */
+int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct sl_config *cfg, char *err,
+                size_t errlen);
+
+/* From now on the signals are read on the loop. Returns 0 or -1 (err). */
+int daemon_catch_signals(struct daemon *d, char *err, size_t errlen);
+
+/* Serve d->site on cfg's admin.listen; nothing when it is "off". Returns
+ * 0, or -1 with the reason in err. */
+int daemon_admin_start(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen);
+
+/* A reload changed admin.listen: bind the new address before letting go
+ * of the old one, so a bad address leaves the API where it was (logged). */
+void daemon_admin_follow(struct daemon *d, const struct sl_config *cfg);
+
+/* Write our pid to path (removed again by daemon_fini). Returns 0, or -1
+ * with errno. */
+int daemon_write_pid_file(struct daemon *d, const char *path);
+
+/* Run the loop until daemon_stopped(). Returns 0, or -1 if the loop failed. */
+int daemon_run(struct daemon *d);
+void daemon_stopped(struct daemon *d);
+
+/* Stop the admin API, remove the pid file, close the signalfd, free the
+ * loop. Safe after a failed or partial start. */
+void daemon_fini(struct daemon *d);
+
+#endif

@@ -1,0 +1,169 @@
+/* See proxy_admin.h. */
+#include "proxy/proxy_admin.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void proxy_admin_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt)
+{
+    struct shared_backend *sb = &sh->backends[gidx];
+    if (pt->has_weight)
+        atomic_store(&sb->weight, pt->weight);
+    if (pt->has_admin) {
+        /* Re-enabling is the operator saying "try it again now": forget a
+         * passive ejection too. */
+        if (pt->admin == BACKEND_ENABLED) {
+            atomic_store(&sb->ejected_until_ms, 0);
+            atomic_store(&sb->consecutive_fails, 0);
+        }
+        atomic_store(&sb->admin, pt->admin);
+    }
+    atomic_fetch_add(&sh->generation, 1);
+}
+
+int proxy_admin_apply_backend_patch(struct shared_state *sh, size_t gidx, const char *body, size_t len, char *err,
+                               size_t errlen)
+{
+    if (!sh || gidx >= sh->n_backends) {
+        snprintf(err, errlen, "no such backend");
+        return -1;
+    }
+    struct backend_patch pt;
+    if (backend_patch_parse(body, len, false, &pt, err, errlen) < 0)
+        return -1;
+    proxy_admin_apply_patch(sh, gidx, &pt);
+    return 0;
+}
+
+/* cfg and sh are swapped together on reload, but a mismatch must never
+ * turn into an out-of-bounds read. */
+static bool view_consistent(void *arg)
+{
+    const struct proxy_admin *v = arg;
+    if (!v || !v->cfg || !v->sh)
+        return false;
+    size_t n = 0;
+    for (size_t p = 0; p < v->cfg->n_pools; p++)
+        n += v->cfg->pools[p].n_backends;
+    return n == v->sh->n_backends && v->cfg->n_listeners == v->sh->n_listeners;
+}
+
+static size_t view_n_listeners(void *arg)
+{
+    const struct proxy_admin *v = arg;
+    return v->cfg->n_listeners;
+}
+
+/* counters index responses as [0]=other, [1..5]=1xx..5xx; the view uses
+ * label order. */
+static void responses_in_label_order(uint64_t out[6], const _Atomic uint64_t in[6])
+{
+    for (int k = 0; k < 5; k++)
+        out[k] = atomic_load(&in[k + 1]);
+    out[5] = atomic_load(&in[0]);
+}
+
+static void view_listener(void *arg, size_t l, struct pool_listener_info *r)
+{
+    const struct proxy_admin *v = arg;
+    struct listener_counters c;
+    shared_sum_listener(v->sh, l, &c);
+    memset(r, 0, sizeof *r);
+    r->name = v->cfg->listeners[l].name;
+    r->connections = atomic_load(&c.connections);
+    r->requests = atomic_load(&c.requests);
+    responses_in_label_order(r->responses, c.responses);
+    r->rejected = atomic_load(&c.rejected);
+    r->no_backend = atomic_load(&c.no_backend);
+    r->timeouts = atomic_load(&c.timeouts);
+    r->bytes_received = atomic_load(&c.bytes_received);
+    r->bytes_sent = atomic_load(&c.bytes_sent);
+    r->active = atomic_load(&c.active);
+    for (int k = 0; k < 2; k++)
+        r->underscore_dropped[k] = atomic_load(&c.underscore_dropped[k]);
+    r->body_timeouts = atomic_load(&c.body_timeouts);
+}
+
+static size_t view_n_pools(void *arg)
+{
+    const struct proxy_admin *v = arg;
+    return v->cfg->n_pools;
+}
+
+static const char *view_pool_name(void *arg, size_t p)
+{
+    const struct proxy_admin *v = arg;
+    return v->cfg->pools[p].name;
+}
+
+static const char *view_pool_algorithm(void *arg, size_t p)
+{
+    const struct proxy_admin *v = arg;
+    return lb_algorithm_name(v->cfg->pools[p].algorithm);
+}
+
+static size_t view_n_backends(void *arg, size_t p)
+{
+    const struct proxy_admin *v = arg;
+    return v->cfg->pools[p].n_backends;
+}
+
+static const struct sl_addr *view_backend_addr(void *arg, size_t p, size_t b)
+{
+    const struct proxy_admin *v = arg;
+    return &v->cfg->pools[p].backends[b].addr;
+}
+
+static void view_backend(void *arg, size_t p, size_t b, uint64_t now, struct pool_backend_info *r)
+{
+    const struct proxy_admin *v = arg;
+    const struct cfg_pool *pool = &v->cfg->pools[p];
+    size_t g = shared_backend_index(v->sh, p, b);
+    const struct shared_backend *sb = &v->sh->backends[g];
+    struct backend_counters c;
+    shared_sum_backend(v->sh, g, &c);
+    memset(r, 0, sizeof *r);
+    shared_backend_ctl(sb, &r->ctl);
+    r->effective_weight = backend_effective_weight(&r->ctl, pool->slow_start_ms, now);
+    r->state = backend_state_name(&r->ctl, pool->slow_start_ms, now);
+    memcpy(r->last_check, sb->last_check, sizeof sb->last_check);
+    r->last_check[sizeof sb->last_check] = '\0';
+    r->checks_ok = sb->checks_ok;
+    r->checks_failed = sb->checks_failed;
+    r->ejected_for_ms = r->ctl.ejected_until_ms > now ? r->ctl.ejected_until_ms - now : 0;
+    struct pool_traffic *t = &r->traffic;
+    t->requests = atomic_load(&c.requests);
+    responses_in_label_order(t->responses, c.responses);
+    t->connect_failures = atomic_load(&c.connect_failures);
+    t->upstream_errors = atomic_load(&c.upstream_errors);
+    t->retries = atomic_load(&c.retries);
+    t->bytes_sent = atomic_load(&c.bytes_sent);
+    t->bytes_received = atomic_load(&c.bytes_received);
+    t->active = atomic_load(&c.active);
+    t->idle = atomic_load(&c.idle);
+}
+
+static void view_change(void *arg, size_t p, size_t b, const struct backend_patch *pt)
+{
+    const struct proxy_admin *v = arg;
+    proxy_admin_apply_patch(v->sh, shared_backend_index(v->sh, p, b), pt);
+}
+
+static const struct pool_view_ops proxy_pool_view_ops = {
+    .consistent = view_consistent,
+    .n_listeners = view_n_listeners,
+    .listener = view_listener,
+    .n_pools = view_n_pools,
+    .pool_name = view_pool_name,
+    .pool_algorithm = view_pool_algorithm,
+    .n_backends = view_n_backends,
+    .backend_addr = view_backend_addr,
+    .backend = view_backend,
+    .change = view_change,
+};
+
+int proxy_admin_mount(struct admin_site *site, struct proxy_admin *pa)
+{
+    pa->view = (struct pool_view){ &proxy_pool_view_ops, pa };
+    return pool_view_mount(site, &pa->view);
+}

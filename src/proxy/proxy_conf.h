@@ -1,0 +1,129 @@
+/* The proxy's part of the configuration (its config section): workers:,
+ * drain_timeout:, pools: and listeners:. See docs/configuration.md.
+ *
+ * Registered with the core's section table by the proxy module
+ * (proxy_module.c); a loaded configuration's proxy part is proxy_conf(cfg).
+ * The structs are plain data owned by the struct sl_config.
+ */
+#ifndef SLUICE_PROXY_PROXY_CONF_H
+#define SLUICE_PROXY_PROXY_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/addr.h"
+#include "lib/balance.h"
+#include "core/config.h"
+#include "core/health_conf.h"
+
+enum hash_key_kind {
+    HASH_KEY_CLIENT_IP, /* "client_ip" */
+    HASH_KEY_HEADER,    /* "header:NAME" */
+    HASH_KEY_COOKIE,    /* "cookie:NAME" */
+    HASH_KEY_URI,       /* "uri" */
+};
+
+enum listener_proto { PROTO_HTTP, PROTO_TCP, PROTO_UDP };
+
+enum log_format { ACCESS_LOG_COMBINED, ACCESS_LOG_JSON };
+
+struct cfg_backend {
+    struct sl_addr addr;   /* "address: 127.0.0.1:9001" */
+    uint32_t weight;       /* default 1, 0..1000000; 0 means drained */
+    int line;
+};
+
+struct cfg_passive {
+    uint32_t max_fails;    /* consecutive connect failures or 5xx; default 3, 0 = off */
+    uint32_t eject_ms;     /* first ejection, doubled on each repeat; default 10s */
+    uint32_t max_eject_ms; /* back-off ceiling; default 300s */
+};
+
+struct cfg_pool {
+    char *name;
+    enum lb_algorithm algorithm; /* default round_robin */
+    enum hash_key_kind hash_key; /* for LB_HASH; default client_ip */
+    char *hash_key_name;         /* header or cookie name for header:/cookie: keys */
+    char *sticky_cookie;         /* "sticky_cookie: NAME": cookie session stickiness, NULL = off */
+    uint32_t retries;            /* default 2 */
+    uint32_t keepalive;          /* idle upstream connections kept per backend per worker; default 32 */
+    uint32_t slow_start_ms;      /* weight ramp after a backend comes back; default 0 = off */
+    struct cfg_health health;
+    struct cfg_passive passive;
+    struct cfg_backend *backends;
+    size_t n_backends;
+    int line;
+};
+
+struct cfg_route {
+    char *host;          /* NULL = any host; "*.example.com" matches subdomains */
+    char *path_prefix;   /* default "/" */
+    size_t pool;         /* index into proxy_conf.pools */
+    int line;
+};
+
+struct cfg_timeouts {
+    uint32_t connect_ms;           /* default 3s */
+    uint32_t client_header_ms;     /* default 10s: whole request head must arrive */
+    uint32_t idle_ms;              /* default 60s: keep-alive idle and stream/tcp idle */
+    uint32_t upstream_response_ms; /* default 30s: between request sent and response head / body reads */
+    uint32_t udp_session_ms;       /* default 30s: UDP session idle */
+    uint32_t client_body_ms;       /* default 60s: the request body must arrive within this (see
+                                    * cfg_limits.min_body_rate), counted from the end of the head */
+};
+
+struct cfg_limits {
+    uint32_t max_request_line;   /* default 8192, 414 past it */
+    uint32_t max_header_size;    /* default 32768 (whole head), 431 past it */
+    uint32_t max_headers;        /* default 100, 431 past it */
+    uint32_t buffer_size;        /* per direction per connection; default 16384 */
+    uint32_t max_connections;    /* per worker; default 10000 */
+    uint32_t min_body_rate;      /* bytes/s: each one received extends timeouts.client_body by
+                                  * 1/rate s; default 1024, 0 = no extension */
+};
+
+struct cfg_listener {
+    char *name;
+    struct sl_addr addr;
+    enum listener_proto proto;   /* default http */
+    struct cfg_route *routes;    /* http only */
+    size_t n_routes;
+    bool has_default_pool;
+    size_t default_pool;         /* "pool:" — tcp/udp target, http fallback route */
+    struct cfg_timeouts timeouts;
+    struct cfg_limits limits;
+    char *access_log;            /* path, "stdout", or NULL (= off) */
+    int access_log_line;
+    enum log_format access_log_format;
+    bool splice;                 /* tcp: use splice(2); default true */
+    bool client_toa;             /* http: "client_address: toa" (FullNAT's TOA map) */
+    char *toa_map;               /* pinned TOA map; NULL = /sys/fs/bpf/sluice_toa */
+    bool allow_underscores;      /* http: "allow_underscores_in_headers"; default false: request
+                                  * header fields whose name has '_' are dropped */
+    int line;
+};
+
+struct proxy_conf {
+    uint32_t workers;            /* 0 = one per core */
+    uint32_t drain_timeout_ms;   /* "drain_timeout": how long a draining worker
+                                  * (SIGTERM, or the old configuration after a
+                                  * reload) waits for open connections and
+                                  * tunnels; default 30s */
+    struct cfg_pool *pools;
+    size_t n_pools;
+    struct cfg_listener *listeners;
+    size_t n_listeners;
+};
+
+/* The section: root keys workers, pools, listeners, drain_timeout. */
+extern const struct config_section proxy_conf_section;
+
+/* The proxy's part of cfg (empty when the file has none of its keys);
+ * NULL only if the section was never registered. */
+struct proxy_conf *proxy_conf(const struct sl_config *cfg);
+
+/* Index of the first pool called `name`, or -1. */
+int proxy_conf_pool_index(const struct proxy_conf *pc, const char *name);
+
+#endif

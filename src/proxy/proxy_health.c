@@ -1,0 +1,97 @@
+/* See proxy_health.h. */
+#include "proxy/proxy_health.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/health.h"
+
+/* What a target's results go to: its backend's row of the shared region. */
+struct backend_mirror {
+    struct shared_state *sh;
+    struct shared_backend *sb;
+};
+
+struct proxy_health {
+    struct ev_loop *loop;
+    struct hc_set *set;
+    struct backend_mirror *mirrors;   /* [sh->n_backends], global order */
+};
+
+static void mirror(void *arg, const struct hc_status *st, bool changed)
+{
+    struct backend_mirror *m = arg;
+    struct shared_backend *sb = m->sb;
+    sb->check_rise = st->rise;
+    sb->check_fall = st->fall;
+    sb->checks_ok = st->checks_ok;
+    sb->checks_failed = st->checks_failed;
+    snprintf(sb->last_check, sizeof sb->last_check, "%s", st->last_check);
+    if (!changed)
+        return;
+    /* up_since_ms before health: a worker that sees UP also sees when. */
+    if (st->up)
+        atomic_store(&sb->up_since_ms, st->up_since_ms);
+    atomic_store(&sb->health, st->up ? HEALTH_UP : HEALTH_DOWN);
+    atomic_fetch_add(&m->sh->generation, 1);
+}
+
+/* What the region says of the backend: carried over from the previous
+ * generation, or fresh. */
+static void status_of(const struct shared_backend *sb, struct hc_status *st)
+{
+    memset(st, 0, sizeof *st);
+    st->up = atomic_load(&sb->health) == HEALTH_UP;
+    st->up_since_ms = atomic_load(&sb->up_since_ms);
+    st->rise = sb->check_rise;
+    st->fall = sb->check_fall;
+    st->checks_ok = sb->checks_ok;
+    st->checks_failed = sb->checks_failed;
+    snprintf(st->last_check, sizeof st->last_check, "%.*s", (int)sizeof sb->last_check, sb->last_check);
+}
+
+static void proxy_health_free(void *p)
+{
+    struct proxy_health *ph = p;
+    free(ph->mirrors);
+    free(ph);
+}
+
+struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct proxy_conf *cfg, struct shared_state *sh)
+{
+    struct proxy_health *ph = calloc(1, sizeof *ph);
+    if (!ph)
+        return NULL;
+    ph->loop = loop;
+    ph->set = hc_set_new(loop);
+    ph->mirrors = calloc(sh->n_backends + 1, sizeof *ph->mirrors);
+    if (!ph->set || !ph->mirrors) {
+        hc_set_free(ph->set);
+        proxy_health_free(ph);
+        return NULL;
+    }
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        const struct cfg_pool *pool = &cfg->pools[p];
+        for (size_t b = 0; b < pool->n_backends; b++) {
+            size_t g = shared_backend_index(sh, p, b);
+            ph->mirrors[g] = (struct backend_mirror){ sh, &sh->backends[g] };
+            struct hc_target_spec spec = { .addr = pool->backends[b].addr, .check = &pool->health,
+                                           .group = pool->name, .on_result = mirror, .arg = &ph->mirrors[g] };
+            status_of(&sh->backends[g], &spec.initial);
+            if (!hc_add(ph->set, &spec)) {
+                proxy_health_stop(ph);
+                return NULL;
+            }
+        }
+    }
+    return ph;
+}
+
+void proxy_health_stop(struct proxy_health *ph)
+{
+    if (!ph)
+        return;
+    hc_set_free(ph->set);
+    ev_defer_free(ph->loop, ph, proxy_health_free);
+}

@@ -1,0 +1,237 @@
+/* Unit tests for core/daemon, the skeleton every daemon shares: signals
+ * read on the loop and handed to the tier's reload and stop, the admin
+ * API started and moved with admin.listen, the pid file written and
+ * removed. Real signals (raise), real sockets on 127.0.0.1. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/daemon.h"
+#include "core/log.h"
+
+struct tier {
+    struct daemon d;
+    int reloads, stops, others, last_sig;
+    bool stop_now;               /* the stop hook calls daemon_stopped itself */
+};
+
+static void on_reload(void *arg)
+{
+    struct tier *t = arg;
+    t->reloads++;
+    daemon_stopped(&t->d);       /* let the test look */
+}
+
+static void on_stop(void *arg, int sig)
+{
+    struct tier *t = arg;
+    t->stops++;
+    t->last_sig = sig;
+    if (t->stop_now)
+        daemon_stopped(&t->d);
+}
+
+static void on_other(void *arg, int sig)
+{
+    struct tier *t = arg;
+    t->others++;
+    t->last_sig = sig;
+    daemon_stopped(&t->d);
+}
+
+static const struct daemon_ops ops = { .reload = on_reload, .stop = on_stop, .signal = on_other };
+static const int stops[] = { SIGQUIT, 0 }, others[] = { SIGUSR2, 0 };
+
+static struct sl_config *config(const char *yaml)
+{
+    struct config_errors errs = { 0 };
+    struct sl_config *cfg = config_load_string("d.yaml", yaml, strlen(yaml), &errs);
+    if (!cfg)
+        fail_msg("config: %s", errs.n ? errs.lines[0] : "?");
+    return cfg;
+}
+
+/* Run the loop until a hook breaks it; a timer bounds the wait. */
+static void give_up(struct ev_loop *loop, struct ev_timer *t) { ev_break(loop); }
+static void run_once(struct tier *t)
+{
+    struct ev_timer guard;
+    ev_timer_init(&guard, give_up, NULL);
+    ev_now_update(t->d.loop);
+    ev_timer_start(t->d.loop, &guard, 5000);
+    assert_int_equal(daemon_run(&t->d), 0);
+    ev_timer_stop(t->d.loop, &guard);
+}
+
+static void test_signals_reach_the_tier(void **state)
+{
+    struct sl_config *cfg = config("log: {level: error}\nadmin: {listen: off}\n");
+    struct tier t = { .stop_now = true };
+    const struct daemon_spec spec = { .role = "test", .stop_signals = stops, .other_signals = others, .ops = &ops,
+                                      .arg = &t };
+    char err[256];
+    assert_int_equal(daemon_init(&t.d, &spec, cfg, err, sizeof err), 0);
+    assert_int_equal(log_get_level(), LOG_LEVEL_ERROR);
+    assert_int_equal(daemon_catch_signals(&t.d, err, sizeof err), 0);
+
+    raise(SIGHUP);
+    run_once(&t);
+    assert_int_equal(t.reloads, 1);
+    raise(SIGTERM);
+    run_once(&t);
+    assert_int_equal(t.stops, 1);
+    assert_int_equal(t.last_sig, SIGTERM);
+    raise(SIGQUIT);              /* a stop signal of this tier's */
+    run_once(&t);
+    assert_int_equal(t.stops, 2);
+    assert_int_equal(t.last_sig, SIGQUIT);
+    raise(SIGUSR2);              /* one it handles itself */
+    run_once(&t);
+    assert_int_equal(t.others, 1);
+    assert_int_equal(t.last_sig, SIGUSR2);
+    assert_int_equal(t.reloads, 1);
+    assert_null(t.d.admin);      /* admin.listen: off */
+    daemon_fini(&t.d);
+    config_free(cfg);
+}
+
+/* Without a stop hook, a stop signal ends the loop at once. */
+static void test_stop_without_hook(void **state)
+{
+    struct sl_config *cfg = config("admin: {listen: off}\n");
+    static const struct daemon_ops bare = { 0 };
+    struct daemon d;
+    const struct daemon_spec spec = { .role = "test", .ops = &bare };
+    char err[256];
+    assert_int_equal(daemon_init(&d, &spec, cfg, err, sizeof err), 0);
+    assert_int_equal(daemon_catch_signals(&d, err, sizeof err), 0);
+    raise(SIGHUP);               /* no reload hook: ignored */
+    raise(SIGINT);
+    assert_int_equal(daemon_run(&d), 0);
+    daemon_fini(&d);
+    config_free(cfg);
+}
+
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sin;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+static bool accepts(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    bool ok = connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0;
+    close(fd);
+    return ok;
+}
+
+static struct sl_config *admin_on(uint16_t port)
+{
+    char yaml[64];
+    snprintf(yaml, sizeof yaml, "admin: {listen: 127.0.0.1:%u}\n", port);
+    return config(yaml);
+}
+
+/* The API follows admin.listen across reloads, and stays where it was
+ * when the new address cannot be had. */
+static void test_admin_follows_the_file(void **state)
+{
+    uint16_t p1 = free_port(), p2 = free_port();
+    struct sl_config *c1 = admin_on(p1), *c2 = admin_on(p2), *off = config("admin: {listen: off}\n");
+    struct daemon d;
+    const struct daemon_spec spec = { .role = "test", .ops = &ops };
+    char err[256];
+    assert_int_equal(daemon_init(&d, &spec, c1, err, sizeof err), 0);
+    assert_int_equal(daemon_admin_start(&d, c1, err, sizeof err), 0);
+    assert_non_null(d.admin);
+    assert_true(accepts(p1));
+
+    daemon_admin_follow(&d, c1);             /* unchanged: nothing happens */
+    assert_true(accepts(p1));
+    daemon_admin_follow(&d, c2);             /* moved */
+    assert_true(accepts(p2));
+    /* a taken address: the API stays on p2 */
+    int blocker = socket(AF_INET, SOCK_STREAM, 0);
+    uint16_t p3 = free_port();
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(p3),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(bind(blocker, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(blocker, 1), 0);
+    struct sl_config *c3 = admin_on(p3);
+    struct admin_server *before = d.admin;
+    daemon_admin_follow(&d, c3);
+    assert_ptr_equal(d.admin, before);
+    assert_int_equal(admin_port(d.admin), p2);
+    close(blocker);
+    daemon_admin_follow(&d, off);            /* off */
+    assert_null(d.admin);
+    daemon_admin_follow(&d, c1);             /* on again */
+    assert_non_null(d.admin);
+    assert_int_equal(admin_port(d.admin), p1);
+    daemon_fini(&d);
+    config_free(c1);
+    config_free(c2);
+    config_free(c3);
+    config_free(off);
+}
+
+static void test_pid_file(void **state)
+{
+    struct sl_config *cfg = config("admin: {listen: off}\n");
+    char dir[] = "/tmp/sluice_test_daemon_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64], bad[80];
+    snprintf(path, sizeof path, "%s/pid", dir);
+    snprintf(bad, sizeof bad, "%s/missing/pid", dir);
+    struct daemon d;
+    const struct daemon_spec spec = { .role = "test", .ops = &ops };
+    char err[256];
+    assert_int_equal(daemon_init(&d, &spec, cfg, err, sizeof err), 0);
+    assert_int_equal(daemon_write_pid_file(&d, bad), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(daemon_write_pid_file(&d, path), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int pid = 0;
+    assert_int_equal(fscanf(f, "%d", &pid), 1);
+    fclose(f);
+    assert_int_equal(pid, getpid());
+    daemon_fini(&d);
+    struct stat st;
+    assert_int_equal(stat(path, &st), -1);   /* removed at the end */
+    rmdir(dir);
+    config_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_signals_reach_the_tier),
+        cmocka_unit_test(test_stop_without_hook),
+        cmocka_unit_test(test_admin_follows_the_file),
+        cmocka_unit_test(test_pid_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
