@@ -21,6 +21,10 @@
 #   ADMIN_PORT [19900] Sluice admin API
 #   PROXIES [sluice nginx haproxy]  which proxies to run, in round order
 #   SLUICE [build/sluice]
+#   SLUICE_BASE []     a second Sluice build (e.g. of an older commit) run as
+#                      proxy "sluice-base" in the same rounds; set, it joins
+#                      PROXIES' default and the ratios compare the two builds
+#                      (a regression check for a change to Sluice)
 #   PROFILER []        --profile only: perf or callgrind (default: perf when
 #                      `perf stat -e instructions` counts, else callgrind)
 #   PROFILE_DURATION [10 for perf, 5 for callgrind]
@@ -48,8 +52,13 @@ BACKEND_TASKSET=${BACKEND_TASKSET:-}
 WRK_TASKSET=${WRK_TASKSET:-}
 BASE_PORT=${BASE_PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-19900}
-PROXIES=${PROXIES:-sluice nginx haproxy}
 SLUICE=${SLUICE:-build/sluice}
+SLUICE_BASE=${SLUICE_BASE:-}
+if [ -n "$SLUICE_BASE" ]; then
+  PROXIES=${PROXIES:-sluice sluice-base nginx haproxy}
+else
+  PROXIES=${PROXIES:-sluice nginx haproxy}
+fi
 PROFILE_TOP=${PROFILE_TOP:-25}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -57,6 +66,8 @@ SLUICE_PORT=$BASE_PORT
 BACKEND_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
 HAPROXY_PORT=$((BASE_PORT + 3))
+SLUICE_BASE_PORT=$((BASE_PORT + 4))
+SLUICE_BASE_ADMIN_PORT=$((ADMIN_PORT + 1))
 HZ=$(getconf CLK_TCK)
 
 die() { echo "l7.sh: $*" >&2; exit 1; }
@@ -69,8 +80,13 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 [ -x "$SLUICE" ] || die "$SLUICE not found; run 'make' first (or 'make bench-l7')"
 SLUICE=$(realpath "$SLUICE")
+if [ -n "$SLUICE_BASE" ]; then
+  [ -x "$SLUICE_BASE" ] || die "SLUICE_BASE=$SLUICE_BASE is not an executable"
+  SLUICE_BASE=$(realpath "$SLUICE_BASE")
+fi
 
-for port in "$SLUICE_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$ADMIN_PORT"; do
+for port in "$SLUICE_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$ADMIN_PORT" \
+  ${SLUICE_BASE:+"$SLUICE_BASE_PORT" "$SLUICE_BASE_ADMIN_PORT"}; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is already in use on 127.0.0.1; stop it or set BASE_PORT/ADMIN_PORT"
   fi
@@ -122,9 +138,9 @@ read -r -a WRK_PIN <<<"$(pin "$WRK_TASKSET")"
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"   # workers need the 0700 temp dir
 
-render() {  # render TEMPLATE OUT PORT
+render() {  # render TEMPLATE OUT PORT [ADMIN_PORT]
   sed -e "s|@DIR@|$DIR|g" -e "s|@USER_LINE@|$USER_LINE|g" \
-      -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
+      -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@ADMIN_PORT@|${4:-$ADMIN_PORT}|g" \
       -e "s|@PORT@|$3|g" "$REPO/bench/l7/$1" >"$DIR/$2"
 }
 
@@ -157,6 +173,7 @@ declare -A PID PORT
 PORT[sluice]=$SLUICE_PORT
 PORT[nginx]=$NGINX_PORT
 PORT[haproxy]=$HAPROXY_PORT
+PORT[sluice-base]=$SLUICE_BASE_PORT
 
 start_proxy() {  # start_proxy NAME [wrapper...]
   local name=$1; shift
@@ -166,6 +183,11 @@ start_proxy() {  # start_proxy NAME [wrapper...]
       "$SLUICE" check -c "$DIR/sluice.yaml" >"$DIR/sluice-check.log" 2>&1 ||
         die "sluice check rejects the bench config: $(cat "$DIR/sluice-check.log")"
       "${PROXY_PIN[@]}" "$@" "$SLUICE" proxy -c "$DIR/sluice.yaml" --workers 1 >"$DIR/sluice.log" 2>&1 &
+      ;;
+    sluice-base)
+      [ -n "$SLUICE_BASE" ] || die "proxy sluice-base needs SLUICE_BASE (a second Sluice build)"
+      render sluice.yaml.in sluice-base.yaml "$SLUICE_BASE_PORT" "$SLUICE_BASE_ADMIN_PORT"
+      "${PROXY_PIN[@]}" "$@" "$SLUICE_BASE" proxy -c "$DIR/sluice-base.yaml" --workers 1 >"$DIR/sluice-base.log" 2>&1 &
       ;;
     nginx)
       mkdir -p "$DIR/proxy-tmp"
@@ -179,7 +201,7 @@ start_proxy() {  # start_proxy NAME [wrapper...]
         die "haproxy rejects the bench config: $(cat "$DIR/haproxy-check.log")"
       "${PROXY_PIN[@]}" "$HAPROXY" -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
       ;;
-    *) die "unknown proxy '$name' (PROXIES may hold sluice, nginx, haproxy)" ;;
+    *) die "unknown proxy '$name' (PROXIES may hold sluice, sluice-base, nginx, haproxy)" ;;
   esac
   PID[$name]=$!
   STARTED+=("${PID[$name]}")
@@ -232,6 +254,9 @@ run_wrk() {  # run_wrk PORT SECONDS CONNS OUTFILE
 
 sluice_identity() {
   echo "sluice: $SLUICE, sha1 $(sha1sum "$SLUICE" | cut -c1-12), built $(date -u -r "$SLUICE" '+%F %T UTC'), tree $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+  if [ -n "$SLUICE_BASE" ]; then
+    echo "sluice-base: $SLUICE_BASE, sha1 $(sha1sum "$SLUICE_BASE" | cut -c1-12), built $(date -u -r "$SLUICE_BASE" '+%F %T UTC'), tree $(git -C "$(dirname "$SLUICE_BASE")/.." describe --always --dirty 2>/dev/null || echo unknown)"
+  fi
 }
 
 # --------------------------------------------------------------- profile ---
@@ -355,7 +380,7 @@ RESULTS=$DIR/results.tsv
 printf 'round\tproxy\treq_s\tp50_ms\tp99_ms\tcpu_us_req\tusr_us_req\tsys_us_req\tbackend_us_req\tupstream_conns\twrk_cpu_pct\tother_cpu_pct\terrors\n' >"$RESULTS"
 
 echo
-printf '%-5s %-8s %10s %9s %9s %11s %8s %8s %11s %7s %6s %6s  %s\n' \
+printf '%-5s %-11s %10s %9s %9s %11s %8s %8s %11s %7s %6s %6s  %s\n' \
   round proxy 'req/s' 'p50 ms' 'p99 ms' 'CPU us/req' 'usr' 'sys' 'backend us' 'upconns' 'wrk' 'other' errors
 failed=0
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -410,7 +435,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         printf "%.2f %.2f %.2f %.2f %.0f %.0f\n", (u + s) * k, u * k, s * k, b * k, 100 * w / wall, 100 * o / wall }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$p" "$rps" "$p50" "$p99" \
       "$cpu" "$usr" "$sys" "$bcpu" "$upconn" "$wrkpct" "$otherpct" "${errors:-none}" >>"$RESULTS"
-    printf '%-5s %-8s %10.0f %9.3f %9.3f %11.2f %8.2f %8.2f %11.2f %7s %5s%% %5s%%  %s\n' \
+    printf '%-5s %-11s %10.0f %9.3f %9.3f %11.2f %8.2f %8.2f %11.2f %7s %5s%% %5s%%  %s\n' \
       "$r" "$p" "$rps" "$p50" "$p99" "$cpu" "$usr" "$sys" "$bcpu" "$upconn" "$wrkpct" "$otherpct" "${errors:-}"
     if [[ $errors == *PROXY-EXITED* ]]; then
       echo "l7.sh: $p exited during round $r. Last lines of its log:" >&2
@@ -446,13 +471,13 @@ have() { [[ " ${PROXY_LIST[*]} " == *" $1 "* ]]; }
 if have sluice; then
   echo
   echo "Ratios (medians):"
-  for o in nginx haproxy; do
+  for o in sluice-base nginx haproxy; do
     have "$o" || continue
-    printf '  Sluice req/s   / %-7s req/s   = %s   (> 1: Sluice serves more)\n' "$o" "$(ratio "${M[sluice,3]}" "${M[$o,3]}")"
+    printf '  Sluice req/s   / %-11s req/s   = %s   (> 1: Sluice serves more)\n' "$o" "$(ratio "${M[sluice,3]}" "${M[$o,3]}")"
   done
-  for o in nginx haproxy; do
+  for o in sluice-base nginx haproxy; do
     have "$o" || continue
-    printf '  Sluice CPU/req / %-7s CPU/req = %s   (< 1: Sluice uses less CPU per request)\n' "$o" "$(ratio "${M[sluice,6]}" "${M[$o,6]}")"
+    printf '  Sluice CPU/req / %-11s CPU/req = %s   (< 1: Sluice uses less CPU per request)\n' "$o" "$(ratio "${M[sluice,6]}" "${M[$o,6]}")"
   done
 fi
 noisy=$(awk -F'\t' 'NR > 1 && $12 > 10' "$RESULTS" | wc -l)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the test phases and ends with one line "N passed, N failed".
-#   tests/run.sh                 unit + integration + fuzz smoke
-#   tests/run.sh unit|integration|fuzz
+#   tests/run.sh                 layers + unit + bpf + integration + fuzz smoke
+#   tests/run.sh layers|unit|bpf|integration|fuzz
 # FUZZ_SECONDS (default 10) is the time given to each fuzz target.
 set -u
 cd "$(dirname "$0")/.."
 
 phases=("$@")
-[ ${#phases[@]} -eq 0 ] && phases=(unit bpf integration fuzz)
+[ ${#phases[@]} -eq 0 ] && phases=(layers unit bpf integration fuzz)
 PYTHON=${PYTHON:-/usr/bin/python3}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 passed=0
@@ -15,6 +15,21 @@ failed=0
 failures=()
 log_dir=build/test-logs
 mkdir -p "$log_dir"
+
+# The include rule of the layers (scripts/check-layers.sh), and the
+# checker's own test: a tree that keeps the rules passes, planted
+# violations fail it.
+run_layers() {
+  local what
+  for what in "" --self-test; do
+    echo "== layers${what:+ $what}"
+    if bash scripts/check-layers.sh $what; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1)); failures+=("layers${what:+ $what}")
+    fi
+  done
+}
 
 run_unit() {
   local t out p f
@@ -108,6 +123,7 @@ fi
 
 for ph in "${phases[@]}"; do
   case "$ph" in
+    layers) run_layers ;;
     unit) run_unit ;;
     bpf) run_bpf ;;
     integration) run_integration ;;
