@@ -479,6 +479,20 @@ if have sluice; then
     have "$o" || continue
     printf '  Sluice CPU/req / %-11s CPU/req = %s   (< 1: Sluice uses less CPU per request)\n' "$o" "$(ratio "${M[sluice,6]}" "${M[$o,6]}")"
   done
+  # The same ratios taken within each round (the proxies of a round run one
+  # after the other, so they share its conditions), then the median: on a
+  # noisy machine this is steadier than the ratio of medians.
+  paired() {  # paired OTHER COLUMN -> median over rounds of sluice/OTHER
+    awk -F'\t' -v o="$1" -v c="$2" 'NR > 1 && $2 == "sluice" {a[$1] = $c} NR > 1 && $2 == o {b[$1] = $c}
+      END {for (r in a) if ((r in b) && b[r] > 0) print a[r] / b[r]}' "$RESULTS" | sort -g |
+      awk '{v[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) printf "%.3f", v[(NR + 1) / 2];
+           else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+  }
+  echo "Ratios within each round (median over rounds):"
+  for o in sluice-base nginx haproxy; do
+    have "$o" || continue
+    printf '  Sluice / %-11s req/s = %s, CPU/req = %s\n' "$o" "$(paired "$o" 3)" "$(paired "$o" 6)"
+  done
 fi
 noisy=$(awk -F'\t' 'NR > 1 && $12 > 10' "$RESULTS" | wc -l)
 if [ "$noisy" -gt 0 ]; then
