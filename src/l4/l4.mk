@@ -97,14 +97,6 @@ build/obj/src/cmd/main.o build/asan/src/cmd/main.o: BASEFLAGS += -I$(L4_OUT)
 # Recipes expand LIBS when they run, after this line has been read.
 LIBS += $(L4_USER_LIBS)
 
-# The l4 tier's unit tests (tests/unit/test_l4_*.c) link its archive before
-# the others'; this static pattern rule takes them out of the generic
-# build/tests/% rule.
-L4_UNIT_BIN := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_l4_*.c))
-$(L4_UNIT_BIN): build/tests/%: tests/unit/%.c $(call layer_lib,l4,asan) $(foreach l,proxy core lib,$(call layer_lib,$(l),asan))
-	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) -O1 $(SAN) -Itests/unit -I$(L4_OUT) -o $@ $< $(call layer_lib,l4,asan) $(UNIT_LIBS) $(LIBS) -lcmocka
-
 # `make demo-l4` (root): sluice l4 in each mode (DR, TUN, NAT, FullNAT) between
 # network namespaces.
 .PHONY: demo-l4
