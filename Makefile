@@ -24,10 +24,15 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 # The layers (docs/architecture.md): lib <- core <- tiers <- cmd. Each of
 # lib, core and every tier is a static library, build/obj/libsluice-X.a
 # (release) and build/asan/libsluice-X.a (sanitizers); the binary and the
-# unit tests link the ones they need, tiers first. A tier's folder may add
-# its own rules in src/TIER/TIER.mk (included below) and append itself to
-# TIERS there; src/l4 does, because it needs the BPF toolchain.
-TIERS   := proxy
+# unit tests link the ones they need, tiers first. Every folder under src/
+# other than lib, core, cmd and client is a tier and is picked up by itself.
+# A tier that needs rules of its own keeps them in src/TIER/TIER.mk (included
+# below), which builds its archive and appends it to TIERS; src/l4 does,
+# because it needs the BPF toolchain. PLAIN_TIERS are the others: the unit
+# tests and the fuzz targets link them.
+MK_TIERS    := $(patsubst src/%/,%,$(dir $(wildcard src/*/*.mk)))
+PLAIN_TIERS := $(filter-out lib core cmd client $(MK_TIERS),$(patsubst src/%/,%,$(sort $(dir $(wildcard src/*/)))))
+TIERS   := $(PLAIN_TIERS)
 layer_src = $(sort $(wildcard src/$(1)/*.c))
 layer_lib = build/$(2)/libsluice-$(1).a
 
@@ -51,14 +56,14 @@ $(foreach l,lib core $(TIERS),$(eval $(call layer_rules,$(l))))
 link_libs = $(foreach l,$(TIERS) core lib,$(call layer_lib,$(l),$(1)))
 
 # Fuzz targets are built by clang with libFuzzer from the sources of lib,
-# core and the proxy tier (not from the gcc archives), plus every tier's
+# core and the plain tiers (not from the gcc archives), plus every tier's
 # config section (src/TIER/TIER_conf.c: pure code, so fuzz_config reads
 # whole files), in one command, so without dependency files: they depend
 # on every header of those layers.
 FUZZ_CFLAGS = $(filter-out -MMD -MP,$(BASEFLAGS)) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined
-SECTION_SRC := $(filter-out $(foreach l,lib core proxy cmd,src/$(l)/%),$(wildcard src/*/*_conf.c))
-LIB_SRC := $(foreach l,lib core proxy,$(call layer_src,$(l))) $(SECTION_SRC)
-FUZZ_HDRS := $(wildcard $(foreach l,lib core proxy,src/$(l)/*.h)) $(SECTION_SRC:.c=.h)
+SECTION_SRC := $(filter-out $(foreach l,lib core cmd $(PLAIN_TIERS),src/$(l)/%),$(wildcard src/*/*_conf.c))
+LIB_SRC := $(foreach l,lib core $(PLAIN_TIERS),$(call layer_src,$(l))) $(SECTION_SRC)
+FUZZ_HDRS := $(wildcard $(foreach l,lib core $(PLAIN_TIERS),src/$(l)/*.h)) $(SECTION_SRC:.c=.h)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
@@ -86,10 +91,10 @@ build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) -c -o $@ $<
 
-# Unit tests link the proxy, core and lib archives (the linker takes only
+# Unit tests link the plain tiers', core's and lib's archives (the linker takes only
 # the objects a test uses); src/l4's unit tests are built by l4.mk.
-UNIT_LIBS = $(foreach l,proxy core lib,$(call layer_lib,$(l),asan))
-build/tests/%: tests/unit/%.c $(foreach l,proxy core lib,$(call layer_lib,$(l),asan))
+UNIT_LIBS = $(foreach l,$(PLAIN_TIERS) core lib,$(call layer_lib,$(l),asan))
+build/tests/%: tests/unit/%.c $(foreach l,$(PLAIN_TIERS) core lib,$(call layer_lib,$(l),asan))
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) -Itests/unit -o $@ $< $(UNIT_LIBS) $(LIBS) -lcmocka
 
