@@ -46,5 +46,12 @@ if command -v nft >/dev/null 2>&1; then
 fi
 
 echo "## processes"
-# The binaries the tests start: sluice itself and the anchors.
-ps -eo comm= 2>/dev/null | grep -E '^(sluice|sluice-asan|nginx|haproxy|wrk|trafgen)$' | sort | uniq -c
+# Sluice processes started from this checkout (other checkouts' test runs
+# or benchmarks on the same machine are not ours to count).
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
+for exe in /proc/[0-9]*/exe; do
+    target=$(readlink "$exe" 2>/dev/null) || continue
+    case "$target" in
+        "$repo"/build/*) echo "${target#"$repo"/}" ;;
+    esac
+done | sort | uniq -c
