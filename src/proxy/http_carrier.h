@@ -18,6 +18,21 @@
 
 #define HTTP_HEAD_SLACK 2048 /* room for the headers the proxy adds */
 
+/* What a transaction sees of the connection that carries it. */
+struct http_carrier {
+    /* Fixed for the carrier's life. */
+    struct worker *w;
+    struct listener_rt *l;           /* the listener the client came in on */
+    const char *peer_ip;             /* the client's address, as text */
+    struct http1_message *scratch;   /* a parse target, valid during one call */
+
+    /* The window: the client's side of the exchange. */
+    struct buf in;                   /* the request: its raw head at the front, then body bytes */
+    struct buf out;                  /* bytes for the client ahead of the response body: heads */
+    bool client_eof;                 /* the client sends nothing more */
+    bool close_after;                /* no keep-alive after this response */
+};
+
 /* The size of the input buffers: a whole head must fit. */
 static inline size_t http_in_cap(const struct cfg_listener *cfg)
 {

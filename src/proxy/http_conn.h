@@ -55,10 +55,9 @@ struct http_conn {
     struct ev_timer timer;
     enum http_conn_state state;
     char peer_ip[48];
-    struct buf in;                /* bytes from the client */
-    struct buf out;               /* bytes the proxy generates for the client */
-    bool client_eof;
-    bool close_after;             /* no keep-alive after this response */
+    /* in (bytes from the client), out (bytes the proxy generates for the
+     * client), client_eof and close_after: what the transaction sees. */
+    struct http_carrier cr;
     struct http_conn *idle_prev, *idle_next;
     bool on_idle_list;
     struct http_conn *all_prev, *all_next; /* every open connection of the listener */

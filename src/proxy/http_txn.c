@@ -69,8 +69,8 @@ static void capture_rejected_line(struct http_txn *t)
         return;
     if (!t->log && !(t->log = calloc(1, sizeof *t->log)))
         return;
-    const char *raw = buf_len(&c->in) ? buf_head(&c->in) : "";
-    size_t n = 0, len = buf_len(&c->in);
+    const char *raw = buf_len(&c->cr.in) ? buf_head(&c->cr.in) : "";
+    size_t n = 0, len = buf_len(&c->cr.in);
     while (n < len && raw[n] != '\r' && raw[n] != '\n')
         n++;
     copy_slice(t->log->line, sizeof t->log->line, (struct http1_slice){raw, n});
@@ -273,7 +273,7 @@ void http_txn_reset(struct http_txn *t)
 }
 
 /* See http_txn.h. The connection counted the request and decided on
- * keep-alive (c->close_after) before this. */
+ * keep-alive (c->cr.close_after) before this. */
 void http_txn_start(struct http_txn *t, struct http1_message *m)
 {
     struct http_conn *c = t->c;
@@ -293,7 +293,7 @@ void http_txn_start(struct http_txn *t, struct http1_message *m)
      * Upgrade header (hop-by-hop) is dropped and the request is plain. */
     const struct http1_header *upg = http1_find_header(m, "Upgrade");
     t->want_upgrade = m->upgrade && upg && !http1_has_token(upg->value, "h2c");
-    capture_log_fields(t, m, buf_head(&c->in));
+    capture_log_fields(t, m, buf_head(&c->cr.in));
 
     if (m->method == HTTP1_M_CONNECT) {
         http_conn_send_error(c, 501, "CONNECT is not supported");
@@ -461,10 +461,10 @@ static void upstream_failed(struct http_txn *t, bool connect_failure, const char
 static int request_body_validate(struct http_txn *t)
 {
     struct http_conn *c = t->c;
-    size_t avail = buf_len(&c->in) - t->pos - t->req_ready;
+    size_t avail = buf_len(&c->cr.in) - t->pos - t->req_ready;
     if (!avail || t->req_done || t->req_abandoned)
         return 0;
-    const char *p = buf_head(&c->in) + t->pos + t->req_ready;
+    const char *p = buf_head(&c->cr.in) + t->pos + t->req_ready;
     if (t->req_body == HTTP1_BODY_LENGTH) {
         size_t take = avail < t->req_left ? avail : (size_t)t->req_left;
         t->req_ready += take;
@@ -494,8 +494,8 @@ static bool request_body_complete(const struct http_txn *t)
 static bool request_body_truncated(const struct http_txn *t)
 {
     const struct http_conn *c = t->c;
-    return c->client_eof && !t->req_done && !t->req_abandoned && !t->resp_started && !t->req_ready &&
-           t->pos == buf_len(&c->in) && !request_body_complete(t);
+    return c->cr.client_eof && !t->req_done && !t->req_abandoned && !t->resp_started && !t->req_ready &&
+           t->pos == buf_len(&c->cr.in) && !request_body_complete(t);
 }
 
 /* Send the rewritten head, then body bytes, to the upstream. */
@@ -509,7 +509,7 @@ static int upstream_send(struct http_txn *t)
         /* Head and the first body bytes in one system call. */
         struct iovec iov[2] = {
             {buf_head(&t->fwd) + t->fwd_sent, buf_len(&t->fwd) - t->fwd_sent},
-            {buf_head(&c->in) + t->pos, t->req_ready},
+            {buf_head(&c->cr.in) + t->pos, t->req_ready},
         };
         ssize_t n = transport_send(&u->tr, iov, t->req_ready ? 2 : 1);
         if (n < 0)
@@ -528,7 +528,7 @@ static int upstream_send(struct http_txn *t)
         t->req_ready -= (size_t)n - head_left;
     }
     while (t->req_ready) {
-        ssize_t n = http_send_some(&u->tr, buf_head(&c->in) + t->pos, t->req_ready);
+        ssize_t n = http_send_some(&u->tr, buf_head(&c->cr.in) + t->pos, t->req_ready);
         if (n <= 0)
             return (int)n;
         atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
@@ -545,13 +545,13 @@ void http_txn_compact(struct http_txn *t)
     struct http_conn *c = t->c;
     if (c->state != C_FORWARD && c->state != C_TUNNEL)
         return;
-    if (!buf_full(&c->in) || t->pos == 0)
+    if (!buf_full(&c->cr.in) || t->pos == 0)
         return;
     /* Dropping the raw head costs nothing (the rewritten one is in fwd);
      * dropping body bytes means a retry could not send them again. */
     if (t->pos > t->head_len)
         t->replayable = false;
-    buf_consume(&c->in, t->pos);
+    buf_consume(&c->cr.in, t->pos);
     t->pos = 0;
     t->head_len = 0;
 }
@@ -614,7 +614,7 @@ static int put_status_and_headers(struct buf *o, const struct http1_message *m, 
 static int build_response_head(struct http_txn *t, const struct http1_message *m)
 {
     struct http_conn *c = t->c;
-    struct buf *o = &c->out;
+    struct buf *o = &c->cr.out;
     if (buf_alloc(o, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
         return -1;
     int rc = put_status_and_headers(o, m, c->l);
@@ -626,7 +626,7 @@ static int build_response_head(struct http_txn *t, const struct http1_message *m
     } else if (m->status >= 200) {
         if (m->body == HTTP1_BODY_CHUNKED)
             rc |= buf_append(o, "Transfer-Encoding: chunked\r\n", 28);
-        if (c->close_after)
+        if (c->cr.close_after)
             rc |= buf_append(o, "Connection: close\r\n", 19);
         else if (t->http10)
             rc |= buf_append(o, "Connection: keep-alive\r\n", 24);
@@ -667,16 +667,16 @@ static int response_parse_head(struct http_txn *t)
         /* Interim response (100 Continue, 103 Early Hints): pass it on with
          * its end-to-end fields (RFC 9110 §15.2), wait for the final one.
          * HTTP/1.0 clients do not expect 1xx: drop it. */
-        if (buf_alloc(&c->out, lc->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
+        if (buf_alloc(&c->cr.out, lc->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
             return -1;
         if (!t->http10) {
             /* A backend streaming 1xx faster than the client reads waits
              * for room (no progress now; the client's EPOLLOUT resumes). */
-            if (buf_room(&c->out) < m->head_len + m->n_headers + 64)
+            if (buf_room(&c->cr.out) < m->head_len + m->n_headers + 64)
                 return 0;
             /* The rewrite adds at most one byte per field (": " after a bare
              * ':'), so with the room checked above this cannot fail half-way. */
-            if (put_status_and_headers(&c->out, m, c->l) || buf_append(&c->out, "\r\n", 2))
+            if (put_status_and_headers(&c->cr.out, m, c->l) || buf_append(&c->cr.out, "\r\n", 2))
                 return -1;
         }
         buf_consume(&u->in, m->head_len);
@@ -684,7 +684,7 @@ static int response_parse_head(struct http_txn *t)
     }
     t->status = m->status;
     if (m->body == HTTP1_BODY_UNTIL_CLOSE || !t->req_done)
-        c->close_after = true;
+        c->cr.close_after = true;
     t->resp_keep_upstream = m->keep_alive && m->body != HTTP1_BODY_UNTIL_CLOSE && m->status != 101;
     if (build_response_head(t, m) < 0)
         return -1;
@@ -717,7 +717,7 @@ static int response_read_heads(struct http_txn *t)
         if (response_parse_head(t) < 0)
             return -1;
         if (buf_len(&u->in) == had)
-            break; /* incomplete, or waiting for room in c->out */
+            break; /* incomplete, or waiting for room in c->cr.out */
     }
     return 0;
 }
@@ -847,7 +847,7 @@ static void body_clock_start(struct http_txn *t)
     t->body_paused_ms = 0;
     t->body_since = ev_now(c->w->loop);
     /* Body bytes that came with the head count as received. */
-    t->body_rcvd = buf_len(&c->in) - t->head_len;
+    t->body_rcvd = buf_len(&c->cr.in) - t->head_len;
     ev_timer_start(c->w->loop, &t->body_timer, c->l->cfg->timeouts.client_body_ms);
 }
 
@@ -880,7 +880,7 @@ void http_txn_body_clock_update(struct http_txn *t)
         http_txn_body_clock_stop(t);
         return;
     }
-    bool held_up = buf_full(&c->in);
+    bool held_up = buf_full(&c->cr.in);
     uint64_t now = ev_now(c->w->loop);
     if (held_up && !t->body_paused) {
         t->body_paused = true;
@@ -968,7 +968,7 @@ void http_txn_progress(struct http_txn *t)
          * rest of the body is still on its way to us. */
         t->req_abandoned = true;
         t->req_ready = 0;
-        c->close_after = true;
+        c->cr.close_after = true;
     }
     http_txn_compact(t);
     struct upstream_conn *u = t->up;
@@ -1022,11 +1022,11 @@ void http_txn_progress(struct http_txn *t)
         }
         return;
     }
-    if (t->resp_done && t->resp_head_done && !t->resp_ready && !buf_len(&c->out)) {
+    if (t->resp_done && t->resp_head_done && !t->resp_ready && !buf_len(&c->cr.out)) {
         if (!t->req_done) {
             /* The backend answered before the body was all in
              * (e.g. 413): the rest of the body is not worth reading. */
-            c->close_after = true;
+            c->cr.close_after = true;
         }
         request_finish(t);
     }
