@@ -22,6 +22,14 @@
 #define LINGER_MS 2000
 #define DRAIN_IDLE_GRACE_MS 1000
 
+static void http_conn_close(struct http_conn *c);
+static void http_conn_progress(struct http_conn *c);
+
+static inline void http_conn_set_timer(struct http_conn *c, uint64_t ms)
+{
+    ev_timer_start(c->w->loop, &c->timer, ms);
+}
+
 /* ---------- per listener: every connection, and the idle ones ---------- */
 
 static void all_add(struct http_conn *c)
@@ -114,7 +122,9 @@ static const char *status_text(int status)
     }
 }
 
-void http_conn_send_error(struct http_conn *c, int status, const char *reason)
+/* Answer with an error of our own and close once it is sent; if part of
+ * a response already reached the client, close at once. */
+static void http_conn_send_error(struct http_conn *c, int status, const char *reason)
 {
     log_debug("client %s: %d %s: %s", c->peer_ip, status, status_text(status), reason);
     http_txn_body_clock_stop(&c->txn);
@@ -155,7 +165,9 @@ void http_conn_send_error(struct http_conn *c, int status, const char *reason)
 
 /* ---------- writing to the client ---------- */
 
-int http_conn_send(struct http_conn *c)
+/* Write c->cr.out, then the transaction's response body bytes, to the
+ * client: 0 (all written, or the socket is full), -1 on an error. */
+static int http_conn_send(struct http_conn *c)
 {
     if (buf_len(&c->cr.out)) {
         struct upstream_conn *u = c->txn.up;
@@ -244,7 +256,9 @@ static void conn_free(void *p)
     free(c);
 }
 
-void http_conn_close(struct http_conn *c)
+/* Close the connection (and its upstream), free it after this batch of
+ * events. Closing a closed one does nothing. */
+static void http_conn_close(struct http_conn *c)
 {
     if (!transport_open(&c->tr))
         return;
@@ -272,7 +286,9 @@ static void conn_start_linger(struct http_conn *c)
     http_conn_set_timer(c, LINGER_MS);
 }
 
-void http_conn_request_done(struct http_conn *c)
+/* The transaction is finished and its response written: go on with the
+ * next request, or linger and close. */
+static void http_conn_request_done(struct http_conn *c)
 {
     /* A client that half-closed after pipelining still gets an answer to
      * every complete request it sent: linger only when nothing is left. */
@@ -286,7 +302,9 @@ void http_conn_request_done(struct http_conn *c)
     c->head_deadline = 0;
 }
 
-void http_conn_set_interest(struct http_conn *c)
+/* Set the interest of the client's and the upstream's sockets from the
+ * state and the buffers. */
+static void http_conn_set_interest(struct http_conn *c)
 {
     if (!transport_open(&c->tr))
         return; /* closed: its ev_io must not be queued again */
@@ -383,11 +401,16 @@ static bool conn_try_parse(struct http_conn *c)
     }
     atomic_fetch_add_explicit(&c->l->ctr->requests, 1, memory_order_relaxed);
     c->cr.close_after = !m->keep_alive || c->w->draining;
+    /* Forwarding from now on, unless the transaction answers at once with
+     * an error of our own (then lingering). */
+    c->state = C_FORWARD;
     http_txn_start(&c->txn, m);
     return true;
 }
 
-void http_conn_progress(struct http_conn *c)
+/* Take the next step with whatever the sockets and buffers allow, then
+ * set the interest of both sockets. */
+static void http_conn_progress(struct http_conn *c)
 {
     for (int guard = 0; guard < 64 && transport_open(&c->tr); guard++) {
         enum http_conn_state before = c->state;
@@ -565,6 +588,40 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
     }
 }
 
+/* ---------- the carrier of the transaction (proxy/http_carrier.h) ---------- */
+
+static struct http_conn *conn_of(struct http_carrier *cr)
+{
+    return (struct http_conn *)((char *)cr - offsetof(struct http_conn, cr));
+}
+
+static void carrier_send_error(struct http_carrier *cr, int status, const char *reason)
+{
+    http_conn_send_error(conn_of(cr), status, reason);
+}
+
+static int carrier_send(struct http_carrier *cr) { return http_conn_send(conn_of(cr)); }
+static void carrier_request_done(struct http_carrier *cr) { http_conn_request_done(conn_of(cr)); }
+static void carrier_abort(struct http_carrier *cr) { http_conn_close(conn_of(cr)); }
+static void carrier_progress(struct http_carrier *cr) { http_conn_progress(conn_of(cr)); }
+static void carrier_set_interest(struct http_carrier *cr) { http_conn_set_interest(conn_of(cr)); }
+static void carrier_set_timer(struct http_carrier *cr, uint64_t ms) { http_conn_set_timer(conn_of(cr), ms); }
+
+/* After 101 Switching Protocols: bytes both ways (tunnel_pump), the
+ * tunnel's idle timer set by the transaction. */
+static void carrier_tunnel(struct http_carrier *cr) { conn_of(cr)->state = C_TUNNEL; }
+
+static const struct http_carrier_ops http1_carrier_ops = {
+    .send_error = carrier_send_error,
+    .send = carrier_send,
+    .request_done = carrier_request_done,
+    .abort = carrier_abort,
+    .progress = carrier_progress,
+    .set_interest = carrier_set_interest,
+    .set_timer = carrier_set_timer,
+    .tunnel = carrier_tunnel,
+};
+
 static void http_accept(struct listener_rt *l)
 {
     struct worker *w = l->w;
@@ -606,11 +663,12 @@ static void http_accept(struct listener_rt *l)
         if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
             memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
         ev_timer_init(&c->timer, conn_timeout, c);
+        c->cr.ops = &http1_carrier_ops;
         c->cr.w = w;
         c->cr.l = l;
         c->cr.peer_ip = c->peer_ip;
         c->cr.scratch = &http_listener_of(l)->scratch;
-        http_txn_init(&c->txn, c);
+        http_txn_init(&c->txn, &c->cr);
         all_add(c);
         ev_io_init(&c->io, fd, client_event, c);
         worker_conn_opened(w, l);

@@ -4,7 +4,11 @@
  * and parses request heads, keeps the connection alive between requests,
  * runs its timers and writes to the client. One request at a time is in
  * flight, as the transaction embedded in it (http_txn.h); pipelined
- * requests wait in its input buffer and are answered in order.
+ * requests wait in its input buffer and are answered in order. The
+ * connection is the transaction's carrier (http_carrier.h): c->cr holds
+ * the window the transaction works on (its input and output buffers,
+ * client_eof, close_after) and the table of calls http_conn.c implements
+ * for it; the transaction knows nothing else of the connection.
  *
  * Buffers and backpressure: a side is read only while the buffer it fills
  * has room, and bytes leave a buffer only when the other socket accepts
@@ -55,8 +59,9 @@ struct http_conn {
     struct ev_timer timer;
     enum http_conn_state state;
     char peer_ip[48];
-    /* in (bytes from the client), out (bytes the proxy generates for the
-     * client), client_eof and close_after: what the transaction sees. */
+    /* The transaction's carrier: in (bytes from the client), out (bytes
+     * the proxy generates for the client), client_eof, close_after, and
+     * the calls of http1_carrier_ops. */
     struct http_carrier cr;
     struct http_conn *idle_prev, *idle_next;
     bool on_idle_list;
@@ -69,33 +74,9 @@ struct http_conn {
     struct http_txn txn;          /* the request in flight */
 };
 
-/* Take the next step with whatever the sockets and buffers allow, then
- * set the interest of both sockets. */
-void http_conn_progress(struct http_conn *c);
-/* Set the interest of the client's and the upstream's sockets from the
- * state and the buffers. */
-void http_conn_set_interest(struct http_conn *c);
-/* Close the connection (and its upstream), free it after this batch of
- * events. Closing a closed one does nothing. */
-void http_conn_close(struct http_conn *c);
-/* Answer with an error of our own and close once it is sent; if part of
- * a response already reached the client, close at once. */
-void http_conn_send_error(struct http_conn *c, int status, const char *reason);
-/* Write c->out, then the transaction's response body bytes, to the
- * client: 0 (all written, or the socket is full), -1 on an error. */
-int http_conn_send(struct http_conn *c);
-/* The transaction is finished and its response written: go on with the
- * next request, or linger and close. */
-void http_conn_request_done(struct http_conn *c);
-
 static inline struct http_listener *http_listener_of(const struct listener_rt *l)
 {
     return l->proto_state;
-}
-
-static inline void http_conn_set_timer(struct http_conn *c, uint64_t ms)
-{
-    ev_timer_start(c->w->loop, &c->timer, ms);
 }
 
 #endif
