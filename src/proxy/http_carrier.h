@@ -14,10 +14,12 @@
  * The HTTP/1 client connection (http_conn.c) is a carrier: it embeds one
  * struct http_carrier whose window is its own buffers, and one
  * transaction. An HTTP/2 connection would be another: one struct
- * http_carrier per stream, each with the stream's request bytes (its
- * head as the transaction parses it, then DATA) in its own `in`, its own
- * `out` turned into HEADERS by `send`, END_STREAM as `client_eof`, and
- * `abort` a reset of the stream rather than of the connection.
+ * http_carrier per stream, its `in` holding the stream's request (the
+ * decoded head rendered as HTTP/1 text, then the DATA payload),
+ * END_STREAM as `client_eof`, `abort` a reset of the stream rather than
+ * of the connection. What the transaction writes stays HTTP/1-shaped (a
+ * status line and fields in `out`, the body as the backend framed it),
+ * so such a carrier's `send` converts it into HEADERS and DATA.
  *
  * The context fields (worker, listener, client address, parse target)
  * are the carrier's, fixed for its life: a transaction's log line and
