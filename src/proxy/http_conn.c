@@ -22,6 +22,14 @@
 #define LINGER_MS 2000
 #define DRAIN_IDLE_GRACE_MS 1000
 
+static void http_conn_close(struct http_conn *c);
+static void http_conn_progress(struct http_conn *c);
+
+static inline void http_conn_set_timer(struct http_conn *c, uint64_t ms)
+{
+    ev_timer_start(c->w->loop, &c->timer, ms);
+}
+
 /* ---------- per listener: every connection, and the idle ones ---------- */
 
 static void all_add(struct http_conn *c)
@@ -114,18 +122,20 @@ static const char *status_text(int status)
     }
 }
 
-void http_conn_send_error(struct http_conn *c, int status, const char *reason)
+/* Answer with an error of our own and close once it is sent; if part of
+ * a response already reached the client, close at once. */
+static void http_conn_send_error(struct http_conn *c, int status, const char *reason)
 {
     log_debug("client %s: %d %s: %s", c->peer_ip, status, status_text(status), reason);
     http_txn_body_clock_stop(&c->txn);
     /* Part of a response already reached the client (the final head, or
      * some of an interim one): an error message now would be read as the
      * rest of it. Closing is the only unambiguous signal left. */
-    if (c->txn.resp_sent || c->out.start) {
+    if (c->txn.resp_sent || c->cr.out.start) {
         http_conn_close(c);
         return;
     }
-    if (buf_alloc(&c->out, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0) {
+    if (buf_alloc(&c->cr.out, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0) {
         http_conn_close(c);
         return;
     }
@@ -136,43 +146,45 @@ void http_conn_send_error(struct http_conn *c, int status, const char *reason)
                         "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                         "Connection: close\r\nServer: sluice\r\n\r\n",
                         status, status_text(status), blen);
-    c->out.start = c->out.end = 0; /* nothing else is owed to the client */
-    buf_append(&c->out, head, (size_t)hlen);
+    c->cr.out.start = c->cr.out.end = 0; /* nothing else is owed to the client */
+    buf_append(&c->cr.out, head, (size_t)hlen);
     if (c->txn.method != HTTP1_M_HEAD)
-        buf_append(&c->out, body, (size_t)blen);
+        buf_append(&c->cr.out, body, (size_t)blen);
     c->txn.status = status;
     c->txn.resp_bytes = (uint64_t)blen;
     http_count_response(c->l, status);
     if (status >= 400 && status < 500)
         atomic_fetch_add_explicit(&c->l->ctr->rejected, 1, memory_order_relaxed);
     http_txn_log_refused(&c->txn, reason);
-    c->close_after = true;
+    c->cr.close_after = true;
     c->state = C_LINGER;
     /* Whatever else the client sent is not a request we will read. */
-    c->in.start = c->in.end = 0;
+    c->cr.in.start = c->cr.in.end = 0;
     http_conn_set_timer(c, LINGER_MS);
 }
 
 /* ---------- writing to the client ---------- */
 
-int http_conn_send(struct http_conn *c)
+/* Write c->cr.out, then the transaction's response body bytes, to the
+ * client: 0 (all written, or the socket is full), -1 on an error. */
+static int http_conn_send(struct http_conn *c)
 {
-    if (buf_len(&c->out)) {
+    if (buf_len(&c->cr.out)) {
         struct upstream_conn *u = c->txn.up;
         size_t body = u && c->txn.resp_head_done ? c->txn.resp_ready : 0;
-        struct iovec iov[2] = {{buf_head(&c->out), buf_len(&c->out)}, {u ? buf_head(&u->in) : NULL, body}};
+        struct iovec iov[2] = {{buf_head(&c->cr.out), buf_len(&c->cr.out)}, {u ? buf_head(&u->in) : NULL, body}};
         ssize_t n = transport_send(&c->tr, iov, body ? 2 : 1);
         if (n < 0)
             return errno == EAGAIN ? 0 : -1;
         atomic_fetch_add_explicit(&c->l->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
         if (n > 0 && c->txn.resp_head_done)
             c->txn.resp_sent = true;
-        size_t out_len = buf_len(&c->out);
+        size_t out_len = buf_len(&c->cr.out);
         if ((size_t)n < out_len) {
-            buf_consume(&c->out, (size_t)n);
+            buf_consume(&c->cr.out, (size_t)n);
             return 0;
         }
-        buf_consume(&c->out, out_len);
+        buf_consume(&c->cr.out, out_len);
         size_t b = (size_t)n - out_len;
         if (b) {
             buf_consume(&u->in, b);
@@ -199,9 +211,9 @@ static int tunnel_pump(struct http_conn *c)
 {
     struct upstream_conn *u = c->txn.up;
     /* client -> upstream: everything after the request head */
-    size_t pending = buf_len(&c->in) - c->txn.pos;
+    size_t pending = buf_len(&c->cr.in) - c->txn.pos;
     while (pending) {
-        ssize_t n = http_send_some(&u->tr, buf_head(&c->in) + c->txn.pos, pending);
+        ssize_t n = http_send_some(&u->tr, buf_head(&c->cr.in) + c->txn.pos, pending);
         if (n < 0)
             return -1;
         if (n == 0)
@@ -210,10 +222,10 @@ static int tunnel_pump(struct http_conn *c)
         c->txn.pos += (size_t)n;
         pending -= (size_t)n;
     }
-    if (c->txn.pos == buf_len(&c->in)) {
-        c->in.start = c->in.end = 0;
+    if (c->txn.pos == buf_len(&c->cr.in)) {
+        c->cr.in.start = c->cr.in.end = 0;
         c->txn.pos = 0;
-        if (c->client_eof && !c->tunnel_client_eof) {
+        if (c->cr.client_eof && !c->tunnel_client_eof) {
             transport_shutdown(&u->tr);
             c->tunnel_client_eof = true;
         }
@@ -224,7 +236,7 @@ static int tunnel_pump(struct http_conn *c)
     c->txn.resp_ready = buf_len(&u->in);
     if (http_conn_send(c) < 0)
         return -1;
-    if (!buf_len(&u->in) && !buf_len(&c->out) && u->eof && !c->tunnel_up_eof) {
+    if (!buf_len(&u->in) && !buf_len(&c->cr.out) && u->eof && !c->tunnel_up_eof) {
         transport_shutdown(&c->tr);
         c->tunnel_up_eof = true;
     }
@@ -238,13 +250,15 @@ static int tunnel_pump(struct http_conn *c)
 static void conn_free(void *p)
 {
     struct http_conn *c = p;
-    buf_release(&c->in);
-    buf_release(&c->out);
+    buf_release(&c->cr.in);
+    buf_release(&c->cr.out);
     http_txn_free(&c->txn);
     free(c);
 }
 
-void http_conn_close(struct http_conn *c)
+/* Close the connection (and its upstream), free it after this batch of
+ * events. Closing a closed one does nothing. */
+static void http_conn_close(struct http_conn *c)
 {
     if (!transport_open(&c->tr))
         return;
@@ -268,25 +282,29 @@ static void conn_start_linger(struct http_conn *c)
     http_txn_body_clock_stop(&c->txn);
     transport_shutdown(&c->tr);
     c->state = C_LINGER;
-    c->in.start = c->in.end = 0;
+    c->cr.in.start = c->cr.in.end = 0;
     http_conn_set_timer(c, LINGER_MS);
 }
 
-void http_conn_request_done(struct http_conn *c)
+/* The transaction is finished and its response written: go on with the
+ * next request, or linger and close. */
+static void http_conn_request_done(struct http_conn *c)
 {
     /* A client that half-closed after pipelining still gets an answer to
      * every complete request it sent: linger only when nothing is left. */
-    if (c->close_after || (c->client_eof && buf_len(&c->in) == c->txn.pos)) {
+    if (c->cr.close_after || (c->cr.client_eof && buf_len(&c->cr.in) == c->txn.pos)) {
         conn_start_linger(c);
         return;
     }
-    buf_consume(&c->in, c->txn.pos);
+    buf_consume(&c->cr.in, c->txn.pos);
     http_txn_reset(&c->txn);
     c->state = C_READ_HEAD;
     c->head_deadline = 0;
 }
 
-void http_conn_set_interest(struct http_conn *c)
+/* Set the interest of the client's and the upstream's sockets from the
+ * state and the buffers. */
+static void http_conn_set_interest(struct http_conn *c)
 {
     if (!transport_open(&c->tr))
         return; /* closed: its ev_io must not be queued again */
@@ -297,28 +315,28 @@ void http_conn_set_interest(struct http_conn *c)
         http_txn_body_clock_update(&c->txn);
     switch (c->state) {
     case C_READ_HEAD:
-        if (!c->client_eof && !buf_full(&c->in))
+        if (!c->cr.client_eof && !buf_full(&c->cr.in))
             cev |= EPOLLIN;
-        if (buf_len(&c->out))
+        if (buf_len(&c->cr.out))
             cev |= EPOLLOUT;
         break;
     case C_FORWARD:
         /* Read the request body while there is room; pipelined requests
          * wait in the kernel once the buffer is full. */
-        if (!c->client_eof && !buf_full(&c->in))
+        if (!c->cr.client_eof && !buf_full(&c->cr.in))
             cev |= EPOLLIN;
-        if (buf_len(&c->out) || (c->txn.resp_head_done && c->txn.resp_ready))
+        if (buf_len(&c->cr.out) || (c->txn.resp_head_done && c->txn.resp_ready))
             cev |= EPOLLOUT;
         if (u)
             uev = http_txn_upstream_events(&c->txn);
         break;
     case C_TUNNEL:
-        if (!c->client_eof && !buf_full(&c->in))
+        if (!c->cr.client_eof && !buf_full(&c->cr.in))
             cev |= EPOLLIN;
-        if (buf_len(&c->out) || (u && buf_len(&u->in)))
+        if (buf_len(&c->cr.out) || (u && buf_len(&u->in)))
             cev |= EPOLLOUT;
         if (u) {
-            if (buf_len(&c->in) > c->txn.pos)
+            if (buf_len(&c->cr.in) > c->txn.pos)
                 uev |= EPOLLOUT;
             if (!u->eof && (!u->in.data || !buf_full(&u->in)))
                 uev |= EPOLLIN;
@@ -326,7 +344,7 @@ void http_conn_set_interest(struct http_conn *c)
         break;
     case C_LINGER:
         cev = EPOLLIN;
-        if (buf_len(&c->out))
+        if (buf_len(&c->cr.out))
             cev |= EPOLLOUT;
         break;
     }
@@ -352,7 +370,7 @@ void http_conn_set_interest(struct http_conn *c)
 /* READ_HEAD: parse what has arrived. Returns true if a request was taken. */
 static bool conn_try_parse(struct http_conn *c)
 {
-    if (!buf_len(&c->in))
+    if (!buf_len(&c->cr.in))
         return false;
     idle_remove(c);
     /* Durations in the access log count from the first byte of the request. */
@@ -363,15 +381,15 @@ static bool conn_try_parse(struct http_conn *c)
      * few bytes at a time would cost quadratic time. Parse again only when
      * the new bytes could finish the head or break a rule. */
     enum http1_result r = HTTP1_INCOMPLETE;
-    if (!c->head_scanned || http1_head_ready(buf_head(&c->in), buf_len(&c->in), c->head_scanned, &lim))
-        r = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &lim, m);
-    c->head_scanned = r == HTTP1_INCOMPLETE ? buf_len(&c->in) : 0;
+    if (!c->head_scanned || http1_head_ready(buf_head(&c->cr.in), buf_len(&c->cr.in), c->head_scanned, &lim))
+        r = http1_parse_request(buf_head(&c->cr.in), buf_len(&c->cr.in), &lim, m);
+    c->head_scanned = r == HTTP1_INCOMPLETE ? buf_len(&c->cr.in) : 0;
     if (r == HTTP1_INCOMPLETE) {
         if (!c->head_deadline) {
             c->head_deadline = ev_now(c->w->loop) + c->l->cfg->timeouts.client_header_ms;
             http_conn_set_timer(c, c->l->cfg->timeouts.client_header_ms);
         }
-        if (buf_full(&c->in))
+        if (buf_full(&c->cr.in))
             http_conn_send_error(c, 431, "request head too large");
         return false;
     }
@@ -382,27 +400,32 @@ static bool conn_try_parse(struct http_conn *c)
         return false;
     }
     atomic_fetch_add_explicit(&c->l->ctr->requests, 1, memory_order_relaxed);
-    c->close_after = !m->keep_alive || c->w->draining;
+    c->cr.close_after = !m->keep_alive || c->w->draining;
+    /* Forwarding from now on, unless the transaction answers at once with
+     * an error of our own (then lingering). */
+    c->state = C_FORWARD;
     http_txn_start(&c->txn, m);
     return true;
 }
 
-void http_conn_progress(struct http_conn *c)
+/* Take the next step with whatever the sockets and buffers allow, then
+ * set the interest of both sockets. */
+static void http_conn_progress(struct http_conn *c)
 {
     for (int guard = 0; guard < 64 && transport_open(&c->tr); guard++) {
         enum http_conn_state before = c->state;
         switch (c->state) {
         case C_READ_HEAD:
-            if (c->client_eof && !buf_len(&c->in)) {
+            if (c->cr.client_eof && !buf_len(&c->cr.in)) {
                 http_conn_close(c);
                 return;
             }
             if (!conn_try_parse(c)) {
-                if (c->state == C_READ_HEAD && c->client_eof) {
+                if (c->state == C_READ_HEAD && c->cr.client_eof) {
                     http_conn_close(c); /* half a head, then EOF */
                     return;
                 }
-                if (c->state == C_READ_HEAD && !buf_len(&c->in)) {
+                if (c->state == C_READ_HEAD && !buf_len(&c->cr.in)) {
                     /* Becoming idle (first time since the last request):
                      * the idle timeout replaces whatever timer ran for
                      * the request, e.g. upstream_response. */
@@ -428,15 +451,15 @@ void http_conn_progress(struct http_conn *c)
             }
             break;
         case C_LINGER:
-            if (buf_len(&c->out)) {
+            if (buf_len(&c->cr.out)) {
                 if (http_conn_send(c) < 0) {
                     http_conn_close(c);
                     return;
                 }
-                if (!buf_len(&c->out))
+                if (!buf_len(&c->cr.out))
                     transport_shutdown(&c->tr);
             }
-            if (c->client_eof && !buf_len(&c->out)) {
+            if (c->cr.client_eof && !buf_len(&c->cr.out)) {
                 http_conn_close(c);
                 return;
             }
@@ -464,20 +487,20 @@ static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
             while ((n = transport_recv(&c->tr, sink, sizeof sink)) > 0)
                 atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-                c->client_eof = true;
-        } else if (!c->client_eof) {
-            if (buf_alloc(&c->in, http_in_cap(c->l->cfg)) < 0) {
+                c->cr.client_eof = true;
+        } else if (!c->cr.client_eof) {
+            if (buf_alloc(&c->cr.in, http_in_cap(c->l->cfg)) < 0) {
                 http_conn_close(c);
                 return;
             }
-            ssize_t n = http_read_into(&c->tr, &c->in);
+            ssize_t n = http_read_into(&c->tr, &c->cr.in);
             if (n > 0) {
                 atomic_fetch_add_explicit(&c->l->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
                 if (c->txn.body_clock)
                     c->txn.body_rcvd += (uint64_t)n;
             }
             if (n == 0) {
-                c->client_eof = true;
+                c->cr.client_eof = true;
             } else if (n == -1 && errno != EAGAIN) {
                 http_conn_close(c);
                 return;
@@ -544,7 +567,7 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
     struct listener_counters *lc = c->l->ctr;
     switch (c->state) {
     case C_READ_HEAD:
-        if (buf_len(&c->in)) {
+        if (buf_len(&c->cr.in)) {
             atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
             http_conn_send_error(c, 408, "the request head did not arrive in time");
             http_conn_set_interest(c);
@@ -564,6 +587,40 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
         return;
     }
 }
+
+/* ---------- the carrier of the transaction (proxy/http_carrier.h) ---------- */
+
+static struct http_conn *conn_of(struct http_carrier *cr)
+{
+    return (struct http_conn *)((char *)cr - offsetof(struct http_conn, cr));
+}
+
+static void carrier_send_error(struct http_carrier *cr, int status, const char *reason)
+{
+    http_conn_send_error(conn_of(cr), status, reason);
+}
+
+static int carrier_send(struct http_carrier *cr) { return http_conn_send(conn_of(cr)); }
+static void carrier_request_done(struct http_carrier *cr) { http_conn_request_done(conn_of(cr)); }
+static void carrier_abort(struct http_carrier *cr) { http_conn_close(conn_of(cr)); }
+static void carrier_progress(struct http_carrier *cr) { http_conn_progress(conn_of(cr)); }
+static void carrier_set_interest(struct http_carrier *cr) { http_conn_set_interest(conn_of(cr)); }
+static void carrier_set_timer(struct http_carrier *cr, uint64_t ms) { http_conn_set_timer(conn_of(cr), ms); }
+
+/* After 101 Switching Protocols: bytes both ways (tunnel_pump), the
+ * tunnel's idle timer set by the transaction. */
+static void carrier_tunnel(struct http_carrier *cr) { conn_of(cr)->state = C_TUNNEL; }
+
+static const struct http_carrier_ops http1_carrier_ops = {
+    .send_error = carrier_send_error,
+    .send = carrier_send,
+    .request_done = carrier_request_done,
+    .abort = carrier_abort,
+    .progress = carrier_progress,
+    .set_interest = carrier_set_interest,
+    .set_timer = carrier_set_timer,
+    .tunnel = carrier_tunnel,
+};
 
 static void http_accept(struct listener_rt *l)
 {
@@ -606,7 +663,12 @@ static void http_accept(struct listener_rt *l)
         if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
             memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
         ev_timer_init(&c->timer, conn_timeout, c);
-        http_txn_init(&c->txn, c);
+        c->cr.ops = &http1_carrier_ops;
+        c->cr.w = w;
+        c->cr.l = l;
+        c->cr.peer_ip = c->peer_ip;
+        c->cr.scratch = &http_listener_of(l)->scratch;
+        http_txn_init(&c->txn, &c->cr);
         all_add(c);
         ev_io_init(&c->io, fd, client_event, c);
         worker_conn_opened(w, l);

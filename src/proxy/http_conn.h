@@ -4,7 +4,11 @@
  * and parses request heads, keeps the connection alive between requests,
  * runs its timers and writes to the client. One request at a time is in
  * flight, as the transaction embedded in it (http_txn.h); pipelined
- * requests wait in its input buffer and are answered in order.
+ * requests wait in its input buffer and are answered in order. The
+ * connection is the transaction's carrier (http_carrier.h): c->cr holds
+ * the window the transaction works on (its input and output buffers,
+ * client_eof, close_after) and the table of calls http_conn.c implements
+ * for it; the transaction knows nothing else of the connection.
  *
  * Buffers and backpressure: a side is read only while the buffer it fills
  * has room, and bytes leave a buffer only when the other socket accepts
@@ -29,11 +33,10 @@
 #include "core/evloop.h"
 #include "lib/buffer.h"
 #include "lib/http1.h"
+#include "proxy/http_carrier.h"
 #include "proxy/http_txn.h"
 #include "proxy/transport.h"
 #include "proxy/worker.h"
-
-#define HTTP_HEAD_SLACK 2048 /* room for the headers the proxy adds */
 
 enum http_conn_state { C_READ_HEAD, C_FORWARD, C_TUNNEL, C_LINGER };
 
@@ -56,10 +59,10 @@ struct http_conn {
     struct ev_timer timer;
     enum http_conn_state state;
     char peer_ip[48];
-    struct buf in;                /* bytes from the client */
-    struct buf out;               /* bytes the proxy generates for the client */
-    bool client_eof;
-    bool close_after;             /* no keep-alive after this response */
+    /* The transaction's carrier: in (bytes from the client), out (bytes
+     * the proxy generates for the client), client_eof, close_after, and
+     * the calls of http1_carrier_ops. */
+    struct http_carrier cr;
     struct http_conn *idle_prev, *idle_next;
     bool on_idle_list;
     struct http_conn *all_prev, *all_next; /* every open connection of the listener */
@@ -71,80 +74,9 @@ struct http_conn {
     struct http_txn txn;          /* the request in flight */
 };
 
-/* Take the next step with whatever the sockets and buffers allow, then
- * set the interest of both sockets. */
-void http_conn_progress(struct http_conn *c);
-/* Set the interest of the client's and the upstream's sockets from the
- * state and the buffers. */
-void http_conn_set_interest(struct http_conn *c);
-/* Close the connection (and its upstream), free it after this batch of
- * events. Closing a closed one does nothing. */
-void http_conn_close(struct http_conn *c);
-/* Answer with an error of our own and close once it is sent; if part of
- * a response already reached the client, close at once. */
-void http_conn_send_error(struct http_conn *c, int status, const char *reason);
-/* Write c->out, then the transaction's response body bytes, to the
- * client: 0 (all written, or the socket is full), -1 on an error. */
-int http_conn_send(struct http_conn *c);
-/* The transaction is finished and its response written: go on with the
- * next request, or linger and close. */
-void http_conn_request_done(struct http_conn *c);
-
 static inline struct http_listener *http_listener_of(const struct listener_rt *l)
 {
     return l->proto_state;
-}
-
-static inline void http_conn_set_timer(struct http_conn *c, uint64_t ms)
-{
-    ev_timer_start(c->w->loop, &c->timer, ms);
-}
-
-/* The size of the input buffers: a whole head must fit. */
-static inline size_t http_in_cap(const struct cfg_listener *cfg)
-{
-    return cfg->limits.buffer_size > cfg->limits.max_header_size ? cfg->limits.buffer_size
-                                                                  : cfg->limits.max_header_size;
-}
-
-static inline struct http1_limits http_limits_of(const struct cfg_listener *cfg)
-{
-    return (struct http1_limits){
-        .max_request_line = cfg->limits.max_request_line,
-        .max_head = cfg->limits.max_header_size,
-        .max_headers = cfg->limits.max_headers,
-    };
-}
-
-static inline void http_count_response(struct listener_rt *l, int status)
-{
-    int cls = status / 100;
-    if (cls < 1 || cls > 5)
-        cls = 0;
-    atomic_fetch_add_explicit(&l->ctr->responses[cls], 1, memory_order_relaxed);
-}
-
-/* Read into the free room of b: bytes read, 0 at the end, -1 with errno,
- * -2 when b is full. */
-static inline ssize_t http_read_into(struct transport *t, struct buf *b)
-{
-    size_t room;
-    char *tail = buf_tail(b, &room);
-    if (!room)
-        return -2;
-    ssize_t n = transport_recv(t, tail, room);
-    if (n > 0)
-        b->end += (size_t)n;
-    return n;
-}
-
-/* Send up to len bytes; returns bytes sent, 0 if it would block, -1 on error. */
-static inline ssize_t http_send_some(struct transport *t, const char *p, size_t len)
-{
-    ssize_t n = transport_send1(t, p, len);
-    if (n < 0)
-        return errno == EAGAIN ? 0 : -1;
-    return n;
 }
 
 #endif

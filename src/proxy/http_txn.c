@@ -13,7 +13,7 @@
 #include "core/log.h"
 #include "lib/balance.h"
 #include "proxy/access_log.h"
-#include "proxy/http_conn.h"
+#include "proxy/http_carrier.h"
 #include "proxy/http_route.h"
 #include "proxy/pool.h"
 
@@ -44,8 +44,8 @@ static void copy_slice(char *dst, size_t cap, struct http1_slice s)
 
 static void capture_log_fields(struct http_txn *t, const struct http1_message *m, const char *raw)
 {
-    struct http_conn *c = t->c;
-    if (!c->l->alog)
+    struct http_carrier *cr = t->cr;
+    if (!cr->l->alog)
         return;
     if (!t->log && !(t->log = malloc(sizeof *t->log)))
         return;
@@ -64,40 +64,40 @@ static void capture_log_fields(struct http_txn *t, const struct http1_message *m
  * access log shows what was refused. */
 static void capture_rejected_line(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
-    if (!c->l->alog)
+    struct http_carrier *cr = t->cr;
+    if (!cr->l->alog)
         return;
     if (!t->log && !(t->log = calloc(1, sizeof *t->log)))
         return;
-    const char *raw = buf_len(&c->in) ? buf_head(&c->in) : "";
-    size_t n = 0, len = buf_len(&c->in);
+    const char *raw = buf_len(&cr->in) ? buf_head(&cr->in) : "";
+    size_t n = 0, len = buf_len(&cr->in);
     while (n < len && raw[n] != '\r' && raw[n] != '\n')
         n++;
     copy_slice(t->log->line, sizeof t->log->line, (struct http1_slice){raw, n});
     t->log->referer[0] = t->log->user_agent[0] = t->log->host[0] = '\0';
 }
 
-/* reason: why Sluice answered itself (http_conn_send_error), NULL for a
+/* reason: why Sluice answered itself (http_carrier_send_error), NULL for a
  * response from the backend. */
 static void write_access_log(struct http_txn *t, const char *reason)
 {
-    struct http_conn *c = t->c;
-    if (!c->l->alog)
+    struct http_carrier *cr = t->cr;
+    if (!cr->l->alog)
         return;
     struct access_entry e = {
-        .client_ip = c->peer_ip,
+        .client_ip = cr->peer_ip,
         .request_line = t->log ? t->log->line : NULL,
         .referer = t->log ? t->log->referer : NULL,
         .user_agent = t->log ? t->log->user_agent : NULL,
         .host = t->log ? t->log->host : NULL,
         .upstream = t->up ? t->up->b->cfg->addr.text : NULL,
-        .listener = c->l->cfg->name,
+        .listener = cr->l->cfg->name,
         .reason = reason,
         .status = t->status,
         .bytes_sent = t->resp_bytes,
         .duration_us = t->started_us ? now_us() - t->started_us : 0,
     };
-    access_log_write(c->l->alog, &e);
+    access_log_write(cr->l->alog, &e);
 }
 
 /* ---------- building the upstream request head ---------- */
@@ -128,9 +128,9 @@ static int put_uint(struct buf *o, uint64_t v)
 
 static int build_request_head(struct http_txn *t, const struct http1_message *m)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     struct buf *f = &t->fwd;
-    if (buf_alloc(f, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
+    if (buf_alloc(f, cr->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
         return -1;
     f->start = f->end = 0;
     int rc = 0;
@@ -152,7 +152,7 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
     const struct http1_header *xff = NULL;
     uint8_t hop[HTTP1_MAX_HEADERS_CAP];
     http1_mark_hop_by_hop(m, hop);
-    bool drop_underscores = !c->l->cfg->allow_underscores;
+    bool drop_underscores = !cr->l->cfg->allow_underscores;
     uint64_t dropped = 0;
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct http1_header *h = &m->headers[i];
@@ -162,7 +162,7 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
              * as the field whose '-' it replaces, one we rewrote or framed
              * the request by (see http1_name_has_underscore). */
             dropped++;
-            log_debug("client %s: dropped request header field \"%.*s\" (its name has '_')", c->peer_ip,
+            log_debug("client %s: dropped request header field \"%.*s\" (its name has '_')", cr->peer_ip,
                       (int)h->name.len, h->name.p);
             continue;
         }
@@ -194,7 +194,7 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
             }
         }
     }
-    rc |= fwd_puts(f, c->peer_ip);
+    rc |= fwd_puts(f, cr->peer_ip);
     rc |= fwd_puts(f, "\r\nX-Forwarded-Proto: http\r\n");
     /* The parser accepted "5, 5" or two equal Content-Length fields (RFC
      * 9110 §8.6); the backend gets exactly one plain value, so it cannot
@@ -216,7 +216,7 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
     }
     rc |= fwd_puts(f, "\r\n");
     if (dropped)
-        atomic_fetch_add_explicit(&c->l->ctr->underscore_dropped[0], dropped, memory_order_relaxed);
+        atomic_fetch_add_explicit(&cr->l->ctr->underscore_dropped[0], dropped, memory_order_relaxed);
     return rc ? -1 : 0;
 }
 
@@ -263,6 +263,7 @@ void http_txn_reset(struct http_txn *t)
     t->status = 0;
     t->resp_bytes = 0;
     t->want_upgrade = false;
+    t->tunnel = false;
     t->fwd_sent = 0;
     t->started_us = 0;
     http_txn_body_clock_stop(t);
@@ -272,12 +273,12 @@ void http_txn_reset(struct http_txn *t)
         t->log->line[0] = t->log->referer[0] = t->log->user_agent[0] = t->log->host[0] = '\0';
 }
 
-/* See http_txn.h. The connection counted the request and decided on
- * keep-alive (c->close_after) before this. */
+/* See http_txn.h. The carrier counted the request and decided on
+ * keep-alive (cr->close_after) before this. */
 void http_txn_start(struct http_txn *t, struct http1_message *m)
 {
-    struct http_conn *c = t->c;
-    struct worker *w = c->w;
+    struct http_carrier *cr = t->cr;
+    struct worker *w = cr->w;
     t->method = m->method;
     t->http10 = m->version_minor == 0;
     t->head_len = m->head_len;
@@ -293,32 +294,31 @@ void http_txn_start(struct http_txn *t, struct http1_message *m)
      * Upgrade header (hop-by-hop) is dropped and the request is plain. */
     const struct http1_header *upg = http1_find_header(m, "Upgrade");
     t->want_upgrade = m->upgrade && upg && !http1_has_token(upg->value, "h2c");
-    capture_log_fields(t, m, buf_head(&c->in));
+    capture_log_fields(t, m, buf_head(&cr->in));
 
     if (m->method == HTTP1_M_CONNECT) {
-        http_conn_send_error(c, 501, "CONNECT is not supported");
+        http_carrier_send_error(cr, 501, "CONNECT is not supported");
         return;
     }
-    int pool = http_route(c->l->cfg, m);
+    int pool = http_route(cr->l->cfg, m);
     if (pool < 0) {
-        http_conn_send_error(c, 404, "no route for this host and path");
+        http_carrier_send_error(cr, 404, "no route for this host and path");
         return;
     }
     struct pool_rt *p = &w->pools[pool];
     t->pool = p;
     if (build_request_head(t, m) < 0) {
-        http_conn_send_error(c, 431, "request head too large after rewriting");
+        http_carrier_send_error(cr, 431, "request head too large after rewriting");
         return;
     }
-    t->key_hash = p->cfg->algorithm == LB_HASH ? http_key_hash(p->cfg, m, c->peer_ip) : 0;
+    t->key_hash = p->cfg->algorithm == LB_HASH ? http_key_hash(p->cfg, m, cr->peer_ip) : 0;
     free(t->tried);
     t->tried = calloc(p->n, 1);
     if (!t->tried) {
-        http_conn_send_error(c, 503, "out of memory");
+        http_carrier_send_error(cr, 503, "out of memory");
         return;
     }
     t->sticky_idx = p->cfg->sticky_cookie ? sticky_backend(w, p, m) : -1;
-    c->state = C_FORWARD;
     if (!t->req_done)
         body_clock_start(t);
     request_start_upstream(t);
@@ -328,23 +328,23 @@ void http_txn_start(struct http_txn *t, struct http1_message *m)
  * one first if the client has a valid cookie. */
 static int request_pick(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     if (t->tries == 0 && t->sticky_idx >= 0)
         return t->sticky_idx;
-    return pool_pick(c->w, t->pool, t->key_hash, t->tried);
+    return pool_pick(cr->w, t->pool, t->key_hash, t->tried);
 }
 
 static void request_fail(struct http_txn *t, int status, const char *why)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     if (status == 503)
-        atomic_fetch_add_explicit(&c->l->ctr->no_backend, 1, memory_order_relaxed);
-    http_conn_send_error(c, status, why);
+        atomic_fetch_add_explicit(&cr->l->ctr->no_backend, 1, memory_order_relaxed);
+    http_carrier_send_error(cr, status, why);
 }
 
 static void request_start_upstream(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     struct pool_rt *p = t->pool;
     for (;;) {
         if (t->tries > p->cfg->retries) {
@@ -370,11 +370,11 @@ static void request_start_upstream(struct http_txn *t)
             atomic_fetch_add_explicit(&t->retry_from->ctr->retries, 1, memory_order_relaxed);
         t->retry_from = NULL;
         t->set_sticky = p->cfg->sticky_cookie && idx != t->sticky_idx;
-        struct upstream_conn *u = upstream_get(c->w, p, b, upstream_event, t);
+        struct upstream_conn *u = upstream_get(cr->w, p, b, upstream_event, t);
         if (!u) {
             t->connect_timed_out = false;
             atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
-            backend_report(c->w, p, b, false);
+            backend_report(cr->w, p, b, false);
             t->retry_from = b;
             continue;
         }
@@ -382,8 +382,8 @@ static void request_start_upstream(struct http_txn *t)
         p->outstanding[idx]++;
         p->active[idx]++;
         t->fwd_sent = 0;
-        http_conn_set_timer(c, u->connecting ? c->l->cfg->timeouts.connect_ms
-                                             : c->l->cfg->timeouts.upstream_response_ms);
+        http_carrier_set_timer(cr, u->connecting ? cr->l->cfg->timeouts.connect_ms
+                                                 : cr->l->cfg->timeouts.upstream_response_ms);
         return;
     }
 }
@@ -409,7 +409,7 @@ void http_txn_detach_upstream(struct http_txn *t, bool reusable)
 /* The upstream failed before any response byte: retry or give up. */
 static void upstream_failed(struct http_txn *t, bool connect_failure, const char *why)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     /* The latest failure decides between 502 and 504 if nothing is left to try. */
     t->connect_timed_out = why == connect_timeout_reason;
     struct upstream_conn *u = t->up;
@@ -422,7 +422,7 @@ static void upstream_failed(struct http_txn *t, bool connect_failure, const char
     /* A pooled connection the server had already closed says nothing
      * about the backend's health. */
     if (!was_reused)
-        backend_report(c->w, t->pool, b, false);
+        backend_report(cr->w, t->pool, b, false);
     http_txn_detach_upstream(t, false);
     bool never_sent = connect_failure || !t->req_sent_any;
     bool may_retry = t->replayable && !t->resp_started &&
@@ -460,11 +460,11 @@ static void upstream_failed(struct http_txn *t, bool connect_failure, const char
 /* Validate newly arrived request body bytes so they may be sent. */
 static int request_body_validate(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
-    size_t avail = buf_len(&c->in) - t->pos - t->req_ready;
+    struct http_carrier *cr = t->cr;
+    size_t avail = buf_len(&cr->in) - t->pos - t->req_ready;
     if (!avail || t->req_done || t->req_abandoned)
         return 0;
-    const char *p = buf_head(&c->in) + t->pos + t->req_ready;
+    const char *p = buf_head(&cr->in) + t->pos + t->req_ready;
     if (t->req_body == HTTP1_BODY_LENGTH) {
         size_t take = avail < t->req_left ? avail : (size_t)t->req_left;
         t->req_ready += take;
@@ -493,15 +493,15 @@ static bool request_body_complete(const struct http_txn *t)
  * byte it did send has gone upstream: the request can never complete. */
 static bool request_body_truncated(const struct http_txn *t)
 {
-    const struct http_conn *c = t->c;
-    return c->client_eof && !t->req_done && !t->req_abandoned && !t->resp_started && !t->req_ready &&
-           t->pos == buf_len(&c->in) && !request_body_complete(t);
+    const struct http_carrier *cr = t->cr;
+    return cr->client_eof && !t->req_done && !t->req_abandoned && !t->resp_started && !t->req_ready &&
+           t->pos == buf_len(&cr->in) && !request_body_complete(t);
 }
 
 /* Send the rewritten head, then body bytes, to the upstream. */
 static int upstream_send(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     struct upstream_conn *u = t->up;
     if (!u || u->connecting || t->req_abandoned)
         return 0;
@@ -509,7 +509,7 @@ static int upstream_send(struct http_txn *t)
         /* Head and the first body bytes in one system call. */
         struct iovec iov[2] = {
             {buf_head(&t->fwd) + t->fwd_sent, buf_len(&t->fwd) - t->fwd_sent},
-            {buf_head(&c->in) + t->pos, t->req_ready},
+            {buf_head(&cr->in) + t->pos, t->req_ready},
         };
         ssize_t n = transport_send(&u->tr, iov, t->req_ready ? 2 : 1);
         if (n < 0)
@@ -528,7 +528,7 @@ static int upstream_send(struct http_txn *t)
         t->req_ready -= (size_t)n - head_left;
     }
     while (t->req_ready) {
-        ssize_t n = http_send_some(&u->tr, buf_head(&c->in) + t->pos, t->req_ready);
+        ssize_t n = http_send_some(&u->tr, buf_head(&cr->in) + t->pos, t->req_ready);
         if (n <= 0)
             return (int)n;
         atomic_fetch_add_explicit(&u->b->ctr->bytes_sent, (uint64_t)n, memory_order_relaxed);
@@ -542,16 +542,14 @@ static int upstream_send(struct http_txn *t)
 
 void http_txn_compact(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
-    if (c->state != C_FORWARD && c->state != C_TUNNEL)
-        return;
-    if (!buf_full(&c->in) || t->pos == 0)
+    struct http_carrier *cr = t->cr;
+    if (!buf_full(&cr->in) || t->pos == 0)
         return;
     /* Dropping the raw head costs nothing (the rewritten one is in fwd);
      * dropping body bytes means a retry could not send them again. */
     if (t->pos > t->head_len)
         t->replayable = false;
-    buf_consume(&c->in, t->pos);
+    buf_consume(&cr->in, t->pos);
     t->pos = 0;
     t->head_len = 0;
 }
@@ -613,11 +611,11 @@ static int put_status_and_headers(struct buf *o, const struct http1_message *m, 
 
 static int build_response_head(struct http_txn *t, const struct http1_message *m)
 {
-    struct http_conn *c = t->c;
-    struct buf *o = &c->out;
-    if (buf_alloc(o, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
+    struct http_carrier *cr = t->cr;
+    struct buf *o = &cr->out;
+    if (buf_alloc(o, cr->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
         return -1;
-    int rc = put_status_and_headers(o, m, c->l);
+    int rc = put_status_and_headers(o, m, cr->l);
     if (m->status == 101) {
         const struct http1_header *up = http1_find_header(m, "Upgrade");
         rc |= buf_append(o, "Connection: upgrade\r\n", 21);
@@ -626,7 +624,7 @@ static int build_response_head(struct http_txn *t, const struct http1_message *m
     } else if (m->status >= 200) {
         if (m->body == HTTP1_BODY_CHUNKED)
             rc |= buf_append(o, "Transfer-Encoding: chunked\r\n", 28);
-        if (c->close_after)
+        if (cr->close_after)
             rc |= buf_append(o, "Connection: close\r\n", 19);
         else if (t->http10)
             rc |= buf_append(o, "Connection: keep-alive\r\n", 24);
@@ -647,11 +645,11 @@ static int build_response_head(struct http_txn *t, const struct http1_message *m
  * progress, since the final head may already be in the buffer behind it. */
 static int response_parse_head(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     struct upstream_conn *u = t->up;
-    struct cfg_listener const *lc = c->l->cfg;
+    struct cfg_listener const *lc = cr->l->cfg;
     struct http1_limits lim = http_limits_of(lc);
-    struct http1_message *m = &http_listener_of(c->l)->scratch;
+    struct http1_message *m = cr->scratch;
     enum http1_result r = http1_parse_response(buf_head(&u->in), buf_len(&u->in), &lim, t->method, m);
     if (r == HTTP1_INCOMPLETE)
         return buf_full(&u->in) ? -1 : 0;
@@ -667,16 +665,16 @@ static int response_parse_head(struct http_txn *t)
         /* Interim response (100 Continue, 103 Early Hints): pass it on with
          * its end-to-end fields (RFC 9110 §15.2), wait for the final one.
          * HTTP/1.0 clients do not expect 1xx: drop it. */
-        if (buf_alloc(&c->out, lc->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
+        if (buf_alloc(&cr->out, lc->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
             return -1;
         if (!t->http10) {
             /* A backend streaming 1xx faster than the client reads waits
              * for room (no progress now; the client's EPOLLOUT resumes). */
-            if (buf_room(&c->out) < m->head_len + m->n_headers + 64)
+            if (buf_room(&cr->out) < m->head_len + m->n_headers + 64)
                 return 0;
             /* The rewrite adds at most one byte per field (": " after a bare
              * ':'), so with the room checked above this cannot fail half-way. */
-            if (put_status_and_headers(&c->out, m, c->l) || buf_append(&c->out, "\r\n", 2))
+            if (put_status_and_headers(&cr->out, m, cr->l) || buf_append(&cr->out, "\r\n", 2))
                 return -1;
         }
         buf_consume(&u->in, m->head_len);
@@ -684,7 +682,7 @@ static int response_parse_head(struct http_txn *t)
     }
     t->status = m->status;
     if (m->body == HTTP1_BODY_UNTIL_CLOSE || !t->req_done)
-        c->close_after = true;
+        cr->close_after = true;
     t->resp_keep_upstream = m->keep_alive && m->body != HTTP1_BODY_UNTIL_CLOSE && m->status != 101;
     if (build_response_head(t, m) < 0)
         return -1;
@@ -695,14 +693,15 @@ static int response_parse_head(struct http_txn *t)
     if (m->body == HTTP1_BODY_CHUNKED)
         http1_chunked_init(&t->resp_chunk);
     t->resp_done = m->body == HTTP1_BODY_NONE || (m->body == HTTP1_BODY_LENGTH && m->content_length == 0);
-    http_count_response(c->l, m->status);
+    http_count_response(cr->l, m->status);
     int cls = m->status / 100;
     atomic_fetch_add_explicit(&u->b->ctr->responses[cls >= 1 && cls <= 5 ? cls : 0], 1, memory_order_relaxed);
-    backend_report(c->w, t->pool, u->b, m->status < 500);
+    backend_report(cr->w, t->pool, u->b, m->status < 500);
     if (m->status == 101) {
-        c->state = C_TUNNEL;
+        t->tunnel = true;
+        http_carrier_tunnel(cr);
         t->resp_done = true;
-        http_conn_set_timer(c, lc->timeouts.idle_ms);
+        http_carrier_set_timer(cr, lc->timeouts.idle_ms);
     }
     return 0;
 }
@@ -717,7 +716,7 @@ static int response_read_heads(struct http_txn *t)
         if (response_parse_head(t) < 0)
             return -1;
         if (buf_len(&u->in) == had)
-            break; /* incomplete, or waiting for room in c->out */
+            break; /* incomplete, or waiting for room in cr->out */
     }
     return 0;
 }
@@ -761,12 +760,12 @@ static int response_body_validate(struct http_txn *t)
 /* The response is fully written: log, release, and go on with the next request. */
 static void request_finish(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     write_access_log(t, NULL);
     bool reusable = t->resp_keep_upstream && t->req_done && t->up && !t->up->eof &&
                     buf_len(&t->up->in) == 0;
     http_txn_detach_upstream(t, reusable);
-    http_conn_request_done(c);
+    http_carrier_request_done(cr);
 }
 
 /* An event on the upstream's socket (lent to this transaction: see pool.h). */
@@ -774,7 +773,7 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct upstream_conn *u = io->data;
     struct http_txn *t = u->owner;
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     if (u->connecting) {
         if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
@@ -783,38 +782,38 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         getsockopt(u->tr.fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err || (ev & EPOLLERR)) {
             upstream_failed(t, true, err ? strerror(err) : "connect failed");
-            http_conn_progress(c);
+            http_carrier_progress(cr);
             return;
         }
         u->connecting = false;
-        http_conn_set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
+        http_carrier_set_timer(cr, cr->l->cfg->timeouts.upstream_response_ms);
     }
     ev = transport_ready(&u->tr, ev);
     if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !u->eof) {
-        if (buf_alloc(&u->in, http_in_cap(c->l->cfg)) < 0) {
-            http_conn_close(c);
+        if (buf_alloc(&u->in, http_in_cap(cr->l->cfg)) < 0) {
+            http_carrier_abort(cr);
             return;
         }
         ssize_t n = http_read_into(&u->tr, &u->in);
         if (n > 0) {
             atomic_fetch_add_explicit(&u->b->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
             t->resp_started = true;
-            if (c->state != C_TUNNEL)
-                http_conn_set_timer(c, c->l->cfg->timeouts.upstream_response_ms);
+            if (!t->tunnel)
+                http_carrier_set_timer(cr, cr->l->cfg->timeouts.upstream_response_ms);
             else
-                http_conn_set_timer(c, c->l->cfg->timeouts.idle_ms);
+                http_carrier_set_timer(cr, cr->l->cfg->timeouts.idle_ms);
         } else if (n == 0) {
             u->eof = true;
         } else if (n == -1 && errno != EAGAIN) {
             u->eof = true;
-            if (!t->resp_started && c->state == C_FORWARD) {
+            if (!t->resp_started && !t->tunnel) {
                 upstream_failed(t, false, strerror(errno));
-                http_conn_progress(c);
+                http_carrier_progress(cr);
                 return;
             }
         }
     }
-    http_conn_progress(c);
+    http_carrier_progress(cr);
 }
 
 /* ---------- the request body deadline ---------- */
@@ -829,8 +828,8 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
  * for a bounded time. */
 static uint64_t body_deadline(const struct http_txn *t, uint64_t now)
 {
-    const struct http_conn *c = t->c;
-    const struct cfg_listener *cfg = c->l->cfg;
+    const struct http_carrier *cr = t->cr;
+    const struct cfg_listener *cfg = cr->l->cfg;
     uint64_t due = t->body_since + cfg->timeouts.client_body_ms + t->body_paused_ms;
     if (t->body_paused)
         due += now - t->body_paused_at;
@@ -841,21 +840,21 @@ static uint64_t body_deadline(const struct http_txn *t, uint64_t now)
 
 static void body_clock_start(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     t->body_clock = true;
     t->body_paused = false;
     t->body_paused_ms = 0;
-    t->body_since = ev_now(c->w->loop);
+    t->body_since = ev_now(cr->w->loop);
     /* Body bytes that came with the head count as received. */
-    t->body_rcvd = buf_len(&c->in) - t->head_len;
-    ev_timer_start(c->w->loop, &t->body_timer, c->l->cfg->timeouts.client_body_ms);
+    t->body_rcvd = buf_len(&cr->in) - t->head_len;
+    ev_timer_start(cr->w->loop, &t->body_timer, cr->l->cfg->timeouts.client_body_ms);
 }
 
 void http_txn_body_clock_stop(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     t->body_clock = false;
-    ev_timer_stop(c->w->loop, &t->body_timer);
+    ev_timer_stop(cr->w->loop, &t->body_timer);
 }
 
 /* Every byte of the body is in (validated), or no longer wanted. */
@@ -875,13 +874,13 @@ static bool request_body_received(const struct http_txn *t)
  * and keep track of the time the client was held up by our full buffer. */
 void http_txn_body_clock_update(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
-    if (c->state != C_FORWARD || t->req_abandoned || t->req_done || request_body_received(t)) {
+    struct http_carrier *cr = t->cr;
+    if (t->tunnel || t->req_abandoned || t->req_done || request_body_received(t)) {
         http_txn_body_clock_stop(t);
         return;
     }
-    bool held_up = buf_full(&c->in);
-    uint64_t now = ev_now(c->w->loop);
+    bool held_up = buf_full(&cr->in);
+    uint64_t now = ev_now(cr->w->loop);
     if (held_up && !t->body_paused) {
         t->body_paused = true;
         t->body_paused_at = now;
@@ -894,7 +893,7 @@ void http_txn_body_clock_update(struct http_txn *t)
 static void body_timeout(struct ev_loop *loop, struct ev_timer *timer)
 {
     struct http_txn *t = timer->data;
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     if (!t->body_clock)
         return;
     uint64_t now = ev_now(loop), due = body_deadline(t, now);
@@ -904,22 +903,22 @@ static void body_timeout(struct ev_loop *loop, struct ev_timer *timer)
         return;
     }
     http_txn_body_clock_stop(t);
-    struct listener_counters *lc = c->l->ctr;
+    struct listener_counters *lc = cr->l->ctr;
     atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&lc->body_timeouts, 1, memory_order_relaxed);
     /* The backend has half a request it will never see the end of: close
      * that connection rather than pool it. */
     http_txn_detach_upstream(t, false);
-    /* 408 if no response has started, else http_conn_send_error closes. */
-    http_conn_send_error(c, 408, "the request body did not arrive in time (timeouts.client_body)");
-    http_conn_set_interest(c);
+    /* 408 if no response has started, else the carrier aborts. */
+    http_carrier_send_error(cr, 408, "the request body did not arrive in time (timeouts.client_body)");
+    http_carrier_set_interest(cr);
 }
 
-/* ---------- what the connection calls ---------- */
+/* ---------- what the carrier calls ---------- */
 
-void http_txn_init(struct http_txn *t, struct http_conn *c)
+void http_txn_init(struct http_txn *t, struct http_carrier *cr)
 {
-    t->c = c;
+    t->cr = cr;
     ev_timer_init(&t->body_timer, body_timeout, t);
     http_txn_reset(t);
 }
@@ -947,15 +946,15 @@ void http_txn_log_refused(struct http_txn *t, const char *reason)
 /* One step of the exchange; see http_txn.h. */
 void http_txn_progress(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
+    struct http_carrier *cr = t->cr;
     if (request_body_validate(t) < 0) {
-        log_debug("client %s: invalid chunked body: %s", c->peer_ip, t->req_chunk.error_reason);
+        log_debug("client %s: invalid chunked body: %s", cr->peer_ip, t->req_chunk.error_reason);
         /* The invalid bytes never reach the backend. The client gets
          * a 400 unless a response is already under way (then
-         * http_conn_send_error closes the connection). */
+         * the carrier aborts instead). */
         http_txn_detach_upstream(t, false);
-        http_conn_send_error(c, 400,
-                             t->req_chunk.error_reason ? t->req_chunk.error_reason : "invalid chunked body");
+        http_carrier_send_error(cr, 400,
+                                t->req_chunk.error_reason ? t->req_chunk.error_reason : "invalid chunked body");
         return;
     }
     if (upstream_send(t) < 0) {
@@ -968,7 +967,7 @@ void http_txn_progress(struct http_txn *t)
          * rest of the body is still on its way to us. */
         t->req_abandoned = true;
         t->req_ready = 0;
-        c->close_after = true;
+        cr->close_after = true;
     }
     http_txn_compact(t);
     struct upstream_conn *u = t->up;
@@ -979,30 +978,30 @@ void http_txn_progress(struct http_txn *t)
          * request can never be completed, so do not wait for the
          * backend's timeout. */
         http_txn_detach_upstream(t, false);
-        http_conn_send_error(c, 400, "request body ended early");
+        http_carrier_send_error(cr, 400, "request body ended early");
         return;
     }
     if (response_read_heads(t) < 0) {
         atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
-        backend_report(c->w, t->pool, u->b, false);
+        backend_report(cr->w, t->pool, u->b, false);
         http_txn_detach_upstream(t, false);
         request_fail(t, 502, "invalid response from the backend");
         return;
     }
-    if (c->state == C_TUNNEL)
+    if (t->tunnel)
         return;
     if (t->resp_head_done && response_body_validate(t) < 0) {
         log_warn("bad chunked response body from %s: %s", u->b->cfg->addr.text, t->resp_chunk.error_reason);
         atomic_fetch_add_explicit(&u->b->ctr->upstream_errors, 1, memory_order_relaxed);
-        backend_report(c->w, t->pool, u->b, false);
+        backend_report(cr->w, t->pool, u->b, false);
         http_txn_detach_upstream(t, false);
         /* A 502 if the head has not left yet, else a cut connection:
          * the invalid bytes are never forwarded either way. */
         request_fail(t, 502, "invalid response body from the backend");
         return;
     }
-    if (http_conn_send(c) < 0) {
-        http_conn_close(c);
+    if (http_carrier_send(cr) < 0) {
+        http_carrier_abort(cr);
         return;
     }
     if (u->eof && t->resp_head_done && t->resp_body == HTTP1_BODY_UNTIL_CLOSE && !buf_len(&u->in))
@@ -1022,11 +1021,11 @@ void http_txn_progress(struct http_txn *t)
         }
         return;
     }
-    if (t->resp_done && t->resp_head_done && !t->resp_ready && !buf_len(&c->out)) {
+    if (t->resp_done && t->resp_head_done && !t->resp_ready && !buf_len(&cr->out)) {
         if (!t->req_done) {
             /* The backend answered before the body was all in
              * (e.g. 413): the rest of the body is not worth reading. */
-            c->close_after = true;
+            cr->close_after = true;
         }
         request_finish(t);
     }
@@ -1034,31 +1033,31 @@ void http_txn_progress(struct http_txn *t)
 
 void http_txn_timeout(struct http_txn *t)
 {
-    struct http_conn *c = t->c;
-    struct listener_counters *lc = c->l->ctr;
+    struct http_carrier *cr = t->cr;
+    struct listener_counters *lc = cr->l->ctr;
     atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
     if (t->up && t->up->connecting) {
         upstream_failed(t, true, connect_timeout_reason);
-        http_conn_progress(c);
+        http_carrier_progress(cr);
         return;
     }
     if (t->up && !t->resp_started && !t->req_done && !t->req_ready) {
         /* Everything the client sent is upstream and the backend waits
          * for the rest of the body: the client is the slow one. */
         http_txn_detach_upstream(t, false);
-        http_conn_send_error(c, 408, "the request body did not arrive in time");
-        http_conn_set_interest(c);
+        http_carrier_send_error(cr, 408, "the request body did not arrive in time");
+        http_carrier_set_interest(cr);
         return;
     }
     if (t->up) {
         atomic_fetch_add_explicit(&t->up->b->ctr->upstream_errors, 1, memory_order_relaxed);
-        backend_report(c->w, t->pool, t->up->b, false);
+        backend_report(cr->w, t->pool, t->up->b, false);
         http_txn_detach_upstream(t, false);
         /* A 504 unless part of the response already reached the client
-         * (the head, then a stalled body): then http_conn_send_error closes. */
+         * (the head, then a stalled body): then the carrier aborts. */
         request_fail(t, 504, "the backend did not answer in time");
-        http_conn_set_interest(c);
+        http_carrier_set_interest(cr);
         return;
     }
-    http_conn_close(c);
+    http_carrier_abort(cr);
 }

@@ -5,22 +5,25 @@
  * pool (pool_pick, sticky cookie, retries on other backends), borrows an
  * upstream connection from the keep-alive pool or opens one, sends the
  * rewritten head and the body, reads and checks the response, relays it,
- * and writes the access-log record. The client connection that carries it
- * (http_conn.h) owns the socket, reads and parses request heads, decides
- * keep-alive and writes to the client.
+ * and writes the access-log record.
  *
- * Today an HTTP/1 connection carries one transaction at a time, embedded
- * in it (struct http_conn.txn). What the transaction uses of its
- * connection is the client-side window of an HTTP/1 exchange: the
- * request bytes at the front of c->in (head_len, then body bytes from
- * pos), c->out for response heads, http_conn_send() for the response
- * body, c->client_eof, c->close_after, the connection's state and timer,
- * and http_conn_send_error/close/progress. An HTTP/2 connection would own
- * many transactions and give each its own window through the same few
- * calls.
+ * What carries it, the client's side, it reaches only through its
+ * carrier (http_carrier.h): a window of fields (the request at the front
+ * of cr->in, head_len raw head bytes then body bytes from pos; cr->out
+ * for response heads; cr->client_eof; cr->close_after) and a table of
+ * calls (send an error of our own, send the response, the request is
+ * done, abort, take a step, set the interest, arm the timer, become a
+ * tunnel). The carrier owns the socket, reads and frames requests,
+ * decides keep-alive and writes to the client; it drives the transaction
+ * with the calls below (start, progress, timeout, ...) and reads its
+ * response state (up, resp_head_done, resp_ready, ...) to write the
+ * response. The HTTP/1 connection carries one transaction at a time,
+ * embedded in it, over its own buffers; an HTTP/2 connection would carry
+ * one per stream, each with a window of its own, and no line here would
+ * change.
  *
- * Retries: the raw request stays at the front of the client buffer until
- * the response starts, so a connect failure or a reset before the first
+ * Retries: the raw request stays at the front of the window until the
+ * response starts, so a connect failure or a reset before the first
  * response byte can replay it on another backend, as long as no body byte
  * had to be dropped to make room (then the request is no longer
  * replayable) and the method is idempotent or nothing was sent.
@@ -37,10 +40,10 @@
 #include "lib/http1.h"
 #include "proxy/pool.h"
 
-struct http_conn;
+struct http_carrier;
 
 /* Fields of the access-log line, taken from the request head (whose
- * bytes do not outlive the request in the connection's buffer). */
+ * bytes do not outlive the request in the carrier's window). */
 struct request_log {
     char line[512];
     char referer[256];
@@ -49,14 +52,14 @@ struct request_log {
 };
 
 struct http_txn {
-    struct http_conn *c;          /* the client connection that carries it */
+    struct http_carrier *cr;      /* what carries it: the client's side (http_carrier.h) */
 
     /* the request */
     enum http1_method method;
     bool http10;
     bool want_upgrade;
-    size_t head_len;              /* raw head at the front of c->in */
-    size_t pos;                   /* next body byte to send, as an offset into c->in */
+    size_t head_len;              /* raw head at the front of cr->in */
+    size_t pos;                   /* next body byte to send, as an offset into cr->in */
     size_t req_ready;             /* validated body bytes at `pos` not yet sent */
     enum http1_body req_body;
     uint64_t req_length;          /* the request's Content-Length, for a replay */
@@ -64,7 +67,7 @@ struct http_txn {
     struct http1_chunked req_chunk;
     bool req_done;                /* the whole body went upstream */
     bool req_abandoned;           /* the backend stopped taking the body */
-    bool replayable;              /* c->in still holds everything sent */
+    bool replayable;              /* cr->in still holds everything sent */
     bool req_sent_any;
     struct buf fwd;               /* the rewritten request head */
     size_t fwd_sent;
@@ -102,40 +105,45 @@ struct http_txn {
     int status;
     uint64_t resp_bytes;
     bool resp_keep_upstream;
+    bool tunnel;                  /* a 101 response: the carrier relays bytes both ways */
 
     struct request_log *log;      /* only when an access log is on */
 };
 
-/* Set up the transaction of a new connection c (no request yet). */
-void http_txn_init(struct http_txn *t, struct http_conn *c);
-/* Release what it holds (the connection is being freed). */
+/* Set up the transaction of a new carrier cr (no request yet); cr->ops,
+ * its context and its window are set. */
+void http_txn_init(struct http_txn *t, struct http_carrier *cr);
+/* Release what it holds (the carrier is being freed). */
 void http_txn_free(struct http_txn *t);
-/* Forget the request: ready for the next one on the connection. */
+/* Forget the request: ready for the next one the carrier brings. */
 void http_txn_reset(struct http_txn *t);
 
 /* The first byte of a request head arrived (durations count from here). */
 void http_txn_begin(struct http_txn *t);
-/* A complete, valid request head m (at the front of c->in): route it and
- * start the upstream exchange, or answer with an error of our own. */
+/* A complete, valid request head m (at the front of cr->in): route it and
+ * start the upstream exchange, or answer with an error of our own. The
+ * carrier is forwarding from here until request_done, send_error or
+ * abort. */
 void http_txn_start(struct http_txn *t, struct http1_message *m);
-/* One step of the exchange (the connection is in C_FORWARD): validate and
- * send request bytes, read and relay the response; on the last byte, log
- * and hand the connection back (http_conn_request_done). */
+/* One step of the exchange (the carrier is forwarding, not tunnelling):
+ * validate and send request bytes, read and relay the response; on the
+ * last byte, log and hand the carrier back (ops->request_done). */
 void http_txn_progress(struct http_txn *t);
-/* The connection's timer fired in C_FORWARD: connect or response timeout,
- * or a client too slow with its body. */
+/* The carrier's timer fired while forwarding: connect or response
+ * timeout, or a client too slow with its body. */
 void http_txn_timeout(struct http_txn *t);
 
 /* Give the upstream connection back: to the keep-alive pool if reusable,
  * else closed. Nothing happens without one. */
 void http_txn_detach_upstream(struct http_txn *t, bool reusable);
-/* Make room in the client buffer for more body: drop what was sent. */
+/* Make room in cr->in for more body: drop what was sent (while
+ * forwarding or tunnelling). */
 void http_txn_compact(struct http_txn *t);
 /* The access-log record of an answer of our own (reason: why). */
 void http_txn_log_refused(struct http_txn *t, const char *reason);
 
 /* The request body deadline: stop it, or bring it up to date after a
- * step of the connection (see http_txn.c). */
+ * step of the carrier (see http_txn.c). */
 void http_txn_body_clock_stop(struct http_txn *t);
 void http_txn_body_clock_update(struct http_txn *t);
 
