@@ -178,13 +178,13 @@ static int hexval(char c)
 }
 
 /* Percent-decode in place; NUL bytes are refused so a decoded segment is
- * an ordinary C string. */
-static int percent_decode(char *s)
+ * an ordinary C string. In a query (form encoding) '+' stands for a space. */
+static int percent_decode(char *s, bool plus_is_space)
 {
     char *w = s;
     for (char *r = s; *r; r++) {
         if (*r != '%') {
-            *w++ = *r;
+            *w++ = plus_is_space && *r == '+' ? ' ' : *r;
             continue;
         }
         int hi = hexval(r[1]), lo = hi < 0 ? -1 : hexval(r[2]);
@@ -228,13 +228,84 @@ static int route_split(const char *target, size_t len, struct route *rt)
             *slash = '\0';
         if (!*p)
             return 1;
-        if (percent_decode(p) < 0)
+        if (percent_decode(p, false) < 0)
             return -1;
         rt->seg[rt->n++] = p;
         if (!slash)
             return 0;
         p = slash + 1;
     }
+}
+
+/* The query of a target, "?a=1&b=x%20y", as decoded (key, value) pairs in
+ * the order sent. */
+struct query {
+    char *buf;                   /* decoded pairs, NUL-terminated in place */
+    struct admin_query_param param[ADMIN_MAX_QUERY];
+    size_t n;
+};
+
+enum query_result { QUERY_OK, QUERY_MALFORMED, QUERY_TOO_MANY, QUERY_NO_MEMORY };
+
+/* Split and decode the query of target (after '?', up to a '#'). Empty
+ * pieces ("a=1&&b=2", a trailing '&') are skipped; a piece without '='
+ * is a key with an empty value. */
+static enum query_result query_split(const char *target, size_t len, struct query *q)
+{
+    memset(q, 0, sizeof *q);
+    size_t mark = 0;
+    while (mark < len && target[mark] != '?' && target[mark] != '#')
+        mark++;
+    if (mark == len || target[mark] == '#')
+        return QUERY_OK;
+    size_t start = mark + 1, end = start;
+    while (end < len && target[end] != '#')
+        end++;
+    if (end == start)
+        return QUERY_OK;
+    if (memchr(target + start, '\0', end - start))
+        return QUERY_MALFORMED;
+    q->buf = malloc(end - start + 1);
+    if (!q->buf)
+        return QUERY_NO_MEMORY;
+    memcpy(q->buf, target + start, end - start);
+    q->buf[end - start] = '\0';
+    for (char *p = q->buf; p;) {
+        char *amp = strchr(p, '&');
+        if (amp)
+            *amp = '\0';
+        if (*p) {
+            if (q->n == ADMIN_MAX_QUERY)
+                return QUERY_TOO_MANY;
+            char *eq = strchr(p, '=');
+            if (eq)
+                *eq = '\0';
+            char *value = eq ? eq + 1 : p + strlen(p);
+            if (percent_decode(p, true) < 0 || percent_decode(value, true) < 0)
+                return QUERY_MALFORMED;
+            q->param[q->n++] = (struct admin_query_param){.key = p, .value = value};
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return QUERY_OK;
+}
+
+const char *admin_query_next(const struct admin_request *rq, const char *key, size_t *pos)
+{
+    for (size_t i = *pos; i < rq->n_query; i++) {
+        if (strcmp(rq->query[i].key, key) == 0) {
+            *pos = i + 1;
+            return rq->query[i].value;
+        }
+    }
+    *pos = rq->n_query;
+    return NULL;
+}
+
+const char *admin_query_get(const struct admin_request *rq, const char *key)
+{
+    size_t pos = 0;
+    return admin_query_next(rq, key, &pos);
 }
 
 static bool seg_is(const struct route *rt, size_t i, const char *s)
@@ -293,10 +364,11 @@ static const char *allowed_methods(struct admin_site *site, const struct route *
     return site->allow;
 }
 
-static void route_request(struct admin_site *site, const char *method, const struct route *rt, const char *body,
-                          size_t body_len, struct admin_reply *r)
+static void route_request(struct admin_site *site, const char *method, const struct route *rt,
+                          const struct query *q, const char *body, size_t body_len, struct admin_reply *r)
 {
-    struct admin_request rq = { .method = method, .body = body, .body_len = body_len, .now_ms = ev_clock_ms() };
+    struct admin_request rq = { .method = method, .body = body, .body_len = body_len, .now_ms = ev_clock_ms(),
+                                .query = q->param, .n_query = q->n };
     rq.seg = (const char *const *)rt->seg;
     rq.n_seg = rt->n;
     if (rt->n == 1 && seg_is(rt, 0, "metrics")) {
@@ -351,14 +423,23 @@ void admin_handle(struct admin_site *site, const char *method, size_t method_len
     memcpy(m, method, method_len);
     m[method_len] = '\0';
     struct route rt;
+    struct query q = {0};
     int rc = route_split(target, target_len, &rt);
+    enum query_result qr = rc == 0 ? query_split(target, target_len, &q) : QUERY_OK;
     if (rc < 0)
         admin_reply_error(reply, 400, "malformed percent-encoding in the path");
     else if (rc > 0)
         admin_reply_error(reply, 404, "no such path");
+    else if (qr == QUERY_MALFORMED)
+        admin_reply_error(reply, 400, "malformed percent-encoding in the query");
+    else if (qr == QUERY_TOO_MANY)
+        admin_reply_error(reply, 400, "too many query parameters (at most %d)", ADMIN_MAX_QUERY);
+    else if (qr == QUERY_NO_MEMORY)
+        admin_reply_error(reply, 500, "out of memory");
     else
-        route_request(site, m, &rt, body, body_len, reply);
+        route_request(site, m, &rt, &q, body, body_len, reply);
     free(rt.buf);
+    free(q.buf);
 }
 
 /* ------------------------------------------------------------------ */

@@ -41,6 +41,7 @@
 #define ADMIN_MAX_MOUNTS 16
 #define ADMIN_MAX_STATUS_PARTS 8
 #define ADMIN_MAX_PREFIX_SEGS 4
+#define ADMIN_MAX_QUERY 32
 
 /* One answer of the API, independent of the connection it goes to. */
 struct admin_reply {
@@ -51,7 +52,15 @@ struct admin_reply {
     size_t body_len;
 };
 
-/* One request as a mount sees it. */
+/* One parameter of the query string, decoded. */
+struct admin_query_param {
+    const char *key;
+    const char *value;                /* "" for "?key" and "?key=" */
+};
+
+/* One request as a mount sees it. Everything it points to is valid only
+ * while the handler runs: a handler that answers later (admin_defer)
+ * copies what it needs. */
 struct admin_request {
     const char *method;               /* as sent, NUL-terminated ("GET", ...) */
     const char *const *seg;           /* path segments after the mount's prefix, percent-decoded */
@@ -59,6 +68,10 @@ struct admin_request {
     const char *body;
     size_t body_len;
     uint64_t now_ms;                  /* ev_clock_ms() when the request was routed */
+    /* The query string ("?index=5&wait=30s&tag=a&tag=b"), in the order
+     * sent, repeated keys kept; see admin_query_get. */
+    const struct admin_query_param *query;
+    size_t n_query;
 };
 
 /* Fills reply (admin_reply_* below); arg is the one given to admin_mount. */
@@ -143,6 +156,24 @@ void admin_reply_method_not_allowed(struct admin_reply *r, const char *allow);
 
 /* GET or HEAD (HEAD is answered like GET, without the body). */
 int admin_is_get(const struct admin_request *rq);
+
+/* The query string, as handlers see it. It is split at '&' (empty pieces
+ * skipped) and each piece at its first '='; keys and values are
+ * percent-decoded with '+' as a space (form encoding, as Go's and so
+ * Consul's clients send it). A piece without '=' is a key with the value
+ * "". Keys are compared byte for byte (case matters). A request whose
+ * query has a malformed escape or a %00, or more than ADMIN_MAX_QUERY
+ * parameters, is answered 400 with the reason before any handler sees it
+ * (the core's own /metrics and /api/status included): dropping the
+ * parameters past the limit could change what a request means. Decoded
+ * bytes are not checked for UTF-8; admin_reply_error keeps any that a
+ * reason quotes printable.
+ *
+ * admin_query_get: the value of the first parameter named key, or NULL.
+ * admin_query_next: the values of a repeated key one by one; start with
+ * *pos = 0, NULL when there are no more. */
+const char *admin_query_get(const struct admin_request *rq, const char *key);
+const char *admin_query_next(const struct admin_request *rq, const char *key, size_t *pos);
 
 /* Route and answer one request (no I/O): method as sent ("GET"...), target
  * as in the request line (path and optional query). Always fills reply,

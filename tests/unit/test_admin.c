@@ -647,6 +647,128 @@ static void test_mounts(void **state)
     assert_int_equal(admin_mount(&site, NULL, "/one/more", record, &any), -1);
 }
 
+/* ------------------------------------------------------------------ */
+/* The query string */
+
+/* Answers with the query as handlers see it: [[key, value], ...]. */
+static void echo_query(void *arg, const struct admin_request *rq, struct admin_reply *r)
+{
+    (*(size_t *)arg)++;
+    json_t *pairs = json_array();
+    for (size_t i = 0; i < rq->n_query; i++)
+        json_array_append_new(pairs, json_pack("[s,s]", rq->query[i].key, rq->query[i].value));
+    admin_reply_json(r, 200, pairs);
+}
+
+/* The query of target as "k=v|k=v" (a status other than 200 fails). */
+static void expect_query(struct admin_site *site, const char *target, const char *want)
+{
+    struct answer a = call_site(site, "GET", target);
+    if (a.status != 200)
+        fail_msg("%s: got %d: %s", target, a.status, a.text);
+    char got[512] = "";
+    for (size_t i = 0; i < json_array_size(a.json); i++) {
+        json_t *kv = json_array_get(a.json, i);
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s=%s", i ? "|" : "",
+                 json_string_value(json_array_get(kv, 0)), json_string_value(json_array_get(kv, 1)));
+    }
+    if (strcmp(got, want) != 0)
+        fail_msg("%s: query seen as \"%s\", want \"%s\"", target, got, want);
+    answer_free(&a);
+}
+
+/* A 400 whose JSON reason contains why; the handler is not called. */
+static void expect_query_refused(struct admin_site *site, const size_t *calls, const char *target, const char *why)
+{
+    size_t before = *calls;
+    struct answer a = call_site(site, "GET", target);
+    const char *err = json_string_value(json_object_get(a.json, "error"));
+    if (a.status != 400 || !err || !strstr(err, why))
+        fail_msg("%s: got %d %s, want 400 with \"%s\"", target, a.status, a.text, why);
+    assert_int_equal(*calls, before);
+    answer_free(&a);
+}
+
+static void check_lookup(void *arg, const struct admin_request *rq, struct admin_reply *r)
+{
+    assert_string_equal(admin_query_get(rq, "index"), "5");
+    assert_string_equal(admin_query_get(rq, "wait"), "30s");
+    assert_string_equal(admin_query_get(rq, "dc"), "dc 1");
+    assert_string_equal(admin_query_get(rq, "stale"), "");
+    assert_null(admin_query_get(rq, "Index"));     /* keys are case-sensitive */
+    assert_null(admin_query_get(rq, "nope"));
+    /* bytes that are not UTF-8 reach the handler as sent */
+    assert_memory_equal(admin_query_get(rq, "raw"), "\xff", 2);
+    /* a repeated key, value by value, in the order sent */
+    size_t pos = 0;
+    assert_string_equal(admin_query_next(rq, "tag", &pos), "a");
+    assert_string_equal(admin_query_next(rq, "tag", &pos), "b&c");
+    assert_string_equal(admin_query_next(rq, "tag", &pos), "");
+    assert_null(admin_query_next(rq, "tag", &pos));
+    assert_null(admin_query_next(rq, "tag", &pos));
+    assert_string_equal(admin_query_get(rq, "tag"), "a");
+    (*(size_t *)arg)++;
+    admin_reply_json(r, 200, json_object());
+}
+
+static void test_query(void **state)
+{
+    struct admin_site site = {.status = {.version = "1"}};
+    size_t calls = 0, lookups = 0;
+    assert_int_equal(admin_mount(&site, "GET", "/q", echo_query, &calls), 0);
+    assert_int_equal(admin_mount(&site, "GET", "/lookup", check_lookup, &lookups), 0);
+
+    expect_query(&site, "/q", "");
+    expect_query(&site, "/q?", "");
+    expect_query(&site, "/q/?index=5&wait=30s&dc=dc1", "index=5|wait=30s|dc=dc1");
+    /* percent-decoding, '+' as a space, and an encoded key */
+    expect_query(&site, "/q?name=a%20b&x=%2B+%26%3D&%6Bey=1", "name=a b|x=+ &=|key=1");
+    /* the first '=' splits; '/', '?' and ';' are ordinary in a value */
+    expect_query(&site, "/q?f=a=b&p=/x/y?z;w", "f=a=b|p=/x/y?z;w");
+    /* repeated keys kept in order; empty values; an empty key */
+    expect_query(&site, "/q?tag=a&tag=b&tag=a", "tag=a|tag=b|tag=a");
+    expect_query(&site, "/q?flag&empty=&=v", "flag=|empty=|=v");
+    /* empty pieces are skipped */
+    expect_query(&site, "/q?&&a=1&&", "a=1");
+    /* a fragment ends the query; one before '?' leaves none */
+    expect_query(&site, "/q?a=1#b=2", "a=1");
+    expect_query(&site, "/q#frag?a=1", "");
+
+    struct answer a = call_site(&site, "GET", "/lookup?index=5&wait=30s&tag=a&dc=dc+1&tag=b%26c&stale&tag=&raw=%FF");
+    assert_int_equal(a.status, 200);
+    assert_int_equal(lookups, 1);
+    answer_free(&a);
+
+    /* exactly ADMIN_MAX_QUERY parameters pass; one more is refused */
+    char target[1024] = "/q?";
+    for (int i = 0; i < ADMIN_MAX_QUERY; i++)
+        snprintf(target + strlen(target), sizeof target - strlen(target), "%sp%d=%d", i ? "&" : "", i, i);
+    a = call_site(&site, "GET", target);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_array_size(a.json), ADMIN_MAX_QUERY);
+    answer_free(&a);
+    strcat(target, "&one=more");
+    expect_query_refused(&site, &calls, target, "too many query parameters (at most 32)");
+    /* empty pieces do not count */
+    char *amps = target + strlen(target);
+    strcpy(amps, "&&&&");
+    expect_query_refused(&site, &calls, target, "too many query parameters");
+
+    /* malformed escapes and %00, in keys and values */
+    expect_query_refused(&site, &calls, "/q?a=%zz", "malformed percent-encoding in the query");
+    expect_query_refused(&site, &calls, "/q?a=%4", "malformed percent-encoding in the query");
+    expect_query_refused(&site, &calls, "/q?a=1&b=%", "malformed percent-encoding in the query");
+    expect_query_refused(&site, &calls, "/q?a=%00", "malformed percent-encoding in the query");
+    expect_query_refused(&site, &calls, "/q?%zz=1", "malformed percent-encoding in the query");
+    /* the core's own paths too; a well-formed query does not bother them */
+    expect_query_refused(&site, &calls, "/metrics?x=%zz", "malformed percent-encoding in the query");
+    expect_site_status(&site, "GET", "/metrics?name%5B%5D=sluice_info", 200);
+    expect_site_status(&site, "GET", "/api/status?pretty", 200);
+    /* a malformed request is refused before it is routed */
+    expect_query_refused(&site, &calls, "/nope?a=%zz", "malformed percent-encoding in the query");
+    expect_site_status(&site, "GET", "/nope?a=1", 404);
+}
+
 static void add_colour(void *arg, json_t *status)
 {
     json_object_set_new(status, "colour", json_string(arg));
@@ -1033,6 +1155,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handle_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handle_status_and_metrics, setup, teardown),
         cmocka_unit_test(test_mounts),
+        cmocka_unit_test(test_query),
         cmocka_unit_test_setup_teardown(test_status_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_keepalive_and_pipelining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_bad_requests, setup, teardown),
