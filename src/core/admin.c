@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -470,6 +471,8 @@ struct admin_server {
     struct ev_timer pause;       /* accept paused after EMFILE and friends */
     struct admin_conn *conns;
     uint32_t n_conns;
+    uint32_t max_conns;          /* admin_options */
+    uint32_t idle_ms;
     uint16_t port;
     struct http1_limits lim;
     struct http1_message msg;    /* parse target, one is enough: parsing never yields */
@@ -575,7 +578,7 @@ static int conn_flush(struct admin_conn *c)
         ssize_t n = send(c->io.fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_off += (size_t)n;
-            ev_timer_start(c->srv->loop, &c->timer, ADMIN_IDLE_MS); /* progress: not idle */
+            ev_timer_start(c->srv->loop, &c->timer, c->srv->idle_ms); /* progress: not idle */
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -797,7 +800,7 @@ static void conn_new(struct admin_server *srv, int fd)
     c->srv = srv;
     ev_io_init(&c->io, fd, conn_cb, c);
     ev_timer_init(&c->timer, conn_timeout, c);
-    ev_timer_start(srv->loop, &c->timer, ADMIN_IDLE_MS);
+    ev_timer_start(srv->loop, &c->timer, srv->idle_ms);
     ev_io_set(srv->loop, &c->io, EPOLLIN);
     c->next = srv->conns;
     if (srv->conns)
@@ -837,14 +840,14 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
             }
             return;
         }
-        if (srv->n_conns >= ADMIN_MAX_CONNS)
+        if (srv->n_conns >= srv->max_conns)
             refuse(fd);
         else
             conn_new(srv, fd);
     }
 }
 
-static int listen_on(const struct sl_addr *addr, uint16_t *port, char *err, size_t errlen)
+static int listen_on(const struct sl_addr *addr, int backlog, uint16_t *port, char *err, size_t errlen)
 {
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -853,7 +856,7 @@ static int listen_on(const struct sl_addr *addr, uint16_t *port, char *err, size
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 || listen(fd, 128) < 0) {
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 || listen(fd, backlog) < 0) {
         snprintf(err, errlen, "admin listener %s: %s", addr->text, strerror(errno));
         close(fd);
         return -1;
@@ -870,19 +873,54 @@ static int listen_on(const struct sl_addr *addr, uint16_t *port, char *err, size
     return fd;
 }
 
-struct admin_server *admin_start(struct ev_loop *loop, const struct sl_addr *addr, struct admin_site *site,
-                                 char *err, size_t errlen)
+/* The options with their defaults filled in. */
+static struct admin_options options_or_defaults(const struct admin_options *opts)
+{
+    struct admin_options o = opts ? *opts : (struct admin_options){0};
+    if (!o.max_conns)
+        o.max_conns = ADMIN_MAX_CONNS;
+    if (!o.idle_ms)
+        o.idle_ms = ADMIN_IDLE_MS;
+    return o;
+}
+
+/* Each client is a descriptor: past the open-file limit accept fails
+ * (and pauses, see accept_cb) before the server's own limit is reached. */
+static void warn_if_over_fd_limit(const struct sl_addr *addr, uint32_t max_conns)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && max_conns >= rl.rlim_cur)
+        log_warn("admin listener %s: up to %" PRIu32 " connections, but the open-file limit is %llu; "
+                 "accepting pauses when descriptors run out",
+                 addr->text, max_conns, (unsigned long long)rl.rlim_cur);
+}
+
+void admin_set_options(struct admin_server *srv, const struct admin_options *opts)
+{
+    struct admin_options o = options_or_defaults(opts);
+    srv->max_conns = o.max_conns;
+    srv->idle_ms = o.idle_ms;
+}
+
+struct admin_server *admin_start_with(struct ev_loop *loop, const struct sl_addr *addr, struct admin_site *site,
+                                      const struct admin_options *opts, char *err, size_t errlen)
 {
     struct admin_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
         snprintf(err, errlen, "admin listener: out of memory");
         return NULL;
     }
-    int fd = listen_on(addr, &srv->port, err, errlen);
+    admin_set_options(srv, opts);
+    /* A server for many clients (watchers reconnecting at once after a
+     * restart) lets a burst of them wait in the backlog rather than be
+     * dropped; the kernel caps it at net.core.somaxconn. */
+    int backlog = srv->max_conns <= ADMIN_MAX_CONNS ? 128 : srv->max_conns > 4096 ? 4096 : (int)srv->max_conns;
+    int fd = listen_on(addr, backlog, &srv->port, err, errlen);
     if (fd < 0) {
         free(srv);
         return NULL;
     }
+    warn_if_over_fd_limit(addr, srv->max_conns);
     srv->loop = loop;
     srv->site = site;
     srv->lim = (struct http1_limits){.max_request_line = 8192, .max_head = ADMIN_MAX_HEAD, .max_headers = 64};
@@ -896,7 +934,15 @@ struct admin_server *admin_start(struct ev_loop *loop, const struct sl_addr *add
     return srv;
 }
 
+struct admin_server *admin_start(struct ev_loop *loop, const struct sl_addr *addr, struct admin_site *site,
+                                 char *err, size_t errlen)
+{
+    return admin_start_with(loop, addr, site, NULL, err, errlen);
+}
+
 uint16_t admin_port(const struct admin_server *srv) { return srv ? srv->port : 0; }
+
+uint32_t admin_connections(const struct admin_server *srv) { return srv ? srv->n_conns : 0; }
 
 void admin_stop(struct admin_server *srv)
 {

@@ -128,17 +128,41 @@ int admin_status_part(struct admin_site *site, admin_status_fn *fn, void *arg);
 
 struct admin_server;
 
+/* What a server may differ in; a zero field takes the default. */
+struct admin_options {
+    /* Clients served at once (default ADMIN_MAX_CONNS); the next one is
+     * answered 503 and closed. Each is a descriptor: the daemon raises
+     * its open-file limit to the hard limit at start, and admin_start_with
+     * logs a warning when max_conns does not fit under it. A server for
+     * more than ADMIN_MAX_CONNS clients also gets a listen backlog of
+     * that size (at most 4096) instead of 128. */
+    uint32_t max_conns;
+    /* A client that leaves a request unfinished, or its answer unread,
+     * this long is dropped (default ADMIN_IDLE_MS). It does not run while
+     * a deferred answer is awaited (see admin_defer). */
+    uint32_t idle_ms;
+};
+
 /* Listen on addr (plain TCP, not SO_REUSEPORT; port 0 picks a free port,
- * see admin_port) and serve site on loop until admin_stop. NULL with a
- * message in err on failure. */
+ * see admin_port) and serve site on loop until admin_stop. opts may be
+ * NULL (the defaults: what admin_start does). NULL with a message in err
+ * on failure. */
+struct admin_server *admin_start_with(struct ev_loop *loop, const struct sl_addr *addr, struct admin_site *site,
+                                      const struct admin_options *opts, char *err, size_t errlen);
 struct admin_server *admin_start(struct ev_loop *loop, const struct sl_addr *addr, struct admin_site *site,
                                  char *err, size_t errlen);
+/* Change the options of a running server (a reload): the limit applies to
+ * the connections accepted from now on (none already open is closed), the
+ * idle time to timers armed from now on. opts NULL: the defaults. */
+void admin_set_options(struct admin_server *srv, const struct admin_options *opts);
 /* Close the listener and every client connection. Safe to call from any
  * callback of the same loop; the memory is released once the current batch
  * of events is done (or by ev_loop_free). */
 void admin_stop(struct admin_server *srv);
 /* The bound port (useful after listening on port 0). */
 uint16_t admin_port(const struct admin_server *srv);
+/* Clients connected now (waiting ones included). */
+uint32_t admin_connections(const struct admin_server *srv);
 
 /* Render /metrics into a malloc'd, NUL-terminated string (used by tests
  * too). Returns NULL on out of memory. */

@@ -109,7 +109,7 @@ int daemon_admin_start(struct daemon *d, const struct sl_config *cfg, char *err,
 {
     if (!cfg->admin_enabled)
         return 0;
-    d->admin = admin_start(d->loop, &cfg->admin_addr, &d->site, err, errlen);
+    d->admin = admin_start_with(d->loop, &cfg->admin_addr, &d->site, &d->admin_opts, err, errlen);
     if (!d->admin)
         return -1;
     d->admin_addr = cfg->admin_addr;
@@ -119,12 +119,15 @@ int daemon_admin_start(struct daemon *d, const struct sl_config *cfg, char *err,
 void daemon_admin_follow(struct daemon *d, const struct sl_config *cfg)
 {
     bool on = d->admin != NULL;
-    if (cfg->admin_enabled == on && (!on || addr_equal(&cfg->admin_addr, &d->admin_addr)))
+    if (cfg->admin_enabled == on && (!on || addr_equal(&cfg->admin_addr, &d->admin_addr))) {
+        if (on)
+            admin_set_options(d->admin, &d->admin_opts);
         return;
+    }
     char err[256];
     struct admin_server *next = NULL;
     if (cfg->admin_enabled)
-        next = admin_start(d->loop, &cfg->admin_addr, &d->site, err, sizeof err);
+        next = admin_start_with(d->loop, &cfg->admin_addr, &d->site, &d->admin_opts, err, sizeof err);
     if (cfg->admin_enabled && !next) {
         log_error("%s: admin.listen %s: %s; the admin API stays %s%s", cfg->path, cfg->admin_addr.text, err,
                   on ? "on " : "off", on ? d->admin_addr.text : "");

@@ -62,6 +62,8 @@ struct daemon {
     struct admin_site site;           /* what the admin API serves */
     struct admin_server *admin;       /* NULL while admin.listen is off */
     struct sl_addr admin_addr;        /* where it listens */
+    struct admin_options admin_opts;  /* set by the tier between daemon_init and daemon_admin_start
+                                         (zero: the defaults); daemon_admin_follow applies it again */
     const char *pid_file;             /* written by us: removed by daemon_fini */
     int sig_fd;
     struct ev_io sig_io;
@@ -85,8 +87,9 @@ int daemon_catch_signals(struct daemon *d, char *err, size_t errlen);
  * 0, or -1 with the reason in err. */
 int daemon_admin_start(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen);
 
-/* A reload changed admin.listen: bind the new address before letting go
- * of the old one, so a bad address leaves the API where it was (logged). */
+/* On reload: when admin.listen changed, bind the new address before
+ * letting go of the old one, so a bad address leaves the API where it was
+ * (logged); otherwise d->admin_opts is applied to the running server. */
 void daemon_admin_follow(struct daemon *d, const struct sl_config *cfg);
 
 /* Write our pid to path (removed again by daemon_fini). Returns 0, or -1

@@ -1127,6 +1127,128 @@ static void test_server_connection_limit(void **state)
     server_down(&s);
 }
 
+/* Run the loop until cond(arg) holds, looking every 5 ms; 5 s at most. */
+struct poll_until {
+    bool (*cond)(void *);
+    void *arg;
+    bool timed_out;
+    uint64_t deadline;
+};
+
+static void poll_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct poll_until *p = t->data;
+    if (p->cond(p->arg)) {
+        ev_break(loop);
+        return;
+    }
+    if (ev_now(loop) >= p->deadline) {
+        p->timed_out = true;
+        ev_break(loop);
+        return;
+    }
+    ev_timer_start(loop, t, 5);
+}
+
+static void run_until(struct ev_loop *loop, bool (*cond)(void *), void *arg)
+{
+    if (cond(arg))
+        return;
+    ev_now_update(loop);
+    struct poll_until p = {.cond = cond, .arg = arg, .deadline = ev_now(loop) + 5000};
+    struct ev_timer t;
+    ev_timer_init(&t, poll_cb, &p);
+    ev_timer_start(loop, &t, 5);
+    ev_run(loop);
+    ev_timer_stop(loop, &t);
+    assert_false(p.timed_out);
+}
+
+struct conns_below {
+    struct admin_server *srv;
+    uint32_t n;
+};
+
+static bool conns_below(void *arg)
+{
+    struct conns_below *b = arg;
+    return admin_connections(b->srv) < b->n;
+}
+
+static void server_up_with(struct fixture *f, struct server_fixture *s, const struct admin_options *opts)
+{
+    s->f = f;
+    s->loop = ev_loop_new();
+    assert_non_null(s->loop);
+    struct sl_addr a;
+    set_addr(&a, "127.0.0.1:0");
+    char err[256];
+    s->srv = admin_start_with(s->loop, &a, &f->site, opts, err, sizeof err);
+    if (!s->srv)
+        fail_msg("admin_start_with: %s", err);
+    s->port = admin_port(s->srv);
+    assert_true(s->port != 0);
+}
+
+/* The limit set per server: N clients are served, the next one gets the
+ * 503 and is closed, as with the default limit; one leaving makes room. */
+static void test_server_connection_limit_option(void **state)
+{
+    struct fixture *f = *state;
+    static const uint32_t limits[] = {3, ADMIN_MAX_CONNS + 44};
+    struct rlimit rl;
+    for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
+        uint32_t n = limits[l];
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 2 * n + 64)
+            skip();
+        struct server_fixture s;
+        server_up_with(f, &s, &(struct admin_options){.max_conns = n});
+        int *fds = calloc(n, sizeof *fds);
+        assert_non_null(fds);
+        for (uint32_t i = 0; i < n; i++) {
+            struct client *c = client_new(s.loop, s.port);
+            client_exchange(c, S("GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n"), 1);
+            assert_int_equal(nth_status(c, 0), 200);
+            fds[i] = client_detach(c);
+        }
+        struct client *extra = client_new(s.loop, s.port);
+        client_exchange(extra, S("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), 1);
+        assert_int_equal(nth_status(extra, 0), 503);
+        assert_non_null(strstr(extra->in, "too many admin connections"));
+        client_wait_eof(extra);
+        client_free(extra);
+        /* one leaves: once the server has seen it go, the next is served */
+        close(fds[0]);
+        run_until(s.loop, conns_below, &(struct conns_below){s.srv, n});
+        struct client *last = client_new(s.loop, s.port);
+        client_exchange(last, S("GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n"), 1);
+        assert_int_equal(nth_status(last, 0), 200);
+        client_free(last);
+        for (uint32_t i = 1; i < n; i++)
+            close(fds[i]);
+        free(fds);
+        server_down(&s);
+    }
+}
+
+/* A server's idle time: a client that leaves a request unfinished, or
+ * sends nothing, is dropped after it; one that keeps talking is not. */
+static void test_server_idle_option(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up_with(f, &s, &(struct admin_options){.idle_ms = 100});
+    struct client *silent = client_new(s.loop, s.port);
+    struct client *half = client_new(s.loop, s.port);
+    client_exchange(half, S("GET /api/status HTTP/1.1\r\nHo"), 0);
+    client_wait_eof(half);
+    assert_int_equal(half->in_len, 0);     /* dropped without an answer */
+    client_wait_eof(silent);
+    client_free(silent);
+    client_free(half);
+    server_down(&s);
+}
+
 static void test_server_bind_error(void **state)
 {
     struct fixture *f = *state;
@@ -1161,6 +1283,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_bind_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_connection_limit_option, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_idle_option, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

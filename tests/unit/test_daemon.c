@@ -197,6 +197,72 @@ static void test_admin_follows_the_file(void **state)
     config_free(off);
 }
 
+static int connect_to(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    return fd;
+}
+
+static void break_on_input(struct ev_loop *loop, struct ev_io *io, uint32_t revents) { ev_break(loop); }
+
+/* Run the daemon's loop until fd has something to read (5 s at most),
+ * then return the first line read. */
+static void first_line(struct daemon *d, int fd, char *line, size_t size)
+{
+    struct ev_io io;
+    struct ev_timer guard;
+    ev_io_init(&io, fd, break_on_input, NULL);
+    ev_io_set(d->loop, &io, EPOLLIN);
+    ev_timer_init(&guard, give_up, NULL);
+    ev_now_update(d->loop);
+    ev_timer_start(d->loop, &guard, 5000);
+    assert_int_equal(daemon_run(d), 0);
+    ev_timer_stop(d->loop, &guard);
+    ev_io_stop(d->loop, &io);
+    ssize_t n = recv(fd, line, size - 1, MSG_DONTWAIT);
+    assert_true(n > 0);
+    line[n] = '\0';
+    char *eol = strstr(line, "\r\n");
+    if (eol)
+        *eol = '\0';
+}
+
+/* The tier's admin options reach the server, at start and on reload. */
+static void test_admin_options_from_the_tier(void **state)
+{
+    uint16_t port = free_port();
+    struct sl_config *cfg = admin_on(port);
+    struct daemon d;
+    const struct daemon_spec spec = { .role = "test", .ops = &ops };
+    char err[256], line[256];
+    assert_int_equal(daemon_init(&d, &spec, cfg, err, sizeof err), 0);
+    d.admin_opts.max_conns = 1;
+    assert_int_equal(daemon_admin_start(&d, cfg, err, sizeof err), 0);
+    static const char get[] = "GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n";
+    int first = connect_to(port);
+    assert_int_equal(send(first, get, sizeof get - 1, 0), (ssize_t)(sizeof get - 1));
+    first_line(&d, first, line, sizeof line);
+    assert_string_equal(line, "HTTP/1.1 200 OK");
+    int second = connect_to(port);
+    first_line(&d, second, line, sizeof line);
+    assert_string_equal(line, "HTTP/1.1 503 Service Unavailable");
+    close(second);
+    /* a reload that keeps admin.listen applies the tier's options again */
+    d.admin_opts.max_conns = 2;
+    daemon_admin_follow(&d, cfg);
+    int third = connect_to(port);
+    assert_int_equal(send(third, get, sizeof get - 1, 0), (ssize_t)(sizeof get - 1));
+    first_line(&d, third, line, sizeof line);
+    assert_string_equal(line, "HTTP/1.1 200 OK");
+    close(first);
+    close(third);
+    daemon_fini(&d);
+    config_free(cfg);
+}
+
 static void test_pid_file(void **state)
 {
     struct sl_config *cfg = config("admin: {listen: off}\n");
@@ -231,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_signals_reach_the_tier),
         cmocka_unit_test(test_stop_without_hook),
         cmocka_unit_test(test_admin_follows_the_file),
+        cmocka_unit_test(test_admin_options_from_the_tier),
         cmocka_unit_test(test_pid_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
