@@ -365,11 +365,12 @@ static const char *allowed_methods(struct admin_site *site, const struct route *
     return site->allow;
 }
 
-static void route_request(struct admin_site *site, const char *method, const struct route *rt,
-                          const struct query *q, const char *body, size_t body_len, struct admin_reply *r)
+static void route_request(struct admin_site *site, struct admin_conn *conn, const char *method,
+                          const struct route *rt, const struct query *q, const char *body, size_t body_len,
+                          struct admin_reply *r)
 {
     struct admin_request rq = { .method = method, .body = body, .body_len = body_len, .now_ms = ev_clock_ms(),
-                                .query = q->param, .n_query = q->n };
+                                .query = q->param, .n_query = q->n, .conn = conn };
     rq.seg = (const char *const *)rt->seg;
     rq.n_seg = rt->n;
     if (rt->n == 1 && seg_is(rt, 0, "metrics")) {
@@ -412,8 +413,11 @@ static void route_request(struct admin_site *site, const char *method, const str
         admin_reply_error(r, 404, "no such path");
 }
 
-void admin_handle(struct admin_site *site, const char *method, size_t method_len, const char *target,
-                  size_t target_len, const char *body, size_t body_len, struct admin_reply *reply)
+/* admin_handle for a request of conn (NULL: none, the request cannot be
+ * deferred). */
+static void handle_request(struct admin_site *site, struct admin_conn *conn, const char *method, size_t method_len,
+                           const char *target, size_t target_len, const char *body, size_t body_len,
+                           struct admin_reply *reply)
 {
     memset(reply, 0, sizeof *reply);
     char m[16];
@@ -438,9 +442,15 @@ void admin_handle(struct admin_site *site, const char *method, size_t method_len
     else if (qr == QUERY_NO_MEMORY)
         admin_reply_error(reply, 500, "out of memory");
     else
-        route_request(site, m, &rt, &q, body, body_len, reply);
+        route_request(site, conn, m, &rt, &q, body, body_len, reply);
     free(rt.buf);
     free(q.buf);
+}
+
+void admin_handle(struct admin_site *site, const char *method, size_t method_len, const char *target,
+                  size_t target_len, const char *body, size_t body_len, struct admin_reply *reply)
+{
+    handle_request(site, NULL, method, method_len, target, target_len, body, body_len, reply);
 }
 
 /* ------------------------------------------------------------------ */
@@ -462,6 +472,15 @@ struct admin_conn {
     size_t discarded;
     bool peer_eof;
     bool continue_sent;
+    bool failed;                 /* out of memory queueing an answer: drop the client */
+    /* How the request being answered wants its answer (set before its
+     * handler runs, used when the answer is queued, now or later). */
+    bool head_only;              /* HEAD: no body */
+    bool keep_alive_10;          /* HTTP/1.0 with keep-alive: say so */
+    bool dispatching;            /* its handler is running: admin_defer may be called */
+    bool deferred;               /* its handler called admin_defer: its own reply is not the answer */
+    bool awaiting;               /* a deferred answer is to come: later requests wait for it */
+    uint32_t slot;               /* while awaiting: its slot in the site's table */
 };
 
 struct admin_server {
@@ -474,9 +493,91 @@ struct admin_server {
     uint32_t max_conns;          /* admin_options */
     uint32_t idle_ms;
     uint16_t port;
+    bool stopped;                /* admin_stop ran (a cancel callback may call it again) */
     struct http1_limits lim;
     struct http1_message msg;    /* parse target, one is enough: parsing never yields */
 };
+
+/* ------------------------------------------------------------------ */
+/* Deferred answers. Handles name a slot of the site's table and the
+ * generation it had when handed out; a slot's generation changes (to 0,
+ * then to a fresh one) whenever it is ended, so a stale handle matches
+ * nothing, whether its connection closed, its answer was sent, or the
+ * table was freed and made anew. The table lives in the site because
+ * handles outlive servers (a store write in flight while admin.listen
+ * moves); it is freed when its last slot ends. */
+
+struct defer_slot {
+    uint64_t gen;                /* 0: free */
+    struct admin_conn *conn;
+    admin_cancel_fn *cancel;
+    void *arg;
+    uint32_t next_free;          /* index + 1 of the next free slot, 0: none */
+};
+
+struct admin_defer_table {
+    struct defer_slot *slots;
+    uint32_t used, cap;          /* slots handed out at least once; allocated */
+    uint32_t free_head;          /* index + 1, 0: none */
+    uint32_t live;
+};
+
+static struct defer_slot *slot_take(struct admin_site *site, uint32_t *index)
+{
+    struct admin_defer_table *t = site->deferred;
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t)
+            return NULL;
+        site->deferred = t;
+    }
+    uint32_t i;
+    if (t->free_head) {
+        i = t->free_head - 1;
+        t->free_head = t->slots[i].next_free;
+    } else {
+        if (t->used == t->cap) {
+            uint32_t cap = t->cap ? t->cap * 2 : 16;
+            struct defer_slot *grown = realloc(t->slots, cap * sizeof *grown);
+            if (!grown) {
+                if (!t->live) {
+                    free(t->slots);
+                    free(t);
+                    site->deferred = NULL;
+                }
+                return NULL;
+            }
+            t->slots = grown;
+            t->cap = cap;
+        }
+        i = t->used++;
+    }
+    t->live++;
+    struct defer_slot *slot = &t->slots[i];
+    *slot = (struct defer_slot){.gen = ++site->defer_gen};
+    *index = i;
+    return slot;
+}
+
+static struct defer_slot *slot_find(struct admin_deferred d)
+{
+    struct admin_defer_table *t = d.site ? d.site->deferred : NULL;
+    if (!t || d.slot >= t->used || d.gen == 0 || t->slots[d.slot].gen != d.gen)
+        return NULL;
+    return &t->slots[d.slot];
+}
+
+static void slot_end(struct admin_site *site, uint32_t i)
+{
+    struct admin_defer_table *t = site->deferred;
+    t->slots[i] = (struct defer_slot){.next_free = t->free_head};
+    t->free_head = i + 1;
+    if (--t->live == 0) {
+        free(t->slots);
+        free(t);
+        site->deferred = NULL;
+    }
+}
 
 static const char *status_reason(int status)
 {
@@ -509,6 +610,17 @@ static void conn_free(void *p)
 static void conn_close(struct admin_conn *c)
 {
     struct admin_server *srv = c->srv;
+    admin_cancel_fn *cancel = NULL;
+    void *cancel_arg = NULL;
+    if (c->awaiting) {
+        /* The handle dies before the handler hears of it, so whatever
+         * its cancel does with the handle (complete it) is harmless. */
+        struct defer_slot *slot = &srv->site->deferred->slots[c->slot];
+        cancel = slot->cancel;
+        cancel_arg = slot->arg;
+        slot_end(srv->site, c->slot);
+        c->awaiting = false;
+    }
     ev_io_stop(srv->loop, &c->io);
     ev_timer_stop(srv->loop, &c->timer);
     close(c->io.fd);
@@ -521,6 +633,8 @@ static void conn_close(struct admin_conn *c)
     srv->n_conns--;
     /* Events for this connection may still be queued in the current batch. */
     ev_defer_free(srv->loop, c, conn_free);
+    if (cancel)
+        cancel(cancel_arg);
 }
 
 static bool out_pending(const struct admin_conn *c) { return c->out_off < c->out_len; }
@@ -645,11 +759,18 @@ static int conn_answer(struct admin_conn *c, size_t total)
     struct admin_server *srv = c->srv;
     const struct http1_message *m = &srv->msg;
     struct admin_reply r;
-    admin_handle(srv->site, m->method_str.p, m->method_str.len, m->target.p, m->target.len, c->in + m->head_len,
-                 total - m->head_len, &r);
     if (!m->keep_alive)
         c->closing = true;
-    int rc = conn_queue_reply(c, &r, m->method == HTTP1_M_HEAD, m->version_minor == 0 && m->keep_alive);
+    c->head_only = m->method == HTTP1_M_HEAD;
+    c->keep_alive_10 = m->version_minor == 0 && m->keep_alive;
+    c->dispatching = true;
+    c->deferred = false;
+    handle_request(srv->site, c, m->method_str.p, m->method_str.len, m->target.p, m->target.len,
+                   c->in + m->head_len, total - m->head_len, &r);
+    c->dispatching = false;
+    /* A deferred request's answer is queued by admin_complete (which may
+     * already have run, inside the handler). */
+    int rc = c->deferred ? 0 : conn_queue_reply(c, &r, c->head_only, c->keep_alive_10);
     free(r.body);
     conn_consume(c, total);
     return rc;
@@ -735,19 +856,52 @@ static void linger_read(struct admin_conn *c)
     conn_close(c);
 }
 
+/* Everything before the deferred request is answered and written; its
+ * answer is up to its handler. The idle timer stops (the handler owns the
+ * deadline, a blocking query may wait minutes), but a client that goes
+ * away must be noticed so the handler can forget the request: keep
+ * reading (pipelined requests wait in the buffer, which is bounded) and
+ * watch for the peer's FIN. Hanging up, even half-way, while an answer is
+ * awaited counts as going away. */
+static void conn_await(struct admin_conn *c)
+{
+    struct ev_loop *loop = c->srv->loop;
+    if (c->peer_eof) {
+        conn_close(c);
+        return;
+    }
+    ev_timer_stop(loop, &c->timer);
+    if (c->in_len == 0 && c->in) {
+        /* Many watchers, each waiting long: do not keep a buffer each. */
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+    ev_io_set(loop, &c->io, (c->in_len < IN_MAX ? EPOLLIN : 0) | EPOLLRDHUP);
+}
+
 /* Answer what can be answered, write, and decide what to wait for. */
 static void conn_step(struct admin_conn *c)
 {
     for (;;) {
+        if (c->failed) {
+            conn_close(c);
+            return;
+        }
         if (out_pending(c)) {
             if (conn_flush(c) < 0) {
                 conn_close(c);
                 return;
             }
             if (out_pending(c)) {
-                ev_io_set(c->srv->loop, &c->io, EPOLLOUT);
+                /* While a deferred answer is awaited, a hang-up still counts. */
+                ev_io_set(c->srv->loop, &c->io, EPOLLOUT | (c->awaiting ? EPOLLRDHUP : 0));
                 return;
             }
+        }
+        if (c->awaiting) {
+            conn_await(c);
+            return;
         }
         if (c->closing) {
             conn_linger(c);
@@ -776,7 +930,11 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
         linger_read(c);
         return;
     }
-    if (!out_pending(c) && !c->closing && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+    if (c->awaiting && (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        conn_close(c);
+        return;
+    }
+    if (!out_pending(c) && (!c->closing || c->awaiting) && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
         if (conn_read(c) < 0) {
             conn_close(c);
             return;
@@ -946,12 +1104,75 @@ uint32_t admin_connections(const struct admin_server *srv) { return srv ? srv->n
 
 void admin_stop(struct admin_server *srv)
 {
-    if (!srv)
+    if (!srv || srv->stopped)
         return;
+    srv->stopped = true;
     while (srv->conns)
         conn_close(srv->conns);
     ev_io_stop(srv->loop, &srv->io);
     ev_timer_stop(srv->loop, &srv->pause);
     close(srv->io.fd);
     ev_defer_free(srv->loop, srv, free);
+}
+
+/* ------------------------------------------------------------------ */
+/* Deferred answers: the handler's side */
+
+struct admin_deferred admin_defer(const struct admin_request *rq, admin_cancel_fn *cancel, void *arg)
+{
+    struct admin_conn *c = rq->conn;
+    if (!c || !c->dispatching || c->deferred)
+        return (struct admin_deferred){0};
+    struct admin_site *site = c->srv->site;
+    uint32_t i;
+    struct defer_slot *slot = slot_take(site, &i);
+    if (!slot)
+        return (struct admin_deferred){0};
+    slot->conn = c;
+    slot->cancel = cancel;
+    slot->arg = arg;
+    c->deferred = true;
+    c->awaiting = true;
+    c->slot = i;
+    return (struct admin_deferred){.site = site, .slot = i, .gen = slot->gen};
+}
+
+bool admin_deferred_alive(struct admin_deferred d)
+{
+    return slot_find(d) != NULL;
+}
+
+void admin_complete(struct admin_deferred d, struct admin_reply *reply)
+{
+    struct defer_slot *slot = slot_find(d);
+    if (!slot) {
+        if (reply) {
+            free(reply->body);
+            reply->body = NULL;
+            reply->body_len = 0;
+        }
+        return;
+    }
+    struct admin_conn *c = slot->conn;
+    slot_end(d.site, d.slot);
+    c->awaiting = false;
+    struct admin_reply none = {0};
+    if (!reply) {
+        admin_reply_error(&none, 500, "the handler gave no answer");
+        reply = &none;
+    }
+    if (conn_queue_reply(c, reply, c->head_only, c->keep_alive_10) < 0)
+        c->failed = true;
+    free(reply->body);
+    reply->body = NULL;
+    reply->body_len = 0;
+    if (c->dispatching)
+        return;         /* completed inside its handler: conn_step goes on from there */
+    /* Not from here: this may run inside another client's handler (a
+     * write that wakes watchers), and answering the pipelined requests
+     * behind this one would run handlers inside a handler. The loop
+     * writes the answer and carries on when the socket is writable. */
+    struct admin_server *srv = c->srv;
+    ev_timer_start(srv->loop, &c->timer, srv->idle_ms);
+    ev_io_set(srv->loop, &c->io, EPOLLOUT);
 }

@@ -3,8 +3,11 @@
  * A small HTTP/1.1 server (keep-alive, pipelining answered in order) on the
  * daemon's event loop. It never blocks the loop: sockets are non-blocking,
  * buffers are bounded (16 KiB head, 64 KiB body), at most ADMIN_MAX_CONNS
- * clients at a time, and a client that leaves a request unfinished (or
- * does not read its answer) for 30 s is dropped.
+ * clients at a time (or what the daemon sets, struct admin_options), and
+ * a client that leaves a request unfinished (or does not read its answer)
+ * for 30 s (idem) is dropped. A handler may answer later (admin_defer:
+ * blocking queries, writes acknowledged once durable); meanwhile the
+ * client's later requests wait and the idle timer does not run.
  *
  * What it serves is a struct admin_site, which knows no tier:
  *
@@ -25,6 +28,7 @@
 #ifndef SLUICE_CORE_ADMIN_H
 #define SLUICE_CORE_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,7 +64,8 @@ struct admin_query_param {
 
 /* One request as a mount sees it. Everything it points to is valid only
  * while the handler runs: a handler that answers later (admin_defer)
- * copies what it needs. */
+ * copies what it needs. Designated initializers only: fields may be
+ * added. */
 struct admin_request {
     const char *method;               /* as sent, NUL-terminated ("GET", ...) */
     const char *const *seg;           /* path segments after the mount's prefix, percent-decoded */
@@ -72,6 +77,7 @@ struct admin_request {
      * sent, repeated keys kept; see admin_query_get. */
     const struct admin_query_param *query;
     size_t n_query;
+    struct admin_conn *conn;          /* the server's, for admin_defer; NULL from admin_handle */
 };
 
 /* Fills reply (admin_reply_* below); arg is the one given to admin_mount. */
@@ -113,6 +119,10 @@ struct admin_site {
     } status_parts[ADMIN_MAX_STATUS_PARTS];
     size_t n_status_parts;
     char allow[64];                   /* a 405's Allow list built from the mounts */
+    /* The server's: the requests whose answers are deferred. Allocated
+     * while there are any, so a site needs no freeing. */
+    struct admin_defer_table *deferred;
+    uint64_t defer_gen;
 };
 
 /* Route requests for `prefix` (and the paths below it) with `method` (NULL:
@@ -198,6 +208,72 @@ int admin_is_get(const struct admin_request *rq);
  * *pos = 0, NULL when there are no more. */
 const char *admin_query_get(const struct admin_request *rq, const char *key);
 const char *admin_query_next(const struct admin_request *rq, const char *key, size_t *pos);
+
+/* Deferred answers. A handler that cannot answer at once (a blocking
+ * query waiting for a change, a write acknowledged once it is durable or
+ * once etcd has replied) calls admin_defer while it runs, keeps the
+ * handle, returns (anything it filled in its reply is dropped), and later,
+ * from any callback of the same loop, answers with admin_complete.
+ *
+ *   admin_defer(rq, cancel, arg)
+ *       Only during the handler's call, once per request. Returns the
+ *       handle, or a null one (admin_deferred_is_null) when the request
+ *       cannot wait: it did not come through a server (admin_handle, as
+ *       unit tests call it), it was deferred already, or memory ran out;
+ *       then the handler answers in its reply as usual (a 503, say). rq
+ *       and what it points to die when the handler returns: copy what the
+ *       answer will need (the method if HEAD matters: the server itself
+ *       leaves the body out of a HEAD's answer).
+ *   admin_complete(handle, reply)
+ *       Sends the answer (filled with the admin_reply_* helpers; NULL is
+ *       a 500) and takes reply->body in every case (freed, set to NULL).
+ *       It writes nothing and runs no handler on the spot: the loop
+ *       writes the answer when the socket is writable, then goes on with
+ *       the client's next request. So it is safe anywhere on the loop:
+ *       inside another request's handler (a write waking its watchers),
+ *       inside a cancel callback, inside the deferring handler itself (an
+ *       answer that turned out to be ready). On a dead handle (answered
+ *       already, client gone, server stopped, null) it only frees the
+ *       body. Handles are plain values: never freed by their holder, they
+ *       may be copied, dropped, or completed twice.
+ *   cancel(arg)
+ *       Called at most once, when the answer can no longer be delivered
+ *       and admin_complete has not been called: the client closed or
+ *       reset its connection or shut down its sending side (an EOF counts
+ *       as gone while an answer is awaited, as in Go's net/http), left
+ *       earlier answers unread for the idle time, or the server stopped
+ *       (admin_stop, admin.listen moved by a reload, daemon exit). The
+ *       handle is dead when it runs, so the handler may forget it there
+ *       (a watch list drops it) or keep it and complete it later (a store
+ *       write in flight): both are fine. Never called from inside
+ *       admin_defer or the deferring handler's call. It may call
+ *       admin_complete on any handle and admin_stop. NULL: not told.
+ *   admin_deferred_alive(handle)
+ *       Whether the client still waits (to skip building an answer).
+ *
+ * On a connection, answers keep the order of the requests (HTTP/1.1):
+ * requests pipelined behind a deferred one are read, up to the input
+ * bound (ADMIN_MAX_HEAD + ADMIN_MAX_BODY), but not handled until it is
+ * answered. The idle timer does not run while the answer is awaited and
+ * everything before it is written: the handler owns the deadline (a
+ * blocking query ends its wait itself). A client whose hang-up is queued
+ * behind more pipelined bytes than that bound is noticed only when its
+ * answer is written. A handle stays valid across admin_stop and a new
+ * server on the same site (it names a slot of the site's table and the
+ * generation it had); the site must outlive the handles used with it. One
+ * loop, one thread. */
+typedef void admin_cancel_fn(void *arg);
+
+struct admin_deferred {
+    struct admin_site *site;          /* NULL: a null handle */
+    uint32_t slot;
+    uint64_t gen;
+};
+
+struct admin_deferred admin_defer(const struct admin_request *rq, admin_cancel_fn *cancel, void *arg);
+void admin_complete(struct admin_deferred d, struct admin_reply *reply);
+bool admin_deferred_alive(struct admin_deferred d);
+static inline bool admin_deferred_is_null(struct admin_deferred d) { return d.site == NULL; }
 
 /* Route and answer one request (no I/O): method as sent ("GET"...), target
  * as in the request line (path and optional query). Always fills reply,

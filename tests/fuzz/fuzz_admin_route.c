@@ -29,6 +29,9 @@ static void check_request(void *arg, const struct admin_request *rq, struct admi
             __builtin_trap();     /* empty segments never route */
     if (rq->body_len && !rq->body)
         __builtin_trap();
+    /* without a server nothing can wait */
+    if (!admin_deferred_is_null(admin_defer(rq, NULL, NULL)))
+        __builtin_trap();
     admin_reply_error(r, 200 + (int)rq->n_query, "%zu segments", rq->n_seg);
 }
 

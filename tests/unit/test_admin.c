@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -901,7 +903,8 @@ static void deadline_cb(struct ev_loop *loop, struct ev_timer *t)
 }
 
 /* Queue bytes, then run the loop until `want` responses (counted from the
- * start of the connection) or EOF; 5 s at most. */
+ * start of the connection) or EOF; 5 s at most. Other clients on the loop
+ * may break it meanwhile: it runs again until this one is done. */
 static void client_exchange(struct client *c, const char *data, size_t len, int want)
 {
     c->out = realloc(c->out, c->out_len + len);
@@ -915,7 +918,7 @@ static void client_exchange(struct client *c, const char *data, size_t len, int 
     ev_now_update(c->loop);
     ev_timer_start(c->loop, &deadline, 5000);
     ev_io_set(c->loop, &c->io, EPOLLIN | EPOLLOUT);
-    if (count_responses(c) < want && !c->eof)
+    while (count_responses(c) < want && !c->eof && !timed_out)
         ev_run(c->loop);
     ev_timer_stop(c->loop, &deadline);
     assert_false(timed_out);
@@ -1127,7 +1130,8 @@ static void test_server_connection_limit(void **state)
     server_down(&s);
 }
 
-/* Run the loop until cond(arg) holds, looking every 5 ms; 5 s at most. */
+/* Run the loop until cond(arg) holds, looking every 5 ms and whenever a
+ * client's callback breaks the loop; 5 s at most. */
 struct poll_until {
     bool (*cond)(void *);
     void *arg;
@@ -1159,7 +1163,8 @@ static void run_until(struct ev_loop *loop, bool (*cond)(void *), void *arg)
     struct ev_timer t;
     ev_timer_init(&t, poll_cb, &p);
     ev_timer_start(loop, &t, 5);
-    ev_run(loop);
+    while (!p.timed_out && !cond(arg))
+        ev_run(loop);
     ev_timer_stop(loop, &t);
     assert_false(p.timed_out);
 }
@@ -1263,6 +1268,435 @@ static void test_server_bind_error(void **state)
     server_down(&s);
 }
 
+/* ------------------------------------------------------------------ */
+/* Deferred answers */
+
+#define MAX_PENDING 8
+
+struct deferrals;
+
+/* One deferred request as the test's handler keeps it. */
+struct pending {
+    struct deferrals *w;
+    struct admin_deferred h;
+    char id[32];
+    int cancels;
+    bool completed;              /* the test completed it (alive or not) */
+    int responses_seen;          /* responses the watched client had then */
+    struct ev_timer timer;
+};
+
+struct deferrals {
+    struct ev_loop *loop;
+    struct client *client;       /* whose responses are counted at completion; may be NULL */
+    struct pending req[MAX_PENDING];
+    size_t n;
+    uint64_t delay_ms;           /* complete this long after deferring; 0: the test does it */
+    int depth, max_depth;        /* handlers running inside handlers */
+};
+
+static void on_cancel(void *arg)
+{
+    struct pending *p = arg;
+    p->cancels++;
+    /* the handle is dead already: completing it here is harmless */
+    assert_false(admin_deferred_alive(p->h));
+}
+
+static void complete_pending(struct pending *p)
+{
+    struct admin_reply r = {0};
+    admin_reply_json(&r, 200, json_pack("{s:s}", "id", p->id));
+    p->responses_seen = p->w->client ? count_responses(p->w->client) : -1;
+    admin_complete(p->h, &r);
+    assert_null(r.body);         /* taken in every case */
+    p->completed = true;
+}
+
+static void complete_cb(struct ev_loop *loop, struct ev_timer *t) { complete_pending(t->data); }
+
+/* GET /defer?id=ID[&now]: defers, and answers {"id": ID} after
+ * w->delay_ms, at once (now), or when the test says. */
+static void defer_handler(void *arg, const struct admin_request *rq, struct admin_reply *r)
+{
+    struct deferrals *w = arg;
+    if (++w->depth > w->max_depth)
+        w->max_depth = w->depth;
+    assert_true(w->n < MAX_PENDING);
+    struct pending *p = &w->req[w->n++];
+    memset(p, 0, sizeof *p);
+    p->w = w;
+    const char *id = admin_query_get(rq, "id");
+    snprintf(p->id, sizeof p->id, "%s", id ? id : "?");
+    ev_timer_init(&p->timer, complete_cb, p);
+    p->h = admin_defer(rq, on_cancel, p);
+    if (admin_deferred_is_null(p->h)) {
+        admin_reply_error(r, 503, "this request cannot wait");
+    } else {
+        assert_true(admin_deferred_alive(p->h));
+        /* a second defer of the same request is refused */
+        assert_true(admin_deferred_is_null(admin_defer(rq, on_cancel, p)));
+        /* what a deferring handler fills is dropped */
+        admin_reply_error(r, 500, "this reply must not be sent");
+        if (admin_query_get(rq, "now"))
+            complete_pending(p);
+        else if (w->delay_ms)
+            ev_timer_start(w->loop, &p->timer, w->delay_ms);
+    }
+    w->depth--;
+}
+
+/* POST /wake: completes every request still waiting, from inside this
+ * handler (as a registration wakes its watchers). */
+static void wake_handler(void *arg, const struct admin_request *rq, struct admin_reply *r)
+{
+    struct deferrals *w = arg;
+    if (++w->depth > w->max_depth)
+        w->max_depth = w->depth;
+    int woken = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        if (admin_deferred_alive(w->req[i].h)) {
+            complete_pending(&w->req[i]);
+            woken++;
+        }
+    }
+    admin_reply_json(r, 200, json_pack("{s:i}", "woken", woken));
+    w->depth--;
+}
+
+static struct deferrals *deferrals_mount(struct fixture *f, struct ev_loop *loop, uint64_t delay_ms)
+{
+    struct deferrals *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    w->loop = loop;
+    w->delay_ms = delay_ms;
+    assert_int_equal(admin_mount(&f->site, "GET", "/defer", defer_handler, w), 0);
+    assert_int_equal(admin_mount(&f->site, "POST", "/wake", wake_handler, w), 0);
+    return w;
+}
+
+static void deferrals_free(struct deferrals *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        ev_timer_stop(w->loop, &w->req[i].timer);
+    free(w);
+}
+
+/* The body of the n-th response, parsed as JSON (NULL when absent). */
+static json_t *nth_json(const struct client *c, int n)
+{
+    const char *p = c->in;
+    for (int i = 0; i <= n; i++) {
+        const char *end = strstr(p, "\r\n\r\n");
+        if (!end)
+            return NULL;
+        const char *cl = strstr(p, "\r\nContent-Length: ");
+        size_t body = cl && cl < end ? strtoul(cl + 18, NULL, 10) : 0;
+        if (i == n) {
+            json_error_t je;
+            return body ? json_loadb(end + 4, body, 0, &je) : NULL;
+        }
+        p = end + 4 + body;
+    }
+    return NULL;
+}
+
+static void expect_id(const struct client *c, int n, const char *id)
+{
+    assert_int_equal(nth_status(c, n), 200);
+    json_t *j = nth_json(c, n);
+    const char *got = json_string_value(json_object_get(j, "id"));
+    if (!got || strcmp(got, id) != 0)
+        fail_msg("response %d: id %s, want %s\n%s", n, got ? got : "(none)", id, c->in);
+    json_decref(j);
+}
+
+static bool handled(void *arg)
+{
+    struct deferrals *w = arg;
+    return w->n > 0;
+}
+
+static bool two_handled(void *arg)
+{
+    struct deferrals *w = arg;
+    return w->n >= 2;
+}
+
+/* Everything the client sent has reached the server's kernel. */
+static bool sent_all(void *arg)
+{
+    int queued = 0;
+    return ioctl(*(int *)arg, SIOCOUTQ, &queued) == 0 && queued == 0;
+}
+
+static bool first_cancelled(void *arg)
+{
+    struct deferrals *w = arg;
+    return w->req[0].cancels > 0;
+}
+
+/* A handler defers; a timer completes it later; the connection then goes
+ * on as usual (keep-alive). HEAD and HTTP/1.0 keep their forms. */
+static void test_deferred_reply_completed_later(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+    struct deferrals *w = deferrals_mount(f, s.loop, 30);
+    struct client *c = client_new(s.loop, s.port);
+    w->client = c;
+
+    client_exchange(c, S("GET /defer?id=later HTTP/1.1\r\nHost: x\r\n\r\n"), 1);
+    expect_id(c, 0, "later");
+    assert_int_equal(w->req[0].responses_seen, 0);    /* nothing was sent before the handler answered */
+    assert_null(strstr(c->in, "must not be sent"));
+    assert_int_equal(w->req[0].cancels, 0);
+    assert_false(admin_deferred_alive(w->req[0].h));
+    assert_false(c->eof);
+    /* the same connection serves on */
+    client_exchange(c, S("GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n"), 2);
+    assert_int_equal(nth_status(c, 1), 200);
+    /* HTTP/1.0 with keep-alive is told so; without, the answer ends the connection */
+    size_t mark = c->in_len;
+    client_exchange(c, S("GET /defer?id=ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), 3);
+    assert_non_null(strstr(c->in + mark, "\r\nConnection: keep-alive\r\n"));
+    expect_id(c, 2, "ka");
+    client_exchange(c, S("GET /defer?id=bye HTTP/1.0\r\n\r\n"), 4);
+    expect_id(c, 3, "bye");
+    client_wait_eof(c);
+    client_free(c);
+    /* HEAD: the deferred answer goes without its body (its head says
+     * how long the body would be, so the client waits for EOF) */
+    c = client_new(s.loop, s.port);
+    w->client = c;
+    client_exchange(c, S("HEAD /defer?id=head HTTP/1.0\r\n\r\n"), 1 << 30);
+    assert_true(c->eof);
+    assert_int_equal(strncmp(c->in, "HTTP/1.1 200 OK\r\n", 17), 0);
+    assert_non_null(strstr(c->in, "\r\nContent-Length: "));
+    assert_int_equal(strlen(strstr(c->in, "\r\n\r\n")), 4);
+    client_free(c);
+    for (size_t i = 0; i < w->n; i++)
+        assert_int_equal(w->req[i].cancels, 0);
+    assert_int_equal(w->max_depth, 1);
+    assert_null(f->site.deferred);          /* the table goes with its last slot */
+    server_down(&s);
+    deferrals_free(w);
+}
+
+/* Three pipelined requests, the first deferred, the third answered inside
+ * its handler: answers in request order, and the second is not answered
+ * (nor the third handled) before the first is. */
+static void test_deferred_pipelined_order(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+    struct deferrals *w = deferrals_mount(f, s.loop, 30);
+    struct client *c = client_new(s.loop, s.port);
+    w->client = c;
+    client_exchange(c,
+                    S("GET /defer?id=first HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /defer?id=third&now HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /api/pools/nope HTTP/1.1\r\nHost: x\r\n\r\n"),
+                    4);
+    assert_int_equal(w->n, 2);
+    assert_int_equal(w->req[0].responses_seen, 0);
+    /* the third was handled after the first was completed; by then the
+     * first's answer was not yet written (the loop writes it) */
+    assert_true(w->req[0].completed);
+    expect_id(c, 0, "first");
+    assert_int_equal(nth_status(c, 1), 200);
+    json_t *st = nth_json(c, 1);
+    assert_string_equal(json_string_value(json_object_get(st, "version")), "9.9.9-test");
+    json_decref(st);
+    expect_id(c, 2, "third");
+    assert_int_equal(nth_status(c, 3), 404);
+    assert_null(strstr(c->in, "must not be sent"));
+    assert_false(c->eof);
+    client_free(c);
+    server_down(&s);
+    deferrals_free(w);
+}
+
+/* Watchers woken from inside another client's handler: each gets its
+ * answer, the requests pipelined behind them are handled by the loop
+ * afterwards, never inside the waking handler. */
+static void test_deferred_completed_by_another_request(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+    struct deferrals *w = deferrals_mount(f, s.loop, 0);
+    struct client *a = client_new(s.loop, s.port), *b = client_new(s.loop, s.port);
+    struct client *writer = client_new(s.loop, s.port);
+    client_exchange(a, S("GET /defer?id=a HTTP/1.1\r\nHost: x\r\n\r\n"
+                         "GET /defer?id=a2&now HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    run_until(s.loop, handled, w);
+    client_exchange(b, S("GET /defer?id=b HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    run_until(s.loop, two_handled, w);
+    client_exchange(writer, S("POST /wake HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"), 1);
+    json_t *j = nth_json(writer, 0);
+    if (json_integer_value(json_object_get(j, "woken")) != 2)
+        fail_msg("/wake answered %s", writer->in);
+    json_decref(j);
+    client_exchange(a, "", 0, 2);
+    client_exchange(b, "", 0, 1);
+    expect_id(a, 0, "a");
+    expect_id(a, 1, "a2");
+    expect_id(b, 0, "b");
+    assert_int_equal(w->max_depth, 1);      /* a2's handler did not run inside /wake's */
+    client_free(a);
+    client_free(b);
+    client_free(writer);
+    server_down(&s);
+    deferrals_free(w);
+}
+
+/* The client goes away while its answer is awaited: the handler's cancel
+ * runs once, the handle is dead, completing it later (twice, or with no
+ * reply) is harmless and frees the body; the server serves on. Closing,
+ * half-closing, and closing with a full input buffer (requests pipelined
+ * behind) are all noticed. */
+static void test_deferred_client_gone(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+    struct deferrals *w = deferrals_mount(f, s.loop, 0);
+    static const char *const how[] = {"close", "half-close", "close behind a full buffer"};
+    /* more than the server buffers for a client, not more than its
+     * kernel takes besides, so the FIN behind it gets through */
+    size_t flood_len = ADMIN_MAX_HEAD + ADMIN_MAX_BODY + 16384;
+    char *flood = malloc(flood_len);
+    assert_non_null(flood);
+    memset(flood, 'x', flood_len);
+    for (size_t t = 0; t < sizeof how / sizeof *how; t++) {
+        w->n = 0;
+        struct client *c = client_new(s.loop, s.port);
+        client_exchange(c, S("GET /defer?id=gone HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /defer?id=never HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+        run_until(s.loop, handled, w);
+        struct admin_deferred h = w->req[0].h;
+        assert_true(admin_deferred_alive(h));
+        if (t == 2) {
+            size_t sent = 0;
+            int fd = c->io.fd;
+            while (sent < flood_len) {
+                ssize_t n = send(fd, flood + sent, flood_len - sent, MSG_NOSIGNAL);
+                assert_true(n > 0);
+                sent += (size_t)n;
+            }
+            run_until(s.loop, sent_all, &fd);
+        }
+        if (t == 1) {
+            assert_int_equal(shutdown(c->io.fd, SHUT_WR), 0);
+            run_until(s.loop, first_cancelled, w);
+            client_wait_eof(c);                  /* and the server hangs up, with no answer */
+            assert_int_equal(c->in_len, 0);
+            client_free(c);
+        } else {
+            client_free(c);
+            run_until(s.loop, first_cancelled, w);
+        }
+        if (w->req[0].cancels != 1)
+            fail_msg("%s: cancel called %d times", how[t], w->req[0].cancels);
+        assert_false(admin_deferred_alive(h));
+        /* a later complete is harmless, and takes the body */
+        complete_pending(&w->req[0]);
+        complete_pending(&w->req[0]);
+        admin_complete(h, NULL);
+        struct admin_reply r = {0};
+        admin_reply_error(&r, 500, "late");
+        admin_complete(h, &r);
+        assert_null(r.body);
+        /* the pipelined request behind it was never handled */
+        assert_int_equal(w->n, 1);
+        /* the server serves on; cancel is not called again */
+        struct client *other = client_new(s.loop, s.port);
+        client_exchange(other, S("GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n"), 1);
+        assert_int_equal(nth_status(other, 0), 200);
+        client_free(other);
+        assert_int_equal(w->req[0].cancels, 1);
+        assert_null(f->site.deferred);
+    }
+    free(flood);
+    server_down(&s);
+    deferrals_free(w);
+}
+
+/* The server stops (admin.listen moved, daemon exit) while answers are
+ * awaited: each cancel runs once; handles completed afterwards, when the
+ * server's memory is gone, are harmless. */
+static void test_deferred_server_stopped(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up(f, &s);
+    struct deferrals *w = deferrals_mount(f, s.loop, 0);
+    struct client *a = client_new(s.loop, s.port), *b = client_new(s.loop, s.port);
+    client_exchange(a, S("GET /defer?id=a HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    run_until(s.loop, handled, w);
+    client_exchange(b, S("GET /defer?id=b HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    run_until(s.loop, two_handled, w);
+    assert_non_null(f->site.deferred);
+    admin_stop(s.srv);
+    assert_int_equal(w->req[0].cancels, 1);
+    assert_int_equal(w->req[1].cancels, 1);
+    assert_null(f->site.deferred);
+    admin_stop(s.srv);                           /* twice (a cancel might): nothing more happens */
+    assert_int_equal(w->req[0].cancels, 1);
+    client_free(a);
+    client_free(b);
+    ev_loop_free(s.loop);                        /* the server's memory goes here */
+    complete_pending(&w->req[0]);
+    complete_pending(&w->req[1]);
+    assert_int_equal(w->req[0].cancels, 1);
+    free(w);
+}
+
+/* Without a server (admin_handle) a request cannot wait: admin_defer says
+ * so and the handler answers at once. */
+static void test_deferred_without_server(void **state)
+{
+    struct fixture *f = *state;
+    struct deferrals *w = deferrals_mount(f, NULL, 0);
+    expect_status(f, "GET", "/defer?id=x", NULL, 503);
+    assert_int_equal(w->n, 1);
+    assert_true(admin_deferred_is_null(w->req[0].h));
+    assert_false(admin_deferred_alive(w->req[0].h));
+    admin_complete(w->req[0].h, NULL);           /* a null handle is harmless too */
+    assert_null(f->site.deferred);
+    free(w);
+}
+
+/* An answer awaited longer than the idle time: the connection is not
+ * dropped meanwhile (a silent one next to it is), and once answered the
+ * idle timer is back. */
+static void test_deferred_outlives_idle_time(void **state)
+{
+    struct fixture *f = *state;
+    struct server_fixture s;
+    server_up_with(f, &s, &(struct admin_options){.idle_ms = 100});
+    struct deferrals *w = deferrals_mount(f, s.loop, 450);
+    struct client *c = client_new(s.loop, s.port), *silent = client_new(s.loop, s.port);
+    w->client = c;
+    client_exchange(c, S("GET /defer?id=slow HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    run_until(s.loop, handled, w);
+    client_wait_eof(silent);                     /* the idle timer is in force */
+    client_free(silent);
+    assert_int_equal(w->req[0].cancels, 0);
+    client_exchange(c, "", 0, 1);
+    expect_id(c, 0, "slow");
+    assert_int_equal(w->req[0].cancels, 0);
+    assert_false(c->eof);
+    client_wait_eof(c);                          /* idle again after the answer */
+    client_free(c);
+    server_down(&s);
+    deferrals_free(w);
+}
+
 int main(void)
 {
     log_setup(LOG_LEVEL_WARN, NULL, "test");
@@ -1285,6 +1719,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_bind_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_connection_limit_option, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_idle_option, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_reply_completed_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_pipelined_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_completed_by_another_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_client_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_server_stopped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_without_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_outlives_idle_time, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
