@@ -1554,6 +1554,46 @@ static void test_deferred_completed_by_another_request(void **state)
     deferrals_free(w);
 }
 
+/* GET /status-code?code=N: answers N, the way the registry's handlers will
+ * (401 without the token, 409 on a conflict, 504 when etcd times out). */
+static void status_code_handler(void *arg, const struct admin_request *rq, struct admin_reply *r)
+{
+    const char *code = admin_query_get(rq, "code");
+    admin_reply_error(r, code ? atoi(code) : 500, "as asked");
+}
+
+/* Each status a handler may give goes out with its reason phrase. */
+static void test_server_reason_phrases(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        int code;
+        const char *line;
+    } cases[] = {
+        {201, "HTTP/1.1 201 Created\r\n"},           {202, "HTTP/1.1 202 Accepted\r\n"},
+        {401, "HTTP/1.1 401 Unauthorized\r\n"},
+        {403, "HTTP/1.1 403 Forbidden\r\n"},         {408, "HTTP/1.1 408 Request Timeout\r\n"},
+        {409, "HTTP/1.1 409 Conflict\r\n"},          {412, "HTTP/1.1 412 Precondition Failed\r\n"},
+        {415, "HTTP/1.1 415 Unsupported Media Type\r\n"}, {422, "HTTP/1.1 422 Unprocessable Content\r\n"},
+        {429, "HTTP/1.1 429 Too Many Requests\r\n"}, {502, "HTTP/1.1 502 Bad Gateway\r\n"},
+        {504, "HTTP/1.1 504 Gateway Timeout\r\n"},   {503, "HTTP/1.1 503 Service Unavailable\r\n"},
+    };
+    assert_int_equal(admin_mount(&f->site, "GET", "/status-code", status_code_handler, NULL), 0);
+    struct server_fixture s;
+    server_up(f, &s);
+    struct client *c = client_new(s.loop, s.port);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char req[128];
+        int n = snprintf(req, sizeof req, "GET /status-code?code=%d HTTP/1.1\r\nHost: x\r\n\r\n", cases[i].code);
+        size_t mark = c->in_len;
+        client_exchange(c, req, (size_t)n, (int)i + 1);
+        if (strncmp(c->in + mark, cases[i].line, strlen(cases[i].line)) != 0)
+            fail_msg("%d: got %.40s", cases[i].code, c->in + mark);
+    }
+    client_free(c);
+    server_down(&s);
+}
+
 /* The client goes away while its answer is awaited: the handler's cancel
  * runs once, the handle is dead, completing it later (twice, or with no
  * reply) is harmless and frees the body; the server serves on. Closing,
@@ -1726,6 +1766,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deferred_server_stopped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_without_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_outlives_idle_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_reason_phrases, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
