@@ -625,6 +625,8 @@ static int add_instance(struct reg_model *m, struct reg_service *svc, const stru
     return 0;
 }
 
+static void count_heartbeat(struct reg_model *m, uint64_t now_ms);
+
 static int put_instance(struct reg_model *m, struct reg_service *svc, const struct reg_instance_spec *spec,
                         uint64_t now_ms, bool loading, struct reg_instance **out, char *err, size_t errlen)
 {
@@ -658,6 +660,8 @@ static int put_instance(struct reg_model *m, struct reg_service *svc, const stru
     if (loading) {
         inst->registered_ms = inst->last_heartbeat_ms = now_ms;
         inst->grace_until_ms = inst->ephemeral ? now_ms + m->conf.grace_ms : 0;
+    } else if (inst->ephemeral) {
+        count_heartbeat(m, now_ms); /* a registration is a sign of life, as a heartbeat is */
     }
     if (changed)
         reg_model_changed(m, svc, inst, REG_EV_INSTANCE_PUT);
@@ -701,7 +705,8 @@ int reg_instance_delete(struct reg_model *m, struct reg_service *svc, const char
     return 0;
 }
 
-/* Heartbeats are counted in the bucket of now (see reg_expiry.c). */
+/* Signs of life (heartbeats and registrations of ephemeral instances) are
+ * counted in the bucket of now, for self-preservation (reg_expiry.c). */
 static void count_heartbeat(struct reg_model *m, uint64_t now_ms)
 {
     uint64_t bucket_ms = m->conf.rate_window_ms / REG_RATE_BUCKETS;
@@ -712,14 +717,14 @@ static void count_heartbeat(struct reg_model *m, uint64_t now_ms)
         m->hb_count[slot] = 0;
     }
     m->hb_count[slot]++;
-    m->st.heartbeats++;
 }
 
 bool reg_instance_heartbeat(struct reg_model *m, struct reg_instance *inst, uint64_t now_ms)
 {
-    count_heartbeat(m, now_ms);
+    m->st.heartbeats++;
     if (!inst->ephemeral)
         return false;
+    count_heartbeat(m, now_ms);
     if (now_ms > inst->last_heartbeat_ms)
         inst->last_heartbeat_ms = now_ms;
     if (inst->health == REG_HEALTH_DOWN && inst->down_by_silence) {

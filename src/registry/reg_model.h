@@ -51,16 +51,21 @@
  *     at least one) expire; the longest silent go first and the rest wait
  *     (reg_service.eviction_capped);
  *   - self-preservation: when the heartbeats this node received over the
- *     last rate window fall below a share of those it expected (each
- *     ephemeral instance heartbeats once per its service's
- *     heartbeat_interval), the node is probably the one cut off, so nothing
- *     expires until the rate recovers (reg_model_stats.self_preservation).
+ *     last rate window (registrations of ephemeral instances count as
+ *     heartbeats) fall below a share of those it expected (each ephemeral
+ *     instance heartbeats once per its service's heartbeat_interval from
+ *     its registration on), the node is probably the one cut off, so
+ *     nothing expires until the rate recovers
+ *     (reg_model_stats.self_preservation).
  *     Instances are still marked DOWN meanwhile, so answers stay right
  *     when the silence is real and the protect threshold fails open when
  *     it is not; only their removal waits.
  *   - grace: ephemeral instances loaded from the store after a restart
  *     (reg_instance_load) are neither marked down nor expired before
- *     now + grace_ms, so their clients have time to heartbeat again.
+ *     now + grace_ms, so their clients have time to heartbeat again. They
+ *     are expected to heartbeat from the load on, so when few come back
+ *     self-preservation holds the rest (DOWN, not answered) rather than
+ *     expiring them: a node that restarts while cut off keeps its data.
  */
 #ifndef SLUICE_REGISTRY_REG_MODEL_H
 #define SLUICE_REGISTRY_REG_MODEL_H
@@ -328,8 +333,9 @@ int reg_instance_delete(struct reg_model *m, struct reg_service *svc, const char
 
 /* A heartbeat of an ephemeral instance: remembered and counted, never
  * written anywhere. A DOWN instance that went down for silence comes UP
- * ("heartbeat resumed"). Returns true when that changed its health. A
- * heartbeat for a persistent instance is counted but changes nothing. */
+ * ("heartbeat resumed"); one set DOWN by reg_instance_set_health stays
+ * DOWN. Returns true when its health changed. A heartbeat for a
+ * persistent instance is counted in the stats and changes nothing. */
 bool reg_instance_heartbeat(struct reg_model *m, struct reg_instance *inst, uint64_t now_ms);
 
 /* Each is a change (index bumped, callback called) only when the value
