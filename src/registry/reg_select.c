@@ -145,50 +145,63 @@ static int by_key_then_health(const void *a, const void *b)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* Append the sorted entries tmp[0..n) as groups of equal key (entries with
- * key 0, an unknown location, join no group unless all_in_one). */
-static void add_groups(struct reg_fam_view *fv, const struct sort_ent *tmp, uint32_t n, uint32_t *pos,
-                       uint32_t *n_groups, bool all_in_one)
+/* Where each family's arrays are filled up to. */
+struct fill {
+    uint32_t pos, n_groups;
+};
+
+/* Append the member inst to the group g being filled. */
+static void append_member(struct reg_fam_view *fv, struct fill *fl, struct reg_group *g, const struct sort_ent *e)
 {
-    uint32_t i = 0;
-    while (i < n) {
-        uint32_t key = all_in_one ? 0 : tmp[i].key;
-        uint32_t j = i;
-        while (j < n && (all_in_one || tmp[j].key == key))
-            j++;
-        if (key == 0 && !all_in_one) {
-            i = j;
-            continue;
-        }
-        struct reg_group *g = &fv->group[(*n_groups)++];
-        *g = (struct reg_group){.id = key, .start = *pos};
-        uint64_t sum = 0;
-        for (uint32_t k = i; k < j; k++) {
-            const struct reg_instance *inst = tmp[k].inst;
-            sum += inst->weight;
-            fv->member[*pos] = inst;
-            fv->cum[*pos] = sum;
-            (*pos)++;
-            g->total++;
-            if (!tmp[k].down) {
-                g->healthy++;
-                g->w_healthy = sum;
-            }
-        }
-        g->w_total = sum;
-        i = j;
+    g->w_total += e->inst->weight;
+    fv->member[fl->pos] = e->inst;
+    fv->cum[fl->pos] = g->w_total;
+    fl->pos++;
+    g->total++;
+    if (!e->down) {
+        g->healthy++;
+        g->w_healthy = g->w_total;
     }
 }
 
-static int build_family(struct reg_view *v, const struct reg_service *svc, enum reg_family f)
+/* Append family f's members of tmp[0..n) (sorted by key, then healthy
+ * first) as one group per key; key 0, an unknown location, makes none. */
+static void add_groups(struct reg_fam_view *fv, struct fill *fl, const struct sort_ent *tmp, uint32_t n,
+                       enum reg_family f)
 {
-    struct reg_fam_view *fv = &v->fam[f];
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < svc->n_instances; i++) {
-        const struct reg_instance *inst = svc->instances[i];
-        if (answerable(inst) && family_has(f, inst))
-            v->tmp[n++] = (struct sort_ent){.down = inst->health != REG_HEALTH_UP, .order = i, .inst = inst};
+    for (uint32_t i = 0, j; i < n; i = j) {
+        uint32_t key = tmp[i].key;
+        for (j = i; j < n && tmp[j].key == key; j++)
+            ;
+        if (key == 0)
+            continue;
+        struct reg_group *g = NULL;
+        for (uint32_t k = i; k < j; k++) {
+            if (!family_has(f, tmp[k].inst))
+                continue;
+            if (!g) {
+                g = &fv->group[fl->n_groups++];
+                *g = (struct reg_group){.id = key, .start = fl->pos};
+            }
+            append_member(fv, fl, g, &tmp[k]);
+        }
     }
+}
+
+/* Append family f's "all" group: every member, healthy ones first. */
+static void add_all_group(struct reg_fam_view *fv, struct fill *fl, const struct sort_ent *tmp, uint32_t n,
+                          enum reg_family f)
+{
+    struct reg_group *g = &fv->group[fl->n_groups++];
+    *g = (struct reg_group){.start = fl->pos};
+    for (uint32_t pass = 0; pass < 2; pass++)
+        for (uint32_t k = 0; k < n; k++)
+            if (tmp[k].down == pass && family_has(f, tmp[k].inst))
+                append_member(fv, fl, g, &tmp[k]);
+}
+
+static int reserve_family(struct reg_fam_view *fv, uint32_t n)
+{
     uint64_t need = (uint64_t)n * 3;
     bool ok = need <= UINT32_MAX / 2;
     if (ok) {
@@ -196,26 +209,44 @@ static int build_family(struct reg_view *v, const struct reg_service *svc, enum 
         fv->cum = grow(fv->cum, &fv->cum_cap, (uint32_t)need, sizeof *fv->cum, &ok);
         fv->group = grow(fv->group, &fv->group_cap, 2 * n + 1, sizeof *fv->group, &ok);
     }
-    if (!ok)
-        return -ENOMEM;
+    return ok ? 0 : -ENOMEM;
+}
 
-    uint32_t pos = 0, n_groups = 0;
+/* Two sorts of the answerable instances (by datacenter, by region) serve
+ * every family: each family's groups take its members in sorted order. */
+static int build_views(struct reg_view *v, const struct reg_service *svc)
+{
+    uint32_t n = 0, count[REG_FAMILIES] = {0};
+    for (uint32_t i = 0; i < svc->n_instances; i++) {
+        const struct reg_instance *inst = svc->instances[i];
+        if (!answerable(inst))
+            continue;
+        v->tmp[n++] = (struct sort_ent){.down = inst->health != REG_HEALTH_UP, .order = i, .inst = inst};
+        count[REG_FAMILY_ANY]++;
+        count[inst->addr.ss.ss_family == AF_INET ? REG_FAMILY_V4 : REG_FAMILY_V6]++;
+    }
+    struct fill fill[REG_FAMILIES] = {{0}};
+    for (int f = 0; f < REG_FAMILIES; f++)
+        if (reserve_family(&v->fam[f], count[f]) < 0)
+            return -ENOMEM;
+
     for (uint32_t i = 0; i < n; i++)
         v->tmp[i].key = v->tmp[i].inst->loc.dc;
-    qsort(v->tmp, n, sizeof *v->tmp, by_key_then_health);
-    add_groups(fv, v->tmp, n, &pos, &n_groups, false);
-    fv->n_dc = n_groups;
+    if (n > 1)
+        qsort(v->tmp, n, sizeof *v->tmp, by_key_then_health);
+    for (int f = 0; f < REG_FAMILIES; f++) {
+        add_groups(&v->fam[f], &fill[f], v->tmp, n, (enum reg_family)f);
+        v->fam[f].n_dc = fill[f].n_groups;
+    }
     for (uint32_t i = 0; i < n; i++)
         v->tmp[i].key = v->tmp[i].inst->loc.region;
-    qsort(v->tmp, n, sizeof *v->tmp, by_key_then_health);
-    add_groups(fv, v->tmp, n, &pos, &n_groups, false);
-    fv->n_region = n_groups - fv->n_dc;
-    for (uint32_t i = 0; i < n; i++)
-        v->tmp[i].key = 0;
-    qsort(v->tmp, n, sizeof *v->tmp, by_key_then_health);
-    add_groups(fv, v->tmp, n, &pos, &n_groups, true);
-    if (n_groups == fv->n_dc + fv->n_region) /* no instance: an empty "all" */
-        fv->group[n_groups++] = (struct reg_group){0};
+    if (n > 1)
+        qsort(v->tmp, n, sizeof *v->tmp, by_key_then_health);
+    for (int f = 0; f < REG_FAMILIES; f++) {
+        add_groups(&v->fam[f], &fill[f], v->tmp, n, (enum reg_family)f);
+        v->fam[f].n_region = fill[f].n_groups - v->fam[f].n_dc;
+        add_all_group(&v->fam[f], &fill[f], v->tmp, n, (enum reg_family)f);
+    }
     return 0;
 }
 
@@ -233,11 +264,15 @@ static int view_ensure(struct reg_service *svc)
     v->tmp = grow(v->tmp, &v->tmp_cap, svc->n_instances, sizeof *v->tmp, &ok);
     if (!ok)
         return -ENOMEM;
-    for (int f = 0; f < REG_FAMILIES; f++)
-        if (build_family(v, svc, (enum reg_family)f) < 0)
-            return -ENOMEM;
+    if (build_views(v, svc) < 0)
+        return -ENOMEM;
     svc->view_dirty = false;
     return 0;
+}
+
+int reg_answer_prepare(struct reg_service *svc)
+{
+    return view_ensure(svc);
 }
 
 /* ---- choosing the tier ------------------------------------------------- */

@@ -115,6 +115,12 @@ struct reg_srv {
 int reg_answer_srv(struct reg_model *m, struct reg_service *svc, struct reg_loc caller, struct reg_srv *out,
                    uint32_t cap, uint32_t *total, struct reg_explain *ex);
 
+/* Rebuild the service's views now if a change made them stale, which the
+ * first answer after a change would otherwise do: the daemon calls it when
+ * it has merged a window of changes, so queries never pay for it. 0 or
+ * -ENOMEM. */
+int reg_answer_prepare(struct reg_service *svc);
+
 /* What an answer for the caller would be drawn from, and why. 0 or -ENOMEM. */
 int reg_answer_explain(struct reg_model *m, struct reg_service *svc, struct reg_loc caller, enum reg_family family,
                        struct reg_explain *ex);

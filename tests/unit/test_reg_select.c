@@ -614,6 +614,42 @@ static void test_explain(void **state)
     reg_model_free(t.m);
 }
 
+/* A service without instances, or with none answerable: empty answers,
+ * no protection, and the views follow once instances come. */
+static void test_empty_service(void **state)
+{
+    (void)state;
+    struct reg_service_settings s;
+    reg_service_settings_defaults(&s);
+    s.protect_threshold = 0.5;
+    struct reg_model *m = th_model(NULL);
+    struct reg_service *svc = th_service(m, "empty", &s);
+    reg_service_settings_free(&s);
+    struct reg_loc caller = th_loc(m, "dc1", "r1");
+    struct reg_rand r = rnd_seeded(1);
+    const struct reg_instance *out[4];
+    struct reg_explain ex;
+    assert_int_equal(reg_answer_prepare(svc), 0);
+    assert_int_equal(reg_answer_pick(m, svc, caller, REG_FAMILY_V4, &r, out, 4, &ex), 0);
+    assert_int_equal(ex.tier, REG_TIER_ALL);
+    assert_int_equal(ex.all.total, 0);
+    assert_false(ex.protect_active);
+    struct reg_srv srv[4];
+    uint32_t total = 9;
+    assert_int_equal(reg_answer_srv(m, svc, caller, srv, 4, &total, &ex), 0);
+    assert_int_equal(total, 0);
+    /* Only a disabled one: still nothing. */
+    struct reg_instance *a = th_put(m, svc, "10.0.0.1:80", "dc1", "r1", 100);
+    reg_instance_set_enabled(m, a, false);
+    assert_int_equal(reg_answer_pick(m, svc, caller, REG_FAMILY_V4, &r, out, 4, &ex), 0);
+    reg_instance_set_enabled(m, a, true);
+    assert_int_equal(reg_answer_prepare(svc), 0);
+    assert_int_equal(reg_answer_pick(m, svc, caller, REG_FAMILY_V4, &r, out, 4, &ex), 1);
+    assert_int_equal(ex.tier, REG_TIER_DC);
+    assert_int_equal(reg_answer_pick(m, svc, caller, REG_FAMILY_V6, &r, out, 4, &ex), 0);
+    reg_model_free(m);
+}
+
 /* ---- scale ------------------------------------------------------------- */
 
 static void test_thousands_of_instances(void **state)
@@ -693,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_srv_priorities_and_weights),
         cmocka_unit_test(test_srv_fail_open),
         cmocka_unit_test(test_explain),
+        cmocka_unit_test(test_empty_service),
         cmocka_unit_test(test_thousands_of_instances),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
