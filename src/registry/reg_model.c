@@ -264,6 +264,38 @@ static bool ratio_ok(double r)
     return r >= 0 && r <= 1; /* false for NaN too */
 }
 
+/* Printable ASCII without spaces: what goes into a check's request line
+ * and Host header must not be able to add lines to it. */
+static bool visible(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+/* The ranges of core/health_conf.h, for settings that come from the API
+ * or the store rather than the config file. */
+static int health_check_check(const struct cfg_health *h, char *err, size_t errlen)
+{
+    if ((unsigned)h->type > HEALTH_HTTP)
+        return fail(err, errlen, "health_check.type: must be none, tcp or http");
+    if (h->interval_ms < 10 || h->interval_ms > 24 * 3600000u)
+        return fail(err, errlen, "health_check.interval: must be between 10ms and 24h");
+    if (h->timeout_ms < 1 || h->timeout_ms > h->interval_ms)
+        return fail(err, errlen, "health_check.timeout: must be at least 1ms and not longer than interval");
+    if (h->rise < 1 || h->rise > 100 || h->fall < 1 || h->fall > 100)
+        return fail(err, errlen, "health_check.%s: must be between 1 and 100",
+                    h->rise < 1 || h->rise > 100 ? "rise" : "fall");
+    if (h->status_min < 100 || h->status_max > 599 || h->status_min > h->status_max)
+        return fail(err, errlen, "health_check.expect_status: must be a range within 100-599");
+    if (h->http_path && (h->http_path[0] != '/' || !visible(h->http_path) || strlen(h->http_path) > 1024))
+        return fail(err, errlen, "health_check.path: must start with \"/\", without spaces, at most 1024 bytes");
+    if (h->http_host && (!*h->http_host || !visible(h->http_host) || strlen(h->http_host) > 255))
+        return fail(err, errlen, "health_check.host: must be a host name without spaces, at most 255 bytes");
+    return 0;
+}
+
 int reg_service_settings_check(const struct reg_service_settings *s, char *err, size_t errlen)
 {
     if (!ratio_ok(s->protect_threshold))
@@ -282,9 +314,7 @@ int reg_service_settings_check(const struct reg_service_settings *s, char *err, 
         return fail(err, errlen, "heartbeat_timeout: must be at least heartbeat_interval");
     if (s->expire_after_ms < s->heartbeat_timeout_ms)
         return fail(err, errlen, "expire_after: must be at least heartbeat_timeout");
-    if ((unsigned)s->health.type > HEALTH_HTTP)
-        return fail(err, errlen, "health_check.type: unknown");
-    return 0;
+    return health_check_check(&s->health, err, errlen);
 }
 
 static bool settings_equal(const struct reg_service_settings *a, const struct reg_service_settings *b)

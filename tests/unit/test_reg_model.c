@@ -158,6 +158,11 @@ static void test_service_validation(void **state)
     BAD_SETTING(s.heartbeat_interval_ms = 10, "heartbeat_interval");
     BAD_SETTING(s.heartbeat_timeout_ms = 1000, "heartbeat_timeout");
     BAD_SETTING(s.expire_after_ms = 10000, "expire_after");
+    BAD_SETTING(s.health.rise = 0, "health_check.rise");
+    BAD_SETTING(s.health.timeout_ms = s.health.interval_ms + 1, "health_check.timeout");
+    BAD_SETTING(s.health.status_min = 99, "health_check.expect_status");
+    BAD_SETTING((free(s.health.http_path), s.health.http_path = strdup("/x\r\nHost: evil")), "health_check.path");
+    BAD_SETTING(s.health.http_host = strdup("a b"), "health_check.host");
 #undef BAD_SETTING
     assert_null(reg_service_find(m, "ok", 2)); /* nothing was created on errors */
     reg_model_free(m);
