@@ -6,8 +6,9 @@
  * service, from the time it was registered (or loaded) on. The window is
  * made of the last REG_RATE_BUCKETS complete buckets, so a bucket still
  * filling never makes the rate look low. With nothing expected (no
- * ephemeral instance old enough to have sent one) there is nothing to
- * judge and self-preservation is off.
+ * ephemeral instance old enough to have sent one), or fewer ephemeral
+ * instances than self_preservation_min, there is nothing to judge and
+ * self-preservation is off.
  *
  * Eviction cap: a service's eviction interval starts with the first expiry
  * it needs; its budget is the cap's share of the service's ephemeral
@@ -57,9 +58,17 @@ static double heartbeats_expected(const struct reg_model *m, uint64_t from, uint
     return expected;
 }
 
+static uint32_t ephemeral_count(const struct reg_model *m)
+{
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < m->n_services; s++)
+        n += m->services[s]->n_ephemeral;
+    return n;
+}
+
 static bool judge_self_preservation(struct reg_model *m, uint64_t now_ms)
 {
-    if (m->conf.self_preservation <= 0)
+    if (m->conf.self_preservation <= 0 || ephemeral_count(m) < m->conf.self_preservation_min)
         return false;
     uint64_t current = now_ms / bucket_ms(m);
     uint64_t first = current >= REG_RATE_BUCKETS ? current - REG_RATE_BUCKETS : 0;

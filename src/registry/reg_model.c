@@ -56,6 +56,7 @@ void reg_model_conf_defaults(struct reg_model_conf *c)
         .eviction_interval_ms = 60000,
         .self_preservation = 0.85,
         .rate_window_ms = 60000,
+        .self_preservation_min = 10,
         .grace_ms = 30000,
     };
 }

@@ -56,7 +56,8 @@
  *     instance heartbeats once per its service's heartbeat_interval from
  *     its registration on), the node is probably the one cut off, so
  *     nothing expires until the rate recovers
- *     (reg_model_stats.self_preservation).
+ *     (reg_model_stats.self_preservation). It needs a fleet to judge by:
+ *     with fewer than self_preservation_min ephemeral instances it is off.
  *     Instances are still marked DOWN meanwhile, so answers stay right
  *     when the silence is real and the protect threshold fails open when
  *     it is not; only their removal waits.
@@ -216,6 +217,10 @@ struct reg_model_conf {
      * expected ones (0..1, default 0.85; 0 = off). */
     double self_preservation;
     uint32_t rate_window_ms;
+    /* ... judged only with at least this many ephemeral instances on the
+     * node (default 10): with a handful, a drop is as likely a death as a
+     * cut, and holding a dead one forever would surprise more than help. */
+    uint32_t self_preservation_min;
     /* Grace after a restart for ephemeral instances loaded from the store
      * (default 30 s). */
     uint32_t grace_ms;

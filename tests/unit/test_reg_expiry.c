@@ -301,6 +301,44 @@ static void test_self_preservation_holds_partial_loss(void **state)
     reg_model_free(m);
 }
 
+/* A handful of instances is no fleet to judge by: with fewer than
+ * self_preservation_min (10) ephemeral instances, the silent ones expire
+ * even with self-preservation on; with 10, they are held. */
+static void few_silent(int n, bool expect_held)
+{
+    struct reg_model *m = model_with(0.85, 1.0);
+    struct reg_service *svc = th_service(m, "few", NULL);
+    char a[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(a, sizeof a, "10.0.0.%d:80", i + 1);
+        th_put_ephemeral(m, svc, a, 0);
+    }
+    struct reg_tick_result r;
+    uint32_t expired = 0, held = 0;
+    for (uint64_t t = 1000; t <= 120000; t += 1000) {
+        reg_model_tick(m, t, &r);
+        expired += r.expired;
+        held += r.held_by_preservation;
+    }
+    if (expect_held) {
+        assert_int_equal(expired, 0);
+        assert_true(held > 0);
+        assert_int_equal(svc->n_instances, (uint32_t)n);
+    } else {
+        assert_int_equal(expired, (uint32_t)n);
+        assert_int_equal(held, 0);
+    }
+    reg_model_free(m);
+}
+
+static void test_self_preservation_needs_a_fleet(void **state)
+{
+    (void)state;
+    few_silent(1, false);
+    few_silent(9, false);
+    few_silent(10, true);
+}
+
 /* After a restart: ephemeral instances read back from the store are left
  * alone for the grace period; those that heartbeat stay, the others go
  * down and expire when it ends. */
@@ -351,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_self_preservation_on),
         cmocka_unit_test(test_self_preservation_off),
         cmocka_unit_test(test_self_preservation_holds_partial_loss),
+        cmocka_unit_test(test_self_preservation_needs_a_fleet),
         cmocka_unit_test(test_grace_period),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
