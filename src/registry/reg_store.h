@@ -11,8 +11,10 @@
  *     done(arg, ok, reason), called exactly once when the write is durable
  *     (ok) or has failed (reason says why; only valid during the call). A
  *     registration is answered (the API's 200) from its completion, never
- *     before. done is never called from inside the write call itself, so
- *     a caller may register its state after calling; it may be NULL.
+ *     before. done is not called from inside the write call itself, so a
+ *     caller may register its state after calling (the one exception: out
+ *     of memory with nowhere to queue the completion, then it is called at
+ *     once with ok false); it may be NULL.
  *   - The records a write takes are read during the call only (the store
  *     copies or binds what it needs).
  *   - Group commit: writes are collected and made durable together by
@@ -26,6 +28,12 @@
  *     to the model in the completion, so the model only ever holds what is
  *     durable; the etcd store forces that order anyway (its watch feeds
  *     the model).
+ *   - What is stored is a registration as reg_instance_spec says it,
+ *     health included as it was at the write (the daemon decides whether
+ *     health changes are worth a write; a restart restores what was
+ *     written). An instance that expires (REG_EV_INSTANCE_EXPIRE) must be
+ *     deleted from the store as well, or a restart brings it back for a
+ *     grace period.
  *   - Errors: -1 with a reason in the caller's buffer, naming the file
  *     or the record.
  */
@@ -152,7 +160,8 @@ struct reg_sqlite_opts {
  * the file (a quick integrity check, the schema version) and says what is
  * wrong when it cannot be used: not a directory, not writable, in use by
  * another process, not a database, corrupt, not a Sluice registry, written
- * by a newer schema. opts may be NULL (FULL). */
+ * by a newer schema. opts may be NULL (FULL). Open it in the process that
+ * uses it: an SQLite connection must not cross a fork(). */
 struct reg_store *reg_store_sqlite_open(const char *dir, const struct reg_sqlite_opts *opts, char *err,
                                         size_t errlen);
 
