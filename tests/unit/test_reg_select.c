@@ -233,7 +233,7 @@ static void test_first_of_several_follows_weights(void **state)
         snprintf(a, sizeof a, "10.0.0.%d:80", i + 1);
         insts[i] = th_put(m, svc, a, "", "", w[i]);
     }
-    uint64_t first[4] = {0}, any[4] = {0};
+    uint64_t first[4] = {0}, second[4] = {0}, any[4] = {0};
     struct reg_rand r = rnd_seeded(3);
     for (uint32_t k = 0; k < PICKS; k++) {
         const struct reg_instance *out[3];
@@ -247,11 +247,24 @@ static void test_first_of_several_follows_weights(void **state)
                     any[i]++;
                     if (j == 0)
                         first[i]++;
+                    if (j == 1)
+                        second[i]++;
                 }
     }
     for (int i = 0; i < 4; i++) {
         double want = w[i] / 100.0, got = (double)first[i] / PICKS;
         assert_true(fabs(got - want) <= 0.02 * want);
+    }
+    /* The second record is drawn by weight among the three left: its
+     * share is the sum over first records i of w_i/W * w_j/(W - w_i). */
+    for (int j = 0; j < 4; j++) {
+        double want = 0;
+        for (int i = 0; i < 4; i++)
+            if (i != j)
+                want += w[i] / 100.0 * w[j] / (100.0 - w[i]);
+        double got = (double)second[j] / PICKS;
+        if (fabs(got - want) > 0.02 * want)
+            fail_msg("second record %d: share %.4f, expected %.4f", j, got, want);
     }
     /* Three of four: an instance is left out with the probability that
      * the other three are drawn first. For weight 10 (w0) it is in almost
