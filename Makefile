@@ -7,6 +7,7 @@
 #   make bench-l7   bench/l7.sh: Sluice vs nginx vs HAProxy
 #   make test-bpf   XDP forwarder packet fixtures (src/l4/l4.mk)
 #   make bench-l4   bench/l4.sh: XDP forwarder vs nftables DNAT (root)
+#   make bench-registry-model  bench/reg_bench.c: registry answers and store writes/s
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -17,7 +18,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # header change rebuilds only what includes it.
 BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) -g -MMD -MP
 CFLAGS  ?= -O2
-LIBS    := -lyaml -ljansson -lm
+LIBS    := -lyaml -ljansson -lsqlite3 -lm
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -71,7 +72,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 clean asan layers
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model clean asan layers
 
 all: build/sluice
 
@@ -134,6 +135,15 @@ bench-l7: deps build/sluice
 
 bench-l4: deps build/sluice build/l4/l4_bench
 	@bash bench/l4.sh
+
+# The registry's model and store, measured (a release build, no daemon).
+REG_BENCH_LIBS = $(foreach l,registry core lib,$(call layer_lib,$(l),obj))
+build/bench/reg_bench: bench/reg_bench.c $(REG_BENCH_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(REG_BENCH_LIBS) $(LIBS)
+
+bench-registry-model: deps build/bench/reg_bench
+	@build/bench/reg_bench
 
 clean:
 	rm -rf build
