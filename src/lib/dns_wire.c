@@ -501,14 +501,16 @@ struct rr_mark {
     size_t rdlen_at;
 };
 
-/* Checks shared by every put: the section order, a writer still open, the owner's form. */
-static int rr_check(const struct dns_writer *w, enum dns_section s, const uint8_t *owner,
-                    struct wire_name *on)
+/* Checks shared by every put: the section order, a writer still open, the
+ * owner's form. A call for a later section moves the writer on to it, even
+ * when the record is then refused. */
+static int rr_check(struct dns_writer *w, enum dns_section s, const uint8_t *owner, struct wire_name *on)
 {
     if (w->finished || (unsigned)s > DNS_SECTION_ADDITIONAL || (unsigned)s < w->section)
         return -EINVAL;
     if (scan_name(owner, DNS_NAME_MAX, on) < 0)
         return -EINVAL;
+    w->section = (uint8_t)s;
     return w->truncated ? -ENOSPC : 0;
 }
 
@@ -533,7 +535,6 @@ static int rr_done(struct dns_writer *w, enum dns_section s, const struct rr_mar
 {
     put16(w->buf + m->rdlen_at, (unsigned)(w->len - m->rdlen_at - 2));
     w->count[s]++;
-    w->section = (uint8_t)s;
     return 0;
 }
 
@@ -541,7 +542,6 @@ static int rr_undo(struct dns_writer *w, enum dns_section s, const struct rr_mar
 {
     w->len = m->len;
     w->ncomp = m->ncomp;
-    w->section = (uint8_t)s;
     if (s != DNS_SECTION_ADDITIONAL)
         w->truncated = true;
     return -ENOSPC;
