@@ -462,25 +462,32 @@ static bool put_bytes(struct dns_writer *w, const void *p, size_t n)
     return true;
 }
 
-/* Write a name, as a pointer to the longest suffix already written when
- * compress is set, and remember where its new labels are. */
-static bool put_name(struct dns_writer *w, const struct wire_name *n, bool compress)
+/* The first label of n from which on the name is already in the table (a
+ * suffix written before), n->labels when none is, and where that suffix is. */
+static unsigned comp_lookup(const struct dns_writer *w, const struct wire_name *n, size_t *at)
 {
-    unsigned first_shared = n->labels;   /* labels from here on are a pointer */
-    size_t target = 0;
-    for (unsigned k = 0; compress && k < n->labels && first_shared == n->labels; k++) {
+    for (unsigned k = 0; k < n->labels; k++) {
         unsigned slen = n->len - n->off[k], slabels = n->labels - k;
         for (unsigned e = 0; e < w->ncomp; e++) {
             const struct dns_comp_slot *c = &w->comp[e];
             if (c->len == slen && c->labels == slabels && same_name_at(w->buf, c->off, n->p + n->off[k])) {
-                first_shared = k;
-                target = c->off;
-                break;
+                *at = c->off;
+                return k;
             }
         }
     }
-    bool pointer = first_shared < n->labels;
-    size_t raw = pointer ? n->off[first_shared] : n->len;
+    return n->labels;
+}
+
+/* Write a name, ending in a pointer to the longest suffix already written
+ * when compress is set, and remember where its new suffixes are (a suffix
+ * the table knows is not remembered twice, even when written whole). */
+static bool put_name(struct dns_writer *w, const struct wire_name *n, bool compress)
+{
+    size_t target = 0;
+    unsigned known = comp_lookup(w, n, &target);
+    bool pointer = compress && known < n->labels;
+    size_t raw = pointer ? n->off[known] : n->len;
     size_t start = w->len;
     if (raw + (pointer ? 2 : 0) > write_end(w) - start)
         return false;
@@ -490,7 +497,7 @@ static bool put_name(struct dns_writer *w, const struct wire_name *n, bool compr
         put16(w->buf + w->len, COMP_PTR | (unsigned)target);
         w->len += 2;
     }
-    for (unsigned k = 0; k < first_shared; k++)
+    for (unsigned k = 0; k < known; k++)
         comp_remember(w, start + n->off[k], n->len - n->off[k], n->labels - k);
     return true;
 }

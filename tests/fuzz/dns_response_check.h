@@ -49,7 +49,7 @@ struct dnsc_response {
     const char *error;            /* why the response was rejected */
 };
 
-static void dnsc_put(struct dnsc_buf *b, const void *p, size_t n)
+static inline void dnsc_put(struct dnsc_buf *b, const void *p, size_t n)
 {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 1024;
@@ -64,19 +64,19 @@ static void dnsc_put(struct dnsc_buf *b, const void *p, size_t n)
     b->len += n;
 }
 
-static void dnsc_put16(struct dnsc_buf *b, unsigned v)
+static inline void dnsc_put16(struct dnsc_buf *b, unsigned v)
 {
     uint8_t x[2] = { (uint8_t)(v >> 8), (uint8_t)v };
     dnsc_put(b, x, 2);
 }
 
-static void dnsc_put32(struct dnsc_buf *b, uint32_t v)
+static inline void dnsc_put32(struct dnsc_buf *b, uint32_t v)
 {
     uint8_t x[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
     dnsc_put(b, x, 4);
 }
 
-static void dnsc_free(struct dnsc_response *r)
+static inline void dnsc_free(struct dnsc_response *r)
 {
     free(r->canon.p);
     memset(&r->canon, 0, sizeof r->canon);
@@ -89,7 +89,7 @@ static inline unsigned dnsc_get16(const uint8_t *p) { return (unsigned)p[0] << 8
  * keep_case), moving *pos past it where it stands. Pointers only when
  * allow_ptr, and each must point before the fragment being read and past
  * the header. */
-static bool dnsc_name(const uint8_t *m, size_t len, size_t *pos, uint8_t out[255], size_t *out_len,
+static inline bool dnsc_name(const uint8_t *m, size_t len, size_t *pos, uint8_t out[255], size_t *out_len,
                       bool allow_ptr, bool keep_case)
 {
     size_t p = *pos, fragment = *pos, o = 0, end = 0;
@@ -133,14 +133,14 @@ static bool dnsc_name(const uint8_t *m, size_t len, size_t *pos, uint8_t out[255
     return true;
 }
 
-static bool dnsc_fail(struct dnsc_response *r, const char *why)
+static inline bool dnsc_fail(struct dnsc_response *r, const char *why)
 {
     r->error = why;
     return false;
 }
 
 /* The OPT record's RDATA: options tiling it, at most one Client Subnet. */
-static bool dnsc_opt_options(struct dnsc_response *r, const uint8_t *d, size_t n)
+static inline bool dnsc_opt_options(struct dnsc_response *r, const uint8_t *d, size_t n)
 {
     size_t p = 0;
     while (p < n) {
@@ -177,7 +177,7 @@ static bool dnsc_opt_options(struct dnsc_response *r, const uint8_t *d, size_t n
 }
 
 /* One record; its canonical form goes to r->canon (OPT to the fields). */
-static bool dnsc_record(struct dnsc_response *r, const uint8_t *m, size_t len, size_t *pos, int section)
+static inline bool dnsc_record(struct dnsc_response *r, const uint8_t *m, size_t len, size_t *pos, int section)
 {
     uint8_t owner[255], n1[255], n2[255];
     size_t owner_len, l1, l2;
@@ -273,7 +273,7 @@ static bool dnsc_record(struct dnsc_response *r, const uint8_t *m, size_t len, s
 
 /* Read a whole response. Returns true when it is well formed; r->error says
  * why not otherwise. Free r with dnsc_free either way. */
-static bool dnsc_parse(const uint8_t *m, size_t len, struct dnsc_response *r)
+static inline bool dnsc_parse(const uint8_t *m, size_t len, struct dnsc_response *r)
 {
     memset(r, 0, sizeof *r);
     if (len < 12)
@@ -313,7 +313,7 @@ static bool dnsc_parse(const uint8_t *m, size_t len, struct dnsc_response *r)
 
 /* ---- the expected side ---- */
 
-static size_t dnsc_wire_len(const uint8_t *name)
+static inline size_t dnsc_wire_len(const uint8_t *name)
 {
     size_t p = 0;
     while (name[p])
@@ -321,7 +321,7 @@ static size_t dnsc_wire_len(const uint8_t *name)
     return p + 1;
 }
 
-static void dnsc_put_lower_name(struct dnsc_buf *b, const uint8_t *name)
+static inline void dnsc_put_lower_name(struct dnsc_buf *b, const uint8_t *name)
 {
     size_t n = dnsc_wire_len(name);
     for (size_t i = 0; i < n; i++) {
@@ -332,7 +332,7 @@ static void dnsc_put_lower_name(struct dnsc_buf *b, const uint8_t *name)
 
 /* Append the canonical form of a record with the given (uncompressed)
  * RDATA pieces: names are lower-cased here. */
-static void dnsc_canon_head(struct dnsc_buf *b, int section, const uint8_t *owner, unsigned type, uint32_t ttl)
+static inline void dnsc_canon_head(struct dnsc_buf *b, int section, const uint8_t *owner, unsigned type, uint32_t ttl)
 {
     uint8_t sec = (uint8_t)section;
     dnsc_put(b, &sec, 1);
@@ -342,7 +342,7 @@ static void dnsc_canon_head(struct dnsc_buf *b, int section, const uint8_t *owne
     dnsc_put32(b, ttl);
 }
 
-static void dnsc_canon_addr(struct dnsc_buf *b, int section, const uint8_t *owner, uint32_t ttl,
+static inline void dnsc_canon_addr(struct dnsc_buf *b, int section, const uint8_t *owner, uint32_t ttl,
                             const uint8_t *addr, size_t n)
 {
     dnsc_canon_head(b, section, owner, n == 4 ? 1 : 28, ttl);
@@ -350,14 +350,14 @@ static void dnsc_canon_addr(struct dnsc_buf *b, int section, const uint8_t *owne
     dnsc_put(b, addr, n);
 }
 
-static void dnsc_canon_ns(struct dnsc_buf *b, int section, const uint8_t *owner, uint32_t ttl, const uint8_t *ns)
+static inline void dnsc_canon_ns(struct dnsc_buf *b, int section, const uint8_t *owner, uint32_t ttl, const uint8_t *ns)
 {
     dnsc_canon_head(b, section, owner, 2, ttl);
     dnsc_put16(b, (unsigned)dnsc_wire_len(ns));
     dnsc_put_lower_name(b, ns);
 }
 
-static void dnsc_canon_srv(struct dnsc_buf *b, int section, const uint8_t *owner, uint32_t ttl, unsigned prio,
+static inline void dnsc_canon_srv(struct dnsc_buf *b, int section, const uint8_t *owner, uint32_t ttl, unsigned prio,
                            unsigned weight, unsigned port, const uint8_t *target)
 {
     dnsc_canon_head(b, section, owner, 33, ttl);
@@ -368,7 +368,7 @@ static void dnsc_canon_srv(struct dnsc_buf *b, int section, const uint8_t *owner
     dnsc_put_lower_name(b, target);
 }
 
-static void dnsc_canon_soa(struct dnsc_buf *b, int section, const uint8_t *owner, uint32_t ttl,
+static inline void dnsc_canon_soa(struct dnsc_buf *b, int section, const uint8_t *owner, uint32_t ttl,
                            const uint8_t *mname, const uint8_t *rname, const uint32_t timers[5])
 {
     dnsc_canon_head(b, section, owner, 6, ttl);
