@@ -7,6 +7,7 @@
 #   make bench-l7   bench/l7.sh: Sluice vs nginx vs HAProxy
 #   make test-bpf   XDP forwarder packet fixtures (src/l4/l4.mk)
 #   make bench-l4   bench/l4.sh: XDP forwarder vs nftables DNAT (root)
+#   make bench-dns-codec  CPU ns per query of the DNS codec (parse + answer)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -71,7 +72,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 clean asan layers
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-dns-codec clean asan layers
 
 all: build/sluice
 
@@ -134,6 +135,13 @@ bench-l7: deps build/sluice
 
 bench-l4: deps build/sluice build/l4/l4_bench
 	@bash bench/l4.sh
+
+bench-dns-codec: build/bench/dns_codec_bench
+	@build/bench/dns_codec_bench
+
+build/bench/dns_codec_bench: bench/dns/codec_bench.c $(call layer_lib,lib,obj)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(call layer_lib,lib,obj)
 
 clean:
 	rm -rf build

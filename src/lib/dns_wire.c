@@ -443,9 +443,11 @@ static bool same_name_at(const uint8_t *buf, size_t off, const uint8_t *s)
             return false;
         if (l == 0)
             return true;
-        for (unsigned k = 1; k <= l; k++)
-            if (fold(buf[off + k]) != fold(s[k]))
+        for (unsigned k = 1; k <= l; k++) {
+            uint8_t x = buf[off + k], y = s[k];
+            if (x != y && fold(x) != fold(y))   /* folding only when the bytes differ: names mostly match exactly */
                 return false;
+        }
         off += 1 + (size_t)l;
         s += 1 + (size_t)l;
     }
@@ -466,6 +468,12 @@ static bool put_bytes(struct dns_writer *w, const void *p, size_t n)
  * suffix written before), n->labels when none is, and where that suffix is. */
 static unsigned comp_lookup(const struct dns_writer *w, const struct wire_name *n, size_t *at)
 {
+    /* Most names a server writes are the question's own (every answer's
+     * owner): one memcmp when written in the same case. */
+    if (n->len == w->qname_len && n->labels > 0 && memcmp(w->buf + DNS_HEADER_LEN, n->p, n->len) == 0) {
+        *at = DNS_HEADER_LEN;
+        return 0;
+    }
     for (unsigned k = 0; k < n->labels; k++) {
         unsigned slen = n->len - n->off[k], slabels = n->labels - k;
         for (unsigned e = 0; e < w->ncomp; e++) {
@@ -662,6 +670,7 @@ int dns_response_begin(struct dns_writer *w, uint8_t *buf, size_t limit, const s
     w->opt_len = !w->edns ? 0
                  : OPT_RR_LEN + (ecs ? EDNS_OPTION_HEAD + ECS_FIXED_LEN + ecs_addr_bytes(q->ecs.source_prefix) : 0);
     w->ncomp = 0;
+    w->qname_len = q->has_question ? q->qname.len : 0;
 
     /* Header + the largest question + the largest OPT is 306 bytes: it
      * always fits in 512. */

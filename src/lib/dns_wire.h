@@ -166,6 +166,7 @@ struct dns_writer {
     bool edns, dnssec_ok, ecs;
     uint16_t udp_size;
     struct dns_ecs ecs_data;
+    uint16_t qname_len;        /* the question's name at offset 12, 0 when none */
     uint8_t ncomp;
     struct dns_comp_slot { uint16_t off; uint8_t len; uint8_t labels; } comp[DNS_COMPRESS_SLOTS];
 };
