@@ -42,7 +42,7 @@
  *                         a SCOPE PREFIX-LENGTH other than 0, an ADDRESS
  *                         not exactly ceil(SOURCE/8) bytes long, or ADDRESS
  *                         bits set beyond SOURCE (RFC 7871 §6, §7.2.1);
- *                         bytes after the last record (as Knot).
+ *                         bytes after the last record (libknot flags them too).
  *   BADVERS               a well-formed message whose OPT has a VERSION
  *                         above 0; its options are not read (their format
  *                         belongs to that version).
@@ -153,14 +153,16 @@ size_t dns_response_limit(const struct dns_query *q, bool tcp, uint16_t udp_max)
 
 enum dns_section { DNS_SECTION_ANSWER = 0, DNS_SECTION_AUTHORITY = 1, DNS_SECTION_ADDITIONAL = 2 };
 
-/* Private state; lives on the caller's stack (about 400 bytes). */
+/* Lives on the caller's stack (about 330 bytes). A caller may read len
+ * (bytes written so far) and truncated (TC will be set); the rest is the
+ * codec's. */
 struct dns_writer {
     uint8_t *buf;
     size_t limit;              /* never written past */
     size_t len;                /* bytes written so far */
     size_t opt_len;            /* kept free at the end for the OPT record */
     uint16_t count[3];         /* records per section */
-    uint8_t section;           /* the section of the last record */
+    uint8_t section;           /* the section of the last put: sections only move on */
     bool truncated;            /* TC: an answer or authority record did not fit */
     bool finished;             /* dns_response_finish ran: nothing more is written */
     bool edns, dnssec_ok, ecs;
