@@ -8,6 +8,7 @@
 #   make test-bpf   XDP forwarder packet fixtures (src/l4/l4.mk)
 #   make bench-l4   bench/l4.sh: XDP forwarder vs nftables DNAT (root)
 #   make bench-registry-model  bench/reg_bench.c: registry answers and store writes/s
+#   make bench-dns-codec  CPU ns per query of the DNS codec (parse + answer)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -72,7 +73,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model clean asan layers
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model bench-dns-codec clean asan layers
 
 all: build/sluice
 
@@ -144,6 +145,13 @@ build/bench/reg_bench: bench/reg_bench.c $(REG_BENCH_LIBS)
 
 bench-registry-model: deps build/bench/reg_bench
 	@build/bench/reg_bench
+
+bench-dns-codec: build/bench/dns_codec_bench
+	@build/bench/dns_codec_bench
+
+build/bench/dns_codec_bench: bench/dns/codec_bench.c $(call layer_lib,lib,obj)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(call layer_lib,lib,obj)
 
 clean:
 	rm -rf build

@@ -12,6 +12,7 @@ PKGS=(
   nginx-light haproxy                              # benchmark anchors
   libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config   # the XDP forwarder
   netsniff-ng nftables jq                          # bench/l4.sh (trafgen, the DNAT anchor)
+  bind9-dnsutils                                   # dig: test_dns_wire talks to the DNS codec with it
 )
 
 missing=()
