@@ -81,7 +81,8 @@ static json_t *service_json(struct reg_daemon *d, struct reg_service *svc)
     json_t *list = json_array();
     const struct reg_instance **sorted = malloc((svc->n_instances + 1) * sizeof *sorted);
     if (sorted) {
-        memcpy(sorted, svc->instances, svc->n_instances * sizeof *sorted);
+        if (svc->n_instances)
+            memcpy(sorted, svc->instances, svc->n_instances * sizeof *sorted);
         qsort(sorted, svc->n_instances, sizeof *sorted, by_id);
         for (uint32_t i = 0; i < svc->n_instances; i++)
             json_array_append_new(list, instance_json(sorted[i], now));
