@@ -17,6 +17,7 @@
 
 #include "core/admin_client.h"
 #include "core/config.h"
+#include "core/config_walk.h"
 #include "lib/addr.h"
 #include "lib/strbuf.h"
 #include "registry/reg_conf.h"
@@ -29,6 +30,7 @@ struct cli {
     struct sl_addr api;
     char token[256];
     bool json;
+    int answer_wait_ms;            /* 0: the client's default */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -117,8 +119,11 @@ static json_t *api_call(const struct cli *cli, const char *method, const char *p
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     struct admin_reply r = { 0 };
     char err[512];
-    int rc = admin_client_request_token(&cli->api, cli->token[0] ? cli->token : NULL, method, path, text, &r, err,
-                                        sizeof err);
+    /* A blocking watch waits up to its ?wait= on the server: give it
+     * longer than the longest the API allows (registry.api.max_wait). */
+    struct admin_client_opts opts = { .token = cli->token[0] ? cli->token : NULL,
+                                      .answer_wait_ms = cli->answer_wait_ms };
+    int rc = admin_client_request_with(&cli->api, method, path, text, &opts, &r, err, sizeof err);
     free(text);
     if (rc < 0) {
         fprintf(stderr, "sluice registry %s: %s\n", cli->verb, err);
@@ -565,8 +570,9 @@ static void print_change(const struct cli *cli, const char *service, json_t *j)
     fflush(stdout);
 }
 
-static int cmd_watch(const struct cli *cli, int argc, char **argv)
+static int cmd_watch(const struct cli *cli_in, int argc, char **argv)
 {
+    struct cli watch_cli = *cli_in, *cli = &watch_cli;
     static const struct option lo[] = { { "once", 0, 0, 'o' }, { "wait", 1, 0, 'w' }, { 0, 0, 0, 0 } };
     bool once = false;
     const char *wait = "5m";
@@ -583,6 +589,12 @@ static int cmd_watch(const struct cli *cli, int argc, char **argv)
     argv += optind;
     if (argc > 1)
         return fail(cli, "%s", "takes at most one SERVICE");
+    uint32_t wait_ms;
+    if (config_parse_duration_ms(wait, &wait_ms) < 0 || wait_ms == 0)
+        return fail(cli, "--wait: expected a duration such as 30s or 5m, got \"%s\"", wait);
+    /* The server answers by then (or sooner, when it caps the wait at its
+     * registry.api.max_wait); a little more covers the trip. */
+    cli->answer_wait_ms = (int)(wait_ms > INT32_MAX - 10000 ? INT32_MAX : wait_ms + 10000);
     const char *service = argc ? argv[0] : NULL;
     struct sigaction sa = { .sa_handler = on_stop_signal };
     sigaction(SIGINT, &sa, NULL);
@@ -723,11 +735,9 @@ static int common_options(struct cli *cli, int *argc, char **argv)
         }
         if (!api)
             cli->api = cfg->admin_addr;
-        if (!token && reg_conf_token(cfg, cli->token, sizeof cli->token) < 0) {
-            fprintf(stderr, "sluice registry %s: %s: cannot read the API token\n", cli->verb, config_path);
-            config_free(cfg);
-            return -1;
-        }
+        const struct cfg_registry *rc = reg_conf(cfg);
+        if (!token && rc && rc->token)
+            snprintf(cli->token, sizeof cli->token, "%s", rc->token);
         config_free(cfg);
     }
     if (api && addr_parse(api, &cli->api, &why) < 0) {
