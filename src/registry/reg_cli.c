@@ -400,9 +400,10 @@ static uint32_t heartbeat_interval_ms(const struct cli *cli, const char *service
     int status;
     json_t *j = api_call(cli, "GET", path, NULL, &status);
     json_t *hb = json_object_get(json_object_get(json_object_get(j, "settings"), "heartbeat"), "interval");
-    uint32_t ms = 5000;
-    if (json_is_integer(hb) && json_integer_value(hb) > 0)
-        ms = (uint32_t)json_integer_value(hb);
+    uint32_t ms = 5000, v;
+    /* The API writes durations as the config does ("5s"). */
+    if (json_is_string(hb) && config_parse_duration_ms(json_string_value(hb), &v) == 0 && v > 0)
+        ms = v;
     json_decref(j);
     return ms;
 }
@@ -659,7 +660,7 @@ static int cmd_answer(const struct cli *cli, int argc, char **argv)
             return 2;
         }
         path_escape(optarg, esc, sizeof esc);
-        strbuf_appendf(&q, "&%s=%s", key, esc);
+        strbuf_printf(&q, "&%s=%s", key, esc);
     }
     if (argc - optind != 1) {
         strbuf_free(&q);
@@ -668,7 +669,7 @@ static int cmd_answer(const struct cli *cli, int argc, char **argv)
     char path[1024];
     path_escape(family, esc, sizeof esc);
     snprintf(path, sizeof path, "/api/registry/services/%s/answer?family=%s%s", argv[optind], esc,
-             q.len ? q.data : "");
+             q.len ? q.p : "");
     strbuf_free(&q);
     int status;
     json_t *j = api_call(cli, "GET", path, NULL, &status);
@@ -683,9 +684,14 @@ static int cmd_answer(const struct cli *cli, int argc, char **argv)
         size_t i;
         json_array_foreach(recs, i, r)
         {
-            char *s = json_is_string(r) ? NULL : json_dumps(r, JSON_COMPACT);
-            printf("  %s\n", s ? s : json_string_value(r));
-            free(s);
+            const char *a = jstr(r, "address");
+            char addr[96], srv[48] = "";
+            snprintf(addr, sizeof addr, strchr(a, ':') ? "[%s]:%lld" : "%s:%lld", a, jint(r, "port"));
+            if (json_object_get(r, "priority"))
+                snprintf(srv, sizeof srv, "  priority %lld srv-weight %lld", jint(r, "priority"),
+                         jint(r, "srv_weight"));
+            printf("  %-24s %s/%s weight %lld %s%s\n", addr, jstr(r, "datacenter")[0] ? jstr(r, "datacenter") : "?",
+                   jstr(r, "region")[0] ? jstr(r, "region") : "?", jint(r, "weight"), jstr(r, "health"), srv);
         }
         if (json_string_value(json_object_get(j, "explain")))
             printf("%s\n", jstr(j, "explain"));
