@@ -10,6 +10,7 @@
 #   make bench-registry-model  bench/reg_bench.c: registry answers and store writes/s
 #   make bench-dns-codec  CPU ns per query of the DNS codec (parse + answer)
 #   make bench-registry   bench/registry.sh: registrations/s, heartbeats/s, watch latency, etcd floor
+#   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -74,7 +75,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec clean asan layers
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
 
 all: build/sluice
 
@@ -161,6 +162,15 @@ bench-dns-codec: build/bench/dns_codec_bench
 build/bench/dns_codec_bench: bench/dns/codec_bench.c $(call layer_lib,lib,obj)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(call layer_lib,lib,obj)
+
+# The registry's DNS server on a filled model (a release build), against
+# NSD and Knot serving the equivalent static zone.
+build/bench/reg_dns_serve: bench/dns/reg_dns_serve.c $(REG_BENCH_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(REG_BENCH_LIBS) $(LIBS)
+
+bench-dns: deps build/bench/reg_dns_serve
+	@bash bench/dns.sh
 
 clean:
 	rm -rf build
