@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/version.h"
 #include "registry/reg_api.h"
+#include "registry/reg_dns.h"
 #include "registry/reg_health.h"
 #include "registry/reg_metrics.h"
 #include "registry/registry_module.h"
@@ -338,9 +339,10 @@ static void reload(struct reg_daemon *d)
     warn_restart_only(d->rc, nrc);
     apply_config(d, nrc, d->rc);
     struct sl_config *old = d->cfg;
+    if (d->dns)
+        reg_dns_set_subnets(d->dns, subnets);
     reg_subnets_free(d->subnets);
     d->subnets = subnets;
-    /* When the DNS server is built in: reg_dns_set_subnets(d->dns, subnets). */
     d->cfg = cfg;
     d->rc = nrc;
     d->dmn.admin_opts.max_conns = nrc->api.max_watchers + ADMIN_CONNS_BESIDE_WATCHERS;
@@ -423,6 +425,23 @@ static int start_model(struct reg_daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/* The authoritative DNS server on the loop, answering from the model. */
+static int start_dns(struct reg_daemon *d, char *err, size_t errlen)
+{
+    struct reg_dns_conf dc;
+    reg_conf_dns(&d->rc->dns, &dc);
+    d->dns = reg_dns_start(d->loop, &dc, d->model, d->subnets, err, errlen);
+    if (!d->dns)
+        return -1;
+    if (reg_dns_metrics(&d->dmn.site.metrics, d->dns) < 0) {
+        snprintf(err, errlen, "too many metric collectors");
+        return -1;
+    }
+    for (size_t i = 0; reg_dns_bound(d->dns, i); i++)
+        log_info("registry: DNS for %s on %s (UDP and TCP)", dc.zone, reg_dns_bound(d->dns, i)->text);
+    return 0;
+}
+
 static int run(const char *config_path, const char *pid_file)
 {
     struct config_errors errs = { 0 };
@@ -476,14 +495,10 @@ static int run(const char *config_path, const char *pid_file)
     }
     if (!d->dmn.admin)
         log_warn("registry: admin.listen is off, so the registry has no HTTP API");
-    /* The DNS server (src/registry/reg_dns.[ch]) is not built in yet: when
-     * it is, start it here with reg_dns_start(d->loop, &conf, d->model,
-     * d->subnets, err, sizeof err) from d->rc->dns, register its families
-     * with reg_dns_metrics(&d->dmn.site.metrics, d->dns), and stop it in
-     * the clean-up below. */
-    if (d->rc->dns.present)
-        log_warn("registry: registry.dns is set but this build has no DNS server yet; answers are served by "
-                 "GET /api/registry/services/NAME/answer");
+    if (d->rc->dns.present && start_dns(d, err, sizeof err) < 0) {
+        log_error("registry: %s", err);
+        goto out;
+    }
     if (pid_file && daemon_write_pid_file(&d->dmn, pid_file) < 0) {
         log_error("cannot write pid file %s: %m", pid_file);
         goto out;
@@ -502,6 +517,8 @@ out:
     admin_stop(d->dmn.admin);           /* watchers are cancelled with their connections */
     d->dmn.admin = NULL;
     reg_api_drop_watchers(d);
+    reg_dns_stop(d->dns);
+    d->dns = NULL;
     reg_health_free(d->health);
     d->health = NULL;
     reg_store_close(d->store);          /* pending writes are committed (their clients are gone) */
