@@ -244,10 +244,15 @@ static bool in_config(const struct cfg_registry *rc, const char *service, const 
     return false;
 }
 
+/* The owner of the instances the config file lists: a restart or a reload
+ * deregisters those of them the file no longer lists (an instance
+ * registered again through the API gets another owner and stays). */
+#define REG_OWNER_CONFIG "config"
+
 /* Put the file's services and instances into the model and the store;
- * those the previous file listed and this one does not are removed. The
- * file wins over API changes to what it lists. */
-static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc, const struct cfg_registry *orc)
+ * instances of an earlier file that this one does not list are removed.
+ * The file wins over API changes to what it lists. */
+static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc)
 {
     char why[256];
     uint64_t now = ev_clock_ms();
@@ -264,6 +269,7 @@ static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc, c
         for (size_t j = 0; j < cs->n_instances; j++) {
             struct reg_instance_spec spec;
             reg_conf_instance_spec(&cs->instances[j], &spec);
+            spec.owner = REG_OWNER_CONFIG;
             struct reg_instance *inst = reg_instance_find(svc, spec.id ? spec.id : spec.addr.text);
             before = inst ? inst->modify_index : 0;
             if (reg_instance_put(d->model, svc, &spec, now, &inst, why, sizeof why) < 0) {
@@ -277,14 +283,15 @@ static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc, c
             }
         }
     }
-    for (size_t i = 0; orc && i < orc->n_services; i++) {
-        const struct cfg_reg_service *cs = &orc->services[i];
-        struct reg_service *svc = reg_service_find(d->model, cs->name, strlen(cs->name));
-        for (size_t j = 0; svc && j < cs->n_instances; j++) {
-            const struct cfg_reg_instance *in = &cs->instances[j];
-            const char *id = in->id ? in->id : in->addr.text;
-            if (in_config(nrc, svc->name, id) || !reg_instance_find(svc, id))
+    /* Those the file listed before (this run or an earlier one) and lists no more. */
+    for (uint32_t i = 0; i < reg_model_service_count(d->model); i++) {
+        struct reg_service *svc = reg_model_service_at(d->model, i);
+        for (uint32_t j = svc->n_instances; j-- > 0;) {
+            const struct reg_instance *inst = svc->instances[j];
+            if (strcmp(inst->owner, REG_OWNER_CONFIG) != 0 || in_config(nrc, svc->name, inst->id))
                 continue;
+            char id[REG_ID_MAX + 1];
+            snprintf(id, sizeof id, "%s", inst->id);
             log_info("registry: instance %s of service %s left the config: deregistered", id, svc->name);
             reg_instance_delete(d->model, svc, id);
             reg_daemon_delete_instance(d, svc->name, id, NULL, NULL);
@@ -337,7 +344,7 @@ static void reload(struct reg_daemon *d)
         return;
     }
     warn_restart_only(d->rc, nrc);
-    apply_config(d, nrc, d->rc);
+    apply_config(d, nrc);
     struct sl_config *old = d->cfg;
     if (d->dns)
         reg_dns_set_subnets(d->dns, subnets);
@@ -421,7 +428,7 @@ static int start_model(struct reg_daemon *d, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    apply_config(d, d->rc, NULL);
+    apply_config(d, d->rc);
     return 0;
 }
 

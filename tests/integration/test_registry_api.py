@@ -337,3 +337,23 @@ def test_token_change_applies_at_reload(reg):
     wait_until(lambda: r.call("PUT", SVC + "/web/instances/a", {"address": "10.0.0.1", "port": 80},
                               token=TOKEN)[0] == 401, what="the old token refused")
     assert r.call("PUT", SVC + "/web/instances/a", {"address": "10.0.0.1", "port": 80})[0] == 200
+
+
+def test_instances_that_left_the_config_while_stopped_are_deregistered(reg):
+    services = ("    - name: web\n      instances:\n"
+                "        - { id: w1, address: 10.1.0.10, port: 80 }\n"
+                "        - { id: w2, address: 10.1.0.11, port: 80 }\n"
+                "        - { id: w3, address: 10.1.0.12, port: 80 }\n")
+    r = reg(services=services)
+    assert all(i["owner"] == "config" for i in r.service("web")["instances"])
+    # w3 registered again through the API: no longer the file's.
+    r.ok("PUT", SVC + "/web/instances/w3", {"address": "10.1.0.12", "port": 80})
+    assert r.instance("web", "w3")["owner"] == ""
+    r.stop()
+    r.write_config(services="    - name: web\n      instances:\n        - { id: w1, address: 10.1.0.10, port: 80 }\n")
+    r.start()
+    assert sorted(i["id"] for i in r.service("web")["instances"]) == ["w1", "w3"]
+    assert "instance w2 of service web left the config" in r.read_log()
+    r.stop()
+    r.start()
+    assert sorted(i["id"] for i in r.service("web")["instances"]) == ["w1", "w3"]
