@@ -418,6 +418,10 @@ static void test_locality_by_client_subnet(void **state)
     expect(o4, (const char *const[]){"status: NOERROR", "ANSWER: 2,", "; CLIENT-SUBNET: 100.64.0.0/16/", NULL});
     expect_not(o4, (const char *const[]){"100.64.0.0/16/0", NULL});
     free(o4);
+    /* an IPv4-mapped IPv6 subnet is placed as IPv4, its scope in IPv6 bits */
+    DIG(o8, "web.sluice.test", "A", "+subnet=::ffff:198.51.100.0/120");
+    expect(o8, (const char *const[]){"; CLIENT-SUBNET: ::ffff:198.51.100.0/120/120", "IN\tA\t10.2.0.1", NULL});
+    free(o8);
     DIG(o5, "web.sluice.test", "A", "+subnet=0.0.0.0/0");
     expect(o5, (const char *const[]){"; CLIENT-SUBNET: 0.0.0.0/0/0", "ANSWER: 2,", NULL});
     free(o5);
@@ -430,7 +434,7 @@ static void test_locality_by_client_subnet(void **state)
     expect(o7, (const char *const[]){"ANSWER: 1,", "web.sluice.test.\t5\tIN\tAAAA\t2001:db8::1", NULL});
     expect_not(o7, (const char *const[]){"CLIENT-SUBNET", NULL});
     free(o7);
-    assert_int_equal(stats().ecs, 6);
+    assert_int_equal(stats().ecs, 7);
 }
 
 /* Locality minimum 2: dc1 has one healthy, so dc1's callers get their
