@@ -837,6 +837,23 @@ static void test_metrics(void **state)
     free(text);
 }
 
+/* Bound to 0.0.0.0, a query sent to 127.0.0.2 is answered from 127.0.0.2
+ * (IP_PKTINFO), not from the address the routing would pick (127.0.0.1),
+ * which dig would reject as coming from an unexpected source. */
+static void test_wildcard_listener(void **state)
+{
+    const char *why;
+    assert_int_equal(addr_parse("0.0.0.0:0", &F.conf.listen[0], &why), 0);
+    start_server();
+    const char *argv[] = {"dig", "@127.0.0.2", "-p", F.port, "+time=2", "+tries=1", "web.sluice.test", "A", NULL};
+    char *o = run(argv);
+    if (!o)
+        skip();
+    expect(o, (const char *const[]){"status: NOERROR", "SERVER: 127.0.0.2#", NULL});
+    expect_not(o, (const char *const[]){"unexpected source", NULL});
+    free(o);
+}
+
 /* Bad configurations are refused with the field; a busy port says so. */
 static void test_conf_errors(void **state)
 {
@@ -876,6 +893,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tcp_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wildcard_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
