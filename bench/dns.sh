@@ -167,6 +167,17 @@ ready "$REG_PORT" registry
 ready "$NSD_PORT" NSD
 ready "$KNOT_PORT" Knot
 
+# Pin every thread of every server (and NSD's children) to CPU 1 again:
+# Knot's UDP workers set their own affinity (worker i on CPU i), which would
+# put its worker on dnsperf's CPU, where a reply wakes dnsperf without an
+# inter-processor interrupt and the other CPU's noise does not reach it.
+pin_tree() {
+  local c
+  taskset -a -p -c 1 "$1" >/dev/null
+  for c in $(pgrep -P "$1" || true); do pin_tree "$c"; done
+}
+for p in "$REG_PID" "$NSD_PID" "$KNOT_PID"; do pin_tree "$p"; done
+
 # Same answers: the record counts of one A and one SRV query.
 for port in "$REG_PORT" "$NSD_PORT" "$KNOT_PORT"; do
   dig @127.0.0.1 -p "$port" +noall +comments svc1.bench.test A | grep -o 'ANSWER: [0-9]*'
