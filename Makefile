@@ -9,6 +9,7 @@
 #   make bench-l4   bench/l4.sh: XDP forwarder vs nftables DNAT (root)
 #   make bench-registry-model  bench/reg_bench.c: registry answers and store writes/s
 #   make bench-dns-codec  CPU ns per query of the DNS codec (parse + answer)
+#   make bench-registry   bench/registry.sh: registrations/s, heartbeats/s, watch latency, etcd floor
 #   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
 
 CC      ?= gcc
@@ -74,7 +75,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model bench-dns-codec bench-dns clean asan layers
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
 
 all: build/sluice
 
@@ -146,6 +147,14 @@ build/bench/reg_bench: bench/reg_bench.c $(REG_BENCH_LIBS)
 
 bench-registry-model: deps build/bench/reg_bench
 	@build/bench/reg_bench
+
+# The registry's API under load (bench/reg_load.c is the client).
+build/bench/reg_load: bench/reg_load.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $<
+
+bench-registry: deps build/sluice build/bench/reg_load
+	@bash bench/registry.sh
 
 bench-dns-codec: build/bench/dns_codec_bench
 	@build/bench/dns_codec_bench
