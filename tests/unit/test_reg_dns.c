@@ -663,6 +663,42 @@ static void test_truncation_then_tcp(void **state)
     free(o3);
 }
 
+/* An SRV answer larger than a DNS message (2,000 instances, about 90 KB)
+ * is cut at 65,535 bytes over TCP too, at a record boundary, with TC:
+ * never a longer message (Consul #3850). */
+static void test_srv_past_64k(void **state)
+{
+    struct reg_service *huge = service("huge", 1, 0, 1);
+    for (int i = 0; i < 2000; i++) {
+        char a[32];
+        snprintf(a, sizeof a, "10.70.%d.%d:80", i / 250, i % 250 + 1);
+        th_put(F.m, huge, a, "", "", 100);
+    }
+    start_server();
+    int fd = tcp_client();
+    uint8_t q[300];
+    size_t ql = make_query(q + 2, 77, "_huge._tcp.sluice.test", DNS_TYPE_SRV, true);
+    q[0] = (uint8_t)(ql >> 8);
+    q[1] = (uint8_t)ql;
+    assert_int_equal(write(fd, q, ql + 2), (ssize_t)(ql + 2));
+    static uint8_t in[2 + DNS_MSG_MAX];
+    size_t got = 0;
+    bool eof = false;
+    while (!eof && (got < 2 || got < 2 + (size_t)(in[0] << 8 | in[1])))
+        got += serve_until(fd, in + got, sizeof in - got, sizeof in, &eof);
+    close(fd);
+    size_t mlen = (size_t)(in[0] << 8 | in[1]);
+    assert_true(got >= 2 + mlen && mlen > 60000);
+    const uint8_t *r = in + 2;
+    assert_int_equal(r[0] << 8 | r[1], 77);
+    assert_true(r[2] & 0x02);                       /* TC */
+    assert_int_equal(rcode_of(r), DNS_RCODE_NOERROR);
+    unsigned an = ancount_of(r);
+    assert_true(an > 1000 && an < 2000);
+    assert_int_equal(r[8] << 8 | r[9], 0);          /* no authority */
+    assert_int_equal(r[10] << 8 | r[11], 1);        /* only the OPT */
+}
+
 /* Several queries on one TCP connection: dig +keepopen asks in turn;
  * raw pipelined queries written at once are answered in order. */
 static void test_tcp_several_queries(void **state)
@@ -888,6 +924,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_negative_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation_then_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_srv_past_64k, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_several_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_case_insensitive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_limits, setup, teardown),
