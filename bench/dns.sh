@@ -5,7 +5,9 @@
 #
 # Environment: DURATION (s per measurement, default 10), ROUNDS (default 3),
 # SERVICES (default 100), INSTANCES (default 3), P99_QPS (default 20000),
-# CLIENTS (dnsperf sockets, default 4), OUTSTANDING (default 200).
+# CLIENTS (dnsperf sockets, default 4), OUTSTANDING (default 200),
+# REGISTRY=daemon to measure `build/sluice registry` (the real daemon, its
+# services given in its config file, API off) instead of the driver.
 #
 # Three servers answer the same names with the same records:
 #   - the registry: build/bench/reg_dns_serve (src/registry/reg_dns.c on a
@@ -94,7 +96,13 @@ done >"$WORK/queries"
 
 # ---- the servers ----
 REG_PORT=$(free_port)
-taskset -c 1 "$SERVE" serve "127.0.0.1:$REG_PORT" "$SERVICES" "$INSTANCES" >"$WORK/reg.out" 2>&1 &
+if [ "${REGISTRY:-driver}" = daemon ]; then
+  [ -x build/sluice ] || { echo "bench/dns.sh: build/sluice not built" >&2; exit 1; }
+  "$SERVE" config "127.0.0.1:$REG_PORT" "$WORK/reg-data" "$SERVICES" "$INSTANCES" >"$WORK/registry.yaml"
+  taskset -c 1 build/sluice registry -c "$WORK/registry.yaml" >"$WORK/reg.out" 2>&1 &
+else
+  taskset -c 1 "$SERVE" serve "127.0.0.1:$REG_PORT" "$SERVICES" "$INSTANCES" >"$WORK/reg.out" 2>&1 &
+fi
 REG_PID=$!
 PIDS+=("$REG_PID")
 
@@ -161,6 +169,8 @@ ready() {
   done
   echo "bench/dns.sh: $name did not answer on port $port" >&2
   cat "$WORK"/*.out "$WORK"/*/out 2>/dev/null | tail -20 >&2
+  [ "$name" = registry ] && [ "${REGISTRY:-driver}" = daemon ] &&
+    echo "bench/dns.sh: (does this build's sluice registry start its DNS server? the log is above)" >&2
   exit 1
 }
 ready "$REG_PORT" registry
@@ -216,6 +226,7 @@ measure() {
   printf '  %-9s %10.0f q/s  %6s us CPU/query  p50 %4s us, p99 %5s us at %s q/s\n' "$name" "$qps" "$cpu" "$p50" "$p99" "$P99_QPS"
 }
 
+echo "registry: ${REGISTRY:-driver} ($([ "${REGISTRY:-driver}" = daemon ] && echo "build/sluice registry" || echo "$SERVE"))"
 echo "dnsperf: ${DURATION}s per run, $CLIENTS sockets, $OUTSTANDING outstanding; $SERVICES services x $INSTANCES instances; queries 4 A : 1 SRV"
 for ((r = 1; r <= ROUNDS; r++)); do
   echo "round $r"
