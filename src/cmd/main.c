@@ -20,10 +20,12 @@
 #include "l4/l4_module.h"
 #include "lib/strbuf.h"
 #include "proxy/proxy_module.h"
+#include "registry/registry_module.h"
 
 static const struct sl_module *const modules[] = {
     &proxy_module,
     &l4_module,
+    &registry_module,
     NULL,
 };
 
@@ -49,6 +51,8 @@ static const char *usage_main =
     "                   change a running L4 forwarder's services and reals\n"
     "  l4 decap --interface IF [--gue-port N]\n"
     "                   on a real server: decapsulate Sluice's TUN (IPIP, GUE) packets\n"
+    "  registry -c FILE run a registry node (services, instances, health checks, an\n"
+    "                   HTTP API and DNS) described by FILE's registry: section\n"
     "  version          print the version\n"
     "  help [COMMAND]   show help for a command\n"
     "\n"

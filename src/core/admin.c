@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -303,6 +304,44 @@ const char *admin_query_next(const struct admin_request *rq, const char *key, si
     return NULL;
 }
 
+const char *admin_header(const struct admin_request *rq, const char *name, size_t *len)
+{
+    const struct http1_header *h = rq->head ? http1_find_header(rq->head, name) : NULL;
+    if (!h)
+        return NULL;
+    if (len)
+        *len = h->value.len;
+    return h->value.p;
+}
+
+/* Equal bytes, in a time that depends on the lengths only: a client timing
+ * answers learns nothing about how much of its guess was right. */
+static bool equal_constant_time(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char diff = alen != blen;
+    for (size_t i = 0; i < blen; i++)
+        diff |= (unsigned char)(b[i] ^ (i < alen ? a[i] : 0));
+    return diff == 0;
+}
+
+bool admin_token_ok(const struct admin_request *rq, const char *token)
+{
+    size_t len = 0, tlen = strlen(token);
+    const char *v = admin_header(rq, "X-Sluice-Token", &len);
+    if (v)
+        return equal_constant_time(v, len, token, tlen);
+    v = admin_header(rq, "Authorization", &len);
+    if (!v || len < 7 || strncasecmp(v, "Bearer ", 7) != 0)
+        return false;
+    v += 7;
+    len -= 7;
+    while (len && *v == ' ') {
+        v++;
+        len--;
+    }
+    return equal_constant_time(v, len, token, tlen);
+}
+
 const char *admin_query_get(const struct admin_request *rq, const char *key)
 {
     size_t pos = 0;
@@ -365,12 +404,12 @@ static const char *allowed_methods(struct admin_site *site, const struct route *
     return site->allow;
 }
 
-static void route_request(struct admin_site *site, struct admin_conn *conn, const char *method,
-                          const struct route *rt, const struct query *q, const char *body, size_t body_len,
-                          struct admin_reply *r)
+static void route_request(struct admin_site *site, struct admin_conn *conn, const struct http1_message *head,
+                          const char *method, const struct route *rt, const struct query *q, const char *body,
+                          size_t body_len, struct admin_reply *r)
 {
     struct admin_request rq = { .method = method, .body = body, .body_len = body_len, .now_ms = ev_clock_ms(),
-                                .query = q->param, .n_query = q->n, .conn = conn };
+                                .query = q->param, .n_query = q->n, .conn = conn, .head = head };
     rq.seg = (const char *const *)rt->seg;
     rq.n_seg = rt->n;
     if (rt->n == 1 && seg_is(rt, 0, "metrics")) {
@@ -415,7 +454,8 @@ static void route_request(struct admin_site *site, struct admin_conn *conn, cons
 
 /* admin_handle for a request of conn (NULL: none, the request cannot be
  * deferred). */
-static void handle_request(struct admin_site *site, struct admin_conn *conn, const char *method, size_t method_len,
+static void handle_request(struct admin_site *site, struct admin_conn *conn, const struct http1_message *head,
+                           const char *method, size_t method_len,
                            const char *target, size_t target_len, const char *body, size_t body_len,
                            struct admin_reply *reply)
 {
@@ -442,7 +482,7 @@ static void handle_request(struct admin_site *site, struct admin_conn *conn, con
     else if (qr == QUERY_NO_MEMORY)
         admin_reply_error(reply, 500, "out of memory");
     else
-        route_request(site, conn, m, &rt, &q, body, body_len, reply);
+        route_request(site, conn, head, m, &rt, &q, body, body_len, reply);
     free(rt.buf);
     free(q.buf);
 }
@@ -450,7 +490,7 @@ static void handle_request(struct admin_site *site, struct admin_conn *conn, con
 void admin_handle(struct admin_site *site, const char *method, size_t method_len, const char *target,
                   size_t target_len, const char *body, size_t body_len, struct admin_reply *reply)
 {
-    handle_request(site, NULL, method, method_len, target, target_len, body, body_len, reply);
+    handle_request(site, NULL, NULL, method, method_len, target, target_len, body, body_len, reply);
 }
 
 /* ------------------------------------------------------------------ */
@@ -777,7 +817,7 @@ static int conn_answer(struct admin_conn *c, size_t total)
     c->keep_alive_10 = m->version_minor == 0 && m->keep_alive;
     c->dispatching = true;
     c->deferred = false;
-    handle_request(srv->site, c, m->method_str.p, m->method_str.len, m->target.p, m->target.len,
+    handle_request(srv->site, c, m, m->method_str.p, m->method_str.len, m->target.p, m->target.len,
                    c->in + m->head_len, total - m->head_len, &r);
     c->dispatching = false;
     /* A deferred request's answer is queued by admin_complete (which may

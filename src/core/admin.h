@@ -38,6 +38,8 @@
 #include "core/evloop.h"
 #include "core/metrics.h"
 
+struct http1_message;
+
 #define ADMIN_MAX_CONNS 256
 #define ADMIN_IDLE_MS 30000
 #define ADMIN_MAX_HEAD 16384
@@ -78,6 +80,8 @@ struct admin_request {
     const struct admin_query_param *query;
     size_t n_query;
     struct admin_conn *conn;          /* the server's, for admin_defer; NULL from admin_handle */
+    /* The parsed head (lib/http1.h), for admin_header; NULL from admin_handle. */
+    const struct http1_message *head;
 };
 
 /* Fills reply (admin_reply_* below); arg is the one given to admin_mount. */
@@ -208,6 +212,17 @@ int admin_is_get(const struct admin_request *rq);
  * *pos = 0, NULL when there are no more. */
 const char *admin_query_get(const struct admin_request *rq, const char *key);
 const char *admin_query_next(const struct admin_request *rq, const char *key, size_t *pos);
+
+/* admin_header: the value of the request's first header named name
+ * (case-insensitive), its length in *len (may be NULL; the value is not
+ * NUL-terminated), or NULL when there is none or the request came through
+ * admin_handle.
+ * admin_token_ok: whether the request carries token, as
+ * "X-Sluice-Token: T" or "Authorization: Bearer T" (the first one present
+ * is judged), compared in a time that does not depend on how much of it
+ * matches. */
+const char *admin_header(const struct admin_request *rq, const char *name, size_t *len);
+bool admin_token_ok(const struct admin_request *rq, const char *token);
 
 /* Deferred answers. A handler that cannot answer at once (a blocking
  * query waiting for a change, a write acknowledged once it is durable or

@@ -27,14 +27,14 @@ static int send_all(int fd, const char *p, size_t n)
 
 /* Reads until the peer closes (Connection: close), REPLY_MAX, or
  * ANSWER_WAIT_MS of silence. Returns the bytes (NUL-terminated) or NULL. */
-static char *read_reply(int fd, size_t *out_len)
+static char *read_reply(int fd, int wait_ms, size_t *out_len)
 {
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap + 1);
 
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (!buf || poll(&pfd, 1, ANSWER_WAIT_MS) <= 0) {
+        if (!buf || poll(&pfd, 1, wait_ms) <= 0) {
             free(buf);
             return NULL;
         }
@@ -59,9 +59,34 @@ static char *read_reply(int fd, size_t *out_len)
     return buf;
 }
 
+/* "X-Sluice-Token: T\r\n", or "" without a token; -1 when the token
+ * could break the head (a CR, LF or NUL cannot be sent). */
+static int token_header(const char *token, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!token)
+        return 0;
+    if (strpbrk(token, "\r\n"))
+        return -1;
+    int n = snprintf(buf, cap, "X-Sluice-Token: %s\r\n", token);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 int admin_client_request(const struct sl_addr *admin, const char *method, const char *path, const char *body,
                          struct admin_reply *r, char *err, size_t errlen)
 {
+    return admin_client_request_with(admin, method, path, body, NULL, r, err, errlen);
+}
+
+int admin_client_request_with(const struct sl_addr *admin, const char *method, const char *path, const char *body,
+                              const struct admin_client_opts *opts, struct admin_reply *r, char *err, size_t errlen)
+{
+    char auth[600];
+    if (token_header(opts ? opts->token : NULL, auth, sizeof auth) < 0) {
+        snprintf(err, errlen, "the API token holds a line break or is longer than 512 bytes");
+        return ADMIN_CLIENT_FAILED;
+    }
+    int wait_ms = opts && opts->answer_wait_ms > 0 ? opts->answer_wait_ms : ANSWER_WAIT_MS;
     int fd = socket(admin->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (const struct sockaddr *)&admin->ss, admin->len) < 0) {
         snprintf(err, errlen, "cannot reach the admin API at %s: %s", admin->text, strerror(errno));
@@ -69,12 +94,12 @@ int admin_client_request(const struct sl_addr *admin, const char *method, const 
             close(fd);
         return ADMIN_CLIENT_UNREACHABLE;
     }
-    char head[1024];
+    char head[2048];
     size_t blen = body ? strlen(body) : 0;
     int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-cli\r\nConnection: close\r\n"
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-cli\r\nConnection: close\r\n%s"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, admin->text, blen);
+                     method, path, admin->text, auth, blen);
     if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
         (blen && send_all(fd, body, blen) < 0)) {
         snprintf(err, errlen, "sending to %s failed", admin->text);
@@ -82,7 +107,7 @@ int admin_client_request(const struct sl_addr *admin, const char *method, const 
         return ADMIN_CLIENT_FAILED;
     }
     size_t len = 0;
-    char *buf = read_reply(fd, &len);
+    char *buf = read_reply(fd, wait_ms, &len);
     close(fd);
     if (!buf) {
         snprintf(err, errlen, "no answer from %s", admin->text);

@@ -27,4 +27,17 @@ enum admin_client_error {
 int admin_client_request(const struct sl_addr *admin, const char *method, const char *path, const char *body,
                          struct admin_reply *r, char *err, size_t errlen);
 
+/* What a request may add: the API token of a registry (sent as
+ * X-Sluice-Token; NULL: none) and how long to wait for the answer (0: the
+ * default 10 s; a blocking watch waits longer). */
+struct admin_client_opts {
+    const char *token;
+    int answer_wait_ms;
+};
+
+/* admin_client_request with opts (NULL: none). A token holding a line
+ * break is refused (ADMIN_CLIENT_FAILED) rather than sent. */
+int admin_client_request_with(const struct sl_addr *admin, const char *method, const char *path, const char *body,
+                              const struct admin_client_opts *opts, struct admin_reply *r, char *err, size_t errlen);
+
 #endif
