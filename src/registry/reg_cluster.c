@@ -226,7 +226,7 @@ void es_update_stale(struct etcd_store *s)
     if (!s->loaded) {
         stale = true;
         snprintf(reason, sizeof reason, "%s", s->stale_reason[0] ? s->stale_reason : "not loaded from etcd yet");
-    } else if (!s->watch || !reg_etcd_watch_up(s->watch)) {
+    } else if (s->watch_down_long) {
         stale = true;
         snprintf(reason, sizeof reason, "%s", s->stale_reason[0] ? s->stale_reason : "the etcd watch is down");
     } else {
@@ -566,16 +566,34 @@ static void on_events(void *arg, const struct reg_etcd_event *ev, size_t n, int6
 
 static void load(struct etcd_store *s);
 
+static void on_stale_timer(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct etcd_store *s = t->data;
+    s->watch_down_long = true;
+    es_update_stale(s);
+}
+
+/* The watch broke: stale if it stays down (a reconnect to another member
+ * usually takes a moment). */
+static void watch_went_down(struct etcd_store *s, const char *reason)
+{
+    set_stale_reason(s, reason);
+    s->cst.watch_restarts++;
+    es_complete_waiting(s, -1); /* durable; the model catches up when the watch is back */
+    if (!ev_timer_active(&s->stale_timer) && !s->watch_down_long)
+        ev_timer_start(s->loop, &s->stale_timer, ES_STALE_AFTER_MS);
+}
+
 static void on_watch_state(void *arg, bool up, const char *reason)
 {
     struct etcd_store *s = arg;
     if (!up) {
-        set_stale_reason(s, reason);
-        s->cst.watch_restarts++;
-        es_complete_waiting(s, -1); /* durable; the model catches up when the watch is back */
-    } else {
-        s->stale_reason[0] = '\0';
+        watch_went_down(s, reason);
+        return;
     }
+    ev_timer_stop(s->loop, &s->stale_timer);
+    s->watch_down_long = false;
+    s->stale_reason[0] = '\0';
     es_update_stale(s);
 }
 
@@ -583,8 +601,7 @@ static void on_compacted(void *arg, int64_t compact_revision)
 {
     struct etcd_store *s = arg;
     s->watch = NULL; /* it stopped itself */
-    set_stale_reason(s, "the etcd watch fell behind a compaction; loading again");
-    es_update_stale(s);
+    watch_went_down(s, "the etcd watch fell behind a compaction; loading again");
     load(s);
 }
 
@@ -682,6 +699,8 @@ static void on_load(void *arg, const struct reg_etcd_result *r)
     if (changed && s->hooks.members_changed)
         s->hooks.members_changed(s->hooks.arg);
     start_watch(s, rep->header.revision + 1);
+    if (!ev_timer_active(&s->stale_timer)) /* stopped when the watch is up */
+        ev_timer_start(s->loop, &s->stale_timer, ES_STALE_AFTER_MS);
     es_update_stale(s);
 }
 
@@ -715,6 +734,7 @@ int reg_cluster_attach(struct reg_store *st, struct reg_model *m, const struct r
     reg_model_set_node(m, s->conf.node);
     ev_timer_init(&s->load_timer, on_load_timer, s);
     ev_timer_init(&s->hold_timer, on_hold_timer, s);
+    ev_timer_init(&s->stale_timer, on_stale_timer, s);
     load(s);
     return 0;
 }
@@ -724,6 +744,7 @@ void es_feed_free(struct etcd_store *s)
     if (s->m) {
         ev_timer_stop(s->loop, &s->load_timer);
         ev_timer_stop(s->loop, &s->hold_timer);
+        ev_timer_stop(s->loop, &s->stale_timer);
     }
     reg_etcd_watch_stop(s->watch);
     s->watch = NULL;

@@ -62,8 +62,10 @@
  * nodes learn health only through etcd; changes the feed itself makes
  * (reg_cluster_feeding() is true during them) must not be written back.
  *
- * Stale: when the watch is down (no etcd member reachable, or none with a
- * leader) or the first load has not finished, the node is stale: reads
+ * Stale: when the watch has been down for 1.5 s (no etcd member
+ * reachable, or none with a leader; a watch that moves to another member
+ * is back well within that) or the first load has not finished, the node
+ * is stale: reads
  * and DNS keep answering from the model as it was; writes are refused at
  * once (their completion says "etcd unreachable: ..." — the API's 503).
  * When the watch is back, it resumes from its revision and the node is

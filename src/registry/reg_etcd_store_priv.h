@@ -7,6 +7,9 @@
 #include "registry/reg_cluster.h"
 
 #define ES_REASON_MAX 200
+/* A watch that reconnects within this (another member took over) never
+ * makes the node stale. */
+#define ES_STALE_AFTER_MS 1500
 
 /* A write etcd has not answered yet. */
 struct es_write {
@@ -70,6 +73,8 @@ struct etcd_store {
     bool loaded, loading, feeding, stale;
     char stale_reason[ES_REASON_MAX];
     struct ev_timer load_timer;     /* retry of a failed load */
+    struct ev_timer stale_timer;    /* the watch has been down this long: stale */
+    bool watch_down_long;
 
     struct es_member *members;      /* sorted by name */
     size_t n_members, cap_members;
