@@ -9,6 +9,8 @@
 #   make bench-l4   bench/l4.sh: XDP forwarder vs nftables DNAT (root)
 #   make bench-registry-model  bench/reg_bench.c: registry answers and store writes/s
 #   make bench-dns-codec  CPU ns per query of the DNS codec (parse + answer)
+#   make bench-registry   bench/registry.sh: registrations/s, heartbeats/s, watch latency, etcd floor
+#   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -73,7 +75,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model bench-dns-codec clean asan layers
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
 
 all: build/sluice
 
@@ -146,12 +148,29 @@ build/bench/reg_bench: bench/reg_bench.c $(REG_BENCH_LIBS)
 bench-registry-model: deps build/bench/reg_bench
 	@build/bench/reg_bench
 
+# The registry's API under load (bench/reg_load.c is the client).
+build/bench/reg_load: bench/reg_load.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $<
+
+bench-registry: deps build/sluice build/bench/reg_load
+	@bash bench/registry.sh
+
 bench-dns-codec: build/bench/dns_codec_bench
 	@build/bench/dns_codec_bench
 
 build/bench/dns_codec_bench: bench/dns/codec_bench.c $(call layer_lib,lib,obj)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(call layer_lib,lib,obj)
+
+# The registry's DNS server on a filled model (a release build), against
+# NSD and Knot serving the equivalent static zone.
+build/bench/reg_dns_serve: bench/dns/reg_dns_serve.c $(REG_BENCH_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(REG_BENCH_LIBS) $(LIBS)
+
+bench-dns: deps build/bench/reg_dns_serve
+	@bash bench/dns.sh
 
 clean:
 	rm -rf build

@@ -14,6 +14,7 @@ PKGS=(
   libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config   # the XDP forwarder
   netsniff-ng nftables jq                          # bench/l4.sh (trafgen, the DNAT anchor)
   bind9-dnsutils                                   # dig: test_dns_wire talks to the DNS codec with it
+  python3-dnspython                                # test_reg_dns: the registry's DNS answers, counted
 )
 
 missing=()

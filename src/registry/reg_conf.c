@@ -594,11 +594,17 @@ static void expiry_field(struct config_ctx *c, int key, const struct ynode *v, v
 {
     struct reg_model_conf *x = obj;
     switch (key) {
-    case XK_CAP:
-        if (get_ratio(c, v, 0, 1, &x->eviction_cap) && x->eviction_cap <= 0)
+    case XK_CAP: {
+        double cap;
+        if (!get_ratio(c, v, 0, 1, &cap))
+            break;
+        if (cap <= 0)
             config_err_at(c, v->line, "must be above 0 (at most this share of a service's instances expire per "
                                       "eviction_interval)");
+        else
+            x->eviction_cap = cap;
         break;
+    }
     case XK_INTERVAL: config_get_duration(c, v, 100, 24 * CONFIG_HOUR, &x->eviction_interval_ms); break;
     case XK_PRESERVATION: get_ratio(c, v, 0, 1, &x->self_preservation); break;
     case XK_RATE_WINDOW: config_get_duration(c, v, CONFIG_SECOND, 24 * CONFIG_HOUR, &x->rate_window_ms); break;

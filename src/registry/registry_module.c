@@ -4,6 +4,9 @@
  * its daemon. */
 #include "registry/registry_module.h"
 
+#include <string.h>
+
+#include "registry/reg_cli.h"
 #include "registry/reg_conf.h"
 #include "registry/reg_daemon.h"
 
@@ -25,8 +28,30 @@ static void reg_check_summary(const struct sl_config *cfg, struct strbuf *out)
 
 static const struct config_section *const reg_sections[] = { &reg_conf_section, NULL };
 
+/* `sluice registry -c FILE` runs a node; `sluice registry VERB ...` is a
+ * client of one (reg_cli.c). */
+static void registry_usage(FILE *out)
+{
+    reg_usage(out);
+    fputs("\nClient verbs (a running node's API):\n", out);
+    reg_cli_usage(out);
+}
+
+static int registry_verb(int argc, char **argv)
+{
+    if (argc > 1 && reg_cli_is_verb(argv[1]))
+        return reg_cli_main(argc - 1, argv + 1);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            registry_usage(stdout);
+            return 0;
+        }
+    }
+    return reg_main(argc, argv);
+}
+
 static const struct sl_verb reg_verbs[] = {
-    { "registry", reg_main, reg_usage },
+    { "registry", registry_verb, registry_usage },
     { NULL, NULL, NULL },
 };
 

@@ -1,7 +1,8 @@
 /* libFuzzer target: config_load_string() on arbitrary bytes, with every
- * tier's section registered (the proxy's and sluice l4's), as `sluice`
- * loads files; and the same bytes as an admin API body for sluice l4's
- * service and real parsers.
+ * tier's section registered (the proxy's, sluice l4's and the
+ * registry's), as `sluice` loads files; and the same bytes as an admin API
+ * body for sluice l4's service and real parsers and the registry's
+ * settings, instance and patch parsers.
  *
  * Beyond "no crash, no leak" (ASan), check the loader's contract: it
  * returns a config with no errors, or NULL with at least one error, and
@@ -17,6 +18,7 @@
 #include "core/config_walk.h"
 #include "l4/l4_conf.h"
 #include "proxy/proxy_conf.h"
+#include "registry/reg_conf.h"
 
 static void check_error_line(const char *line)
 {
@@ -36,7 +38,8 @@ static void check_error_line(const char *line)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    if (config_register_section(&proxy_conf_section) < 0 || config_register_section(&l4_conf_section) < 0)
+    if (config_register_section(&proxy_conf_section) < 0 || config_register_section(&l4_conf_section) < 0 ||
+        config_register_section(&reg_conf_section) < 0)
         abort();
     return 0;
 }
@@ -65,9 +68,46 @@ static void check_bodies(const uint8_t *data, size_t size)
     config_free(running);
 }
 
+/* A service's settings, an instance and a patch as the registry's API
+ * reads them: 0, or -1 with a one-line reason. */
+static void check_registry_bodies(const uint8_t *data, size_t size)
+{
+    char err[512];
+    struct reg_service_settings s;
+    struct cfg_reg_instance inst;
+    bool hw, he, en;
+    uint32_t w;
+    err[0] = '\0';
+    if (reg_conf_parse_settings_body((const char *)data, size, &s, err, sizeof err) == 0) {
+        if (reg_service_settings_check(&s, err, sizeof err) < 0)
+            abort();   /* the parser must refuse what the model would */
+        reg_service_settings_free(&s);
+    } else if (!err[0] || strchr(err, '\n')) {
+        abort();
+    }
+    err[0] = '\0';
+    if (reg_conf_parse_instance_body((const char *)data, size, &inst, err, sizeof err) == 0) {
+        struct reg_instance_spec spec;
+        reg_conf_instance_spec(&inst, &spec);
+        if (reg_instance_spec_check(&spec, err, sizeof err) < 0)
+            abort();
+        reg_conf_instance_free(&inst);
+    } else if (!err[0] || strchr(err, '\n')) {
+        abort();
+    }
+    err[0] = '\0';
+    if (reg_conf_parse_patch_body((const char *)data, size, &hw, &w, &he, &en, err, sizeof err) == 0) {
+        if (!hw && !he)
+            abort();
+    } else if (!err[0] || strchr(err, '\n')) {
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_bodies(data, size);
+    check_registry_bodies(data, size);
     struct config_errors errs = { 0 };
     struct sl_config *cfg = config_load_string("fuzz.yaml", (const char *)data, size, &errs);
     if (cfg ? errs.n != 0 : errs.n == 0)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Seed corpus for tests/fuzz/fuzz_dns_wire.c: one DNS query a file.
+"""Seed corpora for tests/fuzz/fuzz_dns_wire.c and fuzz_reg_dns.c: one DNS
+query a file.
 
-    python3 tests/fuzz/gen_dns_corpus.py     # rewrites corpus/dns_wire
+    python3 tests/fuzz/gen_dns_corpus.py     # rewrites corpus/dns_wire and corpus/reg_dns
 
 The dig_* files are queries as dig 9.18 (bind9-dnsutils) sent them to a
 UDP socket (dig @127.0.0.1 -p PORT NAME TYPE OPTIONS, captured with
@@ -127,17 +128,42 @@ BUILT = {
 }
 
 
-def main():
-    out = os.path.join(HERE, "corpus", "dns_wire")
+# The registry's names (fuzz_reg_dns.c's model: services svc, big, empty in
+# sluice.test; subnets 192.0.2.0/24, 198.51.96.0/20, 2001:db8:1200::/40).
+REG = {
+    "reg_srv_ecs_v4": query(0x5001, opt(1232, options=ecs(1, 20, 0, bytes([198, 51, 96]))), qname="_svc._tcp.sluice.test", qtype=33),
+    "reg_srv_big_tcp": query(0x5002, opt(65535), qname="_big._tcp.sluice.test", qtype=33),
+    "reg_any_svc": query(0x5003, opt(1232), qname="svc.sluice.test", qtype=255),
+    "reg_big_a": query(0x5004, opt(4096), qname="big.sluice.test"),
+    "reg_target_v4": query(0x5005, qname="10-0-0-1.svc.sluice.test"),
+    "reg_target_v4_disabled": query(0x5006, qname="10-0-0-5.svc.sluice.test"),
+    "reg_target_v6": query(0x5007, qname="20010db8000000000000000000000001.SVC.sluice.test", qtype=28),
+    "reg_target_bad": query(0x5008, qname="10-0-0-256.svc.sluice.test"),
+    "reg_target_dashes": query(0x5009, qname="10--0-1.svc.sluice.test"),
+    "reg_ns_name": query(0x500a, qname="ns1.sluice.test"),
+    "reg_tcp_ent": query(0x500b, qname="_tcp.sluice.test", qtype=33),
+    "reg_empty_aaaa": query(0x500c, opt(1232, options=ecs(2, 40, 0, bytes.fromhex("20010db812"))), qname="empty.sluice.test", qtype=28),
+    "reg_svc_txt": query(0x500d, qname="svc.sluice.test", qtype=16),
+    "reg_axfr": query(0x500e, qname="sluice.test", qtype=252),
+    "reg_class_ch": query(0x500f, qname="version.bind", qtype=16, qclass=3),
+    "reg_apex_any": query(0x5010, opt(1232), qname="sluice.test", qtype=255),
+}
+
+
+def write(out, files):
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    for name_, hexdata in DIG.items():
-        with open(os.path.join(out, name_), "wb") as f:
-            f.write(bytes.fromhex(hexdata))
-    for name_, data in BUILT.items():
+    for name_, data in files.items():
         with open(os.path.join(out, name_), "wb") as f:
             f.write(data)
-    print(f"{len(DIG) + len(BUILT)} files in {out}")
+    print(f"{len(files)} files in {out}")
+
+
+def main():
+    codec = {n: bytes.fromhex(h) for n, h in DIG.items()}
+    codec.update(BUILT)
+    write(os.path.join(HERE, "corpus", "dns_wire"), codec)
+    write(os.path.join(HERE, "corpus", "reg_dns"), {**codec, **REG})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# The registry's DNS server against NSD and Knot DNS, with dnsperf.
+#
+#   make bench-dns          (or: bash bench/dns.sh after make build/bench/reg_dns_serve)
+#
+# Environment: DURATION (s per measurement, default 10), ROUNDS (default 3),
+# SERVICES (default 100), INSTANCES (default 3), P99_QPS (default 20000),
+# CLIENTS (dnsperf sockets, default 4), OUTSTANDING (default 200).
+#
+# Three servers answer the same names with the same records:
+#   - the registry: build/bench/reg_dns_serve (src/registry/reg_dns.c on a
+#     model of SERVICES services of INSTANCES instances, one thread);
+#   - NSD (server-count 1, response rate limiting off: Debian's build has it
+#     on at 200 q/s per client subnet) and Knot (one UDP worker) serving the
+#     static zone `reg_dns_serve zone` prints: the same A records per
+#     service, the same SRV records with the targets' A records. (NSD also
+#     puts the apex NS record in the authority section of positive answers,
+#     one record more than the registry and Knot send.)
+# The query mix: for each service, 4 x "svcN.bench.test A" and 1 x
+# "_svcN._tcp.bench.test SRV" (dnsperf -e: with EDNS, as resolvers send).
+#
+# Each server is pinned to CPU 1 and dnsperf to CPU 0; the servers run for
+# the whole run and are measured in turn, ROUNDS times (alternated, so a
+# noisy neighbour hurts each alike). Per measurement:
+#   - queries/s: dnsperf at full speed (OUTSTANDING queries in flight);
+#   - CPU us per query: the server's CPU time (utime + stime of the
+#     process and its children, /proc/PID/stat) over that run, divided by
+#     the queries answered;
+#   - p99 latency: a second dnsperf run at a fixed P99_QPS (a load every
+#     server carries, so it is the answer time, not queueing in dnsperf),
+#     from dnsperf -v's per-query latencies.
+# The medians over rounds are printed, then the registry's ratios to NSD
+# and Knot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+SERVICES=${SERVICES:-100}
+INSTANCES=${INSTANCES:-3}
+P99_QPS=${P99_QPS:-20000}
+CLIENTS=${CLIENTS:-4}
+OUTSTANDING=${OUTSTANDING:-200}
+SERVE=build/bench/reg_dns_serve
+
+need() {
+  local missing=()
+  command -v dnsperf >/dev/null || missing+=(dnsperf)
+  command -v nsd >/dev/null || [ -x /usr/sbin/nsd ] || missing+=(nsd)
+  command -v knotd >/dev/null || [ -x /usr/sbin/knotd ] || missing+=(knot)
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bench/dns.sh: missing packages: ${missing[*]} (install them as root)" >&2
+    exit 1
+  fi
+  echo "bench/dns.sh: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the packaged services where it can; this bench runs its own.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now nsd knot >/dev/null 2>&1 || true
+  fi
+}
+need
+PATH=$PATH:/usr/sbin
+[ -x "$SERVE" ] || { echo "bench/dns.sh: $SERVE not built (make build/bench/reg_dns_serve)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/sluice-bench-dns.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  /usr/bin/python3 -c 'import socket
+for _ in range(50):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass
+    finally: u.close(); t.close()'
+}
+
+# ---- the zone and the queries ----
+"$SERVE" zone "$SERVICES" "$INSTANCES" >"$WORK/bench.test.zone"
+for ((s = 0; s < SERVICES; s++)); do
+  for _ in 1 2 3 4; do echo "svc$s.bench.test A"; done
+  echo "_svc$s._tcp.bench.test SRV"
+done >"$WORK/queries"
+
+# ---- the servers ----
+REG_PORT=$(free_port)
+taskset -c 1 "$SERVE" serve "127.0.0.1:$REG_PORT" "$SERVICES" "$INSTANCES" >"$WORK/reg.out" 2>&1 &
+REG_PID=$!
+PIDS+=("$REG_PID")
+
+NSD_PORT=$(free_port)
+mkdir -p "$WORK/nsd"
+cat >"$WORK/nsd/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1@$NSD_PORT
+    server-count: 1
+    do-ip6: no
+    reuseport: no
+    username: ""
+    chroot: ""
+    database: ""
+    zonelistfile: "$WORK/nsd/zone.list"
+    xfrdfile: "$WORK/nsd/xfrd.state"
+    xfrdir: "$WORK/nsd"
+    pidfile: "$WORK/nsd/nsd.pid"
+    logfile: "$WORK/nsd/nsd.log"
+    verbosity: 0
+    hide-version: yes
+    rrl-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: bench.test
+    zonefile: "$WORK/bench.test.zone"
+EOF
+taskset -c 1 nsd -d -c "$WORK/nsd/nsd.conf" >"$WORK/nsd/out" 2>&1 &
+NSD_PID=$!
+PIDS+=("$NSD_PID")
+
+KNOT_PORT=$(free_port)
+mkdir -p "$WORK/knot"
+cat >"$WORK/knot/knot.conf" <<EOF
+server:
+    rundir: "$WORK/knot"
+    listen: 127.0.0.1@$KNOT_PORT
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$WORK/knot/db"
+log:
+  - target: stderr
+    any: warning
+zone:
+  - domain: bench.test
+    file: "$WORK/bench.test.zone"
+    journal-content: none
+    zonefile-sync: -1
+EOF
+taskset -c 1 knotd -c "$WORK/knot/knot.conf" >"$WORK/knot/out" 2>&1 &
+KNOT_PID=$!
+PIDS+=("$KNOT_PID")
+
+# Every server answers svc0 with INSTANCES A records before we start.
+ready() {
+  local port=$1 name=$2 i n
+  for ((i = 0; i < 100; i++)); do
+    n=$(dig @127.0.0.1 -p "$port" +short +time=1 +tries=1 svc0.bench.test A 2>/dev/null | grep -c '^10\.' || true)
+    [ "$n" = "$INSTANCES" ] && return 0
+    sleep 0.1
+  done
+  echo "bench/dns.sh: $name did not answer on port $port" >&2
+  cat "$WORK"/*.out "$WORK"/*/out 2>/dev/null | tail -20 >&2
+  exit 1
+}
+ready "$REG_PORT" registry
+ready "$NSD_PORT" NSD
+ready "$KNOT_PORT" Knot
+
+# Same answers: the record counts of one A and one SRV query.
+for port in "$REG_PORT" "$NSD_PORT" "$KNOT_PORT"; do
+  dig @127.0.0.1 -p "$port" +noall +comments svc1.bench.test A | grep -o 'ANSWER: [0-9]*'
+  dig @127.0.0.1 -p "$port" +noall +comments _svc1._tcp.bench.test SRV | grep -o 'ANSWER: [0-9]*, AUTHORITY: [0-9]*, ADDITIONAL: [0-9]*'
+done | paste -sd' ' | awk '{ print "answers (registry, NSD, Knot): " $0 }'
+
+# CPU ticks of a process and its descendants.
+cpu_ticks() {
+  local pid=$1 total=0 t c
+  # fields after "PID (COMM) ": COMM may hold spaces ("nsd: main")
+  t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')
+  t=${t:-0}
+  total=$((total + t))
+  for c in $(pgrep -P "$pid" || true); do
+    total=$((total + $(cpu_ticks "$c")))
+  done
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+# measure NAME PORT PID: appends "qps cpu_us p99_us" to $WORK/NAME.results
+measure() {
+  local name=$1 port=$2 pid=$3 t0 t1 out qps done cpu p99
+  t0=$(cpu_ticks "$pid")
+  out=$(taskset -c 0 dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries" -e -l "$DURATION" \
+        -c "$CLIENTS" -q "$OUTSTANDING" -T 1 2>&1)
+  t1=$(cpu_ticks "$pid")
+  qps=$(echo "$out" | awk '/Queries per second/ {print $4}')
+  done=$(echo "$out" | awk '/Queries completed/ {print $3}')
+  cpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$done" 'BEGIN { printf "%.2f", n ? d * 1e6 / hz / n : 0 }')
+  p99=$(taskset -c 0 dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries" -e -l 5 -Q "$P99_QPS" -c "$CLIENTS" -v 2>/dev/null |
+        awk '/^> / {print $NF}' | sort -g |
+        awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.0f", v[i] * 1e6 }')
+  echo "$qps $cpu $p99" >>"$WORK/$name.results"
+  printf '  %-9s %10.0f q/s  %6s us CPU/query  p99 %5s us at %s q/s\n' "$name" "$qps" "$cpu" "$p99" "$P99_QPS"
+}
+
+echo "dnsperf: ${DURATION}s per run, $CLIENTS sockets, $OUTSTANDING outstanding; $SERVICES services x $INSTANCES instances; queries 4 A : 1 SRV"
+for ((r = 1; r <= ROUNDS; r++)); do
+  echo "round $r"
+  measure registry "$REG_PORT" "$REG_PID"
+  measure nsd "$NSD_PORT" "$NSD_PID"
+  measure knot "$KNOT_PORT" "$KNOT_PID"
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+col() { awk -v c="$2" '{ print $c }' "$WORK/$1.results" | median; }
+
+echo
+echo "medians of $ROUNDS rounds:"
+printf '  %-9s %12s %14s %10s\n' server "queries/s" "CPU us/query" "p99 us"
+for s in registry nsd knot; do
+  printf '  %-9s %12.0f %14s %10s\n' "$s" "$(col "$s" 1)" "$(col "$s" 2)" "$(col "$s" 3)"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+for other in nsd knot; do
+  echo "registry / $other: queries/s x$(ratio "$(col registry 1)" "$(col $other 1)"), CPU per query x$(ratio "$(col registry 2)" "$(col $other 2)") (queries per CPU second x$(ratio "$(col $other 2)" "$(col registry 2)")), p99 x$(ratio "$(col registry 3)" "$(col $other 3)")"
+done

@@ -1,0 +1,1274 @@
+/* See reg_dns.h.
+ *
+ * One server object holds everything the hot path touches: the parsed
+ * query (struct dns_query is about 700 bytes, so one per server rather than
+ * one per call), the random source for weighted draws, the UDP batch
+ * buffers and the TCP scratch buffer. Answers are written by lib/dns_wire
+ * straight into the datagram's own buffer (UDP) or the scratch buffer
+ * (TCP); nothing on the query path allocates.
+ *
+ * UDP: recvmmsg() takes up to UDP_BATCH datagrams per call, each is
+ * answered in place and the answers leave in one sendmmsg(). A socket
+ * bound to a wildcard address (0.0.0.0, ::) asks for the destination of
+ * each datagram (IP_PKTINFO / IPV6_RECVPKTINFO) and hands it back when
+ * sending, so answers leave from the address the query came to. Answers
+ * the socket will not take (its buffer is full) are dropped and counted:
+ * waiting for the socket to drain would only delay every later query, and
+ * the client retries.
+ *
+ * TCP: each connection reads into a buffer that grows to the message being
+ * read (at most 2 + 65,535 bytes), answers every complete message in it into
+ * the shared scratch buffer (a batch of up to TCP_BATCH bytes of answers,
+ * so pipelined queries leave in one write), and writes the batch. What the
+ * socket does not take is copied into the connection's output buffer, and
+ * the connection reads nothing more until that is sent: per connection,
+ * memory stays below one message in and one batch plus one answer out.
+ */
+#include "registry/reg_dns.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/evloop.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "lib/dns_wire.h"
+#include "registry/reg_select.h"
+
+#define UDP_BATCH 32              /* datagrams per recvmmsg */
+#define UDP_ROUNDS 8              /* recvmmsg calls per readiness event, for fairness */
+#define UDP_BUF_MIN 4096          /* room for any sane query (and the answer, in place) */
+#define CMSG_ROOM 64              /* IP_PKTINFO / IPV6_PKTINFO */
+#define TCP_IN_INITIAL 4096
+#define TCP_MSG_MAX (2 + DNS_MSG_MAX)
+#define TCP_BATCH 16384           /* answers gathered before a write */
+#define TCP_SCRATCH (TCP_BATCH + TCP_MSG_MAX)
+#define ACCEPT_BATCH 16
+#define ACCEPT_PAUSE_MS 100
+#define SRV_CAP 4096              /* more SRV records than ever fit in 65,535 bytes */
+#define ADDR_LABEL_MAX 40         /* "255-255-255-255" or 32 hex digits */
+
+struct reg_dns;
+
+struct udp_sock {
+    struct reg_dns *d;
+    struct ev_io io;
+    bool pktinfo;                 /* bound to a wildcard address: keep each datagram's destination */
+};
+
+struct tcp_listener {
+    struct reg_dns *d;
+    struct ev_io io;
+    struct ev_timer pause;        /* accept failed for lack of descriptors: wait a little */
+};
+
+struct tcp_conn {
+    struct reg_dns *d;
+    struct ev_io io;
+    struct ev_timer idle;
+    struct sockaddr_storage peer;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    bool eof;                     /* the client sent FIN: answer what is complete, then close */
+    bool closed;
+    struct tcp_conn *prev, *next;
+};
+
+struct reg_dns {
+    struct ev_loop *loop;
+    struct reg_model *model;
+    const struct reg_subnets *subnets;
+    struct reg_dns_conf conf;
+
+    /* The names, in wire form, built once. */
+    uint8_t zone_wire[DNS_NAME_MAX];
+    size_t zone_len;
+    struct dns_name zone;
+    uint8_t ns_wire[REG_DNS_MAX_NS][DNS_NAME_MAX];
+    struct dns_name ns_name[REG_DNS_MAX_NS];
+    size_t n_ns;
+    uint8_t mbox_wire[DNS_NAME_MAX];
+
+    struct reg_rand rnd;
+    struct dns_query q;
+    struct reg_srv srv[SRV_CAP];
+
+    size_t n_listen;
+    struct udp_sock udp[REG_DNS_MAX_LISTEN];
+    struct tcp_listener tcp[REG_DNS_MAX_LISTEN];
+    struct sl_addr bound[REG_DNS_MAX_LISTEN];
+
+    /* UDP batch: one buffer, name and control block per slot. */
+    size_t udp_buf_size;
+    uint8_t *udp_bufs;
+    struct mmsghdr rmsg[UDP_BATCH], smsg[UDP_BATCH];
+    struct iovec riov[UDP_BATCH], siov[UDP_BATCH];
+    struct sockaddr_storage from[UDP_BATCH];
+    uint8_t cmsg[UDP_BATCH][CMSG_ROOM];
+
+    uint8_t *tcp_scratch;
+    struct tcp_conn *conns;
+    uint32_t n_conns;
+
+    struct reg_dns_stats stats;
+};
+
+/* ---- configuration ----------------------------------------------------- */
+
+void reg_dns_conf_defaults(struct reg_dns_conf *c)
+{
+    *c = (struct reg_dns_conf){
+        .soa_refresh = 3600,
+        .soa_retry = 600,
+        .soa_expire = 7 * 86400,
+        .soa_minimum = 30,
+        .apex_ttl = 3600,
+        .udp_max = 1232,
+        .tcp_max_conns = 1000,
+        .tcp_idle_ms = 10000,
+    };
+    snprintf(c->zone, sizeof c->zone, "sluice.test.");
+}
+
+static int check_name(const char *what, const char *text, char *err, size_t errlen)
+{
+    uint8_t wire[DNS_NAME_MAX];
+    if (dns_name_from_text(text, wire) < 0) {
+        snprintf(err, errlen, "%s: \"%s\" is not a DNS name (labels of 1..63 bytes, at most 255 in all, no escapes)",
+                 what, text);
+        return -1;
+    }
+    return 0;
+}
+
+int reg_dns_conf_check(const struct reg_dns_conf *c, char *err, size_t errlen)
+{
+    if (c->n_listen > REG_DNS_MAX_LISTEN) {
+        snprintf(err, errlen, "dns.listen: at most %d addresses", REG_DNS_MAX_LISTEN);
+        return -1;
+    }
+    if (c->n_ns > REG_DNS_MAX_NS) {
+        snprintf(err, errlen, "dns.ns: at most %d names", REG_DNS_MAX_NS);
+        return -1;
+    }
+    if (check_name("dns.zone", c->zone, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < c->n_ns; i++)
+        if (check_name("dns.ns", c->ns[i], err, errlen) < 0)
+            return -1;
+    if (c->soa_mbox[0] && check_name("dns.soa.mbox", c->soa_mbox, err, errlen) < 0)
+        return -1;
+    if (c->udp_max < DNS_UDP_MIN) {
+        snprintf(err, errlen, "dns.udp_max: must be between %d and %d", DNS_UDP_MIN, DNS_MSG_MAX);
+        return -1;
+    }
+    if (c->tcp_max_conns < 1) {
+        snprintf(err, errlen, "dns.tcp.max_conns: must be at least 1");
+        return -1;
+    }
+    if (c->tcp_idle_ms < 1) {
+        snprintf(err, errlen, "dns.tcp.idle: must be at least 1 ms");
+        return -1;
+    }
+    if (c->apex_ttl > REG_TTL_MAX || c->soa_minimum > REG_TTL_MAX) {
+        snprintf(err, errlen, "dns.%s: at most %d s", c->apex_ttl > REG_TTL_MAX ? "apex_ttl" : "soa.minimum",
+                 REG_TTL_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+/* "LABEL.ZONE" in wire form into out; -1 when it would pass 255 bytes. */
+static int name_under_zone(const char *label, size_t llen, const uint8_t *zone, size_t zlen, uint8_t *out)
+{
+    if (llen == 0 || llen > DNS_LABEL_MAX || 1 + llen + zlen > DNS_NAME_MAX)
+        return -1;
+    out[0] = (uint8_t)llen;
+    memcpy(out + 1, label, llen);
+    memcpy(out + 1 + llen, zone, zlen);
+    return (int)(1 + llen + zlen);
+}
+
+/* The conf's names in wire form: the zone, the NS names (default ns1.ZONE)
+ * and the SOA mailbox (default hostmaster.ZONE). */
+static int build_names(struct reg_dns *d, char *err, size_t errlen)
+{
+    int n = dns_name_from_text(d->conf.zone, d->zone_wire);
+    if (n < 0 || dns_name_set(&d->zone, d->zone_wire, (size_t)n) < 0) {
+        snprintf(err, errlen, "dns.zone: \"%s\" is not a DNS name", d->conf.zone);
+        return -1;
+    }
+    d->zone_len = (size_t)n;
+    d->n_ns = d->conf.n_ns;
+    for (size_t i = 0; i < d->n_ns; i++) {
+        n = dns_name_from_text(d->conf.ns[i], d->ns_wire[i]);
+        if (n < 0 || dns_name_set(&d->ns_name[i], d->ns_wire[i], (size_t)n) < 0) {
+            snprintf(err, errlen, "dns.ns: \"%s\" is not a DNS name", d->conf.ns[i]);
+            return -1;
+        }
+    }
+    if (d->n_ns == 0) {
+        if (name_under_zone("ns1", 3, d->zone_wire, d->zone_len, d->ns_wire[0]) < 0 ||
+            dns_name_set(&d->ns_name[0], d->ns_wire[0], DNS_NAME_MAX) < 0) {
+            snprintf(err, errlen, "dns.zone: too long to hold ns1.ZONE");
+            return -1;
+        }
+        d->n_ns = 1;
+    }
+    if (d->conf.soa_mbox[0]) {
+        if (dns_name_from_text(d->conf.soa_mbox, d->mbox_wire) < 0) {
+            snprintf(err, errlen, "dns.soa.mbox: \"%s\" is not a DNS name", d->conf.soa_mbox);
+            return -1;
+        }
+    } else if (name_under_zone("hostmaster", 10, d->zone_wire, d->zone_len, d->mbox_wire) < 0) {
+        snprintf(err, errlen, "dns.zone: too long to hold hostmaster.ZONE");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- names of slots (metrics labels) ------------------------------------ */
+
+const char *reg_dns_qtype_name(enum reg_dns_qtype_slot s)
+{
+    static const char *const names[REG_DNS_QTYPES] = {"A", "AAAA", "SRV", "SOA", "NS", "ANY", "other", "none"};
+    return (unsigned)s < REG_DNS_QTYPES ? names[s] : "?";
+}
+
+const char *reg_dns_rcode_name(enum reg_dns_rcode_slot s)
+{
+    static const char *const names[REG_DNS_RCODES] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
+                                                      "NOTIMP",  "REFUSED", "BADVERS"};
+    return (unsigned)s < REG_DNS_RCODES ? names[s] : "?";
+}
+
+const char *reg_dns_drop_name(enum reg_dns_drop_reason r)
+{
+    static const char *const names[REG_DNS_DROPS] = {"malformed", "udp_send",  "tcp_limit",
+                                                     "tcp_idle",  "tcp_error", "error"};
+    return (unsigned)r < REG_DNS_DROPS ? names[r] : "?";
+}
+
+static enum reg_dns_qtype_slot qtype_slot(const struct dns_query *q)
+{
+    if (!q->has_question)
+        return REG_DNS_Q_NONE;
+    switch (q->qtype) {
+    case DNS_TYPE_A: return REG_DNS_Q_A;
+    case DNS_TYPE_AAAA: return REG_DNS_Q_AAAA;
+    case DNS_TYPE_SRV: return REG_DNS_Q_SRV;
+    case DNS_TYPE_SOA: return REG_DNS_Q_SOA;
+    case DNS_TYPE_NS: return REG_DNS_Q_NS;
+    case DNS_TYPE_ANY: return REG_DNS_Q_ANY;
+    default: return REG_DNS_Q_OTHER;
+    }
+}
+
+static enum reg_dns_rcode_slot rcode_slot(unsigned rcode)
+{
+    switch (rcode) {
+    case DNS_RCODE_NOERROR: return REG_DNS_R_NOERROR;
+    case DNS_RCODE_FORMERR: return REG_DNS_R_FORMERR;
+    case DNS_RCODE_NXDOMAIN: return REG_DNS_R_NXDOMAIN;
+    case DNS_RCODE_NOTIMP: return REG_DNS_R_NOTIMP;
+    case DNS_RCODE_REFUSED: return REG_DNS_R_REFUSED;
+    case DNS_RCODE_BADVERS: return REG_DNS_R_BADVERS;
+    default: return REG_DNS_R_SERVFAIL;
+    }
+}
+
+/* ---- answering ---------------------------------------------------------- */
+
+/* What one query's answer is being built with. */
+struct answer {
+    struct reg_dns *d;
+    const struct dns_query *q;
+    const struct sockaddr *from;
+    struct dns_writer w;
+    unsigned rcode;
+    bool aa;
+    uint8_t scope;                /* the Client Subnet scope to echo */
+};
+
+/* The caller's location: from the Client Subnet option when there is one
+ * (and with it the scope to echo), else from the source address. */
+static struct reg_loc locate(struct answer *a)
+{
+    struct reg_loc loc = {0, 0};
+    const struct reg_subnets *t = a->d->subnets;
+    const struct dns_query *q = a->q;
+    if (!t)
+        return loc;
+    if (q->has_ecs) {
+        uint8_t scope = 0;
+        if (q->ecs.source_prefix == 0)
+            return loc;   /* the client asked not to be located (RFC 7871 §7.1.2) */
+        if (q->ecs.family == DNS_ECS_FAMILY_IPV4)
+            reg_subnets_lookup4(t, q->ecs.addr, &loc, &scope);
+        else
+            reg_subnets_lookup6(t, q->ecs.addr, &loc, &scope);
+        a->scope = scope;
+        return loc;
+    }
+    if (a->from)
+        reg_subnets_lookup_sa(t, a->from, &loc, NULL);
+    return loc;
+}
+
+static void put_soa(struct answer *a, enum dns_section s, uint32_t ttl)
+{
+    struct reg_dns *d = a->d;
+    struct dns_soa soa = {
+        .mname = d->ns_wire[0],
+        .rname = d->mbox_wire,
+        .serial = (uint32_t)reg_model_index(d->model),
+        .refresh = d->conf.soa_refresh,
+        .retry = d->conf.soa_retry,
+        .expire = d->conf.soa_expire,
+        .minimum = d->conf.soa_minimum,
+    };
+    dns_put_soa(&a->w, s, d->zone_wire, ttl, &soa);
+}
+
+/* NXDOMAIN or NODATA: the SOA in the authority section, its TTL the
+ * negative-caching time (RFC 2308 §3). Any scope set by a lookup goes:
+ * a negative answer is the same for every client. */
+static void negative(struct answer *a, unsigned rcode)
+{
+    a->rcode = rcode;
+    a->scope = 0;
+    uint32_t ttl = a->d->conf.soa_minimum;
+    put_soa(a, DNS_SECTION_AUTHORITY, ttl);
+}
+
+static void answer_apex(struct answer *a)
+{
+    struct reg_dns *d = a->d;
+    uint16_t t = a->q->qtype;
+    bool any = t == DNS_TYPE_ANY;
+    if (t == DNS_TYPE_SOA || any)
+        put_soa(a, DNS_SECTION_ANSWER, d->conf.apex_ttl);
+    if (t == DNS_TYPE_NS || any)
+        for (size_t i = 0; i < d->n_ns; i++)
+            if (dns_put_ns(&a->w, DNS_SECTION_ANSWER, a->q->qname.wire, d->conf.apex_ttl, d->ns_wire[i]) < 0)
+                break;
+    if (t != DNS_TYPE_SOA && t != DNS_TYPE_NS && !any)
+        negative(a, DNS_RCODE_NOERROR);
+}
+
+static void count_choice(struct reg_dns *d, const struct reg_explain *ex)
+{
+    d->stats.by_tier[ex->tier]++;
+    if (ex->protect_active)
+        d->stats.fail_open++;
+}
+
+/* A or AAAA records of one family for the service; returns how many. */
+static int put_picks(struct answer *a, struct reg_service *svc, struct reg_loc loc, enum reg_family fam,
+                     bool *counted)
+{
+    const struct reg_instance *picked[REG_ANSWER_MAX];
+    struct reg_explain ex;
+    int n = reg_answer_pick(a->d->model, svc, loc, fam, &a->d->rnd, picked, svc->settings.answer_count, &ex);
+    if (n < 0)
+        return n;
+    if (n > 0 && !*counted) {
+        count_choice(a->d, &ex);
+        *counted = true;
+    }
+    uint32_t ttl = svc->settings.dns_ttl;
+    const uint8_t *owner = a->q->qname.wire;
+    for (int i = 0; i < n; i++) {
+        const struct sockaddr_storage *ss = &picked[i]->addr.ss;
+        int rc = fam == REG_FAMILY_V4
+                     ? dns_put_a(&a->w, DNS_SECTION_ANSWER, owner, ttl,
+                                 (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr)
+                     : dns_put_aaaa(&a->w, DNS_SECTION_ANSWER, owner, ttl,
+                                    (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr);
+        if (rc < 0)
+            break;   /* TC is set: the client asks again over TCP */
+    }
+    return n;
+}
+
+static void answer_service(struct answer *a, struct reg_service *svc)
+{
+    uint16_t t = a->q->qtype;
+    if (t != DNS_TYPE_A && t != DNS_TYPE_AAAA && t != DNS_TYPE_ANY) {
+        negative(a, DNS_RCODE_NOERROR);
+        return;
+    }
+    struct reg_loc loc = locate(a);
+    bool counted = false;
+    int n4 = 0, n6 = 0;
+    if (t == DNS_TYPE_A || t == DNS_TYPE_ANY)
+        n4 = put_picks(a, svc, loc, REG_FAMILY_V4, &counted);
+    if ((t == DNS_TYPE_AAAA || t == DNS_TYPE_ANY) && n4 >= 0 && !a->w.truncated)
+        n6 = put_picks(a, svc, loc, REG_FAMILY_V6, &counted);
+    if (n4 < 0 || n6 < 0) {
+        a->rcode = DNS_RCODE_SERVFAIL;
+        a->scope = 0;
+        a->d->stats.dropped[REG_DNS_DROP_ERROR]++;
+    } else if (n4 + n6 == 0) {
+        negative(a, DNS_RCODE_NOERROR);
+    }
+}
+
+/* The label of an address in SRV targets: 10-1-0-7, or 32 hex digits. */
+static size_t addr_label(const struct sockaddr_storage *ss, char *out)
+{
+    if (ss->ss_family == AF_INET) {
+        /* by hand: snprintf was a tenth of the CPU of an SRV answer */
+        const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+        size_t n = 0;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = b[i];
+            if (i)
+                out[n++] = '-';
+            if (v >= 100)
+                out[n++] = (char)('0' + v / 100);
+            if (v >= 10)
+                out[n++] = (char)('0' + v / 10 % 10);
+            out[n++] = (char)('0' + v % 10);
+        }
+        out[n] = 0;
+        return n;
+    }
+    const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[32] = 0;
+    return 32;
+}
+
+/* The reverse: true with the address family and bytes when the label is
+ * one (lower case; the DNS path passes lower-cased labels). */
+static bool parse_addr_label(const uint8_t *p, size_t len, sa_family_t *af, uint8_t addr[16])
+{
+    if (len == 32) {
+        for (size_t i = 0; i < 32; i++) {
+            uint8_t c = p[i];
+            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (v < 0)
+                return false;
+            addr[i / 2] = (uint8_t)(i % 2 ? addr[i / 2] | v : v << 4);
+        }
+        *af = AF_INET6;
+        return true;
+    }
+    unsigned part = 0, val = 0, digits = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || p[i] == '-') {
+            if (digits == 0 || part > 3)
+                return false;
+            addr[part++] = (uint8_t)val;
+            val = digits = 0;
+        } else if (p[i] >= '0' && p[i] <= '9' && digits < 3) {
+            val = val * 10 + (p[i] - '0');
+            digits++;
+            if (val > 255)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    if (part != 4)
+        return false;
+    *af = AF_INET;
+    return true;
+}
+
+static bool same_addr(const struct sockaddr_storage *ss, sa_family_t af, const uint8_t *addr)
+{
+    if (ss->ss_family != af)
+        return false;
+    if (af == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)ss)->sin_addr, addr, 4) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, addr, 16) == 0;
+}
+
+/* ADDR.SERVICE.ZONE (k == 2 and label 1 is a service): the SRV targets. */
+static void answer_target(struct answer *a, struct reg_service *svc, const uint8_t *label, size_t len)
+{
+    sa_family_t af;
+    uint8_t addr[16];
+    const struct reg_instance *found = NULL;
+    if (parse_addr_label(label, len, &af, addr)) {
+        for (uint32_t i = 0; i < svc->n_instances && !found; i++) {
+            const struct reg_instance *inst = svc->instances[i];
+            if (inst->enabled && inst->weight > 0 && same_addr(&inst->addr.ss, af, addr))
+                found = inst;
+        }
+    }
+    if (!found) {
+        negative(a, DNS_RCODE_NXDOMAIN);
+        return;
+    }
+    uint16_t t = a->q->qtype;
+    uint32_t ttl = svc->settings.dns_ttl;
+    if (af == AF_INET && (t == DNS_TYPE_A || t == DNS_TYPE_ANY))
+        dns_put_a(&a->w, DNS_SECTION_ANSWER, a->q->qname.wire, ttl, addr);
+    else if (af == AF_INET6 && (t == DNS_TYPE_AAAA || t == DNS_TYPE_ANY))
+        dns_put_aaaa(&a->w, DNS_SECTION_ANSWER, a->q->qname.wire, ttl, addr);
+    else
+        negative(a, DNS_RCODE_NOERROR);
+}
+
+/* The target name ADDR.SERVICE.ZONE of an instance; its length or -1. */
+static int srv_target(const struct reg_dns *d, const struct reg_instance *inst, uint8_t *out)
+{
+    char label[ADDR_LABEL_MAX];
+    size_t llen = addr_label(&inst->addr.ss, label);
+    size_t slen = strlen(inst->service->name);
+    if (1 + llen + 1 + slen + d->zone_len > DNS_NAME_MAX)
+        return -1;
+    out[0] = (uint8_t)llen;
+    memcpy(out + 1, label, llen);
+    out[1 + llen] = (uint8_t)slen;
+    memcpy(out + 2 + llen, inst->service->name, slen);
+    memcpy(out + 2 + llen + slen, d->zone_wire, d->zone_len);
+    return (int)(2 + llen + slen + d->zone_len);
+}
+
+static void put_addr(struct dns_writer *w, enum dns_section s, const uint8_t *owner, uint32_t ttl,
+                     const struct sockaddr_storage *ss, int *rc)
+{
+    if (ss->ss_family == AF_INET)
+        *rc = dns_put_a(w, s, owner, ttl, (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr);
+    else
+        *rc = dns_put_aaaa(w, s, owner, ttl, (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+/* _SERVICE._tcp.ZONE: SRV records by priority, then the targets' addresses
+ * in the additional section while they fit. */
+static void answer_srv(struct answer *a, struct reg_service *svc)
+{
+    uint16_t t = a->q->qtype;
+    if (t != DNS_TYPE_SRV && t != DNS_TYPE_ANY) {
+        negative(a, DNS_RCODE_NOERROR);
+        return;
+    }
+    struct reg_dns *d = a->d;
+    struct reg_loc loc = locate(a);
+    struct reg_explain ex;
+    uint32_t total = 0;
+    int n = reg_answer_srv(d->model, svc, loc, d->srv, SRV_CAP, &total, &ex);
+    if (n < 0) {
+        a->rcode = DNS_RCODE_SERVFAIL;
+        a->scope = 0;
+        d->stats.dropped[REG_DNS_DROP_ERROR]++;
+        return;
+    }
+    if (n == 0) {
+        negative(a, DNS_RCODE_NOERROR);
+        return;
+    }
+    count_choice(d, &ex);
+    uint32_t ttl = svc->settings.dns_ttl;
+    uint8_t target[DNS_NAME_MAX];
+    int written = 0;
+    for (int i = 0; i < n; i++) {
+        if (srv_target(d, d->srv[i].inst, target) < 0)
+            continue;   /* the name would pass 255 bytes: a long zone and service name */
+        if (dns_put_srv(&a->w, DNS_SECTION_ANSWER, a->q->qname.wire, ttl, d->srv[i].priority, d->srv[i].weight,
+                        addr_port(&d->srv[i].inst->addr), target) < 0)
+            break;
+        written = i + 1;
+    }
+    if ((uint32_t)n < total)
+        a->w.truncated = true;   /* more than SRV_CAP (never fits anyway): say the answer is cut */
+    for (int i = 0; i < written && !a->w.truncated; i++) {
+        int rc;
+        if (srv_target(d, d->srv[i].inst, target) < 0)
+            continue;
+        put_addr(&a->w, DNS_SECTION_ADDITIONAL, target, ttl, &d->srv[i].inst->addr.ss, &rc);
+        if (rc == -ENOSPC)
+            break;   /* the rest are the same size or larger: left out, without TC */
+    }
+}
+
+static bool is_ns_name(const struct reg_dns *d, const struct dns_name *n)
+{
+    for (size_t i = 0; i < d->n_ns; i++)
+        if (d->ns_name[i].len == n->len && memcmp(d->ns_name[i].lower, n->lower, n->len) == 0)
+            return true;
+    return false;
+}
+
+/* A name k labels below the apex (k >= 1). */
+static void answer_below(struct answer *a, int k)
+{
+    struct reg_dns *d = a->d;
+    const struct dns_name *qn = &a->q->qname;
+    size_t l0, l1 = 0;
+    const uint8_t *lab0 = dns_name_label(qn, 0, &l0);
+    const uint8_t *lab1 = k >= 2 ? dns_name_label(qn, 1, &l1) : NULL;
+    struct reg_service *svc;
+    if (k == 1 && (svc = reg_service_find(d->model, (const char *)lab0, l0))) {
+        answer_service(a, svc);
+        return;
+    }
+    if (k == 1 && l0 == 4 && memcmp(lab0, "_tcp", 4) == 0) {
+        negative(a, DNS_RCODE_NOERROR);   /* the empty non-terminal above _SERVICE._tcp */
+        return;
+    }
+    if (k == 2 && l1 == 4 && memcmp(lab1, "_tcp", 4) == 0 && l0 > 1 && lab0[0] == '_' &&
+        (svc = reg_service_find(d->model, (const char *)lab0 + 1, l0 - 1))) {
+        answer_srv(a, svc);
+        return;
+    }
+    if (k == 2 && (svc = reg_service_find(d->model, (const char *)lab1, l1))) {
+        answer_target(a, svc, lab0, l0);
+        return;
+    }
+    negative(a, is_ns_name(d, qn) ? DNS_RCODE_NOERROR : DNS_RCODE_NXDOMAIN);
+}
+
+static void resolve(struct answer *a)
+{
+    const struct dns_query *q = a->q;
+    if (q->qclass != DNS_CLASS_IN && q->qclass != DNS_CLASS_ANY) {
+        a->rcode = DNS_RCODE_REFUSED;
+        return;
+    }
+    int k = dns_name_in_zone(&q->qname, &a->d->zone);
+    if (k < 0) {
+        a->rcode = DNS_RCODE_REFUSED;
+        return;
+    }
+    if (q->qtype == DNS_TYPE_AXFR || q->qtype == DNS_TYPE_IXFR) {
+        a->rcode = DNS_RCODE_REFUSED;   /* no zone transfers: the zone is the live model */
+        return;
+    }
+    a->aa = true;
+    a->rcode = DNS_RCODE_NOERROR;
+    if (k == 0)
+        answer_apex(a);
+    else
+        answer_below(a, k);
+}
+
+size_t reg_dns_answer(struct reg_dns *d, const uint8_t *msg, size_t len, const struct sockaddr *from, bool tcp,
+                      uint8_t *resp, size_t cap)
+{
+    struct dns_query *q = &d->q;
+    enum dns_parse_result r = dns_parse_query(msg, len, q);
+    if (r == DNS_PARSE_DROP) {
+        d->stats.dropped[REG_DNS_DROP_MALFORMED]++;
+        return 0;
+    }
+    size_t limit = dns_response_limit(q, tcp, d->conf.udp_max);
+    if (limit > cap)
+        limit = cap;
+    struct answer a = {.d = d, .q = q, .from = from, .rcode = q->rcode};
+    if (dns_response_begin(&a.w, resp, limit, q, d->conf.udp_max) != 0) {
+        d->stats.dropped[REG_DNS_DROP_ERROR]++;
+        return 0;
+    }
+    if (q->has_ecs)
+        d->stats.ecs++;
+    if (r == DNS_PARSE_OK)
+        resolve(&a);
+    ssize_t n = dns_response_finish(&a.w, a.rcode, a.aa, a.scope);
+    if (n <= 0) {
+        d->stats.dropped[REG_DNS_DROP_ERROR]++;
+        return 0;
+    }
+    d->stats.by_qtype[qtype_slot(q)]++;
+    d->stats.by_rcode[rcode_slot(a.rcode)]++;
+    if (a.rcode == DNS_RCODE_NOERROR && a.w.count[DNS_SECTION_ANSWER] == 0 && !a.w.truncated)
+        d->stats.nodata++;
+    if (a.w.truncated)
+        d->stats.truncated++;
+    return (size_t)n;
+}
+
+/* ---- UDP ---------------------------------------------------------------- */
+
+static void udp_send_batch(struct reg_dns *d, int fd, unsigned n)
+{
+    unsigned sent = 0;
+    while (sent < n) {
+        int rc = sendmmsg(fd, d->smsg + sent, n - sent, MSG_DONTWAIT);
+        if (rc > 0) {
+            sent += (unsigned)rc;
+            continue;
+        }
+        if (rc < 0 && errno == EINTR)
+            continue;
+        /* EAGAIN (buffer full) or an error for the next datagram (an
+         * unreachable client): that one is lost, the rest may still go. */
+        d->stats.dropped[REG_DNS_DROP_UDP_SEND]++;
+        sent++;
+    }
+}
+
+static void udp_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
+{
+    (void)loop;
+    (void)revents;
+    struct udp_sock *u = io->data;
+    struct reg_dns *d = u->d;
+    for (int round = 0; round < UDP_ROUNDS; round++) {
+        for (unsigned i = 0; i < UDP_BATCH; i++) {
+            struct msghdr *h = &d->rmsg[i].msg_hdr;
+            h->msg_namelen = sizeof d->from[i];
+            h->msg_controllen = u->pktinfo ? CMSG_ROOM : 0;
+            h->msg_flags = 0;
+        }
+        int got = recvmmsg(io->fd, d->rmsg, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (got <= 0)
+            return;
+        unsigned out = 0;
+        for (int i = 0; i < got; i++) {
+            struct msghdr *h = &d->rmsg[i].msg_hdr;
+            d->stats.queries_udp++;
+            uint8_t *buf = d->udp_bufs + (size_t)i * d->udp_buf_size;
+            size_t n = 0;
+            if (!(h->msg_flags & MSG_TRUNC))
+                n = reg_dns_answer(d, buf, d->rmsg[i].msg_len, (const struct sockaddr *)&d->from[i], false, buf,
+                                   d->udp_buf_size);
+            else
+                d->stats.dropped[REG_DNS_DROP_MALFORMED]++;   /* larger than any query we read */
+            if (n == 0)
+                continue;
+            struct msghdr *s = &d->smsg[out].msg_hdr;
+            d->siov[out] = (struct iovec){.iov_base = buf, .iov_len = n};
+            s->msg_iov = &d->siov[out];
+            s->msg_iovlen = 1;
+            s->msg_name = &d->from[i];
+            s->msg_namelen = h->msg_namelen;
+            s->msg_control = u->pktinfo && h->msg_controllen ? d->cmsg[i] : NULL;
+            s->msg_controllen = u->pktinfo ? h->msg_controllen : 0;
+            s->msg_flags = 0;
+            out++;
+        }
+        if (out)
+            udp_send_batch(d, io->fd, out);
+        /* Read again rather than return to epoll_wait even after a short
+         * batch: under load more queries have come in meanwhile, and one
+         * recvmmsg that finds them is cheaper than epoll_wait and then
+         * recvmmsg; when none have, it costs one EAGAIN. */
+    }
+}
+
+/* ---- TCP ---------------------------------------------------------------- */
+
+static void conn_free(void *p)
+{
+    struct tcp_conn *c = p;
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+    if (c->closed)
+        return;
+    struct reg_dns *d = c->d;
+    c->closed = true;
+    ev_io_stop(d->loop, &c->io);
+    ev_timer_stop(d->loop, &c->idle);
+    close(c->io.fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        d->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    d->n_conns--;
+    ev_defer_free(d->loop, c, conn_free);
+}
+
+static void conn_fail(struct tcp_conn *c, enum reg_dns_drop_reason why)
+{
+    c->d->stats.dropped[why]++;
+    conn_close(c);
+}
+
+static void idle_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)loop;
+    conn_fail(t->data, REG_DNS_DROP_TCP_IDLE);
+}
+
+/* Keep what the socket did not take; the connection reads nothing more
+ * until it is sent. -1 when out of memory. */
+static int conn_keep(struct tcp_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->out_off > 0 && c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (c->out_len + n > c->out_cap) {
+        size_t cap = c->out_len + n;
+        uint8_t *q = realloc(c->out, cap);
+        if (!q)
+            return -1;
+        c->out = q;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+    return 0;
+}
+
+/* Write what is pending. 1 all sent, 0 some left, -1 error. */
+static int conn_flush(struct tcp_conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = write(c->io.fd, c->out + c->out_off, c->out_len - c->out_off);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return -1;
+    }
+    c->out_off = c->out_len = 0;
+    return 1;
+}
+
+/* Answer the complete messages in the input buffer, a batch at a time,
+ * while the socket takes the answers. -1 on a write error. */
+static int conn_answer(struct tcp_conn *c)
+{
+    struct reg_dns *d = c->d;
+    size_t pos = 0;
+    int rc = 0;
+    while (c->out_len == 0) {
+        size_t used = 0;
+        while (used < TCP_BATCH && c->in_len - pos >= 2) {
+            size_t mlen = (size_t)c->in[pos] << 8 | c->in[pos + 1];
+            if (c->in_len - pos < 2 + mlen)
+                break;
+            d->stats.queries_tcp++;
+            size_t n = reg_dns_answer(d, c->in + pos + 2, mlen, (const struct sockaddr *)&c->peer, true,
+                                      d->tcp_scratch + used + 2, DNS_MSG_MAX);
+            pos += 2 + mlen;
+            if (n == 0)
+                continue;
+            d->tcp_scratch[used] = (uint8_t)(n >> 8);
+            d->tcp_scratch[used + 1] = (uint8_t)n;
+            used += 2 + n;
+        }
+        if (used == 0)
+            break;
+        ssize_t w = 0;
+        do
+            w = write(c->io.fd, d->tcp_scratch, used);
+        while (w < 0 && errno == EINTR);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = -1;
+            break;
+        }
+        if (w > 0)
+            ev_timer_start(d->loop, &c->idle, d->conf.tcp_idle_ms);
+        size_t done = w > 0 ? (size_t)w : 0;
+        if (done < used && conn_keep(c, d->tcp_scratch + done, used - done) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (pos > 0) {
+        memmove(c->in, c->in + pos, c->in_len - pos);
+        c->in_len -= pos;
+    }
+    return rc;
+}
+
+/* Read what the socket has, growing the buffer to the message being read.
+ * 1 data, 0 nothing now, -1 error; EOF sets c->eof. */
+static int conn_read(struct tcp_conn *c)
+{
+    size_t need = c->in_cap;
+    if (c->in_len >= 2) {
+        size_t mlen = (size_t)c->in[0] << 8 | c->in[1];
+        if (2 + mlen > need)
+            need = 2 + mlen;
+    }
+    if (need > c->in_cap) {
+        uint8_t *p = realloc(c->in, need);
+        if (!p)
+            return -1;
+        c->in = p;
+        c->in_cap = need;
+    }
+    if (c->in_len == c->in_cap)
+        return 0;   /* full of complete messages waiting for their answers to go */
+    ssize_t n = read(c->io.fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n > 0) {
+        c->in_len += (size_t)n;
+        ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
+        return 1;
+    }
+    if (n == 0) {
+        c->eof = true;
+        return 1;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return 0;
+    return -1;
+}
+
+/* After any event: what the connection waits for next. */
+static void conn_rearm(struct tcp_conn *c)
+{
+    if (c->out_len > c->out_off) {
+        ev_io_set(c->d->loop, &c->io, EPOLLOUT);
+        return;
+    }
+    if (c->eof) {
+        conn_close(c);   /* everything complete is answered; a partial message is dropped */
+        return;
+    }
+    ev_io_set(c->d->loop, &c->io, EPOLLIN);
+}
+
+static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
+{
+    (void)loop;
+    struct tcp_conn *c = io->data;
+    if (c->closed)
+        return;
+    if (c->out_len > c->out_off) {
+        int f = conn_flush(c);
+        if (f < 0) {
+            conn_fail(c, REG_DNS_DROP_TCP_ERROR);
+            return;
+        }
+        if (f == 0) {
+            conn_rearm(c);
+            return;
+        }
+    } else if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        int r = conn_read(c);
+        if (r < 0) {
+            conn_fail(c, REG_DNS_DROP_TCP_ERROR);
+            return;
+        }
+    }
+    /* Answers sent (or none pending): answer what has arrived. */
+    if (conn_answer(c) < 0) {
+        conn_fail(c, REG_DNS_DROP_TCP_ERROR);
+        return;
+    }
+    conn_rearm(c);
+}
+
+static void conn_new(struct reg_dns *d, int fd, const struct sockaddr_storage *peer)
+{
+    struct tcp_conn *c = calloc(1, sizeof *c);
+    uint8_t *in = malloc(TCP_IN_INITIAL);
+    if (!c || !in) {
+        free(c);
+        free(in);
+        close(fd);
+        d->stats.dropped[REG_DNS_DROP_ERROR]++;
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->d = d;
+    c->peer = *peer;
+    c->in = in;
+    c->in_cap = TCP_IN_INITIAL;
+    ev_io_init(&c->io, fd, conn_cb, c);
+    ev_timer_init(&c->idle, idle_cb, c);
+    c->next = d->conns;
+    if (d->conns)
+        d->conns->prev = c;
+    d->conns = c;
+    d->n_conns++;
+    d->stats.tcp_accepted++;
+    ev_io_set(d->loop, &c->io, EPOLLIN);
+    ev_timer_start(d->loop, &c->idle, d->conf.tcp_idle_ms);
+}
+
+static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct tcp_listener *l = t->data;
+    ev_io_set(loop, &l->io, EPOLLIN);
+}
+
+static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
+{
+    (void)revents;
+    struct tcp_listener *l = io->data;
+    struct reg_dns *d = l->d;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("registry dns: accept: %s; pausing for %d ms", strerror(errno), ACCEPT_PAUSE_MS);
+                ev_io_set(loop, io, 0);
+                ev_timer_start(loop, &l->pause, ACCEPT_PAUSE_MS);
+            }
+            return;
+        }
+        if (d->n_conns >= d->conf.tcp_max_conns) {
+            close(fd);
+            d->stats.dropped[REG_DNS_DROP_TCP_LIMIT]++;
+            continue;
+        }
+        conn_new(d, fd, &peer);
+    }
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+static bool is_wildcard(const struct sl_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+}
+
+static int open_socket(const struct sl_addr *a, int type, char *err, size_t errlen)
+{
+    const char *what = type == SOCK_DGRAM ? "udp" : "tcp";
+    int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "dns listener %s (%s): socket: %s", a->text, what, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || (type == SOCK_STREAM && listen(fd, 511) < 0)) {
+        snprintf(err, errlen, "dns listener %s (%s): %s", a->text, what, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (type == SOCK_DGRAM && is_wildcard(a)) {
+        if (a->ss.ss_family == AF_INET)
+            setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+        else
+            setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+    }
+    return fd;
+}
+
+/* UDP and TCP on one address; with port 0 the UDP socket picks the port and
+ * TCP takes the same one (tried a few times: another process may hold it
+ * for TCP). */
+static int open_pair(const struct sl_addr *want, int *ufd, int *tfd, struct sl_addr *bound, char *err, size_t errlen)
+{
+    bool any_port = addr_port(want) == 0;
+    for (int attempt = 0; attempt < (any_port ? 20 : 1); attempt++) {
+        *ufd = open_socket(want, SOCK_DGRAM, err, errlen);
+        if (*ufd < 0)
+            return -1;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getsockname(*ufd, (struct sockaddr *)&ss, &sl) < 0) {
+            snprintf(err, errlen, "dns listener %s: getsockname: %s", want->text, strerror(errno));
+            close(*ufd);
+            return -1;
+        }
+        addr_from_sockaddr(bound, (struct sockaddr *)&ss, sl);
+        *tfd = open_socket(bound, SOCK_STREAM, err, errlen);
+        if (*tfd >= 0)
+            return 0;
+        close(*ufd);
+    }
+    return -1;
+}
+
+static void close_listeners(struct reg_dns *d)
+{
+    for (size_t i = 0; i < d->n_listen; i++) {
+        ev_io_stop(d->loop, &d->udp[i].io);
+        close(d->udp[i].io.fd);
+        ev_io_stop(d->loop, &d->tcp[i].io);
+        ev_timer_stop(d->loop, &d->tcp[i].pause);
+        close(d->tcp[i].io.fd);
+    }
+    d->n_listen = 0;
+}
+
+static void setup_udp_batch(struct reg_dns *d)
+{
+    for (unsigned i = 0; i < UDP_BATCH; i++) {
+        d->riov[i] = (struct iovec){.iov_base = d->udp_bufs + (size_t)i * d->udp_buf_size, .iov_len = d->udp_buf_size};
+        d->rmsg[i].msg_hdr = (struct msghdr){
+            .msg_name = &d->from[i],
+            .msg_namelen = sizeof d->from[i],
+            .msg_iov = &d->riov[i],
+            .msg_iovlen = 1,
+            .msg_control = d->cmsg[i],
+            .msg_controllen = CMSG_ROOM,
+        };
+    }
+}
+
+static uint64_t random_seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
+        s = ev_clock_ms() ^ (uint64_t)getpid() << 32;
+    return s;
+}
+
+struct reg_dns *reg_dns_start(struct ev_loop *loop, const struct reg_dns_conf *c, struct reg_model *m,
+                              const struct reg_subnets *subnets, char *err, size_t errlen)
+{
+    if (reg_dns_conf_check(c, err, errlen) < 0)
+        return NULL;
+    struct reg_dns *d = calloc(1, sizeof *d);
+    if (!d) {
+        snprintf(err, errlen, "dns: out of memory");
+        return NULL;
+    }
+    d->loop = loop;
+    d->model = m;
+    d->subnets = subnets;
+    d->conf = *c;
+    reg_rand_seed(&d->rnd, random_seed());
+    if (build_names(d, err, errlen) < 0) {
+        free(d);
+        return NULL;
+    }
+    d->udp_buf_size = c->udp_max > UDP_BUF_MIN ? c->udp_max : UDP_BUF_MIN;
+    d->udp_bufs = malloc(UDP_BATCH * d->udp_buf_size);
+    d->tcp_scratch = malloc(TCP_SCRATCH);
+    if (!d->udp_bufs || !d->tcp_scratch) {
+        snprintf(err, errlen, "dns: out of memory");
+        reg_dns_stop(d);
+        return NULL;
+    }
+    setup_udp_batch(d);
+    for (size_t i = 0; i < c->n_listen; i++) {
+        int ufd, tfd;
+        if (open_pair(&c->listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0) {
+            reg_dns_stop(d);
+            return NULL;
+        }
+        d->udp[i] = (struct udp_sock){.d = d, .pktinfo = is_wildcard(&d->bound[i])};
+        ev_io_init(&d->udp[i].io, ufd, udp_cb, &d->udp[i]);
+        ev_io_set(loop, &d->udp[i].io, EPOLLIN);
+        d->tcp[i] = (struct tcp_listener){.d = d};
+        ev_io_init(&d->tcp[i].io, tfd, accept_cb, &d->tcp[i]);
+        ev_timer_init(&d->tcp[i].pause, accept_resume, &d->tcp[i]);
+        ev_io_set(loop, &d->tcp[i].io, EPOLLIN);
+        d->n_listen = i + 1;
+    }
+    return d;
+}
+
+void reg_dns_set_subnets(struct reg_dns *d, const struct reg_subnets *subnets)
+{
+    d->subnets = subnets;
+}
+
+static void server_free(void *p)
+{
+    struct reg_dns *d = p;
+    free(d->udp_bufs);
+    free(d->tcp_scratch);
+    free(d);
+}
+
+void reg_dns_stop(struct reg_dns *d)
+{
+    if (!d)
+        return;
+    while (d->conns)
+        conn_close(d->conns);
+    close_listeners(d);
+    /* An event of the current batch may still point into the server (its
+     * listeners): free it after the batch, as the connections. */
+    if (d->loop)
+        ev_defer_free(d->loop, d, server_free);
+    else
+        server_free(d);
+}
+
+const struct sl_addr *reg_dns_bound(const struct reg_dns *d, size_t i)
+{
+    return i < d->n_listen ? &d->bound[i] : NULL;
+}
+
+void reg_dns_stats(const struct reg_dns *d, struct reg_dns_stats *out)
+{
+    *out = d->stats;
+    out->tcp_open = d->n_conns;
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+static void collect(void *arg, struct strbuf *out)
+{
+    struct reg_dns_stats s;
+    reg_dns_stats(arg, &s);
+    metrics_family(out, "sluice_registry_dns_queries_total", "counter",
+                   "DNS messages received by the registry, by transport.");
+    metrics_sample(out, "sluice_registry_dns_queries_total", (struct metric_label[]){{"transport", "udp"}}, 1,
+                   s.queries_udp);
+    metrics_sample(out, "sluice_registry_dns_queries_total", (struct metric_label[]){{"transport", "tcp"}}, 1,
+                   s.queries_tcp);
+    metrics_family(out, "sluice_registry_dns_queries_by_type_total", "counter",
+                   "DNS queries answered by the registry, by question type (none: no question was read).");
+    for (int i = 0; i < REG_DNS_QTYPES; i++)
+        metrics_sample(out, "sluice_registry_dns_queries_by_type_total",
+                       (struct metric_label[]){{"qtype", reg_dns_qtype_name(i)}}, 1, s.by_qtype[i]);
+    metrics_family(out, "sluice_registry_dns_responses_total", "counter",
+                   "DNS answers sent by the registry, by response code.");
+    for (int i = 0; i < REG_DNS_RCODES; i++)
+        metrics_sample(out, "sluice_registry_dns_responses_total",
+                       (struct metric_label[]){{"rcode", reg_dns_rcode_name(i)}}, 1, s.by_rcode[i]);
+    metrics_family(out, "sluice_registry_dns_nodata_total", "counter",
+                   "NOERROR answers with no record in the answer section (NODATA).");
+    metrics_sample(out, "sluice_registry_dns_nodata_total", NULL, 0, s.nodata);
+    metrics_family(out, "sluice_registry_dns_truncated_total", "counter",
+                   "DNS answers sent with TC set (did not fit; the client retries over TCP).");
+    metrics_sample(out, "sluice_registry_dns_truncated_total", NULL, 0, s.truncated);
+    metrics_family(out, "sluice_registry_dns_client_subnet_total", "counter",
+                   "DNS queries that carried an EDNS Client Subnet option.");
+    metrics_sample(out, "sluice_registry_dns_client_subnet_total", NULL, 0, s.ecs);
+    metrics_family(out, "sluice_registry_dns_answers_by_tier_total", "counter",
+                   "Service answers (A, AAAA, SRV) by the locality tier they were drawn from.");
+    for (int i = 0; i < 3; i++)
+        metrics_sample(out, "sluice_registry_dns_answers_by_tier_total",
+                       (struct metric_label[]){{"tier", reg_tier_name(i)}}, 1, s.by_tier[i]);
+    metrics_family(out, "sluice_registry_dns_fail_open_total", "counter",
+                   "Service answers that failed open: the chosen tier's healthy share was below the protect "
+                   "threshold.");
+    metrics_sample(out, "sluice_registry_dns_fail_open_total", NULL, 0, s.fail_open);
+    metrics_family(out, "sluice_registry_dns_dropped_total", "counter",
+                   "DNS messages or TCP connections dropped without an answer, by reason.");
+    for (int i = 0; i < REG_DNS_DROPS; i++)
+        metrics_sample(out, "sluice_registry_dns_dropped_total",
+                       (struct metric_label[]){{"reason", reg_dns_drop_name(i)}}, 1, s.dropped[i]);
+    metrics_family(out, "sluice_registry_dns_tcp_connections_total", "counter",
+                   "DNS TCP connections accepted.");
+    metrics_sample(out, "sluice_registry_dns_tcp_connections_total", NULL, 0, s.tcp_accepted);
+    metrics_family(out, "sluice_registry_dns_tcp_connections", "gauge", "DNS TCP connections open now.");
+    metrics_sample(out, "sluice_registry_dns_tcp_connections", NULL, 0, s.tcp_open);
+}
+
+int reg_dns_metrics(struct metrics_registry *reg, struct reg_dns *d)
+{
+    return metrics_register(reg, collect, d);
+}
