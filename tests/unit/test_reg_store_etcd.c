@@ -520,6 +520,58 @@ static void test_etcd_outage(void **state)
     assert_true(fresh_with_lease(n1));
 }
 
+/* This node's lease is lost (revoked behind its back, as when it was cut
+ * off for longer than the TTL): the other node holds its instance; it
+ * takes a new lease and puts its member key and its ephemeral instance
+ * again, which ends the hold. The instance never leaves node 2's model. */
+struct lease_watch {
+    struct fx *f;
+    bool always_there;
+    bool saw_hold;
+};
+
+static bool lease_recovered(void *arg)
+{
+    struct lease_watch *x = arg;
+    struct node *n1 = &x->f->n[0], *n2 = &x->f->n[1];
+    if (!has(n2, "eph", "10.1.0.1:80"))
+        x->always_there = false;
+    if (reg_cluster_held(n2->st, "eph", "10.1.0.1:80"))
+        x->saw_hold = true;
+    struct reg_cluster_stats c1, c2;
+    reg_cluster_stats(n1->st, &c1);
+    reg_cluster_stats(n2->st, &c2);
+    return c1.lease_losses == 1 && c1.has_lease && c2.members == 2 && c2.holding == 0 && x->saw_hold;
+}
+
+static void test_lease_lost(void **state)
+{
+    struct fx *f = *state;
+    struct node *n1 = &f->n[0], *n2 = &f->n[1];
+    struct res r = put_instance(f, n1, "eph", "10.1.0.1:80", true);
+    assert_true(r.ok);
+    wait_found(f, n2, "eph", "10.1.0.1:80", true, 5000);
+    struct { struct fx *f; size_t n; } two = {f, 2};
+    assert_true(ec_run_until(f->loop, members_are, &two, 5000));
+
+    struct reg_cluster_stats cs;
+    reg_cluster_stats(n1->st, &cs);
+    int64_t old_lease = cs.lease_id;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "curl -sf -XPOST %s/v3/lease/revoke -d '{\"ID\":\"%lld\"}' >/dev/null",
+             f->ec.endpoint[0], (long long)old_lease);
+    assert_int_equal(system(cmd), 0);
+    struct lease_watch x = {.f = f, .always_there = true};
+    assert_true(ec_run_until(f->loop, lease_recovered, &x, 10000));
+    assert_true(x.always_there);
+    reg_cluster_stats(n1->st, &cs);
+    assert_true(cs.lease_id != old_lease);
+    struct reg_instance *inst = reg_instance_find(reg_service_find(n2->m, "eph", 3), "10.1.0.1:80");
+    assert_string_equal(inst->owner, "n1");
+    reg_cluster_stats(n2->st, &cs);
+    assert_int_equal(cs.held_reclaimed, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -530,6 +582,7 @@ int main(void)
     const struct CMUnitTest live[] = {
         cmocka_unit_test_setup_teardown(test_write_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_death, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_outage, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("reg_cluster_pure", pure, NULL, NULL);
