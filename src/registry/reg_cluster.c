@@ -299,14 +299,25 @@ static bool member_remove(struct etcd_store *s, const char *name)
 const char *reg_cluster_duty_of(const struct reg_store *st, const char *service, const char *id)
 {
     const struct etcd_store *s = es_of(st);
-    /* Rendezvous hashing: the member with the highest score wins, so a
-     * member leaving moves only the instances it had. */
+    /* Rendezvous hashing: the member with the highest score for
+     * "MEMBER\nSERVICE/ID" wins, so a member leaving moves only the
+     * instances it had. Built with memcpy: the health checker asks this for
+     * every persistent instance of a changed service. */
     char buf[REG_OWNER_MAX + REG_NAME_MAX + REG_ID_MAX + 4];
+    size_t ls = strnlen(service, REG_NAME_MAX), li = strnlen(id, REG_ID_MAX);
     const char *best = "";
     uint64_t best_score = 0;
     for (size_t i = 0; i < s->n_members; i++) {
-        int n = snprintf(buf, sizeof buf, "%s\n%s/%s", s->members[i].name, service, id);
-        uint64_t score = sl_hash64(buf, (size_t)n, DUTY_SEED);
+        size_t lm = strlen(s->members[i].name), n = 0;
+        memcpy(buf, s->members[i].name, lm);
+        n += lm;
+        buf[n++] = '\n';
+        memcpy(buf + n, service, ls);
+        n += ls;
+        buf[n++] = '/';
+        memcpy(buf + n, id, li);
+        n += li;
+        uint64_t score = sl_hash64(buf, n, DUTY_SEED);
         if (!*best || score > best_score) {
             best = s->members[i].name;
             best_score = score;

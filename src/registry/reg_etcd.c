@@ -23,6 +23,7 @@
 #define WATCH_BACKOFF_MIN_MS 100
 #define WATCH_BACKOFF_MAX_MS 2000
 #define REASON_MAX 256
+#define SPARE_EASY 32
 #define TRY_MIN_MS 500           /* the least time one try of a request gets */
 #define ROUND_PAUSE_MS 200       /* between two rounds over every endpoint */
 
@@ -86,6 +87,10 @@ struct reg_etcd {
     struct sock *socks;
     struct reg_etcd_stats st;
     bool in_process;
+    /* Easy handles of finished requests, reset and used again: a new one
+     * costs a dozen allocations, and a registration is one request. */
+    CURL *spare[SPARE_EASY];
+    size_t n_spare;
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -264,9 +269,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 
 static void request_free(struct request *r)
 {
-    ev_timer_stop(r->e->loop, &r->pause);
-    if (r->easy)
+    struct reg_etcd *e = r->e;
+    ev_timer_stop(e->loop, &r->pause);
+    if (r->easy && e->n_spare < SPARE_EASY) {
+        curl_multi_remove_handle(e->multi, r->easy); /* a no-op when it was */
+        e->spare[e->n_spare++] = r->easy;
+    } else if (r->easy) {
         curl_easy_cleanup(r->easy);
+    }
     free(r->body);
     free(r->resp);
     free(r);
@@ -289,6 +299,8 @@ static int send_try(struct reg_etcd *e, struct request *r)
     char url[REG_ETCD_ENDPOINT_MAX + 64];
     r->endpoint = (r->first_endpoint + r->tries) % e->conf.n_endpoints;
     snprintf(url, sizeof url, "%s%s", e->conf.endpoints[r->endpoint], r->path);
+    if (!r->easy && e->n_spare)
+        r->easy = e->spare[--e->n_spare];
     if (!r->easy)
         r->easy = curl_easy_init();
     else
@@ -970,6 +982,8 @@ void reg_etcd_free(struct reg_etcd *e)
     ev_timer_stop(e->loop, &e->timer);
     if (e->multi)
         curl_multi_cleanup(e->multi);
+    while (e->n_spare)
+        curl_easy_cleanup(e->spare[--e->n_spare]);
     while (e->socks) { /* any curl did not hand back */
         struct sock *s = e->socks;
         ev_io_stop(e->loop, &s->io);
