@@ -21,7 +21,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # header change rebuilds only what includes it.
 BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) -g -MMD -MP
 CFLAGS  ?= -O2
-LIBS    := -lyaml -ljansson -lsqlite3 -lm
+LIBS    := -lyaml -ljansson -lsqlite3 -lcurl -lm
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 

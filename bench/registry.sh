@@ -173,7 +173,7 @@ start_etcd_cluster() {
   done
   for i in 0 1 2; do
     for _ in $(seq 100); do
-      curl -s -X POST -d '{"key":"AA=="}' "http://127.0.0.1:$((BASE_PORT + 100 + i))/v3/kv/range" \
+      curl -s -m 1 -X POST -d '{"key":"AA=="}' "http://127.0.0.1:$((BASE_PORT + 100 + i))/v3/kv/range" \
         | grep -q header && break
       sleep 0.2
     done
