@@ -256,16 +256,26 @@ static bool in_config(const struct cfg_registry *rc, const char *service, const 
 
 /* The owner of the instances the config file lists: a restart or a reload
  * deregisters those of them the file no longer lists (an instance
- * registered again through the API gets another owner and stays). */
-#define REG_OWNER_CONFIG "config"
+ * registered again through the API gets another owner and stays). In a
+ * cluster every node sees every node's instances, so the owner names the
+ * node ("config.reg1"): a node deregisters only what its own file dropped,
+ * never what another node's file lists. */
+static void config_owner(const struct reg_daemon *d, char out[REG_OWNER_MAX + 1])
+{
+    if (d->rc->store == REG_STORE_ETCD)
+        snprintf(out, REG_OWNER_MAX + 1, "config.%.*s", REG_OWNER_MAX - 7, d->rc->node);
+    else
+        snprintf(out, REG_OWNER_MAX + 1, "config");
+}
 
 /* Put the file's services and instances into the model and the store;
  * instances of an earlier file that this one does not list are removed.
  * The file wins over API changes to what it lists. */
 static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc)
 {
-    char why[256];
+    char why[256], owner[REG_OWNER_MAX + 1];
     uint64_t now = ev_clock_ms();
+    config_owner(d, owner);
     for (size_t i = 0; i < nrc->n_services; i++) {
         const struct cfg_reg_service *cs = &nrc->services[i];
         struct reg_service *svc = reg_service_find(d->model, cs->name, strlen(cs->name));
@@ -279,7 +289,7 @@ static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc)
         for (size_t j = 0; j < cs->n_instances; j++) {
             struct reg_instance_spec spec;
             reg_conf_instance_spec(&cs->instances[j], &spec);
-            spec.owner = REG_OWNER_CONFIG;
+            spec.owner = owner;
             struct reg_instance *inst = reg_instance_find(svc, spec.id ? spec.id : spec.addr.text);
             before = inst ? inst->modify_index : 0;
             if (reg_instance_put(d->model, svc, &spec, now, &inst, why, sizeof why) < 0) {
@@ -298,7 +308,7 @@ static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc)
         struct reg_service *svc = reg_model_service_at(d->model, i);
         for (uint32_t j = svc->n_instances; j-- > 0;) {
             const struct reg_instance *inst = svc->instances[j];
-            if (strcmp(inst->owner, REG_OWNER_CONFIG) != 0 || in_config(nrc, svc->name, inst->id))
+            if (strcmp(inst->owner, owner) != 0 || in_config(nrc, svc->name, inst->id))
                 continue;
             char id[REG_ID_MAX + 1];
             snprintf(id, sizeof id, "%s", inst->id);
@@ -428,7 +438,7 @@ static void on_cluster_state(void *arg, bool stale, const char *reason)
     log_info("registry: in step with etcd (%s, revision %lld)", cs.endpoint, (long long)cs.revision);
     if (!d->cluster_config_applied) { /* the file's services, once etcd's content is in */
         d->cluster_config_applied = true;
-        apply_config(d, d->rc, NULL);
+        apply_config(d, d->rc);
     }
 }
 
