@@ -890,6 +890,44 @@ static void test_wildcard_listener(void **state)
     free(o);
 }
 
+/* Two listen addresses, IPv4 and IPv6, each with UDP and TCP; an IPv6
+ * client in no subnet gets the "all" tier. Skipped without ::1. */
+static void test_two_listeners_v4_v6(void **state)
+{
+    int probe = socket(AF_INET6, SOCK_DGRAM, 0);
+    struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&lo6, sizeof lo6) == 0;
+    if (probe >= 0)
+        close(probe);
+    if (!have_v6) {
+        fprintf(stderr, "no ::1 here: skipped\n");
+        skip();
+    }
+    const char *why;
+    assert_int_equal(addr_parse("[::1]:0", &F.conf.listen[1], &why), 0);
+    F.conf.n_listen = 2;
+    start_server();
+    char port6[16];
+    snprintf(port6, sizeof port6, "%u", addr_port(reg_dns_bound(F.dns, 1)));
+    const char *udp[] = {"dig", "@::1", "-p", port6, "+time=5", "+tries=1", "web.sluice.test", "A", NULL};
+    char *o1 = run(udp);
+    if (!o1)
+        skip();
+    expect(o1, (const char *const[]){"status: NOERROR", "ANSWER: 2,", "SERVER: ::1#", NULL});
+    free(o1);
+    const char *tcp[] = {"dig", "@::1", "-p", port6, "+time=5", "+tries=1", "+tcp", "sluice.test", "SOA", NULL};
+    char *o2 = run(tcp);
+    expect(o2, (const char *const[]){"status: NOERROR", "IN\tSOA\tns1.sluice.test.", "(TCP)", NULL});
+    free(o2);
+    DIG(o3, "web.sluice.test", "A");
+    expect(o3, (const char *const[]){"status: NOERROR", NULL});
+    free(o3);
+    struct reg_dns_stats s = stats();
+    assert_int_equal(s.by_tier[REG_TIER_ALL], 1);   /* ::1 is in no subnet */
+    assert_int_equal(s.by_tier[REG_TIER_DC], 1);    /* 127.0.0.1 is dc1 */
+    assert_int_equal(s.queries_tcp, 1);
+}
+
 /* Bad configurations are refused with the field; a busy port says so. */
 static void test_conf_errors(void **state)
 {
@@ -931,6 +969,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wildcard_listener, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_listeners_v4_v6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
