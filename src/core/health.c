@@ -25,6 +25,7 @@ struct hc_target {
     uint32_t interval_ms, timeout_ms, rise, fall;
     uint16_t status_min, status_max;
     char *group;
+    char *subject;                    /* what log lines call it */
     hc_result_fn *on_result;
     void *arg;
     struct hc_status st;
@@ -71,14 +72,13 @@ static void mark_up(struct hc_target *t)
     /* up_since_ms starts the slow-start ramp. */
     t->st.up_since_ms = ev_now(t->set->loop);
     t->st.up = true;
-    log_info("backend %s in pool %s is UP after %u passed checks", t->addr.text, t->group, t->st.rise);
+    log_info("%s is UP after %u passed checks", t->subject, t->st.rise);
 }
 
 static void mark_down(struct hc_target *t, const char *reason)
 {
     t->st.up = false;
-    log_warn("backend %s in pool %s is DOWN after %u failed checks: %s", t->addr.text, t->group, t->st.fall,
-             reason);
+    log_warn("%s is DOWN after %u failed checks: %s", t->subject, t->st.fall, reason);
 }
 
 static void record(struct hc_target *t, bool ok, const char *reason)
@@ -98,7 +98,7 @@ static void record(struct hc_target *t, bool ok, const char *reason)
         st->checks_failed++;
         st->fall++;
         st->rise = 0;
-        log_debug("health check of %s in pool %s failed: %s", t->addr.text, t->group, reason);
+        log_debug("health check of %s failed: %s", t->subject, reason);
         if (st->up && st->fall >= at_least_1(t->fall)) {
             mark_down(t, reason);
             changed = true;
@@ -339,6 +339,7 @@ static void target_free(void *p)
     struct hc_target *t = p;
     free(t->req);
     free(t->group);
+    free(t->subject);
     free(t);
 }
 
@@ -353,7 +354,7 @@ static void release_unchecked(struct hc_target *t)
     if (was_down) {
         st->up_since_ms = ev_now(t->set->loop);
         st->up = true;
-        log_info("backend %s in pool %s is UP: pool has no active health check", t->addr.text, t->group);
+        log_info("%s is UP: no active health check", t->subject);
     }
     tell(t, was_down);
 }
@@ -374,11 +375,16 @@ struct hc_target *hc_add(struct hc_set *set, const struct hc_target_spec *spec)
     t->status_min = h->status_min;
     t->status_max = h->status_max;
     t->group = strdup(spec->group ? spec->group : "");
+    if (spec->subject) {
+        t->subject = strdup(spec->subject);
+    } else if (asprintf(&t->subject, "backend %s in pool %s", t->addr.text, spec->group ? spec->group : "") < 0) {
+        t->subject = NULL;
+    }
     t->on_result = spec->on_result;
     t->arg = spec->arg;
     t->st = spec->initial;
     t->io.fd = -1;
-    if (!t->group || (t->type == HEALTH_HTTP && !(t->req = build_request(h, &t->addr, &t->req_len)))) {
+    if (!t->group || !t->subject || (t->type == HEALTH_HTTP && !(t->req = build_request(h, &t->addr, &t->req_len)))) {
         target_free(t);
         return NULL;
     }

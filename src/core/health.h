@@ -25,7 +25,8 @@
  *
  * `rise` consecutive passes turn a DOWN target UP (up_since_ms = now, for
  * slow start), `fall` consecutive failures turn an UP target DOWN; both
- * transitions are logged as "backend ADDR in pool GROUP is UP/DOWN ...".
+ * transitions are logged as "backend ADDR in pool GROUP is UP/DOWN ..."
+ * (or as the target's own subject says).
  */
 #ifndef SLUICE_CORE_HEALTH_H
 #define SLUICE_CORE_HEALTH_H
@@ -58,6 +59,9 @@ struct hc_target_spec {
     struct sl_addr addr;
     const struct cfg_health *check;   /* copied: it need not outlive the call */
     const char *group;                /* the pool (service) in log lines; copied */
+    /* What log lines call the target (copied), e.g. "instance a
+     * (10.0.0.1:80) of service web"; NULL: "backend ADDR in pool GROUP". */
+    const char *subject;
     struct hc_status initial;         /* a fresh one, or what an earlier target found */
     hc_result_fn *on_result;          /* may be NULL */
     void *arg;

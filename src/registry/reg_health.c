@@ -161,8 +161,10 @@ static struct hentry *add_entry(struct reg_checker *h, struct hsvc *s, const str
     /* The checks start from what the model holds: a DOWN instance (its
      * health restored from the store after a restart, say) needs `rise`
      * passes to come back. */
-    struct hc_target_spec spec = { .addr = inst->addr, .check = check, .group = s->name, .on_result = on_result,
-                                   .arg = e };
+    char subject[REG_ID_MAX + REG_NAME_MAX + 96];
+    snprintf(subject, sizeof subject, "instance %s (%s) of service %s", inst->id, inst->addr.text, s->name);
+    struct hc_target_spec spec = { .addr = inst->addr, .check = check, .group = s->name, .subject = subject,
+                                   .on_result = on_result, .arg = e };
     hc_status_fresh(&spec.initial, ev_clock_ms());
     spec.initial.up = inst->health == REG_HEALTH_UP;
     e->target = hc_add(h->set, &spec);

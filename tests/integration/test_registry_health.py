@@ -89,6 +89,10 @@ def test_persistent_instance_checked_by_tcp(reg):
                           what="UP")
         assert inst["health_reason"].startswith("tcp check ok") and "passed 2 in a row" in inst["health_reason"], inst
         assert "sluice_registry_health_changes_total 2" in r.metrics()
+        # The log names the instance and its service, not a pool's backend.
+        log = r.read_log()
+        assert "instance db1 (127.0.0.1:%d) of service db is DOWN after 2 failed checks" % port in log, log
+        assert "in pool" not in log
     finally:
         lst.close()
 
