@@ -7,6 +7,7 @@ PKGS=(
   build-essential clang llvm libclang-rt-14-dev   # compilers, libFuzzer runtime
   libyaml-dev libjansson-dev libcmocka-dev         # config, JSON, unit tests
   libsqlite3-dev                                   # the registry's embedded store
+  libcurl4-openssl-dev etcd-server etcd-client     # the registry's etcd store; its tests run a real cluster
   python3 python3-pytest python3-requests          # integration tests
   curl wrk netcat-openbsd iproute2 procps          # real clients and tools
   nginx-light haproxy                              # benchmark anchors

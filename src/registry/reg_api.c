@@ -12,6 +12,7 @@
 #include "core/config_walk.h"
 #include "core/health_conf.h"
 #include "core/log.h"
+#include "registry/reg_cluster.h"
 #include "registry/reg_health.h"
 
 /* ---- documents ----------------------------------------------------------- */
@@ -115,6 +116,12 @@ static int by_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Cluster mode: answering from a copy etcd may have moved past. */
+static bool api_stale(const struct reg_daemon *d)
+{
+    return reg_store_is_cluster(d->store) && reg_cluster_stale(d->store, NULL, 0);
+}
+
 static json_t *list_json(struct reg_daemon *d)
 {
     struct reg_model_stats ms;
@@ -140,7 +147,7 @@ static json_t *list_json(struct reg_daemon *d)
         free(sorted);
     }
     return json_pack("{s:I, s:o, s:b, s:b}", "index", (json_int_t)reg_model_index(d->model), "services", list,
-                     "self_preservation", ms.self_preservation, "stale", 0);
+                     "self_preservation", ms.self_preservation, "stale", api_stale(d));
 }
 
 static void reply_doc(struct admin_reply *r, json_t *doc)
@@ -483,6 +490,12 @@ static void write_done(void *arg, bool ok, const char *reason)
         write_free(w);
         return;
     }
+    if (reg_store_feeds_model(d->store)) {
+        /* Cluster mode: etcd's watch has applied it already (reg_cluster.h). */
+        reply_index(w, w->op == W_INST_PUT ? w->id : NULL);
+        write_free(w);
+        return;
+    }
     switch (w->op) {
     case W_SVC_PUT:
         if (reg_service_put(d->model, w->service, &w->settings, NULL, why, sizeof why) < 0)
@@ -705,6 +718,12 @@ static void heartbeat(struct reg_daemon *d, const char *name, const char *id, st
     struct reg_instance *inst = find_instance(d, name, id, r);
     if (!inst)
         return;
+    if (inst->remote) {
+        /* Cluster mode: another node holds it (or held it, and died): the
+         * client registers again here, which moves it. */
+        admin_reply_error(r, 404, "instance %s is held by node %s: register it on this node", inst->id, inst->owner);
+        return;
+    }
     reg_instance_heartbeat(d->model, inst, ev_clock_ms());
     reply_doc(r, json_pack("{s:I, s:s}", "index", (json_int_t)reg_model_index(d->model), "health",
                            reg_health_name(inst->health)));
@@ -905,7 +924,7 @@ void reg_api_status(void *arg, json_t *status)
                                   d->rc->node, "datacenter", d->rc->datacenter ? d->rc->datacenter : "", "region",
                                   d->rc->region ? d->rc->region : "", "store", reg_store_kind_name(d->rc->store),
                                   "store_state", ss.healthy ? "ok" : "failing", "store_error", ss.last_error,
-                                  "stale", 0, "self_preservation", ms.self_preservation, "services",
+                                  "stale", api_stale(d), "self_preservation", ms.self_preservation, "services",
                                   (json_int_t)ms.services, "instances", (json_int_t)ms.instances, "ephemeral",
                                   (json_int_t)ms.ephemeral, "watchers", (json_int_t)d->n_watchers,
                                   "health_checks", (json_int_t)reg_health_targets(d->health)));

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/version.h"
 #include "registry/reg_api.h"
+#include "registry/reg_cluster.h"
 #include "registry/reg_dns.h"
 #include "registry/reg_health.h"
 #include "registry/reg_metrics.h"
@@ -167,6 +168,15 @@ static void on_change(void *arg, const struct reg_event *ev)
      * it back for a grace period. */
     if (ev->kind == REG_EV_INSTANCE_EXPIRE)
         reg_daemon_delete_instance(d, ev->service->name, ev->instance->id, NULL, NULL);
+    /* In a cluster the other nodes learn an ephemeral instance's health
+     * (silence, a heartbeat back) only from etcd; what the feed itself
+     * applied came from etcd and is not written back. */
+    if (ev->kind == REG_EV_INSTANCE_CHANGE && reg_store_is_cluster(d->store) && !reg_cluster_feeding(d->store) &&
+        ev->instance->ephemeral && !ev->instance->remote) {
+        struct reg_instance_spec spec;
+        reg_instance_spec_of(ev->instance, &spec);
+        reg_daemon_put_instance(d, ev->service->name, &spec, NULL, NULL);
+    }
 }
 
 /* The merge window closed: every service it saw change gets its answer
@@ -246,16 +256,26 @@ static bool in_config(const struct cfg_registry *rc, const char *service, const 
 
 /* The owner of the instances the config file lists: a restart or a reload
  * deregisters those of them the file no longer lists (an instance
- * registered again through the API gets another owner and stays). */
-#define REG_OWNER_CONFIG "config"
+ * registered again through the API gets another owner and stays). In a
+ * cluster every node sees every node's instances, so the owner names the
+ * node ("config.reg1"): a node deregisters only what its own file dropped,
+ * never what another node's file lists. */
+static void config_owner(const struct reg_daemon *d, char out[REG_OWNER_MAX + 1])
+{
+    if (d->rc->store == REG_STORE_ETCD)
+        snprintf(out, REG_OWNER_MAX + 1, "config.%.*s", REG_OWNER_MAX - 7, d->rc->node);
+    else
+        snprintf(out, REG_OWNER_MAX + 1, "config");
+}
 
 /* Put the file's services and instances into the model and the store;
  * instances of an earlier file that this one does not list are removed.
  * The file wins over API changes to what it lists. */
 static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc)
 {
-    char why[256];
+    char why[256], owner[REG_OWNER_MAX + 1];
     uint64_t now = ev_clock_ms();
+    config_owner(d, owner);
     for (size_t i = 0; i < nrc->n_services; i++) {
         const struct cfg_reg_service *cs = &nrc->services[i];
         struct reg_service *svc = reg_service_find(d->model, cs->name, strlen(cs->name));
@@ -269,7 +289,7 @@ static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc)
         for (size_t j = 0; j < cs->n_instances; j++) {
             struct reg_instance_spec spec;
             reg_conf_instance_spec(&cs->instances[j], &spec);
-            spec.owner = REG_OWNER_CONFIG;
+            spec.owner = owner;
             struct reg_instance *inst = reg_instance_find(svc, spec.id ? spec.id : spec.addr.text);
             before = inst ? inst->modify_index : 0;
             if (reg_instance_put(d->model, svc, &spec, now, &inst, why, sizeof why) < 0) {
@@ -288,7 +308,7 @@ static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc)
         struct reg_service *svc = reg_model_service_at(d->model, i);
         for (uint32_t j = svc->n_instances; j-- > 0;) {
             const struct reg_instance *inst = svc->instances[j];
-            if (strcmp(inst->owner, REG_OWNER_CONFIG) != 0 || in_config(nrc, svc->name, inst->id))
+            if (strcmp(inst->owner, owner) != 0 || in_config(nrc, svc->name, inst->id))
                 continue;
             char id[REG_ID_MAX + 1];
             snprintf(id, sizeof id, "%s", inst->id);
@@ -388,6 +408,69 @@ static void on_stop(void *arg, int sig)
 
 static const struct daemon_ops reg_daemon_ops = { .reload = on_reload, .stop = on_stop };
 
+/* ---- cluster mode (store: etcd, see reg_cluster.h) -------------------------- */
+
+static bool cluster_duty(void *arg, const char *service, const char *id)
+{
+    struct reg_daemon *d = arg;
+    return reg_cluster_has_duty(d->store, service, id);
+}
+
+/* Members came or went: the checks move, so every service is synced. */
+static void on_members_changed(void *arg)
+{
+    struct reg_daemon *d = arg;
+    log_info("registry: %zu live member%s in etcd; health-check duty rebalanced", reg_cluster_member_count(d->store),
+             reg_cluster_member_count(d->store) == 1 ? "" : "s");
+    for (uint32_t i = 0; i < reg_model_service_count(d->model); i++)
+        mark_dirty(d, reg_model_service_at(d->model, i)->name);
+}
+
+static void on_cluster_state(void *arg, bool stale, const char *reason)
+{
+    struct reg_daemon *d = arg;
+    if (stale) {
+        log_warn("registry: stale: %s; answering from the last copy, refusing writes", reason);
+        return;
+    }
+    struct reg_cluster_stats cs;
+    reg_cluster_stats(d->store, &cs);
+    log_info("registry: in step with etcd (%s, revision %lld)", cs.endpoint, (long long)cs.revision);
+    if (!d->cluster_config_applied) { /* the file's services, once etcd's content is in */
+        d->cluster_config_applied = true;
+        apply_config(d, d->rc);
+    }
+}
+
+static int start_cluster(struct reg_daemon *d, char *err, size_t errlen)
+{
+    const struct cfg_registry *rc = d->rc;
+    struct reg_etcd_store_conf c;
+    reg_etcd_store_conf_defaults(&c);
+    for (size_t i = 0; i < rc->etcd.n_endpoints && i < REG_ETCD_MAX_ENDPOINTS; i++)
+        snprintf(c.etcd.endpoints[c.etcd.n_endpoints++], sizeof c.etcd.endpoints[0], "%s", rc->etcd.endpoints[i]);
+    if (rc->etcd.prefix)
+        snprintf(c.prefix, sizeof c.prefix, "%s", rc->etcd.prefix);
+    c.lease_ttl_ms = rc->etcd.lease_ttl_ms;
+    snprintf(c.node, sizeof c.node, "%s", rc->node ? rc->node : "");
+    snprintf(c.datacenter, sizeof c.datacenter, "%s", rc->datacenter ? rc->datacenter : "");
+    snprintf(c.region, sizeof c.region, "%s", rc->region ? rc->region : "");
+    c.reregister_grace_ms = rc->expiry.grace_ms;
+    char why[256];
+    d->store = reg_store_etcd_open(d->loop, &c, why, sizeof why);
+    if (!d->store) {
+        snprintf(err, errlen, "registry.etcd: %s", why);
+        return -1;
+    }
+    struct reg_cluster_hooks hooks = { .members_changed = on_members_changed, .state_changed = on_cluster_state,
+                                       .arg = d };
+    if (reg_cluster_attach(d->store, d->model, &hooks, err, errlen) < 0)
+        return -1;
+    log_info("registry: cluster mode: node %s over etcd %s (prefix %s); loading", c.node, c.etcd.endpoints[0],
+             c.prefix);
+    return 0;
+}
+
 /* The model, the store's contents and the file's services, before anything listens. */
 static int start_model(struct reg_daemon *d, char *err, size_t errlen)
 {
@@ -405,8 +488,17 @@ static int start_model(struct reg_daemon *d, char *err, size_t errlen)
     if (!d->subnets)
         return -1;
     if (d->rc->store == REG_STORE_ETCD) {
-        snprintf(err, errlen, "registry.store: etcd is not available in this build yet; use store: embedded");
-        return -1;
+        /* The feed loads etcd's content on the loop; the file's services
+         * follow once it is in (on_cluster_state). */
+        if (start_cluster(d, err, errlen) < 0)
+            return -1;
+        d->health = reg_health_new(d->loop, d->model, on_health_changed, d);
+        if (!d->health) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        reg_health_set_duty(d->health, cluster_duty, d);
+        return 0;
     }
     /* Opened here, in the process that uses it (no fork follows). */
     d->store = reg_store_sqlite_open(d->rc->data_dir, NULL, err, errlen);
@@ -552,9 +644,10 @@ void reg_usage(FILE *out)
     fputs("Usage: sluice registry -c FILE [--pid-file PATH]\n"
           "\n"
           "Run a registry node as FILE's registry: section says: services and their\n"
-          "instances in memory and in an embedded store (registry.data_dir), an HTTP API\n"
-          "on admin.listen (/api/registry/...), active health checks of persistent\n"
-          "instances, expiry of ephemeral ones that stop heartbeating.\n"
+          "instances in memory and in an embedded store (registry.data_dir), or with\n"
+          "store: etcd in an etcd cluster shared by several nodes (registry.etcd), an\n"
+          "HTTP API on admin.listen (/api/registry/...), active health checks of\n"
+          "persistent instances, expiry of ephemeral ones that stop heartbeating.\n"
           "SIGHUP reloads FILE (services, instances, subnets, token, api limits);\n"
           "SIGTERM or SIGINT stops.\n"
           "\n"

@@ -94,6 +94,7 @@ struct reg_daemon {
 
     struct reg_counters counters;
     bool stopping;
+    bool cluster_config_applied;    /* store etcd: the file's services go in after the first load */
 };
 
 /* The verb: `sluice registry -c FILE [--pid-file PATH]`. */

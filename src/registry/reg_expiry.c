@@ -48,7 +48,7 @@ static double heartbeats_expected(const struct reg_model *m, uint64_t from, uint
         double per_ms = 1.0 / svc->settings.heartbeat_interval_ms;
         for (uint32_t i = 0; i < svc->n_instances; i++) {
             const struct reg_instance *inst = svc->instances[i];
-            if (!inst->ephemeral)
+            if (!inst->ephemeral || inst->remote)
                 continue;
             uint64_t since = inst->registered_ms > from ? inst->registered_ms : from;
             if (since < to)
@@ -58,11 +58,20 @@ static double heartbeats_expected(const struct reg_model *m, uint64_t from, uint
     return expected;
 }
 
+/* The ephemeral instances this node judges (not other nodes' in a
+ * cluster). */
 static uint32_t ephemeral_count(const struct reg_model *m)
 {
     uint32_t n = 0;
-    for (uint32_t s = 0; s < m->n_services; s++)
-        n += m->services[s]->n_ephemeral;
+    for (uint32_t s = 0; s < m->n_services; s++) {
+        const struct reg_service *svc = m->services[s];
+        if (!m->node[0]) {
+            n += svc->n_ephemeral;
+            continue;
+        }
+        for (uint32_t i = 0; i < svc->n_instances; i++)
+            n += svc->instances[i]->ephemeral && !svc->instances[i]->remote;
+    }
     return n;
 }
 
@@ -136,7 +145,7 @@ static uint32_t scan_service(struct reg_model *m, struct reg_service *svc, uint6
     uint32_t due = 0;
     for (uint32_t i = 0; i < svc->n_instances; i++) {
         struct reg_instance *inst = svc->instances[i];
-        if (!inst->ephemeral || now_ms < inst->grace_until_ms)
+        if (!inst->ephemeral || inst->remote || now_ms < inst->grace_until_ms)
             continue;
         uint64_t silence = now_ms > inst->last_heartbeat_ms ? now_ms - inst->last_heartbeat_ms : 0;
         if (silence > svc->settings.heartbeat_timeout_ms && inst->health == REG_HEALTH_UP) {

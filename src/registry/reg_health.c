@@ -39,7 +39,15 @@ struct reg_checker {
     size_t n_targets;
     reg_health_changed_fn *changed;
     void *arg;
+    reg_health_duty_fn *duty;         /* cluster mode: which instances are ours to check */
+    void *duty_arg;
 };
+
+void reg_health_set_duty(struct reg_checker *h, reg_health_duty_fn *duty, void *arg)
+{
+    h->duty = duty;
+    h->duty_arg = arg;
+}
 
 struct reg_checker *reg_health_new(struct ev_loop *loop, struct reg_model *m, reg_health_changed_fn *changed,
                                   void *arg)
@@ -191,7 +199,7 @@ void reg_health_sync(struct reg_checker *h, const char *name)
         s->entries[i]->seen = false;
     for (uint32_t i = 0; svc && i < svc->n_instances; i++) {
         const struct reg_instance *inst = svc->instances[i];
-        if (inst->ephemeral)
+        if (inst->ephemeral || (h->duty && !h->duty(h->duty_arg, svc->name, inst->id)))
             continue;
         struct hentry *e = reg_table_get(&s->by_id, inst->id, strlen(inst->id));
         if (e && (!addr_equal(&e->addr, &inst->addr) || !hc_conf_equal(&e->check, &svc->settings.health))) {

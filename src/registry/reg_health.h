@@ -19,6 +19,7 @@
 #ifndef SLUICE_REGISTRY_REG_HEALTH_H
 #define SLUICE_REGISTRY_REG_HEALTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/evloop.h"
@@ -36,6 +37,13 @@ void reg_health_free(struct reg_checker *h);
 /* Bring the targets of service `name` in line with the model (a service
  * that no longer exists loses them all). */
 void reg_health_sync(struct reg_checker *h, const char *name);
+
+/* Cluster mode: only instances duty(arg, service, id) says are this
+ * node's are checked (reg_cluster_has_duty); the others are left to the
+ * node that has them. NULL (the default): every persistent instance.
+ * After the duty moves, sync every service. */
+typedef bool reg_health_duty_fn(void *arg, const char *service, const char *id);
+void reg_health_set_duty(struct reg_checker *h, reg_health_duty_fn *duty, void *arg);
 
 /* Targets checked now. */
 size_t reg_health_targets(const struct reg_checker *h);

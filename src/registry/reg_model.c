@@ -595,6 +595,19 @@ static bool spec_differs(const struct reg_instance *inst, const struct reg_insta
            !labels_equal(inst, spec->labels, spec->n_labels);
 }
 
+static bool is_remote(const struct reg_model *m, const struct reg_instance *inst)
+{
+    return m->node[0] && inst->ephemeral && strcmp(inst->owner, m->node) != 0;
+}
+
+void reg_model_set_node(struct reg_model *m, const char *node)
+{
+    snprintf(m->node, sizeof m->node, "%s", node ? node : "");
+    for (uint32_t s = 0; s < m->n_services; s++)
+        for (uint32_t i = 0; i < m->services[s]->n_instances; i++)
+            m->services[s]->instances[i]->remote = is_remote(m, m->services[s]->instances[i]);
+}
+
 /* Set what a registration says; health and times are the caller's. The
  * service's ephemeral count follows an instance already in it. */
 static int assign_spec(struct reg_model *m, struct reg_instance *inst, const struct reg_instance_spec *spec,
@@ -617,6 +630,7 @@ static int assign_spec(struct reg_model *m, struct reg_instance *inst, const str
     inst->enabled = spec->enabled;
     inst->ephemeral = spec->ephemeral;
     snprintf(inst->owner, sizeof inst->owner, "%s", spec->owner ? spec->owner : "");
+    inst->remote = is_remote(m, inst);
     return 0;
 }
 
@@ -691,7 +705,7 @@ static int put_instance(struct reg_model *m, struct reg_service *svc, const stru
     if (loading) {
         inst->registered_ms = inst->last_heartbeat_ms = now_ms;
         inst->grace_until_ms = inst->ephemeral ? now_ms + m->conf.grace_ms : 0;
-    } else if (inst->ephemeral) {
+    } else if (inst->ephemeral && !inst->remote) {
         count_heartbeat(m, now_ms); /* a registration is a sign of life, as a heartbeat is */
     }
     if (changed)

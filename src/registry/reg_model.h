@@ -180,6 +180,11 @@ struct reg_instance {
     uint64_t last_heartbeat_ms;      /* ephemeral: the last heartbeat (registration counts) */
     uint64_t grace_until_ms;         /* loaded from the store: left alone until then */
     char owner[REG_OWNER_MAX + 1];   /* the node holding the registration ("" = none) */
+    /* In a cluster (reg_model_set_node): an ephemeral instance another
+     * node owns. Its heartbeats go to its owner, which writes its health
+     * and its removal to the shared store; here it is neither marked down
+     * for silence, nor expired, nor counted by self-preservation. */
+    bool remote;
     uint64_t create_index, modify_index;
 
     /* private */
@@ -275,6 +280,12 @@ void reg_model_free(struct reg_model *m);
  * before the memory goes). One callback; NULL turns it off. The callback
  * must not change the model. */
 void reg_model_on_change(struct reg_model *m, reg_change_fn *fn, void *arg);
+
+/* In a cluster: this node's name, so that ephemeral instances owned by
+ * other nodes are told apart (reg_instance.remote); NULL or "" (the
+ * default): a single node, every instance is local. Recomputes the flag
+ * of every instance; not a change (no index bump). */
+void reg_model_set_node(struct reg_model *m, const char *node);
 
 /* The change index: starts at 1 (as Consul's, so "index > 0" never waits
  * on an empty model) and only grows. */

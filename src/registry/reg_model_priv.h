@@ -12,6 +12,7 @@
 
 struct reg_model {
     struct reg_model_conf conf;
+    char node[REG_OWNER_MAX + 1]; /* in a cluster: this node ("" = alone) */
     uint64_t index;
     reg_change_fn *on_change;
     void *on_change_arg;

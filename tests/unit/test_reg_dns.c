@@ -418,6 +418,10 @@ static void test_locality_by_client_subnet(void **state)
     expect(o4, (const char *const[]){"status: NOERROR", "ANSWER: 2,", "; CLIENT-SUBNET: 100.64.0.0/16/", NULL});
     expect_not(o4, (const char *const[]){"100.64.0.0/16/0", NULL});
     free(o4);
+    /* an IPv4-mapped IPv6 subnet is placed as IPv4, its scope in IPv6 bits */
+    DIG(o8, "web.sluice.test", "A", "+subnet=::ffff:198.51.100.0/120");
+    expect(o8, (const char *const[]){"; CLIENT-SUBNET: ::ffff:198.51.100.0/120/120", "IN\tA\t10.2.0.1", NULL});
+    free(o8);
     DIG(o5, "web.sluice.test", "A", "+subnet=0.0.0.0/0");
     expect(o5, (const char *const[]){"; CLIENT-SUBNET: 0.0.0.0/0/0", "ANSWER: 2,", NULL});
     free(o5);
@@ -430,7 +434,7 @@ static void test_locality_by_client_subnet(void **state)
     expect(o7, (const char *const[]){"ANSWER: 1,", "web.sluice.test.\t5\tIN\tAAAA\t2001:db8::1", NULL});
     expect_not(o7, (const char *const[]){"CLIENT-SUBNET", NULL});
     free(o7);
-    assert_int_equal(stats().ecs, 6);
+    assert_int_equal(stats().ecs, 7);
 }
 
 /* Locality minimum 2: dc1 has one healthy, so dc1's callers get their
@@ -659,6 +663,42 @@ static void test_truncation_then_tcp(void **state)
     free(o3);
 }
 
+/* An SRV answer larger than a DNS message (2,000 instances, about 90 KB)
+ * is cut at 65,535 bytes over TCP too, at a record boundary, with TC:
+ * never a longer message (Consul #3850). */
+static void test_srv_past_64k(void **state)
+{
+    struct reg_service *huge = service("huge", 1, 0, 1);
+    for (int i = 0; i < 2000; i++) {
+        char a[32];
+        snprintf(a, sizeof a, "10.70.%d.%d:80", i / 250, i % 250 + 1);
+        th_put(F.m, huge, a, "", "", 100);
+    }
+    start_server();
+    int fd = tcp_client();
+    uint8_t q[300];
+    size_t ql = make_query(q + 2, 77, "_huge._tcp.sluice.test", DNS_TYPE_SRV, true);
+    q[0] = (uint8_t)(ql >> 8);
+    q[1] = (uint8_t)ql;
+    assert_int_equal(write(fd, q, ql + 2), (ssize_t)(ql + 2));
+    static uint8_t in[2 + DNS_MSG_MAX];
+    size_t got = 0;
+    bool eof = false;
+    while (!eof && (got < 2 || got < 2 + (size_t)(in[0] << 8 | in[1])))
+        got += serve_until(fd, in + got, sizeof in - got, sizeof in, &eof);
+    close(fd);
+    size_t mlen = (size_t)(in[0] << 8 | in[1]);
+    assert_true(got >= 2 + mlen && mlen > 60000);
+    const uint8_t *r = in + 2;
+    assert_int_equal(r[0] << 8 | r[1], 77);
+    assert_true(r[2] & 0x02);                       /* TC */
+    assert_int_equal(rcode_of(r), DNS_RCODE_NOERROR);
+    unsigned an = ancount_of(r);
+    assert_true(an > 1000 && an < 2000);
+    assert_int_equal(r[8] << 8 | r[9], 0);          /* no authority */
+    assert_int_equal(r[10] << 8 | r[11], 1);        /* only the OPT */
+}
+
 /* Several queries on one TCP connection: dig +keepopen asks in turn;
  * raw pipelined queries written at once are answered in order. */
 static void test_tcp_several_queries(void **state)
@@ -833,6 +873,23 @@ static void test_metrics(void **state)
     free(text);
 }
 
+/* Bound to 0.0.0.0, a query sent to 127.0.0.2 is answered from 127.0.0.2
+ * (IP_PKTINFO), not from the address the routing would pick (127.0.0.1),
+ * which dig would reject as coming from an unexpected source. */
+static void test_wildcard_listener(void **state)
+{
+    const char *why;
+    assert_int_equal(addr_parse("0.0.0.0:0", &F.conf.listen[0], &why), 0);
+    start_server();
+    const char *argv[] = {"dig", "@127.0.0.2", "-p", F.port, "+time=2", "+tries=1", "web.sluice.test", "A", NULL};
+    char *o = run(argv);
+    if (!o)
+        skip();
+    expect(o, (const char *const[]){"status: NOERROR", "SERVER: 127.0.0.2#", NULL});
+    expect_not(o, (const char *const[]){"unexpected source", NULL});
+    free(o);
+}
+
 /* Bad configurations are refused with the field; a busy port says so. */
 static void test_conf_errors(void **state)
 {
@@ -867,11 +924,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_negative_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation_then_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_srv_past_64k, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_several_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_case_insensitive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wildcard_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
