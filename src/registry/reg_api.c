@@ -636,6 +636,14 @@ static void put_instance(struct reg_daemon *d, const struct admin_request *rq, c
     w->inst = inst;
     /* A re-registration at the same address keeps its health, in the store too. */
     struct reg_service *svc = reg_service_find(d->model, name, strlen(name));
+    if (!svc) {
+        /* The service this creates, with its default settings, is as
+         * durable as the instance: it stays when the instance goes. */
+        struct reg_service_settings defaults;
+        reg_service_settings_defaults(&defaults);
+        reg_daemon_put_service(d, w->service, &defaults, NULL, NULL);
+        reg_service_settings_free(&defaults);
+    }
     struct reg_instance *old = svc ? reg_instance_find(svc, w->id) : NULL;
     if (old && addr_equal(&old->addr, &inst.addr) && old->health == REG_HEALTH_DOWN) {
         w->down = true;

@@ -360,3 +360,29 @@ def test_instances_that_left_the_config_while_stopped_are_deregistered(reg):
     r.stop()
     r.start()
     assert sorted(i["id"] for i in r.service("web")["instances"]) == ["w1", "w3"]
+
+
+def test_watchers_past_max_watchers_are_503(tmp_path):
+    r = Registry(tmp_path)
+    r.config_path.write_text(r.config_path.read_text().replace("max_watchers: 2000", "max_watchers: 2"))
+    r.start()
+    try:
+        idx = r.get(SVC)[1]["index"]
+        waiting = []
+        threads = [threading.Thread(target=_blocking_get, args=(r, SVC + "?index=%d&wait=60s" % idx, waiting))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: "sluice_registry_watchers 2" in r.metrics(), what="two watchers")
+        status, doc = r.get(SVC + "?index=%d&wait=60s" % idx)
+        assert status == 503 and "max_watchers" in doc["error"], doc
+        assert "sluice_registry_watch_refused_total 1" in r.metrics()
+        # Reads that do not wait are still served.
+        assert r.get(SVC)[0] == 200
+        r.ok("PUT", SVC + "/web/instances/a", {"address": "10.0.0.1", "port": 80})
+        for t in threads:
+            t.join(30)
+        assert [w[0] for w in waiting] == [200, 200]
+    finally:
+        r.stop()
+        r.assert_clean()

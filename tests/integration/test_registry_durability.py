@@ -130,3 +130,47 @@ def test_a_write_the_store_cannot_make_is_a_503(tmp_path):
             r.stop()
         subprocess.run(["umount", str(mnt)], check=False)
     r.assert_clean()
+
+
+def test_a_change_racing_a_deregistration_leaves_store_and_answers_alike(node):
+    """PATCH and DELETE of one instance sent at once, many times: whatever
+    order they take, the instance ends deregistered in the answers and, after
+    a restart, in the store too."""
+    import socket
+    r = node.start()
+    body = b'{"weight": 7}'
+    for i in range(100):
+        iid = "x%d" % i
+        r.ok("PUT", SVC + "/web/instances/" + iid, {"address": "10.0.0.1", "port": 1000 + i})
+        head = "HTTP/1.1\r\nHost: x\r\nX-Sluice-Token: %s\r\nConnection: close\r\n" % r.token
+        reqs = [("DELETE %s/web/instances/%s %sContent-Length: 0\r\n\r\n" % (SVC, iid, head)).encode(),
+                ("PATCH %s/web/instances/%s %sContent-Length: %d\r\n\r\n" % (SVC, iid, head, len(body))).encode()
+                + body]
+        socks = [socket.create_connection(("127.0.0.1", r.port), timeout=10) for _ in reqs]
+        for s, q in zip(socks, reqs):
+            s.sendall(q)
+        answers = []
+        for s in socks:
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            answers.append(int(data.split(b" ", 2)[1]))
+        assert answers[0] == 200 and answers[1] in (200, 404), answers
+        assert r.instance("web", iid) is None
+    wait_until(lambda: "sluice_registry_store_pending 0" in r.metrics(), what="the store to settle")
+    r.stop()
+    r.start()
+    assert r.service("web")["instances"] == [], "an instance deregistered in the answers came back from the store"
+
+
+def test_a_service_made_by_its_first_instance_outlives_it(node):
+    r = node.start()
+    r.ok("PUT", SVC + "/made/instances/a", {"address": "10.0.0.1", "port": 80})
+    r.ok("DELETE", SVC + "/made/instances/a")
+    r.kill9()
+    r.start()
+    assert r.service("made")["instances"] == []
