@@ -572,6 +572,76 @@ static void test_lease_lost(void **state)
     assert_int_equal(cs.held_reclaimed, 1);
 }
 
+struct health_is {
+    struct node *n;
+    const char *id;
+    enum reg_health want;
+    const char *owner;
+};
+
+static bool instance_health_is(void *arg)
+{
+    struct health_is *x = arg;
+    struct reg_service *svc = reg_service_find(x->n->m, "hb", 2);
+    struct reg_instance *inst = svc ? reg_instance_find(svc, x->id) : NULL;
+    return inst && inst->health == x->want && (!x->owner || strcmp(inst->owner, x->owner) == 0);
+}
+
+/* The owner of an ephemeral instance judges its health: its own DOWN
+ * write, echoed by the watch, must not turn a heartbeat-revivable DOWN
+ * into a sticky one; the other node follows what it wrote; a client that
+ * registers again through the other node moves the instance there, UP
+ * (a registration is a sign of life), whatever health it carried. */
+static void test_owner_judges_health(void **state)
+{
+    struct fx *f = *state;
+    struct node *n1 = &f->n[0], *n2 = &f->n[1];
+    struct reg_service_settings st;
+    reg_service_settings_defaults(&st);
+    st.heartbeat_interval_ms = 100;
+    st.heartbeat_timeout_ms = 300;
+    st.expire_after_ms = 600000;
+    struct res r = {0};
+    reg_store_put_service(n1->st, "hb", &st, on_done, &r);
+    wait_done(f, &r);
+    reg_service_settings_free(&st);
+    assert_true(put_instance(f, n1, "hb", "10.2.0.1:80", true).ok);
+    wait_found(f, n2, "hb", "10.2.0.1:80", true, 5000);
+
+    /* Silence on node 1: DOWN there, written (as the daemon does). */
+    struct reg_instance *inst = reg_instance_find(reg_service_find(n1->m, "hb", 2), "10.2.0.1:80");
+    uint64_t later = ev_now(f->loop) + 1000;
+    reg_model_tick(n1->m, later, NULL);
+    assert_int_equal(inst->health, REG_HEALTH_DOWN);
+    struct reg_instance_spec spec;
+    reg_instance_spec_of(inst, &spec);
+    r = (struct res){0};
+    reg_store_put_instance(n1->st, "hb", &spec, on_done, &r);
+    wait_done(f, &r);
+    assert_true(r.ok);
+    struct health_is down2 = {n2, "10.2.0.1:80", REG_HEALTH_DOWN, NULL};
+    assert_true(ec_run_until(f->loop, instance_health_is, &down2, 5000));
+    /* The echo left node 1's judgement alone: a heartbeat brings it back. */
+    assert_true(reg_instance_heartbeat(n1->m, inst, later + 10));
+    assert_int_equal(inst->health, REG_HEALTH_UP);
+
+    /* The client moves to node 2 and registers there, carrying DOWN. */
+    struct reg_instance *theirs = reg_instance_find(reg_service_find(n2->m, "hb", 2), "10.2.0.1:80");
+    reg_instance_spec_of(theirs, &spec);
+    assert_true(spec.down);
+    r = (struct res){0};
+    reg_store_put_instance(n2->st, "hb", &spec, on_done, &r);
+    wait_done(f, &r);
+    assert_true(r.ok);
+    theirs = reg_instance_find(reg_service_find(n2->m, "hb", 2), "10.2.0.1:80");
+    assert_string_equal(theirs->owner, "n2");
+    assert_false(theirs->remote);
+    assert_int_equal(theirs->health, REG_HEALTH_UP);
+    struct health_is moved = {n1, "10.2.0.1:80", REG_HEALTH_UP, "n2"};
+    assert_true(ec_run_until(f->loop, instance_health_is, &moved, 5000));
+    assert_true(reg_instance_find(reg_service_find(n1->m, "hb", 2), "10.2.0.1:80")->remote);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -583,6 +653,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_judges_health, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_outage, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("reg_cluster_pure", pure, NULL, NULL);
