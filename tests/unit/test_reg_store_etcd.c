@@ -642,6 +642,71 @@ static void test_owner_judges_health(void **state)
     assert_true(reg_instance_find(reg_service_find(n1->m, "hb", 2), "10.2.0.1:80")->remote);
 }
 
+struct reload_done {
+    struct node *n;
+};
+
+static bool reloaded(void *arg)
+{
+    struct node *n = ((struct reload_done *)arg)->n;
+    struct reg_cluster_stats cs;
+    reg_cluster_stats(n->st, &cs);
+    return cs.loads >= 2 && !cs.stale && has(n, "web2", "10.8.0.3:80") && !has(n, "web2", "10.8.0.2:80");
+}
+
+static bool is_stale(void *arg)
+{
+    return reg_cluster_stale(((struct node *)arg)->st, NULL, 0);
+}
+
+/* A node whose watch falls behind a compaction (its only etcd member was
+ * down meanwhile) loads again and reconciles: what was deleted goes,
+ * what was added comes, what stayed stays. */
+static void test_compaction_reload(void **state)
+{
+    struct fx *f = *state;
+    struct node *n1 = &f->n[0], n9;
+    snprintf(n9.name, sizeof n9.name, "n9");
+    n9.m = th_model(NULL);
+    struct reg_etcd_store_conf c;
+    conf_for(f, &c, "n9");
+    snprintf(c.etcd.endpoints[0], sizeof c.etcd.endpoints[0], "%s", f->ec.endpoint[2]);
+    c.etcd.n_endpoints = 1;
+    char err[256];
+    n9.st = reg_store_etcd_open(f->loop, &c, err, sizeof err);
+    assert_non_null(n9.st);
+    assert_int_equal(reg_cluster_attach(n9.st, n9.m, NULL, err, sizeof err), 0);
+    assert_true(ec_run_until(f->loop, fresh_with_lease, &n9, 15000));
+
+    assert_true(put_instance(f, n1, "web2", "10.8.0.1:80", false).ok);
+    assert_true(put_instance(f, n1, "web2", "10.8.0.2:80", false).ok);
+    wait_found(f, &n9, "web2", "10.8.0.2:80", true, 5000);
+
+    ec_kill_member(&f->ec, 2);
+    assert_true(ec_run_until(f->loop, is_stale, &n9, 10000));
+    struct res r = {0};
+    reg_store_delete_instance(n1->st, "web2", "10.8.0.2:80", on_done, &r);
+    wait_done(f, &r);
+    assert_true(r.ok);
+    r = put_instance(f, n1, "web2", "10.8.0.3:80", false);
+    assert_true(r.ok);
+    /* Compact etcd up to now, so the revision n9 must resume from is gone. */
+    char cmd[400];
+    snprintf(cmd, sizeof cmd,
+             "rev=$(curl -sf -XPOST %s/v3/kv/range -d '{\"key\":\"AA==\"}' | sed 's/.*\"revision\":\"\\([0-9]*\\)\".*/\\1/')"
+             " && curl -sf -XPOST %s/v3/kv/compaction -d \"{\\\"revision\\\":\\\"$rev\\\"}\" >/dev/null",
+             f->ec.endpoint[0], f->ec.endpoint[0]);
+    assert_int_equal(system(cmd), 0);
+    assert_true(has(&n9, "web2", "10.8.0.2:80")); /* the stale copy still answers */
+
+    assert_int_equal(ec_restart_member(&f->ec, 2), 0);
+    assert_int_equal(ec_wait_ready(&f->ec, 2, 20000), 0);
+    struct reload_done x = {&n9};
+    assert_true(ec_run_until(f->loop, reloaded, &x, 15000));
+    assert_true(has(&n9, "web2", "10.8.0.1:80"));
+    node_close(&n9);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -654,6 +719,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_judges_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_outage, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("reg_cluster_pure", pure, NULL, NULL);
