@@ -3,6 +3,7 @@
 #   make            release binary build/sluice
 #   make test       deps, unit tests (ASan+UBSan), integration tests, short fuzz runs
 #   make demo       the L7 proxy demo (no root needed)
+#   make demo-registry  the registry demo: CLI, dig, locality, weights, fail-open (no root needed)
 #   make fuzz       longer fuzz runs (FUZZ_SECONDS each, default 60)
 #   make bench-l7   bench/l7.sh: Sluice vs nginx vs HAProxy
 #   make test-bpf   XDP forwarder packet fixtures (src/l4/l4.mk)
@@ -75,7 +76,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
+.PHONY: all deps test unit integration fuzz-smoke fuzz demo demo-registry bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
 
 all: build/sluice
 
@@ -132,6 +133,9 @@ fuzz: $(FUZZ_BIN)
 
 demo: deps build/sluice
 	@bash scripts/demo.sh
+
+demo-registry: deps build/sluice
+	@bash scripts/demo-registry.sh
 
 bench-l7: deps build/sluice
 	@bash bench/l7.sh

@@ -23,6 +23,9 @@
 #   INSTANCES [1000]    ephemeral instances the heartbeat run beats
 #   WATCHERS [1000]     blocking queries for the watch run
 #   CHANGES [50]        changes the watch run makes
+#   MERGE_WINDOWS [50ms 0ms]  registry.api.merge_window values the watch run
+#                       compares (50ms is the default: changes within it
+#                       wake watchers once)
 #   ROUNDS [3]          rounds of each measurement (the table shows each)
 #   PARTS [embedded watch etcd]
 #   DATA_ROOT [/var/tmp] where data directories go (a disk, not tmpfs, so
@@ -45,6 +48,8 @@ CONNS=${CONNS:-16}
 INSTANCES=${INSTANCES:-1000}
 WATCHERS=${WATCHERS:-1000}
 CHANGES=${CHANGES:-50}
+MERGE_WINDOWS=${MERGE_WINDOWS:-50ms 0ms}
+MERGE_WINDOW=50ms
 ROUNDS=${ROUNDS:-3}
 PARTS=${PARTS:-embedded watch etcd}
 DATA_ROOT=${DATA_ROOT:-/var/tmp}
@@ -93,7 +98,7 @@ start_registry() {
       echo "    endpoints: [$endpoints]"
       echo "    prefix: /bench/$name-$$/"
     fi
-    echo "  api: { max_watchers: $((WATCHERS + 100)) }"
+    echo "  api: { max_watchers: $((WATCHERS + 100)), merge_window: $MERGE_WINDOW }"
     echo "  dns:"
     echo "    listen: [127.0.0.1:$dns]"
     echo "    zone: bench.test."
@@ -144,15 +149,20 @@ run_embedded() {
 }
 
 run_watch() {
-  local port=$((BASE_PORT + 2))
-  start_registry watch "$port" $((BASE_PORT + 3)) embedded || die "the registry did not start: $(tail -3 "$TMP/watch/log")"
-  for r in $(seq "$ROUNDS"); do
-    local l
-    l=$("$LOAD" --target "127.0.0.1:$port" --mode watch --watchers "$WATCHERS" --changes "$CHANGES" \
-          --duration 120 --service "w$r")
-    record "watch, $WATCHERS watchers (round $r)" "$l"
+  local port=$((BASE_PORT + 2)) mw
+  for mw in $MERGE_WINDOWS; do
+    MERGE_WINDOW=$mw
+    start_registry "watch-$mw" "$port" $((BASE_PORT + 3)) embedded \
+      || die "the registry did not start: $(tail -3 "$TMP/watch-$mw/log")"
+    for r in $(seq "$ROUNDS"); do
+      local l
+      l=$("$LOAD" --target "127.0.0.1:$port" --mode watch --watchers "$WATCHERS" --changes "$CHANGES" \
+            --duration 120 --service "w$r")
+      record "watch merge_window=$mw, $WATCHERS watchers (round $r)" "$l"
+    done
+    stop_last
   done
-  stop_last
+  MERGE_WINDOW=50ms
 }
 
 ETCD_CLIENTS=""
@@ -234,7 +244,10 @@ for part in $PARTS; do
            "$(median "embedded heartbeat" rate) heartbeats/s" \
            "(heartbeat/registration $(ratio "$(median "embedded heartbeat" rate)" "$(median "embedded register" rate)"))" ;;
     watch)
-      echo "  watch: p50 $(median "watch" p50_ms) ms, p99 $(median "watch" p99_ms) ms with $WATCHERS watchers" ;;
+      for mw in $MERGE_WINDOWS; do
+        echo "  watch, merge_window $mw: p50 $(median "watch merge_window=$mw" p50_ms) ms," \
+             "p99 $(median "watch merge_window=$mw" p99_ms) ms with $WATCHERS watchers"
+      done ;;
     etcd)
       echo "  etcd: put floor $(median "etcd put" rate)/s; through sluice registry" \
            "$(median "etcd-backed register" rate) registrations/s" \

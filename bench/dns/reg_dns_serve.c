@@ -5,6 +5,7 @@
  *
  *   build/bench/reg_dns_serve serve ADDR:PORT [SERVICES [INSTANCES]]
  *   build/bench/reg_dns_serve zone [SERVICES [INSTANCES]]
+ *   build/bench/reg_dns_serve config ADDR:PORT DATA_DIR [SERVICES [INSTANCES]]
  *
  * The model: services svc0..svc(SERVICES-1) (default 100) in the zone
  * bench.test., each with INSTANCES (default 3) IPv4 instances
@@ -17,7 +18,10 @@
  * record counts (what NSD and Knot serve): SOA and NS at the apex, the A
  * records of each service, its SRV records (weights scaled as the
  * registry scales them) and the A records of the SRV targets. "serve"
- * prints "ready PORT" once it answers, then runs until killed. */
+ * prints "ready PORT" once it answers, then runs until killed. "config"
+ * prints a `sluice registry` configuration with the same services (DNS on
+ * ADDR:PORT, no health checks, no API listener), for bench/dns.sh
+ * REGISTRY=daemon. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,17 +105,41 @@ static void print_zone(unsigned services, unsigned instances)
     }
 }
 
+static void print_config(const char *listen, const char *data_dir, unsigned services, unsigned instances)
+{
+    printf("log: { level: warn }\n"
+           "registry:\n"
+           "  node: bench\n"
+           "  data_dir: %s\n"
+           "  dns:\n"
+           "    listen: [%s]\n"
+           "    zone: " ZONE "\n"
+           "  services:\n",
+           data_dir, listen);
+    for (unsigned s = 0; s < services; s++) {
+        printf("    - name: svc%u\n      dns_ttl: 5\n      answer_count: %u\n      instances:\n", s, instances);
+        for (unsigned i = 0; i < instances; i++) {
+            char a[64];
+            addr_of(s, i, a, sizeof a);
+            printf("        - { address: %s, port: 80, weight: %u }\n", a, 100 * (i + 1));
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "zone") != 0)) {
-        fprintf(stderr, "usage: reg_dns_serve serve ADDR:PORT [SERVICES [INSTANCES]]\n"
-                        "       reg_dns_serve zone [SERVICES [INSTANCES]]\n");
+    static const char usage[] = "usage: reg_dns_serve serve ADDR:PORT [SERVICES [INSTANCES]]\n"
+                                "       reg_dns_serve zone [SERVICES [INSTANCES]]\n"
+                                "       reg_dns_serve config ADDR:PORT DATA_DIR [SERVICES [INSTANCES]]\n";
+    if (argc < 2 || (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "zone") != 0 &&
+                     strcmp(argv[1], "config") != 0)) {
+        fputs(usage, stderr);
         return 2;
     }
-    bool serve = strcmp(argv[1], "serve") == 0;
-    int base = serve ? 3 : 2;
-    if (serve && argc < 3) {
-        fprintf(stderr, "reg_dns_serve: serve needs ADDR:PORT\n");
+    bool serve = strcmp(argv[1], "serve") == 0, config = strcmp(argv[1], "config") == 0;
+    int base = serve ? 3 : config ? 4 : 2;
+    if (argc < base) {
+        fputs(usage, stderr);
         return 2;
     }
     unsigned services = argc > base ? (unsigned)strtoul(argv[base], NULL, 10) : 100;
@@ -119,6 +147,10 @@ int main(int argc, char **argv)
     if (services < 1 || services > 65536 || instances < 1 || instances > 250) {
         fprintf(stderr, "reg_dns_serve: SERVICES 1..65536, INSTANCES 1..250\n");
         return 2;
+    }
+    if (config) {
+        print_config(argv[2], argv[3], services, instances);
+        return 0;
     }
     if (!serve) {
         print_zone(services, instances);

@@ -102,10 +102,12 @@ static void reply_set(struct admin_reply *r, int status, const char *ctype, char
     r->body_len = len;
 }
 
-/* Takes the reference to doc. */
+/* Takes the reference to doc. Reals with 15 significant digits, the most
+ * a double carries for every decimal: a ratio set as 0.3 reads back 0.3,
+ * not 0.29999999999999999. */
 void admin_reply_json(struct admin_reply *r, int status, json_t *doc)
 {
-    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(doc);
     size_t n = text ? strlen(text) : 0;
     char *body = text ? realloc(text, n + 2) : NULL;

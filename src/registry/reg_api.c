@@ -184,20 +184,82 @@ static void watch_unlink(struct reg_watch *w)
     free(w);
 }
 
-/* Answer the watcher with the current state and forget it. */
-static void watch_answer(struct reg_watch *w)
+/* The current answer of a watch: the list, the service, or a 404. */
+static void watch_reply(struct reg_daemon *d, const struct reg_watch *w, struct admin_reply *r)
 {
-    struct reg_daemon *d = w->d;
-    struct admin_reply r = { 0 };
     if (w->one) {
         struct reg_service *svc = reg_service_find(d->model, w->name, strlen(w->name));
         if (svc)
-            reply_doc(&r, service_json(d, svc));
+            reply_doc(r, service_json(d, svc));
         else
-            admin_reply_error(&r, 404, "no service %s", w->name);
+            admin_reply_error(r, 404, "no service %s", w->name);
     } else {
-        reply_doc(&r, list_json(d));
+        reply_doc(r, list_json(d));
     }
+}
+
+/* Answer the watcher with the current state and forget it. */
+static void watch_answer(struct reg_watch *w)
+{
+    struct admin_reply r = { 0 };
+    watch_reply(w->d, w, &r);
+    admin_complete(w->h, &r);
+    watch_unlink(w);
+}
+
+/* One wake-up renders each answer once, however many watchers share it
+ * (a thousand watchers of the list get copies of one document). */
+struct wake_cache {
+    struct reg_table by_name;        /* service name ("" = the list) -> struct cached */
+    struct cached **items;
+    size_t n, cap;
+};
+
+struct cached {
+    char name[REG_NAME_MAX + 1];
+    struct admin_reply reply;
+};
+
+static const struct admin_reply *cached_reply(struct reg_daemon *d, struct wake_cache *wc, const struct reg_watch *w)
+{
+    const char *key = w->one ? w->name : "";
+    struct cached *c = reg_table_get(&wc->by_name, key, strlen(key));
+    if (c)
+        return &c->reply;
+    if (wc->n == wc->cap) {
+        size_t cap = wc->cap ? wc->cap * 2 : 8;
+        struct cached **items = realloc(wc->items, cap * sizeof *items);
+        if (!items)
+            return NULL;
+        wc->items = items;
+        wc->cap = cap;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    snprintf(c->name, sizeof c->name, "%s", key);
+    if (reg_table_put(&wc->by_name, c->name, strlen(c->name), c) < 0) {
+        free(c);
+        return NULL;
+    }
+    watch_reply(d, w, &c->reply);
+    wc->items[wc->n++] = c;
+    return &c->reply;
+}
+
+/* Answer w with a copy of the shared answer (or its own when memory is short). */
+static void watch_answer_cached(struct reg_daemon *d, struct wake_cache *wc, struct reg_watch *w)
+{
+    const struct admin_reply *shared = cached_reply(d, wc, w);
+    char *body = shared ? malloc(shared->body_len + 1) : NULL;
+    if (!body) {
+        watch_answer(w);
+        return;
+    }
+    memcpy(body, shared->body, shared->body_len);
+    body[shared->body_len] = '\0';
+    struct admin_reply r = *shared;
+    r.body = body;
     admin_complete(w->h, &r);
     watch_unlink(w);
 }
@@ -224,14 +286,22 @@ static bool watch_passed(struct reg_daemon *d, const struct reg_watch *w)
 
 void reg_api_wake(struct reg_daemon *d)
 {
+    struct wake_cache wc = { 0 };
+    reg_table_init(&wc.by_name, 0);
     struct reg_watch *next;
     for (struct reg_watch *w = d->watchers; w; w = next) {
         next = w->next;
         if (watch_passed(d, w)) {
             d->counters.watch_wakeups++;
-            watch_answer(w);
+            watch_answer_cached(d, &wc, w);
         }
     }
+    for (size_t i = 0; i < wc.n; i++) {
+        free(wc.items[i]->reply.body);
+        free(wc.items[i]);
+    }
+    free(wc.items);
+    reg_table_free(&wc.by_name);
 }
 
 void reg_api_drop_watchers(struct reg_daemon *d)

@@ -148,7 +148,7 @@ static int report_error(const struct cli *cli, int status, json_t *j)
 
 static void print_json(json_t *j)
 {
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
     if (s)
         puts(s);
     free(s);
@@ -221,7 +221,7 @@ static void print_service(json_t *j)
     flags_text(j, flags, sizeof flags);
     printf("service %s (index %lld)  protection: %s\n", jstr(j, "name"), jint(j, "index"), flags);
     if (st) {
-        char *s = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
+        char *s = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
         printf("settings: %s\n", s ? s : "?");
         free(s);
     }
@@ -550,7 +550,7 @@ out:
 static void print_change(const struct cli *cli, const char *service, json_t *j)
 {
     if (cli->json) {
-        char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
         if (s)
             puts(s);
         free(s);

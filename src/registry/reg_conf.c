@@ -15,6 +15,7 @@
 
 #include "core/config_walk.h"
 #include "core/health_conf.h"
+#include "registry/reg_dns.h"
 #include "registry/reg_subnet.h"
 
 #define TOKEN_FILE_MAX 4096
@@ -517,6 +518,26 @@ static void dns_defaults(struct cfg_reg_dns *d)
                                .udp_max = 1232, .tcp_max_conns = 1000, .tcp_idle_ms = 10000 };
 }
 
+void reg_conf_dns(const struct cfg_reg_dns *c, struct reg_dns_conf *out)
+{
+    reg_dns_conf_defaults(out);
+    out->n_listen = c->n_listen < REG_DNS_MAX_LISTEN ? c->n_listen : REG_DNS_MAX_LISTEN;
+    for (size_t i = 0; i < out->n_listen; i++)
+        out->listen[i] = c->listen[i];
+    snprintf(out->zone, sizeof out->zone, "%s", c->zone);
+    out->n_ns = c->n_ns < REG_DNS_MAX_NS ? c->n_ns : REG_DNS_MAX_NS;
+    for (size_t i = 0; i < out->n_ns; i++)
+        snprintf(out->ns[i], sizeof out->ns[i], "%s", c->ns[i]);
+    snprintf(out->soa_mbox, sizeof out->soa_mbox, "%s", c->soa_mbox);
+    out->soa_refresh = c->soa_refresh;
+    out->soa_retry = c->soa_retry;
+    out->soa_expire = c->soa_expire;
+    out->soa_minimum = c->soa_minimum;
+    out->udp_max = (uint16_t)c->udp_max;
+    out->tcp_max_conns = c->tcp_max_conns;
+    out->tcp_idle_ms = c->tcp_idle_ms;
+}
+
 static void parse_dns(struct config_ctx *c, const struct ynode *v, struct cfg_reg_dns *d)
 {
     d->present = true;
@@ -527,6 +548,14 @@ static void parse_dns(struct config_ctx *c, const struct ynode *v, struct cfg_re
         config_missing_key(c, v, "zone");
     if (d->n_listen == 0 && !config_map_has_key(v, "listen"))
         config_missing_key(c, v, "listen");
+    if (config_error_count(c) > 0)
+        return;
+    /* What the server itself would refuse ("dns.soa.minimum: at most 86400 s"). */
+    struct reg_dns_conf dc;
+    char why[256];
+    reg_conf_dns(d, &dc);
+    if (reg_dns_conf_check(&dc, why, sizeof why) < 0)
+        config_err_at(c, v->line, "%s", strncmp(why, "dns.", 4) == 0 ? why + 4 : why);
 }
 
 /* ---- the rest of registry: ---------------------------------------------- */

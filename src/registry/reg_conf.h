@@ -95,6 +95,11 @@ struct cfg_registry {
     int line;
 };
 
+struct reg_dns_conf;
+
+/* What the DNS server is started with (reg_dns.h), from registry.dns. */
+void reg_conf_dns(const struct cfg_reg_dns *c, struct reg_dns_conf *out);
+
 /* The section: root key registry. */
 extern const struct config_section reg_conf_section;
 

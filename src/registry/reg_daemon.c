@@ -12,6 +12,7 @@
 #include "core/version.h"
 #include "registry/reg_api.h"
 #include "registry/reg_cluster.h"
+#include "registry/reg_dns.h"
 #include "registry/reg_health.h"
 #include "registry/reg_metrics.h"
 #include "registry/registry_module.h"
@@ -253,13 +254,28 @@ static bool in_config(const struct cfg_registry *rc, const char *service, const 
     return false;
 }
 
-/* Put the file's services and instances into the model and the store;
- * those the previous file listed and this one does not are removed. The
- * file wins over API changes to what it lists. */
-static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc, const struct cfg_registry *orc)
+/* The owner of the instances the config file lists: a restart or a reload
+ * deregisters those of them the file no longer lists (an instance
+ * registered again through the API gets another owner and stays). In a
+ * cluster every node sees every node's instances, so the owner names the
+ * node ("config.reg1"): a node deregisters only what its own file dropped,
+ * never what another node's file lists. */
+static void config_owner(const struct reg_daemon *d, char out[REG_OWNER_MAX + 1])
 {
-    char why[256];
+    if (d->rc->store == REG_STORE_ETCD)
+        snprintf(out, REG_OWNER_MAX + 1, "config.%.*s", REG_OWNER_MAX - 7, d->rc->node);
+    else
+        snprintf(out, REG_OWNER_MAX + 1, "config");
+}
+
+/* Put the file's services and instances into the model and the store;
+ * instances of an earlier file that this one does not list are removed.
+ * The file wins over API changes to what it lists. */
+static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc)
+{
+    char why[256], owner[REG_OWNER_MAX + 1];
     uint64_t now = ev_clock_ms();
+    config_owner(d, owner);
     for (size_t i = 0; i < nrc->n_services; i++) {
         const struct cfg_reg_service *cs = &nrc->services[i];
         struct reg_service *svc = reg_service_find(d->model, cs->name, strlen(cs->name));
@@ -273,6 +289,7 @@ static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc, c
         for (size_t j = 0; j < cs->n_instances; j++) {
             struct reg_instance_spec spec;
             reg_conf_instance_spec(&cs->instances[j], &spec);
+            spec.owner = owner;
             struct reg_instance *inst = reg_instance_find(svc, spec.id ? spec.id : spec.addr.text);
             before = inst ? inst->modify_index : 0;
             if (reg_instance_put(d->model, svc, &spec, now, &inst, why, sizeof why) < 0) {
@@ -286,14 +303,15 @@ static void apply_config(struct reg_daemon *d, const struct cfg_registry *nrc, c
             }
         }
     }
-    for (size_t i = 0; orc && i < orc->n_services; i++) {
-        const struct cfg_reg_service *cs = &orc->services[i];
-        struct reg_service *svc = reg_service_find(d->model, cs->name, strlen(cs->name));
-        for (size_t j = 0; svc && j < cs->n_instances; j++) {
-            const struct cfg_reg_instance *in = &cs->instances[j];
-            const char *id = in->id ? in->id : in->addr.text;
-            if (in_config(nrc, svc->name, id) || !reg_instance_find(svc, id))
+    /* Those the file listed before (this run or an earlier one) and lists no more. */
+    for (uint32_t i = 0; i < reg_model_service_count(d->model); i++) {
+        struct reg_service *svc = reg_model_service_at(d->model, i);
+        for (uint32_t j = svc->n_instances; j-- > 0;) {
+            const struct reg_instance *inst = svc->instances[j];
+            if (strcmp(inst->owner, owner) != 0 || in_config(nrc, svc->name, inst->id))
                 continue;
+            char id[REG_ID_MAX + 1];
+            snprintf(id, sizeof id, "%s", inst->id);
             log_info("registry: instance %s of service %s left the config: deregistered", id, svc->name);
             reg_instance_delete(d->model, svc, id);
             reg_daemon_delete_instance(d, svc->name, id, NULL, NULL);
@@ -346,11 +364,12 @@ static void reload(struct reg_daemon *d)
         return;
     }
     warn_restart_only(d->rc, nrc);
-    apply_config(d, nrc, d->rc);
+    apply_config(d, nrc);
     struct sl_config *old = d->cfg;
+    if (d->dns)
+        reg_dns_set_subnets(d->dns, subnets);
     reg_subnets_free(d->subnets);
     d->subnets = subnets;
-    /* When the DNS server is built in: reg_dns_set_subnets(d->dns, subnets). */
     d->cfg = cfg;
     d->rc = nrc;
     d->dmn.admin_opts.max_conns = nrc->api.max_watchers + ADMIN_CONNS_BESIDE_WATCHERS;
@@ -419,7 +438,7 @@ static void on_cluster_state(void *arg, bool stale, const char *reason)
     log_info("registry: in step with etcd (%s, revision %lld)", cs.endpoint, (long long)cs.revision);
     if (!d->cluster_config_applied) { /* the file's services, once etcd's content is in */
         d->cluster_config_applied = true;
-        apply_config(d, d->rc, NULL);
+        apply_config(d, d->rc);
     }
 }
 
@@ -501,7 +520,24 @@ static int start_model(struct reg_daemon *d, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    apply_config(d, d->rc, NULL);
+    apply_config(d, d->rc);
+    return 0;
+}
+
+/* The authoritative DNS server on the loop, answering from the model. */
+static int start_dns(struct reg_daemon *d, char *err, size_t errlen)
+{
+    struct reg_dns_conf dc;
+    reg_conf_dns(&d->rc->dns, &dc);
+    d->dns = reg_dns_start(d->loop, &dc, d->model, d->subnets, err, errlen);
+    if (!d->dns)
+        return -1;
+    if (reg_dns_metrics(&d->dmn.site.metrics, d->dns) < 0) {
+        snprintf(err, errlen, "too many metric collectors");
+        return -1;
+    }
+    for (size_t i = 0; reg_dns_bound(d->dns, i); i++)
+        log_info("registry: DNS for %s on %s (UDP and TCP)", dc.zone, reg_dns_bound(d->dns, i)->text);
     return 0;
 }
 
@@ -558,14 +594,10 @@ static int run(const char *config_path, const char *pid_file)
     }
     if (!d->dmn.admin)
         log_warn("registry: admin.listen is off, so the registry has no HTTP API");
-    /* The DNS server (src/registry/reg_dns.[ch]) is not built in yet: when
-     * it is, start it here with reg_dns_start(d->loop, &conf, d->model,
-     * d->subnets, err, sizeof err) from d->rc->dns, register its families
-     * with reg_dns_metrics(&d->dmn.site.metrics, d->dns), and stop it in
-     * the clean-up below. */
-    if (d->rc->dns.present)
-        log_warn("registry: registry.dns is set but this build has no DNS server yet; answers are served by "
-                 "GET /api/registry/services/NAME/answer");
+    if (d->rc->dns.present && start_dns(d, err, sizeof err) < 0) {
+        log_error("registry: %s", err);
+        goto out;
+    }
     if (pid_file && daemon_write_pid_file(&d->dmn, pid_file) < 0) {
         log_error("cannot write pid file %s: %m", pid_file);
         goto out;
@@ -584,6 +616,8 @@ out:
     admin_stop(d->dmn.admin);           /* watchers are cancelled with their connections */
     d->dmn.admin = NULL;
     reg_api_drop_watchers(d);
+    reg_dns_stop(d->dns);
+    d->dns = NULL;
     reg_health_free(d->health);
     d->health = NULL;
     reg_store_close(d->store);          /* pending writes are committed (their clients are gone) */

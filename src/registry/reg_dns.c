@@ -312,10 +312,16 @@ static struct reg_loc locate(struct answer *a)
         uint8_t scope = 0;
         if (q->ecs.source_prefix == 0)
             return loc;   /* the client asked not to be located (RFC 7871 §7.1.2) */
-        if (q->ecs.family == DNS_ECS_FAMILY_IPV4)
+        if (q->ecs.family == DNS_ECS_FAMILY_IPV4) {
             reg_subnets_lookup4(t, q->ecs.addr, &loc, &scope);
-        else
+        } else {
             reg_subnets_lookup6(t, q->ecs.addr, &loc, &scope);
+            /* an IPv4-mapped address is looked up as IPv4, with an IPv4
+             * scope; the option speaks of the IPv6 address */
+            static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+            if (memcmp(q->ecs.addr, mapped, sizeof mapped) == 0)
+                scope = (uint8_t)(scope + 96);
+        }
         a->scope = scope;
         return loc;
     }

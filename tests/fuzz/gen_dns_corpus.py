@@ -2,7 +2,7 @@
 """Seed corpora for tests/fuzz/fuzz_dns_wire.c and fuzz_reg_dns.c: one DNS
 query a file.
 
-    python3 tests/fuzz/gen_dns_corpus.py     # rewrites corpus/dns_wire and corpus/reg_dns
+    python3 tests/fuzz/gen_dns_corpus.py     # rewrites corpus/dns_wire, reg_dns and reg_dns_tcp
 
 The dig_* files are queries as dig 9.18 (bind9-dnsutils) sent them to a
 UDP socket (dig @127.0.0.1 -p PORT NAME TYPE OPTIONS, captured with
@@ -164,6 +164,29 @@ def main():
     codec.update(BUILT)
     write(os.path.join(HERE, "corpus", "dns_wire"), codec)
     write(os.path.join(HERE, "corpus", "reg_dns"), {**codec, **REG})
+    write(os.path.join(HERE, "corpus", "reg_dns_tcp"), tcp_streams(codec))
+
+
+def framed(msg):
+    return struct.pack("!H", len(msg)) + msg
+
+
+def tcp_streams(codec):
+    """fuzz_reg_dns_tcp: what a client writes on one connection."""
+    big = query(0x6001, opt(65535), qname="svc.sluice.test")
+    out = {"one_" + n: framed(m) for n, m in codec.items() if n.startswith("dig_")}
+    out.update({
+        "pipelined_3": framed(big) + framed(codec["dig_soa"]) + framed(codec["dig_outside"]),
+        "pipelined_big_x8": b"".join(framed(query(0x6100 + i, opt(65535), qname="svc.sluice.test")) for i in range(8)),
+        "partial_last": framed(codec["dig_soa"]) + framed(big)[:-3],
+        "length_only": b"\x00\x20",
+        "zero_length_then_query": b"\x00\x00" + framed(codec["dig_soa"]),
+        "runt_then_query": framed(b"\x12\x34\x01") + framed(codec["dig_soa"]),
+        "response_then_query": framed(codec["bad_qr_set"]) + framed(codec["dig_soa"]),
+        "formerr_then_query": framed(codec["bad_qdcount_2"]) + framed(codec["dig_aaaa"]),
+        "long_declared": b"\xff\xff" + bytes(100),
+    })
+    return out
 
 
 if __name__ == "__main__":

@@ -281,8 +281,11 @@ def test_metrics_are_documented_and_status_has_a_registry_part(reg):
     fams = {n: t for n, (t, _) in families(r.metrics()).items()
             if n.startswith("sluice_registry_") and not n.startswith("sluice_registry_dns_")}
     doc = documented_families()
+    # The DNS server's families have their own check; the cluster's
+    # (store: etcd only) are served by cluster nodes, test_registry_cluster.py.
     doc = {n: t for n, t in doc.items()
-           if n.startswith("sluice_registry_") and not n.startswith("sluice_registry_dns_")}
+           if n.startswith("sluice_registry_") and not n.startswith("sluice_registry_dns_")
+           and not n.startswith("sluice_registry_cluster_") and n != "sluice_registry_stale"}
     assert fams == doc, {"served, not documented": sorted(set(fams) - set(doc)),
                          "documented, not served": sorted(set(doc) - set(fams)),
                          "types": sorted(n for n in fams if n in doc and fams[n] != doc[n])}
@@ -290,3 +293,70 @@ def test_metrics_are_documented_and_status_has_a_registry_part(reg):
     reg_part = st["registry"]
     assert reg_part["node"] == "test1" and reg_part["store"] == "embedded" and reg_part["store_state"] == "ok"
     assert reg_part["services"] == 1 and reg_part["instances"] == 1 and reg_part["stale"] is False
+
+
+def test_sluice_check_and_bad_files(tmp_path):
+    import subprocess
+    from registry_node import SLUICE_BIN, config_text
+    good = tmp_path / "good.yaml"
+    good.write_text(config_text(9950, str(tmp_path / "d"), services=(
+        "    - name: web\n      instances:\n        - { address: 10.0.0.1, port: 80 }\n"
+        "        - { address: 10.0.0.2, port: 80 }\n")))
+    out = subprocess.run([SLUICE_BIN, "check", "-c", str(good)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "registry node test1: 1 service, 2 instances listed, embedded store" in out.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config_text(9950, str(tmp_path / "d"), extra="  api: { max_wait: forever }\n"))
+    out = subprocess.run([SLUICE_BIN, "check", "-c", str(bad)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "bad.yaml:" in out.stderr and "registry.api" in out.stderr
+    # The daemon refuses it the same way, and a file without a registry: section.
+    out = subprocess.run([SLUICE_BIN, "registry", "-c", str(bad)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "registry.api" in out.stderr
+    none = tmp_path / "none.yaml"
+    none.write_text("admin:\n  listen: 127.0.0.1:9950\n")
+    out = subprocess.run([SLUICE_BIN, "registry", "-c", str(none)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "no registry: section" in out.stderr
+
+
+def test_store_in_use_is_refused(reg, tmp_path):
+    """A second node on the same data_dir is refused with a reason."""
+    r = reg()
+    other = Registry(tmp_path, name="second")
+    other.data_dir = r.data_dir
+    other.write_config()
+    with pytest.raises(RuntimeError):
+        other.start()
+    other.stop()
+    assert "in use" in other.read_log() or "lock" in other.read_log(), other.read_log()
+
+
+def test_token_change_applies_at_reload(reg):
+    r = reg()
+    r.ok("PUT", SVC + "/web/instances/a", {"address": "10.0.0.1", "port": 80})
+    r.token = "n3w-token"
+    r.write_config()
+    r.reload()
+    wait_until(lambda: r.call("PUT", SVC + "/web/instances/a", {"address": "10.0.0.1", "port": 80},
+                              token=TOKEN)[0] == 401, what="the old token refused")
+    assert r.call("PUT", SVC + "/web/instances/a", {"address": "10.0.0.1", "port": 80})[0] == 200
+
+
+def test_instances_that_left_the_config_while_stopped_are_deregistered(reg):
+    services = ("    - name: web\n      instances:\n"
+                "        - { id: w1, address: 10.1.0.10, port: 80 }\n"
+                "        - { id: w2, address: 10.1.0.11, port: 80 }\n"
+                "        - { id: w3, address: 10.1.0.12, port: 80 }\n")
+    r = reg(services=services)
+    assert all(i["owner"] == "config" for i in r.service("web")["instances"])
+    # w3 registered again through the API: no longer the file's.
+    r.ok("PUT", SVC + "/web/instances/w3", {"address": "10.1.0.12", "port": 80})
+    assert r.instance("web", "w3")["owner"] == ""
+    r.stop()
+    r.write_config(services="    - name: web\n      instances:\n        - { id: w1, address: 10.1.0.10, port: 80 }\n")
+    r.start()
+    assert sorted(i["id"] for i in r.service("web")["instances"]) == ["w1", "w3"]
+    assert "instance w2 of service web left the config" in r.read_log()
+    r.stop()
+    r.start()
+    assert sorted(i["id"] for i in r.service("web")["instances"]) == ["w1", "w3"]

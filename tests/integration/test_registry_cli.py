@@ -71,6 +71,8 @@ def test_service_settings_and_list(reg):
     assert rc == 0, err
     settings = reg.service("api")["settings"]
     assert settings["protect_threshold"] == 0.9 and settings["answer_count"] == 3 and settings["dns_ttl"] == 7
+    rc, out, _ = cli(reg, "show", "api")      # the ratio reads back as it was set, not 0.90000000000000002
+    assert rc == 0 and '"protect_threshold":0.9}' in out, out
     for i, dc in ((1, "dc1"), (2, "dc2"), (3, "dc2")):
         assert cli(reg, "register", "api", "10.0.0.%d:80" % i, "--datacenter", dc, "--region", "r1")[0] == 0
     rc, out, err = cli(reg, "list")

@@ -15,6 +15,8 @@ import os
 
 import pytest
 
+from metrics_doc import documented_families, families
+
 from etcd_cluster import EtcdCluster
 from registry_node import Registry, tcp_listener, wait_until
 
@@ -89,6 +91,15 @@ def test_cluster_writes_duty_and_node_death(cluster):
         for n in (n2, n3):
             wait_until(lambda: len(n.service("web")["instances"]) == total, what="%s sees web" % n.node)
             assert n.service("web")["settings"]["health"]["type"] == "tcp"
+
+        # A cluster node serves every documented registry family, the
+        # cluster's included (the DNS server's have their own check).
+        served = {f: t for f, (t, _) in families(n1.metrics()).items()
+                  if f.startswith("sluice_registry_") and not f.startswith("sluice_registry_dns_")}
+        documented = {f: t for f, t in documented_families().items()
+                      if f.startswith("sluice_registry_") and not f.startswith("sluice_registry_dns_")}
+        assert served == documented, {"served, not documented": sorted(set(served) - set(documented)),
+                                      "documented, not served": sorted(set(documented) - set(served))}
 
         # Duty: every persistent instance is checked by exactly one node.
         def checks():

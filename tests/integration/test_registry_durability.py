@@ -81,3 +81,52 @@ def test_health_of_persistent_instances_survives_a_restart(node):
     r.start()
     db1 = r.instance("db", "db1")
     assert db1["health"] == "down" and db1["health_reason"] == down["health_reason"], db1
+
+
+def test_a_write_the_store_cannot_make_is_a_503(tmp_path):
+    """The data directory's file system fills up: writes are answered 503
+    with the store's reason and change nothing; reads go on; once there is
+    room again, writes work again."""
+    import os
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    r = None
+    try:
+        r = Registry(tmp_path)
+        r.data_dir = str(mnt / "data")
+        r.write_config()
+        r.start()
+        r.ok("PUT", SVC + "/web/instances/a", {"address": "10.0.0.1", "port": 80})
+        filler = mnt / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        labels = {"k%d" % i: "v" * 200 for i in range(30)}   # rows larger than what is left
+        status, doc = None, None
+        for i in range(20):
+            status, doc = r.call("PUT", SVC + "/web/instances/b%d" % i,
+                                 {"address": "10.0.0.2", "port": 80 + i, "labels": labels})
+            if status != 200:
+                break
+        assert status == 503, doc
+        assert "store" in doc["error"], doc
+        assert r.instance("web", "b%d" % i) is None        # not applied: not durable
+        assert r.service("web")["instances"][0]["id"] == "a"  # reads go on
+        m = r.metrics()
+        assert "sluice_registry_store_write_failures_total 0" not in m
+        filler.unlink()
+        wait_until(lambda: r.call("PUT", SVC + "/web/instances/c", {"address": "10.0.0.3", "port": 80})[0] == 200,
+                   what="writes to work again")
+    finally:
+        if r is not None:
+            r.stop()
+        subprocess.run(["umount", str(mnt)], check=False)
+    r.assert_clean()

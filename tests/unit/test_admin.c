@@ -1038,6 +1038,80 @@ static void test_server_keepalive_and_pipelining(void **state)
     server_down(&s);
 }
 
+/* Echoes what a handler sees of the request's headers. */
+static void header_echo(void *arg, const struct admin_request *rq, struct admin_reply *r)
+{
+    size_t len = 0;
+    const char *v = admin_header(rq, "x-test", &len);
+    admin_reply_json(r, 200,
+                     json_pack("{s:s%, s:b, s:b}", "x_test", v ? v : "", v ? len : (size_t)0, "present", v != NULL,
+                               "token_ok", admin_token_ok(rq, "s3cret")));
+}
+
+/* The body of the last answer on c, parsed. */
+static json_t *last_json(const struct client *c)
+{
+    const char *body = NULL;
+    for (const char *p = c->in; (p = strstr(p, "\r\n\r\n")) != NULL; p += 4)
+        body = p + 4;
+    assert_non_null(body);
+    json_error_t je;
+    json_t *j = json_loads(body, JSON_DISABLE_EOF_CHECK, &je);
+    if (!j)
+        fail_msg("not JSON: %s", body);
+    return j;
+}
+
+static void test_server_request_headers_and_token(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(admin_mount(&f->site, "GET", "/hdr", header_echo, NULL), 0);
+    struct server_fixture s;
+    server_up(f, &s);
+    static const struct {
+        const char *headers;
+        const char *x_test;
+        bool present, token_ok;
+    } cases[] = {
+        { "X-Test:  hello there \r\n", "hello there", true, false },
+        { "x-TEST: a\r\nX-Test: b\r\n", "a", true, false },        /* the first one */
+        { "", "", false, false },
+        { "X-Sluice-Token: s3cret\r\n", "", false, true },
+        { "X-Sluice-Token: s3cre\r\n", "", false, false },           /* a prefix */
+        { "X-Sluice-Token: s3crett\r\n", "", false, false },         /* longer */
+        { "X-Sluice-Token: S3CRET\r\n", "", false, false },          /* case matters */
+        { "X-Sluice-Token:\r\n", "", false, false },
+        { "Authorization: Bearer s3cret\r\n", "", false, true },
+        { "Authorization: bearer   s3cret\r\n", "", false, true },
+        { "Authorization: Basic s3cret\r\n", "", false, false },
+        { "Authorization: Bearer\r\n", "", false, false },
+        /* The first scheme present is judged: a wrong X-Sluice-Token is not
+         * rescued by a right Authorization. */
+        { "X-Sluice-Token: nope\r\nAuthorization: Bearer s3cret\r\n", "", false, false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct client *c = client_new(s.loop, s.port);
+        char req[512];
+        int n = snprintf(req, sizeof req, "GET /hdr HTTP/1.1\r\nHost: x\r\n%s\r\n", cases[i].headers);
+        client_exchange(c, req, (size_t)n, 1);
+        assert_int_equal(nth_status(c, 0), 200);
+        json_t *j = last_json(c);
+        if (strcmp(json_string_value(json_object_get(j, "x_test")), cases[i].x_test) != 0 ||
+            json_is_true(json_object_get(j, "present")) != cases[i].present ||
+            json_is_true(json_object_get(j, "token_ok")) != cases[i].token_ok)
+            fail_msg("case %zu (%s): got %s", i, cases[i].headers, c->in);
+        json_decref(j);
+        client_free(c);
+    }
+    server_down(&s);
+    /* Without a server (admin_handle) there are no headers. */
+    struct admin_reply r;
+    admin_handle(&f->site, S("GET"), S("/hdr"), NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"present\": false"));
+    free(r.body);
+}
+
 /* One bad request on a fresh connection: its status, and whether the
  * server hangs up afterwards. */
 static void bad_request(struct server_fixture *s, const char *req, size_t len, int status, bool closes)
@@ -1754,6 +1828,7 @@ int main(void)
         cmocka_unit_test(test_query),
         cmocka_unit_test_setup_teardown(test_status_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_keepalive_and_pipelining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_request_headers_and_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_bind_error, setup, teardown),

@@ -16,6 +16,7 @@
 
 #include "core/config.h"
 #include "registry/reg_conf.h"
+#include "registry/reg_dns.h"
 
 #include "config_expect.h"
 
@@ -82,6 +83,15 @@ static void test_full(void **state)
     assert_int_equal(r->dns.udp_max, 1400);
     assert_int_equal(r->dns.tcp_max_conns, 500);
     assert_int_equal(r->dns.tcp_idle_ms, 5000);
+    struct reg_dns_conf dc;
+    reg_conf_dns(&r->dns, &dc);
+    assert_int_equal(dc.n_listen, 2);
+    assert_string_equal(dc.zone, "sluice.test.");
+    assert_string_equal(dc.ns[0], "ns1.sluice.test.");
+    assert_string_equal(dc.soa_mbox, "hostmaster.sluice.test.");
+    assert_int_equal(dc.soa_expire, 604800);
+    assert_int_equal(dc.udp_max, 1400);
+    assert_int_equal(dc.tcp_max_conns, 500);
     assert_int_equal(r->n_subnets, 2);
     assert_true(r->expiry.eviction_cap == 0.5);
     assert_int_equal(r->expiry.grace_ms, 45000);
@@ -145,6 +155,8 @@ static void test_errors(void **state)
     expect_error("registry:\n  dns: { listen: 127.0.0.1:53, zone: t., soa: { expire: 1y } }\n",
                  "t.yaml:2: registry.dns.soa.expire: expected a whole number of seconds as \"30s\", \"10m\", \"1h\", "
                  "\"1d\" or \"1w\", got \"1y\"");
+    expect_error("registry:\n  dns: { listen: 127.0.0.1:53, zone: t., soa: { minimum: 2d } }\n",
+                 "t.yaml:2: registry.dns: soa.minimum: at most 86400 s");
     expect_error("registry:\n  expiry: { eviction_cap: 0 }\n",
                  "t.yaml:2: registry.expiry.eviction_cap: must be above 0 (at most this share of a service's "
                  "instances expire per eviction_interval)");

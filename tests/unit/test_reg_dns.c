@@ -418,6 +418,10 @@ static void test_locality_by_client_subnet(void **state)
     expect(o4, (const char *const[]){"status: NOERROR", "ANSWER: 2,", "; CLIENT-SUBNET: 100.64.0.0/16/", NULL});
     expect_not(o4, (const char *const[]){"100.64.0.0/16/0", NULL});
     free(o4);
+    /* an IPv4-mapped IPv6 subnet is placed as IPv4, its scope in IPv6 bits */
+    DIG(o8, "web.sluice.test", "A", "+subnet=::ffff:198.51.100.0/120");
+    expect(o8, (const char *const[]){"; CLIENT-SUBNET: ::ffff:198.51.100.0/120/120", "IN\tA\t10.2.0.1", NULL});
+    free(o8);
     DIG(o5, "web.sluice.test", "A", "+subnet=0.0.0.0/0");
     expect(o5, (const char *const[]){"; CLIENT-SUBNET: 0.0.0.0/0/0", "ANSWER: 2,", NULL});
     free(o5);
@@ -430,7 +434,7 @@ static void test_locality_by_client_subnet(void **state)
     expect(o7, (const char *const[]){"ANSWER: 1,", "web.sluice.test.\t5\tIN\tAAAA\t2001:db8::1", NULL});
     expect_not(o7, (const char *const[]){"CLIENT-SUBNET", NULL});
     free(o7);
-    assert_int_equal(stats().ecs, 6);
+    assert_int_equal(stats().ecs, 7);
 }
 
 /* Locality minimum 2: dc1 has one healthy, so dc1's callers get their
@@ -659,6 +663,42 @@ static void test_truncation_then_tcp(void **state)
     free(o3);
 }
 
+/* An SRV answer larger than a DNS message (2,000 instances, about 90 KB)
+ * is cut at 65,535 bytes over TCP too, at a record boundary, with TC:
+ * never a longer message (Consul #3850). */
+static void test_srv_past_64k(void **state)
+{
+    struct reg_service *huge = service("huge", 1, 0, 1);
+    for (int i = 0; i < 2000; i++) {
+        char a[32];
+        snprintf(a, sizeof a, "10.70.%d.%d:80", i / 250, i % 250 + 1);
+        th_put(F.m, huge, a, "", "", 100);
+    }
+    start_server();
+    int fd = tcp_client();
+    uint8_t q[300];
+    size_t ql = make_query(q + 2, 77, "_huge._tcp.sluice.test", DNS_TYPE_SRV, true);
+    q[0] = (uint8_t)(ql >> 8);
+    q[1] = (uint8_t)ql;
+    assert_int_equal(write(fd, q, ql + 2), (ssize_t)(ql + 2));
+    static uint8_t in[2 + DNS_MSG_MAX];
+    size_t got = 0;
+    bool eof = false;
+    while (!eof && (got < 2 || got < 2 + (size_t)(in[0] << 8 | in[1])))
+        got += serve_until(fd, in + got, sizeof in - got, sizeof in, &eof);
+    close(fd);
+    size_t mlen = (size_t)(in[0] << 8 | in[1]);
+    assert_true(got >= 2 + mlen && mlen > 60000);
+    const uint8_t *r = in + 2;
+    assert_int_equal(r[0] << 8 | r[1], 77);
+    assert_true(r[2] & 0x02);                       /* TC */
+    assert_int_equal(rcode_of(r), DNS_RCODE_NOERROR);
+    unsigned an = ancount_of(r);
+    assert_true(an > 1000 && an < 2000);
+    assert_int_equal(r[8] << 8 | r[9], 0);          /* no authority */
+    assert_int_equal(r[10] << 8 | r[11], 1);        /* only the OPT */
+}
+
 /* Several queries on one TCP connection: dig +keepopen asks in turn;
  * raw pipelined queries written at once are answered in order. */
 static void test_tcp_several_queries(void **state)
@@ -833,6 +873,61 @@ static void test_metrics(void **state)
     free(text);
 }
 
+/* Bound to 0.0.0.0, a query sent to 127.0.0.2 is answered from 127.0.0.2
+ * (IP_PKTINFO), not from the address the routing would pick (127.0.0.1),
+ * which dig would reject as coming from an unexpected source. */
+static void test_wildcard_listener(void **state)
+{
+    const char *why;
+    assert_int_equal(addr_parse("0.0.0.0:0", &F.conf.listen[0], &why), 0);
+    start_server();
+    const char *argv[] = {"dig", "@127.0.0.2", "-p", F.port, "+time=2", "+tries=1", "web.sluice.test", "A", NULL};
+    char *o = run(argv);
+    if (!o)
+        skip();
+    expect(o, (const char *const[]){"status: NOERROR", "SERVER: 127.0.0.2#", NULL});
+    expect_not(o, (const char *const[]){"unexpected source", NULL});
+    free(o);
+}
+
+/* Two listen addresses, IPv4 and IPv6, each with UDP and TCP; an IPv6
+ * client in no subnet gets the "all" tier. Skipped without ::1. */
+static void test_two_listeners_v4_v6(void **state)
+{
+    int probe = socket(AF_INET6, SOCK_DGRAM, 0);
+    struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have_v6 = probe >= 0 && bind(probe, (struct sockaddr *)&lo6, sizeof lo6) == 0;
+    if (probe >= 0)
+        close(probe);
+    if (!have_v6) {
+        fprintf(stderr, "no ::1 here: skipped\n");
+        skip();
+    }
+    const char *why;
+    assert_int_equal(addr_parse("[::1]:0", &F.conf.listen[1], &why), 0);
+    F.conf.n_listen = 2;
+    start_server();
+    char port6[16];
+    snprintf(port6, sizeof port6, "%u", addr_port(reg_dns_bound(F.dns, 1)));
+    const char *udp[] = {"dig", "@::1", "-p", port6, "+time=5", "+tries=1", "web.sluice.test", "A", NULL};
+    char *o1 = run(udp);
+    if (!o1)
+        skip();
+    expect(o1, (const char *const[]){"status: NOERROR", "ANSWER: 2,", "SERVER: ::1#", NULL});
+    free(o1);
+    const char *tcp[] = {"dig", "@::1", "-p", port6, "+time=5", "+tries=1", "+tcp", "sluice.test", "SOA", NULL};
+    char *o2 = run(tcp);
+    expect(o2, (const char *const[]){"status: NOERROR", "IN\tSOA\tns1.sluice.test.", "(TCP)", NULL});
+    free(o2);
+    DIG(o3, "web.sluice.test", "A");
+    expect(o3, (const char *const[]){"status: NOERROR", NULL});
+    free(o3);
+    struct reg_dns_stats s = stats();
+    assert_int_equal(s.by_tier[REG_TIER_ALL], 1);   /* ::1 is in no subnet */
+    assert_int_equal(s.by_tier[REG_TIER_DC], 1);    /* 127.0.0.1 is dc1 */
+    assert_int_equal(s.queries_tcp, 1);
+}
+
 /* Bad configurations are refused with the field; a busy port says so. */
 static void test_conf_errors(void **state)
 {
@@ -867,11 +962,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_negative_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation_then_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_srv_past_64k, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_several_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_case_insensitive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wildcard_listener, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_listeners_v4_v6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
