@@ -90,20 +90,19 @@ void reg_metrics_collect(void *arg, struct strbuf *out)
     one(out, "sluice_registry_store_write_failures_total", "counter", "Writes the store refused or lost.",
         c->store_write_failures);
     one(out, "sluice_registry_store_pending", "gauge", "Writes waiting for the next commit.", ss.pending);
-    /* Cluster mode (reg_cluster.h); zeros on the embedded store, so the
-     * families are the same whatever the store. */
-    struct reg_cluster_stats cs = {0};
-    if (reg_store_is_cluster(d->store))
+    if (reg_store_is_cluster(d->store)) { /* cluster mode: reg_cluster.h */
+        struct reg_cluster_stats cs;
         reg_cluster_stats(d->store, &cs);
-    one(out, "sluice_registry_stale", "gauge", "1 while etcd is unreachable: answers come from the last copy.",
-        cs.stale);
-    one(out, "sluice_registry_cluster_members", "gauge", "Live registry nodes seen in etcd.", cs.members);
-    one(out, "sluice_registry_cluster_revision", "gauge", "The last etcd revision applied to the model.",
-        (uint64_t)cs.revision);
-    one(out, "sluice_registry_cluster_held", "gauge",
-        "Instances of a dead node held for their clients to register again.", cs.holding);
-    one(out, "sluice_registry_cluster_lease_losses_total", "counter", "This node's etcd lease found expired.",
-        cs.lease_losses);
+        one(out, "sluice_registry_stale", "gauge", "1 while etcd is unreachable: answers come from the last copy.",
+            cs.stale);
+        one(out, "sluice_registry_cluster_members", "gauge", "Live registry nodes seen in etcd.", cs.members);
+        one(out, "sluice_registry_cluster_revision", "gauge", "The last etcd revision applied to the model.",
+            (uint64_t)cs.revision);
+        one(out, "sluice_registry_cluster_held", "gauge",
+            "Instances of a dead node held for their clients to register again.", cs.holding);
+        one(out, "sluice_registry_cluster_lease_losses_total", "counter", "This node's etcd lease found expired.",
+            cs.lease_losses);
+    }
     one(out, "sluice_registry_watchers", "gauge", "Blocking queries waiting for a change.", d->n_watchers);
     one(out, "sluice_registry_watch_wakeups_total", "counter", "Watchers answered because of a change.",
         c->watch_wakeups);
