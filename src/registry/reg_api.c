@@ -491,7 +491,12 @@ static void write_done(void *arg, bool ok, const char *reason)
         return;
     }
     if (reg_store_feeds_model(d->store)) {
-        /* Cluster mode: etcd's watch has applied it already (reg_cluster.h). */
+        /* Cluster mode: etcd's watch has applied it already (reg_cluster.h);
+         * a registration of an ephemeral instance here is a heartbeat too. */
+        struct reg_service *svc = reg_service_find(d->model, w->service, strlen(w->service));
+        struct reg_instance *inst = svc && w->op == W_INST_PUT ? reg_instance_find(svc, w->id) : NULL;
+        if (inst && inst->ephemeral && !inst->remote)
+            reg_instance_heartbeat(d->model, inst, ev_clock_ms());
         reply_index(w, w->op == W_INST_PUT ? w->id : NULL);
         write_free(w);
         return;

@@ -469,6 +469,27 @@ static void apply_service(struct etcd_store *s, const struct parsed_key *k, cons
     reg_service_settings_free(&v);
 }
 
+/* Whether a registration changes more than weight, enabled and health
+ * (the address, location, labels, kind or owner). */
+static bool registration_differs(const struct reg_instance *inst, const struct reg_instance_spec *spec)
+{
+    if (!addr_equal(&inst->addr, &spec->addr) || inst->ephemeral != spec->ephemeral ||
+        strcmp(inst->owner, spec->owner ? spec->owner : "") != 0 ||
+        strcmp(inst->datacenter, spec->datacenter ? spec->datacenter : "") != 0 ||
+        strcmp(inst->region, spec->region ? spec->region : "") != 0 || inst->n_labels != spec->n_labels)
+        return true;
+    for (uint32_t i = 0; i < spec->n_labels; i++)
+        if (strcmp(inst->labels[i].key, spec->labels[i].key) != 0 ||
+            strcmp(inst->labels[i].value, spec->labels[i].value) != 0)
+            return true;
+    return false;
+}
+
+/* An instance key was put. Ephemeral instances this node owns are its
+ * own to judge: an echo of its own write (or of a weight or enabled
+ * change) must not touch their health or heartbeat clock, and a
+ * registration through this node (new, moved here, or changed) is a sign
+ * of life. Every other instance takes what etcd says, health included. */
 static void apply_instance(struct etcd_store *s, const struct parsed_key *k, const struct reg_etcd_kv *kv)
 {
     struct reg_instance_spec spec;
@@ -481,20 +502,36 @@ static void apply_instance(struct etcd_store *s, const struct parsed_key *k, con
         return;
     }
     spec.id = k->id;
+    uint64_t now = ev_now(s->loop);
+    bool mine = spec.ephemeral && strcmp(spec.owner, s->conf.node) == 0;
     struct reg_service *svc = reg_service_find(s->m, k->service, strlen(k->service));
-    struct reg_instance *inst = NULL;
-    if ((!svc && reg_service_put(s->m, k->service, NULL, &svc, why, sizeof why) < 0) ||
-        reg_instance_put(s->m, svc, &spec, ev_now(s->loop), &inst, why, sizeof why) < 0) {
+    struct reg_instance *inst = svc ? reg_instance_find(svc, k->id) : NULL;
+    if (mine && inst && !registration_differs(inst, &spec)) {
+        if (reg_instance_set_weight(s->m, inst, spec.weight) < 0)
+            note_bad(s, kv->key, "weight out of range");
+        reg_instance_set_enabled(s->m, inst, spec.enabled);
+    } else if ((!svc && reg_service_put(s->m, k->service, NULL, &svc, why, sizeof why) < 0) ||
+               reg_instance_put(s->m, svc, &spec, now, &inst, why, sizeof why) < 0) {
         note_bad(s, kv->key, why);
+        json_decref(doc);
+        return;
+    } else if (mine) {
+        if (inst->health != REG_HEALTH_UP)
+            reg_instance_set_health(s->m, inst, REG_HEALTH_UP, "registered", now);
+        if (spec.down) { /* it carried an old DOWN: the other nodes learn it is UP */
+            struct reg_instance_spec up;
+            reg_instance_spec_of(inst, &up);
+            s->base.ops->put_instance(&s->base, svc->name, &up, NULL, NULL);
+        }
     } else {
         enum reg_health want = spec.down ? REG_HEALTH_DOWN : REG_HEALTH_UP;
         if (inst->health != want)
-            reg_instance_set_health(s->m, inst, want, spec.health_reason, ev_now(s->loop));
-        struct es_hold *h = hold_find(s, k->service, k->id);
-        if (h) { /* registered again: the hold is over */
-            hold_drop(s, h);
-            s->cst.held_reclaimed++;
-        }
+            reg_instance_set_health(s->m, inst, want, spec.health_reason, now);
+    }
+    struct es_hold *h = hold_find(s, k->service, k->id);
+    if (h) { /* registered again: the hold is over */
+        hold_drop(s, h);
+        s->cst.held_reclaimed++;
     }
     json_decref(doc);
 }

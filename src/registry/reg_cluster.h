@@ -33,7 +33,13 @@
  * other nodes own are "remote": never expired here; their owner writes
  * their health and their removal. A heartbeat sent to a node that does
  * not own the instance should be answered 404 by the daemon, so the
- * client re-registers there (that is how a client moves).
+ * client re-registers there (that is how a client moves). The owner is
+ * the judge of its ephemeral instances: the watch's echo of its own
+ * writes (a health change, a weight) never resets their heartbeat clock
+ * or their health, and a registration through it (new, moved to it, or
+ * with a new address, location or labels) brings the instance UP: a
+ * registration is a sign of life (if it carried an old DOWN, the UP is
+ * written so the others learn it).
  *
  * When a node dies its lease expires and etcd deletes its member key and
  * its ephemeral instances' keys in one revision. The feed tells such a

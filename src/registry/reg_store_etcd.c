@@ -19,6 +19,7 @@
 #include <string.h>
 
 #define LEASE_RETRY_MS 1000
+#define REVOKE_TIMEOUT_MS 1000
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -525,12 +526,14 @@ static void revoke_check(struct ev_loop *loop, struct ev_timer *t)
 
 /* A clean stop gives the lease back, so the other nodes see this one go
  * now (and hold its instances for their clients to move) rather than
- * after the TTL. Bounded by the request timeout; a failure is harmless
- * (the lease expires). */
+ * after the TTL. Bounded by REVOKE_TIMEOUT_MS; a failure is harmless (the
+ * lease expires). */
 static void revoke_lease(struct etcd_store *s)
 {
+    struct reg_etcd_conf quick = s->conf.etcd;
+    quick.request_timeout_ms = REVOKE_TIMEOUT_MS; /* a stop should not wait on a dead etcd */
     struct ev_loop *loop = ev_loop_new();
-    struct reg_etcd *e = loop ? reg_etcd_new(loop, &s->conf.etcd, NULL, 0) : NULL;
+    struct reg_etcd *e = loop ? reg_etcd_new(loop, &quick, NULL, 0) : NULL;
     bool done = false;
     if (e && reg_etcd_lease_revoke(e, s->lease_id, on_revoked, &done) == 0) {
         struct ev_timer t;

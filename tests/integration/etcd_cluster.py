@@ -3,13 +3,27 @@ for the registry's cluster tests: started in a temporary directory, each
 member killable and restartable, everything killed at the end."""
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
 
-from helpers import free_port
-
 ETCD = "/usr/bin/etcd"
+
+
+def free_ports(n):
+    """n distinct free loopback ports: every socket stays bound until all
+    are taken, or the kernel may hand out the same port twice."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class EtcdCluster:
@@ -17,8 +31,8 @@ class EtcdCluster:
         self.dir = tmp_path / "etcd"
         self.dir.mkdir()
         self.n = members
-        self.client = [free_port() for _ in range(members)]
-        self.peer = [free_port() for _ in range(members)]
+        ports = free_ports(2 * members)
+        self.client, self.peer = ports[:members], ports[members:]
         self.endpoints = ["http://127.0.0.1:%d" % p for p in self.client]
         self.initial = ",".join("m%d=http://127.0.0.1:%d" % (i, self.peer[i]) for i in range(members))
         self.procs = [None] * members
@@ -51,7 +65,8 @@ class EtcdCluster:
         for i in range(self.n):
             while not self.ready(i):
                 if time.time() > deadline:
-                    raise RuntimeError("etcd member %d did not come up; see %s" % (i, self.dir))
+                    log = (self.dir / ("m%d.log" % i)).read_text(errors="replace")[-2000:]
+                    raise RuntimeError("etcd member %d did not come up:\n%s" % (i, log))
                 time.sleep(0.1)
 
     def start(self):

@@ -178,3 +178,22 @@ def test_cluster_etcd_outage(cluster):
     for n in (n2, n3):
         wait_until(lambda: instance_of(n, "db", "d3"), what="%s sees d3" % n.node)
     assert n2.metric("sluice_registry_stale") == 0
+
+
+def test_cluster_ephemeral_health_spreads(cluster):
+    """The owner judges its ephemeral instance by heartbeats; the others
+    follow what it writes: silence turns it DOWN everywhere, a heartbeat
+    brings it back everywhere."""
+    etcd, (n1, n2, n3) = cluster
+    n1.ok("PUT", "/api/registry/services/hb",
+          {"heartbeat": {"interval": "200ms", "timeout": "600ms", "expire_after": "60s"}})
+    n1.ok("PUT", "/api/registry/services/hb/instances/e1",
+          {"address": "10.7.0.1", "port": 80, "ephemeral": True})
+    for n in (n2, n3):
+        wait_until(lambda: (instance_of(n, "hb", "e1") or {}).get("health") == "down", timeout=10,
+                   what="%s sees e1 down after its silence" % n.node)
+    assert instance_of(n1, "hb", "e1")["health"] == "down"
+    assert n1.ok("POST", "/api/registry/services/hb/instances/e1/heartbeat")["health"] == "up"
+    for n in (n2, n3):
+        wait_until(lambda: (instance_of(n, "hb", "e1") or {}).get("health") == "up", timeout=10,
+                   what="%s sees e1 up again" % n.node)

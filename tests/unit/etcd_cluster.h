@@ -35,18 +35,24 @@ struct etcd_cluster {
     char initial[512];
 };
 
-static inline int ec_free_port(void)
+/* n distinct free ports: every socket stays bound until all are taken,
+ * or the kernel may hand out the same port twice. */
+static inline int ec_free_ports(int *ports, int n)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
+    int fds[2 * EC_MEMBERS], rc = 0;
+    for (int i = 0; i < n; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof a;
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) < 0 ||
+            getsockname(fds[i], (struct sockaddr *)&a, &len) < 0)
+            rc = -1;
+        ports[i] = ntohs(a.sin_port);
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return rc;
 }
 
 static inline void ec_sleep_ms(unsigned ms)
@@ -136,9 +142,14 @@ static inline int ec_start(struct etcd_cluster *c)
     if (!mkdtemp(c->dir))
         return -1;
     size_t off = 0;
+    int ports[2 * EC_MEMBERS];
+    if (ec_free_ports(ports, 2 * EC_MEMBERS) < 0) {
+        ec_stop(c);
+        return -1;
+    }
     for (int i = 0; i < EC_MEMBERS; i++) {
-        c->client_port[i] = ec_free_port();
-        c->peer_port[i] = ec_free_port();
+        c->client_port[i] = ports[2 * i];
+        c->peer_port[i] = ports[2 * i + 1];
         snprintf(c->endpoint[i], sizeof c->endpoint[i], "http://127.0.0.1:%d", c->client_port[i]);
         off += (size_t)snprintf(c->initial + off, sizeof c->initial - off, "%sm%d=http://127.0.0.1:%d",
                                 i ? "," : "", i, c->peer_port[i]);
@@ -150,7 +161,11 @@ static inline int ec_start(struct etcd_cluster *c)
         }
     for (int i = 0; i < EC_MEMBERS; i++)
         if (ec_wait_ready(c, i, 20000) < 0) {
-            fprintf(stderr, "etcd_cluster: member %d did not come up (logs in %s)\n", i, c->dir);
+            char cmd[160];
+            fprintf(stderr, "etcd_cluster: member %d did not come up; the end of its log:\n", i);
+            snprintf(cmd, sizeof cmd, "tail -5 '%s/m%d.log' >&2", c->dir, i);
+            if (system(cmd) != 0)
+                fprintf(stderr, "(no log)\n");
             ec_stop(c);
             return -1;
         }

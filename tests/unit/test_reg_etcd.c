@@ -445,8 +445,6 @@ static void test_compacted(void **state)
     char err[128];
     struct reg_etcd_watch *w = reg_etcd_watch_start(f->e, "/c/", 3, true, old, &cbs, err, sizeof err);
     assert_non_null(w);
-    struct want dummy = {&s, 0};
-    (void)dummy;
     for (int i = 0; i < 500 && !s.compacted; i++)
         ec_run_until(f->loop, seen_n, &(struct want){&s, 1}, 10);
     assert_int_equal(s.compacted, r.revision);

@@ -572,6 +572,141 @@ static void test_lease_lost(void **state)
     assert_int_equal(cs.held_reclaimed, 1);
 }
 
+struct health_is {
+    struct node *n;
+    const char *id;
+    enum reg_health want;
+    const char *owner;
+};
+
+static bool instance_health_is(void *arg)
+{
+    struct health_is *x = arg;
+    struct reg_service *svc = reg_service_find(x->n->m, "hb", 2);
+    struct reg_instance *inst = svc ? reg_instance_find(svc, x->id) : NULL;
+    return inst && inst->health == x->want && (!x->owner || strcmp(inst->owner, x->owner) == 0);
+}
+
+/* The owner of an ephemeral instance judges its health: its own DOWN
+ * write, echoed by the watch, must not turn a heartbeat-revivable DOWN
+ * into a sticky one; the other node follows what it wrote; a client that
+ * registers again through the other node moves the instance there, UP
+ * (a registration is a sign of life), whatever health it carried. */
+static void test_owner_judges_health(void **state)
+{
+    struct fx *f = *state;
+    struct node *n1 = &f->n[0], *n2 = &f->n[1];
+    struct reg_service_settings st;
+    reg_service_settings_defaults(&st);
+    st.heartbeat_interval_ms = 100;
+    st.heartbeat_timeout_ms = 300;
+    st.expire_after_ms = 600000;
+    struct res r = {0};
+    reg_store_put_service(n1->st, "hb", &st, on_done, &r);
+    wait_done(f, &r);
+    reg_service_settings_free(&st);
+    assert_true(put_instance(f, n1, "hb", "10.2.0.1:80", true).ok);
+    wait_found(f, n2, "hb", "10.2.0.1:80", true, 5000);
+
+    /* Silence on node 1: DOWN there, written (as the daemon does). */
+    struct reg_instance *inst = reg_instance_find(reg_service_find(n1->m, "hb", 2), "10.2.0.1:80");
+    uint64_t later = ev_now(f->loop) + 1000;
+    reg_model_tick(n1->m, later, NULL);
+    assert_int_equal(inst->health, REG_HEALTH_DOWN);
+    struct reg_instance_spec spec;
+    reg_instance_spec_of(inst, &spec);
+    r = (struct res){0};
+    reg_store_put_instance(n1->st, "hb", &spec, on_done, &r);
+    wait_done(f, &r);
+    assert_true(r.ok);
+    struct health_is down2 = {n2, "10.2.0.1:80", REG_HEALTH_DOWN, NULL};
+    assert_true(ec_run_until(f->loop, instance_health_is, &down2, 5000));
+    /* The echo left node 1's judgement alone: a heartbeat brings it back. */
+    assert_true(reg_instance_heartbeat(n1->m, inst, later + 10));
+    assert_int_equal(inst->health, REG_HEALTH_UP);
+
+    /* The client moves to node 2 and registers there, carrying DOWN. */
+    struct reg_instance *theirs = reg_instance_find(reg_service_find(n2->m, "hb", 2), "10.2.0.1:80");
+    reg_instance_spec_of(theirs, &spec);
+    assert_true(spec.down);
+    r = (struct res){0};
+    reg_store_put_instance(n2->st, "hb", &spec, on_done, &r);
+    wait_done(f, &r);
+    assert_true(r.ok);
+    theirs = reg_instance_find(reg_service_find(n2->m, "hb", 2), "10.2.0.1:80");
+    assert_string_equal(theirs->owner, "n2");
+    assert_false(theirs->remote);
+    assert_int_equal(theirs->health, REG_HEALTH_UP);
+    struct health_is moved = {n1, "10.2.0.1:80", REG_HEALTH_UP, "n2"};
+    assert_true(ec_run_until(f->loop, instance_health_is, &moved, 5000));
+    assert_true(reg_instance_find(reg_service_find(n1->m, "hb", 2), "10.2.0.1:80")->remote);
+}
+
+struct reload_done {
+    struct node *n;
+};
+
+static bool reloaded(void *arg)
+{
+    struct node *n = ((struct reload_done *)arg)->n;
+    struct reg_cluster_stats cs;
+    reg_cluster_stats(n->st, &cs);
+    return cs.loads >= 2 && !cs.stale && has(n, "web2", "10.8.0.3:80") && !has(n, "web2", "10.8.0.2:80");
+}
+
+static bool is_stale(void *arg)
+{
+    return reg_cluster_stale(((struct node *)arg)->st, NULL, 0);
+}
+
+/* A node whose watch falls behind a compaction (its only etcd member was
+ * down meanwhile) loads again and reconciles: what was deleted goes,
+ * what was added comes, what stayed stays. */
+static void test_compaction_reload(void **state)
+{
+    struct fx *f = *state;
+    struct node *n1 = &f->n[0], n9;
+    snprintf(n9.name, sizeof n9.name, "n9");
+    n9.m = th_model(NULL);
+    struct reg_etcd_store_conf c;
+    conf_for(f, &c, "n9");
+    snprintf(c.etcd.endpoints[0], sizeof c.etcd.endpoints[0], "%s", f->ec.endpoint[2]);
+    c.etcd.n_endpoints = 1;
+    char err[256];
+    n9.st = reg_store_etcd_open(f->loop, &c, err, sizeof err);
+    assert_non_null(n9.st);
+    assert_int_equal(reg_cluster_attach(n9.st, n9.m, NULL, err, sizeof err), 0);
+    assert_true(ec_run_until(f->loop, fresh_with_lease, &n9, 15000));
+
+    assert_true(put_instance(f, n1, "web2", "10.8.0.1:80", false).ok);
+    assert_true(put_instance(f, n1, "web2", "10.8.0.2:80", false).ok);
+    wait_found(f, &n9, "web2", "10.8.0.2:80", true, 5000);
+
+    ec_kill_member(&f->ec, 2);
+    assert_true(ec_run_until(f->loop, is_stale, &n9, 10000));
+    struct res r = {0};
+    reg_store_delete_instance(n1->st, "web2", "10.8.0.2:80", on_done, &r);
+    wait_done(f, &r);
+    assert_true(r.ok);
+    r = put_instance(f, n1, "web2", "10.8.0.3:80", false);
+    assert_true(r.ok);
+    /* Compact etcd up to now, so the revision n9 must resume from is gone. */
+    char cmd[400];
+    snprintf(cmd, sizeof cmd,
+             "rev=$(curl -sf -XPOST %s/v3/kv/range -d '{\"key\":\"AA==\"}' | sed 's/.*\"revision\":\"\\([0-9]*\\)\".*/\\1/')"
+             " && curl -sf -XPOST %s/v3/kv/compaction -d \"{\\\"revision\\\":\\\"$rev\\\"}\" >/dev/null",
+             f->ec.endpoint[0], f->ec.endpoint[0]);
+    assert_int_equal(system(cmd), 0);
+    assert_true(has(&n9, "web2", "10.8.0.2:80")); /* the stale copy still answers */
+
+    assert_int_equal(ec_restart_member(&f->ec, 2), 0);
+    assert_int_equal(ec_wait_ready(&f->ec, 2, 20000), 0);
+    struct reload_done x = {&n9};
+    assert_true(ec_run_until(f->loop, reloaded, &x, 15000));
+    assert_true(has(&n9, "web2", "10.8.0.1:80"));
+    node_close(&n9);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -583,6 +718,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_judges_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_outage, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("reg_cluster_pure", pure, NULL, NULL);
