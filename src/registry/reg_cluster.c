@@ -2,6 +2,7 @@
  * applied to the model, the live members and the duty over them, the
  * holds of a dead node's instances, the stale state, and the JSON values
  * of the keys. */
+#include "lib/errbuf.h"
 #include "registry/reg_etcd_store_priv.h"
 
 #include <jansson.h>
@@ -15,19 +16,6 @@
 #define LOAD_RETRY_MS 1000
 #define HOLD_TICK_MS 500
 #define DUTY_SEED 0x5c1u /* fixed: every node must compute the same duty */
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 int es_key(const struct etcd_store *s, char *out, size_t cap, const char *kind, const char *a, const char *b)
 {
@@ -69,7 +57,7 @@ static int get_u32(const json_t *o, const char *name, uint32_t max, uint32_t *ou
     if (!v)
         return 0; /* keep the default */
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (json_int_t)max)
-        return fail(err, errlen, "%s: not a number in 0..%u", name, max);
+        return errbuf_fail(err, errlen, "%s: not a number in 0..%u", name, max);
     *out = (uint32_t)json_integer_value(v);
     return 0;
 }
@@ -80,7 +68,7 @@ static int get_ratio(const json_t *o, const char *name, double *out, char *err, 
     if (!v)
         return 0;
     if (!json_is_number(v))
-        return fail(err, errlen, "%s: not a number", name);
+        return errbuf_fail(err, errlen, "%s: not a number", name);
     *out = json_number_value(v);
     return 0;
 }
@@ -91,10 +79,10 @@ static int get_str(const json_t *o, const char *name, char **out, char *err, siz
     if (!v)
         return 0;
     if (!json_is_string(v))
-        return fail(err, errlen, "%s: not a string", name);
+        return errbuf_fail(err, errlen, "%s: not a string", name);
     free(*out);
     *out = strdup(json_string_value(v));
-    return *out ? 0 : fail(err, errlen, "out of memory");
+    return *out ? 0 : errbuf_fail(err, errlen, "out of memory");
 }
 
 static int parse_health(const json_t *h, struct cfg_health *out, char *err, size_t errlen)
@@ -102,7 +90,7 @@ static int parse_health(const json_t *h, struct cfg_health *out, char *err, size
     if (!h)
         return 0;
     if (!json_is_object(h))
-        return fail(err, errlen, "health: not an object");
+        return errbuf_fail(err, errlen, "health: not an object");
     const json_t *type = json_object_get(h, "type");
     if (type) {
         int t = -1;
@@ -110,7 +98,7 @@ static int parse_health(const json_t *h, struct cfg_health *out, char *err, size
             if (strcmp(hc_type_names[i], json_string_value(type)) == 0)
                 t = i;
         if (t < 0)
-            return fail(err, errlen, "health.type: not none, tcp or http");
+            return errbuf_fail(err, errlen, "health.type: not none, tcp or http");
         out->type = (enum health_type)t;
     }
     uint32_t smin = out->status_min, smax = out->status_max;
@@ -134,7 +122,7 @@ int reg_cluster_service_parse(const char *text, size_t len, struct reg_service_s
     json_t *o = json_loadb(text, len, 0, &je);
     int rc = 0;
     if (!json_is_object(o))
-        rc = fail(err, errlen, "settings: not a JSON object%s%s", o ? "" : ": ", o ? "" : je.text);
+        rc = errbuf_fail(err, errlen, "settings: not a JSON object%s%s", o ? "" : ": ", o ? "" : je.text);
     else if (get_ratio(o, "protect_threshold", &out->protect_threshold, err, errlen) < 0 ||
              get_u32(o, "min_healthy", UINT32_MAX, &out->locality.min_healthy, err, errlen) < 0 ||
              get_ratio(o, "min_healthy_ratio", &out->locality.min_healthy_ratio, err, errlen) < 0 ||
@@ -185,7 +173,7 @@ int es_instance_parse(const char *text, size_t len, struct reg_instance_spec *sp
     *doc = json_loadb(text, len, 0, &je);
     const json_t *o = *doc;
     if (!json_is_object(o))
-        return fail(err, errlen, "registration: not a JSON object%s%s", o ? "" : ": ", o ? "" : je.text);
+        return errbuf_fail(err, errlen, "registration: not a JSON object%s%s", o ? "" : ": ", o ? "" : je.text);
     *spec = (struct reg_instance_spec){
         .datacenter = str_or_empty(o, "datacenter"),
         .region = str_or_empty(o, "region"),
@@ -198,19 +186,19 @@ int es_instance_parse(const char *text, size_t len, struct reg_instance_spec *sp
     };
     const char *why = NULL;
     if (addr_parse(str_or_empty(o, "address"), &spec->addr, &why) < 0)
-        return fail(err, errlen, "address: %s", why ? why : "not an address");
+        return errbuf_fail(err, errlen, "address: %s", why ? why : "not an address");
     if (get_u32(o, "weight", REG_WEIGHT_MAX, &spec->weight, err, errlen) < 0)
         return -1;
     const json_t *a = json_object_get(o, "labels");
     if (a && (!json_is_array(a) || json_array_size(a) > REG_LABELS_MAX))
-        return fail(err, errlen, "labels: not a list of at most %d [key, value]", REG_LABELS_MAX);
+        return errbuf_fail(err, errlen, "labels: not a list of at most %d [key, value]", REG_LABELS_MAX);
     size_t i;
     const json_t *pair;
     json_array_foreach(a, i, pair)
     {
         const json_t *k = json_array_get(pair, 0), *v = json_array_get(pair, 1);
         if (json_array_size(pair) != 2 || !json_is_string(k) || !json_is_string(v))
-            return fail(err, errlen, "labels[%zu]: not [key, value]", i);
+            return errbuf_fail(err, errlen, "labels[%zu]: not [key, value]", i);
         labels[spec->n_labels++] = (struct reg_label){.key = (char *)json_string_value(k),
                                                       .value = (char *)json_string_value(v)};
     }
@@ -772,10 +760,10 @@ int reg_cluster_attach(struct reg_store *st, struct reg_model *m, const struct r
                        size_t errlen)
 {
     if (!reg_store_is_cluster(st))
-        return fail(err, errlen, "not the etcd store");
+        return errbuf_fail(err, errlen, "not the etcd store");
     struct etcd_store *s = es_of(st);
     if (s->m)
-        return fail(err, errlen, "the store feeds a model already");
+        return errbuf_fail(err, errlen, "the store feeds a model already");
     s->m = m;
     if (hooks)
         s->hooks = *hooks;

@@ -10,6 +10,7 @@
  * from process(), where a user callback may start or stop requests
  * freely.
  */
+#include "lib/errbuf.h"
 #include "registry/reg_etcd.h"
 
 #include <curl/curl.h>
@@ -93,19 +94,6 @@ struct reg_etcd {
     size_t n_spare;
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* ---- configuration --------------------------------------------------------- */
 
 void reg_etcd_conf_defaults(struct reg_etcd_conf *c)
@@ -118,17 +106,17 @@ void reg_etcd_conf_defaults(struct reg_etcd_conf *c)
 int reg_etcd_conf_check(const struct reg_etcd_conf *c, char *err, size_t errlen)
 {
     if (!c->n_endpoints)
-        return fail(err, errlen, "endpoints: at least one is needed");
+        return errbuf_fail(err, errlen, "endpoints: at least one is needed");
     if (c->n_endpoints > REG_ETCD_MAX_ENDPOINTS)
-        return fail(err, errlen, "endpoints: at most %d", REG_ETCD_MAX_ENDPOINTS);
+        return errbuf_fail(err, errlen, "endpoints: at most %d", REG_ETCD_MAX_ENDPOINTS);
     for (size_t i = 0; i < c->n_endpoints; i++) {
         const char *u = c->endpoints[i];
         const char *rest = strncmp(u, "http://", 7) == 0 ? u + 7 : strncmp(u, "https://", 8) == 0 ? u + 8 : NULL;
         if (!rest || !*rest || strchr(rest, '/') || strpbrk(u, " \t\r\n"))
-            return fail(err, errlen, "endpoints[%zu]: \"%s\" is not http://HOST:PORT or https://HOST:PORT", i, u);
+            return errbuf_fail(err, errlen, "endpoints[%zu]: \"%s\" is not http://HOST:PORT or https://HOST:PORT", i, u);
     }
     if (!c->connect_timeout_ms || !c->request_timeout_ms)
-        return fail(err, errlen, "timeouts must be above 0");
+        return errbuf_fail(err, errlen, "timeouts must be above 0");
     return 0;
 }
 
@@ -877,7 +865,7 @@ struct reg_etcd_watch *reg_etcd_watch_start(struct reg_etcd *e, const void *key,
         if (w)
             free(w->key);
         free(w);
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     memcpy(w->key, key, key_len);
@@ -897,7 +885,7 @@ struct reg_etcd_watch *reg_etcd_watch_start(struct reg_etcd *e, const void *key,
     if (watch_connect(w) < 0) {
         w->stopped = true;
         watch_free(w);
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     return w;
@@ -932,14 +920,14 @@ struct reg_etcd *reg_etcd_new(struct ev_loop *loop, const struct reg_etcd_conf *
     static bool curl_ready;
     if (!curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            fail(err, errlen, "libcurl: cannot initialise");
+            errbuf_fail(err, errlen, "libcurl: cannot initialise");
             return NULL;
         }
         curl_ready = true;
     }
     struct reg_etcd *e = calloc(1, sizeof *e);
     if (!e) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     e->loop = loop;
@@ -954,7 +942,7 @@ struct reg_etcd *reg_etcd_new(struct ev_loop *loop, const struct reg_etcd_conf *
         h = curl_slist_append(e->headers, "Grpc-Metadata-hasleader: true");
     if (!e->multi || !h) {
         reg_etcd_free(e);
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     ev_timer_init(&e->timer, on_timer, e);

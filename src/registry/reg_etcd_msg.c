@@ -1,6 +1,7 @@
 /* etcd's v3 JSON gateway: base64, stream framing and reply decoding (see
  * reg_etcd_msg.h). JSON itself is read by jansson; the hand-written parts
  * are base64 and the line framing, both fuzzed. */
+#include "lib/errbuf.h"
 #include "registry/reg_etcd_msg.h"
 
 #include <errno.h>
@@ -9,19 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- base64 ------------------------------------------------------------- */
 
@@ -147,14 +135,14 @@ int reg_etcd_framer_feed(struct reg_etcd_framer *f, const void *data, size_t n, 
         }
     }
     if (open > REG_ETCD_MSG_MAX)
-        return fail(err, errlen, "a stream message is larger than %u bytes", REG_ETCD_MSG_MAX);
+        return errbuf_fail(err, errlen, "a stream message is larger than %u bytes", REG_ETCD_MSG_MAX);
     if (f->len + n > f->cap) {
         size_t cap = f->cap ? f->cap : 4096;
         while (cap < f->len + n)
             cap *= 2;
         char *nb = realloc(f->buf, cap);
         if (!nb)
-            return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "out of memory");
         f->buf = nb;
         f->cap = cap;
     }
@@ -198,13 +186,13 @@ static int get_int(const json_t *obj, const char *name, int64_t *out, char *err,
         return 0;
     }
     if (!json_is_string(v))
-        return fail(err, errlen, "%s: not a number", name);
+        return errbuf_fail(err, errlen, "%s: not a number", name);
     const char *s = json_string_value(v);
     char *end;
     errno = 0;
     long long x = strtoll(s, &end, 10);
     if (!*s || *end || errno)
-        return fail(err, errlen, "%s: not a number: \"%.40s\"", name, s);
+        return errbuf_fail(err, errlen, "%s: not a number: \"%.40s\"", name, s);
     *out = x;
     return 0;
 }
@@ -216,7 +204,7 @@ static int get_bool(const json_t *obj, const char *name, bool *out, char *err, s
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_boolean(v))
-        return fail(err, errlen, "%s: not true or false", name);
+        return errbuf_fail(err, errlen, "%s: not true or false", name);
     *out = json_is_true(v);
     return 0;
 }
@@ -228,7 +216,7 @@ static int parse_header(const json_t *obj, struct reg_etcd_header *h, char *err,
     if (!hd)
         return 0;
     if (!json_is_object(hd))
-        return fail(err, errlen, "header: not an object");
+        return errbuf_fail(err, errlen, "header: not an object");
     int64_t member;
     if (get_int(hd, "revision", &h->revision, err, errlen) < 0 || get_int(hd, "raft_term", &h->raft_term, err, errlen) < 0)
         return -1;
@@ -264,7 +252,7 @@ static int block_reserve(struct bytes_block *b, size_t need, char *err, size_t e
     b->cap = need ? need : 1;
     b->block = malloc(b->cap);
     if (!b->block)
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -277,13 +265,13 @@ static int decode_bytes(struct bytes_block *b, const json_t *kv, const char *nam
     *out_len = 0;
     if (v && !json_is_null(v)) {
         if (!json_is_string(v))
-            return fail(err, errlen, "%s: not a base64 string", name);
+            return errbuf_fail(err, errlen, "%s: not a base64 string", name);
         size_t n = json_string_length(v);
         if (b->used + n / 4 * 3 + 1 > b->cap)
-            return fail(err, errlen, "%s: too long", name);
+            return errbuf_fail(err, errlen, "%s: too long", name);
         long d = reg_etcd_b64_decode(json_string_value(v), n, (unsigned char *)dst);
         if (d < 0)
-            return fail(err, errlen, "%s: not base64", name);
+            return errbuf_fail(err, errlen, "%s: not base64", name);
         *out_len = (size_t)d;
     }
     dst[*out_len] = '\0';
@@ -295,7 +283,7 @@ static int parse_kv(struct bytes_block *b, const json_t *kv, struct reg_etcd_kv 
 {
     memset(out, 0, sizeof *out);
     if (!json_is_object(kv))
-        return fail(err, errlen, "a key-value is not an object");
+        return errbuf_fail(err, errlen, "a key-value is not an object");
     if (decode_bytes(b, kv, "key", &out->key, &out->key_len, err, errlen) < 0 ||
         decode_bytes(b, kv, "value", &out->value, &out->value_len, err, errlen) < 0 ||
         get_int(kv, "create_revision", &out->create_revision, err, errlen) < 0 ||
@@ -310,12 +298,12 @@ static json_t *load(const char *text, size_t len, char *err, size_t errlen)
     json_error_t je;
     json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!doc) {
-        fail(err, errlen, "not JSON: %s", je.text);
+        errbuf_fail(err, errlen, "not JSON: %s", je.text);
         return NULL;
     }
     if (!json_is_object(doc)) {
         json_decref(doc);
-        fail(err, errlen, "not a JSON object");
+        errbuf_fail(err, errlen, "not a JSON object");
         return NULL;
     }
     return doc;
@@ -328,7 +316,7 @@ static int parse_kvs(const json_t *obj, const char *name, struct reg_etcd_reply 
     if (!a || json_is_null(a))
         return 0;
     if (!json_is_array(a))
-        return fail(err, errlen, "%s: not a list", name);
+        return errbuf_fail(err, errlen, "%s: not a list", name);
     size_t n = json_array_size(a), need = 0, i;
     const json_t *kv;
     json_array_foreach(a, i, kv) need += kv_bytes(kv);
@@ -338,12 +326,12 @@ static int parse_kvs(const json_t *obj, const char *name, struct reg_etcd_reply 
     out->block = b.block;
     out->kvs = calloc(n ? n : 1, sizeof *out->kvs);
     if (!out->kvs)
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     json_array_foreach(a, i, kv)
     {
         char why[120];
         if (parse_kv(&b, kv, &out->kvs[i], why, sizeof why) < 0)
-            return fail(err, errlen, "%s[%zu]: %s", name, i, why);
+            return errbuf_fail(err, errlen, "%s[%zu]: %s", name, i, why);
         out->n_kvs++;
     }
     return 0;
@@ -397,10 +385,10 @@ static const json_t *stream_result(const json_t *doc, char *err, size_t errlen)
     const json_t *e = json_object_get(doc, "error");
     if (e) {
         const json_t *msg = json_is_object(e) ? json_object_get(e, "message") : e;
-        fail(err, errlen, "etcd: %.150s", json_is_string(msg) ? json_string_value(msg) : "an error without a message");
+        errbuf_fail(err, errlen, "etcd: %.150s", json_is_string(msg) ? json_string_value(msg) : "an error without a message");
         return NULL;
     }
-    fail(err, errlen, "a stream message without result or error");
+    errbuf_fail(err, errlen, "a stream message without result or error");
     return NULL;
 }
 
@@ -422,14 +410,14 @@ static int parse_event(struct bytes_block *b, const json_t *ev, struct reg_etcd_
 {
     memset(out, 0, sizeof *out);
     if (!json_is_object(ev))
-        return fail(err, errlen, "not an object");
+        return errbuf_fail(err, errlen, "not an object");
     const json_t *type = json_object_get(ev, "type");
     if (type && !json_is_null(type)) {
         const char *t = json_is_string(type) ? json_string_value(type) : "";
         if (strcmp(t, "DELETE") == 0)
             out->is_delete = true;
         else if (strcmp(t, "PUT") != 0)
-            return fail(err, errlen, "type: unknown (%.20s)", t);
+            return errbuf_fail(err, errlen, "type: unknown (%.20s)", t);
     }
     if (parse_kv(b, json_object_get(ev, "kv"), &out->kv, err, errlen) < 0)
         return -1;
@@ -448,7 +436,7 @@ static int parse_events(const json_t *res, struct reg_etcd_watch_msg *out, char 
     if (!a || json_is_null(a))
         return 0;
     if (!json_is_array(a))
-        return fail(err, errlen, "events: not a list");
+        return errbuf_fail(err, errlen, "events: not a list");
     size_t n = json_array_size(a), need = 0, i;
     const json_t *ev;
     json_array_foreach(a, i, ev) need += json_is_object(ev) ? kv_bytes(json_object_get(ev, "kv")) +
@@ -460,12 +448,12 @@ static int parse_events(const json_t *res, struct reg_etcd_watch_msg *out, char 
     out->block = b.block;
     out->events = calloc(n ? n : 1, sizeof *out->events);
     if (!out->events)
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     json_array_foreach(a, i, ev)
     {
         char why[120];
         if (parse_event(&b, ev, &out->events[i], why, sizeof why) < 0)
-            return fail(err, errlen, "events[%zu]: %s", i, why);
+            return errbuf_fail(err, errlen, "events[%zu]: %s", i, why);
         out->n_events++;
     }
     return 0;

@@ -2,6 +2,7 @@
  * of their names; each service keeps its instances the same way, indexed
  * by id. Deletions swap the last element into the hole, so every array
  * stays dense and every lookup stays O(1). */
+#include "lib/errbuf.h"
 #include "registry/reg_model.h"
 
 #include <ctype.h>
@@ -16,19 +17,6 @@
 
 #include "lib/hash.h"
 #include "registry/reg_model_priv.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* p grown to hold at least need elements of size sz (the same p when it
  * already does); NULL when out of memory (p is then still valid). */
@@ -64,13 +52,13 @@ void reg_model_conf_defaults(struct reg_model_conf *c)
 int reg_model_conf_check(const struct reg_model_conf *c, char *err, size_t errlen)
 {
     if (!(c->eviction_cap > 0 && c->eviction_cap <= 1))
-        return fail(err, errlen, "eviction_cap: must be more than 0 and at most 1");
+        return errbuf_fail(err, errlen, "eviction_cap: must be more than 0 and at most 1");
     if (c->eviction_interval_ms < 100)
-        return fail(err, errlen, "eviction_interval: must be at least 100ms");
+        return errbuf_fail(err, errlen, "eviction_interval: must be at least 100ms");
     if (!(c->self_preservation >= 0 && c->self_preservation <= 1))
-        return fail(err, errlen, "self_preservation: must be between 0 (off) and 1");
+        return errbuf_fail(err, errlen, "self_preservation: must be between 0 (off) and 1");
     if (c->rate_window_ms < 1000)
-        return fail(err, errlen, "rate_window: must be at least 1s");
+        return errbuf_fail(err, errlen, "rate_window: must be at least 1s");
     return 0;
 }
 
@@ -88,7 +76,7 @@ struct reg_model *reg_model_create(const struct reg_model_conf *conf, char *err,
         return NULL;
     struct reg_model *m = calloc(1, sizeof *m);
     if (!m) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     m->conf = *conf;
@@ -186,10 +174,10 @@ static int loc_name_check(const char *what, const char *s, char *err, size_t err
 {
     size_t n = strlen(s);
     if (n > REG_LOC_NAME_MAX)
-        return fail(err, errlen, "%s: longer than %d characters", what, REG_LOC_NAME_MAX);
+        return errbuf_fail(err, errlen, "%s: longer than %d characters", what, REG_LOC_NAME_MAX);
     for (size_t i = 0; i < n; i++)
         if (!loc_char_ok(s[i]))
-            return fail(err, errlen, "%s: \"%s\" may hold only letters, digits, '-', '_' and '.'", what, s);
+            return errbuf_fail(err, errlen, "%s: \"%s\" may hold only letters, digits, '-', '_' and '.'", what, s);
     return 0;
 }
 
@@ -230,7 +218,7 @@ int reg_model_loc(struct reg_model *m, const char *dc, const char *region, struc
     if (loc_name_check("datacenter", dc, err, errlen) < 0 || loc_name_check("region", region, err, errlen) < 0)
         return -1;
     if (intern(m, dc, &out->dc) < 0 || intern(m, region, &out->region) < 0)
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -280,41 +268,41 @@ static bool visible(const char *s)
 static int health_check_check(const struct cfg_health *h, char *err, size_t errlen)
 {
     if ((unsigned)h->type > HEALTH_HTTP)
-        return fail(err, errlen, "health_check.type: must be none, tcp or http");
+        return errbuf_fail(err, errlen, "health_check.type: must be none, tcp or http");
     if (h->interval_ms < 10 || h->interval_ms > 24 * 3600000u)
-        return fail(err, errlen, "health_check.interval: must be between 10ms and 24h");
+        return errbuf_fail(err, errlen, "health_check.interval: must be between 10ms and 24h");
     if (h->timeout_ms < 1 || h->timeout_ms > h->interval_ms)
-        return fail(err, errlen, "health_check.timeout: must be at least 1ms and not longer than interval");
+        return errbuf_fail(err, errlen, "health_check.timeout: must be at least 1ms and not longer than interval");
     if (h->rise < 1 || h->rise > 100 || h->fall < 1 || h->fall > 100)
-        return fail(err, errlen, "health_check.%s: must be between 1 and 100",
+        return errbuf_fail(err, errlen, "health_check.%s: must be between 1 and 100",
                     h->rise < 1 || h->rise > 100 ? "rise" : "fall");
     if (h->status_min < 100 || h->status_max > 599 || h->status_min > h->status_max)
-        return fail(err, errlen, "health_check.expect_status: must be a range within 100-599");
+        return errbuf_fail(err, errlen, "health_check.expect_status: must be a range within 100-599");
     if (h->http_path && (h->http_path[0] != '/' || !visible(h->http_path) || strlen(h->http_path) > 1024))
-        return fail(err, errlen, "health_check.path: must start with \"/\", without spaces, at most 1024 bytes");
+        return errbuf_fail(err, errlen, "health_check.path: must start with \"/\", without spaces, at most 1024 bytes");
     if (h->http_host && (!*h->http_host || !visible(h->http_host) || strlen(h->http_host) > 255))
-        return fail(err, errlen, "health_check.host: must be a host name without spaces, at most 255 bytes");
+        return errbuf_fail(err, errlen, "health_check.host: must be a host name without spaces, at most 255 bytes");
     return 0;
 }
 
 int reg_service_settings_check(const struct reg_service_settings *s, char *err, size_t errlen)
 {
     if (!ratio_ok(s->protect_threshold))
-        return fail(err, errlen, "protect_threshold: must be between 0 (off) and 1");
+        return errbuf_fail(err, errlen, "protect_threshold: must be between 0 (off) and 1");
     if (!ratio_ok(s->locality.min_healthy_ratio))
-        return fail(err, errlen, "locality.min_healthy_ratio: must be between 0 and 1");
+        return errbuf_fail(err, errlen, "locality.min_healthy_ratio: must be between 0 and 1");
     if (s->locality.min_healthy > 1000000)
-        return fail(err, errlen, "locality.min_healthy: must be at most 1000000");
+        return errbuf_fail(err, errlen, "locality.min_healthy: must be at most 1000000");
     if (s->dns_ttl > REG_TTL_MAX)
-        return fail(err, errlen, "dns_ttl: must be at most %d seconds", REG_TTL_MAX);
+        return errbuf_fail(err, errlen, "dns_ttl: must be at most %d seconds", REG_TTL_MAX);
     if (s->answer_count < 1 || s->answer_count > REG_ANSWER_MAX)
-        return fail(err, errlen, "answer_count: must be between 1 and %d", REG_ANSWER_MAX);
+        return errbuf_fail(err, errlen, "answer_count: must be between 1 and %d", REG_ANSWER_MAX);
     if (s->heartbeat_interval_ms < 100 || s->heartbeat_interval_ms > 3600000)
-        return fail(err, errlen, "heartbeat_interval: must be between 100ms and 1h");
+        return errbuf_fail(err, errlen, "heartbeat_interval: must be between 100ms and 1h");
     if (s->heartbeat_timeout_ms < s->heartbeat_interval_ms)
-        return fail(err, errlen, "heartbeat_timeout: must be at least heartbeat_interval");
+        return errbuf_fail(err, errlen, "heartbeat_timeout: must be at least heartbeat_interval");
     if (s->expire_after_ms < s->heartbeat_timeout_ms)
-        return fail(err, errlen, "expire_after: must be at least heartbeat_timeout");
+        return errbuf_fail(err, errlen, "expire_after: must be at least heartbeat_timeout");
     return health_check_check(&s->health, err, errlen);
 }
 
@@ -331,17 +319,17 @@ int reg_service_name_check(const char *name, char *err, size_t errlen)
 {
     size_t n = strlen(name);
     if (n == 0)
-        return fail(err, errlen, "service name: empty");
+        return errbuf_fail(err, errlen, "service name: empty");
     if (n > REG_NAME_MAX)
-        return fail(err, errlen, "service name: longer than %d characters (one DNS label)", REG_NAME_MAX);
+        return errbuf_fail(err, errlen, "service name: longer than %d characters (one DNS label)", REG_NAME_MAX);
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
         if (!isalnum((unsigned char)c) && c != '-')
-            return fail(err, errlen, "service name: \"%s\" may hold only letters, digits and '-' (one DNS label)",
+            return errbuf_fail(err, errlen, "service name: \"%s\" may hold only letters, digits and '-' (one DNS label)",
                         name);
     }
     if (name[0] == '-' || name[n - 1] == '-')
-        return fail(err, errlen, "service name: \"%s\" may not begin or end with '-'", name);
+        return errbuf_fail(err, errlen, "service name: \"%s\" may not begin or end with '-'", name);
     return 0;
 }
 
@@ -374,13 +362,13 @@ static struct reg_service *new_service(struct reg_model *m, const char *key, cha
 {
     struct reg_service **arr = reserve(m->services, &m->services_cap, m->n_services + 1, sizeof *m->services);
     if (!arr) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     m->services = arr;
     struct reg_service *svc = calloc(1, sizeof *svc);
     if (!svc) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     snprintf(svc->name, sizeof svc->name, "%s", key);
@@ -388,7 +376,7 @@ static struct reg_service *new_service(struct reg_model *m, const char *key, cha
     reg_table_init(&svc->by_id, sl_mix64(m->by_name.seed ^ (uint64_t)(uintptr_t)svc));
     if (reg_table_put(&m->by_name, svc->name, strlen(svc->name), svc) < 0) {
         free_service(svc);
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     set_ratios(svc);
@@ -431,7 +419,7 @@ int reg_service_put(struct reg_model *m, const char *name, const struct reg_serv
         if (hc_conf_copy(&copy.health, &s->health) < 0) {
             if (created)
                 drop_service(m, svc);
-            return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "out of memory");
         }
         reg_service_settings_free(&svc->settings);
         svc->settings = copy;
@@ -487,24 +475,24 @@ static bool label_key_char_ok(char c)
 static int labels_check(const struct reg_label *labels, uint32_t n, char *err, size_t errlen)
 {
     if (n > REG_LABELS_MAX)
-        return fail(err, errlen, "labels: more than %d", REG_LABELS_MAX);
+        return errbuf_fail(err, errlen, "labels: more than %d", REG_LABELS_MAX);
     if (n && !labels)
-        return fail(err, errlen, "labels: missing");
+        return errbuf_fail(err, errlen, "labels: missing");
     for (uint32_t i = 0; i < n; i++) {
         const char *k = labels[i].key, *v = labels[i].value;
         if (!k || !*k || strlen(k) > REG_LABEL_KEY_MAX)
-            return fail(err, errlen, "labels: a key must have 1 to %d characters", REG_LABEL_KEY_MAX);
+            return errbuf_fail(err, errlen, "labels: a key must have 1 to %d characters", REG_LABEL_KEY_MAX);
         for (const char *p = k; *p; p++)
             if (!label_key_char_ok(*p))
-                return fail(err, errlen, "labels: key \"%s\" may hold only letters, digits, '-', '_', '.' and '/'", k);
+                return errbuf_fail(err, errlen, "labels: key \"%s\" may hold only letters, digits, '-', '_', '.' and '/'", k);
         if (!v || strlen(v) > REG_LABEL_VALUE_MAX)
-            return fail(err, errlen, "labels.%s: a value must have at most %d characters", k, REG_LABEL_VALUE_MAX);
+            return errbuf_fail(err, errlen, "labels.%s: a value must have at most %d characters", k, REG_LABEL_VALUE_MAX);
         for (const char *p = v; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-                return fail(err, errlen, "labels.%s: the value may hold only printable ASCII", k);
+                return errbuf_fail(err, errlen, "labels.%s: the value may hold only printable ASCII", k);
         for (uint32_t j = 0; j < i; j++)
             if (strcmp(labels[j].key, k) == 0)
-                return fail(err, errlen, "labels: key \"%s\" given twice", k);
+                return errbuf_fail(err, errlen, "labels: key \"%s\" given twice", k);
     }
     return 0;
 }
@@ -514,19 +502,19 @@ int reg_instance_spec_check(const struct reg_instance_spec *spec, char *err, siz
     const char *id = spec->id && *spec->id ? spec->id : spec->addr.text;
     size_t n = strlen(id);
     if (n == 0)
-        return fail(err, errlen, "id: empty (and no address to default to)");
+        return errbuf_fail(err, errlen, "id: empty (and no address to default to)");
     if (n > REG_ID_MAX)
-        return fail(err, errlen, "id: longer than %d characters", REG_ID_MAX);
+        return errbuf_fail(err, errlen, "id: longer than %d characters", REG_ID_MAX);
     for (size_t i = 0; i < n; i++)
         if (!id_char_ok(id[i]))
-            return fail(err, errlen, "id: \"%s\" may hold only letters, digits and -._:[]@~+", id);
+            return errbuf_fail(err, errlen, "id: \"%s\" may hold only letters, digits and -._:[]@~+", id);
     sa_family_t fam = spec->addr.ss.ss_family;
     if (fam != AF_INET && fam != AF_INET6)
-        return fail(err, errlen, "address: missing or not IPv4/IPv6");
+        return errbuf_fail(err, errlen, "address: missing or not IPv4/IPv6");
     if (addr_port(&spec->addr) == 0)
-        return fail(err, errlen, "address: port 0");
+        return errbuf_fail(err, errlen, "address: port 0");
     if (spec->weight > REG_WEIGHT_MAX)
-        return fail(err, errlen, "weight: must be between 0 and %d", REG_WEIGHT_MAX);
+        return errbuf_fail(err, errlen, "weight: must be between 0 and %d", REG_WEIGHT_MAX);
     if (loc_name_check("datacenter", spec->datacenter ? spec->datacenter : "", err, errlen) < 0 ||
         loc_name_check("region", spec->region ? spec->region : "", err, errlen) < 0 ||
         loc_name_check("owner", spec->owner ? spec->owner : "", err, errlen) < 0)
@@ -685,13 +673,13 @@ static int put_instance(struct reg_model *m, struct reg_service *svc, const stru
     bool changed = true;
     if (!inst) {
         if (add_instance(m, svc, spec, id, loc, now_ms, &inst) < 0)
-            return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "out of memory");
         m->st.registrations++;
     } else {
         bool moved = !addr_equal(&inst->addr, &spec->addr);
         changed = spec_differs(inst, spec, loc);
         if (changed && assign_spec(m, inst, spec, loc) < 0)
-            return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "out of memory");
         if (moved || loading) {
             initial_health(inst, spec, now_ms);
             changed = true;

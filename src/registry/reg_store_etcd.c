@@ -9,6 +9,7 @@
  * the reason, without trying etcd: an API client gets its 503 at once
  * instead of after the request timeout.
  */
+#include "lib/errbuf.h"
 #include "registry/reg_etcd_store_priv.h"
 
 #include <inttypes.h>
@@ -20,19 +21,6 @@
 
 #define LEASE_RETRY_MS 1000
 #define REVOKE_TIMEOUT_MS 1000
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static const struct reg_store_ops ETCD_OPS;
 
@@ -56,19 +44,19 @@ int reg_etcd_store_conf_check(const struct reg_etcd_store_conf *c, char *err, si
 {
     char why[200];
     if (reg_etcd_conf_check(&c->etcd, why, sizeof why) < 0)
-        return fail(err, errlen, "%s", why);
+        return errbuf_fail(err, errlen, "%s", why);
     size_t n = strlen(c->prefix);
     if (n < 2 || c->prefix[0] != '/' || c->prefix[n - 1] != '/')
-        return fail(err, errlen, "prefix: \"%s\" must start and end with '/' (e.g. %s)", c->prefix,
+        return errbuf_fail(err, errlen, "prefix: \"%s\" must start and end with '/' (e.g. %s)", c->prefix,
                     REG_CLUSTER_DEFAULT_PREFIX);
     if (c->lease_ttl_ms < 2000 || c->lease_ttl_ms % 1000)
-        return fail(err, errlen, "lease_ttl: must be whole seconds, at least 2s (etcd counts leases in seconds)");
+        return errbuf_fail(err, errlen, "lease_ttl: must be whole seconds, at least 2s (etcd counts leases in seconds)");
     if (!c->node[0])
-        return fail(err, errlen, "node: a name is needed in cluster mode");
+        return errbuf_fail(err, errlen, "node: a name is needed in cluster mode");
     for (const char *p = c->node; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
               *p == '_' || *p == '.'))
-            return fail(err, errlen, "node: \"%s\" may hold only letters, digits, '-', '_' and '.'", c->node);
+            return errbuf_fail(err, errlen, "node: \"%s\" may hold only letters, digits, '-', '_' and '.'", c->node);
     return 0;
 }
 
@@ -456,13 +444,13 @@ static int scan_reply(struct etcd_store *s, const struct reg_etcd_reply *rep, co
                 if (rc == 0)
                     reg_service_settings_free(&v);
                 if (rc < 0)
-                    return fail(err, errlen, "etcd %s: %s", kv->key, why);
+                    return errbuf_fail(err, errlen, "etcd %s: %s", kv->key, why);
                 continue;
             }
             const char *slash = strchr(rest, '/');
             char service[REG_NAME_MAX + 1];
             if (!slash || (size_t)(slash - rest) > REG_NAME_MAX)
-                return fail(err, errlen, "etcd %s: not PREFIX/instances/SERVICE/ID", kv->key);
+                return errbuf_fail(err, errlen, "etcd %s: not PREFIX/instances/SERVICE/ID", kv->key);
             snprintf(service, sizeof service, "%.*s", (int)(slash - rest), rest);
             struct reg_instance_spec spec;
             struct reg_label labels[REG_LABELS_MAX];
@@ -474,7 +462,7 @@ static int scan_reply(struct etcd_store *s, const struct reg_etcd_reply *rep, co
             }
             json_decref(doc);
             if (rc < 0)
-                return fail(err, errlen, "etcd %s: %s", kv->key, why);
+                return errbuf_fail(err, errlen, "etcd %s: %s", kv->key, why);
         }
     }
     return 0;
@@ -489,9 +477,9 @@ static int es_scan(struct reg_store *base, const struct reg_store_scan *cb, char
     int rc = -1;
     if (!e) {
         if (!loop)
-            fail(err, errlen, "out of memory");
+            errbuf_fail(err, errlen, "out of memory");
     } else if (reg_etcd_range(e, s->conf.prefix, s->prefix_len, true, 0, on_scan, &c) < 0) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
     } else {
         struct ev_timer t;
         ev_timer_init(&t, scan_check, &c);
@@ -499,7 +487,7 @@ static int es_scan(struct reg_store *base, const struct reg_store_scan *cb, char
         ev_run(loop);
         ev_timer_stop(loop, &t);
         if (!c.ok)
-            fail(err, errlen, "%s", c.reason);
+            errbuf_fail(err, errlen, "%s", c.reason);
         else
             rc = scan_reply(s, &c.reply, cb, err, errlen);
         reg_etcd_reply_free(&c.reply);
@@ -588,7 +576,7 @@ struct reg_store *reg_store_etcd_open(struct ev_loop *loop, const struct reg_etc
         return NULL;
     struct etcd_store *s = calloc(1, sizeof *s);
     if (!s) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     s->base.ops = &ETCD_OPS;

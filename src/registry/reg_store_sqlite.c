@@ -24,6 +24,7 @@
  *   instances  (service, id) and what a registration says; labels as a
  *              JSON array of [key, value] pairs, in order
  */
+#include "lib/errbuf.h"
 #include "registry/reg_store.h"
 
 #include <errno.h>
@@ -122,19 +123,6 @@ struct sqlite_store {
     struct reg_store_stats st;
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static struct sqlite_store *of(struct reg_store *base)
 {
     return (struct sqlite_store *)base;
@@ -172,14 +160,14 @@ static void run_write(struct sqlite_store *s, const enum stmt_id *ids, int n, re
             s->in_txn = true;
         } else {
             p.ok = false;
-            fail(p.reason, REASON_MAX, "%s: %s", s->path, sqlite3_errmsg(s->db));
+            errbuf_fail(p.reason, REASON_MAX, "%s: %s", s->path, sqlite3_errmsg(s->db));
         }
     }
     for (int i = 0; i < n; i++) {
         sqlite3_stmt *st = s->stmt[ids[i]];
         if (p.ok && sqlite3_step(st) != SQLITE_DONE) {
             p.ok = false;
-            fail(p.reason, REASON_MAX, "%s: %s", s->path, sqlite3_errmsg(s->db));
+            errbuf_fail(p.reason, REASON_MAX, "%s: %s", s->path, sqlite3_errmsg(s->db));
         }
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
@@ -307,7 +295,7 @@ static size_t sq_flush(struct reg_store *base)
             s->st.healthy = true;
         } else {
             char reason[REASON_MAX];
-            fail(reason, sizeof reason, "%s: commit failed: %s", s->path, sqlite3_errmsg(s->db));
+            errbuf_fail(reason, sizeof reason, "%s: commit failed: %s", s->path, sqlite3_errmsg(s->db));
             if (!sqlite3_get_autocommit(s->db))
                 sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             fail_batch(s, reason);
@@ -385,7 +373,7 @@ static int read_service(sqlite3_stmt *st, struct reg_service_settings *v, char *
         !col_u32(st, 10, UINT32_MAX, &h->interval_ms) || !col_u32(st, 11, UINT32_MAX, &h->timeout_ms) ||
         !col_u32(st, 12, UINT32_MAX, &h->rise) || !col_u32(st, 13, UINT32_MAX, &h->fall) ||
         !col_u32(st, 16, 999, &status_min) || !col_u32(st, 17, 999, &status_max))
-        return fail(err, errlen, "service %s: a stored setting is out of range", name);
+        return errbuf_fail(err, errlen, "service %s: a stored setting is out of range", name);
     h->type = (enum health_type)t;
     h->status_min = (uint16_t)status_min;
     h->status_max = (uint16_t)status_max;
@@ -405,7 +393,7 @@ static int scan_services(struct sqlite_store *s, const struct reg_store_scan *cb
                            " check_interval_ms, check_timeout_ms, check_rise, check_fall, check_path, check_host,"
                            " check_status_min, check_status_max FROM services ORDER BY name",
                            -1, &st, NULL) != SQLITE_OK)
-        return fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        return errbuf_fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
     int rc, result = 0;
     while (result == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct reg_service_settings v;
@@ -413,11 +401,11 @@ static int scan_services(struct sqlite_store *s, const struct reg_store_scan *cb
         char why[200];
         if (read_service(st, &v, why, sizeof why) < 0 ||
             cb->service(cb->arg, col_text(st, 0), &v, why, sizeof why) < 0)
-            result = fail(err, errlen, "%s: %s", s->path, why);
+            result = errbuf_fail(err, errlen, "%s: %s", s->path, why);
         reg_service_settings_free(&v);
     }
     if (result == 0 && rc != SQLITE_DONE)
-        result = fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        result = errbuf_fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
     sqlite3_finalize(st);
     return result;
 }
@@ -457,12 +445,12 @@ static int read_instance(sqlite3_stmt *st, struct reg_instance_spec *spec, struc
         .labels = labels,
     };
     if (addr_parse(col_text(st, 2), &spec->addr, &why) < 0)
-        return fail(err, errlen, "instance %s of service %s: address: %s", id, service, why);
+        return errbuf_fail(err, errlen, "instance %s of service %s: address: %s", id, service, why);
     if (!col_u32(st, 3, REG_WEIGHT_MAX, &spec->weight) || !col_u32(st, 7, 1, &enabled) ||
         !col_u32(st, 8, 1, &ephemeral) || !col_u32(st, 10, 1, &down))
-        return fail(err, errlen, "instance %s of service %s: a stored field is out of range", id, service);
+        return errbuf_fail(err, errlen, "instance %s of service %s: a stored field is out of range", id, service);
     if (!parse_labels(col_text(st, 6), doc, labels, &spec->n_labels))
-        return fail(err, errlen, "instance %s of service %s: labels are not a list of [key, value]", id, service);
+        return errbuf_fail(err, errlen, "instance %s of service %s: labels are not a list of [key, value]", id, service);
     spec->enabled = enabled;
     spec->ephemeral = ephemeral;
     spec->down = down;
@@ -476,7 +464,7 @@ static int scan_instances(struct sqlite_store *s, const struct reg_store_scan *c
                            "SELECT service, id, address, weight, datacenter, region, labels, enabled, ephemeral,"
                            " owner, down, health_reason FROM instances ORDER BY service, id",
                            -1, &st, NULL) != SQLITE_OK)
-        return fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        return errbuf_fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
     int rc, result = 0;
     while (result == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct reg_instance_spec spec;
@@ -485,11 +473,11 @@ static int scan_instances(struct sqlite_store *s, const struct reg_store_scan *c
         char why[256];
         if (read_instance(st, &spec, labels, &doc, why, sizeof why) < 0 ||
             cb->instance(cb->arg, col_text(st, 0), &spec, why, sizeof why) < 0)
-            result = fail(err, errlen, "%s: %s", s->path, why);
+            result = errbuf_fail(err, errlen, "%s: %s", s->path, why);
         json_decref(doc);
     }
     if (result == 0 && rc != SQLITE_DONE)
-        result = fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        result = errbuf_fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
     sqlite3_finalize(st);
     return result;
 }
@@ -540,14 +528,14 @@ static int open_dir(const char *dir, char *err, size_t errlen)
     struct stat sb;
     if (stat(dir, &sb) < 0) {
         if (errno != ENOENT)
-            return fail(err, errlen, "%s: %s", dir, strerror(errno));
+            return errbuf_fail(err, errlen, "%s: %s", dir, strerror(errno));
         if (mkdir(dir, 0750) < 0)
-            return fail(err, errlen, "%s: cannot create the data directory: %s", dir, strerror(errno));
+            return errbuf_fail(err, errlen, "%s: cannot create the data directory: %s", dir, strerror(errno));
     } else if (!S_ISDIR(sb.st_mode)) {
-        return fail(err, errlen, "%s: not a directory (the data directory must be one)", dir);
+        return errbuf_fail(err, errlen, "%s: not a directory (the data directory must be one)", dir);
     }
     if (access(dir, R_OK | W_OK | X_OK) < 0)
-        return fail(err, errlen, "%s: the data directory is not readable and writable: %s", dir, strerror(errno));
+        return errbuf_fail(err, errlen, "%s: the data directory is not readable and writable: %s", dir, strerror(errno));
     return 0;
 }
 
@@ -555,10 +543,10 @@ static int take_lock(struct sqlite_store *s, const char *dir, char *err, size_t 
 {
     char path[PATH_MAX];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, REG_SQLITE_LOCK) >= sizeof path)
-        return fail(err, errlen, "%s: path too long", dir);
+        return errbuf_fail(err, errlen, "%s: path too long", dir);
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (s->lock_fd < 0)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return errbuf_fail(err, errlen, "%s: %s", path, strerror(errno));
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno;
         char holder[32] = "";
@@ -566,14 +554,14 @@ static int take_lock(struct sqlite_store *s, const char *dir, char *err, size_t 
         holder[n > 0 ? n : 0] = '\0';
         holder[strcspn(holder, "\n")] = '\0';
         if (e == EWOULDBLOCK)
-            return fail(err, errlen, "%s: the data directory is in use by another process%s%s%s", dir,
+            return errbuf_fail(err, errlen, "%s: the data directory is in use by another process%s%s%s", dir,
                         *holder ? " (pid " : "", holder, *holder ? ")" : "");
-        return fail(err, errlen, "%s: cannot lock: %s", path, strerror(e));
+        return errbuf_fail(err, errlen, "%s: cannot lock: %s", path, strerror(e));
     }
     char pid[32];
     int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, pid, (size_t)len, 0) != len)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return errbuf_fail(err, errlen, "%s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -585,7 +573,7 @@ static int pragma_value(struct sqlite_store *s, const char *sql, char *buf, size
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        errbuf_fail(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
         sqlite3_finalize(st);
         return -1;
     }
@@ -603,7 +591,7 @@ static int check_integrity(struct sqlite_store *s, char *err, size_t errlen)
         if (*c == '\n' || *c == '\r' || *c == '\t')
             *c = ' ';
     if (strcmp(result, "ok") != 0)
-        return fail(err, errlen,
+        return errbuf_fail(err, errlen,
                     "%s: the database is corrupt (integrity check: %s); restore it from a backup, or move it "
                     "away to start empty",
                     s->path, result);
@@ -614,7 +602,7 @@ static int exec(struct sqlite_store *s, const char *sql, char *err, size_t errle
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fail(err, errlen, "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
+        errbuf_fail(err, errlen, "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         return -1;
     }
@@ -631,7 +619,7 @@ static int check_schema(struct sqlite_store *s, char *err, size_t errlen)
     long v = strtol(version, NULL, 10), id = strtol(app, NULL, 10), n = strtol(tables, NULL, 10);
     if (v == 0 && id == 0) {
         if (n != 0)
-            return fail(err, errlen, "%s: not a Sluice registry database (it holds tables of something else)",
+            return errbuf_fail(err, errlen, "%s: not a Sluice registry database (it holds tables of something else)",
                         s->path);
         char sql[2048];
         snprintf(sql, sizeof sql, "BEGIN; %s PRAGMA application_id = %d; PRAGMA user_version = %d; COMMIT;",
@@ -639,14 +627,14 @@ static int check_schema(struct sqlite_store *s, char *err, size_t errlen)
         return exec(s, sql, err, errlen);
     }
     if (id != APPLICATION_ID)
-        return fail(err, errlen, "%s: not a Sluice registry database (application_id %ld)", s->path, id);
+        return errbuf_fail(err, errlen, "%s: not a Sluice registry database (application_id %ld)", s->path, id);
     if (v > REG_SQLITE_SCHEMA)
-        return fail(err, errlen,
+        return errbuf_fail(err, errlen,
                     "%s: written by a newer Sluice (schema version %ld; this one reads up to %d): run the newer "
                     "version, or restore a backup",
                     s->path, v, REG_SQLITE_SCHEMA);
     if (v < 1)
-        return fail(err, errlen, "%s: schema version %ld is unknown", s->path, v);
+        return errbuf_fail(err, errlen, "%s: schema version %ld is unknown", s->path, v);
     return 0;
 }
 
@@ -654,7 +642,7 @@ static int prepare_all(struct sqlite_store *s, char *err, size_t errlen)
 {
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(s->db, STMT_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL) != SQLITE_OK)
-            return fail(err, errlen, "%s: the schema is damaged: %s", s->path, sqlite3_errmsg(s->db));
+            return errbuf_fail(err, errlen, "%s: the schema is damaged: %s", s->path, sqlite3_errmsg(s->db));
     return 0;
 }
 
@@ -662,15 +650,15 @@ static int open_db(struct sqlite_store *s, const struct reg_sqlite_opts *opts, c
 {
     struct stat sb;
     if (stat(s->path, &sb) == 0 && !S_ISREG(sb.st_mode))
-        return fail(err, errlen, "%s: not a regular file", s->path);
+        return errbuf_fail(err, errlen, "%s: not a regular file", s->path);
     if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK)
-        return fail(err, errlen, "%s: %s", s->path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        return errbuf_fail(err, errlen, "%s: %s", s->path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
     char mode[32];
     if (pragma_value(s, "PRAGMA journal_mode = WAL", mode, sizeof mode, err, errlen) < 0)
         return -1;
     if (strcmp(mode, "wal") != 0)
-        return fail(err, errlen, "%s: cannot use write-ahead logging (journal mode %s)", s->path, mode);
+        return errbuf_fail(err, errlen, "%s: cannot use write-ahead logging (journal mode %s)", s->path, mode);
     const char *sync = opts && opts->sync == REG_SQLITE_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL"
                                                                       : "PRAGMA synchronous = FULL";
     if (exec(s, sync, err, errlen) < 0 || check_integrity(s, err, errlen) < 0 || check_schema(s, err, errlen) < 0)
@@ -682,21 +670,21 @@ struct reg_store *reg_store_sqlite_open(const char *dir, const struct reg_sqlite
                                         size_t errlen)
 {
     if (!dir || !*dir) {
-        fail(err, errlen, "no data directory given");
+        errbuf_fail(err, errlen, "no data directory given");
         return NULL;
     }
     if (open_dir(dir, err, errlen) < 0)
         return NULL;
     struct sqlite_store *s = calloc(1, sizeof *s);
     if (!s) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     s->base.ops = &SQLITE_OPS;
     s->lock_fd = -1;
     s->st.healthy = true;
     if ((size_t)snprintf(s->path, sizeof s->path, "%s/%s", dir, REG_SQLITE_FILE) >= sizeof s->path) {
-        fail(err, errlen, "%s: path too long", dir);
+        errbuf_fail(err, errlen, "%s: path too long", dir);
         free_store(s);
         return NULL;
     }

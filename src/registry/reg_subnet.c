@@ -8,6 +8,7 @@
  * stretch up to its end belongs to it; the result is disjoint ranges, each
  * with the most specific prefix covering it.
  */
+#include "lib/errbuf.h"
 #include "registry/reg_subnet.h"
 
 #include <arpa/inet.h>
@@ -42,19 +43,6 @@ struct family_table {
 struct reg_subnets {
     struct family_table v4, v6;
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 struct reg_subnets *reg_subnets_new(void)
 {
@@ -115,7 +103,7 @@ int reg_subnets_add(struct reg_subnets *t, const char *cidr, struct reg_loc loc,
     const char *slash = strchr(cidr, '/');
     size_t hlen = slash ? (size_t)(slash - cidr) : strlen(cidr);
     if (hlen == 0 || hlen >= sizeof host)
-        return fail(err, errlen, "\"%s\": expected ADDRESS/LENGTH, like 10.1.0.0/16 or 2001:db8::/32", cidr);
+        return errbuf_fail(err, errlen, "\"%s\": expected ADDRESS/LENGTH, like 10.1.0.0/16 or 2001:db8::/32", cidr);
     memcpy(host, cidr, hlen);
     host[hlen] = '\0';
 
@@ -126,7 +114,7 @@ int reg_subnets_add(struct reg_subnets *t, const char *cidr, struct reg_loc loc,
     else if (inet_pton(AF_INET6, host, bytes) == 1)
         ft = &t->v6;
     else
-        return fail(err, errlen, "\"%s\": \"%s\" is not an IPv4 or IPv6 address", cidr, host);
+        return errbuf_fail(err, errlen, "\"%s\": \"%s\" is not an IPv4 or IPv6 address", cidr, host);
 
     unsigned len = ft->width;
     if (slash) {
@@ -135,7 +123,7 @@ int reg_subnets_add(struct reg_subnets *t, const char *cidr, struct reg_loc loc,
         errno = 0;
         unsigned long v = strtoul(p, &end, 10);
         if (!*p || *end || errno || *p == '-' || *p == '+' || v > ft->width)
-            return fail(err, errlen, "\"%s\": the prefix length must be a number from 0 to %u", cidr, ft->width);
+            return errbuf_fail(err, errlen, "\"%s\": the prefix length must be a number from 0 to %u", cidr, ft->width);
         len = (unsigned)v;
     }
     u128 start = key_of(bytes, ft->width / 8);
@@ -143,13 +131,13 @@ int reg_subnets_add(struct reg_subnets *t, const char *cidr, struct reg_loc loc,
     if (start & host_bits) {
         char fixed[INET6_ADDRSTRLEN];
         format_key(start & ~host_bits, ft->width, fixed, sizeof fixed);
-        return fail(err, errlen, "\"%s\": host bits are set (did you mean %s/%u?)", cidr, fixed, len);
+        return errbuf_fail(err, errlen, "\"%s\": host bits are set (did you mean %s/%u?)", cidr, fixed, len);
     }
     if (ft->n_pfx == ft->cap_pfx) {
         uint32_t cap = ft->cap_pfx ? ft->cap_pfx * 2 : 16;
         struct prefix *p = realloc(ft->pfx, (size_t)cap * sizeof *p);
         if (!p)
-            return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "out of memory");
         ft->pfx = p;
         ft->cap_pfx = cap;
     }
@@ -198,7 +186,7 @@ static int build_family(struct family_table *ft, const char *cidr_kind, char *er
         if (ft->pfx[i].start == ft->pfx[i - 1].start && ft->pfx[i].len == ft->pfx[i - 1].len) {
             char a[INET6_ADDRSTRLEN];
             format_key(ft->pfx[i].start, ft->width, a, sizeof a);
-            return fail(err, errlen, "%s subnet %s/%u: given twice", cidr_kind, a, ft->pfx[i].len);
+            return errbuf_fail(err, errlen, "%s subnet %s/%u: given twice", cidr_kind, a, ft->pfx[i].len);
         }
     }
     /* Each prefix opens at most one range before its first child and one
@@ -208,7 +196,7 @@ static int build_family(struct family_table *ft, const char *cidr_kind, char *er
     if (!out || !stack) {
         free(out);
         free(stack);
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     }
     struct sweep s = {.out = out};
     uint32_t depth = 0;

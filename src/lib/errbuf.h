@@ -1,0 +1,12 @@
+/* One way to fill a caller's reason buffer: the convention of every
+ * function that returns -1 with a reason in (err, errlen). */
+#ifndef SLUICE_LIB_ERRBUF_H
+#define SLUICE_LIB_ERRBUF_H
+
+#include <stddef.h>
+
+/* Format the reason into err (when err and errlen are set) and return -1,
+ * so a failing path reads `return errbuf_fail(err, errlen, "...", ...);`. */
+int errbuf_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
