@@ -684,3 +684,46 @@ size_t *config_first_same(const char *const *keys, size_t n)
     free(refs);
     return first;
 }
+
+/* ---- admin API bodies ---- */
+
+/* "api:1: heartbeat.interval: reason" -> "heartbeat.interval: reason": the
+ * path inside the body; at the body itself, only the reason. */
+static void first_body_error(const struct config_errors *errs, char *err, size_t errlen)
+{
+    const char *p = errs->n ? errs->lines[0] : "invalid body";
+    const char *colon = strstr(p, ": ");
+    p = colon ? colon + 2 : p;
+    if (strncmp(p, "(root): ", 8) == 0)
+        p += 8;
+    else if (*p == '.')
+        p++;
+    snprintf(err, errlen, "%s", p);
+}
+
+int config_walk_body(const char *text, size_t len, config_body_fn *fn, void *arg, char *err, size_t errlen)
+{
+    struct ynode *root = NULL;
+    struct ytree_error yerr;
+    if (ytree_parse(text, len, &root, &yerr) < 0) {
+        snprintf(err, errlen, "the body is not valid JSON: %s", yerr.msg);
+        return -1;
+    }
+    if (!root) {
+        snprintf(err, errlen, "the body is empty");
+        return -1;
+    }
+    struct config_errors errs = { 0 };
+    struct config_ctx *c = config_ctx_new("api", &errs, NULL);
+    if (!c)
+        config_oom();
+    fn(c, root, arg);
+    config_ctx_free(c);
+    ytree_free(root);
+    if (errs.n) {
+        first_body_error(&errs, err, errlen);
+        config_errors_free(&errs);
+        return -1;
+    }
+    return 0;
+}

@@ -125,6 +125,17 @@ struct config_name_ref *config_sort_names(const char *const *names, size_t n, si
  * earlier), so duplicates can be reported in document order. Free it. */
 size_t *config_first_same(const char *const *names, size_t n);
 
+/* ---- admin API bodies ---- */
+
+/* A body of the admin API (JSON, which the YAML reader takes), walked as
+ * the file's sections are, so the API accepts exactly what the file would:
+ * fn gets a context named "api" and the body's root, and reports through
+ * it. Returns 0, or -1 with the first problem in err as "path: reason"
+ * ("reals[0].weight: ...", the reason alone for the body itself), or
+ * "the body is not valid JSON: ..." / "the body is empty". */
+typedef void config_body_fn(struct config_ctx *c, const struct ynode *root, void *arg);
+int config_walk_body(const char *text, size_t len, config_body_fn *fn, void *arg, char *err, size_t errlen);
+
 /* ---- values ---- */
 
 /* Whole decimal number up to UINT32_MAX. Returns 0 or -1. */

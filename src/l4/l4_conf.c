@@ -616,93 +616,66 @@ struct cfg_l4 *l4_conf(const struct sl_config *cfg)
  * Bodies of the admin API: a service, a real.
  */
 
-/* "api:1: reals[0].weight: reason" -> "reals[0].weight: reason": the path
- * inside the body; at the body itself, only the reason. */
-static void first_error(const struct config_errors *errs, char *err, size_t errlen)
-{
-    const char *p = errs->n ? errs->lines[0] : "invalid body";
-    const char *colon = strstr(p, ": ");
-    p = colon ? colon + 2 : p;
-    if (strncmp(p, "(root): ", 8) == 0)
-        p += 8;
-    else if (*p == '.')
-        p++;
-    snprintf(err, errlen, "%s", p);
-}
+/* A service body (config_walk_body), checked as the file's are. */
+struct service_body {
+    const struct cfg_l4 *running;
+    struct cfg_l4_service s;
+};
 
-/* The body as a tree, or NULL with err set. */
-static struct ynode *parse_body(const char *text, size_t len, char *err, size_t errlen)
+static void service_body(struct config_ctx *c, const struct ynode *root, void *arg)
 {
-    struct ynode *root = NULL;
-    struct ytree_error yerr;
-    if (ytree_parse(text, len, &root, &yerr) < 0) {
-        snprintf(err, errlen, "%s", yerr.msg);
-        return NULL;
-    }
-    if (!root)
-        snprintf(err, errlen, "the body is empty");
-    return root;
+    struct service_body *b = arg;
+    parse_l4_service(c, root, &b->s);
+    check_tun_prefixes(c, b->s.line, &b->s, 1, &b->running->tun_src4, &b->running->tun_src6);
 }
 
 int l4_conf_parse_service(const struct cfg_l4 *running, const char *text, size_t len, struct cfg_l4_service *out,
                           char *err, size_t errlen)
 {
-    struct ynode *root = parse_body(text, len, err, errlen);
-    if (!root)
-        return -1;
-    struct config_errors errs = { 0 };
-    struct config_ctx *c = config_ctx_new("api", &errs, NULL);
-    if (!c)
-        config_oom();
-    struct cfg_l4_service s = { 0 };
-    parse_l4_service(c, root, &s);
-    check_tun_prefixes(c, s.line, &s, 1, &running->tun_src4, &running->tun_src6);
-    config_ctx_free(c);
-    ytree_free(root);
-    if (errs.n) {
-        first_error(&errs, err, errlen);
-        config_errors_free(&errs);
-        l4_conf_service_free(&s);
+    struct service_body b = { .running = running };
+    if (config_walk_body(text, len, service_body, &b, err, errlen) < 0) {
+        l4_conf_service_free(&b.s);
         return -1;
     }
-    *out = s;
+    *out = b.s;
     return 0;
 }
 
-int l4_conf_parse_real(const struct cfg_l4 *running, const struct cfg_l4_service *svc, const char *text, size_t len,
-                       struct cfg_l4_real *out, char *err, size_t errlen)
+/* A real body, for a running service. */
+struct real_body {
+    const struct cfg_l4 *running;
+    const struct cfg_l4_service *svc;
+    struct cfg_l4_real real;
+};
+
+static void real_body(struct config_ctx *c, const struct ynode *root, void *arg)
 {
-    struct ynode *root = parse_body(text, len, err, errlen);
-    if (!root)
-        return -1;
-    struct config_errors errs = { 0 };
-    struct config_ctx *c = config_ctx_new("api", &errs, NULL);
-    if (!c)
-        config_oom();
+    struct real_body *b = arg;
+    const struct cfg_l4_service *svc = b->svc;
     /* The real joins a copy of the service's head (VIP, protocol, mode,
      * local addresses), which is then checked as the file's services are:
      * the real's port and address family against the mode, the TUN
      * prefix its family needs. */
-    struct cfg_l4_real real = { 0 };
     size_t mark = config_path_push(c, "reals[0]");
-    parse_l4_real(c, root, &real);
+    parse_l4_real(c, root, &b->real);
     config_path_pop(c, mark);
     struct cfg_l4_service s = { .vip = svc->vip, .proto = svc->proto, .mode = svc->mode,
                                 .local_addrs = svc->local_addrs, .n_local_addrs = svc->n_local_addrs,
-                                .reals = &real, .n_reals = 1, .line = root->line };
+                                .reals = &b->real, .n_reals = 1, .line = root->line };
     struct l4_service_state st = { .s = &s, .mode_line = root->line, .reals_line = root->line,
                                    .local_line = svc->n_local_addrs ? root->line : 0,
                                    .local_items = svc->n_local_addrs };
     fill_real_ports(&s);
     check_l4_service(c, &st);
-    check_tun_prefixes(c, root->line, &s, 1, &running->tun_src4, &running->tun_src6);
-    config_ctx_free(c);
-    ytree_free(root);
-    if (errs.n) {
-        first_error(&errs, err, errlen);
-        config_errors_free(&errs);
+    check_tun_prefixes(c, root->line, &s, 1, &b->running->tun_src4, &b->running->tun_src6);
+}
+
+int l4_conf_parse_real(const struct cfg_l4 *running, const struct cfg_l4_service *svc, const char *text, size_t len,
+                       struct cfg_l4_real *out, char *err, size_t errlen)
+{
+    struct real_body b = { .running = running, .svc = svc };
+    if (config_walk_body(text, len, real_body, &b, err, errlen) < 0)
         return -1;
-    }
-    *out = real;
+    *out = b.real;
     return 0;
 }

@@ -879,57 +879,27 @@ struct cfg_registry *reg_conf(const struct sl_config *cfg)
 
 /* ---- API bodies ---------------------------------------------------------- */
 
-/* "api:1: heartbeat.interval: reason" -> "heartbeat.interval: reason": the
- * path inside the body; at the body itself, only the reason. */
-static void first_error(const struct config_errors *errs, char *err, size_t errlen)
-{
-    const char *p = errs->n ? errs->lines[0] : "invalid body";
-    const char *colon = strstr(p, ": ");
-    p = colon ? colon + 2 : p;
-    if (strncmp(p, "(root): ", 8) == 0)
-        p += 8;
-    else if (*p == '.')
-        p++;
-    snprintf(err, errlen, "%s", p);
-}
+/* Walk a body that must be a JSON object with fn (config_walk_body). */
+struct object_body {
+    void (*fn)(struct config_ctx *c, const struct ynode *root, void *obj);
+    void *obj;
+};
 
-/* The body as a tree (JSON is YAML), or NULL with err set. */
-static struct ynode *parse_body(const char *text, size_t len, char *err, size_t errlen)
+static void object_body(struct config_ctx *c, const struct ynode *root, void *arg)
 {
-    struct ynode *root = NULL;
-    struct ytree_error yerr;
-    if (ytree_parse(text, len, &root, &yerr) < 0) {
-        snprintf(err, errlen, "the body is not valid JSON: %s", yerr.msg);
-        return NULL;
-    }
-    if (!root)
-        snprintf(err, errlen, "the body is empty");
-    return root;
-}
-
-/* Walk the body with fn; 0, or -1 with the first error in err. */
-static int walk_body(const char *text, size_t len, void (*fn)(struct config_ctx *c, const struct ynode *root, void *obj),
-                     void *obj, char *err, size_t errlen)
-{
-    struct ynode *root = parse_body(text, len, err, errlen);
-    if (!root)
-        return -1;
-    struct config_errors errs = { 0 };
-    struct config_ctx *c = config_ctx_new("api", &errs, NULL);
-    if (!c)
-        config_oom();
+    const struct object_body *b = arg;
     if (root->kind != YNODE_MAP)
         config_type_error(c, root, "a JSON object");
     else
-        fn(c, root, obj);
-    config_ctx_free(c);
-    ytree_free(root);
-    if (errs.n) {
-        first_error(&errs, err, errlen);
-        config_errors_free(&errs);
-        return -1;
-    }
-    return 0;
+        b->fn(c, root, b->obj);
+}
+
+/* 0, or -1 with the first error in err. */
+static int walk_body(const char *text, size_t len, void (*fn)(struct config_ctx *c, const struct ynode *root, void *obj),
+                     void *obj, char *err, size_t errlen)
+{
+    struct object_body b = { fn, obj };
+    return config_walk_body(text, len, object_body, &b, err, errlen);
 }
 
 static void settings_body(struct config_ctx *c, const struct ynode *root, void *obj)
