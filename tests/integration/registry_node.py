@@ -9,11 +9,14 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from helpers import free_port, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE_BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-asan"))
 TOKEN = "t0ken-for-tests"
+SVC = "/api/registry/services"
 
 
 def config_text(api_port, data_dir, extra="", token=TOKEN, services=""):
@@ -156,3 +159,20 @@ def wait_until(pred, timeout=20.0, interval=0.05, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+@pytest.fixture
+def reg(tmp_path):
+    """A factory of started registry nodes (keyword arguments as Registry's),
+    each stopped and checked for sanitizer reports at the end of the test.
+    Import it into a test module to use it."""
+    nodes = []
+
+    def make(**kw):
+        r = Registry(tmp_path, **kw).start()
+        nodes.append(r)
+        return r
+    yield make
+    for r in nodes:
+        r.stop()
+        r.assert_clean()

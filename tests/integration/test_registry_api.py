@@ -5,28 +5,11 @@ instances listed in the config file, and its reload."""
 import json
 import socket
 import threading
-import time
 
 import pytest
 
 from metrics_doc import documented_families, families
-from registry_node import Registry, TOKEN, wait_until
-
-SVC = "/api/registry/services"
-
-
-@pytest.fixture
-def reg(tmp_path):
-    nodes = []
-
-    def make(**kw):
-        r = Registry(tmp_path, **kw).start()
-        nodes.append(r)
-        return r
-    yield make
-    for r in nodes:
-        r.stop()
-        r.assert_clean()
+from registry_node import reg, Registry, SVC, TOKEN, wait_until  # noqa: F401 (reg is a fixture)
 
 
 def test_register_change_deregister(reg):

@@ -4,27 +4,10 @@ and deleted from the store then), persistent ones by active TCP and HTTP
 checks against real backends, with the reason of each change."""
 import time
 
-import pytest
-
 from backends import HttpBackend
-from registry_node import Registry, tcp_listener, wait_until
+from registry_node import reg, SVC, tcp_listener, wait_until  # noqa: F401 (reg is a fixture)
 
-SVC = "/api/registry/services"
 FAST_HEARTBEAT = {"heartbeat": {"interval": "200ms", "timeout": "600ms", "expire_after": "1200ms"}}
-
-
-@pytest.fixture
-def reg(tmp_path):
-    nodes = []
-
-    def make(**kw):
-        r = Registry(tmp_path, **kw).start()
-        nodes.append(r)
-        return r
-    yield make
-    for r in nodes:
-        r.stop()
-        r.assert_clean()
 
 
 def test_ephemeral_instance_lives_by_its_heartbeats(reg):

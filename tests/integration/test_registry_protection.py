@@ -3,26 +3,8 @@
 self-preservation."""
 import time
 
-import pytest
-
 from metrics_doc import value
-from registry_node import Registry, tcp_listener, wait_until
-
-SVC = "/api/registry/services"
-
-
-@pytest.fixture
-def reg(tmp_path):
-    nodes = []
-
-    def make(**kw):
-        r = Registry(tmp_path, **kw).start()
-        nodes.append(r)
-        return r
-    yield make
-    for r in nodes:
-        r.stop()
-        r.assert_clean()
+from registry_node import reg, SVC, tcp_listener, wait_until  # noqa: F401 (reg is a fixture)
 
 
 def closed_port():
