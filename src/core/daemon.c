@@ -72,10 +72,12 @@ static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
             if (ops && ops->reload)
                 ops->reload(d->spec.arg);
         } else if (sig == SIGTERM || sig == SIGINT || listed(d->spec.stop_signals, sig)) {
-            if (ops && ops->stop)
+            if (ops && ops->stop) {
                 ops->stop(d->spec.arg, sig);
-            else
+            } else {
+                log_info("signal SIG%s: stopping", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
                 daemon_stopped(d);
+            }
         } else if (ops && ops->signal) {
             ops->signal(d->spec.arg, sig);
         }

@@ -41,7 +41,8 @@ struct daemon_ops {
     void (*reload)(void *arg);
     /* SIGTERM, SIGINT or one of spec->stop_signals: begin to stop, and
      * call daemon_stopped() once done (at once, or when the last worker
-     * has gone). NULL: daemon_stopped() at once. */
+     * has gone). NULL: log "signal SIGTERM: stopping" and
+     * daemon_stopped() at once. */
     void (*stop)(void *arg, int sig);
     /* One of spec->other_signals (SIGCHLD for a master). */
     void (*signal)(void *arg, int sig);

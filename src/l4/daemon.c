@@ -859,14 +859,7 @@ static void on_reload(void *arg)
     reload(d);
 }
 
-static void on_stop(void *arg, int sig)
-{
-    struct l4d *d = arg;
-    log_info("signal %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    daemon_stopped(&d->dmn);
-}
-
-static const struct daemon_ops l4_daemon_ops = { .reload = on_reload, .stop = on_stop };
+static const struct daemon_ops l4_daemon_ops = { .reload = on_reload }; /* stop: the core logs it and stops at once */
 
 static uint32_t max_reals(const struct cfg_l4 *l4)
 {

@@ -399,14 +399,7 @@ static void on_reload(void *arg)
     reload(d);
 }
 
-static void on_stop(void *arg, int sig)
-{
-    struct reg_daemon *d = arg;
-    log_info("signal %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    daemon_stopped(&d->dmn);
-}
-
-static const struct daemon_ops reg_daemon_ops = { .reload = on_reload, .stop = on_stop };
+static const struct daemon_ops reg_daemon_ops = { .reload = on_reload }; /* stop: the core logs it and stops at once */
 
 /* ---- cluster mode (store: etcd, see reg_cluster.h) -------------------------- */
 
