@@ -730,8 +730,12 @@ static void heartbeat(struct reg_daemon *d, const char *name, const char *id, st
         return;
     }
     reg_instance_heartbeat(d->model, inst, ev_clock_ms());
-    reply_doc(r, json_pack("{s:I, s:s}", "index", (json_int_t)reg_model_index(d->model), "health",
-                           reg_health_name(inst->health)));
+    /* The weight and enabled flag as an operator may have set them: a
+     * provider that registers again (after a restart of this node, or on
+     * another node) registers them, not its own first ones. */
+    reply_doc(r, json_pack("{s:I, s:s, s:I, s:b}", "index", (json_int_t)reg_model_index(d->model), "health",
+                           reg_health_name(inst->health), "weight", (json_int_t)inst->weight, "enabled",
+                           inst->enabled));
 }
 
 /* ---- /answer ---------------------------------------------------------------- */

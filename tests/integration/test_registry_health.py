@@ -31,6 +31,12 @@ def test_ephemeral_instance_lives_by_its_heartbeats(reg):
     assert r.instance("eph", "e2") is None, "the silent instance did not expire"
     e1 = r.instance("eph", "e1")
     assert e1 is not None and e1["health"] == "up" and e1["owner"] == "test1"
+    # The heartbeat's answer carries the weight and enabled flag an operator
+    # set, so a provider that registers again keeps them.
+    assert doc["weight"] == 100 and doc["enabled"] is True, doc
+    r.ok("PATCH", SVC + "/eph/instances/e1", {"weight": 7, "enabled": False})
+    doc = r.ok("POST", SVC + "/eph/instances/e1/heartbeat")
+    assert doc["weight"] == 7 and doc["enabled"] is False and doc["health"] == "up", doc
     # Its heartbeat after expiry is a 404: the client registers again.
     status, doc = r.call("POST", SVC + "/eph/instances/e2/heartbeat")
     assert status == 404
