@@ -111,6 +111,9 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(FUZZ_HDRS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
 
+# The example programs of libsluice: `make examples` (examples/examples.mk).
+include examples/examples.mk
+
 # The include rule of the layers, and a check of the checker.
 layers:
 	@bash scripts/check-layers.sh
