@@ -12,6 +12,7 @@
  *
  * Output, one line each, "key=value" separated by spaces so a script can
  * parse it:
+ *   start ...    once the first list is there or --ready-ms passed (ready=0|1, source)
  *   window ...   every --report-ms (default 1000): the requests since the last line
  *   summary ...  at the end (after --requests, --duration, or SIGINT/SIGTERM)
  * with requests, ok, failed_requests, failed_picks (sluice_pick found no
@@ -357,7 +358,7 @@ int main(int argc, char **argv)
     bool ready = sluice_wait_ready(s, o.ready_ms) == 0;
     struct sluice_service_info info = { 0 };
     sluice_service_info(s, &info);
-    printf("ready=%d source=%s members=%u wait_ms=%llu\n", ready, source_name(info.source), info.members,
+    printf("start ready=%d source=%s members=%u wait_ms=%llu\n", ready, source_name(info.source), info.members,
            (unsigned long long)(now_ms() - start));
     fflush(stdout);
 
