@@ -256,6 +256,55 @@ def test_consumer_rides_through_registry_outage(reg, examples):
             b.stop()
 
 
+def test_consumer_and_providers_ride_through_registry_outage(reg, examples):
+    """The same with providers (the example program) as the backends, all
+    three programs on libsluice: the registry node is killed, a provider
+    stops meanwhile (its deregistration cannot reach anyone), and once the
+    node is back the stopped one goes DOWN, a new provider registers, the
+    others' heartbeats resume, and requests land only on live providers."""
+    # A short grace after the restart, so the silent instance goes DOWN soon.
+    r = reg(extra="  expiry: { grace: 500ms }\n")
+    r.ok("PUT", SVC + "/web", FAST_HEARTBEAT)
+    providers = {iid: start_provider(examples, [r], iid) for iid in ("p1", "p2", "p3")}
+    c = examples("consumer", ["--registries", addr(r), "--service", "web", "--datacenter", "dc1", "--region", "r1",
+                              "--interval-ms", "5", "--report-ms", "300", "--timeout-ms", "500",
+                              "--request-timeout-ms", "500", "--pull-interval-ms", "1000"])
+    c.wait_line(lambda f: f["what"] == "window" and len(f.get("instances", {})) == 3,
+                what="requests on all three providers")
+    r.kill9()
+    mark = c.line_count()
+    # p3 stops while no node answers: it cannot deregister (exit status 2).
+    assert providers["p3"].stop() == 2, providers["p3"].describe()
+    deadline = time.time() + 3
+    outage = []
+    while time.time() < deadline:
+        outage.append(c.wait_line(lambda f: f["what"] == "window", start=mark, what="a window"))
+        mark = outage[-1]["index"] + 1
+    assert all(w["failed_picks"] == 0 for w in outage), outage
+    assert sum(w["ok"] for w in outage) > 20, outage
+    r.start()
+    providers["p4"] = start_provider(examples, [r], "p4")
+    wait_until(lambda: instance_up(r, "p1") and instance_up(r, "p2") and instance_up(r, "p4")
+               and not instance_up(r, "p3"), what="p1, p2, p4 up and p3 not")
+    settled = c.wait_line(lambda f: f["what"] == "window" and f["index"] >= mark and f["failed_requests"] == 0
+                          and set(f.get("instances", {})) == {"p1", "p2", "p4"},
+                          timeout=30, what="requests on the live providers only")
+    for _ in range(3):
+        w = c.wait_line(lambda f: f["what"] == "window", start=settled["index"] + 1, what="a window")
+        assert w["failed_requests"] == 0 and w["failed_picks"] == 0, w
+        assert set(w.get("instances", {})) <= {"p1", "p2", "p4"}, w
+        settled = w
+    assert c.stop() == 0
+    s = c.wait_line(lambda f: f["what"] == "summary", what="the summary")
+    assert s["failed_picks"] == 0 and s["mismatched"] == 0, s
+    # The providers that lived through it kept heartbeating and deregister cleanly.
+    for iid in ("p1", "p2", "p4"):
+        provider_status(providers[iid], lambda f: f["registered"] == 1 and f["heartbeats_ok"] > 0,
+                        iid + " registered")
+        assert providers[iid].stop() == 0, providers[iid].describe()
+    assert [i["id"] for i in r.service("web")["instances"]] == ["p3"] or not r.service("web")["instances"]
+
+
 # ---- disaster layers ------------------------------------------------------------
 
 
