@@ -49,6 +49,7 @@ struct options {
     struct sluice_instance inst;
     const char *labels[MAX_LABELS];
     const char *listen_address;  /* where to bind: --listen, else --address */
+    const char *subscribe;       /* --subscribe: a service this provider also consumes */
 };
 
 static void usage(FILE *to)
@@ -65,7 +66,9 @@ static void usage(FILE *to)
             "  --weight N           1..10000 (default: the registry's, 100)\n"
             "  --datacenter NAME, --region NAME   this instance's location\n"
             "  --label KEY=VALUE    (repeatable)\n"
-            "  --timeout-ms N       a request to a registry node (default 2000)\n");
+            "  --timeout-ms N       a request to a registry node (default 2000)\n"
+            "  --subscribe NAME     also consume a service (as a provider that calls others does);\n"
+            "                       the status line then shows its members\n");
 }
 
 /* 0, or -1 after printing why. */
@@ -78,6 +81,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         { "listen", required_argument, NULL, 'l' },     { "weight", required_argument, NULL, 'w' },
         { "datacenter", required_argument, NULL, 'd' }, { "region", required_argument, NULL, 'g' },
         { "label", required_argument, NULL, 'L' },      { "timeout-ms", required_argument, NULL, 'T' },
+        { "subscribe", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },             { NULL, 0, NULL, 0 },
     };
     sluice_config_init(&o->cfg);
@@ -102,6 +106,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'i': o->inst.id = optarg; break;
         case 'a': o->inst.address = optarg; break;
         case 'l': o->listen_address = optarg; break;
+        case 'S': o->subscribe = optarg; break;
         case 'd': o->cfg.datacenter = optarg; break;
         case 'g': o->cfg.region = optarg; break;
         case 'T': o->cfg.request_timeout_ms = (uint32_t)n; break;
@@ -186,24 +191,28 @@ static void answer(int fd, const char *id)
     close(fd);
 }
 
-static void print_status(const char *what, const sluice_provider *p)
+static void print_status(const char *what, const sluice_provider *p, sluice_service *sub)
 {
     struct sluice_provider_info info;
     if (sluice_provider_info(p, &info) < 0)
         return;
     printf("%s registered=%d weight=%u enabled=%d registrations=%llu heartbeats_ok=%llu heartbeats_failed=%llu "
-           "node=%s\n",
+           "node=%s",
            what, info.registered, info.weight, info.enabled, (unsigned long long)info.registrations,
            (unsigned long long)info.heartbeats_ok, (unsigned long long)info.heartbeats_failed, info.node);
+    struct sluice_service_info si;
+    if (sub && sluice_service_info(sub, &si) == 0)
+        printf(" subscribed_members=%u", si.members);
+    printf("\n");
     fflush(stdout);
 }
 
-static void serve(int lfd, const struct options *o, const sluice_provider *p)
+static void serve(int lfd, const struct options *o, const sluice_provider *p, sluice_service *sub)
 {
     while (!stop_requested) {
         if (status_requested) {
             status_requested = 0;
-            print_status("status", p);
+            print_status("status", p, sub);
         }
         struct pollfd pfd = { .fd = lfd, .events = POLLIN };
         int r = poll(&pfd, 1, 500);
@@ -252,12 +261,15 @@ int main(int argc, char **argv)
     }
     printf("registered service=%s id=%s address=%s port=%u\n", o.inst.service, o.inst.id, o.inst.address,
            o.inst.port);
-    print_status("status", p);
+    sluice_service *sub = NULL;
+    if (o.subscribe && !(sub = sluice_subscribe(c, o.subscribe, err, sizeof err)))
+        fprintf(stderr, "provider: subscribe %s: %s\n", o.subscribe, err);
+    print_status("status", p, sub);
 
-    serve(lfd, &o, p);
+    serve(lfd, &o, p, sub);
     close(lfd);
 
-    print_status("provider stopped", p);
+    print_status("provider stopped", p, sub);
     int rc = sluice_deregister(p) == 0 ? 0 : 2;
     if (rc)
         fprintf(stderr, "provider: no registry node acknowledged the deregistration (it will expire)\n");

@@ -110,6 +110,29 @@ def test_provider_keeps_operator_settings_across_registry_loss(reg, examples):
     assert r.instance("web", "p1") is None
 
 
+def test_heartbeats_do_not_wait_for_the_watch(reg, examples):
+    """A provider that also consumes (it subscribes to a service, so the
+    client's watcher holds a 30 s blocking query open at the node) keeps
+    heartbeating at its interval: the instance never misses its 1.5 s
+    timeout."""
+    r = reg()
+    r.ok("PUT", SVC + "/web", {"heartbeat": {"interval": "300ms", "timeout": "1500ms", "expire_after": "10s"}})
+    p = start_provider(examples, [r], "p1", extra=["--subscribe", "web"])
+    first = provider_status(p, lambda f: f.get("subscribed_members") == 1, "the provider's own list")
+    # Nothing changes at the node now: the watch blocks for its 30 s.
+    wait_until(lambda: "sluice_registry_watchers 1\n" in r.metrics(), what="the provider's watch at the node")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        inst = find_instance(r, "p1")
+        assert inst and inst["health"] == "up", inst
+        time.sleep(0.2)
+    assert "sluice_registry_watchers 1\n" in r.metrics()
+    last = provider_status(p, lambda f: f["heartbeats_ok"] >= first["heartbeats_ok"] + 5,
+                           "heartbeats going on")
+    assert last["heartbeats_failed"] == 0 and last["registrations"] == 1, last
+    assert p.stop() == 0
+
+
 def test_provider_fails_over_to_the_other_node(reg, examples):
     r1, r2 = reg(name="reg1"), reg(name="reg2")
     for r in (r1, r2):
