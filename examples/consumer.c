@@ -23,7 +23,9 @@
  * instances=ID:N,ID:N (failed=ID:N for the failed ones).
  * Exit status 0 after a run, 1 when it could not start.
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4, SOCK_NONBLOCK */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>

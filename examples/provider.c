@@ -12,7 +12,9 @@
  * could not start (bad options, no registry answered, port in use), 2 when
  * the deregistration at the end was not acknowledged.
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4, SOCK_NONBLOCK */
+#endif
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>

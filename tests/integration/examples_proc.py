@@ -1,6 +1,9 @@
-"""The example programs of examples/ (build/examples/provider and consumer,
-built by `make examples` against libsluice) run as real clients of the
-registry: a process with its stdout read line by line on a thread."""
+"""The example programs of examples/ run as real clients of the registry: a
+process with its stdout read line by line on a thread. `make examples`
+builds them as a user does, with pkg-config against build/libsluice.so
+("provider", "consumer", and "consumer-static" against libsluice.a), and
+with libsluice's sources compiled in under ASan+UBSan ("asan/provider",
+"asan/consumer"), whose reports fail the test."""
 import os
 import signal
 import subprocess
@@ -46,13 +49,14 @@ class Example:
 
     def __init__(self, tmp_path, name, args, tag=None):
         self.name = name
-        self.tag = tag or name
+        self.tag = (tag or name).replace("/", "-")
         self.log_path = tmp_path / (self.tag + ".stderr")
         self.lines = []
         self.cond = threading.Condition()
         self.err = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         self.proc = subprocess.Popen([example_path(name)] + [str(a) for a in args], stdout=subprocess.PIPE,
                                      stderr=self.err, env=env, text=True, bufsize=1)
         self.reader = threading.Thread(target=self._read, daemon=True)
