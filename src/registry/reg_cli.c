@@ -415,9 +415,22 @@ static void sleep_ms(uint32_t ms)
         ;
 }
 
+/* The weight and enabled flag a heartbeat's answer reports (an operator
+ * may have changed them) into the registration's body, so registering
+ * again keeps them. */
+static void keep_operator_settings(json_t *spec, json_t *reply)
+{
+    json_t *w = json_object_get(reply, "weight"), *e = json_object_get(reply, "enabled");
+    if (json_is_integer(w))
+        json_object_set(spec, "weight", w);
+    if (json_is_boolean(e))
+        json_object_set(spec, "enabled", e);
+}
+
 /* --keepalive: heartbeat until SIGINT/SIGTERM, re-register when the
  * registry has forgotten the instance (a restart past its grace, another
- * node), deregister at the end. */
+ * node) with the weight and enabled flag it last reported, deregister at
+ * the end. */
 static int heartbeat_loop(const struct cli *cli, const char *service, const char *id, json_t *spec)
 {
     struct sigaction sa = { .sa_handler = on_stop_signal };
@@ -436,6 +449,8 @@ static int heartbeat_loop(const struct cli *cli, const char *service, const char
             break;
         int status;
         json_t *j = api_call(cli, "POST", hb, NULL, &status);
+        if (status == 200)
+            keep_operator_settings(spec, j);
         json_decref(j);
         if (status == 404) {
             j = api_call(cli, "PUT", path, spec, &status);

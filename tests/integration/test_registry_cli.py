@@ -134,9 +134,16 @@ def test_keepalive_heartbeats_then_deregisters(reg):
     wait_until(lambda: reg.instance("eph", "10.5.0.1:80") is not None, what="registered")
     time.sleep(1.5)          # well past the 600 ms timeout: only heartbeats keep it up
     assert reg.instance("eph", "10.5.0.1:80")["health"] == "up"
-    # Forgotten by the registry (deregistered behind its back): it registers again.
+    # An operator's weight and disable, learnt from the heartbeats' answers...
+    patched = time.time()
+    reg.ok("PATCH", "/api/registry/services/eph/instances/10.5.0.1:80", {"weight": 7, "enabled": False})
+    wait_until(lambda: reg.instance("eph", "10.5.0.1:80")["last_heartbeat_ms_ago"]
+               < (time.time() - patched) * 1000 - 100, what="a heartbeat since the change")
+    # ...survive when the registry forgets it (deregistered behind its back):
+    # it registers again, with them.
     reg.ok("DELETE", "/api/registry/services/eph/instances/10.5.0.1:80")
-    wait_until(lambda: reg.instance("eph", "10.5.0.1:80") is not None, what="registered again")
+    inst = wait_until(lambda: reg.instance("eph", "10.5.0.1:80"), what="registered again")
+    assert inst["weight"] == 7 and inst["enabled"] is False, inst
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=15)
     assert p.returncode == 0, err
