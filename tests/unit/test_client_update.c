@@ -265,6 +265,38 @@ static void test_empty_after_operator_emptied(void **state)
     assert_int_equal(si.updates, 2);
 }
 
+static void count_change(void *arg, sluice_service *s)
+{
+    (*(int *)arg)++;
+    assert_non_null(s);
+}
+
+static void test_on_change_and_instances(void **state)
+{
+    struct fixture *f = *state;
+    int changes = 0;
+    sluice_on_change(f->s, count_change, &changes);
+    char *body = two_instances(10);
+    ch_apply(f->s, "A", 200, body);
+    ch_apply(f->s, "A", 200, body); /* the same list: no change */
+    free(body);
+    assert_int_equal(changes, 1);
+    struct sluice_member all[4];
+    uint64_t version = 0;
+    assert_int_equal(sluice_instances(f->s, all, 4, &version), 2);
+    assert_int_equal(version, 1);
+    assert_string_equal(all[1].id, "web-2");
+    assert_false(all[1].healthy);
+    assert_int_equal(all[1].weight, 300);
+    assert_int_equal(all[1].addr.ss_family, AF_INET6);
+    assert_int_equal(sluice_instances(f->s, all, 1, NULL), 2); /* more than cap: the count */
+    sluice_on_change(f->s, NULL, NULL);
+    body = ch_body("web", 12, "");
+    ch_apply(f->s, "A", 200, body);
+    free(body);
+    assert_int_equal(changes, 1);
+}
+
 /* Every node refusing: the watcher backs off (250 ms doubling to 5 s)
  * instead of spinning; a spinning loop makes thousands of attempts in the
  * time this one makes a handful. */
@@ -324,6 +356,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_then_invalid_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_from_blank_node_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_after_operator_emptied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_change_and_instances, setup, teardown),
         cmocka_unit_test(test_dead_nodes_backed_off),
         cmocka_unit_test(test_open_checks_config),
     };
