@@ -256,6 +256,9 @@ static int setup_pools(struct worker *w)
             if (pr->discovered) {
                 /* Forces the first pool_sync_slots to read every slot. */
                 b->slot_seq = UINT32_MAX;
+                for (int k = 0; k < 2; k++)
+                    snprintf(b->slot_key[k], sizeof b->slot_key[k], "empty-slot-%zu", i);
+                pr->keys[i] = b->slot_key[0];
                 continue;
             }
             pr->keys[i] = b->cfg->addr.text;
