@@ -18,6 +18,7 @@ struct disc_pool {
     struct backend_counters *base;    /* [max_members]: totals when the member took the slot */
     struct discovery_member *scratch; /* [max_members] */
     uint64_t version;                 /* of the list seated last */
+    uint64_t since_ms;                /* followed since */
     bool seated_once;
     bool said_no_list;                /* "no members yet" logged */
     bool said_too_many;
@@ -109,11 +110,13 @@ static void seat_list(struct proxy_discovery *pd, struct disc_pool *dp, uint64_t
     struct discovery_status st;
     discovery_status(dp->sub, &st);
     if (st.source == SLUICE_SOURCE_NONE) {
-        if (!dp->said_no_list)
+        /* A registry usually answers within milliseconds of the start:
+         * say it only when it did not. */
+        if (!dp->said_no_list && now - dp->since_ms >= PROXY_DISCOVERY_NO_LIST_GRACE_MS)
             log_warn("pool %s: no members yet: service %s has no list from a registry, cache or failover "
                      "directory; requests to the pool fail (503 for http) until it has one",
                      dp->cfg->name, dp->cfg->discovery->service);
-        dp->said_no_list = true;
+        dp->said_no_list = now - dp->since_ms >= PROXY_DISCOVERY_NO_LIST_GRACE_MS;
         return;
     }
     if (version == dp->version && dp->seated_once)
@@ -182,6 +185,7 @@ struct proxy_discovery *proxy_discovery_new(struct discovery *ds, const struct p
         size_t cap = cp->discovery->max_members;
         dp->pool = p;
         dp->cfg = cp;
+        dp->since_ms = ev_clock_ms();
         dp->slots = calloc(cap, sizeof *dp->slots);
         dp->base = calloc(cap, sizeof *dp->base);
         dp->scratch = calloc(cap, sizeof *dp->scratch);

@@ -25,6 +25,8 @@ struct proxy_discovery;
 /* How long a removed member's slot drains at least before it may be
  * reused: ten worker ticks, so every worker has seen it leave. */
 #define PROXY_DISCOVERY_MIN_DRAIN_MS 1000
+/* A pool still without a list this long after the start says so (once). */
+#define PROXY_DISCOVERY_NO_LIST_GRACE_MS 2000
 
 /* Follow every discovered pool of pc (none: returns an empty one) and seat
  * what the lists already hold (a reload, or a cache_dir). NULL with the
