@@ -421,3 +421,44 @@ def test_backends_and_discovery_together_is_a_config_error(sluice, tmp_path):
     assert out.returncode != 0
     assert ("%s:4: pools[0].discovery: a pool takes its backends from \"backends\" or from \"discovery\", not both"
             % cfg) in out.stdout + out.stderr
+
+
+# ---- UDP ------------------------------------------------------------------
+
+
+def test_udp_pool_follows_the_registry(reg, sluice):
+    from stream_helpers import UdpBackend, new_udp_client, parse_udp_reply, udp_ask_retry
+    r = reg()
+    u1, u2 = UdpBackend("u1"), UdpBackend("u2")
+    clients = []
+    try:
+        register(r, "dns", "u1", u1.port)
+        admin_port, port = free_port(), free_port(socket.SOCK_DGRAM)
+        sluice(proxy_config(admin_port, port, r.port, proto="udp", service="dns"), wait_ports=[admin_port])
+
+        def tags(n=4):
+            out = set()
+            for _ in range(n):
+                c = new_udp_client()
+                clients.append(c)
+                reply = udp_ask_retry(c, port, b"ping", attempts=4)
+                out.add(parse_udp_reply(reply)[0] if reply else None)
+            return out
+        wait_until(lambda: tags() == {"u1"}, WAIT, what="u1 answering")
+        session = new_udp_client()
+        clients.append(session)
+        assert parse_udp_reply(udp_ask_retry(session, port, b"hello"))[0] == "u1"
+
+        # u2 joins: new sessions reach it, the open session stays on u1.
+        register(r, "dns", "u2", u2.port)
+        wait_until(lambda: "u2" in tags(), WAIT, what="u2 answering")
+        assert parse_udp_reply(udp_ask_retry(session, port, b"again"))[0] == "u1"
+
+        # u1 leaves: new sessions go to u2 only.
+        r.ok("DELETE", SVC + "/dns/instances/u1")
+        wait_until(lambda: tags(6) == {"u2"}, WAIT, what="u2 alone answering new sessions")
+    finally:
+        for c in clients:
+            c.close()
+        u1.stop()
+        u2.stop()
