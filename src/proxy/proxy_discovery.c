@@ -100,13 +100,6 @@ static void publish_slots(struct proxy_discovery *pd, struct disc_pool *dp, uint
 static void seat_list(struct proxy_discovery *pd, struct disc_pool *dp, uint64_t now)
 {
     size_t cap = dp->cfg->discovery->max_members;
-    uint64_t version = 0;
-    int n = discovery_members(dp->sub, dp->scratch, cap, &version);
-    if (n < 0) {
-        log_error("pool %s: out of memory reading the members of service %s", dp->cfg->name,
-                  dp->cfg->discovery->service);
-        return;
-    }
     struct discovery_status st;
     discovery_status(dp->sub, &st);
     if (st.source == SLUICE_SOURCE_NONE) {
@@ -119,8 +112,16 @@ static void seat_list(struct proxy_discovery *pd, struct disc_pool *dp, uint64_t
         dp->said_no_list = now - dp->since_ms >= PROXY_DISCOVERY_NO_LIST_GRACE_MS;
         return;
     }
-    if (version == dp->version && dp->seated_once)
+    /* Nothing new (the common case on the timer): no copy of the list. */
+    if (st.version == dp->version && dp->seated_once)
         return;
+    uint64_t version = 0;
+    int n = discovery_members(dp->sub, dp->scratch, cap, &version);
+    if (n < 0) {
+        log_error("pool %s: out of memory reading the members of service %s", dp->cfg->name,
+                  dp->cfg->discovery->service);
+        return;
+    }
     if ((size_t)n > cap) {
         if (!dp->said_too_many)
             log_warn("pool %s: service %s has %d members, max_members is %zu: the rest are not used",
