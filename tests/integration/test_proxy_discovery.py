@@ -462,3 +462,34 @@ def test_udp_pool_follows_the_registry(reg, sluice):
             c.close()
         u1.stop()
         u2.stop()
+
+
+def test_reload_keeps_the_members_and_their_counters(reg, sluice, http_backends):
+    r = reg()
+    m1, m2, m3 = http_backends(3)
+    register(r, "web", "m1", m1.port)
+    register(r, "web", "m2", m2.port)
+    admin_port, port = free_port(), free_port()
+    p = start_proxy(sluice, admin_port, port, proxy_config(admin_port, port, r.port))
+    wait_until(lambda: serves(port, {"m1", "m2"}), WAIT, what="m1 and m2 serving")
+
+    def requests():
+        _, doc = admin_json(admin_port, "GET", "/api/pools/web")
+        return {b["address"]: b["counters"]["requests"] for b in doc["backends"]}
+    before = requests()
+    assert before[addr(m1)] > 0 and before[addr(m2)] > 0
+
+    # SIGHUP with another max_members: the new configuration has the members
+    # at once (the registry client and its list outlive the reload), and
+    # their counters carry over by address.
+    p.reload(proxy_config(admin_port, port, r.port).replace("      service: web\n",
+                                                           "      service: web\n      max_members: 8\n"))
+    wait_until(lambda: "reload done" in p.read_log(), WAIT, what="the reload")
+    after = requests()
+    assert set(after) == {addr(m1), addr(m2)}
+    assert all(after[a] >= before[a] for a in before)
+    assert serves(port, {"m1", "m2"})
+
+    # And it follows the registry from there.
+    register(r, "web", "m3", m3.port)
+    wait_until(lambda: serves(port, {"m1", "m2", "m3"}), WAIT, what="m3 after the reload")
