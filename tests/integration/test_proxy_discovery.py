@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from helpers import admin_json, free_port, wait_port
+from helpers import admin_json, free_port, metric
 from registry_node import reg, SVC, wait_until  # noqa: F401 (reg is a fixture)
 from stream_helpers import TcpBackend
 
@@ -217,6 +217,9 @@ def test_http_pool_follows_the_registry(reg, sluice, http_backends):
     d = doc["discovery"]
     assert d["service"] == "web" and d["source"] == "registry" and d["registry_reachable"] is True
     assert d["members"] == 2 and d["version"] > 0
+    # /metrics carries members by address, as fixed backends.
+    by_api = {b["address"]: b["counters"]["requests"] for b in doc["backends"]}
+    assert metric(admin_port, "sluice_backend_requests_total", pool="web", backend=addr(m3)) == by_api[addr(m3)] > 0
     client.close()
 
     # The removed member's slot empties once quiet; curl, a client of its own, still gets answers.
