@@ -496,3 +496,19 @@ def test_reload_keeps_the_members_and_their_counters(reg, sluice, http_backends)
     # And it follows the registry from there.
     register(r, "web", "m3", m3.port)
     wait_until(lambda: serves(port, {"m1", "m2", "m3"}), WAIT, what="m3 after the reload")
+
+
+def test_the_pools_own_health_checks_apply_to_members(reg, sluice, http_backends):
+    r = reg()
+    (m1,) = http_backends(1)
+    dead = free_port()  # nothing listens there; the registry does not check it
+    register(r, "web", "m1", m1.port)
+    register(r, "web", "dead", dead)
+    admin_port, port = free_port(), free_port()
+    check = ("    passive: { max_fails: 0 }\n"
+             "    health_check: { type: tcp, interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }\n")
+    start_proxy(sluice, admin_port, port, proxy_config(admin_port, port, r.port, extra=check))
+    dead_addr = "127.0.0.1:%d" % dead
+    wait_until(lambda: members(admin_port).get(dead_addr) == "down", WAIT, what="the dead member checked down")
+    assert members(admin_port)[addr(m1)] == "up"
+    wait_until(lambda: serves(port, {"m1"}, n=6), WAIT, what="only m1 serving")
