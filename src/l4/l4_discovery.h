@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/discovery.h"
 #include "l4/l4_conf.h"
 
 /* ---- pure: members into reals (l4_discovery_reals.c) ---- */
@@ -68,40 +69,46 @@ size_t l4_disc_merge(const struct cfg_l4_real *cur, size_t n_cur, const struct c
 /* ---- the subscriptions (l4_discovery.c) ---- */
 
 struct l4d;
-struct l4_discovery;
 
-/* A service's discovery status for the API and `sluice l4 list`. */
+/* A discovered service's state, for the admin API and `sluice l4 list`. */
 struct l4_disc_status {
-    const char *registry_service;  /* discovery.service */
-    const char *source;            /* none, registry, cache, failover */
-    uint64_t version;              /* of the list last applied */
-    uint64_t registry_index;       /* the service's modify_index at the registry */
-    uint32_t members;              /* in the list last read */
-    uint32_t used;                 /* of them, reals of this service */
-    bool fail_open;                /* the registry's protection: failing open */
-    uint64_t updates;              /* changes applied to the reals */
-    uint64_t age_ms;               /* since the list last came from a registry (0: never) */
-    char last_error[160];          /* the last change that could not be applied, "" */
+    const struct cfg_discovery *conf;  /* the block it follows */
+    struct discovery_status now;       /* the list's source, version, protection (core/discovery.h) */
+    uint64_t applied_version;          /* the version its reals were last made from (0: none yet) */
+    uint64_t changes;                  /* changes applied to its reals */
+    size_t members;                    /* in the list last read */
+    size_t used;                       /* of them, its reals */
+    struct l4_disc_skips skipped;      /* the others, by reason */
+    char last_error[600];              /* the last list that could not be applied ("" if none) */
 };
 
-/* Bring the subscriptions in line with d's services (a subscription per
- * service with discovery, one kept while its service and discovery block
- * stay) and apply the lists they have. Called after every change of the
- * list of services (start, API, reload). 0, or -1 with err (out of
- * memory, or a discovery block the client library refuses). */
-int l4_discovery_sync(struct l4d *d, char *err, size_t errlen);
+/* Follow the registry service of every service that has discovery (one
+ * subscription per service; one kept while its service and discovery
+ * block stay, the others dropped) and apply the lists that changed.
+ * Called after every change of the list of services: the API's, a
+ * reload's. Never fails: a subscription that cannot start is logged and
+ * shown in the service's status (last_error), and retried at the next
+ * call. */
+void l4_discovery_sync(struct l4d *d);
 
-/* For a reload or an API change that replaces the services: the reals of
- * every service in next[0..n) that has discovery become the reals the
- * running service of the same PROTO:VIP has now (the file lists none),
- * so the change keeps them and their flows. 0, or -1 (out of memory). */
+/* At start, before the first tables: follow every discovered service,
+ * wait up to wait_ms for their lists (the registry's, or the cache's at
+ * once), and make them the reals of d's services, so that the first
+ * tables hold them (and a restart finds their indexes again in the
+ * pinned maps). Needs the event loop (d->loop) for later changes. */
+void l4_discovery_start(struct l4d *d, uint32_t wait_ms);
+
+/* For a reload, which replaces the services with the file's (which lists
+ * no reals for a discovered service): every service of next[0..n) that
+ * follows the same registry service as the running service of the same
+ * PROTO:VIP gets that service's reals, so they and their flows stay.
+ * 0, or -1 (out of memory). */
 int l4_discovery_carry_reals(const struct l4d *d, struct cfg_l4_service *next, size_t n);
 
-/* The status of service s (index into d's services), or NULL when it has
- * no discovery. Valid until the next change. */
-const struct l4_disc_status *l4_discovery_status(const struct l4d *d, size_t s);
+/* The state of d's service s, or NULL when it has no discovery. */
+const struct l4_disc_status *l4_discovery_status(struct l4d *d, size_t s);
 
-/* Stop every subscription (exit). */
+/* Stop following (the clients' threads stop). At exit. */
 void l4_discovery_free(struct l4d *d);
 
 #endif
