@@ -20,6 +20,8 @@
 
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,10 +253,27 @@ static void follower_drop(struct l4_discovery *disc, size_t i)
     disc->n--;
 }
 
+/* discovery_follow() may start the client library's threads, which take
+ * the signal mask of the thread that starts them. At start-up the daemon
+ * does not block its signals yet (a stop then ends the process at once),
+ * and a SIGTERM delivered to one of those threads would kill the process
+ * instead of reaching the daemon's signalfd later: they start with every
+ * signal blocked, whatever the caller's mask. */
+static struct discovery_sub *follow_signals_blocked(struct discovery *ds, const struct cfg_discovery *conf, char *err,
+                                                    size_t errlen)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    struct discovery_sub *sub = discovery_follow(ds, conf, err, errlen);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return sub;
+}
+
 static void follow(struct l4_discovery *disc, struct follower *f)
 {
     char err[200];
-    f->sub = discovery_follow(disc->ds, &f->conf, err, sizeof err);
+    f->sub = follow_signals_blocked(disc->ds, &f->conf, err, sizeof err);
     if (f->sub) {
         f->st.last_error[0] = '\0';
         log_info("service %s: following registry service %s (registries %s)", f->name, f->conf.service,

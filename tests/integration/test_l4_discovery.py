@@ -149,7 +149,7 @@ def start_l4(topo, want, health=True):
     return l4.start(ready=table_of(want))
 
 
-def table_of(names, weight=r"\d+"):
+def table_of(names, weight=r"[1-9]\d*"):
     """A Maglev table log line with exactly these reals (any order)."""
     addrs = sorted(dict(REALS)[n] for n in names)
     return r"weights " + "".join(r"(?=.*%s:80=%s\b)" % (re.escape(a), weight) for a in addrs) + \
@@ -277,6 +277,7 @@ def test_l4_registry_outage_keeps_the_last_list(topo):
     registry.start()
     register("r3")
     assert wait_for(lambda: set(reals_of_service()) == addrs("r1", "r2", "r3"), 10), l4.new_log()
+    assert wait_for(lambda: re.search(table_of(["r1", "r2", "r3"]), l4.new_log(), re.M), 5), l4.new_log()
     bodies = get(30)
     assert {real_of(b) for b in bodies} == {"r1", "r2", "r3"}, bodies
     assert_conns_kept(by_real, ["r1", "r2"])
