@@ -347,3 +347,41 @@ def test_l4_discovery_reload_and_api_services(topo):
     assert wait_for(lambda: "no longer follows registry service alt" in l4.new_log(), 5), l4.new_log()
     assert l4.stop() == 0
     registry.stop()
+
+
+def test_l4_discovery_restart_without_registry(topo):
+    """The last list survives a restart of sluice l4 while no registry
+    answers (discovery.cache_dir): the reals come back from the cache with
+    their indexes, so established flows keep their real; without a cache
+    and without a registry a service starts empty and fills up once a
+    registry answers."""
+    registry = NsRegistry(topo).start()
+    register("r1")
+    register("r2")
+    l4 = L4(topo)
+    cache = topo.tmp / "discovery-cache"
+    l4.conf.write_text(l4_config() + "        cache_dir: %s\n" % cache)
+    l4.start(ready=table_of(["r1", "r2"]))
+    by_real = open_conns(topo, 6)
+    before = {a: r["index"] for a, r in reals_of_service().items()}
+    assert l4.stop() == 0
+    registry.kill9()
+
+    l4.start(ready=table_of(["r1", "r2"]))
+    assert service_doc()["discovery"]["source"] == "cache", service_doc()
+    assert {a: r["index"] for a, r in reals_of_service().items()} == before
+    assert_conns_kept(by_real, ["r1", "r2"])
+    bodies = get(20)
+    assert {real_of(b) for b in bodies} == {"r1", "r2"}, bodies
+    assert l4.stop() == 0
+
+    # No cache, no registry: no reals, until the registry is back.
+    l4.conf.write_text(l4_config())
+    l4.start(ready=r"weights $")
+    assert "no list of registry service web yet" in l4.new_log(), l4.new_log()
+    assert reals_of_service() == {} and service_doc()["discovery"]["source"] == "none"
+    registry.start()
+    assert wait_for(lambda: set(reals_of_service()) == addrs("r1", "r2"), 10), l4.new_log()
+    assert wait_for(lambda: service_doc()["discovery"]["source"] == "registry", 5), service_doc()
+    assert l4.stop() == 0
+    registry.stop()
