@@ -399,10 +399,29 @@ static json_t *backends_json(const struct pool_view *v, size_t p, uint64_t now)
     return arr;
 }
 
+static json_t *discovery_json(const struct pool_view *v, size_t p)
+{
+    struct pool_discovery_info d;
+    memset(&d, 0, sizeof d);
+    if (!v->ops->pool_discovery || !v->ops->pool_discovery(v->arg, p, &d))
+        return NULL;
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:s}", "service", d.service ? d.service : "",
+                     "source", d.source ? d.source : "none", "version", (json_int_t)d.version, "age_ms",
+                     (json_int_t)d.age_ms, "members", (json_int_t)d.members, "instances", (json_int_t)d.instances,
+                     "healthy", (json_int_t)d.healthy, "fail_open", d.fail_open, "registry_reachable",
+                     d.registry_reachable, "node", d.node ? d.node : "");
+}
+
 static json_t *pool_json(const struct pool_view *v, size_t p, uint64_t now)
 {
-    return json_pack("{s:s, s:s, s:o*}", "name", v->ops->pool_name(v->arg, p), "algorithm",
-                     v->ops->pool_algorithm(v->arg, p), "backends", backends_json(v, p, now));
+    json_t *pool = json_pack("{s:s, s:s, s:o*}", "name", v->ops->pool_name(v->arg, p), "algorithm",
+                             v->ops->pool_algorithm(v->arg, p), "backends", backends_json(v, p, now));
+    json_t *disc = pool ? discovery_json(v, p) : NULL;
+    if (disc && json_object_set_new(pool, "discovery", disc) < 0) {
+        json_decref(pool);
+        return NULL;
+    }
+    return pool;
 }
 
 static json_t *pools_json(const struct pool_view *v, uint64_t now)

@@ -102,6 +102,19 @@ struct pool_backend_info {
     struct pool_traffic traffic;
 };
 
+/* Where a pool's backends come from when a registry feeds it (a
+ * discovery: block): shown as the pool's "discovery" object. */
+struct pool_discovery_info {
+    const char *service;
+    const char *source;          /* "none", "registry", "cache", "failover" */
+    uint64_t version;            /* of the member list */
+    uint64_t age_ms;             /* since the list last came from a registry (0: never) */
+    uint32_t members, instances, healthy;
+    bool fail_open;              /* the service's protection is on: unhealthy members are used */
+    bool registry_reachable;
+    const char *node;            /* the registry node in use */
+};
+
 /* The tier's model. Indexes are stable while one request or one /metrics
  * rendering runs (they all run on the daemon's loop). */
 struct pool_view_ops {
@@ -116,6 +129,9 @@ struct pool_view_ops {
     size_t (*n_backends)(void *arg, size_t p);
     const struct sl_addr *(*backend_addr)(void *arg, size_t p, size_t b);
     void (*backend)(void *arg, size_t p, size_t b, uint64_t now_ms, struct pool_backend_info *out);
+    /* Optional: fills out and returns true for a pool fed by discovery.
+     * Strings live until the next call. */
+    bool (*pool_discovery)(void *arg, size_t p, struct pool_discovery_info *out);
     /* Apply a checked change to backend b of pool p. */
     void (*change)(void *arg, size_t p, size_t b, const struct backend_patch *pt);
 };

@@ -30,7 +30,9 @@
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "core/discovery.h"
 #include "proxy/proxy_admin.h"
+#include "proxy/proxy_discovery.h"
 #include "proxy/proxy_health.h"
 #include "proxy/proxy_module.h"
 #include "proxy/shared.h"
@@ -39,6 +41,7 @@
 #define MAX_GENERATIONS 8
 #define STOP_TIMEOUT_MS 35000
 #define RESTART_BACKOFF_MS 1000 /* before restarting a worker that keeps dying */
+#define DISCOVERY_SYNC_MS 250   /* discovered pools: reclaim drained slots, catch up */
 
 struct generation {
     struct sl_config *cfg;
@@ -50,6 +53,7 @@ struct generation {
     pid_t *pids;             /* [slot], 0 = not running */
     uint64_t *last_start;    /* [slot] ms, for crash-loop back-off */
     uint32_t *quick_deaths;  /* [slot] */
+    struct proxy_discovery *pd; /* its discovered pools' slots */
     bool retiring;
 };
 
@@ -64,6 +68,13 @@ struct master {
     struct ev_timer stop_timer;
     struct proxy_admin pools;    /* the current generation, as /api/pools shows it */
     struct proxy_health *health;
+    /* The registry clients of discovered pools (NULL until a configuration
+     * has one). They outlive generations: a reload keeps the clients and
+     * their lists. Their threads run in this process only (see
+     * spawn_worker). */
+    struct discovery *disc;
+    struct ev_io disc_io;
+    struct ev_timer disc_timer;
     bool stopping;
     uint64_t restarts;
 };
@@ -166,6 +177,7 @@ static void generation_free(struct generation *g)
     free(g->pids);
     free(g->last_start);
     free(g->quick_deaths);
+    proxy_discovery_free(g->pd);
     shared_destroy(g->sh);
     config_free(g->cfg);
     free(g);
@@ -179,6 +191,60 @@ static uint32_t worker_count(const struct master *m, const struct proxy_conf *cf
         return cfg->workers;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (uint32_t)n : 1;
+}
+
+static void discovery_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    struct master *m = io->data;
+    discovery_ack(m->disc);
+    if (!m->stopping)
+        proxy_discovery_sync(current(m)->pd, ev_clock_ms());
+}
+
+static void discovery_tick(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct master *m = t->data;
+    if (m->stopping)
+        return;
+    proxy_discovery_sync(current(m)->pd, ev_clock_ms());
+    ev_timer_start(loop, t, DISCOVERY_SYNC_MS);
+}
+
+static bool has_discovered_pool(const struct proxy_conf *pc)
+{
+    for (size_t p = 0; p < pc->n_pools; p++)
+        if (pc->pools[p].discovery)
+            return true;
+    return false;
+}
+
+/* The first configuration with a discovered pool starts the clients'
+ * set, its change signal and the catch-up timer. */
+static int discovery_start(struct master *m)
+{
+    if (m->disc)
+        return 0;
+    char err[256];
+    m->disc = discovery_new(err, sizeof err);
+    if (!m->disc) {
+        log_error("discovery: %s", err);
+        return -1;
+    }
+    ev_io_init(&m->disc_io, discovery_fd(m->disc), discovery_event, m);
+    ev_io_set(m->loop, &m->disc_io, EPOLLIN);
+    ev_timer_init(&m->disc_timer, discovery_tick, m);
+    ev_timer_start(m->loop, &m->disc_timer, DISCOVERY_SYNC_MS);
+    return 0;
+}
+
+static void discovery_stop(struct master *m)
+{
+    if (!m->disc)
+        return;
+    ev_io_stop(m->loop, &m->disc_io);
+    ev_timer_stop(m->loop, &m->disc_timer);
+    discovery_free(m->disc);
+    m->disc = NULL;
 }
 
 static struct generation *generation_new(struct master *m, struct sl_config *cfg, const struct generation *prev)
@@ -203,6 +269,18 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
         log_error("out of memory creating the worker generation");
         generation_free(g);
         return NULL;
+    }
+    /* Discovered pools' members into their slots first: state carries
+     * over by address. */
+    if (has_discovered_pool(g->pc)) {
+        char err[256];
+        if (discovery_start(m) < 0 || !(g->pd = proxy_discovery_new(m->disc, g->pc, g->sh, err, sizeof err))) {
+            if (m->disc)
+                log_error("%s: %s", g->cfg->path, err);
+            g->cfg = NULL; /* the caller still owns cfg on failure */
+            generation_free(g);
+            return NULL;
+        }
     }
     if (prev)
         shared_carry_over(g->sh, g->pc, prev->sh, prev->pc);
@@ -262,6 +340,13 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
         return -1;
     for (size_t i = 0; i < nl; i++)
         fds[i] = g->fds[i * g->n_workers + slot];
+    /* With discovered pools the master runs libsluice's threads, and
+     * fork() copies only this one: a lock another thread holds stays held
+     * for ever in the child. glibc re-initialises malloc's own locks in
+     * the child, so the worker may allocate, but nothing else of those
+     * threads' state is safe: the worker never calls into libsluice or
+     * core/discovery (it reads its members from the shared region), and
+     * close_inherited_fds() closes the discovery eventfd it inherits. */
     pid_t pid = fork();
     if (pid < 0) {
         log_error("cannot start worker %u: fork: %s; trying again in %d ms", slot, strerror(errno),
@@ -290,6 +375,7 @@ static void update_view(struct master *m)
     struct generation *g = current(m);
     m->pools.cfg = g->pc;
     m->pools.sh = g->sh;
+    m->pools.disc = g->pd;
     m->d.site.status.config_path = g->cfg->path;
     m->d.site.status.n_workers = g->n_workers;
     m->d.site.status.worker_pids = g->pids;
@@ -429,6 +515,8 @@ static void reload(struct master *m)
     m->n_gens++;
     proxy_health_stop(m->health);
     m->health = proxy_health_start(m->loop, g->pc, g->sh);
+    proxy_discovery_set_health(old->pd, NULL);
+    proxy_discovery_set_health(g->pd, m->health);
     m->d.site.status.reloads++;
     update_view(m);
     log_info("reload done: %u workers on the new configuration", g->n_workers);
@@ -458,6 +546,8 @@ static void begin_stop(struct master *m, int sig)
     }
     proxy_health_stop(m->health);
     m->health = NULL;
+    for (size_t i = 0; i < m->n_gens; i++)
+        proxy_discovery_set_health(m->gens[i]->pd, NULL);
     ev_timer_start(m->loop, &m->stop_timer, STOP_TIMEOUT_MS);
     if (all_workers_gone(m))
         daemon_stopped(&m->d);
@@ -500,6 +590,7 @@ static int fail_start(struct master *m, struct sl_config *cfg)
         generation_free(m->gens[i]);
     if (!m->n_gens)
         config_free(cfg);
+    discovery_stop(m);
     daemon_fini(&m->d);
     return 1;
 }
@@ -551,6 +642,7 @@ int master_run(const struct master_options *opt)
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(&m, g, s);
     m.health = proxy_health_start(m.loop, g->pc, g->sh);
+    proxy_discovery_set_health(g->pd, m.health);
     for (size_t i = 0; i < g->pc->n_listeners; i++) {
         const struct cfg_listener *l = &g->pc->listeners[i];
         log_info("listening on %s (%s, %s)", l->addr.text, l->name,
@@ -565,6 +657,7 @@ int master_run(const struct master_options *opt)
     proxy_health_stop(m.health);
     for (size_t i = 0; i < m.n_gens; i++)
         generation_free(m.gens[i]);
+    discovery_stop(&m);
     daemon_fini(&m.d);
     log_info("stopped");
     return 0;

@@ -6,18 +6,71 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "lib/balance.h"
+#include "lib/hash.h"
+#include "proxy/slots.h"
 #include "core/log.h"
+
+static void close_idle(struct backend_rt *b)
+{
+    while (b->idle)
+        upstream_close(b->idle);
+}
+
+/* The slot holds another member now (or none): what this worker kept for
+ * the old one goes. The master reuses a slot only once it is quiet, so
+ * normally there is nothing left; closing is the safe side. */
+static void slot_take_member(struct backend_rt *b, const struct sl_addr *addr)
+{
+    close_idle(b);
+    b->slot_cfg.addr = *addr;
+    b->slot_cfg.weight = 1;
+    b->slot_key_flip ^= 1;
+    char *key = b->slot_key[b->slot_key_flip];
+    if (addr->len)
+        snprintf(key, sizeof b->slot_key[0], "%s", addr->text);
+    else
+        snprintf(key, sizeof b->slot_key[0], "empty-slot-%zu", b->index);
+    snprintf(b->sticky_token, sizeof b->sticky_token, "%016llx",
+             (unsigned long long)sl_hash64(addr->text, strlen(addr->text), 0x571c4eULL));
+}
+
+void pool_sync_slots(struct worker *w, struct pool_rt *p)
+{
+    if (!p->discovered)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        struct backend_rt *b = &p->b[i];
+        if (shared_slot_seq(b->sh) != b->slot_seq) {
+            struct sl_addr a;
+            b->slot_seq = shared_slot_read(b->sh, &a);
+            if (!addr_equal(&a, &b->slot_cfg.addr) || a.len != b->slot_cfg.addr.len)
+                slot_take_member(b, &a);
+            p->keys[i] = b->slot_key[b->slot_key_flip];
+        }
+        b->slot_active = atomic_load_explicit(&b->sh->slot_state, memory_order_relaxed) == SLOT_ACTIVE;
+        /* A removed member: no new requests, and its pooled connections
+         * go now (in-flight ones finish on their own). */
+        if (!b->slot_active)
+            close_idle(b);
+    }
+}
 
 void pool_refresh(struct worker *w, struct pool_rt *p)
 {
     uint64_t now = ev_now(w->loop);
     uint32_t available = 0;
     for (size_t i = 0; i < p->n; i++) {
+        if (p->discovered && !p->b[i].slot_active) {
+            p->weights[i] = 0;
+            continue;
+        }
         p->weights[i] = shared_effective_weight(p->b[i].sh, p->cfg->slow_start_ms, now);
         if (p->weights[i])
             available++;
@@ -145,7 +198,8 @@ void upstream_release(struct upstream_conn *u)
     struct backend_rt *b = u->b;
     atomic_fetch_sub_explicit(&b->ctr->active, 1, memory_order_relaxed);
     u->owner = NULL;
-    if (b->n_idle >= u->pool->cfg->keepalive || u->w->draining || buf_len(&u->in)) {
+    bool removed = u->pool->discovered && !b->slot_active; /* a member leaving the pool */
+    if (b->n_idle >= u->pool->cfg->keepalive || u->w->draining || buf_len(&u->in) || removed) {
         ev_io_stop(u->w->loop, &u->io);
         transport_close(&u->tr, false);
         ev_defer_free(u->w->loop, u, upstream_free);

@@ -18,6 +18,9 @@
 #include "proxy/transport.h"
 #include "proxy/worker.h"
 
+/* A discovered pool: pick up the members the master put in its slots
+ * (a new member's address; a removed one's idle connections closed). */
+void pool_sync_slots(struct worker *w, struct pool_rt *p);
 /* Recompute effective weights from the shared region (cheap if unchanged). */
 void pool_refresh(struct worker *w, struct pool_rt *p);
 /* Pick a backend: -1 when none is available. */

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proxy/slots.h"
+
 void proxy_admin_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt)
 {
     struct shared_backend *sb = &sh->backends[gidx];
@@ -44,7 +46,7 @@ static bool view_consistent(void *arg)
         return false;
     size_t n = 0;
     for (size_t p = 0; p < v->cfg->n_pools; p++)
-        n += v->cfg->pools[p].n_backends;
+        n += cfg_pool_slots(&v->cfg->pools[p]);
     return n == v->sh->n_backends && v->cfg->n_listeners == v->sh->n_listeners;
 }
 
@@ -102,30 +104,78 @@ static const char *view_pool_algorithm(void *arg, size_t p)
     return lb_algorithm_name(v->cfg->pools[p].algorithm);
 }
 
+/* A discovered pool shows the members in its slots (active or draining),
+ * in slot order: b is the b-th slot that holds one. */
+static size_t view_slot(const struct proxy_admin *v, size_t p, size_t b)
+{
+    size_t first = v->sh->pool_first[p], n = cfg_pool_slots(&v->cfg->pools[p]);
+    for (size_t i = 0; i < n; i++)
+        if (atomic_load(&v->sh->backends[first + i].slot_state) != SLOT_EMPTY && b-- == 0)
+            return first + i;
+    return first; /* not reached: b < view_n_backends() */
+}
+
+static size_t view_gidx(const struct proxy_admin *v, size_t p, size_t b)
+{
+    return v->cfg->pools[p].discovery ? view_slot(v, p, b) : shared_backend_index(v->sh, p, b);
+}
+
 static size_t view_n_backends(void *arg, size_t p)
 {
     const struct proxy_admin *v = arg;
-    return v->cfg->pools[p].n_backends;
+    const struct cfg_pool *pool = &v->cfg->pools[p];
+    if (!pool->discovery)
+        return pool->n_backends;
+    size_t used = 0, first = v->sh->pool_first[p];
+    for (size_t i = 0; i < cfg_pool_slots(pool); i++)
+        used += atomic_load(&v->sh->backends[first + i].slot_state) != SLOT_EMPTY;
+    return used;
 }
 
 static const struct sl_addr *view_backend_addr(void *arg, size_t p, size_t b)
 {
     const struct proxy_admin *v = arg;
+    if (v->cfg->pools[p].discovery)
+        return &v->sh->backends[view_slot(v, p, b)].slot_addr;
     return &v->cfg->pools[p].backends[b].addr;
+}
+
+/* A discovered member's counters are its own: the slot's totals minus
+ * what earlier members of the slot counted. */
+static void minus_baseline(struct backend_counters *c, const struct backend_counters *base)
+{
+    if (!base)
+        return;
+#define SUB(f) atomic_store(&c->f, atomic_load(&c->f) - atomic_load(&base->f))
+    SUB(requests);
+    for (int k = 0; k < 6; k++)
+        SUB(responses[k]);
+    SUB(connect_failures);
+    SUB(upstream_errors);
+    SUB(retries);
+    SUB(bytes_sent);
+    SUB(bytes_received);
+#undef SUB
 }
 
 static void view_backend(void *arg, size_t p, size_t b, uint64_t now, struct pool_backend_info *r)
 {
     const struct proxy_admin *v = arg;
     const struct cfg_pool *pool = &v->cfg->pools[p];
-    size_t g = shared_backend_index(v->sh, p, b);
+    size_t g = view_gidx(v, p, b);
     const struct shared_backend *sb = &v->sh->backends[g];
     struct backend_counters c;
     shared_sum_backend(v->sh, g, &c);
+    if (pool->discovery)
+        minus_baseline(&c, proxy_discovery_baseline(v->disc, g));
     memset(r, 0, sizeof *r);
     shared_backend_ctl(sb, &r->ctl);
     r->effective_weight = backend_effective_weight(&r->ctl, pool->slow_start_ms, now);
     r->state = backend_state_name(&r->ctl, pool->slow_start_ms, now);
+    if (pool->discovery && atomic_load(&sb->slot_state) == SLOT_DRAINING) {
+        r->state = "removed"; /* gone from the registry's list: draining */
+        r->effective_weight = 0;
+    }
     memcpy(r->last_check, sb->last_check, sizeof sb->last_check);
     r->last_check[sizeof sb->last_check] = '\0';
     r->checks_ok = sb->checks_ok;
@@ -146,7 +196,28 @@ static void view_backend(void *arg, size_t p, size_t b, uint64_t now, struct poo
 static void view_change(void *arg, size_t p, size_t b, const struct backend_patch *pt)
 {
     const struct proxy_admin *v = arg;
-    proxy_admin_apply_patch(v->sh, shared_backend_index(v->sh, p, b), pt);
+    proxy_admin_apply_patch(v->sh, view_gidx(v, p, b), pt);
+}
+
+static bool view_pool_discovery(void *arg, size_t p, struct pool_discovery_info *out)
+{
+    struct proxy_admin *v = arg;
+    static struct discovery_status st; /* the strings out points to live here until the next call */
+    if (!v->cfg->pools[p].discovery || !proxy_discovery_status(v->disc, p, &st))
+        return false;
+    *out = (struct pool_discovery_info){
+        .service = v->cfg->pools[p].discovery->service,
+        .source = st.source_name,
+        .version = st.version,
+        .age_ms = st.age_ms,
+        .members = st.members,
+        .instances = st.instances,
+        .healthy = st.healthy,
+        .fail_open = st.fail_open,
+        .registry_reachable = st.registry_reachable,
+        .node = st.node,
+    };
+    return true;
 }
 
 static const struct pool_view_ops proxy_pool_view_ops = {
@@ -160,6 +231,7 @@ static const struct pool_view_ops proxy_pool_view_ops = {
     .backend_addr = view_backend_addr,
     .backend = view_backend,
     .change = view_change,
+    .pool_discovery = view_pool_discovery,
 };
 
 int proxy_admin_mount(struct admin_site *site, struct proxy_admin *pa)

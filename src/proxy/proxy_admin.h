@@ -12,6 +12,7 @@
 #include "core/admin.h"
 #include "core/pool_view.h"
 #include "proxy/proxy_conf.h"
+#include "proxy/proxy_discovery.h"
 #include "proxy/shared.h"
 
 /* What the routes look at: the master swaps cfg and sh together on
@@ -19,6 +20,7 @@
 struct proxy_admin {
     const struct proxy_conf *cfg;
     struct shared_state *sh;
+    struct proxy_discovery *disc;     /* its discovered pools, NULL if none */
     struct pool_view view;            /* set by proxy_admin_mount */
 };
 

@@ -276,15 +276,16 @@ static void parse_backends(struct config_ctx *c, const struct ynode *v, struct c
 struct pool_state {
     struct cfg_pool *p;
     int name_line;
+    int discovery_line;
 };
 
 enum {
     POK_NAME, POK_ALGORITHM, POK_HASH_KEY, POK_STICKY_COOKIE, POK_RETRIES, POK_KEEPALIVE,
-    POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS,
+    POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS, POK_DISCOVERY,
 };
 static const char *const pool_keys[] = {
     "name",      "algorithm",  "hash_key",     "sticky_cookie", "retries", "keepalive",
-    "slow_start", "health_check", "passive",    "backends",      NULL,
+    "slow_start", "health_check", "passive",    "backends",      "discovery", NULL,
 };
 
 /* "client_ip" | "uri" | "header:NAME" | "cookie:NAME" */
@@ -352,6 +353,14 @@ static void pool_field(struct config_ctx *c, int key, const struct ynode *v, voi
     case POK_BACKENDS:
         parse_backends(c, v, p);
         break;
+    case POK_DISCOVERY:
+        st->discovery_line = config_key_line(c);
+        if (!p->discovery) {
+            p->discovery = config_xcalloc(1, sizeof *p->discovery);
+            discovery_conf_defaults(p->discovery);
+        }
+        discovery_conf_parse(c, v, p->discovery);
+        break;
     }
 }
 
@@ -364,7 +373,12 @@ static int parse_pool(struct config_ctx *c, const struct ynode *v, struct cfg_po
         return 0;
     if (!config_map_has_key(v, "name"))
         config_missing_key(c, v, "name");
-    if (!config_map_has_key(v, "backends"))
+    /* One source of backends: the fixed list or the registry. */
+    bool has_backends = config_map_has_key(v, "backends"), has_discovery = config_map_has_key(v, "discovery");
+    if (has_backends && has_discovery)
+        config_err_in(c, st.discovery_line, "discovery",
+                      "a pool takes its backends from \"backends\" or from \"discovery\", not both");
+    else if (!has_backends && !has_discovery)
         config_missing_key(c, v, "backends");
     return st.name_line;
 }
@@ -868,6 +882,9 @@ static void free_pool(struct cfg_pool *p)
     free(p->sticky_cookie);
     hc_conf_free(&p->health);
     free(p->backends);
+    if (p->discovery)
+        discovery_conf_free(p->discovery);
+    free(p->discovery);
 }
 
 static void free_listener(struct cfg_listener *l)

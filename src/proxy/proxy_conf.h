@@ -15,6 +15,7 @@
 #include "lib/addr.h"
 #include "lib/balance.h"
 #include "core/config.h"
+#include "core/discovery_conf.h"
 #include "core/health_conf.h"
 
 enum hash_key_kind {
@@ -51,10 +52,21 @@ struct cfg_pool {
     uint32_t slow_start_ms;      /* weight ramp after a backend comes back; default 0 = off */
     struct cfg_health health;
     struct cfg_passive passive;
-    struct cfg_backend *backends;
+    struct cfg_backend *backends;  /* NULL for a discovered pool */
     size_t n_backends;
+    /* "discovery:": the backends come from a registry service instead
+     * (core/discovery_conf.h); NULL for a pool with a fixed list. */
+    struct cfg_discovery *discovery;
     int line;
 };
+
+/* Backend slots the pool has in the shared region: its fixed backends, or
+ * for a discovered pool discovery.max_members slots that members come and
+ * go in (proxy/slots.h). */
+static inline size_t cfg_pool_slots(const struct cfg_pool *p)
+{
+    return p->discovery ? p->discovery->max_members : p->n_backends;
+}
 
 struct cfg_route {
     char *host;          /* NULL = any host; "*.example.com" matches subdomains */

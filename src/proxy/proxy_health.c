@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/health.h"
+#include "core/log.h"
 
 /* What a target's results go to: its backend's row of the shared region. */
 struct backend_mirror {
@@ -15,8 +16,11 @@ struct backend_mirror {
 
 struct proxy_health {
     struct ev_loop *loop;
+    const struct proxy_conf *cfg;
+    struct shared_state *sh;
     struct hc_set *set;
     struct backend_mirror *mirrors;   /* [sh->n_backends], global order */
+    struct hc_target **targets;       /* [sh->n_backends]: NULL for an empty slot */
 };
 
 static void mirror(void *arg, const struct hc_status *st, bool changed)
@@ -55,6 +59,7 @@ static void proxy_health_free(void *p)
 {
     struct proxy_health *ph = p;
     free(ph->mirrors);
+    free(ph->targets);
     free(ph);
 }
 
@@ -65,21 +70,28 @@ struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct proxy
         return NULL;
     ph->loop = loop;
     ph->set = hc_set_new(loop);
+    ph->cfg = cfg;
+    ph->sh = sh;
     ph->mirrors = calloc(sh->n_backends + 1, sizeof *ph->mirrors);
-    if (!ph->set || !ph->mirrors) {
+    ph->targets = calloc(sh->n_backends + 1, sizeof *ph->targets);
+    if (!ph->set || !ph->mirrors || !ph->targets) {
         hc_set_free(ph->set);
         proxy_health_free(ph);
         return NULL;
     }
     for (size_t p = 0; p < cfg->n_pools; p++) {
         const struct cfg_pool *pool = &cfg->pools[p];
-        for (size_t b = 0; b < pool->n_backends; b++) {
+        for (size_t b = 0; b < cfg_pool_slots(pool); b++) {
             size_t g = shared_backend_index(sh, p, b);
             ph->mirrors[g] = (struct backend_mirror){ sh, &sh->backends[g] };
-            struct hc_target_spec spec = { .addr = pool->backends[b].addr, .check = &pool->health,
+            const struct sl_addr *addr = shared_backend_addr(sh, cfg, p, b);
+            if (!addr)
+                continue; /* an empty slot */
+            struct hc_target_spec spec = { .addr = *addr, .check = &pool->health,
                                            .group = pool->name, .on_result = mirror, .arg = &ph->mirrors[g] };
             status_of(&sh->backends[g], &spec.initial);
-            if (!hc_add(ph->set, &spec)) {
+            ph->targets[g] = hc_add(ph->set, &spec);
+            if (!ph->targets[g]) {
                 proxy_health_stop(ph);
                 return NULL;
             }
@@ -94,4 +106,23 @@ void proxy_health_stop(struct proxy_health *ph)
         return;
     hc_set_free(ph->set);
     ev_defer_free(ph->loop, ph, proxy_health_free);
+}
+
+void proxy_health_slot_changed(struct proxy_health *ph, size_t pool, size_t g)
+{
+    if (!ph || g >= ph->sh->n_backends)
+        return;
+    if (ph->targets[g])
+        hc_remove(ph->set, ph->targets[g]);
+    ph->targets[g] = NULL;
+    const struct cfg_pool *p = &ph->cfg->pools[pool];
+    const struct sl_addr *addr = shared_backend_addr(ph->sh, ph->cfg, pool, g - ph->sh->pool_first[pool]);
+    if (!addr)
+        return;
+    struct hc_target_spec spec = { .addr = *addr, .check = &p->health, .group = p->name, .on_result = mirror,
+                                   .arg = &ph->mirrors[g] };
+    status_of(&ph->sh->backends[g], &spec.initial);
+    ph->targets[g] = hc_add(ph->set, &spec);
+    if (!ph->targets[g])
+        log_error("pool %s: out of memory starting the health checks of %s", p->name, addr->text);
 }

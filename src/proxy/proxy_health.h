@@ -25,4 +25,8 @@ struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct proxy
  * callback of the same loop (the memory goes after the current batch). */
 void proxy_health_stop(struct proxy_health *ph);
 
+/* A discovered pool's slot g got another member (or emptied): its checks
+ * restart against the address the slot holds now (none when empty). */
+void proxy_health_slot_changed(struct proxy_health *ph, size_t pool, size_t g);
+
 #endif

@@ -75,11 +75,15 @@ static int proxy_run(int argc, char **argv)
 static void proxy_check_summary(const struct sl_config *cfg, struct strbuf *out)
 {
     const struct proxy_conf *pc = proxy_conf(cfg);
-    size_t backends = 0;
-    for (size_t i = 0; i < pc->n_pools; i++)
+    size_t backends = 0, discovered = 0;
+    for (size_t i = 0; i < pc->n_pools; i++) {
         backends += pc->pools[i].n_backends;
+        discovered += pc->pools[i].discovery != NULL;
+    }
     strbuf_printf(out, "%zu listener%s, %zu pool%s, %zu backend%s", pc->n_listeners, pc->n_listeners == 1 ? "" : "s",
                   pc->n_pools, pc->n_pools == 1 ? "" : "s", backends, backends == 1 ? "" : "s");
+    if (discovered)
+        strbuf_printf(out, " (%zu pool%s from discovery)", discovered, discovered == 1 ? "" : "s");
 }
 
 static const struct config_section *const proxy_sections[] = { &proxy_conf_section, NULL };

@@ -11,7 +11,7 @@ struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_work
 {
     size_t n_backends = 0;
     for (size_t p = 0; p < cfg->n_pools; p++)
-        n_backends += cfg->pools[p].n_backends;
+        n_backends += cfg_pool_slots(&cfg->pools[p]);
     size_t nw = n_workers ? n_workers : 1;
 
     size_t off_first = align64(sizeof(struct shared_state));
@@ -39,9 +39,10 @@ struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_work
     size_t i = 0;
     for (size_t p = 0; p < cfg->n_pools; p++) {
         sh->pool_first[p] = i;
-        for (size_t b = 0; b < cfg->pools[p].n_backends; b++, i++) {
+        for (size_t b = 0; b < cfg_pool_slots(&cfg->pools[p]); b++, i++) {
             struct shared_backend *sb = &sh->backends[i];
-            atomic_store(&sb->weight, cfg->pools[p].backends[b].weight);
+            /* A discovered pool's slots start empty; the master fills them. */
+            atomic_store(&sb->weight, cfg->pools[p].discovery ? 0 : cfg->pools[p].backends[b].weight);
             atomic_store(&sb->admin, BACKEND_ENABLED);
             atomic_store(&sb->health, HEALTH_UP);
             /* A fresh start is not a recovery: no slow start. */
@@ -131,6 +132,48 @@ static void carry_over_listeners(struct shared_state *dst, const struct proxy_co
     }
 }
 
+const struct sl_addr *shared_backend_addr(const struct shared_state *sh, const struct proxy_conf *cfg, size_t pool,
+                                          size_t b)
+{
+    const struct cfg_pool *p = &cfg->pools[pool];
+    if (!p->discovery)
+        return &p->backends[b].addr;
+    const struct shared_backend *sb = &sh->backends[shared_backend_index(sh, pool, b)];
+    return atomic_load(&sb->slot_state) == 0 /* SLOT_EMPTY */ ? NULL : &sb->slot_addr;
+}
+
+/* Backend state by address: the configured weight wins when the file
+ * changed it; a discovered member's weight is the registry's, set by the
+ * master already. */
+static void carry_backend(struct shared_state *dst, const struct proxy_conf *dst_cfg, size_t p, size_t b,
+                          const struct shared_state *src, const struct proxy_conf *src_cfg, size_t sp, size_t k)
+{
+    struct shared_backend *d = &dst->backends[shared_backend_index(dst, p, b)];
+    const struct shared_backend *s = &src->backends[shared_backend_index(src, sp, k)];
+    const struct cfg_pool *dpool = &dst_cfg->pools[p], *spool = &src_cfg->pools[sp];
+    /* An API weight change survives a reload only if the file still says
+     * what it said before; a new value in the file wins. */
+    if (!dpool->discovery && !spool->discovery && dpool->backends[b].weight == spool->backends[k].weight)
+        atomic_store(&d->weight, atomic_load(&s->weight));
+    atomic_store(&d->admin, atomic_load(&s->admin));
+    atomic_store(&d->health, atomic_load(&s->health));
+    atomic_store(&d->up_since_ms, atomic_load(&s->up_since_ms));
+    atomic_store(&d->consecutive_fails, atomic_load(&s->consecutive_fails));
+    atomic_store(&d->eject_count, atomic_load(&s->eject_count));
+    atomic_store(&d->ejected_until_ms, atomic_load(&s->ejected_until_ms));
+    d->check_rise = s->check_rise;
+    d->check_fall = s->check_fall;
+    d->checks_ok = s->checks_ok;
+    d->checks_failed = s->checks_failed;
+    memcpy(d->last_check, s->last_check, sizeof d->last_check);
+    /* Totals go into worker 0's row; gauges start from zero. */
+    struct backend_counters sum;
+    shared_sum_backend(src, shared_backend_index(src, sp, k), &sum);
+    atomic_store(&sum.active, 0);
+    atomic_store(&sum.idle, 0);
+    add_backend_counters(shared_bctr(dst, 0, shared_backend_index(dst, p, b)), &sum);
+}
+
 void shared_carry_over(struct shared_state *dst, const struct proxy_conf *dst_cfg,
                        const struct shared_state *src, const struct proxy_conf *src_cfg)
 {
@@ -138,39 +181,54 @@ void shared_carry_over(struct shared_state *dst, const struct proxy_conf *dst_cf
         int sp = proxy_conf_pool_index(src_cfg, dst_cfg->pools[p].name);
         if (sp < 0)
             continue;
-        const struct cfg_pool *spool = &src_cfg->pools[sp];
-        for (size_t b = 0; b < dst_cfg->pools[p].n_backends; b++) {
-            for (size_t k = 0; k < spool->n_backends; k++) {
-                if (!addr_equal(&dst_cfg->pools[p].backends[b].addr, &spool->backends[k].addr))
-                    continue;
-                struct shared_backend *d = &dst->backends[shared_backend_index(dst, p, b)];
-                const struct shared_backend *s = &src->backends[shared_backend_index(src, (size_t)sp, k)];
-                /* An API weight change survives a reload only if the file
-                 * still says what it said before; a new value in the file wins. */
-                if (dst_cfg->pools[p].backends[b].weight == spool->backends[k].weight)
-                    atomic_store(&d->weight, atomic_load(&s->weight));
-                atomic_store(&d->admin, atomic_load(&s->admin));
-                atomic_store(&d->health, atomic_load(&s->health));
-                atomic_store(&d->up_since_ms, atomic_load(&s->up_since_ms));
-                atomic_store(&d->consecutive_fails, atomic_load(&s->consecutive_fails));
-                atomic_store(&d->eject_count, atomic_load(&s->eject_count));
-                atomic_store(&d->ejected_until_ms, atomic_load(&s->ejected_until_ms));
-                d->check_rise = s->check_rise;
-                d->check_fall = s->check_fall;
-                d->checks_ok = s->checks_ok;
-                d->checks_failed = s->checks_failed;
-                memcpy(d->last_check, s->last_check, sizeof d->last_check);
-                /* Totals go into worker 0's row; gauges start from zero. */
-                struct backend_counters sum;
-                shared_sum_backend(src, shared_backend_index(src, (size_t)sp, k), &sum);
-                atomic_store(&sum.active, 0);
-                atomic_store(&sum.idle, 0);
-                add_backend_counters(shared_bctr(dst, 0, shared_backend_index(dst, p, b)), &sum);
-                break;
+        size_t n_src = cfg_pool_slots(&src_cfg->pools[sp]);
+        for (size_t b = 0; b < cfg_pool_slots(&dst_cfg->pools[p]); b++) {
+            const struct sl_addr *a = shared_backend_addr(dst, dst_cfg, p, b);
+            for (size_t k = 0; a && k < n_src; k++) {
+                const struct sl_addr *o = shared_backend_addr(src, src_cfg, (size_t)sp, k);
+                if (o && addr_equal(a, o)) {
+                    carry_backend(dst, dst_cfg, p, b, src, src_cfg, (size_t)sp, k);
+                    break;
+                }
             }
         }
     }
     carry_over_listeners(dst, dst_cfg, src, src_cfg);
+}
+
+void shared_slot_write(struct shared_state *sh, size_t g, const struct sl_addr *addr, uint32_t state)
+{
+    struct shared_backend *sb = &sh->backends[g];
+    uint32_t seq = atomic_load_explicit(&sb->slot_seq, memory_order_relaxed);
+    atomic_store_explicit(&sb->slot_seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    if (addr)
+        sb->slot_addr = *addr;
+    else
+        memset(&sb->slot_addr, 0, sizeof sb->slot_addr);
+    atomic_store_explicit(&sb->slot_state, state, memory_order_relaxed);
+    atomic_store_explicit(&sb->slot_seq, seq + 2, memory_order_release);
+    atomic_fetch_add(&sh->generation, 1);
+}
+
+uint32_t shared_slot_seq(const struct shared_backend *b)
+{
+    return atomic_load_explicit(&b->slot_seq, memory_order_acquire);
+}
+
+uint32_t shared_slot_read(const struct shared_backend *b, struct sl_addr *out)
+{
+    for (;;) {
+        uint32_t before = atomic_load_explicit(&b->slot_seq, memory_order_acquire);
+        if (before & 1)
+            continue; /* the master is in the middle of a write: a few stores */
+        /* A copy that may race with the next write; the sequence check
+         * below throws it away if it did. */
+        memcpy(out, (const void *)&b->slot_addr, sizeof *out);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&b->slot_seq, memory_order_relaxed) == before)
+            return before;
+    }
 }
 
 void shared_backend_ctl(const struct shared_backend *b, struct backend_ctl *out)

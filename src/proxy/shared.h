@@ -38,6 +38,15 @@ struct shared_backend {
     uint32_t check_rise, check_fall;  /* current streaks */
     uint64_t checks_ok, checks_failed;
     char last_check[96];              /* last result in words */
+    /* A discovered pool's slot (proxy/slots.h): which member sits here.
+     * The master writes slot_addr under slot_seq, a sequence lock (odd
+     * while it writes), so a worker never reads a torn address: it reads
+     * the sequence, the address, the sequence again, and retries if it
+     * moved. slot_state is enum slot_state (SLOT_EMPTY for fixed pools'
+     * backends, which never look at it). */
+    _Atomic uint32_t slot_seq;
+    _Atomic uint32_t slot_state;
+    struct sl_addr slot_addr;
 };
 
 /* One worker's counters for one backend. Written by that worker only. */
@@ -83,7 +92,8 @@ struct shared_state {
     uint32_t n_workers;
     size_t n_backends;                /* across all pools, in config order */
     size_t n_listeners;
-    size_t *pool_first;               /* pool p's backends are [pool_first[p], pool_first[p+1]) */
+    size_t *pool_first;               /* pool p's backends (or slots, cfg_pool_slots) are
+                                       * [pool_first[p], pool_first[p+1]) */
     struct shared_backend *backends;  /* [n_backends] */
     struct backend_counters *bctr;    /* [n_workers][n_backends] */
     struct listener_counters *lctr;   /* [n_workers][n_listeners] */
@@ -119,6 +129,20 @@ static inline size_t shared_backend_index(const struct shared_state *sh, size_t 
 {
     return sh->pool_first[pool] + b;
 }
+
+/* The address backend b of pool p has now: its configured one, or a
+ * discovered pool's slot member (NULL for an empty slot). For the master,
+ * which is the slots' only writer. */
+const struct sl_addr *shared_backend_addr(const struct shared_state *sh, const struct proxy_conf *cfg, size_t pool,
+                                          size_t b);
+
+/* Master: put a member into slot g (addr NULL: empty it), state as given;
+ * bumps the region's generation. */
+void shared_slot_write(struct shared_state *sh, size_t g, const struct sl_addr *addr, uint32_t state);
+/* Worker: the slot's sequence now (even when stable), and a consistent
+ * copy of its address; returns the sequence the copy belongs to. */
+uint32_t shared_slot_seq(const struct shared_backend *b);
+uint32_t shared_slot_read(const struct shared_backend *b, struct sl_addr *out);
 
 /* The backend's control values now (relaxed loads). */
 void shared_backend_ctl(const struct shared_backend *b, struct backend_ctl *out);

@@ -172,8 +172,10 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
 {
     struct worker *w = t->data;
     atomic_store_explicit(&w->sh->workers[w->id].heartbeat_ms, ev_now(loop), memory_order_relaxed);
-    for (size_t p = 0; p < w->n_pools; p++)
+    for (size_t p = 0; p < w->n_pools; p++) {
+        pool_sync_slots(w, &w->pools[p]);
         pool_refresh(w, &w->pools[p]);
+    }
     if (++w->ticks % 10 == 0 || w->draining)
         pool_sweep_idle(w);
     for (size_t i = 0; i < w->n_listeners; i++) {
@@ -228,8 +230,9 @@ static int setup_pools(struct worker *w)
     for (size_t p = 0; p < cfg->n_pools; p++) {
         struct pool_rt *pr = &w->pools[p];
         const struct cfg_pool *pc = &cfg->pools[p];
-        size_t n = pc->n_backends;
+        size_t n = cfg_pool_slots(pc);
         pr->cfg = pc;
+        pr->discovered = pc->discovery != NULL;
         pr->index = p;
         pr->n = n;
         pr->b = calloc(n, sizeof *pr->b);
@@ -244,16 +247,25 @@ static int setup_pools(struct worker *w)
             struct backend_rt *b = &pr->b[i];
             b->index = i;
             b->gidx = shared_backend_index(w->sh, p, i);
-            b->cfg = &pc->backends[i];
+            b->cfg = pr->discovered ? &b->slot_cfg : &pc->backends[i];
             b->sh = &w->sh->backends[b->gidx];
             b->ctr = shared_bctr(w->sh, w->id, b->gidx);
             /* Gauges of a crashed predecessor in this slot are stale. */
             atomic_store(&b->ctr->active, 0);
             atomic_store(&b->ctr->idle, 0);
+            if (pr->discovered) {
+                /* Forces the first pool_sync_slots to read every slot. */
+                b->slot_seq = UINT32_MAX;
+                for (int k = 0; k < 2; k++)
+                    snprintf(b->slot_key[k], sizeof b->slot_key[k], "empty-slot-%zu", i);
+                pr->keys[i] = b->slot_key[0];
+                continue;
+            }
             pr->keys[i] = b->cfg->addr.text;
             snprintf(b->sticky_token, sizeof b->sticky_token, "%016llx",
                      (unsigned long long)sl_hash64(b->cfg->addr.text, strlen(b->cfg->addr.text), 0x571c4eULL));
         }
+        pool_sync_slots(w, pr);
         pool_refresh(w, pr);
     }
     return 0;

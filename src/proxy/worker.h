@@ -29,6 +29,14 @@ struct backend_rt {
     struct upstream_conn *idle;       /* pooled keep-alive connections (LIFO) */
     uint32_t n_idle;
     char sticky_token[17];            /* cookie value that names this backend */
+    /* A discovered pool's slot: cfg points at slot_cfg, this worker's copy
+     * of the member the master put in the slot (see pool_sync_slots). */
+    struct cfg_backend slot_cfg;
+    uint32_t slot_seq;                /* the slot's sequence slot_cfg was read at */
+    bool slot_active;                 /* SLOT_ACTIVE: may take new requests */
+    char slot_key[2][64];             /* Maglev identity; flips on a new member so the
+                                       * balancer sees a new key pointer */
+    uint8_t slot_key_flip;
 };
 
 struct pool_rt {
@@ -42,6 +50,7 @@ struct pool_rt {
     uint32_t *outstanding;            /* requests in flight, per backend (p2c) */
     const char **keys;                /* backend "ip:port", Maglev identity */
     uint32_t available;               /* backends with weight > 0 */
+    bool discovered;                  /* b[] are slots of discovered members */
 };
 
 struct listener_rt {

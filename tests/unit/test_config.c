@@ -441,6 +441,19 @@ static const struct {
     { "pools:\n  - {name: a, backends: [1.2.3.4:5], slow_start: 25h}\n",
       "t.yaml:2: pools[0].slow_start: must be from 0ms to 24h, got \"25h\"" },
 
+    /* discovered pools */
+    { "pools:\n  - name: app\n    backends: [127.0.0.1:9001]\n    discovery:\n      service: web\n"
+      "      registries: [127.0.0.1:9950]\n",
+      "t.yaml:4: pools[0].discovery: a pool takes its backends from \"backends\" or from \"discovery\", not both" },
+    { "pools:\n  - name: app\n    discovery:\n      service: web\n      registries: [127.0.0.1:0]\n",
+      "t.yaml:5: pools[0].discovery.registries[0]: expected a registry address HOST:PORT or http://HOST:PORT, "
+      "got \"127.0.0.1:0\"" },
+    { "pools:\n  - name: app\n    discovery:\n      registries: [127.0.0.1:9950]\n",
+      "t.yaml:4: pools[0].discovery: missing required key \"service\"" },
+    { "pools:\n  - name: app\n    discovery:\n      service: web\n      registries: 127.0.0.1:9950\n"
+      "      max_members: 5000\n",
+      "t.yaml:6: pools[0].discovery.max_members: expected an integer from 1 to 4096, got \"5000\"" },
+
     /* health checks */
     { "pools:\n  - name: a\n    backends: [1.2.3.4:5]\n    health_check:\n      interval: 5ms\n",
       "t.yaml:5: pools[0].health_check.interval: must be from 10ms to 24h, got \"5ms\"" },
@@ -723,6 +736,22 @@ static void test_length_respected(void **state)
 }
 
 
+/* A pool fed by discovery has no fixed backends and max_members slots. */
+static void test_discovered_pool(void **state)
+{
+    struct sl_config *cfg = load_ok("pools:\n  - name: web\n    discovery:\n      service: web\n"
+                                    "      registries: [127.0.0.1:9950, 127.0.0.1:9951]\n      max_members: 16\n"
+                                    "listeners:\n  - name: l\n    listen: 127.0.0.1:8080\n    pool: web\n");
+    const struct cfg_pool *p = &proxy_conf(cfg)->pools[0];
+    assert_non_null(p->discovery);
+    assert_int_equal(p->n_backends, 0);
+    assert_null(p->backends);
+    assert_string_equal(p->discovery->service, "web");
+    assert_string_equal(p->discovery->registries, "127.0.0.1:9950,127.0.0.1:9951");
+    assert_int_equal(cfg_pool_slots(p), 16);
+    config_free(cfg);
+}
+
 int main(void)
 {
     config_register_section(&proxy_conf_section);
@@ -745,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_error_cap),
         cmocka_unit_test(test_error_lines_are_single_lines),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_discovered_pool),
         cmocka_unit_test(test_cannot_open),
         cmocka_unit_test(test_optional_arguments),
         cmocka_unit_test(test_length_respected),
