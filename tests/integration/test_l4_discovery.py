@@ -249,6 +249,10 @@ def test_l4_reals_follow_the_registry(topo):
     status, doc = api("PATCH", "/api/l4/services/%s/reals/10.0.0.11:80" % SVC, {"weight": 7})
     assert status == 200 and doc["weight"] == 7 and doc["source"] == "discovery", doc
 
+    # The service as a pool (/api/pools, sluice pools) shows it too.
+    status, doc = api("GET", "/api/pools/" + SVC)
+    assert status == 200 and doc["discovery"]["service"] == "web", doc
+    assert doc["discovery"]["source"] == "registry" and doc["discovery"]["members"] == 1, doc
     listing = l4.list()
     assert re.search(r"^  reals from registry service web \(registry, version \d+, 1 of 1 members\)$", listing,
                      re.M), listing
