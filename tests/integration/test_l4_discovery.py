@@ -21,7 +21,7 @@ import sys
 import time
 
 from registry_node import TOKEN, config_text
-from test_l4_netns import (ADMIN_PORT, NS_C, NS_LB, REALS, SERVER, SLUICE_BIN, TAG, VIP, KeepAlive, L4, get,
+from test_l4_netns import (ADMIN_PORT, NS_C, NS_LB, REALS, SERVER, SLUICE_BIN, TAG, VIP, VIP6, KeepAlive, L4, get,
                            nsexec, real_of, topo, wait_for)  # noqa: F401 (topo is a fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -387,5 +387,28 @@ def test_l4_discovery_restart_without_registry(topo):
     registry.start()
     assert wait_for(lambda: set(reals_of_service()) == addrs("r1", "r2"), 10), l4.new_log()
     assert wait_for(lambda: service_doc()["discovery"]["source"] == "registry", 5), service_doc()
+    assert l4.stop() == 0
+    registry.stop()
+
+
+def test_l4_discovery_ipv6_and_the_mode_rules(topo):
+    """An IPv6 DR service takes only the members it can reach: of the VIP's
+    family and on the VIP's port; the others are counted as skipped."""
+    registry = NsRegistry(topo).start()
+    for name, addr in REALS[:2]:
+        reg_ok("PUT", REG + "/web/instances/%s-v6" % name, {"address": "fd00::%s" % addr.split(".")[-1], "port": 80})
+    register("r3")                                                          # IPv4: another family
+    reg_ok("PUT", REG + "/web/instances/r3-v6", {"address": "fd00::13", "port": 8080})   # another port
+    l4 = L4(topo)
+    l4.conf.write_text(l4_config().replace('"%s:80"' % VIP, '"[%s]:80"' % VIP6))
+    l4.start(ready=r"weights (?=.*\[fd00::11\]:80=[1-9])(?=.*\[fd00::12\]:80=[1-9])(\S+=\d+ ?){2}$")
+    status, doc = api("GET", "/api/l4/services/tcp:[%s]:80" % VIP6)
+    assert status == 200, doc
+    assert sorted(r["address"] for r in doc["reals"]) == ["[fd00::11]:80", "[fd00::12]:80"], doc
+    assert doc["discovery"]["skipped"] == {"family": 1, "port": 1, "duplicate": 0, "invalid": 0}, doc
+    assert "1 member of another address family left out" in l4.new_log(), l4.new_log()
+    assert "1 member on another port than the VIP's left out" in l4.new_log(), l4.new_log()
+    bodies = get(20, vip=VIP6)
+    assert {real_of(b) for b in bodies} == {"r1", "r2"}, bodies
     assert l4.stop() == 0
     registry.stop()
