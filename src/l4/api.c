@@ -11,6 +11,12 @@
  *   DELETE /api/l4/services/{name}/reals/{addr}   remove it
  *   GET    /api/l4/list                           the `sluice l4 list` table, as text
  *
+ * A service with discovery: takes its reals from a registry service
+ * (l4_discovery.h): adding or removing one of its reals by hand is refused
+ * (409: the next list would undo it; change the registry instead), while
+ * PATCH (weight, drain) works as on any real and lasts until the registry
+ * changes that real's weight or the real leaves.
+ *
  * A body is read by the l4 section's own parser (l4_conf_parse_service,
  * l4_conf_parse_real: the same keys, defaults and errors as the file), so
  * the API cannot accept what the file would refuse. Every change goes through l4d_replace_services(): one
@@ -29,6 +35,7 @@
 #include "l4/l4_conf.h"
 #include "core/log.h"
 #include "l4/daemon_priv.h"
+#include "l4/l4_discovery.h"
 #include "l4/stats.h"
 
 static const char *proto_name(const struct cfg_l4_service *s)
@@ -65,8 +72,10 @@ static json_t *real_json(struct l4d *d, size_t s, size_t r, const struct l4_row_
     struct backend_ctl ctl;
     l4d_real_ctl(d, g, &ctl);
     const struct hc_status *h = l4d_real_health(d, g);
-    return json_pack("{s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:I, s:I}, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
-                     "address", l4_conf(d->cfg)->services[s].reals[r].addr.text,
+    const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
+    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:{s:s, s:s, s:I, s:I}, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
+                     "address", svc->reals[r].addr.text,
+                     "source", svc->discovered ? "discovery" : "static",
                      "weight", (json_int_t)ctl.weight,
                      "effective_weight", (json_int_t)backend_effective_weight(&ctl, 0, now),
                      "admin", backend_admin_name(ctl.admin),
@@ -82,6 +91,39 @@ static json_t *real_json(struct l4d *d, size_t s, size_t r, const struct l4_row_
                      "inactive_conns", (json_int_t)(row ? row->inactive : 0),
                      "packets", (json_int_t)(row ? row->c.packets : 0),
                      "bytes", (json_int_t)(row ? row->c.bytes : 0));
+}
+
+/* Where a discovered service's reals come from, and how that goes. */
+static json_t *discovery_json(const struct l4_disc_status *st, const struct cfg_discovery *conf)
+{
+    json_t *regs = json_array();
+    for (const char *p = conf->registries; p && *p;) {
+        size_t len = strcspn(p, ",");
+        json_array_append_new(regs, json_stringn(p, len));
+        p += len + (p[len] == ',');
+    }
+    json_t *doc = json_pack("{s:s, s:o, s:s?, s:s?, s:I}", "service", conf->service, "registries", regs,
+                            "datacenter", conf->datacenter, "region", conf->region,
+                            "max_members", (json_int_t)conf->max_members);
+    if (!doc || !st)
+        return doc ? doc : json_object();
+    const struct discovery_status *now = &st->now;
+    json_t *skipped = json_pack("{s:I, s:I, s:I, s:I}", "family", (json_int_t)st->skipped.family, "port",
+                                (json_int_t)st->skipped.port, "duplicate", (json_int_t)st->skipped.duplicate,
+                                "invalid", (json_int_t)st->skipped.invalid);
+    json_t *more = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:b, s:s, s:I, s:I, s:b, s:s, s:s}",
+                             "source", now->source_name ? now->source_name : "none",
+                             "version", (json_int_t)now->version,
+                             "applied_version", (json_int_t)st->applied_version,
+                             "members", (json_int_t)st->members, "used", (json_int_t)st->used,
+                             "skipped", skipped, "changes", (json_int_t)st->changes,
+                             "age_ms", (json_int_t)now->age_ms, "fail_open", now->fail_open, "tier", now->tier,
+                             "instances", (json_int_t)now->instances, "healthy", (json_int_t)now->healthy,
+                             "registry_reachable", now->registry_reachable, "node", now->node,
+                             "last_error", st->last_error);
+    json_object_update(doc, more);
+    json_decref(more);
+    return doc;
 }
 
 static json_t *service_json(struct l4d *d, size_t s, const struct l4_snapshot *snap)
@@ -104,6 +146,10 @@ static json_t *service_json(struct l4d *d, size_t s, const struct l4_snapshot *s
                             reals);
     if (doc && svc->mode == L4_FWD_TUN)
         json_object_set_new(doc, "encapsulation", json_string(svc->gue ? "gue" : "ipip"));
+    if (doc)
+        json_object_set_new(doc, "reals_from", json_string(svc->discovered ? "discovery" : "static"));
+    if (doc && svc->discovered)
+        json_object_set_new(doc, "discovery", discovery_json(l4_discovery_status(d, s), &svc->discovery));
     return doc;
 }
 
@@ -251,6 +297,7 @@ static void add_service(struct l4d *d, const char *body, size_t len, struct admi
         return;
     log_info("admin API: service %s added (%s, %s, %zu real%s)", name, l4_fwd_mode_name(svc.mode),
              l4_scheduler_name(svc.scheduler), svc.n_reals, svc.n_reals == 1 ? "" : "s");
+    l4_discovery_sync(d);   /* a discovered service: follow it, and take its list if there is one */
     int s = find_by_name(d, name);
     if (s >= 0)
         reply_service(d, 201, (size_t)s, r);
@@ -272,7 +319,23 @@ static void remove_service(struct l4d *d, size_t s, struct admin_reply *r)
     if (!apply(d, v, n - 1, r))
         return;
     log_info("admin API: service %s removed", name);
+    l4_discovery_sync(d);
     admin_reply_json(r, 200, json_pack("{s:s}", "removed", name));
+}
+
+/* The reals of a discovered service are its registry service's members:
+ * a real added or removed here would be undone by the next list. */
+static bool refuse_discovered(const struct l4d *d, size_t s, const char *what, struct admin_reply *r)
+{
+    const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
+    if (!svc->discovered)
+        return false;
+    char name[96];
+    l4_service_name(svc, name, sizeof name);
+    admin_reply_error(r, 409, "service %s takes its reals from registry service %s (discovery): %s there "
+                      "instead; PATCH a real to change its weight or drain it here", name, svc->discovery.service,
+                      what);
+    return true;
 }
 
 static void add_real(struct l4d *d, size_t s, const char *body, size_t len, struct admin_reply *r)
@@ -280,6 +343,8 @@ static void add_real(struct l4d *d, size_t s, const char *body, size_t len, stru
     char err[512];
     struct cfg_l4_real real;
     const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
+    if (refuse_discovered(d, s, "register the instance", r))
+        return;
     if (parse_real(d, svc, body, len, &real, err, sizeof err) < 0) {
         admin_reply_error(r, 400, "%s", err);
         return;
@@ -315,6 +380,8 @@ static void add_real(struct l4d *d, size_t s, const char *body, size_t len, stru
 
 static void remove_real(struct l4d *d, size_t s, size_t ri, struct admin_reply *r)
 {
+    if (refuse_discovered(d, s, "deregister the instance", r))
+        return;
     size_t n = l4_conf(d->cfg)->n_services;
     const struct cfg_l4_service *svc = &l4_conf(d->cfg)->services[s];
     char name[96], addr[72];

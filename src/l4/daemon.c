@@ -58,6 +58,7 @@
 #include "core/log.h"
 #include "lib/maglev.h"
 #include "l4/daemon_priv.h"
+#include "l4/l4_discovery.h"
 #include "l4/l4_module.h"
 #include "l4/loader.h"
 #include "l4/nexthop.h"
@@ -68,6 +69,10 @@
 #define NEXTHOP_REFRESH_MS 5000   /* re-read a known MAC (it may change) */
 #define NEXTHOP_RETRY_MS 200      /* while ARP/ND is in progress */
 #define NEXTHOP_ERROR_MS 2000     /* no route */
+/* At start, how long a discovered service's first list is waited for (a
+ * registry node that does not answer costs the client library its 2 s
+ * request timeout before it asks the next). */
+#define DISCOVERY_FIRST_LIST_WAIT_MS 3000
 
 static const struct cfg_l4_service *svc_of(const struct l4d *d, size_t s) { return &l4_conf(d->cfg)->services[s]; }
 
@@ -762,6 +767,13 @@ static void reload(struct l4d *d)
         log_warn("reload: admin.listen takes effect at the next restart");
     cfg->admin_addr = d->cfg->admin_addr;
     cfg->admin_enabled = d->cfg->admin_enabled;
+    /* The file lists no reals for a discovered service: it keeps the ones
+     * its registry service gave it (and their flows). */
+    if (l4_discovery_carry_reals(d, nl4->services, nl4->n_services) < 0) {
+        log_error("reload: out of memory; still running the previous configuration");
+        config_free(cfg);
+        return;
+    }
     struct plan p;
     char err[512];
     if (prepare(d, nl4, &p, err, sizeof err)) {
@@ -776,6 +788,7 @@ static void reload(struct l4d *d)
     d->dmn.site.status.reloads++;
     log_info("reloaded %s: %zu service%s, %zu real%s", d->config_path, nl4->n_services,
              nl4->n_services == 1 ? "" : "s", d->n_reals, d->n_reals == 1 ? "" : "s");
+    l4_discovery_sync(d);
 }
 
 /* ---- start-up ---- */
@@ -799,6 +812,17 @@ static void wait_nexthops(struct l4d *d)
     }
 }
 
+/* "registry service web (registry, version 12, 3 of 4 members, failing
+ * open)": a discovered service's line in `sluice l4 list`. */
+static void describe_discovery(const struct l4_disc_status *st, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "registry service %s (%s, version %" PRIu64 ", %zu of %zu members%s%s%s)",
+             st->conf->service, st->now.source_name, st->applied_version, st->used, st->members,
+             st->now.fail_open ? ", failing open" : "", st->now.source == SLUICE_SOURCE_REGISTRY &&
+             !st->now.registry_reachable ? ", registry unreachable: last list kept" : "",
+             st->last_error[0] ? ", last change refused" : "");
+}
+
 int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errlen)
 {
     size_t n = l4_conf(d->cfg)->n_services;
@@ -810,10 +834,20 @@ int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errl
         goto out;
     }
     uint64_t now = ev_clock_ms();
+    char (*source)[160] = calloc(n ? n : 1, sizeof *source);
+    if (!source) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
     for (size_t s = 0; s < n; s++) {
         m[s].cs = svc_of(d, s);
         m[s].slot = d->sr[s].slot;
         m[s].reals = &mr[d->sr[s].first];
+        const struct l4_disc_status *st = l4_discovery_status(d, s);
+        if (st) {
+            describe_discovery(st, source[s], sizeof source[s]);
+            m[s].source = source[s];
+        }
     }
     for (size_t g = 0; g < d->n_reals; g++) {
         struct backend_ctl ctl;
@@ -823,6 +857,7 @@ int l4d_snapshot(struct l4d *d, struct l4_snapshot *snap, char *err, size_t errl
         mr[g].state = d->rr[g].have_mac ? backend_state_name(&ctl, 0, now) : "no-nexthop";
     }
     rc = l4_snapshot_build(snap, m, n, &d->fds, d->ld.maglev_m, err, errlen);
+    free(source);
 out:
     free(m);
     free(mr);
@@ -861,12 +896,19 @@ static void on_reload(void *arg)
 
 static const struct daemon_ops l4_daemon_ops = { .reload = on_reload }; /* stop: the core logs it and stops at once */
 
+/* The most reals a service may have: its list, or for a discovered
+ * service the most members it takes (discovery.max_members), which sizes
+ * the Maglev tables once for the run. */
 static uint32_t max_reals(const struct cfg_l4 *l4)
 {
     size_t m = 1;
-    for (size_t s = 0; s < l4->n_services; s++)
-        if (l4->services[s].n_reals > m)
-            m = l4->services[s].n_reals;
+    for (size_t s = 0; s < l4->n_services; s++) {
+        const struct cfg_l4_service *svc = &l4->services[s];
+        size_t n = svc->discovered && svc->discovery.max_members > svc->n_reals ? svc->discovery.max_members
+                                                                                : svc->n_reals;
+        if (n > m)
+            m = n;
+    }
     return (uint32_t)m;
 }
 
@@ -969,6 +1011,9 @@ int l4_daemon_run(const struct l4_run_options *o)
         log_error("out of memory");
         goto out;
     }
+    /* Discovered services: their first lists become their reals before
+     * anything is built, as if the file had listed them. */
+    l4_discovery_start(&d, DISCOVERY_FIRST_LIST_WAIT_MS);
 
     uint32_t m = maglev_table_size(max_reals(l4));
     uint32_t tables = l4_table_count(l4->max_services);
@@ -1056,6 +1101,7 @@ int l4_daemon_run(const struct l4_run_options *o)
     rc = daemon_run(&d.dmn) < 0 ? 1 : 0;
 
 out:
+    l4_discovery_free(&d);
     hc_set_free(d.hc);
     admin_stop(d.dmn.admin);
     d.dmn.admin = NULL;

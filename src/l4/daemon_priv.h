@@ -77,6 +77,7 @@ struct l4d {
     uint32_t n_slots;        /* services the maps have room for */
     uint32_t next_index;     /* where the search for a free real index starts */
     bool loop_running;       /* health checks run (not during start-up) */
+    struct l4_discovery *disc; /* discovered services' subscriptions (l4_discovery.c); NULL: none yet */
 };
 
 /* Replace the list of services with svcs[0..n) (ownership of the array

@@ -57,6 +57,8 @@ void l4_usage(FILE *out)
           "The other verbs change the running forwarder through its admin API: NAME\n"
           "is PROTO:VIP:PORT (tcp:10.0.0.100:80), JSON a service as in l4.services\n"
           "('{\"vip\": \"10.0.0.100:80\", \"mode\": \"dr\", \"reals\": [\"10.0.0.11\"]}').\n"
+          "A service with discovery: takes its reals from a registry service and\n"
+          "follows it (add-real and remove-real are refused there: change the registry).\n"
           "Weight and drain: sluice backend -c FILE NAME ADDRESS weight N | drain.\n"
           "\n"
           "Options:\n"

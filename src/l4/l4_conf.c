@@ -151,13 +151,15 @@ static void parse_l4_real(struct config_ctx *c, const struct ynode *v, struct cf
 
 struct l4_service_state {
     struct cfg_l4_service *s;
-    int mode_line, local_line, reals_line, encap_line;
+    int mode_line, local_line, reals_line, encap_line, discovery_line;
     size_t local_items;  /* as written, valid or not */
 };
 
-enum { SK_VIP, SK_PROTOCOL, SK_MODE, SK_SCHEDULER, SK_HEALTH_CHECK, SK_LOCAL_ADDRESSES, SK_REALS, SK_ENCAP };
+enum { SK_VIP, SK_PROTOCOL, SK_MODE, SK_SCHEDULER, SK_HEALTH_CHECK, SK_LOCAL_ADDRESSES, SK_REALS, SK_ENCAP,
+       SK_DISCOVERY };
 static const char *const l4_service_keys[] = {
-    "vip", "protocol", "mode", "scheduler", "health_check", "local_addresses", "reals", "encapsulation", NULL,
+    "vip", "protocol", "mode", "scheduler", "health_check", "local_addresses", "reals", "encapsulation",
+    "discovery", NULL,
 };
 static const char *const l4_encap_names[] = { "ipip", "gue", NULL };
 
@@ -232,6 +234,11 @@ static void l4_service_field(struct config_ctx *c, int key, const struct ynode *
         if (config_get_enum(c, v, l4_encap_names, &e))
             s->gue = e == 1;
         st->encap_line = config_key_line(c);
+        break;
+    case SK_DISCOVERY:
+        st->discovery_line = config_key_line(c);
+        s->discovered = true;
+        discovery_conf_parse(c, v, &s->discovery);
         break;
     }
 }
@@ -325,12 +332,19 @@ static void parse_l4_service(struct config_ctx *c, const struct ynode *v, struct
     s->scheduler = L4_SCHED_MAGLEV;
     s->line = v->line;
     st.mode_line = v->line;
+    discovery_conf_defaults(&s->discovery);
     if (!config_walk_map(c, v, l4_service_keys, l4_service_field, &st))
         return;
     if (!config_map_has_key(v, "vip"))
         config_missing_key(c, v, "vip");
-    if (!config_map_has_key(v, "reals"))
-        config_missing_key(c, v, "reals");
+    /* The reals are listed, or come from a registry service: one or the
+     * other, so that nobody wonders which list wins. */
+    if (st.reals_line && st.discovery_line)
+        config_err_in(c, st.reals_line, "reals", "a service takes its reals from reals: or from discovery: "
+                      "(line %d), not both", st.discovery_line);
+    else if (!st.reals_line && !st.discovery_line)
+        config_err_at(c, v->line, "missing required key \"reals\" (or \"discovery\", to take them from a "
+                      "registry service)");
     fill_real_ports(s);
     check_l4_service(c, &st);
     check_duplicate_reals(c, s);
@@ -498,6 +512,12 @@ static void check_tun_prefixes(struct config_ctx *c, int line, const struct cfg_
             tun4 |= s->reals[j].addr.len && s->reals[j].addr.ss.ss_family == AF_INET;
             tun6 |= s->reals[j].addr.len && s->reals[j].addr.ss.ss_family == AF_INET6;
         }
+        /* Discovered reals are not known yet: at least the VIP's family
+         * (members of a family without its prefix are left out). */
+        if (s->mode == L4_FWD_TUN && s->discovered) {
+            tun4 |= s->vip.len && s->vip.ss.ss_family == AF_INET;
+            tun6 |= s->vip.len && s->vip.ss.ss_family == AF_INET6;
+        }
     }
     if (tun4 && !src4->family)
         config_err_at(c, line, "a tun service with IPv4 reals needs l4.tun_source_prefix");
@@ -559,6 +579,7 @@ static void l4_conf_parse(struct config_ctx *c, void *data, int key, const struc
 
 void l4_conf_service_free(struct cfg_l4_service *s)
 {
+    discovery_conf_free(&s->discovery);
     hc_conf_free(&s->health);
     free(s->local_addrs);
     free(s->reals);
@@ -571,7 +592,8 @@ int l4_conf_service_copy(struct cfg_l4_service *dst, const struct cfg_l4_service
     dst->local_addrs = malloc((src->n_local_addrs ? src->n_local_addrs : 1) * sizeof *dst->local_addrs);
     dst->reals = malloc((src->n_reals ? src->n_reals : 1) * sizeof *dst->reals);
     int health = hc_conf_copy(&dst->health, &src->health);
-    if (health < 0 || !dst->local_addrs || !dst->reals) {
+    int disc = discovery_conf_copy(&dst->discovery, &src->discovery);
+    if (health < 0 || disc < 0 || !dst->local_addrs || !dst->reals) {
         if (health < 0)
             memset(&dst->health, 0, sizeof dst->health);
         l4_conf_service_free(dst);

@@ -15,6 +15,7 @@
 
 #include "lib/addr.h"
 #include "core/config.h"
+#include "core/discovery_conf.h"
 #include "core/health_conf.h"
 
 enum l4_fwd_mode { L4_FWD_DR, L4_FWD_TUN, L4_FWD_NAT, L4_FWD_FULLNAT };
@@ -47,8 +48,13 @@ struct cfg_l4_service {
     bool gue;                    /* tun: "encapsulation: gue" (default ipip) */
     struct sl_addr *local_addrs; /* fullnat only: IPs (port 0) */
     size_t n_local_addrs;
+    /* The reals: the file's reals: list, or, with discovery: (instead of
+     * reals:), the registry service's members as sluice l4 last applied
+     * them (none in a freshly loaded file; l4_discovery.h). */
     struct cfg_l4_real *reals;
     size_t n_reals;
+    bool discovered;             /* the service has a discovery: block */
+    struct cfg_discovery discovery;
     int line;
 };
 

@@ -10,6 +10,7 @@
 
 #include "lib/balance.h"
 #include "l4/daemon_priv.h"
+#include "l4/l4_discovery.h"
 
 static size_t no_listeners(void *arg)
 {
@@ -65,6 +66,22 @@ static void backend(void *arg, size_t p, size_t b, uint64_t now, struct pool_bac
     out->checks_failed = h ? h->checks_failed : 0;
 }
 
+/* A discovered service: its registry service's state, as the proxy's
+ * discovered pools show theirs. */
+static bool pool_discovery(void *arg, size_t p, struct pool_discovery_info *out)
+{
+    struct l4d *d = arg;
+    const struct l4_disc_status *st = l4_discovery_status(d, p);
+    if (!st)
+        return false;
+    *out = (struct pool_discovery_info){ .service = st->conf->service, .source = st->now.source_name,
+                                         .version = st->now.version, .age_ms = st->now.age_ms,
+                                         .members = st->now.members, .instances = st->now.instances,
+                                         .healthy = st->now.healthy, .fail_open = st->now.fail_open,
+                                         .registry_reachable = st->now.registry_reachable, .node = st->now.node };
+    return true;
+}
+
 static void change(void *arg, size_t p, size_t b, const struct backend_patch *pt)
 {
     struct l4d *d = arg;
@@ -80,5 +97,6 @@ const struct pool_view_ops l4_pool_view_ops = {
     .n_backends = n_backends,
     .backend_addr = backend_addr,
     .backend = backend,
+    .pool_discovery = pool_discovery,
     .change = change,
 };

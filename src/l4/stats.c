@@ -103,6 +103,7 @@ int l4_snapshot_from_model(struct l4_snapshot *snap, const struct l4_model_svc *
         s->mode = l4_fwd_mode_name(cs->mode);
         s->scheduler = l4_scheduler_name(cs->scheduler);
         s->svc = svcs[i].slot;
+        snprintf(s->source, sizeof s->source, "%s", svcs[i].source ? svcs[i].source : "");
         for (size_t r = 0; r < cs->n_reals; r++) {
             if (l4_row_add_real(s, svcs[i].reals[r].index) < 0)
                 return -1;
@@ -187,6 +188,8 @@ char *l4_snapshot_render_list(const struct l4_snapshot *snap, const char *pin_di
         strbuf_printf(&t, "%-5s%-34s %-12s %-8s %6s %6s %8" PRIu64 " %9" PRIu64 " %12" PRIu64 " %14" PRIu64 "%s\n",
                   s->proto, s->vip, s->scheduler, s->mode, "", "", act, inact, s->c.packets, s->c.bytes,
                   s->loaded ? "" : "  (not loaded)");
+        if (s->source[0])
+            strbuf_printf(&t, "  reals from %s\n", s->source);
         for (size_t r = 0; r < s->n_reals; r++) {
             const struct l4_row_real *rr = &s->reals[r];
             char w[24], share[16];

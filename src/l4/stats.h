@@ -49,6 +49,7 @@ struct l4_row_svc {
     struct l4_sum c;
     struct l4_row_real *reals;
     size_t n_reals;
+    char source[160];        /* where its reals come from when not the file ("" = the file or the API) */
 };
 
 struct l4_snapshot {
@@ -70,6 +71,7 @@ struct l4_model_svc {
     const struct cfg_l4_service *cs;
     uint32_t slot;
     const struct l4_model_real *reals;   /* [cs->n_reals] */
+    const char *source;                  /* row's source (NULL: none) */
 };
 
 /* ---- reading the maps (stats_maps.c) ---- */

@@ -182,7 +182,8 @@ static void test_l4_errors(void **state)
     expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      scheduler: lc\n      reals: [10.0.0.2:80]\n",
                  "t.yaml:5: l4.services[0].scheduler: expected maglev, source-hash, wrr or rr, got \"lc\"");
     expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n",
-                 "t.yaml:4: l4.services[0]: missing required key \"reals\"");
+                 "t.yaml:4: l4.services[0]: missing required key \"reals\" (or \"discovery\", to take them from "
+                 "a registry service)");
     expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: []\n",
                  "t.yaml:5: l4.services[0].reals: at least one real server is required");
     expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      reals: [{address: 10.0.0.2:80, weight: x}]\n",
@@ -222,6 +223,51 @@ static void test_l4_errors(void **state)
     struct sl_config *cfg = load_ok(L4_HEAD "    - vip: 10.0.0.1:53\n      reals: [10.0.0.2]\n"
                                             "    - vip: 10.0.0.1:53\n      protocol: udp\n      reals: [10.0.0.2]\n");
     config_free(cfg);
+}
+
+/* A service takes its reals from a registry service (discovery:) instead
+ * of a reals: list; both is an error at the reals: line. */
+static void test_l4_discovery(void **state)
+{
+    (void)state;
+    struct sl_config *cfg = load_ok(L4_HEAD
+                                    "    - vip: 10.0.0.1:80\n"                                     /* 4 */
+                                    "      mode: nat\n"                                            /* 5 */
+                                    "      discovery:\n"                                           /* 6 */
+                                    "        service: web\n"                                       /* 7 */
+                                    "        registries: [127.0.0.1:9950, 10.0.0.9:9950]\n"        /* 8 */
+                                    "        datacenter: dc1\n"                                    /* 9 */
+                                    "    - vip: 10.0.0.1:81\n"                                     /* 10 */
+                                    "      reals: [10.0.0.2]\n");                                  /* 11 */
+    const struct cfg_l4 *l4 = l4_conf(cfg);
+    assert_int_equal(l4->n_services, 2);
+    const struct cfg_l4_service *s = &l4->services[0];
+    assert_true(s->discovered);
+    assert_int_equal(s->n_reals, 0);
+    assert_string_equal(s->discovery.service, "web");
+    assert_string_equal(s->discovery.registries, "127.0.0.1:9950,10.0.0.9:9950");
+    assert_string_equal(s->discovery.datacenter, "dc1");
+    assert_false(l4->services[1].discovered);
+    /* A copy (the API and the reload edit copies) owns its own strings. */
+    struct cfg_l4_service copy;
+    assert_int_equal(l4_conf_service_copy(&copy, s), 0);
+    assert_true(copy.discovered);
+    assert_ptr_not_equal(copy.discovery.service, s->discovery.service);
+    assert_true(discovery_conf_equal(&copy.discovery, &s->discovery));
+    l4_conf_service_free(&copy);
+    config_free(cfg);
+
+    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n"
+                         "      reals: [10.0.0.2]\n"
+                         "      discovery: { service: web, registries: [127.0.0.1:9950] }\n",
+                 "t.yaml:5: l4.services[0].reals: a service takes its reals from reals: or from discovery: "
+                 "(line 6), not both");
+    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      discovery: { registries: [127.0.0.1:9950] }\n",
+                 "t.yaml:5: l4.services[0].discovery: missing required key \"service\"");
+    /* A discovered TUN service needs the tun source prefix of its VIP's family. */
+    expect_error(L4_HEAD "    - vip: 10.0.0.1:80\n      mode: tun\n"
+                         "      discovery: { service: web, registries: [127.0.0.1:9950] }\n",
+                 "t.yaml:1: l4: a tun service with IPv4 reals needs l4.tun_source_prefix");
 }
 
 /* ------------------------------------------------------------------------
@@ -332,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_l4_full),
         cmocka_unit_test(test_l4_defaults),
         cmocka_unit_test(test_l4_errors),
+        cmocka_unit_test(test_l4_discovery),
         cmocka_unit_test(test_api_service_bodies),
         cmocka_unit_test(test_api_real_bodies),
     };

@@ -216,8 +216,9 @@ static struct sl_config *model_snapshot(struct l4_snapshot *snap)
     static const struct l4_model_real reals1[] = { { 3, 1, "up" } };
     struct sl_config *cfg = load(model_yaml);
     const struct l4_model_svc model[] = {
-        { &l4_conf(cfg)->services[0], 0, reals0 },
-        { &l4_conf(cfg)->services[1], 5, reals1 },
+        { &l4_conf(cfg)->services[0], 0, reals0, NULL },
+        /* As a discovered service shows where its reals come from. */
+        { &l4_conf(cfg)->services[1], 5, reals1, "registry service dns (registry, version 3, 1 of 1 members)" },
     };
     const __u32 slots[] = { 1, 1, 1, 2, 0, 1, 1, 1, 1, 1, 1, 1, 0 };
     struct l4_conn_count by[4] = { { 0, 0 }, { 7, 2 }, { 1, 0 }, { 0, 4 } };
@@ -310,6 +311,7 @@ static void test_render_list(void **state)
         "    20          16000\n"
         "UDP  [2001:db8::100]:443                maglev       fullnat                       0         4      "
         "      0              0  (not loaded)\n"
+        "  reals from registry service dns (registry, version 3, 1 of 1 members)\n"
         "  -> [2001:db8::21]:8443               up                         1     0%        0         4       "
         "     0              0\n"
         "\n"
