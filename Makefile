@@ -20,7 +20,7 @@ PYTHON  ?= /usr/bin/python3
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # -MMD -MP: each object records the headers it read (build/**/*.d), so a
 # header change rebuilds only what includes it.
-BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) -g -MMD -MP
+BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -Iinclude $(WARN) -g -MMD -MP
 CFLAGS  ?= -O2
 LIBS    := -lyaml -ljansson -lsqlite3 -lcurl -lm
 
