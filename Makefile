@@ -22,7 +22,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # header change rebuilds only what includes it.
 BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -Iinclude $(WARN) -g -MMD -MP
 CFLAGS  ?= -O2
-LIBS    := -lyaml -ljansson -lsqlite3 -lcurl -lm
+LIBS    := -lyaml -ljansson -lsqlite3 -lcurl -lm -lpthread
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -50,15 +50,16 @@ define layer_rules
 $(call layer_lib,$(1),obj): $$(patsubst %.c,build/obj/%.o,$$(call layer_src,$(1)))
 $(call layer_lib,$(1),asan): $$(patsubst %.c,build/asan/%.o,$$(call layer_src,$(1)))
 endef
-$(foreach l,lib core $(TIERS),$(eval $(call layer_rules,$(l))))
+$(foreach l,lib core client $(TIERS),$(eval $(call layer_rules,$(l))))
 
 %.a:
 	@rm -f $@
 	ar rcs $@ $^
 
-# Link order: tiers, then core, then lib (each may use only those after it).
+# Link order: tiers, then core, then client (libsluice: tiers use it through
+# include/sluice/sluice.h), then lib (each may use only those after it).
 # Expanded when the recipe runs, so tiers added by a TIER.mk are in it.
-link_libs = $(foreach l,$(TIERS) core lib,$(call layer_lib,$(l),$(1)))
+link_libs = $(foreach l,$(TIERS) core client lib,$(call layer_lib,$(l),$(1)))
 
 # Fuzz targets are built by clang with libFuzzer from the sources of lib,
 # core and the plain tiers (not from the gcc archives), plus every tier's
@@ -67,8 +68,11 @@ link_libs = $(foreach l,$(TIERS) core lib,$(call layer_lib,$(l),$(1)))
 # on every header of those layers.
 FUZZ_CFLAGS = $(filter-out -MMD -MP,$(BASEFLAGS)) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined
 SECTION_SRC := $(filter-out $(foreach l,lib core cmd $(PLAIN_TIERS),src/$(l)/%),$(wildcard src/*/*_conf.c))
-LIB_SRC := $(foreach l,lib core $(PLAIN_TIERS),$(call layer_src,$(l))) $(SECTION_SRC)
-FUZZ_HDRS := $(wildcard $(foreach l,lib core $(PLAIN_TIERS),src/$(l)/*.h)) $(SECTION_SRC:.c=.h)
+LIB_SRC := $(foreach l,lib core client $(PLAIN_TIERS),$(call layer_src,$(l))) $(SECTION_SRC)
+FUZZ_HDRS := $(wildcard $(foreach l,lib core client $(PLAIN_TIERS),src/$(l)/*.h)) $(SECTION_SRC:.c=.h) include/sluice/sluice.h
+
+# libsluice's public artifacts (rules at the end).
+LIBSLUICE_ARTIFACTS := build/libsluice.a build/libsluice.so build/sluice.pc
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
@@ -76,9 +80,9 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps test unit integration fuzz-smoke fuzz demo demo-registry bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
+.PHONY: install install-lib all deps test unit integration fuzz-smoke fuzz demo demo-registry bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
 
-all: build/sluice
+all: build/sluice $(LIBSLUICE_ARTIFACTS)
 
 build/sluice: $(CMD_OBJ) $(call link_libs,obj)
 	$(CC) $(CFLAGS) -o $@ $(CMD_OBJ) $(call link_libs,obj) $(LIBS)
@@ -98,8 +102,8 @@ build/asan/%.o: %.c
 
 # Unit tests link the plain tiers', core's and lib's archives (the linker takes only
 # the objects a test uses); src/l4's unit tests are built by l4.mk.
-UNIT_LIBS = $(foreach l,$(PLAIN_TIERS) core lib,$(call layer_lib,$(l),asan))
-build/tests/%: tests/unit/%.c $(foreach l,$(PLAIN_TIERS) core lib,$(call layer_lib,$(l),asan))
+UNIT_LIBS = $(foreach l,$(PLAIN_TIERS) core client lib,$(call layer_lib,$(l),asan))
+build/tests/%: tests/unit/%.c $(foreach l,$(PLAIN_TIERS) core client lib,$(call layer_lib,$(l),asan))
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) -Itests/unit -o $@ $< $(UNIT_LIBS) $(LIBS) -lcmocka
 
@@ -116,7 +120,7 @@ deps:
 	@bash scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder
+	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS)
 	@bash tests/run.sh
 
 unit: $(UNIT_BIN)
@@ -178,6 +182,66 @@ bench-dns: deps build/bench/reg_dns_serve
 
 clean:
 	rm -rf build
+
+# ---- libsluice: the public library (include/sluice/sluice.h) ------------
+#
+# Built apart from the layer archives: position-independent, with every
+# symbol hidden but the API's (src/client/client_priv.h declares the header's
+# functions with default visibility; the version script is the second lock
+# for the shared library). The static library is one relocatable object
+# whose hidden symbols objcopy made local, so a program linking it sees
+# only sluice_* too, and never clashes with libsluice's internal names.
+LIBSLUICE_VERSION := 0.1.0
+LIBSLUICE_SONAME  := libsluice.so.0
+# The client and the pure lib code it uses (nothing of core, no daemon).
+LIBSLUICE_SRC := $(call layer_src,client) src/lib/errbuf.c src/lib/hash.c src/lib/locality.c
+LIBSLUICE_PIC := $(LIBSLUICE_SRC:%.c=build/pic/%.o)
+LIBSLUICE_LIBS := -lcurl -ljansson -lpthread
+
+build/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+build/libsluice.so.$(LIBSLUICE_VERSION): $(LIBSLUICE_PIC) src/client/libsluice.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(LIBSLUICE_SONAME) -Wl,--version-script=src/client/libsluice.map \
+		-Wl,--no-undefined -o $@ $(LIBSLUICE_PIC) $(LIBSLUICE_LIBS)
+
+build/$(LIBSLUICE_SONAME): build/libsluice.so.$(LIBSLUICE_VERSION)
+	ln -sf libsluice.so.$(LIBSLUICE_VERSION) $@
+
+build/libsluice.so: build/$(LIBSLUICE_SONAME)
+	ln -sf $(LIBSLUICE_SONAME) $@
+
+build/libsluice.a: $(LIBSLUICE_PIC)
+	ld -r -o build/pic/libsluice.o $(LIBSLUICE_PIC)
+	objcopy --localize-hidden build/pic/libsluice.o
+	@rm -f $@
+	ar rcs $@ build/pic/libsluice.o
+
+# PREFIX and DESTDIR as usual: `make install PREFIX=/usr DESTDIR=/tmp/pkg`.
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+pc_text = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	-e 's|@VERSION@|$(LIBSLUICE_VERSION)|' src/client/sluice.pc.in
+
+build/sluice.pc: src/client/sluice.pc.in Makefile
+	@mkdir -p build
+	$(pc_text) > $@
+
+# `install` is the sum of install-* targets: a new part (the binary, man
+# pages, units) adds its own install-X and lists it here.
+install: install-lib
+
+install-lib: build/libsluice.a build/libsluice.so
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/sluice $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 build/libsluice.a $(DESTDIR)$(LIBDIR)/libsluice.a
+	install -m 755 build/libsluice.so.$(LIBSLUICE_VERSION) $(DESTDIR)$(LIBDIR)/libsluice.so.$(LIBSLUICE_VERSION)
+	ln -sf libsluice.so.$(LIBSLUICE_VERSION) $(DESTDIR)$(LIBDIR)/$(LIBSLUICE_SONAME)
+	ln -sf $(LIBSLUICE_SONAME) $(DESTDIR)$(LIBDIR)/libsluice.so
+	install -m 644 include/sluice/sluice.h $(DESTDIR)$(INCLUDEDIR)/sluice/sluice.h
+	$(pc_text) > $(DESTDIR)$(PKGCONFIGDIR)/sluice.pc
 
 -include src/l4/l4.mk
 

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "lib/hash.h"
+#include "lib/locality.h"
 #include "registry/reg_model_priv.h"
 
 struct reg_group {
@@ -292,10 +293,18 @@ static const struct reg_group *find_group(const struct reg_group *g, uint32_t n,
     return lo < n && g[lo].id == id ? &g[lo] : NULL;
 }
 
-static bool qualifies(const struct reg_service *svc, const struct reg_group *g)
+/* The service's settings as the shared policy's rules (lib/locality.h:
+ * libsluice decides with the same functions). */
+static struct sl_locality_rules rules_of(const struct reg_service *svc)
 {
-    uint32_t min = svc->settings.locality.min_healthy ? svc->settings.locality.min_healthy : 1;
-    return g && g->healthy >= min && (uint64_t)g->healthy * 1000000u >= (uint64_t)svc->min_ratio_ppm * g->total;
+    return (struct sl_locality_rules){.min_healthy = svc->settings.locality.min_healthy,
+                                      .min_ratio_ppm = svc->min_ratio_ppm,
+                                      .protect_ppm = svc->protect_ppm};
+}
+
+static struct sl_tier_count count_of(const struct reg_group *g)
+{
+    return (struct sl_tier_count){.healthy = g ? g->healthy : 0, .total = g ? g->total : 0};
 }
 
 static void tier_stat(struct reg_tier_stat *st, const struct reg_group *g, uint32_t id, bool qualified)
@@ -317,20 +326,25 @@ static void choose(const struct reg_service *svc, const struct reg_fam_view *fv,
     c->dc = find_group(fv->group, fv->n_dc, caller.dc);
     c->region = find_group(fv->group + fv->n_dc, fv->n_region, caller.region);
     c->all = &fv->group[fv->n_dc + fv->n_region];
-    c->dc_ok = qualifies(svc, c->dc);
-    c->region_ok = qualifies(svc, c->region);
-    if (c->dc_ok) {
+    struct sl_locality_rules rules = rules_of(svc);
+    struct sl_locality l = sl_locality_choose(&rules, count_of(c->dc), count_of(c->region), count_of(c->all));
+    c->dc_ok = l.dc_ok;
+    c->region_ok = l.region_ok;
+    c->protect = l.fail_open;
+    switch (l.tier) {
+    case SL_TIER_DC:
         c->chosen = c->dc;
         c->tier = REG_TIER_DC;
-    } else if (c->region_ok) {
+        break;
+    case SL_TIER_REGION:
         c->chosen = c->region;
         c->tier = REG_TIER_REGION;
-    } else {
+        break;
+    case SL_TIER_ALL:
         c->chosen = c->all;
         c->tier = REG_TIER_ALL;
+        break;
     }
-    const struct reg_group *g = c->chosen;
-    c->protect = g->total > 0 && (uint64_t)g->healthy * 1000000u < (uint64_t)svc->protect_ppm * g->total;
 }
 
 static void fill_explain(const struct reg_service *svc, enum reg_family f, struct reg_loc caller,
@@ -564,8 +578,9 @@ void reg_service_summarize(const struct reg_service *svc, struct reg_service_sum
             out->healthy += inst->health == REG_HEALTH_UP;
         }
     }
-    out->protect_active = out->answerable > 0 &&
-                          (uint64_t)out->healthy * 1000000u < (uint64_t)svc->protect_ppm * out->answerable;
+    struct sl_locality_rules rules = rules_of(svc);
+    out->protect_active =
+        sl_protect_fails_open(&rules, (struct sl_tier_count){.healthy = out->healthy, .total = out->answerable});
 }
 
 int reg_service_spread(struct reg_model *m, struct reg_service *svc, struct reg_spread *out, uint32_t cap)
