@@ -221,13 +221,16 @@ static int run(const char *config_path, const char *pid_file)
         log_error("%s", err);
         goto out;
     }
+    /* Signals are blocked before libsluice starts its threads, which
+     * inherit the mask: SIGTERM must reach the loop's signalfd, not end
+     * the process from another thread. */
+    if (daemon_catch_signals(&a->dmn, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
     a->client = open_client(a->ac, err, sizeof err);
     if (!a->client) {
         log_error("agent: %s", err);
-        goto out;
-    }
-    if (daemon_catch_signals(&a->dmn, err, sizeof err) < 0) {
-        log_error("%s", err);
         goto out;
     }
     a->dmn.site.status = (struct admin_status){ .version = SLUICE_VERSION, .config_path = a->config_path,
