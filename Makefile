@@ -12,6 +12,7 @@
 #   make bench-dns-codec  CPU ns per query of the DNS codec (parse + answer)
 #   make bench-registry   bench/registry.sh: registrations/s, heartbeats/s, watch latency, etcd floor
 #   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
+#   make bench-agent  bench/agent.sh: the DNS agent's cached names vs Unbound's local zone (dnsperf)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -80,7 +81,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: install install-lib all deps test unit integration fuzz-smoke fuzz demo demo-registry bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
+.PHONY: install install-lib all deps test unit integration fuzz-smoke fuzz demo demo-registry bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns bench-agent clean asan layers
 
 all: build/sluice $(LIBSLUICE_ARTIFACTS)
 
@@ -179,6 +180,9 @@ build/bench/reg_dns_serve: bench/dns/reg_dns_serve.c $(REG_BENCH_LIBS)
 
 bench-dns: deps build/bench/reg_dns_serve
 	@bash bench/dns.sh
+
+bench-agent: deps build/sluice
+	@bash bench/agent.sh
 
 clean:
 	rm -rf build
