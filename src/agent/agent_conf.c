@@ -155,14 +155,15 @@ static void upstream_one(struct config_ctx *c, const struct ynode *item, void *o
     a->upstreams[a->n_upstreams++] = addr;
 }
 
-/* Service names as the registry takes them: one DNS label. */
+/* Service names as the registry takes them: one DNS label of letters,
+ * digits and '-', not beginning or ending with '-'. */
 static bool service_name_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > DNS_LABEL_MAX || s[0] == '_' || s[0] == '-')
+    if (n == 0 || n > DNS_LABEL_MAX || s[0] == '-' || s[n - 1] == '-')
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-')
             return false;
     return true;
 }
@@ -174,8 +175,8 @@ static void service_one(struct config_ctx *c, const struct ynode *item, void *ob
     if (!s)
         return;
     if (!service_name_ok(s)) {
-        config_err_at(c, item->line, "a service name is one DNS label (letters, digits, '-', '_'; 1 to 63, not "
-                                     "starting with '_' or '-'), got \"%s\"", config_shown_str(c, s));
+        config_err_at(c, item->line, "a service name is one DNS label (letters, digits and '-', 1 to 63, not "
+                                     "beginning or ending with '-'), got \"%s\"", config_shown_str(c, s));
         return;
     }
     char *copy = config_xstrdup(s);

@@ -83,15 +83,16 @@ static struct agent_svc *svc_find(struct agent_dns *d, const char *name, size_t 
     return NULL;
 }
 
-/* A label that can be a registry service name: letters, digits, '-', '_',
- * not starting with '_' or '-' (lower case: the query's folded form). */
+/* A label that can be a registry service name (reg_service_name_check):
+ * letters, digits and '-', not beginning or ending with '-' (lower case:
+ * the query's folded form). Other labels are never asked of the registry. */
 static bool service_label_ok(const uint8_t *p, size_t len)
 {
-    if (len == 0 || len > DNS_LABEL_MAX || p[0] == '_' || p[0] == '-')
+    if (len == 0 || len > DNS_LABEL_MAX || p[0] == '-' || p[len - 1] == '-')
         return false;
     for (size_t i = 0; i < len; i++) {
         uint8_t c = p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
             return false;
     }
     return true;

@@ -117,8 +117,8 @@ static void test_errors(void **state)
                  "t.yaml:4: agent.upstreams[0]: expected a resolver address like 192.0.2.53 or "
                  "[2001:db8::53]:5353, got \"not-an-ip\": expected HOST:PORT");
     expect_error("agent:\n  zone: z.\n  registries: [a:1]\n  services: [_web]\n",
-                 "t.yaml:4: agent.services[0]: a service name is one DNS label (letters, digits, '-', '_'; 1 to "
-                 "63, not starting with '_' or '-'), got \"_web\"");
+                 "t.yaml:4: agent.services[0]: a service name is one DNS label (letters, digits and '-', 1 to "
+                 "63, not beginning or ending with '-'), got \"_web\"");
     expect_error("agent:\n  zone: z.\n  registries: [a:1]\n  ttl_cap: 1500ms\n",
                  "t.yaml:4: agent.ttl_cap: a DNS TTL is a whole number of seconds (\"5s\", \"1m\")");
     expect_error("agent:\n  zone: z.\n  registries: [a:1]\n  udp_max: 100\n",
