@@ -482,3 +482,22 @@ def test_check_help_and_config_errors(tmp_path):
     good.write_text("agent:\n  zone: sluice.test.\n  registries: [127.0.0.1:9950]\n  listen: [127.0.0.1:5300]\n")
     out = subprocess.run([SLUICE_BIN, "check", "-c", str(good)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "DNS agent for sluice.test. on 127.0.0.1:5300" in out.stdout
+
+
+def test_metrics_served_are_the_documented_ones(tmp_path, registry, nsd, agents):
+    from metrics_doc import documented_families, families
+    a = agents(tmp_path, [reg_addr(registry)], ["127.0.0.1:%d" % nsd.port])
+    query("web.sluice.test", "A", a.port)
+    query("nope.sluice.test", "A", a.port)
+    query("www.example.test", "A", a.port)
+    m = a.metrics()
+    served = {n: t for n, (t, _) in families(m).items() if n.startswith("sluice_agent_")}
+    documented = documented_families(path=os.path.join(ROOT, "docs", "agent.md"))
+    assert served == documented, {"served, not documented": sorted(set(served) - set(documented)),
+                                  "documented, not served": sorted(set(documented) - set(served))}
+    assert metric(m, "sluice_agent_dns_queries_total", 'kind="local"') >= 1
+    assert metric(m, "sluice_agent_dns_queries_total", 'kind="nxdomain"') >= 1
+    assert metric(m, "sluice_agent_dns_queries_total", 'kind="forwarded"') >= 1
+    assert metric(m, "sluice_agent_services") == 2
+    assert metric(m, "sluice_agent_client_registry_reachable") == 1
+    assert metric(m, "sluice_agent_client_updates_total") >= 1
