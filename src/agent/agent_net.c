@@ -214,6 +214,16 @@ static void fwd_close_socket(struct pending *p)
     p->io_open = false;
 }
 
+static void pending_release(void *arg)
+{
+    struct pending *p = arg;
+    free(p->msg);
+    free(p->tbuf);
+    free(p);
+}
+
+/* Its memory goes after the current batch of events: one of them may
+ * still name its socket. */
 static void pending_free(struct pending *p)
 {
     struct agent_dns *d = p->d;
@@ -227,9 +237,10 @@ static void pending_free(struct pending *p)
         p->next->prev = p->prev;
     d->n_pending--;
     struct tcp_conn *c = p->conn;
-    free(p->msg);
-    free(p->tbuf);
-    free(p);
+    if (d->loop)
+        ev_defer_free(d->loop, p, pending_release);
+    else
+        pending_release(p);
     if (c) {
         c->waiting--;
         if (c->closed) {
