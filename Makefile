@@ -5,6 +5,8 @@
 #   make demo       the L7 proxy demo (no root needed)
 #   make demo-registry  the registry demo: CLI, dig, locality, weights, fail-open (no root needed)
 #   make fuzz       longer fuzz runs (FUZZ_SECONDS each, default 60)
+#   make install    libsluice (lib, header, pkg-config) under PREFIX (/usr/local), DESTDIR
+#   make tsan-client  libsluice's pick/swap stress test under ThreadSanitizer
 #   make bench-l7   bench/l7.sh: Sluice vs nginx vs HAProxy
 #   make test-bpf   XDP forwarder packet fixtures (src/l4/l4.mk)
 #   make bench-l4   bench/l4.sh: XDP forwarder vs nftables DNAT (root)
@@ -81,7 +83,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: install install-lib all deps test unit integration fuzz-smoke fuzz demo demo-registry bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns bench-agent clean asan layers
+.PHONY: install install-lib tsan-client all deps test unit integration fuzz-smoke fuzz demo demo-registry bench-l7 bench-l4 bench-registry-model bench-registry bench-dns-codec bench-dns clean asan layers
 
 all: build/sluice $(LIBSLUICE_ARTIFACTS)
 
@@ -181,6 +183,7 @@ build/bench/reg_dns_serve: bench/dns/reg_dns_serve.c $(REG_BENCH_LIBS)
 bench-dns: deps build/bench/reg_dns_serve
 	@bash bench/dns.sh
 
+.PHONY: bench-agent
 bench-agent: deps build/sluice
 	@bash bench/agent.sh
 
@@ -221,6 +224,16 @@ build/libsluice.a: $(LIBSLUICE_PIC)
 	objcopy --localize-hidden build/pic/libsluice.o
 	@rm -f $@
 	ar rcs $@ build/pic/libsluice.o
+
+# The pick/swap stress test under ThreadSanitizer: the grace periods and
+# the pick state are lock-free, so TSan checks what ASan cannot.
+build/tsan/test_client_pick: tests/unit/test_client_pick.c tests/unit/client_helpers.h $(LIBSLUICE_SRC) $(wildcard src/client/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(BASEFLAGS)) -O1 -fsanitize=thread -Itests/unit -o $@ $< $(LIBSLUICE_SRC) \
+		$(LIBSLUICE_LIBS) -lcmocka
+
+tsan-client: build/tsan/test_client_pick
+	TSAN_OPTIONS=halt_on_error=1 build/tsan/test_client_pick
 
 # PREFIX and DESTDIR as usual: `make install PREFIX=/usr DESTDIR=/tmp/pkg`.
 PREFIX     ?= /usr/local

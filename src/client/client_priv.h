@@ -142,6 +142,11 @@ void *cl_watcher_main(void *arg);
 /* Wake the watcher (a new subscription, or close). */
 void cl_watcher_wake(sluice_client *c);
 
+/* One answer of node (status, body of len bytes, may be NULL) to a fetch
+ * of the service: judged (doc.h), and when applied, cached and published.
+ * The watcher's path, and the tests' and the fuzz target's. */
+void cl_service_apply(sluice_service *s, const char *node, long status, const char *body, size_t len);
+
 /* Free a service handle (sluice_close, after the watcher stopped). */
 void cl_service_free(sluice_service *s);
 

@@ -193,8 +193,7 @@ void sluice_on_change(sluice_service *s, void (*cb)(void *arg, sluice_service *s
 
 /* ---- applying answers -------------------------------------------------------- */
 
-/* One answer of node for s (status 0: none; body may be NULL). */
-static void apply_answer(sluice_service *s, const char *node, long status, const char *body, size_t len)
+void cl_service_apply(sluice_service *s, const char *node, long status, const char *body, size_t len)
 {
     sluice_client *c = s->c;
     char err[256] = "";
@@ -377,7 +376,7 @@ static int fetch_service(struct watcher *w, sluice_service *s)
     struct cl_resp r;
     int rc = cl_http_request(w->h, "GET", path, NULL, 0, NULL, NULL, &r);
     if (rc == CL_HTTP_OK)
-        apply_answer(s, r.node_name, r.status, r.body, r.len);
+        cl_service_apply(s, r.node_name, r.status, r.body, r.len);
     cl_resp_free(&r);
     return rc == CL_HTTP_OK ? 0 : -1;
 }
