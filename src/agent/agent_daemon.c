@@ -11,6 +11,7 @@
 #include "agent/agent_daemon.h"
 
 #include <getopt.h>
+#include <jansson.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,9 +148,37 @@ static void collect_client(void *arg, struct strbuf *out)
     metrics_sample(out, "sluice_agent_client_failover_active", NULL, 0, s.failover_active);
 }
 
+/* The "agent" part of /api/status: where it answers, what it forwards
+ * to, how many services it follows and whether a registry node answers. */
+static void agent_status(void *arg, json_t *status)
+{
+    struct agent_daemon *a = arg;
+    json_t *listen = json_array(), *upstreams = json_array();
+    struct agent_dns_stats ds = { 0 };
+    if (a->dns) {
+        for (size_t i = 0; agent_dns_bound(a->dns, i); i++)
+            json_array_append_new(listen, json_string(agent_dns_bound(a->dns, i)->text));
+        for (size_t i = 0; agent_dns_upstream(a->dns, i); i++)
+            json_array_append_new(upstreams, json_string(agent_dns_upstream(a->dns, i)->text));
+        agent_dns_stats(a->dns, &ds);
+    }
+    struct sluice_stats ss = { 0 };
+    if (a->client)
+        sluice_stats(a->client, &ss);
+    json_object_set_new(status, "agent",
+                        json_pack("{s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:b, s:s, s:b}", "zone", a->ac->zone,
+                                  "datacenter", a->ac->datacenter ? a->ac->datacenter : "", "region",
+                                  a->ac->region ? a->ac->region : "", "listen", listen, "upstreams", upstreams,
+                                  "services", (json_int_t)ds.services, "outstanding", (json_int_t)ds.outstanding,
+                                  "registry_reachable", ss.registry_reachable, "registry_node", ss.node,
+                                  "failover_active", ss.failover_active));
+}
+
 int agent_daemon_admin(struct admin_site *site, void *arg)
 {
     struct agent_daemon *a = arg;
+    if (admin_status_part(site, agent_status, a) < 0)
+        return -1;
     return metrics_register(&site->metrics, collect_client, a);
 }
 

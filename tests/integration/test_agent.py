@@ -489,7 +489,7 @@ def test_metrics_served_are_the_documented_ones(tmp_path, registry, nsd, agents)
     query("www.example.test", "A", a.port)
     m = a.metrics()
     served = {n: t for n, (t, _) in families(m).items() if n.startswith("sluice_agent_")}
-    documented = documented_families(path=os.path.join(ROOT, "docs", "agent.md"))
+    documented = documented_families(path=os.path.join(ROOT, "docs", "agent.md"), section="## Status and metrics")
     assert served == documented, {"served, not documented": sorted(set(served) - set(documented)),
                                   "documented, not served": sorted(set(documented) - set(served))}
     assert metric(m, "sluice_agent_dns_queries_total", 'kind="local"') >= 1
@@ -498,6 +498,12 @@ def test_metrics_served_are_the_documented_ones(tmp_path, registry, nsd, agents)
     assert metric(m, "sluice_agent_services") == 2
     assert metric(m, "sluice_agent_client_registry_reachable") == 1
     assert metric(m, "sluice_agent_client_updates_total") >= 1
+    import json
+    with urllib.request.urlopen("http://127.0.0.1:%d/api/status" % a.admin, timeout=10) as resp:
+        st = json.loads(resp.read())["agent"]
+    assert st["zone"] == "sluice.test." and st["datacenter"] == "dc1" and st["services"] == 2
+    assert st["listen"] == ["127.0.0.1:%d" % a.port] and st["upstreams"] == ["127.0.0.1:%d" % nsd.port]
+    assert st["registry_reachable"] is True and st["registry_node"] == reg_addr(registry)
 
 
 def read_tcp_answers(sock, n):
