@@ -368,13 +368,20 @@ static void idle(struct watcher *w, uint32_t ms)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* A fetch gives way only to close. */
+static bool stopping(void *arg)
+{
+    struct watcher *w = arg;
+    return atomic_load(&w->c->stop);
+}
+
 /* GET the service's list and apply it. -1 when no node answered. */
 static int fetch_service(struct watcher *w, sluice_service *s)
 {
     char path[128];
     snprintf(path, sizeof path, "/api/registry/services/%s", s->name);
     struct cl_resp r;
-    int rc = cl_http_request(w->h, "GET", path, NULL, 0, NULL, NULL, &r);
+    int rc = cl_http_request(w->h, "GET", path, NULL, 0, stopping, w, &r);
     if (rc == CL_HTTP_OK)
         cl_service_apply(s, r.node_name, r.status, r.body, r.len);
     cl_resp_free(&r);

@@ -265,6 +265,87 @@ static void test_empty_after_operator_emptied(void **state)
     assert_int_equal(si.updates, 2);
 }
 
+static void count_change(void *arg, sluice_service *s)
+{
+    (*(int *)arg)++;
+    assert_non_null(s);
+}
+
+static void test_on_change_and_instances(void **state)
+{
+    struct fixture *f = *state;
+    int changes = 0;
+    sluice_on_change(f->s, count_change, &changes);
+    char *body = two_instances(10);
+    ch_apply(f->s, "A", 200, body);
+    ch_apply(f->s, "A", 200, body); /* the same list: no change */
+    free(body);
+    assert_int_equal(changes, 1);
+    struct sluice_member all[4];
+    uint64_t version = 0;
+    assert_int_equal(sluice_instances(f->s, all, 4, &version), 2);
+    assert_int_equal(version, 1);
+    assert_string_equal(all[1].id, "web-2");
+    assert_false(all[1].healthy);
+    assert_int_equal(all[1].weight, 300);
+    assert_int_equal(all[1].addr.ss_family, AF_INET6);
+    assert_int_equal(sluice_instances(f->s, all, 1, NULL), 2); /* more than cap: the count */
+    sluice_on_change(f->s, NULL, NULL);
+    body = ch_body("web", 12, "");
+    ch_apply(f->s, "A", 200, body);
+    free(body);
+    assert_int_equal(changes, 1);
+}
+
+/* Every node refusing: the watcher backs off (250 ms doubling to 5 s)
+ * instead of spinning; a spinning loop makes thousands of attempts in the
+ * time this one makes a handful. */
+static void test_dead_nodes_backed_off(void **state)
+{
+    struct sluice_config cfg;
+    sluice_config_init(&cfg);
+    cfg.registries = "127.0.0.1:1,127.0.0.1:2";
+    char err[256];
+    sluice_client *c = sluice_open(&cfg, err, sizeof err);
+    assert_non_null(c);
+    sluice_service *s = sluice_subscribe(c, "web", err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(sluice_wait_ready(s, 2000), -1);
+    struct sluice_stats st;
+    sluice_stats(c, &st);
+    assert_true(st.requests_failed >= 2);
+    if (st.requests_failed > 30)
+        fail_msg("%llu failed requests in 2 s: the watcher is not backing off",
+                 (unsigned long long)st.requests_failed);
+    assert_false(st.registry_reachable);
+    sluice_close(c);
+}
+
+static void test_open_checks_config(void **state)
+{
+    struct sluice_config cfg;
+    sluice_config_init(&cfg);
+    char err[256];
+    assert_null(sluice_open(&cfg, err, sizeof err));
+    assert_non_null(strstr(err, "registries: required"));
+    cfg.registries = "10.0.0.1:99999";
+    assert_null(sluice_open(&cfg, err, sizeof err));
+    assert_non_null(strstr(err, "registries"));
+    cfg.registries = "10.0.0.1";
+    assert_null(sluice_open(&cfg, err, sizeof err));
+    assert_non_null(strstr(err, "host:port"));
+    cfg.registries = "http://10.0.0.1:9950/, 10.0.0.2:9950";
+    sluice_client *c = sluice_open(&cfg, err, sizeof err);
+    assert_non_null(c);
+    assert_int_equal(c->n_nodes, 2);
+    assert_string_equal(c->nodes[0].url, "http://10.0.0.1:9950");
+    assert_null(sluice_subscribe(c, "bad_name", err, sizeof err));
+    assert_non_null(strstr(err, "service"));
+    assert_true(sluice_subscribe(c, "Web", NULL, 0) == sluice_subscribe(c, "web", NULL, 0));
+    sluice_close(c);
+    assert_string_equal(sluice_version(), "0.1.0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +356,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_then_invalid_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_from_blank_node_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_after_operator_emptied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_change_and_instances, setup, teardown),
+        cmocka_unit_test(test_dead_nodes_backed_off),
+        cmocka_unit_test(test_open_checks_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
