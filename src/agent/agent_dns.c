@@ -436,6 +436,15 @@ static bool parse_addr_label(const uint8_t *p, size_t len, sa_family_t *af, uint
     return true;
 }
 
+/* Only a name whose first label is an address can be an SRV target: any
+ * other name two labels down is NXDOMAIN without following its service. */
+static bool is_addr_label(const uint8_t *p, size_t len)
+{
+    sa_family_t af;
+    uint8_t addr[16];
+    return parse_addr_label(p, len, &af, addr);
+}
+
 /* ADDR.SERVICE.ZONE: an SRV target. */
 static void answer_target(struct answer *a, const struct agent_svc *s, const uint8_t *label, size_t len)
 {
@@ -501,7 +510,7 @@ static bool answer_below(struct answer *a, int k)
     } else if (k == 2 && l1 == 4 && memcmp(lab1, "_tcp", 4) == 0 && l0 > 1 && lab0[0] == '_') {
         if ((s = ready_service(a, lab0 + 1, l0 - 1, &wait)))
             answer_srv(a, s);
-    } else if (k == 2 && service_label_ok(lab1, l1)) {
+    } else if (k == 2 && service_label_ok(lab1, l1) && is_addr_label(lab0, l0)) {
         if ((s = ready_service(a, lab1, l1, &wait)))
             answer_target(a, s, lab0, l0);
     } else {

@@ -699,6 +699,10 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
     struct tcp_conn *c = io->data;
     if (c->closed)
         return;
+    if (c->eof && (revents & (EPOLLHUP | EPOLLERR))) {
+        conn_close(c);   /* gone both ways: its answers have nowhere to go (and HUP would fire again) */
+        return;
+    }
     if (c->out_len > c->out_off) {
         int f = conn_flush(c);
         if (f < 0) {

@@ -487,6 +487,9 @@ def test_metrics_served_are_the_documented_ones(tmp_path, registry, nsd, agents)
     query("web.sluice.test", "A", a.port)
     query("nope.sluice.test", "A", a.port)
     query("www.example.test", "A", a.port)
+    # two labels down, the first not an address: not an SRV target, so
+    # "other" is not followed (nor asked of the registry)
+    assert query("www.other.sluice.test", "A", a.port).rcode() == dns.rcode.NXDOMAIN
     m = a.metrics()
     served = {n: t for n, (t, _) in families(m).items() if n.startswith("sluice_agent_")}
     documented = documented_families(path=os.path.join(ROOT, "docs", "agent.md"), section="## Status and metrics")
