@@ -14,6 +14,7 @@
 #   make bench-dns-codec  CPU ns per query of the DNS codec (parse + answer)
 #   make bench-registry   bench/registry.sh: registrations/s, heartbeats/s, watch latency, etcd floor
 #   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
+#   make bench-agent  bench/agent.sh: the DNS agent's cached names vs Unbound's local zone (dnsperf)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -184,6 +185,10 @@ build/bench/reg_dns_serve: bench/dns/reg_dns_serve.c $(REG_BENCH_LIBS)
 
 bench-dns: deps build/bench/reg_dns_serve
 	@bash bench/dns.sh
+
+.PHONY: bench-agent
+bench-agent: deps build/sluice
+	@bash bench/agent.sh
 
 clean:
 	rm -rf build

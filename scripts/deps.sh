@@ -15,6 +15,7 @@ PKGS=(
   netsniff-ng nftables jq                          # bench/l4.sh (trafgen, the DNAT anchor)
   bind9-dnsutils                                   # dig: test_dns_wire talks to the DNS codec with it
   python3-dnspython                                # test_reg_dns: the registry's DNS answers, counted
+  knot-dnsutils nsd                                # kdig, and NSD as the upstream of test_agent
 )
 
 missing=()

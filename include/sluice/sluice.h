@@ -214,6 +214,10 @@ struct sluice_service_info {
     uint64_t registry_index;        /* the service's modify_index at the registry node */
     uint64_t updates, updates_ignored_empty, updates_ignored_invalid;
     uint64_t age_ms;                /* since the list last came from a registry (0: never) */
+    /* The registry said the service does not exist (404) and there is no
+     * list from any source (source NONE): a DNS agent answers NXDOMAIN
+     * rather than waiting for a list. */
+    bool not_found;
 };
 
 /* The service's state; 0, or -1 for a NULL handle. */

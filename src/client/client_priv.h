@@ -99,6 +99,7 @@ struct sluice_service {
     struct cl_slots slots;
     _Atomic uint64_t updates, ignored_empty, ignored_invalid;
     _Atomic uint64_t registry_ms;    /* when the list last came from a registry (monotonic; 0 never) */
+    _Atomic bool not_found;          /* the last registry answer was 404 while we held nothing */
 
     /* ready and the change callback */
     pthread_mutex_t mu;

@@ -213,6 +213,7 @@ void cl_service_apply(sluice_service *s, const char *node, long status, const ch
     enum cl_verdict v = cl_judge(&s->trust, s->name, node, status, doc, have, now, c->cfg.pull_interval_ms);
     cl_copy(s->known_node, sizeof s->known_node, node);
     s->known_index = doc ? doc->modify_index : 0;
+    atomic_store(&s->not_found, v == CL_NOT_FOUND);
     switch (v) {
     case CL_APPLY: {
         bool changed = !cl_doc_equal(s->base, doc) || s->base_source != SLUICE_SOURCE_REGISTRY;
@@ -655,5 +656,6 @@ int sluice_service_info(sluice_service *s, struct sluice_service_info *out)
     out->updates_ignored_invalid = atomic_load(&s->ignored_invalid);
     uint64_t at = atomic_load(&s->registry_ms);
     out->age_ms = at ? cl_now_ms() - at : 0;
+    out->not_found = out->source == SLUICE_SOURCE_NONE && atomic_load(&s->not_found);
     return 0;
 }

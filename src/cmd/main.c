@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/agent_module.h"
 #include "cmd/ctl.h"
 #include "core/config.h"
 #include "core/module.h"
@@ -26,6 +27,7 @@ static const struct sl_module *const modules[] = {
     &proxy_module,
     &l4_module,
     &registry_module,
+    &agent_module,
     NULL,
 };
 
@@ -53,6 +55,8 @@ static const char *usage_main =
     "                   on a real server: decapsulate Sluice's TUN (IPIP, GUE) packets\n"
     "  registry -c FILE run a registry node (services, instances, health checks, an\n"
     "                   HTTP API and DNS) described by FILE's registry: section\n"
+    "  agent -c FILE    run the local DNS agent: the registry's names answered on this\n"
+    "                   host from libsluice's lists, the rest forwarded (agent: section)\n"
     "  version          print the version\n"
     "  help [COMMAND]   show help for a command\n"
     "\n"

@@ -267,6 +267,21 @@ enum dns_parse_result dns_parse_query(const uint8_t *m, size_t len, struct dns_q
     return verdict(q, DNS_PARSE_OK, NULL);
 }
 
+int dns_read_question(const uint8_t *m, size_t len, struct dns_question *out)
+{
+    if (len < DNS_HEADER_LEN || len > DNS_MSG_MAX || get16(m + 4) != 1)
+        return -EINVAL;
+    size_t pos = DNS_HEADER_LEN;
+    if (read_qname(m, len, &pos, &out->qname) != NULL || len - pos < 4)
+        return -EINVAL;
+    out->id = get16(m);
+    out->flags = get16(m + 2);
+    out->qtype = get16(m + pos);
+    out->qclass = get16(m + pos + 2);
+    out->end = pos + 4;
+    return 0;
+}
+
 size_t dns_response_limit(const struct dns_query *q, bool tcp, uint16_t udp_max)
 {
     if (tcp)

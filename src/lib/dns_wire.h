@@ -144,6 +144,34 @@ struct dns_query {
  * is also in q->rcode and q->error. */
 enum dns_parse_result dns_parse_query(const uint8_t *msg, size_t len, struct dns_query *q);
 
+/* The header and the question of any message, a response too: what a
+ * forwarder needs to match an upstream's answer to the query it sent. */
+struct dns_question {
+    uint16_t id, flags;
+    struct dns_name qname;       /* plain labels only, as in a query */
+    uint16_t qtype, qclass;
+    size_t end;                  /* offset just past QCLASS */
+};
+
+/* Read msg[0..len)'s ID, flags and its one question. Returns 0, or -EINVAL
+ * when the message is shorter than the header or longer than 65535 bytes,
+ * QDCOUNT is not 1, or the question name is cut short, holds a pointer or
+ * a label type other than a length, or passes 255 bytes, or QTYPE/QCLASS
+ * are cut short. Reads nothing else (the other sections are the caller's
+ * to pass on untouched). */
+int dns_read_question(const uint8_t *msg, size_t len, struct dns_question *out);
+
+/* True when two names are the same, ignoring case (RFC 4343). */
+static inline bool dns_name_equal(const struct dns_name *a, const struct dns_name *b)
+{
+    if (a->len != b->len)
+        return false;
+    for (size_t i = 0; i < a->len; i++)
+        if (a->lower[i] != b->lower[i])
+            return false;
+    return true;
+}
+
 /* The size limit for the response to q: DNS_MSG_MAX over TCP; over UDP the
  * client's EDNS payload size (at least 512) capped by the server's own
  * udp_max (at least 512), or 512 without EDNS. */

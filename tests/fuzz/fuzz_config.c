@@ -1,6 +1,6 @@
 /* libFuzzer target: config_load_string() on arbitrary bytes, with every
- * tier's section registered (the proxy's, sluice l4's and the
- * registry's), as `sluice` loads files; and the same bytes as an admin API
+ * tier's section registered (the proxy's, sluice l4's, the registry's
+ * and the DNS agent's), as `sluice` loads files; and the same bytes as an admin API
  * body for sluice l4's service and real parsers and the registry's
  * settings, instance and patch parsers.
  *
@@ -8,13 +8,17 @@
  * returns a config with no errors, or NULL with at least one error, and
  * every error is a single "fuzz.yaml:LINE: path: reason" line. The body
  * parsers return 0, or -1 with a one-line reason. The value parsers get
- * the same bytes as a C string.
+ * the same bytes as a C string, and so does the agent's resolv.conf
+ * reader (every upstream it returns is a port-53 address, none of them the
+ * agent's own).
  */
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/config.h"
+#include "agent/agent_conf.h"
 #include "core/config_walk.h"
 #include "l4/l4_conf.h"
 #include "proxy/proxy_conf.h"
@@ -39,9 +43,29 @@ static void check_error_line(const char *line)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     if (config_register_section(&proxy_conf_section) < 0 || config_register_section(&l4_conf_section) < 0 ||
-        config_register_section(&reg_conf_section) < 0)
+        config_register_section(&reg_conf_section) < 0 || config_register_section(&agent_conf_section) < 0)
         abort();
     return 0;
+}
+
+/* The bytes as a resolv.conf, read with the agent listening on
+ * 127.0.0.1:53 and [::]:53. */
+static void check_resolv(const char *text)
+{
+    struct sl_addr listen[2], out[AGENT_MAX_UPSTREAMS];
+    const char *why;
+    if (addr_parse("127.0.0.1:53", &listen[0], &why) < 0 || addr_parse("[::]:53", &listen[1], &why) < 0)
+        abort();
+    size_t n = agent_conf_parse_resolv(text, listen, 2, out, AGENT_MAX_UPSTREAMS);
+    if (n > AGENT_MAX_UPSTREAMS)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        if (addr_port(&out[i]) != 53 || addr_equal(&out[i], &listen[0]))
+            abort();
+        if (out[i].ss.ss_family == AF_INET6 &&
+            IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&out[i].ss)->sin6_addr))
+            abort();
+    }
 }
 
 /* A service and a real as the l4 admin API reads them. */
@@ -125,6 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t v;
     config_parse_duration_ms(s, &v);
     config_parse_size(s, &v);
+    check_resolv(s);
     free(s);
     return 0;
 }

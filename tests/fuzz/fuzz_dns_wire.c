@@ -325,6 +325,25 @@ static void check_response(const struct dns_query *q, enum dns_parse_result r)
     free(o.expect.p);
 }
 
+/* dns_read_question (a forwarder reading an upstream's answer) reads any
+ * message whose question the query parser could read, and agrees with it;
+ * what it reads is within the message. */
+static void check_read_question(const uint8_t *data, size_t size, enum dns_parse_result r, const struct dns_query *q)
+{
+    static struct dns_question rq;
+    int rc = dns_read_question(data, size, &rq);
+    if (rc == 0) {
+        CHECK(rq.end <= size && rq.end >= DNS_HEADER_LEN + 5);
+        CHECK(rq.qname.len >= 1 && rq.qname.len <= DNS_NAME_MAX);
+    }
+    if (q->has_question) {
+        CHECK(rc == 0);
+        CHECK(rq.id == q->id && rq.flags == q->flags && rq.qtype == q->qtype && rq.qclass == q->qclass);
+        CHECK(dns_name_equal(&rq.qname, &q->qname) && memcmp(rq.qname.wire, q->qname.wire, q->qname.len) == 0);
+    }
+    (void)r;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct dns_query q, q2;
@@ -347,5 +366,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (r != DNS_PARSE_DROP)
         check_response(&q, r);
+    check_read_question(data, size, r, &q);
     return 0;
 }

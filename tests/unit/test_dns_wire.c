@@ -1275,10 +1275,62 @@ static void test_dig_badvers_and_notimp(void **state)
     free(o2);
 }
 
+/* dns_read_question: a forwarder's reading of an upstream's answer. A
+ * response (QR set, records in every section) has its ID, flags and
+ * question read; the question is compared without regard to case; what
+ * is not a single plain question is refused, at every cut. */
+static void test_read_question_of_a_response(void **state)
+{
+    uint8_t m[512];
+    /* ID 0xbeef, QR RD RA, 1 question, 1 answer: Www.Example.COM A IN,
+     * answer with a pointer to the question name, 10.0.0.1. */
+    size_t n = unhex("beef 8180 0001 0001 0000 0000"
+                     "03 577777 07 4578616d706c65 03 434f4d 00 0001 0001"
+                     "c00c 0001 0001 0000003c 0004 0a000001", m, sizeof m);
+    struct dns_question rq;
+    assert_int_equal(dns_read_question(m, n, &rq), 0);
+    assert_int_equal(rq.id, 0xbeef);
+    assert_int_equal(rq.flags, 0x8180);
+    assert_int_equal(rq.qtype, DNS_TYPE_A);
+    assert_int_equal(rq.qclass, DNS_CLASS_IN);
+    assert_int_equal(rq.end, 12 + 17 + 4);
+    uint8_t wire[DNS_NAME_MAX];
+    struct dns_name want;
+    int wl = dns_name_from_text("www.example.com", wire);
+    assert_true(wl > 0);
+    assert_int_equal(dns_name_set(&want, wire, (size_t)wl), 0);
+    assert_true(dns_name_equal(&rq.qname, &want));
+    wl = dns_name_from_text("www.example.co", wire);
+    assert_int_equal(dns_name_set(&want, wire, (size_t)wl), 0);
+    assert_false(dns_name_equal(&rq.qname, &want));
+    /* Every cut inside the header or the question is refused; past the
+     * question, the rest is not read. */
+    for (size_t cut = 0; cut < rq.end; cut++)
+        assert_int_equal(dns_read_question(m, cut, &rq), -EINVAL);
+    for (size_t cut = 12 + 17 + 4; cut <= n; cut++)
+        assert_int_equal(dns_read_question(m, cut, &rq), 0);
+    /* QDCOUNT 0 or 2, a pointer as the question name, a label type 0x40. */
+    m[5] = 0;
+    assert_int_equal(dns_read_question(m, n, &rq), -EINVAL);
+    m[5] = 2;
+    assert_int_equal(dns_read_question(m, n, &rq), -EINVAL);
+    m[5] = 1;
+    uint8_t ptr[] = { 0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1 };
+    assert_int_equal(dns_read_question(ptr, sizeof ptr, &rq), -EINVAL);
+    ptr[12] = 0x41;
+    assert_int_equal(dns_read_question(ptr, sizeof ptr, &rq), -EINVAL);
+    /* The root as the question: a valid name of no labels. */
+    uint8_t root[] = { 0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1 };
+    assert_int_equal(dns_read_question(root, sizeof root, &rq), 0);
+    assert_int_equal(rq.qname.labels, 0);
+    assert_int_equal(rq.qtype, DNS_TYPE_NS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_dig_a_with_cookie),
+        cmocka_unit_test(test_read_question_of_a_response),
         cmocka_unit_test(test_parse_dig_variants),
         cmocka_unit_test(test_parse_mixed_case),
         cmocka_unit_test(test_parse_client_subnet),
