@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,7 +259,7 @@ sluice_client *sluice_open(const struct sluice_config *cfg, char *err, size_t er
      * over the nodes. */
     if (c->n_nodes)
         atomic_store(&c->node_cur, (size_t)(cl_rand64() % c->n_nodes));
-    int rc = pthread_create(&c->watcher, NULL, cl_watcher_main, c);
+    int rc = cl_thread_start(&c->watcher, cl_watcher_main, c);
     if (rc != 0) {
         errbuf_fail(err, errlen, "starting the watcher thread: %s", strerror(rc));
         client_free(c);
@@ -266,6 +267,16 @@ sluice_client *sluice_open(const struct sluice_config *cfg, char *err, size_t er
     }
     c->watcher_started = true;
     return c;
+}
+
+int cl_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);   /* the thread inherits the full mask */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 void sluice_close(sluice_client *c)

@@ -134,6 +134,13 @@ void cl_log_limited(sluice_client *c, struct cl_ratelimit *rl, enum sluice_log_l
 /* Copy into a fixed buffer, always terminated. */
 void cl_copy(char *dst, size_t cap, const char *src);
 
+/* pthread_create with every signal blocked in the new thread: the caller's
+ * signals (SIGTERM, SIGHUP, ...) must reach the caller's own threads, which
+ * often block them and read a signalfd; a library thread that left them
+ * unblocked would take them and, at their default action, end the process.
+ * Returns what pthread_create returns. */
+int cl_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
 /* ---- consumer.c -------------------------------------------------------- */
 
 /* The watcher thread's body (started by sluice_open). */

@@ -601,7 +601,7 @@ static struct pv_set *provider_set(sluice_client *c, char *err, size_t errlen)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&set->cond, &ca);
     pthread_condattr_destroy(&ca);
-    int rc = pthread_create(&set->thread, NULL, heartbeat_main, set);
+    int rc = cl_thread_start(&set->thread, heartbeat_main, set);
     if (rc != 0) {
         cl_http_free(set->http);
         pthread_cond_destroy(&set->cond);
