@@ -144,7 +144,7 @@ fuzz: $(FUZZ_BIN)
 demo: deps build/sluice
 	@bash scripts/demo.sh
 
-demo-registry: deps build/sluice
+demo-registry: deps build/sluice examples
 	@bash scripts/demo-registry.sh
 
 bench-l7: deps build/sluice

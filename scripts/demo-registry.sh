@@ -4,8 +4,19 @@
 # in a temporary directory), six instances of the service `shop` in three
 # datacenters of two regions
 # registered with the CLI, `dig` showing the locality order and the weights,
-# then instances failing until the protect threshold fails open. Everything
-# it started is stopped at the end. No root needed.
+# then instances failing until the protect threshold fails open.
+#
+# Part two: callers that balance by themselves. Three provider programs
+# (examples/provider.c, on libsluice) register the service `api` and
+# heartbeat; a consumer program (examples/consumer.c) picks an instance per
+# request in its own process; `sluice agent` answers api.sluice.test from its
+# own copy on 127.0.0.1:5300; `sluice proxy` balances a pool discovered from
+# `api` on 127.0.0.1:8088. A provider joins and one leaves (the proxy follows
+# within a second, no reload), then the registry is killed (kill -9) and
+# restarted: the consumer, the agent and the proxy keep working from their
+# last copies, and the consumer's summary shows zero failed picks.
+#
+# Everything it started is stopped at the end. No root needed.
 #
 # The instances are small TCP listeners on 127.0.1.1-127.0.1.6 port 8080
 # (all of 127.0.0.0/8 is this host), so the registry's own health checks
@@ -30,8 +41,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+for b in "$SLUICE" build/examples/provider build/examples/consumer; do
+  [ -x "$b" ] || { echo "demo-registry: $b is missing (make build/sluice examples)" >&2; exit 1; }
+done
 command -v dig >/dev/null || { echo "demo-registry: dig not found (scripts/deps.sh installs bind9-dnsutils)" >&2; exit 1; }
-for port in 9950 5353; do
+for port in 9950 5353 5300 9953 8088 9951; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "demo-registry: port $port is already in use; stop whatever listens there and retry" >&2
     exit 1
@@ -148,7 +162,143 @@ say "protection as metrics (GET /metrics)"
 curl -s http://127.0.0.1:9950/metrics | grep -E '^sluice_registry_(service_fail_open|instances|dns_queries_total)' \
   | head -12 | sed 's/^/   /'
 
-say "stopping the registry and the instances"
+# ---- part two: libsluice, the agent, a discovered pool -----------------
+
+start_registry() {
+  "$SLUICE" registry -c "$WORKDIR/registry.yaml" >>"$WORKDIR/registry.log" 2>&1 &
+  REG_PID=$!
+  PIDS+=($REG_PID)
+  for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:9950/api/status && return 0; sleep 0.1; done
+  echo "demo-registry: the registry did not start" >&2
+  exit 1
+}
+
+PROVIDERS=()
+provider() { # ID ADDRESS DATACENTER
+  build/examples/provider --registries 127.0.0.1:9950 --token s3cret --service api --id "$1" \
+    --address "$2" --port 8081 --datacenter "$3" --region r1 >"$WORKDIR/provider-$1.log" 2>&1 &
+  PROVIDERS+=($!)
+  PIDS+=($!)
+}
+
+# Which instances answered N requests through the proxy (the provider
+# answers with its id first).
+through_proxy() { # N
+  for _ in $(seq "$1"); do curl -s --max-time 2 http://127.0.0.1:8088/ | awk '{ print $1; exit }'; done \
+    | sort | uniq -c | awk '{ printf "   %-8s %3d requests\n", $2, $1 }'
+}
+
+# Until the proxy's pool has N members in use (bounded).
+wait_members() { # N
+  for _ in $(seq 100); do
+    curl -s http://127.0.0.1:9951/api/pools | "$PY" -c '
+import json, sys
+doc = json.load(sys.stdin)
+pool = next(p for p in doc if p["name"] == "api")
+up = [b for b in pool["backends"] if b.get("state") == "up"]
+sys.exit(0 if len(up) == int(sys.argv[1]) else 1)' "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "demo-registry: the proxy's pool did not reach $1 members" >&2
+  exit 1
+}
+
+say "part two: callers that balance by themselves"
+say "three providers (examples/provider.c on libsluice) register api and heartbeat"
+provider api-1 127.0.2.1 dc1
+provider api-2 127.0.2.2 dc1
+provider api-3 127.0.2.3 dc2
+for _ in $(seq 100); do
+  [ "$(curl -s http://127.0.0.1:9950/api/registry/services/api | "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("healthy", 0))' 2>/dev/null)" = 3 ] && break
+  sleep 0.1
+done
+run reg show api
+
+say "sluice agent on 127.0.0.1:5300 (its host is in dc1): api.sluice.test from its own copy"
+cat >"$WORKDIR/agent.yaml" <<EOF
+admin:
+  listen: 127.0.0.1:9953
+agent:
+  listen: [127.0.0.1:5300]
+  zone: sluice.test.
+  registries: [127.0.0.1:9950]
+  datacenter: dc1
+  region: r1
+  cache_dir: $WORKDIR/agent-cache
+  services: [api]
+  upstreams: [127.0.0.1:5353]
+EOF
+"$SLUICE" agent -c "$WORKDIR/agent.yaml" >"$WORKDIR/agent.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do dig @127.0.0.1 -p 5300 api.sluice.test A +short +time=1 +tries=1 | grep -q . && break; sleep 0.1; done
+run dig @127.0.0.1 -p 5300 api.sluice.test A +noall +answer
+for _ in $(seq 200); do dig @127.0.0.1 -p 5300 api.sluice.test A +short; done | sort | uniq -c \
+  | awk '{ printf "   %-12s %4d of 200 answers (dc1 only: the host is in dc1)\n", $2, $1 }'
+
+say "sluice proxy on 127.0.0.1:8088: its pool api is discovered from the registry"
+cat >"$WORKDIR/proxy.yaml" <<EOF
+workers: 2
+admin:
+  listen: 127.0.0.1:9951
+pools:
+  - name: api
+    algorithm: round_robin
+    discovery:
+      service: api
+      registries: [127.0.0.1:9950]
+      region: r1
+      cache_dir: $WORKDIR/proxy-cache
+listeners:
+  - name: web
+    listen: 127.0.0.1:8088
+    protocol: http
+    pool: api
+    access_log: off
+EOF
+"$SLUICE" proxy -c "$WORKDIR/proxy.yaml" >"$WORKDIR/proxy.log" 2>&1 &
+PIDS+=($!)
+wait_members 3
+through_proxy 30
+
+say "a consumer (examples/consumer.c, in dc1) picks an instance per request in its own process"
+build/examples/consumer --registries 127.0.0.1:9950 --service api --datacenter dc1 --region r1 \
+  --cache-dir "$WORKDIR/consumer-cache" --interval-ms 10 --report-ms 1000 >"$WORKDIR/consumer.log" 2>&1 &
+CONSUMER_PID=$!
+PIDS+=($CONSUMER_PID)
+sleep 2
+tail -1 "$WORKDIR/consumer.log" | sed 's/^/   /'
+
+say "api-4 joins in dc2: the proxy's pool follows within a second, no reload"
+provider api-4 127.0.2.4 dc2
+wait_members 4
+through_proxy 40
+say "api-1 stops (SIGTERM: it deregisters): gone from the pool, the agent and the consumer"
+kill -TERM "${PROVIDERS[0]}"
+wait "${PROVIDERS[0]}" 2>/dev/null || true
+wait_members 3
+through_proxy 30
+sleep 1
+run dig @127.0.0.1 -p 5300 api.sluice.test A +noall +answer
+
+say "the registry dies (kill -9): every caller goes on from its last copy"
+kill -KILL "$REG_PID"
+wait "$REG_PID" 2>/dev/null || true
+sleep 2
+run dig @127.0.0.1 -p 5300 api.sluice.test A +noall +answer
+through_proxy 20
+tail -2 "$WORKDIR/consumer.log" | sed 's/^/   /'
+
+say "the registry restarts from its data; the providers heartbeat into it again"
+start_registry
+sleep 6
+run reg list
+kill -TERM "$CONSUMER_PID"
+wait "$CONSUMER_PID" 2>/dev/null || true
+say "the consumer's summary: zero failed picks across the outage"
+grep '^summary' "$WORKDIR/consumer.log" | tr ' ' '\n' | grep -E '^(requests|ok|failed_picks|failed_requests|instances|source)=' | sed 's/^/   /'
+
+say "stopping everything"
+kill -TERM "${PIDS[@]}" 2>/dev/null || true
 kill -TERM "$REG_PID"
 wait "$REG_PID" 2>/dev/null || true
 tail -2 "$WORKDIR/registry.log" | sed 's/^/   /'
