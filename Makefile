@@ -3,7 +3,7 @@
 #   make            release binary build/sluice
 #   make test       deps, unit tests (ASan+UBSan), integration tests, short fuzz runs
 #   make demo       the L7 proxy demo (no root needed)
-#   make demo-registry  the registry demo: CLI, dig, locality, weights, fail-open (no root needed)
+#   make demo-registry  the registry demo: CLI, dig, locality, weights, fail-open; libsluice, the agent and a discovered pool through an outage (no root needed)
 #   make fuzz       longer fuzz runs (FUZZ_SECONDS each, default 60)
 #   make install    libsluice (lib, header, pkg-config) under PREFIX (/usr/local), DESTDIR
 #   make tsan-client  libsluice's pick/swap stress test under ThreadSanitizer

@@ -1,5 +1,6 @@
 """`make demo-registry` runs to its end and shows what it says it shows:
-locality order, weights, the tiers taking over, fail-open."""
+locality order, weights, the tiers taking over, fail-open; then a consumer, the
+DNS agent and a discovered proxy pool riding through a registry outage."""
 import os
 import re
 import subprocess
@@ -34,3 +35,21 @@ def test_demo_registry_runs_and_shows_fail_open():
     last = section("== six records per answer now")
     answers = re.findall(r"IN\s+A\s+(127\.0\.1\.\d)", last)
     assert len(answers) == 6 and answers[0] == "127.0.1.5", answers      # the one healthy instance first
+
+    # Part two: callers that balance by themselves.
+    def requests(title):
+        return {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+(api-\d)\s+(\d+) requests",
+                                                                 section(title), re.M)}
+    agent = section("== sluice agent on 127.0.0.1:5300")
+    assert set(re.findall(r"(127\.0\.2\.\d)\s+\d+ of 200 answers", agent)) == {"127.0.2.1", "127.0.2.2"}, agent
+    assert set(requests("== sluice proxy on 127.0.0.1:8088")) == {"api-1", "api-2", "api-3"}
+    assert set(requests("== api-4 joins in dc2")) == {"api-1", "api-2", "api-3", "api-4"}
+    assert set(requests("== api-1 stops")) == {"api-2", "api-3", "api-4"}
+    outage = section("== the registry dies (kill -9)")
+    assert set(requests("== the registry dies (kill -9)")) == {"api-2", "api-3", "api-4"}, outage
+    assert re.search(r"IN\s+A\s+127\.0\.2\.2", outage), outage          # the agent's last copy: dc1's one left
+    assert "failed_picks=0" in outage, outage
+    assert re.search(r"^\s+api\s+3/3\s", section("== the registry restarts"), re.M), out
+    summary = section("== the consumer's summary")
+    assert re.search(r"^\s+failed_picks=0$", summary, re.M), summary
+    assert int(re.search(r"^\s+requests=(\d+)$", summary, re.M).group(1)) > 0, summary
