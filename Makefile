@@ -13,6 +13,7 @@
 #   make bench-registry-model  bench/reg_bench.c: registry answers and store writes/s
 #   make bench-dns-codec  CPU ns per query of the DNS codec (parse + answer)
 #   make bench-registry   bench/registry.sh: registrations/s, heartbeats/s, watch latency, etcd floor
+#   make bench-client  bench/client_pick.c: ns per libsluice pick (1 and 2 threads, weighted and p2c)
 #   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
 #   make bench-agent  bench/agent.sh: the DNS agent's cached names vs Unbound's local zone (dnsperf)
 
@@ -161,6 +162,15 @@ build/bench/reg_bench: bench/reg_bench.c $(REG_BENCH_LIBS)
 
 bench-registry-model: deps build/bench/reg_bench
 	@build/bench/reg_bench
+
+# Through the public API, linked as a user links it (libsluice.a).
+build/bench/client_pick: bench/client_pick.c include/sluice/sluice.h build/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -O2 -g -Iinclude -o $@ $< build/libsluice.a -lcurl -ljansson -lpthread
+
+.PHONY: bench-client
+bench-client: build/bench/client_pick
+	@build/bench/client_pick 100 2
 
 # The registry's API under load (bench/reg_load.c is the client).
 build/bench/reg_load: bench/reg_load.c

@@ -19,13 +19,6 @@ const char *sluice_version(void)
     return "0.1.0";
 }
 
-uint64_t cl_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void cl_copy(char *dst, size_t cap, const char *src)
 {
     if (cap == 0)

@@ -121,9 +121,6 @@ struct sluice_service {
 
 /* ---- client.c ---------------------------------------------------------- */
 
-/* Milliseconds on the monotonic clock. */
-uint64_t cl_now_ms(void);
-
 /* A message to the configured log (or stderr for WARN and ERROR). */
 void cl_log(sluice_client *c, enum sluice_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -560,8 +560,7 @@ int sluice_pick(sluice_service *s, unsigned flags, struct sluice_pick *out)
     sluice_client *c = s->c;
     unsigned tok = cl_grace_enter(&c->grace);
     const struct cl_snap *snap = atomic_load(&s->snap);
-    uint64_t now = c->pick.avoid_after_failures ? cl_now_ms() : 0;
-    int i = cl_snap_pick(snap, &s->slots, &c->pick, (flags & SLUICE_PICK_P2C) != 0, now);
+    int i = cl_snap_pick(snap, &s->slots, &c->pick, (flags & SLUICE_PICK_P2C) != 0, CL_NOW_LAZY);
     if (i < 0) {
         cl_grace_exit(&c->grace, tok);
         return -1;

@@ -14,8 +14,9 @@
 void cl_grace_init(struct cl_grace *g)
 {
     atomic_init(&g->epoch, 0);
-    atomic_init(&g->readers[0].n, 0);
-    atomic_init(&g->readers[1].n, 0);
+    for (unsigned side = 0; side < 2; side++)
+        for (unsigned k = 0; k < CL_GRACE_STRIPES; k++)
+            atomic_init(&g->readers[side][k].n, 0);
     pthread_mutex_init(&g->writers, NULL);
 }
 
@@ -24,28 +25,42 @@ void cl_grace_destroy(struct cl_grace *g)
     pthread_mutex_destroy(&g->writers);
 }
 
+/* This thread's stripe, handed out in turn at its first read. */
+static unsigned my_stripe(void)
+{
+    static _Atomic unsigned next_stripe;
+    static _Thread_local unsigned stripe_plus_one;
+    if (!stripe_plus_one)
+        stripe_plus_one = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) % CL_GRACE_STRIPES + 1;
+    return stripe_plus_one - 1;
+}
+
+/* The token is side + 2 * stripe. */
 unsigned cl_grace_enter(struct cl_grace *g)
 {
     unsigned side = (unsigned)(atomic_load(&g->epoch) & 1);
-    atomic_fetch_add(&g->readers[side].n, 1);
-    return side;
+    unsigned stripe = my_stripe();
+    atomic_fetch_add(&g->readers[side][stripe].n, 1);
+    return side + 2 * stripe;
 }
 
 void cl_grace_exit(struct cl_grace *g, unsigned token)
 {
-    atomic_fetch_sub(&g->readers[token].n, 1);
+    atomic_fetch_sub(&g->readers[token & 1][token / 2].n, 1);
 }
 
 /* Readers hold a side for a copy or a pick: yield first, then sleep a
  * little, so a preempted reader gets the CPU back. */
 static void drain(struct cl_grace *g, unsigned side)
 {
-    for (unsigned spins = 0; atomic_load(&g->readers[side].n) != 0; spins++) {
-        if (spins < 64) {
-            sched_yield();
-        } else {
-            struct timespec ts = {0, 50000};
-            nanosleep(&ts, NULL);
+    for (unsigned k = 0; k < CL_GRACE_STRIPES; k++) {
+        for (unsigned spins = 0; atomic_load(&g->readers[side][k].n) != 0; spins++) {
+            if (spins < 64) {
+                sched_yield();
+            } else {
+                struct timespec ts = {0, 50000};
+                nanosleep(&ts, NULL);
+            }
         }
     }
 }
@@ -259,6 +274,13 @@ fail:
 
 /* ---- picks -------------------------------------------------------------- */
 
+uint64_t cl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static _Thread_local uint64_t rand_state;
 static _Thread_local bool rand_seeded;
 
@@ -286,7 +308,14 @@ static uint64_t rand_below(uint64_t bound)
 
 bool cl_slot_avoided(const struct cl_pick_conf *pc, struct cl_slot *slot, uint64_t now_ms)
 {
-    return pc->avoid_after_failures && atomic_load_explicit(&slot->avoid_until_ms, memory_order_relaxed) > now_ms;
+    if (!pc->avoid_after_failures)
+        return false;
+    uint64_t until = atomic_load_explicit(&slot->avoid_until_ms, memory_order_relaxed);
+    if (until == 0)
+        return false;   /* never avoided, or a success ended it: no clock needed */
+    if (now_ms == CL_NOW_LAZY)
+        now_ms = cl_now_ms();
+    return until > now_ms;
 }
 
 /* The member whose weight range holds r (binary search on cum). */
@@ -362,9 +391,13 @@ void cl_slot_done(struct cl_slot *slot, const struct cl_pick_conf *pc, int resul
     uint32_t o = atomic_load_explicit(&slot->outstanding, memory_order_relaxed);
     while (o > 0 && !atomic_compare_exchange_weak(&slot->outstanding, &o, o - 1))
         ;
-    if (result == 0) { /* SLUICE_OK: the streak ends */
-        atomic_store_explicit(&slot->fails, 0, memory_order_relaxed);
-        atomic_store_explicit(&slot->avoid_until_ms, 0, memory_order_relaxed);
+    if (result == 0) { /* SLUICE_OK: the streak ends (written only when there is one: most
+                        * results are successes, and a store would pass the slot's
+                        * cache line between the cores of threads that share it) */
+        if (atomic_load_explicit(&slot->fails, memory_order_relaxed))
+            atomic_store_explicit(&slot->fails, 0, memory_order_relaxed);
+        if (atomic_load_explicit(&slot->avoid_until_ms, memory_order_relaxed))
+            atomic_store_explicit(&slot->avoid_until_ms, 0, memory_order_relaxed);
     } else if (result == 1) { /* SLUICE_FAILED */
         uint32_t fails = atomic_fetch_add_explicit(&slot->fails, 1, memory_order_relaxed) + 1;
         if (pc->avoid_after_failures && fails >= pc->avoid_after_failures)

@@ -3,8 +3,8 @@
  * that outlives snapshots.
  *
  * Grace periods (cl_grace), the scheme of userspace RCU's "two phases":
- *   - readers: e = epoch; readers[e & 1]++; p = load(pointer); use p;
- *     readers[e & 1]--. No lock, no allocation, no retry: a reader never
+ *   - readers: e = epoch; readers[e & 1][stripe]++; p = load(pointer);
+ *     use p; readers[e & 1][stripe]--. No lock, no allocation, no retry: a reader never
  *     waits for a writer.
  *   - a writer publishes the new pointer, then cl_grace_wait(): twice, it
  *     flips epoch (new readers count on the other side) and waits until
@@ -41,13 +41,19 @@
 
 /* ---- grace periods ------------------------------------------------------ */
 
+/* Reader counts are striped: each thread counts on a stripe of its own
+ * (threads beyond CL_GRACE_STRIPES share them), each on its own cache line,
+ * so threads picking at once do not pass one counter's line between their
+ * cores. A writer drains a side by waiting for each of its stripes in turn:
+ * a reader's increment precedes the writer's checks (see above), so the
+ * stripe it counted on reads non-zero until it has left. */
+#define CL_GRACE_STRIPES 16
+
 struct cl_grace {
     _Atomic uint64_t epoch;
-    /* each counter on its own cache line: readers of the two sides do not
-     * share one */
     struct {
         _Alignas(64) _Atomic uint64_t n;
-    } readers[2];
+    } readers[2][CL_GRACE_STRIPES];
     pthread_mutex_t writers;
 };
 
@@ -132,15 +138,23 @@ struct cl_pick_conf {
     uint32_t avoid_ms;
 };
 
+/* Milliseconds on CLOCK_MONOTONIC: the client's one clock. */
+uint64_t cl_now_ms(void);
+
 /* Thread-local splitmix64, seeded once per thread. */
 uint64_t cl_rand64(void);
 
-/* Whether slot is avoided at now_ms. */
+/* now_ms for the pick path: "read the clock only if a slot has an
+ * avoidance to compare with". Most picks meet no avoided slot, and the
+ * clock read would be a fifth of a pick's cost. */
+#define CL_NOW_LAZY UINT64_MAX
+
+/* Whether slot is avoided at now_ms (or CL_NOW_LAZY). */
 bool cl_slot_avoided(const struct cl_pick_conf *pc, struct cl_slot *slot, uint64_t now_ms);
 
 /* Index in snap->members of one pick (weighted; skipping avoided members
  * unless all are; p2c: the fewer outstanding of two draws), or -1 when
- * there are no members. Allocates nothing. */
+ * there are no members. now_ms may be CL_NOW_LAZY. Allocates nothing. */
 int cl_snap_pick(const struct cl_snap *snap, struct cl_slots *slots, const struct cl_pick_conf *pc, bool p2c,
                  uint64_t now_ms);
 
