@@ -66,11 +66,13 @@ $(foreach l,lib core client $(TIERS),$(eval $(call layer_rules,$(l))))
 link_libs = $(foreach l,$(TIERS) core client lib,$(call layer_lib,$(l),$(1)))
 
 # Fuzz targets are built by clang with libFuzzer from the sources of lib,
-# core and the plain tiers (not from the gcc archives), plus every tier's
-# config section (src/TIER/TIER_conf.c: pure code, so fuzz_config reads
-# whole files), in one command, so without dependency files: they depend
-# on every header of those layers.
+# core, the client and the plain tiers (not from the gcc archives), plus
+# every tier's config section (src/TIER/TIER_conf.c: pure code, so
+# fuzz_config reads whole files). Those sources are compiled once, with
+# their dependency files, into build/fuzz/obj and one archive that every
+# target links: a target compiles only its own file.
 FUZZ_CFLAGS = $(filter-out -MMD -MP,$(BASEFLAGS)) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_OBJ_CFLAGS = $(BASEFLAGS) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer-no-link,address,undefined
 SECTION_SRC := $(filter-out $(foreach l,lib core cmd $(PLAIN_TIERS),src/$(l)/%),$(wildcard src/*/*_conf.c))
 LIB_SRC := $(foreach l,lib core client $(PLAIN_TIERS),$(call layer_src,$(l))) $(SECTION_SRC)
 FUZZ_HDRS := $(wildcard $(foreach l,lib core client $(PLAIN_TIERS),src/$(l)/*.h)) $(SECTION_SRC:.c=.h) include/sluice/sluice.h
@@ -111,9 +113,17 @@ build/tests/%: tests/unit/%.c $(foreach l,$(PLAIN_TIERS) core client lib,$(call 
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) -Itests/unit -o $@ $< $(UNIT_LIBS) $(LIBS) -lcmocka
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(FUZZ_HDRS)
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
+	$(CLANG) $(FUZZ_OBJ_CFLAGS) -c -o $@ $<
+build/fuzz/obj/libfuzzsrc.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/%: tests/fuzz/%.c build/fuzz/obj/libfuzzsrc.a $(FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< build/fuzz/obj/libfuzzsrc.a $(LIBS)
 
 # The example programs of libsluice: `make examples` (examples/examples.mk).
 include examples/examples.mk
