@@ -398,7 +398,13 @@ static int fetch_services(struct watcher *w, bool all)
         if (!s)
             break;
         pthread_mutex_lock(&s->writer);
-        bool due = all || s->fetch_now;
+        /* A service this node said does not exist is not pulled again: the
+         * services list this watcher follows on the same node shows it when
+         * it appears (on_services_list fetches it then). So names that do
+         * not exist (a DNS agent follows whatever its clients ask) cost the
+         * registry nothing after their first 404. */
+        bool known_absent = atomic_load(&s->not_found) && w->model_index > 0 && strcmp(s->known_node, w->node) == 0;
+        bool due = (all && !known_absent) || s->fetch_now;
         s->fetch_now = false;
         pthread_mutex_unlock(&s->writer);
         if (!due)

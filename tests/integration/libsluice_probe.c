@@ -5,7 +5,8 @@
  *
  * Subscribes to SERVICE and prints, every 50 ms, one line:
  *   source=N version=N members=N instances=N node=HOST:PORT ids=a,b,c pick=ID
- * then "done" after SECONDS. Exit 1 when sluice_open fails. */
+ * then "done" after SECONDS. Exit 1 when sluice_open fails.
+ * PROBE_PULL_MS in the environment sets the full pull's interval. */
 #include <sluice/sluice.h>
 
 #include <stdio.h>
@@ -25,6 +26,8 @@ int main(int argc, char **argv)
     cfg.cache_dir = argc > 4 ? argv[4] : NULL;
     cfg.watch_wait_ms = 5000;
     cfg.request_timeout_ms = 1000;
+    if (getenv("PROBE_PULL_MS"))
+        cfg.pull_interval_ms = (uint32_t)atoi(getenv("PROBE_PULL_MS"));
     char err[256];
     sluice_client *c = sluice_open(&cfg, err, sizeof err);
     if (!c) {
@@ -55,9 +58,11 @@ int main(int argc, char **argv)
             pick = p.id;
             sluice_done(s, &p, SLUICE_OK);
         }
-        printf("source=%d version=%llu members=%u instances=%u ignored_empty=%llu node=%s ids=%s pick=%s\n",
+        printf("source=%d version=%llu members=%u instances=%u ignored_empty=%llu not_found=%d pulls=%llu node=%s "
+               "ids=%s pick=%s\n",
                (int)si.source, (unsigned long long)si.version, si.members, si.instances,
-               (unsigned long long)si.updates_ignored_empty, st.node, ids, pick);
+               (unsigned long long)si.updates_ignored_empty, (int)si.not_found, (unsigned long long)st.pulls, st.node,
+               ids, pick);
         fflush(stdout);
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);

@@ -194,6 +194,28 @@ def test_watch_updates_and_node_switch(probe, reg, tmp_path):
         p.wait()
 
 
+def test_a_service_that_does_not_exist_is_not_pulled_again(probe, reg):
+    """A name the registry answered 404 for costs it nothing more (a DNS
+    agent follows whatever its clients ask): the watched services list shows
+    it when it appears, and then it is fetched."""
+    r = reg()
+    add(r, "web", "web-1", "10.1.0.1")
+    env = dict(os.environ, PROBE_PULL_MS="100")
+    p = run_probe(probe, "127.0.0.1:%d" % r.port, "ghost", 60, env=env)
+    lines = probe_lines(p)
+    try:
+        wait_until(lambda: last_state(lines).get("not_found") == "1", timeout=20, what="the 404")
+        pulls = int(last_state(lines)["pulls"])
+        time.sleep(1.5)                                # 15 pull intervals
+        assert int(last_state(lines)["pulls"]) <= pulls + 1, last_state(lines)
+        add(r, "ghost", "ghost-1", "10.1.0.9")         # it appears: the watch brings it
+        wait_until(lambda: last_state(lines).get("ids") == "ghost-1", timeout=10, what="the new service")
+        assert last_state(lines)["not_found"] == "0"
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_blank_node_does_not_wipe_the_list(probe, reg, tmp_path):
     r = reg()
     add(r, "web", "web-1", "10.1.0.1")
