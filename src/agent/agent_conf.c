@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/config_walk.h"
+#include "core/dns_server.h"
 #include "lib/dns_wire.h"
 
 #define RESOLV_CONF_MAX (64 * 1024)
@@ -330,13 +331,6 @@ static bool is_loopback(const struct sl_addr *a)
     return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
 }
 
-static bool is_wildcard(const struct sl_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-}
-
 /* Would a query sent to `ns` come back to one of our listeners? */
 static bool is_self(const struct sl_addr *ns, const struct sl_addr *listen, size_t n_listen)
 {
@@ -344,8 +338,8 @@ static bool is_self(const struct sl_addr *ns, const struct sl_addr *listen, size
         const struct sl_addr *l = &listen[i];
         if (addr_equal(ns, l))
             return true;
-        if (l->ss.ss_family == ns->ss.ss_family && addr_port(l) == addr_port(ns) && is_wildcard(l) &&
-            (is_loopback(ns) || is_wildcard(ns)))
+        if (l->ss.ss_family == ns->ss.ss_family && addr_port(l) == addr_port(ns) && dns_addr_is_wildcard(l) &&
+            (is_loopback(ns) || dns_addr_is_wildcard(ns)))
             return true;
     }
     return false;

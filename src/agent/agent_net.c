@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/dns_server.h"
 #include "core/log.h"
 
 #define PARK_POLL_MS 10
@@ -67,7 +68,7 @@ struct pending {
     struct udp_listener *ul;
     struct sockaddr_storage from;
     socklen_t from_len;
-    uint8_t cmsg[AGENT_CMSG_ROOM];
+    uint8_t cmsg[DNS_CMSG_ROOM];
     size_t cmsg_len;
     uint8_t *msg;                 /* the client's query as received */
     size_t len;
@@ -94,17 +95,7 @@ static void fwd_try(struct pending *p);
 static void udp_send_one(struct agent_dns *d, struct udp_listener *ul, const struct sockaddr_storage *to,
                          socklen_t to_len, const uint8_t *cmsg, size_t cmsg_len, const uint8_t *buf, size_t n)
 {
-    struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
-    struct msghdr h = { .msg_name = (void *)to, .msg_namelen = to_len, .msg_iov = &iov, .msg_iovlen = 1 };
-    if (ul->pktinfo && cmsg_len) {
-        h.msg_control = (void *)cmsg;
-        h.msg_controllen = cmsg_len;
-    }
-    ssize_t r;
-    do
-        r = sendmsg(ul->io.fd, &h, MSG_DONTWAIT);
-    while (r < 0 && errno == EINTR);
-    if (r < 0)
+    if (dns_udp_send_one(ul->io.fd, to, to_len, cmsg, ul->pktinfo ? cmsg_len : 0, buf, n) < 0)
         d->stats.dropped++;
 }
 
@@ -119,23 +110,7 @@ static void conn_free(void *p)
 /* Queue an answer (with its length) on the connection. -1 out of memory. */
 static int conn_queue(struct tcp_conn *c, const uint8_t *buf, size_t n)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_len + 2 + n > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + 2 + n)
-            cap *= 2;
-        uint8_t *o = realloc(c->out, cap);
-        if (!o)
-            return -1;
-        c->out = o;
-        c->out_cap = cap;
-    }
-    c->out[c->out_len] = (uint8_t)(n >> 8);
-    c->out[c->out_len + 1] = (uint8_t)n;
-    memcpy(c->out + c->out_len + 2, buf, n);
-    c->out_len += 2 + n;
-    return 0;
+    return dns_tcp_queue(&c->out, &c->out_off, &c->out_len, &c->out_cap, buf, n, true);
 }
 
 static void conn_close(struct tcp_conn *c)
@@ -161,20 +136,8 @@ static void conn_close(struct tcp_conn *c)
 /* Write what is queued: 1 all sent, 0 some left, -1 error. */
 static int conn_flush(struct tcp_conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = write(c->io.fd, c->out + c->out_off, c->out_len - c->out_off);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        return -1;
-    }
-    c->out_off = c->out_len = 0;
-    return 1;
+    bool wrote = false;
+    return dns_tcp_flush(c->io.fd, c->out, &c->out_off, &c->out_len, &wrote);
 }
 
 /* The answer of a waiting query goes to its client. */
@@ -554,52 +517,28 @@ static void udp_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct udp_listener *ul = io->data;
     struct agent_dns *d = ul->d;
-    uint8_t *rx = d->udp_bufs, *tx = d->udp_bufs + AGENT_UDP_BATCH * AGENT_UDP_BUF;
+    struct dns_udp_batch *b = &d->batch;
+    /* Answers go to buffers of their own: a query may wait (parked or
+     * forwarded) and is then copied from its receive buffer. */
+    uint8_t *tx = d->udp_bufs + AGENT_UDP_BATCH * AGENT_UDP_BUF;
     for (int round = 0; round < UDP_ROUNDS; round++) {
-        for (unsigned i = 0; i < AGENT_UDP_BATCH; i++) {
-            struct msghdr *h = &d->rmsg[i].msg_hdr;
-            h->msg_namelen = sizeof d->from[i];
-            h->msg_controllen = ul->pktinfo ? AGENT_CMSG_ROOM : 0;
-            h->msg_flags = 0;
-        }
-        int got = recvmmsg(io->fd, d->rmsg, AGENT_UDP_BATCH, MSG_DONTWAIT, NULL);
-        if (got <= 0)
+        unsigned got = dns_udp_batch_recv(b, io->fd, ul->pktinfo);
+        if (got == 0)
             return;
-        unsigned out = 0;
-        for (int i = 0; i < got; i++) {
-            struct msghdr *h = &d->rmsg[i].msg_hdr;
+        for (unsigned i = 0; i < got; i++) {
+            const struct msghdr *h = &b->rmsg[i].msg_hdr;
             d->stats.queries_udp++;
             if (h->msg_flags & MSG_TRUNC) {
                 d->stats.dropped++;
                 continue;
             }
-            uint8_t *resp = tx + (size_t)out * AGENT_UDP_BUF;
-            size_t n = handle_query(d, rx + (size_t)i * AGENT_UDP_BUF, d->rmsg[i].msg_len, ul, h, NULL, resp,
+            uint8_t *resp = tx + (size_t)b->n_out * AGENT_UDP_BUF;
+            size_t n = handle_query(d, b->bufs + (size_t)i * AGENT_UDP_BUF, b->rmsg[i].msg_len, ul, h, NULL, resp,
                                     AGENT_UDP_BUF);
-            if (n == 0)
-                continue;
-            struct msghdr *s = &d->smsg[out].msg_hdr;
-            d->siov[out] = (struct iovec){ .iov_base = resp, .iov_len = n };
-            *s = (struct msghdr){ .msg_name = &d->from[i], .msg_namelen = h->msg_namelen, .msg_iov = &d->siov[out],
-                                  .msg_iovlen = 1 };
-            if (ul->pktinfo && h->msg_controllen) {
-                s->msg_control = d->cmsg[i];
-                s->msg_controllen = h->msg_controllen;
-            }
-            out++;
+            if (n)
+                dns_udp_batch_reply(b, i, resp, n, ul->pktinfo);
         }
-        unsigned sent = 0;
-        while (sent < out) {
-            int rc = sendmmsg(io->fd, d->smsg + sent, out - sent, MSG_DONTWAIT);
-            if (rc > 0) {
-                sent += (unsigned)rc;
-                continue;
-            }
-            if (rc < 0 && errno == EINTR)
-                continue;
-            d->stats.dropped++;
-            sent++;
-        }
+        d->stats.dropped += dns_udp_batch_send(b, io->fd);
     }
 }
 
@@ -623,11 +562,9 @@ static void conn_process(struct tcp_conn *c)
     if (c->busy)
         return;
     c->busy = true;
-    size_t pos = 0;
-    while (!c->closed && c->in_len - pos >= 2 && c->waiting < CONN_WAITING_MAX && c->out_len < CONN_OUT_MAX) {
-        size_t mlen = (size_t)c->in[pos] << 8 | c->in[pos + 1];
-        if (c->in_len - pos < 2 + mlen)
-            break;
+    size_t pos = 0, mlen;
+    while (!c->closed && c->waiting < CONN_WAITING_MAX && c->out_len < CONN_OUT_MAX &&
+           dns_tcp_message(c->in, c->in_len, pos, &mlen)) {
         d->stats.queries_tcp++;
         size_t n = handle_query(d, c->in + pos + 2, mlen, NULL, NULL, c, d->out_buf, DNS_MSG_MAX);
         pos += 2 + mlen;
@@ -637,10 +574,7 @@ static void conn_process(struct tcp_conn *c)
     c->busy = false;
     if (c->closed)
         return;
-    if (pos > 0) {
-        memmove(c->in, c->in + pos, c->in_len - pos);
-        c->in_len -= pos;
-    }
+    dns_tcp_consume(c->in, &c->in_len, pos);
     if (c->out_len > c->out_off && conn_flush(c) < 0)
         conn_close(c);
 }
@@ -666,32 +600,19 @@ static void conn_rearm(struct tcp_conn *c)
 /* 1 data (or EOF), 0 nothing now, -1 error. */
 static int conn_read(struct tcp_conn *c)
 {
-    size_t need = c->in_cap;
-    if (c->in_len >= 2) {
-        size_t mlen = (size_t)c->in[0] << 8 | c->in[1];
-        if (2 + mlen > need)
-            need = 2 + mlen;
-    }
-    if (need > c->in_cap) {
-        uint8_t *p = realloc(c->in, need);
-        if (!p)
-            return -1;
-        c->in = p;
-        c->in_cap = need;
-    }
-    if (c->in_len == c->in_cap)
-        return 0;
-    ssize_t n = read(c->io.fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (n > 0) {
-        c->in_len += (size_t)n;
+    switch (dns_tcp_read(c->io.fd, &c->in, &c->in_len, &c->in_cap)) {
+    case DNS_TCP_DATA:
         ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
         return 1;
-    }
-    if (n == 0) {
+    case DNS_TCP_EOF:
         c->eof = true;
         return 1;
+    case DNS_TCP_NOTHING:
+        return 0;
+    case DNS_TCP_ERROR:
+        break;
     }
-    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+    return -1;
 }
 
 static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
@@ -770,84 +691,15 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 
 /* ---- sockets -------------------------------------------------------------------- */
 
-static bool is_wildcard(const struct sl_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-}
-
-static int open_socket(const struct sl_addr *a, int type, char *err, size_t errlen)
-{
-    const char *what = type == SOCK_DGRAM ? "udp" : "tcp";
-    int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "agent listener %s (%s): socket: %s", a->text, what, strerror(errno));
-        return -1;
-    }
-    int one = 1;
-    if (type == SOCK_STREAM)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (a->ss.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || (type == SOCK_STREAM && listen(fd, 511) < 0)) {
-        snprintf(err, errlen, "agent listener %s (%s): %s", a->text, what, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (type == SOCK_DGRAM && is_wildcard(a)) {
-        if (a->ss.ss_family == AF_INET)
-            setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
-        else
-            setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
-    }
-    return fd;
-}
-
-/* UDP and TCP on one address; port 0: UDP picks it and TCP takes the same. */
-static int open_pair(const struct sl_addr *want, int *ufd, int *tfd, struct sl_addr *bound, char *err,
-                     size_t errlen)
-{
-    bool any_port = addr_port(want) == 0;
-    for (int attempt = 0; attempt < (any_port ? 20 : 1); attempt++) {
-        *ufd = open_socket(want, SOCK_DGRAM, err, errlen);
-        if (*ufd < 0)
-            return -1;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        if (getsockname(*ufd, (struct sockaddr *)&ss, &sl) < 0) {
-            snprintf(err, errlen, "agent listener %s: getsockname: %s", want->text, strerror(errno));
-            close(*ufd);
-            return -1;
-        }
-        addr_from_sockaddr(bound, (struct sockaddr *)&ss, sl);
-        *tfd = open_socket(bound, SOCK_STREAM, err, errlen);
-        if (*tfd >= 0)
-            return 0;
-        close(*ufd);
-    }
-    return -1;
-}
-
 int agent_net_start(struct agent_dns *d, char *err, size_t errlen)
 {
-    for (unsigned i = 0; i < AGENT_UDP_BATCH; i++) {
-        d->riov[i] = (struct iovec){ .iov_base = d->udp_bufs + (size_t)i * AGENT_UDP_BUF, .iov_len = AGENT_UDP_BUF };
-        d->rmsg[i].msg_hdr = (struct msghdr){
-            .msg_name = &d->from[i],
-            .msg_namelen = sizeof d->from[i],
-            .msg_iov = &d->riov[i],
-            .msg_iovlen = 1,
-            .msg_control = d->cmsg[i],
-            .msg_controllen = AGENT_CMSG_ROOM,
-        };
-    }
+    dns_udp_batch_init(&d->batch, d->udp_bufs, AGENT_UDP_BUF);
     ev_timer_init(&d->park_timer, park_poll, d);
     for (size_t i = 0; i < d->conf.n_listen; i++) {
         int ufd, tfd;
-        if (open_pair(&d->conf.listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0)
+        if (dns_listen_open("agent", &d->conf.listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0)
             return -1;
-        d->udp[i] = (struct udp_listener){ .d = d, .pktinfo = is_wildcard(&d->bound[i]) };
+        d->udp[i] = (struct udp_listener){ .d = d, .pktinfo = dns_addr_is_wildcard(&d->bound[i]) };
         ev_io_init(&d->udp[i].io, ufd, udp_cb, &d->udp[i]);
         ev_io_set(d->loop, &d->udp[i].io, EPOLLIN);
         d->tcp[i] = (struct tcp_listener){ .d = d };

@@ -7,14 +7,11 @@
  * straight into the datagram's own buffer (UDP) or the scratch buffer
  * (TCP); nothing on the query path allocates.
  *
- * UDP: recvmmsg() takes up to UDP_BATCH datagrams per call, each is
- * answered in place and the answers leave in one sendmmsg(). A socket
- * bound to a wildcard address (0.0.0.0, ::) asks for the destination of
- * each datagram (IP_PKTINFO / IPV6_RECVPKTINFO) and hands it back when
- * sending, so answers leave from the address the query came to. Answers
- * the socket will not take (its buffer is full) are dropped and counted:
- * waiting for the socket to drain would only delay every later query, and
- * the client retries.
+ * The sockets, the UDP batch and the TCP framing are core/dns_server's
+ * (shared with sluice agent). UDP: recvmmsg() takes up to DNS_UDP_BATCH
+ * datagrams per call, each is answered in place and the answers leave in
+ * one sendmmsg(), from the address the query came to. Answers the socket
+ * will not take (its buffer is full) are dropped and counted.
  *
  * TCP: each connection reads into a buffer that grows to the message being
  * read (at most 2 + 65,535 bytes), answers every complete message in it into
@@ -36,16 +33,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/dns_server.h"
 #include "core/evloop.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "lib/dns_wire.h"
 #include "registry/reg_select.h"
 
-#define UDP_BATCH 32              /* datagrams per recvmmsg */
 #define UDP_ROUNDS 8              /* recvmmsg calls per readiness event, for fairness */
 #define UDP_BUF_MIN 4096          /* room for any sane query (and the answer, in place) */
-#define CMSG_ROOM 64              /* IP_PKTINFO / IPV6_PKTINFO */
 #define TCP_IN_INITIAL 4096
 #define TCP_MSG_MAX (2 + DNS_MSG_MAX)
 #define TCP_BATCH 16384           /* answers gathered before a write */
@@ -107,13 +103,10 @@ struct reg_dns {
     struct tcp_listener tcp[REG_DNS_MAX_LISTEN];
     struct sl_addr bound[REG_DNS_MAX_LISTEN];
 
-    /* UDP batch: one buffer, name and control block per slot. */
+    /* UDP batch: answers are written in place, over their query. */
     size_t udp_buf_size;
     uint8_t *udp_bufs;
-    struct mmsghdr rmsg[UDP_BATCH], smsg[UDP_BATCH];
-    struct iovec riov[UDP_BATCH], siov[UDP_BATCH];
-    struct sockaddr_storage from[UDP_BATCH];
-    uint8_t cmsg[UDP_BATCH][CMSG_ROOM];
+    struct dns_udp_batch batch;
 
     uint8_t *tcp_scratch;
     struct tcp_conn *conns;
@@ -703,66 +696,31 @@ size_t reg_dns_answer(struct reg_dns *d, const uint8_t *msg, size_t len, const s
 
 /* ---- UDP ---------------------------------------------------------------- */
 
-static void udp_send_batch(struct reg_dns *d, int fd, unsigned n)
-{
-    unsigned sent = 0;
-    while (sent < n) {
-        int rc = sendmmsg(fd, d->smsg + sent, n - sent, MSG_DONTWAIT);
-        if (rc > 0) {
-            sent += (unsigned)rc;
-            continue;
-        }
-        if (rc < 0 && errno == EINTR)
-            continue;
-        /* EAGAIN (buffer full) or an error for the next datagram (an
-         * unreachable client): that one is lost, the rest may still go. */
-        d->stats.dropped[REG_DNS_DROP_UDP_SEND]++;
-        sent++;
-    }
-}
-
 static void udp_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     (void)loop;
     (void)revents;
     struct udp_sock *u = io->data;
     struct reg_dns *d = u->d;
+    struct dns_udp_batch *b = &d->batch;
     for (int round = 0; round < UDP_ROUNDS; round++) {
-        for (unsigned i = 0; i < UDP_BATCH; i++) {
-            struct msghdr *h = &d->rmsg[i].msg_hdr;
-            h->msg_namelen = sizeof d->from[i];
-            h->msg_controllen = u->pktinfo ? CMSG_ROOM : 0;
-            h->msg_flags = 0;
-        }
-        int got = recvmmsg(io->fd, d->rmsg, UDP_BATCH, MSG_DONTWAIT, NULL);
-        if (got <= 0)
+        unsigned got = dns_udp_batch_recv(b, io->fd, u->pktinfo);
+        if (got == 0)
             return;
-        unsigned out = 0;
-        for (int i = 0; i < got; i++) {
-            struct msghdr *h = &d->rmsg[i].msg_hdr;
+        for (unsigned i = 0; i < got; i++) {
+            const struct msghdr *h = &b->rmsg[i].msg_hdr;
             d->stats.queries_udp++;
             uint8_t *buf = d->udp_bufs + (size_t)i * d->udp_buf_size;
             size_t n = 0;
             if (!(h->msg_flags & MSG_TRUNC))
-                n = reg_dns_answer(d, buf, d->rmsg[i].msg_len, (const struct sockaddr *)&d->from[i], false, buf,
+                n = reg_dns_answer(d, buf, b->rmsg[i].msg_len, (const struct sockaddr *)&b->from[i], false, buf,
                                    d->udp_buf_size);
             else
                 d->stats.dropped[REG_DNS_DROP_MALFORMED]++;   /* larger than any query we read */
-            if (n == 0)
-                continue;
-            struct msghdr *s = &d->smsg[out].msg_hdr;
-            d->siov[out] = (struct iovec){.iov_base = buf, .iov_len = n};
-            s->msg_iov = &d->siov[out];
-            s->msg_iovlen = 1;
-            s->msg_name = &d->from[i];
-            s->msg_namelen = h->msg_namelen;
-            s->msg_control = u->pktinfo && h->msg_controllen ? d->cmsg[i] : NULL;
-            s->msg_controllen = u->pktinfo ? h->msg_controllen : 0;
-            s->msg_flags = 0;
-            out++;
+            if (n)
+                dns_udp_batch_reply(b, i, buf, n, u->pktinfo);
         }
-        if (out)
-            udp_send_batch(d, io->fd, out);
+        d->stats.dropped[REG_DNS_DROP_UDP_SEND] += dns_udp_batch_send(b, io->fd);
         /* Read again rather than return to epoll_wait even after a short
          * batch: under load more queries have come in meanwhile, and one
          * recvmmsg that finds them is cheaper than epoll_wait and then
@@ -815,39 +773,17 @@ static void idle_cb(struct ev_loop *loop, struct ev_timer *t)
  * until it is sent. -1 when out of memory. */
 static int conn_keep(struct tcp_conn *c, const uint8_t *p, size_t n)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_len + n > c->out_cap) {
-        size_t cap = c->out_len + n;
-        uint8_t *q = realloc(c->out, cap);
-        if (!q)
-            return -1;
-        c->out = q;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, p, n);
-    c->out_len += n;
-    return 0;
+    return dns_tcp_queue(&c->out, &c->out_off, &c->out_len, &c->out_cap, p, n, false);
 }
 
 /* Write what is pending. 1 all sent, 0 some left, -1 error. */
 static int conn_flush(struct tcp_conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = write(c->io.fd, c->out + c->out_off, c->out_len - c->out_off);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        return -1;
-    }
-    c->out_off = c->out_len = 0;
-    return 1;
+    bool wrote = false;
+    int rc = dns_tcp_flush(c->io.fd, c->out, &c->out_off, &c->out_len, &wrote);
+    if (wrote)
+        ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
+    return rc;
 }
 
 /* Answer the complete messages in the input buffer, a batch at a time,
@@ -859,10 +795,8 @@ static int conn_answer(struct tcp_conn *c)
     int rc = 0;
     while (c->out_len == 0) {
         size_t used = 0;
-        while (used < TCP_BATCH && c->in_len - pos >= 2) {
-            size_t mlen = (size_t)c->in[pos] << 8 | c->in[pos + 1];
-            if (c->in_len - pos < 2 + mlen)
-                break;
+        size_t mlen;
+        while (used < TCP_BATCH && dns_tcp_message(c->in, c->in_len, pos, &mlen)) {
             d->stats.queries_tcp++;
             size_t n = reg_dns_answer(d, c->in + pos + 2, mlen, (const struct sockaddr *)&c->peer, true,
                                       d->tcp_scratch + used + 2, DNS_MSG_MAX);
@@ -891,10 +825,7 @@ static int conn_answer(struct tcp_conn *c)
             break;
         }
     }
-    if (pos > 0) {
-        memmove(c->in, c->in + pos, c->in_len - pos);
-        c->in_len -= pos;
-    }
+    dns_tcp_consume(c->in, &c->in_len, pos);
     return rc;
 }
 
@@ -902,33 +833,18 @@ static int conn_answer(struct tcp_conn *c)
  * 1 data, 0 nothing now, -1 error; EOF sets c->eof. */
 static int conn_read(struct tcp_conn *c)
 {
-    size_t need = c->in_cap;
-    if (c->in_len >= 2) {
-        size_t mlen = (size_t)c->in[0] << 8 | c->in[1];
-        if (2 + mlen > need)
-            need = 2 + mlen;
-    }
-    if (need > c->in_cap) {
-        uint8_t *p = realloc(c->in, need);
-        if (!p)
-            return -1;
-        c->in = p;
-        c->in_cap = need;
-    }
-    if (c->in_len == c->in_cap)
-        return 0;   /* full of complete messages waiting for their answers to go */
-    ssize_t n = read(c->io.fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (n > 0) {
-        c->in_len += (size_t)n;
+    switch (dns_tcp_read(c->io.fd, &c->in, &c->in_len, &c->in_cap)) {
+    case DNS_TCP_DATA:
         ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
         return 1;
-    }
-    if (n == 0) {
+    case DNS_TCP_EOF:
         c->eof = true;
         return 1;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    case DNS_TCP_NOTHING:
         return 0;
+    case DNS_TCP_ERROR:
+        break;
+    }
     return -1;
 }
 
@@ -1042,66 +958,6 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 
 /* ---- sockets ------------------------------------------------------------ */
 
-static bool is_wildcard(const struct sl_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-}
-
-static int open_socket(const struct sl_addr *a, int type, char *err, size_t errlen)
-{
-    const char *what = type == SOCK_DGRAM ? "udp" : "tcp";
-    int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "dns listener %s (%s): socket: %s", a->text, what, strerror(errno));
-        return -1;
-    }
-    int one = 1;
-    if (type == SOCK_STREAM)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (a->ss.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || (type == SOCK_STREAM && listen(fd, 511) < 0)) {
-        snprintf(err, errlen, "dns listener %s (%s): %s", a->text, what, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (type == SOCK_DGRAM && is_wildcard(a)) {
-        if (a->ss.ss_family == AF_INET)
-            setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
-        else
-            setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
-    }
-    return fd;
-}
-
-/* UDP and TCP on one address; with port 0 the UDP socket picks the port and
- * TCP takes the same one (tried a few times: another process may hold it
- * for TCP). */
-static int open_pair(const struct sl_addr *want, int *ufd, int *tfd, struct sl_addr *bound, char *err, size_t errlen)
-{
-    bool any_port = addr_port(want) == 0;
-    for (int attempt = 0; attempt < (any_port ? 20 : 1); attempt++) {
-        *ufd = open_socket(want, SOCK_DGRAM, err, errlen);
-        if (*ufd < 0)
-            return -1;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        if (getsockname(*ufd, (struct sockaddr *)&ss, &sl) < 0) {
-            snprintf(err, errlen, "dns listener %s: getsockname: %s", want->text, strerror(errno));
-            close(*ufd);
-            return -1;
-        }
-        addr_from_sockaddr(bound, (struct sockaddr *)&ss, sl);
-        *tfd = open_socket(bound, SOCK_STREAM, err, errlen);
-        if (*tfd >= 0)
-            return 0;
-        close(*ufd);
-    }
-    return -1;
-}
-
 static void close_listeners(struct reg_dns *d)
 {
     for (size_t i = 0; i < d->n_listen; i++) {
@@ -1112,21 +968,6 @@ static void close_listeners(struct reg_dns *d)
         close(d->tcp[i].io.fd);
     }
     d->n_listen = 0;
-}
-
-static void setup_udp_batch(struct reg_dns *d)
-{
-    for (unsigned i = 0; i < UDP_BATCH; i++) {
-        d->riov[i] = (struct iovec){.iov_base = d->udp_bufs + (size_t)i * d->udp_buf_size, .iov_len = d->udp_buf_size};
-        d->rmsg[i].msg_hdr = (struct msghdr){
-            .msg_name = &d->from[i],
-            .msg_namelen = sizeof d->from[i],
-            .msg_iov = &d->riov[i],
-            .msg_iovlen = 1,
-            .msg_control = d->cmsg[i],
-            .msg_controllen = CMSG_ROOM,
-        };
-    }
 }
 
 static uint64_t random_seed(void)
@@ -1157,21 +998,21 @@ struct reg_dns *reg_dns_start(struct ev_loop *loop, const struct reg_dns_conf *c
         return NULL;
     }
     d->udp_buf_size = c->udp_max > UDP_BUF_MIN ? c->udp_max : UDP_BUF_MIN;
-    d->udp_bufs = malloc(UDP_BATCH * d->udp_buf_size);
+    d->udp_bufs = malloc(DNS_UDP_BATCH * d->udp_buf_size);
     d->tcp_scratch = malloc(TCP_SCRATCH);
     if (!d->udp_bufs || !d->tcp_scratch) {
         snprintf(err, errlen, "dns: out of memory");
         reg_dns_stop(d);
         return NULL;
     }
-    setup_udp_batch(d);
+    dns_udp_batch_init(&d->batch, d->udp_bufs, d->udp_buf_size);
     for (size_t i = 0; i < c->n_listen; i++) {
         int ufd, tfd;
-        if (open_pair(&c->listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0) {
+        if (dns_listen_open("dns", &c->listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0) {
             reg_dns_stop(d);
             return NULL;
         }
-        d->udp[i] = (struct udp_sock){.d = d, .pktinfo = is_wildcard(&d->bound[i])};
+        d->udp[i] = (struct udp_sock){.d = d, .pktinfo = dns_addr_is_wildcard(&d->bound[i])};
         ev_io_init(&d->udp[i].io, ufd, udp_cb, &d->udp[i]);
         ev_io_set(loop, &d->udp[i].io, EPOLLIN);
         d->tcp[i] = (struct tcp_listener){.d = d};
