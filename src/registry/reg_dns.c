@@ -49,7 +49,6 @@
 #define ACCEPT_BATCH 16
 #define ACCEPT_PAUSE_MS 100
 #define SRV_CAP 4096              /* more SRV records than ever fit in 65,535 bytes */
-#define ADDR_LABEL_MAX 40         /* "255-255-255-255" or 32 hex digits */
 
 struct reg_dns;
 
@@ -422,80 +421,17 @@ static void answer_service(struct answer *a, struct reg_service *svc)
     }
 }
 
-/* The label of an address in SRV targets: 10-1-0-7, or 32 hex digits. */
-static size_t addr_label(const struct sockaddr_storage *ss, char *out)
+/* The bytes of an address, for lib/dns_wire. */
+static const uint8_t *addr_bytes(const struct sockaddr_storage *ss)
 {
-    if (ss->ss_family == AF_INET) {
-        /* by hand: snprintf was a tenth of the CPU of an SRV answer */
-        const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
-        size_t n = 0;
-        for (int i = 0; i < 4; i++) {
-            unsigned v = b[i];
-            if (i)
-                out[n++] = '-';
-            if (v >= 100)
-                out[n++] = (char)('0' + v / 100);
-            if (v >= 10)
-                out[n++] = (char)('0' + v / 10 % 10);
-            out[n++] = (char)('0' + v % 10);
-        }
-        out[n] = 0;
-        return n;
-    }
-    const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[32] = 0;
-    return 32;
-}
-
-/* The reverse: true with the address family and bytes when the label is
- * one (lower case; the DNS path passes lower-cased labels). */
-static bool parse_addr_label(const uint8_t *p, size_t len, sa_family_t *af, uint8_t addr[16])
-{
-    if (len == 32) {
-        for (size_t i = 0; i < 32; i++) {
-            uint8_t c = p[i];
-            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-            if (v < 0)
-                return false;
-            addr[i / 2] = (uint8_t)(i % 2 ? addr[i / 2] | v : v << 4);
-        }
-        *af = AF_INET6;
-        return true;
-    }
-    unsigned part = 0, val = 0, digits = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i == len || p[i] == '-') {
-            if (digits == 0 || part > 3)
-                return false;
-            addr[part++] = (uint8_t)val;
-            val = digits = 0;
-        } else if (p[i] >= '0' && p[i] <= '9' && digits < 3) {
-            val = val * 10 + (p[i] - '0');
-            digits++;
-            if (val > 255)
-                return false;
-        } else {
-            return false;
-        }
-    }
-    if (part != 4)
-        return false;
-    *af = AF_INET;
-    return true;
+    if (ss->ss_family == AF_INET)
+        return (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+    return (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
 }
 
 static bool same_addr(const struct sockaddr_storage *ss, sa_family_t af, const uint8_t *addr)
 {
-    if (ss->ss_family != af)
-        return false;
-    if (af == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)ss)->sin_addr, addr, 4) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, addr, 16) == 0;
+    return ss->ss_family == af && memcmp(addr_bytes(ss), addr, af == AF_INET ? 4 : 16) == 0;
 }
 
 /* ADDR.SERVICE.ZONE (k == 2 and label 1 is a service): the SRV targets. */
@@ -504,7 +440,7 @@ static void answer_target(struct answer *a, struct reg_service *svc, const uint8
     sa_family_t af;
     uint8_t addr[16];
     const struct reg_instance *found = NULL;
-    if (parse_addr_label(label, len, &af, addr)) {
+    if (dns_addr_label_parse(label, len, &af, addr)) {
         for (uint32_t i = 0; i < svc->n_instances && !found; i++) {
             const struct reg_instance *inst = svc->instances[i];
             if (inst->enabled && inst->weight > 0 && same_addr(&inst->addr.ss, af, addr))
@@ -528,17 +464,9 @@ static void answer_target(struct answer *a, struct reg_service *svc, const uint8
 /* The target name ADDR.SERVICE.ZONE of an instance; its length or -1. */
 static int srv_target(const struct reg_dns *d, const struct reg_instance *inst, uint8_t *out)
 {
-    char label[ADDR_LABEL_MAX];
-    size_t llen = addr_label(&inst->addr.ss, label);
-    size_t slen = strlen(inst->service->name);
-    if (1 + llen + 1 + slen + d->zone_len > DNS_NAME_MAX)
-        return -1;
-    out[0] = (uint8_t)llen;
-    memcpy(out + 1, label, llen);
-    out[1 + llen] = (uint8_t)slen;
-    memcpy(out + 2 + llen, inst->service->name, slen);
-    memcpy(out + 2 + llen + slen, d->zone_wire, d->zone_len);
-    return (int)(2 + llen + slen + d->zone_len);
+    const char *svc = inst->service->name;
+    return dns_srv_target(inst->addr.ss.ss_family, addr_bytes(&inst->addr.ss), svc, strlen(svc), d->zone_wire,
+                          d->zone_len, out);
 }
 
 static void put_addr(struct dns_writer *w, enum dns_section s, const uint8_t *owner, uint32_t ttl,
