@@ -136,16 +136,12 @@ static void collect_client(void *arg, struct strbuf *out)
         { "sluice_agent_client_failover_loads_total", "Lists loaded from the failover directory.",
           s.failover_loads },
     };
-    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-        metrics_family(out, counters[i].name, "counter", counters[i].help);
-        metrics_sample(out, counters[i].name, NULL, 0, counters[i].v);
-    }
-    metrics_family(out, "sluice_agent_client_registry_reachable", "gauge",
-                   "1 when the last request to a registry node worked.");
-    metrics_sample(out, "sluice_agent_client_registry_reachable", NULL, 0, s.registry_reachable);
-    metrics_family(out, "sluice_agent_client_failover_active", "gauge",
-                   "1 while the failover directory's switch file exists.");
-    metrics_sample(out, "sluice_agent_client_failover_active", NULL, 0, s.failover_active);
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        metrics_single(out, counters[i].name, "counter", counters[i].help, counters[i].v);
+    metrics_single(out, "sluice_agent_client_registry_reachable", "gauge",
+                   "1 when the last request to a registry node worked.", s.registry_reachable);
+    metrics_single(out, "sluice_agent_client_failover_active", "gauge",
+                   "1 while the failover directory's switch file exists.", s.failover_active);
 }
 
 /* The "agent" part of /api/status: where it answers, what it forwards

@@ -659,49 +659,39 @@ static void collect(void *arg, struct strbuf *out)
     struct agent_dns *d = arg;
     struct agent_dns_stats s;
     agent_dns_stats(d, &s);
-    metrics_family(out, "sluice_agent_dns_messages_total", "counter", "DNS messages received by the agent, by transport.");
-    metrics_sample(out, "sluice_agent_dns_messages_total", (struct metric_label[]){ { "transport", "udp" } }, 1,
-                   s.queries_udp);
-    metrics_sample(out, "sluice_agent_dns_messages_total", (struct metric_label[]){ { "transport", "tcp" } }, 1,
-                   s.queries_tcp);
-    metrics_family(out, "sluice_agent_dns_queries_total", "counter",
-                   "Queries answered by the agent, by kind: local (a registered name, from the registry's lists), "
-                   "forwarded (an upstream's answer), nxdomain (a name under the zone the registry does not know), "
-                   "servfail, error (FORMERR, NOTIMP, BADVERS, REFUSED).");
+    static const char *const transports[] = { "udp", "tcp" };
     static const char *const kinds[] = { "local", "forwarded", "nxdomain", "servfail", "error" };
-    const uint64_t vals[] = { s.local, s.forwarded, s.nxdomain, s.servfail, s.errors };
-    for (size_t i = 0; i < 5; i++)
-        metrics_sample(out, "sluice_agent_dns_queries_total", (struct metric_label[]){ { "kind", kinds[i] } }, 1,
-                       vals[i]);
-    metrics_family(out, "sluice_agent_dns_dropped_total", "counter",
-                   "DNS messages dropped without an answer (runts, responses, answers the socket would not take).");
-    metrics_sample(out, "sluice_agent_dns_dropped_total", NULL, 0, s.dropped);
-    metrics_family(out, "sluice_agent_dns_parked_total", "counter",
-                   "Queries for a registered name that waited for the service's first list.");
-    metrics_sample(out, "sluice_agent_dns_parked_total", NULL, 0, s.parked);
-    metrics_family(out, "sluice_agent_upstream_failures_total", "counter",
-                   "Forwarding attempts that timed out or failed, by upstream.");
+    static const char *const limits[] = { "max_outstanding", "max_services" };
+    metrics_by_label(out, "sluice_agent_dns_messages_total", "counter",
+                     "DNS messages received by the agent, by transport.", "transport", transports,
+                     (const uint64_t[]){ s.queries_udp, s.queries_tcp }, 2);
+    metrics_by_label(out, "sluice_agent_dns_queries_total", "counter",
+                     "Queries answered by the agent, by kind: local (a registered name, from the registry's lists), "
+                     "forwarded (an upstream's answer), nxdomain (a name under the zone the registry does not know), "
+                     "servfail, error (FORMERR, NOTIMP, BADVERS, REFUSED).",
+                     "kind", kinds, (const uint64_t[]){ s.local, s.forwarded, s.nxdomain, s.servfail, s.errors }, 5);
+    metrics_single(out, "sluice_agent_dns_dropped_total", "counter",
+                   "DNS messages dropped without an answer (runts, responses, answers the socket would not take).",
+                   s.dropped);
+    metrics_single(out, "sluice_agent_dns_parked_total", "counter",
+                   "Queries for a registered name that waited for the service's first list.", s.parked);
+    const char *upstreams[AGENT_MAX_UPSTREAMS];
     for (size_t i = 0; i < d->conf.n_upstreams; i++)
-        metrics_sample(out, "sluice_agent_upstream_failures_total",
-                       (struct metric_label[]){ { "upstream", d->conf.upstreams[i].text } }, 1,
-                       s.upstream_failures[i]);
-    metrics_family(out, "sluice_agent_upstream_ignored_total", "counter",
-                   "Datagrams from an upstream ignored: not an answer to the query sent (ID or question).");
-    metrics_sample(out, "sluice_agent_upstream_ignored_total", NULL, 0, s.upstream_ignored);
-    metrics_family(out, "sluice_agent_dns_refused_full_total", "counter",
-                   "Queries answered SERVFAIL at once because a limit was reached, by limit.");
-    metrics_sample(out, "sluice_agent_dns_refused_full_total", (struct metric_label[]){ { "limit", "max_outstanding" } },
-                   1, s.outstanding_full);
-    metrics_sample(out, "sluice_agent_dns_refused_full_total", (struct metric_label[]){ { "limit", "max_services" } },
-                   1, s.services_full);
-    metrics_family(out, "sluice_agent_dns_outstanding", "gauge", "Forwarded and parked queries now.");
-    metrics_sample(out, "sluice_agent_dns_outstanding", NULL, 0, s.outstanding);
-    metrics_family(out, "sluice_agent_services", "gauge", "Services the agent follows.");
-    metrics_sample(out, "sluice_agent_services", NULL, 0, s.services);
-    metrics_family(out, "sluice_agent_dns_tcp_connections_total", "counter", "DNS TCP connections accepted.");
-    metrics_sample(out, "sluice_agent_dns_tcp_connections_total", NULL, 0, s.tcp_accepted);
-    metrics_family(out, "sluice_agent_dns_tcp_connections", "gauge", "DNS TCP connections open now.");
-    metrics_sample(out, "sluice_agent_dns_tcp_connections", NULL, 0, s.tcp_open);
+        upstreams[i] = d->conf.upstreams[i].text;
+    metrics_by_label(out, "sluice_agent_upstream_failures_total", "counter",
+                     "Forwarding attempts that timed out or failed, by upstream.", "upstream", upstreams,
+                     s.upstream_failures, d->conf.n_upstreams);
+    metrics_single(out, "sluice_agent_upstream_ignored_total", "counter",
+                   "Datagrams from an upstream ignored: not an answer to the query sent (ID or question).",
+                   s.upstream_ignored);
+    metrics_by_label(out, "sluice_agent_dns_refused_full_total", "counter",
+                     "Queries answered SERVFAIL at once because a limit was reached, by limit.", "limit", limits,
+                     (const uint64_t[]){ s.outstanding_full, s.services_full }, 2);
+    metrics_single(out, "sluice_agent_dns_outstanding", "gauge", "Forwarded and parked queries now.", s.outstanding);
+    metrics_single(out, "sluice_agent_services", "gauge", "Services the agent follows.", s.services);
+    metrics_single(out, "sluice_agent_dns_tcp_connections_total", "counter", "DNS TCP connections accepted.",
+                   s.tcp_accepted);
+    metrics_single(out, "sluice_agent_dns_tcp_connections", "gauge", "DNS TCP connections open now.", s.tcp_open);
 }
 
 int agent_dns_metrics(struct metrics_registry *reg, struct agent_dns *d)

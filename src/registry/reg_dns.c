@@ -230,24 +230,25 @@ static int build_names(struct reg_dns *d, char *err, size_t errlen)
 
 /* ---- names of slots (metrics labels) ------------------------------------ */
 
+static const char *const qtype_names[REG_DNS_QTYPES] = {"A", "AAAA", "SRV", "SOA", "NS", "ANY", "other", "none"};
+static const char *const rcode_names[REG_DNS_RCODES] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
+                                                        "NOTIMP",  "REFUSED", "BADVERS"};
+static const char *const drop_names[REG_DNS_DROPS] = {"malformed", "udp_send",  "tcp_limit",
+                                                      "tcp_idle",  "tcp_error", "error"};
+
 const char *reg_dns_qtype_name(enum reg_dns_qtype_slot s)
 {
-    static const char *const names[REG_DNS_QTYPES] = {"A", "AAAA", "SRV", "SOA", "NS", "ANY", "other", "none"};
-    return (unsigned)s < REG_DNS_QTYPES ? names[s] : "?";
+    return (unsigned)s < REG_DNS_QTYPES ? qtype_names[s] : "?";
 }
 
 const char *reg_dns_rcode_name(enum reg_dns_rcode_slot s)
 {
-    static const char *const names[REG_DNS_RCODES] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
-                                                      "NOTIMP",  "REFUSED", "BADVERS"};
-    return (unsigned)s < REG_DNS_RCODES ? names[s] : "?";
+    return (unsigned)s < REG_DNS_RCODES ? rcode_names[s] : "?";
 }
 
 const char *reg_dns_drop_name(enum reg_dns_drop_reason r)
 {
-    static const char *const names[REG_DNS_DROPS] = {"malformed", "udp_send",  "tcp_limit",
-                                                     "tcp_idle",  "tcp_error", "error"};
-    return (unsigned)r < REG_DNS_DROPS ? names[r] : "?";
+    return (unsigned)r < REG_DNS_DROPS ? drop_names[r] : "?";
 }
 
 static enum reg_dns_qtype_slot qtype_slot(const struct dns_query *q)
@@ -997,50 +998,36 @@ static void collect(void *arg, struct strbuf *out)
 {
     struct reg_dns_stats s;
     reg_dns_stats(arg, &s);
-    metrics_family(out, "sluice_registry_dns_queries_total", "counter",
-                   "DNS messages received by the registry, by transport.");
-    metrics_sample(out, "sluice_registry_dns_queries_total", (struct metric_label[]){{"transport", "udp"}}, 1,
-                   s.queries_udp);
-    metrics_sample(out, "sluice_registry_dns_queries_total", (struct metric_label[]){{"transport", "tcp"}}, 1,
-                   s.queries_tcp);
-    metrics_family(out, "sluice_registry_dns_queries_by_type_total", "counter",
-                   "DNS queries answered by the registry, by question type (none: no question was read).");
-    for (int i = 0; i < REG_DNS_QTYPES; i++)
-        metrics_sample(out, "sluice_registry_dns_queries_by_type_total",
-                       (struct metric_label[]){{"qtype", reg_dns_qtype_name(i)}}, 1, s.by_qtype[i]);
-    metrics_family(out, "sluice_registry_dns_responses_total", "counter",
-                   "DNS answers sent by the registry, by response code.");
-    for (int i = 0; i < REG_DNS_RCODES; i++)
-        metrics_sample(out, "sluice_registry_dns_responses_total",
-                       (struct metric_label[]){{"rcode", reg_dns_rcode_name(i)}}, 1, s.by_rcode[i]);
-    metrics_family(out, "sluice_registry_dns_nodata_total", "counter",
-                   "NOERROR answers with no record in the answer section (NODATA).");
-    metrics_sample(out, "sluice_registry_dns_nodata_total", NULL, 0, s.nodata);
-    metrics_family(out, "sluice_registry_dns_truncated_total", "counter",
-                   "DNS answers sent with TC set (did not fit; the client retries over TCP).");
-    metrics_sample(out, "sluice_registry_dns_truncated_total", NULL, 0, s.truncated);
-    metrics_family(out, "sluice_registry_dns_client_subnet_total", "counter",
-                   "DNS queries that carried an EDNS Client Subnet option.");
-    metrics_sample(out, "sluice_registry_dns_client_subnet_total", NULL, 0, s.ecs);
-    metrics_family(out, "sluice_registry_dns_answers_by_tier_total", "counter",
-                   "Service answers (A, AAAA, SRV) by the locality tier they were drawn from.");
-    for (int i = 0; i < 3; i++)
-        metrics_sample(out, "sluice_registry_dns_answers_by_tier_total",
-                       (struct metric_label[]){{"tier", reg_tier_name(i)}}, 1, s.by_tier[i]);
-    metrics_family(out, "sluice_registry_dns_fail_open_total", "counter",
+    static const char *const transports[] = {"udp", "tcp"};
+    const char *const tiers[] = {reg_tier_name(0), reg_tier_name(1), reg_tier_name(2)};
+    metrics_by_label(out, "sluice_registry_dns_queries_total", "counter",
+                     "DNS messages received by the registry, by transport.", "transport", transports,
+                     (const uint64_t[]){s.queries_udp, s.queries_tcp}, 2);
+    metrics_by_label(out, "sluice_registry_dns_queries_by_type_total", "counter",
+                     "DNS queries answered by the registry, by question type (none: no question was read).", "qtype",
+                     qtype_names, s.by_qtype, REG_DNS_QTYPES);
+    metrics_by_label(out, "sluice_registry_dns_responses_total", "counter",
+                     "DNS answers sent by the registry, by response code.", "rcode", rcode_names, s.by_rcode,
+                     REG_DNS_RCODES);
+    metrics_single(out, "sluice_registry_dns_nodata_total", "counter",
+                   "NOERROR answers with no record in the answer section (NODATA).", s.nodata);
+    metrics_single(out, "sluice_registry_dns_truncated_total", "counter",
+                   "DNS answers sent with TC set (did not fit; the client retries over TCP).", s.truncated);
+    metrics_single(out, "sluice_registry_dns_client_subnet_total", "counter",
+                   "DNS queries that carried an EDNS Client Subnet option.", s.ecs);
+    metrics_by_label(out, "sluice_registry_dns_answers_by_tier_total", "counter",
+                     "Service answers (A, AAAA, SRV) by the locality tier they were drawn from.", "tier", tiers,
+                     s.by_tier, 3);
+    metrics_single(out, "sluice_registry_dns_fail_open_total", "counter",
                    "Service answers that failed open: the chosen tier's healthy share was below the protect "
-                   "threshold.");
-    metrics_sample(out, "sluice_registry_dns_fail_open_total", NULL, 0, s.fail_open);
-    metrics_family(out, "sluice_registry_dns_dropped_total", "counter",
-                   "DNS messages or TCP connections dropped without an answer, by reason.");
-    for (int i = 0; i < REG_DNS_DROPS; i++)
-        metrics_sample(out, "sluice_registry_dns_dropped_total",
-                       (struct metric_label[]){{"reason", reg_dns_drop_name(i)}}, 1, s.dropped[i]);
-    metrics_family(out, "sluice_registry_dns_tcp_connections_total", "counter",
-                   "DNS TCP connections accepted.");
-    metrics_sample(out, "sluice_registry_dns_tcp_connections_total", NULL, 0, s.tcp_accepted);
-    metrics_family(out, "sluice_registry_dns_tcp_connections", "gauge", "DNS TCP connections open now.");
-    metrics_sample(out, "sluice_registry_dns_tcp_connections", NULL, 0, s.tcp_open);
+                   "threshold.",
+                   s.fail_open);
+    metrics_by_label(out, "sluice_registry_dns_dropped_total", "counter",
+                     "DNS messages or TCP connections dropped without an answer, by reason.", "reason", drop_names,
+                     s.dropped, REG_DNS_DROPS);
+    metrics_single(out, "sluice_registry_dns_tcp_connections_total", "counter", "DNS TCP connections accepted.",
+                   s.tcp_accepted);
+    metrics_single(out, "sluice_registry_dns_tcp_connections", "gauge", "DNS TCP connections open now.", s.tcp_open);
 }
 
 int reg_dns_metrics(struct metrics_registry *reg, struct reg_dns *d)
