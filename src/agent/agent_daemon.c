@@ -10,7 +10,6 @@
  */
 #include "agent/agent_daemon.h"
 
-#include <getopt.h>
 #include <jansson.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -303,10 +302,7 @@ void agent_usage(FILE *out)
           "upstream resolvers (agent.upstreams, else /etc/resolv.conf's nameservers)\n"
           "and their answers passed back unchanged. SIGTERM or SIGINT stops.\n"
           "\n"
-          "Options:\n"
-          "  -c, --config FILE   configuration file (YAML), required\n"
-          "      --pid-file PATH write the process id there (removed at exit)\n"
-          "  -h, --help          show this help\n"
+          DAEMON_USAGE_OPTIONS
           "\n"
           "Docs: docs/agent.md, docs/configuration.md (agent)\n",
           out);
@@ -314,32 +310,7 @@ void agent_usage(FILE *out)
 
 int agent_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "pid-file", required_argument, NULL, 'p' },
-        { "help", no_argument, NULL, 'h' },
-        { 0, 0, 0, 0 },
-    };
-    const char *path = NULL, *pid_file = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': path = optarg; break;
-        case 'p': pid_file = optarg; break;
-        case 'h': agent_usage(stdout); return 0;
-        default: agent_usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "sluice agent: unexpected argument \"%s\"\n\n", argv[optind]);
-        agent_usage(stderr);
-        return 2;
-    }
-    if (!path) {
-        fprintf(stderr, "sluice agent: -c FILE is required\n\n");
-        agent_usage(stderr);
-        return 2;
-    }
-    return run(path, pid_file);
+    const char *path, *pid_file;
+    int rc = daemon_parse_args("sluice agent", argc, argv, agent_usage, &path, &pid_file);
+    return rc >= 0 ? rc : run(path, pid_file);
 }
