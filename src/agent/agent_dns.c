@@ -647,7 +647,7 @@ const struct sl_addr *agent_dns_upstream(const struct agent_dns *d, size_t i)
 void agent_dns_stats(const struct agent_dns *d, struct agent_dns_stats *out)
 {
     *out = d->stats;
-    out->tcp_open = d->n_conns;
+    out->tcp_open = d->conns.n;
     out->outstanding = d->n_pending;
     out->services = d->n_svcs;
 }

@@ -45,6 +45,7 @@ struct udp_listener {
 struct tcp_listener {
     struct agent_dns *d;
     struct ev_io io;
+    struct ev_timer pause;             /* accept failed for lack of descriptors: wait a little */
 };
 
 struct tcp_conn;
@@ -82,8 +83,7 @@ struct agent_dns {
     struct pending *pending;           /* forwarded and parked queries */
     uint32_t n_pending;
     struct ev_timer park_timer;        /* runs while queries are parked */
-    struct tcp_conn *conns;
-    uint32_t n_conns;
+    struct dns_tcp_conns conns;        /* of struct tcp_conn (agent_net.c) */
     size_t preferred;                  /* the upstream that answered last */
 
     struct agent_dns_stats stats;

@@ -22,6 +22,10 @@
  * answers out of order). A connection has at most CONN_WAITING_MAX
  * queries waiting and reads nothing more until one is answered; a
  * connection closed with queries waiting is freed by the last of them.
+ *
+ * The sockets, the UDP batch, the TCP framing and a connection's life
+ * (accept, buffers, idle timer) are core/dns_server's, shared with sluice
+ * registry's DNS server; what is here is what only the agent does.
  */
 #include "agent/agent_dns_priv.h"
 
@@ -39,23 +43,14 @@
 
 #define PARK_POLL_MS 10
 #define CONN_WAITING_MAX 64
-#define CONN_IN_INITIAL 1024
 #define CONN_OUT_MAX (256 * 1024)
-#define ACCEPT_BATCH 16
 #define UDP_ROUNDS 8
 
 struct tcp_conn {
+    struct dns_tcp_conn t;        /* first: the list holds these */
     struct agent_dns *d;
-    struct ev_io io;
-    struct ev_timer idle;
-    uint8_t *in;
-    size_t in_len, in_cap;
-    uint8_t *out;
-    size_t out_off, out_len, out_cap;
     uint32_t waiting;             /* its queries parked or forwarded */
-    bool eof, closed;
     bool busy;                    /* conn_process is running (a query may end at once and call it again) */
-    struct tcp_conn *prev, *next;
 };
 
 enum pending_kind { P_PARKED, P_FORWARD };
@@ -102,42 +97,28 @@ static void udp_send_one(struct agent_dns *d, struct udp_listener *ul, const str
 static void conn_free(void *p)
 {
     struct tcp_conn *c = p;
-    free(c->in);
-    free(c->out);
+    dns_tcp_conn_release(&c->t);
     free(c);
 }
 
 /* Queue an answer (with its length) on the connection. -1 out of memory. */
 static int conn_queue(struct tcp_conn *c, const uint8_t *buf, size_t n)
 {
-    return dns_tcp_queue(&c->out, &c->out_off, &c->out_len, &c->out_cap, buf, n, true);
+    return dns_tcp_queue(&c->t.out, &c->t.out_off, &c->t.out_len, &c->t.out_cap, buf, n, true);
 }
 
+/* A connection closed with queries waiting is freed by the last of them. */
 static void conn_close(struct tcp_conn *c)
 {
-    if (c->closed)
-        return;
-    struct agent_dns *d = c->d;
-    c->closed = true;
-    ev_io_stop(d->loop, &c->io);
-    ev_timer_stop(d->loop, &c->idle);
-    close(c->io.fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        d->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    d->n_conns--;
-    if (c->waiting == 0)
-        ev_defer_free(d->loop, c, conn_free);
+    if (dns_tcp_conn_close(c->d->loop, &c->d->conns, &c->t) && c->waiting == 0)
+        ev_defer_free(c->d->loop, c, conn_free);
 }
 
 /* Write what is queued: 1 all sent, 0 some left, -1 error. */
 static int conn_flush(struct tcp_conn *c)
 {
     bool wrote = false;
-    return dns_tcp_flush(c->io.fd, c->out, &c->out_off, &c->out_len, &wrote);
+    return dns_tcp_flush(c->t.io.fd, c->t.out, &c->t.out_off, &c->t.out_len, &wrote);
 }
 
 /* The answer of a waiting query goes to its client. */
@@ -149,7 +130,7 @@ static void deliver(struct pending *p, const uint8_t *buf, size_t n)
         return;
     }
     struct tcp_conn *c = p->conn;
-    if (c->closed)
+    if (c->t.closed)
         return;
     if (conn_queue(c, buf, n) < 0 || conn_flush(c) < 0) {
         conn_close(c);
@@ -206,7 +187,7 @@ static void pending_free(struct pending *p)
         pending_release(p);
     if (c) {
         c->waiting--;
-        if (c->closed) {
+        if (c->t.closed) {
             if (c->waiting == 0)
                 ev_defer_free(d->loop, c, conn_free);
         } else if (!c->busy) {
@@ -563,68 +544,50 @@ static void conn_process(struct tcp_conn *c)
         return;
     c->busy = true;
     size_t pos = 0, mlen;
-    while (!c->closed && c->waiting < CONN_WAITING_MAX && c->out_len < CONN_OUT_MAX &&
-           dns_tcp_message(c->in, c->in_len, pos, &mlen)) {
+    while (!c->t.closed && c->waiting < CONN_WAITING_MAX && c->t.out_len < CONN_OUT_MAX &&
+           dns_tcp_message(c->t.in, c->t.in_len, pos, &mlen)) {
         d->stats.queries_tcp++;
-        size_t n = handle_query(d, c->in + pos + 2, mlen, NULL, NULL, c, d->out_buf, DNS_MSG_MAX);
+        size_t n = handle_query(d, c->t.in + pos + 2, mlen, NULL, NULL, c, d->out_buf, DNS_MSG_MAX);
         pos += 2 + mlen;
         if (n && conn_queue(c, d->out_buf, n) < 0)
             conn_close(c);
     }
     c->busy = false;
-    if (c->closed)
+    if (c->t.closed)
         return;
-    dns_tcp_consume(c->in, &c->in_len, pos);
-    if (c->out_len > c->out_off && conn_flush(c) < 0)
+    dns_tcp_consume(c->t.in, &c->t.in_len, pos);
+    if (c->t.out_len > c->t.out_off && conn_flush(c) < 0)
         conn_close(c);
 }
 
 static void conn_rearm(struct tcp_conn *c)
 {
-    if (c->closed)
+    if (c->t.closed)
         return;
-    if (c->out_len > c->out_off) {
-        ev_io_set(c->d->loop, &c->io, EPOLLOUT);
+    if (c->t.out_len > c->t.out_off) {
+        ev_io_set(c->d->loop, &c->t.io, EPOLLOUT);
         return;
     }
-    if (c->eof) {
+    if (c->t.eof) {
         if (c->waiting == 0)
             conn_close(c);   /* everything complete is answered; a partial message is dropped */
         else
-            ev_io_set(c->d->loop, &c->io, 0);
+            ev_io_set(c->d->loop, &c->t.io, 0);
         return;
     }
-    ev_io_set(c->d->loop, &c->io, c->waiting < CONN_WAITING_MAX ? EPOLLIN : 0);
-}
-
-/* 1 data (or EOF), 0 nothing now, -1 error. */
-static int conn_read(struct tcp_conn *c)
-{
-    switch (dns_tcp_read(c->io.fd, &c->in, &c->in_len, &c->in_cap)) {
-    case DNS_TCP_DATA:
-        ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
-        return 1;
-    case DNS_TCP_EOF:
-        c->eof = true;
-        return 1;
-    case DNS_TCP_NOTHING:
-        return 0;
-    case DNS_TCP_ERROR:
-        break;
-    }
-    return -1;
+    ev_io_set(c->d->loop, &c->t.io, c->waiting < CONN_WAITING_MAX ? EPOLLIN : 0);
 }
 
 static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct tcp_conn *c = io->data;
-    if (c->closed)
+    if (c->t.closed)
         return;
-    if (c->eof && (revents & (EPOLLHUP | EPOLLERR))) {
+    if (c->t.eof && (revents & (EPOLLHUP | EPOLLERR))) {
         conn_close(c);   /* gone both ways: its answers have nowhere to go (and HUP would fire again) */
         return;
     }
-    if (c->out_len > c->out_off) {
+    if (c->t.out_len > c->t.out_off) {
         int f = conn_flush(c);
         if (f < 0) {
             conn_close(c);
@@ -634,7 +597,8 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
             conn_rearm(c);
             return;
         }
-    } else if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn_read(c) < 0) {
+    } else if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) &&
+               dns_tcp_conn_read(c->d->loop, &c->t, c->d->conf.tcp_idle_ms) < 0) {
         conn_close(c);
         return;
     }
@@ -642,51 +606,42 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
     conn_rearm(c);
 }
 
-static void conn_new(struct agent_dns *d, int fd)
+static void conn_new(struct agent_dns *d, int fd, const struct sockaddr_storage *peer)
 {
     struct tcp_conn *c = calloc(1, sizeof *c);
-    uint8_t *in = malloc(CONN_IN_INITIAL);
-    if (!c || !in) {
-        free(c);
-        free(in);
+    if (!c) {
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->d = d;
-    c->in = in;
-    c->in_cap = CONN_IN_INITIAL;
-    ev_io_init(&c->io, fd, conn_cb, c);
-    ev_timer_init(&c->idle, idle_cb, c);
-    c->next = d->conns;
-    if (d->conns)
-        d->conns->prev = c;
-    d->conns = c;
-    d->n_conns++;
+    if (dns_tcp_conn_open(d->loop, &d->conns, &c->t, fd, peer, conn_cb, idle_cb, c, d->conf.tcp_idle_ms) < 0) {
+        free(c);
+        return;
+    }
     d->stats.tcp_accepted++;
-    ev_io_set(d->loop, &c->io, EPOLLIN);
-    ev_timer_start(d->loop, &c->idle, d->conf.tcp_idle_ms);
+}
+
+static void accepted(void *arg, int fd, const struct sockaddr_storage *peer)
+{
+    struct agent_dns *d = arg;
+    if (d->conns.n >= d->conf.tcp_max_conns) {
+        close(fd);
+        d->stats.dropped++;
+        return;
+    }
+    conn_new(d, fd, peer);
 }
 
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct tcp_listener *l = io->data;
-    struct agent_dns *d = l->d;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            return;
-        }
-        if (d->n_conns >= d->conf.tcp_max_conns) {
-            close(fd);
-            d->stats.dropped++;
-            continue;
-        }
-        conn_new(d, fd);
-    }
+    dns_tcp_accept(loop, io, &l->pause, "agent", accepted, l->d);
+}
+
+static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct tcp_listener *l = t->data;
+    dns_tcp_accept_resume(loop, &l->io);
 }
 
 /* ---- sockets -------------------------------------------------------------------- */
@@ -704,6 +659,7 @@ int agent_net_start(struct agent_dns *d, char *err, size_t errlen)
         ev_io_set(d->loop, &d->udp[i].io, EPOLLIN);
         d->tcp[i] = (struct tcp_listener){ .d = d };
         ev_io_init(&d->tcp[i].io, tfd, accept_cb, &d->tcp[i]);
+        ev_timer_init(&d->tcp[i].pause, accept_resume, &d->tcp[i]);
         ev_io_set(d->loop, &d->tcp[i].io, EPOLLIN);
         d->n_listen = i + 1;
     }
@@ -713,8 +669,8 @@ int agent_net_start(struct agent_dns *d, char *err, size_t errlen)
 void agent_net_stop(struct agent_dns *d)
 {
     /* Connections first: a query that ends must not make one read more. */
-    while (d->conns)
-        conn_close(d->conns);
+    while (d->conns.head)
+        conn_close((struct tcp_conn *)d->conns.head);   /* t is its first member */
     while (d->pending)
         pending_free(d->pending);
     if (d->loop)
@@ -723,6 +679,7 @@ void agent_net_stop(struct agent_dns *d)
         ev_io_stop(d->loop, &d->udp[i].io);
         close(d->udp[i].io.fd);
         ev_io_stop(d->loop, &d->tcp[i].io);
+        ev_timer_stop(d->loop, &d->tcp[i].pause);
         close(d->tcp[i].io.fd);
     }
     d->n_listen = 0;

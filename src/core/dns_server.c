@@ -3,13 +3,19 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/log.h"
+
 #define OPEN_PAIR_ATTEMPTS 20     /* port 0: tries at finding a port free for both UDP and TCP */
 #define TCP_OUT_INITIAL 4096
+#define TCP_IN_INITIAL 4096       /* most queries fit; a larger one grows it */
+#define ACCEPT_BATCH 16
+#define ACCEPT_PAUSE_MS 100
 
 /* ---- listeners ------------------------------------------------------------ */
 
@@ -247,4 +253,100 @@ int dns_tcp_flush(int fd, const uint8_t *buf, size_t *off, size_t *len, bool *wr
     }
     *off = *len = 0;
     return 1;
+}
+
+/* ---- TCP connections ------------------------------------------------------ */
+
+int dns_tcp_conn_open(struct ev_loop *loop, struct dns_tcp_conns *list, struct dns_tcp_conn *c, int fd,
+                      const struct sockaddr_storage *peer, ev_io_cb io_cb, ev_timer_cb idle_cb, void *data,
+                      uint32_t idle_ms)
+{
+    c->in = malloc(TCP_IN_INITIAL);
+    if (!c->in) {
+        close(fd);
+        return -1;
+    }
+    c->in_cap = TCP_IN_INITIAL;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (peer)
+        c->peer = *peer;
+    ev_io_init(&c->io, fd, io_cb, data);
+    ev_timer_init(&c->idle, idle_cb, data);
+    c->prev = NULL;
+    c->next = list->head;
+    if (list->head)
+        list->head->prev = c;
+    list->head = c;
+    list->n++;
+    ev_io_set(loop, &c->io, EPOLLIN);
+    ev_timer_start(loop, &c->idle, idle_ms);
+    return 0;
+}
+
+bool dns_tcp_conn_close(struct ev_loop *loop, struct dns_tcp_conns *list, struct dns_tcp_conn *c)
+{
+    if (c->closed)
+        return false;
+    c->closed = true;
+    ev_io_stop(loop, &c->io);
+    ev_timer_stop(loop, &c->idle);
+    close(c->io.fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        list->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    list->n--;
+    return true;
+}
+
+int dns_tcp_conn_read(struct ev_loop *loop, struct dns_tcp_conn *c, uint32_t idle_ms)
+{
+    switch (dns_tcp_read(c->io.fd, &c->in, &c->in_len, &c->in_cap)) {
+    case DNS_TCP_DATA:
+        ev_timer_start(loop, &c->idle, idle_ms);
+        return 1;
+    case DNS_TCP_EOF:
+        c->eof = true;
+        return 1;
+    case DNS_TCP_NOTHING:
+        return 0;
+    case DNS_TCP_ERROR:
+        break;
+    }
+    return -1;
+}
+
+void dns_tcp_conn_release(struct dns_tcp_conn *c)
+{
+    free(c->in);
+    free(c->out);
+}
+
+void dns_tcp_accept(struct ev_loop *loop, struct ev_io *listener, struct ev_timer *pause, const char *who,
+                    dns_tcp_accepted_fn *accepted, void *arg)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(listener->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("%s: accept: %s; pausing for %d ms", who, strerror(errno), ACCEPT_PAUSE_MS);
+                ev_io_set(loop, listener, 0);
+                ev_timer_start(loop, pause, ACCEPT_PAUSE_MS);
+            }
+            return;
+        }
+        accepted(arg, fd, &peer);
+    }
+}
+
+void dns_tcp_accept_resume(struct ev_loop *loop, struct ev_io *listener)
+{
+    ev_io_set(loop, listener, EPOLLIN);
 }

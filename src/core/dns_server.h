@@ -14,6 +14,10 @@
  * TCP: a connection's input buffer grows to the message being read (at
  * most 2 + 65,535 bytes); dns_tcp_message() finds the complete messages in
  * it; output that the socket did not take waits in a buffer of its own.
+ * Accepting, the connection list, the idle timer and closing are here too;
+ * when a connection answers and what it waits for next stay the tier's
+ * (the registry answers at once, in batches; the agent may answer later,
+ * out of order, and frees a closed connection when its last query ends).
  */
 #ifndef SLUICE_CORE_DNS_SERVER_H
 #define SLUICE_CORE_DNS_SERVER_H
@@ -23,6 +27,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/evloop.h"
 #include "lib/addr.h"
 
 #define DNS_UDP_BATCH 32          /* datagrams per recvmmsg */
@@ -101,5 +106,58 @@ int dns_tcp_queue(uint8_t **buf, size_t *off, size_t *len, size_t *cap, const ui
  * some left (the socket is full), -1 error. *wrote is set when any byte
  * left (a sign of life for an idle timer). */
 int dns_tcp_flush(int fd, const uint8_t *buf, size_t *off, size_t *len, bool *wrote);
+
+/* ---- TCP connections ------------------------------------------------------ */
+
+/* A client's connection as both servers keep it. A tier puts it first in
+ * its own connection struct (with what only it needs: the agent counts
+ * the queries still waiting) and passes that struct as the events' data. */
+struct dns_tcp_conn {
+    struct ev_io io;
+    struct ev_timer idle;
+    struct sockaddr_storage peer;
+    uint8_t *in;                       /* what the client sent, not yet answered */
+    size_t in_len, in_cap;
+    uint8_t *out;                      /* answers the socket has not taken yet */
+    size_t out_off, out_len, out_cap;
+    bool eof;                          /* the client sent FIN: answer what is complete, then close */
+    bool closed;
+    struct dns_tcp_conn *prev, *next;
+};
+
+/* A server's open connections. */
+struct dns_tcp_conns {
+    struct dns_tcp_conn *head;
+    uint32_t n;
+};
+
+/* Start serving fd on c (zeroed by the caller): an input buffer,
+ * TCP_NODELAY (answers are small and must not wait for Nagle), io_cb on
+ * readable, idle_cb after idle_ms, both with data; c joins the list. 0,
+ * or -1 out of memory (fd closed). */
+int dns_tcp_conn_open(struct ev_loop *loop, struct dns_tcp_conns *list, struct dns_tcp_conn *c, int fd,
+                      const struct sockaddr_storage *peer, ev_io_cb io_cb, ev_timer_cb idle_cb, void *data,
+                      uint32_t idle_ms);
+
+/* Stop its events, close its socket, leave the list; its memory is the
+ * tier's to free (after the current batch of events: one may still name
+ * it), with dns_tcp_conn_release for the buffers. false when it was
+ * closed already. */
+bool dns_tcp_conn_close(struct ev_loop *loop, struct dns_tcp_conns *list, struct dns_tcp_conn *c);
+
+/* dns_tcp_read on the connection: data restarts the idle timer (idle_ms),
+ * EOF sets c->eof. 1 data or EOF, 0 nothing now, -1 error. */
+int dns_tcp_conn_read(struct ev_loop *loop, struct dns_tcp_conn *c, uint32_t idle_ms);
+void dns_tcp_conn_release(struct dns_tcp_conn *c);
+
+/* Accept what waits on a listener (a bounded batch, for fairness with the
+ * other sockets), each handed to accepted(). When descriptors run out the
+ * listener stops being read for a moment (pause, whose callback must call
+ * dns_tcp_accept_resume): level-triggered epoll would otherwise wake us
+ * for it again at once, in a loop. who names the server in the warning. */
+typedef void dns_tcp_accepted_fn(void *arg, int fd, const struct sockaddr_storage *peer);
+void dns_tcp_accept(struct ev_loop *loop, struct ev_io *listener, struct ev_timer *pause, const char *who,
+                    dns_tcp_accepted_fn *accepted, void *arg);
+void dns_tcp_accept_resume(struct ev_loop *loop, struct ev_io *listener);
 
 #endif

@@ -42,12 +42,9 @@
 
 #define UDP_ROUNDS 8              /* recvmmsg calls per readiness event, for fairness */
 #define UDP_BUF_MIN 4096          /* room for any sane query (and the answer, in place) */
-#define TCP_IN_INITIAL 4096
 #define TCP_MSG_MAX (2 + DNS_MSG_MAX)
 #define TCP_BATCH 16384           /* answers gathered before a write */
 #define TCP_SCRATCH (TCP_BATCH + TCP_MSG_MAX)
-#define ACCEPT_BATCH 16
-#define ACCEPT_PAUSE_MS 100
 #define SRV_CAP 4096              /* more SRV records than ever fit in 65,535 bytes */
 
 struct reg_dns;
@@ -65,17 +62,8 @@ struct tcp_listener {
 };
 
 struct tcp_conn {
+    struct dns_tcp_conn t;        /* first: the list holds these */
     struct reg_dns *d;
-    struct ev_io io;
-    struct ev_timer idle;
-    struct sockaddr_storage peer;
-    uint8_t *in;
-    size_t in_len, in_cap;
-    uint8_t *out;
-    size_t out_off, out_len, out_cap;
-    bool eof;                     /* the client sent FIN: answer what is complete, then close */
-    bool closed;
-    struct tcp_conn *prev, *next;
 };
 
 struct reg_dns {
@@ -108,8 +96,7 @@ struct reg_dns {
     struct dns_udp_batch batch;
 
     uint8_t *tcp_scratch;
-    struct tcp_conn *conns;
-    uint32_t n_conns;
+    struct dns_tcp_conns conns;
 
     struct reg_dns_stats stats;
 };
@@ -662,28 +649,14 @@ static void udp_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 static void conn_free(void *p)
 {
     struct tcp_conn *c = p;
-    free(c->in);
-    free(c->out);
+    dns_tcp_conn_release(&c->t);
     free(c);
 }
 
 static void conn_close(struct tcp_conn *c)
 {
-    if (c->closed)
-        return;
-    struct reg_dns *d = c->d;
-    c->closed = true;
-    ev_io_stop(d->loop, &c->io);
-    ev_timer_stop(d->loop, &c->idle);
-    close(c->io.fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        d->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    d->n_conns--;
-    ev_defer_free(d->loop, c, conn_free);
+    if (dns_tcp_conn_close(c->d->loop, &c->d->conns, &c->t))
+        ev_defer_free(c->d->loop, c, conn_free);
 }
 
 static void conn_fail(struct tcp_conn *c, enum reg_dns_drop_reason why)
@@ -702,16 +675,16 @@ static void idle_cb(struct ev_loop *loop, struct ev_timer *t)
  * until it is sent. -1 when out of memory. */
 static int conn_keep(struct tcp_conn *c, const uint8_t *p, size_t n)
 {
-    return dns_tcp_queue(&c->out, &c->out_off, &c->out_len, &c->out_cap, p, n, false);
+    return dns_tcp_queue(&c->t.out, &c->t.out_off, &c->t.out_len, &c->t.out_cap, p, n, false);
 }
 
 /* Write what is pending. 1 all sent, 0 some left, -1 error. */
 static int conn_flush(struct tcp_conn *c)
 {
     bool wrote = false;
-    int rc = dns_tcp_flush(c->io.fd, c->out, &c->out_off, &c->out_len, &wrote);
+    int rc = dns_tcp_flush(c->t.io.fd, c->t.out, &c->t.out_off, &c->t.out_len, &wrote);
     if (wrote)
-        ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
+        ev_timer_start(c->d->loop, &c->t.idle, c->d->conf.tcp_idle_ms);
     return rc;
 }
 
@@ -722,12 +695,12 @@ static int conn_answer(struct tcp_conn *c)
     struct reg_dns *d = c->d;
     size_t pos = 0;
     int rc = 0;
-    while (c->out_len == 0) {
+    while (c->t.out_len == 0) {
         size_t used = 0;
         size_t mlen;
-        while (used < TCP_BATCH && dns_tcp_message(c->in, c->in_len, pos, &mlen)) {
+        while (used < TCP_BATCH && dns_tcp_message(c->t.in, c->t.in_len, pos, &mlen)) {
             d->stats.queries_tcp++;
-            size_t n = reg_dns_answer(d, c->in + pos + 2, mlen, (const struct sockaddr *)&c->peer, true,
+            size_t n = reg_dns_answer(d, c->t.in + pos + 2, mlen, (const struct sockaddr *)&c->t.peer, true,
                                       d->tcp_scratch + used + 2, DNS_MSG_MAX);
             pos += 2 + mlen;
             if (n == 0)
@@ -740,64 +713,45 @@ static int conn_answer(struct tcp_conn *c)
             break;
         ssize_t w = 0;
         do
-            w = write(c->io.fd, d->tcp_scratch, used);
+            w = write(c->t.io.fd, d->tcp_scratch, used);
         while (w < 0 && errno == EINTR);
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             rc = -1;
             break;
         }
         if (w > 0)
-            ev_timer_start(d->loop, &c->idle, d->conf.tcp_idle_ms);
+            ev_timer_start(d->loop, &c->t.idle, d->conf.tcp_idle_ms);
         size_t done = w > 0 ? (size_t)w : 0;
         if (done < used && conn_keep(c, d->tcp_scratch + done, used - done) < 0) {
             rc = -1;
             break;
         }
     }
-    dns_tcp_consume(c->in, &c->in_len, pos);
+    dns_tcp_consume(c->t.in, &c->t.in_len, pos);
     return rc;
-}
-
-/* Read what the socket has, growing the buffer to the message being read.
- * 1 data, 0 nothing now, -1 error; EOF sets c->eof. */
-static int conn_read(struct tcp_conn *c)
-{
-    switch (dns_tcp_read(c->io.fd, &c->in, &c->in_len, &c->in_cap)) {
-    case DNS_TCP_DATA:
-        ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
-        return 1;
-    case DNS_TCP_EOF:
-        c->eof = true;
-        return 1;
-    case DNS_TCP_NOTHING:
-        return 0;
-    case DNS_TCP_ERROR:
-        break;
-    }
-    return -1;
 }
 
 /* After any event: what the connection waits for next. */
 static void conn_rearm(struct tcp_conn *c)
 {
-    if (c->out_len > c->out_off) {
-        ev_io_set(c->d->loop, &c->io, EPOLLOUT);
+    if (c->t.out_len > c->t.out_off) {
+        ev_io_set(c->d->loop, &c->t.io, EPOLLOUT);
         return;
     }
-    if (c->eof) {
+    if (c->t.eof) {
         conn_close(c);   /* everything complete is answered; a partial message is dropped */
         return;
     }
-    ev_io_set(c->d->loop, &c->io, EPOLLIN);
+    ev_io_set(c->d->loop, &c->t.io, EPOLLIN);
 }
 
 static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     (void)loop;
     struct tcp_conn *c = io->data;
-    if (c->closed)
+    if (c->t.closed)
         return;
-    if (c->out_len > c->out_off) {
+    if (c->t.out_len > c->t.out_off) {
         int f = conn_flush(c);
         if (f < 0) {
             conn_fail(c, REG_DNS_DROP_TCP_ERROR);
@@ -808,7 +762,7 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
             return;
         }
     } else if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        int r = conn_read(c);
+        int r = dns_tcp_conn_read(c->d->loop, &c->t, c->d->conf.tcp_idle_ms);
         if (r < 0) {
             conn_fail(c, REG_DNS_DROP_TCP_ERROR);
             return;
@@ -825,64 +779,42 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 static void conn_new(struct reg_dns *d, int fd, const struct sockaddr_storage *peer)
 {
     struct tcp_conn *c = calloc(1, sizeof *c);
-    uint8_t *in = malloc(TCP_IN_INITIAL);
-    if (!c || !in) {
-        free(c);
-        free(in);
+    if (!c) {
         close(fd);
         d->stats.dropped[REG_DNS_DROP_ERROR]++;
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->d = d;
-    c->peer = *peer;
-    c->in = in;
-    c->in_cap = TCP_IN_INITIAL;
-    ev_io_init(&c->io, fd, conn_cb, c);
-    ev_timer_init(&c->idle, idle_cb, c);
-    c->next = d->conns;
-    if (d->conns)
-        d->conns->prev = c;
-    d->conns = c;
-    d->n_conns++;
+    if (dns_tcp_conn_open(d->loop, &d->conns, &c->t, fd, peer, conn_cb, idle_cb, c, d->conf.tcp_idle_ms) < 0) {
+        free(c);
+        d->stats.dropped[REG_DNS_DROP_ERROR]++;
+        return;
+    }
     d->stats.tcp_accepted++;
-    ev_io_set(d->loop, &c->io, EPOLLIN);
-    ev_timer_start(d->loop, &c->idle, d->conf.tcp_idle_ms);
 }
 
 static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
 {
     struct tcp_listener *l = t->data;
-    ev_io_set(loop, &l->io, EPOLLIN);
+    dns_tcp_accept_resume(loop, &l->io);
+}
+
+static void accepted(void *arg, int fd, const struct sockaddr_storage *peer)
+{
+    struct reg_dns *d = arg;
+    if (d->conns.n >= d->conf.tcp_max_conns) {
+        close(fd);
+        d->stats.dropped[REG_DNS_DROP_TCP_LIMIT]++;
+        return;
+    }
+    conn_new(d, fd, peer);
 }
 
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     (void)revents;
     struct tcp_listener *l = io->data;
-    struct reg_dns *d = l->d;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof peer;
-        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_warn("registry dns: accept: %s; pausing for %d ms", strerror(errno), ACCEPT_PAUSE_MS);
-                ev_io_set(loop, io, 0);
-                ev_timer_start(loop, &l->pause, ACCEPT_PAUSE_MS);
-            }
-            return;
-        }
-        if (d->n_conns >= d->conf.tcp_max_conns) {
-            close(fd);
-            d->stats.dropped[REG_DNS_DROP_TCP_LIMIT]++;
-            continue;
-        }
-        conn_new(d, fd, &peer);
-    }
+    dns_tcp_accept(loop, io, &l->pause, "registry dns", accepted, l->d);
 }
 
 /* ---- sockets ------------------------------------------------------------ */
@@ -970,8 +902,8 @@ void reg_dns_stop(struct reg_dns *d)
 {
     if (!d)
         return;
-    while (d->conns)
-        conn_close(d->conns);
+    while (d->conns.head)
+        conn_close((struct tcp_conn *)d->conns.head);   /* t is its first member */
     close_listeners(d);
     /* An event of the current batch may still point into the server (its
      * listeners): free it after the batch, as the connections. */
@@ -989,7 +921,7 @@ const struct sl_addr *reg_dns_bound(const struct reg_dns *d, size_t i)
 void reg_dns_stats(const struct reg_dns *d, struct reg_dns_stats *out)
 {
     *out = d->stats;
-    out->tcp_open = d->n_conns;
+    out->tcp_open = d->conns.n;
 }
 
 /* ---- metrics ------------------------------------------------------------ */

@@ -234,6 +234,116 @@ static void test_tcp_read_grows(void **state)
     free(in);
 }
 
+/* ---- connections: accept, serve, idle close, on a real loop ---- */
+
+struct srv {
+    struct ev_loop *loop;
+    struct dns_tcp_conns conns;
+    struct ev_io listener;
+    struct ev_timer pause;
+    unsigned accepted, idled;
+    bool peer_is_loopback;
+};
+
+struct conn {
+    struct dns_tcp_conn t;
+    struct srv *s;
+};
+
+static void conn_gone(struct conn *c)
+{
+    if (dns_tcp_conn_close(c->s->loop, &c->s->conns, &c->t)) {
+        dns_tcp_conn_release(&c->t);
+        free(c);
+    }
+}
+
+/* Echo each complete message back, framed. */
+static void conn_io(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
+{
+    struct conn *c = io->data;
+    enum dns_tcp_read_result r = dns_tcp_read(c->t.io.fd, &c->t.in, &c->t.in_len, &c->t.in_cap);
+    size_t pos = 0, mlen;
+    while (dns_tcp_message(c->t.in, c->t.in_len, pos, &mlen)) {
+        assert_int_equal(dns_tcp_queue(&c->t.out, &c->t.out_off, &c->t.out_len, &c->t.out_cap, c->t.in + pos + 2,
+                                       mlen, true), 0);
+        pos += 2 + mlen;
+    }
+    dns_tcp_consume(c->t.in, &c->t.in_len, pos);
+    bool wrote = false;
+    assert_int_equal(dns_tcp_flush(c->t.io.fd, c->t.out, &c->t.out_off, &c->t.out_len, &wrote), 1);
+    if (r == DNS_TCP_EOF || r == DNS_TCP_ERROR)
+        conn_gone(c);
+}
+
+static void conn_idle(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct conn *c = t->data;
+    struct srv *s = c->s;
+    s->idled++;
+    conn_gone(c);
+    if (s->conns.n == 0)
+        ev_break(loop);
+}
+
+static void srv_accepted(void *arg, int fd, const struct sockaddr_storage *peer)
+{
+    struct srv *s = arg;
+    struct conn *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->s = s;
+    s->accepted++;
+    s->peer_is_loopback = peer->ss_family == AF_INET &&
+                          ((const struct sockaddr_in *)peer)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+    assert_int_equal(dns_tcp_conn_open(s->loop, &s->conns, &c->t, fd, peer, conn_io, conn_idle, c, 200), 0);
+}
+
+static void srv_accept(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
+{
+    struct srv *s = io->data;
+    dns_tcp_accept(loop, io, &s->pause, "test", srv_accepted, s);
+}
+
+static void test_tcp_connections(void **state)
+{
+    (void)state;
+    struct sl_addr want = parse("127.0.0.1:0"), bound;
+    int ufd, tfd;
+    char err[256];
+    assert_int_equal(dns_listen_open("dns", &want, &ufd, &tfd, &bound, err, sizeof err), 0);
+    struct srv s = { .loop = ev_loop_new() };
+    assert_non_null(s.loop);
+    ev_io_init(&s.listener, tfd, srv_accept, &s);
+    ev_timer_init(&s.pause, NULL, &s);
+    ev_io_set(s.loop, &s.listener, EPOLLIN);
+
+    int a = socket(AF_INET, SOCK_STREAM, 0), b = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(a, (struct sockaddr *)&bound.ss, bound.len), 0);
+    assert_int_equal(connect(b, (struct sockaddr *)&bound.ss, bound.len), 0);
+    const uint8_t q[] = { 0, 3, 'a', 'b', 'c', 0, 1, 'z' };
+    assert_int_equal(write(a, q, sizeof q), sizeof q);
+    /* a: echoed, then idle; b: says nothing, idle. Both closed by the idle timer. */
+    assert_int_equal(ev_run(s.loop), 0);
+    assert_int_equal(s.accepted, 2);
+    assert_int_equal(s.idled, 2);
+    assert_true(s.peer_is_loopback);
+    assert_null(s.conns.head);
+    uint8_t in[64];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = read(a, in + got, sizeof in - got)) > 0)
+        got += (size_t)n;
+    assert_int_equal(got, sizeof q);
+    assert_memory_equal(in, q, sizeof q);
+    assert_int_equal(read(b, in, sizeof in), 0);   /* closed by the server */
+    close(a);
+    close(b);
+    ev_io_stop(s.loop, &s.listener);
+    close(tfd);
+    close(ufd);
+    ev_loop_free(s.loop);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);   /* as the daemons: a write to a closed peer is EPIPE */
@@ -244,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_tcp_message_framing),
         cmocka_unit_test(test_tcp_queue_and_flush),
         cmocka_unit_test(test_tcp_read_grows),
+        cmocka_unit_test(test_tcp_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
