@@ -216,18 +216,14 @@ static const struct daemon_ops agent_daemon_ops = { .reload = on_reload };
 
 static int run(const char *config_path, const char *pid_file)
 {
-    struct config_errors errs = { 0 };
     struct agent_daemon *a = calloc(1, sizeof *a);
     if (!a) {
         fprintf(stderr, "sluice agent: out of memory\n");
         return 1;
     }
     a->config_path = config_path;
-    a->cfg = daemon_load_config(config_path, CONFIG_FILES_LOG, &errs);
+    a->cfg = daemon_load_config_or_say(config_path, CONFIG_FILES_LOG);
     if (!a->cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.lines[i]);
-        config_errors_free(&errs);
         free(a);
         return 1;
     }

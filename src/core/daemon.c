@@ -25,6 +25,16 @@ struct sl_config *daemon_load_config(const char *path, unsigned files, struct co
     return cfg;
 }
 
+struct sl_config *daemon_load_config_or_say(const char *path, unsigned files)
+{
+    struct config_errors errs = { 0 };
+    struct sl_config *cfg = daemon_load_config(path, files, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.lines[i]);
+    config_errors_free(&errs);
+    return cfg;
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;

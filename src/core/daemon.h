@@ -75,6 +75,10 @@ struct daemon {
  * problem in errs. */
 struct sl_config *daemon_load_config(const char *path, unsigned files, struct config_errors *errs);
 
+/* daemon_load_config at start, before logging is set up: the problems go
+ * to stderr, one a line ("FILE:LINE: key.path: reason"). */
+struct sl_config *daemon_load_config_or_say(const char *path, unsigned files);
+
 /* Logging as cfg says, for `role`; the descriptor limit raised to its
  * hard limit (many clients, many backends); the event loop; the module's
  * admin routes and metric families mounted on d->site (spec->arg is

@@ -536,7 +536,6 @@ static int start_dns(struct reg_daemon *d, char *err, size_t errlen)
 
 static int run(const char *config_path, const char *pid_file)
 {
-    struct config_errors errs = { 0 };
     struct reg_daemon *d = calloc(1, sizeof *d);
     if (!d) {
         fprintf(stderr, "sluice registry: out of memory\n");
@@ -545,11 +544,8 @@ static int run(const char *config_path, const char *pid_file)
     d->config_path = config_path;
     char err[512];
     int rc = 1;
-    d->cfg = daemon_load_config(config_path, CONFIG_FILES_LOG, &errs);
+    d->cfg = daemon_load_config_or_say(config_path, CONFIG_FILES_LOG);
     if (!d->cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.lines[i]);
-        config_errors_free(&errs);
         free(d);
         return 1;
     }

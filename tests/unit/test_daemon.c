@@ -338,10 +338,43 @@ static void test_parse_args(void **state)
     assert_int_equal(usage_calls, 1);
 }
 
+/* A file with mistakes: NULL, and each said on stderr as FILE:LINE: ... */
+static void test_load_config_or_say(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-test-daemon-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char yaml[] = "log:\n  levle: info\n";
+    assert_int_equal(write(fd, yaml, sizeof yaml - 1), sizeof yaml - 1);
+    close(fd);
+    char errpath[] = "/tmp/sluice-test-daemon-err-XXXXXX";
+    int efd = mkstemp(errpath);
+    assert_true(efd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(efd, STDERR_FILENO);
+    struct sl_config *cfg = daemon_load_config_or_say(path, 0);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    assert_null(cfg);
+    char said[1024] = "";
+    assert_true(pread(efd, said, sizeof said - 1, 0) > 0);
+    close(efd);
+    char want[256];
+    snprintf(want, sizeof want, "%s:2: log.levle: unknown key", path);
+    if (!strstr(said, want))
+        fail_msg("stderr was: %s", said);
+    unlink(errpath);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_args),
+        cmocka_unit_test(test_load_config_or_say),
         cmocka_unit_test(test_signals_reach_the_tier),
         cmocka_unit_test(test_stop_without_hook),
         cmocka_unit_test(test_admin_follows_the_file),
