@@ -25,7 +25,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +34,6 @@
 
 #include "core/dns_server.h"
 #include "core/evloop.h"
-#include "core/log.h"
 #include "core/metrics.h"
 #include "lib/dns_wire.h"
 #include "registry/reg_select.h"
