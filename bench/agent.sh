@@ -29,46 +29,13 @@ INSTANCES=${INSTANCES:-3}
 CLIENTS=${CLIENTS:-4}
 OUTSTANDING=${OUTSTANDING:-200}
 
-need() {
-  local missing=()
-  command -v dnsperf >/dev/null || missing+=(dnsperf)
-  command -v unbound >/dev/null || [ -x /usr/sbin/unbound ] || missing+=(unbound)
-  command -v dig >/dev/null || missing+=(bind9-dnsutils)
-  [ ${#missing[@]} -eq 0 ] && return
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "bench/agent.sh: missing packages: ${missing[*]} (install them as root)" >&2
-    exit 1
-  fi
-  echo "bench/agent.sh: installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts the packaged service where it can; this bench runs its own.
-  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl disable --now unbound >/dev/null 2>&1 || true
-  fi
-}
-need
+# shellcheck source=bench/dns_common.sh
+. bench/dns_common.sh
+dns_bench_need bench/agent.sh unbound dnsperf:dnsperf unbound:unbound dig:bind9-dnsutils
 PATH=$PATH:/usr/sbin
 [ -x build/sluice ] || { echo "bench/agent.sh: build/sluice not built (make build/sluice)" >&2; exit 1; }
 
-WORK=$(mktemp -d /tmp/sluice-bench-agent.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-  /usr/bin/python3 -c 'import socket
-for _ in range(50):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
-    t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        t.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass
-    finally: u.close(); t.close()'
-}
+dns_bench_workdir agent
 
 addr() { echo "10.$((($1 >> 8) & 255)).$(($1 & 255)).$(($2 + 1))"; }
 
@@ -165,7 +132,6 @@ for port in "$AGENT_PORT" "$UNBOUND_PORT"; do
   dig @127.0.0.1 -p "$port" +noall +comments svc1.bench.test A | grep -o 'ANSWER: [0-9]*'
 done | paste -sd' ' | awk '{ print "answers (agent, unbound): " $0 }'
 
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 HZ=$(getconf CLK_TCK)
 
 # measure NAME PORT PID: prints and keeps "qps cpu_us"

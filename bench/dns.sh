@@ -46,46 +46,13 @@ CLIENTS=${CLIENTS:-4}
 OUTSTANDING=${OUTSTANDING:-200}
 SERVE=build/bench/reg_dns_serve
 
-need() {
-  local missing=()
-  command -v dnsperf >/dev/null || missing+=(dnsperf)
-  command -v nsd >/dev/null || [ -x /usr/sbin/nsd ] || missing+=(nsd)
-  command -v knotd >/dev/null || [ -x /usr/sbin/knotd ] || missing+=(knot)
-  [ ${#missing[@]} -eq 0 ] && return
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "bench/dns.sh: missing packages: ${missing[*]} (install them as root)" >&2
-    exit 1
-  fi
-  echo "bench/dns.sh: installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts the packaged services where it can; this bench runs its own.
-  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl disable --now nsd knot >/dev/null 2>&1 || true
-  fi
-}
-need
+# shellcheck source=bench/dns_common.sh
+. bench/dns_common.sh
+dns_bench_need bench/dns.sh "nsd knot" dnsperf:dnsperf nsd:nsd knotd:knot
 PATH=$PATH:/usr/sbin
 [ -x "$SERVE" ] || { echo "bench/dns.sh: $SERVE not built (make build/bench/reg_dns_serve)" >&2; exit 1; }
 
-WORK=$(mktemp -d /tmp/sluice-bench-dns.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-  /usr/bin/python3 -c 'import socket
-for _ in range(50):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
-    t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        t.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass
-    finally: u.close(); t.close()'
-}
+dns_bench_workdir dns
 
 # ---- the zone and the queries ----
 "$SERVE" zone "$SERVICES" "$INSTANCES" >"$WORK/bench.test.zone"
@@ -194,18 +161,6 @@ for port in "$REG_PORT" "$NSD_PORT" "$KNOT_PORT"; do
   dig @127.0.0.1 -p "$port" +noall +comments _svc1._tcp.bench.test SRV | grep -o 'ANSWER: [0-9]*, AUTHORITY: [0-9]*, ADDITIONAL: [0-9]*'
 done | paste -sd' ' | awk '{ print "answers (registry, NSD, Knot): " $0 }'
 
-# CPU ticks of a process and its descendants.
-cpu_ticks() {
-  local pid=$1 total=0 t c
-  # fields after "PID (COMM) ": COMM may hold spaces ("nsd: main")
-  t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')
-  t=${t:-0}
-  total=$((total + t))
-  for c in $(pgrep -P "$pid" || true); do
-    total=$((total + $(cpu_ticks "$c")))
-  done
-  echo "$total"
-}
 HZ=$(getconf CLK_TCK)
 
 # measure NAME PORT PID: appends "qps cpu_us p99_us" to $WORK/NAME.results

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "core/config_walk.h"
+#include "core/dns_conf.h"
+#include "core/dns_server.h"
 #include "lib/dns_wire.h"
 
 #define RESOLV_CONF_MAX (64 * 1024)
@@ -25,32 +27,10 @@ static const char *const agent_keys[] = {
     "negative_ttl", "first_wait", "upstream_timeout", "max_outstanding", "max_services", "udp_max",
     "tcp",       NULL,
 };
-enum { TK_MAX_CONNS, TK_IDLE };
-static const char *const tcp_keys[] = { "max_conns", "idle", NULL };
 
 /* ---- values ------------------------------------------------------------- */
 
 /* A scalar or a list of scalars, each handed to one(); at most max. */
-static void each_item(struct config_ctx *c, const struct ynode *v, size_t max, const char *what,
-                      void (*one)(struct config_ctx *c, const struct ynode *item, void *obj), void *obj)
-{
-    if (v->kind == YNODE_SCALAR && !ynode_is_null(v)) {
-        one(c, v, obj);
-        return;
-    }
-    if (!config_expect_seq(c, v) || v->kind != YNODE_SEQ)
-        return;
-    if (v->n_items > max) {
-        config_err_at(c, v->line, "at most %zu %s", max, what);
-        return;
-    }
-    for (size_t i = 0; i < v->n_items; i++) {
-        size_t mark = config_path_push(c, "[%zu]", i);
-        one(c, v->items[i], obj);
-        config_path_pop(c, mark);
-    }
-}
-
 /* A text without spaces or control characters (names, addresses, tokens). */
 static bool get_word(struct config_ctx *c, const struct ynode *v, const char *want, char **dst)
 {
@@ -100,19 +80,6 @@ static bool get_seconds(struct config_ctx *c, const struct ynode *v, uint32_t ma
     }
     *out = ms / CONFIG_SECOND;
     return true;
-}
-
-static void listen_one(struct config_ctx *c, const struct ynode *item, void *obj)
-{
-    struct cfg_agent *a = obj;
-    struct sl_addr addr;
-    if (!config_get_addr(c, item, &addr))
-        return;
-    if (addr_port(&addr) == 0) {
-        config_err_at(c, item->line, "port must be a number from 1 to 65535");
-        return;
-    }
-    a->listen[a->n_listen++] = addr;
 }
 
 static void registry_one(struct config_ctx *c, const struct ynode *item, void *obj)
@@ -185,15 +152,6 @@ static void service_one(struct config_ctx *c, const struct ynode *item, void *ob
     a->services[a->n_services++] = copy;
 }
 
-static void tcp_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
-{
-    struct cfg_agent *a = obj;
-    if (key == TK_MAX_CONNS)
-        config_get_uint(c, v, 1, 1000000, &a->tcp_max_conns);
-    else
-        config_get_duration(c, v, 100, CONFIG_HOUR, &a->tcp_idle_ms);
-}
-
 static void free_strings(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -205,14 +163,13 @@ static void agent_field(struct config_ctx *c, int key, const struct ynode *v, vo
     struct cfg_agent *a = obj;
     switch (key) {
     case AK_LISTEN:
-        a->n_listen = 0;
-        each_item(c, v, AGENT_MAX_LISTEN, "listen addresses", listen_one, a);
+        dns_conf_listen(c, v, a->listen, AGENT_MAX_LISTEN, &a->n_listen);
         break;
     case AK_ZONE: get_zone(c, v, a); break;
     case AK_REGISTRIES:
         free_strings(a->registries, a->n_registries);
         a->n_registries = 0;
-        each_item(c, v, AGENT_MAX_REGISTRIES, "registry addresses", registry_one, a);
+        config_each_item(c, v, AGENT_MAX_REGISTRIES, "registry addresses", registry_one, a);
         break;
     case AK_DATACENTER: get_word(c, v, "a datacenter name", &a->datacenter); break;
     case AK_REGION: get_word(c, v, "a region name", &a->region); break;
@@ -224,11 +181,11 @@ static void agent_field(struct config_ctx *c, int key, const struct ynode *v, vo
         a->n_services = 0;
         if (!a->services)
             a->services = config_xcalloc(AGENT_MAX_CONF_SERVICES, sizeof *a->services);
-        each_item(c, v, AGENT_MAX_CONF_SERVICES, "services", service_one, a);
+        config_each_item(c, v, AGENT_MAX_CONF_SERVICES, "services", service_one, a);
         break;
     case AK_UPSTREAMS:
         a->n_upstreams = 0;
-        each_item(c, v, AGENT_MAX_UPSTREAMS, "upstreams", upstream_one, a);
+        config_each_item(c, v, AGENT_MAX_UPSTREAMS, "upstreams", upstream_one, a);
         break;
     case AK_RESOLV_CONF: config_get_text(c, v, "a file path", &a->resolv_conf); break;
     case AK_TTL_CAP: get_seconds(c, v, 86400, &a->ttl_cap_s); break;
@@ -238,7 +195,7 @@ static void agent_field(struct config_ctx *c, int key, const struct ynode *v, vo
     case AK_MAX_OUTSTANDING: config_get_uint(c, v, 1, 1000000, &a->max_outstanding); break;
     case AK_MAX_SERVICES: config_get_uint(c, v, 1, 100000, &a->max_services); break;
     case AK_UDP_MAX: config_get_uint(c, v, DNS_UDP_MIN, 65535, &a->udp_max); break;
-    case AK_TCP: config_walk_map(c, v, tcp_keys, tcp_field, a); break;
+    case AK_TCP: dns_conf_tcp(c, v, &a->tcp_max_conns, &a->tcp_idle_ms); break;
     }
 }
 
@@ -277,8 +234,8 @@ static void *agent_conf_create(void)
     a->max_outstanding = 4096;
     a->max_services = 1000;
     a->udp_max = 1232;
-    a->tcp_max_conns = 1000;
-    a->tcp_idle_ms = 10000;
+    a->tcp_max_conns = DNS_CONF_TCP_MAX_CONNS;
+    a->tcp_idle_ms = DNS_CONF_TCP_IDLE_MS;
     return a;
 }
 
@@ -330,13 +287,6 @@ static bool is_loopback(const struct sl_addr *a)
     return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
 }
 
-static bool is_wildcard(const struct sl_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-}
-
 /* Would a query sent to `ns` come back to one of our listeners? */
 static bool is_self(const struct sl_addr *ns, const struct sl_addr *listen, size_t n_listen)
 {
@@ -344,8 +294,8 @@ static bool is_self(const struct sl_addr *ns, const struct sl_addr *listen, size
         const struct sl_addr *l = &listen[i];
         if (addr_equal(ns, l))
             return true;
-        if (l->ss.ss_family == ns->ss.ss_family && addr_port(l) == addr_port(ns) && is_wildcard(l) &&
-            (is_loopback(ns) || is_wildcard(ns)))
+        if (l->ss.ss_family == ns->ss.ss_family && addr_port(l) == addr_port(ns) && dns_addr_is_wildcard(l) &&
+            (is_loopback(ns) || dns_addr_is_wildcard(ns)))
             return true;
     }
     return false;

@@ -10,7 +10,6 @@
  */
 #include "agent/agent_daemon.h"
 
-#include <getopt.h>
 #include <jansson.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -136,16 +135,12 @@ static void collect_client(void *arg, struct strbuf *out)
         { "sluice_agent_client_failover_loads_total", "Lists loaded from the failover directory.",
           s.failover_loads },
     };
-    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-        metrics_family(out, counters[i].name, "counter", counters[i].help);
-        metrics_sample(out, counters[i].name, NULL, 0, counters[i].v);
-    }
-    metrics_family(out, "sluice_agent_client_registry_reachable", "gauge",
-                   "1 when the last request to a registry node worked.");
-    metrics_sample(out, "sluice_agent_client_registry_reachable", NULL, 0, s.registry_reachable);
-    metrics_family(out, "sluice_agent_client_failover_active", "gauge",
-                   "1 while the failover directory's switch file exists.");
-    metrics_sample(out, "sluice_agent_client_failover_active", NULL, 0, s.failover_active);
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        metrics_single(out, counters[i].name, "counter", counters[i].help, counters[i].v);
+    metrics_single(out, "sluice_agent_client_registry_reachable", "gauge",
+                   "1 when the last request to a registry node worked.", s.registry_reachable);
+    metrics_single(out, "sluice_agent_client_failover_active", "gauge",
+                   "1 while the failover directory's switch file exists.", s.failover_active);
 }
 
 /* The "agent" part of /api/status: where it answers, what it forwards
@@ -221,18 +216,14 @@ static const struct daemon_ops agent_daemon_ops = { .reload = on_reload };
 
 static int run(const char *config_path, const char *pid_file)
 {
-    struct config_errors errs = { 0 };
     struct agent_daemon *a = calloc(1, sizeof *a);
     if (!a) {
         fprintf(stderr, "sluice agent: out of memory\n");
         return 1;
     }
     a->config_path = config_path;
-    a->cfg = daemon_load_config(config_path, CONFIG_FILES_LOG, &errs);
+    a->cfg = daemon_load_config_or_say(config_path, CONFIG_FILES_LOG);
     if (!a->cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.lines[i]);
-        config_errors_free(&errs);
         free(a);
         return 1;
     }
@@ -307,10 +298,7 @@ void agent_usage(FILE *out)
           "upstream resolvers (agent.upstreams, else /etc/resolv.conf's nameservers)\n"
           "and their answers passed back unchanged. SIGTERM or SIGINT stops.\n"
           "\n"
-          "Options:\n"
-          "  -c, --config FILE   configuration file (YAML), required\n"
-          "      --pid-file PATH write the process id there (removed at exit)\n"
-          "  -h, --help          show this help\n"
+          DAEMON_USAGE_OPTIONS
           "\n"
           "Docs: docs/agent.md, docs/configuration.md (agent)\n",
           out);
@@ -318,32 +306,7 @@ void agent_usage(FILE *out)
 
 int agent_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "pid-file", required_argument, NULL, 'p' },
-        { "help", no_argument, NULL, 'h' },
-        { 0, 0, 0, 0 },
-    };
-    const char *path = NULL, *pid_file = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': path = optarg; break;
-        case 'p': pid_file = optarg; break;
-        case 'h': agent_usage(stdout); return 0;
-        default: agent_usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "sluice agent: unexpected argument \"%s\"\n\n", argv[optind]);
-        agent_usage(stderr);
-        return 2;
-    }
-    if (!path) {
-        fprintf(stderr, "sluice agent: -c FILE is required\n\n");
-        agent_usage(stderr);
-        return 2;
-    }
-    return run(path, pid_file);
+    const char *path, *pid_file;
+    int rc = daemon_parse_args("sluice agent", argc, argv, agent_usage, &path, &pid_file);
+    return rc >= 0 ? rc : run(path, pid_file);
 }

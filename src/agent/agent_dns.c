@@ -20,7 +20,6 @@
 #include "core/metrics.h"
 #include "lib/hash.h"
 
-#define ADDR_LABEL_MAX 40
 #define SOA_SERIAL 1
 
 /* ---- configuration ------------------------------------------------------- */
@@ -342,36 +341,10 @@ static void answer_service(struct answer *a, const struct agent_svc *s)
         a->d->kind = KIND_LOCAL;
 }
 
-/* The label of an address in SRV targets, as the registry writes it:
- * 10-1-0-7, or 32 hex digits. Returns its length. */
-static size_t addr_label(const struct svc_member *m, char *out)
-{
-    if (m->family == AF_INET) {
-        int n = snprintf(out, ADDR_LABEL_MAX, "%u-%u-%u-%u", m->addr[0], m->addr[1], m->addr[2], m->addr[3]);
-        return (size_t)n;
-    }
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[m->addr[i] >> 4];
-        out[2 * i + 1] = hex[m->addr[i] & 15];
-    }
-    out[32] = '\0';
-    return 32;
-}
-
 /* ADDR.SERVICE.ZONE in wire form; its length, or -1 past 255 bytes. */
 static int srv_target(const struct agent_dns *d, const struct agent_svc *s, const struct svc_member *m, uint8_t *out)
 {
-    char label[ADDR_LABEL_MAX];
-    size_t llen = addr_label(m, label);
-    if (1 + llen + 1 + s->name_len + d->zone_len > DNS_NAME_MAX)
-        return -1;
-    out[0] = (uint8_t)llen;
-    memcpy(out + 1, label, llen);
-    out[1 + llen] = s->name_len;
-    memcpy(out + 2 + llen, s->name, s->name_len);
-    memcpy(out + 2 + llen + s->name_len, d->zone_wire, d->zone_len);
-    return (int)(2 + llen + s->name_len + d->zone_len);
+    return dns_srv_target(m->family, m->addr, s->name, s->name_len, d->zone_wire, d->zone_len, out);
 }
 
 /* _SERVICE._tcp.ZONE: the tier's members at priority 0, the other healthy
@@ -403,46 +376,13 @@ static void answer_srv(struct answer *a, const struct agent_svc *s)
     a->d->kind = KIND_LOCAL;
 }
 
-/* The reverse of addr_label: true with the family and bytes. */
-static bool parse_addr_label(const uint8_t *p, size_t len, sa_family_t *af, uint8_t addr[16])
-{
-    memset(addr, 0, 16);
-    if (len == 32) {
-        for (size_t i = 0; i < 32; i++) {
-            uint8_t c = p[i];
-            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-            if (v < 0)
-                return false;
-            addr[i / 2] = (uint8_t)(i % 2 ? addr[i / 2] | v : v << 4);
-        }
-        *af = AF_INET6;
-        return true;
-    }
-    char text[16];
-    if (len >= sizeof text)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '-')
-            text[i] = '.';
-        else if (p[i] >= '0' && p[i] <= '9')
-            text[i] = (char)p[i];
-        else
-            return false;
-    }
-    text[len] = '\0';
-    if (inet_pton(AF_INET, text, addr) != 1)
-        return false;
-    *af = AF_INET;
-    return true;
-}
-
 /* Only a name whose first label is an address can be an SRV target: any
  * other name two labels down is NXDOMAIN without following its service. */
 static bool is_addr_label(const uint8_t *p, size_t len)
 {
     sa_family_t af;
     uint8_t addr[16];
-    return parse_addr_label(p, len, &af, addr);
+    return dns_addr_label_parse(p, len, &af, addr);
 }
 
 /* ADDR.SERVICE.ZONE: an SRV target. */
@@ -450,7 +390,7 @@ static void answer_target(struct answer *a, const struct agent_svc *s, const uin
 {
     struct svc_member want = { 0 };
     const struct svc_member *found = NULL;
-    if (parse_addr_label(label, len, &want.family, want.addr))
+    if (dns_addr_label_parse(label, len, &want.family, want.addr))
         for (uint32_t i = 0; i < s->n_all && !found; i++)
             if (s->m[i].family == want.family && memcmp(s->m[i].addr, want.addr, 16) == 0)
                 found = &s->m[i];
@@ -707,7 +647,7 @@ const struct sl_addr *agent_dns_upstream(const struct agent_dns *d, size_t i)
 void agent_dns_stats(const struct agent_dns *d, struct agent_dns_stats *out)
 {
     *out = d->stats;
-    out->tcp_open = d->n_conns;
+    out->tcp_open = d->conns.n;
     out->outstanding = d->n_pending;
     out->services = d->n_svcs;
 }
@@ -719,49 +659,39 @@ static void collect(void *arg, struct strbuf *out)
     struct agent_dns *d = arg;
     struct agent_dns_stats s;
     agent_dns_stats(d, &s);
-    metrics_family(out, "sluice_agent_dns_messages_total", "counter", "DNS messages received by the agent, by transport.");
-    metrics_sample(out, "sluice_agent_dns_messages_total", (struct metric_label[]){ { "transport", "udp" } }, 1,
-                   s.queries_udp);
-    metrics_sample(out, "sluice_agent_dns_messages_total", (struct metric_label[]){ { "transport", "tcp" } }, 1,
-                   s.queries_tcp);
-    metrics_family(out, "sluice_agent_dns_queries_total", "counter",
-                   "Queries answered by the agent, by kind: local (a registered name, from the registry's lists), "
-                   "forwarded (an upstream's answer), nxdomain (a name under the zone the registry does not know), "
-                   "servfail, error (FORMERR, NOTIMP, BADVERS, REFUSED).");
+    static const char *const transports[] = { "udp", "tcp" };
     static const char *const kinds[] = { "local", "forwarded", "nxdomain", "servfail", "error" };
-    const uint64_t vals[] = { s.local, s.forwarded, s.nxdomain, s.servfail, s.errors };
-    for (size_t i = 0; i < 5; i++)
-        metrics_sample(out, "sluice_agent_dns_queries_total", (struct metric_label[]){ { "kind", kinds[i] } }, 1,
-                       vals[i]);
-    metrics_family(out, "sluice_agent_dns_dropped_total", "counter",
-                   "DNS messages dropped without an answer (runts, responses, answers the socket would not take).");
-    metrics_sample(out, "sluice_agent_dns_dropped_total", NULL, 0, s.dropped);
-    metrics_family(out, "sluice_agent_dns_parked_total", "counter",
-                   "Queries for a registered name that waited for the service's first list.");
-    metrics_sample(out, "sluice_agent_dns_parked_total", NULL, 0, s.parked);
-    metrics_family(out, "sluice_agent_upstream_failures_total", "counter",
-                   "Forwarding attempts that timed out or failed, by upstream.");
+    static const char *const limits[] = { "max_outstanding", "max_services" };
+    metrics_by_label(out, "sluice_agent_dns_messages_total", "counter",
+                     "DNS messages received by the agent, by transport.", "transport", transports,
+                     (const uint64_t[]){ s.queries_udp, s.queries_tcp }, 2);
+    metrics_by_label(out, "sluice_agent_dns_queries_total", "counter",
+                     "Queries answered by the agent, by kind: local (a registered name, from the registry's lists), "
+                     "forwarded (an upstream's answer), nxdomain (a name under the zone the registry does not know), "
+                     "servfail, error (FORMERR, NOTIMP, BADVERS, REFUSED).",
+                     "kind", kinds, (const uint64_t[]){ s.local, s.forwarded, s.nxdomain, s.servfail, s.errors }, 5);
+    metrics_single(out, "sluice_agent_dns_dropped_total", "counter",
+                   "DNS messages dropped without an answer (runts, responses, answers the socket would not take).",
+                   s.dropped);
+    metrics_single(out, "sluice_agent_dns_parked_total", "counter",
+                   "Queries for a registered name that waited for the service's first list.", s.parked);
+    const char *upstreams[AGENT_MAX_UPSTREAMS];
     for (size_t i = 0; i < d->conf.n_upstreams; i++)
-        metrics_sample(out, "sluice_agent_upstream_failures_total",
-                       (struct metric_label[]){ { "upstream", d->conf.upstreams[i].text } }, 1,
-                       s.upstream_failures[i]);
-    metrics_family(out, "sluice_agent_upstream_ignored_total", "counter",
-                   "Datagrams from an upstream ignored: not an answer to the query sent (ID or question).");
-    metrics_sample(out, "sluice_agent_upstream_ignored_total", NULL, 0, s.upstream_ignored);
-    metrics_family(out, "sluice_agent_dns_refused_full_total", "counter",
-                   "Queries answered SERVFAIL at once because a limit was reached, by limit.");
-    metrics_sample(out, "sluice_agent_dns_refused_full_total", (struct metric_label[]){ { "limit", "max_outstanding" } },
-                   1, s.outstanding_full);
-    metrics_sample(out, "sluice_agent_dns_refused_full_total", (struct metric_label[]){ { "limit", "max_services" } },
-                   1, s.services_full);
-    metrics_family(out, "sluice_agent_dns_outstanding", "gauge", "Forwarded and parked queries now.");
-    metrics_sample(out, "sluice_agent_dns_outstanding", NULL, 0, s.outstanding);
-    metrics_family(out, "sluice_agent_services", "gauge", "Services the agent follows.");
-    metrics_sample(out, "sluice_agent_services", NULL, 0, s.services);
-    metrics_family(out, "sluice_agent_dns_tcp_connections_total", "counter", "DNS TCP connections accepted.");
-    metrics_sample(out, "sluice_agent_dns_tcp_connections_total", NULL, 0, s.tcp_accepted);
-    metrics_family(out, "sluice_agent_dns_tcp_connections", "gauge", "DNS TCP connections open now.");
-    metrics_sample(out, "sluice_agent_dns_tcp_connections", NULL, 0, s.tcp_open);
+        upstreams[i] = d->conf.upstreams[i].text;
+    metrics_by_label(out, "sluice_agent_upstream_failures_total", "counter",
+                     "Forwarding attempts that timed out or failed, by upstream.", "upstream", upstreams,
+                     s.upstream_failures, d->conf.n_upstreams);
+    metrics_single(out, "sluice_agent_upstream_ignored_total", "counter",
+                   "Datagrams from an upstream ignored: not an answer to the query sent (ID or question).",
+                   s.upstream_ignored);
+    metrics_by_label(out, "sluice_agent_dns_refused_full_total", "counter",
+                     "Queries answered SERVFAIL at once because a limit was reached, by limit.", "limit", limits,
+                     (const uint64_t[]){ s.outstanding_full, s.services_full }, 2);
+    metrics_single(out, "sluice_agent_dns_outstanding", "gauge", "Forwarded and parked queries now.", s.outstanding);
+    metrics_single(out, "sluice_agent_services", "gauge", "Services the agent follows.", s.services);
+    metrics_single(out, "sluice_agent_dns_tcp_connections_total", "counter", "DNS TCP connections accepted.",
+                   s.tcp_accepted);
+    metrics_single(out, "sluice_agent_dns_tcp_connections", "gauge", "DNS TCP connections open now.", s.tcp_open);
 }
 
 int agent_dns_metrics(struct metrics_registry *reg, struct agent_dns *d)

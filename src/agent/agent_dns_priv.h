@@ -5,12 +5,12 @@
 #define SLUICE_AGENT_AGENT_DNS_PRIV_H
 
 #include "agent/agent_dns.h"
+#include "core/dns_server.h"
 #include "core/evloop.h"
 
 #define AGENT_MEMBERS_MAX 4096     /* instances of one service read per change */
-#define AGENT_UDP_BATCH 32
+#define AGENT_UDP_BATCH DNS_UDP_BATCH
 #define AGENT_UDP_BUF 4096
-#define AGENT_CMSG_ROOM 64
 
 /* One instance as the answers need it. */
 struct svc_member {
@@ -45,6 +45,7 @@ struct udp_listener {
 struct tcp_listener {
     struct agent_dns *d;
     struct ev_io io;
+    struct ev_timer pause;             /* accept failed for lack of descriptors: wait a little */
 };
 
 struct tcp_conn;
@@ -78,15 +79,11 @@ struct agent_dns {
     struct sl_addr bound[AGENT_MAX_LISTEN];
     uint8_t *udp_bufs;                 /* 2 * AGENT_UDP_BATCH * AGENT_UDP_BUF: queries, then answers */
     uint8_t *out_buf;                  /* DNS_MSG_MAX + 2: one answer */
-    struct mmsghdr rmsg[AGENT_UDP_BATCH], smsg[AGENT_UDP_BATCH];
-    struct iovec riov[AGENT_UDP_BATCH], siov[AGENT_UDP_BATCH];
-    struct sockaddr_storage from[AGENT_UDP_BATCH];
-    uint8_t cmsg[AGENT_UDP_BATCH][AGENT_CMSG_ROOM];
+    struct dns_udp_batch batch;        /* over the first half of udp_bufs */
     struct pending *pending;           /* forwarded and parked queries */
     uint32_t n_pending;
     struct ev_timer park_timer;        /* runs while queries are parked */
-    struct tcp_conn *conns;
-    uint32_t n_conns;
+    struct dns_tcp_conns conns;        /* of struct tcp_conn (agent_net.c) */
     size_t preferred;                  /* the upstream that answered last */
 
     struct agent_dns_stats stats;

@@ -22,6 +22,10 @@
  * answers out of order). A connection has at most CONN_WAITING_MAX
  * queries waiting and reads nothing more until one is answered; a
  * connection closed with queries waiting is freed by the last of them.
+ *
+ * The sockets, the UDP batch, the TCP framing and a connection's life
+ * (accept, buffers, idle timer) are core/dns_server's, shared with sluice
+ * registry's DNS server; what is here is what only the agent does.
  */
 #include "agent/agent_dns_priv.h"
 
@@ -34,27 +38,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/dns_server.h"
 #include "core/log.h"
 
 #define PARK_POLL_MS 10
 #define CONN_WAITING_MAX 64
-#define CONN_IN_INITIAL 1024
 #define CONN_OUT_MAX (256 * 1024)
-#define ACCEPT_BATCH 16
 #define UDP_ROUNDS 8
 
 struct tcp_conn {
+    struct dns_tcp_conn t;        /* first: the list holds these */
     struct agent_dns *d;
-    struct ev_io io;
-    struct ev_timer idle;
-    uint8_t *in;
-    size_t in_len, in_cap;
-    uint8_t *out;
-    size_t out_off, out_len, out_cap;
     uint32_t waiting;             /* its queries parked or forwarded */
-    bool eof, closed;
     bool busy;                    /* conn_process is running (a query may end at once and call it again) */
-    struct tcp_conn *prev, *next;
 };
 
 enum pending_kind { P_PARKED, P_FORWARD };
@@ -67,7 +63,7 @@ struct pending {
     struct udp_listener *ul;
     struct sockaddr_storage from;
     socklen_t from_len;
-    uint8_t cmsg[AGENT_CMSG_ROOM];
+    uint8_t cmsg[DNS_CMSG_ROOM];
     size_t cmsg_len;
     uint8_t *msg;                 /* the client's query as received */
     size_t len;
@@ -94,87 +90,35 @@ static void fwd_try(struct pending *p);
 static void udp_send_one(struct agent_dns *d, struct udp_listener *ul, const struct sockaddr_storage *to,
                          socklen_t to_len, const uint8_t *cmsg, size_t cmsg_len, const uint8_t *buf, size_t n)
 {
-    struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
-    struct msghdr h = { .msg_name = (void *)to, .msg_namelen = to_len, .msg_iov = &iov, .msg_iovlen = 1 };
-    if (ul->pktinfo && cmsg_len) {
-        h.msg_control = (void *)cmsg;
-        h.msg_controllen = cmsg_len;
-    }
-    ssize_t r;
-    do
-        r = sendmsg(ul->io.fd, &h, MSG_DONTWAIT);
-    while (r < 0 && errno == EINTR);
-    if (r < 0)
+    if (dns_udp_send_one(ul->io.fd, to, to_len, cmsg, ul->pktinfo ? cmsg_len : 0, buf, n) < 0)
         d->stats.dropped++;
 }
 
 static void conn_free(void *p)
 {
     struct tcp_conn *c = p;
-    free(c->in);
-    free(c->out);
+    dns_tcp_conn_release(&c->t);
     free(c);
 }
 
 /* Queue an answer (with its length) on the connection. -1 out of memory. */
 static int conn_queue(struct tcp_conn *c, const uint8_t *buf, size_t n)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_len + 2 + n > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + 2 + n)
-            cap *= 2;
-        uint8_t *o = realloc(c->out, cap);
-        if (!o)
-            return -1;
-        c->out = o;
-        c->out_cap = cap;
-    }
-    c->out[c->out_len] = (uint8_t)(n >> 8);
-    c->out[c->out_len + 1] = (uint8_t)n;
-    memcpy(c->out + c->out_len + 2, buf, n);
-    c->out_len += 2 + n;
-    return 0;
+    return dns_tcp_queue(&c->t.out, &c->t.out_off, &c->t.out_len, &c->t.out_cap, buf, n, true);
 }
 
+/* A connection closed with queries waiting is freed by the last of them. */
 static void conn_close(struct tcp_conn *c)
 {
-    if (c->closed)
-        return;
-    struct agent_dns *d = c->d;
-    c->closed = true;
-    ev_io_stop(d->loop, &c->io);
-    ev_timer_stop(d->loop, &c->idle);
-    close(c->io.fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        d->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    d->n_conns--;
-    if (c->waiting == 0)
-        ev_defer_free(d->loop, c, conn_free);
+    if (dns_tcp_conn_close(c->d->loop, &c->d->conns, &c->t) && c->waiting == 0)
+        ev_defer_free(c->d->loop, c, conn_free);
 }
 
 /* Write what is queued: 1 all sent, 0 some left, -1 error. */
 static int conn_flush(struct tcp_conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = write(c->io.fd, c->out + c->out_off, c->out_len - c->out_off);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        return -1;
-    }
-    c->out_off = c->out_len = 0;
-    return 1;
+    bool wrote = false;
+    return dns_tcp_flush(c->t.io.fd, c->t.out, &c->t.out_off, &c->t.out_len, &wrote);
 }
 
 /* The answer of a waiting query goes to its client. */
@@ -186,7 +130,7 @@ static void deliver(struct pending *p, const uint8_t *buf, size_t n)
         return;
     }
     struct tcp_conn *c = p->conn;
-    if (c->closed)
+    if (c->t.closed)
         return;
     if (conn_queue(c, buf, n) < 0 || conn_flush(c) < 0) {
         conn_close(c);
@@ -243,7 +187,7 @@ static void pending_free(struct pending *p)
         pending_release(p);
     if (c) {
         c->waiting--;
-        if (c->closed) {
+        if (c->t.closed) {
             if (c->waiting == 0)
                 ev_defer_free(d->loop, c, conn_free);
         } else if (!c->busy) {
@@ -554,52 +498,28 @@ static void udp_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct udp_listener *ul = io->data;
     struct agent_dns *d = ul->d;
-    uint8_t *rx = d->udp_bufs, *tx = d->udp_bufs + AGENT_UDP_BATCH * AGENT_UDP_BUF;
+    struct dns_udp_batch *b = &d->batch;
+    /* Answers go to buffers of their own: a query may wait (parked or
+     * forwarded) and is then copied from its receive buffer. */
+    uint8_t *tx = d->udp_bufs + AGENT_UDP_BATCH * AGENT_UDP_BUF;
     for (int round = 0; round < UDP_ROUNDS; round++) {
-        for (unsigned i = 0; i < AGENT_UDP_BATCH; i++) {
-            struct msghdr *h = &d->rmsg[i].msg_hdr;
-            h->msg_namelen = sizeof d->from[i];
-            h->msg_controllen = ul->pktinfo ? AGENT_CMSG_ROOM : 0;
-            h->msg_flags = 0;
-        }
-        int got = recvmmsg(io->fd, d->rmsg, AGENT_UDP_BATCH, MSG_DONTWAIT, NULL);
-        if (got <= 0)
+        unsigned got = dns_udp_batch_recv(b, io->fd, ul->pktinfo);
+        if (got == 0)
             return;
-        unsigned out = 0;
-        for (int i = 0; i < got; i++) {
-            struct msghdr *h = &d->rmsg[i].msg_hdr;
+        for (unsigned i = 0; i < got; i++) {
+            const struct msghdr *h = &b->rmsg[i].msg_hdr;
             d->stats.queries_udp++;
             if (h->msg_flags & MSG_TRUNC) {
                 d->stats.dropped++;
                 continue;
             }
-            uint8_t *resp = tx + (size_t)out * AGENT_UDP_BUF;
-            size_t n = handle_query(d, rx + (size_t)i * AGENT_UDP_BUF, d->rmsg[i].msg_len, ul, h, NULL, resp,
+            uint8_t *resp = tx + (size_t)b->n_out * AGENT_UDP_BUF;
+            size_t n = handle_query(d, b->bufs + (size_t)i * AGENT_UDP_BUF, b->rmsg[i].msg_len, ul, h, NULL, resp,
                                     AGENT_UDP_BUF);
-            if (n == 0)
-                continue;
-            struct msghdr *s = &d->smsg[out].msg_hdr;
-            d->siov[out] = (struct iovec){ .iov_base = resp, .iov_len = n };
-            *s = (struct msghdr){ .msg_name = &d->from[i], .msg_namelen = h->msg_namelen, .msg_iov = &d->siov[out],
-                                  .msg_iovlen = 1 };
-            if (ul->pktinfo && h->msg_controllen) {
-                s->msg_control = d->cmsg[i];
-                s->msg_controllen = h->msg_controllen;
-            }
-            out++;
+            if (n)
+                dns_udp_batch_reply(b, i, resp, n, ul->pktinfo);
         }
-        unsigned sent = 0;
-        while (sent < out) {
-            int rc = sendmmsg(io->fd, d->smsg + sent, out - sent, MSG_DONTWAIT);
-            if (rc > 0) {
-                sent += (unsigned)rc;
-                continue;
-            }
-            if (rc < 0 && errno == EINTR)
-                continue;
-            d->stats.dropped++;
-            sent++;
-        }
+        d->stats.dropped += dns_udp_batch_send(b, io->fd);
     }
 }
 
@@ -623,87 +543,51 @@ static void conn_process(struct tcp_conn *c)
     if (c->busy)
         return;
     c->busy = true;
-    size_t pos = 0;
-    while (!c->closed && c->in_len - pos >= 2 && c->waiting < CONN_WAITING_MAX && c->out_len < CONN_OUT_MAX) {
-        size_t mlen = (size_t)c->in[pos] << 8 | c->in[pos + 1];
-        if (c->in_len - pos < 2 + mlen)
-            break;
+    size_t pos = 0, mlen;
+    while (!c->t.closed && c->waiting < CONN_WAITING_MAX && c->t.out_len < CONN_OUT_MAX &&
+           dns_tcp_message(c->t.in, c->t.in_len, pos, &mlen)) {
         d->stats.queries_tcp++;
-        size_t n = handle_query(d, c->in + pos + 2, mlen, NULL, NULL, c, d->out_buf, DNS_MSG_MAX);
+        size_t n = handle_query(d, c->t.in + pos + 2, mlen, NULL, NULL, c, d->out_buf, DNS_MSG_MAX);
         pos += 2 + mlen;
         if (n && conn_queue(c, d->out_buf, n) < 0)
             conn_close(c);
     }
     c->busy = false;
-    if (c->closed)
+    if (c->t.closed)
         return;
-    if (pos > 0) {
-        memmove(c->in, c->in + pos, c->in_len - pos);
-        c->in_len -= pos;
-    }
-    if (c->out_len > c->out_off && conn_flush(c) < 0)
+    dns_tcp_consume(c->t.in, &c->t.in_len, pos);
+    if (c->t.out_len > c->t.out_off && conn_flush(c) < 0)
         conn_close(c);
 }
 
 static void conn_rearm(struct tcp_conn *c)
 {
-    if (c->closed)
+    if (c->t.closed)
         return;
-    if (c->out_len > c->out_off) {
-        ev_io_set(c->d->loop, &c->io, EPOLLOUT);
+    if (c->t.out_len > c->t.out_off) {
+        ev_io_set(c->d->loop, &c->t.io, EPOLLOUT);
         return;
     }
-    if (c->eof) {
+    if (c->t.eof) {
         if (c->waiting == 0)
             conn_close(c);   /* everything complete is answered; a partial message is dropped */
         else
-            ev_io_set(c->d->loop, &c->io, 0);
+            ev_io_set(c->d->loop, &c->t.io, 0);
         return;
     }
-    ev_io_set(c->d->loop, &c->io, c->waiting < CONN_WAITING_MAX ? EPOLLIN : 0);
-}
-
-/* 1 data (or EOF), 0 nothing now, -1 error. */
-static int conn_read(struct tcp_conn *c)
-{
-    size_t need = c->in_cap;
-    if (c->in_len >= 2) {
-        size_t mlen = (size_t)c->in[0] << 8 | c->in[1];
-        if (2 + mlen > need)
-            need = 2 + mlen;
-    }
-    if (need > c->in_cap) {
-        uint8_t *p = realloc(c->in, need);
-        if (!p)
-            return -1;
-        c->in = p;
-        c->in_cap = need;
-    }
-    if (c->in_len == c->in_cap)
-        return 0;
-    ssize_t n = read(c->io.fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (n > 0) {
-        c->in_len += (size_t)n;
-        ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
-        return 1;
-    }
-    if (n == 0) {
-        c->eof = true;
-        return 1;
-    }
-    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+    ev_io_set(c->d->loop, &c->t.io, c->waiting < CONN_WAITING_MAX ? EPOLLIN : 0);
 }
 
 static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct tcp_conn *c = io->data;
-    if (c->closed)
+    if (c->t.closed)
         return;
-    if (c->eof && (revents & (EPOLLHUP | EPOLLERR))) {
+    if (c->t.eof && (revents & (EPOLLHUP | EPOLLERR))) {
         conn_close(c);   /* gone both ways: its answers have nowhere to go (and HUP would fire again) */
         return;
     }
-    if (c->out_len > c->out_off) {
+    if (c->t.out_len > c->t.out_off) {
         int f = conn_flush(c);
         if (f < 0) {
             conn_close(c);
@@ -713,7 +597,8 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
             conn_rearm(c);
             return;
         }
-    } else if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn_read(c) < 0) {
+    } else if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) &&
+               dns_tcp_conn_read(c->d->loop, &c->t, c->d->conf.tcp_idle_ms) < 0) {
         conn_close(c);
         return;
     }
@@ -721,137 +606,60 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
     conn_rearm(c);
 }
 
-static void conn_new(struct agent_dns *d, int fd)
+static void conn_new(struct agent_dns *d, int fd, const struct sockaddr_storage *peer)
 {
     struct tcp_conn *c = calloc(1, sizeof *c);
-    uint8_t *in = malloc(CONN_IN_INITIAL);
-    if (!c || !in) {
-        free(c);
-        free(in);
+    if (!c) {
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->d = d;
-    c->in = in;
-    c->in_cap = CONN_IN_INITIAL;
-    ev_io_init(&c->io, fd, conn_cb, c);
-    ev_timer_init(&c->idle, idle_cb, c);
-    c->next = d->conns;
-    if (d->conns)
-        d->conns->prev = c;
-    d->conns = c;
-    d->n_conns++;
+    if (dns_tcp_conn_open(d->loop, &d->conns, &c->t, fd, peer, conn_cb, idle_cb, c, d->conf.tcp_idle_ms) < 0) {
+        free(c);
+        return;
+    }
     d->stats.tcp_accepted++;
-    ev_io_set(d->loop, &c->io, EPOLLIN);
-    ev_timer_start(d->loop, &c->idle, d->conf.tcp_idle_ms);
+}
+
+static void accepted(void *arg, int fd, const struct sockaddr_storage *peer)
+{
+    struct agent_dns *d = arg;
+    if (d->conns.n >= d->conf.tcp_max_conns) {
+        close(fd);
+        d->stats.dropped++;
+        return;
+    }
+    conn_new(d, fd, peer);
 }
 
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct tcp_listener *l = io->data;
-    struct agent_dns *d = l->d;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            return;
-        }
-        if (d->n_conns >= d->conf.tcp_max_conns) {
-            close(fd);
-            d->stats.dropped++;
-            continue;
-        }
-        conn_new(d, fd);
-    }
+    dns_tcp_accept(loop, io, &l->pause, "agent", accepted, l->d);
+}
+
+static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct tcp_listener *l = t->data;
+    dns_tcp_accept_resume(loop, &l->io);
 }
 
 /* ---- sockets -------------------------------------------------------------------- */
 
-static bool is_wildcard(const struct sl_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-}
-
-static int open_socket(const struct sl_addr *a, int type, char *err, size_t errlen)
-{
-    const char *what = type == SOCK_DGRAM ? "udp" : "tcp";
-    int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "agent listener %s (%s): socket: %s", a->text, what, strerror(errno));
-        return -1;
-    }
-    int one = 1;
-    if (type == SOCK_STREAM)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (a->ss.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || (type == SOCK_STREAM && listen(fd, 511) < 0)) {
-        snprintf(err, errlen, "agent listener %s (%s): %s", a->text, what, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (type == SOCK_DGRAM && is_wildcard(a)) {
-        if (a->ss.ss_family == AF_INET)
-            setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
-        else
-            setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
-    }
-    return fd;
-}
-
-/* UDP and TCP on one address; port 0: UDP picks it and TCP takes the same. */
-static int open_pair(const struct sl_addr *want, int *ufd, int *tfd, struct sl_addr *bound, char *err,
-                     size_t errlen)
-{
-    bool any_port = addr_port(want) == 0;
-    for (int attempt = 0; attempt < (any_port ? 20 : 1); attempt++) {
-        *ufd = open_socket(want, SOCK_DGRAM, err, errlen);
-        if (*ufd < 0)
-            return -1;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        if (getsockname(*ufd, (struct sockaddr *)&ss, &sl) < 0) {
-            snprintf(err, errlen, "agent listener %s: getsockname: %s", want->text, strerror(errno));
-            close(*ufd);
-            return -1;
-        }
-        addr_from_sockaddr(bound, (struct sockaddr *)&ss, sl);
-        *tfd = open_socket(bound, SOCK_STREAM, err, errlen);
-        if (*tfd >= 0)
-            return 0;
-        close(*ufd);
-    }
-    return -1;
-}
-
 int agent_net_start(struct agent_dns *d, char *err, size_t errlen)
 {
-    for (unsigned i = 0; i < AGENT_UDP_BATCH; i++) {
-        d->riov[i] = (struct iovec){ .iov_base = d->udp_bufs + (size_t)i * AGENT_UDP_BUF, .iov_len = AGENT_UDP_BUF };
-        d->rmsg[i].msg_hdr = (struct msghdr){
-            .msg_name = &d->from[i],
-            .msg_namelen = sizeof d->from[i],
-            .msg_iov = &d->riov[i],
-            .msg_iovlen = 1,
-            .msg_control = d->cmsg[i],
-            .msg_controllen = AGENT_CMSG_ROOM,
-        };
-    }
+    dns_udp_batch_init(&d->batch, d->udp_bufs, AGENT_UDP_BUF);
     ev_timer_init(&d->park_timer, park_poll, d);
     for (size_t i = 0; i < d->conf.n_listen; i++) {
         int ufd, tfd;
-        if (open_pair(&d->conf.listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0)
+        if (dns_listen_open("agent", &d->conf.listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0)
             return -1;
-        d->udp[i] = (struct udp_listener){ .d = d, .pktinfo = is_wildcard(&d->bound[i]) };
+        d->udp[i] = (struct udp_listener){ .d = d, .pktinfo = dns_addr_is_wildcard(&d->bound[i]) };
         ev_io_init(&d->udp[i].io, ufd, udp_cb, &d->udp[i]);
         ev_io_set(d->loop, &d->udp[i].io, EPOLLIN);
         d->tcp[i] = (struct tcp_listener){ .d = d };
         ev_io_init(&d->tcp[i].io, tfd, accept_cb, &d->tcp[i]);
+        ev_timer_init(&d->tcp[i].pause, accept_resume, &d->tcp[i]);
         ev_io_set(d->loop, &d->tcp[i].io, EPOLLIN);
         d->n_listen = i + 1;
     }
@@ -861,8 +669,8 @@ int agent_net_start(struct agent_dns *d, char *err, size_t errlen)
 void agent_net_stop(struct agent_dns *d)
 {
     /* Connections first: a query that ends must not make one read more. */
-    while (d->conns)
-        conn_close(d->conns);
+    while (d->conns.head)
+        conn_close((struct tcp_conn *)d->conns.head);   /* t is its first member */
     while (d->pending)
         pending_free(d->pending);
     if (d->loop)
@@ -871,6 +679,7 @@ void agent_net_stop(struct agent_dns *d)
         ev_io_stop(d->loop, &d->udp[i].io);
         close(d->udp[i].io.fd);
         ev_io_stop(d->loop, &d->tcp[i].io);
+        ev_timer_stop(d->loop, &d->tcp[i].pause);
         close(d->tcp[i].io.fd);
     }
     d->n_listen = 0;

@@ -582,6 +582,27 @@ bool config_get_addr(struct config_ctx *c, const struct ynode *v, struct sl_addr
     *out = a;
     return true;
 }
+
+void config_each_item(struct config_ctx *c, const struct ynode *v, size_t max, const char *what, config_item_fn *one,
+                      void *obj)
+{
+    if (v->kind == YNODE_SCALAR && !ynode_is_null(v)) {
+        one(c, v, obj);
+        return;
+    }
+    if (!config_expect_seq(c, v) || v->kind != YNODE_SEQ)
+        return;
+    if (v->n_items > max) {
+        config_err_at(c, v->line, "at most %zu %s", max, what);
+        return;
+    }
+    for (size_t i = 0; i < v->n_items; i++) {
+        size_t mark = config_path_push(c, "[%zu]", i);
+        one(c, v->items[i], obj);
+        config_path_pop(c, mark);
+    }
+}
+
 /* ------------------------------------------------------------------------
  * Mapping walker.
  */

@@ -95,6 +95,13 @@ bool config_get_name(struct config_ctx *c, const struct ynode *v, char **dst);
 /* HOST:PORT (addr_parse). */
 bool config_get_addr(struct config_ctx *c, const struct ynode *v, struct sl_addr *out);
 
+/* A scalar, or a list of at most max scalars ("at most MAX WHAT" past
+ * that), each handed to one() with the path extended by "[i]": a key that
+ * takes one value or several (listen: 127.0.0.1:53, or a list). */
+typedef void config_item_fn(struct config_ctx *c, const struct ynode *item, void *obj);
+void config_each_item(struct config_ctx *c, const struct ynode *v, size_t max, const char *what, config_item_fn *one,
+                      void *obj);
+
 /* ---- mappings ---- */
 
 /* Called for each known key of a mapping, with the path extended by it;

@@ -2,6 +2,7 @@
 #include "core/daemon.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,16 @@ struct sl_config *daemon_load_config(const char *path, unsigned files, struct co
         config_free(cfg);
         cfg = NULL;
     }
+    return cfg;
+}
+
+struct sl_config *daemon_load_config_or_say(const char *path, unsigned files)
+{
+    struct config_errors errs = { 0 };
+    struct sl_config *cfg = daemon_load_config(path, files, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.lines[i]);
+    config_errors_free(&errs);
     return cfg;
 }
 
@@ -187,4 +198,37 @@ void daemon_fini(struct daemon *d)
     if (d->pid_file)
         unlink(d->pid_file);
     d->pid_file = NULL;
+}
+
+int daemon_parse_args(const char *name, int argc, char **argv, void (*usage)(FILE *out), const char **path,
+                      const char **pid_file)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "pid-file", required_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    int c;
+    *path = *pid_file = NULL;
+    optind = 1;   /* argv may be a second command line in one process (tests) */
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': *path = optarg; break;
+        case 'p': *pid_file = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument \"%s\"\n\n", name, argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (!*path) {
+        fprintf(stderr, "%s: -c FILE is required\n\n", name);
+        usage(stderr);
+        return 2;
+    }
+    return -1;
 }

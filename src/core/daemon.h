@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "lib/addr.h"
 #include "core/admin.h"
@@ -74,6 +75,10 @@ struct daemon {
  * problem in errs. */
 struct sl_config *daemon_load_config(const char *path, unsigned files, struct config_errors *errs);
 
+/* daemon_load_config at start, before logging is set up: the problems go
+ * to stderr, one a line ("FILE:LINE: key.path: reason"). */
+struct sl_config *daemon_load_config_or_say(const char *path, unsigned files);
+
 /* Logging as cfg says, for `role`; the descriptor limit raised to its
  * hard limit (many clients, many backends); the event loop; the module's
  * admin routes and metric families mounted on d->site (spec->arg is
@@ -104,5 +109,21 @@ void daemon_stopped(struct daemon *d);
 /* Stop the admin API, remove the pid file, close the signalfd, free the
  * loop. Safe after a failed or partial start. */
 void daemon_fini(struct daemon *d);
+
+/* The command line of a daemon that takes a file and nothing else:
+ * `NAME -c FILE [--pid-file PATH] [-h]` (name: "sluice agent"). Returns
+ * -1 to go on with *path (and *pid_file, NULL when not given), else the
+ * exit status: 0 after --help (usage on stdout), 2 after a mistake (said
+ * on stderr, then the usage). */
+int daemon_parse_args(const char *name, int argc, char **argv, void (*usage)(FILE *out), const char **path,
+                      const char **pid_file);
+
+/* The options daemon_parse_args takes, for the tier's usage text (a
+ * string literal: it joins the text around it). */
+#define DAEMON_USAGE_OPTIONS                                                     \
+    "Options:\n"                                                                \
+    "  -c, --config FILE   configuration file (YAML), required\n"               \
+    "      --pid-file PATH write the process id there (removed at exit)\n"      \
+    "  -h, --help          show this help\n"
 
 #endif

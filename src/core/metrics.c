@@ -56,6 +56,20 @@ void metrics_sample(struct strbuf *out, const char *name, const struct metric_la
     metrics_sample_text(out, name, labels, n_labels, text);
 }
 
+void metrics_single(struct strbuf *out, const char *name, const char *type, const char *help, uint64_t value)
+{
+    metrics_family(out, name, type, help);
+    metrics_sample(out, name, NULL, 0, value);
+}
+
+void metrics_by_label(struct strbuf *out, const char *name, const char *type, const char *help, const char *label,
+                      const char *const *values, const uint64_t *counts, size_t n)
+{
+    metrics_family(out, name, type, help);
+    for (size_t i = 0; i < n; i++)
+        metrics_sample(out, name, &(struct metric_label){ label, values[i] }, 1, counts[i]);
+}
+
 /* The samples of one family for one row: one line, or one per value of
  * the family's extra label. */
 static void row_samples(struct strbuf *out, const struct metric_row_family *f, const void *row,

@@ -33,6 +33,13 @@ void metrics_family(struct strbuf *out, const char *name, const char *type, cons
 void metrics_sample(struct strbuf *out, const char *name, const struct metric_label *labels, size_t n_labels,
                     uint64_t value);
 
+/* A family of one sample without labels: HELP, TYPE, `name value`. */
+void metrics_single(struct strbuf *out, const char *name, const char *type, const char *help, uint64_t value);
+
+/* A family with one label: `name{label="values[i]"} counts[i]` for each i. */
+void metrics_by_label(struct strbuf *out, const char *name, const char *type, const char *help, const char *label,
+                      const char *const *values, const uint64_t *counts, size_t n);
+
 /* The same with a value already formatted (e.g. "12.345" seconds). */
 void metrics_sample_text(struct strbuf *out, const char *name, const struct metric_label *labels, size_t n_labels,
                          const char *value);

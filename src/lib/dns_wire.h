@@ -65,6 +65,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define DNS_HEADER_LEN 12
@@ -280,6 +281,29 @@ int dns_name_to_text(const uint8_t *wire, size_t max, char *out, size_t cap);
  * lower-cased forms, on label boundaries ("xsluice.test" is not in
  * "sluice.test"). */
 int dns_name_in_zone(const struct dns_name *name, const struct dns_name *zone);
+
+/* ---- SRV targets: ADDR.SERVICE.ZONE ---- */
+
+/* The label that names an instance's address in an SRV target, as the
+ * registry and the agent both write it: "10-1-0-7" (IPv4), or the 16
+ * bytes in 32 lower-case hex digits (IPv6). Room for the longest, a NUL. */
+#define DNS_ADDR_LABEL_MAX 33
+
+/* addr: 4 bytes (AF_INET) or 16 (AF_INET6). Returns the label's length
+ * (a NUL follows it). */
+size_t dns_addr_label(sa_family_t family, const uint8_t *addr, char out[DNS_ADDR_LABEL_MAX]);
+
+/* The reverse, for a lower-cased label: true with the family and the bytes
+ * (addr zeroed past the fourth for IPv4) when p[0..len) is a label
+ * dns_addr_label writes. Only that form: no leading zeros, no upper-case
+ * hex, so each address has one name. */
+bool dns_addr_label_parse(const uint8_t *p, size_t len, sa_family_t *family, uint8_t addr[16]);
+
+/* The wire name ADDR.SERVICE.ZONE into out (zone: an uncompressed wire
+ * name with its root label). Returns its length, or -1 when it would pass
+ * 255 bytes (or the service is no label: over 63 bytes). */
+int dns_srv_target(sa_family_t family, const uint8_t *addr, const char *service, size_t service_len,
+                   const uint8_t *zone, size_t zone_len, uint8_t out[DNS_NAME_MAX]);
 
 /* Label i (0 = leftmost) of name, lower-cased: a pointer to its bytes and its
  * length in *len. i must be below name->labels. */

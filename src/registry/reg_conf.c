@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/config_walk.h"
+#include "core/dns_conf.h"
 #include "core/health_conf.h"
 #include "registry/reg_dns.h"
 #include "registry/reg_subnet.h"
@@ -428,8 +429,6 @@ enum { DK_LISTEN, DK_ZONE, DK_NS, DK_SOA, DK_UDP_MAX, DK_TCP };
 static const char *const dns_keys[] = { "listen", "zone", "ns", "soa", "udp_max", "tcp", NULL };
 enum { OK_MBOX, OK_REFRESH, OK_RETRY, OK_EXPIRE, OK_MINIMUM };
 static const char *const soa_keys[] = { "mbox", "refresh", "retry", "expire", "minimum", NULL };
-enum { TK_MAX_CONNS, TK_IDLE };
-static const char *const dns_tcp_keys[] = { "max_conns", "idle", NULL };
 
 static void soa_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
 {
@@ -443,50 +442,7 @@ static void soa_field(struct config_ctx *c, int key, const struct ynode *v, void
     }
 }
 
-static void dns_tcp_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
-{
-    struct cfg_reg_dns *d = obj;
-    if (key == TK_MAX_CONNS)
-        config_get_uint(c, v, 1, 1000000, &d->tcp_max_conns);
-    else
-        config_get_duration(c, v, 100, CONFIG_HOUR, &d->tcp_idle_ms);
-}
-
-/* A scalar or a list of scalars, each handed to one(). */
-static void each_item(struct config_ctx *c, const struct ynode *v, size_t max, const char *what,
-                      void (*one)(struct config_ctx *c, const struct ynode *item, size_t i, void *obj), void *obj)
-{
-    if (v->kind == YNODE_SCALAR && !ynode_is_null(v)) {
-        one(c, v, 0, obj);
-        return;
-    }
-    if (!config_expect_seq(c, v) || v->kind != YNODE_SEQ)
-        return;
-    if (v->n_items > max) {
-        config_err_at(c, v->line, "at most %zu %s", max, what);
-        return;
-    }
-    for (size_t i = 0; i < v->n_items; i++) {
-        size_t mark = config_path_push(c, "[%zu]", i);
-        one(c, v->items[i], i, obj);
-        config_path_pop(c, mark);
-    }
-}
-
-static void dns_listen_one(struct config_ctx *c, const struct ynode *item, size_t i, void *obj)
-{
-    struct cfg_reg_dns *d = obj;
-    struct sl_addr a;
-    if (!config_get_addr(c, item, &a))
-        return;
-    if (addr_port(&a) == 0) {
-        config_err_at(c, item->line, "port must be a number from 1 to 65535");
-        return;
-    }
-    d->listen[d->n_listen++] = a;
-}
-
-static void dns_ns_one(struct config_ctx *c, const struct ynode *item, size_t i, void *obj)
+static void dns_ns_one(struct config_ctx *c, const struct ynode *item, void *obj)
 {
     struct cfg_reg_dns *d = obj;
     if (get_domain(c, item, d->ns[d->n_ns], sizeof d->ns[d->n_ns]))
@@ -498,24 +454,24 @@ static void dns_field(struct config_ctx *c, int key, const struct ynode *v, void
     struct cfg_reg_dns *d = obj;
     switch (key) {
     case DK_LISTEN:
-        d->n_listen = 0;
-        each_item(c, v, REG_CONF_MAX_LISTEN, "listen addresses", dns_listen_one, d);
+        dns_conf_listen(c, v, d->listen, REG_CONF_MAX_LISTEN, &d->n_listen);
         break;
     case DK_ZONE: get_domain(c, v, d->zone, sizeof d->zone); break;
     case DK_NS:
         d->n_ns = 0;
-        each_item(c, v, REG_CONF_MAX_NS, "name servers", dns_ns_one, d);
+        config_each_item(c, v, REG_CONF_MAX_NS, "name servers", dns_ns_one, d);
         break;
     case DK_SOA: config_walk_map(c, v, soa_keys, soa_field, d); break;
     case DK_UDP_MAX: config_get_uint(c, v, 512, 65535, &d->udp_max); break;
-    case DK_TCP: config_walk_map(c, v, dns_tcp_keys, dns_tcp_field, d); break;
+    case DK_TCP: dns_conf_tcp(c, v, &d->tcp_max_conns, &d->tcp_idle_ms); break;
     }
 }
 
 static void dns_defaults(struct cfg_reg_dns *d)
 {
     *d = (struct cfg_reg_dns){ .soa_refresh = 3600, .soa_retry = 600, .soa_expire = 604800, .soa_minimum = 30,
-                               .udp_max = 1232, .tcp_max_conns = 1000, .tcp_idle_ms = 10000 };
+                               .udp_max = 1232, .tcp_max_conns = DNS_CONF_TCP_MAX_CONNS,
+                               .tcp_idle_ms = DNS_CONF_TCP_IDLE_MS };
 }
 
 void reg_conf_dns(const struct cfg_reg_dns *c, struct reg_dns_conf *out)
@@ -575,7 +531,7 @@ static const char *const expiry_keys[] = { "eviction_cap", "eviction_interval", 
 enum { NK_CIDR, NK_DATACENTER, NK_REGION };
 static const char *const subnet_keys[] = { "cidr", "datacenter", "region", NULL };
 
-static void etcd_endpoint_one(struct config_ctx *c, const struct ynode *item, size_t i, void *obj)
+static void etcd_endpoint_one(struct config_ctx *c, const struct ynode *item, void *obj)
 {
     struct cfg_registry *r = obj;
     const char *s = config_scalar(c, item, "an etcd endpoint URL like http://127.0.0.1:2379");
@@ -599,7 +555,7 @@ static void etcd_field(struct config_ctx *c, int key, const struct ynode *v, voi
         for (size_t i = 0; i < r->etcd.n_endpoints; i++)
             free(r->etcd.endpoints[i]);
         r->etcd.n_endpoints = 0;
-        each_item(c, v, 16, "endpoints", etcd_endpoint_one, r);
+        config_each_item(c, v, 16, "endpoints", etcd_endpoint_one, r);
         break;
     case EK_PREFIX:
         if (get_string(c, v, "a key prefix like /sluice/registry/", &r->etcd.prefix) && r->etcd.prefix[0] != '/')

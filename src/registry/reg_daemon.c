@@ -1,13 +1,13 @@
 /* `sluice registry -c FILE`: see reg_daemon.h. */
 #include "registry/reg_daemon.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/daemon.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "registry/reg_api.h"
@@ -536,7 +536,6 @@ static int start_dns(struct reg_daemon *d, char *err, size_t errlen)
 
 static int run(const char *config_path, const char *pid_file)
 {
-    struct config_errors errs = { 0 };
     struct reg_daemon *d = calloc(1, sizeof *d);
     if (!d) {
         fprintf(stderr, "sluice registry: out of memory\n");
@@ -545,11 +544,8 @@ static int run(const char *config_path, const char *pid_file)
     d->config_path = config_path;
     char err[512];
     int rc = 1;
-    d->cfg = daemon_load_config(config_path, CONFIG_FILES_LOG, &errs);
+    d->cfg = daemon_load_config_or_say(config_path, CONFIG_FILES_LOG);
     if (!d->cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.lines[i]);
-        config_errors_free(&errs);
         free(d);
         return 1;
     }
@@ -644,10 +640,7 @@ void reg_usage(FILE *out)
           "SIGHUP reloads FILE (services, instances, subnets, token, api limits);\n"
           "SIGTERM or SIGINT stops.\n"
           "\n"
-          "Options:\n"
-          "  -c, --config FILE   configuration file (YAML), required\n"
-          "      --pid-file PATH write the process id there (removed at exit)\n"
-          "  -h, --help          show this help\n"
+          DAEMON_USAGE_OPTIONS
           "\n"
           "Docs: docs/configuration.md (registry), docs/admin-api.md (Registry)\n",
           out);
@@ -655,32 +648,7 @@ void reg_usage(FILE *out)
 
 int reg_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "pid-file", required_argument, NULL, 'p' },
-        { "help", no_argument, NULL, 'h' },
-        { 0, 0, 0, 0 },
-    };
-    const char *path = NULL, *pid_file = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': path = optarg; break;
-        case 'p': pid_file = optarg; break;
-        case 'h': reg_usage(stdout); return 0;
-        default: reg_usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "sluice registry: unexpected argument \"%s\"\n\n", argv[optind]);
-        reg_usage(stderr);
-        return 2;
-    }
-    if (!path) {
-        fprintf(stderr, "sluice registry: -c FILE is required\n\n");
-        reg_usage(stderr);
-        return 2;
-    }
-    return run(path, pid_file);
+    const char *path, *pid_file;
+    int rc = daemon_parse_args("sluice registry", argc, argv, reg_usage, &path, &pid_file);
+    return rc >= 0 ? rc : run(path, pid_file);
 }

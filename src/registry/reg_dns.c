@@ -7,14 +7,11 @@
  * straight into the datagram's own buffer (UDP) or the scratch buffer
  * (TCP); nothing on the query path allocates.
  *
- * UDP: recvmmsg() takes up to UDP_BATCH datagrams per call, each is
- * answered in place and the answers leave in one sendmmsg(). A socket
- * bound to a wildcard address (0.0.0.0, ::) asks for the destination of
- * each datagram (IP_PKTINFO / IPV6_RECVPKTINFO) and hands it back when
- * sending, so answers leave from the address the query came to. Answers
- * the socket will not take (its buffer is full) are dropped and counted:
- * waiting for the socket to drain would only delay every later query, and
- * the client retries.
+ * The sockets, the UDP batch and the TCP framing are core/dns_server's
+ * (shared with sluice agent). UDP: recvmmsg() takes up to DNS_UDP_BATCH
+ * datagrams per call, each is answered in place and the answers leave in
+ * one sendmmsg(), from the address the query came to. Answers the socket
+ * will not take (its buffer is full) are dropped and counted.
  *
  * TCP: each connection reads into a buffer that grows to the message being
  * read (at most 2 + 65,535 bytes), answers every complete message in it into
@@ -28,7 +25,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,24 +32,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/dns_server.h"
 #include "core/evloop.h"
-#include "core/log.h"
 #include "core/metrics.h"
 #include "lib/dns_wire.h"
 #include "registry/reg_select.h"
 
-#define UDP_BATCH 32              /* datagrams per recvmmsg */
 #define UDP_ROUNDS 8              /* recvmmsg calls per readiness event, for fairness */
 #define UDP_BUF_MIN 4096          /* room for any sane query (and the answer, in place) */
-#define CMSG_ROOM 64              /* IP_PKTINFO / IPV6_PKTINFO */
-#define TCP_IN_INITIAL 4096
 #define TCP_MSG_MAX (2 + DNS_MSG_MAX)
 #define TCP_BATCH 16384           /* answers gathered before a write */
 #define TCP_SCRATCH (TCP_BATCH + TCP_MSG_MAX)
-#define ACCEPT_BATCH 16
-#define ACCEPT_PAUSE_MS 100
 #define SRV_CAP 4096              /* more SRV records than ever fit in 65,535 bytes */
-#define ADDR_LABEL_MAX 40         /* "255-255-255-255" or 32 hex digits */
 
 struct reg_dns;
 
@@ -70,17 +60,8 @@ struct tcp_listener {
 };
 
 struct tcp_conn {
+    struct dns_tcp_conn t;        /* first: the list holds these */
     struct reg_dns *d;
-    struct ev_io io;
-    struct ev_timer idle;
-    struct sockaddr_storage peer;
-    uint8_t *in;
-    size_t in_len, in_cap;
-    uint8_t *out;
-    size_t out_off, out_len, out_cap;
-    bool eof;                     /* the client sent FIN: answer what is complete, then close */
-    bool closed;
-    struct tcp_conn *prev, *next;
 };
 
 struct reg_dns {
@@ -107,17 +88,13 @@ struct reg_dns {
     struct tcp_listener tcp[REG_DNS_MAX_LISTEN];
     struct sl_addr bound[REG_DNS_MAX_LISTEN];
 
-    /* UDP batch: one buffer, name and control block per slot. */
+    /* UDP batch: answers are written in place, over their query. */
     size_t udp_buf_size;
     uint8_t *udp_bufs;
-    struct mmsghdr rmsg[UDP_BATCH], smsg[UDP_BATCH];
-    struct iovec riov[UDP_BATCH], siov[UDP_BATCH];
-    struct sockaddr_storage from[UDP_BATCH];
-    uint8_t cmsg[UDP_BATCH][CMSG_ROOM];
+    struct dns_udp_batch batch;
 
     uint8_t *tcp_scratch;
-    struct tcp_conn *conns;
-    uint32_t n_conns;
+    struct dns_tcp_conns conns;
 
     struct reg_dns_stats stats;
 };
@@ -238,24 +215,25 @@ static int build_names(struct reg_dns *d, char *err, size_t errlen)
 
 /* ---- names of slots (metrics labels) ------------------------------------ */
 
+static const char *const qtype_names[REG_DNS_QTYPES] = {"A", "AAAA", "SRV", "SOA", "NS", "ANY", "other", "none"};
+static const char *const rcode_names[REG_DNS_RCODES] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
+                                                        "NOTIMP",  "REFUSED", "BADVERS"};
+static const char *const drop_names[REG_DNS_DROPS] = {"malformed", "udp_send",  "tcp_limit",
+                                                      "tcp_idle",  "tcp_error", "error"};
+
 const char *reg_dns_qtype_name(enum reg_dns_qtype_slot s)
 {
-    static const char *const names[REG_DNS_QTYPES] = {"A", "AAAA", "SRV", "SOA", "NS", "ANY", "other", "none"};
-    return (unsigned)s < REG_DNS_QTYPES ? names[s] : "?";
+    return (unsigned)s < REG_DNS_QTYPES ? qtype_names[s] : "?";
 }
 
 const char *reg_dns_rcode_name(enum reg_dns_rcode_slot s)
 {
-    static const char *const names[REG_DNS_RCODES] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
-                                                      "NOTIMP",  "REFUSED", "BADVERS"};
-    return (unsigned)s < REG_DNS_RCODES ? names[s] : "?";
+    return (unsigned)s < REG_DNS_RCODES ? rcode_names[s] : "?";
 }
 
 const char *reg_dns_drop_name(enum reg_dns_drop_reason r)
 {
-    static const char *const names[REG_DNS_DROPS] = {"malformed", "udp_send",  "tcp_limit",
-                                                     "tcp_idle",  "tcp_error", "error"};
-    return (unsigned)r < REG_DNS_DROPS ? names[r] : "?";
+    return (unsigned)r < REG_DNS_DROPS ? drop_names[r] : "?";
 }
 
 static enum reg_dns_qtype_slot qtype_slot(const struct dns_query *q)
@@ -429,80 +407,17 @@ static void answer_service(struct answer *a, struct reg_service *svc)
     }
 }
 
-/* The label of an address in SRV targets: 10-1-0-7, or 32 hex digits. */
-static size_t addr_label(const struct sockaddr_storage *ss, char *out)
+/* The bytes of an address, for lib/dns_wire. */
+static const uint8_t *addr_bytes(const struct sockaddr_storage *ss)
 {
-    if (ss->ss_family == AF_INET) {
-        /* by hand: snprintf was a tenth of the CPU of an SRV answer */
-        const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
-        size_t n = 0;
-        for (int i = 0; i < 4; i++) {
-            unsigned v = b[i];
-            if (i)
-                out[n++] = '-';
-            if (v >= 100)
-                out[n++] = (char)('0' + v / 100);
-            if (v >= 10)
-                out[n++] = (char)('0' + v / 10 % 10);
-            out[n++] = (char)('0' + v % 10);
-        }
-        out[n] = 0;
-        return n;
-    }
-    const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[32] = 0;
-    return 32;
-}
-
-/* The reverse: true with the address family and bytes when the label is
- * one (lower case; the DNS path passes lower-cased labels). */
-static bool parse_addr_label(const uint8_t *p, size_t len, sa_family_t *af, uint8_t addr[16])
-{
-    if (len == 32) {
-        for (size_t i = 0; i < 32; i++) {
-            uint8_t c = p[i];
-            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-            if (v < 0)
-                return false;
-            addr[i / 2] = (uint8_t)(i % 2 ? addr[i / 2] | v : v << 4);
-        }
-        *af = AF_INET6;
-        return true;
-    }
-    unsigned part = 0, val = 0, digits = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i == len || p[i] == '-') {
-            if (digits == 0 || part > 3)
-                return false;
-            addr[part++] = (uint8_t)val;
-            val = digits = 0;
-        } else if (p[i] >= '0' && p[i] <= '9' && digits < 3) {
-            val = val * 10 + (p[i] - '0');
-            digits++;
-            if (val > 255)
-                return false;
-        } else {
-            return false;
-        }
-    }
-    if (part != 4)
-        return false;
-    *af = AF_INET;
-    return true;
+    if (ss->ss_family == AF_INET)
+        return (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+    return (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
 }
 
 static bool same_addr(const struct sockaddr_storage *ss, sa_family_t af, const uint8_t *addr)
 {
-    if (ss->ss_family != af)
-        return false;
-    if (af == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)ss)->sin_addr, addr, 4) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, addr, 16) == 0;
+    return ss->ss_family == af && memcmp(addr_bytes(ss), addr, af == AF_INET ? 4 : 16) == 0;
 }
 
 /* ADDR.SERVICE.ZONE (k == 2 and label 1 is a service): the SRV targets. */
@@ -511,7 +426,7 @@ static void answer_target(struct answer *a, struct reg_service *svc, const uint8
     sa_family_t af;
     uint8_t addr[16];
     const struct reg_instance *found = NULL;
-    if (parse_addr_label(label, len, &af, addr)) {
+    if (dns_addr_label_parse(label, len, &af, addr)) {
         for (uint32_t i = 0; i < svc->n_instances && !found; i++) {
             const struct reg_instance *inst = svc->instances[i];
             if (inst->enabled && inst->weight > 0 && same_addr(&inst->addr.ss, af, addr))
@@ -535,17 +450,9 @@ static void answer_target(struct answer *a, struct reg_service *svc, const uint8
 /* The target name ADDR.SERVICE.ZONE of an instance; its length or -1. */
 static int srv_target(const struct reg_dns *d, const struct reg_instance *inst, uint8_t *out)
 {
-    char label[ADDR_LABEL_MAX];
-    size_t llen = addr_label(&inst->addr.ss, label);
-    size_t slen = strlen(inst->service->name);
-    if (1 + llen + 1 + slen + d->zone_len > DNS_NAME_MAX)
-        return -1;
-    out[0] = (uint8_t)llen;
-    memcpy(out + 1, label, llen);
-    out[1 + llen] = (uint8_t)slen;
-    memcpy(out + 2 + llen, inst->service->name, slen);
-    memcpy(out + 2 + llen + slen, d->zone_wire, d->zone_len);
-    return (int)(2 + llen + slen + d->zone_len);
+    const char *svc = inst->service->name;
+    return dns_srv_target(inst->addr.ss.ss_family, addr_bytes(&inst->addr.ss), svc, strlen(svc), d->zone_wire,
+                          d->zone_len, out);
 }
 
 static void put_addr(struct dns_writer *w, enum dns_section s, const uint8_t *owner, uint32_t ttl,
@@ -703,66 +610,31 @@ size_t reg_dns_answer(struct reg_dns *d, const uint8_t *msg, size_t len, const s
 
 /* ---- UDP ---------------------------------------------------------------- */
 
-static void udp_send_batch(struct reg_dns *d, int fd, unsigned n)
-{
-    unsigned sent = 0;
-    while (sent < n) {
-        int rc = sendmmsg(fd, d->smsg + sent, n - sent, MSG_DONTWAIT);
-        if (rc > 0) {
-            sent += (unsigned)rc;
-            continue;
-        }
-        if (rc < 0 && errno == EINTR)
-            continue;
-        /* EAGAIN (buffer full) or an error for the next datagram (an
-         * unreachable client): that one is lost, the rest may still go. */
-        d->stats.dropped[REG_DNS_DROP_UDP_SEND]++;
-        sent++;
-    }
-}
-
 static void udp_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     (void)loop;
     (void)revents;
     struct udp_sock *u = io->data;
     struct reg_dns *d = u->d;
+    struct dns_udp_batch *b = &d->batch;
     for (int round = 0; round < UDP_ROUNDS; round++) {
-        for (unsigned i = 0; i < UDP_BATCH; i++) {
-            struct msghdr *h = &d->rmsg[i].msg_hdr;
-            h->msg_namelen = sizeof d->from[i];
-            h->msg_controllen = u->pktinfo ? CMSG_ROOM : 0;
-            h->msg_flags = 0;
-        }
-        int got = recvmmsg(io->fd, d->rmsg, UDP_BATCH, MSG_DONTWAIT, NULL);
-        if (got <= 0)
+        unsigned got = dns_udp_batch_recv(b, io->fd, u->pktinfo);
+        if (got == 0)
             return;
-        unsigned out = 0;
-        for (int i = 0; i < got; i++) {
-            struct msghdr *h = &d->rmsg[i].msg_hdr;
+        for (unsigned i = 0; i < got; i++) {
+            const struct msghdr *h = &b->rmsg[i].msg_hdr;
             d->stats.queries_udp++;
             uint8_t *buf = d->udp_bufs + (size_t)i * d->udp_buf_size;
             size_t n = 0;
             if (!(h->msg_flags & MSG_TRUNC))
-                n = reg_dns_answer(d, buf, d->rmsg[i].msg_len, (const struct sockaddr *)&d->from[i], false, buf,
+                n = reg_dns_answer(d, buf, b->rmsg[i].msg_len, (const struct sockaddr *)&b->from[i], false, buf,
                                    d->udp_buf_size);
             else
                 d->stats.dropped[REG_DNS_DROP_MALFORMED]++;   /* larger than any query we read */
-            if (n == 0)
-                continue;
-            struct msghdr *s = &d->smsg[out].msg_hdr;
-            d->siov[out] = (struct iovec){.iov_base = buf, .iov_len = n};
-            s->msg_iov = &d->siov[out];
-            s->msg_iovlen = 1;
-            s->msg_name = &d->from[i];
-            s->msg_namelen = h->msg_namelen;
-            s->msg_control = u->pktinfo && h->msg_controllen ? d->cmsg[i] : NULL;
-            s->msg_controllen = u->pktinfo ? h->msg_controllen : 0;
-            s->msg_flags = 0;
-            out++;
+            if (n)
+                dns_udp_batch_reply(b, i, buf, n, u->pktinfo);
         }
-        if (out)
-            udp_send_batch(d, io->fd, out);
+        d->stats.dropped[REG_DNS_DROP_UDP_SEND] += dns_udp_batch_send(b, io->fd);
         /* Read again rather than return to epoll_wait even after a short
          * batch: under load more queries have come in meanwhile, and one
          * recvmmsg that finds them is cheaper than epoll_wait and then
@@ -775,28 +647,14 @@ static void udp_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 static void conn_free(void *p)
 {
     struct tcp_conn *c = p;
-    free(c->in);
-    free(c->out);
+    dns_tcp_conn_release(&c->t);
     free(c);
 }
 
 static void conn_close(struct tcp_conn *c)
 {
-    if (c->closed)
-        return;
-    struct reg_dns *d = c->d;
-    c->closed = true;
-    ev_io_stop(d->loop, &c->io);
-    ev_timer_stop(d->loop, &c->idle);
-    close(c->io.fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        d->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    d->n_conns--;
-    ev_defer_free(d->loop, c, conn_free);
+    if (dns_tcp_conn_close(c->d->loop, &c->d->conns, &c->t))
+        ev_defer_free(c->d->loop, c, conn_free);
 }
 
 static void conn_fail(struct tcp_conn *c, enum reg_dns_drop_reason why)
@@ -815,39 +673,17 @@ static void idle_cb(struct ev_loop *loop, struct ev_timer *t)
  * until it is sent. -1 when out of memory. */
 static int conn_keep(struct tcp_conn *c, const uint8_t *p, size_t n)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_len + n > c->out_cap) {
-        size_t cap = c->out_len + n;
-        uint8_t *q = realloc(c->out, cap);
-        if (!q)
-            return -1;
-        c->out = q;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, p, n);
-    c->out_len += n;
-    return 0;
+    return dns_tcp_queue(&c->t.out, &c->t.out_off, &c->t.out_len, &c->t.out_cap, p, n, false);
 }
 
 /* Write what is pending. 1 all sent, 0 some left, -1 error. */
 static int conn_flush(struct tcp_conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = write(c->io.fd, c->out + c->out_off, c->out_len - c->out_off);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        return -1;
-    }
-    c->out_off = c->out_len = 0;
-    return 1;
+    bool wrote = false;
+    int rc = dns_tcp_flush(c->t.io.fd, c->t.out, &c->t.out_off, &c->t.out_len, &wrote);
+    if (wrote)
+        ev_timer_start(c->d->loop, &c->t.idle, c->d->conf.tcp_idle_ms);
+    return rc;
 }
 
 /* Answer the complete messages in the input buffer, a batch at a time,
@@ -857,14 +693,12 @@ static int conn_answer(struct tcp_conn *c)
     struct reg_dns *d = c->d;
     size_t pos = 0;
     int rc = 0;
-    while (c->out_len == 0) {
+    while (c->t.out_len == 0) {
         size_t used = 0;
-        while (used < TCP_BATCH && c->in_len - pos >= 2) {
-            size_t mlen = (size_t)c->in[pos] << 8 | c->in[pos + 1];
-            if (c->in_len - pos < 2 + mlen)
-                break;
+        size_t mlen;
+        while (used < TCP_BATCH && dns_tcp_message(c->t.in, c->t.in_len, pos, &mlen)) {
             d->stats.queries_tcp++;
-            size_t n = reg_dns_answer(d, c->in + pos + 2, mlen, (const struct sockaddr *)&c->peer, true,
+            size_t n = reg_dns_answer(d, c->t.in + pos + 2, mlen, (const struct sockaddr *)&c->t.peer, true,
                                       d->tcp_scratch + used + 2, DNS_MSG_MAX);
             pos += 2 + mlen;
             if (n == 0)
@@ -877,82 +711,45 @@ static int conn_answer(struct tcp_conn *c)
             break;
         ssize_t w = 0;
         do
-            w = write(c->io.fd, d->tcp_scratch, used);
+            w = write(c->t.io.fd, d->tcp_scratch, used);
         while (w < 0 && errno == EINTR);
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             rc = -1;
             break;
         }
         if (w > 0)
-            ev_timer_start(d->loop, &c->idle, d->conf.tcp_idle_ms);
+            ev_timer_start(d->loop, &c->t.idle, d->conf.tcp_idle_ms);
         size_t done = w > 0 ? (size_t)w : 0;
         if (done < used && conn_keep(c, d->tcp_scratch + done, used - done) < 0) {
             rc = -1;
             break;
         }
     }
-    if (pos > 0) {
-        memmove(c->in, c->in + pos, c->in_len - pos);
-        c->in_len -= pos;
-    }
+    dns_tcp_consume(c->t.in, &c->t.in_len, pos);
     return rc;
-}
-
-/* Read what the socket has, growing the buffer to the message being read.
- * 1 data, 0 nothing now, -1 error; EOF sets c->eof. */
-static int conn_read(struct tcp_conn *c)
-{
-    size_t need = c->in_cap;
-    if (c->in_len >= 2) {
-        size_t mlen = (size_t)c->in[0] << 8 | c->in[1];
-        if (2 + mlen > need)
-            need = 2 + mlen;
-    }
-    if (need > c->in_cap) {
-        uint8_t *p = realloc(c->in, need);
-        if (!p)
-            return -1;
-        c->in = p;
-        c->in_cap = need;
-    }
-    if (c->in_len == c->in_cap)
-        return 0;   /* full of complete messages waiting for their answers to go */
-    ssize_t n = read(c->io.fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (n > 0) {
-        c->in_len += (size_t)n;
-        ev_timer_start(c->d->loop, &c->idle, c->d->conf.tcp_idle_ms);
-        return 1;
-    }
-    if (n == 0) {
-        c->eof = true;
-        return 1;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return 0;
-    return -1;
 }
 
 /* After any event: what the connection waits for next. */
 static void conn_rearm(struct tcp_conn *c)
 {
-    if (c->out_len > c->out_off) {
-        ev_io_set(c->d->loop, &c->io, EPOLLOUT);
+    if (c->t.out_len > c->t.out_off) {
+        ev_io_set(c->d->loop, &c->t.io, EPOLLOUT);
         return;
     }
-    if (c->eof) {
+    if (c->t.eof) {
         conn_close(c);   /* everything complete is answered; a partial message is dropped */
         return;
     }
-    ev_io_set(c->d->loop, &c->io, EPOLLIN);
+    ev_io_set(c->d->loop, &c->t.io, EPOLLIN);
 }
 
 static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     (void)loop;
     struct tcp_conn *c = io->data;
-    if (c->closed)
+    if (c->t.closed)
         return;
-    if (c->out_len > c->out_off) {
+    if (c->t.out_len > c->t.out_off) {
         int f = conn_flush(c);
         if (f < 0) {
             conn_fail(c, REG_DNS_DROP_TCP_ERROR);
@@ -963,7 +760,7 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
             return;
         }
     } else if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        int r = conn_read(c);
+        int r = dns_tcp_conn_read(c->d->loop, &c->t, c->d->conf.tcp_idle_ms);
         if (r < 0) {
             conn_fail(c, REG_DNS_DROP_TCP_ERROR);
             return;
@@ -980,127 +777,45 @@ static void conn_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 static void conn_new(struct reg_dns *d, int fd, const struct sockaddr_storage *peer)
 {
     struct tcp_conn *c = calloc(1, sizeof *c);
-    uint8_t *in = malloc(TCP_IN_INITIAL);
-    if (!c || !in) {
-        free(c);
-        free(in);
+    if (!c) {
         close(fd);
         d->stats.dropped[REG_DNS_DROP_ERROR]++;
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->d = d;
-    c->peer = *peer;
-    c->in = in;
-    c->in_cap = TCP_IN_INITIAL;
-    ev_io_init(&c->io, fd, conn_cb, c);
-    ev_timer_init(&c->idle, idle_cb, c);
-    c->next = d->conns;
-    if (d->conns)
-        d->conns->prev = c;
-    d->conns = c;
-    d->n_conns++;
+    if (dns_tcp_conn_open(d->loop, &d->conns, &c->t, fd, peer, conn_cb, idle_cb, c, d->conf.tcp_idle_ms) < 0) {
+        free(c);
+        d->stats.dropped[REG_DNS_DROP_ERROR]++;
+        return;
+    }
     d->stats.tcp_accepted++;
-    ev_io_set(d->loop, &c->io, EPOLLIN);
-    ev_timer_start(d->loop, &c->idle, d->conf.tcp_idle_ms);
 }
 
 static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
 {
     struct tcp_listener *l = t->data;
-    ev_io_set(loop, &l->io, EPOLLIN);
+    dns_tcp_accept_resume(loop, &l->io);
+}
+
+static void accepted(void *arg, int fd, const struct sockaddr_storage *peer)
+{
+    struct reg_dns *d = arg;
+    if (d->conns.n >= d->conf.tcp_max_conns) {
+        close(fd);
+        d->stats.dropped[REG_DNS_DROP_TCP_LIMIT]++;
+        return;
+    }
+    conn_new(d, fd, peer);
 }
 
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     (void)revents;
     struct tcp_listener *l = io->data;
-    struct reg_dns *d = l->d;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof peer;
-        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_warn("registry dns: accept: %s; pausing for %d ms", strerror(errno), ACCEPT_PAUSE_MS);
-                ev_io_set(loop, io, 0);
-                ev_timer_start(loop, &l->pause, ACCEPT_PAUSE_MS);
-            }
-            return;
-        }
-        if (d->n_conns >= d->conf.tcp_max_conns) {
-            close(fd);
-            d->stats.dropped[REG_DNS_DROP_TCP_LIMIT]++;
-            continue;
-        }
-        conn_new(d, fd, &peer);
-    }
+    dns_tcp_accept(loop, io, &l->pause, "registry dns", accepted, l->d);
 }
 
 /* ---- sockets ------------------------------------------------------------ */
-
-static bool is_wildcard(const struct sl_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-}
-
-static int open_socket(const struct sl_addr *a, int type, char *err, size_t errlen)
-{
-    const char *what = type == SOCK_DGRAM ? "udp" : "tcp";
-    int fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "dns listener %s (%s): socket: %s", a->text, what, strerror(errno));
-        return -1;
-    }
-    int one = 1;
-    if (type == SOCK_STREAM)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (a->ss.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || (type == SOCK_STREAM && listen(fd, 511) < 0)) {
-        snprintf(err, errlen, "dns listener %s (%s): %s", a->text, what, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (type == SOCK_DGRAM && is_wildcard(a)) {
-        if (a->ss.ss_family == AF_INET)
-            setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
-        else
-            setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
-    }
-    return fd;
-}
-
-/* UDP and TCP on one address; with port 0 the UDP socket picks the port and
- * TCP takes the same one (tried a few times: another process may hold it
- * for TCP). */
-static int open_pair(const struct sl_addr *want, int *ufd, int *tfd, struct sl_addr *bound, char *err, size_t errlen)
-{
-    bool any_port = addr_port(want) == 0;
-    for (int attempt = 0; attempt < (any_port ? 20 : 1); attempt++) {
-        *ufd = open_socket(want, SOCK_DGRAM, err, errlen);
-        if (*ufd < 0)
-            return -1;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        if (getsockname(*ufd, (struct sockaddr *)&ss, &sl) < 0) {
-            snprintf(err, errlen, "dns listener %s: getsockname: %s", want->text, strerror(errno));
-            close(*ufd);
-            return -1;
-        }
-        addr_from_sockaddr(bound, (struct sockaddr *)&ss, sl);
-        *tfd = open_socket(bound, SOCK_STREAM, err, errlen);
-        if (*tfd >= 0)
-            return 0;
-        close(*ufd);
-    }
-    return -1;
-}
 
 static void close_listeners(struct reg_dns *d)
 {
@@ -1112,21 +827,6 @@ static void close_listeners(struct reg_dns *d)
         close(d->tcp[i].io.fd);
     }
     d->n_listen = 0;
-}
-
-static void setup_udp_batch(struct reg_dns *d)
-{
-    for (unsigned i = 0; i < UDP_BATCH; i++) {
-        d->riov[i] = (struct iovec){.iov_base = d->udp_bufs + (size_t)i * d->udp_buf_size, .iov_len = d->udp_buf_size};
-        d->rmsg[i].msg_hdr = (struct msghdr){
-            .msg_name = &d->from[i],
-            .msg_namelen = sizeof d->from[i],
-            .msg_iov = &d->riov[i],
-            .msg_iovlen = 1,
-            .msg_control = d->cmsg[i],
-            .msg_controllen = CMSG_ROOM,
-        };
-    }
 }
 
 static uint64_t random_seed(void)
@@ -1157,21 +857,21 @@ struct reg_dns *reg_dns_start(struct ev_loop *loop, const struct reg_dns_conf *c
         return NULL;
     }
     d->udp_buf_size = c->udp_max > UDP_BUF_MIN ? c->udp_max : UDP_BUF_MIN;
-    d->udp_bufs = malloc(UDP_BATCH * d->udp_buf_size);
+    d->udp_bufs = malloc(DNS_UDP_BATCH * d->udp_buf_size);
     d->tcp_scratch = malloc(TCP_SCRATCH);
     if (!d->udp_bufs || !d->tcp_scratch) {
         snprintf(err, errlen, "dns: out of memory");
         reg_dns_stop(d);
         return NULL;
     }
-    setup_udp_batch(d);
+    dns_udp_batch_init(&d->batch, d->udp_bufs, d->udp_buf_size);
     for (size_t i = 0; i < c->n_listen; i++) {
         int ufd, tfd;
-        if (open_pair(&c->listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0) {
+        if (dns_listen_open("dns", &c->listen[i], &ufd, &tfd, &d->bound[i], err, errlen) < 0) {
             reg_dns_stop(d);
             return NULL;
         }
-        d->udp[i] = (struct udp_sock){.d = d, .pktinfo = is_wildcard(&d->bound[i])};
+        d->udp[i] = (struct udp_sock){.d = d, .pktinfo = dns_addr_is_wildcard(&d->bound[i])};
         ev_io_init(&d->udp[i].io, ufd, udp_cb, &d->udp[i]);
         ev_io_set(loop, &d->udp[i].io, EPOLLIN);
         d->tcp[i] = (struct tcp_listener){.d = d};
@@ -1200,8 +900,8 @@ void reg_dns_stop(struct reg_dns *d)
 {
     if (!d)
         return;
-    while (d->conns)
-        conn_close(d->conns);
+    while (d->conns.head)
+        conn_close((struct tcp_conn *)d->conns.head);   /* t is its first member */
     close_listeners(d);
     /* An event of the current batch may still point into the server (its
      * listeners): free it after the batch, as the connections. */
@@ -1219,7 +919,7 @@ const struct sl_addr *reg_dns_bound(const struct reg_dns *d, size_t i)
 void reg_dns_stats(const struct reg_dns *d, struct reg_dns_stats *out)
 {
     *out = d->stats;
-    out->tcp_open = d->n_conns;
+    out->tcp_open = d->conns.n;
 }
 
 /* ---- metrics ------------------------------------------------------------ */
@@ -1228,50 +928,36 @@ static void collect(void *arg, struct strbuf *out)
 {
     struct reg_dns_stats s;
     reg_dns_stats(arg, &s);
-    metrics_family(out, "sluice_registry_dns_queries_total", "counter",
-                   "DNS messages received by the registry, by transport.");
-    metrics_sample(out, "sluice_registry_dns_queries_total", (struct metric_label[]){{"transport", "udp"}}, 1,
-                   s.queries_udp);
-    metrics_sample(out, "sluice_registry_dns_queries_total", (struct metric_label[]){{"transport", "tcp"}}, 1,
-                   s.queries_tcp);
-    metrics_family(out, "sluice_registry_dns_queries_by_type_total", "counter",
-                   "DNS queries answered by the registry, by question type (none: no question was read).");
-    for (int i = 0; i < REG_DNS_QTYPES; i++)
-        metrics_sample(out, "sluice_registry_dns_queries_by_type_total",
-                       (struct metric_label[]){{"qtype", reg_dns_qtype_name(i)}}, 1, s.by_qtype[i]);
-    metrics_family(out, "sluice_registry_dns_responses_total", "counter",
-                   "DNS answers sent by the registry, by response code.");
-    for (int i = 0; i < REG_DNS_RCODES; i++)
-        metrics_sample(out, "sluice_registry_dns_responses_total",
-                       (struct metric_label[]){{"rcode", reg_dns_rcode_name(i)}}, 1, s.by_rcode[i]);
-    metrics_family(out, "sluice_registry_dns_nodata_total", "counter",
-                   "NOERROR answers with no record in the answer section (NODATA).");
-    metrics_sample(out, "sluice_registry_dns_nodata_total", NULL, 0, s.nodata);
-    metrics_family(out, "sluice_registry_dns_truncated_total", "counter",
-                   "DNS answers sent with TC set (did not fit; the client retries over TCP).");
-    metrics_sample(out, "sluice_registry_dns_truncated_total", NULL, 0, s.truncated);
-    metrics_family(out, "sluice_registry_dns_client_subnet_total", "counter",
-                   "DNS queries that carried an EDNS Client Subnet option.");
-    metrics_sample(out, "sluice_registry_dns_client_subnet_total", NULL, 0, s.ecs);
-    metrics_family(out, "sluice_registry_dns_answers_by_tier_total", "counter",
-                   "Service answers (A, AAAA, SRV) by the locality tier they were drawn from.");
-    for (int i = 0; i < 3; i++)
-        metrics_sample(out, "sluice_registry_dns_answers_by_tier_total",
-                       (struct metric_label[]){{"tier", reg_tier_name(i)}}, 1, s.by_tier[i]);
-    metrics_family(out, "sluice_registry_dns_fail_open_total", "counter",
+    static const char *const transports[] = {"udp", "tcp"};
+    const char *const tiers[] = {reg_tier_name(0), reg_tier_name(1), reg_tier_name(2)};
+    metrics_by_label(out, "sluice_registry_dns_queries_total", "counter",
+                     "DNS messages received by the registry, by transport.", "transport", transports,
+                     (const uint64_t[]){s.queries_udp, s.queries_tcp}, 2);
+    metrics_by_label(out, "sluice_registry_dns_queries_by_type_total", "counter",
+                     "DNS queries answered by the registry, by question type (none: no question was read).", "qtype",
+                     qtype_names, s.by_qtype, REG_DNS_QTYPES);
+    metrics_by_label(out, "sluice_registry_dns_responses_total", "counter",
+                     "DNS answers sent by the registry, by response code.", "rcode", rcode_names, s.by_rcode,
+                     REG_DNS_RCODES);
+    metrics_single(out, "sluice_registry_dns_nodata_total", "counter",
+                   "NOERROR answers with no record in the answer section (NODATA).", s.nodata);
+    metrics_single(out, "sluice_registry_dns_truncated_total", "counter",
+                   "DNS answers sent with TC set (did not fit; the client retries over TCP).", s.truncated);
+    metrics_single(out, "sluice_registry_dns_client_subnet_total", "counter",
+                   "DNS queries that carried an EDNS Client Subnet option.", s.ecs);
+    metrics_by_label(out, "sluice_registry_dns_answers_by_tier_total", "counter",
+                     "Service answers (A, AAAA, SRV) by the locality tier they were drawn from.", "tier", tiers,
+                     s.by_tier, 3);
+    metrics_single(out, "sluice_registry_dns_fail_open_total", "counter",
                    "Service answers that failed open: the chosen tier's healthy share was below the protect "
-                   "threshold.");
-    metrics_sample(out, "sluice_registry_dns_fail_open_total", NULL, 0, s.fail_open);
-    metrics_family(out, "sluice_registry_dns_dropped_total", "counter",
-                   "DNS messages or TCP connections dropped without an answer, by reason.");
-    for (int i = 0; i < REG_DNS_DROPS; i++)
-        metrics_sample(out, "sluice_registry_dns_dropped_total",
-                       (struct metric_label[]){{"reason", reg_dns_drop_name(i)}}, 1, s.dropped[i]);
-    metrics_family(out, "sluice_registry_dns_tcp_connections_total", "counter",
-                   "DNS TCP connections accepted.");
-    metrics_sample(out, "sluice_registry_dns_tcp_connections_total", NULL, 0, s.tcp_accepted);
-    metrics_family(out, "sluice_registry_dns_tcp_connections", "gauge", "DNS TCP connections open now.");
-    metrics_sample(out, "sluice_registry_dns_tcp_connections", NULL, 0, s.tcp_open);
+                   "threshold.",
+                   s.fail_open);
+    metrics_by_label(out, "sluice_registry_dns_dropped_total", "counter",
+                     "DNS messages or TCP connections dropped without an answer, by reason.", "reason", drop_names,
+                     s.dropped, REG_DNS_DROPS);
+    metrics_single(out, "sluice_registry_dns_tcp_connections_total", "counter", "DNS TCP connections accepted.",
+                   s.tcp_accepted);
+    metrics_single(out, "sluice_registry_dns_tcp_connections", "gauge", "DNS TCP connections open now.", s.tcp_open);
 }
 
 int reg_dns_metrics(struct metrics_registry *reg, struct reg_dns *d)

@@ -291,9 +291,90 @@ static void test_pid_file(void **state)
     config_free(cfg);
 }
 
+/* ---- the command line ---- */
+
+static FILE *usage_to;   /* where the last usage went */
+static int usage_calls;
+
+static void record_usage(FILE *out)
+{
+    usage_to = out;
+    usage_calls++;
+}
+
+static int parse_args(const char **path, const char **pid, int argc, ...)
+{
+    char *argv[8];
+    va_list ap;
+    va_start(ap, argc);
+    for (int i = 0; i < argc; i++)
+        argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    argv[argc] = NULL;
+    usage_to = NULL;
+    usage_calls = 0;
+    return daemon_parse_args("sluice test", argc, argv, record_usage, path, pid);
+}
+
+static void test_parse_args(void **state)
+{
+    (void)state;
+    const char *path, *pid;
+    assert_int_equal(parse_args(&path, &pid, 3, "test", "-c", "a.yaml"), -1);
+    assert_string_equal(path, "a.yaml");
+    assert_null(pid);
+    assert_int_equal(usage_calls, 0);
+    assert_int_equal(parse_args(&path, &pid, 4, "test", "--pid-file", "/run/x.pid", "--config=b.yaml"), -1);
+    assert_string_equal(path, "b.yaml");
+    assert_string_equal(pid, "/run/x.pid");
+    assert_int_equal(parse_args(&path, &pid, 2, "test", "--help"), 0);
+    assert_ptr_equal(usage_to, stdout);
+    /* mistakes: usage on stderr, status 2 */
+    assert_int_equal(parse_args(&path, &pid, 1, "test"), 2);                       /* no -c */
+    assert_ptr_equal(usage_to, stderr);
+    assert_int_equal(parse_args(&path, &pid, 4, "test", "-c", "a.yaml", "extra"), 2);
+    assert_ptr_equal(usage_to, stderr);
+    assert_int_equal(parse_args(&path, &pid, 2, "test", "--bogus"), 2);
+    assert_int_equal(usage_calls, 1);
+}
+
+/* A file with mistakes: NULL, and each said on stderr as FILE:LINE: ... */
+static void test_load_config_or_say(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-test-daemon-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char yaml[] = "log:\n  levle: info\n";
+    assert_int_equal(write(fd, yaml, sizeof yaml - 1), sizeof yaml - 1);
+    close(fd);
+    char errpath[] = "/tmp/sluice-test-daemon-err-XXXXXX";
+    int efd = mkstemp(errpath);
+    assert_true(efd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(efd, STDERR_FILENO);
+    struct sl_config *cfg = daemon_load_config_or_say(path, 0);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    assert_null(cfg);
+    char said[1024] = "";
+    assert_true(pread(efd, said, sizeof said - 1, 0) > 0);
+    close(efd);
+    char want[256];
+    snprintf(want, sizeof want, "%s:2: log.levle: unknown key", path);
+    if (!strstr(said, want))
+        fail_msg("stderr was: %s", said);
+    unlink(errpath);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_args),
+        cmocka_unit_test(test_load_config_or_say),
         cmocka_unit_test(test_signals_reach_the_tier),
         cmocka_unit_test(test_stop_without_hook),
         cmocka_unit_test(test_admin_follows_the_file),

@@ -905,6 +905,77 @@ static void test_write_in_place(void **state)
 
 /* ---- names ------------------------------------------------------------------ */
 
+/* SRV target labels: every IPv4 form round-trips, IPv6 as 32 hex digits;
+ * only the form dns_addr_label writes is read back (one name per address). */
+static void test_addr_label_round_trip(void **state)
+{
+    (void)state;
+    char label[DNS_ADDR_LABEL_MAX];
+    uint8_t got[16];
+    sa_family_t af = 0;
+    const uint8_t v4s[][4] = { { 0, 0, 0, 0 }, { 10, 1, 0, 7 }, { 255, 255, 255, 255 }, { 9, 99, 100, 199 } };
+    const char *const texts[] = { "0-0-0-0", "10-1-0-7", "255-255-255-255", "9-99-100-199" };
+    for (size_t i = 0; i < 4; i++) {
+        size_t n = dns_addr_label(AF_INET, v4s[i], label);
+        assert_int_equal(n, strlen(texts[i]));
+        assert_string_equal(label, texts[i]);
+        memset(got, 0xee, sizeof got);
+        assert_true(dns_addr_label_parse((const uint8_t *)label, n, &af, got));
+        assert_int_equal(af, AF_INET);
+        assert_memory_equal(got, v4s[i], 4);
+        for (int k = 4; k < 16; k++)
+            assert_int_equal(got[k], 0);   /* compared as 16 bytes by the agent */
+    }
+    uint8_t v6[16];
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::a:bc", v6), 1);
+    assert_int_equal(dns_addr_label(AF_INET6, v6, label), 32);
+    assert_string_equal(label, "20010db80000000000000000000a00bc");
+    assert_true(dns_addr_label_parse((const uint8_t *)label, 32, &af, got));
+    assert_int_equal(af, AF_INET6);
+    assert_memory_equal(got, v6, 16);
+}
+
+static void test_addr_label_rejects(void **state)
+{
+    (void)state;
+    const char *const bad[] = {
+        "", "1-2-3", "1-2-3-4-5", "1-2-3-256", "1--2-3", "-1-2-3-4", "1-2-3-4-", "1-2-3-1000", "01-2-3-4",
+        "1-2-3-00", "1.2.3.4", "a-b-c-d", "20010DB80000000000000000000A00BC", "20010db80000000000000000000a00b",
+        "20010db80000000000000000000a00bg",
+    };
+    uint8_t got[16];
+    sa_family_t af;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (dns_addr_label_parse((const uint8_t *)bad[i], strlen(bad[i]), &af, got))
+            fail_msg("\"%s\" was read as an address label", bad[i]);
+}
+
+static void test_srv_target(void **state)
+{
+    (void)state;
+    uint8_t zone[DNS_NAME_MAX], target[DNS_NAME_MAX];
+    int zl = dns_name_from_text("sluice.test.", zone);
+    assert_true(zl > 0);
+    const uint8_t v4[4] = { 10, 1, 0, 7 };
+    int n = dns_srv_target(AF_INET, v4, "web", 3, zone, (size_t)zl, target);
+    const uint8_t want[] = "\x08" "10-1-0-7" "\x03" "web" "\x06" "sluice" "\x04" "test";   /* and the root 0 */
+    assert_int_equal(n, (int)sizeof want);
+    assert_memory_equal(target, want, sizeof want);
+    /* 1 + 32 + 1 + 63 + zone: past 255 with a long zone */
+    char text[300];
+    memset(text, 0, sizeof text);
+    for (int i = 0; i < 3; i++)
+        memcpy(text + i * 53, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.", 53);
+    zl = dns_name_from_text(text, zone);
+    assert_int_equal(zl, 160);
+    uint8_t v6[16] = { 0 };
+    char svc[64];
+    memset(svc, 's', 63);
+    assert_int_equal(dns_srv_target(AF_INET6, v6, svc, 61, zone, (size_t)zl, target), 255);
+    assert_int_equal(dns_srv_target(AF_INET6, v6, svc, 62, zone, (size_t)zl, target), -1);
+    assert_int_equal(dns_srv_target(AF_INET, v4, svc, 64, zone, 1, target), -1);   /* no label */
+}
+
 static void test_name_from_text(void **state)
 {
     uint8_t w[DNS_NAME_MAX];
@@ -1330,6 +1401,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_dig_a_with_cookie),
+        cmocka_unit_test(test_addr_label_round_trip),
+        cmocka_unit_test(test_addr_label_rejects),
+        cmocka_unit_test(test_srv_target),
         cmocka_unit_test(test_read_question_of_a_response),
         cmocka_unit_test(test_parse_dig_variants),
         cmocka_unit_test(test_parse_mixed_case),

@@ -36,6 +36,22 @@ static void test_family_and_samples(void **state)
     free(text);
 }
 
+/* The shorthands write what family + sample(s) write. */
+static void test_single_and_by_label(void **state)
+{
+    struct strbuf s = { 0 };
+    metrics_single(&s, "open", "gauge", "Open now.", 3);
+    static const char *const ways[] = { "udp", "tcp" };
+    metrics_by_label(&s, "msgs_total", "counter", "By transport.", "transport", ways, (const uint64_t[]){ 5, 0 }, 2);
+    metrics_by_label(&s, "none_total", "counter", "No samples.", "x", NULL, NULL, 0);
+    char *text = take(&s);
+    assert_string_equal(text, "# HELP open Open now.\n# TYPE open gauge\nopen 3\n"
+                              "# HELP msgs_total By transport.\n# TYPE msgs_total counter\n"
+                              "msgs_total{transport=\"udp\"} 5\nmsgs_total{transport=\"tcp\"} 0\n"
+                              "# HELP none_total No samples.\n# TYPE none_total counter\n");
+    free(text);
+}
+
 struct row {
     const char *name;
     uint64_t hits, codes[2];
@@ -100,6 +116,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_family_and_samples),
+        cmocka_unit_test(test_single_and_by_label),
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_registry_order_and_limit),
     };

@@ -521,6 +521,10 @@ static void test_srv(void **state)
     DIG(o5, "20010db8000000000000000000000001.web.sluice.test", "A");
     expect(o5, (const char *const[]){"status: NOERROR", "ANSWER: 0, AUTHORITY: 1", NULL});
     free(o5);
+    /* one name per address: the label as written, not another spelling of it */
+    DIG(o7, "010-2-0-1.web.sluice.test", "A");
+    expect(o7, (const char *const[]){"status: NXDOMAIN", NULL});
+    free(o7);
     /* SRV of a dc2 caller: dc2 first */
     DIG(o6, "_web._tcp.sluice.test", "SRV", "+subnet=198.51.100.0/24", "+short");
     assert_int_equal(strncmp(o6, "0 65535 80 10-2-0-1.web.sluice.test.\n", 37), 0);
