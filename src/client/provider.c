@@ -35,7 +35,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +44,7 @@
 #include "client/doc.h"
 #include "client/http.h"
 #include "client/provider_priv.h"
+#include "lib/errbuf.h"
 
 #define PV_DEFAULT_INTERVAL_MS 5000u
 #define PV_MIN_INTERVAL_MS 50u
@@ -111,27 +111,15 @@ static bool loc_char_ok(char ch)
            ch == '_' || ch == '.';
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static int check_loc(const char *what, const char *s, char *err, size_t errlen)
 {
     if (!s)
         return 0;
     if (strlen(s) > CL_LOC_MAX)
-        return fail(err, errlen, "%s: longer than %d characters", what, CL_LOC_MAX);
+        return errbuf_fail(err, errlen, "%s: longer than %d characters", what, CL_LOC_MAX);
     for (const char *p = s; *p; p++)
         if (!loc_char_ok(*p))
-            return fail(err, errlen, "%s: \"%s\" may hold only letters, digits, '-', '_' and '.'", what, s);
+            return errbuf_fail(err, errlen, "%s: \"%s\" may hold only letters, digits, '-', '_' and '.'", what, s);
     return 0;
 }
 
@@ -144,11 +132,11 @@ static bool label_key_char_ok(char ch)
 static json_t *labels_object(const struct sluice_instance *inst, char *err, size_t errlen)
 {
     if (inst->n_labels > PV_LABELS_MAX) {
-        fail(err, errlen, "labels: more than %d", PV_LABELS_MAX);
+        errbuf_fail(err, errlen, "labels: more than %d", PV_LABELS_MAX);
         return NULL;
     }
     if (inst->n_labels && !inst->labels) {
-        fail(err, errlen, "labels: n_labels is %zu but labels is NULL", inst->n_labels);
+        errbuf_fail(err, errlen, "labels: n_labels is %zu but labels is NULL", inst->n_labels);
         return NULL;
     }
     json_t *o = json_object();
@@ -158,7 +146,7 @@ static json_t *labels_object(const struct sluice_instance *inst, char *err, size
         size_t klen = eq ? (size_t)(eq - kv) : 0;
         char key[PV_LABEL_KEY_MAX + 1];
         if (!eq || klen == 0 || klen > PV_LABEL_KEY_MAX) {
-            fail(err, errlen, "labels[%zu]: expected \"key=value\" with a key of 1 to %d characters, got \"%s\"", i,
+            errbuf_fail(err, errlen, "labels[%zu]: expected \"key=value\" with a key of 1 to %d characters, got \"%s\"", i,
                  PV_LABEL_KEY_MAX, kv ? kv : "(null)");
             goto bad;
         }
@@ -166,31 +154,31 @@ static json_t *labels_object(const struct sluice_instance *inst, char *err, size
         key[klen] = '\0';
         for (const char *p = key; *p; p++)
             if (!label_key_char_ok(*p)) {
-                fail(err, errlen, "labels[%zu]: key \"%s\" may hold only letters, digits, '-', '_', '.' and '/'", i,
+                errbuf_fail(err, errlen, "labels[%zu]: key \"%s\" may hold only letters, digits, '-', '_', '.' and '/'", i,
                      key);
                 goto bad;
             }
         const char *val = eq + 1;
         if (strlen(val) > PV_LABEL_VALUE_MAX) {
-            fail(err, errlen, "labels.%s: a value must have at most %d characters", key, PV_LABEL_VALUE_MAX);
+            errbuf_fail(err, errlen, "labels.%s: a value must have at most %d characters", key, PV_LABEL_VALUE_MAX);
             goto bad;
         }
         for (const char *p = val; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
-                fail(err, errlen, "labels.%s: the value may hold only printable ASCII", key);
+                errbuf_fail(err, errlen, "labels.%s: the value may hold only printable ASCII", key);
                 goto bad;
             }
         if (json_object_get(o, key)) {
-            fail(err, errlen, "labels: key \"%s\" given twice", key);
+            errbuf_fail(err, errlen, "labels: key \"%s\" given twice", key);
             goto bad;
         }
         if (json_object_set_new(o, key, json_string(val)) < 0) {
-            fail(err, errlen, "out of memory");
+            errbuf_fail(err, errlen, "out of memory");
             goto bad;
         }
     }
     if (!o)
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
     return o;
 bad:
     json_decref(o);
@@ -202,26 +190,26 @@ bad:
 static int check_instance(const struct sluice_instance *inst, char *err, size_t errlen)
 {
     if (!inst->service || !*inst->service)
-        return fail(err, errlen, "service: required");
+        return errbuf_fail(err, errlen, "service: required");
     if (!cl_service_name_ok(inst->service))
-        return fail(err, errlen, "service: \"%s\" is not a service name (1 to 63 letters, digits or '-', not starting or ending with '-')",
+        return errbuf_fail(err, errlen, "service: \"%s\" is not a service name (1 to 63 letters, digits or '-', not starting or ending with '-')",
                     inst->service);
     if (!inst->id || !*inst->id)
-        return fail(err, errlen, "id: required");
+        return errbuf_fail(err, errlen, "id: required");
     if (strlen(inst->id) > CL_ID_MAX)
-        return fail(err, errlen, "id: longer than %d characters", CL_ID_MAX);
+        return errbuf_fail(err, errlen, "id: longer than %d characters", CL_ID_MAX);
     for (const char *p = inst->id; *p; p++)
         if (!id_char_ok(*p))
-            return fail(err, errlen, "id: \"%s\" may hold only letters, digits and -._:[]@~+", inst->id);
+            return errbuf_fail(err, errlen, "id: \"%s\" may hold only letters, digits and -._:[]@~+", inst->id);
     if (!inst->address || !*inst->address)
-        return fail(err, errlen, "address: required");
+        return errbuf_fail(err, errlen, "address: required");
     unsigned char buf[16];
     if (inet_pton(AF_INET, inst->address, buf) != 1 && inet_pton(AF_INET6, inst->address, buf) != 1)
-        return fail(err, errlen, "address: \"%s\" is not an IPv4 or IPv6 address", inst->address);
+        return errbuf_fail(err, errlen, "address: \"%s\" is not an IPv4 or IPv6 address", inst->address);
     if (inst->port == 0)
-        return fail(err, errlen, "port: required (1 to 65535)");
+        return errbuf_fail(err, errlen, "port: required (1 to 65535)");
     if (inst->weight > PV_WEIGHT_MAX)
-        return fail(err, errlen, "weight: %" PRIu32 " is above %u", inst->weight, PV_WEIGHT_MAX);
+        return errbuf_fail(err, errlen, "weight: %" PRIu32 " is above %u", inst->weight, PV_WEIGHT_MAX);
     if (check_loc("datacenter", inst->datacenter, err, errlen) < 0 ||
         check_loc("region", inst->region, err, errlen) < 0)
         return -1;
@@ -275,10 +263,10 @@ static void no_node_reason(sluice_client *c, const struct cl_resp *r, char *err,
     if (r->status >= 500) {
         char why[200];
         reply_reason(r, why, sizeof why);
-        fail(err, errlen, "no registry node accepted it (tried %s; the last answered %ld: %s)", names, r->status,
+        errbuf_fail(err, errlen, "no registry node accepted it (tried %s; the last answered %ld: %s)", names, r->status,
              why);
     } else {
-        fail(err, errlen, "no registry node answered (tried %s)", names);
+        errbuf_fail(err, errlen, "no registry node answered (tried %s)", names);
     }
 }
 
@@ -301,14 +289,14 @@ static int put_instance(sluice_client *c, struct cl_http *h, const char *path, c
     struct cl_resp r;
     int rc = cl_http_request(h, "PUT", path, body, 0, check, arg, &r);
     if (rc == CL_HTTP_ABORTED) {
-        fail(err, errlen, "stopped");
+        errbuf_fail(err, errlen, "stopped");
     } else if (rc != CL_HTTP_OK) {
         no_node_reason(c, &r, err, errlen);
         rc = -1;
     } else if (r.status != 200) {
         char why[300];
         reply_reason(&r, why, sizeof why);
-        fail(err, errlen, "registry node %s answered %ld: %s", r.node_name, r.status, why);
+        errbuf_fail(err, errlen, "registry node %s answered %ld: %s", r.node_name, r.status, why);
         rc = -1;
     } else {
         *node = r.node;
@@ -591,7 +579,7 @@ static struct pv_set *provider_set(sluice_client *c, char *err, size_t errlen)
     if (!set || !(set->http = cl_http_new(c))) {
         free(set);
         pthread_mutex_unlock(&c->lock);
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     set->c = c;
@@ -608,7 +596,7 @@ static struct pv_set *provider_set(sluice_client *c, char *err, size_t errlen)
         pthread_mutex_destroy(&set->lock);
         free(set);
         pthread_mutex_unlock(&c->lock);
-        fail(err, errlen, "starting the heartbeat thread: %s", strerror(rc));
+        errbuf_fail(err, errlen, "starting the heartbeat thread: %s", strerror(rc));
         return NULL;
     }
     set->started = true;
@@ -713,7 +701,7 @@ static sluice_provider *provider_new(sluice_client *c, const struct sluice_insta
 {
     sluice_provider *p = calloc(1, sizeof *p);
     if (!p) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     p->labels = labels_object(inst, err, errlen);
@@ -739,11 +727,11 @@ sluice_provider *sluice_register(sluice_client *c, const struct sluice_instance 
     if (err && errlen)
         err[0] = '\0';
     if (!c || !inst) {
-        fail(err, errlen, "no %s", c ? "instance" : "client");
+        errbuf_fail(err, errlen, "no %s", c ? "instance" : "client");
         return NULL;
     }
     if (c->n_nodes == 0) {
-        fail(err, errlen, "registries: the client has no registry node to register with");
+        errbuf_fail(err, errlen, "registries: the client has no registry node to register with");
         return NULL;
     }
     if (check_instance(inst, err, errlen) < 0 || check_loc("datacenter", c->datacenter, err, errlen) < 0 ||
@@ -763,7 +751,7 @@ sluice_provider *sluice_register(sluice_client *c, const struct sluice_instance 
     char *body = registration_body(p);
     size_t node = 0;
     int rc = h && body ? put_instance(c, h, p->path, body, NULL, NULL, &node, err, errlen)
-                       : fail(err, errlen, "out of memory");
+                       : errbuf_fail(err, errlen, "out of memory");
     free(body);
     uint32_t interval = rc == 0 ? read_interval(h, p->service, NULL, NULL) : 0;
     cl_http_free(h);
@@ -785,7 +773,7 @@ sluice_provider *sluice_register(sluice_client *c, const struct sluice_instance 
             delete_instance(c, d, p);
         cl_http_free(d);
         provider_free(p);
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         return NULL;
     }
     cl_log(c, SLUICE_LOG_INFO, "provider %s/%s: registered on node %s, heartbeat every %" PRIu32 " ms", p->service,
