@@ -127,7 +127,10 @@ static int cmd_check(int argc, char **argv)
             strbuf_free(&one);
         }
         char *summary = strbuf_finish(&parts, NULL);
-        printf("%s: ok (%s)\n", path, summary ? summary : "");
+        if (summary && *summary)
+            printf("%s: ok (%s)\n", path, summary);
+        else
+            printf("%s: ok\n", path);
         free(summary);
     }
     config_free(cfg);

@@ -71,10 +71,13 @@ static int proxy_run(int argc, char **argv)
     return master_run(&mo);
 }
 
-/* "2 listeners, 1 pool, 3 backends", also when there are none. */
+/* "2 listeners, 1 pool, 3 backends"; nothing for a file with no proxy part
+ * (an agent's or a registry's file), so its line names only what it has. */
 static void proxy_check_summary(const struct sl_config *cfg, struct strbuf *out)
 {
     const struct proxy_conf *pc = proxy_conf(cfg);
+    if (pc->n_listeners == 0 && pc->n_pools == 0)
+        return;
     size_t backends = 0, discovered = 0;
     for (size_t i = 0; i < pc->n_pools; i++) {
         backends += pc->pools[i].n_backends;

@@ -479,6 +479,7 @@ def test_check_help_and_config_errors(tmp_path):
     good.write_text("agent:\n  zone: sluice.test.\n  registries: [127.0.0.1:9950]\n  listen: [127.0.0.1:5300]\n")
     out = subprocess.run([SLUICE_BIN, "check", "-c", str(good)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "DNS agent for sluice.test. on 127.0.0.1:5300" in out.stdout
+    assert "listener" not in out.stdout, out.stdout    # no proxy part: the proxy says nothing
 
 
 def test_metrics_served_are_the_documented_ones(tmp_path, registry, nsd, agents):

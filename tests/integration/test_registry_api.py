@@ -288,6 +288,7 @@ def test_sluice_check_and_bad_files(tmp_path):
     out = subprocess.run([SLUICE_BIN, "check", "-c", str(good)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "registry node test1: 1 service, 2 instances listed, embedded store" in out.stdout
+    assert "listener" not in out.stdout, out.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(config_text(9950, str(tmp_path / "d"), extra="  api: { max_wait: forever }\n"))
     out = subprocess.run([SLUICE_BIN, "check", "-c", str(bad)], capture_output=True, text=True, timeout=30)
