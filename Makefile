@@ -26,7 +26,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 # header change rebuilds only what includes it.
 BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -Isrc -Iinclude $(WARN) -g -MMD -MP
 CFLAGS  ?= -O2
-LIBS    := -lyaml -ljansson -lsqlite3 -lcurl -lm -lpthread
+LIBS    := -lyaml -ljansson -lsqlite3 -lcurl -lssl -lcrypto -lnghttp2 -lm -lpthread
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 

@@ -16,6 +16,8 @@ PKGS=(
   bind9-dnsutils                                   # dig: test_dns_wire talks to the DNS codec with it
   python3-dnspython                                # test_reg_dns: the registry's DNS answers, counted
   knot-dnsutils nsd                                # kdig, and NSD as the upstream of test_agent
+  libssl-dev libnghttp2-dev                        # the proxy's TLS (OpenSSL 3) and HTTP/2
+  nghttp2-client python3-h2 testssl.sh             # h2load/nghttp, HTTP/2 edge cases, the TLS audit
 )
 
 missing=()
