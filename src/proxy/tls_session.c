@@ -411,7 +411,8 @@ static bool set_ticket_key(EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, struct tls_t
 /* SSL_CTX_set_tlsext_ticket_key_evp_cb: TLS 1.2 and 1.3 tickets alike.
  * Encrypting: with the first key. Decrypting: with the key the ticket
  * names; 2 (use it, and send a fresh ticket) when that is not the first
- * one, 0 (a full handshake) when the store does not have it. */
+ * one or the connection is TLS 1.3, 0 (a full handshake) when the store
+ * does not have it. */
 static int ticket_key_cb(SSL *ssl, unsigned char key_name[TLS_TICKET_NAME_LEN], unsigned char *iv,
                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
@@ -440,10 +441,15 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[TLS_TICKET_NAME_LEN], 
     }
     if (!set_ticket_key(cctx, hctx, &k, iv, 0))
         return -1;
-    if (index == 0)
-        return 1;
-    atomic_fetch_add_explicit(&ctr->tickets_renewed, 1, memory_order_relaxed);
-    return 2;
+    if (index != 0) {
+        atomic_fetch_add_explicit(&ctr->tickets_renewed, 1, memory_order_relaxed);
+        return 2;
+    }
+    /* TLS 1.3 clients use a ticket once (RFC 8446, appendix C.4), and
+     * OpenSSL sends a resumed TLS 1.3 client a new one only when asked
+     * to renew: without it, the next connection would be a full
+     * handshake. TLS 1.2 clients keep the ticket they have. */
+    return SSL_version(ssl) == TLS1_3_VERSION ? 2 : 1;
 }
 
 /* A TLS 1.3 session with tickets on lives in its ticket; OpenSSL still
