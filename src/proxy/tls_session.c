@@ -76,13 +76,19 @@ static void publish_keys(struct store_shared *sh, const struct tls_ticket_key *k
     atomic_store_explicit(&sh->key_seq, seq + 2, memory_order_release);
 }
 
+/* Tries before a reader gives up on a sequence that stays odd: only a
+ * master that died in the middle of a write (a few hundred nanoseconds)
+ * leaves it so, and a handshake without a ticket beats a worker spinning
+ * for ever. */
+#define KEY_READ_TRIES 1000000
+
 /* Worker: a consistent copy of key `index`, or of the key called `name`
  * when name is not NULL (*index says which it was). False when there is
  * no such key. */
 static bool read_key(const struct store_shared *sh, const unsigned char *name, struct tls_ticket_key *out,
                      size_t *index)
 {
-    for (;;) {
+    for (int tries = 0; tries < KEY_READ_TRIES; tries++) {
         uint32_t before = atomic_load_explicit(&sh->key_seq, memory_order_acquire);
         if (before & 1)
             continue; /* the master is replacing the keys: a memcpy of 1.3 KB at most */
@@ -102,6 +108,7 @@ static bool read_key(const struct store_shared *sh, const unsigned char *name, s
         if (atomic_load_explicit(&sh->key_seq, memory_order_relaxed) == before)
             return found;
     }
+    return false;
 }
 
 /* A copy of the keys for the master (it is the only writer: no retry). */
@@ -261,6 +268,8 @@ struct tls_session_store *tls_session_store_create(const struct cfg_tls_sessions
         free(st);
         return NULL;
     }
+    /* The keys stay out of core dumps (best effort: not a reason to fail). */
+    madvise(st->sh, sizeof *st->sh, MADV_DONTDUMP);
     tls_sessions_copy(&st->cfg, cfg);
     int rc = cfg->ticket_key_file ? load_key_file(st, cfg->ticket_key_file, err, errlen)
                                   : fresh_keys(st, now_ms, err, errlen);

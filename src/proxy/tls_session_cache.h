@@ -58,4 +58,8 @@ void tsc_remove(struct tls_session_cache *c, const unsigned char *id, size_t id_
  * the admin side, not the handshake path). */
 uint32_t tsc_live(struct tls_session_cache *c, int64_t now);
 
+/* Tests only: take the lock and keep it, so that a child process that
+ * then exits plays a worker that died holding it. */
+void tsc_hold_lock_for_test(struct tls_session_cache *c);
+
 #endif

@@ -834,6 +834,30 @@ static void test_cache_expiry_and_limits(void **state)
     tsc_destroy(c);
 }
 
+/* A worker that dies holding the cache's lock does not stop the others:
+ * the next one to lock it gets it (robust mutex), finds the cache emptied
+ * (what the dead one was writing may be torn) and goes on. */
+static void test_cache_survives_worker_dying_with_lock(void **state)
+{
+    (void)state;
+    struct tls_session_cache *c = tsc_create(64);
+    unsigned char id[32], der[100], out[TSC_MAX_DER];
+    memset(der, 'q', sizeof der);
+    id_of(id, 7);
+    assert_int_equal(tsc_put(c, id, 32, der, sizeof der, 1000, 1), TSC_STORED);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        tsc_hold_lock_for_test(c);
+        _exit(0); /* dies with the lock held */
+    }
+    assert_int_equal(child_status(pid), 0);
+    assert_int_equal(tsc_get(c, id, 32, out, sizeof out, 2), 0); /* emptied, not stuck */
+    assert_int_equal(tsc_put(c, id, 32, der, sizeof der, 1000, 3), TSC_STORED);
+    assert_int_equal(tsc_get(c, id, 32, out, sizeof out, 4), sizeof der);
+    tsc_destroy(c);
+}
+
 /* Through OpenSSL: a cache of one set, nine sessions; the first is
  * evicted (counted) and no longer resumes, the last does. */
 static void test_cache_eviction_in_handshakes(void **state)
@@ -1050,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_create_refuses_broken_key_file),
         cmocka_unit_test(test_cache_eviction_lru),
         cmocka_unit_test(test_cache_expiry_and_limits),
+        cmocka_unit_test(test_cache_survives_worker_dying_with_lock),
         cmocka_unit_test(test_cache_eviction_in_handshakes),
         cmocka_unit_test(test_config_values_and_defaults),
         cmocka_unit_test(test_config_errors),
