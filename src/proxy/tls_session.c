@@ -642,3 +642,115 @@ void tls_sessions_metrics(struct strbuf *out, const char *const *names, struct t
                        1, stats[i].cache_capacity);
     free(stats);
 }
+
+/* ------------------------------------------------------------------------
+ * the master's stores by listener
+ */
+
+struct named_store {
+    char *name;
+    struct tls_session_store *st;
+    bool seen; /* got in the current pass */
+};
+
+struct tls_session_stores {
+    struct named_store *v;
+    size_t n, cap;
+};
+
+struct tls_session_stores *tls_session_stores_new(void) { return calloc(1, sizeof(struct tls_session_stores)); }
+
+void tls_session_stores_free(struct tls_session_stores *set)
+{
+    if (!set)
+        return;
+    for (size_t i = 0; i < set->n; i++) {
+        tls_session_store_destroy(set->v[i].st);
+        free(set->v[i].name);
+    }
+    free(set->v);
+    free(set);
+}
+
+void tls_session_stores_begin(struct tls_session_stores *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        set->v[i].seen = false;
+}
+
+static struct tls_session_store *add_store(struct tls_session_stores *set, const char *listener,
+                                           const struct cfg_tls_sessions *cfg, uint64_t now_ms, char *err,
+                                           size_t errlen)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? 2 * set->cap : 4;
+        struct named_store *v = realloc(set->v, cap * sizeof *v);
+        if (!v) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        set->v = v;
+        set->cap = cap;
+    }
+    char *name = strdup(listener);
+    struct tls_session_store *st = name ? tls_session_store_create(cfg, now_ms, err, errlen) : NULL;
+    if (!st) {
+        if (!name)
+            snprintf(err, errlen, "out of memory");
+        free(name);
+        return NULL;
+    }
+    set->v[set->n++] = (struct named_store){ .name = name, .st = st, .seen = true };
+    return st;
+}
+
+struct tls_session_store *tls_session_stores_get(struct tls_session_stores *set, const char *listener,
+                                                 const struct cfg_tls_sessions *cfg, uint64_t now_ms, char *err,
+                                                 size_t errlen)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        struct named_store *ns = &set->v[i];
+        if (strcmp(ns->name, listener) != 0)
+            continue;
+        if (tls_session_store_reconfigure(ns->st, cfg, now_ms, err, errlen) < 0)
+            return NULL;
+        ns->seen = true;
+        return ns->st;
+    }
+    return add_store(set, listener, cfg, now_ms, err, errlen);
+}
+
+void tls_session_stores_commit(struct tls_session_stores *set)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        if (set->v[i].seen) {
+            set->v[kept++] = set->v[i];
+            continue;
+        }
+        tls_session_store_destroy(set->v[i].st);
+        free(set->v[i].name);
+    }
+    set->n = kept;
+}
+
+void tls_session_stores_tick(struct tls_session_stores *set, uint64_t now_ms)
+{
+    for (size_t i = 0; i < set->n; i++)
+        tls_session_store_tick(set->v[i].st, now_ms);
+}
+
+void tls_session_stores_metrics(const struct tls_session_stores *set, struct strbuf *out)
+{
+    const char **names = calloc(set->n ? set->n : 1, sizeof *names);
+    struct tls_session_store **stores = calloc(set->n ? set->n : 1, sizeof *stores);
+    if (names && stores) {
+        for (size_t i = 0; i < set->n; i++) {
+            names[i] = set->v[i].name;
+            stores[i] = set->v[i].st;
+        }
+        tls_sessions_metrics(out, names, stores, set->n);
+    }
+    free(names);
+    free(stores);
+}

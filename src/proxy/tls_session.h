@@ -107,4 +107,29 @@ struct tls_session_cache *tls_session_store_cache(const struct tls_session_store
 void tls_sessions_metrics(struct strbuf *out, const char *const *names, struct tls_session_store *const *stores,
                           size_t n);
 
+/* ------------------------------------------------------------------------
+ * The master's stores, one per TLS listener, by listener name
+ *
+ * A start or a reload is one pass: begin(), get() for each TLS listener of
+ * the configuration (a store that exists is reconfigured, so its keys and
+ * cache carry over; a new name gets a new store), then commit() once the
+ * generation runs, which destroys the stores of listeners that are gone.
+ * When a reload is aborted after some get()s, run a pass over the running
+ * configuration's listeners instead: that puts their settings back and
+ * drops stores made for the aborted one.
+ */
+struct tls_session_stores;
+
+struct tls_session_stores *tls_session_stores_new(void);
+void tls_session_stores_free(struct tls_session_stores *set);
+void tls_session_stores_begin(struct tls_session_stores *set);
+/* NULL with the reason in err (then the pass should be abandoned). */
+struct tls_session_store *tls_session_stores_get(struct tls_session_stores *set, const char *listener,
+                                                 const struct cfg_tls_sessions *cfg, uint64_t now_ms, char *err,
+                                                 size_t errlen);
+void tls_session_stores_commit(struct tls_session_stores *set);
+/* tick() and the metrics of every store. */
+void tls_session_stores_tick(struct tls_session_stores *set, uint64_t now_ms);
+void tls_session_stores_metrics(const struct tls_session_stores *set, struct strbuf *out);
+
 #endif

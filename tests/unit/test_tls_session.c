@@ -1058,6 +1058,67 @@ static void test_metrics_text(void **state)
     tls_session_store_destroy(st);
 }
 
+/* ------------------------------------------------------------------------
+ * the master's stores by listener, across reloads
+ */
+
+static void test_stores_by_listener_across_reloads(void **state)
+{
+    (void)state;
+    struct tls_session_stores *set = tls_session_stores_new();
+    assert_non_null(set);
+    struct cfg_tls_sessions c = conf(true, NULL, 16);
+    char err[256];
+    /* Start: two TLS listeners. */
+    tls_session_stores_begin(set);
+    struct tls_session_store *web = tls_session_stores_get(set, "web", &c, 1000, err, sizeof err);
+    struct tls_session_store *api = tls_session_stores_get(set, "api", &c, 1000, err, sizeof err);
+    assert_non_null(web);
+    assert_non_null(api);
+    assert_ptr_not_equal(web, api);
+    tls_session_stores_commit(set);
+    SSL_CTX *before = server_ctx(web), *cctx = client_ctx(TLS1_3_VERSION, false);
+    SSL_SESSION *sess = NULL;
+    assert_int_equal(handshake(cctx, before, NULL, &sess), TLS_RESUMED_NO);
+
+    /* Reload: "api" is gone, "web" keeps its store (and keys). */
+    c.cache_size = 32;
+    tls_session_stores_begin(set);
+    assert_ptr_equal(tls_session_stores_get(set, "web", &c, 2000, err, sizeof err), web);
+    tls_session_stores_commit(set);
+    assert_int_equal(stats_of(web).cache_capacity, 32);
+    SSL_CTX *after = server_ctx(web);
+    assert_int_equal(handshake(cctx, after, sess, NULL), TLS_RESUMED_TICKET);
+
+    /* A reload that fails half way: a pass over the running listeners
+     * puts things back. */
+    struct cfg_tls_sessions bad = conf(true, "/nonexistent/t.key", 16);
+    tls_session_stores_begin(set);
+    assert_non_null(tls_session_stores_get(set, "new", &c, 3000, err, sizeof err));
+    assert_null(tls_session_stores_get(set, "web", &bad, 3000, err, sizeof err));
+    assert_non_null(strstr(err, "cannot open /nonexistent/t.key"));
+    tls_session_stores_begin(set);
+    assert_ptr_equal(tls_session_stores_get(set, "web", &c, 3000, err, sizeof err), web);
+    tls_session_stores_commit(set);
+
+    /* Rotation for every store, and metrics for the listeners there are. */
+    tls_session_stores_tick(set, 1000 + CONFIG_HOUR);
+    assert_int_equal(stats_of(web).key_rotations, 1);
+    struct strbuf out = { 0 };
+    tls_session_stores_metrics(set, &out);
+    char *text = strbuf_finish(&out, NULL);
+    assert_non_null(strstr(text, "sluice_tls_ticket_keys{listener=\"web\"} 2\n"));
+    assert_null(strstr(text, "listener=\"api\""));
+    assert_null(strstr(text, "listener=\"new\""));
+    free(text);
+
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(before);
+    SSL_CTX_free(after);
+    SSL_CTX_free(cctx);
+    tls_session_stores_free(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1079,6 +1140,7 @@ int main(void)
         cmocka_unit_test(test_config_values_and_defaults),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_metrics_text),
+        cmocka_unit_test(test_stores_by_listener_across_reloads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
