@@ -207,16 +207,17 @@ static int fresh_keys(struct tls_session_store *st, uint64_t now_ms, char *err, 
  * ring is full (the configuration check keeps that from mattering). */
 static void rotate(struct tls_session_store *st, uint64_t now_ms)
 {
-    struct tls_ticket_key keys[TLS_TICKET_MAX_KEYS];
-    size_t n = master_keys(st->sh, keys + 1);
-    /* keys+1 holds n keys; room for one more in front */
+    struct tls_ticket_key old[TLS_TICKET_MAX_KEYS], keys[TLS_TICKET_MAX_KEYS];
+    size_t n = master_keys(st->sh, old);
+    if (n > TLS_TICKET_MAX_KEYS - 1)
+        n = TLS_TICKET_MAX_KEYS - 1;
+    memcpy(keys + 1, old, n * sizeof *keys);
+    explicit_bzero(old, sizeof old);
     if (random_key(&keys[0]) < 0) {
         log_error("tls: ticket key rotation skipped: the random generator failed");
         explicit_bzero(keys, sizeof keys);
         return;
     }
-    if (n + 1 > TLS_TICKET_MAX_KEYS)
-        n = TLS_TICKET_MAX_KEYS - 1;
     memmove(st->retired_ms + 1, st->retired_ms, n * sizeof st->retired_ms[0]);
     st->retired_ms[1] = now_ms;
     st->retired_ms[0] = 0;

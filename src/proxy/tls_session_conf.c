@@ -152,14 +152,18 @@ static void sessions_field(struct config_ctx *c, int key, const struct ynode *v,
 
 /* Generated keys: one encrypts, and each older one is kept until the last
  * ticket it made has expired (timeout after it was replaced), at least the
- * previous one. TLS_TICKET_MAX_KEYS bounds how many that can be. */
+ * previous one. Right after a rotation that is the new key, the one it
+ * replaced and ceil(timeout / ticket_rotate) older ones at most, and
+ * TLS_TICKET_MAX_KEYS bounds them all. */
+#define MAX_ROTATIONS_PER_TIMEOUT (TLS_TICKET_MAX_KEYS - 2)
+
 static void check_rotation(struct config_ctx *c, const struct sessions_state *st)
 {
     const struct cfg_tls_sessions *s = st->s;
     if (!s->tickets || s->ticket_key_file)
         return;
-    uint64_t kept = ((uint64_t)s->timeout_ms + s->ticket_rotate_ms - 1) / s->ticket_rotate_ms;
-    if (1 + kept <= TLS_TICKET_MAX_KEYS)
+    uint64_t older = ((uint64_t)s->timeout_ms + s->ticket_rotate_ms - 1) / s->ticket_rotate_ms;
+    if (older <= MAX_ROTATIONS_PER_TIMEOUT)
         return;
     char rot[16], tmo[16];
     config_fmt_ms(rot, sizeof rot, s->ticket_rotate_ms);
@@ -167,12 +171,12 @@ static void check_rotation(struct config_ctx *c, const struct sessions_state *st
     if (st->rotate_line)
         config_err_in(c, st->rotate_line, "ticket_rotate",
                       "%s is too short for timeout %s: at most %d keys are kept, so it must be at least timeout/%d",
-                      rot, tmo, TLS_TICKET_MAX_KEYS, TLS_TICKET_MAX_KEYS - 1);
+                      rot, tmo, TLS_TICKET_MAX_KEYS, MAX_ROTATIONS_PER_TIMEOUT);
     else
         config_err_in(c, st->timeout_line, "timeout",
                       "%s is too long for ticket_rotate %s: at most %d keys are kept, so it must be at most "
                       "%d times ticket_rotate",
-                      tmo, rot, TLS_TICKET_MAX_KEYS, TLS_TICKET_MAX_KEYS - 1);
+                      tmo, rot, TLS_TICKET_MAX_KEYS, MAX_ROTATIONS_PER_TIMEOUT);
 }
 
 void tls_sessions_parse(struct config_ctx *c, const struct ynode *v, struct cfg_tls_sessions *out)

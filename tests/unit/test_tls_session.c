@@ -631,6 +631,17 @@ static void test_rotation_renews_then_ages_out(void **state)
     tls_session_store_tick(st, t0 + 5 * CONFIG_HOUR);
     assert_int_equal(stats_of(st).keys, 3);
 
+    /* The longest timeout the configuration allows (14 rotations): the
+     * ring fills to the current key and the 14 whose tickets can still be
+     * valid, and stays there. */
+    c.timeout_ms = 14 * CONFIG_HOUR;
+    assert_int_equal(tls_session_store_reconfigure(st, &c, t0 + 5 * CONFIG_HOUR, err, sizeof err), 0);
+    for (uint64_t h = 6; h < 60; h++) {
+        tls_session_store_tick(st, t0 + h * CONFIG_HOUR);
+        assert_true(stats_of(st).keys <= TLS_TICKET_MAX_KEYS);
+    }
+    assert_int_equal(stats_of(st).keys, 15);
+
     SSL_SESSION_free(old);
     SSL_SESSION_free(renewed);
     SSL_CTX_free(sctx);
@@ -949,6 +960,9 @@ static void test_config_values_and_defaults(void **state)
     assert_int_equal(s.cache_size, 0);
     assert_int_equal(s.timeout_ms, CONFIG_HOUR);
     tls_sessions_free(&s);
+    /* The longest timeout generated keys allow: 14 rotations. */
+    parse_sessions("sessions:\n  timeout: 14h\n", &s, &errs);
+    assert_int_equal(errs.n, 0);
     /* A long timeout is fine with a key file: the operator rotates. */
     snprintf(yaml, sizeof yaml, "sessions:\n  ticket_key_file: %s\n  ticket_rotate: 1s\n  timeout: 24h\n", path);
     parse_sessions(yaml, &s, &errs);
@@ -977,12 +991,12 @@ static void test_config_errors(void **state)
     expect_sessions_errors("sessions:\n  ticket_rotate: 1m\n  timeout: 1h\n",
                            (const char *const[]){ "t.yaml:2: listeners[0].tls.sessions.ticket_rotate: 1m is too "
                                                   "short for timeout 1h: at most 16 keys are kept, so it must be "
-                                                  "at least timeout/15" },
+                                                  "at least timeout/14" },
                            1);
     expect_sessions_errors("sessions:\n  timeout: 16h\n",
                            (const char *const[]){ "t.yaml:2: listeners[0].tls.sessions.timeout: 16h is too long "
                                                   "for ticket_rotate 1h: at most 16 keys are kept, so it must be "
-                                                  "at most 15 times ticket_rotate" },
+                                                  "at most 14 times ticket_rotate" },
                            1);
     expect_sessions_errors("sessions:\n  ticket_key_file: /nonexistent/t.key\n",
                            (const char *const[]){ "t.yaml:2: listeners[0].tls.sessions.ticket_key_file: cannot "
