@@ -742,6 +742,16 @@ static void test_key_file_change_and_broken_file(void **state)
     tls_session_store_current_key(st, name);
     assert_memory_equal(name, rotated[0].name, sizeof name);
 
+    /* A reload (SIGHUP) reads the file at once, without waiting for the
+     * next check. */
+    write_keys(path, a, 1);
+    struct cfg_tls_sessions c = conf(true, path, 0);
+    char err[256];
+    assert_int_equal(tls_session_store_reconfigure(st, &c, t0 + 30001, err, sizeof err), 0);
+    assert_int_equal(stats_of(st).key_file_reloads, 3);
+    tls_session_store_current_key(st, name);
+    assert_memory_equal(name, a[0].name, sizeof name);
+
     SSL_SESSION_free(under_a);
     SSL_SESSION_free(under_b);
     SSL_CTX_free(sctx);
