@@ -755,3 +755,5 @@ void tls_session_stores_metrics(const struct tls_session_stores *set, struct str
     free(names);
     free(stores);
 }
+
+void tls_session_stores_collect(void *set, struct strbuf *out) { tls_session_stores_metrics(set, out); }

@@ -131,5 +131,8 @@ void tls_session_stores_commit(struct tls_session_stores *set);
 /* tick() and the metrics of every store. */
 void tls_session_stores_tick(struct tls_session_stores *set, uint64_t now_ms);
 void tls_session_stores_metrics(const struct tls_session_stores *set, struct strbuf *out);
+/* The same as a metrics_collect_fn (core/metrics.h), arg being the set:
+ * metrics_register(&site->metrics, tls_session_stores_collect, set). */
+void tls_session_stores_collect(void *set, struct strbuf *out);
 
 #endif

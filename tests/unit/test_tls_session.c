@@ -38,6 +38,7 @@
 
 #include "core/config.h"
 #include "core/config_walk.h"
+#include "core/metrics.h"
 #include "core/yaml_tree.h"
 #include "lib/strbuf.h"
 #include "proxy/tls_session.h"
@@ -1128,8 +1129,10 @@ static void test_stores_by_listener_across_reloads(void **state)
     /* Rotation for every store, and metrics for the listeners there are. */
     tls_session_stores_tick(set, 1000 + CONFIG_HOUR);
     assert_int_equal(stats_of(web).key_rotations, 1);
+    struct metrics_registry reg = { 0 };
+    assert_int_equal(metrics_register(&reg, tls_session_stores_collect, set), 0);
     struct strbuf out = { 0 };
-    tls_session_stores_metrics(set, &out);
+    metrics_collect(&reg, &out);
     char *text = strbuf_finish(&out, NULL);
     assert_non_null(strstr(text, "sluice_tls_ticket_keys{listener=\"web\"} 2\n"));
     assert_null(strstr(text, "listener=\"api\""));
