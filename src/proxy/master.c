@@ -36,6 +36,7 @@
 #include "proxy/proxy_health.h"
 #include "proxy/proxy_module.h"
 #include "proxy/shared.h"
+#include "proxy/tls_openssl.h"
 #include "proxy/worker.h"
 
 #define MAX_GENERATIONS 8
@@ -496,6 +497,9 @@ static void reload(struct master *m)
         log_error("reload aborted: still running the previous configuration");
         return;
     }
+    if (!tls_openssl_same(&old->pc->openssl, &g->pc->openssl))
+        log_warn("%s: the openssl block changed; providers and async mode stay as they were until a restart",
+                 m->config_path);
     /* admin.listen changed: the API moves (or stays where it was). */
     daemon_admin_follow(&m->d, cfg);
     /* log.level applies at once; log.file is reopened (which also picks up
@@ -591,6 +595,7 @@ static int fail_start(struct master *m, struct sl_config *cfg)
     if (!m->n_gens)
         config_free(cfg);
     discovery_stop(m);
+    tls_openssl_unload();
     daemon_fini(&m->d);
     return 1;
 }
@@ -619,6 +624,12 @@ int master_run(const struct master_options *opt)
     m.loop = m.d.loop;
     ev_timer_init(&m.restart_timer, restart_pending, &m);
     ev_timer_init(&m.stop_timer, stop_timeout, &m);
+    /* Providers before any TLS context: the contexts (and the workers
+     * forked later) use what is loaded now. */
+    if (tls_openssl_apply(&proxy_conf(cfg)->openssl, err, sizeof err) < 0) {
+        log_error("%s: %s", cfg->path, err);
+        return fail_start(&m, cfg);
+    }
 
     struct generation *g = generation_new(&m, cfg, NULL);
     if (!g)
@@ -658,6 +669,7 @@ int master_run(const struct master_options *opt)
     for (size_t i = 0; i < m.n_gens; i++)
         generation_free(m.gens[i]);
     discovery_stop(&m);
+    tls_openssl_unload();
     daemon_fini(&m.d);
     log_info("stopped");
     return 0;

@@ -816,8 +816,8 @@ static void parse_listeners(struct config_ctx *c, struct proxy_conf_state *ps, c
  * The section.
  */
 
-enum { ROOT_WORKERS, ROOT_POOLS, ROOT_LISTENERS, ROOT_DRAIN_TIMEOUT };
-static const char *const proxy_root_keys[] = { "workers", "pools", "listeners", "drain_timeout", NULL };
+enum { ROOT_WORKERS, ROOT_POOLS, ROOT_LISTENERS, ROOT_DRAIN_TIMEOUT, ROOT_OPENSSL };
+static const char *const proxy_root_keys[] = { "workers", "pools", "listeners", "drain_timeout", "openssl", NULL };
 
 static void *proxy_conf_create(void)
 {
@@ -843,6 +843,9 @@ static void proxy_conf_parse(struct config_ctx *c, void *data, int key, const st
         break;
     case ROOT_DRAIN_TIMEOUT:
         config_get_duration(c, v, 0, 24 * CONFIG_HOUR, &ps->conf.drain_timeout_ms);
+        break;
+    case ROOT_OPENSSL:
+        tls_openssl_parse(c, v, &ps->conf.openssl);
         break;
     }
 }
@@ -911,6 +914,7 @@ static void proxy_conf_free(void *data)
         free_listener(&cfg->listeners[i]);
     free(cfg->pools);
     free(cfg->listeners);
+    tls_openssl_free(&cfg->openssl);
     free(ps->pool_refs);
     free(ps);
 }

@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/discovery_conf.h"
 #include "core/health_conf.h"
+#include "proxy/tls_openssl.h"
 
 enum hash_key_kind {
     HASH_KEY_CLIENT_IP, /* "client_ip" */
@@ -126,9 +127,10 @@ struct proxy_conf {
     size_t n_pools;
     struct cfg_listener *listeners;
     size_t n_listeners;
+    struct cfg_openssl openssl;  /* "openssl:": providers, async (proxy/tls_openssl.h) */
 };
 
-/* The section: root keys workers, pools, listeners, drain_timeout. */
+/* The section: root keys workers, pools, listeners, drain_timeout, openssl. */
 extern const struct config_section proxy_conf_section;
 
 /* The proxy's part of cfg (empty when the file has none of its keys);
