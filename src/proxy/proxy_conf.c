@@ -281,11 +281,11 @@ struct pool_state {
 
 enum {
     POK_NAME, POK_ALGORITHM, POK_HASH_KEY, POK_STICKY_COOKIE, POK_RETRIES, POK_KEEPALIVE,
-    POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS, POK_DISCOVERY,
+    POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS, POK_DISCOVERY, POK_TLS,
 };
 static const char *const pool_keys[] = {
     "name",      "algorithm",  "hash_key",     "sticky_cookie", "retries", "keepalive",
-    "slow_start", "health_check", "passive",    "backends",      "discovery", NULL,
+    "slow_start", "health_check", "passive",    "backends",      "discovery", "tls", NULL,
 };
 
 /* "client_ip" | "uri" | "header:NAME" | "cookie:NAME" */
@@ -360,6 +360,9 @@ static void pool_field(struct config_ctx *c, int key, const struct ynode *v, voi
             discovery_conf_defaults(p->discovery);
         }
         discovery_conf_parse(c, v, p->discovery);
+        break;
+    case POK_TLS:
+        tls_upstream_parse(c, v, &p->tls);
         break;
     }
 }
@@ -888,6 +891,7 @@ static void free_pool(struct cfg_pool *p)
     if (p->discovery)
         discovery_conf_free(p->discovery);
     free(p->discovery);
+    tls_upstream_conf_free(&p->tls);
 }
 
 static void free_listener(struct cfg_listener *l)

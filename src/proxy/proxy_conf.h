@@ -18,6 +18,7 @@
 #include "core/discovery_conf.h"
 #include "core/health_conf.h"
 #include "proxy/tls_openssl.h"
+#include "proxy/tls_upstream.h"
 
 enum hash_key_kind {
     HASH_KEY_CLIENT_IP, /* "client_ip" */
@@ -58,6 +59,7 @@ struct cfg_pool {
     /* "discovery:": the backends come from a registry service instead
      * (core/discovery_conf.h); NULL for a pool with a fixed list. */
     struct cfg_discovery *discovery;
+    struct cfg_pool_tls tls;       /* "tls:": TLS to the backends (proxy/tls_upstream.h) */
     int line;
 };
 
