@@ -112,12 +112,15 @@ static void check_loads(struct config_ctx *c, struct cfg_pool_tls *t)
     if (t->cert_file && !SSL_CTX_use_certificate_chain_file(ctx, t->cert_file))
         config_err_in(c, t->cert_line, "cert", "cannot load a certificate chain from %s: %s",
                       config_shown_str(c, t->cert_file), ssl_reason(why, sizeof why));
-    else if (t->key_file && !SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM))
-        config_err_in(c, t->key_line, "key", "cannot load a private key from %s: %s",
-                      config_shown_str(c, t->key_file), ssl_reason(why, sizeof why));
-    else if (t->cert_file && t->key_file && !SSL_CTX_check_private_key(ctx))
-        config_err_in(c, t->key_line, "key", "%s is not the key of the certificate in %s",
-                      config_shown_str(c, t->key_file), config_shown_str(c, t->cert_file));
+    else if (t->key_file && !SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM)) {
+        /* OpenSSL compares the key with the certificate as it loads it. */
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            config_err_in(c, t->key_line, "key", "%s is not the key of the certificate in %s",
+                          config_shown_str(c, t->key_file), config_shown_str(c, t->cert_file));
+        else
+            config_err_in(c, t->key_line, "key", "cannot load a private key from %s: %s",
+                          config_shown_str(c, t->key_file), ssl_reason(why, sizeof why));
+    }
     if (t->ciphers && !SSL_CTX_set_cipher_list(ctx, t->ciphers))
         config_err_in(c, t->ciphers_line, "ciphers", "no cipher matches \"%s\"", config_shown_str(c, t->ciphers));
     ERR_clear_error();
