@@ -10,9 +10,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "core/log.h"
 
-enum hc_phase { HC_WAIT, HC_CONNECT, HC_SEND, HC_READ };
+enum hc_phase { HC_WAIT, HC_CONNECT, HC_HANDSHAKE, HC_SEND, HC_READ };
 
 /* One target under check. The timer is the wait before the next check in
  * HC_WAIT and the check's deadline in the other phases. What the check is
@@ -28,6 +31,9 @@ struct hc_target {
     char *subject;                    /* what log lines call it */
     hc_result_fn *on_result;
     void *arg;
+    SSL *(*tls_new)(void *tls_arg, const struct sl_addr *addr);
+    void *tls_arg;
+    SSL *ssl;                    /* during a TLS check */
     struct hc_status st;
     bool removed;                /* hc_remove ran (maybe from its own callback) */
     enum hc_phase phase;
@@ -109,6 +115,8 @@ static void record(struct hc_target *t, bool ok, const char *reason)
 
 static void close_socket(struct hc_target *t)
 {
+    SSL_free(t->ssl); /* no close_notify: the connection is thrown away */
+    t->ssl = NULL;
     if (t->io.fd < 0)
         return;
     ev_io_stop(t->set->loop, &t->io);
@@ -148,6 +156,98 @@ static void fail_errno(struct hc_target *t, int err)
 static uint64_t elapsed(const struct hc_target *t) { return ev_now(t->set->loop) - t->started; }
 
 /* ------------------------------------------------------------------ */
+/* TLS */
+
+/* What a failed SSL call means for the check: 1 to wait for the socket
+ * event it wants (set), or 0 after finishing the check as failed. */
+static int tls_wait_or_fail(struct hc_target *t, int ret, const char *what)
+{
+    int e = SSL_get_error(t->ssl, ret);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        ev_io_set(t->set->loop, &t->io, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+        return 1;
+    }
+    unsigned long code = ERR_peek_error();
+    const char *reason = code ? ERR_reason_error_string(code) : NULL;
+    long verify = SSL_get_verify_result(t->ssl);
+    ERR_clear_error();
+    if (verify != X509_V_OK)
+        finish(t, false, "TLS %s failed: %s", what, X509_verify_cert_error_string(verify));
+    else if (e == SSL_ERROR_SYSCALL && errno)
+        fail_errno(t, errno);
+    else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !code))
+        finish(t, false, "connection closed during the TLS %s", what);
+    else
+        finish(t, false, "TLS %s failed: %s", what, reason ? reason : "protocol error");
+    return 0;
+}
+
+/* Bytes in (n > 0), 0 at the end, -1 after finishing the check, -2 to
+ * wait for the socket (interest set). Plain or TLS alike. */
+static ssize_t check_recv(struct hc_target *t, char *buf, size_t len)
+{
+    if (t->ssl) {
+        int n = SSL_read(t->ssl, buf, (int)len);
+        if (n > 0)
+            return n;
+        if (SSL_get_error(t->ssl, n) == SSL_ERROR_ZERO_RETURN)
+            return 0;
+        return tls_wait_or_fail(t, n, "read") ? -2 : -1;
+    }
+    for (;;) {
+        ssize_t n = recv(t->io.fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -2;
+        fail_errno(t, errno);
+        return -1;
+    }
+}
+
+/* Bytes taken (> 0), -1 after finishing the check, -2 to wait (interest
+ * set). */
+static ssize_t check_send(struct hc_target *t, const char *buf, size_t len)
+{
+    if (t->ssl) {
+        int n = SSL_write(t->ssl, buf, (int)len);
+        if (n > 0)
+            return n;
+        return tls_wait_or_fail(t, n, "write") ? -2 : -1;
+    }
+    for (;;) {
+        ssize_t n = send(t->io.fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0)
+            return n;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_set(t->set->loop, &t->io, EPOLLOUT);
+            return -2;
+        }
+        fail_errno(t, n < 0 ? errno : EPIPE);
+        return -1;
+    }
+}
+
+static void begin_http(struct hc_target *t);
+
+static void tls_handshake(struct hc_target *t)
+{
+    int r = SSL_do_handshake(t->ssl);
+    if (r != 1) {
+        tls_wait_or_fail(t, r, "handshake");
+        return;
+    }
+    if (t->type == HEALTH_TCP)
+        finish(t, true, "TLS handshake in %llu ms", (unsigned long long)elapsed(t));
+    else
+        begin_http(t);
+}
+
+/* ------------------------------------------------------------------ */
 /* HTTP */
 
 /* "HTTP/1.x NNN" followed by SP or the end of the line. -1 if malformed. */
@@ -177,15 +277,9 @@ static void judge_status_line(struct hc_target *t, size_t line_len)
 static void http_read(struct hc_target *t)
 {
     for (;;) {
-        ssize_t n = recv(t->io.fd, t->buf + t->got, sizeof t->buf - t->got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (n < 0) {
-            fail_errno(t, errno);
-            return;
-        }
+        ssize_t n = check_recv(t, t->buf + t->got, sizeof t->buf - t->got);
+        if (n < 0)
+            return; /* finished, or waiting */
         if (n == 0) {
             finish(t, false, "connection closed before the status line");
             return;
@@ -207,22 +301,21 @@ static void http_read(struct hc_target *t)
 static void http_send(struct hc_target *t)
 {
     while (t->sent < t->req_len) {
-        ssize_t n = send(t->io.fd, t->req + t->sent, t->req_len - t->sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            t->sent += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_set(t->set->loop, &t->io, EPOLLOUT);
-            return;
-        }
-        fail_errno(t, n < 0 ? errno : EPIPE);
-        return;
+        ssize_t n = check_send(t, t->req + t->sent, t->req_len - t->sent);
+        if (n < 0)
+            return; /* finished, or waiting */
+        t->sent += (size_t)n;
     }
     t->phase = HC_READ;
     ev_io_set(t->set->loop, &t->io, EPOLLIN);
+}
+
+static void begin_http(struct hc_target *t)
+{
+    t->phase = HC_SEND;
+    t->sent = 0;
+    t->got = 0;
+    http_send(t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -230,14 +323,22 @@ static void http_send(struct hc_target *t)
 
 static void connected(struct hc_target *t)
 {
+    if (t->tls_new) {
+        t->ssl = t->tls_new(t->tls_arg, &t->addr);
+        if (!t->ssl || !SSL_set_fd(t->ssl, t->io.fd)) {
+            ERR_clear_error();
+            finish(t, false, "cannot set up TLS");
+            return;
+        }
+        t->phase = HC_HANDSHAKE;
+        tls_handshake(t);
+        return;
+    }
     if (t->type == HEALTH_TCP) {
         finish(t, true, "TCP connect in %llu ms", (unsigned long long)elapsed(t));
         return;
     }
-    t->phase = HC_SEND;
-    t->sent = 0;
-    t->got = 0;
-    http_send(t);
+    begin_http(t);
 }
 
 static void io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
@@ -255,6 +356,9 @@ static void io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
             connected(t);
         break;
     }
+    case HC_HANDSHAKE:
+        tls_handshake(t);
+        break;
     case HC_SEND:
         http_send(t);
         break;
@@ -382,6 +486,8 @@ struct hc_target *hc_add(struct hc_set *set, const struct hc_target_spec *spec)
     }
     t->on_result = spec->on_result;
     t->arg = spec->arg;
+    t->tls_new = spec->tls_new;
+    t->tls_arg = spec->tls_arg;
     t->st = spec->initial;
     t->io.fd = -1;
     if (!t->group || !t->subject || (t->type == HEALTH_HTTP && !(t->req = build_request(h, &t->addr, &t->req_len)))) {

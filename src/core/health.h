@@ -15,8 +15,8 @@
  * each check bounded by timeout_ms. Nothing blocks: connects are
  * non-blocking and every socket is an ev_io of the loop.
  *
- *   tcp   the connect succeeds
- *   http  connect, send "GET <path>" with Host and Connection: close, read
+ *   tcp   the connect succeeds (with tls_new: and the TLS handshake)
+ *   http  connect (and handshake), send "GET <path>" with Host and Connection: close, read
  *         the status line (at most 4 KiB), pass if the status is within
  *         [status_min, status_max]
  *   none  no checks: the target is up ("no active health check"), and one
@@ -65,6 +65,13 @@ struct hc_target_spec {
     struct hc_status initial;         /* a fresh one, or what an earlier target found */
     hc_result_fn *on_result;          /* may be NULL */
     void *arg;
+    /* Optional: the check speaks TLS (a tier's backends behind TLS). Each
+     * check asks tls_new for a fresh client SSL for the address (SNI,
+     * verification and session are the tier's business) and runs the
+     * handshake before the HTTP request; a tcp check passes when the
+     * handshake completes. The tier's tls_arg must outlive the target. */
+    struct ssl_st *(*tls_new)(void *tls_arg, const struct sl_addr *addr);
+    void *tls_arg;
 };
 
 struct hc_set;

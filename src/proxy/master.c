@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@
 #include "proxy/proxy_health.h"
 #include "proxy/proxy_module.h"
 #include "proxy/shared.h"
+#include "proxy/tls_openssl.h"
 #include "proxy/worker.h"
 
 #define MAX_GENERATIONS 8
@@ -473,19 +475,44 @@ static void signal_generation(struct generation *g, int sig)
 
 /* ---------- reload and stop ---------- */
 
-static void reload(struct master *m)
+/* How a reload went, for the API (SIGHUP only logs it). */
+struct reload_result {
+    int status;            /* 200, or the HTTP status of the refusal */
+    char reason[160];
+    json_t *errors;        /* the configuration's error lines, or NULL */
+};
+
+__attribute__((format(printf, 3, 4))) static void refuse(struct reload_result *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+    va_end(ap);
+    r->status = status;
+    log_error("%s", r->reason);
+}
+
+static void reload(struct master *m, struct reload_result *res)
 {
     log_info("reloading %s", m->config_path);
+    if (m->stopping) {
+        refuse(res, 409, "reload refused: stopping");
+        return;
+    }
     if (m->n_gens == MAX_GENERATIONS) {
-        log_error("reload refused: %d configurations are still draining", MAX_GENERATIONS - 1);
+        refuse(res, 409, "reload refused: %d configurations are still draining", MAX_GENERATIONS - 1);
         return;
     }
     struct config_errors errs = {0};
     struct sl_config *cfg = daemon_load_config(m->config_path, CONFIG_FILES_ALL, &errs);
     if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
+        for (size_t i = 0; i < errs.n; i++) {
             log_error("%s", errs.lines[i]);
-        log_error("reload aborted: the configuration has %zu error(s); still running the previous one", errs.n);
+            if (res->errors)
+                json_array_append_new(res->errors, json_string(errs.lines[i]));
+        }
+        refuse(res, 400, "reload aborted: the configuration has %zu error(s); still running the previous one",
+               errs.n);
         config_errors_free(&errs);
         return;
     }
@@ -493,9 +520,12 @@ static void reload(struct master *m)
     struct generation *g = generation_new(m, cfg, old);
     if (!g) {
         config_free(cfg);
-        log_error("reload aborted: still running the previous configuration");
+        refuse(res, 500, "reload aborted: still running the previous configuration (see the log)");
         return;
     }
+    if (!tls_openssl_same(&old->pc->openssl, &g->pc->openssl))
+        log_warn("%s: the openssl block changed; providers and async mode stay as they were until a restart",
+                 m->config_path);
     /* admin.listen changed: the API moves (or stays where it was). */
     daemon_admin_follow(&m->d, cfg);
     /* log.level applies at once; log.file is reopened (which also picks up
@@ -557,8 +587,27 @@ static void begin_stop(struct master *m, int sig)
 static void on_reload(void *arg)
 {
     struct master *m = arg;
+    struct reload_result res = { .status = 200 };
     if (!m->stopping)
-        reload(m);
+        reload(m, &res);
+}
+
+/* POST /api/reload: what SIGHUP does, answered with the outcome. */
+static void handle_reload(void *arg, const struct admin_request *rq, struct admin_reply *reply)
+{
+    struct master *m = arg;
+    struct reload_result res = { .status = 200, .errors = json_array() };
+    reload(m, &res);
+    json_t *doc = res.status == 200
+                      ? json_pack("{s:b, s:I, s:I}", "reloaded", 1, "reloads", (json_int_t)m->d.site.status.reloads,
+                                  "workers", (json_int_t)current(m)->n_workers)
+                      : json_pack("{s:s, s:O}", "error", res.reason, "errors", res.errors);
+    json_decref(res.errors);
+    if (!doc) {
+        admin_reply_error(reply, 500, "out of memory");
+        return;
+    }
+    admin_reply_json(reply, res.status, doc);
 }
 
 static void on_stop(void *arg, int sig)
@@ -580,6 +629,8 @@ static const int other_signals[] = { SIGCHLD, SIGUSR1, 0 };
 int master_admin(struct admin_site *site, void *arg)
 {
     struct master *m = arg;
+    if (admin_mount(site, "POST", "/api/reload", handle_reload, m) < 0)
+        return -1;
     return proxy_admin_mount(site, &m->pools);
 }
 
@@ -591,6 +642,7 @@ static int fail_start(struct master *m, struct sl_config *cfg)
     if (!m->n_gens)
         config_free(cfg);
     discovery_stop(m);
+    tls_openssl_unload();
     daemon_fini(&m->d);
     return 1;
 }
@@ -619,6 +671,12 @@ int master_run(const struct master_options *opt)
     m.loop = m.d.loop;
     ev_timer_init(&m.restart_timer, restart_pending, &m);
     ev_timer_init(&m.stop_timer, stop_timeout, &m);
+    /* Providers before any TLS context: the contexts (and the workers
+     * forked later) use what is loaded now. */
+    if (tls_openssl_apply(&proxy_conf(cfg)->openssl, err, sizeof err) < 0) {
+        log_error("%s: %s", cfg->path, err);
+        return fail_start(&m, cfg);
+    }
 
     struct generation *g = generation_new(&m, cfg, NULL);
     if (!g)
@@ -658,6 +716,7 @@ int master_run(const struct master_options *opt)
     for (size_t i = 0; i < m.n_gens; i++)
         generation_free(m.gens[i]);
     discovery_stop(&m);
+    tls_openssl_unload();
     daemon_fini(&m.d);
     log_info("stopped");
     return 0;

@@ -29,6 +29,7 @@ static void close_idle(struct backend_rt *b)
 static void slot_take_member(struct backend_rt *b, const struct sl_addr *addr)
 {
     close_idle(b);
+    tls_upstream_session_drop(&b->tls_sess); /* another server now */
     b->slot_cfg.addr = *addr;
     b->slot_cfg.weight = 1;
     b->slot_key_flip ^= 1;

@@ -281,11 +281,11 @@ struct pool_state {
 
 enum {
     POK_NAME, POK_ALGORITHM, POK_HASH_KEY, POK_STICKY_COOKIE, POK_RETRIES, POK_KEEPALIVE,
-    POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS, POK_DISCOVERY,
+    POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS, POK_DISCOVERY, POK_TLS,
 };
 static const char *const pool_keys[] = {
     "name",      "algorithm",  "hash_key",     "sticky_cookie", "retries", "keepalive",
-    "slow_start", "health_check", "passive",    "backends",      "discovery", NULL,
+    "slow_start", "health_check", "passive",    "backends",      "discovery", "tls", NULL,
 };
 
 /* "client_ip" | "uri" | "header:NAME" | "cookie:NAME" */
@@ -360,6 +360,9 @@ static void pool_field(struct config_ctx *c, int key, const struct ynode *v, voi
             discovery_conf_defaults(p->discovery);
         }
         discovery_conf_parse(c, v, p->discovery);
+        break;
+    case POK_TLS:
+        tls_upstream_parse(c, v, &p->tls);
         break;
     }
 }
@@ -816,8 +819,8 @@ static void parse_listeners(struct config_ctx *c, struct proxy_conf_state *ps, c
  * The section.
  */
 
-enum { ROOT_WORKERS, ROOT_POOLS, ROOT_LISTENERS, ROOT_DRAIN_TIMEOUT };
-static const char *const proxy_root_keys[] = { "workers", "pools", "listeners", "drain_timeout", NULL };
+enum { ROOT_WORKERS, ROOT_POOLS, ROOT_LISTENERS, ROOT_DRAIN_TIMEOUT, ROOT_OPENSSL };
+static const char *const proxy_root_keys[] = { "workers", "pools", "listeners", "drain_timeout", "openssl", NULL };
 
 static void *proxy_conf_create(void)
 {
@@ -843,6 +846,9 @@ static void proxy_conf_parse(struct config_ctx *c, void *data, int key, const st
         break;
     case ROOT_DRAIN_TIMEOUT:
         config_get_duration(c, v, 0, 24 * CONFIG_HOUR, &ps->conf.drain_timeout_ms);
+        break;
+    case ROOT_OPENSSL:
+        tls_openssl_parse(c, v, &ps->conf.openssl);
         break;
     }
 }
@@ -885,6 +891,7 @@ static void free_pool(struct cfg_pool *p)
     if (p->discovery)
         discovery_conf_free(p->discovery);
     free(p->discovery);
+    tls_upstream_conf_free(&p->tls);
 }
 
 static void free_listener(struct cfg_listener *l)
@@ -911,6 +918,7 @@ static void proxy_conf_free(void *data)
         free_listener(&cfg->listeners[i]);
     free(cfg->pools);
     free(cfg->listeners);
+    tls_openssl_free(&cfg->openssl);
     free(ps->pool_refs);
     free(ps);
 }

@@ -17,6 +17,8 @@
 #include "core/config.h"
 #include "core/discovery_conf.h"
 #include "core/health_conf.h"
+#include "proxy/tls_openssl.h"
+#include "proxy/tls_upstream.h"
 
 enum hash_key_kind {
     HASH_KEY_CLIENT_IP, /* "client_ip" */
@@ -57,6 +59,7 @@ struct cfg_pool {
     /* "discovery:": the backends come from a registry service instead
      * (core/discovery_conf.h); NULL for a pool with a fixed list. */
     struct cfg_discovery *discovery;
+    struct cfg_pool_tls tls;       /* "tls:": TLS to the backends (proxy/tls_upstream.h) */
     int line;
 };
 
@@ -126,9 +129,10 @@ struct proxy_conf {
     size_t n_pools;
     struct cfg_listener *listeners;
     size_t n_listeners;
+    struct cfg_openssl openssl;  /* "openssl:": providers, async (proxy/tls_openssl.h) */
 };
 
-/* The section: root keys workers, pools, listeners, drain_timeout. */
+/* The section: root keys workers, pools, listeners, drain_timeout, openssl. */
 extern const struct config_section proxy_conf_section;
 
 /* The proxy's part of cfg (empty when the file has none of its keys);

@@ -7,6 +7,13 @@
 
 #include "core/health.h"
 #include "core/log.h"
+#include "proxy/tls_upstream.h"
+
+/* A TLS pool's checks: the client context they take SSLs from. */
+struct pool_check_tls {
+    SSL_CTX *ctx;
+    const struct cfg_pool_tls *cfg;
+};
 
 /* What a target's results go to: its backend's row of the shared region. */
 struct backend_mirror {
@@ -21,6 +28,8 @@ struct proxy_health {
     struct hc_set *set;
     struct backend_mirror *mirrors;   /* [sh->n_backends], global order */
     struct hc_target **targets;       /* [sh->n_backends]: NULL for an empty slot */
+    struct pool_check_tls *tls;       /* [n_tls = cfg->n_pools]; ctx NULL for a plain pool */
+    size_t n_tls;
 };
 
 static void mirror(void *arg, const struct hc_status *st, bool changed)
@@ -60,7 +69,57 @@ static void proxy_health_free(void *p)
     struct proxy_health *ph = p;
     free(ph->mirrors);
     free(ph->targets);
+    for (size_t i = 0; i < ph->n_tls; i++)
+        SSL_CTX_free(ph->tls[i].ctx);
+    free(ph->tls);
     free(ph);
+}
+
+/* A check's SSL: verified and named as the pool's traffic is, so a
+ * backend whose certificate the proxy would refuse is not healthy. */
+static SSL *check_ssl(void *arg, const struct sl_addr *addr)
+{
+    struct pool_check_tls *pt = arg;
+    char err[256];
+    SSL *ssl = tls_upstream_ssl_new(pt->ctx, pt->cfg, addr, NULL, err, sizeof err);
+    if (!ssl)
+        log_warn("health check of %s: %s", addr->text, err);
+    return ssl;
+}
+
+static struct hc_target *add_target(struct proxy_health *ph, size_t pool, size_t g, const struct sl_addr *addr)
+{
+    const struct cfg_pool *p = &ph->cfg->pools[pool];
+    struct hc_target_spec spec = { .addr = *addr, .check = &p->health, .group = p->name, .on_result = mirror,
+                                   .arg = &ph->mirrors[g] };
+    if (ph->tls[pool].ctx) {
+        spec.tls_new = check_ssl;
+        spec.tls_arg = &ph->tls[pool];
+    }
+    status_of(&ph->sh->backends[g], &spec.initial);
+    return hc_add(ph->set, &spec);
+}
+
+/* Client contexts for the TLS pools. A context that cannot be built
+ * (its files changed since the check) leaves that pool's checks failing
+ * with "cannot set up TLS", and says why once. */
+static int setup_check_tls(struct proxy_health *ph)
+{
+    ph->tls = calloc(ph->cfg->n_pools + 1, sizeof *ph->tls);
+    if (!ph->tls)
+        return -1;
+    ph->n_tls = ph->cfg->n_pools;
+    for (size_t p = 0; p < ph->cfg->n_pools; p++) {
+        const struct cfg_pool *pool = &ph->cfg->pools[p];
+        if (!pool->tls.enabled || pool->health.type == HEALTH_NONE)
+            continue;
+        char err[256];
+        ph->tls[p].cfg = &pool->tls;
+        ph->tls[p].ctx = tls_upstream_ctx_new(&pool->tls, err, sizeof err);
+        if (!ph->tls[p].ctx)
+            log_error("pool %s: health checks: %s", pool->name, err);
+    }
+    return 0;
 }
 
 struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct proxy_conf *cfg, struct shared_state *sh)
@@ -74,7 +133,7 @@ struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct proxy
     ph->sh = sh;
     ph->mirrors = calloc(sh->n_backends + 1, sizeof *ph->mirrors);
     ph->targets = calloc(sh->n_backends + 1, sizeof *ph->targets);
-    if (!ph->set || !ph->mirrors || !ph->targets) {
+    if (!ph->set || !ph->mirrors || !ph->targets || setup_check_tls(ph) < 0) {
         hc_set_free(ph->set);
         proxy_health_free(ph);
         return NULL;
@@ -87,10 +146,7 @@ struct proxy_health *proxy_health_start(struct ev_loop *loop, const struct proxy
             const struct sl_addr *addr = shared_backend_addr(sh, cfg, p, b);
             if (!addr)
                 continue; /* an empty slot */
-            struct hc_target_spec spec = { .addr = *addr, .check = &pool->health,
-                                           .group = pool->name, .on_result = mirror, .arg = &ph->mirrors[g] };
-            status_of(&sh->backends[g], &spec.initial);
-            ph->targets[g] = hc_add(ph->set, &spec);
+            ph->targets[g] = add_target(ph, p, g, addr);
             if (!ph->targets[g]) {
                 proxy_health_stop(ph);
                 return NULL;
@@ -119,10 +175,7 @@ void proxy_health_slot_changed(struct proxy_health *ph, size_t pool, size_t g)
     const struct sl_addr *addr = shared_backend_addr(ph->sh, ph->cfg, pool, g - ph->sh->pool_first[pool]);
     if (!addr)
         return;
-    struct hc_target_spec spec = { .addr = *addr, .check = &p->health, .group = p->name, .on_result = mirror,
-                                   .arg = &ph->mirrors[g] };
-    status_of(&ph->sh->backends[g], &spec.initial);
-    ph->targets[g] = hc_add(ph->set, &spec);
+    ph->targets[g] = add_target(ph, pool, g, addr);
     if (!ph->targets[g])
         log_error("pool %s: out of memory starting the health checks of %s", p->name, addr->text);
 }

@@ -243,6 +243,14 @@ static int setup_pools(struct worker *w)
         pr->lb = lb_create(pc->algorithm, n);
         if (!pr->b || !pr->weights || !pr->active || !pr->outstanding || !pr->keys || !pr->lb)
             return -1;
+        if (pc->tls.enabled) {
+            char err[256];
+            pr->tls_ctx = tls_upstream_ctx_new(&pc->tls, err, sizeof err);
+            if (!pr->tls_ctx) {
+                log_error("worker %u: pool %s: %s", w->id, pc->name, err);
+                return -1;
+            }
+        }
         for (size_t i = 0; i < n; i++) {
             struct backend_rt *b = &pr->b[i];
             b->index = i;
@@ -326,6 +334,9 @@ static void worker_free(struct worker *w)
     for (size_t p = 0; p < w->n_pools; p++) {
         struct pool_rt *pr = &w->pools[p];
         lb_free(pr->lb);
+        for (size_t i = 0; pr->b && i < pr->n; i++)
+            tls_upstream_session_drop(&pr->b[i].tls_sess);
+        SSL_CTX_free(pr->tls_ctx);
         free(pr->b);
         free(pr->weights);
         free(pr->active);

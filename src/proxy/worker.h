@@ -15,6 +15,7 @@
 #include "core/evloop.h"
 #include "proxy/proxy_conf.h"
 #include "proxy/shared.h"
+#include "proxy/tls_upstream.h"
 
 struct worker;
 struct upstream_conn;
@@ -37,6 +38,7 @@ struct backend_rt {
     char slot_key[2][64];             /* Maglev identity; flips on a new member so the
                                        * balancer sees a new key pointer */
     uint8_t slot_key_flip;
+    struct tls_upstream_session tls_sess; /* TLS pools: the session to resume (proxy/tls_upstream.h) */
 };
 
 struct pool_rt {
@@ -51,6 +53,7 @@ struct pool_rt {
     const char **keys;                /* backend "ip:port", Maglev identity */
     uint32_t available;               /* backends with weight > 0 */
     bool discovered;                  /* b[] are slots of discovered members */
+    SSL_CTX *tls_ctx;                 /* "tls:" pools: the client context; NULL = plain */
 };
 
 struct listener_rt {

@@ -19,8 +19,11 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class HttpBackend:
-    def __init__(self, name="backend", port=0, host="127.0.0.1", status=200, delay=0.0):
+    def __init__(self, name="backend", port=0, host="127.0.0.1", status=200, delay=0.0, tls=None):
+        """tls: an ssl.SSLContext (server side) to speak HTTPS; each request
+        then records its connection's "tls": version, resumed, sni."""
         self.name = name
+        self.tls = tls
         self.host = host
         self.port = port
         self.status = status
@@ -101,6 +104,7 @@ class HttpBackend:
                         "headers": {k: v for k, v in self.headers.items()},
                         "client": self.client_address[0], "body_len": n,
                         "port": self.client_address[1],
+                        "tls": backend._tls_facts(self.connection),
                     })
                 if backend.delay:
                     time.sleep(backend.delay)
@@ -149,9 +153,24 @@ class HttpBackend:
 
         return Handler
 
+    @staticmethod
+    def _tls_facts(conn):
+        if not hasattr(conn, "version"):
+            return None
+        return {"version": conn.version(), "resumed": conn.session_reused,
+                "sni": getattr(conn, "sni_seen", None)}
+
     def start(self):
         self.server = _Server((self.host, self.port), self._handler())
         self.port = self.server.server_address[1]
+        if self.tls is not None:
+            def remember_sni(sock, name, ctx):
+                sock.sni_seen = name
+            self.tls.sni_callback = remember_sni
+            # The handshake runs on the first read, in the request's own
+            # thread, so one slow client does not hold up accepting.
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
         self.thread.start()
