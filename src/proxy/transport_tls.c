@@ -45,6 +45,12 @@ struct tls_conn {
 
 static struct tls_conn *conn_of(const struct transport *t) { return t->ctx; }
 
+/* A TLS transport that is still open and finished its handshake. */
+static bool established(const struct transport *t)
+{
+    return transport_is_tls(t) && t->ctx && conn_of(t)->handshake_done;
+}
+
 /* ------------------------------------------------------------------------
  * Our socket BIO: OpenSSL's writes with write(2), which raises SIGPIPE on
  * a reset peer; the transport contract says it never does.
@@ -230,7 +236,7 @@ int transport_tls_handshake(struct transport *t)
 
 void transport_tls_handshake_timed_out(struct transport *t)
 {
-    if (transport_is_tls(t) && !conn_of(t)->handshake_done && !conn_of(t)->failed)
+    if (transport_is_tls(t) && t->ctx && !conn_of(t)->handshake_done && !conn_of(t)->failed)
         count_failure(t, TLS_FAIL_TIMEOUT, NULL);
 }
 
@@ -509,7 +515,7 @@ int transport_tls_server(struct transport *t, int fd, struct tls_server *srv)
 
 bool transport_tls_alpn_is_h2(const struct transport *t)
 {
-    if (!transport_is_tls(t) || !conn_of(t)->handshake_done)
+    if (!established(t))
         return false;
     const unsigned char *p;
     unsigned int len;
@@ -519,7 +525,7 @@ bool transport_tls_alpn_is_h2(const struct transport *t)
 
 bool transport_tls_info(const struct transport *t, struct tls_info *out)
 {
-    if (!transport_is_tls(t) || !conn_of(t)->handshake_done)
+    if (!established(t))
         return false;
     SSL *ssl = conn_of(t)->ssl;
     /* The access log wants a string, and the selected protocol is one of
