@@ -41,6 +41,12 @@ struct tls_conn {
     bool handshake_done;
     bool failed;                  /* fatal error: no close_notify, no more I/O */
     bool shutdown_pending;        /* close_notify waits for room in the socket */
+    /* The write OpenSSL holds after EAGAIN: its length and first bytes.
+     * OpenSSL sends the record it already made whatever a retry offers;
+     * a caller offering other bytes (an error answer in place of a
+     * response) would get them mixed on the wire, so that fails instead. */
+    size_t pending_len;
+    unsigned char pending_head[32];
 };
 
 static struct tls_conn *conn_of(const struct transport *t) { return t->ctx; }
@@ -352,6 +358,19 @@ static const void *next_chunk(const struct iovec *iov, int iovcnt, size_t skip, 
     return stage;
 }
 
+/* Whether a retry offers what the pending write held (see tls_conn). */
+static bool retry_matches(struct tls_conn *tc, const void *p, size_t len)
+{
+    size_t n = tc->pending_len < sizeof tc->pending_head ? tc->pending_len : sizeof tc->pending_head;
+    return len >= tc->pending_len && memcmp(p, tc->pending_head, n) == 0;
+}
+
+static void remember_pending(struct tls_conn *tc, const void *p, size_t len)
+{
+    tc->pending_len = len;
+    memcpy(tc->pending_head, p, len < sizeof tc->pending_head ? len : sizeof tc->pending_head);
+}
+
 static ssize_t tls_send(struct transport *t, const struct iovec *iov, int iovcnt)
 {
     /* Workers are single-threaded: one staging buffer per process; OpenSSL
@@ -363,15 +382,22 @@ static ssize_t tls_send(struct transport *t, const struct iovec *iov, int iovcnt
     size_t total = 0, len;
     const void *p;
     while (!tc->failed && (p = next_chunk(iov, iovcnt, total, stage, &len)) != NULL) {
+        if (tc->pending_len && !retry_matches(tc, p, len)) {
+            tc->failed = true;
+            break;
+        }
         ERR_clear_error();
         int n = SSL_write(tc->ssl, p, (int)len);
         int sys_errno = errno;
         if (n > 0) {
             total += (size_t)n;
             tc->write_want = EPOLLOUT;
+            tc->pending_len = 0;
             continue;
         }
         ssize_t rc = io_error(tc, n, sys_errno, &tc->write_want);
+        if (rc < 0 && errno == EAGAIN)
+            remember_pending(tc, p, len);
         if (total)
             return (ssize_t)total; /* the error shows again on the next call */
         if (rc == 0)
