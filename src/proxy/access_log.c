@@ -14,8 +14,8 @@
 #define ACCESS_LOG_BUFFER (4 * ACCESS_LOG_LINE)
 
 /* The most bytes of one text field a JSON line takes. With every byte
- * escaped to six characters ("\ufffd", "\u0001"), the eight text fields
- * still fit ACCESS_LOG_LINE: (512 + 256 + 256 + 128 + 4 * 128) * 6 < 10 KiB.
+ * escaped to six characters ("\ufffd", "\u0001"), the eleven text fields
+ * still fit ACCESS_LOG_LINE: (512 + 3 * 256 + 6 * 128) * 6 = 12 KiB.
  * The proxy's own captures are shorter (see struct request_log). */
 #define JSON_REQUEST_MAX 512
 #define JSON_HEADER_MAX 256
@@ -102,15 +102,29 @@ static size_t put_escaped(char *out, size_t cap, const char *s)
     return n;
 }
 
+/* " tls=TLSv1.3 cipher=... sni=\"...\" resumed=0", or nothing on a plain
+ * listener. The SNI is the client's text: escaped like the others. */
+static void format_tls_fields(const struct access_entry *e, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!e->tls_version)
+        return;
+    char sni[300];
+    put_escaped(sni, sizeof sni, e->sni);
+    snprintf(out, cap, " tls=%s cipher=%s sni=\"%s\" resumed=%d", e->tls_version,
+             e->tls_cipher ? e->tls_cipher : "-", sni, e->tls_resumed ? 1 : 0);
+}
+
 static int format_combined(const struct access_entry *e, const struct tm *tm, char *out, size_t cap)
 {
-    char req[1024], ref[512], ua[512], ts[64];
+    char req[1024], ref[512], ua[512], ts[64], tls[512];
     put_escaped(req, sizeof req, e->request_line);
     put_escaped(ref, sizeof ref, e->referer);
     put_escaped(ua, sizeof ua, e->user_agent);
+    format_tls_fields(e, tls, sizeof tls);
     strftime(ts, sizeof ts, "%d/%b/%Y:%H:%M:%S +0000", tm);
-    return snprintf(out, cap, "%s - - [%s] \"%s\" %d %llu \"%s\" \"%s\"\n", e->client_ip, ts, req, e->status,
-                    (unsigned long long)e->bytes_sent, ref, ua);
+    return snprintf(out, cap, "%s - - [%s] \"%s\" %d %llu \"%s\" \"%s\"%s\n", e->client_ip, ts, req, e->status,
+                    (unsigned long long)e->bytes_sent, ref, ua, tls);
 }
 
 /* ---------- JSON ---------- */
@@ -206,6 +220,12 @@ static json_t *entry_json(const struct access_entry *e, const char *ts, bool wir
     set_text(o, "upstream", e->upstream, JSON_SHORT_MAX);
     set_uint(o, "duration_us", e->duration_us);
     set_text(o, "reason", e->reason, JSON_SHORT_MAX);
+    if (e->tls_version) {
+        set_text(o, "tls_version", e->tls_version, JSON_SHORT_MAX);
+        set_text(o, "tls_cipher", e->tls_cipher, JSON_SHORT_MAX);
+        set_text(o, "sni", wire ? e->sni : NULL, JSON_HEADER_MAX);
+        json_object_set_new(o, "tls_resumed", json_boolean(e->tls_resumed));
+    }
     return o;
 }
 

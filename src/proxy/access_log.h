@@ -1,5 +1,8 @@
 /* Access logs: one line per request in the combined format (the default,
- * what nginx and Apache write) or as one JSON object per line. Lines are
+ * what nginx and Apache write) or as one JSON object per line. On a TLS
+ * listener both say the version, cipher, SNI and whether the session was
+ * resumed (combined: ` tls=V cipher=C sni="S" resumed=0|1` after the
+ * user agent; JSON: tls_version, tls_cipher, sni, tls_resumed). Lines are
  * gathered in a buffer and written when it fills or on the worker's tick,
  * so logging costs a memcpy per request, not a syscall.
  *
@@ -11,6 +14,7 @@
 #ifndef SLUICE_PROXY_ACCESS_LOG_H
 #define SLUICE_PROXY_ACCESS_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +36,12 @@ struct access_entry {
     int status;
     uint64_t bytes_sent;        /* response body bytes sent to the client */
     uint64_t duration_us;       /* from the first byte of the request to the end of the response */
+    /* TLS listeners: what the handshake agreed; tls_version NULL on a
+     * plain listener (the fields are then left out of the line). */
+    const char *tls_version;    /* "TLSv1.3" */
+    const char *tls_cipher;     /* "TLS_AES_128_GCM_SHA256" */
+    const char *sni;            /* the name the client asked for; may be NULL */
+    bool tls_resumed;           /* an abbreviated handshake (ticket or session ID) */
 };
 
 struct access_log *access_log_open(const char *path, enum log_format format);

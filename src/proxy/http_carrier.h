@@ -90,6 +90,8 @@ struct http_carrier {
     struct worker *w;
     struct listener_rt *l;           /* the listener the client came in on */
     const char *peer_ip;             /* the client's address, as text */
+    const struct transport *tr;      /* the client's transport (an HTTP/2 stream: its connection's):
+                                      * TLS or not, for X-Forwarded-Proto and the access log */
     struct http1_message *scratch;   /* a parse target, valid during one call */
 
     /* The window: the client's side of the exchange. */

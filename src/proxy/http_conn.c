@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "lib/addr.h"
 #include "proxy/proto.h"
+#include "proxy/tls.h"
 #include "proxy/toa_lookup.h"
 
 #define LINGER_MS 2000
@@ -353,6 +354,8 @@ static void http_conn_set_interest(struct http_conn *c)
      * reading, e.g. because the buffer it fills is full, would spin the
      * loop. A socket with nothing to do leaves epoll until it has again;
      * its error is then seen by the next read or write. */
+    if (c->tls_handshaking)
+        cev = EPOLLIN; /* the handshake first, whatever the buffers hold (none yet) */
     cev = transport_events(&c->tr, cev);
     if (cev)
         ev_io_set(loop, &c->io, cev);
@@ -476,10 +479,36 @@ static void http_conn_progress(struct http_conn *c)
 
 /* ---------- events ---------- */
 
+/* A TLS listener's connection finishes its handshake before any request
+ * is read: under tls.handshake_timeout, then under client_header like a
+ * plain connection that just arrived. Returns true once it is done;
+ * false while it goes on, or when it failed (the connection is closed). */
+static bool conn_tls_handshake(struct http_conn *c)
+{
+    int r = transport_tls_handshake(&c->tr);
+    if (r < 0) {
+        http_conn_close(c);
+        return false;
+    }
+    if (r == 0) {
+        http_conn_set_interest(c);
+        return false;
+    }
+    c->tls_handshaking = false;
+    /* HTTP/2 handover (i11-h2): when transport_tls_alpn_is_h2(&c->tr),
+     * the connection goes to h2_conn here, before any byte of it is read.
+     * Until then no listener offers h2 (tls_conf.h, TLS_ALPN_H2_AVAILABLE). */
+    c->head_deadline = ev_now(c->w->loop) + c->l->cfg->timeouts.client_header_ms;
+    http_conn_set_timer(c, c->l->cfg->timeouts.client_header_ms);
+    return true;
+}
+
 static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct http_conn *c = io->data;
     ev = transport_ready(&c->tr, ev);
+    if (c->tls_handshaking && !conn_tls_handshake(c))
+        return;
     if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (c->state == C_LINGER) {
             char sink[4096];
@@ -567,7 +596,10 @@ static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
     struct listener_counters *lc = c->l->ctr;
     switch (c->state) {
     case C_READ_HEAD:
-        if (buf_len(&c->cr.in)) {
+        if (c->tls_handshaking) {
+            transport_tls_handshake_timed_out(&c->tr); /* counted as a TLS failure, not a request timeout */
+            http_conn_close(c);
+        } else if (buf_len(&c->cr.in)) {
             atomic_fetch_add_explicit(&lc->timeouts, 1, memory_order_relaxed);
             http_conn_send_error(c, 408, "the request head did not arrive in time");
             http_conn_set_interest(c);
@@ -654,7 +686,15 @@ static void http_accept(struct listener_rt *l)
         }
         c->w = w;
         c->l = l;
-        transport_plain(&c->tr, fd);
+        if (!l->tls) {
+            transport_plain(&c->tr, fd);
+        } else if (transport_tls_server(&c->tr, fd, l->tls) < 0) {
+            close(fd);
+            free(c);
+            return;
+        } else {
+            c->tls_handshaking = true;
+        }
         c->state = C_READ_HEAD;
         struct sockaddr_storage toa_client;
         if (l->cfg->client_toa && toa_client_of(l->cfg, fd, &toa_client))
@@ -667,6 +707,7 @@ static void http_accept(struct listener_rt *l)
         c->cr.w = w;
         c->cr.l = l;
         c->cr.peer_ip = c->peer_ip;
+        c->cr.tr = &c->tr;
         c->cr.scratch = &http_listener_of(l)->scratch;
         http_txn_init(&c->txn, &c->cr);
         all_add(c);
@@ -674,9 +715,9 @@ static void http_accept(struct listener_rt *l)
         worker_conn_opened(w, l);
         atomic_fetch_add_explicit(&l->ctr->connections, 1, memory_order_relaxed);
         c->head_deadline = ev_now(w->loop) + l->cfg->timeouts.client_header_ms;
-        http_conn_set_timer(c, l->cfg->timeouts.client_header_ms);
+        http_conn_set_timer(c, l->tls ? l->cfg->tls->handshake_timeout_ms : l->cfg->timeouts.client_header_ms);
         idle_add(c);
-        ev_io_set(w->loop, &c->io, EPOLLIN);
+        ev_io_set(w->loop, &c->io, transport_events(&c->tr, EPOLLIN));
     }
 }
 

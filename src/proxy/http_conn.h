@@ -70,6 +70,7 @@ struct http_conn {
     uint64_t head_deadline;       /* client_header timeout for the request being read */
     size_t head_scanned;          /* bytes of an incomplete head already parsed */
     bool tunnel_up_eof, tunnel_client_eof;
+    bool tls_handshaking;         /* TLS listener: no request is read before the handshake is done */
 
     struct http_txn txn;          /* the request in flight */
 };

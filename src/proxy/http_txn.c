@@ -16,6 +16,7 @@
 #include "proxy/http_carrier.h"
 #include "proxy/http_route.h"
 #include "proxy/pool.h"
+#include "proxy/tls.h"
 
 static void body_clock_start(struct http_txn *t);
 static void body_timeout(struct ev_loop *loop, struct ev_timer *timer);
@@ -97,6 +98,13 @@ static void write_access_log(struct http_txn *t, const char *reason)
         .bytes_sent = t->resp_bytes,
         .duration_us = t->started_us ? now_us() - t->started_us : 0,
     };
+    struct tls_info tls;
+    if (cr->tr && transport_tls_info(cr->tr, &tls)) {
+        e.tls_version = tls.version;
+        e.tls_cipher = tls.cipher;
+        e.sni = tls.sni;
+        e.tls_resumed = tls.resumed;
+    }
     access_log_write(cr->l->alog, &e);
 }
 
@@ -195,7 +203,8 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
         }
     }
     rc |= fwd_puts(f, cr->peer_ip);
-    rc |= fwd_puts(f, "\r\nX-Forwarded-Proto: http\r\n");
+    rc |= fwd_puts(f, cr->tr && transport_is_tls(cr->tr) ? "\r\nX-Forwarded-Proto: https\r\n"
+                                                         : "\r\nX-Forwarded-Proto: http\r\n");
     /* The parser accepted "5, 5" or two equal Content-Length fields (RFC
      * 9110 §8.6); the backend gets exactly one plain value, so it cannot
      * frame the body differently. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/metrics.h"
 #include "proxy/slots.h"
 
 void proxy_admin_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt)
@@ -234,8 +235,70 @@ static const struct pool_view_ops proxy_pool_view_ops = {
     .pool_discovery = view_pool_discovery,
 };
 
+/* ------------------------------------------------------------------
+ * sluice_tls_*: the handshakes of listeners with tls:, summed over the
+ * workers. The families are always there (HELP and TYPE), with samples
+ * for TLS listeners only.
+ */
+
+static const char *const tls_fail_labels[TLS_FAIL_COUNT] = {
+    [TLS_FAIL_PROTOCOL] = "protocol", [TLS_FAIL_CLOSED] = "closed", [TLS_FAIL_TIMEOUT] = "timeout",
+};
+
+static void tls_handshake_samples(struct strbuf *out, const char *listener, const struct tls_counters *c)
+{
+    static const char *const versions[2] = { "TLSv1.2", "TLSv1.3" };
+    for (int v = 0; v < 2; v++) {
+        for (int r = 0; r < 2; r++) {
+            struct metric_label lb[3] = { { "listener", listener }, { "version", versions[v] },
+                                          { "resumed", r ? "true" : "false" } };
+            metrics_sample(out, "sluice_tls_handshakes_total", lb, 3, atomic_load(&c->handshakes[v][r]));
+        }
+    }
+}
+
+static void tls_failure_samples(struct strbuf *out, const char *listener, const struct tls_counters *c)
+{
+    for (int k = 0; k < TLS_FAIL_COUNT; k++) {
+        struct metric_label lb[2] = { { "listener", listener }, { "reason", tls_fail_labels[k] } };
+        metrics_sample(out, "sluice_tls_handshake_failures_total", lb, 2, atomic_load(&c->failures[k]));
+    }
+}
+
+/* Every TLS listener's counters through emit (none while a reload
+ * swaps the configuration and the region). */
+static void each_tls_listener(const struct proxy_admin *pa, struct strbuf *out,
+                              void (*emit)(struct strbuf *, const char *, const struct tls_counters *))
+{
+    if (!view_consistent((void *)pa))
+        return;
+    for (size_t l = 0; l < pa->cfg->n_listeners; l++) {
+        if (!pa->cfg->listeners[l].tls)
+            continue;
+        struct listener_counters sum;
+        shared_sum_listener(pa->sh, l, &sum);
+        emit(out, pa->cfg->listeners[l].name, &sum.tls);
+    }
+}
+
+static void collect_tls(void *arg, struct strbuf *out)
+{
+    const struct proxy_admin *pa = arg;
+    metrics_family(out, "sluice_tls_handshakes_total", "counter",
+                   "TLS handshakes completed on the listener, by protocol version and whether the session was "
+                   "resumed (ticket or session ID).");
+    each_tls_listener(pa, out, tls_handshake_samples);
+    metrics_family(out, "sluice_tls_handshake_failures_total", "counter",
+                   "TLS handshakes that failed on the listener: protocol (not TLS, no common version, cipher or "
+                   "group, a fatal alert), closed (the client went away mid-handshake), timeout "
+                   "(tls.handshake_timeout).");
+    each_tls_listener(pa, out, tls_failure_samples);
+}
+
 int proxy_admin_mount(struct admin_site *site, struct proxy_admin *pa)
 {
     pa->view = (struct pool_view){ &proxy_pool_view_ops, pa };
-    return pool_view_mount(site, &pa->view);
+    if (pool_view_mount(site, &pa->view) < 0)
+        return -1;
+    return metrics_register(&site->metrics, collect_tls, pa);
 }

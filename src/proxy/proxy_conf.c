@@ -630,13 +630,14 @@ static void parse_limits(struct config_ctx *c, const struct ynode *v, struct cfg
 struct listener_state {
     const struct proxy_conf_state *ps;
     struct cfg_listener *l;
-    int name_line, listen_line, routes_line, underscores_line;
+    int name_line, listen_line, routes_line, underscores_line, tls_line;
     const struct ynode *routes; /* parsed once the protocol is known */
+    const struct ynode *tls;    /* the same */
 };
 
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
-    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_COUNT,
+    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -653,6 +654,7 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_CLIENT_ADDRESS] = "client_address",
     [LK_TOA_MAP] = "toa_map",
     [LK_ALLOW_UNDERSCORES] = "allow_underscores_in_headers",
+    [LK_TLS] = "tls",
 };
 
 static void listener_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -710,6 +712,10 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         if (config_get_bool(c, v, &l->allow_underscores))
             st->underscores_line = config_key_line(c);
         break;
+    case LK_TLS:
+        st->tls = v;
+        st->tls_line = config_key_line(c);
+        break;
     }
 }
 
@@ -728,6 +734,13 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
     } else if (st->routes) {
         size_t mark = config_path_push(c, ".routes");
         parse_routes(c, st->ps, st->routes, l);
+        config_path_pop(c, mark);
+    }
+    if (st->tls && l->proto == PROTO_UDP) {
+        config_err_in(c, st->tls_line, "tls", "tls is only for http and tcp listeners (protocol is udp)");
+    } else if (st->tls) {
+        size_t mark = config_path_push(c, ".tls");
+        tls_conf_parse(c, st->tls, l->proto == PROTO_HTTP, &l->tls);
         config_path_pop(c, mark);
     }
     if (l->proto != PROTO_HTTP && !config_map_has_key(v, "pool"))
@@ -904,6 +917,7 @@ static void free_listener(struct cfg_listener *l)
     free(l->routes);
     free(l->access_log);
     free(l->toa_map);
+    tls_conf_free(l->tls);
 }
 
 static void proxy_conf_free(void *data)

@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/discovery_conf.h"
 #include "core/health_conf.h"
+#include "proxy/tls_conf.h"
 #include "proxy/tls_openssl.h"
 #include "proxy/tls_upstream.h"
 
@@ -116,6 +117,7 @@ struct cfg_listener {
     char *toa_map;               /* pinned TOA map; NULL = /sys/fs/bpf/sluice_toa */
     bool allow_underscores;      /* http: "allow_underscores_in_headers"; default false: request
                                   * header fields whose name has '_' are dropped */
+    struct cfg_tls *tls;         /* "tls:": http and tcp listeners; NULL = plain (proxy/tls_conf.h) */
     int line;
 };
 

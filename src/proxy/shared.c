@@ -81,6 +81,15 @@ void shared_sum_backend(const struct shared_state *sh, size_t backend, struct ba
         add_backend_counters(out, &sh->bctr[(size_t)w * sh->n_backends + backend]);
 }
 
+static void tls_counters_add(struct tls_counters *dst, const struct tls_counters *src)
+{
+    for (int v = 0; v < 2; v++)
+        for (int r = 0; r < 2; r++)
+            atomic_fetch_add(&dst->handshakes[v][r], atomic_load(&src->handshakes[v][r]));
+    for (int k = 0; k < TLS_FAIL_COUNT; k++)
+        atomic_fetch_add(&dst->failures[k], atomic_load(&src->failures[k]));
+}
+
 void shared_sum_listener(const struct shared_state *sh, size_t listener, struct listener_counters *out)
 {
     memset(out, 0, sizeof *out);
@@ -99,6 +108,7 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
         for (int k = 0; k < 2; k++)
             atomic_fetch_add(&out->underscore_dropped[k], atomic_load(&c->underscore_dropped[k]));
         atomic_fetch_add(&out->body_timeouts, atomic_load(&c->body_timeouts));
+        tls_counters_add(&out->tls, &c->tls);
     }
 }
 
@@ -126,6 +136,7 @@ static void carry_over_listeners(struct shared_state *dst, const struct proxy_co
             for (int dir = 0; dir < 2; dir++)
                 atomic_fetch_add(&d->underscore_dropped[dir], atomic_load(&sum.underscore_dropped[dir]));
             atomic_fetch_add(&d->body_timeouts, atomic_load(&sum.body_timeouts));
+            tls_counters_add(&d->tls, &sum.tls);
             /* active is a gauge: the new workers count their own. */
             break;
         }

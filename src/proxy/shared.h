@@ -64,6 +64,20 @@ struct backend_counters {
     _Atomic uint32_t idle;            /* pooled idle connections now (gauge) */
 };
 
+/* Why a TLS handshake failed, the label of sluice_tls_handshake_failures_total. */
+enum tls_fail_reason {
+    TLS_FAIL_PROTOCOL,   /* the peer spoke something else, or no common version, cipher or curve */
+    TLS_FAIL_CLOSED,     /* the peer closed or reset the connection mid-handshake */
+    TLS_FAIL_TIMEOUT,    /* tls.handshake_timeout ran out */
+    TLS_FAIL_COUNT
+};
+
+/* One worker's TLS counters for one listener (tls.h counts them). */
+struct tls_counters {
+    _Atomic uint64_t handshakes[2][2]; /* completed: [0] TLSv1.2, [1] TLSv1.3; [0] full, [1] resumed */
+    _Atomic uint64_t failures[TLS_FAIL_COUNT];
+};
+
 /* One worker's counters for one listener. */
 struct listener_counters {
     _Atomic uint64_t connections;     /* accepted */
@@ -79,6 +93,7 @@ struct listener_counters {
     _Atomic uint64_t underscore_dropped[2]; /* header fields dropped for a '_' in the name:
                                              * [0] request, [1] response (framing look-alikes) */
     _Atomic uint64_t body_timeouts;   /* request bodies cut by timeouts.client_body */
+    struct tls_counters tls;          /* listeners with tls: only */
 };
 
 struct shared_worker {

@@ -9,6 +9,7 @@
 #include "lib/addr.h"
 #include "lib/hash.h"
 #include "proxy/access_log.h"
+#include "proxy/tls.h"
 
 /* Fixed, so that every worker (and every restart) maps a client IP to the
  * same point of the Maglev table: affinity must not depend on which worker
@@ -95,7 +96,8 @@ uint64_t stream_now_us(void)
 /* One access-log line per TCP connection or UDP session (see stream.h for
  * what the status means). */
 void stream_log(struct listener_rt *l, const struct sockaddr_storage *client, const char *what,
-                       const struct backend_rt *b, int status, uint64_t to_client, uint64_t started_us)
+                       const struct backend_rt *b, int status, uint64_t to_client, uint64_t started_us,
+                       const struct transport *tr)
 {
     if (!l->alog)
         return;
@@ -110,6 +112,13 @@ void stream_log(struct listener_rt *l, const struct sockaddr_storage *client, co
         .bytes_sent = to_client,
         .duration_us = stream_now_us() - started_us,
     };
+    struct tls_info tls;
+    if (tr && transport_tls_info(tr, &tls)) {
+        e.tls_version = tls.version;
+        e.tls_cipher = tls.cipher;
+        e.sni = tls.sni;
+        e.tls_resumed = tls.resumed;
+    }
     access_log_write(l->alog, &e);
 }
 

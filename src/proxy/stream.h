@@ -65,8 +65,11 @@ void stream_client_opened(struct listener_rt *l);
 void stream_client_closed(struct listener_rt *l);
 uint64_t stream_now_us(void);
 /* One access-log line per TCP connection or UDP session (see above for
- * what the status means). */
+ * what the status means); tr: the client's transport, for a TLS
+ * listener's details (NULL for UDP). */
+struct transport;
 void stream_log(struct listener_rt *l, const struct sockaddr_storage *client, const char *what,
-                const struct backend_rt *b, int status, uint64_t to_client, uint64_t started_us);
+                const struct backend_rt *b, int status, uint64_t to_client, uint64_t started_us,
+                const struct transport *tr);
 
 #endif

@@ -13,6 +13,7 @@
 #include "proxy/pool.h"
 #include "proxy/proto.h"
 #include "proxy/stream.h"
+#include "proxy/tls.h"
 #include "proxy/transport.h"
 
 #define ACCEPT_BATCH 64       /* accepts per readiness event, so one busy listener cannot starve the loop */
@@ -25,7 +26,10 @@ static void set_nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-enum tcp_state { TCP_CONNECTING, TCP_RELAYING };
+/* A TLS listener's connection starts in TCP_HANDSHAKE: the backend is
+ * connected to only once the client has finished its handshake, so that
+ * scanners and broken clients never reach a backend. */
+enum tcp_state { TCP_HANDSHAKE, TCP_CONNECTING, TCP_RELAYING };
 
 enum close_why {
     CLOSE_DONE,         /* both directions finished */
@@ -34,6 +38,7 @@ enum close_why {
     CLOSE_IDLE,         /* timeouts.idle_ms without traffic */
     CLOSE_NO_BACKEND,   /* nothing to connect to */
     CLOSE_SHUTDOWN,     /* worker exit */
+    CLOSE_TLS_FAILED,   /* the client's TLS handshake failed or timed out: counted, not logged */
 };
 
 /* One direction of the relay. Bytes wait either in a user-space buffer
@@ -128,6 +133,7 @@ static int tcp_log_status(const struct tcp_conn *c, enum close_why why)
     case CLOSE_IDLE: return 504;
     case CLOSE_NO_BACKEND: return c->attempts ? 502 : 503;
     case CLOSE_SHUTDOWN: return c->state == TCP_RELAYING ? 200 : 503;
+    case CLOSE_TLS_FAILED: return 0;
     }
     return 0;
 }
@@ -141,6 +147,13 @@ static void tcp_close(struct tcp_conn *c, enum close_why why)
     bool reset = why == CLOSE_CLIENT_ERR || why == CLOSE_BACKEND_ERR;
 
     ev_timer_stop(loop, &c->timer);
+    /* Logged before the transport goes: the line has its TLS details. A
+     * connection that never got past its TLS handshake is a metric
+     * (sluice_tls_handshake_failures_total), not a line: HTTP logs
+     * requests, and it made none. */
+    if (why != CLOSE_TLS_FAILED)
+        stream_log(c->l, &c->peer, "TCP", c->b ? c->b : c->failed, tcp_log_status(c, why), c->to_client,
+                   c->started_us, &c->client);
     /* A connection that broke on one side is reset on both, so that each
      * peer learns that its stream was cut short. */
     ev_io_stop(loop, &c->cio);
@@ -156,8 +169,6 @@ static void tcp_close(struct tcp_conn *c, enum close_why why)
     }
     if (why == CLOSE_IDLE)
         ctr_add(&c->l->ctr->timeouts, 1);
-    stream_log(c->l, &c->peer, "TCP", c->b ? c->b : c->failed, tcp_log_status(c, why), c->to_client,
-               c->started_us);
     dir_release(&c->up);
     dir_release(&c->down);
     free(c->bufmem);
@@ -524,9 +535,32 @@ static void tcp_relay_event(struct tcp_conn *c, uint32_t ev, bool on_client)
     tcp_update_interest(c);
 }
 
+/* TCP_HANDSHAKE: drive the client's TLS handshake; once it is done,
+ * connect to a backend (the client's bytes wait in TLS and the kernel). */
+static void tcp_handshake_event(struct tcp_conn *c)
+{
+    int r = transport_tls_handshake(&c->client);
+    if (r < 0) {
+        tcp_close(c, CLOSE_TLS_FAILED);
+        return;
+    }
+    if (r == 0) {
+        ev_io_set(c->w->loop, &c->cio, transport_events(&c->client, EPOLLIN));
+        return;
+    }
+    ev_timer_stop(c->w->loop, &c->timer);
+    c->state = TCP_CONNECTING;
+    ev_io_set(c->w->loop, &c->cio, 0);
+    tcp_connect_next(c);
+}
+
 static void tcp_client_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct tcp_conn *c = io->data;
+    if (c->state == TCP_HANDSHAKE) {
+        tcp_handshake_event(c);
+        return;
+    }
     if (c->state == TCP_CONNECTING) {
         /* Only hang-ups are watched while connecting: the client left. */
         if (ev & (EPOLLERR | EPOLLHUP))
@@ -548,6 +582,11 @@ static void tcp_backend_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 static void tcp_timer_cb(struct ev_loop *loop, struct ev_timer *t)
 {
     struct tcp_conn *c = t->data;
+    if (c->state == TCP_HANDSHAKE) {
+        transport_tls_handshake_timed_out(&c->client);
+        tcp_close(c, CLOSE_TLS_FAILED);
+        return;
+    }
     if (c->state == TCP_CONNECTING) {
         ctr_add(&c->l->ctr->timeouts, 1); /* as HTTP counts its connect timeouts */
         tcp_connect_failed(c, ETIMEDOUT);
@@ -577,9 +616,16 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     c->w = w;
     c->l = l;
     c->p = &w->pools[l->cfg->default_pool];
-    transport_plain(&c->client, fd);
+    if (!l->tls) {
+        transport_plain(&c->client, fd);
+    } else if (transport_tls_server(&c->client, fd, l->tls) < 0) {
+        log_warn("tcp %s: out of memory, dropping a client", l->cfg->name);
+        close(fd);
+        free(c);
+        return;
+    }
     transport_plain(&c->backend, -1);
-    c->state = TCP_CONNECTING;
+    c->state = l->tls ? TCP_HANDSHAKE : TCP_CONNECTING;
     c->cap = l->cfg->limits.buffer_size ? l->cfg->limits.buffer_size : DEFAULT_BUFFER;
     c->key_hash = stream_pick_key(c->p, ss);
     c->started_us = stream_now_us();
@@ -598,6 +644,11 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     tl->conns = c;
     stream_client_opened(l);
 
+    if (l->tls) {
+        ev_io_set(w->loop, &c->cio, transport_events(&c->client, EPOLLIN));
+        ev_timer_start(w->loop, &c->timer, l->cfg->tls->handshake_timeout_ms);
+        return;
+    }
     /* Registered with no interest: only a hang-up is reported while the
      * backend connect is in flight; the client's bytes wait in the kernel. */
     ev_io_set(w->loop, &c->cio, 0);

@@ -166,7 +166,7 @@ static void udp_session_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
 static void udp_session_close(struct udp_table *t, struct udp_session *s)
 {
     struct ev_loop *loop = t->l->w->loop;
-    stream_log(t->l, &s->client, "UDP", s->b, 200, s->to_client, s->started_us);
+    stream_log(t->l, &s->client, "UDP", s->b, 200, s->to_client, s->started_us, NULL);
     udp_remove(t, s);
     ev_io_stop(loop, &s->io);
     close(s->fd);

@@ -19,6 +19,7 @@
 #include "proxy/access_log.h"
 #include "proxy/pool.h"
 #include "proxy/proto.h"
+#include "proxy/tls.h"
 
 #define TICK_MS 100
 
@@ -299,6 +300,10 @@ static int setup_listeners(struct worker *w, const int *listen_fds)
         l->ops = proxy_proto_of(l->cfg->proto);
         ev_io_init(&l->io, l->fd, listener_event, l);
         char err[256];
+        if (l->cfg->tls && !(l->tls = tls_server_new(l->cfg->tls, l->cfg->name, &l->ctr->tls, err, sizeof err))) {
+            log_error("worker %u: listener %s: tls: %s", w->id, l->cfg->name, err);
+            return -1;
+        }
         if (l->ops->init && l->ops->init(l, err, sizeof err) < 0) {
             log_error("worker %u: %s listener %s: %s", w->id, l->ops->name, l->cfg->name, err);
             return -1;
@@ -349,6 +354,7 @@ static void worker_free(struct worker *w)
         if (l->ops && l->ops->fini)
             l->ops->fini(l);
         access_log_close(w->listeners[i].alog);
+        tls_server_free(l->tls);
         if (w->listeners[i].fd >= 0)
             close(w->listeners[i].fd);
     }

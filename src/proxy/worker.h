@@ -20,6 +20,7 @@
 struct worker;
 struct upstream_conn;
 struct proxy_proto_ops;
+struct tls_server;
 
 struct backend_rt {
     size_t index;                     /* in its pool */
@@ -66,6 +67,7 @@ struct listener_rt {
     struct access_log *alog;
     const struct proxy_proto_ops *ops; /* its protocol (proxy/proto.h), set once */
     void *proto_state;                /* the protocol's own, from ops->init to ops->fini */
+    struct tls_server *tls;           /* cfg->tls built (proxy/tls.h); NULL = plain */
 };
 
 struct worker {

@@ -1,9 +1,10 @@
 /* libFuzzer target for proxy/access_log: the UTF-8 sanitizer and the JSON
  * and combined line writers.
  *
- * Input: up to eight NUL-separated strings, used as the entry's text fields
+ * Input: up to nine NUL-separated strings, used as the entry's text fields
  * (request line, user agent, referer, host, client, listener, upstream,
- * reason); byte 0 gives the status. Checks that every JSON line is one
+ * reason, and the TLS SNI); byte 0 gives the status, and its low bit
+ * whether the entry is a TLS listener's (with version, cipher, SNI). Checks that every JSON line is one
  * line of ASCII without control bytes that jansson parses, that each text field reads back as itself
  * when it is valid UTF-8 within every field's budget (jansson's own UTF-8
  * check is the oracle), and as something else holding U+FFFD when it is
@@ -26,8 +27,8 @@
 
 #define SMALLEST_BUDGET 128   /* every text field keeps at least this many bytes */
 
-static const char *const keys[8] = { "request", "user_agent", "referer", "host", "client", "listener", "upstream",
-                                     "reason" };
+static const char *const keys[9] = { "request", "user_agent", "referer", "host", "client", "listener", "upstream",
+                                     "reason", "sni" };
 
 static char line[ACCESS_LOG_LINE];
 
@@ -64,9 +65,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(text != NULL);
     memcpy(text, data + 1, size - 1);
     text[size - 1] = '\0';
-    const char *f[8] = { "", "", "", "", "", "", "", "" };
+    const char *f[9] = { "", "", "", "", "", "", "", "", "" };
     char *p = text, *end = text + size - 1;
-    for (int k = 0; k < 8 && p <= end; k++) {
+    for (int k = 0; k < 9 && p <= end; k++) {
         f[k] = p;
         p += strlen(p) + 1;
     }
@@ -75,14 +76,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .listener = f[5], .upstream = f[6], .reason = f[7], .status = data[0] * 3, .bytes_sent = size,
         .duration_us = (uint64_t)data[0] << 56,
     };
+    bool tls = data[0] & 1;
+    if (tls) {
+        e.tls_version = "TLSv1.3";
+        e.tls_cipher = "TLS_AES_128_GCM_SHA256";
+        e.sni = f[8];
+        e.tls_resumed = data[0] & 2;
+    }
 
     size_t n = access_log_format(ACCESS_LOG_JSON, &e, 0, line, sizeof line);
     check_line_shape(n, true);
     json_error_t err;
     json_t *doc = json_loadb(line, n, 0, &err);
     CHECK(json_is_object(doc));
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < (tls ? 9 : 8); k++)
         check_field(doc, keys[k], f[k]);
+    CHECK(tls == (json_object_get(doc, "tls_resumed") != NULL));
     CHECK(json_integer_value(json_object_get(doc, "status")) == e.status);
     json_decref(doc);
 

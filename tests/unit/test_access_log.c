@@ -164,6 +164,39 @@ static void test_combined(void **state)
                               "\"-\" \"curl/8\"\n");
 }
 
+/* A TLS listener's entry: the handshake's fields after the user agent
+ * (combined, the client's SNI escaped) or as their own keys (JSON); a
+ * plain listener's lines have none of them. */
+static void test_tls_fields(void **state)
+{
+    struct access_entry e = base;
+    e.tls_version = "TLSv1.3";
+    e.tls_cipher = "TLS_AES_128_GCM_SHA256";
+    e.sni = "a.example.com\"\x01";
+    e.tls_resumed = true;
+    access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
+    assert_string_equal(line, "192.0.2.7 - - [01/Jan/1970:00:00:00 +0000] \"GET /x HTTP/1.1\" 200 12 \"-\" "
+                              "\"curl/8\" tls=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 sni=\"a.example.com\\\"\\x01\" "
+                              "resumed=1\n");
+    e.sni = NULL;
+    e.tls_resumed = false;
+    access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
+    assert_non_null(strstr(line, " sni=\"-\" resumed=0\n"));
+    e.sni = "b.example.com";
+    json_t *doc = json_line(&e);
+    assert_string_equal(str(doc, "tls_version"), "TLSv1.3");
+    assert_string_equal(str(doc, "tls_cipher"), "TLS_AES_128_GCM_SHA256");
+    assert_string_equal(str(doc, "sni"), "b.example.com");
+    assert_true(json_is_false(json_object_get(doc, "tls_resumed")));
+    json_decref(doc);
+    doc = json_line(&base);
+    assert_null(json_object_get(doc, "tls_version"));
+    assert_null(json_object_get(doc, "sni"));
+    json_decref(doc);
+    access_log_format(ACCESS_LOG_COMBINED, &base, 0, line, sizeof line);
+    assert_null(strstr(line, "tls="));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +205,7 @@ int main(void)
         cmocka_unit_test(test_json_invalid_utf8),
         cmocka_unit_test(test_json_long_fields),
         cmocka_unit_test(test_combined),
+        cmocka_unit_test(test_tls_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

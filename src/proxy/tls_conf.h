@@ -1,0 +1,75 @@
+/* A listener's `tls:` block (docs/tls.md): certificates, protocol
+ * versions, cipher lists, ALPN, the handshake timeout.
+ *
+ * Certificates and keys are loaded and checked while the configuration
+ * is read (so `sluice check` and a reload refuse a broken file with its
+ * line), and the loaded objects stay in the configuration: the workers
+ * build their SSL_CTXs from exactly what was checked (proxy/tls.h),
+ * without reading the files again.
+ */
+#ifndef SLUICE_PROXY_TLS_CONF_H
+#define SLUICE_PROXY_TLS_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/types.h>
+
+#include "core/config_walk.h"
+
+/* HTTP/2 is another branch's work (h2_conn): until it is merged an http
+ * listener must not offer "h2" in ALPN, since nothing would speak it.
+ * The merge sets this to 1 and the http default becomes [h2, http/1.1]. */
+#define TLS_ALPN_H2_AVAILABLE 0
+
+#define TLS_MAX_CERTIFICATES 64
+#define TLS_MAX_ALPN 16
+#define TLS_MAX_NAMES 256          /* names one certificate may serve */
+
+enum tls_version_bit { TLS_V12 = 1, TLS_V13 = 2 };
+
+struct cfg_tls_cert {
+    char *cert_file;               /* PEM: leaf first, then intermediates */
+    char *key_file;                /* PEM private key */
+    int line;
+    X509 *leaf;
+    STACK_OF(X509) *chain;         /* the intermediates, in file order */
+    EVP_PKEY *key;
+    int key_type;                  /* EVP_PKEY_EC, EVP_PKEY_RSA, ... (EVP_PKEY_get_base_id) */
+    char **names;                  /* DNS names it serves, lowercase: SAN dNSName, else the CN */
+    size_t n_names;
+};
+
+struct cfg_tls {
+    struct cfg_tls_cert *certs;    /* first = the default */
+    size_t n_certs;
+    uint32_t versions;             /* TLS_V12 | TLS_V13; default both */
+    char *ciphers;                 /* TLS 1.2 cipher string; NULL = TLS_DEFAULT_CIPHERS */
+    char *ciphersuites;            /* TLS 1.3 suites; NULL = OpenSSL's default */
+    char **alpn;                   /* in preference order */
+    size_t n_alpn;
+    uint32_t handshake_timeout_ms; /* default 10s */
+    /* `sessions:` belongs to the session helper (tls_session_conf.c): the
+     * merge adds its struct here and its parse call in tls_conf.c. */
+    int line;
+};
+
+/* ECDHE key exchange with AEAD ciphers only, ECDSA first (cheaper). */
+#define TLS_DEFAULT_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"          \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+/* Parse listeners[i].tls (v) into a new struct, *out. is_http: the
+ * listener's protocol is http (its ALPN default and allowed values);
+ * the caller refuses tls on udp listeners before calling. */
+void tls_conf_parse(struct config_ctx *c, const struct ynode *v, bool is_http, struct cfg_tls **out);
+
+void tls_conf_free(struct cfg_tls *t);
+
+/* Whether a certificate name pattern ("example.com", "*.example.com")
+ * covers host (lowercase, no trailing dot): exact, or a wildcard standing
+ * for exactly one leftmost label. */
+bool tls_name_matches(const char *pattern, const char *host);
+
+#endif
