@@ -33,6 +33,7 @@
 #include "core/evloop.h"
 #include "lib/buffer.h"
 #include "lib/http1.h"
+#include "proxy/h2_conn.h"
 #include "proxy/http_carrier.h"
 #include "proxy/http_txn.h"
 #include "proxy/transport.h"
@@ -45,6 +46,8 @@ struct http_listener {
     /* Every open connection: http_shutdown() closes the ones still busy
      * when the drain deadline passes rather than leak them. */
     struct http_conn *all;
+    /* Connections handed over to HTTP/2 (h2_conn.h). */
+    struct h2_conn *h2_all;
     /* Idle connections, oldest first (see idle_add). */
     struct http_conn *idle_head, *idle_tail;
     /* The parse target, reused for every message of the listener. */
@@ -70,6 +73,7 @@ struct http_conn {
     uint64_t head_deadline;       /* client_header timeout for the request being read */
     size_t head_scanned;          /* bytes of an incomplete head already parsed */
     bool tunnel_up_eof, tunnel_client_eof;
+    bool spoke;                   /* a request was read: no HTTP/2 preface any more */
 
     struct http_txn txn;          /* the request in flight */
 };
