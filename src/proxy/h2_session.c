@@ -164,6 +164,18 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
     return 0;
 }
 
+/* A response that ended before the request did (an error of ours, or a
+ * backend that answered early): the rest of the body is not wanted, so
+ * stop the client with RST_STREAM NO_ERROR once the END_STREAM is out
+ * (RFC 9113 8.1), not before, or the response tail would be lost. */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && nghttp2_session_get_stream_remote_close(ng, frame->hd.stream_id) == 0)
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
 static int on_error(nghttp2_session *ng, int code, const char *msg, size_t len, void *user)
 {
     log_debug("http2: %.*s", (int)len, msg);
@@ -190,6 +202,7 @@ int h2_session_init(struct h2_session *s, const struct cfg_http2 *cfg, const str
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt)) {
