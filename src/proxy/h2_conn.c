@@ -247,9 +247,13 @@ void h2_conn_set_interest(struct h2_conn *c)
         return;
     struct ev_loop *loop = c->w->loop;
     uint32_t ev = 0;
-    /* Input waits while a stream cannot take its DATA (paused) or while
-     * unfed bytes are there; after a GOAWAY it is only drained. */
-    if (!c->client_eof && (c->ending || (!buf_len(&c->rbuf) && !h2_session_paused(&c->s))))
+    /* Input waits while a stream cannot take its DATA (paused), while
+     * unfed bytes are there, and while our output is stuck (a client that
+     * does not read gets nothing more read from it either, so what
+     * nghttp2 queues for it stays bounded); after a GOAWAY it is only
+     * drained. */
+    bool stuck = buf_len(&c->wbuf) != 0;
+    if (!c->client_eof && (c->ending || (!buf_len(&c->rbuf) && !h2_session_paused(&c->s) && !stuck)))
         ev |= EPOLLIN;
     if (buf_len(&c->wbuf) || c->wpend_len)
         ev |= EPOLLOUT;
@@ -297,20 +301,26 @@ static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
     h2_conn_run(c);
 }
 
+/* End the connection politely: GOAWAY, then close once it is out (or
+ * after the linger time). */
+void h2_conn_goaway(struct h2_conn *c, uint32_t error_code)
+{
+    if (c->ending || c->dead)
+        return;
+    nghttp2_session_terminate_session(c->s.ng, error_code);
+    c->ending = true;
+    ev_timer_start(c->w->loop, &c->timer, H2_LINGER_MS);
+}
+
 static void conn_timeout(struct ev_loop *loop, struct ev_timer *t)
 {
     struct h2_conn *c = t->data;
-    if (c->ending || c->n_streams == 0) {
-        /* Idle: say goodbye (GOAWAY NO_ERROR), then close. A GOAWAY that
-         * could not leave in time: close anyway. */
-        if (c->ending || !nghttp2_session_want_read(c->s.ng)) {
-            conn_close(c);
-            return;
-        }
-        nghttp2_session_terminate_session(c->s.ng, NGHTTP2_NO_ERROR);
-        c->ending = true;
-        ev_timer_start(loop, &c->timer, H2_LINGER_MS);
+    if (c->ending) {
+        conn_close(c); /* a GOAWAY that could not leave in time */
+        return;
     }
+    if (c->n_streams == 0)
+        h2_conn_goaway(c, NGHTTP2_NO_ERROR); /* idle (timeouts.idle) */
     h2_conn_run(c);
 }
 

@@ -118,6 +118,8 @@ void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char
 
 /* The connection's step: see the header comment. */
 void h2_conn_run(struct h2_conn *c);
+/* GOAWAY with error_code, then close once it is out. */
+void h2_conn_goaway(struct h2_conn *c, uint32_t error_code);
 /* Set the interest of the client's socket and of every stream's upstream. */
 void h2_conn_set_interest(struct h2_conn *c);
 

@@ -98,11 +98,14 @@ static const char *status_text(int status)
     }
 }
 
+/* The transaction is over. What it handed to nghttp2 leaves as the
+ * client's window allows; a client that stops reading altogether has its
+ * stream reset after timeouts.idle (stream_timeout). */
 static void stream_over(struct h2_stream *st)
 {
     st->state = H2S_OVER;
     http_txn_body_clock_stop(&st->txn);
-    ev_timer_stop(st->c->w->loop, &st->timer);
+    ev_timer_start(st->c->w->loop, &st->timer, st->c->l->cfg->timeouts.idle_ms);
 }
 
 static void carrier_abort(struct http_carrier *cr)
@@ -234,9 +237,30 @@ static const struct http_carrier_ops h2_carrier_ops = {
 static void stream_timeout(struct ev_loop *loop, struct ev_timer *timer)
 {
     struct h2_stream *st = timer->data;
-    if (st->state == H2S_FORWARD && !st->closed)
+    struct h2_conn *c = st->c;
+    if (st->closed)
+        return;
+    switch (st->state) {
+    case H2S_HEADERS:
+        /* A header block that stopped half-way (HEADERS without
+         * END_HEADERS): nothing else may come on the connection until it
+         * ends, so the connection goes (timeouts.client_header). */
+        atomic_fetch_add_explicit(&c->l->ctr->timeouts, 1, memory_order_relaxed);
+        h2_conn_goaway(c, NGHTTP2_NO_ERROR);
+        break;
+    case H2S_READY:
+        break;
+    case H2S_FORWARD:
         http_txn_timeout(&st->txn);
-    h2_conn_run(st->c);
+        break;
+    case H2S_OVER:
+        atomic_fetch_add_explicit(&c->l->ctr->timeouts, 1, memory_order_relaxed);
+        if (!st->aborted)
+            nghttp2_submit_rst_stream(ng_of(st), NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+        st->aborted = true;
+        break;
+    }
+    h2_conn_run(c);
 }
 
 /* ---------- what the connection calls ---------- */
@@ -258,6 +282,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *c, int32_t id)
     http_txn_init(&st->txn, &st->cr);
     http_txn_begin(&st->txn);
     ev_timer_init(&st->timer, stream_timeout, st);
+    ev_timer_start(c->w->loop, &st->timer, c->l->cfg->timeouts.client_header_ms);
     st->next = c->streams;
     if (c->streams)
         c->streams->prev = st;
@@ -283,6 +308,7 @@ void h2_stream_head_done(struct h2_stream *st, bool end_stream)
     h2_req_free(&st->req);
     st->cr.client_eof = end_stream;
     st->state = H2S_READY;
+    ev_timer_stop(st->c->w->loop, &st->timer);
 }
 
 void h2_stream_start(struct h2_stream *st)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("curl") or not shutil.which("ng
                                 reason="needs curl, nghttp and h2load")
 
 
-def config(port, admin_port, pools, http2=None, access_log=None, retries=0, log_level="warn"):
+def config(port, admin_port, pools, http2=None, access_log=None, retries=0, log_level="warn", timeouts=None):
     y = "workers: 1\nadmin: { listen: 127.0.0.1:%d }\nlog: { level: %s }\npools:\n" % (admin_port, log_level)
     for name, addrs in pools.items():
         y += "  - name: %s\n    retries: %d\n    passive: { max_fails: 0 }\n" % (name, retries)
@@ -42,6 +43,8 @@ def config(port, admin_port, pools, http2=None, access_log=None, retries=0, log_
         y += "    http2: { %s }\n" % ", ".join("%s: %s" % kv for kv in http2.items())
     if access_log:
         y += "    access_log: %s\n" % access_log
+    if timeouts:
+        y += "    timeouts: { %s }\n" % ", ".join("%s: %s" % kv for kv in timeouts.items())
     return y
 
 
@@ -94,6 +97,7 @@ class RawH2:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.enc, self.dec = hpack.Encoder(), hpack.Decoder()
         self.buf = b""
+        self.auto_ack = True
         self.sock.sendall(PREFACE + (SettingsFrame(0).serialize() if settings else b""))
 
     def close(self):
@@ -130,7 +134,7 @@ class RawH2:
                 if len(self.buf) >= 9 + length:
                     f.parse_body(memoryview(self.buf[9:9 + length]))
                     self.buf = self.buf[9 + length:]
-                    if isinstance(f, SettingsFrame) and "ACK" not in f.flags:
+                    if isinstance(f, SettingsFrame) and "ACK" not in f.flags and self.auto_ack:
                         ack = SettingsFrame(0)
                         ack.flags.add("ACK")
                         self.send(ack)
@@ -218,7 +222,7 @@ def test_preface_split_across_reads_and_http1_still_works(sluice, backends):
         c.sendall(piece)
         time.sleep(0.1)
     h2 = RawH2.__new__(RawH2)
-    h2.sock, h2.enc, h2.dec, h2.buf = c, hpack.Encoder(), hpack.Decoder(), b""
+    h2.sock, h2.enc, h2.dec, h2.buf, h2.auto_ack = c, hpack.Encoder(), hpack.Decoder(), b"", True
     h2.send(SettingsFrame(0), h2.headers(1, req("/split")))
     r = h2.responses([1])
     assert r[1][0] == 200 and b"GET /split" in r[1][2]
@@ -430,6 +434,56 @@ def test_polite_client_under_the_budgets_is_not_closed(sluice, backends):
     c.close()
     for kind in ["reset", "ping", "settings", "empty_frames", "continuation", "ack_queue"]:
         assert metric(proxy.aport, "sluice_http2_flood_closes_total", listener="web", kind=kind) == 0
+
+
+# ------------------------------------------------------------------ timeouts and draining
+
+def test_idle_connection_gets_goaway(sluice, backends):
+    b, = backends(1)
+    proxy = start(sluice, {"app": [b.address]}, timeouts={"idle": "1s"})
+    c = RawH2(proxy.port)
+    c.send(c.headers(1, req("/x")))
+    assert c.responses([1])[1][0] == 200
+    t0 = time.monotonic()
+    goaway = c.until_closed()
+    c.close()
+    assert goaway is not None and goaway.error_code == 0 and goaway.last_stream_id == 1, goaway
+    assert time.monotonic() - t0 < 9  # bounded wait: the socket timeout is 10 s
+
+
+def test_header_block_that_stops_half_way_ends_the_connection(sluice, backends):
+    b, = backends(1)
+    proxy = start(sluice, {"app": [b.address]}, timeouts={"client_header": "1s"})
+    c = RawH2(proxy.port)
+    c.auto_ack = False  # nothing but CONTINUATION may follow
+    h = c.headers(1, req("/half"), end_headers=False)  # and none does
+    c.send(h)
+    goaway = c.until_closed()
+    c.close()
+    assert goaway is not None and goaway.error_code == 0, goaway
+    assert b.requests == []
+    assert metric(proxy.aport, "sluice_listener_timeouts_total", listener="web") == 1
+
+
+def test_drain_sends_goaway_and_finishes_the_stream_in_flight(sluice, backends):
+    b, = backends(1, delay=1.0)
+    proxy = start(sluice, {"app": [b.address]})
+    c = RawH2(proxy.port)
+    c.send(c.headers(1, req("/slow")))
+    wait_for(lambda: b.count() == 1 or b.requests, timeout=5)
+    proxy.proc.send_signal(signal.SIGTERM)
+    frames = []
+    while True:
+        f = c.frame()
+        if f is None:
+            break
+        frames.append(f)
+    c.close()
+    goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaways and goaways[0].error_code == 0 and goaways[0].last_stream_id == 1, frames
+    data = b"".join(f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == 1)
+    assert data.startswith(b"b1 GET /slow"), frames
+    assert proxy.proc.wait(timeout=30) == 0
 
 
 # ------------------------------------------------------------------ backends failing
