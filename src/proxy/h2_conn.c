@@ -164,7 +164,7 @@ static bool streams_step(struct h2_conn *c)
     for (struct h2_stream *st = c->streams; st; st = st->next) {
         if (st->closed)
             continue;
-        if (st->state == H2S_READY) {
+        if (st->state == H2S_READY && !c->ending) { /* after a GOAWAY of ours, nothing new starts */
             h2_stream_start(st);
             moved = true;
         }
@@ -202,6 +202,18 @@ void h2_conn_run(struct h2_conn *c)
         c->again = false;
         if (!conn_feed(c))
             break;
+        /* What nghttp2 answered to the input leaves first: a GOAWAY it
+         * sent for a connection error ends the session (want_read turns
+         * false), and then no stream read with it may start. */
+        if (conn_flush(c) < 0) {
+            c->running = false;
+            conn_close(c);
+            return;
+        }
+        if (!c->ending && !nghttp2_session_want_read(c->s.ng)) {
+            c->ending = true;
+            ev_timer_start(c->w->loop, &c->timer, H2_LINGER_MS);
+        }
         bool moved = streams_step(c);
         streams_reap(c);
         if (conn_flush(c) < 0) {
@@ -338,9 +350,11 @@ static void conn_close(struct h2_conn *c)
 {
     if (c->dead)
         return;
+    /* Dead first: a stream finishing its transaction below must not run
+     * the connection's step. */
+    c->dead = true;
     while (c->streams)
         h2_stream_destroy(c->streams);
-    c->dead = true;
     h2_session_fini(&c->s);
     all_remove(c);
     ev_timer_stop(c->w->loop, &c->timer);
@@ -375,6 +389,12 @@ void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char
     ev_timer_init(&c->timer, conn_timeout, c);
     ev_io_init(&c->io, c->tr.fd, client_event, c);
     all_add(c);
+    if (!n) {
+        /* After a TLS handshake: the transport may already hold the
+         * client's first bytes, which no epoll event would announce. */
+        client_event(w->loop, &c->io, EPOLLIN);
+        return;
+    }
     h2_conn_run(c);
 }
 

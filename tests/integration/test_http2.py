@@ -360,6 +360,19 @@ def test_streams_past_the_limit_are_refused(sluice, backends):
     assert sorted(q["path"] for q in b.requests) == ["/s1", "/s3"]
 
 
+def test_client_ignoring_the_acknowledged_limit_gets_goaway(sluice, backends):
+    b, = backends(1)
+    proxy = start(sluice, {"app": [b.address]}, http2={"max_concurrent_streams": 2})
+    c = RawH2(proxy.port)
+    c.send(c.headers(1, req("/first")))
+    assert c.responses([1])[1][0] == 200  # our SETTINGS are acknowledged by now
+    c.send(*[c.headers(sid, req("/s%d" % sid)) for sid in (3, 5, 7, 9)])
+    goaway = c.until_closed()
+    c.close()
+    assert goaway is not None and goaway.error_code == PROTOCOL_ERROR, goaway
+    assert [q["path"] for q in b.requests] == ["/first"]
+
+
 FLOOD_LIMITS = {"max_resets": 50, "max_pings": 20, "max_settings": 20, "max_empty_frames": 20,
                 "max_continuations": 4, "flood_window": "60s"}
 
