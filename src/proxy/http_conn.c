@@ -394,15 +394,20 @@ static int conn_try_h2c(struct http_conn *c)
         return 0;
     if (n < H2_PREFACE_LEN)
         return -1;
+    http_conn_switch_to_h2(c);
+    return 1;
+}
+
+void http_conn_switch_to_h2(struct http_conn *c)
+{
     struct listener_rt *l = c->l;
     struct transport tr = c->tr;
     char peer_ip[sizeof c->peer_ip];
     memcpy(peer_ip, c->peer_ip, sizeof peer_ip);
-    /* The bytes move to the new connection: this one is freed after this
-     * batch of events, its buffer with it. */
-    h2_conn_adopt(l, &tr, peer_ip, buf_head(&c->cr.in), n);
+    /* The bytes read so far move to the new connection (copied): this one
+     * is freed after this batch of events, its buffer with it. */
+    h2_conn_adopt(l, &tr, peer_ip, buf_len(&c->cr.in) ? buf_head(&c->cr.in) : NULL, buf_len(&c->cr.in));
     http_conn_hand_over(c);
-    return 1;
 }
 
 /* READ_HEAD: parse what has arrived. Returns true if a request was taken. */

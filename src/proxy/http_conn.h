@@ -78,6 +78,12 @@ struct http_conn {
     struct http_txn txn;          /* the request in flight */
 };
 
+/* Hand the connection over to HTTP/2 (h2_conn_adopt) with the bytes read
+ * so far, and free it without closing its transport: for the h2c preface
+ * (http_conn.c) and for a TLS handshake whose ALPN chose "h2" (call it
+ * right after the handshake, then touch c no more). */
+void http_conn_switch_to_h2(struct http_conn *c);
+
 static inline struct http_listener *http_listener_of(const struct listener_rt *l)
 {
     return l->proto_state;
