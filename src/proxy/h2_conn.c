@@ -224,11 +224,15 @@ void h2_conn_run(struct h2_conn *c)
         /* Writing may have drained upstream buffers (the data provider),
          * closed streams, or unpaused the input: go round again. */
         bool more = c->again || (buf_len(&c->rbuf) && !c->ending && !h2_session_paused(&c->s));
+        /* A stream that moved may have made the room a paused input
+         * waits for: try to feed again (nothing else would wake us, the
+         * client's socket is not polled while paused). */
+        if (moved && h2_session_paused(&c->s) && !c->ending)
+            more = true;
         for (struct h2_stream *st = c->streams; st && !more; st = st->next)
             more = st->dirty || st->closed || st->state == H2S_READY;
         if (!more)
             break;
-        (void)moved;
     }
     c->running = false;
     if (c->client_eof) {

@@ -291,6 +291,33 @@ struct h2_stream *h2_stream_new(struct h2_conn *c, int32_t id)
     return st;
 }
 
+/* The access log shows the request line the client sent: HTTP/2. The
+ * rendered head says HTTP/1.1 (the parser wants that); where the log takes
+ * the line from the buffer (requests refused before the transaction
+ * started), the version is swapped in place, same length. */
+static void log_line_http2(char *line, size_t len)
+{
+    const char *eol = memchr(line, '\r', len);
+    size_t n = eol ? (size_t)(eol - line) : len;
+    if (n >= 8 && memcmp(line + n - 8, "HTTP/1.1", 8) == 0)
+        memcpy(line + n - 8, "HTTP/2.0", 8);
+}
+
+/* A head that could not be rendered: still give the log its line. */
+static void refused_line(struct h2_stream *st)
+{
+    const struct h2_req *r = &st->req;
+    struct buf *in = &st->cr.in;
+    in->start = in->end = 0;
+    const struct h2_slot *target = r->path.set ? &r->path : &r->authority;
+    if (!r->method.set || !target->set || buf_room(in) < r->method.len + target->len + 12)
+        return;
+    buf_append(in, buf_head(&r->text) + r->method.off, r->method.len);
+    buf_append(in, " ", 1);
+    buf_append(in, buf_head(&r->text) + target->off, target->len);
+    buf_append(in, " HTTP/2.0\r\n", 11);
+}
+
 void h2_stream_head_done(struct h2_stream *st, bool end_stream)
 {
     const struct cfg_http2 *h2 = &st->c->l->cfg->http2;
@@ -304,6 +331,8 @@ void h2_stream_head_done(struct h2_stream *st, bool end_stream)
         st->refuse_reason = "out of memory";
     } else {
         st->refuse_status = h2_req_render(&st->req, st->chunked, &st->cr.in, &st->refuse_reason);
+        if (st->refuse_status)
+            refused_line(st);
     }
     h2_req_free(&st->req);
     st->cr.client_eof = end_stream;
@@ -327,6 +356,7 @@ void h2_stream_start(struct h2_stream *st)
     enum http1_result r = http1_parse_request(buf_head(&cr->in), buf_len(&cr->in), &lim, m);
     if (r != HTTP1_DONE) {
         bool err = r == HTTP1_ERROR;
+        log_line_http2(buf_head(&cr->in), buf_len(&cr->in));
         carrier_send_error(cr, err && m->error_status ? m->error_status : 400,
                            err && m->error_reason ? m->error_reason : "bad request");
         return;
@@ -335,11 +365,8 @@ void h2_stream_start(struct h2_stream *st)
     atomic_fetch_add_explicit(&l->ctr->h2_streams, 1, memory_order_relaxed);
     cr->close_after = false;
     http_txn_start(&st->txn, m);
-    /* The log line shows the request line the client sent: HTTP/2. */
-    struct request_log *lg = st->txn.log;
-    size_t ll = lg ? strlen(lg->line) : 0;
-    if (ll >= 8 && memcmp(lg->line + ll - 8, "HTTP/1.1", 8) == 0)
-        memcpy(lg->line + ll - 8, "HTTP/2.0", 8);
+    if (st->txn.log)
+        log_line_http2(st->txn.log->line, strlen(st->txn.log->line));
 }
 
 int h2_stream_data(struct h2_stream *st, const uint8_t *p, size_t n)

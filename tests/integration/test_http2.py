@@ -309,6 +309,37 @@ def test_content_length_mismatch_is_reset_before_the_backend(sluice, backends, d
     assert [q["path"] for q in b.requests] == ["/after"]
 
 
+def test_many_tiny_data_frames_without_length_pause_and_arrive_whole(sluice, raw_servers):
+    # Each 1-byte DATA frame becomes a 6-byte chunk upstream: the stream's
+    # buffer fills before its window does, so the input pauses until the
+    # backend has taken some, and nothing is lost or reordered.
+    srv = raw_servers(sink_source_handler)
+    proxy = start(sluice, {"app": [srv.addr]}, http2={"initial_window_size": "16k"})
+    c = RawH2(proxy.port)
+    payload = bytes((i * 7) % 251 for i in range(30000))
+    frames = [c.headers(1, req("/tiny", "POST"), end_stream=False)]
+    frames += [c.data(1, payload[i:i + 1]) for i in range(len(payload))]
+    trailers = c.headers(1, [("x-trailer", "t")], end_stream=True)
+    c.send(*frames, trailers)
+    r = c.responses([1])
+    c.close()
+    assert r[1][0] == 200 and r[1][2] == b"%d %s\n" % (len(payload), hashlib.sha256(payload).hexdigest().encode()), r
+
+
+def test_refused_request_is_logged_as_http2(sluice, backends, tmp_path):
+    b, = backends(1)
+    log = tmp_path / "access.log"
+    proxy = start(sluice, {"app": [b.address]}, access_log=log, http2={"max_header_list_size": "1k"})
+    c = RawH2(proxy.port)
+    c.send(c.headers(1, req("/big", extra=[("x-big", "v" * 2000)])))
+    assert c.responses([1])[1][0] == 431
+    c.send(c.headers(3, req("/bad", extra=[("x-c", "\x01")])))
+    assert c.responses([3])[3][0] in (400, "rst")
+    c.close()
+    text = wait_for(lambda: log.exists() and '"GET /big HTTP/2.0" 431' in log.read_text() and log.read_text(), timeout=5)
+    assert text, log.read_text() if log.exists() else "no log"
+
+
 def test_host_differing_from_authority_and_connect_are_answered(sluice, backends):
     b, = backends(1)
     proxy = start(sluice, {"app": [b.address]})
