@@ -230,7 +230,7 @@ void h2_conn_run(struct h2_conn *c)
         if (moved && h2_session_paused(&c->s) && !c->ending)
             more = true;
         for (struct h2_stream *st = c->streams; st && !more; st = st->next)
-            more = st->dirty || st->closed || st->state == H2S_READY;
+            more = st->dirty || st->closed || (st->state == H2S_READY && !c->ending);
         if (!more)
             break;
     }
