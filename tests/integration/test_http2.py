@@ -606,6 +606,8 @@ def test_gib_upload_and_download_byte_exact_with_bounded_rss(release_sluice, raw
         assert down.wait(timeout=120) == 0, down.stderr.read()
     assert n == GIB and got.hexdigest() == want.hexdigest() == srv.log[-1]["sha256"]
     hwm = RssSampler([worker]).hwm_kib()
+    print("1 GiB up + 1 GiB down over one h2c connection: worker RSS max %d KiB, VmHWM %d KiB (%d samples)"
+          % (rss.max_kib, hwm, rss.samples))
     # Same bound as HTTP/1 (test_http_proxy.py): nothing close to the 1 GiB moved.
     assert rss.max_kib < 64 * 1024 and hwm < 64 * 1024, (rss.max_kib, hwm)
 
