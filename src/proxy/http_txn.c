@@ -551,8 +551,14 @@ static int upstream_send(struct http_txn *t)
 
 void http_txn_compact(struct http_txn *t)
 {
+    if (buf_full(&t->cr->in))
+        http_txn_compact_now(t);
+}
+
+void http_txn_compact_now(struct http_txn *t)
+{
     struct http_carrier *cr = t->cr;
-    if (!buf_full(&cr->in) || t->pos == 0)
+    if (t->pos == 0)
         return;
     /* Dropping the raw head costs nothing (the rewritten one is in fwd);
      * dropping body bytes means a retry could not send them again. */

@@ -396,12 +396,9 @@ static void alpn_one(struct config_ctx *c, const struct ynode *v, void *obj)
     const char *s = config_scalar(c, v, "a protocol name");
     if (!s)
         return;
-    if (aw->is_http && strcmp(s, "http/1.1") != 0 && !(TLS_ALPN_H2_AVAILABLE && strcmp(s, "h2") == 0)) {
-        if (strcmp(s, "h2") == 0)
-            config_err_at(c, v->line, "h2: HTTP/2 is not available in this build (an http listener offers http/1.1)");
-        else
-            config_err_at(c, v->line, "unknown ALPN protocol \"%s\" for an http listener (expected %s)",
-                          config_shown_str(c, s), TLS_ALPN_H2_AVAILABLE ? "h2 or http/1.1" : "http/1.1");
+    if (aw->is_http && strcmp(s, "http/1.1") != 0 && strcmp(s, "h2") != 0) {
+        config_err_at(c, v->line, "unknown ALPN protocol \"%s\" for an http listener (expected h2 or http/1.1)",
+                      config_shown_str(c, s));
         return;
     }
     if (!alpn_name_ok(s)) {
@@ -481,8 +478,7 @@ static void tls_defaults(struct cfg_tls *t, bool is_http)
     if (!is_http)
         return; /* tcp: no ALPN unless configured */
     t->alpn = config_xcalloc(TLS_MAX_ALPN, sizeof *t->alpn);
-    if (TLS_ALPN_H2_AVAILABLE)
-        t->alpn[t->n_alpn++] = config_xstrdup("h2");
+    t->alpn[t->n_alpn++] = config_xstrdup("h2");
     t->alpn[t->n_alpn++] = config_xstrdup("http/1.1");
 }
 

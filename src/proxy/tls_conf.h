@@ -18,11 +18,6 @@
 
 #include "core/config_walk.h"
 
-/* HTTP/2 is another branch's work (h2_conn): until it is merged an http
- * listener must not offer "h2" in ALPN, since nothing would speak it.
- * The merge sets this to 1 and the http default becomes [h2, http/1.1]. */
-#define TLS_ALPN_H2_AVAILABLE 0
-
 #define TLS_MAX_CERTIFICATES 64
 #define TLS_MAX_ALPN 16
 #define TLS_MAX_NAMES 256          /* names one certificate may serve */
