@@ -16,6 +16,7 @@
 #   make bench-client  bench/client_pick.c: ns per libsluice pick (1 and 2 threads, weighted and p2c)
 #   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
 #   make bench-agent  bench/agent.sh: the DNS agent's cached names vs Unbound's local zone (dnsperf)
+#   make bench-tls  bench/tls.sh: TLS handshakes, resumption, HTTPS keep-alive, HTTP/2, handshake isolation: Sluice vs nginx vs HAProxy
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -209,6 +210,16 @@ bench-dns: deps build/bench/reg_dns_serve
 .PHONY: bench-agent
 bench-agent: deps build/sluice
 	@bash bench/agent.sh
+
+# TLS handshakes and HTTPS under load (bench/tls_load.c is the client;
+# OpenSSL only, not Sluice's code).
+build/bench/tls_load: bench/tls_load.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -g -o $@ $< -lssl -lcrypto
+
+.PHONY: bench-tls
+bench-tls: deps build/sluice build/bench/tls_load
+	@bash bench/tls.sh
 
 clean:
 	rm -rf build
