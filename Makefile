@@ -138,13 +138,13 @@ deps:
 	@bash scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS)
+	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS) build/bench/tls_load
 	@bash tests/run.sh
 
 unit: $(UNIT_BIN)
 	@bash tests/run.sh unit
 
-integration: build/sluice build/sluice-asan
+integration: build/sluice build/sluice-asan build/bench/tls_load
 	@bash tests/run.sh integration
 
 fuzz-smoke: $(FUZZ_BIN)
