@@ -276,7 +276,7 @@ check_h2() {  # check_h2 NAME
     >"$DIR/h2check-$name.out" 2>&1 || true
   if ! grep -q '^Application protocol: h2' "$DIR/h2check-$name.out" ||
      ! grep -q '1 succeeded' "$DIR/h2check-$name.out"; then
-    H2_SKIP[$name]="$name does not serve HTTP/2 over TLS (ALPN h2): $(grep -m1 -iE 'protocol|fail|error' "$DIR/h2check-$name.out" || echo 'see h2load output')"
+    H2_SKIP[$name]="it does not negotiate h2 over TLS (h2load: $(grep -m1 -iE 'application protocol|no protocol|fail|error' "$DIR/h2check-$name.out" || echo "see $DIR/h2check-$name.out"))"
   fi
 }
 
@@ -294,6 +294,31 @@ cpu_ticks() {  # cpu_ticks PID...: utime+stime summed, in clock ticks
     total=$((total + $(awk '{print $12 + $13}' <<<"$s")))
   done
   echo "$total"
+}
+
+# Machine-wide busy ticks (user+nice+system+irq+softirq of /proc/stat) and
+# the ticks of this shell's reaped children (the clients): with the server's
+# and the backend's own ticks, what is left is CPU used by something else --
+# other work on the machine, plus kernel time charged to no process.
+machine_busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
+children_ticks() { local s; s=$(cat "/proc/$$/stat"); s=${s##*) }; awk '{print $14 + $15}' <<<"$s"; }
+
+# sample_begin PID...: start a measuring window for these server processes;
+# sample_end: SERVER_TICKS, WINDOW_NS and OTHER_PCT (share of one CPU used by
+# neither the server, the backend nor the clients) for the window.
+sample_begin() {
+  SAMPLE_PROCS=("$@")
+  read -r -a SAMPLE_BACKEND <<<"$(proc_tree "$BACKEND_PID")"
+  S_M0=$(machine_busy); S_CH0=$(children_ticks); S_B0=$(cpu_ticks "${SAMPLE_BACKEND[@]}")
+  S_S0=$(cpu_ticks "${SAMPLE_PROCS[@]}"); S_T0=$(date +%s%N)
+}
+sample_end() {
+  local s1 t1 m1 ch1 b1
+  s1=$(cpu_ticks "${SAMPLE_PROCS[@]}"); t1=$(date +%s%N)
+  m1=$(machine_busy); ch1=$(children_ticks); b1=$(cpu_ticks "${SAMPLE_BACKEND[@]}")
+  SERVER_TICKS=$((s1 - S_S0)); WINDOW_NS=$((t1 - S_T0))
+  OTHER_PCT=$(awk -v m=$((m1 - S_M0)) -v s="$SERVER_TICKS" -v b=$((b1 - S_B0)) -v c=$((ch1 - S_CH0)) \
+    -v ns="$WINDOW_NS" -v hz="$HZ" 'BEGIN {o = m - s - b - c; if (o < 0) o = 0; printf "%.0f", 100 * o / hz / (ns / 1e9)}')
 }
 
 CLIENT_TLS=(-S "$NAME" -C "$CLIENT_CIPHERS12" -X "$CLIENT_SUITES13")
@@ -372,26 +397,26 @@ summarize_h2load() {  # summarize_h2load FILE -> same format
 }
 
 RESULTS=$DIR/results.tsv
-printf 'round\trow\tserver\tops_per_s\tops\tcpu_us_op\tserver_cpu_pct\tp50_us\tp99_us\tp999_us\textra\tproblems\n' >"$RESULTS"
+printf 'round\trow\tserver\tops_per_s\tops\tcpu_us_op\tserver_cpu_pct\tp50_us\tp99_us\tp999_us\textra\tother_cpu_pct\tproblems\n' >"$RESULTS"
 failed=0
 
-# record ROUND ROW SERVER SUMMARY TICKS NS: one line of results, one of output
+# record ROUND ROW SERVER SUMMARY TICKS NS OTHER_PCT: one line of results, one of output
 record() {
-  local round=$1 row=$2 server=$3 summary=$4 ticks=$5 ns=$6 nums problems
+  local round=$1 row=$2 server=$3 summary=$4 ticks=$5 ns=$6 other=$7 nums problems
   nums=${summary%%|*}; problems=${summary#*|}
   read -r rate ops p50 p99 p999 extra <<<"$nums"
   read -r cpu_op cpu_pct < <(awk -v t="$ticks" -v hz="$HZ" -v n="$ops" -v ns="$ns" 'BEGIN {
     printf "%.1f %.0f\n", (n > 0 ? t * 1e6 / hz / n : 0), 100 * t / hz / (ns / 1e9) }')
   [ -z "$problems" ] || failed=1
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$row" "$server" "$rate" "$ops" \
-    "$cpu_op" "$cpu_pct" "$p50" "$p99" "$p999" "$extra" "${problems:-none}" >>"$RESULTS"
-  printf '%-5s %-13s %-8s %11.0f %9s %6s%% %10s %10s  %s\n' "$round" "$row" "$server" "$rate" "$cpu_op" \
-    "$cpu_pct" "$p50" "$p99" "$problems"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$row" "$server" "$rate" "$ops" \
+    "$cpu_op" "$cpu_pct" "$p50" "$p99" "$p999" "$extra" "$other" "${problems:-none}" >>"$RESULTS"
+  printf '%-5s %-13s %-8s %11.0f %9s %6s%% %10s %10s %5s%%  %s\n' "$round" "$row" "$server" "$rate" "$cpu_op" \
+    "$cpu_pct" "$p50" "$p99" "$other" "$problems"
 }
 
 # run_row ROUND ROW SERVER: one measured run (isolation: two, idle and flood)
 run_row() {
-  local round=$1 row=$2 s=$3 port=${PORT[$3]} out procs t0 t1 c0 c1 flood_pid cmd
+  local round=$1 row=$2 s=$3 port=${PORT[$3]} out procs flood_pid cmd flood
   out="$DIR/r$round-$row-$s"
   kill -0 "${PID[$s]}" 2>/dev/null || die "$s (pid ${PID[$s]}) is no longer running; see $DIR/$s.log"
   read -r -a procs <<<"$(proc_tree "${PID[$s]}")"
@@ -405,35 +430,43 @@ run_row() {
     # 1 ms of its CPU), the client only verifies, so one client CPU can
     # keep the server's CPU busy.
     read -r -a cmd <<<"$(probe_cmd "$port" "$DURATION")"
-    c0=$(cpu_ticks "${procs[@]}"); t0=$(date +%s%N)
+    sample_begin "${procs[@]}"
     timeout $((DURATION + 30)) "${LOAD_PIN[@]}" "${cmd[@]}" >"$out.idle.json" 2>"$out.idle.err" || true
-    c1=$(cpu_ticks "${procs[@]}"); t1=$(date +%s%N)
-    record "$round" iso-idle "$s" "$(summarize_json "$out.idle.json" iso-idle)" $((c1 - c0)) $((t1 - t0))
+    sample_end
+    record "$round" iso-idle "$s" "$(summarize_json "$out.idle.json" iso-idle)" "$SERVER_TICKS" "$WINDOW_NS" "$OTHER_PCT"
+    # Two windows: the server's CPU % over the probe's run; the CPU of
+    # others over the whole flood (its client's ticks are counted once it
+    # is reaped).
     read -r -a flood <<<"$(load_cmd isolation "$port" $((DURATION + 2)))"
+    sample_begin "${procs[@]}"
+    local flood_m0=$S_M0 flood_ch0=$S_CH0 flood_b0=$S_B0 flood_s0=$S_S0 flood_t0=$S_T0
     timeout $((DURATION + 40)) "${LOAD_PIN[@]}" nice -n 10 "${flood[@]}" >"$out.flood.json" 2>"$out.flood.err" &
     flood_pid=$!
     sleep 1
-    c0=$(cpu_ticks "${procs[@]}"); t0=$(date +%s%N)
+    sample_begin "${procs[@]}"
     timeout $((DURATION + 30)) "${LOAD_PIN[@]}" "${cmd[@]}" >"$out.json" 2>"$out.err" || true
-    c1=$(cpu_ticks "${procs[@]}"); t1=$(date +%s%N)
+    sample_end
+    local probe_ticks=$SERVER_TICKS probe_ns=$WINDOW_NS
     wait "$flood_pid" || true
+    S_M0=$flood_m0 S_CH0=$flood_ch0 S_B0=$flood_b0 S_S0=$flood_s0 S_T0=$flood_t0
+    sample_end
     local fsum fprob summary
     fsum=$(summarize_json "$out.flood.json" full-rsa)
     fprob=${fsum#*|}
     summary=$(summarize_json "$out.json" iso-flood)
     # extra column: the flood's handshakes/s; its problems join the probe's
     summary="$(awk -v f="${fsum%% *}" '{ $6 = f; print }' <<<"${summary%%|*}")|${summary#*|}${fprob:+ flood:$fprob}"
-    record "$round" iso-flood "$s" "$summary" $((c1 - c0)) $((t1 - t0))
+    record "$round" iso-flood "$s" "$summary" "$probe_ticks" "$probe_ns" "$OTHER_PCT"
     return
   fi
   read -r -a cmd <<<"$(load_cmd "$row" "$port" "$DURATION")"
-  c0=$(cpu_ticks "${procs[@]}"); t0=$(date +%s%N)
+  sample_begin "${procs[@]}"
   timeout $((DURATION + 30)) "${LOAD_PIN[@]}" "${cmd[@]}" >"$out.out" 2>"$out.err" || true
-  c1=$(cpu_ticks "${procs[@]}"); t1=$(date +%s%N)
+  sample_end
   if [ "$row" = h2 ]; then
-    record "$round" "$row" "$s" "$(summarize_h2load "$out.out")" $((c1 - c0)) $((t1 - t0))
+    record "$round" "$row" "$s" "$(summarize_h2load "$out.out")" "$SERVER_TICKS" "$WINDOW_NS" "$OTHER_PCT"
   else
-    record "$round" "$row" "$s" "$(summarize_json "$out.out" "$row")" $((c1 - c0)) $((t1 - t0))
+    record "$round" "$row" "$s" "$(summarize_json "$out.out" "$row")" "$SERVER_TICKS" "$WINDOW_NS" "$OTHER_PCT"
   fi
   kill -0 "${PID[$s]}" 2>/dev/null || die "$s exited during $row (round $round); see $DIR/$s.log"
 }
@@ -468,7 +501,7 @@ start_backend
 for s in "${SERVER_LIST[@]}"; do
   start_server "$s"
   check_h2 "$s"
-  [ -z "${H2_SKIP[$s]:-}" ] || echo "SKIPPED: h2 row for ${H2_SKIP[$s]}"
+  [ -z "${H2_SKIP[$s]:-}" ] || echo "SKIPPED: the h2 row of $s: ${H2_SKIP[$s]}"
   log "$s on 127.0.0.1:${PORT[$s]} answers 200 over TLS"
 done
 
@@ -481,7 +514,7 @@ if [ "$WARMUP" -gt 0 ]; then
 fi
 
 echo
-printf '%-5s %-13s %-8s %11s %9s %7s %10s %10s  %s\n' round row server 'ops/s' 'CPU us/op' 'CPU' 'p50 us' 'p99 us' problems
+printf '%-5s %-13s %-8s %11s %9s %7s %10s %10s %6s  %s\n' round row server 'ops/s' 'CPU us/op' 'CPU' 'p50 us' 'p99 us' 'other' problems
 for ((r = 1; r <= ROUNDS; r++)); do
   for row in "${ROW_LIST[@]}"; do
     for s in "${SERVER_LIST[@]}"; do
@@ -509,12 +542,12 @@ echo
 echo "Medians over $ROUNDS rounds (CPU = utime+stime of the server's processes per handshake or request;"
 echo "server CPU % = share of one CPU the server used during the run):"
 echo
-echo "| row | server | rate | unit | CPU µs/op | server CPU % | p50 ms | p99 ms | note |"
-echo "|---|---|---:|---|---:|---:|---:|---:|---|"
+echo "| row | server | rate | unit | CPU µs/op | server CPU % | p50 ms | p99 ms | other CPU % | note |"
+echo "|---|---|---:|---|---:|---:|---:|---:|---:|---|"
 declare -A M
 for row in "${ROW_NAMES[@]}"; do
   for s in "${SERVER_LIST[@]}"; do
-    for c in 4 6 7 8 9 11; do M[$row,$s,$c]=$(median "$row" "$s" "$c"); done
+    for c in 4 6 7 8 9 11 12; do M[$row,$s,$c]=$(median "$row" "$s" "$c"); done
     [ -n "${M[$row,$s,4]}" ] || continue
     note=""
     case $row in
@@ -532,8 +565,8 @@ for row in "${ROW_NAMES[@]}"; do
     esac
     cpu_op=$(printf '%.1f' "${M[$row,$s,6]}")
     case $row in iso-*) cpu_op="-" ;; esac   # the probe's few requests are not what the server spent CPU on
-    printf '| %s | %s | %.0f | %s | %s | %.0f | %s | %s | %s |\n' "$row" "$s" "${M[$row,$s,4]}" "${UNIT[$row]}" \
-      "$cpu_op" "${M[$row,$s,7]}" "$lat50" "$lat99" "$note"
+    printf '| %s | %s | %.0f | %s | %s | %.0f | %s | %s | %.0f | %s |\n' "$row" "$s" "${M[$row,$s,4]}" "${UNIT[$row]}" \
+      "$cpu_op" "${M[$row,$s,7]}" "$lat50" "$lat99" "${M[$row,$s,12]}" "$note"
   done
 done
 
@@ -558,6 +591,12 @@ if have sluice && { have nginx || have haproxy; }; then
     echo "| $row | $(ratio "${M[$row,sluice,4]}" "${M[$row,nginx,4]:-}") | $(ratio "${M[$row,sluice,4]}" "${M[$row,haproxy,4]:-}") |" \
       "$(ratio "${M[$row,sluice,6]}" "${M[$row,nginx,6]:-}") | $(ratio "${M[$row,sluice,6]}" "${M[$row,haproxy,6]:-}") | $p99n | $p99h |"
   done
+fi
+noisy=$(awk -F'\t' 'NR > 1 && $12 > 10' "$RESULTS" | wc -l)
+if [ "$noisy" -gt 0 ]; then
+  echo
+  echo "Note: in $noisy of $(($(wc -l <"$RESULTS") - 1)) runs more than 10% of a CPU went to something other than the"
+  echo "clients, the servers and the backend (column 'other'): the machine was not idle, those runs are disturbed."
 fi
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
