@@ -361,6 +361,8 @@ e = d["errors"]
 if e["connect"] or e["tls"] or e["http"]:
     bad.append("errors(c=%d,t=%d,h=%d:%s)" % (e["connect"], e["tls"], e["http"], d["first_error"].replace(" ", "_")[:60]))
 if d["non_2xx"]: bad.append("non-2xx=%d" % d["non_2xx"])
+if d["server_closed"]:  # keep-alive rows: a closing server turns them into handshake rows
+    bad.append("server-closed-keepalive=%d" % d["server_closed"])
 if d["version"] and d["version"] != ("TLSv1.2" if row == "resume-tls12" else "TLSv1.3"):
     bad.append("version=" + d["version"])
 want_key = "RSA-2048" if row == "full-rsa" else "EC-256"
