@@ -225,8 +225,8 @@ start_backend() {
 }
 
 # Sluice's config: with the `sessions:` block when this build knows it,
-# else without (its defaults then decide resumption), else Sluice is
-# skipped: a build without TLS. Prints the reason when it skips.
+# else without (its defaults then decide resumption; SLUICE_NOTE says so),
+# else Sluice is skipped: a build without TLS (SLUICE_SKIP says why).
 SLUICE_NOTE=""
 SLUICE_SKIP=""
 sluice_config() {
