@@ -211,11 +211,11 @@ bench-dns: deps build/bench/reg_dns_serve
 bench-agent: deps build/sluice
 	@bash bench/agent.sh
 
-# TLS handshakes and HTTPS under load (bench/tls_load.c is the client;
-# OpenSSL only, not Sluice's code).
-build/bench/tls_load: bench/tls_load.c
+# TLS handshakes and HTTPS under load (bench/tls_load.c is the client: on
+# OpenSSL, reading responses with lib's HTTP/1 parser).
+build/bench/tls_load: bench/tls_load.c $(call layer_lib,lib,obj)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -g -o $@ $< -lssl -lcrypto
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(call layer_lib,lib,obj) -lssl -lcrypto
 
 .PHONY: bench-tls
 bench-tls: deps build/sluice build/bench/tls_load

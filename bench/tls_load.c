@@ -46,7 +46,8 @@
  * requests, one request) completed in the timed part, else 1.
  *
  * The certificate is not verified (no CA is loaded): a benchmark measures
- * the server, and the chain check would only add client CPU.
+ * the server, and the chain check would only add client CPU. Responses are
+ * read with the proxy's HTTP/1 parser (src/lib/http1.c, fuzzed there).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,7 +61,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -70,6 +70,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+
+#include "lib/http1.h"
 
 #define RESP_MAX 16384
 #define MAX_EVENTS 256
@@ -179,56 +181,43 @@ static void note_error(uint64_t *counter, const char *what)
 /* ---------------------------------------------------------------- HTTP --- */
 
 /* Is the response in buf complete? 1 yes (its status and whether the server
- * closes the connection are set), 0 not yet, -1 malformed or not framed by
- * Content-Length or chunked encoding. A tool for small responses: the whole
- * response must fit in the buffer. */
+ * closes the connection are set), 0 not yet, -1 malformed, not framed by
+ * Content-Length or chunked encoding, or followed by extra bytes. The
+ * proxy's own strict parser (src/lib/http1.c) reads it. A tool for small
+ * responses: the whole response must fit in the buffer. */
 static int response_complete(const char *buf, size_t len, int *status, bool *closes)
 {
-    const char *end = memmem(buf, len, "\r\n\r\n", 4);
-    if (!end)
+    struct http1_message msg;
+    enum http1_result r = http1_parse_response(buf, len, NULL, HTTP1_M_GET, &msg);
+    if (r == HTTP1_INCOMPLETE)
         return len >= RESP_MAX ? -1 : 0;
-    size_t head_len = (size_t)(end - buf) + 4;
-    if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0)
+    if (r == HTTP1_ERROR)
         return -1;
-    *status = atoi(buf + 9);
-    *closes = false;
-    long content_length = -1;
-    bool chunked = false;
-    for (const char *line = memchr(buf, '\n', head_len) + 1; line < end;) {
-        const char *eol = memchr(line, '\n', (size_t)(end + 2 - line));
-        if (!eol)
-            break;
-        if (strncasecmp(line, "content-length:", 15) == 0)
-            content_length = strtol(line + 15, NULL, 10);
-        else if (strncasecmp(line, "transfer-encoding:", 18) == 0)
-            chunked = memmem(line, (size_t)(eol - line), "chunked", 7) != NULL;
-        else if (strncasecmp(line, "connection:", 11) == 0)
-            *closes = memmem(line, (size_t)(eol - line), "close", 5) != NULL;
-        line = eol + 1;
+    *status = msg.status;
+    *closes = !msg.keep_alive;
+    const char *body = buf + msg.head_len;
+    size_t have = len - msg.head_len;
+    switch (msg.body) {
+    case HTTP1_BODY_NONE:
+        return have == 0 ? 1 : -1;
+    case HTTP1_BODY_LENGTH:
+        if (msg.content_length > RESP_MAX - msg.head_len)
+            return -1;
+        return have < msg.content_length ? 0 : (have == msg.content_length ? 1 : -1);
+    case HTTP1_BODY_CHUNKED: {
+        struct http1_chunked chunked;
+        http1_chunked_init(&chunked);
+        ssize_t used = http1_chunked_feed(&chunked, body, have);
+        if (used < 0)
+            return -1;
+        if (!chunked.done)
+            return len >= RESP_MAX ? -1 : 0;
+        return (size_t)used == have ? 1 : -1;
     }
-    if (*status == 204 || *status == 304 || (*status >= 100 && *status < 200))
-        return len == head_len ? 1 : -1;
-    if (chunked) {
-        size_t pos = head_len;
-        for (;;) {
-            const char *crlf = memmem(buf + pos, len - pos, "\r\n", 2);
-            if (!crlf)
-                return len >= RESP_MAX ? -1 : 0;
-            unsigned long size = strtoul(buf + pos, NULL, 16);
-            pos = (size_t)(crlf - buf) + 2;
-            if (size == 0) /* no trailers expected: the final CRLF */
-                return len < pos + 2 ? 0 : (len == pos + 2 ? 1 : -1);
-            if (len < pos + size + 2)
-                return len >= RESP_MAX ? -1 : 0;
-            pos += size + 2;
-        }
+    case HTTP1_BODY_UNTIL_CLOSE:
+        break;
     }
-    if (content_length < 0)
-        return -1;
-    size_t total = head_len + (size_t)content_length;
-    if (total > RESP_MAX)
-        return -1;
-    return len < total ? 0 : (len == total ? 1 : -1);
+    return -1;
 }
 
 /* ----------------------------------------------------------------- TLS --- */

@@ -29,8 +29,9 @@ BODY = b"hello from the test server\n"
 class HttpsServer:
     """HTTP/1.1 keep-alive over TLS, a thread per connection, 200 for all."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, response=None):
         self.ctx = ctx
+        self.response = response or b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(512)
@@ -68,7 +69,7 @@ class HttpsServer:
                     buf += data
                 _, buf = buf.split(b"\r\n\r\n", 1)
                 self.requests += 1
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY)
+                tls.sendall(self.response)
         except (OSError, ssl.SSLError):
             pass
         finally:
@@ -187,6 +188,37 @@ def test_probe_paces_its_requests(server):
     # most 2 * (1 s / 50 ms + 1) requests, however fast the server is.
     assert 2 <= res["requests"] <= 2 * (1000 // 50 + 1)
     assert res["request_us"]["n"] == res["requests"]
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+CLOSING = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+UNFRAMED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nno length"
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize("response,expect", [
+    (CHUNKED, "ok"), (CLOSING, "closed"), (UNFRAMED, "error"), (NOT_FOUND, "non_2xx"),
+])
+def test_response_framing(pki, response, expect):
+    """Responses are read with lib/http1: a chunked body ends a response, a
+    server's Connection: close is counted, a response without framing is an
+    error, a non-2xx status is counted."""
+    srv = HttpsServer(server_context(pki), response=response)
+    try:
+        r = tls_load(srv.port, "keepalive", "-c", "2", check=False)
+    finally:
+        srv.stop()
+    res = json.loads(r.stdout.decode())
+    if expect == "error":
+        assert r.returncode == 1 and res["requests"] == 0
+        assert res["errors"]["http"] > 0 and "unframed" in res["first_error"]
+        return
+    no_errors(res)
+    assert r.returncode == 0 and res["requests"] > 2
+    assert (res["server_closed"] > 0) == (expect == "closed")
+    assert res["non_2xx"] == (res["requests"] if expect == "non_2xx" else 0)
+    if expect == "closed":  # every request on a new connection
+        assert res["handshakes"] >= res["requests"]
 
 
 def test_nothing_listening_is_an_error(pki):
