@@ -43,11 +43,13 @@
  * percentiles in microseconds, and what was negotiated on the first timed
  * handshake (version, cipher, server key type and size, signature). Exit
  * status 0 when at least one handshake (and, where the mode makes
- * requests, one request) completed in the timed part, else 1.
+ * requests, one request) completed in the timed part, 1 when nothing did,
+ * 2 on a usage error or when resume mode's priming connection fails.
  *
- * The certificate is not verified (no CA is loaded): a benchmark measures
- * the server, and the chain check would only add client CPU. Responses are
- * read with the proxy's HTTP/1 parser (src/lib/http1.c, fuzzed there).
+ * The certificate is not verified (a callback replaces OpenSSL's chain
+ * check): a benchmark measures the server, and the check would only add
+ * client CPU. Responses are read with the proxy's HTTP/1 parser
+ * (src/lib/http1.c, fuzzed there).
  */
 #include <arpa/inet.h>
 #include <errno.h>
