@@ -480,7 +480,7 @@ echo "versions: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), HAProxy $("$HAPROXY
 echo "pinning: servers=${SERVER_CPU:-none} clients+backend=${LOAD_CPU:-none}"
 echo "clients: handshake floods -c $HS_CONNS (isolation flood: RSA, -c $FLOOD_CONNS), keep-alive -c $KA_CONNS, h2load -c $H2_CLIENTS -m $H2_STREAMS, probe -c $PROBE_CONNS every ${PROBE_INTERVAL_MS} ms"
 echo "temp dir: $DIR"
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "started: $(date -u '+%F %T UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 make_certs
 if [[ " ${SERVER_LIST[*]} " == *" sluice "* ]]; then
@@ -601,7 +601,7 @@ if [ "$noisy" -gt 0 ]; then
   echo "clients, the servers and the backend (column 'other'): the machine was not idle, those runs are disturbed."
 fi
 echo
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ended: $(date -u '+%F %T UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "Raw results: $RESULTS$([ "$KEEP_TMP" = 1 ] || echo ' (removed on exit; KEEP_TMP=1 keeps it)')"
 if [ "$failed" = 1 ]; then
   echo "tls.sh: some runs had problems (see the problems column)" >&2
