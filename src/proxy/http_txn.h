@@ -96,6 +96,7 @@ struct http_txn {
     bool resp_started;            /* a response byte arrived */
     bool resp_sent;               /* a byte of the final response reached the client */
     bool connect_timed_out;       /* the last upstream attempt failed by timing out */
+    char last_failure[96];        /* why the last upstream attempt failed ("" = none), for the 502's reason */
     bool resp_head_done;
     enum http1_body resp_body;
     uint64_t resp_left;

@@ -86,6 +86,11 @@ int transport_tls_handshake(struct transport *t);
 /* The caller's handshake timer ran out: count and log it. */
 void transport_tls_handshake_timed_out(struct transport *t);
 
+/* Why the handshake of t failed (OpenSSL's reason, or the certificate
+ * check that failed on a client), or NULL when t is not TLS, or its
+ * handshake has not failed. */
+const char *transport_tls_handshake_error(const struct transport *t);
+
 /* Whether ALPN chose "h2" (false for a plain transport). */
 bool transport_tls_alpn_is_h2(const struct transport *t);
 

@@ -181,7 +181,10 @@ SSL_CTX *tls_upstream_ctx_new(const struct cfg_pool_tls *t, char *err, size_t er
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    /* A backend that closes without close_notify (many do) ends the
+     * stream as a FIN would; HTTP bodies are framed by their length or
+     * chunks anyway, so a cut one is still noticed. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     const char *what = NULL, *file = NULL;
     if (!SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : UPSTREAM_CIPHERS))

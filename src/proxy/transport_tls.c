@@ -40,6 +40,7 @@ struct tls_conn {
     uint32_t caller_want;         /* the caller's last wish (wanted_events) */
     bool handshake_done;
     bool failed;                  /* fatal error: no close_notify, no more I/O */
+    const char *fail_detail;      /* why the handshake failed (a static string), or NULL */
     bool shutdown_pending;        /* close_notify waits for room in the socket */
     /* The write OpenSSL holds after EAGAIN: its length and first bytes.
      * OpenSSL sends the record it already made whatever a retry offers;
@@ -85,6 +86,8 @@ static int bio_read(BIO *b, char *data, int len)
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         BIO_set_retry_read(b);
+    else if (n == 0)
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* BIO_eof(): see bio_ctrl */
     return (int)n;
 }
 
@@ -93,6 +96,11 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     switch (cmd) {
     case BIO_CTRL_FLUSH:
         return 1; /* nothing buffered here */
+    case BIO_CTRL_EOF:
+        /* OpenSSL asks this to tell a peer's FIN from an error: without
+         * it SSL_OP_IGNORE_UNEXPECTED_EOF cannot take a FIN that came
+         * without close_notify as the end of the stream. */
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
     case BIO_C_GET_FD:
         if (ptr)
             *(int *)ptr = bio_fd(b);
@@ -229,6 +237,12 @@ int transport_tls_handshake(struct transport *t)
     }
     const char *detail;
     enum tls_fail_reason why = classify(e, sys_errno, &detail);
+    /* A client (to a backend) that refused the server's certificate:
+     * the verification error says which check failed. */
+    long verify = SSL_is_server(tc->ssl) ? X509_V_OK : SSL_get_verify_result(tc->ssl);
+    tc->fail_detail = verify != X509_V_OK ? X509_verify_cert_error_string(verify)
+                      : detail                ? detail
+                                              : fail_names[why];
     /* A connection closed before its first byte (a TCP health check, a
      * port scan) attempted no handshake: not counted, not logged. */
     if (why == TLS_FAIL_CLOSED && SSL_get_state(tc->ssl) == TLS_ST_BEFORE)
@@ -537,6 +551,13 @@ int transport_tls_server(struct transport *t, int fd, struct tls_server *srv)
         return -1;
     }
     return 0;
+}
+
+const char *transport_tls_handshake_error(const struct transport *t)
+{
+    if (!transport_is_tls(t) || !t->ctx || conn_of(t)->handshake_done || !conn_of(t)->failed)
+        return NULL;
+    return conn_of(t)->fail_detail ? conn_of(t)->fail_detail : "protocol error";
 }
 
 bool transport_tls_alpn_is_h2(const struct transport *t)
