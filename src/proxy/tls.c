@@ -1,5 +1,6 @@
 /* A listener's SSL_CTXs: see tls.h. */
 #include "proxy/tls.h"
+#include "proxy/tls_openssl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,7 @@ static SSL_CTX *new_ctx(struct tls_server *s, char *err, size_t errlen)
      * does not hold 34 KB of record buffers. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    tls_openssl_set_async(ctx);
     const char *ciphers = cfg->ciphers ? cfg->ciphers : TLS_DEFAULT_CIPHERS;
     if (!set_versions(ctx, cfg->versions) || SSL_CTX_set_cipher_list(ctx, ciphers) != 1 ||
         (cfg->ciphersuites && SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites) != 1)) {

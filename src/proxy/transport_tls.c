@@ -195,6 +195,19 @@ static void count_failure(struct transport *t, enum tls_fail_reason why, const c
  * The handshake
  */
 
+/* openssl.async (SSL_MODE_ASYNC): a provider is working on this
+ * connection's private-key operation (WANT_ASYNC), or every async job
+ * is busy (WANT_ASYNC_JOB). The call is made again on the next turn of
+ * the loop: the transport asks for the socket's writability, which is
+ * there at once, so the connection is resumed after the others' events
+ * rather than blocking them. (A provider's own wait descriptors, from
+ * SSL_get_all_async_fds, are not polled: no such hardware was at hand
+ * to test it with; docs/tls.md says so.) */
+static bool want_async(int ssl_error)
+{
+    return ssl_error == SSL_ERROR_WANT_ASYNC || ssl_error == SSL_ERROR_WANT_ASYNC_JOB;
+}
+
 /* After a failed SSL call: which kind of failure it was. */
 static enum tls_fail_reason classify(int ssl_error, int sys_errno, const char **detail)
 {
@@ -230,7 +243,7 @@ int transport_tls_handshake(struct transport *t)
         return 1;
     }
     int e = SSL_get_error(tc->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE || want_async(e)) {
         tc->hs_want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
         errno = EAGAIN;
         return 0;
@@ -299,6 +312,8 @@ static ssize_t io_error(struct tls_conn *tc, int r, int sys_errno, uint32_t *wan
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_WANT_WRITE:
+    case SSL_ERROR_WANT_ASYNC:     /* see want_async() */
+    case SSL_ERROR_WANT_ASYNC_JOB:
         *want = EPOLLOUT;
         errno = EAGAIN;
         return -1;
