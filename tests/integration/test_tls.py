@@ -381,7 +381,7 @@ def test_access_log_text_has_tls_fields(env):
                      timeout=5, interval=0.05)
     assert found, env.text_log.read_text()
     line = found[-1].decode()
-    assert ' tls=TLSv1.3 cipher=TLS_' in line and ' sni="example.test" resumed=0' in line, line
+    assert ' tls=TLSv1.3 cipher=TLS_' in line and ' sni="example.test" resumed=no' in line, line
 
 
 def test_resumed_session_counted_and_logged(tmp_path):
