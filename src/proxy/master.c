@@ -332,6 +332,14 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
         generation_free(g);
         return NULL;
     }
+    /* The TLS listeners' session stores, made or reconfigured; when this
+     * or anything later fails, the caller undoes the pass (a reload puts
+     * the running configuration's settings back, a start frees them). */
+    if (sessions_pass(m, g->pc, g->cfg->path, g->tls_sessions) < 0) {
+        g->cfg = NULL; /* the caller still owns cfg on failure */
+        generation_free(g);
+        return NULL;
+    }
     /* Discovered pools' members into their slots first: state carries
      * over by address. */
     if (has_discovered_pool(g->pc)) {
@@ -346,9 +354,7 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     }
     if (prev)
         shared_carry_over(g->sh, g->pc, prev->sh, prev->pc);
-    /* The session stores last: the caller undoes a pass that fails here
-     * or later (sessions_restore, or freeing them all at start). */
-    if (open_generation_sockets(g, prev) < 0 || sessions_pass(m, g->pc, g->cfg->path, g->tls_sessions) < 0) {
+    if (open_generation_sockets(g, prev) < 0) {
         /* Close what was opened (or dup'ed) before the failure, then
          * leave cfg to the caller, who still owns it on failure. */
         generation_close_sockets(g);

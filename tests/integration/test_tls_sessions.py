@@ -351,8 +351,7 @@ def test_broken_key_file_is_refused_and_the_old_keys_stay(proxies, pki, tmp_path
     assert status == 400, body
     doc = json.loads(body)
     assert any("tls.sessions.ticket_key_file" in e and "not a multiple of 80" in e for e in doc["errors"]), doc
-    v = Visit(ctx, p.port, s1.session)
-    assert v.reused
+    resumes_on_another_worker(ctx, p.port, s1, follow=True)
     assert p.metric("sluice_tls_ticket_keys") == 1
     assert "ticket key file refused, keeping the 1 key(s) in use" in p.sluice.read_log()
 
@@ -367,3 +366,62 @@ def test_generated_keys_rotate_and_sessions_keep_resuming(proxies, pki):
     v = Visit(ctx, p.port, s1.session)
     assert v.reused
     assert p.metric("sluice_tls_tickets_total", event="renewed") >= 1
+
+
+def test_a_failed_reload_puts_the_running_session_settings_back(proxies, pki, tmp_path):
+    """The new configuration's session stores are set up before anything
+    else of its generation; when the generation then fails (here: a new
+    listener's port is taken), the running configuration's key file is
+    back in force and the store made for the new listener is gone."""
+    k1, k2 = tmp_path / "k1.key", tmp_path / "k2.key"
+    write_keys(k1, [os.urandom(80)])
+    write_keys(k2, [os.urandom(80)])
+    p = proxies({"ticket_key_file": k1, "cache_size": 0})
+    ctx = client_context(pki[0], ssl.TLSVersion.TLSv1_3)
+    s1 = Visit(ctx, p.port)
+    running = p.sluice.config_path.read_text()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        extra = ("  - name: extra\n    listen: 127.0.0.1:%d\n    protocol: http\n    pool: app\n"
+                 "    tls:\n      certificates:\n        - cert: %s\n          key: %s\n"
+                 % (busy.getsockname()[1], pki[1].chain, pki[1].key))
+        p.sluice.config_path.write_text(p.config({"ticket_key_file": k2, "cache_size": 0}) + extra)
+        status, body = admin(p.admin, "POST", "/api/reload")
+        assert status == 500, body
+    finally:
+        busy.close()
+    v = Visit(ctx, p.port, s1.session)
+    assert v.reused, "the aborted configuration's key file stayed in force"
+    status, raw = admin(p.admin, "GET", "/metrics")
+    assert b'listener="extra"' not in raw
+    p.sluice.config_path.write_text(running)
+
+
+def test_a_failed_connection_drops_its_session_from_the_cache(proxies, pki):
+    """A connection that ends in a TLS error takes its session out of the
+    shared cache (OpenSSL's "bad session" rule, through the store's remove
+    callback), whichever worker the session is then looked up on; an
+    orderly close keeps it."""
+    p = proxies({"tickets": "false", "cache_size": 1000})
+    ctx = client_context(pki[0], ssl.TLSVersion.TLSv1_2)
+    kept = Visit(ctx, p.port)
+    assert Visit(ctx, p.port, kept.session).reused
+    raw = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="example.test")
+    session = s.session
+    # An application record that fails its integrity check: the server's
+    # read fails with bad_record_mac and it drops the connection.
+    os.write(s.fileno(), b"\x17\x03\x03\x00\x20" + os.urandom(32))
+    try:
+        s.unwrap()  # our close_notify: the client keeps the session resumable
+    except (ssl.SSLError, OSError):
+        pass
+    s.close()
+    wait_metric(p, "sluice_tls_session_cache_total", 2, event="stored")
+    misses = p.metric("sluice_tls_session_cache_total", event="miss")
+    assert not Visit(ctx, p.port, session).reused
+    # The client did offer it: the server looked it up and found nothing.
+    assert p.metric("sluice_tls_session_cache_total", event="miss") == misses + 1
+    assert Visit(ctx, p.port, kept.session).reused
