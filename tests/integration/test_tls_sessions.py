@@ -425,3 +425,27 @@ def test_a_failed_connection_drops_its_session_from_the_cache(proxies, pki):
     # The client did offer it: the server looked it up and found nothing.
     assert p.metric("sluice_tls_session_cache_total", event="miss") == misses + 1
     assert Visit(ctx, p.port, kept.session).reused
+
+
+
+def test_a_restarted_worker_resumes_the_others_sessions(proxies, pki):
+    """A worker that died is replaced by a new fork of the master, which
+    hands it the same stores: it resumes sessions issued before it existed."""
+    p = proxies({"cache_size": 1000})
+    ctx = client_context(pki[0], ssl.TLSVersion.TLSv1_2)
+    first = Visit(ctx, p.port)
+    os.kill(first.pid, 9)
+
+    def replacement():
+        log = p.sluice.read_log()
+        tail = log[log.find("restarting it"):] if "restarting it" in log else ""
+        m = re.search(r"worker \d+ started \(pid (\d+)\)", tail)
+        return int(m.group(1)) if m else None
+    new_pid = wait_for(replacement, timeout=10)
+    assert new_pid, p.sluice.read_log()[-2000:]
+    for _ in range(MAX_TRIES):
+        v = Visit(ctx, p.port, first.session)
+        assert v.reused
+        if v.pid == new_pid:
+            return
+    raise AssertionError("no connection reached the restarted worker %d in %d tries" % (new_pid, MAX_TRIES))
