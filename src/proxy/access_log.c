@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "proxy/tls_session.h"
 
 #define ACCESS_LOG_BUFFER (4 * ACCESS_LOG_LINE)
 
@@ -102,8 +103,14 @@ static size_t put_escaped(char *out, size_t cap, const char *s)
     return n;
 }
 
-/* " tls=TLSv1.3 cipher=... sni=\"...\" resumed=0", or nothing on a plain
+/* " tls=TLSv1.3 cipher=... sni=\"...\" resumed=no", or nothing on a plain
  * listener. The SNI is the client's text: escaped like the others. */
+/* The labels of sluice_tls_session_handshakes_total{resumed}. */
+static const char *resumption_name(int resumed)
+{
+    return resumed == TLS_RESUMED_TICKET ? "ticket" : resumed == TLS_RESUMED_CACHE ? "cache" : "no";
+}
+
 static void format_tls_fields(const struct access_entry *e, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -111,8 +118,8 @@ static void format_tls_fields(const struct access_entry *e, char *out, size_t ca
         return;
     char sni[300];
     put_escaped(sni, sizeof sni, e->sni);
-    snprintf(out, cap, " tls=%s cipher=%s sni=\"%s\" resumed=%d", e->tls_version,
-             e->tls_cipher ? e->tls_cipher : "-", sni, e->tls_resumed ? 1 : 0);
+    snprintf(out, cap, " tls=%s cipher=%s sni=\"%s\" resumed=%s", e->tls_version,
+             e->tls_cipher ? e->tls_cipher : "-", sni, resumption_name(e->tls_resumed));
 }
 
 static int format_combined(const struct access_entry *e, const struct tm *tm, char *out, size_t cap)
@@ -224,7 +231,8 @@ static json_t *entry_json(const struct access_entry *e, const char *ts, bool wir
         set_text(o, "tls_version", e->tls_version, JSON_SHORT_MAX);
         set_text(o, "tls_cipher", e->tls_cipher, JSON_SHORT_MAX);
         set_text(o, "sni", wire ? e->sni : NULL, JSON_HEADER_MAX);
-        json_object_set_new(o, "tls_resumed", json_boolean(e->tls_resumed));
+        json_object_set_new(o, "tls_resumed", json_boolean(e->tls_resumed != TLS_RESUMED_NO));
+        json_object_set_new(o, "tls_resumption", json_string(resumption_name(e->tls_resumed)));
     }
     return o;
 }

@@ -441,9 +441,9 @@ struct tls_state {
     bool is_http;
 };
 
-enum { TK_CERTIFICATES, TK_PROTOCOLS, TK_CIPHERS, TK_CIPHERSUITES, TK_ALPN, TK_HANDSHAKE_TIMEOUT };
+enum { TK_CERTIFICATES, TK_PROTOCOLS, TK_CIPHERS, TK_CIPHERSUITES, TK_ALPN, TK_HANDSHAKE_TIMEOUT, TK_SESSIONS };
 static const char *const tls_keys[] = {
-    "certificates", "protocols", "ciphers", "ciphersuites", "alpn", "handshake_timeout", NULL,
+    "certificates", "protocols", "ciphers", "ciphersuites", "alpn", "handshake_timeout", "sessions", NULL,
 };
 
 static void tls_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -468,6 +468,9 @@ static void tls_field(struct config_ctx *c, int key, const struct ynode *v, void
     case TK_HANDSHAKE_TIMEOUT:
         config_get_duration(c, v, 100, 10 * CONFIG_MINUTE, &st->t->handshake_timeout_ms);
         break;
+    case TK_SESSIONS:
+        tls_sessions_parse(c, v, &st->t->sessions);
+        break;
     }
 }
 
@@ -475,6 +478,7 @@ static void tls_defaults(struct cfg_tls *t, bool is_http)
 {
     t->versions = TLS_V12 | TLS_V13;
     t->handshake_timeout_ms = 10 * CONFIG_SECOND;
+    tls_sessions_defaults(&t->sessions);
     if (!is_http)
         return; /* tcp: no ALPN unless configured */
     t->alpn = config_xcalloc(TLS_MAX_ALPN, sizeof *t->alpn);
@@ -512,5 +516,6 @@ void tls_conf_free(struct cfg_tls *t)
     free(t->ciphers);
     free(t->ciphersuites);
     free_alpn(t);
+    tls_sessions_free(&t->sessions);
     free(t);
 }

@@ -1,5 +1,6 @@
 /* A listener's `tls:` block (docs/tls.md): certificates, protocol
- * versions, cipher lists, ALPN, the handshake timeout.
+ * versions, cipher lists, ALPN, the handshake timeout, session reuse
+ * (`sessions:`, proxy/tls_session_conf.h).
  *
  * Certificates and keys are loaded and checked while the configuration
  * is read (so `sluice check` and a reload refuse a broken file with its
@@ -17,6 +18,7 @@
 #include <openssl/types.h>
 
 #include "core/config_walk.h"
+#include "proxy/tls_session_conf.h"
 
 #define TLS_MAX_CERTIFICATES 64
 #define TLS_MAX_ALPN 16
@@ -45,8 +47,7 @@ struct cfg_tls {
     char **alpn;                   /* in preference order */
     size_t n_alpn;
     uint32_t handshake_timeout_ms; /* default 10s */
-    /* `sessions:` belongs to the session helper (tls_session_conf.c): the
-     * merge adds its struct here and its parse call in tls_conf.c. */
+    struct cfg_tls_sessions sessions; /* `sessions:`, parsed by tls_session_conf.c */
     int line;
 };
 

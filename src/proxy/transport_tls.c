@@ -24,6 +24,7 @@
 #include "lib/addr.h"
 #include "proxy/shared.h"
 #include "proxy/tls.h"
+#include "proxy/tls_session.h"
 
 /* The most plaintext one SSL_write takes: one full record. */
 #define RECORD_MAX 16384
@@ -39,6 +40,7 @@ struct tls_conn {
     uint32_t write_want;          /* ... SSL_write waits for (EPOLLOUT, or EPOLLIN) */
     uint32_t caller_want;         /* the caller's last wish (wanted_events) */
     bool handshake_done;
+    int resumed;                  /* TLS_RESUMED_*, once the handshake is done */
     bool failed;                  /* fatal error: no close_notify, no more I/O */
     const char *fail_detail;      /* why the handshake failed (a static string), or NULL */
     bool shutdown_pending;        /* close_notify waits for room in the socket */
@@ -150,12 +152,23 @@ static void peer_of(int fd, char *buf, size_t cap)
         addr_ip_string((struct sockaddr *)&ss, buf, cap);
 }
 
+/* How the session was set up. The listener's session store counts it
+ * and tells a ticket from the shared cache; an SSL without a store (a
+ * client role) has only OpenSSL's word that it resumed. */
+static int resumption_of(SSL *ssl)
+{
+    int r = tls_sessions_handshake_done(ssl);
+    if (r >= 0)
+        return r;
+    return SSL_session_reused(ssl) == 1 ? TLS_RESUMED_TICKET : TLS_RESUMED_NO;
+}
+
 static void count_success(struct tls_conn *tc)
 {
     if (!tc->srv || !tc->srv->ctr)
         return;
     int v = SSL_version(tc->ssl) == TLS1_3_VERSION;
-    int r = SSL_session_reused(tc->ssl) == 1;
+    int r = tc->resumed != TLS_RESUMED_NO;
     atomic_fetch_add_explicit(&tc->srv->ctr->handshakes[v][r], 1, memory_order_relaxed);
 }
 
@@ -239,6 +252,7 @@ int transport_tls_handshake(struct transport *t)
     if (r == 1) {
         tc->handshake_done = true;
         tc->hs_want = 0;
+        tc->resumed = resumption_of(tc->ssl);
         count_success(tc);
         return 1;
     }
@@ -454,15 +468,20 @@ static int tls_shutdown(struct transport *t)
 static void tls_close(struct transport *t, bool abort)
 {
     struct tls_conn *tc = conn_of(t);
+    /* SSL_free() takes a session whose connection did not send (or mark)
+     * close_notify out of the session cache (OpenSSL's "bad session"):
+     * that is what an aborted or failed connection should get, but an
+     * orderly close must keep the session resumable on every worker. */
     if (abort) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     } else if (tc->handshake_done && !tc->failed && !(SSL_get_shutdown(tc->ssl) & SSL_SENT_SHUTDOWN)) {
         /* An orderly close tells the client with close_notify, best effort:
-         * a full socket just does without. */
+         * a full socket just does without, and the flag keeps the session. */
         ERR_clear_error();
         SSL_shutdown(tc->ssl);
         ERR_clear_error();
+        SSL_set_shutdown(tc->ssl, SSL_get_shutdown(tc->ssl) | SSL_SENT_SHUTDOWN);
     }
     SSL_free(tc->ssl);
     free(tc);
@@ -605,7 +624,7 @@ bool transport_tls_info(const struct transport *t, struct tls_info *out)
         .cipher = SSL_get_cipher_name(ssl),
         .sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name),
         .alpn = alpn,
-        .resumed = SSL_session_reused(ssl) == 1,
+        .resumed = conn_of(t)->resumed,
     };
     return true;
 }

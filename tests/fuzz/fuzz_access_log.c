@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         e.tls_version = "TLSv1.3";
         e.tls_cipher = "TLS_AES_128_GCM_SHA256";
         e.sni = f[8];
-        e.tls_resumed = data[0] & 2;
+        e.tls_resumed = (data[0] >> 1) % 3; /* TLS_RESUMED_NO, _TICKET, _CACHE */
     }
 
     size_t n = access_log_format(ACCESS_LOG_JSON, &e, 0, line, sizeof line);

@@ -381,12 +381,12 @@ def test_access_log_text_has_tls_fields(env):
                      timeout=5, interval=0.05)
     assert found, env.text_log.read_text()
     line = found[-1].decode()
-    assert ' tls=TLSv1.3 cipher=TLS_' in line and ' sni="example.test" resumed=0' in line, line
+    assert ' tls=TLSv1.3 cipher=TLS_' in line and ' sni="example.test" resumed=no' in line, line
 
 
 def test_resumed_session_counted_and_logged(tmp_path):
-    """One worker (each has its own session cache and ticket keys until
-    the session work shares them): a TLS 1.2 session resumes."""
+    """One worker: a TLS 1.2 session resumes (by ticket), counted and
+    logged. Across workers, reloads and instances: test_tls_sessions.py."""
     ca = CertAuthority(tmp_path / "pki")
     ec = ca.issue(["example.test"], key="ec")
     backend = HttpBackend("one").start()
@@ -412,6 +412,7 @@ def test_resumed_session_counted_and_logged(tmp_path):
         assert handshakes(env, "web", "TLSv1.2", "false") == 1
         docs = [json.loads(x) for x in new_lines(log, 0, 2)]
         assert [d["tls_resumed"] for d in docs] == [False, True], docs
+        assert [d["tls_resumption"] for d in docs] == ["no", "ticket"], docs
     finally:
         proxy.stop()
         backend.stop()
