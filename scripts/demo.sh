@@ -156,7 +156,8 @@ say "backend states from the admin API (GET /api/pools/demo)"
 states
 
 say "HTTPS: curl -v --cacert ca.pem https://localhost:8443/ (TLS version, cipher, ALPN, certificate)"
-CURL_TLS=(curl -sS --cacert "$WORKDIR/pki/ca.pem" --resolve localhost:8443:127.0.0.1)
+# HTTP/1.1 here; the HTTP/2 part below asks for h2 (the listener offers both).
+CURL_TLS=(curl -sS --http1.1 --cacert "$WORKDIR/pki/ca.pem" --resolve localhost:8443:127.0.0.1)
 "${CURL_TLS[@]}" -v -o /dev/null https://localhost:8443/ 2>&1 |
   grep -E '^\* (SSL connection|ALPN|Server certificate| +subject:| +issuer:| +SSL certificate verify)|^< (HTTP|X-Backend)' |
   sed 's/^/   /'
@@ -182,12 +183,25 @@ say "the HTTPS listener's access log: TLS version, cipher, SNI, resumed"
 for _ in $(seq 50); do grep -q '"GET /headers' "$WORKDIR/https-access.log" 2>/dev/null && break; sleep 0.1; done
 tail -2 "$WORKDIR/https-access.log" | sed 's/^/   /'
 
-# ---------------------------------------------------------------------------
-# HTTP/2 (issue 11) goes here once it is merged: h2c with prior knowledge on
-# :8080 (curl --http2-prior-knowledge, h2load) and h2 over TLS on :8443
-# (ALPN h2: curl --http2 -v, h2load), several streams on one connection
-# spread over the backends.
-# ---------------------------------------------------------------------------
+say "HTTP/2 over TLS: ALPN chose h2 (curl --http2 -v https://localhost:8443/)"
+"${CURL_TLS[@]}" --http2 -v -o /dev/null https://localhost:8443/ 2>&1 |
+  grep -E '^\* ALPN|^< (HTTP|x-backend)' | sed 's/^/   /'
+
+say "h2c with prior knowledge on the plain port (curl --http2-prior-knowledge http://127.0.0.1:8080/)"
+curl -sS --http2-prior-knowledge -v -o /dev/null http://127.0.0.1:8080/ 2>&1 |
+  grep -E '^< (HTTP|x-backend)' | sed 's/^/   /'
+
+say "h2load: 300 requests as 30 concurrent streams on ONE TLS connection, each stream balanced on its own"
+before=$(curl -s http://127.0.0.1:9900/api/pools/demo | "$PY" -c '
+import json, sys
+print(" ".join(str(b["counters"]["requests"]) for b in json.load(sys.stdin)["backends"]))')
+h2load -n 300 -c 1 -m 30 https://localhost:8443/h2 2>&1 |
+  grep -E '^(finished in|requests:|status codes:|Application protocol:)' | sed 's/^/   /'
+curl -s http://127.0.0.1:9900/api/pools/demo | "$PY" -c '
+import json, sys
+before = [int(x) for x in sys.argv[1].split()]
+for b, n in zip(json.load(sys.stdin)["backends"], before):
+    print("   %-16s %4d of the streams" % (b["address"], b["counters"]["requests"] - n))' "$before"
 
 say "stopping backend-3 (127.0.0.1:9003)"
 kill "${PIDS[2]}"

@@ -2,7 +2,8 @@
 shows: round robin over three backends; HTTPS on :8443 with a CA and an
 ECDSA and an RSA certificate made at demo time (curl -v, the spread over
 HTTPS, X-Forwarded-Proto as the backend saw it, openssl s_client picking the
-certificate, the access log's TLS fields); then a backend failing without a
+certificate, the access log's TLS fields); HTTP/2 over TLS (ALPN) and
+h2c, and h2load's streams of one connection spread over the backends; then a backend failing without a
 failed request. About 10 seconds."""
 import os
 import re
@@ -69,7 +70,17 @@ def test_demo_runs_and_shows_https():
 
     log = section("the HTTPS listener's access log")
     assert re.search(r'"GET /headers HTTP/1\.1" 200 \d+ "-" "curl/[^"]+" tls=TLSv1\.3 cipher=TLS_\w+ '
-                     r'sni="localhost" resumed=0$', log, re.M), log
+                     r'sni="localhost" resumed=no$', log, re.M), log
+
+    # HTTP/2: ALPN h2 over TLS, h2c on the plain port, and h2load's 300
+    # requests as 30 streams of one connection, spread over the backends.
+    h2 = section("HTTP/2 over TLS")
+    assert "ALPN: server accepted h2" in h2 and "< HTTP/2 200" in h2, h2
+    assert "< HTTP/2 200" in section("h2c with prior knowledge"), out
+    load = section("h2load")
+    assert "Application protocol: h2" in load and "status codes: 300 2xx" in load, load
+    streams = [int(n) for n in re.findall(r"^\s+127\.0\.0\.1:900\d\s+(\d+) of the streams", load, re.M)]
+    assert sorted(streams) == [100, 100, 100], load
 
     # The failure part, unchanged: no failed request while backend-3 goes away.
     counts, errors = spread("300 more requests right away")
