@@ -33,13 +33,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+BENCH_SCRIPT=l7.sh
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 MODE=measure
 case "${1:-}" in
   "") ;;
   --profile) MODE=profile ;;
-  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "l7.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  -h|--help) bench_help; exit 0 ;;
+  *) bench_bad_arg "$1" ;;
 esac
 
 DURATION=${DURATION:-10}
@@ -70,9 +73,6 @@ SLUICE_BASE_PORT=$((BASE_PORT + 4))
 SLUICE_BASE_ADMIN_PORT=$((ADMIN_PORT + 1))
 HZ=$(getconf CLK_TCK)
 
-die() { echo "l7.sh: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
 for tool in wrk curl nginx haproxy taskset; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool not found"
 done
@@ -85,52 +85,11 @@ if [ -n "$SLUICE_BASE" ]; then
   SLUICE_BASE=$(realpath "$SLUICE_BASE")
 fi
 
-for port in "$SLUICE_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$ADMIN_PORT" \
-  ${SLUICE_BASE:+"$SLUICE_BASE_PORT" "$SLUICE_BASE_ADMIN_PORT"}; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port is already in use on 127.0.0.1; stop it or set BASE_PORT/ADMIN_PORT"
-  fi
-done
+ports_free "$SLUICE_PORT" "$BACKEND_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$ADMIN_PORT" \
+  ${SLUICE_BASE:+"$SLUICE_BASE_PORT" "$SLUICE_BASE_ADMIN_PORT"}
 
-DIR=$(mktemp -d /tmp/sluice-bench-l7.XXXXXX)
-STARTED=()   # pids of everything we started (each is the top process of its tree)
+bench_tmpdir l7
 
-stop_pid() {  # stop_pid PID: TERM, wait up to 5s, then KILL the pid and its children
-  local pid=$1 i kids
-  kill -0 "$pid" 2>/dev/null || return 0
-  kids=$(pgrep -P "$pid" 2>/dev/null || true)
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    # A master that ignores SIGTERM: kill it and the workers it had.
-    echo "l7.sh: pid $pid did not stop on SIGTERM, sending SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$? i
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop_pid "${STARTED[i]}"; done
-  if [ "$KEEP_TMP" = 1 ] || [ "$rc" != 0 ]; then
-    echo "l7.sh: temp dir kept: $DIR" >&2
-  else
-    rm -rf "$DIR"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-pin() {  # pin CPUS: print the command prefix (as an array literal) for taskset
-  [ -n "$1" ] && printf 'taskset -c %s' "$1"
-  return 0
-}
 read -r -a PROXY_PIN <<<"$(pin "$TASKSET")"
 read -r -a BACKEND_PIN <<<"$(pin "$BACKEND_TASKSET")"
 read -r -a WRK_PIN <<<"$(pin "$WRK_TASKSET")"
@@ -138,35 +97,14 @@ read -r -a WRK_PIN <<<"$(pin "$WRK_TASKSET")"
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"   # workers need the 0700 temp dir
 
-render() {  # render TEMPLATE OUT PORT [ADMIN_PORT]
+render() {  # render TEMPLATE OUT PORT [ADMIN_PORT]; TEMPLATE relative to bench/
   sed -e "s|@DIR@|$DIR|g" -e "s|@USER_LINE@|$USER_LINE|g" \
       -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@ADMIN_PORT@|${4:-$ADMIN_PORT}|g" \
-      -e "s|@PORT@|$3|g" "$REPO/bench/l7/$1" >"$DIR/$2"
+      -e "s|@PORT@|$3|g" "$REPO/bench/$1" >"$DIR/$2"
 }
 
-# wait_200 NAME PORT: poll until the proxy answers 200 with the backend's body.
-wait_200() {
-  local name=$1 port=$2 i code=""
-  for ((i = 0; i < 100; i++)); do
-    code=$(curl -s -o "$DIR/$name.curl" -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/" || true)
-    [ "$code" = 200 ] && break
-    sleep 0.1
-  done
-  [ "$code" = 200 ] || die "$name on 127.0.0.1:$port does not answer 200 (last status '${code:-none}'); see $DIR/$name.*log"
-  if [ "$name" != backend ] && ! cmp -s "$DIR/$name.curl" "$DIR/backend.curl"; then
-    die "$name answered 200 but not with the backend's body: $(head -c 200 "$DIR/$name.curl")"
-  fi
-  log "$name on 127.0.0.1:$port answers 200: $(tr -d '\n' <"$DIR/$name.curl")"
-}
-
-start_backend() {
-  mkdir -p "$DIR/backend-tmp"
-  render backend-nginx.conf.in backend-nginx.conf "$BACKEND_PORT"
-  "${BACKEND_PIN[@]}" "$NGINX" -p "$DIR" -e "$DIR/backend-nginx.error.log" \
-    -c "$DIR/backend-nginx.conf" -g 'daemon off;' >"$DIR/backend.log" 2>&1 &
-  BACKEND_PID=$!
-  STARTED+=("$BACKEND_PID")
-  wait_200 backend "$BACKEND_PORT"
+say_200() {  # say_200 NAME PORT: what answered wait_200
+  log "$1 on 127.0.0.1:$2 answers 200: $(tr -d '\n' <"$DIR/$1.curl")"
 }
 
 declare -A PID PORT
@@ -179,24 +117,24 @@ start_proxy() {  # start_proxy NAME [wrapper...]
   local name=$1; shift
   case $name in
     sluice)
-      render sluice.yaml.in sluice.yaml "$SLUICE_PORT"
+      render l7/sluice.yaml.in sluice.yaml "$SLUICE_PORT"
       "$SLUICE" check -c "$DIR/sluice.yaml" >"$DIR/sluice-check.log" 2>&1 ||
         die "sluice check rejects the bench config: $(cat "$DIR/sluice-check.log")"
       "${PROXY_PIN[@]}" "$@" "$SLUICE" proxy -c "$DIR/sluice.yaml" --workers 1 >"$DIR/sluice.log" 2>&1 &
       ;;
     sluice-base)
       [ -n "$SLUICE_BASE" ] || die "proxy sluice-base needs SLUICE_BASE (a second Sluice build)"
-      render sluice.yaml.in sluice-base.yaml "$SLUICE_BASE_PORT" "$SLUICE_BASE_ADMIN_PORT"
+      render l7/sluice.yaml.in sluice-base.yaml "$SLUICE_BASE_PORT" "$SLUICE_BASE_ADMIN_PORT"
       "${PROXY_PIN[@]}" "$@" "$SLUICE_BASE" proxy -c "$DIR/sluice-base.yaml" --workers 1 >"$DIR/sluice-base.log" 2>&1 &
       ;;
     nginx)
       mkdir -p "$DIR/proxy-tmp"
-      render proxy-nginx.conf.in proxy-nginx.conf "$NGINX_PORT"
+      render l7/proxy-nginx.conf.in proxy-nginx.conf "$NGINX_PORT"
       "${PROXY_PIN[@]}" "$NGINX" -p "$DIR" -e "$DIR/proxy-nginx.error.log" \
         -c "$DIR/proxy-nginx.conf" -g 'daemon off;' >"$DIR/nginx.log" 2>&1 &
       ;;
     haproxy)
-      render haproxy.cfg.in haproxy.cfg "$HAPROXY_PORT"
+      render l7/haproxy.cfg.in haproxy.cfg "$HAPROXY_PORT"
       "$HAPROXY" -c -q -f "$DIR/haproxy.cfg" >"$DIR/haproxy-check.log" 2>&1 ||
         die "haproxy rejects the bench config: $(cat "$DIR/haproxy-check.log")"
       "${PROXY_PIN[@]}" "$HAPROXY" -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
@@ -205,26 +143,8 @@ start_proxy() {  # start_proxy NAME [wrapper...]
   esac
   PID[$name]=$!
   STARTED+=("${PID[$name]}")
-  wait_200 "$name" "${PORT[$name]}"
-}
-
-# The processes whose CPU counts for a proxy: its top process and its
-# children (Sluice and nginx: master + one worker; HAProxy: one process).
-# shellcheck disable=SC2046  # word splitting of pid lists is intended here
-proc_tree() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
-
-# cpu_ticks PID...: utime+stime summed over the pids, in clock ticks.
-# Fields 14 and 15 of /proc/PID/stat; comm (field 2) may hold spaces, so cut
-# after its closing parenthesis first: field 3 (state) is then $1.
-cpu_ticks() {
-  local p s u y usr=0 sys=0
-  for p in "$@"; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-    s=${s##*) }
-    read -r u y <<<"$(awk '{print $12, $13}' <<<"$s")"
-    usr=$((usr + u)); sys=$((sys + y))
-  done
-  echo "$usr $sys"
+  wait_200 "$name" "http://127.0.0.1:${PORT[$name]}/"
+  say_200 "$name" "${PORT[$name]}"
 }
 
 # upstream_conns PID...: established connections from these pids to the backend.
@@ -233,13 +153,6 @@ upstream_conns() {
   re=$(printf 'pid=%s,|' "$@"); re=${re%|}
   ss -Htnp state established "( dport = :$BACKEND_PORT )" 2>/dev/null | grep -cE "$re" || true
 }
-
-# Machine-wide busy ticks (user+nice+system+irq+softirq of /proc/stat) and the
-# ticks of this shell's reaped children (wrk): with the proxy's and the
-# backend's own ticks, what is left is CPU used by something else -- other
-# work on the machine, plus kernel time not charged to any process (softirq).
-machine_busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
-children_ticks() { local s; s=$(cat "/proc/$$/stat"); s=${s##*) }; awk '{print $14 + $15}' <<<"$s"; }
 
 to_ms() {  # wrk latency ("812.00us", "1.23ms", "1.01s", "2.00m") -> ms
   awk -v v="$1" 'BEGIN {
@@ -281,7 +194,8 @@ if [ "$MODE" = profile ]; then
   esac
   log "profiling Sluice with $PROFILER, wrk -t$THREADS -c$CONNECTIONS -d${PROFILE_DURATION}s"
   sluice_identity
-  start_backend
+  start_backend "${BACKEND_PIN[@]}"
+  say_200 backend "$BACKEND_PORT"
   if [ "$PROFILER" = callgrind ]; then
     # valgrind follows fork(), so the worker is traced too: one file per pid.
     start_proxy sluice valgrind --tool=callgrind --quiet \
@@ -366,7 +280,8 @@ echo "pinning: proxies=${TASKSET:-none} backend=${BACKEND_TASKSET:-none} wrk=${W
 echo "temp dir: $DIR"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-start_backend
+start_backend "${BACKEND_PIN[@]}"
+say_200 backend "$BACKEND_PORT"
 for p in "${PROXY_LIST[@]}"; do start_proxy "$p"; done
 
 if [ "$WARMUP" -gt 0 ]; then
@@ -389,9 +304,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     kill -0 "$top" 2>/dev/null || die "$p (pid $top) is no longer running before round $r; see $DIR/$p.log"
     read -r -a procs <<<"$(proc_tree "$top")"
     m0=$(machine_busy); c0=$(children_ticks); t0=$(date +%s%N)
-    read -r u0 s0 <<<"$(cpu_ticks "${procs[@]}")"
+    read -r u0 s0 <<<"$(cpu_usr_sys "${procs[@]}")"
     read -r -a bprocs <<<"$(proc_tree "$BACKEND_PID")"
-    read -r bu0 bs0 <<<"$(cpu_ticks "${bprocs[@]}")"
+    read -r bu0 bs0 <<<"$(cpu_usr_sys "${bprocs[@]}")"
     out="$DIR/r$r-$p.wrk"
     run_wrk "${PORT[$p]}" "$DURATION" "$CONNECTIONS" "$out" &
     wrk_pid=$!
@@ -401,9 +316,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     upconn=$(upstream_conns "${procs[@]}")
     wrk_rc=0
     wait "$wrk_pid" || wrk_rc=$?
-    read -r u1 s1 <<<"$(cpu_ticks "${procs[@]}")"
+    read -r u1 s1 <<<"$(cpu_usr_sys "${procs[@]}")"
     m1=$(machine_busy); c1=$(children_ticks); t1=$(date +%s%N)
-    read -r bu1 bs1 <<<"$(cpu_ticks "${bprocs[@]}")"
+    read -r bu1 bs1 <<<"$(cpu_usr_sys "${bprocs[@]}")"
     errors=""
     [ "$wrk_rc" = 0 ] || errors+="wrk-exit-$wrk_rc "
     if ! kill -0 "$top" 2>/dev/null; then errors+="PROXY-EXITED "; fi

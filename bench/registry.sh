@@ -36,11 +36,14 @@
 #   KEEP_TMP [0]        1 keeps the temp dir (configs, logs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH_SCRIPT=registry.sh
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 case "${1:-}" in
   "") ;;
-  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "registry.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  -h|--help) bench_help; exit 0 ;;
+  *) bench_bad_arg "$1" ;;
 esac
 
 DURATION=${DURATION:-5}
@@ -57,9 +60,6 @@ BASE_PORT=${BASE_PORT:-29950}
 SLUICE=${SLUICE:-build/sluice}
 LOAD=${LOAD:-build/bench/reg_load}
 KEEP_TMP=${KEEP_TMP:-0}
-
-die() { echo "registry.sh: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
 
 [ -x "$SLUICE" ] || die "$SLUICE not built (make build/sluice)"
 [ -x "$LOAD" ] || die "$LOAD not built (make build/bench/reg_load)"

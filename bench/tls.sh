@@ -50,11 +50,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+BENCH_SCRIPT=tls.sh
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 case "${1:-}" in
   "") ;;
-  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "tls.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  -h|--help) bench_help; exit 0 ;;
+  *) bench_bad_arg "$1" ;;
 esac
 
 DURATION=${DURATION:-4}
@@ -90,9 +93,6 @@ SIGALGS_RSA="rsa_pss_rsae_sha256:rsa_pkcs1_sha256"
 BACKEND_PORT=$((BASE_PORT + 1))
 HZ=$(getconf CLK_TCK)
 
-die() { echo "tls.sh: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
 for tool in curl nginx haproxy h2load openssl taskset python3; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool not found (make deps installs it)"
 done
@@ -122,47 +122,10 @@ PORT[haproxy]=$((BASE_PORT + 3))
 for s in "${SERVER_LIST[@]}"; do
   [ -n "${PORT[$s]:-}" ] || die "unknown server '$s' (SERVERS may hold sluice, nginx, haproxy)"
 done
-for port in "$BACKEND_PORT" "$ADMIN_PORT" "${PORT[@]}"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port is already in use on 127.0.0.1; stop it or set BASE_PORT/ADMIN_PORT"
-  fi
-done
+ports_free "$BACKEND_PORT" "$ADMIN_PORT" "${PORT[@]}"
 
-DIR=$(mktemp -d /tmp/sluice-bench-tls.XXXXXX)
-STARTED=()   # pids of everything we started (each is the top process of its tree)
+bench_tmpdir tls
 
-stop_pid() {  # stop_pid PID: TERM, wait up to 5s, then KILL the pid and its children
-  local pid=$1 i kids
-  kill -0 "$pid" 2>/dev/null || return 0
-  kids=$(pgrep -P "$pid" 2>/dev/null || true)
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "tls.sh: pid $pid did not stop on SIGTERM, sending SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$? i
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop_pid "${STARTED[i]}"; done
-  if [ "$KEEP_TMP" = 1 ] || [ "$rc" != 0 ]; then
-    echo "tls.sh: temp dir kept: $DIR" >&2
-  else
-    rm -rf "$DIR"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-pin() { [ -n "$1" ] && printf 'taskset -c %s' "$1"; return 0; }
 read -r -a SERVER_PIN <<<"$(pin "$SERVER_CPU")"
 read -r -a LOAD_PIN <<<"$(pin "$LOAD_CPU")"
 
@@ -199,31 +162,6 @@ render() {  # render TEMPLATE OUT PORT
 }
 
 # ----------------------------------------------------------------- servers --
-# wait_200 NAME URL [curl args]: poll until 200 with the backend's body.
-wait_200() {
-  local name=$1 url=$2 i code=""
-  shift 2
-  for ((i = 0; i < 100; i++)); do
-    code=$(curl -s -o "$DIR/$name.curl" -w '%{http_code}' --max-time 2 "$@" "$url" || true)
-    [ "$code" = 200 ] && break
-    sleep 0.1
-  done
-  [ "$code" = 200 ] || die "$name at $url does not answer 200 (last status '${code:-none}'); see $DIR/$name*.log"
-  if [ "$name" != backend ] && ! cmp -s "$DIR/$name.curl" "$DIR/backend.curl"; then
-    die "$name answered 200 but not with the backend's body: $(head -c 200 "$DIR/$name.curl")"
-  fi
-}
-
-start_backend() {
-  mkdir -p "$DIR/backend-tmp"
-  render l7/backend-nginx.conf.in backend-nginx.conf "$BACKEND_PORT"
-  "${LOAD_PIN[@]}" "$NGINX" -p "$DIR" -e "$DIR/backend-nginx.error.log" \
-    -c "$DIR/backend-nginx.conf" -g 'daemon off;' >"$DIR/backend.log" 2>&1 &
-  BACKEND_PID=$!
-  STARTED+=("$BACKEND_PID")
-  wait_200 backend "http://127.0.0.1:$BACKEND_PORT/"
-}
-
 # Sluice's config: with the `sessions:` block when this build knows it,
 # else without (its defaults then decide resumption; SLUICE_NOTE says so),
 # else Sluice is skipped: a build without TLS (SLUICE_SKIP says why).
@@ -281,27 +219,11 @@ check_h2() {  # check_h2 NAME
 }
 
 # ------------------------------------------------------------- measuring --
-# The processes whose CPU counts for a server: its top process and its
-# children (Sluice and nginx: master + one worker; HAProxy: one process).
-# shellcheck disable=SC2046
-proc_tree() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
-
 cpu_ticks() {  # cpu_ticks PID...: utime+stime summed, in clock ticks
-  local p s total=0
-  for p in "$@"; do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-    s=${s##*) }   # comm may hold spaces: cut after its closing parenthesis
-    total=$((total + $(awk '{print $12 + $13}' <<<"$s")))
-  done
-  echo "$total"
+  local usr sys
+  read -r usr sys <<<"$(cpu_usr_sys "$@")"
+  echo "$((usr + sys))"
 }
-
-# Machine-wide busy ticks (user+nice+system+irq+softirq of /proc/stat) and
-# the ticks of this shell's reaped children (the clients): with the server's
-# and the backend's own ticks, what is left is CPU used by something else --
-# other work on the machine, plus kernel time charged to no process.
-machine_busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
-children_ticks() { local s; s=$(cat "/proc/$$/stat"); s=${s##*) }; awk '{print $14 + $15}' <<<"$s"; }
 
 # sample_begin PID...: start a measuring window for these server processes;
 # sample_end: SERVER_TICKS, WINDOW_NS and OTHER_PCT (share of one CPU used by
@@ -499,7 +421,7 @@ if [[ " ${SERVER_LIST[*]} " == *" sluice "* ]]; then
 fi
 [ ${#SERVER_LIST[@]} -gt 0 ] || die "no server left to measure"
 
-start_backend
+start_backend "${LOAD_PIN[@]}"
 for s in "${SERVER_LIST[@]}"; do
   start_server "$s"
   check_h2 "$s"

@@ -257,6 +257,19 @@ static void conn_free(void *p)
     free(c);
 }
 
+/* Take the connection off the listener's lists and stop its watchers:
+ * what both closing it and handing it over to HTTP/2 do before it is
+ * freed. Its socket is left to the caller. */
+static void conn_unhook(struct http_conn *c)
+{
+    idle_remove(c);
+    all_remove(c);
+    ev_timer_stop(c->w->loop, &c->timer);
+    ev_slow_stop(c->w->loop, &c->hs_slow);
+    http_txn_body_clock_stop(&c->txn);
+    ev_io_stop(c->w->loop, &c->io);
+}
+
 /* Close the connection (and its upstream), free it after this batch of
  * events. Closing a closed one does nothing. */
 static void http_conn_close(struct http_conn *c)
@@ -265,12 +278,7 @@ static void http_conn_close(struct http_conn *c)
         return;
     if (c->txn.up)
         http_txn_detach_upstream(&c->txn, false);
-    idle_remove(c);
-    all_remove(c);
-    ev_timer_stop(c->w->loop, &c->timer);
-    ev_slow_stop(c->w->loop, &c->hs_slow);
-    http_txn_body_clock_stop(&c->txn);
-    ev_io_stop(c->w->loop, &c->io);
+    conn_unhook(c);
     transport_close(&c->tr, false);
     worker_conn_closed(c->w, c->l);
     ev_defer_free(c->w->loop, c, conn_free);
@@ -375,12 +383,7 @@ static void http_conn_set_interest(struct http_conn *c)
  * HTTP/2 has taken both over. */
 static void http_conn_hand_over(struct http_conn *c)
 {
-    idle_remove(c);
-    all_remove(c);
-    ev_timer_stop(c->w->loop, &c->timer);
-    ev_slow_stop(c->w->loop, &c->hs_slow);
-    http_txn_body_clock_stop(&c->txn);
-    ev_io_stop(c->w->loop, &c->io);
+    conn_unhook(c);
     c->tr.fd = -1;
     ev_defer_free(c->w->loop, c, conn_free);
 }

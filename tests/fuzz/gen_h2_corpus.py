@@ -6,32 +6,12 @@ import os
 import sys
 
 import hpack
-from hyperframe.frame import (ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame,
-                              WindowUpdateFrame)
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "h2")
-
-
-def headers(enc, sid, fields, end_stream=True, end_headers=True):
-    f = HeadersFrame(sid)
-    f.data = enc.encode(fields)
-    if end_stream:
-        f.flags.add("END_STREAM")
-    if end_headers:
-        f.flags.add("END_HEADERS")
-    return f
-
-
-def data(sid, payload, end=False):
-    f = DataFrame(sid)
-    f.data = payload
-    if end:
-        f.flags.add("END_STREAM")
-    return f
-
-
-def req(path="/", method="GET", extra=()):
-    return [(":method", method), (":scheme", "http"), (":path", path), (":authority", "t")] + list(extra)
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "corpus", "h2")
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from h2_frames import data_frame as data, headers_frame as headers, req  # noqa: E402
 
 
 def conn(*frames, mode=0, pause=0, split=0):

@@ -15,6 +15,7 @@ import pytest
 
 from backends import HttpBackend  # noqa: F401  (re-exported for tests)
 from helpers import free_port, wait_port, http_get  # noqa: F401
+from raw_servers import RawServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE_BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-asan"))
@@ -111,3 +112,30 @@ def backends():
     yield make
     for b in made:
         b.stop()
+
+
+@pytest.fixture
+def raw_servers():
+    """Factory: raw_servers(handler, **kw) -> started RawServer, stopped at teardown."""
+    made = []
+
+    def make(handler, **kw):
+        s = RawServer(handler, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
+def release_sluice(sluice, monkeypatch):
+    """The `sluice` factory, but running the release build (for RSS measurements:
+    AddressSanitizer's quarantine would make a worker's RSS meaningless)."""
+    rel = os.path.join(ROOT, "build", "sluice")
+    if not os.access(rel, os.X_OK):
+        pytest.skip("build/sluice not built")
+    # The factory reads SLUICE_BIN from this module's globals when it starts a proxy.
+    monkeypatch.setitem(globals(), "SLUICE_BIN", rel)
+    return sluice

@@ -125,3 +125,25 @@ def metric(admin_port, name, **labels):
         if sample == name and sorted(p for p in label_text.rstrip("}").split(",") if p) == want:
             return float(value)
     return 0.0
+
+
+def count_lines(path):
+    """How many lines a log file (a pathlib.Path) holds; 0 before it exists."""
+    try:
+        return len(path.read_bytes().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def new_log_lines(path, n_before, n_new=1, timeout=5.0):
+    """The lines of a log file after its first n_before, once there are
+    n_new of them (a worker writes its access log buffer every 100 ms)."""
+    def ready():
+        try:
+            lines = path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return None
+        return lines[n_before:] if len(lines) >= n_before + n_new else None
+    lines = wait_for(ready, timeout=timeout, interval=0.02)
+    assert lines, "no new access log line in %s" % path
+    return lines

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import conftest
-from helpers import free_port, wait_for
+from helpers import count_lines, free_port, new_log_lines, wait_for
 from raw_servers import RawServer, recv_until_close, scripted_handler
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
@@ -56,33 +56,12 @@ def exchange(port, data, pause=None):
     return got, time.monotonic() - t0
 
 
-def log_lines(path, n_before, n_new=1):
-    """The lines after the first n_before, once there are n_new of them (the
-    worker writes its buffer every 100 ms)."""
-    def ready():
-        try:
-            lines = path.read_bytes().splitlines()
-        except FileNotFoundError:
-            return None
-        return lines[n_before:] if len(lines) >= n_before + n_new else None
-    lines = wait_for(ready, timeout=3, interval=0.02)
-    assert lines, "no new access log line in %s" % path
-    return lines
-
-
-def count_lines(path):
-    try:
-        return len(path.read_bytes().splitlines())
-    except FileNotFoundError:
-        return 0
-
-
 def json_entry(env, data):
     """Send a request on the json listener; returns (its parsed line, the raw
     line, the exchange's wall time)."""
     before = count_lines(env.json_log)
     got, took = exchange(env.json_port, data)
-    raw = log_lines(env.json_log, before)[-1]
+    raw = new_log_lines(env.json_log, before)[-1]
     raw.decode("ascii")   # JSON_ENSURE_ASCII: the line itself is plain ASCII
     return json.loads(raw), raw, took, got
 
@@ -160,7 +139,7 @@ def test_rejected_request_does_not_reuse_the_previous_ones_fields(env):
     got, _ = exchange(env.json_port, b"GET /first HTTP/1.1\r\nHost: t\r\nUser-Agent: first-agent\r\n\r\n"
                       b"GET /second HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
     assert got.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 400 " in got
-    first, second = [json.loads(l) for l in log_lines(env.json_log, before, 2)]
+    first, second = [json.loads(l) for l in new_log_lines(env.json_log, before, 2)]
     assert first["request"] == "GET /first HTTP/1.1" and first["user_agent"] == "first-agent"
     assert second["status"] == 400 and second["request"] == "GET /second HTTP/1.1"
     assert second["user_agent"] == "" and second["reason"]
@@ -173,10 +152,10 @@ def test_text_format_rejected_request_line(env):
     got, _ = exchange(env.text_port, b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
                       b"GET /b\xc3\xa9 HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
     assert b"HTTP/1.1 400 " in got
-    first, second = log_lines(env.text_log, before, 2)
+    first, second = new_log_lines(env.text_log, before, 2)
     assert b'"GET /ok HTTP/1.1" 200 3 "-" "-"' in first, first
     assert b'"GET /b\\xC3\\xA9 HTTP/1.1" 400 ' in second, second
     before = count_lines(env.text_log)
     exchange(env.text_port, b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
-    line, = log_lines(env.text_log, before)
+    line, = new_log_lines(env.text_log, before)
     assert b'"GET /aaaa' in line and b'" 414 ' in line, line

@@ -11,10 +11,9 @@ import select
 import socket
 import time
 
-import pytest
 
 from helpers import free_port, metric, wait_for
-from raw_servers import HttpClient, RawServer, http_config, numbered_blocks, parse_head, sink_source_handler
+from raw_servers import HttpClient, http_config, numbered_blocks, parse_head, sink_source_handler
 
 import conftest
 
@@ -47,20 +46,6 @@ def late_reader(delay):
     return handler
 
 
-@pytest.fixture
-def servers():
-    made = []
-
-    def make(handler, **kw):
-        s = RawServer(handler, **kw)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
-
-
 def start_proxy(sluice, backend, timeouts=None, limits=None):
     port, aport = free_port(), free_port()
     proxy = sluice(http_config(port, {"app": [backend.addr]}, default_pool="app", admin_port=aport,
@@ -69,8 +54,8 @@ def start_proxy(sluice, backend, timeouts=None, limits=None):
     return proxy
 
 
-def test_dripped_body_gets_408_at_the_deadline(sluice, servers):
-    backend = servers(eof_recorder)
+def test_dripped_body_gets_408_at_the_deadline(sluice, raw_servers):
+    backend = raw_servers(eof_recorder)
     proxy = start_proxy(sluice, backend, timeouts={"client_body": "2s"})
     length = 40   # 28 s of drip at 0.7 s a byte: far past the deadline
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
@@ -106,8 +91,8 @@ def test_dripped_body_gets_408_at_the_deadline(sluice, servers):
     assert metric(proxy.aport, "sluice_listener_timeouts_total", listener="web") >= 1
 
 
-def test_fast_upload_within_the_deadline(sluice, servers):
-    backend = servers(sink_source_handler, keep_bytes=False)
+def test_fast_upload_within_the_deadline(sluice, raw_servers):
+    backend = raw_servers(sink_source_handler, keep_bytes=False)
     proxy = start_proxy(sluice, backend, timeouts={"client_body": "2s"})
     total = 8 << 20
     h = hashlib.sha256()
@@ -121,11 +106,11 @@ def test_fast_upload_within_the_deadline(sluice, servers):
     assert metric(proxy.aport, "sluice_listener_client_body_timeouts_total", listener="web") == 0
 
 
-def test_backend_backpressure_is_not_the_clients_time(sluice, servers):
+def test_backend_backpressure_is_not_the_clients_time(sluice, raw_servers):
     """The backend takes no body for 4 s: the client cannot send (our buffer and
     the kernel's are full), and that wait does not count against client_body.
     min_body_rate 0, so no allowance for bytes received hides it."""
-    backend = servers(late_reader(4.0), keep_bytes=False)
+    backend = raw_servers(late_reader(4.0), keep_bytes=False)
     proxy = start_proxy(sluice, backend, timeouts={"client_body": "2s"}, limits={"min_body_rate": 0})
     total = 48 << 20   # more than the socket buffers on the way hold
     h = hashlib.sha256()

@@ -22,7 +22,9 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, 
                               RstStreamFrame, SettingsFrame)
 
 from helpers import free_port, metric, wait_for
-from raw_servers import RawServer, RssSampler, child_pids, numbered_blocks, parse_head, sink_source_handler
+from h2_frames import data_frame, headers_frame, req
+from raw_servers import (RssSampler, child_pids, numbered_blocks, parse_head, recv_until_close,
+                         sink_source_handler)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -55,29 +57,6 @@ def start(sluice, pools, **kw):
     return proxy
 
 
-@pytest.fixture
-def raw_servers():
-    made = []
-
-    def make(handler, **kw):
-        s = RawServer(handler, **kw)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
-
-
-@pytest.fixture
-def release_sluice(sluice, monkeypatch):
-    rel = os.path.join(ROOT, "build", "sluice")
-    if not os.access(rel, os.X_OK):
-        pytest.skip("build/sluice not built")
-    monkeypatch.setitem(sluice.__globals__, "SLUICE_BIN", rel)
-    return sluice
-
-
 def curl(port, path, *args, timeout=60):
     """One request with curl over h2c: (status, headers, body)."""
     r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-", *args,
@@ -107,21 +86,9 @@ class RawH2:
         return self.enc.encode(fields)
 
     def headers(self, sid, fields, end_stream=True, end_headers=True):
-        f = HeadersFrame(sid)
-        f.data = self.block(fields)
-        if end_stream:
-            f.flags.add("END_STREAM")
-        if end_headers:
-            f.flags.add("END_HEADERS")
-        return f
+        return headers_frame(self.enc, sid, fields, end_stream, end_headers)
 
-    @staticmethod
-    def data(sid, payload, end_stream=False):
-        f = DataFrame(sid)
-        f.data = payload
-        if end_stream:
-            f.flags.add("END_STREAM")
-        return f
+    data = staticmethod(data_frame)
 
     def send(self, *frames):
         self.sock.sendall(b"".join(f.serialize() if isinstance(f, Frame) else f for f in frames))
@@ -179,10 +146,6 @@ class RawH2:
         return goaway
 
 
-def req(path="/", method="GET", extra=()):
-    return [(":method", method), (":scheme", "http"), (":path", path), (":authority", "t")] + list(extra)
-
-
 # ------------------------------------------------------------------ basics
 
 def test_curl_get_post_and_large_response(sluice, backends, tmp_path):
@@ -229,12 +192,7 @@ def test_preface_split_across_reads_and_http1_still_works(sluice, backends):
     c.close()
     c = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     c.sendall(b"GET /one HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    data = b""
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        data += d
+    data = recv_until_close(c)
     assert data.startswith(b"HTTP/1.1 200") and b"GET /one" in data
 
 

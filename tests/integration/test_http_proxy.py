@@ -16,39 +16,13 @@ import time
 import pytest
 
 from helpers import free_port, wait_for
-from raw_servers import (Blackhole, HttpClient, RawServer, RssSampler, child_pids, http_config, is_closed,
+from raw_servers import (Blackhole, HttpClient, RssSampler, child_pids, http_config, is_closed,
                          numbered_blocks, parse_head, recv_until_close, scripted_handler, silent_handler,
                          sink_source_handler, upgrade_echo_handler)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIB = 1 << 30
 MIB = 1 << 20
-
-
-@pytest.fixture
-def raw_servers():
-    """Factory: raw_servers(handler, **kw) -> started RawServer, stopped at teardown."""
-    made = []
-
-    def make(handler, **kw):
-        s = RawServer(handler, **kw)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
-
-
-@pytest.fixture
-def release_sluice(sluice, monkeypatch):
-    """The `sluice` factory, but running the release build (for RSS measurements)."""
-    rel = os.path.join(ROOT, "build", "sluice")
-    if not os.access(rel, os.X_OK):
-        pytest.skip("build/sluice not built")
-    # The fixture's factory reads SLUICE_BIN from conftest's globals when it starts a proxy.
-    monkeypatch.setitem(sluice.__globals__, "SLUICE_BIN", rel)
-    return sluice
 
 
 def start_proxy(sluice, pools, **kw):

@@ -21,7 +21,7 @@ import pytest
 
 import conftest
 from backends import HttpBackend
-from helpers import free_port, metric, wait_for
+from helpers import count_lines, free_port, metric, new_log_lines, wait_for
 from stream_helpers import TcpBackend
 from tls_certs import CertAuthority
 
@@ -113,25 +113,6 @@ def handshakes(env, listener, version, resumed="false"):
     return metric(env.admin, "sluice_tls_handshakes_total", listener=listener, version=version, resumed=resumed)
 
 
-def new_lines(path, before, n=1):
-    def ready():
-        try:
-            lines = path.read_bytes().splitlines()
-        except FileNotFoundError:
-            return None
-        return lines[before:] if len(lines) >= before + n else None
-    lines = wait_for(ready, timeout=5, interval=0.05)
-    assert lines, "no new access log line in %s" % path
-    return lines
-
-
-def count_lines(path):
-    try:
-        return len(path.read_bytes().splitlines())
-    except FileNotFoundError:
-        return 0
-
-
 # ---------------------------------------------------------------- HTTP
 
 def test_https_request_and_forwarded_proto(env):
@@ -155,7 +136,7 @@ def test_http2_over_tls_by_alpn(env):
     assert "ALPN: server accepted h2" in err or "ALPN, server accepted to use h2" in err, err
     assert body.startswith(b"app GET /h2"), body
     assert env.backend.requests[before]["headers"]["X-Forwarded-Proto"] == "https"
-    entries = [json.loads(x) for x in new_lines(env.json_log, log_before)]
+    entries = [json.loads(x) for x in new_log_lines(env.json_log, log_before)]
     doc = [d for d in entries if d["request"] == "GET /h2 HTTP/2.0"][-1]
     assert doc["tls_version"] == "TLSv1.3" and doc["sni"] == "example.test", doc
 
@@ -360,7 +341,7 @@ def test_access_log_json_has_tls_fields(env):
     before = count_lines(env.json_log)
     rc, _, err = curl(env, env.web, "/logged", name="a.example.test", args=("--tlsv1.2", "--tls-max", "1.2"))
     assert rc == 0, err
-    entries = [json.loads(x) for x in new_lines(env.json_log, before)]
+    entries = [json.loads(x) for x in new_log_lines(env.json_log, before)]
     doc = [d for d in entries if d["request"] == "GET /logged HTTP/1.1"][-1]
     assert doc["tls_version"] == "TLSv1.2", doc
     assert doc["tls_cipher"].startswith("ECDHE-"), doc
@@ -410,7 +391,7 @@ def test_resumed_session_counted_and_logged(tmp_path):
         assert rc == 0 and "Reused, TLSv1.2" in out, out
         assert handshakes(env, "web", "TLSv1.2", "true") == 1
         assert handshakes(env, "web", "TLSv1.2", "false") == 1
-        docs = [json.loads(x) for x in new_lines(log, 0, 2)]
+        docs = [json.loads(x) for x in new_log_lines(log, 0, 2)]
         assert [d["tls_resumed"] for d in docs] == [False, True], docs
         assert [d["tls_resumption"] for d in docs] == ["no", "ticket"], docs
     finally:
