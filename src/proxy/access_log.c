@@ -102,8 +102,10 @@ static size_t put_escaped(char *out, size_t cap, const char *s)
     return n;
 }
 
-/* " tls=TLSv1.3 cipher=... sni=\"...\" resumed=0", or nothing on a plain
- * listener. The SNI is the client's text: escaped like the others. */
+/* " tls=TLSv1.3 cipher=... sni=\"...\" resumed=0", then
+ * " client=\"CN=...\"" when a client certificate was verified, or nothing
+ * on a plain listener. The SNI is the client's text: escaped like the
+ * others; so is the subject. */
 static void format_tls_fields(const struct access_entry *e, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -111,13 +113,18 @@ static void format_tls_fields(const struct access_entry *e, char *out, size_t ca
         return;
     char sni[300];
     put_escaped(sni, sizeof sni, e->sni);
-    snprintf(out, cap, " tls=%s cipher=%s sni=\"%s\" resumed=%d", e->tls_version,
-             e->tls_cipher ? e->tls_cipher : "-", sni, e->tls_resumed ? 1 : 0);
+    int n = snprintf(out, cap, " tls=%s cipher=%s sni=\"%s\" resumed=%d", e->tls_version,
+                     e->tls_cipher ? e->tls_cipher : "-", sni, e->tls_resumed ? 1 : 0);
+    if (e->client_subject && n > 0 && (size_t)n < cap) {
+        char subject[600];
+        put_escaped(subject, sizeof subject, e->client_subject);
+        snprintf(out + n, cap - (size_t)n, " client=\"%s\"", subject);
+    }
 }
 
 static int format_combined(const struct access_entry *e, const struct tm *tm, char *out, size_t cap)
 {
-    char req[1024], ref[512], ua[512], ts[64], tls[512];
+    char req[1024], ref[512], ua[512], ts[64], tls[1200];
     put_escaped(req, sizeof req, e->request_line);
     put_escaped(ref, sizeof ref, e->referer);
     put_escaped(ua, sizeof ua, e->user_agent);
@@ -225,6 +232,8 @@ static json_t *entry_json(const struct access_entry *e, const char *ts, bool wir
         set_text(o, "tls_cipher", e->tls_cipher, JSON_SHORT_MAX);
         set_text(o, "sni", wire ? e->sni : NULL, JSON_HEADER_MAX);
         json_object_set_new(o, "tls_resumed", json_boolean(e->tls_resumed));
+        if (e->client_subject)
+            set_text(o, "tls_client_subject", e->client_subject, JSON_HEADER_MAX);
     }
     return o;
 }

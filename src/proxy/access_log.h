@@ -42,6 +42,7 @@ struct access_entry {
     const char *tls_cipher;     /* "TLS_AES_128_GCM_SHA256" */
     const char *sni;            /* the name the client asked for; may be NULL */
     bool tls_resumed;           /* an abbreviated handshake (ticket or session ID) */
+    const char *client_subject; /* verified client certificate's subject (RFC 2253), or NULL */
 };
 
 struct access_log *access_log_open(const char *path, enum log_format format);
