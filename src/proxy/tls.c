@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 
 /* ------------------------------------------------------------------------
  * Groups: certificates that serve the same names share one SSL_CTX.
@@ -187,7 +188,35 @@ static bool add_staple(SSL_CTX *ctx, const struct cfg_tls_cert *ct, char *err, s
 /* client_certificates: every context of the listener asks the same way,
  * since SNI may move a connection to any of them (the verify mode stays
  * the first context's, the CA store and names come from the current). */
-static bool setup_client_verify(SSL_CTX *ctx, const struct cfg_tls_clients *cl, char *err, size_t errlen)
+/* A session (ID or ticket) made under one client-certificate policy must
+ * not resume under another: a resumed handshake skips the client's
+ * certificate, so a session from before `verify: required` (or from a
+ * node sharing the ticket key file without it, or from a CA since
+ * removed) would get in without one. The session ID context, which
+ * OpenSSL compares before resuming, becomes a digest of the listener's
+ * name, the verify mode and the CA certificates. */
+static bool bind_sessions_to_client_policy(SSL_CTX *ctx, const char *listener, const struct cfg_tls_clients *cl)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    unsigned char mode = (unsigned char)cl->verify;
+    bool ok = h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(h, listener, strlen(listener) + 1) && EVP_DigestUpdate(h, &mode, 1);
+    for (int i = 0; ok && i < sk_X509_num(cl->ca); i++) {
+        unsigned char *der = NULL;
+        int len = i2d_X509(sk_X509_value(cl->ca, i), &der);
+        ok = len > 0 && EVP_DigestUpdate(h, der, (size_t)len);
+        OPENSSL_free(der);
+    }
+    ok = ok && EVP_DigestFinal_ex(h, md, &md_len) &&
+         SSL_CTX_set_session_id_context(ctx, md, md_len < SSL_MAX_SID_CTX_LENGTH ? md_len : SSL_MAX_SID_CTX_LENGTH);
+    EVP_MD_CTX_free(h);
+    return ok;
+}
+
+static bool setup_client_verify(SSL_CTX *ctx, const char *listener, const struct cfg_tls_clients *cl, char *err,
+                                size_t errlen)
 {
     if (cl->verify == TLS_CLIENT_NONE)
         return true;
@@ -207,6 +236,10 @@ static bool setup_client_verify(SSL_CTX *ctx, const struct cfg_tls_clients *cl, 
         return false;
     }
     SSL_CTX_set_client_CA_list(ctx, names); /* sent in CertificateRequest; owned by ctx */
+    if (!bind_sessions_to_client_policy(ctx, listener, cl)) {
+        ssl_err(err, errlen, "client_certificates: session id context");
+        return false;
+    }
     int mode = SSL_VERIFY_PEER;
     if (cl->verify == TLS_CLIENT_REQUIRED)
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -264,7 +297,7 @@ static bool build_contexts(struct tls_server *s, const size_t *group, size_t n_g
     s->n_ctx = n_groups;
     for (size_t g = 0; g < n_groups; g++) {
         s->ctx[g] = new_ctx(s, err, errlen);
-        if (!s->ctx[g] || !setup_client_verify(s->ctx[g], &s->cfg->clients, err, errlen))
+        if (!s->ctx[g] || !setup_client_verify(s->ctx[g], s->listener, &s->cfg->clients, err, errlen))
             return false;
     }
     for (size_t i = 0; i < s->cfg->n_certs; i++)
