@@ -464,3 +464,32 @@ def test_subject_header_is_for_http_listeners_only(env, tmp_path):
     rc, (cfg, out) = run_check(tmp_path, text, env)
     assert rc == 1, out
     assert "%s:13: listeners[0].tls.client_certificates.subject_header: only http listeners" % cfg in out, out
+
+
+def test_a_resumed_session_keeps_the_verified_subject(env, tmp_path):
+    """One worker, so the TLS 1.2 session resumes: the abbreviated
+    handshake has no certificate message, and the subject comes from the
+    session; a client that resumes still cannot add its own header."""
+    backend = HttpBackend("one").start()
+    port, aport = free_port(), free_port()
+    cfg = ("workers: 1\nadmin: { listen: 127.0.0.1:%d }\npools:\n  - name: app\n    backends: [127.0.0.1:%d]\n"
+           "listeners:\n" % (aport, backend.port)
+           + tls_listener("web", port, "app", [(env.ec, None)],
+                          ["client_certificates: { ca: %s, verify: required }" % env.ca.cert]))
+    proxy = conftest.Sluice(tmp_path, cfg, workers=1)
+    sess = str(tmp_path / "sess.pem")
+    try:
+        proxy.start(wait_ports=[port])
+        req = b"GET /%s HTTP/1.1\r\nHost: example.test\r\nX-Client-Subject: CN=root\r\nConnection: close\r\n\r\n"
+        rc, out = s_client(env, port, "-tls1_2", "-cert", env.alice.leaf, "-cert_chain", env.ca.int_cert,
+                           "-key", env.alice.key, "-sess_out", sess, "-ign_eof", stdin=req % b"first")
+        assert rc == 0 and "New, TLSv1.2" in out and "HTTP/1.1 200" in out, out
+        rc, out = s_client(env, port, "-tls1_2", "-sess_in", sess, "-ign_eof", stdin=req % b"again")
+        assert rc == 0 and "Reused, TLSv1.2" in out and "HTTP/1.1 200" in out, out
+        seen = {r["path"]: r["headers"] for r in backend.requests}
+        assert seen["/first"].get("X-Client-Subject") == "CN=alice", seen
+        assert seen["/again"].get("X-Client-Subject") == "CN=alice", seen
+    finally:
+        proxy.stop()
+        backend.stop()
+        proxy.assert_clean()
