@@ -16,6 +16,7 @@
 #   make bench-client  bench/client_pick.c: ns per libsluice pick (1 and 2 threads, weighted and p2c)
 #   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
 #   make bench-agent  bench/agent.sh: the DNS agent's cached names vs Unbound's local zone (dnsperf)
+#   make bench-tls  bench/tls.sh: TLS handshakes, resumption, HTTPS keep-alive, HTTP/2, handshake isolation: Sluice vs nginx vs HAProxy
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -137,13 +138,13 @@ deps:
 	@bash scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS)
+	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS) build/bench/tls_load
 	@bash tests/run.sh
 
 unit: $(UNIT_BIN)
 	@bash tests/run.sh unit
 
-integration: build/sluice build/sluice-asan
+integration: build/sluice build/sluice-asan build/bench/tls_load
 	@bash tests/run.sh integration
 
 fuzz-smoke: $(FUZZ_BIN)
@@ -209,6 +210,16 @@ bench-dns: deps build/bench/reg_dns_serve
 .PHONY: bench-agent
 bench-agent: deps build/sluice
 	@bash bench/agent.sh
+
+# TLS handshakes and HTTPS under load (bench/tls_load.c is the client: on
+# OpenSSL, reading responses with lib's HTTP/1 parser).
+build/bench/tls_load: bench/tls_load.c $(call layer_lib,lib,obj)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(call layer_lib,lib,obj) -lssl -lcrypto
+
+.PHONY: bench-tls
+bench-tls: deps build/sluice build/bench/tls_load
+	@bash bench/tls.sh
 
 clean:
 	rm -rf build

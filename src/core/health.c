@@ -163,7 +163,10 @@ static uint64_t elapsed(const struct hc_target *t) { return ev_now(t->set->loop)
 static int tls_wait_or_fail(struct hc_target *t, int ret, const char *what)
 {
     int e = SSL_get_error(t->ssl, ret);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    /* WANT_ASYNC: a provider in async mode is busy with the key
+     * operation; try again when the loop comes round (writable at once). */
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_ASYNC ||
+        e == SSL_ERROR_WANT_ASYNC_JOB) {
         ev_io_set(t->set->loop, &t->io, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
         return 1;
     }

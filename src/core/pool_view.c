@@ -163,11 +163,14 @@ struct lrow {
     const char *name;
     uint64_t connections, requests, responses[6], rejected, no_backend, timeouts, bytes_received, bytes_sent, active;
     uint64_t underscore_dropped[2], body_timeouts;
+    uint64_t h2_connections, h2_streams, h2_flood_closes[6];
 };
 
 static const struct metric_label_values code_labels = {"code", {"1xx", "2xx", "3xx", "4xx", "5xx", "other"}, 6};
 static const struct metric_label_values result_labels = {"result", {"ok", "failed"}, 2};
 static const struct metric_label_values direction_labels = {"direction", {"request", "response"}, 2};
+static const struct metric_label_values flood_labels = {
+    "kind", {"reset", "ping", "settings", "empty_frames", "continuation", "ack_queue"}, 6};
 
 /* Bytes convention (see docs/admin-api.md): bytes as Sluice's own sockets
  * send and receive them, in each direction separately, heads and bodies
@@ -255,6 +258,17 @@ static const struct metric_row_family listener_families[] = {
      "Requests cut because their body did not arrive within timeouts.client_body (plus the "
      "limits.min_body_rate allowance).",
      offsetof(struct lrow, body_timeouts), NULL},
+    {"sluice_http2_connections_total", "counter",
+     "Client connections that spoke HTTP/2 (h2c prior knowledge, or TLS with ALPN h2).",
+     offsetof(struct lrow, h2_connections), NULL},
+    {"sluice_http2_streams_total", "counter",
+     "HTTP/2 requests with a well-formed head (also counted in sluice_listener_requests_total).",
+     offsetof(struct lrow, h2_streams), NULL},
+    {"sluice_http2_flood_closes_total", "counter",
+     "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM by a flood defence, by kind: RST_STREAM "
+     "(rapid reset), PING, SETTINGS or empty DATA frames past the http2.max_* budgets, more CONTINUATION frames "
+     "than http2.max_continuations, or acknowledgements queued for a client that does not read.",
+     offsetof(struct lrow, h2_flood_closes), &flood_labels},
 };
 
 
@@ -304,6 +318,9 @@ static void fill_lrow(const struct pool_view *v, size_t l, struct lrow *r)
     r->active = in.active;
     memcpy(r->underscore_dropped, in.underscore_dropped, sizeof r->underscore_dropped);
     r->body_timeouts = in.body_timeouts;
+    r->h2_connections = in.h2_connections;
+    r->h2_streams = in.h2_streams;
+    memcpy(r->h2_flood_closes, in.h2_flood_closes, sizeof r->h2_flood_closes);
 }
 
 static void brow_labels(struct strbuf *s, const void *row)

@@ -82,6 +82,8 @@ struct pool_listener_info {
     uint64_t rejected, no_backend, timeouts, bytes_received, bytes_sent, active;
     uint64_t underscore_dropped[2]; /* request, response */
     uint64_t body_timeouts;
+    uint64_t h2_connections, h2_streams;
+    uint64_t h2_flood_closes[6];  /* reset, ping, settings, empty_frames, continuation, ack_queue */
 };
 
 /* Traffic through one backend. */

@@ -1,8 +1,9 @@
 /* Access logs: one line per request in the combined format (the default,
  * what nginx and Apache write) or as one JSON object per line. On a TLS
  * listener both say the version, cipher, SNI and whether the session was
- * resumed (combined: ` tls=V cipher=C sni="S" resumed=0|1` after the
- * user agent; JSON: tls_version, tls_cipher, sni, tls_resumed). Lines are
+ * resumed and how (combined: ` tls=V cipher=C sni="S" resumed=no|ticket|cache`
+ * after the user agent; JSON: tls_version, tls_cipher, sni, tls_resumed
+ * (a boolean) and tls_resumption ("no", "ticket", "cache")). Lines are
  * gathered in a buffer and written when it fills or on the worker's tick,
  * so logging costs a memcpy per request, not a syscall.
  *
@@ -41,7 +42,8 @@ struct access_entry {
     const char *tls_version;    /* "TLSv1.3" */
     const char *tls_cipher;     /* "TLS_AES_128_GCM_SHA256" */
     const char *sni;            /* the name the client asked for; may be NULL */
-    bool tls_resumed;           /* an abbreviated handshake (ticket or session ID) */
+    int tls_resumed;            /* TLS_RESUMED_NO, _TICKET or _CACHE (tls_session.h): the
+                                 * abbreviated handshake's ticket or session-ID cache */
     const char *client_subject; /* verified client certificate's subject (RFC 2253), or NULL */
 };
 

@@ -370,11 +370,61 @@ static void http_conn_set_interest(struct http_conn *c)
     }
 }
 
+/* Free the connection without closing its socket or counting it closed:
+ * HTTP/2 has taken both over. */
+static void http_conn_hand_over(struct http_conn *c)
+{
+    idle_remove(c);
+    all_remove(c);
+    ev_timer_stop(c->w->loop, &c->timer);
+    http_txn_body_clock_stop(&c->txn);
+    ev_io_stop(c->w->loop, &c->io);
+    c->tr.fd = -1;
+    ev_defer_free(c->w->loop, c, conn_free);
+}
+
+/* h2c with prior knowledge (RFC 9113 3.3): the connection's first bytes
+ * are the HTTP/2 preface. Returns 1 when the connection went to HTTP/2,
+ * 0 when it is HTTP/1, -1 when the bytes so far are a beginning of the
+ * preface (wait for more: "PRI * HTTP/2.0\r\n\r\n" alone would parse as
+ * an HTTP/1 head). */
+static int conn_try_h2c(struct http_conn *c)
+{
+    size_t n = buf_len(&c->cr.in);
+    if (c->spoke)
+        return 0;
+    if (memcmp(buf_head(&c->cr.in), H2_PREFACE, n < H2_PREFACE_LEN ? n : H2_PREFACE_LEN) != 0)
+        return 0;
+    if (n < H2_PREFACE_LEN)
+        return -1;
+    http_conn_switch_to_h2(c);
+    return 1;
+}
+
+void http_conn_switch_to_h2(struct http_conn *c)
+{
+    struct listener_rt *l = c->l;
+    struct transport tr = c->tr;
+    char peer_ip[sizeof c->peer_ip];
+    memcpy(peer_ip, c->peer_ip, sizeof peer_ip);
+    /* The bytes read so far move to the new connection (copied): this one
+     * is freed after this batch of events, its buffer with it. */
+    h2_conn_adopt(l, &tr, peer_ip, buf_len(&c->cr.in) ? buf_head(&c->cr.in) : NULL, buf_len(&c->cr.in));
+    http_conn_hand_over(c);
+}
+
 /* READ_HEAD: parse what has arrived. Returns true if a request was taken. */
 static bool conn_try_parse(struct http_conn *c)
 {
     if (!buf_len(&c->cr.in))
         return false;
+    int h2 = conn_try_h2c(c);
+    if (h2 > 0)
+        return false;
+    if (h2 < 0) {
+        idle_remove(c);
+        return false;
+    }
     idle_remove(c);
     /* Durations in the access log count from the first byte of the request. */
     http_txn_begin(&c->txn);
@@ -403,6 +453,7 @@ static bool conn_try_parse(struct http_conn *c)
         return false;
     }
     atomic_fetch_add_explicit(&c->l->ctr->requests, 1, memory_order_relaxed);
+    c->spoke = true;
     c->cr.close_after = !m->keep_alive || c->w->draining;
     /* Forwarding from now on, unless the transaction answers at once with
      * an error of our own (then lingering). */
@@ -495,9 +546,13 @@ static bool conn_tls_handshake(struct http_conn *c)
         return false;
     }
     c->tls_handshaking = false;
-    /* HTTP/2 handover (i11-h2): when transport_tls_alpn_is_h2(&c->tr),
-     * the connection goes to h2_conn here, before any byte of it is read.
-     * Until then no listener offers h2 (tls_conf.h, TLS_ALPN_H2_AVAILABLE). */
+    /* ALPN chose h2: the connection is HTTP/2 from its first byte, which
+     * h2_conn reads itself (it may already sit decrypted in the
+     * transport). */
+    if (transport_tls_alpn_is_h2(&c->tr)) {
+        http_conn_switch_to_h2(c);
+        return false;
+    }
     c->head_deadline = ev_now(c->w->loop) + c->l->cfg->timeouts.client_header_ms;
     http_conn_set_timer(c, c->l->cfg->timeouts.client_header_ms);
     return true;
@@ -745,6 +800,7 @@ static void http_tick(struct listener_rt *l)
     struct worker *w = l->w;
     if (!w->draining)
         return;
+    h2_listener_tick(l);
     uint64_t now = ev_now(w->loop);
     struct http_listener *hl = http_listener_of(l);
     while (hl->idle_head && now - hl->idle_head->idle_since >= DRAIN_IDLE_GRACE_MS)
@@ -756,6 +812,7 @@ static void http_shutdown(struct listener_rt *l)
     struct http_listener *hl = http_listener_of(l);
     while (hl->all)
         http_conn_close(hl->all);
+    h2_listener_shutdown(l);
 }
 
 static void http_listener_fini(struct listener_rt *l)

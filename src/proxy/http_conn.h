@@ -33,6 +33,7 @@
 #include "core/evloop.h"
 #include "lib/buffer.h"
 #include "lib/http1.h"
+#include "proxy/h2_conn.h"
 #include "proxy/http_carrier.h"
 #include "proxy/http_txn.h"
 #include "proxy/transport.h"
@@ -45,6 +46,8 @@ struct http_listener {
     /* Every open connection: http_shutdown() closes the ones still busy
      * when the drain deadline passes rather than leak them. */
     struct http_conn *all;
+    /* Connections handed over to HTTP/2 (h2_conn.h). */
+    struct h2_conn *h2_all;
     /* Idle connections, oldest first (see idle_add). */
     struct http_conn *idle_head, *idle_tail;
     /* The parse target, reused for every message of the listener. */
@@ -71,9 +74,16 @@ struct http_conn {
     size_t head_scanned;          /* bytes of an incomplete head already parsed */
     bool tunnel_up_eof, tunnel_client_eof;
     bool tls_handshaking;         /* TLS listener: no request is read before the handshake is done */
+    bool spoke;                   /* a request was read: no HTTP/2 preface any more */
 
     struct http_txn txn;          /* the request in flight */
 };
+
+/* Hand the connection over to HTTP/2 (h2_conn_adopt) with the bytes read
+ * so far, and free it without closing its transport: for the h2c preface
+ * (http_conn.c) and for a TLS handshake whose ALPN chose "h2" (call it
+ * right after the handshake, then touch c no more). */
+void http_conn_switch_to_h2(struct http_conn *c);
 
 static inline struct http_listener *http_listener_of(const struct listener_rt *l)
 {

@@ -21,6 +21,7 @@
 static void body_clock_start(struct http_txn *t);
 static void body_timeout(struct ev_loop *loop, struct ev_timer *timer);
 static void request_start_upstream(struct http_txn *t);
+static void fail_after_tries(struct http_txn *t);
 static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
 
 /* upstream_failed() reason of a connect timeout, recognised by address:
@@ -281,6 +282,7 @@ void http_txn_reset(struct http_txn *t)
     t->resp_started = t->resp_head_done = t->resp_done = false;
     t->resp_sent = false;
     t->connect_timed_out = false;
+    t->last_failure[0] = '\0';
     t->req_length = 0;
     t->resp_ready = 0;
     t->resp_left = 0;
@@ -375,16 +377,17 @@ static void request_start_upstream(struct http_txn *t)
             if (t->connect_timed_out)
                 request_fail(t, 504, "no backend accepted the connection in time");
             else
-                request_fail(t, 502, "no backend answered");
+                fail_after_tries(t);
             return;
         }
         int idx = request_pick(t);
         if (idx < 0) {
             if (t->connect_timed_out)
                 request_fail(t, 504, "no backend accepted the connection in time");
+            else if (!t->tries)
+                request_fail(t, 503, "no backend is available");
             else
-                request_fail(t, t->tries ? 502 : 503,
-                             t->tries ? "every backend tried failed" : "no backend is available");
+                fail_after_tries(t);
             return;
         }
         struct backend_rt *b = &p->b[idx];
@@ -436,6 +439,7 @@ static void upstream_failed(struct http_txn *t, bool connect_failure, const char
     struct http_carrier *cr = t->cr;
     /* The latest failure decides between 502 and 504 if nothing is left to try. */
     t->connect_timed_out = why == connect_timeout_reason;
+    snprintf(t->last_failure, sizeof t->last_failure, "%s", why);
     struct upstream_conn *u = t->up;
     struct backend_rt *b = u->b;
     bool was_reused = u->reused;
@@ -477,6 +481,34 @@ static void upstream_failed(struct http_txn *t, bool connect_failure, const char
         http1_chunked_init(&t->req_chunk);
     }
     request_start_upstream(t);
+}
+
+/* Every try failed: 502, saying why the last one did, since that is
+ * what the operator acts on (a refused certificate, a reset). */
+static void fail_after_tries(struct http_txn *t)
+{
+    char reason[160];
+    if (!t->last_failure[0]) {
+        request_fail(t, 502, "every backend tried failed");
+        return;
+    }
+    snprintf(reason, sizeof reason, "every backend tried failed; the last: %s", t->last_failure);
+    request_fail(t, 502, reason);
+}
+
+/* An upstream I/O error before the response: a TLS handshake with the
+ * backend that failed is a connect failure, with OpenSSL's reason;
+ * anything else is an upstream error. */
+static void upstream_io_failed(struct http_txn *t, const char *why)
+{
+    const char *tls = transport_tls_handshake_error(&t->up->tr);
+    if (!tls) {
+        upstream_failed(t, false, why);
+        return;
+    }
+    char reason[160];
+    snprintf(reason, sizeof reason, "TLS handshake with the backend failed: %s", tls);
+    upstream_failed(t, true, reason);
 }
 
 /* ---------- moving the request ---------- */
@@ -566,8 +598,14 @@ static int upstream_send(struct http_txn *t)
 
 void http_txn_compact(struct http_txn *t)
 {
+    if (buf_full(&t->cr->in))
+        http_txn_compact_now(t);
+}
+
+void http_txn_compact_now(struct http_txn *t)
+{
     struct http_carrier *cr = t->cr;
-    if (!buf_full(&cr->in) || t->pos == 0)
+    if (t->pos == 0)
         return;
     /* Dropping the raw head costs nothing (the rewritten one is in fwd);
      * dropping body bytes means a retry could not send them again. */
@@ -831,7 +869,7 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         } else if (n == -1 && errno != EAGAIN) {
             u->eof = true;
             if (!t->resp_started && !t->tunnel) {
-                upstream_failed(t, false, strerror(errno));
+                upstream_io_failed(t, strerror(errno));
                 http_carrier_progress(cr);
                 return;
             }
@@ -983,7 +1021,7 @@ void http_txn_progress(struct http_txn *t)
     }
     if (upstream_send(t) < 0) {
         if (!t->resp_started) {
-            upstream_failed(t, false, "upstream closed while the request was sent");
+            upstream_io_failed(t, "upstream closed while the request was sent");
             return;
         }
         /* The backend answered and stopped reading (e.g. 413): send

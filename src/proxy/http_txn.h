@@ -96,6 +96,7 @@ struct http_txn {
     bool resp_started;            /* a response byte arrived */
     bool resp_sent;               /* a byte of the final response reached the client */
     bool connect_timed_out;       /* the last upstream attempt failed by timing out */
+    char last_failure[96];        /* why the last upstream attempt failed ("" = none), for the 502's reason */
     bool resp_head_done;
     enum http1_body resp_body;
     uint64_t resp_left;
@@ -139,6 +140,9 @@ void http_txn_detach_upstream(struct http_txn *t, bool reusable);
 /* Make room in cr->in for more body: drop what was sent (while
  * forwarding or tunnelling). */
 void http_txn_compact(struct http_txn *t);
+/* The same whether cr->in is full or not: a carrier that needs room
+ * before its buffer is full (HTTP/2 adds chunk framing to DATA). */
+void http_txn_compact_now(struct http_txn *t);
 /* The access-log record of an answer of our own (reason: why). */
 void http_txn_log_refused(struct http_txn *t, const char *reason);
 

@@ -30,6 +30,7 @@
 #include "core/daemon.h"
 #include "core/evloop.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/version.h"
 #include "core/discovery.h"
 #include "proxy/proxy_admin.h"
@@ -38,12 +39,14 @@
 #include "proxy/proxy_module.h"
 #include "proxy/shared.h"
 #include "proxy/tls_openssl.h"
+#include "proxy/tls_session.h"
 #include "proxy/worker.h"
 
 #define MAX_GENERATIONS 8
 #define STOP_TIMEOUT_MS 35000
 #define RESTART_BACKOFF_MS 1000 /* before restarting a worker that keeps dying */
 #define DISCOVERY_SYNC_MS 250   /* discovered pools: reclaim drained slots, catch up */
+#define TLS_SESSIONS_TICK_MS 1000 /* ticket key rotation, key file watch */
 
 struct generation {
     struct sl_config *cfg;
@@ -56,6 +59,12 @@ struct generation {
     uint64_t *last_start;    /* [slot] ms, for crash-loop back-off */
     uint32_t *quick_deaths;  /* [slot] */
     struct proxy_discovery *pd; /* its discovered pools' slots */
+    /* [listener]: the TLS listener's session store (NULL without tls),
+     * owned by master.tls_sessions. The workers get these pointers; the
+     * stores' mappings were made before any fork, so they are valid in
+     * every child. Once retiring, a generation spawns no worker, so the
+     * pointers of stores a later reload dropped are never used. */
+    struct tls_session_store **tls_sessions;
     bool retiring;
 };
 
@@ -77,6 +86,11 @@ struct master {
     struct discovery *disc;
     struct ev_io disc_io;
     struct ev_timer disc_timer;
+    /* One session store per TLS listener (tickets, session cache), kept
+     * across reloads by listener name: clients resume on any worker of
+     * any generation. */
+    struct tls_session_stores *tls_sessions;
+    struct ev_timer tls_sessions_timer;
     bool stopping;
     uint64_t restarts;
 };
@@ -179,6 +193,7 @@ static void generation_free(struct generation *g)
     free(g->pids);
     free(g->last_start);
     free(g->quick_deaths);
+    free(g->tls_sessions);
     proxy_discovery_free(g->pd);
     shared_destroy(g->sh);
     config_free(g->cfg);
@@ -249,6 +264,50 @@ static void discovery_stop(struct master *m)
     m->disc = NULL;
 }
 
+/* ---------- TLS session stores ---------- */
+
+/* One pass over pc's TLS listeners (tls_session.h): each gets its store,
+ * made or reconfigured, into stores[listener] when stores is not NULL.
+ * -1 (logged) when one cannot be made; the caller then restores. */
+static int sessions_pass(struct master *m, const struct proxy_conf *pc, const char *path,
+                         struct tls_session_store **stores)
+{
+    tls_session_stores_begin(m->tls_sessions);
+    for (size_t i = 0; i < pc->n_listeners; i++) {
+        const struct cfg_listener *l = &pc->listeners[i];
+        if (!l->tls)
+            continue;
+        char err[512];
+        struct tls_session_store *st =
+            tls_session_stores_get(m->tls_sessions, l->name, &l->tls->sessions, ev_clock_ms(), err, sizeof err);
+        if (!st) {
+            log_error("%s: listeners[%zu] (%s): tls.sessions: %s", path, i, l->name, err);
+            return -1;
+        }
+        if (stores)
+            stores[i] = st;
+    }
+    return 0;
+}
+
+/* A reload that failed after its pass: put the running configuration's
+ * settings back (its key files are read again) and drop the stores made
+ * for listeners only the aborted configuration had. */
+static void sessions_restore(struct master *m)
+{
+    const struct generation *g = current(m);
+    if (sessions_pass(m, g->pc, g->cfg->path, NULL) < 0)
+        log_error("tls: the running configuration's session settings could not all be restored");
+    tls_session_stores_commit(m->tls_sessions);
+}
+
+static void sessions_tick(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct master *m = t->data;
+    tls_session_stores_tick(m->tls_sessions, ev_clock_ms());
+    ev_timer_start(loop, t, TLS_SESSIONS_TICK_MS);
+}
+
 static struct generation *generation_new(struct master *m, struct sl_config *cfg, const struct generation *prev)
 {
     struct generation *g = calloc(1, sizeof *g);
@@ -266,9 +325,18 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     g->pids = calloc(g->n_workers, sizeof *g->pids);
     g->last_start = calloc(g->n_workers, sizeof *g->last_start);
     g->quick_deaths = calloc(g->n_workers, sizeof *g->quick_deaths);
+    g->tls_sessions = calloc(g->pc->n_listeners + 1, sizeof *g->tls_sessions);
     g->sh = shared_create(g->pc, g->n_workers);
-    if (!g->fds || !g->pids || !g->last_start || !g->quick_deaths || !g->sh) {
+    if (!g->fds || !g->pids || !g->last_start || !g->quick_deaths || !g->tls_sessions || !g->sh) {
         log_error("out of memory creating the worker generation");
+        generation_free(g);
+        return NULL;
+    }
+    /* The TLS listeners' session stores, made or reconfigured; when this
+     * or anything later fails, the caller undoes the pass (a reload puts
+     * the running configuration's settings back, a start frees them). */
+    if (sessions_pass(m, g->pc, g->cfg->path, g->tls_sessions) < 0) {
+        g->cfg = NULL; /* the caller still owns cfg on failure */
         generation_free(g);
         return NULL;
     }
@@ -361,7 +429,7 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
     }
     if (pid == 0) {
         close_inherited_fds(fds, nl, log_fd());
-        int rc = worker_main(g->pc, g->sh, slot, fds);
+        int rc = worker_main(g->pc, g->sh, slot, fds, g->tls_sessions);
         _exit(rc);
     }
     free(fds);
@@ -519,6 +587,7 @@ static void reload(struct master *m, struct reload_result *res)
     struct generation *old = current(m);
     struct generation *g = generation_new(m, cfg, old);
     if (!g) {
+        sessions_restore(m);
         config_free(cfg);
         refuse(res, 500, "reload aborted: still running the previous configuration (see the log)");
         return;
@@ -543,6 +612,8 @@ static void reload(struct master *m, struct reload_result *res)
     memmove(&m->gens[1], &m->gens[0], m->n_gens * sizeof m->gens[0]);
     m->gens[0] = g;
     m->n_gens++;
+    /* The new workers have their stores: drop those of removed listeners. */
+    tls_session_stores_commit(m->tls_sessions);
     proxy_health_stop(m->health);
     m->health = proxy_health_start(m->loop, g->pc, g->sh);
     proxy_discovery_set_health(old->pd, NULL);
@@ -642,8 +713,11 @@ static int fail_start(struct master *m, struct sl_config *cfg)
     if (!m->n_gens)
         config_free(cfg);
     discovery_stop(m);
+    if (m->loop)
+        ev_timer_stop(m->loop, &m->tls_sessions_timer);
     tls_openssl_unload();
     daemon_fini(&m->d);
+    tls_session_stores_free(m->tls_sessions);
     return 1;
 }
 
@@ -671,6 +745,13 @@ int master_run(const struct master_options *opt)
     m.loop = m.d.loop;
     ev_timer_init(&m.restart_timer, restart_pending, &m);
     ev_timer_init(&m.stop_timer, stop_timeout, &m);
+    ev_timer_init(&m.tls_sessions_timer, sessions_tick, &m);
+    m.tls_sessions = tls_session_stores_new();
+    if (!m.tls_sessions ||
+        metrics_register(&m.d.site.metrics, tls_session_stores_collect, m.tls_sessions) < 0) {
+        log_error("out of memory");
+        return fail_start(&m, cfg);
+    }
     /* Providers before any TLS context: the contexts (and the workers
      * forked later) use what is loaded now. */
     if (tls_openssl_apply(&proxy_conf(cfg)->openssl, err, sizeof err) < 0) {
@@ -699,6 +780,8 @@ int master_run(const struct master_options *opt)
     }
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(&m, g, s);
+    tls_session_stores_commit(m.tls_sessions);
+    ev_timer_start(m.loop, &m.tls_sessions_timer, TLS_SESSIONS_TICK_MS);
     m.health = proxy_health_start(m.loop, g->pc, g->sh);
     proxy_discovery_set_health(g->pd, m.health);
     for (size_t i = 0; i < g->pc->n_listeners; i++) {
@@ -716,8 +799,10 @@ int master_run(const struct master_options *opt)
     for (size_t i = 0; i < m.n_gens; i++)
         generation_free(m.gens[i]);
     discovery_stop(&m);
+    ev_timer_stop(m.loop, &m.tls_sessions_timer);
     tls_openssl_unload();
     daemon_fini(&m.d);
+    tls_session_stores_free(m.tls_sessions);
     log_info("stopped");
     return 0;
 }

@@ -14,8 +14,9 @@
 
 #include "lib/balance.h"
 #include "lib/hash.h"
-#include "proxy/slots.h"
 #include "core/log.h"
+#include "proxy/slots.h"
+#include "proxy/tls.h"
 
 static void close_idle(struct backend_rt *b)
 {
@@ -169,10 +170,41 @@ static void upstream_pool_remove(struct upstream_conn *u)
     atomic_fetch_sub_explicit(&b->ctr->idle, 1, memory_order_relaxed);
 }
 
-/* A pooled connection spoke or closed: it is no longer reusable. */
+/* A pooled connection spoke or closed: it is no longer reusable. Over
+ * TLS a record may carry no data (a session ticket, a key update): the
+ * transport takes it in and the connection stays pooled. */
 static void upstream_idle_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
-    upstream_close(io->data);
+    struct upstream_conn *u = io->data;
+    if (transport_is_tls(&u->tr) && !(ev & (EPOLLERR | EPOLLHUP))) {
+        char byte;
+        if (transport_recv(&u->tr, &byte, 1) < 0 && errno == EAGAIN) {
+            ev_io_set(loop, io, transport_events(&u->tr, EPOLLIN));
+            return;
+        }
+    }
+    upstream_close(u);
+}
+
+int pool_upstream_transport(struct pool_rt *p, struct backend_rt *b, struct transport *tr, int fd)
+{
+    if (!p->tls_ctx) {
+        transport_plain(tr, fd);
+        return 0;
+    }
+    char err[256];
+    SSL *ssl = tls_upstream_ssl_new(p->tls_ctx, &p->cfg->tls, &b->cfg->addr, &b->tls_sess, err, sizeof err);
+    if (!ssl) {
+        log_warn("pool %s: backend %s: %s", p->cfg->name, b->cfg->addr.text, err);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (transport_tls_attach(tr, fd, ssl, NULL) < 0) {
+        SSL_free(ssl);
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
 }
 
 static void upstream_free(void *p)
@@ -232,12 +264,12 @@ struct upstream_conn *upstream_get(struct worker *w, struct pool_rt *p, struct b
         if (fd < 0)
             return NULL;
         u = calloc(1, sizeof *u);
-        if (!u) {
+        if (!u || pool_upstream_transport(p, b, &u->tr, fd) < 0) {
+            free(u);
             close(fd);
             errno = ENOMEM;
             return NULL;
         }
-        transport_plain(&u->tr, fd);
         u->w = w;
         u->pool = p;
         u->b = b;

@@ -66,6 +66,11 @@ struct upstream_conn *upstream_get(struct worker *w, struct pool_rt *p, struct b
  * backend keeps it open): pool it, or close it if the backend's idle list
  * is full or the worker is draining. */
 void upstream_release(struct upstream_conn *u);
+/* Set tr over fd (connecting to b) as the pool speaks to its backends:
+ * plain, or TLS with the pool's client context, SNI, verification and
+ * the backend's saved session. 0, or -1 with errno (fd left open). */
+int pool_upstream_transport(struct pool_rt *p, struct backend_rt *b, struct transport *tr, int fd);
+
 /* Close it, lent or pooled. Freed after the current batch of events. */
 void upstream_close(struct upstream_conn *u);
 /* Close pooled connections idle for a minute, or all of them while the

@@ -85,6 +85,10 @@ static void view_listener(void *arg, size_t l, struct pool_listener_info *r)
     for (int k = 0; k < 2; k++)
         r->underscore_dropped[k] = atomic_load(&c.underscore_dropped[k]);
     r->body_timeouts = atomic_load(&c.body_timeouts);
+    r->h2_connections = atomic_load(&c.h2_connections);
+    r->h2_streams = atomic_load(&c.h2_streams);
+    for (int k = 0; k < 6; k++)
+        r->h2_flood_closes[k] = atomic_load(&c.h2_flood_closes[k]);
 }
 
 static size_t view_n_pools(void *arg)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/config_walk.h"
+#include "proxy/http2_conf.h"
 
 #define TOKEN_MAX_LEN 256
 
@@ -115,6 +116,7 @@ static void listener_defaults(struct cfg_listener *l)
     l->access_log = NULL;
     l->access_log_format = ACCESS_LOG_COMBINED;
     l->splice = true;
+    http2_conf_defaults(&l->http2);
 }
 
 static void parse_workers(struct config_ctx *c, const struct ynode *v, struct proxy_conf *pc)
@@ -630,14 +632,14 @@ static void parse_limits(struct config_ctx *c, const struct ynode *v, struct cfg
 struct listener_state {
     const struct proxy_conf_state *ps;
     struct cfg_listener *l;
-    int name_line, listen_line, routes_line, underscores_line, tls_line;
+    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line;
     const struct ynode *routes; /* parsed once the protocol is known */
     const struct ynode *tls;    /* the same */
 };
 
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
-    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_COUNT,
+    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2, LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -655,6 +657,7 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_TOA_MAP] = "toa_map",
     [LK_ALLOW_UNDERSCORES] = "allow_underscores_in_headers",
     [LK_TLS] = "tls",
+    [LK_HTTP2] = "http2",
 };
 
 static void listener_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -716,6 +719,10 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         st->tls = v;
         st->tls_line = config_key_line(c);
         break;
+    case LK_HTTP2:
+        st->http2_line = config_key_line(c);
+        parse_http2(c, v, &l->http2);
+        break;
     }
 }
 
@@ -754,6 +761,8 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
     if (st->underscores_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->underscores_line, "allow_underscores_in_headers",
                       "only for http listeners (protocol is %s)", proto_names[l->proto]);
+    if (st->http2_line && l->proto != PROTO_HTTP)
+        config_err_in(c, st->http2_line, "http2", "only for http listeners (protocol is %s)", proto_names[l->proto]);
     if (st->listen_line && cfg && cfg->admin_enabled && l->proto != PROTO_UDP && addr_equal(&l->addr, &cfg->admin_addr))
         config_err_in(c, st->listen_line, "listen", "address %s is already used by the admin API (admin.listen)",
                       l->addr.text);

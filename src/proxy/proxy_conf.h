@@ -99,6 +99,22 @@ struct cfg_limits {
                                   * 1/rate s; default 1024, 0 = no extension */
 };
 
+/* "http2:" of an http listener: HTTP/2 to clients (proxy/http2_conf.c,
+ * docs/http2.md). Flood limits are token buckets: at most max_X of that
+ * frame kind in a burst, refilled at max_X per flood_window. */
+struct cfg_http2 {
+    uint32_t max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS; default 128 */
+    uint32_t initial_window_size;    /* per stream, request bodies; default 64k */
+    uint32_t max_frame_size;         /* SETTINGS_MAX_FRAME_SIZE; default 16k */
+    uint32_t max_header_list_size;   /* default 32k; past it: 431 */
+    uint32_t max_continuations;      /* CONTINUATION frames after one HEADERS; default 8 */
+    uint32_t flood_window_ms;        /* default 10s */
+    uint32_t max_resets;             /* RST_STREAM from the client; default 1000 */
+    uint32_t max_pings;              /* default 100 */
+    uint32_t max_settings;           /* default 100 */
+    uint32_t max_empty_frames;       /* DATA without payload nor END_STREAM; default 100 */
+};
+
 struct cfg_listener {
     char *name;
     struct sl_addr addr;
@@ -118,6 +134,7 @@ struct cfg_listener {
     bool allow_underscores;      /* http: "allow_underscores_in_headers"; default false: request
                                   * header fields whose name has '_' are dropped */
     struct cfg_tls *tls;         /* "tls:": http and tcp listeners; NULL = plain (proxy/tls_conf.h) */
+    struct cfg_http2 http2;      /* http only */
     int line;
 };
 

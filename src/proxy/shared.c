@@ -109,6 +109,10 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
             atomic_fetch_add(&out->underscore_dropped[k], atomic_load(&c->underscore_dropped[k]));
         atomic_fetch_add(&out->body_timeouts, atomic_load(&c->body_timeouts));
         tls_counters_add(&out->tls, &c->tls);
+        atomic_fetch_add(&out->h2_connections, atomic_load(&c->h2_connections));
+        atomic_fetch_add(&out->h2_streams, atomic_load(&c->h2_streams));
+        for (int k = 0; k < 6; k++)
+            atomic_fetch_add(&out->h2_flood_closes[k], atomic_load(&c->h2_flood_closes[k]));
     }
 }
 
@@ -137,6 +141,10 @@ static void carry_over_listeners(struct shared_state *dst, const struct proxy_co
                 atomic_fetch_add(&d->underscore_dropped[dir], atomic_load(&sum.underscore_dropped[dir]));
             atomic_fetch_add(&d->body_timeouts, atomic_load(&sum.body_timeouts));
             tls_counters_add(&d->tls, &sum.tls);
+            atomic_fetch_add(&d->h2_connections, atomic_load(&sum.h2_connections));
+            atomic_fetch_add(&d->h2_streams, atomic_load(&sum.h2_streams));
+            for (int kind = 0; kind < 6; kind++)
+                atomic_fetch_add(&d->h2_flood_closes[kind], atomic_load(&sum.h2_flood_closes[kind]));
             /* active is a gauge: the new workers count their own. */
             break;
         }

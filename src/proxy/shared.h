@@ -95,6 +95,9 @@ struct listener_counters {
                                              * [0] request, [1] response (framing look-alikes) */
     _Atomic uint64_t body_timeouts;   /* request bodies cut by timeouts.client_body */
     struct tls_counters tls;          /* listeners with tls: only */
+    _Atomic uint64_t h2_connections;  /* client connections that spoke HTTP/2 */
+    _Atomic uint64_t h2_streams;      /* HTTP/2 requests with a well-formed head */
+    _Atomic uint64_t h2_flood_closes[6]; /* by enum h2_flood (proxy/h2_session.h) */
 };
 
 struct shared_worker {

@@ -67,6 +67,7 @@ struct tcp_conn {
     bool splice;
     bool closed;
     bool client_hup, backend_hup;  /* the socket reported EPOLLHUP (permanent) */
+    bool backend_tcp_up;           /* this attempt's connect() finished (a TLS pool then shakes hands) */
     uint32_t attempts;
     struct backend_rt *failed;     /* the backend the next attempt retries away from */
     uint8_t *exclude;              /* backends that failed this connection; lazily allocated */
@@ -233,8 +234,14 @@ static void tcp_connect_next(struct tcp_conn *c)
                 break;
             continue;
         }
+        if (pool_upstream_transport(p, b, &c->backend, fd) < 0) {
+            close(fd);
+            if (stream_warn_allowed(&warn_local_at, ev_now(loop)))
+                log_warn("tcp %s: cannot set up TLS to %s", c->l->cfg->name, b->cfg->addr.text);
+            break;
+        }
         c->b = b;
-        transport_plain(&c->backend, fd);
+        c->backend_tcp_up = false;
         stream_backend_acquire(p, b);
         ev_io_init(&c->uio, fd, tcp_backend_cb, c);
         ev_io_set(loop, &c->uio, EPOLLOUT);
@@ -338,18 +345,38 @@ static void tcp_connected(struct tcp_conn *c)
     tcp_update_interest(c);
 }
 
+/* TCP_CONNECTING: the connect, then for a TLS pool the handshake with
+ * the backend, both within timeouts.connect; a handshake that fails is a
+ * failed attempt like a refused connect (the next backend is tried). */
 static void tcp_connect_event(struct tcp_conn *c, uint32_t ev)
 {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c->backend.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
-    if (!err && !(ev & EPOLLOUT))
-        err = ECONNRESET; /* hung up without ever becoming writable */
-    if (err)
-        tcp_connect_failed(c, err);
-    else
-        tcp_connected(c);
+    if (!c->backend_tcp_up) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(c->backend.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (!err && !(ev & EPOLLOUT))
+            err = ECONNRESET; /* hung up without ever becoming writable */
+        if (err) {
+            tcp_connect_failed(c, err);
+            return;
+        }
+        c->backend_tcp_up = true;
+    }
+    if (transport_is_tls(&c->backend)) {
+        int r = transport_tls_handshake(&c->backend);
+        if (r == 0) {
+            ev_io_set(c->w->loop, &c->uio, transport_events(&c->backend, EPOLLOUT));
+            return;
+        }
+        if (r < 0) {
+            log_debug("tcp %s: TLS handshake with %s failed: %s", c->l->cfg->name, c->b->cfg->addr.text,
+                      transport_tls_handshake_error(&c->backend));
+            tcp_connect_failed(c, EPROTO);
+            return;
+        }
+    }
+    tcp_connected(c);
 }
 
 /* ---- relaying ---- */

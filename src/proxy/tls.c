@@ -1,5 +1,6 @@
 /* A listener's SSL_CTXs: see tls.h. */
 #include "proxy/tls.h"
+#include "proxy/tls_openssl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,8 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+
+#include "proxy/tls_session.h"
 
 /* ------------------------------------------------------------------------
  * Groups: certificates that serve the same names share one SSL_CTX.
@@ -117,10 +120,10 @@ static bool set_versions(SSL_CTX *ctx, uint32_t versions)
 }
 
 /* What every group's SSL_CTX shares: versions, ciphers, options, the
- * callbacks. (The session helper's setup, tickets and the shared cache,
- * belongs here too, on every context, since SNI may move a connection to
- * any of them.) */
-static SSL_CTX *new_ctx(struct tls_server *s, char *err, size_t errlen)
+ * callbacks, and the listener's session store (tickets, the shared
+ * session-ID cache, the session timeout and ID context), on every context
+ * since SNI may move a connection to any of them. */
+static SSL_CTX *new_ctx(struct tls_server *s, struct tls_session_store *sessions, char *err, size_t errlen)
 {
     const struct cfg_tls *cfg = s->cfg;
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -139,6 +142,7 @@ static SSL_CTX *new_ctx(struct tls_server *s, char *err, size_t errlen)
      * does not hold 34 KB of record buffers. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    tls_openssl_set_async(ctx);
     const char *ciphers = cfg->ciphers ? cfg->ciphers : TLS_DEFAULT_CIPHERS;
     if (!set_versions(ctx, cfg->versions) || SSL_CTX_set_cipher_list(ctx, ciphers) != 1 ||
         (cfg->ciphersuites && SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites) != 1)) {
@@ -146,9 +150,17 @@ static SSL_CTX *new_ctx(struct tls_server *s, char *err, size_t errlen)
         SSL_CTX_free(ctx);
         return NULL;
     }
-    /* Sessions of one listener do not resume on another. */
-    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)s->listener,
-                                   (unsigned int)strnlen(s->listener, SSL_MAX_SID_CTX_LENGTH));
+    /* The store ties sessions to the listener (the session ID context is
+     * derived from its name) and owns tickets and the cache. Without one
+     * (tests), still: sessions of one listener do not resume on another. */
+    if (sessions && tls_sessions_attach(ctx, sessions, s->listener) < 0) {
+        ssl_err(err, errlen, "session reuse");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (!sessions)
+        SSL_CTX_set_session_id_context(ctx, (const unsigned char *)s->listener,
+                                       (unsigned int)strnlen(s->listener, SSL_MAX_SID_CTX_LENGTH));
     SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, s);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, s);
@@ -289,14 +301,15 @@ static bool build_alpn(struct tls_server *s)
     return true;
 }
 
-static bool build_contexts(struct tls_server *s, const size_t *group, size_t n_groups, char *err, size_t errlen)
+static bool build_contexts(struct tls_server *s, const size_t *group, size_t n_groups,
+                           struct tls_session_store *sessions, char *err, size_t errlen)
 {
     s->ctx = calloc(n_groups, sizeof *s->ctx);
     if (!s->ctx)
         return false;
     s->n_ctx = n_groups;
     for (size_t g = 0; g < n_groups; g++) {
-        s->ctx[g] = new_ctx(s, err, errlen);
+        s->ctx[g] = new_ctx(s, sessions, err, errlen);
         if (!s->ctx[g] || !setup_client_verify(s->ctx[g], s->listener, &s->cfg->clients, err, errlen))
             return false;
     }
@@ -308,7 +321,7 @@ static bool build_contexts(struct tls_server *s, const size_t *group, size_t n_g
 }
 
 struct tls_server *tls_server_new(const struct cfg_tls *cfg, const char *listener, struct tls_counters *ctr,
-                                  char *err, size_t errlen)
+                                  struct tls_session_store *sessions, char *err, size_t errlen)
 {
     struct tls_server *s = calloc(1, sizeof *s);
     size_t *group = calloc(cfg->n_certs ? cfg->n_certs : 1, sizeof *group);
@@ -324,7 +337,7 @@ struct tls_server *tls_server_new(const struct cfg_tls *cfg, const char *listene
     s->listener = listener;
     s->ctr = ctr;
     size_t n_groups = assign_groups(cfg, group);
-    bool ok = build_names(s, group) && build_alpn(s) && build_contexts(s, group, n_groups, err, errlen);
+    bool ok = build_names(s, group) && build_alpn(s) && build_contexts(s, group, n_groups, sessions, err, errlen);
     free(group);
     if (!ok) {
         tls_server_free(s);

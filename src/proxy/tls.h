@@ -10,7 +10,11 @@
  * connection keeps the first certificate's group, the default.
  *
  * A worker builds its listeners' servers at start (tls_server_new) from
- * the certificates and keys its configuration loaded and checked.
+ * the certificates and keys its configuration loaded and checked. Session
+ * reuse (tickets, the session-ID cache, the session timeout and ID
+ * context) is the listener's session store's (proxy/tls_session.h): the
+ * master makes the store before it forks, and every SSL_CTX of the
+ * listener is attached to it, so a session resumes on any worker.
  */
 #ifndef SLUICE_PROXY_TLS_H
 #define SLUICE_PROXY_TLS_H
@@ -25,6 +29,7 @@
 #include "proxy/transport.h"
 
 struct tls_counters;
+struct tls_session_store;
 
 /* One name a group of certificates serves. */
 struct tls_name {
@@ -45,9 +50,11 @@ struct tls_server {
 };
 
 /* Build the server of a listener; NULL with a reason in err. ctr may be
- * NULL (nothing is counted). */
+ * NULL (nothing is counted). sessions: the listener's session store, made
+ * by the master before forking; NULL leaves OpenSSL's per-process
+ * defaults (tests that build a server alone). */
 struct tls_server *tls_server_new(const struct cfg_tls *cfg, const char *listener, struct tls_counters *ctr,
-                                  char *err, size_t errlen);
+                                  struct tls_session_store *sessions, char *err, size_t errlen);
 void tls_server_free(struct tls_server *s);
 
 /* The group serving host (lowercase, no trailing dot): the first name
@@ -86,6 +93,11 @@ int transport_tls_handshake(struct transport *t);
 /* The caller's handshake timer ran out: count and log it. */
 void transport_tls_handshake_timed_out(struct transport *t);
 
+/* Why the handshake of t failed (OpenSSL's reason, or the certificate
+ * check that failed on a client), or NULL when t is not TLS, or its
+ * handshake has not failed. */
+const char *transport_tls_handshake_error(const struct transport *t);
+
 /* Whether ALPN chose "h2" (false for a plain transport). */
 bool transport_tls_alpn_is_h2(const struct transport *t);
 
@@ -96,7 +108,7 @@ struct tls_info {
     const char *cipher;            /* "TLS_AES_128_GCM_SHA256" */
     const char *sni;
     const char *alpn;              /* NULL when none was agreed */
-    bool resumed;
+    int resumed;                   /* TLS_RESUMED_NO, _TICKET or _CACHE (tls_session.h) */
     const char *client_subject;    /* verified client certificate's subject (RFC 2253); NULL: none */
 };
 

@@ -412,12 +412,9 @@ static void alpn_one(struct config_ctx *c, const struct ynode *v, void *obj)
     const char *s = config_scalar(c, v, "a protocol name");
     if (!s)
         return;
-    if (aw->is_http && strcmp(s, "http/1.1") != 0 && !(TLS_ALPN_H2_AVAILABLE && strcmp(s, "h2") == 0)) {
-        if (strcmp(s, "h2") == 0)
-            config_err_at(c, v->line, "h2: HTTP/2 is not available in this build (an http listener offers http/1.1)");
-        else
-            config_err_at(c, v->line, "unknown ALPN protocol \"%s\" for an http listener (expected %s)",
-                          config_shown_str(c, s), TLS_ALPN_H2_AVAILABLE ? "h2 or http/1.1" : "http/1.1");
+    if (aw->is_http && strcmp(s, "http/1.1") != 0 && strcmp(s, "h2") != 0) {
+        config_err_at(c, v->line, "unknown ALPN protocol \"%s\" for an http listener (expected h2 or http/1.1)",
+                      config_shown_str(c, s));
         return;
     }
     if (!alpn_name_ok(s)) {
@@ -565,9 +562,11 @@ struct tls_state {
     bool is_http;
 };
 
-enum { TK_CERTIFICATES, TK_PROTOCOLS, TK_CIPHERS, TK_CIPHERSUITES, TK_ALPN, TK_HANDSHAKE_TIMEOUT, TK_CLIENTS };
+enum { TK_CERTIFICATES, TK_PROTOCOLS, TK_CIPHERS, TK_CIPHERSUITES, TK_ALPN, TK_HANDSHAKE_TIMEOUT, TK_SESSIONS,
+       TK_CLIENTS };
 static const char *const tls_keys[] = {
-    "certificates", "protocols", "ciphers", "ciphersuites", "alpn", "handshake_timeout", "client_certificates", NULL,
+    "certificates", "protocols", "ciphers", "ciphersuites", "alpn", "handshake_timeout", "sessions",
+    "client_certificates", NULL,
 };
 
 static void tls_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -592,6 +591,9 @@ static void tls_field(struct config_ctx *c, int key, const struct ynode *v, void
     case TK_HANDSHAKE_TIMEOUT:
         config_get_duration(c, v, 100, 10 * CONFIG_MINUTE, &st->t->handshake_timeout_ms);
         break;
+    case TK_SESSIONS:
+        tls_sessions_parse(c, v, &st->t->sessions);
+        break;
     case TK_CLIENTS:
         parse_clients(c, v, st->t, st->is_http);
         break;
@@ -602,11 +604,11 @@ static void tls_defaults(struct cfg_tls *t, bool is_http)
 {
     t->versions = TLS_V12 | TLS_V13;
     t->handshake_timeout_ms = 10 * CONFIG_SECOND;
+    tls_sessions_defaults(&t->sessions);
     if (!is_http)
         return; /* tcp: no ALPN unless configured */
     t->alpn = config_xcalloc(TLS_MAX_ALPN, sizeof *t->alpn);
-    if (TLS_ALPN_H2_AVAILABLE)
-        t->alpn[t->n_alpn++] = config_xstrdup("h2");
+    t->alpn[t->n_alpn++] = config_xstrdup("h2");
     t->alpn[t->n_alpn++] = config_xstrdup("http/1.1");
 }
 
@@ -645,5 +647,6 @@ void tls_conf_free(struct cfg_tls *t)
     free(t->ciphers);
     free(t->ciphersuites);
     free_alpn(t);
+    tls_sessions_free(&t->sessions);
     free(t);
 }

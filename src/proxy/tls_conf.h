@@ -1,5 +1,6 @@
 /* A listener's `tls:` block (docs/tls.md): certificates, protocol
- * versions, cipher lists, ALPN, the handshake timeout.
+ * versions, cipher lists, ALPN, the handshake timeout, session reuse
+ * (`sessions:`, proxy/tls_session_conf.h).
  *
  * Certificates and keys are loaded and checked while the configuration
  * is read (so `sluice check` and a reload refuse a broken file with its
@@ -18,11 +19,7 @@
 
 #include "core/config_walk.h"
 #include "proxy/tls_ocsp.h"
-
-/* HTTP/2 is another branch's work (h2_conn): until it is merged an http
- * listener must not offer "h2" in ALPN, since nothing would speak it.
- * The merge sets this to 1 and the http default becomes [h2, http/1.1]. */
-#define TLS_ALPN_H2_AVAILABLE 0
+#include "proxy/tls_session_conf.h"
 
 #define TLS_MAX_CERTIFICATES 64
 #define TLS_MAX_ALPN 16
@@ -66,8 +63,7 @@ struct cfg_tls {
     char **alpn;                   /* in preference order */
     size_t n_alpn;
     uint32_t handshake_timeout_ms; /* default 10s */
-    /* `sessions:` belongs to the session helper (tls_session_conf.c): the
-     * merge adds its struct here and its parse call in tls_conf.c. */
+    struct cfg_tls_sessions sessions; /* `sessions:`, parsed by tls_session_conf.c */
     struct cfg_tls_clients clients;
     int line;
 };

@@ -140,6 +140,7 @@ bool tls_openssl_same(const struct cfg_openssl *a, const struct cfg_openssl *b)
 /* What tls_openssl_apply() loaded, for tls_openssl_unload(). */
 static OSSL_PROVIDER *loaded[TLS_OPENSSL_MAX_PROVIDERS];
 static size_t n_loaded;
+static bool async_mode; /* inherited by the workers forked after apply */
 
 int tls_openssl_apply(const struct cfg_openssl *o, char *err, size_t errlen)
 {
@@ -166,7 +167,14 @@ int tls_openssl_apply(const struct cfg_openssl *o, char *err, size_t errlen)
         }
         loaded[n_loaded++] = p;
     }
+    async_mode = o->async;
     return 0;
+}
+
+void tls_openssl_set_async(SSL_CTX *ctx)
+{
+    if (async_mode)
+        SSL_CTX_set_mode(ctx, SSL_MODE_ASYNC);
 }
 
 void tls_openssl_unload(void)

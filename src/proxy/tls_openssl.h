@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <openssl/types.h>
+
 struct config_ctx;
 struct ynode;
 
@@ -51,6 +53,13 @@ bool tls_openssl_same(const struct cfg_openssl *a, const struct cfg_openssl *b);
  * path, then the providers in order. Once per process, before any TLS
  * context exists. Returns 0, or -1 with a reason in err. */
 int tls_openssl_apply(const struct cfg_openssl *o, char *err, size_t errlen);
+
+/* SSL_MODE_ASYNC on ctx if the applied block asked for it (every TLS
+ * context the proxy builds, server and client side, goes through this).
+ * The transports then see SSL_ERROR_WANT_ASYNC while a provider works
+ * on a private-key operation and resume it on the next turn of the
+ * loop. */
+void tls_openssl_set_async(SSL_CTX *ctx);
 
 /* Unload what tls_openssl_apply() loaded, when no TLS context is left
  * (the master's exit). */

@@ -1,5 +1,5 @@
 /* TLS session reuse for a listener: ticket keys every worker shares and a
- * session-ID cache every worker shares (issue 11, docs/tls-sessions.md).
+ * session-ID cache every worker shares (issue 11, docs/tls.md "Session reuse").
  *
  * A store belongs to one TLS listener. The master creates it once, before
  * it forks any worker, and keeps it for the listener's life: a reload

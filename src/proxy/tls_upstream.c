@@ -9,6 +9,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/config_walk.h"
+#include "proxy/tls_openssl.h"
 
 enum { UK_CA, UK_VERIFY, UK_SNI, UK_VERIFY_NAME, UK_CERT, UK_KEY, UK_CIPHERS, UK_SESSION_REUSE };
 static const char *const upstream_tls_keys[] = { "ca",  "verify",  "sni",           "verify_name",
@@ -181,8 +182,12 @@ SSL_CTX *tls_upstream_ctx_new(const struct cfg_pool_tls *t, char *err, size_t er
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    /* A backend that closes without close_notify (many do) ends the
+     * stream as a FIN would; HTTP bodies are framed by their length or
+     * chunks anyway, so a cut one is still noticed. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    tls_openssl_set_async(ctx);
     const char *what = NULL, *file = NULL;
     if (!SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : UPSTREAM_CIPHERS))
         what = "ciphers", file = t->ciphers;

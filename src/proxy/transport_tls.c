@@ -24,6 +24,7 @@
 #include "lib/addr.h"
 #include "proxy/shared.h"
 #include "proxy/tls.h"
+#include "proxy/tls_session.h"
 
 /* The most plaintext one SSL_write takes: one full record. */
 #define RECORD_MAX 16384
@@ -39,7 +40,9 @@ struct tls_conn {
     uint32_t write_want;          /* ... SSL_write waits for (EPOLLOUT, or EPOLLIN) */
     uint32_t caller_want;         /* the caller's last wish (wanted_events) */
     bool handshake_done;
+    int resumed;                  /* TLS_RESUMED_*, once the handshake is done */
     bool failed;                  /* fatal error: no close_notify, no more I/O */
+    const char *fail_detail;      /* why the handshake failed (a static string), or NULL */
     bool shutdown_pending;        /* close_notify waits for room in the socket */
     /* The write OpenSSL holds after EAGAIN: its length and first bytes.
      * OpenSSL sends the record it already made whatever a retry offers;
@@ -86,6 +89,8 @@ static int bio_read(BIO *b, char *data, int len)
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         BIO_set_retry_read(b);
+    else if (n == 0)
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* BIO_eof(): see bio_ctrl */
     return (int)n;
 }
 
@@ -94,6 +99,11 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     switch (cmd) {
     case BIO_CTRL_FLUSH:
         return 1; /* nothing buffered here */
+    case BIO_CTRL_EOF:
+        /* OpenSSL asks this to tell a peer's FIN from an error: without
+         * it SSL_OP_IGNORE_UNEXPECTED_EOF cannot take a FIN that came
+         * without close_notify as the end of the stream. */
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
     case BIO_C_GET_FD:
         if (ptr)
             *(int *)ptr = bio_fd(b);
@@ -143,12 +153,23 @@ static void peer_of(int fd, char *buf, size_t cap)
         addr_ip_string((struct sockaddr *)&ss, buf, cap);
 }
 
+/* How the session was set up. The listener's session store counts it
+ * and tells a ticket from the shared cache; an SSL without a store (a
+ * client role) has only OpenSSL's word that it resumed. */
+static int resumption_of(SSL *ssl)
+{
+    int r = tls_sessions_handshake_done(ssl);
+    if (r >= 0)
+        return r;
+    return SSL_session_reused(ssl) == 1 ? TLS_RESUMED_TICKET : TLS_RESUMED_NO;
+}
+
 static void count_success(struct tls_conn *tc)
 {
     if (!tc->srv || !tc->srv->ctr)
         return;
     int v = SSL_version(tc->ssl) == TLS1_3_VERSION;
-    int r = SSL_session_reused(tc->ssl) == 1;
+    int r = tc->resumed != TLS_RESUMED_NO;
     atomic_fetch_add_explicit(&tc->srv->ctr->handshakes[v][r], 1, memory_order_relaxed);
 }
 
@@ -194,7 +215,7 @@ static void count_failure(struct transport *t, enum tls_fail_reason why, const c
  * has expired", "unable to get local issuer certificate", ...). */
 static bool client_cert_refused(SSL *ssl, unsigned long e, const char **detail)
 {
-    if (!e || ERR_GET_LIB(e) != ERR_LIB_SSL)
+    if (!SSL_is_server(ssl) || !e || ERR_GET_LIB(e) != ERR_LIB_SSL)
         return false;
     int reason = ERR_GET_REASON(e);
     if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
@@ -205,6 +226,19 @@ static bool client_cert_refused(SSL *ssl, unsigned long e, const char **detail)
     if (v != X509_V_OK)
         *detail = X509_verify_cert_error_string(v);
     return true;
+}
+
+/* openssl.async (SSL_MODE_ASYNC): a provider is working on this
+ * connection's private-key operation (WANT_ASYNC), or every async job
+ * is busy (WANT_ASYNC_JOB). The call is made again on the next turn of
+ * the loop: the transport asks for the socket's writability, which is
+ * there at once, so the connection is resumed after the others' events
+ * rather than blocking them. (A provider's own wait descriptors, from
+ * SSL_get_all_async_fds, are not polled: no such hardware was at hand
+ * to test it with; docs/tls.md says so.) */
+static bool want_async(int ssl_error)
+{
+    return ssl_error == SSL_ERROR_WANT_ASYNC || ssl_error == SSL_ERROR_WANT_ASYNC_JOB;
 }
 
 /* After a failed SSL call: which kind of failure it was. */
@@ -240,17 +274,24 @@ int transport_tls_handshake(struct transport *t)
     if (r == 1) {
         tc->handshake_done = true;
         tc->hs_want = 0;
+        tc->resumed = resumption_of(tc->ssl);
         count_success(tc);
         return 1;
     }
     int e = SSL_get_error(tc->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE || want_async(e)) {
         tc->hs_want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
         errno = EAGAIN;
         return 0;
     }
     const char *detail;
     enum tls_fail_reason why = classify(tc->ssl, e, sys_errno, &detail);
+    /* A client (to a backend) that refused the server's certificate:
+     * the verification error says which check failed. */
+    long verify = SSL_is_server(tc->ssl) ? X509_V_OK : SSL_get_verify_result(tc->ssl);
+    tc->fail_detail = verify != X509_V_OK ? X509_verify_cert_error_string(verify)
+                      : detail                ? detail
+                                              : fail_names[why];
     /* A connection closed before its first byte (a TCP health check, a
      * port scan) attempted no handshake: not counted, not logged. */
     if (why == TLS_FAIL_CLOSED && SSL_get_state(tc->ssl) == TLS_ST_BEFORE)
@@ -307,6 +348,8 @@ static ssize_t io_error(struct tls_conn *tc, int r, int sys_errno, uint32_t *wan
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_WANT_WRITE:
+    case SSL_ERROR_WANT_ASYNC:     /* see want_async() */
+    case SSL_ERROR_WANT_ASYNC_JOB:
         *want = EPOLLOUT;
         errno = EAGAIN;
         return -1;
@@ -447,15 +490,20 @@ static int tls_shutdown(struct transport *t)
 static void tls_close(struct transport *t, bool abort)
 {
     struct tls_conn *tc = conn_of(t);
+    /* SSL_free() takes a session whose connection did not send (or mark)
+     * close_notify out of the session cache (OpenSSL's "bad session"):
+     * that is what an aborted or failed connection should get, but an
+     * orderly close must keep the session resumable on every worker. */
     if (abort) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     } else if (tc->handshake_done && !tc->failed && !(SSL_get_shutdown(tc->ssl) & SSL_SENT_SHUTDOWN)) {
         /* An orderly close tells the client with close_notify, best effort:
-         * a full socket just does without. */
+         * a full socket just does without, and the flag keeps the session. */
         ERR_clear_error();
         SSL_shutdown(tc->ssl);
         ERR_clear_error();
+        SSL_set_shutdown(tc->ssl, SSL_get_shutdown(tc->ssl) | SSL_SENT_SHUTDOWN);
     }
     SSL_free(tc->ssl);
     free(tc->client_subject);
@@ -562,6 +610,13 @@ int transport_tls_server(struct transport *t, int fd, struct tls_server *srv)
     return 0;
 }
 
+const char *transport_tls_handshake_error(const struct transport *t)
+{
+    if (!transport_is_tls(t) || !t->ctx || conn_of(t)->handshake_done || !conn_of(t)->failed)
+        return NULL;
+    return conn_of(t)->fail_detail ? conn_of(t)->fail_detail : "protocol error";
+}
+
 bool transport_tls_alpn_is_h2(const struct transport *t)
 {
     if (!established(t))
@@ -621,7 +676,7 @@ bool transport_tls_info(const struct transport *t, struct tls_info *out)
         .cipher = SSL_get_cipher_name(ssl),
         .sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name),
         .alpn = alpn,
-        .resumed = SSL_session_reused(ssl) == 1,
+        .resumed = conn_of(t)->resumed,
         .client_subject = client_subject(conn_of(t)),
     };
     return true;

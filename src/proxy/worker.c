@@ -300,7 +300,8 @@ static int setup_listeners(struct worker *w, const int *listen_fds)
         l->ops = proxy_proto_of(l->cfg->proto);
         ev_io_init(&l->io, l->fd, listener_event, l);
         char err[256];
-        if (l->cfg->tls && !(l->tls = tls_server_new(l->cfg->tls, l->cfg->name, &l->ctr->tls, err, sizeof err))) {
+        if (l->cfg->tls && !(l->tls = tls_server_new(l->cfg->tls, l->cfg->name, &l->ctr->tls, w->tls_sessions[i],
+                                                     err, sizeof err))) {
             log_error("worker %u: listener %s: tls: %s", w->id, l->cfg->name, err);
             return -1;
         }
@@ -366,7 +367,8 @@ static void worker_free(struct worker *w)
     ev_loop_free(w->loop);
 }
 
-int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds)
+int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds,
+                struct tls_session_store *const *tls_sessions)
 {
     /* Die with the master rather than serve a stale configuration alone. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -380,6 +382,7 @@ int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t 
     w.id = id;
     w.cfg = cfg;
     w.sh = sh;
+    w.tls_sessions = tls_sessions;
     w.signal_fd = -1;
     w.reserve_fd = -1;
     reserve_take(&w);

@@ -21,6 +21,7 @@ struct worker;
 struct upstream_conn;
 struct proxy_proto_ops;
 struct tls_server;
+struct tls_session_store;
 
 struct backend_rt {
     size_t index;                     /* in its pool */
@@ -75,6 +76,7 @@ struct worker {
     struct ev_loop *loop;
     const struct proxy_conf *cfg;     /* the proxy part of its configuration */
     struct shared_state *sh;
+    struct tls_session_store *const *tls_sessions; /* [listener]: its session store, NULL without tls */
     struct pool_rt *pools;
     size_t n_pools;
     struct listener_rt *listeners;
@@ -93,8 +95,11 @@ struct worker {
 };
 
 /* Run a worker until it has drained after SIGTERM. listen_fds[i] is the
- * socket of cfg->listeners[i] for this worker's slot. Returns the exit code. */
-int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds);
+ * socket of cfg->listeners[i] for this worker's slot; tls_sessions[i] the
+ * session store (proxy/tls_session.h) the master made for it before
+ * forking, NULL for a listener without tls. Returns the exit code. */
+int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t id, const int *listen_fds,
+                struct tls_session_store *const *tls_sessions);
 
 /* Bookkeeping for every client connection, whatever its protocol: counts
  * it against limits.max_connections and pauses/resumes accepting. */

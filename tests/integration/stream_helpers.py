@@ -38,8 +38,10 @@ class TcpBackend:
     through while the other direction stayed open.
     """
 
-    def __init__(self, mode="echo"):
+    def __init__(self, mode="echo", tls=None):
+        """tls: an ssl.SSLContext (server side) to speak TLS to the proxy."""
         self.mode = mode
+        self.tls = tls
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -70,6 +72,8 @@ class TcpBackend:
         # be what ends a connection a test is waiting on.
         conn.settimeout(60)
         try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
             if self.mode == "echo":
                 while True:
                     data = conn.recv(65536)

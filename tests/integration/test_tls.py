@@ -77,9 +77,11 @@ def env(tmp_path_factory):
 # ---------------------------------------------------------------- clients
 
 def curl(env, port, path="/", name="example.test", args=()):
-    """curl over TLS, trusting the test CA; returns (exit code, body, stderr)."""
+    """curl over TLS, trusting the test CA; returns (exit code, body, stderr).
+    HTTP/1.1 unless args ask for --http2 (an http listener offers h2 first)."""
+    version = [] if "--http2" in args else ["--http1.1"]
     cmd = ["curl", "-sS", "--max-time", "30", "--cacert", env.ca.cert, "--resolve",
-           "%s:%d:127.0.0.1" % (name, port), *args, "https://%s:%d%s" % (name, port, path)]
+           "%s:%d:127.0.0.1" % (name, port), *version, *args, "https://%s:%d%s" % (name, port, path)]
     r = subprocess.run(cmd, capture_output=True, timeout=60)
     return r.returncode, r.stdout, r.stderr.decode(errors="replace")
 
@@ -140,6 +142,22 @@ def test_https_request_and_forwarded_proto(env):
     req = env.backend.requests[before]
     # The client's own X-Forwarded-Proto is replaced by the truth.
     assert req["headers"]["X-Forwarded-Proto"] == "https", req["headers"]
+
+
+def test_http2_over_tls_by_alpn(env):
+    """ALPN h2 (the listener's first choice): the connection is HTTP/2 from
+    its first byte; each stream is a request with X-Forwarded-Proto https
+    and the access log's TLS fields."""
+    before = len(env.backend.requests)
+    log_before = count_lines(env.json_log)
+    rc, body, err = curl(env, env.web, "/h2", args=("--http2", "-v"))
+    assert rc == 0, err
+    assert "ALPN: server accepted h2" in err or "ALPN, server accepted to use h2" in err, err
+    assert body.startswith(b"app GET /h2"), body
+    assert env.backend.requests[before]["headers"]["X-Forwarded-Proto"] == "https"
+    entries = [json.loads(x) for x in new_lines(env.json_log, log_before)]
+    doc = [d for d in entries if d["request"] == "GET /h2 HTTP/2.0"][-1]
+    assert doc["tls_version"] == "TLSv1.3" and doc["sni"] == "example.test", doc
 
 
 def test_keep_alive_several_requests_one_handshake(env):
@@ -228,8 +246,8 @@ def test_tls11_refused(env):
     assert wait_for(lambda: failures(env, "web", "protocol") > before, timeout=5)
 
 
-@pytest.mark.parametrize("offer,chosen", [("http/1.1", "http/1.1"), ("h2,http/1.1", "http/1.1"),
-                                          ("spdy/3,foo", None)])
+@pytest.mark.parametrize("offer,chosen", [("http/1.1", "http/1.1"), ("h2,http/1.1", "h2"),
+                                          ("http/1.1,h2", "h2"), ("spdy/3,foo", None)])
 def test_alpn(env, offer, chosen):
     rc, out = s_client(env, env.web, "-servername", "example.test", "-alpn", offer)
     assert rc == 0, out  # no overlap: no ALPN, but the handshake goes on
@@ -363,12 +381,12 @@ def test_access_log_text_has_tls_fields(env):
                      timeout=5, interval=0.05)
     assert found, env.text_log.read_text()
     line = found[-1].decode()
-    assert ' tls=TLSv1.3 cipher=TLS_' in line and ' sni="example.test" resumed=0' in line, line
+    assert ' tls=TLSv1.3 cipher=TLS_' in line and ' sni="example.test" resumed=no' in line, line
 
 
 def test_resumed_session_counted_and_logged(tmp_path):
-    """One worker (each has its own session cache and ticket keys until
-    the session work shares them): a TLS 1.2 session resumes."""
+    """One worker: a TLS 1.2 session resumes (by ticket), counted and
+    logged. Across workers, reloads and instances: test_tls_sessions.py."""
     ca = CertAuthority(tmp_path / "pki")
     ec = ca.issue(["example.test"], key="ec")
     backend = HttpBackend("one").start()
@@ -394,6 +412,7 @@ def test_resumed_session_counted_and_logged(tmp_path):
         assert handshakes(env, "web", "TLSv1.2", "false") == 1
         docs = [json.loads(x) for x in new_lines(log, 0, 2)]
         assert [d["tls_resumed"] for d in docs] == [False, True], docs
+        assert [d["tls_resumption"] for d in docs] == ["no", "ticket"], docs
     finally:
         proxy.stop()
         backend.stop()

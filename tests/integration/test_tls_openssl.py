@@ -113,3 +113,39 @@ def run_check_text(tmp_path, text):
     p = tmp_path / "check.yaml"
     p.write_text(text)
     return run_check(p)
+
+
+def test_async_mode_serves_tls_both_ways(tmp_path, sluice):
+    """async: true sets SSL_MODE_ASYNC on every context (listener and
+    pool). With the default provider no operation ever pauses, so this
+    proves the mode breaks nothing: TLS in, TLS out, TLS health checks.
+    (Pausing jobs need a hardware provider: docs/tls.md.)"""
+    import ssl
+    from backends import HttpBackend
+    from helpers import pool_backends
+    from tls_certs import CertAuthority
+    ca = CertAuthority(tmp_path / "pki")
+    front, back = ca.issue(["example.test"]), ca.issue(["backend.test"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(back.chain, back.key)
+    b = HttpBackend("b1", tls=ctx).start()
+    try:
+        port, aport = free_port(), free_port()
+        text = ("admin: { listen: 127.0.0.1:%d }\n"
+                "openssl: { providers: [default], async: true }\n"
+                "pools:\n  - name: app\n    backends: [%s]\n"
+                "    health_check: { type: http, interval: 200ms, timeout: 200ms, rise: 1, fall: 1 }\n"
+                "    tls: { ca: %s, sni: backend.test }\n"
+                "listeners:\n  - name: web\n    listen: 127.0.0.1:%d\n    pool: app\n"
+                "    tls:\n      certificates:\n        - { cert: %s, key: %s }\n"
+                % (aport, b.address, ca.cert, port, front.chain, front.key))
+        sluice(text, wait_ports=[port, aport])
+        assert wait_for(lambda: pool_backends(aport, "app")[b.address]["state"] == "up")
+        for version in ("--http1.1", "--http2"):
+            r = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", ca.cert, version, "--resolve",
+                                "example.test:%d:127.0.0.1" % port, "https://example.test:%d/async" % port],
+                               capture_output=True, timeout=30)
+            assert r.returncode == 0 and r.stdout.startswith(b"b1 GET /async"), r
+        assert all(req["tls"]["version"] == "TLSv1.3" for req in b.requests)
+    finally:
+        b.stop()

@@ -6,13 +6,14 @@ reason, and the block's files checked by `sluice check`.
 
 Backends are HttpBackend with an ssl.SSLContext: real TLS servers
 (Python's ssl module over OpenSSL)."""
+import json
 import ssl
 import subprocess
 
 import pytest
 
 from conftest import SLUICE_BIN
-from helpers import free_port, pool_backends, wait_for
+from helpers import free_port, fresh_get, pool_backends, wait_for
 from tls_certs import CertAuthority
 
 
@@ -146,3 +147,115 @@ def test_check_reports_each_problem_of_the_block(pki, tmp_path):
         pki["backend"].key, pki["client"].chain), out
     out = lines("      ca: %s\n      ciphers: NOTHING-AT-ALL\n" % pki["ca"].cert)
     assert out[0] == "F:8: pools[0].tls.ciphers: no cipher matches \"NOTHING-AT-ALL\"", out
+
+
+# ---------------------------------------------------------------- traffic
+
+def traffic_config(aport, port, backends_, tls_block, keepalive=None, proto="http", extra_pool=""):
+    return (
+        "admin: { listen: 127.0.0.1:%d }\n"
+        "pools:\n"
+        "  - name: secure\n"
+        "%s%s"
+        "    backends: [%s]\n"
+        "    tls:\n%s"
+        "listeners:\n"
+        "  - name: web\n"
+        "    listen: 127.0.0.1:%d\n"
+        "    protocol: %s\n"
+        "    pool: secure\n" % (aport, "    keepalive: %d\n" % keepalive if keepalive is not None else "",
+                                extra_pool, ", ".join(backends_), tls_block, port, proto))
+
+
+def good_block(pki):
+    return "      ca: %s\n      sni: backend.test\n" % pki["ca"].cert
+
+
+def test_requests_reach_a_tls_backend_and_reuse_its_connection(pki, sluice, backends):
+    (b,) = backends(1, tls=server_context(pki["backend"]))
+    aport, port = free_port(), free_port()
+    sluice(traffic_config(aport, port, [b.address], good_block(pki)), wait_ports=[port, aport])
+    for i in range(10):
+        status, _, body = fresh_get(port, "/t/%d" % i)
+        assert status == 200 and body.startswith(b"b1 GET /t/%d" % i), body
+    tls = [r["tls"] for r in b.requests]
+    assert all(t and t["sni"] == "backend.test" and t["version"] == "TLSv1.3" for t in tls), tls
+    # Ten requests, one TLS connection: pooled like a plain one.
+    assert len(b.client_ports()) == 1, b.client_ports()
+
+
+def test_new_connections_resume_the_backends_session(pki, sluice, backends):
+    (b,) = backends(1, tls=server_context(pki["backend"]))
+    aport, port = free_port(), free_port()
+    # keepalive 0: every request opens a new connection to the backend.
+    sluice(traffic_config(aport, port, [b.address], good_block(pki), keepalive=0), wait_ports=[port, aport])
+    for i in range(6):
+        assert fresh_get(port, "/r/%d" % i)[0] == 200
+    resumed = [r["tls"]["resumed"] for r in b.requests]
+    assert len(b.client_ports()) == 6
+    assert resumed[0] is False and all(resumed[1:]), resumed
+
+
+def test_session_reuse_off_makes_full_handshakes(pki, sluice, backends):
+    (b,) = backends(1, tls=server_context(pki["backend"]))
+    aport, port = free_port(), free_port()
+    sluice(traffic_config(aport, port, [b.address], good_block(pki) + "      session_reuse: false\n", keepalive=0),
+           wait_ports=[port, aport])
+    for i in range(3):
+        assert fresh_get(port, "/n/%d" % i)[0] == 200
+    assert [r["tls"]["resumed"] for r in b.requests] == [False, False, False]
+
+
+def test_a_backend_whose_certificate_fails_is_retried_elsewhere(pki, sluice, backends):
+    bad_leaf = pki["ca"].issue(["elsewhere.test"])
+    bad, good = backends(2, tls=None)
+    bad.stop()
+    bad.tls, good.tls = server_context(bad_leaf), server_context(pki["backend"])
+    bad.start(), good.stop(), good.start()
+    aport, port = free_port(), free_port()
+    s = sluice(traffic_config(aport, port, [bad.address, good.address], good_block(pki),
+                              extra_pool="    algorithm: round_robin\n"), wait_ports=[port, aport])
+    for i in range(6):
+        status, _, body = fresh_get(port, "/x/%d" % i)
+        assert status == 200 and body.startswith(b"b2"), body
+    assert bad.count() == 0
+    bk = pool_backends(aport, "secure")[bad.address]
+    assert bk["counters"]["connect_failures"] >= 1, bk
+
+
+def test_only_a_refusing_backend_answers_502_with_the_reason(pki, tmp_path, sluice, backends):
+    (b,) = backends(1, tls=server_context(pki["ca"].issue(["elsewhere.test"])))
+    aport, port = free_port(), free_port()
+    s = sluice(traffic_config(aport, port, [b.address], good_block(pki)) + "    access_log: %s\n    access_log_format: json\n"
+               % (tmp_path / "a.log"), wait_ports=[port, aport])
+    status, _, _ = fresh_get(port, "/")
+    assert status == 502
+    assert b.count() == 0
+    log = tmp_path / "a.log"
+    assert wait_for(lambda: log.exists() and log.read_text().strip())
+    doc = json.loads(log.read_text().splitlines()[-1])
+    assert doc["status"] == 502
+    assert doc["reason"] == ("every backend tried failed; the last: "
+                             "TLS handshake with the backend failed: hostname mismatch"), doc
+
+
+def test_tcp_listener_relays_to_a_tls_backend(pki, sluice):
+    import socket
+    from stream_helpers import TcpBackend
+    echo = TcpBackend("echo", tls=server_context(pki["backend"]))
+    try:
+        aport, port = free_port(), free_port()
+        sluice(traffic_config(aport, port, [echo.addr], good_block(pki), proto="tcp"), wait_ports=[port, aport])
+        data = bytes(range(256)) * 4096  # 1 MiB
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as c:
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        assert got == data
+    finally:
+        echo.stop()

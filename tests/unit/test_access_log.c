@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "proxy/access_log.h"
+#include "proxy/tls_session.h"
 
 static char line[ACCESS_LOG_LINE];
 
@@ -173,21 +174,29 @@ static void test_tls_fields(void **state)
     e.tls_version = "TLSv1.3";
     e.tls_cipher = "TLS_AES_128_GCM_SHA256";
     e.sni = "a.example.com\"\x01";
-    e.tls_resumed = true;
+    e.tls_resumed = TLS_RESUMED_TICKET;
     access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
     assert_string_equal(line, "192.0.2.7 - - [01/Jan/1970:00:00:00 +0000] \"GET /x HTTP/1.1\" 200 12 \"-\" "
                               "\"curl/8\" tls=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 sni=\"a.example.com\\\"\\x01\" "
-                              "resumed=1\n");
-    e.sni = NULL;
-    e.tls_resumed = false;
+                              "resumed=ticket\n");
+    e.tls_resumed = TLS_RESUMED_CACHE;
     access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
-    assert_non_null(strstr(line, " sni=\"-\" resumed=0\n"));
-    e.sni = "b.example.com";
+    assert_non_null(strstr(line, "\" resumed=cache\n"));
     json_t *doc = json_line(&e);
+    assert_true(json_is_true(json_object_get(doc, "tls_resumed")));
+    assert_string_equal(str(doc, "tls_resumption"), "cache");
+    json_decref(doc);
+    e.sni = NULL;
+    e.tls_resumed = TLS_RESUMED_NO;
+    access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
+    assert_non_null(strstr(line, " sni=\"-\" resumed=no\n"));
+    e.sni = "b.example.com";
+    doc = json_line(&e);
     assert_string_equal(str(doc, "tls_version"), "TLSv1.3");
     assert_string_equal(str(doc, "tls_cipher"), "TLS_AES_128_GCM_SHA256");
     assert_string_equal(str(doc, "sni"), "b.example.com");
     assert_true(json_is_false(json_object_get(doc, "tls_resumed")));
+    assert_string_equal(str(doc, "tls_resumption"), "no");
     json_decref(doc);
     doc = json_line(&base);
     assert_null(json_object_get(doc, "tls_version"));
@@ -208,7 +217,7 @@ static void test_client_subject_field(void **state)
     e.sni = "a.example.com";
     e.client_subject = "CN=alice \"x\",O=Ex";
     access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
-    assert_non_null(strstr(line, " sni=\"a.example.com\" resumed=0 client=\"CN=alice \\\"x\\\",O=Ex\"\n"));
+    assert_non_null(strstr(line, " sni=\"a.example.com\" resumed=no client=\"CN=alice \\\"x\\\",O=Ex\"\n"));
     json_t *doc = json_line(&e);
     assert_string_equal(str(doc, "tls_client_subject"), "CN=alice \"x\",O=Ex");
     json_decref(doc);
