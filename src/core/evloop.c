@@ -22,6 +22,8 @@ struct ev_loop {
     size_t heap_len, heap_cap;
     struct deferred *deferred;
     size_t n_deferred, cap_deferred;
+    struct ev_slow *slow_head, *slow_tail; /* costly work, FIFO */
+    size_t n_slow;
 };
 
 uint64_t ev_clock_ms(void)
@@ -233,6 +235,60 @@ static void run_timers(struct ev_loop *loop)
     }
 }
 
+void ev_slow_init(struct ev_slow *s, ev_slow_cb cb, void *data)
+{
+    s->prev = s->next = NULL;
+    s->queued = false;
+    s->cb = cb;
+    s->data = data;
+}
+
+void ev_slow_start(struct ev_loop *loop, struct ev_slow *s)
+{
+    if (s->queued)
+        return;
+    s->queued = true;
+    s->next = NULL;
+    s->prev = loop->slow_tail;
+    if (loop->slow_tail)
+        loop->slow_tail->next = s;
+    else
+        loop->slow_head = s;
+    loop->slow_tail = s;
+    loop->n_slow++;
+}
+
+void ev_slow_stop(struct ev_loop *loop, struct ev_slow *s)
+{
+    if (!s->queued)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        loop->slow_head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    else
+        loop->slow_tail = s->prev;
+    s->prev = s->next = NULL;
+    s->queued = false;
+    loop->n_slow--;
+}
+
+size_t ev_slow_pending(const struct ev_loop *loop)
+{
+    return loop->n_slow;
+}
+
+static void run_slow(struct ev_loop *loop)
+{
+    for (int i = 0; i < EV_SLOW_PER_TURN && loop->slow_head; i++) {
+        struct ev_slow *s = loop->slow_head;
+        ev_slow_stop(loop, s);
+        s->cb(loop, s);
+    }
+}
+
 void ev_defer_free(struct ev_loop *loop, void *ptr, void (*fn)(void *))
 {
     if (loop->n_deferred == loop->cap_deferred) {
@@ -258,6 +314,8 @@ int ev_run(struct ev_loop *loop)
             ev_now_update(loop);
             timeout = at <= loop->now ? 0 : (int)(at - loop->now > 60000 ? 60000 : at - loop->now);
         }
+        if (loop->slow_head)
+            timeout = 0; /* queued work: look for ready sockets, do not wait */
         int n = epoll_wait(loop->epfd, events, EV_BATCH, timeout);
         if (n < 0 && errno != EINTR)
             return -1;
@@ -270,6 +328,8 @@ int ev_run(struct ev_loop *loop)
                 continue;
             io->cb(loop, io, events[i].events);
         }
+        run_deferred(loop);
+        run_slow(loop);
         run_deferred(loop);
         run_timers(loop);
         run_deferred(loop);

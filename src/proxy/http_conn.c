@@ -268,6 +268,7 @@ static void http_conn_close(struct http_conn *c)
     idle_remove(c);
     all_remove(c);
     ev_timer_stop(c->w->loop, &c->timer);
+    ev_slow_stop(c->w->loop, &c->hs_slow);
     http_txn_body_clock_stop(&c->txn);
     ev_io_stop(c->w->loop, &c->io);
     transport_close(&c->tr, false);
@@ -377,6 +378,7 @@ static void http_conn_hand_over(struct http_conn *c)
     idle_remove(c);
     all_remove(c);
     ev_timer_stop(c->w->loop, &c->timer);
+    ev_slow_stop(c->w->loop, &c->hs_slow);
     http_txn_body_clock_stop(&c->txn);
     ev_io_stop(c->w->loop, &c->io);
     c->tr.fd = -1;
@@ -558,12 +560,31 @@ static bool conn_tls_handshake(struct http_conn *c)
     return true;
 }
 
+static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
+
+/* A handshake step's turn came (see client_event): take it, and once the
+ * handshake is done read what the client sent with its Finished. */
+static void handshake_turn(struct ev_loop *loop, struct ev_slow *s)
+{
+    struct http_conn *c = s->data;
+    if (conn_tls_handshake(c))
+        client_event(loop, &c->io, EPOLLIN);
+}
+
 static void client_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct http_conn *c = io->data;
-    ev = transport_ready(&c->tr, ev);
-    if (c->tls_handshaking && !conn_tls_handshake(c))
+    if (c->tls_handshaking) {
+        /* A handshake step may cost a private-key operation (a
+         * millisecond for RSA-2048): it waits behind the sockets that
+         * are ready, so a flood of handshakes cannot hold up requests
+         * on established connections (issue 11, item 5). The socket
+         * leaves epoll meanwhile; the step sets the interest again. */
+        ev_io_stop(loop, &c->io);
+        ev_slow_start(loop, &c->hs_slow);
         return;
+    }
+    ev = transport_ready(&c->tr, ev);
     if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (c->state == C_LINGER) {
             char sink[4096];
@@ -758,6 +779,7 @@ static void http_accept(struct listener_rt *l)
         if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
             memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
         ev_timer_init(&c->timer, conn_timeout, c);
+        ev_slow_init(&c->hs_slow, handshake_turn, c);
         c->cr.ops = &http1_carrier_ops;
         c->cr.w = w;
         c->cr.l = l;

@@ -74,6 +74,7 @@ struct http_conn {
     size_t head_scanned;          /* bytes of an incomplete head already parsed */
     bool tunnel_up_eof, tunnel_client_eof;
     bool tls_handshaking;         /* TLS listener: no request is read before the handshake is done */
+    struct ev_slow hs_slow;       /* the next handshake step, queued behind ready sockets (evloop.h) */
     bool spoke;                   /* a request was read: no HTTP/2 preface any more */
 
     struct http_txn txn;          /* the request in flight */

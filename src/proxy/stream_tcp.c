@@ -68,6 +68,7 @@ struct tcp_conn {
     bool closed;
     bool client_hup, backend_hup;  /* the socket reported EPOLLHUP (permanent) */
     bool backend_tcp_up;           /* this attempt's connect() finished (a TLS pool then shakes hands) */
+    struct ev_slow hs_slow;        /* the client's next handshake step, behind ready sockets */
     uint32_t attempts;
     struct backend_rt *failed;     /* the backend the next attempt retries away from */
     uint8_t *exclude;              /* backends that failed this connection; lazily allocated */
@@ -148,6 +149,7 @@ static void tcp_close(struct tcp_conn *c, enum close_why why)
     bool reset = why == CLOSE_CLIENT_ERR || why == CLOSE_BACKEND_ERR;
 
     ev_timer_stop(loop, &c->timer);
+    ev_slow_stop(loop, &c->hs_slow);
     /* Logged before the transport goes: the line has its TLS details. A
      * connection that never got past its TLS handshake is a metric
      * (sluice_tls_handshake_failures_total), not a line: HTTP logs
@@ -581,11 +583,19 @@ static void tcp_handshake_event(struct tcp_conn *c)
     tcp_connect_next(c);
 }
 
+static void tcp_handshake_turn(struct ev_loop *loop, struct ev_slow *s)
+{
+    tcp_handshake_event(s->data);
+}
+
 static void tcp_client_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct tcp_conn *c = io->data;
     if (c->state == TCP_HANDSHAKE) {
-        tcp_handshake_event(c);
+        /* As on HTTP listeners (http_conn.c): the costly step waits
+         * behind the sockets that are ready. */
+        ev_io_stop(loop, &c->cio);
+        ev_slow_start(loop, &c->hs_slow);
         return;
     }
     if (c->state == TCP_CONNECTING) {
@@ -662,6 +672,7 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     ev_io_init(&c->cio, fd, tcp_client_cb, c);
     ev_io_init(&c->uio, -1, tcp_backend_cb, c);
     ev_timer_init(&c->timer, tcp_timer_cb, c);
+    ev_slow_init(&c->hs_slow, tcp_handshake_turn, c);
     set_nodelay(fd);
 
     struct tcp_listener *tl = tcp_listener_state(l);

@@ -135,6 +135,11 @@ static SSL_CTX *new_ctx(struct tls_server *s, struct tls_session_store *sessions
      * compression (CRIME); an EOF without close_notify reads as the end,
      * as it does for nginx: HTTP frames its own messages. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* The listener's cipher order wins (so a configured list that keeps a
+     * weaker cipher for old clients does not let a client choose it over a
+     * stronger one), except that a client that puts ChaCha20 first, a
+     * phone without AES instructions, gets ChaCha20. */
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
     /* Partial writes: send() may take fewer bytes than offered, as the
      * transport contract allows. Moving buffer: a retried write may come
      * from another address (the staging buffer, or the caller's after it

@@ -2,7 +2,8 @@
 
 It answers every request with its name, records what it saw (method,
 path, headers, client address, body length), and can be told to fail,
-delay, stream large bodies or answer chunked.
+delay, stream large bodies or answer chunked. GET /headers also echoes the
+request's header fields in the body (the demo shows X-Forwarded-Proto).
 """
 import hashlib
 import http.server
@@ -119,6 +120,8 @@ class HttpBackend:
                 if path.startswith("/status/"):
                     status = int(path.split("/")[2])
                 body = ("%s %s %s body=%d sha256=%s\n" % (backend.name, self.command, path, n, digest)).encode()
+                if path == "/headers":      # an echo of the request head, for the demo
+                    body += "".join("%s: %s\n" % kv for kv in self.headers.items()).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))

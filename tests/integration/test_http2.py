@@ -643,3 +643,53 @@ listeners:
     assert re.search(r"bad.yaml:11: listeners\[0\]\.http2\.max_pings: expected an integer", err), err
     assert re.search(r"bad.yaml:12: listeners\[0\]\.http2\.max_stream: unknown key", err), err
     assert re.search(r"bad.yaml:17: listeners\[1\]\.http2: only for http listeners", err), err
+
+
+# ------------------------------------------------------------------ python3-h2
+
+def test_h2_library_client_uploads_under_flow_control_on_many_streams(sluice, backends):
+    """A polite client from python3-h2 (h2.connection): 16 streams at once,
+    each uploading 256 KiB, sent only as the proxy's windows allow; every
+    stream gets its backend's sha256 of exactly what it sent."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    b1, b2 = backends(2)
+    proxy = start(sluice, {"app": [b1.address, b2.address]})
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=20)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    bodies, left, got, done = {}, {}, {}, set()
+    for i in range(16):
+        sid = conn.get_next_available_stream_id()
+        bodies[sid] = os.urandom(256 * 1024)
+        left[sid] = bodies[sid]
+        conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", "/up/%d" % i),
+                                (":authority", "t"), ("content-length", str(len(bodies[sid])))])
+        got[sid] = b""
+    deadline = time.time() + 60
+    while len(done) < len(bodies) and time.time() < deadline:
+        for sid, rest in list(left.items()):
+            n = min(len(rest), conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if n > 0:
+                conn.send_data(sid, rest[:n], end_stream=(n == len(rest)))
+                left[sid] = rest[n:]
+                if not left[sid]:
+                    del left[sid]
+        sock.sendall(conn.data_to_send())
+        data = sock.recv(65536)
+        assert data, "the proxy closed the connection"
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                got[ev.stream_id] += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                done.add(ev.stream_id)
+            elif isinstance(ev, h2.events.StreamReset):
+                raise AssertionError("stream %d reset: %r" % (ev.stream_id, ev))
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    assert done == set(bodies)
+    for sid, body in bodies.items():
+        assert b"body=%d sha256=%s" % (len(body), hashlib.sha256(body).hexdigest().encode()) in got[sid], got[sid]
+    assert b1.count() and b2.count()

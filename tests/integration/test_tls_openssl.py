@@ -19,6 +19,8 @@ def run_check(path):
 
 
 def config(port, backend, openssl_block):
+    # The admin API on a port of its own (line 1 of the pools block moves
+    # nothing: it is appended after the openssl block).
     return (
         "pools:\n"                                  # 1
         "  - name: app\n"                           # 2
@@ -28,7 +30,8 @@ def config(port, backend, openssl_block):
         "    listen: 127.0.0.1:%d\n"                # 6
         "    pool: app\n"                           # 7
         "openssl:\n"                                # 8
-        "%s" % (backend, port, openssl_block))      # 9...
+        "%s"                                        # 9...
+        "admin: { listen: 127.0.0.1:%d }\n" % (backend, port, openssl_block, free_port()))
 
 
 def mapped(pid, needle):

@@ -112,6 +112,67 @@ static void test_deferred_free_runs_after_batch(void **state)
     assert_int_equal(freed, 2);
 }
 
+/* Costly work waits for the sockets: with slow items A, B, C queued and
+ * a pipe that becomes readable while A runs, the pipe's event comes
+ * before B. */
+static char trace[16];
+static size_t n_trace;
+static int wake_fd = -1;
+static struct ev_slow slow[3];
+static struct ev_io slow_io;
+
+static void slow_cb(struct ev_loop *loop, struct ev_slow *s)
+{
+    trace[n_trace++] = (char)('A' + (s - slow));
+    if (s == &slow[0])
+        assert_int_equal(write(wake_fd, "x", 1), 1); /* a request arrives meanwhile */
+    if (s == &slow[2])
+        ev_break(loop);
+}
+
+static void slow_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
+{
+    char c;
+    assert_int_equal(read(io->fd, &c, 1), 1);
+    trace[n_trace++] = 'i';
+}
+
+static void test_slow_work_yields_to_ready_sockets(void **state)
+{
+    struct ev_loop *loop = ev_loop_new();
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    wake_fd = p[1];
+    ev_io_init(&slow_io, p[0], slow_io_cb, NULL);
+    ev_io_set(loop, &slow_io, EPOLLIN);
+    n_trace = 0;
+    for (int i = 0; i < 3; i++) {
+        ev_slow_init(&slow[i], slow_cb, NULL);
+        ev_slow_start(loop, &slow[i]);
+    }
+    ev_slow_start(loop, &slow[1]); /* queued already: no second entry */
+    assert_int_equal(ev_slow_pending(loop), 3);
+    ev_run(loop);
+    assert_int_equal(n_trace, 4);
+    assert_memory_equal(trace, "AiBC", 4);
+    assert_int_equal(ev_slow_pending(loop), 0);
+
+    /* A stopped item never runs, wherever it was in the queue. */
+    n_trace = 0;
+    ev_slow_start(loop, &slow[1]);
+    ev_slow_start(loop, &slow[0]);
+    ev_slow_start(loop, &slow[2]);
+    ev_slow_stop(loop, &slow[0]);
+    assert_false(ev_slow_queued(&slow[0]));
+    ev_run(loop);
+    assert_memory_equal(trace, "BC", 2);
+    assert_int_equal(n_trace, 2);
+    ev_io_stop(loop, &slow_io);
+    close(p[0]);
+    close(p[1]);
+    ev_loop_free(loop);
+}
+
 static void test_buffer_bounds(void **state)
 {
     struct buf b = {0};
@@ -134,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_io_readiness),
         cmocka_unit_test(test_deferred_free_runs_after_batch),
         cmocka_unit_test(test_buffer_bounds),
+        cmocka_unit_test(test_slow_work_yields_to_ready_sockets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
