@@ -103,14 +103,16 @@ static size_t put_escaped(char *out, size_t cap, const char *s)
     return n;
 }
 
-/* " tls=TLSv1.3 cipher=... sni=\"...\" resumed=no", or nothing on a plain
- * listener. The SNI is the client's text: escaped like the others. */
 /* The labels of sluice_tls_session_handshakes_total{resumed}. */
 static const char *resumption_name(int resumed)
 {
     return resumed == TLS_RESUMED_TICKET ? "ticket" : resumed == TLS_RESUMED_CACHE ? "cache" : "no";
 }
 
+/* " tls=TLSv1.3 cipher=... sni=\"...\" resumed=no", then
+ * " client=\"CN=...\"" when a client certificate was verified, or nothing
+ * on a plain listener. The SNI is the client's text: escaped like the
+ * others; so is the subject. */
 static void format_tls_fields(const struct access_entry *e, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -118,13 +120,18 @@ static void format_tls_fields(const struct access_entry *e, char *out, size_t ca
         return;
     char sni[300];
     put_escaped(sni, sizeof sni, e->sni);
-    snprintf(out, cap, " tls=%s cipher=%s sni=\"%s\" resumed=%s", e->tls_version,
-             e->tls_cipher ? e->tls_cipher : "-", sni, resumption_name(e->tls_resumed));
+    int n = snprintf(out, cap, " tls=%s cipher=%s sni=\"%s\" resumed=%s", e->tls_version,
+                     e->tls_cipher ? e->tls_cipher : "-", sni, resumption_name(e->tls_resumed));
+    if (e->client_subject && n > 0 && (size_t)n < cap) {
+        char subject[600];
+        put_escaped(subject, sizeof subject, e->client_subject);
+        snprintf(out + n, cap - (size_t)n, " client=\"%s\"", subject);
+    }
 }
 
 static int format_combined(const struct access_entry *e, const struct tm *tm, char *out, size_t cap)
 {
-    char req[1024], ref[512], ua[512], ts[64], tls[512];
+    char req[1024], ref[512], ua[512], ts[64], tls[1200];
     put_escaped(req, sizeof req, e->request_line);
     put_escaped(ref, sizeof ref, e->referer);
     put_escaped(ua, sizeof ua, e->user_agent);
@@ -233,6 +240,8 @@ static json_t *entry_json(const struct access_entry *e, const char *ts, bool wir
         set_text(o, "sni", wire ? e->sni : NULL, JSON_HEADER_MAX);
         json_object_set_new(o, "tls_resumed", json_boolean(e->tls_resumed != TLS_RESUMED_NO));
         json_object_set_new(o, "tls_resumption", json_string(resumption_name(e->tls_resumed)));
+        if (e->client_subject)
+            set_text(o, "tls_client_subject", e->client_subject, JSON_HEADER_MAX);
     }
     return o;
 }

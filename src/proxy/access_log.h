@@ -44,6 +44,7 @@ struct access_entry {
     const char *sni;            /* the name the client asked for; may be NULL */
     int tls_resumed;            /* TLS_RESUMED_NO, _TICKET or _CACHE (tls_session.h): the
                                  * abbreviated handshake's ticket or session-ID cache */
+    const char *client_subject; /* verified client certificate's subject (RFC 2253), or NULL */
 };
 
 struct access_log *access_log_open(const char *path, enum log_format format);

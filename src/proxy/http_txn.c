@@ -105,6 +105,7 @@ static void write_access_log(struct http_txn *t, const char *reason)
         e.tls_cipher = tls.cipher;
         e.sni = tls.sni;
         e.tls_resumed = tls.resumed;
+        e.client_subject = tls.client_subject;
     }
     access_log_write(cr->l->alog, &e);
 }
@@ -159,6 +160,11 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
         rc |= fwd_puts(f, "\r\n");
     }
     const struct http1_header *xff = NULL;
+    /* tls.client_certificates.subject_header: only ever ours. The
+     * client's field of that name goes, whether or not it presented a
+     * certificate, so a backend trusting it cannot be lied to. */
+    const struct cfg_tls *tls_cfg = cr->l->cfg->tls;
+    const char *subject_header = tls_cfg ? tls_cfg->clients.subject_header : NULL;
     uint8_t hop[HTTP1_MAX_HEADERS_CAP];
     http1_mark_hop_by_hop(m, hop);
     bool drop_underscores = !cr->l->cfg->allow_underscores;
@@ -187,6 +193,8 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
         }
         if (name_is(h->name, "X-Forwarded-Proto"))
             continue; /* ours, not the client's, is the truth */
+        if (subject_header && name_is(h->name, subject_header))
+            continue;
         rc |= fwd_put(f, h->name.p, h->name.len);
         rc |= fwd_puts(f, ": ");
         rc |= fwd_put(f, h->value.p, h->value.len);
@@ -206,6 +214,13 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
     rc |= fwd_puts(f, cr->peer_ip);
     rc |= fwd_puts(f, cr->tr && transport_is_tls(cr->tr) ? "\r\nX-Forwarded-Proto: https\r\n"
                                                          : "\r\nX-Forwarded-Proto: http\r\n");
+    struct tls_info tls;
+    if (subject_header && cr->tr && transport_tls_info(cr->tr, &tls) && tls.client_subject) {
+        rc |= fwd_puts(f, subject_header);
+        rc |= fwd_puts(f, ": ");
+        rc |= fwd_puts(f, tls.client_subject);
+        rc |= fwd_puts(f, "\r\n");
+    }
     /* The parser accepted "5, 5" or two equal Content-Length fields (RFC
      * 9110 §8.6); the backend gets exactly one plain value, so it cannot
      * frame the body differently. */

@@ -247,6 +247,7 @@ static const struct pool_view_ops proxy_pool_view_ops = {
 
 static const char *const tls_fail_labels[TLS_FAIL_COUNT] = {
     [TLS_FAIL_PROTOCOL] = "protocol", [TLS_FAIL_CLOSED] = "closed", [TLS_FAIL_TIMEOUT] = "timeout",
+    [TLS_FAIL_CLIENT_CERT] = "client_certificate",
 };
 
 static void tls_handshake_samples(struct strbuf *out, const char *listener, const struct tls_counters *c)

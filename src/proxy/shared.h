@@ -69,6 +69,7 @@ enum tls_fail_reason {
     TLS_FAIL_PROTOCOL,   /* the peer spoke something else, or no common version, cipher or curve */
     TLS_FAIL_CLOSED,     /* the peer closed or reset the connection mid-handshake */
     TLS_FAIL_TIMEOUT,    /* tls.handshake_timeout ran out */
+    TLS_FAIL_CLIENT_CERT,/* tls.client_certificates: none sent (required), or it did not verify */
     TLS_FAIL_COUNT
 };
 

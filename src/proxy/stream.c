@@ -118,6 +118,7 @@ void stream_log(struct listener_rt *l, const struct sockaddr_storage *client, co
         e.tls_cipher = tls.cipher;
         e.sni = tls.sni;
         e.tls_resumed = tls.resumed;
+        e.client_subject = tls.client_subject;
     }
     access_log_write(l->alog, &e);
 }

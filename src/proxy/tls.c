@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 
 #include "proxy/tls_session.h"
 
@@ -182,6 +183,87 @@ static bool add_cert(SSL_CTX *ctx, const struct cfg_tls_cert *ct, char *err, siz
     return true;
 }
 
+/* The certificate's OCSP response, stapled in the handshakes that choose
+ * it: each SSL_CTX keeps its own copy (tls_ocsp_attach owns it), the
+ * configuration's stays for the next worker. */
+static bool add_staple(SSL_CTX *ctx, const struct cfg_tls_cert *ct, char *err, size_t errlen)
+{
+    if (!ct->ocsp.der)
+        return true;
+    struct tls_ocsp copy = ct->ocsp;
+    copy.der = malloc(ct->ocsp.len);
+    if (copy.der)
+        memcpy(copy.der, ct->ocsp.der, ct->ocsp.len);
+    if (!copy.der || tls_ocsp_attach(ctx, ct->leaf, &copy) < 0) {
+        tls_ocsp_free(&copy);
+        snprintf(err, errlen, "out of memory (OCSP response of %s)", ct->cert_file);
+        return false;
+    }
+    return true;
+}
+
+/* client_certificates: every context of the listener asks the same way,
+ * since SNI may move a connection to any of them (the verify mode stays
+ * the first context's, the CA store and names come from the current). */
+/* A session (ID or ticket) made under one client-certificate policy must
+ * not resume under another: a resumed handshake skips the client's
+ * certificate, so a session from before `verify: required` (or from a
+ * node sharing the ticket key file without it, or from a CA since
+ * removed) would get in without one. The session ID context, which
+ * OpenSSL compares before resuming, becomes a digest of the listener's
+ * name, the verify mode and the CA certificates. */
+static bool bind_sessions_to_client_policy(SSL_CTX *ctx, const char *listener, const struct cfg_tls_clients *cl)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    unsigned char mode = (unsigned char)cl->verify;
+    bool ok = h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(h, listener, strlen(listener) + 1) && EVP_DigestUpdate(h, &mode, 1);
+    for (int i = 0; ok && i < sk_X509_num(cl->ca); i++) {
+        unsigned char *der = NULL;
+        int len = i2d_X509(sk_X509_value(cl->ca, i), &der);
+        ok = len > 0 && EVP_DigestUpdate(h, der, (size_t)len);
+        OPENSSL_free(der);
+    }
+    ok = ok && EVP_DigestFinal_ex(h, md, &md_len) &&
+         SSL_CTX_set_session_id_context(ctx, md, md_len < SSL_MAX_SID_CTX_LENGTH ? md_len : SSL_MAX_SID_CTX_LENGTH);
+    EVP_MD_CTX_free(h);
+    return ok;
+}
+
+static bool setup_client_verify(SSL_CTX *ctx, const char *listener, const struct cfg_tls_clients *cl, char *err,
+                                size_t errlen)
+{
+    if (cl->verify == TLS_CLIENT_NONE)
+        return true;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    bool ok = store && names;
+    for (int i = 0; ok && i < sk_X509_num(cl->ca); i++) {
+        X509 *ca = sk_X509_value(cl->ca, i);
+        X509_NAME *name = X509_NAME_dup(X509_get_subject_name(ca));
+        ok = X509_STORE_add_cert(store, ca) == 1 && name && sk_X509_NAME_push(names, name);
+        if (!ok)
+            X509_NAME_free(name);
+    }
+    if (!ok) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        ssl_err(err, errlen, "client_certificates.ca");
+        return false;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names); /* sent in CertificateRequest; owned by ctx */
+    if (!bind_sessions_to_client_policy(ctx, listener, cl)) {
+        ssl_err(err, errlen, "client_certificates: session id context");
+        return false;
+    }
+    int mode = SSL_VERIFY_PEER;
+    if (cl->verify == TLS_CLIENT_REQUIRED)
+        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(ctx, mode, NULL);
+    return true;
+}
+
 static bool build_names(struct tls_server *s, const size_t *group)
 {
     const struct cfg_tls *cfg = s->cfg;
@@ -233,11 +315,12 @@ static bool build_contexts(struct tls_server *s, const size_t *group, size_t n_g
     s->n_ctx = n_groups;
     for (size_t g = 0; g < n_groups; g++) {
         s->ctx[g] = new_ctx(s, sessions, err, errlen);
-        if (!s->ctx[g])
+        if (!s->ctx[g] || !setup_client_verify(s->ctx[g], s->listener, &s->cfg->clients, err, errlen))
             return false;
     }
     for (size_t i = 0; i < s->cfg->n_certs; i++)
-        if (!add_cert(s->ctx[group[i]], &s->cfg->certs[i], err, errlen))
+        if (!add_cert(s->ctx[group[i]], &s->cfg->certs[i], err, errlen) ||
+            !add_staple(s->ctx[group[i]], &s->cfg->certs[i], err, errlen))
             return false;
     return true;
 }

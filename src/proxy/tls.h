@@ -109,6 +109,7 @@ struct tls_info {
     const char *sni;
     const char *alpn;              /* NULL when none was agreed */
     int resumed;                   /* TLS_RESUMED_NO, _TICKET or _CACHE (tls_session.h) */
+    const char *client_subject;    /* verified client certificate's subject (RFC 2253); NULL: none */
 };
 
 /* False (and *out untouched) for a plain transport or before the

@@ -165,11 +165,11 @@ static void check_validity(struct config_ctx *c, int line, const struct cfg_tls_
 
 struct cert_state {
     struct cfg_tls_cert *ct;
-    int cert_line, key_line;
+    int cert_line, key_line, ocsp_line;
 };
 
-enum { CK_CERT, CK_KEY };
-static const char *const cert_keys[] = { "cert", "key", NULL };
+enum { CK_CERT, CK_KEY, CK_OCSP };
+static const char *const cert_keys[] = { "cert", "key", "ocsp", NULL };
 
 static void cert_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
 {
@@ -178,6 +178,20 @@ static void cert_field(struct config_ctx *c, int key, const struct ynode *v, voi
         st->cert_line = v->line;
     if (key == CK_KEY && config_get_text(c, v, "a private key file path", &st->ct->key_file))
         st->key_line = v->line;
+    if (key == CK_OCSP && config_get_text(c, v, "an OCSP response file path (DER)", &st->ct->ocsp_file))
+        st->ocsp_line = v->line;
+}
+
+/* `ocsp:` the response must be about this leaf, from its issuer (the
+ * next certificate of the cert file), current and not "revoked". */
+static void load_ocsp(struct config_ctx *c, const struct cert_state *st)
+{
+    struct cfg_tls_cert *ct = st->ct;
+    char err[512];
+    size_t mark = config_path_push(c, ".ocsp");
+    if (tls_ocsp_load(ct->ocsp_file, ct->leaf, ct->chain, &ct->ocsp, err, sizeof err) < 0)
+        config_err_at(c, st->ocsp_line, "%s", err);
+    config_path_pop(c, mark);
 }
 
 static void load_cert(struct config_ctx *c, const struct cert_state *st)
@@ -193,6 +207,8 @@ static void load_cert(struct config_ctx *c, const struct cert_state *st)
                           ct->cert_file);
     }
     config_path_pop(c, mark);
+    if (cert_ok && st->ocsp_line)
+        load_ocsp(c, st);
     mark = config_path_push(c, ".key");
     if (load_key_file(c, st->key_line, ct) && cert_ok && X509_check_private_key(ct->leaf, ct->key) != 1)
         config_err_at(c, st->key_line, "%s does not match the certificate in %s", ct->key_file, ct->cert_file);
@@ -433,6 +449,111 @@ static void parse_alpn(struct config_ctx *c, const struct ynode *v, struct cfg_t
 }
 
 /* ------------------------------------------------------------------------
+ * client_certificates (mTLS)
+ */
+
+struct clients_state {
+    struct cfg_tls_clients *cl;
+    bool is_http;
+    int ca_line, header_line;
+};
+
+enum { CC_CA, CC_VERIFY, CC_SUBJECT_HEADER };
+static const char *const clients_keys[] = { "ca", "verify", "subject_header", NULL };
+static const char *const verify_names[] = { "required", "optional", NULL }; /* TLS_CLIENT_ - 1 */
+
+/* An HTTP field name (RFC 9110 token) that is ours to set. */
+static bool header_name_ok(const char *s)
+{
+    if (!*s || strlen(s) > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-'))
+            return false;
+    return true;
+}
+
+static void clients_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
+{
+    struct clients_state *st = obj;
+    int verify;
+    switch (key) {
+    case CC_CA:
+        if (config_get_text(c, v, "a PEM file of CA certificates", &st->cl->ca_file))
+            st->ca_line = v->line;
+        break;
+    case CC_VERIFY:
+        if (config_get_enum(c, v, verify_names, &verify))
+            st->cl->verify = (enum tls_client_verify)(verify + 1);
+        break;
+    case CC_SUBJECT_HEADER: {
+        const char *s = config_scalar(c, v, "an HTTP header name");
+        if (!s)
+            break;
+        if (!st->is_http)
+            config_err_at(c, v->line, "only http listeners pass the subject in a header");
+        else if (!header_name_ok(s))
+            config_err_at(c, v->line, "expected an HTTP header name of letters, digits and '-', got \"%s\"",
+                          config_shown_str(c, s));
+        else
+            config_set_str(&st->cl->subject_header, s);
+        st->header_line = v->line;
+        break;
+    }
+    }
+}
+
+/* Every certificate of the CA file; each must be a CA (a leaf there
+ * would trust nothing and is a sign of the wrong file). */
+static void load_client_ca(struct config_ctx *c, int line, struct cfg_tls_clients *cl)
+{
+    FILE *f = fopen(cl->ca_file, "r");
+    if (!f) {
+        config_err_at(c, line, "cannot read %s: %s", cl->ca_file, strerror(errno));
+        return;
+    }
+    ERR_clear_error();
+    cl->ca = sk_X509_new_null();
+    X509 *x;
+    while (cl->ca && (x = PEM_read_X509(f, NULL, no_passphrase, NULL)) != NULL) {
+        if (X509_check_ca(x) == 0) {
+            config_err_at(c, line, "%s: certificate %d is not a CA certificate", cl->ca_file, sk_X509_num(cl->ca) + 1);
+            X509_free(x);
+            break;
+        }
+        if (!sk_X509_push(cl->ca, x))
+            X509_free(x);
+    }
+    unsigned long e = ERR_peek_last_error();
+    bool clean_end = !e || (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
+    if (!clean_end)
+        config_err_at(c, line, "%s: certificate %d is not valid PEM: %s", cl->ca_file,
+                      cl->ca ? sk_X509_num(cl->ca) + 1 : 1, ssl_reason());
+    else if (!cl->ca || sk_X509_num(cl->ca) == 0)
+        config_err_at(c, line, "%s: no PEM certificate in it", cl->ca_file);
+    ERR_clear_error();
+    fclose(f);
+}
+
+static void parse_clients(struct config_ctx *c, const struct ynode *v, struct cfg_tls *t, bool is_http)
+{
+    struct cfg_tls_clients *cl = &t->clients;
+    struct clients_state st = { .cl = cl, .is_http = is_http };
+    cl->verify = TLS_CLIENT_REQUIRED;
+    if (!config_walk_map(c, v, clients_keys, clients_field, &st))
+        return;
+    if (!config_map_has_key(v, "ca")) {
+        config_missing_key(c, v, "ca");
+    } else if (st.ca_line) {
+        size_t mark = config_path_push(c, ".ca");
+        load_client_ca(c, st.ca_line, cl);
+        config_path_pop(c, mark);
+    }
+    if (is_http && !st.header_line)
+        config_set_str(&cl->subject_header, TLS_DEFAULT_SUBJECT_HEADER);
+}
+
+/* ------------------------------------------------------------------------
  * The block
  */
 
@@ -441,9 +562,11 @@ struct tls_state {
     bool is_http;
 };
 
-enum { TK_CERTIFICATES, TK_PROTOCOLS, TK_CIPHERS, TK_CIPHERSUITES, TK_ALPN, TK_HANDSHAKE_TIMEOUT, TK_SESSIONS };
+enum { TK_CERTIFICATES, TK_PROTOCOLS, TK_CIPHERS, TK_CIPHERSUITES, TK_ALPN, TK_HANDSHAKE_TIMEOUT, TK_SESSIONS,
+       TK_CLIENTS };
 static const char *const tls_keys[] = {
-    "certificates", "protocols", "ciphers", "ciphersuites", "alpn", "handshake_timeout", "sessions", NULL,
+    "certificates", "protocols", "ciphers", "ciphersuites", "alpn", "handshake_timeout", "sessions",
+    "client_certificates", NULL,
 };
 
 static void tls_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -470,6 +593,9 @@ static void tls_field(struct config_ctx *c, int key, const struct ynode *v, void
         break;
     case TK_SESSIONS:
         tls_sessions_parse(c, v, &st->t->sessions);
+        break;
+    case TK_CLIENTS:
+        parse_clients(c, v, st->t, st->is_http);
         break;
     }
 }
@@ -511,7 +637,12 @@ void tls_conf_free(struct cfg_tls *t)
         for (size_t k = 0; k < ct->n_names; k++)
             free(ct->names[k]);
         free(ct->names);
+        free(ct->ocsp_file);
+        tls_ocsp_free(&ct->ocsp);
     }
+    free(t->clients.ca_file);
+    sk_X509_pop_free(t->clients.ca, X509_free);
+    free(t->clients.subject_header);
     free(t->certs);
     free(t->ciphers);
     free(t->ciphersuites);

@@ -18,6 +18,7 @@
 #include <openssl/types.h>
 
 #include "core/config_walk.h"
+#include "proxy/tls_ocsp.h"
 #include "proxy/tls_session_conf.h"
 
 #define TLS_MAX_CERTIFICATES 64
@@ -36,6 +37,21 @@ struct cfg_tls_cert {
     int key_type;                  /* EVP_PKEY_EC, EVP_PKEY_RSA, ... (EVP_PKEY_get_base_id) */
     char **names;                  /* DNS names it serves, lowercase: SAN dNSName, else the CN */
     size_t n_names;
+    char *ocsp_file;               /* `ocsp:` DER response to staple, or NULL */
+    struct tls_ocsp ocsp;          /* loaded and checked from ocsp_file (der NULL without one) */
+};
+
+/* client_certificates.verify (nginx ssl_verify_client, HAProxy verify). */
+enum tls_client_verify { TLS_CLIENT_NONE, TLS_CLIENT_REQUIRED, TLS_CLIENT_OPTIONAL };
+
+#define TLS_DEFAULT_SUBJECT_HEADER "X-Client-Subject"
+
+/* `client_certificates:` (mTLS): verify clients against the CA file. */
+struct cfg_tls_clients {
+    enum tls_client_verify verify; /* TLS_CLIENT_NONE: the block is absent */
+    char *ca_file;
+    STACK_OF(X509) *ca;            /* the CA file's certificates, loaded at config time */
+    char *subject_header;          /* http listeners: the verified subject goes here; NULL on tcp */
 };
 
 struct cfg_tls {
@@ -48,6 +64,7 @@ struct cfg_tls {
     size_t n_alpn;
     uint32_t handshake_timeout_ms; /* default 10s */
     struct cfg_tls_sessions sessions; /* `sessions:`, parsed by tls_session_conf.c */
+    struct cfg_tls_clients clients;
     int line;
 };
 

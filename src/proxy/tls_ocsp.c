@@ -2,12 +2,14 @@
 #include "proxy/tls_ocsp.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
+#include <openssl/x509v3.h>
 
 #define OCSP_FILE_MAX (64 * 1024) /* responses are a few KiB; larger is not one */
 #define OCSP_CLOCK_SKEW_S 300     /* leeway for thisUpdate in the future */
@@ -34,7 +36,7 @@ static int read_file(const char *path, unsigned char **out, size_t *len, char *e
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     unsigned char *buf = malloc(OCSP_FILE_MAX + 1);
@@ -72,44 +74,102 @@ static time_t asn1_to_time(const ASN1_GENERALIZEDTIME *t)
     return timegm(&tm);
 }
 
-/* The answer about leaf inside a parsed response: its status, with the
- * signature and times checked. Returns 0 or -1 (err set). */
-static int check_response(OCSP_RESPONSE *resp, X509 *leaf, X509 *issuer, STACK_OF(X509) *chain,
-                          struct tls_ocsp *out, char *err, size_t errlen)
+/* Who signed the response: the issuer itself, or a responder it
+ * delegated to (RFC 6960 4.2.2.2: issued by the issuer, with the
+ * id-kp-OCSPSigning extended key usage, current). Nothing else: another
+ * certificate of the file (a root placed in the chain) is not the
+ * authority on this leaf. The signature is checked with the signer's key.
+ * Returns 0, or -1 with a reason in err. */
+static int check_signer(OCSP_BASICRESP *basic, X509 *issuer, char *err, size_t errlen)
 {
     char why[96];
+    STACK_OF(X509) *issuer_only = sk_X509_new_null();
+    X509 *signer = NULL;
+    int rc = -1;
+    if (!issuer_only || !sk_X509_push(issuer_only, issuer)) {
+        snprintf(err, errlen, "out of memory");
+    } else if (!OCSP_resp_get0_signer(basic, &signer, issuer_only)) {
+        snprintf(err, errlen, "it is signed by neither the certificate's issuer nor a responder certificate it "
+                              "carries");
+    } else if (X509_cmp(signer, issuer) != 0 && X509_check_issued(issuer, signer) != X509_V_OK) {
+        snprintf(err, errlen, "its signer is not the certificate's issuer nor a responder the issuer certified");
+    } else if (X509_cmp(signer, issuer) != 0 && !(X509_get_extended_key_usage(signer) & XKU_OCSP_SIGN)) {
+        snprintf(err, errlen, "its responder certificate lacks the OCSPSigning extended key usage");
+    } else if (X509_cmp(signer, issuer) != 0 &&
+               (X509_verify(signer, X509_get0_pubkey(issuer)) != 1 ||
+                X509_cmp_current_time(X509_get0_notBefore(signer)) > 0 ||
+                X509_cmp_current_time(X509_get0_notAfter(signer)) < 0)) {
+        snprintf(err, errlen, "its responder certificate is not validly signed by the issuer or not current");
+    } else if (OCSP_basic_verify(basic, issuer_only, NULL, OCSP_NOVERIFY) <= 0) {
+        /* NOVERIFY: the signer was vetted above; this checks the
+         * response's signature with the signer's key. */
+        snprintf(err, errlen, "its signature does not verify: %s", ssl_reason(why, sizeof why));
+    } else {
+        rc = 0;
+    }
+    ERR_clear_error();
+    sk_X509_free(issuer_only);
+    return rc;
+}
+
+/* The single response about leaf, whatever digest its certificate ID
+ * uses (OCSP_cert_to_id alone would only match SHA-1 IDs). */
+static OCSP_SINGLERESP *find_single(OCSP_BASICRESP *basic, X509 *leaf, X509 *issuer)
+{
+    for (int i = 0; i < OCSP_resp_count(basic); i++) {
+        OCSP_SINGLERESP *single = OCSP_resp_get0(basic, i);
+        ASN1_OBJECT *md_obj = NULL;
+        OCSP_id_get0_info(NULL, &md_obj, NULL, NULL, (OCSP_CERTID *)OCSP_SINGLERESP_get0_id(single));
+        const EVP_MD *md = md_obj ? EVP_get_digestbyobj(md_obj) : NULL;
+        OCSP_CERTID *id = md ? OCSP_cert_to_id(md, leaf, issuer) : NULL;
+        bool same = id && OCSP_id_cmp(id, OCSP_SINGLERESP_get0_id(single)) == 0;
+        OCSP_CERTID_free(id);
+        if (same)
+            return single;
+    }
+    ERR_clear_error();
+    return NULL;
+}
+
+/* The answer about leaf inside a parsed response: its status, with the
+ * signature and times checked. Returns 0 or -1 (err set). */
+static int check_response(OCSP_RESPONSE *resp, X509 *leaf, X509 *issuer, struct tls_ocsp *out, char *err,
+                          size_t errlen)
+{
+    char why[128];
     int rs = OCSP_response_status(resp);
     if (rs != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
         snprintf(err, errlen, "the responder answered \"%s\"", OCSP_response_status_str(rs));
         return -1;
     }
     OCSP_BASICRESP *basic = OCSP_response_get1_basic(resp);
-    OCSP_CERTID *id = OCSP_cert_to_id(NULL, leaf, issuer);
-    X509_STORE *store = X509_STORE_new();
+    OCSP_SINGLERESP *single = NULL;
     int rc = -1;
     int status = -1, reason = 0;
     ASN1_GENERALIZEDTIME *this_upd = NULL, *next_upd = NULL, *rev = NULL;
-    if (!basic || !id || !store || !X509_STORE_add_cert(store, issuer)) {
+    if (!basic) {
         snprintf(err, errlen, "cannot read the response: %s", ssl_reason(why, sizeof why));
-    } else if (OCSP_basic_verify(basic, chain, store, OCSP_TRUSTOTHER) <= 0) {
-        /* TRUSTOTHER: the issuer itself, or a responder certificate
-         * it issued, may sign; nothing else. */
-        snprintf(err, errlen, "its signature does not verify against the certificate's issuer: %s",
-                 ssl_reason(why, sizeof why));
-    } else if (!OCSP_resp_find_status(basic, id, &status, &reason, &rev, &this_upd, &next_upd)) {
+    } else if (check_signer(basic, issuer, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+    } else if (!(single = find_single(basic, leaf, issuer))) {
         snprintf(err, errlen, "it is not about this certificate");
+    } else if ((status = OCSP_single_get0_status(single, &reason, &rev, &this_upd, &next_upd)) < 0) {
+        snprintf(err, errlen, "cannot read the certificate's status");
     } else if (!OCSP_check_validity(this_upd, next_upd, OCSP_CLOCK_SKEW_S, -1)) {
-        ERR_clear_error();
         snprintf(err, errlen, "it is not current (outside thisUpdate..nextUpdate)");
     } else if (status == V_OCSP_CERTSTATUS_REVOKED) {
         snprintf(err, errlen, "it says the certificate is revoked");
+    } else if (status != V_OCSP_CERTSTATUS_GOOD) {
+        /* "unknown": the responder does not know the certificate (the
+         * wrong responder, or a certificate it never issued). Browsers
+         * fail a handshake that staples it. */
+        snprintf(err, errlen, "it says the certificate's status is unknown to the responder");
     } else {
         snprintf(out->status, sizeof out->status, "%s", OCSP_cert_status_str(status));
         out->next_update = asn1_to_time(next_upd);
         rc = 0;
     }
-    X509_STORE_free(store);
-    OCSP_CERTID_free(id);
+    ERR_clear_error();
     OCSP_BASICRESP_free(basic);
     return rc;
 }
@@ -138,7 +198,7 @@ int tls_ocsp_load(const char *path, X509 *leaf, STACK_OF(X509) *chain, struct tl
         free(der);
         return -1;
     }
-    int rc = check_response(resp, leaf, issuer, chain, out, why, sizeof why);
+    int rc = check_response(resp, leaf, issuer, out, why, sizeof why);
     OCSP_RESPONSE_free(resp);
     if (rc < 0) {
         snprintf(err, errlen, "%s: %s", path, why);

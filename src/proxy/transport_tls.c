@@ -50,6 +50,7 @@ struct tls_conn {
      * response) would get them mixed on the wire, so that fails instead. */
     size_t pending_len;
     unsigned char pending_head[32];
+    char *client_subject;         /* the verified client certificate's subject (RFC 2253), made once */
 };
 
 static struct tls_conn *conn_of(const struct transport *t) { return t->ctx; }
@@ -174,6 +175,7 @@ static void count_success(struct tls_conn *tc)
 
 static const char *const fail_names[TLS_FAIL_COUNT] = {
     [TLS_FAIL_PROTOCOL] = "protocol error", [TLS_FAIL_CLOSED] = "closed by the peer", [TLS_FAIL_TIMEOUT] = "timeout",
+    [TLS_FAIL_CLIENT_CERT] = "client certificate",
 };
 
 /* Count the failure; log it at debug, and at info at most once a period
@@ -208,6 +210,24 @@ static void count_failure(struct transport *t, enum tls_fail_reason why, const c
  * The handshake
  */
 
+/* client_certificates refused the client: it sent none while one is
+ * required, or the one it sent did not verify (detail says why: "certificate
+ * has expired", "unable to get local issuer certificate", ...). */
+static bool client_cert_refused(SSL *ssl, unsigned long e, const char **detail)
+{
+    if (!SSL_is_server(ssl) || !e || ERR_GET_LIB(e) != ERR_LIB_SSL)
+        return false;
+    int reason = ERR_GET_REASON(e);
+    if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+        return true;
+    if (reason != SSL_R_CERTIFICATE_VERIFY_FAILED)
+        return false;
+    long v = SSL_get_verify_result(ssl);
+    if (v != X509_V_OK)
+        *detail = X509_verify_cert_error_string(v);
+    return true;
+}
+
 /* openssl.async (SSL_MODE_ASYNC): a provider is working on this
  * connection's private-key operation (WANT_ASYNC), or every async job
  * is busy (WANT_ASYNC_JOB). The call is made again on the next turn of
@@ -222,10 +242,12 @@ static bool want_async(int ssl_error)
 }
 
 /* After a failed SSL call: which kind of failure it was. */
-static enum tls_fail_reason classify(int ssl_error, int sys_errno, const char **detail)
+static enum tls_fail_reason classify(SSL *ssl, int ssl_error, int sys_errno, const char **detail)
 {
     unsigned long e = ERR_peek_last_error();
     *detail = e ? ERR_reason_error_string(e) : NULL;
+    if (client_cert_refused(ssl, e, detail))
+        return TLS_FAIL_CLIENT_CERT;
     if (ssl_error == SSL_ERROR_SYSCALL) {
         if (sys_errno)
             *detail = strerror(sys_errno);
@@ -263,7 +285,7 @@ int transport_tls_handshake(struct transport *t)
         return 0;
     }
     const char *detail;
-    enum tls_fail_reason why = classify(e, sys_errno, &detail);
+    enum tls_fail_reason why = classify(tc->ssl, e, sys_errno, &detail);
     /* A client (to a backend) that refused the server's certificate:
      * the verification error says which check failed. */
     long verify = SSL_is_server(tc->ssl) ? X509_V_OK : SSL_get_verify_result(tc->ssl);
@@ -484,6 +506,7 @@ static void tls_close(struct transport *t, bool abort)
         SSL_set_shutdown(tc->ssl, SSL_get_shutdown(tc->ssl) | SSL_SENT_SHUTDOWN);
     }
     SSL_free(tc->ssl);
+    free(tc->client_subject);
     free(tc);
     close(t->fd);
     t->fd = -1;
@@ -604,6 +627,35 @@ bool transport_tls_alpn_is_h2(const struct transport *t)
     return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
+/* The subject of the client's certificate in RFC 2253 form
+ * ("CN=alice,O=Example"), or NULL when it sent none. Only a verified one
+ * gets here: client_certificates fails the handshake on any other, and
+ * without client_certificates the server never asks for one. Non-ASCII
+ * and control bytes come out escaped (\XX), so the string is safe in a
+ * header and a log line. */
+static const char *client_subject(struct tls_conn *tc)
+{
+    if (tc->client_subject)
+        return tc->client_subject;
+    X509 *peer = SSL_get0_peer_certificate(tc->ssl);
+    if (!peer || SSL_get_verify_result(tc->ssl) != X509_V_OK)
+        return NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data;
+    long len;
+    if (b && X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0 &&
+        (len = BIO_get_mem_data(b, &data)) >= 0 && (tc->client_subject = malloc((size_t)len + 1)) != NULL) {
+        memcpy(tc->client_subject, data, (size_t)len);
+        tc->client_subject[len] = '\0';
+        for (long i = 0; i < len; i++)
+            if ((unsigned char)data[i] < 0x20 || (unsigned char)data[i] >= 0x7f)
+                tc->client_subject[i] = '?'; /* never: the RFC 2253 flags escape them; a header must not carry them */
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    return tc->client_subject;
+}
+
 bool transport_tls_info(const struct transport *t, struct tls_info *out)
 {
     if (!established(t))
@@ -625,6 +677,7 @@ bool transport_tls_info(const struct transport *t, struct tls_info *out)
         .sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name),
         .alpn = alpn,
         .resumed = conn_of(t)->resumed,
+        .client_subject = client_subject(conn_of(t)),
     };
     return true;
 }

@@ -4,7 +4,8 @@
  * Input: up to nine NUL-separated strings, used as the entry's text fields
  * (request line, user agent, referer, host, client, listener, upstream,
  * reason, and the TLS SNI); byte 0 gives the status, and its low bit
- * whether the entry is a TLS listener's (with version, cipher, SNI). Checks that every JSON line is one
+ * whether the entry is a TLS listener's (with version, cipher, SNI; bit 3:
+ * with the SNI's text as a client certificate subject too). Checks that every JSON line is one
  * line of ASCII without control bytes that jansson parses, that each text field reads back as itself
  * when it is valid UTF-8 within every field's budget (jansson's own UTF-8
  * check is the oracle), and as something else holding U+FFFD when it is
@@ -82,6 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         e.tls_cipher = "TLS_AES_128_GCM_SHA256";
         e.sni = f[8];
         e.tls_resumed = (data[0] >> 1) % 3; /* TLS_RESUMED_NO, _TICKET, _CACHE */
+        if (data[0] & 8)
+            e.client_subject = f[8]; /* bit 3: a verified client certificate's subject (the same text) */
     }
 
     size_t n = access_log_format(ACCESS_LOG_JSON, &e, 0, line, sizeof line);
@@ -92,6 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int k = 0; k < (tls ? 9 : 8); k++)
         check_field(doc, keys[k], f[k]);
     CHECK(tls == (json_object_get(doc, "tls_resumed") != NULL));
+    if (e.client_subject)
+        check_field(doc, "tls_client_subject", e.client_subject);
+    CHECK((e.client_subject != NULL) == (json_object_get(doc, "tls_client_subject") != NULL));
     CHECK(json_integer_value(json_object_get(doc, "status")) == e.status);
     json_decref(doc);
 

@@ -206,6 +206,29 @@ static void test_tls_fields(void **state)
     assert_null(strstr(line, "tls="));
 }
 
+/* tls.client_certificates: the verified subject ends a combined line as
+ * client="...", escaped like the other quoted fields, and is its own JSON
+ * key; without one (no certificate) neither appears. */
+static void test_client_subject_field(void **state)
+{
+    struct access_entry e = base;
+    e.tls_version = "TLSv1.3";
+    e.tls_cipher = "TLS_AES_128_GCM_SHA256";
+    e.sni = "a.example.com";
+    e.client_subject = "CN=alice \"x\",O=Ex";
+    access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
+    assert_non_null(strstr(line, " sni=\"a.example.com\" resumed=no client=\"CN=alice \\\"x\\\",O=Ex\"\n"));
+    json_t *doc = json_line(&e);
+    assert_string_equal(str(doc, "tls_client_subject"), "CN=alice \"x\",O=Ex");
+    json_decref(doc);
+    e.client_subject = NULL;
+    access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
+    assert_null(strstr(line, "client="));
+    doc = json_line(&e);
+    assert_null(json_object_get(doc, "tls_client_subject"));
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_json_long_fields),
         cmocka_unit_test(test_combined),
         cmocka_unit_test(test_tls_fields),
+        cmocka_unit_test(test_client_subject_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
