@@ -15,16 +15,6 @@
  * Groups: certificates that serve the same names share one SSL_CTX.
  */
 
-static bool same_names(const struct cfg_tls_cert *a, const struct cfg_tls_cert *b)
-{
-    if (a->n_names != b->n_names)
-        return false;
-    for (size_t i = 0; i < a->n_names; i++)
-        if (strcmp(a->names[i], b->names[i]) != 0)
-            return false;
-    return true;
-}
-
 /* group[i]: the group of certificate i, numbered in order of first
  * appearance, so the first certificate's group is 0, the default. */
 static size_t assign_groups(const struct cfg_tls *cfg, size_t *group)
@@ -33,7 +23,7 @@ static size_t assign_groups(const struct cfg_tls *cfg, size_t *group)
     for (size_t i = 0; i < cfg->n_certs; i++) {
         group[i] = n;
         for (size_t j = 0; j < i; j++) {
-            if (same_names(&cfg->certs[j], &cfg->certs[i])) {
+            if (tls_cert_same_names(&cfg->certs[j], &cfg->certs[i])) {
                 group[i] = group[j];
                 break;
             }

@@ -231,7 +231,7 @@ static void parse_cert(struct config_ctx *c, const struct ynode *v, struct cfg_t
         load_cert(c, &st);
 }
 
-static bool same_names(const struct cfg_tls_cert *a, const struct cfg_tls_cert *b)
+bool tls_cert_same_names(const struct cfg_tls_cert *a, const struct cfg_tls_cert *b)
 {
     if (a->n_names != b->n_names)
         return false;
@@ -249,7 +249,7 @@ static void check_duplicate_certs(struct config_ctx *c, const struct cfg_tls *t)
         const struct cfg_tls_cert *b = &t->certs[i];
         for (size_t j = 0; b->key && b->n_names && j < i; j++) {
             const struct cfg_tls_cert *a = &t->certs[j];
-            if (!a->key || a->key_type != b->key_type || !same_names(a, b))
+            if (!a->key || a->key_type != b->key_type || !tls_cert_same_names(a, b))
                 continue;
             size_t mark = config_path_push(c, "[%zu]", i);
             config_err_at(c, b->line, "same names and key type as certificates[%zu] (line %d): one of them could "

@@ -80,6 +80,10 @@ void tls_conf_parse(struct config_ctx *c, const struct ynode *v, bool is_http, s
 
 void tls_conf_free(struct cfg_tls *t);
 
+/* Whether two certificates serve the same names (they then share one
+ * SSL_CTX: tls.c's groups). */
+bool tls_cert_same_names(const struct cfg_tls_cert *a, const struct cfg_tls_cert *b);
+
 /* Whether a certificate name pattern ("example.com", "*.example.com")
  * covers host (lowercase, no trailing dot): exact, or a wildcard standing
  * for exactly one leftmost label. */

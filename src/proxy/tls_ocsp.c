@@ -11,6 +11,8 @@
 #include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 
+#include "proxy/tls_openssl.h"
+
 #define OCSP_FILE_MAX (64 * 1024) /* responses are a few KiB; larger is not one */
 #define OCSP_CLOCK_SKEW_S 300     /* leeway for thisUpdate in the future */
 
@@ -22,15 +24,6 @@ struct staple {
 };
 
 static int staples_index = -1;    /* SSL_CTX ex_data: struct staple list */
-
-static const char *ssl_reason(char *buf, size_t cap)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    snprintf(buf, cap, "%s", r ? r : "unknown error");
-    ERR_clear_error();
-    return buf;
-}
 
 static int read_file(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen)
 {
@@ -103,7 +96,7 @@ static int check_signer(OCSP_BASICRESP *basic, X509 *issuer, char *err, size_t e
     } else if (OCSP_basic_verify(basic, issuer_only, NULL, OCSP_NOVERIFY) <= 0) {
         /* NOVERIFY: the signer was vetted above; this checks the
          * response's signature with the signer's key. */
-        snprintf(err, errlen, "its signature does not verify: %s", ssl_reason(why, sizeof why));
+        snprintf(err, errlen, "its signature does not verify: %s", tls_openssl_error(why, sizeof why));
     } else {
         rc = 0;
     }
@@ -148,7 +141,7 @@ static int check_response(OCSP_RESPONSE *resp, X509 *leaf, X509 *issuer, struct 
     int status = -1, reason = 0;
     ASN1_GENERALIZEDTIME *this_upd = NULL, *next_upd = NULL, *rev = NULL;
     if (!basic) {
-        snprintf(err, errlen, "cannot read the response: %s", ssl_reason(why, sizeof why));
+        snprintf(err, errlen, "cannot read the response: %s", tls_openssl_error(why, sizeof why));
     } else if (check_signer(basic, issuer, why, sizeof why) < 0) {
         snprintf(err, errlen, "%s", why);
     } else if (!(single = find_single(basic, leaf, issuer))) {

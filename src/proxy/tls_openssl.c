@@ -18,7 +18,7 @@ static const char *const openssl_keys[] = { "providers", "provider_path", "confi
 /* OpenSSL's error queue as one line ("reason (detail)" of the first
  * error, which names the cause; the rest only repeat it), and the queue
  * cleared. */
-static const char *last_ssl_error(char *buf, size_t cap)
+const char *tls_openssl_error(char *buf, size_t cap)
 {
     OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
     const char *data = NULL;
@@ -84,10 +84,10 @@ static void check_loadable(struct config_ctx *c, struct cfg_openssl *o)
         config_oom();
     if (o->config_file && !OSSL_LIB_CTX_load_config(lib, o->config_file))
         config_err_in(c, o->config_file_line, "config", "cannot load OpenSSL configuration %s: %s",
-                      config_shown_str(c, o->config_file), last_ssl_error(why, sizeof why));
+                      config_shown_str(c, o->config_file), tls_openssl_error(why, sizeof why));
     if (o->provider_path && !OSSL_PROVIDER_set_default_search_path(lib, o->provider_path))
         config_err_in(c, o->provider_path_line, "provider_path", "cannot use %s: %s", config_shown_str(c, o->provider_path),
-                      last_ssl_error(why, sizeof why));
+                      tls_openssl_error(why, sizeof why));
     for (size_t i = 0; i < o->n_providers; i++) {
         OSSL_PROVIDER *p = OSSL_PROVIDER_load(lib, o->providers[i]);
         if (p) {
@@ -97,7 +97,7 @@ static void check_loadable(struct config_ctx *c, struct cfg_openssl *o)
         char sub[32];
         snprintf(sub, sizeof sub, "providers[%zu]", i);
         config_err_in(c, o->provider_lines[i], sub, "cannot load provider %s: %s", config_shown_str(c, o->providers[i]),
-                      last_ssl_error(why, sizeof why));
+                      tls_openssl_error(why, sizeof why));
     }
     OSSL_LIB_CTX_free(lib);
 }
@@ -146,12 +146,12 @@ int tls_openssl_apply(const struct cfg_openssl *o, char *err, size_t errlen)
 {
     char why[256];
     if (o->config_file && !OSSL_LIB_CTX_load_config(NULL, o->config_file)) {
-        snprintf(err, errlen, "openssl.config: cannot load %s: %s", o->config_file, last_ssl_error(why, sizeof why));
+        snprintf(err, errlen, "openssl.config: cannot load %s: %s", o->config_file, tls_openssl_error(why, sizeof why));
         return -1;
     }
     if (o->provider_path && !OSSL_PROVIDER_set_default_search_path(NULL, o->provider_path)) {
         snprintf(err, errlen, "openssl.provider_path: cannot use %s: %s", o->provider_path,
-                 last_ssl_error(why, sizeof why));
+                 tls_openssl_error(why, sizeof why));
         return -1;
     }
     /* Loaded for the life of the process: contexts built later (and every
@@ -162,7 +162,7 @@ int tls_openssl_apply(const struct cfg_openssl *o, char *err, size_t errlen)
         OSSL_PROVIDER *p = OSSL_PROVIDER_load(NULL, o->providers[i]);
         if (!p) {
             snprintf(err, errlen, "openssl.providers[%zu]: cannot load %s: %s", i, o->providers[i],
-                     last_ssl_error(why, sizeof why));
+                     tls_openssl_error(why, sizeof why));
             return -1;
         }
         loaded[n_loaded++] = p;

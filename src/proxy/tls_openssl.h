@@ -61,6 +61,11 @@ int tls_openssl_apply(const struct cfg_openssl *o, char *err, size_t errlen);
  * loop. */
 void tls_openssl_set_async(SSL_CTX *ctx);
 
+/* OpenSSL's error queue as one line for a message: the first error's
+ * reason, with its detail ("No such file or directory (calling
+ * fopen(...))"), and the queue cleared. Returns buf. */
+const char *tls_openssl_error(char *buf, size_t cap);
+
 /* Unload what tls_openssl_apply() loaded, when no TLS context is left
  * (the master's exit). */
 void tls_openssl_unload(void);

@@ -20,15 +20,6 @@ static const char *const upstream_tls_keys[] = { "ca",  "verify",  "sni",       
 
 static int session_slot_index = -1; /* SSL ex_data: the struct tls_upstream_session to fill */
 
-static const char *ssl_reason(char *buf, size_t cap)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    snprintf(buf, cap, "%s", r ? r : "unknown OpenSSL error");
-    ERR_clear_error();
-    return buf;
-}
-
 /* A DNS name as SNI allows it: letters, digits, '-' and '.', no empty
  * label, at most 253 characters (RFC 6066 3: no IP literals). */
 static bool valid_server_name(const char *s)
@@ -109,10 +100,10 @@ static void check_loads(struct config_ctx *c, struct cfg_pool_tls *t)
     char why[160];
     if (t->ca_file && !SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL))
         config_err_in(c, t->ca_line, "ca", "cannot load CA certificates from %s: %s",
-                      config_shown_str(c, t->ca_file), ssl_reason(why, sizeof why));
+                      config_shown_str(c, t->ca_file), tls_openssl_error(why, sizeof why));
     if (t->cert_file && !SSL_CTX_use_certificate_chain_file(ctx, t->cert_file))
         config_err_in(c, t->cert_line, "cert", "cannot load a certificate chain from %s: %s",
-                      config_shown_str(c, t->cert_file), ssl_reason(why, sizeof why));
+                      config_shown_str(c, t->cert_file), tls_openssl_error(why, sizeof why));
     else if (t->key_file && !SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM)) {
         /* OpenSSL compares the key with the certificate as it loads it. */
         if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
@@ -120,7 +111,7 @@ static void check_loads(struct config_ctx *c, struct cfg_pool_tls *t)
                           config_shown_str(c, t->key_file), config_shown_str(c, t->cert_file));
         else
             config_err_in(c, t->key_line, "key", "cannot load a private key from %s: %s",
-                          config_shown_str(c, t->key_file), ssl_reason(why, sizeof why));
+                          config_shown_str(c, t->key_file), tls_openssl_error(why, sizeof why));
     }
     if (t->ciphers && !SSL_CTX_set_cipher_list(ctx, t->ciphers))
         config_err_in(c, t->ciphers_line, "ciphers", "no cipher matches \"%s\"", config_shown_str(c, t->ciphers));
@@ -177,7 +168,7 @@ SSL_CTX *tls_upstream_ctx_new(const struct cfg_pool_tls *t, char *err, size_t er
         session_slot_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx || session_slot_index < 0) {
-        snprintf(err, errlen, "cannot create a TLS context: %s", ssl_reason(why, sizeof why));
+        snprintf(err, errlen, "cannot create a TLS context: %s", tls_openssl_error(why, sizeof why));
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -199,7 +190,7 @@ SSL_CTX *tls_upstream_ctx_new(const struct cfg_pool_tls *t, char *err, size_t er
                              !SSL_CTX_check_private_key(ctx)))
         what = "key", file = t->key_file;
     if (what) {
-        snprintf(err, errlen, "tls.%s: %s: %s", what, file ? file : "", ssl_reason(why, sizeof why));
+        snprintf(err, errlen, "tls.%s: %s: %s", what, file ? file : "", tls_openssl_error(why, sizeof why));
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -222,7 +213,7 @@ SSL *tls_upstream_ssl_new(SSL_CTX *ctx, const struct cfg_pool_tls *t, const stru
     char why[160];
     SSL *ssl = SSL_new(ctx);
     if (!ssl) {
-        snprintf(err, errlen, "cannot create a TLS session: %s", ssl_reason(why, sizeof why));
+        snprintf(err, errlen, "cannot create a TLS session: %s", tls_openssl_error(why, sizeof why));
         return NULL;
     }
     SSL_set_connect_state(ssl);
@@ -246,7 +237,7 @@ SSL *tls_upstream_ssl_new(SSL_CTX *ctx, const struct cfg_pool_tls *t, const stru
             SSL_set_session(ssl, slot->sess);
     }
     if (!ok) {
-        snprintf(err, errlen, "cannot set the server name: %s", ssl_reason(why, sizeof why));
+        snprintf(err, errlen, "cannot set the server name: %s", tls_openssl_error(why, sizeof why));
         SSL_free(ssl);
         return NULL;
     }
