@@ -125,6 +125,19 @@ def test_https_request_and_forwarded_proto(env):
     assert req["headers"]["X-Forwarded-Proto"] == "https", req["headers"]
 
 
+def json_log_entry(env, n_before, request):
+    """The JSON access log's last line for `request` after the first
+    n_before lines, once it is there: with two workers another worker's
+    line may be flushed first (each flushes every 100 ms)."""
+    def find():
+        lines = env.json_log.read_bytes().splitlines()[n_before:]
+        found = [d for d in (json.loads(x) for x in lines) if d["request"] == request]
+        return found[-1] if found else None
+    doc = wait_for(find, timeout=5)
+    assert doc, "no %r line in %s" % (request, env.json_log)
+    return doc
+
+
 def test_http2_over_tls_by_alpn(env):
     """ALPN h2 (the listener's first choice): the connection is HTTP/2 from
     its first byte; each stream is a request with X-Forwarded-Proto https
@@ -136,8 +149,7 @@ def test_http2_over_tls_by_alpn(env):
     assert "ALPN: server accepted h2" in err or "ALPN, server accepted to use h2" in err, err
     assert body.startswith(b"app GET /h2"), body
     assert env.backend.requests[before]["headers"]["X-Forwarded-Proto"] == "https"
-    entries = [json.loads(x) for x in new_log_lines(env.json_log, log_before)]
-    doc = [d for d in entries if d["request"] == "GET /h2 HTTP/2.0"][-1]
+    doc = json_log_entry(env, log_before, "GET /h2 HTTP/2.0")
     assert doc["tls_version"] == "TLSv1.3" and doc["sni"] == "example.test", doc
 
 
@@ -341,8 +353,7 @@ def test_access_log_json_has_tls_fields(env):
     before = count_lines(env.json_log)
     rc, _, err = curl(env, env.web, "/logged", name="a.example.test", args=("--tlsv1.2", "--tls-max", "1.2"))
     assert rc == 0, err
-    entries = [json.loads(x) for x in new_log_lines(env.json_log, before)]
-    doc = [d for d in entries if d["request"] == "GET /logged HTTP/1.1"][-1]
+    doc = json_log_entry(env, before, "GET /logged HTTP/1.1")
     assert doc["tls_version"] == "TLSv1.2", doc
     assert doc["tls_cipher"].startswith("ECDHE-"), doc
     assert doc["sni"] == "a.example.test", doc
