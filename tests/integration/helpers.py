@@ -147,3 +147,19 @@ def new_log_lines(path, n_before, n_new=1, timeout=5.0):
     lines = wait_for(ready, timeout=timeout, interval=0.02)
     assert lines, "no new access log line in %s" % path
     return lines
+
+
+def tls_listener_config(proto, tls_lines):
+    """A one-listener config for `sluice check` whose listener's tls: block
+    starts on line 9, its keys (tls_lines) from line 10, for tests that
+    assert on error lines."""
+    return ("pools:\n"                          # 1
+            "  - name: app\n"                   # 2
+            "    backends: [127.0.0.1:9]\n"     # 3
+            "listeners:\n"                      # 4
+            "  - name: web\n"                   # 5
+            "    listen: 127.0.0.1:%d\n"        # 6
+            "    protocol: %s\n"                # 7
+            "    pool: app\n"                   # 8
+            "    tls:\n" % (free_port(), proto)  # 9
+            + "".join("      %s\n" % x for x in tls_lines))

@@ -21,7 +21,7 @@ import pytest
 
 import conftest
 from backends import HttpBackend
-from helpers import count_lines, free_port, metric, new_log_lines, wait_for
+from helpers import count_lines, free_port, metric, new_log_lines, tls_listener_config, wait_for
 from stream_helpers import TcpBackend
 from tls_certs import CertAuthority
 
@@ -453,20 +453,6 @@ def pki(tmp_path_factory):
     return p
 
 
-def tls_config(proto, tls_lines):
-    """A config whose listener's tls: block starts on line 9."""
-    return ("pools:\n"                          # 1
-            "  - name: app\n"                   # 2
-            "    backends: [127.0.0.1:9]\n"     # 3
-            "listeners:\n"                      # 4
-            "  - name: web\n"                   # 5
-            "    listen: 127.0.0.1:%d\n"        # 6
-            "    protocol: %s\n"                # 7
-            "    pool: app\n"                   # 8
-            "    tls:\n" % (free_port(), proto)  # 9
-            + "".join("      %s\n" % x for x in tls_lines))
-
-
 def certs(*pairs):
     out = ["certificates:"]
     for c, k in pairs:
@@ -511,7 +497,7 @@ BAD = [
 @pytest.mark.parametrize("name,proto,lines,expect", BAD, ids=[b[0] for b in BAD])
 def test_config_errors_caught_by_check(pki, name, proto, lines, expect):
     path = pki.dir / ("%s.yaml" % name)
-    path.write_text(tls_config(proto, lines(pki)))
+    path.write_text(tls_listener_config(proto, lines(pki)))
     rc, out = run_check(path)
     if "%s" in expect:
         files = {"not_pem": pki.ec.key, "key_mismatch": pki.rsa.key, "expired": pki.old_cert}
@@ -522,7 +508,7 @@ def test_config_errors_caught_by_check(pki, name, proto, lines, expect):
 
 def test_valid_config_checks_ok(pki):
     path = pki.dir / "ok.yaml"
-    path.write_text(tls_config("http", certs((pki.ec.chain, pki.ec.key), (pki.rsa.chain, pki.rsa.key))
+    path.write_text(tls_listener_config("http", certs((pki.ec.chain, pki.ec.key), (pki.rsa.chain, pki.rsa.key))
                                + ["protocols: [TLSv1.3]", "alpn: [http/1.1]", 'ciphersuites: "TLS_AES_128_GCM_SHA256"']))
     rc, out = run_check(path)
     assert rc == 0, out

@@ -19,7 +19,7 @@ import pytest
 
 import conftest
 from backends import HttpBackend
-from helpers import free_port, metric, wait_for
+from helpers import free_port, metric, tls_listener_config, wait_for
 from tls_certs import CertAuthority
 
 
@@ -333,21 +333,10 @@ def run_check(tmp_path, text, env):
 
 def tls_config(certs, extra_tls=(), env=None, proto="http"):
     """A listener whose first certificate's cert: is on line 11 (ocsp: on 13)."""
-    out = ("pools:\n"                          # 1
-           "  - name: app\n"                   # 2
-           "    backends: [127.0.0.1:9]\n"     # 3
-           "listeners:\n"                      # 4
-           "  - name: web\n"                   # 5
-           "    listen: 127.0.0.1:%d\n"        # 6
-           "    protocol: %s\n"                # 7
-           "    pool: app\n"                   # 8
-           "    tls:\n"                        # 9
-           "      certificates:\n" % (free_port(), proto))  # 10
+    lines = ["certificates:"]                  # 10
     for leaf, ocsp in certs:
-        out += "        - cert: %s\n          key: %s\n" % (leaf.chain, leaf.key)
-        if ocsp:
-            out += "          ocsp: %s\n" % ocsp
-    return out + "".join("      %s\n" % x for x in extra_tls)
+        lines += ["  - cert: %s" % leaf.chain, "    key: %s" % leaf.key] + (["    ocsp: %s" % ocsp] if ocsp else [])
+    return tls_listener_config(proto, lines + list(extra_tls))
 
 
 @pytest.fixture(scope="module")
