@@ -48,4 +48,11 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # Debian starts nginx/haproxy services on install; Sluice's tests start their own.
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's bird2, keepalived and frr start system daemons where systemd
+# runs; the HA tests start their own in namespaces and want none of them.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  for unit in bird keepalived frr; do
+    $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  done
+fi
 echo "deps: done"
