@@ -17,7 +17,9 @@
  *     and IPv6 channels, importing nothing and exporting through
  *     `filter sluice_export`: host routes of the two direct protocols only,
  *     with the node's ASN prepended ha.priority times and the community
- *     (asn, 1000 + priority) (stand-ins: (asn, 2000 + priority)).
+ *     (asn, 1000 + priority) (stand-ins: (asn, 2000 + priority)); a 4-byte
+ *     ASN does not fit a standard community: then the large community
+ *     (asn, 1000 + priority, 0).
  *
  * In mode managed the text is a whole bird.conf (router id, log, device);
  * in mode external it is a fragment for the operator's bird.conf to

@@ -655,6 +655,13 @@ static bool proto_command(const char *fmt, const char *proto, char *cmd, size_t 
     return true;
 }
 
+/* A protocol whose channels are down has no table to list: BIRD 2.0.12
+ * answers "9001 No valid tables". It exports nothing. */
+static bool no_valid_tables(const struct birdc_reply *r)
+{
+    return r->code == 9001 && strstr(birdc_reply_message(r), "No valid tables") != NULL;
+}
+
 int birdc_exported_count(struct birdc *b, const char *proto, uint32_t *count, char *err, size_t errlen)
 {
     char cmd[128];
@@ -662,7 +669,11 @@ int birdc_exported_count(struct birdc *b, const char *proto, uint32_t *count, ch
     if (!proto_command("show route export %s count", proto, cmd, sizeof cmd, err, errlen) ||
         birdc_command(b, cmd, &r, err, errlen) < 0)
         return -1;
-    int rc = birdc_parse_route_count(&r, count, err, errlen);
+    int rc = 0;
+    if (no_valid_tables(&r))
+        *count = 0;
+    else
+        rc = birdc_parse_route_count(&r, count, err, errlen);
     birdc_reply_free(&r);
     return rc;
 }
@@ -678,7 +689,7 @@ int birdc_show_exported(struct birdc *b, const char *proto, struct birdc_prefix 
         birdc_command(b, cmd, &r, err, errlen) < 0)
         return -1;
     /* Nothing exported is a reply with no rows ("0000"). */
-    int rc = birdc_parse_prefixes(&r, out, n, err, errlen);
+    int rc = no_valid_tables(&r) ? 0 : birdc_parse_prefixes(&r, out, n, err, errlen);
     birdc_reply_free(&r);
     return rc;
 }
