@@ -207,10 +207,18 @@ static void write_bgp(const struct cfg_ha *h, const struct cfg_ha_neighbor *n, s
         strbuf_printf(out, "  multihop %u;\n", n->multihop);
     if (n->hold_time_s)
         strbuf_printf(out, "  hold time %u;\n", n->hold_time_s);
+    /* Come back soon after the router or the session restarts: BIRD's
+     * defaults wait 120 s between connection attempts and at least 60 s
+     * after an error (BFD down included), far longer than an LB should
+     * stay unannounced; flapping still backs off, up to 60 s. */
+    strbuf_puts(out, "  connect retry time 5;\n"
+                     "  error wait time 5, 60;\n");
     if (h->bfd)
         strbuf_puts(out, "  bfd on;\n");
-    write_channel("ipv4", out);
-    write_channel("ipv6", out);
+    /* One channel, of the session's family: an IPv6 route sent over an
+     * IPv4 session has no IPv6 next hop to carry ("Missing next hop
+     * address"), so IPv6 VIPs need an IPv6 neighbor, as usual. */
+    write_channel(n->address.family == AF_INET ? "ipv4" : "ipv6", out);
     strbuf_puts(out, "}\n\n");
 }
 

@@ -327,20 +327,52 @@ int birdc_parse_bfd_sessions(const struct birdc_reply *r, struct birdc_bfd_sessi
     return 0;
 }
 
+/* "X of Y routes for Z networks in table T" (a row) or "Total: X of Y
+ * routes for Z networks in N tables" (the last line when there are
+ * several tables): X, the routes that passed the filter. */
+static bool count_line(const char *m, uint32_t *x_out)
+{
+    if (!strncmp(m, "Total: ", 7))
+        m += 7;
+    if (!isdigit((unsigned char)m[0]))
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long x = strtoul(m, &end, 10);
+    if (errno || x > UINT32_MAX || strncmp(end, " of ", 4) != 0 || !strstr(end, " routes for "))
+        return false;
+    *x_out = (uint32_t)x;
+    return true;
+}
+
 int birdc_parse_route_count(const struct birdc_reply *r, uint32_t *count, char *err, size_t errlen)
 {
     if (reply_error(r, err, errlen) < 0)
         return -1;
-    const char *m = birdc_reply_message(r);
-    unsigned long x;
-    char *end;
-    if (r->code != BIRDC_ROUTE_COUNT || strncmp(m, "Total: ", 7) != 0 || !isdigit((unsigned char)m[7]) ||
-        (errno = 0, x = strtoul(m + 7, &end, 10), errno) || x > UINT32_MAX || strncmp(end, " of ", 4) != 0) {
-        set_err(err, errlen, "not a route count from BIRD: \"%.80s\"", m);
-        return -1;
+    /* Several tables: the total is the last line (0014). One table: its
+     * row (1007), and the reply ends with 0000. */
+    if (r->code == BIRDC_ROUTE_COUNT) {
+        if (count_line(birdc_reply_message(r), count))
+            return 0;
+    } else {
+        uint64_t sum = 0;
+        size_t rows = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            uint32_t x;
+            if (r->lines[i].code != BIRDC_ROW_ROUTE)
+                continue;
+            if (!count_line(r->lines[i].text, &x))
+                break;
+            sum += x;
+            rows++;
+        }
+        if (rows && sum <= UINT32_MAX) {
+            *count = (uint32_t)sum;
+            return 0;
+        }
     }
-    *count = (uint32_t)x;
-    return 0;
+    set_err(err, errlen, "not a route count from BIRD: \"%.80s\"", birdc_reply_message(r));
+    return -1;
 }
 
 /* A route row begins with its network ("10.0.0.1/32   unicast [...]");

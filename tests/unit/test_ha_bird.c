@@ -103,11 +103,13 @@ static void test_managed_text(void **state)
         "  neighbor 10.0.0.1 port 179 as 65000;\n"
         "  password \"s3 cret\";\n"
         "  hold time 9;\n"
+        "  connect retry time 5;\n"
+        "  error wait time 5, 60;\n"
         "  bfd on;\n"
-        "  ipv4 {\n    import none;\n    export filter sluice_export;\n  };\n"
-        "  ipv6 {\n    import none;\n    export filter sluice_export;\n  };\n}\n",
+        "  ipv4 {\n    import none;\n    export filter sluice_export;\n  };\n}\n",
         "protocol bgp sluice_bgp_2001_db8__1 {\n",
         "  local 2001:db8::21 as 65010;\n  neighbor 2001:db8::1 port 1179 as 65001;\n  multihop 2;\n",
+        "  bfd on;\n  ipv6 {\n    import none;\n    export filter sluice_export;\n  };\n}\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!strstr(text, want[i]))
