@@ -66,8 +66,9 @@ $(L4_OUT)/test_forwarder: $(L4_FIXTURE_SRC) $(L4_FIXTURE_HDR) $(L4_TESTLIB) $(L4
 	      src/l4/conns.c $(L4_USER_LIBS)
 
 $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
-                    $(L4_LIB_SRC) $(L4_BPF_HDRS) $(L4_SKELS)
-	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_LIB_SRC) $(L4_USER_LIBS)
+                    $(L4_LIB_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/l4/sync_wire.c src/l4/sync_wire.h
+	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_LIB_SRC) src/l4/sync_wire.c \
+	      $(L4_USER_LIBS) -lcrypto
 
 test-bpf: $(L4_OUT)/test_forwarder
 	@$(L4_OUT)/test_forwarder $(SUITES)
