@@ -1116,6 +1116,18 @@ int l4_daemon_run(const struct l4_run_options *o)
         config_free(d.cfg);
         return 1;
     }
+    if (l4->sync.enabled) {
+        /* The key first: a key file refused stops the start before
+         * anything is loaded. */
+        uint8_t key[L4_SYNC_KEY_MAX];
+        int n = sync_key(&d, &l4->sync, key, sizeof key, err, sizeof err);
+        memset(key, 0, sizeof key);
+        if (n < 0) {
+            fprintf(stderr, "%s\n", err);
+            config_free(d.cfg);
+            return 1;
+        }
+    }
     const struct daemon_spec spec = { .role = "l4", .module = &l4_module, .ops = &l4_daemon_ops, .arg = &d };
     if (daemon_init(&d.dmn, &spec, d.cfg, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -1204,6 +1216,12 @@ int l4_daemon_run(const struct l4_run_options *o)
     if (d.dmn.admin)
         log_info("admin API on %s (services are pools named PROTO:VIP; changes under /api/l4/)",
                  d.cfg->admin_addr.text);
+    /* Before the attach: a sync that cannot start (its address taken)
+     * stops a first start before it touches the interfaces. */
+    if (start_sync(&d, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
     if (l4_links_attach(d.pin_dir, d.ld.prog_fd, d.ld.ifaces, d.ld.n_ifaces, l4->xdp_generic, o->force,
                         gone_iface, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -1213,10 +1231,6 @@ int l4_daemon_run(const struct l4_run_options *o)
         log_attached(&d, &d.ld.ifaces[i]);
     if (tx_iface(&d))
         log_info("forwarded packets leave through %s (l4.tx_interface)", tx_iface(&d)->name);
-    if (start_sync(&d, err, sizeof err) < 0) {
-        log_error("%s", err);
-        goto out;
-    }
     d.loop_running = true;
     start_targets(&d);
     ev_timer_init(&d.tick, tick, &d);

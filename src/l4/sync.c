@@ -696,68 +696,97 @@ json_t *l4_sync_json(const struct l4_sync *s)
                      "peers", peers);
 }
 
-/* One counter family with a "peer" label, a sample per peer. */
-static void per_peer(const struct l4_sync *s, struct strbuf *out, const char *name, const char *help,
-                     size_t offset)
+/* The families, in the order /metrics shows them. Without l4.sync they
+ * are listed (HELP and TYPE) with no samples, so that the set of families
+ * `sluice l4` serves does not depend on its configuration. */
+enum sync_family { F_SENT_DGRAMS, F_SENT_ENTRIES, F_RECV_DGRAMS, F_RECV_ENTRIES, F_IMPORTED, F_MISSED,
+                   F_REJ_DGRAMS, F_REJ_ENTRIES, F_EVENTS, F_EVENTS_DROPPED, F_REFRESH, F__COUNT };
+
+static const struct {
+    const char *name, *help;
+} sync_families[F__COUNT] = {
+    [F_SENT_DGRAMS] = { "sluice_l4_sync_sent_datagrams_total", "Sync datagrams sent to the peer (entries and hellos)." },
+    [F_SENT_ENTRIES] = { "sluice_l4_sync_sent_entries_total", "Connection entries sent to the peer." },
+    [F_RECV_DGRAMS] = { "sluice_l4_sync_received_datagrams_total",
+                        "Authenticated, in-sequence datagrams from the peer." },
+    [F_RECV_ENTRIES] = { "sluice_l4_sync_received_entries_total", "Connection entries received from the peer." },
+    [F_IMPORTED] = { "sluice_l4_sync_imported_entries_total",
+                     "Entries from the peer written into this node's nat map." },
+    [F_MISSED] = { "sluice_l4_sync_missed_datagrams_total",
+                   "Datagrams of the peer never received (gaps in its sequence numbers)." },
+    [F_REJ_DGRAMS] = { "sluice_l4_sync_rejected_datagrams_total",
+                       "Datagrams refused, by reason (bad_mac, replay, ...; unknown_peer: from an address not in "
+                       "l4.sync.peers)." },
+    [F_REJ_ENTRIES] = { "sluice_l4_sync_rejected_entries_total",
+                        "Entries of authenticated datagrams not imported, by reason." },
+    [F_EVENTS] = { "sluice_l4_sync_events_total", "New-flow events read from the data plane's ring." },
+    [F_EVENTS_DROPPED] = { "sluice_l4_sync_events_dropped_total",
+                           "New-flow events dropped in user space (batch queue full; the refresh sends them)." },
+    [F_REFRESH] = { "sluice_l4_sync_refresh_entries_total", "Entries sent by the periodic refresh walks." },
+};
+
+static void family(struct strbuf *out, enum sync_family f)
 {
-    metrics_family(out, name, "counter", help);
+    metrics_family(out, sync_families[f].name, "counter", sync_families[f].help);
+}
+
+/* A counter with a "peer" label, a sample per peer. */
+static void per_peer(const struct l4_sync *s, struct strbuf *out, enum sync_family f, size_t offset)
+{
+    family(out, f);
     for (size_t i = 0; i < s->n_peers; i++) {
         const struct peer *p = &s->peers[i];
         uint64_t v;
         memcpy(&v, (const char *)p + offset, sizeof v);
         struct metric_label l = { "peer", p->addr.text };
-        metrics_sample(out, name, &l, 1, v);
+        metrics_sample(out, sync_families[f].name, &l, 1, v);
     }
+}
+
+static void node_counter(struct strbuf *out, enum sync_family f, uint64_t v)
+{
+    family(out, f);
+    metrics_sample(out, sync_families[f].name, NULL, 0, v);
 }
 
 void l4_sync_metrics(const struct l4_sync *s, struct strbuf *out)
 {
-    if (!s)
+    if (!s) {
+        for (int f = 0; f < F__COUNT; f++)
+            family(out, (enum sync_family)f);
         return;
-    per_peer(s, out, "sluice_l4_sync_sent_datagrams_total", "Sync datagrams sent to the peer (entries and hellos).",
-             offsetof(struct peer, sent_datagrams));
-    per_peer(s, out, "sluice_l4_sync_sent_entries_total", "Connection entries sent to the peer.",
-             offsetof(struct peer, sent_entries));
-    per_peer(s, out, "sluice_l4_sync_received_datagrams_total", "Authenticated, in-sequence datagrams from the peer.",
-             offsetof(struct peer, recv_datagrams));
-    per_peer(s, out, "sluice_l4_sync_received_entries_total", "Connection entries received from the peer.",
-             offsetof(struct peer, recv_entries));
-    per_peer(s, out, "sluice_l4_sync_imported_entries_total", "Entries from the peer written into this node's nat map.",
-             offsetof(struct peer, imported_entries));
-    metrics_family(out, "sluice_l4_sync_missed_datagrams_total", "counter",
-                   "Datagrams of the peer never received (gaps in its sequence numbers).");
+    }
+    per_peer(s, out, F_SENT_DGRAMS, offsetof(struct peer, sent_datagrams));
+    per_peer(s, out, F_SENT_ENTRIES, offsetof(struct peer, sent_entries));
+    per_peer(s, out, F_RECV_DGRAMS, offsetof(struct peer, recv_datagrams));
+    per_peer(s, out, F_RECV_ENTRIES, offsetof(struct peer, recv_entries));
+    per_peer(s, out, F_IMPORTED, offsetof(struct peer, imported_entries));
+    family(out, F_MISSED);
     for (size_t i = 0; i < s->n_peers; i++) {
         struct metric_label l = { "peer", s->peers[i].addr.text };
-        metrics_sample(out, "sluice_l4_sync_missed_datagrams_total", &l, 1, s->peers[i].seq.missed);
+        metrics_sample(out, sync_families[F_MISSED].name, &l, 1, s->peers[i].seq.missed);
     }
-    metrics_family(out, "sluice_l4_sync_rejected_datagrams_total", "counter",
-                   "Datagrams refused, by reason (bad_mac, replay, ...; unknown_peer: from an address not in "
-                   "l4.sync.peers).");
+    const char *rej = sync_families[F_REJ_DGRAMS].name;
+    family(out, F_REJ_DGRAMS);
     for (size_t i = 0; i < s->n_peers; i++) {
         for (size_t r = 1; r < L4_SYNC_R__COUNT; r++) {
             if (r == L4_SYNC_R_UNKNOWN_PEER)
                 continue;
             struct metric_label l[2] = { { "peer", s->peers[i].addr.text },
                                          { "reason", l4_sync_reject_name((enum l4_sync_reject)r) } };
-            metrics_sample(out, "sluice_l4_sync_rejected_datagrams_total", l, 2,
-                           s->peers[i].rejected_datagrams[r]);
+            metrics_sample(out, rej, l, 2, s->peers[i].rejected_datagrams[r]);
         }
     }
     struct metric_label u[2] = { { "peer", "" }, { "reason", "unknown_peer" } };
-    metrics_sample(out, "sluice_l4_sync_rejected_datagrams_total", u, 2, s->rejected_unknown_peer);
-    metrics_family(out, "sluice_l4_sync_rejected_entries_total", "counter",
-                   "Entries of authenticated datagrams not imported, by reason.");
+    metrics_sample(out, rej, u, 2, s->rejected_unknown_peer);
+    family(out, F_REJ_ENTRIES);
     for (size_t i = 0; i < s->n_peers; i++) {
         for (size_t r = 0; r < SKIP__COUNT; r++) {
             struct metric_label l[2] = { { "peer", s->peers[i].addr.text }, { "reason", skip_names[r] } };
-            metrics_sample(out, "sluice_l4_sync_rejected_entries_total", l, 2, s->peers[i].rejected_entries[r]);
+            metrics_sample(out, sync_families[F_REJ_ENTRIES].name, l, 2, s->peers[i].rejected_entries[r]);
         }
     }
-    metrics_single(out, "sluice_l4_sync_events_total", "counter",
-                   "New-flow events read from the data plane's ring.", s->events);
-    metrics_single(out, "sluice_l4_sync_events_dropped_total", "counter",
-                   "New-flow events dropped in user space (batch queue full; the refresh sends them).",
-                   s->events_dropped);
-    metrics_single(out, "sluice_l4_sync_refresh_entries_total", "counter",
-                   "Entries sent by the periodic refresh walks.", s->refresh_entries);
+    node_counter(out, F_EVENTS, s->events);
+    node_counter(out, F_EVENTS_DROPPED, s->events_dropped);
+    node_counter(out, F_REFRESH, s->refresh_entries);
 }
