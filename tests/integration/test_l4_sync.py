@@ -42,6 +42,15 @@ LBS = [("lb1", "10.0.0.5", "10.0.0.50", 9941), ("lb2", "10.0.0.6", "10.0.0.60", 
 REALS = [("r1", "10.0.0.11"), ("r2", "10.0.0.12")]
 CLIENT_NET, CLIENT = "10.9.0.0/24", "10.9.0.2"
 VIP_NAT, VIP_FNAT = "10.0.0.100", "10.0.0.101"
+# The flows' addresses by family (the sync channel itself stays on IPv4).
+FAM = {
+    4: {"lb": {"lb1": "10.0.0.5", "lb2": "10.0.0.6"}, "local": {"lb1": "10.0.0.50", "lb2": "10.0.0.60"},
+        "reals": ["10.0.0.11", "10.0.0.12"], "client": CLIENT, "client_net": CLIENT_NET, "client_gw": "10.0.0.2",
+        "vip_nat": VIP_NAT, "vip_fnat": VIP_FNAT, "host": "/32", "ip": ("ip",)},
+    6: {"lb": {"lb1": "fd00::5", "lb2": "fd00::6"}, "local": {"lb1": "fd00::50", "lb2": "fd00::60"},
+        "reals": ["fd00::11", "fd00::12"], "client": "fd09::2", "client_net": "fd09::/64", "client_gw": "fd00::2",
+        "vip_nat": "fd00::100", "vip_fnat": "fd00::101", "host": "/128", "ip": ("ip", "-6")},
+}
 FAKE_PEER = "10.0.0.2:7400"   # a peer only the test speaks as (from the client's namespace)
 SYNC_PORT = 7400
 KEY = b"k" * 48
@@ -66,6 +75,7 @@ class Lab:
         sh("ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", NS_SW)
         nsexec(NS_SW, "ip", "link", "set", peer, "master", "br0", "up")
         nsexec(ns, "ip", "addr", "add", addr + "/24", "dev", ifname)
+        nsexec(ns, "ip", "addr", "add", "fd00::%s/64" % addr.split(".")[-1], "dev", ifname, "nodad")
         nsexec(ns, "ip", "link", "set", ifname, "up")
         # Senders checksum in software: XDP may rewrite what they send.
         ethtool_set(ns, ifname, ETHTOOL_STXCSUM, 0)
@@ -82,6 +92,7 @@ class Lab:
         self.add_ns(NS_C)
         self.add_port(NS_C, "eth0", "10.0.0.2")
         nsexec(NS_C, "ip", "addr", "add", CLIENT + "/32", "dev", "eth0")
+        nsexec(NS_C, "ip", "-6", "addr", "add", FAM[6]["client"] + "/128", "dev", "eth0", "nodad")
         for name, addr, _, _ in LBS:
             ns = PFX + name
             self.add_ns(ns)
@@ -89,34 +100,41 @@ class Lab:
             # veth hands XDP_TX frames on only to a peer with XDP.
             nsexec(NS_SW, "ip", "link", "set", "dev", peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
             # The way back to the clients (a router, in production).
-            nsexec(ns, "ip", "route", "add", CLIENT_NET, "via", "10.0.0.2")
+            for f in FAM.values():
+                nsexec(ns, *f["ip"], "route", "add", f["client_net"], "via", f["client_gw"])
         for name, addr in REALS:
             ns = PFX + name
             self.add_ns(ns)
             self.add_port(ns, "eth0", addr)
-        self.route_via("10.0.0.5")
+        self.route_via("lb1")
         for name, _ in REALS:
             self.procs.append(subprocess.Popen(["ip", "netns", "exec", PFX + name, sys.executable, "-c", SERVER,
                                                 name, "8080"]))
         (self.tmp / "sync.key").write_bytes(KEY)
         os.chmod(self.tmp / "sync.key", 0o600)
 
-    def route_via(self, lb_addr):
-        """What the routers do: the VIPs, the NAT replies and lb1's FullNAT
-        local address go to lb_addr; lb2's local address always to lb2."""
-        for vip in (VIP_NAT, VIP_FNAT):
-            nsexec(NS_C, "ip", "route", "replace", vip + "/32", "via", lb_addr, "src", CLIENT)
-        for name, _ in REALS:
-            ns = PFX + name
-            nsexec(ns, "ip", "route", "replace", "default", "via", lb_addr)
-            nsexec(ns, "ip", "route", "replace", "10.0.0.50/32", "via", lb_addr)
-            nsexec(ns, "ip", "route", "replace", "10.0.0.60/32", "via", "10.0.0.6")
+    def route_via(self, lb):
+        """What the routers do, in both families: the VIPs, the NAT replies
+        and lb1's FullNAT local address go to lb; lb2's local address always
+        to lb2."""
+        for f in FAM.values():
+            via = f["lb"][lb]
+            for vip in (f["vip_nat"], f["vip_fnat"]):
+                nsexec(NS_C, *f["ip"], "route", "replace", vip + f["host"], "via", via, "src", f["client"])
+            for name, _ in REALS:
+                ns = PFX + name
+                nsexec(ns, *f["ip"], "route", "replace", "default", "via", via)
+                nsexec(ns, *f["ip"], "route", "replace", f["local"]["lb1"] + f["host"], "via", via)
+                nsexec(ns, *f["ip"], "route", "replace", f["local"]["lb2"] + f["host"], "via", f["lb"]["lb2"])
 
-    def config(self, name, extra_peers=()):
-        lb = {n: (a, loc, port) for n, a, loc, port in LBS}
-        addr, local, admin = lb[name]
+    def config(self, name, extra_peers=(), family=4):
+        f = FAM[family]
+        lb = {n: (a, port) for n, a, _, port in LBS}
+        addr, admin = lb[name]
+        local = '"%s"' % f["local"][name]
         peers = [a + ":%d" % SYNC_PORT for n, a, _, _ in LBS if n != name] + list(extra_peers)
-        reals = "".join("        - %s:8080\n" % a for _, a in REALS)
+        host = (lambda a: "[%s]" % a) if family == 6 else (lambda a: a)
+        reals = "".join('        - "%s:8080"\n' % host(a) for a in f["reals"])
         # Lenient checks: on a loaded machine a real taken out for a slow
         # check would have its flows re-picked (reset), which is not what
         # this test is about.
@@ -127,14 +145,14 @@ class Lab:
             "l4:\n  interfaces: [lb0]\n  xdp_mode: native\n"
             "  sync:\n    listen: %s:%d\n    peers: [%s]\n    key_file: %s\n    refresh: 2s\n"
             "  services:\n"
-            "    - vip: %s:80\n      mode: nat\n%s      reals:\n%s"
-            "    - vip: %s:80\n      mode: fullnat\n      local_addresses: [%s]\n%s      reals:\n%s"
-            % (admin, addr, SYNC_PORT, ", ".join(peers), self.tmp / "sync.key", VIP_NAT, hc, reals, VIP_FNAT,
-               local, hc, reals))
+            "    - vip: \"%s:80\"\n      mode: nat\n%s      reals:\n%s"
+            "    - vip: \"%s:80\"\n      mode: fullnat\n      local_addresses: [%s]\n%s      reals:\n%s"
+            % (admin, addr, SYNC_PORT, ", ".join(peers), self.tmp / "sync.key", host(f["vip_nat"]), hc, reals,
+               host(f["vip_fnat"]), local, hc, reals))
         return path
 
-    def start_lb(self, name, extra_peers=()):
-        conf = self.config(name, extra_peers)
+    def start_lb(self, name, extra_peers=(), family=4):
+        conf = self.config(name, extra_peers, family)
         log_path = self.tmp / (name + ".log")
         log = open(log_path, "ab")
         offset = log_path.stat().st_size
@@ -295,7 +313,7 @@ def test_l4_sync_nat_fullnat_failover(lab):
     lab.lbs["lb1"].wait(timeout=10)
     lab.detach("lb1")
     nsexec(PFX + "lb1", "ip", "link", "set", "lb0", "down")
-    lab.route_via("10.0.0.6")
+    lab.route_via("lb2")
     assert nat.wait_rounds(5, timeout=30) and fnat.wait_rounds(5, timeout=30), "no traffic through lb2"
     for probe in (nat, fnat):
         rounds, errors = probe.finish()
@@ -323,3 +341,28 @@ def test_l4_sync_key_file_refused(tmp_path):
         assert p.returncode == 1, (p.stdout, p.stderr)
         assert "%s:6: l4.sync.key_file: %s %s" % (conf, key, why) in p.stderr, p.stderr
         assert not (tmp_path / "pins").exists()
+
+
+def test_l4_sync_failover_ipv6(lab):
+    """The same failover with IPv6 flows (NAT and FullNAT; the sync
+    channel on IPv4): lb2 imports lb1's flows and continues them."""
+    f = FAM[6]
+    lab.start_lb("lb1", family=6)
+    lab.start_lb("lb2", family=6)
+    nat, fnat = Probe(lab, f["vip_nat"]), Probe(lab, f["vip_fnat"])
+    assert nat.wait_rounds(3) and fnat.wait_rounds(3), "no traffic through lb1"
+    assert all(b.split()[1] == f["client"] for b in nat.first), nat.first
+    assert all(b.split()[1] == f["local"]["lb1"] for b in fnat.first), fnat.first
+    assert wait_for(lambda: lab.peer("lb2", "10.0.0.5:%d" % SYNC_PORT)["imported_entries"] >= 8, 10), \
+        lab.sync("lb2")
+    assert wait_for(lambda: lab.peer("lb2", "10.0.0.5:%d" % SYNC_PORT)["local_addresses"] == [f["local"]["lb1"]], 5)
+    lab.lbs["lb1"].kill()
+    lab.lbs["lb1"].wait(timeout=10)
+    lab.detach("lb1")
+    nsexec(PFX + "lb1", "ip", "link", "set", "lb0", "down")
+    lab.route_via("lb2")
+    assert nat.wait_rounds(5, timeout=30) and fnat.wait_rounds(5, timeout=30), "no traffic through lb2"
+    for probe in (nat, fnat):
+        rounds, errors = probe.finish()
+        assert not errors, (rounds, errors, lab.sync("lb2"), (lab.tmp / "lb1.log").read_text(errors="replace"))
+    assert lab.lbs["lb2"].poll() is None
