@@ -10,6 +10,7 @@
  *   PATCH  /api/l4/services/{name}/reals/{addr}   {"weight": N} and/or {"admin": ...}
  *   DELETE /api/l4/services/{name}/reals/{addr}   remove it
  *   GET    /api/l4/list                           the `sluice l4 list` table, as text
+ *   GET    /api/l4/sync                           l4.sync: this node and its peers (sync.h)
  *
  * A service with discovery: takes its reals from a registry service
  * (l4_discovery.h): adding or removing one of its reals by hand is refused
@@ -458,6 +459,15 @@ void l4_api_handle(void *arg, const struct admin_request *rq, struct admin_reply
             admin_reply_text(r, 200, text, strlen(text));
         else
             admin_reply_error(r, 500, "out of memory");
+        return;
+    }
+    if (n == 1 && !strcmp(seg[0], "sync")) {
+        if (!get)
+            admin_reply_method_not_allowed(r, "GET, HEAD");
+        else if (!d->sync)
+            admin_reply_error(r, 404, "l4.sync is not configured");
+        else
+            admin_reply_json(r, 200, l4_sync_json(d->sync));
         return;
     }
     if (n == 0 || strcmp(seg[0], "services") != 0) {

@@ -723,6 +723,125 @@ static bool same_strings(char **a, size_t na, char **b, size_t nb)
     return true;
 }
 
+/* ---- l4.sync (sync.h) ---- */
+
+static void v4_mapped_of(const struct sockaddr_storage *ss, uint8_t out[16])
+{
+    memset(out, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else {
+        memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    }
+}
+
+/* The reals map index of a real of the service in slot svc, by address. */
+static uint32_t sync_real_index(void *arg, uint32_t svc, const uint8_t addr[16], uint16_t port_be)
+{
+    struct l4d *d = arg;
+    for (size_t s = 0; s < d->n_svcs; s++) {
+        if (d->sr[s].slot != svc)
+            continue;
+        const struct cfg_l4_service *cs = svc_of(d, s);
+        for (size_t r = 0; r < cs->n_reals; r++) {
+            uint8_t a[16];
+            v4_mapped_of(&cs->reals[r].addr.ss, a);
+            if (memcmp(a, addr, 16) == 0 && htons(addr_port(&cs->reals[r].addr)) == port_be)
+                return d->rr[d->sr[s].first + r].index;
+        }
+    }
+    return 0;
+}
+
+/* This node's FullNAT local addresses: those of every fullnat service,
+ * each once. */
+static size_t sync_local_addrs(void *arg, uint8_t (*out)[16], size_t max)
+{
+    struct l4d *d = arg;
+    const struct cfg_l4 *l4 = l4_conf(d->cfg);
+    size_t n = 0;
+    for (size_t s = 0; s < l4->n_services; s++) {
+        const struct cfg_l4_service *cs = &l4->services[s];
+        for (size_t i = 0; cs->mode == L4_FWD_FULLNAT && i < cs->n_local_addrs; i++) {
+            uint8_t a[16];
+            v4_mapped_of(&cs->local_addrs[i].ss, a);
+            bool seen = false;
+            for (size_t j = 0; j < n && !seen; j++)
+                seen = memcmp(out[j], a, 16) == 0;
+            if (!seen && n < max)
+                memcpy(out[n++], a, 16);
+        }
+    }
+    return n;
+}
+
+/* The key of l4.sync.key_file; -1 with "FILE:LINE: l4.sync.key_file: why". */
+static int sync_key(const struct l4d *d, const struct cfg_l4_sync *y, uint8_t *key, size_t cap, char *err,
+                    size_t errlen)
+{
+    char why[400];
+    int n = l4_sync_read_key(y->key_file, key, cap, why, sizeof why);
+    if (n < 0)
+        snprintf(err, errlen, "%s:%d: l4.sync.key_file: %s", d->config_path, y->key_file_line, why);
+    return n;
+}
+
+static int start_sync(struct l4d *d, char *err, size_t errlen)
+{
+    const struct cfg_l4_sync *y = &l4_conf(d->cfg)->sync;
+    if (!y->enabled)
+        return 0;
+    uint8_t key[L4_SYNC_KEY_MAX];
+    int n = sync_key(d, y, key, sizeof key, err, errlen);
+    if (n < 0)
+        return -1;
+    const struct l4_sync_maps maps = { .nat = d->ld.fd_nat, .vips = d->ld.fd_vips, .cfg = d->ld.fd_cfg,
+                                       .ring = d->ld.fd_sync_events };
+    const struct l4_sync_ops ops = { .real_index = sync_real_index, .local_addrs = sync_local_addrs, .arg = d };
+    d->sync = l4_sync_start(d->loop, y, key, (size_t)n, &maps, &ops, err, errlen);
+    memset(key, 0, sizeof key);
+    if (!d->sync)
+        return -1;
+    log_info("l4.sync: node %" PRIu32 " on %s, %zu peer%s, batches every %" PRIu32 " ms, full refresh every %" PRIu32
+             " ms", y->node_id, y->listen.text, y->n_peers, y->n_peers == 1 ? "" : "s", y->interval_ms,
+             y->refresh_ms);
+    return 0;
+}
+
+static bool same_sync(const struct cfg_l4_sync *a, const struct cfg_l4_sync *b)
+{
+    if (a->enabled != b->enabled || !addr_equal(&a->listen, &b->listen) || a->n_peers != b->n_peers ||
+        a->interval_ms != b->interval_ms || a->refresh_ms != b->refresh_ms || a->node_id != b->node_id)
+        return false;
+    for (size_t i = 0; i < a->n_peers; i++)
+        if (!addr_equal(&a->peers[i], &b->peers[i]))
+            return false;
+    return true;
+}
+
+/* A reload re-reads the key; the other l4.sync settings need a restart. */
+static void reload_sync(struct l4d *d, struct cfg_l4 *nl4, const struct cfg_l4 *ol4)
+{
+    if (!same_sync(&nl4->sync, &ol4->sync))
+        log_warn("reload: l4.sync changes other than the key take effect at the next restart");
+    char *path = nl4->sync.key_file;
+    int line = nl4->sync.key_file_line;
+    nl4->sync = ol4->sync;
+    nl4->sync.key_file = path;
+    nl4->sync.key_file_line = line;
+    if (!d->sync || !path)
+        return;
+    uint8_t key[L4_SYNC_KEY_MAX];
+    char err[512];
+    int n = sync_key(d, &nl4->sync, key, sizeof key, err, sizeof err);
+    if (n < 0)
+        log_error("reload: %s; keeping the previous key", err);
+    else
+        l4_sync_set_key(d->sync, key, (size_t)n);
+    memset(key, 0, sizeof key);
+}
+
 /* SIGHUP: read the file again and apply it like an API change. The
  * services become the file's (API changes to the list are dropped; weight
  * and drain changes stay where the file says what it said before, as in
@@ -761,6 +880,7 @@ static void reload(struct l4d *d)
                  "keeping 0x%08" PRIx32, d->seed);
         nl4->seed = d->seed;
     }
+    reload_sync(d, nl4, ol4);
     if (nl4->max_services != ol4->max_services)
         log_warn("reload: l4.max_services takes effect at the next restart (room now: %" PRIu32 ")", d->n_slots);
     if (!addr_equal(&cfg->admin_addr, &d->cfg->admin_addr) || cfg->admin_enabled != d->cfg->admin_enabled)
@@ -874,6 +994,7 @@ static void l4_metrics(void *arg, struct strbuf *out)
         return;
     l4_snapshot_metrics(&snap, out);
     l4_snapshot_free(&snap);
+    l4_sync_metrics(d->sync, out);
 }
 
 int l4_daemon_admin(struct admin_site *site, void *arg)
@@ -995,6 +1116,18 @@ int l4_daemon_run(const struct l4_run_options *o)
         config_free(d.cfg);
         return 1;
     }
+    if (l4->sync.enabled) {
+        /* The key first: a key file refused stops the start before
+         * anything is loaded. */
+        uint8_t key[L4_SYNC_KEY_MAX];
+        int n = sync_key(&d, &l4->sync, key, sizeof key, err, sizeof err);
+        memset(key, 0, sizeof key);
+        if (n < 0) {
+            fprintf(stderr, "%s\n", err);
+            config_free(d.cfg);
+            return 1;
+        }
+    }
     const struct daemon_spec spec = { .role = "l4", .module = &l4_module, .ops = &l4_daemon_ops, .arg = &d };
     if (daemon_init(&d.dmn, &spec, d.cfg, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -1083,6 +1216,12 @@ int l4_daemon_run(const struct l4_run_options *o)
     if (d.dmn.admin)
         log_info("admin API on %s (services are pools named PROTO:VIP; changes under /api/l4/)",
                  d.cfg->admin_addr.text);
+    /* Before the attach: a sync that cannot start (its address taken)
+     * stops a first start before it touches the interfaces. */
+    if (start_sync(&d, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
     if (l4_links_attach(d.pin_dir, d.ld.prog_fd, d.ld.ifaces, d.ld.n_ifaces, l4->xdp_generic, o->force,
                         gone_iface, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -1101,6 +1240,7 @@ int l4_daemon_run(const struct l4_run_options *o)
     rc = daemon_run(&d.dmn) < 0 ? 1 : 0;
 
 out:
+    l4_sync_free(d.sync);
     l4_discovery_free(&d);
     hc_set_free(d.hc);
     admin_stop(d.dmn.admin);

@@ -31,6 +31,7 @@
 #include "core/pool_view.h"
 #include "l4/loader.h"
 #include "l4/stats.h"
+#include "l4/sync.h"
 
 struct real_rt {
     uint32_t index;          /* reals map index */
@@ -78,6 +79,7 @@ struct l4d {
     uint32_t next_index;     /* where the search for a free real index starts */
     bool loop_running;       /* health checks run (not during start-up) */
     struct l4_discovery *disc; /* discovered services' subscriptions (l4_discovery.c); NULL: none yet */
+    struct l4_sync *sync;    /* l4.sync (sync.h); NULL when off */
 };
 
 /* Replace the list of services with svcs[0..n) (ownership of the array

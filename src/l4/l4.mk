@@ -66,8 +66,9 @@ $(L4_OUT)/test_forwarder: $(L4_FIXTURE_SRC) $(L4_FIXTURE_HDR) $(L4_TESTLIB) $(L4
 	      src/l4/conns.c $(L4_USER_LIBS)
 
 $(L4_OUT)/l4_bench: tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) \
-                    $(L4_LIB_SRC) $(L4_BPF_HDRS) $(L4_SKELS)
-	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_LIB_SRC) $(L4_USER_LIBS)
+                    $(L4_LIB_SRC) $(L4_BPF_HDRS) $(L4_SKELS) src/l4/sync_wire.c src/l4/sync_wire.h
+	$(CC) $(L4_USER_CFLAGS) -o $@ tests/bpf/l4_bench.c $(L4_TESTLIB) $(L4_LIB_SRC) src/l4/sync_wire.c \
+	      $(L4_USER_LIBS) -lcrypto
 
 test-bpf: $(L4_OUT)/test_forwarder
 	@$(L4_OUT)/test_forwarder $(SUITES)
@@ -125,7 +126,13 @@ build/obj/src/l4/decap.o build/asan/src/l4/decap.o: $(L4_OUT)/decap.skel.h
 # link libbpf, the skeletons and the fixtures' helpers instead of src/: this
 # static pattern rule takes them out of the generic build/fuzz/% rule. As
 # non-root they print "skip: ..." and exit 0 (tests/run.sh counts a skip).
-L4_FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c))
+L4_FUZZ_BIN := $(filter-out build/fuzz/fuzz_l4_sync,$(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_l4_*.c)))
+
+# The l4.sync wire decoder is pure code: its target links only that file
+# (and OpenSSL for the MAC), no kernel, so it runs as any user.
+build/fuzz/fuzz_l4_sync: tests/fuzz/fuzz_l4_sync.c src/l4/sync_wire.c src/l4/sync_wire.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< src/l4/sync_wire.c -lcrypto
 
 $(L4_FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c $(L4_TESTLIB) $(L4_TESTLIB_HDR) $(L4_LIB_SRC) $(L4_BPF_HDRS) \
                 $(L4_SKELS) tests/fuzz/l4_fuzz_report.h

@@ -3,10 +3,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/config_walk.h"
 #include "l4/bpf/forwarder_abi.h" /* the data plane's defaults: flow seed, GUE port */
@@ -443,11 +446,154 @@ static void parse_l4_seed(struct config_ctx *c, const struct ynode *v, uint32_t 
     *out = (uint32_t)n;
 }
 
+/* l4.sync */
+
+enum { SYK_LISTEN, SYK_PEERS, SYK_KEY_FILE, SYK_INTERVAL, SYK_REFRESH, SYK_NODE_ID };
+static const char *const l4_sync_keys[] = { "listen", "peers", "key_file", "interval", "refresh", "node_id", NULL };
+
+static void sync_peer(struct config_ctx *c, const struct ynode *item, void *obj)
+{
+    struct cfg_l4_sync *y = obj;
+    struct sl_addr a;
+    if (!config_get_addr(c, item, &a))
+        return;
+    if (addr_port(&a) == 0) {
+        config_err_at(c, item->line, "a peer needs a port (address:port), got \"%s\"", a.text);
+        return;
+    }
+    for (size_t i = 0; i < y->n_peers; i++) {
+        if (addr_equal(&y->peers[i], &a)) {
+            config_err_at(c, item->line, "duplicate peer %s", a.text);
+            return;
+        }
+    }
+    y->peers[y->n_peers++] = a;
+}
+
+static void l4_sync_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
+{
+    struct cfg_l4_sync *y = obj;
+    switch (key) {
+    case SYK_LISTEN:
+        if (config_get_addr(c, v, &y->listen) && addr_port(&y->listen) == 0) {
+            config_err_at(c, v->line, "port must be a number from 1 to 65535");
+            y->listen.len = 0;
+        }
+        break;
+    case SYK_PEERS:
+        config_each_item(c, v, L4_SYNC_MAX_PEERS, "peers", sync_peer, y);
+        break;
+    case SYK_KEY_FILE:
+        if (config_get_text(c, v, "a file name", &y->key_file))
+            y->key_file_line = v->line;
+        break;
+    case SYK_INTERVAL:
+        config_get_duration(c, v, 1, 10000, &y->interval_ms);
+        break;
+    case SYK_REFRESH:
+        config_get_duration(c, v, 1000, 3600 * 1000, &y->refresh_ms);
+        break;
+    case SYK_NODE_ID:
+        if (config_get_uint(c, v, 1, UINT32_MAX, &y->node_id))
+            y->node_id_set = true;
+        break;
+    }
+}
+
+/* The default node id: the listen address's last four bytes (unique
+ * within a group whose nodes listen on distinct addresses of one subnet). */
+static uint32_t sync_default_node_id(const struct sl_addr *a)
+{
+    const uint8_t *b;
+    if (a->ss.ss_family == AF_INET)
+        b = (const uint8_t *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+    else
+        b = (const uint8_t *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr + 12;
+    uint32_t id = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    return id ? id : 1;
+}
+
+static void parse_l4_sync(struct config_ctx *c, const struct ynode *v, struct cfg_l4_sync *y)
+{
+    y->line = config_key_line(c);
+    y->interval_ms = 50;
+    y->refresh_ms = 10000;
+    if (!config_walk_map(c, v, l4_sync_keys, l4_sync_field, y))
+        return;
+    y->enabled = true;
+    if (!config_map_has_key(v, "listen"))
+        config_missing_key(c, v, "listen");
+    if (!config_map_has_key(v, "peers"))
+        config_missing_key(c, v, "peers");
+    if (!config_map_has_key(v, "key_file"))
+        config_missing_key(c, v, "key_file");
+    for (size_t i = 0; y->listen.len && i < y->n_peers; i++) {
+        if (addr_equal(&y->peers[i], &y->listen)) {
+            size_t mark = config_path_push(c, ".peers[%zu]", i);
+            config_err_at(c, v->line, "%s is this node's own listen address", y->listen.text);
+            config_path_pop(c, mark);
+        }
+    }
+    if (y->listen.len && !y->node_id_set)
+        y->node_id = sync_default_node_id(&y->listen);
+}
+
+int l4_sync_read_key(const char *path, uint8_t *key, size_t cap, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    /* Whoever can read the key can forge connection entries. */
+    if (st.st_mode & 077) {
+        snprintf(err, errlen, "%s is accessible by group or others (mode %03o): chmod 600 it", path,
+                 (unsigned)(st.st_mode & 0777));
+        close(fd);
+        return -1;
+    }
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t r = read(fd, key + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    uint8_t more;
+    bool too_big = got == cap && read(fd, &more, 1) == 1;
+    close(fd);
+    if (got && key[got - 1] == '\n')
+        got--;
+    if (too_big) {
+        snprintf(err, errlen, "%s is larger than %zu bytes", path, cap);
+        return -1;
+    }
+    if (got < L4_SYNC_KEY_MIN) {
+        snprintf(err, errlen, "%s holds %zu bytes: the key needs at least %d (e.g. openssl rand -hex 32)", path,
+                 got, L4_SYNC_KEY_MIN);
+        return -1;
+    }
+    return (int)got;
+}
+
 enum { L4K_INTERFACES, L4K_XDP_MODE, L4K_SEED, L4K_SYN_CAP, L4K_TUN_SRC4, L4K_TUN_SRC6, L4K_TUN_MTU,
-       L4K_MAX_SERVICES, L4K_TX_INTERFACE, L4K_GUE_PORT, L4K_SERVICES };
+       L4K_MAX_SERVICES, L4K_TX_INTERFACE, L4K_GUE_PORT, L4K_SERVICES, L4K_SYNC };
 static const char *const l4_keys[] = {
     "interfaces", "xdp_mode", "seed", "syn_cap", "tun_source_prefix", "tun_source_prefix6", "tun_mtu",
-    "max_services", "tx_interface", "gue_port", "services", NULL,
+    "max_services", "tx_interface", "gue_port", "services", "sync", NULL,
 };
 
 static void l4_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -496,6 +642,9 @@ static void l4_field(struct config_ctx *c, int key, const struct ynode *v, void 
     }
     case L4K_SERVICES:
         parse_l4_services(c, v, l4);
+        break;
+    case L4K_SYNC:
+        parse_l4_sync(c, v, &l4->sync);
         break;
     }
 }
@@ -615,6 +764,7 @@ static void l4_conf_free(void *data)
         free(l4->interfaces[i]);
     free(l4->interfaces);
     free(l4->tx_interface);
+    free(l4->sync.key_file);
     for (size_t i = 0; i < l4->n_services; i++)
         l4_conf_service_free(&l4->services[i]);
     free(l4->services);

@@ -58,6 +58,26 @@ struct cfg_l4_service {
     int line;
 };
 
+/* l4.sync: replication of NAT/FullNAT connection entries between the LB
+ * nodes of a group (src/l4/sync.h, docs/l4.md "Connection sync"). */
+#define L4_SYNC_MAX_PEERS 32
+#define L4_SYNC_KEY_MIN 32     /* bytes of shared secret, at least */
+#define L4_SYNC_KEY_MAX 1024
+
+struct cfg_l4_sync {
+    bool enabled;          /* the section has l4.sync */
+    struct sl_addr listen; /* UDP address:port of this node */
+    struct sl_addr peers[L4_SYNC_MAX_PEERS];
+    size_t n_peers;
+    char *key_file;        /* the shared secret: read at start and reload */
+    int key_file_line;
+    uint32_t interval_ms;  /* batch interval of new-flow events (50 ms) */
+    uint32_t refresh_ms;   /* full re-send of live entries (10 s) */
+    uint32_t node_id;      /* default: derived from listen's address */
+    bool node_id_set;
+    int line;
+};
+
 struct cfg_l4 {
     bool present;          /* the file has an l4: section */
     char **interfaces;     /* XDP attach points, at least one */
@@ -77,8 +97,15 @@ struct cfg_l4 {
                             * time; default 16, raised to the file's count */
     struct cfg_l4_service *services;
     size_t n_services;
+    struct cfg_l4_sync sync;
     int line;
 };
+
+/* The secret of l4.sync.key_file: at least L4_SYNC_KEY_MIN bytes (the
+ * file's bytes as they are; a trailing newline is dropped), and the file
+ * must give no access to group or others (refused, as ssh refuses such a
+ * private key). Returns the length, or -1 with a reason in err. */
+int l4_sync_read_key(const char *path, uint8_t *key, size_t cap, char *err, size_t errlen);
 
 /* The section: root key l4. */
 extern const struct config_section l4_conf_section;

@@ -187,6 +187,7 @@ int l4_loader_open(struct l4_loader *ld, const char *pin_dir, uint32_t maglev_m,
     ld->fd_nat_pools = bpf_map__fd(ld->skel->maps.nat_pools);
     ld->fd_conn_shared = bpf_map__fd(ld->skel->maps.conn_shared);
     ld->fd_nat = bpf_map__fd(ld->skel->maps.nat);
+    ld->fd_sync_events = bpf_map__fd(ld->skel->maps.sync_events);
     return 0;
 fail:
     forwarder__destroy(ld->skel);

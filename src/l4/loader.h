@@ -34,6 +34,7 @@ struct l4_loader {
     int fd_vips, fd_reals, fd_maglev, fd_conn, fd_cfg, fd_vip_stats, fd_real_stats, fd_reasons, fd_nat_pools;
     /* the state tables l4_count_conns() (conns.h) reads */
     int fd_conn_shared, fd_nat;
+    int fd_sync_events;    /* l4.sync: the new-flow ring (sync.h) */
     size_t n_reused;       /* maps taken over from an earlier run */
     int lock_fd;           /* the pin directory, flock()ed while we run */
     bool mounted_bpffs;    /* l4_ensure_bpffs() mounted one (ip netns exec) */

@@ -55,6 +55,9 @@ void l4_config_of(struct l4_cfg *c, const struct cfg_l4 *l4, const uint8_t src_m
     for (size_t s = 0; s < l4->n_services; s++)
         if (l4->services[s].mode == L4_FWD_NAT || l4->services[s].mode == L4_FWD_FULLNAT)
             c->flags |= L4_CFG_F_NAT_REPLIES;
+    /* l4.sync: new NAT/FullNAT flows are announced to user space. */
+    if (l4->sync.enabled)
+        c->flags |= L4_CFG_F_SYNC;
     c->new_flow_cap = l4->syn_cap;
     c->tun_mtu = (__u16)l4->tun_mtu;
     c->maglev_m = maglev_m;

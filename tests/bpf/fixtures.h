@@ -137,6 +137,7 @@ void suite_sched(void);     /* test_sched.c */
 void suite_conns(void);     /* test_conns.c */
 void suite_decap(void);     /* test_decap.c */
 void suite_malformed(void); /* test_malformed.c */
+void suite_sync(void);      /* test_sync.c */
 
 /* ---- frames ---- */
 

@@ -60,6 +60,7 @@ static const struct {
     { "conns", suite_conns },
     { "decap", suite_decap },
     { "malformed", suite_malformed },
+    { "sync", suite_sync },
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

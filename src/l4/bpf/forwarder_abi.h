@@ -171,6 +171,8 @@ struct l4_cfg {
                                      * any NAT or FullNAT service exists, so
                                      * plain traffic skips the lookup
                                      * otherwise */
+#define L4_CFG_F_SYNC        0x0002 /* l4.sync is on: every new NAT/FullNAT
+                                     * flow is announced in sync_events */
 
 #define L4_NAT_TCP_TIMEOUT 900 /* s, as LVS */
 #define L4_NAT_FIN_TIMEOUT 10  /* s */
@@ -221,7 +223,8 @@ struct l4_nat {
     __u32 real;       /* real index */
     __u32 svc;        /* vip_meta.svc, for vip_stats */
     __u32 ifindex;    /* OUT/LOCAL: interface the client's packets came in on */
-    __u32 pad;
+    __u32 flags;      /* L4_NAT_F_* (was padding: 0 on entries the data
+                       * plane makes) */
     __u64 last_seen;  /* OUT/LOCAL: bpf_ktime_get_coarse_ns() of the flow's
                        * last packet either way, rewritten at most once a
                        * second (the line is shared between CPUs); IN: when
@@ -234,6 +237,11 @@ struct l4_nat {
 };
 
 #define L4_NAT_S_CLOSING 0x01 /* FIN or RST seen: the short timeout applies */
+
+/* l4_nat.flags */
+#define L4_NAT_F_IMPORTED 0x01 /* written by l4.sync from a peer's entry (on
+                                * both of the flow's entries): not sent on
+                                * to the peers again */
 
 /* nat_pools (BPF_MAP_TYPE_ARRAY, L4_MAX_SERVICES): FullNAT local addresses
  * of a service, indexed by vip_meta.svc. Addresses are of the service's
@@ -310,6 +318,10 @@ enum l4_reason {
                               * inactive real: replaced */
     L4_R_TOA_ADDED,          /* FullNAT SYN got the client-address option */
     L4_R_TOA_NO_ROOM,        /* ... or had no option space left for it */
+    /* Added with l4.sync (appended: renumbers nothing). */
+    L4_R_SYNC_EVENT,         /* a new NAT/FullNAT flow announced in sync_events */
+    L4_R_SYNC_LOST,          /* ... or not: the ring was full (the next
+                              * refresh sends the flow anyway) */
     L4_R__COUNT,
 };
 
@@ -347,6 +359,8 @@ static const char *const l4_reason_names[L4_R__COUNT] = {
     [L4_R_NAT_STALE] = "nat_stale",
     [L4_R_TOA_ADDED] = "toa_added",
     [L4_R_TOA_NO_ROOM] = "toa_no_room",
+    [L4_R_SYNC_EVENT] = "sync_event",
+    [L4_R_SYNC_LOST] = "sync_lost",
 };
 #endif
 
@@ -368,5 +382,21 @@ struct l4_rr_cursor {
 };
 
 #define L4_RR_PROBES 8  /* slots tried per new flow before drop_no_real */
+
+/* ---- connection sync (appended; l4.sync, src/l4/sync.c) ---- */
+
+/* sync_events (BPF_MAP_TYPE_RINGBUF, L4_SYNC_RING_BYTES): while
+ * L4_CFG_F_SYNC is set, nat_in() writes one record per new NAT/FullNAT
+ * flow, after both of its entries are in `nat`: the IN key. User space
+ * reads the two entries from `nat` itself (they may have changed since,
+ * which is what it should send). Written without a wake-up
+ * (BPF_RB_NO_WAKEUP): user space drains the ring on its batch timer, so
+ * a new flow costs no interrupt work. A full ring counts
+ * L4_R_SYNC_LOST. */
+#define L4_SYNC_RING_BYTES (1u << 20)
+
+struct l4_sync_event {
+    struct l4_nat_key in;   /* the flow's IN key */
+};
 
 #endif

@@ -87,6 +87,12 @@ struct {
     __type(value, struct l4_nat_pool);
 } nat_pools SEC(".maps");
 
+/* l4.sync: new NAT/FullNAT flows for user space (forwarder_abi.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, L4_SYNC_RING_BYTES);
+} sync_events SEC(".maps");
+
 /* Scratch space for NAT: two entries, two keys and the headers the TOA
  * insert moves do not fit on the 512-byte BPF stack beside the rest.
  * Per-CPU, and an XDP program runs to completion on its CPU, so nothing

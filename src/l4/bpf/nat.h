@@ -82,6 +82,16 @@ static __always_inline bool nat_out_is(const struct l4_nat *o, const struct l4_f
            o->sport == k->dport;
 }
 
+/* l4.sync: tell user space about a new flow (its IN key; forwarder_abi.h).
+ * No wake-up: user space drains the ring on a timer. */
+static __always_inline void sync_announce(const struct l4_nat_key *ik)
+{
+    if (bpf_ringbuf_output(&sync_events, (void *)ik, sizeof(struct l4_sync_event), BPF_RB_NO_WAKEUP))
+        count_in(&reasons, L4_R_SYNC_LOST, 0);
+    else
+        count_in(&reasons, L4_R_SYNC_EVENT, 0);
+}
+
 /* ---- rewriting ---- */
 
 /* Rewrite the packet's addresses and ports to v's, with the IPv4 header
@@ -442,6 +452,8 @@ static __noinline int nat_in(struct xdp_md *ctx, struct pkt *p, const struct l4_
             return finish(L4_R_DROP_NAT_NO_PORT, bytes);
     }
     bpf_map_update_elem(&nat, ik, in, BPF_ANY);
+    if (cfg->flags & L4_CFG_F_SYNC)
+        sync_announce(ik);
 
 xlate:
     if (!r)
