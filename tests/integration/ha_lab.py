@@ -396,6 +396,8 @@ class Lab:
         conf = [
             'log "%s/bird.log" all;\n' % self.node_dir(router),
             "router id %s;\n" % info["fabric"],
+            # Session state changes in the log: session_flaps() counts them.
+            "debug protocols { states };\n",
             "protocol device { scan time 10; }\n",
             "ipv4 table natret;\n",
             # The VIP routes into the main table, equal paths merged (ECMP).
@@ -465,6 +467,18 @@ class Lab:
         """{protocol name: state} of the BGP sessions of a BIRD."""
         out = self.birdc(node, "show", "protocols").stdout
         return {m.group(1): m.group(2) for m in re.finditer(r"^(\S+)\s+BGP\s+\S+\s+\S+\s+\S+\s+(\S+)", out, re.M)}
+
+    def session_flaps(self, since=None):
+        """How many times a router's BGP session to an LB node went down,
+        from both routers' logs (since: an earlier return value's "marks",
+        to count only what came after)."""
+        marks, count = {}, 0
+        for r in ROUTERS:
+            text = self.read(r, "bird.log")
+            start = (since or {}).get(r, 0)
+            count += len(re.findall(r"lb_\w+: State changed to stop", text[start:]))
+            marks[r] = len(text)
+        return count, marks
 
     # ------------------------------------------------------------- announcing
     def announce_start(self, node):
@@ -802,28 +816,96 @@ class Lab:
         return "\n".join(out)
 
 
+EVENTS = ("crash", "power-loss", "cut", "drain", "zone")
+
+
+def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0):
+    """One event under traffic (ha_traffic): {"event", "node", "bfd_ms",
+    "bfd_multiplier", "routes_ms" (until both routers changed), "traffic"}.
+    The lab is healed afterwards."""
+    import ha_traffic
+    others = [n for n in lab.primary_nodes() if n != node] if event != "zone" else lab.zone_nodes("b")
+    t = ha_traffic.Traffic(lab, vip, duration=60, timeout=timeout).start()
+    try:
+        time.sleep(settle)
+        t0 = time.time()
+        if event == "crash":
+            lab.crash_node(node)
+        elif event == "power-loss":
+            lab.crash_node(node, silent=True)
+        elif event == "cut":
+            lab.cut_link(node)
+        elif event == "drain":
+            lab.drain(node, settle=0)
+        elif event == "zone":
+            lab.lose_zone(NODES[node][0])
+        lab.wait_routes({v: others for v in BGP_VIPS})
+        routes_ms = (time.time() - t0) * 1000
+        time.sleep(after)
+    finally:
+        result = t.stop()
+    lab.heal()
+    return {"event": event, "node": node, "bfd_ms": lab.bfd_interval_ms, "bfd_multiplier": lab.bfd_multiplier,
+            "routes_ms": round(routes_ms, 1), "traffic": result}
+
+
+def busy_loops(n):
+    """n processes spinning on the CPU (nice 0), to make the machine busy."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
 def main():
-    """`python3 tests/integration/ha_lab.py [--prefix P] [--hold SECONDS]`:
-    build the lab, print the routes, hold it (Ctrl-C ends), remove it."""
+    """`python3 tests/integration/ha_lab.py [options]`: build the lab, run
+    events under traffic and print their figures as JSON lines, or hold
+    the lab for a look (Ctrl-C ends); the lab is removed at the end."""
     import argparse
+    import ha_traffic
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--prefix", default="s12l-")
-    ap.add_argument("--hold", type=float, default=0)
+    ap.add_argument("--prefix", default="s12l-", help="namespace prefix (default s12l-)")
+    ap.add_argument("--bfd", default="100x3", help="BFD interval (ms) x multiplier (default 100x3)")
+    ap.add_argument("--event", choices=EVENTS, help="an event to run under traffic")
+    ap.add_argument("--node", default="a1")
+    ap.add_argument("--vip", choices=("dr", "tun"), default="dr")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--busy", type=int, default=0, help="CPU-spinning processes while events/stability run")
+    ap.add_argument("--stability", type=float, default=0,
+                    help="seconds of traffic without events, counting BGP sessions the routers lost")
+    ap.add_argument("--hold", type=float, default=0, help="seconds to keep the lab up at the end")
     args = ap.parse_args()
     why = have_tools()
     if why:
         sys.exit("ha_lab: " + why)
-    with Lab(prefix=args.prefix) as lab:
-        t0 = time.time()
-        lab.build()
-        print("lab built in %.1f s in %s" % (time.time() - t0, lab.dir))
-        for r in ROUTERS:
-            for vip in BGP_VIPS:
-                print("%s: %s via %s; BIRD %s" % (r, vip, lab.kernel_nexthops(r, vip), lab.bird_routes(r, vip)))
+    interval, mult = (int(x) for x in args.bfd.split("x"))
+    vip = VIP_DR if args.vip == "dr" else VIP_TUN
+    burners = []
+    with Lab(prefix=args.prefix, bfd=(interval, mult), log=lambda m: print("# " + m, file=sys.stderr)) as lab:
         try:
-            time.sleep(args.hold)
+            t0 = time.time()
+            lab.build()
+            wait_for(lab.sessions_established, 20)
+            print("# lab built in %.1f s in %s" % (time.time() - t0, lab.dir), file=sys.stderr)
+            burners = busy_loops(args.busy)
+            if args.stability:
+                flaps, marks = lab.session_flaps()
+                t = ha_traffic.Traffic(lab, vip, duration=args.stability + 30).start()
+                time.sleep(args.stability)
+                result = t.stop()
+                print(json.dumps({"stability_s": args.stability, "bfd_ms": interval, "bfd_multiplier": mult,
+                                  "busy": args.busy, "session_flaps": lab.session_flaps(marks)[0],
+                                  "traffic": result}), flush=True)
+            for _ in range(args.repeat if args.event else 0):
+                print(json.dumps(dict(run_event(lab, args.event, args.node, vip), busy=args.busy)), flush=True)
+            if args.hold:
+                for r in ROUTERS:
+                    for v in BGP_VIPS:
+                        print("# %s: %s via %s" % (r, v, lab.kernel_nexthops(r, v)), file=sys.stderr)
+                time.sleep(args.hold)
         except KeyboardInterrupt:
             pass
+        finally:
+            for b in burners:
+                b.kill()
+                b.wait()
 
 
 if __name__ == "__main__":
