@@ -480,6 +480,18 @@ class Lab:
             marks[r] = len(text)
         return count, marks
 
+    def session_down_at(self, node, marks):
+        """{router: epoch seconds} when each router's log says its session
+        to node stopped, after marks (from session_flaps)."""
+        out = {}
+        for r in ROUTERS:
+            text = self.read(r, "bird.log")[marks.get(r, 0):]
+            m = re.search(r"^(\S+ \S+) <TRACE> lb_%s: State changed to stop" % node, text, re.M)
+            if m:
+                stamp, _, ms = m.group(1).partition(".")
+                out[r] = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms or 0) / 1000.0
+        return out
+
     # ------------------------------------------------------------- announcing
     def announce_start(self, node):
         """announce="lab": start the node's BIRD (the VIPs announced as soon
@@ -502,16 +514,20 @@ class Lab:
         return os.path.join(self.node_dir(node), "l4.yaml")
 
     def ha_section(self, node):
-        """The `ha:` section for announce="sluice" (the HA tier's keys as
-        decided in issue 12; adjust here when the tier lands)."""
+        """The `ha:` section for announce="sluice" (the HA tier's keys, as in
+        src/ha/ha_conf.c on i12-core when this was written): BIRD managed by
+        sluice, its files in the node's directory."""
         zone, priority, fabric, _, _ = NODES[node]
-        peers = "".join("      - { address: %s, asn: %d }\n" % (info["fabric"], ROUTER_AS)
-                        for info in ROUTERS.values())
-        return ("ha:\n  asn: %d\n  router_id: %s\n  zone: %s\n  priority: %d\n"
-                "  bfd: { interval: %dms, multiplier: %d }\n  bird:\n    mode: managed\n"
-                "    socket: %s\n  peers:\n%s"
-                % (LB_AS, fabric, zone, priority, self.bfd_interval_ms, self.bfd_multiplier,
-                   self.bird_socket(node), peers))
+        d = self.node_dir(node)
+        neighbors = "".join("    - { address: %s, asn: %d, hold_time: 9 }\n" % (info["fabric"], ROUTER_AS)
+                            for info in ROUTERS.values())
+        return ("ha:\n  node: %s\n  zone: %s\n  priority: %d\n  asn: %d\n  router_id: %s\n  neighbors:\n%s"
+                "  bfd: { interval: %dms, multiplier: %d }\n"
+                "  bird:\n    mode: managed\n    control_socket: %s\n    config_file: %s\n    pid_file: %s\n"
+                "    log_file: %s\n"
+                % (node, zone, priority, LB_AS, fabric, neighbors, self.bfd_interval_ms, self.bfd_multiplier,
+                   self.bird_socket(node), os.path.join(d, "bird.conf"), os.path.join(d, "bird.pid"),
+                   os.path.join(d, "bird.log")))
 
     def services(self):
         reals = "".join('        - "%s:%%d"\n' % a for a in self.reals.values())
@@ -632,6 +648,8 @@ class Lab:
             nsexec(self.ns(node), "ip", "link", "set", "fab0", "down")
         self._kill(("l4", node))
         self._kill(("bird", node))
+        if self.announce == "sluice":
+            self._kill_pid_file(os.path.join(self.node_dir(node), "bird.pid"))   # sluice's BIRD outlives it
         if node in self.keepalived_nodes:
             self.stop_keepalived(node, sig=signal.SIGKILL)
             nsexec(self.ns(node), "ip", "addr", "del", VIP_VRRP + "/32", "dev", "fab0", check=False)
@@ -764,6 +782,13 @@ class Lab:
             self.keepalived_nodes.remove(node)
 
     # -------------------------------------------------------------- teardown
+    def _kill_pid_file(self, path):
+        try:
+            with open(path) as f:
+                os.kill(int(f.read().split()[0]), signal.SIGKILL)
+        except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
+            pass
+
     def _kill_ns_pids(self, ns):
         out = sh("ip", "netns", "pids", ns, check=False).stdout.split()
         for pid in out:
@@ -816,18 +841,30 @@ class Lab:
         return "\n".join(out)
 
 
-EVENTS = ("crash", "power-loss", "cut", "drain", "zone")
+EVENTS = ("crash", "power-loss", "cut", "drain", "zone", "zone-restore")
 
 
-def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0):
-    """One event under traffic (ha_traffic): {"event", "node", "bfd_ms",
-    "bfd_multiplier", "routes_ms" (until both routers changed), "traffic"}.
-    The lab is healed afterwards."""
+def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0, check=None, heal=True):
+    """One event under traffic (ha_traffic) on node (for "zone" and
+    "zone-restore": node's zone). Returns {"event", "node", "bfd_ms",
+    "bfd_multiplier", "routes_ms" (until the lab saw both routers' kernel
+    routes as expected after the event, by polling), "session_down_ms"
+    ({router: when its BIRD logged the session to node down}; none for a
+    drain or a restore), "traffic"}. check(): called just before the
+    event (a test's precondition). The lab is healed afterwards unless
+    heal=False."""
     import ha_traffic
-    others = [n for n in lab.primary_nodes() if n != node] if event != "zone" else lab.zone_nodes("b")
+    zone = NODES[node][0]
+    if event in ("zone", "zone-restore"):
+        expect = lab.zone_nodes("b" if zone == "a" else "a") if event == "zone" else lab.primary_nodes()
+    else:
+        expect = [n for n in lab.primary_nodes() if n != node]
     t = ha_traffic.Traffic(lab, vip, duration=60, timeout=timeout).start()
     try:
         time.sleep(settle)
+        if check:
+            check()
+        _, marks = lab.session_flaps()
         t0 = time.time()
         if event == "crash":
             lab.crash_node(node)
@@ -838,15 +875,54 @@ def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0):
         elif event == "drain":
             lab.drain(node, settle=0)
         elif event == "zone":
-            lab.lose_zone(NODES[node][0])
-        lab.wait_routes({v: others for v in BGP_VIPS})
+            lab.lose_zone(zone)
+        elif event == "zone-restore":
+            lab.restore_zone(zone)
+        else:
+            raise ValueError("unknown event %r" % event)
+        lab.wait_routes({v: expect for v in BGP_VIPS})
         routes_ms = (time.time() - t0) * 1000
         time.sleep(after)
     finally:
         result = t.stop()
-    lab.heal()
+    down = lab.session_down_at(node, marks)
+    if heal:
+        lab.heal()
     return {"event": event, "node": node, "bfd_ms": lab.bfd_interval_ms, "bfd_multiplier": lab.bfd_multiplier,
-            "routes_ms": round(routes_ms, 1), "traffic": result}
+            "routes_ms": round(routes_ms, 1),
+            "session_down_ms": {r: round((at - t0) * 1000, 1) for r, at in down.items()}, "traffic": result}
+
+
+def vrrp_transitions(lab):
+    """How many times keepalived on a1 and a2 became master or backup
+    (their logs; each start counts one)."""
+    return sum(len(re.findall(r"Entering (MASTER|BACKUP) STATE", lab.read(n, "keepalived.log"))) for n in ("a1", "a2"))
+
+
+def run_vrrp_crash(lab, advert, settle=1.0, after=8.0):
+    """keepalived VRRP on a1 (master) and a2 moving VIP_VRRP; a1 crashes
+    under traffic. {"event": "vrrp-crash", "advert_int", "takeover_ms"
+    (until a2 holds the VIP, by polling), "master_after", "traffic"}. The timeout for a
+    long-lived connection is 20 s here: TCP's retransmission backoff
+    after a 3.6 s outage may wait ~6 s for its next try."""
+    import ha_traffic
+    lab.start_keepalived(("a1", "a2"), advert_int=advert)
+    if not wait_for(lambda: lab.vrrp_master() == "a1", 15):
+        raise RuntimeError("no VRRP master a1: " + lab.read("a1", "keepalived.log")[-2000:])
+    t = ha_traffic.Traffic(lab, VIP_VRRP, duration=60, timeout=20).start()
+    try:
+        time.sleep(settle)
+        t0 = time.time()
+        lab.crash_node("a1")
+        wait_for(lambda: lab.vrrp_master() == "a2", 15, step=0.01)
+        takeover_ms = (time.time() - t0) * 1000
+        time.sleep(after)
+    finally:
+        result = t.stop()
+    master = lab.vrrp_master()
+    lab.heal()
+    return {"event": "vrrp-crash", "advert_int": advert, "takeover_ms": round(takeover_ms, 1),
+            "master_after": master, "traffic": result}
 
 
 def busy_loops(n):
@@ -870,6 +946,8 @@ def main():
     ap.add_argument("--busy", type=int, default=0, help="CPU-spinning processes while events/stability run")
     ap.add_argument("--stability", type=float, default=0,
                     help="seconds of traffic without events, counting BGP sessions the routers lost")
+    ap.add_argument("--vrrp", metavar="ADVERT", help="keepalived VRRP on a1, a2 with this advert_int: "
+                    "--stability counts its state changes, --event crash crashes its master")
     ap.add_argument("--hold", type=float, default=0, help="seconds to keep the lab up at the end")
     args = ap.parse_args()
     why = have_tools()
@@ -885,6 +963,21 @@ def main():
             wait_for(lab.sessions_established, 20)
             print("# lab built in %.1f s in %s" % (time.time() - t0, lab.dir), file=sys.stderr)
             burners = busy_loops(args.busy)
+            if args.vrrp:
+                if args.stability:
+                    lab.start_keepalived(("a1", "a2"), advert_int=args.vrrp)
+                    wait_for(lambda: lab.vrrp_master() == "a1", 15)
+                    before = vrrp_transitions(lab)
+                    t = ha_traffic.Traffic(lab, VIP_VRRP, duration=args.stability + 30).start()
+                    time.sleep(args.stability)
+                    result = t.stop()
+                    print(json.dumps({"stability_s": args.stability, "advert_int": args.vrrp, "busy": args.busy,
+                                      "vrrp_transitions": vrrp_transitions(lab) - before, "traffic": result}),
+                          flush=True)
+                    lab.heal()
+                for _ in range(args.repeat if args.event else 0):
+                    print(json.dumps(dict(run_vrrp_crash(lab, args.vrrp), busy=args.busy)), flush=True)
+                args.event = args.stability = None
             if args.stability:
                 flaps, marks = lab.session_flaps()
                 t = ha_traffic.Traffic(lab, vip, duration=args.stability + 30).start()

@@ -24,8 +24,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ha_lab  # noqa: E402
-from ha_lab import BGP_VIPS, ECHO_PORT, VIP_DR, VIP_TUN, VIP_VRRP  # noqa: E402
-from ha_traffic import Traffic, summary  # noqa: E402
+from ha_lab import BGP_VIPS, ECHO_PORT, VIP_DR, VIP_TUN  # noqa: E402
+from ha_traffic import summary  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +42,15 @@ def lab():
 
 
 @pytest.fixture
-def healed(lab):
-    """The lab as built, before and after the test; its logs on failure."""
+def healed(lab, request):
+    """The lab as built, before and after the test; its logs when the test
+    failed (the lab's directory goes with the lab)."""
     lab.heal()
-    try:
-        yield lab
-    except Exception:
+    failed = request.session.testsfailed
+    yield lab
+    if request.session.testsfailed > failed:
         print(lab.logs_tail())
-        raise
-    finally:
-        lab.heal()
+    lab.heal()
 
 
 def vip_packets(lab, node, vip, port=ECHO_PORT):
@@ -64,23 +63,13 @@ def vip_packets(lab, node, vip, port=ECHO_PORT):
     return int(m.group(1)) if m else 0
 
 
-def run_event(lab, vip, event, settle=1.0, after=1.5, **kw):
-    """Traffic to vip; event() once it flows; the figures once the routes
-    settled and `after` seconds more passed."""
-    t = Traffic(lab, vip, duration=60, **kw).start()
-    try:
-        ha_lab.time.sleep(settle)
-        event()
-        ha_lab.time.sleep(after)
-    finally:
-        result = t.stop()
-    return result
-
-
-def report(name, result):
-    print("\n[ha] %s: %s" % (name, summary(result)))
-    if result["long"]["failures"]:
-        print("[ha] %s: failures %s" % (name, result["long"]["failures"]))
+def report(name, figures):
+    """The figures, for the log (pytest -s)."""
+    extra = " ".join("%s=%s" % (k, figures[k]) for k in ("routes_ms", "session_down_ms", "takeover_ms")
+                     if k in figures)
+    print("\n[ha] %s: %s; %s" % (name, summary(figures["traffic"]), extra))
+    if figures["traffic"]["long"]["failures"]:
+        print("[ha] %s: failures %s" % (name, figures["traffic"]["long"]["failures"]))
 
 
 def assert_unbroken(result):
@@ -90,6 +79,20 @@ def assert_unbroken(result):
     # error": the run is long enough for dozens of exchanges each).
     assert lg["exchanges"] > lg["connections"] * 20, lg
     assert result["probes"]["ok"] > 0, result["probes"]
+
+
+def carried_flows(lab, node, vip):
+    """A check for run_event: node forwarded some of the traffic before the
+    event (else losing it would prove nothing)."""
+    before = vip_packets(lab, node, vip)
+
+    def check():
+        assert vip_packets(lab, node, vip) > before, "%s carried none of the flows" % node
+    return check
+
+
+def mode(vip):
+    return "DR" if vip == VIP_DR else "TUN"
 
 
 def test_routes_prefer_zone_a_over_ecmp(healed):
@@ -109,53 +112,36 @@ def test_routes_prefer_zone_a_over_ecmp(healed):
         assert ha_lab.CLIENT_NET in out and "10.12.0.11" in out and "10.12.0.12" in out, out
 
 
-@pytest.mark.parametrize("vip,silent", [(VIP_DR, False), (VIP_TUN, False), (VIP_DR, True)],
+@pytest.mark.parametrize("vip,event", [(VIP_DR, "crash"), (VIP_TUN, "crash"), (VIP_DR, "power-loss")],
                          ids=["dr", "tun", "dr-power-loss"])
-def test_node_crash_keeps_flows(healed, vip, silent):
+def test_node_crash_keeps_flows(healed, vip, event):
     """kill -9 of a1's sluice l4 and BIRD, its forwarder taken off: the
     routers move a1's flows to a2, which sends them to the same reals.
     The kernel closes the dead BIRD's BGP sessions, so the routers know at
-    once; with silent=True (a power loss: the link goes first) only BFD
-    can tell them."""
+    once; in a power loss (the link goes first) only BFD can tell them."""
     lab = healed
-    before = vip_packets(lab, "a1", vip)
-
-    def crash():
-        assert vip_packets(lab, "a1", vip) > before, "a1 carried none of the flows: the test would prove nothing"
-        lab.crash_node("a1", silent=silent)
-        took = lab.wait_routes({v: ["a2"] for v in BGP_VIPS})
-        print("\n[ha] routes moved off a1 in %.0f ms" % (took * 1000))
-
-    result = run_event(lab, vip, crash)
-    report("%s %s a1" % ("DR" if vip == VIP_DR else "TUN", "power loss" if silent else "crash"), result)
-    assert_unbroken(result)
-    assert lab.detach("a1").stdout.find("not attached") >= 0
+    figures = ha_lab.run_event(lab, event, "a1", vip, check=carried_flows(lab, "a1", vip), heal=False)
+    report("%s %s a1" % (mode(vip), event), figures)
+    assert_unbroken(figures["traffic"])
+    out = lab.detach("a1")
+    assert "not attached" in out.stdout, (out.stdout, out.stderr)
 
 
 @pytest.mark.parametrize("vip", [VIP_DR, VIP_TUN], ids=["dr", "tun"])
 def test_link_cut_keeps_flows(healed, vip):
     """a2's fabric link goes down: only BFD can tell the routers."""
     lab = healed
-    before = vip_packets(lab, "a2", vip)
-
-    def cut():
-        assert vip_packets(lab, "a2", vip) > before, "a2 carried none of the flows"
-        lab.cut_link("a2")
-        took = lab.wait_routes({v: ["a1"] for v in BGP_VIPS})
-        print("\n[ha] routes moved off a2 in %.0f ms (BFD %d ms x %d)"
-              % (took * 1000, lab.bfd_interval_ms, lab.bfd_multiplier))
-
-    result = run_event(lab, vip, cut)
-    report("%s link cut a2" % ("DR" if vip == VIP_DR else "TUN"), result)
-    assert_unbroken(result)
+    figures = ha_lab.run_event(lab, "cut", "a2", vip, check=carried_flows(lab, "a2", vip))
+    report("%s link cut a2 (BFD %d ms x %d)" % (mode(vip), lab.bfd_interval_ms, lab.bfd_multiplier), figures)
+    assert_unbroken(figures["traffic"])
 
 
 def test_drain_keeps_flows(healed):
     """Graceful: a1 withdraws, the routers move its flows, then it stops."""
     lab = healed
-    result = run_event(lab, VIP_DR, lambda: lab.drain("a1"))
-    report("DR drain a1", result)
-    assert_unbroken(result)
+    figures = ha_lab.run_event(lab, "drain", "a1", VIP_DR, check=carried_flows(lab, "a1", VIP_DR), heal=False)
+    report("DR drain a1", figures)
+    assert_unbroken(figures["traffic"])
     assert lab.routes_are({v: ["a2"] for v in BGP_VIPS})
 
 
@@ -163,25 +149,15 @@ def test_zone_lost_and_restored(healed):
     """Zone a dies: the routers switch to zone b (ECMP over b1, b2); zone a
     comes back: traffic returns. No connection breaks either way."""
     lab = healed
-
-    def lose():
-        lab.lose_zone("a")
-        took = lab.wait_routes({v: ["b1", "b2"] for v in BGP_VIPS})
-        print("\n[ha] routes on zone b in %.0f ms" % (took * 1000))
-
-    result = run_event(lab, VIP_DR, lose)
-    report("DR zone a lost", result)
-    assert_unbroken(result)
-    assert vip_packets(lab, "b1", VIP_DR) + vip_packets(lab, "b2", VIP_DR) > 0
-
-    def restore():
-        lab.restore_zone("a")
-        took = lab.wait_routes({v: ["a1", "a2"] for v in BGP_VIPS})
-        print("\n[ha] routes back on zone a %.0f ms after both nodes were ready" % (took * 1000))
-
-    result = run_event(lab, VIP_DR, restore)
-    report("DR zone a restored", result)
-    assert_unbroken(result)
+    figures = ha_lab.run_event(lab, "zone", "a1", VIP_DR, heal=False)
+    report("DR zone a lost", figures)
+    assert_unbroken(figures["traffic"])
+    carried_by_b = vip_packets(lab, "b1", VIP_DR) + vip_packets(lab, "b2", VIP_DR)
+    assert carried_by_b > 0
+    figures = ha_lab.run_event(lab, "zone-restore", "a1", VIP_DR, check=carried_flows(lab, "b1", VIP_DR))
+    report("DR zone a restored", figures)
+    assert_unbroken(figures["traffic"])
+    assert vip_packets(lab, "a1", VIP_DR) + vip_packets(lab, "a2", VIP_DR) > 0
 
 
 @pytest.mark.skipif(not shutil.which("keepalived"), reason="needs keepalived")
@@ -189,18 +165,9 @@ def test_zone_lost_and_restored(healed):
 def test_keepalived_master_crash_moves_vip(healed, advert):
     """The comparison point: keepalived VRRP on a1 (master) and a2 moves
     VIP_VRRP when a1 crashes (both nodes run the same sluice l4, so DR
-    flows continue on a2)."""
+    flows continue on a2, after TCP's retransmission backoff)."""
     lab = healed
-    lab.start_keepalived(("a1", "a2"), advert_int=advert)
-    assert ha_lab.wait_for(lambda: lab.vrrp_master() == "a1", 15), lab.logs_tail()
-
-    def crash():
-        lab.crash_node("a1")
-        assert ha_lab.wait_for(lambda: lab.vrrp_master() == "a2", 15), lab.logs_tail()
-
-    # advert 1 s: about 3.6 s without a master, and TCP's retransmission
-    # backoff after it: a connection may wait ~6 s for its next try.
-    result = run_event(lab, VIP_VRRP, crash, after=8.0, timeout=20)
-    report("keepalived advert_int %s: master a1 crashed" % advert, result)
-    assert lab.vrrp_master() == "a2"
-    assert result["long"]["exchanges"] > result["long"]["connections"] * 20
+    figures = ha_lab.run_vrrp_crash(lab, advert)
+    report("keepalived advert_int %s: master a1 crashed" % advert, figures)
+    assert figures["master_after"] == "a2"
+    assert figures["traffic"]["long"]["exchanges"] > figures["traffic"]["long"]["connections"] * 20
