@@ -62,9 +62,19 @@ Usage (root, Debian's python3):
 
     with ha_lab.Lab(prefix="s12d-") as lab:
         lab.build()
-        t = ha_traffic.Run(lab, vip=ha_lab.VIP_DR)   # see ha_traffic.py
-        lab.crash_node("a1")
-        ...
+        figures = ha_lab.run_event(lab, "crash", "a1", ha_lab.VIP_DR)
+        print(ha_traffic.summary(figures["traffic"]))
+        # or by hand: t = ha_traffic.Traffic(lab, ha_lab.VIP_DR).start();
+        # lab.cut_link("a2"); ...; t.stop() -> the figures
+
+    python3 tests/integration/ha_lab.py --event cut --node a2 --repeat 5 --bfd 100x3
+    python3 tests/integration/ha_lab.py --vrrp 1 --event crash --repeat 3
+      (JSON lines: see run_event, run_vrrp_crash; --help for the rest)
+
+Why the client spreads over both routers (ECMP with the L4 hash) rather
+than using one: both routers' BIRD, ECMP and BFD are then on the path
+of some flows, as with a real pair of edge routers, and a node's failure
+must be handled by both.
 """
 import atexit
 import json
@@ -719,6 +729,8 @@ class Lab:
             self.restore_node(node)
             if self.announce == "lab":
                 self.birdc(node, "enable", "announce")
+            else:
+                nsexec(self.ns(node), self.sluice_bin, "ha", "undrain", "-c", self.l4_config_path(node), check=False)
         self.wait_routes({vip: self.primary_nodes() for vip in BGP_VIPS}, timeout=timeout)
 
     def sessions_established(self):
