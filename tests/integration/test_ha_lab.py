@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ha_lab  # noqa: E402
-from ha_lab import BGP_VIPS, ECHO_PORT, VIP_DR, VIP_TUN  # noqa: E402
+from ha_lab import BGP_VIPS, ECHO_PORT, VIP_DR, VIP_TUN, VIP_VRRP  # noqa: E402
 from ha_traffic import summary  # noqa: E402
 
 
@@ -167,7 +167,7 @@ def test_keepalived_master_crash_moves_vip(healed, advert):
     VIP_VRRP when a1 crashes (both nodes run the same sluice l4, so DR
     flows continue on a2, after TCP's retransmission backoff)."""
     lab = healed
-    figures = ha_lab.run_vrrp_crash(lab, advert)
+    figures = ha_lab.run_vrrp_crash(lab, advert, check=carried_flows(lab, "a1", VIP_VRRP))
     report("keepalived advert_int %s: master a1 crashed" % advert, figures)
     assert figures["master_after"] == "a2"
     assert figures["traffic"]["long"]["exchanges"] > figures["traffic"]["long"]["connections"] * 20
