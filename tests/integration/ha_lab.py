@@ -201,6 +201,7 @@ class Lab:
         self.procs = {}          # key ("bird", node) / ("l4", node) / ... -> Popen
         self.mounted = False
         self.keepalived_nodes = []
+        self.event_at = None     # when the last event method took effect (time.time())
         self.log = log or (lambda msg: print("[ha_lab] " + msg, flush=True))
         _LIVE.append(self)
 
@@ -661,8 +662,11 @@ class Lab:
         node from that instant and only BFD (or VRRP's timer) can tell."""
         if silent:
             nsexec(self.ns(node), "ip", "link", "set", "fab0", "down")
+            self.event_at = time.time()
         self._kill(("l4", node))
         self._kill(("bird", node))
+        if not silent:
+            self.event_at = time.time()
         if self.announce == "sluice":
             self._kill_pid_file(os.path.join(self.node_dir(node), "bird.pid"))   # sluice's BIRD outlives it
         if node in self.keepalived_nodes:
@@ -676,6 +680,7 @@ class Lab:
         """The node's fabric link goes down (ip link set down on its veth):
         its processes live on; the routers notice only by BFD."""
         nsexec(self.ns(node), "ip", "link", "set", "fab0", "down")
+        self.event_at = time.time()
 
     def restore_link(self, node, timeout=20):
         """The link comes back; the node announces again only once sluice
@@ -692,6 +697,7 @@ class Lab:
         stop sluice l4 (SIGTERM: the forwarder stays attached, serving
         stragglers) and take the data path off."""
         self.withdraw(node)
+        self.event_at = time.time()
         others = [n for n in self.primary_nodes() if n != node and self.procs.get(("l4", n))]
         if others:
             self.wait_routes({vip: others for vip in BGP_VIPS})
@@ -712,8 +718,11 @@ class Lab:
             self.announce_start(node)
 
     def lose_zone(self, zone, silent=False):
+        first = None
         for node in self.zone_nodes(zone):
             self.crash_node(node, silent=silent)
+            first = first or self.event_at
+        self.event_at = first
 
     def restore_zone(self, zone):
         for node in self.zone_nodes(zone):
@@ -882,7 +891,7 @@ def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0, check=N
         if check:
             check()
         _, marks = lab.session_flaps()
-        t0 = time.time()
+        t0 = lab.event_at = time.time()
         if event == "crash":
             lab.crash_node(node)
         elif event == "power-loss":
@@ -897,6 +906,9 @@ def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0, check=N
             lab.restore_zone(zone)
         else:
             raise ValueError("unknown event %r" % event)
+        # From the moment the event took effect (a process start can take
+        # a while on a busy machine), when the lab's method says.
+        t0 = lab.event_at
         lab.wait_routes({v: expect for v in BGP_VIPS})
         routes_ms = (time.time() - t0) * 1000
         time.sleep(after)
@@ -938,10 +950,10 @@ def run_vrrp_crash(lab, advert, settle=1.0, after=8.0, check=None):
         time.sleep(settle)
         if check:
             check()
-        t0 = time.time()
         # A power loss: a keepalived killed on a live node would leave the
         # VIP on its interface (and the forwarder forwarding): no failover.
         lab.crash_node("a1", silent=True)
+        t0 = lab.event_at
         wait_for(lambda: lab.vrrp_master() == "a2", 15, step=0.01)
         takeover_ms = (time.time() - t0) * 1000
         time.sleep(after)
