@@ -663,10 +663,10 @@ class Lab:
         if silent:
             nsexec(self.ns(node), "ip", "link", "set", "fab0", "down")
             self.event_at = time.time()
+        else:
+            self.event_at = time.time()   # the kills below take effect at once
         self._kill(("l4", node))
         self._kill(("bird", node))
-        if not silent:
-            self.event_at = time.time()
         if self.announce == "sluice":
             self._kill_pid_file(os.path.join(self.node_dir(node), "bird.pid"))   # sluice's BIRD outlives it
         if node in self.keepalived_nodes:
