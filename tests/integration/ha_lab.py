@@ -662,9 +662,7 @@ class Lab:
         node from that instant and only BFD (or VRRP's timer) can tell."""
         if silent:
             nsexec(self.ns(node), "ip", "link", "set", "fab0", "down")
-            self.event_at = time.time()
-        else:
-            self.event_at = time.time()   # the kills below take effect at once
+        self.event_at = time.time()   # the link is down, or the kills below take effect at once
         self._kill(("l4", node))
         self._kill(("bird", node))
         if self.announce == "sluice":
