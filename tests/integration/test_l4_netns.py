@@ -16,7 +16,6 @@ address, and replies go from the real straight to the client.
 Needs root, `ip`, and a kernel with native XDP on veth; skips otherwise.
 Every wait is bounded; every namespace and mount is removed at teardown.
 """
-import ctypes
 import glob
 import json
 import os
@@ -24,7 +23,6 @@ import re
 import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ import time
 import pytest
 
 import metrics_doc
+from netns_tools import ETHTOOL_STXCSUM, ethtool_set, nsexec, pin_xdp_pass, sh  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # XDP needs root and the release binary is what operators run; ASan would
@@ -128,50 +127,6 @@ print("DONE rounds=%d" % rounds, flush=True)
 for e in errors:
     print("ERR " + e, flush=True)
 '''
-
-
-def sh(*args, check=True, timeout=20):
-    return subprocess.run(list(args), check=check, timeout=timeout, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-
-
-def nsexec(ns, *args, **kw):
-    return sh("ip", "netns", "exec", ns, *args, **kw)
-
-
-ETHTOOL_STXCSUM = 0x17
-
-
-def ethtool_set(ns, ifname, cmd, value):
-    """A legacy ethtool set (ethtool -K), without the ethtool binary."""
-    code = r'''
-import ctypes, fcntl, socket, struct, sys
-SIOCETHTOOL = 0x8946
-val = ctypes.create_string_buffer(struct.pack("II", int(sys.argv[2]), int(sys.argv[3])))
-ifr = struct.pack("16sP16x", sys.argv[1].encode(), ctypes.addressof(val))   # struct ifreq: 40 bytes
-fcntl.ioctl(socket.socket(), SIOCETHTOOL, ifr)
-'''
-    nsexec(ns, sys.executable, "-c", code, ifname, str(cmd), str(value))
-
-
-def pin_xdp_pass(path):
-    """Load the two-instruction program "return XDP_PASS" with the bpf(2)
-    syscall and pin it at path (on a bpffs), for `ip link set ... pinned`."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    NR_BPF, BPF_PROG_LOAD, BPF_OBJ_PIN, BPF_PROG_TYPE_XDP = 321, 5, 6, 6
-    insns = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", 0xb7, 0, 0, 2, 0x95, 0, 0, 0))
-    lic = ctypes.create_string_buffer(b"GPL")
-    attr = ctypes.create_string_buffer(struct.pack("<IIQQ", BPF_PROG_TYPE_XDP, 2, ctypes.addressof(insns),
-                                                   ctypes.addressof(lic)), 128)
-    fd = libc.syscall(NR_BPF, BPF_PROG_LOAD, attr, 128)
-    if fd < 0:
-        raise OSError(ctypes.get_errno(), "BPF_PROG_LOAD")
-    cpath = ctypes.create_string_buffer(path.encode())
-    attr = ctypes.create_string_buffer(struct.pack("<QI", ctypes.addressof(cpath), fd), 128)
-    rc = libc.syscall(NR_BPF, BPF_OBJ_PIN, attr, 128)
-    os.close(fd)
-    if rc < 0:
-        raise OSError(ctypes.get_errno(), "BPF_OBJ_PIN")
 
 
 TOA_LOADER = r'''

@@ -1,0 +1,57 @@
+"""Helpers shared by the tests that build network namespaces with veths and
+XDP (test_l4_netns.py, test_l4_tun.py, ha_lab.py): running commands in a
+namespace, turning a veth's TX checksum offload off, and the "pass
+everything" XDP program that the peer of an XDP_TX veth needs.
+
+Debian's python3 only (no pip packages): bench/ha.sh and `make demo-ha`
+import it through ha_lab.py outside pytest.
+"""
+import ctypes
+import os
+import struct
+import subprocess
+import sys
+
+
+def sh(*args, check=True, timeout=20):
+    return subprocess.run(list(args), check=check, timeout=timeout, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def nsexec(ns, *args, **kw):
+    return sh("ip", "netns", "exec", ns, *args, **kw)
+
+
+ETHTOOL_STXCSUM = 0x17
+
+
+def ethtool_set(ns, ifname, cmd, value):
+    """A legacy ethtool set (ethtool -K), without the ethtool binary."""
+    code = r'''
+import ctypes, fcntl, socket, struct, sys
+SIOCETHTOOL = 0x8946
+val = ctypes.create_string_buffer(struct.pack("II", int(sys.argv[2]), int(sys.argv[3])))
+ifr = struct.pack("16sP16x", sys.argv[1].encode(), ctypes.addressof(val))   # struct ifreq: 40 bytes
+fcntl.ioctl(socket.socket(), SIOCETHTOOL, ifr)
+'''
+    nsexec(ns, sys.executable, "-c", code, ifname, str(cmd), str(value))
+
+
+def pin_xdp_pass(path):
+    """Load the two-instruction program "return XDP_PASS" with the bpf(2)
+    syscall and pin it at path (on a bpffs), for `ip link set ... pinned`."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    NR_BPF, BPF_PROG_LOAD, BPF_OBJ_PIN, BPF_PROG_TYPE_XDP = 321, 5, 6, 6
+    insns = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", 0xb7, 0, 0, 2, 0x95, 0, 0, 0))
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = ctypes.create_string_buffer(struct.pack("<IIQQ", BPF_PROG_TYPE_XDP, 2, ctypes.addressof(insns),
+                                                   ctypes.addressof(lic)), 128)
+    fd = libc.syscall(NR_BPF, BPF_PROG_LOAD, attr, 128)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "BPF_PROG_LOAD")
+    cpath = ctypes.create_string_buffer(path.encode())
+    attr = ctypes.create_string_buffer(struct.pack("<QI", ctypes.addressof(cpath), fd), 128)
+    rc = libc.syscall(NR_BPF, BPF_OBJ_PIN, attr, 128)
+    os.close(fd)
+    if rc < 0:
+        raise OSError(ctypes.get_errno(), "BPF_OBJ_PIN")
