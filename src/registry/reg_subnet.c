@@ -97,13 +97,31 @@ static void format_key(u128 k, unsigned width, char *buf, size_t cap)
 
 /* ---- adding ------------------------------------------------------------ */
 
-int reg_subnets_add(struct reg_subnets *t, const char *cidr, struct reg_loc loc, char *err, size_t errlen)
+/* The input as quoted in an error: one line (a control byte becomes '?'),
+ * at most 64 bytes, so a message built from it stays one line however
+ * the value was written. */
+static const char *shown_cidr(const char *cidr, char buf[68])
 {
+    size_t n = 0;
+    for (; cidr[n] && n < 64; n++)
+        buf[n] = ((unsigned char)cidr[n] < 0x20 || cidr[n] == 0x7f) ? '?' : cidr[n];
+    if (cidr[n])
+        buf[n++] = '.', buf[n++] = '.', buf[n++] = '.';
+    buf[n] = '\0';
+    return buf;
+}
+
+int reg_subnets_add(struct reg_subnets *t, const char *raw, struct reg_loc loc, char *err, size_t errlen)
+{
+    char cidr_buf[68];
+    const char *cidr = raw;
+    /* Parsed from raw; quoted in errors as shown_cidr() has it. */
+    const char *q = shown_cidr(raw, cidr_buf);
     char host[INET6_ADDRSTRLEN + 1];
     const char *slash = strchr(cidr, '/');
     size_t hlen = slash ? (size_t)(slash - cidr) : strlen(cidr);
     if (hlen == 0 || hlen >= sizeof host)
-        return errbuf_fail(err, errlen, "\"%s\": expected ADDRESS/LENGTH, like 10.1.0.0/16 or 2001:db8::/32", cidr);
+        return errbuf_fail(err, errlen, "\"%s\": expected ADDRESS/LENGTH, like 10.1.0.0/16 or 2001:db8::/32", q);
     memcpy(host, cidr, hlen);
     host[hlen] = '\0';
 
@@ -114,7 +132,7 @@ int reg_subnets_add(struct reg_subnets *t, const char *cidr, struct reg_loc loc,
     else if (inet_pton(AF_INET6, host, bytes) == 1)
         ft = &t->v6;
     else
-        return errbuf_fail(err, errlen, "\"%s\": \"%s\" is not an IPv4 or IPv6 address", cidr, host);
+        return errbuf_fail(err, errlen, "\"%s\": not an IPv4 or IPv6 address", q);
 
     unsigned len = ft->width;
     if (slash) {
@@ -123,7 +141,7 @@ int reg_subnets_add(struct reg_subnets *t, const char *cidr, struct reg_loc loc,
         errno = 0;
         unsigned long v = strtoul(p, &end, 10);
         if (!*p || *end || errno || *p == '-' || *p == '+' || v > ft->width)
-            return errbuf_fail(err, errlen, "\"%s\": the prefix length must be a number from 0 to %u", cidr, ft->width);
+            return errbuf_fail(err, errlen, "\"%s\": the prefix length must be a number from 0 to %u", q, ft->width);
         len = (unsigned)v;
     }
     u128 start = key_of(bytes, ft->width / 8);
@@ -131,7 +149,7 @@ int reg_subnets_add(struct reg_subnets *t, const char *cidr, struct reg_loc loc,
     if (start & host_bits) {
         char fixed[INET6_ADDRSTRLEN];
         format_key(start & ~host_bits, ft->width, fixed, sizeof fixed);
-        return errbuf_fail(err, errlen, "\"%s\": host bits are set (did you mean %s/%u?)", cidr, fixed, len);
+        return errbuf_fail(err, errlen, "\"%s\": host bits are set (did you mean %s/%u?)", q, fixed, len);
     }
     if (ft->n_pfx == ft->cap_pfx) {
         uint32_t cap = ft->cap_pfx ? ft->cap_pfx * 2 : 16;
