@@ -173,6 +173,8 @@ int main(int argc, char **argv)
         return 2;
     }
     register_sections();
+    /* The core walks the list for companions (core/module.h: attach). */
+    module_list_set(modules);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
         fputs(usage_main, stdout);

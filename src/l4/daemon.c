@@ -789,6 +789,7 @@ static void reload(struct l4d *d)
     log_info("reloaded %s: %zu service%s, %zu real%s", d->config_path, nl4->n_services,
              nl4->n_services == 1 ? "" : "s", d->n_reals, d->n_reals == 1 ? "" : "s");
     l4_discovery_sync(d);
+    daemon_reloaded(&d->dmn, d->cfg);   /* companions (HA) follow the file too */
 }
 
 /* ---- start-up ---- */

@@ -621,6 +621,7 @@ static void reload(struct master *m, struct reload_result *res)
     m->d.site.status.reloads++;
     update_view(m);
     log_info("reload done: %u workers on the new configuration", g->n_workers);
+    daemon_reloaded(&m->d, cfg);   /* companions (HA) follow the file too */
 }
 
 static void stop_timeout(struct ev_loop *loop, struct ev_timer *t)
