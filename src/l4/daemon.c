@@ -290,6 +290,7 @@ static void sync_maps(struct l4d *d)
     for (size_t g = 0; g < n; g++)
         if (!real_usable(d, g) && d->rr[g].active_written)
             write_active(d, g, false);
+    l4_publish_vips(d);
 }
 
 static void tick(struct ev_loop *loop, struct ev_timer *t)
