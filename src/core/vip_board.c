@@ -240,7 +240,7 @@ static bool entry_announces(const struct vip_entry *e, uint32_t min_healthy)
 }
 
 static void judge(struct vip_verdict *v, const struct vip_entry *e, uint32_t min_healthy, bool *any_serving,
-                  bool *any_announcing_own)
+                  bool *any_announcing_own, bool *any_announcing_service)
 {
     add_owner(v, e->owner);
     if (e->serving)
@@ -251,6 +251,8 @@ static void judge(struct vip_verdict *v, const struct vip_entry *e, uint32_t min
     }
     if (entry_announces(e, min_healthy) && e->kind != VIP_STANDIN)
         *any_announcing_own = true;
+    if (entry_announces(e, min_healthy) && e->kind == VIP_SERVICE)
+        *any_announcing_service = true;
 }
 
 int vip_board_verdicts(const struct vip_board *b, uint32_t min_healthy, struct vip_verdict **out, size_t *n)
@@ -272,18 +274,19 @@ int vip_board_verdicts(const struct vip_board *b, uint32_t min_healthy, struct v
             continue;
         struct vip_verdict *one = &v[nv++];
         one->addr = *ip;
-        bool any_serving = false, own = false, standin = false, all_standin = true;
+        bool any_serving = false, own = false, service = false, standin = false, all_standin = true;
         for (size_t j = i; j < b->n; j++) {
             const struct vip_entry *e = &b->entries[j];
             if (!vip_ip_equal(&e->addr, ip))
                 continue;
-            judge(one, e, min_healthy, &any_serving, &own);
+            judge(one, e, min_healthy, &any_serving, &own, &service);
             standin |= e->kind == VIP_STANDIN && entry_announces(e, min_healthy);
             all_standin &= e->kind == VIP_STANDIN;
         }
         if (own || standin) {
             one->reason = VIP_ANNOUNCE;
             one->standin = !own;
+            one->local_only = own && !service;
         } else {
             one->reason = any_serving ? VIP_TOO_FEW_HEALTHY : VIP_NOT_SERVING;
             one->standin = all_standin;

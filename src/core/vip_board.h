@@ -71,6 +71,7 @@ struct vip_verdict {
     struct vip_ip addr;
     enum vip_reason reason;
     bool standin;            /* announced only as a stand-in (or, withdrawn: only stand-in entries) */
+    bool local_only;         /* announced through this node's local entries and no service entry */
     uint32_t healthy, total; /* the best serving service entry's (for "too few healthy (n/m)") */
     char owners[256];        /* its owners, ", "-separated (cut with "..." when long) */
 };

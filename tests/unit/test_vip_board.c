@@ -76,6 +76,7 @@ static void test_one_good_service_announces_the_vip(void **state)
     struct vip_verdict v = verdict(&b, 1, "10.0.0.100");
     assert_int_equal(v.reason, VIP_ANNOUNCE);
     assert_false(v.standin);
+    assert_false(v.local_only);
     assert_string_equal(v.owners, "tcp:10.0.0.100:80, udp:10.0.0.100:53");
     /* the web reals fail: nothing serves it well enough */
     web.healthy = 0;
@@ -114,6 +115,7 @@ static void test_serving_and_kinds(void **state)
     struct vip_verdict v = verdict(&b, 1, "10.1.0.1");
     assert_int_equal(v.reason, VIP_ANNOUNCE);
     assert_false(v.standin);
+    assert_true(v.local_only);
     v = verdict(&b, 1, "10.1.0.2");
     assert_int_equal(v.reason, VIP_ANNOUNCE);
     assert_true(v.standin);
