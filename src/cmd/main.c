@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/module.h"
 #include "core/version.h"
+#include "ha/ha_module.h"
 #include "l4/l4_module.h"
 #include "lib/strbuf.h"
 #include "proxy/proxy_module.h"
@@ -28,6 +29,7 @@ static const struct sl_module *const modules[] = {
     &l4_module,
     &registry_module,
     &agent_module,
+    &ha_module,
     NULL,
 };
 

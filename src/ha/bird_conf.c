@@ -1,0 +1,206 @@
+/* BIRD's configuration for the ha: section: see bird_conf.h. Every string
+ * that reaches the text was checked by ha_conf.c to be quotable in BIRD's
+ * config (no '"', no control characters; interface names without
+ * wildcards). */
+#include "ha/bird_conf.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+void bird_conf_standin_ifname(const struct cfg_ha *h, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%s", h->interface, HA_STANDIN_SUFFIX);
+}
+
+void bird_conf_bgp_name(const struct cfg_ha_neighbor *n, char *buf, size_t cap)
+{
+    size_t o = (size_t)snprintf(buf, cap, "%s", BIRD_BGP_PREFIX);
+    for (const char *p = n->address.text; *p && o + 1 < cap; p++)
+        buf[o++] = (*p == '.' || *p == ':') ? '_' : *p;
+    if (o < cap)
+        buf[o] = '\0';
+}
+
+static void write_header(const struct cfg_ha *h, const char *source, struct strbuf *out)
+{
+    /* The file name goes into a comment: keep it on one line. */
+    strbuf_puts(out, "# BIRD configuration written by Sluice from the ha: section of ");
+    for (const char *p = source ? source : "its configuration"; *p; p++)
+        strbuf_put(out, (unsigned char)*p < 0x20 || *p == 0x7f ? "?" : p, 1);
+    strbuf_puts(out, ".\n# Do not edit: Sluice rewrites it. `sluice ha config -c FILE` prints it.\n");
+    if (h->bird.mode == HA_BIRD_EXTERNAL)
+        strbuf_printf(out, "# Mode external: include it from your bird.conf: include \"%s\";\n"
+                           "# Every name in it begins with sluice_.\n", h->bird.config_file);
+    strbuf_puts(out, "\n");
+}
+
+/* Managed mode only: what a whole bird.conf has on its own. */
+static void write_globals(const struct cfg_ha *h, struct in_addr router_id, struct strbuf *out)
+{
+    char rid[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &router_id, rid, sizeof rid);
+    strbuf_printf(out, "router id %s;\n", rid);
+    if (h->bird.log_file)
+        strbuf_printf(out, "log \"%s\" all;\n", h->bird.log_file);
+    else
+        strbuf_puts(out, "log syslog all;\n");
+    strbuf_puts(out, "\n");
+}
+
+static void write_direct(const struct cfg_ha *h, struct strbuf *out)
+{
+    char standin[32];
+    bird_conf_standin_ifname(h, standin, sizeof standin);
+    strbuf_printf(out,
+                  "# Interfaces are learnt by the device protocol (the direct ones need it).\n"
+                  "protocol device %s {\n"
+                  "}\n\n"
+                  "# The node's own addresses (service VIPs, its FullNAT local addresses):\n"
+                  "# /32 and /128 addresses the Sluice daemon puts on its tun device.\n"
+                  "protocol direct %s {\n"
+                  "  ipv4;\n"
+                  "  ipv6;\n"
+                  "  interface \"%s\";\n"
+                  "}\n\n"
+                  "# Stand-in addresses (peers' FullNAT local addresses this node can take\n"
+                  "# over) on a second tun device: their routes get a much longer AS path.\n"
+                  "protocol direct %s {\n"
+                  "  ipv4;\n"
+                  "  ipv6;\n"
+                  "  interface \"%s\";\n"
+                  "}\n\n",
+                  BIRD_PROTO_DEVICE, BIRD_PROTO_VIPS, h->interface, BIRD_PROTO_STANDIN, standin);
+}
+
+static void write_bfd(const struct cfg_ha *h, struct strbuf *out)
+{
+    if (!h->bfd)
+        return;
+    strbuf_printf(out,
+                  "# BFD for every BGP session: a failure is seen in interval x multiplier\n"
+                  "# (%u ms x %u = %u ms).\n"
+                  "protocol bfd %s {\n"
+                  "  interface \"*\" {\n"
+                  "    interval %u ms;\n"
+                  "    multiplier %u;\n"
+                  "  };\n"
+                  "  multihop {\n"
+                  "    interval %u ms;\n"
+                  "    multiplier %u;\n"
+                  "  };\n"
+                  "}\n\n",
+                  h->bfd_interval_ms, h->bfd_multiplier, h->bfd_interval_ms * h->bfd_multiplier, BIRD_PROTO_BFD,
+                  h->bfd_interval_ms, h->bfd_multiplier, h->bfd_interval_ms, h->bfd_multiplier);
+}
+
+static void write_prepends(uint32_t asn, uint32_t n, struct strbuf *out)
+{
+    for (uint32_t i = 0; i < n; i++)
+        strbuf_printf(out, "    bgp_path.prepend(%u);\n", asn);
+}
+
+/* ha.announce as prefix sets, one per family (BIRD's sets hold one). */
+static void write_announce_check(const struct cfg_ha *h, struct strbuf *out)
+{
+    if (!h->announce)
+        return;
+    static const int families[] = { AF_INET, AF_INET6 };
+    for (size_t f = 0; f < 2; f++) {
+        int fam = families[f];
+        size_t n = 0;
+        for (size_t i = 0; i < h->n_announce; i++)
+            n += h->announce[i].family == fam;
+        const char *type = fam == AF_INET ? "NET_IP4" : "NET_IP6";
+        if (n == 0) {
+            strbuf_printf(out, "    if net.type = %s then reject;   # ha.announce has none of this family\n", type);
+            continue;
+        }
+        strbuf_printf(out, "    if net.type = %s && net !~ [ ", type);
+        size_t k = 0;
+        for (size_t i = 0; i < h->n_announce; i++) {
+            if (h->announce[i].family != fam)
+                continue;
+            strbuf_printf(out, "%s%s/%d", k++ ? ", " : "", h->announce[i].text, fam == AF_INET ? 32 : 128);
+        }
+        strbuf_puts(out, " ] then reject;   # ha.announce\n");
+    }
+}
+
+static void write_filter(const struct cfg_ha *h, struct strbuf *out)
+{
+    strbuf_printf(out,
+                  "# Export: host routes of the two direct protocols, nothing else.\n"
+                  "# Zone priority %u = the ASN prepended %u time%s (routers prefer the\n"
+                  "# shortest AS path; equal paths within a zone stay ECMP).\n"
+                  "filter %s {\n"
+                  "  if !((net.type = NET_IP4 && net.len = 32) || (net.type = NET_IP6 && net.len = 128)) then reject;\n"
+                  "  if proto = \"%s\" then {\n",
+                  h->priority, h->priority, h->priority == 1 ? "" : "s", BIRD_FILTER_EXPORT, BIRD_PROTO_VIPS);
+    write_announce_check(h, out);
+    write_prepends(h->asn, h->priority, out);
+    strbuf_printf(out,
+                  "    bgp_community.add((%u, %u));\n"
+                  "    accept;\n"
+                  "  }\n"
+                  "  if proto = \"%s\" then {\n",
+                  h->asn, BIRD_COMMUNITY_VIP + h->priority, BIRD_PROTO_STANDIN);
+    write_prepends(h->asn, h->priority + BIRD_STANDIN_PREPENDS, out);
+    strbuf_printf(out,
+                  "    bgp_community.add((%u, %u));\n"
+                  "    accept;\n"
+                  "  }\n"
+                  "  reject;\n"
+                  "}\n\n",
+                  h->asn, BIRD_COMMUNITY_STANDIN + h->priority);
+}
+
+/* One channel of a BGP protocol. Import: none for now. (The place for
+ * non-preempt: import the routers' view of our VIPs into a table of its
+ * own, e.g. `import filter sluice_import; table sluice_seen4;`, so the
+ * node can see whether another zone holds a VIP before it announces.) */
+static void write_channel(const char *family, struct strbuf *out)
+{
+    strbuf_printf(out,
+                  "  %s {\n"
+                  "    import none;\n"
+                  "    export filter %s;\n"
+                  "  };\n",
+                  family, BIRD_FILTER_EXPORT);
+}
+
+static void write_bgp(const struct cfg_ha *h, const struct cfg_ha_neighbor *n, struct strbuf *out)
+{
+    char name[BIRD_NAME_MAX];
+    bird_conf_bgp_name(n, name, sizeof name);
+    strbuf_printf(out, "protocol bgp %s {\n", name);
+    strbuf_printf(out, "  description \"Sluice ha.neighbors: %s\";\n", n->address.text);
+    if (n->has_source)
+        strbuf_printf(out, "  local %s as %u;\n", n->source.text, h->asn);
+    else
+        strbuf_printf(out, "  local as %u;\n", h->asn);
+    strbuf_printf(out, "  neighbor %s port %u as %u;\n", n->address.text, n->port, n->asn);
+    if (n->password)
+        strbuf_printf(out, "  password \"%s\";\n", n->password);
+    if (n->multihop)
+        strbuf_printf(out, "  multihop %u;\n", n->multihop);
+    if (n->hold_time_s)
+        strbuf_printf(out, "  hold time %u;\n", n->hold_time_s);
+    if (h->bfd)
+        strbuf_puts(out, "  bfd on;\n");
+    write_channel("ipv4", out);
+    write_channel("ipv6", out);
+    strbuf_puts(out, "}\n\n");
+}
+
+void bird_conf_write(const struct cfg_ha *h, struct in_addr router_id, const char *source, struct strbuf *out)
+{
+    write_header(h, source, out);
+    if (h->bird.mode == HA_BIRD_MANAGED)
+        write_globals(h, router_id, out);
+    write_direct(h, out);
+    write_bfd(h, out);
+    write_filter(h, out);
+    for (size_t i = 0; i < h->n_neighbors; i++)
+        write_bgp(h, &h->neighbors[i], out);
+}
