@@ -48,14 +48,26 @@ static void write_globals(const struct cfg_ha *h, struct in_addr router_id, stru
     strbuf_puts(out, "\n");
 }
 
+/* BIRD takes one device protocol only: the operator's file has it in
+ * mode external. */
+static void write_device(const struct cfg_ha *h, struct strbuf *out)
+{
+    if (h->bird.mode == HA_BIRD_MANAGED)
+        strbuf_printf(out,
+                      "# Interfaces are learnt by the device protocol (the direct ones need it).\n"
+                      "protocol device %s {\n"
+                      "}\n\n",
+                      BIRD_PROTO_DEVICE);
+    else
+        strbuf_puts(out, "# The direct protocols below need your bird.conf's `protocol device`\n"
+                         "# (BIRD allows one).\n\n");
+}
+
 static void write_direct(const struct cfg_ha *h, struct strbuf *out)
 {
     char standin[32];
     bird_conf_standin_ifname(h, standin, sizeof standin);
     strbuf_printf(out,
-                  "# Interfaces are learnt by the device protocol (the direct ones need it).\n"
-                  "protocol device %s {\n"
-                  "}\n\n"
                   "# The node's own addresses (service VIPs, its FullNAT local addresses):\n"
                   "# /32 and /128 addresses the Sluice daemon puts on its tun device.\n"
                   "protocol direct %s {\n"
@@ -70,7 +82,7 @@ static void write_direct(const struct cfg_ha *h, struct strbuf *out)
                   "  ipv6;\n"
                   "  interface \"%s\";\n"
                   "}\n\n",
-                  BIRD_PROTO_DEVICE, BIRD_PROTO_VIPS, h->interface, BIRD_PROTO_STANDIN, standin);
+                  BIRD_PROTO_VIPS, h->interface, BIRD_PROTO_STANDIN, standin);
 }
 
 static void write_bfd(const struct cfg_ha *h, struct strbuf *out)
@@ -198,6 +210,7 @@ void bird_conf_write(const struct cfg_ha *h, struct in_addr router_id, const cha
     write_header(h, source, out);
     if (h->bird.mode == HA_BIRD_MANAGED)
         write_globals(h, router_id, out);
+    write_device(h, out);
     write_direct(h, out);
     write_bfd(h, out);
     write_filter(h, out);

@@ -22,8 +22,8 @@
  * In mode managed the text is a whole bird.conf (router id, log, device);
  * in mode external it is a fragment for the operator's bird.conf to
  * `include`, every name in it prefixed "sluice_" (the operator's file
- * keeps its own router id, log and device protocol; the fragment brings a
- * device protocol of its own all the same, so it works either way).
+ * keeps its own router id, log and device protocol: BIRD allows one device
+ * protocol, and the direct protocols need it).
  */
 #ifndef SLUICE_HA_BIRD_CONF_H
 #define SLUICE_HA_BIRD_CONF_H

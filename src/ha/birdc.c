@@ -282,7 +282,7 @@ static bool parse_bfd_row(const char *text, const char *proto, struct birdc_bfd_
     const char *since = rest;
     while (*since == ' ')
         since++;
-    snprintf(b->since, sizeof b->since, "%s", since);
+    copy_field(b->since, sizeof b->since, since, strlen(since));
     return b->since[0] != '\0';
 }
 
