@@ -424,7 +424,8 @@ int ha_attach(struct daemon *d, const struct sl_config *cfg, char *err, size_t e
     ha_announcer_init(&h->own);
     ha_announcer_init(&h->standin);
     ev_timer_init(&h->poll, on_poll, h);
-    ha_conf_node(ha, h->node, sizeof h->node);
+    char host[256];
+    snprintf(h->node, sizeof h->node, "%s", ha_conf_node(ha, host, sizeof host));
     reset_sessions(h);
     if (daemon_add_companion(d, &ha_companion_ops, h) < 0) {
         snprintf(err, errlen, "too many companions");
