@@ -29,6 +29,7 @@ import urllib.request
 
 import pytest
 
+import metrics_doc
 from test_l4_netns import ETHTOOL_STXCSUM, SERVER, ethtool_set, nsexec, pin_xdp_pass, sh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -166,6 +167,16 @@ class Lab:
     def announced(self, prefix):
         return "proto bird" in self.route(prefix) and "via " + LB in self.route(prefix)
 
+    def diagnose(self):
+        """What both BIRDs say, for a failure's message."""
+        lb = nsexec(NS_LB, BIRDC, "-s", str(self.tmp / "lb-bird.ctl"), "show", "protocols", "all",
+                    check=False).stdout
+        lbr = nsexec(NS_LB, BIRDC, "-s", str(self.tmp / "lb-bird.ctl"), "show", "route", "all",
+                     check=False).stdout
+        return "router:\n%s\nLB:\n%s\n%s\nLB addresses:\n%s" % (
+            self.router_birdc("show", "protocols", "all"), lb, lbr,
+            nsexec(NS_LB, "ip", "addr", check=False).stdout)
+
     def router_birdc(self, *cmd):
         return nsexec(NS_RT, BIRDC, "-s", self.rt_sock, *cmd, check=False).stdout
 
@@ -209,18 +220,18 @@ def lab(tmp_path):
         lab.destroy()
 
 
-def ha_section(tmp):
+def ha_section(tmp, priority=0, min_healthy=1):
     return """\
 ha:
   node: lb-a1
   zone: a
-  priority: 0
+  priority: {priority}
   asn: 65010
   router_id: 10.12.0.5
   neighbors:
     - {{ address: 10.12.0.1, asn: 65000 }}
   bfd: {{ interval: 100ms, multiplier: 3 }}
-  min_healthy: 1
+  min_healthy: {min_healthy}
   interface: {ifname}
   bird:
     mode: managed
@@ -228,18 +239,22 @@ ha:
     config_file: {tmp}/lb-bird.conf
     pid_file: {tmp}/lb-bird.pid
     log_file: {tmp}/lb-bird.log
-""".format(tmp=tmp, ifname=HA_IF)
+""".format(tmp=tmp, ifname=HA_IF, priority=priority, min_healthy=min_healthy)
 
 
 class Daemon:
     """`sluice l4` or `sluice proxy` in the LB namespace, with its log."""
 
     def __init__(self, lab, verb, body, binary):
-        self.lab, self.verb, self.binary = lab, verb, binary
+        self.lab, self.verb, self.binary, self.body = lab, verb, binary, body
         self.conf = lab.tmp / ("%s.yaml" % verb)
-        self.conf.write_text("admin:\n  listen: %s\nlog:\n  level: info\n%s%s" % (ADMIN, body, ha_section(lab.tmp)))
+        self.write()
         self.log_path = lab.tmp / ("%s.log" % verb)
         self.proc = None
+
+    def write(self, **ha):
+        self.conf.write_text("admin:\n  listen: %s\nlog:\n  level: info\n%s%s" % (ADMIN, self.body,
+                                                                              ha_section(self.lab.tmp, **ha)))
 
     def start(self):
         self.offset = len(self.read_log())
@@ -304,7 +319,7 @@ l4:
       protocol: tcp
       mode: dr
       scheduler: maglev
-      health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+      health_check: {{ type: tcp, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }}
       reals:
         - {{ address: "10.12.0.11:80", weight: 1 }}
         - {{ address: "10.12.0.12:80", weight: 1 }}
@@ -329,7 +344,9 @@ def test_l4_announces_withdraws_and_survives_restarts(lab):
     d = Daemon(lab, "l4", l4_body(), SLUICE_L4).start()
     # Announced while the reals are healthy: the router's kernel route and
     # its BIRD both have it, with the LB as next hop; traffic flows.
-    assert wait_for(lambda: lab.announced(VIP), 30), (lab.route(VIP), d.ha(), d.read_log())
+    if not wait_for(lambda: lab.announced(VIP), 30):
+        pytest.fail("not announced: %r\n%s\n%s\n%s" % (lab.route(VIP), json.dumps(d.ha()), d.read_log(),
+                                                        lab.diagnose()))
     assert "10.12.100.1/32" in lab.router_birdc("show", "route", "for", VIP)
     assert re.match(r"r[12] ", wait_for(lambda: re.match(r"r[12] ", get_vip(VIP)) and get_vip(VIP), 10) or "")
     assert wait_for(lambda: sessions_up(d), 20), d.ha()
@@ -340,6 +357,9 @@ def test_l4_announces_withdraws_and_survives_restarts(lab):
     assert st["bird"]["up"] and st["node"] == "lb-a1" and st["zone"] == "a"
     m = d.metrics()
     assert 'sluice_ha_announced{address="%s"} 1' % VIP in m
+    # every sluice_ha_ family served is in docs/admin-api.md, and back
+    served = {n: t for n, (t, _) in metrics_doc.families(m).items() if n.startswith("sluice_ha_")}
+    assert served == {n: t for n, t in metrics_doc.documented_families().items() if n.startswith("sluice_ha_")}
     assert 'sluice_ha_bgp_session_up{neighbor="%s"} 1' % ROUTER in m
     assert 'sluice_ha_bfd_session_up{neighbor="%s"} 1' % ROUTER in m
     status = d.ctl("status")
@@ -353,6 +373,24 @@ def test_l4_announces_withdraws_and_survives_restarts(lab):
     assert 'sluice_ha_withdrawals_total{reason="too_few_healthy"} 1' in d.metrics()
     lab.start_reals()
     assert wait_for(lambda: lab.announced(VIP), 15), (lab.route(VIP), d.ha())
+
+    # A reload reaches the companion: more healthy reals asked for than
+    # there are withdraws the VIP; a priority rewrites BIRD's file and the
+    # router sees the prepends; back as it was.
+    d.write(min_healthy=3)
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: not lab.announced(VIP), 10), lab.route(VIP)
+    assert re.match(r"too few healthy \(\d/2\)$", d.ha()["withdrawn"][0]["reason"]), d.ha()
+    d.write(priority=2)
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: lab.announced(VIP), 10), lab.route(VIP)
+    path = lambda: re.search(r"BGP.as_path: ([\d ]+)", lab.router_birdc("show", "route", "all", "for", VIP))
+    assert wait_for(lambda: path() and path().group(1).split() == ["65010"] * 3, 10), \
+        lab.router_birdc("show", "route", "all", "for", VIP)
+    assert d.ha()["announced"][0]["priority"] == 2
+    d.write()
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: path() and path().group(1).split() == ["65010"], 10)
 
     # Drain and undrain.
     out = d.ctl("drain")
