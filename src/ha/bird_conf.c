@@ -59,7 +59,7 @@ static void write_device(const struct cfg_ha *h, struct strbuf *out)
                       "}\n\n",
                       BIRD_PROTO_DEVICE);
     else
-        strbuf_puts(out, "# The direct protocols below need your bird.conf's `protocol device`\n"
+        strbuf_puts(out, "# The direct protocols below need the device protocol of your bird.conf\n"
                          "# (BIRD allows one).\n\n");
 }
 
@@ -112,6 +112,16 @@ static void write_prepends(uint32_t asn, uint32_t n, struct strbuf *out)
         strbuf_printf(out, "    bgp_path.prepend(%u);\n", asn);
 }
 
+/* (asn, value): a standard community (RFC 1997) when the ASN fits its 16
+ * bits, else the large community (asn, value, 0) (RFC 8092). */
+static void write_community(uint32_t asn, uint32_t value, struct strbuf *out)
+{
+    if (asn <= 0xffff)
+        strbuf_printf(out, "    bgp_community.add((%u, %u));\n", asn, value);
+    else
+        strbuf_printf(out, "    bgp_large_community.add((%u, %u, 0));\n", asn, value);
+}
+
 /* ha.announce as prefix sets, one per family (BIRD's sets hold one). */
 static void write_announce_check(const struct cfg_ha *h, struct strbuf *out)
 {
@@ -151,20 +161,19 @@ static void write_filter(const struct cfg_ha *h, struct strbuf *out)
                   h->priority, h->priority, h->priority == 1 ? "" : "s", BIRD_FILTER_EXPORT, BIRD_PROTO_VIPS);
     write_announce_check(h, out);
     write_prepends(h->asn, h->priority, out);
+    write_community(h->asn, BIRD_COMMUNITY_VIP + h->priority, out);
     strbuf_printf(out,
-                  "    bgp_community.add((%u, %u));\n"
                   "    accept;\n"
                   "  }\n"
                   "  if proto = \"%s\" then {\n",
-                  h->asn, BIRD_COMMUNITY_VIP + h->priority, BIRD_PROTO_STANDIN);
+                  BIRD_PROTO_STANDIN);
     write_prepends(h->asn, h->priority + BIRD_STANDIN_PREPENDS, out);
-    strbuf_printf(out,
-                  "    bgp_community.add((%u, %u));\n"
-                  "    accept;\n"
-                  "  }\n"
-                  "  reject;\n"
-                  "}\n\n",
-                  h->asn, BIRD_COMMUNITY_STANDIN + h->priority);
+    write_community(h->asn, BIRD_COMMUNITY_STANDIN + h->priority, out);
+    strbuf_puts(out,
+                "    accept;\n"
+                "  }\n"
+                "  reject;\n"
+                "}\n\n");
 }
 
 /* One channel of a BGP protocol. Import: none for now. (The place for
@@ -198,10 +207,18 @@ static void write_bgp(const struct cfg_ha *h, const struct cfg_ha_neighbor *n, s
         strbuf_printf(out, "  multihop %u;\n", n->multihop);
     if (n->hold_time_s)
         strbuf_printf(out, "  hold time %u;\n", n->hold_time_s);
+    /* Come back soon after the router or the session restarts: BIRD's
+     * defaults wait 120 s between connection attempts and at least 60 s
+     * after an error (BFD down included), far longer than an LB should
+     * stay unannounced; flapping still backs off, up to 60 s. */
+    strbuf_puts(out, "  connect retry time 5;\n"
+                     "  error wait time 5, 60;\n");
     if (h->bfd)
         strbuf_puts(out, "  bfd on;\n");
-    write_channel("ipv4", out);
-    write_channel("ipv6", out);
+    /* One channel, of the session's family: an IPv6 route sent over an
+     * IPv4 session has no IPv6 next hop to carry ("Missing next hop
+     * address"), so IPv6 VIPs need an IPv6 neighbor, as usual. */
+    write_channel(n->address.family == AF_INET ? "ipv4" : "ipv6", out);
     strbuf_puts(out, "}\n\n");
 }
 

@@ -13,11 +13,15 @@
  *     route by its protocol and gives it BIRD_STANDIN_PREPENDS more
  *     prepends than any node's own routes, so routers use it only when no
  *     owner announces the address;
- *   - one `protocol bgp sluice_bgp_<address>` per neighbor, with BFD, IPv4
- *     and IPv6 channels, importing nothing and exporting through
+ *   - one `protocol bgp sluice_bgp_<address>` per neighbor, with BFD and
+ *     the channel of the neighbor's family (ipv4 for an IPv4 neighbor,
+ *     ipv6 for an IPv6 one: an IPv6 route over an IPv4 session has no
+ *     IPv6 next hop), importing nothing and exporting through
  *     `filter sluice_export`: host routes of the two direct protocols only,
  *     with the node's ASN prepended ha.priority times and the community
- *     (asn, 1000 + priority) (stand-ins: (asn, 2000 + priority)).
+ *     (asn, 1000 + priority) (stand-ins: (asn, 2000 + priority)); a 4-byte
+ *     ASN does not fit a standard community: then the large community
+ *     (asn, 1000 + priority, 0).
  *
  * In mode managed the text is a whole bird.conf (router id, log, device);
  * in mode external it is a fragment for the operator's bird.conf to

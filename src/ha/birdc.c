@@ -327,20 +327,52 @@ int birdc_parse_bfd_sessions(const struct birdc_reply *r, struct birdc_bfd_sessi
     return 0;
 }
 
+/* "X of Y routes for Z networks in table T" (a row) or "Total: X of Y
+ * routes for Z networks in N tables" (the last line when there are
+ * several tables): X, the routes that passed the filter. */
+static bool count_line(const char *m, uint32_t *x_out)
+{
+    if (!strncmp(m, "Total: ", 7))
+        m += 7;
+    if (!isdigit((unsigned char)m[0]))
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long x = strtoul(m, &end, 10);
+    if (errno || x > UINT32_MAX || strncmp(end, " of ", 4) != 0 || !strstr(end, " routes for "))
+        return false;
+    *x_out = (uint32_t)x;
+    return true;
+}
+
 int birdc_parse_route_count(const struct birdc_reply *r, uint32_t *count, char *err, size_t errlen)
 {
     if (reply_error(r, err, errlen) < 0)
         return -1;
-    const char *m = birdc_reply_message(r);
-    unsigned long x;
-    char *end;
-    if (r->code != BIRDC_ROUTE_COUNT || strncmp(m, "Total: ", 7) != 0 || !isdigit((unsigned char)m[7]) ||
-        (errno = 0, x = strtoul(m + 7, &end, 10), errno) || x > UINT32_MAX || strncmp(end, " of ", 4) != 0) {
-        set_err(err, errlen, "not a route count from BIRD: \"%.80s\"", m);
-        return -1;
+    /* Several tables: the total is the last line (0014). One table: its
+     * row (1007), and the reply ends with 0000. */
+    if (r->code == BIRDC_ROUTE_COUNT) {
+        if (count_line(birdc_reply_message(r), count))
+            return 0;
+    } else {
+        uint64_t sum = 0;
+        size_t rows = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            uint32_t x;
+            if (r->lines[i].code != BIRDC_ROW_ROUTE)
+                continue;
+            if (!count_line(r->lines[i].text, &x))
+                break;
+            sum += x;
+            rows++;
+        }
+        if (rows && sum <= UINT32_MAX) {
+            *count = (uint32_t)sum;
+            return 0;
+        }
     }
-    *count = (uint32_t)x;
-    return 0;
+    set_err(err, errlen, "not a route count from BIRD: \"%.80s\"", birdc_reply_message(r));
+    return -1;
 }
 
 /* A route row begins with its network ("10.0.0.1/32   unicast [...]");
@@ -655,6 +687,13 @@ static bool proto_command(const char *fmt, const char *proto, char *cmd, size_t 
     return true;
 }
 
+/* A protocol whose channels are down has no table to list: BIRD 2.0.12
+ * answers "9001 No valid tables". It exports nothing. */
+static bool no_valid_tables(const struct birdc_reply *r)
+{
+    return r->code == 9001 && strstr(birdc_reply_message(r), "No valid tables") != NULL;
+}
+
 int birdc_exported_count(struct birdc *b, const char *proto, uint32_t *count, char *err, size_t errlen)
 {
     char cmd[128];
@@ -662,7 +701,11 @@ int birdc_exported_count(struct birdc *b, const char *proto, uint32_t *count, ch
     if (!proto_command("show route export %s count", proto, cmd, sizeof cmd, err, errlen) ||
         birdc_command(b, cmd, &r, err, errlen) < 0)
         return -1;
-    int rc = birdc_parse_route_count(&r, count, err, errlen);
+    int rc = 0;
+    if (no_valid_tables(&r))
+        *count = 0;
+    else
+        rc = birdc_parse_route_count(&r, count, err, errlen);
     birdc_reply_free(&r);
     return rc;
 }
@@ -678,7 +721,7 @@ int birdc_show_exported(struct birdc *b, const char *proto, struct birdc_prefix 
         birdc_command(b, cmd, &r, err, errlen) < 0)
         return -1;
     /* Nothing exported is a reply with no rows ("0000"). */
-    int rc = birdc_parse_prefixes(&r, out, n, err, errlen);
+    int rc = no_valid_tables(&r) ? 0 : birdc_parse_prefixes(&r, out, n, err, errlen);
     birdc_reply_free(&r);
     return rc;
 }

@@ -350,6 +350,11 @@ static void check_ha(struct config_ctx *c, const struct ynode *v, struct cfg_ha 
             }
         }
     }
+    /* BIRD: "Multihop BGP with BFD requires specified local address". */
+    for (size_t i = 0; h->bfd && i < h->n_neighbors; i++)
+        if (h->neighbors[i].multihop && !h->neighbors[i].has_source)
+            config_err_in(c, h->neighbors[i].line, "neighbors", "%s: multihop with BFD needs the session's local "
+                          "address: give source (or bfd: false)", h->neighbors[i].address.text);
     if (h->announce && h->n_announce == 0 && config_error_count(c) == 0)
         config_err_in(c, v->line, "announce", "give at least one address, or leave announce out to announce "
                                               "every address the serving tier publishes");

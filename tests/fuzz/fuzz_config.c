@@ -1,6 +1,6 @@
 /* libFuzzer target: config_load_string() on arbitrary bytes, with every
- * tier's section registered (the proxy's, sluice l4's, the registry's
- * and the DNS agent's), as `sluice` loads files; and the same bytes as an admin API
+ * tier's section registered (the proxy's, sluice l4's, the registry's,
+ * the DNS agent's and HA's), as `sluice` loads files; and the same bytes as an admin API
  * body for sluice l4's service and real parsers and the registry's
  * settings, instance and patch parsers.
  *
@@ -20,6 +20,7 @@
 #include "core/config.h"
 #include "agent/agent_conf.h"
 #include "core/config_walk.h"
+#include "ha/ha_conf.h"
 #include "l4/l4_conf.h"
 #include "proxy/proxy_conf.h"
 #include "registry/reg_conf.h"
@@ -43,7 +44,8 @@ static void check_error_line(const char *line)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     if (config_register_section(&proxy_conf_section) < 0 || config_register_section(&l4_conf_section) < 0 ||
-        config_register_section(&reg_conf_section) < 0 || config_register_section(&agent_conf_section) < 0)
+        config_register_section(&reg_conf_section) < 0 || config_register_section(&agent_conf_section) < 0 ||
+        config_register_section(&ha_conf_section) < 0)
         abort();
     return 0;
 }

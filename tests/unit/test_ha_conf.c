@@ -32,7 +32,7 @@ static const char ha_yaml[] =
     "      password: \"s3 cret\"\n"                                      /* 11 */
     "      source: 10.0.0.21\n"                                          /* 12 */
     "      hold_time: 9s\n"                                              /* 13 */
-    "    - { address: \"2001:db8::1\", asn: 65001, port: 1179, multihop: 3 }\n" /* 14 */
+    "    - { address: \"2001:db8::1\", asn: 65001, port: 1179, multihop: 3, source: \"2001:db8::21\" }\n" /* 14 */
     "  bfd: { interval: 50ms, multiplier: 5 }\n"                         /* 15 */
     "  min_healthy: 2\n"                                                 /* 16 */
     "  announce: [192.0.2.10, \"2001:db8:10::1\"]\n"                     /* 17 */
@@ -74,7 +74,7 @@ static void test_full(void **state)
     assert_int_equal(n->port, 1179);
     assert_int_equal(n->multihop, 3);
     assert_null(n->password);
-    assert_false(n->has_source);
+    assert_true(n->has_source);
     assert_true(h->bfd);
     assert_int_equal(h->bfd_interval_ms, 50);
     assert_int_equal(h->bfd_multiplier, 5);
@@ -186,6 +186,10 @@ static void test_errors(void **state)
                  "family");
     expect_error("ha:\n  asn: 65010\n  neighbors:\n    - { address: 10.0.0.1, asn: 65000, multihop: 0 }\n",
                  "t.yaml:4: ha.neighbors[0].multihop: expected an integer from 1 to 255, got \"0\"");
+    expect_error("ha:\n  asn: 65010\n  neighbors:\n    - { address: 10.0.0.1, asn: 65000, multihop: 2 }\n",
+                 "t.yaml:4: ha.neighbors: 10.0.0.1: multihop with BFD needs the session's local address: give "
+                 "source (or bfd: false)");
+    config_free(load_ok("ha:\n  asn: 65010\n  neighbors:\n    - { address: 10.0.0.1, asn: 65000, multihop: 2 }\n  bfd: false\n"));
     expect_error("ha:\n  asn: 65010\n  neighbors:\n    - { address: 10.0.0.1, asn: 65000, hold_time: 1s }\n",
                  "t.yaml:4: ha.neighbors[0].hold_time: must be from 3s to 65535s, got \"1s\"");
     expect_error("ha:\n  asn: 65010\n  neighbors:\n    - { address: 10.0.0.1, asn: 65000, colour: red }\n",
