@@ -64,6 +64,8 @@ static struct ha_announcer *device_of(struct ha_companion *h, bool standin)
     return standin ? &h->standin : &h->own;
 }
 
+/* Take address i off its device, counted under why (HA_WD_COUNT: not
+ * counted, it is announced again at once from the other device). */
 static void withdraw_one(struct ha_companion *h, size_t i, enum ha_withdraw_reason why, const char *detail)
 {
     char ip[64], err[256];
@@ -74,6 +76,10 @@ static void withdraw_one(struct ha_companion *h, size_t i, enum ha_withdraw_reas
         return;   /* still on the device: it stays in the set */
     }
     h->ann[i] = h->ann[--h->n_ann];
+    if (why == HA_WD_COUNT) {   /* not a withdrawal: it moves to the other device */
+        log_info("ha: moving %s to %s%s", ip, a.standin ? h->own.name : h->standin.name, detail);
+        return;
+    }
     h->withdrawals[why]++;
     log_info("ha: withdrew %s%s: %s%s", ip, a.standin ? " (stand-in)" : "", ha_withdraw_reason_label(why), detail);
 }
@@ -128,7 +134,7 @@ static void reconcile(struct ha_companion *h)
                 snprintf(detail, sizeof detail, " (no longer served)");
             withdraw_one(h, i, why, detail);
         } else if (mine->standin != h->ann[i].standin) {
-            withdraw_one(h, i, HA_WD_NOT_SERVING, mine->standin ? " (now only a stand-in)" : " (now this node's own)");
+            withdraw_one(h, i, HA_WD_COUNT, mine->standin ? " (now only a stand-in)" : " (now this node's own)");
         }
         if (h->n_ann == before)
             i++;
