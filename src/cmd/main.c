@@ -66,7 +66,7 @@ static const char *usage_main =
     "  help [COMMAND]   show help for a command\n"
     "\n"
     "Run 'sluice COMMAND --help' for a command's options.\n"
-    "Docs: README.md, docs/configuration.md, docs/admin-api.md, docs/l4.md, docs/ha-announce.md\n";
+    "Docs: README.md, docs/configuration.md, docs/admin-api.md, docs/l4.md, docs/ha.md\n";
 
 static const char *usage_check =
     "Usage: sluice check -c FILE\n"

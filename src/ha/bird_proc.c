@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -154,8 +155,9 @@ int bird_proc_write_file(const char *path, const char *text, size_t len, char *e
 
 /* In the child, before exec: default signal handling and mask (both are
  * inherited across exec), stdin/stdout on /dev/null, stderr on the pipe,
- * and no other descriptor (the tun device's above all). */
-static void child_exec(const struct cfg_ha *h, int err_fd)
+ * and no other descriptor (the tun device's above all). The daemon may
+ * have threads: only async-signal-safe calls between fork and exec. */
+static void child_exec(const struct cfg_ha *h, int err_fd, long max_fd)
 {
     sigset_t all;
     sigemptyset(&all);
@@ -165,15 +167,15 @@ static void child_exec(const struct cfg_ha *h, int err_fd)
     int null = open("/dev/null", O_RDWR);
     if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(err_fd, 2) < 0)
         _exit(127);
-    long max = sysconf(_SC_OPEN_MAX);
-    if (max < 0 || max > 65536)
-        max = 65536;
-    for (int fd = 3; fd < max; fd++)
-        close(fd);
+    if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0)
+        for (long fd = 3; fd < max_fd; fd++)
+            close((int)fd);
     char *const argv[] = { h->bird.binary, "-c", h->bird.config_file, "-s", h->bird.control_socket, "-P",
                            h->bird.pid_file, NULL };
     execv(h->bird.binary, argv);
-    dprintf(2, "cannot run %s: %s\n", h->bird.binary, strerror(errno));
+    static const char msg[] = "exec failed\n";
+    ssize_t ignored = write(2, msg, sizeof msg - 1);
+    (void)ignored;
     _exit(127);
 }
 
@@ -205,6 +207,9 @@ int bird_proc_start(const struct cfg_ha *h, uint32_t timeout_ms, char *err, size
         set_err(err, errlen, "pipe: %s", strerror(errno));
         return -1;
     }
+    long max_fd = sysconf(_SC_OPEN_MAX);
+    if (max_fd < 0 || max_fd > 65536)
+        max_fd = 65536;
     pid_t pid = fork();
     if (pid < 0) {
         set_err(err, errlen, "fork: %s", strerror(errno));
@@ -214,7 +219,7 @@ int bird_proc_start(const struct cfg_ha *h, uint32_t timeout_ms, char *err, size
     }
     if (pid == 0) {
         close(pipefd[0]);
-        child_exec(h, pipefd[1]);
+        child_exec(h, pipefd[1], max_fd);
     }
     close(pipefd[1]);
     int64_t deadline = now_ms() + (timeout_ms ? timeout_ms : BIRD_PROC_START_TIMEOUT_MS);

@@ -194,6 +194,12 @@ static bool parse_protocol_row(const char *text, struct birdc_protocol *p)
             s++;
         copy_field(p->info, sizeof p->info, s, strlen(s));
         trim_right(p->info);
+        const char *rest = p->info;
+        if (next_word(&rest, p->info_state, sizeof p->info_state)) {
+            while (*rest == ' ')
+                rest++;
+            copy_field(p->info_reason, sizeof p->info_reason, rest, strlen(rest));
+        }
     }
     return p->since[0] != '\0';
 }

@@ -88,7 +88,9 @@ struct birdc_protocol {
     char table[64];    /* "---" when the protocol has several channels */
     char state[16];    /* "up", "start", "down", "flush" */
     char since[40];
-    char info[128];    /* BGP: "Established", "Active", "Connect", "Idle"... maybe with a reason */
+    char info[128];    /* the whole column: "Active        Socket: Connection refused" */
+    char info_state[24];   /* its first word; BGP: "Established", "Active", "Connect", "Idle", "OpenSent"... */
+    char info_reason[104]; /* the rest: BGP's last error ("Socket: Connection refused"), or "" */
 };
 
 /* A row of `show bfd sessions`. */

@@ -47,7 +47,7 @@ LB_ASN, ROUTER_ASN = 65010, 65000
 BGP_PROTO = "sluice_bgp_10_121_0_1"
 WAIT = 30.0
 
-pytestmark = pytest.mark.skipif(
+needs_lab = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not os.access(BIRD, os.X_OK) or not shutil.which("cc"),
     reason="needs root, ip, bird2 and cc")
 
@@ -204,6 +204,7 @@ def kernel_route(ip):
     return out if ("via " + LB_IP) in out else ""
 
 
+@needs_lab
 def test_bird_announces_with_bfd_and_prepends(lab):
     yaml_path = write_lb_yaml(lab, priority=2)
     out = probe(lab, "apply", yaml_path)
@@ -273,6 +274,7 @@ def test_bird_announces_with_bfd_and_prepends(lab):
     wait_for("the stand-in's route again", lambda: router_route(lab, STANDIN))
 
 
+@needs_lab
 def test_bird_refuses_and_reports(lab):
     """A file BIRD refuses: the reason comes back (and nothing keeps running)."""
     yaml_path = write_lb_yaml(lab, priority=1)
@@ -282,3 +284,41 @@ def test_bird_refuses_and_reports(lab):
     assert out.returncode == 1
     assert "install the Debian package bird2" in out.stderr, out.stderr
     assert not os.path.exists(os.path.join(lab["dir"], "lb", "bird.pid"))
+
+
+def test_ha_config_verb(tmp_path):
+    """`sluice ha config`: the fragment of mode external, and its errors."""
+    ext = tmp_path / "ext.yaml"
+    ext.write_text("ha:\n  asn: 65010\n  priority: 1\n  neighbors: [{ address: 192.0.2.1, asn: 65000 }]\n"
+                   "  bird: { mode: external, control_socket: /run/bird/bird.ctl, config_file: /etc/bird/sluice.conf }\n")
+    out = sh(SLUICE_BIN, "ha", "config", "-c", str(ext))
+    assert 'include "/etc/bird/sluice.conf";' in out.stdout
+    assert "router id" not in out.stdout and "protocol device" not in out.stdout
+    assert "protocol bgp sluice_bgp_192_0_2_1 {" in out.stdout
+    assert "bgp_community.add((65010, 1001));" in out.stdout
+
+    none = tmp_path / "none.yaml"
+    none.write_text("log: { level: info }\n")
+    out = sh(SLUICE_BIN, "ha", "config", "-c", str(none), check=False)
+    assert out.returncode == 1 and "has no ha: section" in out.stderr, out
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ha:\n  asn: 65010\n  priority: 99\n  neighbors: [{ address: 192.0.2.1, asn: 65000 }]\n")
+    out = sh(SLUICE_BIN, "ha", "config", "-c", str(bad), check=False)
+    assert out.returncode == 1
+    assert "%s:3: ha.priority: expected an integer from 0 to 15, got \"99\"" % bad in out.stderr, out.stderr
+
+    # No router_id and no IPv4 neighbor: it cannot be found, say so.
+    v6 = tmp_path / "v6.yaml"
+    v6.write_text("ha:\n  asn: 65010\n  neighbors: [{ address: \"2001:db8::1\", asn: 65000 }]\n")
+    out = sh(SLUICE_BIN, "ha", "config", "-c", str(v6), check=False)
+    assert out.returncode == 1 and "set ha.router_id" in out.stderr, out.stderr
+
+    out = sh(SLUICE_BIN, "ha", "--help")
+    assert "config" in out.stdout and "docs/ha.md" in out.stdout
+    out = sh(SLUICE_BIN, "ha", "config", "--help")
+    assert out.stdout.startswith("Usage: sluice ha config -c FILE")
+    out = sh(SLUICE_BIN, "ha", "nosuch", check=False)
+    assert out.returncode == 2 and 'unknown subcommand "nosuch"' in out.stderr
+    out = sh(SLUICE_BIN, "check", "-c", str(ext))
+    assert "HA in zone default (priority 1), AS 65010, 1 BGP neighbor, BIRD external" in out.stdout

@@ -251,7 +251,34 @@ static void test_reply_reader(void **state)
     assert_string_equal(p[4].state, "up");
     assert_int_equal(strlen(p[4].since), 12);     /* "16:21:44.123" */
     assert_string_equal(p[4].info, "Established");
+    assert_string_equal(p[4].info_state, "Established");
+    assert_string_equal(p[4].info_reason, "");
     free(p);
+    birdc_reply_free(&r);
+
+    /* The router went away: the BGP state and BIRD's last error. */
+    read_reply_n("router_gone", 1, &r);
+    assert_int_equal(birdc_parse_protocols(&r, &p, &n, err, sizeof err), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(p[4].name, "sluice_bgp_10_120_0_1");
+    assert_string_equal(p[4].state, "start");
+    assert_string_equal(p[4].info_state, "Active");
+    assert_string_equal(p[4].info_reason, "Received: Administrative shutdown");
+    free(p);
+    birdc_reply_free(&r);
+    read_reply_n("router_gone_later", 1, &r);
+    assert_int_equal(birdc_parse_protocols(&r, &p, &n, err, sizeof err), 0);
+    assert_string_equal(p[4].info_reason, "Socket: Connection refused");
+    free(p);
+    birdc_reply_free(&r);
+    read_reply_n("router_gone", 2, &r);
+    struct birdc_bfd_session *down;
+    assert_int_equal(birdc_parse_bfd_sessions(&r, &down, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(down[0].state, "Down");
+    assert_int_equal(down[0].interval_ms, 1000);
+    assert_int_equal(down[0].timeout_ms, 0);
+    free(down);
     birdc_reply_free(&r);
 
     read_reply_n("show_bfd_sessions", 1, &r);
@@ -272,6 +299,22 @@ static void test_reply_reader(void **state)
     assert_int_equal(r.code, BIRDC_ROUTE_COUNT);
     assert_int_equal(birdc_parse_route_count(&r, &count, err, sizeof err), 0);
     assert_int_equal(count, 1);
+    birdc_reply_free(&r);
+
+    /* One table (a session of one family): no "Total:" line, the row. */
+    read_reply_n("route_count_one_table", 1, &r);
+    assert_int_equal(r.code, BIRDC_OK);
+    count = 99;
+    assert_int_equal(birdc_parse_route_count(&r, &count, err, sizeof err), 0);
+    assert_int_equal(count, 2);
+    birdc_reply_free(&r);
+    read_reply_n("route_export_two", 1, &r);
+    struct birdc_prefix *two;
+    assert_int_equal(birdc_parse_prefixes(&r, &two, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(two[0].text, "10.99.0.6/32");
+    assert_string_equal(two[1].text, "10.99.0.5/32");
+    free(two);
     birdc_reply_free(&r);
 
     read_reply_n("route_export_all", 1, &r);
