@@ -235,15 +235,14 @@ static void update_bgp(struct ha_companion *h, const struct birdc_protocol *p, s
         struct ha_session *s = session_of(h, p[i].name);
         if (!s)
             continue;
-        /* "Established", "Active  Socket: Connection refused": the BGP
-         * state is the first word of BIRD's info column. */
+        /* BIRD's info column: the BGP state ("Established", "Active"),
+         * then its last error, if any. */
         char state[32];
-        snprintf(state, sizeof state, "%s", p[i].info[0] ? p[i].info : p[i].state);
-        state[strcspn(state, " ")] = '\0';
+        snprintf(state, sizeof state, "%s", p[i].info_state[0] ? p[i].info_state : p[i].state);
         bool up = !strcmp(p[i].state, "up");
         if (strcmp(state, s->state) != 0)
-            log_info("ha: BGP session with %s: %s%s%s", s->neighbor, p[i].info[0] ? p[i].info : p[i].state,
-                     up ? "" : " (", up ? "" : "not established)");
+            log_info("ha: BGP session with %s: %s%s%s%s%s", s->neighbor, state, up ? "" : " (not established",
+                     up || !p[i].info_reason[0] ? "" : ": ", up ? "" : p[i].info_reason, up ? "" : ")");
         snprintf(s->state, sizeof s->state, "%s", state);
         snprintf(s->since, sizeof s->since, "%s", p[i].since);
         s->up = up;
