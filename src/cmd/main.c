@@ -57,13 +57,16 @@ static const char *usage_main =
     "                   on a real server: decapsulate Sluice's TUN (IPIP, GUE) packets\n"
     "  registry -c FILE run a registry node (services, instances, health checks, an\n"
     "                   HTTP API and DNS) described by FILE's registry: section\n"
+    "  ha config|status|drain|undrain\n"
+    "                   HA (the ha: section): the BIRD configuration Sluice writes; a\n"
+    "                   running node's BGP/BFD sessions and announced VIPs; drain it\n"
     "  agent -c FILE    run the local DNS agent: the registry's names answered on this\n"
     "                   host from libsluice's lists, the rest forwarded (agent: section)\n"
     "  version          print the version\n"
     "  help [COMMAND]   show help for a command\n"
     "\n"
     "Run 'sluice COMMAND --help' for a command's options.\n"
-    "Docs: README.md, docs/configuration.md, docs/admin-api.md, docs/l4.md\n";
+    "Docs: README.md, docs/configuration.md, docs/admin-api.md, docs/l4.md, docs/ha.md\n";
 
 static const char *usage_check =
     "Usage: sluice check -c FILE\n"
@@ -175,6 +178,8 @@ int main(int argc, char **argv)
         return 2;
     }
     register_sections();
+    /* The core walks the list for companions (core/module.h: attach). */
+    module_list_set(modules);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
         fputs(usage_main, stdout);

@@ -44,6 +44,21 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Every module but the daemon's own may have work here (core/module.h). */
+static int attach_companions(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen)
+{
+    for (const struct sl_module *const *m = module_list(); *m; m++) {
+        if (*m == d->spec.module || !(*m)->attach)
+            continue;
+        char why[256] = "";
+        if ((*m)->attach(d, cfg, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s: %s", (*m)->name, why[0] ? why : "cannot start");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct sl_config *cfg, char *err,
                 size_t errlen)
 {
@@ -57,11 +72,47 @@ int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct s
         snprintf(err, errlen, "cannot create the event loop: %s", strerror(errno));
         return -1;
     }
+    vip_board_init(&d->vips, d->loop);
     if (spec->module && spec->module->admin && spec->module->admin(&d->site, spec->arg) < 0) {
         snprintf(err, errlen, "%s: its admin routes do not fit the admin site", spec->module->name);
         return -1;
     }
+    return attach_companions(d, cfg, err, errlen);
+}
+
+int daemon_add_companion(struct daemon *d, const struct daemon_companion_ops *ops, void *arg)
+{
+    if (d->n_companions == DAEMON_MAX_COMPANIONS)
+        return -1;
+    d->companions[d->n_companions++] = (struct daemon_companion){ ops, arg };
     return 0;
+}
+
+void daemon_reloaded(struct daemon *d, const struct sl_config *cfg)
+{
+    for (size_t i = 0; i < d->n_companions; i++)
+        if (d->companions[i].ops->reloaded)
+            d->companions[i].ops->reloaded(d->companions[i].arg, cfg);
+}
+
+void daemon_stopping(struct daemon *d)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    for (size_t i = 0; i < d->n_companions; i++)
+        if (d->companions[i].ops->stopping)
+            d->companions[i].ops->stopping(d->companions[i].arg);
+}
+
+static void fini_companions(struct daemon *d)
+{
+    /* Last registered, first finished (as a stack of resources). */
+    while (d->n_companions) {
+        struct daemon_companion *c = &d->companions[--d->n_companions];
+        if (c->ops->fini)
+            c->ops->fini(c->arg);
+    }
 }
 
 static bool listed(const int *sigs, int sig)
@@ -83,6 +134,9 @@ static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
             if (ops && ops->reload)
                 ops->reload(d->spec.arg);
         } else if (sig == SIGTERM || sig == SIGINT || listed(d->spec.stop_signals, sig)) {
+            /* Companions first: HA withdraws the VIPs before the tier
+             * begins to drain (or stops at once). */
+            daemon_stopping(d);
             if (ops && ops->stop) {
                 ops->stop(d->spec.arg, sig);
             } else {
@@ -184,9 +238,11 @@ void daemon_stopped(struct daemon *d)
 
 void daemon_fini(struct daemon *d)
 {
+    fini_companions(d);
     admin_stop(d->admin);
     d->admin = NULL;
     if (d->loop) {
+        vip_board_fini(&d->vips);
         if (d->sig_fd >= 0)
             ev_io_stop(d->loop, &d->sig_io);
         ev_loop_free(d->loop);

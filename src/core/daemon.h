@@ -21,6 +21,15 @@
  * The admin site is the daemon's: the module's admin hook mounts the
  * tier's routes and metric families on d->site, and the tier keeps
  * d->site.status current.
+ *
+ * Companions: daemon_init also calls the `attach` hook of every other
+ * module (core/module.h). A module with work to do in this daemon (the HA
+ * tier announcing its VIPs) registers a companion with
+ * daemon_add_companion(): it hears of reloads (the tier calls
+ * daemon_reloaded() once it applied one), of a stop before the tier does
+ * (so it can withdraw what it announces before a graceful stop or drain
+ * begins) and is finished by daemon_fini(). The tier tells companions
+ * what it serves through d->vips (core/vip_board.h).
  */
 #ifndef SLUICE_CORE_DAEMON_H
 #define SLUICE_CORE_DAEMON_H
@@ -34,8 +43,10 @@
 #include "core/config.h"
 #include "core/evloop.h"
 #include "core/module.h"
+#include "core/vip_board.h"
 
 #define DAEMON_MAX_SIGNALS 8
+#define DAEMON_MAX_COMPANIONS 4
 
 struct daemon_ops {
     /* SIGHUP: read the file again and apply it. NULL: ignored. */
@@ -58,6 +69,25 @@ struct daemon_spec {
     void *arg;
 };
 
+/* What a companion (another module's work inside this daemon) hears. */
+struct daemon_companion_ops {
+    const char *name;                 /* "ha": in log lines */
+    /* The tier applied a reload; cfg is the configuration it runs now.
+     * May be NULL. */
+    void (*reloaded)(void *arg, const struct sl_config *cfg);
+    /* A stop signal arrived: called once, before the tier's stop hook. May
+     * be NULL. */
+    void (*stopping)(void *arg);
+    /* Release everything (daemon_fini, while the loop still exists). May
+     * be NULL. */
+    void (*fini)(void *arg);
+};
+
+struct daemon_companion {
+    const struct daemon_companion_ops *ops;
+    void *arg;
+};
+
 struct daemon {
     struct daemon_spec spec;
     struct ev_loop *loop;
@@ -69,6 +99,10 @@ struct daemon {
     const char *pid_file;             /* written by us: removed by daemon_fini */
     int sig_fd;
     struct ev_io sig_io;
+    struct vip_board vips;            /* what this daemon serves, for its companions */
+    struct daemon_companion companions[DAEMON_MAX_COMPANIONS];
+    size_t n_companions;
+    bool stopping;                    /* a stop signal arrived (companions told) */
 };
 
 /* config_load() and config_check_files(cfg, files): NULL with every
@@ -80,9 +114,11 @@ struct sl_config *daemon_load_config(const char *path, unsigned files, struct co
 struct sl_config *daemon_load_config_or_say(const char *path, unsigned files);
 
 /* Logging as cfg says, for `role`; the descriptor limit raised to its
- * hard limit (many clients, many backends); the event loop; the module's
- * admin routes and metric families mounted on d->site (spec->arg is
- * handed to module->admin). Returns 0, or -1 with a reason in err. */
+ * hard limit (many clients, many backends); the event loop; the VIP
+ * board; the module's admin routes and metric families mounted on d->site
+ * (spec->arg is handed to module->admin); then every other module's
+ * attach hook (companions). Returns 0, or -1 with a reason in err (call
+ * daemon_fini then, as after any failed start). */
 int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct sl_config *cfg, char *err,
                 size_t errlen);
 
@@ -102,12 +138,24 @@ void daemon_admin_follow(struct daemon *d, const struct sl_config *cfg);
  * with errno. */
 int daemon_write_pid_file(struct daemon *d, const char *path);
 
+/* Register a companion (from a module's attach hook). Returns 0, or -1
+ * when DAEMON_MAX_COMPANIONS are registered. */
+int daemon_add_companion(struct daemon *d, const struct daemon_companion_ops *ops, void *arg);
+
+/* The tier applied a reload of cfg: tell the companions. */
+void daemon_reloaded(struct daemon *d, const struct sl_config *cfg);
+
+/* Tell the companions the daemon stops (once; later calls do nothing).
+ * The signal path calls it before the tier's stop hook; a tier that stops
+ * for reasons of its own calls it too. */
+void daemon_stopping(struct daemon *d);
+
 /* Run the loop until daemon_stopped(). Returns 0, or -1 if the loop failed. */
 int daemon_run(struct daemon *d);
 void daemon_stopped(struct daemon *d);
 
-/* Stop the admin API, remove the pid file, close the signalfd, free the
- * loop. Safe after a failed or partial start. */
+/* Finish the companions, stop the admin API, remove the pid file, close
+ * the signalfd, free the loop. Safe after a failed or partial start. */
 void daemon_fini(struct daemon *d);
 
 /* The command line of a daemon that takes a file and nothing else:

@@ -13,18 +13,29 @@
  *   admin          when its daemon runs: the routes it mounts and the
  *                  metric families it registers on the daemon's admin
  *                  site (called by core/daemon.c's daemon_init)
+ *   attach         when ANOTHER tier's daemon runs: the work it does
+ *                  there as a companion (the HA tier announces the VIPs
+ *                  of `sluice l4` and `sluice proxy`). daemon_init calls
+ *                  it for every module of module_list() but the daemon's
+ *                  own; a module with nothing to do for that
+ *                  configuration returns 0 and registers nothing. One that
+ *                  has work calls daemon_add_companion() (core/daemon.h)
+ *                  for its reload, stopping and fini calls, and may mount
+ *                  routes on d->site like an admin hook.
  *
  * See docs/architecture.md, "How to add a tier".
  */
 #ifndef SLUICE_CORE_MODULE_H
 #define SLUICE_CORE_MODULE_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include "lib/strbuf.h"
 #include "core/config.h"
 
 struct admin_site;
+struct daemon;
 
 struct sl_verb {
     const char *name;                 /* "proxy": `sluice proxy ...` */
@@ -45,6 +56,18 @@ struct sl_module {
      * its running daemon (arg: the daemon's state). Returns 0 or -1.
      * May be NULL. */
     int (*admin)(struct admin_site *site, void *arg);
+    /* Companion work inside another tier's daemon d (its loop, admin site
+     * and vip_board are ready; cfg is the daemon's configuration). Returns
+     * 0 (also when there is nothing to do), or -1 with a reason in err:
+     * the daemon does not start. May be NULL. */
+    int (*attach)(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen);
 };
+
+/* The executable's modules (src/cmd/main.c hands them over before any
+ * daemon starts; NULL-terminated, not copied). The core never names a
+ * module: it only walks this list, for the companions. */
+void module_list_set(const struct sl_module *const *list);
+/* The list set last; an empty list before module_list_set(). */
+const struct sl_module *const *module_list(void);
 
 #endif

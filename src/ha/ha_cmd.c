@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "ha/bird_proc.h"
+#include "ha/ha_ctl.h"
 #include "ha/ha_conf.h"
 
 struct ha_subcommand {
@@ -86,10 +87,19 @@ static int config_run(int argc, char **argv)
     return rc;
 }
 
+/* ---- sluice ha status|drain|undrain (ha_ctl.c) ---------------------------- */
+
+static void status_usage(FILE *out) { ha_ctl_usage(out, "status"); }
+static void drain_usage(FILE *out) { ha_ctl_usage(out, "drain"); }
+static void undrain_usage(FILE *out) { ha_ctl_usage(out, "undrain"); }
+
 /* ---- the table ------------------------------------------------------------ */
 
 static const struct ha_subcommand subcommands[] = {
     { "config", config_run, config_usage, "print the BIRD configuration Sluice writes for FILE" },
+    { "status", ha_ctl_run, status_usage, "a running node's BGP and BFD sessions, what it announces and why not" },
+    { "drain", ha_ctl_run, drain_usage, "withdraw the node's VIPs from the routers (graceful: it keeps forwarding)" },
+    { "undrain", ha_ctl_run, undrain_usage, "announce them again" },
     { NULL, NULL, NULL, NULL },
 };
 

@@ -6,6 +6,7 @@
 
 #include "ha/ha_cmd.h"
 #include "ha/ha_conf.h"
+#include "ha/ha_daemon.h"
 
 /* "HA node in zone a (priority 1), AS 65010, 2 BGP neighbors, BIRD managed". */
 static void ha_check_summary(const struct sl_config *cfg, struct strbuf *out)
@@ -30,4 +31,5 @@ const struct sl_module ha_module = {
     .sections = ha_sections,
     .verbs = ha_verbs,
     .check_summary = ha_check_summary,
+    .attach = ha_attach,   /* the companion in sluice l4 and sluice proxy (ha_daemon.h) */
 };

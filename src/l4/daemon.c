@@ -290,6 +290,7 @@ static void sync_maps(struct l4d *d)
     for (size_t g = 0; g < n; g++)
         if (!real_usable(d, g) && d->rr[g].active_written)
             write_active(d, g, false);
+    l4_publish_vips(d);
 }
 
 static void tick(struct ev_loop *loop, struct ev_timer *t)
@@ -909,6 +910,7 @@ static void reload(struct l4d *d)
     log_info("reloaded %s: %zu service%s, %zu real%s", d->config_path, nl4->n_services,
              nl4->n_services == 1 ? "" : "s", d->n_reals, d->n_reals == 1 ? "" : "s");
     l4_discovery_sync(d);
+    daemon_reloaded(&d->dmn, d->cfg);   /* companions (HA) follow the file too */
 }
 
 /* ---- start-up ---- */

@@ -37,6 +37,7 @@
 #include "proxy/proxy_discovery.h"
 #include "proxy/proxy_health.h"
 #include "proxy/proxy_module.h"
+#include "proxy/proxy_vips.h"
 #include "proxy/shared.h"
 #include "proxy/tls_openssl.h"
 #include "proxy/tls_session.h"
@@ -47,6 +48,7 @@
 #define RESTART_BACKOFF_MS 1000 /* before restarting a worker that keeps dying */
 #define DISCOVERY_SYNC_MS 250   /* discovered pools: reclaim drained slots, catch up */
 #define TLS_SESSIONS_TICK_MS 1000 /* ticket key rotation, key file watch */
+#define VIPS_TICK_MS 100          /* backends' health onto the VIP board */
 
 struct generation {
     struct sl_config *cfg;
@@ -91,11 +93,29 @@ struct master {
      * any generation. */
     struct tls_session_stores *tls_sessions;
     struct ev_timer tls_sessions_timer;
+    struct ev_timer vips_timer;  /* the listeners on the VIP board (proxy_vips.h) */
     bool stopping;
     uint64_t restarts;
 };
 
 static struct generation *current(struct master *m) { return m->gens[0]; }
+
+/* What the running configuration serves, on the daemon's VIP board (for
+ * companions: HA announces it). After every change the master makes, and
+ * on a tick for what the health checks and the workers change. */
+static void publish_vips(struct master *m)
+{
+    const struct generation *g = current(m);
+    const struct proxy_vips_view v = { .pc = g->pc, .sh = g->sh, .fds = g->fds, .pids = g->pids,
+                                       .n_workers = g->n_workers, .stopping = m->stopping };
+    proxy_publish_listeners(&m->d.vips, &v);
+}
+
+static void vips_tick(struct ev_loop *loop, struct ev_timer *t)
+{
+    publish_vips(t->data);
+    ev_timer_start(loop, t, VIPS_TICK_MS);
+}
 
 /* ---------- sockets ---------- */
 
@@ -530,6 +550,7 @@ static void reap_children(struct master *m)
         log_info("previous configuration retired");
     }
     update_view(m);
+    publish_vips(m);
     if (m->stopping && all_workers_gone(m))
         daemon_stopped(&m->d);
 }
@@ -620,7 +641,9 @@ static void reload(struct master *m, struct reload_result *res)
     proxy_discovery_set_health(g->pd, m->health);
     m->d.site.status.reloads++;
     update_view(m);
+    publish_vips(m);
     log_info("reload done: %u workers on the new configuration", g->n_workers);
+    daemon_reloaded(&m->d, cfg);   /* companions (HA) follow the file too */
 }
 
 static void stop_timeout(struct ev_loop *loop, struct ev_timer *t)
@@ -650,6 +673,7 @@ static void begin_stop(struct master *m, int sig)
     for (size_t i = 0; i < m->n_gens; i++)
         proxy_discovery_set_health(m->gens[i]->pd, NULL);
     ev_timer_start(m->loop, &m->stop_timer, STOP_TIMEOUT_MS);
+    publish_vips(m);
     if (all_workers_gone(m))
         daemon_stopped(&m->d);
 }
@@ -746,6 +770,7 @@ int master_run(const struct master_options *opt)
     ev_timer_init(&m.restart_timer, restart_pending, &m);
     ev_timer_init(&m.stop_timer, stop_timeout, &m);
     ev_timer_init(&m.tls_sessions_timer, sessions_tick, &m);
+    ev_timer_init(&m.vips_timer, vips_tick, &m);
     m.tls_sessions = tls_session_stores_new();
     if (!m.tls_sessions ||
         metrics_register(&m.d.site.metrics, tls_session_stores_collect, m.tls_sessions) < 0) {
@@ -782,6 +807,8 @@ int master_run(const struct master_options *opt)
         spawn_worker(&m, g, s);
     tls_session_stores_commit(m.tls_sessions);
     ev_timer_start(m.loop, &m.tls_sessions_timer, TLS_SESSIONS_TICK_MS);
+    publish_vips(&m);
+    ev_timer_start(m.loop, &m.vips_timer, VIPS_TICK_MS);
     m.health = proxy_health_start(m.loop, g->pc, g->sh);
     proxy_discovery_set_health(g->pd, m.health);
     for (size_t i = 0; i < g->pc->n_listeners; i++) {
@@ -800,6 +827,7 @@ int master_run(const struct master_options *opt)
         generation_free(m.gens[i]);
     discovery_stop(&m);
     ev_timer_stop(m.loop, &m.tls_sessions_timer);
+    ev_timer_stop(m.loop, &m.vips_timer);
     tls_openssl_unload();
     daemon_fini(&m.d);
     tls_session_stores_free(m.tls_sessions);

@@ -603,12 +603,13 @@ def test_l4_dr_end_to_end(topo):
                      metrics), metrics
     assert 'sluice_l4_packets_total{reason="fwd_dr"}' in metrics
     # Every family `sluice l4` serves is in docs/admin-api.md, and every
-    # documented one but the registry's and the proxy's TLS ones is served
-    # (the proxy's side: test_metrics.py; the registry's:
-    # test_registry_api.py).
+    # documented one but the registry's, the proxy's TLS ones and HA's is
+    # served (the proxy's side: test_metrics.py; the registry's:
+    # test_registry_api.py; HA's, served with an ha: section:
+    # test_ha_announce.py).
     served = {name: t for name, (t, _) in metrics_doc.families(metrics).items()}
     documented = {n: t for n, t in metrics_doc.documented_families().items()
-                  if not n.startswith(("sluice_registry_", "sluice_tls_"))}
+                  if not n.startswith(("sluice_registry_", "sluice_tls_", "sluice_ha_"))}
     assert served == documented
 
     # Long-lived flows, one per real if the hash allows: open a few.

@@ -370,6 +370,135 @@ static void test_load_config_or_say(void **state)
     unlink(path);
 }
 
+/* ---- companions: other modules' work inside this daemon ---- */
+
+struct comp_log {
+    char seen[256];              /* "attach:b reload stopping stop fini" */
+};
+
+static struct comp_log comp_events;
+
+static void note_event(const char *what)
+{
+    size_t used = strlen(comp_events.seen);
+    snprintf(comp_events.seen + used, sizeof comp_events.seen - used, "%s%s", used ? " " : "", what);
+}
+
+static void comp_reloaded(void *arg, const struct sl_config *cfg)
+{
+    note_event(cfg ? "reloaded" : "reloaded(null)");
+}
+static void comp_stopping(void *arg) { note_event("stopping"); }
+static void comp_fini(void *arg) { note_event(arg); }
+
+static const struct daemon_companion_ops comp_ops = {
+    .name = "b", .reloaded = comp_reloaded, .stopping = comp_stopping, .fini = comp_fini,
+};
+
+static int attach_b(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen)
+{
+    note_event("attach:b");
+    return daemon_add_companion(d, &comp_ops, "fini:b");
+}
+
+static int attach_own(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen)
+{
+    note_event("attach:own");    /* must never run: a daemon's own module is not its companion */
+    return 0;
+}
+
+static int attach_idle(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen)
+{
+    return 0;                    /* nothing to do for this configuration */
+}
+
+static int attach_fails(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "no tun device");
+    return -1;
+}
+
+static const struct sl_module mod_own = { .name = "own", .attach = attach_own };
+static const struct sl_module mod_b = { .name = "b", .attach = attach_b };
+static const struct sl_module mod_idle = { .name = "idle", .attach = attach_idle };
+static const struct sl_module mod_none = { .name = "none" };
+static const struct sl_module mod_fails = { .name = "f", .attach = attach_fails };
+
+static void comp_stop(void *arg, int sig)
+{
+    struct tier *t = arg;
+    note_event("stop");
+    t->stops++;
+    daemon_stopped(&t->d);
+}
+static void comp_tier_reload(void *arg)
+{
+    struct tier *t = arg;
+    note_event("reload");
+    daemon_reloaded(&t->d, (const struct sl_config *)t->d.spec.role); /* any non-NULL cfg */
+    daemon_stopped(&t->d);
+}
+static const struct daemon_ops comp_tier_ops = { .reload = comp_tier_reload, .stop = comp_stop };
+
+/* attach runs for every other module; the companion hears the reload
+ * the tier applied, then "stopping" BEFORE the tier's stop hook, and is
+ * finished by daemon_fini. */
+static void test_companions(void **state)
+{
+    static const struct sl_module *const list[] = { &mod_own, &mod_none, &mod_idle, &mod_b, NULL };
+    module_list_set(list);
+    memset(&comp_events, 0, sizeof comp_events);
+    struct sl_config *cfg = config("admin: {listen: off}\n");
+    struct tier t = { 0 };
+    const struct daemon_spec spec = { .role = "test", .module = &mod_own, .ops = &comp_tier_ops, .arg = &t };
+    char err[256];
+    assert_int_equal(daemon_init(&t.d, &spec, cfg, err, sizeof err), 0);
+    assert_int_equal(t.d.n_companions, 1);
+    assert_int_equal(daemon_catch_signals(&t.d, err, sizeof err), 0);
+    raise(SIGHUP);
+    run_once(&t);
+    raise(SIGTERM);
+    run_once(&t);
+    raise(SIGINT);               /* a second stop: the companion heard it once */
+    run_once(&t);
+    assert_int_equal(t.stops, 2);
+    daemon_fini(&t.d);
+    assert_string_equal(comp_events.seen, "attach:b reload reloaded stopping stop stop fini:b");
+    assert_int_equal(t.d.n_companions, 0);
+    daemon_fini(&t.d);           /* twice: nothing more */
+    assert_string_equal(comp_events.seen, "attach:b reload reloaded stopping stop stop fini:b");
+    module_list_set(NULL);
+    config_free(cfg);
+}
+
+/* A companion that cannot start stops the daemon's start, saying who. */
+static void test_companion_attach_fails(void **state)
+{
+    static const struct sl_module *const list[] = { &mod_b, &mod_fails, NULL };
+    module_list_set(list);
+    memset(&comp_events, 0, sizeof comp_events);
+    struct sl_config *cfg = config("admin: {listen: off}\n");
+    struct tier t = { 0 };
+    const struct daemon_spec spec = { .role = "test", .ops = &comp_tier_ops, .arg = &t };
+    char err[256];
+    assert_int_equal(daemon_init(&t.d, &spec, cfg, err, sizeof err), -1);
+    assert_string_equal(err, "f: no tun device");
+    daemon_fini(&t.d);           /* the one attached before is finished */
+    assert_string_equal(comp_events.seen, "attach:b fini:b");
+    module_list_set(NULL);
+    config_free(cfg);
+}
+
+/* Too many companions: daemon_add_companion says no. */
+static void test_companion_slots(void **state)
+{
+    struct daemon d;
+    memset(&d, 0, sizeof d);
+    for (int i = 0; i < DAEMON_MAX_COMPANIONS; i++)
+        assert_int_equal(daemon_add_companion(&d, &comp_ops, NULL), 0);
+    assert_int_equal(daemon_add_companion(&d, &comp_ops, NULL), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +509,9 @@ int main(void)
         cmocka_unit_test(test_admin_follows_the_file),
         cmocka_unit_test(test_admin_options_from_the_tier),
         cmocka_unit_test(test_pid_file),
+        cmocka_unit_test(test_companions),
+        cmocka_unit_test(test_companion_attach_fails),
+        cmocka_unit_test(test_companion_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,216 @@
+/* The HA companion on the daemon's admin site:
+ *
+ *   GET  /api/ha           node, zone, priority, BIRD, sessions, what is
+ *                          announced and what is withdrawn (and why), drained
+ *   POST /api/ha/drain     withdraw this node's VIPs and stand-ins
+ *   POST /api/ha/undrain   announce them again
+ *
+ * and the families sluice_ha_announced{address}, sluice_ha_bgp_session_up
+ * {neighbor}, sluice_ha_bfd_session_up{neighbor} and
+ * sluice_ha_withdrawals_total{reason}. docs/admin-api.md has them all.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/admin.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "ha/ha_daemon.h"
+
+/* "too few healthy (0/2)", "not serving", ...: the reason in words. */
+static void reason_text(const struct ha_companion *h, enum ha_withdraw_reason why, const struct vip_verdict *v,
+                        char *buf, size_t cap)
+{
+    switch (why) {
+    case HA_WD_TOO_FEW_HEALTHY:
+        snprintf(buf, cap, "too few healthy (%u/%u)", v->healthy, v->total);
+        break;
+    case HA_WD_NOT_SERVING: snprintf(buf, cap, "not serving"); break;
+    case HA_WD_NOT_LISTED: snprintf(buf, cap, "not in ha.announce"); break;
+    case HA_WD_STOPPING: snprintf(buf, cap, "stopping"); break;
+    default: snprintf(buf, cap, "drained"); break;
+    }
+}
+
+/* The board's owners of address ip, as a JSON array. */
+static json_t *owners_of(const struct ha_companion *h, const struct vip_ip *ip)
+{
+    json_t *a = json_array();
+    const struct vip_board *b = &h->d->vips;
+    for (size_t i = 0; a && i < b->n; i++)
+        if (vip_ip_equal(&b->entries[i].addr, ip))
+            json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:b}", "owner", b->entries[i].owner, "kind",
+                                               vip_kind_name(b->entries[i].kind), "healthy",
+                                               (int)b->entries[i].healthy, "total", (int)b->entries[i].total,
+                                               "serving", b->entries[i].serving));
+    return a;
+}
+
+static bool is_announced(const struct ha_companion *h, const struct vip_ip *ip, bool *standin)
+{
+    for (size_t i = 0; i < h->n_ann; i++) {
+        if (vip_ip_equal(&h->ann[i].ip, ip)) {
+            *standin = h->ann[i].standin;
+            return true;
+        }
+    }
+    return false;
+}
+
+static json_t *sessions_json(const struct ha_companion *h)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < h->n_sessions; i++) {
+        const struct ha_session *s = &h->sessions[i];
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:b, s:o}", "neighbor", s->neighbor, "protocol",
+                                           s->protocol, "state", s->state, "since", s->since, "up", s->up, "bfd",
+                                           s->has_bfd ? json_string(s->bfd_state) : json_null()));
+    }
+    return a;
+}
+
+static json_t *status_json(struct ha_companion *h)
+{
+    const struct cfg_ha *ha = h->ha;
+    json_t *announced = json_array(), *withdrawn = json_array();
+    struct vip_verdict *v = NULL;
+    size_t n = 0;
+    if (!announced || !withdrawn || vip_board_verdicts(&h->d->vips, ha->min_healthy, &v, &n) < 0) {
+        json_decref(announced);
+        json_decref(withdrawn);
+        return NULL;
+    }
+    char ip[64], why[96];
+    for (size_t i = 0; i < n; i++) {
+        vip_ip_string(&v[i].addr, ip, sizeof ip);
+        bool standin = false;
+        if (is_announced(h, &v[i].addr, &standin)) {
+            /* The prepends BIRD's export filter gives it (bird_conf.h). */
+            unsigned prio = ha->priority + (standin ? BIRD_STANDIN_PREPENDS : 0);
+            json_array_append_new(announced, json_pack("{s:s, s:o, s:i, s:b}", "address", ip, "owners",
+                                                       owners_of(h, &v[i].addr), "priority", (int)prio, "standin",
+                                                       standin));
+            continue;
+        }
+        enum ha_withdraw_reason r = ha_verdict_reason(h, &v[i]);
+        if (r == HA_WD_COUNT)
+            snprintf(why, sizeof why, "not yet on %s (see the log)", ha->interface);
+        else
+            reason_text(h, r, &v[i], why, sizeof why);
+        json_array_append_new(withdrawn, json_pack("{s:s, s:s, s:o}", "address", ip, "reason", why, "owners",
+                                                   owners_of(h, &v[i].addr)));
+    }
+    free(v);
+    return json_pack("{s:s, s:s, s:i, s:s, s:i, s:{s:s, s:s, s:b, s:s, s:s}, s:o, s:o, s:o, s:b, s:b}", "node",
+                     h->node, "zone", ha->zone, "priority", (int)ha->priority, "interface", ha->interface,
+                     "min_healthy", (int)ha->min_healthy, "bird", "mode",
+                     ha->bird.mode == HA_BIRD_MANAGED ? "managed" : "external", "socket", ha->bird.control_socket,
+                     "up", h->bird_up, "version", h->bird_version, "error", h->bird_error, "sessions",
+                     sessions_json(h), "announced", announced, "withdrawn", withdrawn, "drained", h->drained,
+                     "stopping", h->stopped);
+}
+
+/* A drain or undrain takes no body, or a JSON object (nothing in it is
+ * read yet): anything else is refused, so a typo is not taken silently. */
+static bool body_ok(const struct admin_request *rq, struct admin_reply *r)
+{
+    size_t i = 0;
+    while (i < rq->body_len && (rq->body[i] == ' ' || rq->body[i] == '\n' || rq->body[i] == '\r' ||
+                                rq->body[i] == '\t'))
+        i++;
+    if (i == rq->body_len)
+        return true;
+    json_error_t jerr;
+    json_t *j = json_loadb(rq->body, rq->body_len, 0, &jerr);
+    bool ok = j && json_is_object(j) && json_object_size(j) == 0;
+    if (!j)
+        admin_reply_error(r, 400, "the body is not JSON: %s (send none, or {})", jerr.text);
+    else if (!ok)
+        admin_reply_error(r, 400, "the body must be empty or {}: drain and undrain take no parameters");
+    json_decref(j);
+    return ok;
+}
+
+static void handle(void *arg, const struct admin_request *rq, struct admin_reply *r)
+{
+    struct ha_companion *h = arg;
+    if (rq->n_seg == 0) {
+        if (!admin_is_get(rq)) {
+            admin_reply_method_not_allowed(r, "GET, HEAD");
+            return;
+        }
+        json_t *doc = status_json(h);
+        if (!doc)
+            admin_reply_error(r, 500, "out of memory");
+        else
+            admin_reply_json(r, 200, doc);
+        return;
+    }
+    bool drain = rq->n_seg == 1 && !strcmp(rq->seg[0], "drain");
+    bool undrain = rq->n_seg == 1 && !strcmp(rq->seg[0], "undrain");
+    if (!drain && !undrain) {
+        admin_reply_error(r, 404, "no such path (see docs/admin-api.md: /api/ha, /api/ha/drain, /api/ha/undrain)");
+        return;
+    }
+    if (strcmp(rq->method, "POST") != 0) {
+        admin_reply_method_not_allowed(r, "POST");
+        return;
+    }
+    if (!body_ok(rq, r))
+        return;
+    if (h->stopped) {
+        admin_reply_error(r, 409, "stopping: nothing is announced any more");
+        return;
+    }
+    bool was = h->drained;
+    log_info("admin API: ha %s", drain ? "drain" : "undrain");
+    ha_set_drained(h, drain);
+    admin_reply_json(r, 200, json_pack("{s:b, s:b}", "drained", h->drained, "changed", was != h->drained));
+}
+
+/* ---- metrics ---- */
+
+static void collect(void *arg, struct strbuf *out)
+{
+    struct ha_companion *h = arg;
+    struct vip_verdict *v = NULL;
+    size_t n = 0;
+    if (vip_board_verdicts(&h->d->vips, h->ha->min_healthy, &v, &n) < 0)
+        return;
+    metrics_family(out, "sluice_ha_announced", "gauge",
+                   "1 while the address is announced (on the HA device), 0 while it is withdrawn");
+    char ip[64];
+    for (size_t i = 0; i < n; i++) {
+        bool standin;
+        vip_ip_string(&v[i].addr, ip, sizeof ip);
+        const struct metric_label l = { "address", ip };
+        metrics_sample(out, "sluice_ha_announced", &l, 1, is_announced(h, &v[i].addr, &standin));
+    }
+    free(v);
+    metrics_family(out, "sluice_ha_bgp_session_up", "gauge", "1 while the BGP session with the neighbor is established");
+    for (size_t i = 0; i < h->n_sessions; i++) {
+        const struct metric_label l = { "neighbor", h->sessions[i].neighbor };
+        metrics_sample(out, "sluice_ha_bgp_session_up", &l, 1, h->sessions[i].up);
+    }
+    if (h->ha->bfd) {
+        metrics_family(out, "sluice_ha_bfd_session_up", "gauge", "1 while the BFD session with the neighbor is up");
+        for (size_t i = 0; i < h->n_sessions; i++) {
+            const struct metric_label l = { "neighbor", h->sessions[i].neighbor };
+            metrics_sample(out, "sluice_ha_bfd_session_up", &l, 1, h->sessions[i].bfd_up);
+        }
+    }
+    const char *reasons[HA_WD_COUNT];
+    for (int r = 0; r < HA_WD_COUNT; r++)
+        reasons[r] = ha_withdraw_reason_label((enum ha_withdraw_reason)r);
+    metrics_by_label(out, "sluice_ha_withdrawals_total", "counter", "Addresses withdrawn, by reason", "reason",
+                     reasons, h->withdrawals, HA_WD_COUNT);
+}
+
+int ha_admin_mount(struct ha_companion *h)
+{
+    if (admin_mount(&h->d->site, NULL, "/api/ha", handle, h) < 0)
+        return -1;
+    return metrics_register(&h->d->site.metrics, collect, h);
+}

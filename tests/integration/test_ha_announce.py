@@ -1,0 +1,493 @@
+"""HA announcing end to end: `sluice l4` and `sluice proxy` announce their
+VIPs to a router over BGP (with BFD) through a BIRD they start, from
+addresses on a tun device they own.
+
+Topology (network namespaces this test creates and removes, s12c-*):
+
+    router s12c-rt 10.12.0.1 --+
+    lb     s12c-lb 10.12.0.5 --+-- bridge (namespace s12c-sw)
+    reals  s12c-r1, s12c-r2 10.12.0.11-12
+
+The router runs a BIRD of the test's own (BGP with the LB node, BFD, its
+routes exported to the router's kernel table). BFD is slow here (300 ms x
+10): this test is about what is announced when, not about detection time,
+and a busy test machine must not flap the sessions (BFD down takes BGP
+down, and BIRD waits before it connects again). The LB runs `sluice l4` in
+DR mode (XDP on lb0) for the VIP 10.12.100.1, off every subnet: only the
+route the LB announces brings it to the LB. The router's namespace is the
+client. `sluice proxy` announces its listener 10.12.100.2 the same way.
+
+Needs root, ip and bird2; skips otherwise. Every wait is bounded; every
+namespace, mount and process (the BIRDs included) is removed at teardown.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import metrics_doc
+from test_l4_netns import ETHTOOL_STXCSUM, SERVER, ethtool_set, nsexec, pin_xdp_pass, sh
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SLUICE_L4 = os.environ.get("SLUICE_L4_BIN", os.path.join(ROOT, "build", "sluice"))
+SLUICE_ASAN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-asan"))
+BIRD = shutil.which("bird") or "/usr/sbin/bird"
+BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
+
+NS_SW, NS_RT, NS_LB = "s12c-sw", "s12c-rt", "s12c-lb"
+REALS = [("s12c-r1", "10.12.0.11", "r1"), ("s12c-r2", "10.12.0.12", "r2")]
+ROUTER, LB = "10.12.0.1", "10.12.0.5"
+VIP, PROXY_VIP = "10.12.100.1", "10.12.100.2"
+ADMIN = "127.0.0.1:9941"
+HA_IF = "s12c-ha"
+
+ROUTER_BIRD = """\
+router id 10.12.0.1;
+log "{log}" all;
+protocol device {{ }}
+protocol kernel {{
+    ipv4 {{ import none; export all; }};
+}}
+protocol bfd {{
+    interface "*" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 10; }};
+}}
+protocol bgp lb {{
+    local 10.12.0.1 as 65000;
+    neighbor 10.12.0.5 as 65010;
+    connect retry time 1;
+    error wait time 1, 5;
+    bfd on;
+    ipv4 {{ import all; export none; }};
+}}
+"""
+
+
+def have_tools():
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, XDP, tun)"
+    for tool in ("ip", BIRD, BIRDC):
+        if not shutil.which(tool):
+            return "needs %s (Debian: iproute2, bird2)" % tool
+    for binary in (SLUICE_L4, SLUICE_ASAN):
+        if not os.path.exists(binary):
+            return "%s not built" % binary
+    return None
+
+
+def wait_for(pred, timeout, step=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    return pred()
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+class Lab:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.namespaces, self.procs, self.bird_pids = [], [], []
+        self.bpffs = str(tmp / "bpffs")
+        self.mounted = False
+
+    def add_ns(self, ns):
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        nsexec(ns, "ip", "link", "set", "lo", "up")
+
+    def add_port(self, ns, ifname, addr):
+        peer = ns + "p"
+        sh("ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", NS_SW)
+        nsexec(NS_SW, "ip", "link", "set", peer, "master", "br0", "up")
+        nsexec(ns, "ip", "addr", "add", addr + "/24", "dev", ifname)
+        nsexec(ns, "ip", "link", "set", ifname, "up")
+        return peer
+
+    def build(self):
+        self.add_ns(NS_SW)
+        nsexec(NS_SW, "ip", "link", "add", "br0", "type", "bridge")
+        nsexec(NS_SW, "ip", "link", "set", "br0", "up")
+        self.add_ns(NS_RT)
+        self.add_port(NS_RT, "eth0", ROUTER)
+        ethtool_set(NS_RT, "eth0", ETHTOOL_STXCSUM, 0)   # XDP forwards its frames (see test_l4_netns)
+        self.add_ns(NS_LB)
+        lb_peer = self.add_port(NS_LB, "lb0", LB)
+        # The proxy's listener binds its VIP: the LB holds it on lo (the
+        # router only learns it from BGP).
+        nsexec(NS_LB, "ip", "addr", "add", PROXY_VIP + "/32", "dev", "lo")
+        for ns, addr, _ in REALS:
+            self.add_ns(ns)
+            self.add_port(ns, "eth0", addr)
+            nsexec(ns, "ip", "addr", "add", VIP + "/32", "dev", "lo")
+            for key in ("all.arp_ignore=1", "eth0.arp_ignore=1", "all.arp_announce=2", "eth0.arp_announce=2"):
+                nsexec(ns, "sysctl", "-q", "-w", "net.ipv4.conf." + key)
+        os.makedirs(self.bpffs, exist_ok=True)
+        sh("mount", "-t", "bpf", "bpf", self.bpffs)
+        self.mounted = True
+        pin_xdp_pass(self.bpffs + "/xdp_pass")
+        nsexec(NS_SW, "ip", "link", "set", "dev", lb_peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
+        # The router's BIRD.
+        self.rt_sock = str(self.tmp / "rt-bird.ctl")
+        conf = self.tmp / "rt-bird.conf"
+        conf.write_text(ROUTER_BIRD.format(log=self.tmp / "rt-bird.log"))
+        pidfile = self.tmp / "rt-bird.pid"
+        nsexec(NS_RT, BIRD, "-c", str(conf), "-s", self.rt_sock, "-P", str(pidfile))
+        self.bird_pids.append(int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10)))
+
+    def spawn(self, ns, *args, **kw):
+        p = subprocess.Popen(["ip", "netns", "exec", ns] + list(args), **kw)
+        self.procs.append(p)
+        return p
+
+    def start_reals(self):
+        self.servers = {name: self.spawn(ns, sys.executable, "-c", SERVER, name, "80")
+                        for ns, _, name in REALS}
+
+    def stop_reals(self):
+        for p in self.servers.values():
+            p.kill()
+            p.wait(timeout=5)
+
+    # -- what the router sees --
+    def route(self, prefix):
+        """The router's kernel route to prefix ("" when it has none)."""
+        return nsexec(NS_RT, "ip", "route", "show", prefix, check=False).stdout.strip()
+
+    def announced(self, prefix):
+        return "proto bird" in self.route(prefix) and "via " + LB in self.route(prefix)
+
+    def diagnose(self):
+        """What both BIRDs say, for a failure's message."""
+        lb = nsexec(NS_LB, BIRDC, "-s", str(self.tmp / "lb-bird.ctl"), "show", "protocols", "all",
+                    check=False).stdout
+        lbr = nsexec(NS_LB, BIRDC, "-s", str(self.tmp / "lb-bird.ctl"), "show", "route", "all",
+                     check=False).stdout
+        return "router:\n%s\nLB:\n%s\n%s\nLB addresses:\n%s" % (
+            self.router_birdc("show", "protocols", "all"), lb, lbr,
+            nsexec(NS_LB, "ip", "addr", check=False).stdout)
+
+    def router_birdc(self, *cmd):
+        return nsexec(NS_RT, BIRDC, "-s", self.rt_sock, *cmd, check=False).stdout
+
+    def destroy(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        lb_bird = self.tmp / "lb-bird.pid"   # a daemon that failed half way may have started it
+        if lb_bird.exists() and lb_bird.read_text().strip().isdigit():
+            self.bird_pids.append(int(lb_bird.read_text().strip()))
+        for pid in self.bird_pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.mounted and os.path.isdir(self.bpffs + "/sluice"):
+            nsexec(NS_LB, SLUICE_L4, "l4", "detach", "--pin-dir", self.bpffs + "/sluice", "--remove-maps",
+                   check=False)
+        for ns in reversed(self.namespaces):
+            sh("ip", "netns", "del", ns, check=False)
+        if self.mounted:
+            sh("umount", self.bpffs, check=False)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    why = have_tools()
+    if why:
+        pytest.skip(why)
+    for ns in (NS_SW, NS_RT, NS_LB) + tuple(r[0] for r in REALS):
+        sh("ip", "netns", "del", ns, check=False)   # a run killed half way
+    lab = Lab(tmp_path)
+    try:
+        lab.build()
+        yield lab
+    finally:
+        lab.destroy()
+
+
+def ha_section(tmp, priority=0, min_healthy=1):
+    return """\
+ha:
+  node: lb-a1
+  zone: a
+  priority: {priority}
+  asn: 65010
+  router_id: 10.12.0.5
+  neighbors:
+    - {{ address: 10.12.0.1, asn: 65000 }}
+  bfd: {{ interval: 300ms, multiplier: 10 }}
+  min_healthy: {min_healthy}
+  interface: {ifname}
+  bird:
+    mode: managed
+    control_socket: {tmp}/lb-bird.ctl
+    config_file: {tmp}/lb-bird.conf
+    pid_file: {tmp}/lb-bird.pid
+    log_file: {tmp}/lb-bird.log
+""".format(tmp=tmp, ifname=HA_IF, priority=priority, min_healthy=min_healthy)
+
+
+class Daemon:
+    """`sluice l4` or `sluice proxy` in the LB namespace, with its log."""
+
+    def __init__(self, lab, verb, body, binary):
+        self.lab, self.verb, self.binary, self.body = lab, verb, binary, body
+        self.conf = lab.tmp / ("%s.yaml" % verb)
+        self.write()
+        self.log_path = lab.tmp / ("%s.log" % verb)
+        self.proc = None
+
+    def write(self, **ha):
+        self.conf.write_text("admin:\n  listen: %s\nlog:\n  level: info\n%s%s" % (ADMIN, self.body,
+                                                                              ha_section(self.lab.tmp, **ha)))
+
+    def start(self):
+        self.offset = len(self.read_log())
+        self.log = open(self.log_path, "ab")
+        args = [self.binary, self.verb, "-c", str(self.conf)]
+        if self.verb == "l4":
+            args += ["--pin-dir", self.lab.bpffs + "/sluice"]
+        self.proc = self.lab.spawn(NS_LB, *args, stdout=self.log, stderr=subprocess.STDOUT)
+        ok = wait_for(lambda: self.proc.poll() is not None or "ha: node lb-a1" in self.new_log()
+                      and self.api_up(), 30)
+        assert ok and self.proc.poll() is None, "did not start (%s):\n%s" % (getattr(self, "api_error", ""),
+                                                                           self.read_log())
+        pidfile = self.lab.tmp / "lb-bird.pid"
+        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10))
+        if pid not in self.lab.bird_pids:
+            self.lab.bird_pids.append(pid)
+        return self
+
+    def api_up(self):
+        try:
+            self.ha()
+            return True
+        except Exception as e:
+            self.api_error = repr(e)
+            return False
+
+    def read_log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def new_log(self):
+        return self.read_log()[self.offset:]
+
+    def api(self, method, path):
+        code = ("import urllib.request,sys;r=urllib.request.Request('http://%s%s',method='%s');"
+                "print(urllib.request.urlopen(r,timeout=5).read().decode())" % (ADMIN, path, method))
+        return json.loads(nsexec(NS_LB, sys.executable, "-c", code).stdout)
+
+    def ha(self):
+        return self.api("GET", "/api/ha")
+
+    def metrics(self):
+        code = "import urllib.request;print(urllib.request.urlopen('http://%s/metrics',timeout=5).read().decode())"
+        return nsexec(NS_LB, sys.executable, "-c", code % ADMIN).stdout
+
+    def ctl(self, *args):
+        return nsexec(NS_LB, self.binary, "ha", *args, "-c", str(self.conf), check=False)
+
+    def bird_pid(self):
+        return int((self.lab.tmp / "lb-bird.pid").read_text().strip())
+
+
+def l4_body():
+    return """\
+l4:
+  interfaces: [lb0]
+  xdp_mode: native
+  services:
+    - vip: "{vip}:80"
+      protocol: tcp
+      mode: dr
+      scheduler: maglev
+      health_check: {{ type: tcp, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }}
+      reals:
+        - {{ address: "10.12.0.11:80", weight: 1 }}
+        - {{ address: "10.12.0.12:80", weight: 1 }}
+""".format(vip=VIP)
+
+
+def get_vip(vip):
+    """One HTTP request from the router's namespace; the body or "ERR ..."."""
+    code = ("import http.client,sys\ntry:\n c=http.client.HTTPConnection(sys.argv[1],80,timeout=3)\n"
+            " c.request('GET','/');print(c.getresponse().read().decode().strip())\n"
+            "except Exception as e:\n print('ERR %r'%(e,))")
+    return nsexec(NS_RT, sys.executable, "-c", code, vip).stdout.strip()
+
+
+def sessions_up(d):
+    s = d.ha()["sessions"]
+    return s and s[0]["state"] == "Established" and s[0]["bfd"] == "Up"
+
+
+def test_l4_announces_withdraws_and_survives_restarts(lab):
+    lab.start_reals()
+    d = Daemon(lab, "l4", l4_body(), SLUICE_L4).start()
+    # Announced while the reals are healthy: the router's kernel route and
+    # its BIRD both have it, with the LB as next hop; traffic flows.
+    if not wait_for(lambda: lab.announced(VIP), 30):
+        pytest.fail("not announced: %r\n%s\n%s\n%s" % (lab.route(VIP), json.dumps(d.ha()), d.read_log(),
+                                                        lab.diagnose()))
+    assert "10.12.100.1/32" in lab.router_birdc("show", "route", "for", VIP)
+    assert re.match(r"r[12] ", wait_for(lambda: re.match(r"r[12] ", get_vip(VIP)) and get_vip(VIP), 10) or "")
+    assert wait_for(lambda: sessions_up(d), 20), d.ha()
+    st = d.ha()
+    assert [a["address"] for a in st["announced"]] == [VIP]
+    assert st["announced"][0]["priority"] == 0
+    assert st["announced"][0]["owners"][0]["owner"] == "tcp:%s:80" % VIP
+    assert st["bird"]["up"] and st["node"] == "lb-a1" and st["zone"] == "a"
+    m = d.metrics()
+    assert 'sluice_ha_announced{address="%s"} 1' % VIP in m
+    # every sluice_ha_ family served is in docs/admin-api.md, and back
+    served = {n: t for n, (t, _) in metrics_doc.families(m).items() if n.startswith("sluice_ha_")}
+    assert served == {n: t for n, t in metrics_doc.documented_families().items() if n.startswith("sluice_ha_")}
+    assert 'sluice_ha_bgp_session_up{neighbor="%s"} 1' % ROUTER in m
+    assert 'sluice_ha_bfd_session_up{neighbor="%s"} 1' % ROUTER in m
+    status = d.ctl("status")
+    assert status.returncode == 0 and VIP in status.stdout and "Established" in status.stdout, status
+
+    # Every real fails: withdrawn, with the reason; back when they return.
+    lab.stop_reals()
+    assert wait_for(lambda: not lab.announced(VIP), 15), lab.route(VIP)
+    wd = d.ha()["withdrawn"]
+    assert wd and wd[0]["address"] == VIP and wd[0]["reason"] == "too few healthy (0/2)", wd
+    assert 'sluice_ha_withdrawals_total{reason="too_few_healthy"} 1' in d.metrics()
+    lab.start_reals()
+    assert wait_for(lambda: lab.announced(VIP), 15), (lab.route(VIP), d.ha())
+
+    # A reload reaches the companion: more healthy reals asked for than
+    # there are withdraws the VIP; a priority rewrites BIRD's file and the
+    # router sees the prepends; back as it was.
+    d.write(min_healthy=3)
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: not lab.announced(VIP), 10), lab.route(VIP)
+    assert re.match(r"too few healthy \(\d/2\)$", d.ha()["withdrawn"][0]["reason"]), d.ha()
+    d.write(priority=2)
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: lab.announced(VIP), 10), lab.route(VIP)
+    path = lambda: re.search(r"BGP.as_path: ([\d ]+)", lab.router_birdc("show", "route", "all", "for", VIP))
+    assert wait_for(lambda: path() and path().group(1).split() == ["65010"] * 3, 10), \
+        lab.router_birdc("show", "route", "all", "for", VIP)
+    assert d.ha()["announced"][0]["priority"] == 2
+    d.write()
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: path() and path().group(1).split() == ["65010"], 10)
+
+    # Drain and undrain.
+    out = d.ctl("drain")
+    assert out.returncode == 0 and "drained" in out.stdout, out
+    assert wait_for(lambda: not lab.announced(VIP), 10), lab.route(VIP)
+    st = d.ha()
+    assert st["drained"] and st["withdrawn"][0]["reason"] == "drained", st
+    assert d.ctl("drain").stdout.strip() == "drained (it already was)"
+    assert d.ctl("undrain").returncode == 0
+    assert wait_for(lambda: lab.announced(VIP), 10), lab.route(VIP)
+    # A bad request gets a JSON 400 with the reason.
+    bad = nsexec(NS_LB, "curl", "-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "-X", "POST",
+                 "--data", "[1]", "http://%s/api/ha/drain" % ADMIN, check=False).stdout
+    body, _, code = bad.rpartition("\n")
+    assert code == "400" and "error" in json.loads(body), bad
+    assert not d.ha()["drained"]
+
+    # SIGTERM: the route is withdrawn before the process exits (the
+    # companion hears "stopping" before the tier stops: the log says so
+    # in that order), and BIRD stays.
+    bird = d.bird_pid()
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=15) == 0
+    log = d.new_log()
+    assert "ha: stopping: withdrew 1 address" in log, log
+    assert log.index("ha: stopping: withdrew") < log.index("signal SIGTERM: stopping"), log
+    assert wait_for(lambda: not lab.announced(VIP), 10), lab.route(VIP)
+    assert pid_alive(bird)
+
+    # A new daemon adopts the running BIRD (same process) and announces.
+    d.start()
+    assert wait_for(lambda: lab.announced(VIP), 30), (lab.route(VIP), d.ha())
+    assert d.bird_pid() == bird and pid_alive(bird)
+
+    # kill -9: the tun device goes with the process, BIRD withdraws at
+    # once, and BIRD survives.
+    d.proc.kill()
+    d.proc.wait(timeout=10)
+    assert nsexec(NS_LB, "ip", "link", "show", HA_IF, check=False).returncode != 0
+    assert wait_for(lambda: not lab.announced(VIP), 10), lab.route(VIP)
+    assert pid_alive(bird)
+    d.start()
+    assert wait_for(lambda: lab.announced(VIP), 30), (lab.route(VIP), d.ha())
+    assert d.bird_pid() == bird
+
+
+def test_proxy_announces_its_listener(lab):
+    # A backend in the LB namespace; a TCP listener on the VIP, so that a
+    # tunnel keeps the proxy draining after SIGTERM.
+    lab.spawn(NS_LB, sys.executable, "-c", SERVER, "p1", "8081")
+    body = """\
+proxy_drain_placeholder
+pools:
+  - name: web
+    backends: ["127.0.0.1:8081"]
+    health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+listeners:
+  - {{ name: vip, listen: "{vip}:80", protocol: tcp, pool: web }}
+  - {{ name: any, listen: "0.0.0.0:8082", protocol: tcp, pool: web }}
+""".format(vip=PROXY_VIP).replace("proxy_drain_placeholder\n", "drain_timeout: 20s\nworkers: 2\n")
+    d = Daemon(lab, "proxy", body, SLUICE_ASAN).start()
+    if not wait_for(lambda: lab.announced(PROXY_VIP), 30):
+        pytest.fail("not announced: %r\n%s\n%s\n%s" % (lab.route(PROXY_VIP), json.dumps(d.ha()), d.read_log(),
+                                                        lab.diagnose()))
+    assert wait_for(lambda: get_vip(PROXY_VIP).startswith("p1 "), 10)
+    st = d.ha()
+    assert [a["address"] for a in st["announced"]] == [PROXY_VIP]
+    assert st["announced"][0]["owners"][0]["owner"] == "listener vip"
+    # the wildcard listener is not on the board at all
+    assert all(w["address"] != "0.0.0.0" for w in st["withdrawn"])
+    # The workers do not hold the tun device: only the master does.
+    status = d.api("GET", "/api/status")
+    workers = [w["pid"] for w in status["workers"]]
+    assert len(workers) == 2
+    for pid in workers:
+        links = [os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%d/fd" % pid)]
+        assert "/dev/net/tun" not in links, (pid, links)
+    master = d.proc.pid
+    # (the master is the child of `ip netns exec`, which execs: same pid)
+    links = [os.readlink("/proc/%d/fd/%s" % (master, fd)) for fd in os.listdir("/proc/%d/fd" % master)]
+    assert links.count("/dev/net/tun") == 2, links
+
+    # A tunnel through the VIP keeps the proxy draining after SIGTERM.
+    tunnel = lab.spawn(NS_RT, sys.executable, "-c",
+                       "import socket,sys,time\ns=socket.create_connection(('%s',80),timeout=5)\n"
+                       "s.sendall(b'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n');print(s.recv(100)[:4].decode(),"
+                       "flush=True)\ntime.sleep(60)" % PROXY_VIP, stdout=subprocess.PIPE, text=True)
+    assert tunnel.stdout.readline().strip() == "HTTP"
+    d.proc.send_signal(signal.SIGTERM)
+    # Withdrawn while the proxy still drains (the process is alive).
+    assert wait_for(lambda: not lab.announced(PROXY_VIP), 10), lab.route(PROXY_VIP)
+    assert d.proc.poll() is None, "the proxy stopped before the test could see it draining"
+    assert wait_for(lambda: "ha: stopping: withdrew 1 address" in d.new_log(), 5), d.new_log()
+    tunnel.kill()
+    assert d.proc.wait(timeout=30) == 0
