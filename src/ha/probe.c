@@ -333,7 +333,9 @@ static struct probe_sock *sock_for(struct probe_engine *e, int family, const uin
     struct sock_fprog fprog = { .len = (unsigned short)n, .filter = prog };
     uint16_t proto = htons(family == AF_INET ? ETH_P_IP : ETH_P_IPV6);
     struct sockaddr_ll bind_to = { .sll_family = AF_PACKET, .sll_protocol = proto };
+    int on = 1;
     if (n == 0 || setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) < 0 ||
+        setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &on, sizeof on) < 0 ||
         bind(fd, (struct sockaddr *)&bind_to, sizeof bind_to) < 0) {
         snprintf(err, errlen, "packet socket setup: %s", strerror(errno));
         close(fd);
@@ -537,6 +539,33 @@ static void handle_reply(struct probe_engine *e, const struct probe_reply *r)
     cb(arg, &res);
 }
 
+/* Read one packet with its PACKET_AUXDATA; returns its length or -1.
+ * *csum_ok: the kernel vouches for the checksum or has not computed it
+ * (TP_STATUS_CSUMNOTREADY: a local or veth sender's offloaded checksum,
+ * which only holds the pseudo-header sum), so the parser must not check
+ * it; else the parser checks it. */
+static ssize_t recv_packet(int fd, uint8_t *buf, size_t cap, bool *verify_csum)
+{
+    union {
+        struct cmsghdr align;
+        char space[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+    } ctl;
+    struct iovec iov = { .iov_base = buf, .iov_len = cap };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space, .msg_controllen = sizeof ctl.space };
+    ssize_t n = recvmsg(fd, &mh, 0);
+    if (n < 0)
+        return -1;
+    *verify_csum = true;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {
+            struct tpacket_auxdata aux;
+            memcpy(&aux, CMSG_DATA(c), sizeof aux);
+            if (aux.tp_status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID))
+                *verify_csum = false;
+        }
+    return n;
+}
+
 static void sock_readable(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct probe_sock *s = io->data;
@@ -544,11 +573,12 @@ static void sock_readable(struct ev_loop *loop, struct ev_io *io, uint32_t reven
     uint8_t buf[2048];
     /* Bounded: a flood of matching frames must not keep the loop here. */
     for (int i = 0; i < 64; i++) {
-        ssize_t n = recv(s->fd, buf, sizeof buf, 0);
+        bool verify_csum;
+        ssize_t n = recv_packet(s->fd, buf, sizeof buf, &verify_csum);
         if (n < 0)
             return;
         struct probe_reply r;
-        if (probe_parse_reply(buf, (size_t)n, s->family, &r) == 0)
+        if (probe_parse_reply(buf, (size_t)n, s->family, verify_csum, &r) == 0)
             handle_reply(e, &r);
     }
 }

@@ -178,7 +178,7 @@ static int locate_tcp(const uint8_t *pkt, size_t len, int family, const uint8_t 
     return -1;
 }
 
-int probe_parse_reply(const uint8_t *pkt, size_t len, int family, struct probe_reply *out)
+int probe_parse_reply(const uint8_t *pkt, size_t len, int family, bool verify_csum, struct probe_reply *out)
 {
     const uint8_t *src, *dst, *tcp;
     size_t tcp_len;
@@ -189,7 +189,7 @@ int probe_parse_reply(const uint8_t *pkt, size_t len, int family, struct probe_r
     size_t doff = (size_t)(tcp[12] >> 4) * 4;
     if (doff < TCP_HDR || doff > tcp_len)
         return -1;
-    if (probe_tcp_checksum(family, src, dst, tcp, tcp_len) != 0)
+    if (verify_csum && probe_tcp_checksum(family, src, dst, tcp, tcp_len) != 0)
         return -1;
     uint8_t flags = tcp[13];
     enum probe_reply_kind kind;

@@ -57,11 +57,16 @@ struct probe_reply {
 };
 
 /* Parse an L3 packet of `family` received on the probe socket. Returns 0
- * and fills *out for a TCP SYN-ACK or RST whose lengths and TCP checksum
- * are right; -1 for anything else (other protocols, fragments, IPv6
- * extension headers, bad lengths or checksums, other TCP flags). Never
- * reads outside pkt[0..len). */
-int probe_parse_reply(const uint8_t *pkt, size_t len, int family, struct probe_reply *out);
+ * and fills *out for a TCP SYN-ACK or RST whose lengths (and TCP checksum,
+ * when verify_csum) are right; -1 for anything else (other protocols,
+ * fragments, IPv6 extension headers, bad lengths or checksums, other TCP
+ * flags). Never reads outside pkt[0..len).
+ *
+ * verify_csum false is for a packet whose checksum the kernel vouches for
+ * or has not filled in yet (PACKET_AUXDATA's TP_STATUS_CSUM_VALID, or
+ * TP_STATUS_CSUMNOTREADY: a segment from a veth or a local sender with
+ * checksum offload carries only the pseudo-header sum). */
+int probe_parse_reply(const uint8_t *pkt, size_t len, int family, bool verify_csum, struct probe_reply *out);
 
 /* The Internet checksum (RFC 1071) of the TCP segment seg[0..seg_len)
  * with the pseudo-header of the tuple's addresses: 0 when a received
