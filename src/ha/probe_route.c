@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #define NL_BUF 32768
+/* The kernel gives lo this index in every namespace. */
+#define LOOPBACK_IFINDEX 1
 
 static size_t alen_of(int family)
 {
@@ -130,9 +132,14 @@ static void route_each(struct nlmsghdr *h, void *arg)
                     gw = RTA_DATA(na);
         }
     }
-    if (table != RT_TABLE_MAIN || oif == 0)
+    if (table != RT_TABLE_MAIN || oif == 0 || oif == LOOPBACK_IFINDEX)
         return;
     int plen = rt->rtm_dst_len;
+    /* The kernel's route for a local IPv6 address's own prefix (a /128 on
+     * lo or on the HA tun device lands in main too): the VIP itself, not a
+     * way out. */
+    if (rt->rtm_protocol == RTPROT_KERNEL && (size_t)plen == alen * 8)
+        return;
     if (plen > 0 && (!dst || !prefix_match(dst, s->dst, plen)))
         return;
     if (s->found && (plen < s->best_len || (plen == s->best_len && metric >= s->best_metric)))
