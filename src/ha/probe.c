@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,7 @@ struct probe {
     uint32_t seq;
     uint64_t deadline_ms; /* of next-hop resolution, then of the answer */
     uint64_t sent_us;
+    int came_back_ifindex; /* our SYN arrived back on this interface (0 = not seen) */
     struct probe_nexthop nh;
     struct probe_sock *sock;
     struct ev_timer timer;
@@ -275,13 +277,60 @@ static enum probe_path ask_path(struct probe_engine *e, const struct probe_flow 
     return r > 0 ? PROBE_PATH_US : r == 0 ? PROBE_PATH_ELSEWHERE : PROBE_PATH_UNKNOWN;
 }
 
+/* net.ipv4.conf.{all,IF}.accept_local: whether the kernel accepts a
+ * packet whose source is one of its own addresses arriving on IF (the
+ * kernel ORs the two). -1 if it cannot be read. */
+static int accept_local(int ifindex, char *ifname)
+{
+    if (!if_indextoname((unsigned)ifindex, ifname))
+        return -1;
+    int on = 0;
+    const char *names[2] = { "all", ifname };
+    for (int i = 0; i < 2; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/proc/sys/net/ipv4/conf/%s/accept_local", names[i]);
+        FILE *f = fopen(path, "r");
+        int v = 0;
+        if (!f)
+            return -1;
+        if (fscanf(f, "%d", &v) != 1)
+            v = 0;
+        fclose(f);
+        on |= v != 0;
+    }
+    return on;
+}
+
+/* The path of a probe that ended: a SYN of ours that arrived back from
+ * the routers says "us" by itself (the data path of a socket tier is
+ * this kernel; an XDP forwarder takes its packets before packet sockets
+ * see them, so for it the predicate answers). A timeout after such a SYN
+ * arrived on an IPv4 interface without accept_local says nothing about
+ * the service: the kernel dropped the probe as a martian (its source is
+ * ours), where a client's SYN would have been served. */
+static enum probe_path path_of(struct probe_engine *e, const struct probe *p, enum probe_outcome outcome,
+                               char *detail, size_t detail_len)
+{
+    if (outcome == PROBE_ERROR)
+        return PROBE_PATH_UNKNOWN;
+    if (!p->came_back_ifindex)
+        return ask_path(e, &p->flow);
+    char ifname[IF_NAMESIZE] = "?";
+    if (outcome == PROBE_TIMEOUT && p->flow.tuple.family == AF_INET && accept_local(p->came_back_ifindex, ifname) == 0) {
+        snprintf(detail, detail_len, "came back on %s, dropped as a martian: set net.ipv4.conf.%s.accept_local=1",
+                 ifname, ifname);
+        return PROBE_PATH_UNKNOWN;
+    }
+    return PROBE_PATH_US;
+}
+
 static void finish(struct probe *p, enum probe_outcome outcome, uint64_t rtt_us, const char *detail)
 {
     struct probe_engine *e = p->engine;
     struct probe_result r = { .id = p->id, .outcome = outcome, .flow = p->flow, .rtt_us = (uint32_t)rtt_us };
-    r.path = outcome == PROBE_ERROR ? PROBE_PATH_UNKNOWN : ask_path(e, &p->flow);
     if (detail)
         snprintf(r.detail, sizeof r.detail, "%s", detail);
+    r.path = path_of(e, p, outcome, r.detail, sizeof r.detail);
     probe_unlink(p);
     probe_done_fn cb = p->cb;
     void *arg = p->arg;
@@ -527,7 +576,7 @@ static void handle_reply(struct probe_engine *e, const struct probe_reply *r)
     /* Ask the path before the RST: a proxy's half-open socket is what
      * sock_diag finds, and the RST removes it. */
     struct probe_result res = { .id = p->id, .outcome = PROBE_OK, .flow = p->flow, .rtt_us = (uint32_t)rtt };
-    res.path = ask_path(e, &p->flow);
+    res.path = path_of(e, p, PROBE_OK, res.detail, sizeof res.detail);
     uint8_t pkt[PROBE_PACKET_MAX];
     size_t len = probe_build_rst(pkt, sizeof pkt, &p->flow.tuple, r->ack, (uint16_t)rnd(e));
     if (send_packet(p, pkt, len) < 0)
@@ -539,19 +588,20 @@ static void handle_reply(struct probe_engine *e, const struct probe_reply *r)
     cb(arg, &res);
 }
 
-/* Read one packet with its PACKET_AUXDATA; returns its length or -1.
- * *csum_ok: the kernel vouches for the checksum or has not computed it
- * (TP_STATUS_CSUMNOTREADY: a local or veth sender's offloaded checksum,
- * which only holds the pseudo-header sum), so the parser must not check
- * it; else the parser checks it. */
-static ssize_t recv_packet(int fd, uint8_t *buf, size_t cap, bool *verify_csum)
+/* Read one packet with where it came from and its PACKET_AUXDATA;
+ * returns its length or -1. *verify_csum is false when the kernel
+ * vouches for the checksum or has not computed it (TP_STATUS_CSUMNOTREADY:
+ * a local or veth sender's offloaded checksum holds only the
+ * pseudo-header sum). */
+static ssize_t recv_packet(int fd, uint8_t *buf, size_t cap, struct sockaddr_ll *from, bool *verify_csum)
 {
     union {
         struct cmsghdr align;
         char space[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
     } ctl;
     struct iovec iov = { .iov_base = buf, .iov_len = cap };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space, .msg_controllen = sizeof ctl.space };
+    struct msghdr mh = { .msg_name = from, .msg_namelen = sizeof *from, .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = ctl.space, .msg_controllen = sizeof ctl.space };
     ssize_t n = recvmsg(fd, &mh, 0);
     if (n < 0)
         return -1;
@@ -566,6 +616,21 @@ static ssize_t recv_packet(int fd, uint8_t *buf, size_t cap, bool *verify_csum)
     return n;
 }
 
+/* One of our SYNs arrived at this node from outside: note where, on
+ * the probe it belongs to (same tuple and sequence number). */
+static void handle_own_syn(struct probe_engine *e, const struct probe_tuple *t, uint32_t seq, int ifindex)
+{
+    size_t alen = alen_of(t->family);
+    for (struct probe *p = e->inflight; p; p = p->next) {
+        const struct probe_tuple *mine = &p->flow.tuple;
+        if (p->sent && p->seq == seq && mine->family == t->family && mine->sport == t->sport &&
+            mine->dport == t->dport && memcmp(mine->src, t->src, alen) == 0 && memcmp(mine->dst, t->dst, alen) == 0) {
+            p->came_back_ifindex = ifindex;
+            return;
+        }
+    }
+}
+
 static void sock_readable(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct probe_sock *s = io->data;
@@ -574,12 +639,18 @@ static void sock_readable(struct ev_loop *loop, struct ev_io *io, uint32_t reven
     /* Bounded: a flood of matching frames must not keep the loop here. */
     for (int i = 0; i < 64; i++) {
         bool verify_csum;
-        ssize_t n = recv_packet(s->fd, buf, sizeof buf, &verify_csum);
+        struct sockaddr_ll from;
+        ssize_t n = recv_packet(s->fd, buf, sizeof buf, &from, &verify_csum);
         if (n < 0)
             return;
         struct probe_reply r;
+        struct probe_tuple own;
+        uint32_t seq;
         if (probe_parse_reply(buf, (size_t)n, s->family, verify_csum, &r) == 0)
             handle_reply(e, &r);
+        else if (from.sll_pkttype == PACKET_HOST &&
+                 probe_parse_own_syn(buf, (size_t)n, s->family, verify_csum, &own, &seq) == 0)
+            handle_own_syn(e, &own, seq, from.sll_ifindex); /* arrived, not leaving (PACKET_OUTGOING) */
     }
 }
 

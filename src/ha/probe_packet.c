@@ -212,15 +212,42 @@ int probe_parse_reply(const uint8_t *pkt, size_t len, int family, bool verify_cs
     return 0;
 }
 
-/* Filter building: a small assembler that records forward jumps to the
- * two exits ("accept" and "drop") and patches them at the end. */
+int probe_parse_own_syn(const uint8_t *pkt, size_t len, int family, bool verify_csum, struct probe_tuple *out,
+                        uint32_t *seq)
+{
+    const uint8_t *src, *dst, *tcp;
+    size_t tcp_len;
+    if (locate_tcp(pkt, len, family, &src, &dst, &tcp, &tcp_len) < 0 || tcp_len < TCP_HDR)
+        return -1;
+    size_t doff = (size_t)(tcp[12] >> 4) * 4;
+    if (doff < TCP_HDR || doff > tcp_len)
+        return -1;
+    if (verify_csum && probe_tcp_checksum(family, src, dst, tcp, tcp_len) != 0)
+        return -1;
+    if ((tcp[13] & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) != TCP_SYN)
+        return -1;
+    size_t alen = addr_len(family);
+    memset(out, 0, sizeof *out);
+    out->family = family;
+    memcpy(out->src, src, alen);
+    memcpy(out->dst, dst, alen);
+    out->sport = get16(tcp);
+    out->dport = get16(tcp + 2);
+    *seq = get32(tcp + 4);
+    return 0;
+}
+
+/* Filter building: a small assembler that records forward jumps to
+ * three labels ("accept", "drop", and "own": the check for our own SYNs)
+ * and patches them at the end. */
 struct asm_prog {
     struct sock_filter *prog;
     size_t cap, n;
+    size_t own; /* where the own-SYN checks begin */
     bool overflow;
 };
 
-enum { TO_NEXT = 0, TO_ACCEPT = 1, TO_DROP = 2 };
+enum { TO_NEXT = 0, TO_ACCEPT = 1, TO_DROP = 2, TO_OWN = 3 };
 
 static void emit(struct asm_prog *a, uint16_t code, uint8_t jt, uint8_t jf, uint32_t k)
 {
@@ -237,28 +264,46 @@ static void stmt(struct asm_prog *a, uint16_t code, uint32_t k)
     emit(a, code, 0, 0, k);
 }
 
-/* Compare the 32-bit word at abs offset `off` with `want` (network-order
- * bytes); drop on a mismatch. */
-static void expect_word(struct asm_prog *a, uint32_t off, const uint8_t *want)
+/* Compare the address at abs offset `off` (4 or 16 bytes) with `want`;
+ * on a mismatch go to `otherwise`. */
+static void expect_addr(struct asm_prog *a, uint32_t off, const uint8_t *want, size_t alen, uint8_t otherwise)
 {
-    stmt(a, BPF_LD | BPF_W | BPF_ABS, off);
-    emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_NEXT, TO_DROP, get32(want));
+    for (size_t i = 0; i < alen; i += 4) {
+        stmt(a, BPF_LD | BPF_W | BPF_ABS, off + (uint32_t)i);
+        emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_NEXT, otherwise, get32(want + i));
+    }
 }
 
-/* The TCP part: X holds the offset of the TCP header (from the IP start). */
-static void tcp_checks(struct asm_prog *a, uint16_t port_lo, uint16_t port_hi)
+/* The port at X + port_off within [lo, hi], else drop. X holds the offset
+ * of the TCP header from the IP start. */
+static void expect_port(struct asm_prog *a, uint32_t port_off, uint16_t lo, uint16_t hi)
 {
-    stmt(a, BPF_LD | BPF_H | BPF_IND, 2); /* destination port */
-    emit(a, BPF_JMP | BPF_JGE | BPF_K, TO_NEXT, TO_DROP, port_lo);
-    emit(a, BPF_JMP | BPF_JGT | BPF_K, TO_DROP, TO_NEXT, port_hi);
+    stmt(a, BPF_LD | BPF_H | BPF_IND, port_off);
+    emit(a, BPF_JMP | BPF_JGE | BPF_K, TO_NEXT, TO_DROP, lo);
+    emit(a, BPF_JMP | BPF_JGT | BPF_K, TO_DROP, TO_NEXT, hi);
+}
+
+/* An answer: to a probe source port, RST or SYN+ACK. */
+static void answer_checks(struct asm_prog *a, uint16_t port_lo, uint16_t port_hi)
+{
+    expect_port(a, 2, port_lo, port_hi);
     stmt(a, BPF_LD | BPF_B | BPF_IND, 13); /* flags */
     emit(a, BPF_JMP | BPF_JSET | BPF_K, TO_ACCEPT, TO_NEXT, TCP_RST);
     stmt(a, BPF_ALU | BPF_AND | BPF_K, TCP_SYN | TCP_ACK);
     emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_ACCEPT, TO_DROP, TCP_SYN | TCP_ACK);
 }
 
-/* Turn the TO_ACCEPT / TO_DROP markers into relative offsets to the two
- * final instructions (accept at n, drop at n + 1). */
+/* Our own SYN: from a probe source port, SYN alone. */
+static void own_syn_checks(struct asm_prog *a, uint16_t port_lo, uint16_t port_hi)
+{
+    expect_port(a, 0, port_lo, port_hi);
+    stmt(a, BPF_LD | BPF_B | BPF_IND, 13);
+    stmt(a, BPF_ALU | BPF_AND | BPF_K, TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN);
+    emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_ACCEPT, TO_DROP, TCP_SYN);
+}
+
+/* Turn the markers into relative offsets: accept at n, drop at n + 1,
+ * own at a->own. */
 static bool patch(struct asm_prog *a)
 {
     size_t accept = a->n, drop = a->n + 1;
@@ -268,11 +313,13 @@ static bool patch(struct asm_prog *a)
             continue;
         uint8_t *targets[2] = { &f->jt, &f->jf };
         for (int j = 0; j < 2; j++) {
-            size_t to = *targets[j] == TO_ACCEPT ? accept : *targets[j] == TO_DROP ? drop : i + 1;
-            size_t rel = to - (i + 1);
-            if (rel > 255)
+            size_t to = *targets[j] == TO_ACCEPT ? accept
+                        : *targets[j] == TO_DROP ? drop
+                        : *targets[j] == TO_OWN  ? a->own
+                                                 : i + 1;
+            if (to <= i || to - (i + 1) > 255)
                 return false;
-            *targets[j] = (uint8_t)rel;
+            *targets[j] = (uint8_t)(to - (i + 1));
         }
     }
     return true;
@@ -282,23 +329,28 @@ size_t probe_filter_build(struct sock_filter *prog, size_t cap, int family, cons
                           uint16_t port_hi)
 {
     struct asm_prog a = { .prog = prog, .cap = cap };
+    uint32_t src_off, dst_off;
+    size_t alen = addr_len(family);
     if (family == AF_INET) {
         stmt(&a, BPF_LD | BPF_B | BPF_ABS, 9); /* protocol */
         emit(&a, BPF_JMP | BPF_JEQ | BPF_K, TO_NEXT, TO_DROP, IPPROTO_TCP);
-        expect_word(&a, 16, source); /* destination address */
         stmt(&a, BPF_LD | BPF_H | BPF_ABS, 6);
         emit(&a, BPF_JMP | BPF_JSET | BPF_K, TO_DROP, TO_NEXT, 0x3fff); /* fragments */
         stmt(&a, BPF_LDX | BPF_B | BPF_MSH, 0);                         /* X = 4 * IHL */
+        src_off = 12, dst_off = 16;
     } else if (family == AF_INET6) {
         stmt(&a, BPF_LD | BPF_B | BPF_ABS, 6); /* next header */
         emit(&a, BPF_JMP | BPF_JEQ | BPF_K, TO_NEXT, TO_DROP, IPPROTO_TCP);
-        for (uint32_t i = 0; i < 4; i++)
-            expect_word(&a, 24 + 4 * i, source + 4 * i);
         stmt(&a, BPF_LDX | BPF_W | BPF_IMM, IPV6_HDR);
+        src_off = 8, dst_off = 24;
     } else {
         return 0;
     }
-    tcp_checks(&a, port_lo, port_hi);
+    expect_addr(&a, dst_off, source, alen, TO_OWN);
+    answer_checks(&a, port_lo, port_hi);
+    a.own = a.n;
+    expect_addr(&a, src_off, source, alen, TO_DROP);
+    own_syn_checks(&a, port_lo, port_hi);
     if (a.overflow || a.n + 2 > cap || !patch(&a))
         return 0;
     prog[a.n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0xffff); /* accept */

@@ -73,12 +73,23 @@ int probe_parse_reply(const uint8_t *pkt, size_t len, int family, bool verify_cs
  * segment's checksum is right. */
 uint16_t probe_tcp_checksum(int family, const uint8_t *src, const uint8_t *dst, const uint8_t *seg, size_t seg_len);
 
-/* The socket filter of a probe socket: TCP to `source` (the probe source
- * address), to a destination port in [port_lo, port_hi], with RST or both
- * SYN and ACK set; IPv4 not fragmented, IPv6 without extension headers.
+/* Parse one of our own SYNs as it arrives back at this node (the routers
+ * sent the probe to this node): a TCP segment with SYN alone. Fills *out
+ * as sent (src = the probe source) and *seq. Same checks and return as
+ * probe_parse_reply(). */
+int probe_parse_own_syn(const uint8_t *pkt, size_t len, int family, bool verify_csum, struct probe_tuple *out,
+                        uint32_t *seq);
+
+/* The socket filter of a probe socket. It passes TCP segments of two
+ * kinds, IPv4 not fragmented, IPv6 without extension headers:
+ *  - answers: to `source` (the probe source address), to a destination
+ *    port in [port_lo, port_hi], with RST or both SYN and ACK set;
+ *  - our own SYNs: from `source`, from a source port in the range, SYN
+ *    alone (the engine keeps those that arrive from outside: a probe the
+ *    routers sent to this very node).
  * Writes at most `cap` instructions; returns their number, or 0 if `cap`
  * is too small. PROBE_FILTER_MAX is always enough. */
-#define PROBE_FILTER_MAX 24
+#define PROBE_FILTER_MAX 40
 size_t probe_filter_build(struct sock_filter *prog, size_t cap, int family, const uint8_t *source, uint16_t port_lo,
                           uint16_t port_hi);
 

@@ -67,8 +67,8 @@ def driver(*args, timeout=30):
     return json.loads(r.stdout)
 
 
-def start_listener(addr, port):
-    p = subprocess.Popen(["ip", "netns", "exec", NS_SRV, sys.executable, "-c", LISTENER, addr, str(port)],
+def start_listener(addr, port, ns=NS_SRV):
+    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, addr, str(port)],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready"
     return p
@@ -299,6 +299,53 @@ def test_withdrawn_vip_is_reannounced_and_restored_when_the_service_is_back(topo
     assert r["verdicts"][-1] == "restored" and r["state"] == "serving", r
     assert "reannounce" in r["verdicts"]
     assert server_connections(82) == []
+
+
+@pytest.fixture
+def vip_routed_to_node(topo):
+    """The router sends the VIP to the node itself, as when the routers'
+    ECMP picks this LB node for the probe's flow."""
+    sh("ip", "-n", NS_RTR, "route", "replace", VIP + "/32", "via", NODE)
+    sh("ip", "-n", NS_RTR, "-6", "route", "replace", VIP6 + "/128", "via", NODE6)
+    try:
+        yield
+    finally:
+        route_vip_to_server()
+
+
+def test_probe_that_lands_on_this_node_is_ours_whatever_the_predicate(vip_routed_to_node):
+    # The probe leaves through the router and comes back to the node,
+    # whose own kernel serves the VIP (a socket tier, like the proxy). The
+    # engine sees its SYN arrive and counts the flow as ours, even with a
+    # predicate that says "never". IPv4 needs accept_local on the uplink
+    # (the probe's source is the node's own address).
+    listeners = [start_listener(VIP, 83, NS_NODE), start_listener(VIP6, 83, NS_NODE)]
+    nsexec(NS_NODE, "sysctl", "-qw", "net.ipv4.conf.s12p-n0.accept_local=1")
+    try:
+        for vip in (VIP, VIP6):
+            r = driver("probe", vip, 83, "--through", "never")
+            assert (r["outcome"], r["path"]) == ("ok", "us"), r
+            r = driver("probe", vip, 84, "--through", "never")
+            assert (r["outcome"], r["path"]) == ("refused", "us"), r
+    finally:
+        nsexec(NS_NODE, "sysctl", "-qw", "net.ipv4.conf.s12p-n0.accept_local=0")
+        for p in listeners:
+            stop(p)
+
+
+def test_probe_dropped_as_a_martian_on_this_node_is_not_held_against_it(vip_routed_to_node):
+    # Without accept_local the node's kernel drops its own probe (a client
+    # would have been served): the engine says why and does not call the
+    # flow ours, so `fall` such timeouts cannot withdraw the VIP.
+    listener = start_listener(VIP, 83, NS_NODE)
+    try:
+        r = driver("probe", VIP, 83, "--through", "always", "--timeout", 300)
+        assert (r["outcome"], r["path"]) == ("timeout", "unknown"), r
+        assert "net.ipv4.conf.s12p-n0.accept_local=1" in r["detail"], r
+        r = driver("target", VIP, 83, 4, "--interval", 100, "--timeout", 300, "--fall", 1, "--through", "always")
+        assert r["verdicts"] == [] and r["failed_us"] == 0 and r["unknown"] > 0, r
+    finally:
+        stop(listener)
 
 
 def test_sock_diag_finds_a_local_tcp_socket(topo):

@@ -254,6 +254,33 @@ static void test_parse_rejects_what_is_not_an_answer(void **state)
     assert_int_equal(probe_parse_reply(pkt, len - 1, AF_INET6, true, &r), -1);
 }
 
+static void test_parse_own_syn(void **state)
+{
+    struct probe_tuple probes[2] = { tuple4(), tuple6() };
+    for (int i = 0; i < 2; i++) {
+        const struct probe_tuple *t = &probes[i];
+        uint8_t pkt[PROBE_PACKET_MAX];
+        size_t len = probe_build_syn(pkt, sizeof pkt, t, 0x01020304, 9);
+        struct probe_tuple got;
+        uint32_t seq;
+        assert_int_equal(probe_parse_own_syn(pkt, len, t->family, true, &got, &seq), 0);
+        assert_int_equal(seq, 0x01020304);
+        assert_int_equal(got.sport, t->sport);
+        assert_int_equal(got.dport, t->dport);
+        assert_memory_equal(got.src, t->src, t->family == AF_INET ? 4 : 16);
+        assert_memory_equal(got.dst, t->dst, t->family == AF_INET ? 4 : 16);
+        /* An answer is not a SYN of ours, nor is a RST. */
+        struct probe_reply r;
+        assert_int_equal(probe_parse_reply(pkt, len, t->family, true, &r), -1);
+        len = build_answer(pkt, t, 0x12, 1, 2);
+        assert_int_equal(probe_parse_own_syn(pkt, len, t->family, true, &got, &seq), -1);
+        len = probe_build_rst(pkt, sizeof pkt, t, 1, 0);
+        assert_int_equal(probe_parse_own_syn(pkt, len, t->family, true, &got, &seq), -1);
+        for (size_t cut = 0; cut < len; cut++)
+            assert_int_equal(probe_parse_own_syn(pkt, cut, t->family, true, &got, &seq), -1);
+    }
+}
+
 /* ---- the socket filter, run by a classic-BPF interpreter ---- */
 
 static void test_filter_passes_answers_only(void **state)
@@ -273,8 +300,21 @@ static void test_filter_passes_answers_only(void **state)
         assert_int_equal(run_filter(prog, n, pkt, len), 0); /* ACK */
         len = build_answer(pkt, t, 0x02, 1, 2);
         assert_int_equal(run_filter(prog, n, pkt, len), 0); /* SYN */
-        /* Our own outgoing SYN is to the VIP, not to the source. */
+        /* Our own SYN passes (the engine keeps it when it arrives from
+         * outside: the routers sent the probe to this node)... */
         len = probe_build_syn(pkt, sizeof pkt, t, 1, 0);
+        assert_true(run_filter(prog, n, pkt, len) > 0);
+        /* ...but not from a source port outside the range, nor with
+         * other flags, nor from another address. */
+        struct probe_tuple mine = *t;
+        mine.sport = 60999;
+        len = probe_build_syn(pkt, sizeof pkt, &mine, 1, 0);
+        assert_int_equal(run_filter(prog, n, pkt, len), 0);
+        len = probe_build_rst(pkt, sizeof pkt, t, 1, 0);
+        assert_int_equal(run_filter(prog, n, pkt, len), 0);
+        mine = *t;
+        mine.src[0] ^= 0x80;
+        len = probe_build_syn(pkt, sizeof pkt, &mine, 1, 0);
         assert_int_equal(run_filter(prog, n, pkt, len), 0);
         /* Another destination address. */
         struct probe_tuple other = *t;
@@ -447,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_builder_refuses_small_buffers_and_unknown_families),
         cmocka_unit_test(test_parse_synack_and_rst),
         cmocka_unit_test(test_parse_rejects_what_is_not_an_answer),
+        cmocka_unit_test(test_parse_own_syn),
         cmocka_unit_test(test_filter_passes_answers_only),
         cmocka_unit_test(test_filter_ipv4_options_and_fragments),
         cmocka_unit_test(test_filter_needs_room),
