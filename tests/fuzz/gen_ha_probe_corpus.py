@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seeds for tests/fuzz/fuzz_ha_probe.c: answers to a probe (SYN-ACK, RST)
-over IPv4 (with and without IP options) and IPv6, checksums right, plus a
-plain ACK. Byte 0 is the fuzz target's selector (bit 0: IPv6)."""
+over IPv4 (with and without IP options) and IPv6, checksums right, a plain
+ACK, and the probe's own SYNs. Byte 0 is the fuzz target's selector (bit 0: IPv6)."""
 import os
 import struct
 import sys
@@ -44,6 +44,8 @@ def main(out):
         "synack4_options": b"\0" + ipv4(vip4, node4, tcp(vip4, node4, 80, 61001, 7, 1001, 0x12, False), b"\1\1\1\1"),
         "ack4": b"\0" + ipv4(vip4, node4, tcp(vip4, node4, 80, 61001, 7, 1001, 0x10, False)),
         "synack6": b"\1" + ipv6(vip6, node6, tcp(vip6, node6, 443, 61999, 7, 1001, 0x12, True)),
+        "own_syn4": b"\0" + ipv4(node4, vip4, tcp(node4, vip4, 61001, 80, 7, 0, 0x02, False)),
+        "own_syn6": b"\1" + ipv6(node6, vip6, tcp(node6, vip6, 61999, 443, 7, 0, 0x02, True)),
         "rst6_unverified": b"\3" + ipv6(vip6, node6, tcp(vip6, node6, 443, 61999, 0, 1001, 0x14, True)),
     }
     for name, data in seeds.items():
