@@ -274,29 +274,31 @@ static void expect_addr(struct asm_prog *a, uint32_t off, const uint8_t *want, s
     }
 }
 
-/* The port at X + port_off within [lo, hi], else drop. X holds the offset
- * of the TCP header from the IP start. */
-static void expect_port(struct asm_prog *a, uint32_t port_off, uint16_t lo, uint16_t hi)
+/* The port at X + port_off within [lo, hi], else go to `otherwise`. X
+ * holds the offset of the TCP header from the IP start. */
+static void expect_port(struct asm_prog *a, uint32_t port_off, uint16_t lo, uint16_t hi, uint8_t otherwise)
 {
     stmt(a, BPF_LD | BPF_H | BPF_IND, port_off);
-    emit(a, BPF_JMP | BPF_JGE | BPF_K, TO_NEXT, TO_DROP, lo);
-    emit(a, BPF_JMP | BPF_JGT | BPF_K, TO_DROP, TO_NEXT, hi);
+    emit(a, BPF_JMP | BPF_JGE | BPF_K, TO_NEXT, otherwise, lo);
+    emit(a, BPF_JMP | BPF_JGT | BPF_K, otherwise, TO_NEXT, hi);
 }
 
-/* An answer: to a probe source port, RST or SYN+ACK. */
+/* An answer: to a probe source port, RST or SYN+ACK. What is not one
+ * may still be our own SYN (a packet from the source to itself is both
+ * "to" and "from" it): on to those checks. */
 static void answer_checks(struct asm_prog *a, uint16_t port_lo, uint16_t port_hi)
 {
-    expect_port(a, 2, port_lo, port_hi);
+    expect_port(a, 2, port_lo, port_hi, TO_OWN);
     stmt(a, BPF_LD | BPF_B | BPF_IND, 13); /* flags */
     emit(a, BPF_JMP | BPF_JSET | BPF_K, TO_ACCEPT, TO_NEXT, TCP_RST);
     stmt(a, BPF_ALU | BPF_AND | BPF_K, TCP_SYN | TCP_ACK);
-    emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_ACCEPT, TO_DROP, TCP_SYN | TCP_ACK);
+    emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_ACCEPT, TO_OWN, TCP_SYN | TCP_ACK);
 }
 
 /* Our own SYN: from a probe source port, SYN alone. */
 static void own_syn_checks(struct asm_prog *a, uint16_t port_lo, uint16_t port_hi)
 {
-    expect_port(a, 0, port_lo, port_hi);
+    expect_port(a, 0, port_lo, port_hi, TO_DROP);
     stmt(a, BPF_LD | BPF_B | BPF_IND, 13);
     stmt(a, BPF_ALU | BPF_AND | BPF_K, TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN);
     emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_ACCEPT, TO_DROP, TCP_SYN);
