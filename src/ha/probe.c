@@ -188,8 +188,23 @@ struct probe {
     void *arg;
 };
 
+/* A probe that timed out, remembered a while: its SYN-ACK may still come
+ * (a slow server, a loaded node), and then it gets its RST all the same,
+ * so no half-open connection is left behind. */
+#define PROBE_LATE_SLOTS 64
+#define PROBE_LATE_MS 10000
+struct late_probe {
+    struct probe_tuple tuple;
+    uint32_t seq;
+    uint64_t until_ms; /* 0 = slot free */
+    struct probe_nexthop nh;
+    struct probe_sock *sock;
+};
+
 struct probe_engine {
     struct ev_loop *loop;
+    struct late_probe late[PROBE_LATE_SLOTS];
+    size_t late_next; /* ring position */
     struct probe_conf conf;
     probe_through_fn through;
     void *through_ctx;
@@ -486,13 +501,26 @@ static void try_send(struct probe *p)
     ev_timer_start(e->loop, &p->timer, e->conf.timeout_ms);
 }
 
+static void remember_late(struct probe *p)
+{
+    struct probe_engine *e = p->engine;
+    struct late_probe *l = &e->late[e->late_next++ % PROBE_LATE_SLOTS];
+    l->tuple = p->flow.tuple;
+    l->seq = p->seq;
+    l->nh = p->nh;
+    l->sock = p->sock;
+    l->until_ms = ev_now(e->loop) + PROBE_LATE_MS;
+}
+
 static void probe_timer(struct ev_loop *loop, struct ev_timer *t)
 {
     struct probe *p = t->data;
-    if (p->sent)
+    if (p->sent) {
+        remember_late(p);
         finish(p, PROBE_TIMEOUT, 0, NULL);
-    else
+    } else {
         try_send(p);
+    }
 }
 
 uint64_t probe_start(struct probe_engine *e, const struct sockaddr *vip, uint16_t sport, probe_done_fn cb, void *arg)
@@ -563,11 +591,39 @@ static struct probe *match(struct probe_engine *e, const struct probe_reply *r)
     return NULL;
 }
 
+static bool same_tuple(const struct probe_tuple *a, const struct probe_tuple *b)
+{
+    size_t alen = alen_of(a->family);
+    return a->family == b->family && a->sport == b->sport && a->dport == b->dport &&
+           memcmp(a->src, b->src, alen) == 0 && memcmp(a->dst, b->dst, alen) == 0;
+}
+
+/* A SYN-ACK for a probe that already timed out: reset it (see
+ * struct late_probe). */
+static void reset_late(struct probe_engine *e, const struct probe_reply *r)
+{
+    if (r->kind != PROBE_REPLY_SYNACK)
+        return;
+    for (size_t i = 0; i < PROBE_LATE_SLOTS; i++) {
+        struct late_probe *l = &e->late[i];
+        if (l->until_ms < ev_now(e->loop) || l->seq + 1 != r->ack || !same_tuple(&l->tuple, &r->tuple))
+            continue;
+        struct probe stand_in = { .flow.tuple = l->tuple, .nh = l->nh, .sock = l->sock };
+        uint8_t pkt[PROBE_PACKET_MAX];
+        size_t len = probe_build_rst(pkt, sizeof pkt, &l->tuple, r->ack, (uint16_t)rnd(e));
+        (void)send_packet(&stand_in, pkt, len); /* best effort: the server's own retries end too */
+        l->until_ms = 0;
+        return;
+    }
+}
+
 static void handle_reply(struct probe_engine *e, const struct probe_reply *r)
 {
     struct probe *p = match(e, r);
-    if (!p)
+    if (!p) {
+        reset_late(e, r);
         return;
+    }
     uint64_t rtt = now_us() - p->sent_us;
     if (r->kind == PROBE_REPLY_RST) {
         finish(p, PROBE_REFUSED, rtt, NULL);
@@ -806,14 +862,9 @@ static void target_done(void *arg, const struct probe_result *r)
     bool ok = r->outcome == PROBE_OK;
     s->last_outcome = r->outcome;
     s->last_path = r->path;
-    if (r->outcome == PROBE_ERROR || r->path == PROBE_PATH_UNKNOWN)
-        s->unknown++;
-    else if (r->path == PROBE_PATH_US) {
-        *(ok ? &s->ok_us : &s->failed_us) += 1;
-        if (ok)
-            s->last_rtt_us = r->rtt_us;
-    } else
-        *(ok ? &s->ok_elsewhere : &s->failed_elsewhere) += 1;
+    s->ended[r->outcome][r->path]++;
+    if (ok && r->path == PROBE_PATH_US)
+        s->last_rtt_us = r->rtt_us;
     if (r->outcome == PROBE_ERROR)
         return;
     learn(t, r);

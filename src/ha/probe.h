@@ -168,13 +168,16 @@ void probe_cancel(struct probe_engine *e, uint64_t id);
 
 /* ---- 3. a VIP probed every interval ---------------------------------- */
 
+#define PROBE_OUTCOMES 4 /* enum probe_outcome's values */
+#define PROBE_PATHS 3    /* enum probe_path's values */
+
+/* A target's counters; ended[][] is sluice_ha_probe_total{result,path}
+ * (docs/ha-probe.md). An error is always of path "unknown". */
 struct probe_stats {
-    uint64_t sent;              /* probes started */
-    uint64_t ok_us, failed_us;  /* ended through us: OK / REFUSED or TIMEOUT */
-    uint64_t ok_elsewhere, failed_elsewhere;
-    uint64_t unknown;           /* path unknown or not sent (PROBE_ERROR) */
-    uint64_t withdrawals;       /* WITHDRAW verdicts */
-    uint32_t last_rtt_us;       /* of the last OK through us */
+    uint64_t sent;                               /* probes started */
+    uint64_t ended[PROBE_OUTCOMES][PROBE_PATHS]; /* by outcome, then path */
+    uint64_t withdrawals;                        /* WITHDRAW verdicts */
+    uint32_t last_rtt_us;                        /* of the last OK through us */
     enum probe_outcome last_outcome;
     enum probe_path last_path;
 };

@@ -20,6 +20,8 @@
  *   --ports LO-HI       the probe source port range
  *   --source ADDR --gateway ADDR
  *   --unhealthy         the node's own health says the service is down
+ *   --linger MS         `probe`: print the result at once, then keep the
+ *                       loop running MS more (late answers still handled)
  *
  * Exit status 0 when the JSON was printed, 2 on bad usage.
  */
@@ -40,6 +42,7 @@ static enum through_mode through_mode;
 static uint16_t through_ports[64];
 static size_t n_through_ports;
 static bool unhealthy;
+static uint32_t linger_ms;
 
 static int usage(void)
 {
@@ -152,6 +155,8 @@ static int parse_options(int argc, char **argv, struct probe_conf *c, uint16_t *
                 return -1;
         } else if (strcmp(o, "--sport") == 0)
             *sport = (uint16_t)atoi(v);
+        else if (strcmp(o, "--linger") == 0)
+            linger_ms = (uint32_t)atoi(v);
         else if (strcmp(o, "--timeout") == 0)
             c->timeout_ms = (uint32_t)atoi(v);
         else if (strcmp(o, "--interval") == 0)
@@ -187,6 +192,12 @@ static int parse_options(int argc, char **argv, struct probe_conf *c, uint16_t *
 
 /* ---- probe ---- */
 
+static void stop_loop(struct ev_loop *loop, struct ev_timer *t)
+{
+    ev_break(loop);
+}
+
+
 static struct probe_result one_result;
 
 static void one_done(void *arg, const struct probe_result *r)
@@ -207,7 +218,14 @@ static int run_probe(struct probe_engine *e, struct ev_loop *loop, const struct 
                           "sport", one_result.flow.tuple.sport, "detail", one_result.detail);
     json_dumpf(o, stdout, JSON_COMPACT);
     putchar('\n');
+    fflush(stdout);
     json_decref(o);
+    if (linger_ms) {
+        struct ev_timer stop;
+        ev_timer_init(&stop, stop_loop, NULL);
+        ev_timer_start(loop, &stop, linger_ms);
+        ev_run(loop);
+    }
     return 0;
 }
 
@@ -222,11 +240,6 @@ static void on_verdict(void *arg, enum probe_verdict v)
 {
     struct target_run *run = arg;
     json_array_append_new(run->verdicts, json_string(probe_verdict_name(v)));
-}
-
-static void stop_loop(struct ev_loop *loop, struct ev_timer *t)
-{
-    ev_break(loop);
 }
 
 static int run_target(struct probe_engine *e, struct ev_loop *loop, const struct sockaddr *vip, const char *ports_text,
@@ -253,11 +266,30 @@ static int run_target(struct probe_engine *e, struct ev_loop *loop, const struct
     json_t *lp = json_array();
     for (size_t i = 0; i < n_learned; i++)
         json_array_append_new(lp, json_integer(learned[i]));
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o}", "sent", (json_int_t)s->sent, "ok_us",
-                          (json_int_t)s->ok_us, "failed_us", (json_int_t)s->failed_us, "ok_elsewhere",
-                          (json_int_t)s->ok_elsewhere, "failed_elsewhere", (json_int_t)s->failed_elsewhere, "unknown",
-                          (json_int_t)s->unknown, "withdrawals", (json_int_t)s->withdrawals, "state",
-                          probe_fsm_state_name(probe_target_state(t)), "learned", lp, "verdicts", run.verdicts);
+    /* "ended": {"ok": {"us": N, ...}, ...}, as sluice_ha_probe_total's
+     * labels; and the sums the tests read most. */
+    json_t *ended = json_object();
+    uint64_t sum_ok[PROBE_PATHS] = { 0 }, sum_failed[PROBE_PATHS] = { 0 }, unknown = 0;
+    for (int o = 0; o < PROBE_OUTCOMES; o++) {
+        json_t *by_path = json_object();
+        for (int p = 0; p < PROBE_PATHS; p++) {
+            uint64_t count = s->ended[o][p];
+            json_object_set_new(by_path, probe_path_name((enum probe_path)p), json_integer((json_int_t)count));
+            if (o == PROBE_ERROR || p == PROBE_PATH_UNKNOWN)
+                unknown += count;
+            else if (o == PROBE_OK)
+                sum_ok[p] += count;
+            else
+                sum_failed[p] += count;
+        }
+        json_object_set_new(ended, probe_outcome_name((enum probe_outcome)o), by_path);
+    }
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o}", "sent", (json_int_t)s->sent,
+                          "ok_us", (json_int_t)sum_ok[PROBE_PATH_US], "failed_us", (json_int_t)sum_failed[PROBE_PATH_US],
+                          "ok_elsewhere", (json_int_t)sum_ok[PROBE_PATH_ELSEWHERE], "failed_elsewhere",
+                          (json_int_t)sum_failed[PROBE_PATH_ELSEWHERE], "unknown", (json_int_t)unknown, "withdrawals",
+                          (json_int_t)s->withdrawals, "state", probe_fsm_state_name(probe_target_state(t)), "learned",
+                          lp, "verdicts", run.verdicts, "ended", ended);
     json_dumpf(o, stdout, JSON_COMPACT);
     putchar('\n');
     json_decref(o);

@@ -207,6 +207,32 @@ def test_probe_leaves_no_half_open_connection_on_the_server(topo):
     assert left == [], left
 
 
+def test_a_late_syn_ack_is_reset_too(topo):
+    # The router drops the server's answers: the probe times out. Then
+    # they pass again, and the server's retransmitted SYN-ACK (after 1 s)
+    # reaches the engine, which no longer waits for it but still resets
+    # it: no half-open connection stays on the server for its minute of
+    # retries.
+    rule = ["from", VIP, "iif", "s12p-r1", "blackhole"]
+    sh("ip", "-n", NS_RTR, "rule", "add", *rule)
+    proc = subprocess.Popen(["ip", "netns", "exec", NS_NODE, DRIVER, "probe", VIP, str(PORT_OPEN), "--timeout", "200",
+                             "--linger", "4000"], stdout=subprocess.PIPE, text=True)
+    try:
+        r = json.loads(proc.stdout.readline())
+        assert r["outcome"] == "timeout", r
+        half_open = [c for c in server_connections(PORT_OPEN) if ":%d" % r["sport"] in c]
+        assert half_open and half_open[0].startswith("SYN-RECV"), half_open
+    finally:
+        sh("ip", "-n", NS_RTR, "rule", "del", *rule)
+    try:
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert [c for c in server_connections(PORT_OPEN) if ":%d" % r["sport"] in c] == []
+
+
 @pytest.mark.parametrize("vip,prefix", [(VIP, "/32"), (VIP6, "/128")], ids=["ipv4", "ipv6"])
 def test_probe_times_out_when_the_router_drops_the_vip(topo, vip, prefix):
     fam = "-6" if ":" in vip else "-4"
