@@ -188,23 +188,8 @@ struct probe {
     void *arg;
 };
 
-/* A probe that timed out, remembered a while: its SYN-ACK may still come
- * (a slow server, a loaded node), and then it gets its RST all the same,
- * so no half-open connection is left behind. */
-#define PROBE_LATE_SLOTS 64
-#define PROBE_LATE_MS 10000
-struct late_probe {
-    struct probe_tuple tuple;
-    uint32_t seq;
-    uint64_t until_ms; /* 0 = slot free */
-    struct probe_nexthop nh;
-    struct probe_sock *sock;
-};
-
 struct probe_engine {
     struct ev_loop *loop;
-    struct late_probe late[PROBE_LATE_SLOTS];
-    size_t late_next; /* ring position */
     struct probe_conf conf;
     probe_through_fn through;
     void *through_ctx;
@@ -266,12 +251,15 @@ static void probe_unlink(struct probe *p)
     ev_timer_stop(e->loop, &p->timer);
 }
 
+static void reset_unanswered(struct probe *p);
+
 void probe_engine_free(struct probe_engine *e)
 {
     if (!e)
         return;
     while (e->inflight) {
         struct probe *p = e->inflight;
+        reset_unanswered(p);
         probe_unlink(p);
         free(p);
     }
@@ -501,22 +489,25 @@ static void try_send(struct probe *p)
     ev_timer_start(e->loop, &p->timer, e->conf.timeout_ms);
 }
 
-static void remember_late(struct probe *p)
+/* A probe given up (timed out, cancelled, its engine freed) may have
+ * left a half-open connection on the server, whose SYN-ACK is lost or
+ * still to come: a RST with the sequence number that SYN-ACK would
+ * acknowledge (our ISN + 1, the server's rcv_nxt) removes it. Where the
+ * SYN never arrived the server ignores it. Best effort. */
+static void reset_unanswered(struct probe *p)
 {
-    struct probe_engine *e = p->engine;
-    struct late_probe *l = &e->late[e->late_next++ % PROBE_LATE_SLOTS];
-    l->tuple = p->flow.tuple;
-    l->seq = p->seq;
-    l->nh = p->nh;
-    l->sock = p->sock;
-    l->until_ms = ev_now(e->loop) + PROBE_LATE_MS;
+    if (!p->sent)
+        return;
+    uint8_t pkt[PROBE_PACKET_MAX];
+    size_t len = probe_build_rst(pkt, sizeof pkt, &p->flow.tuple, p->seq + 1, (uint16_t)rnd(p->engine));
+    (void)send_packet(p, pkt, len);
 }
 
 static void probe_timer(struct ev_loop *loop, struct ev_timer *t)
 {
     struct probe *p = t->data;
     if (p->sent) {
-        remember_late(p);
+        reset_unanswered(p);
         finish(p, PROBE_TIMEOUT, 0, NULL);
     } else {
         try_send(p);
@@ -568,6 +559,7 @@ void probe_cancel(struct probe_engine *e, uint64_t id)
 {
     for (struct probe *p = e->inflight; p; p = p->next)
         if (p->id == id) {
+            reset_unanswered(p);
             probe_unlink(p);
             free(p);
             return;
@@ -591,39 +583,11 @@ static struct probe *match(struct probe_engine *e, const struct probe_reply *r)
     return NULL;
 }
 
-static bool same_tuple(const struct probe_tuple *a, const struct probe_tuple *b)
-{
-    size_t alen = alen_of(a->family);
-    return a->family == b->family && a->sport == b->sport && a->dport == b->dport &&
-           memcmp(a->src, b->src, alen) == 0 && memcmp(a->dst, b->dst, alen) == 0;
-}
-
-/* A SYN-ACK for a probe that already timed out: reset it (see
- * struct late_probe). */
-static void reset_late(struct probe_engine *e, const struct probe_reply *r)
-{
-    if (r->kind != PROBE_REPLY_SYNACK)
-        return;
-    for (size_t i = 0; i < PROBE_LATE_SLOTS; i++) {
-        struct late_probe *l = &e->late[i];
-        if (l->until_ms < ev_now(e->loop) || l->seq + 1 != r->ack || !same_tuple(&l->tuple, &r->tuple))
-            continue;
-        struct probe stand_in = { .flow.tuple = l->tuple, .nh = l->nh, .sock = l->sock };
-        uint8_t pkt[PROBE_PACKET_MAX];
-        size_t len = probe_build_rst(pkt, sizeof pkt, &l->tuple, r->ack, (uint16_t)rnd(e));
-        (void)send_packet(&stand_in, pkt, len); /* best effort: the server's own retries end too */
-        l->until_ms = 0;
-        return;
-    }
-}
-
 static void handle_reply(struct probe_engine *e, const struct probe_reply *r)
 {
     struct probe *p = match(e, r);
-    if (!p) {
-        reset_late(e, r);
+    if (!p)
         return;
-    }
     uint64_t rtt = now_us() - p->sent_us;
     if (r->kind == PROBE_REPLY_RST) {
         finish(p, PROBE_REFUSED, rtt, NULL);
@@ -729,6 +693,7 @@ struct probe_target {
     uint64_t *inflight;  /* probe ids, up to n_ports + 1 per round */
     size_t n_inflight, cap_inflight;
     struct ev_timer round;
+    bool stopped;
 };
 
 static void target_round(struct ev_loop *loop, struct ev_timer *timer);
@@ -771,6 +736,17 @@ void probe_target_free(struct probe_target *t)
     free(t->inflight);
     free(t->ports);
     free(t);
+}
+
+void probe_target_stop(struct probe_target *t)
+{
+    t->stopped = true;
+    ev_timer_stop(t->engine->loop, &t->round);
+}
+
+size_t probe_target_inflight(const struct probe_target *t)
+{
+    return t->n_inflight;
 }
 
 const struct probe_stats *probe_target_stats(const struct probe_target *t)
@@ -818,6 +794,8 @@ static void target_round(struct ev_loop *loop, struct ev_timer *timer)
 {
     struct probe_target *t = timer->data;
     const struct probe_conf *c = &t->engine->conf;
+    if (t->stopped)
+        return;
     ev_timer_start(loop, &t->round, c->interval_ms);
     if (t->fsm.state == PROBE_WITHDRAWN) {
         enum probe_verdict v = probe_fsm_tick(&t->fsm, c, ev_now(loop));

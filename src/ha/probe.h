@@ -155,7 +155,8 @@ struct probe_engine;
  * PROBE_PATH_UNKNOWN). The conf is copied. */
 struct probe_engine *probe_engine_new(struct ev_loop *loop, const struct probe_conf *conf, probe_through_fn through,
                                       void *through_ctx);
-/* In-flight probes are dropped without their callbacks. */
+/* In-flight probes are dropped without their callbacks (each sent one
+ * gets its RST, see probe_cancel()). Not from inside a callback. */
 void probe_engine_free(struct probe_engine *e);
 
 /* Probe vip (sockaddr_in/in6 with the port) once, from source port
@@ -164,6 +165,10 @@ void probe_engine_free(struct probe_engine *e);
  * first or probe_cancel() is called. Returns a probe id > 0, or 0 if it
  * could not even be queued (bad arguments; out of memory). */
 uint64_t probe_start(struct probe_engine *e, const struct sockaddr *vip, uint16_t sport, probe_done_fn cb, void *arg);
+/* Drop a probe without its callback. If its SYN left, a RST follows it
+ * (sequence number ISN + 1), so the server keeps no half-open connection
+ * whether or not its SYN-ACK is still on the way; a timed-out probe gets
+ * the same RST. */
 void probe_cancel(struct probe_engine *e, uint64_t id);
 
 /* ---- 3. a VIP probed every interval ---------------------------------- */
@@ -199,6 +204,12 @@ struct probe_target;
 struct probe_target *probe_target_new(struct probe_engine *e, const struct sockaddr *vip, const uint16_t *ports,
                                       size_t n_ports, probe_healthy_fn healthy, probe_verdict_fn verdict, void *arg);
 void probe_target_free(struct probe_target *t);
+/* Stop starting rounds (probes out end as usual and are counted); a
+ * stopped target stays stopped. For a VIP this node no longer serves, and
+ * for tests that need every probe counted. */
+void probe_target_stop(struct probe_target *t);
+/* Probes started and not ended yet. */
+size_t probe_target_inflight(const struct probe_target *t);
 const struct probe_stats *probe_target_stats(const struct probe_target *t);
 enum probe_fsm_state probe_target_state(const struct probe_target *t);
 /* The remembered source ports (up to learn_ports); returns their number. */

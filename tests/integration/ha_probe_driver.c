@@ -20,6 +20,8 @@
  *   --ports LO-HI       the probe source port range
  *   --source ADDR --gateway ADDR
  *   --unhealthy         the node's own health says the service is down
+ *   --live              `target`: also print each verdict as it comes,
+ *                       {"verdict": NAME}, one line each, before the summary
  *   --linger MS         `probe`: print the result at once, then keep the
  *                       loop running MS more (late answers still handled)
  *
@@ -43,6 +45,7 @@ static uint16_t through_ports[64];
 static size_t n_through_ports;
 static bool unhealthy;
 static uint32_t linger_ms;
+static bool live_verdicts;
 
 static int usage(void)
 {
@@ -143,8 +146,8 @@ static int parse_options(int argc, char **argv, struct probe_conf *c, uint16_t *
 {
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(o, "--unhealthy") == 0) {
-            unhealthy = true;
+        if (strcmp(o, "--unhealthy") == 0 || strcmp(o, "--live") == 0) {
+            *(o[2] == 'u' ? &unhealthy : &live_verdicts) = true;
             continue;
         }
         if (!v)
@@ -240,6 +243,21 @@ static void on_verdict(void *arg, enum probe_verdict v)
 {
     struct target_run *run = arg;
     json_array_append_new(run->verdicts, json_string(probe_verdict_name(v)));
+    if (live_verdicts) {
+        printf("{\"verdict\":\"%s\"}\n", probe_verdict_name(v));
+        fflush(stdout);
+    }
+}
+
+/* After the last round: stop the target, then wait for its probes out. */
+static void stop_when_done(struct ev_loop *loop, struct ev_timer *timer)
+{
+    struct probe_target *t = timer->data;
+    probe_target_stop(t);
+    if (probe_target_inflight(t) == 0)
+        ev_break(loop);
+    else
+        ev_timer_start(loop, timer, 10);
 }
 
 static int run_target(struct probe_engine *e, struct ev_loop *loop, const struct sockaddr *vip, const char *ports_text,
@@ -255,10 +273,11 @@ static int run_target(struct probe_engine *e, struct ev_loop *loop, const struct
     struct probe_target *t = probe_target_new(e, vip, ports, n, node_healthy, on_verdict, &run);
     if (!t)
         return usage();
-    /* ROUNDS intervals, then the last round's answers (or timeouts). */
+    /* ROUNDS rounds, then every probe out ends (answer or timeout), so
+     * the counts add up to `sent`. */
     struct ev_timer stop;
-    ev_timer_init(&stop, stop_loop, NULL);
-    ev_timer_start(loop, &stop, (uint64_t)(rounds - 1) * c->interval_ms + c->timeout_ms + 200);
+    ev_timer_init(&stop, stop_when_done, t);
+    ev_timer_start(loop, &stop, (uint64_t)(rounds - 1) * c->interval_ms + 1);
     ev_run(loop);
     const struct probe_stats *s = probe_target_stats(t);
     uint16_t learned[16];
