@@ -38,6 +38,10 @@ const char *probe_conf_check(const struct probe_conf *c)
         return "probe.interval: must be more than 0";
     if (c->timeout_ms == 0)
         return "probe.timeout: must be more than 0";
+    /* A remembered source port is reused every round: its previous probe
+     * must have ended, or the two would share a 4-tuple. */
+    if (c->timeout_ms >= c->interval_ms)
+        return "probe.timeout: must be shorter than probe.interval";
     if (c->fall == 0)
         return "probe.fall: must be at least 1";
     if (c->rise == 0)

@@ -190,7 +190,10 @@ static int parse_options(int argc, char **argv, struct probe_conf *c, uint16_t *
         } else
             return -1;
     }
-    return probe_conf_check(c) ? -1 : 0;
+    const char *why = probe_conf_check(c);
+    if (why)
+        fprintf(stderr, "%s\n", why);
+    return why ? -1 : 0;
 }
 
 /* ---- probe ---- */

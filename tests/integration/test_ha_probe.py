@@ -262,21 +262,22 @@ def test_predicate_decides_the_path(topo):
 def test_failures_elsewhere_never_withdraw(topo):
     # Every probe is refused, but none went through this node: another
     # node's trouble is not ours to act on.
-    r = driver("target", VIP, PORT_CLOSED, 6, "--interval", 100, "--fall", 2, "--through", "never")
+    r = driver("target", VIP, PORT_CLOSED, 6, "--interval", 100, "--timeout", 80, "--fall", 2, "--through", "never")
     assert r["sent"] > 0 and r["failed_elsewhere"] == r["sent"], r
     assert r["withdrawals"] == 0 and r["verdicts"] == [] and r["state"] == "serving", r
     assert r["learned"] == []
 
 
 def test_failures_through_us_withdraw(topo):
-    r = driver("target", VIP, PORT_CLOSED, 4, "--interval", 100, "--fall", 3, "--hold", 60000,
+    r = driver("target", VIP, PORT_CLOSED, 4, "--interval", 100, "--timeout", 80, "--fall", 3, "--hold", 60000,
                "--through", "always")
     assert r["verdicts"] == ["withdraw"] and r["state"] == "withdrawn", r
     assert r["failed_us"] >= 3
 
 
 def test_failures_the_node_health_explains_do_not_withdraw(topo):
-    r = driver("target", VIP, PORT_CLOSED, 6, "--interval", 100, "--fall", 2, "--through", "always", "--unhealthy")
+    r = driver("target", VIP, PORT_CLOSED, 6, "--interval", 100, "--timeout", 80, "--fall", 2, "--through", "always",
+               "--unhealthy")
     assert r["failed_us"] >= 2 and r["verdicts"] == [] and r["state"] == "serving", r
 
 
@@ -287,7 +288,7 @@ def test_source_ports_that_land_here_are_learned(topo):
     # many as it remembers (--learn 2), stops exploring: every later probe
     # goes through us. (Exploring picks random ports: the chance that 30
     # rounds do not find both is below 1 in 1000.)
-    r = driver("target", VIP, PORT_CLOSED, 30, "--interval", 50, "--ports", "61000-61003",
+    r = driver("target", VIP, PORT_CLOSED, 30, "--interval", 50, "--timeout", 40, "--ports", "61000-61003",
                "--through", "ports:61001,61003", "--fall", 1000, "--learn", 2)
     assert sorted(r["learned"]) == [61001, 61003], r
     # Every probe is counted once (the driver waits for the last ones).
@@ -300,7 +301,7 @@ def test_withdrawn_vip_is_reannounced_and_restored_when_the_service_is_back(topo
     # Port 82 refuses at first: withdraw. The listener comes up; after
     # `hold` the VIP is re-announced on trial and `rise` successes restore it.
     proc = subprocess.Popen(["ip", "netns", "exec", NS_NODE, DRIVER, "target", VIP, "82", "40",
-                             "--interval", "100", "--fall", "2", "--rise", "2", "--hold", "300",
+                             "--interval", "200", "--timeout", "150", "--fall", "2", "--rise", "2", "--hold", "600",
                              "--through", "always", "--live"], stdout=subprocess.PIPE, text=True)
     listener = None
     try:
@@ -363,7 +364,7 @@ def test_probe_dropped_as_a_martian_on_this_node_is_not_held_against_it(vip_rout
         r = driver("probe", VIP, 83, "--through", "always", "--timeout", 300)
         assert (r["outcome"], r["path"]) == ("timeout", "unknown"), r
         assert "net.ipv4.conf.s12p-n0.accept_local=1" in r["detail"], r
-        r = driver("target", VIP, 83, 4, "--interval", 100, "--timeout", 300, "--fall", 1, "--through", "always")
+        r = driver("target", VIP, 83, 4, "--interval", 400, "--timeout", 300, "--fall", 1, "--through", "always")
         assert r["verdicts"] == [] and r["failed_us"] == 0 and r["unknown"] > 0, r
     finally:
         stop(listener)

@@ -382,6 +382,9 @@ static void test_conf_defaults_and_checks(void **state)
     c.fall = 0;
     assert_string_equal(probe_conf_check(&c), "probe.fall: must be at least 1");
     probe_conf_defaults(&c);
+    c.timeout_ms = c.interval_ms;
+    assert_string_equal(probe_conf_check(&c), "probe.timeout: must be shorter than probe.interval");
+    probe_conf_defaults(&c);
     c.port_hi = 100;
     assert_non_null(probe_conf_check(&c));
     probe_conf_defaults(&c);
