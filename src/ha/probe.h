@@ -34,6 +34,17 @@
  * 4-tuple is reused while its source port keeps landing here, so an
  * answer must come from state refreshed since `flow->sent_ms` (the l4
  * entry's last-seen time), not from an older probe's entry.
+ *
+ * Besides, the engine sees its own SYN arrive on one of this node's
+ * interfaces when the routers sent the probe back here: that probe is
+ * "us" without asking (a socket tier; an XDP forwarder takes its packets
+ * before packet sockets see them). Over IPv4 such a SYN is a martian to
+ * the node's kernel (its source is local) unless accept_local is set on
+ * the interface: the timeout that follows is then reported with path
+ * "unknown" and a detail naming the sysctl, not held against the node.
+ *
+ * Callbacks run from the loop, never from inside probe_start(); they must
+ * not free the engine. A target's verdict callback may free its target.
  */
 #ifndef SLUICE_HA_PROBE_H
 #define SLUICE_HA_PROBE_H
