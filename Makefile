@@ -126,6 +126,13 @@ build/fuzz/%: tests/fuzz/%.c build/fuzz/obj/libfuzzsrc.a $(FUZZ_HDRS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< build/fuzz/obj/libfuzzsrc.a $(LIBS)
 
+# The HA probe engine's test driver (tests/integration/test_ha_probe.py):
+# the real engine on a real event loop, one JSON answer.
+HA_PROBE_DRIVER_LIBS = $(foreach l,ha core lib,$(call layer_lib,$(l),asan))
+build/tests-tools/ha_probe_driver: tests/integration/ha_probe_driver.c $(HA_PROBE_DRIVER_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) -O1 $(SAN) -o $@ $< $(HA_PROBE_DRIVER_LIBS) $(LIBS)
+
 # The example programs of libsluice: `make examples` (examples/examples.mk).
 include examples/examples.mk
 
@@ -138,7 +145,7 @@ deps:
 	@bash scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS) build/bench/tls_load
+	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS) build/bench/tls_load build/tests-tools/ha_probe_driver
 	@bash tests/run.sh
 
 unit: $(UNIT_BIN)
