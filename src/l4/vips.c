@@ -8,11 +8,21 @@
  *   - each FullNAT service's local addresses (kind local, same owner):
  *     the replies of its flows come back to them.
  *
+ *   - with l4.sync, the peers' FullNAT local addresses from their hellos
+ *     (source "l4 sync", kind standin, owner "sync peer 10.0.0.2:7400"):
+ *     this node holds their flows' entries. They are published all the
+ *     time, while the peer lives too: the announcer gives them a path so
+ *     much worse than the owner's that the routers use it only once the
+ *     owner's route is gone, and publishing them in advance means nothing
+ *     has to happen on this node when the owner dies (no detection, no
+ *     delay). A peer's list is the one of its last hello (sync.h).
+ *
  * Serving means the forwarder is attached to every interface of
  * l4.interfaces (its link alive: `sluice l4 detach` or an interface that
- * went away detaches it) and the service's table is built. Published
- * after every model change and on every tick (100 ms), so a real that
- * fails or a link that goes is seen within a tick.
+ * went away detaches it) and the service's table is built (stand-ins: the
+ * forwarder attached). Published after every model change and on every
+ * tick (100 ms), so a real that fails, a link that goes or a hello that
+ * lists other addresses is seen within a tick.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +77,48 @@ static void add_entry(struct vip_entry *out, size_t *n, const char *owner, const
     (*n)++;
 }
 
+/* The stand-in entries of l4.sync's peers (none when sync is off). */
+static void publish_standins(struct l4d *d, bool attached)
+{
+    struct l4_sync_standin few[16], *list = few;
+    size_t n = l4_sync_standins(d->sync, few, 16);
+    if (n > 16) {
+        list = calloc(n, sizeof *list);
+        if (!list) {
+            log_error("out of memory: the VIP board keeps its last stand-ins");
+            return;
+        }
+        n = l4_sync_standins(d->sync, list, n);
+    }
+    struct vip_entry *entries = calloc(n ? n : 1, sizeof *entries);
+    if (!entries) {
+        log_error("out of memory: the VIP board keeps its last stand-ins");
+        if (list != few)
+            free(list);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct vip_entry *e = &entries[k];
+        if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)list[i].addr)) {
+            e->addr.family = AF_INET;
+            memcpy(&e->addr.v4, list[i].addr + 12, 4);
+        } else {
+            e->addr.family = AF_INET6;
+            memcpy(&e->addr.v6, list[i].addr, 16);
+        }
+        snprintf(e->owner, sizeof e->owner, "sync peer %s", list[i].peer);
+        e->kind = VIP_STANDIN;
+        e->serving = attached;
+        k++;
+    }
+    if (vip_board_replace(&d->dmn.vips, "l4 sync", entries, k) < 0)
+        log_error("out of memory: the VIP board keeps its last stand-ins");
+    free(entries);
+    if (list != few)
+        free(list);
+}
+
 void l4_publish_vips(struct l4d *d)
 {
     const struct cfg_l4 *l4 = l4_conf(d->cfg);
@@ -98,4 +150,5 @@ void l4_publish_vips(struct l4d *d)
     if (vip_board_replace(&d->dmn.vips, "l4", entries, n) < 0)
         log_error("out of memory: the VIP board keeps its last state");
     free(entries);
+    publish_standins(d, attached);
 }

@@ -20,11 +20,14 @@ client. `sluice proxy` announces its listener 10.12.100.2 the same way.
 Needs root, ip and bird2; skips otherwise. Every wait is bounded; every
 namespace, mount and process (the BIRDs included) is removed at teardown.
 """
+import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -440,6 +443,62 @@ def test_l4_announces_withdraws_and_survives_restarts(lab):
     d.start()
     assert wait_for(lambda: lab.announced(VIP), 30), (lab.route(VIP), d.ha())
     assert d.bird_pid() == bird
+
+
+SYNC_PEER = "10.12.0.6"           # a sync peer the test plays (from the router's namespace)
+STANDINS = ("10.12.200.1", "10.12.200.2")
+
+
+def hello(key, seq, locals_, node=6, epoch=1765000000000000):
+    """An l4.sync hello (src/l4/sync_wire.h) listing the peer's FullNAT
+    local addresses, signed with key."""
+    body = b"".join(bytes(10) + b"\xff\xff" + bytes(int(x) for x in a.split(".")) for a in locals_)
+    hdr = b"SLSY" + bytes([1, 2]) + struct.pack(">HIQQ", len(locals_), node, epoch, seq)
+    return hdr + body + hmac.new(key, hdr + body, hashlib.sha256).digest()
+
+
+def send_hellos(payloads):
+    code = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('%s',7400))\n"
+            "for h in sys.argv[1:]:\n    s.sendto(bytes.fromhex(h),('%s',7400))\n" % (SYNC_PEER, LB))
+    nsexec(NS_RT, sys.executable, "-c", code, *[p.hex() for p in payloads])
+
+
+def test_l4_announces_sync_peers_local_addresses_as_standins(lab):
+    """l4.sync's peers' FullNAT local addresses (from their hellos) are
+    announced as stand-ins, with the stand-in path, while the peer lives;
+    a hello that lists other addresses moves the stand-ins."""
+    key = os.urandom(32)
+    (lab.tmp / "sync.key").write_bytes(key)
+    nsexec(NS_RT, "ip", "addr", "add", SYNC_PEER + "/24", "dev", "eth0")
+    lab.start_reals()
+    body = l4_body() + "  sync:\n    listen: %s:7400\n    peers: [\"%s:7400\"]\n    key_file: %s\n" % (
+        LB, SYNC_PEER, lab.tmp / "sync.key")
+    d = Daemon(lab, "l4", body, SLUICE_L4).start()
+    assert wait_for(lambda: lab.announced(VIP), 30), (lab.route(VIP), d.ha(), lab.diagnose())
+    assert not lab.announced(STANDINS[0])
+    send_hellos([hello(key, 1, [STANDINS[0]])])
+    if not wait_for(lambda: lab.announced(STANDINS[0]), 15):
+        pytest.fail("stand-in not announced: %s\n%s\n%s" % (json.dumps(d.ha()), d.read_log(), lab.diagnose()))
+    # The router has it with the stand-in path: the ASN 1 + priority 0 + 16 times.
+    show = lambda a: lab.router_birdc("show", "route", "all", "for", a)
+    path = re.search(r"BGP.as_path: ([\d ]+)", show(STANDINS[0]))
+    assert path and path.group(1).split() == ["65010"] * 17, show(STANDINS[0])
+    assert "(65010,2000)" in show(STANDINS[0]), show(STANDINS[0])
+    # ... while the VIP keeps the node's own path.
+    assert re.search(r"BGP.as_path: 65010\s*$", show(VIP), re.M), show(VIP)
+    st = {a["address"]: a for a in d.ha()["announced"]}
+    assert st[STANDINS[0]]["standin"] and st[STANDINS[0]]["priority"] == 16, st
+    assert st[STANDINS[0]]["owners"][0]["owner"] == "sync peer %s:7400" % SYNC_PEER, st
+    assert not st[VIP]["standin"], st
+    # The peer's next hello lists another address: the stand-ins follow.
+    send_hellos([hello(key, 2, [STANDINS[1]])])
+    assert wait_for(lambda: lab.announced(STANDINS[1]) and not lab.announced(STANDINS[0]), 15), \
+        (d.ha(), lab.route(STANDINS[0]), lab.route(STANDINS[1]))
+    # Drained: stand-ins go with the VIPs.
+    assert d.ctl("drain").returncode == 0
+    assert wait_for(lambda: not lab.announced(STANDINS[1]) and not lab.announced(VIP), 10), d.ha()
+    assert d.ctl("undrain").returncode == 0
+    assert wait_for(lambda: lab.announced(STANDINS[1]), 10), d.ha()
 
 
 def test_proxy_announces_its_listener(lab):
