@@ -233,7 +233,7 @@ class Lab:
     removes everything it made."""
 
     def __init__(self, prefix="s12l-", workdir=None, announce="sluice", bfd=(100, 3), reals=3,
-                 sluice_bin=SLUICE_BIN, log=None):
+                 sluice_bin=SLUICE_BIN, log=None, sync=True):
         # The LB nodes announce through sluice's own HA tier (the `ha:`
         # section). The lab's own BIRD per LB node ("lab", before the HA
         # tier existed) is gone: the parameter stays for callers that pass it.
@@ -242,6 +242,7 @@ class Lab:
                              "the nodes announce through their ha: section)")
         self.prefix = prefix
         self.announce = announce
+        self.sync = sync         # False: no l4.sync (to see what it buys: NAT/FullNAT flows then break)
         self.bfd_interval_ms, self.bfd_multiplier = bfd
         self.sluice_bin = sluice_bin
         self.reals = {"s%d" % i: "10.12.1.%d" % (100 + i) for i in range(1, reals + 1)}
@@ -613,6 +614,8 @@ class Lab:
     def sync_section(self, node):
         """l4.sync to the three other nodes over the fabric, with the shared
         key; a refresh every second (the lab restores nodes quickly)."""
+        if not self.sync:
+            return ""
         peers = ", ".join("%s:%d" % (v[2], SYNC_PORT) for n, v in NODES.items() if n != node)
         return ("  sync:\n    listen: %s:%d\n    peers: [%s]\n    key_file: %s\n    refresh: 1s\n"
                 % (NODES[node][2], SYNC_PORT, peers, self.sync_key_path()))
