@@ -82,6 +82,7 @@ struct l4_sync {
     uint8_t key[L4_SYNC_KEY_MAX];
     size_t keylen;
     uint64_t epoch, seq;
+    uint64_t started_ms;         /* ev clock at start: l4_sync_warm */
     int fd;
     struct ev_io io;
     struct ev_timer batch, refresh, hello;
@@ -499,6 +500,7 @@ static void on_datagram(struct l4_sync *s, const uint8_t *buf, size_t len, const
         return;
     }
     struct l4_sync_hdr h;
+    uint64_t epoch_before = p->seq.epoch;
     enum l4_sync_reject r = l4_sync_open(buf, len, s->key, s->keylen, &h);
     if (r == L4_SYNC_OK)
         r = l4_sync_seq_check(&p->seq, h.epoch, h.seq);
@@ -506,6 +508,12 @@ static void on_datagram(struct l4_sync *s, const uint8_t *buf, size_t len, const
         p->rejected_datagrams[r]++;
         return;
     }
+    /* A peer heard for the first time, or started again (a new epoch):
+     * it holds none of our flows made while it was away. Walk now rather
+     * than at the next refresh, so that it has them well before it takes
+     * flows (l4_sync_warm): at most one walk per epoch of each peer. */
+    if (p->seq.epoch != epoch_before)
+        ev_timer_start(s->loop, &s->refresh, 0);
     p->recv_datagrams++;
     p->node_id = h.node_id;
     p->last_heard_ms = ev_clock_ms();
@@ -556,6 +564,7 @@ struct l4_sync *l4_sync_start(struct ev_loop *loop, const struct cfg_l4_sync *co
     s->interval_ms = conf->interval_ms;
     s->refresh_ms = conf->refresh_ms;
     s->epoch = wall_us();
+    s->started_ms = ev_now(loop);
     l4_sync_set_key(s, key, keylen);
     s->peers = calloc(conf->n_peers ? conf->n_peers : 1, sizeof *s->peers);
     s->pending = calloc(PENDING_MAX, sizeof *s->pending);
@@ -643,6 +652,11 @@ size_t l4_sync_standins(const struct l4_sync *s, struct l4_sync_standin *out, si
         }
     }
     return n;
+}
+
+bool l4_sync_warm(const struct l4_sync *s, uint64_t now_ms)
+{
+    return !s || !s->n_peers || now_ms >= s->started_ms + s->refresh_ms + s->interval_ms;
 }
 
 static json_t *counts_json(const char *const *names, const uint64_t *v, size_t n, size_t from)

@@ -19,8 +19,10 @@
  *
  * Serving means the forwarder is attached to every interface of
  * l4.interfaces (its link alive: `sluice l4 detach` or an interface that
- * went away detaches it) and the service's table is built (stand-ins: the
- * forwarder attached). Published after every model change and on every
+ * went away detaches it), the service's table is built and, with l4.sync,
+ * the peers have had one refresh to send this node their flows since it
+ * started (l4_sync_warm: a node that comes back must not take flows it
+ * cannot continue) (stand-ins: the forwarder attached). Published after every model change and on every
  * tick (100 ms), so a real that fails, a link that goes or a hello that
  * lists other addresses is seen within a tick.
  */
@@ -132,6 +134,7 @@ void l4_publish_vips(struct l4d *d)
     }
     bool attached = forwarder_attached(d);
     uint64_t now = ev_now(d->loop);
+    bool warm = l4_sync_warm(d->sync, now);
     size_t n = 0;
     for (size_t s = 0; s < l4->n_services && s < d->n_svcs; s++) {
         const struct cfg_l4_service *svc = &l4->services[s];
@@ -140,7 +143,7 @@ void l4_publish_vips(struct l4d *d)
         uint32_t healthy = 0;
         for (size_t r = 0; r < svc->n_reals; r++)
             healthy += real_healthy(d, d->sr[s].first + r, now);
-        bool serving = attached && d->sr[s].built;
+        bool serving = attached && d->sr[s].built && warm;
         add_entry(entries, &n, owner, (const struct sockaddr *)&svc->vip.ss, VIP_SERVICE, healthy,
                   (uint32_t)svc->n_reals, serving);
         for (size_t i = 0; i < svc->n_local_addrs; i++)
