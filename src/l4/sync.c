@@ -564,7 +564,7 @@ struct l4_sync *l4_sync_start(struct ev_loop *loop, const struct cfg_l4_sync *co
     s->interval_ms = conf->interval_ms;
     s->refresh_ms = conf->refresh_ms;
     s->epoch = wall_us();
-    s->started_ms = ev_now(loop);
+    s->started_ms = ev_clock_ms();   /* not ev_now(): the loop has not turned while the forwarder loaded */
     l4_sync_set_key(s, key, keylen);
     s->peers = calloc(conf->n_peers ? conf->n_peers : 1, sizeof *s->peers);
     s->pending = calloc(PENDING_MAX, sizeof *s->pending);
