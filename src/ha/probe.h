@@ -59,6 +59,8 @@
 
 /* ---- configuration -------------------------------------------------- */
 
+#define PROBE_LEARN_MAX 16 /* learn_ports at most */
+
 /* The probing keys (the `ha.probe` block; defaults in brackets). */
 struct probe_conf {
     uint32_t interval_ms; /* [1000] between two rounds of a VIP's probes */
