@@ -40,7 +40,15 @@ static int through_us(void *ctx, const struct probe_flow *flow)
     struct vip_flow f = { .sport = flow->tuple.sport, .dport = flow->tuple.dport, .proto = IPPROTO_TCP };
     ip_from_bytes(flow->tuple.family, flow->tuple.src, &f.src);
     ip_from_bytes(flow->tuple.family, flow->tuple.dst, &f.dst);
-    return vip_board_forwarded(&h->d->vips, &f, flow->sent_ms * 1000000ull);
+    int r = vip_board_forwarded(&h->d->vips, &f, flow->sent_ms * 1000000ull);
+    /* (The tier registers its predicate once its data path is up, after
+     * the companion attached: ask, do not judge at start.) */
+    if (r < 0 && !vip_board_has_forwarded(&h->d->vips) && !h->probe_warning[0]) {
+        snprintf(h->probe_warning, sizeof h->probe_warning, "the serving tier cannot tell which flows went "
+                 "through this node: probes are counted (path unknown) but never withdraw a VIP");
+        log_warn("ha: probe: %s", h->probe_warning);
+    }
+    return r;
 }
 
 /* The node's own view: a serving service of the address with enough
@@ -132,9 +140,6 @@ int ha_probes_start(struct ha_companion *h)
     h->probe_engine = probe_engine_new(h->d->loop, &h->ha->probe, through_us, h);
     if (!h->probe_engine)
         return -1;
-    if (!vip_board_has_forwarded(&h->d->vips))
-        log_warn("ha: probe: the serving tier cannot tell which flows went through this node: probes are "
-                 "counted but never withdraw a VIP");
     log_info("ha: probing the announced VIPs every %u ms (timeout %u ms, fall %u, rise %u, hold %u ms)",
              h->ha->probe.interval_ms, h->ha->probe.timeout_ms, h->ha->probe.fall, h->ha->probe.rise,
              h->ha->probe.hold_ms);
