@@ -466,6 +466,9 @@ int ha_attach(struct daemon *d, const struct sl_config *cfg, char *err, size_t e
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (!ha->preempt)
+        log_warn("ha: ha.preempt: false is not implemented yet: this node announces with its own priority, so "
+                 "traffic returns to a recovered better zone (docs/ha.md)");
     ev_timer_start(d->loop, &h->poll, 0);
     log_info("ha: node %s, zone %s, priority %u: announcing on %s (stand-ins on %s%s), BIRD %s on %s", h->node,
              ha->zone, ha->priority, ha->interface, ha->interface, HA_STANDIN_SUFFIX,
