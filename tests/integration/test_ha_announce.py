@@ -470,6 +470,7 @@ def test_l4_announces_sync_peers_local_addresses_as_standins(lab):
     a hello that lists other addresses moves the stand-ins."""
     key = os.urandom(32)
     (lab.tmp / "sync.key").write_bytes(key)
+    os.chmod(lab.tmp / "sync.key", 0o600)
     nsexec(NS_RT, "ip", "addr", "add", SYNC_PEER + "/24", "dev", "eth0")
     lab.start_reals()
     body = l4_body() + "  sync:\n    listen: %s:7400\n    peers: [\"%s:7400\"]\n    key_file: %s\n" % (
