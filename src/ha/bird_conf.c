@@ -207,12 +207,21 @@ static void write_bgp(const struct cfg_ha *h, const struct cfg_ha_neighbor *n, s
         strbuf_printf(out, "  multihop %u;\n", n->multihop);
     if (n->hold_time_s)
         strbuf_printf(out, "  hold time %u;\n", n->hold_time_s);
-    /* Come back soon after the router or the session restarts: BIRD's
-     * defaults wait 120 s between connection attempts and at least 60 s
-     * after an error (BFD down included), far longer than an LB should
-     * stay unannounced; flapping still backs off, up to 60 s. */
-    strbuf_puts(out, "  connect retry time 5;\n"
-                     "  error wait time 5, 60;\n");
+    /* Come back soon after a BFD flap or a router restart. BIRD's
+     * defaults keep a session down far longer than an LB should stay
+     * unannounced: after an error (BFD down included) it waits 60 s,
+     * doubling up to 300 s for errors less than 300 s apart, then waits
+     * the connect delay (5 s) before connecting, and retries a failed
+     * connect every 120 s. Here: 1 s after a first error, then 2, 4, 8,
+     * 10 s for a run of errors (a session that keeps flapping costs the
+     * router one TCP connect and OPEN every 10 s at most); a run ends
+     * after 60 s without an error, so a rare flap always recovers in
+     * about 2 s (error wait + connect delay); a refused connect (router
+     * down) is retried every 3 s. */
+    strbuf_puts(out, "  connect delay time 1;\n"
+                     "  connect retry time 3;\n"
+                     "  error wait time 1, 10;\n"
+                     "  error forget time 60;\n");
     if (h->bfd)
         strbuf_puts(out, "  bfd on;\n");
     /* One channel, of the session's family: an IPv6 route sent over an

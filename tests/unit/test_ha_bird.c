@@ -103,8 +103,10 @@ static void test_managed_text(void **state)
         "  neighbor 10.0.0.1 port 179 as 65000;\n"
         "  password \"s3 cret\";\n"
         "  hold time 9;\n"
-        "  connect retry time 5;\n"
-        "  error wait time 5, 60;\n"
+        "  connect delay time 1;\n"
+        "  connect retry time 3;\n"
+        "  error wait time 1, 10;\n"
+        "  error forget time 60;\n"
         "  bfd on;\n"
         "  ipv4 {\n    import none;\n    export filter sluice_export;\n  };\n}\n",
         "protocol bgp sluice_bgp_2001_db8__1 {\n",
