@@ -74,7 +74,8 @@ SLUICE=${SLUICE:-build/sluice}
 KEEP_TMP=${KEEP_TMP:-0}
 
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, XDP, BIRD)"
-for tool in ip bird birdc bpftool keepalived python3 timeout; do
+PYTHON=${PYTHON:-/usr/bin/python3}
+for tool in ip bird birdc bpftool keepalived timeout "$PYTHON"; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool not found (make deps installs it)"
 done
 [ -x "$SLUICE" ] || die "$SLUICE not found; run 'make build/sluice'"
@@ -116,7 +117,7 @@ PLOT=${PLOT:-build/bench/ha-failover.svg}
 echo "ha bench: $REPEAT failovers per series; Sluice BFD [${BFD_LIST[*]}] x events [${EVENTS}] (announce=$ANNOUNCE);" \
   "keepalived advert_int [${VRRP}] x [${VRRP_EVENTS}]"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
-echo "versions: $(bird --version 2>&1 | head -1), $(keepalived --version 2>&1 | head -1), python $(python3 -c 'import platform; print(platform.python_version())')"
+echo "versions: $(bird --version 2>&1 | head -1), $(keepalived --version 2>&1 | head -1), python $("$PYTHON" -c 'import platform; print(platform.python_version())')"
 echo "sluice: $SLUICE_L4_BIN, sha1 $(sha1sum "$SLUICE_L4_BIN" | cut -c1-12), tree $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "temp dir: $DIR"
 echo "started: $(date -u '+%F %T UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -133,7 +134,7 @@ for b in "${BFD_LIST[@]}"; do
   if [ "$first" = 1 ]; then vrrp_args=(--vrrp "${VRRP// /,}" --vrrp-events "${VRRP_EVENTS// /,}"); fi
   first=0
   log "lab with BFD $b (log: $DIR/run-$b.log)"
-  timeout --signal=TERM --kill-after=60 "$left" python3 "$REPO/bench/ha/run.py" --prefix "$PREFIX" \
+  timeout --signal=TERM --kill-after=60 "$left" "$PYTHON" "$REPO/bench/ha/run.py" --prefix "$PREFIX" \
     --announce "$ANNOUNCE" --bfd "$b" --events "${EVENTS// /,}" "${vrrp_args[@]}" --repeat "$REPEAT" \
     --out "$RESULTS" 2> >(tee "$DIR/run-$b.log" | grep --line-buffered -E '^# (sluice|vrrp|lab built)' >&2) &
   DRIVER=$!
@@ -151,7 +152,7 @@ echo
 echo "ended: $(date -u '+%F %T UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 if [ -s "$RESULTS" ]; then
-  python3 "$REPO/bench/ha/report.py" "$RESULTS" --svg "$PLOT" \
+  "$PYTHON" "$REPO/bench/ha/report.py" "$RESULTS" --svg "$PLOT" \
     --title "HA failover in the lab: $REPEAT per series, $(date -u '+%F')"
   echo
   echo "plot: $PLOT"

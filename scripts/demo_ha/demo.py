@@ -1,0 +1,233 @@
+"""`make demo-ha` (root): the HA lab of issue 12 and what happens to the
+clients' traffic when an LB node fails. Run through scripts/demo-ha.sh.
+
+The lab is tests/integration/ha_lab.py's (imported, not copied): a client,
+two routers running BIRD (BGP, BFD, ECMP), four LB nodes running `sluice
+l4` in two zones (a1, a2: priority 0; b1, b2: priority 1, one AS-path
+prepend) and three reals, in network namespaces named s12x-*. The demo
+shows the routes at a router and `sluice ha status` on a node, then, with
+long-lived connections and a stream of new ones running to the DR VIP
+(ha_traffic.py), one failure after another with its figures:
+
+  crash        a1's sluice l4 and BIRD killed (kill -9)
+  link cut     a2's fabric link goes down; its processes live on: only BFD tells
+  drain        `sluice ha drain` on a1 (or the lab's withdraw): routes first, then stop
+  zone lost    a1 and a2 both die: the routers switch to zone b
+  zone back    a1 and a2 start again: the routers come back to zone a
+
+Who announces the VIPs: ANNOUNCE=sluice (the default: each node's `sluice
+l4` has an `ha:` section and runs its own BIRD) or ANNOUNCE=lab (a BIRD
+the lab configures itself, with static routes). BFD: BFD=100x3 (interval
+ms x multiplier, the default).
+
+Everything is removed at the end, also on an error, Ctrl-C, SIGTERM or
+SIGHUP (the lab's close()); namespaces left by a demo killed outright are
+removed at the start (by the lab, by prefix).
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import ha_lab  # noqa: E402
+from ha_lab import NODES, VIP_DR  # noqa: E402
+
+PREFIX = "s12x-"
+BOLD, INVERSE, OFF = "\033[1m", "\033[1;7m", "\033[0m"
+
+
+class DemoLab(ha_lab.Lab):
+    """The lab, with every process it starts in a session of its own: a
+    Ctrl-C at the terminal then reaches only the demo, which removes them
+    all (instead of each child dying on its own and printing about it)."""
+
+    def spawn(self, key, ns, args, log_name=None, **kw):
+        kw.setdefault("start_new_session", True)
+        return super().spawn(key, ns, args, log_name, **kw)
+
+
+class DemoError(Exception):
+    pass
+
+
+def say(msg):
+    print("\n%s== %s%s" % (BOLD, msg, OFF), flush=True)
+
+
+def part(title, lines=()):
+    print("\n%s %s %s" % (INVERSE, title, OFF))
+    for line in lines:
+        print("  " + line)
+    sys.stdout.flush()
+
+
+def indent(text, by="    "):
+    return "\n".join(by + ln for ln in text.rstrip("\n").splitlines())
+
+
+def show_routes(lab, router="r1", vip=VIP_DR, bird=True):
+    """The kernel's route for vip at router (ECMP next hops), and BIRD's
+    routes with their AS paths (which node, how many prepends, which won)."""
+    out = ha_lab.nsexec(lab.ns(router), "ip", "route", "show", vip + "/32").stdout
+    print("  %s: ip route show %s/32" % (router, vip))
+    print(indent(out or "(no route)\n"))
+    if bird:
+        print("  %s: BIRD's routes for %s/32 (birdc show route all)" % (router, vip))
+        for node, path, best in sorted(lab.bird_routes(router, vip)):
+            zone, prio = (NODES[node][0], NODES[node][1]) if node in NODES else ("?", 0)
+            if best:
+                use = "best (ECMP)"
+            else:
+                use = "not used" + (" (%d prepend%s)" % (prio, "" if prio == 1 else "s") if prio else "")
+            print("    from %-3s zone %s  AS path %-22s %s" % (node, zone, " ".join(path), use))
+    sys.stdout.flush()
+
+
+def show_status(lab, node):
+    if lab.announce == "sluice":
+        say("sluice ha status on %s" % node)
+        out = ha_lab.nsexec(lab.ns(node), lab.sluice_bin, "ha", "status", "-c", lab.l4_config_path(node),
+                            check=False)
+        print(indent(out.stdout + out.stderr))
+        if out.returncode != 0:
+            raise DemoError("sluice ha status on %s failed (status %d)" % (node, out.returncode))
+    else:
+        say("%s's BGP sessions (announce=lab: the lab's BIRD announces, sluice l4 has no ha: section)" % node)
+        print(indent(lab.birdc(node, "show", "protocols").stdout))
+
+
+FIGURES = []
+
+
+def event(lab, name, what, ev, node, heal=True):
+    """One failure under traffic (ha_lab.run_event), its figures printed and
+    kept for the summary; the routes at r1 right after; then the lab healed
+    (unless heal=False: the next event starts from this state)."""
+    part(name, what)
+    f = ha_lab.run_event(lab, ev, node, VIP_DR, heal=False)
+    tr = f["traffic"]
+    lg, pr = tr["long"], tr["probes"]
+    down = f["session_down_ms"]
+    print("  what the routers did:")
+    if down:
+        print("    BGP session to %s down after %s" % (node if ev not in ("zone", "zone-restore") else "it",
+                                                       ", ".join("%s %.0f ms" % kv for kv in sorted(down.items()))))
+    print("    both routers' kernels routed %s as expected %.0f ms after the event" % (VIP_DR, f["routes_ms"]))
+    print("  what the clients saw (%d long-lived connections, a new connection every 3 ms):" % lg["connections"])
+    print("    long-lived: %d exchanges, broken %d, longest wait %.0f ms" % (lg["exchanges"], lg["broken"],
+                                                                         lg["gap_ms"] or 0))
+    print("    new connections: %d, failed %d%s" % (pr["sent"], pr["failed"],
+                                                   " (for %.0f ms: those routed to the lost node)"
+                                                   % pr["fail_window_ms"] if pr["failed"] else ""))
+    print("    reals of the long-lived connections: %s" % ", ".join(
+        "%s %d" % kv for kv in sorted(lg["reals"].items())))
+    for fail in lg["failures"][:3]:
+        print("    broken: connection %s at %ss: %s" % (fail["conn"], fail["at_s"], fail["error"]))
+    show_routes(lab, bird=False)
+    FIGURES.append((name, f))
+    if heal:
+        lab.heal()
+    return f
+
+
+def summary():
+    say("the figures (BFD %s)" % FIGURES[0][1]["bfd_ms"] if FIGURES else "no figures")
+    print("  %-22s %12s %12s %14s %14s %8s" % ("event", "session down", "routes moved", "longest wait",
+                                                 "failed new", "broken"))
+    for name, f in FIGURES:
+        lg, pr = f["traffic"]["long"], f["traffic"]["probes"]
+        down = f["session_down_ms"]
+        print("  %-22s %12s %12s %14s %14s %8d" % (
+            name, "%.0f ms" % min(down.values()) if down else "-", "%.0f ms" % f["routes_ms"],
+            "%.0f ms" % (lg["gap_ms"] or 0), "%d / %d" % (pr["failed"], pr["sent"]), lg["broken"]))
+    print("  (session down: the first router's BIRD; routes moved: both routers' kernels as expected;")
+    print("   longest wait: of an established connection, TCP retransmits after 200 ms at the soonest;")
+    print("   failed new: connections opened every 3 ms that did not complete in 0.5 s)")
+
+
+def on_signal(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+def main():
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    announce = os.environ.get("ANNOUNCE", "sluice")
+    bfd = os.environ.get("BFD", "100x3")
+    if announce not in ("sluice", "lab") or not re.match(r"^[1-9]\d*x[1-9]\d*$", bfd):
+        print("demo-ha: ANNOUNCE is sluice or lab, BFD is INTERVALxMULTIPLIER (e.g. 100x3)", file=sys.stderr)
+        return 2
+    why = ha_lab.have_tools()
+    if why:
+        print("demo-ha: " + why, file=sys.stderr)
+        return 1
+    interval, mult = (int(x) for x in bfd.split("x"))
+    started = time.time()
+    rc = 0
+    lab = DemoLab(prefix=PREFIX, announce=announce, bfd=(interval, mult),
+                  log=lambda m: print("  [lab] " + m, flush=True))
+    try:
+        say("the lab (network namespaces %s*, removed at the end)" % PREFIX)
+        print("\n".join("  " + ln for ln in ha_lab.__doc__.split("\n\n")[1].splitlines()))
+        print("  announce=%s: %s" % (announce, "each node's sluice l4 has an ha: section and runs BIRD itself"
+                                     if announce == "sluice" else "a BIRD the lab configures announces"))
+        print("  BFD on every BGP session: %d ms x %d = %d ms to detect a silent failure" % (interval, mult,
+                                                                                           interval * mult))
+        t0 = time.time()
+        lab.build()
+        ha_lab.wait_for(lab.sessions_established, 20)
+        print("  built in %.0f s; every BGP session up: %s" % (time.time() - t0, lab.sessions_established()))
+
+        say("routes at a router: ECMP over zone a, zone b one AS-path prepend longer")
+        show_routes(lab)
+        show_status(lab, "a1")
+
+        event(lab, "crash of a1", ["sluice l4 and BIRD on a1 killed (kill -9), its forwarder taken off:",
+                                   "the kernel closes the dead BIRD's BGP sessions, the routers know at once"],
+              "crash", "a1")
+        event(lab, "link cut at a2", ["a2's fabric link goes down; its processes live on.",
+                                      "Nothing closes: BFD (%d ms x %d) must tell the routers" % (interval, mult)],
+              "cut", "a2")
+        event(lab, "drain of a1", ["the VIPs are withdrawn first (%s), the routers move the flows,"
+                                   % ("sluice ha drain" if announce == "sluice" else "the lab's withdraw"),
+                                   "then sluice l4 stops: nothing is lost"], "drain", "a1")
+        event(lab, "zone a lost", ["a1 and a2 die together: no zone-a node announces,",
+                                   "the routers switch to zone b's longer path (b1, b2, ECMP)"],
+              "zone", "a1", heal=False)
+        show_routes(lab)
+        event(lab, "zone a restored", ["a1 and a2 start again and announce once their reals are up:",
+                                       "the routers prefer zone a again; flows move back to the same reals"],
+              "zone-restore", "a1")
+        show_routes(lab)
+        summary()
+        say("all done in %.0f s" % (time.time() - started))
+    except KeyboardInterrupt as e:
+        print("\ndemo-ha: interrupted (%s)" % (str(e) or "Ctrl-C"), file=sys.stderr)
+        rc = 130
+    except (DemoError, RuntimeError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        detail = getattr(e, "stderr", None)
+        print("\ndemo-ha: FAILED: %s%s" % (e, "\n" + detail if detail else ""), file=sys.stderr)
+        print(lab.logs_tail(15), file=sys.stderr)
+        rc = 1
+    finally:
+        # Ctrl-C again must not cut the cleanup short.
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        say("cleaning up")
+        lab.close()
+        left = [n for n in ha_lab.sh("ip", "netns", "list").stdout.split() if n.startswith(PREFIX)]
+        mounts = [ln.split()[1] for ln in open("/proc/mounts") if ln.split()[1].startswith("/tmp/" + PREFIX)]
+        if left or mounts:
+            print("  left behind: %s" % " ".join(left + mounts))
+            rc = rc or 1
+        else:
+            print("demo done: everything it started is stopped (processes, namespaces, the bpffs mount)")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
