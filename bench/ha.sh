@@ -124,7 +124,8 @@ echo "started: $(date -u '+%F %T UTC'), load average $(cut -d' ' -f1-3 /proc/loa
 awk '{ exit !($1 > 0.5) }' /proc/loadavg &&
   echo "note: the machine is not idle (1-minute load average above 0.5): BFD and keepalived timers and the gaps move with load"
 
-DEADLINE=$(($(date +%s) + MAX_MINUTES * 60))
+T_START=$(date +%s)
+DEADLINE=$((T_START + MAX_MINUTES * 60))
 failed=0
 first=1
 for b in "${BFD_LIST[@]}"; do
@@ -149,7 +150,7 @@ for b in "${BFD_LIST[@]}"; do
 done
 
 echo
-echo "ended: $(date -u '+%F %T UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ended: $(date -u '+%F %T UTC') after $((($(date +%s) - T_START + 30) / 60)) min, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 if [ -s "$RESULTS" ]; then
   "$PYTHON" "$REPO/bench/ha/report.py" "$RESULTS" --svg "$PLOT" \
