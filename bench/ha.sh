@@ -17,8 +17,8 @@
 #           the VIP (keepalived)
 # Series (each repeated REPEAT times, in rounds: every series once a round):
 #   Sluice, BFD at each of BFD (a lab per setting): the node a1 killed
-#   (`crash`: kill -9 of sluice l4 and its BIRD; the kernel closes BIRD's
-#   BGP sessions, the routers know at once), a power loss (`power-loss`: a1's
+#   (`crash`: kill -9 of sluice l4; its tun device and the addresses on it
+#   vanish with it, BIRD withdraws, the routers know at once), a power loss (`power-loss`: a1's
 #   link goes down first, then everything dies: only BFD can tell), a
 #   graceful drain (`drain`: withdraw, wait for the routers, stop);
 #   `cut` (the link alone) may be added to EVENTS.
@@ -37,8 +37,9 @@
 #   VRRP ["1 0.1"]         keepalived advert_int values (0.1 s: its fastest
 #                          stable one in this lab; 0.05 s flapped)
 #   VRRP_EVENTS ["crash drain"]
-#   ANNOUNCE [lab]         who announces Sluice's VIPs: lab (a BIRD the lab
-#                          configures) or sluice (sluice l4's `ha:` section)
+#   ANNOUNCE [sluice]      who announces Sluice's VIPs: sluice (each node's
+#                          sluice l4 through its `ha:` section and its BIRD);
+#                          lab (a BIRD the lab configures: older labs only)
 #   PREFIX [s12h-]         the lab's namespace prefix
 #   MAX_MINUTES [75]       the whole run is stopped (lab removed) after this
 #   PLOT [build/bench/ha-failover.svg]  where the plot goes
@@ -67,7 +68,7 @@ BFD=${BFD-100x3 50x3}
 EVENTS=${EVENTS-crash power-loss drain}
 VRRP=${VRRP-1 0.1}
 VRRP_EVENTS=${VRRP_EVENTS-crash drain}
-ANNOUNCE=${ANNOUNCE:-lab}
+ANNOUNCE=${ANNOUNCE:-sluice}
 PREFIX=${PREFIX:-s12h-}
 MAX_MINUTES=${MAX_MINUTES:-75}
 SLUICE=${SLUICE:-build/sluice}

@@ -17,9 +17,12 @@ Figures of one failover (from tests/integration/ha_traffic.py):
   broken  established connections that failed (reset, closed, answered by
           another real, or no answer in 5 s; keepalived's: 20 s).
   failed  probe connections that failed.
-  detect  Sluice: when the first router's BIRD logged the session to the
-          node down (BFD, or the TCP session closed by a killed BIRD);
-          keepalived: when the backup held the VIP. From the event.
+  down    Sluice: when the first router's BIRD logged its BGP session to
+          the node down (BFD; none when the sessions stay up: a drain, or a
+          kill -9 of sluice l4 whose BIRD lives on and withdraws).
+  moved   Sluice: until both routers' kernels routed every address as
+          expected (polled; includes the polling's own time, tens of ms);
+          keepalived: until the backup held the VIP. From the event.
 Percentiles: linear interpolation between the closest ranks (with 20
 runs, p99 lies between the two largest).
 """
@@ -44,13 +47,11 @@ def pct(values, p):
 def figures(run):
     tr = run["traffic"]
     pr, lg = tr["probes"], tr["long"]
-    detect = None
-    if "takeover_ms" in run:
-        detect = run["takeover_ms"]
-    elif run.get("session_down_ms"):
-        detect = min(run["session_down_ms"].values())
+    down = run.get("session_down_ms") or {}
     return {"outage": pr["fail_window_ms"] if pr["failed"] else 0.0, "stall": lg["gap_ms"] or 0.0,
-            "broken": lg["broken"], "failed": pr["failed"], "detect": detect, "routes": run.get("routes_ms")}
+            "broken": lg["broken"], "failed": pr["failed"],
+            "down": min(down.values()) if down else None,
+            "moved": run.get("routes_ms", run.get("takeover_ms"))}
 
 
 def label(setting, event):
@@ -96,21 +97,22 @@ def fmt(v):
 
 
 def table(series, errors):
-    out = ["| series | runs | outage p50 / p99 / max ms | stall p50 / p99 / max ms | detect p50 ms |"
+    out = ["| series | runs | outage p50 / p99 / max ms | stall p50 / p99 / max ms | down p50 ms | moved p50 ms |"
            " broken per failover (total) | failed probes p50 |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for key in order(set(series) | set(errors)):
         runs = series.get(key, [])
         n_err = len(errors.get(key, []))
         col = lambda name: [r[name] for r in runs]  # noqa: E731
-        detect = [d for d in col("detect") if d is not None]
+        down = [d for d in col("down") if d is not None]
+        moved = [d for d in col("moved") if d is not None]
         broken = col("broken")
         runs_txt = "%d" % len(runs) + (" (+%d failed)" % n_err if n_err else "")
-        out.append("| %s | %s | %s / %s / %s | %s / %s / %s | %s | %s (%d) | %s |" % (
+        out.append("| %s | %s | %s / %s / %s | %s / %s / %s | %s | %s | %s (%d) | %s |" % (
             label(*key), runs_txt,
             fmt(pct(col("outage"), 50)), fmt(pct(col("outage"), 99)), fmt(max(col("outage"), default=None)),
             fmt(pct(col("stall"), 50)), fmt(pct(col("stall"), 99)), fmt(max(col("stall"), default=None)),
-            fmt(pct(detect, 50)), "%.2f" % (sum(broken) / len(broken)) if broken else "-", sum(broken),
+            fmt(pct(down, 50)), fmt(pct(moved, 50)), "%.2f" % (sum(broken) / len(broken)) if broken else "-", sum(broken),
             fmt(pct(col("failed"), 50))))
     return "\n".join(out)
 

@@ -82,7 +82,9 @@ def one(lab, setting, event, rnd, fn):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prefix", default="s12h-")
-    ap.add_argument("--announce", choices=("lab", "sluice"), default="lab")
+    ap.add_argument("--announce", choices=("lab", "sluice"), default="sluice",
+                    help="sluice: each node's sluice l4 announces (its ha: section); lab: a BIRD the lab "
+                    "configures (older labs only)")
     ap.add_argument("--bfd", default="100x3", help="BFD interval (ms) x multiplier of the lab's sessions")
     ap.add_argument("--events", default="crash,power-loss,drain", help="Sluice's events (none: '')")
     ap.add_argument("--vrrp", default="", help="keepalived advert intervals, e.g. 1,0.1 (none: '')")
