@@ -173,7 +173,8 @@ def svg(series, path, title):
         s.append('<text x="%d" y="%d" font-weight="bold">%s</text>' % (px, top - 8, name))
         for ms, txt in ((0, "0"), (1, "1"), (10, "10"), (100, "100"), (1000, "1 s"), (10000, "10 s")):
             x = x_of(px, ms)
-            s.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (x, top, x, top + row_h * len(keys)))
+            s.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>'
+                     % (x, top, x, top + row_h * len(keys)))
             s.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>' % (
                 x, top + row_h * len(keys) + 14, txt))
         x200 = x_of(px, 200)

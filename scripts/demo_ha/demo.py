@@ -102,31 +102,45 @@ def show_status(lab, node):
 
 FIGURES = []
 
+# The VIPs the traffic goes to: every forwarding mode at once when the lab
+# announces them all (its MODES; run_event then takes a list), else DR.
+if hasattr(ha_lab, "MODES"):
+    TRAFFIC = dict(ha_lab.MODES)
+else:
+    TRAFFIC = {"dr": VIP_DR}
+
+
+def traffic_of(f):
+    """{mode: ha_traffic figures} of run_event's result, one VIP or several."""
+    if len(TRAFFIC) == 1:
+        return {next(iter(TRAFFIC)): f["traffic"]}
+    return {mode: f["traffic"][vip] for mode, vip in TRAFFIC.items()}
+
 
 def event(lab, name, what, ev, node, heal=True):
     """One failure under traffic (ha_lab.run_event), its figures printed and
     kept for the summary; the routes at r1 right after; then the lab healed
     (unless heal=False: the next event starts from this state)."""
     part(name, what)
-    f = ha_lab.run_event(lab, ev, node, VIP_DR, heal=False)
-    tr = f["traffic"]
-    lg, pr = tr["long"], tr["probes"]
+    vips = list(TRAFFIC.values())
+    f = ha_lab.run_event(lab, ev, node, vips if len(vips) > 1 else vips[0], heal=False)
     down = f["session_down_ms"]
     print("  what the routers did:")
+    who = node if ev not in ("zone", "zone-restore") else "zone %s's nodes" % NODES[node][0]
     if down:
-        print("    BGP session to %s down after %s" % (node if ev not in ("zone", "zone-restore") else "it",
-                                                       ", ".join("%s %.0f ms" % kv for kv in sorted(down.items()))))
-    print("    both routers' kernels routed %s as expected %.0f ms after the event" % (VIP_DR, f["routes_ms"]))
-    print("  what the clients saw (%d long-lived connections, a new connection every 3 ms):" % lg["connections"])
-    print("    long-lived: %d exchanges, broken %d, longest wait %.0f ms" % (lg["exchanges"], lg["broken"],
-                                                                         lg["gap_ms"] or 0))
-    print("    new connections: %d, failed %d%s" % (pr["sent"], pr["failed"],
-                                                   " (for %.0f ms: those routed to the lost node)"
-                                                   % pr["fail_window_ms"] if pr["failed"] else ""))
-    print("    reals of the long-lived connections: %s" % ", ".join(
-        "%s %d" % kv for kv in sorted(lg["reals"].items())))
-    for fail in lg["failures"][:3]:
-        print("    broken: connection %s at %ss: %s" % (fail["conn"], fail["at_s"], fail["error"]))
+        print("    BGP session to %s down after %s"
+              % (who, ", ".join("%s %.0f ms" % kv for kv in sorted(down.items()))))
+    elif ev in ("crash", "drain"):
+        print("    BGP sessions to %s stay up: its routes were withdrawn over them" % who)
+    print("    both routers' kernels routed every address as expected %.0f ms after the event" % f["routes_ms"])
+    print("  what the clients saw (per VIP: long-lived connections, and a new connection every 3 ms):")
+    for mode, tr in traffic_of(f).items():
+        lg, pr = tr["long"], tr["probes"]
+        print("    %-8s %-12s long-lived: broken %d of %d, longest wait %4.0f ms; new: %d failed of %d%s" % (
+            mode.upper(), TRAFFIC[mode], lg["broken"], lg["connections"], lg["gap_ms"] or 0, pr["failed"],
+            pr["sent"], " (within %.0f ms)" % pr["fail_window_ms"] if pr["failed"] else ""))
+        for fail in lg["failures"][:3]:
+            print("      broken: connection %s at %ss: %s" % (fail["conn"], fail["at_s"], fail["error"]))
     show_routes(lab, bird=False)
     FIGURES.append((name, f))
     if heal:
@@ -135,18 +149,21 @@ def event(lab, name, what, ev, node, heal=True):
 
 
 def summary():
-    say("the figures (BFD %s)" % FIGURES[0][1]["bfd_ms"] if FIGURES else "no figures")
+    say("the figures (BFD %d ms x %d; %s)" % (FIGURES[0][1]["bfd_ms"], FIGURES[0][1]["bfd_multiplier"],
+                                              ", ".join(m.upper() for m in TRAFFIC)))
     print("  %-22s %12s %12s %14s %14s %8s" % ("event", "session down", "routes moved", "longest wait",
                                                  "failed new", "broken"))
     for name, f in FIGURES:
-        lg, pr = f["traffic"]["long"], f["traffic"]["probes"]
+        figs = traffic_of(f).values()
         down = f["session_down_ms"]
         print("  %-22s %12s %12s %14s %14s %8d" % (
             name, "%.0f ms" % min(down.values()) if down else "-", "%.0f ms" % f["routes_ms"],
-            "%.0f ms" % (lg["gap_ms"] or 0), "%d / %d" % (pr["failed"], pr["sent"]), lg["broken"]))
+            "%.0f ms" % max(t["long"]["gap_ms"] or 0 for t in figs),
+            "%d / %d" % (sum(t["probes"]["failed"] for t in figs), sum(t["probes"]["sent"] for t in figs)),
+            sum(t["long"]["broken"] for t in figs)))
     print("  (session down: the first router's BIRD; routes moved: both routers' kernels as expected;")
-    print("   longest wait: of an established connection, TCP retransmits after 200 ms at the soonest;")
-    print("   failed new: connections opened every 3 ms that did not complete in 0.5 s)")
+    print("   longest wait: of an established connection; TCP sends a lost segment again after 200 ms")
+    print("   at the soonest; failed new: connections opened every 3 ms that did not complete in 0.5 s)")
 
 
 def on_signal(signum, frame):
@@ -186,8 +203,8 @@ def main():
         show_routes(lab)
         show_status(lab, "a1")
 
-        event(lab, "crash of a1", ["sluice l4 and BIRD on a1 killed (kill -9), its forwarder taken off:",
-                                   "the kernel closes the dead BIRD's BGP sessions, the routers know at once"],
+        event(lab, "crash of a1", ["a1's sluice l4 killed (kill -9), its forwarder taken off: what it announced",
+                                   "vanishes with the process, BIRD withdraws, the routers know at once"],
               "crash", "a1")
         event(lab, "link cut at a2", ["a2's fabric link goes down; its processes live on.",
                                       "Nothing closes: BFD (%d ms x %d) must tell the routers" % (interval, mult)],
