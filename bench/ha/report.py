@@ -112,7 +112,8 @@ def table(series, errors):
             label(*key), runs_txt,
             fmt(pct(col("outage"), 50)), fmt(pct(col("outage"), 99)), fmt(max(col("outage"), default=None)),
             fmt(pct(col("stall"), 50)), fmt(pct(col("stall"), 99)), fmt(max(col("stall"), default=None)),
-            fmt(pct(down, 50)), fmt(pct(moved, 50)), "%.2f" % (sum(broken) / len(broken)) if broken else "-", sum(broken),
+            fmt(pct(down, 50)), fmt(pct(moved, 50)),
+            "%.2f" % (sum(broken) / len(broken)) if broken else "-", sum(broken),
             fmt(pct(col("failed"), 50))))
     return "\n".join(out)
 
