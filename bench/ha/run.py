@@ -23,6 +23,7 @@ healed and the run goes on; a heal that fails ends it). SIGTERM and
 Ctrl-C end it with the lab removed (the lab's context manager).
 """
 import argparse
+import inspect
 import json
 import os
 import signal
@@ -82,9 +83,10 @@ def one(lab, setting, event, rnd, fn):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prefix", default="s12h-")
-    ap.add_argument("--announce", choices=("lab", "sluice"), default="sluice",
+    ap.add_argument("--announce", choices=("lab", "sluice"),
+                    default=inspect.signature(ha_lab.Lab).parameters["announce"].default,
                     help="sluice: each node's sluice l4 announces (its ha: section); lab: a BIRD the lab "
-                    "configures (older labs only)")
+                    "configures (older labs only); default: the lab's")
     ap.add_argument("--bfd", default="100x3", help="BFD interval (ms) x multiplier of the lab's sessions")
     ap.add_argument("--events", default="crash,power-loss,drain", help="Sluice's events (none: '')")
     ap.add_argument("--vrrp", default="", help="keepalived advert intervals, e.g. 1,0.1 (none: '')")

@@ -15,15 +15,17 @@ long-lived connections and a stream of new ones running to the DR VIP
   zone lost    a1 and a2 both die: the routers switch to zone b
   zone back    a1 and a2 start again: the routers come back to zone a
 
-Who announces the VIPs: ANNOUNCE=sluice (the default: each node's `sluice
-l4` has an `ha:` section and runs its own BIRD) or ANNOUNCE=lab (a BIRD
-the lab configures itself, with static routes). BFD: BFD=100x3 (interval
+Who announces the VIPs: ANNOUNCE=sluice (each node's `sluice l4` has an
+`ha:` section and runs its own BIRD) or ANNOUNCE=lab (a BIRD the lab
+configures itself, with static routes; older labs only); by default the
+lab's own default. BFD: BFD=100x3 (interval
 ms x multiplier, the default).
 
 Everything is removed at the end, also on an error, Ctrl-C, SIGTERM or
 SIGHUP (the lab's close()); namespaces left by a demo killed outright are
 removed at the start (by the lab, by prefix).
 """
+import inspect
 import os
 import re
 import signal
@@ -173,7 +175,10 @@ def on_signal(signum, frame):
 def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    announce = os.environ.get("ANNOUNCE", "sluice")
+    # Who announces: the lab's own default unless ANNOUNCE says (the lab
+    # moves to sluice's HA tier; an older lab announces through a BIRD of
+    # its own by default).
+    announce = os.environ.get("ANNOUNCE") or inspect.signature(ha_lab.Lab).parameters["announce"].default
     bfd = os.environ.get("BFD", "100x3")
     if announce not in ("sluice", "lab") or not re.match(r"^[1-9]\d*x[1-9]\d*$", bfd):
         print("demo-ha: ANNOUNCE is sluice or lab, BFD is INTERVALxMULTIPLIER (e.g. 100x3)", file=sys.stderr)
