@@ -115,7 +115,7 @@ mkdir -p build/bench
 PLOT=${PLOT:-build/bench/ha-failover.svg}
 : >"$RESULTS"
 
-echo "ha bench: $REPEAT failovers per series; Sluice BFD [${BFD_LIST[*]}] x events [${EVENTS}] (announce=${ANNOUNCE:-the lab\'s default});" \
+echo "ha bench: $REPEAT failovers per series; Sluice BFD [${BFD_LIST[*]}] x events [${EVENTS}] (announce=${ANNOUNCE:-the lab default});" \
   "keepalived advert_int [${VRRP}] x [${VRRP_EVENTS}]"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
 echo "versions: $(bird --version 2>&1 | head -1), $(keepalived --version 2>&1 | head -1), python $("$PYTHON" -c 'import platform; print(platform.python_version())')"
@@ -155,10 +155,9 @@ echo "ended: $(date -u '+%F %T UTC') after $((($(date +%s) - T_START + 30) / 60)
 echo
 if [ -s "$RESULTS" ]; then
   "$PYTHON" "$REPO/bench/ha/report.py" "$RESULTS" --svg "$PLOT" \
-    --title "HA failover in the lab: $REPEAT per series, $(date -u '+%F')"
+    --title "HA failover in the lab: $REPEAT per series, $(date -u '+%F')" || failed=1
   echo
   echo "plot: $PLOT"
-  grep -q '"error"' "$RESULTS" && failed=1
 fi
 echo "raw results: $RESULTS$([ "$KEEP_TMP" = 1 ] || [ "$failed" = 1 ] || echo ' (removed on exit; KEEP_TMP=1 keeps it)')"
 if [ "$failed" = 1 ]; then

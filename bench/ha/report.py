@@ -31,7 +31,11 @@ import json
 import math
 import sys
 
-SLUICE_TO_VRRP_EVENT = {"crash": "crash", "power-loss": "crash", "cut": "crash", "drain": "drain"}
+# Like against like: a failure nothing announces (power loss, cut link)
+# against keepalived's power loss, a drain against its graceful stop. A
+# kill -9 has no keepalived counterpart: a killed keepalived moves
+# nothing (its VIP stays on the node).
+SLUICE_TO_VRRP_EVENT = {"power-loss": "crash", "cut": "crash", "drain": "drain"}
 EVENT_NAMES = {"crash": "kill -9", "power-loss": "power loss", "cut": "link cut", "drain": "drain"}
 
 
@@ -47,7 +51,9 @@ def pct(values, p):
 def figures(run):
     tr = run["traffic"]
     pr, lg = tr["probes"], tr["long"]
-    down = run.get("session_down_ms") or {}
+    # A drain's sessions may close after the routes moved (the node
+    # stops): not what moved them.
+    down = run.get("session_down_ms") or {} if run["event"] != "drain" else {}
     return {"outage": pr["fail_window_ms"] if pr["failed"] else 0.0, "stall": lg["gap_ms"] or 0.0,
             "broken": lg["broken"], "failed": pr["failed"],
             "down": min(down.values()) if down else None,
@@ -138,9 +144,9 @@ def ratios(series):
         cells = []
         mine = series[key]
         for v in vrrp:
-            other = series.get((v, SLUICE_TO_VRRP_EVENT.get(key[1], key[1])))
+            other = series.get((v, SLUICE_TO_VRRP_EVENT.get(key[1])))
             if not other:
-                cells.append("-")
+                cells.append("-" if key[1] in SLUICE_TO_VRRP_EVENT else "none: a killed keepalived moves nothing")
                 continue
             cells.append("%s / %s" % (
                 ratio(pct([r["outage"] for r in other], 50), pct([r["outage"] for r in mine], 50)),
@@ -222,14 +228,16 @@ def main():
     if r:
         print()
         print("keepalived's p50 / Sluice's p50 (how many times longer keepalived's gap is; a Sluice")
-        print("kill -9, power loss or link cut is set against keepalived's power loss, a drain against")
-        print("keepalived's graceful stop; ∞: Sluice's median is 0, =: both are 0):")
+        print("power loss or link cut is set against keepalived's power loss, a drain against its")
+        print("graceful stop; ∞: Sluice's median is 0, =: both are 0):")
         print()
         print(r)
     for key, errs in sorted(errors.items()):
         print("\n%s: %d failovers failed, first: %s" % (label(*key), len(errs), errs[0][:300]))
     if args.svg:
         svg(series, args.svg, args.title)
+    if errors:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -52,10 +52,13 @@ def run_vrrp_drain(lab, advert, settle=1.0, after=3.0):
     t = ha_traffic.Traffic(lab, ha_lab.VIP_VRRP, duration=60, timeout=20).start()
     try:
         time.sleep(settle)
+        # SIGTERM without waiting for keepalived to exit (that takes about a
+        # second, after its priority-0 advert): the takeover is timed.
         lab.event_at = t0 = time.time()
-        lab.stop_keepalived("a1")
+        lab.procs[("keepalived", "a1")].send_signal(signal.SIGTERM)
         ha_lab.wait_for(lambda: lab.vrrp_master() == "a2", 15, step=0.01)
         takeover_ms = (time.time() - t0) * 1000
+        lab.stop_keepalived("a1")
         lab.stop_proc(("l4", "a1"))
         lab.detach("a1")
         time.sleep(after)

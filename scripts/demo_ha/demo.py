@@ -79,12 +79,16 @@ def show_routes(lab, router="r1", vip=VIP_DR, bird=True):
     print(indent(out or "(no route)\n"))
     if bird:
         print("  %s: BIRD's routes for %s/32 (birdc show route all)" % (router, vip))
-        for node, path, best in sorted(lab.bird_routes(router, vip)):
+        routes = sorted(lab.bird_routes(router, vip))
+        shortest = min((len(path) for _, path, _ in routes), default=0)
+        for node, path, best in routes:
             zone, prio = (NODES[node][0], NODES[node][1]) if node in NODES else ("?", 0)
-            if best:
-                use = "best (ECMP)"
+            # BIRD marks one route best; with `merge paths` every route as
+            # good as it (the same AS path length) joins the kernel's ECMP route.
+            if len(path) == shortest:
+                use = "shortest: in the ECMP route" + (" (BIRD's best)" if best else "")
             else:
-                use = "not used" + (" (%d prepend%s)" % (prio, "" if prio == 1 else "s") if prio else "")
+                use = "not used: %d prepend%s more" % (len(path) - shortest, "" if len(path) - shortest == 1 else "s")
             print("    from %-3s zone %s  AS path %-22s %s" % (node, zone, " ".join(path), use))
     sys.stdout.flush()
 
@@ -119,7 +123,7 @@ def traffic_of(f):
     return {mode: f["traffic"][vip] for mode, vip in TRAFFIC.items()}
 
 
-def event(lab, name, what, ev, node, heal=True):
+def event(lab, name, what, ev, node, heal=True, bird=False):
     """One failure under traffic (ha_lab.run_event), its figures printed and
     kept for the summary; the routes at r1 right after; then the lab healed
     (unless heal=False: the next event starts from this state)."""
@@ -129,11 +133,13 @@ def event(lab, name, what, ev, node, heal=True):
     down = f["session_down_ms"]
     print("  what the routers did:")
     who = node if ev not in ("zone", "zone-restore") else "zone %s's nodes" % NODES[node][0]
-    if down:
+    if down and ev != "drain":
         print("    BGP session to %s down after %s"
               % (who, ", ".join("%s %.0f ms" % kv for kv in sorted(down.items()))))
-    elif ev in ("crash", "drain"):
-        print("    BGP sessions to %s stay up: its routes were withdrawn over them" % who)
+    elif ev == "crash":
+        print("    BGP sessions to %s stay up: its BIRD withdrew the routes over them" % who)
+    elif ev == "drain":
+        print("    the routes withdrawn over the live sessions, then the node stopped")
     print("    both routers' kernels routed every address as expected %.0f ms after the event" % f["routes_ms"])
     print("  what the clients saw (per VIP: long-lived connections, and a new connection every 3 ms):")
     for mode, tr in traffic_of(f).items():
@@ -143,7 +149,7 @@ def event(lab, name, what, ev, node, heal=True):
             pr["sent"], " (within %.0f ms)" % pr["fail_window_ms"] if pr["failed"] else ""))
         for fail in lg["failures"][:3]:
             print("      broken: connection %s at %ss: %s" % (fail["conn"], fail["at_s"], fail["error"]))
-    show_routes(lab, bird=False)
+    show_routes(lab, bird=bird)
     FIGURES.append((name, f))
     if heal:
         lab.heal()
@@ -159,7 +165,7 @@ def summary():
         figs = traffic_of(f).values()
         down = f["session_down_ms"]
         print("  %-22s %12s %12s %14s %14s %8d" % (
-            name, "%.0f ms" % min(down.values()) if down else "-", "%.0f ms" % f["routes_ms"],
+            name, "%.0f ms" % min(down.values()) if down and f["event"] != "drain" else "-", "%.0f ms" % f["routes_ms"],
             "%.0f ms" % max(t["long"]["gap_ms"] or 0 for t in figs),
             "%d / %d" % (sum(t["probes"]["failed"] for t in figs), sum(t["probes"]["sent"] for t in figs)),
             sum(t["long"]["broken"] for t in figs)))
@@ -219,12 +225,10 @@ def main():
                                    "then sluice l4 stops: nothing is lost"], "drain", "a1")
         event(lab, "zone a lost", ["a1 and a2 die together: no zone-a node announces,",
                                    "the routers switch to zone b's longer path (b1, b2, ECMP)"],
-              "zone", "a1", heal=False)
-        show_routes(lab)
+              "zone", "a1", heal=False, bird=True)
         event(lab, "zone a restored", ["a1 and a2 start again and announce once their reals are up:",
                                        "the routers prefer zone a again; flows move back to the same reals"],
-              "zone-restore", "a1")
-        show_routes(lab)
+              "zone-restore", "a1", bird=True)
         summary()
         say("all done in %.0f s" % (time.time() - started))
     except KeyboardInterrupt as e:

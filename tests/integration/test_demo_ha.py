@@ -57,9 +57,9 @@ def test_demo_ha_runs_and_shows_each_failure():
     routes = section("== routes at a router")
     assert nexthops(routes) == ["a1", "a2"], routes
     for node in ("a1", "a2"):
-        assert re.search(r"from %s\s+zone a\s+AS path 65101\s+best \(ECMP\)" % node, routes), routes
+        assert re.search(r"from %s\s+zone a\s+AS path 65101\s+shortest: in the ECMP route" % node, routes), routes
     for node in ("b1", "b2"):
-        assert re.search(r"from %s\s+zone b\s+AS path 65101 65101\s+not used \(1 prepend\)" % node, routes), routes
+        assert re.search(r"from %s\s+zone b\s+AS path 65101 65101\s+not used: 1 prepend more" % node, routes), routes
 
     if announce == "sluice":
         status = section("== sluice ha status on a1")
@@ -81,6 +81,9 @@ def test_demo_ha_runs_and_shows_each_failure():
         assert sorted(lines) == modes, text
         for mode, line in lines.items():
             assert re.match(r"broken 0 of \d+, longest wait\s+\d+ ms; new: \d+ failed of \d+", line), (mode, text)
+    lost = section(" zone a lost ")
+    for node in ("b1", "b2"):
+        assert re.search(r"from %s\s+zone b\s+AS path 65101 65101\s+shortest: in the ECMP route" % node, lost), lost
     # Only BFD tells the routers about a cut link.
     assert re.search(r"BGP session to a2 down after r[12] -?\d+ ms", section(" link cut at a2 ")), out
 
