@@ -8,6 +8,7 @@ restored (zone a again); no long-lived connection broken in any of them
 (DR: another node sends a flow to the same real). The figures (ms) are
 printed by the demo, never asserted here. Root, BIRD and native XDP on
 veth; skips otherwise. About two to three minutes."""
+import inspect
 import os
 import re
 import subprocess
@@ -34,7 +35,9 @@ def test_demo_ha_runs_and_shows_each_failure():
     why = ha_lab.have_tools()
     if why:
         pytest.skip(why)
-    announce = os.environ.get("DEMO_HA_ANNOUNCE", "sluice")
+    # Who announces: the lab's default (sluice's HA tier, or on an older lab
+    # a BIRD of its own), as the demo does; DEMO_HA_ANNOUNCE chooses.
+    announce = os.environ.get("DEMO_HA_ANNOUNCE") or inspect.signature(ha_lab.Lab).parameters["announce"].default
     env = dict(os.environ, ANNOUNCE=announce)
     p = subprocess.run(["bash", "scripts/demo-ha.sh"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env=env)
