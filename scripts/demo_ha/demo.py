@@ -112,8 +112,12 @@ FIGURES = []
 # announces them all (its MODES; run_event then takes a list), else DR.
 if hasattr(ha_lab, "MODES"):
     TRAFFIC = dict(ha_lab.MODES)
+    # Four streams at once: each lighter, as test_ha_lab runs them (two
+    # CPUs carry the client, the nodes, their sync and the reals).
+    LOAD = dict(conns=8, probe_ms=10, interval_ms=(15, 30))
 else:
     TRAFFIC = {"dr": VIP_DR}
+    LOAD = {}
 
 
 def traffic_of(f):
@@ -129,7 +133,7 @@ def event(lab, name, what, ev, node, heal=True, bird=False):
     (unless heal=False: the next event starts from this state)."""
     part(name, what)
     vips = list(TRAFFIC.values())
-    f = ha_lab.run_event(lab, ev, node, vips if len(vips) > 1 else vips[0], heal=False)
+    f = ha_lab.run_event(lab, ev, node, vips if len(vips) > 1 else vips[0], heal=False, **LOAD)
     down = f["session_down_ms"]
     print("  what the routers did:")
     who = node if ev not in ("zone", "zone-restore") else "zone %s's nodes" % NODES[node][0]
@@ -141,7 +145,8 @@ def event(lab, name, what, ev, node, heal=True, bird=False):
     elif ev == "drain":
         print("    the routes withdrawn over the live sessions, then the node stopped")
     print("    both routers' kernels routed every address as expected %.0f ms after the event" % f["routes_ms"])
-    print("  what the clients saw (per VIP: long-lived connections, and a new connection every 3 ms):")
+    print("  what the clients saw (per VIP: long-lived connections, and a new connection every %d ms):"
+          % LOAD.get("probe_ms", 3))
     for mode, tr in traffic_of(f).items():
         lg, pr = tr["long"], tr["probes"]
         print("    %-8s %-12s long-lived: broken %d of %d, longest wait %4.0f ms; new: %d failed of %d%s" % (
@@ -171,7 +176,8 @@ def summary():
             sum(t["long"]["broken"] for t in figs)))
     print("  (session down: the first router's BIRD; routes moved: both routers' kernels as expected;")
     print("   longest wait: of an established connection; TCP sends a lost segment again after 200 ms")
-    print("   at the soonest; failed new: connections opened every 3 ms that did not complete in 0.5 s)")
+    print("   at the soonest; failed new: connections opened every %d ms that did not complete in 0.5 s)"
+          % LOAD.get("probe_ms", 3))
 
 
 def on_signal(signum, frame):
