@@ -45,10 +45,10 @@
 #   PLOT [build/bench/ha-failover.svg]  where the plot goes
 #   SLUICE [build/sluice]  KEEP_TMP [0] 1 keeps the JSON lines and logs
 #
-# Whole run with the defaults: about 45 minutes on two CPUs (a Sluice
-# failover takes 8 to 12 s with the heal that follows it, keepalived's
-# 15 to 20 s: its power-loss run waits 8 s for TCP's backoff); QUICK=1
-# about 8 minutes.
+# Whole run with the defaults: about 25 minutes on two busy CPUs (a round
+# of the first lab takes about 55 s: a Sluice failover with the heal after
+# it 5 to 8 s, keepalived's power loss 15 s, as it waits 8 s for TCP's
+# backoff; a round of the second lab about 20 s); QUICK=1 about 4 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
