@@ -35,7 +35,7 @@
 #   BFD ["100x3 50x3"]     Sluice's BFD settings, interval ms x multiplier
 #   EVENTS ["crash power-loss drain"]   Sluice's events (also: cut)
 #   VRRP ["1 0.1"]         keepalived advert_int values (0.1 s: its fastest
-#                          stable one in this lab; 0.05 s flapped)
+#                          stable one in this lab on a busy machine)
 #   VRRP_EVENTS ["crash drain"]
 #   ANNOUNCE [the lab's]   who announces Sluice's VIPs: sluice (each node's
 #                          sluice l4 through its `ha:` section and its BIRD);
