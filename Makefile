@@ -17,6 +17,8 @@
 #   make bench-dns  bench/dns.sh: the registry's DNS vs NSD vs Knot (dnsperf)
 #   make bench-agent  bench/agent.sh: the DNS agent's cached names vs Unbound's local zone (dnsperf)
 #   make bench-tls  bench/tls.sh: TLS handshakes, resumption, HTTPS keep-alive, HTTP/2, handshake isolation: Sluice vs nginx vs HAProxy
+#   make demo-ha    the HA lab: BGP routes over zones, `sluice ha status`, a crash, a cut link, a drain, a zone lost and restored, under traffic (root)
+#   make bench-ha   bench/ha.sh: failover gap of Sluice (BGP + BFD) vs keepalived VRRP, crash and drain (root; QUICK=1: 3 repetitions)
 
 CC      ?= gcc
 CLANG   ?= clang
@@ -165,6 +167,13 @@ demo: deps build/sluice
 
 demo-registry: deps build/sluice examples
 	@bash scripts/demo-registry.sh
+
+.PHONY: demo-ha bench-ha
+demo-ha: deps build/sluice
+	@bash scripts/demo-ha.sh
+
+bench-ha: deps build/sluice
+	@bash bench/ha.sh
 
 bench-l7: deps build/sluice
 	@bash bench/l7.sh

@@ -180,7 +180,8 @@ int vip_board_replace(struct vip_board *b, const char *source, const struct vip_
         if (mine >= n || strcmp(b->entries[i].owner, entries[mine].owner) != 0 ||
             !vip_ip_equal(&b->entries[i].addr, &entries[mine].addr) || b->entries[i].kind != entries[mine].kind ||
             b->entries[i].healthy != entries[mine].healthy || b->entries[i].total != entries[mine].total ||
-            b->entries[i].serving != entries[mine].serving)
+            b->entries[i].serving != entries[mine].serving || b->entries[i].proto != entries[mine].proto ||
+            b->entries[i].port != entries[mine].port)
             same = false;
         mine++;
     }
@@ -212,6 +213,49 @@ int vip_board_subscribe(struct vip_board *b, vip_board_cb cb, void *arg)
         }
     }
     return -1;
+}
+
+int vip_board_set_forwarded(struct vip_board *b, vip_forwarded_fn fn, void *arg)
+{
+    for (size_t i = 0; i < VIP_MAX_SUBSCRIBERS; i++) {
+        if (b->forwarded[i].fn && b->forwarded[i].arg == arg) {
+            b->forwarded[i].fn = fn;
+            return 0;
+        }
+    }
+    if (!fn)
+        return 0;
+    for (size_t i = 0; i < VIP_MAX_SUBSCRIBERS; i++) {
+        if (!b->forwarded[i].fn) {
+            b->forwarded[i].fn = fn;
+            b->forwarded[i].arg = arg;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int vip_board_forwarded(const struct vip_board *b, const struct vip_flow *f, uint64_t since_ns)
+{
+    int answer = -1;
+    for (size_t i = 0; i < VIP_MAX_SUBSCRIBERS; i++) {
+        if (!b->forwarded[i].fn)
+            continue;
+        int r = b->forwarded[i].fn(b->forwarded[i].arg, f, since_ns);
+        if (r > 0)
+            return 1;
+        if (r == 0)
+            answer = 0;
+    }
+    return answer;
+}
+
+bool vip_board_has_forwarded(const struct vip_board *b)
+{
+    for (size_t i = 0; i < VIP_MAX_SUBSCRIBERS; i++)
+        if (b->forwarded[i].fn)
+            return true;
+    return false;
 }
 
 void vip_board_unsubscribe(struct vip_board *b, vip_board_cb cb, void *arg)

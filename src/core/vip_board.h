@@ -59,6 +59,8 @@ struct vip_entry {
     enum vip_kind kind;
     uint32_t healthy, total;     /* reals (backends): healthy and in all */
     bool serving;                /* the data path serves it now */
+    uint8_t proto;               /* a service's IPPROTO_TCP or IPPROTO_UDP; 0 for local and stand-in entries */
+    uint16_t port;               /* a service's port (host order); 0 for local and stand-in entries */
 };
 
 enum vip_reason {
@@ -79,6 +81,22 @@ struct vip_verdict {
 struct vip_board;
 typedef void (*vip_board_cb)(struct vip_board *b, void *arg);
 
+/* A flow as a client sent it: src = the client, dst = the VIP. Ports in
+ * host order. */
+struct vip_flow {
+    struct vip_ip src, dst;
+    uint16_t sport, dport;
+    uint8_t proto;               /* IPPROTO_TCP, IPPROTO_UDP */
+};
+
+/* "Did this node forward flow f, with a packet since since_ns
+ * (CLOCK_MONOTONIC ns)?": 1 yes, 0 no, -1 cannot tell (a map or netlink
+ * error). A publisher registers one (the l4 tier answers from its
+ * connection tables, the proxy from sock_diag) so that a companion can
+ * tell which of its VIP probes went through this node without knowing the
+ * tier. Called from the loop; it may block briefly (a netlink query). */
+typedef int (*vip_forwarded_fn)(void *arg, const struct vip_flow *f, uint64_t since_ns);
+
 struct vip_board {
     struct vip_entry *entries;
     size_t n, cap;
@@ -89,6 +107,10 @@ struct vip_board {
         vip_board_cb cb;
         void *arg;
     } subs[VIP_MAX_SUBSCRIBERS];
+    struct {
+        vip_forwarded_fn fn;
+        void *arg;
+    } forwarded[VIP_MAX_SUBSCRIBERS];
 };
 
 /* An empty board whose subscribers are called from loop (NULL in tests
@@ -109,6 +131,15 @@ int vip_board_replace(struct vip_board *b, const char *source, const struct vip_
 /* Call cb(b, arg) after changes. Returns 0, or -1 when all slots are taken. */
 int vip_board_subscribe(struct vip_board *b, vip_board_cb cb, void *arg);
 void vip_board_unsubscribe(struct vip_board *b, vip_board_cb cb, void *arg);
+
+/* Register (fn != NULL) or remove (fn == NULL) a publisher's forwarded
+ * predicate, identified by arg. Returns 0, or -1 when all slots are taken. */
+int vip_board_set_forwarded(struct vip_board *b, vip_forwarded_fn fn, void *arg);
+/* Ask every registered predicate: 1 if one says yes, else 0 if one says
+ * no, else -1 (none registered, or none could tell). */
+int vip_board_forwarded(const struct vip_board *b, const struct vip_flow *f, uint64_t since_ns);
+/* Whether any predicate is registered. */
+bool vip_board_has_forwarded(const struct vip_board *b);
 
 /* One verdict per distinct address on the board, in the order addresses
  * were first published. *out is malloc'ed (free it); NULL with *n == 0

@@ -7,7 +7,10 @@
  *
  * and the families sluice_ha_announced{address}, sluice_ha_bgp_session_up
  * {neighbor}, sluice_ha_bfd_session_up{neighbor} and
- * sluice_ha_withdrawals_total{reason}. docs/admin-api.md has them all.
+ * sluice_ha_withdrawals_total{reason}, and ha.probe's
+ * sluice_ha_probe_total{address,port,result,path} and
+ * sluice_ha_probe_state{address,port,state} (ha_probes.c). docs/admin-api.md
+ * has them all.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -30,6 +33,7 @@ static void reason_text(const struct ha_companion *h, enum ha_withdraw_reason wh
     case HA_WD_NOT_SERVING: snprintf(buf, cap, "not serving"); break;
     case HA_WD_NOT_LISTED: snprintf(buf, cap, "not in ha.announce"); break;
     case HA_WD_STOPPING: snprintf(buf, cap, "stopping"); break;
+    case HA_WD_PROBE: snprintf(buf, cap, "probe failed"); break;
     default: snprintf(buf, cap, "drained"); break;
     }
 }
@@ -89,9 +93,12 @@ static json_t *status_json(struct ha_companion *h)
         if (is_announced(h, &v[i].addr, &standin)) {
             /* The prepends BIRD's export filter gives it (bird_conf.h). */
             unsigned prio = ha->priority + (standin ? BIRD_STANDIN_PREPENDS : 0);
-            json_array_append_new(announced, json_pack("{s:s, s:o, s:i, s:b}", "address", ip, "owners",
-                                                       owners_of(h, &v[i].addr), "priority", (int)prio, "standin",
-                                                       standin));
+            json_t *a = json_pack("{s:s, s:o, s:i, s:b}", "address", ip, "owners", owners_of(h, &v[i].addr),
+                                  "priority", (int)prio, "standin", standin);
+            json_t *probe = ha_probes_json(h, &v[i].addr);
+            if (probe)
+                json_object_set_new(a, "probe", probe);
+            json_array_append_new(announced, a);
             continue;
         }
         enum ha_withdraw_reason r = ha_verdict_reason(h, &v[i]);
@@ -99,17 +106,25 @@ static json_t *status_json(struct ha_companion *h)
             snprintf(why, sizeof why, "not yet on %s (see the log)", ha->interface);
         else
             reason_text(h, r, &v[i], why, sizeof why);
-        json_array_append_new(withdrawn, json_pack("{s:s, s:s, s:o}", "address", ip, "reason", why, "owners",
-                                                   owners_of(h, &v[i].addr)));
+        json_t *w = json_pack("{s:s, s:s, s:o}", "address", ip, "reason", why, "owners", owners_of(h, &v[i].addr));
+        json_t *probe = ha_probes_json(h, &v[i].addr);
+        if (probe)
+            json_object_set_new(w, "probe", probe);
+        json_array_append_new(withdrawn, w);
     }
     free(v);
-    return json_pack("{s:s, s:s, s:i, s:s, s:i, s:{s:s, s:s, s:b, s:s, s:s}, s:o, s:o, s:o, s:b, s:b}", "node",
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:i, s:{s:s, s:s, s:b, s:s, s:s}, s:o, s:o, s:o, s:b, s:b}", "node",
                      h->node, "zone", ha->zone, "priority", (int)ha->priority, "interface", ha->interface,
                      "min_healthy", (int)ha->min_healthy, "bird", "mode",
                      ha->bird.mode == HA_BIRD_MANAGED ? "managed" : "external", "socket", ha->bird.control_socket,
                      "up", h->bird_up, "version", h->bird_version, "error", h->bird_error, "sessions",
                      sessions_json(h), "announced", announced, "withdrawn", withdrawn, "drained", h->drained,
                      "stopping", h->stopped);
+    if (doc)
+        json_object_set_new(doc, "probe", json_pack("{s:b, s:o}", "enabled", ha->probe_enabled, "warning",
+                                                    h->probe_warning[0] ? json_string(h->probe_warning)
+                                                                        : json_null()));
+    return doc;
 }
 
 /* A drain or undrain takes no body, or a JSON object (nothing in it is
@@ -206,6 +221,7 @@ static void collect(void *arg, struct strbuf *out)
         reasons[r] = ha_withdraw_reason_label((enum ha_withdraw_reason)r);
     metrics_by_label(out, "sluice_ha_withdrawals_total", "counter", "Addresses withdrawn, by reason", "reason",
                      reasons, h->withdrawals, HA_WD_COUNT);
+    ha_probes_metrics(h, out);
 }
 
 int ha_admin_mount(struct ha_companion *h)

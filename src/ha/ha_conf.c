@@ -11,11 +11,18 @@
 
 enum {
     HK_NODE, HK_ZONE, HK_PRIORITY, HK_PREEMPT, HK_ASN, HK_ROUTER_ID, HK_NEIGHBORS, HK_BFD, HK_MIN_HEALTHY,
-    HK_ANNOUNCE, HK_INTERFACE, HK_BIRD,
+    HK_ANNOUNCE, HK_INTERFACE, HK_BIRD, HK_PROBE,
 };
 static const char *const ha_keys[] = {
     "node", "zone", "priority", "preempt", "asn", "router_id", "neighbors", "bfd", "min_healthy",
-    "announce", "interface", "bird", NULL,
+    "announce", "interface", "bird", "probe", NULL,
+};
+
+enum { PK_ENABLED, PK_INTERVAL, PK_TIMEOUT, PK_FALL, PK_RISE, PK_HOLD, PK_LEARN_PORTS, PK_SOURCE_PORTS, PK_SOURCE,
+       PK_GATEWAY };
+static const char *const probe_keys[] = {
+    "enabled", "interval", "timeout", "fall", "rise", "hold", "learn_ports", "source_ports", "source", "gateway",
+    NULL,
 };
 
 enum { NK_ADDRESS, NK_ASN, NK_PORT, NK_PASSWORD, NK_SOURCE, NK_MULTIHOP, NK_HOLD_TIME };
@@ -294,6 +301,118 @@ static void get_bird(struct config_ctx *c, const struct ynode *v, struct cfg_ha 
         config_err_in(c, v->line, "binary", "only for mode managed (Sluice does not start BIRD in mode external)");
 }
 
+/* ---- probe ------------------------------------------------------------- */
+
+/* "61000-61999" */
+static void get_port_range(struct config_ctx *c, const struct ynode *v, struct probe_conf *p)
+{
+    const char *s = config_scalar(c, v, "a port range like 61000-61999");
+    if (!s)
+        return;
+    unsigned lo, hi;
+    int used = 0;
+    if (sscanf(s, "%5u-%5u%n", &lo, &hi, &used) != 2 || (size_t)used != strlen(s) || lo == 0 || hi > 65535 ||
+        lo > hi) {
+        config_err_at(c, v->line, "expected a port range LOW-HIGH with 1 <= LOW <= HIGH <= 65535, got \"%s\"",
+                      config_shown_str(c, s));
+        return;
+    }
+    p->port_lo = (uint16_t)lo;
+    p->port_hi = (uint16_t)hi;
+}
+
+static void set_family_addr(struct config_ctx *c, const struct ynode *item, struct sockaddr_storage *v4,
+                            struct sockaddr_storage *v6)
+{
+    struct ha_ip ip;
+    if (!get_ip(c, item, "an IP address (no port)", &ip))
+        return;
+    struct sockaddr_storage *dst = ip.family == AF_INET ? v4 : v6;
+    if (dst->ss_family) {
+        config_err_at(c, item->line, "one address per family: %s is the second %s address", ip.text,
+                      ip.family == AF_INET ? "IPv4" : "IPv6");
+        return;
+    }
+    memset(dst, 0, sizeof *dst);
+    if (ip.family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)dst;
+        a->sin_family = AF_INET;
+        a->sin_addr = ip.u.v4;
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)dst;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = ip.u.v6;
+    }
+}
+
+/* An address, or a list of at most one address per family. */
+static void get_family_addrs(struct config_ctx *c, const struct ynode *v, struct sockaddr_storage *v4,
+                             struct sockaddr_storage *v6)
+{
+    memset(v4, 0, sizeof *v4);
+    memset(v6, 0, sizeof *v6);
+    if (v->kind != YNODE_SEQ) {
+        set_family_addr(c, v, v4, v6);
+        return;
+    }
+    if (v->n_items > 2) {
+        config_err_at(c, v->line, "at most two addresses (one IPv4, one IPv6)");
+        return;
+    }
+    for (size_t i = 0; i < v->n_items; i++) {
+        size_t mark = config_path_push(c, "[%zu]", i);
+        set_family_addr(c, v->items[i], v4, v6);
+        config_path_pop(c, mark);
+    }
+}
+
+static void probe_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
+{
+    struct cfg_ha *h = obj;
+    struct probe_conf *p = &h->probe;
+    switch (key) {
+    case PK_ENABLED: config_get_bool(c, v, &h->probe_enabled); break;
+    case PK_INTERVAL: config_get_duration(c, v, 100, 3600 * CONFIG_SECOND, &p->interval_ms); break;
+    case PK_TIMEOUT: config_get_duration(c, v, 10, 3600 * CONFIG_SECOND, &p->timeout_ms); break;
+    case PK_FALL: config_get_uint(c, v, 1, 1000, &p->fall); break;
+    case PK_RISE: config_get_uint(c, v, 1, 1000, &p->rise); break;
+    case PK_HOLD: config_get_duration(c, v, CONFIG_SECOND, 24 * 3600 * CONFIG_SECOND, &p->hold_ms); break;
+    case PK_LEARN_PORTS: config_get_uint(c, v, 0, PROBE_LEARN_MAX, &p->learn_ports); break;
+    case PK_SOURCE_PORTS: get_port_range(c, v, p); break;
+    case PK_SOURCE: get_family_addrs(c, v, &p->source4, &p->source6); break;
+    case PK_GATEWAY: get_family_addrs(c, v, &p->gateway4, &p->gateway6); break;
+    }
+}
+
+/* The line of key in map (the map's own line when it is not there). */
+static int key_line(const struct ynode *map, const char *key)
+{
+    for (size_t i = 0; map->kind == YNODE_MAP && i < map->n_pairs; i++)
+        if (map->pairs[i].key->text && !strcmp(map->pairs[i].key->text, key))
+            return map->pairs[i].key->line;
+    return map->line;
+}
+
+static void get_probe(struct config_ctx *c, const struct ynode *v, struct cfg_ha *h)
+{
+    size_t errors = config_error_count(c);
+    if (!config_walk_map(c, v, probe_keys, probe_field, h) || config_error_count(c) > errors)
+        return;
+    /* The engine's own rules across keys: its reason is
+     * "probe.KEY: why", reported as ha.probe.KEY at KEY's line. */
+    const char *why = probe_conf_check(&h->probe);
+    if (!why)
+        return;
+    const char *sep = strstr(why, ": ");
+    char key[32] = "";
+    if (!strncmp(why, "probe.", 6) && sep && (size_t)(sep - why - 6) < sizeof key) {
+        memcpy(key, why + 6, (size_t)(sep - why - 6));
+        config_err_in(c, key_line(v, key), key, "%s", sep + 2);
+    } else {
+        config_err_at(c, v->line, "%s", why);
+    }
+}
+
 /* The UNIX socket path must fit sun_path. */
 #define SUN_PATH_MAX 107
 
@@ -329,6 +448,7 @@ static void ha_field(struct config_ctx *c, int key, const struct ynode *v, void 
         break;
     case HK_INTERFACE: get_interface(c, v, h); break;
     case HK_BIRD: get_bird(c, v, h); break;
+    case HK_PROBE: get_probe(c, v, h); break;
     }
 }
 
@@ -384,6 +504,7 @@ static void *ha_conf_create(void)
     h->bird.control_socket = config_xstrdup(HA_DEFAULT_BIRD_SOCKET);
     h->bird.config_file = config_xstrdup(HA_DEFAULT_BIRD_CONFIG);
     h->bird.pid_file = config_xstrdup(HA_DEFAULT_BIRD_PID);
+    probe_conf_defaults(&h->probe);
     return h;
 }
 

@@ -24,6 +24,7 @@
 
 #include "lib/addr.h"
 #include "core/config.h"
+#include "ha/probe.h"
 
 #define HA_MAX_NEIGHBORS 16
 #define HA_MAX_ANNOUNCE 256
@@ -99,6 +100,8 @@ struct cfg_ha {
     size_t n_announce;
     char interface[HA_IFNAME_MAX + 1]; /* default "sluice-ha" */
     struct cfg_ha_bird bird;
+    bool probe_enabled;                /* ha.probe.enabled; default false */
+    struct probe_conf probe;           /* ha.probe (probe.h's defaults) */
     int line;
 };
 

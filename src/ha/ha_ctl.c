@@ -113,6 +113,22 @@ static void print_owners(json_t *owners)
     json_array_foreach(owners, i, o) printf("%s%s", i ? ", " : "", str(o, "owner"));
 }
 
+/* One line per probed port: "probe :80 serving, last ok (us), through us 12 ok, 0 failed". */
+static void print_probe(json_t *probe)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(probe, i, p) {
+        json_t *through = json_object_get(p, "through_us");
+        const char *last = str(p, "last_result");
+        printf("      probe :%lld %s, last %s%s%s%s, through this node %lld ok, %lld failed\n",
+               (long long)json_integer_value(json_object_get(p, "port")), str(p, "state"), last[0] ? last : "-",
+               last[0] ? " (" : "", last[0] ? str(p, "last_path") : "", last[0] ? ")" : "",
+               (long long)json_integer_value(json_object_get(through, "ok")),
+               (long long)json_integer_value(json_object_get(through, "failed")));
+    }
+}
+
 static void print_status(json_t *j)
 {
     json_t *bird = json_object_get(j, "bird");
@@ -138,13 +154,19 @@ static void print_status(json_t *j)
                json_is_true(json_object_get(s, "standin")) ? " stand-in" : "");
         print_owners(json_object_get(s, "owners"));
         printf("\n");
+        print_probe(json_object_get(s, "probe"));
     }
     printf("withdrawn:\n");
     json_array_foreach(json_object_get(j, "withdrawn"), i, s) {
         printf("  %-40s %-28s ", str(s, "address"), str(s, "reason"));
         print_owners(json_object_get(s, "owners"));
         printf("\n");
+        print_probe(json_object_get(s, "probe"));
     }
+    json_t *probe = json_object_get(j, "probe");
+    if (json_is_true(json_object_get(probe, "enabled")))
+        printf("probing: on%s%s\n", json_is_string(json_object_get(probe, "warning")) ? "; WARNING: " : "",
+               str(probe, "warning"));
 }
 
 int ha_ctl_run(int argc, char **argv)

@@ -16,6 +16,7 @@ const char *ha_withdraw_reason_label(enum ha_withdraw_reason r)
     case HA_WD_TOO_FEW_HEALTHY: return "too_few_healthy";
     case HA_WD_NOT_LISTED: return "not_listed";
     case HA_WD_STOPPING: return "stopping";
+    case HA_WD_PROBE: return "probe";
     case HA_WD_COUNT: break;
     }
     return "?";
@@ -46,6 +47,8 @@ enum ha_withdraw_reason ha_verdict_reason(const struct ha_companion *h, const st
      * the replies of the flows it still holds come back to it. */
     if (h->drained && !v->local_only)
         return HA_WD_DRAINED;
+    if (!v->standin && ha_probe_withdrawn(h, &v->addr))
+        return HA_WD_PROBE;
     return HA_WD_COUNT;
 }
 
@@ -106,8 +109,7 @@ static void announce_one(struct ha_companion *h, const struct vip_verdict *v)
     log_info("ha: announcing %s%s (%s)", ip, v->standin ? " as a stand-in" : "", v->owners);
 }
 
-/* Make the devices hold exactly what the board says may be announced. */
-static void reconcile(struct ha_companion *h)
+void ha_reconcile(struct ha_companion *h)
 {
     if (h->stopped)
         return;
@@ -132,6 +134,8 @@ static void reconcile(struct ha_companion *h)
                          h->ha->min_healthy);
             else if (!mine)
                 snprintf(detail, sizeof detail, " (no longer served)");
+            else if (why == HA_WD_PROBE)
+                snprintf(detail, sizeof detail, " (probe failed; back on trial after ha.probe.hold)");
             withdraw_one(h, i, why, detail);
         } else if (mine->standin != h->ann[i].standin) {
             withdraw_one(h, i, HA_WD_COUNT, mine->standin ? " (now only a stand-in)" : " (now this node's own)");
@@ -142,12 +146,13 @@ static void reconcile(struct ha_companion *h)
     for (size_t k = 0; k < n; k++)
         if (ha_verdict_reason(h, &v[k]) == HA_WD_COUNT && !find_announced(h, &v[k].addr))
             announce_one(h, &v[k]);
+    ha_probes_sync(h, v, n);
     free(v);
 }
 
 static void on_board(struct vip_board *b, void *arg)
 {
-    reconcile(arg);
+    ha_reconcile(arg);
 }
 
 void ha_set_drained(struct ha_companion *h, bool drained)
@@ -157,7 +162,7 @@ void ha_set_drained(struct ha_companion *h, bool drained)
     h->drained = drained;
     log_info("ha: %s", drained ? "drained: withdrawing this node's VIPs and stand-ins (its own FullNAT local "
                                  "addresses stay)" : "undrained: announcing again");
-    reconcile(h);
+    ha_reconcile(h);
 }
 
 /* ---- BIRD ---- */
@@ -346,6 +351,7 @@ static void ha_stopping(void *arg)
         return;
     h->stopped = true;
     ev_timer_stop(h->d->loop, &h->poll);
+    ha_probes_stop(h);
     size_t n = close_devices(h, HA_WD_STOPPING);
     log_info("ha: stopping: withdrew %zu address%s (closed %s and %s%s) before the stop begins", n,
              n == 1 ? "" : "es", h->ha->interface, h->ha->interface, HA_STANDIN_SUFFIX);
@@ -364,8 +370,13 @@ static void ha_reloaded(void *arg, const struct sl_config *cfg)
         return;
     }
     bool new_devices = strcmp(next->interface, h->ha->interface) != 0;
+    /* The probe targets point into the old configuration's probe
+     * settings: they start again with the new ones. */
+    ha_probes_stop(h);
     h->cfg = cfg;
     h->ha = next;
+    if (ha_probes_start(h) < 0)
+        log_error("ha: out of memory: VIP probing is off until the next reload");
     reset_sessions(h);
     if (new_devices) {
         close_devices(h, HA_WD_NOT_SERVING);
@@ -379,7 +390,7 @@ static void ha_reloaded(void *arg, const struct sl_config *cfg)
     char err[512];
     if (apply_bird(h, err, sizeof err) < 0)
         log_error("ha: BIRD: %s; BIRD keeps its previous configuration", err);
-    reconcile(h);
+    ha_reconcile(h);
 }
 
 static void ha_fini(void *arg)
@@ -389,6 +400,7 @@ static void ha_fini(void *arg)
     if (h->d->loop)
         ev_timer_stop(h->d->loop, &h->poll);
     close_bird(h);
+    ha_probes_stop(h);
     close_devices(h, HA_WD_STOPPING);
     free(h->ann);
     free(h->bird_text);
@@ -450,6 +462,13 @@ int ha_attach(struct daemon *d, const struct sl_config *cfg, char *err, size_t e
         snprintf(err, errlen, "cannot mount the HA routes");
         return -1;
     }
+    if (ha_probes_start(h) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!ha->preempt)
+        log_warn("ha: ha.preempt: false is not implemented yet: this node announces with its own priority, so "
+                 "traffic returns to a recovered better zone (docs/ha.md)");
     ev_timer_start(d->loop, &h->poll, 0);
     log_info("ha: node %s, zone %s, priority %u: announcing on %s (stand-ins on %s%s), BIRD %s on %s", h->node,
              ha->zone, ha->priority, ha->interface, ha->interface, HA_STANDIN_SUFFIX,

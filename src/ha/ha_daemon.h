@@ -36,6 +36,10 @@
 #include "ha/bird_conf.h"
 #include "ha/birdc.h"
 #include "ha/ha_conf.h"
+#include "ha/probe.h"
+#include "lib/strbuf.h"
+
+#include <jansson.h>
 
 #define HA_POLL_MS 1000
 
@@ -47,6 +51,7 @@ enum ha_withdraw_reason {
     HA_WD_TOO_FEW_HEALTHY,
     HA_WD_NOT_LISTED,        /* ha.announce does not list it */
     HA_WD_STOPPING,
+    HA_WD_PROBE,             /* probes through this node fail while its health checks pass (ha_probes.c) */
     HA_WD_COUNT
 };
 
@@ -88,6 +93,11 @@ struct ha_companion {
     char bird_error[256];          /* why the last poll failed */
     struct ha_session sessions[HA_MAX_NEIGHBORS];
     size_t n_sessions;
+    /* ha.probe (ha_probes.c): one target per announced VIP and TCP port. */
+    struct probe_engine *probe_engine;
+    struct ha_probe_vip **probes;
+    size_t n_probes;
+    char probe_warning[256];       /* e.g. accept_local is 0 on a proxy's uplink */
 };
 
 /* The module's attach hook (ha_module.c). */
@@ -102,7 +112,36 @@ const char *ha_withdraw_reason_label(enum ha_withdraw_reason r);
 /* Why the board's verdict v is not announced (HA_WD_COUNT: it is). */
 enum ha_withdraw_reason ha_verdict_reason(const struct ha_companion *h, const struct vip_verdict *v);
 
+/* Make the devices hold exactly what the board says may be announced
+ * (and the probe targets follow). */
+void ha_reconcile(struct ha_companion *h);
+
 /* ha_admin.c: /api/ha routes and the sluice_ha_* families. */
 int ha_admin_mount(struct ha_companion *h);
+
+/* ---- ha_probes.c: ha.probe, the companion's side of probe.h ----
+ *
+ * With ha.probe.enabled, every address this node announces as its own
+ * with a TCP service on the board gets a probe target per port
+ * (probe_target_new with that one port). The attribution predicate is the
+ * board's (vip_board_forwarded: the serving tier's "did this node forward
+ * flow F"), the node's own health the board's verdict. A target's
+ * WITHDRAW takes the address off the device (reason "probe",
+ * sluice_ha_withdrawals_total{reason="probe"}) until its REANNOUNCE,
+ * `hold` later. Targets follow the announced set after every reconcile;
+ * a reload restarts them all with the new settings. */
+struct ha_probe_vip;
+/* Start the engine (when enabled). Returns 0, or -1 out of memory. */
+int ha_probes_start(struct ha_companion *h);
+/* Free every target and the engine. */
+void ha_probes_stop(struct ha_companion *h);
+/* Create and free targets after a reconcile: v[0..n) are its verdicts. */
+void ha_probes_sync(struct ha_companion *h, const struct vip_verdict *v, size_t n);
+/* The probe holds ip withdrawn (a target of it is in state withdrawn). */
+bool ha_probe_withdrawn(const struct ha_companion *h, const struct vip_ip *ip);
+/* /api/ha's "probe" of address ip: an array per port (NULL: none). */
+json_t *ha_probes_json(const struct ha_companion *h, const struct vip_ip *ip);
+/* The sluice_ha_probe_* families (listed, without samples, when off). */
+void ha_probes_metrics(const struct ha_companion *h, struct strbuf *out);
 
 #endif

@@ -30,7 +30,6 @@ void probe_conf_defaults(struct probe_conf *c)
     c->port_hi = 61999;
 }
 
-#define PROBE_LEARN_MAX 16
 
 const char *probe_conf_check(const struct probe_conf *c)
 {

@@ -1,7 +1,7 @@
 /* Proactive VIP probing: this node checks the VIPs it announces end to
  * end, through the routers, as a client would, and tells its owner (the
  * HA companion) to withdraw a VIP whose probes fail while the node's own
- * health checks say the service is fine. docs/ha-probe.md is the user's
+ * health checks say the service is fine. docs/ha.md ("Probing VIPs") is the user's
  * side of this file.
  *
  * Why packets. On an LB node the VIP is a local address (on the HA tun
@@ -58,6 +58,8 @@
 #include "ha/probe_packet.h"
 
 /* ---- configuration -------------------------------------------------- */
+
+#define PROBE_LEARN_MAX 16 /* learn_ports at most */
 
 /* The probing keys (the `ha.probe` block; defaults in brackets). */
 struct probe_conf {
@@ -188,7 +190,7 @@ void probe_cancel(struct probe_engine *e, uint64_t id);
 #define PROBE_PATHS 3    /* enum probe_path's values */
 
 /* A target's counters; ended[][] is sluice_ha_probe_total{result,path}
- * (docs/ha-probe.md). An error is always of path "unknown". */
+ * (docs/ha.md, "Probing VIPs"). An error is always of path "unknown". */
 struct probe_stats {
     uint64_t sent;                               /* probes started */
     uint64_t ended[PROBE_OUTCOMES][PROBE_PATHS]; /* by outcome, then path */

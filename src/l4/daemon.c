@@ -1159,6 +1159,7 @@ int l4_daemon_run(const struct l4_run_options *o)
         log_error("%s", err);
         goto out;
     }
+    l4_register_forwarded(&d);
     d.n_slots = d.ld.maglev_tables / 2;
     if (d.n_slots > L4_MAX_SERVICES)
         d.n_slots = L4_MAX_SERVICES;

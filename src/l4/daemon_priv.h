@@ -104,6 +104,8 @@ void l4d_real_change(struct l4d *d, size_t g, const struct backend_patch *pt);
 /* Publish every service's VIP and FullNAT local addresses, with their
  * readiness, on the daemon's VIP board (vips.c; for companions: HA). */
 void l4_publish_vips(struct l4d *d);
+/* Register l4's "did this node forward flow F?" on the VIP board (vips.c). */
+void l4_register_forwarded(struct l4d *d);
 
 /* The admin API's /api/l4/ routes (api.c). */
 void l4_api_handle(void *arg, const struct admin_request *rq, struct admin_reply *reply);

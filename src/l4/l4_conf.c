@@ -1,6 +1,8 @@
 /* The l4: section: see l4_conf.h. */
 #include "l4/l4_conf.h"
 
+#include "core/secret_file.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -540,49 +542,13 @@ static void parse_l4_sync(struct config_ctx *c, const struct ynode *v, struct cf
 
 int l4_sync_read_key(const char *path, uint8_t *key, size_t cap, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+    long got = secret_file_read(path, key, cap, SECRET_FILE_PRIVATE, err, errlen);
+    if (got < 0)
         return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s is not a regular file", path);
-        close(fd);
-        return -1;
-    }
-    /* Whoever can read the key can forge connection entries. */
-    if (st.st_mode & 077) {
-        snprintf(err, errlen, "%s is accessible by group or others (mode %03o): chmod 600 it", path,
-                 (unsigned)(st.st_mode & 0777));
-        close(fd);
-        return -1;
-    }
-    size_t got = 0;
-    while (got < cap) {
-        ssize_t r = read(fd, key + got, cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    uint8_t more;
-    bool too_big = got == cap && read(fd, &more, 1) == 1;
-    close(fd);
     if (got && key[got - 1] == '\n')
         got--;
-    if (too_big) {
-        snprintf(err, errlen, "%s is larger than %zu bytes", path, cap);
-        return -1;
-    }
     if (got < L4_SYNC_KEY_MIN) {
-        snprintf(err, errlen, "%s holds %zu bytes: the key needs at least %d (e.g. openssl rand -hex 32)", path,
+        snprintf(err, errlen, "%s holds %ld bytes: the key needs at least %d (e.g. openssl rand -hex 32)", path,
                  got, L4_SYNC_KEY_MIN);
         return -1;
     }

@@ -1,6 +1,8 @@
 /* The wire format of l4.sync: see sync_wire.h. */
 #include "l4/sync_wire.h"
 
+#include "lib/be_bytes.h"
+
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -21,41 +23,6 @@ static const char *const reject_names[L4_SYNC_R__COUNT] = {
 const char *l4_sync_reject_name(enum l4_sync_reject r)
 {
     return (unsigned)r < L4_SYNC_R__COUNT ? reject_names[r] : "unknown";
-}
-
-/* ---- big-endian fields ---- */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, (uint16_t)(v >> 16));
-    put16(p + 2, (uint16_t)v);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)get16(p) << 16 | get16(p + 2);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
 }
 
 /* Ports travel as they are in the maps (network order), as two bytes. */
@@ -102,7 +69,7 @@ bool l4_sync_add_entry(struct l4_sync_writer *w, const struct l4_sync_entry *e)
     put_port(p + 56, e->rport);
     memcpy(p + 58, e->local, 16);
     put_port(p + 74, e->lport);
-    put32(p + 76, e->age);
+    be_put32(p + 76, e->age);
     w->len += L4_SYNC_ENTRY_LEN;
     w->count++;
     return true;
@@ -132,10 +99,10 @@ size_t l4_sync_finish(struct l4_sync_writer *w, uint32_t node_id, uint64_t epoch
     memcpy(p, L4_SYNC_MAGIC, 4);
     p[4] = L4_SYNC_VERSION;
     p[5] = w->type;
-    put16(p + 6, w->count);
-    put32(p + 8, node_id);
-    put64(p + 12, epoch);
-    put64(p + 20, seq);
+    be_put16(p + 6, w->count);
+    be_put32(p + 8, node_id);
+    be_put64(p + 12, epoch);
+    be_put64(p + 20, seq);
     mac_of(w->buf, w->len, key, keylen, w->buf + w->len);
     return w->len + L4_SYNC_MAC_LEN;
 }
@@ -158,10 +125,10 @@ enum l4_sync_reject l4_sync_open(const uint8_t *buf, size_t len, const uint8_t *
     if (CRYPTO_memcmp(mac, buf + body_end, L4_SYNC_MAC_LEN) != 0)
         return L4_SYNC_R_BAD_MAC;
     h->type = buf[5];
-    h->count = get16(buf + 6);
-    h->node_id = get32(buf + 8);
-    h->epoch = get64(buf + 12);
-    h->seq = get64(buf + 20);
+    h->count = be_get16(buf + 6);
+    h->node_id = be_get32(buf + 8);
+    h->epoch = be_get64(buf + 12);
+    h->seq = be_get64(buf + 20);
     size_t item = h->type == L4_SYNC_T_ENTRIES ? L4_SYNC_ENTRY_LEN : h->type == L4_SYNC_T_HELLO ? 16 : 0;
     if (!item || body_end - L4_SYNC_HDR_LEN != (size_t)h->count * item || h->epoch == 0 || h->seq == 0)
         return L4_SYNC_R_MALFORMED;
@@ -183,7 +150,7 @@ void l4_sync_entry_at(const uint8_t *buf, size_t i, struct l4_sync_entry *e)
     e->rport = get_port(p + 56);
     memcpy(e->local, p + 58, 16);
     e->lport = get_port(p + 74);
-    e->age = get32(p + 76);
+    e->age = be_get32(p + 76);
 }
 
 void l4_sync_local_at(const uint8_t *buf, size_t i, uint8_t addr[16])

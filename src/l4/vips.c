@@ -146,6 +146,10 @@ void l4_publish_vips(struct l4d *d)
         bool serving = attached && d->sr[s].built && warm;
         add_entry(entries, &n, owner, (const struct sockaddr *)&svc->vip.ss, VIP_SERVICE, healthy,
                   (uint32_t)svc->n_reals, serving);
+        if (n && entries[n - 1].kind == VIP_SERVICE) {
+            entries[n - 1].proto = svc->proto == L4_PROTO_UDP ? IPPROTO_UDP : IPPROTO_TCP;
+            entries[n - 1].port = addr_port(&svc->vip);
+        }
         for (size_t i = 0; i < svc->n_local_addrs; i++)
             add_entry(entries, &n, owner, (const struct sockaddr *)&svc->local_addrs[i].ss, VIP_LOCAL, 0, 0,
                       serving);
@@ -154,4 +158,103 @@ void l4_publish_vips(struct l4d *d)
         log_error("out of memory: the VIP board keeps its last state");
     free(entries);
     publish_standins(d, attached);
+}
+
+/* ---- "did this node forward flow F?" (vip_board.h, for the HA probe) ----
+ *
+ * DR and TUN: the flow's entry in `conn` (every CPU's copy) or
+ * `conn_shared`. NAT and FullNAT: its IN entry in `nat`, made by this
+ * node (an entry l4.sync imported from a peer says the peer forwarded
+ * it), and the reply entry it points to, which carries the flow's clock.
+ *
+ * Only an entry touched since `since_ns` counts: a probe's source port is
+ * reused while it keeps landing here, so the entry of an earlier probe on
+ * the same tuple must not answer for this one. The data plane keeps whole
+ * seconds (l4_conn.seen, on the coarse clock) for DR and TUN, so "since"
+ * is the probe's second; an earlier probe's entry of that same second is
+ * told apart by its closing flag (the probe's RST, or the SYN-ACK's RST,
+ * marks it; a new SYN on the tuple clears it). NAT's reply entry keeps
+ * nanoseconds but rewrites them at most once a second, so it is judged
+ * the same way: touched within a second of the probe, and not closing. */
+
+#define COARSE_SLACK_NS 20000000ull   /* the coarse clock lags by up to a tick */
+
+static void flow_addr(const struct vip_ip *ip, __be32 out[4])
+{
+    memset(out, 0, 16);
+    if (ip->family == AF_INET) {
+        out[2] = htonl(0xffff);
+        out[3] = ip->v4.s_addr;
+    } else {
+        memcpy(out, &ip->v6, 16);
+    }
+}
+
+static bool conn_fresh(const struct l4_conn *c, uint32_t since_s)
+{
+    return c->real && c->seen >= since_s && !(c->flags & L4_CONN_F_CLOSING);
+}
+
+static int conn_forwarded(const struct l4d *d, const struct l4_flow_key *k, uint32_t since_s)
+{
+    struct l4_conn shared;
+    if (d->ld.fd_conn_shared >= 0 && bpf_map_lookup_elem(d->ld.fd_conn_shared, k, &shared) == 0 &&
+        conn_fresh(&shared, since_s))
+        return 1;
+    if (d->ld.fd_conn < 0)
+        return 0;
+    int ncpus = libbpf_num_possible_cpus();
+    if (ncpus <= 0)
+        return -1;
+    struct l4_conn *per_cpu = calloc((size_t)ncpus, sizeof *per_cpu);
+    if (!per_cpu)
+        return -1;
+    int found = 0;
+    if (bpf_map_lookup_elem(d->ld.fd_conn, k, per_cpu) == 0)
+        for (int i = 0; i < ncpus && !found; i++)
+            found = conn_fresh(&per_cpu[i], since_s);
+    free(per_cpu);
+    return found;
+}
+
+static int nat_forwarded(const struct l4d *d, const struct l4_flow_key *k, uint64_t since_ns)
+{
+    if (d->ld.fd_nat < 0)
+        return 0;
+    struct l4_nat_key in_key = { .sport = k->sport, .dport = k->dport, .proto = k->proto, .dir = L4_NAT_IN };
+    memcpy(in_key.src, k->src, 16);
+    memcpy(in_key.dst, k->dst, 16);
+    struct l4_nat in;
+    if (bpf_map_lookup_elem(d->ld.fd_nat, &in_key, &in) != 0 || (in.flags & L4_NAT_F_IMPORTED))
+        return 0;
+    /* The reply entry: from the real to the IN entry's new source. */
+    struct l4_nat_key out_key = { .sport = in.dport, .dport = in.sport, .proto = k->proto,
+                                  .dir = in.mode == L4_MODE_FULLNAT ? L4_NAT_LOCAL : L4_NAT_OUT };
+    memcpy(out_key.src, in.daddr, 16);
+    memcpy(out_key.dst, in.saddr, 16);
+    struct l4_nat out;
+    if (bpf_map_lookup_elem(d->ld.fd_nat, &out_key, &out) != 0)
+        return 0;
+    /* last_seen is rewritten at most once a second: a packet of this
+     * second may have left it up to a second old. */
+    return out.last_seen + 1000000000ull + COARSE_SLACK_NS >= since_ns && !(out.state & L4_NAT_S_CLOSING);
+}
+
+static int l4_forwarded(void *arg, const struct vip_flow *f, uint64_t since_ns)
+{
+    const struct l4d *d = arg;
+    struct l4_flow_key k = { .sport = htons(f->sport), .dport = htons(f->dport), .proto = f->proto };
+    flow_addr(&f->src, k.src);
+    flow_addr(&f->dst, k.dst);
+    uint64_t from = since_ns > COARSE_SLACK_NS ? since_ns - COARSE_SLACK_NS : 0;
+    int r = conn_forwarded(d, &k, (uint32_t)(from / 1000000000ull));
+    if (r != 0)
+        return r;
+    return nat_forwarded(d, &k, since_ns);
+}
+
+void l4_register_forwarded(struct l4d *d)
+{
+    if (vip_board_set_forwarded(&d->dmn.vips, l4_forwarded, d) < 0)
+        log_error("the VIP board has no room for l4's forwarded predicate: VIP probes cannot be attributed");
 }

@@ -10,6 +10,8 @@
  * well-formed message. */
 #include "lib/dns_wire.h"
 
+#include "lib/be_bytes.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -29,26 +31,6 @@
 #define COMP_PTR 0xC000u
 #define COMP_MAX_OFFSET 0x3FFFu
 
-static inline uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-static inline uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void put16(uint8_t *p, unsigned v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 /* RFC 4343: only ASCII letters have case in DNS names. */
 static inline uint8_t fold(uint8_t c) { return (uint8_t)(c - 'A') < 26 ? (uint8_t)(c | 0x20) : c; }
@@ -143,7 +125,7 @@ static const char *read_ecs(const uint8_t *d, size_t n, struct dns_ecs *e)
 {
     if (n < ECS_FIXED_LEN)
         return "Client Subnet option shorter than 4 bytes";
-    uint16_t family = get16(d);
+    uint16_t family = be_get16(d);
     unsigned source = d[2], scope = d[3];
     unsigned bits = ecs_family_bits(family);
     if (bits == 0)
@@ -172,7 +154,7 @@ static const char *read_edns_options(const uint8_t *d, size_t n, struct dns_quer
     while (p < n) {
         if (n - p < EDNS_OPTION_HEAD)
             return "EDNS option cut short";
-        uint16_t code = get16(d + p), olen = get16(d + p + 2);
+        uint16_t code = be_get16(d + p), olen = be_get16(d + p + 2);
         p += EDNS_OPTION_HEAD;
         if (olen > n - p)
             return "EDNS option longer than the OPT record";
@@ -201,8 +183,8 @@ enum dns_parse_result dns_parse_query(const uint8_t *m, size_t len, struct dns_q
 
     if (len < DNS_HEADER_LEN)
         return verdict(q, DNS_PARSE_DROP, "shorter than a DNS header");
-    q->id = get16(m);
-    q->flags = get16(m + 2);
+    q->id = be_get16(m);
+    q->flags = be_get16(m + 2);
     q->opcode = (uint8_t)((q->flags >> OPCODE_SHIFT) & 0xF);
     q->rd = q->flags & FLAG_RD;
     q->cd = q->flags & FLAG_CD;
@@ -212,7 +194,7 @@ enum dns_parse_result dns_parse_query(const uint8_t *m, size_t len, struct dns_q
         return verdict(q, DNS_PARSE_NOTIMP, "opcode other than QUERY");
     if (len > DNS_MSG_MAX)
         return verdict(q, DNS_PARSE_FORMERR, "longer than 65535 bytes");
-    if (get16(m + 4) != 1)
+    if (be_get16(m + 4) != 1)
         return verdict(q, DNS_PARSE_FORMERR, "QDCOUNT is not 1");
 
     size_t pos = DNS_HEADER_LEN;
@@ -221,26 +203,26 @@ enum dns_parse_result dns_parse_query(const uint8_t *m, size_t len, struct dns_q
         return verdict(q, DNS_PARSE_FORMERR, why);
     if (len - pos < 4)
         return verdict(q, DNS_PARSE_FORMERR, "QTYPE or QCLASS cut short");
-    q->qtype = get16(m + pos);
-    q->qclass = get16(m + pos + 2);
+    q->qtype = be_get16(m + pos);
+    q->qclass = be_get16(m + pos + 2);
     pos += 4;
     q->has_question = true;
 
-    if (get16(m + 6) != 0)
+    if (be_get16(m + 6) != 0)
         return verdict(q, DNS_PARSE_FORMERR, "records in the answer section of a query");
-    if (get16(m + 8) != 0)
+    if (be_get16(m + 8) != 0)
         return verdict(q, DNS_PARSE_FORMERR, "records in the authority section of a query");
 
     bool badvers = false;
-    for (unsigned i = 0, n = get16(m + 10); i < n; i++) {
+    for (unsigned i = 0, n = be_get16(m + 10); i < n; i++) {
         size_t owner = pos;
         if ((why = skip_name(m, len, &pos)) != NULL)
             return verdict(q, DNS_PARSE_FORMERR, why);
         if (len - pos < RR_FIXED_LEN)
             return verdict(q, DNS_PARSE_FORMERR, "additional record cut short");
-        uint16_t type = get16(m + pos), rrclass = get16(m + pos + 2);
-        uint32_t ttl = get32(m + pos + 4);
-        uint16_t rdlen = get16(m + pos + 8);
+        uint16_t type = be_get16(m + pos), rrclass = be_get16(m + pos + 2);
+        uint32_t ttl = be_get32(m + pos + 4);
+        uint16_t rdlen = be_get16(m + pos + 8);
         pos += RR_FIXED_LEN;
         if (rdlen > len - pos)
             return verdict(q, DNS_PARSE_FORMERR, "RDLENGTH past the end of the message");
@@ -269,15 +251,15 @@ enum dns_parse_result dns_parse_query(const uint8_t *m, size_t len, struct dns_q
 
 int dns_read_question(const uint8_t *m, size_t len, struct dns_question *out)
 {
-    if (len < DNS_HEADER_LEN || len > DNS_MSG_MAX || get16(m + 4) != 1)
+    if (len < DNS_HEADER_LEN || len > DNS_MSG_MAX || be_get16(m + 4) != 1)
         return -EINVAL;
     size_t pos = DNS_HEADER_LEN;
     if (read_qname(m, len, &pos, &out->qname) != NULL || len - pos < 4)
         return -EINVAL;
-    out->id = get16(m);
-    out->flags = get16(m + 2);
-    out->qtype = get16(m + pos);
-    out->qclass = get16(m + pos + 2);
+    out->id = be_get16(m);
+    out->flags = be_get16(m + 2);
+    out->qtype = be_get16(m + pos);
+    out->qclass = be_get16(m + pos + 2);
     out->end = pos + 4;
     return 0;
 }
@@ -451,7 +433,7 @@ static bool same_name_at(const uint8_t *buf, size_t off, const uint8_t *s)
     for (;;) {
         uint8_t l = buf[off];
         if ((l & 0xC0) == 0xC0) {
-            off = get16(buf + off) & COMP_MAX_OFFSET;
+            off = be_get16(buf + off) & COMP_MAX_OFFSET;
             l = buf[off];
         }
         if (l != s[0])
@@ -517,7 +499,7 @@ static bool put_name(struct dns_writer *w, const struct wire_name *n, bool compr
     memcpy(w->buf + start, n->p, raw);
     w->len += raw;
     if (pointer) {
-        put16(w->buf + w->len, COMP_PTR | (unsigned)target);
+        be_put16(w->buf + w->len, COMP_PTR | (unsigned)target);
         w->len += 2;
     }
     for (unsigned k = 0; k < known; k++)
@@ -553,17 +535,17 @@ static bool rr_head(struct dns_writer *w, struct rr_mark *m, const struct wire_n
     if (!put_name(w, owner, true))
         return false;
     uint8_t fixed[RR_FIXED_LEN];
-    put16(fixed, type);
-    put16(fixed + 2, DNS_CLASS_IN);
-    put32(fixed + 4, ttl);
-    put16(fixed + 8, 0);
+    be_put16(fixed, type);
+    be_put16(fixed + 2, DNS_CLASS_IN);
+    be_put32(fixed + 4, ttl);
+    be_put16(fixed + 8, 0);
     m->rdlen_at = w->len + 8;
     return put_bytes(w, fixed, sizeof fixed);
 }
 
 static int rr_done(struct dns_writer *w, enum dns_section s, const struct rr_mark *m)
 {
-    put16(w->buf + m->rdlen_at, (unsigned)(w->len - m->rdlen_at - 2));
+    be_put16(w->buf + m->rdlen_at, (unsigned)(w->len - m->rdlen_at - 2));
     w->count[s]++;
     return 0;
 }
@@ -614,9 +596,9 @@ int dns_put_srv(struct dns_writer *w, enum dns_section s, const uint8_t *owner, 
     if (scan_name(target, DNS_NAME_MAX, &tn) < 0)
         return -EINVAL;
     uint8_t fixed[6];
-    put16(fixed, priority);
-    put16(fixed + 2, weight);
-    put16(fixed + 4, port);
+    be_put16(fixed, priority);
+    be_put16(fixed + 2, weight);
+    be_put16(fixed + 4, port);
     /* RFC 2782: the target is never compressed. */
     if (!rr_head(w, &m, &on, DNS_TYPE_SRV, ttl) || !put_bytes(w, fixed, sizeof fixed) || !put_name(w, &tn, false))
         return rr_undo(w, s, &m);
@@ -649,11 +631,11 @@ int dns_put_soa(struct dns_writer *w, enum dns_section s, const uint8_t *owner, 
     if (scan_name(soa->mname, DNS_NAME_MAX, &mn) < 0 || scan_name(soa->rname, DNS_NAME_MAX, &rn) < 0)
         return -EINVAL;
     uint8_t timers[20];
-    put32(timers, soa->serial);
-    put32(timers + 4, soa->refresh);
-    put32(timers + 8, soa->retry);
-    put32(timers + 12, soa->expire);
-    put32(timers + 16, soa->minimum);
+    be_put32(timers, soa->serial);
+    be_put32(timers + 4, soa->refresh);
+    be_put32(timers + 8, soa->retry);
+    be_put32(timers + 12, soa->expire);
+    be_put32(timers + 16, soa->minimum);
     if (!rr_head(w, &m, &on, DNS_TYPE_SOA, ttl) || !put_name(w, &mn, true) || !put_name(w, &rn, true) ||
         !put_bytes(w, timers, sizeof timers))
         return rr_undo(w, s, &m);
@@ -691,9 +673,9 @@ int dns_response_begin(struct dns_writer *w, uint8_t *buf, size_t limit, const s
      * always fits in 512. */
     unsigned flags = FLAG_QR | (unsigned)(q->opcode & 0xF) << OPCODE_SHIFT | (q->rd ? FLAG_RD : 0) |
                      (q->cd ? FLAG_CD : 0);
-    put16(buf, q->id);
-    put16(buf + 2, flags);
-    put16(buf + 4, q->has_question ? 1 : 0);
+    be_put16(buf, q->id);
+    be_put16(buf + 2, flags);
+    be_put16(buf + 4, q->has_question ? 1 : 0);
     memset(buf + 6, 0, 6);
     w->len = DNS_HEADER_LEN;
     if (q->has_question) {
@@ -702,8 +684,8 @@ int dns_response_begin(struct dns_writer *w, uint8_t *buf, size_t limit, const s
         for (unsigned i = 0; i < n->labels; i++)
             comp_remember(w, w->len + n->label_off[i], n->len - n->label_off[i], n->labels - i);
         w->len += n->len;
-        put16(buf + w->len, q->qtype);
-        put16(buf + w->len + 2, q->qclass);
+        be_put16(buf + w->len, q->qtype);
+        be_put16(buf + w->len + 2, q->qclass);
         w->len += 4;
     }
     return 0;
@@ -716,26 +698,26 @@ ssize_t dns_response_finish(struct dns_writer *w, unsigned rcode, bool aa, uint8
     if (w->ecs && ecs_scope > ecs_family_bits(w->ecs_data.family))
         return -EINVAL;
     uint8_t *b = w->buf;
-    unsigned flags = get16(b + 2) & ~(FLAG_AA | FLAG_TC | RCODE_MASK);
+    unsigned flags = be_get16(b + 2) & ~(FLAG_AA | FLAG_TC | RCODE_MASK);
     flags |= (aa ? FLAG_AA : 0) | (w->truncated ? FLAG_TC : 0) | (rcode & RCODE_MASK);
-    put16(b + 2, flags);
-    put16(b + 6, w->count[DNS_SECTION_ANSWER]);
-    put16(b + 8, w->count[DNS_SECTION_AUTHORITY]);
-    put16(b + 10, w->count[DNS_SECTION_ADDITIONAL] + (w->edns ? 1 : 0));
+    be_put16(b + 2, flags);
+    be_put16(b + 6, w->count[DNS_SECTION_ANSWER]);
+    be_put16(b + 8, w->count[DNS_SECTION_AUTHORITY]);
+    be_put16(b + 10, w->count[DNS_SECTION_ADDITIONAL] + (w->edns ? 1 : 0));
     if (w->edns) {
         /* The room was kept by dns_response_begin: this always fits. */
         uint8_t *p = b + w->len;
         unsigned rdlen = (unsigned)w->opt_len - OPT_RR_LEN;
         p[0] = 0;   /* the root */
-        put16(p + 1, DNS_TYPE_OPT);
-        put16(p + 3, w->udp_size);
-        put32(p + 5, (uint32_t)(rcode >> 4) << 24 | (w->dnssec_ok ? EDNS_FLAG_DO : 0));   /* VERSION 0 */
-        put16(p + 9, rdlen);
+        be_put16(p + 1, DNS_TYPE_OPT);
+        be_put16(p + 3, w->udp_size);
+        be_put32(p + 5, (uint32_t)(rcode >> 4) << 24 | (w->dnssec_ok ? EDNS_FLAG_DO : 0));   /* VERSION 0 */
+        be_put16(p + 9, rdlen);
         if (w->ecs) {
             unsigned bytes = ecs_addr_bytes(w->ecs_data.source_prefix);
-            put16(p + 11, DNS_EDNS_OPT_ECS);
-            put16(p + 13, ECS_FIXED_LEN + bytes);
-            put16(p + 15, w->ecs_data.family);
+            be_put16(p + 11, DNS_EDNS_OPT_ECS);
+            be_put16(p + 13, ECS_FIXED_LEN + bytes);
+            be_put16(p + 15, w->ecs_data.family);
             p[17] = w->ecs_data.source_prefix;
             p[18] = ecs_scope;
             memcpy(p + 19, w->ecs_data.addr, bytes);

@@ -1,11 +1,13 @@
 /* See proxy_vips.h. */
 #include "proxy/proxy_vips.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/evloop.h"
+#include "core/sock_diag.h"
 #include "core/log.h"
 #include "proxy/slots.h"
 
@@ -59,8 +61,42 @@ static bool listener_serving(const struct proxy_vips_view *v, size_t l)
     return false;
 }
 
+/* "Did this node forward flow F?" (vip_board.h): a TCP socket for its
+ * 4-tuple here (the probe's half-open one until its RST). A socket is
+ * there now or not: since_ns does not matter. */
+static int proxy_forwarded(void *arg, const struct vip_flow *f, uint64_t since_ns)
+{
+    (void)arg;
+    (void)since_ns;
+    if (f->proto != IPPROTO_TCP)
+        return -1;
+    struct sockaddr_storage local = { 0 }, remote = { 0 };
+    if (f->dst.family == AF_INET) {
+        struct sockaddr_in *l = (struct sockaddr_in *)&local, *r = (struct sockaddr_in *)&remote;
+        l->sin_family = r->sin_family = AF_INET;
+        l->sin_addr = f->dst.v4;
+        r->sin_addr = f->src.v4;
+        l->sin_port = htons(f->dport);
+        r->sin_port = htons(f->sport);
+    } else {
+        struct sockaddr_in6 *l = (struct sockaddr_in6 *)&local, *r = (struct sockaddr_in6 *)&remote;
+        l->sin6_family = r->sin6_family = AF_INET6;
+        l->sin6_addr = f->dst.v6;
+        r->sin6_addr = f->src.v6;
+        l->sin6_port = htons(f->dport);
+        r->sin6_port = htons(f->sport);
+    }
+    char err[128];
+    int r = sock_diag_tcp_find((struct sockaddr *)&local, (struct sockaddr *)&remote, NULL, err, sizeof err);
+    if (r < 0)
+        log_warn("ha probe: sock_diag: %s", err);
+    return r;
+}
+
 void proxy_publish_listeners(struct vip_board *b, const struct proxy_vips_view *v)
 {
+    if (vip_board_set_forwarded(b, proxy_forwarded, b) < 0)
+        log_error("the VIP board has no room for the proxy's forwarded predicate");
     const struct proxy_conf *pc = v->pc;
     struct vip_entry *entries = calloc(pc->n_listeners ? pc->n_listeners : 1, sizeof *entries);
     if (!entries) {
@@ -76,6 +112,8 @@ void proxy_publish_listeners(struct vip_board *b, const struct proxy_vips_view *
             continue;   /* a wildcard address cannot be announced */
         snprintf(e->owner, sizeof e->owner, "listener %s", l->name);
         e->kind = VIP_SERVICE;
+        e->proto = l->proto == PROTO_UDP ? IPPROTO_UDP : IPPROTO_TCP;
+        e->port = addr_port(&l->addr);
         count_listener(pc, v->sh, l, now, &e->healthy, &e->total);
         e->serving = listener_serving(v, i);
         n++;

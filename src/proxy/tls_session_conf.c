@@ -1,5 +1,7 @@
 #include "proxy/tls_session_conf.h"
 
+#include "core/secret_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -41,42 +43,19 @@ void tls_sessions_copy(struct cfg_tls_sessions *dst, const struct cfg_tls_sessio
 int tls_ticket_keys_read(const char *path, struct tls_ticket_key *keys, size_t max, size_t *n, char *err,
                          size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s is not a regular file", path);
-        close(fd);
-        return -1;
-    }
     size_t cap = max * TLS_TICKET_KEY_LEN;
-    /* One byte more than the most we take, to tell "too big" from "full". */
-    unsigned char buf[TLS_TICKET_MAX_KEYS * TLS_TICKET_KEY_LEN + 1];
-    if (cap + 1 > sizeof buf)
-        cap = sizeof buf - 1;
-    size_t got = 0;
-    while (got < cap + 1) {
-        ssize_t r = read(fd, buf + got, cap + 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
+    unsigned char buf[TLS_TICKET_MAX_KEYS * TLS_TICKET_KEY_LEN];
+    if (cap > sizeof buf)
+        cap = sizeof buf;
+    long r = secret_file_read(path, buf, cap, 0, err, errlen);
+    size_t got = r < 0 ? 0 : (size_t)r;
     int rc = -1;
-    if (got == 0)
-        snprintf(err, errlen, "%s is empty: it must hold one or more 80-byte keys (openssl rand 80)", path);
-    else if (got > cap)
+    if (r == SECRET_FILE_TOO_BIG)
         snprintf(err, errlen, "%s holds more than %zu keys (%zu bytes)", path, cap / TLS_TICKET_KEY_LEN, cap);
+    else if (r < 0)
+        ; /* err says why */
+    else if (got == 0)
+        snprintf(err, errlen, "%s is empty: it must hold one or more 80-byte keys (openssl rand 80)", path);
     else if (got % TLS_TICKET_KEY_LEN)
         snprintf(err, errlen, "%s is %zu bytes, not a multiple of %d (one or more 80-byte keys)", path, got,
                  TLS_TICKET_KEY_LEN);

@@ -228,7 +228,7 @@ def lab(tmp_path):
         lab.destroy()
 
 
-def ha_section(tmp, priority=0, min_healthy=1):
+def ha_section(tmp, priority=0, min_healthy=1, probe=""):
     return """\
 ha:
   node: lb-a1
@@ -247,7 +247,7 @@ ha:
     config_file: {tmp}/lb-bird.conf
     pid_file: {tmp}/lb-bird.pid
     log_file: {tmp}/lb-bird.log
-""".format(tmp=tmp, ifname=HA_IF, priority=priority, min_healthy=min_healthy)
+{probe}""".format(tmp=tmp, ifname=HA_IF, priority=priority, min_healthy=min_healthy, probe=probe)
 
 
 class Daemon:
@@ -261,6 +261,7 @@ class Daemon:
         self.proc = None
 
     def write(self, **ha):
+        ha.setdefault("probe", getattr(self, "probe", ""))
         self.conf.write_text("admin:\n  listen: %s\nlog:\n  level: info\n%s%s" % (ADMIN, self.body,
                                                                               ha_section(self.lab.tmp, **ha)))
 
@@ -469,6 +470,7 @@ def test_l4_announces_sync_peers_local_addresses_as_standins(lab):
     a hello that lists other addresses moves the stand-ins."""
     key = os.urandom(32)
     (lab.tmp / "sync.key").write_bytes(key)
+    os.chmod(lab.tmp / "sync.key", 0o600)
     nsexec(NS_RT, "ip", "addr", "add", SYNC_PEER + "/24", "dev", "eth0")
     lab.start_reals()
     body = l4_body() + "  sync:\n    listen: %s:7400\n    peers: [\"%s:7400\"]\n    key_file: %s\n" % (
@@ -499,6 +501,90 @@ def test_l4_announces_sync_peers_local_addresses_as_standins(lab):
     assert wait_for(lambda: not lab.announced(STANDINS[1]) and not lab.announced(VIP), 10), d.ha()
     assert d.ctl("undrain").returncode == 0
     assert wait_for(lambda: lab.announced(STANDINS[1]), 10), d.ha()
+
+
+PROBE = """\
+  probe:
+    enabled: true
+    interval: 1s
+    timeout: 500ms
+    fall: 2
+    rise: 1
+    hold: 3s
+    source_ports: 61000-61999
+    gateway: 10.12.0.1
+"""
+
+
+def probe_sample(metrics, result, path):
+    m = re.search(r'sluice_ha_probe_total\{address="%s",port="80",result="%s",path="%s"\} (\d+)'
+                  % (re.escape(VIP), result, path), metrics)
+    return int(m.group(1)) if m else 0
+
+
+def test_l4_withdraws_a_vip_whose_probes_fail_while_health_checks_pass(lab):
+    """ha.probe: `sluice l4` probes its VIP through the router, as a
+    client would (LB -> router -> LB's XDP -> real -> LB). The reals then
+    drop SYNs from the probes' source ports (nftables in each real's
+    namespace): the TCP health checks, from the LB's ephemeral ports, still
+    pass, so only the probe can see that clients from such ports are not
+    served. The VIP is withdrawn (reason probe), re-announced on trial
+    after hold, withdrawn again while the drop stays, and announced for
+    good once the reals answer again."""
+    # The LB's probes leave through the router (its default route), which
+    # routes the VIP back to the LB: forwarding on, no redirects (the
+    # router would tell the LB to reach the VIP through itself).
+    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0"):
+        nsexec(NS_RT, "sysctl", "-q", "-w", key)
+    nsexec(NS_LB, "ip", "route", "add", "default", "via", ROUTER)
+    lab.start_reals()
+    d = Daemon(lab, "l4", l4_body(), SLUICE_L4)
+    d.probe = PROBE
+    d.write()
+    d.start()
+    if not wait_for(lambda: lab.announced(VIP), 30):
+        pytest.fail("not announced: %r\n%s\n%s" % (lab.route(VIP), json.dumps(d.ha()), d.read_log()))
+    # Probes through this node succeed.
+    if not wait_for(lambda: probe_sample(d.metrics(), "ok", "us") >= 2, 20):
+        pytest.fail("no probe through the LB succeeded:\n%s\n%s\n%s" % (
+            json.dumps(d.ha()), "\n".join(l for l in d.metrics().splitlines() if "probe" in l), d.read_log()))
+    st = {a["address"]: a for a in d.ha()["announced"]}
+    probe = st[VIP]["probe"][0]
+    assert probe["port"] == 80 and probe["state"] == "serving" and probe["through_us"]["ok"] >= 2, probe
+    assert d.ha()["probe"] == {"enabled": True, "warning": None}, d.ha()
+    assert "probe :80 serving" in d.ctl("status").stdout
+
+    # The reals drop the probes' SYNs; health checks still pass.
+    drop = "add table inet s12c\nadd chain inet s12c in { type filter hook input priority 0; }\n" \
+           "add rule inet s12c in tcp dport 80 tcp sport 61000-61999 drop\n"
+    for ns, _, _ in REALS:
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=drop, text=True, check=True)
+    if not wait_for(lambda: not lab.announced(VIP), 20):
+        pytest.fail("not withdrawn:\n%s\n%s" % (json.dumps(d.ha()), d.read_log()))
+    wd = {w["address"]: w for w in d.ha()["withdrawn"]}
+    assert wd[VIP]["reason"] == "probe failed", wd
+    assert wd[VIP]["probe"][0]["state"] in ("withdrawn", "rechecking"), wd
+    m = d.metrics()
+    assert probe_sample(m, "timeout", "us") >= 2, m
+    assert re.search(r'sluice_ha_withdrawals_total\{reason="probe"\} [1-9]', m), m
+    # the node's own health was fine all along
+    assert all(o["healthy"] == 2 for o in wd[VIP]["owners"]), wd
+    assert "ha: withdrew %s: probe" % VIP in d.read_log()
+    # After hold it comes back on trial, and goes again while probes fail.
+    assert wait_for(lambda: "announcing %s again on trial" % VIP in d.read_log(), 15), d.read_log()
+    assert wait_for(lambda: d.read_log().count("ha: withdrew %s: probe" % VIP) >= 2, 20), d.read_log()
+
+    # The reals answer again: re-announced after hold, and it stays.
+    for ns, _, _ in REALS:
+        nsexec(ns, "nft", "delete", "table", "inet", "s12c")
+    assert wait_for(lambda: lab.announced(VIP), 20), (d.ha(), d.read_log())
+    assert wait_for(lambda: "probes through this node pass again" in d.read_log(), 15), d.read_log()
+    withdrawals = d.read_log().count("ha: withdrew %s: probe" % VIP)
+    time.sleep(3)
+    assert lab.announced(VIP) and d.read_log().count("ha: withdrew %s: probe" % VIP) == withdrawals
+    assert {a["address"]: a for a in d.ha()["announced"]}[VIP]["probe"][0]["state"] == "serving"
+    assert re.match(r"r[12] ", get_vip(VIP) or ""), get_vip(VIP)
 
 
 def test_proxy_announces_its_listener(lab):

@@ -233,6 +233,56 @@ static void test_errors(void **state)
                  "t.yaml:4: ha.zones: unknown key (did you mean \"zone\"?)");
 }
 
+/* ha.probe: keys, defaults (off), and errors as ha.probe.KEY. */
+static void test_probe(void **state)
+{
+    struct sl_config *cfg = load_ok("ha:\n  asn: 65010\n" N1);
+    const struct cfg_ha *h = ha_conf(cfg);
+    assert_false(h->probe_enabled);
+    assert_int_equal(h->probe.interval_ms, 1000);
+    assert_int_equal(h->probe.timeout_ms, 500);
+    assert_int_equal(h->probe.fall, 3);
+    assert_int_equal(h->probe.rise, 2);
+    assert_int_equal(h->probe.hold_ms, 30000);
+    assert_int_equal(h->probe.port_lo, 61000);
+    assert_int_equal(h->probe.port_hi, 61999);
+    config_free(cfg);
+    cfg = load_ok("ha:\n  asn: 65010\n" N1
+                  "  probe:\n    enabled: true\n    interval: 2s\n    timeout: 300ms\n    fall: 5\n    rise: 4\n"
+                  "    hold: 1m\n    learn_ports: 8\n    source_ports: 50000-50099\n"
+                  "    source: [10.0.0.21, \"2001:db8::21\"]\n    gateway: 10.0.0.1\n");
+    h = ha_conf(cfg);
+    assert_true(h->probe_enabled);
+    assert_int_equal(h->probe.interval_ms, 2000);
+    assert_int_equal(h->probe.timeout_ms, 300);
+    assert_int_equal(h->probe.fall, 5);
+    assert_int_equal(h->probe.rise, 4);
+    assert_int_equal(h->probe.hold_ms, 60000);
+    assert_int_equal(h->probe.learn_ports, 8);
+    assert_int_equal(h->probe.port_lo, 50000);
+    assert_int_equal(h->probe.port_hi, 50099);
+    assert_int_equal(h->probe.source4.ss_family, AF_INET);
+    assert_int_equal(h->probe.source6.ss_family, AF_INET6);
+    assert_int_equal(h->probe.gateway4.ss_family, AF_INET);
+    assert_int_equal(h->probe.gateway6.ss_family, 0);
+    config_free(cfg);
+    expect_error("ha:\n  asn: 65010\n" N1 "  probe:\n    interval: 1s\n    timeout: 1s\n",
+                 "t.yaml:6: ha.probe.timeout: must be shorter than probe.interval");
+    expect_error("ha:\n  asn: 65010\n" N1 "  probe:\n    fall: 0\n",
+                 "t.yaml:5: ha.probe.fall: expected an integer from 1 to 1000, got \"0\"");
+    expect_error("ha:\n  asn: 65010\n" N1 "  probe:\n    source_ports: 70000-70001\n",
+                 "t.yaml:5: ha.probe.source_ports: expected a port range LOW-HIGH with 1 <= LOW <= HIGH <= 65535, "
+                 "got \"70000-70001\"");
+    expect_error("ha:\n  asn: 65010\n" N1 "  probe:\n    source: [10.0.0.1, 10.0.0.2]\n",
+                 "t.yaml:5: ha.probe.source[1]: one address per family: 10.0.0.2 is the second IPv4 address");
+    expect_error("ha:\n  asn: 65010\n" N1 "  probe:\n    gateway: 10.0.0.1:80\n",
+                 "t.yaml:5: ha.probe.gateway: expected an IP address (no port), got \"10.0.0.1:80\"");
+    expect_error("ha:\n  asn: 65010\n" N1 "  probe:\n    learn_ports: 17\n",
+                 "t.yaml:5: ha.probe.learn_ports: expected an integer from 0 to 16, got \"17\"");
+    expect_error("ha:\n  asn: 65010\n" N1 "  probe:\n    enable: true\n",
+                 "t.yaml:5: ha.probe.enable: unknown key (did you mean \"enabled\"?)");
+}
+
 int main(void)
 {
     config_register_section(&ha_conf_section);
@@ -240,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -241,9 +241,79 @@ static void test_many_owners(void **state)
     vip_board_fini(&b);
 }
 
+/* The forwarded hook: publishers' answers combined, slots, removal. */
+static int answer_yes(void *arg, const struct vip_flow *f, uint64_t since_ns) { return 1; }
+static int answer_no(void *arg, const struct vip_flow *f, uint64_t since_ns) { return 0; }
+static int answer_unsure(void *arg, const struct vip_flow *f, uint64_t since_ns) { return -1; }
+static uint64_t seen_since;
+static uint16_t seen_port;
+static int answer_port_80(void *arg, const struct vip_flow *f, uint64_t since_ns)
+{
+    seen_since = since_ns;
+    seen_port = f->dport;
+    return f->dport == 80;
+}
+
+static void test_forwarded_hook(void **state)
+{
+    struct vip_board b;
+    vip_board_init(&b, NULL);
+    struct vip_flow f = { .sport = 61000, .dport = 80, .proto = 6 };
+    assert_int_equal(vip_ip_parse("10.0.0.9", &f.src), 0);
+    assert_int_equal(vip_ip_parse("10.0.0.1", &f.dst), 0);
+    assert_false(vip_board_has_forwarded(&b));
+    assert_int_equal(vip_board_forwarded(&b, &f, 5), -1);   /* nobody to ask */
+    int a, c, e;
+    assert_int_equal(vip_board_set_forwarded(&b, answer_unsure, &a), 0);
+    assert_int_equal(vip_board_forwarded(&b, &f, 5), -1);
+    assert_int_equal(vip_board_set_forwarded(&b, answer_no, &c), 0);
+    assert_int_equal(vip_board_forwarded(&b, &f, 5), 0);
+    assert_int_equal(vip_board_set_forwarded(&b, answer_port_80, &e), 0);
+    assert_int_equal(vip_board_forwarded(&b, &f, 123456789), 1);   /* one yes is enough */
+    assert_int_equal(seen_since, 123456789);
+    assert_int_equal(seen_port, 80);
+    f.dport = 81;
+    assert_int_equal(vip_board_forwarded(&b, &f, 5), 0);
+    /* the same arg replaces its predicate; NULL removes it */
+    assert_int_equal(vip_board_set_forwarded(&b, answer_yes, &c), 0);
+    assert_int_equal(vip_board_forwarded(&b, &f, 5), 1);
+    assert_int_equal(vip_board_set_forwarded(&b, NULL, &c), 0);
+    assert_int_equal(vip_board_forwarded(&b, &f, 5), 0);
+    int more[VIP_MAX_SUBSCRIBERS];
+    size_t taken = 0;
+    for (int i = 0; i < VIP_MAX_SUBSCRIBERS; i++)
+        taken += vip_board_set_forwarded(&b, answer_no, &more[i]) == 0;
+    assert_int_equal(taken, VIP_MAX_SUBSCRIBERS - 2);   /* a and e hold two slots */
+    vip_board_fini(&b);
+}
+
+/* Service entries carry proto and port; a port change is a change. */
+static void test_port_is_part_of_an_entry(void **state)
+{
+    struct vip_board b;
+    vip_board_init(&b, NULL);
+    calls = 0;
+    assert_int_equal(vip_board_subscribe(&b, count_call, NULL), 0);
+    struct vip_entry e = entry("tcp:10.0.0.1:80", "10.0.0.1", VIP_SERVICE, 1, 1, true);
+    e.proto = 6;
+    e.port = 80;
+    assert_int_equal(vip_board_replace(&b, "l4", &e, 1), 0);
+    assert_int_equal(calls, 1);
+    assert_int_equal(vip_board_replace(&b, "l4", &e, 1), 0);
+    assert_int_equal(calls, 1);
+    e.port = 8080;
+    assert_int_equal(vip_board_replace(&b, "l4", &e, 1), 0);
+    assert_int_equal(calls, 2);
+    assert_int_equal(b.entries[0].port, 8080);
+    assert_int_equal(b.entries[0].proto, 6);
+    vip_board_fini(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forwarded_hook),
+        cmocka_unit_test(test_port_is_part_of_an_entry),
         cmocka_unit_test(test_ip_helpers),
         cmocka_unit_test(test_one_good_service_announces_the_vip),
         cmocka_unit_test(test_serving_and_kinds),
