@@ -436,14 +436,14 @@ def poll_main(args):
 
     def probe(vip):
         t = time.time()
-        ok, why = http_get(vip, timeout=args.http_timeout)
+        ok, why = http_get(vip, args.http_port, timeout=args.http_timeout)
         emit({"k": "http", "t": t, "vip": vip, "ok": ok, "why": why})
 
     def use():
         addr = cache["addr"]
         if addr:
             t = time.time()
-            ok, why = http_get(addr, timeout=args.http_timeout)
+            ok, why = http_get(addr, args.http_port, timeout=args.http_timeout)
             emit({"k": "use", "t": t, "addr": addr, "ok": ok, "why": why})
 
     threads = [threading.Thread(target=every, args=(args.step, ask), daemon=True),
@@ -528,12 +528,13 @@ def after_ms(rec, t0):
     return None if rec is None else round((rec.get("at", rec.get("t")) - t0) * 1000, 1)
 
 
-def loss_figures(recs, t_loss, t_end, world, health_down_at):
+def loss_figures(recs, t_loss, t_end, world, health_down_at, vips=(VIP1, VIP2)):
     """What the client saw after the region was lost at t_loss (until
-    t_end, when its restore began)."""
-    dns_vip2 = first(recs, "dns", t_loss, lambda r: answered(r, VIP2))
-    cache_vip2 = first(recs, "cache", t_loss, lambda r: r["addr"] == VIP2)
-    vip1_down = first(recs, "http", t_loss, lambda r: r["vip"] == VIP1 and not r["ok"])
+    t_end, when its restore began). vips: (the lost region's, the other's)."""
+    vip1, vip2 = vips
+    dns_vip2 = first(recs, "dns", t_loss, lambda r: answered(r, vip2))
+    cache_vip2 = first(recs, "cache", t_loss, lambda r: r["addr"] == vip2)
+    vip1_down = first(recs, "http", t_loss, lambda r: r["vip"] == vip1 and not r["ok"])
     end = cache_vip2["at"] if cache_vip2 else float("inf")
     used = [r for r in recs if r["k"] == "use" and t_loss <= r["t"] < min(end, t_end)]
     failed = [r for r in used if not r["ok"]]
@@ -549,19 +550,20 @@ def loss_figures(recs, t_loss, t_end, world, health_down_at):
         "ttl_client_requests": len(used),
         "ttl_client_failed_window_ms": (round((failed[-1]["t"] - failed[0]["t"]) * 1000, 1) if failed else 0),
         "vip1_answers_after_switch": sum(1 for r in recs if r["k"] == "dns" and dns_vip2
-                                         and dns_vip2["at"] < r["at"] and r["t"] < t_end and answered(r, VIP1)),
+                                         and dns_vip2["at"] < r["at"] and r["t"] < t_end and answered(r, vip1)),
         "vip2_requests_after_switch": len(after),
         "vip2_requests_failed_after_switch": sum(1 for r in after if not r["ok"]),
     }
 
 
-def restore_figures(recs, t_restore, world, health_up_at):
-    """After region 1's restore began at t_restore: when VIP1 served again
+def restore_figures(recs, t_restore, world, health_up_at, vips=(VIP1, VIP2)):
+    """After region 1's restore began at t_restore: when vip1 served again
     (the client's probe), and when the client got it back."""
-    vip1_up = first(recs, "http", t_restore, lambda r: r["vip"] == VIP1 and r["ok"])
+    vip1 = vips[0]
+    vip1_up = first(recs, "http", t_restore, lambda r: r["vip"] == vip1 and r["ok"])
     t_up = vip1_up["t"] if vip1_up else None
-    dns_vip1 = t_up and first(recs, "dns", t_up, lambda r: answered(r, VIP1))
-    cache_vip1 = t_up and first(recs, "cache", t_up, lambda r: r["addr"] == VIP1)
+    dns_vip1 = t_up and first(recs, "dns", t_up, lambda r: answered(r, vip1))
+    cache_vip1 = t_up and first(recs, "cache", t_up, lambda r: r["addr"] == vip1)
     return {
         "vip1_serves_ms": after_ms(vip1_up, t_restore),
         "registry_up_ms": (None if health_up_at is None or t_up is None
@@ -659,6 +661,7 @@ def main():
     ap.add_argument("--step", type=float, default=0.1, help=argparse.SUPPRESS)
     ap.add_argument("--duration", type=float, default=300, help=argparse.SUPPRESS)
     ap.add_argument("--http-timeout", type=float, default=0.5, help=argparse.SUPPRESS)
+    ap.add_argument("--http-port", type=int, default=ha_lab.HTTP_PORT, help=argparse.SUPPRESS)
     ap.add_argument("--prefix", default="s12r", help="namespace prefix (default s12r)")
     ap.add_argument("--ttl", type=int, default=5, help="dns_ttl of the GSLB name, seconds (default 5)")
     ap.add_argument("--interval", default="1s", help="the registry's health check interval (default 1s)")
