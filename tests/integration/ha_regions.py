@@ -290,24 +290,46 @@ class Regions:
         return out.stdout.strip() if out.returncode == 0 else None
 
     # ---------------------------------------------------------------- events
-    def lose_region(self, i, silent=False):
-        """The whole region is lost: every LB node of it crashes (kill -9 of
-        sluice l4 and its BIRD, the forwarder taken off; silent=True: each
-        node's link goes down first, a power loss), zone b first, zone a
-        last. Returns (first, last): when the first node's crash took effect
-        and when the last one's did (from then on nothing serves the
-        region's VIP)."""
+    EVENTS = ("crash", "power-loss", "cut")
+
+    def lose_region(self, i, event="crash"):
+        """The whole region is lost. "crash": every LB node of it crashes
+        (kill -9 of sluice l4 and its BIRD, the forwarder taken off; zone b
+        first, zone a last), the routers withdraw the VIP and answer
+        "unreachable"; "power-loss": the same, each node's link going down
+        first (BFD tells the routers); "cut": the region's link to the WAN
+        goes down at its edge, everything inside lives on, and what is sent
+        to it is lost without an answer (checks time out). Returns (first,
+        last): when the first step took effect and when the last did (from
+        then on nothing serves the region's VIP)."""
         lab = self.labs[i]
+        if event == "cut":
+            nsexec(lab.ns("c"), "ip", "link", "set", "wan0", "down")
+            t = time.time()
+            return t, t
+        if event not in self.EVENTS:
+            raise ValueError("unknown event %r" % event)
         times = []
         for node in sorted(ha_lab.NODES, key=lambda n: ha_lab.NODES[n][0], reverse=True):
-            lab.crash_node(node, silent=silent)
+            lab.crash_node(node, silent=event == "power-loss")
             times.append(lab.event_at)
         return times[0], times[-1]
 
-    def restore_region(self, i):
-        """Every LB node of the region back (sluice l4 again, its BIRD once
-        every real is up), until both routers route the VIPs to zone a."""
-        self.labs[i].heal(timeout=60)
+    def restore_region(self, i, event="crash"):
+        """The region back after lose_region(i, event): the link up again,
+        or every LB node back (sluice l4 again, its BIRD once every real is
+        up) until both routers route the VIPs to zone a."""
+        lab = self.labs[i]
+        if event == "cut":
+            edge = lab.ns("c")
+            nsexec(edge, "ip", "link", "set", "wan0", "up")
+            # The link's routes went with it.
+            wan_side, _ = EDGE[i]
+            ha_lab.wait_for(lambda: nsexec(edge, "ip", "route", "replace", WAN_NET, "via", wan_side,
+                                           check=False).returncode == 0, 5)
+            nsexec(self.ns("wan"), "ip", "route", "replace", REGION_VIPS[i] + "/32", "via", EDGE[i][1])
+        else:
+            lab.heal(timeout=60)
 
     # -------------------------------------------------------------- teardown
     def close(self):
@@ -585,8 +607,9 @@ def health_changed_at(world, iid, state):
     return t - inst["health_changed_ms_ago"] / 1000.0
 
 
-def run_failover(world, silent=False, settle=1.0):
-    """Region 1 lost under the poller, then restored. Returns
+def run_failover(world, event="crash", settle=1.0):
+    """Region 1 lost (Regions.lose_region's event) under the poller, then
+    restored. Returns
     {"settings", "before", "loss", "restore"}; raises when the client never
     gets VIP2 (or VIP1 back)."""
     poller = Poller(world)
@@ -601,9 +624,9 @@ def run_failover(world, silent=False, settle=1.0):
         before = {"answer": next(r["answer"] for r in reversed(recs) if r["k"] == "dns" and r["answer"]),
                   "served_by": next(r["why"] for r in reversed(recs) if r["k"] == "use" and r["ok"]),
                   "region2_callers": world.dig(subnet=REGION2_CALLERS)}
-        first_crash, t_loss = world.lose_region(1, silent=silent)
-        world.log("region 1 lost (%.0f ms from the first node's crash to the last's)"
-                  % ((t_loss - first_crash) * 1000))
+        first_crash, t_loss = world.lose_region(1, event)
+        world.log("region 1 lost: %s (%.0f ms from the first step to the last)"
+                  % (event, (t_loss - first_crash) * 1000))
         bound = world.fall * (world.interval + world.timeout) + world.ttl + 20
         poller.wait(lambda recs: first(recs, "cache", t_loss, lambda r: r["addr"] == VIP2)
                     and first(recs, "use", t_loss, lambda r: r["addr"] == VIP2 and r["ok"]), bound,
@@ -612,7 +635,7 @@ def run_failover(world, silent=False, settle=1.0):
         down_at = health_changed_at(world, "r1", "down")
         region2_during = world.dig(subnet=REGION2_CALLERS)
         t_restore = time.time()
-        world.restore_region(1)
+        world.restore_region(1, event)
         world.log("region 1 restored in %.1f s" % (time.time() - t_restore))
         bound = world.rise * (world.interval + world.timeout) + world.ttl + 20
         poller.wait(lambda recs: first(recs, "cache", t_restore, lambda r: r["addr"] == VIP1), bound,
@@ -623,7 +646,7 @@ def run_failover(world, silent=False, settle=1.0):
         recs = poller.stop()
     return {"settings": {"ttl_s": world.ttl, "interval_ms": round(world.interval * 1000),
                          "timeout_ms": round(world.timeout * 1000), "fall": world.fall, "rise": world.rise,
-                         "step_ms": 100, "silent": silent},
+                         "step_ms": 100, "event": event},
             "before": before,
             "loss": dict(loss_figures(recs, t_loss, t_restore, world, down_at), region2_callers=region2_during),
             "restore": restore_figures(recs, t_restore, world, up_at),
@@ -632,11 +655,11 @@ def run_failover(world, silent=False, settle=1.0):
 
 def summary(fig):
     s, lo, re_ = fig["settings"], fig["loss"], fig["restore"]
-    return ("fall %d x interval %d ms + TTL %d s = %d ms: registry marked region 1 down at %s ms, answered VIP2 "
+    return ("region 1 lost (%s); fall %d x interval %d ms + TTL %d s = %d ms: registry marked it down at %s ms, answered VIP2 "
             "at %s ms, a TTL-honouring client took VIP2 at %s ms (%d of its %d requests failed meanwhile); "
             "restored: VIP1 served at %s ms, rise %d x interval = %d ms (+ TTL = %d ms): registry answered VIP1 "
             "%s ms later, the TTL client %s ms later"
-            % (s["fall"], s["interval_ms"], s["ttl_s"], lo["bound_ms"], lo["registry_down_ms"], lo["answer_vip2_ms"],
+            % (s["event"], s["fall"], s["interval_ms"], s["ttl_s"], lo["bound_ms"], lo["registry_down_ms"], lo["answer_vip2_ms"],
                lo["ttl_client_vip2_ms"], lo["ttl_client_requests_failed"], lo["ttl_client_requests"],
                re_["vip1_serves_ms"], s["rise"], re_["rise_bound_ms"], re_["bound_ms"], re_["answer_vip1_ms"],
                re_["ttl_client_vip1_ms"]))
@@ -668,8 +691,8 @@ def main():
     ap.add_argument("--timeout", default="500ms", help="the health check's timeout (default 500ms)")
     ap.add_argument("--fall", type=int, default=2)
     ap.add_argument("--rise", type=int, default=2)
-    ap.add_argument("--silent", action="store_true", help="the region's LB nodes lose their links first "
-                    "(a power loss) rather than crash on live links")
+    ap.add_argument("--event", choices=Regions.EVENTS, default="crash",
+                    help="how region 1 is lost (default crash; see Regions.lose_region)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--hold", type=float, default=0, help="seconds to keep everything up at the end")
     args = ap.parse_args()
@@ -687,7 +710,7 @@ def main():
             world.build()
             print("# built in %.1f s in %s" % (time.time() - t0, world.dir), file=sys.stderr)
             for _ in range(args.repeat):
-                fig = run_failover(world, silent=args.silent)
+                fig = run_failover(world, args.event)
                 print("# " + summary(fig), file=sys.stderr)
                 print(json.dumps(fig), flush=True)
             if args.hold:

@@ -69,9 +69,13 @@ def test_each_region_gets_its_own_vip(logs_on_failure):
     assert json.loads(route)[0]["gateway"] == ha_regions.EDGE[2][1], route
 
 
-def test_region_lost_fails_over_by_dns_and_comes_back(logs_on_failure):
+@pytest.mark.parametrize("event", ["crash", "cut"])
+def test_region_lost_fails_over_by_dns_and_comes_back(logs_on_failure, event):
+    """crash: the region's four LB nodes crash, its routers withdraw VIP1
+    and answer "unreachable"; cut: the region's link to the WAN goes down,
+    what is sent to it is lost and the checks time out."""
     world = logs_on_failure
-    fig = ha_regions.run_failover(world)
+    fig = ha_regions.run_failover(world, event)
     print("\n[regions] " + ha_regions.summary(fig))
     print("[regions] " + json.dumps(fig))
     before, loss, restore = fig["before"], fig["loss"], fig["restore"]
