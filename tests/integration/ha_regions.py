@@ -654,15 +654,15 @@ def run_failover(world, event="crash", settle=1.0):
 
 
 def summary(fig):
-    s, lo, re_ = fig["settings"], fig["loss"], fig["restore"]
-    return ("region 1 lost (%s); fall %d x interval %d ms + TTL %d s = %d ms: registry marked it down at %s ms, answered VIP2 "
-            "at %s ms, a TTL-honouring client took VIP2 at %s ms (%d of its %d requests failed meanwhile); "
-            "restored: VIP1 served at %s ms, rise %d x interval = %d ms (+ TTL = %d ms): registry answered VIP1 "
-            "%s ms later, the TTL client %s ms later"
-            % (s["event"], s["fall"], s["interval_ms"], s["ttl_s"], lo["bound_ms"], lo["registry_down_ms"], lo["answer_vip2_ms"],
-               lo["ttl_client_vip2_ms"], lo["ttl_client_requests_failed"], lo["ttl_client_requests"],
-               re_["vip1_serves_ms"], s["rise"], re_["rise_bound_ms"], re_["bound_ms"], re_["answer_vip1_ms"],
-               re_["ttl_client_vip1_ms"]))
+    s, lo, back = fig["settings"], fig["loss"], fig["restore"]
+    return ("region 1 lost (%s); fall %d x interval %d ms + TTL %d s = %d ms: the registry marked it down at "
+            "%s ms, answered VIP2 at %s ms, a TTL-honouring client took VIP2 at %s ms (%d of its %d requests "
+            "failed meanwhile); restored: VIP1 served at %s ms, rise %d x interval = %d ms (+ TTL = %d ms): "
+            "the registry answered VIP1 %s ms later, the TTL client took it %s ms later"
+            % (s["event"], s["fall"], s["interval_ms"], s["ttl_s"], lo["bound_ms"], lo["registry_down_ms"],
+               lo["answer_vip2_ms"], lo["ttl_client_vip2_ms"], lo["ttl_client_requests_failed"],
+               lo["ttl_client_requests"], back["vip1_serves_ms"], s["rise"], back["rise_bound_ms"],
+               back["bound_ms"], back["answer_vip1_ms"], back["ttl_client_vip1_ms"]))
 
 
 def parse_duration(text):
