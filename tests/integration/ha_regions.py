@@ -57,6 +57,7 @@ Namespaces: PREFIX+"1-", PREFIX+"2-" (the labs) and PREFIX+"x-" (WAN,
 client, registry); close() removes them all, also when a test failed.
 """
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -86,6 +87,15 @@ ZONE = "sluice.test."
 NAME = "global." + ZONE
 DNS_PORT = 53
 API_PORT = 9950
+
+
+_LIVE = []   # Regions not closed yet, for the atexit safety net
+
+
+@atexit.register
+def _close_live():
+    for world in list(_LIVE):
+        world.close()
 
 
 def have_tools():
@@ -127,6 +137,7 @@ class Regions:
         self.namespaces = []
         self.registry = None
         self.registry_log = None
+        _LIVE.append(self)
 
     # ---------------------------------------------------------------- naming
     def ns(self, name):
@@ -333,6 +344,11 @@ class Regions:
 
     # -------------------------------------------------------------- teardown
     def close(self):
+        """Everything goes: the registry, the poller's and the WAN's
+        namespaces, both labs, the directory."""
+        if self not in _LIVE:
+            return
+        _LIVE.remove(self)
         if self.registry is not None:
             if self.registry.poll() is None:
                 self.registry.send_signal(signal.SIGTERM)
