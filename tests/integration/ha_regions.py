@@ -60,6 +60,7 @@ import argparse
 import atexit
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -593,6 +594,7 @@ def loss_figures(recs, t_loss, t_end, world, health_down_at, vips=(VIP1, VIP2)):
     cache_vip2 = first(recs, "cache", t_loss, lambda r: r["addr"] == vip2)
     vip1_down = first(recs, "http", t_loss, lambda r: r["vip"] == vip1 and not r["ok"])
     end = cache_vip2["at"] if cache_vip2 else float("inf")
+    held = [r for r in recs if r["k"] == "cache" and r["at"] < t_loss]
     used = [r for r in recs if r["k"] == "use" and t_loss <= r["t"] < min(end, t_end)]
     failed = [r for r in used if not r["ok"]]
     after = [r for r in recs if r["k"] == "use" and end <= r["t"] < t_end]
@@ -600,6 +602,9 @@ def loss_figures(recs, t_loss, t_end, world, health_down_at, vips=(VIP1, VIP2)):
         "registry_down_ms": None if health_down_at is None else round((health_down_at - t_loss) * 1000, 1),
         "answer_vip2_ms": after_ms(dns_vip2, t_loss),
         "ttl_client_vip2_ms": after_ms(cache_vip2, t_loss),
+        # How long the TTL client's copy of the answer still had to live at the loss.
+        "ttl_client_cache_left_ms": (round((held[-1]["at"] + held[-1]["ttl"] - t_loss) * 1000, 1)
+                                     if held else None),
         "detection_bound_ms": round(world.fall * world.interval * 1000),
         "bound_ms": round((world.fall * world.interval + world.ttl) * 1000),
         "vip1_first_failure_ms": after_ms(vip1_down, t_loss),
@@ -654,7 +659,9 @@ def run_failover(world, event="crash", settle=1.0):
         poller.wait(lambda recs: first(recs, "cache", 0, lambda r: r["addr"] == VIP1)
                     and first(recs, "use", 0, lambda r: r["addr"] == VIP1 and r["ok"]), 15,
                     "the client on VIP1")
-        time.sleep(settle)
+        # A caller's cached answer is as old as chance makes it when its
+        # region goes: the loss comes at a random point of the TTL.
+        time.sleep(settle + random.uniform(0, world.ttl))
         recs = poller.records()
         before = {"answer": next(r["answer"] for r in reversed(recs) if r["k"] == "dns" and r["answer"]),
                   "served_by": next(r["why"] for r in reversed(recs) if r["k"] == "use" and r["ok"]),
@@ -693,11 +700,11 @@ def run_failover(world, event="crash", settle=1.0):
 def summary(fig):
     s, lo, back = fig["settings"], fig["loss"], fig["restore"]
     return ("region 1 lost (%s); fall %d x interval %d ms + TTL %d s = %d ms: the registry marked it down at "
-            "%s ms, answered VIP2 at %s ms, a TTL-honouring client took VIP2 at %s ms (%d of its %d requests "
-            "failed meanwhile); restored: from VIP1 reachable again, rise %d x interval = %d ms (+ TTL = %d ms): "
+            "%s ms, answered VIP2 at %s ms, a TTL-honouring client (its copy had %s ms to live) took VIP2 at "
+            "%s ms (%d of its %d requests failed meanwhile); restored: from VIP1 reachable again, rise %d x interval = %d ms (+ TTL = %d ms): "
             "the registry marked it up at %s ms, answered VIP1 at %s ms, the TTL client took it at %s ms"
             % (s["event"], s["fall"], s["interval_ms"], s["ttl_s"], lo["bound_ms"], lo["registry_down_ms"],
-               lo["answer_vip2_ms"], lo["ttl_client_vip2_ms"], lo["ttl_client_requests_failed"],
+               lo["answer_vip2_ms"], lo["ttl_client_cache_left_ms"], lo["ttl_client_vip2_ms"], lo["ttl_client_requests_failed"],
                lo["ttl_client_requests"], s["rise"], back["rise_bound_ms"], back["bound_ms"],
                back["registry_up_ms"], back["answer_vip1_ms"], back["ttl_client_vip1_ms"]))
 
