@@ -701,12 +701,13 @@ def summary(fig):
     s, lo, back = fig["settings"], fig["loss"], fig["restore"]
     return ("region 1 lost (%s); fall %d x interval %d ms + TTL %d s = %d ms: the registry marked it down at "
             "%s ms, answered VIP2 at %s ms, a TTL-honouring client (its copy had %s ms to live) took VIP2 at "
-            "%s ms (%d of its %d requests failed meanwhile); restored: from VIP1 reachable again, rise %d x interval = %d ms (+ TTL = %d ms): "
-            "the registry marked it up at %s ms, answered VIP1 at %s ms, the TTL client took it at %s ms"
+            "%s ms (%d of its %d requests failed meanwhile); restored: from VIP1 reachable again, rise %d x "
+            "interval = %d ms (+ TTL = %d ms): the registry marked it up at %s ms, answered VIP1 at %s ms, the "
+            "TTL client took it at %s ms"
             % (s["event"], s["fall"], s["interval_ms"], s["ttl_s"], lo["bound_ms"], lo["registry_down_ms"],
-               lo["answer_vip2_ms"], lo["ttl_client_cache_left_ms"], lo["ttl_client_vip2_ms"], lo["ttl_client_requests_failed"],
-               lo["ttl_client_requests"], s["rise"], back["rise_bound_ms"], back["bound_ms"],
-               back["registry_up_ms"], back["answer_vip1_ms"], back["ttl_client_vip1_ms"]))
+               lo["answer_vip2_ms"], lo["ttl_client_cache_left_ms"], lo["ttl_client_vip2_ms"],
+               lo["ttl_client_requests_failed"], lo["ttl_client_requests"], s["rise"], back["rise_bound_ms"],
+               back["bound_ms"], back["registry_up_ms"], back["answer_vip1_ms"], back["ttl_client_vip1_ms"]))
 
 
 def parse_duration(text):
