@@ -50,7 +50,8 @@ Usage (root, Debian's python3):
         figures = ha_regions.run_failover(world)
         print(ha_regions.summary(figures))
 
-    python3 tests/integration/ha_regions.py [--interval 1s --fall 2 --rise 2 --ttl 5] [--repeat N]
+    python3 tests/integration/ha_regions.py [--event crash|power-loss|cut] [--interval 1s --timeout 500ms
+        --fall 2 --rise 2 --ttl 5] [--repeat N]
       (one JSON line of figures per failover and return; --help)
 
 Namespaces: PREFIX+"1-", PREFIX+"2-" (the labs) and PREFIX+"x-" (WAN,
@@ -721,7 +722,8 @@ def parse_duration(text):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description="Two HA labs as two regions behind the registry's GSLB DNS: "
+                                 "lose region 1, restore it, print what the client saw (one JSON line a run).")
     ap.add_argument("--poll", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--server", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=DNS_PORT, help=argparse.SUPPRESS)
@@ -735,11 +737,11 @@ def main():
     ap.add_argument("--ttl", type=int, default=5, help="dns_ttl of the GSLB name, seconds (default 5)")
     ap.add_argument("--interval", default="1s", help="the registry's health check interval (default 1s)")
     ap.add_argument("--timeout", default="500ms", help="the health check's timeout (default 500ms)")
-    ap.add_argument("--fall", type=int, default=2)
-    ap.add_argument("--rise", type=int, default=2)
+    ap.add_argument("--fall", type=int, default=2, help="failed checks to mark a VIP down (default 2)")
+    ap.add_argument("--rise", type=int, default=2, help="passed checks to mark it up again (default 2)")
     ap.add_argument("--event", choices=Regions.EVENTS, default="crash",
                     help="how region 1 is lost (default crash; see Regions.lose_region)")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1, help="failovers to run (default 1)")
     ap.add_argument("--hold", type=float, default=0, help="seconds to keep everything up at the end")
     args = ap.parse_args()
     if args.poll:
