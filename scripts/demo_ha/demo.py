@@ -214,6 +214,9 @@ def main():
         t0 = time.time()
         lab.build()
         ha_lab.wait_for(lab.sessions_established, 20)
+        # A session is up a moment before its routes arrive: wait until the
+        # router has every node's route, so the picture below is complete.
+        ha_lab.wait_for(lambda: len(lab.bird_routes("r1", VIP_DR)) >= len(NODES), 20)
         print("  built in %.0f s; every BGP session up: %s" % (time.time() - t0, lab.sessions_established()))
 
         say("routes at a router: ECMP over zone a, zone b one AS-path prepend longer")

@@ -25,34 +25,13 @@
 #include "core/admin_client.h"
 #include "core/config.h"
 
-static int admin_call(const struct sl_addr *admin, const char *method, const char *path, const char *body,
-                      struct admin_reply *r)
-{
-    char err[512];
-
-    if (admin_client_request(admin, method, path, body, r, err, sizeof err) < 0) {
-        fprintf(stderr, "sluice: %s\n", err);
-        return -1;
-    }
-    return 0;
-}
-
+/* The JSON answer, or NULL (said on stderr). */
 static json_t *admin_json(const struct sl_addr *admin, const char *method, const char *path, const char *body)
 {
-    struct admin_reply r = {0};
-    if (admin_call(admin, method, path, body, &r) < 0)
-        return NULL;
-    json_error_t err;
-    json_t *j = json_loadb(r.body, r.len, 0, &err);
-    if (!j) {
-        fprintf(stderr, "sluice: the admin API answered %d with something that is not JSON\n", r.status);
-    } else if (r.status >= 400) {
-        const char *msg = json_string_value(json_object_get(j, "error"));
-        fprintf(stderr, "sluice: %s (HTTP %d)\n", msg ? msg : "request failed", r.status);
-        json_decref(j);
-        j = NULL;
-    }
-    free(r.body);
+    char err[512];
+    json_t *j = admin_client_json(admin, method, path, body, NULL, err, sizeof err);
+    if (!j)
+        fprintf(stderr, "sluice: %s\n", err);
     return j;
 }
 

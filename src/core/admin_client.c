@@ -1,6 +1,7 @@
 #include "core/admin_client.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,4 +126,28 @@ int admin_client_request_with(const struct sl_addr *admin, const char *method, c
     r->body = buf;
     r->len = len - off;
     return 0;
+}
+
+json_t *admin_client_json(const struct sl_addr *admin, const char *method, const char *path, const char *body,
+                          int *status, char *err, size_t errlen)
+{
+    struct admin_reply r = { 0 };
+    if (status)
+        *status = 0;
+    if (admin_client_request(admin, method, path, body, &r, err, errlen) < 0)
+        return NULL;
+    if (status)
+        *status = r.status;
+    json_error_t jerr;
+    json_t *j = json_loadb(r.body, r.len, 0, &jerr);
+    if (!j) {
+        snprintf(err, errlen, "the admin API answered %d with something that is not JSON", r.status);
+    } else if (r.status >= 400) {
+        const char *msg = json_string_value(json_object_get(j, "error"));
+        snprintf(err, errlen, "%s (HTTP %d)", msg ? msg : "request failed", r.status);
+        json_decref(j);
+        j = NULL;
+    }
+    free(r.body);
+    return j;
 }

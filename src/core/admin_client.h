@@ -10,6 +10,8 @@
 
 #include "lib/addr.h"
 
+typedef struct json_t json_t;
+
 struct admin_reply {
     int status;   /* the HTTP status */
     char *body;   /* NUL-terminated, malloc'd: the caller frees it */
@@ -39,5 +41,13 @@ struct admin_client_opts {
  * break is refused (ADMIN_CLIENT_FAILED) rather than sent. */
 int admin_client_request_with(const struct sl_addr *admin, const char *method, const char *path, const char *body,
                               const struct admin_client_opts *opts, struct admin_reply *r, char *err, size_t errlen);
+
+/* One request whose answer is a JSON document: the parsed answer of a
+ * 2xx or 3xx reply (the caller json_decref()s it), or NULL with a reason
+ * in err: the request failed, the answer was not JSON, or the API said
+ * no ("no such pool (HTTP 404)", from its {"error": ...} body). *status
+ * gets the HTTP status, 0 when there was no answer; may be NULL. */
+json_t *admin_client_json(const struct sl_addr *admin, const char *method, const char *path, const char *body,
+                          int *status, char *err, size_t errlen);
 
 #endif

@@ -76,27 +76,13 @@ static int admin_address(const char *sub, const char *admin_text, const char *co
 /* The JSON answer, or NULL (said on stderr). */
 static json_t *call(const struct sl_addr *admin, const char *method, const char *path)
 {
-    struct admin_reply r = { 0 };
     char err[512];
-    if (admin_client_request(admin, method, path, NULL, &r, err, sizeof err) < 0) {
-        fprintf(stderr, "sluice ha: %s\n", err);
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *j = json_loadb(r.body, r.len, 0, &jerr);
-    if (!j) {
-        fprintf(stderr, "sluice ha: the admin API answered %d with something that is not JSON\n", r.status);
-    } else if (r.status == 404 && !strcmp(path, "/api/ha")) {
+    int status;
+    json_t *j = admin_client_json(admin, method, path, NULL, &status, err, sizeof err);
+    if (!j && status == 404 && !strcmp(path, "/api/ha"))
         fprintf(stderr, "sluice ha: the daemon at %s runs no HA (its file has no ha: section)\n", admin->text);
-        json_decref(j);
-        j = NULL;
-    } else if (r.status >= 400) {
-        const char *msg = json_string_value(json_object_get(j, "error"));
-        fprintf(stderr, "sluice ha: %s (HTTP %d)\n", msg ? msg : "request failed", r.status);
-        json_decref(j);
-        j = NULL;
-    }
-    free(r.body);
+    else if (!j)
+        fprintf(stderr, "sluice ha: %s\n", err);
     return j;
 }
 

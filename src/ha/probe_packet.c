@@ -2,6 +2,8 @@
  * casts of the buffer to kernel structs), so alignment never matters. */
 #include "ha/probe_packet.h"
 
+#include "lib/be_bytes.h"
+
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,28 +19,6 @@
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, (uint16_t)(v >> 16));
-    put16(p + 2, (uint16_t)v);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)get16(p) << 16 | get16(p + 2);
-}
-
 static size_t addr_len(int family)
 {
     return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
@@ -48,7 +28,7 @@ static size_t addr_len(int family)
 static uint32_t sum16(uint32_t acc, const uint8_t *p, size_t n)
 {
     for (; n >= 2; p += 2, n -= 2)
-        acc += get16(p);
+        acc += be_get16(p);
     if (n)
         acc += (uint32_t)p[0] << 8;
     return acc;
@@ -80,19 +60,19 @@ static size_t put_ip_header(uint8_t *buf, const struct probe_tuple *t, size_t tc
     if (t->family == AF_INET) {
         memset(buf, 0, IPV4_HDR);
         buf[0] = 0x45; /* version 4, 5 words */
-        put16(buf + 2, (uint16_t)(IPV4_HDR + tcp_len));
-        put16(buf + 4, ip_id);
-        put16(buf + 6, 0x4000); /* DF */
+        be_put16(buf + 2, (uint16_t)(IPV4_HDR + tcp_len));
+        be_put16(buf + 4, ip_id);
+        be_put16(buf + 6, 0x4000); /* DF */
         buf[8] = 64;            /* TTL */
         buf[9] = IPPROTO_TCP;
         memcpy(buf + 12, t->src, 4);
         memcpy(buf + 16, t->dst, 4);
-        put16(buf + 10, fold(sum16(0, buf, IPV4_HDR)));
+        be_put16(buf + 10, fold(sum16(0, buf, IPV4_HDR)));
         return IPV4_HDR;
     }
     memset(buf, 0, IPV6_HDR);
     buf[0] = 0x60;
-    put16(buf + 4, (uint16_t)tcp_len);
+    be_put16(buf + 4, (uint16_t)tcp_len);
     buf[6] = IPPROTO_TCP;
     buf[7] = 64; /* hop limit */
     memcpy(buf + 8, t->src, 16);
@@ -113,20 +93,20 @@ static size_t build(uint8_t *buf, size_t cap, const struct probe_tuple *t, uint3
     put_ip_header(buf, t, tcp_len, ip_id);
     uint8_t *tcp = buf + ip_len;
     memset(tcp, 0, tcp_len);
-    put16(tcp, t->sport);
-    put16(tcp + 2, t->dport);
-    put32(tcp + 4, seq);
+    be_put16(tcp, t->sport);
+    be_put16(tcp + 2, t->dport);
+    be_put32(tcp + 4, seq);
     tcp[12] = (uint8_t)((tcp_len / 4) << 4);
     tcp[13] = flags;
     /* A SYN offers a window (a zero window would look odd to middle
      * boxes); a RST carries none. */
-    put16(tcp + 14, flags & TCP_SYN ? 64240 : 0);
+    be_put16(tcp + 14, flags & TCP_SYN ? 64240 : 0);
     if (flags & TCP_SYN) {
         tcp[20] = 2; /* MSS */
         tcp[21] = 4;
-        put16(tcp + 22, PROBE_MSS);
+        be_put16(tcp + 22, PROBE_MSS);
     }
-    put16(tcp + 16, probe_tcp_checksum(t->family, t->src, t->dst, tcp, tcp_len));
+    be_put16(tcp + 16, probe_tcp_checksum(t->family, t->src, t->dst, tcp, tcp_len));
     return ip_len + tcp_len;
 }
 
@@ -148,10 +128,10 @@ static int locate_tcp(const uint8_t *pkt, size_t len, int family, const uint8_t 
         if (len < IPV4_HDR || pkt[0] >> 4 != 4)
             return -1;
         size_t ihl = (size_t)(pkt[0] & 0x0f) * 4;
-        size_t total = get16(pkt + 2);
+        size_t total = be_get16(pkt + 2);
         if (ihl < IPV4_HDR || total < ihl || total > len)
             return -1;
-        if (get16(pkt + 6) & 0x3fff) /* MF or an offset: a fragment */
+        if (be_get16(pkt + 6) & 0x3fff) /* MF or an offset: a fragment */
             return -1;
         if (pkt[9] != IPPROTO_TCP)
             return -1;
@@ -166,7 +146,7 @@ static int locate_tcp(const uint8_t *pkt, size_t len, int family, const uint8_t 
     if (family == AF_INET6) {
         if (len < IPV6_HDR || pkt[0] >> 4 != 6)
             return -1;
-        size_t payload = get16(pkt + 4);
+        size_t payload = be_get16(pkt + 4);
         if (pkt[6] != IPPROTO_TCP || payload > len - IPV6_HDR)
             return -1;
         *src = pkt + 8;
@@ -204,11 +184,11 @@ int probe_parse_reply(const uint8_t *pkt, size_t len, int family, bool verify_cs
     out->tuple.family = family;
     memcpy(out->tuple.src, dst, alen); /* turned around: the probe's view */
     memcpy(out->tuple.dst, src, alen);
-    out->tuple.sport = get16(tcp + 2);
-    out->tuple.dport = get16(tcp);
+    out->tuple.sport = be_get16(tcp + 2);
+    out->tuple.dport = be_get16(tcp);
     out->kind = kind;
-    out->seq = get32(tcp + 4);
-    out->ack = flags & TCP_ACK ? get32(tcp + 8) : 0;
+    out->seq = be_get32(tcp + 4);
+    out->ack = flags & TCP_ACK ? be_get32(tcp + 8) : 0;
     return 0;
 }
 
@@ -231,9 +211,9 @@ int probe_parse_own_syn(const uint8_t *pkt, size_t len, int family, bool verify_
     out->family = family;
     memcpy(out->src, src, alen);
     memcpy(out->dst, dst, alen);
-    out->sport = get16(tcp);
-    out->dport = get16(tcp + 2);
-    *seq = get32(tcp + 4);
+    out->sport = be_get16(tcp);
+    out->dport = be_get16(tcp + 2);
+    *seq = be_get32(tcp + 4);
     return 0;
 }
 
@@ -270,7 +250,7 @@ static void expect_addr(struct asm_prog *a, uint32_t off, const uint8_t *want, s
 {
     for (size_t i = 0; i < alen; i += 4) {
         stmt(a, BPF_LD | BPF_W | BPF_ABS, off + (uint32_t)i);
-        emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_NEXT, otherwise, get32(want + i));
+        emit(a, BPF_JMP | BPF_JEQ | BPF_K, TO_NEXT, otherwise, be_get32(want + i));
     }
 }
 
