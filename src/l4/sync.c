@@ -29,6 +29,7 @@
 #define RETRY_ROUNDS 40          /* batches an entry waits for it (2 s at 50 ms) */
 #define NH_CACHE_SLOTS 4096      /* next hops towards clients, by address */
 #define NH_CACHE_MS 5000
+#define NH_WARN_MS 10000   /* at most one "no way to the client" warning in this */
 #define MAX_LOCALS 64
 
 /* Why an entry of an authenticated datagram was not imported. */
@@ -98,6 +99,7 @@ struct l4_sync {
     /* this node */
     uint64_t events, events_dropped, refresh_walks, refresh_entries;
     uint64_t rejected_unknown_peer;
+    uint64_t nh_warned_ms;       /* last "no way to the client" warning */
 };
 
 /* ---- clocks ---- */
@@ -351,7 +353,8 @@ static void on_hello(struct ev_loop *loop, struct ev_timer *t)
 
 /* The next hop towards a client from this node's own routes and
  * neighbours, cached per client address for NH_CACHE_MS. */
-static enum nexthop_result client_nexthop(struct l4_sync *s, const uint8_t addr[16], int *ifindex, uint8_t mac[6])
+static enum nexthop_result client_nexthop(struct l4_sync *s, const uint8_t addr[16], int *ifindex, uint8_t mac[6],
+                                          char *err, size_t errlen)
 {
     uint32_t h = 2166136261u;
     for (int i = 0; i < 16; i++)
@@ -364,9 +367,8 @@ static enum nexthop_result client_nexthop(struct l4_sync *s, const uint8_t addr[
         return NEXTHOP_FOUND;
     }
     struct sockaddr_storage ss;
-    char err[160];
     sockaddr_of(addr, &ss);
-    enum nexthop_result r = nexthop_lookup((const struct sockaddr *)&ss, ifindex, mac, err, sizeof err);
+    enum nexthop_result r = nexthop_lookup((const struct sockaddr *)&ss, ifindex, mac, err, errlen);
     if (r == NEXTHOP_FOUND) {
         memcpy(c->addr, addr, 16);
         c->valid = true;
@@ -375,6 +377,25 @@ static enum nexthop_result client_nexthop(struct l4_sync *s, const uint8_t addr[
         memcpy(c->mac, mac, 6);
     }
     return r;
+}
+
+/* A peer's flows this node cannot continue, because it has no way to
+ * their clients (typically a route lost with a link that went down and
+ * came back): counted per peer, and said in the log at most every
+ * NH_WARN_MS, since it silently turns every takeover into resets. */
+static void warn_no_way_to_client(struct l4_sync *s, const uint8_t client[16], const char *why)
+{
+    uint64_t now = ev_clock_ms();
+    if (s->nh_warned_ms && now - s->nh_warned_ms < NH_WARN_MS)
+        return;
+    s->nh_warned_ms = now;
+    char text[INET6_ADDRSTRLEN] = "?";
+    if (is_v4_mapped(client))
+        inet_ntop(AF_INET, client + 12, text, sizeof text);
+    else
+        inet_ntop(AF_INET6, client, text, sizeof text);
+    log_warn("l4.sync: a peer's flows from %s cannot be taken over here: %s (this node needs a route "
+             "to its clients to send their replies; counted in rejected_entries.no_nexthop)", text, why);
 }
 
 /* Import one entry. Returns -1 and sets *why when skipped, 1 when it must
@@ -402,10 +423,12 @@ static int import_entry(struct l4_sync *s, const struct l4_sync_entry *e, uint32
     }
     int ifindex = 0;
     uint8_t mac[6];
-    enum nexthop_result nh = client_nexthop(s, e->client, &ifindex, mac);
+    char nherr[160] = "";
+    enum nexthop_result nh = client_nexthop(s, e->client, &ifindex, mac, nherr, sizeof nherr);
     if (nh == NEXTHOP_PENDING)
         return 1;
     if (nh != NEXTHOP_FOUND) {
+        warn_no_way_to_client(s, e->client, nherr);
         *why = SKIP_NO_NEXTHOP;
         return -1;
     }

@@ -396,10 +396,7 @@ class Lab:
             ns = self.ns(node)
             nsexec(ns, "ip", "addr", "add", fabric + "/24", "dev", "fab0")
             nsexec(ns, "ip", "addr", "add", realnet + "/24", "dev", "fab0")
-            # The way to the clients, for NAT entries a node imports from
-            # its peers (l4.sync resolves their next hop by its routes).
-            nsexec(ns, "ip", "route", "add", CLIENT_NET, "nexthop", "via", ROUTERS["r1"]["fabric"],
-                   "nexthop", "via", ROUTERS["r2"]["fabric"])
+            self.client_route(node)
             # The HA tier puts the VIPs and local addresses on its tun
             # devices, so they are this host's addresses: answer ARP only
             # for the fabric's own (keepalived's VIP is on fab0).
@@ -769,6 +766,18 @@ class Lab:
         except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
             return None
 
+    def client_route(self, node):
+        """The way to the clients, for the NAT and FullNAT entries a node
+        imports from its peers (l4.sync resolves their next hop by the
+        node's routes). The kernel deletes it when fab0 goes down, so every
+        link-up puts it back, as an operator's network config would."""
+        nsexec(self.ns(node), "ip", "route", "replace", CLIENT_NET, "nexthop", "via", ROUTERS["r1"]["fabric"],
+               "nexthop", "via", ROUTERS["r2"]["fabric"])
+
+    def link_up(self, node):
+        nsexec(self.ns(node), "ip", "link", "set", "fab0", "up")
+        self.client_route(node)
+
     def crash_node(self, node, silent=False):
         """The node's sluice l4 dies (kill -9), then its data path is taken
         away (the pinned forwarder would otherwise go on forwarding, as a
@@ -803,7 +812,7 @@ class Lab:
         the forwarder serves (the link is up) and every real is up again
         (ha.min_healthy; its checks failed while cut), over BGP sessions
         that BIRD re-establishes."""
-        nsexec(self.ns(node), "ip", "link", "set", "fab0", "up")
+        self.link_up(node)
         self.wait_l4_ready(node, timeout=timeout)
 
     def drain(self, node, settle=1.0):
@@ -829,7 +838,7 @@ class Lab:
         pinned maps and attaches, finds its BIRD by the control socket (or
         starts one after a power loss) and announces once every real is up."""
         if self.procs.get(("l4", node)) is None or self.procs[("l4", node)].poll() is not None:
-            nsexec(self.ns(node), "ip", "link", "set", "fab0", "up")
+            self.link_up(node)
             self.start_l4(node)
             self.wait_l4_ready(node, timeout=timeout)
 
@@ -847,7 +856,7 @@ class Lab:
                  if self.procs.get(("l4", n)) is None or self.procs[("l4", n)].poll() is not None]
         self.event_at = time.time()
         for node in nodes:
-            nsexec(self.ns(node), "ip", "link", "set", "fab0", "up")
+            self.link_up(node)
             self.start_l4(node)
         for node in nodes:
             self.wait_l4_ready(node)
