@@ -232,16 +232,11 @@ class Lab:
     """The lab. build() creates it; close() (or leaving the `with` block)
     removes everything it made."""
 
-    def __init__(self, prefix="s12l-", workdir=None, announce="sluice", bfd=(100, 3), reals=3,
+    def __init__(self, prefix="s12l-", workdir=None, bfd=(100, 3), reals=3,
                  sluice_bin=SLUICE_BIN, log=None, sync=True):
         # The LB nodes announce through sluice's own HA tier (the `ha:`
-        # section). The lab's own BIRD per LB node ("lab", before the HA
-        # tier existed) is gone: the parameter stays for callers that pass it.
-        if announce != "sluice":
-            raise ValueError("announce must be 'sluice' (the lab's own BIRD on LB nodes is gone: "
-                             "the nodes announce through their ha: section)")
+        # section of each node's sluice l4, which runs its BIRD).
         self.prefix = prefix
-        self.announce = announce
         self.sync = sync         # False: no l4.sync (to see what it buys: NAT/FullNAT flows then break)
         self.bfd_interval_ms, self.bfd_multiplier = bfd
         self.sluice_bin = sluice_bin
