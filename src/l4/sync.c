@@ -53,10 +53,12 @@ struct peer {
     struct l4_sync_seq seq;
     uint64_t sent_datagrams, sent_entries, send_errors;
     uint64_t recv_datagrams, recv_entries, imported_entries;
+    uint64_t returned_entries;   /* of others' flows, sent when it started again */
     uint64_t rejected_datagrams[L4_SYNC_R__COUNT];
     uint64_t rejected_entries[SKIP__COUNT];
     uint8_t locals[MAX_LOCALS][16];
     size_t n_locals;
+    bool owed_return;            /* started again: send it the flows we hold of others */
 };
 
 struct retry {
@@ -206,15 +208,16 @@ static void read_cfg(const struct l4_sync *s, struct l4_cfg *cfg)
 }
 
 /* The wire entry of the flow whose IN key is ik, read from `nat`. false
- * when the flow is gone, half there, imported, or idle past its timeout. */
+ * when the flow is gone, half there, idle past its timeout, or imported
+ * (unless `imported`: a returning peer is sent those). */
 static bool entry_of(const struct l4_sync *s, const struct l4_nat_key *ik, const struct l4_cfg *cfg, uint64_t now,
-                     struct l4_sync_entry *e)
+                     bool imported, struct l4_sync_entry *e)
 {
     struct l4_nat in, out;
     struct l4_nat_key ok;
     if (ik->dir != L4_NAT_IN || bpf_map_lookup_elem(s->maps.nat, ik, &in) < 0)
         return false;
-    if ((in.flags & L4_NAT_F_IMPORTED) || (in.mode != L4_MODE_NAT && in.mode != L4_MODE_FULLNAT))
+    if (!!(in.flags & L4_NAT_F_IMPORTED) != imported || (in.mode != L4_MODE_NAT && in.mode != L4_MODE_FULLNAT))
         return false;
     out_key_of(&in, ik->proto, &ok);
     if (bpf_map_lookup_elem(s->maps.nat, &ok, &out) < 0)
@@ -247,13 +250,18 @@ static bool entry_of(const struct l4_sync *s, const struct l4_nat_key *ik, const
 
 /* ---- sending ---- */
 
-static void send_all(struct l4_sync *s)
+/* The datagram being written, to one peer or (to == NULL) to all. One
+ * sequence number for all: each peer sees it at most once, and a gap in
+ * one peer's view is only a datagram meant for another. */
+static void send_to(struct l4_sync *s, struct peer *to)
 {
     if (s->w.count == 0 && s->w.type == L4_SYNC_T_ENTRIES)
         return;
     size_t len = l4_sync_finish(&s->w, s->node_id, s->epoch, ++s->seq, s->key, s->keylen);
     for (size_t i = 0; i < s->n_peers; i++) {
         struct peer *p = &s->peers[i];
+        if (to && p != to)
+            continue;
         if (sendto(s->fd, s->w.buf, len, 0, (const struct sockaddr *)&p->addr.ss, p->addr.len) < 0) {
             p->send_errors++;
             continue;
@@ -265,10 +273,15 @@ static void send_all(struct l4_sync *s)
     l4_sync_begin(&s->w, L4_SYNC_T_ENTRIES);
 }
 
-static void queue_entry(struct l4_sync *s, const struct l4_sync_entry *e)
+static void send_all(struct l4_sync *s)
+{
+    send_to(s, NULL);
+}
+
+static void queue_entry(struct l4_sync *s, const struct l4_sync_entry *e, struct peer *to)
 {
     if (!l4_sync_add_entry(&s->w, e)) {
-        send_all(s);
+        send_to(s, to);
         l4_sync_add_entry(&s->w, e);
     }
 }
@@ -302,8 +315,8 @@ static void on_batch(struct ev_loop *loop, struct ev_timer *t)
         read_cfg(s, &cfg);
         l4_sync_begin(&s->w, L4_SYNC_T_ENTRIES);
         for (size_t i = 0; i < s->n_pending; i++)
-            if (entry_of(s, &s->pending[i], &cfg, now, &e))
-                queue_entry(s, &e);
+            if (entry_of(s, &s->pending[i], &cfg, now, false, &e))
+                queue_entry(s, &e, NULL);
         send_all(s);
         s->n_pending = 0;
     }
@@ -311,26 +324,49 @@ static void on_batch(struct ev_loop *loop, struct ev_timer *t)
     ev_timer_start(loop, t, s->interval_ms);
 }
 
-/* Every refresh: every live flow this node made, again. */
-static void on_refresh(struct ev_loop *loop, struct ev_timer *t)
+/* One walk of `nat`: the live flows this node made (imported: false), or
+ * those it holds of others (true), to `to` or to every peer. Returns how
+ * many were sent. */
+static uint64_t walk_and_send(struct l4_sync *s, const struct l4_cfg *cfg, bool imported, struct peer *to)
 {
-    struct l4_sync *s = t->data;
     struct l4_nat_key k, next;
     struct l4_sync_entry e;
-    struct l4_cfg cfg;
-    uint64_t now = mono_ns();
+    uint64_t now = mono_ns(), n = 0;
     bool first = true;
-    read_cfg(s, &cfg);
     l4_sync_begin(&s->w, L4_SYNC_T_ENTRIES);
     while (bpf_map_get_next_key(s->maps.nat, first ? NULL : &k, &next) == 0) {
         first = false;
         k = next;
-        if (k.dir == L4_NAT_IN && entry_of(s, &k, &cfg, now, &e)) {
-            queue_entry(s, &e);
-            s->refresh_entries++;
+        if (k.dir == L4_NAT_IN && entry_of(s, &k, cfg, now, imported, &e)) {
+            queue_entry(s, &e, to);
+            n++;
         }
     }
-    send_all(s);
+    send_to(s, to);
+    return n;
+}
+
+/* Every refresh: every live flow this node made, again. And to a peer
+ * that started again (a new epoch), once, the flows of others this node
+ * holds: after a power loss its maps are empty, yet the flows it made are
+ * still going (their clients' packets here, their replies coming back to
+ * its local address or NAT VIP again as soon as it announces); without
+ * them it would reset every one. Its own fresher entries are never
+ * overwritten (import keeps the fresher), and an imported entry is never
+ * sent on otherwise, so nothing echoes. */
+static void on_refresh(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct l4_sync *s = t->data;
+    struct l4_cfg cfg;
+    read_cfg(s, &cfg);
+    s->refresh_entries += walk_and_send(s, &cfg, false, NULL);
+    for (size_t i = 0; i < s->n_peers; i++) {
+        struct peer *p = &s->peers[i];
+        if (p->owed_return) {
+            p->owed_return = false;
+            p->returned_entries += walk_and_send(s, &cfg, true, p);
+        }
+    }
     s->refresh_walks++;
     ev_timer_start(loop, t, s->refresh_ms);
 }
@@ -535,8 +571,10 @@ static void on_datagram(struct l4_sync *s, const uint8_t *buf, size_t len, const
      * it holds none of our flows made while it was away. Walk now rather
      * than at the next refresh, so that it has them well before it takes
      * flows (l4_sync_warm): at most one walk per epoch of each peer. */
-    if (p->seq.epoch != epoch_before)
+    if (p->seq.epoch != epoch_before) {
+        p->owed_return = true;
         ev_timer_start(s->loop, &s->refresh, 0);
+    }
     p->recv_datagrams++;
     p->node_id = h.node_id;
     p->last_heard_ms = ev_clock_ms();
@@ -705,7 +743,7 @@ json_t *l4_sync_json(const struct l4_sync *s)
             text_of(p->locals[j], t, sizeof t);
             json_array_append_new(locals, json_string(t));
         }
-        json_t *o = json_pack("{s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
+        json_t *o = json_pack("{s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
                               "address", p->addr.text, "node_id", (json_int_t)p->node_id,
                               "last_heard_ms_ago", p->last_heard_ms ? json_integer((json_int_t)(now - p->last_heard_ms))
                                                                     : json_null(),
@@ -715,6 +753,7 @@ json_t *l4_sync_json(const struct l4_sync *s)
                               "received_datagrams", (json_int_t)p->recv_datagrams,
                               "received_entries", (json_int_t)p->recv_entries,
                               "imported_entries", (json_int_t)p->imported_entries,
+                              "returned_entries", (json_int_t)p->returned_entries,
                               "missed_datagrams", (json_int_t)p->seq.missed,
                               "restarts", (json_int_t)p->seq.restarts,
                               "epoch", (json_int_t)p->seq.epoch,

@@ -99,9 +99,7 @@ class Lab:
             peer = self.add_port(ns, "lb0", addr)
             # veth hands XDP_TX frames on only to a peer with XDP.
             nsexec(NS_SW, "ip", "link", "set", "dev", peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
-            # The way back to the clients (a router, in production).
-            for f in FAM.values():
-                nsexec(ns, *f["ip"], "route", "add", f["client_net"], "via", f["client_gw"])
+            self.client_routes(name)
         for name, addr in REALS:
             ns = PFX + name
             self.add_ns(ns)
@@ -112,6 +110,20 @@ class Lab:
                                                 name, "8080"]))
         (self.tmp / "sync.key").write_bytes(KEY)
         os.chmod(self.tmp / "sync.key", 0o600)
+
+    def client_routes(self, name):
+        """The way back to the clients (a router, in production): l4.sync
+        resolves an imported entry's next hop by it."""
+        for f in FAM.values():
+            nsexec(PFX + name, *f["ip"], "route", "replace", f["client_net"], "via", f["client_gw"])
+
+    def link_up(self, name):
+        """The LB's link back up, with what the kernel deleted with it: the
+        routes, and the IPv6 address (keep_addr_on_down is off)."""
+        addr = {n: a for n, a, _, _ in LBS}[name]
+        nsexec(PFX + name, "ip", "addr", "replace", "fd00::%s/64" % addr.split(".")[-1], "dev", "lb0", "nodad")
+        nsexec(PFX + name, "ip", "link", "set", "lb0", "up")
+        self.client_routes(name)
 
     def route_via(self, lb):
         """What the routers do, in both families: the VIPs, the NAT replies
@@ -315,10 +327,23 @@ def test_l4_sync_nat_fullnat_failover(lab):
     nsexec(PFX + "lb1", "ip", "link", "set", "lb0", "down")
     lab.route_via("lb2")
     assert nat.wait_rounds(5, timeout=30) and fnat.wait_rounds(5, timeout=30), "no traffic through lb2"
+
+    # lb1 comes back with empty maps (a power loss). lb2 hears a new epoch
+    # and sends it the flows it holds of others: lb1 has its flows back
+    # before the routes return to it, and they go on there.
+    lab.link_up("lb1")
+    lab.start_lb("lb1")
+    assert wait_for(lambda: lab.peer("lb2", "10.0.0.5:%d" % SYNC_PORT)["returned_entries"] >= 8, 10), \
+        lab.sync("lb2")
+    assert wait_for(lambda: lab.peer("lb1", "10.0.0.6:%d" % SYNC_PORT)["imported_entries"] >= 8, 10), \
+        lab.sync("lb1")
+    lab.route_via("lb1")
+    assert nat.wait_rounds(5, timeout=30) and fnat.wait_rounds(5, timeout=30), "no traffic through lb1 again"
     for probe in (nat, fnat):
         rounds, errors = probe.finish()
-        assert not errors, (rounds, errors, before_failover, lab.sync("lb2"),
+        assert not errors, (rounds, errors, before_failover, lab.sync("lb2"), lab.sync("lb1"),
                             (lab.tmp / "lb1.log").read_text(errors="replace"))
+    assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat_reply"\} [1-9]', lab.api("lb1", "/metrics"))
     assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat_reply"\} [1-9]', lab.api("lb2", "/metrics"))
     assert lab.lbs["lb2"].poll() is None
 
