@@ -191,6 +191,14 @@ static void out_key_of(const struct l4_nat *in, uint8_t proto, struct l4_nat_key
     ok->proto = proto;
 }
 
+/* Does a reply-side entry still translate back to the flow whose IN key
+ * is ik? (Its key may have been taken over by another flow since.) */
+static bool out_is_flow(const struct l4_nat *out, const struct l4_nat_key *ik)
+{
+    return !memcmp(out->daddr, ik->src, 16) && !memcmp(out->saddr, ik->dst, 16) && out->dport == ik->sport &&
+           out->sport == ik->dport;
+}
+
 static uint32_t timeout_s(const struct l4_cfg *cfg, uint8_t proto, uint8_t state)
 {
     if (proto == IPPROTO_TCP && (state & L4_NAT_S_CLOSING))
@@ -222,10 +230,7 @@ static bool entry_of(const struct l4_sync *s, const struct l4_nat_key *ik, const
     out_key_of(&in, ik->proto, &ok);
     if (bpf_map_lookup_elem(s->maps.nat, &ok, &out) < 0)
         return false;
-    /* The OUT entry must still translate back to this flow (its key may
-     * have been taken over by another flow since). */
-    if (memcmp(out.daddr, ik->src, 16) || memcmp(out.saddr, ik->dst, 16) || out.dport != ik->sport ||
-        out.sport != ik->dport)
+    if (!out_is_flow(&out, ik))
         return false;
     uint64_t age = now > out.last_seen ? (now - out.last_seen) / 1000000000ull : 0;
     if (age > timeout_s(cfg, ik->proto, out.state))
@@ -500,6 +505,23 @@ static int import_entry(struct l4_sync *s, const struct l4_sync_entry *e, uint32
     if (bpf_map_lookup_elem(s->maps.nat, &ok, &cur) == 0 && cur.last_seen >= seen) {
         *why = SKIP_OLDER;
         return -1;
+    }
+    /* Nor over a fresher flow of the same client tuple translated another
+     * way: the client reused its source port (a closed flow of the same
+     * tuple, still within its FIN timeout, is in a peer's walk and would
+     * otherwise take the live flow's IN entry: its packets would go out
+     * with the dead flow's local port, and the real resets it). */
+    struct l4_nat cur_in, cur_out;
+    struct l4_nat_key cur_ok;
+    if (bpf_map_lookup_elem(s->maps.nat, &ik, &cur_in) == 0 &&
+        (memcmp(cur_in.saddr, in.saddr, 16) || cur_in.sport != in.sport || memcmp(cur_in.daddr, in.daddr, 16) ||
+         cur_in.dport != in.dport)) {
+        out_key_of(&cur_in, e->proto, &cur_ok);
+        if (bpf_map_lookup_elem(s->maps.nat, &cur_ok, &cur_out) == 0 && out_is_flow(&cur_out, &ik) &&
+            cur_out.last_seen >= seen) {
+            *why = SKIP_OLDER;
+            return -1;
+        }
     }
     /* OUT first, as the data plane does: an IN entry without its OUT
      * entry would be taken for stale and re-picked. */

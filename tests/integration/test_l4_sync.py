@@ -258,19 +258,25 @@ def v4(addr):
     return bytes(10) + b"\xff\xff" + bytes(int(x) for x in addr.split("."))
 
 
-def entry(client, cport, vip, vport, real, rport, mode=2, proto=6):
+def entry(client, cport, vip, vport, real, rport, mode=2, proto=6, age=1):
     return (v4(client) + struct.pack("!H", cport) + v4(vip) + struct.pack("!H", vport) + bytes([proto, mode, 0, 0])
-            + v4(real) + struct.pack("!H", rport) + bytes(18) + struct.pack(">I", 1))
+            + v4(real) + struct.pack("!H", rport) + bytes(18) + struct.pack(">I", age))
 
 
-def send_from_client(payloads, sport):
+def send_from_client(payloads, sport, to="10.0.0.6"):
     code = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('10.0.0.2',%d))\n"
-            "for h in sys.argv[1:]:\n    s.sendto(bytes.fromhex(h),('10.0.0.6',%d))\n" % (sport, SYNC_PORT))
+            "for h in sys.argv[1:]:\n    s.sendto(bytes.fromhex(h),('%s',%d))\n" % (sport, to, SYNC_PORT))
     nsexec(NS_C, sys.executable, "-c", code, *[p.hex() for p in payloads])
 
 
+def client_ports(vip):
+    """The client's source ports of its established connections to vip:80."""
+    out = nsexec(NS_C, "ss", "-Htn", "state", "established", "dst", "%s:80" % vip).stdout
+    return sorted(int(line.split()[2].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip())
+
+
 def test_l4_sync_nat_fullnat_failover(lab):
-    lab.start_lb("lb1")
+    lab.start_lb("lb1", extra_peers=[FAKE_PEER])
     lab.start_lb("lb2", extra_peers=[FAKE_PEER])
     nat, fnat = Probe(lab, VIP_NAT), Probe(lab, VIP_FNAT)
     assert nat.wait_rounds(3) and fnat.wait_rounds(3), "no traffic through lb1"
@@ -304,6 +310,20 @@ def test_l4_sync_nat_fullnat_failover(lab):
     assert re.search(r'sluice_l4_sync_imported_entries_total\{peer="10.0.0.5:%d"\} ([89]|[1-9]\d+)' % SYNC_PORT,
                      metrics), metrics
     assert re.search(r'sluice_l4_packets_total\{reason="sync_event"\} ([1-9]\d*)', lab.api("lb1", "/metrics"))
+    # The client reuses a source port: a peer's entry of an older, closed
+    # flow on the same client tuple (30 s idle), through either real, must
+    # not take the live flow's place on lb1 (its next request would go to
+    # the other real, mid-flow, and be reset). Refused as older, counted.
+    ports = client_ports(VIP_NAT)
+    assert len(ports) == 4, ports
+    stale = [entry(CLIENT, port, VIP_NAT, 80, real, 8080, age=30) for port in ports for real in ("10.0.0.11",
+                                                                                                  "10.0.0.12")]
+    send_from_client([datagram(KEY, 1, stale)], 7400, to="10.0.0.5")
+    assert wait_for(lambda: lab.peer("lb1", FAKE_PEER)["rejected_entries"]["older"] == len(stale), 5), \
+        lab.peer("lb1", FAKE_PEER)
+    assert lab.peer("lb1", FAKE_PEER)["imported_entries"] == 0
+    assert nat.wait_rounds(3)
+
     served = {n: t for n, (t, _) in metrics_doc.families(metrics).items() if n.startswith("sluice_l4_sync_")}
     documented = {n: t for n, t in metrics_doc.documented_families().items() if n.startswith("sluice_l4_sync_")}
     assert served == documented and len(served) == 11, (served, documented)
