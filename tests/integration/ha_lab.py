@@ -747,9 +747,11 @@ class Lab:
             p.kill()
             p.wait(timeout=5)
 
-    def detach(self, node):
-        """Take the node's forwarder off (maps stay pinned for a restart)."""
-        return nsexec(self.ns(node), self.sluice_bin, "l4", "detach", "--pin-dir", self.pin_dir(node), check=False)
+    def detach(self, node, remove_maps=False):
+        """Take the node's forwarder off (maps stay pinned for a restart,
+        unless remove_maps: a power loss takes them too)."""
+        return nsexec(self.ns(node), self.sluice_bin, "l4", "detach", "--pin-dir", self.pin_dir(node),
+                      *(["--remove-maps"] if remove_maps else []), check=False)
 
     def bird_pid(self, node):
         """The pid of the BIRD sluice started on an LB node (its pid file), or None."""
@@ -782,7 +784,8 @@ class Lab:
         routes at once, sessions kept. keepalived, when it runs there,
         is killed too. silent=True: a power loss: the fabric link goes
         down first, so nothing enters or leaves the node from that instant
-        and only BFD (or VRRP's timer) can tell; its BIRD dies too."""
+        and only BFD (or VRRP's timer) can tell; its BIRD dies too, and
+        its pinned maps go (it comes back with empty ones)."""
         if silent:
             nsexec(self.ns(node), "ip", "link", "set", "fab0", "down")
         self.event_at = time.time()   # the link is down, or the kills below take effect at once
@@ -792,7 +795,7 @@ class Lab:
         if node in self.keepalived_nodes:
             self.stop_keepalived(node, sig=signal.SIGKILL)
             nsexec(self.ns(node), "ip", "addr", "del", VIP_VRRP + "/32", "dev", "fab0", check=False)
-        out = self.detach(node)
+        out = self.detach(node, remove_maps=silent)
         if out.returncode != 0:
             raise RuntimeError("detach on %s: %s" % (node, out.stderr))
 
@@ -992,14 +995,14 @@ class Lab:
         return "\n".join(out)
 
 
-EVENTS = ("crash", "power-loss", "cut", "drain", "zone", "zone-restore")
+EVENTS = ("crash", "power-loss", "cut", "drain", "zone", "zone-restore", "power-cycle")
 
 
 def event_gone(event, node):
     """The nodes that announce nothing once event (on node) took effect."""
     if event == "zone":
         return [n for n, v in NODES.items() if v[0] == NODES[node][0]]
-    if event == "zone-restore":
+    if event in ("zone-restore", "power-cycle"):
         return []
     return [node]
 
@@ -1044,6 +1047,16 @@ def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0, check=N
             lab.lose_zone(zone)
         elif event == "zone-restore":
             lab.restore_zone(zone)
+        elif event == "power-cycle":
+            # A power loss, the others carry the node's flows, then it
+            # comes back with empty maps and takes them back (l4.sync
+            # returns them) under the same traffic.
+            lab.crash_node(node, silent=True)
+            lost_at = lab.event_at
+            lab.wait_routes(lab.expected_routes(gone=[node]))
+            time.sleep(after)
+            lab.restore_node(node)
+            lab.event_at = lost_at
         else:
             raise ValueError("unknown event %r" % event)
         # From the moment the event took effect (a process start can take

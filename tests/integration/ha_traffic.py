@@ -58,6 +58,7 @@ class Long:
 
     def __init__(self, idx, sock, real):
         self.idx, self.sock, self.real = idx, sock, real
+        self.client = None            # its address:port
         self.buf = b""
         self.seq = 0
         self.waiting_since = None     # when the request in flight was sent
@@ -119,12 +120,14 @@ class Measure:
             s.setblocking(False)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             c = Long(i, s, real)
+            c.client = "%s:%d" % s.getsockname()[:2]
             self.sel.register(s, selectors.EVENT_READ, ("long", c))
             self.longs.append(c)
 
     def break_long(self, c, now, why):
         c.broken = why
-        self.failures.append({"conn": c.idx, "real": c.real, "at_s": self.rel(now), "error": why})
+        self.failures.append({"conn": c.idx, "client": c.client, "real": c.real, "at_s": self.rel(now),
+                              "error": why})
         self.sel.unregister(c.sock)
         c.sock.close()
 
