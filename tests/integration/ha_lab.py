@@ -118,7 +118,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netns_tools import ETHTOOL_STXCSUM, ethtool_set, nsexec, pin_xdp_pass, sh  # noqa: E402
+from netns_tools import ETHTOOL_STXCSUM, ethtool_set, hold_prefix, nsexec, pin_xdp_pass, sh  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE_BIN = os.environ.get("SLUICE_L4_BIN", os.path.join(ROOT, "build", "sluice"))
@@ -237,6 +237,7 @@ class Lab:
         # The LB nodes announce through sluice's own HA tier (the `ha:`
         # section of each node's sluice l4, which runs its BIRD).
         self.prefix = prefix
+        self.prefix_lock = None      # hold_prefix(), from build() to close()
         self.sync = sync         # False: no l4.sync (to see what it buys: NAT/FullNAT flows then break)
         self.bfd_interval_ms, self.bfd_multiplier = bfd
         self.sluice_bin = sluice_bin
@@ -275,6 +276,8 @@ class Lab:
     # -------------------------------------------------------------- building
     def build(self):
         """The whole lab, up to ECMP routes at both routers for every BGP VIP."""
+        if self.prefix_lock is None:
+            self.prefix_lock = hold_prefix(self.prefix, log=self.log)
         self.remove_leftovers()
         self._namespaces_and_links()
         self._addresses_and_routes()
@@ -292,8 +295,8 @@ class Lab:
 
     def remove_leftovers(self):
         """Namespaces with this prefix left by a run that could not clean
-        up (a SIGKILLed pytest): their processes, links and pins go. (So
-        two labs must never share a prefix.)"""
+        up (a SIGKILLed pytest): their processes, links and pins go. (A
+        live run's cannot be here: build() holds the prefix first.)"""
         names = sh("ip", "netns", "list").stdout.split()
         stale = [n for n in names if n.startswith(self.prefix)]
         for ns in stale:
@@ -980,6 +983,9 @@ class Lab:
             self.mounted = False
         if self.own_workdir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self.prefix_lock is not None:
+            self.prefix_lock.close()
+            self.prefix_lock = None
 
     def logs_tail(self, n=40):
         """The last lines of every log of the lab (for a failing test)."""

@@ -33,6 +33,7 @@ import time
 import pytest
 
 import metrics_doc
+from netns_tools import hold_prefix
 from test_l4_netns import (ETHTOOL_STXCSUM, RESTART_PROBE, SERVER, SLUICE_BIN, RestartProbe, ethtool_set,
                            have_tools, nsexec, pin_xdp_pass, sh, wait_for)
 
@@ -233,8 +234,10 @@ def lab(tmp_path):
     why = have_tools()
     if why:
         pytest.skip(why)
+    held = hold_prefix(PFX)   # another run of this test waits its turn
     leftover = [ns for ns in sh("ip", "netns", "list").stdout.split() if ns.startswith(PFX)]
     if leftover:
+        held.close()
         pytest.fail("namespaces of an earlier run are still there: %s" % leftover)
     t = Lab(tmp_path)
     try:
@@ -245,6 +248,7 @@ def lab(tmp_path):
         yield t
     finally:
         t.destroy()
+        held.close()
 
 
 def datagram(key, seq, entries=(), epoch=1765000000000000, node=99):
