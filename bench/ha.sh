@@ -37,9 +37,6 @@
 #   VRRP ["1 0.1"]         keepalived advert_int values (0.1 s: its fastest
 #                          stable one in this lab on a busy machine)
 #   VRRP_EVENTS ["crash drain"]
-#   ANNOUNCE [the lab's]   who announces Sluice's VIPs: sluice (each node's
-#                          sluice l4 through its `ha:` section and its BIRD);
-#                          lab (a BIRD the lab configures: older labs only)
 #   PREFIX [s12h-]         the lab's namespace prefix
 #   MAX_MINUTES [75]       the whole run is stopped (lab removed) after this
 #   PLOT [build/bench/ha-failover.svg]  where the plot goes
@@ -68,7 +65,6 @@ BFD=${BFD-100x3 50x3}
 EVENTS=${EVENTS-crash power-loss drain}
 VRRP=${VRRP-1 0.1}
 VRRP_EVENTS=${VRRP_EVENTS-crash drain}
-ANNOUNCE=${ANNOUNCE:-}
 PREFIX=${PREFIX:-s12h-}
 MAX_MINUTES=${MAX_MINUTES:-75}
 SLUICE=${SLUICE:-build/sluice}
@@ -84,7 +80,6 @@ export SLUICE_L4_BIN
 SLUICE_L4_BIN=$(realpath "$SLUICE")
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive number, not '$REPEAT'"
 [[ $MAX_MINUTES =~ ^[1-9][0-9]*$ ]] || die "MAX_MINUTES must be a positive number of minutes, not '$MAX_MINUTES'"
-case $ANNOUNCE in ""|lab|sluice) ;; *) die "ANNOUNCE must be lab or sluice, not '$ANNOUNCE'" ;; esac
 read -r -a BFD_LIST <<<"$BFD"
 for b in "${BFD_LIST[@]}"; do
   [[ $b =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || die "BFD setting '$b' is not INTERVALxMULTIPLIER (e.g. 100x3)"
@@ -115,7 +110,7 @@ mkdir -p build/bench
 PLOT=${PLOT:-build/bench/ha-failover.svg}
 : >"$RESULTS"
 
-echo "ha bench: $REPEAT failovers per series; Sluice BFD [${BFD_LIST[*]}] x events [${EVENTS}] (announce=${ANNOUNCE:-the lab default});" \
+echo "ha bench: $REPEAT failovers per series; Sluice BFD [${BFD_LIST[*]}] x events [${EVENTS}];" \
   "keepalived advert_int [${VRRP}] x [${VRRP_EVENTS}]"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
 echo "versions: $(bird --version 2>&1 | head -1), $(keepalived --version 2>&1 | head -1), python $("$PYTHON" -c 'import platform; print(platform.python_version())')"
@@ -137,7 +132,7 @@ for b in "${BFD_LIST[@]}"; do
   first=0
   log "lab with BFD $b (log: $DIR/run-$b.log)"
   timeout --signal=TERM --kill-after=60 "$left" "$PYTHON" "$REPO/bench/ha/run.py" --prefix "$PREFIX" \
-    ${ANNOUNCE:+--announce "$ANNOUNCE"} --bfd "$b" --events "${EVENTS// /,}" "${vrrp_args[@]}" --repeat "$REPEAT" \
+    --bfd "$b" --events "${EVENTS// /,}" "${vrrp_args[@]}" --repeat "$REPEAT" \
     --out "$RESULTS" 2> >(tee "$DIR/run-$b.log" | grep --line-buffered -E '^# (sluice|vrrp|lab built)' >&2) &
   DRIVER=$!
   rc=0

@@ -8,7 +8,6 @@
 # -9), a link cut (BFD), a drain, a whole zone lost and restored.
 # About two minutes. Removes everything it created (namespaces, processes,
 # its bpffs mount), also on failure, Ctrl-C or SIGTERM.
-#   ANNOUNCE=sluice|lab  who announces (default sluice: sluice l4's ha: section)
 #   BFD=100x3            BFD interval (ms) x multiplier
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -23,7 +23,6 @@ healed and the run goes on; a heal that fails ends it). SIGTERM and
 Ctrl-C end it with the lab removed (the lab's context manager).
 """
 import argparse
-import inspect
 import json
 import os
 import signal
@@ -86,10 +85,6 @@ def one(lab, setting, event, rnd, fn):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prefix", default="s12h-")
-    ap.add_argument("--announce", choices=("lab", "sluice"),
-                    default=inspect.signature(ha_lab.Lab).parameters["announce"].default,
-                    help="sluice: each node's sluice l4 announces (its ha: section); lab: a BIRD the lab "
-                    "configures (older labs only); default: the lab's")
     ap.add_argument("--bfd", default="100x3", help="BFD interval (ms) x multiplier of the lab's sessions")
     ap.add_argument("--events", default="crash,power-loss,drain", help="Sluice's events (none: '')")
     ap.add_argument("--vrrp", default="", help="keepalived advert intervals, e.g. 1,0.1 (none: '')")
@@ -115,12 +110,12 @@ def main():
     setting = "sluice-%s" % args.bfd
     vip = ha_lab.VIP_DR
     with open(args.out, "a") as out, \
-            ha_lab.Lab(prefix=args.prefix, announce=args.announce, bfd=(interval, mult),
+            ha_lab.Lab(prefix=args.prefix, bfd=(interval, mult),
                        log=lambda m: print("# " + m, file=sys.stderr)) as lab:
         t0 = time.time()
         lab.build()
         ha_lab.wait_for(lab.sessions_established, 20)
-        print("# lab built in %.1f s (announce=%s, BFD %s)" % (time.time() - t0, args.announce, args.bfd),
+        print("# lab built in %.1f s (BFD %s)" % (time.time() - t0, args.bfd),
               file=sys.stderr, flush=True)
 
         def emit(figures):

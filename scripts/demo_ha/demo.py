@@ -15,17 +15,14 @@ long-lived connections and a stream of new ones running to the DR VIP
   zone lost    a1 and a2 both die: the routers switch to zone b
   zone back    a1 and a2 start again: the routers come back to zone a
 
-Who announces the VIPs: ANNOUNCE=sluice (each node's `sluice l4` has an
-`ha:` section and runs its own BIRD) or ANNOUNCE=lab (a BIRD the lab
-configures itself, with static routes; older labs only); by default the
-lab's own default. BFD: BFD=100x3 (interval
-ms x multiplier, the default).
+Each node's `sluice l4` announces its VIPs through its `ha:` section
+and runs its own BIRD. BFD: BFD=100x3 (interval ms x multiplier, the
+default).
 
 Everything is removed at the end, also on an error, Ctrl-C, SIGTERM or
 SIGHUP (the lab's close()); namespaces left by a demo killed outright are
 removed at the start (by the lab, by prefix).
 """
-import inspect
 import os
 import re
 import signal
@@ -94,16 +91,12 @@ def show_routes(lab, router="r1", vip=VIP_DR, bird=True):
 
 
 def show_status(lab, node):
-    if lab.announce == "sluice":
-        say("sluice ha status on %s" % node)
-        out = ha_lab.nsexec(lab.ns(node), lab.sluice_bin, "ha", "status", "-c", lab.l4_config_path(node),
-                            check=False)
-        print(indent(out.stdout + out.stderr))
-        if out.returncode != 0:
-            raise DemoError("sluice ha status on %s failed (status %d)" % (node, out.returncode))
-    else:
-        say("%s's BGP sessions (announce=lab: the lab's BIRD announces, sluice l4 has no ha: section)" % node)
-        print(indent(lab.birdc(node, "show", "protocols").stdout))
+    say("sluice ha status on %s" % node)
+    out = ha_lab.nsexec(lab.ns(node), lab.sluice_bin, "ha", "status", "-c", lab.l4_config_path(node),
+                        check=False)
+    print(indent(out.stdout + out.stderr))
+    if out.returncode != 0:
+        raise DemoError("sluice ha status on %s failed (status %d)" % (node, out.returncode))
 
 
 FIGURES = []
@@ -187,13 +180,9 @@ def on_signal(signum, frame):
 def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    # Who announces: the lab's own default unless ANNOUNCE says (the lab
-    # moves to sluice's HA tier; an older lab announces through a BIRD of
-    # its own by default).
-    announce = os.environ.get("ANNOUNCE") or inspect.signature(ha_lab.Lab).parameters["announce"].default
     bfd = os.environ.get("BFD", "100x3")
-    if announce not in ("sluice", "lab") or not re.match(r"^[1-9]\d*x[1-9]\d*$", bfd):
-        print("demo-ha: ANNOUNCE is sluice or lab, BFD is INTERVALxMULTIPLIER (e.g. 100x3)", file=sys.stderr)
+    if not re.match(r"^[1-9]\d*x[1-9]\d*$", bfd):
+        print("demo-ha: BFD is INTERVALxMULTIPLIER (e.g. 100x3)", file=sys.stderr)
         return 2
     why = ha_lab.have_tools()
     if why:
@@ -202,13 +191,12 @@ def main():
     interval, mult = (int(x) for x in bfd.split("x"))
     started = time.time()
     rc = 0
-    lab = DemoLab(prefix=PREFIX, announce=announce, bfd=(interval, mult),
+    lab = DemoLab(prefix=PREFIX, bfd=(interval, mult),
                   log=lambda m: print("  [lab] " + m, flush=True))
     try:
         say("the lab (network namespaces %s*, removed at the end)" % PREFIX)
         print("\n".join("  " + ln for ln in ha_lab.__doc__.split("\n\n")[1].splitlines()))
-        print("  announce=%s: %s" % (announce, "each node's sluice l4 has an ha: section and runs BIRD itself"
-                                     if announce == "sluice" else "a BIRD the lab configures announces"))
+        print("  each node's sluice l4 announces through its ha: section and runs BIRD itself")
         print("  BFD on every BGP session: %d ms x %d = %d ms to detect a silent failure" % (interval, mult,
                                                                                            interval * mult))
         t0 = time.time()
@@ -230,7 +218,7 @@ def main():
                                       "Nothing closes: BFD (%d ms x %d) must tell the routers" % (interval, mult)],
               "cut", "a2")
         event(lab, "drain of a1", ["the VIPs are withdrawn first (%s), the routers move the flows,"
-                                   % ("sluice ha drain" if announce == "sluice" else "the lab's withdraw"),
+                                   % "sluice ha drain",
                                    "then sluice l4 stops: nothing is lost"], "drain", "a1")
         event(lab, "zone a lost", ["a1 and a2 die together: no zone-a node announces,",
                                    "the routers switch to zone b's longer path (b1, b2, ECMP)"],

@@ -807,6 +807,10 @@ static int start_sync(struct l4d *d, char *err, size_t errlen)
     log_info("l4.sync: node %" PRIu32 " on %s, %zu peer%s, batches every %" PRIu32 " ms, full refresh every %" PRIu32
              " ms", y->node_id, y->listen.text, y->n_peers, y->n_peers == 1 ? "" : "s", y->interval_ms,
              y->refresh_ms);
+    if (y->n_peers)
+        log_info("l4.sync: the local addresses are published as serving in %" PRIu32 " ms, once the peers' "
+                 "next refresh has brought their flows, the VIPs %d ms later", y->refresh_ms + y->interval_ms,
+                 L4_VIPS_AFTER_LOCALS_MS);
     return 0;
 }
 

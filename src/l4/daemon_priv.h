@@ -103,6 +103,10 @@ void l4d_real_change(struct l4d *d, size_t g, const struct backend_patch *pt);
 
 /* Publish every service's VIP and FullNAT local addresses, with their
  * readiness, on the daemon's VIP board (vips.c; for companions: HA). */
+/* With l4.sync, a node that starts publishes its local addresses as
+ * serving once warm (l4_sync_warm) and its VIPs this much later (vips.c). */
+#define L4_VIPS_AFTER_LOCALS_MS 1000
+
 void l4_publish_vips(struct l4d *d);
 /* Register l4's "did this node forward flow F?" on the VIP board (vips.c). */
 void l4_register_forwarded(struct l4d *d);

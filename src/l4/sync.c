@@ -29,6 +29,7 @@
 #define RETRY_ROUNDS 40          /* batches an entry waits for it (2 s at 50 ms) */
 #define NH_CACHE_SLOTS 4096      /* next hops towards clients, by address */
 #define NH_CACHE_MS 5000
+#define NH_WARN_MS 10000   /* at most one "no way to the client" warning in this */
 #define MAX_LOCALS 64
 
 /* Why an entry of an authenticated datagram was not imported. */
@@ -52,10 +53,12 @@ struct peer {
     struct l4_sync_seq seq;
     uint64_t sent_datagrams, sent_entries, send_errors;
     uint64_t recv_datagrams, recv_entries, imported_entries;
+    uint64_t returned_entries;   /* of others' flows, sent when it started again */
     uint64_t rejected_datagrams[L4_SYNC_R__COUNT];
     uint64_t rejected_entries[SKIP__COUNT];
     uint8_t locals[MAX_LOCALS][16];
     size_t n_locals;
+    bool owed_return;            /* started again: send it the flows we hold of others */
 };
 
 struct retry {
@@ -82,6 +85,7 @@ struct l4_sync {
     uint8_t key[L4_SYNC_KEY_MAX];
     size_t keylen;
     uint64_t epoch, seq;
+    uint64_t started_ms;         /* ev clock at start: l4_sync_warm */
     int fd;
     struct ev_io io;
     struct ev_timer batch, refresh, hello;
@@ -97,6 +101,7 @@ struct l4_sync {
     /* this node */
     uint64_t events, events_dropped, refresh_walks, refresh_entries;
     uint64_t rejected_unknown_peer;
+    uint64_t nh_warned_ms;       /* last "no way to the client" warning */
 };
 
 /* ---- clocks ---- */
@@ -186,6 +191,14 @@ static void out_key_of(const struct l4_nat *in, uint8_t proto, struct l4_nat_key
     ok->proto = proto;
 }
 
+/* Does a reply-side entry still translate back to the flow whose IN key
+ * is ik? (Its key may have been taken over by another flow since.) */
+static bool out_is_flow(const struct l4_nat *out, const struct l4_nat_key *ik)
+{
+    return !memcmp(out->daddr, ik->src, 16) && !memcmp(out->saddr, ik->dst, 16) && out->dport == ik->sport &&
+           out->sport == ik->dport;
+}
+
 static uint32_t timeout_s(const struct l4_cfg *cfg, uint8_t proto, uint8_t state)
 {
     if (proto == IPPROTO_TCP && (state & L4_NAT_S_CLOSING))
@@ -203,23 +216,21 @@ static void read_cfg(const struct l4_sync *s, struct l4_cfg *cfg)
 }
 
 /* The wire entry of the flow whose IN key is ik, read from `nat`. false
- * when the flow is gone, half there, imported, or idle past its timeout. */
+ * when the flow is gone, half there, idle past its timeout, or imported
+ * (unless `imported`: a returning peer is sent those). */
 static bool entry_of(const struct l4_sync *s, const struct l4_nat_key *ik, const struct l4_cfg *cfg, uint64_t now,
-                     struct l4_sync_entry *e)
+                     bool imported, struct l4_sync_entry *e)
 {
     struct l4_nat in, out;
     struct l4_nat_key ok;
     if (ik->dir != L4_NAT_IN || bpf_map_lookup_elem(s->maps.nat, ik, &in) < 0)
         return false;
-    if ((in.flags & L4_NAT_F_IMPORTED) || (in.mode != L4_MODE_NAT && in.mode != L4_MODE_FULLNAT))
+    if (!!(in.flags & L4_NAT_F_IMPORTED) != imported || (in.mode != L4_MODE_NAT && in.mode != L4_MODE_FULLNAT))
         return false;
     out_key_of(&in, ik->proto, &ok);
     if (bpf_map_lookup_elem(s->maps.nat, &ok, &out) < 0)
         return false;
-    /* The OUT entry must still translate back to this flow (its key may
-     * have been taken over by another flow since). */
-    if (memcmp(out.daddr, ik->src, 16) || memcmp(out.saddr, ik->dst, 16) || out.dport != ik->sport ||
-        out.sport != ik->dport)
+    if (!out_is_flow(&out, ik))
         return false;
     uint64_t age = now > out.last_seen ? (now - out.last_seen) / 1000000000ull : 0;
     if (age > timeout_s(cfg, ik->proto, out.state))
@@ -244,13 +255,18 @@ static bool entry_of(const struct l4_sync *s, const struct l4_nat_key *ik, const
 
 /* ---- sending ---- */
 
-static void send_all(struct l4_sync *s)
+/* The datagram being written, to one peer or (to == NULL) to all. One
+ * sequence number for all: each peer sees it at most once, and a gap in
+ * one peer's view is only a datagram meant for another. */
+static void send_to(struct l4_sync *s, struct peer *to)
 {
     if (s->w.count == 0 && s->w.type == L4_SYNC_T_ENTRIES)
         return;
     size_t len = l4_sync_finish(&s->w, s->node_id, s->epoch, ++s->seq, s->key, s->keylen);
     for (size_t i = 0; i < s->n_peers; i++) {
         struct peer *p = &s->peers[i];
+        if (to && p != to)
+            continue;
         if (sendto(s->fd, s->w.buf, len, 0, (const struct sockaddr *)&p->addr.ss, p->addr.len) < 0) {
             p->send_errors++;
             continue;
@@ -262,10 +278,15 @@ static void send_all(struct l4_sync *s)
     l4_sync_begin(&s->w, L4_SYNC_T_ENTRIES);
 }
 
-static void queue_entry(struct l4_sync *s, const struct l4_sync_entry *e)
+static void send_all(struct l4_sync *s)
+{
+    send_to(s, NULL);
+}
+
+static void queue_entry(struct l4_sync *s, const struct l4_sync_entry *e, struct peer *to)
 {
     if (!l4_sync_add_entry(&s->w, e)) {
-        send_all(s);
+        send_to(s, to);
         l4_sync_add_entry(&s->w, e);
     }
 }
@@ -299,8 +320,8 @@ static void on_batch(struct ev_loop *loop, struct ev_timer *t)
         read_cfg(s, &cfg);
         l4_sync_begin(&s->w, L4_SYNC_T_ENTRIES);
         for (size_t i = 0; i < s->n_pending; i++)
-            if (entry_of(s, &s->pending[i], &cfg, now, &e))
-                queue_entry(s, &e);
+            if (entry_of(s, &s->pending[i], &cfg, now, false, &e))
+                queue_entry(s, &e, NULL);
         send_all(s);
         s->n_pending = 0;
     }
@@ -308,26 +329,49 @@ static void on_batch(struct ev_loop *loop, struct ev_timer *t)
     ev_timer_start(loop, t, s->interval_ms);
 }
 
-/* Every refresh: every live flow this node made, again. */
-static void on_refresh(struct ev_loop *loop, struct ev_timer *t)
+/* One walk of `nat`: the live flows this node made (imported: false), or
+ * those it holds of others (true), to `to` or to every peer. Returns how
+ * many were sent. */
+static uint64_t walk_and_send(struct l4_sync *s, const struct l4_cfg *cfg, bool imported, struct peer *to)
 {
-    struct l4_sync *s = t->data;
     struct l4_nat_key k, next;
     struct l4_sync_entry e;
-    struct l4_cfg cfg;
-    uint64_t now = mono_ns();
+    uint64_t now = mono_ns(), n = 0;
     bool first = true;
-    read_cfg(s, &cfg);
     l4_sync_begin(&s->w, L4_SYNC_T_ENTRIES);
     while (bpf_map_get_next_key(s->maps.nat, first ? NULL : &k, &next) == 0) {
         first = false;
         k = next;
-        if (k.dir == L4_NAT_IN && entry_of(s, &k, &cfg, now, &e)) {
-            queue_entry(s, &e);
-            s->refresh_entries++;
+        if (k.dir == L4_NAT_IN && entry_of(s, &k, cfg, now, imported, &e)) {
+            queue_entry(s, &e, to);
+            n++;
         }
     }
-    send_all(s);
+    send_to(s, to);
+    return n;
+}
+
+/* Every refresh: every live flow this node made, again. And to a peer
+ * that started again (a new epoch), once, the flows of others this node
+ * holds: after a power loss its maps are empty, yet the flows it made are
+ * still going (their clients' packets here, their replies coming back to
+ * its local address or NAT VIP again as soon as it announces); without
+ * them it would reset every one. Its own fresher entries are never
+ * overwritten (import keeps the fresher), and an imported entry is never
+ * sent on otherwise, so nothing echoes. */
+static void on_refresh(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct l4_sync *s = t->data;
+    struct l4_cfg cfg;
+    read_cfg(s, &cfg);
+    s->refresh_entries += walk_and_send(s, &cfg, false, NULL);
+    for (size_t i = 0; i < s->n_peers; i++) {
+        struct peer *p = &s->peers[i];
+        if (p->owed_return) {
+            p->owed_return = false;
+            p->returned_entries += walk_and_send(s, &cfg, true, p);
+        }
+    }
     s->refresh_walks++;
     ev_timer_start(loop, t, s->refresh_ms);
 }
@@ -350,7 +394,8 @@ static void on_hello(struct ev_loop *loop, struct ev_timer *t)
 
 /* The next hop towards a client from this node's own routes and
  * neighbours, cached per client address for NH_CACHE_MS. */
-static enum nexthop_result client_nexthop(struct l4_sync *s, const uint8_t addr[16], int *ifindex, uint8_t mac[6])
+static enum nexthop_result client_nexthop(struct l4_sync *s, const uint8_t addr[16], int *ifindex, uint8_t mac[6],
+                                          char *err, size_t errlen)
 {
     uint32_t h = 2166136261u;
     for (int i = 0; i < 16; i++)
@@ -363,9 +408,8 @@ static enum nexthop_result client_nexthop(struct l4_sync *s, const uint8_t addr[
         return NEXTHOP_FOUND;
     }
     struct sockaddr_storage ss;
-    char err[160];
     sockaddr_of(addr, &ss);
-    enum nexthop_result r = nexthop_lookup((const struct sockaddr *)&ss, ifindex, mac, err, sizeof err);
+    enum nexthop_result r = nexthop_lookup((const struct sockaddr *)&ss, ifindex, mac, err, errlen);
     if (r == NEXTHOP_FOUND) {
         memcpy(c->addr, addr, 16);
         c->valid = true;
@@ -374,6 +418,25 @@ static enum nexthop_result client_nexthop(struct l4_sync *s, const uint8_t addr[
         memcpy(c->mac, mac, 6);
     }
     return r;
+}
+
+/* A peer's flows this node cannot continue, because it has no way to
+ * their clients (typically a route lost with a link that went down and
+ * came back): counted per peer, and said in the log at most every
+ * NH_WARN_MS, since it silently turns every takeover into resets. */
+static void warn_no_way_to_client(struct l4_sync *s, const uint8_t client[16], const char *why)
+{
+    uint64_t now = ev_clock_ms();
+    if (s->nh_warned_ms && now - s->nh_warned_ms < NH_WARN_MS)
+        return;
+    s->nh_warned_ms = now;
+    char text[INET6_ADDRSTRLEN] = "?";
+    if (is_v4_mapped(client))
+        inet_ntop(AF_INET, client + 12, text, sizeof text);
+    else
+        inet_ntop(AF_INET6, client, text, sizeof text);
+    log_warn("l4.sync: a peer's flows from %s cannot be taken over here: %s (this node needs a route "
+             "to its clients to send their replies; counted in rejected_entries.no_nexthop)", text, why);
 }
 
 /* Import one entry. Returns -1 and sets *why when skipped, 1 when it must
@@ -401,10 +464,12 @@ static int import_entry(struct l4_sync *s, const struct l4_sync_entry *e, uint32
     }
     int ifindex = 0;
     uint8_t mac[6];
-    enum nexthop_result nh = client_nexthop(s, e->client, &ifindex, mac);
+    char nherr[160] = "";
+    enum nexthop_result nh = client_nexthop(s, e->client, &ifindex, mac, nherr, sizeof nherr);
     if (nh == NEXTHOP_PENDING)
         return 1;
     if (nh != NEXTHOP_FOUND) {
+        warn_no_way_to_client(s, e->client, nherr);
         *why = SKIP_NO_NEXTHOP;
         return -1;
     }
@@ -440,6 +505,23 @@ static int import_entry(struct l4_sync *s, const struct l4_sync_entry *e, uint32
     if (bpf_map_lookup_elem(s->maps.nat, &ok, &cur) == 0 && cur.last_seen >= seen) {
         *why = SKIP_OLDER;
         return -1;
+    }
+    /* Nor over a fresher flow of the same client tuple translated another
+     * way: the client reused its source port (a closed flow of the same
+     * tuple, still within its FIN timeout, is in a peer's walk and would
+     * otherwise take the live flow's IN entry: its packets would go out
+     * with the dead flow's local port, and the real resets it). */
+    struct l4_nat cur_in, cur_out;
+    struct l4_nat_key cur_ok;
+    if (bpf_map_lookup_elem(s->maps.nat, &ik, &cur_in) == 0 &&
+        (memcmp(cur_in.saddr, in.saddr, 16) || cur_in.sport != in.sport || memcmp(cur_in.daddr, in.daddr, 16) ||
+         cur_in.dport != in.dport)) {
+        out_key_of(&cur_in, e->proto, &cur_ok);
+        if (bpf_map_lookup_elem(s->maps.nat, &cur_ok, &cur_out) == 0 && out_is_flow(&cur_out, &ik) &&
+            cur_out.last_seen >= seen) {
+            *why = SKIP_OLDER;
+            return -1;
+        }
     }
     /* OUT first, as the data plane does: an IN entry without its OUT
      * entry would be taken for stale and re-picked. */
@@ -499,12 +581,21 @@ static void on_datagram(struct l4_sync *s, const uint8_t *buf, size_t len, const
         return;
     }
     struct l4_sync_hdr h;
+    uint64_t epoch_before = p->seq.epoch;
     enum l4_sync_reject r = l4_sync_open(buf, len, s->key, s->keylen, &h);
     if (r == L4_SYNC_OK)
         r = l4_sync_seq_check(&p->seq, h.epoch, h.seq);
     if (r != L4_SYNC_OK) {
         p->rejected_datagrams[r]++;
         return;
+    }
+    /* A peer heard for the first time, or started again (a new epoch):
+     * it holds none of our flows made while it was away. Walk now rather
+     * than at the next refresh, so that it has them well before it takes
+     * flows (l4_sync_warm): at most one walk per epoch of each peer. */
+    if (p->seq.epoch != epoch_before) {
+        p->owed_return = true;
+        ev_timer_start(s->loop, &s->refresh, 0);
     }
     p->recv_datagrams++;
     p->node_id = h.node_id;
@@ -556,6 +647,7 @@ struct l4_sync *l4_sync_start(struct ev_loop *loop, const struct cfg_l4_sync *co
     s->interval_ms = conf->interval_ms;
     s->refresh_ms = conf->refresh_ms;
     s->epoch = wall_us();
+    s->started_ms = ev_clock_ms();   /* not ev_now(): the loop has not turned while the forwarder loaded */
     l4_sync_set_key(s, key, keylen);
     s->peers = calloc(conf->n_peers ? conf->n_peers : 1, sizeof *s->peers);
     s->pending = calloc(PENDING_MAX, sizeof *s->pending);
@@ -645,6 +737,11 @@ size_t l4_sync_standins(const struct l4_sync *s, struct l4_sync_standin *out, si
     return n;
 }
 
+bool l4_sync_warm(const struct l4_sync *s, uint64_t now_ms)
+{
+    return !s || !s->n_peers || now_ms >= s->started_ms + s->refresh_ms + s->interval_ms;
+}
+
 static json_t *counts_json(const char *const *names, const uint64_t *v, size_t n, size_t from)
 {
     json_t *o = json_object();
@@ -668,7 +765,7 @@ json_t *l4_sync_json(const struct l4_sync *s)
             text_of(p->locals[j], t, sizeof t);
             json_array_append_new(locals, json_string(t));
         }
-        json_t *o = json_pack("{s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
+        json_t *o = json_pack("{s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
                               "address", p->addr.text, "node_id", (json_int_t)p->node_id,
                               "last_heard_ms_ago", p->last_heard_ms ? json_integer((json_int_t)(now - p->last_heard_ms))
                                                                     : json_null(),
@@ -678,6 +775,7 @@ json_t *l4_sync_json(const struct l4_sync *s)
                               "received_datagrams", (json_int_t)p->recv_datagrams,
                               "received_entries", (json_int_t)p->recv_entries,
                               "imported_entries", (json_int_t)p->imported_entries,
+                              "returned_entries", (json_int_t)p->returned_entries,
                               "missed_datagrams", (json_int_t)p->seq.missed,
                               "restarts", (json_int_t)p->seq.restarts,
                               "epoch", (json_int_t)p->seq.epoch,

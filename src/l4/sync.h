@@ -87,4 +87,15 @@ struct l4_sync_standin {
 };
 size_t l4_sync_standins(const struct l4_sync *s, struct l4_sync_standin *out, size_t max);
 
+/* Whether this node holds its peers' flows yet: true once one refresh
+ * period and one batch interval have passed since the sync started (each
+ * peer walks its whole nat map once per refresh, so by then every flow a
+ * peer made, the ones made while this node was away included, has been
+ * sent here), and always with no sync (NULL) or no peers. Until then the
+ * l4 tier publishes its VIPs and local addresses as not serving, so a node
+ * that comes back takes no flow it could not continue: a FullNAT flow
+ * moved to it before its entry arrived would get a new local port and be
+ * reset by the real. */
+bool l4_sync_warm(const struct l4_sync *s, uint64_t now_ms);
+
 #endif

@@ -19,8 +19,11 @@
  *
  * Serving means the forwarder is attached to every interface of
  * l4.interfaces (its link alive: `sluice l4 detach` or an interface that
- * went away detaches it) and the service's table is built (stand-ins: the
- * forwarder attached). Published after every model change and on every
+ * went away detaches it), the service's table is built and, with l4.sync,
+ * the peers have had one refresh to send this node their flows since it
+ * started (l4_sync_warm: a node that comes back must not take flows it
+ * cannot continue; its local addresses then, its VIPs a second later)
+ * (stand-ins: the forwarder attached). Published after every model change and on every
  * tick (100 ms), so a real that fails, a link that goes or a hello that
  * lists other addresses is seen within a tick.
  */
@@ -132,6 +135,13 @@ void l4_publish_vips(struct l4d *d)
     }
     bool attached = forwarder_attached(d);
     uint64_t now = ev_now(d->loop);
+    /* With sync, the local addresses come back first and the VIPs a
+     * L4_VIPS_AFTER_LOCALS_MS later: by the time a new flow is made here,
+     * both routers route this node's local address to it again, so its
+     * replies do not go to a stand-in that has not had the flow yet (and
+     * the replies of its old flows, which the peers returned, come here). */
+    bool warm_locals = l4_sync_warm(d->sync, now);
+    bool warm = l4_sync_warm(d->sync, now > L4_VIPS_AFTER_LOCALS_MS ? now - L4_VIPS_AFTER_LOCALS_MS : 0);
     size_t n = 0;
     for (size_t s = 0; s < l4->n_services && s < d->n_svcs; s++) {
         const struct cfg_l4_service *svc = &l4->services[s];
@@ -140,7 +150,7 @@ void l4_publish_vips(struct l4d *d)
         uint32_t healthy = 0;
         for (size_t r = 0; r < svc->n_reals; r++)
             healthy += real_healthy(d, d->sr[s].first + r, now);
-        bool serving = attached && d->sr[s].built;
+        bool serving = attached && d->sr[s].built && warm;
         add_entry(entries, &n, owner, (const struct sockaddr *)&svc->vip.ss, VIP_SERVICE, healthy,
                   (uint32_t)svc->n_reals, serving);
         if (n && entries[n - 1].kind == VIP_SERVICE) {
@@ -149,7 +159,7 @@ void l4_publish_vips(struct l4d *d)
         }
         for (size_t i = 0; i < svc->n_local_addrs; i++)
             add_entry(entries, &n, owner, (const struct sockaddr *)&svc->local_addrs[i].ss, VIP_LOCAL, 0, 0,
-                      serving);
+                      attached && d->sr[s].built && warm_locals);
     }
     if (vip_board_replace(&d->dmn.vips, "l4", entries, n) < 0)
         log_error("out of memory: the VIP board keeps its last state");

@@ -1,7 +1,9 @@
 """The HA lab (issue 12, item 4): a routed fabric in network namespaces where
 LB nodes running `sluice l4` announce VIPs to two routers over BGP with
-BFD, so that tests, `make demo-ha` and bench/ha.sh can crash nodes, cut
-links, drain, lose a zone, and measure what the clients see.
+BFD through their own HA tier (the `ha:` section, src/ha: a BIRD managed
+by sluice on each node), so that tests, `make demo-ha` and bench/ha.sh can
+crash nodes, cut links, drain, lose a zone, and measure what the clients
+see, in the four forwarding modes at once (DR, TUN, NAT, FullNAT).
 
                          client  (ns PREFIX+c)
            198.18.0.1-8 on lo: the client addresses flows start from
@@ -19,44 +21,69 @@ links, drain, lose a zone, and measure what the clients see.
       a1 .11     a2 .12      b1 .21      b2 .22       s1        s2        s3
       zone a, priority 0     zone b, priority 1      10.12.1.101 .102     .103
       each: sluice l4 (XDP on fab0, own pin dir      reals: VIPs on lo (arp_ignore),
-      and admin port, same services and seed)        HTTP :80 and who-echo :7000,
-      + BIRD announcing the VIPs (AS 65101,          `sluice l4 decap` (TUN),
-      zone b with one AS-path prepend)               default route: both routers
-      fabric 10.12.0.x/24 and REALNET 10.12.1.x/24
+      and admin port, same services and seed,        HTTP :80 and who-echo :7000,
+      l4.sync to the three others) with an `ha:`     `sluice l4 decap` (TUN),
+      section: its BIRD (AS 65101; zone b one        default route: both routers
+      AS-path prepend), its files in the lab dir
+      fabric 10.12.0.x/24, REALNET 10.12.1.x/24, FullNAT local address 10.12.2.x
 
-VIPs: 10.12.100.1 (DR), 10.12.100.2 (TUN, IPIP), 10.12.100.3 (DR, moved by
-keepalived VRRP between a1 and a2 when keepalived runs; the routers reach
-it on-link through the fabric, by ARP). Each has port 80 (HTTP, "NAME
-CLIENT") and port 7000 (a line protocol: "X" -> "NAME X", for long-lived
-flows). Every LB node has the same `l4:` services (same seed, same reals in
-the same order), so a flow that ECMP moves to another node goes to the
-same real: DR and TUN flows survive the loss of a node.
+VIPs, each with port 80 (HTTP, "NAME CLIENT") and port 7000 (a line
+protocol: "X" -> "NAME X", for long-lived flows):
+
+  10.12.100.1  DR       announced by every node
+  10.12.100.2  TUN      (IPIP) announced by every node
+  10.12.100.3  DR       moved by keepalived VRRP between a1 and a2 when keepalived
+                        runs (not in ha.announce; the routers reach it on-link, by ARP)
+  10.12.100.4  NAT      announced by a1 and b1 only (see "NAT" below)
+  10.12.100.5  FullNAT  announced by every node; each node SNATs to its own
+                        local address 10.12.2.x (a1 .11, a2 .12, b1 .21, b2 .22)
+
+Every LB node has the same `l4:` services (same seed, same reals in the
+same order), so a flow that ECMP moves to another node goes to the same
+real: DR and TUN flows survive the loss of a node with no state at all.
+NAT and FullNAT flows need the node's connection entries: `l4.sync`
+replicates them between the four nodes (UDP on the fabric, a shared key
+file of mode 0600 in the lab's directory, refresh every second).
 
 The routers prefer zone a (shorter AS path; equal paths are merged into an
 ECMP kernel route), and use zone b only when no zone-a node announces.
 Reals' replies in DR and TUN come from the VIP, straight to a router and
-the client; NAT replies (from REALNET) are looked up in table 112, which
-BIRD fills with the route the LB nodes announce for that (198.18.0.0/24
-with the community (65101, 2000)).
+the client.
 
-Who announces, `announce=`:
-  "lab"    the lab runs a BIRD of its own on each LB node with a static
-           route per VIP (BGP + BFD to both routers). A crash kills it
-           with sluice l4; the lab withdraws before a drain and announces
-           again on a restore only once sluice l4 has every real up (what
-           the HA tier will do by itself).
-  "sluice" the LB's own sluice config carries an `ha:` section (the HA
-           tier: src/ha) and sluice runs BIRD itself; the lab then starts
-           no BIRD on LB nodes. (Needs the HA tier; `ha_section` below
-           is what the lab puts in the config.)
+**FullNAT**: a real answers the local address the flow was SNATed to; its
+default route takes the reply to a router, which routes it by the host
+route the owner of that address announces (a VIP_LOCAL entry of sluice
+l4). Every other node announces the same address as a stand-in (l4.sync
+learns it from the owner's hellos) with 16 more AS-path prepends; when the
+owner's route goes (crash, cut, drain), the routers send the replies to
+the best stand-in (same zone first), which holds the synced entries.
+
+**NAT**: a reply leaves the real from REALNET to the client. The routers
+look such packets up in table 112 (`ip rule from REALNET lookup 112`),
+where their BIRD keeps one route, `CLIENT_NET recursive VIP_NAT`: the
+replies go wherever the NAT VIP itself is routed, so forward and return
+follow the same announcements, with nothing more for the LB nodes to
+announce. The NAT VIP is announced by one node per zone (a1; b1 in zone
+b): a NAT reply must reach the node that holds the flow's entry, and for
+a new flow the sync cannot be faster than the real's SYN-ACK; with two
+nodes of a zone announcing it, the routers' ECMP would hash the forward
+(client -> VIP) and the return (real -> client) independently, and about
+half the new connections would lose their SYN-ACK at the node that has
+not heard of them yet. (FullNAT has no such limit: each node's replies
+come back to its own address. docs/ha.md, "NAT and FullNAT".)
+
+The routers send no ICMP redirects and the reals accept none: a real that
+cached "client via a1" (the router forwards NAT and FullNAT replies back
+out of the interface they came in on) would keep sending to a1 after its
+routes moved away.
 
 Veth and XDP: every LB's bridge-side veth peer runs an XDP_PASS program
 (a veth delivers XDP_TX frames only to a peer that runs NAPI), and the
 senders (client, routers, reals) checksum in software (a frame XDP forwards
 loses its "checksum pending" note). Everything lives in namespaces named
-PREFIX+name, processes are killed, the lab's bpffs is unmounted and its
-directory removed at close(), also when a test failed (context manager,
-pytest fixture, atexit).
+PREFIX+name, processes (sluice's BIRD daemons included) are killed, the
+lab's bpffs is unmounted and its directory removed at close(), also when
+a test failed (context manager, pytest fixture, atexit).
 
 Usage (root, Debian's python3):
 
@@ -64,10 +91,13 @@ Usage (root, Debian's python3):
         lab.build()
         figures = ha_lab.run_event(lab, "crash", "a1", ha_lab.VIP_DR)
         print(ha_traffic.summary(figures["traffic"]))
+        # every mode at once: run_event(lab, "crash", "a1", list(ha_lab.MODES.values()))
+        #   -> figures["traffic"] = {vip: figures}
         # or by hand: t = ha_traffic.Traffic(lab, ha_lab.VIP_DR).start();
         # lab.cut_link("a2"); ...; t.stop() -> the figures
 
     python3 tests/integration/ha_lab.py --event cut --node a2 --repeat 5 --bfd 100x3
+    python3 tests/integration/ha_lab.py --event crash --vip all
     python3 tests/integration/ha_lab.py --vrrp 1 --event crash --repeat 3
       (JSON lines: see run_event, run_vrrp_crash; --help for the rest)
 
@@ -88,29 +118,47 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netns_tools import ETHTOOL_STXCSUM, ethtool_set, nsexec, pin_xdp_pass, sh  # noqa: E402
+from netns_tools import ETHTOOL_STXCSUM, ethtool_set, hold_prefix, nsexec, pin_xdp_pass, sh  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE_BIN = os.environ.get("SLUICE_L4_BIN", os.path.join(ROOT, "build", "sluice"))
 
 ROUTER_AS, LB_AS = 65000, 65101
-NATRET_COMMUNITY = (LB_AS, 2000)
 NATRET_TABLE = 112
-FABRIC, REALNET = "10.12.0.0/24", "10.12.1.0/24"
+FABRIC, REALNET, LOCALNET = "10.12.0.0/24", "10.12.1.0/24", "10.12.2.0/24"
 CLIENT_NET = "198.18.0.0/24"
 CLIENTS = ["198.18.0.%d" % i for i in range(1, 9)]
 ROUTERS = {"r1": {"fabric": "10.12.0.1", "realnet": "10.12.1.1", "client_side": ("172.31.1.1", "172.31.1.2")},
            "r2": {"fabric": "10.12.0.2", "realnet": "10.12.1.2", "client_side": ("172.31.2.1", "172.31.2.2")}}
-# LB nodes: zone, priority (AS-path prepends), fabric address, REALNET address, admin port.
-NODES = {"a1": ("a", 0, "10.12.0.11", "10.12.1.11", 9941),
-         "a2": ("a", 0, "10.12.0.12", "10.12.1.12", 9942),
-         "b1": ("b", 1, "10.12.0.21", "10.12.1.21", 9943),
-         "b2": ("b", 1, "10.12.0.22", "10.12.1.22", 9944)}
-VIP_DR, VIP_TUN, VIP_VRRP = "10.12.100.1", "10.12.100.2", "10.12.100.3"
-BGP_VIPS = [VIP_DR, VIP_TUN]
+# LB nodes: zone, priority (AS-path prepends), fabric address, REALNET
+# address, admin port, FullNAT local address.
+NODES = {"a1": ("a", 0, "10.12.0.11", "10.12.1.11", 9941, "10.12.2.11"),
+         "a2": ("a", 0, "10.12.0.12", "10.12.1.12", 9942, "10.12.2.12"),
+         "b1": ("b", 1, "10.12.0.21", "10.12.1.21", 9943, "10.12.2.21"),
+         "b2": ("b", 1, "10.12.0.22", "10.12.1.22", 9944, "10.12.2.22")}
+VIP_DR, VIP_TUN, VIP_VRRP, VIP_NAT, VIP_FNAT = "10.12.100.1", "10.12.100.2", "10.12.100.3", "10.12.100.4", \
+    "10.12.100.5"
+MODES = {"dr": VIP_DR, "tun": VIP_TUN, "nat": VIP_NAT, "fullnat": VIP_FNAT}   # the BGP-announced VIPs
+BGP_VIPS = list(MODES.values())
+NAT_NODES = ("a1", "b1")   # the NAT VIP's announcers: one per zone (see "NAT" above)
 HTTP_PORT, ECHO_PORT = 80, 7000
+SYNC_PORT = 7400
 TUN_SOURCE = "10.12.99.0/24"
 SEED = "0x5eed1a4b"
+
+
+def mode_of(vip):
+    return {v: m for m, v in MODES.items()}.get(vip, "dr")
+
+
+def announcers(vip):
+    """The nodes whose ha.announce lists vip."""
+    return list(NAT_NODES) if vip == VIP_NAT else list(NODES)
+
+
+def local_address(node):
+    return NODES[node][5]
+
 
 # A real: HTTP/1.1 on 80 ("NAME CLIENT-IP", keep-alive) and a line
 # protocol on 7000 ("X\n" -> "NAME X\n") for long-lived flows. asyncio, so
@@ -184,12 +232,13 @@ class Lab:
     """The lab. build() creates it; close() (or leaving the `with` block)
     removes everything it made."""
 
-    def __init__(self, prefix="s12l-", workdir=None, announce="lab", bfd=(100, 3), reals=3,
-                 sluice_bin=SLUICE_BIN, log=None):
-        if announce not in ("lab", "sluice"):
-            raise ValueError("announce must be 'lab' or 'sluice'")
+    def __init__(self, prefix="s12l-", workdir=None, bfd=(100, 3), reals=3,
+                 sluice_bin=SLUICE_BIN, log=None, sync=True):
+        # The LB nodes announce through sluice's own HA tier (the `ha:`
+        # section of each node's sluice l4, which runs its BIRD).
         self.prefix = prefix
-        self.announce = announce
+        self.prefix_lock = None      # hold_prefix(), from build() to close()
+        self.sync = sync         # False: no l4.sync (to see what it buys: NAT/FullNAT flows then break)
         self.bfd_interval_ms, self.bfd_multiplier = bfd
         self.sluice_bin = sluice_bin
         self.reals = {"s%d" % i: "10.12.1.%d" % (100 + i) for i in range(1, reals + 1)}
@@ -227,25 +276,27 @@ class Lab:
     # -------------------------------------------------------------- building
     def build(self):
         """The whole lab, up to ECMP routes at both routers for every BGP VIP."""
+        if self.prefix_lock is None:
+            self.prefix_lock = hold_prefix(self.prefix, log=self.log)
         self.remove_leftovers()
         self._namespaces_and_links()
         self._addresses_and_routes()
         self.start_reals()
         for r in ROUTERS:
             self.start_router_bird(r)
+        self.write_sync_key()
         for node in NODES:
             self.write_l4_config(node)
             self.start_l4(node)
         for node in NODES:
             self.wait_l4_ready(node)
-            self.announce_start(node)
-        self.wait_routes({vip: self.primary_nodes() for vip in BGP_VIPS}, timeout=30)
+        self.wait_routes(self.expected_routes(), timeout=30)
         return self
 
     def remove_leftovers(self):
         """Namespaces with this prefix left by a run that could not clean
-        up (a SIGKILLed pytest): their processes, links and pins go. (So
-        two labs must never share a prefix.)"""
+        up (a SIGKILLed pytest): their processes, links and pins go. (A
+        live run's cannot be here: build() holds the prefix first.)"""
         names = sh("ip", "netns", "list").stdout.split()
         stale = [n for n in names if n.startswith(self.prefix)]
         for ns in stale:
@@ -329,23 +380,34 @@ class Lab:
             nsexec(ns, "ip", "addr", "add", info["realnet"] + "/24", "dev", "fab0")
             nsexec(ns, "ip", "route", "add", CLIENT_NET, "via", cli)
             self._sysctl(ns, "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1",
-                         "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+                         "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+                         # NAT and FullNAT replies leave by the interface
+                         # they came in on: no redirect (a real would
+                         # cache "via a1" past a1's death).
+                         "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.fab0.send_redirects=0")
             # NAT replies come from the reals' subnet: they go where the LB
             # nodes' NAT-return route says (BIRD fills the table).
             nsexec(ns, "ip", "rule", "add", "from", REALNET, "lookup", str(NATRET_TABLE), "priority", "100")
             # The VRRP VIP is on the fabric (the keepalived master answers ARP).
             nsexec(ns, "ip", "route", "add", VIP_VRRP + "/32", "dev", "fab0")
-        for node, (_, _, fabric, realnet, _) in NODES.items():
+        for node, (_, _, fabric, realnet, _, _) in NODES.items():
             ns = self.ns(node)
             nsexec(ns, "ip", "addr", "add", fabric + "/24", "dev", "fab0")
             nsexec(ns, "ip", "addr", "add", realnet + "/24", "dev", "fab0")
+            self.client_route(node)
+            # The HA tier puts the VIPs and local addresses on its tun
+            # devices, so they are this host's addresses: answer ARP only
+            # for the fabric's own (keepalived's VIP is on fab0).
+            self._sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.fab0.arp_ignore=1",
+                         "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.fab0.arp_announce=2")
         for real, addr in self.reals.items():
             ns = self.ns(real)
             nsexec(ns, "ip", "addr", "add", addr + "/24", "dev", "fab0")
             for vip in (VIP_DR, VIP_TUN, VIP_VRRP):
                 nsexec(ns, "ip", "addr", "add", vip + "/32", "dev", "lo")
             self._sysctl(ns, "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.fab0.arp_ignore=1",
-                         "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.fab0.arp_announce=2")
+                         "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.fab0.arp_announce=2",
+                         "net.ipv4.conf.all.accept_redirects=0", "net.ipv4.conf.fab0.accept_redirects=0")
             nsexec(ns, "ip", "route", "add", "default", "nexthop", "via", ROUTERS["r1"]["realnet"],
                    "nexthop", "via", ROUTERS["r2"]["realnet"])
 
@@ -405,53 +467,30 @@ class Lab:
 
     def router_bird_config(self, router):
         info = ROUTERS[router]
-        natret = "(%d, %d)" % NATRET_COMMUNITY
         conf = [
             'log "%s/bird.log" all;\n' % self.node_dir(router),
             "router id %s;\n" % info["fabric"],
             # Session state changes in the log: session_flaps() counts them.
             "debug protocols { states };\n",
             "protocol device { scan time 10; }\n",
+            # The VIP and local-address routes into the main table, equal
+            # paths merged (ECMP).
+            "protocol kernel kmain {\n  ipv4 { import none; export all; };\n  merge paths on;\n}\n",
+            # NAT replies (ip rule from REALNET lookup 112) go where the NAT
+            # VIP goes: a recursive route resolved through the LB nodes'
+            # announcement of VIP_NAT, so it follows it (withdrawn, moved to
+            # zone b) with no other announcement.
             "ipv4 table natret;\n",
-            # The VIP routes into the main table, equal paths merged (ECMP).
-            "protocol kernel kmain {\n  ipv4 { import none; export filter { if %s ~ bgp_community then reject;"
-            " accept; }; };\n  merge paths on;\n}\n" % natret,
-            # The NAT-return route into table 112 (ip rule from REALNET).
-            "protocol pipe natpipe {\n  table master4;\n  peer table natret;\n  import none;\n"
-            "  export filter { if %s ~ bgp_community then accept; reject; };\n}\n" % natret,
+            "protocol static natret_route {\n  ipv4 { table natret; };\n  igp table master4;\n"
+            "  route %s recursive %s;\n}\n" % (CLIENT_NET, VIP_NAT),
             "protocol kernel knatret {\n  ipv4 { table natret; import none; export all; };\n"
             "  kernel table %d;\n  merge paths on;\n}\n" % NATRET_TABLE,
             self.bfd_block(),
             "template bgp lbnode {\n  local %s as %d;\n  passive on;\n%s  ipv4 { import all; export none; };\n}\n"
             % (info["fabric"], ROUTER_AS, self.BGP_TIMERS),
         ]
-        for node, (_, _, fabric, _, _) in NODES.items():
-            conf.append("protocol bgp lb_%s from lbnode { neighbor %s as %d; }\n" % (node, fabric, LB_AS))
-        return "".join(conf)
-
-    def lb_bird_config(self, node):
-        """announce="lab": the VIPs as static routes, zone priority as
-        AS-path prepends, the NAT-return route with its community."""
-        zone, priority, fabric, _, _ = NODES[node]
-        prepend = "bgp_path.prepend(%d); " % LB_AS * priority
-        conf = [
-            'log "%s/bird.log" all;\n' % self.node_dir(node),
-            "router id %s;\n" % fabric,
-            "protocol device { scan time 10; }\n",
-            "protocol static announce {\n  ipv4;\n%s}\n" % "".join("  route %s/32 blackhole;\n" % v
-                                                                 for v in BGP_VIPS),
-            "protocol static natret {\n  ipv4;\n  route %s blackhole;\n}\n" % CLIENT_NET,
-            "filter to_routers {\n"
-            "  if proto = \"announce\" then { %sbgp_community.add((%d, %d)); accept; }\n"
-            "  if proto = \"natret\" then { %sbgp_community.add((%d, %d)); accept; }\n"
-            "  reject;\n}\n" % (prepend, LB_AS, 1000 + priority, prepend, NATRET_COMMUNITY[0],
-                                 NATRET_COMMUNITY[1]),
-            self.bfd_block(),
-            "template bgp uplink {\n  local %s as %d;\n%s  ipv4 { import none; export filter to_routers; };\n}\n"
-            % (fabric, LB_AS, self.BGP_TIMERS),
-        ]
-        for r, info in ROUTERS.items():
-            conf.append("protocol bgp %s from uplink { neighbor %s as %d; }\n" % (r, info["fabric"], ROUTER_AS))
+        for node, v in NODES.items():
+            conf.append("protocol bgp lb_%s from lbnode { neighbor %s as %d; }\n" % (node, v[2], LB_AS))
         return "".join(conf)
 
     def bird_socket(self, node):
@@ -506,57 +545,95 @@ class Lab:
         return out
 
     # ------------------------------------------------------------- announcing
-    def announce_start(self, node):
-        """announce="lab": start the node's BIRD (the VIPs announced as soon
-        as its sessions are up). announce="sluice": nothing (sluice does it)."""
-        if self.announce == "lab":
-            self.start_bird(node, self.lb_bird_config(node))
-
     def withdraw(self, node):
-        """Withdraw the node's VIPs, sessions kept (the first step of a drain)."""
-        if self.announce == "lab":
-            out = self.birdc(node, "disable", "announce")
-        else:
-            out = nsexec(self.ns(node), self.sluice_bin, "ha", "drain", "-c", self.l4_config_path(node),
-                         check=False)
+        """Withdraw the node's VIPs, sessions kept (the first step of a
+        drain): `sluice ha drain` (its own FullNAT local address stays
+        announced until it stops)."""
+        out = nsexec(self.ns(node), self.sluice_bin, "ha", "drain", "-c", self.l4_config_path(node), check=False)
         if out.returncode != 0:
-            raise RuntimeError("withdraw on %s: %s %s" % (node, out.stdout, out.stderr))
+            raise RuntimeError("sluice ha drain on %s: %s %s" % (node, out.stdout, out.stderr))
+
+    def undrain(self, node):
+        return nsexec(self.ns(node), self.sluice_bin, "ha", "undrain", "-c", self.l4_config_path(node), check=False)
+
+    def ha_status(self, node):
+        """`sluice ha status --json` of the node (None when it does not answer)."""
+        out = nsexec(self.ns(node), self.sluice_bin, "ha", "status", "--json", "-c", self.l4_config_path(node),
+                     check=False)
+        try:
+            return json.loads(out.stdout) if out.returncode == 0 else None
+        except ValueError:
+            return None
 
     # ------------------------------------------------------------- sluice l4
     def l4_config_path(self, node):
         return os.path.join(self.node_dir(node), "l4.yaml")
 
+    def sync_key_path(self):
+        return os.path.join(self.dir, "sync.key")
+
+    def write_sync_key(self):
+        """The group's l4.sync key: 32 random bytes, hex, mode 0600 (sluice
+        refuses a key others can read)."""
+        fd = os.open(self.sync_key_path(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(self.sync_key_path(), 0o600)
+
+    def announce_list(self, node):
+        """What the node may announce (ha.announce): the BGP VIPs it serves
+        (the NAT VIP on NAT_NODES only; keepalived's VIP never) and every
+        node's FullNAT local address (its own, the others' as stand-ins)."""
+        vips = [v for v in BGP_VIPS if node in announcers(v)]
+        return vips + [local_address(n) for n in NODES]
+
     def ha_section(self, node):
-        """The `ha:` section for announce="sluice" (the HA tier's keys, as in
-        src/ha/ha_conf.c on i12-core when this was written): BIRD managed by
-        sluice, its files in the node's directory."""
-        zone, priority, fabric, _, _ = NODES[node]
+        """The node's `ha:` section: BGP with BFD to both routers, zone b one
+        AS-path prepend behind, BIRD managed by sluice with its files
+        (control socket, configuration, pid, log) in the node's directory.
+        min_healthy is every real: a node that comes back announces only
+        once its health checks agree with the others', so its Maglev table
+        sends each flow to the same real as theirs."""
+        zone, priority, fabric, _, _, _ = NODES[node]
         d = self.node_dir(node)
-        neighbors = "".join("    - { address: %s, asn: %d, hold_time: 9 }\n" % (info["fabric"], ROUTER_AS)
+        neighbors = "".join("    - { address: %s, asn: %d, hold_time: 9s }\n" % (info["fabric"], ROUTER_AS)
                             for info in ROUTERS.values())
         return ("ha:\n  node: %s\n  zone: %s\n  priority: %d\n  asn: %d\n  router_id: %s\n  neighbors:\n%s"
-                "  bfd: { interval: %dms, multiplier: %d }\n"
+                "  bfd: { interval: %dms, multiplier: %d }\n  min_healthy: %d\n  announce: [%s]\n"
                 "  bird:\n    mode: managed\n    control_socket: %s\n    config_file: %s\n    pid_file: %s\n"
                 "    log_file: %s\n"
                 % (node, zone, priority, LB_AS, fabric, neighbors, self.bfd_interval_ms, self.bfd_multiplier,
-                   self.bird_socket(node), os.path.join(d, "bird.conf"), os.path.join(d, "bird.pid"),
-                   os.path.join(d, "bird.log")))
+                   len(self.reals), ", ".join(self.announce_list(node)), self.bird_socket(node),
+                   os.path.join(d, "bird.conf"), os.path.join(d, "bird.pid"), os.path.join(d, "bird.log")))
 
-    def services(self):
+    def sync_section(self, node):
+        """l4.sync to the three other nodes over the fabric, with the shared
+        key; a refresh every second (the lab restores nodes quickly)."""
+        if not self.sync:
+            return ""
+        peers = ", ".join("%s:%d" % (v[2], SYNC_PORT) for n, v in NODES.items() if n != node)
+        return ("  sync:\n    listen: %s:%d\n    peers: [%s]\n    key_file: %s\n    refresh: 1s\n"
+                % (NODES[node][2], SYNC_PORT, peers, self.sync_key_path()))
+
+    def services(self, node):
         reals = "".join('        - "%s:%%d"\n' % a for a in self.reals.values())
         out = []
-        for vip, mode in ((VIP_DR, "dr"), (VIP_TUN, "tun"), (VIP_VRRP, "dr")):
+        for vip, mode in ((VIP_DR, "dr"), (VIP_TUN, "tun"), (VIP_VRRP, "dr"), (VIP_NAT, "nat"),
+                          (VIP_FNAT, "fullnat")):
+            local = "      local_addresses: [%s]\n" % local_address(node) if mode == "fullnat" else ""
             for port in (HTTP_PORT, ECHO_PORT):
-                out.append('    - vip: "%s:%d"\n      protocol: tcp\n      mode: %s\n      scheduler: maglev\n'
-                           '      health_check: { type: tcp, interval: 1s, timeout: 500ms, rise: 2, fall: 2 }\n'
-                           '      reals:\n%s' % (vip, port, mode, reals.replace("%d", str(port))))
+                # A real is taken out after 3 failed checks of 1 s: on a
+                # busy machine one slow answer must not move flows.
+                out.append('    - vip: "%s:%d"\n      protocol: tcp\n      mode: %s\n      scheduler: maglev\n%s'
+                           '      health_check: { type: tcp, interval: 1s, timeout: 1s, rise: 2, fall: 3 }\n'
+                           '      reals:\n%s' % (vip, port, mode, local, reals.replace("%d", str(port))))
         return "".join(out)
 
     def write_l4_config(self, node):
         text = ("admin:\n  listen: 127.0.0.1:%d\nl4:\n  interfaces: [fab0]\n  xdp_mode: native\n  seed: %s\n"
-                "  tun_source_prefix: %s\n  services:\n%s" % (NODES[node][4], SEED, TUN_SOURCE, self.services()))
-        if self.announce == "sluice":
-            text += self.ha_section(node)
+                "  tun_source_prefix: %s\n%s  services:\n%s%s"
+                % (NODES[node][4], SEED, TUN_SOURCE, self.sync_section(node), self.services(node),
+                   self.ha_section(node)))
         with open(self.l4_config_path(node), "w") as f:
             f.write(text)
 
@@ -599,9 +676,33 @@ class Lab:
     def zone_nodes(self, zone):
         return [n for n, v in NODES.items() if v[0] == zone]
 
-    def kernel_nexthops(self, router, vip):
+    def expected_routes(self, gone=()):
+        """{address: [nodes]}: where both routers should route each BGP VIP
+        and each node's FullNAT local address while the nodes in gone
+        announce nothing: a VIP over its announcers of the best zone left
+        (ECMP); a local address to its owner, else (stand-ins) to the
+        other nodes of the best zone left."""
+        live = [n for n in NODES if n not in gone]
+
+        def best(nodes):
+            if not nodes:
+                return []
+            top = min(NODES[n][1] for n in nodes)
+            return sorted(n for n in nodes if NODES[n][1] == top)
+        want = {vip: best([n for n in announcers(vip) if n in live]) for vip in BGP_VIPS}
+        for node in NODES:
+            want[local_address(node)] = [node] if node in live else best(live)
+        return want
+
+    def natret_nexthops(self, router):
+        """The LB nodes the router sends NAT replies to (table 112)."""
+        return self.kernel_nexthops(router, CLIENT_NET, table=NATRET_TABLE)
+
+    def kernel_nexthops(self, router, vip, table=None):
         """The LB nodes the router's kernel sends vip to (sorted names)."""
-        out = nsexec(self.ns(router), "ip", "-j", "route", "show", vip + "/32").stdout
+        prefix = vip if "/" in vip else vip + "/32"
+        out = nsexec(self.ns(router), "ip", "-j", "route", "show", prefix,
+                     *(("table", str(table)) if table else ())).stdout
         by_addr = {v[2]: n for n, v in NODES.items()}
         hops = []
         for route in json.loads(out or "[]"):
@@ -612,15 +713,18 @@ class Lab:
         return sorted(by_addr.get(h, h) for h in hops)
 
     def routes_are(self, want):
-        """want: {vip: [nodes]}; true when both routers' kernels say so."""
-        return all(self.kernel_nexthops(r, vip) == sorted(nodes) for r in ROUTERS for vip, nodes in want.items())
+        """want: {address: [nodes]}; true when both routers' kernels say so
+        (and their NAT replies follow the NAT VIP, when want has it)."""
+        return all(self.kernel_nexthops(r, vip) == sorted(nodes) for r in ROUTERS for vip, nodes in want.items()) \
+            and all(self.natret_nexthops(r) == sorted(want[VIP_NAT]) for r in ROUTERS if VIP_NAT in want)
 
     def wait_routes(self, want, timeout=15):
         """Wait until both routers route each VIP over exactly these nodes;
         returns the seconds it took."""
         t0 = time.time()
         if not wait_for(lambda: self.routes_are(want), timeout, step=0.02):
-            got = {r: {vip: self.kernel_nexthops(r, vip) for vip in want} for r in ROUTERS}
+            got = {r: dict({vip: self.kernel_nexthops(r, vip) for vip in want}, natret=self.natret_nexthops(r))
+                   for r in ROUTERS}
             raise RuntimeError("routes not as wanted %s: %s; BGP: %s" % (want, got,
                                                                          {r: self.bgp_states(r) for r in ROUTERS}))
         return time.time() - t0
@@ -646,31 +750,55 @@ class Lab:
             p.kill()
             p.wait(timeout=5)
 
-    def detach(self, node):
-        """Take the node's forwarder off (maps stay pinned for a restart)."""
-        return nsexec(self.ns(node), self.sluice_bin, "l4", "detach", "--pin-dir", self.pin_dir(node), check=False)
+    def detach(self, node, remove_maps=False):
+        """Take the node's forwarder off (maps stay pinned for a restart,
+        unless remove_maps: a power loss takes them too)."""
+        return nsexec(self.ns(node), self.sluice_bin, "l4", "detach", "--pin-dir", self.pin_dir(node),
+                      *(["--remove-maps"] if remove_maps else []), check=False)
+
+    def bird_pid(self, node):
+        """The pid of the BIRD sluice started on an LB node (its pid file), or None."""
+        try:
+            with open(os.path.join(self.node_dir(node), "bird.pid")) as f:
+                pid = int(f.read().split()[0])
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
+            return None
+
+    def client_route(self, node):
+        """The way to the clients, for the NAT and FullNAT entries a node
+        imports from its peers (l4.sync resolves their next hop by the
+        node's routes). The kernel deletes it when fab0 goes down, so every
+        link-up puts it back, as an operator's network config would."""
+        nsexec(self.ns(node), "ip", "route", "replace", CLIENT_NET, "nexthop", "via", ROUTERS["r1"]["fabric"],
+               "nexthop", "via", ROUTERS["r2"]["fabric"])
+
+    def link_up(self, node):
+        nsexec(self.ns(node), "ip", "link", "set", "fab0", "up")
+        self.client_route(node)
 
     def crash_node(self, node, silent=False):
-        """The node's processes die: kill -9 of sluice l4 and of its
-        announcer (BIRD or keepalived), then its data path is taken away
-        (the pinned forwarder would otherwise go on forwarding). On a
-        live node the kernel closes the dead BIRD's BGP sockets, so the
-        routers learn it at once (and with the HA tier, a killed sluice
-        closes its tun device, BIRD withdraws at once, while the pinned
-        forwarder still forwards: the same). silent=True: a power loss:
-        the fabric link goes down first, so nothing enters or leaves the
-        node from that instant and only BFD (or VRRP's timer) can tell."""
+        """The node's sluice l4 dies (kill -9), then its data path is taken
+        away (the pinned forwarder would otherwise go on forwarding, as a
+        crashed process's XDP program does). The kernel closes the dead
+        process's tun devices: their addresses vanish and the node's BIRD
+        (sluice's, which outlives it, as in production) withdraws its
+        routes at once, sessions kept. keepalived, when it runs there,
+        is killed too. silent=True: a power loss: the fabric link goes
+        down first, so nothing enters or leaves the node from that instant
+        and only BFD (or VRRP's timer) can tell; its BIRD dies too, and
+        its pinned maps go (it comes back with empty ones)."""
         if silent:
             nsexec(self.ns(node), "ip", "link", "set", "fab0", "down")
         self.event_at = time.time()   # the link is down, or the kills below take effect at once
         self._kill(("l4", node))
-        self._kill(("bird", node))
-        if self.announce == "sluice":
-            self._kill_pid_file(os.path.join(self.node_dir(node), "bird.pid"))   # sluice's BIRD outlives it
+        if silent:
+            self._kill_pid_file(os.path.join(self.node_dir(node), "bird.pid"))
         if node in self.keepalived_nodes:
             self.stop_keepalived(node, sig=signal.SIGKILL)
             nsexec(self.ns(node), "ip", "addr", "del", VIP_VRRP + "/32", "dev", "fab0", check=False)
-        out = self.detach(node)
+        out = self.detach(node, remove_maps=silent)
         if out.returncode != 0:
             raise RuntimeError("detach on %s: %s" % (node, out.stderr))
 
@@ -681,39 +809,39 @@ class Lab:
         self.event_at = time.time()
 
     def restore_link(self, node, timeout=20):
-        """The link comes back; the node announces again only once sluice
-        l4 has its reals up again (its checks failed while cut)."""
-        if self.announce == "lab":
-            self.birdc(node, "disable", "announce")
-        nsexec(self.ns(node), "ip", "link", "set", "fab0", "up")
+        """The link comes back. The HA tier announces again by itself once
+        the forwarder serves (the link is up) and every real is up again
+        (ha.min_healthy; its checks failed while cut), over BGP sessions
+        that BIRD re-establishes."""
+        self.link_up(node)
         self.wait_l4_ready(node, timeout=timeout)
-        if self.announce == "lab":
-            self.birdc(node, "enable", "announce")
 
     def drain(self, node, settle=1.0):
-        """Graceful: withdraw the VIPs, let the routers move the flows, then
-        stop sluice l4 (SIGTERM: the forwarder stays attached, serving
-        stragglers) and take the data path off."""
+        """Graceful: `sluice ha drain` withdraws the node's VIPs (its own
+        FullNAT local address stays, for the replies of the flows it still
+        holds), the lab waits until both routers moved them, then stops
+        sluice l4 (SIGTERM: the HA tier closes its devices first, the local
+        address goes to a stand-in; the forwarder stays attached, serving
+        stragglers) and takes the data path off."""
         self.withdraw(node)
         self.event_at = time.time()
-        others = [n for n in self.primary_nodes() if n != node and self.procs.get(("l4", n))]
+        others = [n for n in NODES if n != node and self.procs.get(("l4", n)) and self.procs[("l4", n)].poll() is None]
         if others:
-            self.wait_routes({vip: others for vip in BGP_VIPS})
+            want = self.expected_routes(gone=[n for n in NODES if n not in others])
+            want[local_address(node)] = [node]
+            self.wait_routes(want)
         time.sleep(settle)
         self.stop_proc(("l4", node))
-        self.stop_proc(("bird", node))
         self.detach(node)
 
     def restore_node(self, node, timeout=20):
-        """After a crash or a drain: sluice l4 again (it takes over its
-        pinned maps and attaches), and the announcer once every real is up."""
+        """After a crash or a drain: sluice l4 again. It takes over its
+        pinned maps and attaches, finds its BIRD by the control socket (or
+        starts one after a power loss) and announces once every real is up."""
         if self.procs.get(("l4", node)) is None or self.procs[("l4", node)].poll() is not None:
-            nsexec(self.ns(node), "ip", "link", "set", "fab0", "up")
+            self.link_up(node)
             self.start_l4(node)
             self.wait_l4_ready(node, timeout=timeout)
-        if self.announce == "lab" and (self.procs.get(("bird", node)) is None
-                                       or self.procs[("bird", node)].poll() is not None):
-            self.announce_start(node)
 
     def lose_zone(self, zone, silent=False):
         first = None
@@ -723,12 +851,20 @@ class Lab:
         self.event_at = first
 
     def restore_zone(self, zone):
-        for node in self.zone_nodes(zone):
-            self.restore_node(node)
+        """Every node of the zone back, started together (as after a power
+        cut of the zone); event_at is when the first one starts."""
+        nodes = [n for n in self.zone_nodes(zone)
+                 if self.procs.get(("l4", n)) is None or self.procs[("l4", n)].poll() is not None]
+        self.event_at = time.time()
+        for node in nodes:
+            self.link_up(node)
+            self.start_l4(node)
+        for node in nodes:
+            self.wait_l4_ready(node)
 
     def heal(self, timeout=30):
         """Back to the built state after whatever a test did: every link up,
-        every node's sluice l4 and announcer running, keepalived stopped,
+        every node's sluice l4 running and undrained, keepalived stopped,
         the routers on the primary zone."""
         for node in list(self.keepalived_nodes):
             self.stop_keepalived(node)
@@ -739,11 +875,8 @@ class Lab:
             if (l4 is not None and l4.poll() is None) and "UP" not in json.loads(link)[0].get("flags", []):
                 self.restore_link(node)
             self.restore_node(node)
-            if self.announce == "lab":
-                self.birdc(node, "enable", "announce")
-            else:
-                nsexec(self.ns(node), self.sluice_bin, "ha", "undrain", "-c", self.l4_config_path(node), check=False)
-        self.wait_routes({vip: self.primary_nodes() for vip in BGP_VIPS}, timeout=timeout)
+            self.undrain(node)
+        self.wait_routes(self.expected_routes(), timeout=timeout)
 
     def sessions_established(self):
         """Every BGP session of both routers is up."""
@@ -850,6 +983,9 @@ class Lab:
             self.mounted = False
         if self.own_workdir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self.prefix_lock is not None:
+            self.prefix_lock.close()
+            self.prefix_lock = None
 
     def logs_tail(self, n=40):
         """The last lines of every log of the lab (for a failing test)."""
@@ -865,26 +1001,41 @@ class Lab:
         return "\n".join(out)
 
 
-EVENTS = ("crash", "power-loss", "cut", "drain", "zone", "zone-restore")
+EVENTS = ("crash", "power-loss", "cut", "drain", "zone", "zone-restore", "power-cycle")
 
 
-def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0, check=None, heal=True):
+def event_gone(event, node):
+    """The nodes that announce nothing once event (on node) took effect."""
+    if event == "zone":
+        return [n for n, v in NODES.items() if v[0] == NODES[node][0]]
+    if event in ("zone-restore", "power-cycle"):
+        return []
+    return [node]
+
+
+def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0, check=None, heal=True, conns=16,
+              probe_ms=3, interval_ms=(10, 20)):
     """One event under traffic (ha_traffic) on node (for "zone" and
-    "zone-restore": node's zone). Returns {"event", "node", "bfd_ms",
-    "bfd_multiplier", "routes_ms" (until the lab saw both routers' kernel
-    routes as expected after the event, by polling), "session_down_ms"
-    ({router: when its BIRD logged the session to node down}; none for a
-    drain or a restore), "traffic"}. check(): called just before the
-    event (a test's precondition). The lab is healed afterwards unless
-    heal=False."""
+    "zone-restore": node's zone). vip: one VIP, or a list of them (each
+    gets its own long-lived connections and probes, at the same time).
+    Returns {"event", "node", "bfd_ms", "bfd_multiplier", "routes_ms"
+    (until the lab saw both routers' kernel routes, for every VIP, every
+    FullNAT local address and the NAT replies, as expected after the
+    event, by polling), "session_down_ms" ({router: when its BIRD logged
+    the session to node down}; none for a process crash, a drain or a
+    restore: the sessions stay up), "traffic"} where traffic is
+    ha_traffic's figures for one vip, or {vip: figures} for a list.
+    check(): called just before the event (a test's precondition). The
+    lab is healed afterwards unless heal=False."""
     import ha_traffic
+    vips = [vip] if isinstance(vip, str) else list(vip)
     zone = NODES[node][0]
-    if event in ("zone", "zone-restore"):
-        expect = lab.zone_nodes("b" if zone == "a" else "a") if event == "zone" else lab.primary_nodes()
-    else:
-        expect = [n for n in lab.primary_nodes() if n != node]
-    t = ha_traffic.Traffic(lab, vip, duration=60, timeout=timeout).start()
+    expect = lab.expected_routes(gone=event_gone(event, node))
+    traffic = []
     try:
+        for v in vips:
+            traffic.append(ha_traffic.Traffic(lab, v, duration=60, timeout=timeout, conns=conns,
+                                              probe_ms=probe_ms, interval_ms=interval_ms).start())
         time.sleep(settle)
         if check:
             check()
@@ -902,22 +1053,35 @@ def run_event(lab, event, node, vip, settle=1.0, after=1.5, timeout=5.0, check=N
             lab.lose_zone(zone)
         elif event == "zone-restore":
             lab.restore_zone(zone)
+        elif event == "power-cycle":
+            # A power loss, the others carry the node's flows, then it
+            # comes back with empty maps and takes them back (l4.sync
+            # returns them) under the same traffic.
+            lab.crash_node(node, silent=True)
+            lost_at = lab.event_at
+            lab.wait_routes(lab.expected_routes(gone=[node]))
+            time.sleep(after)
+            lab.restore_node(node)
+            lab.event_at = lost_at
         else:
             raise ValueError("unknown event %r" % event)
         # From the moment the event took effect (a process start can take
         # a while on a busy machine), when the lab's method says.
         t0 = lab.event_at
-        lab.wait_routes({v: expect for v in BGP_VIPS})
+        lab.wait_routes(expect)
         routes_ms = (time.time() - t0) * 1000
         time.sleep(after)
     finally:
-        result = t.stop()
+        results = {}
+        for v, t in zip(vips, traffic):
+            results[v] = t.stop()
     down = lab.session_down_at(node, marks)
     if heal:
         lab.heal()
     return {"event": event, "node": node, "bfd_ms": lab.bfd_interval_ms, "bfd_multiplier": lab.bfd_multiplier,
             "routes_ms": round(routes_ms, 1),
-            "session_down_ms": {r: round((at - t0) * 1000, 1) for r, at in down.items()}, "traffic": result}
+            "session_down_ms": {r: round((at - t0) * 1000, 1) for r, at in down.items()},
+            "traffic": results[vips[0]] if isinstance(vip, str) else results}
 
 
 def vrrp_transitions(lab):
@@ -979,7 +1143,8 @@ def main():
     ap.add_argument("--bfd", default="100x3", help="BFD interval (ms) x multiplier (default 100x3)")
     ap.add_argument("--event", choices=EVENTS, help="an event to run under traffic")
     ap.add_argument("--node", default="a1")
-    ap.add_argument("--vip", choices=("dr", "tun"), default="dr")
+    ap.add_argument("--vip", choices=tuple(MODES) + ("all",), default="dr",
+                    help="the mode whose VIP gets the traffic, or all four at once (default dr)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--busy", type=int, default=0, help="CPU-spinning processes while events/stability run")
     ap.add_argument("--stability", type=float, default=0,
@@ -994,7 +1159,7 @@ def main():
     interval, mult = (int(x) for x in args.bfd.split("x"))
     # SIGTERM (timeout(1), a CI runner) ends like Ctrl-C: the lab is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("ha_lab: terminated"))
-    vip = VIP_DR if args.vip == "dr" else VIP_TUN
+    vip = BGP_VIPS if args.vip == "all" else MODES[args.vip]
     burners = []
     with Lab(prefix=args.prefix, bfd=(interval, mult), log=lambda m: print("# " + m, file=sys.stderr)) as lab:
         try:
@@ -1020,7 +1185,8 @@ def main():
                 args.event = args.stability = None
             if args.stability:
                 flaps, marks = lab.session_flaps()
-                t = ha_traffic.Traffic(lab, vip, duration=args.stability + 30).start()
+                t = ha_traffic.Traffic(lab, BGP_VIPS[0] if args.vip == "all" else vip,
+                                       duration=args.stability + 30).start()
                 time.sleep(args.stability)
                 result = t.stop()
                 print(json.dumps({"stability_s": args.stability, "bfd_ms": interval, "bfd_multiplier": mult,
@@ -1030,8 +1196,9 @@ def main():
                 print(json.dumps(dict(run_event(lab, args.event, args.node, vip), busy=args.busy)), flush=True)
             if args.hold:
                 for r in ROUTERS:
-                    for v in BGP_VIPS:
+                    for v in BGP_VIPS + [local_address(n) for n in NODES]:
                         print("# %s: %s via %s" % (r, v, lab.kernel_nexthops(r, v)), file=sys.stderr)
+                    print("# %s: NAT replies via %s" % (r, lab.natret_nexthops(r)), file=sys.stderr)
                 time.sleep(args.hold)
         except KeyboardInterrupt:
             pass

@@ -165,6 +165,10 @@ class Regions:
         return self
 
     def remove_leftovers(self):
+        # Held for the process's life: a live run's namespaces are never
+        # taken for leftovers (netns_tools.hold_prefix).
+        if getattr(self, "prefix_lock", None) is None:
+            self.prefix_lock = ha_lab.hold_prefix(self.prefix + "x-", log=self.log)
         for name in sh("ip", "netns", "list").stdout.split():
             if name.startswith(self.prefix + "x-"):
                 self.log("removing leftover namespace " + name)

@@ -5,7 +5,7 @@ the reals' line protocol ("X\\n" -> "NAME X\\n", ha_lab.ECHO_PORT):
 
 - **long-lived**: N TCP connections opened at the start (from the lab's
   client addresses in turn), each exchanging one small request/response
-  every 10-20 ms. Recorded: every exchange; the largest gap between two
+  every 10-20 ms (--interval-ms). Recorded: every exchange; the largest gap between two
   successful exchanges on one connection (and which connection, when);
   every failure: a reset, the peer closing, an answer from another real
   than the first one, or no answer within --timeout seconds (the
@@ -58,6 +58,7 @@ class Long:
 
     def __init__(self, idx, sock, real):
         self.idx, self.sock, self.real = idx, sock, real
+        self.client = None            # its address:port
         self.buf = b""
         self.seq = 0
         self.waiting_since = None     # when the request in flight was sent
@@ -119,12 +120,14 @@ class Measure:
             s.setblocking(False)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             c = Long(i, s, real)
+            c.client = "%s:%d" % s.getsockname()[:2]
             self.sel.register(s, selectors.EVENT_READ, ("long", c))
             self.longs.append(c)
 
     def break_long(self, c, now, why):
         c.broken = why
-        self.failures.append({"conn": c.idx, "real": c.real, "at_s": self.rel(now), "error": why})
+        self.failures.append({"conn": c.idx, "client": c.client, "real": c.real, "at_s": self.rel(now),
+                              "error": why})
         self.sel.unregister(c.sock)
         c.sock.close()
 
@@ -321,9 +324,11 @@ def summary(result):
 class Traffic:
     """This module run in the lab's client namespace, from Python."""
 
-    def __init__(self, lab, vip, port=7000, conns=16, probe_ms=3, duration=60, timeout=5.0, probe_timeout=0.5):
+    def __init__(self, lab, vip, port=7000, conns=16, probe_ms=3, duration=60, timeout=5.0, probe_timeout=0.5,
+                 interval_ms=(10, 20)):
         self.args = ["--vip", vip, "--port", str(port), "--conns", str(conns), "--probe-ms", str(probe_ms),
-                     "--duration", str(duration), "--timeout", str(timeout), "--probe-timeout", str(probe_timeout)]
+                     "--duration", str(duration), "--timeout", str(timeout), "--probe-timeout", str(probe_timeout),
+                     "--interval-ms", "%g,%g" % tuple(interval_ms)]
         self.lab, self.duration = lab, duration
         self.p = None
 
@@ -371,8 +376,16 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=5.0, help="a long-lived connection without an answer "
                     "this long is broken (default 5 s)")
     ap.add_argument("--probe-timeout", type=float, default=0.5, help="a probe must finish within this (0.5 s)")
+    ap.add_argument("--interval-ms", default="10,20", help="MIN,MAX: a long-lived connection's next request "
+                    "goes a random time in [MIN, MAX] ms after its last answer (default 10,20)")
     args = ap.parse_args(argv)
-    m = Measure(args.vip, args.port, args.conns, args.probe_ms, args.timeout, args.probe_timeout)
+    try:
+        interval = tuple(float(x) for x in args.interval_ms.split(","))
+        if len(interval) != 2 or not 0 <= interval[0] <= interval[1]:
+            raise ValueError
+    except ValueError:
+        ap.error("--interval-ms: expected MIN,MAX in ms with MIN <= MAX, got %r" % args.interval_ms)
+    m = Measure(args.vip, args.port, args.conns, args.probe_ms, args.timeout, args.probe_timeout, interval)
     control = sys.stdin if not sys.stdin.isatty() else None
     result = m.run(args.duration, control)
     print(json.dumps(result), flush=True)

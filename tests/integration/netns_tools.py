@@ -7,10 +7,13 @@ Debian's python3 only (no pip packages): bench/ha.sh and `make demo-ha`
 import it through ha_lab.py outside pytest.
 """
 import ctypes
+import errno
 import os
+import socket
 import struct
 import subprocess
 import sys
+import time
 
 
 def sh(*args, check=True, timeout=20):
@@ -20,6 +23,35 @@ def sh(*args, check=True, timeout=20):
 
 def nsexec(ns, *args, **kw):
     return sh("ip", "netns", "exec", ns, *args, **kw)
+
+
+def hold_prefix(prefix, timeout=900, log=None):
+    """Hold the namespace prefix for this process's lifetime, waiting while
+    another run holds it. Two runs of the same test (two checkouts, a
+    `make test` beside a single test) then take turns instead of one
+    removing the other's namespaces as leftovers; what is left under a
+    prefix nobody holds is a dead run's. The hold is a bound abstract UNIX
+    socket (no file to leave behind; the kernel lets go when the process
+    dies). Returns the socket: keep it, close it to let go."""
+    name = b"\0sluice-netns-" + prefix.encode()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.time() + timeout
+    said = False
+    while True:
+        try:
+            s.bind(name)
+            return s
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                s.close()
+                raise
+        if time.time() >= deadline:
+            s.close()
+            raise RuntimeError("namespace prefix %s: another run held it for %d s" % (prefix, timeout))
+        if log and not said:
+            log("namespace prefix %s is in use by another run: waiting for it (up to %d s)" % (prefix, timeout))
+            said = True
+        time.sleep(0.5)
 
 
 ETHTOOL_STXCSUM = 0x17

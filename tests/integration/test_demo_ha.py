@@ -1,14 +1,13 @@
 """`make demo-ha` (scripts/demo-ha.sh) runs to its end, shows what it says
 it shows, and leaves nothing behind: the lab's routes at a router (ECMP
 over a1 and a2, zone b one AS-path prepend longer and unused), `sluice ha
-status` on a1 (with announce=sluice), then each failure with its figures
+status` on a1, then each failure with its figures
 and the routes after it: a1 crashed and a2's link cut (the routers route
 over the one node left), a1 drained, zone a lost (zone b takes over) and
 restored (zone a again); no long-lived connection broken in any of them
 (DR: another node sends a flow to the same real). The figures (ms) are
 printed by the demo, never asserted here. Root, BIRD and native XDP on
 veth; skips otherwise. About two to three minutes."""
-import inspect
 import os
 import re
 import subprocess
@@ -35,12 +34,7 @@ def test_demo_ha_runs_and_shows_each_failure():
     why = ha_lab.have_tools()
     if why:
         pytest.skip(why)
-    # Who announces: the lab's default (sluice's HA tier, or on an older lab
-    # a BIRD of its own), as the demo does; DEMO_HA_ANNOUNCE chooses.
-    announce = os.environ.get("DEMO_HA_ANNOUNCE") or inspect.signature(ha_lab.Lab).parameters["announce"].default
-    env = dict(os.environ, ANNOUNCE=announce)
-    p = subprocess.run(["bash", "scripts/demo-ha.sh"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                       env=env)
+    p = subprocess.run(["bash", "scripts/demo-ha.sh"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     out = re.sub(r"\x1b\[[0-9;]*m", "", p.stdout)
     assert p.returncode == 0, out[-4000:] + p.stderr[-4000:]
     assert "demo done: everything it started is stopped" in out, out[-2000:]
@@ -64,11 +58,10 @@ def test_demo_ha_runs_and_shows_each_failure():
     for node in ("b1", "b2"):
         assert re.search(r"from %s\s+zone b\s+AS path 65101 65101\s+not used: 1 prepend more" % node, routes), routes
 
-    if announce == "sluice":
-        status = section("== sluice ha status on a1")
-        assert "node a1, zone a, priority 0" in status, status
-        assert status.count("Established") == 2, status
-        assert ha_lab.VIP_DR in status.split("announced:")[1], status
+    status = section("== sluice ha status on a1")
+    assert "node a1, zone a, priority 0" in status, status
+    assert status.count("Established") == 2, status
+    assert ha_lab.VIP_DR in status.split("announced:")[1], status
 
     # Each failure, the routes after it, and no broken connection in any
     # mode the demo drives traffic to (every mode when the lab has them).

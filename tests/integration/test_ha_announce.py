@@ -36,6 +36,7 @@ import urllib.request
 import pytest
 
 import metrics_doc
+from netns_tools import hold_prefix
 from test_l4_netns import ETHTOOL_STXCSUM, SERVER, ethtool_set, nsexec, pin_xdp_pass, sh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -218,6 +219,7 @@ def lab(tmp_path):
     why = have_tools()
     if why:
         pytest.skip(why)
+    held = hold_prefix("s12c-")   # another run of this test waits its turn
     for ns in (NS_SW, NS_RT, NS_LB) + tuple(r[0] for r in REALS):
         sh("ip", "netns", "del", ns, check=False)   # a run killed half way
     lab = Lab(tmp_path)
@@ -226,6 +228,7 @@ def lab(tmp_path):
         yield lab
     finally:
         lab.destroy()
+        held.close()
 
 
 def ha_section(tmp, priority=0, min_healthy=1, probe=""):

@@ -33,6 +33,7 @@ import time
 import pytest
 
 import metrics_doc
+from netns_tools import hold_prefix
 from test_l4_netns import (ETHTOOL_STXCSUM, RESTART_PROBE, SERVER, SLUICE_BIN, RestartProbe, ethtool_set,
                            have_tools, nsexec, pin_xdp_pass, sh, wait_for)
 
@@ -99,9 +100,7 @@ class Lab:
             peer = self.add_port(ns, "lb0", addr)
             # veth hands XDP_TX frames on only to a peer with XDP.
             nsexec(NS_SW, "ip", "link", "set", "dev", peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
-            # The way back to the clients (a router, in production).
-            for f in FAM.values():
-                nsexec(ns, *f["ip"], "route", "add", f["client_net"], "via", f["client_gw"])
+            self.client_routes(name)
         for name, addr in REALS:
             ns = PFX + name
             self.add_ns(ns)
@@ -112,6 +111,20 @@ class Lab:
                                                 name, "8080"]))
         (self.tmp / "sync.key").write_bytes(KEY)
         os.chmod(self.tmp / "sync.key", 0o600)
+
+    def client_routes(self, name):
+        """The way back to the clients (a router, in production): l4.sync
+        resolves an imported entry's next hop by it."""
+        for f in FAM.values():
+            nsexec(PFX + name, *f["ip"], "route", "replace", f["client_net"], "via", f["client_gw"])
+
+    def link_up(self, name):
+        """The LB's link back up, with what the kernel deleted with it: the
+        routes, and the IPv6 address (keep_addr_on_down is off)."""
+        addr = {n: a for n, a, _, _ in LBS}[name]
+        nsexec(PFX + name, "ip", "addr", "replace", "fd00::%s/64" % addr.split(".")[-1], "dev", "lb0", "nodad")
+        nsexec(PFX + name, "ip", "link", "set", "lb0", "up")
+        self.client_routes(name)
 
     def route_via(self, lb):
         """What the routers do, in both families: the VIPs, the NAT replies
@@ -221,8 +234,10 @@ def lab(tmp_path):
     why = have_tools()
     if why:
         pytest.skip(why)
+    held = hold_prefix(PFX)   # another run of this test waits its turn
     leftover = [ns for ns in sh("ip", "netns", "list").stdout.split() if ns.startswith(PFX)]
     if leftover:
+        held.close()
         pytest.fail("namespaces of an earlier run are still there: %s" % leftover)
     t = Lab(tmp_path)
     try:
@@ -233,6 +248,7 @@ def lab(tmp_path):
         yield t
     finally:
         t.destroy()
+        held.close()
 
 
 def datagram(key, seq, entries=(), epoch=1765000000000000, node=99):
@@ -246,19 +262,25 @@ def v4(addr):
     return bytes(10) + b"\xff\xff" + bytes(int(x) for x in addr.split("."))
 
 
-def entry(client, cport, vip, vport, real, rport, mode=2, proto=6):
+def entry(client, cport, vip, vport, real, rport, mode=2, proto=6, age=1):
     return (v4(client) + struct.pack("!H", cport) + v4(vip) + struct.pack("!H", vport) + bytes([proto, mode, 0, 0])
-            + v4(real) + struct.pack("!H", rport) + bytes(18) + struct.pack(">I", 1))
+            + v4(real) + struct.pack("!H", rport) + bytes(18) + struct.pack(">I", age))
 
 
-def send_from_client(payloads, sport):
+def send_from_client(payloads, sport, to="10.0.0.6"):
     code = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('10.0.0.2',%d))\n"
-            "for h in sys.argv[1:]:\n    s.sendto(bytes.fromhex(h),('10.0.0.6',%d))\n" % (sport, SYNC_PORT))
+            "for h in sys.argv[1:]:\n    s.sendto(bytes.fromhex(h),('%s',%d))\n" % (sport, to, SYNC_PORT))
     nsexec(NS_C, sys.executable, "-c", code, *[p.hex() for p in payloads])
 
 
+def client_ports(vip):
+    """The client's source ports of its established connections to vip:80."""
+    out = nsexec(NS_C, "ss", "-Htn", "state", "established", "dst", "%s:80" % vip).stdout
+    return sorted(int(line.split()[2].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip())
+
+
 def test_l4_sync_nat_fullnat_failover(lab):
-    lab.start_lb("lb1")
+    lab.start_lb("lb1", extra_peers=[FAKE_PEER])
     lab.start_lb("lb2", extra_peers=[FAKE_PEER])
     nat, fnat = Probe(lab, VIP_NAT), Probe(lab, VIP_FNAT)
     assert nat.wait_rounds(3) and fnat.wait_rounds(3), "no traffic through lb1"
@@ -292,6 +314,20 @@ def test_l4_sync_nat_fullnat_failover(lab):
     assert re.search(r'sluice_l4_sync_imported_entries_total\{peer="10.0.0.5:%d"\} ([89]|[1-9]\d+)' % SYNC_PORT,
                      metrics), metrics
     assert re.search(r'sluice_l4_packets_total\{reason="sync_event"\} ([1-9]\d*)', lab.api("lb1", "/metrics"))
+    # The client reuses a source port: a peer's entry of an older, closed
+    # flow on the same client tuple (30 s idle), through either real, must
+    # not take the live flow's place on lb1 (its next request would go to
+    # the other real, mid-flow, and be reset). Refused as older, counted.
+    ports = client_ports(VIP_NAT)
+    assert len(ports) == 4, ports
+    stale = [entry(CLIENT, port, VIP_NAT, 80, real, 8080, age=30) for port in ports for real in ("10.0.0.11",
+                                                                                                  "10.0.0.12")]
+    send_from_client([datagram(KEY, 1, stale)], 7400, to="10.0.0.5")
+    assert wait_for(lambda: lab.peer("lb1", FAKE_PEER)["rejected_entries"]["older"] == len(stale), 5), \
+        lab.peer("lb1", FAKE_PEER)
+    assert lab.peer("lb1", FAKE_PEER)["imported_entries"] == 0
+    assert nat.wait_rounds(3)
+
     served = {n: t for n, (t, _) in metrics_doc.families(metrics).items() if n.startswith("sluice_l4_sync_")}
     documented = {n: t for n, t in metrics_doc.documented_families().items() if n.startswith("sluice_l4_sync_")}
     assert served == documented and len(served) == 11, (served, documented)
@@ -315,10 +351,23 @@ def test_l4_sync_nat_fullnat_failover(lab):
     nsexec(PFX + "lb1", "ip", "link", "set", "lb0", "down")
     lab.route_via("lb2")
     assert nat.wait_rounds(5, timeout=30) and fnat.wait_rounds(5, timeout=30), "no traffic through lb2"
+
+    # lb1 comes back with empty maps (a power loss). lb2 hears a new epoch
+    # and sends it the flows it holds of others: lb1 has its flows back
+    # before the routes return to it, and they go on there.
+    lab.link_up("lb1")
+    lab.start_lb("lb1")
+    assert wait_for(lambda: lab.peer("lb2", "10.0.0.5:%d" % SYNC_PORT)["returned_entries"] >= 8, 10), \
+        lab.sync("lb2")
+    assert wait_for(lambda: lab.peer("lb1", "10.0.0.6:%d" % SYNC_PORT)["imported_entries"] >= 8, 10), \
+        lab.sync("lb1")
+    lab.route_via("lb1")
+    assert nat.wait_rounds(5, timeout=30) and fnat.wait_rounds(5, timeout=30), "no traffic through lb1 again"
     for probe in (nat, fnat):
         rounds, errors = probe.finish()
-        assert not errors, (rounds, errors, before_failover, lab.sync("lb2"),
+        assert not errors, (rounds, errors, before_failover, lab.sync("lb2"), lab.sync("lb1"),
                             (lab.tmp / "lb1.log").read_text(errors="replace"))
+    assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat_reply"\} [1-9]', lab.api("lb1", "/metrics"))
     assert re.search(r'sluice_l4_packets_total\{reason="fwd_nat_reply"\} [1-9]', lab.api("lb2", "/metrics"))
     assert lab.lbs["lb2"].poll() is None
 
