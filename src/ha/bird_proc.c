@@ -193,6 +193,19 @@ static void read_stderr(int fd, char *buf, size_t cap)
             *p = (p[1] ? ' ' : '\0');
 }
 
+bool bird_proc_alive(const struct cfg_ha *h)
+{
+    FILE *f = fopen(h->bird.pid_file, "r");
+    if (!f)
+        return false;
+    long pid = 0;
+    int got = fscanf(f, "%ld", &pid);
+    fclose(f);
+    if (got != 1 || pid <= 0)
+        return false;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
 int bird_proc_start(const struct cfg_ha *h, uint32_t timeout_ms, char *err, size_t errlen)
 {
     if (access(h->bird.binary, X_OK) < 0) {

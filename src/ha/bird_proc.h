@@ -29,6 +29,7 @@
 #define SLUICE_HA_BIRD_PROC_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,12 @@ int bird_proc_write_file(const char *path, const char *text, size_t len, char *e
 /* Render and write the file, then make BIRD run it: see the top of this
  * file. 0, or -1 with err. */
 int bird_proc_apply(const struct cfg_ha *h, const char *source, char *err, size_t errlen);
+
+/* Mode managed: is the BIRD of h's pid file alive? (false when the file
+ * is missing, unreadable, or names no live process.) A BIRD that is alive
+ * but slow to answer its control socket must not be started again: the
+ * second one would refuse the socket, or worse, take it. */
+bool bird_proc_alive(const struct cfg_ha *h);
 
 /* Mode managed: start BIRD on the written file and wait (at most
  * timeout_ms) for its control socket to answer. 0, or -1 with err (the

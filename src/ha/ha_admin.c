@@ -113,11 +113,12 @@ static json_t *status_json(struct ha_companion *h)
         json_array_append_new(withdrawn, w);
     }
     free(v);
-    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:i, s:{s:s, s:s, s:b, s:s, s:s}, s:o, s:o, s:o, s:b, s:b}", "node",
-                     h->node, "zone", ha->zone, "priority", (int)ha->priority, "interface", ha->interface,
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:i, s:{s:s, s:s, s:b, s:s, s:s, s:I}, s:o, s:o, s:o, s:b, s:b}",
+                     "node", h->node, "zone", ha->zone, "priority", (int)ha->priority, "interface", ha->interface,
                      "min_healthy", (int)ha->min_healthy, "bird", "mode",
                      ha->bird.mode == HA_BIRD_MANAGED ? "managed" : "external", "socket", ha->bird.control_socket,
-                     "up", h->bird_up, "version", h->bird_version, "error", h->bird_error, "sessions",
+                     "up", h->bird_up, "version", h->bird_version, "error", h->bird_error, "restarts",
+                     (json_int_t)h->bird_restarts, "sessions",
                      sessions_json(h), "announced", announced, "withdrawn", withdrawn, "drained", h->drained,
                      "stopping", h->stopped);
     if (doc)

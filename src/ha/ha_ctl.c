@@ -121,10 +121,14 @@ static void print_status(json_t *j)
     printf("node %s, zone %s, priority %lld%s\n", str(j, "node"), str(j, "zone"),
            (long long)json_integer_value(json_object_get(j, "priority")),
            json_is_true(json_object_get(j, "drained")) ? ", DRAINED" : "");
-    printf("BIRD %s on %s: %s%s%s\n", str(bird, "mode"), str(bird, "socket"),
+    long long restarts = (long long)json_integer_value(json_object_get(bird, "restarts"));
+    printf("BIRD %s on %s: %s%s%s", str(bird, "mode"), str(bird, "socket"),
            json_is_true(json_object_get(bird, "up")) ? "up" : "not answering",
            json_is_true(json_object_get(bird, "up")) ? "" : ": ",
            json_is_true(json_object_get(bird, "up")) ? "" : str(bird, "error"));
+    if (restarts)
+        printf(" (found dead and started again %lld time%s)", restarts, restarts == 1 ? "" : "s");
+    printf("\n");
     size_t i;
     json_t *s;
     printf("sessions:\n");

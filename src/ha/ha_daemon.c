@@ -271,6 +271,28 @@ static void update_bfd(struct ha_companion *h, const struct birdc_bfd_session *b
     }
 }
 
+/* Managed mode: BIRD is ours to keep running. One that is gone (killed,
+ * crashed, OOM) took every BGP session with it and the routers withdrew
+ * all of this node's routes: start it again (at most every
+ * BIRD_RESTART_GAP_MS), on the file as last written. One that is alive
+ * but does not answer is left alone (see bird_proc_alive). External mode:
+ * the operator's BIRD, the operator's to restart. */
+static void restart_bird_if_dead(struct ha_companion *h)
+{
+    uint64_t now = ev_clock_ms();
+    if (h->ha->bird.mode != HA_BIRD_MANAGED || h->stopped || bird_proc_alive(h->ha) ||
+        (h->bird_restart_tried_ms && now - h->bird_restart_tried_ms < BIRD_RESTART_GAP_MS))
+        return;
+    h->bird_restart_tried_ms = now;
+    char err[512];
+    log_warn("ha: the BIRD this node manages is not running (%s): starting it again", h->ha->bird.pid_file);
+    if (bird_proc_apply(h->ha, h->cfg->path, err, sizeof err) < 0) {
+        log_error("ha: cannot start BIRD again: %s (next try in %d s)", err, BIRD_RESTART_GAP_MS / 1000);
+        return;
+    }
+    h->bird_restarts++;
+}
+
 /* Ask BIRD for its protocols and BFD sessions. */
 static void poll_bird(struct ha_companion *h)
 {
@@ -278,6 +300,7 @@ static void poll_bird(struct ha_companion *h)
     if (!h->bc_open) {
         if (birdc_open(&h->bc, h->ha->bird.control_socket, BIRDC_DEFAULT_TIMEOUT_MS, err, sizeof err) < 0) {
             bird_down(h, err);
+            restart_bird_if_dead(h);
             return;
         }
         h->bc_open = true;

@@ -42,6 +42,7 @@
 #include <jansson.h>
 
 #define HA_POLL_MS 1000
+#define BIRD_RESTART_GAP_MS 5000   /* between two tries to start a dead managed BIRD */
 
 /* Why an address on the board is not announced (and the label of
  * sluice_ha_withdrawals_total). */
@@ -91,6 +92,8 @@ struct ha_companion {
     bool bird_up;                  /* its control socket answered the last poll */
     char bird_version[64];
     char bird_error[256];          /* why the last poll failed */
+    uint32_t bird_restarts;        /* managed BIRD found dead and started again */
+    uint64_t bird_restart_tried_ms;/* ev clock of the last try (BIRD_RESTART_GAP_MS apart) */
     struct ha_session sessions[HA_MAX_NEIGHBORS];
     size_t n_sessions;
     /* ha.probe (ha_probes.c): one target per announced VIP and TCP port. */

@@ -448,6 +448,22 @@ def test_l4_announces_withdraws_and_survives_restarts(lab):
     assert wait_for(lambda: lab.announced(VIP), 30), (lab.route(VIP), d.ha())
     assert d.bird_pid() == bird
 
+    # BIRD itself dies (managed mode): its sessions close, the router
+    # withdraws; the daemon finds it gone, starts it again on the same
+    # file, and the VIP is announced again.
+    os.kill(bird, signal.SIGKILL)
+    assert wait_for(lambda: not lab.announced(VIP), 10), lab.route(VIP)
+    def new_bird():
+        try:
+            return d.bird_pid() != bird and pid_alive(d.bird_pid())
+        except (OSError, ValueError):
+            return False
+    assert wait_for(lambda: new_bird() and lab.announced(VIP), 60), \
+        (lab.route(VIP), d.ha(), d.read_log()[-3000:])
+    assert d.ha()["bird"]["restarts"] == 1 and d.ha()["bird"]["up"], d.ha()
+    assert "ha: the BIRD this node manages is not running" in d.read_log()
+    assert "(found dead and started again 1 time)" in d.ctl("status").stdout
+
 
 SYNC_PEER = "10.12.0.6"           # a sync peer the test plays (from the router's namespace)
 STANDINS = ("10.12.200.1", "10.12.200.2")
