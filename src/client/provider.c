@@ -119,7 +119,7 @@ static int check_loc(const char *what, const char *s, char *err, size_t errlen)
         return errbuf_fail(err, errlen, "%s: longer than %d characters", what, CL_LOC_MAX);
     for (const char *p = s; *p; p++)
         if (!loc_char_ok(*p))
-            return errbuf_fail(err, errlen, "%s: \"%s\" may hold only letters, digits, '-', '_' and '.'", what, s);
+            return errbuf_fail_name_char(err, errlen, what, s, (size_t)(p - s));
     return 0;
 }
 

@@ -177,7 +177,7 @@ static int loc_name_check(const char *what, const char *s, char *err, size_t err
         return errbuf_fail(err, errlen, "%s: longer than %d characters", what, REG_LOC_NAME_MAX);
     for (size_t i = 0; i < n; i++)
         if (!loc_char_ok(s[i]))
-            return errbuf_fail(err, errlen, "%s: \"%s\" may hold only letters, digits, '-', '_' and '.'", what, s);
+            return errbuf_fail_name_char(err, errlen, what, s, i);
     return 0;
 }
 

@@ -56,7 +56,7 @@ int reg_etcd_store_conf_check(const struct reg_etcd_store_conf *c, char *err, si
     for (const char *p = c->node; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
               *p == '_' || *p == '.'))
-            return errbuf_fail(err, errlen, "node: \"%s\" may hold only letters, digits, '-', '_' and '.'", c->node);
+            return errbuf_fail_name_char(err, errlen, "node", c->node, (size_t)(p - c->node));
     return 0;
 }
 
