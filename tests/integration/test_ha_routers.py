@@ -4,7 +4,7 @@ docs/examples/ha/router-frr.conf loaded into FRR (zebra, bgpd, bfdd), each
 as it is in the docs (BIRD's file is included after a `log` line; FRR's
 goes through `vtysh -f`), so the docs cannot drift from what is tested.
 
-Topology (network namespaces this test creates and removes, P = s12rNNN-,
+Topology (network namespaces this test creates and removes, P = s12fNNN-,
 NNN from the test's pid so that two runs cannot clash), the addresses the
 examples name:
 
@@ -51,7 +51,7 @@ BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
 VTYSH = shutil.which("vtysh") or "/usr/bin/vtysh"
 FRR_DIR = "/usr/lib/frr"
 
-P = "s12r%d-" % (os.getpid() % 1000)
+P = "s12f%d-" % (os.getpid() % 1000)   # s12r1-, s12r2-, s12rx- are ha_regions.py's
 ROUTER = "10.12.0.1"
 NODES = {"a1": ("10.12.0.11", "a", 0), "a2": ("10.12.0.12", "a", 0), "b1": ("10.12.0.21", "b", 1)}
 VIP = "10.12.100.1"
