@@ -397,6 +397,16 @@ static void ha_reloaded(void *arg, const struct sl_config *cfg)
         return;
     }
     bool new_devices = strcmp(next->interface, h->ha->interface) != 0;
+    /* ha.preempt changed: BIRD restarts the sessions (the import table
+     * comes or goes); what was read of the routers is forgotten. */
+    if (next->preempt != h->ha->preempt) {
+        log_info("ha: ha.preempt is %s now: the BGP sessions restart", next->preempt ? "true" : "false");
+        for (size_t i = 0; i < h->n_sessions; i++) {
+            ha_preempt_clear(&h->sessions[i]);
+            h->sessions[i].settled = false;
+            h->sessions[i].polls_up = 0;
+        }
+    }
     /* The probe targets point into the old configuration's probe
      * settings: they start again with the new ones. */
     ha_probes_stop(h);

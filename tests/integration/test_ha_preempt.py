@@ -366,6 +366,16 @@ def test_preempt_false_keeps_traffic_on_the_backup_zone(lab):
     carried_by(lab, "a", 10)
     assert a.route_to_router() == (0, "own")
     stays_with(lab, "a", 2)
+
+    # A reload to ha.preempt true while held: a takes the VIP back.
+    a.stop()
+    carried_by(lab, "b", 15)
+    a.start()
+    assert wait_for(lambda: a.route_to_router() == (2, "held"), 20), lab.diagnose()
+    a.write(preempt=True)
+    a.proc.send_signal(signal.SIGHUP)
+    carried_by(lab, "a", 20)
+    assert wait_for(lambda: a.ha()["preempt"] is True, 5)
     a.stop()
     b.stop()
 
