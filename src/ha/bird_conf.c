@@ -171,12 +171,6 @@ static bool write_priority_set(const struct cfg_ha *h, size_t ni, uint32_t prio,
     for (size_t i = 0; i < n; i++) {
         if (ov[i].neighbor != ni || ov[i].priority != prio || ov[i].ip.family != fam)
             continue;
-        /* The same address twice: once is enough (BIRD accepts both). */
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = ov[j].neighbor == ni && ov[j].priority == prio && ha_ip_equal(&ov[j].ip, &ov[i].ip);
-        if (seen)
-            continue;
         strbuf_printf(out, "%s%s/%d", k++ ? ", " : "", ov[i].ip.text, fam == AF_INET ? 32 : 128);
     }
     return k > 0;
@@ -227,8 +221,11 @@ static void write_filter(const struct cfg_ha *h, const char *name, long ni, cons
                       h->priority, h->priority, h->priority == 1 ? "" : "s");
     else
         strbuf_printf(out,
-                      "# Export to %s (ha.preempt false): as above, and the community\n"
-                      "# (%u, %u) says this node's zone priority, %u, whatever it announces with.\n",
+                      "# Export to %s (ha.preempt false): host routes of the two direct\n"
+                      "# protocols; a service VIP gets the priority the Sluice daemon decided for\n"
+                      "# this router (starting, held behind a worse zone, or the node's own), and\n"
+                      "# the community (%u, %u) says this node's zone priority, %u, whatever it\n"
+                      "# announces with.\n",
                       h->neighbors[ni].address.text, h->asn, BIRD_COMMUNITY_ZONE + h->priority, h->priority);
     strbuf_printf(out,
                   "filter %s {\n"

@@ -203,9 +203,10 @@ static void test_preempt_text(void **state)
     const struct cfg_ha *h = ha_conf(cfg);
     struct bird_export_priority ov[5];
     memset(ov, 0, sizeof ov);
-    const char *ips[] = { "10.9.0.1", "10.9.0.2", "10.9.0.3", "2001:db8:9::1", "10.9.0.1" };
-    const size_t nb[] = { 0, 0, 0, 1, 0 };
-    const uint32_t prio[] = { BIRD_STARTING_PRIORITY, 3, 3, 2, BIRD_STARTING_PRIORITY };
+    /* the last one: an IPv4 address listed for the IPv6 neighbor is skipped */
+    const char *ips[] = { "10.9.0.1", "10.9.0.2", "10.9.0.3", "2001:db8:9::1", "10.9.0.7" };
+    const size_t nb[] = { 0, 0, 0, 1, 1 };
+    const uint32_t prio[] = { BIRD_STARTING_PRIORITY, 3, 3, 2, 2 };
     for (size_t i = 0; i < 5; i++) {
         assert_int_equal(ha_ip_parse(ips[i], &ov[i].ip), 0);
         ov[i].neighbor = nb[i];
@@ -224,6 +225,7 @@ static void test_preempt_text(void **state)
     assert_non_null(f4);
     assert_non_null(f6);
     assert_non_null(strstr(f4, "    if net ~ [ 10.9.0.1/32 ] then {   # the session is new\n"));
+    assert_null(strstr(text, "10.9.0.7"));
     assert_non_null(strstr(f4, "      bgp_community.add((65010, 1017));\n"
                                "    } else if net ~ [ 10.9.0.2/32, 10.9.0.3/32 ] then {   # held behind a worse zone\n"
                                "      bgp_path.prepend(65010);\n      bgp_path.prepend(65010);\n"
