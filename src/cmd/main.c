@@ -57,7 +57,7 @@ static const char *usage_main =
     "                   on a real server: decapsulate Sluice's TUN (IPIP, GUE) packets\n"
     "  registry -c FILE run a registry node (services, instances, health checks, an\n"
     "                   HTTP API and DNS) described by FILE's registry: section\n"
-    "  ha config|status|drain|undrain\n"
+    "  ha config|status|drain|undrain|preempt\n"
     "                   HA (the ha: section): the BIRD configuration Sluice writes; a\n"
     "                   running node's BGP/BFD sessions and announced VIPs; drain it\n"
     "  agent -c FILE    run the local DNS agent: the registry's names answered on this\n"

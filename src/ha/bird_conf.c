@@ -13,13 +13,24 @@ void bird_conf_standin_ifname(const struct cfg_ha *h, char *buf, size_t cap)
     snprintf(buf, cap, "%s%s", h->interface, HA_STANDIN_SUFFIX);
 }
 
-void bird_conf_bgp_name(const struct cfg_ha_neighbor *n, char *buf, size_t cap)
+/* prefix + the neighbor's address with '.' and ':' as '_'. */
+static void neighbor_symbol(const char *prefix, const struct cfg_ha_neighbor *n, char *buf, size_t cap)
 {
-    size_t o = (size_t)snprintf(buf, cap, "%s", BIRD_BGP_PREFIX);
+    size_t o = (size_t)snprintf(buf, cap, "%s", prefix);
     for (const char *p = n->address.text; *p && o + 1 < cap; p++)
         buf[o++] = (*p == '.' || *p == ':') ? '_' : *p;
     if (o < cap)
         buf[o] = '\0';
+}
+
+void bird_conf_bgp_name(const struct cfg_ha_neighbor *n, char *buf, size_t cap)
+{
+    neighbor_symbol(BIRD_BGP_PREFIX, n, buf, cap);
+}
+
+void bird_conf_export_name(const struct cfg_ha_neighbor *n, char *buf, size_t cap)
+{
+    neighbor_symbol(BIRD_FILTER_EXPORT_PREFIX, n, buf, cap);
 }
 
 static void write_header(const struct cfg_ha *h, const char *source, struct strbuf *out)
@@ -106,20 +117,20 @@ static void write_bfd(const struct cfg_ha *h, struct strbuf *out)
                   h->bfd_interval_ms, h->bfd_multiplier, h->bfd_interval_ms, h->bfd_multiplier);
 }
 
-static void write_prepends(uint32_t asn, uint32_t n, struct strbuf *out)
+static void write_prepends(const char *ind, uint32_t asn, uint32_t n, struct strbuf *out)
 {
     for (uint32_t i = 0; i < n; i++)
-        strbuf_printf(out, "    bgp_path.prepend(%u);\n", asn);
+        strbuf_printf(out, "%sbgp_path.prepend(%u);\n", ind, asn);
 }
 
 /* (asn, value): a standard community (RFC 1997) when the ASN fits its 16
  * bits, else the large community (asn, value, 0) (RFC 8092). */
-static void write_community(uint32_t asn, uint32_t value, struct strbuf *out)
+static void write_community(const char *ind, uint32_t asn, uint32_t value, struct strbuf *out)
 {
     if (asn <= 0xffff)
-        strbuf_printf(out, "    bgp_community.add((%u, %u));\n", asn, value);
+        strbuf_printf(out, "%sbgp_community.add((%u, %u));\n", ind, asn, value);
     else
-        strbuf_printf(out, "    bgp_large_community.add((%u, %u, 0));\n", asn, value);
+        strbuf_printf(out, "%sbgp_large_community.add((%u, %u, 0));\n", ind, asn, value);
 }
 
 /* ha.announce as prefix sets, one per family (BIRD's sets hold one). */
@@ -149,26 +160,87 @@ static void write_announce_check(const struct cfg_ha *h, struct strbuf *out)
     }
 }
 
-static void write_filter(const struct cfg_ha *h, struct strbuf *out)
+/* ha.preempt false: the VIPs of ov[0..n) that go to neighbor ni with
+ * priority prio, as a prefix set ("10.0.0.1/32, 10.0.0.2/32"); false when
+ * there are none. */
+static bool write_priority_set(const struct cfg_ha *h, size_t ni, uint32_t prio, const struct bird_export_priority *ov,
+                               size_t n, struct strbuf *out)
 {
+    int fam = h->neighbors[ni].address.family;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ov[i].neighbor != ni || ov[i].priority != prio || ov[i].ip.family != fam)
+            continue;
+        strbuf_printf(out, "%s%s/%d", k++ ? ", " : "", ov[i].ip.text, fam == AF_INET ? 32 : 128);
+    }
+    return k > 0;
+}
+
+/* The node's own addresses: its priority, or (ha.preempt false, ni the
+ * neighbor) the priorities ov gives some VIPs toward that neighbor. */
+static void write_own_priorities(const struct cfg_ha *h, long ni, const struct bird_export_priority *ov, size_t n,
+                                 struct strbuf *out)
+{
+    bool any = false;
+    /* One branch per priority in use, worst first, then the node's own. */
+    for (uint32_t prio = BIRD_STARTING_PRIORITY + 1; ni >= 0 && prio-- > 0;) {
+        if (prio == h->priority)
+            continue;
+        struct strbuf set = { 0 };
+        if (!write_priority_set(h, (size_t)ni, prio, ov, n, &set)) {
+            strbuf_free(&set);
+            continue;
+        }
+        strbuf_printf(out, "    %sif net ~ [ %s ] then {   # %s\n", any ? "} else " : "", set.p ? set.p : "",
+                      prio == BIRD_STARTING_PRIORITY ? "the session is new" : "held behind a worse zone");
+        strbuf_free(&set);
+        write_prepends("      ", h->asn, prio, out);
+        write_community("      ", h->asn, BIRD_COMMUNITY_VIP + prio, out);
+        any = true;
+    }
+    if (any)
+        strbuf_puts(out, "    } else {\n");
+    write_prepends(any ? "      " : "    ", h->asn, h->priority, out);
+    write_community(any ? "      " : "    ", h->asn, BIRD_COMMUNITY_VIP + h->priority, out);
+    if (any)
+        strbuf_puts(out, "    }\n");
+    if (ni >= 0)
+        write_community("    ", h->asn, BIRD_COMMUNITY_ZONE + h->priority, out);
+}
+
+/* The export filter: `name`; ni >= 0 for neighbor ni's filter with
+ * ha.preempt false. */
+static void write_filter(const struct cfg_ha *h, const char *name, long ni, const struct bird_export_priority *ov,
+                         size_t n, struct strbuf *out)
+{
+    if (ni < 0)
+        strbuf_printf(out,
+                      "# Export: host routes of the two direct protocols, nothing else.\n"
+                      "# Zone priority %u = the ASN prepended %u time%s (routers prefer the\n"
+                      "# shortest AS path; equal paths within a zone stay ECMP).\n",
+                      h->priority, h->priority, h->priority == 1 ? "" : "s");
+    else
+        strbuf_printf(out,
+                      "# Export to %s (ha.preempt false): host routes of the two direct\n"
+                      "# protocols; a service VIP gets the priority the Sluice daemon decided for\n"
+                      "# this router (starting, held behind a worse zone, or the node's own), and\n"
+                      "# the community (%u, %u) says this node's zone priority, %u, whatever it\n"
+                      "# announces with.\n",
+                      h->neighbors[ni].address.text, h->asn, BIRD_COMMUNITY_ZONE + h->priority, h->priority);
     strbuf_printf(out,
-                  "# Export: host routes of the two direct protocols, nothing else.\n"
-                  "# Zone priority %u = the ASN prepended %u time%s (routers prefer the\n"
-                  "# shortest AS path; equal paths within a zone stay ECMP).\n"
                   "filter %s {\n"
                   "  if !((net.type = NET_IP4 && net.len = 32) || (net.type = NET_IP6 && net.len = 128)) then reject;\n"
                   "  if proto = \"%s\" then {\n",
-                  h->priority, h->priority, h->priority == 1 ? "" : "s", BIRD_FILTER_EXPORT, BIRD_PROTO_VIPS);
+                  name, BIRD_PROTO_VIPS);
     write_announce_check(h, out);
-    write_prepends(h->asn, h->priority, out);
-    write_community(h->asn, BIRD_COMMUNITY_VIP + h->priority, out);
+    write_own_priorities(h, ni, ov, n, out);
     strbuf_printf(out,
                   "    accept;\n"
                   "  }\n"
                   "  if proto = \"%s\" then {\n",
                   BIRD_PROTO_STANDIN);
-    write_prepends(h->asn, h->priority + BIRD_STANDIN_PREPENDS, out);
-    write_community(h->asn, BIRD_COMMUNITY_STANDIN + h->priority, out);
+    write_prepends("    ", h->asn, h->priority + BIRD_STANDIN_PREPENDS, out);
+    write_community("    ", h->asn, BIRD_COMMUNITY_STANDIN + h->priority, out);
     strbuf_puts(out,
                 "    accept;\n"
                 "  }\n"
@@ -176,18 +248,39 @@ static void write_filter(const struct cfg_ha *h, struct strbuf *out)
                 "}\n\n");
 }
 
-/* One channel of a BGP protocol. Import: none for now. (The place for
- * non-preempt: import the routers' view of our VIPs into a table of its
- * own, e.g. `import filter sluice_import; table sluice_seen4;`, so the
- * node can see whether another zone holds a VIP before it announces.) */
-static void write_channel(const char *family, struct strbuf *out)
+static void write_filters(const struct cfg_ha *h, const struct bird_export_priority *ov, size_t n,
+                          struct strbuf *out)
 {
+    if (h->preempt) {
+        write_filter(h, BIRD_FILTER_EXPORT, -1, NULL, 0, out);
+        return;
+    }
+    for (size_t i = 0; i < h->n_neighbors; i++) {
+        char name[BIRD_NAME_MAX];
+        bird_conf_export_name(&h->neighbors[i], name, sizeof name);
+        write_filter(h, name, (long)i, ov, n, out);
+    }
+}
+
+/* One channel of a BGP protocol. Import: none. With ha.preempt false, an
+ * import table keeps what the neighbor sends (its best route to each of
+ * the group's VIPs, the companion reads it: birdc_show_import_routes)
+ * without putting any of it in a routing table. */
+static void write_channel(const struct cfg_ha *h, const struct cfg_ha_neighbor *n, struct strbuf *out)
+{
+    char filter[BIRD_NAME_MAX];
+    if (h->preempt)
+        snprintf(filter, sizeof filter, "%s", BIRD_FILTER_EXPORT);
+    else
+        bird_conf_export_name(n, filter, sizeof filter);
+    strbuf_printf(out, "  %s {\n", n->address.family == AF_INET ? "ipv4" : "ipv6");
+    if (!h->preempt)
+        strbuf_puts(out, "    import table on;\n");
     strbuf_printf(out,
-                  "  %s {\n"
                   "    import none;\n"
                   "    export filter %s;\n"
                   "  };\n",
-                  family, BIRD_FILTER_EXPORT);
+                  filter);
 }
 
 static void write_bgp(const struct cfg_ha *h, const struct cfg_ha_neighbor *n, struct strbuf *out)
@@ -224,14 +317,26 @@ static void write_bgp(const struct cfg_ha *h, const struct cfg_ha_neighbor *n, s
                      "  error forget time 60;\n");
     if (h->bfd)
         strbuf_puts(out, "  bfd on;\n");
+    /* ha.preempt false: the routes the router sends back carry the
+     * group's own ASN (the router's best path to a VIP, from another node
+     * of the group); BGP would drop them as loops. Nothing is imported
+     * into a routing table (import none), so no loop can form. */
+    if (!h->preempt)
+        strbuf_puts(out, "  allow local as;\n");
     /* One channel, of the session's family: an IPv6 route sent over an
      * IPv4 session has no IPv6 next hop to carry ("Missing next hop
      * address"), so IPv6 VIPs need an IPv6 neighbor, as usual. */
-    write_channel(n->address.family == AF_INET ? "ipv4" : "ipv6", out);
+    write_channel(h, n, out);
     strbuf_puts(out, "}\n\n");
 }
 
 void bird_conf_write(const struct cfg_ha *h, struct in_addr router_id, const char *source, struct strbuf *out)
+{
+    bird_conf_write_export(h, router_id, source, NULL, 0, out);
+}
+
+void bird_conf_write_export(const struct cfg_ha *h, struct in_addr router_id, const char *source,
+                            const struct bird_export_priority *ov, size_t n_ov, struct strbuf *out)
 {
     write_header(h, source, out);
     if (h->bird.mode == HA_BIRD_MANAGED)
@@ -239,7 +344,7 @@ void bird_conf_write(const struct cfg_ha *h, struct in_addr router_id, const cha
     write_device(h, out);
     write_direct(h, out);
     write_bfd(h, out);
-    write_filter(h, out);
+    write_filters(h, ov, n_ov, out);
     for (size_t i = 0; i < h->n_neighbors; i++)
         write_bgp(h, &h->neighbors[i], out);
 }

@@ -23,6 +23,18 @@
  *     ASN does not fit a standard community: then the large community
  *     (asn, 1000 + priority, 0).
  *
+ * With ha.preempt false (docs/ha.md, "Preempt or not") each BGP protocol
+ * exports through a filter of its own, `filter sluice_export_<address>`,
+ * which may give some service VIPs another priority than the node's
+ * (BIRD_STARTING_PRIORITY while the session is new, or a priority that
+ * keeps the node behind a worse zone that carries the VIP: the list comes
+ * from the companion, bird_conf_write_export), adds the community
+ * (asn, BIRD_COMMUNITY_ZONE + priority) that says the node's own zone
+ * priority whatever it announces with, and keeps what the router sends in
+ * an import table (`import table on`; `import none` still: nothing reaches
+ * a routing table), with `allow local as` since the routes the routers
+ * send back carry the group's own ASN.
+ *
  * In mode managed the text is a whole bird.conf (router id, log, device);
  * in mode external it is a fragment for the operator's bird.conf to
  * `include`, every name in it prefixed "sluice_" (the operator's file
@@ -51,6 +63,27 @@
 #define BIRD_STANDIN_PREPENDS (HA_PRIORITY_MAX + 1)
 #define BIRD_COMMUNITY_VIP 1000
 #define BIRD_COMMUNITY_STANDIN 2000
+#define BIRD_COMMUNITY_ZONE 3000
+
+/* ha.preempt false: the worst priority a node holds a VIP back with (one
+ * behind a zone of priority HA_PRIORITY_MAX), and the priority of a VIP
+ * toward a neighbor whose session is new, before the node has seen which
+ * zone the router uses: worse than any held or own route, so a starting
+ * node takes no traffic from anyone. Routes with more prepends than
+ * BIRD_HELD_PRIORITY_MAX are starting nodes' (or stand-ins): a node does
+ * not stay behind them. */
+#define BIRD_HELD_PRIORITY_MAX (HA_PRIORITY_MAX + 1)
+#define BIRD_STARTING_PRIORITY (HA_PRIORITY_MAX + 2)
+#define BIRD_FILTER_EXPORT_PREFIX "sluice_export_"
+
+/* ha.preempt false: a service VIP that goes to neighbor `neighbor` (an
+ * index into h->neighbors) with `priority` prepends instead of the node's
+ * own. */
+struct bird_export_priority {
+    size_t neighbor;
+    struct ha_ip ip;
+    uint32_t priority;
+};
 
 /* The stand-in device's name: ha.interface + "-s". */
 void bird_conf_standin_ifname(const struct cfg_ha *h, char *buf, size_t cap);
@@ -63,5 +96,15 @@ void bird_conf_bgp_name(const struct cfg_ha_neighbor *n, char *buf, size_t cap);
  * (managed mode; ignored in external mode), appended to out. source names
  * the Sluice file in the header comment (may be NULL). */
 void bird_conf_write(const struct cfg_ha *h, struct in_addr router_id, const char *source, struct strbuf *out);
+
+/* The same with ha.preempt false's exceptions ov[0..n_ov) (ignored when
+ * ha.preempt is true; entries of another family than their neighbor's are
+ * skipped). */
+void bird_conf_write_export(const struct cfg_ha *h, struct in_addr router_id, const char *source,
+                            const struct bird_export_priority *ov, size_t n_ov, struct strbuf *out);
+
+/* The export filter of neighbor n with ha.preempt false:
+ * "sluice_export_10_0_0_1". */
+void bird_conf_export_name(const struct cfg_ha_neighbor *n, char *buf, size_t cap);
 
 #endif

@@ -84,11 +84,17 @@ int bird_proc_router_id(const struct cfg_ha *h, struct in_addr *out, char *err, 
 
 char *bird_proc_render(const struct cfg_ha *h, const char *source, char *err, size_t errlen)
 {
+    return bird_proc_render_export(h, source, NULL, 0, err, errlen);
+}
+
+char *bird_proc_render_export(const struct cfg_ha *h, const char *source, const struct bird_export_priority *ov,
+                              size_t n_ov, char *err, size_t errlen)
+{
     struct in_addr rid = { 0 };
     if (h->bird.mode == HA_BIRD_MANAGED && bird_proc_router_id(h, &rid, err, errlen) < 0)
         return NULL;
     struct strbuf out = { 0 };
-    bird_conf_write(h, rid, source, &out);
+    bird_conf_write_export(h, rid, source, ov, n_ov, &out);
     char *text = strbuf_finish(&out, NULL);
     if (!text)
         set_err(err, errlen, "out of memory");
@@ -281,8 +287,14 @@ int bird_proc_apply(const struct cfg_ha *h, const char *source, char *err, size_
     char *text = bird_proc_render(h, source, err, errlen);
     if (!text)
         return -1;
-    int rc = bird_proc_write_file(h->bird.config_file, text, strlen(text), err, errlen);
+    int rc = bird_proc_apply_text(h, text, err, errlen);
     free(text);
+    return rc;
+}
+
+int bird_proc_apply_text(const struct cfg_ha *h, const char *text, char *err, size_t errlen)
+{
+    int rc = bird_proc_write_file(h->bird.config_file, text, strlen(text), err, errlen);
     if (rc < 0)
         return -1;
     struct birdc b;

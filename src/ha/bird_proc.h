@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ha/bird_conf.h"
 #include "ha/ha_conf.h"
 
 #define BIRD_PROC_START_TIMEOUT_MS 10000
@@ -49,6 +50,11 @@ int bird_proc_router_id(const struct cfg_ha *h, struct in_addr *out, char *err, 
  * with err. */
 char *bird_proc_render(const struct cfg_ha *h, const char *source, char *err, size_t errlen);
 
+/* The same with ha.preempt false's priorities per neighbor and VIP
+ * (bird_conf_write_export). */
+char *bird_proc_render_export(const struct cfg_ha *h, const char *source, const struct bird_export_priority *ov,
+                              size_t n_ov, char *err, size_t errlen);
+
 /* Write len bytes to path atomically (mode 0644); the directory is
  * created (0755) when only its last level is missing. 0, or -1 with err. */
 int bird_proc_write_file(const char *path, const char *text, size_t len, char *err, size_t errlen);
@@ -56,6 +62,9 @@ int bird_proc_write_file(const char *path, const char *text, size_t len, char *e
 /* Render and write the file, then make BIRD run it: see the top of this
  * file. 0, or -1 with err. */
 int bird_proc_apply(const struct cfg_ha *h, const char *source, char *err, size_t errlen);
+
+/* The same for a text rendered already (bird_proc_render_export). */
+int bird_proc_apply_text(const struct cfg_ha *h, const char *text, char *err, size_t errlen);
 
 /* Mode managed: is the BIRD of h's pid file alive? (false when the file
  * is missing, unreadable, or names no live process.) A BIRD that is alive

@@ -430,6 +430,153 @@ int birdc_parse_prefixes(const struct birdc_reply *r, struct birdc_prefix **out,
     return 0;
 }
 
+/* ---- routes with their attributes (show route ... all) ------------------ */
+
+/* A decimal number of at most 32 bits at *p (advanced past it). */
+static bool read_u32(const char **p, uint32_t *v)
+{
+    const char *s = *p;
+    uint64_t x = 0;
+    if (!isdigit((unsigned char)*s))
+        return false;
+    for (; isdigit((unsigned char)*s); s++) {
+        x = x * 10 + (uint64_t)(*s - '0');
+        if (x > UINT32_MAX)
+            return false;
+    }
+    *v = (uint32_t)x;
+    *p = s;
+    return true;
+}
+
+/* "65000 {65001 65002} 65010": the ASNs, braces of AS sets dropped. */
+static bool parse_as_path(const char *s, struct birdc_route *rt)
+{
+    rt->as_path_len = 0;
+    rt->as_path_cut = false;
+    for (;;) {
+        while (*s == ' ' || *s == '{' || *s == '}' || *s == '\t' || *s == '\r')
+            s++;
+        if (!*s)
+            return true;
+        uint32_t asn;
+        if (!read_u32(&s, &asn) || (*s && *s != ' ' && *s != '}' && *s != '{' && *s != '\r'))
+            return false;
+        if (rt->as_path_len < BIRDC_MAX_AS_PATH)
+            rt->as_path[rt->as_path_len++] = asn;
+        else
+            rt->as_path_cut = true;
+    }
+}
+
+/* "(65010,1001) (65010,3000)" (width 2) or "(4200000000, 1000, 0)" (width
+ * 3): tuples of numbers into rows of `width` (at most max of them). */
+static bool parse_tuples(const char *s, size_t width, uint32_t *rows, size_t max, size_t *n)
+{
+    *n = 0;
+    for (;;) {
+        while (*s == ' ' || *s == '\r')
+            s++;
+        if (!*s)
+            return true;
+        if (*s++ != '(')
+            return false;
+        uint32_t t[3];
+        for (size_t i = 0; i < width; i++) {
+            while (*s == ' ')
+                s++;
+            if (!read_u32(&s, &t[i]))
+                return false;
+            while (*s == ' ')
+                s++;
+            if (*s++ != (i + 1 < width ? ',' : ')'))
+                return false;
+        }
+        if (*n < max)
+            memcpy(rows + *n * width, t, width * sizeof *t);
+        (*n)++;
+        if (*n > max)
+            *n = max;   /* more than we keep: the first ones are enough */
+    }
+}
+
+/* The head of a route: "10.0.0.1/32   unicast [PROTO ...] ..." or, for
+ * another route of the same network, "   unicast [PROTO ...]". */
+static bool parse_route_head(const char *text, const char *prev_prefix, struct birdc_route *rt)
+{
+    char prev[sizeof rt->prefix];
+    snprintf(prev, sizeof prev, "%s", prev_prefix);
+    memset(rt, 0, sizeof *rt);
+    if (text[0] == ' ') {
+        if (!prev[0])
+            return false;
+        memcpy(rt->prefix, prev, sizeof prev);
+    } else if (!route_prefix(text, rt->prefix, sizeof rt->prefix)) {
+        return false;
+    }
+    const char *b = strchr(text, '[');
+    if (!b)
+        return false;
+    b++;
+    size_t len = strcspn(b, " ]");
+    if (!len || len >= sizeof rt->proto)
+        return false;
+    copy_field(rt->proto, sizeof rt->proto, b, len);
+    return true;
+}
+
+/* One "\tBGP.xxx: value" line of the route rt. */
+static bool parse_route_attr(const char *text, struct birdc_route *rt)
+{
+    static const char as_path[] = "\tBGP.as_path:", community[] = "\tBGP.community:",
+                      large[] = "\tBGP.large_community:";
+    if (!strncmp(text, as_path, sizeof as_path - 1))
+        return parse_as_path(text + sizeof as_path - 1, rt);
+    if (!strncmp(text, community, sizeof community - 1))
+        return parse_tuples(text + sizeof community - 1, 2, &rt->community[0][0], BIRDC_MAX_COMMUNITIES,
+                            &rt->n_community);
+    if (!strncmp(text, large, sizeof large - 1))
+        return parse_tuples(text + sizeof large - 1, 3, &rt->large_community[0][0], BIRDC_MAX_COMMUNITIES,
+                            &rt->n_large_community);
+    return true;   /* an attribute not read here */
+}
+
+int birdc_parse_routes(const struct birdc_reply *r, struct birdc_route **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (reply_error(r, err, errlen) < 0)
+        return -1;
+    struct birdc_route *arr = NULL;
+    size_t cap = 0, k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct birdc_line *l = &r->lines[i];
+        bool ok = true;
+        if (l->code == BIRDC_ROW_ROUTE && l->text[0] != '\t' && strncmp(l->text, "Table ", 6) != 0 && l->text[0]) {
+            struct birdc_route *g = grow(arr, k, &cap, sizeof *arr);
+            if (!g) {
+                free(arr);
+                set_err(err, errlen, "out of memory");
+                return -1;
+            }
+            arr = g;
+            ok = parse_route_head(l->text, k ? arr[k - 1].prefix : "", &arr[k]);
+            if (ok)
+                k++;
+        } else if (l->code == BIRDC_ROW_ROUTE_ATTR && k) {
+            ok = parse_route_attr(l->text, &arr[k - 1]);
+        }
+        if (!ok) {
+            free(arr);
+            set_err(err, errlen, "cannot read a line of BIRD's route list: \"%.80s\"", l->text);
+            return -1;
+        }
+    }
+    *out = arr;
+    *n = k;
+    return 0;
+}
+
 /* ---- the connection ----------------------------------------------------- */
 
 static int64_t now_ms(void)
@@ -728,6 +875,30 @@ int birdc_show_exported(struct birdc *b, const char *proto, struct birdc_prefix 
         return -1;
     /* Nothing exported is a reply with no rows ("0000"). */
     int rc = no_valid_tables(&r) ? 0 : birdc_parse_prefixes(&r, out, n, err, errlen);
+    birdc_reply_free(&r);
+    return rc;
+}
+
+int birdc_show_import_routes(struct birdc *b, const char *proto, bool ipv6, uint32_t asn, struct birdc_route **out,
+                             size_t *n, char *err, size_t errlen)
+{
+    char cmd[256];
+    struct birdc_reply r;
+    *out = NULL;
+    *n = 0;
+    if (!birdc_name_ok(proto)) {
+        set_err(err, errlen, "\"%.64s\" is not a BIRD protocol name", proto);
+        return -1;
+    }
+    snprintf(cmd, sizeof cmd, "show route import table %s.%s where net.len = %d && bgp_path ~ [= * %u * =] all", proto,
+             ipv6 ? "ipv6" : "ipv4", ipv6 ? 128 : 32, asn);
+    if (birdc_command(b, cmd, &r, err, errlen) < 0)
+        return -1;
+    /* A channel that is down has no import table: BIRD 2.0.12 answers
+     * "9001 No import table in channel P.ipv4". */
+    int rc = 0;
+    if (!(r.code == 9001 && strstr(birdc_reply_message(&r), "No import table")))
+        rc = birdc_parse_routes(&r, out, n, err, errlen);
     birdc_reply_free(&r);
     return rc;
 }

@@ -49,6 +49,8 @@ enum {
     BIRDC_CONFIG_OK = 20,
     BIRDC_ROW_PROTOCOL = 1002,
     BIRDC_ROW_ROUTE = 1007,
+    BIRDC_ROW_ROUTE_DETAIL = 1008,     /* `all`: "\tType: BGP univ" */
+    BIRDC_ROW_ROUTE_ATTR = 1012,       /* `all`: "\tBGP.as_path: 65000 65010" */
     BIRDC_ROW_BFD = 1020,
     BIRDC_ERR_CONFIG = 8002,
     BIRDC_ERR_NO_PROTOCOLS = 8003,
@@ -120,6 +122,34 @@ struct birdc_prefix {
 int birdc_parse_prefixes(const struct birdc_reply *r, struct birdc_prefix **out, size_t *n, char *err,
                          size_t errlen);
 
+/* A route of `show route ... all` (rows 1007, their 1012 attributes):
+ *
+ *   1007-10.0.0.1/32   unicast [sluice_bgp_10_0_0_1 19:50:10.103 from 10.0.0.1] * (100) [AS65010i]
+ *        \tvia 10.0.0.1 on eth0
+ *   1008-\tType: BGP univ
+ *   1012-\tBGP.origin: IGP
+ *        \tBGP.as_path: 65000 65010 65010
+ *        \tBGP.community: (65010,1001) (65010,3000)
+ *
+ * (a second route of the same network begins with blanks instead of the
+ * network). Only what the HA tier reads is kept: the network, the protocol
+ * it came from, its AS path (AS sets' braces dropped, their members kept)
+ * and its standard and large communities. */
+#define BIRDC_MAX_AS_PATH 64
+#define BIRDC_MAX_COMMUNITIES 32
+struct birdc_route {
+    char prefix[52];
+    char proto[64];
+    uint32_t as_path[BIRDC_MAX_AS_PATH];
+    size_t as_path_len;
+    bool as_path_cut;        /* longer than BIRDC_MAX_AS_PATH: the first ones are kept */
+    uint32_t community[BIRDC_MAX_COMMUNITIES][2];
+    size_t n_community;
+    uint32_t large_community[BIRDC_MAX_COMMUNITIES][3];
+    size_t n_large_community;
+};
+int birdc_parse_routes(const struct birdc_reply *r, struct birdc_route **out, size_t *n, char *err, size_t errlen);
+
 /* ---- the connection ---- */
 
 struct birdc {
@@ -157,6 +187,12 @@ int birdc_show_bfd_sessions(struct birdc *b, struct birdc_bfd_session **out, siz
 int birdc_exported_count(struct birdc *b, const char *proto, uint32_t *count, char *err, size_t errlen);
 int birdc_show_exported(struct birdc *b, const char *proto, struct birdc_prefix **out, size_t *n, char *err,
                         size_t errlen);
+/* The host routes (/32, /128) whose AS path holds asn in the import table
+ * (`import table on`: what the neighbor sent, before the import filter) of
+ * the channel proto.ipv4 (ipv6 false) or proto.ipv6. A protocol that is
+ * down has no import table: no routes, not an error. */
+int birdc_show_import_routes(struct birdc *b, const char *proto, bool ipv6, uint32_t asn, struct birdc_route **out,
+                             size_t *n, char *err, size_t errlen);
 /* enable/disable a protocol; "already enabled/disabled" is success. */
 int birdc_enable(struct birdc *b, const char *proto, char *err, size_t errlen);
 int birdc_disable(struct birdc *b, const char *proto, char *err, size_t errlen);

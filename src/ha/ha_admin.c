@@ -4,8 +4,11 @@
  *                          announced and what is withdrawn (and why), drained
  *   POST /api/ha/drain     withdraw this node's VIPs and stand-ins
  *   POST /api/ha/undrain   announce them again
+ *   POST /api/ha/preempt   ha.preempt false: drop every hold, announce with
+ *                          this node's own priority now (ha_preempt_force)
  *
- * and the families sluice_ha_announced{address}, sluice_ha_bgp_session_up
+ * and the families sluice_ha_announced{address},
+ * sluice_ha_priority{address,neighbor,state}, sluice_ha_bgp_session_up
  * {neighbor}, sluice_ha_bfd_session_up{neighbor} and
  * sluice_ha_withdrawals_total{reason}, and ha.probe's
  * sluice_ha_probe_total{address,port,result,path} and
@@ -63,6 +66,70 @@ static bool is_announced(const struct ha_companion *h, const struct vip_ip *ip, 
     return false;
 }
 
+static const char *prio_state_name(enum ha_preempt_state st)
+{
+    switch (st) {
+    case HA_PRIO_STARTING: return "starting";
+    case HA_PRIO_HELD: return "held";
+    case HA_PRIO_STANDIN: return "standin";
+    case HA_PRIO_OWN: break;
+    }
+    return "own";
+}
+
+/* The priority address ip goes to neighbor ni with (ni of its family). */
+static uint32_t priority_toward(const struct ha_companion *h, size_t ni, const struct vip_ip *ip, bool standin,
+                                bool local_only, enum ha_preempt_state *st, const struct ha_hold **hold)
+{
+    *hold = NULL;
+    if (standin) {
+        *st = HA_PRIO_STANDIN;
+        return h->ha->priority + BIRD_STANDIN_PREPENDS;
+    }
+    if (local_only) {
+        *st = HA_PRIO_OWN;
+        return h->ha->priority;
+    }
+    return ha_preempt_priority(h, ni, ip, st, hold);
+}
+
+/* ha.preempt false: per neighbor, the priority and why; *worst the
+ * highest of them (the node's own when no neighbor has its family). */
+static json_t *routers_json(const struct ha_companion *h, const struct vip_verdict *v, bool standin, uint32_t *worst)
+{
+    json_t *a = json_array();
+    *worst = standin ? h->ha->priority + BIRD_STANDIN_PREPENDS : h->ha->priority;
+    bool first = true;
+    for (size_t ni = 0; a && ni < h->n_sessions && ni < h->ha->n_neighbors; ni++) {
+        if (h->ha->neighbors[ni].address.family != v->addr.family)
+            continue;
+        enum ha_preempt_state st;
+        const struct ha_hold *hd;
+        uint32_t prio = priority_toward(h, ni, &v->addr, standin, v->local_only, &st, &hd);
+        if (first || prio > *worst)
+            *worst = prio;
+        first = false;
+        char why[160];
+        switch (st) {
+        case HA_PRIO_STARTING:
+            snprintf(why, sizeof why, "starting: the session is new, its routes are not read yet");
+            break;
+        case HA_PRIO_HELD:
+            snprintf(why, sizeof why, "held behind zone priority %u (the router's route has priority %u)", hd->zone,
+                     hd->carrier);
+            break;
+        case HA_PRIO_STANDIN: snprintf(why, sizeof why, "stand-in"); break;
+        default:
+            snprintf(why, sizeof why, v->local_only ? "own (a local address always goes with its own priority)"
+                                                    : "own");
+            break;
+        }
+        json_array_append_new(a, json_pack("{s:s, s:i, s:s, s:s}", "neighbor", h->sessions[ni].neighbor,
+                                           "priority", (int)prio, "state", prio_state_name(st), "why", why));
+    }
+    return a;
+}
+
 static json_t *sessions_json(const struct ha_companion *h)
 {
     json_t *a = json_array();
@@ -91,10 +158,16 @@ static json_t *status_json(struct ha_companion *h)
         vip_ip_string(&v[i].addr, ip, sizeof ip);
         bool standin = false;
         if (is_announced(h, &v[i].addr, &standin)) {
-            /* The prepends BIRD's export filter gives it (bird_conf.h). */
-            unsigned prio = ha->priority + (standin ? BIRD_STANDIN_PREPENDS : 0);
+            /* The prepends BIRD's export filter gives it (bird_conf.h);
+             * with ha.preempt false, per router, "priority" the worst. */
+            uint32_t prio;
+            json_t *routers = routers_json(h, &v[i], standin, &prio);
             json_t *a = json_pack("{s:s, s:o, s:i, s:b}", "address", ip, "owners", owners_of(h, &v[i].addr),
                                   "priority", (int)prio, "standin", standin);
+            if (a && !ha->preempt)
+                json_object_set_new(a, "routers", routers);
+            else
+                json_decref(routers);
             json_t *probe = ha_probes_json(h, &v[i].addr);
             if (probe)
                 json_object_set_new(a, "probe", probe);
@@ -122,6 +195,8 @@ static json_t *status_json(struct ha_companion *h)
                      sessions_json(h), "announced", announced, "withdrawn", withdrawn, "drained", h->drained,
                      "stopping", h->stopped);
     if (doc)
+        json_object_set_new(doc, "preempt", json_boolean(ha->preempt));
+    if (doc)
         json_object_set_new(doc, "probe", json_pack("{s:b, s:o}", "enabled", ha->probe_enabled, "warning",
                                                     h->probe_warning[0] ? json_string(h->probe_warning)
                                                                         : json_null()));
@@ -144,7 +219,7 @@ static bool body_ok(const struct admin_request *rq, struct admin_reply *r)
     if (!j)
         admin_reply_error(r, 400, "the body is not JSON: %s (send none, or {})", jerr.text);
     else if (!ok)
-        admin_reply_error(r, 400, "the body must be empty or {}: drain and undrain take no parameters");
+        admin_reply_error(r, 400, "the body must be empty or {}: drain, undrain and preempt take no parameters");
     json_decref(j);
     return ok;
 }
@@ -166,8 +241,10 @@ static void handle(void *arg, const struct admin_request *rq, struct admin_reply
     }
     bool drain = rq->n_seg == 1 && !strcmp(rq->seg[0], "drain");
     bool undrain = rq->n_seg == 1 && !strcmp(rq->seg[0], "undrain");
-    if (!drain && !undrain) {
-        admin_reply_error(r, 404, "no such path (see docs/admin-api.md: /api/ha, /api/ha/drain, /api/ha/undrain)");
+    bool preempt = rq->n_seg == 1 && !strcmp(rq->seg[0], "preempt");
+    if (!drain && !undrain && !preempt) {
+        admin_reply_error(r, 404, "no such path (see docs/admin-api.md: /api/ha, /api/ha/drain, /api/ha/undrain, "
+                                  "/api/ha/preempt)");
         return;
     }
     if (strcmp(rq->method, "POST") != 0) {
@@ -178,6 +255,20 @@ static void handle(void *arg, const struct admin_request *rq, struct admin_reply
         return;
     if (h->stopped) {
         admin_reply_error(r, 409, "stopping: nothing is announced any more");
+        return;
+    }
+    if (preempt) {
+        if (h->ha->preempt) {
+            admin_reply_error(r, 409, "ha.preempt is true: this node always announces with its own priority");
+            return;
+        }
+        size_t held = 0;
+        for (size_t i = 0; i < h->n_sessions; i++)
+            held += h->sessions[i].n_holds;
+        log_info("admin API: ha preempt");
+        ha_preempt_force(h);
+        admin_reply_json(r, 200, json_pack("{s:i, s:i, s:i}", "released", (int)held, "priority",
+                                           (int)h->ha->priority, "no_hold_ms", HA_PREEMPT_FORCE_MS));
         return;
     }
     bool was = h->drained;
@@ -203,6 +294,26 @@ static void collect(void *arg, struct strbuf *out)
         vip_ip_string(&v[i].addr, ip, sizeof ip);
         const struct metric_label l = { "address", ip };
         metrics_sample(out, "sluice_ha_announced", &l, 1, is_announced(h, &v[i].addr, &standin));
+    }
+    metrics_family(out, "sluice_ha_priority", "gauge",
+                   "The priority (AS-path prepends) an announced address goes to the neighbor with; state own, "
+                   "standin, or with ha.preempt false starting or held");
+    for (size_t i = 0; i < n; i++) {
+        bool standin;
+        if (!is_announced(h, &v[i].addr, &standin))
+            continue;
+        vip_ip_string(&v[i].addr, ip, sizeof ip);
+        for (size_t ni = 0; ni < h->n_sessions && ni < h->ha->n_neighbors; ni++) {
+            if (h->ha->neighbors[ni].address.family != v[i].addr.family)
+                continue;
+            enum ha_preempt_state st;
+            const struct ha_hold *hd;
+            uint32_t prio = priority_toward(h, ni, &v[i].addr, standin, v[i].local_only, &st, &hd);
+            const struct metric_label l[3] = {
+                { "address", ip }, { "neighbor", h->sessions[ni].neighbor }, { "state", prio_state_name(st) }
+            };
+            metrics_sample(out, "sluice_ha_priority", l, 3, prio);
+        }
     }
     free(v);
     metrics_family(out, "sluice_ha_bgp_session_up", "gauge", "1 while the BGP session with the neighbor is established");

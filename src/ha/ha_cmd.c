@@ -87,11 +87,12 @@ static int config_run(int argc, char **argv)
     return rc;
 }
 
-/* ---- sluice ha status|drain|undrain (ha_ctl.c) ---------------------------- */
+/* ---- sluice ha status|drain|undrain|preempt (ha_ctl.c) ---------------------------- */
 
 static void status_usage(FILE *out) { ha_ctl_usage(out, "status"); }
 static void drain_usage(FILE *out) { ha_ctl_usage(out, "drain"); }
 static void undrain_usage(FILE *out) { ha_ctl_usage(out, "undrain"); }
+static void preempt_usage(FILE *out) { ha_ctl_usage(out, "preempt"); }
 
 /* ---- the table ------------------------------------------------------------ */
 
@@ -100,6 +101,7 @@ static const struct ha_subcommand subcommands[] = {
     { "status", ha_ctl_run, status_usage, "a running node's BGP and BFD sessions, what it announces and why not" },
     { "drain", ha_ctl_run, drain_usage, "withdraw the node's VIPs from the routers (graceful: it keeps forwarding)" },
     { "undrain", ha_ctl_run, undrain_usage, "announce them again" },
+    { "preempt", ha_ctl_run, preempt_usage, "ha.preempt false: take the VIPs back now from a worse zone that holds them" },
     { NULL, NULL, NULL, NULL },
 };
 

@@ -1,5 +1,6 @@
-/* `sluice ha status|drain|undrain`: the running daemon's HA companion
- * through its admin API (GET /api/ha, POST /api/ha/drain|undrain). The
+/* `sluice ha status|drain|undrain|preempt`: the running daemon's HA
+ * companion through its admin API (GET /api/ha, POST
+ * /api/ha/drain|undrain|preempt). The
  * admin address comes from --admin ADDR, else -c FILE's admin.listen,
  * else 127.0.0.1:9900, as for `sluice status`. */
 #include "ha/ha_ctl.h"
@@ -36,6 +37,9 @@ void ha_ctl_usage(FILE *out, const char *sub)
                                         "own FullNAT local addresses stay, for the flows it still holds). The\n"
                                         "daemon keeps forwarding what still reaches it. Lasts until undrain or\n"
                                         "a restart."
+            : !strcmp(sub, "preempt") ? "With ha.preempt false: stop holding VIPs behind a worse zone and\n"
+                                        "announce them with this node's own priority now, so the routers\n"
+                                        "move their traffic back here (no new hold for 5 s)."
                                       : "Announce this node's VIPs again after a drain.",
             !strcmp(sub, "status") ? "  -j, --json          print the API's JSON as is\n" : "");
 }
@@ -118,8 +122,9 @@ static void print_probe(json_t *probe)
 static void print_status(json_t *j)
 {
     json_t *bird = json_object_get(j, "bird");
-    printf("node %s, zone %s, priority %lld%s\n", str(j, "node"), str(j, "zone"),
+    printf("node %s, zone %s, priority %lld%s%s\n", str(j, "node"), str(j, "zone"),
            (long long)json_integer_value(json_object_get(j, "priority")),
+           json_is_false(json_object_get(j, "preempt")) ? ", preempt false" : "",
            json_is_true(json_object_get(j, "drained")) ? ", DRAINED" : "");
     long long restarts = (long long)json_integer_value(json_object_get(bird, "restarts"));
     printf("BIRD %s on %s: %s%s%s", str(bird, "mode"), str(bird, "socket"),
@@ -144,6 +149,11 @@ static void print_status(json_t *j)
                json_is_true(json_object_get(s, "standin")) ? " stand-in" : "");
         print_owners(json_object_get(s, "owners"));
         printf("\n");
+        size_t k;
+        json_t *rt;
+        json_array_foreach(json_object_get(s, "routers"), k, rt)
+            printf("      to %s: prepends %lld, %s\n", str(rt, "neighbor"),
+                   (long long)json_integer_value(json_object_get(rt, "priority")), str(rt, "why"));
         print_probe(json_object_get(s, "probe"));
     }
     printf("withdrawn:\n");
@@ -208,6 +218,11 @@ int ha_ctl_run(int argc, char **argv)
         free(text);
     } else if (status) {
         print_status(j);
+    } else if (!strcmp(sub, "preempt")) {
+        printf("preempting: %lld hold%s dropped, announcing with priority %lld\n",
+               (long long)json_integer_value(json_object_get(j, "released")),
+               json_integer_value(json_object_get(j, "released")) == 1 ? "" : "s",
+               (long long)json_integer_value(json_object_get(j, "priority")));
     } else {
         bool drained = json_is_true(json_object_get(j, "drained"));
         bool changed = json_is_true(json_object_get(j, "changed"));

@@ -143,6 +143,15 @@ void ha_reconcile(struct ha_companion *h)
         if (h->n_ann == before)
             i++;
     }
+    /* ha.preempt false: BIRD's export filters list every service VIP with
+     * its priority (a new one goes out as a starting node's, or held)
+     * before it is on the device, or BIRD would send it with the node's
+     * own priority first. */
+    if (!h->ha->preempt) {
+        char err[512];
+        if (ha_apply_bird(h, err, sizeof err) < 0)
+            log_error("ha: BIRD: %s", err);
+    }
     for (size_t k = 0; k < n; k++)
         if (ha_verdict_reason(h, &v[k]) == HA_WD_COUNT && !find_announced(h, &v[k].addr))
             announce_one(h, &v[k]);
@@ -169,16 +178,23 @@ void ha_set_drained(struct ha_companion *h, bool drained)
 
 /* Write BIRD's configuration and make BIRD run it (start it, adopt the
  * running one, or reconfigure the operator's). */
-static int apply_bird(struct ha_companion *h, char *err, size_t errlen)
+int ha_apply_bird(struct ha_companion *h, char *err, size_t errlen)
 {
-    char *text = bird_proc_render(h->ha, h->cfg->path, err, errlen);
+    struct bird_export_priority *ov = NULL;
+    size_t n_ov = 0;
+    if (ha_preempt_overrides(h, &ov, &n_ov) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    char *text = bird_proc_render_export(h->ha, h->cfg->path, ov, n_ov, err, errlen);
+    free(ov);
     if (!text)
         return -1;
     if (h->bird_text && !strcmp(text, h->bird_text)) {
         free(text);
         return 0;   /* nothing changed for BIRD */
     }
-    if (bird_proc_apply(h->ha, h->cfg->path, err, errlen) < 0) {
+    if (bird_proc_apply_text(h->ha, text, err, errlen) < 0) {
         free(text);
         return -1;
     }
@@ -195,10 +211,13 @@ static struct ha_session *session_of(struct ha_companion *h, const char *protoco
     return NULL;
 }
 
-/* The sessions BIRD should have: one per neighbor, unknown until asked. */
+/* The sessions BIRD should have: one per neighbor, unknown until asked
+ * (a neighbor still configured keeps what was known of it, its
+ * ha.preempt holds included). */
 static void reset_sessions(struct ha_companion *h)
 {
     struct ha_session old[HA_MAX_NEIGHBORS];
+    bool kept[HA_MAX_NEIGHBORS] = { false };
     size_t n_old = h->n_sessions;
     memcpy(old, h->sessions, n_old * sizeof *old);
     h->n_sessions = 0;
@@ -208,10 +227,17 @@ static void reset_sessions(struct ha_companion *h)
         snprintf(s->neighbor, sizeof s->neighbor, "%s", h->ha->neighbors[i].address.text);
         bird_conf_bgp_name(&h->ha->neighbors[i], s->protocol, sizeof s->protocol);
         snprintf(s->state, sizeof s->state, "unknown");
-        for (size_t k = 0; k < n_old; k++)
-            if (!strcmp(old[k].protocol, s->protocol))
+        for (size_t k = 0; k < n_old; k++) {
+            if (!kept[k] && !strcmp(old[k].protocol, s->protocol)) {
                 *s = old[k];
+                kept[k] = true;
+                break;
+            }
+        }
     }
+    for (size_t k = 0; k < n_old; k++)
+        if (!kept[k])
+            ha_preempt_clear(&old[k]);
 }
 
 static void close_bird(struct ha_companion *h)
@@ -286,7 +312,9 @@ static void restart_bird_if_dead(struct ha_companion *h)
     h->bird_restart_tried_ms = now;
     char err[512];
     log_warn("ha: the BIRD this node manages is not running (%s): starting it again", h->ha->bird.pid_file);
-    if (bird_proc_apply(h->ha, h->cfg->path, err, sizeof err) < 0) {
+    int rc = h->bird_text ? bird_proc_apply_text(h->ha, h->bird_text, err, sizeof err)
+                          : bird_proc_apply(h->ha, h->cfg->path, err, sizeof err);
+    if (rc < 0) {
         log_error("ha: cannot start BIRD again: %s (next try in %d s)", err, BIRD_RESTART_GAP_MS / 1000);
         return;
     }
@@ -328,6 +356,7 @@ static void poll_bird(struct ha_companion *h)
         log_info("ha: BIRD answers on %s (%s)", h->ha->bird.control_socket, h->bird_version);
     h->bird_up = true;
     h->bird_error[0] = '\0';
+    ha_preempt_poll(h);
 }
 
 static void on_poll(struct ev_loop *loop, struct ev_timer *t)
@@ -393,6 +422,16 @@ static void ha_reloaded(void *arg, const struct sl_config *cfg)
         return;
     }
     bool new_devices = strcmp(next->interface, h->ha->interface) != 0;
+    /* ha.preempt changed: BIRD restarts the sessions (the import table
+     * comes or goes); what was read of the routers is forgotten. */
+    if (next->preempt != h->ha->preempt) {
+        log_info("ha: ha.preempt is %s now: the BGP sessions restart", next->preempt ? "true" : "false");
+        for (size_t i = 0; i < h->n_sessions; i++) {
+            ha_preempt_clear(&h->sessions[i]);
+            h->sessions[i].settled = false;
+            h->sessions[i].polls_up = 0;
+        }
+    }
     /* The probe targets point into the old configuration's probe
      * settings: they start again with the new ones. */
     ha_probes_stop(h);
@@ -411,7 +450,7 @@ static void ha_reloaded(void *arg, const struct sl_config *cfg)
         }
     }
     char err[512];
-    if (apply_bird(h, err, sizeof err) < 0)
+    if (ha_apply_bird(h, err, sizeof err) < 0)
         log_error("ha: BIRD: %s; BIRD keeps its previous configuration", err);
     ha_reconcile(h);
 }
@@ -425,6 +464,8 @@ static void ha_fini(void *arg)
     close_bird(h);
     ha_probes_stop(h);
     close_devices(h, HA_WD_STOPPING);
+    for (size_t i = 0; i < h->n_sessions; i++)
+        ha_preempt_clear(&h->sessions[i]);
     free(h->ann);
     free(h->bird_text);
     free(h);
@@ -477,7 +518,7 @@ int ha_attach(struct daemon *d, const struct sl_config *cfg, char *err, size_t e
     if (open_devices(h, err, errlen) < 0)
         return -1;
     char why[512];
-    if (apply_bird(h, why, sizeof why) < 0) {
+    if (ha_apply_bird(h, why, sizeof why) < 0) {
         snprintf(err, errlen, "BIRD: %s", why);
         return -1;
     }
@@ -489,12 +530,10 @@ int ha_attach(struct daemon *d, const struct sl_config *cfg, char *err, size_t e
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (!ha->preempt)
-        log_warn("ha: ha.preempt: false is not implemented yet: this node announces with its own priority, so "
-                 "traffic returns to a recovered better zone (docs/ha.md)");
     ev_timer_start(d->loop, &h->poll, 0);
-    log_info("ha: node %s, zone %s, priority %u: announcing on %s (stand-ins on %s%s), BIRD %s on %s", h->node,
-             ha->zone, ha->priority, ha->interface, ha->interface, HA_STANDIN_SUFFIX,
+    log_info("ha: node %s, zone %s, priority %u%s: announcing on %s (stand-ins on %s%s), BIRD %s on %s", h->node,
+             ha->zone, ha->priority, ha->preempt ? "" : " (ha.preempt false: stays behind a worse zone that "
+             "carries a VIP)", ha->interface, ha->interface, HA_STANDIN_SUFFIX,
              ha->bird.mode == HA_BIRD_MANAGED ? "managed" : "external", ha->bird.control_socket);
     return 0;
 }

@@ -19,7 +19,8 @@
  *              when it changed; a new ha.interface opens new devices;
  *   poll       every second, BIRD's protocols and BFD sessions over its
  *              control socket (birdc.h), for the admin API and metrics;
- *              BGP and BFD session changes are logged.
+ *              BGP and BFD session changes are logged; with ha.preempt
+ *              false, what each router sends back (ha_preempt.c).
  *
  * The admin routes and metric families are in ha_admin.c.
  */
@@ -62,6 +63,16 @@ struct ha_announced {
     bool standin;            /* on the stand-in device */
 };
 
+/* ha.preempt false: a VIP this node holds behind a worse zone toward one
+ * neighbor (ha_preempt.c). */
+struct ha_hold {
+    struct vip_ip ip;
+    uint32_t priority;       /* what it goes out with: one behind the carrier */
+    uint32_t zone;           /* the zone priority of the route the router uses */
+    uint32_t carrier;        /* the priority that route goes out with (its prepends) */
+    unsigned clear;          /* polls in a row that saw no worse zone carry it */
+};
+
 /* One BGP neighbor as BIRD last said. */
 struct ha_session {
     char neighbor[INET6_ADDRSTRLEN];
@@ -72,6 +83,13 @@ struct ha_session {
     bool has_bfd;
     char bfd_state[16];      /* "Up", "Down", "Init", "AdminDown"; "" without a session */
     bool bfd_up;
+    /* ha.preempt false (ha_preempt.c) */
+    char up_since[40];       /* `since` of the Established session the polls below saw */
+    unsigned polls_up;       /* polls in a row that saw it Established since up_since */
+    bool settled;            /* its routes were read: VIPs go out with their own or held priority */
+    struct ha_hold *holds;
+    size_t n_holds, cap_holds;
+    char preempt_error[256]; /* reading what the router sent failed */
 };
 
 struct ha_companion {
@@ -101,6 +119,7 @@ struct ha_companion {
     struct ha_probe_vip **probes;
     size_t n_probes;
     char probe_warning[256];       /* e.g. accept_local is 0 on a proxy's uplink */
+    uint64_t preempt_forced_until; /* ha_preempt_force: no new hold before this (ev_clock_ms) */
 };
 
 /* The module's attach hook (ha_module.c). */
@@ -121,6 +140,68 @@ void ha_reconcile(struct ha_companion *h);
 
 /* ha_admin.c: /api/ha routes and the sluice_ha_* families. */
 int ha_admin_mount(struct ha_companion *h);
+
+/* Write BIRD's configuration (with ha.preempt false's priorities) and
+ * make BIRD run it when the text changed. 0, or -1 with err. */
+int ha_apply_bird(struct ha_companion *h, char *err, size_t errlen);
+
+/* ---- ha_preempt.c: ha.preempt false ----
+ *
+ * Each BGP channel keeps what its router sends in an import table
+ * (bird_conf.h); every poll reads, per neighbor, the host routes with the
+ * group's ASN in their path: the router's best path to each VIP of the
+ * group that is not this node's own. Per neighbor and service VIP (this
+ * node's FullNAT local addresses and stand-ins always go out as usual):
+ *
+ *   starting  the session is new (not yet seen Established by
+ *             HA_PREEMPT_SETTLE_POLLS polls in a row, or `since` changed):
+ *             BIRD_STARTING_PRIORITY, behind every node that announces;
+ *   held      the router's route is a worse zone's (zone priority, from
+ *             the (asn, 3000 + N) community, or the prepends without it,
+ *             above this node's): one behind that route's priority, at
+ *             most BIRD_HELD_PRIORITY_MAX. Entered at once; left after
+ *             HA_PREEMPT_RELEASE_POLLS polls in a row without such a route
+ *             (the router stops sending it when this node's route becomes
+ *             its best: the worse zone withdrew);
+ *   own       else: ha.priority.
+ *
+ * A change rewrites BIRD's configuration (the neighbor's export filter:
+ * BIRD re-exports, the session stays up). */
+#define HA_PREEMPT_SETTLE_POLLS 2
+#define HA_PREEMPT_RELEASE_POLLS 2
+#define HA_PREEMPT_FORCE_MS 5000
+
+enum ha_preempt_state { HA_PRIO_OWN, HA_PRIO_STARTING, HA_PRIO_HELD, HA_PRIO_STANDIN };
+
+/* The route r (from the import table) as a carrier of a group VIP: its
+ * priority (prepends: occurrences of asn in its path, minus the one BGP
+ * adds) and its zone priority (the (asn, 3000 + N) community, else the
+ * same as its priority). False when asn is not in its path. Pure. */
+bool ha_preempt_carrier(const struct birdc_route *r, uint32_t asn, uint32_t *priority, uint32_t *zone);
+
+/* What the neighbor ni sent this poll: update its holds. now: ev_clock_ms.
+ * Returns true when a hold came or went or changed priority. */
+bool ha_preempt_observe(struct ha_companion *h, size_t ni, const struct birdc_route *r, size_t n, uint64_t now);
+
+/* After update_bgp: settle sessions, read the import tables (bc open),
+ * observe them; rewrite BIRD's configuration when something changed. */
+void ha_preempt_poll(struct ha_companion *h);
+
+/* The priority service VIP ip goes to neighbor ni with, and why. */
+uint32_t ha_preempt_priority(const struct ha_companion *h, size_t ni, const struct vip_ip *ip,
+                             enum ha_preempt_state *state, const struct ha_hold **hold);
+
+/* The exceptions for bird_conf_write_export: a malloc'd array (NULL with
+ * *n 0 when none, or with ha.preempt true). -1 out of memory. */
+int ha_preempt_overrides(const struct ha_companion *h, struct bird_export_priority **out, size_t *n);
+
+/* POST /api/ha/preempt: drop every hold, treat every established session
+ * as settled, and enter no hold for HA_PREEMPT_FORCE_MS: this node
+ * announces with its own priority now. */
+void ha_preempt_force(struct ha_companion *h);
+
+/* Free a session's holds. */
+void ha_preempt_clear(struct ha_session *s);
 
 /* ---- ha_probes.c: ha.probe, the companion's side of probe.h ----
  *

@@ -2,7 +2,8 @@
  * (src/ha/birdc.c): the bytes are a stream from BIRD's control socket,
  * cut at '\n' and fed line by line to birdc_reply_add_line, as
  * birdc_command reads them; each complete reply is given to every reply
- * parser (protocols, BFD sessions, route count, prefixes). The seed
+ * parser (protocols, BFD sessions, route count, prefixes, routes with
+ * their attributes). The seed
  * corpus (tests/fuzz/corpus/birdc) is real BIRD 2.0.12 output captured
  * from its control socket.
  *
@@ -71,6 +72,22 @@ static void check_reply(const struct birdc_reply *r)
             if (!strchr(px[i].text, '/'))
                 abort();
         free(px);
+    } else if (!err[0]) {
+        abort();
+    }
+    struct birdc_route *rt;
+    err[0] = '\0';
+    if (birdc_parse_routes(r, &rt, &n, err, sizeof err) == 0) {
+        if (n > r->n)
+            abort();
+        for (size_t i = 0; i < n; i++) {
+            check_str(rt[i].prefix, sizeof rt[i].prefix);
+            check_str(rt[i].proto, sizeof rt[i].proto);
+            if (!strchr(rt[i].prefix, '/') || !rt[i].proto[0] || rt[i].as_path_len > BIRDC_MAX_AS_PATH ||
+                rt[i].n_community > BIRDC_MAX_COMMUNITIES || rt[i].n_large_community > BIRDC_MAX_COMMUNITIES)
+                abort();
+        }
+        free(rt);
     } else if (!err[0]) {
         abort();
     }

@@ -192,6 +192,77 @@ static void test_bird_parses_external(void **state)
     rmdir(dir);
 }
 
+/* ha.preempt false: a filter per neighbor with the priorities the
+ * companion gives some VIPs, the zone community, an import table and
+ * `allow local as`; BIRD's parser takes it. */
+static void test_preempt_text(void **state)
+{
+    struct sl_config *cfg = load_ok("ha:\n  asn: 65010\n  priority: 1\n  preempt: false\n"
+                                    "  neighbors:\n    - { address: 10.0.0.1, asn: 65000 }\n"
+                                    "    - { address: \"2001:db8::1\", asn: 65000 }\n");
+    const struct cfg_ha *h = ha_conf(cfg);
+    struct bird_export_priority ov[5];
+    memset(ov, 0, sizeof ov);
+    /* the last one: an IPv4 address listed for the IPv6 neighbor is skipped */
+    const char *ips[] = { "10.9.0.1", "10.9.0.2", "10.9.0.3", "2001:db8:9::1", "10.9.0.7" };
+    const size_t nb[] = { 0, 0, 0, 1, 1 };
+    const uint32_t prio[] = { BIRD_STARTING_PRIORITY, 3, 3, 2, 2 };
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(ha_ip_parse(ips[i], &ov[i].ip), 0);
+        ov[i].neighbor = nb[i];
+        ov[i].priority = prio[i];
+    }
+    struct strbuf out = { 0 };
+    struct in_addr rid = { .s_addr = htonl(0x0a000015) };
+    bird_conf_write_export(h, rid, "lb.yaml", ov, 5, &out);
+    char *text = strbuf_finish(&out, NULL);
+    assert_non_null(text);
+    assert_null(strstr(text, "filter sluice_export {"));
+    /* Neighbor 10.0.0.1: the starting VIP (once), then the held ones, then
+     * the node's own priority; the zone community always. */
+    const char *f4 = strstr(text, "filter sluice_export_10_0_0_1 {");
+    const char *f6 = strstr(text, "filter sluice_export_2001_db8__1 {");
+    assert_non_null(f4);
+    assert_non_null(f6);
+    assert_non_null(strstr(f4, "    if net ~ [ 10.9.0.1/32 ] then {   # the session is new\n"));
+    assert_null(strstr(text, "10.9.0.7"));
+    assert_non_null(strstr(f4, "      bgp_community.add((65010, 1017));\n"
+                               "    } else if net ~ [ 10.9.0.2/32, 10.9.0.3/32 ] then {   # held behind a worse zone\n"
+                               "      bgp_path.prepend(65010);\n      bgp_path.prepend(65010);\n"
+                               "      bgp_path.prepend(65010);\n      bgp_community.add((65010, 1003));\n"
+                               "    } else {\n      bgp_path.prepend(65010);\n      bgp_community.add((65010, 1001));\n"
+                               "    }\n    bgp_community.add((65010, 3001));\n    accept;\n"));
+    assert_true(strstr(f4, "2001:db8:9::1") == NULL || strstr(f4, "2001:db8:9::1") > f6);   /* family of its own */
+    assert_non_null(strstr(f6, "    if net ~ [ 2001:db8:9::1/128 ] then {   # held behind a worse zone\n"));
+    assert_true(strstr(f6, "10.9.0.") == NULL);
+    assert_non_null(strstr(text, "  allow local as;\n  ipv4 {\n    import table on;\n    import none;\n"
+                                 "    export filter sluice_export_10_0_0_1;\n  };\n"));
+    assert_non_null(strstr(text, "    export filter sluice_export_2001_db8__1;\n"));
+    if (access(BIRD, X_OK) == 0) {
+        char dir[] = "/tmp/test_ha_bird_XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char path[256];
+        snprintf(path, sizeof path, "%s/bird.conf", dir);
+        write_text(path, text);
+        assert_int_equal(bird_parse(path), 0);
+        unlink(path);
+        rmdir(dir);
+    }
+    free(text);
+    /* ha.preempt true: one shared filter, the exceptions ignored. */
+    config_free(cfg);
+    cfg = load_ok("ha:\n  asn: 65010\n  priority: 1\n  neighbors: [{ address: 10.0.0.1, asn: 65000 }]\n");
+    bird_conf_write_export(ha_conf(cfg), rid, "lb.yaml", ov, 5, &out);
+    text = strbuf_finish(&out, NULL);
+    assert_non_null(strstr(text, "filter sluice_export {"));
+    assert_null(strstr(text, "10.9.0.1"));
+    assert_null(strstr(text, "import table"));
+    assert_null(strstr(text, "allow local as"));
+    assert_null(strstr(text, "3001"));
+    free(text);
+    config_free(cfg);
+}
+
 /* ---- the reply reader on captured BIRD output ---- */
 
 /* A captured stream: greeting, then replies; returns the n-th reply
@@ -604,6 +675,97 @@ static void test_write_file_atomic(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* `show route ... all`: routes with their AS path and communities, on
+ * captured BIRD 2.0.12 output (an import table; a table with two routes
+ * for one network, the second without its network). */
+static void test_route_parser(void **state)
+{
+    struct birdc_reply r;
+    struct birdc_route *rt;
+    size_t n;
+    char err[256];
+    read_reply_n("route_import", 1, &r);
+    assert_int_equal(birdc_parse_routes(&r, &rt, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(rt[0].prefix, "10.99.100.3/32");
+    assert_string_equal(rt[0].proto, "r");
+    assert_int_equal(rt[0].as_path_len, 2);
+    assert_int_equal(rt[0].as_path[0], 65000);
+    assert_int_equal(rt[0].as_path[1], 65010);
+    assert_int_equal(rt[0].n_community, 2);
+    assert_int_equal(rt[0].community[1][0], 65010);
+    assert_int_equal(rt[0].community[1][1], 3000);
+    assert_int_equal(rt[0].n_large_community, 1);
+    assert_int_equal(rt[0].large_community[0][0], 4200000000u);
+    assert_int_equal(rt[0].large_community[0][1], 3001);
+    assert_int_equal(rt[0].large_community[0][2], 0);
+    assert_string_equal(rt[1].prefix, "10.99.100.1/32");
+    free(rt);
+    birdc_reply_free(&r);
+
+    read_reply_n("route_all_two", 1, &r);
+    assert_int_equal(birdc_parse_routes(&r, &rt, &n, err, sizeof err), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(rt[3].prefix, "10.99.100.1/32");   /* the network of the row before */
+    assert_string_equal(rt[3].proto, "b");
+    assert_int_equal(rt[3].as_path_len, 3);
+    assert_int_equal(rt[3].n_community, 1);
+    assert_int_equal(rt[3].n_large_community, 0);
+    assert_string_equal(rt[2].proto, "a");
+    assert_int_equal(rt[2].as_path_len, 1);
+    free(rt);
+    birdc_reply_free(&r);
+
+    /* The channel's import table is gone (session down): an error reply. */
+    read_reply_n("route_import_down", 1, &r);
+    assert_int_equal(r.code, 9001);
+    assert_int_equal(birdc_parse_routes(&r, &rt, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "No import table"));
+    birdc_reply_free(&r);
+
+    /* Built by hand: an AS set, a path longer than kept, and lines that
+     * are not BIRD's route list. */
+    static const char *set[] = { "1007-Table t:", " 10.0.0.1/32  unicast [p 1.2.3] * (100)",
+                                 "1012-\tBGP.as_path: 65000 {65010 65011} 65010", "0000 " };
+    memset(&r, 0, sizeof r);
+    for (size_t i = 0; i < 4; i++)
+        birdc_reply_add_line(&r, set[i], strlen(set[i]), err, sizeof err);
+    assert_int_equal(birdc_parse_routes(&r, &rt, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rt[0].as_path_len, 4);
+    assert_int_equal(rt[0].as_path[3], 65010);
+    free(rt);
+    birdc_reply_free(&r);
+    char longpath[1024] = "1012-\tBGP.as_path:";
+    for (int i = 0; i < BIRDC_MAX_AS_PATH + 3; i++)
+        strcat(longpath, " 65010");
+    const char *bad[][4] = {
+        { "1007-Table t:", " 10.0.0.1/32  unicast [p 1.2.3] * (100)", "1012-\tBGP.as_path: 65000 x", "0000 " },
+        { "1007-Table t:", " 10.0.0.1/32  unicast [p 1.2.3] * (100)", "1012-\tBGP.community: (65010,1000", "0000 " },
+        { "1007-Table t:", " 10.0.0.1/32  unicast [p 1.2.3] * (100)", "1012-\tBGP.as_path: 99999999999", "0000 " },
+        { "1007-Table t:", " 10.0.0.1/32  unicast no bracket", "1012-\tBGP.origin: IGP", "0000 " },
+        { "1007-Table t:", "    unicast [p 1.2.3] (the network of no row before)", "1012-\tBGP.origin: IGP", "0000 " },
+        { "1007-Table t:", " 10.0.0.1/32  unicast [p 1.2.3] * (100)", longpath, "0000 " },
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        memset(&r, 0, sizeof r);
+        for (size_t i = 0; i < 4; i++)
+            birdc_reply_add_line(&r, bad[k][i], strlen(bad[k][i]), err, sizeof err);
+        err[0] = '\0';
+        int rc = birdc_parse_routes(&r, &rt, &n, err, sizeof err);
+        if (k == 5) {   /* too long a path: the first ones kept, marked cut */
+            assert_int_equal(rc, 0);
+            assert_int_equal(rt[0].as_path_len, BIRDC_MAX_AS_PATH);
+            assert_true(rt[0].as_path_cut);
+            free(rt);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(err, "cannot read a line of BIRD's route list"));
+        }
+        birdc_reply_free(&r);
+    }
+}
+
 int main(void)
 {
     config_register_section(&ha_conf_section);
@@ -613,6 +775,8 @@ int main(void)
         cmocka_unit_test(test_bird_parses_external),
         cmocka_unit_test(test_reply_reader),
         cmocka_unit_test(test_reply_reader_rejects),
+        cmocka_unit_test(test_preempt_text),
+        cmocka_unit_test(test_route_parser),
         cmocka_unit_test_teardown(test_real_bird, teardown_real_bird),
         cmocka_unit_test(test_write_file_atomic),
     };
