@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import urllib.request
 import pytest
 
 import metrics_doc
+from netns_tools import pid_alive, wait_for
 from test_l4_netns import ETHTOOL_STXCSUM, SERVER, ethtool_set, nsexec, pin_xdp_pass, sh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -82,24 +84,6 @@ def have_tools():
         if not os.path.exists(binary):
             return "%s not built" % binary
     return None
-
-
-def wait_for(pred, timeout, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    return pred()
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 class Lab:
@@ -452,8 +436,9 @@ STANDINS = ("10.12.200.1", "10.12.200.2")
 
 def hello(key, seq, locals_, node=6, epoch=1765000000000000):
     """An l4.sync hello (src/l4/sync_wire.h) listing the peer's FullNAT
-    local addresses, signed with key."""
-    body = b"".join(bytes(10) + b"\xff\xff" + bytes(int(x) for x in a.split(".")) for a in locals_)
+    local addresses (IPv4 ones as v4-mapped IPv6), signed with key."""
+    body = b"".join(socket.inet_pton(socket.AF_INET6, a) if ":" in a else
+                    bytes(10) + b"\xff\xff" + socket.inet_pton(socket.AF_INET, a) for a in locals_)
     hdr = b"SLSY" + bytes([1, 2]) + struct.pack(">HIQQ", len(locals_), node, epoch, seq)
     return hdr + body + hmac.new(key, hdr + body, hashlib.sha256).digest()
 
