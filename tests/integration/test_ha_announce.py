@@ -501,9 +501,9 @@ PROBE = """\
 """
 
 
-def probe_sample(metrics, result, path):
+def probe_sample(metrics, result, path, address=VIP):
     m = re.search(r'sluice_ha_probe_total\{address="%s",port="80",result="%s",path="%s"\} (\d+)'
-                  % (re.escape(VIP), result, path), metrics)
+                  % (re.escape(address), result, path), metrics)
     return int(m.group(1)) if m else 0
 
 
@@ -621,3 +621,93 @@ listeners:
     assert wait_for(lambda: "ha: stopping: withdrew 1 address" in d.new_log(), 5), d.new_log()
     tunnel.kill()
     assert d.proc.wait(timeout=30) == 0
+
+
+def proxy_body(vip=PROXY_VIP):
+    return """\
+pools:
+  - name: web
+    backends: ["127.0.0.1:8081"]
+    health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+listeners:
+  - {{ name: vip, listen: "{vip}:80", protocol: tcp, pool: web }}
+""".format(vip=vip)
+
+
+def test_proxy_withdraws_a_vip_whose_probes_fail_while_health_checks_pass(lab):
+    """ha.probe with `sluice proxy`: the proxy probes its listener's VIP
+    through the router (LB -> router -> back to the LB's own kernel and
+    listener); sock_diag, or the engine seeing its SYN come back, says the
+    probe went through this node. A drop on the router of the VIP's
+    traffic is not this node's to act on (nothing of the probe reached
+    it): counted as elsewhere, the VIP stays. Then the node itself stops
+    taking the VIP's connections from the network (nftables on the LB's
+    uplink; its backend's health checks, over lo, still pass): the VIP is
+    withdrawn (reason probe), counted, re-tried after hold, and announced
+    for good once the path is repaired."""
+    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0"):
+        nsexec(NS_RT, "sysctl", "-q", "-w", key)
+    nsexec(NS_LB, "ip", "route", "add", "default", "via", ROUTER)
+    # The probe comes back to the LB with the LB's own address as source:
+    # IPv4 takes it only with accept_local on the uplink (docs/ha.md).
+    nsexec(NS_LB, "sysctl", "-q", "-w", "net.ipv4.conf.lb0.accept_local=1")
+    lab.spawn(NS_LB, sys.executable, "-c", SERVER, "p1", "8081")
+    d = Daemon(lab, "proxy", proxy_body(), SLUICE_ASAN)
+    d.probe = PROBE
+    d.write()
+    d.start()
+    if not wait_for(lambda: lab.announced(PROXY_VIP), 30):
+        pytest.fail("not announced: %r\n%s\n%s" % (lab.route(PROXY_VIP), json.dumps(d.ha()), d.read_log()))
+    sample = lambda result, path: probe_sample(d.metrics(), result, path, PROXY_VIP)
+    if not wait_for(lambda: sample("ok", "us") >= 2, 20):
+        pytest.fail("no probe through the proxy succeeded:\n%s\n%s\n%s" % (
+            json.dumps(d.ha()), "\n".join(l for l in d.metrics().splitlines() if "probe" in l), d.read_log()))
+    st = d.ha()
+    assert st["probe"] == {"enabled": True, "warning": None}, st
+    probe = st["announced"][0]["probe"][0]
+    assert probe["port"] == 80 and probe["state"] == "serving" and probe["through_us"]["ok"] >= 2, probe
+    assert "probe :80 serving" in d.ctl("status").stdout
+    assert get_vip(PROXY_VIP).startswith("p1 ")
+
+    def nft(ns, rules):
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)
+
+    # The router drops the probes on their way to the VIP: nothing reached
+    # this node, so nothing is held against it.
+    nft(NS_RT, "add table inet s12c\nadd chain inet s12c through { type filter hook forward priority 0; }\n"
+               "add rule inet s12c through ip daddr %s tcp dport 80 drop\n" % PROXY_VIP)
+    elsewhere = sample("timeout", "elsewhere")
+    assert wait_for(lambda: sample("timeout", "elsewhere") >= elsewhere + 3, 15), d.metrics()
+    assert lab.announced(PROXY_VIP) and "withdrew %s: probe" % PROXY_VIP not in d.read_log()
+    nsexec(NS_RT, "nft", "delete", "table", "inet", "s12c")
+    assert wait_for(lambda: sample("ok", "us") >= probe["through_us"]["ok"] + 2, 15), d.metrics()
+
+    # The node drops the VIP's connections from the network; its health
+    # checks pass.
+    nft(NS_LB, "add table inet s12c\nadd chain inet s12c in { type filter hook input priority 0; }\n"
+               "add rule inet s12c in iifname lb0 ip daddr %s tcp dport 80 drop\n" % PROXY_VIP)
+    if not wait_for(lambda: not lab.announced(PROXY_VIP), 20):
+        pytest.fail("not withdrawn:\n%s\n%s" % (json.dumps(d.ha()), d.read_log()))
+    wd = {w["address"]: w for w in d.ha()["withdrawn"]}
+    assert wd[PROXY_VIP]["reason"] == "probe failed", wd
+    assert wd[PROXY_VIP]["owners"][0]["healthy"] == 1, wd   # the node's own health was fine
+    m = d.metrics()
+    assert probe_sample(m, "timeout", "us", PROXY_VIP) >= 2, m
+    assert re.search(r'sluice_ha_withdrawals_total\{reason="probe"\} [1-9]', m), m
+    assert 'sluice_ha_probe_state{address="%s",port="80",state="serving"} 0' % PROXY_VIP in m, m
+    assert "ha: withdrew %s: probe" % PROXY_VIP in d.read_log()
+    # After hold, back on trial, and withdrawn again while the drop stays.
+    assert wait_for(lambda: "announcing %s again on trial" % PROXY_VIP in d.read_log(), 15), d.read_log()
+    assert wait_for(lambda: d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP) >= 2, 20), d.read_log()
+
+    # Repaired: announced after hold, restored, and it stays.
+    nsexec(NS_LB, "nft", "delete", "table", "inet", "s12c")
+    assert wait_for(lambda: lab.announced(PROXY_VIP), 20), (d.ha(), d.read_log())
+    assert wait_for(lambda: "probes through this node pass again" in d.read_log(), 15), d.read_log()
+    withdrawals = d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP)
+    time.sleep(3)
+    assert lab.announced(PROXY_VIP) and d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP) == withdrawals
+    assert d.ha()["announced"][0]["probe"][0]["state"] == "serving"
+    assert 'sluice_ha_probe_state{address="%s",port="80",state="serving"} 1' % PROXY_VIP in d.metrics()
+    assert get_vip(PROXY_VIP).startswith("p1 ")
