@@ -18,7 +18,9 @@ fd12:200::5 are off every subnet: only the routes the LB announces bring
 them to it. `sluice l4` forwards with XDP on the LB's veth (DR, then
 FullNAT); the reals' default route is the router (DR replies go straight to
 the client through it; FullNAT replies go to the local address, which the
-router sends to the LB by the announced route).
+router sends to the LB by the announced route). `sluice proxy` announces
+its IPv6 listener fd12:100::2 the same way and probes it through the
+router (ha.probe).
 
 Needs root, ip, curl and bird2; skips otherwise. Every wait is bounded;
 every namespace, mount and process (the BIRDs included) is removed at
@@ -40,6 +42,7 @@ from test_l4_netns import SERVER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE_L4 = os.environ.get("SLUICE_L4_BIN", os.path.join(ROOT, "build", "sluice"))
+SLUICE_ASAN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-asan"))
 BIRD = shutil.which("bird") or "/usr/sbin/bird"
 BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
 
@@ -47,7 +50,7 @@ TAG = "s12v%d-" % (os.getpid() % 1000)
 NS_SW, NS_RT, NS_LB, NS_C = TAG + "sw", TAG + "rt", TAG + "lb", TAG + "c"
 REALS = [(TAG + "r1", "fd12:f::11", "r1"), (TAG + "r2", "fd12:f::12", "r2")]
 ROUTER, LB, ROUTER_C, CLIENT = "fd12:f::1", "fd12:f::5", "fd12:c::1", "fd12:c::2"
-VIP, LOCAL = "fd12:100::1", "fd12:200::5"
+VIP, LOCAL, PROXY_VIP = "fd12:100::1", "fd12:200::5", "fd12:100::2"
 SYNC_PEER, STANDIN = "fd12:f::6", "fd12:200::6"   # a sync peer the test plays (from the router's namespace)
 ADMIN = "127.0.0.1:9946"          # in the LB's own namespace
 HA_IF = TAG + "ha"
@@ -79,8 +82,9 @@ def have_tools():
     for tool in ("ip", "curl", BIRD, BIRDC):
         if not shutil.which(tool):
             return "needs %s (Debian: iproute2, curl, bird2)" % tool
-    if not os.path.exists(SLUICE_L4):
-        return "%s not built" % SLUICE_L4
+    for binary in (SLUICE_L4, SLUICE_ASAN):
+        if not os.path.exists(binary):
+            return "%s not built" % binary
     return None
 
 
@@ -225,6 +229,27 @@ def lab(tmp_path):
         lab.destroy()
 
 
+def ha_section(tmp, probe=""):
+    return """\
+ha:
+  node: lb-v6
+  zone: a
+  priority: 0
+  asn: 65010
+  router_id: 10.12.250.5
+  neighbors:
+    - {{ address: "{router}", asn: 65000 }}
+  bfd: {{ interval: 300ms, multiplier: 10 }}
+  interface: {ifname}
+  bird:
+    mode: managed
+    control_socket: {tmp}/lb-bird.ctl
+    config_file: {tmp}/lb-bird.conf
+    pid_file: {tmp}/lb-bird.pid
+    log_file: {tmp}/lb-bird.log
+{probe}""".format(router=ROUTER, ifname=HA_IF, tmp=tmp, probe=probe)
+
+
 def l4_config(tmp, mode="dr", real_port=80, local=None, sync=""):
     return """\
 admin:
@@ -241,44 +266,50 @@ l4:
       scheduler: maglev
       health_check: {{ type: tcp, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }}
 {local}      reals:
-{reals}{sync}ha:
-  node: lb-v6
-  zone: a
-  priority: 0
-  asn: 65010
-  router_id: 10.12.250.5
-  neighbors:
-    - {{ address: "{router}", asn: 65000 }}
-  bfd: {{ interval: 300ms, multiplier: 10 }}
-  interface: {ifname}
-  bird:
-    mode: managed
-    control_socket: {tmp}/lb-bird.ctl
-    config_file: {tmp}/lb-bird.conf
-    pid_file: {tmp}/lb-bird.pid
-    log_file: {tmp}/lb-bird.log
-""".format(admin=ADMIN, vip=VIP, mode=mode, router=ROUTER, ifname=HA_IF, tmp=tmp,
-           local='      local_addresses: ["%s"]\n' % local if local else "", sync=sync,
-           reals="".join('        - {{ address: "[{}]:{}", weight: 1 }}\n'.format(a, real_port) for _, a, _ in REALS))
+{reals}{sync}""".format(admin=ADMIN, vip=VIP, mode=mode, sync=sync,
+                       local='      local_addresses: ["%s"]\n' % local if local else "",
+                       reals="".join('        - {{ address: "[{}]:{}", weight: 1 }}\n'.format(a, real_port)
+                                     for _, a, _ in REALS)) + ha_section(tmp)
 
 
-class L4:
-    """`sluice l4` with its ha: section in the LB namespace."""
+def proxy_config(tmp, probe):
+    return """\
+admin:
+  listen: {admin}
+log:
+  level: info
+pools:
+  - name: web
+    backends: ["[::1]:8081"]
+    health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+listeners:
+  - {{ name: vip, listen: "[{vip}]:80", protocol: tcp, pool: web }}
+""".format(admin=ADMIN, vip=PROXY_VIP) + ha_section(tmp, probe)
 
-    def __init__(self, lab, **conf):
-        self.lab = lab
-        self.conf = lab.tmp / "l4.yaml"
-        self.conf.write_text(l4_config(lab.tmp, **conf))
-        self.log_path = lab.tmp / "l4.log"
+
+class Daemon:
+    """`sluice l4` or `sluice proxy`, with its ha: section, in the LB
+    namespace."""
+
+    def __init__(self, lab, verb, config, binary):
+        self.lab, self.verb, self.binary = lab, verb, binary
+        self.conf = lab.tmp / ("%s.yaml" % verb)
+        self.conf.write_text(config)
+        self.log_path = lab.tmp / ("%s.log" % verb)
         self.proc = None
+
+    def ready(self):
+        log = self.new_log()
+        return "ha: node lb-v6" in log and (self.verb != "l4" or "sluice l4 running" in log) and self.api_up()
 
     def start(self):
         self.offset = len(self.read_log())
         self.log = open(self.log_path, "ab")
-        self.proc = self.lab.spawn(NS_LB, SLUICE_L4, "l4", "-c", str(self.conf), "--pin-dir",
-                                   self.lab.bpffs + "/sluice", stdout=self.log, stderr=subprocess.STDOUT)
-        ok = wait_for(lambda: self.proc.poll() is not None or "ha: node lb-v6" in self.new_log()
-                      and "sluice l4 running" in self.new_log() and self.api_up(), 30)
+        args = [self.binary, self.verb, "-c", str(self.conf)]
+        if self.verb == "l4":
+            args += ["--pin-dir", self.lab.bpffs + "/sluice"]
+        self.proc = self.lab.spawn(NS_LB, *args, stdout=self.log, stderr=subprocess.STDOUT)
+        ok = wait_for(lambda: self.proc.poll() is not None or self.ready(), 30)
         assert ok and self.proc.poll() is None, "did not start:\n%s" % self.read_log()
         pidfile = self.lab.tmp / "lb-bird.pid"
         pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10))
@@ -311,16 +342,20 @@ class L4:
         return nsexec(NS_LB, sys.executable, "-c", code % ADMIN).stdout
 
     def ctl(self, *args):
-        return nsexec(NS_LB, SLUICE_L4, "ha", *args, "-c", str(self.conf), check=False)
+        return nsexec(NS_LB, self.binary, "ha", *args, "-c", str(self.conf), check=False)
 
     def bird_pid(self):
         return int((self.lab.tmp / "lb-bird.pid").read_text().strip())
 
 
-def curl_vip():
+def L4(lab, **conf):
+    return Daemon(lab, "l4", l4_config(lab.tmp, **conf), SLUICE_L4)
+
+
+def curl_vip(vip=VIP):
     """One HTTP request from the client namespace, through the router; the
     body or "ERR ..."."""
-    r = nsexec(NS_C, "curl", "-6", "-s", "-S", "-m", "3", "http://[%s]/" % VIP, check=False)
+    r = nsexec(NS_C, "curl", "-6", "-s", "-S", "-m", "3", "http://[%s]/" % vip, check=False)
     return r.stdout.strip() if r.returncode == 0 else "ERR %d %s" % (r.returncode, r.stderr.strip())
 
 
@@ -427,3 +462,65 @@ def test_l4_fullnat_ipv6_announces_vip_and_local_address(lab):
     d.proc.wait(timeout=10)
     assert wait_for(lambda: not any(lab.announced(a) for a in (VIP, LOCAL, STANDIN)), 10), \
         (lab.route(VIP), lab.route(LOCAL), lab.route(STANDIN))
+
+
+PROBE = """\
+  probe:
+    enabled: true
+    interval: 1s
+    timeout: 500ms
+    fall: 2
+    rise: 1
+    hold: 3s
+    source_ports: 61000-61999
+    gateway: {router}
+""".format(router=ROUTER)
+
+
+def probe_sample(metrics, result, path):
+    m = re.search(r'sluice_ha_probe_total\{address="%s",port="80",result="%s",path="%s"\} (\d+)'
+                  % (re.escape(PROXY_VIP), result, path), metrics)
+    return int(m.group(1)) if m else 0
+
+
+def test_proxy_ipv6_listener_announced_and_probed(lab):
+    """`sluice proxy` with an IPv6 listener: announced over the IPv6
+    session, served through the router, probed through the router (the
+    probe comes back to the node's own kernel: IPv6 needs no accept_local),
+    withdrawn when the node stops taking the VIP's connections from the
+    network while its backend's health checks pass, back when repaired;
+    kill -9 withdraws it."""
+    # The listener's address must be bindable: the LB holds it on lo too.
+    nsexec(NS_LB, "ip", "addr", "add", PROXY_VIP + "/128", "dev", "lo")
+    lab.spawn(NS_LB, sys.executable, "-c", SERVER, "p1", "8081")
+    d = Daemon(lab, "proxy", proxy_config(lab.tmp, PROBE), SLUICE_ASAN).start()
+    wait_announced(lab, d, PROXY_VIP)
+    assert wait_for(lambda: sessions_up(d), 15), d.ha()
+    assert wait_for(lambda: curl_vip(PROXY_VIP).startswith("p1 "), 10), curl_vip(PROXY_VIP)
+    st = d.ha()
+    assert [a["address"] for a in st["announced"]] == [PROXY_VIP], st
+    assert st["announced"][0]["owners"][0]["owner"] == "listener vip", st
+    if not wait_for(lambda: probe_sample(d.metrics(), "ok", "us") >= 2, 20):
+        pytest.fail("no probe through the proxy succeeded:\n%s\n%s" % (json.dumps(d.ha()), d.read_log()))
+    assert d.ha()["probe"] == {"enabled": True, "warning": None}, d.ha()
+    status = d.ctl("status").stdout
+    assert "probe :80 serving" in status and re.search(r"%s.*Established" % re.escape(ROUTER), status), status
+
+    drop = ("add table inet %s\nadd chain inet %s in { type filter hook input priority 0; }\n"
+            "add rule inet %s in iifname lb0 ip6 daddr %s tcp dport 80 drop\n") % (("s12v",) * 3 + (PROXY_VIP,))
+    subprocess.run(["ip", "netns", "exec", NS_LB, "nft", "-f", "-"], input=drop, text=True, check=True)
+    if not wait_for(lambda: not lab.announced(PROXY_VIP), 20):
+        pytest.fail("not withdrawn:\n%s\n%s" % (json.dumps(d.ha()), d.read_log()))
+    wd = {w["address"]: w for w in d.ha()["withdrawn"]}
+    assert wd[PROXY_VIP]["reason"] == "probe failed", wd
+    m = d.metrics()
+    assert probe_sample(m, "timeout", "us") >= 2, m
+    assert re.search(r'sluice_ha_withdrawals_total\{reason="probe"\} [1-9]', m), m
+    nsexec(NS_LB, "nft", "delete", "table", "inet", "s12v")
+    wait_announced(lab, d, PROXY_VIP, 20)
+    assert wait_for(lambda: "probes through this node pass again" in d.read_log(), 15), d.read_log()
+    assert wait_for(lambda: curl_vip(PROXY_VIP).startswith("p1 "), 10)
+
+    d.proc.kill()
+    d.proc.wait(timeout=10)
+    assert wait_for(lambda: not lab.announced(PROXY_VIP), 10), lab.route(PROXY_VIP)
