@@ -229,9 +229,9 @@ def lab(tmp_path):
         lab.destroy()
 
 
-def ha_section(tmp, probe=""):
+def ha_section(tmp, probe="", announce=""):
     return """\
-ha:
+ha:{announce}
   node: lb-v6
   zone: a
   priority: 0
@@ -247,10 +247,11 @@ ha:
     config_file: {tmp}/lb-bird.conf
     pid_file: {tmp}/lb-bird.pid
     log_file: {tmp}/lb-bird.log
-{probe}""".format(router=ROUTER, ifname=HA_IF, tmp=tmp, probe=probe)
+{probe}""".format(router=ROUTER, ifname=HA_IF, tmp=tmp, probe=probe,
+                  announce="\n  announce: [%s]" % ", ".join('"%s"' % a for a in announce) if announce else "")
 
 
-def l4_config(tmp, mode="dr", real_port=80, local=None, sync=""):
+def l4_config(tmp, mode="dr", real_port=80, local=None, sync="", announce=""):
     return """\
 admin:
   listen: {admin}
@@ -269,7 +270,7 @@ l4:
 {reals}{sync}""".format(admin=ADMIN, vip=VIP, mode=mode, sync=sync,
                        local='      local_addresses: ["%s"]\n' % local if local else "",
                        reals="".join('        - {{ address: "[{}]:{}", weight: 1 }}\n'.format(a, real_port)
-                                     for _, a, _ in REALS)) + ha_section(tmp)
+                                     for _, a, _ in REALS)) + ha_section(tmp, announce=announce)
 
 
 def proxy_config(tmp, probe):
@@ -372,8 +373,12 @@ def wait_announced(lab, d, addr, timeout=30):
 
 def test_l4_dr_ipv6_vip_over_an_ipv6_session(lab):
     lab.start_reals()
-    d = L4(lab).start()
+    # ha.announce with an IPv6 address: BIRD takes the IPv6 prefix set of
+    # the export filter (and the IPv4 branch that rejects everything).
+    d = L4(lab, announce=[VIP]).start()
     wait_announced(lab, d, VIP)
+    conf = (lab.tmp / "lb-bird.conf").read_text()
+    assert "net !~ [ %s/128 ]" % VIP in conf, conf
     assert lab.route(VIP).startswith(VIP + " ")   # a host route: /128
     # BGP and BFD over IPv6, as BIRD and the LB report them.
     assert wait_for(lambda: sessions_up(d), 15), d.ha()
