@@ -2,11 +2,12 @@
 VIPs to a router over BGP (with BFD) through a BIRD they start, from
 addresses on a tun device they own.
 
-Topology (network namespaces this test creates and removes, s12c-*):
+Topology (network namespaces this test creates and removes, s12cN-*, N
+from the test's pid so that two runs at once cannot clash):
 
-    router s12c-rt 10.12.0.1 --+
-    lb     s12c-lb 10.12.0.5 --+-- bridge (namespace s12c-sw)
-    reals  s12c-r1, s12c-r2 10.12.0.11-12
+    router s12cN-rt 10.12.0.1 --+
+    lb     s12cN-lb 10.12.0.5 --+-- bridge (namespace s12cN-sw)
+    reals  s12cN-r1, s12cN-r2 10.12.0.11-12
 
 The router runs a BIRD of the test's own (BGP with the LB node, BFD, its
 routes exported to the router's kernel table). BFD is slow here (300 ms x
@@ -46,12 +47,13 @@ SLUICE_ASAN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-a
 BIRD = shutil.which("bird") or "/usr/sbin/bird"
 BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
 
-NS_SW, NS_RT, NS_LB = "s12c-sw", "s12c-rt", "s12c-lb"
-REALS = [("s12c-r1", "10.12.0.11", "r1"), ("s12c-r2", "10.12.0.12", "r2")]
+TAG = "s12c%d-" % (os.getpid() % 1000)
+NS_SW, NS_RT, NS_LB = TAG + "sw", TAG + "rt", TAG + "lb"
+REALS = [(TAG + "r1", "10.12.0.11", "r1"), (TAG + "r2", "10.12.0.12", "r2")]
 ROUTER, LB = "10.12.0.1", "10.12.0.5"
 VIP, PROXY_VIP = "10.12.100.1", "10.12.100.2"
 ADMIN = "127.0.0.1:9941"
-HA_IF = "s12c-ha"
+HA_IF = TAG + "ha"
 
 ROUTER_BIRD = """\
 router id 10.12.0.1;
