@@ -1,6 +1,6 @@
 /* See sock_diag.h. One SOCK_DIAG_BY_FAMILY request without NLM_F_DUMP:
- * the kernel answers with the socket's inet_diag_msg, or with an error
- * message carrying -ENOENT. */
+ * the kernel answers with the socket's inet_diag_msg (the listener's when
+ * no socket has the 4-tuple), or with an error message carrying -ENOENT. */
 #include "core/sock_diag.h"
 
 #include <errno.h>
@@ -8,6 +8,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,6 +96,13 @@ int sock_diag_tcp_find(const struct sockaddr *local, const struct sockaddr *remo
         goto out;
     }
     const struct inet_diag_msg *m = NLMSG_DATA(h);
+    /* The kernel's lookup (inet_lookup) falls back to the listener of the
+     * local address and port when no socket has the 4-tuple: a listener
+     * is no socket of this flow. */
+    if (m->idiag_state == TCP_LISTEN) {
+        rc = 0;
+        goto out;
+    }
     if (state)
         *state = m->idiag_state;
     rc = 1;

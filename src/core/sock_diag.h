@@ -4,7 +4,9 @@
  * sent to this node left a socket here (a half-open request socket while
  * the SYN-ACK is out, until the probe's RST), one sent elsewhere did not.
  * Request sockets (SYN-RECV) are found too: the kernel's exact lookup
- * searches the established hash, where they live.
+ * searches the established hash, where they live. A listener is not: the
+ * kernel answers with the listener of `local` when no socket has the
+ * 4-tuple, and that answer means "not found".
  *
  * `local` is the address and port of this node's end (the VIP:port the
  * listener serves), `remote` the peer's (the probe source). Both

@@ -1,7 +1,8 @@
 """Helpers shared by the tests that build network namespaces with veths and
-XDP (test_l4_netns.py, test_l4_tun.py, ha_lab.py): running commands in a
-namespace, turning a veth's TX checksum offload off, and the "pass
-everything" XDP program that the peer of an XDP_TX veth needs.
+XDP (test_l4_netns.py, test_l4_tun.py, ha_lab.py, test_ha_announce.py,
+test_ha_v6.py): running commands in a namespace, turning a veth's TX
+checksum offload off, the "pass everything" XDP program that the peer of an
+XDP_TX veth needs, a bounded wait and a process check.
 
 Debian's python3 only (no pip packages): bench/ha.sh and `make demo-ha`
 import it through ha_lab.py outside pytest.
@@ -87,3 +88,22 @@ def pin_xdp_pass(path):
     os.close(fd)
     if rc < 0:
         raise OSError(ctypes.get_errno(), "BPF_OBJ_PIN")
+
+
+def wait_for(pred, timeout, step=0.1):
+    """pred()'s first true value within timeout seconds, else its last."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    return pred()
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False

@@ -2,11 +2,12 @@
 VIPs to a router over BGP (with BFD) through a BIRD they start, from
 addresses on a tun device they own.
 
-Topology (network namespaces this test creates and removes, s12c-*):
+Topology (network namespaces this test creates and removes, s12cN-*, N
+from the test's pid so that two runs at once cannot clash):
 
-    router s12c-rt 10.12.0.1 --+
-    lb     s12c-lb 10.12.0.5 --+-- bridge (namespace s12c-sw)
-    reals  s12c-r1, s12c-r2 10.12.0.11-12
+    router s12cN-rt 10.12.0.1 --+
+    lb     s12cN-lb 10.12.0.5 --+-- bridge (namespace s12cN-sw)
+    reals  s12cN-r1, s12cN-r2 10.12.0.11-12
 
 The router runs a BIRD of the test's own (BGP with the LB node, BFD, its
 routes exported to the router's kernel table). BFD is slow here (300 ms x
@@ -27,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -36,7 +38,7 @@ import urllib.request
 import pytest
 
 import metrics_doc
-from netns_tools import hold_prefix
+from netns_tools import pid_alive, wait_for
 from test_l4_netns import ETHTOOL_STXCSUM, SERVER, ethtool_set, nsexec, pin_xdp_pass, sh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,12 +47,13 @@ SLUICE_ASAN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-a
 BIRD = shutil.which("bird") or "/usr/sbin/bird"
 BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
 
-NS_SW, NS_RT, NS_LB = "s12c-sw", "s12c-rt", "s12c-lb"
-REALS = [("s12c-r1", "10.12.0.11", "r1"), ("s12c-r2", "10.12.0.12", "r2")]
+TAG = "s12c%d-" % (os.getpid() % 1000)
+NS_SW, NS_RT, NS_LB = TAG + "sw", TAG + "rt", TAG + "lb"
+REALS = [(TAG + "r1", "10.12.0.11", "r1"), (TAG + "r2", "10.12.0.12", "r2")]
 ROUTER, LB = "10.12.0.1", "10.12.0.5"
 VIP, PROXY_VIP = "10.12.100.1", "10.12.100.2"
 ADMIN = "127.0.0.1:9941"
-HA_IF = "s12c-ha"
+HA_IF = TAG + "ha"
 
 ROUTER_BIRD = """\
 router id 10.12.0.1;
@@ -83,24 +86,6 @@ def have_tools():
         if not os.path.exists(binary):
             return "%s not built" % binary
     return None
-
-
-def wait_for(pred, timeout, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    return pred()
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 class Lab:
@@ -219,7 +204,6 @@ def lab(tmp_path):
     why = have_tools()
     if why:
         pytest.skip(why)
-    held = hold_prefix("s12c-")   # another run of this test waits its turn
     for ns in (NS_SW, NS_RT, NS_LB) + tuple(r[0] for r in REALS):
         sh("ip", "netns", "del", ns, check=False)   # a run killed half way
     lab = Lab(tmp_path)
@@ -228,7 +212,6 @@ def lab(tmp_path):
         yield lab
     finally:
         lab.destroy()
-        held.close()
 
 
 def ha_section(tmp, priority=0, min_healthy=1, probe=""):
@@ -471,8 +454,9 @@ STANDINS = ("10.12.200.1", "10.12.200.2")
 
 def hello(key, seq, locals_, node=6, epoch=1765000000000000):
     """An l4.sync hello (src/l4/sync_wire.h) listing the peer's FullNAT
-    local addresses, signed with key."""
-    body = b"".join(bytes(10) + b"\xff\xff" + bytes(int(x) for x in a.split(".")) for a in locals_)
+    local addresses (IPv4 ones as v4-mapped IPv6), signed with key."""
+    body = b"".join(socket.inet_pton(socket.AF_INET6, a) if ":" in a else
+                    bytes(10) + b"\xff\xff" + socket.inet_pton(socket.AF_INET, a) for a in locals_)
     hdr = b"SLSY" + bytes([1, 2]) + struct.pack(">HIQQ", len(locals_), node, epoch, seq)
     return hdr + body + hmac.new(key, hdr + body, hashlib.sha256).digest()
 
@@ -535,9 +519,9 @@ PROBE = """\
 """
 
 
-def probe_sample(metrics, result, path):
+def probe_sample(metrics, result, path, address=VIP):
     m = re.search(r'sluice_ha_probe_total\{address="%s",port="80",result="%s",path="%s"\} (\d+)'
-                  % (re.escape(VIP), result, path), metrics)
+                  % (re.escape(address), result, path), metrics)
     return int(m.group(1)) if m else 0
 
 
@@ -655,3 +639,93 @@ listeners:
     assert wait_for(lambda: "ha: stopping: withdrew 1 address" in d.new_log(), 5), d.new_log()
     tunnel.kill()
     assert d.proc.wait(timeout=30) == 0
+
+
+def proxy_body(vip=PROXY_VIP):
+    return """\
+pools:
+  - name: web
+    backends: ["127.0.0.1:8081"]
+    health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+listeners:
+  - {{ name: vip, listen: "{vip}:80", protocol: tcp, pool: web }}
+""".format(vip=vip)
+
+
+def test_proxy_withdraws_a_vip_whose_probes_fail_while_health_checks_pass(lab):
+    """ha.probe with `sluice proxy`: the proxy probes its listener's VIP
+    through the router (LB -> router -> back to the LB's own kernel and
+    listener); sock_diag, or the engine seeing its SYN come back, says the
+    probe went through this node. A drop on the router of the VIP's
+    traffic is not this node's to act on (nothing of the probe reached
+    it): counted as elsewhere, the VIP stays. Then the node itself stops
+    taking the VIP's connections from the network (nftables on the LB's
+    uplink; its backend's health checks, over lo, still pass): the VIP is
+    withdrawn (reason probe), counted, re-tried after hold, and announced
+    for good once the path is repaired."""
+    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0"):
+        nsexec(NS_RT, "sysctl", "-q", "-w", key)
+    nsexec(NS_LB, "ip", "route", "add", "default", "via", ROUTER)
+    # The probe comes back to the LB with the LB's own address as source:
+    # IPv4 takes it only with accept_local on the uplink (docs/ha.md).
+    nsexec(NS_LB, "sysctl", "-q", "-w", "net.ipv4.conf.lb0.accept_local=1")
+    lab.spawn(NS_LB, sys.executable, "-c", SERVER, "p1", "8081")
+    d = Daemon(lab, "proxy", proxy_body(), SLUICE_ASAN)
+    d.probe = PROBE
+    d.write()
+    d.start()
+    if not wait_for(lambda: lab.announced(PROXY_VIP), 30):
+        pytest.fail("not announced: %r\n%s\n%s" % (lab.route(PROXY_VIP), json.dumps(d.ha()), d.read_log()))
+    sample = lambda result, path: probe_sample(d.metrics(), result, path, PROXY_VIP)
+    if not wait_for(lambda: sample("ok", "us") >= 2, 20):
+        pytest.fail("no probe through the proxy succeeded:\n%s\n%s\n%s" % (
+            json.dumps(d.ha()), "\n".join(l for l in d.metrics().splitlines() if "probe" in l), d.read_log()))
+    st = d.ha()
+    assert st["probe"] == {"enabled": True, "warning": None}, st
+    probe = st["announced"][0]["probe"][0]
+    assert probe["port"] == 80 and probe["state"] == "serving" and probe["through_us"]["ok"] >= 2, probe
+    assert "probe :80 serving" in d.ctl("status").stdout
+    assert get_vip(PROXY_VIP).startswith("p1 ")
+
+    def nft(ns, rules):
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)
+
+    # The router drops the probes on their way to the VIP: nothing reached
+    # this node, so nothing is held against it.
+    nft(NS_RT, "add table inet s12c\nadd chain inet s12c through { type filter hook forward priority 0; }\n"
+               "add rule inet s12c through ip daddr %s tcp dport 80 drop\n" % PROXY_VIP)
+    elsewhere = sample("timeout", "elsewhere")
+    assert wait_for(lambda: sample("timeout", "elsewhere") >= elsewhere + 3, 15), d.metrics()
+    assert lab.announced(PROXY_VIP) and "withdrew %s: probe" % PROXY_VIP not in d.read_log()
+    nsexec(NS_RT, "nft", "delete", "table", "inet", "s12c")
+    assert wait_for(lambda: sample("ok", "us") >= probe["through_us"]["ok"] + 2, 15), d.metrics()
+
+    # The node drops the VIP's connections from the network; its health
+    # checks pass.
+    nft(NS_LB, "add table inet s12c\nadd chain inet s12c in { type filter hook input priority 0; }\n"
+               "add rule inet s12c in iifname lb0 ip daddr %s tcp dport 80 drop\n" % PROXY_VIP)
+    if not wait_for(lambda: not lab.announced(PROXY_VIP), 20):
+        pytest.fail("not withdrawn:\n%s\n%s" % (json.dumps(d.ha()), d.read_log()))
+    wd = {w["address"]: w for w in d.ha()["withdrawn"]}
+    assert wd[PROXY_VIP]["reason"] == "probe failed", wd
+    assert wd[PROXY_VIP]["owners"][0]["healthy"] == 1, wd   # the node's own health was fine
+    m = d.metrics()
+    assert probe_sample(m, "timeout", "us", PROXY_VIP) >= 2, m
+    assert re.search(r'sluice_ha_withdrawals_total\{reason="probe"\} [1-9]', m), m
+    assert 'sluice_ha_probe_state{address="%s",port="80",state="serving"} 0' % PROXY_VIP in m, m
+    assert "ha: withdrew %s: probe" % PROXY_VIP in d.read_log()
+    # After hold, back on trial, and withdrawn again while the drop stays.
+    assert wait_for(lambda: "announcing %s again on trial" % PROXY_VIP in d.read_log(), 15), d.read_log()
+    assert wait_for(lambda: d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP) >= 2, 20), d.read_log()
+
+    # Repaired: announced after hold, restored, and it stays.
+    nsexec(NS_LB, "nft", "delete", "table", "inet", "s12c")
+    assert wait_for(lambda: lab.announced(PROXY_VIP), 20), (d.ha(), d.read_log())
+    assert wait_for(lambda: "probes through this node pass again" in d.read_log(), 15), d.read_log()
+    withdrawals = d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP)
+    time.sleep(3)
+    assert lab.announced(PROXY_VIP) and d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP) == withdrawals
+    assert d.ha()["announced"][0]["probe"][0]["state"] == "serving"
+    assert 'sluice_ha_probe_state{address="%s",port="80",state="serving"} 1' % PROXY_VIP in d.metrics()
+    assert get_vip(PROXY_VIP).startswith("p1 ")
