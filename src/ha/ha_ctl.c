@@ -119,6 +119,45 @@ static void print_probe(json_t *probe)
     }
 }
 
+static long long num(json_t *o, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(o, key));
+}
+
+/* The sync peers of the same daemon (`sluice l4` with l4.sync: its
+ * /api/l4/sync), which keep the NAT and FullNAT flows a failover moves:
+ * part of the group's state an operator checks with the sessions. Nothing
+ * when the daemon has none (a proxy, no l4.sync). */
+static void print_sync(const struct sl_addr *admin)
+{
+    char err[256];
+    int code = 0;
+    json_t *j = admin_client_json(admin, "GET", "/api/l4/sync", NULL, &code, err, sizeof err);
+    if (!j)
+        return;
+    printf("sync peers (l4.sync on %s):\n", str(j, "listen"));
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(j, "peers"), i, p) {
+        long long rejected = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(p, "rejected_entries"), k, v)
+            rejected += (long long)json_integer_value(v);
+        json_t *heard = json_object_get(p, "last_heard_ms_ago");
+        char ago[32];
+        if (json_is_integer(heard))
+            snprintf(ago, sizeof ago, "%lld ms ago", (long long)json_integer_value(heard));
+        else
+            snprintf(ago, sizeof ago, "never");
+        printf("  %-40s heard %-12s entries sent %lld, received %lld, imported %lld, refused %lld, returned %lld; "
+               "datagrams missed %lld\n",
+               str(p, "address"), ago, num(p, "sent_entries"), num(p, "received_entries"), num(p, "imported_entries"),
+               rejected, num(p, "returned_entries"), num(p, "missed_datagrams"));
+    }
+    json_decref(j);
+}
+
 static void print_status(json_t *j)
 {
     json_t *bird = json_object_get(j, "bird");
@@ -218,6 +257,7 @@ int ha_ctl_run(int argc, char **argv)
         free(text);
     } else if (status) {
         print_status(j);
+        print_sync(&admin);
     } else if (!strcmp(sub, "preempt")) {
         printf("preempting: %lld hold%s dropped, announcing with priority %lld\n",
                (long long)json_integer_value(json_object_get(j, "released")),

@@ -180,6 +180,12 @@ def test_routes_prefer_zone_a_over_ecmp(healed):
         assert lab.bird_pid(node), "no BIRD started by sluice on %s" % node
     # The sync key is the group's secret.
     assert stat.S_IMODE(os.stat(lab.sync_key_path()).st_mode) == 0o600
+    # `sluice ha status` shows the sync peers with the sessions (item 7).
+    out = ha_lab.nsexec(lab.ns("a1"), lab.sluice_bin, "ha", "status", "-c", lab.l4_config_path("a1")).stdout
+    assert "sync peers (l4.sync on %s:%d):" % (NODES["a1"][2], ha_lab.SYNC_PORT) in out, out
+    peers = re.findall(r"^  (\S+):%d +heard .* entries sent \d+, received \d+, imported \d+, refused \d+, "
+                       r"returned \d+; datagrams missed \d+$" % ha_lab.SYNC_PORT, out, re.M)
+    assert sorted(peers) == sorted(NODES[n][2] for n in NODES if n != "a1"), out
 
 
 EVENTS = [("crash", "a1"), ("power-loss", "a1"), ("cut", "a1"), ("drain", "a1")]
