@@ -134,12 +134,6 @@ def missing_tools(root_for, tools=(), debian="iproute2", binaries=()):
     return None
 
 
-def add_netns(ns):
-    """A new network namespace with its loopback up."""
-    sh("ip", "netns", "add", ns)
-    nsexec(ns, "ip", "link", "set", "lo", "up")
-
-
 def add_bridge(ns, bridge="br0"):
     """A bridge (up) in namespace ns: the lab's switch."""
     nsexec(ns, "ip", "link", "add", bridge, "type", "bridge")
@@ -186,8 +180,10 @@ class NetnsLab:
         self.switch = None
 
     def add_ns(self, ns):
-        add_netns(ns)
+        """A new namespace (removed at destroy()) with its loopback up."""
+        sh("ip", "netns", "add", ns)
         self.namespaces.append(ns)
+        nsexec(ns, "ip", "link", "set", "lo", "up")
 
     def add_switch(self, ns):
         """The switch: a namespace with the bridge br0 that hosts join."""
