@@ -26,26 +26,23 @@ import hmac
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
 import metrics_doc
-from netns_tools import pid_alive, wait_for
-from test_l4_netns import ETHTOOL_STXCSUM, SERVER, ethtool_set, nsexec, pin_xdp_pass, sh
+from netns_tools import (BIRD, BIRDC, ETHTOOL_STXCSUM, Bird, HaDaemon, NetnsLab, ethtool_set, l4_detach, lab_fixture,
+                         missing_tools, nsexec, pid_alive, proxy_web_yaml, sh, wait_for)
+from test_l4_netns import SERVER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE_L4 = os.environ.get("SLUICE_L4_BIN", os.path.join(ROOT, "build", "sluice"))
 SLUICE_ASAN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-asan"))
-BIRD = shutil.which("bird") or "/usr/sbin/bird"
-BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
 
 TAG = "s12c%d-" % (os.getpid() % 1000)
 NS_SW, NS_RT, NS_LB = TAG + "sw", TAG + "rt", TAG + "lb"
@@ -55,94 +52,60 @@ VIP, PROXY_VIP = "10.12.100.1", "10.12.100.2"
 ADMIN = "127.0.0.1:9941"
 HA_IF = TAG + "ha"
 
+# The router's BIRD (a template: test_ha_v6.py's is the same over IPv6).
 ROUTER_BIRD = """\
-router id 10.12.0.1;
+router id {router_id};
 log "{log}" all;
 protocol device {{ }}
 protocol kernel {{
-    ipv4 {{ import none; export all; }};
+    {family} {{ import none; export all; }};
 }}
 protocol bfd {{
     interface "*" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 10; }};
 }}
 protocol bgp lb {{
-    local 10.12.0.1 as 65000;
-    neighbor 10.12.0.5 as 65010;
+    local {router} as 65000;
+    neighbor {lb} as 65010;
     connect retry time 1;
     error wait time 1, 5;
     bfd on;
-    ipv4 {{ import all; export none; }};
+    {family} {{ import all; export none; }};
 }}
 """
 
 
-def have_tools():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, XDP, tun)"
-    for tool in ("ip", BIRD, BIRDC):
-        if not shutil.which(tool):
-            return "needs %s (Debian: iproute2, bird2)" % tool
-    for binary in (SLUICE_L4, SLUICE_ASAN):
-        if not os.path.exists(binary):
-            return "%s not built" % binary
-    return None
-
-
-class Lab:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.namespaces, self.procs, self.bird_pids = [], [], []
-        self.bpffs = str(tmp / "bpffs")
-        self.mounted = False
-
-    def add_ns(self, ns):
-        sh("ip", "netns", "add", ns)
-        self.namespaces.append(ns)
-        nsexec(ns, "ip", "link", "set", "lo", "up")
-
-    def add_port(self, ns, ifname, addr):
-        peer = ns + "p"
-        sh("ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", NS_SW)
-        nsexec(NS_SW, "ip", "link", "set", peer, "master", "br0", "up")
-        nsexec(ns, "ip", "addr", "add", addr + "/24", "dev", ifname)
-        nsexec(ns, "ip", "link", "set", ifname, "up")
-        return peer
-
+class Lab(NetnsLab):
     def build(self):
-        self.add_ns(NS_SW)
-        nsexec(NS_SW, "ip", "link", "add", "br0", "type", "bridge")
-        nsexec(NS_SW, "ip", "link", "set", "br0", "up")
-        self.add_ns(NS_RT)
-        self.add_port(NS_RT, "eth0", ROUTER)
+        for ns in (NS_SW, NS_RT, NS_LB) + tuple(r[0] for r in REALS):
+            sh("ip", "netns", "del", ns, check=False)   # a run killed half way
+        self.add_switch(NS_SW)
+        self.add_host(NS_RT, "eth0", [ROUTER + "/24"])
         ethtool_set(NS_RT, "eth0", ETHTOOL_STXCSUM, 0)   # XDP forwards its frames (see test_l4_netns)
-        self.add_ns(NS_LB)
-        lb_peer = self.add_port(NS_LB, "lb0", LB)
+        lb_peer = self.add_host(NS_LB, "lb0", [LB + "/24"])
         # The proxy's listener binds its VIP: the LB holds it on lo (the
         # router only learns it from BGP).
         nsexec(NS_LB, "ip", "addr", "add", PROXY_VIP + "/32", "dev", "lo")
         for ns, addr, _ in REALS:
-            self.add_ns(ns)
-            self.add_port(ns, "eth0", addr)
+            self.add_host(ns, "eth0", [addr + "/24"])
             nsexec(ns, "ip", "addr", "add", VIP + "/32", "dev", "lo")
             for key in ("all.arp_ignore=1", "eth0.arp_ignore=1", "all.arp_announce=2", "eth0.arp_announce=2"):
                 nsexec(ns, "sysctl", "-q", "-w", "net.ipv4.conf." + key)
-        os.makedirs(self.bpffs, exist_ok=True)
-        sh("mount", "-t", "bpf", "bpf", self.bpffs)
-        self.mounted = True
-        pin_xdp_pass(self.bpffs + "/xdp_pass")
-        nsexec(NS_SW, "ip", "link", "set", "dev", lb_peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
-        # The router's BIRD.
-        self.rt_sock = str(self.tmp / "rt-bird.ctl")
-        conf = self.tmp / "rt-bird.conf"
-        conf.write_text(ROUTER_BIRD.format(log=self.tmp / "rt-bird.log"))
-        pidfile = self.tmp / "rt-bird.pid"
-        nsexec(NS_RT, BIRD, "-c", str(conf), "-s", self.rt_sock, "-P", str(pidfile))
-        self.bird_pids.append(int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10)))
+        self.mount_bpffs()
+        self.xdp_pass_on(NS_SW, lb_peer)
+        self.router = Bird(NS_RT, self.tmp, "rt-bird")
+        self.daemon_pids.append(self.router.start(ROUTER_BIRD.format(log=self.router.log, router_id=ROUTER,
+                                                                     router=ROUTER, lb=LB, family="ipv4")))
+        self.lb_bird = Bird(NS_LB, self.tmp, "lb-bird")   # the daemons' managed BIRD
 
-    def spawn(self, ns, *args, **kw):
-        p = subprocess.Popen(["ip", "netns", "exec", ns] + list(args), **kw)
-        self.procs.append(p)
-        return p
+    def route_lb_through_router(self):
+        """The LB's default route through the router, which routes the
+        VIPs back to the LB (what the LB's probes take): forwarding on, no
+        redirects (the router would tell the LB to reach the VIP through
+        itself)."""
+        for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                    "net.ipv4.conf.eth0.send_redirects=0"):
+            nsexec(NS_RT, "sysctl", "-q", "-w", key)
+        nsexec(NS_LB, "ip", "route", "add", "default", "via", ROUTER)
 
     def start_reals(self):
         self.servers = {name: self.spawn(ns, sys.executable, "-c", SERVER, name, "80")
@@ -163,145 +126,68 @@ class Lab:
 
     def diagnose(self):
         """What both BIRDs say, for a failure's message."""
-        lb = nsexec(NS_LB, BIRDC, "-s", str(self.tmp / "lb-bird.ctl"), "show", "protocols", "all",
-                    check=False).stdout
-        lbr = nsexec(NS_LB, BIRDC, "-s", str(self.tmp / "lb-bird.ctl"), "show", "route", "all",
-                     check=False).stdout
         return "router:\n%s\nLB:\n%s\n%s\nLB addresses:\n%s" % (
-            self.router_birdc("show", "protocols", "all"), lb, lbr,
-            nsexec(NS_LB, "ip", "addr", check=False).stdout)
+            self.router.birdc("show", "protocols", "all"), self.lb_bird.birdc("show", "protocols", "all"),
+            self.lb_bird.birdc("show", "route", "all"), nsexec(NS_LB, "ip", "addr", check=False).stdout)
 
-    def router_birdc(self, *cmd):
-        return nsexec(NS_RT, BIRDC, "-s", self.rt_sock, *cmd, check=False).stdout
-
-    def destroy(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        lb_bird = self.tmp / "lb-bird.pid"   # a daemon that failed half way may have started it
-        if lb_bird.exists() and lb_bird.read_text().strip().isdigit():
-            self.bird_pids.append(int(lb_bird.read_text().strip()))
-        for pid in self.bird_pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if self.mounted and os.path.isdir(self.bpffs + "/sluice"):
-            nsexec(NS_LB, SLUICE_L4, "l4", "detach", "--pin-dir", self.bpffs + "/sluice", "--remove-maps",
-                   check=False)
-        for ns in reversed(self.namespaces):
-            sh("ip", "netns", "del", ns, check=False)
-        if self.mounted:
-            sh("umount", self.bpffs, check=False)
+    def detach_xdp(self):
+        l4_detach(NS_LB, SLUICE_L4, self.bpffs + "/sluice")
 
 
-@pytest.fixture
-def lab(tmp_path):
-    why = have_tools()
-    if why:
-        pytest.skip(why)
-    for ns in (NS_SW, NS_RT, NS_LB) + tuple(r[0] for r in REALS):
-        sh("ip", "netns", "del", ns, check=False)   # a run killed half way
-    lab = Lab(tmp_path)
-    try:
-        lab.build()
-        yield lab
-    finally:
-        lab.destroy()
+lab = lab_fixture(Lab, lambda: missing_tools("network namespaces, XDP, tun", ("ip", BIRD, BIRDC), "iproute2, bird2",
+                                             (SLUICE_L4, SLUICE_ASAN)))
 
 
-def ha_section(tmp, priority=0, min_healthy=1, probe=""):
+def ha_section(tmp, node="lb-a1", router_id=LB, router=ROUTER, ifname=HA_IF, priority=0, min_healthy=1, probe="",
+               announce=()):
+    """An LB node's ha: section (test_ha_v6.py's too): zone a, AS 65010,
+    one neighbor (router, AS 65000) with BFD 300 ms x 10, a managed BIRD
+    with its files in tmp as lb-bird.*; min_healthy None leaves it out."""
     return """\
-ha:
-  node: lb-a1
+ha:{announce}
+  node: {node}
   zone: a
   priority: {priority}
   asn: 65010
-  router_id: 10.12.0.5
+  router_id: {router_id}
   neighbors:
-    - {{ address: 10.12.0.1, asn: 65000 }}
+    - {{ address: "{router}", asn: 65000 }}
   bfd: {{ interval: 300ms, multiplier: 10 }}
-  min_healthy: {min_healthy}
-  interface: {ifname}
+{min_healthy}  interface: {ifname}
   bird:
     mode: managed
     control_socket: {tmp}/lb-bird.ctl
     config_file: {tmp}/lb-bird.conf
     pid_file: {tmp}/lb-bird.pid
     log_file: {tmp}/lb-bird.log
-{probe}""".format(tmp=tmp, ifname=HA_IF, priority=priority, min_healthy=min_healthy, probe=probe)
+{probe}""".format(tmp=tmp, node=node, router_id=router_id, router=router, ifname=ifname, priority=priority,
+                  min_healthy="" if min_healthy is None else "  min_healthy: %d\n" % min_healthy, probe=probe,
+                  announce="\n  announce: [%s]" % ", ".join('"%s"' % a for a in announce) if announce else "")
 
 
-class Daemon:
-    """`sluice l4` or `sluice proxy` in the LB namespace, with its log."""
+class Daemon(HaDaemon):
+    """`sluice l4` or `sluice proxy` in the LB namespace; body is its config
+    but for admin:, log: and ha: (write() rewrites it, with ha: as asked
+    and the probe: given)."""
 
-    def __init__(self, lab, verb, body, binary):
-        self.lab, self.verb, self.binary, self.body = lab, verb, binary, body
-        self.conf = lab.tmp / ("%s.yaml" % verb)
+    def __init__(self, lab, verb, body, binary, probe=""):
+        super().__init__(lab, NS_LB, verb, binary, lab.tmp / ("%s.yaml" % verb), lab.tmp / ("%s.log" % verb), ADMIN,
+                         lab.lb_bird, ready_lines=["ha: node lb-a1"],
+                         extra_args=["--pin-dir", lab.bpffs + "/sluice"] if verb == "l4" else [])
+        self.body, self.probe = body, probe
         self.write()
-        self.log_path = lab.tmp / ("%s.log" % verb)
-        self.proc = None
 
     def write(self, **ha):
-        ha.setdefault("probe", getattr(self, "probe", ""))
-        self.conf.write_text("admin:\n  listen: %s\nlog:\n  level: info\n%s%s" % (ADMIN, self.body,
-                                                                              ha_section(self.lab.tmp, **ha)))
+        self.conf.write_text("admin:\n  listen: %s\nlog:\n  level: info\n%s%s" % (
+            ADMIN, self.body, ha_section(self.lab.tmp, probe=self.probe, **ha)))
 
-    def start(self):
-        self.offset = len(self.read_log())
-        self.log = open(self.log_path, "ab")
-        args = [self.binary, self.verb, "-c", str(self.conf)]
-        if self.verb == "l4":
-            args += ["--pin-dir", self.lab.bpffs + "/sluice"]
-        self.proc = self.lab.spawn(NS_LB, *args, stdout=self.log, stderr=subprocess.STDOUT)
-        ok = wait_for(lambda: self.proc.poll() is not None or "ha: node lb-a1" in self.new_log()
-                      and self.api_up(), 30)
-        assert ok and self.proc.poll() is None, "did not start (%s):\n%s" % (getattr(self, "api_error", ""),
-                                                                           self.read_log())
-        pidfile = self.lab.tmp / "lb-bird.pid"
-        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10))
-        if pid not in self.lab.bird_pids:
-            self.lab.bird_pids.append(pid)
-        return self
 
-    def api_up(self):
-        try:
-            self.ha()
-            return True
-        except Exception as e:
-            self.api_error = repr(e)
-            return False
-
-    def read_log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def new_log(self):
-        return self.read_log()[self.offset:]
-
-    def api(self, method, path):
-        code = ("import urllib.request,sys;r=urllib.request.Request('http://%s%s',method='%s');"
-                "print(urllib.request.urlopen(r,timeout=5).read().decode())" % (ADMIN, path, method))
-        return json.loads(nsexec(NS_LB, sys.executable, "-c", code).stdout)
-
-    def ha(self):
-        return self.api("GET", "/api/ha")
-
-    def metrics(self):
-        code = "import urllib.request;print(urllib.request.urlopen('http://%s/metrics',timeout=5).read().decode())"
-        return nsexec(NS_LB, sys.executable, "-c", code % ADMIN).stdout
-
-    def ctl(self, *args):
-        return nsexec(NS_LB, self.binary, "ha", *args, "-c", str(self.conf), check=False)
-
-    def bird_pid(self):
-        return int((self.lab.tmp / "lb-bird.pid").read_text().strip())
+def wait_announced(lab, d, addr, timeout=30):
+    """The router has the route to addr from the LB (test_ha_v6.py's lab
+    too), or the test fails with what the LB and both BIRDs say."""
+    if not wait_for(lambda: lab.announced(addr), timeout):
+        pytest.fail("%s not announced: %r\n%s\n%s\n%s" % (addr, lab.route(addr), json.dumps(d.ha()), d.read_log(),
+                                                          lab.diagnose()))
 
 
 def l4_body():
@@ -334,15 +220,44 @@ def sessions_up(d):
     return s and s[0]["state"] == "Established" and s[0]["bfd"] == "Up"
 
 
+def kill9_and_restart(lab, d, vip, ha_if):
+    """kill -9 of the daemon d (test_ha_v6.py's too): the tun device ha_if
+    goes with the process, BIRD withdraws vip at once and survives; a new
+    daemon announces vip again through the same BIRD. Returns its pid."""
+    bird = d.bird_pid()
+    d.proc.kill()
+    d.proc.wait(timeout=10)
+    assert nsexec(d.ns, "ip", "link", "show", ha_if, check=False).returncode != 0
+    assert wait_for(lambda: not lab.announced(vip), 10), lab.route(vip)
+    assert pid_alive(bird)
+    d.start()
+    wait_announced(lab, d, vip)
+    assert d.bird_pid() == bird
+    return bird
+
+
+def retried_on_trial_then_restored(lab, d, vip, repair):
+    """ha.probe after vip was withdrawn for failed probes: after hold it is
+    announced on trial and withdrawn again while the probes still fail;
+    repair() mends the path: announced after hold, and it stays (no new
+    withdrawal in 3 s)."""
+    assert wait_for(lambda: "announcing %s again on trial" % vip in d.read_log(), 15), d.read_log()
+    assert wait_for(lambda: d.read_log().count("ha: withdrew %s: probe" % vip) >= 2, 20), d.read_log()
+    repair()
+    assert wait_for(lambda: lab.announced(vip), 20), (d.ha(), d.read_log())
+    assert wait_for(lambda: "probes through this node pass again" in d.read_log(), 15), d.read_log()
+    withdrawals = d.read_log().count("ha: withdrew %s: probe" % vip)
+    time.sleep(3)
+    assert lab.announced(vip) and d.read_log().count("ha: withdrew %s: probe" % vip) == withdrawals
+
+
 def test_l4_announces_withdraws_and_survives_restarts(lab):
     lab.start_reals()
     d = Daemon(lab, "l4", l4_body(), SLUICE_L4).start()
     # Announced while the reals are healthy: the router's kernel route and
     # its BIRD both have it, with the LB as next hop; traffic flows.
-    if not wait_for(lambda: lab.announced(VIP), 30):
-        pytest.fail("not announced: %r\n%s\n%s\n%s" % (lab.route(VIP), json.dumps(d.ha()), d.read_log(),
-                                                        lab.diagnose()))
-    assert "10.12.100.1/32" in lab.router_birdc("show", "route", "for", VIP)
+    wait_announced(lab, d, VIP)
+    assert "10.12.100.1/32" in lab.router.birdc("show", "route", "for", VIP)
     assert re.match(r"r[12] ", wait_for(lambda: re.match(r"r[12] ", get_vip(VIP)) and get_vip(VIP), 10) or "")
     assert wait_for(lambda: sessions_up(d), 20), d.ha()
     st = d.ha()
@@ -379,9 +294,9 @@ def test_l4_announces_withdraws_and_survives_restarts(lab):
     d.write(priority=2)
     d.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: lab.announced(VIP), 10), lab.route(VIP)
-    path = lambda: re.search(r"BGP.as_path: ([\d ]+)", lab.router_birdc("show", "route", "all", "for", VIP))
+    path = lambda: re.search(r"BGP.as_path: ([\d ]+)", lab.router.birdc("show", "route", "all", "for", VIP))
     assert wait_for(lambda: path() and path().group(1).split() == ["65010"] * 3, 10), \
-        lab.router_birdc("show", "route", "all", "for", VIP)
+        lab.router.birdc("show", "route", "all", "for", VIP)
     assert d.ha()["announced"][0]["priority"] == 2
     d.write()
     d.proc.send_signal(signal.SIGHUP)
@@ -420,16 +335,7 @@ def test_l4_announces_withdraws_and_survives_restarts(lab):
     assert wait_for(lambda: lab.announced(VIP), 30), (lab.route(VIP), d.ha())
     assert d.bird_pid() == bird and pid_alive(bird)
 
-    # kill -9: the tun device goes with the process, BIRD withdraws at
-    # once, and BIRD survives.
-    d.proc.kill()
-    d.proc.wait(timeout=10)
-    assert nsexec(NS_LB, "ip", "link", "show", HA_IF, check=False).returncode != 0
-    assert wait_for(lambda: not lab.announced(VIP), 10), lab.route(VIP)
-    assert pid_alive(bird)
-    d.start()
-    assert wait_for(lambda: lab.announced(VIP), 30), (lab.route(VIP), d.ha())
-    assert d.bird_pid() == bird
+    assert kill9_and_restart(lab, d, VIP, HA_IF) == bird
 
     # BIRD itself dies (managed mode): its sessions close, the router
     # withdraws; the daemon finds it gone, starts it again on the same
@@ -485,7 +391,7 @@ def test_l4_announces_sync_peers_local_addresses_as_standins(lab):
     if not wait_for(lambda: lab.announced(STANDINS[0]), 15):
         pytest.fail("stand-in not announced: %s\n%s\n%s" % (json.dumps(d.ha()), d.read_log(), lab.diagnose()))
     # The router has it with the stand-in path: the ASN 1 + priority 0 + 16 times.
-    show = lambda a: lab.router_birdc("show", "route", "all", "for", a)
+    show = lambda a: lab.router.birdc("show", "route", "all", "for", a)
     path = re.search(r"BGP.as_path: ([\d ]+)", show(STANDINS[0]))
     assert path and path.group(1).split() == ["65010"] * 17, show(STANDINS[0])
     assert "(65010,2000)" in show(STANDINS[0]), show(STANDINS[0])
@@ -506,7 +412,10 @@ def test_l4_announces_sync_peers_local_addresses_as_standins(lab):
     assert wait_for(lambda: lab.announced(STANDINS[1]), 10), d.ha()
 
 
-PROBE = """\
+def probe_yaml(gateway):
+    """ha.probe as the probe tests (test_ha_v6.py's too) run it: every
+    second through gateway, from ports 61000-61999."""
+    return """\
   probe:
     enabled: true
     interval: 1s
@@ -515,8 +424,11 @@ PROBE = """\
     rise: 1
     hold: 3s
     source_ports: 61000-61999
-    gateway: 10.12.0.1
-"""
+    gateway: {gateway}
+""".format(gateway=gateway)
+
+
+PROBE = probe_yaml(ROUTER)
 
 
 def probe_sample(metrics, result, path, address=VIP):
@@ -534,20 +446,11 @@ def test_l4_withdraws_a_vip_whose_probes_fail_while_health_checks_pass(lab):
     served. The VIP is withdrawn (reason probe), re-announced on trial
     after hold, withdrawn again while the drop stays, and announced for
     good once the reals answer again."""
-    # The LB's probes leave through the router (its default route), which
-    # routes the VIP back to the LB: forwarding on, no redirects (the
-    # router would tell the LB to reach the VIP through itself).
-    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
-                "net.ipv4.conf.eth0.send_redirects=0"):
-        nsexec(NS_RT, "sysctl", "-q", "-w", key)
-    nsexec(NS_LB, "ip", "route", "add", "default", "via", ROUTER)
+    # The LB's probes leave through the router (its default route).
+    lab.route_lb_through_router()
     lab.start_reals()
-    d = Daemon(lab, "l4", l4_body(), SLUICE_L4)
-    d.probe = PROBE
-    d.write()
-    d.start()
-    if not wait_for(lambda: lab.announced(VIP), 30):
-        pytest.fail("not announced: %r\n%s\n%s" % (lab.route(VIP), json.dumps(d.ha()), d.read_log()))
+    d = Daemon(lab, "l4", l4_body(), SLUICE_L4, probe=PROBE).start()
+    wait_announced(lab, d, VIP)
     # Probes through this node succeed.
     if not wait_for(lambda: probe_sample(d.metrics(), "ok", "us") >= 2, 20):
         pytest.fail("no probe through the LB succeeded:\n%s\n%s\n%s" % (
@@ -574,40 +477,28 @@ def test_l4_withdraws_a_vip_whose_probes_fail_while_health_checks_pass(lab):
     # the node's own health was fine all along
     assert all(o["healthy"] == 2 for o in wd[VIP]["owners"]), wd
     assert "ha: withdrew %s: probe" % VIP in d.read_log()
-    # After hold it comes back on trial, and goes again while probes fail.
-    assert wait_for(lambda: "announcing %s again on trial" % VIP in d.read_log(), 15), d.read_log()
-    assert wait_for(lambda: d.read_log().count("ha: withdrew %s: probe" % VIP) >= 2, 20), d.read_log()
-
-    # The reals answer again: re-announced after hold, and it stays.
-    for ns, _, _ in REALS:
-        nsexec(ns, "nft", "delete", "table", "inet", "s12c")
-    assert wait_for(lambda: lab.announced(VIP), 20), (d.ha(), d.read_log())
-    assert wait_for(lambda: "probes through this node pass again" in d.read_log(), 15), d.read_log()
-    withdrawals = d.read_log().count("ha: withdrew %s: probe" % VIP)
-    time.sleep(3)
-    assert lab.announced(VIP) and d.read_log().count("ha: withdrew %s: probe" % VIP) == withdrawals
+    # After hold it comes back on trial, and goes again while probes fail;
+    # the reals answer again: re-announced after hold, and it stays.
+    def repair():
+        for ns, _, _ in REALS:
+            nsexec(ns, "nft", "delete", "table", "inet", "s12c")
+    retried_on_trial_then_restored(lab, d, VIP, repair)
     assert {a["address"]: a for a in d.ha()["announced"]}[VIP]["probe"][0]["state"] == "serving"
     assert re.match(r"r[12] ", get_vip(VIP) or ""), get_vip(VIP)
+
+
+def proxy_body(vip=PROXY_VIP):
+    return proxy_web_yaml(vip + ":80", "127.0.0.1:8081")
 
 
 def test_proxy_announces_its_listener(lab):
     # A backend in the LB namespace; a TCP listener on the VIP, so that a
     # tunnel keeps the proxy draining after SIGTERM.
     lab.spawn(NS_LB, sys.executable, "-c", SERVER, "p1", "8081")
-    body = """\
-proxy_drain_placeholder
-pools:
-  - name: web
-    backends: ["127.0.0.1:8081"]
-    health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
-listeners:
-  - {{ name: vip, listen: "{vip}:80", protocol: tcp, pool: web }}
-  - {{ name: any, listen: "0.0.0.0:8082", protocol: tcp, pool: web }}
-""".format(vip=PROXY_VIP).replace("proxy_drain_placeholder\n", "drain_timeout: 20s\nworkers: 2\n")
+    body = ("drain_timeout: 20s\nworkers: 2\n" + proxy_body() +
+            '  - { name: any, listen: "0.0.0.0:8082", protocol: tcp, pool: web }\n')
     d = Daemon(lab, "proxy", body, SLUICE_ASAN).start()
-    if not wait_for(lambda: lab.announced(PROXY_VIP), 30):
-        pytest.fail("not announced: %r\n%s\n%s\n%s" % (lab.route(PROXY_VIP), json.dumps(d.ha()), d.read_log(),
-                                                        lab.diagnose()))
+    wait_announced(lab, d, PROXY_VIP)
     assert wait_for(lambda: get_vip(PROXY_VIP).startswith("p1 "), 10)
     st = d.ha()
     assert [a["address"] for a in st["announced"]] == [PROXY_VIP]
@@ -641,17 +532,6 @@ listeners:
     assert d.proc.wait(timeout=30) == 0
 
 
-def proxy_body(vip=PROXY_VIP):
-    return """\
-pools:
-  - name: web
-    backends: ["127.0.0.1:8081"]
-    health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
-listeners:
-  - {{ name: vip, listen: "{vip}:80", protocol: tcp, pool: web }}
-""".format(vip=vip)
-
-
 def test_proxy_withdraws_a_vip_whose_probes_fail_while_health_checks_pass(lab):
     """ha.probe with `sluice proxy`: the proxy probes its listener's VIP
     through the router (LB -> router -> back to the LB's own kernel and
@@ -663,20 +543,13 @@ def test_proxy_withdraws_a_vip_whose_probes_fail_while_health_checks_pass(lab):
     uplink; its backend's health checks, over lo, still pass): the VIP is
     withdrawn (reason probe), counted, re-tried after hold, and announced
     for good once the path is repaired."""
-    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
-                "net.ipv4.conf.eth0.send_redirects=0"):
-        nsexec(NS_RT, "sysctl", "-q", "-w", key)
-    nsexec(NS_LB, "ip", "route", "add", "default", "via", ROUTER)
+    lab.route_lb_through_router()
     # The probe comes back to the LB with the LB's own address as source:
     # IPv4 takes it only with accept_local on the uplink (docs/ha.md).
     nsexec(NS_LB, "sysctl", "-q", "-w", "net.ipv4.conf.lb0.accept_local=1")
     lab.spawn(NS_LB, sys.executable, "-c", SERVER, "p1", "8081")
-    d = Daemon(lab, "proxy", proxy_body(), SLUICE_ASAN)
-    d.probe = PROBE
-    d.write()
-    d.start()
-    if not wait_for(lambda: lab.announced(PROXY_VIP), 30):
-        pytest.fail("not announced: %r\n%s\n%s" % (lab.route(PROXY_VIP), json.dumps(d.ha()), d.read_log()))
+    d = Daemon(lab, "proxy", proxy_body(), SLUICE_ASAN, probe=PROBE).start()
+    wait_announced(lab, d, PROXY_VIP)
     sample = lambda result, path: probe_sample(d.metrics(), result, path, PROXY_VIP)
     if not wait_for(lambda: sample("ok", "us") >= 2, 20):
         pytest.fail("no probe through the proxy succeeded:\n%s\n%s\n%s" % (
@@ -715,17 +588,9 @@ def test_proxy_withdraws_a_vip_whose_probes_fail_while_health_checks_pass(lab):
     assert re.search(r'sluice_ha_withdrawals_total\{reason="probe"\} [1-9]', m), m
     assert 'sluice_ha_probe_state{address="%s",port="80",state="serving"} 0' % PROXY_VIP in m, m
     assert "ha: withdrew %s: probe" % PROXY_VIP in d.read_log()
-    # After hold, back on trial, and withdrawn again while the drop stays.
-    assert wait_for(lambda: "announcing %s again on trial" % PROXY_VIP in d.read_log(), 15), d.read_log()
-    assert wait_for(lambda: d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP) >= 2, 20), d.read_log()
-
-    # Repaired: announced after hold, restored, and it stays.
-    nsexec(NS_LB, "nft", "delete", "table", "inet", "s12c")
-    assert wait_for(lambda: lab.announced(PROXY_VIP), 20), (d.ha(), d.read_log())
-    assert wait_for(lambda: "probes through this node pass again" in d.read_log(), 15), d.read_log()
-    withdrawals = d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP)
-    time.sleep(3)
-    assert lab.announced(PROXY_VIP) and d.read_log().count("ha: withdrew %s: probe" % PROXY_VIP) == withdrawals
+    # After hold, back on trial, and withdrawn again while the drop stays;
+    # repaired: announced after hold, restored, and it stays.
+    retried_on_trial_then_restored(lab, d, PROXY_VIP, lambda: nsexec(NS_LB, "nft", "delete", "table", "inet", "s12c"))
     assert d.ha()["announced"][0]["probe"][0]["state"] == "serving"
     assert 'sluice_ha_probe_state{address="%s",port="80",state="serving"} 1' % PROXY_VIP in d.metrics()
     assert get_vip(PROXY_VIP).startswith("p1 ")

@@ -26,24 +26,20 @@ once. ha.preempt true: the primary back takes it back.
 Needs root, ip and bird2; skips otherwise. Every wait is bounded; every
 namespace and process (the BIRDs included) is removed at teardown.
 """
-import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
-from netns_tools import nsexec, sh
+from netns_tools import (BIRD, BIRDC, Bird, HaDaemon, NetnsLab, lab_fixture, missing_tools, nsexec, proxy_web_yaml,
+                         wait_for)
 from test_l4_netns import SERVER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-asan"))
-BIRD = shutil.which("bird") or "/usr/sbin/bird"
-BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
 
 TAG = "s12p%d-" % (os.getpid() % 1000)
 NS_SW, NS_RT = TAG + "sw", TAG + "rt"
@@ -73,39 +69,17 @@ protocol bgp b from lbs {{ neighbor {b} as 65010; }}
 """
 
 
-def have_tools():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, tun)"
-    for tool in ("ip", "curl", BIRD, BIRDC):
-        if not shutil.which(tool):
-            return "needs %s (Debian: iproute2, curl, bird2)" % tool
-    if not os.path.exists(SLUICE):
-        return "%s not built" % SLUICE
-    return None
-
-
-def wait_for(pred, timeout, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    return pred()
-
-
-class Node:
+class Node(HaDaemon):
     """One LB node: its namespace, its `sluice proxy` and the BIRD it starts."""
 
     def __init__(self, lab, name):
-        self.lab, self.name = lab, name
+        self.name = name
         self.addr, self.priority = NODES[name]
-        self.ns = TAG + name
         self.dir = lab.tmp / name
         self.dir.mkdir()
-        self.conf = self.dir / "proxy.yaml"
-        self.log_path = self.dir / "proxy.log"
-        self.proc = None
+        ns = TAG + name
+        super().__init__(lab, ns, "proxy", SLUICE, self.dir / "proxy.yaml", self.dir / "proxy.log", ADMIN,
+                         Bird(ns, self.dir, "bird"), ready_lines=["ha: node %s" % name])
 
     def write(self, preempt):
         d = self.dir
@@ -116,12 +90,7 @@ log:
   level: info
 workers: 1
 drain_timeout: 1s
-pools:
-  - name: web
-    backends: ["127.0.0.1:8081"]
-    health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
-listeners:
-  - {{ name: vip, listen: "{vip}:80", protocol: tcp, pool: web }}
+""".format(admin=ADMIN) + proxy_web_yaml(VIP + ":80", "127.0.0.1:8081") + """\
 ha:
   node: {name}
   zone: {name}
@@ -138,48 +107,12 @@ ha:
     config_file: {d}/bird.conf
     pid_file: {d}/bird.pid
     log_file: {d}/bird.log
-""".format(admin=ADMIN, vip=VIP, name=self.name, priority=self.priority, preempt="true" if preempt else "false",
+""".format(name=self.name, priority=self.priority, preempt="true" if preempt else "false",
            addr=self.addr, router=ROUTER, tag=TAG, d=d))
 
     def start(self, preempt=False):
         self.write(preempt)
-        self.offset = len(self.read_log())
-        with open(self.log_path, "ab") as log:
-            self.proc = self.lab.spawn(self.ns, SLUICE, "proxy", "-c", str(self.conf), stdout=log,
-                                       stderr=subprocess.STDOUT)
-        ok = wait_for(lambda: self.proc.poll() is not None or "ha: node %s" % self.name in self.new_log()
-                      and self.ha(check=False), 30)
-        assert ok and self.proc.poll() is None, "%s did not start:\n%s" % (self.name, self.read_log())
-        pidfile = self.dir / "bird.pid"
-        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10))
-        if pid not in self.lab.bird_pids:
-            self.lab.bird_pids.append(pid)
-        return self
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=30) == 0, self.new_log()
-
-    def read_log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def new_log(self):
-        return self.read_log()[self.offset:]
-
-    def api(self, method, path, check=True):
-        out = nsexec(self.ns, "curl", "-s", "-X", method, "http://%s%s" % (ADMIN, path), check=False).stdout
-        try:
-            return json.loads(out)
-        except ValueError:
-            if check:
-                raise AssertionError("%s %s on %s: %r" % (method, path, self.name, out))
-            return None
-
-    def ha(self, check=True):
-        return self.api("GET", "/api/ha", check)
+        return super().start()
 
     def route_to_router(self):
         """This node's announced VIP toward the router: (priority, state) or None."""
@@ -190,56 +123,21 @@ ha:
                 return r[0]["priority"], r[0]["state"]
         return None
 
-    def ctl(self, *args):
-        return nsexec(self.ns, SLUICE, "ha", *args, "-c", str(self.conf), check=False)
 
-    def metrics(self):
-        return nsexec(self.ns, "curl", "-s", "http://%s/metrics" % ADMIN).stdout
-
-
-class Lab:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.namespaces, self.procs, self.bird_pids = [], [], []
-
-    def add_ns(self, ns):
-        sh("ip", "netns", "add", ns)
-        self.namespaces.append(ns)
-        nsexec(ns, "ip", "link", "set", "lo", "up")
-
-    def add_port(self, ns, addr):
-        peer = ns + "p"
-        sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", peer, "netns", NS_SW)
-        nsexec(NS_SW, "ip", "link", "set", peer, "master", "br0", "up")
-        nsexec(ns, "ip", "addr", "add", addr + "/24", "dev", "eth0")
-        nsexec(ns, "ip", "link", "set", "eth0", "up")
-
+class Lab(NetnsLab):
     def build(self):
-        self.add_ns(NS_SW)
-        nsexec(NS_SW, "ip", "link", "add", "br0", "type", "bridge")
-        nsexec(NS_SW, "ip", "link", "set", "br0", "up")
-        self.add_ns(NS_RT)
-        self.add_port(NS_RT, ROUTER)
+        self.add_switch(NS_SW)
+        self.add_host(NS_RT, "eth0", [ROUTER + "/24"])
         self.nodes = {}
         for name, (addr, _) in NODES.items():
             node = Node(self, name)
-            self.add_ns(node.ns)
-            self.add_port(node.ns, addr)
+            self.add_host(node.ns, "eth0", [addr + "/24"])
             nsexec(node.ns, "ip", "addr", "add", VIP + "/32", "dev", "lo")   # the listener binds it
             self.spawn(node.ns, sys.executable, "-c", SERVER, name, "8081")
             self.nodes[name] = node
-        self.rt_sock = str(self.tmp / "rt-bird.ctl")
-        conf = self.tmp / "rt-bird.conf"
-        conf.write_text(ROUTER_BIRD.format(router=ROUTER, log=self.tmp / "rt-bird.log", a=NODES["a"][0],
-                                           b=NODES["b"][0]))
-        pidfile = self.tmp / "rt-bird.pid"
-        nsexec(NS_RT, BIRD, "-c", str(conf), "-s", self.rt_sock, "-P", str(pidfile))
-        self.bird_pids.append(int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10)))
-
-    def spawn(self, ns, *args, **kw):
-        p = subprocess.Popen(["ip", "netns", "exec", ns] + list(args), **kw)
-        self.procs.append(p)
-        return p
+        self.router = Bird(NS_RT, self.tmp, "rt-bird")
+        self.daemon_pids.append(self.router.start(ROUTER_BIRD.format(router=ROUTER, log=self.router.log,
+                                                                     a=NODES["a"][0], b=NODES["b"][0])))
 
     def carrier(self):
         """The node the router sends the VIP to ("a", "b"), or None."""
@@ -251,50 +149,21 @@ class Lab:
 
     def router_paths(self):
         """The AS paths of the router's routes to the VIP, by node."""
-        out = nsexec(NS_RT, BIRDC, "-s", self.rt_sock, "show", "route", "for", VIP, "all", check=False).stdout
+        out = self.router.birdc("show", "route", "for", VIP, "all")
         paths = {}
         for proto, path in re.findall(r"\[(\w+) [^\]]*\].*?BGP\.as_path: ([\d ]*)", out, re.S):
             paths[proto] = path.split()
         return paths
 
     def diagnose(self):
-        out = ["router: %s" % nsexec(NS_RT, BIRDC, "-s", self.rt_sock, "show", "route", "all", check=False).stdout]
-        for node in self.nodes.values():
+        out = ["router: %s" % self.router.birdc("show", "route", "all")]
+        for node in getattr(self, "nodes", {}).values():
             out.append("%s: %s\n%s" % (node.name, node.ha(check=False), node.new_log()[-3000:]))
         return "\n".join(out)
 
-    def destroy(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        for node in getattr(self, "nodes", {}).values():
-            pidfile = node.dir / "bird.pid"
-            if pidfile.exists() and pidfile.read_text().strip().isdigit():
-                self.bird_pids.append(int(pidfile.read_text().strip()))
-        for pid in set(self.bird_pids):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for ns in reversed(self.namespaces):
-            sh("ip", "netns", "del", ns, check=False)
 
-
-@pytest.fixture
-def lab(tmp_path):
-    why = have_tools()
-    if why:
-        pytest.skip(why)
-    lab = Lab(tmp_path)
-    try:
-        lab.build()
-        yield lab
-    finally:
-        lab.destroy()
+lab = lab_fixture(Lab, lambda: missing_tools("network namespaces, tun", ("ip", BIRD, BIRDC), "iproute2, bird2",
+                                             (SLUICE,)))
 
 
 def carried_by(lab, name, timeout=30):

@@ -29,22 +29,20 @@ teardown.
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from netns_tools import ETHTOOL_STXCSUM, ethtool_set, nsexec, pid_alive, pin_xdp_pass, sh, wait_for
-from test_ha_announce import hello
+from netns_tools import (BIRD, BIRDC, ETHTOOL_STXCSUM, Bird, HaDaemon, NetnsLab, ethtool_set, l4_detach, lab_fixture,
+                         missing_tools, nsexec, proxy_web_yaml, sh, wait_for)
+from test_ha_announce import ROUTER_BIRD, hello, kill9_and_restart, probe_yaml, wait_announced
+from test_ha_announce import ha_section as announce_ha_section, probe_sample as announce_probe_sample
 from test_l4_netns import SERVER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE_L4 = os.environ.get("SLUICE_L4_BIN", os.path.join(ROOT, "build", "sluice"))
 SLUICE_ASAN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "sluice-asan"))
-BIRD = shutil.which("bird") or "/usr/sbin/bird"
-BIRDC = shutil.which("birdc") or "/usr/sbin/birdc"
 
 TAG = "s12v%d-" % (os.getpid() % 1000)
 NS_SW, NS_RT, NS_LB, NS_C = TAG + "sw", TAG + "rt", TAG + "lb", TAG + "c"
@@ -55,70 +53,17 @@ SYNC_PEER, STANDIN = "fd12:f::6", "fd12:200::6"   # a sync peer the test plays (
 ADMIN = "127.0.0.1:9946"          # in the LB's own namespace
 HA_IF = TAG + "ha"
 
-ROUTER_BIRD = """\
-router id 10.12.250.1;
-log "{log}" all;
-protocol device {{ }}
-protocol kernel {{
-    ipv6 {{ import none; export all; }};
-}}
-protocol bfd {{
-    interface "*" {{ min rx interval 300 ms; min tx interval 300 ms; multiplier 10; }};
-}}
-protocol bgp lb {{
-    local {router} as 65000;
-    neighbor {lb} as 65010;
-    connect retry time 1;
-    error wait time 1, 5;
-    bfd on;
-    ipv6 {{ import all; export none; }};
-}}
-"""
-
-
-def have_tools():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, XDP, tun)"
-    for tool in ("ip", "curl", BIRD, BIRDC):
-        if not shutil.which(tool):
-            return "needs %s (Debian: iproute2, curl, bird2)" % tool
-    for binary in (SLUICE_L4, SLUICE_ASAN):
-        if not os.path.exists(binary):
-            return "%s not built" % binary
-    return None
-
-
-class Lab:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.namespaces, self.procs, self.bird_pids = [], [], []
-        self.bpffs = str(tmp / "bpffs")
-        self.mounted = False
-
+class Lab(NetnsLab):
     def add_ns(self, ns):
-        sh("ip", "netns", "add", ns)
-        self.namespaces.append(ns)
-        nsexec(ns, "ip", "link", "set", "lo", "up")
+        super().add_ns(ns)
         # No duplicate address detection: a tentative address (the
         # link-local ones included) delays neighbour discovery and BGP's
         # first connect by a second or more.
         nsexec(ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
 
-    def add_port(self, ns, ifname, addr):
-        """A veth from ns into the switch's bridge; the bridge-side name."""
-        peer = ns + "p"
-        sh("ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", NS_SW)
-        nsexec(NS_SW, "ip", "link", "set", peer, "master", "br0", "up")
-        nsexec(ns, "ip", "addr", "add", addr + "/64", "dev", ifname, "nodad")
-        nsexec(ns, "ip", "link", "set", ifname, "up")
-        return peer
-
     def build(self):
-        self.add_ns(NS_SW)
-        nsexec(NS_SW, "ip", "link", "add", "br0", "type", "bridge")
-        nsexec(NS_SW, "ip", "link", "set", "br0", "up")
-        self.add_ns(NS_RT)
-        self.add_port(NS_RT, "eth0", ROUTER)
+        self.add_switch(NS_SW)
+        self.add_host(NS_RT, "eth0", [ROUTER + "/64"])
         nsexec(NS_RT, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         # The client's own link to the router.
         self.add_ns(NS_C)
@@ -133,32 +78,20 @@ class Lab:
         ethtool_set(NS_C, "eth0", ETHTOOL_STXCSUM, 0)
         ethtool_set(NS_RT, "eth0", ETHTOOL_STXCSUM, 0)
         ethtool_set(NS_RT, "eth1", ETHTOOL_STXCSUM, 0)
-        self.add_ns(NS_LB)
-        lb_peer = self.add_port(NS_LB, "lb0", LB)
+        lb_peer = self.add_host(NS_LB, "lb0", [LB + "/64"])
         # FullNAT replies leave the LB by XDP towards the client's next hop.
         nsexec(NS_LB, "ip", "-6", "route", "add", "default", "via", ROUTER)
         for ns, addr, _ in REALS:
-            self.add_ns(ns)
-            self.add_port(ns, "eth0", addr)
+            self.add_host(ns, "eth0", [addr + "/64"])
             nsexec(ns, "ip", "addr", "add", VIP + "/128", "dev", "lo")
             nsexec(ns, "ip", "-6", "route", "add", "default", "via", ROUTER)
             ethtool_set(ns, "eth0", ETHTOOL_STXCSUM, 0)   # FullNAT replies go through XDP too
-        os.makedirs(self.bpffs, exist_ok=True)
-        sh("mount", "-t", "bpf", "bpf", self.bpffs)
-        self.mounted = True
-        pin_xdp_pass(self.bpffs + "/xdp_pass")
-        nsexec(NS_SW, "ip", "link", "set", "dev", lb_peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
-        self.rt_sock = str(self.tmp / "rt-bird.ctl")
-        conf = self.tmp / "rt-bird.conf"
-        conf.write_text(ROUTER_BIRD.format(log=self.tmp / "rt-bird.log", router=ROUTER, lb=LB))
-        pidfile = self.tmp / "rt-bird.pid"
-        nsexec(NS_RT, BIRD, "-c", str(conf), "-s", self.rt_sock, "-P", str(pidfile))
-        self.bird_pids.append(int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10)))
-
-    def spawn(self, ns, *args, **kw):
-        p = subprocess.Popen(["ip", "netns", "exec", ns] + list(args), **kw)
-        self.procs.append(p)
-        return p
+        self.mount_bpffs()
+        self.xdp_pass_on(NS_SW, lb_peer)
+        self.router = Bird(NS_RT, self.tmp, "rt-bird")
+        self.daemon_pids.append(self.router.start(ROUTER_BIRD.format(log=self.router.log, router_id="10.12.250.1",
+                                                                     router=ROUTER, lb=LB, family="ipv6")))
+        self.lb_bird = Bird(NS_LB, self.tmp, "lb-bird")   # the daemons' managed BIRD
 
     def start_reals(self, port=80):
         self.servers = [self.spawn(ns, sys.executable, "-c", SERVER, name, str(port)) for ns, _, name in REALS]
@@ -180,75 +113,23 @@ class Lab:
         return (r.startswith(addr + " ") and "proto bird" in r and
                 ("via %s " % LB in r or "via %s " % self.lb_link_local() in r))
 
-    def router_birdc(self, *cmd):
-        return nsexec(NS_RT, BIRDC, "-s", self.rt_sock, *cmd, check=False).stdout
-
     def diagnose(self):
-        lb_sock = str(self.tmp / "lb-bird.ctl")
         return "router:\n%s\n%s\nLB:\n%s\n%s\nLB addresses:\n%s" % (
-            self.router_birdc("show", "protocols", "all"), self.router_birdc("show", "route", "all"),
-            nsexec(NS_LB, BIRDC, "-s", lb_sock, "show", "protocols", "all", check=False).stdout,
-            nsexec(NS_LB, BIRDC, "-s", lb_sock, "show", "route", "all", check=False).stdout,
+            self.router.birdc("show", "protocols", "all"), self.router.birdc("show", "route", "all"),
+            self.lb_bird.birdc("show", "protocols", "all"), self.lb_bird.birdc("show", "route", "all"),
             nsexec(NS_LB, "ip", "addr", check=False).stdout)
 
-    def destroy(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        lb_bird = self.tmp / "lb-bird.pid"
-        if lb_bird.exists() and lb_bird.read_text().strip().isdigit():
-            self.bird_pids.append(int(lb_bird.read_text().strip()))
-        for pid in self.bird_pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if self.mounted and os.path.isdir(self.bpffs + "/sluice"):
-            nsexec(NS_LB, SLUICE_L4, "l4", "detach", "--pin-dir", self.bpffs + "/sluice", "--remove-maps",
-                   check=False)
-        for ns in reversed(self.namespaces):
-            sh("ip", "netns", "del", ns, check=False)
-        if self.mounted:
-            sh("umount", self.bpffs, check=False)
+    def detach_xdp(self):
+        l4_detach(NS_LB, SLUICE_L4, self.bpffs + "/sluice")
 
 
-@pytest.fixture
-def lab(tmp_path):
-    why = have_tools()
-    if why:
-        pytest.skip(why)
-    lab = Lab(tmp_path)
-    try:
-        lab.build()
-        yield lab
-    finally:
-        lab.destroy()
+lab = lab_fixture(Lab, lambda: missing_tools("network namespaces, XDP, tun", ("ip", "curl", BIRD, BIRDC),
+                                             "iproute2, curl, bird2", (SLUICE_L4, SLUICE_ASAN)))
 
 
 def ha_section(tmp, probe="", announce=""):
-    return """\
-ha:{announce}
-  node: lb-v6
-  zone: a
-  priority: 0
-  asn: 65010
-  router_id: 10.12.250.5
-  neighbors:
-    - {{ address: "{router}", asn: 65000 }}
-  bfd: {{ interval: 300ms, multiplier: 10 }}
-  interface: {ifname}
-  bird:
-    mode: managed
-    control_socket: {tmp}/lb-bird.ctl
-    config_file: {tmp}/lb-bird.conf
-    pid_file: {tmp}/lb-bird.pid
-    log_file: {tmp}/lb-bird.log
-{probe}""".format(router=ROUTER, ifname=HA_IF, tmp=tmp, probe=probe,
-                  announce="\n  announce: [%s]" % ", ".join('"%s"' % a for a in announce) if announce else "")
+    return announce_ha_section(tmp, node="lb-v6", router_id="10.12.250.5", router=ROUTER, ifname=HA_IF, min_healthy=None,
+                               probe=probe, announce=announce)
 
 
 def l4_config(tmp, mode="dr", real_port=80, local=None, sync="", announce=""):
@@ -274,79 +155,19 @@ l4:
 
 
 def proxy_config(tmp, probe):
-    return """\
-admin:
-  listen: {admin}
-log:
-  level: info
-pools:
-  - name: web
-    backends: ["[::1]:8081"]
-    health_check: {{ type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
-listeners:
-  - {{ name: vip, listen: "[{vip}]:80", protocol: tcp, pool: web }}
-""".format(admin=ADMIN, vip=PROXY_VIP) + ha_section(tmp, probe)
+    return "admin:\n  listen: %s\nlog:\n  level: info\n%s%s" % (
+        ADMIN, proxy_web_yaml("[%s]:80" % PROXY_VIP, "[::1]:8081"), ha_section(tmp, probe))
 
 
-class Daemon:
+class Daemon(HaDaemon):
     """`sluice l4` or `sluice proxy`, with its ha: section, in the LB
     namespace."""
 
     def __init__(self, lab, verb, config, binary):
-        self.lab, self.verb, self.binary = lab, verb, binary
-        self.conf = lab.tmp / ("%s.yaml" % verb)
+        super().__init__(lab, NS_LB, verb, binary, lab.tmp / ("%s.yaml" % verb), lab.tmp / ("%s.log" % verb), ADMIN,
+                         lab.lb_bird, ready_lines=["ha: node lb-v6"] + (["sluice l4 running"] if verb == "l4" else []),
+                         extra_args=["--pin-dir", lab.bpffs + "/sluice"] if verb == "l4" else [])
         self.conf.write_text(config)
-        self.log_path = lab.tmp / ("%s.log" % verb)
-        self.proc = None
-
-    def ready(self):
-        log = self.new_log()
-        return "ha: node lb-v6" in log and (self.verb != "l4" or "sluice l4 running" in log) and self.api_up()
-
-    def start(self):
-        self.offset = len(self.read_log())
-        self.log = open(self.log_path, "ab")
-        args = [self.binary, self.verb, "-c", str(self.conf)]
-        if self.verb == "l4":
-            args += ["--pin-dir", self.lab.bpffs + "/sluice"]
-        self.proc = self.lab.spawn(NS_LB, *args, stdout=self.log, stderr=subprocess.STDOUT)
-        ok = wait_for(lambda: self.proc.poll() is not None or self.ready(), 30)
-        assert ok and self.proc.poll() is None, "did not start:\n%s" % self.read_log()
-        pidfile = self.lab.tmp / "lb-bird.pid"
-        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10))
-        if pid not in self.lab.bird_pids:
-            self.lab.bird_pids.append(pid)
-        return self
-
-    def api_up(self):
-        try:
-            self.ha()
-            return True
-        except (subprocess.CalledProcessError, ValueError):
-            return False
-
-    def read_log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def new_log(self):
-        return self.read_log()[self.offset:]
-
-    def ha(self):
-        code = "import urllib.request;print(urllib.request.urlopen('http://%s/api/ha',timeout=5).read().decode())"
-        return json.loads(nsexec(NS_LB, sys.executable, "-c", code % ADMIN).stdout)
-
-    def metrics(self):
-        code = "import urllib.request;print(urllib.request.urlopen('http://%s/metrics',timeout=5).read().decode())"
-        return nsexec(NS_LB, sys.executable, "-c", code % ADMIN).stdout
-
-    def ctl(self, *args):
-        return nsexec(NS_LB, self.binary, "ha", *args, "-c", str(self.conf), check=False)
-
-    def bird_pid(self):
-        return int((self.lab.tmp / "lb-bird.pid").read_text().strip())
 
 
 def L4(lab, **conf):
@@ -365,12 +186,6 @@ def sessions_up(d):
     return bool(s) and s[0]["state"] == "Established" and s[0]["bfd"] == "Up"
 
 
-def wait_announced(lab, d, addr, timeout=30):
-    if not wait_for(lambda: lab.announced(addr), timeout):
-        pytest.fail("%s not announced: %r\n%s\n%s\n%s" % (addr, lab.route(addr), json.dumps(d.ha()), d.read_log(),
-                                                          lab.diagnose()))
-
-
 def test_l4_dr_ipv6_vip_over_an_ipv6_session(lab):
     lab.start_reals()
     # ha.announce with an IPv6 address: BIRD takes the IPv6 prefix set of
@@ -384,7 +199,7 @@ def test_l4_dr_ipv6_vip_over_an_ipv6_session(lab):
     assert wait_for(lambda: sessions_up(d), 15), d.ha()
     session = d.ha()["sessions"][0]
     assert session["neighbor"] == ROUTER, session
-    rt = lab.router_birdc("show", "bfd", "sessions")
+    rt = lab.router.birdc("show", "bfd", "sessions")
     assert re.search(r"^%s\s+\S+\s+Up\b" % re.escape(LB), rt, re.M), rt
     # A client behind the router reaches the service.
     bodies = [curl_vip() for _ in range(6)]
@@ -413,15 +228,7 @@ def test_l4_dr_ipv6_vip_over_an_ipv6_session(lab):
 
     # kill -9: the tun device goes with the process, BIRD withdraws, BIRD
     # survives; a new daemon announces again through the same BIRD.
-    bird = d.bird_pid()
-    d.proc.kill()
-    d.proc.wait(timeout=10)
-    assert nsexec(NS_LB, "ip", "link", "show", HA_IF, check=False).returncode != 0
-    assert wait_for(lambda: not lab.announced(VIP), 10), lab.route(VIP)
-    assert pid_alive(bird)
-    d.start()
-    wait_announced(lab, d, VIP)
-    assert d.bird_pid() == bird
+    kill9_and_restart(lab, d, VIP, HA_IF)
     assert wait_for(lambda: curl_vip().startswith("r"), 10)
 
 
@@ -448,9 +255,9 @@ def test_l4_fullnat_ipv6_announces_vip_and_local_address(lab):
             "s.sendto(bytes.fromhex(sys.argv[1]),('%s',7400))\n" % (SYNC_PEER, LB))
     nsexec(NS_RT, sys.executable, "-c", code, hello(key, 1, [STANDIN]).hex())
     wait_announced(lab, d, STANDIN, 15)
-    path = re.search(r"BGP.as_path: ([\d ]+)", lab.router_birdc("show", "route", "all", "for", STANDIN))
-    assert path and path.group(1).split() == ["65010"] * 17, lab.router_birdc("show", "route", "all", "for", STANDIN)
-    assert re.search(r"BGP.as_path: 65010\s*$", lab.router_birdc("show", "route", "all", "for", LOCAL), re.M)
+    path = re.search(r"BGP.as_path: ([\d ]+)", lab.router.birdc("show", "route", "all", "for", STANDIN))
+    assert path and path.group(1).split() == ["65010"] * 17, lab.router.birdc("show", "route", "all", "for", STANDIN)
+    assert re.search(r"BGP.as_path: 65010\s*$", lab.router.birdc("show", "route", "all", "for", LOCAL), re.M)
     st = {a["address"]: a for a in d.ha()["announced"]}
     assert st[STANDIN]["standin"] and st[STANDIN]["owners"][0]["owner"] == "sync peer [%s]:7400" % SYNC_PEER, st
     bodies = [curl_vip() for _ in range(6)]
@@ -469,23 +276,11 @@ def test_l4_fullnat_ipv6_announces_vip_and_local_address(lab):
         (lab.route(VIP), lab.route(LOCAL), lab.route(STANDIN))
 
 
-PROBE = """\
-  probe:
-    enabled: true
-    interval: 1s
-    timeout: 500ms
-    fall: 2
-    rise: 1
-    hold: 3s
-    source_ports: 61000-61999
-    gateway: {router}
-""".format(router=ROUTER)
+PROBE = probe_yaml(ROUTER)
 
 
 def probe_sample(metrics, result, path):
-    m = re.search(r'sluice_ha_probe_total\{address="%s",port="80",result="%s",path="%s"\} (\d+)'
-                  % (re.escape(PROXY_VIP), result, path), metrics)
-    return int(m.group(1)) if m else 0
+    return announce_probe_sample(metrics, result, path, PROXY_VIP)
 
 
 def test_proxy_ipv6_listener_announced_and_probed(lab):

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import time
 import pytest
 
 import metrics_doc
-from netns_tools import ETHTOOL_STXCSUM, ethtool_set, nsexec, pin_xdp_pass, sh  # noqa: F401
+from netns_tools import ETHTOOL_STXCSUM, NetnsLab, ethtool_set, l4_detach, missing_tools, nsexec, sh  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # XDP needs root and the release binary is what operators run; ASan would
@@ -167,53 +166,26 @@ def load_toa(topo, reals):
 
 
 def have_tools():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, XDP)"
-    if not shutil.which("ip"):
-        return "needs iproute2"
-    if not os.path.exists(SLUICE_BIN):
-        return "%s not built" % SLUICE_BIN
-    return None
+    return missing_tools("network namespaces, XDP", ("ip",), "iproute2", (SLUICE_BIN,))
 
 
-class Topology:
-    def __init__(self, tmp_path):
-        self.tmp = tmp_path
-        self.procs = []
-        self.namespaces = []
-        self.bpffs = str(tmp_path / "bpffs")
-        self.mounted = False
-
+class Topology(NetnsLab):
     # -- building --
-    def add_ns(self, ns):
-        sh("ip", "netns", "add", ns)
-        self.namespaces.append(ns)
-        nsexec(ns, "ip", "link", "set", "lo", "up")
-
-    def add_port(self, ns, ifname, addr):
-        """A veth from ns into the switch's bridge; returns the bridge-side name."""
-        peer = (TAG + ns[len(TAG):] + "p")[:15]
-        sh("ip", "link", "add", ifname, "netns", ns, "numtxqueues", "2", "numrxqueues", "2",
-           "type", "veth", "peer", "name", peer, "netns", NS_SW, "numtxqueues", "2", "numrxqueues", "2")
-        nsexec(NS_SW, "ip", "link", "set", peer, "master", "br0", "up")
-        nsexec(ns, "ip", "addr", "add", addr + "/24", "dev", ifname)
-        # IPv6 alike: fd00::<last byte of the IPv4 address>.
-        nsexec(ns, "ip", "addr", "add", "fd00::%s/64" % addr.split(".")[-1], "dev", ifname, "nodad")
-        nsexec(ns, "ip", "link", "set", ifname, "up")
-        return peer
+    def add_host(self, ns, ifname, addr):
+        """ns on the switch's bridge, with addr/24 and its IPv6 alike,
+        fd00::<last byte of addr>/64, on ifname (two queues each way);
+        returns the bridge-side name."""
+        return super().add_host(ns, ifname, [addr + "/24", "fd00::%s/64" % addr.split(".")[-1]],
+                                link_opts=("numtxqueues", "2", "numrxqueues", "2"))
 
     def build(self):
-        self.add_ns(NS_SW)
-        nsexec(NS_SW, "ip", "link", "add", "br0", "type", "bridge")
-        nsexec(NS_SW, "ip", "link", "set", "br0", "up")
-        self.add_ns(NS_C)
-        self.add_port(NS_C, "eth0", "10.0.0.2")
+        self.add_switch(NS_SW)
+        self.add_host(NS_C, "eth0", "10.0.0.2")
         # veth leaves TCP checksums to "hardware" (CHECKSUM_PARTIAL); a frame
         # that XDP sends on loses that note and would reach the real with
         # a partial checksum. A real NIC has no such state: checksum here.
         ethtool_set(NS_C, "eth0", ETHTOOL_STXCSUM, 0)
-        self.add_ns(NS_LB)
-        lb_peer = self.add_port(NS_LB, "lb0", "10.0.0.5")
+        lb_peer = self.add_host(NS_LB, "lb0", "10.0.0.5")
         self.lb_peer = lb_peer
         nsexec(NS_LB, "ip", "addr", "add", VIP + "/32", "dev", "lo")
         # IPv6 neighbour discovery answers only for addresses of the
@@ -225,23 +197,16 @@ class Topology:
         nsexec(NS_LB, "ip", "addr", "add", VIP6 + "/128", "dev", "lb0", "nodad", "preferred_lft", "0")
         for name, addr in REALS:
             ns = TAG + name
-            self.add_ns(ns)
-            self.add_port(ns, "eth0", addr)
+            self.add_host(ns, "eth0", addr)
             nsexec(ns, "ip", "addr", "add", VIP + "/32", "dev", "lo")
             nsexec(ns, "ip", "addr", "add", VIP6 + "/128", "dev", "lo")
             for key, val in (("all/arp_ignore", "1"), ("eth0/arp_ignore", "1"),
                              ("all/arp_announce", "2"), ("eth0/arp_announce", "2")):
                 nsexec(ns, "sysctl", "-q", "-w", "net.ipv4.conf.%s=%s" % (key.replace("/", "."), val))
-        # Pins on a bpffs of our own: `ip netns exec` remounts /sys, so
-        # /sys/fs/bpf would not outlive one run of sluice l4.
-        os.makedirs(self.bpffs, exist_ok=True)
-        sh("mount", "-t", "bpf", "bpf", self.bpffs)
-        self.mounted = True
-        # veth hands XDP_TX frames to its peer only when the peer runs
-        # NAPI: an XDP program on the peer (here one that passes all) does
-        # that. A physical NIC needs nothing of the sort.
-        pin_xdp_pass(self.bpffs + "/xdp_pass")
-        nsexec(NS_SW, "ip", "link", "set", "dev", self.lb_peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
+        # Pins on a bpffs of our own; the XDP_PASS program on the LB's peer
+        # (see NetnsLab).
+        self.mount_bpffs()
+        self.xdp_pass_on(NS_SW, self.lb_peer)
 
     def start_servers(self, port=80):
         self.servers = {}
@@ -277,38 +242,16 @@ class Topology:
         for name, _ in REALS:
             ethtool_set(TAG + name, "eth0", ETHTOOL_STXCSUM, 0)
 
-    def spawn(self, ns, *args, **kw):
-        p = subprocess.Popen(["ip", "netns", "exec", ns] + list(args), **kw)
-        self.procs.append(p)
-        return p
-
     # -- teardown --
-    def detach_all(self):
+    def detach_xdp(self):
         """The forwarder's and the decap program's links outlive the
         processes that made them: take them off, and their pins, as an
         operator would."""
-        if os.path.isdir(self.bpffs + "/sluice"):
-            nsexec(NS_LB, SLUICE_BIN, "l4", "detach", "--pin-dir", self.bpffs + "/sluice", "--remove-maps",
-                   check=False)
+        l4_detach(NS_LB, SLUICE_BIN, self.bpffs + "/sluice")
         for path in sorted(glob.glob(self.bpffs + "/decap-*/*")):
             real, ifname = path.split("/")[-2][len("decap-"):], path.split("/")[-1]
             nsexec(TAG + real, SLUICE_BIN, "l4", "decap", "--interface", ifname, "--pin-dir",
                    os.path.dirname(path), "--detach", check=False)
-
-    def destroy(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.mounted:
-            self.detach_all()
-        for ns in reversed(self.namespaces):
-            sh("ip", "netns", "del", ns, check=False)
-        if self.mounted:
-            sh("umount", self.bpffs, check=False)
 
 
 class L4:

@@ -28,14 +28,12 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
 import metrics_doc
-from netns_tools import hold_prefix
-from test_l4_netns import (ETHTOOL_STXCSUM, RESTART_PROBE, SERVER, SLUICE_BIN, RestartProbe, ethtool_set,
-                           have_tools, nsexec, pin_xdp_pass, sh, wait_for)
+from netns_tools import ETHTOOL_STXCSUM, NetnsLab, ethtool_set, hold_prefix, l4_detach, nsexec, sh
+from test_l4_netns import RESTART_PROBE, SERVER, SLUICE_BIN, RestartProbe, have_tools, wait_for
 
 PFX = "s12s-"
 NS_SW, NS_C = PFX + "sw", PFX + "c"
@@ -57,58 +55,34 @@ SYNC_PORT = 7400
 KEY = b"k" * 48
 
 
-class Lab:
+class Lab(NetnsLab):
     def __init__(self, tmp):
-        self.tmp = tmp
-        self.procs = []
-        self.namespaces = []
-        self.bpffs = str(tmp / "bpffs")
-        self.mounted = False
+        super().__init__(tmp)
         self.lbs = {}
 
-    def add_ns(self, ns):
-        sh("ip", "netns", "add", ns)
-        self.namespaces.append(ns)
-        nsexec(ns, "ip", "link", "set", "lo", "up")
-
-    def add_port(self, ns, ifname, addr):
-        peer = (ns + "p")[:15]
-        sh("ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", NS_SW)
-        nsexec(NS_SW, "ip", "link", "set", peer, "master", "br0", "up")
-        nsexec(ns, "ip", "addr", "add", addr + "/24", "dev", ifname)
-        nsexec(ns, "ip", "addr", "add", "fd00::%s/64" % addr.split(".")[-1], "dev", ifname, "nodad")
-        nsexec(ns, "ip", "link", "set", ifname, "up")
+    def add_host(self, ns, ifname, addr):
+        """ns on the switch's bridge with addr/24 and fd00::<its last
+        byte>/64 on ifname."""
+        peer = super().add_host(ns, ifname, [addr + "/24", "fd00::%s/64" % addr.split(".")[-1]])
         # Senders checksum in software: XDP may rewrite what they send.
         ethtool_set(ns, ifname, ETHTOOL_STXCSUM, 0)
         return peer
 
     def build(self):
-        self.add_ns(NS_SW)
-        nsexec(NS_SW, "ip", "link", "add", "br0", "type", "bridge")
-        nsexec(NS_SW, "ip", "link", "set", "br0", "up")
-        os.makedirs(self.bpffs, exist_ok=True)
-        sh("mount", "-t", "bpf", "bpf", self.bpffs)
-        self.mounted = True
-        pin_xdp_pass(self.bpffs + "/xdp_pass")
-        self.add_ns(NS_C)
-        self.add_port(NS_C, "eth0", "10.0.0.2")
+        self.add_switch(NS_SW)
+        self.mount_bpffs()
+        self.add_host(NS_C, "eth0", "10.0.0.2")
         nsexec(NS_C, "ip", "addr", "add", CLIENT + "/32", "dev", "eth0")
         nsexec(NS_C, "ip", "-6", "addr", "add", FAM[6]["client"] + "/128", "dev", "eth0", "nodad")
         for name, addr, _, _ in LBS:
-            ns = PFX + name
-            self.add_ns(ns)
-            peer = self.add_port(ns, "lb0", addr)
-            # veth hands XDP_TX frames on only to a peer with XDP.
-            nsexec(NS_SW, "ip", "link", "set", "dev", peer, "xdpdrv", "pinned", self.bpffs + "/xdp_pass")
+            peer = self.add_host(PFX + name, "lb0", addr)
+            self.xdp_pass_on(NS_SW, peer)
             self.client_routes(name)
         for name, addr in REALS:
-            ns = PFX + name
-            self.add_ns(ns)
-            self.add_port(ns, "eth0", addr)
+            self.add_host(PFX + name, "eth0", addr)
         self.route_via("lb1")
         for name, _ in REALS:
-            self.procs.append(subprocess.Popen(["ip", "netns", "exec", PFX + name, sys.executable, "-c", SERVER,
-                                                name, "8080"]))
+            self.spawn(PFX + name, sys.executable, "-c", SERVER, name, "8080")
         (self.tmp / "sync.key").write_bytes(KEY)
         os.chmod(self.tmp / "sync.key", 0o600)
 
@@ -182,8 +156,7 @@ class Lab:
         return p
 
     def detach(self, name):
-        nsexec(PFX + name, SLUICE_BIN, "l4", "detach", "--pin-dir", "%s/%s" % (self.bpffs, name), "--remove-maps",
-               check=False)
+        l4_detach(PFX + name, SLUICE_BIN, "%s/%s" % (self.bpffs, name))
 
     def api(self, name, path):
         admin = {n: port for n, _, _, port in LBS}[name]
@@ -198,21 +171,9 @@ class Lab:
     def peer(self, name, addr):
         return next(p for p in self.sync(name)["peers"] if p["address"] == addr)
 
-    def destroy(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.mounted:
-            for name, _, _, _ in LBS:
-                self.detach(name)
-        for ns in reversed(self.namespaces):
-            sh("ip", "netns", "del", ns, check=False)
-        if self.mounted:
-            sh("umount", self.bpffs, check=False)
+    def detach_xdp(self):
+        for name, _, _, _ in LBS:
+            self.detach(name)
 
 
 class Probe(RestartProbe):
