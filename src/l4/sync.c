@@ -29,6 +29,8 @@
 #define RETRY_ROUNDS 40          /* batches an entry waits for it (2 s at 50 ms) */
 #define NH_CACHE_SLOTS 4096      /* next hops towards clients, by address */
 #define NH_CACHE_MS 5000
+#define SYNC_RCVBUF (8 << 20)   /* bytes: see size_socket_buffers() */
+#define SYNC_SNDBUF (4 << 20)
 #define NH_WARN_MS 10000   /* at most one "no way to the client" warning in this */
 #define MAX_LOCALS 64
 
@@ -59,6 +61,7 @@ struct peer {
     uint8_t locals[MAX_LOCALS][16];
     size_t n_locals;
     bool owed_return;            /* started again: send it the flows we hold of others */
+    uint64_t tx_seq;             /* the sequence number of the last datagram sent to it */
 };
 
 struct retry {
@@ -255,18 +258,20 @@ static bool entry_of(const struct l4_sync *s, const struct l4_nat_key *ik, const
 
 /* ---- sending ---- */
 
-/* The datagram being written, to one peer or (to == NULL) to all. One
- * sequence number for all: each peer sees it at most once, and a gap in
- * one peer's view is only a datagram meant for another. */
+/* The datagram being written, to one peer or (to == NULL) to all. Each
+ * peer has its own sequence numbers (the header and its MAC are written
+ * for each), so that a gap a peer sees is a datagram it lost, not one
+ * meant for another (the returned flows go to one peer only). */
 static void send_to(struct l4_sync *s, struct peer *to)
 {
     if (s->w.count == 0 && s->w.type == L4_SYNC_T_ENTRIES)
         return;
-    size_t len = l4_sync_finish(&s->w, s->node_id, s->epoch, ++s->seq, s->key, s->keylen);
+    s->seq++;
     for (size_t i = 0; i < s->n_peers; i++) {
         struct peer *p = &s->peers[i];
         if (to && p != to)
             continue;
+        size_t len = l4_sync_finish(&s->w, s->node_id, s->epoch, ++p->tx_seq, s->key, s->keylen);
         if (sendto(s->fd, s->w.buf, len, 0, (const struct sockaddr *)&p->addr.ss, p->addr.len) < 0) {
             p->send_errors++;
             continue;
@@ -329,6 +334,21 @@ static void on_batch(struct ev_loop *loop, struct ev_timer *t)
     ev_timer_start(loop, t, s->interval_ms);
 }
 
+/* Is this imported entry one that peer p needs back? A FullNAT flow only
+ * if it goes through one of p's own local addresses (its hellos list
+ * them): the others are their owners' to send, and a starting node must
+ * not be flooded with every flow of the group. A NAT flow has no owner on
+ * the wire: its replies follow the NAT VIP, which p may announce. */
+static bool owed_to(const struct peer *p, const struct l4_sync_entry *e)
+{
+    if (e->mode != L4_MODE_FULLNAT)
+        return true;
+    for (size_t i = 0; i < p->n_locals; i++)
+        if (!memcmp(p->locals[i], e->local, 16))
+            return true;
+    return false;
+}
+
 /* One walk of `nat`: the live flows this node made (imported: false), or
  * those it holds of others (true), to `to` or to every peer. Returns how
  * many were sent. */
@@ -342,7 +362,7 @@ static uint64_t walk_and_send(struct l4_sync *s, const struct l4_cfg *cfg, bool 
     while (bpf_map_get_next_key(s->maps.nat, first ? NULL : &k, &next) == 0) {
         first = false;
         k = next;
-        if (k.dir == L4_NAT_IN && entry_of(s, &k, cfg, now, imported, &e)) {
+        if (k.dir == L4_NAT_IN && entry_of(s, &k, cfg, now, imported, &e) && (!imported || owed_to(to, &e))) {
             queue_entry(s, &e, to);
             n++;
         }
@@ -629,6 +649,23 @@ static void on_readable(struct ev_loop *loop, struct ev_io *io, uint32_t revents
 
 /* ---- life ---- */
 
+/* A refresh is a burst: every live flow of a peer, back to back, and the
+ * walks of three peers can arrive at once when a node starts. With the
+ * default buffer (about 200 KB, some 90 datagrams) most of such a burst
+ * was dropped at the receiving socket (hundreds of missed datagrams in
+ * the lab), and a starting node took flows whose entries were lost: a
+ * few MB hold a burst of tens of thousands of entries. FORCE (root, or
+ * CAP_NET_ADMIN) goes past net.core.rmem_max; without it the kernel caps
+ * the plain option there. */
+static void size_socket_buffers(int fd)
+{
+    int rcv = SYNC_RCVBUF, snd = SYNC_SNDBUF;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+}
+
 struct l4_sync *l4_sync_start(struct ev_loop *loop, const struct cfg_l4_sync *conf, const uint8_t *key,
                               size_t keylen, const struct l4_sync_maps *maps, const struct l4_sync_ops *ops,
                               char *err, size_t errlen)
@@ -665,6 +702,7 @@ struct l4_sync *l4_sync_start(struct ev_loop *loop, const struct cfg_l4_sync *co
         snprintf(err, errlen, "l4.sync.listen %s: %s", conf->listen.text, strerror(errno));
         goto fail;
     }
+    size_socket_buffers(s->fd);
     s->ring = ring_buffer__new(maps->ring, on_event, s, NULL);
     if (!s->ring) {
         snprintf(err, errlen, "cannot open the sync_events ring: %s", strerror(errno));
