@@ -107,23 +107,8 @@ static void check_accept_local(struct ha_companion *h, const struct vip_ip *ip)
     struct probe_nexthop nh;
     char err[128], ifname[IF_NAMESIZE] = "";
     if (probe_route_resolve(AF_INET, (const uint8_t *)&ip->v4, gw, &nh, err, sizeof err) == PROBE_ROUTE_ERROR ||
-        !if_indextoname((unsigned)nh.ifindex, ifname))
-        return;
-    int on = 0;
-    const char *names[2] = { "all", ifname };
-    for (int i = 0; i < 2; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "/proc/sys/net/ipv4/conf/%s/accept_local", names[i]);
-        FILE *f = fopen(path, "r");
-        int val = 0;
-        if (f) {
-            if (fscanf(f, "%d", &val) == 1 && val)
-                on = 1;
-            fclose(f);
-        }
-    }
-    if (on)
-        return;
+        probe_accept_local(nh.ifindex, ifname) != 0)
+        return;   /* on, or not known: nothing to warn about */
     snprintf(h->probe_warning, sizeof h->probe_warning,
              "net.ipv4.conf.%s.accept_local is 0: a probe the routers send back to this node is dropped as a "
              "martian (not held against the node, but it tells nothing); set it to 1 on the uplink", ifname);

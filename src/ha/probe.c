@@ -283,10 +283,7 @@ static enum probe_path ask_path(struct probe_engine *e, const struct probe_flow 
     return r > 0 ? PROBE_PATH_US : r == 0 ? PROBE_PATH_ELSEWHERE : PROBE_PATH_UNKNOWN;
 }
 
-/* net.ipv4.conf.{all,IF}.accept_local: whether the kernel accepts a
- * packet whose source is one of its own addresses arriving on IF (the
- * kernel ORs the two). -1 if it cannot be read. */
-static int accept_local(int ifindex, char *ifname)
+int probe_accept_local(int ifindex, char ifname[IF_NAMESIZE])
 {
     if (!if_indextoname((unsigned)ifindex, ifname))
         return -1;
@@ -322,7 +319,7 @@ static enum probe_path path_of(struct probe_engine *e, const struct probe *p, en
     if (!p->came_back_ifindex)
         return ask_path(e, &p->flow);
     char ifname[IF_NAMESIZE] = "?";
-    if (outcome == PROBE_TIMEOUT && p->flow.tuple.family == AF_INET && accept_local(p->came_back_ifindex, ifname) == 0) {
+    if (outcome == PROBE_TIMEOUT && p->flow.tuple.family == AF_INET && probe_accept_local(p->came_back_ifindex, ifname) == 0) {
         snprintf(detail, detail_len, "came back on %s, dropped as a martian: set net.ipv4.conf.%s.accept_local=1",
                  ifname, ifname);
         return PROBE_PATH_UNKNOWN;

@@ -49,6 +49,7 @@
 #ifndef SLUICE_HA_PROBE_H
 #define SLUICE_HA_PROBE_H
 
+#include <net/if.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -227,5 +228,11 @@ const struct probe_stats *probe_target_stats(const struct probe_target *t);
 enum probe_fsm_state probe_target_state(const struct probe_target *t);
 /* The remembered source ports (up to learn_ports); returns their number. */
 size_t probe_target_learned(const struct probe_target *t, uint16_t *out, size_t cap);
+
+/* net.ipv4.conf.{all,IF}.accept_local for the interface ifindex (its
+ * name into ifname): whether the kernel accepts a packet whose source is
+ * one of its own addresses arriving there (the kernel ORs the two).
+ * 1 or 0; -1 if it cannot be read. */
+int probe_accept_local(int ifindex, char ifname[IF_NAMESIZE]);
 
 #endif
