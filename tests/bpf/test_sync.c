@@ -159,12 +159,75 @@ static int t_ring_full(void)
     return set_sync(false);
 }
 
+/* In a sync group, a mid-flow TCP packet with no entry belongs to a flow
+ * another node holds: dropped (drop_nat_no_flow), no entry, no event, so
+ * the client's retransmission can meet the entry sync brings. A SYN opens a
+ * flow as ever, UDP has no "mid-flow", and with sync off the node makes a
+ * new entry (its real resets the flow: the client learns at once). */
+static int t_no_flow(void)
+{
+    static const int svcs[] = { S_NAT4_TCP, S_FNAT4_TCP, S_NAT6_TCP, S_FNAT6_TCP };
+    static const uint8_t mid_flow[] = { 0x10, 0x18, 0x11, 0x04, 0x14, 0x12 }; /* ACK, PSH|ACK, FIN|ACK, RST, RST|ACK, SYN|ACK */
+    struct ring_seen seen = { 0 };
+    uint32_t n = 0;
+
+    if (drain(&seen) || set_sync(true))
+        return -1;
+    for (size_t i = 0; i < sizeof(svcs) / sizeof(svcs[0]); i++) {
+        for (size_t j = 0; j < sizeof(mid_flow); j++) {
+            struct tl_frame f = to_svc(svcs[i], false);
+            struct l4_nat_key k;
+            struct l4_nat v;
+            struct pkt in;
+
+            own_client(&f, 14, n++);
+            f.tcp_flags = mid_flow[j];
+            tl_build(&in, &f);
+            if (run_expect(&in, XDP_DROP, NULL, L4_R_DROP_NAT_NO_FLOW))
+                return -1;
+            CHECK(delta[L4_R_SYNC_EVENT] == 0, "flags 0x%02x: a dropped packet made an event", mid_flow[j]);
+            in_key_of(&f, &k);
+            CHECK(bpf_map_lookup_elem(env.fd_nat, &k, &v) != 0, "flags 0x%02x: an entry was made", mid_flow[j]);
+        }
+        /* The flow's SYN still opens it, and its ACK then hits. */
+        struct tl_frame f = to_svc(svcs[i], false);
+        struct nat_res res;
+
+        own_client(&f, 14, n++);
+        if (nat_forward(svcs[i], &f, svc_full(svcs[i]), &res))
+            return -1;
+        f.tcp_flags = 0x10;
+        if (nat_forward(svcs[i], &f, false, &res))
+            return -1;
+        CHECK(delta[L4_R_CT_HIT] == 1, "the flow's ACK after its SYN is not a hit");
+    }
+    /* UDP: any datagram opens a flow. */
+    struct tl_frame u = to_svc(S_NAT4_UDP, false);
+    struct nat_res res;
+
+    own_client(&u, 14, n++);
+    if (nat_forward(S_NAT4_UDP, &u, false, &res))
+        return -1;
+    /* Sync off: the mid-flow packet makes an entry, as before. */
+    if (set_sync(false))
+        return -1;
+    struct tl_frame f = to_svc(S_NAT4_TCP, false);
+
+    own_client(&f, 14, n++);
+    f.tcp_flags = 0x10;
+    if (nat_forward(S_NAT4_TCP, &f, false, &res))
+        return -1;
+    CHECK(delta[L4_R_CT_MISS] == 1, "sync off: the mid-flow packet was not forwarded as a new flow");
+    return 0;
+}
+
 static const struct fixture fixtures[] = {
     { "sync off: a new NAT flow writes no event", t_off },
     { "sync on: NAT IPv4 TCP, one event (the IN key) per new flow, none after", t_nat4 },
     { "sync on: FullNAT IPv4 TCP, one event per new flow", t_fnat4 },
     { "sync on: FullNAT IPv6 UDP, one event per new flow", t_fnat6 },
     { "sync on: a full ring loses events (counted), never packets", t_ring_full },
+    { "sync on: a mid-flow TCP packet without an entry is dropped, a SYN or UDP opens a flow", t_no_flow },
 };
 
 void suite_sync(void)

@@ -376,3 +376,39 @@ def test_l4_sync_failover_ipv6(lab):
         rounds, errors = probe.finish()
         assert not errors, (rounds, errors, lab.sync("lb2"), (lab.tmp / "lb1.log").read_text(errors="replace"))
     assert lab.lbs["lb2"].poll() is None
+
+
+def drops_no_flow(lab, name):
+    m = re.search(r'sluice_l4_packets_total\{reason="drop_nat_no_flow"\} (\d+)', lab.api(name, "/metrics"))
+    assert m, "drop_nat_no_flow is not in %s's metrics" % name
+    return int(m.group(1))
+
+
+def test_l4_sync_late_entry(lab):
+    """The routers move live flows to a node whose copy of them has not
+    arrived yet (a lost event, a node that just started). Their mid-flow
+    packets are dropped there, not given new entries (FullNAT: a new local
+    port, which the real resets); once the entries arrive (lb1's periodic
+    refresh), the clients' retransmissions go on, through the same reals."""
+    block = ("inet", "s12s_block")
+    nsexec(PFX + "lb2", "nft", "add", "table", *block)
+    nsexec(PFX + "lb2", "nft", "add", "chain", *block, "in", "{ type filter hook input priority 0; }")
+    nsexec(PFX + "lb2", "nft", "add", "rule", *block, "in", "ip", "saddr", "10.0.0.5", "udp", "dport",
+           str(SYNC_PORT), "drop")
+    lab.start_lb("lb1")
+    lab.start_lb("lb2")
+    nat, fnat = Probe(lab, VIP_NAT), Probe(lab, VIP_FNAT)
+    assert nat.wait_rounds(3) and fnat.wait_rounds(3), "no traffic through lb1"
+    assert lab.peer("lb2", "10.0.0.5:%d" % SYNC_PORT)["imported_entries"] == 0, lab.sync("lb2")
+
+    lab.route_via("lb2")
+    assert wait_for(lambda: drops_no_flow(lab, "lb2") > 0, 10), lab.api("lb2", "/metrics")
+    nsexec(PFX + "lb2", "nft", "delete", "table", *block)
+    assert wait_for(lambda: lab.peer("lb2", "10.0.0.5:%d" % SYNC_PORT)["imported_entries"] >= 8, 10), \
+        lab.sync("lb2")
+    assert nat.wait_rounds(5, timeout=30) and fnat.wait_rounds(5, timeout=30), "no traffic through lb2"
+    for probe in (nat, fnat):
+        rounds, errors = probe.finish()
+        assert not errors, (rounds, errors, lab.sync("lb2"), lab.api("lb2", "/metrics"))
+    # None of lb1's entries was replaced by one lb2 made up.
+    assert lab.peer("lb1", "10.0.0.6:%d" % SYNC_PORT)["imported_entries"] == 0, lab.sync("lb1")

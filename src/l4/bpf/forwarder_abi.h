@@ -308,6 +308,11 @@ enum l4_reason {
     L4_R_ICMP_PTB_SENT,      /* TUN: too big for cfg.tun_mtu; answered with
                               * frag-needed (IPv4 with DF) or ICMPv6
                               * packet-too-big, XDP_TX back to the client */
+    /* Added with l4.sync's mid-flow rule (renumbers the events, as above). */
+    L4_R_DROP_NAT_NO_FLOW,   /* l4.sync on: a TCP packet other than a SYN
+                              * for a NAT/FullNAT flow this node holds no
+                              * entry for (the entry may still arrive by
+                              * sync; a new one would get the flow reset) */
     L4_R__DISPOSITIONS,      /* marker: count of disposition reasons */
     /* events */
     L4_R_CT_HIT = L4_R__DISPOSITIONS,
@@ -352,6 +357,7 @@ static const char *const l4_reason_names[L4_R__COUNT] = {
     [L4_R_DROP_NAT_GUARD] = "drop_nat_guard",
     [L4_R_DROP_BAD_CSUM] = "drop_bad_csum",
     [L4_R_ICMP_PTB_SENT] = "icmp_ptb_sent",
+    [L4_R_DROP_NAT_NO_FLOW] = "drop_nat_no_flow",
     [L4_R_CT_HIT] = "ct_hit",
     [L4_R_CT_MISS] = "ct_miss",
     [L4_R_CT_GUARD_SKIP] = "ct_guard_skip",

@@ -394,6 +394,16 @@ static __noinline int nat_in(struct xdp_md *ctx, struct pkt *p, const struct l4_
         count_in(&reasons, L4_R_NAT_STALE, 0);
     }
     count_in(&reasons, L4_R_CT_MISS, 0);
+    /* In a sync group, a mid-flow packet with no entry at all is a flow
+     * another node holds whose entry has not reached us yet (routers moved
+     * it here first). A new entry would pick a real (FullNAT: a new local
+     * port) that resets the flow, and its sync event would then overwrite
+     * the live entry on every node. Dropped, the client retransmits, and by
+     * then the entry is usually here. A stale entry (above) is different:
+     * that flow is over, and a new one lets the real answer it at once. */
+    if (!e && (cfg->flags & L4_CFG_F_SYNC) && p->key.proto == PROTO_TCP &&
+        (p->tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+        return finish(L4_R_DROP_NAT_NO_FLOW, bytes);
 
     h = l4_flow_hash(&p->key, flow_seed);
     if (vip->table >= maglev_tables)
