@@ -12,10 +12,9 @@
 #include <unistd.h>
 
 /* The statuses Sluice answers with itself (http_conn.c, h2_stream.c,
- * http_txn.c), and 429 and 500 for the limits and failures that answer
- * with those. A page for any other status would never be served: refused
- * rather than silently ignored. */
-static const int own_statuses[] = { 400, 404, 408, 413, 414, 429, 431, 500, 501, 502, 503, 504, 505 };
+ * http_txn.c), and 429 for rate limits. A page for any other status would
+ * never be served: refused rather than silently ignored. */
+static const int own_statuses[] = { 400, 404, 408, 413, 414, 429, 431, 501, 502, 503, 504, 505 };
 
 bool error_page_status_allowed(int status)
 {

@@ -124,9 +124,9 @@ static void test_page_errors(void **state)
     char *y = with_pages(lines);
     char want[9][1024];
     snprintf(want[0], 1024, "t.yaml:9: listeners[0].error_pages.200: not a status Sluice answers with itself (400, 404, "
-             "408, 413, 414, 429, 431, 500, 501, 502, 503, 504, 505); a backend's own responses are passed on as they are");
+             "408, 413, 414, 429, 431, 501, 502, 503, 504, 505); a backend's own responses are passed on as they are");
     snprintf(want[1], 1024, "t.yaml:10: listeners[0].error_pages.5xx: not a status Sluice answers with itself (400, 404, "
-             "408, 413, 414, 429, 431, 500, 501, 502, 503, 504, 505); a backend's own responses are passed on as they are");
+             "408, 413, 414, 429, 431, 501, 502, 503, 504, 505); a backend's own responses are passed on as they are");
     snprintf(want[2], 1024, "t.yaml:11: listeners[0].error_pages.503: cannot open %s/missing.html: No such file or "
              "directory", dir);
     snprintf(want[3], 1024, "t.yaml:12: listeners[0].error_pages.504: %s has %u bytes, more than the %u a page may have",
