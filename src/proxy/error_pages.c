@@ -198,7 +198,7 @@ void error_pages_parse(struct config_ctx *c, const struct ynode *v, struct cfg_e
         int status = parse_status(k->text, k->len);
         if (status < 0 || !error_page_status_allowed(status)) {
             config_err_at(c, k->line, "not a status Sluice answers with itself (400, 404, 408, 413, 414, 429, 431, "
-                          "500, 501, 502, 503, 504, 505); a backend's own responses are passed on as they are");
+                          "501, 502, 503, 504, 505); a backend's own responses are passed on as they are");
         } else if (error_page_find(ep, status)) {
             config_err_at(c, k->line, "a second page for %d", status);
         } else {
