@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/config_walk.h"
+#include "core/log_sink.h"
 #include "proxy/error_pages.h"
 #include "proxy/http2_conf.h"
 
@@ -664,6 +665,15 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_ERROR_PAGES] = "error_pages",
 };
 
+/* access_log: syslog... or journald... (core/log_sink.h). */
+static void check_access_log_sink(struct config_ctx *c, int line, const char *spec)
+{
+    struct log_sink_spec sp;
+    char err[256];
+    if (log_sink_parse(spec, LOG_SINK_ACCESS, &sp, err, sizeof err) < 0)
+        config_err_at(c, line, "%s", err);
+}
+
 static void listener_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
 {
     struct listener_state *st = obj;
@@ -696,10 +706,12 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         parse_limits(c, v, &l->limits);
         break;
     case LK_ACCESS_LOG:
-        if (config_get_text(c, v, "a file path, \"stdout\" or \"off\"", &l->access_log) &&
+        if (config_get_text(c, v, "a file path, \"stdout\", \"syslog\", \"journald\" or \"off\"", &l->access_log) &&
             strcmp(l->access_log, "off") == 0)
             config_set_str(&l->access_log, NULL);
         l->access_log_line = v->line;
+        if (l->access_log && log_sink_is_spec(l->access_log))
+            check_access_log_sink(c, v->line, l->access_log);
         break;
     case LK_ACCESS_LOG_FORMAT:
         if (config_get_enum(c, v, format_names, &e))
@@ -969,7 +981,7 @@ static void proxy_conf_check_files(const struct sl_config *cfg, const void *data
     const struct proxy_conf *pc = data;
     for (size_t i = 0; i < pc->n_listeners; i++) {
         const struct cfg_listener *l = &pc->listeners[i];
-        if (!l->access_log || strcmp(l->access_log, "stdout") == 0)
+        if (!l->access_log || strcmp(l->access_log, "stdout") == 0 || log_sink_is_spec(l->access_log))
             continue;
         int err = config_probe_append(l->access_log);
         if (err) {
