@@ -84,13 +84,23 @@ static int parse_status(const char *s, size_t len)
  * ERROR_PAGE_MAX_SIZE bytes. 0, or -1 with why filled. */
 static int read_page(struct error_page *p, char *why, size_t whylen)
 {
-    /* O_NONBLOCK: a FIFO must not hang `sluice check`; it is refused below. */
+    /* Only a regular file is opened at all: opening a device can have
+     * effects of its own (a watchdog starts counting), and a FIFO would
+     * hang `sluice check`. fstat below checks what was opened. */
+    struct stat sb;
+    if (stat(p->file, &sb) < 0) {
+        snprintf(why, whylen, "cannot open %s: %s", p->file, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(why, whylen, "%s is not a regular file", p->file);
+        return -1;
+    }
     int fd = open(p->file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         snprintf(why, whylen, "cannot open %s: %s", p->file, strerror(errno));
         return -1;
     }
-    struct stat sb;
     int rc = -1;
     if (fstat(fd, &sb) < 0) {
         snprintf(why, whylen, "cannot stat %s: %s", p->file, strerror(errno));

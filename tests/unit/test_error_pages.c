@@ -153,6 +153,16 @@ static void test_only_http(void **state)
     free(y);
 }
 
+/* A device or a FIFO is refused without being opened (opening some
+ * devices does something). */
+static void test_not_a_regular_file(void **state)
+{
+    (void)state;
+    char *y = with_pages("      502: { file: /dev/null, content_type: text/plain }\n");
+    expect_error(y, "t.yaml:9: listeners[0].error_pages.502: /dev/null is not a regular file");
+    free(y);
+}
+
 static void test_helpers(void **state)
 {
     (void)state;
@@ -178,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_no_pages),
         cmocka_unit_test(test_page_errors),
         cmocka_unit_test(test_only_http),
+        cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_helpers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
