@@ -245,3 +245,28 @@ def test_check_reports_bad_pages(tmp_path):
     assert "%s:%d: listeners[0].error_pages.503: %s has 65537 bytes, more than the 65536 a page may have" % (
         path, line, big) in out.stderr, out.stderr
     assert "%s:%d: listeners[0].error_pages.200: not a status Sluice answers with itself" % (path, line) in out.stderr
+
+
+def test_largest_page_arrives_whole(tmp_path, backends):
+    """A page of the full 64 KiB: more than the usual head room of the
+    HTTP/1 buffer, and more than HTTP/2's initial stream window (65535)."""
+    import h2.config
+    import h2.connection
+    (b,) = backends(1)
+    big = bytes((i * 7) % 251 for i in range(64 * 1024))
+    page = write(tmp_path, "404.txt", big)
+    s, port, _ = start(tmp_path, {404: page}, [b.address], routes=[(None, "/api/", "app")], default_pool=None)
+    try:
+        status, fields, body = split_answer(raw_exchange(port, b"GET /none HTTP/1.1\r\nHost: t\r\n\r\n"))
+        assert status == 404 and fields["content-length"] == str(len(big)) and body == big
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            sock.sendall(conn.data_to_send())
+            headers, body, ok = h2_exchange(sock, conn, 1, "GET", "/none")
+            assert ok and headers[":status"] == "404" and body == big
+            headers, body, ok = h2_exchange(sock, conn, 3, "GET", "/api/x")
+            assert ok and headers[":status"] == "200"
+    finally:
+        s.stop()
+        s.assert_clean()
