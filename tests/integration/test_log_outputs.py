@@ -135,6 +135,32 @@ def test_syslog_rfc5424_over_udp(tmp_path, backends):
         s.assert_clean()
 
 
+def test_reload_moves_the_logs_to_syslog(tmp_path, backends):
+    """SIGHUP: log.file and access_log change from files to syslog (the new
+    workers send their lines there), and back."""
+    (b,) = backends(1)
+    path = str(tmp_path / "log.sock")
+    rx = DgramReceiver(path)
+    port, aport = free_port(), free_port()
+    access_file = tmp_path / "access.log"
+    as_files = config(port, aport, b.address, "stderr", str(access_file))
+    s = conftest.Sluice(tmp_path, as_files)
+    try:
+        s.start(wait_ports=[port, aport])
+        assert curl(port, "/before") == 200
+        assert wait_for(lambda: access_file.exists() and "/before" in access_file.read_text())
+        s.reload(config(port, aport, b.address, "syslog:server=unix:%s" % path, "syslog:server=unix:%s" % path))
+        rx.wait(r"\[master\] reload done")
+        assert wait_for(lambda: curl(port, "/after") == 200 and any("/after" in r for r in rx.drain()))
+        s.reload(as_files)
+        assert wait_for(lambda: curl(port, "/back") == 200 and "/back" in access_file.read_text())
+        assert not any("/back" in r for r in rx.drain())
+    finally:
+        s.stop()
+        rx.close()
+        s.assert_clean()
+
+
 def test_unreachable_output_counts_drops(tmp_path, backends):
     """Nobody listens at the path: every record is dropped at once, counted,
     and the proxy serves on (one notice on stderr per output)."""
