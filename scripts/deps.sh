@@ -19,6 +19,7 @@ PKGS=(
   libssl-dev libnghttp2-dev                        # the proxy's TLS (OpenSSL 3) and HTTP/2
   nghttp2-client python3-h2 testssl.sh             # h2load/nghttp, HTTP/2 edge cases, the TLS audit
   bird2 keepalived frr                             # HA: BGP/BFD on LB nodes and lab routers; keepalived VRRP and FRR as anchors
+  systemd                                          # test_log_outputs runs a private systemd-journald (and journalctl)
 )
 
 missing=()

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/log_sink.h"
 #include "lib/http1.h"
 #include "lib/strbuf.h"
 
@@ -60,6 +61,7 @@ char *admin_render_metrics(const struct admin_site *site, size_t *len)
 {
     struct strbuf s = { 0 };
     emit_process(&s, &site->status);
+    log_sink_metrics(&s);
     metrics_collect(&site->metrics, &s);
     return strbuf_finish(&s, len);
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/config_walk.h"
+#include "core/log_sink.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 
@@ -104,8 +105,15 @@ static void log_field(struct config_ctx *c, int key, const struct ynode *v, void
             cfg->log_level = (enum log_level)level;
         break;
     case LOGK_FILE:
-        if (config_get_text(c, v, "a file path or \"stderr\"", &cfg->log_file) && strcmp(cfg->log_file, "stderr") == 0)
+        if (config_get_text(c, v, "a file path, \"stderr\", \"syslog\" or \"journald\"", &cfg->log_file) &&
+            strcmp(cfg->log_file, "stderr") == 0)
             config_set_str(&cfg->log_file, NULL);
+        if (cfg->log_file && log_sink_is_spec(cfg->log_file)) {
+            struct log_sink_spec sp;
+            char err[256];
+            if (log_sink_parse(cfg->log_file, LOG_SINK_DAEMON, &sp, err, sizeof err) < 0)
+                config_err_at(c, v->line, "%s", err);
+        }
         cfg->log_file_line = v->line;
         break;
     }

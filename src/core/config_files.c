@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/log_sink.h"
+
 /* The flags of every open below: the daemon's own (log_setup(),
  * access_log_open()) less O_CREAT, which is added only when needed.
  * O_NONBLOCK so that a FIFO without a reader answers ENXIO instead of
@@ -60,7 +62,7 @@ void config_file_error(struct config_errors *errs, const struct sl_config *cfg, 
 size_t config_check_files(const struct sl_config *cfg, unsigned which, struct config_errors *errs)
 {
     size_t before = errs->n;
-    if ((which & CONFIG_FILES_LOG) && cfg->log_file) {
+    if ((which & CONFIG_FILES_LOG) && cfg->log_file && !log_sink_is_spec(cfg->log_file)) {
         int err = config_probe_append(cfg->log_file);
         if (err)
             config_file_error(errs, cfg, cfg->log_file_line, "log.file", cfg->log_file, err);

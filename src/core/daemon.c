@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/log_sink.h"
 
 struct sl_config *daemon_load_config(const char *path, unsigned files, struct config_errors *errs)
 {
@@ -65,6 +66,8 @@ int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct s
     memset(d, 0, sizeof *d);
     d->spec = *spec;
     d->sig_fd = -1;
+    /* Before any worker is forked: they count their lost records there too. */
+    log_sink_share_counters();
     log_setup(cfg->log_level, cfg->log_file, spec->role);
     raise_fd_limit();
     d->loop = ev_loop_new();

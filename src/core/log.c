@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log_sink.h"
+
 const char *const log_level_names[] = {
     [LOG_LEVEL_DEBUG] = "debug", [LOG_LEVEL_INFO] = "info", [LOG_LEVEL_WARN] = "warn", [LOG_LEVEL_ERROR] = "error",
     NULL,
@@ -22,12 +24,48 @@ const char *log_level_name(enum log_level l)
 static enum log_level current_level = LOG_LEVEL_INFO;
 static int log_fd_value = 2;
 static char log_role[16] = "main";
+/* log.file names syslog or journald: records go there, not to log_fd_value. */
+static struct log_sink *log_sink_out;
+
+/* Switch to the output spec names; false (and the log stays where it was)
+ * if it cannot be used. */
+static bool setup_sink(const char *spec)
+{
+    struct log_sink_spec sp;
+    char err[256];
+    if (log_sink_parse(spec, LOG_SINK_DAEMON, &sp, err, sizeof err) < 0) {
+        /* config_load() refused such a value before. */
+        log_msg(LOG_LEVEL_ERROR, "log.file %s: %s; the log stays where it was", spec, err);
+        return false;
+    }
+    struct log_sink *s = log_sink_open(&sp);
+    if (!s) {
+        log_msg(LOG_LEVEL_ERROR, "log.file %s: cannot make a socket: %s; the log stays where it was", spec,
+                strerror(errno));
+        return false;
+    }
+    log_sink_close(log_sink_out);
+    log_sink_out = s;
+    if (log_fd_value > 2)
+        close(log_fd_value);
+    log_fd_value = 2;
+    return true;
+}
 
 void log_setup(enum log_level level, const char *file, const char *role)
 {
     current_level = level;
     if (role)
         log_set_role(role);
+    if (file && log_sink_is_spec(file)) {
+        setup_sink(file);
+        return;
+    }
+    if (log_sink_out) {
+        /* From syslog or journald back to a file or stderr. */
+        log_sink_close(log_sink_out);
+        log_sink_out = NULL;
+    }
     if (!file || !*file || strcmp(file, "stderr") == 0) {
         /* Back to stderr (a reload may drop log.file). */
         if (log_fd_value > 2)
@@ -55,7 +93,7 @@ void log_set_role(const char *role)
 
 enum log_level log_get_level(void) { return current_level; }
 
-int log_fd(void) { return log_fd_value; }
+int log_fd(void) { return log_sink_out ? log_sink_fd(log_sink_out) : log_fd_value; }
 
 int log_parse_level(const char *s, enum log_level *out)
 {
@@ -72,6 +110,20 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (level < current_level)
         return;
     char line[2048];
+    if (log_sink_out) {
+        /* The output has its own time, host and pid: the role and the text. */
+        int n = snprintf(line, sizeof line, "[%s] ", log_role);
+        va_list ap;
+        va_start(ap, fmt);
+        int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+        va_end(ap);
+        size_t total = (size_t)n + (m < 0 ? 0 : (size_t)m);
+        if (total > sizeof line - 1)
+            total = sizeof line - 1;
+        struct log_field role = { "SLUICE_ROLE", log_role };
+        log_sink_send(log_sink_out, log_sink_severity_of_level(level), line, total, &role, 1);
+        return;
+    }
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "proxy/access_log_sink.h"
 #include "proxy/tls_session.h"
 
 #define ACCESS_LOG_BUFFER (4 * ACCESS_LOG_LINE)
@@ -23,6 +24,7 @@
 #define JSON_SHORT_MAX 128
 
 struct access_log {
+    struct log_sink *sink;  /* syslog or journald (access_log_sink.h): no fd, no buffering */
     int fd;
     bool owns_fd;
     enum log_format format;
@@ -36,7 +38,13 @@ struct access_log *access_log_open(const char *path, enum log_format format)
     if (!al)
         return NULL;
     al->format = format;
-    if (strcmp(path, "stdout") == 0) {
+    if (log_sink_is_spec(path)) {
+        al->sink = access_log_sink_open(path);
+        if (!al->sink) {
+            free(al);
+            return NULL;
+        }
+    } else if (strcmp(path, "stdout") == 0) {
         al->fd = 1;
     } else {
         al->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -72,6 +80,7 @@ void access_log_close(struct access_log *al)
     access_log_flush(al);
     if (al->owns_fd)
         close(al->fd);
+    log_sink_close(al->sink);
     free(al);
 }
 
@@ -289,6 +298,12 @@ size_t access_log_format(enum log_format format, const struct access_entry *e, t
 
 void access_log_write(struct access_log *al, const struct access_entry *e)
 {
+    if (al->sink) {
+        /* One datagram per line, sent now (non-blocking): the buffer is scratch. */
+        size_t n = access_log_format(al->format, e, time(NULL), al->buf, ACCESS_LOG_LINE);
+        access_log_sink_send(al->sink, e, al->buf, n);
+        return;
+    }
     if (ACCESS_LOG_BUFFER - al->len < ACCESS_LOG_LINE)
         access_log_flush(al);
     al->len += access_log_format(al->format, e, time(NULL), al->buf + al->len, ACCESS_LOG_LINE);

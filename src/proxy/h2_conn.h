@@ -77,8 +77,10 @@ struct h2_stream {
     bool dechunk_on;
     struct h2_dechunk dechunk;
     size_t unacked;              /* DATA payload not yet given back to the windows */
-    /* An answer of our own: its body. */
+    /* An answer of our own: its body, own_body's text or an error page
+     * of the configuration (own_data points at the one sent). */
     char own_body[256];
+    const char *own_data;
     size_t own_len, own_off;
     bool own;
     struct h2_stream *prev, *next;

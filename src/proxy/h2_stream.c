@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "proxy/error_pages.h"
 #include "proxy/h2_conn.h"
 #include "proxy/http_conn.h"
 
@@ -36,7 +37,7 @@ static ssize_t body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         size_t n = st->own_len - st->own_off;
         if (n > length)
             n = length;
-        memcpy(buf, st->own_body + st->own_off, n);
+        memcpy(buf, st->own_data + st->own_off, n);
         st->own_off += n;
         if (st->own_off == st->own_len)
             *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -132,20 +133,30 @@ static void carrier_send_error(struct http_carrier *cr, int status, const char *
     }
     if (t->up)
         http_txn_detach_upstream(t, false);
-    int blen = snprintf(st->own_body, sizeof st->own_body, "%d %s: %s\n", status, status_text(status), reason);
-    if (blen >= (int)sizeof st->own_body)
-        blen = (int)sizeof st->own_body - 1;
+    /* A page of error_pages: for this status, else the status and the
+     * reason in a line of text. */
+    const struct error_page *page = error_page_find(cr->l->cfg->error_pages, status);
+    size_t blen;
+    if (page) {
+        st->own_data = page->body;
+        blen = page->len;
+    } else {
+        int n = snprintf(st->own_body, sizeof st->own_body, "%d %s: %s\n", status, status_text(status), reason);
+        blen = n < (int)sizeof st->own_body ? (size_t)n : sizeof st->own_body - 1;
+        st->own_data = st->own_body;
+    }
+    const char *ctype = page ? page->content_type : "text/plain";
     char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10), (char)('0' + status % 10), 0};
-    char len[16];
-    int llen = snprintf(len, sizeof len, "%d", blen);
+    char len[24];
+    int llen = snprintf(len, sizeof len, "%zu", blen);
     nghttp2_nv nv[] = {
         NV(":status", code, 3),
-        NV("content-type", "text/plain", 10),
+        NV("content-type", ctype, strlen(ctype)),
         NV("content-length", len, (size_t)llen),
         NV("server", "sluice", 6),
     };
     st->own = true;
-    st->own_len = t->method == HTTP1_M_HEAD ? 0 : (size_t)blen;
+    st->own_len = t->method == HTTP1_M_HEAD ? 0 : blen;
     st->own_off = 0;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
     nghttp2_submit_response(ng_of(st), st->id, nv, sizeof nv / sizeof nv[0], st->own_len ? &prd : NULL);

@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "lib/addr.h"
+#include "proxy/error_pages.h"
 #include "proxy/proto.h"
 #include "proxy/tls.h"
 #include "proxy/toa_lookup.h"
@@ -136,21 +137,38 @@ static void http_conn_send_error(struct http_conn *c, int status, const char *re
         http_conn_close(c);
         return;
     }
-    if (buf_alloc(&c->cr.out, c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0) {
+    /* A page of error_pages: for this status (its body and type), else
+     * the status and the reason in a line of text. */
+    const struct error_page *page = error_page_find(c->l->cfg->error_pages, status);
+    char text[256];
+    const char *body = text;
+    size_t blen;
+    if (page) {
+        body = page->body;
+        blen = page->len;
+    } else {
+        int n = snprintf(text, sizeof text, "%d %s: %s\n", status, status_text(status), reason);
+        blen = n < (int)sizeof text ? (size_t)n : sizeof text - 1;
+    }
+    char head[256 + ERROR_PAGE_TYPE_MAX];
+    int hlen = snprintf(head, sizeof head,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Connection: close\r\nServer: sluice\r\n\r\n",
+                        status, status_text(status), page ? page->content_type : "text/plain", blen);
+    /* Nothing else is owed to the client: the buffer may be replaced by
+     * one that holds a page larger than the usual head room. */
+    size_t need = (size_t)hlen + blen;
+    if (c->cr.out.data && c->cr.out.cap < need)
+        buf_release(&c->cr.out);
+    size_t cap = c->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK;
+    if (buf_alloc(&c->cr.out, cap > need ? cap : need) < 0) {
         http_conn_close(c);
         return;
     }
-    char body[256];
-    int blen = snprintf(body, sizeof body, "%d %s: %s\n", status, status_text(status), reason);
-    char head[256];
-    int hlen = snprintf(head, sizeof head,
-                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                        "Connection: close\r\nServer: sluice\r\n\r\n",
-                        status, status_text(status), blen);
-    c->cr.out.start = c->cr.out.end = 0; /* nothing else is owed to the client */
+    c->cr.out.start = c->cr.out.end = 0;
     buf_append(&c->cr.out, head, (size_t)hlen);
     if (c->txn.method != HTTP1_M_HEAD)
-        buf_append(&c->cr.out, body, (size_t)blen);
+        buf_append(&c->cr.out, body, blen);
     c->txn.status = status;
     c->txn.resp_bytes = (uint64_t)blen;
     http_count_response(c->l, status);

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "core/config_walk.h"
+#include "core/log_sink.h"
+#include "proxy/error_pages.h"
 #include "proxy/http2_conf.h"
 
 #define TOKEN_MAX_LEN 256
@@ -632,14 +634,16 @@ static void parse_limits(struct config_ctx *c, const struct ynode *v, struct cfg
 struct listener_state {
     const struct proxy_conf_state *ps;
     struct cfg_listener *l;
-    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line;
+    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line, error_pages_line;
     const struct ynode *routes; /* parsed once the protocol is known */
     const struct ynode *tls;    /* the same */
+    const struct ynode *error_pages; /* the same */
 };
 
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
-    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2, LK_COUNT,
+    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2, LK_ERROR_PAGES,
+    LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -658,7 +662,17 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_ALLOW_UNDERSCORES] = "allow_underscores_in_headers",
     [LK_TLS] = "tls",
     [LK_HTTP2] = "http2",
+    [LK_ERROR_PAGES] = "error_pages",
 };
+
+/* access_log: syslog... or journald... (core/log_sink.h). */
+static void check_access_log_sink(struct config_ctx *c, int line, const char *spec)
+{
+    struct log_sink_spec sp;
+    char err[256];
+    if (log_sink_parse(spec, LOG_SINK_ACCESS, &sp, err, sizeof err) < 0)
+        config_err_at(c, line, "%s", err);
+}
 
 static void listener_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
 {
@@ -692,10 +706,12 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         parse_limits(c, v, &l->limits);
         break;
     case LK_ACCESS_LOG:
-        if (config_get_text(c, v, "a file path, \"stdout\" or \"off\"", &l->access_log) &&
+        if (config_get_text(c, v, "a file path, \"stdout\", \"syslog\", \"journald\" or \"off\"", &l->access_log) &&
             strcmp(l->access_log, "off") == 0)
             config_set_str(&l->access_log, NULL);
         l->access_log_line = v->line;
+        if (l->access_log && log_sink_is_spec(l->access_log))
+            check_access_log_sink(c, v->line, l->access_log);
         break;
     case LK_ACCESS_LOG_FORMAT:
         if (config_get_enum(c, v, format_names, &e))
@@ -723,6 +739,10 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         st->http2_line = config_key_line(c);
         parse_http2(c, v, &l->http2);
         break;
+    case LK_ERROR_PAGES:
+        st->error_pages = v;
+        st->error_pages_line = config_key_line(c);
+        break;
     }
 }
 
@@ -748,6 +768,14 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
     } else if (st->tls) {
         size_t mark = config_path_push(c, ".tls");
         tls_conf_parse(c, st->tls, l->proto == PROTO_HTTP, &l->tls);
+        config_path_pop(c, mark);
+    }
+    if (st->error_pages && l->proto != PROTO_HTTP) {
+        config_err_in(c, st->error_pages_line, "error_pages", "error_pages are only for http listeners (protocol is %s)",
+                      proto_names[l->proto]);
+    } else if (st->error_pages) {
+        size_t mark = config_path_push(c, ".error_pages");
+        error_pages_parse(c, st->error_pages, &l->error_pages);
         config_path_pop(c, mark);
     }
     if (l->proto != PROTO_HTTP && !config_map_has_key(v, "pool"))
@@ -927,6 +955,7 @@ static void free_listener(struct cfg_listener *l)
     free(l->access_log);
     free(l->toa_map);
     tls_conf_free(l->tls);
+    error_pages_free(l->error_pages);
 }
 
 static void proxy_conf_free(void *data)
@@ -952,7 +981,7 @@ static void proxy_conf_check_files(const struct sl_config *cfg, const void *data
     const struct proxy_conf *pc = data;
     for (size_t i = 0; i < pc->n_listeners; i++) {
         const struct cfg_listener *l = &pc->listeners[i];
-        if (!l->access_log || strcmp(l->access_log, "stdout") == 0)
+        if (!l->access_log || strcmp(l->access_log, "stdout") == 0 || log_sink_is_spec(l->access_log))
             continue;
         int err = config_probe_append(l->access_log);
         if (err) {

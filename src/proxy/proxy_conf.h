@@ -115,6 +115,8 @@ struct cfg_http2 {
     uint32_t max_empty_frames;       /* DATA without payload nor END_STREAM; default 100 */
 };
 
+struct cfg_error_pages;
+
 struct cfg_listener {
     char *name;
     struct sl_addr addr;
@@ -135,6 +137,7 @@ struct cfg_listener {
                                   * header fields whose name has '_' are dropped */
     struct cfg_tls *tls;         /* "tls:": http and tcp listeners; NULL = plain (proxy/tls_conf.h) */
     struct cfg_http2 http2;      /* http only */
+    struct cfg_error_pages *error_pages; /* "error_pages:", http only; NULL = none (proxy/error_pages.h) */
     int line;
 };
 

@@ -373,7 +373,13 @@ static const struct {
     { "log:\n  level: verbose\n", "t.yaml:2: log.level: expected debug, info, warn or error, got \"verbose\"" },
     { "log:\n  level: inf\n",
       "t.yaml:2: log.level: expected debug, info, warn or error, got \"inf\" (did you mean \"info\"?)" },
-    { "log: {file: \"\"}\n", "t.yaml:1: log.file: expected a file path or \"stderr\", got \"\"" },
+    { "log: {file: \"\"}\n",
+      "t.yaml:1: log.file: expected a file path, \"stderr\", \"syslog\" or \"journald\", got \"\"" },
+    { "log:\n  file: \"syslog:facility=local8\"\n",
+      "t.yaml:2: log.file: syslog: unknown facility \"local8\" (kern, user, mail, daemon, auth, syslog, lpr, news, "
+      "uucp, cron, authpriv, ftp, local0 .. local7)" },
+    { "log: {file: \"journald:severity=info\"}\n",
+      "t.yaml:1: log.file: journald: severity is for access logs; the daemon log's follows each message's level" },
     { "admin: {listen: 127.0.0.1}\n", "t.yaml:1: admin.listen: expected HOST:PORT" },
     { "admin: {listen: \"nowhere:80\"}\n", "t.yaml:1: admin.listen: not a numeric IPv4 or IPv6 address" },
 
@@ -550,6 +556,8 @@ static const struct {
       "t.yaml:6: listeners[0].allow_underscores_in_headers: only for http listeners (protocol is tcp)" },
     { MIN_POOLS MIN_LISTENERS "    access_log_format: xml\n",
       "t.yaml:8: listeners[0].access_log_format: expected combined or json, got \"xml\"" },
+    { MIN_POOLS MIN_LISTENERS "    access_log: \"syslog:server=10.0.0.1:514,tag=a/b\"\n",
+      "t.yaml:8: listeners[0].access_log: syslog: tag must be 1 to 32 of A-Z a-z 0-9 _ . -, got \"a/b\"" },
     { "listeners: []\npools: []\nlisteners: []\n", "t.yaml:3: listeners: duplicate key (first set on line 1)" },
 };
 
