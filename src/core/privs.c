@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 /* A whole decimal number that fits an id_t, or -1. */
@@ -86,6 +87,10 @@ int privs_drop(const struct sl_run_as *ra, char *err, size_t errlen)
         snprintf(err, errlen, "user %s: root could be taken back after setuid", ra->user);
         return -1;
     }
+    /* A change of uid makes the process non-dumpable: no core file when
+     * it crashes, and sanitizers cannot inspect it. nginx sets it back
+     * for the same reasons; its files are still only the user's to read. */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     return 0;
 }
 

@@ -206,10 +206,12 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
  * (and handed them to `user`): open them by name again. */
 static void reopen_logs(struct worker *w)
 {
-    log_reopen(privs_file_owner());
+    int failed = log_reopen(privs_file_owner()) < 0;
     for (size_t i = 0; i < w->n_listeners; i++)
         if (w->listeners[i].alog)
-            access_log_reopen(w->listeners[i].alog, w->listeners[i].cfg->access_log);
+            failed |= access_log_reopen(w->listeners[i].alog, w->listeners[i].cfg->access_log) < 0;
+    if (!failed)
+        log_info("worker %u: log files reopened", w->id);
 }
 
 static void signal_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
