@@ -38,19 +38,47 @@ static int probe_bind(const struct sl_addr *addr, bool udp, char *err, size_t er
     return -1;
 }
 
-/* The inodes of the sockets bound to addr's port in /proc/net/FILE
- * (tcp: listening ones only). Addresses are not compared: whatever holds
- * the port there made our probe fail (a wildcard, or the same address). */
-static size_t port_inodes(const char *file, uint16_t port, bool tcp, unsigned long *inodes, size_t n, size_t cap)
+/* Whether a socket bound to `local` (the hex text of /proc/net/FILE,
+ * "0100007F:1F90" or 32 hex digits and a port for IPv6) shares addr's
+ * port and clashes with its address: the same one, or either a wildcard. */
+static bool clashes(const char *local, const struct sl_addr *addr)
+{
+    const char *colon = strrchr(local, ':');
+    if (!colon || strtoul(colon + 1, NULL, 16) != addr_port(addr))
+        return false;
+    unsigned char bound[16], want[16], any[16] = { 0 };
+    size_t n = addr->ss.ss_family == AF_INET6 ? 16 : 4;
+    if ((size_t)(colon - local) != 2 * n)
+        return false;
+    /* Each 32-bit word is printed as the host-order number it holds. */
+    for (size_t w = 0; w < n / 4; w++) {
+        char word[9];
+        memcpy(word, local + 8 * w, 8);
+        word[8] = '\0';
+        uint32_t v = (uint32_t)strtoul(word, NULL, 16);
+        memcpy(bound + 4 * w, &v, 4);
+    }
+    if (n == 16)
+        memcpy(want, &((const struct sockaddr_in6 *)&addr->ss)->sin6_addr, 16);
+    else
+        memcpy(want, &((const struct sockaddr_in *)&addr->ss)->sin_addr, 4);
+    return !memcmp(bound, want, n) || !memcmp(bound, any, n) || !memcmp(want, any, n);
+}
+
+/* The inodes of the sockets in /proc/net/FILE that clash with addr (TCP:
+ * listening ones only). */
+static size_t clashing_inodes(const char *file, const struct sl_addr *addr, bool tcp, unsigned long *inodes,
+                              size_t cap)
 {
     char path[64], line[512];
+    size_t n = 0;
     snprintf(path, sizeof path, "/proc/net/%s", file);
     FILE *f = fopen(path, "r");
     if (!f)
-        return n;
+        return 0;
     if (!fgets(line, sizeof line, f)) { /* the header */
         fclose(f);
-        return n;
+        return 0;
     }
     while (n < cap && fgets(line, sizeof line, f)) {
         char local[64];
@@ -59,10 +87,7 @@ static size_t port_inodes(const char *file, uint16_t port, bool tcp, unsigned lo
         /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
         if (sscanf(line, " %*d: %63s %*s %x %*s %*s %*s %*u %*u %lu", local, &st, &inode) != 3)
             continue;
-        char *colon = strrchr(local, ':');
-        if (!colon || strtoul(colon + 1, NULL, 16) != port || inode == 0)
-            continue;
-        if (tcp && st != 0x0A)   /* TCP_LISTEN */
+        if (inode == 0 || (tcp && st != 0x0A) || !clashes(local, addr))   /* 0x0A: TCP_LISTEN */
             continue;
         inodes[n++] = inode;
     }
@@ -161,9 +186,8 @@ int listen_guard_check(const struct sl_addr *addr, bool udp, pid_t *owner, char 
     if (rc <= 0)
         return rc;
     unsigned long inodes[MAX_INODES];
-    uint16_t port = addr_port(addr);
-    size_t n = port_inodes(udp ? "udp" : "tcp", port, !udp, inodes, 0, MAX_INODES);
-    n = port_inodes(udp ? "udp6" : "tcp6", port, !udp, inodes, n, MAX_INODES);
+    bool v6 = addr->ss.ss_family == AF_INET6;
+    size_t n = clashing_inodes(udp ? (v6 ? "udp6" : "udp") : (v6 ? "tcp6" : "tcp"), addr, !udp, inodes, MAX_INODES);
     if (n == 0)
         return 0;   /* no listener holds it (a connection's port): the bind itself will tell */
     bool ours;

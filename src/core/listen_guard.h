@@ -5,12 +5,16 @@
  * instance of Sluice run by the same user binds the same address without
  * an error, and the kernel then splits new connections between the two:
  * half the clients reach a stale or different configuration, silently.
- * So before binding, a probe socket without SO_REUSEPORT is bound to the
- * address (TCP with SO_REUSEADDR, so that connections in TIME_WAIT do not
- * count; UDP without, so that any bound socket does). If that fails with
- * EADDRINUSE, the sockets on that port are looked up in /proc/net and
- * their owners in /proc/PID/fd. Sockets held by this process or by its
- * children (a proxy's draining workers after a reload) do not count.
+ * So once the daemon's own first socket for a new listener is bound (a
+ * bind that fails says so itself: the other socket has no SO_REUSEPORT,
+ * or belongs to another user), a probe socket without SO_REUSEPORT is
+ * bound to the address (TCP with SO_REUSEADDR, so that connections in
+ * TIME_WAIT do not count; UDP without, so that any bound socket does). If
+ * that fails with EADDRINUSE, the listening sockets whose address clashes
+ * (the same, or a wildcard on either side; same family and port) are
+ * looked up in /proc/net and their owners in /proc/PID/fd. Sockets held by
+ * this process or by its children (a proxy's draining workers after a
+ * reload) do not count.
  */
 #ifndef SLUICE_CORE_LISTEN_GUARD_H
 #define SLUICE_CORE_LISTEN_GUARD_H

@@ -189,8 +189,6 @@ static int open_generation_sockets(const struct master *m, struct generation *g,
         const struct cfg_listener *l = &g->pc->listeners[i];
         size_t pi;
         const struct cfg_listener *old = find_listener(prev, l, &pi);
-        if (!old && !m->allow_shared_listen && listener_taken(g, i) < 0)
-            return -1;
         for (uint32_t s = 0; s < g->n_workers; s++) {
             int fd = -1;
             if (old && s < prev->n_workers)
@@ -204,6 +202,9 @@ static int open_generation_sockets(const struct master *m, struct generation *g,
                 }
             }
             g->fds[i * g->n_workers + s] = fd;
+            /* A new address, bound: is anyone else on it? */
+            if (s == 0 && !old && !m->allow_shared_listen && listener_taken(g, i) < 0)
+                return -1;
         }
     }
     return 0;

@@ -454,3 +454,20 @@ def test_udp_listener_refused_on_a_served_udp_port(tmp_path):
         s.assert_clean()
     finally:
         foreign.close()
+
+
+def test_other_address_on_the_same_port_is_not_a_clash(sluice, backends):
+    """A foreign listener on 127.0.0.2:P does not share 127.0.0.1:P's
+    traffic: the proxy starts."""
+    b = backends(1)[0]
+    port, aport = free_port(), free_port()
+    foreign = socket.socket()
+    foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    foreign.bind(("127.0.0.2", port))
+    foreign.listen(8)
+    try:
+        s = sluice(config(port, aport, b.address), wait_ports=[port, aport])
+        assert fresh_get(port)[0] == 200
+        assert "already served" not in s.read_log()
+    finally:
+        foreign.close()
