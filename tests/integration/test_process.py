@@ -471,3 +471,33 @@ def test_other_address_on_the_same_port_is_not_a_clash(sluice, backends):
         assert "already served" not in s.read_log()
     finally:
         foreign.close()
+
+
+@pytest.mark.skipif(not shutil.which("logrotate"), reason="logrotate is not installed")
+def test_logrotate_example_rotates_a_running_proxy(sluice, backends, tmp_path):
+    """packaging/logrotate/sluice as shipped, its paths moved into tmp_path
+    (no systemd unit here: the pid file branch sends SIGUSR1)."""
+    from conftest import ROOT
+    b = backends(1)[0]
+    port, aport = free_port(), free_port()
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    alog, dlog, pidfile = logdir / "access.log", logdir / "sluice.log", tmp_path / "proxy.pid"
+    s = sluice(config(port, aport, b.address, top="log: { file: %s }\n" % dlog,
+                      listener="    access_log: %s\n" % alog),
+               wait_ports=[port, aport], extra_args=["--pid-file", str(pidfile)])
+    assert fresh_get(port, "/before")[0] == 200
+    new_log_lines(alog, 0, 1)
+    example = open(os.path.join(ROOT, "packaging", "logrotate", "sluice")).read()
+    assert "/var/log/sluice/*.log" in example and "/run/sluice/proxy.pid" in example
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(example.replace("/var/log/sluice", str(logdir)).replace("/run/sluice/proxy.pid", str(pidfile))
+                    .replace("systemctl kill", "false systemctl kill"))
+    r = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "state"), str(conf)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert (logdir / "access.log.1").exists() and (logdir / "sluice.log.1").exists()
+    assert wait_for(lambda: dlog.exists() and reopened(dlog.read_text(), workers(aport)), timeout=5)
+    assert fresh_get(port, "/after")[0] == 200
+    assert b"/after" in new_log_lines(alog, 0, 1)[0]
+    assert b"/after" not in (logdir / "access.log.1").read_bytes()
