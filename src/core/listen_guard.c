@@ -38,10 +38,7 @@ static int probe_bind(const struct sl_addr *addr, bool udp, char *err, size_t er
     return -1;
 }
 
-/* Whether a socket bound to `local` (the hex text of /proc/net/FILE,
- * "0100007F:1F90" or 32 hex digits and a port for IPv6) shares addr's
- * port and clashes with its address: the same one, or either a wildcard. */
-static bool clashes(const char *local, const struct sl_addr *addr)
+bool listen_guard_clashes(const char *local, const struct sl_addr *addr)
 {
     const char *colon = strrchr(local, ':');
     if (!colon || strtoul(colon + 1, NULL, 16) != addr_port(addr))
@@ -87,7 +84,7 @@ static size_t clashing_inodes(const char *file, const struct sl_addr *addr, bool
         /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
         if (sscanf(line, " %*d: %63s %*s %x %*s %*s %*s %*u %*u %lu", local, &st, &inode) != 3)
             continue;
-        if (inode == 0 || (tcp && st != 0x0A) || !clashes(local, addr))   /* 0x0A: TCP_LISTEN */
+        if (inode == 0 || (tcp && st != 0x0A) || !listen_guard_clashes(local, addr))   /* 0x0A: TCP_LISTEN */
             continue;
         inodes[n++] = inode;
     }

@@ -32,4 +32,10 @@
  * more). udp: the listener is UDP, else TCP. */
 int listen_guard_check(const struct sl_addr *addr, bool udp, pid_t *owner, char *err, size_t errlen);
 
+/* Whether a socket bound to `local` (a local_address of /proc/net/tcp:
+ * "0100007F:1F90", or 32 hex digits and the port for tcp6) shares addr's
+ * port and clashes with its address: the same one, or a wildcard on
+ * either side. Exposed for tests. */
+bool listen_guard_clashes(const char *local, const struct sl_addr *addr);
+
 #endif
