@@ -108,9 +108,12 @@ int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct s
     d->sig_fd = -1;
     d->site.ready = daemon_ready;
     d->site.ready_arg = d;
-    d->site.status.reloadable = spec->ops && spec->ops->reload;
-    d->site.status.last_reload_success_unix_ms = unix_ms();
+
     log_setup(cfg->log_level, cfg->log_file, spec->role);
+    if (cfg->run_as.set && !spec->honours_user)
+        log_warn("%s:%d: user: ignored by this daemon (%s): only sluice proxy's workers drop to it; this one "
+                 "runs as uid %u (use the service manager's User= to change that)",
+                 cfg->path, cfg->user_line, spec->role, (unsigned)geteuid());
     raise_fd_limit();
     d->loop = ev_loop_new();
     if (!d->loop) {
@@ -284,6 +287,11 @@ int daemon_write_pid_file(struct daemon *d, const char *path)
 
 int daemon_run(struct daemon *d)
 {
+    /* Here, not in daemon_init: tiers fill site.status (anew) in between. */
+    struct admin_status *st = &d->site.status;
+    st->reloadable = d->spec.ops && d->spec.ops->reload;
+    if (!st->last_reload_success_unix_ms)
+        st->last_reload_success_unix_ms = unix_ms();
     d->serving = true;
     return ev_run(d->loop);
 }

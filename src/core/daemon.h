@@ -74,6 +74,8 @@ struct daemon_spec {
     const int *other_signals;         /* handled by ops->signal, 0-terminated; may be NULL */
     const struct daemon_ops *ops;
     void *arg;
+    bool honours_user;                /* the tier applies `user`/`group` (the proxy's workers);
+                                         otherwise daemon_init warns that it is ignored */
 };
 
 /* What a companion (another module's work inside this daemon) hears. */

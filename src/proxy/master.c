@@ -843,7 +843,8 @@ int master_run(const struct master_options *opt)
     m.workers_override = opt->workers;
     m.allow_shared_listen = opt->allow_shared_listen;
     const struct daemon_spec spec = { .role = "master", .module = &proxy_module, .stop_signals = stop_signals,
-                                      .other_signals = other_signals, .ops = &master_ops, .arg = &m };
+                                      .other_signals = other_signals, .ops = &master_ops, .arg = &m,
+                                      .honours_user = true };
     char err[256];
     if (daemon_init(&m.d, &spec, cfg, err, sizeof err) < 0 || daemon_catch_signals(&m.d, err, sizeof err) < 0) {
         log_error("%s", err);

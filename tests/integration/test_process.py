@@ -501,3 +501,39 @@ def test_logrotate_example_rotates_a_running_proxy(sluice, backends, tmp_path):
     assert fresh_get(port, "/after")[0] == 200
     assert b"/after" in new_log_lines(alog, 0, 1)[0]
     assert b"/after" not in (logdir / "access.log.1").read_bytes()
+
+
+def test_registry_daemon_ready_metrics_and_usr1(tmp_path):
+    """The core's part for another daemon: /ready, process_* and the reload
+    families, and SIGUSR1 reopens its log.file instead of killing it."""
+    from registry_node import Registry
+    r = Registry(tmp_path, extra="")
+    dlog = tmp_path / "registry-daemon.log"
+    r.config_path.write_text("user: nobody\n" + r.config_path.read_text().replace(
+        "log:\n  level: debug\n", "log:\n  level: debug\n  file: %s\n" % dlog))
+    r.start()
+    assert wait_for(lambda: dlog.exists() and "user: ignored by this daemon (registry)" in dlog.read_text())
+    try:
+        st, doc = admin_json(r.port, "GET", "/ready")
+        assert (st, doc) == (200, {"ready": True})
+        assert metric(r.port, "process_resident_memory_bytes") > 0
+        assert metric(r.port, "process_max_fds") > 0
+        assert metric(r.port, "sluice_config_last_reload_successful") == 1
+        good = r.config_path.read_text()
+        r.config_path.write_text(good + "  bogus_key: 1\n")
+        r.reload()
+        assert wait_for(lambda: metric(r.port, "sluice_config_reloads_total", result="failure") == 1)
+        assert metric(r.port, "sluice_config_last_reload_successful") == 0
+        r.config_path.write_text(good)
+        r.reload()
+        assert wait_for(lambda: metric(r.port, "sluice_config_reloads_total", result="success") == 1)
+        assert metric(r.port, "sluice_config_last_reload_successful") == 1
+        os.rename(dlog, str(dlog) + ".1")
+        r.proc.send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: dlog.exists(), timeout=5)
+        r.reload()
+        assert wait_for(lambda: "reloaded" in dlog.read_text(), timeout=5), dlog.read_text()
+        assert r.proc.poll() is None
+    finally:
+        r.stop()
+    r.assert_clean()
