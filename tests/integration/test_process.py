@@ -237,6 +237,10 @@ def test_reload_metrics_and_reload_verb(sluice, backends):
     # Nothing listens there: a clear error, exit 1.
     r = run_cli("reload", "--admin", "127.0.0.1:%d" % free_port())
     assert r.returncode == 1 and "cannot reach the admin API" in r.stderr, r.stderr
+    r = run_cli("help", "reload")
+    assert r.returncode == 0 and "POST /api/reload" in r.stdout
+    assert "reload [-c FILE]" in run_cli("--help").stdout
+    assert run_cli("reload", "extra").returncode == 2
 
 
 def tmp_good(s, good):
