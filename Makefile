@@ -109,6 +109,14 @@ build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) -O1 $(SAN) -c -o $@ $<
 
+# `sluice version` names the commit it was built from: git describe of
+# this checkout ("unknown" outside git). build/git-commit changes only
+# when the commit does, and only proc_verbs.o is rebuilt then.
+GIT_COMMIT := $(shell git -C $(CURDIR) describe --always --dirty 2>/dev/null || echo unknown)
+$(shell mkdir -p build && (echo '$(GIT_COMMIT)' | cmp -s - build/git-commit || echo '$(GIT_COMMIT)' > build/git-commit))
+build/obj/src/cmd/proc_verbs.o build/asan/src/cmd/proc_verbs.o: build/git-commit
+build/obj/src/cmd/proc_verbs.o build/asan/src/cmd/proc_verbs.o: BASEFLAGS += -DSLUICE_GIT_COMMIT='"$(GIT_COMMIT)"'
+
 # Unit tests link the plain tiers', core's and lib's archives (the linker takes only
 # the objects a test uses); src/l4's unit tests are built by l4.mk.
 UNIT_LIBS = $(foreach l,$(PLAIN_TIERS) core client lib,$(call layer_lib,$(l),asan))

@@ -75,6 +75,31 @@ static const char *usage_ctl =
 
 void ctl_usage(FILE *out) { fputs(usage_ctl, out); }
 
+int ctl_admin_addr(const char *verb, const char *admin_text, const char *config, struct sl_addr *admin)
+{
+    const char *why;
+    if (admin_text) {
+        if (addr_parse(admin_text, admin, &why) < 0) {
+            fprintf(stderr, "sluice %s: --admin %s: %s\n", verb, admin_text, why);
+            return 2;
+        }
+    } else if (config) {
+        struct config_errors errs = {0};
+        struct sl_config *cfg = config_load(config, &errs);
+        if (!cfg) {
+            for (size_t i = 0; i < errs.n; i++)
+                fprintf(stderr, "%s\n", errs.lines[i]);
+            config_errors_free(&errs);
+            return 1;
+        }
+        *admin = cfg->admin_addr;
+        config_free(cfg);
+    } else {
+        addr_parse("127.0.0.1:9900", admin, &why);
+    }
+    return -1;
+}
+
 int ctl_main(const char *verb, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -96,26 +121,9 @@ int ctl_main(const char *verb, int argc, char **argv)
         }
     }
     struct sl_addr admin;
-    const char *why;
-    if (admin_text) {
-        if (addr_parse(admin_text, &admin, &why) < 0) {
-            fprintf(stderr, "sluice %s: --admin %s: %s\n", verb, admin_text, why);
-            return 2;
-        }
-    } else if (config) {
-        struct config_errors errs = {0};
-        struct sl_config *cfg = config_load(config, &errs);
-        if (!cfg) {
-            for (size_t i = 0; i < errs.n; i++)
-                fprintf(stderr, "%s\n", errs.lines[i]);
-            config_errors_free(&errs);
-            return 1;
-        }
-        admin = cfg->admin_addr;
-        config_free(cfg);
-    } else {
-        addr_parse("127.0.0.1:9900", &admin, &why);
-    }
+    int rc = ctl_admin_addr(verb, admin_text, config, &admin);
+    if (rc >= 0)
+        return rc;
     int rest = argc - optind;
     char **args = argv + optind;
     json_t *j = NULL;

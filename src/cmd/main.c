@@ -15,6 +15,7 @@
 
 #include "agent/agent_module.h"
 #include "cmd/ctl.h"
+#include "cmd/proc_verbs.h"
 #include "core/config.h"
 #include "core/module.h"
 #include "core/version.h"
@@ -62,7 +63,9 @@ static const char *usage_main =
     "                   running node's BGP/BFD sessions and announced VIPs; drain it\n"
     "  agent -c FILE    run the local DNS agent: the registry's names answered on this\n"
     "                   host from libsluice's lists, the rest forwarded (agent: section)\n"
-    "  version          print the version\n"
+    "  reload [-c FILE] make a running proxy read its file again (POST /api/reload);\n"
+    "                   prints the outcome, exits 1 when the file is refused\n"
+    "  version [--json] print the version, git commit, compiler and built-in features\n"
     "  help [COMMAND]   show help for a command\n"
     "\n"
     "Run 'sluice COMMAND --help' for a command's options.\n"
@@ -194,14 +197,18 @@ int main(int argc, char **argv)
             fputs(usage_check, stdout);
         else if (argc > 2 && is_ctl_verb(argv[2]))
             ctl_usage(stdout);
+        else if (argc > 2 && !strcmp(argv[2], "reload"))
+            reload_usage(stdout);
+        else if (argc > 2 && !strcmp(argv[2], "version"))
+            version_usage(stdout);
         else
             fputs(usage_main, stdout);
         return 0;
     }
-    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
-        printf("sluice %s\n", SLUICE_VERSION);
-        return 0;
-    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "-V"))
+        return cmd_version(argc - 1, argv + 1, modules);
+    if (!strcmp(cmd, "reload"))
+        return cmd_reload(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
     if (is_ctl_verb(cmd))

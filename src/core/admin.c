@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "core/log_sink.h"
+#include "core/process_metrics.h"
 #include "lib/http1.h"
 #include "lib/strbuf.h"
 
@@ -39,6 +40,36 @@ static uint64_t uptime_ms(const struct admin_status *st)
     return now > st->started_ms ? now - st->started_ms : 0;
 }
 
+/* Named as Prometheus names its own (prometheus_config_*): what
+ * alerting rules for "the last reload failed" already look for. */
+static void emit_reloads(struct strbuf *s, const struct admin_status *st)
+{
+    metrics_family(s, "sluice_config_reloads_total", "counter", "Configuration reloads, by outcome.");
+    metrics_sample(s, "sluice_config_reloads_total", &(struct metric_label){ "result", "success" }, 1, st->reloads);
+    metrics_sample(s, "sluice_config_reloads_total", &(struct metric_label){ "result", "failure" }, 1,
+                   st->reload_failures);
+    metrics_single(s, "sluice_config_last_reload_successful", "gauge",
+                   "Whether the last configuration reload succeeded (1) or not (0).", !st->last_reload_failed);
+    char at[32];
+    uint64_t ms = st->last_reload_success_unix_ms;
+    snprintf(at, sizeof at, "%" PRIu64 ".%03u", ms / 1000, (unsigned)(ms % 1000));
+    metrics_family(s, "sluice_config_last_reload_success_timestamp_seconds", "gauge",
+                   "Unix time of the last successful configuration load (the start, until a reload succeeds).");
+    metrics_sample_text(s, "sluice_config_last_reload_success_timestamp_seconds", NULL, 0, at);
+}
+
+/* process_*: this process and its workers (core/process_metrics.h). */
+static void emit_process_families(struct strbuf *s, const struct admin_status *st)
+{
+    pid_t pids[1 + PROCESS_METRICS_MAX_WORKERS];
+    size_t n = 0;
+    pids[n++] = getpid();
+    for (uint32_t i = 0; st->worker_pids && i < st->n_workers && n < sizeof pids / sizeof *pids; i++)
+        if (st->worker_pids[i] > 0)
+            pids[n++] = st->worker_pids[i];
+    process_metrics_emit(s, pids, n);
+}
+
 static void emit_process(struct strbuf *s, const struct admin_status *st)
 {
     char up[32];
@@ -55,6 +86,9 @@ static void emit_process(struct strbuf *s, const struct admin_status *st)
     metrics_family(s, "sluice_uptime_seconds", "gauge", "Seconds since the master process started.");
     snprintf(up, sizeof up, "%" PRIu64 ".%03u", ms / 1000, (unsigned)(ms % 1000));
     metrics_sample_text(s, "sluice_uptime_seconds", NULL, 0, up);
+    if (st->reloadable)
+        emit_reloads(s, st);
+    emit_process_families(s, st);
 }
 
 char *admin_render_metrics(const struct admin_site *site, size_t *len)
@@ -408,6 +442,18 @@ static const char *allowed_methods(struct admin_site *site, const struct route *
     return site->allow;
 }
 
+/* GET /ready: for load balancers and orchestrators (Kubernetes'
+ * readinessProbe); 503 sends them elsewhere while the daemon starts or
+ * drains. */
+static void reply_ready(const struct admin_site *site, struct admin_reply *r)
+{
+    char why[160] = "";
+    if (!site->ready || site->ready(site->ready_arg, why, sizeof why))
+        admin_reply_json(r, 200, json_pack("{s:b}", "ready", 1));
+    else
+        admin_reply_json(r, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", why[0] ? why : "not ready"));
+}
+
 static void route_request(struct admin_site *site, struct admin_conn *conn, const struct http1_message *head,
                           const char *method, const struct route *rt, const struct query *q, const char *body,
                           size_t body_len, struct admin_reply *r)
@@ -427,6 +473,13 @@ static void route_request(struct admin_site *site, struct admin_conn *conn, cons
             admin_reply_metrics(r, text, len);
         else
             admin_reply_error(r, 500, "out of memory");
+        return;
+    }
+    if (rt->n == 1 && seg_is(rt, 0, "ready")) {
+        if (!admin_is_get(&rq))
+            admin_reply_method_not_allowed(r, "GET, HEAD");
+        else
+            reply_ready(site, r);
         return;
     }
     if (rt->n == 2 && seg_is(rt, 0, "api") && seg_is(rt, 1, "status")) {

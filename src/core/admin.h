@@ -15,6 +15,8 @@
  *                     ...), then every collector of site->metrics
  *   GET /api/status   the daemon: version, pid, uptime, workers, reloads,
  *                     config file, then what tiers add (admin_status_part)
+ *   GET /ready        200 {"ready": true} when site->ready says the daemon
+ *                     serves, else 503 {"ready": false, "reason": ...}
  *   anything else     the mount whose path prefix matches (admin_mount),
  *                     else 404
  *
@@ -100,7 +102,17 @@ struct admin_status {
     uint64_t worker_restarts;
     const int *worker_pids;           /* [n_workers], 0 = not running */
     uint32_t n_workers;
+    /* Reloads (daemon_reload_outcome): the families
+     * sluice_config_reloads_total{result}, sluice_config_last_reload_*
+     * are written when `reloadable`. reloads above counts successes. */
+    bool reloadable;
+    uint64_t reload_failures;
+    bool last_reload_failed;
+    uint64_t last_reload_success_unix_ms; /* the start, until a reload succeeds */
 };
+
+/* GET /ready: true when the daemon serves; otherwise why not, in why. */
+typedef bool admin_ready_fn(void *arg, char *why, size_t whylen);
 
 struct admin_mount {
     const char *method;               /* NULL: any (the handler answers 405 itself) */
@@ -114,6 +126,8 @@ struct admin_mount {
 
 struct admin_site {
     struct admin_status status;
+    admin_ready_fn *ready;            /* NULL: always ready */
+    void *ready_arg;
     struct metrics_registry metrics;
     struct admin_mount mounts[ADMIN_MAX_MOUNTS];
     size_t n_mounts;

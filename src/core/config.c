@@ -24,8 +24,8 @@
  * The section table.
  */
 
-static const char *const core_keys[] = { "log", "admin", NULL };
-enum { CORE_LOG, CORE_ADMIN };
+static const char *const core_keys[] = { "log", "admin", "user", "group", NULL };
+enum { CORE_LOG, CORE_ADMIN, CORE_USER, CORE_GROUP };
 
 static const struct config_section *registered[CONFIG_MAX_SECTIONS];
 static size_t n_registered;
@@ -146,6 +146,7 @@ struct root {
     const char *keys[CONFIG_MAX_KEYS + 1];
     int owner[CONFIG_MAX_KEYS];      /* -1 = the core, else the section's index in cfg */
     int owner_key[CONFIG_MAX_KEYS];  /* the key's index in its owner's list */
+    int group_line;
 };
 
 static void root_keys(struct root *r)
@@ -182,7 +183,39 @@ static void root_field(struct config_ctx *c, int key, const struct ynode *v, voi
     case CORE_ADMIN:
         config_walk_map(c, v, admin_keys, admin_field, r->cfg);
         break;
+    case CORE_USER:
+        if (config_get_text(c, v, "a user name or uid", &r->cfg->run_as.user))
+            r->cfg->user_line = v->line;
+        break;
+    case CORE_GROUP:
+        if (config_get_text(c, v, "a group name or gid", &r->cfg->run_as.group))
+            r->group_line = v->line;
+        break;
     }
+}
+
+/* `user` and `group` name accounts of this host: resolved now, so that
+ * `sluice check` says "no such user" rather than a worker failing. */
+static void resolve_run_as(struct config_ctx *c, struct root *r)
+{
+    struct sl_run_as *ra = &r->cfg->run_as;
+    if (!ra->user) {
+        if (ra->group)
+            config_err_in(c, r->group_line, "group", "needs `user` (the group the workers run as, with it)");
+        return;
+    }
+    char why[160];
+    struct sl_run_as got = *ra;
+    int rc = privs_resolve(ra->user, ra->group, &got, why, sizeof why);
+    if (rc == PRIVS_BAD_GROUP) {
+        config_err_in(c, r->group_line, "group", "%s", why);
+        return;
+    }
+    if (rc < 0) {
+        config_err_in(c, r->cfg->user_line, "user", "%s", why);
+        return;
+    }
+    *ra = got;
 }
 
 static void load_root(struct config_ctx *c, struct sl_config *cfg, const struct ynode *root)
@@ -198,6 +231,7 @@ static void load_root(struct config_ctx *c, struct sl_config *cfg, const struct 
     }
     root_keys(&r);
     config_walk_map(c, root, r.keys, root_field, &r);
+    resolve_run_as(c, &r);
     for (size_t s = 0; s < cfg->n_sections; s++)
         if (cfg->sections[s].section->check)
             cfg->sections[s].section->check(c, cfg->sections[s].data);
@@ -323,6 +357,8 @@ void config_free(struct sl_config *cfg)
     for (size_t s = 0; s < cfg->n_sections; s++)
         cfg->sections[s].section->free(cfg->sections[s].data);
     free(cfg->log_file);
+    free(cfg->run_as.user);
+    free(cfg->run_as.group);
     free(cfg->path);
     free(cfg);
 }

@@ -1,6 +1,7 @@
 /* Sluice configuration: the parsed, validated form of the YAML file.
  *
- * The core owns the root keys every daemon reads (log:, admin:); every
+ * The core owns the root keys every daemon reads (log:, admin:, user:,
+ * group:); every
  * other root key belongs to a section that a tier registers
  * (config_register_section): the proxy's pools:, listeners:, workers: and
  * drain_timeout:, sluice l4's l4:. config_load() reads the file with
@@ -24,6 +25,7 @@
 
 #include "lib/addr.h"
 #include "core/log.h"
+#include "core/privs.h"
 #include "core/yaml_tree.h"
 
 #define CONFIG_MAX_SECTIONS 8
@@ -38,6 +40,10 @@ struct sl_config {
     int log_file_line;
     struct sl_addr admin_addr;   /* default 127.0.0.1:9900 */
     bool admin_enabled;
+    /* `user` and `group`: what the processes serving clients run as
+     * (core/privs.h); run_as.set false when `user` is not given. */
+    struct sl_run_as run_as;
+    int user_line;
     /* Each registered section's data, in registration order. */
     struct {
         const struct config_section *section;

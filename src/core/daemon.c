@@ -8,10 +8,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/log_sink.h"
+#include "core/privs.h"
 
 struct sl_config *daemon_load_config(const char *path, unsigned files, struct config_errors *errs)
 {
@@ -60,6 +62,45 @@ static int attach_companions(struct daemon *d, const struct sl_config *cfg, char
     return 0;
 }
 
+static uint64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* GET /ready: starting (the loop has not run yet) and stopping are not. */
+static bool daemon_ready(void *arg, char *why, size_t whylen)
+{
+    struct daemon *d = arg;
+    if (d->stopping) {
+        snprintf(why, whylen, "stopping");
+        return false;
+    }
+    if (!d->serving) {
+        snprintf(why, whylen, "starting");
+        return false;
+    }
+    const struct daemon_ops *ops = d->spec.ops;
+    return !ops || !ops->ready || ops->ready(d->spec.arg, why, whylen);
+}
+
+void daemon_reload_outcome(struct daemon *d, bool ok)
+{
+    struct admin_status *st = &d->site.status;
+    st->last_reload_failed = !ok;
+    if (ok)
+        st->last_reload_success_unix_ms = unix_ms();
+    else
+        st->reload_failures++;
+}
+
+void daemon_reload_note(struct daemon *d, uint32_t reloads_before)
+{
+    bool ok = d->site.status.reloads != reloads_before;
+    daemon_reload_outcome(d, ok);
+}
+
 int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct sl_config *cfg, char *err,
                 size_t errlen)
 {
@@ -68,7 +109,14 @@ int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct s
     d->sig_fd = -1;
     /* Before any worker is forked: they count their lost records there too. */
     log_sink_share_counters();
+    d->site.ready = daemon_ready;
+    d->site.ready_arg = d;
+
     log_setup(cfg->log_level, cfg->log_file, spec->role);
+    if (cfg->run_as.set && !spec->honours_user)
+        log_warn("%s:%d: user: ignored by this daemon (%s): only sluice proxy's workers drop to it; this one "
+                 "runs as uid %u (use the service manager's User= to change that)",
+                 cfg->path, cfg->user_line, spec->role, (unsigned)geteuid());
     raise_fd_limit();
     d->loop = ev_loop_new();
     if (!d->loop) {
@@ -134,8 +182,18 @@ static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
     while (read(d->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
         int sig = (int)si.ssi_signo;
         if (sig == SIGHUP) {
-            if (ops && ops->reload)
+            uint32_t before = d->site.status.reloads;
+            if (ops && ops->reload) {
                 ops->reload(d->spec.arg);
+                daemon_reload_note(d, before);
+            }
+        } else if (sig == SIGUSR1) {
+            /* As nginx's USR1: logrotate moved the files away. Files for
+             * processes that gave up root are handed to their user. */
+            log_info("signal SIGUSR1: reopening log files");
+            log_reopen(privs_file_owner());
+            if (ops && ops->reopen)
+                ops->reopen(d->spec.arg);
         } else if (sig == SIGTERM || sig == SIGINT || listed(d->spec.stop_signals, sig)) {
             /* Companions first: HA withdraws the VIPs before the tier
              * begins to drain (or stops at once). */
@@ -159,6 +217,7 @@ int daemon_catch_signals(struct daemon *d, char *err, size_t errlen)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     for (size_t i = 0; d->spec.stop_signals && d->spec.stop_signals[i]; i++)
         sigaddset(&set, d->spec.stop_signals[i]);
     for (size_t i = 0; d->spec.other_signals && d->spec.other_signals[i]; i++)
@@ -231,6 +290,12 @@ int daemon_write_pid_file(struct daemon *d, const char *path)
 
 int daemon_run(struct daemon *d)
 {
+    /* Here, not in daemon_init: tiers fill site.status (anew) in between. */
+    struct admin_status *st = &d->site.status;
+    st->reloadable = d->spec.ops && d->spec.ops->reload;
+    if (!st->last_reload_success_unix_ms)
+        st->last_reload_success_unix_ms = unix_ms();
+    d->serving = true;
     return ev_run(d->loop);
 }
 

@@ -10,8 +10,9 @@
  *                        daemon will (nothing started yet)
  *   daemon_init          log.level/log.file for `role`, raise the
  *                        descriptor limit, create the loop
- *   daemon_catch_signals block SIGHUP, SIGTERM, SIGINT and the tier's own,
- *                        read them on the loop; SIGPIPE ignored
+ *   daemon_catch_signals block SIGHUP, SIGTERM, SIGINT, SIGUSR1 and the
+ *                        tier's own, read them on the loop; SIGPIPE ignored
+ *                        (SIGUSR1: log.file reopened, then ops->reopen)
  *   daemon_admin_start   serve d->site on admin.listen (unless "off")
  *   daemon_admin_follow  on reload: move the API to the new admin.listen
  *   daemon_write_pid_file
@@ -58,6 +59,12 @@ struct daemon_ops {
     void (*stop)(void *arg, int sig);
     /* One of spec->other_signals (SIGCHLD for a master). */
     void (*signal)(void *arg, int sig);
+    /* SIGUSR1, after the core reopened log.file: reopen the tier's own
+     * files (the proxy: access logs, and its workers'). May be NULL. */
+    void (*reopen)(void *arg);
+    /* GET /ready: whether the tier serves (why not in why). NULL: ready
+     * once started. Either way not ready once a stop signal arrived. */
+    bool (*ready)(void *arg, char *why, size_t whylen);
 };
 
 struct daemon_spec {
@@ -67,6 +74,8 @@ struct daemon_spec {
     const int *other_signals;         /* handled by ops->signal, 0-terminated; may be NULL */
     const struct daemon_ops *ops;
     void *arg;
+    bool honours_user;                /* the tier applies `user`/`group` (the proxy's workers);
+                                         otherwise daemon_init warns that it is ignored */
 };
 
 /* What a companion (another module's work inside this daemon) hears. */
@@ -103,6 +112,7 @@ struct daemon {
     struct daemon_companion companions[DAEMON_MAX_COMPANIONS];
     size_t n_companions;
     bool stopping;                    /* a stop signal arrived (companions told) */
+    bool serving;                     /* daemon_run began */
 };
 
 /* config_load() and config_check_files(cfg, files): NULL with every
@@ -149,6 +159,15 @@ void daemon_reloaded(struct daemon *d, const struct sl_config *cfg);
  * The signal path calls it before the tier's stop hook; a tier that stops
  * for reasons of its own calls it too. */
 void daemon_stopping(struct daemon *d);
+
+/* How a reload went, for the sluice_config_* families: a success counts
+ * in site.status.reloads and stamps the time, a failure counts in
+ * reload_failures. Called by daemon_reload_note; a tier whose reloads do
+ * not come through SIGHUP (an API) calls it too. */
+void daemon_reload_outcome(struct daemon *d, bool ok);
+/* ops->reload returned: it succeeded if it counted a reload
+ * (site.status.reloads grew past reloads_before). */
+void daemon_reload_note(struct daemon *d, uint32_t reloads_before);
 
 /* Run the loop until daemon_stopped(). Returns 0, or -1 if the loop failed. */
 int daemon_run(struct daemon *d);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,7 @@ static bool setup_sink(const char *spec)
     log_fd_value = 2;
     return true;
 }
+static char log_path[4096];      /* log.file as last set up; "" = stderr */
 
 void log_setup(enum log_level level, const char *file, const char *role)
 {
@@ -58,7 +60,8 @@ void log_setup(enum log_level level, const char *file, const char *role)
     if (role)
         log_set_role(role);
     if (file && log_sink_is_spec(file)) {
-        setup_sink(file);
+        if (setup_sink(file))
+            log_path[0] = '\0'; /* nothing for SIGUSR1 to reopen */
         return;
     }
     if (log_sink_out) {
@@ -71,7 +74,9 @@ void log_setup(enum log_level level, const char *file, const char *role)
         if (log_fd_value > 2)
             close(log_fd_value);
         log_fd_value = 2;
+        log_path[0] = '\0';
     } else {
+        snprintf(log_path, sizeof log_path, "%s", file);
         int fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd >= 0) {
             if (log_fd_value > 2)
@@ -84,6 +89,34 @@ void log_setup(enum log_level level, const char *file, const char *role)
             log_msg(LOG_LEVEL_ERROR, "cannot open log file %s: %s; the log stays where it was", file, strerror(errno));
         }
     }
+}
+
+int log_reopen(uid_t owner)
+{
+    if (!log_path[0])
+        return 0;
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int err = errno;
+        log_msg(LOG_LEVEL_ERROR, "cannot reopen log file %s: %s; still writing to the old one", log_path,
+                strerror(err));
+        errno = err;
+        return -1;
+    }
+    log_give_file(fd, owner);
+    if (log_fd_value > 2)
+        close(log_fd_value);
+    log_fd_value = fd;
+    return 0;
+}
+
+void log_give_file(int fd, uid_t owner)
+{
+    struct stat st;
+    if (owner == (uid_t)-1 || fstat(fd, &st) < 0 || st.st_uid == owner)
+        return;
+    if (fchown(fd, owner, (gid_t)-1) < 0)
+        log_msg(LOG_LEVEL_WARN, "cannot hand a reopened log file to uid %u: %s", (unsigned)owner, strerror(errno));
 }
 
 void log_set_role(const char *role)

@@ -4,6 +4,8 @@
 #ifndef SLUICE_CORE_LOG_H
 #define SLUICE_CORE_LOG_H
 
+#include <sys/types.h>
+
 /* Levels in increasing severity. Not LOG_DEBUG and friends: those are
  * <syslog.h>'s macros. */
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
@@ -16,6 +18,14 @@ const char *log_level_name(enum log_level l);
 
 void log_setup(enum log_level level, const char *file, const char *role);
 void log_set_role(const char *role);
+/* SIGUSR1: open log.file again by its name (logrotate moved the old one
+ * away), and write there from now on. owner: when not (uid_t)-1, the file
+ * is handed to that user if it has another owner (a worker that dropped
+ * root must be able to reopen it too; nginx does the same). Returns 0, or
+ * -1 (logged, the old file kept). Nothing when logging to stderr. */
+int log_reopen(uid_t owner);
+/* The ownership step of log_reopen for another file (access logs). */
+void log_give_file(int fd, uid_t owner);
 enum log_level log_get_level(void);
 /* The descriptor logs go to (kept open in forked workers). */
 int log_fd(void);

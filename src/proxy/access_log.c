@@ -73,6 +73,21 @@ void access_log_flush(struct access_log *al)
     al->len = 0;
 }
 
+int access_log_reopen(struct access_log *al, const char *path)
+{
+    if (!al || !al->owns_fd)
+        return 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        log_error("cannot reopen access log %s: %s; still writing to the old one", path, strerror(errno));
+        return -1;
+    }
+    access_log_flush(al);   /* what was gathered belongs to the old file */
+    close(al->fd);
+    al->fd = fd;
+    return 0;
+}
+
 void access_log_close(struct access_log *al)
 {
     if (!al)

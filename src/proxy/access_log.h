@@ -51,6 +51,10 @@ struct access_log *access_log_open(const char *path, enum log_format format);
 void access_log_close(struct access_log *al);
 void access_log_write(struct access_log *al, const struct access_entry *e);
 void access_log_flush(struct access_log *al);
+/* SIGUSR1: flush to the old file, then open path again (logrotate moved
+ * the old one away). Returns 0, or -1 (logged; the old file is kept).
+ * Nothing for stdout. */
+int access_log_reopen(struct access_log *al, const char *path);
 
 /* Render one entry into out (always NUL-terminated, ends with '\n');
  * returns its length. cap must be at least ACCESS_LOG_LINE. Exposed for

@@ -29,8 +29,10 @@
 #include "core/admin.h"
 #include "core/daemon.h"
 #include "core/evloop.h"
+#include "core/listen_guard.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/privs.h"
 #include "core/version.h"
 #include "core/discovery.h"
 #include "proxy/proxy_admin.h"
@@ -73,6 +75,7 @@ struct generation {
 struct master {
     const char *config_path;
     uint32_t workers_override;
+    bool allow_shared_listen;    /* --allow-shared-listen: no listen_guard check */
     struct daemon d;             /* loop, signals, admin API, pid file */
     struct ev_loop *loop;        /* d.loop */
     struct generation *gens[MAX_GENERATIONS]; /* gens[0] is current */
@@ -161,9 +164,25 @@ static const struct cfg_listener *find_listener(const struct generation *g, cons
     return NULL;
 }
 
+/* A new listener's address served by another process (a second Sluice
+ * started by mistake) would split its traffic with it through
+ * SO_REUSEPORT, silently: refuse (core/listen_guard.h). -1 logged. */
+static int listener_taken(const struct generation *g, size_t i)
+{
+    const struct cfg_listener *l = &g->pc->listeners[i];
+    char err[256];
+    pid_t owner;
+    if (listen_guard_check(&l->addr, l->proto == PROTO_UDP, &owner, err, sizeof err) <= 0)
+        return 0;
+    log_error("%s: listeners[%zu] (%s): %s; another instance would split its traffic (SO_REUSEPORT): stop it "
+              "first, or start with --allow-shared-listen to share the address on purpose",
+              g->cfg->path, i, l->name, err);
+    return -1;
+}
+
 /* One socket per listener per worker slot; reuse the previous
  * generation's sockets where the listener is unchanged. */
-static int open_generation_sockets(struct generation *g, const struct generation *prev)
+static int open_generation_sockets(const struct master *m, struct generation *g, const struct generation *prev)
 {
     size_t nl = g->pc->n_listeners;
     for (size_t i = 0; i < nl; i++) {
@@ -183,6 +202,9 @@ static int open_generation_sockets(struct generation *g, const struct generation
                 }
             }
             g->fds[i * g->n_workers + s] = fd;
+            /* A new address, bound: is anyone else on it? */
+            if (s == 0 && !old && !m->allow_shared_listen && listener_taken(g, i) < 0)
+                return -1;
         }
     }
     return 0;
@@ -374,7 +396,7 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     }
     if (prev)
         shared_carry_over(g->sh, g->pc, prev->sh, prev->pc);
-    if (open_generation_sockets(g, prev) < 0) {
+    if (open_generation_sockets(m, g, prev) < 0) {
         /* Close what was opened (or dup'ed) before the failure, then
          * leave cfg to the caller, who still owns it on failure. */
         generation_close_sockets(g);
@@ -448,6 +470,7 @@ static int spawn_worker(struct master *m, struct generation *g, uint32_t slot)
         return -1;
     }
     if (pid == 0) {
+        privs_arm(&g->cfg->run_as);   /* dropped once the worker is set up */
         close_inherited_fds(fds, nl, log_fd());
         int rc = worker_main(g->pc, g->sh, slot, fds, g->tls_sessions);
         _exit(rc);
@@ -581,6 +604,17 @@ __attribute__((format(printf, 3, 4))) static void refuse(struct reload_result *r
     log_error("%s", r->reason);
 }
 
+/* `user` needs root to switch to; without it (a test, a user's own
+ * instance) nginx warns and runs on as it is, and so do we. */
+static void check_run_as(struct sl_config *cfg)
+{
+    if (privs_can_switch(&cfg->run_as))
+        return;
+    log_warn("%s:%d: user: %s ignored: only root can switch users (running as uid %u)", cfg->path, cfg->user_line,
+             cfg->run_as.user, (unsigned)geteuid());
+    cfg->run_as.set = false;
+}
+
 static void reload(struct master *m, struct reload_result *res)
 {
     log_info("reloading %s", m->config_path);
@@ -605,6 +639,7 @@ static void reload(struct master *m, struct reload_result *res)
         config_errors_free(&errs);
         return;
     }
+    check_run_as(cfg);
     struct generation *old = current(m);
     struct generation *g = generation_new(m, cfg, old);
     if (!g) {
@@ -621,6 +656,7 @@ static void reload(struct master *m, struct reload_result *res)
     /* log.level applies at once; log.file is reopened (which also picks up
      * a rotated file). New workers inherit the new descriptor. */
     log_setup(cfg->log_level, cfg->log_file, NULL);
+    privs_arm(&cfg->run_as);
     for (uint32_t s = 0; s < g->n_workers; s++)
         spawn_worker(m, g, s);
     old->retiring = true;
@@ -692,7 +728,9 @@ static void handle_reload(void *arg, const struct admin_request *rq, struct admi
 {
     struct master *m = arg;
     struct reload_result res = { .status = 200, .errors = json_array() };
+    uint32_t before = m->d.site.status.reloads;
     reload(m, &res);
+    daemon_reload_note(&m->d, before);
     json_t *doc = res.status == 200
                       ? json_pack("{s:b, s:I, s:I}", "reloaded", 1, "reloads", (json_int_t)m->d.site.status.reloads,
                                   "workers", (json_int_t)current(m)->n_workers)
@@ -716,10 +754,54 @@ static void on_signal(void *arg, int sig)
         reap_children(arg);
 }
 
-static const struct daemon_ops master_ops = { .reload = on_reload, .stop = on_stop, .signal = on_signal };
+/* SIGUSR1 (the core reopened log.file): the access logs are the
+ * workers' to reopen, but a worker that gave up root may not create a
+ * file in a root-owned directory. So the master creates each one first
+ * and hands it to `user`, as nginx does, then tells every worker. */
+static void on_reopen(void *arg)
+{
+    struct master *m = arg;
+    const struct proxy_conf *pc = current(m)->pc;
+    for (size_t i = 0; i < pc->n_listeners; i++) {
+        const char *path = pc->listeners[i].access_log;
+        if (!path || strcmp(path, "stdout") == 0)
+            continue;
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            log_error("cannot reopen access log %s: %s", path, strerror(errno));
+            continue;
+        }
+        log_give_file(fd, privs_file_owner());
+        close(fd);
+    }
+    for (size_t i = 0; i < m->n_gens; i++)
+        signal_generation(m->gens[i], SIGUSR1);
+}
+
+/* GET /ready: every worker of the running configuration is up (the
+ * listeners are bound before any is forked). */
+static bool master_ready(void *arg, char *why, size_t whylen)
+{
+    struct master *m = arg;
+    const struct generation *g = current(m);
+    if (m->stopping) {
+        snprintf(why, whylen, "stopping");
+        return false;
+    }
+    uint32_t up = 0;
+    for (uint32_t s = 0; s < g->n_workers; s++)
+        up += g->pids[s] != 0;
+    if (up < g->n_workers) {
+        snprintf(why, whylen, "%u of %u workers running", up, g->n_workers);
+        return false;
+    }
+    return true;
+}
+
+static const struct daemon_ops master_ops = { .reload = on_reload, .stop = on_stop, .signal = on_signal,
+                                              .reopen = on_reopen, .ready = master_ready };
 static const int stop_signals[] = { SIGQUIT, 0 };
-/* SIGUSR1 is only blocked (nothing to do yet; the default would kill). */
-static const int other_signals[] = { SIGCHLD, SIGUSR1, 0 };
+static const int other_signals[] = { SIGCHLD, 0 };
 
 int master_admin(struct admin_site *site, void *arg)
 {
@@ -759,14 +841,18 @@ int master_run(const struct master_options *opt)
     struct master m = {0};
     m.config_path = opt->config_path;
     m.workers_override = opt->workers;
+    m.allow_shared_listen = opt->allow_shared_listen;
     const struct daemon_spec spec = { .role = "master", .module = &proxy_module, .stop_signals = stop_signals,
-                                      .other_signals = other_signals, .ops = &master_ops, .arg = &m };
+                                      .other_signals = other_signals, .ops = &master_ops, .arg = &m,
+                                      .honours_user = true };
     char err[256];
     if (daemon_init(&m.d, &spec, cfg, err, sizeof err) < 0 || daemon_catch_signals(&m.d, err, sizeof err) < 0) {
         log_error("%s", err);
         return fail_start(&m, cfg);
     }
     m.loop = m.d.loop;
+    check_run_as(cfg);
+    privs_arm(&cfg->run_as);
     ev_timer_init(&m.restart_timer, restart_pending, &m);
     ev_timer_init(&m.stop_timer, stop_timeout, &m);
     ev_timer_init(&m.tls_sessions_timer, sessions_tick, &m);

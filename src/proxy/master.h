@@ -2,6 +2,7 @@
 #ifndef SLUICE_PROXY_MASTER_H
 #define SLUICE_PROXY_MASTER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 
@@ -9,6 +10,7 @@ struct master_options {
     const char *config_path;
     uint32_t workers;     /* 0 = from the config */
     const char *pid_file; /* NULL = none */
+    bool allow_shared_listen; /* --allow-shared-listen: bind even where another process serves */
 };
 
 /* Runs until SIGTERM/SIGINT/SIGQUIT; returns the process exit code. */

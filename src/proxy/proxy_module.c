@@ -11,7 +11,7 @@
 #include "proxy/proxy_conf.h"
 
 static const char *usage_proxy =
-    "Usage: sluice proxy -c FILE [--workers N] [--pid-file PATH]\n"
+    "Usage: sluice proxy -c FILE [--workers N] [--pid-file PATH] [--allow-shared-listen]\n"
     "\n"
     "Run the L7 proxy: a master process that supervises N worker processes\n"
     "(default: one per core, or 'workers' in FILE). Each worker accepts on its\n"
@@ -22,12 +22,20 @@ static const char *usage_proxy =
     "  -c, --config FILE   configuration file (YAML), required\n"
     "  -w, --workers N     number of worker processes, overrides the file\n"
     "  -p, --pid-file PATH write the master's pid to PATH (not started if it cannot)\n"
+    "      --allow-shared-listen\n"
+    "                      start even when another process (a running Sluice) serves\n"
+    "                      a listener's address; by default that is refused, since\n"
+    "                      SO_REUSEPORT would silently split the traffic between them\n"
     "  -h, --help          show this help\n"
     "\n"
     "Signals to the master:\n"
     "  SIGHUP            reload FILE; on error keep running the old configuration\n"
     "  SIGTERM, SIGINT   stop accepting, finish in-flight requests, exit\n"
-    "  SIGQUIT           exit now\n";
+    "  SIGQUIT           exit now\n"
+    "  SIGUSR1           reopen log.file and the access logs (after logrotate)\n"
+    "\n"
+    "With 'user' in FILE the master stays root (to bind ports on reload and\n"
+    "reopen logs) and the workers run as that user.\n";
 
 static void proxy_usage(FILE *out)
 {
@@ -41,6 +49,7 @@ static int proxy_run(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"workers", required_argument, NULL, 'w'},
         {"pid-file", required_argument, NULL, 'p'},
+        {"allow-shared-listen", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -60,6 +69,7 @@ static int proxy_run(int argc, char **argv)
             break;
         }
         case 'p': mo.pid_file = optarg; break;
+        case 'S': mo.allow_shared_listen = true; break;
         case 'h': fputs(usage_proxy, stdout); return 0;
         default: fputs(usage_proxy, stderr); return 2;
         }

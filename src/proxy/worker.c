@@ -16,6 +16,7 @@
 #include "lib/balance.h"
 #include "lib/hash.h"
 #include "core/log.h"
+#include "core/privs.h"
 #include "proxy/access_log.h"
 #include "proxy/pool.h"
 #include "proxy/proto.h"
@@ -201,6 +202,18 @@ static void tick(struct ev_loop *loop, struct ev_timer *t)
     ev_timer_start(loop, t, TICK_MS);
 }
 
+/* SIGUSR1, passed on by the master once it has created the new files
+ * (and handed them to `user`): open them by name again. */
+static void reopen_logs(struct worker *w)
+{
+    int failed = log_reopen(privs_file_owner()) < 0;
+    for (size_t i = 0; i < w->n_listeners; i++)
+        if (w->listeners[i].alog)
+            failed |= access_log_reopen(w->listeners[i].alog, w->listeners[i].cfg->access_log) < 0;
+    if (!failed)
+        log_info("worker %u: log files reopened", w->id);
+}
+
 static void signal_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
     struct worker *w = io->data;
@@ -214,6 +227,9 @@ static void signal_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         case SIGQUIT:
             log_info("worker %u: quit", w->id);
             ev_break(loop);
+            break;
+        case SIGUSR1:
+            reopen_logs(w);
             break;
         default:
             break;
@@ -394,6 +410,17 @@ int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t 
         log_error("worker %u: setup failed: %s", id, strerror(errno));
         goto out;
     }
+    /* Sockets, access logs and TLS keys are open: no more need of root
+     * (the `user` key; core/privs.h). */
+    char why[256];
+    if (privs_drop_armed(why, sizeof why) < 0) {
+        log_error("worker %u: %s", id, why);
+        goto out;
+    }
+    /* A change of credentials clears the parent-death signal. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1)
+        goto out;
     atomic_store(&sh->workers[id].pid, (int32_t)getpid());
     ev_timer_init(&w.tick, tick, &w);
     ev_timer_start(w.loop, &w.tick, TICK_MS);

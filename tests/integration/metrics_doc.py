@@ -42,7 +42,7 @@ def value(exposition, name, **labels):
 
 def documented_families(path=ADMIN_API_MD, section="## Metrics"):
     """{name: type} from the tables of a document's metrics section: rows
-    whose first cell is one `sluice_...` name (prose that mentions a name,
+    whose first cell is one `sluice_...` (or `process_...`) name (prose that mentions a name,
     e.g. a rename note, does not count)."""
     text = open(path, encoding="utf-8").read()
     start = text.index(section + "\n")
@@ -51,7 +51,7 @@ def documented_families(path=ADMIN_API_MD, section="## Metrics"):
     body = rest[:end.start()] if end else rest
     out = {}
     for line in body.splitlines():
-        m = re.match(r"\|\s*`(sluice_[a-z0-9_]+)`\s*\|\s*(counter|gauge)\s*\|", line)
+        m = re.match(r"\|\s*`((?:sluice|process)_[a-z0-9_]+)`\s*\|\s*(counter|gauge)\s*\|", line)
         if m:
             assert m.group(1) not in out, "%s listed twice in %s" % (m.group(1), path)
             out[m.group(1)] = m.group(2)
