@@ -50,6 +50,7 @@ struct cfg_client_addr {
     unsigned proxy_protocol;     /* "proxy_protocol": 0 = off, else PROXY_HDR_ACCEPT_* (lib/proxy_header.h) */
     struct cfg_cidr *trusted;    /* "trusted_proxies" */
     size_t n_trusted;
+    size_t n_trusted_items;      /* entries written, valid or not */
     bool x_real_ip;              /* http: add X-Real-IP */
     bool forwarded;              /* http: add RFC 7239 Forwarded */
     int proxy_protocol_line, x_real_ip_line, forwarded_line;

@@ -100,6 +100,7 @@ bool pp_cidr_match(const struct cfg_cidr *list, size_t n, const struct sockaddr 
 static void trusted_one(struct config_ctx *c, const struct ynode *item, void *obj)
 {
     struct cfg_client_addr *ca = obj;
+    ca->n_trusted_items++;
     const char *s = config_scalar(c, item, "an address or ADDRESS/PREFIX");
     if (!s)
         return;
@@ -142,10 +143,9 @@ void pp_conf_listener_field(struct config_ctx *c, int key, const struct ynode *v
 void pp_conf_check_listener(struct config_ctx *c, const struct ynode *v, const struct cfg_listener *l)
 {
     const struct cfg_client_addr *ca = &l->client_addr;
-    (void)v;
     if (ca->proxy_protocol && l->proto == PROTO_UDP)
         config_err_in(c, ca->proxy_protocol_line, "proxy_protocol", "only for http and tcp listeners (protocol is udp)");
-    else if (ca->proxy_protocol && !ca->n_trusted)
+    else if (ca->proxy_protocol && !ca->n_trusted_items) /* absent or empty; a bad entry is reported already */
         config_err_in(c, ca->proxy_protocol_line, "proxy_protocol",
                       "needs trusted_proxies: the addresses allowed to send the header (anyone else could "
                       "claim any client address)");
