@@ -498,7 +498,7 @@ struct hc_target *hc_add(struct hc_set *set, const struct hc_target_spec *spec)
     t->arg = spec->arg;
     t->tls_new = spec->tls_new;
     t->tls_arg = spec->tls_arg;
-    if (spec->preamble_len <= sizeof t->preamble) {
+    if (spec->preamble && spec->preamble_len <= sizeof t->preamble) {
         memcpy(t->preamble, spec->preamble, spec->preamble_len);
         t->preamble_len = spec->preamble_len;
     }
