@@ -242,13 +242,15 @@ def test_v1_header_gives_the_client_address_to_xff_and_access_log(sluice, backen
     assert pp_count(proxy, "accepted") == before + 1
 
 
-def test_curl_haproxy_protocol_v1(sluice, backend):
+@pytest.mark.parametrize("h2c", [False, True], ids=["http1", "h2c"])
+def test_curl_haproxy_protocol_v1(sluice, backend, h2c):
     proxy = start(sluice, backend.address, listener={"proxy_protocol": "any", "trusted_proxies": "[127.0.0.2]"})
     before = pp_count(proxy, "accepted")
-    r = subprocess.run(["curl", "-sS", "--haproxy-protocol", "--interface", "127.0.0.2",
-                        "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:%d/curl" % proxy.port],
-                       capture_output=True, timeout=30)
-    assert r.stdout == b"200", r
+    r = subprocess.run(["curl", "-sS", "--haproxy-protocol", "--interface", "127.0.0.2"]
+                       + (["--http2-prior-knowledge"] if h2c else []) +
+                       ["-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                        "http://127.0.0.1:%d/curl" % proxy.port], capture_output=True, timeout=30)
+    assert r.stdout == (b"2 200" if h2c else b"1.1 200"), r
     assert sent_headers(backend)["x-forwarded-for"] == "127.0.0.2"
     assert pp_count(proxy, "accepted") == before + 1
 
