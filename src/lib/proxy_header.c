@@ -430,7 +430,8 @@ static void put_ssl(struct wbuf *b, const struct proxy_hdr_v2_out *h)
     size_t len = 5 + (vlen ? 3 + vlen : 0) + (clen ? 3 + clen : 0);
     put8(b, PP2_TYPE_SSL);
     put16(b, len);
-    put8(b, PP2_CLIENT_SSL);
+    put8(b, PP2_CLIENT_SSL | (h->cert_on_connection ? PP2_CLIENT_CERT_CONN : 0) |
+                (h->cert_in_session ? PP2_CLIENT_CERT_SESS : 0));
     put(b, "\0\0\0\0", 4); /* verify: 0 = the client certificate, if any, was verified */
     if (vlen) {
         put8(b, PP2_SUBTYPE_SSL_VERSION);

@@ -90,6 +90,8 @@ struct proxy_hdr_v2_out {
     const char *authority;            /* the TLS SNI */
     const char *unique_id;            /* at most PROXY_HDR_UNIQUE_ID_MAX bytes are sent */
     bool ssl;                         /* add PP2_TYPE_SSL (the client spoke TLS) */
+    bool cert_in_session;             /* ... and presented a verified certificate in its TLS session */
+    bool cert_on_connection;          /* ... on this connection (not a resumed session) */
     const char *ssl_version, *ssl_cipher;
     bool crc32c;                      /* add a PP2_TYPE_CRC32C of the whole header */
 };

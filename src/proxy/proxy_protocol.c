@@ -16,6 +16,7 @@
 #include "proxy/proxy_protocol_conf.h"
 #include "proxy/shared.h"
 #include "proxy/tls.h"
+#include "proxy/tls_session.h"
 
 /* A connection whose header has not fully arrived. The bytes of the
  * header read so far wait in buf; nothing past the header is read. */
@@ -225,6 +226,9 @@ int pp_send_to_backend(enum send_proxy mode, int fd, const struct pp_client_info
             out.ssl = true;
             out.ssl_version = tls.version;
             out.ssl_cipher = tls.cipher;
+            /* Sluice only ever accepts a client certificate verified. */
+            out.cert_in_session = tls.client_subject != NULL;
+            out.cert_on_connection = out.cert_in_session && tls.resumed == TLS_RESUMED_NO;
         }
         len = proxy_hdr_write_v2(hdr, sizeof hdr, &out);
     }

@@ -151,7 +151,7 @@ def requests_logged(srv):
 # ------------------------------------------------------------------ Sluice
 
 def config(port, aport, backend, proto="http", listener=None, pool=None, tls=None, access_log=None,
-           health=None):
+           health=None, client_ca=None):
     y = "workers: 1\nadmin: { listen: 127.0.0.1:%d }\nlog: { level: warn }\npools:\n" % aport
     y += "  - name: app\n    retries: 0\n    passive: { max_fails: 0 }\n"
     for k, v in (pool or {}).items():
@@ -166,6 +166,8 @@ def config(port, aport, backend, proto="http", listener=None, pool=None, tls=Non
         y += "    access_log: %s\n    access_log_format: json\n" % access_log
     if tls:
         y += "    tls:\n      certificates:\n        - cert: %s\n          key: %s\n" % (tls.chain, tls.key)
+        if client_ca:
+            y += "      client_certificates: { ca: %s, verify: required }\n" % client_ca
     return y
 
 
@@ -240,6 +242,25 @@ def test_v1_header_gives_the_client_address_to_xff_and_access_log(sluice, backen
     line = new_log_lines(log, 0)[-1].decode()
     assert '"203.0.113.9"' in line, line
     assert pp_count(proxy, "accepted") == before + 1
+
+
+def test_hash_balancing_follows_the_header_address(sluice, backends):
+    b1, b2 = backends(2)
+    port, aport = free_port(), free_port()
+    cfg = config(port, aport, "%s, %s" % (b1.address, b2.address), pool={"algorithm": "hash"},
+                 listener={"proxy_protocol": "v1", "trusted_proxies": "[127.0.0.1]"})
+    proxy = sluice(cfg, wait_ports=[port, aport])
+    for i in range(24):
+        assert exchange(port, v1("198.51.100.%d" % (i + 1), "192.0.2.1", 5000, 80) + GET).startswith(b"HTTP/1.1 200")
+    # Every connection comes from 127.0.0.1: hashing on the peer would send all
+    # 24 to one backend; on the header's addresses both get some.
+    assert b1.count() and b2.count()
+    # And one address sticks to its backend, whatever the socket.
+    for _ in range(4):
+        exchange(port, v1("203.0.113.77", "192.0.2.1", 5000, 80) + GET)
+    last = [r["headers"].get("X-Forwarded-For") for b in (b1, b2) for r in b.requests]
+    owners = {b.name for b in (b1, b2) for r in b.requests if r["headers"].get("X-Forwarded-For") == "203.0.113.77"}
+    assert last.count("203.0.113.77") == 4 and len(owners) == 1
 
 
 @pytest.mark.parametrize("h2c", [False, True], ids=["http1", "h2c"])
@@ -392,6 +413,20 @@ def test_send_proxy_v2_carries_the_tls_facts(sluice, ppsrv, pki):
     assert hdr["tlvs"][0x01] == b"http/1.1" and hdr["tlvs"][0x02] == b"app.test"
     assert hdr["tlvs"][0x20][0] & 0x01
     assert hdr["ssl_sub"][0x21].startswith(b"TLSv1") and hdr["ssl_sub"][0x23]
+
+
+def test_send_proxy_v2_says_the_client_certificate_was_verified(sluice, ppsrv, pki):
+    ca, cert = pki
+    alice = ca.issue(["alice"], client=True)
+    proxy = start(sluice, ppsrv.addr, tls=cert, pool={"send_proxy": "v2"}, client_ca=ca.cert)
+    ctx = ssl.create_default_context(cafile=ca.cert)
+    ctx.load_cert_chain(alice.chain, alice.key)
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", proxy.port), timeout=5),
+                         server_hostname="app.test") as s:
+        s.sendall(GET)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    client_flags = headers_logged(ppsrv)[-1]["pp"]["tlvs"][0x20][0]
+    assert client_flags == 0x01 | 0x02 | 0x04  # SSL, CERT_CONN, CERT_SESS
 
 
 def test_send_proxy_connection_reused_only_by_its_own_client(sluice, ppsrv):
