@@ -2,6 +2,7 @@
 #include "proxy/proxy_protocol.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -75,9 +76,12 @@ static void pending_refuse(struct pp_pending *p, enum pp_result why, const char 
 
 static void origin_from_peer(int fd, const struct sockaddr_storage *peer, struct conn_origin *o)
 {
+    /* Only the family's part: accept() leaves the rest of a
+     * sockaddr_storage as it was, and origins are compared whole
+     * (upstream_get_for). */
     memset(o, 0, sizeof *o);
-    o->client = *peer;
-    socklen_t len = sizeof o->local;
+    memcpy(&o->client, peer, peer->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    socklen_t len = sizeof o->local; /* o->local is zeroed: the rest stays 0 */
     if (getsockname(fd, (struct sockaddr *)&o->local, &len) < 0)
         o->local.ss_family = AF_UNSPEC;
 }
