@@ -341,6 +341,25 @@ def test_header_that_never_completes_times_out(sluice, backend):
     assert wait_for(lambda: pp_count(proxy, "timeout") == before + 1, timeout=5)
 
 
+def test_worker_exit_closes_connections_waiting_for_their_header(tmp_path, backend):
+    port, aport = free_port(), free_port()
+    cfg = "drain_timeout: 500ms\n" + config(port, aport, backend.address,
+                                             listener={"proxy_protocol": "v2", "trusted_proxies": "[127.0.0.1]"})
+    proxy = conftest.Sluice(tmp_path, cfg)
+    proxy.start(wait_ports=[port, aport])
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(SIG[:5])
+        time.sleep(0.2)
+        assert proxy.stop(timeout=20) == 0
+        assert s.recv(10) == b""  # closed, not left behind
+    finally:
+        s.close()
+    # It held the drain up to its timeout, then the exiting worker closed it.
+    assert "drain timeout, closing 1 connections" in proxy.read_log()
+    proxy.assert_clean()
+
+
 # ------------------------------------------------------------------ TLS, HTTP/2, TCP listeners
 
 @pytest.fixture(scope="module")
