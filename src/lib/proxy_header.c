@@ -254,21 +254,27 @@ static int v2_parse(const uint8_t *p, size_t len, struct proxy_hdr *out, const c
         return fail(why, "v2: version is not 2");
     if (cmd > 1)
         return fail(why, "v2: command is neither LOCAL nor PROXY");
-    if (fam > 3 || proto > 2)
+    /* UNSPEC, or a family with STREAM or DGRAM: the other values "must be
+     * rejected as invalid" (spec 2.2), except under LOCAL, whose whole
+     * block the receiver discards. */
+    bool known = (fam == 0 && proto == 0) || (fam >= 1 && fam <= 3 && proto >= 1 && proto <= 2);
+    if (!known && cmd == 1)
         return fail(why, "v2: unknown address family or transport protocol");
     size_t total = PROXY_HDR_V2_FIXED + get16(p + 14);
     if (total > PROXY_HDR_V2_MAX)
         return fail(why, "v2: header longer than 4096 bytes");
     if (len < total)
         return 0;
-    static const size_t addr_len[4] = {0, 12, 36, 216}; /* UNSPEC, INET, INET6, UNIX */
-    if (total - PROXY_HDR_V2_FIXED < addr_len[fam])
-        return fail(why, "v2: length too short for the address family");
     memset(out, 0, sizeof *out);
     out->version = 2;
     /* LOCAL: the proxy speaking for itself; UNSPEC and UNIX: no address
      * this proxy could use. The peer stays the client in all three. */
     out->local = cmd == 0 || fam == 0 || fam == 3;
+    if (!known)
+        return (int)total; /* LOCAL with a family of its own: all of it discarded */
+    static const size_t addr_len[4] = {0, 12, 36, 216}; /* UNSPEC, INET, INET6, UNIX */
+    if (total - PROXY_HDR_V2_FIXED < addr_len[fam])
+        return fail(why, "v2: length too short for the address family");
     if (!out->local)
         v2_addrs(fam == 1 ? AF_INET : AF_INET6, p + PROXY_HDR_V2_FIXED, out);
     size_t crc_off = 0;

@@ -165,6 +165,13 @@ static void test_v2_bounds(void **state)
     b[12] = 0x22; /* command 2 */
     assert_int_equal(parse(b, 28, PROXY_HDR_ACCEPT_V2, &h, &why), -1);
     b[12] = 0x21;
+    b[13] = 0x10; /* INET without a transport protocol */
+    assert_int_equal(parse(b, 28, PROXY_HDR_ACCEPT_V2, &h, &why), -1);
+    b[12] = 0x20; /* ... is fine under LOCAL, whose block is discarded */
+    assert_int_equal(parse(b, 28, PROXY_HDR_ACCEPT_V2, &h, &why), 28);
+    assert_true(h.local);
+    b[12] = 0x21;
+    b[13] = 0x11;
     b[14] = 0x10; /* 4096 + 16: past PROXY_HDR_V2_MAX */
     b[15] = 0x00;
     assert_int_equal(parse(b, 28, PROXY_HDR_ACCEPT_V2, &h, &why), -1);
