@@ -395,10 +395,11 @@ def test_curl_v1_then_tls_and_http2(sluice, backend, pki):
     assert metric(proxy.aport, "sluice_http2_connections_total", listener="web") == 1
 
 
-def test_tcp_listener_in_and_tcp_pool_out(sluice):
+def test_tcp_listener_in_and_tcp_pool_out(sluice, tmp_path):
     echo = RawServer(pp_echo_handler, name="pp-echo")
+    log = tmp_path / "tcp.log"
     try:
-        proxy = start(sluice, echo.addr, proto="tcp", pool={"send_proxy": "v1"},
+        proxy = start(sluice, echo.addr, proto="tcp", pool={"send_proxy": "v1"}, access_log=log,
                       listener={"proxy_protocol": "v2", "trusted_proxies": "[127.0.0.1]"})
         s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
         s.sendall(v2("203.0.113.50", "192.0.2.80", 61000, 8443) + b"hello")
@@ -410,6 +411,8 @@ def test_tcp_listener_in_and_tcp_pool_out(sluice):
         hdr = headers_logged(echo)[-1]["pp"]
         assert hdr == {"version": 1, "local": False, "src": "203.0.113.50", "dst": "192.0.2.80",
                        "sport": 61000, "dport": 8443}
+        line = new_log_lines(log, 0)[-1].decode()
+        assert '"203.0.113.50"' in line, line
     finally:
         echo.stop()
 
