@@ -34,6 +34,8 @@ struct hc_target {
     SSL *(*tls_new)(void *tls_arg, const struct sl_addr *addr);
     void *tls_arg;
     SSL *ssl;                    /* during a TLS check */
+    uint8_t preamble[HEALTH_PREAMBLE_MAX];
+    size_t preamble_len;
     struct hc_status st;
     bool removed;                /* hc_remove ran (maybe from its own callback) */
     enum hc_phase phase;
@@ -326,6 +328,11 @@ static void begin_http(struct hc_target *t)
 
 static void connected(struct hc_target *t)
 {
+    /* A fresh socket's send buffer takes these few bytes whole. */
+    if (t->preamble_len && send(t->io.fd, t->preamble, t->preamble_len, MSG_NOSIGNAL) != (ssize_t)t->preamble_len) {
+        finish(t, false, "cannot send the PROXY header");
+        return;
+    }
     if (t->tls_new) {
         t->ssl = t->tls_new(t->tls_arg, &t->addr);
         if (!t->ssl || !SSL_set_fd(t->ssl, t->io.fd)) {
@@ -491,6 +498,10 @@ struct hc_target *hc_add(struct hc_set *set, const struct hc_target_spec *spec)
     t->arg = spec->arg;
     t->tls_new = spec->tls_new;
     t->tls_arg = spec->tls_arg;
+    if (spec->preamble && spec->preamble_len <= sizeof t->preamble) {
+        memcpy(t->preamble, spec->preamble, spec->preamble_len);
+        t->preamble_len = spec->preamble_len;
+    }
     t->st = spec->initial;
     t->io.fd = -1;
     if (!t->group || !t->subject || (t->type == HEALTH_HTTP && !(t->req = build_request(h, &t->addr, &t->req_len)))) {

@@ -72,7 +72,13 @@ struct hc_target_spec {
      * handshake completes. The tier's tls_arg must outlive the target. */
     struct ssl_st *(*tls_new)(void *tls_arg, const struct sl_addr *addr);
     void *tls_arg;
+    /* Optional: bytes written as they are the moment the connect succeeds,
+     * before TLS and the request (copied, at most HEALTH_PREAMBLE_MAX): a
+     * PROXY protocol header for a backend that requires one. */
+    const void *preamble;
+    size_t preamble_len;
 };
+#define HEALTH_PREAMBLE_MAX 64
 
 struct hc_set;
 struct hc_target;

@@ -164,6 +164,7 @@ struct lrow {
     uint64_t connections, requests, responses[6], rejected, no_backend, timeouts, bytes_received, bytes_sent, active;
     uint64_t underscore_dropped[2], body_timeouts;
     uint64_t h2_connections, h2_streams, h2_flood_closes[6];
+    uint64_t proxy_headers[4];
 };
 
 static const struct metric_label_values code_labels = {"code", {"1xx", "2xx", "3xx", "4xx", "5xx", "other"}, 6};
@@ -171,6 +172,8 @@ static const struct metric_label_values result_labels = {"result", {"ok", "faile
 static const struct metric_label_values direction_labels = {"direction", {"request", "response"}, 2};
 static const struct metric_label_values flood_labels = {
     "kind", {"reset", "ping", "settings", "empty_frames", "continuation", "ack_queue"}, 6};
+static const struct metric_label_values proxy_header_labels = {
+    "result", {"accepted", "untrusted", "invalid", "timeout"}, 4};
 
 /* Bytes convention (see docs/admin-api.md): bytes as Sluice's own sockets
  * send and receive them, in each direction separately, heads and bodies
@@ -269,6 +272,11 @@ static const struct metric_row_family listener_families[] = {
      "(rapid reset), PING, SETTINGS or empty DATA frames past the http2.max_* budgets, more CONTINUATION frames "
      "than http2.max_continuations, or acknowledgements queued for a client that does not read.",
      offsetof(struct lrow, h2_flood_closes), &flood_labels},
+    {"sluice_listener_proxy_headers_total", "counter",
+     "PROXY protocol headers on listeners with proxy_protocol, by result: accepted, untrusted (the peer is "
+     "not in trusted_proxies; closed before reading), invalid (malformed, of a version not accepted, or no "
+     "header), timeout (not complete within timeouts.client_header).",
+     offsetof(struct lrow, proxy_headers), &proxy_header_labels},
 };
 
 
@@ -321,6 +329,7 @@ static void fill_lrow(const struct pool_view *v, size_t l, struct lrow *r)
     r->h2_connections = in.h2_connections;
     r->h2_streams = in.h2_streams;
     memcpy(r->h2_flood_closes, in.h2_flood_closes, sizeof r->h2_flood_closes);
+    memcpy(r->proxy_headers, in.proxy_headers, sizeof r->proxy_headers);
 }
 
 static void brow_labels(struct strbuf *s, const void *row)

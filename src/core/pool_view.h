@@ -84,6 +84,7 @@ struct pool_listener_info {
     uint64_t body_timeouts;
     uint64_t h2_connections, h2_streams;
     uint64_t h2_flood_closes[6];  /* reset, ping, settings, empty_frames, continuation, ack_queue */
+    uint64_t proxy_headers[4];    /* PROXY protocol: accepted, untrusted, invalid, timeout */
 };
 
 /* Traffic through one backend. */

@@ -368,8 +368,8 @@ static void conn_close(struct h2_conn *c)
     ev_defer_free(c->w->loop, c, conn_free);
 }
 
-void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char *peer_ip, const void *already_read,
-                   size_t n)
+void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char *peer_ip,
+                   const struct conn_origin *origin, const void *already_read, size_t n)
 {
     struct worker *w = l->w;
     struct h2_conn *c = calloc(1, sizeof *c);
@@ -387,6 +387,7 @@ void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char
     c->l = l;
     c->tr = *tr;
     snprintf(c->peer_ip, sizeof c->peer_ip, "%s", peer_ip);
+    c->origin = *origin;
     if (n)
         buf_append(&c->rbuf, already_read, n);
     atomic_fetch_add_explicit(&l->ctr->h2_connections, 1, memory_order_relaxed);

@@ -41,6 +41,7 @@
 #include "proxy/h2_session.h"
 #include "proxy/http_carrier.h"
 #include "proxy/http_txn.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/transport.h"
 #include "proxy/worker.h"
 
@@ -93,6 +94,7 @@ struct h2_conn {
     struct ev_io io;
     struct ev_timer timer;       /* idle (no stream), linger after GOAWAY */
     char peer_ip[48];
+    struct conn_origin origin;   /* the client and the address it came to (proxy/proxy_protocol.h) */
     struct h2_session s;
     struct buf rbuf;             /* read from the client, not yet fed */
     struct buf wbuf;             /* frames gathered for one write */
@@ -112,11 +114,11 @@ struct h2_conn {
 
 /* Take over an accepted client connection (see the header comment):
  * tr is copied and owned from here, peer_ip the client's address as
- * text, already_read[0..n) the bytes read from it so far (the preface
+ * text, origin its addresses (copied), already_read[0..n) the bytes read from it so far (the preface
  * and whatever came with it; NULL, 0 after a TLS handshake). On failure
  * the connection is closed. */
-void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char *peer_ip, const void *already_read,
-                   size_t n);
+void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char *peer_ip,
+                   const struct conn_origin *origin, const void *already_read, size_t n);
 
 /* The connection's step: see the header comment. */
 void h2_conn_run(struct h2_conn *c);

@@ -289,6 +289,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *c, int32_t id)
     st->cr.w = c->w;
     st->cr.l = c->l;
     st->cr.peer_ip = c->peer_ip;
+    st->cr.origin = &c->origin;
     st->cr.tr = &c->tr; /* X-Forwarded-Proto and the access log's TLS fields */
     st->cr.scratch = &http_listener_of(c->l)->scratch;
     http_txn_init(&st->txn, &st->cr);

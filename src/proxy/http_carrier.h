@@ -43,6 +43,8 @@
 #include "proxy/transport.h"
 #include "proxy/worker.h"
 
+struct conn_origin;
+
 #define HTTP_HEAD_SLACK 2048 /* room for the headers the proxy adds */
 
 struct http_carrier;
@@ -90,6 +92,7 @@ struct http_carrier {
     struct worker *w;
     struct listener_rt *l;           /* the listener the client came in on */
     const char *peer_ip;             /* the client's address, as text */
+    const struct conn_origin *origin; /* the client's and the local address (proxy/proxy_protocol.h) */
     const struct transport *tr;      /* the client's transport (an HTTP/2 stream: its connection's):
                                       * TLS or not, for X-Forwarded-Proto and the access log */
     struct http1_message *scratch;   /* a parse target, valid during one call */

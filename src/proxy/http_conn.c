@@ -19,6 +19,7 @@
 #include "proxy/error_pages.h"
 #include "proxy/proto.h"
 #include "proxy/tls.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/toa_lookup.h"
 
 #define LINGER_MS 2000
@@ -432,7 +433,7 @@ void http_conn_switch_to_h2(struct http_conn *c)
     memcpy(peer_ip, c->peer_ip, sizeof peer_ip);
     /* The bytes read so far move to the new connection (copied): this one
      * is freed after this batch of events, its buffer with it. */
-    h2_conn_adopt(l, &tr, peer_ip, buf_len(&c->cr.in) ? buf_head(&c->cr.in) : NULL, buf_len(&c->cr.in));
+    h2_conn_adopt(l, &tr, peer_ip, &c->origin, buf_len(&c->cr.in) ? buf_head(&c->cr.in) : NULL, buf_len(&c->cr.in));
     http_conn_hand_over(c);
 }
 
@@ -751,6 +752,59 @@ static const struct http_carrier_ops http1_carrier_ops = {
     .tunnel = carrier_tunnel,
 };
 
+/* The rest of the accept, once the client is known (proxy_protocol.h). */
+static void http_adopt(struct listener_rt *l, int fd, const struct conn_origin *o)
+{
+    struct worker *w = l->w;
+    /* A response that leaves in two writes (head, then body once the
+     * backend sends it) must not wait for the client's delayed ACK. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->l = l;
+    if (!l->tls) {
+        transport_plain(&c->tr, fd);
+    } else if (transport_tls_server(&c->tr, fd, l->tls) < 0) {
+        close(fd);
+        free(c);
+        return;
+    } else {
+        c->tls_handshaking = true;
+    }
+    c->state = C_READ_HEAD;
+    c->origin = *o;
+    struct sockaddr_storage toa_client;
+    if (l->cfg->client_toa && !o->from_header && toa_client_of(l->cfg, fd, &toa_client))
+        c->origin.client = toa_client;
+    struct sockaddr_storage *ss = &c->origin.client;
+    addr_ip_string((struct sockaddr *)ss, c->peer_ip, sizeof c->peer_ip);
+    if (ss->ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
+        memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
+    ev_timer_init(&c->timer, conn_timeout, c);
+    ev_slow_init(&c->hs_slow, handshake_turn, c);
+    c->cr.ops = &http1_carrier_ops;
+    c->cr.w = w;
+    c->cr.l = l;
+    c->cr.peer_ip = c->peer_ip;
+    c->cr.origin = &c->origin;
+    c->cr.tr = &c->tr;
+    c->cr.scratch = &http_listener_of(l)->scratch;
+    http_txn_init(&c->txn, &c->cr);
+    all_add(c);
+    ev_io_init(&c->io, fd, client_event, c);
+    worker_conn_opened(w, l);
+    atomic_fetch_add_explicit(&l->ctr->connections, 1, memory_order_relaxed);
+    c->head_deadline = ev_now(w->loop) + l->cfg->timeouts.client_header_ms;
+    http_conn_set_timer(c, l->tls ? l->cfg->tls->handshake_timeout_ms : l->cfg->timeouts.client_header_ms);
+    idle_add(c);
+    ev_io_set(w->loop, &c->io, transport_events(&c->tr, EPOLLIN));
+}
+
 static void http_accept(struct listener_rt *l)
 {
     struct worker *w = l->w;
@@ -772,50 +826,7 @@ static void http_accept(struct listener_rt *l)
         }
         if (full)
             http_evict_idle(l);
-        /* A response that leaves in two writes (head, then body once the
-         * backend sends it) must not wait for the client's delayed ACK. */
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct http_conn *c = calloc(1, sizeof *c);
-        if (!c) {
-            close(fd);
-            return;
-        }
-        c->w = w;
-        c->l = l;
-        if (!l->tls) {
-            transport_plain(&c->tr, fd);
-        } else if (transport_tls_server(&c->tr, fd, l->tls) < 0) {
-            close(fd);
-            free(c);
-            return;
-        } else {
-            c->tls_handshaking = true;
-        }
-        c->state = C_READ_HEAD;
-        struct sockaddr_storage toa_client;
-        if (l->cfg->client_toa && toa_client_of(l->cfg, fd, &toa_client))
-            ss = toa_client;
-        addr_ip_string((struct sockaddr *)&ss, c->peer_ip, sizeof c->peer_ip);
-        if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
-            memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
-        ev_timer_init(&c->timer, conn_timeout, c);
-        ev_slow_init(&c->hs_slow, handshake_turn, c);
-        c->cr.ops = &http1_carrier_ops;
-        c->cr.w = w;
-        c->cr.l = l;
-        c->cr.peer_ip = c->peer_ip;
-        c->cr.tr = &c->tr;
-        c->cr.scratch = &http_listener_of(l)->scratch;
-        http_txn_init(&c->txn, &c->cr);
-        all_add(c);
-        ev_io_init(&c->io, fd, client_event, c);
-        worker_conn_opened(w, l);
-        atomic_fetch_add_explicit(&l->ctr->connections, 1, memory_order_relaxed);
-        c->head_deadline = ev_now(w->loop) + l->cfg->timeouts.client_header_ms;
-        http_conn_set_timer(c, l->tls ? l->cfg->tls->handshake_timeout_ms : l->cfg->timeouts.client_header_ms);
-        idle_add(c);
-        ev_io_set(w->loop, &c->io, transport_events(&c->tr, EPOLLIN));
+        pp_accept(l, fd, &ss, http_adopt);
     }
 }
 

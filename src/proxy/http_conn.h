@@ -36,6 +36,7 @@
 #include "proxy/h2_conn.h"
 #include "proxy/http_carrier.h"
 #include "proxy/http_txn.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/transport.h"
 #include "proxy/worker.h"
 
@@ -62,6 +63,7 @@ struct http_conn {
     struct ev_timer timer;
     enum http_conn_state state;
     char peer_ip[48];
+    struct conn_origin origin;    /* the client (after a PROXY header) and the address it came to */
     /* The transaction's carrier: in (bytes from the client), out (bytes
      * the proxy generates for the client), client_eof, close_after, and
      * the calls of http1_carrier_ops. */

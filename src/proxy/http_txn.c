@@ -13,9 +13,11 @@
 #include "core/log.h"
 #include "lib/balance.h"
 #include "proxy/access_log.h"
+#include "proxy/forwarded_headers.h"
 #include "proxy/http_carrier.h"
 #include "proxy/http_route.h"
 #include "proxy/pool.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/tls.h"
 
 static void body_clock_start(struct http_txn *t);
@@ -159,7 +161,6 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
         rc |= fwd_put(f, m->authority.p, m->authority.len);
         rc |= fwd_puts(f, "\r\n");
     }
-    const struct http1_header *xff = NULL;
     /* tls.client_certificates.subject_header: only ever ours. The
      * client's field of that name goes, whether or not it presented a
      * certificate, so a backend trusting it cannot be lied to. */
@@ -187,10 +188,8 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
             continue; /* replaced by the target's authority above */
         if (name_is(h->name, "Content-Length"))
             continue; /* sent once, normalized, below */
-        if (name_is(h->name, "X-Forwarded-For")) {
-            xff = h; /* merged below, with the client's address last */
-            continue;
-        }
+        if (forwarded_header_is_ours(cr->l->cfg, h->name))
+            continue; /* rebuilt below, by the trust rule of forwarded_headers.h */
         if (name_is(h->name, "X-Forwarded-Proto"))
             continue; /* ours, not the client's, is the truth */
         if (subject_header && name_is(h->name, subject_header))
@@ -200,20 +199,9 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
         rc |= fwd_put(f, h->value.p, h->value.len);
         rc |= fwd_puts(f, "\r\n");
     }
-    rc |= fwd_puts(f, "X-Forwarded-For: ");
-    if (xff) {
-        /* Every X-Forwarded-For line, in order, joined by commas. */
-        for (size_t i = 0; i < m->n_headers; i++) {
-            const struct http1_header *h = &m->headers[i];
-            if (name_is(h->name, "X-Forwarded-For") && h->value.len) {
-                rc |= fwd_put(f, h->value.p, h->value.len);
-                rc |= fwd_puts(f, ", ");
-            }
-        }
-    }
-    rc |= fwd_puts(f, cr->peer_ip);
-    rc |= fwd_puts(f, cr->tr && transport_is_tls(cr->tr) ? "\r\nX-Forwarded-Proto: https\r\n"
-                                                         : "\r\nX-Forwarded-Proto: http\r\n");
+    rc |= forwarded_headers_put(f, cr, m);
+    rc |= fwd_puts(f, cr->tr && transport_is_tls(cr->tr) ? "X-Forwarded-Proto: https\r\n"
+                                                         : "X-Forwarded-Proto: http\r\n");
     struct tls_info tls;
     if (subject_header && cr->tr && transport_tls_info(cr->tr, &tls) && tls.client_subject) {
         rc |= fwd_puts(f, subject_header);
@@ -397,7 +385,7 @@ static void request_start_upstream(struct http_txn *t)
             atomic_fetch_add_explicit(&t->retry_from->ctr->retries, 1, memory_order_relaxed);
         t->retry_from = NULL;
         t->set_sticky = p->cfg->sticky_cookie && idx != t->sticky_idx;
-        struct upstream_conn *u = upstream_get(cr->w, p, b, upstream_event, t);
+        struct upstream_conn *u = upstream_get_for(cr->w, p, b, upstream_event, t, cr->origin);
         if (!u) {
             t->connect_timed_out = false;
             atomic_fetch_add_explicit(&b->ctr->connect_failures, 1, memory_order_relaxed);
@@ -848,6 +836,12 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
             return;
         }
         u->connecting = false;
+        struct pp_client_info ci = {.origin = cr->origin, .client_tr = cr->tr};
+        if (cr->origin && pp_send_to_backend(u->pool->cfg->send_proxy, u->tr.fd, &ci) < 0) {
+            upstream_failed(t, true, "cannot send the PROXY header");
+            http_carrier_progress(cr);
+            return;
+        }
         http_carrier_set_timer(cr, cr->l->cfg->timeouts.upstream_response_ms);
     }
     ev = transport_ready(&u->tr, ev);

@@ -252,10 +252,24 @@ void upstream_release(struct upstream_conn *u)
     ev_io_set(u->w->loop, &u->io, EPOLLIN);
 }
 
+static bool same_client(const struct conn_origin *a, const struct conn_origin *b)
+{
+    return memcmp(&a->client, &b->client, sizeof a->client) == 0 && memcmp(&a->local, &b->local, sizeof a->local) == 0;
+}
+
 struct upstream_conn *upstream_get(struct worker *w, struct pool_rt *p, struct backend_rt *b, ev_io_cb cb,
                                    void *owner)
 {
+    return upstream_get_for(w, p, b, cb, owner, NULL);
+}
+
+struct upstream_conn *upstream_get_for(struct worker *w, struct pool_rt *p, struct backend_rt *b, ev_io_cb cb,
+                                       void *owner, const struct conn_origin *client)
+{
     struct upstream_conn *u = b->idle;
+    if (p->cfg->send_proxy && client)
+        while (u && !same_client(&u->pp_client, client))
+            u = u->next_idle;
     if (u) {
         upstream_pool_remove(u);
         u->reused = true;
@@ -274,6 +288,8 @@ struct upstream_conn *upstream_get(struct worker *w, struct pool_rt *p, struct b
         u->pool = p;
         u->b = b;
         u->connecting = true;
+        if (client)
+            u->pp_client = *client;
         ev_io_init(&u->io, fd, cb, u);
     }
     u->io.cb = cb;

@@ -15,6 +15,7 @@
 #include "core/evloop.h"
 #include "lib/addr.h"
 #include "lib/buffer.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/transport.h"
 #include "proxy/worker.h"
 
@@ -55,6 +56,10 @@ struct upstream_conn {
     bool reused;                  /* came from the idle list */
     bool eof;                     /* the backend closed its side */
     struct buf in;                /* bytes from the backend */
+    /* send_proxy pools: the client the connection's PROXY header named.
+     * A header is said once per connection, so the connection may only
+     * ever carry that client's requests (upstream_get_for). */
+    struct conn_origin pp_client;
 };
 
 /* A pooled connection to b, or a new one (connecting). Its events go to
@@ -62,6 +67,12 @@ struct upstream_conn {
  * cannot be opened or connect() fails at once. */
 struct upstream_conn *upstream_get(struct worker *w, struct pool_rt *p, struct backend_rt *b, ev_io_cb cb,
                                    void *owner);
+/* The same for a request of client (NULL: any). In a send_proxy pool only
+ * a pooled connection opened for the same client (addresses both ways) is
+ * reused; a new one remembers the client. As HAProxy marks such
+ * connections private to their client. */
+struct upstream_conn *upstream_get_for(struct worker *w, struct pool_rt *p, struct backend_rt *b, ev_io_cb cb,
+                                       void *owner, const struct conn_origin *client);
 /* The owner is done and the connection is clean (no unread bytes, the
  * backend keeps it open): pool it, or close it if the backend's idle list
  * is full or the worker is draining. */

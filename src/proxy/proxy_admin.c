@@ -89,6 +89,8 @@ static void view_listener(void *arg, size_t l, struct pool_listener_info *r)
     r->h2_streams = atomic_load(&c.h2_streams);
     for (int k = 0; k < 6; k++)
         r->h2_flood_closes[k] = atomic_load(&c.h2_flood_closes[k]);
+    for (int k = 0; k < 4; k++)
+        r->proxy_headers[k] = atomic_load(&c.proxy_headers[k]);
 }
 
 static size_t view_n_pools(void *arg)

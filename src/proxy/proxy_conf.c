@@ -11,6 +11,7 @@
 #include "core/log_sink.h"
 #include "proxy/error_pages.h"
 #include "proxy/http2_conf.h"
+#include "proxy/proxy_protocol_conf.h"
 
 #define TOKEN_MAX_LEN 256
 
@@ -285,11 +286,11 @@ struct pool_state {
 
 enum {
     POK_NAME, POK_ALGORITHM, POK_HASH_KEY, POK_STICKY_COOKIE, POK_RETRIES, POK_KEEPALIVE,
-    POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS, POK_DISCOVERY, POK_TLS,
+    POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS, POK_DISCOVERY, POK_TLS, POK_SEND_PROXY,
 };
 static const char *const pool_keys[] = {
     "name",      "algorithm",  "hash_key",     "sticky_cookie", "retries", "keepalive",
-    "slow_start", "health_check", "passive",    "backends",      "discovery", "tls", NULL,
+    "slow_start", "health_check", "passive",    "backends",      "discovery", "tls", "send_proxy", NULL,
 };
 
 /* "client_ip" | "uri" | "header:NAME" | "cookie:NAME" */
@@ -367,6 +368,9 @@ static void pool_field(struct config_ctx *c, int key, const struct ynode *v, voi
         break;
     case POK_TLS:
         tls_upstream_parse(c, v, &p->tls);
+        break;
+    case POK_SEND_PROXY:
+        pp_conf_send_proxy(c, v, &p->send_proxy);
         break;
     }
 }
@@ -643,7 +647,7 @@ struct listener_state {
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
     LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2, LK_ERROR_PAGES,
-    LK_COUNT,
+    LK_CLIENT_ADDR_FIRST, LK_CLIENT_ADDR_LAST = LK_CLIENT_ADDR_FIRST + PPK_COUNT - 1, LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -663,6 +667,10 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_TLS] = "tls",
     [LK_HTTP2] = "http2",
     [LK_ERROR_PAGES] = "error_pages",
+    [LK_CLIENT_ADDR_FIRST + PPK_PROXY_PROTOCOL] = "proxy_protocol",
+    [LK_CLIENT_ADDR_FIRST + PPK_TRUSTED_PROXIES] = "trusted_proxies",
+    [LK_CLIENT_ADDR_FIRST + PPK_X_REAL_IP] = "x_real_ip",
+    [LK_CLIENT_ADDR_FIRST + PPK_FORWARDED] = "forwarded",
 };
 
 /* access_log: syslog... or journald... (core/log_sink.h). */
@@ -743,6 +751,9 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         st->error_pages = v;
         st->error_pages_line = config_key_line(c);
         break;
+    default: /* proxy_protocol, trusted_proxies, x_real_ip, forwarded */
+        pp_conf_listener_field(c, key - LK_CLIENT_ADDR_FIRST, v, &l->client_addr);
+        break;
     }
 }
 
@@ -791,6 +802,7 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
                       "only for http listeners (protocol is %s)", proto_names[l->proto]);
     if (st->http2_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->http2_line, "http2", "only for http listeners (protocol is %s)", proto_names[l->proto]);
+    pp_conf_check_listener(c, v, l);
     if (st->listen_line && cfg && cfg->admin_enabled && l->proto != PROTO_UDP && addr_equal(&l->addr, &cfg->admin_addr))
         config_err_in(c, st->listen_line, "listen", "address %s is already used by the admin API (admin.listen)",
                       l->addr.text);
@@ -956,6 +968,7 @@ static void free_listener(struct cfg_listener *l)
     free(l->toa_map);
     tls_conf_free(l->tls);
     error_pages_free(l->error_pages);
+    pp_conf_free(&l->client_addr);
 }
 
 static void proxy_conf_free(void *data)

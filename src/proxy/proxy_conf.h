@@ -38,6 +38,26 @@ struct cfg_backend {
     int line;
 };
 
+/* An address block of trusted_proxies: "10.0.0.0/8", "192.0.2.7", "2001:db8::/32". */
+struct cfg_cidr {
+    int family;          /* AF_INET or AF_INET6 */
+    uint8_t addr[16];    /* network byte order; 4 used for AF_INET */
+    uint8_t prefix;      /* bits */
+};
+
+/* The client's address in and out (proxy/proxy_protocol_conf.c, docs/configuration.md). */
+struct cfg_client_addr {
+    unsigned proxy_protocol;     /* "proxy_protocol": 0 = off, else PROXY_HDR_ACCEPT_* (lib/proxy_header.h) */
+    struct cfg_cidr *trusted;    /* "trusted_proxies" */
+    size_t n_trusted;
+    size_t n_trusted_items;      /* entries written, valid or not */
+    bool x_real_ip;              /* http: add X-Real-IP */
+    bool forwarded;              /* http: add RFC 7239 Forwarded */
+    int proxy_protocol_line, x_real_ip_line, forwarded_line;
+};
+
+enum send_proxy { SEND_PROXY_OFF, SEND_PROXY_V1, SEND_PROXY_V2 };
+
 struct cfg_passive {
     uint32_t max_fails;    /* consecutive connect failures or 5xx; default 3, 0 = off */
     uint32_t eject_ms;     /* first ejection, doubled on each repeat; default 10s */
@@ -61,6 +81,7 @@ struct cfg_pool {
      * (core/discovery_conf.h); NULL for a pool with a fixed list. */
     struct cfg_discovery *discovery;
     struct cfg_pool_tls tls;       /* "tls:": TLS to the backends (proxy/tls_upstream.h) */
+    enum send_proxy send_proxy;    /* "send_proxy": a PROXY header on every backend connection */
     int line;
 };
 
@@ -138,6 +159,7 @@ struct cfg_listener {
     struct cfg_tls *tls;         /* "tls:": http and tcp listeners; NULL = plain (proxy/tls_conf.h) */
     struct cfg_http2 http2;      /* http only */
     struct cfg_error_pages *error_pages; /* "error_pages:", http only; NULL = none (proxy/error_pages.h) */
+    struct cfg_client_addr client_addr; /* proxy_protocol, trusted_proxies, x_real_ip, forwarded */
     int line;
 };
 

@@ -7,6 +7,7 @@
 
 #include "core/health.h"
 #include "core/log.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/tls_upstream.h"
 
 /* A TLS pool's checks: the client context they take SSLs from. */
@@ -96,6 +97,9 @@ static struct hc_target *add_target(struct proxy_health *ph, size_t pool, size_t
         spec.tls_new = check_ssl;
         spec.tls_arg = &ph->tls[pool];
     }
+    uint8_t preamble[HEALTH_PREAMBLE_MAX];
+    spec.preamble_len = pp_check_header(p->send_proxy, preamble, sizeof preamble);
+    spec.preamble = preamble;
     status_of(&ph->sh->backends[g], &spec.initial);
     return hc_add(ph->set, &spec);
 }

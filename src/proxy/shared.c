@@ -113,6 +113,8 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
         atomic_fetch_add(&out->h2_streams, atomic_load(&c->h2_streams));
         for (int k = 0; k < 6; k++)
             atomic_fetch_add(&out->h2_flood_closes[k], atomic_load(&c->h2_flood_closes[k]));
+        for (int k = 0; k < 4; k++)
+            atomic_fetch_add(&out->proxy_headers[k], atomic_load(&c->proxy_headers[k]));
     }
 }
 
@@ -145,6 +147,8 @@ static void carry_over_listeners(struct shared_state *dst, const struct proxy_co
             atomic_fetch_add(&d->h2_streams, atomic_load(&sum.h2_streams));
             for (int kind = 0; kind < 6; kind++)
                 atomic_fetch_add(&d->h2_flood_closes[kind], atomic_load(&sum.h2_flood_closes[kind]));
+            for (int r = 0; r < 4; r++)
+                atomic_fetch_add(&d->proxy_headers[r], atomic_load(&sum.proxy_headers[r]));
             /* active is a gauge: the new workers count their own. */
             break;
         }

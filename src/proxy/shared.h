@@ -98,6 +98,7 @@ struct listener_counters {
     _Atomic uint64_t h2_connections;  /* client connections that spoke HTTP/2 */
     _Atomic uint64_t h2_streams;      /* HTTP/2 requests with a well-formed head */
     _Atomic uint64_t h2_flood_closes[6]; /* by enum h2_flood (proxy/h2_session.h) */
+    _Atomic uint64_t proxy_headers[4]; /* by enum pp_result (proxy/proxy_protocol.h) */
 };
 
 struct shared_worker {

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "proxy/pool.h"
 #include "proxy/proto.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/stream.h"
 #include "proxy/tls.h"
 #include "proxy/transport.h"
@@ -78,6 +79,7 @@ struct tcp_conn {
     uint64_t to_client;            /* bytes relayed to the client, for the access log */
     uint64_t started_us;
     struct sockaddr_storage peer;  /* the client */
+    struct conn_origin origin;     /* the client (after a PROXY header) and the address it came to */
     char *bufmem;                  /* both directions' buffers, one allocation */
     struct relay_dir up;           /* client -> backend */
     struct relay_dir down;         /* backend -> client */
@@ -364,6 +366,11 @@ static void tcp_connect_event(struct tcp_conn *c, uint32_t ev)
             return;
         }
         c->backend_tcp_up = true;
+        struct pp_client_info ci = {.origin = &c->origin, .client_tr = &c->client};
+        if (pp_send_to_backend(c->p->cfg->send_proxy, c->backend.fd, &ci) < 0) {
+            tcp_connect_failed(c, errno);
+            return;
+        }
     }
     if (transport_is_tls(&c->backend)) {
         int r = transport_tls_handshake(&c->backend);
@@ -641,8 +648,10 @@ static void tcp_timer_cb(struct ev_loop *loop, struct ev_timer *t)
     ev_timer_start(loop, t, c->last_active + idle - now);
 }
 
-static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_storage *ss)
+/* The rest of the accept, once the client is known (proxy_protocol.h). */
+static void tcp_conn_start(struct listener_rt *l, int fd, const struct conn_origin *o)
 {
+    const struct sockaddr_storage *ss = &o->client;
     struct worker *w = l->w;
     struct tcp_conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -667,6 +676,7 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct sockaddr_
     c->key_hash = stream_pick_key(c->p, ss);
     c->started_us = stream_now_us();
     c->peer = *ss;
+    c->origin = *o;
     dir_init(&c->up);
     dir_init(&c->down);
     ev_io_init(&c->cio, fd, tcp_client_cb, c);
@@ -714,7 +724,7 @@ static void tcp_accept(struct listener_rt *l)
                 log_warn("tcp %s: accept: %s", l->cfg->name, strerror(err));
             return;
         }
-        tcp_conn_start(l, fd, &ss);
+        pp_accept(l, fd, &ss, tcp_conn_start);
     }
 }
 

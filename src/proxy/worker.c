@@ -20,6 +20,7 @@
 #include "proxy/access_log.h"
 #include "proxy/pool.h"
 #include "proxy/proto.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/tls.h"
 
 #define TICK_MS 100
@@ -431,6 +432,7 @@ int worker_main(const struct proxy_conf *cfg, struct shared_state *sh, uint32_t 
         if (l->ops->shutdown)
             l->ops->shutdown(l); /* idle or not: the worker is exiting */
     }
+    pp_shutdown(&w); /* connections still waiting for their PROXY header */
     pool_sweep_idle(&w);
 out:
     worker_free(&w);

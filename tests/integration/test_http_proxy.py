@@ -363,7 +363,9 @@ def test_101_without_upgrade_request_is_502(sluice, raw_servers):
 
 def test_forwarded_headers_and_hop_by_hop(sluice, backends):
     b, = backends(1)
-    proxy = start_proxy(sluice, {"app": [b.address]})
+    # The client is a trusted proxy: its X-Forwarded-For is appended to
+    # (from anyone else it is replaced: test_proxy_protocol.py).
+    proxy = start_proxy(sluice, {"app": [b.address]}, listener_extra={"trusted_proxies": "[127.0.0.1]"})
     with HttpClient(proxy.port) as c:
         c.send(b"GET /h HTTP/1.1\r\nHost: example.test\r\n"
                b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.1, 198.51.100.2\r\n"
