@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "lib/addr.h"
 #include "proxy/proto.h"
+#include "proxy/ratelimit_http.h"
 #include "proxy/tls.h"
 #include "proxy/toa_lookup.h"
 
@@ -113,6 +114,7 @@ static const char *status_text(int status)
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
@@ -142,11 +144,13 @@ static void http_conn_send_error(struct http_conn *c, int status, const char *re
     }
     char body[256];
     int blen = snprintf(body, sizeof body, "%d %s: %s\n", status, status_text(status), reason);
-    char head[256];
+    char head[256], retry_after[32] = "";
+    if (c->txn.retry_after_s)
+        snprintf(retry_after, sizeof retry_after, "Retry-After: %u\r\n", c->txn.retry_after_s);
     int hlen = snprintf(head, sizeof head,
                         "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                        "Connection: close\r\nServer: sluice\r\n\r\n",
-                        status, status_text(status), blen);
+                        "%sConnection: close\r\nServer: sluice\r\n\r\n",
+                        status, status_text(status), blen, retry_after);
     c->cr.out.start = c->cr.out.end = 0; /* nothing else is owed to the client */
     buf_append(&c->cr.out, head, (size_t)hlen);
     if (c->txn.method != HTTP1_M_HEAD)
@@ -280,6 +284,7 @@ static void http_conn_close(struct http_conn *c)
         http_txn_detach_upstream(&c->txn, false);
     conn_unhook(c);
     transport_close(&c->tr, false);
+    ratelimit_conn_release(&c->rl_hold);
     worker_conn_closed(c->w, c->l);
     ev_defer_free(c->w->loop, c, conn_free);
 }
@@ -414,7 +419,8 @@ void http_conn_switch_to_h2(struct http_conn *c)
     memcpy(peer_ip, c->peer_ip, sizeof peer_ip);
     /* The bytes read so far move to the new connection (copied): this one
      * is freed after this batch of events, its buffer with it. */
-    h2_conn_adopt(l, &tr, peer_ip, buf_len(&c->cr.in) ? buf_head(&c->cr.in) : NULL, buf_len(&c->cr.in));
+    h2_conn_adopt(l, &tr, peer_ip, buf_len(&c->cr.in) ? buf_head(&c->cr.in) : NULL, buf_len(&c->cr.in),
+                  &c->rl_hold);
     http_conn_hand_over(c);
 }
 
@@ -781,6 +787,11 @@ static void http_accept(struct listener_rt *l)
         addr_ip_string((struct sockaddr *)&ss, c->peer_ip, sizeof c->peer_ip);
         if (ss.ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
             memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
+        if (!ratelimit_conn_admit(l, c->peer_ip, &c->rl_hold)) {
+            transport_close(&c->tr, true);
+            free(c);
+            continue;
+        }
         ev_timer_init(&c->timer, conn_timeout, c);
         ev_slow_init(&c->hs_slow, handshake_turn, c);
         c->cr.ops = &http1_carrier_ops;

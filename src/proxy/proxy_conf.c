@@ -117,6 +117,7 @@ static void listener_defaults(struct cfg_listener *l)
     l->access_log_format = ACCESS_LOG_COMBINED;
     l->splice = true;
     http2_conf_defaults(&l->http2);
+    conn_limit_defaults(&l->conn_limit);
 }
 
 static void parse_workers(struct config_ctx *c, const struct ynode *v, struct proxy_conf *pc)
@@ -632,14 +633,16 @@ static void parse_limits(struct config_ctx *c, const struct ynode *v, struct cfg
 struct listener_state {
     const struct proxy_conf_state *ps;
     struct cfg_listener *l;
-    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line;
+    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line, rate_limits_line,
+        conn_limit_line;
     const struct ynode *routes; /* parsed once the protocol is known */
     const struct ynode *tls;    /* the same */
 };
 
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
-    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2, LK_COUNT,
+    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2,
+    LK_RATE_LIMITS, LK_CONN_LIMIT, LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -658,6 +661,8 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_ALLOW_UNDERSCORES] = "allow_underscores_in_headers",
     [LK_TLS] = "tls",
     [LK_HTTP2] = "http2",
+    [LK_RATE_LIMITS] = "rate_limits",
+    [LK_CONN_LIMIT] = "connection_limit",
 };
 
 static void listener_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -723,6 +728,14 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         st->http2_line = config_key_line(c);
         parse_http2(c, v, &l->http2);
         break;
+    case LK_RATE_LIMITS:
+        st->rate_limits_line = config_key_line(c);
+        parse_rate_limits(c, v, &l->rate_limits, &l->n_rate_limits);
+        break;
+    case LK_CONN_LIMIT:
+        st->conn_limit_line = config_key_line(c);
+        parse_conn_limit(c, v, &l->conn_limit);
+        break;
     }
 }
 
@@ -763,6 +776,11 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
                       "only for http listeners (protocol is %s)", proto_names[l->proto]);
     if (st->http2_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->http2_line, "http2", "only for http listeners (protocol is %s)", proto_names[l->proto]);
+    if (st->rate_limits_line && l->proto != PROTO_HTTP)
+        config_err_in(c, st->rate_limits_line, "rate_limits", "only for http listeners (protocol is %s)",
+                      proto_names[l->proto]);
+    if (st->conn_limit_line && l->proto == PROTO_UDP)
+        config_err_in(c, st->conn_limit_line, "connection_limit", "only for http and tcp listeners (protocol is udp)");
     if (st->listen_line && cfg && cfg->admin_enabled && l->proto != PROTO_UDP && addr_equal(&l->addr, &cfg->admin_addr))
         config_err_in(c, st->listen_line, "listen", "address %s is already used by the admin API (admin.listen)",
                       l->addr.text);
@@ -927,6 +945,7 @@ static void free_listener(struct cfg_listener *l)
     free(l->access_log);
     free(l->toa_map);
     tls_conf_free(l->tls);
+    rate_limits_free(l->rate_limits, l->n_rate_limits);
 }
 
 static void proxy_conf_free(void *data)

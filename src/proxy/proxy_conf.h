@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/discovery_conf.h"
 #include "core/health_conf.h"
+#include "proxy/ratelimit_conf.h"
 #include "proxy/tls_conf.h"
 #include "proxy/tls_openssl.h"
 #include "proxy/tls_upstream.h"
@@ -135,6 +136,9 @@ struct cfg_listener {
                                   * header fields whose name has '_' are dropped */
     struct cfg_tls *tls;         /* "tls:": http and tcp listeners; NULL = plain (proxy/tls_conf.h) */
     struct cfg_http2 http2;      /* http only */
+    struct cfg_rate_limit *rate_limits; /* "rate_limits:", http only (proxy/ratelimit_conf.h) */
+    size_t n_rate_limits;
+    struct cfg_conn_limit conn_limit;   /* "connection_limit:", http and tcp; max 0 = off */
     int line;
 };
 
