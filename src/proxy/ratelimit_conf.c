@@ -59,7 +59,7 @@ static void parse_key(struct config_ctx *c, const struct ynode *v, enum rl_key_k
             /* A field name is a token (RFC 9110 5.1); names are compared
              * case-insensitively, so any spelling will do. */
             if (!config_is_name_char(*p)) {
-                config_err_at(c, v->line, "header name %s is not a valid field name", config_shown_str(c, s + 7));
+                config_err_at(c, v->line, "header name \"%s\" is not a valid field name", config_shown_str(c, s + 7));
                 return;
             }
         }
@@ -67,7 +67,7 @@ static void parse_key(struct config_ctx *c, const struct ynode *v, enum rl_key_k
         config_set_str(header, s + 7);
         return;
     }
-    config_err_at(c, v->line, "expected client_ip or header:NAME, got %s", config_shown_str(c, s));
+    config_err_at(c, v->line, "expected client_ip or header:NAME, got \"%s\"", config_shown_str(c, s));
 }
 
 static void parse_status(struct config_ctx *c, const struct ynode *v, int *status)
@@ -81,7 +81,7 @@ static void parse_status(struct config_ctx *c, const struct ynode *v, int *statu
     else if (config_parse_u32(s, &n) == 0 && n >= 400 && n <= 599)
         *status = (int)n;
     else
-        config_err_at(c, v->line, "expected an HTTP status (400-599) or close, got %s", config_shown_str(c, s));
+        config_err_at(c, v->line, "expected an HTTP status (400-599) or close, got \"%s\"", config_shown_str(c, s));
 }
 
 static void rate_limit_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -98,7 +98,7 @@ static void rate_limit_field(struct config_ctx *c, int key, const struct ynode *
     case RLK_RATE:
         s = config_scalar(c, v, "a rate such as 10r/s or 600r/m");
         if (s && ratelimit_parse_rate(s, &r->rate, &r->per_minute, &why) < 0)
-            config_err_at(c, v->line, "%s, got %s", why, config_shown_str(c, s));
+            config_err_at(c, v->line, "%s, got \"%s\"", why, config_shown_str(c, s));
         break;
     case RLK_BURST:
         config_get_uint(c, v, 0, RL_MAX_BURST, &r->burst);
@@ -173,7 +173,7 @@ static void conn_limit_field(struct config_ctx *c, int key, const struct ynode *
         /* Only the address: a connection has no request header yet. */
         s = config_scalar(c, v, "client_ip");
         if (s && strcmp(s, "client_ip") != 0)
-            config_err_at(c, v->line, "expected client_ip (connections are counted per client address), got %s",
+            config_err_at(c, v->line, "expected client_ip (connections are counted per client address), got \"%s\"",
                           config_shown_str(c, s));
         break;
     case CLK_MAX:
