@@ -249,3 +249,39 @@ def test_connection_limit_tcp(proxy):
     finally:
         for s in held:
             s.close()
+
+
+@pytest.mark.skipif(not shutil.which("nghttp"), reason="needs nghttp")
+def test_http2_status_close_resets_the_stream(proxy):
+    port, aport, b = proxy("    rate_limits:\n      - { name: once, rate: 1r/m, status: close }\n")
+    url = "http://127.0.0.1:%d/" % port
+    # Two streams on one HTTP/2 connection: one is served, the other reset;
+    # the connection stays up for the served one.
+    p = subprocess.run(["nghttp", "-nv", url + "a", url + "b"], capture_output=True, timeout=30)
+    out = p.stdout.decode()
+    assert len(re.findall(r"recv RST_STREAM frame", out)) == 1, out
+    assert len(re.findall(r":status: 200", out)) == 1, out
+    assert metric(aport, "sluice_ratelimit_requests_total", listener="web", limit="once", result="rejected") == 1
+
+
+def test_reload_keeps_buckets_of_an_unchanged_limit(sluice, backends):
+    b, = backends(1)
+    port, aport = free_port(), free_port()
+    limit = "    rate_limits:\n      - { name: slow, rate: %s, burst: 1 }\n"
+    proxy = sluice(config(port, aport, b, limit % "1r/m"), wait_ports=[port, aport], workers=2)
+    assert [request(port)[0] for _ in range(3)] == [200, 200, 429]
+
+    def reload(text):
+        before = metric(aport, "sluice_reloads_total")
+        proxy.reload(text)
+        assert wait_for(lambda: metric(aport, "sluice_reloads_total") > before, timeout=20)
+
+    # Same limit, another log level: the full bucket stays full, the counters go on.
+    reload(config(port, aport, b, limit % "1r/m").replace("level: info", "level: warn"))
+    assert request(port)[0] == 429
+    labels = dict(listener="web", limit="slow")
+    assert metric(aport, "sluice_ratelimit_requests_total", result="passed", **labels) == 2
+    assert metric(aport, "sluice_ratelimit_requests_total", result="rejected", **labels) == 2
+    # A new rate: the buckets start empty.
+    reload(config(port, aport, b, limit % "2r/m"))
+    assert request(port)[0] == 200
