@@ -43,9 +43,10 @@ def proxy(sluice, backends):
         b, = backends(1)
         port, aport = free_port(), free_port()
         sluice(config(port, aport, b, listener_extra, **kw), wait_ports=[port, aport], workers=2)
-        # Waiting for the port opened a connection: gone before a test
-        # counts its own against a connection limit.
-        assert wait_for(lambda: metric(aport, "sluice_listener_active_connections", listener="web") == 0)
+        # Waiting for the port opened a connection: accepted and gone
+        # before a test counts its own against a connection limit.
+        assert wait_for(lambda: metric(aport, "sluice_listener_connections_total", listener="web") >= 1 and
+                        metric(aport, "sluice_listener_active_connections", listener="web") == 0)
         return port, aport, b
     return make
 
