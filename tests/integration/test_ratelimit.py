@@ -286,3 +286,51 @@ def test_reload_keeps_buckets_of_an_unchanged_limit(sluice, backends):
     # A new rate: the buckets start empty.
     reload(config(port, aport, b, limit % "2r/m"))
     assert request(port)[0] == 200
+
+
+def test_connection_limit_tls_and_http2_handover(proxy, tmp_path):
+    """On a TLS listener: the connection over the limit is reset before its
+    handshake; a connection that turned to HTTP/2 (ALPN h2) keeps its count
+    and gives it back when it closes."""
+    import ssl
+    from tls_certs import CertAuthority
+    ca = CertAuthority(tmp_path / "pki")
+    leaf = ca.issue(["localhost"])
+    port, aport, b = proxy("    connection_limit: { max: 1 }\n    tls:\n      certificates:\n"
+                           "        - { cert: %s, key: %s }\n" % (leaf.chain, leaf.key))
+    ctx = ssl.create_default_context(cafile=ca.cert)
+    ctx.set_alpn_protocols(["h2"])
+
+    def handshake():
+        """A TLS connection, or None if the proxy reset it (the reset may
+        come before connect() returns)."""
+        raw = None
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            return ctx.wrap_socket(raw, server_hostname="localhost")
+        except (ssl.SSLError, OSError):
+            if raw:
+                raw.close()
+            return None
+
+    first = handshake()
+    assert first is not None and first.selected_alpn_protocol() == "h2"
+    # The preface and an empty SETTINGS: the server's SETTINGS back means an
+    # HTTP/2 connection took the HTTP/1 one's place (and its count).
+    first.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    assert first.recv(9)[3:4] == b"\x04"
+    try:
+        # The HTTP/2 connection holds the one place.
+        assert handshake() is None
+        assert metric(aport, "sluice_connlimit_connections_total", listener="web", result="rejected") == 1
+    finally:
+        first.close()
+
+    def served():
+        s = handshake()
+        if s is None:
+            return False
+        s.close()
+        return True
+    # Once the proxy has seen it close, its place is free again.
+    assert wait_for(served, timeout=10, interval=0.1)
