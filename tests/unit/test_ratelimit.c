@@ -14,6 +14,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "config_expect.h"
 #include "proxy/ratelimit.h"
@@ -215,6 +218,56 @@ static void test_no_limits_no_region(void **state)
     config_free(cfg);
 }
 
+/* Two processes (as two workers) on the same keys at once: the slot locks
+ * make the counts exact. At a fixed `now` a bucket admits burst + 1, however
+ * the takes interleave; connection counts taken and given back end at 0. */
+static void test_two_processes_share_exactly(void **state)
+{
+    struct sl_config *cfg = cfg_with("    rate_limits:\n      - { name: r, rate: 1r/m, burst: 9999, max_keys: 64 }\n"
+                                     "    connection_limit: { max: 1000000, max_keys: 64 }\n");
+    bool failed;
+    struct ratelimit_region *r = ratelimit_create(proxy_conf(cfg), &failed);
+    struct rl_table *rate = ratelimit_table(r, 0, 0), *conns = ratelimit_table(r, 0, 1);
+    enum { KEYS = 2, TAKES = 200000, ROUNDS = 200000 };
+    /* Both start together: a flag in shared memory they wait on. */
+    _Atomic int *go = mmap(NULL, sizeof *go, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(go != MAP_FAILED);
+    atomic_store(go, 0);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            while (!atomic_load(go))
+                ;
+            uint64_t wait, admitted = 0;
+            for (int i = 0; i < TAKES; i++)
+                admitted += ratelimit_take(rate, (uint64_t)(i % KEYS + 1) << 20, NOW0, &wait);
+            struct rl_hold h;
+            for (int i = 0; i < ROUNDS; i++) {
+                if (!ratelimit_conn_acquire(conns, (uint64_t)(i % KEYS + 1) << 20, 1000000, &h))
+                    _exit(1);
+                ratelimit_conn_release(&h);
+            }
+            atomic_fetch_add(&rate->ctr.passed, admitted);
+            _exit(0);
+        }
+    }
+    atomic_store(go, 1);
+    for (int k = 0; k < 2; k++) {
+        int st;
+        assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    munmap(go, sizeof *go);
+    /* 2 * 200000 offered over 2 keys: burst + 1 = 10000 each */
+    assert_int_equal(atomic_load(&rate->ctr.passed), KEYS * 10000);
+    for (uint32_t i = 0; i <= conns->mask; i++)
+        assert_int_equal(conns->slots[i].conns, 0);
+    ratelimit_destroy(r);
+    config_free(cfg);
+}
+
 /* ---- configuration ---- */
 
 static void test_rate_syntax(void **state)
@@ -335,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_full_table_evicts_closest_to_drained),
         cmocka_unit_test(test_connection_counts),
         cmocka_unit_test(test_carry_over),
+        cmocka_unit_test(test_two_processes_share_exactly),
         cmocka_unit_test(test_no_limits_no_region),
         cmocka_unit_test(test_rate_syntax),
         cmocka_unit_test(test_config_values),
