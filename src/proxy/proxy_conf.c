@@ -428,8 +428,8 @@ static void parse_pools(struct config_ctx *c, struct proxy_conf *cfg, const stru
  * listeners[].routes
  */
 
-enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL };
-static const char *const route_keys[] = { "host", "path_prefix", "pool", NULL };
+enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL, RTK_RATE_LIMITS };
+static const char *const route_keys[] = { "host", "path_prefix", "pool", "rate_limits", NULL };
 
 /* "api.example.com" or "*.example.com": DNS labels, no port. */
 static bool valid_host_pattern(const char *s)
@@ -476,6 +476,7 @@ static void route_host(struct config_ctx *c, const struct ynode *v, struct cfg_r
 struct route_walk {
     struct cfg_route *r;
     const struct proxy_conf_state *ps;
+    struct cfg_listener *l;     /* its rate_limits, which routes name */
 };
 
 static void route_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -497,6 +498,9 @@ static void route_field(struct config_ctx *c, int key, const struct ynode *v, vo
     }
     case RTK_POOL:
         resolve_pool(c, rw->ps, v, &r->pool);
+        break;
+    case RTK_RATE_LIMITS:
+        parse_route_rate_limits(c, v, rw->l->rate_limits, rw->l->n_rate_limits, &r->rate_limits);
         break;
     }
 }
@@ -542,7 +546,7 @@ static void parse_routes(struct config_ctx *c, const struct proxy_conf_state *ps
         size_t errors_before = config_error_count(c);
         r->line = item->line;
         r->path_prefix = config_xstrdup("/");
-        struct route_walk rw = { r, ps };
+        struct route_walk rw = { r, ps, l };
         if (config_walk_map(c, item, route_keys, route_field, &rw) && !config_map_has_key(item, "pool"))
             config_missing_key(c, item, "pool");
         valid[i] = config_error_count(c) == errors_before;

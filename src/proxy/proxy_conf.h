@@ -77,6 +77,7 @@ struct cfg_route {
     char *host;          /* NULL = any host; "*.example.com" matches subdomains */
     char *path_prefix;   /* default "/" */
     size_t pool;         /* index into proxy_conf.pools */
+    uint32_t rate_limits; /* "rate_limits: [NAME, ...]": bit k = the listener's rate_limits[k] */
     int line;
 };
 

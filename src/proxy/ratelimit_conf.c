@@ -159,6 +159,37 @@ void rate_limits_free(struct cfg_rate_limit *r, size_t n)
     free(r);
 }
 
+/* ---- routes[].rate_limits ---- */
+
+struct route_limits_walk {
+    struct cfg_rate_limit *limits;
+    size_t n;
+    uint32_t *mask;
+};
+
+static void route_limit_name(struct config_ctx *c, const struct ynode *item, void *obj)
+{
+    struct route_limits_walk *w = obj;
+    const char *s = config_scalar(c, item, "the name of one of the listener's rate_limits");
+    if (!s)
+        return;
+    for (size_t k = 0; k < w->n; k++) {
+        if (w->limits[k].name && strcmp(w->limits[k].name, s) == 0) {
+            *w->mask |= 1u << k;
+            w->limits[k].route_scoped = true;
+            return;
+        }
+    }
+    config_err_at(c, item->line, "no rate limit named \"%s\" in the listener's rate_limits", config_shown_str(c, s));
+}
+
+void parse_route_rate_limits(struct config_ctx *c, const struct ynode *v, struct cfg_rate_limit *limits, size_t n,
+                             uint32_t *mask)
+{
+    struct route_limits_walk w = { limits, n, mask };
+    config_each_item(c, v, RL_MAX_LIMITS, "rate limits", route_limit_name, &w);
+}
+
 /* ---- connection_limit ---- */
 
 enum { CLK_KEY, CLK_MAX, CLK_MAX_KEYS };

@@ -34,6 +34,7 @@ struct cfg_rate_limit {
     uint32_t burst;            /* requests allowed beyond the rate at once; default 0 */
     int status;                /* 400..599, or RL_STATUS_CLOSE; default 429 */
     uint32_t max_keys;         /* the shared table's slots (rounded up to a power of two) */
+    bool route_scoped;         /* named by a route's rate_limits: only for the routes that name it */
     int line;
 };
 
@@ -52,6 +53,11 @@ void conn_limit_defaults(struct cfg_conn_limit *cl);
 void parse_rate_limits(struct config_ctx *c, const struct ynode *v, struct cfg_rate_limit **out, size_t *n);
 void parse_conn_limit(struct config_ctx *c, const struct ynode *v, struct cfg_conn_limit *cl);
 void rate_limits_free(struct cfg_rate_limit *r, size_t n);
+/* routes[].rate_limits: a list of names of the listener's rate limits (n
+ * of them in `limits`) into the bit set *mask; each limit named is marked
+ * route_scoped. */
+void parse_route_rate_limits(struct config_ctx *c, const struct ynode *v, struct cfg_rate_limit *limits, size_t n,
+                             uint32_t *mask);
 
 /* "10r/s", "600r/m" (nginx's rate syntax; 1..1000000 requests) into
  * *rate and *per_minute. Returns 0, or -1 with *why set. */

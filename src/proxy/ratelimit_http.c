@@ -10,6 +10,7 @@
 #include "core/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/http_carrier.h"
+#include "proxy/http_route.h"
 #include "proxy/http_txn.h"
 
 /* Logged when Sluice closes without an answer, as nginx logs "return 444". */
@@ -66,12 +67,19 @@ bool ratelimit_refuse_request(struct http_txn *t, const struct http1_message *m)
     struct rl_table *charged[RL_MAX_LIMITS];
     uint64_t hashes[RL_MAX_LIMITS];
     size_t n = 0;
+    int route = -2; /* the request's route, found when a limit is for some routes only */
     for (size_t k = 0; k < lc->n_rate_limits && k < RL_MAX_LIMITS; k++) {
         struct rl_table *tab = ratelimit_table(r, cr->l->index, k);
         const char *key;
         size_t len;
         if (!tab || !request_key(&lc->rate_limits[k], cr, m, &key, &len))
             continue;
+        if (lc->rate_limits[k].route_scoped) {
+            if (route == -2)
+                route = http_route_index(lc, m);
+            if (route < 0 || !(lc->routes[route].rate_limits & (1u << k)))
+                continue;
+        }
         uint64_t h = ratelimit_hash(tab, key, len), wait_ns = 0;
         if (ratelimit_take(tab, h, now, &wait_ns)) {
             charged[n] = tab;

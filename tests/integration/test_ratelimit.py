@@ -334,3 +334,18 @@ def test_connection_limit_tls_and_http2_handover(proxy, tmp_path):
         return True
     # Once the proxy has seen it close, its place is free again.
     assert wait_for(served, timeout=10, interval=0.1)
+
+
+def test_limit_named_by_a_route_applies_to_that_route_only(proxy):
+    port, aport, b = proxy("    rate_limits:\n"
+                           "      - { name: api, rate: 1r/m }\n"
+                           "      - { name: all, rate: 1r/m, burst: 5 }\n"
+                           "    routes:\n"
+                           "      - { path_prefix: /api, pool: app, rate_limits: [api] }\n"
+                           "      - { path_prefix: /, pool: app }\n")
+    # /api: both limits (api allows 1); elsewhere only "all" (6 in all).
+    assert [request(port, path=b"/api/x")[0] for _ in range(2)] == [200, 429]
+    assert [request(port, path=b"/other")[0] for _ in range(6)] == [200, 200, 200, 200, 200, 429]
+    labels = dict(listener="web", limit="api")
+    assert metric(aport, "sluice_ratelimit_requests_total", result="passed", **labels) == 1
+    assert metric(aport, "sluice_ratelimit_requests_total", result="rejected", **labels) == 1

@@ -346,6 +346,26 @@ static void test_config_errors(void **state)
                  "t.yaml:9: listeners[0].connection_limit: only for http and tcp listeners (protocol is udp)");
 }
 
+static void test_route_scoped_limits(void **state)
+{
+    struct sl_config *cfg = cfg_with("    rate_limits:\n"
+                                     "      - { name: all, rate: 10r/s }\n"
+                                     "      - { name: api, rate: 1r/s }\n"
+                                     "    routes:\n"
+                                     "      - { path_prefix: /api, pool: app, rate_limits: [api] }\n"
+                                     "      - { path_prefix: /, pool: app }\n");
+    const struct cfg_listener *l = &proxy_conf(cfg)->listeners[0];
+    assert_false(l->rate_limits[0].route_scoped);
+    assert_true(l->rate_limits[1].route_scoped);
+    assert_int_equal(l->routes[0].rate_limits, 1u << 1);
+    assert_int_equal(l->routes[1].rate_limits, 0);
+    config_free(cfg);
+    expect_error(MIN_POOLS MIN_LISTENERS "    rate_limits:\n      - { name: a, rate: 1r/s }\n"
+                                         "    routes:\n      - { pool: app, rate_limits: [a, b] }\n",
+                 "t.yaml:11: listeners[0].routes[0].rate_limits[1]: no rate limit named \"b\" in the listener's "
+                 "rate_limits");
+}
+
 /* ---- cost of a check ---- */
 
 static void bench_take(void **state)
@@ -393,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_rate_syntax),
         cmocka_unit_test(test_config_values),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_route_scoped_limits),
         cmocka_unit_test(bench_take),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
