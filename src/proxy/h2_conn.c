@@ -364,12 +364,13 @@ static void conn_close(struct h2_conn *c)
     ev_timer_stop(c->w->loop, &c->timer);
     ev_io_stop(c->w->loop, &c->io);
     transport_close(&c->tr, false);
+    ratelimit_conn_release(&c->rl_hold);
     worker_conn_closed(c->w, c->l);
     ev_defer_free(c->w->loop, c, conn_free);
 }
 
 void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char *peer_ip,
-                   const struct conn_origin *origin, const void *already_read, size_t n)
+                   const struct conn_origin *origin, const void *already_read, size_t n, struct rl_hold *hold)
 {
     struct worker *w = l->w;
     struct h2_conn *c = calloc(1, sizeof *c);
@@ -380,12 +381,15 @@ void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char
         free(c);
         struct transport t = *tr;
         transport_close(&t, true);
+        ratelimit_conn_release(hold);
         worker_conn_closed(w, l);
         return;
     }
     c->w = w;
     c->l = l;
     c->tr = *tr;
+    c->rl_hold = *hold;
+    hold->table = NULL;
     snprintf(c->peer_ip, sizeof c->peer_ip, "%s", peer_ip);
     c->origin = *origin;
     if (n)

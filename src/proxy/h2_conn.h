@@ -42,6 +42,7 @@
 #include "proxy/http_carrier.h"
 #include "proxy/http_txn.h"
 #include "proxy/proxy_protocol.h"
+#include "proxy/ratelimit.h"
 #include "proxy/transport.h"
 #include "proxy/worker.h"
 
@@ -110,15 +111,17 @@ struct h2_conn {
     bool again;                  /* asked to run while running */
     bool dead;
     struct h2_conn *all_prev, *all_next;
+    struct rl_hold rl_hold;      /* its place in the listener's connection_limit (proxy/ratelimit.h) */
 };
 
 /* Take over an accepted client connection (see the header comment):
  * tr is copied and owned from here, peer_ip the client's address as
- * text, origin its addresses (copied), already_read[0..n) the bytes read from it so far (the preface
- * and whatever came with it; NULL, 0 after a TLS handshake). On failure
- * the connection is closed. */
+ * text, origin its addresses (copied), already_read[0..n) the bytes read
+ * from it so far (the preface and whatever came with it; NULL, 0 after a
+ * TLS handshake), hold its connection_limit count (moved: the HTTP/1
+ * connection drops it). On failure the connection is closed. */
 void h2_conn_adopt(struct listener_rt *l, const struct transport *tr, const char *peer_ip,
-                   const struct conn_origin *origin, const void *already_read, size_t n);
+                   const struct conn_origin *origin, const void *already_read, size_t n, struct rl_hold *hold);
 
 /* The connection's step: see the header comment. */
 void h2_conn_run(struct h2_conn *c);

@@ -90,6 +90,7 @@ static const char *status_text(int status)
     case 404: return "Not Found";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
@@ -149,17 +150,21 @@ static void carrier_send_error(struct http_carrier *cr, int status, const char *
     char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10), (char)('0' + status % 10), 0};
     char len[24];
     int llen = snprintf(len, sizeof len, "%zu", blen);
+    char retry_after[12];
+    int rlen = snprintf(retry_after, sizeof retry_after, "%u", t->retry_after_s);
     nghttp2_nv nv[] = {
         NV(":status", code, 3),
         NV("content-type", ctype, strlen(ctype)),
         NV("content-length", len, (size_t)llen),
         NV("server", "sluice", 6),
+        NV("retry-after", retry_after, (size_t)rlen), /* last: left out without one */
     };
     st->own = true;
     st->own_len = t->method == HTTP1_M_HEAD ? 0 : blen;
     st->own_off = 0;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
-    nghttp2_submit_response(ng_of(st), st->id, nv, sizeof nv / sizeof nv[0], st->own_len ? &prd : NULL);
+    nghttp2_submit_response(ng_of(st), st->id, nv, sizeof nv / sizeof nv[0] - (t->retry_after_s ? 0 : 1),
+                            st->own_len ? &prd : NULL);
     st->head_submitted = true;
     cr->out.start = cr->out.end = 0;
     t->status = status;

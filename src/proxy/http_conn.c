@@ -18,6 +18,7 @@
 #include "lib/addr.h"
 #include "proxy/error_pages.h"
 #include "proxy/proto.h"
+#include "proxy/ratelimit_http.h"
 #include "proxy/tls.h"
 #include "proxy/proxy_protocol.h"
 #include "proxy/toa_lookup.h"
@@ -115,6 +116,7 @@ static const char *status_text(int status)
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
@@ -151,11 +153,14 @@ static void http_conn_send_error(struct http_conn *c, int status, const char *re
         int n = snprintf(text, sizeof text, "%d %s: %s\n", status, status_text(status), reason);
         blen = n < (int)sizeof text ? (size_t)n : sizeof text - 1;
     }
-    char head[256 + ERROR_PAGE_TYPE_MAX];
+    char retry_after[32] = "";
+    if (c->txn.retry_after_s)
+        snprintf(retry_after, sizeof retry_after, "Retry-After: %u\r\n", c->txn.retry_after_s);
+    char head[256 + sizeof retry_after + ERROR_PAGE_TYPE_MAX];
     int hlen = snprintf(head, sizeof head,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Connection: close\r\nServer: sluice\r\n\r\n",
-                        status, status_text(status), page ? page->content_type : "text/plain", blen);
+                        "%sConnection: close\r\nServer: sluice\r\n\r\n",
+                        status, status_text(status), page ? page->content_type : "text/plain", blen, retry_after);
     /* Nothing else is owed to the client: the buffer may be replaced by
      * one that holds a page larger than the usual head room. */
     size_t need = (size_t)hlen + blen;
@@ -299,6 +304,7 @@ static void http_conn_close(struct http_conn *c)
         http_txn_detach_upstream(&c->txn, false);
     conn_unhook(c);
     transport_close(&c->tr, false);
+    ratelimit_conn_release(&c->rl_hold);
     worker_conn_closed(c->w, c->l);
     ev_defer_free(c->w->loop, c, conn_free);
 }
@@ -433,7 +439,8 @@ void http_conn_switch_to_h2(struct http_conn *c)
     memcpy(peer_ip, c->peer_ip, sizeof peer_ip);
     /* The bytes read so far move to the new connection (copied): this one
      * is freed after this batch of events, its buffer with it. */
-    h2_conn_adopt(l, &tr, peer_ip, &c->origin, buf_len(&c->cr.in) ? buf_head(&c->cr.in) : NULL, buf_len(&c->cr.in));
+    h2_conn_adopt(l, &tr, peer_ip, &c->origin, buf_len(&c->cr.in) ? buf_head(&c->cr.in) : NULL, buf_len(&c->cr.in),
+                  &c->rl_hold);
     http_conn_hand_over(c);
 }
 
@@ -785,6 +792,12 @@ static void http_adopt(struct listener_rt *l, int fd, const struct conn_origin *
     addr_ip_string((struct sockaddr *)ss, c->peer_ip, sizeof c->peer_ip);
     if (ss->ss_family == AF_INET6 && strncmp(c->peer_ip, "::ffff:", 7) == 0)
         memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
+    /* connection_limit keys on the client: after the PROXY header and TOA. */
+    if (!ratelimit_conn_admit(l, c->peer_ip, &c->rl_hold)) {
+        transport_close(&c->tr, true);
+        free(c);
+        return;
+    }
     ev_timer_init(&c->timer, conn_timeout, c);
     ev_slow_init(&c->hs_slow, handshake_turn, c);
     c->cr.ops = &http1_carrier_ops;

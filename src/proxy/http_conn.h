@@ -80,6 +80,7 @@ struct http_conn {
     bool spoke;                   /* a request was read: no HTTP/2 preface any more */
 
     struct http_txn txn;          /* the request in flight */
+    struct rl_hold rl_hold;       /* its place in the listener's connection_limit (proxy/ratelimit.h) */
 };
 
 /* Hand the connection over to HTTP/2 (h2_conn_adopt) with the bytes read

@@ -18,6 +18,7 @@
 #include "proxy/http_route.h"
 #include "proxy/pool.h"
 #include "proxy/proxy_protocol.h"
+#include "proxy/ratelimit_http.h"
 #include "proxy/tls.h"
 
 static void body_clock_start(struct http_txn *t);
@@ -280,6 +281,7 @@ void http_txn_reset(struct http_txn *t)
     t->tunnel = false;
     t->fwd_sent = 0;
     t->started_us = 0;
+    t->retry_after_s = 0;
     http_txn_body_clock_stop(t);
     /* A request refused before parsing must not be logged with the fields
      * of the one before it on this connection. */
@@ -309,6 +311,8 @@ void http_txn_start(struct http_txn *t, struct http1_message *m)
     const struct http1_header *upg = http1_find_header(m, "Upgrade");
     t->want_upgrade = m->upgrade && upg && !http1_has_token(upg->value, "h2c");
     capture_log_fields(t, m, buf_head(&cr->in));
+    if (ratelimit_refuse_request(t, m))
+        return;
 
     if (m->method == HTTP1_M_CONNECT) {
         http_carrier_send_error(cr, 501, "CONNECT is not supported");

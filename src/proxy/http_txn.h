@@ -109,6 +109,7 @@ struct http_txn {
     bool tunnel;                  /* a 101 response: the carrier relays bytes both ways */
 
     struct request_log *log;      /* only when an access log is on */
+    uint32_t retry_after_s;       /* an answer of our own carries Retry-After (a rate limit); 0 = none */
 };
 
 /* Set up the transaction of a new carrier cr (no request yet); cr->ops,

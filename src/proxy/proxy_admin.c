@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/metrics.h"
+#include "proxy/ratelimit_http.h"
 #include "proxy/slots.h"
 
 void proxy_admin_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt)
@@ -302,10 +303,19 @@ static void collect_tls(void *arg, struct strbuf *out)
     each_tls_listener(pa, out, tls_failure_samples);
 }
 
+static void collect_ratelimit(void *arg, struct strbuf *out)
+{
+    struct proxy_admin *pa = arg;
+    bool ok = view_consistent(pa);
+    ratelimit_metrics(out, ok ? pa->cfg : NULL, ok ? pa->sh : NULL);
+}
+
 int proxy_admin_mount(struct admin_site *site, struct proxy_admin *pa)
 {
     pa->view = (struct pool_view){ &proxy_pool_view_ops, pa };
     if (pool_view_mount(site, &pa->view) < 0)
+        return -1;
+    if (metrics_register(&site->metrics, collect_ratelimit, pa) < 0)
         return -1;
     return metrics_register(&site->metrics, collect_tls, pa);
 }

@@ -120,6 +120,7 @@ static void listener_defaults(struct cfg_listener *l)
     l->access_log_format = ACCESS_LOG_COMBINED;
     l->splice = true;
     http2_conf_defaults(&l->http2);
+    conn_limit_defaults(&l->conn_limit);
 }
 
 static void parse_workers(struct config_ctx *c, const struct ynode *v, struct proxy_conf *pc)
@@ -433,8 +434,8 @@ static void parse_pools(struct config_ctx *c, struct proxy_conf *cfg, const stru
  * listeners[].routes
  */
 
-enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL };
-static const char *const route_keys[] = { "host", "path_prefix", "pool", NULL };
+enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL, RTK_RATE_LIMITS };
+static const char *const route_keys[] = { "host", "path_prefix", "pool", "rate_limits", NULL };
 
 /* "api.example.com" or "*.example.com": DNS labels, no port. */
 static bool valid_host_pattern(const char *s)
@@ -481,6 +482,7 @@ static void route_host(struct config_ctx *c, const struct ynode *v, struct cfg_r
 struct route_walk {
     struct cfg_route *r;
     const struct proxy_conf_state *ps;
+    struct cfg_listener *l;     /* its rate_limits, which routes name */
 };
 
 static void route_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -502,6 +504,9 @@ static void route_field(struct config_ctx *c, int key, const struct ynode *v, vo
     }
     case RTK_POOL:
         resolve_pool(c, rw->ps, v, &r->pool);
+        break;
+    case RTK_RATE_LIMITS:
+        parse_route_rate_limits(c, v, rw->l->rate_limits, rw->l->n_rate_limits, &r->rate_limits);
         break;
     }
 }
@@ -547,7 +552,7 @@ static void parse_routes(struct config_ctx *c, const struct proxy_conf_state *ps
         size_t errors_before = config_error_count(c);
         r->line = item->line;
         r->path_prefix = config_xstrdup("/");
-        struct route_walk rw = { r, ps };
+        struct route_walk rw = { r, ps, l };
         if (config_walk_map(c, item, route_keys, route_field, &rw) && !config_map_has_key(item, "pool"))
             config_missing_key(c, item, "pool");
         valid[i] = config_error_count(c) == errors_before;
@@ -638,7 +643,8 @@ static void parse_limits(struct config_ctx *c, const struct ynode *v, struct cfg
 struct listener_state {
     const struct proxy_conf_state *ps;
     struct cfg_listener *l;
-    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line, error_pages_line;
+    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line, error_pages_line,
+        rate_limits_line, conn_limit_line;
     const struct ynode *routes; /* parsed once the protocol is known */
     const struct ynode *tls;    /* the same */
     const struct ynode *error_pages; /* the same */
@@ -647,7 +653,7 @@ struct listener_state {
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
     LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2, LK_ERROR_PAGES,
-    LK_CLIENT_ADDR_FIRST, LK_CLIENT_ADDR_LAST = LK_CLIENT_ADDR_FIRST + PPK_COUNT - 1, LK_COUNT,
+    LK_RATE_LIMITS, LK_CONN_LIMIT, LK_CLIENT_ADDR_FIRST, LK_CLIENT_ADDR_LAST = LK_CLIENT_ADDR_FIRST + PPK_COUNT - 1, LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -671,6 +677,8 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_CLIENT_ADDR_FIRST + PPK_TRUSTED_PROXIES] = "trusted_proxies",
     [LK_CLIENT_ADDR_FIRST + PPK_X_REAL_IP] = "x_real_ip",
     [LK_CLIENT_ADDR_FIRST + PPK_FORWARDED] = "forwarded",
+    [LK_RATE_LIMITS] = "rate_limits",
+    [LK_CONN_LIMIT] = "connection_limit",
 };
 
 /* access_log: syslog... or journald... (core/log_sink.h). */
@@ -751,6 +759,14 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         st->error_pages = v;
         st->error_pages_line = config_key_line(c);
         break;
+    case LK_RATE_LIMITS:
+        st->rate_limits_line = config_key_line(c);
+        parse_rate_limits(c, v, &l->rate_limits, &l->n_rate_limits);
+        break;
+    case LK_CONN_LIMIT:
+        st->conn_limit_line = config_key_line(c);
+        parse_conn_limit(c, v, &l->conn_limit);
+        break;
     default: /* proxy_protocol, trusted_proxies, x_real_ip, forwarded */
         pp_conf_listener_field(c, key - LK_CLIENT_ADDR_FIRST, v, &l->client_addr);
         break;
@@ -803,6 +819,11 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
     if (st->http2_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->http2_line, "http2", "only for http listeners (protocol is %s)", proto_names[l->proto]);
     pp_conf_check_listener(c, v, l);
+    if (st->rate_limits_line && l->proto != PROTO_HTTP)
+        config_err_in(c, st->rate_limits_line, "rate_limits", "only for http listeners (protocol is %s)",
+                      proto_names[l->proto]);
+    if (st->conn_limit_line && l->proto == PROTO_UDP)
+        config_err_in(c, st->conn_limit_line, "connection_limit", "only for http and tcp listeners (protocol is udp)");
     if (st->listen_line && cfg && cfg->admin_enabled && l->proto != PROTO_UDP && addr_equal(&l->addr, &cfg->admin_addr))
         config_err_in(c, st->listen_line, "listen", "address %s is already used by the admin API (admin.listen)",
                       l->addr.text);
@@ -969,6 +990,7 @@ static void free_listener(struct cfg_listener *l)
     tls_conf_free(l->tls);
     error_pages_free(l->error_pages);
     pp_conf_free(&l->client_addr);
+    rate_limits_free(l->rate_limits, l->n_rate_limits);
 }
 
 static void proxy_conf_free(void *data)

@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/discovery_conf.h"
 #include "core/health_conf.h"
+#include "proxy/ratelimit_conf.h"
 #include "proxy/tls_conf.h"
 #include "proxy/tls_openssl.h"
 #include "proxy/tls_upstream.h"
@@ -97,6 +98,7 @@ struct cfg_route {
     char *host;          /* NULL = any host; "*.example.com" matches subdomains */
     char *path_prefix;   /* default "/" */
     size_t pool;         /* index into proxy_conf.pools */
+    uint32_t rate_limits; /* "rate_limits: [NAME, ...]": bit k = the listener's rate_limits[k] */
     int line;
 };
 
@@ -160,6 +162,9 @@ struct cfg_listener {
     struct cfg_http2 http2;      /* http only */
     struct cfg_error_pages *error_pages; /* "error_pages:", http only; NULL = none (proxy/error_pages.h) */
     struct cfg_client_addr client_addr; /* proxy_protocol, trusted_proxies, x_real_ip, forwarded */
+    struct cfg_rate_limit *rate_limits; /* "rate_limits:", http only (proxy/ratelimit_conf.h) */
+    size_t n_rate_limits;
+    struct cfg_conn_limit conn_limit;   /* "connection_limit:", http and tcp; max 0 = off */
     int line;
 };
 

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include "core/evloop.h"
+#include "proxy/ratelimit.h"
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
@@ -25,6 +26,12 @@ struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_work
     if (base == MAP_FAILED)
         return NULL;
     struct shared_state *sh = (struct shared_state *)base;
+    bool rl_failed;
+    sh->rl = ratelimit_create(cfg, &rl_failed);
+    if (rl_failed) {
+        munmap(base, size);
+        return NULL;
+    }
     sh->size = size;
     sh->n_workers = (uint32_t)nw;
     sh->n_backends = n_backends;
@@ -56,8 +63,10 @@ struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_work
 
 void shared_destroy(struct shared_state *sh)
 {
-    if (sh)
-        munmap(sh, sh->size);
+    if (!sh)
+        return;
+    ratelimit_destroy(sh->rl);
+    munmap(sh, sh->size);
 }
 
 static void add_backend_counters(struct backend_counters *dst, const struct backend_counters *src)
@@ -217,6 +226,7 @@ void shared_carry_over(struct shared_state *dst, const struct proxy_conf *dst_cf
         }
     }
     carry_over_listeners(dst, dst_cfg, src, src_cfg);
+    ratelimit_carry_over(dst->rl, dst_cfg, src->rl, src_cfg);
 }
 
 void shared_slot_write(struct shared_state *sh, size_t g, const struct sl_addr *addr, uint32_t state)

@@ -23,6 +23,8 @@
 #include "core/pool_view.h"
 #include "proxy/proxy_conf.h"
 
+struct ratelimit_region;
+
 enum backend_health { HEALTH_UP = 0, HEALTH_DOWN = 1 };
 
 /* Control and passive-health state of one backend. */
@@ -119,6 +121,7 @@ struct shared_state {
     struct listener_counters *lctr;   /* [n_workers][n_listeners] */
     struct shared_worker *workers;    /* [n_workers] */
     _Atomic uint64_t generation;      /* bumped by the master on every control change */
+    struct ratelimit_region *rl;      /* rate and connection limits (proxy/ratelimit.h); NULL = none */
 };
 
 /* Map a region sized for cfg and n_workers, initialised from cfg. */

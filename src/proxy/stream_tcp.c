@@ -13,6 +13,7 @@
 #include "proxy/pool.h"
 #include "proxy/proto.h"
 #include "proxy/proxy_protocol.h"
+#include "proxy/ratelimit_http.h"
 #include "proxy/stream.h"
 #include "proxy/tls.h"
 #include "proxy/transport.h"
@@ -83,6 +84,7 @@ struct tcp_conn {
     char *bufmem;                  /* both directions' buffers, one allocation */
     struct relay_dir up;           /* client -> backend */
     struct relay_dir down;         /* backend -> client */
+    struct rl_hold rl_hold;        /* its place in the listener's connection_limit (proxy/ratelimit.h) */
 };
 
 /* l->proto_state of a TCP listener: its open connections, closed by
@@ -179,6 +181,7 @@ static void tcp_close(struct tcp_conn *c, enum close_why why)
     free(c->bufmem);
     free(c->exclude);
     tcp_unlink(c);
+    ratelimit_conn_release(&c->rl_hold);
     stream_client_closed(c->l);
     /* The ios may still have events further down the current batch. */
     ev_defer_free(loop, c, free);
@@ -648,17 +651,36 @@ static void tcp_timer_cb(struct ev_loop *loop, struct ev_timer *t)
     ev_timer_start(loop, t, c->last_active + idle - now);
 }
 
+/* The listener's connection_limit, by the client's address as text (as
+ * HTTP listeners key it). */
+static bool tcp_conn_admit(struct listener_rt *l, const struct sockaddr_storage *ss, struct rl_hold *hold)
+{
+    char ip[INET6_ADDRSTRLEN];
+    addr_ip_string((const struct sockaddr *)ss, ip, sizeof ip);
+    const char *key = ip;
+    if (ss->ss_family == AF_INET6 && strncmp(ip, "::ffff:", 7) == 0)
+        key = ip + 7;
+    return ratelimit_conn_admit(l, key, hold);
+}
+
 /* The rest of the accept, once the client is known (proxy_protocol.h). */
 static void tcp_conn_start(struct listener_rt *l, int fd, const struct conn_origin *o)
 {
     const struct sockaddr_storage *ss = &o->client;
     struct worker *w = l->w;
-    struct tcp_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        log_warn("tcp %s: out of memory, dropping a client", l->cfg->name);
+    struct rl_hold hold = { 0 };
+    if (l->cfg->conn_limit.max && !tcp_conn_admit(l, ss, &hold)) {
         close(fd);
         return;
     }
+    struct tcp_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        log_warn("tcp %s: out of memory, dropping a client", l->cfg->name);
+        ratelimit_conn_release(&hold);
+        close(fd);
+        return;
+    }
+    c->rl_hold = hold;
     c->w = w;
     c->l = l;
     c->p = &w->pools[l->cfg->default_pool];
@@ -666,6 +688,7 @@ static void tcp_conn_start(struct listener_rt *l, int fd, const struct conn_orig
         transport_plain(&c->client, fd);
     } else if (transport_tls_server(&c->client, fd, l->tls) < 0) {
         log_warn("tcp %s: out of memory, dropping a client", l->cfg->name);
+        ratelimit_conn_release(&c->rl_hold);
         close(fd);
         free(c);
         return;

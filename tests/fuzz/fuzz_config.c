@@ -14,6 +14,7 @@
  */
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@
 #include "ha/ha_conf.h"
 #include "l4/l4_conf.h"
 #include "proxy/proxy_conf.h"
+#include "proxy/ratelimit_conf.h"
 #include "registry/reg_conf.h"
 
 static void check_error_line(const char *line)
@@ -38,6 +40,21 @@ static void check_error_line(const char *line)
     if (p[0] != ':' || p[1] != ' ' || !strstr(p + 2, ": "))
         abort();
     if (strchr(line, '\n') || strchr(line, '\r'))
+        abort();
+}
+
+/* A rate (rate_limits[].rate): accepted only as N "r/s" or "r/m" with N
+ * from 1 to 1000000, written back the same. */
+static void check_rate(const char *s)
+{
+    uint32_t rate;
+    bool per_minute;
+    const char *why;
+    if (ratelimit_parse_rate(s, &rate, &per_minute, &why) < 0)
+        return;
+    char back[32];
+    snprintf(back, sizeof back, "%ur/%c", rate, per_minute ? 'm' : 's');
+    if (rate < 1 || rate > 1000000 || strcmp(back, s) != 0)
         abort();
 }
 
@@ -151,6 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t v;
     config_parse_duration_ms(s, &v);
     config_parse_size(s, &v);
+    check_rate(s);
     check_resolv(s);
     free(s);
     return 0;
