@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/service_notify.h"
 
 struct sl_config *daemon_load_config(const char *path, unsigned files, struct config_errors *errs)
 {
@@ -65,6 +66,7 @@ int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct s
     memset(d, 0, sizeof *d);
     d->spec = *spec;
     d->sig_fd = -1;
+    service_notify_init();
     log_setup(cfg->log_level, cfg->log_file, spec->role);
     raise_fd_limit();
     d->loop = ev_loop_new();
@@ -100,6 +102,7 @@ void daemon_stopping(struct daemon *d)
     if (d->stopping)
         return;
     d->stopping = true;
+    service_notify_stopping();
     for (size_t i = 0; i < d->n_companions; i++)
         if (d->companions[i].ops->stopping)
             d->companions[i].ops->stopping(d->companions[i].arg);
@@ -123,6 +126,32 @@ static bool listed(const int *sigs, int sig)
     return false;
 }
 
+/* The daemon's name for STATUS= lines: its module's ("proxy"), or its role. */
+static const char *service_name(const struct daemon *d)
+{
+    return d->spec.module ? d->spec.module->name : d->spec.role;
+}
+
+/* SIGHUP: the tier's reload between RELOADING=1 and READY=1, so that
+ * `systemctl reload` returns once the reload is over, applied or not. A
+ * tier counts the reloads it applied (site.status.reloads). */
+static void reload_for_service_manager(struct daemon *d)
+{
+    uint32_t before = d->site.status.reloads;
+    service_notify_reloading();
+    d->spec.ops->reload(d->spec.arg);
+    if (d->stopping)
+        return;
+    char status[160];
+    if (d->site.status.reloads != before)
+        snprintf(status, sizeof status, "sluice %s serving; reload applied (%u since start)", service_name(d),
+                 d->site.status.reloads);
+    else
+        snprintf(status, sizeof status, "sluice %s serving; the last reload was not applied (see the log)",
+                 service_name(d));
+    service_notify_ready(status);
+}
+
 static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct daemon *d = io->data;
@@ -132,7 +161,7 @@ static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
         int sig = (int)si.ssi_signo;
         if (sig == SIGHUP) {
             if (ops && ops->reload)
-                ops->reload(d->spec.arg);
+                reload_for_service_manager(d);
         } else if (sig == SIGTERM || sig == SIGINT || listed(d->spec.stop_signals, sig)) {
             /* Companions first: HA withdraws the VIPs before the tier
              * begins to drain (or stops at once). */
@@ -228,6 +257,11 @@ int daemon_write_pid_file(struct daemon *d, const char *path)
 
 int daemon_run(struct daemon *d)
 {
+    /* Everything the tier set up before its loop is in place (the proxy's
+     * listeners are bound and its workers forked): the service is up. */
+    char status[160];
+    snprintf(status, sizeof status, "sluice %s serving", service_name(d));
+    service_notify_ready(status);
     return ev_run(d->loop);
 }
 
