@@ -319,6 +319,14 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+DOCDIR     ?= $(DATADIR)/doc/sluice
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+SYSTEMDUNITDIR ?= $(if $(filter /usr,$(PREFIX)),$(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system),$(PREFIX)/lib/systemd/system)
+UNITS := $(patsubst packaging/systemd/%.in,%,$(wildcard packaging/systemd/*.service.in))
 pc_text = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	-e 's|@VERSION@|$(LIBSLUICE_VERSION)|' src/client/sluice.pc.in
 
@@ -326,9 +334,19 @@ build/sluice.pc: src/client/sluice.pc.in Makefile
 	@mkdir -p build
 	$(pc_text) > $@
 
-# `install` is the sum of install-* targets: a new part (the binary, man
-# pages, units) adds its own install-X and lists it here.
-install: install-lib
+# `install` is the sum of install-* targets: a new part adds its own
+# install-X and lists it here.
+#   install-bin         sbin/sluice (system daemons live in sbin, as nginx and haproxy)
+#   install-man         sluice(8), sluice.yaml(5) (make man)
+#   install-units       the systemd units of each daemon (packaging/systemd)
+#   install-examples    configuration examples in DOCDIR/examples; the
+#                       proxy's default SYSCONFDIR/sluice/sluice.yaml
+#                       unless one is there already
+#   install-completion  bash completion of the verbs and options
+# `make install PREFIX=/usr` puts the configuration in /etc and the units
+# where systemd's own are; a PREFIX of /usr/local, in /usr/local/etc and
+# /usr/local/lib/systemd/system (which systemd also reads).
+install: install-lib install-bin install-man install-units install-examples install-completion
 
 install-lib: build/libsluice.a build/libsluice.so
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/sluice $(DESTDIR)$(PKGCONFIGDIR)
@@ -338,6 +356,52 @@ install-lib: build/libsluice.a build/libsluice.so
 	ln -sf $(LIBSLUICE_SONAME) $(DESTDIR)$(LIBDIR)/libsluice.so
 	install -m 644 include/sluice/sluice.h $(DESTDIR)$(INCLUDEDIR)/sluice/sluice.h
 	$(pc_text) > $(DESTDIR)$(PKGCONFIGDIR)/sluice.pc
+
+install-bin: build/sluice
+	install -d $(DESTDIR)$(SBINDIR)
+	install -m 755 build/sluice $(DESTDIR)$(SBINDIR)/sluice
+
+install-man: man
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	install -m 644 build/man/sluice.8 $(DESTDIR)$(MANDIR)/man8/sluice.8
+	install -m 644 build/man/sluice.yaml.5 $(DESTDIR)$(MANDIR)/man5/sluice.yaml.5
+
+# The units name the binary and the files where this install puts them.
+unit_text = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+install-units:
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	for u in $(UNITS); do $(unit_text) packaging/systemd/$$u.in > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u && \
+		chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; done
+
+install-examples:
+	install -d $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/sluice
+	install -m 644 packaging/examples/*.yaml $(DESTDIR)$(DOCDIR)/examples/
+	test -e $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml || \
+		install -m 644 packaging/examples/sluice.yaml $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml
+
+install-completion:
+	install -d $(DESTDIR)$(BASHCOMPDIR)
+	install -m 644 packaging/completion/sluice.bash $(DESTDIR)$(BASHCOMPDIR)/sluice
+
+.PHONY: install-bin install-man install-units install-examples install-completion man deb test-deb
+
+# ---- man pages: sluice(8) and sluice.yaml(5), from the docs (pandoc) ----
+# docs/sluice.8.md is the page of the executable; sluice.yaml(5) is
+# docs/configuration.md under a NAME/SYNOPSIS head. The date is the
+# build's (SOURCE_DATE_EPOCH when a package build sets it).
+MAN_DATE = $(shell date -u -d "@$${SOURCE_DATE_EPOCH:-$$(date +%s)}" +%Y-%m-%d)
+MAN_META = -M footer="sluice $(SLUICE_PKG_VERSION)" -M date="$(MAN_DATE)"
+SLUICE_PKG_VERSION = $(shell sed -n 's/^\#define SLUICE_VERSION "\(.*\)"/\1/p' src/core/version.h)
+man: build/man/sluice.8 build/man/sluice.yaml.5
+
+build/man/sluice.8: docs/sluice.8.md
+	@mkdir -p $(dir $@)
+	pandoc -f markdown -s -t man $(MAN_META) -o $@ $<
+
+build/man/sluice.yaml.5: packaging/man/sluice.yaml.5.head.md docs/configuration.md
+	@mkdir -p $(dir $@)
+	(cat packaging/man/sluice.yaml.5.head.md; sed '1{/^# /d}' docs/configuration.md) | \
+		pandoc -f markdown -s -t man --shift-heading-level-by=-1 $(MAN_META) -o $@
 
 -include $(foreach t,$(MK_TIERS),src/$(t)/$(t).mk)
 
