@@ -131,8 +131,12 @@ def test_man_pages_render_without_warnings(dest):
     make_install(dest, "/usr")
     for page, name in (("man8/sluice.8", "sluice -"), ("man5/sluice.yaml.5", "sluice.yaml -")):
         path = str(dest / "usr/share/man" / page)
-        g = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", path], capture_output=True, text=True)
+        # tbl too (-t), all warnings, at 80 columns as lintian checks them.
+        g = subprocess.run(["groff", "-t", "-man", "-Tutf8", "-ww", "-z", path], capture_output=True, text=True)
         assert g.returncode == 0 and g.stderr == "", g.stderr
+        m = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", path], capture_output=True,
+                           text=True, env=dict(os.environ, MANWIDTH="80"))
+        assert m.returncode == 0 and m.stderr == "", m.stderr
         text = man_text(path)
         assert re.search(r"^NAME\n\s+" + re.escape(name), text, re.M), text[:500]
     # sluice.yaml(5) is the configuration reference: its sections are there.
