@@ -5,7 +5,11 @@
 #   make demo       the L7 proxy demo (no root needed)
 #   make demo-registry  the registry demo: CLI, dig, locality, weights, fail-open; libsluice, the agent and a discovered pool through an outage (no root needed)
 #   make fuzz       longer fuzz runs (FUZZ_SECONDS each, default 60)
-#   make install    libsluice (lib, header, pkg-config) under PREFIX (/usr/local), DESTDIR
+#   make install    sbin/sluice, libsluice, man pages, systemd units, examples, bash completion under PREFIX (/usr/local), DESTDIR
+#   make man        build/man/sluice.8 and sluice.yaml.5 from docs/ (pandoc)
+#   make deb        the Debian packages in build/deb (debian/; lintian must find no error)
+#   make test-deb   the package installed in a debootstrapped Debian 12 and its proxy started there (root, network)
+#   make proxy-only sluice without the l4 tier: no clang, bpftool or libbpf needed (also: make WITHOUT=l4)
 #   make tsan-client  libsluice's pick/swap stress test under ThreadSanitizer
 #   make bench-l7   bench/l7.sh: Sluice vs nginx vs HAProxy
 #   make test-bpf   XDP forwarder packet fixtures (src/l4/l4.mk)
@@ -400,6 +404,12 @@ deb:
 	rm -rf $(DEB_DIR)/sluice
 	lintian --fail-on error --no-tag-display-limit $(DEB_DIR)/*.changes
 	@ls -1 $(DEB_DIR)/*.deb
+
+# The package installed in a throwaway Debian 12 root (debootstrap) and
+# its proxy started there: tests/integration/test_deb.py, minutes long, so
+# not part of `make test` (root, network to the Debian mirror).
+test-deb: deps
+	SLUICE_TEST_DEB=1 $(PYTHON) -m pytest -q -s -rs tests/integration/test_deb.py -p no:cacheprovider
 
 # ---- man pages: sluice(8) and sluice.yaml(5), from the docs (pandoc) ----
 # docs/sluice.8.md is the page of the executable; sluice.yaml(5) is
