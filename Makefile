@@ -380,6 +380,8 @@ install-units:
 install-examples:
 	install -d $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/sluice
 	install -m 644 packaging/examples/*.yaml $(DESTDIR)$(DOCDIR)/examples/
+	install -d $(DESTDIR)$(DOCDIR)/examples/systemd
+	install -m 644 packaging/systemd/drop-ins/*.conf $(DESTDIR)$(DOCDIR)/examples/systemd/
 	test -e $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml || \
 		install -m 644 packaging/examples/sluice.yaml $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.yaml
 

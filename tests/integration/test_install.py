@@ -73,7 +73,7 @@ def test_install_under_usr_puts_every_part_in_place(dest):
     # The installed binary runs, and accepts every example it ships.
     sluice = str(dest / "usr/sbin/sluice")
     assert subprocess.run([sluice, "version"], capture_output=True, text=True).stdout.startswith("sluice ")
-    for example in sorted((dest / "usr/share/doc/sluice/examples").iterdir()):
+    for example in sorted((dest / "usr/share/doc/sluice/examples").glob("*.yaml")):
         r = subprocess.run([sluice, "check", "-c", str(example)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
 
@@ -98,6 +98,18 @@ def test_units_verify_and_ask_for_what_each_role_needs(dest):
     r = subprocess.run(["systemd-analyze", "verify", "--man=no"] + paths, capture_output=True, text=True)
     # verify exits 0 on an unknown key: its warnings are the finding.
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+    # The drop-ins shipped for proxy.toa and ha: verified with the unit.
+    dropins = sorted((dest / "usr/share/doc/sluice/examples/systemd").iterdir())
+    assert [p.name for p in dropins] == ["proxy-ha.conf", "proxy-toa.conf"]
+    for d in dropins:
+        conf_dir = dest / "units" / "sluice-proxy.service.d"
+        conf_dir.mkdir(exist_ok=True)
+        shutil.copy(d, conf_dir / "local.conf")
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(dest / "units" / "sluice-proxy.service")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", (d.name, r.stderr)
+        shutil.rmtree(conf_dir)
 
     units = {d: unit(dest / "units" / ("sluice-%s.service" % d)) for d in DAEMONS}
     for d, u in units.items():
