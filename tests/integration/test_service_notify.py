@@ -3,13 +3,15 @@ waits for. The test plays the service manager: NOTIFY_SOCKET names a unix
 datagram socket it owns, and it checks that `sluice proxy` says READY=1
 once it serves, RELOADING=1 then READY=1 around a SIGHUP reload (applied or
 refused), and STOPPING=1 on SIGTERM, in that order, all from the master
-(the workers inherit NOTIFY_SOCKET but never speak)."""
+(the workers inherit NOTIFY_SOCKET but never speak); and `sluice l4` the
+same."""
 import signal
 
 import pytest
 
 from helpers import free_port, fresh_get, wait_for
 from notify_socket import NotifySocket
+from test_l4_netns import L4, topo  # noqa: F401 (topo is a fixture)
 
 
 def config(port, backend):
@@ -78,3 +80,22 @@ def test_without_a_listening_manager_the_proxy_still_serves(sluice, backends, tm
     s = sluice(config(port, b1.address), wait_ports=[port])
     assert fresh_get(port, "/")[0] == 200
     assert wait_for(lambda: "cannot notify the service manager" in s.read_log())
+
+
+def test_l4_says_ready_reloading_ready_stopping(topo, notify):
+    """`sluice l4` in the DR topology of test_l4_netns (root): READY=1 once
+    attached, the reload pair on SIGHUP, STOPPING=1 on SIGTERM. `ip netns
+    exec` keeps the environment, and the socket is a path, which a network
+    namespace does not hide."""
+    l4 = L4(topo).start()
+    (pid, ready), = notify.wait_for("READY")
+    assert pid == l4.proc.pid and ready == {"READY": "1", "STATUS": "sluice l4 serving"}
+
+    l4.proc.send_signal(signal.SIGHUP)
+    msgs = notify.wait_for("READY")
+    assert [sorted(m[1]) for m in msgs] == [["MONOTONIC_USEC", "RELOADING"], ["READY", "STATUS"]]
+    assert msgs[1][1]["STATUS"] == "sluice l4 serving; reload applied (1 since start)"
+
+    assert l4.stop() == 0
+    (pid, stopping), = notify.wait_for("STOPPING")
+    assert pid == l4.proc.pid and stopping == {"STOPPING": "1"}
