@@ -3,7 +3,6 @@ usable: the units pass `systemd-analyze verify` and ask for what each role
 needs, the man pages render without a groff warning, the completion knows
 every verb of `sluice --help`, the installed binary checks every example,
 and a second install keeps an edited /etc/sluice/sluice.yaml."""
-import configparser
 import os
 import re
 import shutil
