@@ -404,7 +404,7 @@ deb:
 	cd $(DEB_DIR)/sluice && DEB_BUILD_OPTIONS="parallel=$${JOBS:-2} $$DEB_BUILD_OPTIONS" \
 		dpkg-buildpackage -us -uc -b --no-sign > ../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
 	rm -rf $(DEB_DIR)/sluice
-	lintian --fail-on error --no-tag-display-limit $(DEB_DIR)/*.changes
+	lintian --fail-on error --tag-display-limit 0 $(DEB_DIR)/*.changes
 	@ls -1 $(DEB_DIR)/*.deb
 
 # The package installed in a throwaway Debian 12 root (debootstrap) and

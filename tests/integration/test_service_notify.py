@@ -3,14 +3,15 @@ waits for. The test plays the service manager: NOTIFY_SOCKET names a unix
 datagram socket it owns, and it checks that `sluice proxy` says READY=1
 once it serves, RELOADING=1 then READY=1 around a SIGHUP reload (applied or
 refused), and STOPPING=1 on SIGTERM, in that order, all from the master
-(the workers inherit NOTIFY_SOCKET but never speak); and `sluice l4` the
-same."""
+(the workers inherit NOTIFY_SOCKET but never speak); and `sluice l4` and
+`sluice registry` the same."""
 import signal
 
 import pytest
 
 from helpers import free_port, fresh_get, wait_for
 from notify_socket import NotifySocket
+from registry_node import Registry
 from test_l4_netns import L4, topo  # noqa: F401 (topo is a fixture)
 
 
@@ -99,3 +100,21 @@ def test_l4_says_ready_reloading_ready_stopping(topo, notify):
     assert l4.stop() == 0
     (pid, stopping), = notify.wait_for("STOPPING")
     assert pid == l4.proc.pid and stopping == {"STOPPING": "1"}
+
+
+def test_registry_says_ready_reloading_ready_stopping(tmp_path, notify):
+    """`sluice registry`: the same messages, from the one process."""
+    reg = Registry(tmp_path).start()
+    try:
+        (pid, ready), = notify.wait_for("READY")
+        assert pid == reg.proc.pid and ready == {"READY": "1", "STATUS": "sluice registry serving"}
+        reg.reload()
+        msgs = notify.wait_for("READY")
+        assert [sorted(m[1]) for m in msgs] == [["MONOTONIC_USEC", "RELOADING"], ["READY", "STATUS"]]
+        assert msgs[1][1]["STATUS"] == "sluice registry serving; reload applied (1 since start)"
+        reg.proc.send_signal(signal.SIGTERM)
+        (pid, stopping), = notify.wait_for("STOPPING")
+        assert pid == reg.proc.pid and stopping == {"STOPPING": "1"}
+    finally:
+        reg.stop()
+    reg.assert_clean()
