@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from helpers import free_port, fresh_get, wait_port
 
-TREE_PARTS = ("Makefile", "src", "include", "examples", "scripts")
+TREE_PARTS = ("Makefile", "src", "include", "examples", "scripts", "packaging")
 HIDDEN_TOOLS = ("clang", "llvm", "llc", "bpftool", "ld.lld")
 
 
