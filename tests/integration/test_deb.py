@@ -7,10 +7,10 @@ sluice and enables sluice-proxy, `sluice check` accepts the shipped
 host. Everything lives under build/deb-test and is removed afterwards
 (the root's mounts live in a private mount namespace and die with it).
 
-It takes minutes (package build ~70 s, debootstrap ~40 s, apt ~30 s on
-an idle machine; 7 minutes on the shared 2-core test machine), so `make
-test` skips it: `make test-deb` runs it (SLUICE_TEST_DEB=1). It needs the
-network to the Debian mirror."""
+It takes about 3 minutes on a quiet 2-core machine (package build 85 s,
+debootstrap 70 s, apt 10 s; measured 163 s) and 7 when other builds share
+it (414 s, 420 s), so `make test` skips it: `make test-deb` runs it
+(SLUICE_TEST_DEB=1). It needs the network to the Debian mirror."""
 import glob
 import os
 import re
