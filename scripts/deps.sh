@@ -18,6 +18,8 @@ PKGS=(
   knot-dnsutils nsd                                # kdig, and NSD as the upstream of test_agent
   libssl-dev libnghttp2-dev                        # the proxy's TLS (OpenSSL 3) and HTTP/2
   nghttp2-client python3-h2 testssl.sh             # h2load/nghttp, HTTP/2 edge cases, the TLS audit
+  libsystemd-dev                                   # sd_notify: Type=notify units (READY, RELOADING, STOPPING)
+  pandoc man-db debhelper lintian debootstrap      # make man (pages from docs/), make deb, make test-deb
   bird2 keepalived frr                             # HA: BGP/BFD on LB nodes and lab routers; keepalived VRRP and FRR as anchors
   systemd                                          # test_log_outputs runs a private systemd-journald (and journalctl)
 )

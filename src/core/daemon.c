@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/log_sink.h"
 #include "core/privs.h"
+#include "core/service_notify.h"
 
 struct sl_config *daemon_load_config(const char *path, unsigned files, struct config_errors *errs)
 {
@@ -112,6 +113,7 @@ int daemon_init(struct daemon *d, const struct daemon_spec *spec, const struct s
     d->site.ready = daemon_ready;
     d->site.ready_arg = d;
 
+    service_notify_init();
     log_setup(cfg->log_level, cfg->log_file, spec->role);
     if (cfg->run_as.set && !spec->honours_user)
         log_warn("%s:%d: user: ignored by this daemon (%s): only sluice proxy's workers drop to it; this one "
@@ -151,6 +153,7 @@ void daemon_stopping(struct daemon *d)
     if (d->stopping)
         return;
     d->stopping = true;
+    service_notify_stopping();
     for (size_t i = 0; i < d->n_companions; i++)
         if (d->companions[i].ops->stopping)
             d->companions[i].ops->stopping(d->companions[i].arg);
@@ -174,6 +177,33 @@ static bool listed(const int *sigs, int sig)
     return false;
 }
 
+/* The daemon's name for STATUS= lines: its module's ("proxy"), or its role. */
+static const char *service_name(const struct daemon *d)
+{
+    return d->spec.module ? d->spec.module->name : d->spec.role;
+}
+
+/* SIGHUP: the tier's reload between RELOADING=1 and READY=1, so that
+ * `systemctl reload` returns once the reload is over, applied or not. A
+ * tier counts the reloads it applied (site.status.reloads). */
+static void reload_for_service_manager(struct daemon *d)
+{
+    uint32_t before = d->site.status.reloads;
+    service_notify_reloading();
+    d->spec.ops->reload(d->spec.arg);
+    daemon_reload_note(d, before);
+    if (d->stopping)
+        return;
+    char status[160];
+    if (d->site.status.reloads != before)
+        snprintf(status, sizeof status, "sluice %s serving; reload applied (%u since start)", service_name(d),
+                 d->site.status.reloads);
+    else
+        snprintf(status, sizeof status, "sluice %s serving; the last reload was not applied (see the log)",
+                 service_name(d));
+    service_notify_ready(status);
+}
+
 static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
 {
     struct daemon *d = io->data;
@@ -182,11 +212,8 @@ static void on_signal(struct ev_loop *loop, struct ev_io *io, uint32_t revents)
     while (read(d->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
         int sig = (int)si.ssi_signo;
         if (sig == SIGHUP) {
-            uint32_t before = d->site.status.reloads;
-            if (ops && ops->reload) {
-                ops->reload(d->spec.arg);
-                daemon_reload_note(d, before);
-            }
+            if (ops && ops->reload)
+                reload_for_service_manager(d);
         } else if (sig == SIGUSR1) {
             /* As nginx's USR1: logrotate moved the files away. Files for
              * processes that gave up root are handed to their user. */
@@ -296,6 +323,11 @@ int daemon_run(struct daemon *d)
     if (!st->last_reload_success_unix_ms)
         st->last_reload_success_unix_ms = unix_ms();
     d->serving = true;
+    /* Everything the tier set up before its loop is in place (the proxy's
+     * listeners are bound and its workers forked): the service is up. */
+    char status[160];
+    snprintf(status, sizeof status, "sluice %s serving", service_name(d));
+    service_notify_ready(status);
     return ev_run(d->loop);
 }
 
