@@ -72,6 +72,8 @@ static void add_backend_counters(struct backend_counters *dst, const struct back
     atomic_fetch_add(&dst->bytes_received, atomic_load(&src->bytes_received));
     atomic_fetch_add(&dst->active, atomic_load(&src->active));
     atomic_fetch_add(&dst->idle, atomic_load(&src->idle));
+    latency_add(&dst->connect_time, &src->connect_time);
+    latency_add(&dst->header_time, &src->header_time);
 }
 
 void shared_sum_backend(const struct shared_state *sh, size_t backend, struct backend_counters *out)
@@ -113,6 +115,8 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
         atomic_fetch_add(&out->h2_streams, atomic_load(&c->h2_streams));
         for (int k = 0; k < 6; k++)
             atomic_fetch_add(&out->h2_flood_closes[k], atomic_load(&c->h2_flood_closes[k]));
+        latency_add(&out->request_time, &c->request_time);
+        latency_add(&out->connection_time, &c->connection_time);
     }
 }
 
@@ -145,6 +149,8 @@ static void carry_over_listeners(struct shared_state *dst, const struct proxy_co
             atomic_fetch_add(&d->h2_streams, atomic_load(&sum.h2_streams));
             for (int kind = 0; kind < 6; kind++)
                 atomic_fetch_add(&d->h2_flood_closes[kind], atomic_load(&sum.h2_flood_closes[kind]));
+            latency_add(&d->request_time, &sum.request_time);
+            latency_add(&d->connection_time, &sum.connection_time);
             /* active is a gauge: the new workers count their own. */
             break;
         }

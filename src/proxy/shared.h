@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/latency_hist.h"
 #include "core/pool_view.h"
 #include "proxy/proxy_conf.h"
 
@@ -62,6 +63,11 @@ struct backend_counters {
     _Atomic uint64_t bytes_received;
     _Atomic uint32_t active;          /* connections in use now (gauge) */
     _Atomic uint32_t idle;            /* pooled idle connections now (gauge) */
+    /* Latency (core/latency_hist.h): a new connection's connect (TCP
+     * only), and from the start of the try to the first response byte
+     * (HTTP; connect included, as nginx's $upstream_header_time). */
+    struct latency_hist connect_time;
+    struct latency_hist header_time;
 };
 
 /* Why a TLS handshake failed, the label of sluice_tls_handshake_failures_total. */
@@ -98,6 +104,10 @@ struct listener_counters {
     _Atomic uint64_t h2_connections;  /* client connections that spoke HTTP/2 */
     _Atomic uint64_t h2_streams;      /* HTTP/2 requests with a well-formed head */
     _Atomic uint64_t h2_flood_closes[6]; /* by enum h2_flood (proxy/h2_session.h) */
+    /* Latency: an HTTP request from its first byte to its last response
+     * byte (or our own answer); a tcp listener's connection, open to close. */
+    struct latency_hist request_time;
+    struct latency_hist connection_time;
 };
 
 struct shared_worker {
