@@ -103,6 +103,7 @@ static const char style[] =
     "td.st{font-weight:700;text-align:center}"
     ".UP{background:#7fd17f}.DOWN{background:#f08080}.DRAIN{background:#8fb8f0}"
     ".DISABLED{background:#c8c8c8}.EJECTED{background:#f4b860}.SLOW{background:#c6ecb0}"
+    "td.hc{white-space:normal;min-width:180px;max-width:320px;font-size:12px}"
     ".note{color:#666}";
 
 static void page_head(struct strbuf *out, unsigned refresh_s, uint64_t now_ms)
@@ -231,8 +232,10 @@ static void backend_row(struct strbuf *out, const struct proxy_admin *pa, size_t
     cell_quantile(out, &c.connect_time, 0.5);
     cell_quantile(out, &c.header_time, 0.5);
     cell_quantile(out, &c.header_time, 0.99);
-    strbuf_printf(out, "<td>%s", r.ctl.up ? "up" : "down");
-    if (r.ctl.up && r.ctl.up_since_ms && now > r.ctl.up_since_ms) {
+    strbuf_printf(out, "<td class=hc>%s", r.ctl.up ? "up" : "down");
+    /* up_since_ms of a backend up from the start is made up (a fresh
+     * start is no recovery, shared.c): only a real recovery is shown. */
+    if (r.ctl.up && r.ctl.up_since_ms >= page.site->status.started_ms && now > r.ctl.up_since_ms) {
         strbuf_puts(out, " for ");
         duration_text(out, now - r.ctl.up_since_ms);
     }
