@@ -18,6 +18,7 @@ PKGS=(
   knot-dnsutils nsd                                # kdig, and NSD as the upstream of test_agent
   libssl-dev libnghttp2-dev                        # the proxy's TLS (OpenSSL 3) and HTTP/2
   nghttp2-client python3-h2 testssl.sh             # h2load/nghttp, HTTP/2 edge cases, the TLS audit
+  chromium python3-pil python3-matplotlib          # /stats screenshot test (headless), docs/grafana/render.py
   bird2 keepalived frr                             # HA: BGP/BFD on LB nodes and lab routers; keepalived VRRP and FRR as anchors
 )
 
