@@ -3,16 +3,12 @@
 
 #include <string.h>
 
-/* The same check as proxy_admin.c's view: cfg and sh are swapped together
- * on reload; never read one with the other's sizes. */
+/* cfg and sh are swapped together on reload: the view's own check that
+ * the two match, so one is never read with the other's sizes. */
 static bool consistent(const struct proxy_admin *pa)
 {
-    if (!pa || !pa->cfg || !pa->sh)
-        return false;
-    size_t n = 0;
-    for (size_t p = 0; p < pa->cfg->n_pools; p++)
-        n += cfg_pool_slots(&pa->cfg->pools[p]);
-    return n == pa->sh->n_backends && pa->cfg->n_listeners == pa->sh->n_listeners;
+    const struct pool_view *v = &pa->view;
+    return v->ops && v->ops->consistent(v->arg);
 }
 
 void proxy_latency_pool(const struct proxy_admin *pa, size_t p, struct latency_hist *connect,
@@ -29,8 +25,15 @@ void proxy_latency_pool(const struct proxy_admin *pa, size_t p, struct latency_h
     }
 }
 
+/* An http listener times requests, a tcp one connections. */
+static const struct latency_hist *listener_hist(const struct listener_counters *c, enum listener_proto proto)
+{
+    return proto == PROTO_HTTP ? &c->request_time : &c->connection_time;
+}
+
+/* The histograms of the listeners of one protocol, one series each. */
 static void listener_histograms(const struct proxy_admin *pa, struct strbuf *out, const char *name,
-                                enum listener_proto proto, size_t field_off)
+                                enum listener_proto proto)
 {
     if (!consistent(pa))
         return;
@@ -41,7 +44,7 @@ static void listener_histograms(const struct proxy_admin *pa, struct strbuf *out
         memset(&sum, 0, sizeof sum);
         for (uint32_t w = 0; w < pa->sh->n_workers; w++) {
             const struct listener_counters *c = &pa->sh->lctr[(size_t)w * pa->sh->n_listeners + l];
-            latency_add(&sum, (const struct latency_hist *)((const char *)c + field_off));
+            latency_add(&sum, listener_hist(c, proto));
         }
         struct metric_label lb = { "listener", pa->cfg->listeners[l].name };
         latency_samples(out, name, &lb, 1, &sum);
@@ -68,12 +71,10 @@ void proxy_latency_collect(void *arg, struct strbuf *out)
     latency_family(out, "sluice_listener_request_duration_seconds",
                    "HTTP requests (HTTP/1 and HTTP/2) on the listener, from the first byte of the request to the "
                    "last byte of its response handed to the client (or Sluice's own error answer).");
-    listener_histograms(pa, out, "sluice_listener_request_duration_seconds", PROTO_HTTP,
-                        offsetof(struct listener_counters, request_time));
+    listener_histograms(pa, out, "sluice_listener_request_duration_seconds", PROTO_HTTP);
     latency_family(out, "sluice_listener_connection_duration_seconds",
                    "Connections of a tcp listener, from accept to close.");
-    listener_histograms(pa, out, "sluice_listener_connection_duration_seconds", PROTO_TCP,
-                        offsetof(struct listener_counters, connection_time));
+    listener_histograms(pa, out, "sluice_listener_connection_duration_seconds", PROTO_TCP);
     latency_family(out, "sluice_pool_upstream_connect_duration_seconds",
                    "TCP connects to the pool's backends that succeeded: new connections only (a pooled "
                    "keep-alive connection needs none), TLS handshake not included.");
