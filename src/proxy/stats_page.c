@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/version.h"
+#include "lib/html.h"
 #include "proxy/proxy_latency.h"
 
 #define REFRESH_MAX_S 3600
@@ -21,26 +22,13 @@ static struct stats_page {
 
 /* ---- text pieces ---- */
 
-/* Names come from the configuration, addresses from a registry, check
- * results from the network: none of them may become markup. */
-static void html(struct strbuf *out, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '&': strbuf_puts(out, "&amp;"); break;
-        case '<': strbuf_puts(out, "&lt;"); break;
-        case '>': strbuf_puts(out, "&gt;"); break;
-        case '"': strbuf_puts(out, "&quot;"); break;
-        case '\'': strbuf_puts(out, "&#39;"); break;
-        default: strbuf_put(out, s, 1);
-        }
-    }
-}
-
+/* Every name and result on the page goes through html_escape: names come
+ * from the configuration, addresses from a registry, check results from
+ * the network, and none of them may become markup. */
 static void cell_text(struct strbuf *out, const char *s)
 {
     strbuf_puts(out, "<td>");
-    html(out, s);
+    html_escape(out, s);
     strbuf_puts(out, "</td>");
 }
 
@@ -114,7 +102,7 @@ static void page_head(struct strbuf *out, unsigned refresh_s, uint64_t now_ms)
         strbuf_printf(out, "<meta http-equiv=refresh content=\"%u\">", refresh_s);
     strbuf_printf(out, "<title>Sluice proxy stats</title><style>%s</style></head><body>\n", style);
     strbuf_puts(out, "<h1>Sluice proxy</h1><p class=meta>version ");
-    html(out, st->version ? st->version : SLUICE_VERSION);
+    html_escape(out, st->version ? st->version : SLUICE_VERSION);
     strbuf_printf(out, " &middot; pid %d &middot; up ", (int)getpid());
     duration_text(out, now_ms > st->started_ms ? now_ms - st->started_ms : 0);
     strbuf_printf(out, " &middot; %u worker%s &middot; %u reload%s", st->n_workers, st->n_workers == 1 ? "" : "s",
@@ -240,7 +228,7 @@ static void backend_row(struct strbuf *out, const struct proxy_admin *pa, size_t
         duration_text(out, now - r.ctl.up_since_ms);
     }
     strbuf_puts(out, ": ");
-    html(out, r.last_check);
+    html_escape(out, r.last_check);
     strbuf_printf(out, " (%" PRIu64 " ok, %" PRIu64 " failed)</td>", r.checks_ok, r.checks_failed);
     cell_bytes(out, t->bytes_sent);
     cell_bytes(out, t->bytes_received);
@@ -259,9 +247,9 @@ static void pool_table(struct strbuf *out, const struct proxy_admin *pa, size_t 
 {
     const struct pool_view *v = &pa->view;
     strbuf_puts(out, "<h2>Pool ");
-    html(out, v->ops->pool_name(v->arg, p));
+    html_escape(out, v->ops->pool_name(v->arg, p));
     strbuf_puts(out, " <span class=note>(");
-    html(out, v->ops->pool_algorithm(v->arg, p));
+    html_escape(out, v->ops->pool_algorithm(v->arg, p));
     strbuf_puts(out, ")</span></h2>\n<table><tr><th>backend</th><th>state</th><th>weight<br>eff / admin</th>"
                      "<th>active</th><th>idle</th><th>requests</th><th>errors</th><th>2xx</th><th>3xx</th>"
                      "<th>4xx</th><th>5xx</th><th>retries</th><th>connect<br>p50</th><th>response<br>p50</th>"
