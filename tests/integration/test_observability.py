@@ -32,12 +32,12 @@ HISTOGRAMS = {
 DELAY = 0.3  # the slow backend's wait before it answers
 
 
-def config(aport, pools, listeners, health=None, workers=2):
+def config(aport, pools, listeners, health=None, workers=2, retries=0):
     """pools: {name: [addr]}; listeners: [(name, port, protocol, pool)]."""
     y = "workers: %d\nadmin: { listen: 127.0.0.1:%d }\nlog: { level: warn }\npools:\n" % (workers, aport)
     for name, addrs in pools.items():
-        y += "  - name: %s\n    retries: 0\n    passive: { max_fails: 0 }\n    backends: [%s]\n" % (
-            name, ", ".join(addrs))
+        y += "  - name: %s\n    retries: %d\n    passive: { max_fails: 0 }\n    backends: [%s]\n" % (
+            name, retries, ", ".join(addrs))
         if health:
             y += "    health_check: { %s }\n" % health
     y += "listeners:\n"
@@ -151,7 +151,7 @@ def test_histograms_survive_a_reload(sluice, backends):
     req = histogram(before, "sluice_listener_request_duration_seconds", listener="web")
     head = histogram(before, "sluice_pool_upstream_header_duration_seconds", pool="app")
     assert req["count"] == head["count"] == 4
-    proxy.reload(text_cfg.replace("retries: 0", "retries: 1"))
+    proxy.reload(text_cfg.replace("retries: 0", "retries: 2"))
     wait_for(lambda: samples(metrics_text(aport))[("sluice_reloads_total", frozenset())] == 1, timeout=10)
     after = metrics_text(aport)
     assert histogram(after, "sluice_listener_request_duration_seconds", listener="web") == req
@@ -197,7 +197,8 @@ def stats_lab(sluice, backends):
     port, tport, aport = free_port(), free_port(), free_port()
     cfg = config(aport, {"app": [live.address, dead], "tcp": [live.address]},
                  [("web", port, "http", "app"), ("raw-in", tport, "tcp", "tcp")],
-                 health="type: http, path: /, interval: 200ms, timeout: 100ms, rise: 1, fall: 1")
+                 health="type: http, path: /, interval: 200ms, timeout: 100ms, rise: 1, fall: 1",
+                 retries=1)  # the workers learn "down" on their next 100 ms tick: until then, a retry
     sluice(cfg, wait_ports=[port, tport, aport])
     assert wait_for(lambda: pool_backends(aport, "app")[dead]["state"] == "down", timeout=10)
     for _ in range(6):
