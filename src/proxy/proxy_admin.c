@@ -312,6 +312,7 @@ static void collect_tls(void *arg, struct strbuf *out)
 int proxy_admin_mount(struct admin_site *site, struct proxy_admin *pa)
 {
     pa->view = (struct pool_view){ &proxy_pool_view_ops, pa };
+    pa->site = site;
     if (pool_view_mount(site, &pa->view) < 0)
         return -1;
     if (metrics_register(&site->metrics, collect_tls, pa) < 0 ||

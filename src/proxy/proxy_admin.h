@@ -22,6 +22,7 @@ struct proxy_admin {
     struct shared_state *sh;
     struct proxy_discovery *disc;     /* its discovered pools, NULL if none */
     struct pool_view view;            /* set by proxy_admin_mount */
+    const struct admin_site *site;    /* idem: the daemon's status, for /stats */
 };
 
 /* Mount /api/pools and register the listener and backend families on

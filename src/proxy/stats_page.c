@@ -13,13 +13,6 @@
 
 #define REFRESH_MAX_S 3600
 
-/* What the handler reads: the site for the daemon's status, the proxy's
- * view for the rest. One daemon per process, so one page. */
-static struct stats_page {
-    const struct admin_site *site;
-    struct proxy_admin *pa;
-} page;
-
 /* ---- text pieces ---- */
 
 /* Every name and result on the page goes through html_escape: names come
@@ -94,9 +87,9 @@ static const char style[] =
     "td.hc{white-space:normal;min-width:180px;max-width:320px;font-size:12px}"
     ".note{color:#666}";
 
-static void page_head(struct strbuf *out, unsigned refresh_s, uint64_t now_ms)
+static void page_head(struct strbuf *out, const struct proxy_admin *pa, unsigned refresh_s, uint64_t now_ms)
 {
-    const struct admin_status *st = &page.site->status;
+    const struct admin_status *st = &pa->site->status;
     strbuf_puts(out, "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>");
     if (refresh_s)
         strbuf_printf(out, "<meta http-equiv=refresh content=\"%u\">", refresh_s);
@@ -223,7 +216,7 @@ static void backend_row(struct strbuf *out, const struct proxy_admin *pa, size_t
     strbuf_printf(out, "<td class=hc>%s", r.ctl.up ? "up" : "down");
     /* up_since_ms of a backend up from the start is made up (a fresh
      * start is no recovery, shared.c): only a real recovery is shown. */
-    if (r.ctl.up && r.ctl.up_since_ms >= page.site->status.started_ms && now > r.ctl.up_since_ms) {
+    if (r.ctl.up && r.ctl.up_since_ms >= pa->site->status.started_ms && now > r.ctl.up_since_ms) {
         strbuf_puts(out, " for ");
         duration_text(out, now - r.ctl.up_since_ms);
     }
@@ -290,7 +283,7 @@ static int parse_refresh(const char *s)
 
 static void stats_handler(void *arg, const struct admin_request *rq, struct admin_reply *reply)
 {
-    (void)arg;
+    struct proxy_admin *pa = arg;
     if (!admin_is_get(rq)) {
         admin_reply_method_not_allowed(reply, "GET, HEAD");
         return;
@@ -304,14 +297,13 @@ static void stats_handler(void *arg, const struct admin_request *rq, struct admi
         admin_reply_error(reply, 400, "refresh: expected whole seconds from 1 to %d", REFRESH_MAX_S);
         return;
     }
-    struct proxy_admin *pa = page.pa;
     const struct pool_view *v = &pa->view;
     if (v->ops->consistent && !v->ops->consistent(v->arg)) {
         admin_reply_error(reply, 503, "the configuration is being replaced; try again");
         return;
     }
     struct strbuf out = { 0 };
-    page_head(&out, (unsigned)refresh, rq->now_ms);
+    page_head(&out, pa, (unsigned)refresh, rq->now_ms);
     listeners_table(&out, pa);
     size_t n_pools = v->ops->n_pools(v->arg);
     for (size_t p = 0; p < n_pools; p++)
@@ -332,7 +324,5 @@ static void stats_handler(void *arg, const struct admin_request *rq, struct admi
 
 int stats_page_mount(struct admin_site *site, struct proxy_admin *pa)
 {
-    page.site = site;
-    page.pa = pa;
-    return admin_mount(site, NULL, "/stats", stats_handler, NULL);
+    return admin_mount(site, NULL, "/stats", stats_handler, pa);
 }
