@@ -191,6 +191,7 @@ static void carry_backend(struct shared_state *dst, const struct proxy_conf *dst
     d->checks_ok = s->checks_ok;
     d->checks_failed = s->checks_failed;
     memcpy(d->last_check, s->last_check, sizeof d->last_check);
+    d->health_changed_ms = s->health_changed_ms;
     /* Totals go into worker 0's row; gauges start from zero. */
     struct backend_counters sum;
     shared_sum_backend(src, shared_backend_index(src, sp, k), &sum);

@@ -39,6 +39,7 @@ struct shared_backend {
     uint32_t check_rise, check_fall;  /* current streaks */
     uint64_t checks_ok, checks_failed;
     char last_check[96];              /* last result in words */
+    uint64_t health_changed_ms;       /* ev_clock_ms() of the last UP/DOWN change, 0 = none yet */
     /* A discovered pool's slot (proxy/slots.h): which member sits here.
      * The master writes slot_addr under slot_seq, a sequence lock (odd
      * while it writes), so a worker never reads a torn address: it reads

@@ -213,12 +213,13 @@ static void backend_row(struct strbuf *out, const struct proxy_admin *pa, size_t
     cell_quantile(out, &c.connect_time, 0.5);
     cell_quantile(out, &c.header_time, 0.5);
     cell_quantile(out, &c.header_time, 0.99);
+    /* Since the last change of the check's verdict (HAProxy's "last
+     * status change"); nothing before the first one. */
+    uint64_t changed = pa->sh->backends[g].health_changed_ms;
     strbuf_printf(out, "<td class=hc>%s", r.ctl.up ? "up" : "down");
-    /* up_since_ms of a backend up from the start is made up (a fresh
-     * start is no recovery, shared.c): only a real recovery is shown. */
-    if (r.ctl.up && r.ctl.up_since_ms >= pa->site->status.started_ms && now > r.ctl.up_since_ms) {
+    if (changed && now >= changed) {
         strbuf_puts(out, " for ");
-        duration_text(out, now - r.ctl.up_since_ms);
+        duration_text(out, now - changed);
     }
     strbuf_puts(out, ": ");
     html_escape(out, r.last_check);

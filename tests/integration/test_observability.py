@@ -228,7 +228,8 @@ def test_stats_page_shows_every_listener_pool_and_backend(sluice, backends):
     # Latency from the histograms: a number for the live backend, a dash for the dead one.
     assert re.fullmatch(r"\d+\.\d\d (ms|s)", by_first[live][col["responsep50"]][0])
     assert by_first[dead][col["responsep50"]][0] == "\u2013"
-    assert "connection refused" in by_first[dead][col["health check"]][0]
+    assert re.match(r"down for \d+s: failed: connection refused", by_first[dead][col["health check"]][0])
+    assert by_first[live][col["health check"]][0].startswith("up: ok: HTTP 200")  # never changed
     assert "Pool app" in page and "Pool tcp" in page
 
     # Auto-refresh on request, refused when it makes no sense; other methods are not allowed.
