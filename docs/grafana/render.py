@@ -109,7 +109,7 @@ def wait_up(url, timeout=10):
 
 
 def lab_config(aport, web, api, app_backends, api_backends):
-    hc = "    health_check: { type: http, path: /, interval: 500ms, timeout: 300ms, rise: 2, fall: 2 }\n"
+    hc = "    health_check: { type: http, path: /, interval: 500ms, timeout: 450ms, rise: 2, fall: 3 }\n"
     return ("workers: 2\nadmin: { listen: 127.0.0.1:%d }\nlog: { level: error }\npools:\n"
             "  - name: app\n    algorithm: least_conn\n    backends: [%s]\n%s"
             "  - name: api\n    backends: [%s]\n%s"
@@ -422,7 +422,7 @@ def main():
         if chromium:
             subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                             "--user-data-dir=" + os.path.join(tmp, "chromium"),
-                            "--screenshot=" + args.stats_png, "--window-size=1500,520", admin + "/stats"],
+                            "--screenshot=" + args.stats_png, "--window-size=1500,560", admin + "/stats"],
                            check=True, capture_output=True, timeout=120, env=dict(os.environ, HOME=tmp))
             print("wrote", args.stats_png)
     finally:
