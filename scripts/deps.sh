@@ -20,6 +20,7 @@ PKGS=(
   nghttp2-client python3-h2 testssl.sh             # h2load/nghttp, HTTP/2 edge cases, the TLS audit
   libsystemd-dev                                   # sd_notify: Type=notify units (READY, RELOADING, STOPPING)
   pandoc man-db debhelper lintian debootstrap      # make man (pages from docs/), make deb, make test-deb
+  chromium python3-pil python3-matplotlib          # /stats screenshot test (headless), docs/grafana/render.py
   bird2 keepalived frr                             # HA: BGP/BFD on LB nodes and lab routers; keepalived VRRP and FRR as anchors
   systemd                                          # test_log_outputs runs a private systemd-journald (and journalctl)
 )

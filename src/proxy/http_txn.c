@@ -282,6 +282,7 @@ void http_txn_reset(struct http_txn *t)
     t->fwd_sent = 0;
     t->started_us = 0;
     t->retry_after_s = 0;
+    t->upstream_connect_start_us = t->upstream_connected_us = t->upstream_first_byte_us = 0;
     http_txn_body_clock_stop(t);
     /* A request refused before parsing must not be logged with the fields
      * of the one before it on this connection. */
@@ -360,6 +361,39 @@ static void request_fail(struct http_txn *t, int status, const char *why)
     http_carrier_send_error(cr, status, why);
 }
 
+/* A try begins on t->up: a new connection starts its clock at the
+ * connect; a pooled one is connected already. */
+static void upstream_timing_start(struct http_txn *t)
+{
+    uint64_t now = now_us();
+    t->upstream_connect_start_us = now;
+    t->upstream_connected_us = t->up->connecting ? 0 : now;
+    t->upstream_first_byte_us = 0;
+}
+
+/* The backend's histograms (shared.h): connect of a new connection, and
+ * the first response byte counted from the start of the try. */
+static void upstream_timing_connected(struct http_txn *t)
+{
+    t->upstream_connected_us = now_us();
+    latency_observe(&t->up->b->ctr->connect_time, t->upstream_connected_us - t->upstream_connect_start_us);
+}
+
+static void upstream_timing_first_byte(struct http_txn *t)
+{
+    t->upstream_first_byte_us = now_us();
+    latency_observe(&t->up->b->ctr->header_time, t->upstream_first_byte_us - t->upstream_connect_start_us);
+}
+
+/* The listener's request histogram: from the first byte of the request
+ * to its answer (the last byte handed to the client's side, or our own
+ * error response). */
+static void observe_request_time(struct http_txn *t)
+{
+    if (t->started_us)
+        latency_observe(&t->cr->l->ctr->request_time, now_us() - t->started_us);
+}
+
 static void request_start_upstream(struct http_txn *t)
 {
     struct http_carrier *cr = t->cr;
@@ -398,6 +432,7 @@ static void request_start_upstream(struct http_txn *t)
             continue;
         }
         t->up = u;
+        upstream_timing_start(t);
         p->outstanding[idx]++;
         p->active[idx]++;
         t->fwd_sent = 0;
@@ -815,6 +850,7 @@ static int response_body_validate(struct http_txn *t)
 static void request_finish(struct http_txn *t)
 {
     struct http_carrier *cr = t->cr;
+    observe_request_time(t);
     write_access_log(t, NULL);
     bool reusable = t->resp_keep_upstream && t->req_done && t->up && !t->up->eof &&
                     buf_len(&t->up->in) == 0;
@@ -840,6 +876,7 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
             return;
         }
         u->connecting = false;
+        upstream_timing_connected(t);
         struct pp_client_info ci = {.origin = cr->origin, .client_tr = cr->tr};
         if (cr->origin && pp_send_to_backend(u->pool->cfg->send_proxy, u->tr.fd, &ci) < 0) {
             upstream_failed(t, true, "cannot send the PROXY header");
@@ -857,6 +894,8 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         ssize_t n = http_read_into(&u->tr, &u->in);
         if (n > 0) {
             atomic_fetch_add_explicit(&u->b->ctr->bytes_received, (uint64_t)n, memory_order_relaxed);
+            if (!t->resp_started && !t->tunnel)
+                upstream_timing_first_byte(t);
             t->resp_started = true;
             if (!t->tunnel)
                 http_carrier_set_timer(cr, cr->l->cfg->timeouts.upstream_response_ms);
@@ -1000,6 +1039,7 @@ void http_txn_log_refused(struct http_txn *t, const char *reason)
 {
     if (!t->log || !t->log->line[0])
         capture_rejected_line(t); /* refused before http_txn_start() took its fields */
+    observe_request_time(t);
     write_access_log(t, reason);
 }
 

@@ -82,6 +82,10 @@ struct http_txn {
     int sticky_idx;               /* backend named by the client's cookie, or -1 */
     uint64_t key_hash;
     uint64_t started_us;          /* first byte of the request head arrived; 0 = none yet */
+    /* The last try's upstream timing, CLOCK_MONOTONIC us (now_us()), 0 = not
+     * reached: connect started (or a pooled connection was taken), connect
+     * completed (= the start for a pooled one), first response byte. */
+    uint64_t upstream_connect_start_us, upstream_connected_us, upstream_first_byte_us;
 
     /* the request body deadline (timeouts.client_body), see body_deadline() */
     struct ev_timer body_timer;

@@ -6,7 +6,9 @@
 
 #include "core/metrics.h"
 #include "proxy/ratelimit_http.h"
+#include "proxy/proxy_latency.h"
 #include "proxy/slots.h"
+#include "proxy/stats_page.h"
 
 void proxy_admin_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt)
 {
@@ -128,6 +130,11 @@ static size_t view_gidx(const struct proxy_admin *v, size_t p, size_t b)
     return v->cfg->pools[p].discovery ? view_slot(v, p, b) : shared_backend_index(v->sh, p, b);
 }
 
+size_t proxy_admin_backend_gidx(const struct proxy_admin *pa, size_t p, size_t b)
+{
+    return view_gidx(pa, p, b);
+}
+
 static size_t view_n_backends(void *arg, size_t p)
 {
     const struct proxy_admin *v = arg;
@@ -164,6 +171,8 @@ static void minus_baseline(struct backend_counters *c, const struct backend_coun
     SUB(bytes_sent);
     SUB(bytes_received);
 #undef SUB
+    latency_sub(&c->connect_time, &base->connect_time);
+    latency_sub(&c->header_time, &base->header_time);
 }
 
 static void view_backend(void *arg, size_t p, size_t b, uint64_t now, struct pool_backend_info *r)
@@ -313,9 +322,12 @@ static void collect_ratelimit(void *arg, struct strbuf *out)
 int proxy_admin_mount(struct admin_site *site, struct proxy_admin *pa)
 {
     pa->view = (struct pool_view){ &proxy_pool_view_ops, pa };
+    pa->site = site;
     if (pool_view_mount(site, &pa->view) < 0)
         return -1;
-    if (metrics_register(&site->metrics, collect_ratelimit, pa) < 0)
+    if (metrics_register(&site->metrics, collect_ratelimit, pa) < 0 ||
+        metrics_register(&site->metrics, collect_tls, pa) < 0 ||
+        metrics_register(&site->metrics, proxy_latency_collect, pa) < 0)
         return -1;
-    return metrics_register(&site->metrics, collect_tls, pa);
+    return stats_page_mount(site, pa);
 }

@@ -22,6 +22,7 @@ struct proxy_admin {
     struct shared_state *sh;
     struct proxy_discovery *disc;     /* its discovered pools, NULL if none */
     struct pool_view view;            /* set by proxy_admin_mount */
+    const struct admin_site *site;    /* idem: the daemon's status, for /stats */
 };
 
 /* Mount /api/pools and register the listener and backend families on
@@ -34,6 +35,9 @@ int proxy_admin_mount(struct admin_site *site, struct proxy_admin *pa);
  * ejection. Returns 0, or -1 with a reason in err. */
 int proxy_admin_apply_backend_patch(struct shared_state *sh, size_t gidx, const char *body, size_t len, char *err,
                                     size_t errlen);
+/* Index in pa->sh of the b-th backend of pool p as the API lists them (a
+ * discovered pool: its b-th occupied slot). */
+size_t proxy_admin_backend_gidx(const struct proxy_admin *pa, size_t p, size_t b);
 /* Apply a checked change to backend gidx and bump sh->generation. */
 void proxy_admin_apply_patch(struct shared_state *sh, size_t gidx, const struct backend_patch *pt);
 

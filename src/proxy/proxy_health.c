@@ -45,6 +45,7 @@ static void mirror(void *arg, const struct hc_status *st, bool changed)
     if (!changed)
         return;
     /* up_since_ms before health: a worker that sees UP also sees when. */
+    sb->health_changed_ms = ev_clock_ms(); /* for /stats */
     if (st->up)
         atomic_store(&sb->up_since_ms, st->up_since_ms);
     atomic_store(&sb->health, st->up ? HEALTH_UP : HEALTH_DOWN);

@@ -81,6 +81,8 @@ static void add_backend_counters(struct backend_counters *dst, const struct back
     atomic_fetch_add(&dst->bytes_received, atomic_load(&src->bytes_received));
     atomic_fetch_add(&dst->active, atomic_load(&src->active));
     atomic_fetch_add(&dst->idle, atomic_load(&src->idle));
+    latency_add(&dst->connect_time, &src->connect_time);
+    latency_add(&dst->header_time, &src->header_time);
 }
 
 void shared_sum_backend(const struct shared_state *sh, size_t backend, struct backend_counters *out)
@@ -124,6 +126,8 @@ void shared_sum_listener(const struct shared_state *sh, size_t listener, struct 
             atomic_fetch_add(&out->h2_flood_closes[k], atomic_load(&c->h2_flood_closes[k]));
         for (int k = 0; k < 4; k++)
             atomic_fetch_add(&out->proxy_headers[k], atomic_load(&c->proxy_headers[k]));
+        latency_add(&out->request_time, &c->request_time);
+        latency_add(&out->connection_time, &c->connection_time);
     }
 }
 
@@ -158,6 +162,8 @@ static void carry_over_listeners(struct shared_state *dst, const struct proxy_co
                 atomic_fetch_add(&d->h2_flood_closes[kind], atomic_load(&sum.h2_flood_closes[kind]));
             for (int r = 0; r < 4; r++)
                 atomic_fetch_add(&d->proxy_headers[r], atomic_load(&sum.proxy_headers[r]));
+            latency_add(&d->request_time, &sum.request_time);
+            latency_add(&d->connection_time, &sum.connection_time);
             /* active is a gauge: the new workers count their own. */
             break;
         }
@@ -198,6 +204,7 @@ static void carry_backend(struct shared_state *dst, const struct proxy_conf *dst
     d->checks_ok = s->checks_ok;
     d->checks_failed = s->checks_failed;
     memcpy(d->last_check, s->last_check, sizeof d->last_check);
+    d->health_changed_ms = s->health_changed_ms;
     /* Totals go into worker 0's row; gauges start from zero. */
     struct backend_counters sum;
     shared_sum_backend(src, shared_backend_index(src, sp, k), &sum);

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/latency_hist.h"
 #include "core/pool_view.h"
 #include "proxy/proxy_conf.h"
 
@@ -40,6 +41,7 @@ struct shared_backend {
     uint32_t check_rise, check_fall;  /* current streaks */
     uint64_t checks_ok, checks_failed;
     char last_check[96];              /* last result in words */
+    uint64_t health_changed_ms;       /* ev_clock_ms() of the last UP/DOWN change, 0 = none yet */
     /* A discovered pool's slot (proxy/slots.h): which member sits here.
      * The master writes slot_addr under slot_seq, a sequence lock (odd
      * while it writes), so a worker never reads a torn address: it reads
@@ -64,6 +66,11 @@ struct backend_counters {
     _Atomic uint64_t bytes_received;
     _Atomic uint32_t active;          /* connections in use now (gauge) */
     _Atomic uint32_t idle;            /* pooled idle connections now (gauge) */
+    /* Latency (core/latency_hist.h): a new connection's connect (TCP
+     * only), and from the start of the try to the first response byte
+     * (HTTP; connect included, as nginx's $upstream_header_time). */
+    struct latency_hist connect_time;
+    struct latency_hist header_time;
 };
 
 /* Why a TLS handshake failed, the label of sluice_tls_handshake_failures_total. */
@@ -101,6 +108,10 @@ struct listener_counters {
     _Atomic uint64_t h2_streams;      /* HTTP/2 requests with a well-formed head */
     _Atomic uint64_t h2_flood_closes[6]; /* by enum h2_flood (proxy/h2_session.h) */
     _Atomic uint64_t proxy_headers[4]; /* by enum pp_result (proxy/proxy_protocol.h) */
+    /* Latency: an HTTP request from its first byte to its last response
+     * byte (or our own answer); a tcp listener's connection, open to close. */
+    struct latency_hist request_time;
+    struct latency_hist connection_time;
 };
 
 struct shared_worker {

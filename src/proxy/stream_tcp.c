@@ -79,6 +79,7 @@ struct tcp_conn {
     uint32_t cap;                  /* bytes per direction */
     uint64_t to_client;            /* bytes relayed to the client, for the access log */
     uint64_t started_us;
+    uint64_t connect_start_us;     /* this attempt's connect() began (stream_now_us) */
     struct sockaddr_storage peer;  /* the client */
     struct conn_origin origin;     /* the client (after a PROXY header) and the address it came to */
     char *bufmem;                  /* both directions' buffers, one allocation */
@@ -158,9 +159,11 @@ static void tcp_close(struct tcp_conn *c, enum close_why why)
      * connection that never got past its TLS handshake is a metric
      * (sluice_tls_handshake_failures_total), not a line: HTTP logs
      * requests, and it made none. */
-    if (why != CLOSE_TLS_FAILED)
+    if (why != CLOSE_TLS_FAILED) {
         stream_log(c->l, &c->peer, "TCP", c->b ? c->b : c->failed, tcp_log_status(c, why), c->to_client,
                    c->started_us, &c->client);
+        latency_observe(&c->l->ctr->connection_time, stream_now_us() - c->started_us);
+    }
     /* A connection that broke on one side is reset on both, so that each
      * peer learns that its stream was cut short. */
     ev_io_stop(loop, &c->cio);
@@ -249,6 +252,7 @@ static void tcp_connect_next(struct tcp_conn *c)
         }
         c->b = b;
         c->backend_tcp_up = false;
+        c->connect_start_us = stream_now_us();
         stream_backend_acquire(p, b);
         ev_io_init(&c->uio, fd, tcp_backend_cb, c);
         ev_io_set(loop, &c->uio, EPOLLOUT);
@@ -369,6 +373,7 @@ static void tcp_connect_event(struct tcp_conn *c, uint32_t ev)
             return;
         }
         c->backend_tcp_up = true;
+        latency_observe(&c->b->ctr->connect_time, stream_now_us() - c->connect_start_us);
         struct pp_client_info ci = {.origin = &c->origin, .client_tr = &c->client};
         if (pp_send_to_backend(c->p->cfg->send_proxy, c->backend.fd, &ci) < 0) {
             tcp_connect_failed(c, errno);

@@ -51,7 +51,7 @@ def documented_families(path=ADMIN_API_MD, section="## Metrics"):
     body = rest[:end.start()] if end else rest
     out = {}
     for line in body.splitlines():
-        m = re.match(r"\|\s*`((?:sluice|process)_[a-z0-9_]+)`\s*\|\s*(counter|gauge)\s*\|", line)
+        m = re.match(r"\|\s*`((?:sluice|process)_[a-z0-9_]+)`\s*\|\s*(counter|gauge|histogram)\s*\|", line)
         if m:
             assert m.group(1) not in out, "%s listed twice in %s" % (m.group(1), path)
             out[m.group(1)] = m.group(2)

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,11 +103,12 @@ static struct shared_backend *backend(struct fixture *f, size_t g) { return &f->
 
 /* Check the exposition format line by line: HELP then TYPE for each
  * family, each family once, every sample belongs to the family just
- * declared, and every sample line is `name{labels} value` with an integer
- * or decimal value. */
+ * declared (a histogram's: NAME_bucket, NAME_sum, NAME_count), and every
+ * sample line is `name{labels} value` with an integer or decimal value. */
 static void check_exposition(const char *text)
 {
     char family[128] = "";
+    bool histogram = false;
     char seen[8192] = " ";
     const char *p = text;
     while (*p) {
@@ -131,12 +133,22 @@ static void check_exposition(const char *text)
             char name[128], type[16];
             assert_int_equal(sscanf(line + 7, "%127s %15s", name, type), 2);
             assert_string_equal(name, family);
-            assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0);
+            assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
+                        strcmp(type, "histogram") == 0);
+            histogram = strcmp(type, "histogram") == 0;
             continue;
         }
         size_t fl = strlen(family);
         assert_true(fl > 0);
         assert_true(strncmp(line, family, fl) == 0);
+        if (histogram) {
+            static const char *const parts[] = { "_bucket", "_sum", "_count" };
+            size_t k = 0;
+            while (k < 3 && strncmp(line + fl, parts[k], strlen(parts[k])) != 0)
+                k++;
+            assert_true(k < 3);
+            fl += strlen(parts[k]);
+        }
         assert_true(line[fl] == '{' || line[fl] == ' ');
         const char *value = strrchr(line, ' ');
         assert_non_null(value);
@@ -165,6 +177,10 @@ static void test_metrics_render(void **state)
     atomic_store(&backend(f, 1)->health, HEALTH_DOWN);
     backend(f, 0)->checks_ok = 11;
     backend(f, 0)->checks_failed = 2;
+    /* Histograms: a pool's are its backends' over every worker. */
+    latency_observe(&shared_bctr(f->sh, 0, 0)->header_time, 3000);
+    latency_observe(&shared_bctr(f->sh, 1, 1)->header_time, 40000);
+    latency_observe(&shared_lctr(f->sh, 1, 0)->request_time, 700);
 
     size_t len = 0;
     char *m = admin_render_metrics(&f->site, &len);
@@ -198,6 +214,16 @@ static void test_metrics_render(void **state)
         "\nsluice_reloads_total 1\n",
         "\nsluice_uptime_seconds ",
         "sluice_info{version=\"9.9.9-test\"} 1\n",
+        "# TYPE sluice_pool_upstream_header_duration_seconds histogram\n",
+        "\nsluice_pool_upstream_header_duration_seconds_bucket{pool=\"app\",le=\"0.0025\"} 0\n",
+        "\nsluice_pool_upstream_header_duration_seconds_bucket{pool=\"app\",le=\"0.005\"} 1\n",
+        "\nsluice_pool_upstream_header_duration_seconds_bucket{pool=\"app\",le=\"0.05\"} 2\n",
+        "\nsluice_pool_upstream_header_duration_seconds_bucket{pool=\"app\",le=\"+Inf\"} 2\n",
+        "\nsluice_pool_upstream_header_duration_seconds_sum{pool=\"app\"} 0.043000\n",
+        "\nsluice_pool_upstream_header_duration_seconds_count{pool=\"app\"} 2\n",
+        "\nsluice_pool_upstream_connect_duration_seconds_count{pool=\"app\"} 0\n",
+        "\nsluice_listener_request_duration_seconds_bucket{listener=\"web\",le=\"0.001\"} 1\n",
+        "\nsluice_listener_request_duration_seconds_count{listener=\"web\"} 1\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         if (!strstr(m, want[i]))
@@ -254,6 +280,8 @@ static void test_metrics_inconsistent_view(void **state)
     assert_non_null(m);
     check_exposition(m);
     assert_null(strstr(m, "sluice_backend_requests_total{"));
+    assert_null(strstr(m, "sluice_pool_upstream_header_duration_seconds_count{"));
+    assert_non_null(strstr(m, "# TYPE sluice_pool_upstream_header_duration_seconds histogram\n"));
     free(m);
 }
 
