@@ -42,7 +42,7 @@ bool http_host_matches(const char *pattern, struct http1_slice host)
 
 /* Most specific host first (exact, then wildcard, then any), then the
  * longest path prefix; config order breaks ties. */
-int http_route(const struct cfg_listener *l, const struct http1_message *m)
+int http_route_index(const struct cfg_listener *l, const struct http1_message *m)
 {
     int best = -1, best_host = -1;
     size_t best_len = 0;
@@ -62,14 +62,20 @@ int http_route(const struct cfg_listener *l, const struct http1_message *m)
         if (!root && (path.len < pl || memcmp(path.p, r->path_prefix, pl) != 0))
             continue;
         if (host_score > best_host || (host_score == best_host && pl > best_len)) {
-            best = (int)r->pool;
+            best = (int)i;
             best_host = host_score;
             best_len = pl;
         }
     }
-    if (best < 0 && l->has_default_pool)
-        best = (int)l->default_pool;
     return best;
+}
+
+int http_route(const struct cfg_listener *l, const struct http1_message *m)
+{
+    int r = http_route_index(l, m);
+    if (r >= 0)
+        return l->routes[r].answer.action == ROUTE_TO_POOL ? (int)l->routes[r].pool : -1;
+    return l->has_default_pool ? (int)l->default_pool : -1;
 }
 
 bool http_find_cookie(const struct http1_message *m, const char *name, struct http1_slice *out)

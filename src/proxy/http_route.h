@@ -23,6 +23,9 @@ struct http1_slice http_request_path(const struct http1_message *m);
  * (exact, then *.wildcard, then any), then the longest path prefix, then
  * config order; else the listener's pool; -1 when nothing matches. */
 int http_route(const struct cfg_listener *l, const struct http1_message *m);
+/* The same choice as an index into l->routes: -1 when no route matches
+ * (the listener's pool, if any, takes the request). */
+int http_route_index(const struct cfg_listener *l, const struct http1_message *m);
 
 /* Does a "*.example.com" or "example.com" pattern match this Host value
  * (compared without its port, case-insensitively)? */

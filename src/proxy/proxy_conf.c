@@ -427,8 +427,11 @@ static void parse_pools(struct config_ctx *c, struct proxy_conf *cfg, const stru
  * listeners[].routes
  */
 
-enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL };
-static const char *const route_keys[] = { "host", "path_prefix", "pool", NULL };
+enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL, RTK_NAME, RTK_REDIRECT, RTK_RETURN, RTK_REQUEST_HEADERS,
+       RTK_RESPONSE_HEADERS };
+static const char *const route_keys[] = {
+    "host", "path_prefix", "pool", "name", "redirect", "return", "request_headers", "response_headers", NULL,
+};
 
 /* "api.example.com" or "*.example.com": DNS labels, no port. */
 static bool valid_host_pattern(const char *s)
@@ -497,7 +500,35 @@ static void route_field(struct config_ctx *c, int key, const struct ynode *v, vo
     case RTK_POOL:
         resolve_pool(c, rw->ps, v, &r->pool);
         break;
+    case RTK_NAME:
+        config_get_name(c, v, &r->name);
+        break;
+    case RTK_REDIRECT:
+        route_redirect_parse(c, v, &r->answer);
+        break;
+    case RTK_RETURN:
+        route_return_parse(c, v, &r->answer);
+        break;
+    case RTK_REQUEST_HEADERS:
+        header_rules_parse(c, v, false, &r->request_headers);
+        break;
+    case RTK_RESPONSE_HEADERS:
+        header_rules_parse(c, v, true, &r->response_headers);
+        break;
     }
+}
+
+/* A route goes to a pool, or answers with redirect: or return:, one of them. */
+static void check_route_target(struct config_ctx *c, const struct ynode *item, struct cfg_route *r)
+{
+    int targets = config_map_has_key(item, "pool") + config_map_has_key(item, "redirect") +
+                  config_map_has_key(item, "return");
+    if (targets == 0)
+        config_err_at(c, item->line, "missing required key \"pool\" (or \"redirect\" or \"return\")");
+    else if (targets > 1)
+        config_err_at(c, item->line, "a route has one of \"pool\", \"redirect\" and \"return\", not several");
+    if (!r->name && asprintf(&r->name, "%s%s", r->host ? r->host : "", r->path_prefix) < 0)
+        config_oom();
 }
 
 /* Two routes with the same host and prefix: the second could never match. */
@@ -542,8 +573,8 @@ static void parse_routes(struct config_ctx *c, const struct proxy_conf_state *ps
         r->line = item->line;
         r->path_prefix = config_xstrdup("/");
         struct route_walk rw = { r, ps };
-        if (config_walk_map(c, item, route_keys, route_field, &rw) && !config_map_has_key(item, "pool"))
-            config_missing_key(c, item, "pool");
+        if (config_walk_map(c, item, route_keys, route_field, &rw))
+            check_route_target(c, item, r);
         valid[i] = config_error_count(c) == errors_before;
         config_path_pop(c, mark);
     }
@@ -629,17 +660,41 @@ static void parse_limits(struct config_ctx *c, const struct ynode *v, struct cfg
  * listeners[]
  */
 
+/* access_log_format: a preset, or a name of log_formats:. */
+static void pick_log_format(struct config_ctx *c, const struct ynode *v, const struct proxy_conf *pc,
+                            struct cfg_listener *l)
+{
+    const char *s = config_scalar(c, v, "combined, json or the name of an entry of log_formats");
+    if (!s)
+        return;
+    for (int i = 0; format_names[i]; i++) {
+        if (strcmp(s, format_names[i]) == 0) {
+            l->access_log_format = (enum log_format)i;
+            return;
+        }
+    }
+    const struct cfg_log_format *lf = log_formats_find(pc->log_formats, pc->n_log_formats, s);
+    if (!lf) {
+        config_err_at(c, v->line, "expected combined, json or a name of log_formats, got \"%s\"",
+                      config_shown_str(c, s));
+        return;
+    }
+    l->access_log_format = ACCESS_LOG_CUSTOM;
+    l->log_format = lf;
+}
+
 struct listener_state {
     const struct proxy_conf_state *ps;
     struct cfg_listener *l;
-    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line;
+    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line, rules_line;
     const struct ynode *routes; /* parsed once the protocol is known */
     const struct ynode *tls;    /* the same */
 };
 
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
-    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2, LK_COUNT,
+    LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2,
+    LK_REQUEST_HEADERS, LK_RESPONSE_HEADERS, LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -658,6 +713,8 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_ALLOW_UNDERSCORES] = "allow_underscores_in_headers",
     [LK_TLS] = "tls",
     [LK_HTTP2] = "http2",
+    [LK_REQUEST_HEADERS] = "request_headers",
+    [LK_RESPONSE_HEADERS] = "response_headers",
 };
 
 static void listener_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
@@ -698,8 +755,7 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         l->access_log_line = v->line;
         break;
     case LK_ACCESS_LOG_FORMAT:
-        if (config_get_enum(c, v, format_names, &e))
-            l->access_log_format = (enum log_format)e;
+        pick_log_format(c, v, &st->ps->conf, l);
         break;
     case LK_SPLICE:
         config_get_bool(c, v, &l->splice);
@@ -723,7 +779,30 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         st->http2_line = config_key_line(c);
         parse_http2(c, v, &l->http2);
         break;
+    case LK_REQUEST_HEADERS:
+    case LK_RESPONSE_HEADERS:
+        st->rules_line = config_key_line(c);
+        header_rules_parse(c, v, key == LK_RESPONSE_HEADERS,
+                           key == LK_RESPONSE_HEADERS ? &l->response_headers : &l->request_headers);
+        break;
     }
+}
+
+/* The listener's and each route's header plans, and whether the request
+ * head must be kept for a log line or a response rule. */
+static void build_header_plans(struct cfg_listener *l)
+{
+    header_plan_build(&l->request_headers, NULL, &l->request_plan);
+    header_plan_build(&l->response_headers, NULL, &l->response_plan);
+    bool keep = l->log_format && http_fmt_uses_request(&l->log_format->fmt);
+    keep = keep || header_plan_uses_request(&l->response_plan);
+    for (size_t i = 0; i < l->n_routes; i++) {
+        struct cfg_route *r = &l->routes[i];
+        header_plan_build(&l->request_headers, &r->request_headers, &r->request_plan);
+        header_plan_build(&l->response_headers, &r->response_headers, &r->response_plan);
+        keep = keep || header_plan_uses_request(&r->response_plan);
+    }
+    l->keep_request_head = keep;
 }
 
 /* Rules that involve several keys of one listener. */
@@ -761,6 +840,11 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
     if (st->underscores_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->underscores_line, "allow_underscores_in_headers",
                       "only for http listeners (protocol is %s)", proto_names[l->proto]);
+    if (st->rules_line && l->proto != PROTO_HTTP)
+        config_err_at(c, st->rules_line, "header rules are only for http listeners (protocol is %s)",
+                      proto_names[l->proto]);
+    if (l->proto == PROTO_HTTP)
+        build_header_plans(l);
     if (st->http2_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->http2_line, "http2", "only for http listeners (protocol is %s)", proto_names[l->proto]);
     if (st->listen_line && cfg && cfg->admin_enabled && l->proto != PROTO_UDP && addr_equal(&l->addr, &cfg->admin_addr))
@@ -841,8 +925,10 @@ static void parse_listeners(struct config_ctx *c, struct proxy_conf_state *ps, c
  * The section.
  */
 
-enum { ROOT_WORKERS, ROOT_POOLS, ROOT_LISTENERS, ROOT_DRAIN_TIMEOUT, ROOT_OPENSSL };
-static const char *const proxy_root_keys[] = { "workers", "pools", "listeners", "drain_timeout", "openssl", NULL };
+enum { ROOT_WORKERS, ROOT_POOLS, ROOT_LISTENERS, ROOT_DRAIN_TIMEOUT, ROOT_OPENSSL, ROOT_LOG_FORMATS };
+static const char *const proxy_root_keys[] = {
+    "workers", "pools", "listeners", "drain_timeout", "openssl", "log_formats", NULL,
+};
 
 static void *proxy_conf_create(void)
 {
@@ -871,6 +957,9 @@ static void proxy_conf_parse(struct config_ctx *c, void *data, int key, const st
         break;
     case ROOT_OPENSSL:
         tls_openssl_parse(c, v, &ps->conf.openssl);
+        break;
+    case ROOT_LOG_FORMATS:
+        log_formats_parse(c, v, &ps->conf.log_formats, &ps->conf.n_log_formats);
         break;
     }
 }
@@ -922,7 +1011,17 @@ static void free_listener(struct cfg_listener *l)
     for (size_t i = 0; i < l->n_routes; i++) {
         free(l->routes[i].host);
         free(l->routes[i].path_prefix);
+        free(l->routes[i].name);
+        route_answer_free(&l->routes[i].answer);
+        header_rules_free(&l->routes[i].request_headers);
+        header_rules_free(&l->routes[i].response_headers);
+        header_plan_free(&l->routes[i].request_plan);
+        header_plan_free(&l->routes[i].response_plan);
     }
+    header_rules_free(&l->request_headers);
+    header_rules_free(&l->response_headers);
+    header_plan_free(&l->request_plan);
+    header_plan_free(&l->response_plan);
     free(l->routes);
     free(l->access_log);
     free(l->toa_map);
@@ -942,6 +1041,7 @@ static void proxy_conf_free(void *data)
     free(cfg->pools);
     free(cfg->listeners);
     tls_openssl_free(&cfg->openssl);
+    log_formats_free(cfg->log_formats, cfg->n_log_formats);
     free(ps->pool_refs);
     free(ps);
 }
