@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/http_vars.h"
 #include "proxy/proxy_conf.h"
 
 struct access_log;
@@ -45,12 +46,20 @@ struct access_entry {
     int tls_resumed;            /* TLS_RESUMED_NO, _TICKET or _CACHE (tls_session.h): the
                                  * abbreviated handshake's ticket or session-ID cache */
     const char *client_subject; /* verified client certificate's subject (RFC 2253), or NULL */
+    /* JSON only (the combined line keeps its classic shape): */
+    uint64_t bytes_received;    /* the request head and body as received */
+    int64_t upstream_connect_us, upstream_header_us, upstream_response_us; /* -1: not reached (null) */
+    uint32_t upstream_tries;    /* backends tried */
+    const char *route, *pool;   /* NULL: none (null) */
 };
 
 struct access_log *access_log_open(const char *path, enum log_format format);
 void access_log_close(struct access_log *al);
 void access_log_write(struct access_log *al, const struct access_entry *e);
 void access_log_flush(struct access_log *al);
+/* A line of a log_formats: entry, rendered straight into the buffer. */
+void access_log_write_fmt(struct access_log *al, const struct http_fmt *f, enum http_escape esc,
+                          const struct http_vars *v);
 
 /* Render one entry into out (always NUL-terminated, ends with '\n');
  * returns its length. cap must be at least ACCESS_LOG_LINE. Exposed for

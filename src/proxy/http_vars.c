@@ -581,6 +581,40 @@ size_t http_fmt_render(const struct http_fmt *f, const struct http_vars *v, enum
     return trim_blanks(out, o.len);
 }
 
+/* ---------- head copies ---------- */
+
+static struct http1_slice rebase(struct http1_slice s, const char *from, size_t len, const char *to)
+{
+    if (s.p && s.p >= from && s.p + s.len <= from + len)
+        s.p = to + (s.p - from);
+    return s;
+}
+
+int http_head_copy_take(struct http_head_copy *c, const char *raw, const struct http1_message *m)
+{
+    size_t len = m->head_len;
+    if (len > c->cap) {
+        char *p = realloc(c->raw, len);
+        if (!p)
+            return -1;
+        c->raw = p;
+        c->cap = len;
+    }
+    memcpy(c->raw, raw, len);
+    c->m = *m;
+    struct http1_message *d = &c->m;
+    d->method_str = rebase(m->method_str, raw, len, c->raw);
+    d->target = rebase(m->target, raw, len, c->raw);
+    d->authority = rebase(m->authority, raw, len, c->raw);
+    d->reason = rebase(m->reason, raw, len, c->raw);
+    d->host = rebase(m->host, raw, len, c->raw);
+    for (size_t i = 0; i < m->n_headers; i++) {
+        d->headers[i].name = rebase(m->headers[i].name, raw, len, c->raw);
+        d->headers[i].value = rebase(m->headers[i].value, raw, len, c->raw);
+    }
+    return 0;
+}
+
 /* ---------- request ids ---------- */
 
 /* xoshiro-style state per thread, seeded from getrandom(): request ids

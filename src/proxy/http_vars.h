@@ -152,6 +152,18 @@ struct http_vars {
 size_t http_fmt_render(const struct http_fmt *f, const struct http_vars *v, enum http_escape esc, char *out,
                        size_t cap, bool *refused);
 
+/* A copy of a message head whose slices point into the copy, for
+ * variables read after the original bytes are gone. */
+struct http_head_copy {
+    char *raw;
+    size_t cap;
+    struct http1_message m;
+};
+
+/* Copy m (whose slices point into raw[0..m->head_len)) into c, growing
+ * c->raw if needed; -1 on out of memory. */
+int http_head_copy_take(struct http_head_copy *c, const char *raw, const struct http1_message *m);
+
 /* 32 lowercase hex digits (128 random bits) and a NUL into out[33]. */
 void http_vars_new_request_id(char out[33]);
 
