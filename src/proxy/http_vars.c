@@ -232,10 +232,13 @@ struct out {
     size_t cap, len;  /* cap includes the NUL */
     enum http_escape esc;
     bool refused;     /* HTTP_ESC_HEADER: a control byte came */
+    bool full;        /* an escape did not fit: nothing more goes in */
 };
 
 static void put_raw(struct out *o, const char *s, size_t n)
 {
+    if (o->full)
+        return;
     size_t room = o->cap - 1 - o->len;
     if (n > room)
         n = room;
@@ -285,7 +288,7 @@ static void put_byte(struct out *o, unsigned char ch)
         if (o->cap - 1 - o->len >= n)
             put_raw(o, e, n);
         else
-            o->len = o->cap - 1;
+            o->full = true;
         return;
     }
     char c = (char)ch;
@@ -294,7 +297,7 @@ static void put_byte(struct out *o, unsigned char ch)
 
 static void put(struct out *o, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n && o->len + 1 < o->cap; i++)
+    for (size_t i = 0; i < n && o->len + 1 < o->cap && !o->full; i++)
         put_byte(o, (unsigned char)s[i]);
 }
 
@@ -562,7 +565,7 @@ size_t http_fmt_render(const struct http_fmt *f, const struct http_vars *v, enum
     if (!cap)
         return 0;
     struct out o = {.p = out, .cap = cap, .esc = esc};
-    for (size_t i = 0; i < f->n_parts && o.len + 1 < o.cap; i++) {
+    for (size_t i = 0; i < f->n_parts && o.len + 1 < o.cap && !o.full; i++) {
         const struct http_fmt_part *part = &f->parts[i];
         if (part->literal)
             put_raw(&o, f->text + part->off, part->len);
