@@ -413,7 +413,10 @@ static void put_time(struct out *o, const struct timespec *now, const char *fmt)
 {
     struct tm tm;
     char text[64];
-    gmtime_r(&now->tv_sec, &tm);
+    if (!gmtime_r(&now->tv_sec, &tm)) {
+        put_none(o);
+        return;
+    }
     size_t n = strftime(text, sizeof text, fmt, &tm);
     put_raw(o, text, n);
 }
