@@ -115,6 +115,21 @@ static const struct http1_message *request_snapshot(const struct http_txn *t)
     return t->req_copy && t->req_copy->m.head_len ? &t->req_copy->m : NULL;
 }
 
+static const struct http1_message *response_snapshot(const struct http_txn *t)
+{
+    return t->resp_copy && t->resp_copy->m.head_len ? &t->resp_copy->m : NULL;
+}
+
+/* Copy a message head for variables read after it left its buffer. A
+ * copy that cannot be made leaves those variables without a value. */
+static void keep_head(struct http_head_copy **c, const struct http1_message *m, const char *raw)
+{
+    if (!*c && !(*c = calloc(1, sizeof **c)))
+        return;
+    if (http_head_copy_take(*c, raw, m) < 0)
+        (*c)->m.head_len = 0;
+}
+
 static uint64_t plan_uses(const struct header_plan *p)
 {
     uint64_t uses = 0;
@@ -213,8 +228,9 @@ static void write_access_log(struct http_txn *t, const char *reason)
     const struct cfg_log_format *lf = cr->l->cfg->log_format;
     if (cr->l->cfg->access_log_format == ACCESS_LOG_CUSTOM && lf) {
         struct http_vars v;
-        fill_vars(t, &v, request_snapshot(t), NULL, lf->fmt.uses);
+        fill_vars(t, &v, request_snapshot(t), response_snapshot(t), lf->fmt.uses);
         v.reason = reason;
+        v.request_line = t->log ? t->log->line : NULL;
         access_log_write_fmt(cr->l->alog, &lf->fmt, lf->escape, &v);
         return;
     }
@@ -454,6 +470,8 @@ void http_txn_reset(struct http_txn *t)
     t->req_head_bytes = t->req_body_bytes = t->resp_head_bytes = 0;
     if (t->req_copy)
         t->req_copy->m.head_len = 0;
+    if (t->resp_copy)
+        t->resp_copy->m.head_len = 0;
     t->local_answer = false;
     t->local_len = t->local_off = 0;
     http_txn_body_clock_stop(t);
@@ -461,16 +479,6 @@ void http_txn_reset(struct http_txn *t)
      * of the one before it on this connection. */
     if (t->log)
         t->log->line[0] = t->log->referer[0] = t->log->user_agent[0] = t->log->host[0] = '\0';
-}
-
-/* Copy the request head for variables read after it left cr->in. A copy
- * that cannot be made leaves those variables without a value. */
-static void keep_request_head(struct http_txn *t, const struct http1_message *m, const char *raw)
-{
-    if (!t->req_copy && !(t->req_copy = calloc(1, sizeof *t->req_copy)))
-        return;
-    if (http_head_copy_take(t->req_copy, raw, m) < 0)
-        t->req_copy->m.head_len = 0;
 }
 
 static const char *answer_reason(int status)
@@ -625,7 +633,7 @@ void http_txn_start(struct http_txn *t, struct http1_message *m)
     capture_log_fields(t, m, buf_head(&cr->in));
     t->req_head_bytes = m->head_len;
     if (cr->l->cfg->keep_request_head)
-        keep_request_head(t, m, buf_head(&cr->in));
+        keep_head(&t->req_copy, m, buf_head(&cr->in));
 
     if (m->method == HTTP1_M_CONNECT) {
         http_carrier_send_error(cr, 501, "CONNECT is not supported");
@@ -1077,6 +1085,8 @@ static int response_parse_head(struct http_txn *t)
     t->resp_keep_upstream = m->keep_alive && m->body != HTTP1_BODY_UNTIL_CLOSE && m->status != 101;
     if (build_response_head(t, m) < 0)
         return -1;
+    if (lc->keep_response_head)
+        keep_head(&t->resp_copy, m, buf_head(&u->in));
     buf_consume(&u->in, m->head_len);
     t->resp_head_done = true;
     t->resp_body = m->body;
@@ -1325,6 +1335,9 @@ void http_txn_free(struct http_txn *t)
     if (t->req_copy)
         free(t->req_copy->raw);
     free(t->req_copy);
+    if (t->resp_copy)
+        free(t->resp_copy->raw);
+    free(t->resp_copy);
     free(t->local_body);
 }
 

@@ -123,6 +123,7 @@ struct http_txn {
     uint64_t req_body_bytes;      /* body bytes validated (framing included) */
     uint64_t resp_head_bytes;     /* the final response head as sent to the client */
     struct http_head_copy *req_copy;
+    struct http_head_copy *resp_copy; /* the same for the response ($sent_http_NAME in a log format) */
     /* An answer of Sluice's own from a route (redirect:, return:): the
      * head (and over HTTP/1 the body) in cr->out; over HTTP/2 the body
      * waits in local_body for the carrier's data provider. */

@@ -434,7 +434,10 @@ static void put_request_var(struct out *o, enum http_var var, const struct http_
     const struct http1_message *m = v->req;
     struct http1_slice s;
     if (!m) {
-        put_none(o);
+        if (var == HV_REQUEST && v->request_line && *v->request_line)
+            put_str(o, v->request_line);
+        else
+            put_none(o);
         return;
     }
     switch (var) {

@@ -124,6 +124,7 @@ static inline bool http_fmt_has_vars(const struct http_fmt *f)
 struct http_vars {
     const struct http1_message *req;   /* the request head (slices valid now), or NULL */
     const struct http1_message *resp;  /* the response head being sent, or NULL */
+    const char *request_line;          /* $request when req is NULL (a request refused unparsed) */
     bool http2;                        /* the request came over HTTP/2 */
     const char *remote_addr;
     int remote_port;                   /* 0 = unknown */

@@ -803,6 +803,7 @@ static void build_header_plans(struct cfg_listener *l)
         keep = keep || header_plan_uses_request(&r->response_plan);
     }
     l->keep_request_head = keep;
+    l->keep_response_head = l->log_format && l->log_format->fmt.uses_response_headers;
 }
 
 /* Rules that involve several keys of one listener. */

@@ -138,6 +138,7 @@ struct cfg_listener {
     struct header_plan request_plan, response_plan; /* for requests on the default pool (no route) */
     bool keep_request_head;      /* a log format or a response rule reads the request after its head
                                   * left the buffer: http_txn keeps a copy */
+    bool keep_response_head;     /* the log format reads $sent_http_NAME: the same for the response */
     bool splice;                 /* tcp: use splice(2); default true */
     bool client_toa;             /* http: "client_address: toa" (FullNAT's TOA map) */
     char *toa_map;               /* pinned TOA map; NULL = /sys/fs/bpf/sluice_toa */
