@@ -15,8 +15,11 @@
 #define ACCESS_LOG_BUFFER (4 * ACCESS_LOG_LINE)
 
 /* The most bytes of one text field a JSON line takes. With every byte
- * escaped to six characters ("\ufffd", "\u0001"), the eleven text fields
- * still fit ACCESS_LOG_LINE: (512 + 3 * 256 + 6 * 128) * 6 = 12 KiB.
+ * escaped to six characters ("\ufffd", "\u0001"), the text fields still
+ * fit ACCESS_LOG_LINE: a request line, five header-sized fields (host,
+ * referer, user agent, SNI, client subject) and nine short ones (time,
+ * client, listener, upstream, reason, TLS version and cipher, route,
+ * pool): (512 + 5 * 256 + 9 * 128) * 6 = 17.5 KiB, plus the numbers.
  * The proxy's own captures are shorter (see struct request_log). */
 #define JSON_REQUEST_MAX 512
 #define JSON_HEADER_MAX 256

@@ -24,7 +24,7 @@
 
 struct access_log;
 
-#define ACCESS_LOG_LINE 16384   /* room for one line, whatever its fields hold */
+#define ACCESS_LOG_LINE 20480   /* room for one line, whatever its fields hold */
 
 struct access_entry {
     const char *client_ip;
