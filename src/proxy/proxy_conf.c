@@ -686,7 +686,7 @@ static void pick_log_format(struct config_ctx *c, const struct ynode *v, const s
 struct listener_state {
     const struct proxy_conf_state *ps;
     struct cfg_listener *l;
-    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line, rules_line;
+    int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line, rules_line, log_format_line;
     const struct ynode *routes; /* parsed once the protocol is known */
     const struct ynode *tls;    /* the same */
 };
@@ -755,6 +755,7 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         l->access_log_line = v->line;
         break;
     case LK_ACCESS_LOG_FORMAT:
+        st->log_format_line = v->line;
         pick_log_format(c, v, &st->ps->conf, l);
         break;
     case LK_SPLICE:
@@ -846,6 +847,10 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
                       proto_names[l->proto]);
     if (l->proto == PROTO_HTTP)
         build_header_plans(l);
+    if (l->log_format && l->proto != PROTO_HTTP)
+        config_err_in(c, st->log_format_line, "access_log_format",
+                      "a log_formats entry is only for http listeners (protocol is %s; use combined or json)",
+                      proto_names[l->proto]);
     if (st->http2_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->http2_line, "http2", "only for http listeners (protocol is %s)", proto_names[l->proto]);
     if (st->listen_line && cfg && cfg->admin_enabled && l->proto != PROTO_UDP && addr_equal(&l->addr, &cfg->admin_addr))

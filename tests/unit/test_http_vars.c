@@ -241,6 +241,11 @@ static void test_config_log_formats(void **state)
                  "t.yaml:2: log_formats.combined: \"combined\" is a built-in format; choose another name");
     expect_error("log_formats:\n  m: \"a\\nb\"\n" MIN_POOLS MIN_LISTENERS,
                  "t.yaml:2: log_formats.m: control characters (a line break, ...) are not allowed in a log format");
+    expect_error("log_formats:\n  m: '$status'\n" MIN_POOLS
+                 "listeners:\n  - name: t\n    listen: 127.0.0.1:9000\n    protocol: tcp\n    pool: app\n"
+                 "    access_log_format: m\n",
+                 "t.yaml:11: listeners[0].access_log_format: a log_formats entry is only for http listeners "
+                 "(protocol is tcp; use combined or json)");
     expect_error(MIN_POOLS MIN_LISTENERS "    access_log_format: jsn\n",
                  "t.yaml:8: listeners[0].access_log_format: expected combined, json or a name of log_formats, got "
                  "\"jsn\"");
