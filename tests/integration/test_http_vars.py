@@ -357,3 +357,49 @@ def test_unknown_log_format_and_bad_redirect(tmp_path):
     assert f'{path}:8: listeners[0].access_log_format: expected combined, json or a name of log_formats, got "mine"' in out, out
     assert f"{path}:11: listeners[0].routes[0].redirect.status:" in out, out
     assert f'{path}:12: listeners[0].routes[1]: a route has one of "pool", "redirect" and "return"' in out, out
+
+
+# ---------- TLS variables ----------
+
+def test_tls_variables_in_log_and_headers(tmp_path):
+    from tls_certs import CertAuthority
+    ca = CertAuthority(tmp_path / "pki")
+    cert = ca.issue(["example.test"], key="ec")
+    backend = HttpBackend(name="tlsb").start()
+    port = free_port()
+    log = tmp_path / "tls.log"
+    cfg = f"""workers: 1
+admin: {{ listen: off }}
+log_formats:
+  tls: '"$request" $status proto=$ssl_protocol cipher=$ssl_cipher sni=$ssl_server_name reused=$ssl_session_reused scheme=$scheme'
+pools:
+  - name: app
+    backends: [{backend.address}]
+listeners:
+  - name: web
+    listen: 127.0.0.1:{port}
+    pool: app
+    access_log: {log}
+    access_log_format: tls
+    request_headers:
+      set: {{ X-TLS: "$ssl_protocol $ssl_server_name" }}
+    tls:
+      certificates:
+        - cert: {cert.chain}
+          key: {cert.key}
+"""
+    proxy = conftest.Sluice(tmp_path, cfg)
+    try:
+        proxy.start(wait_ports=[port])
+        status, _, _ = curl("--cacert", ca.cert, "--resolve", f"example.test:{port}:127.0.0.1", "--tlsv1.3",
+                            f"https://example.test:{port}/tls")
+        assert status == 200
+        assert last_request(backend)["headers"]["X-TLS"] == "TLSv1.3 example.test"
+        line = log_line_for(log, 0, "/tls")
+        f = parse_custom(line)
+        assert f["proto"] == "TLSv1.3" and f["sni"] == "example.test" and f["reused"] == "."
+        assert f["cipher"].startswith("TLS_") and f["scheme"] == "https"
+    finally:
+        proxy.stop()
+        backend.stop()
+        proxy.assert_clean()
