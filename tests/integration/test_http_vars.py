@@ -403,3 +403,44 @@ listeners:
         proxy.stop()
         backend.stop()
         proxy.assert_clean()
+
+
+def test_retry_counts_tries_and_logs_the_last_backend(tmp_path):
+    """A pool whose first backend refuses connections: a request that
+    tried it and then the live one logs tries=2 and the live backend."""
+    live = HttpBackend(name="live").start()
+    dead = free_port()  # nothing listens there: the connect is refused
+    port = free_port()
+    log = tmp_path / "retry.log"
+    cfg = f"""workers: 1
+admin: {{ listen: off }}
+log_formats:
+  r: '"$request" $status up=$upstream_addr tries=$upstream_tries uct=$upstream_connect_time urt=$upstream_response_time'
+pools:
+  - name: app
+    retries: 2
+    passive: {{ max_fails: 0 }}
+    backends: [127.0.0.1:{dead}, {live.address}]
+listeners:
+  - name: web
+    listen: 127.0.0.1:{port}
+    pool: app
+    access_log: {log}
+    access_log_format: r
+"""
+    proxy = conftest.Sluice(tmp_path, cfg)
+    try:
+        proxy.start(wait_ports=[port])
+        for i in range(4):
+            status, _, _ = curl(f"http://127.0.0.1:{port}/r{i}")
+            assert status == 200
+        lines = [parse_custom(log_line_for(log, 0, "/r%d " % i)) for i in range(4)]
+        assert all(x["up"] == live.address for x in lines)
+        tries = [x["tries"] for x in lines]
+        # round robin: a request that met the dead backend first tried two
+        assert "2" in tries and set(tries) <= {"1", "2"}, tries
+        assert all(float(x["urt"]) >= float(x["uct"]) >= 0 for x in lines)
+    finally:
+        proxy.stop()
+        live.stop()
+        proxy.assert_clean()
