@@ -513,7 +513,7 @@ static int local_answer_build(struct http_txn *t, const struct http1_message *m)
 {
     struct http_carrier *cr = t->cr;
     const struct cfg_route_answer *a = &t->route->answer;
-    char location[HEADER_VALUE_MAX], body[HEADER_VALUE_MAX + 64];
+    char location[HEADER_VALUE_MAX], body[64];
     const char *text = a->body ? a->body : "";
     size_t text_len = strlen(text), loc_len = 0;
     int status = a->status;
@@ -527,10 +527,11 @@ static int local_answer_build(struct http_txn *t, const struct http1_message *m)
             status = 500;
             text = "500 Internal Server Error: the redirect's target could not be made\n";
         } else {
-            int n = snprintf(body, sizeof body, "%d %s: %.*s\n", status, answer_reason(status), (int)loc_len,
-                             location);
+            /* The body does not repeat the Location: both must fit the
+             * head buffer, and a long $request_uri would not twice. */
+            int n = snprintf(body, sizeof body, "%d %s\n", status, answer_reason(status));
             text = body;
-            text_len = n > 0 && (size_t)n < sizeof body ? (size_t)n : 0;
+            text_len = (size_t)n;
         }
         if (status == 500)
             text_len = strlen(text);

@@ -11,7 +11,7 @@
 
 #define HEADER_NAME_MAX 256
 #define HEADER_RULES_MAX 64     /* fields per set/add/remove */
-#define RETURN_BODY_MAX 65536
+#define RETURN_BODY_MAX 1024   /* fits the smallest head buffer (limits.max_header_size 1k + slack) */
 
 /* RFC 9110 token characters: field names. */
 static bool is_token(const char *s)

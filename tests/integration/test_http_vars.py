@@ -272,10 +272,10 @@ def test_redirect_301_with_variables(env):
     status, headers, body = curl("-I", "-o", "/dev/null", f"http://127.0.0.1:{env.port}/old/page?x=1")
     assert status == 301
     assert headers["location"] == ["https://127.0.0.1/new/old/page?x=1"]
-    assert headers["content-length"] == [str(len(b"301 Moved Permanently: https://127.0.0.1/new/old/page?x=1\n"))]
+    assert headers["content-length"] == [str(len(b"301 Moved Permanently\n"))]
     status, headers, body = curl(f"http://127.0.0.1:{env.port}/temp/a")
     assert status == 302 and headers["location"] == ["/elsewhere?from=/temp/a"]
-    assert body == b"302 Found: /elsewhere?from=/temp/a\n"
+    assert body == b"302 Found\n"
 
 
 def test_redirect_and_return_keep_the_connection_and_log(env):
