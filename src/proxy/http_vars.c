@@ -295,8 +295,63 @@ static void put_byte(struct out *o, unsigned char ch)
     put_raw(o, &c, 1);
 }
 
+/* How many bytes of the well-formed UTF-8 sequence at s[0..n) (RFC 3629:
+ * no overlong forms, no surrogates, nothing past U+10FFFF); 0 if none
+ * starts there. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+    size_t need;
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        need = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if (n < need)
+        return 0;
+    for (size_t i = 1; i < need; i++)
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+            return 0;
+    return need;
+}
+
+/* escape=json: UTF-8 text passes as it is, a byte that starts no
+ * well-formed sequence becomes U+FFFD, so the line is always valid JSON
+ * (nginx would copy such bytes and leave an unparseable line). */
+static void put_json(struct out *o, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n && o->len + 1 < o->cap && !o->full;) {
+        if (p[i] < 0x80) {
+            put_byte(o, p[i++]);
+            continue;
+        }
+        size_t k = utf8_len(p + i, n - i);
+        const char *text = k ? s + i : "\\ufffd";
+        size_t len = k ? k : 6;
+        if (o->cap - 1 - o->len < len) {
+            o->full = true; /* a character is written whole or not at all */
+            return;
+        }
+        put_raw(o, text, len);
+        i += k ? k : 1;
+    }
+}
+
 static void put(struct out *o, const char *s, size_t n)
 {
+    if (o->esc == HTTP_ESC_JSON) {
+        put_json(o, s, n);
+        return;
+    }
     for (size_t i = 0; i < n && o->len + 1 < o->cap && !o->full; i++)
         put_byte(o, (unsigned char)s[i]);
 }

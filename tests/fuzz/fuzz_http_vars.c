@@ -12,7 +12,11 @@
  * byte outside printable ASCII that its format's literals did not bring
  * (so no value can split or forge a line); with escape=json the values add
  * no raw control byte; in header mode a value is either refused (empty) or
- * holds no control byte but HTAB and no blank at either end. */
+ * holds no control byte but HTAB and no blank at either end. A fixed
+ * escape=json format with the fuzzed values always parses as JSON, and
+ * each value that is valid UTF-8 (jansson is the oracle) reads back as
+ * itself. */
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,9 +75,13 @@ static void render_and_check(const struct http_fmt *f, const struct http_vars *v
 
     n = http_fmt_render(f, v, HTTP_ESC_JSON, out, OUT_CAP, NULL);
     CHECK(n < OUT_CAP && out[n] == '\0');
-    if (literals_printable(f, false))
+    if (literals_printable(f, false)) {
         for (size_t i = 0; i < n; i++)
             CHECK((unsigned char)out[i] >= 0x20 && out[i] != 0x7f);
+        json_t *text = json_stringn(out, n); /* NULL if not valid UTF-8 */
+        CHECK(text != NULL);
+        json_decref(text);
+    }
 
     bool refused = false;
     n = http_fmt_render(f, v, HTTP_ESC_HEADER, out, OUT_CAP, &refused);
@@ -93,6 +101,32 @@ static void render_and_check(const struct http_fmt *f, const struct http_vars *v
     char small[5];
     n = http_fmt_render(f, v, HTTP_ESC_LOG, small, sizeof small, NULL);
     CHECK(n < sizeof small && small[n] == '\0');
+}
+
+/* The JSON oracle: a JSON object format whose values are fuzzed. */
+static void check_json_object(const struct http_vars *v)
+{
+    static struct http_fmt f;
+    static bool compiled;
+    char err[128];
+    if (!compiled) {
+        CHECK(http_fmt_compile("{\"a\":\"$remote_addr\",\"b\":\"$route\",\"u\":\"$http_user_agent\","
+                               "\"r\":\"$request\"}", &f, err, sizeof err) == 0);
+        compiled = true;
+    }
+    size_t n = http_fmt_render(&f, v, HTTP_ESC_JSON, out, OUT_CAP, NULL);
+    json_error_t jerr;
+    json_t *doc = json_loadb(out, n, 0, &jerr);
+    if (!doc) {
+        /* Only a line cut by the buffer may fail to parse. */
+        CHECK(n + 1 >= OUT_CAP - 8);
+        return;
+    }
+    json_t *expect = json_string(v->remote_addr);   /* NULL: not valid UTF-8 */
+    if (expect && v->remote_addr[0])
+        CHECK(json_equal(json_object_get(doc, "a"), expect));
+    json_decref(expect);
+    json_decref(doc);
 }
 
 /* Split data into NUL-terminated strings (copied). */
@@ -147,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .now = {(time_t)size * 1000003, (long)(size % 1000000000)},
     };
     render_and_check(&f, &v);
+    check_json_object(&v);
     struct http_fmt copy;
     if (http_fmt_copy(&copy, &f) == 0) {
         render_and_check(&copy, &v);

@@ -144,6 +144,10 @@ static void test_escapes(void **state)
     v.remote_addr = "a\"b\\c\x01\n\xc3\xa9";
     assert_string_equal(render("[$remote_addr]", &v, HTTP_ESC_LOG), "[a\\x22b\\x5Cc\\x01\\x0A\\xC3\\xA9]");
     assert_string_equal(render("[$remote_addr]", &v, HTTP_ESC_JSON), "[a\\\"b\\\\c\\u0001\\n\xc3\xa9]");
+    /* escape=json: bytes that are not UTF-8 become U+FFFD, so the line parses */
+    v.remote_addr = "a\xff\xc3(\xe2\x82\xac";
+    assert_string_equal(render("$remote_addr", &v, HTTP_ESC_JSON), "a\\ufffd\\ufffd(\xe2\x82\xac");
+    v.remote_addr = "a\"b\\c\x01\n\xc3\xa9";
     /* a JSON format line reads back */
     render("{\"a\":\"$remote_addr\",\"s\":$status}", &v, HTTP_ESC_JSON);
     json_error_t jerr;
