@@ -142,11 +142,13 @@ static uint64_t plan_uses(const struct header_plan *p)
  * would carry a control byte (from what the client sent) or that renders
  * empty is left out: a rule never makes a malformed message. */
 static int put_plan_fields(struct buf *o, const struct header_plan *p, const struct http_vars *v,
-                           const char *peer, bool *host_sent)
+                           const char *peer, bool *host_sent, const char *skip)
 {
     int rc = 0;
     char value[HEADER_VALUE_MAX];
     for (size_t i = 0; i < p->n_add; i++) {
+        if (skip && strcasecmp(p->add[i].name, skip) == 0)
+            continue;
         bool refused;
         size_t n = http_fmt_render(&p->add[i].value, v, HTTP_ESC_HEADER, value, sizeof value, &refused);
         if (refused)
@@ -363,7 +365,7 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
         struct http_vars v;
         fill_vars(t, &v, m, NULL, plan_uses(plan));
         bool host_sent = false;
-        rc |= put_plan_fields(f, plan, &v, cr->peer_ip, &host_sent);
+        rc |= put_plan_fields(f, plan, &v, cr->peer_ip, &host_sent, NULL);
         if (!host_sent && header_plan_drops(plan, "Host", 4)) {
             /* "set: {Host: ...}" rendered empty: the request keeps its own. */
             struct http1_slice host = http_request_host(m);
@@ -540,12 +542,25 @@ static int local_answer_build(struct http_txn *t, const struct http1_message *m)
     if (buf_alloc(&cr->out, cr->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
         return -1;
     char head[256];
-    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: sluice\r\n", status, answer_reason(status));
+    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n", status, answer_reason(status));
     int rc = buf_append(&cr->out, head, (size_t)hl);
+    /* response_headers apply to the answer too (an HSTS field on a
+     * redirect to https is the usual case); Location and the framing
+     * fields are ours, and rules cannot name the latter. */
+    const struct header_plan *plan = response_plan_of(t);
+    if (!header_plan_drops(plan, "Server", 6))
+        rc |= buf_append(&cr->out, "Server: sluice\r\n", 16);
     if (status != 500 && loc_len) {
         rc |= buf_append(&cr->out, "Location: ", 10);
         rc |= buf_append(&cr->out, location, loc_len);
         rc |= buf_append(&cr->out, "\r\n", 2);
+    }
+    if (plan->n_add) {
+        struct http_vars v;
+        fill_vars(t, &v, m, NULL, plan_uses(plan));
+        v.status = status;
+        /* a redirect's Location is the route's own */
+        rc |= put_plan_fields(&cr->out, plan, &v, cr->peer_ip, NULL, loc_len ? "Location" : NULL);
     }
     if (status != 204 && status != 304) {
         hl = snprintf(head, sizeof head, "Content-Type: text/plain\r\nContent-Length: %zu\r\n", text_len);
@@ -1013,7 +1028,7 @@ static int build_response_head(struct http_txn *t, const struct http1_message *m
     if (plan->n_add) {
         struct http_vars v;
         fill_vars(t, &v, request_snapshot(t), m, plan_uses(plan));
-        rc |= put_plan_fields(o, plan, &v, cr->peer_ip, NULL);
+        rc |= put_plan_fields(o, plan, &v, cr->peer_ip, NULL, NULL);
     }
     if (m->status == 101) {
         const struct http1_header *up = http1_find_header(m, "Upgrade");

@@ -79,6 +79,9 @@ listeners:
         redirect: {{ to: "https://$host/new$request_uri", status: 301 }}
       - path_prefix: /temp
         redirect: {{ to: "/elsewhere?from=$uri" }}
+        response_headers:
+          set: {{ Server: edge, Strict-Transport-Security: "max-age=60" }}
+          add: {{ Location: /ignored }}
       - path_prefix: /forbidden
         return: {{ status: 403, body: "not here\\n" }}
   - name: jsonl
@@ -273,8 +276,12 @@ def test_redirect_301_with_variables(env):
     assert status == 301
     assert headers["location"] == ["https://127.0.0.1/new/old/page?x=1"]
     assert headers["content-length"] == [str(len(b"301 Moved Permanently\n"))]
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"][0])   # the listener's response rules apply
+    assert "x-upstream" not in headers                                   # no backend: the value is empty, not sent
+    assert headers["server"] == ["sluice"]
     status, headers, body = curl(f"http://127.0.0.1:{env.port}/temp/a")
-    assert status == 302 and headers["location"] == ["/elsewhere?from=/temp/a"]
+    assert status == 302 and headers["location"] == ["/elsewhere?from=/temp/a"]   # the route's own Location only
+    assert headers["server"] == ["edge"] and headers["strict-transport-security"] == ["max-age=60"]
     assert body == b"302 Found\n"
 
 
