@@ -622,7 +622,12 @@ static void local_answer_start(struct http_txn *t, const struct http1_message *m
     t->resp_done = true;
     t->resp_body = HTTP1_BODY_LENGTH;
     http_count_response(cr->l, t->status);
-    local_answer_step(t);
+    /* An HTTP/1 connection takes the step itself, right after this call
+     * (it is forwarding now); finishing here, inside its parse, would let
+     * it miss a pipelined request already in its buffer. An HTTP/2
+     * stream has no such loop: write the answer now. */
+    if (cr->http2)
+        local_answer_step(t);
 }
 
 /* See http_txn.h. The carrier counted the request and decided on

@@ -313,6 +313,16 @@ def test_redirect_and_return_keep_the_connection_and_log(env):
     assert status == 403 and body == b"not here\n"
 
 
+def test_pipelined_requests_after_a_route_answer(env):
+    """Requests sent back to back in one segment: each route answer is
+    followed by the next request at once (the connection does not wait
+    for bytes it already has)."""
+    got = raw_request(env.port, b"GET /forbidden HTTP/1.1\r\nHost: a\r\n\r\n"
+                                b"GET /old/p HTTP/1.1\r\nHost: a\r\n\r\n"
+                                b"GET /plain HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", got) == [b"403", b"301", b"200"], got
+
+
 def test_redirect_over_http2(env):
     status, headers, body = curl("--http2-prior-knowledge", f"http://127.0.0.1:{env.port}/forbidden")
     assert status == 403 and body == b"not here\n"
