@@ -359,6 +359,11 @@ static const char *closest(const char *word, const char *const *names)
     }
     return best;
 }
+
+const char *config_closest(const char *word, const char *const *names)
+{
+    return closest(word, names);
+}
 /* ------------------------------------------------------------------------
  * Typed access to nodes. Each getter reports its own error and returns
  * false (or NULL), leaving the destination untouched.

@@ -156,6 +156,9 @@ const char *config_fmt_ms(char *buf, size_t cap, uint32_t ms);
 const char *config_fmt_size(char *buf, size_t cap, uint32_t n);
 /* Printable ASCII without spaces (URL paths, host names). */
 bool config_is_visible(const char *s);
+/* The word of the NULL-terminated names closest to `word` if it is
+ * plausibly a typo of it (the "did you mean" of unknown keys), or NULL. */
+const char *config_closest(const char *word, const char *const *names);
 /* A character of a name: A-Z a-z 0-9 _ . - */
 bool config_is_name_char(char ch);
 

@@ -16,8 +16,11 @@
 #define ACCESS_LOG_BUFFER (4 * ACCESS_LOG_LINE)
 
 /* The most bytes of one text field a JSON line takes. With every byte
- * escaped to six characters ("\ufffd", "\u0001"), the eleven text fields
- * still fit ACCESS_LOG_LINE: (512 + 3 * 256 + 6 * 128) * 6 = 12 KiB.
+ * escaped to six characters ("\ufffd", "\u0001"), the text fields still
+ * fit ACCESS_LOG_LINE: a request line, five header-sized fields (host,
+ * referer, user agent, SNI, client subject) and nine short ones (time,
+ * client, listener, upstream, reason, TLS version and cipher, route,
+ * pool): (512 + 5 * 256 + 9 * 128) * 6 = 17.5 KiB, plus the numbers.
  * The proxy's own captures are shorter (see struct request_log). */
 #define JSON_REQUEST_MAX 512
 #define JSON_HEADER_MAX 256
@@ -239,6 +242,11 @@ static void set_uint(json_t *obj, const char *key, uint64_t v)
     json_object_set_new(obj, key, json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v));
 }
 
+static void set_us_or_null(json_t *obj, const char *key, int64_t us)
+{
+    json_object_set_new(obj, key, us < 0 ? json_null() : json_integer(us));
+}
+
 /* With `wire` false, the fields a client controls are left empty: the
  * fallback should a line not fit. */
 static json_t *entry_json(const struct access_entry *e, const char *ts, bool wire)
@@ -258,6 +266,19 @@ static json_t *entry_json(const struct access_entry *e, const char *ts, bool wir
     set_text(o, "upstream", e->upstream, JSON_SHORT_MAX);
     set_uint(o, "duration_us", e->duration_us);
     set_text(o, "reason", e->reason, JSON_SHORT_MAX);
+    set_uint(o, "bytes_received", e->bytes_received);
+    set_us_or_null(o, "upstream_connect_us", e->upstream_connect_us);
+    set_us_or_null(o, "upstream_header_us", e->upstream_header_us);
+    set_us_or_null(o, "upstream_response_us", e->upstream_response_us);
+    json_object_set_new(o, "upstream_tries", json_integer(e->upstream_tries));
+    if (e->route)
+        set_text(o, "route", e->route, JSON_SHORT_MAX);
+    else
+        json_object_set_new(o, "route", json_null());
+    if (e->pool)
+        set_text(o, "pool", e->pool, JSON_SHORT_MAX);
+    else
+        json_object_set_new(o, "pool", json_null());
     if (e->tls_version) {
         set_text(o, "tls_version", e->tls_version, JSON_SHORT_MAX);
         set_text(o, "tls_cipher", e->tls_cipher, JSON_SHORT_MAX);
@@ -322,4 +343,17 @@ void access_log_write(struct access_log *al, const struct access_entry *e)
     if (ACCESS_LOG_BUFFER - al->len < ACCESS_LOG_LINE)
         access_log_flush(al);
     al->len += access_log_format(al->format, e, time(NULL), al->buf + al->len, ACCESS_LOG_LINE);
+}
+
+void access_log_write_fmt(struct access_log *al, const struct http_fmt *f, enum http_escape esc,
+                          const struct http_vars *v)
+{
+    if (ACCESS_LOG_BUFFER - al->len < ACCESS_LOG_LINE)
+        access_log_flush(al);
+    /* One byte is kept for the newline: the line ends there whatever the
+     * values held (they are escaped, so none of them can end it early). */
+    char *line = al->buf + al->len;
+    size_t n = http_fmt_render(f, v, esc, line, ACCESS_LOG_LINE - 1, NULL);
+    line[n++] = '\n';
+    al->len += n;
 }

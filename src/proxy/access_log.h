@@ -19,11 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/http_vars.h"
 #include "proxy/proxy_conf.h"
 
 struct access_log;
 
-#define ACCESS_LOG_LINE 16384   /* room for one line, whatever its fields hold */
+#define ACCESS_LOG_LINE 20480   /* room for one line, whatever its fields hold */
 
 struct access_entry {
     const char *client_ip;
@@ -45,6 +46,11 @@ struct access_entry {
     int tls_resumed;            /* TLS_RESUMED_NO, _TICKET or _CACHE (tls_session.h): the
                                  * abbreviated handshake's ticket or session-ID cache */
     const char *client_subject; /* verified client certificate's subject (RFC 2253), or NULL */
+    /* JSON only (the combined line keeps its classic shape): */
+    uint64_t bytes_received;    /* the request head and body as received */
+    int64_t upstream_connect_us, upstream_header_us, upstream_response_us; /* -1: not reached (null) */
+    uint32_t upstream_tries;    /* backends tried */
+    const char *route, *pool;   /* NULL: none (null) */
 };
 
 struct access_log *access_log_open(const char *path, enum log_format format);
@@ -55,6 +61,10 @@ void access_log_flush(struct access_log *al);
  * the old one away). Returns 0, or -1 (logged; the old file is kept).
  * Nothing for stdout. */
 int access_log_reopen(struct access_log *al, const char *path);
+
+/* A line of a log_formats: entry, rendered straight into the buffer. */
+void access_log_write_fmt(struct access_log *al, const struct http_fmt *f, enum http_escape esc,
+                          const struct http_vars *v);
 
 /* Render one entry into out (always NUL-terminated, ends with '\n');
  * returns its length. cap must be at least ACCESS_LOG_LINE. Exposed for

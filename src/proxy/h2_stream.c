@@ -44,6 +44,15 @@ static ssize_t body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         return (ssize_t)n;
     }
     struct http_txn *t = &st->txn;
+    if (t->local_answer) {
+        /* A route's redirect: or return: body (http_txn.c). */
+        size_t n = t->local_len - t->local_off < length ? t->local_len - t->local_off : length;
+        memcpy(buf, t->local_body + t->local_off, n);
+        t->local_off += n;
+        if (t->local_off == t->local_len)
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return (ssize_t)n;
+    }
     struct upstream_conn *u = t->up;
     size_t n = 0;
     if (u && t->resp_head_done && t->resp_ready) {
@@ -194,7 +203,7 @@ static int carrier_send(struct http_carrier *cr)
         if (h.status < 200) {
             rv = nghttp2_submit_headers(ng_of(st), NGHTTP2_FLAG_NONE, st->id, NULL, h.nv, h.n, NULL);
         } else {
-            bool body = !(t->resp_done && !t->resp_ready);
+            bool body = !(t->resp_done && !t->resp_ready) || t->local_off < t->local_len;
             st->dechunk_on = t->resp_body == HTTP1_BODY_CHUNKED;
             if (st->dechunk_on)
                 h2_dechunk_init(&st->dechunk);
@@ -297,6 +306,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *c, int32_t id)
     st->cr.origin = &c->origin;
     st->cr.tr = &c->tr; /* X-Forwarded-Proto and the access log's TLS fields */
     st->cr.scratch = &http_listener_of(c->l)->scratch;
+    st->cr.http2 = true;
     http_txn_init(&st->txn, &st->cr);
     http_txn_begin(&st->txn);
     ev_timer_init(&st->timer, stream_timeout, st);

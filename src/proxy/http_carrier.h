@@ -96,6 +96,7 @@ struct http_carrier {
     const struct transport *tr;      /* the client's transport (an HTTP/2 stream: its connection's):
                                       * TLS or not, for X-Forwarded-Proto and the access log */
     struct http1_message *scratch;   /* a parse target, valid during one call */
+    bool http2;                      /* an HTTP/2 stream ($server_protocol, local answers' bodies) */
 
     /* The window: the client's side of the exchange. */
     struct buf in;                   /* the request: its raw head at the front, then body bytes */

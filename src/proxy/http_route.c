@@ -72,9 +72,9 @@ int http_route_index(const struct cfg_listener *l, const struct http1_message *m
 
 int http_route(const struct cfg_listener *l, const struct http1_message *m)
 {
-    int route = http_route_index(l, m);
-    if (route >= 0)
-        return (int)l->routes[route].pool;
+    int r = http_route_index(l, m);
+    if (r >= 0)
+        return l->routes[r].answer.action == ROUTE_TO_POOL ? (int)l->routes[r].pool : -1;
     return l->has_default_pool ? (int)l->default_pool : -1;
 }
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -16,6 +18,7 @@
 #include "proxy/forwarded_headers.h"
 #include "proxy/http_carrier.h"
 #include "proxy/http_route.h"
+#include "proxy/http_vars.h"
 #include "proxy/pool.h"
 #include "proxy/proxy_protocol.h"
 #include "proxy/ratelimit_http.h"
@@ -26,6 +29,7 @@ static void body_timeout(struct ev_loop *loop, struct ev_timer *timer);
 static void request_start_upstream(struct http_txn *t);
 static void fail_after_tries(struct http_txn *t);
 static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
+static void request_finish(struct http_txn *t);
 
 /* upstream_failed() reason of a connect timeout, recognised by address:
  * if it is the last failure, the client gets 504 rather than 502. */
@@ -36,6 +40,147 @@ static uint64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---------- variables (http_vars.h) ---------- */
+
+#define HEADER_VALUE_MAX 4096 /* a rendered header value; longer is cut */
+
+static const char *request_id_of(struct http_txn *t)
+{
+    if (!t->request_id[0])
+        http_vars_new_request_id(t->request_id);
+    return t->request_id;
+}
+
+/* The client's port: asked of the socket only when a format uses it. */
+/* The client's port: from the PROXY header or TOA when they gave the
+ * client (cr->origin), else the socket's peer. */
+static int peer_port(const struct http_carrier *cr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (cr->origin)
+        ss = cr->origin->client;
+    else if (!cr->tr || cr->tr->fd < 0 || getpeername(cr->tr->fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+static int64_t span_us(uint64_t from, uint64_t to)
+{
+    return from && to >= from ? (int64_t)(to - from) : -1;
+}
+
+/* The values of every variable as far as the transaction knows them now;
+ * uses: the variables the formats to render read (http_fmt.uses). */
+static void fill_vars(struct http_txn *t, struct http_vars *v, const struct http1_message *req,
+                      const struct http1_message *resp, uint64_t uses)
+{
+    struct http_carrier *cr = t->cr;
+    uint64_t now = now_us();
+    *v = (struct http_vars){
+        .req = req,
+        .resp = resp,
+        .http2 = cr->http2,
+        .remote_addr = cr->peer_ip,
+        .remote_port = uses & (1ull << HV_REMOTE_PORT) ? peer_port(cr) : 0,
+        .scheme = cr->tr && transport_is_tls(cr->tr) ? "https" : "http",
+        .listener = cr->l->cfg->name,
+        .route = t->route ? t->route->name : NULL,
+        .pool = t->pool ? t->pool->cfg->name : NULL,
+        .upstream_addr = t->up ? t->up->b->cfg->addr.text : NULL,
+        .status = t->status,
+        .body_bytes_sent = t->resp_bytes,
+        .bytes_sent = t->resp_bytes + t->resp_head_bytes,
+        .request_length = t->req_head_bytes + t->req_body_bytes,
+        .upstream_connect_us = span_us(t->upstream_connect_start_us, t->upstream_connected_us),
+        .upstream_header_us = span_us(t->upstream_connect_start_us, t->upstream_first_byte_us),
+        .upstream_response_us = span_us(t->upstream_connect_start_us, t->upstream_first_byte_us ? now : 0),
+        .request_time_us = span_us(t->started_us, now),
+        .upstream_tries = t->tries,
+        .request_id = uses & (1ull << HV_REQUEST_ID) ? request_id_of(t) : NULL,
+    };
+    clock_gettime(CLOCK_REALTIME, &v->now);
+    struct tls_info tls;
+    if (cr->tr && transport_tls_info(cr->tr, &tls)) {
+        v->ssl_protocol = tls.version;
+        v->ssl_cipher = tls.cipher;
+        v->ssl_server_name = tls.sni;
+        v->ssl_session_reused = tls.resumed != 0;
+        v->ssl_client_s_dn = tls.client_subject;
+    }
+}
+
+/* The request head for variables read after http_txn_start: the copy. */
+static const struct http1_message *request_snapshot(const struct http_txn *t)
+{
+    return t->req_copy && t->req_copy->m.head_len ? &t->req_copy->m : NULL;
+}
+
+static const struct http1_message *response_snapshot(const struct http_txn *t)
+{
+    return t->resp_copy && t->resp_copy->m.head_len ? &t->resp_copy->m : NULL;
+}
+
+/* Copy a message head for variables read after it left its buffer. A
+ * copy that cannot be made leaves those variables without a value. */
+static void keep_head(struct http_head_copy **c, const struct http1_message *m, const char *raw)
+{
+    if (!*c && !(*c = calloc(1, sizeof **c)))
+        return;
+    if (http_head_copy_take(*c, raw, m) < 0)
+        (*c)->m.head_len = 0;
+}
+
+static uint64_t plan_uses(const struct header_plan *p)
+{
+    uint64_t uses = 0;
+    for (size_t i = 0; i < p->n_add; i++)
+        uses |= p->add[i].value.uses;
+    return uses;
+}
+
+/* The fields a plan adds, rendered, as "Name: value" lines. A value that
+ * would carry a control byte (from what the client sent) or that renders
+ * empty is left out: a rule never makes a malformed message. */
+static int put_plan_fields(struct buf *o, const struct header_plan *p, const struct http_vars *v,
+                           const char *peer, bool *host_sent, const char *skip)
+{
+    int rc = 0;
+    char value[HEADER_VALUE_MAX];
+    for (size_t i = 0; i < p->n_add; i++) {
+        if (skip && strcasecmp(p->add[i].name, skip) == 0)
+            continue;
+        bool refused;
+        size_t n = http_fmt_render(&p->add[i].value, v, HTTP_ESC_HEADER, value, sizeof value, &refused);
+        if (refused)
+            log_debug("client %s: header field %s not sent: its value would hold a control character", peer,
+                      p->add[i].name);
+        if (!n)
+            continue;
+        rc |= buf_append(o, p->add[i].name, strlen(p->add[i].name));
+        rc |= buf_append(o, ": ", 2);
+        rc |= buf_append(o, value, n);
+        rc |= buf_append(o, "\r\n", 2);
+        if (host_sent && strcasecmp(p->add[i].name, "Host") == 0)
+            *host_sent = true;
+    }
+    return rc;
+}
+
+static const struct header_plan *request_plan_of(const struct http_txn *t)
+{
+    return t->route ? &t->route->request_plan : &t->cr->l->cfg->request_plan;
+}
+
+static const struct header_plan *response_plan_of(const struct http_txn *t)
+{
+    return t->route ? &t->route->response_plan : &t->cr->l->cfg->response_plan;
 }
 
 /* ---------- the access-log record ---------- */
@@ -89,6 +234,16 @@ static void write_access_log(struct http_txn *t, const char *reason)
     struct http_carrier *cr = t->cr;
     if (!cr->l->alog)
         return;
+    const struct cfg_log_format *lf = cr->l->cfg->log_format;
+    if (cr->l->cfg->access_log_format == ACCESS_LOG_CUSTOM && lf) {
+        struct http_vars v;
+        fill_vars(t, &v, request_snapshot(t), response_snapshot(t), lf->fmt.uses);
+        v.reason = reason;
+        v.request_line = t->log ? t->log->line : NULL;
+        access_log_write_fmt(cr->l->alog, &lf->fmt, lf->escape, &v);
+        return;
+    }
+    uint64_t now = now_us();
     struct access_entry e = {
         .client_ip = cr->peer_ip,
         .request_line = t->log ? t->log->line : NULL,
@@ -100,7 +255,14 @@ static void write_access_log(struct http_txn *t, const char *reason)
         .reason = reason,
         .status = t->status,
         .bytes_sent = t->resp_bytes,
-        .duration_us = t->started_us ? now_us() - t->started_us : 0,
+        .duration_us = t->started_us ? now - t->started_us : 0,
+        .bytes_received = t->req_head_bytes + t->req_body_bytes,
+        .upstream_connect_us = span_us(t->upstream_connect_start_us, t->upstream_connected_us),
+        .upstream_header_us = span_us(t->upstream_connect_start_us, t->upstream_first_byte_us),
+        .upstream_response_us = span_us(t->upstream_connect_start_us, t->upstream_first_byte_us ? now : 0),
+        .upstream_tries = t->tries,
+        .route = t->route ? t->route->name : NULL,
+        .pool = t->pool ? t->pool->cfg->name : NULL,
     };
     struct tls_info tls;
     if (cr->tr && transport_tls_info(cr->tr, &tls)) {
@@ -157,7 +319,7 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
         rc |= fwd_puts(f, "/");
     rc |= fwd_put(f, path.p, path.len);
     rc |= fwd_puts(f, t->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
-    if (absolute) {
+    if (absolute && !header_plan_drops(request_plan_of(t), "Host", 4)) {
         rc |= fwd_puts(f, "Host: ");
         rc |= fwd_put(f, m->authority.p, m->authority.len);
         rc |= fwd_puts(f, "\r\n");
@@ -169,6 +331,7 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
     const char *subject_header = tls_cfg ? tls_cfg->clients.subject_header : NULL;
     uint8_t hop[HTTP1_MAX_HEADERS_CAP];
     http1_mark_hop_by_hop(m, hop);
+    const struct header_plan *plan = request_plan_of(t);
     bool drop_underscores = !cr->l->cfg->allow_underscores;
     uint64_t dropped = 0;
     for (size_t i = 0; i < m->n_headers; i++) {
@@ -195,10 +358,25 @@ static int build_request_head(struct http_txn *t, const struct http1_message *m)
             continue; /* ours, not the client's, is the truth */
         if (subject_header && name_is(h->name, subject_header))
             continue;
+        if (header_plan_drops(plan, h->name.p, h->name.len))
+            continue; /* request_headers: remove or set */
         rc |= fwd_put(f, h->name.p, h->name.len);
         rc |= fwd_puts(f, ": ");
         rc |= fwd_put(f, h->value.p, h->value.len);
         rc |= fwd_puts(f, "\r\n");
+    }
+    if (plan->n_add) {
+        struct http_vars v;
+        fill_vars(t, &v, m, NULL, plan_uses(plan));
+        bool host_sent = false;
+        rc |= put_plan_fields(f, plan, &v, cr->peer_ip, &host_sent, NULL);
+        if (!host_sent && header_plan_drops(plan, "Host", 4)) {
+            /* "set: {Host: ...}" rendered empty: the request keeps its own. */
+            struct http1_slice host = http_request_host(m);
+            rc |= fwd_puts(f, "Host: ");
+            rc |= fwd_put(f, host.p, host.len);
+            rc |= fwd_puts(f, "\r\n");
+        }
     }
     rc |= forwarded_headers_put(f, cr, m);
     rc |= fwd_puts(f, cr->tr && transport_is_tls(cr->tr) ? "X-Forwarded-Proto: https\r\n"
@@ -283,11 +461,167 @@ void http_txn_reset(struct http_txn *t)
     t->started_us = 0;
     t->retry_after_s = 0;
     t->upstream_connect_start_us = t->upstream_connected_us = t->upstream_first_byte_us = 0;
+    t->route = NULL;
+    t->request_id[0] = '\0';
+    t->req_head_bytes = t->req_body_bytes = t->resp_head_bytes = 0;
+    if (t->req_copy)
+        t->req_copy->m.head_len = 0;
+    if (t->resp_copy)
+        t->resp_copy->m.head_len = 0;
+    t->local_answer = false;
+    t->local_len = t->local_off = 0;
     http_txn_body_clock_stop(t);
     /* A request refused before parsing must not be logged with the fields
      * of the one before it on this connection. */
     if (t->log)
         t->log->line[0] = t->log->referer[0] = t->log->user_agent[0] = t->log->host[0] = '\0';
+}
+
+static const char *answer_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 410: return "Gone";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+    }
+}
+
+/* The head and body of a route's redirect: or return: answer into
+ * cr->out (the body, over HTTP/2, into t->local_body). A Location that
+ * would carry a control byte from the request is not sent: the answer
+ * becomes a 500, since a redirect without one leads nowhere. */
+static int local_answer_build(struct http_txn *t, const struct http1_message *m)
+{
+    struct http_carrier *cr = t->cr;
+    const struct cfg_route_answer *a = &t->route->answer;
+    char location[HEADER_VALUE_MAX], body[64];
+    const char *text = a->body ? a->body : "";
+    size_t text_len = strlen(text), loc_len = 0;
+    int status = a->status;
+    if (a->action == ROUTE_REDIRECT) {
+        struct http_vars v;
+        bool refused;
+        fill_vars(t, &v, m, NULL, a->location.uses);
+        loc_len = http_fmt_render(&a->location, &v, HTTP_ESC_HEADER, location, sizeof location, &refused);
+        if (!loc_len) {
+            log_debug("client %s: redirect of route %s has no valid Location", cr->peer_ip, t->route->name);
+            status = 500;
+            text = "500 Internal Server Error: the redirect's target could not be made\n";
+        } else {
+            /* The body does not repeat the Location: both must fit the
+             * head buffer, and a long $request_uri would not twice. */
+            int n = snprintf(body, sizeof body, "%d %s\n", status, answer_reason(status));
+            text = body;
+            text_len = (size_t)n;
+        }
+        if (status == 500)
+            text_len = strlen(text);
+    }
+    bool no_body = status == 204 || status == 304 || t->method == HTTP1_M_HEAD;
+    if (buf_alloc(&cr->out, cr->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
+        return -1;
+    char head[256];
+    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n", status, answer_reason(status));
+    int rc = buf_append(&cr->out, head, (size_t)hl);
+    /* response_headers apply to the answer too (an HSTS field on a
+     * redirect to https is the usual case); Location and the framing
+     * fields are ours, and rules cannot name the latter. */
+    const struct header_plan *plan = response_plan_of(t);
+    if (!header_plan_drops(plan, "Server", 6))
+        rc |= buf_append(&cr->out, "Server: sluice\r\n", 16);
+    if (status != 500 && loc_len) {
+        rc |= buf_append(&cr->out, "Location: ", 10);
+        rc |= buf_append(&cr->out, location, loc_len);
+        rc |= buf_append(&cr->out, "\r\n", 2);
+    }
+    if (plan->n_add) {
+        struct http_vars v;
+        fill_vars(t, &v, m, NULL, plan_uses(plan));
+        v.status = status;
+        /* a redirect's Location is the route's own */
+        rc |= put_plan_fields(&cr->out, plan, &v, cr->peer_ip, NULL, loc_len ? "Location" : NULL);
+    }
+    if (status != 204 && status != 304) {
+        hl = snprintf(head, sizeof head, "Content-Type: text/plain\r\nContent-Length: %zu\r\n", text_len);
+        rc |= buf_append(&cr->out, head, (size_t)hl);
+    }
+    if (cr->close_after)
+        rc |= buf_append(&cr->out, "Connection: close\r\n", 19);
+    else if (t->http10)
+        rc |= buf_append(&cr->out, "Connection: keep-alive\r\n", 24);
+    rc |= buf_append(&cr->out, "\r\n", 2);
+    if (rc)
+        return -1;
+    t->resp_head_bytes = buf_len(&cr->out);
+    t->status = status;
+    if (no_body)
+        return 0;
+    if (cr->http2) {
+        /* HTTP/2 turns the head in `out` into HEADERS; the body goes
+         * through the stream's data provider (h2_stream.c). */
+        char *copy = realloc(t->local_body, text_len ? text_len : 1);
+        if (!copy)
+            return -1;
+        memcpy(copy, text, text_len);
+        t->local_body = copy;
+        t->local_len = text_len;
+        t->local_off = 0;
+    } else if (buf_append(&cr->out, text, text_len) < 0) {
+        return -1;
+    }
+    t->resp_bytes = text_len;
+    return 0;
+}
+
+/* A step of a local answer: write it, then finish as a proxied one does. */
+static void local_answer_step(struct http_txn *t)
+{
+    struct http_carrier *cr = t->cr;
+    if (http_carrier_send(cr) < 0) {
+        http_carrier_abort(cr);
+        return;
+    }
+    if (!buf_len(&cr->out))
+        request_finish(t);
+}
+
+static void local_answer_start(struct http_txn *t, const struct http1_message *m)
+{
+    struct http_carrier *cr = t->cr;
+    /* The body the client may still send is not read: close after. */
+    if (!t->req_done)
+        cr->close_after = true;
+    if (local_answer_build(t, m) < 0) {
+        cr->out.start = cr->out.end = 0;
+        http_carrier_send_error(cr, 500, "the route's answer does not fit");
+        return;
+    }
+    t->local_answer = true;
+    t->resp_head_done = true;
+    t->resp_done = true;
+    t->resp_body = HTTP1_BODY_LENGTH;
+    http_count_response(cr->l, t->status);
+    /* An HTTP/1 connection takes the step itself, right after this call
+     * (it is forwarding now); finishing here, inside its parse, would let
+     * it miss a pipelined request already in its buffer. An HTTP/2
+     * stream has no such loop: write the answer now. */
+    if (cr->http2)
+        local_answer_step(t);
 }
 
 /* See http_txn.h. The carrier counted the request and decided on
@@ -312,11 +646,20 @@ void http_txn_start(struct http_txn *t, struct http1_message *m)
     const struct http1_header *upg = http1_find_header(m, "Upgrade");
     t->want_upgrade = m->upgrade && upg && !http1_has_token(upg->value, "h2c");
     capture_log_fields(t, m, buf_head(&cr->in));
+    t->req_head_bytes = m->head_len;
+    if (cr->l->cfg->keep_request_head)
+        keep_head(&t->req_copy, m, buf_head(&cr->in));
     if (ratelimit_refuse_request(t, m))
         return;
 
     if (m->method == HTTP1_M_CONNECT) {
         http_carrier_send_error(cr, 501, "CONNECT is not supported");
+        return;
+    }
+    int route = http_route_index(cr->l->cfg, m);
+    t->route = route >= 0 ? &cr->l->cfg->routes[route] : NULL;
+    if (t->route && t->route->answer.action != ROUTE_TO_POOL) {
+        local_answer_start(t, m);
         return;
     }
     int pool = http_route(cr->l->cfg, m);
@@ -494,6 +837,7 @@ static void upstream_failed(struct http_txn *t, bool connect_failure, const char
         t->retry_from = b;
     }
     /* Replay from the start of the body. */
+    t->req_body_bytes = 0;
     t->pos = t->head_len;
     t->req_ready = 0;
     t->req_sent_any = false;
@@ -552,11 +896,13 @@ static int request_body_validate(struct http_txn *t)
         size_t take = avail < t->req_left ? avail : (size_t)t->req_left;
         t->req_ready += take;
         t->req_left -= take;
+        t->req_body_bytes += take;
     } else if (t->req_body == HTTP1_BODY_CHUNKED && !t->req_chunk.done) {
         ssize_t n = http1_chunked_feed(&t->req_chunk, p, avail);
         if (n < 0)
             return -1;
         t->req_ready += (size_t)n;
+        t->req_body_bytes += (uint64_t)n;
     }
     return 0;
 }
@@ -656,7 +1002,8 @@ static int put_head_line(struct buf *o, struct http1_slice name, struct http1_sl
 
 /* Status line and end-to-end header fields of a response, without the
  * final empty line. */
-static int put_status_and_headers(struct buf *o, const struct http1_message *m, struct listener_rt *l)
+static int put_status_and_headers(struct buf *o, const struct http1_message *m, struct listener_rt *l,
+                                  const struct header_plan *plan)
 {
     char line[16] = "HTTP/1.1 000 ";
     line[9] = (char)('0' + m->status / 100);
@@ -685,6 +1032,8 @@ static int put_status_and_headers(struct buf *o, const struct http1_message *m, 
             has_cl = true; /* sent once, normalized, below */
             continue;
         }
+        if (plan && header_plan_drops(plan, h->name.p, h->name.len))
+            continue; /* response_headers: remove or set */
         rc |= put_head_line(o, h->name, h->value);
     }
     /* One plain value even if the backend sent "5, 5" or the field twice,
@@ -704,7 +1053,14 @@ static int build_response_head(struct http_txn *t, const struct http1_message *m
     struct buf *o = &cr->out;
     if (buf_alloc(o, cr->l->cfg->limits.max_header_size + HTTP_HEAD_SLACK) < 0)
         return -1;
-    int rc = put_status_and_headers(o, m, cr->l);
+    size_t had = buf_len(o);
+    const struct header_plan *plan = response_plan_of(t);
+    int rc = put_status_and_headers(o, m, cr->l, plan);
+    if (plan->n_add) {
+        struct http_vars v;
+        fill_vars(t, &v, request_snapshot(t), m, plan_uses(plan));
+        rc |= put_plan_fields(o, plan, &v, cr->peer_ip, NULL, NULL);
+    }
     if (m->status == 101) {
         const struct http1_header *up = http1_find_header(m, "Upgrade");
         rc |= buf_append(o, "Connection: upgrade\r\n", 21);
@@ -725,6 +1081,7 @@ static int build_response_head(struct http_txn *t, const struct http1_message *m
         }
     }
     rc |= buf_append(o, "\r\n", 2);
+    t->resp_head_bytes = buf_len(o) - had;
     return rc ? -1 : 0;
 }
 
@@ -763,7 +1120,7 @@ static int response_parse_head(struct http_txn *t)
                 return 0;
             /* The rewrite adds at most one byte per field (": " after a bare
              * ':'), so with the room checked above this cannot fail half-way. */
-            if (put_status_and_headers(&cr->out, m, cr->l) || buf_append(&cr->out, "\r\n", 2))
+            if (put_status_and_headers(&cr->out, m, cr->l, NULL) || buf_append(&cr->out, "\r\n", 2))
                 return -1;
         }
         buf_consume(&u->in, m->head_len);
@@ -775,6 +1132,8 @@ static int response_parse_head(struct http_txn *t)
     t->resp_keep_upstream = m->keep_alive && m->body != HTTP1_BODY_UNTIL_CLOSE && m->status != 101;
     if (build_response_head(t, m) < 0)
         return -1;
+    if (lc->keep_response_head)
+        keep_head(&t->resp_copy, m, buf_head(&u->in));
     buf_consume(&u->in, m->head_len);
     t->resp_head_done = true;
     t->resp_body = m->body;
@@ -1027,6 +1386,13 @@ void http_txn_free(struct http_txn *t)
     buf_release(&t->fwd);
     free(t->tried);
     free(t->log);
+    if (t->req_copy)
+        free(t->req_copy->raw);
+    free(t->req_copy);
+    if (t->resp_copy)
+        free(t->resp_copy->raw);
+    free(t->resp_copy);
+    free(t->local_body);
 }
 
 void http_txn_begin(struct http_txn *t)
@@ -1047,6 +1413,10 @@ void http_txn_log_refused(struct http_txn *t, const char *reason)
 void http_txn_progress(struct http_txn *t)
 {
     struct http_carrier *cr = t->cr;
+    if (t->local_answer) {
+        local_answer_step(t);
+        return;
+    }
     if (request_body_validate(t) < 0) {
         log_debug("client %s: invalid chunked body: %s", cr->peer_ip, t->req_chunk.error_reason);
         /* The invalid bytes never reach the backend. The client gets

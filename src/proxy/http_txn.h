@@ -38,9 +38,11 @@
 #include "core/evloop.h"
 #include "lib/buffer.h"
 #include "lib/http1.h"
+#include "proxy/http_vars.h"
 #include "proxy/pool.h"
 
 struct http_carrier;
+struct cfg_route;
 
 /* Fields of the access-log line, taken from the request head (whose
  * bytes do not outlive the request in the carrier's window). */
@@ -114,6 +116,24 @@ struct http_txn {
 
     struct request_log *log;      /* only when an access log is on */
     uint32_t retry_after_s;       /* an answer of our own carries Retry-After (a rate limit); 0 = none */
+
+    /* Variables (http_vars.h): the upstream's times (CLOCK_MONOTONIC us,
+     * the last try's; 0 = not reached), the route, the request id, the
+     * request's size, and a copy of its head for what reads it after the
+     * head left cr->in (cfg_listener.keep_request_head). */
+    const struct cfg_route *route; /* the route taken; NULL: the listener's pool */
+    char request_id[33];          /* "" until first used */
+    uint64_t req_head_bytes;      /* the request head's size as received */
+    uint64_t req_body_bytes;      /* body bytes validated (framing included) */
+    uint64_t resp_head_bytes;     /* the final response head as sent to the client */
+    struct http_head_copy *req_copy;
+    struct http_head_copy *resp_copy; /* the same for the response ($sent_http_NAME in a log format) */
+    /* An answer of Sluice's own from a route (redirect:, return:): the
+     * head (and over HTTP/1 the body) in cr->out; over HTTP/2 the body
+     * waits in local_body for the carrier's data provider. */
+    bool local_answer;
+    char *local_body;
+    size_t local_len, local_off;
 };
 
 /* Set up the transaction of a new carrier cr (no request yet); cr->ops,

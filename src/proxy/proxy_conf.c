@@ -434,8 +434,11 @@ static void parse_pools(struct config_ctx *c, struct proxy_conf *cfg, const stru
  * listeners[].routes
  */
 
-enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL, RTK_RATE_LIMITS };
-static const char *const route_keys[] = { "host", "path_prefix", "pool", "rate_limits", NULL };
+enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL, RTK_NAME, RTK_REDIRECT, RTK_RETURN, RTK_REQUEST_HEADERS,
+       RTK_RESPONSE_HEADERS, RTK_RATE_LIMITS };
+static const char *const route_keys[] = {
+    "host", "path_prefix", "pool", "name", "redirect", "return", "request_headers", "response_headers", "rate_limits", NULL,
+};
 
 /* "api.example.com" or "*.example.com": DNS labels, no port. */
 static bool valid_host_pattern(const char *s)
@@ -508,7 +511,35 @@ static void route_field(struct config_ctx *c, int key, const struct ynode *v, vo
     case RTK_RATE_LIMITS:
         parse_route_rate_limits(c, v, rw->l->rate_limits, rw->l->n_rate_limits, &r->rate_limits);
         break;
+    case RTK_NAME:
+        config_get_name(c, v, &r->name);
+        break;
+    case RTK_REDIRECT:
+        route_redirect_parse(c, v, &r->answer);
+        break;
+    case RTK_RETURN:
+        route_return_parse(c, v, &r->answer);
+        break;
+    case RTK_REQUEST_HEADERS:
+        header_rules_parse(c, v, false, &r->request_headers);
+        break;
+    case RTK_RESPONSE_HEADERS:
+        header_rules_parse(c, v, true, &r->response_headers);
+        break;
     }
+}
+
+/* A route goes to a pool, or answers with redirect: or return:, one of them. */
+static void check_route_target(struct config_ctx *c, const struct ynode *item, struct cfg_route *r)
+{
+    int targets = config_map_has_key(item, "pool") + config_map_has_key(item, "redirect") +
+                  config_map_has_key(item, "return");
+    if (targets == 0)
+        config_err_at(c, item->line, "missing required key \"pool\" (or \"redirect\" or \"return\")");
+    else if (targets > 1)
+        config_err_at(c, item->line, "a route has one of \"pool\", \"redirect\" and \"return\", not several");
+    if (!r->name && asprintf(&r->name, "%s%s", r->host ? r->host : "", r->path_prefix) < 0)
+        config_oom();
 }
 
 /* Two routes with the same host and prefix: the second could never match. */
@@ -553,8 +584,8 @@ static void parse_routes(struct config_ctx *c, const struct proxy_conf_state *ps
         r->line = item->line;
         r->path_prefix = config_xstrdup("/");
         struct route_walk rw = { r, ps, l };
-        if (config_walk_map(c, item, route_keys, route_field, &rw) && !config_map_has_key(item, "pool"))
-            config_missing_key(c, item, "pool");
+        if (config_walk_map(c, item, route_keys, route_field, &rw))
+            check_route_target(c, item, r);
         valid[i] = config_error_count(c) == errors_before;
         config_path_pop(c, mark);
     }
@@ -640,11 +671,34 @@ static void parse_limits(struct config_ctx *c, const struct ynode *v, struct cfg
  * listeners[]
  */
 
+/* access_log_format: a preset, or a name of log_formats:. */
+static void pick_log_format(struct config_ctx *c, const struct ynode *v, const struct proxy_conf *pc,
+                            struct cfg_listener *l)
+{
+    const char *s = config_scalar(c, v, "combined, json or the name of an entry of log_formats");
+    if (!s)
+        return;
+    for (int i = 0; format_names[i]; i++) {
+        if (strcmp(s, format_names[i]) == 0) {
+            l->access_log_format = (enum log_format)i;
+            return;
+        }
+    }
+    const struct cfg_log_format *lf = log_formats_find(pc->log_formats, pc->n_log_formats, s);
+    if (!lf) {
+        config_err_at(c, v->line, "expected combined, json or a name of log_formats, got \"%s\"",
+                      config_shown_str(c, s));
+        return;
+    }
+    l->access_log_format = ACCESS_LOG_CUSTOM;
+    l->log_format = lf;
+}
+
 struct listener_state {
     const struct proxy_conf_state *ps;
     struct cfg_listener *l;
     int name_line, listen_line, routes_line, underscores_line, tls_line, http2_line, error_pages_line,
-        rate_limits_line, conn_limit_line;
+        rate_limits_line, conn_limit_line, rules_line, log_format_line;
     const struct ynode *routes; /* parsed once the protocol is known */
     const struct ynode *tls;    /* the same */
     const struct ynode *error_pages; /* the same */
@@ -653,7 +707,8 @@ struct listener_state {
 enum {
     LK_NAME, LK_LISTEN, LK_PROTOCOL, LK_POOL, LK_ROUTES, LK_TIMEOUTS, LK_LIMITS, LK_ACCESS_LOG,
     LK_ACCESS_LOG_FORMAT, LK_SPLICE, LK_CLIENT_ADDRESS, LK_TOA_MAP, LK_ALLOW_UNDERSCORES, LK_TLS, LK_HTTP2, LK_ERROR_PAGES,
-    LK_RATE_LIMITS, LK_CONN_LIMIT, LK_CLIENT_ADDR_FIRST, LK_CLIENT_ADDR_LAST = LK_CLIENT_ADDR_FIRST + PPK_COUNT - 1, LK_COUNT,
+    LK_RATE_LIMITS, LK_CONN_LIMIT, LK_REQUEST_HEADERS, LK_RESPONSE_HEADERS, LK_CLIENT_ADDR_FIRST,
+    LK_CLIENT_ADDR_LAST = LK_CLIENT_ADDR_FIRST + PPK_COUNT - 1, LK_COUNT,
 };
 static const char *const client_address_names[] = { "peer", "toa", NULL };
 static const char *const listener_keys[LK_COUNT + 1] = {
@@ -679,6 +734,8 @@ static const char *const listener_keys[LK_COUNT + 1] = {
     [LK_CLIENT_ADDR_FIRST + PPK_FORWARDED] = "forwarded",
     [LK_RATE_LIMITS] = "rate_limits",
     [LK_CONN_LIMIT] = "connection_limit",
+    [LK_REQUEST_HEADERS] = "request_headers",
+    [LK_RESPONSE_HEADERS] = "response_headers",
 };
 
 /* access_log: syslog... or journald... (core/log_sink.h). */
@@ -730,8 +787,8 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
             check_access_log_sink(c, v->line, l->access_log);
         break;
     case LK_ACCESS_LOG_FORMAT:
-        if (config_get_enum(c, v, format_names, &e))
-            l->access_log_format = (enum log_format)e;
+        st->log_format_line = v->line;
+        pick_log_format(c, v, &st->ps->conf, l);
         break;
     case LK_SPLICE:
         config_get_bool(c, v, &l->splice);
@@ -767,10 +824,34 @@ static void listener_field(struct config_ctx *c, int key, const struct ynode *v,
         st->conn_limit_line = config_key_line(c);
         parse_conn_limit(c, v, &l->conn_limit);
         break;
+    case LK_REQUEST_HEADERS:
+    case LK_RESPONSE_HEADERS:
+        st->rules_line = config_key_line(c);
+        header_rules_parse(c, v, key == LK_RESPONSE_HEADERS,
+                           key == LK_RESPONSE_HEADERS ? &l->response_headers : &l->request_headers);
+        break;
     default: /* proxy_protocol, trusted_proxies, x_real_ip, forwarded */
         pp_conf_listener_field(c, key - LK_CLIENT_ADDR_FIRST, v, &l->client_addr);
         break;
     }
+}
+
+/* The listener's and each route's header plans, and whether the request
+ * head must be kept for a log line or a response rule. */
+static void build_header_plans(struct cfg_listener *l)
+{
+    header_plan_build(&l->request_headers, NULL, &l->request_plan);
+    header_plan_build(&l->response_headers, NULL, &l->response_plan);
+    bool keep = l->log_format && http_fmt_uses_request(&l->log_format->fmt);
+    keep = keep || header_plan_uses_request(&l->response_plan);
+    for (size_t i = 0; i < l->n_routes; i++) {
+        struct cfg_route *r = &l->routes[i];
+        header_plan_build(&l->request_headers, &r->request_headers, &r->request_plan);
+        header_plan_build(&l->response_headers, &r->response_headers, &r->response_plan);
+        keep = keep || header_plan_uses_request(&r->response_plan);
+    }
+    l->keep_request_head = keep;
+    l->keep_response_head = l->log_format && l->log_format->fmt.uses_response_headers;
 }
 
 /* Rules that involve several keys of one listener. */
@@ -816,6 +897,15 @@ static void check_listener(struct config_ctx *c, const struct ynode *v, struct l
     if (st->underscores_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->underscores_line, "allow_underscores_in_headers",
                       "only for http listeners (protocol is %s)", proto_names[l->proto]);
+    if (st->rules_line && l->proto != PROTO_HTTP)
+        config_err_at(c, st->rules_line, "header rules are only for http listeners (protocol is %s)",
+                      proto_names[l->proto]);
+    if (l->proto == PROTO_HTTP)
+        build_header_plans(l);
+    if (l->log_format && l->proto != PROTO_HTTP)
+        config_err_in(c, st->log_format_line, "access_log_format",
+                      "a log_formats entry is only for http listeners (protocol is %s; use combined or json)",
+                      proto_names[l->proto]);
     if (st->http2_line && l->proto != PROTO_HTTP)
         config_err_in(c, st->http2_line, "http2", "only for http listeners (protocol is %s)", proto_names[l->proto]);
     pp_conf_check_listener(c, v, l);
@@ -902,8 +992,10 @@ static void parse_listeners(struct config_ctx *c, struct proxy_conf_state *ps, c
  * The section.
  */
 
-enum { ROOT_WORKERS, ROOT_POOLS, ROOT_LISTENERS, ROOT_DRAIN_TIMEOUT, ROOT_OPENSSL };
-static const char *const proxy_root_keys[] = { "workers", "pools", "listeners", "drain_timeout", "openssl", NULL };
+enum { ROOT_WORKERS, ROOT_POOLS, ROOT_LISTENERS, ROOT_DRAIN_TIMEOUT, ROOT_OPENSSL, ROOT_LOG_FORMATS };
+static const char *const proxy_root_keys[] = {
+    "workers", "pools", "listeners", "drain_timeout", "openssl", "log_formats", NULL,
+};
 
 static void *proxy_conf_create(void)
 {
@@ -932,6 +1024,9 @@ static void proxy_conf_parse(struct config_ctx *c, void *data, int key, const st
         break;
     case ROOT_OPENSSL:
         tls_openssl_parse(c, v, &ps->conf.openssl);
+        break;
+    case ROOT_LOG_FORMATS:
+        log_formats_parse(c, v, &ps->conf.log_formats, &ps->conf.n_log_formats);
         break;
     }
 }
@@ -983,7 +1078,17 @@ static void free_listener(struct cfg_listener *l)
     for (size_t i = 0; i < l->n_routes; i++) {
         free(l->routes[i].host);
         free(l->routes[i].path_prefix);
+        free(l->routes[i].name);
+        route_answer_free(&l->routes[i].answer);
+        header_rules_free(&l->routes[i].request_headers);
+        header_rules_free(&l->routes[i].response_headers);
+        header_plan_free(&l->routes[i].request_plan);
+        header_plan_free(&l->routes[i].response_plan);
     }
+    header_rules_free(&l->request_headers);
+    header_rules_free(&l->response_headers);
+    header_plan_free(&l->request_plan);
+    header_plan_free(&l->response_plan);
     free(l->routes);
     free(l->access_log);
     free(l->toa_map);
@@ -1006,6 +1111,7 @@ static void proxy_conf_free(void *data)
     free(cfg->pools);
     free(cfg->listeners);
     tls_openssl_free(&cfg->openssl);
+    log_formats_free(cfg->log_formats, cfg->n_log_formats);
     free(ps->pool_refs);
     free(ps);
 }

@@ -18,6 +18,7 @@
 #include "core/discovery_conf.h"
 #include "core/health_conf.h"
 #include "proxy/ratelimit_conf.h"
+#include "proxy/http_vars_conf.h"
 #include "proxy/tls_conf.h"
 #include "proxy/tls_openssl.h"
 #include "proxy/tls_upstream.h"
@@ -31,7 +32,7 @@ enum hash_key_kind {
 
 enum listener_proto { PROTO_HTTP, PROTO_TCP, PROTO_UDP };
 
-enum log_format { ACCESS_LOG_COMBINED, ACCESS_LOG_JSON };
+enum log_format { ACCESS_LOG_COMBINED, ACCESS_LOG_JSON, ACCESS_LOG_CUSTOM /* a name of log_formats: */ };
 
 struct cfg_backend {
     struct sl_addr addr;   /* "address: 127.0.0.1:9001" */
@@ -97,8 +98,12 @@ static inline size_t cfg_pool_slots(const struct cfg_pool *p)
 struct cfg_route {
     char *host;          /* NULL = any host; "*.example.com" matches subdomains */
     char *path_prefix;   /* default "/" */
-    size_t pool;         /* index into proxy_conf.pools */
+    size_t pool;         /* index into proxy_conf.pools (ROUTE_TO_POOL) */
     uint32_t rate_limits; /* "rate_limits: [NAME, ...]": bit k = the listener's rate_limits[k] */
+    char *name;          /* "name:", for $route; default "HOST/PREFIX" or "/PREFIX" */
+    struct cfg_route_answer answer;          /* redirect: or return: instead of a pool */
+    struct cfg_header_rules request_headers, response_headers; /* the route's own rules */
+    struct header_plan request_plan, response_plan; /* the listener's rules, then the route's */
     int line;
 };
 
@@ -153,6 +158,12 @@ struct cfg_listener {
     char *access_log;            /* path, "stdout", or NULL (= off) */
     int access_log_line;
     enum log_format access_log_format;
+    const struct cfg_log_format *log_format; /* ACCESS_LOG_CUSTOM: the entry of proxy_conf.log_formats */
+    struct cfg_header_rules request_headers, response_headers; /* http_vars_conf.h */
+    struct header_plan request_plan, response_plan; /* for requests on the default pool (no route) */
+    bool keep_request_head;      /* a log format or a response rule reads the request after its head
+                                  * left the buffer: http_txn keeps a copy */
+    bool keep_response_head;     /* the log format reads $sent_http_NAME: the same for the response */
     bool splice;                 /* tcp: use splice(2); default true */
     bool client_toa;             /* http: "client_address: toa" (FullNAT's TOA map) */
     char *toa_map;               /* pinned TOA map; NULL = /sys/fs/bpf/sluice_toa */
@@ -179,6 +190,8 @@ struct proxy_conf {
     struct cfg_listener *listeners;
     size_t n_listeners;
     struct cfg_openssl openssl;  /* "openssl:": providers, async (proxy/tls_openssl.h) */
+    struct cfg_log_format *log_formats; /* "log_formats:" (proxy/http_vars_conf.h) */
+    size_t n_log_formats;
 };
 
 /* The section: root keys workers, pools, listeners, drain_timeout, openssl. */

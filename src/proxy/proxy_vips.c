@@ -42,8 +42,8 @@ static void count_listener(const struct proxy_conf *pc, const struct shared_stat
     if (l->has_default_pool && l->default_pool < pc->n_pools)
         seen[l->default_pool] = true;
     for (size_t r = 0; r < l->n_routes; r++)
-        if (l->routes[r].pool < pc->n_pools)
-            seen[l->routes[r].pool] = true;
+        if (l->routes[r].answer.action == ROUTE_TO_POOL && l->routes[r].pool < pc->n_pools)
+            seen[l->routes[r].pool] = true; /* a redirect: or return: route has no pool */
     for (size_t p = 0; p < pc->n_pools; p++)
         if (seen[p])
             count_pool(pc, sh, p, now, healthy, total);

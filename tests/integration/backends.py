@@ -103,6 +103,7 @@ class HttpBackend:
                     backend.requests.append({
                         "method": self.command, "path": self.path,
                         "headers": {k: v for k, v in self.headers.items()},
+                        "header_list": list(self.headers.items()),  # every field, in order
                         "client": self.client_address[0], "body_len": n,
                         "port": self.client_address[1],
                         "tls": backend._tls_facts(self.connection),

@@ -229,6 +229,33 @@ static void test_client_subject_field(void **state)
     json_decref(doc);
 }
 
+/* The fields added for issue 13: bytes received, the upstream's times
+ * (null when not reached), tries, route and pool. */
+static void test_json_upstream_fields(void **state)
+{
+    (void)state;
+    struct access_entry e = base;
+    e.bytes_received = 1234;
+    e.upstream_connect_us = 1500;
+    e.upstream_header_us = 20000;
+    e.upstream_response_us = -1;
+    e.upstream_tries = 2;
+    e.route = "api";
+    json_t *doc = json_line(&e);
+    assert_int_equal(json_integer_value(json_object_get(doc, "bytes_received")), 1234);
+    assert_int_equal(json_integer_value(json_object_get(doc, "upstream_connect_us")), 1500);
+    assert_int_equal(json_integer_value(json_object_get(doc, "upstream_header_us")), 20000);
+    assert_true(json_is_null(json_object_get(doc, "upstream_response_us")));
+    assert_int_equal(json_integer_value(json_object_get(doc, "upstream_tries")), 2);
+    assert_string_equal(str(doc, "route"), "api");
+    assert_true(json_is_null(json_object_get(doc, "pool")));
+    json_decref(doc);
+    /* the combined line keeps its classic shape */
+    access_log_format(ACCESS_LOG_COMBINED, &e, 0, line, sizeof line);
+    assert_null(strstr(line, "1234"));
+    assert_null(strstr(line, "api"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_combined),
         cmocka_unit_test(test_tls_fields),
         cmocka_unit_test(test_client_subject_field),
+        cmocka_unit_test(test_json_upstream_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -505,7 +505,7 @@ static const struct {
     { MIN_POOLS "listeners:\n  - name: web\n    listen: 127.0.0.1:8080\n    protocol: quic\n    pool: app\n",
       "t.yaml:7: listeners[0].protocol: expected http, tcp or udp, got \"quic\"" },
     { MIN_POOLS "listeners:\n  - name: web\n    listen: 127.0.0.1:8080\n    routes:\n      - path_prefix: /a\n",
-      "t.yaml:8: listeners[0].routes[0]: missing required key \"pool\"" },
+      "t.yaml:8: listeners[0].routes[0]: missing required key \"pool\" (or \"redirect\" or \"return\")" },
     { MIN_POOLS "listeners:\n  - name: web\n    listen: 127.0.0.1:8080\n    routes:\n      - {pool: nope}\n",
       "t.yaml:8: listeners[0].routes[0].pool: no pool named \"nope\"" },
     { MIN_POOLS "listeners:\n  - name: web\n    listen: 127.0.0.1:8080\n    routes:\n"
@@ -555,7 +555,7 @@ static const struct {
       "     allow_underscores_in_headers: true}\n",
       "t.yaml:6: listeners[0].allow_underscores_in_headers: only for http listeners (protocol is tcp)" },
     { MIN_POOLS MIN_LISTENERS "    access_log_format: xml\n",
-      "t.yaml:8: listeners[0].access_log_format: expected combined or json, got \"xml\"" },
+      "t.yaml:8: listeners[0].access_log_format: expected combined, json or a name of log_formats, got \"xml\"" },
     { MIN_POOLS MIN_LISTENERS "    access_log: \"syslog:server=10.0.0.1:514,tag=a/b\"\n",
       "t.yaml:8: listeners[0].access_log: syslog: tag must be 1 to 32 of A-Z a-z 0-9 _ . -, got \"a/b\"" },
     { "listeners: []\npools: []\nlisteners: []\n", "t.yaml:3: listeners: duplicate key (first set on line 1)" },
