@@ -1236,7 +1236,10 @@ static void upstream_event(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
         }
         u->connecting = false;
         upstream_timing_connected(t);
-        struct pp_client_info ci = {.origin = cr->origin, .client_tr = cr->tr};
+        /* v2 carries the request's id (PP2_TYPE_UNIQUE_ID): the same as
+         * $request_id in the access log, so the two can be matched. */
+        struct pp_client_info ci = {.origin = cr->origin, .client_tr = cr->tr,
+                                    .unique_id = u->pool->cfg->send_proxy == SEND_PROXY_V2 ? request_id_of(t) : NULL};
         if (cr->origin && pp_send_to_backend(u->pool->cfg->send_proxy, u->tr.fd, &ci) < 0) {
             upstream_failed(t, true, "cannot send the PROXY header");
             http_carrier_progress(cr);

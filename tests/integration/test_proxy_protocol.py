@@ -7,6 +7,7 @@ Real senders and receivers: curl --haproxy-protocol, raw sockets for v2 with
 TLVs, and HAProxy on both sides of Sluice (send-proxy-v2 in front,
 accept-proxy behind) to prove the bytes interoperate."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -244,6 +245,21 @@ def test_v1_header_gives_the_client_address_to_xff_and_access_log(sluice, backen
     assert pp_count(proxy, "accepted") == before + 1
 
 
+def test_header_port_is_the_remote_port_of_a_log_format(sluice, backend, tmp_path):
+    """$remote_addr and $remote_port of a log format are the header's
+    source, not the proxy in front."""
+    log = tmp_path / "access.log"
+    port, aport = free_port(), free_port()
+    y = config(port, aport, backend.address,
+               listener={"proxy_protocol": "v1", "trusted_proxies": "[127.0.0.1]", "access_log": str(log),
+                         "access_log_format": "who"})
+    proxy = sluice(y + 'log_formats:\n  who: "$remote_addr $remote_port"\n', wait_ports=[port, aport])
+    r = exchange(port, v1("203.0.113.9", "198.51.100.1", 40000, 443) + GET)
+    assert r.startswith(b"HTTP/1.1 200"), r
+    assert new_log_lines(log, 0)[-1].decode() == "203.0.113.9 40000"
+    assert proxy
+
+
 def test_hash_balancing_follows_the_header_address(sluice, backends):
     b1, b2 = backends(2)
     port, aport = free_port(), free_port()
@@ -435,6 +451,20 @@ def test_send_proxy_v2_carries_the_tls_facts(sluice, ppsrv, pki):
     assert hdr["tlvs"][0x01] == b"http/1.1" and hdr["tlvs"][0x02] == b"app.test"
     assert hdr["tlvs"][0x20][0] & 0x01
     assert hdr["ssl_sub"][0x21].startswith(b"TLSv1") and hdr["ssl_sub"][0x23]
+
+
+def test_send_proxy_v2_unique_id_is_the_request_id(sluice, ppsrv, tmp_path):
+    """PP2_TYPE_UNIQUE_ID carries the id the access log writes as
+    $request_id, so a backend's record and Sluice's can be matched."""
+    log = tmp_path / "access.log"
+    port, aport = free_port(), free_port()
+    y = config(port, aport, ppsrv.addr, pool={"send_proxy": "v2"},
+               listener={"access_log": str(log), "access_log_format": "ids"})
+    sluice(y + 'log_formats:\n  ids: "$request_id"\n', wait_ports=[port, aport])
+    assert exchange(port, GET).startswith(b"HTTP/1.1 200")
+    uid = headers_logged(ppsrv)[-1]["pp"]["tlvs"][0x05].decode()
+    assert re.fullmatch(r"[0-9a-f]{32}", uid), uid
+    assert new_log_lines(log, 0)[-1].decode() == uid
 
 
 def test_send_proxy_v2_says_the_client_certificate_was_verified(sluice, ppsrv, pki):
