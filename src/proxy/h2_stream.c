@@ -145,7 +145,7 @@ static void carrier_send_error(struct http_carrier *cr, int status, const char *
         http_txn_detach_upstream(t, false);
     /* A page of error_pages: for this status, else the status and the
      * reason in a line of text. */
-    const struct error_page *page = error_page_find(cr->l->cfg->error_pages, status);
+    const struct error_page *page = http_txn_error_page(t, status);
     size_t blen;
     if (page) {
         st->own_data = page->body;

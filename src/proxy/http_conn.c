@@ -142,7 +142,7 @@ static void http_conn_send_error(struct http_conn *c, int status, const char *re
     }
     /* A page of error_pages: for this status (its body and type), else
      * the status and the reason in a line of text. */
-    const struct error_page *page = error_page_find(c->l->cfg->error_pages, status);
+    const struct error_page *page = http_txn_error_page(&c->txn, status);
     char text[256];
     const char *body = text;
     size_t blen;

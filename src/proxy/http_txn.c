@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "lib/balance.h"
 #include "proxy/access_log.h"
+#include "proxy/error_pages.h"
 #include "proxy/forwarded_headers.h"
 #include "proxy/http_carrier.h"
 #include "proxy/http_route.h"
@@ -54,6 +55,12 @@ static const char *request_id_of(struct http_txn *t)
 }
 
 /* The client's port: asked of the socket only when a format uses it. */
+const struct error_page *http_txn_error_page(const struct http_txn *t, int status)
+{
+    const struct error_page *page = t->route ? error_page_find(t->route->error_pages, status) : NULL;
+    return page ? page : error_page_find(t->cr->l->cfg->error_pages, status);
+}
+
 /* The client's port: from the PROXY header or TOA when they gave the
  * client (cr->origin), else the socket's peer. */
 static int peer_port(const struct http_carrier *cr)

@@ -43,6 +43,7 @@
 
 struct http_carrier;
 struct cfg_route;
+struct error_page;
 
 /* Fields of the access-log line, taken from the request head (whose
  * bytes do not outlive the request in the carrier's window). */
@@ -169,6 +170,11 @@ void http_txn_compact(struct http_txn *t);
  * before its buffer is full (HTTP/2 adds chunk framing to DATA). */
 void http_txn_compact_now(struct http_txn *t);
 /* The access-log record of an answer of our own (reason: why). */
+/* The error page for an answer of Sluice's own with this status: the
+ * route's (routes[].error_pages) once the request was routed, else the
+ * listener's; NULL for none. */
+const struct error_page *http_txn_error_page(const struct http_txn *t, int status);
+
 void http_txn_log_refused(struct http_txn *t, const char *reason);
 
 /* The request body deadline: stop it, or bring it up to date after a

@@ -435,9 +435,10 @@ static void parse_pools(struct config_ctx *c, struct proxy_conf *cfg, const stru
  */
 
 enum { RTK_HOST, RTK_PATH_PREFIX, RTK_POOL, RTK_NAME, RTK_REDIRECT, RTK_RETURN, RTK_REQUEST_HEADERS,
-       RTK_RESPONSE_HEADERS, RTK_RATE_LIMITS };
+       RTK_RESPONSE_HEADERS, RTK_RATE_LIMITS, RTK_ERROR_PAGES };
 static const char *const route_keys[] = {
-    "host", "path_prefix", "pool", "name", "redirect", "return", "request_headers", "response_headers", "rate_limits", NULL,
+    "host", "path_prefix", "pool", "name", "redirect", "return", "request_headers", "response_headers", "rate_limits",
+    "error_pages", NULL,
 };
 
 /* "api.example.com" or "*.example.com": DNS labels, no port. */
@@ -525,6 +526,9 @@ static void route_field(struct config_ctx *c, int key, const struct ynode *v, vo
         break;
     case RTK_RESPONSE_HEADERS:
         header_rules_parse(c, v, true, &r->response_headers);
+        break;
+    case RTK_ERROR_PAGES:
+        error_pages_parse(c, v, &r->error_pages);
         break;
     }
 }
@@ -1082,6 +1086,7 @@ static void free_listener(struct cfg_listener *l)
         route_answer_free(&l->routes[i].answer);
         header_rules_free(&l->routes[i].request_headers);
         header_rules_free(&l->routes[i].response_headers);
+        error_pages_free(l->routes[i].error_pages);
         header_plan_free(&l->routes[i].request_plan);
         header_plan_free(&l->routes[i].response_plan);
     }

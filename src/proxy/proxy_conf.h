@@ -104,6 +104,7 @@ struct cfg_route {
     struct cfg_route_answer answer;          /* redirect: or return: instead of a pool */
     struct cfg_header_rules request_headers, response_headers; /* the route's own rules */
     struct header_plan request_plan, response_plan; /* the listener's rules, then the route's */
+    struct cfg_error_pages *error_pages; /* the route's own pages; NULL or no page for a status: the listener's */
     int line;
 };
 

@@ -135,6 +135,30 @@ def test_404_page_and_a_status_without_page(tmp_path, backends):
         s.assert_clean()
 
 
+def test_route_pages_before_the_listener_pages(tmp_path):
+    """routes[].error_pages: a routed request's answer takes the route's
+    page for its status, then the listener's; a request no route takes
+    (404) and statuses the route has no page for take the listener's."""
+    route_page = write(tmp_path, "api-502.json", b'{"error": "api backend down"}\n')
+    listener_502 = write(tmp_path, "502.html", PAGE_502)
+    listener_404 = write(tmp_path, "404.json", PAGE_404)
+    port, aport = free_port(), free_port()
+    cfg = http_config(port, {"app": ["127.0.0.1:%d" % dead_port()]}, routes=[(None, "/api/", "app"), (None, "/web/", "app")],
+                      admin_port=aport, listener_extra={"error_pages": pages_yaml({502: listener_502, 404: listener_404})})
+    cfg = cfg.replace("        path_prefix: /api/\n",
+                      "        path_prefix: /api/\n        error_pages: { 502: %s }\n" % route_page)
+    s = conftest.Sluice(tmp_path, cfg)
+    s.start(wait_ports=[port, aport])
+    try:
+        status, fields, body = curl(port, "/api/x")
+        assert (status, body, fields["content-type"]) == (502, b'{"error": "api backend down"}\n', "application/json")
+        assert curl(port, "/web/x")[:3:2] == (502, PAGE_502)
+        assert curl(port, "/elsewhere")[:3:2] == (404, PAGE_404)
+    finally:
+        s.stop()
+        s.assert_clean()
+
+
 def test_502_page_for_a_dead_backend_but_not_for_a_backend_502(tmp_path, backends):
     (b,) = backends(1)
     page = write(tmp_path, "502.html", PAGE_502)
