@@ -112,6 +112,7 @@ int ctl_main(const char *verb, int argc, char **argv)
             return 1;
         }
         admin = cfg->admin_addr;
+        admin_client_use_config(cfg); /* its admin.token_file, if any */
         config_free(cfg);
     } else {
         addr_parse("127.0.0.1:9900", &admin, &why);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/admin_auth.h"
 #include "core/config_walk.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -112,13 +113,15 @@ static void log_field(struct config_ctx *c, int key, const struct ynode *v, void
 }
 
 enum { ADMINK_LISTEN };
-static const char *const admin_keys[] = { "listen", NULL };
+static const char *const admin_keys[] = { "listen", ADMIN_AUTH_KEYS, NULL };
 
 static void admin_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
 {
     struct sl_config *cfg = obj;
-    if (key != ADMINK_LISTEN)
+    if (key != ADMINK_LISTEN) {
+        admin_auth_field(c, key - 1, v, cfg);
         return;
+    }
     if (v->kind == YNODE_SCALAR && strcmp(v->text, "off") == 0) {
         cfg->admin_enabled = false;
         return;
@@ -172,7 +175,8 @@ static void root_field(struct config_ctx *c, int key, const struct ynode *v, voi
         config_walk_map(c, v, log_keys, log_field, r->cfg);
         break;
     case CORE_ADMIN:
-        config_walk_map(c, v, admin_keys, admin_field, r->cfg);
+        if (config_walk_map(c, v, admin_keys, admin_field, r->cfg))
+            admin_auth_check(c, r->cfg, v->line);
         break;
     }
 }
@@ -315,6 +319,9 @@ void config_free(struct sl_config *cfg)
     for (size_t s = 0; s < cfg->n_sections; s++)
         cfg->sections[s].section->free(cfg->sections[s].data);
     free(cfg->log_file);
+    if (cfg->admin_token)
+        memset(cfg->admin_token, 0, strlen(cfg->admin_token));
+    free(cfg->admin_token);
     free(cfg->path);
     free(cfg);
 }

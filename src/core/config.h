@@ -38,6 +38,9 @@ struct sl_config {
     int log_file_line;
     struct sl_addr admin_addr;   /* default 127.0.0.1:9900 */
     bool admin_enabled;
+    char *admin_token;           /* admin.token_file's token; NULL: none (core/admin_auth.h) */
+    bool admin_token_reads;      /* admin.token_reads */
+    bool admin_read_only;        /* admin.read_only */
     /* Each registered section's data, in registration order. */
     struct {
         const struct config_section *section;
