@@ -225,6 +225,26 @@ static bool view_pool_discovery(void *arg, size_t p, struct pool_discovery_info 
     return true;
 }
 
+/* The API's adds and removes go to pool_dyn, then into the slots at once
+ * (the answer shows the backend seated, or draining). */
+static int view_add(void *arg, size_t p, const struct sl_addr *addr, uint32_t weight, char *err, size_t errlen)
+{
+    struct proxy_admin *v = arg;
+    int status = pool_dyn_add(v->dyn, &v->cfg->pools[p], addr, weight, err, errlen);
+    if (!status)
+        proxy_discovery_sync(v->disc, ev_clock_ms());
+    return status;
+}
+
+static int view_remove(void *arg, size_t p, const struct sl_addr *addr, char *err, size_t errlen)
+{
+    struct proxy_admin *v = arg;
+    int status = pool_dyn_remove(v->dyn, &v->cfg->pools[p], addr, err, errlen);
+    if (!status)
+        proxy_discovery_sync(v->disc, ev_clock_ms());
+    return status;
+}
+
 static const struct pool_view_ops proxy_pool_view_ops = {
     .consistent = view_consistent,
     .n_listeners = view_n_listeners,
@@ -237,6 +257,8 @@ static const struct pool_view_ops proxy_pool_view_ops = {
     .backend = view_backend,
     .change = view_change,
     .pool_discovery = view_pool_discovery,
+    .add = view_add,
+    .remove = view_remove,
 };
 
 /* ------------------------------------------------------------------
