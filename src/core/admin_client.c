@@ -3,6 +3,7 @@
 #include "core/config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdio.h>
@@ -89,6 +90,28 @@ void admin_client_use_config(const struct sl_config *cfg)
 {
     if (cfg && cfg->admin_token)
         admin_client_set_token(cfg->admin_token);
+}
+
+int admin_client_token_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[ADMIN_CLIENT_TOKEN_MAX + 2];
+    bool got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    size_t len = got ? strcspn(line, "\r\n") : 0;
+    while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        len--;
+    if (!len) {
+        snprintf(err, errlen, "%s holds no token (its first line is empty)", path);
+        return -1;
+    }
+    line[len] = '\0';
+    admin_client_set_token(line);
+    return 0;
 }
 
 /* "Authorization: Bearer T\r\n" for the admin token, "" without one. */

@@ -51,6 +51,9 @@ int admin_client_request_with(const struct sl_addr *admin, const char *method, c
 struct sl_config;
 void admin_client_set_token(const char *token);
 void admin_client_use_config(const struct sl_config *cfg);
+/* admin_client_set_token from a file's first line (--token-file). 0, or
+ * -1 with the reason in err. */
+int admin_client_token_file(const char *path, char *err, size_t errlen);
 
 /* One request whose answer is a JSON document: the parsed answer of a
  * 2xx or 3xx reply (the caller json_decref()s it), or NULL with a reason
