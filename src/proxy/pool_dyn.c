@@ -706,7 +706,7 @@ void pool_dyn_collect(void *arg, struct strbuf *out)
                    "Resolutions of backends given by name, by result (failed: the last addresses were kept)");
     for (size_t i = 0; i < d->n_names; i++) {
         const struct dyn_name *n = d->names[i];
-        struct metric_label l[3] = { { "pool", n->pool }, { "name", n->host }, { "result", "ok" } };
+        struct metric_label l[3] = { { "pool", n->pool }, { "host", n->host }, { "result", "ok" } };
         metrics_sample(out, "sluice_backend_name_resolutions_total", l, 3, n->ok_total);
         l[2].value = "failed";
         metrics_sample(out, "sluice_backend_name_resolutions_total", l, 3, n->failed_total);
@@ -715,7 +715,7 @@ void pool_dyn_collect(void *arg, struct strbuf *out)
                    "Addresses a backend name has now (each is a backend of the pool)");
     for (size_t i = 0; i < d->n_names; i++) {
         const struct dyn_name *n = d->names[i];
-        struct metric_label l[2] = { { "pool", n->pool }, { "name", n->host } };
+        struct metric_label l[2] = { { "pool", n->pool }, { "host", n->host } };
         metrics_sample(out, "sluice_backend_name_addresses", l, 2, n->n_addrs);
     }
 }
