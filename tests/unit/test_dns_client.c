@@ -36,7 +36,8 @@ static size_t response(uint8_t *out, const uint8_t *q, size_t qlen, unsigned rco
     out[6] = (uint8_t)(ancount >> 8);
     out[7] = (uint8_t)ancount;
     out[10] = out[11] = 0;     /* ARCOUNT */
-    memcpy(out + head, records, rlen);
+    if (rlen)
+        memcpy(out + head, records, rlen);
     return head + rlen;
 }
 
