@@ -601,13 +601,20 @@ size_t pool_dyn_members(const struct pool_dyn *d, const struct cfg_pool *cp, str
     return l.n;
 }
 
+/* Pool cp's members, every one of them (malloc'd into *out; NULL when
+ * memory ran out): a first pass without room gives a bound, a second one
+ * with room for it the exact, duplicate-free list. */
+static size_t all_members(const struct pool_dyn *d, const struct cfg_pool *cp, struct slot_member **out)
+{
+    size_t bound = pool_dyn_members(d, cp, NULL, 0);
+    *out = calloc(bound + 1, sizeof **out);
+    return *out ? pool_dyn_members(d, cp, *out, bound) : 0;
+}
+
 static bool is_member(const struct pool_dyn *d, const struct cfg_pool *cp, const struct sl_addr *a)
 {
-    size_t n = pool_dyn_members(d, cp, NULL, 0);
-    struct slot_member *m = calloc(n + 1, sizeof *m);
-    if (!m)
-        return false;
-    n = pool_dyn_members(d, cp, m, n);
+    struct slot_member *m;
+    size_t n = all_members(d, cp, &m);
     bool found = false;
     for (size_t i = 0; i < n && !found; i++)
         found = addr_equal(&m[i].addr, a);
@@ -649,7 +656,9 @@ int pool_dyn_add(struct pool_dyn *d, const struct cfg_pool *cp, const struct sl_
             break;
         }
     }
-    size_t n = pool_dyn_members(d, cp, NULL, 0);
+    struct slot_member *all;
+    size_t n = all_members(d, cp, &all);
+    free(all);
     if (n >= cp->max_backends) {
         snprintf(err, errlen, "pool \"%s\" is full: %zu backends, max_backends is %u", cp->name, n, cp->max_backends);
         return 409;
