@@ -709,7 +709,7 @@ int pool_dyn_remove(struct pool_dyn *d, const struct cfg_pool *cp, const struct 
 void pool_dyn_collect(void *arg, struct strbuf *out)
 {
     const struct pool_dyn *d = arg;
-    if (!d || !d->n_names)
+    if (!d)
         return;
     metrics_family(out, "sluice_backend_name_resolutions_total", "counter",
                    "Resolutions of backends given by name, by result (failed: the last addresses were kept)");
