@@ -81,10 +81,13 @@ def test_a_name_is_resolved_at_start_and_followed_by_its_ttl(sluice, backends, d
     s = sluice(name_config(aport, port, dns, b2.port), wait_ports=[port, aport])
     assert wait_for(lambda: live(aport) == {b2.address}), pool_backends(aport, "app")
     assert serves(port, {"b1"}, 4)
+    kept = b2.client_ports()   # the proxy's keep-alive connection(s) to 127.0.0.2
     # The name now has two addresses: both become backends, without a reload.
     dns.set("app.test", ["127.0.0.2", "127.0.0.3"], ttl=1)
     assert wait_for(lambda: live(aport) == {b2.address, b3.address}), pool_backends(aport, "app")
     assert serves(port, {"b1", "b2"})
+    # The address that stayed kept its slot and its connections.
+    assert b2.client_ports() == kept
     # 127.0.0.2 leaves: it drains and goes; 127.0.0.3 keeps its slot.
     dns.set("app.test", ["127.0.0.3"], ttl=1)
     assert wait_for(lambda: live(aport) == {b3.address})
@@ -96,6 +99,22 @@ def test_a_name_is_resolved_at_start_and_followed_by_its_ttl(sluice, backends, d
     assert name["ttl_ms"] == 1000 and name["resolutions_ok"] >= 3
     assert metric(aport, "sluice_backend_name_addresses", pool="app", host="app.test") == 1
     assert s.proc.poll() is None
+
+
+def test_each_address_of_a_name_gets_the_entrys_weight_and_port(sluice, backends, dns):
+    (b2,) = backends(1, host="127.0.0.2")
+    (b3,) = backends(1, host="127.0.0.3", port=b2.port)
+    (b4,) = backends(1)
+    dns.set("app.test", ["127.0.0.2", "127.0.0.3"], ttl=60)
+    aport, port = free_port(), free_port()
+    text = name_config(aport, port, dns, b2.port).replace(
+        "    backends: [app.test:%d]\n" % b2.port,
+        "    backends:\n      - address: app.test:%d\n        weight: 3\n      - %s\n" % (b2.port, b4.address))
+    sluice(text, wait_ports=[port, aport])
+    assert wait_for(lambda: live(aport) == {b2.address, b3.address, b4.address})
+    weights = {a: b["weight"] for a, b in pool_backends(aport, "app").items()}
+    assert weights == {b2.address: 3, b3.address: 3, b4.address: 1}
+    assert serves(port, {"b1", "b2", "b3"}, 14)
 
 
 def test_the_ttl_is_bounded_by_min_ttl(sluice, backends, dns):
