@@ -385,3 +385,50 @@ def test_admin_beyond_loopback_needs_a_token(tmp_path):
     conf.write_text(base % ("  token_file: %s\n" % missing))
     r = cli("check", "-c", str(conf), check=False)
     assert r.returncode != 0 and "admin.token_file" in r.stderr and str(missing) in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- TCP
+
+def test_a_tcp_pool_changed_at_run_time_keeps_its_open_streams(sluice):
+    from stream_helpers import TcpBackend
+    import socket
+    e1, e2 = TcpBackend("echo"), TcpBackend("echo")
+    try:
+        aport, port = free_port(), free_port()
+        text = dyn_config(aport, port, [e1.addr]).replace("    pool: app\n", "    protocol: tcp\n    pool: app\n")
+        sluice(text, wait_ports=[port, aport])
+
+        def stream():
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.settimeout(10)
+            return s
+
+        def echo(s, payload):
+            s.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                chunk = s.recv(65536)
+                assert chunk, "the stream closed"
+                got += chunk
+            return got
+
+        long = stream()
+        assert echo(long, b"hello\n") == b"hello\n"
+        assert admin_json(aport, "POST", "/api/pools/app/backends", {"address": e2.addr})[0] == 201
+        assert admin_json(aport, "DELETE", "/api/pools/app/backends/" + e1.addr)[0] == 200
+
+        def new_streams_go_to_e2(n=4):
+            c1, c2 = e1.count(), e2.count()
+            for i in range(n):
+                s = stream()
+                assert echo(s, b"n%d" % i) == b"n%d" % i
+                s.close()
+            return e1.count() == c1 and e2.count() == c2 + n
+        assert wait_for(new_streams_go_to_e2)
+        assert echo(long, b"still here\n") == b"still here\n"   # e1's stream drains, not cut
+        assert pool_backends(aport, "app")[e1.addr]["state"] == "removed"
+        long.close()
+        assert wait_for(lambda: e1.addr not in pool_backends(aport, "app"))
+    finally:
+        e1.stop()
+        e2.stop()
