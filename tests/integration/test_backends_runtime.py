@@ -328,6 +328,22 @@ def test_the_token_guards_changes(sluice, backends, tmp_path):
     assert r.returncode == 1 and "401" in r.stderr, r.stderr
     r = cli("backend", "--admin", "127.0.0.1:%d" % aport, "--token-file", str(tf), "app", b2.address, "drain")
     assert "state draining" in r.stdout
+    # The registry's header carries it as well.
+    path = "/api/pools/app/backends/%s/enable" % b2.address
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
+                          "X-Sluice-Token: s3cret-t0ken", "http://127.0.0.1:%d%s" % (aport, path)],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert out == "200"
+    # A new token in the file applies at the reload.
+    tf.write_text("n3w-t0ken\n")
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
+                          "Authorization: Bearer s3cret-t0ken", "http://127.0.0.1:%d/api/reload" % aport],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert out == "200"
+    code, _ = curl("-H", "Authorization: Bearer s3cret-t0ken")
+    assert code == 401
+    r = cli("backend", "-c", str(s.config_path), "app", b2.address, "enable")
+    assert "state up" in r.stdout
 
 
 def test_token_reads(sluice, backends, tmp_path):
