@@ -55,7 +55,6 @@ struct pool_dyn *pool_dyn_new(struct ev_loop *loop)
     if (!d)
         return NULL;
     d->loop = loop;
-    d->fd[0] = d->fd[1] = -1;
     ev_timer_init(&d->timer, pool_resolve_tick, d);
     return d;
 }
@@ -115,6 +114,8 @@ static void follow_name(struct pool_dyn *d, const struct cfg_pool *cp, const str
     struct dyn_name *n = find_name(d, cp->name, b->host);
     if (!n) {
         n = calloc(1, sizeof *n);
+        if (n)
+            n->fd = -1;
         uint8_t wire[DNS_NAME_MAX];
         int wlen = n ? dns_name_from_text(b->host, wire) : -1;
         if (!n || wlen < 0 || dns_name_set(&n->qname, wire, (size_t)wlen) < 0 ||
@@ -195,10 +196,12 @@ void pool_dyn_retain(struct pool_dyn *d, const struct proxy_conf *pc)
     }
     size_t w = 0;
     for (size_t i = 0; i < d->n_names; i++) {
-        if (d->names[i]->used)
+        if (d->names[i]->used) {
             d->names[w++] = d->names[i];
-        else
+        } else {
+            pool_resolve_forget(d, d->names[i]);
             free_name(d->names[i]);
+        }
     }
     d->n_names = w;
     w = 0;

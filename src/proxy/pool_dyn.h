@@ -13,7 +13,8 @@
  * drains.
  *
  * Resolving: A and AAAA queries over UDP from the master's event loop
- * (lib/dns_client.h), to the pool's resolve.resolvers or the nameservers
+ * (lib/dns_client.h; each try from a socket of its own, connected to the
+ * resolver), to the pool's resolve.resolvers or the nameservers
  * of /etc/resolv.conf (read at each configuration), one after the other on
  * timeouts and errors. A name is asked again after its answer's TTL,
  * bounded by resolve.min_ttl and max_ttl. Only an answer with at least one

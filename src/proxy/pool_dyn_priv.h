@@ -26,6 +26,9 @@ struct dyn_name {
     uint64_t last_ok_ms;
     /* the query in flight */
     bool busy;
+    int fd;                           /* this try's socket, -1 when idle */
+    struct ev_io io;
+    struct pool_dyn *owner;
     unsigned try_no;
     uint64_t deadline_ms;
     struct sl_addr server;
@@ -52,8 +55,6 @@ struct dyn_pool {
 
 struct pool_dyn {
     struct ev_loop *loop;
-    int fd[2];                        /* [0] IPv4, [1] IPv6; -1 until needed */
-    struct ev_io io[2];
     struct ev_timer timer;
     struct dyn_name **names;
     size_t n_names;
@@ -73,8 +74,9 @@ struct pool_dyn {
 void pool_resolve_tick(struct ev_loop *loop, struct ev_timer *t);
 /* d->sys from /etc/resolv.conf's nameserver lines. */
 void pool_resolve_read_conf(struct pool_dyn *d);
-/* Close the query sockets. */
+/* Close the query sockets (every name's; one name's). */
 void pool_resolve_close(struct pool_dyn *d);
+void pool_resolve_forget(struct pool_dyn *d, struct dyn_name *n);
 /* An answer's address with a port, as a backend address. */
 void pool_dyn_addr_from_answer(struct sl_addr *out, const struct dns_answer_addr *a, uint16_t port);
 

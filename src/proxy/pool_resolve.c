@@ -72,17 +72,35 @@ static const struct sl_addr *resolver_for(const struct pool_dyn *d, const struct
 
 static void on_readable(struct ev_loop *loop, struct ev_io *io, uint32_t ev);
 
-static int socket_for(struct pool_dyn *d, int family)
+void pool_resolve_forget(struct pool_dyn *d, struct dyn_name *n)
 {
-    int k = family == AF_INET6;
-    if (d->fd[k] >= 0)
-        return d->fd[k];
-    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (n->fd < 0)
+        return;
+    ev_io_stop(d->loop, &n->io);
+    close(n->fd);
+    n->fd = -1;
+}
+
+/* Each try has a socket of its own, connected to the resolver: a fresh
+ * random source port, and the kernel delivers only that resolver's
+ * datagrams; with the 16-bit IDs and the question that must match, a
+ * forged answer has to guess all three. */
+static int try_socket(struct pool_dyn *d, struct dyn_name *n)
+{
+    pool_resolve_forget(d, n);
+    int fd = socket(n->server.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    d->fd[k] = fd;
-    ev_io_init(&d->io[k], fd, on_readable, d);
-    ev_io_set(d->loop, &d->io[k], EPOLLIN);
+    if (connect(fd, (const struct sockaddr *)&n->server.ss, n->server.len) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    n->fd = fd;
+    n->owner = d;
+    ev_io_init(&n->io, fd, on_readable, n);
+    ev_io_set(d->loop, &n->io, EPOLLIN);
     return fd;
 }
 
@@ -92,7 +110,7 @@ static void send_queries(struct pool_dyn *d, struct dyn_name *n, uint64_t now)
     n->server = *resolver_for(d, n, n->try_no, &count);
     n->busy = true;
     n->deadline_ms = now + n->conf.timeout_ms;
-    int fd = socket_for(d, n->server.ss.ss_family);
+    int fd = try_socket(d, n);
     for (int k = 0; k < Q_N; k++) {
         n->answered[k] = false;
         n->id[k] = random_id();
@@ -100,8 +118,7 @@ static void send_queries(struct pool_dyn *d, struct dyn_name *n, uint64_t now)
         int len = dns_build_query(buf, sizeof buf, n->id[k], n->qname.wire, n->qname.len, qtypes[k]);
         /* A send that fails is a try that times out: the next resolver
          * gets its turn then. */
-        if (fd < 0 || len < 0 ||
-            sendto(fd, buf, (size_t)len, 0, (const struct sockaddr *)&n->server.ss, n->server.len) < 0)
+        if (fd < 0 || len < 0 || send(fd, buf, (size_t)len, 0) < 0)
             snprintf(n->last_error, sizeof n->last_error, "cannot send to %s: %s", n->server.text,
                      strerror(errno));
     }
@@ -146,6 +163,7 @@ static uint32_t bounded_ttl(const struct cfg_resolve *c, uint64_t ttl_ms)
 static void resolution_failed(struct pool_dyn *d, struct dyn_name *n, uint64_t now)
 {
     n->busy = false;
+    pool_resolve_forget(d, n);
     n->failed_total++;
     if (!n->failing)
         log_warn("pool %s: backend name %s: resolution failed (%s); keeping its last %zu address%s", n->pool,
@@ -194,6 +212,7 @@ static void finish(struct pool_dyn *d, struct dyn_name *n, uint64_t now, bool ti
         return;
     }
     n->busy = false;
+    pool_resolve_forget(d, n);
     n->ok_total++;
     n->last_ok_ms = now;
     n->ttl_ms = bounded_ttl(&n->conf, ttl);
@@ -216,37 +235,30 @@ static void finish(struct pool_dyn *d, struct dyn_name *n, uint64_t now, bool ti
 
 static void on_readable(struct ev_loop *loop, struct ev_io *io, uint32_t ev)
 {
-    struct pool_dyn *d = io->data;
+    struct dyn_name *n = io->data;
+    struct pool_dyn *d = n->owner;
     uint8_t buf[DNS_MSG_MAX];
-    for (int i = 0; i < 64; i++) {
-        struct sockaddr_storage from;
-        socklen_t flen = sizeof from;
-        ssize_t len = recvfrom(io->fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+    for (int i = 0; i < 16 && n->busy; i++) {
+        ssize_t len = recv(n->fd, buf, sizeof buf, 0);
         if (len < 0)
-            return;
+            return;  /* EAGAIN, or an ICMP error (the try times out) */
         if (len < DNS_HEADER_LEN)
             continue;
-        struct sl_addr src;
-        addr_from_sockaddr(&src, (const struct sockaddr *)&from, flen);
         uint16_t id = (uint16_t)(buf[0] << 8 | buf[1]);
-        uint64_t now = ev_clock_ms();
-        for (size_t k = 0; k < d->n_names; k++) {
-            struct dyn_name *n = d->names[k];
-            if (!n->busy || !addr_equal(&src, &n->server))
+        for (int q = 0; q < Q_N; q++) {
+            if (n->answered[q] || n->id[q] != id)
                 continue;
-            for (int q = 0; q < Q_N; q++) {
-                if (n->answered[q] || n->id[q] != id)
-                    continue;
-                /* Not an answer to this question: a stray, dropped. */
-                if (dns_parse_answer(buf, (size_t)len, id, &n->qname, qtypes[q], &n->ans[q]) < 0)
-                    continue;
-                n->answered[q] = true;
-                if (n->answered[0] && n->answered[1])
-                    finish(d, n, now, false);
-                goto next_datagram;
+            /* Not an answer to this question: a stray, dropped. */
+            if (dns_parse_answer(buf, (size_t)len, id, &n->qname, qtypes[q], &n->ans[q]) < 0)
+                continue;
+            n->answered[q] = true;
+            if (n->answered[0] && n->answered[1]) {
+                /* finish may close this socket or open the next try's. */
+                finish(d, n, ev_clock_ms(), false);
+                return;
             }
+            break;
         }
-    next_datagram:;
     }
 }
 
@@ -285,11 +297,6 @@ void pool_resolve_read_conf(struct pool_dyn *d)
 
 void pool_resolve_close(struct pool_dyn *d)
 {
-    for (int k = 0; k < 2; k++) {
-        if (d->fd[k] >= 0) {
-            ev_io_stop(d->loop, &d->io[k]);
-            close(d->fd[k]);
-        }
-        d->fd[k] = -1;
-    }
+    for (size_t i = 0; i < d->n_names; i++)
+        pool_resolve_forget(d, d->names[i]);
 }
