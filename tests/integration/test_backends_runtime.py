@@ -448,3 +448,23 @@ def test_a_tcp_pool_changed_at_run_time_keeps_its_open_streams(sluice):
     finally:
         e1.stop()
         e2.stop()
+
+
+def test_every_daemon_takes_the_admin_token_the_registry_too(tmp_path):
+    from registry_node import Registry, SVC
+    tf = token_file(tmp_path, "adm1n-t0ken")
+    r = Registry(tmp_path, token=None)
+    listen = "admin:\n  listen: 127.0.0.1:%d\n" % r.port
+    r.config_path.write_text(r.config_path.read_text().replace(listen, listen + "  token_file: %s\n" % tf))
+    r.start()
+    try:
+        body = {"address": "10.0.0.1", "port": 80}
+        status, doc = r.call("PUT", SVC + "/web/instances/a", body, token=None)
+        assert status == 401 and "admin.token_file" in doc["error"], doc
+        assert r.call("PUT", SVC + "/web/instances/a", body, token="adm1n-t0ken")[0] == 200   # X-Sluice-Token
+        assert r.call("PUT", SVC + "/web/instances/b", body, token=None,
+                      headers={"Authorization": "Bearer adm1n-t0ken"})[0] == 200
+        assert r.get(SVC + "/web", token=None)[0] == 200
+    finally:
+        r.stop()
+        r.assert_clean()
