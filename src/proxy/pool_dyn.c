@@ -310,6 +310,13 @@ int pool_dyn_add(struct pool_dyn *d, const struct cfg_pool *cp, const struct sl_
                  cp->name);
         return 409;
     }
+    struct slot_member *all;
+    size_t n = all_members(d, cp, &all);
+    free(all);
+    if (n >= cp->max_backends) {
+        snprintf(err, errlen, "pool \"%s\" is full: %zu backends, max_backends is %u", cp->name, n, cp->max_backends);
+        return 409;
+    }
     /* One that was removed comes back; else it is added. */
     for (size_t i = 0; i < p->n_removed; i++) {
         if (addr_equal(&p->removed[i], a)) {
@@ -320,13 +327,6 @@ int pool_dyn_add(struct pool_dyn *d, const struct cfg_pool *cp, const struct sl_
             }
             break;
         }
-    }
-    struct slot_member *all;
-    size_t n = all_members(d, cp, &all);
-    free(all);
-    if (n >= cp->max_backends) {
-        snprintf(err, errlen, "pool \"%s\" is full: %zu backends, max_backends is %u", cp->name, n, cp->max_backends);
-        return 409;
     }
     struct slot_member *grown = realloc(p->added, (p->n_added + 1) * sizeof *grown);
     if (!grown) {
