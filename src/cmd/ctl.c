@@ -2,7 +2,8 @@
  *
  *   sluice status                          the master, its workers, reloads
  *   sluice pools [POOL]                    pools and backends with state and counters
- *   sluice backend POOL ADDR ACTION        weight N | drain | disable | enable
+ *   sluice backend POOL ADDR ACTION        weight N | drain | disable | enable |
+ *                                          add [WEIGHT] | remove (dynamic pools)
  *
  * The admin address comes from --admin ADDR, else from -c FILE's
  * admin.listen, else 127.0.0.1:9900. A tiny blocking HTTP/1.1 client is
@@ -58,18 +59,72 @@ static void print_pool(json_t *pool)
     }
 }
 
+/* Print the answer's JSON as is (--json). */
+static void print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2));
+    if (s)
+        puts(s);
+    free(s);
+}
+
+/* sluice backend POOL ADDRESS add [WEIGHT] | remove */
+static int backend_add_remove(const struct sl_addr *admin, const char *pool, const char *address, const char *action,
+                              const char *weight_text, int as_json)
+{
+    char path[512];
+    json_t *j;
+    if (!strcmp(action, "add")) {
+        long wv = 1;
+        char *end = NULL;
+        if (weight_text && ((wv = strtol(weight_text, &end, 10)), *end || wv < 0 || wv > 1000000)) {
+            fprintf(stderr, "sluice backend: weight must be an integer from 0 to 1000000, got \"%s\"\n", weight_text);
+            return 2;
+        }
+        json_t *body = json_pack("{s:s, s:I}", "address", address, "weight", (json_int_t)wv);
+        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        json_decref(body);
+        if (!text) {
+            fprintf(stderr, "sluice backend: out of memory\n");
+            return 1;
+        }
+        snprintf(path, sizeof path, "/api/pools/%s/backends", pool);
+        j = admin_json(admin, "POST", path, text);
+        free(text);
+    } else {
+        snprintf(path, sizeof path, "/api/pools/%s/backends/%s", pool, address);
+        j = admin_json(admin, "DELETE", path, NULL);
+    }
+    if (!j)
+        return 1;
+    if (as_json)
+        print_json(j);
+    else if (!strcmp(action, "add"))
+        printf("%s added to pool %s: state %s, weight %llu\n", json_string_value(json_object_get(j, "address")), pool,
+               json_string_value(json_object_get(j, "state")), jnum(j, "weight"));
+    else
+        printf("%s removed from pool %s: it drains (requests in flight finish)\n",
+               json_string_value(json_object_get(j, "address")), pool);
+    json_decref(j);
+    return 0;
+}
+
 static const char *usage_ctl =
     "Usage: sluice status  [--admin ADDR | -c FILE]\n"
     "       sluice pools   [--admin ADDR | -c FILE] [--json] [POOL]\n"
     "       sluice backend [--admin ADDR | -c FILE] POOL ADDRESS weight N|drain|disable|enable\n"
+    "       sluice backend [--admin ADDR | -c FILE] POOL ADDRESS add [WEIGHT]|remove\n"
     "\n"
     "Talk to a running 'sluice proxy' through its admin API: show its state,\n"
     "and change a backend's weight or state at run time (every worker applies\n"
-    "it within 100 ms; no reload).\n"
+    "it within 100 ms; no reload). 'add' and 'remove' put a backend (IP:PORT)\n"
+    "into or out of a dynamic pool (one with max_backends, or backends by\n"
+    "name); a removed backend drains: requests in flight finish.\n"
     "\n"
     "Options:\n"
     "  -a, --admin ADDR    admin API address (default: admin.listen of -c FILE, else 127.0.0.1:9900)\n"
-    "  -c, --config FILE   read the admin address from this configuration\n"
+    "  -c, --config FILE   read the admin address (and admin.token_file) from this configuration\n"
+    "  -t, --token-file F  send the token in F (its first line) as the admin API's bearer token\n"
     "  -j, --json          print the API's JSON as is\n"
     "  -h, --help          show this help\n";
 
@@ -93,6 +148,7 @@ int ctl_admin_addr(const char *verb, const char *admin_text, const char *config,
             return 1;
         }
         *admin = cfg->admin_addr;
+        admin_client_use_config(cfg); /* its admin.token_file, if any */
         config_free(cfg);
     } else {
         addr_parse("127.0.0.1:9900", admin, &why);
@@ -105,16 +161,18 @@ int ctl_main(const char *verb, int argc, char **argv)
     static const struct option opts[] = {
         {"admin", required_argument, NULL, 'a'},
         {"config", required_argument, NULL, 'c'},
+        {"token-file", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
-    const char *admin_text = NULL, *config = NULL;
+    const char *admin_text = NULL, *config = NULL, *token_file = NULL;
     int as_json = 0, c;
-    while ((c = getopt_long(argc, argv, "+a:c:jh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+a:c:t:jh", opts, NULL)) != -1) {
         switch (c) {
         case 'a': admin_text = optarg; break;
         case 'c': config = optarg; break;
+        case 't': token_file = optarg; break;
         case 'j': as_json = 1; break;
         case 'h': ctl_usage(stdout); return 0;
         default: ctl_usage(stderr); return 2;
@@ -124,6 +182,13 @@ int ctl_main(const char *verb, int argc, char **argv)
     int rc = ctl_admin_addr(verb, admin_text, config, &admin);
     if (rc >= 0)
         return rc;
+    if (token_file) {
+        char err[512];
+        if (admin_client_token_file(token_file, err, sizeof err) < 0) {
+            fprintf(stderr, "sluice %s: --token-file %s\n", verb, err);
+            return 2;
+        }
+    }
     int rest = argc - optind;
     char **args = argv + optind;
     json_t *j = NULL;
@@ -164,11 +229,14 @@ int ctl_main(const char *verb, int argc, char **argv)
             }
         }
     } else { /* backend */
-        if (rest < 3 || (!strcmp(args[2], "weight") && rest != 4) || (strcmp(args[2], "weight") && rest != 3)) {
+        bool takes_arg = rest >= 3 && !strcmp(args[2], "weight"), may_take = rest >= 3 && !strcmp(args[2], "add");
+        if (rest < 3 || (takes_arg && rest != 4) || (may_take && rest > 4) || (!takes_arg && !may_take && rest != 3)) {
             ctl_usage(stderr);
             return 2;
         }
         const char *action = args[2];
+        if (!strcmp(action, "add") || !strcmp(action, "remove"))
+            return backend_add_remove(&admin, args[0], args[1], action, rest == 4 ? args[3] : NULL, as_json);
         if (!strcmp(action, "weight")) {
             char *end;
             long wv = strtol(args[3], &end, 10);
@@ -184,7 +252,9 @@ int ctl_main(const char *verb, int argc, char **argv)
             snprintf(path, sizeof path, "/api/pools/%s/backends/%s/%s", args[0], args[1], action);
             j = admin_json(&admin, "POST", path, NULL);
         } else {
-            fprintf(stderr, "sluice backend: unknown action \"%s\" (weight N, drain, disable, enable)\n", action);
+            fprintf(stderr,
+                    "sluice backend: unknown action \"%s\" (weight N, drain, disable, enable, add [WEIGHT], remove)\n",
+                    action);
             return 2;
         }
         if (j && !as_json)

@@ -462,6 +462,8 @@ static void route_request(struct admin_site *site, struct admin_conn *conn, cons
                                 .query = q->param, .n_query = q->n, .conn = conn, .head = head };
     rq.seg = (const char *const *)rt->seg;
     rq.n_seg = rt->n;
+    if (!admin_auth_allows(&site->auth, &rq, r))
+        return;
     if (rt->n == 1 && seg_is(rt, 0, "metrics")) {
         if (!admin_is_get(&rq)) {
             admin_reply_method_not_allowed(r, "GET, HEAD");

@@ -37,6 +37,7 @@
 #include <jansson.h>
 
 #include "lib/addr.h"
+#include "core/admin_auth.h"
 #include "core/evloop.h"
 #include "core/metrics.h"
 
@@ -141,6 +142,9 @@ struct admin_site {
      * while there are any, so a site needs no freeing. */
     struct admin_defer_table *deferred;
     uint64_t defer_gen;
+    /* admin.token_file, token_reads, read_only: every request passes it
+     * before it is routed (the daemon sets it from the configuration). */
+    struct admin_auth auth;
 };
 
 /* Route requests for `prefix` (and the paths below it) with `method` (NULL:

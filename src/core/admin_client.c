@@ -1,6 +1,9 @@
 #include "core/admin_client.h"
 
+#include "core/config.h"
+
 #include <errno.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdio.h>
@@ -73,6 +76,56 @@ static int token_header(const char *token, char *buf, size_t cap)
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+/* The admin API's own token (admin.token_file), sent as a bearer with
+ * every request of this process. */
+static char *admin_token;
+
+void admin_client_set_token(const char *token)
+{
+    free(admin_token);
+    admin_token = token ? strdup(token) : NULL;
+}
+
+void admin_client_use_config(const struct sl_config *cfg)
+{
+    if (cfg && cfg->admin_token)
+        admin_client_set_token(cfg->admin_token);
+}
+
+int admin_client_token_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[ADMIN_CLIENT_TOKEN_MAX + 2];
+    bool got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    size_t len = got ? strcspn(line, "\r\n") : 0;
+    while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        len--;
+    if (!len) {
+        snprintf(err, errlen, "%s holds no token (its first line is empty)", path);
+        return -1;
+    }
+    line[len] = '\0';
+    admin_client_set_token(line);
+    return 0;
+}
+
+/* "Authorization: Bearer T\r\n" for the admin token, "" without one. */
+static int bearer_header(char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!admin_token)
+        return 0;
+    if (strpbrk(admin_token, "\r\n"))
+        return -1;
+    int n = snprintf(buf, cap, "Authorization: Bearer %s\r\n", admin_token);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 int admin_client_request(const struct sl_addr *admin, const char *method, const char *path, const char *body,
                          struct admin_reply *r, char *err, size_t errlen)
 {
@@ -82,9 +135,13 @@ int admin_client_request(const struct sl_addr *admin, const char *method, const 
 int admin_client_request_with(const struct sl_addr *admin, const char *method, const char *path, const char *body,
                               const struct admin_client_opts *opts, struct admin_reply *r, char *err, size_t errlen)
 {
-    char auth[600];
+    char auth[600], bearer[ADMIN_CLIENT_TOKEN_MAX + 64];
     if (token_header(opts ? opts->token : NULL, auth, sizeof auth) < 0) {
         snprintf(err, errlen, "the API token holds a line break or is longer than 512 bytes");
+        return ADMIN_CLIENT_FAILED;
+    }
+    if (bearer_header(bearer, sizeof bearer) < 0) {
+        snprintf(err, errlen, "the admin token holds a line break or is too long");
         return ADMIN_CLIENT_FAILED;
     }
     int wait_ms = opts && opts->answer_wait_ms > 0 ? opts->answer_wait_ms : ANSWER_WAIT_MS;
@@ -95,12 +152,12 @@ int admin_client_request_with(const struct sl_addr *admin, const char *method, c
             close(fd);
         return ADMIN_CLIENT_UNREACHABLE;
     }
-    char head[2048];
+    char head[2048 + sizeof bearer];
     size_t blen = body ? strlen(body) : 0;
     int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-cli\r\nConnection: close\r\n%s"
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-cli\r\nConnection: close\r\n%s%s"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, admin->text, auth, blen);
+                     method, path, admin->text, auth, bearer, blen);
     if (n < 0 || (size_t)n >= sizeof head || send_all(fd, head, (size_t)n) < 0 ||
         (blen && send_all(fd, body, blen) < 0)) {
         snprintf(err, errlen, "sending to %s failed", admin->text);

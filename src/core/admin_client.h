@@ -42,6 +42,19 @@ struct admin_client_opts {
 int admin_client_request_with(const struct sl_addr *admin, const char *method, const char *path, const char *body,
                               const struct admin_client_opts *opts, struct admin_reply *r, char *err, size_t errlen);
 
+/* The admin API's token (admin.token_file, core/admin_auth.h), sent as
+ * "Authorization: Bearer T" with every request this process makes from
+ * now on (NULL: none). admin_client_use_config sets it from a loaded
+ * configuration (nothing when it has none): the CLI verbs call it after
+ * reading -c FILE, or the token file given with --token-file. */
+#define ADMIN_CLIENT_TOKEN_MAX 4096
+struct sl_config;
+void admin_client_set_token(const char *token);
+void admin_client_use_config(const struct sl_config *cfg);
+/* admin_client_set_token from a file's first line (--token-file). 0, or
+ * -1 with the reason in err. */
+int admin_client_token_file(const char *path, char *err, size_t errlen);
+
 /* One request whose answer is a JSON document: the parsed answer of a
  * 2xx or 3xx reply (the caller json_decref()s it), or NULL with a reason
  * in err: the request failed, the answer was not JSON, or the API said

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/admin_auth.h"
 #include "core/config_walk.h"
 #include "core/log_sink.h"
 
@@ -120,13 +121,15 @@ static void log_field(struct config_ctx *c, int key, const struct ynode *v, void
 }
 
 enum { ADMINK_LISTEN };
-static const char *const admin_keys[] = { "listen", NULL };
+static const char *const admin_keys[] = { "listen", ADMIN_AUTH_KEYS, NULL };
 
 static void admin_field(struct config_ctx *c, int key, const struct ynode *v, void *obj)
 {
     struct sl_config *cfg = obj;
-    if (key != ADMINK_LISTEN)
+    if (key != ADMINK_LISTEN) {
+        admin_auth_field(c, key - 1, v, cfg);
         return;
+    }
     if (v->kind == YNODE_SCALAR && strcmp(v->text, "off") == 0) {
         cfg->admin_enabled = false;
         return;
@@ -181,7 +184,8 @@ static void root_field(struct config_ctx *c, int key, const struct ynode *v, voi
         config_walk_map(c, v, log_keys, log_field, r->cfg);
         break;
     case CORE_ADMIN:
-        config_walk_map(c, v, admin_keys, admin_field, r->cfg);
+        if (config_walk_map(c, v, admin_keys, admin_field, r->cfg))
+            admin_auth_check(c, r->cfg, v->line);
         break;
     case CORE_USER:
         if (config_get_text(c, v, "a user name or uid", &r->cfg->run_as.user))
@@ -359,6 +363,9 @@ void config_free(struct sl_config *cfg)
     free(cfg->log_file);
     free(cfg->run_as.user);
     free(cfg->run_as.group);
+    if (cfg->admin_token)
+        memset(cfg->admin_token, 0, strlen(cfg->admin_token));
+    free(cfg->admin_token);
     free(cfg->path);
     free(cfg);
 }

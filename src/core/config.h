@@ -44,6 +44,9 @@ struct sl_config {
      * (core/privs.h); run_as.set false when `user` is not given. */
     struct sl_run_as run_as;
     int user_line;
+    char *admin_token;           /* admin.token_file's token; NULL: none (core/admin_auth.h) */
+    bool admin_token_reads;      /* admin.token_reads */
+    bool admin_read_only;        /* admin.read_only */
     /* Each registered section's data, in registration order. */
     struct {
         const struct config_section *section;

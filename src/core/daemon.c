@@ -263,6 +263,7 @@ int daemon_catch_signals(struct daemon *d, char *err, size_t errlen)
 
 int daemon_admin_start(struct daemon *d, const struct sl_config *cfg, char *err, size_t errlen)
 {
+    admin_auth_set(&d->site.auth, cfg);
     if (!cfg->admin_enabled)
         return 0;
     d->admin = admin_start_with(d->loop, &cfg->admin_addr, &d->site, &d->admin_opts, err, errlen);
@@ -275,6 +276,7 @@ int daemon_admin_start(struct daemon *d, const struct sl_config *cfg, char *err,
 void daemon_admin_follow(struct daemon *d, const struct sl_config *cfg)
 {
     bool on = d->admin != NULL;
+    admin_auth_set(&d->site.auth, cfg);
     if (cfg->admin_enabled == on && (!on || addr_equal(&cfg->admin_addr, &d->admin_addr))) {
         if (on)
             admin_set_options(d->admin, &d->admin_opts);
@@ -340,6 +342,7 @@ void daemon_fini(struct daemon *d)
 {
     fini_companions(d);
     admin_stop(d->admin);
+    admin_auth_clear(&d->site.auth);
     d->admin = NULL;
     if (d->loop) {
         vip_board_fini(&d->vips);

@@ -148,6 +148,72 @@ int backend_patch_parse(const char *body, size_t len, bool weight_only, struct b
     return rc;
 }
 
+/* POST /api/pools/{pool}/backends: {"address": "IP:PORT", "weight": N} */
+static int add_field(const char *key, json_t *val, struct sl_addr *addr, bool *has_addr, uint32_t *weight,
+                     char *err, size_t errlen)
+{
+    if (strcmp(key, "address") == 0) {
+        const char *why = NULL;
+        if (!json_is_string(val)) {
+            snprintf(err, errlen, "\"address\" must be a string like \"10.0.0.7:8080\"");
+            return -1;
+        }
+        if (addr_parse(json_string_value(val), addr, &why) < 0) {
+            snprintf(err, errlen, "\"address\": %s (an IP address and a port: names go in the file)", why);
+            return -1;
+        }
+        if (addr_port(addr) == 0) {
+            snprintf(err, errlen, "\"address\": the port must be from 1 to 65535");
+            return -1;
+        }
+        *has_addr = true;
+        return 0;
+    }
+    if (strcmp(key, "weight") == 0) {
+        struct backend_patch pt = {0};
+        if (patch_field(key, val, true, &pt, err, errlen) < 0)
+            return -1;
+        *weight = pt.weight;
+        return 0;
+    }
+    snprintf(err, errlen, "unknown field \"%.64s\" (expected \"address\" and optionally \"weight\")", key);
+    return -1;
+}
+
+int backend_add_parse(const char *body, size_t len, struct sl_addr *addr, uint32_t *weight, char *err,
+                      size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (!root) {
+        snprintf(err, errlen, "invalid JSON: %s at line %d, column %d (position %d)", je.text, je.line,
+                 je.column, je.position);
+        return -1;
+    }
+    int rc = 0;
+    bool has_addr = false;
+    *weight = 1;
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "the body must be a JSON object");
+        rc = -1;
+    } else {
+        const char *key;
+        json_t *val;
+        json_object_foreach(root, key, val) {
+            if (add_field(key, val, addr, &has_addr, weight, err, errlen) < 0) {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    if (rc == 0 && !has_addr) {
+        snprintf(err, errlen, "\"address\" is required");
+        rc = -1;
+    }
+    json_decref(root);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* /metrics: sluice_listener_* and sluice_backend_* */
 
@@ -505,6 +571,54 @@ static void change_backend(const struct pool_view *v, const struct admin_request
     admin_reply_json(r, 200, backend_json(v, p, b, ev_clock_ms()));
 }
 
+/* POST {pool}/backends */
+static void add_backend(const struct pool_view *v, const struct admin_request *rq, size_t p, struct admin_reply *r)
+{
+    char err[512];
+    struct sl_addr a;
+    uint32_t weight;
+    if (!v->ops->add) {
+        admin_reply_method_not_allowed(r, "GET, HEAD");
+        return;
+    }
+    if (backend_add_parse(rq->body, rq->body_len, &a, &weight, err, sizeof err) < 0) {
+        admin_reply_error(r, 400, "%s", err);
+        return;
+    }
+    int status = v->ops->add(v->arg, p, &a, weight, err, sizeof err);
+    if (status) {
+        admin_reply_error(r, status, "%s", err);
+        return;
+    }
+    log_info("admin API: pool %s: backend %s added (weight %" PRIu32 ")", v->ops->pool_name(v->arg, p), a.text,
+             weight);
+    int b = pool_view_find_backend(v, p, a.text);
+    if (b >= 0)
+        admin_reply_json(r, 201, backend_json(v, p, (size_t)b, ev_clock_ms()));
+    else /* seated once a removed backend's slot has drained */
+        admin_reply_json(r, 202, json_pack("{s:s, s:I, s:s}", "address", a.text, "weight", (json_int_t)weight,
+                                           "state", "waiting for a free slot"));
+}
+
+/* DELETE {pool}/backends/{addr} */
+static void remove_backend(const struct pool_view *v, const struct admin_request *rq, size_t p, size_t b,
+                           struct admin_reply *r)
+{
+    char err[512];
+    struct sl_addr a = *v->ops->backend_addr(v->arg, p, b);
+    int status = v->ops->remove(v->arg, p, &a, err, sizeof err);
+    if (status) {
+        admin_reply_error(r, status, "%s", err);
+        return;
+    }
+    log_info("admin API: pool %s: backend %s removed (it drains)", v->ops->pool_name(v->arg, p), a.text);
+    int nb = pool_view_find_backend(v, p, a.text);
+    if (nb >= 0)
+        admin_reply_json(r, 200, backend_json(v, p, (size_t)nb, ev_clock_ms()));
+    else
+        admin_reply_json(r, 200, json_pack("{s:s, s:s}", "address", a.text, "state", "removed"));
+}
+
 /* seg: {pool} "backends" {addr} [action] */
 static void handle_backend(const struct pool_view *v, const struct admin_request *rq, size_t p,
                            struct admin_reply *r)
@@ -517,7 +631,9 @@ static void handle_backend(const struct pool_view *v, const struct admin_request
     char err[512];
     struct backend_patch pt;
     if (rq->n_seg == 3) {
-        if (admin_is_get(rq)) {
+        if (!strcmp(rq->method, "DELETE") && v->ops->remove) {
+            remove_backend(v, rq, p, (size_t)b, r);
+        } else if (admin_is_get(rq)) {
             admin_reply_json(r, 200, backend_json(v, p, (size_t)b, rq->now_ms));
         } else if (!strcmp(rq->method, "PATCH")) {
             if (backend_patch_parse(rq->body, rq->body_len, false, &pt, err, sizeof err) < 0)
@@ -525,7 +641,7 @@ static void handle_backend(const struct pool_view *v, const struct admin_request
             else
                 change_backend(v, rq, p, (size_t)b, &pt, r);
         } else {
-            admin_reply_method_not_allowed(r, "GET, HEAD, PATCH");
+            admin_reply_method_not_allowed(r, v->ops->remove ? "GET, HEAD, PATCH, DELETE" : "GET, HEAD, PATCH");
         }
         return;
     }
@@ -579,6 +695,10 @@ static void handle_pools(void *arg, const struct admin_request *rq, struct admin
         return;
     }
     bool backends = rq->n_seg >= 2 && !strcmp(rq->seg[1], "backends");
+    if (rq->n_seg == 2 && backends && !strcmp(rq->method, "POST")) {
+        add_backend(v, rq, (size_t)p, r);
+        return;
+    }
     if (rq->n_seg == 1 || (rq->n_seg == 2 && backends)) {
         if (!admin_is_get(rq))
             admin_reply_method_not_allowed(r, "GET, HEAD");

@@ -14,6 +14,8 @@
  *   PATCH /api/pools/{pool}/backends/{addr}            {"weight": N} and/or {"admin": "..."}
  *   PUT   /api/pools/{pool}/backends/{addr}/weight     {"weight": N}
  *   POST  /api/pools/{pool}/backends/{addr}/drain|disable|enable
+ *   POST  /api/pools/{pool}/backends                   {"address": "ip:port", "weight": N}: add one
+ *   DELETE /api/pools/{pool}/backends/{addr}           remove one (it drains)
  *
  * and the families sluice_listener_* and sluice_backend_* of /metrics.
  * The client verbs `sluice pools` and `sluice backend` speak this API,
@@ -71,6 +73,12 @@ struct backend_patch {
  * reason in err (the API answers 400 with it). */
 int backend_patch_parse(const char *body, size_t len, bool weight_only, struct backend_patch *pt, char *err,
                         size_t errlen);
+
+/* Check a POST body that adds a backend: {"address": "IP:PORT"} and
+ * optionally "weight" (0..POOL_VIEW_MAX_WEIGHT, default 1), nothing else;
+ * the port 1..65535. Returns 0, or -1 with the reason in err. */
+int backend_add_parse(const char *body, size_t len, struct sl_addr *addr, uint32_t *weight, char *err,
+                      size_t errlen);
 
 /* ---- what a tier shows ---- */
 
@@ -137,6 +145,11 @@ struct pool_view_ops {
     bool (*pool_discovery)(void *arg, size_t p, struct pool_discovery_info *out);
     /* Apply a checked change to backend b of pool p. */
     void (*change)(void *arg, size_t p, size_t b, const struct backend_patch *pt);
+    /* Optional (NULL: 405): add a backend to pool p at run time, or remove
+     * one (it drains). 0, or an HTTP status (404, 409, 503...) with the
+     * reason in err. */
+    int (*add)(void *arg, size_t p, const struct sl_addr *addr, uint32_t weight, char *err, size_t errlen);
+    int (*remove)(void *arg, size_t p, const struct sl_addr *addr, char *err, size_t errlen);
 };
 
 struct pool_view {

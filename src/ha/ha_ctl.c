@@ -66,6 +66,7 @@ static int admin_address(const char *sub, const char *admin_text, const char *co
         }
         bool on = cfg->admin_enabled;
         *out = cfg->admin_addr;
+        admin_client_use_config(cfg); /* its admin.token_file, if any */
         config_free(cfg);
         if (!on) {
             fprintf(stderr, "sluice ha %s: %s has admin.listen: off; give --admin ADDR\n", sub, config);

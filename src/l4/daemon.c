@@ -892,6 +892,7 @@ static void reload(struct l4d *d)
         log_warn("reload: admin.listen takes effect at the next restart");
     cfg->admin_addr = d->cfg->admin_addr;
     cfg->admin_enabled = d->cfg->admin_enabled;
+    admin_auth_set(&d->dmn.site.auth, cfg); /* token and read-only apply at once */
     /* The file lists no reals for a discovered service: it keeps the ones
      * its registry service gave it (and their flows). */
     if (l4_discovery_carry_reals(d, nl4->services, nl4->n_services) < 0) {

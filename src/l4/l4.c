@@ -108,6 +108,7 @@ static int admin_of(const char *admin_text, const char *config_path, struct sl_a
     }
     *out = cfg->admin_addr;
     *have = cfg->admin_enabled;
+    admin_client_use_config(cfg); /* its admin.token_file, if any */
     config_free(cfg);
     return 0;
 }

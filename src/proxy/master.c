@@ -36,6 +36,7 @@
 #include "core/version.h"
 #include "core/discovery.h"
 #include "proxy/proxy_admin.h"
+#include "proxy/pool_dyn.h"
 #include "proxy/proxy_discovery.h"
 #include "proxy/proxy_health.h"
 #include "proxy/proxy_module.h"
@@ -90,7 +91,11 @@ struct master {
      * spawn_worker). */
     struct discovery *disc;
     struct ev_io disc_io;
-    struct ev_timer disc_timer;
+    struct ev_timer disc_timer;      /* slots' catch-up: discovered and dynamic pools */
+    bool disc_timer_on;
+    /* Dynamic pools' names and the API's changes (pool_dyn.h); like disc,
+     * it outlives generations. */
+    struct pool_dyn *dyn;
     /* One session store per TLS listener (tickets, session cache), kept
      * across reloads by listener name: clients resume on any worker of
      * any generation. */
@@ -277,6 +282,32 @@ static bool has_discovered_pool(const struct proxy_conf *pc)
     return false;
 }
 
+static bool has_slotted_pool(const struct proxy_conf *pc)
+{
+    for (size_t p = 0; p < pc->n_pools; p++)
+        if (cfg_pool_slotted(&pc->pools[p]))
+            return true;
+    return false;
+}
+
+/* Slots of removed backends are reclaimed on this timer once quiet. */
+static void sync_timer_start(struct master *m)
+{
+    if (m->disc_timer_on)
+        return;
+    ev_timer_init(&m->disc_timer, discovery_tick, m);
+    ev_timer_start(m->loop, &m->disc_timer, DISCOVERY_SYNC_MS);
+    m->disc_timer_on = true;
+}
+
+/* A name's addresses changed: seat them now rather than on the timer. */
+static void dyn_changed(void *arg)
+{
+    struct master *m = arg;
+    if (!m->stopping && m->n_gens)
+        proxy_discovery_sync(current(m)->pd, ev_clock_ms());
+}
+
 /* The first configuration with a discovered pool starts the clients'
  * set, its change signal and the catch-up timer. */
 static int discovery_start(struct master *m)
@@ -291,19 +322,26 @@ static int discovery_start(struct master *m)
     }
     ev_io_init(&m->disc_io, discovery_fd(m->disc), discovery_event, m);
     ev_io_set(m->loop, &m->disc_io, EPOLLIN);
-    ev_timer_init(&m->disc_timer, discovery_tick, m);
-    ev_timer_start(m->loop, &m->disc_timer, DISCOVERY_SYNC_MS);
+    sync_timer_start(m);
     return 0;
 }
 
 static void discovery_stop(struct master *m)
 {
+    if (m->disc_timer_on)
+        ev_timer_stop(m->loop, &m->disc_timer);
+    m->disc_timer_on = false;
     if (!m->disc)
         return;
     ev_io_stop(m->loop, &m->disc_io);
-    ev_timer_stop(m->loop, &m->disc_timer);
     discovery_free(m->disc);
     m->disc = NULL;
+}
+
+/* /api/status: "backend_names", the dynamic pools' names and addresses. */
+static void dyn_status(void *arg, json_t *status)
+{
+    json_object_set_new(status, "backend_names", pool_dyn_status(arg));
 }
 
 /* ---------- TLS session stores ---------- */
@@ -384,10 +422,15 @@ static struct generation *generation_new(struct master *m, struct sl_config *cfg
     }
     /* Discovered pools' members into their slots first: state carries
      * over by address. */
-    if (has_discovered_pool(g->pc)) {
+    if (has_slotted_pool(g->pc)) {
         char err[256];
-        if (discovery_start(m) < 0 || !(g->pd = proxy_discovery_new(m->disc, g->pc, g->sh, err, sizeof err))) {
-            if (m->disc)
+        bool clients_ok = !has_discovered_pool(g->pc) || discovery_start(m) == 0;
+        if (clients_ok) {
+            pool_dyn_configure(m->dyn, g->pc);
+            sync_timer_start(m);
+        }
+        if (!clients_ok || !(g->pd = proxy_discovery_new(m->disc, m->dyn, g->pc, g->sh, err, sizeof err))) {
+            if (clients_ok)
                 log_error("%s: %s", g->cfg->path, err);
             g->cfg = NULL; /* the caller still owns cfg on failure */
             generation_free(g);
@@ -643,6 +686,7 @@ static void reload(struct master *m, struct reload_result *res)
     struct generation *old = current(m);
     struct generation *g = generation_new(m, cfg, old);
     if (!g) {
+        pool_dyn_retain(m->dyn, old->pc);
         sessions_restore(m);
         config_free(cfg);
         refuse(res, 500, "reload aborted: still running the previous configuration (see the log)");
@@ -675,6 +719,7 @@ static void reload(struct master *m, struct reload_result *res)
     m->health = proxy_health_start(m->loop, g->pc, g->sh);
     proxy_discovery_set_health(old->pd, NULL);
     proxy_discovery_set_health(g->pd, m->health);
+    pool_dyn_retain(m->dyn, g->pc);
     m->d.site.status.reloads++;
     update_view(m);
     publish_vips(m);
@@ -819,6 +864,8 @@ static int fail_start(struct master *m, struct sl_config *cfg)
     if (!m->n_gens)
         config_free(cfg);
     discovery_stop(m);
+    pool_dyn_free(m->dyn);
+    m->dyn = NULL;
     if (m->loop)
         ev_timer_stop(m->loop, &m->tls_sessions_timer);
     tls_openssl_unload();
@@ -858,8 +905,14 @@ int master_run(const struct master_options *opt)
     ev_timer_init(&m.tls_sessions_timer, sessions_tick, &m);
     ev_timer_init(&m.vips_timer, vips_tick, &m);
     m.tls_sessions = tls_session_stores_new();
-    if (!m.tls_sessions ||
-        metrics_register(&m.d.site.metrics, tls_session_stores_collect, m.tls_sessions) < 0) {
+    m.dyn = pool_dyn_new(m.loop);
+    if (m.dyn)
+        pool_dyn_set_notify(m.dyn, dyn_changed, &m);
+    m.pools.dyn = m.dyn;
+    if (!m.tls_sessions || !m.dyn ||
+        metrics_register(&m.d.site.metrics, tls_session_stores_collect, m.tls_sessions) < 0 ||
+        metrics_register(&m.d.site.metrics, pool_dyn_collect, m.dyn) < 0 ||
+        admin_status_part(&m.d.site, dyn_status, m.dyn) < 0) {
         log_error("out of memory");
         return fail_start(&m, cfg);
     }
@@ -912,6 +965,7 @@ int master_run(const struct master_options *opt)
     for (size_t i = 0; i < m.n_gens; i++)
         generation_free(m.gens[i]);
     discovery_stop(&m);
+    pool_dyn_free(m.dyn);
     ev_timer_stop(m.loop, &m.tls_sessions_timer);
     ev_timer_stop(m.loop, &m.vips_timer);
     tls_openssl_unload();

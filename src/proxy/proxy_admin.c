@@ -127,7 +127,7 @@ static size_t view_slot(const struct proxy_admin *v, size_t p, size_t b)
 
 static size_t view_gidx(const struct proxy_admin *v, size_t p, size_t b)
 {
-    return v->cfg->pools[p].discovery ? view_slot(v, p, b) : shared_backend_index(v->sh, p, b);
+    return cfg_pool_slotted(&v->cfg->pools[p]) ? view_slot(v, p, b) : shared_backend_index(v->sh, p, b);
 }
 
 size_t proxy_admin_backend_gidx(const struct proxy_admin *pa, size_t p, size_t b)
@@ -139,7 +139,7 @@ static size_t view_n_backends(void *arg, size_t p)
 {
     const struct proxy_admin *v = arg;
     const struct cfg_pool *pool = &v->cfg->pools[p];
-    if (!pool->discovery)
+    if (!cfg_pool_slotted(pool))
         return pool->n_backends;
     size_t used = 0, first = v->sh->pool_first[p];
     for (size_t i = 0; i < cfg_pool_slots(pool); i++)
@@ -150,7 +150,7 @@ static size_t view_n_backends(void *arg, size_t p)
 static const struct sl_addr *view_backend_addr(void *arg, size_t p, size_t b)
 {
     const struct proxy_admin *v = arg;
-    if (v->cfg->pools[p].discovery)
+    if (cfg_pool_slotted(&v->cfg->pools[p]))
         return &v->sh->backends[view_slot(v, p, b)].slot_addr;
     return &v->cfg->pools[p].backends[b].addr;
 }
@@ -183,14 +183,14 @@ static void view_backend(void *arg, size_t p, size_t b, uint64_t now, struct poo
     const struct shared_backend *sb = &v->sh->backends[g];
     struct backend_counters c;
     shared_sum_backend(v->sh, g, &c);
-    if (pool->discovery)
+    if (cfg_pool_slotted(pool))
         minus_baseline(&c, proxy_discovery_baseline(v->disc, g));
     memset(r, 0, sizeof *r);
     shared_backend_ctl(sb, &r->ctl);
     r->effective_weight = backend_effective_weight(&r->ctl, pool->slow_start_ms, now);
     r->state = backend_state_name(&r->ctl, pool->slow_start_ms, now);
-    if (pool->discovery && atomic_load(&sb->slot_state) == SLOT_DRAINING) {
-        r->state = "removed"; /* gone from the registry's list: draining */
+    if (cfg_pool_slotted(pool) && atomic_load(&sb->slot_state) == SLOT_DRAINING) {
+        r->state = "removed"; /* gone from the registry's list (or the pool's): draining */
         r->effective_weight = 0;
     }
     memcpy(r->last_check, sb->last_check, sizeof sb->last_check);
@@ -237,6 +237,26 @@ static bool view_pool_discovery(void *arg, size_t p, struct pool_discovery_info 
     return true;
 }
 
+/* The API's adds and removes go to pool_dyn, then into the slots at once
+ * (the answer shows the backend seated, or draining). */
+static int view_add(void *arg, size_t p, const struct sl_addr *addr, uint32_t weight, char *err, size_t errlen)
+{
+    struct proxy_admin *v = arg;
+    int status = pool_dyn_add(v->dyn, &v->cfg->pools[p], addr, weight, err, errlen);
+    if (!status)
+        proxy_discovery_sync(v->disc, ev_clock_ms());
+    return status;
+}
+
+static int view_remove(void *arg, size_t p, const struct sl_addr *addr, char *err, size_t errlen)
+{
+    struct proxy_admin *v = arg;
+    int status = pool_dyn_remove(v->dyn, &v->cfg->pools[p], addr, err, errlen);
+    if (!status)
+        proxy_discovery_sync(v->disc, ev_clock_ms());
+    return status;
+}
+
 static const struct pool_view_ops proxy_pool_view_ops = {
     .consistent = view_consistent,
     .n_listeners = view_n_listeners,
@@ -249,6 +269,8 @@ static const struct pool_view_ops proxy_pool_view_ops = {
     .backend = view_backend,
     .change = view_change,
     .pool_discovery = view_pool_discovery,
+    .add = view_add,
+    .remove = view_remove,
 };
 
 /* ------------------------------------------------------------------

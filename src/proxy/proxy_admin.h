@@ -12,6 +12,7 @@
 #include "core/admin.h"
 #include "core/pool_view.h"
 #include "proxy/proxy_conf.h"
+#include "proxy/pool_dyn.h"
 #include "proxy/proxy_discovery.h"
 #include "proxy/shared.h"
 
@@ -20,7 +21,8 @@
 struct proxy_admin {
     const struct proxy_conf *cfg;
     struct shared_state *sh;
-    struct proxy_discovery *disc;     /* its discovered pools, NULL if none */
+    struct proxy_discovery *disc;     /* its discovered and dynamic pools, NULL if none */
+    struct pool_dyn *dyn;             /* dynamic pools' sources (proxy/pool_dyn.h): the API's adds, removes */
     struct pool_view view;            /* set by proxy_admin_mount */
     const struct admin_site *site;    /* idem: the daemon's status, for /stats */
 };

@@ -93,6 +93,7 @@ static void pool_defaults(struct cfg_pool *p)
     p->keepalive = 32;
     p->slow_start_ms = 0;
     hc_conf_defaults(&p->health);
+    pool_dyn_conf_defaults(p);
     p->passive = (struct cfg_passive){ .max_fails = 3, .eject_ms = 10 * CONFIG_SECOND,
                                        .max_eject_ms = 300 * CONFIG_SECOND };
 }
@@ -197,6 +198,8 @@ static const char *const backend_keys[] = { "address", "weight", NULL };
 static void backend_address(struct config_ctx *c, const struct ynode *v, struct cfg_backend *b)
 {
     struct sl_addr a;
+    if (pool_dyn_conf_backend_name(c, v, b))
+        return;
     if (!config_get_addr(c, v, &a))
         return;
     if (addr_port(&a) == 0) {
@@ -288,10 +291,12 @@ struct pool_state {
 enum {
     POK_NAME, POK_ALGORITHM, POK_HASH_KEY, POK_STICKY_COOKIE, POK_RETRIES, POK_KEEPALIVE,
     POK_SLOW_START, POK_HEALTH_CHECK, POK_PASSIVE, POK_BACKENDS, POK_DISCOVERY, POK_TLS, POK_SEND_PROXY,
+    POK_MAX_BACKENDS, POK_RESOLVE,
 };
 static const char *const pool_keys[] = {
     "name",      "algorithm",  "hash_key",     "sticky_cookie", "retries", "keepalive",
-    "slow_start", "health_check", "passive",    "backends",      "discovery", "tls", "send_proxy", NULL,
+    "slow_start", "health_check", "passive",    "backends",      "discovery", "tls", "send_proxy",
+    "max_backends", "resolve", NULL,
 };
 
 /* "client_ip" | "uri" | "header:NAME" | "cookie:NAME" */
@@ -373,6 +378,12 @@ static void pool_field(struct config_ctx *c, int key, const struct ynode *v, voi
     case POK_SEND_PROXY:
         pp_conf_send_proxy(c, v, &p->send_proxy);
         break;
+    case POK_MAX_BACKENDS:
+        pool_dyn_conf_max_backends(c, v, p);
+        break;
+    case POK_RESOLVE:
+        pool_dyn_conf_resolve(c, v, p);
+        break;
     }
 }
 
@@ -392,6 +403,7 @@ static int parse_pool(struct config_ctx *c, const struct ynode *v, struct cfg_po
                       "a pool takes its backends from \"backends\" or from \"discovery\", not both");
     else if (!has_backends && !has_discovery)
         config_missing_key(c, v, "backends");
+    pool_dyn_conf_check(c, v, p);
     return st.name_line;
 }
 
@@ -1069,6 +1081,7 @@ static void free_pool(struct cfg_pool *p)
     free(p->hash_key_name);
     free(p->sticky_cookie);
     hc_conf_free(&p->health);
+    pool_dyn_conf_free(p);
     free(p->backends);
     if (p->discovery)
         discovery_conf_free(p->discovery);

@@ -19,6 +19,7 @@
 #include "core/health_conf.h"
 #include "proxy/ratelimit_conf.h"
 #include "proxy/http_vars_conf.h"
+#include "proxy/pool_dyn_conf.h"
 #include "proxy/tls_conf.h"
 #include "proxy/tls_openssl.h"
 #include "proxy/tls_upstream.h"
@@ -35,7 +36,10 @@ enum listener_proto { PROTO_HTTP, PROTO_TCP, PROTO_UDP };
 enum log_format { ACCESS_LOG_COMBINED, ACCESS_LOG_JSON, ACCESS_LOG_CUSTOM /* a name of log_formats: */ };
 
 struct cfg_backend {
-    struct sl_addr addr;   /* "address: 127.0.0.1:9001" */
+    struct sl_addr addr;   /* "address: 127.0.0.1:9001" (empty for a name) */
+    char *host;            /* "address: app.internal:8080": the name, resolved at run time
+                            * (proxy/pool_dyn.h); NULL for an address */
+    uint16_t port;         /* with host */
     uint32_t weight;       /* default 1, 0..1000000; 0 means drained */
     int line;
 };
@@ -84,6 +88,10 @@ struct cfg_pool {
     struct cfg_discovery *discovery;
     struct cfg_pool_tls tls;       /* "tls:": TLS to the backends (proxy/tls_upstream.h) */
     enum send_proxy send_proxy;    /* "send_proxy": a PROXY header on every backend connection */
+    /* "max_backends:": slots for backends that change at run time (names,
+     * the API); 0 = a fixed list (proxy/pool_dyn_conf.h). */
+    uint32_t max_backends;
+    struct cfg_resolve resolve;    /* "resolve:" */
     int line;
 };
 
@@ -92,7 +100,14 @@ struct cfg_pool {
  * go in (proxy/slots.h). */
 static inline size_t cfg_pool_slots(const struct cfg_pool *p)
 {
-    return p->discovery ? p->discovery->max_members : p->n_backends;
+    return p->discovery ? p->discovery->max_members : p->max_backends ? p->max_backends : p->n_backends;
+}
+
+/* Its backends sit in slots that the master fills (a discovered pool, or
+ * a dynamic one: names, the API) rather than in the configured order. */
+static inline bool cfg_pool_slotted(const struct cfg_pool *p)
+{
+    return p->discovery || p->max_backends;
 }
 
 struct cfg_route {

@@ -7,13 +7,15 @@
 
 #include "core/evloop.h"
 #include "core/log.h"
+#include "proxy/pool_dyn.h"
 #include "proxy/proxy_health.h"
 #include "proxy/slots.h"
 
 struct disc_pool {
     size_t pool;                      /* index in the configuration */
     const struct cfg_pool *cfg;
-    struct discovery_sub *sub;
+    size_t cap;                       /* its slots */
+    struct discovery_sub *sub;        /* NULL: a dynamic pool (pool_dyn.h) */
     struct slot *slots;               /* [max_members] */
     struct backend_counters *base;    /* [max_members]: totals when the member took the slot */
     struct discovery_member *scratch; /* [max_members] */
@@ -26,6 +28,7 @@ struct disc_pool {
 
 struct proxy_discovery {
     struct discovery *ds;
+    struct pool_dyn *dyn;
     const struct proxy_conf *pc;
     struct shared_state *sh;
     struct proxy_health *health;
@@ -76,7 +79,7 @@ static void seat_member(struct proxy_discovery *pd, struct disc_pool *dp, size_t
 /* Copy what slots_apply / slots_reclaim changed into the shared region. */
 static void publish_slots(struct proxy_discovery *pd, struct disc_pool *dp, uint64_t now)
 {
-    for (size_t i = 0; i < dp->cfg->discovery->max_members; i++) {
+    for (size_t i = 0; i < dp->cap; i++) {
         struct slot *s = &dp->slots[i];
         size_t g = slot_gidx(pd, dp, i);
         if (s->addr_changed) {
@@ -97,9 +100,50 @@ static void publish_slots(struct proxy_discovery *pd, struct disc_pool *dp, uint
     }
 }
 
+/* Put the members m[0..n) into the slots and publish what changed. */
+static void seat_members(struct proxy_discovery *pd, struct disc_pool *dp, const struct slot_member *m, size_t n,
+                         uint64_t now, struct slots_result *r)
+{
+    slots_apply(dp->slots, dp->cap, m, n, now, r);
+    publish_slots(pd, dp, now);
+    if (r->waiting)
+        log_warn("pool %s: %zu new backends wait for a removed one's slot to drain", dp->cfg->name, r->waiting);
+}
+
+/* A dynamic pool: its names' addresses and the API's changes. */
+static void seat_dynamic(struct proxy_discovery *pd, struct disc_pool *dp, uint64_t now)
+{
+    uint64_t version = pool_dyn_version(pd->dyn);
+    if (version == dp->version && dp->seated_once)
+        return;
+    struct slot_member *m = calloc(dp->cap + 1, sizeof *m);
+    if (!m) {
+        log_error("pool %s: out of memory seating backends", dp->cfg->name);
+        return;
+    }
+    size_t n = pool_dyn_members(pd->dyn, dp->cfg, m, dp->cap);
+    if (n > dp->cap) {
+        if (!dp->said_too_many)
+            log_warn("pool %s: %zu backends, max_backends is %zu: the rest are not used", dp->cfg->name, n, dp->cap);
+        dp->said_too_many = true;
+        n = dp->cap;
+    }
+    struct slots_result r;
+    seat_members(pd, dp, m, n, now, &r);
+    free(m);
+    if (r.added || r.removed)
+        log_info("pool %s: %zu backends: %zu new, %zu removed", dp->cfg->name, n, r.added, r.removed);
+    dp->version = r.waiting ? version - 1 : version;
+    dp->seated_once = true;
+}
+
 static void seat_list(struct proxy_discovery *pd, struct disc_pool *dp, uint64_t now)
 {
-    size_t cap = dp->cfg->discovery->max_members;
+    size_t cap = dp->cap;
+    if (!dp->sub) {
+        seat_dynamic(pd, dp, now);
+        return;
+    }
     struct discovery_status st;
     discovery_status(dp->sub, &st);
     if (st.source == SLUICE_SOURCE_NONE) {
@@ -159,20 +203,21 @@ void proxy_discovery_sync(struct proxy_discovery *pd, uint64_t now_ms)
     for (size_t k = 0; k < pd->n; k++) {
         struct disc_pool *dp = &pd->pools[k];
         void *arg[2] = { pd, dp };
-        if (slots_reclaim(dp->slots, dp->cfg->discovery->max_members, now_ms, PROXY_DISCOVERY_MIN_DRAIN_MS,
+        if (slots_reclaim(dp->slots, dp->cap, now_ms, PROXY_DISCOVERY_MIN_DRAIN_MS,
                           slot_busy, arg))
             publish_slots(pd, dp, now_ms);
         seat_list(pd, dp, now_ms);
     }
 }
 
-struct proxy_discovery *proxy_discovery_new(struct discovery *ds, const struct proxy_conf *pc,
+struct proxy_discovery *proxy_discovery_new(struct discovery *ds, struct pool_dyn *dyn, const struct proxy_conf *pc,
                                             struct shared_state *sh, char *err, size_t errlen)
 {
     struct proxy_discovery *pd = calloc(1, sizeof *pd);
     if (!pd)
         goto oom;
     pd->ds = ds;
+    pd->dyn = dyn;
     pd->pc = pc;
     pd->sh = sh;
     pd->pools = calloc(pc->n_pools + 1, sizeof *pd->pools);
@@ -180,18 +225,21 @@ struct proxy_discovery *proxy_discovery_new(struct discovery *ds, const struct p
         goto oom;
     for (size_t p = 0; p < pc->n_pools; p++) {
         const struct cfg_pool *cp = &pc->pools[p];
-        if (!cp->discovery)
+        if (!cfg_pool_slotted(cp))
             continue;
         struct disc_pool *dp = &pd->pools[pd->n++];
-        size_t cap = cp->discovery->max_members;
+        size_t cap = cfg_pool_slots(cp);
         dp->pool = p;
         dp->cfg = cp;
+        dp->cap = cap;
         dp->since_ms = ev_clock_ms();
         dp->slots = calloc(cap, sizeof *dp->slots);
         dp->base = calloc(cap, sizeof *dp->base);
         dp->scratch = calloc(cap, sizeof *dp->scratch);
         if (!dp->slots || !dp->base || !dp->scratch)
             goto oom;
+        if (!cp->discovery)
+            continue; /* dynamic: pool_dyn has its members */
         char why[256];
         dp->sub = discovery_follow(ds, cp->discovery, why, sizeof why);
         if (!dp->sub) {
@@ -214,7 +262,8 @@ void proxy_discovery_free(struct proxy_discovery *pd)
         return;
     for (size_t k = 0; k < pd->n; k++) {
         struct disc_pool *dp = &pd->pools[k];
-        discovery_unfollow(pd->ds, dp->sub);
+        if (dp->sub)
+            discovery_unfollow(pd->ds, dp->sub);
         free(dp->slots);
         free(dp->base);
         free(dp->scratch);
@@ -240,7 +289,7 @@ static const struct disc_pool *find_pool(const struct proxy_discovery *pd, size_
 bool proxy_discovery_status(struct proxy_discovery *pd, size_t pool, struct discovery_status *out)
 {
     const struct disc_pool *dp = find_pool(pd, pool);
-    if (!dp)
+    if (!dp || !dp->sub)
         return false;
     discovery_status(dp->sub, out);
     return true;
@@ -251,7 +300,7 @@ const struct backend_counters *proxy_discovery_baseline(const struct proxy_disco
     for (size_t k = 0; pd && k < pd->n; k++) {
         const struct disc_pool *dp = &pd->pools[k];
         size_t first = pd->sh->pool_first[dp->pool];
-        if (g >= first && g < first + dp->cfg->discovery->max_members)
+        if (g >= first && g < first + dp->cap)
             return &dp->base[g - first];
     }
     return NULL;

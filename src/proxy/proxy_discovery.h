@@ -21,6 +21,7 @@
 
 struct proxy_health;
 struct proxy_discovery;
+struct pool_dyn;
 
 /* How long a removed member's slot drains at least before it may be
  * reused: ten worker ticks, so every worker has seen it leave. */
@@ -29,9 +30,11 @@ struct proxy_discovery;
 #define PROXY_DISCOVERY_NO_LIST_GRACE_MS 2000
 
 /* Follow every discovered pool of pc (none: returns an empty one) and seat
- * what the lists already hold (a reload, or a cache_dir). NULL with the
- * reason when a registry client cannot be opened. */
-struct proxy_discovery *proxy_discovery_new(struct discovery *ds, const struct proxy_conf *pc,
+ * what the lists already hold (a reload, or a cache_dir); seat every
+ * dynamic pool's members from dyn (proxy/pool_dyn.h; ds may be NULL when
+ * pc has no discovered pool). NULL with the reason when a registry client
+ * cannot be opened. */
+struct proxy_discovery *proxy_discovery_new(struct discovery *ds, struct pool_dyn *dyn, const struct proxy_conf *pc,
                                             struct shared_state *sh, char *err, size_t errlen);
 void proxy_discovery_free(struct proxy_discovery *pd);
 

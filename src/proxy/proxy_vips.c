@@ -20,10 +20,10 @@ static void count_pool(const struct proxy_conf *pc, const struct shared_state *s
     for (size_t i = 0; i < n; i++) {
         const struct shared_backend *sb = &sh->backends[first + i];
         uint32_t slot = atomic_load(&sb->slot_state);
-        if (pool->discovery && slot == SLOT_EMPTY)
+        if (cfg_pool_slotted(pool) && slot == SLOT_EMPTY)
             continue;
         (*total)++;
-        if (pool->discovery && slot == SLOT_DRAINING)
+        if (cfg_pool_slotted(pool) && slot == SLOT_DRAINING)
             continue;
         struct backend_ctl ctl;
         shared_backend_ctl(sb, &ctl);

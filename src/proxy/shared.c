@@ -48,8 +48,8 @@ struct shared_state *shared_create(const struct proxy_conf *cfg, uint32_t n_work
         sh->pool_first[p] = i;
         for (size_t b = 0; b < cfg_pool_slots(&cfg->pools[p]); b++, i++) {
             struct shared_backend *sb = &sh->backends[i];
-            /* A discovered pool's slots start empty; the master fills them. */
-            atomic_store(&sb->weight, cfg->pools[p].discovery ? 0 : cfg->pools[p].backends[b].weight);
+            /* A discovered or dynamic pool's slots start empty; the master fills them. */
+            atomic_store(&sb->weight, cfg_pool_slotted(&cfg->pools[p]) ? 0 : cfg->pools[p].backends[b].weight);
             atomic_store(&sb->admin, BACKEND_ENABLED);
             atomic_store(&sb->health, HEALTH_UP);
             /* A fresh start is not a recovery: no slow start. */
@@ -174,7 +174,7 @@ const struct sl_addr *shared_backend_addr(const struct shared_state *sh, const s
                                           size_t b)
 {
     const struct cfg_pool *p = &cfg->pools[pool];
-    if (!p->discovery)
+    if (!cfg_pool_slotted(p))
         return &p->backends[b].addr;
     const struct shared_backend *sb = &sh->backends[shared_backend_index(sh, pool, b)];
     return atomic_load(&sb->slot_state) == 0 /* SLOT_EMPTY */ ? NULL : &sb->slot_addr;
@@ -191,7 +191,7 @@ static void carry_backend(struct shared_state *dst, const struct proxy_conf *dst
     const struct cfg_pool *dpool = &dst_cfg->pools[p], *spool = &src_cfg->pools[sp];
     /* An API weight change survives a reload only if the file still says
      * what it said before; a new value in the file wins. */
-    if (!dpool->discovery && !spool->discovery && dpool->backends[b].weight == spool->backends[k].weight)
+    if (!cfg_pool_slotted(dpool) && !cfg_pool_slotted(spool) && dpool->backends[b].weight == spool->backends[k].weight)
         atomic_store(&d->weight, atomic_load(&s->weight));
     atomic_store(&d->admin, atomic_load(&s->admin));
     atomic_store(&d->health, atomic_load(&s->health));

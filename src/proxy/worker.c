@@ -250,7 +250,7 @@ static int setup_pools(struct worker *w)
         const struct cfg_pool *pc = &cfg->pools[p];
         size_t n = cfg_pool_slots(pc);
         pr->cfg = pc;
-        pr->discovered = pc->discovery != NULL;
+        pr->discovered = cfg_pool_slotted(pc);
         pr->index = p;
         pr->n = n;
         pr->b = calloc(n, sizeof *pr->b);

@@ -759,6 +759,7 @@ static int common_options(struct cli *cli, int *argc, char **argv)
         const struct cfg_registry *rc = reg_conf(cfg);
         if (!token && rc && rc->token)
             snprintf(cli->token, sizeof cli->token, "%s", rc->token);
+        admin_client_use_config(cfg); /* admin.token_file, sent as a bearer */
         config_free(cfg);
     }
     if (api && addr_parse(api, &cli->api, &why) < 0) {

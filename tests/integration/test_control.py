@@ -189,7 +189,9 @@ def test_unknown_pool_or_backend_is_404(env):
     expect_error(admin(env.aport, "GET", "/api/nothing"), 404)
     expect_error(admin(env.aport, "POST", "/api/pools/app/backends/%s/reboot" % env.addr["b1"]), 404)
     # Wrong method on a real path.
-    expect_error(admin(env.aport, "DELETE", backend_path(env, "b1")), 405)
+    expect_error(admin(env.aport, "PUT", backend_path(env, "b1")), 405)
+    # A fixed pool's backends are not removed at run time (a dynamic pool's are).
+    assert "max_backends" in expect_error(admin(env.aport, "DELETE", backend_path(env, "b1")), 409)
     expect_error(admin(env.aport, "GET", backend_path(env, "b1", "/drain")), 405)
     # Traffic was never disturbed.
     assert sum(spread(env.port, 9).values()) == 9

@@ -526,7 +526,7 @@ static void test_handle_errors(void **state)
     answer_free(&a);
     a = call(f, "POST", "/api/pools/app/backends/127.0.0.1:9001", "{}");
     assert_int_equal(a.status, 405);
-    assert_string_equal(a.allow, "GET, HEAD, PATCH");
+    assert_string_equal(a.allow, "GET, HEAD, PATCH, DELETE");
     answer_free(&a);
     expect_status(f, "GET", "/api/pools/app/backends/127.0.0.1:9001/weight", NULL, 405);
     expect_status(f, "POST", "/metrics", NULL, 405);
