@@ -139,16 +139,11 @@ int ctl_admin_addr(const char *verb, const char *admin_text, const char *config,
             return 2;
         }
     } else if (config) {
-        struct config_errors errs = {0};
-        struct sl_config *cfg = config_load(config, &errs);
+        struct sl_config *cfg = admin_client_load_config(config);
         if (!cfg) {
-            for (size_t i = 0; i < errs.n; i++)
-                fprintf(stderr, "%s\n", errs.lines[i]);
-            config_errors_free(&errs);
             return 1;
         }
         *admin = cfg->admin_addr;
-        admin_client_use_config(cfg); /* its admin.token_file, if any */
         config_free(cfg);
     } else {
         addr_parse("127.0.0.1:9900", admin, &why);

@@ -362,13 +362,17 @@ static bool equal_constant_time(const char *a, size_t alen, const char *b, size_
     return diff == 0;
 }
 
-bool admin_token_ok(const struct admin_request *rq, const char *token)
+bool admin_x_token_matches(const struct admin_request *rq, const char *token)
 {
-    size_t len = 0, tlen = strlen(token);
+    size_t len = 0;
     const char *v = admin_header(rq, "X-Sluice-Token", &len);
-    if (v)
-        return equal_constant_time(v, len, token, tlen);
-    v = admin_header(rq, "Authorization", &len);
+    return v && equal_constant_time(v, len, token, strlen(token));
+}
+
+bool admin_bearer_matches(const struct admin_request *rq, const char *token)
+{
+    size_t len = 0;
+    const char *v = admin_header(rq, "Authorization", &len);
     if (!v || len < 7 || strncasecmp(v, "Bearer ", 7) != 0)
         return false;
     v += 7;
@@ -377,7 +381,15 @@ bool admin_token_ok(const struct admin_request *rq, const char *token)
         v++;
         len--;
     }
-    return equal_constant_time(v, len, token, tlen);
+    return equal_constant_time(v, len, token, strlen(token));
+}
+
+bool admin_token_ok(const struct admin_request *rq, const char *token)
+{
+    size_t len = 0;
+    if (admin_header(rq, "X-Sluice-Token", &len))
+        return admin_x_token_matches(rq, token);
+    return admin_bearer_matches(rq, token);
 }
 
 const char *admin_query_get(const struct admin_request *rq, const char *key)

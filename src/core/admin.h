@@ -241,6 +241,10 @@ const char *admin_query_next(const struct admin_request *rq, const char *key, si
  * matches. */
 const char *admin_header(const struct admin_request *rq, const char *name, size_t *len);
 bool admin_token_ok(const struct admin_request *rq, const char *token);
+/* Each header on its own (constant time): X-Sluice-Token, and
+ * Authorization: Bearer. */
+bool admin_x_token_matches(const struct admin_request *rq, const char *token);
+bool admin_bearer_matches(const struct admin_request *rq, const char *token);
 
 /* Deferred answers. A handler that cannot answer at once (a blocking
  * query waiting for a change, a write acknowledged once it is durable or

@@ -26,15 +26,8 @@ static void read_token_file(struct config_ctx *c, const struct ynode *v, struct 
         config_err_at(c, v->line, "%s", n == SECRET_FILE_TOO_BIG ? "the token file is larger than 4 KiB" : why);
         return;
     }
-    size_t len = (size_t)n;
-    buf[len] = '\0';
-    char *nl = strpbrk(buf, "\r\n");
-    if (nl)
-        len = (size_t)(nl - buf);
-    while (len && isspace((unsigned char)buf[len - 1]))
-        len--;
-    buf[len] = '\0';
-    if (!len || strlen(buf) != len || !config_is_visible(buf)) {
+    size_t len = secret_first_line(buf, (size_t)n);
+    if (!len || !config_is_visible(buf)) {
         config_err_at(c, v->line, "%s holds no token (its first line must be printable ASCII without spaces)",
                       config_shown_str(c, path));
         memset(buf, 0, sizeof buf);
@@ -106,26 +99,7 @@ bool admin_method_changes(const char *method)
  * the registry's token and may add the admin token as a bearer. */
 static bool carries_token(const struct admin_request *rq, const char *token)
 {
-    size_t len = 0;
-    const char *v = admin_header(rq, "X-Sluice-Token", &len);
-    if (v && len == strlen(token) && admin_token_ok(rq, token))
-        return true;
-    v = admin_header(rq, "Authorization", &len);
-    if (!v || len < 7 || strncasecmp(v, "Bearer ", 7) != 0)
-        return false;
-    /* admin_token_ok judges X-Sluice-Token first when both are present:
-     * compare the bearer on its own. */
-    v += 7;
-    len -= 7;
-    while (len && *v == ' ') {
-        v++;
-        len--;
-    }
-    size_t tlen = strlen(token);
-    unsigned char diff = len != tlen;
-    for (size_t i = 0; i < tlen; i++)
-        diff |= (unsigned char)(token[i] ^ (i < len ? v[i] : 0));
-    return diff == 0;
+    return admin_x_token_matches(rq, token) || admin_bearer_matches(rq, token);
 }
 
 bool admin_auth_allows(const struct admin_auth *auth, const struct admin_request *rq, struct admin_reply *reply)

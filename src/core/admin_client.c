@@ -92,6 +92,20 @@ void admin_client_use_config(const struct sl_config *cfg)
         admin_client_set_token(cfg->admin_token);
 }
 
+struct sl_config *admin_client_load_config(const char *path)
+{
+    struct config_errors errs = {0};
+    struct sl_config *cfg = config_load(path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.lines[i]);
+        config_errors_free(&errs);
+        return NULL;
+    }
+    admin_client_use_config(cfg);
+    return cfg;
+}
+
 int admin_client_token_file(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "re");

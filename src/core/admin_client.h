@@ -54,6 +54,11 @@ void admin_client_use_config(const struct sl_config *cfg);
 /* admin_client_set_token from a file's first line (--token-file). 0, or
  * -1 with the reason in err. */
 int admin_client_token_file(const char *path, char *err, size_t errlen);
+/* A CLI verb's -c FILE: loaded, with its admin.token_file taken for the
+ * requests (admin_client_use_config); NULL when the file has errors (they
+ * are printed on stderr, one FILE:LINE: key: reason per line). The caller
+ * config_free()s it. */
+struct sl_config *admin_client_load_config(const char *path);
 
 /* One request whose answer is a JSON document: the parsed answer of a
  * 2xx or 3xx reply (the caller json_decref()s it), or NULL with a reason

@@ -110,10 +110,11 @@ static int patch_field(const char *key, json_t *val, bool weight_only, struct ba
     return -1;
 }
 
-int backend_patch_parse(const char *body, size_t len, bool weight_only, struct backend_patch *pt, char *err,
-                        size_t errlen)
+/* Parse body as one JSON object and hand each field to fn, up to the first
+ * that fails; 0, or -1 with a reason in err. */
+typedef int body_field_fn(const char *key, json_t *val, void *ctx, char *err, size_t errlen);
+static int walk_body_object(const char *body, size_t len, body_field_fn *fn, void *ctx, char *err, size_t errlen)
 {
-    memset(pt, 0, sizeof *pt);
     json_error_t je;
     json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root) {
@@ -129,12 +130,33 @@ int backend_patch_parse(const char *body, size_t len, bool weight_only, struct b
         const char *key;
         json_t *val;
         json_object_foreach(root, key, val) {
-            if (patch_field(key, val, weight_only, pt, err, errlen) < 0) {
+            if (fn(key, val, ctx, err, errlen) < 0) {
                 rc = -1;
                 break;
             }
         }
     }
+    json_decref(root);
+    return rc;
+}
+
+struct patch_walk {
+    bool weight_only;
+    struct backend_patch *pt;
+};
+
+static int patch_walk_field(const char *key, json_t *val, void *ctx, char *err, size_t errlen)
+{
+    struct patch_walk *w = ctx;
+    return patch_field(key, val, w->weight_only, w->pt, err, errlen);
+}
+
+int backend_patch_parse(const char *body, size_t len, bool weight_only, struct backend_patch *pt, char *err,
+                        size_t errlen)
+{
+    memset(pt, 0, sizeof *pt);
+    struct patch_walk w = {weight_only, pt};
+    int rc = walk_body_object(body, len, patch_walk_field, &w, err, errlen);
     if (rc == 0 && weight_only && !pt->has_weight) {
         snprintf(err, errlen, "\"weight\" is required");
         rc = -1;
@@ -144,36 +166,41 @@ int backend_patch_parse(const char *body, size_t len, bool weight_only, struct b
     }
     if (rc < 0)
         memset(pt, 0, sizeof *pt);
-    json_decref(root);
     return rc;
 }
 
 /* POST /api/pools/{pool}/backends: {"address": "IP:PORT", "weight": N} */
-static int add_field(const char *key, json_t *val, struct sl_addr *addr, bool *has_addr, uint32_t *weight,
-                     char *err, size_t errlen)
+struct add_walk {
+    struct sl_addr *addr;
+    bool has_addr;
+    uint32_t *weight;
+};
+
+static int add_field(const char *key, json_t *val, void *ctx, char *err, size_t errlen)
 {
+    struct add_walk *w = ctx;
     if (strcmp(key, "address") == 0) {
         const char *why = NULL;
         if (!json_is_string(val)) {
             snprintf(err, errlen, "\"address\" must be a string like \"10.0.0.7:8080\"");
             return -1;
         }
-        if (addr_parse(json_string_value(val), addr, &why) < 0) {
+        if (addr_parse(json_string_value(val), w->addr, &why) < 0) {
             snprintf(err, errlen, "\"address\": %s (an IP address and a port: names go in the file)", why);
             return -1;
         }
-        if (addr_port(addr) == 0) {
+        if (addr_port(w->addr) == 0) {
             snprintf(err, errlen, "\"address\": the port must be from 1 to 65535");
             return -1;
         }
-        *has_addr = true;
+        w->has_addr = true;
         return 0;
     }
     if (strcmp(key, "weight") == 0) {
         struct backend_patch pt = {0};
         if (patch_field(key, val, true, &pt, err, errlen) < 0)
             return -1;
-        *weight = pt.weight;
+        *w->weight = pt.weight;
         return 0;
     }
     snprintf(err, errlen, "unknown field \"%.64s\" (expected \"address\" and optionally \"weight\")", key);
@@ -183,34 +210,13 @@ static int add_field(const char *key, json_t *val, struct sl_addr *addr, bool *h
 int backend_add_parse(const char *body, size_t len, struct sl_addr *addr, uint32_t *weight, char *err,
                       size_t errlen)
 {
-    json_error_t je;
-    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-    if (!root) {
-        snprintf(err, errlen, "invalid JSON: %s at line %d, column %d (position %d)", je.text, je.line,
-                 je.column, je.position);
-        return -1;
-    }
-    int rc = 0;
-    bool has_addr = false;
     *weight = 1;
-    if (!json_is_object(root)) {
-        snprintf(err, errlen, "the body must be a JSON object");
-        rc = -1;
-    } else {
-        const char *key;
-        json_t *val;
-        json_object_foreach(root, key, val) {
-            if (add_field(key, val, addr, &has_addr, weight, err, errlen) < 0) {
-                rc = -1;
-                break;
-            }
-        }
-    }
-    if (rc == 0 && !has_addr) {
+    struct add_walk w = {addr, false, weight};
+    int rc = walk_body_object(body, len, add_field, &w, err, errlen);
+    if (rc == 0 && !w.has_addr) {
         snprintf(err, errlen, "\"address\" is required");
         rc = -1;
     }
-    json_decref(root);
     return rc;
 }
 

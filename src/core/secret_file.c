@@ -1,5 +1,6 @@
 #include "core/secret_file.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -55,4 +56,16 @@ long secret_file_read(const char *path, void *buf, size_t cap, unsigned flags, c
     }
     close(fd);
     return (long)got;
+}
+
+size_t secret_first_line(char *buf, size_t len)
+{
+    buf[len] = '\0';
+    char *nl = strpbrk(buf, "\r\n");
+    if (nl)
+        len = (size_t)(nl - buf);
+    while (len && isspace((unsigned char)buf[len - 1]))
+        len--;
+    buf[len] = '\0';
+    return strlen(buf) == len ? len : 0;
 }

@@ -21,4 +21,10 @@
  * bytes of a refused file do not stay in buf. */
 long secret_file_read(const char *path, void *buf, size_t cap, unsigned flags, char *err, size_t errlen);
 
+/* A token file's token: buf[0..len) cut at its first line break, trailing
+ * white space dropped, NUL-terminated (buf has room for len + 1 bytes).
+ * Returns its length; 0 when the first line is empty, or when it holds a
+ * NUL (a token is text). */
+size_t secret_first_line(char *buf, size_t len);
+
 #endif

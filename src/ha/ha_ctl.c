@@ -56,17 +56,12 @@ static int admin_address(const char *sub, const char *admin_text, const char *co
         return 0;
     }
     if (config) {
-        struct config_errors errs = { 0 };
-        struct sl_config *cfg = config_load(config, &errs);
+        struct sl_config *cfg = admin_client_load_config(config);
         if (!cfg) {
-            for (size_t i = 0; i < errs.n; i++)
-                fprintf(stderr, "%s\n", errs.lines[i]);
-            config_errors_free(&errs);
             return 1;
         }
         bool on = cfg->admin_enabled;
         *out = cfg->admin_addr;
-        admin_client_use_config(cfg); /* its admin.token_file, if any */
         config_free(cfg);
         if (!on) {
             fprintf(stderr, "sluice ha %s: %s has admin.listen: off; give --admin ADDR\n", sub, config);

@@ -93,12 +93,8 @@ static int admin_of(const char *admin_text, const char *config_path, struct sl_a
     }
     if (!config_path)
         return 0;
-    struct config_errors errs = { 0 };
-    struct sl_config *cfg = config_load(config_path, &errs);
+    struct sl_config *cfg = admin_client_load_config(config_path);
     if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.lines[i]);
-        config_errors_free(&errs);
         return -1;
     }
     if (!l4_conf(cfg)->present) {
@@ -108,7 +104,6 @@ static int admin_of(const char *admin_text, const char *config_path, struct sl_a
     }
     *out = cfg->admin_addr;
     *have = cfg->admin_enabled;
-    admin_client_use_config(cfg); /* its admin.token_file, if any */
     config_free(cfg);
     return 0;
 }

@@ -872,6 +872,17 @@ const struct http1_header *http1_find_header(const struct http1_message *msg, co
     return NULL;
 }
 
+bool http1_is_token(const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > max)
+        return false;
+    for (; *s; s++)
+        if (!tchar[(unsigned char)*s])
+            return false;
+    return true;
+}
+
 bool http1_has_token(struct http1_slice value, const char *token)
 {
     return has_token_n(value, token, strlen(token));

@@ -92,6 +92,10 @@ bool http1_head_ready(const char *buf, size_t len, size_t prev_len, const struct
 /* Find a header by case-insensitive name; returns NULL if absent. First match wins. */
 const struct http1_header *http1_find_header(const struct http1_message *msg, const char *name);
 
+/* Is s (NUL-terminated) an RFC 9110 token of 1..max characters: a field
+ * or cookie name, as the parser accepts one? */
+bool http1_is_token(const char *s, size_t max);
+
 /* Does a comma-separated header value list contain token (case-insensitive)? */
 bool http1_has_token(struct http1_slice value, const char *token);
 

@@ -8,24 +8,11 @@
 
 #include "core/config_walk.h"
 #include "core/yaml_tree.h"
+#include "lib/http1.h"
 
 #define HEADER_NAME_MAX 256
 #define HEADER_RULES_MAX 64     /* fields per set/add/remove */
 #define RETURN_BODY_MAX 1024   /* fits the smallest head buffer (limits.max_header_size 1k + slack) */
-
-/* RFC 9110 token characters: field names. */
-static bool is_token(const char *s)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > HEADER_NAME_MAX)
-        return false;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch <= 0x20 || ch >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", ch))
-            return false;
-    }
-    return true;
-}
 
 /* Literal text of a format: no control byte but HTAB, so neither a log
  * line nor a header can be split by the configuration either. */
@@ -163,7 +150,7 @@ struct rules_walk {
 static bool rule_name_ok(struct config_ctx *c, const struct ynode *k, const char *name, enum header_op op,
                          bool response)
 {
-    if (!is_token(name)) {
+    if (!http1_is_token(name, HEADER_NAME_MAX)) {
         config_err_at(c, k->line, "\"%s\" is not a valid header field name (RFC 9110 token characters)",
                       config_shown_str(c, name));
         return false;

@@ -9,6 +9,7 @@
 
 #include "core/config_walk.h"
 #include "core/log_sink.h"
+#include "lib/http1.h"
 #include "proxy/error_pages.h"
 #include "proxy/http2_conf.h"
 #include "proxy/proxy_protocol_conf.h"
@@ -24,20 +25,6 @@ struct proxy_conf_state {
     struct config_name_ref *pool_refs; /* pools sorted by name, to resolve "pool:" */
     size_t n_pool_refs;
 };
-
-/* RFC 9110 token characters: header and cookie names. */
-static bool is_token(const char *s)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > TOKEN_MAX_LEN)
-        return false;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch <= 0x20 || ch >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", ch))
-            return false;
-    }
-    return true;
-}
 
 /* Index of the first pool called `name`, or -1. */
 static int lookup_pool(const struct proxy_conf_state *ps, const char *name)
@@ -310,10 +297,10 @@ static void parse_hash_key(struct config_ctx *c, const struct ynode *v, struct c
         p->hash_key = HASH_KEY_CLIENT_IP;
     } else if (strcmp(s, "uri") == 0) {
         p->hash_key = HASH_KEY_URI;
-    } else if (strncmp(s, "header:", 7) == 0 && is_token(s + 7)) {
+    } else if (strncmp(s, "header:", 7) == 0 && http1_is_token(s + 7, TOKEN_MAX_LEN)) {
         p->hash_key = HASH_KEY_HEADER;
         config_set_str(&p->hash_key_name, s + 7);
-    } else if (strncmp(s, "cookie:", 7) == 0 && is_token(s + 7)) {
+    } else if (strncmp(s, "cookie:", 7) == 0 && http1_is_token(s + 7, TOKEN_MAX_LEN)) {
         p->hash_key = HASH_KEY_COOKIE;
         config_set_str(&p->hash_key_name, s + 7);
     } else {
@@ -340,7 +327,7 @@ static void pool_field(struct config_ctx *c, int key, const struct ynode *v, voi
         break;
     case POK_STICKY_COOKIE: {
         const char *s = config_scalar(c, v, "a cookie name");
-        if (s && !is_token(s))
+        if (s && !http1_is_token(s, TOKEN_MAX_LEN))
             config_err_at(c, v->line, "expected a cookie name, got \"%s\"", config_shown_str(c, s));
         else if (s)
             config_set_str(&p->sticky_cookie, s);

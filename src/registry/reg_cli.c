@@ -741,12 +741,8 @@ static int common_options(struct cli *cli, int *argc, char **argv)
     argv[out] = NULL;
     const char *why;
     if (config_path) {
-        struct config_errors errs = { 0 };
-        struct sl_config *cfg = config_load(config_path, &errs);
+        struct sl_config *cfg = admin_client_load_config(config_path);
         if (!cfg) {
-            for (size_t i = 0; i < errs.n; i++)
-                fprintf(stderr, "%s\n", errs.lines[i]);
-            config_errors_free(&errs);
             return -1;
         }
         if (!cfg->admin_enabled) {
@@ -759,7 +755,6 @@ static int common_options(struct cli *cli, int *argc, char **argv)
         const struct cfg_registry *rc = reg_conf(cfg);
         if (!token && rc && rc->token)
             snprintf(cli->token, sizeof cli->token, "%s", rc->token);
-        admin_client_use_config(cfg); /* admin.token_file, sent as a bearer */
         config_free(cfg);
     }
     if (api && addr_parse(api, &cli->api, &why) < 0) {

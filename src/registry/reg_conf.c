@@ -16,6 +16,7 @@
 #include "core/config_walk.h"
 #include "core/dns_conf.h"
 #include "core/health_conf.h"
+#include "core/secret_file.h"
 #include "registry/reg_dns.h"
 #include "registry/reg_subnet.h"
 
@@ -656,15 +657,7 @@ static void read_token_file(struct config_ctx *c, const struct ynode *v, struct 
                       n < 0 ? strerror(errno) : "larger than 4 KiB");
         return;
     }
-    size_t len = (size_t)n;
-    buf[len] = '\0';
-    char *nl = strpbrk(buf, "\r\n");
-    if (nl)
-        len = (size_t)(nl - buf);
-    while (len && isspace((unsigned char)buf[len - 1]))
-        len--;
-    buf[len] = '\0';
-    if (!len || strlen(buf) != len) {
+    if (!secret_first_line(buf, (size_t)n)) {
         config_err_at(c, v->line, "%s holds no token (its first line is empty)", config_shown_str(c, path));
         return;
     }

@@ -163,3 +163,21 @@ def tls_listener_config(proto, tls_lines):
             "    pool: app\n"                   # 8
             "    tls:\n" % (free_port(), proto)  # 9
             + "".join("      %s\n" % x for x in tls_lines))
+
+
+def echo_stream(port):
+    """A connection to 127.0.0.1:port for echo(): 10 s to connect and per read."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.settimeout(10)
+    return s
+
+
+def echo(s, payload):
+    """Send payload on s and read back as many bytes (an echo backend)."""
+    s.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = s.recv(65536)
+        assert chunk, "the stream closed"
+        got += chunk
+    return got

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SLUICE_BIN
 from dns_stub import DnsStub
-from helpers import admin, admin_json, free_port, fresh_get, metric, pool_backends, wait_for
+from helpers import admin, admin_json, echo, echo_stream, free_port, fresh_get, metric, pool_backends, wait_for
 
 
 @pytest.fixture
@@ -407,28 +407,13 @@ def test_admin_beyond_loopback_needs_a_token(tmp_path):
 
 def test_a_tcp_pool_changed_at_run_time_keeps_its_open_streams(sluice):
     from stream_helpers import TcpBackend
-    import socket
     e1, e2 = TcpBackend("echo"), TcpBackend("echo")
     try:
         aport, port = free_port(), free_port()
         text = dyn_config(aport, port, [e1.addr]).replace("    pool: app\n", "    protocol: tcp\n    pool: app\n")
         sluice(text, wait_ports=[port, aport])
 
-        def stream():
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            s.settimeout(10)
-            return s
-
-        def echo(s, payload):
-            s.sendall(payload)
-            got = b""
-            while len(got) < len(payload):
-                chunk = s.recv(65536)
-                assert chunk, "the stream closed"
-                got += chunk
-            return got
-
-        long = stream()
+        long = echo_stream(port)
         assert echo(long, b"hello\n") == b"hello\n"
         assert admin_json(aport, "POST", "/api/pools/app/backends", {"address": e2.addr})[0] == 201
         assert admin_json(aport, "DELETE", "/api/pools/app/backends/" + e1.addr)[0] == 200
@@ -436,7 +421,7 @@ def test_a_tcp_pool_changed_at_run_time_keeps_its_open_streams(sluice):
         def new_streams_go_to_e2(n=4):
             c1, c2 = e1.count(), e2.count()
             for i in range(n):
-                s = stream()
+                s = echo_stream(port)
                 assert echo(s, b"n%d" % i) == b"n%d" % i
                 s.close()
             return e1.count() == c1 and e2.count() == c2 + n

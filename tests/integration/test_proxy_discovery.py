@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from helpers import admin_json, free_port, metric
+from helpers import admin_json, echo, echo_stream, free_port, metric
 from registry_node import reg, SVC, wait_until  # noqa: F401 (reg is a fixture)
 from stream_helpers import TcpBackend
 
@@ -310,22 +310,6 @@ def test_no_list_yet_answers_503_and_says_why_once(sluice, tmp_path):
 
 
 # ---- TCP ------------------------------------------------------------------
-
-
-def echo_stream(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.settimeout(10)
-    return s
-
-
-def echo(s, payload):
-    s.sendall(payload)
-    got = b""
-    while len(got) < len(payload):
-        chunk = s.recv(65536)
-        assert chunk, "the stream closed"
-        got += chunk
-    return got
 
 
 @pytest.fixture
