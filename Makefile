@@ -187,8 +187,10 @@ layers:
 deps:
 	@bash scripts/deps.sh
 
+# The build before the tests runs one job per CPU (BUILD_JOBS to change it).
+BUILD_JOBS ?= $(shell nproc)
 test: deps
-	@$(MAKE) --no-print-directory build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS) build/bench/tls_load build/tests-tools/ha_probe_driver
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) build/sluice build/sluice-asan $(UNIT_BIN) $(FUZZ_BIN) build/l4/test_forwarder $(LIBSLUICE_ARTIFACTS) build/bench/tls_load build/tests-tools/ha_probe_driver
 	@bash tests/run.sh
 
 unit: $(UNIT_BIN)

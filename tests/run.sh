@@ -82,8 +82,34 @@ run_integration() {
   passed=$((passed + p)); failed=$((failed + f + e))
 }
 
+# One fuzz target for FUZZ_SECONDS on a copy of its corpus. Its report
+# goes to stdout; the last line is its verdict: pass, skip or fail.
+fuzz_one() {
+  local t=$1 name=${1##*/fuzz_} corpus work
+  corpus=tests/fuzz/corpus/$name
+  work=$(mktemp -d)
+  [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+  echo "== fuzz: $name for ${FUZZ_SECONDS}s"
+  if "$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -artifact_prefix="$log_dir/$name-" "$work" >"$log_dir/fuzz-$name.log" 2>&1; then
+    if [[ $name == l4_* ]] && grep -q '^skip: ' "$log_dir/fuzz-$name.log"; then
+      grep '^skip: ' "$log_dir/fuzz-$name.log" | sed 's/^/   /'
+      echo skip
+    else
+      grep -E 'stat::number_of_executed_units' "$log_dir/fuzz-$name.log" | sed 's/^/   /'
+      echo pass
+    fi
+  else
+    tail -40 "$log_dir/fuzz-$name.log"
+    echo fail
+  fi
+  rm -rf "$work"
+}
+
+# The targets run FUZZ_JOBS at a time (default: one per CPU; each is one
+# single-threaded process), their reports printed in name order.
 run_fuzz() {
-  local t name corpus work
+  local t name jobs=${FUZZ_JOBS:-$(nproc)} out verdict
+  local targets=()
   for t in build/fuzz/fuzz_*; do
     [ -x "$t" ] || continue
     name=${t##*/fuzz_}
@@ -96,22 +122,22 @@ run_fuzz() {
       echo "== fuzz: $name: skip (not root; BPF_PROG_TEST_RUN needs root)"
       continue
     fi
-    corpus=tests/fuzz/corpus/$name
-    work=$(mktemp -d)
-    [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
-    echo "== fuzz: $name for ${FUZZ_SECONDS}s"
-    if "$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -artifact_prefix="$log_dir/$name-" "$work" >"$log_dir/fuzz-$name.log" 2>&1; then
-      if [[ $name == l4_* ]] && grep -q '^skip: ' "$log_dir/fuzz-$name.log"; then
-        grep '^skip: ' "$log_dir/fuzz-$name.log" | sed 's/^/   /'
-      else
-        grep -E 'stat::number_of_executed_units' "$log_dir/fuzz-$name.log" | sed 's/^/   /'
-        passed=$((passed + 1))
-      fi
-    else
-      tail -40 "$log_dir/fuzz-$name.log"
-      failed=$((failed + 1)); failures+=("fuzz $name")
-    fi
-    rm -rf "$work"
+    targets+=("$t")
+    fuzz_one "$t" >"$log_dir/fuzz-$name.report" &
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  done
+  wait
+  for t in "${targets[@]}"; do
+    name=${t##*/fuzz_}
+    out=$(cat "$log_dir/fuzz-$name.report")
+    verdict=$(echo "$out" | tail -1)
+    echo "$out" | sed '$d'
+    case "$verdict" in
+      pass) passed=$((passed + 1)) ;;
+      skip) ;;
+      *) failed=$((failed + 1)); failures+=("fuzz $name") ;;
+    esac
+    rm -f "$log_dir/fuzz-$name.report"
   done
 }
 
