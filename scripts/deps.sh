@@ -9,6 +9,7 @@ PKGS=(
   libsqlite3-dev                                   # the registry's embedded store
   libcurl4-openssl-dev etcd-server etcd-client     # the registry's etcd store; its tests run a real cluster
   python3 python3-pytest python3-requests          # integration tests
+  python3-pytest-xdist                             # integration tests on one worker per CPU (tests/run.sh)
   curl wrk netcat-openbsd iproute2 procps          # real clients and tools
   nginx-light haproxy                              # benchmark anchors
   libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config   # the XDP forwarder

@@ -65,21 +65,42 @@ run_bpf() {
   passed=$((passed + p)); failed=$((failed + f))
 }
 
-run_integration() {
-  echo "== integration (pytest)"
-  local out="$log_dir/pytest.log"
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "note: not root; tests that need network namespaces will skip"
-  fi
-  "$PYTHON" -m pytest -q -rs tests/integration -p no:cacheprovider 2>&1 | tee "$out"
+# Count one pytest run's summary line (in log $1) into passed/failed.
+count_pytest() {
   local line p f e
-  line=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error|skipped)|no tests ran' "$out" | tail -1)
+  line=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error|skipped|deselected)|no tests ran' "$1" | tail -1)
   p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
   f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
   e=$(echo "$line" | grep -oE '[0-9]+ error' | grep -oE '[0-9]+' || echo 0)
   p=${p:-0}; f=${f:-0}; e=${e:-0}
-  [ $((f + e)) -gt 0 ] && failures+=("integration")
+  [ -z "$line" ] && e=1   # pytest itself failed (a collection error, a crash)
+  [ $((f + e)) -gt 0 ] && failures+=("integration${2:+ ($2)}")
   passed=$((passed + p)); failed=$((failed + f + e))
+}
+
+# With pytest-xdist installed, in two runs: the tests that touch nothing of
+# the host's but loopback ports, one worker per CPU (TEST_JOBS; a file's
+# tests stay together, in order, as their module fixtures expect); then, alone
+# and one after another, those that do (conftest.py marks them `host`:
+# network namespaces and the HA labs, whose BFD timers want the CPUs to
+# themselves; mount namespaces; the demos' fixed ports). Without xdist (or
+# TEST_JOBS=1), one run of everything.
+run_integration() {
+  echo "== integration (pytest)"
+  local out="$log_dir/pytest.log" jobs=${TEST_JOBS:-$(nproc)}
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "note: not root; tests that need network namespaces will skip"
+  fi
+  if "$PYTHON" -c "import xdist" 2>/dev/null && [ "$jobs" -gt 1 ]; then
+    "$PYTHON" -m pytest -q -rs -n "$jobs" --dist loadfile -m "not host" tests/integration -p no:cacheprovider 2>&1 | tee "$out"
+    count_pytest "$out" "in parallel"
+    echo "== integration (pytest): the tests that touch the host, one at a time"
+    "$PYTHON" -m pytest -q -rs -m host tests/integration -p no:cacheprovider 2>&1 | tee "$out.host"
+    count_pytest "$out.host" "host"
+  else
+    "$PYTHON" -m pytest -q -rs tests/integration -p no:cacheprovider 2>&1 | tee "$out"
+    count_pytest "$out"
+  fi
 }
 
 # One fuzz target for FUZZ_SECONDS on a copy of its corpus. Its report

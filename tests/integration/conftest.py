@@ -139,3 +139,30 @@ def release_sluice(sluice, monkeypatch):
     # The factory reads SLUICE_BIN from this module's globals when it starts a proxy.
     monkeypatch.setitem(globals(), "SLUICE_BIN", rel)
     return sluice
+
+
+# The files that change host-wide state or bind fixed ports are marked
+# `host`: network namespaces and the HA labs (whose BFD timers also want
+# the CPUs to themselves), mount namespaces, and the demos (fixed ports).
+# tests/run.sh runs the others on one pytest-xdist worker per CPU, then
+# these alone, one after another.
+HOST_GROUP_MARKS = ("netns", "ha_lab", "ha_regions", "unshare", "demo")
+_host_files = {}
+
+
+def _uses_host(path):
+    if path not in _host_files:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        _host_files[path] = any(m in text for m in HOST_GROUP_MARKS)
+    return _host_files[path]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "host: touches host-wide state or fixed ports (run alone by tests/run.sh)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _uses_host(str(item.fspath)):
+            item.add_marker(pytest.mark.host)

@@ -1,16 +1,33 @@
 """Small socket helpers for the integration tests (stdlib only)."""
 import json
+import os
 import socket
 import time
 import urllib.request
 
 
+_handed_out = set()
+
+
 def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port nothing listens on now, never handed out before in this
+    process (two calls in a row could otherwise get the same one back).
+    Under pytest-xdist each worker takes only the ports whose half equals
+    its index modulo the worker count, so two workers never pick the same
+    one (the half: Linux hands out even ports to bind(0), odd ones to
+    connect())."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    for _ in range(10000):
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _handed_out and (port >> 1) % count == index % count:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found")
 
 
 def wait_port(port, timeout=10.0, proc=None, host="127.0.0.1"):

@@ -201,6 +201,9 @@ def stats_lab(sluice, backends):
                  retries=1)  # the workers learn "down" on their next 100 ms tick: until then, a retry
     sluice(cfg, wait_ports=[port, tport, aport])
     assert wait_for(lambda: pool_backends(aport, "app")[dead]["state"] == "down", timeout=10)
+    # The live one has passed a check too (on a loaded machine the dead one's
+    # verdict can come first), so its row says how the last check went.
+    assert wait_for(lambda: pool_backends(aport, "app")[live.address]["health"]["checks_ok"] > 0, timeout=10)
     for _ in range(6):
         assert curl(port) == ["200", "1.1"]
     return aport, live.address, dead
