@@ -61,20 +61,15 @@ const struct error_page *http_txn_error_page(const struct http_txn *t, int statu
     return page ? page : error_page_find(t->cr->l->cfg->error_pages, status);
 }
 
-/* The client's port: from the PROXY header or TOA when they gave the
- * client (cr->origin), else the socket's peer. */
+/* The client's port, as the PROXY header, TOA or the socket gave it: every
+ * carrier records the client in cr->origin at accept. */
 static int peer_port(const struct http_carrier *cr)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (cr->origin)
-        ss = cr->origin->client;
-    else if (!cr->tr || cr->tr->fd < 0 || getpeername(cr->tr->fd, (struct sockaddr *)&ss, &len) < 0)
-        return 0;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+    const struct sockaddr_storage *ss = cr->origin ? &cr->origin->client : NULL;
+    if (ss && ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss && ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
     return 0;
 }
 
